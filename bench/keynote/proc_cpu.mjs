@@ -1,0 +1,120 @@
+// @ts-self-types="./proc_cpu.d.ts"
+/**
+ * CPU accounting from /proc (Linux), so a result says where the time went: per watched process
+ * tree (a pid and all its descendants) in % of one core, and the whole machine's busy, iowait and
+ * steal in % of all cores. On other systems every figure is null.
+ */
+import { readdirSync, readFileSync } from "node:fs";
+import { availableParallelism } from "node:os";
+
+const CLOCK_TICKS_PER_S = 100; // USER_HZ on every Linux we run on
+
+/** @param {string} path */
+function readText(path) {
+  try {
+    return readFileSync(path, "utf8");
+  } catch {
+    return undefined;
+  }
+}
+
+/** Fields of /proc/<pid>/stat after the command name. @param {string} text */
+function statFields(text) {
+  return text.slice(text.lastIndexOf(")") + 2).split(" ");
+}
+
+/** @returns {Map<number, { parent: number, ticks: number }>} */
+function processTable() {
+  const table = new Map();
+  let names = [];
+  try {
+    names = readdirSync("/proc");
+  } catch {
+    return table;
+  }
+  for (const name of names) {
+    if (!/^\d+$/.test(name)) continue;
+    const text = readText(`/proc/${name}/stat`);
+    if (!text) continue;
+    const fields = statFields(text);
+    // fields[1] = ppid, fields[11] = utime, fields[12] = stime (stat fields 4, 14, 15)
+    table.set(Number(name), {
+      parent: Number(fields[1]),
+      ticks: Number(fields[11]) + Number(fields[12]),
+    });
+  }
+  return table;
+}
+
+/** Ticks of `root` and every descendant alive now (children that exited are not counted). */
+function treeTicks(table, root) {
+  if (!table.has(root)) return undefined;
+  let ticks = 0;
+  for (const [pid, entry] of table) {
+    let current = pid;
+    for (let depth = 0; depth < 64 && current > 0; depth++) {
+      if (current === root) {
+        ticks += entry.ticks;
+        break;
+      }
+      current = table.get(current)?.parent ?? 0;
+    }
+  }
+  return ticks;
+}
+
+function machineTicks() {
+  const text = readText("/proc/stat");
+  if (!text) return undefined;
+  const line = text.split("\n").find((l) => l.startsWith("cpu "));
+  if (!line) return undefined;
+  const [user, nice, system, idle, iowait, irq, softirq, steal] = line.trim().split(/\s+/).slice(1)
+    .map(Number);
+  const total = user + nice + system + idle + iowait + irq + softirq + steal;
+  return { total, idle, iowait, steal };
+}
+
+/**
+ * Starts a measurement over the named process trees.
+ * @param {Record<string, number>} roots name -> pid
+ */
+export function startCpuSample(roots) {
+  const startedMs = performance.now();
+  const table = processTable();
+  const before = Object.fromEntries(
+    Object.entries(roots).map(([name, pid]) => [name, treeTicks(table, pid)]),
+  );
+  const machineBefore = machineTicks();
+  return {
+    /** @returns {import("./proc_cpu.d.ts").CpuReport} */
+    stop() {
+      const seconds = (performance.now() - startedMs) / 1000;
+      const tableAfter = processTable();
+      /** @type {Record<string, number | null>} */
+      const processPercent = {};
+      for (const [name, pid] of Object.entries(roots)) {
+        const after = treeTicks(tableAfter, pid);
+        const start = before[name];
+        processPercent[name] = after === undefined || start === undefined || seconds <= 0
+          ? null
+          : round1(((after - start) / CLOCK_TICKS_PER_S / seconds) * 100);
+      }
+      const machineAfter = machineTicks();
+      let machine = null;
+      if (machineBefore && machineAfter && machineAfter.total > machineBefore.total) {
+        const total = machineAfter.total - machineBefore.total;
+        const share = (key) => round1(((machineAfter[key] - machineBefore[key]) / total) * 100);
+        const idle = share("idle");
+        const iowait = share("iowait");
+        const steal = share("steal");
+        machine = { busyPercent: round1(100 - idle - iowait - steal), iowaitPercent: iowait, stealPercent: steal };
+      }
+      return { seconds: round1(seconds), cores: availableParallelism(), processPercent, machine };
+    },
+  };
+}
+
+/** @param {number} value */
+function round1(value) {
+  return Math.round(value * 10) / 10;
+}

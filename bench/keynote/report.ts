@@ -1,0 +1,262 @@
+/**
+ * The keynote report: machine and versions, one row per system × α × mode, and the ratios
+ * Lightcone / baseline. Formatting is pure; `describeMachine` reads /proc.
+ */
+import type { SystemResult } from "./types.ts";
+
+export interface MachineInfo {
+  cpuCount: number;
+  cpuModel: string;
+  memoryGib: number;
+  os: string;
+  kernel: string;
+  deno: string;
+  node: string;
+}
+
+export interface ReportSettings {
+  date: string;
+  warmupMs: number;
+  measureMs: number;
+  clientCount: number;
+  inflightPipelined: number;
+  accountCount: number;
+  initialBalance: number;
+  seed: number;
+  pairCount: number;
+  /** Share of pairs touching the hottest account, per α (shows the contention). */
+  hottestShareByAlpha: Record<string, number>;
+  command: string;
+}
+
+async function readOr(path: string, fallback: string): Promise<string> {
+  try {
+    return await Deno.readTextFile(path);
+  } catch {
+    return fallback;
+  }
+}
+
+export async function describeMachine(node: string): Promise<MachineInfo> {
+  const cpuinfo = await readOr("/proc/cpuinfo", "");
+  const meminfo = await readOr("/proc/meminfo", "");
+  const osRelease = await readOr("/etc/os-release", "");
+  const cpuModel = /^model name\s*:\s*(.+)$/m.exec(cpuinfo)?.[1]?.trim() ?? "unknown";
+  const memoryKib = Number(/^MemTotal:\s*(\d+)/m.exec(meminfo)?.[1] ?? 0);
+  const os = /^PRETTY_NAME="?([^"\n]+)"?$/m.exec(osRelease)?.[1] ?? Deno.build.os;
+  return {
+    cpuCount: navigator.hardwareConcurrency,
+    cpuModel,
+    memoryGib: Math.round((memoryKib / 1024 / 1024) * 10) / 10,
+    os,
+    kernel: Deno.osRelease(),
+    deno: Deno.version.deno,
+    node,
+  };
+}
+
+function formatInteger(value: number): string {
+  return Math.round(value).toLocaleString("en-US");
+}
+
+function formatMs(value: number): string {
+  if (value >= 100) return formatInteger(value);
+  if (value >= 10) return value.toFixed(1);
+  return value.toFixed(2);
+}
+
+function formatAlpha(alpha: number): string {
+  return String(alpha);
+}
+
+function formatRatio(value: number): string {
+  if (value >= 100) return `${Math.round(value)}×`;
+  if (value >= 10) return `${value.toFixed(1)}×`;
+  return `${value.toFixed(2)}×`;
+}
+
+function cpuCell(result: SystemResult): string {
+  const cpu = result.cpu;
+  if (!cpu) return "—";
+  const parts = Object.entries(cpu.processPercent)
+    .filter(([, percent]) => percent !== null)
+    .map(([name, percent]) => `${name} ${Math.round(percent as number)}`);
+  if (cpu.machine) {
+    parts.push(
+      `machine ${Math.round(cpu.machine.busyPercent)}/${Math.round(cpu.machine.iowaitPercent)}/${
+        Math.round(cpu.machine.stealPercent)
+      }`,
+    );
+  }
+  return parts.join(", ");
+}
+
+function retryCell(result: SystemResult): string {
+  const stats = result.serverStats;
+  if (!stats || typeof stats.retries !== "number") return "";
+  return ` (retries ${formatInteger(stats.retries)}, gave up ${formatInteger(Number(stats.gaveUp ?? 0))})`;
+}
+
+/** The main table: one row per run. */
+export function resultsTable(results: readonly SystemResult[]): string {
+  const lines = [
+    "| system | mode | α | TPS | p50 ms | p99 ms | errors | balance check | CPU % (client, server, db; machine busy/iowait/steal) |",
+    "|---|---|---:|---:|---:|---:|---:|---|---|",
+  ];
+  for (const result of results) {
+    const mode = `${result.mode} (${result.clientCount}×${result.inflightPerClient})`;
+    if (!result.load) {
+      lines.push(
+        `| ${result.systemName} | ${mode} | ${formatAlpha(result.alpha)} | — | — | — | — | ${result.status}: ${
+          escapeCell(result.reason ?? "")
+        } | — |`,
+      );
+      continue;
+    }
+    const load = result.load;
+    const check = result.balance
+      ? result.balance.ok
+        ? `ok (${formatInteger(result.balance.rowCount)} rows, ${formatInteger(result.balance.changedCount)} changed)`
+        : `FAILED: ${escapeCell(result.reason ?? result.balance.problems.join("; "))}`
+      : result.status;
+    lines.push(
+      `| ${result.systemName} | ${mode} | ${formatAlpha(result.alpha)} | **${formatInteger(load.tps)}** | ${
+        formatMs(load.p50Ms)
+      } | ${formatMs(load.p99Ms)} | ${formatInteger(load.errors)}${retryCell(result)} | ${check} | ${
+        cpuCell(result)
+      } |`,
+    );
+  }
+  return lines.join("\n");
+}
+
+function escapeCell(text: string): string {
+  return text.replaceAll("|", "\\|").replaceAll("\n", " ");
+}
+
+/**
+ * Ratios Lightcone / baseline per α: against the baseline in the same mode, and (the keynote's
+ * headline comparison) Lightcone pipelined against the baseline closed-loop.
+ */
+export function ratioTable(results: readonly SystemResult[]): string {
+  const measured = results.filter((result) => result.status === "ok" && result.load);
+  const lightcone = measured.filter((result) => result.systemKey === "lightcone");
+  const baselines = measured.filter((result) => result.systemKey !== "lightcone");
+  const find = (list: readonly SystemResult[], alpha: number, mode: string) =>
+    list.find((result) => result.alpha === alpha && result.mode === mode);
+  const lines = [
+    "| baseline | α | Lightcone TPS / baseline TPS, same mode | Lightcone pipelined / baseline closed (keynote) |",
+    "|---|---:|---|---|",
+  ];
+  const seen = new Set<string>();
+  for (const baseline of baselines) {
+    const key = `${baseline.systemKey}|${baseline.alpha}`;
+    if (seen.has(key)) continue;
+    seen.add(key);
+    const cells: string[] = [];
+    for (const mode of ["closed", "pipelined"]) {
+      const ours = find(lightcone, baseline.alpha, mode);
+      const theirs = find(
+        baselines.filter((result) => result.systemKey === baseline.systemKey),
+        baseline.alpha,
+        mode,
+      );
+      if (ours?.load && theirs?.load && theirs.load.tps > 0) {
+        cells.push(`${mode}: ${formatRatio(ours.load.tps / theirs.load.tps)}`);
+      }
+    }
+    const oursPipelined = find(lightcone, baseline.alpha, "pipelined");
+    const theirsClosed = find(
+      baselines.filter((result) => result.systemKey === baseline.systemKey),
+      baseline.alpha,
+      "closed",
+    );
+    const keynote = oursPipelined?.load && theirsClosed?.load && theirsClosed.load.tps > 0
+      ? formatRatio(oursPipelined.load.tps / theirsClosed.load.tps)
+      : "—";
+    lines.push(
+      `| ${baseline.systemName} | ${formatAlpha(baseline.alpha)} | ${cells.join(", ") || "—"} | ${keynote} |`,
+    );
+  }
+  if (lines.length === 2) lines.push("| — | — | no baseline measured | — |");
+  return lines.join("\n");
+}
+
+function versionsLine(machine: MachineInfo, results: readonly SystemResult[]): string {
+  const versions = new Map<string, string>();
+  versions.set("Deno", machine.deno);
+  versions.set("Node", machine.node);
+  for (const result of results) {
+    const info = result.info ?? {};
+    if (typeof info.betterSqlite3 === "string") versions.set("better-sqlite3", info.betterSqlite3);
+    if (typeof info.sqlite === "string") versions.set("SQLite", info.sqlite);
+    if (typeof info.pg === "string") versions.set("pg", info.pg);
+    if (typeof info.postgresVersion === "string") versions.set("PostgreSQL", info.postgresVersion);
+    const client = info.client as Record<string, string> | undefined;
+    if (client?.undici) versions.set("undici (HTTP client)", client.undici);
+    if (typeof info.lightcone === "string") versions.set("Lightcone", info.lightcone);
+    if (typeof info.sdk === "string") versions.set("spacetimedb SDK", info.sdk);
+  }
+  return [...versions].map(([name, version]) => `${name} ${version}`).join(", ");
+}
+
+function settingsLines(results: readonly SystemResult[]): string[] {
+  const lines: string[] = [];
+  const sqlite = results.find((result) => result.systemKey === "sqlite" && result.info);
+  if (sqlite?.info) {
+    lines.push(
+      `* SQLite settings read back: journal_mode=${sqlite.info.journalMode}, synchronous=${sqlite.info.synchronous}, cache_size=${sqlite.info.cacheSize}.`,
+    );
+  }
+  const pg = results.find((result) => result.systemKey.startsWith("pg") && result.info);
+  const settings = pg?.info?.postgres as Record<string, string> | undefined;
+  if (settings) {
+    lines.push(
+      `* PostgreSQL settings read back: ${
+        Object.entries(settings).filter(([name]) => name !== "server_version").map(([name, value]) =>
+          `${name}=${value}`
+        ).join(", ")
+      }.`,
+    );
+  }
+  return lines;
+}
+
+/** The whole markdown section appended to bench/RESULTS.md. */
+export function reportMarkdown(
+  machine: MachineInfo,
+  settings: ReportSettings,
+  results: readonly SystemResult[],
+): string {
+  const contention = Object.entries(settings.hottestShareByAlpha)
+    .map(([alpha, share]) => `α=${alpha}: ${(share * 100).toFixed(1)} %`)
+    .join(", ");
+  const failed = results.filter((result) => result.status !== "ok");
+  return [
+    `## Keynote transfer benchmark, ${settings.date}`,
+    "",
+    `* Machine: ${machine.cpuCount} × ${machine.cpuModel}, ${machine.memoryGib} GiB RAM, ${machine.os}, kernel ${machine.kernel}.`,
+    `* Versions: ${versionsLine(machine, results)}.`,
+    `* Workload: ${formatInteger(settings.accountCount)} accounts at ${formatInteger(settings.initialBalance)}, transfers of 1, ${
+      formatInteger(settings.pairCount)
+    } precomputed pairs (seed ${settings.seed}, Zipf over ranks with a random rank→id permutation, from ≠ to). Transfers touching the hottest account: ${contention}.`,
+    `* Load: ${settings.clientCount} clients; closed = 1 in flight per client, pipelined = ${settings.inflightPipelined} in flight per client. ${
+      settings.warmupMs / 1000
+    } s warm-up, then ${
+      settings.measureMs / 1000
+    } s measured; TPS counts acknowledged transfers completed inside the window; p50/p99 over those; errors = non-acknowledged transfers completed inside the window. One run per row (expect ±15 % between runs on a shared VM).`,
+    "* Balance check after every run: row count, summed balance, and each account against the acknowledged transfers (no acknowledged transfer lost).",
+    ...settingsLines(results),
+    `* Command: \`${settings.command}\``,
+    "",
+    resultsTable(results),
+    "",
+    "Ratios (Lightcone / baseline):",
+    "",
+    ratioTable(results),
+    ...(failed.length > 0
+      ? ["", `Not measured or failed: ${failed.map((r) => `${r.systemKey} ${r.mode} α=${r.alpha} (${r.reason ?? r.status})`).join("; ")}.`]
+      : []),
+    "",
+  ].join("\n");
+}

@@ -1,0 +1,74 @@
+/** `build [--project-path DIR] [-d]`: bundle DIR/src/index.ts into DIR/dist/bundle.js. */
+import { expectPositionals, parseVerbArgs } from "../args.ts";
+import type { CliContext } from "../context.ts";
+import { buildModule, type BuildResult } from "../module_build.ts";
+import type { CliIo } from "../io.ts";
+
+export const BUILD_HELP = `Build a TypeScript module into one JavaScript file (dist/bundle.js)
+
+Usage: build [OPTIONS]
+
+Options:
+  -p, --project-path <DIR>  The module project (default: ./spacetimedb if it exists, else .)
+                            Alias: --module-path
+  -d, --debug               Keep function and class names for readable stack traces
+      --skip-type-check     Do not run node_modules/.bin/tsc --noEmit first
+  -h, --help                Print help
+
+The entry point is <DIR>/src/index.ts. Everything is bundled except the host's
+spacetime:sys@* modules. npm packages come from <DIR>/node_modules (run \`npm install\`),
+or, without node_modules, from the versions in package.json via Deno's npm cache.
+
+Examples:
+  build --project-path ./spacetimedb
+  build -p . --debug`;
+
+const FLAGS = {
+  "project-path": { type: "string", short: "p" },
+  "module-path": { type: "string" },
+  debug: { type: "boolean", short: "d" },
+  "skip-type-check": { type: "boolean" },
+} as const;
+
+export async function runBuild(args: string[], ctx: CliContext): Promise<number> {
+  const { flags, positionals } = parseVerbArgs("build", args, FLAGS);
+  expectPositionals("build", positionals, { required: [] });
+  const projectDir = await defaultProjectDir(flags["project-path"] ?? flags["module-path"]);
+  await buildWithProgress(projectDir, ctx.io, {
+    debug: flags.debug,
+    skipTypeCheck: flags["skip-type-check"],
+  });
+  ctx.io.out("Build finished successfully.\n");
+  return 0;
+}
+
+/** `./spacetimedb` when it is a directory (the init layout), else the current directory. */
+export async function defaultProjectDir(given: string | undefined): Promise<string> {
+  if (given !== undefined) return given;
+  try {
+    if ((await Deno.stat("spacetimedb")).isDirectory) return "spacetimedb";
+  } catch {
+    // not there: build the current directory
+  }
+  return ".";
+}
+
+export async function buildWithProgress(
+  projectDir: string,
+  io: CliIo,
+  options: { debug?: boolean; skipTypeCheck?: boolean },
+): Promise<BuildResult> {
+  io.err(`Building module ${projectDir}...\n`);
+  const result = await buildModule(projectDir, io, options);
+  io.err(
+    `Bundled ${formatBytes(result.sizeBytes)} to ${result.bundlePath} ` +
+      `(host ABI spacetime:sys@${result.syscallVersions.join(", @")})\n`,
+  );
+  return result;
+}
+
+export function formatBytes(bytes: number): string {
+  if (bytes < 1024) return `${bytes} B`;
+  if (bytes < 1024 * 1024) return `${(bytes / 1024).toFixed(1)} KiB`;
+  return `${(bytes / 1024 / 1024).toFixed(2)} MiB`;
+}

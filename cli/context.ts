@@ -1,0 +1,72 @@
+/** What every command gets: the terminal, the config file, and a way to reach a server. */
+import { ApiClient, type ApiError } from "./api_client.ts";
+import { CliConfig, identityOfToken } from "./config.ts";
+import type { CliIo } from "./io.ts";
+
+export interface CliContext {
+  io: CliIo;
+  /** Path of the CLI config file (resolved by runCli). */
+  configPath: string;
+  /** Replaces global fetch (tests). */
+  fetch?: typeof fetch;
+}
+
+export interface Connection {
+  client: ApiClient;
+  config: CliConfig;
+  serverUrl: string;
+  serverLabel: string;
+  /** The identity of the token in use, when there is one. */
+  identity?: string;
+}
+
+/**
+ * Resolves `-s` and the token for that server. With `login: true` and no saved token, asks
+ * the server for a new identity (POST /v1/identity) and saves its token, so the same user
+ * can publish again later as the owner.
+ */
+export async function connect(
+  ctx: CliContext,
+  options: { server?: string; anonymous?: boolean; login?: boolean },
+): Promise<Connection> {
+  const config = await CliConfig.load(ctx.configPath);
+  const { url, label } = config.resolveServer(options.server);
+  let token = options.anonymous ? undefined : config.tokenFor(url);
+  if (!token && options.login && !options.anonymous) {
+    const anonymousClient = new ApiClient(url, { fetch: ctx.fetch });
+    const issued = await anonymousClient.createIdentity();
+    token = issued.token;
+    config.setToken(url, token);
+    await config.save(ctx.io);
+    ctx.io.err(
+      `We have logged in directly to your target server (${url}).\n` +
+        `Logged in with identity ${issued.identity}\n`,
+    );
+  }
+  return {
+    client: new ApiClient(url, { token, fetch: ctx.fetch }),
+    config,
+    serverUrl: url,
+    serverLabel: label,
+    identity: token ? identityOfToken(token) : undefined,
+  };
+}
+
+/** Hints for a 401/403 so users know what ownership and saved tokens mean. */
+export function authHints(error: ApiError, connection: Connection): string[] {
+  if (error.status === 401 && connection.identity !== undefined) {
+    return [
+      `The server rejected the token saved for ${connection.serverUrl} (its keys may have ` +
+      "changed, e.g. it was started with a new data dir).",
+      `Run \`logout -s ${connection.serverUrl}\` to forget it; the next publish gets a new identity.`,
+    ];
+  }
+  if (error.status === 403) {
+    return [
+      connection.identity
+        ? `You are identity ${connection.identity}; only the database's owner may do this.`
+        : "You are not logged in to this server, and only the database's owner may do this.",
+    ];
+  }
+  return [];
+}

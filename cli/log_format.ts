@@ -1,0 +1,70 @@
+/** Renders the server's NDJSON log records (`logs` verb) as readable lines. */
+
+export interface LogRecord {
+  ts?: number;
+  level?: string;
+  target?: string;
+  filename?: string;
+  line_number?: number;
+  function?: string;
+  message?: string;
+  trace?: { module_name?: string; func_name?: string }[];
+}
+
+const SYSTEM_SENTINEL = "__spacetimedb__";
+
+const LEVEL_COLOURS: Record<string, string> = {
+  ERROR: "\x1b[31m",
+  PANIC: "\x1b[1;31m",
+  WARN: "\x1b[33m",
+  INFO: "\x1b[32m",
+  DEBUG: "\x1b[34m",
+  TRACE: "\x1b[35m",
+};
+const DIM = "\x1b[2m";
+const RESET = "\x1b[0m";
+
+/** Microseconds since the Unix epoch -> `2025-01-07T15:32:57.447286Z`. */
+export function formatTimestampMicros(micros: number): string {
+  const wholeMs = Math.floor(micros / 1000);
+  const iso = new Date(wholeMs).toISOString(); // 2025-01-07T15:32:57.447Z
+  const fraction = String(((micros % 1_000_000) + 1_000_000) % 1_000_000).padStart(6, "0");
+  return `${iso.slice(0, 19)}.${fraction}Z`;
+}
+
+/**
+ * `<time> <LEVEL>: [<function> ][<file>:<line>]: <message>`; function and file are left
+ * out when absent or the system sentinel. Returns the raw line when it is not a record.
+ */
+export function formatLogLine(line: string, options: { colour: boolean }): string {
+  let record: LogRecord;
+  try {
+    record = JSON.parse(line);
+  } catch {
+    return line;
+  }
+  if (typeof record !== "object" || record === null) return line;
+  const level = (record.level ?? "Info").toUpperCase();
+  const time = typeof record.ts === "number" ? formatTimestampMicros(record.ts) : "";
+  const levelText = level.padStart(5);
+  const colouredLevel = options.colour
+    ? `${LEVEL_COLOURS[level] ?? ""}${levelText}${RESET}`
+    : levelText;
+  const colouredTime = options.colour ? `${DIM}${time}${RESET}` : time;
+  let origin = "";
+  if (record.function && record.function !== SYSTEM_SENTINEL) origin += `${record.function} `;
+  if (record.filename && record.filename !== SYSTEM_SENTINEL) {
+    origin += record.line_number !== undefined
+      ? `${record.filename}:${record.line_number}`
+      : record.filename;
+  }
+  origin = origin.trim();
+  const head = `${colouredTime} ${colouredLevel}:`;
+  let text = origin === ""
+    ? `${head} ${record.message ?? ""}`
+    : `${head} ${origin}: ${record.message ?? ""}`;
+  for (const frame of record.trace ?? []) {
+    text += `\n    in ${frame.module_name ?? "?"} :: ${frame.func_name ?? "?"}`;
+  }
+  return text;
+}

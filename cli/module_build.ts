@@ -1,0 +1,292 @@
+/**
+ * Builds a TypeScript module project into one ESM file, DIR/dist/bundle.js, the way
+ * `spacetime build` does: entry src/index.ts, everything bundled except the host's
+ * `spacetime:sys@M.m` modules, inline source map; then the same three post-checks.
+ * The bundler is `deno bundle`. npm packages resolve from the project's node_modules
+ * when it has one, else from package.json through Deno's npm cache.
+ */
+import { CliError } from "./errors.ts";
+import type { CliIo } from "./io.ts";
+
+export interface BuildOptions {
+  debug?: boolean;
+  /** Skip `tsc --noEmit` even when node_modules/.bin/tsc exists. */
+  skipTypeCheck?: boolean;
+}
+
+export interface BuildResult {
+  bundlePath: string;
+  sizeBytes: number;
+  /** `spacetime:sys@M.m` versions the bundle imports, sorted. */
+  syscallVersions: string[];
+  resolution: "deno.json" | "node_modules" | "package.json";
+}
+
+const EXTERNAL_PATTERN = "spacetime:sys*";
+
+export async function buildModule(
+  projectDir: string,
+  io: CliIo,
+  options: BuildOptions = {},
+): Promise<BuildResult> {
+  const dir = await checkProjectDir(projectDir);
+  const entry = `${dir}/src/index.ts`;
+  if (!await isFile(entry)) {
+    throw new CliError(`Could not find the module entry point '${entry}'`, [
+      "A TypeScript module's code starts in src/index.ts inside the project directory.",
+    ]);
+  }
+  const hasDenoJson = await isFile(`${dir}/deno.json`) || await isFile(`${dir}/deno.jsonc`);
+  const hasPackageJson = await isFile(`${dir}/package.json`);
+  if (!hasDenoJson && !hasPackageJson) {
+    throw new CliError(
+      `Could not detect the language of the module in '${dir}': it has no package.json`,
+      ["Are you in a SpacetimeDB project directory? Use --project-path to point at it."],
+    );
+  }
+  if (!options.skipTypeCheck) await typeCheck(dir, io);
+
+  const tempDir = await Deno.makeTempDir({ prefix: "lightcone-build-" });
+  try {
+    const { args: resolutionArgs, resolution } = await resolutionFor(dir, tempDir, io, {
+      hasDenoJson,
+    });
+    await Deno.mkdir(`${dir}/dist`, { recursive: true });
+    const bundlePath = `${dir}/dist/bundle.js`;
+    const bundleArgs = [
+      "bundle",
+      ...resolutionArgs,
+      "--no-lock",
+      "--platform",
+      "browser",
+      "--format",
+      "esm",
+      "--sourcemap",
+      "inline",
+      "--external",
+      EXTERNAL_PATTERN,
+      ...(options.debug ? ["--keep-names"] : []),
+      "--output",
+      bundlePath,
+      "src/index.ts",
+    ];
+    const output = await new Deno.Command(Deno.execPath(), {
+      args: bundleArgs,
+      cwd: dir,
+      env: { NO_COLOR: "1" },
+      stdin: "null",
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    const stderr = new TextDecoder().decode(output.stderr);
+    if (!output.success) throw bundleError(stderr, dir, resolution);
+
+    const text = await Deno.readTextFile(bundlePath);
+    const syscallVersions = checkBundle(text);
+    return {
+      bundlePath,
+      sizeBytes: new TextEncoder().encode(text).length,
+      syscallVersions,
+      resolution,
+    };
+  } finally {
+    await Deno.remove(tempDir, { recursive: true }).catch(() => {});
+  }
+}
+
+async function checkProjectDir(projectDir: string): Promise<string> {
+  let stat;
+  try {
+    stat = await Deno.stat(projectDir);
+  } catch {
+    throw new CliError(
+      `Module directory does not exist: '${projectDir}'. Check your --project-path flag`,
+    );
+  }
+  if (!stat.isDirectory) {
+    throw new CliError(`Module path '${projectDir}' exists but is not a directory`);
+  }
+  return await Deno.realPath(projectDir);
+}
+
+async function isFile(path: string): Promise<boolean> {
+  try {
+    return (await Deno.stat(path)).isFile;
+  } catch {
+    return false;
+  }
+}
+
+async function isDirectory(path: string): Promise<boolean> {
+  try {
+    return (await Deno.stat(path)).isDirectory;
+  } catch {
+    return false;
+  }
+}
+
+async function typeCheck(dir: string, io: CliIo): Promise<void> {
+  const tsc = `${dir}/node_modules/.bin/tsc`;
+  if (!await isFile(tsc)) {
+    io.err(
+      "Note: tsc not found in node_modules, skipping the type check. Add `typescript` as a " +
+        "dev-dependency to check types on build.\n",
+    );
+    return;
+  }
+  io.err("Type-checking with tsc --noEmit...\n");
+  let output;
+  try {
+    output = await new Deno.Command(tsc, {
+      args: ["--noEmit"],
+      cwd: dir,
+      stdin: "null",
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+  } catch (error) {
+    throw new CliError(`Could not run '${tsc}': ${(error as Error).message}`);
+  }
+  if (!output.success) {
+    const decoder = new TextDecoder();
+    io.err(decoder.decode(output.stdout) + decoder.decode(output.stderr));
+    throw new CliError(`Type check failed (tsc exited with code ${output.code})`, [
+      "Fix the errors above, or pass --skip-type-check to build anyway.",
+    ]);
+  }
+}
+
+async function resolutionFor(
+  dir: string,
+  tempDir: string,
+  io: CliIo,
+  project: { hasDenoJson: boolean },
+): Promise<{ args: string[]; resolution: BuildResult["resolution"] }> {
+  if (project.hasDenoJson) {
+    const config = await isFile(`${dir}/deno.json`) ? `${dir}/deno.json` : `${dir}/deno.jsonc`;
+    return { args: ["--config", config], resolution: "deno.json" };
+  }
+  const emptyConfig = `${tempDir}/deno.json`;
+  if (await isDirectory(`${dir}/node_modules`)) {
+    // An empty config keeps an enclosing deno.json (a workspace) out of the build;
+    // "manual" resolves bare imports by walking up node_modules, as Node and npm do.
+    await Deno.writeTextFile(emptyConfig, "{}\n");
+    return {
+      args: ["--config", emptyConfig, "--node-modules-dir=manual"],
+      resolution: "node_modules",
+    };
+  }
+  const imports = await importsFromPackageJson(`${dir}/package.json`);
+  io.err(
+    `Note: no node_modules in ${dir}; resolving the dependencies in package.json through ` +
+      "Deno's npm cache (run `npm install` there to use your own node_modules).\n",
+  );
+  await Deno.writeTextFile(
+    emptyConfig,
+    JSON.stringify({ imports, nodeModulesDir: "none" }, null, 2) + "\n",
+  );
+  return { args: ["--config", emptyConfig], resolution: "package.json" };
+}
+
+/** The version of the module library this CLI is built and tested against. */
+export const SPACETIMEDB_VERSION_FALLBACK = "2.8.3";
+
+/** Maps package.json dependencies to `npm:` specifiers for an import map. */
+export async function importsFromPackageJson(path: string): Promise<Record<string, string>> {
+  let manifest: Record<string, unknown>;
+  try {
+    manifest = JSON.parse(await Deno.readTextFile(path));
+  } catch (error) {
+    throw new CliError(`Cannot read '${path}': ${(error as Error).message}`);
+  }
+  const imports: Record<string, string> = {};
+  for (const field of ["dependencies", "devDependencies"]) {
+    const deps = manifest[field];
+    if (typeof deps !== "object" || deps === null) continue;
+    for (const [name, range] of Object.entries(deps as Record<string, unknown>)) {
+      if (typeof range !== "string") continue;
+      const version = npmRangeOrFallback(name, range);
+      if (version === undefined) continue;
+      imports[name] = `npm:${name}@${version}`;
+      imports[`${name}/`] = `npm:/${name}@${version}/`;
+    }
+  }
+  return imports;
+}
+
+function npmRangeOrFallback(name: string, range: string): string | undefined {
+  // workspace:, file:, link:, git URLs... have no meaning outside the package manager.
+  if (/^[\^~<>=*0-9xX. |-]+$/.test(range) || range === "latest") return range;
+  if (name === "spacetimedb") return SPACETIMEDB_VERSION_FALLBACK;
+  return undefined;
+}
+
+const RESOLUTION_FAILURE =
+  /Module not found|not a dependency|ERR_PACKAGE_PATH_NOT_EXPORTED|ERR_MODULE_NOT_FOUND|Could not (resolve|find)|Cannot find (module|package)|Relative import path/;
+
+/** Turns `deno bundle` stderr into one error line plus the code frame as hints. */
+export function bundleError(
+  stderr: string,
+  dir: string,
+  resolution: BuildResult["resolution"],
+): CliError {
+  const lines = stderr.split("\n");
+  const blocks: string[][] = [];
+  for (const line of lines) {
+    if (/^Stack backtrace:/.test(line)) break;
+    if (/deno bundle.*experimental/.test(line) || /^error: bundling failed/.test(line)) continue;
+    if (line.startsWith("error: ")) blocks.push([line.slice("error: ".length)]);
+    else if (blocks.length > 0 && line.trim() !== "") blocks[blocks.length - 1].push(line);
+  }
+  if (blocks.length === 0) {
+    const tail = lines.filter((l) => l.trim() !== "").slice(-3).join(" ");
+    return new CliError(`Build failed: deno bundle exited with an error: ${tail}`);
+  }
+  const fileUrlPrefix = `file://${dir}/`;
+  const relative = (text: string) => text.split(fileUrlPrefix).join("");
+  const [first, ...rest] = blocks;
+  const location = first.map((l) => /^\s*at (\S+)$/.exec(l)).find((m) => m !== null);
+  const frame = first.filter((l) => !/^\s*at \S+$/.test(l)).slice(1).map(relative);
+  const message = relative(first[0]);
+  const where = location ? relative(location[1]).replace(/^file:\/\//, "") : undefined;
+  const hints = [...frame];
+  for (const block of rest) hints.push(relative(block.join(" ")));
+  if (RESOLUTION_FAILURE.test(stderr)) {
+    hints.push(
+      "Module not found. You may have forgotten to install dependencies with your package " +
+        "manager (e.g. `npm install`)" +
+        (resolution === "node_modules" ? " or the package is missing from node_modules." : "."),
+    );
+  }
+  return new CliError(`Build failed: ${where ? `${where}: ` : ""}${message}`, hints);
+}
+
+/** The three post-checks of the official build; returns the syscall versions. */
+export function checkBundle(text: string): string[] {
+  const versions = new Set<string>();
+  const pattern = /(?:from\s*|import\s*)["']spacetime:sys@(\d+)\.(\d+)["']/g;
+  for (const match of text.matchAll(pattern)) versions.add(`${match[1]}.${match[2]}`);
+  if (versions.size === 0) {
+    throw new CliError(
+      "Your module doesn't import the `spacetimedb/server` package at all - this is likely a " +
+        "mistake, as your module will not be able to interface with the SpacetimeDB host.",
+    );
+  }
+  const majors = new Set([...versions].map((v) => v.split(".")[0]));
+  if (majors.size > 1) {
+    throw new CliError(
+      `The module pulls in ${majors.size} different versions of the \`spacetimedb/server\` ` +
+        `package (spacetime:sys@${[...versions].sort().join(", @")})`,
+      ["Make sure only one version of the spacetimedb package is installed."],
+    );
+  }
+  const hasDefaultExport = /^export\s+default\b/m.test(text) ||
+    /^export\s*\{[^}]*\bas\s+default\b[^}]*\}/m.test(text);
+  if ([...majors][0] !== "1" && !hasDefaultExport) {
+    throw new CliError(
+      "It seems like you haven't exported your schema. You must `export default schema(...);`",
+      ["e.g. `const spacetimedb = schema({ person }); export default spacetimedb;`"],
+    );
+  }
+  return [...versions].sort();
+}

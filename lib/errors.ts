@@ -1,0 +1,26 @@
+/** Typed operating errors. server/error_response.ts turns them into HTTP statuses. */
+
+export class LimitExceededError extends RangeError {
+  override name = "LimitExceededError";
+  constructor(readonly limit: string, readonly value: number, readonly max: number) {
+    super(`${limit} is ${value}, over the limit of ${max}`);
+  }
+}
+
+/** Something named by the caller does not exist (database, reducer, table...). */
+export class NotFoundError extends Error {
+  override name = "NotFoundError";
+}
+
+/** The caller is not allowed to do this (not the owner, bad token...). */
+export class PermissionError extends Error {
+  override name = "PermissionError";
+  constructor(message: string, readonly status: 401 | 403 = 403) {
+    super(message);
+  }
+}
+
+/** The request is malformed: bad arguments, bad module, bad SQL. */
+export class BadRequestError extends Error {
+  override name = "BadRequestError";
+}

@@ -1,0 +1,120 @@
+/**
+ * Composition root. `deno task start [--listen-addr HOST:PORT] [--data-dir DIR]`
+ * runs the server; `deno task cli <verb> ...` runs a CLI verb.
+ */
+import { join } from "node:path";
+import { configureLog, log } from "./lib/log.ts";
+import { startServer, VERSION } from "./server/mod.ts";
+
+const USAGE = `Lightcone ${VERSION}: a SpacetimeDB-compatible database server
+
+Usage:
+  lightcone start [--listen-addr HOST:PORT] [--data-dir DIR] [--reducer-budget-ms MS]
+  lightcone <cli verb> ...        (build, publish, call, logs, describe, delete, ...; see --help)
+
+start options:
+  -l, --listen-addr HOST:PORT  where to listen (default 127.0.0.1:3000)
+      --data-dir DIR           where databases live (default: $LIGHTCONE_DATA_DIR or ./lightcone-data)
+      --reducer-budget-ms MS   time a reducer may run before it is stopped (default 10000)
+      --oidc-issuer URL        trust tokens from this OpenID Connect issuer (repeatable)
+      --oidc-audience AUD      required audience for OpenID Connect tokens (repeatable)
+      --log-format text|json   server log format (default text)
+`;
+
+export function defaultDataDir(): string {
+  return Deno.env.get("LIGHTCONE_DATA_DIR") ?? join(Deno.cwd(), "lightcone-data");
+}
+
+export function parseListenAddr(text: string): { hostname: string; port: number } {
+  const match = /^(?:\[([^\]]+)\]|([^:]+)):(\d+)$/.exec(text);
+  if (!match) {
+    throw new Error(`Invalid --listen-addr "${text}": expected HOST:PORT, e.g. 127.0.0.1:3000`);
+  }
+  const port = Number(match[3]);
+  if (port > 65535) throw new Error(`Invalid port in --listen-addr "${text}"`);
+  return { hostname: match[1] ?? match[2], port };
+}
+
+async function start(args: string[]): Promise<number> {
+  let listen = "127.0.0.1:3000";
+  let dataDir = defaultDataDir();
+  let reducerBudgetMs: number | undefined;
+  const issuers: string[] = [];
+  const audiences: string[] = [];
+  for (let i = 0; i < args.length; i++) {
+    const arg = args[i];
+    const value = () => {
+      const next = args[++i];
+      if (next === undefined) throw new Error(`${arg} needs a value`);
+      return next;
+    };
+    if (arg === "--listen-addr" || arg === "-l") listen = value();
+    else if (arg.startsWith("--listen-addr=")) listen = arg.slice(14);
+    else if (arg === "--data-dir") dataDir = value();
+    else if (arg.startsWith("--data-dir=")) dataDir = arg.slice(11);
+    else if (arg === "--reducer-budget-ms") reducerBudgetMs = Number(value());
+    else if (arg === "--oidc-issuer") issuers.push(value());
+    else if (arg === "--oidc-audience") audiences.push(value());
+    else if (arg === "--log-format") configureLog({ json: value() === "json" });
+    else if (arg === "--non-interactive" || arg === "--in-memory") continue;
+    else if (arg === "--help" || arg === "-h") {
+      console.log(USAGE);
+      return 0;
+    } else throw new Error(`Unknown option "${arg}" for start (see --help)`);
+  }
+  const { hostname, port } = parseListenAddr(listen);
+  let server;
+  try {
+    server = await startServer({
+      hostname,
+      port,
+      dataDir,
+      reducerBudgetMs,
+      oidc: issuers.length
+        ? { issuers, audiences: audiences.length ? audiences : undefined }
+        : undefined,
+    });
+  } catch (error) {
+    if (error instanceof Deno.errors.AddrInUse) {
+      throw new Error(
+        `Port ${port} is already in use. Please free up the port or specify a different port with --listen-addr.`,
+      );
+    }
+    throw error;
+  }
+  // Machine-readable line for tests and tools that start us on port 0.
+  console.log(`lightcone: listening on ${server.url}`);
+  const stop = async () => {
+    log.info("shutting down");
+    await server.shutdown();
+    Deno.exit(0);
+  };
+  Deno.addSignalListener("SIGINT", stop);
+  Deno.addSignalListener("SIGTERM", stop);
+  await new Promise(() => {});
+  return 0;
+}
+
+async function main(args: string[]): Promise<number> {
+  const [verb, ...rest] = args;
+  if (verb === "start") return await start(rest);
+  if (verb === undefined || verb === "--help" || verb === "-h" || verb === "help") {
+    console.log(USAGE);
+    return verb === undefined ? 1 : 0;
+  }
+  if (verb === "--version" || verb === "version") {
+    console.log(`lightcone ${VERSION}`);
+    return 0;
+  }
+  const { runCli } = await import("./cli/mod.ts");
+  return await runCli(args);
+}
+
+if (import.meta.main) {
+  try {
+    Deno.exit(await main(Deno.args));
+  } catch (error) {
+    console.error(`Error: ${error instanceof Error ? error.message : String(error)}`);
+    Deno.exit(1);
+  }
+}

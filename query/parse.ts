@@ -1,0 +1,715 @@
+/**
+ * Recursive-descent parser for SpacetimeDB's SQL (query-subscriptions.md §1.3, §1.4).
+ * It produces an AST close to SpacetimeDB's; constructs that SpacetimeDB recognises but refuses
+ * (ORDER BY, DISTINCT, NOT, IS NULL, arithmetic...) fail here with its catalogue messages.
+ * `parseSubscriptionQuery` applies the subscription grammar; the /sql statements (DML, SET,
+ * SHOW) will get their own entry point on top of the same machinery.
+ */
+import { SQL_BYTES_MAX, SQL_EXPR_DEPTH_MAX } from "../lib/limits.ts";
+import { type Token, tokenize } from "./lexer.ts";
+import { SqlError } from "./sql_error.ts";
+
+export type CmpOp = "=" | "<>" | "<" | "<=" | ">" | ">=";
+export type LiteralKind = "num" | "str" | "hex" | "bool";
+
+interface Span {
+  start: number;
+  end: number;
+}
+export interface FieldExpr extends Span {
+  kind: "field";
+  /** The table name or alias before the last dot, if any (itself possibly dotted). */
+  table: string | undefined;
+  column: string;
+}
+export interface LiteralExpr extends Span {
+  kind: "lit";
+  lit: LiteralKind;
+  /** Raw text: number text with its sign, unescaped string, hex digits without prefix, true/false. */
+  text: string;
+}
+export interface ParamExpr extends Span {
+  kind: "param";
+  /** Always "sender": other parameters are refused by the parser. */
+  name: "sender";
+}
+export type Operand = FieldExpr | LiteralExpr | ParamExpr;
+export interface CmpExpr extends Span {
+  kind: "cmp";
+  op: CmpOp;
+  left: Operand;
+  right: Operand;
+}
+export interface LogicExpr extends Span {
+  kind: "and" | "or";
+  left: Expr;
+  right: Expr;
+}
+export type Expr = Operand | CmpExpr | LogicExpr;
+
+export interface TableRef {
+  name: string;
+  /** The alias, or the table name as written when there is none. */
+  alias: string;
+}
+export interface JoinClause {
+  table: TableRef;
+  /** `ON a.x = b.y`; absent for CROSS JOIN and JOIN without ON. */
+  on: { left: FieldExpr; right: FieldExpr } | undefined;
+}
+export type Projection =
+  | { kind: "star" }
+  | { kind: "tableStar"; table: string }
+  | { kind: "columns"; items: { field: FieldExpr; alias: string | undefined }[] }
+  | { kind: "count"; alias: string };
+
+export interface SelectStatement {
+  kind: "select";
+  projection: Projection;
+  from: TableRef;
+  joins: JoinClause[];
+  where: Expr | undefined;
+  /** Raw LIMIT number text (/sql only; the subscription grammar refuses it). */
+  limit: string | undefined;
+  /** The statement's text, for error messages. */
+  text: string;
+}
+
+const NON_SELECT_STATEMENTS = new Set([
+  "INSERT",
+  "UPDATE",
+  "DELETE",
+  "CREATE",
+  "DROP",
+  "ALTER",
+  "TRUNCATE",
+  "SET",
+  "SHOW",
+  "BEGIN",
+  "START",
+  "COMMIT",
+  "ROLLBACK",
+  "GRANT",
+  "REVOKE",
+  "EXPLAIN",
+  "ANALYZE",
+  "COPY",
+  "CALL",
+  "MERGE",
+  "DECLARE",
+  "PREPARE",
+  "EXECUTE",
+  "DEALLOCATE",
+  "USE",
+  "VALUES",
+]);
+/** Words that end a table reference instead of being its alias. */
+const CLAUSE_WORDS = new Set([
+  "WHERE",
+  "JOIN",
+  "INNER",
+  "CROSS",
+  "LEFT",
+  "RIGHT",
+  "FULL",
+  "NATURAL",
+  "OUTER",
+  "ON",
+  "USING",
+  "LIMIT",
+  "ORDER",
+  "GROUP",
+  "HAVING",
+  "UNION",
+  "EXCEPT",
+  "INTERSECT",
+  "OFFSET",
+  "FETCH",
+  "FOR",
+  "WINDOW",
+  "QUALIFY",
+]);
+const CMP_OPS = new Set(["=", "<>", "!=", "<", "<=", ">", ">="]);
+const BINARY_OPS = new Set(["+", "-", "*", "/", "%", "||", "^", "&", "|", "#"]);
+
+function unsupported(message: string): SqlError {
+  return new SqlError(message, "unsupported");
+}
+
+class Parser {
+  readonly #sql: string;
+  readonly #tokens: Token[];
+  #at = 0;
+
+  constructor(sql: string) {
+    this.#sql = sql;
+    this.#tokens = tokenize(sql);
+  }
+
+  get #token(): Token {
+    return this.#tokens[this.#at];
+  }
+
+  #peek(ahead = 1): Token {
+    return this.#tokens[Math.min(this.#at + ahead, this.#tokens.length - 1)];
+  }
+
+  #isWord(word: string, token: Token = this.#token): boolean {
+    return token.kind === "word" && !token.quoted && token.text.toUpperCase() === word;
+  }
+
+  #isSymbol(symbol: string, token: Token = this.#token): boolean {
+    return token.kind === "symbol" && token.text === symbol;
+  }
+
+  #eatWord(word: string): boolean {
+    if (!this.#isWord(word)) return false;
+    this.#at++;
+    return true;
+  }
+
+  #eatSymbol(symbol: string): boolean {
+    if (!this.#isSymbol(symbol)) return false;
+    this.#at++;
+    return true;
+  }
+
+  #describe(token: Token): string {
+    return token.kind === "eof" ? "EOF" : this.#sql.slice(token.start, token.end);
+  }
+
+  #syntax(expected: string): SqlError {
+    return new SqlError(
+      `sql parser error: Expected ${expected}, found: ${this.#describe(this.#token)}`,
+      "syntax",
+    );
+  }
+
+  #expectSymbol(symbol: string): void {
+    if (!this.#eatSymbol(symbol)) throw this.#syntax(symbol);
+  }
+
+  /** The rest of the statement text from `start`, without a trailing `;`. */
+  #textFrom(start: number): string {
+    return this.#sql.slice(start).replace(/[\s;]+$/, "").trim();
+  }
+
+  /** One statement, then optional `;`s, then the end. */
+  parseStatement(): SelectStatement {
+    if (this.#token.kind === "eof") throw new SqlError("Empty SQL query", "syntax");
+    const start = this.#token.start;
+    let statement: SelectStatement;
+    if (this.#isWord("SELECT")) statement = this.#parseSelect(start);
+    else if (this.#isWord("WITH")) throw unsupported(`Unsupported: ${this.#textFrom(start)}`);
+    else if (
+      this.#token.kind === "word" && !this.#token.quoted &&
+      NON_SELECT_STATEMENTS.has(this.#token.text.toUpperCase())
+    ) {
+      throw unsupported("Unsupported: Non-SELECT queries");
+    } else if (this.#isSymbol("(")) {
+      throw unsupported(`Unsupported: ${this.#textFrom(start)}`);
+    } else throw this.#syntax("an SQL statement");
+    let sawSemicolon = false;
+    while (this.#eatSymbol(";")) sawSemicolon = true;
+    if (this.#token.kind !== "eof") {
+      if (sawSemicolon) throw unsupported("Multiple SQL statements are not supported");
+      throw this.#syntax("end of statement");
+    }
+    return statement;
+  }
+
+  #parseSelect(start: number): SelectStatement {
+    this.#at++; // SELECT
+    if (this.#isWord("DISTINCT") || this.#isWord("ALL") || this.#isWord("TOP")) {
+      throw unsupported(`Unsupported SELECT: ${this.#textFrom(start)}`);
+    }
+    const projection = this.#parseProjection();
+    if (!this.#eatWord("FROM")) {
+      if (this.#token.kind === "eof" || this.#isSymbol(";")) {
+        throw unsupported("A FROM clause is required");
+      }
+      if (this.#isWord("INTO")) throw unsupported(`Unsupported SELECT: ${this.#textFrom(start)}`);
+      throw this.#syntax("FROM");
+    }
+    const from = this.#parseTableRef();
+    const joins: JoinClause[] = [];
+    for (;;) {
+      if (this.#isSymbol(",")) throw unsupported("Implicit joins are not supported");
+      const join = this.#parseJoin();
+      if (join === undefined) break;
+      joins.push(join);
+    }
+    let where: Expr | undefined;
+    if (this.#eatWord("WHERE")) where = this.#parseExpr(0).expr;
+    if (this.#isWord("GROUP") || this.#isWord("HAVING") || this.#isWord("WINDOW")) {
+      throw unsupported(`Unsupported SELECT: ${this.#textFrom(start)}`);
+    }
+    if (this.#isWord("UNION") || this.#isWord("EXCEPT") || this.#isWord("INTERSECT")) {
+      throw unsupported(`Unsupported set operation: ${this.#textFrom(start)}`);
+    }
+    let limit: string | undefined;
+    if (this.#isWord("LIMIT")) {
+      const next = this.#peek();
+      if (next.kind !== "number" || !/^[0-9.eE+-]+$/.test(next.text)) {
+        throw unsupported(`Unsupported: ${this.#textFrom(start)}`);
+      }
+      this.#at += 2;
+      limit = next.text;
+    }
+    if (
+      this.#isWord("ORDER") || this.#isWord("OFFSET") || this.#isWord("FETCH") ||
+      this.#isWord("FOR") || this.#isWord("LIMIT")
+    ) {
+      throw unsupported(`Unsupported: ${this.#textFrom(start)}`);
+    }
+    const text = this.#sql.slice(start, this.#token.start).trim();
+    return { kind: "select", projection, from, joins, where, limit, text };
+  }
+
+  /** A possibly dotted name; returns its parts. */
+  #parseName(what: string): { parts: string[]; start: number; end: number } {
+    const first = this.#token;
+    if (first.kind !== "word") throw this.#syntax(what);
+    this.#at++;
+    const parts = [first.text];
+    let end = first.end;
+    while (this.#isSymbol(".") && this.#peek().kind === "word") {
+      this.#at++;
+      const part = this.#token;
+      parts.push((part as { text: string }).text);
+      end = part.end;
+      this.#at++;
+    }
+    return { parts, start: first.start, end };
+  }
+
+  #parseProjection(): Projection {
+    if (this.#eatSymbol("*")) return { kind: "star" };
+    const token = this.#token;
+    if (this.#isWord("COUNT") && this.#isSymbol("(", this.#peek())) {
+      const start = token.start;
+      this.#at += 2;
+      if (!this.#eatSymbol("*") || !this.#eatSymbol(")")) {
+        throw unsupported(
+          `Unsupported aggregate function: ${this.#sql.slice(start, this.#token.end)}`,
+        );
+      }
+      const alias = this.#parseAlias();
+      if (alias === undefined) throw unsupported("Aggregate expressions must have column aliases");
+      if (this.#isSymbol(",")) throw unsupported("Mixed wildcard projections are not supported");
+      return { kind: "count", alias };
+    }
+    const items: { field: FieldExpr; alias: string | undefined }[] = [];
+    for (;;) {
+      const start = this.#token.start;
+      if (this.#token.kind !== "word") {
+        const end = this.#skipExpression();
+        throw unsupported(`Unsupported projection: ${this.#sql.slice(start, end)}`);
+      }
+      if (this.#isSymbol("(", this.#peek())) {
+        const name = (this.#token as { text: string }).text;
+        const end = this.#skipExpression();
+        if (["SUM", "MIN", "MAX", "AVG", "COUNT"].includes(name.toUpperCase())) {
+          throw unsupported(`Unsupported aggregate function: ${this.#sql.slice(start, end)}`);
+        }
+        throw unsupported(`Unsupported projection expression: ${this.#sql.slice(start, end)}`);
+      }
+      const name = this.#parseName("a projection");
+      if (this.#isSymbol(".") && this.#isSymbol("*", this.#peek())) {
+        this.#at += 2;
+        if (items.length > 0 || this.#isSymbol(",")) {
+          throw unsupported("Mixed wildcard projections are not supported");
+        }
+        return { kind: "tableStar", table: name.parts.join(".") };
+      }
+      if (
+        this.#token.kind === "symbol" &&
+        (CMP_OPS.has(this.#token.text) || BINARY_OPS.has(this.#token.text))
+      ) {
+        const end = this.#skipExpression();
+        throw unsupported(`Unsupported projection expression: ${this.#sql.slice(start, end)}`);
+      }
+      const field = fieldFromParts(name.parts, name.start, name.end);
+      items.push({ field, alias: this.#parseAlias() });
+      if (!this.#eatSymbol(",")) break;
+      if (this.#isSymbol("*")) throw unsupported("Mixed wildcard projections are not supported");
+    }
+    return { kind: "columns", items };
+  }
+
+  #parseAlias(): string | undefined {
+    if (this.#eatWord("AS")) {
+      const token = this.#token;
+      if (token.kind !== "word") throw this.#syntax("an alias after AS");
+      this.#at++;
+      return token.text;
+    }
+    const token = this.#token;
+    if (
+      token.kind === "word" && (token.quoted || !CLAUSE_WORDS.has(token.text.toUpperCase())) &&
+      !this.#isWord("FROM")
+    ) {
+      this.#at++;
+      return token.text;
+    }
+    return undefined;
+  }
+
+  #parseTableRef(): TableRef {
+    const token = this.#token;
+    if (this.#isSymbol("(")) {
+      const end = this.#skipExpression();
+      throw unsupported(`Unsupported FROM expression: ${this.#sql.slice(token.start, end)}`);
+    }
+    if (token.kind !== "word") throw this.#syntax("a table name");
+    const name = this.#parseName("a table name");
+    if (this.#isSymbol("(")) {
+      const end = this.#skipExpression();
+      throw unsupported(`Unsupported FROM expression: ${this.#sql.slice(name.start, end)}`);
+    }
+    const tableName = name.parts.join(".");
+    const alias = this.#parseAlias();
+    if (this.#isSymbol("(")) {
+      // Column-alias lists: `t AS x (a, b)`.
+      const end = this.#skipExpression();
+      throw unsupported(`Unsupported FROM expression: ${this.#sql.slice(name.start, end)}`);
+    }
+    return { name: tableName, alias: alias ?? tableName };
+  }
+
+  #parseJoin(): JoinClause | undefined {
+    if (
+      this.#isWord("LEFT") || this.#isWord("RIGHT") || this.#isWord("FULL") ||
+      this.#isWord("NATURAL")
+    ) {
+      throw unsupported("Non-inner joins are not supported");
+    }
+    if (this.#eatWord("CROSS")) {
+      if (!this.#eatWord("JOIN")) throw this.#syntax("JOIN after CROSS");
+      return { table: this.#parseTableRef(), on: undefined };
+    }
+    const inner = this.#eatWord("INNER");
+    if (!this.#eatWord("JOIN")) {
+      if (inner) throw this.#syntax("JOIN after INNER");
+      return undefined;
+    }
+    const table = this.#parseTableRef();
+    if (this.#isWord("USING")) throw unsupported("Non-inner joins are not supported");
+    if (!this.#eatWord("ON")) return { table, on: undefined };
+    const left = this.#token.kind === "word" ? this.#parseField() : undefined;
+    const op = this.#token;
+    if (left === undefined || !this.#isSymbol("=", op)) {
+      throw unsupported("Non-inner joins are not supported");
+    }
+    this.#at++;
+    const right = this.#token.kind === "word" ? this.#parseField() : undefined;
+    if (
+      right === undefined || this.#isWord("AND") || this.#isWord("OR") ||
+      (this.#token.kind === "symbol" && !this.#isSymbol(";"))
+    ) {
+      throw unsupported("Non-inner joins are not supported");
+    }
+    return { table, on: { left, right } };
+  }
+
+  #parseField(): FieldExpr {
+    const name = this.#parseName("a column");
+    return fieldFromParts(name.parts, name.start, name.end);
+  }
+
+  /** Skips one balanced expression-ish run of tokens; returns where it ends. */
+  #skipExpression(): number {
+    let depth = 0;
+    let end = this.#token.start;
+    for (;;) {
+      const token = this.#token;
+      if (token.kind === "eof" || (depth === 0 && this.#isSymbol(";"))) return end;
+      if (
+        depth === 0 &&
+        (this.#isSymbol(",") || this.#isSymbol(")") || this.#isWord("AND") || this.#isWord("OR") ||
+          this.#isWord("FROM") || (token.kind === "word" && !token.quoted &&
+            CLAUSE_WORDS.has(token.text.toUpperCase())))
+      ) return end;
+      if (this.#isSymbol("(")) depth++;
+      if (this.#isSymbol(")")) depth--;
+      end = token.end;
+      this.#at++;
+    }
+  }
+
+  #checkDepth(depth: number): void {
+    if (depth > SQL_EXPR_DEPTH_MAX) {
+      throw new SqlError("Recursion limit exceeded, `sql-parser::parse_expr`", "limit");
+    }
+  }
+
+  /** expr := and { OR and }. Returns the tree and its height. */
+  #parseExpr(nesting: number): { expr: Expr; height: number } {
+    this.#checkDepth(nesting);
+    let { expr, height } = this.#parseAnd(nesting);
+    while (this.#eatWord("OR")) {
+      const right = this.#parseAnd(nesting);
+      height = Math.max(height, right.height) + 1;
+      this.#checkDepth(height + nesting);
+      expr = { kind: "or", left: expr, right: right.expr, start: expr.start, end: right.expr.end };
+    }
+    return { expr, height };
+  }
+
+  #parseAnd(nesting: number): { expr: Expr; height: number } {
+    let { expr, height } = this.#parseNot(nesting);
+    while (this.#eatWord("AND")) {
+      const right = this.#parseNot(nesting);
+      height = Math.max(height, right.height) + 1;
+      this.#checkDepth(height + nesting);
+      expr = { kind: "and", left: expr, right: right.expr, start: expr.start, end: right.expr.end };
+    }
+    return { expr, height };
+  }
+
+  #parseNot(nesting: number): { expr: Expr; height: number } {
+    if (this.#isWord("NOT")) {
+      const start = this.#token.start;
+      this.#at++;
+      const inner = this.#parseNot(nesting + 1);
+      throw unsupported(`Unsupported expression: ${this.#sql.slice(start, inner.expr.end)}`);
+    }
+    return this.#parseComparison(nesting);
+  }
+
+  #parseComparison(nesting: number): { expr: Expr; height: number } {
+    const left = this.#parsePrimary(nesting);
+    this.#rejectPostfix(left.expr);
+    const token = this.#token;
+    if (token.kind === "symbol" && CMP_OPS.has(token.text)) {
+      this.#at++;
+      const right = this.#parsePrimary(nesting);
+      this.#rejectPostfix(right.expr);
+      if (left.expr.kind !== "field" && left.expr.kind !== "lit" && left.expr.kind !== "param") {
+        throw unsupported(
+          `Unsupported expression: ${this.#sql.slice(left.expr.start, right.expr.end)}`,
+        );
+      }
+      if (right.expr.kind !== "field" && right.expr.kind !== "lit" && right.expr.kind !== "param") {
+        throw unsupported(
+          `Unsupported expression: ${this.#sql.slice(left.expr.start, right.expr.end)}`,
+        );
+      }
+      const op = (token.text === "!=" ? "<>" : token.text) as CmpOp;
+      const expr: CmpExpr = {
+        kind: "cmp",
+        op,
+        left: left.expr,
+        right: right.expr,
+        start: left.expr.start,
+        end: right.expr.end,
+      };
+      const next = this.#token;
+      if (next.kind === "symbol" && CMP_OPS.has(next.text)) {
+        const end = this.#skipExpression();
+        throw unsupported(`Unsupported expression: ${this.#sql.slice(expr.start, end)}`);
+      }
+      return { expr, height: 1 };
+    }
+    return left;
+  }
+
+  /** IS, IN, BETWEEN, LIKE, casts and arithmetic after an operand are refused. */
+  #rejectPostfix(operand: Expr): void {
+    const token = this.#token;
+    if (token.kind === "symbol" && BINARY_OPS.has(token.text)) {
+      throw unsupported(`Unsupported binary operator: ${token.text}`);
+    }
+    if (
+      this.#isSymbol("::") || this.#isSymbol("[") || this.#isWord("IS") || this.#isWord("IN") ||
+      this.#isWord("BETWEEN") || this.#isWord("LIKE") || this.#isWord("ILIKE") ||
+      this.#isWord("SIMILAR") || this.#isWord("COLLATE") ||
+      (this.#isWord("NOT") &&
+        ["IN", "LIKE", "ILIKE", "BETWEEN", "SIMILAR"].some((w) => this.#isWord(w, this.#peek())))
+    ) {
+      const end = this.#skipExpression();
+      throw unsupported(`Unsupported expression: ${this.#sql.slice(operand.start, end)}`);
+    }
+  }
+
+  #parsePrimary(nesting: number): { expr: Expr; height: number } {
+    const token = this.#token;
+    switch (token.kind) {
+      case "symbol": {
+        if (token.text === "(") {
+          this.#at++;
+          if (this.#isWord("SELECT")) {
+            const end = this.#skipExpression();
+            throw unsupported(`Unsupported expression: (${this.#sql.slice(token.end, end)}`);
+          }
+          const inner = this.#parseExpr(nesting + 1);
+          this.#expectSymbol(")");
+          return inner;
+        }
+        if ((token.text === "-" || token.text === "+") && this.#peek().kind === "number") {
+          const number = this.#peek() as { text: string; end: number };
+          this.#at += 2;
+          const text = token.text === "-" ? `-${number.text}` : `+${number.text}`;
+          return {
+            expr: { kind: "lit", lit: "num", text, start: token.start, end: number.end },
+            height: 0,
+          };
+        }
+        if (token.text === "-" || token.text === "+" || token.text === "~") {
+          this.#at++;
+          const inner = this.#parsePrimary(nesting + 1);
+          throw unsupported(
+            `Unsupported expression: ${this.#sql.slice(token.start, inner.expr.end)}`,
+          );
+        }
+        throw this.#syntax("an expression");
+      }
+      case "number":
+        this.#at++;
+        return {
+          expr: { kind: "lit", lit: "num", text: token.text, start: token.start, end: token.end },
+          height: 0,
+        };
+      case "hex":
+        this.#at++;
+        return {
+          expr: { kind: "lit", lit: "hex", text: token.digits, start: token.start, end: token.end },
+          height: 0,
+        };
+      case "string":
+        this.#at++;
+        if (token.prefix !== "") {
+          throw unsupported(
+            `Unsupported literal expression: ${this.#sql.slice(token.start, token.end)}`,
+          );
+        }
+        return {
+          expr: { kind: "lit", lit: "str", text: token.value, start: token.start, end: token.end },
+          height: 0,
+        };
+      case "param":
+        this.#at++;
+        if (token.text !== ":sender") {
+          throw unsupported(`Unsupported literal expression: ${token.text}`);
+        }
+        return {
+          expr: { kind: "param", name: "sender", start: token.start, end: token.end },
+          height: 0,
+        };
+      case "word": {
+        if (!token.quoted) {
+          const upper = token.text.toUpperCase();
+          if (upper === "TRUE" || upper === "FALSE") {
+            this.#at++;
+            return {
+              expr: {
+                kind: "lit",
+                lit: "bool",
+                text: upper.toLowerCase(),
+                start: token.start,
+                end: token.end,
+              },
+              height: 0,
+            };
+          }
+          if (upper === "NULL") throw unsupported("Unsupported literal expression: NULL");
+          if (upper === "CASE" || upper === "EXISTS" || upper === "CAST" || upper === "INTERVAL") {
+            const end = this.#skipExpression();
+            throw unsupported(`Unsupported expression: ${this.#sql.slice(token.start, end)}`);
+          }
+        }
+        if (this.#isSymbol("(", this.#peek())) {
+          this.#at++;
+          const end = this.#skipParenthesised();
+          throw unsupported(`Unsupported expression: ${this.#sql.slice(token.start, end)}`);
+        }
+        return { expr: this.#parseField(), height: 0 };
+      }
+      case "eof":
+        throw this.#syntax("an expression");
+    }
+  }
+
+  /** At `(`: skips to the matching `)` and returns its end. */
+  #skipParenthesised(): number {
+    let depth = 0;
+    for (;;) {
+      const token = this.#token;
+      if (token.kind === "eof") throw this.#syntax(")");
+      this.#at++;
+      if (token.kind === "symbol" && token.text === "(") depth++;
+      if (token.kind === "symbol" && token.text === ")" && --depth === 0) return token.end;
+    }
+  }
+}
+
+function fieldFromParts(parts: string[], start: number, end: number): FieldExpr {
+  const column = parts[parts.length - 1];
+  const table = parts.length > 1 ? parts.slice(0, -1).join(".") : undefined;
+  return { kind: "field", table, column, start, end };
+}
+
+function checkLength(sql: string): void {
+  const byteLength = new TextEncoder().encode(sql).length;
+  if (byteLength > SQL_BYTES_MAX) {
+    throw new SqlError(
+      `SQL query exceeds maximum allowed length: "${sql.slice(0, 120)}..."`,
+      "limit",
+    );
+  }
+}
+
+/** Parses any SELECT (the /sql grammar's SELECT): projections, COUNT, LIMIT and joins included. */
+export function parseSelect(sql: string): SelectStatement {
+  checkLength(sql);
+  return new Parser(sql).parseStatement();
+}
+
+/**
+ * Parses a subscription or one-off query (§1.3): `SELECT * | t.* | columns FROM t [JOIN ...]
+ * [WHERE ...]`. Projections and COUNT are left to the checker, which refuses them with the
+ * subscription message; LIMIT is refused here.
+ */
+export function parseSubscriptionQuery(sql: string): SelectStatement {
+  checkLength(sql);
+  if (sql.trim() === "") throw new SqlError("Empty string", "syntax");
+  const statement = new Parser(sql).parseStatement();
+  if (statement.limit !== undefined) throw unsupported(`Unsupported: ${statement.text}`);
+  if (statement.joins.length > 0) {
+    checkQualified(statement);
+  }
+  return statement;
+}
+
+/** With a join, every column must be qualified (checked before name lookup, as SpacetimeDB does). */
+export function checkQualified(statement: SelectStatement): void {
+  const unqualified = (field: FieldExpr) => {
+    if (field.table === undefined) throw unsupported("Names must be qualified when using joins");
+  };
+  const visit = (expr: Expr | undefined): void => {
+    if (expr === undefined) return;
+    if (expr.kind === "field") unqualified(expr);
+    else if (expr.kind === "cmp") {
+      visit(expr.left);
+      visit(expr.right);
+    } else if (expr.kind === "and" || expr.kind === "or") {
+      visit(expr.left);
+      visit(expr.right);
+    }
+  };
+  if (statement.projection.kind === "columns") {
+    for (const item of statement.projection.items) unqualified(item.field);
+  }
+  for (const join of statement.joins) {
+    if (join.on) {
+      unqualified(join.on.left);
+      unqualified(join.on.right);
+    }
+  }
+  visit(statement.where);
+}
+
+/** `SELECT * FROM *` (case-insensitive, any whitespace): subscribe to every readable table. */
+export function isSelectStarFromStar(sql: string): boolean {
+  return /^\s*SELECT\s+\*\s+FROM\s+\*\s*$/i.test(sql.trim());
+}

@@ -1,0 +1,70 @@
+/**
+ * The HTTP application: CORS, the anonymous-auth middleware of SpacetimeDB's
+ * client API, and the /v1 routes. Built once per server by server/server.ts.
+ */
+import { Hono } from "hono";
+import type { AuthResult, AuthService } from "../auth/mod.ts";
+import { errorResponse } from "./error_response.ts";
+import type { DatabaseRegistry } from "./database_registry.ts";
+import { databaseRoutes } from "./routes/database.ts";
+import { identityRoutes } from "./routes/identity.ts";
+import type { WsHub } from "./ws/hub.ts";
+
+export interface AppEnv {
+  Variables: { auth: AuthResult; minted: boolean };
+}
+
+export interface AppContext {
+  auth: AuthService;
+  registry: DatabaseRegistry;
+  hub: WsHub;
+  version: string;
+}
+
+const CORS_HEADERS = {
+  "Access-Control-Allow-Origin": "*",
+  "Access-Control-Allow-Methods": "*",
+  "Access-Control-Allow-Headers": "authorization, accept, content-type",
+};
+
+export function createApp(context: AppContext): Hono<AppEnv> {
+  const app = new Hono<AppEnv>();
+
+  app.use("*", async (c, next) => {
+    if (c.req.method === "OPTIONS") {
+      return new Response(null, { status: 204, headers: CORS_HEADERS });
+    }
+    await next();
+    // WebSocket upgrade responses are immutable.
+    if (c.res.status === 101) return;
+    for (const [key, value] of Object.entries(CORS_HEADERS)) c.res.headers.set(key, value);
+  });
+
+  app.onError((error, c) => errorResponse(error, c));
+  app.notFound((c) => c.text(`No route for ${c.req.method} ${c.req.path}`, 404));
+
+  app.get("/v1/ping", async (c) => {
+    // A bad credential is still an error here, as in SpacetimeDB.
+    await context.auth.authenticateRequest(c.req.raw.headers, new URL(c.req.url).searchParams);
+    return c.body(null, 200);
+  });
+
+  app.get("/v1/health", (c) =>
+    c.json({
+      package_name: "lightcone",
+      version: context.version,
+      nodes: [],
+      schedulable: true,
+    }));
+
+  app.route(
+    "/v1/identity",
+    identityRoutes(context.auth, {
+      databasesOwnedBy: (identity) =>
+        context.registry.ownedBy(identity).map((database) => database.identity.toHex()),
+    }),
+  );
+
+  app.route("/v1/database", databaseRoutes(context));
+  return app;
+}

@@ -1,0 +1,2 @@
+/** The door of server/: start a server. */
+export { type RunningServer, type ServerOptions, startServer, VERSION } from "./server.ts";

@@ -1,0 +1,266 @@
+/**
+ * /v1/database routes: publish, describe, call, schema, logs, names, delete, and
+ * the WebSocket subscribe endpoint (server/ws/).
+ */
+import { Hono } from "hono";
+import type { Context } from "hono";
+import { bodyLimit } from "hono/body-limit";
+import { streamText } from "hono/streaming";
+import { type Identity, requireOwner } from "../../auth/mod.ts";
+import { BadRequestError, LimitExceededError, NotFoundError } from "../../lib/errors.ts";
+import { HTTP_BODY_BYTES_MAX, MODULE_BYTES_MAX } from "../../lib/limits.ts";
+import { moduleDefToSchemaJson } from "../../protocol/mod.ts";
+import type { AppContext, AppEnv } from "../app.ts";
+import type { Database } from "../database_registry.ts";
+import { encodeCallArguments, procedureReturnToJson } from "../call_arguments.ts";
+
+export function databaseRoutes(context: AppContext): Hono<AppEnv> {
+  const routes = new Hono<AppEnv>();
+  const { registry, auth } = context;
+
+  // Anonymous auth: a bearer token or ?token=, else a freshly minted identity.
+  routes.use("*", async (c, next) => {
+    if (/^\/v1\/database\/[^/]+\/route(\/|$)/.test(c.req.path)) return await next();
+    const result = await auth.authenticateOrMint(
+      c.req.raw.headers,
+      new URL(c.req.url).searchParams,
+    );
+    c.set("auth", result);
+    c.set("minted", result.minted);
+    await next();
+    if (c.res.status === 101) return;
+    c.res.headers.set("spacetime-identity", result.identity.toHex());
+    c.res.headers.set("spacetime-identity-token", result.token);
+  });
+
+  const moduleBody = bodyLimit({
+    maxSize: MODULE_BYTES_MAX,
+    onError: () => {
+      throw new LimitExceededError("module size in bytes", MODULE_BYTES_MAX + 1, MODULE_BYTES_MAX);
+    },
+  });
+  const smallBody = bodyLimit({
+    maxSize: HTTP_BODY_BYTES_MAX,
+    onError: () => {
+      throw new LimitExceededError(
+        "request body size in bytes",
+        HTTP_BODY_BYTES_MAX + 1,
+        HTTP_BODY_BYTES_MAX,
+      );
+    },
+  });
+
+  const publish = async (c: Context<AppEnv>, target: string | undefined) => {
+    const hostType = c.req.query("host_type") ?? "Js";
+    if (hostType !== "Js") {
+      throw new BadRequestError(
+        `Unsupported host_type "${hostType}": this server runs JavaScript modules (host_type=Js)`,
+      );
+    }
+    const bundle = await readModuleSource(c);
+    const clear = c.req.query("clear") === "true";
+    const { database, op } = await registry.publish(target, bundle, c.get("auth").identity, clear);
+    return c.json({
+      Success: {
+        domain: database.names[0] ?? null,
+        database_identity: database.identity.toHex(),
+        op,
+      },
+    });
+  };
+
+  routes.post("/", moduleBody, (c) => publish(c, undefined));
+  routes.put("/:name", moduleBody, (c) => publish(c, c.req.param("name")));
+
+  routes.post("/:name/pre_publish", moduleBody, async (c) => {
+    const database = registry.resolve(c.req.param("name"));
+    if (!database) throw new NotFoundError(`\`${c.req.param("name")}\` not found`);
+    requireOwner({
+      caller: c.get("auth").identity,
+      owner: database.owner,
+      database: database.identity,
+      action: "update database",
+    });
+    return c.json({
+      AutoMigrate: {
+        migrate_plan: "Update the module; the stored schema must stay the same.",
+        break_clients: false,
+        token: "0x0",
+        major_version_upgrade: false,
+      },
+    });
+  });
+
+  routes.get("/:name", (c) => {
+    const database = registry.require(c.req.param("name"));
+    return c.json({
+      database_identity: { __identity__: "0x" + database.identity.toHex() },
+      owner_identity: { __identity__: "0x" + database.owner.toHex() },
+      host_type: { Js: [] },
+      initial_program: "0x" + database.moduleHash,
+    });
+  });
+
+  routes.get("/:name/identity", (c) => {
+    const name = c.req.param("name");
+    const database = registry.require(name);
+    return c.text(database.identity.toHex());
+  });
+
+  routes.get("/:name/names", (c) => {
+    const database = registry.require(c.req.param("name"));
+    return c.json({ names: database.names });
+  });
+
+  routes.delete("/:name", async (c) => {
+    const database = registry.resolve(c.req.param("name"));
+    if (!database) return c.body(null, 200);
+    await registry.delete(database, c.get("auth").identity);
+    context.hub.closeDatabase(database, "database deleted");
+    return c.body(null, 200);
+  });
+
+  routes.get("/:name/schema", (c) => {
+    const database = registry.require(c.req.param("name"));
+    const version = c.req.query("version");
+    if (version === "10") return jsonText(c, moduleDefToSchemaJson(database.module.def));
+    throw new BadRequestError(
+      version === undefined
+        ? "Missing query parameter `version` (9 or 10)"
+        : `Unsupported schema version "${version}": use 9 or 10`,
+    );
+  });
+
+  routes.post("/:name/call/:func", smallBody, async (c) => {
+    const database = available(registry.require(c.req.param("name")));
+    const contentType = c.req.header("content-type") ?? "";
+    if (!contentType.startsWith("application/json")) {
+      return c.text("Expected request with `Content-Type: application/json`", 415);
+    }
+    const caller = c.get("auth");
+    const name = c.req.param("func");
+    const reducer = database.module.reducersByName.get(name);
+    const procedure = reducer ? undefined : database.module.proceduresByName.get(name);
+    if (!reducer && !procedure) {
+      return c.text(`No such reducer or procedure \`${name}\``, 404);
+    }
+    if (reducer?.lifecycle) {
+      return c.text(`Can't directly call special ${reducer.lifecycle} lifecycle reducer`, 400);
+    }
+    const bodyText = await c.req.text();
+    const params = (reducer ?? procedure)!.params;
+    const args = encodeCallArguments(database.module, params, bodyText);
+    const host = database.host;
+    const sender = caller.identity.toBigInt();
+    const connectionId = randomConnectionId();
+    const timestampMicros = BigInt(Date.now()) * 1000n;
+    // client_connected / the call / client_disconnected go out in one batch.
+    const connected = host.connect({
+      sender,
+      connectionId,
+      timestampMicros,
+      jwtPayload: caller.payloadJson,
+    });
+    const call = reducer
+      ? host.callReducer({ reducer: name, args, sender, connectionId, timestampMicros })
+      : host.callProcedure({ procedure: name, args, sender, connectionId, timestampMicros });
+    const disconnected = host.disconnect({ sender, connectionId, timestampMicros });
+    const connect = await connected;
+    const result = await call;
+    await disconnected.catch(() => {});
+    if (connect.status !== "committed") return c.text(connect.message ?? "Connection refused", 403);
+    await context.hub.durable(database, "txOffset" in result ? result.txOffset : undefined);
+    c.header("spacetime-energy-used", "0");
+    c.header("spacetime-execution-duration-micros", String(result.durationMicros));
+    if (result.kind === "procedure") {
+      if (!result.ok) return c.text(result.message ?? "Procedure failed", 500);
+      return jsonText(c, procedureReturnToJson(database.module, procedure!, result.value!));
+    }
+    if (result.status === "committed") return c.body(null, 200);
+    // deno-lint-ignore no-explicit-any
+    return c.text(result.message ?? "Reducer failed", 530 as any);
+  });
+
+  routes.get("/:name/logs", (c) => {
+    const database = registry.require(c.req.param("name"));
+    requireOwner({
+      caller: c.get("auth").identity,
+      owner: database.owner,
+      database: database.identity,
+      action: "view module logs",
+    });
+    const numLinesText = c.req.query("num_lines");
+    const numLines = numLinesText === undefined ? undefined : Number(numLinesText);
+    if (numLines !== undefined && (!Number.isInteger(numLines) || numLines < 0)) {
+      throw new BadRequestError(`Invalid num_lines "${numLinesText}": expected a whole number`);
+    }
+    const follow = c.req.query("follow") === "true";
+    c.header("Content-Type", "application/x-ndjson");
+    c.header("Cache-Control", "no-cache");
+    const initial = database.logs.tail(numLines);
+    if (!follow) return c.body(initial.map((line) => line + "\n").join(""));
+    return streamText(c, async (stream) => {
+      for (const line of initial) await stream.write(line + "\n");
+      const pending: string[] = [];
+      let wake: (() => void) | undefined;
+      const unfollow = database.logs.follow((line) => {
+        pending.push(line);
+        wake?.();
+      });
+      stream.onAbort(() => {
+        unfollow();
+        wake?.();
+      });
+      while (!stream.aborted && !stream.closed) {
+        if (pending.length === 0) {
+          await new Promise<void>((resolve) => (wake = resolve));
+          wake = undefined;
+          continue;
+        }
+        const lines = pending.splice(0);
+        await stream.write(lines.map((line) => line + "\n").join(""));
+      }
+      unfollow();
+    });
+  });
+
+  routes.get(
+    "/:name/subscribe",
+    (c) => context.hub.upgrade(c, registry.require(c.req.param("name"))),
+  );
+
+  return routes;
+}
+
+function available(database: Database): Database {
+  if (database.stoppedReason) {
+    throw new BadRequestError(`Database is not running: ${database.stoppedReason}`);
+  }
+  return database;
+}
+
+async function readModuleSource(c: Context<AppEnv>): Promise<string> {
+  const bytes = new Uint8Array(await c.req.arrayBuffer());
+  if (bytes.length === 0) {
+    throw new BadRequestError("The request body is empty: send the module bundle");
+  }
+  try {
+    return new TextDecoder("utf-8", { fatal: true }).decode(bytes);
+  } catch {
+    throw new BadRequestError("The module is not valid UTF-8: expected a JavaScript bundle");
+  }
+}
+
+/** Responds with JSON text produced by our own writer (which keeps big integers exact). */
+function jsonText(c: Context<AppEnv>, text: string): Response {
+  return c.body(text, 200, { "Content-Type": "application/json" });
+}
+
+export function randomConnectionId(): bigint {
+  const bytes = crypto.getRandomValues(new Uint8Array(16));
+  let value = 0n;
+  for (let i = 15; i >= 0; i--) value = (value << 8n) | BigInt(bytes[i]);
+  return value === 0n ? 1n : value;
+}
+
+export type { Identity };

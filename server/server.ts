@@ -1,0 +1,71 @@
+/**
+ * Starts a Lightcone server: signing keys, the database registry (which starts
+ * every stored database), the WebSocket hub and the HTTP listener.
+ */
+import { AuthService, type OidcOptions } from "../auth/mod.ts";
+import { log } from "../lib/log.ts";
+import { createApp } from "./app.ts";
+import { DatabaseRegistry } from "./database_registry.ts";
+import { WsHub } from "./ws/hub.ts";
+
+export const VERSION = "0.1.0";
+
+export interface ServerOptions {
+  hostname: string;
+  port: number;
+  dataDir: string;
+  reducerBudgetMs?: number;
+  oidc?: OidcOptions;
+  /** Called once the listener is bound, with the actual port. */
+  onListen?: (address: { hostname: string; port: number }) => void;
+}
+
+export interface RunningServer {
+  port: number;
+  hostname: string;
+  url: string;
+  registry: DatabaseRegistry;
+  shutdown(): Promise<void>;
+}
+
+export async function startServer(options: ServerOptions): Promise<RunningServer> {
+  await Deno.mkdir(options.dataDir, { recursive: true });
+  const auth = await AuthService.open({ dataDir: options.dataDir, oidc: options.oidc });
+  const hub = new WsHub({ auth });
+  const registry = await DatabaseRegistry.open({
+    dataDir: options.dataDir,
+    reducerBudgetMs: options.reducerBudgetMs,
+    mintIdentity: async () => (await auth.mintIdentity()).identity,
+    onEvents: (database, items, originOf) => hub.onEvents(database, items, originOf),
+  });
+  hub.attach(registry);
+  const app = createApp({ auth, registry, hub, version: VERSION });
+  let resolveListening!: (address: { hostname: string; port: number }) => void;
+  const listening = new Promise<{ hostname: string; port: number }>((r) => (resolveListening = r));
+  const server = Deno.serve({
+    hostname: options.hostname,
+    port: options.port,
+    onListen: (address) => resolveListening(address),
+  }, app.fetch);
+  const address = await listening;
+  const url = `http://${
+    address.hostname.includes(":") ? `[${address.hostname}]` : address.hostname
+  }:${address.port}`;
+  log.info("lightcone listening", {
+    url,
+    dataDir: options.dataDir,
+    databases: registry.list().length,
+  });
+  options.onListen?.(address);
+  return {
+    port: address.port,
+    hostname: address.hostname,
+    url,
+    registry,
+    async shutdown() {
+      hub.closeAll("server shutting down");
+      await server.shutdown();
+      await registry.close();
+    },
+  };
+}

@@ -1,0 +1,629 @@
+/**
+ * WebSocket clients of every database: the subscribe endpoint, message dispatch,
+ * and fan-out of transaction updates. Each database batch reply is turned into at
+ * most one frame per v3 client; row lists are encoded once per query delta and
+ * shared by every subscriber (client-protocol.md §2, deno-feasibility.md §3).
+ */
+import type { Context } from "hono";
+import type { AuthService } from "../../auth/mod.ts";
+import {
+  WS_MESSAGE_BYTES_MAX,
+  WS_OUTBOUND_BYTES_MAX,
+  WS_PENDING_CALLS_MAX,
+  WS_QUERY_SETS_MAX,
+} from "../../lib/limits.ts";
+import { log } from "../../lib/log.ts";
+import { BadRequestError } from "../../lib/errors.ts";
+import {
+  type ClientMessage,
+  type Compression,
+  decodeClientFrame,
+  encodeRowList,
+  encodeServerFrame,
+  encodeServerMessage,
+  type QuerySetUpdate,
+  type ServerMessage,
+  type TableUpdate,
+  type WsVersion,
+} from "../../protocol/mod.ts";
+import type { BatchItem, QueryRows } from "../../worker/mod.ts";
+import type { AppEnv } from "../app.ts";
+import type { Database, DatabaseRegistry } from "../database_registry.ts";
+import { randomConnectionId } from "../routes/database.ts";
+
+const PROTOCOLS: [string, WsVersion][] = [
+  ["v3.bsatn.spacetimedb", "v3"],
+  ["v2.bsatn.spacetimedb", "v2"],
+];
+const COMPRESSIONS = new Set(["None", "Brotli", "Gzip"]);
+const CLOSE_REASON_BYTES_MAX = 123;
+const FRAME_PAYLOAD_BYTES_TARGET = 512 * 1024;
+
+/** What a WebSocket request sent to a database worker was for. */
+interface WsOrigin {
+  client: Client;
+  kind: "call" | "procedure" | "subscribe" | "unsubscribe" | "query";
+  requestId: number;
+  querySetId?: number;
+  timestampMicros?: bigint;
+  /** Set once the caller's ReducerResult went out with its transaction update. */
+  answered?: boolean;
+}
+
+interface Outgoing {
+  message: ServerMessage;
+  /** Transaction offset the message was computed from (confirmed reads wait for it). */
+  txOffset: number;
+}
+
+class Client {
+  readonly querySets = new Map<number, number[]>();
+  /** Messages received before client_connected finished. */
+  early: ClientMessage[][] | undefined = [];
+  outbox: Outgoing[] = [];
+  pendingCalls = 0;
+  closed = false;
+  connectSent = false;
+
+  constructor(
+    readonly socket: WebSocket,
+    readonly database: Database,
+    readonly identity: bigint,
+    readonly connectionId: bigint,
+    readonly version: WsVersion,
+    readonly compression: Compression,
+    readonly confirmed: boolean,
+    readonly isOwner: boolean,
+  ) {}
+}
+
+/** Per database: which clients subscribe to which shared query ids, under which query sets. */
+type Routing = Map<number, Map<Client, number[]>>;
+
+export class WsHub {
+  readonly #clients = new Set<Client>();
+  readonly #routing = new Map<Database, Routing>();
+
+  constructor(_options: { auth: AuthService }) {}
+
+  attach(_registry: DatabaseRegistry): void {}
+
+  /** Resolves once `txOffset` of `database` is durable (immediately for in-memory state). */
+  durable(_database: Database, _txOffset: number | undefined): Promise<void> {
+    return Promise.resolve();
+  }
+
+  upgrade(c: Context<AppEnv>, database: Database): Response {
+    const query = new URL(c.req.url).searchParams;
+    const compression = query.get("compression") ?? "Brotli";
+    if (!COMPRESSIONS.has(compression)) {
+      throw new BadRequestError(`Invalid compression "${compression}": use None, Brotli or Gzip`);
+    }
+    const connectionIdText = query.get("connection_id");
+    if (connectionIdText !== null && /^(0x)?0+$/i.test(connectionIdText)) {
+      throw new BadRequestError("Invalid connection ID: the all-zeros ConnectionId is reserved.");
+    }
+    const offered = (c.req.header("sec-websocket-protocol") ?? "").split(",").map((p) => p.trim());
+    const chosen = PROTOCOLS.find(([name]) => offered.includes(name));
+    if (!chosen) throw new BadRequestError("no valid protocol selected");
+    if ((c.req.header("upgrade") ?? "").toLowerCase() !== "websocket") {
+      throw new BadRequestError("Expected a WebSocket upgrade request");
+    }
+    const auth = c.get("auth");
+    const { socket, response } = Deno.upgradeWebSocket(c.req.raw, {
+      protocol: chosen[0],
+      idleTimeout: 30,
+    });
+    socket.binaryType = "arraybuffer";
+    const client = new Client(
+      socket,
+      database,
+      auth.identity.toBigInt(),
+      randomConnectionId(),
+      chosen[1],
+      compression as Compression,
+      query.get("confirmed") !== "false",
+      database.isOwner(auth.identity),
+    );
+    this.#clients.add(client);
+    socket.onopen = () => this.#onOpen(client, auth.token, auth.payloadJson);
+    socket.onmessage = (event) => this.#onMessage(client, event);
+    socket.onclose = () => this.#onClose(client);
+    socket.onerror = () => {};
+    return response;
+  }
+
+  /** Handles a database batch: results and transaction updates, in worker order. */
+  onEvents(database: Database, items: BatchItem[], originOf: (id: number) => unknown): void {
+    const routing = this.#routing.get(database);
+    const touched = new Set<Client>();
+    let txOffset = 0;
+    for (const item of items) {
+      if (item.kind === "update") {
+        txOffset = item.txOffset;
+        const origin = item.callId === undefined ? undefined : asWsOrigin(originOf(item.callId));
+        const perClient = routing ? fanOut(routing, item.deltas) : new Map();
+        if (origin && origin.kind === "call" && !origin.client.closed) {
+          origin.answered = true;
+          const sets = perClient.get(origin.client) ?? [];
+          perClient.delete(origin.client);
+          this.#queue(
+            origin.client,
+            {
+              tag: "ReducerResult",
+              requestId: origin.requestId,
+              timestampMicros: origin.timestampMicros ?? 0n,
+              result: {
+                tag: "Ok",
+                retValue: new Uint8Array(),
+                transactionUpdate: { querySets: sets },
+              },
+            },
+            txOffset,
+            touched,
+          );
+          origin.client.pendingCalls--;
+        }
+        for (const [client, querySets] of perClient) {
+          this.#queue(client, { tag: "TransactionUpdate", querySets }, txOffset, touched);
+        }
+        continue;
+      }
+      const origin = asWsOrigin(originOf(item.id));
+      if (!origin || origin.client.closed) continue;
+      const client = origin.client;
+      switch (item.kind) {
+        case "call":
+          if (origin.answered) break;
+          client.pendingCalls--;
+          this.#queue(
+            client,
+            {
+              tag: "ReducerResult",
+              requestId: origin.requestId,
+              timestampMicros: origin.timestampMicros ?? 0n,
+              result: item.status === "failed_user"
+                ? { tag: "Err", value: bsatnString(item.message ?? "") }
+                : { tag: "InternalError", value: item.message ?? "The reducer failed" },
+            },
+            0,
+            touched,
+          );
+          break;
+        case "procedure":
+          client.pendingCalls--;
+          this.#queue(
+            client,
+            {
+              tag: "ProcedureResult",
+              status: item.ok
+                ? { tag: "Returned", value: item.value ?? new Uint8Array() }
+                : { tag: "InternalError", value: item.message ?? "The procedure failed" },
+              timestampMicros: item.ok ? (origin.timestampMicros ?? 0n) : 0n,
+              totalHostExecutionDurationMicros: item.ok ? BigInt(item.durationMicros) : 0n,
+              requestId: origin.requestId,
+            },
+            item.txOffset ?? 0,
+            touched,
+          );
+          break;
+        case "subscribe": {
+          const querySetId = origin.querySetId!;
+          if (!item.ok) {
+            client.querySets.delete(querySetId);
+            this.#queue(
+              client,
+              {
+                tag: "SubscriptionError",
+                requestId: origin.requestId,
+                querySetId,
+                error: item.error ?? "subscription failed",
+              },
+              0,
+              touched,
+            );
+            break;
+          }
+          const queryIds = item.queryIds ?? [];
+          client.querySets.set(querySetId, queryIds);
+          const table = this.#routingOf(database);
+          for (const queryId of queryIds) {
+            let subscribers = table.get(queryId);
+            if (!subscribers) table.set(queryId, subscribers = new Map());
+            const sets = subscribers.get(client);
+            if (sets) sets.push(querySetId);
+            else subscribers.set(client, [querySetId]);
+          }
+          this.#queue(
+            client,
+            {
+              tag: "SubscribeApplied",
+              requestId: origin.requestId,
+              querySetId,
+              rows: { tables: toSingleTableRows(item.rows ?? []) },
+            },
+            item.txOffset,
+            touched,
+          );
+          break;
+        }
+        case "unsubscribe": {
+          const querySetId = origin.querySetId!;
+          if (!item.ok) {
+            this.#queue(
+              client,
+              {
+                tag: "SubscriptionError",
+                requestId: origin.requestId,
+                querySetId,
+                error: item.error ?? "unsubscribe failed",
+              },
+              0,
+              touched,
+            );
+            break;
+          }
+          this.#unroute(client, querySetId);
+          this.#queue(
+            client,
+            {
+              tag: "UnsubscribeApplied",
+              requestId: origin.requestId,
+              querySetId,
+              rows: item.rows ? { tables: toSingleTableRows(item.rows) } : undefined,
+            },
+            item.txOffset,
+            touched,
+          );
+          break;
+        }
+        case "query":
+          this.#queue(
+            client,
+            {
+              tag: "OneOffQueryResult",
+              requestId: origin.requestId,
+              result: item.ok
+                ? { tag: "Ok", value: { tables: toSingleTableRows(item.rows ? [item.rows] : []) } }
+                : { tag: "Err", value: item.error ?? "query failed" },
+            },
+            item.txOffset,
+            touched,
+          );
+          break;
+      }
+    }
+    for (const client of touched) this.#flush(client);
+  }
+
+  closeDatabase(database: Database, reason: string): void {
+    for (const client of this.#clients) {
+      if (client.database === database) this.#close(client, 1001, reason);
+    }
+    this.#routing.delete(database);
+  }
+
+  closeAll(reason: string): void {
+    for (const client of this.#clients) this.#close(client, 1001, reason);
+  }
+
+  #routingOf(database: Database): Routing {
+    let routing = this.#routing.get(database);
+    if (!routing) this.#routing.set(database, routing = new Map());
+    return routing;
+  }
+
+  #unroute(client: Client, querySetId: number): void {
+    const queryIds = client.querySets.get(querySetId);
+    client.querySets.delete(querySetId);
+    const routing = this.#routing.get(client.database);
+    if (!queryIds || !routing) return;
+    for (const queryId of queryIds) {
+      const subscribers = routing.get(queryId);
+      const sets = subscribers?.get(client);
+      if (!subscribers || !sets) continue;
+      const at = sets.indexOf(querySetId);
+      if (at >= 0) sets.splice(at, 1);
+      if (sets.length === 0) subscribers.delete(client);
+      if (subscribers.size === 0) routing.delete(queryId);
+    }
+  }
+
+  async #onOpen(client: Client, token: string, payloadJson: string): Promise<void> {
+    const host = client.database.host;
+    let ok = false;
+    let reason = "client_connected failed";
+    client.connectSent = true;
+    try {
+      const result = await host.connect({
+        sender: client.identity,
+        connectionId: client.connectionId,
+        timestampMicros: BigInt(Date.now()) * 1000n,
+        jwtPayload: payloadJson,
+      });
+      ok = result.status === "committed";
+      if (!ok) reason = result.message ?? reason;
+    } catch (error) {
+      reason = error instanceof Error ? error.message : String(error);
+    }
+    if (client.closed) return;
+    if (!ok) {
+      this.#close(client, 1008, `Connection refused: ${reason}`);
+      return;
+    }
+    this.#send(
+      client,
+      encodeServerFrame([{
+        tag: "InitialConnection",
+        identity: client.identity,
+        connectionId: client.connectionId,
+        token,
+      }]),
+    );
+    const early = client.early ?? [];
+    client.early = undefined;
+    for (const messages of early) this.#dispatch(client, messages);
+  }
+
+  #onMessage(client: Client, event: MessageEvent): void {
+    if (client.closed) return;
+    if (!(event.data instanceof ArrayBuffer)) {
+      this.#close(client, 1011, "Text frames are not supported by the BSATN protocol");
+      return;
+    }
+    if (event.data.byteLength > WS_MESSAGE_BYTES_MAX) {
+      this.#close(client, 1009, `Message of ${event.data.byteLength} bytes is over the limit`);
+      return;
+    }
+    let messages: ClientMessage[];
+    try {
+      messages = decodeClientFrame(new Uint8Array(event.data), client.version);
+    } catch (error) {
+      this.#close(client, 1011, error instanceof Error ? error.message : String(error));
+      return;
+    }
+    if (client.early) client.early.push(messages);
+    else this.#dispatch(client, messages);
+  }
+
+  #dispatch(client: Client, messages: ClientMessage[]): void {
+    const host = client.database.host;
+    for (const message of messages) {
+      if (client.closed) return;
+      const fail = (error: unknown) => {
+        if (!client.closed) log.warn("database request failed", { error: String(error) });
+      };
+      switch (message.tag) {
+        case "CallReducer": {
+          if (++client.pendingCalls > WS_PENDING_CALLS_MAX) {
+            this.#close(client, 1013, "too many requests");
+            return;
+          }
+          const timestampMicros = BigInt(Date.now()) * 1000n;
+          host.callReducer(
+            {
+              reducer: message.reducer,
+              args: message.args,
+              sender: client.identity,
+              connectionId: client.connectionId,
+              timestampMicros,
+            },
+            {
+              client,
+              kind: "call",
+              requestId: message.requestId,
+              timestampMicros,
+            } satisfies WsOrigin,
+          )
+            .catch(fail);
+          break;
+        }
+        case "CallProcedure": {
+          if (++client.pendingCalls > WS_PENDING_CALLS_MAX) {
+            this.#close(client, 1013, "too many requests");
+            return;
+          }
+          const timestampMicros = BigInt(Date.now()) * 1000n;
+          host.callProcedure(
+            {
+              procedure: message.procedure,
+              args: message.args,
+              sender: client.identity,
+              connectionId: client.connectionId,
+              timestampMicros,
+            },
+            {
+              client,
+              kind: "procedure",
+              requestId: message.requestId,
+              timestampMicros,
+            } satisfies WsOrigin,
+          ).catch(fail);
+          break;
+        }
+        case "Subscribe": {
+          if (client.querySets.has(message.querySetId)) {
+            this.#close(client, 1011, `Query set ${message.querySetId} is already subscribed`);
+            return;
+          }
+          if (client.querySets.size >= WS_QUERY_SETS_MAX) {
+            this.#queueNow(client, {
+              tag: "SubscriptionError",
+              requestId: message.requestId,
+              querySetId: message.querySetId,
+              error: `A connection may hold at most ${WS_QUERY_SETS_MAX} query sets`,
+            });
+            break;
+          }
+          // Reserve the id now so a duplicate in flight is caught too.
+          client.querySets.set(message.querySetId, []);
+          host.subscribe(
+            {
+              connectionId: client.connectionId,
+              querySetId: message.querySetId,
+              queries: [...new Set(message.queryStrings)],
+              sender: client.identity,
+              isOwner: client.isOwner,
+            },
+            {
+              client,
+              kind: "subscribe",
+              requestId: message.requestId,
+              querySetId: message.querySetId,
+            } satisfies WsOrigin,
+          ).catch(fail);
+          break;
+        }
+        case "Unsubscribe":
+          host.unsubscribe(
+            {
+              connectionId: client.connectionId,
+              querySetId: message.querySetId,
+              sendDroppedRows: message.flags === "SendDroppedRows",
+            },
+            {
+              client,
+              kind: "unsubscribe",
+              requestId: message.requestId,
+              querySetId: message.querySetId,
+            } satisfies WsOrigin,
+          ).catch(fail);
+          break;
+        case "OneOffQuery":
+          host.query({
+            sql: message.queryString,
+            sender: client.identity,
+            isOwner: client.isOwner,
+          }, { client, kind: "query", requestId: message.requestId } satisfies WsOrigin)
+            .catch(fail);
+          break;
+      }
+    }
+  }
+
+  #onClose(client: Client): void {
+    if (client.closed && !this.#clients.has(client)) return;
+    client.closed = true;
+    this.#clients.delete(client);
+    for (const querySetId of [...client.querySets.keys()]) this.#unroute(client, querySetId);
+    client.outbox = [];
+    if (client.connectSent) {
+      client.database.host.disconnect({
+        sender: client.identity,
+        connectionId: client.connectionId,
+        timestampMicros: BigInt(Date.now()) * 1000n,
+      }).catch(() => {});
+    }
+  }
+
+  #close(client: Client, code: number, reason: string): void {
+    if (client.closed) return;
+    try {
+      client.socket.close(code, truncateReason(reason));
+    } catch {
+      client.socket.close();
+    }
+    this.#onClose(client);
+  }
+
+  #queue(client: Client, message: ServerMessage, txOffset: number, touched: Set<Client>): void {
+    if (client.closed) return;
+    client.outbox.push({ message, txOffset });
+    touched.add(client);
+  }
+
+  #queueNow(client: Client, message: ServerMessage): void {
+    const touched = new Set<Client>();
+    this.#queue(client, message, 0, touched);
+    this.#flush(client);
+  }
+
+  /** Sends every queued message: v3 packs them into as few frames as possible. */
+  #flush(client: Client): void {
+    if (client.closed || client.outbox.length === 0) return;
+    const messages = client.outbox.map((entry) => entry.message);
+    client.outbox = [];
+    if (client.version === "v2") {
+      for (const message of messages) this.#send(client, encodeServerFrame([message]));
+      return;
+    }
+    let group: ServerMessage[] = [];
+    let groupBytes = 0;
+    for (const message of messages) {
+      const size = encodeServerMessage(message).length;
+      if (group.length > 0 && groupBytes + size > FRAME_PAYLOAD_BYTES_TARGET) {
+        this.#send(client, encodeServerFrame(group));
+        group = [];
+        groupBytes = 0;
+      }
+      group.push(message);
+      groupBytes += size;
+    }
+    if (group.length) this.#send(client, encodeServerFrame(group));
+  }
+
+  #send(client: Client, frame: Uint8Array): void {
+    if (client.closed || client.socket.readyState !== WebSocket.OPEN) return;
+    client.socket.send(frame);
+    if (client.socket.bufferedAmount > WS_OUTBOUND_BYTES_MAX) {
+      this.#close(client, 1008, "Client is too slow: outbound buffer over the limit");
+    }
+  }
+}
+
+function asWsOrigin(value: unknown): WsOrigin | undefined {
+  return value && typeof value === "object" && "client" in value ? value as WsOrigin : undefined;
+}
+
+/** Groups one transaction's query deltas per subscribed client and query set. */
+function fanOut(routing: Routing, deltas: import("../../worker/mod.ts").QueryDelta[]) {
+  const perClient = new Map<Client, QuerySetUpdate[]>();
+  const setIndex = new Map<Client, Map<number, QuerySetUpdate>>();
+  for (const delta of deltas) {
+    const subscribers = routing.get(delta.queryId);
+    if (!subscribers) continue;
+    const inserts = encodeRowList(delta.inserts);
+    const deletes = encodeRowList(delta.deletes);
+    for (const [client, querySetIds] of subscribers) {
+      let sets = setIndex.get(client);
+      if (!sets) {
+        setIndex.set(client, sets = new Map());
+        perClient.set(client, []);
+      }
+      for (const querySetId of querySetIds) {
+        let update = sets.get(querySetId);
+        if (!update) {
+          update = { querySetId, tables: [] };
+          sets.set(querySetId, update);
+          perClient.get(client)!.push(update);
+        }
+        let table: TableUpdate | undefined = update.tables.find((t) => t.tableName === delta.table);
+        if (!table) update.tables.push(table = { tableName: delta.table, rows: [] });
+        table.rows.push({ tag: "PersistentTable", inserts, deletes });
+      }
+    }
+  }
+  return perClient;
+}
+
+function toSingleTableRows(rows: QueryRows[]) {
+  return rows.map((entry) => ({ table: entry.table, rows: entry.rows }));
+}
+
+function bsatnString(text: string): Uint8Array {
+  const utf8 = new TextEncoder().encode(text);
+  const out = new Uint8Array(4 + utf8.length);
+  new DataView(out.buffer).setUint32(0, utf8.length, true);
+  out.set(utf8, 4);
+  return out;
+}
+
+function truncateReason(reason: string): string {
+  const bytes = new TextEncoder().encode(reason);
+  if (bytes.length <= CLOSE_REASON_BYTES_MAX) return reason;
+  let text = reason;
+  while (new TextEncoder().encode(text + "…").length > CLOSE_REASON_BYTES_MAX) {
+    text = text.slice(0, -1);
+  }
+  return text + "…";
+}

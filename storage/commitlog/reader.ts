@@ -1,0 +1,254 @@
+/**
+ * Reading a commit log directory: validate every commit, cut off a torn tail, refuse anything
+ * else that is damaged.
+ *
+ * The writer keeps at most one unsynced commit per log at any moment, always the last one, and
+ * syncs a segment before starting the next. So after a crash only the last commit of the last
+ * segment can be incomplete. A bad commit there, with no valid commit anywhere after it, is a torn
+ * tail: it was never acknowledged and is truncated. Every other damage (bad checksum mid-log,
+ * offset gaps, bytes after a sealed segment's end) throws CorruptLogError naming file and offset.
+ */
+import { assert } from "../../lib/assert.ts";
+import type { FsLayer } from "../fs_layer.ts";
+import { joinPath } from "../fs_layer.ts";
+import {
+  checkRecordLayout,
+  COMMIT_MAGIC,
+  firstNonZero,
+  forEachRecord,
+  readFrameAt,
+} from "./frame.ts";
+import { parseSegmentFileName } from "./segment.ts";
+
+export class CorruptLogError extends Error {
+  override name = "CorruptLogError";
+  constructor(readonly file: string, readonly byteOffset: number, readonly reason: string) {
+    super(`Commit log is corrupt in "${file}" at byte ${byteOffset}: ${reason}`);
+  }
+}
+
+export interface SegmentSummary {
+  path: string;
+  firstTxOffset: bigint;
+  /** One past the last tx in this segment. */
+  endTxOffset: bigint;
+  /** Bytes holding valid commits; the rest is zero fill. */
+  validBytes: number;
+  fileBytes: number;
+}
+
+export interface CommitView {
+  epoch: bigint;
+  firstTxOffset: bigint;
+  recordCount: number;
+  /** Length-prefixed records; a view into the segment bytes. */
+  payload: Uint8Array;
+}
+
+export interface RecordView {
+  offset: bigint;
+  bytes: Uint8Array;
+}
+
+export interface TornTail {
+  file: string;
+  byteOffset: number;
+  reason: string;
+}
+
+export interface CommitLog {
+  segments: SegmentSummary[];
+  /** One past the last complete transaction: transactions [0, durableEnd) are in the log. */
+  durableEnd: bigint;
+  /** Epoch of the last commit (0 for an empty log). */
+  lastEpoch: bigint;
+  truncatedTornTail: boolean;
+  tornTail: TornTail | undefined;
+  /** Commits that hold any transaction at or after `fromTxOffset`, in order. */
+  commits(fromTxOffset?: bigint): Generator<CommitView>;
+  /** Records with offset at or after `fromTxOffset`, in order. */
+  records(fromTxOffset?: bigint): Generator<RecordView>;
+}
+
+export interface ReadCommitLogOptions {
+  /** Cut a torn tail off the file (and fsync). Default true; false only looks. */
+  truncateTornTail?: boolean;
+}
+
+export function readCommitLog(
+  fs: FsLayer,
+  dir: string,
+  options: ReadCommitLogOptions = {},
+): CommitLog {
+  const named = fs.readDir(dir)
+    .map((name) => ({ name, firstTxOffset: parseSegmentFileName(name) }))
+    .filter((entry): entry is { name: string; firstTxOffset: bigint } =>
+      entry.firstTxOffset !== undefined
+    )
+    .sort((a, b) => (a.firstTxOffset < b.firstTxOffset ? -1 : a.firstTxOffset > b.firstTxOffset ? 1 : 0));
+
+  const segments: SegmentSummary[] = [];
+  let expected = 0n;
+  let epoch = 0n;
+  let tornTail: TornTail | undefined;
+  for (let i = 0; i < named.length; i++) {
+    const path = joinPath(dir, named[i].name);
+    const isLast = i === named.length - 1;
+    if (named[i].firstTxOffset !== expected) {
+      throw new CorruptLogError(
+        path,
+        0,
+        `segment starts at tx ${named[i].firstTxOffset} but the log so far ends at tx ${expected}`,
+      );
+    }
+    const bytes = fs.readFile(path);
+    const scan = scanSegment(bytes, path, expected, epoch, isLast);
+    segments.push({
+      path,
+      firstTxOffset: named[i].firstTxOffset,
+      endTxOffset: scan.endTxOffset,
+      validBytes: scan.validBytes,
+      fileBytes: bytes.length,
+    });
+    expected = scan.endTxOffset;
+    epoch = scan.lastEpoch;
+    tornTail = scan.tornTail;
+  }
+
+  let truncated = false;
+  if (tornTail && options.truncateTornTail !== false) {
+    const file = fs.open(tornTail.file);
+    try {
+      file.truncate(tornTail.byteOffset);
+      file.syncData();
+    } finally {
+      file.close();
+    }
+    segments[segments.length - 1].fileBytes = tornTail.byteOffset;
+    truncated = true;
+  }
+
+  const durableEnd = expected;
+  function* commits(fromTxOffset = 0n): Generator<CommitView> {
+    for (const segment of segments) {
+      if (segment.endTxOffset <= fromTxOffset) continue;
+      const bytes = fs.readFile(segment.path);
+      let position = 0;
+      let next = segment.firstTxOffset;
+      while (position < segment.validBytes) {
+        const frame = readFrameAt(bytes, position);
+        if (frame.kind !== "ok" || frame.header.firstTxOffset !== next) {
+          throw new CorruptLogError(segment.path, position, "commit changed since the log was opened");
+        }
+        next += BigInt(frame.header.recordCount);
+        if (next > fromTxOffset) {
+          yield {
+            epoch: frame.header.epoch,
+            firstTxOffset: frame.header.firstTxOffset,
+            recordCount: frame.header.recordCount,
+            payload: bytes.subarray(frame.payloadStart, frame.end - 4),
+          };
+        }
+        position = frame.end;
+      }
+      assert(next === segment.endTxOffset, "Replay ended where the scan did");
+    }
+  }
+  function* records(fromTxOffset = 0n): Generator<RecordView> {
+    for (const commit of commits(fromTxOffset)) {
+      const views: Uint8Array[] = [];
+      forEachRecord(commit.payload, commit.recordCount, (_index, record) => views.push(record));
+      for (let i = 0; i < views.length; i++) {
+        const offset = commit.firstTxOffset + BigInt(i);
+        if (offset >= fromTxOffset) yield { offset, bytes: views[i] };
+      }
+    }
+  }
+  return {
+    segments,
+    durableEnd,
+    lastEpoch: epoch,
+    truncatedTornTail: truncated,
+    tornTail,
+    commits,
+    records,
+  };
+}
+
+interface SegmentScan {
+  endTxOffset: bigint;
+  validBytes: number;
+  lastEpoch: bigint;
+  tornTail: TornTail | undefined;
+}
+
+function scanSegment(
+  bytes: Uint8Array,
+  path: string,
+  firstTxOffset: bigint,
+  epochFloor: bigint,
+  isLast: boolean,
+): SegmentScan {
+  let position = 0;
+  let next = firstTxOffset;
+  let epoch = epochFloor;
+  let badReason: string;
+  for (;;) {
+    const frame = readFrameAt(bytes, position);
+    if (frame.kind === "ok") {
+      const { header } = frame;
+      if (header.firstTxOffset !== next) {
+        throw new CorruptLogError(
+          path,
+          position,
+          `commit starts at tx ${header.firstTxOffset}, expected tx ${next}`,
+        );
+      }
+      if (header.epoch < epoch) {
+        throw new CorruptLogError(path, position, `epoch went down from ${epoch} to ${header.epoch}`);
+      }
+      if (header.recordCount === 0) throw new CorruptLogError(path, position, "commit has no records");
+      const layoutProblem = checkRecordLayout(
+        bytes.subarray(frame.payloadStart, frame.end - 4),
+        header.recordCount,
+      );
+      if (layoutProblem) throw new CorruptLogError(path, position, layoutProblem);
+      epoch = header.epoch;
+      next += BigInt(header.recordCount);
+      position = frame.end;
+      continue;
+    }
+    if (frame.kind === "end") {
+      const stray = firstNonZero(bytes, position);
+      if (stray < 0) return { endTxOffset: next, validBytes: position, lastEpoch: epoch, tornTail: undefined };
+      badReason = `non-zero byte at ${stray} after the end of the commits`;
+    } else {
+      badReason = frame.reason;
+    }
+    break;
+  }
+  if (!isLast) throw new CorruptLogError(path, position, badReason);
+  const later = findValidCommit(bytes, position + 1);
+  if (later >= 0) {
+    throw new CorruptLogError(
+      path,
+      position,
+      `${badReason}, and a valid commit follows at byte ${later}`,
+    );
+  }
+  return {
+    endTxOffset: next,
+    validBytes: position,
+    lastEpoch: epoch,
+    tornTail: { file: path, byteOffset: position, reason: badReason },
+  };
+}
+
+/** Position of the first checksum-valid commit at or after `from`, or -1. */
+function findValidCommit(bytes: Uint8Array, from: number): number {
+  const first = COMMIT_MAGIC & 0xff;
+  for (let at = bytes.indexOf(first, from); at >= 0; at = bytes.indexOf(first, at + 1)) {
+    if (readFrameAt(bytes, at).kind === "ok") return at;
+  }
+  return -1;
+}

@@ -1,0 +1,469 @@
+/**
+ * The in-memory transactional datastore. Rows are BSATN byte arrays (immutable once stored);
+ * every `spacetime:sys` datastore syscall maps 1:1 onto a `MutTx` method with the same semantics
+ * (module-abi.md §2.2-2.6): set semantics, unique constraints, non-transactional sequences with
+ * write-back, snapshot scans, point and range index scans in SATS order.
+ *
+ * One mutable transaction at a time (the worker is single-threaded). Writes go straight into
+ * the tables with undo information, so commit is cheap and rollback restores the rows.
+ * Committed-state reads (`committed*`) are for queries and subscriptions between transactions.
+ */
+import { assert } from "../lib/assert.ts";
+import { DatastoreError, decodeError } from "./datastore_error.ts";
+import { bytesEqual } from "./key_encoding.ts";
+import { readU32 } from "./row_layout.ts";
+import type { TableSchema } from "./schema.ts";
+import { type Sequence, Table, type TableIndex, type WriteResult } from "./table.ts";
+import { ByteReader, ByteWriter, type TxDelta } from "./tx_delta.ts";
+
+export type { WriteResult };
+
+const STATE_MAGIC = 0x5344434c; // "LCDS" little-endian
+const STATE_FORMAT_VERSION = 1;
+
+function noSuchTable(tableId: number): DatastoreError {
+  return new DatastoreError("NoSuchTable", `No table with id '${tableId}'`);
+}
+
+function noSuchIndex(indexId: number): DatastoreError {
+  return new DatastoreError("NoSuchIndex", `No index with id '${indexId}'`);
+}
+
+export class Datastore {
+  readonly #tables = new Map<number, Table>();
+  readonly #indexes = new Map<number, TableIndex>();
+  readonly #tableNames = new Map<string, number>();
+  readonly #indexNames = new Map<string, number>();
+  /** Sequences that moved since the last commit reported them. */
+  #movedSequences: Sequence[] = [];
+  #tx: MutTx | null = null;
+
+  constructor(tables: TableSchema[]) {
+    const onSequenceMoved = (sequence: Sequence) => this.#movedSequences.push(sequence);
+    for (const schema of tables) {
+      if (this.#tables.has(schema.tableId)) {
+        throw new RangeError(`Table id '${schema.tableId}' is used twice`);
+      }
+      const table = new Table(schema, onSequenceMoved);
+      this.#tables.set(schema.tableId, table);
+      this.#tableNames.set(schema.name, schema.tableId);
+      if (!this.#tableNames.has(schema.sourceName)) {
+        this.#tableNames.set(schema.sourceName, schema.tableId);
+      }
+      for (const index of table.indexes) {
+        const indexId = index.schema.indexId;
+        if (this.#indexes.has(indexId)) throw new RangeError(`Index id '${indexId}' is used twice`);
+        this.#indexes.set(indexId, index);
+        this.#indexNames.set(index.schema.name, indexId);
+        if (!this.#indexNames.has(index.schema.sourceName)) {
+          this.#indexNames.set(index.schema.sourceName, indexId);
+        }
+      }
+    }
+  }
+
+  /** Resolves a canonical table name or source (accessor) name. */
+  tableIdFromName(name: string): number | undefined {
+    return this.#tableNames.get(name);
+  }
+
+  /** Resolves a canonical index name or source name. */
+  indexIdFromName(name: string): number | undefined {
+    return this.#indexNames.get(name);
+  }
+
+  schema(tableId: number): TableSchema {
+    return this.#table(tableId).schema;
+  }
+
+  tables(): TableSchema[] {
+    return [...this.#tables.values()].map((t) => t.schema);
+  }
+
+  get inTx(): boolean {
+    return this.#tx !== null;
+  }
+
+  beginMutTx(): MutTx {
+    assert(this.#tx === null, "A mutable transaction is already open");
+    const tx = new MutTx(this.#tables, this.#indexes, (committed) => this.#endTx(committed));
+    this.#tx = tx;
+    return tx;
+  }
+
+  /** Closes the transaction; a commit takes the sequences that moved since the last commit. */
+  #endTx(committed: boolean): Sequence[] {
+    this.#tx = null;
+    if (!committed) return [];
+    const moved = this.#movedSequences;
+    this.#movedSequences = [];
+    return moved;
+  }
+
+  #table(tableId: number): Table {
+    const table = this.#tables.get(tableId);
+    if (table === undefined) throw noSuchTable(tableId);
+    return table;
+  }
+
+  #committedTable(tableId: number): Table {
+    assert(this.#tx === null, "Committed state read while a transaction is open");
+    return this.#table(tableId);
+  }
+
+  // --- committed-state reads -----------------------------------------------------------------
+
+  /** A snapshot of the committed rows of a table. */
+  committedRows(tableId: number): Uint8Array[] {
+    return this.#committedTable(tableId).scan();
+  }
+
+  committedCount(tableId: number): number {
+    return this.#committedTable(tableId).count;
+  }
+
+  /** Committed rows whose key in `indexId` equals `keyBytes` (BSATN of all key columns). */
+  committedIndexPoint(indexId: number, keyBytes: Uint8Array): Uint8Array[] {
+    assert(this.#tx === null, "Committed state read while a transaction is open");
+    return indexPoint(this.#indexes, indexId, keyBytes);
+  }
+
+  /** Committed rows of an ordered-index range scan, encoded as in module-abi.md §2.4. */
+  committedIndexRange(
+    indexId: number,
+    buf: Uint8Array,
+    prefixLen: number,
+    prefixElems: number,
+    rstartLen: number,
+    rendLen: number,
+  ): Uint8Array[] {
+    assert(this.#tx === null, "Committed state read while a transaction is open");
+    return indexRange(this.#indexes, indexId, buf, prefixLen, prefixElems, rstartLen, rendLen);
+  }
+
+  // --- durability support --------------------------------------------------------------------
+
+  /**
+   * Applies a committed delta during recovery: deletes by full-row equality, then inserts (no
+   * sequences fire, event-table rows are skipped); sequences only move forward. The datastore
+   * takes ownership of the inserted byte arrays.
+   */
+  replay(delta: TxDelta): void {
+    assert(this.#tx === null, "Replay while a transaction is open");
+    for (const change of delta.tables) {
+      const table = this.#table(change.tableId);
+      for (const row of change.deletes) {
+        const id = table.findIdentical(row);
+        assert(id >= 0, `Replayed delete of a row missing from table '${table.schema.name}'`);
+        table.deleteRow(id);
+      }
+      if (table.schema.isEvent) continue;
+      for (const row of change.inserts) {
+        table.layout.validate(row);
+        table.insertRow(row);
+      }
+    }
+    for (const moved of delta.sequences) {
+      const sequence = this.#table(moved.tableId).sequences.find((s) => s.column === moved.column);
+      assert(sequence, `Replayed sequence on column '${moved.column}' does not exist`);
+      const forward = sequence.increment > 0n
+        ? moved.next > sequence.next
+        : moved.next < sequence.next;
+      if (forward) sequence.next = moved.next;
+    }
+  }
+
+  /** Snapshot of all committed rows and sequence positions. */
+  exportState(): Uint8Array {
+    assert(this.#tx === null, "Export while a transaction is open");
+    const writer = new ByteWriter();
+    writer.u32(STATE_MAGIC);
+    writer.u32(STATE_FORMAT_VERSION);
+    writer.u32(this.#tables.size);
+    for (const table of this.#tables.values()) {
+      writer.u32(table.schema.tableId);
+      writer.u32(table.count);
+      for (const row of table.rows()) if (row) writer.bytes(row);
+      writer.u32(table.sequences.length);
+      for (const sequence of table.sequences) {
+        writer.u32(sequence.column);
+        writer.bigint(sequence.next);
+      }
+    }
+    return writer.finish();
+  }
+
+  /** Rebuilds a datastore from `exportState()` bytes. Throws DecodeError on malformed input. */
+  static importState(tables: TableSchema[], bytes: Uint8Array): Datastore {
+    const datastore = new Datastore(tables);
+    const reader = new ByteReader(bytes);
+    if (reader.u32() !== STATE_MAGIC) throw decodeError("Not a datastore snapshot");
+    const version = reader.u32();
+    if (version !== STATE_FORMAT_VERSION) {
+      throw decodeError(`Unknown snapshot version '${version}'`);
+    }
+    for (let t = reader.u32(); t > 0; t--) {
+      const tableId = reader.u32();
+      const table = datastore.#tables.get(tableId);
+      if (table === undefined) throw decodeError(`Snapshot has unknown table id '${tableId}'`);
+      for (let n = reader.u32(); n > 0; n--) {
+        const row = reader.bytes();
+        table.layout.validate(row);
+        assert(table.insertRow(row), `Snapshot repeats a row of table '${table.schema.name}'`);
+      }
+      for (let n = reader.u32(); n > 0; n--) {
+        const column = reader.u32();
+        const next = reader.bigint();
+        const sequence = table.sequences.find((s) => s.column === column);
+        if (sequence === undefined) throw decodeError(`Snapshot has unknown sequence '${column}'`);
+        sequence.next = next;
+      }
+    }
+    if (!reader.done) throw decodeError("Snapshot has trailing bytes");
+    return datastore;
+  }
+}
+
+function indexOf(indexes: Map<number, TableIndex>, indexId: number): TableIndex {
+  const index = indexes.get(indexId);
+  if (index === undefined) throw noSuchIndex(indexId);
+  return index;
+}
+
+function rowsOf(table: Table, ids: number[]): Uint8Array[] {
+  const out = new Array<Uint8Array>(ids.length);
+  for (let i = 0; i < ids.length; i++) out[i] = table.row(ids[i]);
+  return out;
+}
+
+function pointIds(index: TableIndex, key: Uint8Array): number[] {
+  return index.table.pointIds(index, index.group.codec.fromBsatn(key, 0, key.length));
+}
+
+function indexPoint(indexes: Map<number, TableIndex>, indexId: number, key: Uint8Array) {
+  const index = indexOf(indexes, indexId);
+  const group = index.group;
+  if (group.uniqueMap) {
+    const id = group.uniqueMap.get(group.codec.fromBsatn(key, 0, key.length));
+    return id === undefined ? [] : [index.table.row(id)];
+  }
+  return rowsOf(index.table, pointIds(index, key));
+}
+
+function rangeIds(
+  index: TableIndex,
+  buf: Uint8Array,
+  prefixLen: number,
+  prefixElems: number,
+  rstartLen: number,
+  rendLen: number,
+): number[] {
+  if (!index.ordered) {
+    throw new DatastoreError("WrongIndexAlgo", `Index '${index.schema.name}' has no range scans`);
+  }
+  const range = index.group.codec.range(buf, prefixLen, prefixElems, rstartLen, rendLen);
+  return range === null ? [] : index.table.rangeIds(index, range);
+}
+
+function indexRange(
+  indexes: Map<number, TableIndex>,
+  indexId: number,
+  buf: Uint8Array,
+  prefixLen: number,
+  prefixElems: number,
+  rstartLen: number,
+  rendLen: number,
+): Uint8Array[] {
+  const index = indexOf(indexes, indexId);
+  const ids = rangeIds(index, buf, prefixLen, prefixElems, rstartLen, rendLen);
+  return rowsOf(index.table, ids);
+}
+
+/** The open mutable transaction. Every method throws AssertionError once it has ended. */
+export class MutTx {
+  readonly #tables: Map<number, Table>;
+  readonly #indexes: Map<number, TableIndex>;
+  readonly #end: (committed: boolean) => Sequence[];
+  readonly #touched: Table[] = [];
+  #open = true;
+
+  constructor(
+    tables: Map<number, Table>,
+    indexes: Map<number, TableIndex>,
+    end: (committed: boolean) => Sequence[],
+  ) {
+    this.#tables = tables;
+    this.#indexes = indexes;
+    this.#end = end;
+  }
+
+  get open(): boolean {
+    return this.#open;
+  }
+
+  #table(tableId: number): Table {
+    assert(this.#open, "Transaction has ended");
+    const table = this.#tables.get(tableId);
+    if (table === undefined) throw noSuchTable(tableId);
+    return table;
+  }
+
+  #index(indexId: number): TableIndex {
+    assert(this.#open, "Transaction has ended");
+    return indexOf(this.#indexes, indexId);
+  }
+
+  #touch(table: Table): void {
+    if (!table.inTx) {
+      table.beginTx();
+      this.#touched.push(table);
+    }
+  }
+
+  /**
+   * Inserts one BSATN row (copied). Zero-valued sequence columns are filled; `row` is the row
+   * as stored and `generated` the BSATN of the generated values in ascending column order.
+   * Inserting a row identical to a live one is a successful no-op.
+   */
+  insert(tableId: number, row: Uint8Array): WriteResult {
+    const table = this.#table(tableId);
+    table.layout.validate(row);
+    const copy = row.slice();
+    const generated = table.fireSequences(copy);
+    this.#touch(table);
+    table.insertRow(copy);
+    return { row: copy, generated };
+  }
+
+  /**
+   * Replaces the row whose key in the unique index `indexId` equals the new row's key.
+   * Identical old and new rows make it a no-op.
+   */
+  update(tableId: number, indexId: number, row: Uint8Array): WriteResult {
+    const table = this.#table(tableId);
+    const index = this.#index(indexId);
+    if (index.table !== table) throw noSuchIndex(indexId);
+    if (!index.unique) {
+      throw new DatastoreError("IndexNotUnique", `Index '${index.schema.name}' is not unique`);
+    }
+    table.layout.validate(row);
+    const copy = row.slice();
+    const generated = table.fireSequences(copy);
+    const id = table.uniqueId(index, index.group.codec.fromRow(copy));
+    if (id < 0) {
+      throw new DatastoreError("NoSuchRow", `No row of '${table.schema.name}' has the new key`);
+    }
+    if (bytesEqual(table.row(id), copy)) return { row: copy, generated };
+    this.#touch(table);
+    table.replaceRow(id, copy);
+    return { row: copy, generated };
+  }
+
+  /** Deletes every live row equal to one of `relation` (BSATN `Vec<Row>`); returns the count. */
+  deleteByRelation(tableId: number, relation: Uint8Array): number {
+    const table = this.#table(tableId);
+    if (relation.length < 4) throw decodeError("Relation is shorter than its count");
+    const count = readU32(relation, 0);
+    const rows: Uint8Array[] = [];
+    let pos = 4;
+    for (let i = 0; i < count; i++) {
+      const end = table.layout.rowEnd(relation, pos, relation.length);
+      rows.push(relation.subarray(pos, end));
+      pos = end;
+    }
+    let deleted = 0;
+    for (const row of rows) {
+      const id = table.findIdentical(row);
+      if (id < 0) continue;
+      this.#touch(table);
+      table.deleteRow(id);
+      deleted++;
+    }
+    return deleted;
+  }
+
+  /** Snapshot of live rows: committed ones first, then the ones this transaction created. */
+  scan(tableId: number): Uint8Array[] {
+    return this.#table(tableId).scan();
+  }
+
+  count(tableId: number): number {
+    return this.#table(tableId).count;
+  }
+
+  /** Rows whose key equals `key` (the BSATN of all key columns). */
+  indexScanPoint(indexId: number, key: Uint8Array): Uint8Array[] {
+    assert(this.#open, "Transaction has ended");
+    return indexPoint(this.#indexes, indexId, key);
+  }
+
+  /** Rows of a range scan (module-abi.md §2.4), in key order. */
+  indexScanRange(
+    indexId: number,
+    buf: Uint8Array,
+    prefixLen: number,
+    prefixElems: number,
+    rstartLen: number,
+    rendLen: number,
+  ): Uint8Array[] {
+    assert(this.#open, "Transaction has ended");
+    return indexRange(this.#indexes, indexId, buf, prefixLen, prefixElems, rstartLen, rendLen);
+  }
+
+  deleteByIndexPoint(indexId: number, key: Uint8Array): number {
+    const index = this.#index(indexId);
+    return this.#deleteIds(index.table, pointIds(index, key));
+  }
+
+  deleteByIndexRange(
+    indexId: number,
+    buf: Uint8Array,
+    prefixLen: number,
+    prefixElems: number,
+    rstartLen: number,
+    rendLen: number,
+  ): number {
+    const index = this.#index(indexId);
+    const ids = rangeIds(index, buf, prefixLen, prefixElems, rstartLen, rendLen);
+    return this.#deleteIds(index.table, ids);
+  }
+
+  /** Deletes all live rows; returns the count. */
+  clear(tableId: number): number {
+    const table = this.#table(tableId);
+    return this.#deleteIds(table, table.liveIds());
+  }
+
+  #deleteIds(table: Table, ids: number[]): number {
+    if (ids.length === 0) return 0;
+    this.#touch(table);
+    for (const id of ids) table.deleteRow(id);
+    return ids.length;
+  }
+
+  /** Makes the changes committed and returns the net delta (empty tables left out). */
+  commit(): TxDelta {
+    assert(this.#open, "Transaction has ended");
+    this.#open = false;
+    const tables: TxDelta["tables"] = [];
+    for (const table of this.#touched) {
+      const delta = table.commitTx();
+      if (delta.inserts.length > 0 || delta.deletes.length > 0) tables.push(delta);
+    }
+    const moved = this.#end(true);
+    const sequences: TxDelta["sequences"] = [];
+    for (const sequence of moved) {
+      sequence.dirty = false;
+      sequences.push({ tableId: sequence.tableId, column: sequence.column, next: sequence.next });
+    }
+    return { tables, sequences };
+  }
+
+  /** Undoes every change. Sequence values consumed stay consumed (reported at the next commit). */
+  rollback(): void {
+    assert(this.#open, "Transaction has ended");
+    this.#open = false;
+    for (const table of this.#touched) table.rollbackTx();
+    this.#end(false);
+  }
+}

@@ -1,0 +1,66 @@
+/**
+ * Messages between a database worker and the storage actor (over the MessagePort that
+ * DurabilityActor.openDatabase returns), and between the main thread and the actor.
+ *
+ * Batches are length-prefixed transaction records (commit payload layout, see
+ * commitlog/frame.ts); their ArrayBuffer is transferred, never copied.
+ */
+
+/** Database worker -> storage actor. */
+export type FromDatabaseMessage =
+  /** Transactions [firstTxOffset, firstTxOffset + recordCount) to make durable. */
+  | { kind: "append"; firstTxOffset: bigint; recordCount: number; bytes: Uint8Array }
+  /** State after transactions [0, txOffset), to store as a snapshot once they are durable. */
+  | { kind: "snapshot"; txOffset: bigint; bytes: Uint8Array; requestId: number | undefined }
+  /** Start streaming the stored state back (before any append). */
+  | { kind: "replay" }
+  /** The previous replay chunk is applied; send the next. */
+  | { kind: "replayNext" };
+
+/** Storage actor -> database worker. */
+export type ToDatabaseMessage =
+  /** Transactions below `offset` are on disk. */
+  | { kind: "durable"; offset: bigint }
+  /** Writes for this database stopped; nothing after the last durable offset is kept. */
+  | { kind: "failed"; message: string }
+  | { kind: "replaySnapshot"; txOffset: bigint; bytes: Uint8Array }
+  | { kind: "replayBatch"; firstTxOffset: bigint; recordCount: number; bytes: Uint8Array }
+  | {
+    kind: "replayEnd";
+    durableOffset: bigint;
+    snapshotTxOffset: bigint | undefined;
+    truncatedTornTail: boolean;
+  }
+  /** Take a snapshot now (asked for by the main thread) and send it with this request id. */
+  | { kind: "snapshotRequest"; requestId: number }
+  | { kind: "snapshotWritten"; txOffset: bigint; requestId: number | undefined }
+  | { kind: "snapshotFailed"; txOffset: bigint; requestId: number | undefined; message: string };
+
+export interface StorageOptions {
+  dataDir: string;
+  segmentBytes?: number;
+  preallocateBytes?: number;
+  snapshotsKept?: number;
+}
+
+/** Main thread -> storage actor. */
+export type ActorRequest =
+  | { id: number; op: "init"; options: StorageOptions }
+  | { id: number; op: "open"; dbKey: string; port: MessagePort }
+  | { id: number; op: "close"; dbKey: string }
+  | { id: number; op: "delete"; dbKey: string }
+  | { id: number; op: "requestSnapshot"; dbKey: string }
+  | { id: number; op: "stop" };
+
+export interface OpenResult {
+  durableOffset: bigint;
+  truncatedTornTail: boolean;
+}
+
+/** Storage actor -> main thread. */
+export type ActorEvent =
+  | { kind: "reply"; id: number; ok: true; value: unknown }
+  | { kind: "reply"; id: number; ok: false; errorName: string; message: string }
+  | { kind: "durable"; updates: Array<[dbKey: string, offset: bigint]> }
+  | { kind: "failure"; dbKey: string; errorName: string; message: string }
+  | { kind: "snapshotWritten"; dbKey: string; txOffset: bigint; requestId: number | undefined };

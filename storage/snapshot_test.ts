@@ -1,0 +1,159 @@
+import { deepStrictEqual, ok, throws } from "node:assert/strict";
+import { seededRandom } from "../lib/random.ts";
+import { lengthPrefixed } from "./commitlog/frame.ts";
+import { CorruptLogError } from "./commitlog/reader.ts";
+import { CommitLogWriter } from "./commitlog/writer.ts";
+import { type FsOperation, MemoryFs } from "./fs_layer.ts";
+import { databaseDir, logDir, recoverDatabase, snapshotDir } from "./recovery.ts";
+import { listSnapshots, readNewestValidSnapshot, writeSnapshot } from "./snapshot.ts";
+
+const SNAPS = "/data/databases/db1/snapshots";
+const text = (value: string) => new TextEncoder().encode(value);
+const untext = (bytes: Uint8Array) => new TextDecoder().decode(bytes);
+
+Deno.test("writeSnapshot() then readNewestValidSnapshot() returns the newest bytes and keeps the last N", () => {
+  const fs = new MemoryFs();
+  for (const offset of [10n, 20n, 30n, 40n]) writeSnapshot(fs, SNAPS, offset, text(`state@${offset}`), { keep: 2 });
+  deepStrictEqual(listSnapshots(fs, SNAPS).map((s) => s.txOffset), [40n, 30n]);
+  const choice = readNewestValidSnapshot(fs, SNAPS, 100n);
+  deepStrictEqual(choice.snapshot?.txOffset, 40n);
+  deepStrictEqual(untext(choice.snapshot!.bytes), "state@40");
+  deepStrictEqual(choice.skipped, []);
+});
+
+Deno.test("readNewestValidSnapshot() skips snapshots newer than the log and damaged ones", () => {
+  const fs = new MemoryFs();
+  for (const offset of [10n, 20n, 30n]) writeSnapshot(fs, SNAPS, offset, text(`state@${offset}`), { keep: 3 });
+  const random = seededRandom(11);
+  const newest = listSnapshots(fs, SNAPS)[0];
+  const size = fs.readFile(newest.path).length;
+  for (let trial = 0; trial < 300; trial++) {
+    const damaged = fs.crash("keep-unsynced");
+    damaged.flipBit(newest.path, Math.floor(random.next() * size * 8));
+    const choice = readNewestValidSnapshot(damaged, SNAPS, 30n);
+    deepStrictEqual(choice.snapshot?.txOffset, 20n, `trial ${trial}`);
+    deepStrictEqual(choice.skipped.length, 1);
+  }
+  const capped = readNewestValidSnapshot(fs, SNAPS, 25n);
+  deepStrictEqual(capped.snapshot?.txOffset, 20n);
+  ok(capped.skipped[0].reason.includes("newer than the log"));
+  const truncated = fs.crash("keep-unsynced");
+  for (const entry of listSnapshots(truncated, SNAPS)) {
+    const file = truncated.open(entry.path);
+    file.truncate(20);
+    file.close();
+  }
+  deepStrictEqual(readNewestValidSnapshot(truncated, SNAPS, 30n).snapshot, undefined);
+});
+
+for (const operation of ["write", "sync", "rename", "open"] as FsOperation[]) {
+  Deno.test(`a snapshot interrupted at its Nth ${operation} leaves the old or the new snapshot, never a broken one`, () => {
+    const probe = new MemoryFs();
+    writeSnapshot(probe, SNAPS, 5n, text("old"));
+    const before = probe.counts[operation];
+    writeSnapshot(probe, SNAPS, 9n, text("new state"));
+    const calls = probe.counts[operation] - before;
+    ok(calls >= 1);
+    for (let nth = 1; nth <= calls; nth++) {
+      const fs = new MemoryFs({ random: seededRandom(nth) });
+      writeSnapshot(fs, SNAPS, 5n, text("old"));
+      fs.injectFault({ operation, nth: fs.counts[operation] + nth });
+      throws(() => writeSnapshot(fs, SNAPS, 9n, text("new state")));
+      for (const mode of ["lose-unsynced", "keep-unsynced", "tear-unsynced"] as const) {
+        const choice = readNewestValidSnapshot(fs.crash(mode), SNAPS, 100n);
+        ok(choice.snapshot, `nth ${nth} ${mode}: no snapshot left`);
+        const state = untext(choice.snapshot.bytes);
+        ok(
+          (choice.snapshot.txOffset === 5n && state === "old") ||
+            (choice.snapshot.txOffset === 9n && state === "new state"),
+          `nth ${nth} ${mode}: ${choice.snapshot.txOffset} ${state}`,
+        );
+      }
+    }
+  });
+}
+
+// A tiny "database" for recovery tests: the state is the list of applied tx numbers.
+function appendNumbers(fs: MemoryFs, dbDir: string, from: number, to: number): void {
+  const writer = CommitLogWriter.open(fs, logDir(dbDir), { segmentBytes: 512, preallocateBytes: 128 });
+  for (let i = from; i < to; i += 2) {
+    const records = [text(String(i)), text(String(i + 1))].slice(0, Math.min(2, to - i));
+    writer.append(BigInt(i), records.length, [lengthPrefixed(records)]);
+    writer.sync();
+  }
+  writer.close();
+}
+
+function recoverNumbers(fs: MemoryFs, dbDir: string) {
+  let state: number[] = [];
+  const result = recoverDatabase(fs, dbDir, {
+    applySnapshot(bytes, txOffset) {
+      state = JSON.parse(untext(bytes));
+      deepStrictEqual(state.length, Number(txOffset));
+    },
+    applyRecord(payload, txOffset) {
+      deepStrictEqual(Number(untext(payload)), Number(txOffset));
+      deepStrictEqual(state.length, Number(txOffset));
+      state.push(Number(txOffset));
+    },
+  });
+  return { state, result };
+}
+
+const range = (n: number) => Array.from({ length: n }, (_, i) => i);
+
+Deno.test("recoverDatabase() loads the newest snapshot and replays only the log suffix", () => {
+  const fs = new MemoryFs();
+  const dbDir = databaseDir("/data", "db1");
+  appendNumbers(fs, dbDir, 0, 40);
+  writeSnapshot(fs, snapshotDir(dbDir), 25n, text(JSON.stringify(range(25))));
+  appendNumbers(fs, dbDir, 40, 61);
+  const { state, result } = recoverNumbers(fs, dbDir);
+  deepStrictEqual(state, range(61));
+  deepStrictEqual(result.snapshotTxOffset, 25n);
+  deepStrictEqual(result.replayedCount, 36);
+  deepStrictEqual(result.durableEnd, 61n);
+});
+
+Deno.test("recoverDatabase() falls back to an older snapshot or the log alone when snapshots are damaged", () => {
+  const fs = new MemoryFs();
+  const dbDir = databaseDir("/data", "db1");
+  appendNumbers(fs, dbDir, 0, 50);
+  writeSnapshot(fs, snapshotDir(dbDir), 20n, text(JSON.stringify(range(20))));
+  writeSnapshot(fs, snapshotDir(dbDir), 40n, text(JSON.stringify(range(40))));
+  const [newest, older] = listSnapshots(fs, snapshotDir(dbDir));
+  fs.flipBit(newest.path, 300);
+  let recovered = recoverNumbers(fs, dbDir);
+  deepStrictEqual(recovered.state, range(50));
+  deepStrictEqual(recovered.result.snapshotTxOffset, 20n);
+  fs.flipBit(older.path, 300);
+  recovered = recoverNumbers(fs, dbDir);
+  deepStrictEqual(recovered.state, range(50));
+  deepStrictEqual(recovered.result.snapshotTxOffset, undefined);
+  deepStrictEqual(recovered.result.replayedCount, 50);
+  deepStrictEqual(recovered.result.skippedSnapshots.length, 2);
+});
+
+Deno.test("recoverDatabase() stops with CorruptLogError naming the file and offset on mid-log damage", () => {
+  const fs = new MemoryFs();
+  const dbDir = databaseDir("/data", "db1");
+  appendNumbers(fs, dbDir, 0, 30);
+  const firstSegment = `${logDir(dbDir)}/00000000000000000000.log`;
+  fs.flipBit(firstSegment, 8 * 40);
+  const error = (() => {
+    try {
+      recoverNumbers(fs, dbDir);
+    } catch (error) {
+      return error;
+    }
+  })();
+  ok(error instanceof CorruptLogError);
+  deepStrictEqual(error.file, firstSegment);
+  ok(error.message.includes(firstSegment) && error.message.includes("at byte 0"), error.message);
+});
+
+Deno.test("recoverDatabase() of a database with no files is empty", () => {
+  const { state, result } = recoverNumbers(new MemoryFs(), databaseDir("/data", "none"));
+  deepStrictEqual(state, []);
+  deepStrictEqual(result.durableEnd, 0n);
+});

@@ -1,0 +1,545 @@
+/**
+ * One table: its rows (immutable BSATN byte arrays keyed by an internal rowId), the key
+ * structures of its indexes and unique constraints, its sequences, and the undo information of
+ * the open transaction.
+ *
+ * Writes go straight into the table; the open transaction remembers, per touched rowId, the
+ * committed bytes it had before (`null` for rows the transaction created). Committed rows
+ * deleted in a transaction stay in `#rows` as `null` tombstones until commit, so rollback
+ * restores them at their old scan position.
+ */
+import { assert } from "../lib/assert.ts";
+import { BTree } from "./btree_index.ts";
+import { DatastoreError } from "./datastore_error.ts";
+import { HashMultiIndex } from "./hash_index.ts";
+import { bytesEqual, hashBytes, type Key, KeyCodec, type KeyRange } from "./key_encoding.ts";
+import { RowLayout } from "./row_layout.ts";
+import type { IndexSchema, TableSchema } from "./schema.ts";
+
+/** The key structures shared by every index/constraint over one ordered column list. */
+interface KeyGroup {
+  codec: KeyCodec;
+  /** key -> rowId, for unique constraints and unique indexes. */
+  uniqueMap: Map<Key, number> | null;
+  /** Ordered entries for btree/direct indexes. */
+  tree: BTree | null;
+  /** key -> rowIds for non-unique hash indexes. */
+  multi: HashMultiIndex | null;
+  /** True when the column list is a unique constraint (checked on writes). */
+  isConstraint: boolean;
+}
+
+export interface TableIndex {
+  readonly schema: IndexSchema;
+  readonly table: Table;
+  /** True when the index columns include some unique constraint's columns. */
+  readonly unique: boolean;
+  /** True for btree/direct (range scans allowed), false for hash. */
+  readonly ordered: boolean;
+  readonly group: KeyGroup;
+}
+
+/** A sequence's runtime state. Not transactional. */
+export interface Sequence {
+  readonly tableId: number;
+  readonly column: number;
+  readonly size: number;
+  /** Next value to hand out. */
+  next: bigint;
+  readonly min: bigint;
+  readonly max: bigint;
+  readonly increment: bigint;
+  /** True when `next` moved since the last commit that reported it. */
+  dirty: boolean;
+}
+
+export interface TableDelta {
+  tableId: number;
+  inserts: Uint8Array[];
+  deletes: Uint8Array[];
+}
+
+export interface WriteResult {
+  row: Uint8Array;
+  generated: Uint8Array;
+}
+
+const EMPTY_BYTES = new Uint8Array(0);
+
+function sameColumns(a: readonly number[], b: readonly number[]): boolean {
+  return a.length === b.length && a.every((c, i) => c === b[i]);
+}
+
+function uniqueViolation(table: string): DatastoreError {
+  return new DatastoreError(
+    "UniqueViolation",
+    `Insert into table '${table}' violates a unique constraint`,
+  );
+}
+
+export class Table {
+  readonly schema: TableSchema;
+  readonly layout: RowLayout;
+  readonly indexes: TableIndex[] = [];
+  /** Sequences in ascending column order. */
+  readonly sequences: Sequence[] = [];
+  readonly #groups: KeyGroup[] = [];
+  /** Positions in #groups of unique constraints; the first one finds identical rows. */
+  readonly #constraintGroups: number[] = [];
+  /** rowId -> bytes; `null` marks a committed row deleted by the open transaction. */
+  readonly #rows = new Map<number, Uint8Array | null>();
+  /** Row-content buckets (hash -> rowId(s)) for tables without unique constraints. */
+  readonly #content: Map<number, number | number[]> | null;
+  readonly #newKeys: Key[];
+  readonly #onSequenceMoved: (sequence: Sequence) => void;
+  #count = 0;
+  #nextRowId = 0;
+  /** Undo information of the open transaction: rowId -> committed bytes (null if created). */
+  #originals: Map<number, Uint8Array | null> | null = null;
+
+  constructor(schema: TableSchema, onSequenceMoved: (sequence: Sequence) => void) {
+    this.schema = schema;
+    this.#onSequenceMoved = onSequenceMoved;
+    this.layout = new RowLayout(schema.rowType, schema.typespace);
+    const constraintColumns: number[][] = [];
+    const addConstraint = (columns: number[]) => {
+      if (!constraintColumns.some((c) => sameColumns(c, columns))) constraintColumns.push(columns);
+    };
+    schema.uniqueConstraints.forEach(addConstraint);
+    for (const index of schema.indexes) if (index.unique) addConstraint(index.columns);
+    for (const columns of constraintColumns) {
+      const group = this.#groupFor(columns);
+      group.uniqueMap ??= new Map();
+      if (!group.isConstraint) this.#constraintGroups.push(this.#groups.indexOf(group));
+      group.isConstraint = true;
+    }
+    for (const index of schema.indexes) {
+      const unique = constraintColumns.some((c) => c.every((col) => index.columns.includes(col)));
+      const ordered = index.algorithm !== "hash";
+      const group = this.#groupFor(index.columns);
+      if (unique) group.uniqueMap ??= new Map();
+      if (ordered) group.tree ??= new BTree();
+      else if (!unique) group.multi ??= new HashMultiIndex();
+      this.indexes.push({ schema: index, table: this, unique, ordered, group });
+    }
+    this.#content = this.#constraintGroups.length === 0 ? new Map() : null;
+    this.#newKeys = new Array(this.#groups.length).fill(0);
+    const sorted = [...schema.sequences].sort((a, b) => a.column - b.column);
+    for (const sequence of sorted) {
+      const type = this.layout.columns[sequence.column];
+      if (type === undefined || type.kind !== "int") {
+        throw new TypeError(`Sequence column '${sequence.column}' is not an integer column`);
+      }
+      const bits = BigInt(type.size * 8);
+      const typeMin = type.signed ? -(1n << (bits - 1n)) : 0n;
+      const typeMax = type.signed ? (1n << (bits - 1n)) - 1n : (1n << bits) - 1n;
+      const min = sequence.min ?? 1n;
+      const max = sequence.max ?? typeMax;
+      this.sequences.push({
+        tableId: schema.tableId,
+        column: sequence.column,
+        size: type.size,
+        next: sequence.start ?? 1n,
+        min: min > typeMin ? min : typeMin,
+        max: max < typeMax ? max : typeMax,
+        increment: sequence.increment,
+        dirty: false,
+      });
+    }
+  }
+
+  #groupFor(columns: number[]): KeyGroup {
+    for (const group of this.#groups) if (sameColumns(group.codec.columns, columns)) return group;
+    for (const column of columns) {
+      if (this.layout.columns[column] === undefined) {
+        throw new RangeError(`Column '${column}' does not exist in table '${this.schema.name}'`);
+      }
+    }
+    const group: KeyGroup = {
+      codec: new KeyCodec(this.layout, columns),
+      uniqueMap: null,
+      tree: null,
+      multi: null,
+      isConstraint: false,
+    };
+    this.#groups.push(group);
+    return group;
+  }
+
+  get count(): number {
+    return this.#count;
+  }
+
+  get inTx(): boolean {
+    return this.#originals !== null;
+  }
+
+  beginTx(): void {
+    assert(this.#originals === null, "Table already has an open transaction");
+    this.#originals = new Map();
+  }
+
+  // --- key structures -------------------------------------------------------------------------
+
+  #addEntries(id: number, row: Uint8Array, keys: Key[] | null): void {
+    const groups = this.#groups;
+    for (let i = 0; i < groups.length; i++) {
+      const group = groups[i];
+      const key = keys ? keys[i] : group.codec.fromRow(row);
+      if (group.uniqueMap) group.uniqueMap.set(key, id);
+      if (group.tree) group.tree.insert(key, id);
+      if (group.multi) group.multi.add(key, id);
+    }
+    if (this.#content) this.#contentAdd(hashBytes(row), id);
+  }
+
+  #removeEntries(id: number, row: Uint8Array): void {
+    const groups = this.#groups;
+    for (let i = 0; i < groups.length; i++) {
+      const group = groups[i];
+      const key = group.codec.fromRow(row);
+      if (group.uniqueMap) {
+        assert(group.uniqueMap.get(key) === id, "Unique map does not point at the row");
+        group.uniqueMap.delete(key);
+      }
+      if (group.tree) assert(group.tree.delete(key, id), "Btree entry of the row is missing");
+      if (group.multi) group.multi.remove(key, id);
+    }
+    if (this.#content) this.#contentRemove(hashBytes(row), id);
+  }
+
+  #contentAdd(hash: number, id: number): void {
+    const content = this.#content!;
+    const bucket = content.get(hash);
+    if (bucket === undefined) content.set(hash, id);
+    else if (typeof bucket === "number") content.set(hash, [bucket, id]);
+    else bucket.push(id);
+  }
+
+  #contentRemove(hash: number, id: number): void {
+    const content = this.#content!;
+    const bucket = content.get(hash);
+    if (bucket === id) content.delete(hash);
+    else if (Array.isArray(bucket)) {
+      const at = bucket.indexOf(id);
+      if (at >= 0) bucket.splice(at, 1);
+      if (bucket.length === 1) content.set(hash, bucket[0]);
+    }
+  }
+
+  /** rowId of a live row byte-identical to `row`, or -1. */
+  findIdentical(row: Uint8Array): number {
+    if (this.#content) {
+      const bucket = this.#content.get(hashBytes(row));
+      if (bucket === undefined) return -1;
+      if (typeof bucket === "number") return bytesEqual(this.#rows.get(bucket)!, row) ? bucket : -1;
+      for (const id of bucket) if (bytesEqual(this.#rows.get(id)!, row)) return id;
+      return -1;
+    }
+    const group = this.#groups[this.#constraintGroups[0]];
+    const id = group.uniqueMap!.get(group.codec.fromRow(row));
+    return id !== undefined && bytesEqual(this.#rows.get(id)!, row) ? id : -1;
+  }
+
+  // --- row operations (recorded in the open transaction, if any) -----------------------------
+
+  /**
+   * Inserts a valid row the table now owns. Returns false for a no-op (an identical row is
+   * present). Throws UniqueViolation without changing anything.
+   */
+  insertRow(row: Uint8Array): boolean {
+    const groups = this.#groups;
+    const keys = this.#newKeys;
+    for (let i = 0; i < groups.length; i++) keys[i] = groups[i].codec.fromRow(row);
+    const constraints = this.#constraintGroups;
+    if (constraints.length > 0) {
+      const first = constraints[0];
+      const existing = groups[first].uniqueMap!.get(keys[first]);
+      if (existing !== undefined) {
+        if (bytesEqual(this.#rows.get(existing)!, row)) return false;
+        throw uniqueViolation(this.schema.name);
+      }
+      for (let c = 1; c < constraints.length; c++) {
+        const at = constraints[c];
+        if (groups[at].uniqueMap!.has(keys[at])) throw uniqueViolation(this.schema.name);
+      }
+    } else if (this.findIdentical(row) >= 0) {
+      return false;
+    }
+    const id = this.#nextRowId++;
+    this.#rows.set(id, row);
+    this.#count++;
+    this.#addEntries(id, row, keys);
+    if (this.#originals) this.#originals.set(id, null);
+    return true;
+  }
+
+  deleteRow(id: number): void {
+    const row = this.#rows.get(id);
+    assert(row, "Deleting a row that is not live");
+    this.#removeEntries(id, row);
+    this.#count--;
+    const originals = this.#originals;
+    if (originals === null) {
+      this.#rows.delete(id);
+    } else if (!originals.has(id)) {
+      originals.set(id, row);
+      this.#rows.set(id, null);
+    } else if (originals.get(id) === null) {
+      this.#rows.delete(id);
+    } else {
+      this.#rows.set(id, null);
+    }
+  }
+
+  /**
+   * Replaces live row `id` with `row` in place, after checking every unique constraint against
+   * the other rows. Throws UniqueViolation without changing anything.
+   */
+  replaceRow(id: number, row: Uint8Array): void {
+    const old = this.#rows.get(id);
+    assert(old, "Replacing a row that is not live");
+    const groups = this.#groups;
+    const keys = this.#newKeys;
+    for (let i = 0; i < groups.length; i++) {
+      const group = groups[i];
+      const key = group.codec.fromRow(row);
+      if (group.isConstraint) {
+        const existing = group.uniqueMap!.get(key);
+        if (existing !== undefined && existing !== id) throw uniqueViolation(this.schema.name);
+      }
+      keys[i] = key;
+    }
+    for (let i = 0; i < groups.length; i++) {
+      const group = groups[i];
+      const oldKey = group.codec.fromRow(old);
+      const key = keys[i];
+      if (oldKey === key) continue;
+      if (group.uniqueMap) {
+        group.uniqueMap.delete(oldKey);
+        group.uniqueMap.set(key, id);
+      }
+      if (group.tree) {
+        group.tree.delete(oldKey, id);
+        group.tree.insert(key, id);
+      }
+      if (group.multi) {
+        group.multi.remove(oldKey, id);
+        group.multi.add(key, id);
+      }
+    }
+    if (this.#content) {
+      this.#contentRemove(hashBytes(old), id);
+      this.#contentAdd(hashBytes(row), id);
+    }
+    const originals = this.#originals;
+    if (originals !== null && !originals.has(id)) originals.set(id, old);
+    this.#rows.set(id, row);
+  }
+
+  /**
+   * Fills zero-valued sequence columns of `row` (a private copy, written in place) and returns
+   * the BSATN of the generated values in ascending column order.
+   */
+  fireSequences(row: Uint8Array): Uint8Array {
+    const sequences = this.sequences;
+    if (sequences.length === 0) return EMPTY_BYTES;
+    let generated: Uint8Array[] | null = null;
+    for (const sequence of sequences) {
+      const start = this.layout.columnStart(row, sequence.column);
+      const end = start + sequence.size;
+      let zero = true;
+      for (let i = start; i < end; i++) {
+        if (row[i] !== 0) {
+          zero = false;
+          break;
+        }
+      }
+      if (!zero) continue;
+      const value = sequence.next;
+      if (value < sequence.min || value > sequence.max) {
+        throw new DatastoreError(
+          "AutoIncOverflow",
+          `Sequence on column '${sequence.column}' of table '${this.schema.name}' overflowed`,
+        );
+      }
+      sequence.next = value + sequence.increment;
+      if (!sequence.dirty) {
+        sequence.dirty = true;
+        this.#onSequenceMoved(sequence);
+      }
+      let rest = value;
+      for (let i = start; i < end; i++) {
+        row[i] = Number(rest & 0xffn);
+        rest >>= 8n;
+      }
+      (generated ??= []).push(row.slice(start, end));
+    }
+    if (generated === null) return EMPTY_BYTES;
+    if (generated.length === 1) return generated[0];
+    const out = new Uint8Array(generated.reduce((n, g) => n + g.length, 0));
+    let at = 0;
+    for (const part of generated) {
+      out.set(part, at);
+      at += part.length;
+    }
+    return out;
+  }
+
+  // --- reads ---------------------------------------------------------------------------------
+
+  /** Live rows: committed ones (not deleted) first, then ones created by the open transaction. */
+  scan(): Uint8Array[] {
+    const out: Uint8Array[] = [];
+    for (const row of this.#rows.values()) if (row) out.push(row);
+    return out;
+  }
+
+  rows(): IterableIterator<Uint8Array | null> {
+    return this.#rows.values();
+  }
+
+  row(id: number): Uint8Array {
+    const row = this.#rows.get(id);
+    assert(row, "Row id is not live");
+    return row;
+  }
+
+  liveIds(): number[] {
+    const out: number[] = [];
+    for (const [id, row] of this.#rows) if (row) out.push(id);
+    return out;
+  }
+
+  /** rowIds whose key in `index` equals `key`. */
+  pointIds(index: TableIndex, key: Key): number[] {
+    const group = index.group;
+    if (group.uniqueMap) {
+      const id = group.uniqueMap.get(key);
+      return id === undefined ? [] : [id];
+    }
+    const out: number[] = [];
+    if (group.tree) group.tree.forEachEqual(key, (id) => out.push(id));
+    else group.multi!.forEachEqual(key, (id) => out.push(id));
+    return out;
+  }
+
+  /** The single rowId with `key` in a unique index, or -1. */
+  uniqueId(index: TableIndex, key: Key): number {
+    return index.group.uniqueMap!.get(key) ?? -1;
+  }
+
+  /** rowIds with lo <= key < hi in an ordered index, in key order. */
+  rangeIds(index: TableIndex, range: KeyRange): number[] {
+    const out: number[] = [];
+    index.group.tree!.forEachInRange(range.lo, range.hi, (id) => out.push(id));
+    return out;
+  }
+
+  // --- transaction end -----------------------------------------------------------------------
+
+  /** Makes the open transaction's changes committed and returns the net delta. */
+  commitTx(): TableDelta {
+    const originals = this.#originals;
+    assert(originals !== null, "Committing a table without an open transaction");
+    this.#originals = null;
+    const inserts: Uint8Array[] = [];
+    const deletes: Uint8Array[] = [];
+    let created = false;
+    const isEvent = this.schema.isEvent;
+    for (const [id, original] of originals) {
+      const current = this.#rows.get(id);
+      if (original === null) {
+        if (!current) continue;
+        inserts.push(current);
+        created = true;
+        if (isEvent) {
+          this.#removeEntries(id, current);
+          this.#rows.delete(id);
+          this.#count--;
+        }
+      } else if (!current) {
+        deletes.push(original);
+        this.#rows.delete(id);
+      } else if (!bytesEqual(original, current)) {
+        deletes.push(original);
+        inserts.push(current);
+      }
+    }
+    // A committed row deleted and then inserted again as a new row cancels out.
+    if (created && deletes.length > 0) cancelIdentical(inserts, deletes);
+    return { tableId: this.schema.tableId, inserts, deletes };
+  }
+
+  rollbackTx(): void {
+    const originals = this.#originals;
+    assert(originals !== null, "Rolling back a table without an open transaction");
+    this.#originals = null;
+    // Remove every current entry first, then restore, so unique maps never collide midway.
+    for (const id of originals.keys()) {
+      const current = this.#rows.get(id);
+      if (current) {
+        this.#removeEntries(id, current);
+        this.#count--;
+      }
+    }
+    for (const [id, original] of originals) {
+      if (original === null) {
+        this.#rows.delete(id);
+      } else {
+        this.#rows.set(id, original);
+        this.#addEntries(id, original, null);
+        this.#count++;
+      }
+    }
+  }
+
+  /** Checks that every structure agrees with the rows; for tests. */
+  checkInvariants(): void {
+    let live = 0;
+    for (const [id, row] of this.#rows) {
+      if (!row) continue;
+      live++;
+      for (const group of this.#groups) {
+        const key = group.codec.fromRow(row);
+        if (group.uniqueMap) assert(group.uniqueMap.get(key) === id, "Unique map is stale");
+      }
+    }
+    assert(live === this.#count, "Row count is stale");
+    for (const group of this.#groups) {
+      if (group.uniqueMap) assert(group.uniqueMap.size === live, "Unique map has extra entries");
+      if (group.tree) {
+        assert(group.tree.size === live, "Btree has extra entries");
+        group.tree.checkInvariants();
+      }
+    }
+  }
+}
+
+function cancelIdentical(inserts: Uint8Array[], deletes: Uint8Array[]): void {
+  const byHash = new Map<number, number[]>();
+  deletes.forEach((row, i) => {
+    const hash = hashBytes(row);
+    const bucket = byHash.get(hash);
+    if (bucket) bucket.push(i);
+    else byHash.set(hash, [i]);
+  });
+  const cancelledDeletes = new Set<number>();
+  let kept = 0;
+  for (const row of inserts) {
+    const bucket = byHash.get(hashBytes(row));
+    const match = bucket?.findIndex((i) => bytesEqual(deletes[i], row)) ?? -1;
+    if (match >= 0) {
+      cancelledDeletes.add(bucket![match]);
+      bucket!.splice(match, 1);
+      continue;
+    }
+    inserts[kept++] = row;
+  }
+  inserts.length = kept;
+  let keptDeletes = 0;
+  for (let i = 0; i < deletes.length; i++) {
+    if (!cancelledDeletes.has(i)) deletes[keptDeletes++] = deletes[i];
+  }
+  deletes.length = keptDeletes;
+}

@@ -1,0 +1,450 @@
+/**
+ * One database inside its worker: the module instance, the datastore and the
+ * per-call transaction rules of module-abi.md §1.5, §3.7 and §7.5. Pure logic over
+ * injected clock and budget, so it can be driven without a Worker in tests.
+ */
+import type { Clock } from "../lib/clock.ts";
+import { Datastore, type MutTx, type TxDelta } from "../storage/mod.ts";
+import { createSyscalls, FatalHostError, LOG_LEVEL_NAMES, type Syscalls } from "./sys_abi.ts";
+import { describeError, loadModule, type ModuleHooks } from "./module_loader.ts";
+import { type ModuleInfo, moduleInfoFromDescribe, type ReducerInfo } from "./module_info.ts";
+
+import type { CallResult, LogLine, ProcedureResult } from "./messages.ts";
+
+/** The caller-facing text of any internal reducer failure (SpacetimeDB's wording). */
+export const GENERIC_FAILURE_MESSAGE = "The instance encountered a fatal error.";
+
+/** Runaway protection: start before a hook call, stop after. */
+export interface CallBudget {
+  start(budgetMs: number): void;
+  stop(): void;
+  /** True when `error` is the budget's own "time is up" error. */
+  isExceeded(error: unknown): boolean;
+}
+
+export const NO_BUDGET: CallBudget = {
+  start() {},
+  stop() {},
+  isExceeded: () => false,
+};
+
+export interface EngineOptions {
+  clock: Clock;
+  budget: CallBudget;
+  reducerBudgetMs: number;
+  databaseIdentity: bigint;
+  loadTimeoutMs: number;
+}
+
+/** A committed transaction, ready for the commit log and subscription evaluation. */
+export interface CommittedTx {
+  txOffset: number;
+  reducer: string;
+  sender: bigint;
+  connectionId: bigint;
+  timestampMicros: bigint;
+  args: Uint8Array;
+  delta: TxDelta;
+}
+
+export class DatabaseEngine {
+  readonly #options: EngineOptions;
+  #hooks!: ModuleHooks;
+  #sys!: Syscalls;
+  #datastore!: Datastore;
+  #module!: ModuleInfo;
+  #describe!: Uint8Array;
+  #tx: MutTx | undefined;
+  #poison: Error | undefined;
+  #currentFunction: string | undefined;
+  #txOffset = 0;
+  #logs: LogLine[] = [];
+  #jwtPayloads = new Map<bigint, Uint8Array>();
+  #committed: CommittedTx[] = [];
+  #scheduledImmediate: { reducer: string; args: Uint8Array }[] = [];
+  #anonymous = false;
+  #procedure: { name: string; sender: bigint; connectionId: bigint; args: Uint8Array } | undefined;
+
+  constructor(options: EngineOptions) {
+    this.#options = options;
+  }
+
+  get module(): ModuleInfo {
+    return this.#module;
+  }
+  get datastore(): Datastore {
+    return this.#datastore;
+  }
+  get describeBytes(): Uint8Array {
+    return this.#describe;
+  }
+  get txOffset(): number {
+    return this.#txOffset;
+  }
+
+  /** Loads the module, decodes its definition and builds (or restores) the datastore. */
+  async load(
+    bundle: string,
+    restore?: { snapshot?: Uint8Array; txOffset: number; replay: TxDelta[] },
+  ): Promise<void> {
+    const options = this.#options;
+    this.#sys = createSyscalls({
+      tx: () => this.#tx,
+      tableIdFromName: (name) => this.#datastore?.tableIdFromName(name),
+      indexIdFromName: (name) => this.#datastore?.indexIdFromName(name),
+      errorConstructor: (code) => this.#hooks?.__get_error_constructor__(code),
+      databaseIdentity: () => options.databaseIdentity,
+      jwtPayload: (connectionId) => this.#jwtPayloads.get(connectionId) ?? new Uint8Array(),
+      consoleLog: (level, message) => this.#log(level, message),
+      poison: (error) => {
+        this.#poison ??= error;
+      },
+      isPoisoned: () => this.#poison !== undefined,
+      scheduleImmediate: (reducer, args) => this.#scheduledImmediate.push({ reducer, args }),
+      nowMicros: () => options.clock.nowMicros(),
+      startAnonymousTx: () => {
+        if (this.#tx || !this.#procedure) return false;
+        this.#tx = this.#datastore.beginMutTx();
+        this.#anonymous = true;
+        return true;
+      },
+      commitAnonymousTx: () => {
+        if (!this.#tx || !this.#anonymous || !this.#procedure) return false;
+        const tx = this.#tx;
+        this.#tx = undefined;
+        this.#anonymous = false;
+        this.#recordCommit(
+          tx.commit(),
+          this.#procedure.name,
+          this.#procedure.sender,
+          this.#procedure.connectionId,
+          options.clock.nowMicros(),
+          this.#procedure.args,
+        );
+        return true;
+      },
+      abortAnonymousTx: () => {
+        if (!this.#tx || !this.#anonymous) return false;
+        this.#tx.rollback();
+        this.#tx = undefined;
+        this.#anonymous = false;
+        return true;
+      },
+    });
+    this.#hooks = await loadModule(bundle, this.#sys, { timeoutMs: options.loadTimeoutMs });
+    this.#describe = this.#hooks.__describe_module__();
+    if (!(this.#describe instanceof Uint8Array)) {
+      throw new Error("__describe_module__ did not return a Uint8Array");
+    }
+    this.#module = moduleInfoFromDescribe(this.#describe);
+    if (restore?.snapshot) {
+      this.#datastore = Datastore.importState(this.#module.tables, restore.snapshot);
+    } else {
+      this.#datastore = new Datastore(this.#module.tables);
+    }
+    if (restore) {
+      this.#txOffset = restore.txOffset;
+      for (const delta of restore.replay) {
+        this.#datastore.replay(delta);
+        this.#txOffset++;
+      }
+    }
+  }
+
+  /** Takes the log lines produced since the last call. */
+  drainLogs(): LogLine[] {
+    const logs = this.#logs;
+    this.#logs = [];
+    return logs;
+  }
+
+  /** Takes the transactions committed since the last call, in commit order. */
+  drainCommitted(): CommittedTx[] {
+    const committed = this.#committed;
+    this.#committed = [];
+    return committed;
+  }
+
+  reducerByName(name: string): ReducerInfo | undefined {
+    return this.#module.reducersByName.get(name);
+  }
+
+  /** Runs the `init` lifecycle reducer (first publish). */
+  runInit(owner: bigint, timestampMicros: bigint): CallResult {
+    const init = this.#module.lifecycle.init;
+    if (!init) return this.#emptyCommit(timestampMicros);
+    return this.#runReducer(init, new Uint8Array(), owner, 0n, timestampMicros, 0);
+  }
+
+  /** Runs a client-callable reducer by canonical name. */
+  callReducer(
+    id: number,
+    name: string,
+    args: Uint8Array,
+    sender: bigint,
+    connectionId: bigint,
+    timestampMicros: bigint,
+  ): CallResult {
+    const reducer = this.#module.reducersByName.get(name);
+    if (!reducer) {
+      return {
+        kind: "call",
+        id,
+        status: "failed_internal",
+        message: `no such reducer`,
+        durationMicros: 0,
+      };
+    }
+    if (reducer.lifecycle) {
+      return {
+        kind: "call",
+        id,
+        status: "failed_internal",
+        message: `can't directly call special ${reducer.lifecycle} lifecycle reducer`,
+        durationMicros: 0,
+      };
+    }
+    return this.#runReducer(reducer, args, sender, connectionId, timestampMicros, id);
+  }
+
+  /** client_connected: stores the JWT payload and runs the lifecycle reducer, if any. */
+  connect(
+    id: number,
+    sender: bigint,
+    connectionId: bigint,
+    timestampMicros: bigint,
+    jwtPayload: string,
+  ): CallResult {
+    this.#jwtPayloads.set(connectionId, new TextEncoder().encode(jwtPayload));
+    const reducer = this.#module.lifecycle.onConnect;
+    const result = reducer
+      ? this.#runReducer(reducer, new Uint8Array(), sender, connectionId, timestampMicros, id)
+      : { kind: "call" as const, id, status: "committed" as const, durationMicros: 0 };
+    if (result.status !== "committed") this.#jwtPayloads.delete(connectionId);
+    return { ...result, kind: "connect" };
+  }
+
+  /** client_disconnected: runs the lifecycle reducer (errors are swallowed by the caller). */
+  disconnect(
+    id: number,
+    sender: bigint,
+    connectionId: bigint,
+    timestampMicros: bigint,
+  ): CallResult {
+    const reducer = this.#module.lifecycle.onDisconnect;
+    const result = reducer
+      ? this.#runReducer(reducer, new Uint8Array(), sender, connectionId, timestampMicros, id)
+      : { kind: "call" as const, id, status: "committed" as const, durationMicros: 0 };
+    this.#jwtPayloads.delete(connectionId);
+    return { ...result, kind: "disconnect" };
+  }
+
+  callProcedure(
+    id: number,
+    name: string,
+    args: Uint8Array,
+    sender: bigint,
+    connectionId: bigint,
+    timestampMicros: bigint,
+  ): ProcedureResult {
+    const procedure = this.#module.proceduresByName.get(name);
+    if (!procedure) {
+      return { kind: "procedure", id, ok: false, message: "No such procedure", durationMicros: 0 };
+    }
+    const startMs = this.#options.clock.monotonicMs();
+    this.#currentFunction = procedure.name;
+    this.#procedure = { name: procedure.name, sender, connectionId, args };
+    const offsetBefore = this.#txOffset;
+    this.#options.budget.start(this.#options.reducerBudgetMs);
+    try {
+      const value = this.#hooks.__call_procedure__(
+        procedure.id,
+        sender,
+        connectionId,
+        timestampMicros,
+        args,
+      );
+      if (this.#poison) throw this.#poison;
+      if (!(value instanceof Uint8Array)) {
+        throw new TypeError("Procedure did not return a Uint8Array");
+      }
+      return {
+        kind: "procedure",
+        id,
+        ok: true,
+        value,
+        txOffset: this.#txOffset > offsetBefore ? this.#txOffset : undefined,
+        durationMicros: this.#elapsedMicros(startMs),
+      };
+    } catch (error) {
+      this.#logFailure(procedure.name, error);
+      return {
+        kind: "procedure",
+        id,
+        ok: false,
+        message: this.#options.budget.isExceeded(error)
+          ? this.#budgetMessage()
+          : describeError(error),
+        durationMicros: 0,
+      };
+    } finally {
+      this.#options.budget.stop();
+      if (this.#anonymous && this.#tx) {
+        this.#tx.rollback();
+        this.#pushLog(
+          "Warn",
+          "the procedure left a transaction open; it was rolled back",
+          procedure.name,
+        );
+      }
+      this.#tx = undefined;
+      this.#anonymous = false;
+      this.#procedure = undefined;
+      this.#poison = undefined;
+      this.#endCall();
+    }
+  }
+
+  #recordCommit(
+    delta: TxDelta,
+    reducer: string,
+    sender: bigint,
+    connectionId: bigint,
+    timestampMicros: bigint,
+    args: Uint8Array,
+  ): number {
+    const txOffset = ++this.#txOffset;
+    this.#committed.push({ txOffset, reducer, sender, connectionId, timestampMicros, args, delta });
+    return txOffset;
+  }
+
+  #emptyCommit(timestampMicros: bigint): CallResult {
+    void timestampMicros;
+    return { kind: "call", id: 0, status: "committed", durationMicros: 0 };
+  }
+
+  #runReducer(
+    reducer: ReducerInfo,
+    args: Uint8Array,
+    sender: bigint,
+    connectionId: bigint,
+    timestampMicros: bigint,
+    id: number,
+  ): CallResult {
+    const startMs = this.#options.clock.monotonicMs();
+    const tx = this.#datastore.beginMutTx();
+    this.#tx = tx;
+    this.#currentFunction = reducer.name;
+    let failure: unknown;
+    let failed = false;
+    this.#options.budget.start(this.#options.reducerBudgetMs);
+    try {
+      const view = new DataView(args.buffer, args.byteOffset, args.byteLength);
+      const returned = this.#hooks.__call_reducer__(
+        reducer.id,
+        sender,
+        connectionId,
+        timestampMicros,
+        view,
+      );
+      if (returned !== undefined) {
+        throw new TypeError("Reducer returned a value other than `undefined`");
+      }
+    } catch (error) {
+      failed = true;
+      failure = error;
+    } finally {
+      this.#options.budget.stop();
+      this.#tx = undefined;
+      this.#endCall();
+    }
+    if (this.#poison && !failed) {
+      failed = true;
+      failure = this.#poison;
+    }
+    this.#poison = undefined;
+    const durationMicros = this.#elapsedMicros(startMs);
+    if (!failed) {
+      const txOffset = this.#recordCommit(
+        tx.commit(),
+        reducer.name,
+        sender,
+        connectionId,
+        timestampMicros,
+        args,
+      );
+      return { kind: "call", id, status: "committed", txOffset, durationMicros };
+    }
+    tx.rollback();
+    if (failure instanceof this.#hooks.__sender_error_class__) {
+      const message = String((failure as Error).message);
+      this.#pushLog("Error", message, reducer.name);
+      return { kind: "call", id, status: "failed_user", message, durationMicros };
+    }
+    this.#logFailure(reducer.name, failure);
+    const message = this.#options.budget.isExceeded(failure)
+      ? this.#budgetMessage()
+      : GENERIC_FAILURE_MESSAGE;
+    return { kind: "call", id, status: "failed_internal", message, durationMicros };
+  }
+
+  #budgetMessage(): string {
+    return `The call exceeded its time budget of ${this.#options.reducerBudgetMs} ms and was stopped`;
+  }
+
+  #logFailure(functionName: string, error: unknown): void {
+    if (this.#options.budget.isExceeded(error)) {
+      this.#pushLog("Error", this.#budgetMessage(), functionName);
+      return;
+    }
+    const text = error instanceof Error
+      ? (error.stack ?? `${error.name}: ${error.message}`)
+      : `Uncaught ${formatThrown(error)}`;
+    this.#pushLog("Error", text, functionName);
+  }
+
+  #endCall(): void {
+    const open = this.#sys.endCall();
+    if (open.openTimers > 0) {
+      this.#pushLog(
+        "Warn",
+        `${open.openTimers} console timer(s) were left open`,
+        this.#currentFunction,
+      );
+    }
+    this.#currentFunction = undefined;
+  }
+
+  #elapsedMicros(startMs: number): number {
+    return Math.round((this.#options.clock.monotonicMs() - startMs) * 1000);
+  }
+
+  #log(level: number, message: string): void {
+    this.#pushLog(LOG_LEVEL_NAMES[level] ?? "Debug", message, this.#currentFunction);
+  }
+
+  #pushLog(level: string, message: string, functionName: string | undefined): void {
+    const line: LogLine = {
+      level,
+      ts: Number(this.#options.clock.nowMicros()),
+      target: functionName,
+      function: functionName,
+      message,
+    };
+    if (functionName === undefined) {
+      delete line.function;
+      delete line.target;
+    }
+    this.#logs.push(line);
+  }
+}
+
+function formatThrown(value: unknown): string {
+  try {
+    return typeof value === "string" ? JSON.stringify(value) : String(value);
+  } catch {
+    return "a value that cannot be printed";
+  }
+}
+
+export { FatalHostError };

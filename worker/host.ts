@@ -1,0 +1,277 @@
+/**
+ * Main-thread handle of one database worker. Requests are queued and sent in
+ * batches (at most two batches in flight), so a burst of calls costs one
+ * postMessage each way instead of one per call (deno-feasibility.md §2).
+ */
+import { log } from "../lib/log.ts";
+import type {
+  BatchItem,
+  BatchReply,
+  CallProcedureRequest,
+  CallReducerRequest,
+  CallResult,
+  ConnectRequest,
+  DisconnectRequest,
+  ExportStateResult,
+  InitMessage,
+  LogLine,
+  OneOffQueryRequest,
+  OneOffQueryResult,
+  ProcedureResult,
+  ReadyReply,
+  SubscribeRequest,
+  SubscribeResult,
+  UnsubscribeRequest,
+  UnsubscribeResult,
+  WorkerRequest,
+  WorkerResult,
+  WorkerToMain,
+} from "./messages.ts";
+
+const BATCHES_IN_FLIGHT_MAX = 2;
+
+export class ModuleInitError extends Error {
+  override name = "ModuleInitError";
+  constructor(message: string, readonly logs: LogLine[]) {
+    super(message);
+  }
+}
+
+/** The worker died or was stopped; calls in flight fail with this. */
+export class DatabaseUnavailableError extends Error {
+  override name = "DatabaseUnavailableError";
+}
+
+export interface DatabaseHostOptions {
+  bundle: string;
+  databaseIdentity: bigint;
+  ownerIdentity: bigint;
+  runInit: boolean;
+  reducerBudgetMs: number;
+  snapshot?: Uint8Array;
+  snapshotTxOffset?: number;
+  replay?: Uint8Array[];
+  durabilityPort?: MessagePort;
+  /** Called with module log lines as they arrive. */
+  onLogs?: (lines: LogLine[]) => void;
+  /**
+   * Called synchronously with every batch's results and transaction updates, in
+   * the order the worker produced them, before any call's promise settles.
+   * `originOf(id)` returns the `origin` a request was sent with.
+   */
+  onEvents?: (items: BatchItem[], originOf: (id: number) => unknown) => void;
+  /** Called once if the worker dies unexpectedly. */
+  onCrash?: (error: Error) => void;
+}
+
+type Pending = { resolve: (result: WorkerResult) => void; reject: (error: Error) => void };
+
+type WithoutId<T> = T extends unknown ? Omit<T, "id"> : never;
+
+export class DatabaseHost {
+  readonly describe: Uint8Array;
+  readonly #worker: Worker;
+  readonly #options: DatabaseHostOptions;
+  #queue: WorkerRequest[] = [];
+  #pending = new Map<number, Pending>();
+  #origins = new Map<number, unknown>();
+  #nextId = 1;
+  #inFlight = 0;
+  #flushScheduled = false;
+  #dead: Error | undefined;
+  #txOffset: number;
+
+  private constructor(worker: Worker, ready: ReadyReply, options: DatabaseHostOptions) {
+    this.#worker = worker;
+    this.describe = ready.describe;
+    this.#txOffset = ready.txOffset;
+    this.#options = options;
+    worker.onmessage = (event: MessageEvent<WorkerToMain>) => this.#onMessage(event.data);
+    worker.onerror = (event) => {
+      event.preventDefault();
+      this.#die(new DatabaseUnavailableError(`database worker crashed: ${event.message}`));
+    };
+  }
+
+  /** Spawns the worker, loads the module, and resolves once it is ready to serve. */
+  static start(options: DatabaseHostOptions): Promise<DatabaseHost> {
+    const worker = new Worker(new URL("./worker_main.ts", import.meta.url).href, {
+      type: "module",
+      name: "lightcone-database",
+      // deno-lint-ignore no-explicit-any
+      deno: { permissions: "none" } as any,
+    });
+    return new Promise((resolve, reject) => {
+      worker.onmessage = (event: MessageEvent<WorkerToMain>) => {
+        const message = event.data;
+        if (message.type === "ready") {
+          if (message.logs.length) options.onLogs?.(message.logs);
+          resolve(new DatabaseHost(worker, message, options));
+        } else if (message.type === "init-failed") {
+          if (message.logs.length) options.onLogs?.(message.logs);
+          worker.terminate();
+          reject(new ModuleInitError(message.error, message.logs));
+        }
+      };
+      worker.onerror = (event) => {
+        event.preventDefault();
+        worker.terminate();
+        reject(new ModuleInitError(`database worker crashed while loading: ${event.message}`, []));
+      };
+      const init: InitMessage = {
+        type: "init",
+        bundle: options.bundle,
+        databaseIdentity: options.databaseIdentity,
+        ownerIdentity: options.ownerIdentity,
+        runInit: options.runInit,
+        timestampMicros: BigInt(Date.now()) * 1000n,
+        reducerBudgetMs: options.reducerBudgetMs,
+        snapshot: options.snapshot,
+        snapshotTxOffset: options.snapshotTxOffset,
+        replay: options.replay,
+        durabilityPort: options.durabilityPort,
+      };
+      worker.postMessage(init, options.durabilityPort ? [options.durabilityPort] : []);
+    });
+  }
+
+  get txOffset(): number {
+    return this.#txOffset;
+  }
+
+  get alive(): boolean {
+    return this.#dead === undefined;
+  }
+
+  callReducer(
+    request: Omit<CallReducerRequest, "id" | "kind">,
+    origin?: unknown,
+  ): Promise<CallResult> {
+    return this.#send({ kind: "call", ...request }, origin) as Promise<CallResult>;
+  }
+
+  callProcedure(
+    request: Omit<CallProcedureRequest, "id" | "kind">,
+    origin?: unknown,
+  ): Promise<ProcedureResult> {
+    return this.#send({ kind: "procedure", ...request }, origin) as Promise<ProcedureResult>;
+  }
+
+  connect(request: Omit<ConnectRequest, "id" | "kind">, origin?: unknown): Promise<CallResult> {
+    return this.#send({ kind: "connect", ...request }, origin) as Promise<CallResult>;
+  }
+
+  disconnect(
+    request: Omit<DisconnectRequest, "id" | "kind">,
+    origin?: unknown,
+  ): Promise<CallResult> {
+    return this.#send({ kind: "disconnect", ...request }, origin) as Promise<CallResult>;
+  }
+
+  subscribe(
+    request: Omit<SubscribeRequest, "id" | "kind">,
+    origin?: unknown,
+  ): Promise<SubscribeResult> {
+    return this.#send({ kind: "subscribe", ...request }, origin) as Promise<SubscribeResult>;
+  }
+
+  unsubscribe(
+    request: Omit<UnsubscribeRequest, "id" | "kind">,
+    origin?: unknown,
+  ): Promise<UnsubscribeResult> {
+    return this.#send({ kind: "unsubscribe", ...request }, origin) as Promise<UnsubscribeResult>;
+  }
+
+  query(
+    request: Omit<OneOffQueryRequest, "id" | "kind">,
+    origin?: unknown,
+  ): Promise<OneOffQueryResult> {
+    return this.#send({ kind: "query", ...request }, origin) as Promise<OneOffQueryResult>;
+  }
+
+  exportState(): Promise<ExportStateResult> {
+    return this.#send({ kind: "export" }) as Promise<ExportStateResult>;
+  }
+
+  /** Stops the worker; calls in flight fail. */
+  stop(): void {
+    this.#die(new DatabaseUnavailableError("database was stopped"));
+  }
+
+  #send(request: WithoutId<WorkerRequest>, origin?: unknown): Promise<WorkerResult> {
+    if (this.#dead) return Promise.reject(this.#dead);
+    const id = this.#nextId++;
+    if (origin !== undefined) this.#origins.set(id, origin);
+    const full = { ...request, id } as WorkerRequest;
+    return new Promise((resolve, reject) => {
+      this.#pending.set(id, { resolve, reject });
+      this.#queue.push(full);
+      this.#scheduleFlush();
+    });
+  }
+
+  #scheduleFlush(): void {
+    if (this.#flushScheduled || this.#inFlight >= BATCHES_IN_FLIGHT_MAX) return;
+    this.#flushScheduled = true;
+    queueMicrotask(() => {
+      this.#flushScheduled = false;
+      this.#flush();
+    });
+  }
+
+  #flush(): void {
+    if (this.#dead || this.#queue.length === 0 || this.#inFlight >= BATCHES_IN_FLIGHT_MAX) return;
+    const requests = this.#queue;
+    this.#queue = [];
+    this.#inFlight++;
+    this.#worker.postMessage({ type: "batch", requests });
+  }
+
+  #onMessage(message: WorkerToMain): void {
+    if (message.type !== "batch") {
+      if (message.type === "init-failed") {
+        this.#die(new DatabaseUnavailableError(`database worker failed: ${message.error}`));
+      }
+      return;
+    }
+    this.#inFlight--;
+    this.#handleBatch(message);
+    this.#flush();
+  }
+
+  #handleBatch(message: BatchReply): void {
+    if (message.logs.length) this.#options.onLogs?.(message.logs);
+    for (const item of message.items) {
+      if (item.kind === "update") this.#txOffset = item.txOffset;
+    }
+    try {
+      this.#options.onEvents?.(message.items, (id) => this.#origins.get(id));
+    } catch (error) {
+      log.error("handling a database batch failed", {
+        error: error instanceof Error ? (error.stack ?? error.message) : String(error),
+      });
+    }
+    for (const item of message.items) {
+      if (item.kind === "update") continue;
+      this.#origins.delete(item.id);
+      const pending = this.#pending.get(item.id);
+      if (!pending) continue;
+      this.#pending.delete(item.id);
+      pending.resolve(item);
+    }
+  }
+
+  #die(error: Error): void {
+    if (this.#dead) return;
+    this.#dead = error;
+    this.#worker.terminate();
+    for (const pending of this.#pending.values()) pending.reject(error);
+    this.#pending.clear();
+    this.#origins.clear();
+    this.#queue = [];
+    if (!(error.message === "database was stopped")) {
+      log.error("database worker stopped", { error: error.message });
+      this.#options.onCrash?.(error);
+    }
+  }
+}

@@ -1,0 +1,242 @@
+/**
+ * Messages between the main thread (worker/host.ts) and a database worker
+ * (worker/worker_main.ts). Requests travel in batches: one postMessage carries
+ * every request queued since the last flush, and one reply carries every result.
+ */
+
+/** Sent once, first. */
+export interface InitMessage {
+  type: "init";
+  /** The module bundle as published (UTF-8 JS source). */
+  bundle: string;
+  /** u256 identities as bigint (the form the module hooks take). */
+  databaseIdentity: bigint;
+  ownerIdentity: bigint;
+  /** True on first publish: run the `init` lifecycle reducer. */
+  runInit: boolean;
+  /** Wall-clock micros for the init call. */
+  timestampMicros: bigint;
+  reducerBudgetMs: number;
+  /** Datastore snapshot to start from (`Datastore.exportState`), if any. */
+  snapshot?: Uint8Array;
+  /** Transaction offset the snapshot (or empty state) corresponds to. */
+  snapshotTxOffset?: number;
+  /** Commit records to replay after the snapshot, in order. */
+  replay?: Uint8Array[];
+  /** Port to the storage actor, when durability is on. */
+  durabilityPort?: MessagePort;
+}
+
+export type WorkerRequest =
+  | CallReducerRequest
+  | CallProcedureRequest
+  | ConnectRequest
+  | DisconnectRequest
+  | SubscribeRequest
+  | UnsubscribeRequest
+  | OneOffQueryRequest
+  | ExportStateRequest;
+
+export interface CallReducerRequest {
+  kind: "call";
+  id: number;
+  /** Canonical reducer name. */
+  reducer: string;
+  args: Uint8Array;
+  sender: bigint;
+  connectionId: bigint;
+  timestampMicros: bigint;
+}
+
+export interface CallProcedureRequest {
+  kind: "procedure";
+  id: number;
+  procedure: string;
+  args: Uint8Array;
+  sender: bigint;
+  connectionId: bigint;
+  timestampMicros: bigint;
+}
+
+export interface ConnectRequest {
+  kind: "connect";
+  id: number;
+  sender: bigint;
+  connectionId: bigint;
+  timestampMicros: bigint;
+  /** JWT payload JSON the module can read with `ctx.senderAuth`. */
+  jwtPayload: string;
+}
+
+export interface DisconnectRequest {
+  kind: "disconnect";
+  id: number;
+  sender: bigint;
+  connectionId: bigint;
+  timestampMicros: bigint;
+}
+
+export interface SubscribeRequest {
+  kind: "subscribe";
+  id: number;
+  connectionId: bigint;
+  querySetId: number;
+  queries: string[];
+  sender: bigint;
+  isOwner: boolean;
+}
+
+export interface UnsubscribeRequest {
+  kind: "unsubscribe";
+  id: number;
+  connectionId: bigint;
+  querySetId: number;
+  /** Return the set's rows as deletes (the SDK always asks for this). */
+  sendDroppedRows: boolean;
+}
+
+export interface OneOffQueryRequest {
+  kind: "query";
+  id: number;
+  sql: string;
+  sender: bigint;
+  isOwner: boolean;
+}
+
+export interface ExportStateRequest {
+  kind: "export";
+  id: number;
+}
+
+export type CallStatus = "committed" | "failed_user" | "failed_internal";
+
+export interface CallResult {
+  kind: "call" | "connect" | "disconnect";
+  id: number;
+  status: CallStatus;
+  /** The user error text, or the internal error text for the caller. */
+  message?: string;
+  /** Offset of the committed transaction (committed only). */
+  txOffset?: number;
+  durationMicros: number;
+}
+
+export interface ProcedureResult {
+  kind: "procedure";
+  id: number;
+  ok: boolean;
+  /** BSATN of the return value. */
+  value?: Uint8Array;
+  message?: string;
+  txOffset?: number;
+  durationMicros: number;
+}
+
+/** Rows of one query for one table, as BSATN rows. */
+export interface QueryRows {
+  table: string;
+  rows: Uint8Array[];
+}
+
+export interface SubscribeResult {
+  kind: "subscribe";
+  id: number;
+  ok: boolean;
+  error?: string;
+  /** One entry per query of the set, in order. */
+  rows?: QueryRows[];
+  /** Shared query ids for the set's queries (for routing deltas). */
+  queryIds?: number[];
+  txOffset: number;
+}
+
+export interface UnsubscribeResult {
+  kind: "unsubscribe";
+  id: number;
+  ok: boolean;
+  error?: string;
+  rows?: QueryRows[];
+  txOffset: number;
+}
+
+export interface OneOffQueryResult {
+  kind: "query";
+  id: number;
+  ok: boolean;
+  error?: string;
+  rows?: QueryRows;
+  txOffset: number;
+}
+
+export interface ExportStateResult {
+  kind: "export";
+  id: number;
+  state: Uint8Array;
+  txOffset: number;
+}
+
+export type WorkerResult =
+  | CallResult
+  | ProcedureResult
+  | SubscribeResult
+  | UnsubscribeResult
+  | OneOffQueryResult
+  | ExportStateResult;
+
+/** Per-query changes caused by one committed transaction. */
+export interface QueryDelta {
+  queryId: number;
+  table: string;
+  inserts: Uint8Array[];
+  deletes: Uint8Array[];
+}
+
+export interface TxUpdate {
+  kind: "update";
+  txOffset: number;
+  /** Request id of the call that produced it, if it was a call in this batch. */
+  callId?: number;
+  deltas: QueryDelta[];
+}
+
+/** One module log line, in SpacetimeDB's NDJSON shape. */
+export interface LogLine {
+  level: string;
+  ts: number;
+  function?: string;
+  message: string;
+  target?: string;
+  filename?: string;
+  line_number?: number;
+}
+
+export interface BatchMessage {
+  type: "batch";
+  requests: WorkerRequest[];
+}
+
+/** Results and transaction updates, in the order the worker produced them. */
+export type BatchItem = WorkerResult | TxUpdate;
+
+export interface BatchReply {
+  type: "batch";
+  items: BatchItem[];
+  logs: LogLine[];
+}
+
+export interface ReadyReply {
+  type: "ready";
+  /** Raw `__describe_module__` bytes (BSATN RawModuleDef). */
+  describe: Uint8Array;
+  txOffset: number;
+  logs: LogLine[];
+}
+
+export interface InitFailedReply {
+  type: "init-failed";
+  error: string;
+  logs: LogLine[];
+}
+
+export type MainToWorker = InitMessage | BatchMessage;
+export type WorkerToMain = ReadyReply | InitFailedReply | BatchReply;

@@ -1,0 +1,19 @@
+/** The door of worker/: what the server may use (the host handle and message shapes). */
+export { DatabaseHost, DatabaseUnavailableError, ModuleInitError } from "./host.ts";
+export type { DatabaseHostOptions } from "./host.ts";
+export type {
+  BatchItem,
+  CallResult,
+  LogLine,
+  OneOffQueryResult,
+  ProcedureResult,
+  QueryDelta,
+  QueryRows,
+  SubscribeResult,
+  TxUpdate,
+  UnsubscribeResult,
+  WorkerResult,
+} from "./messages.ts";
+export { GENERIC_FAILURE_MESSAGE } from "./engine.ts";
+export { moduleInfoFromDescribe } from "./module_info.ts";
+export type { ModuleInfo, ProcedureInfo, ReducerInfo } from "./module_info.ts";

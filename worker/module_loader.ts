@@ -1,0 +1,252 @@
+/**
+ * Loads a tenant bundle inside the database worker: every `spacetime:sys@X.Y`
+ * import is pointed at a `data:` shim that reads the syscalls from a private
+ * global, any other import is refused with the real host's message, and the
+ * result is imported from a `blob:` URL so that the worker's permissions (none)
+ * apply to everything the tenant code tries to load (deno-feasibility.md §1.3).
+ */
+import * as acorn from "acorn";
+import { MODULE_HOOKS_SYMBOL } from "./sys_abi.ts";
+
+const SUPPORTED_SYS_VERSIONS = new Set(["2.0", "2.1"]);
+const SYS_GLOBAL_KEY = Symbol.for("lightcone.sys");
+
+export class ModuleLoadError extends Error {
+  override name = "ModuleLoadError";
+}
+
+export interface SysModules {
+  v20: Record<string, unknown>;
+  v21: Record<string, unknown>;
+}
+
+/** Rewrites import specifiers; throws ModuleLoadError for imports the host cannot provide. */
+export function rewriteImports(source: string): string {
+  let program: acorn.Program;
+  try {
+    program = acorn.parse(source, { ecmaVersion: "latest", sourceType: "module" });
+  } catch (error) {
+    throw new ModuleLoadError(
+      `The module is not valid JavaScript: ${error instanceof Error ? error.message : error}`,
+    );
+  }
+  const edits: { start: number; end: number; text: string }[] = [];
+  let sawSys = false;
+  const visitSource = (node: acorn.Node | null | undefined) => {
+    if (!node || node.type !== "Literal") return;
+    const literal = node as acorn.Literal;
+    if (typeof literal.value !== "string") return;
+    edits.push({
+      start: literal.start,
+      end: literal.end,
+      text: JSON.stringify(resolve(literal.value)),
+    });
+    sawSys = true;
+  };
+  for (const statement of program.body) {
+    if (
+      statement.type === "ImportDeclaration" || statement.type === "ExportAllDeclaration" ||
+      statement.type === "ExportNamedDeclaration"
+    ) {
+      visitSource(statement.source);
+    }
+  }
+  // Dynamic imports anywhere: a literal specifier is checked like a static one; a
+  // computed one fails at run time under the worker's permissions.
+  walk(program, (node) => {
+    if (node.type === "ImportExpression") {
+      const source = (node as acorn.ImportExpression).source;
+      if (source.type === "Literal") visitSource(source);
+    }
+  });
+  if (!sawSys) {
+    throw new ModuleLoadError(
+      "The module does not import spacetime:sys@2.x: is it a bundle built from the spacetimedb " +
+        "module library (`build`)?",
+    );
+  }
+  edits.sort((a, b) => b.start - a.start);
+  let out = source;
+  for (const edit of edits) out = out.slice(0, edit.start) + edit.text + out.slice(edit.end);
+  return out;
+}
+
+function resolve(specifier: string): string {
+  const match = /^spacetime:(\w+)@(.*)$/.exec(specifier);
+  if (!match || match[1] !== "sys") {
+    throw new ModuleLoadError(`Could not find module "${specifier}"`);
+  }
+  const version = match[2];
+  if (!/^\d+\.\d+$/.test(version)) {
+    throw new ModuleLoadError(`Invalid version in module spec "${specifier}"`);
+  }
+  if (!SUPPORTED_SYS_VERSIONS.has(version)) {
+    throw new ModuleLoadError(
+      `Could not import "${specifier}", likely because this module was built for a newer ` +
+        `version of SpacetimeDB. It requires sys module v${version}, but that version is ` +
+        `not supported by the database.`,
+    );
+  }
+  return shimUrl(version);
+}
+
+/** Visits every node of an acorn tree. */
+function walk(node: acorn.Node, visit: (node: acorn.Node) => void): void {
+  visit(node);
+  for (const value of Object.values(node)) {
+    if (Array.isArray(value)) {
+      for (const child of value) if (isNode(child)) walk(child, visit);
+    } else if (isNode(value)) {
+      walk(value, visit);
+    }
+  }
+}
+
+function isNode(value: unknown): value is acorn.Node {
+  return typeof value === "object" && value !== null &&
+    typeof (value as acorn.Node).type === "string" &&
+    typeof (value as acorn.Node).start === "number";
+}
+
+const shimCache = new Map<string, string>();
+
+function shimUrl(version: string): string {
+  let url = shimCache.get(version);
+  if (url) return url;
+  const names = version === "2.0" ? SYS_2_0_EXPORTS : ["datastore_clear"];
+  const key = version === "2.0" ? "v20" : "v21";
+  const lines = [
+    `const s = globalThis[Symbol.for("lightcone.sys")].${key};`,
+    ...names.map((n) => `export const ${n} = s.${n};`),
+  ];
+  url = "data:text/javascript;base64," + btoa(lines.join("\n"));
+  shimCache.set(version, url);
+  return url;
+}
+
+const SYS_2_0_EXPORTS = [
+  "moduleHooks",
+  "table_id_from_name",
+  "index_id_from_name",
+  "datastore_table_row_count",
+  "datastore_table_scan_bsatn",
+  "datastore_index_scan_range_bsatn",
+  "row_iter_bsatn_advance",
+  "row_iter_bsatn_close",
+  "datastore_insert_bsatn",
+  "datastore_update_bsatn",
+  "datastore_delete_by_index_scan_range_bsatn",
+  "datastore_delete_all_by_eq_bsatn",
+  "volatile_nonatomic_schedule_immediate",
+  "console_log",
+  "console_timer_start",
+  "console_timer_end",
+  "identity",
+  "get_jwt_payload",
+  "procedure_http_request",
+  "procedure_start_mut_tx",
+  "procedure_abort_mut_tx",
+  "procedure_commit_mut_tx",
+  "datastore_index_scan_point_bsatn",
+  "datastore_delete_by_index_scan_point_bsatn",
+];
+
+/** The hooks object returned by `default[moduleHooks](namespace)`. */
+export interface ModuleHooks {
+  __describe_module__(): Uint8Array;
+  __get_error_constructor__(code: number): new (message: string) => Error;
+  readonly __sender_error_class__: new (message: string) => Error;
+  __call_reducer__(
+    reducerId: number,
+    sender: bigint,
+    connectionId: bigint,
+    timestamp: bigint,
+    args: DataView,
+  ): unknown;
+  __call_view__(id: number, sender: bigint, args: Uint8Array): unknown;
+  __call_view_anon__(id: number, args: Uint8Array): unknown;
+  __call_procedure__(
+    id: number,
+    sender: bigint,
+    connectionId: bigint,
+    timestamp: bigint,
+    args: Uint8Array,
+  ): Uint8Array;
+  __call_http_handler__?(
+    id: number,
+    timestamp: bigint,
+    request: Uint8Array,
+    body: Uint8Array,
+  ): [Uint8Array, Uint8Array];
+}
+
+const REQUIRED_HOOKS = [
+  "__describe_module__",
+  "__get_error_constructor__",
+  "__call_reducer__",
+  "__call_view__",
+  "__call_view_anon__",
+  "__call_procedure__",
+] as const;
+
+/**
+ * Imports the tenant bundle and returns its hooks. `source` must already be
+ * instrumented if runaway protection is wanted.
+ */
+export async function loadModule(
+  source: string,
+  sys: SysModules,
+  options: { timeoutMs: number },
+): Promise<ModuleHooks> {
+  const rewritten = rewriteImports(source);
+  (globalThis as Record<symbol, unknown>)[SYS_GLOBAL_KEY] = sys;
+  const url = URL.createObjectURL(new Blob([rewritten], { type: "text/javascript" }));
+  let namespace: Record<string, unknown>;
+  try {
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(
+        () => reject(new ModuleLoadError("module has top-level await and is pending")),
+        options.timeoutMs,
+      );
+    });
+    try {
+      namespace = await Promise.race([import(url), timeout]) as Record<string, unknown>;
+    } finally {
+      clearTimeout(timer);
+    }
+  } catch (error) {
+    if (error instanceof ModuleLoadError) throw error;
+    throw new ModuleLoadError(`The module failed to load: ${describeError(error)}`);
+  } finally {
+    URL.revokeObjectURL(url);
+  }
+  const schema = namespace.default as Record<symbol, unknown> | undefined | null;
+  if (schema === undefined || schema === null) {
+    throw new ModuleLoadError("must export schema as default export");
+  }
+  const factory = schema[MODULE_HOOKS_SYMBOL];
+  if (typeof factory !== "function") {
+    throw new ModuleLoadError("default export is not a Schema object");
+  }
+  let hooks: ModuleHooks;
+  try {
+    hooks = factory.call(schema, namespace) as ModuleHooks;
+  } catch (error) {
+    throw new ModuleLoadError(`The module failed to register its exports: ${describeError(error)}`);
+  }
+  for (const name of REQUIRED_HOOKS) {
+    if (typeof hooks?.[name] !== "function") {
+      throw new ModuleLoadError(`The module's hooks lack the function ${name}`);
+    }
+  }
+  if (typeof hooks.__sender_error_class__ !== "function") {
+    throw new ModuleLoadError("The module's hooks lack __sender_error_class__");
+  }
+  return hooks;
+}
+
+export function describeError(error: unknown): string {
+  if (error instanceof Error) return `${error.name}: ${error.message}`;
+  return String(error);
+}

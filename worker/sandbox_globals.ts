@@ -1,0 +1,176 @@
+/**
+ * Globals a database worker installs before it loads a tenant bundle, so that code generated at
+ * run time is instrumented like the bundle itself (worker/instrument.ts) and nothing reachable
+ * from tenant code can compile or run code without tick calls.
+ *
+ * Call once, inside the worker, after the host has captured every global it still needs
+ * (postMessage, console, Atomics.wait, Deno.memoryUsage...) and before importing the bundle.
+ * Installing mutates the realm for good: never call it on the main thread or in a test process.
+ */
+import {
+  type FunctionKind,
+  type FunctionParts,
+  importNameFor,
+  instrumentFunctionParts,
+  instrumentScript,
+} from "./instrument.ts";
+
+/** Rewrites dynamically generated code; the default uses worker/instrument.ts. */
+export interface DynamicCodeInstrumenter {
+  /** Code given to `eval`. */
+  script(source: string): string;
+  /** Parameters and body given to Function / AsyncFunction / GeneratorFunction / ... */
+  functionParts(kind: FunctionKind, parts: FunctionParts): FunctionParts;
+}
+
+export interface SandboxGlobalsOptions {
+  /** Global name the instrumented code calls; random per load, e.g. randomTickName(). */
+  tickName: string;
+  /** The budget's tick function (worker/budget.ts). */
+  tick: () => void;
+  instrument?: DynamicCodeInstrumenter;
+  /** Globals deleted because they run code that instrumentation cannot reach. */
+  removeGlobals?: readonly string[];
+}
+
+/**
+ * Deleted by default, each because it runs code the tick calls cannot reach:
+ * `Deno` (Deno[Deno.internal].core.evalContext / compileFunction), `process`
+ * (process.getBuiltinModule("node:vm")), `Buffer` (a lazy node getter that breaks once Deno is
+ * gone), `Worker` (a nested worker runs an uninstrumented blob on its own thread),
+ * `WebAssembly` (wasm loops have no ticks). The real SpacetimeDB host has none of these except
+ * possibly WebAssembly.
+ */
+export const RUNAWAY_GLOBALS: readonly string[] = [
+  "process",
+  "Buffer",
+  "Deno",
+  "Worker",
+  "WebAssembly",
+];
+
+/** Error text of the real host's Math.random getter (module-abi.md §1.3). */
+export const MATH_RANDOM_MESSAGE =
+  "Math.random is not available in SpacetimeDB modules. Use ctx.random instead.";
+
+/** A fresh tick name such as `__lc_tick_3f9a...`, unguessable by tenant source. */
+export function randomTickName(): string {
+  const bytes = new Uint8Array(12);
+  crypto.getRandomValues(bytes);
+  return `__lc_tick_${Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("")}`;
+}
+
+/** Installs the tick global, instrumenting code constructors and eval, and the removals. */
+export function installSandboxGlobals(options: SandboxGlobalsOptions): void {
+  const { tickName, tick } = options;
+  const importName = importNameFor(tickName);
+  const instrument = options.instrument ?? defaultInstrumenter(tickName);
+
+  // Capture everything used at call time, so later tenant patches cannot reach it.
+  const defineProperty = Object.defineProperty;
+  const getPrototypeOf = Object.getPrototypeOf;
+  const setPrototypeOf = Object.setPrototypeOf;
+  const freeze = Object.freeze;
+  const construct = Reflect.construct;
+  const apply = Reflect.apply;
+  const promiseReject = Promise.reject.bind(Promise);
+  const originalEval = globalThis.eval;
+  const originals: Record<FunctionKind, FunctionConstructor> = {
+    normal: Function,
+    async: getPrototypeOf(async function () {}).constructor,
+    generator: getPrototypeOf(function* () {}).constructor,
+    asyncGenerator: getPrototypeOf(async function* () {}).constructor,
+  };
+
+  const locked = { writable: false, enumerable: false, configurable: false };
+  defineProperty(globalThis, tickName, { ...locked, value: tick });
+  defineProperty(globalThis, importName, {
+    ...locked,
+    value: freeze(function blockedImport(specifier: unknown): Promise<never> {
+      tick();
+      let text: string;
+      try {
+        text = `${specifier}`;
+      } catch (error) {
+        return promiseReject(error);
+      }
+      return promiseReject(new TypeError(`Could not find module "${text}"`));
+    }),
+  });
+
+  function toText(value: unknown): string {
+    return `${value}`;
+  }
+
+  const wrappers = {} as Record<FunctionKind, FunctionConstructor>;
+  for (const kind of ["normal", "async", "generator", "asyncGenerator"] as const) {
+    const original = originals[kind];
+    const wrapper = function (this: unknown, ...args: unknown[]): unknown {
+      // ToString in argument order, as the engine does; no tenant-patchable array methods.
+      let params = "";
+      for (let i = 0; i < args.length - 1; i++) params += (i > 0 ? "," : "") + toText(args[i]);
+      const body = args.length > 0 ? toText(args[args.length - 1]) : "";
+      const parts = instrument.functionParts(kind, { params, body });
+      const newTarget = new.target === undefined || new.target === wrapper ? original : new.target;
+      return construct(original, [parts.params, parts.body], newTarget);
+    } as unknown as FunctionConstructor;
+    defineProperty(wrapper, "name", { value: original.name, configurable: true });
+    defineProperty(wrapper, "length", { value: 1, configurable: true });
+    defineProperty(wrapper, "prototype", { value: original.prototype, writable: false });
+    wrappers[kind] = wrapper;
+  }
+  // %AsyncFunction%.[[Prototype]] is %Function%; point at the wrapper, not the original.
+  for (const kind of ["async", "generator", "asyncGenerator"] as const) {
+    setPrototypeOf(wrappers[kind], wrappers.normal);
+  }
+  for (const kind of ["normal", "async", "generator", "asyncGenerator"] as const) {
+    defineProperty(originals[kind].prototype, "constructor", { ...locked, value: wrappers[kind] });
+    freeze(wrappers[kind]);
+  }
+  defineProperty(globalThis, "Function", { ...locked, value: wrappers.normal });
+
+  const evalWrapper = freeze(
+    {
+      eval(source: unknown): unknown {
+        if (typeof source !== "string") return source;
+        // An indirect call: global scope, like any eval that is not the %eval% intrinsic.
+        return apply(originalEval, undefined, [instrument.script(source)]);
+      },
+    }.eval,
+  );
+  defineProperty(globalThis, "eval", { ...locked, value: evalWrapper });
+
+  defineProperty(Math, "random", {
+    get(): never {
+      throw new TypeError(MATH_RANDOM_MESSAGE);
+    },
+    enumerable: false,
+    configurable: true,
+  });
+
+  const atomicsWait = (Atomics as { wait?: unknown }).wait;
+  if (typeof atomicsWait === "function") {
+    // A wait on a buffer no one else holds blocks the thread with no tick to stop it.
+    defineProperty(Atomics, "wait", {
+      ...locked,
+      value: freeze(function wait(): never {
+        throw new TypeError("Atomics.wait is not available in SpacetimeDB modules");
+      }),
+    });
+  }
+
+  for (const name of options.removeGlobals ?? RUNAWAY_GLOBALS) {
+    // Deleting, not reading: some (process, Buffer) are lazy getters that throw without Deno.
+    if (!Reflect.deleteProperty(globalThis, name)) {
+      throw new Error(`Could not remove global "${name}" from the sandbox`);
+    }
+  }
+}
+
+function defaultInstrumenter(tickName: string): DynamicCodeInstrumenter {
+  const options = { tickName };
+  return {
+    script: (source) => instrumentScript(source, options),
+    functionParts: (kind, parts) => instrumentFunctionParts(kind, parts, options),
+  };
+}

@@ -1,0 +1,416 @@
+/**
+ * The `spacetime:sys@2.0` / `@2.1` syscalls, implemented over the in-memory datastore.
+ *
+ * Every function is synchronous and called by the spacetimedb module library bundled
+ * into the tenant's module. Buffers arrive as (ArrayBuffer, length) with data at byte 0;
+ * rows for iterators and generated sequence values are written back into the caller's
+ * buffer. Datastore errors become instances of the module's own error classes (errno),
+ * built through the hooks' `__get_error_constructor__`.
+ */
+import { DatastoreError, type MutTx } from "../storage/mod.ts";
+
+/** The symbol the host exports as `moduleHooks`; any symbol works as long as lookup uses it. */
+export const MODULE_HOOKS_SYMBOL: symbol = Symbol.for("SpacetimeDB.moduleHooks.v2");
+
+/** errno values of module-abi.md §2.1. */
+export const Errno = {
+  HOST_CALL_FAILURE: 1,
+  NOT_IN_TRANSACTION: 2,
+  BSATN_DECODE_ERROR: 3,
+  NO_SUCH_TABLE: 4,
+  NO_SUCH_INDEX: 5,
+  NO_SUCH_ITER: 6,
+  NO_SUCH_CONSOLE_TIMER: 7,
+  NO_SUCH_BYTES: 8,
+  NO_SPACE: 9,
+  WRONG_INDEX_ALGO: 10,
+  BUFFER_TOO_SMALL: 11,
+  UNIQUE_ALREADY_EXISTS: 12,
+  SCHEDULE_AT_DELAY_TOO_LONG: 13,
+  INDEX_NOT_UNIQUE: 14,
+  NO_SUCH_ROW: 15,
+  AUTO_INC_OVERFLOW: 16,
+  WOULD_BLOCK_TRANSACTION: 17,
+  TRANSACTION_NOT_ANONYMOUS: 18,
+  TRANSACTION_IS_READ_ONLY: 19,
+  TRANSACTION_IS_MUT: 20,
+  HTTP_ERROR: 21,
+} as const;
+
+const ERRNO_MESSAGES: Record<number, string> = {
+  1: "ABI called by host returned an error",
+  2: "ABI call can only be made while in a transaction",
+  3: "Couldn't decode the BSATN to the expected type",
+  4: "No such table",
+  5: "No such index",
+  6: "The provided row iterator is not valid",
+  7: "The provided console timer does not exist",
+  8: "The provided bytes source or sink is not valid",
+  9: "The provided sink has no more space left",
+  10: "The Index does not support range scans",
+  11: "The provided buffer is not large enough to store the data",
+  12: "Value with given unique identifier already exists",
+  13: "Specified delay in scheduling row was too long",
+  14: "The index was not unique",
+  15: "The row was not found, e.g., in an update call",
+  16: "The auto-increment sequence overflowed",
+  17: "Attempted async or blocking op while holding open a transaction",
+  18: "Not in an anonymous transaction. Called by a reducer?",
+  19: "ABI call can only be made while within a mutable transaction",
+  20: "ABI call can only be made while within a read-only transaction",
+  21: "The HTTP request failed",
+};
+
+const DATASTORE_ERRNO: Record<string, number> = {
+  NoSuchTable: Errno.NO_SUCH_TABLE,
+  NoSuchIndex: Errno.NO_SUCH_INDEX,
+  UniqueViolation: Errno.UNIQUE_ALREADY_EXISTS,
+  DecodeError: Errno.BSATN_DECODE_ERROR,
+  WrongIndexAlgo: Errno.WRONG_INDEX_ALGO,
+  IndexNotUnique: Errno.INDEX_NOT_UNIQUE,
+  NoSuchRow: Errno.NO_SUCH_ROW,
+  ScheduleAtDelayTooLong: Errno.SCHEDULE_AT_DELAY_TOO_LONG,
+};
+
+/** Log levels of `console_log`. */
+export const LOG_LEVEL_NAMES: Record<number, string> = {
+  0: "Error",
+  1: "Warn",
+  2: "Info",
+  3: "Debug",
+  4: "Trace",
+  101: "Panic",
+};
+
+/**
+ * Thrown for host failures that must end the call no matter what JS does with them
+ * (sequence overflow, internal datastore failures). The call is then treated as failed.
+ */
+export class FatalHostError extends Error {
+  override name = "FatalHostError";
+}
+
+/** What the syscalls need from the surrounding worker. */
+export interface SysEnv {
+  /** The open mutable transaction, if any. */
+  tx(): MutTx | undefined;
+  tableIdFromName(name: string): number | undefined;
+  indexIdFromName(name: string): number | undefined;
+  /** `__get_error_constructor__` once hooks exist; undefined during module evaluation. */
+  errorConstructor(code: number): (new (message: string) => Error) | undefined;
+  /** Database identity as u256. */
+  databaseIdentity(): bigint;
+  /** JWT payload JSON (UTF-8) of a connection, or empty. */
+  jwtPayload(connectionId: bigint): Uint8Array;
+  consoleLog(level: number, message: string): void;
+  /** Records a fatal host error for the current call. */
+  poison(error: Error): void;
+  isPoisoned(): boolean;
+  scheduleImmediate(reducerName: string, args: Uint8Array): void;
+  nowMicros(): bigint;
+  /** Procedures: open an anonymous transaction; false when one is already open. */
+  startAnonymousTx(): boolean;
+  /** Commits the anonymous transaction; false when there is none. */
+  commitAnonymousTx(): boolean;
+  /** Rolls the anonymous transaction back; false when there is none. */
+  abortAnonymousTx(): boolean;
+}
+
+export interface Syscalls {
+  v20: Record<string, unknown>;
+  v21: Record<string, unknown>;
+  /** Ends every open iterator and console timer; called after each hook call. */
+  endCall(): { openIterators: number; openTimers: number };
+}
+
+export function createSyscalls(env: SysEnv): Syscalls {
+  let nextIteratorId = 1;
+  const iterators = new Map<number, { rows: Uint8Array[]; position: number }>();
+  let nextTimerId = 1;
+  const timers = new Map<number, { name: string; startMs: number }>();
+
+  function errnoError(code: number, message = ERRNO_MESSAGES[code]): Error {
+    const ctor = env.errorConstructor(code);
+    return ctor ? new ctor(message) : new Error(message);
+  }
+
+  function requireTx(): MutTx {
+    if (env.isPoisoned()) throw new FatalHostError("call was terminated by a fatal host error");
+    const tx = env.tx();
+    if (!tx) throw errnoError(Errno.NOT_IN_TRANSACTION);
+    return tx;
+  }
+
+  function u32(value: unknown, what: string): number {
+    if (typeof value !== "number" || !Number.isInteger(value) || value < 0 || value > 0xffffffff) {
+      throw new TypeError(`${what} must be a u32, got ${String(value)}`);
+    }
+    return value;
+  }
+
+  function bytesOf(buffer: unknown, length: unknown, what: string): Uint8Array {
+    if (!(buffer instanceof ArrayBuffer)) throw new TypeError(`${what} must be an ArrayBuffer`);
+    const len = u32(length, `${what} length`);
+    if (len > buffer.byteLength) {
+      throw new RangeError("length argument was out of bounds for `ArrayBuffer`");
+    }
+    return new Uint8Array(buffer, 0, len);
+  }
+
+  /** Runs a datastore operation and maps its typed errors onto errno errors. */
+  function mapped<T>(operation: () => T): T {
+    try {
+      return operation();
+    } catch (error) {
+      if (error instanceof DatastoreError) {
+        const code = DATASTORE_ERRNO[error.code];
+        if (code !== undefined) throw errnoError(code);
+        const fatal = new FatalHostError(`${error.code}: ${error.message}`);
+        env.poison(fatal);
+        throw fatal;
+      }
+      throw error;
+    }
+  }
+
+  function openIterator(rows: Uint8Array[]): number {
+    const id = nextIteratorId++;
+    iterators.set(id, { rows, position: 0 });
+    return id;
+  }
+
+  function tableId(value: unknown): number {
+    return u32(value, "table_id");
+  }
+
+  const v20: Record<string, unknown> = {
+    moduleHooks: MODULE_HOOKS_SYMBOL,
+
+    table_id_from_name(name: unknown): number {
+      requireTx();
+      const id = env.tableIdFromName(String(name));
+      if (id === undefined) throw errnoError(Errno.NO_SUCH_TABLE);
+      return id;
+    },
+
+    index_id_from_name(name: unknown): number {
+      requireTx();
+      const id = env.indexIdFromName(String(name));
+      if (id === undefined) throw errnoError(Errno.NO_SUCH_INDEX);
+      return id;
+    },
+
+    datastore_table_row_count(table: unknown): bigint {
+      const tx = requireTx();
+      return BigInt(mapped(() => tx.count(tableId(table))));
+    },
+
+    datastore_table_scan_bsatn(table: unknown): number {
+      const tx = requireTx();
+      return openIterator(mapped(() => tx.scan(tableId(table))));
+    },
+
+    datastore_index_scan_range_bsatn(
+      index: unknown,
+      buffer: unknown,
+      prefixLen: unknown,
+      prefixElems: unknown,
+      rstartLen: unknown,
+      rendLen: unknown,
+    ): number {
+      const tx = requireTx();
+      const total = u32(prefixLen, "prefix_len") + u32(rstartLen, "rstart_len") +
+        u32(rendLen, "rend_len");
+      const bytes = bytesOf(buffer, total, "buf");
+      return openIterator(mapped(() =>
+        tx.indexScanRange(
+          u32(index, "index_id"),
+          bytes,
+          prefixLen as number,
+          u32(prefixElems, "prefix_elems"),
+          rstartLen as number,
+          rendLen as number,
+        )
+      ));
+    },
+
+    row_iter_bsatn_advance(iterator: unknown, buffer: unknown): number {
+      const id = u32(iterator, "iter");
+      const state = iterators.get(id);
+      if (!state) throw errnoError(Errno.NO_SUCH_ITER);
+      if (!(buffer instanceof ArrayBuffer)) throw new TypeError("buffer must be an ArrayBuffer");
+      const out = new Uint8Array(buffer);
+      const rows = state.rows;
+      let written = 0;
+      while (state.position < rows.length) {
+        const row = rows[state.position];
+        if (written + row.length > out.length) {
+          if (written === 0) throw { __buffer_too_small__: row.length };
+          return written;
+        }
+        out.set(row, written);
+        written += row.length;
+        state.position++;
+      }
+      iterators.delete(id);
+      return -written;
+    },
+
+    row_iter_bsatn_close(iterator: unknown): void {
+      // Never throws: finalizers of abandoned iterators call this late (module-abi.md §7.4).
+      if (typeof iterator === "number") iterators.delete(iterator);
+    },
+
+    datastore_insert_bsatn(table: unknown, buffer: unknown, rowLen: unknown): number {
+      const tx = requireTx();
+      const view = bytesOf(buffer, rowLen, "row");
+      const { generated } = mapped(() => tx.insert(tableId(table), view.slice()));
+      if (generated.length > 0) new Uint8Array(buffer as ArrayBuffer).set(generated, 0);
+      return generated.length;
+    },
+
+    datastore_update_bsatn(
+      table: unknown,
+      index: unknown,
+      buffer: unknown,
+      rowLen: unknown,
+    ): number {
+      const tx = requireTx();
+      const view = bytesOf(buffer, rowLen, "row");
+      const { generated } = mapped(() =>
+        tx.update(tableId(table), u32(index, "index_id"), view.slice())
+      );
+      if (generated.length > 0) new Uint8Array(buffer as ArrayBuffer).set(generated, 0);
+      return generated.length;
+    },
+
+    datastore_delete_by_index_scan_range_bsatn(
+      index: unknown,
+      buffer: unknown,
+      prefixLen: unknown,
+      prefixElems: unknown,
+      rstartLen: unknown,
+      rendLen: unknown,
+    ): number {
+      const tx = requireTx();
+      const total = u32(prefixLen, "prefix_len") + u32(rstartLen, "rstart_len") +
+        u32(rendLen, "rend_len");
+      const bytes = bytesOf(buffer, total, "buf");
+      return mapped(() =>
+        tx.deleteByIndexRange(
+          u32(index, "index_id"),
+          bytes,
+          prefixLen as number,
+          u32(prefixElems, "prefix_elems"),
+          rstartLen as number,
+          rendLen as number,
+        )
+      );
+    },
+
+    datastore_delete_all_by_eq_bsatn(
+      table: unknown,
+      buffer: unknown,
+      relationLen: unknown,
+    ): number {
+      const tx = requireTx();
+      const bytes = bytesOf(buffer, relationLen, "relation");
+      return mapped(() => tx.deleteByRelation(tableId(table), bytes));
+    },
+
+    datastore_index_scan_point_bsatn(index: unknown, buffer: unknown, pointLen: unknown): number {
+      const tx = requireTx();
+      const bytes = bytesOf(buffer, pointLen, "point");
+      return openIterator(mapped(() => tx.indexScanPoint(u32(index, "index_id"), bytes)));
+    },
+
+    datastore_delete_by_index_scan_point_bsatn(
+      index: unknown,
+      buffer: unknown,
+      pointLen: unknown,
+    ): number {
+      const tx = requireTx();
+      const bytes = bytesOf(buffer, pointLen, "point");
+      return mapped(() => tx.deleteByIndexPoint(u32(index, "index_id"), bytes));
+    },
+
+    volatile_nonatomic_schedule_immediate(reducerName: unknown, args: unknown): void {
+      if (!(args instanceof Uint8Array)) throw new TypeError("args must be a Uint8Array");
+      env.scheduleImmediate(String(reducerName), args.slice());
+    },
+
+    console_log(level: unknown, message: unknown): void {
+      env.consoleLog(typeof level === "number" ? level : 3, String(message));
+    },
+
+    console_timer_start(name: unknown): number {
+      const id = nextTimerId++;
+      timers.set(id, { name: String(name), startMs: performance.now() });
+      return id;
+    },
+
+    console_timer_end(spanId: unknown): void {
+      const id = u32(spanId, "span_id");
+      const timer = timers.get(id);
+      if (!timer) throw errnoError(Errno.NO_SUCH_CONSOLE_TIMER);
+      timers.delete(id);
+      const elapsedMs = performance.now() - timer.startMs;
+      env.consoleLog(2, `Timing span "${timer.name}": ${formatDuration(elapsedMs)}`);
+    },
+
+    identity(): bigint {
+      return env.databaseIdentity();
+    },
+
+    get_jwt_payload(connectionId: unknown): Uint8Array {
+      requireTx();
+      if (typeof connectionId !== "bigint") throw new TypeError("connection_id must be a bigint");
+      return env.jwtPayload(connectionId);
+    },
+
+    procedure_http_request(): never {
+      if (env.tx()) throw errnoError(Errno.WOULD_BLOCK_TRANSACTION);
+      throw errnoError(Errno.HTTP_ERROR, "module outbound HTTP requests are disabled");
+    },
+
+    procedure_start_mut_tx(): bigint {
+      if (!env.startAnonymousTx()) throw errnoError(Errno.WOULD_BLOCK_TRANSACTION);
+      return env.nowMicros();
+    },
+
+    procedure_commit_mut_tx(): void {
+      if (!env.commitAnonymousTx()) throw errnoError(Errno.TRANSACTION_NOT_ANONYMOUS);
+    },
+
+    procedure_abort_mut_tx(): void {
+      if (!env.abortAnonymousTx()) throw errnoError(Errno.TRANSACTION_NOT_ANONYMOUS);
+    },
+  };
+
+  const v21: Record<string, unknown> = {
+    datastore_clear(table: unknown): bigint {
+      const tx = requireTx();
+      return BigInt(mapped(() => tx.clear(tableId(table))));
+    },
+  };
+
+  // Shorthand methods are not constructors, so `new sys.fn()` throws as in the real host.
+  return {
+    v20,
+    v21,
+    endCall() {
+      const open = { openIterators: iterators.size, openTimers: timers.size };
+      iterators.clear();
+      timers.clear();
+      return open;
+    },
+  };
+}
+
+function formatDuration(ms: number): string {
+  if (ms < 1) return `${Math.round(ms * 1000)}µs`;
+  if (ms < 1000) return `${ms.toFixed(3)}ms`;
+  return `${(ms / 1000).toFixed(3)}s`;
+}
+
+export { ERRNO_MESSAGES };
