@@ -279,7 +279,12 @@ async function readJson(response: Response): Promise<unknown> {
 }
 
 function conciseReason(error: unknown): string {
-  const message = error instanceof Error ? error.message : String(error);
-  if (/Connection refused|ECONNREFUSED/i.test(message)) return "connection refused";
-  return message.split("\n")[0];
+  const messages: string[] = [];
+  for (let e: unknown = error; e instanceof Error && messages.length < 5; e = e.cause) {
+    messages.push(e.message);
+  }
+  const all = messages.join(" ");
+  if (/Connection refused|ECONNREFUSED/i.test(all)) return "connection refused";
+  if (/dns error|failed to lookup|Name or service not known/i.test(all)) return "unknown host";
+  return (messages.at(-1) ?? String(error)).split("\n")[0];
 }

@@ -278,7 +278,8 @@ export class JsonValueError extends TypeError {
 function describeJson(value: unknown): string {
   if (value === undefined) return "nothing";
   if (typeof value === "bigint") return value.toString();
-  const text = JSON.stringify(value) ?? String(value);
+  const text = JSON.stringify(value, (_key, v) => typeof v === "bigint" ? v.toString() : v) ??
+    String(value);
   return text.length > 60 ? text.slice(0, 60) + "…" : text;
 }
 

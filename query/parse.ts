@@ -146,7 +146,7 @@ class Parser {
     this.#tokens = tokenize(sql);
   }
 
-  get #token(): Token {
+  #tok(): Token {
     return this.#tokens[this.#at];
   }
 
@@ -154,11 +154,11 @@ class Parser {
     return this.#tokens[Math.min(this.#at + ahead, this.#tokens.length - 1)];
   }
 
-  #isWord(word: string, token: Token = this.#token): boolean {
+  #isWord(word: string, token: Token = this.#tok()): boolean {
     return token.kind === "word" && !token.quoted && token.text.toUpperCase() === word;
   }
 
-  #isSymbol(symbol: string, token: Token = this.#token): boolean {
+  #isSymbol(symbol: string, token: Token = this.#tok()): boolean {
     return token.kind === "symbol" && token.text === symbol;
   }
 
@@ -180,7 +180,7 @@ class Parser {
 
   #syntax(expected: string): SqlError {
     return new SqlError(
-      `sql parser error: Expected ${expected}, found: ${this.#describe(this.#token)}`,
+      `sql parser error: Expected ${expected}, found: ${this.#describe(this.#tok())}`,
       "syntax",
     );
   }
@@ -196,22 +196,19 @@ class Parser {
 
   /** One statement, then optional `;`s, then the end. */
   parseStatement(): SelectStatement {
-    if (this.#token.kind === "eof") throw new SqlError("Empty SQL query", "syntax");
-    const start = this.#token.start;
+    if (this.#tok().kind === "eof") throw new SqlError("Empty SQL query", "syntax");
+    const start = this.#tok().start;
     let statement: SelectStatement;
     if (this.#isWord("SELECT")) statement = this.#parseSelect(start);
     else if (this.#isWord("WITH")) throw unsupported(`Unsupported: ${this.#textFrom(start)}`);
-    else if (
-      this.#token.kind === "word" && !this.#token.quoted &&
-      NON_SELECT_STATEMENTS.has(this.#token.text.toUpperCase())
-    ) {
+    else if ([...NON_SELECT_STATEMENTS].some((word) => this.#isWord(word))) {
       throw unsupported("Unsupported: Non-SELECT queries");
     } else if (this.#isSymbol("(")) {
       throw unsupported(`Unsupported: ${this.#textFrom(start)}`);
     } else throw this.#syntax("an SQL statement");
     let sawSemicolon = false;
     while (this.#eatSymbol(";")) sawSemicolon = true;
-    if (this.#token.kind !== "eof") {
+    if (this.#tok().kind !== "eof") {
       if (sawSemicolon) throw unsupported("Multiple SQL statements are not supported");
       throw this.#syntax("end of statement");
     }
@@ -225,7 +222,7 @@ class Parser {
     }
     const projection = this.#parseProjection();
     if (!this.#eatWord("FROM")) {
-      if (this.#token.kind === "eof" || this.#isSymbol(";")) {
+      if (this.#tok().kind === "eof" || this.#isSymbol(";")) {
         throw unsupported("A FROM clause is required");
       }
       if (this.#isWord("INTO")) throw unsupported(`Unsupported SELECT: ${this.#textFrom(start)}`);
@@ -262,20 +259,20 @@ class Parser {
     ) {
       throw unsupported(`Unsupported: ${this.#textFrom(start)}`);
     }
-    const text = this.#sql.slice(start, this.#token.start).trim();
+    const text = this.#sql.slice(start, this.#tok().start).trim();
     return { kind: "select", projection, from, joins, where, limit, text };
   }
 
   /** A possibly dotted name; returns its parts. */
   #parseName(what: string): { parts: string[]; start: number; end: number } {
-    const first = this.#token;
+    const first = this.#tok();
     if (first.kind !== "word") throw this.#syntax(what);
     this.#at++;
     const parts = [first.text];
     let end = first.end;
     while (this.#isSymbol(".") && this.#peek().kind === "word") {
       this.#at++;
-      const part = this.#token;
+      const part = this.#tok();
       parts.push((part as { text: string }).text);
       end = part.end;
       this.#at++;
@@ -285,13 +282,13 @@ class Parser {
 
   #parseProjection(): Projection {
     if (this.#eatSymbol("*")) return { kind: "star" };
-    const token = this.#token;
+    const token = this.#tok();
     if (this.#isWord("COUNT") && this.#isSymbol("(", this.#peek())) {
       const start = token.start;
       this.#at += 2;
       if (!this.#eatSymbol("*") || !this.#eatSymbol(")")) {
         throw unsupported(
-          `Unsupported aggregate function: ${this.#sql.slice(start, this.#token.end)}`,
+          `Unsupported aggregate function: ${this.#sql.slice(start, this.#tok().end)}`,
         );
       }
       const alias = this.#parseAlias();
@@ -301,13 +298,13 @@ class Parser {
     }
     const items: { field: FieldExpr; alias: string | undefined }[] = [];
     for (;;) {
-      const start = this.#token.start;
-      if (this.#token.kind !== "word") {
+      const start = this.#tok().start;
+      if (this.#tok().kind !== "word") {
         const end = this.#skipExpression();
         throw unsupported(`Unsupported projection: ${this.#sql.slice(start, end)}`);
       }
       if (this.#isSymbol("(", this.#peek())) {
-        const name = (this.#token as { text: string }).text;
+        const name = (this.#tok() as { text: string }).text;
         const end = this.#skipExpression();
         if (["SUM", "MIN", "MAX", "AVG", "COUNT"].includes(name.toUpperCase())) {
           throw unsupported(`Unsupported aggregate function: ${this.#sql.slice(start, end)}`);
@@ -322,10 +319,8 @@ class Parser {
         }
         return { kind: "tableStar", table: name.parts.join(".") };
       }
-      if (
-        this.#token.kind === "symbol" &&
-        (CMP_OPS.has(this.#token.text) || BINARY_OPS.has(this.#token.text))
-      ) {
+      const after = this.#tok();
+      if (after.kind === "symbol" && (CMP_OPS.has(after.text) || BINARY_OPS.has(after.text))) {
         const end = this.#skipExpression();
         throw unsupported(`Unsupported projection expression: ${this.#sql.slice(start, end)}`);
       }
@@ -339,12 +334,12 @@ class Parser {
 
   #parseAlias(): string | undefined {
     if (this.#eatWord("AS")) {
-      const token = this.#token;
+      const token = this.#tok();
       if (token.kind !== "word") throw this.#syntax("an alias after AS");
       this.#at++;
       return token.text;
     }
-    const token = this.#token;
+    const token = this.#tok();
     if (
       token.kind === "word" && (token.quoted || !CLAUSE_WORDS.has(token.text.toUpperCase())) &&
       !this.#isWord("FROM")
@@ -356,7 +351,7 @@ class Parser {
   }
 
   #parseTableRef(): TableRef {
-    const token = this.#token;
+    const token = this.#tok();
     if (this.#isSymbol("(")) {
       const end = this.#skipExpression();
       throw unsupported(`Unsupported FROM expression: ${this.#sql.slice(token.start, end)}`);
@@ -396,16 +391,16 @@ class Parser {
     const table = this.#parseTableRef();
     if (this.#isWord("USING")) throw unsupported("Non-inner joins are not supported");
     if (!this.#eatWord("ON")) return { table, on: undefined };
-    const left = this.#token.kind === "word" ? this.#parseField() : undefined;
-    const op = this.#token;
+    const left = this.#tok().kind === "word" ? this.#parseField() : undefined;
+    const op = this.#tok();
     if (left === undefined || !this.#isSymbol("=", op)) {
       throw unsupported("Non-inner joins are not supported");
     }
     this.#at++;
-    const right = this.#token.kind === "word" ? this.#parseField() : undefined;
+    const right = this.#tok().kind === "word" ? this.#parseField() : undefined;
     if (
       right === undefined || this.#isWord("AND") || this.#isWord("OR") ||
-      (this.#token.kind === "symbol" && !this.#isSymbol(";"))
+      (this.#tok().kind === "symbol" && !this.#isSymbol(";"))
     ) {
       throw unsupported("Non-inner joins are not supported");
     }
@@ -420,9 +415,9 @@ class Parser {
   /** Skips one balanced expression-ish run of tokens; returns where it ends. */
   #skipExpression(): number {
     let depth = 0;
-    let end = this.#token.start;
+    let end = this.#tok().start;
     for (;;) {
-      const token = this.#token;
+      const token = this.#tok();
       if (token.kind === "eof" || (depth === 0 && this.#isSymbol(";"))) return end;
       if (
         depth === 0 &&
@@ -469,7 +464,7 @@ class Parser {
 
   #parseNot(nesting: number): { expr: Expr; height: number } {
     if (this.#isWord("NOT")) {
-      const start = this.#token.start;
+      const start = this.#tok().start;
       this.#at++;
       const inner = this.#parseNot(nesting + 1);
       throw unsupported(`Unsupported expression: ${this.#sql.slice(start, inner.expr.end)}`);
@@ -480,7 +475,7 @@ class Parser {
   #parseComparison(nesting: number): { expr: Expr; height: number } {
     const left = this.#parsePrimary(nesting);
     this.#rejectPostfix(left.expr);
-    const token = this.#token;
+    const token = this.#tok();
     if (token.kind === "symbol" && CMP_OPS.has(token.text)) {
       this.#at++;
       const right = this.#parsePrimary(nesting);
@@ -504,7 +499,7 @@ class Parser {
         start: left.expr.start,
         end: right.expr.end,
       };
-      const next = this.#token;
+      const next = this.#tok();
       if (next.kind === "symbol" && CMP_OPS.has(next.text)) {
         const end = this.#skipExpression();
         throw unsupported(`Unsupported expression: ${this.#sql.slice(expr.start, end)}`);
@@ -516,7 +511,7 @@ class Parser {
 
   /** IS, IN, BETWEEN, LIKE, casts and arithmetic after an operand are refused. */
   #rejectPostfix(operand: Expr): void {
-    const token = this.#token;
+    const token = this.#tok();
     if (token.kind === "symbol" && BINARY_OPS.has(token.text)) {
       throw unsupported(`Unsupported binary operator: ${token.text}`);
     }
@@ -533,7 +528,7 @@ class Parser {
   }
 
   #parsePrimary(nesting: number): { expr: Expr; height: number } {
-    const token = this.#token;
+    const token = this.#tok();
     switch (token.kind) {
       case "symbol": {
         if (token.text === "(") {
@@ -634,7 +629,7 @@ class Parser {
   #skipParenthesised(): number {
     let depth = 0;
     for (;;) {
-      const token = this.#token;
+      const token = this.#tok();
       if (token.kind === "eof") throw this.#syntax(")");
       this.#at++;
       if (token.kind === "symbol" && token.text === "(") depth++;

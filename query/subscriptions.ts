@@ -46,6 +46,7 @@ export class SubscriptionIndex {
   readonly #byKey = new Map<string, Entry>();
   readonly #routes = new Map<number, TableRoutes>();
   #nextQueryId = 1;
+  #predicateCalls = 0;
 
   constructor(state: CommittedState) {
     this.#state = state;
@@ -111,6 +112,11 @@ export class SubscriptionIndex {
     return executePlan(entry.plan, this.#state);
   }
 
+  /** Predicate evaluations done by the last `onCommit()` (routing effectiveness, for tests). */
+  get lastCommitPredicateCalls(): number {
+    return this.#predicateCalls;
+  }
+
   plan(queryId: number): QueryPlan | undefined {
     return this.#byId.get(queryId)?.plan;
   }
@@ -168,6 +174,7 @@ export class SubscriptionIndex {
    */
   onCommit(delta: TxDelta): Map<number, QueryDelta> {
     const out = new Map<number, QueryDelta>();
+    this.#predicateCalls = 0;
     for (const table of delta.tables) {
       const routes = this.#routes.get(table.tableId);
       if (routes === undefined) continue;
@@ -193,7 +200,9 @@ export class SubscriptionIndex {
     };
     const matches = (entry: Entry, view: RowView) => {
       const predicate = entry.fragment.predicate;
-      return predicate === undefined || predicate(view);
+      if (predicate === undefined) return true;
+      this.#predicateCalls++;
+      return predicate(view);
     };
     let layout = undefined;
     for (const row of rows) {

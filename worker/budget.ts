@@ -79,8 +79,9 @@ export class BudgetExceededError extends Error {
 }
 
 /**
- * Recognises a BudgetExceededError from any realm in this thread (Symbol.for is shared), and one
- * that crossed a postMessage (structured clone keeps only name and message of an Error).
+ * Recognises a BudgetExceededError from any realm in this thread (Symbol.for is shared), or an
+ * error rebuilt with its name. A structured clone (postMessage) keeps only the message of a
+ * custom Error, so a worker should report `budget.exceeded` in its reply instead.
  */
 export function isBudgetExceededError(value: unknown): value is BudgetExceededError {
   if (typeof value !== "object" || value === null) return false;

@@ -6,11 +6,7 @@ import {
 } from "node:assert/strict";
 import { parse } from "acorn";
 import { BudgetExceededError, createBudget } from "./budget.ts";
-import {
-  instrumentFunctionParts,
-  instrumentModule,
-  instrumentScript,
-} from "./instrument.ts";
+import { instrumentFunctionParts, instrumentModule, instrumentScript } from "./instrument.ts";
 import { SandboxHarness } from "./testdata/harness_client.ts";
 
 const T = "__t";
@@ -111,14 +107,23 @@ Deno.test("instrumentFunctionParts() instruments parameters and body separately"
 });
 
 Deno.test("instrumentFunctionParts() keeps a leading 'use strict' directive in effect", () => {
-  const parts = instrumentFunctionParts("normal", { params: "", body: '"use strict"; return this' }, options);
+  const parts = instrumentFunctionParts(
+    "normal",
+    { params: "", body: '"use strict"; return this' },
+    options,
+  );
   const fn = new Function(T, `return function(${parts.params}) {${parts.body}}`)(() => {});
   assertEquals(fn(), undefined);
 });
 
 Deno.test("instrumentFunctionParts() rejects a body that closes the function early", () => {
   assertThrows(
-    () => instrumentFunctionParts("normal", { params: "", body: "}); for(;;){} (function(){" }, options),
+    () =>
+      instrumentFunctionParts(
+        "normal",
+        { params: "", body: "}); for(;;){} (function(){" },
+        options,
+      ),
     SyntaxError,
   );
 });
@@ -147,7 +152,10 @@ Deno.test("instrumented code computes the same values as the original", () => {
 Deno.test("instrumentScript() keeps eval completion values of loops and expressions", () => {
   for (const code of ["1 + 2", "for (var i = 0; i < 3; i++) i;", "var x = 5; x * 2"]) {
     const original = (0, eval)(code);
-    const instrumented = new Function(T, `return (0, eval)(${JSON.stringify(instrumentScript(code, options))})`);
+    const instrumented = new Function(
+      T,
+      `return (0, eval)(${JSON.stringify(instrumentScript(code, options))})`,
+    );
     // The tick is a parameter of the outer function, invisible to indirect eval: define it.
     const holder = globalThis as unknown as Record<string, unknown>;
     holder[T] = () => {};

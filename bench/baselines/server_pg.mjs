@@ -149,4 +149,3 @@ serve({
   stats: () => ({ retries, gaveUp }),
   close: () => pool.end(),
 });
-

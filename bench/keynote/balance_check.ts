@@ -38,7 +38,10 @@ export interface BalanceReport {
 
 const PROBLEMS_SHOWN_MAX = 10;
 
-export function checkBalances(rows: readonly AccountRow[], expect: BalanceExpectation): BalanceReport {
+export function checkBalances(
+  rows: readonly AccountRow[],
+  expect: BalanceExpectation,
+): BalanceReport {
   const { accountCount, initialBalance } = expect;
   const amount = expect.amount ?? 1;
   const problems: string[] = [];

@@ -63,7 +63,11 @@ async function exists(path: string): Promise<boolean> {
   }
 }
 
-async function run(command: string, args: string[], options: { cwd?: string; env?: Record<string, string> } = {}): Promise<string> {
+async function run(
+  command: string,
+  args: string[],
+  options: { cwd?: string; env?: Record<string, string> } = {},
+): Promise<string> {
   const output = await new Deno.Command(command, {
     args,
     cwd: options.cwd,
@@ -74,7 +78,11 @@ async function run(command: string, args: string[], options: { cwd?: string; env
   const stdout = new TextDecoder().decode(output.stdout);
   if (!output.success) {
     const stderr = new TextDecoder().decode(output.stderr);
-    throw new Error(`'${command} ${args.join(" ")}' failed (exit ${output.code}): ${stderr.trim() || stdout.trim()}`);
+    throw new Error(
+      `'${command} ${args.join(" ")}' failed (exit ${output.code}): ${
+        stderr.trim() || stdout.trim()
+      }`,
+    );
   }
   return stdout;
 }
@@ -301,8 +309,7 @@ export async function runBaseline(
     const watch: Record<string, number> = { server: server.pid };
     if (postgres) watch.postgres = postgres.pid;
     const output = await runHttpLoad(url, options, watch);
-    const { ackedDeltaBase64, unknownCountBase64, cpu, client, connectedSockets, ...load } =
-      output;
+    const { ackedDeltaBase64, unknownCountBase64, cpu, client, connectedSockets, ...load } = output;
     const snapshot = await getJson(`${url}/balances`) as { ids: number[]; balances: number[] };
     const rows = snapshot.ids.map((id, index) => ({ id, balance: snapshot.balances[index] }));
     const balance = checkBalances(rows, {

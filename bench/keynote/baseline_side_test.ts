@@ -6,7 +6,8 @@ const repoRoot = new URL("../..", import.meta.url).pathname.replace(/\/$/, "");
 
 async function nodeAvailable(): Promise<boolean> {
   try {
-    return (await new Deno.Command("node", { args: ["--version"], stdout: "null" }).output()).success;
+    return (await new Deno.Command("node", { args: ["--version"], stdout: "null" }).output())
+      .success;
   } catch {
     return false;
   }

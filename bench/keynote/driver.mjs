@@ -89,7 +89,9 @@ export async function runLoad(options) {
   const pairCount = pairs.from.length;
   if (pairCount === 0) throw new RangeError("Load needs at least one pair");
   if (!(clientCount >= 1 && inflightPerClient >= 1)) {
-    throw new RangeError(`Load needs clients and in-flight >= 1, got '${clientCount}', '${inflightPerClient}'`);
+    throw new RangeError(
+      `Load needs clients and in-flight >= 1, got '${clientCount}', '${inflightPerClient}'`,
+    );
   }
 
   const histogram = new LatencyHistogram();
@@ -135,8 +137,10 @@ export async function runLoad(options) {
 
   /** @param {number} client @param {number} slot */
   async function slotLoop(client, slot) {
-    let cursor = Math.floor(((client * inflightPerClient + slot) * pairCount) /
-      (clientCount * inflightPerClient));
+    let cursor = Math.floor(
+      ((client * inflightPerClient + slot) * pairCount) /
+        (clientCount * inflightPerClient),
+    );
     while (now() < measureEndMs) {
       const from = pairs.from[cursor];
       const to = pairs.to[cursor];

@@ -7,10 +7,17 @@ const ACCOUNTS = 200;
 const INITIAL = 1_000_000;
 
 /** An in-memory bank standing in for a server; `lose` acknowledges without applying. */
-function fakeBank(options: { lose?: (index: number) => boolean; hang?: (index: number) => boolean } = {}) {
+function fakeBank(
+  options: { lose?: (index: number) => boolean; hang?: (index: number) => boolean } = {},
+) {
   const balances = new Array<number>(ACCOUNTS).fill(INITIAL);
   let calls = 0;
-  const send = async (_client: number, from: number, to: number, amount: number): Promise<Outcome> => {
+  const send = async (
+    _client: number,
+    from: number,
+    to: number,
+    amount: number,
+  ): Promise<Outcome> => {
     const index = calls++;
     await new Promise((resolve) => setTimeout(resolve, 0));
     if (options.hang?.(index)) {

@@ -1,4 +1,344 @@
+/**
+ * The Lightcone side of the keynote benchmark: start a Lightcone server on a scratch data dir,
+ * publish bench/keynote/module with our CLI, seed the accounts, open `clientCount` connections with
+ * the official `spacetimedb` SDK (DbConnection over WebSocket, confirmed reads on, no compression,
+ * as keynote-2's client), and drive them with the same load driver as the baselines
+ * (driver.mjs): each client keeps `inflightPerClient` reducer calls outstanding, a call counts when
+ * its promise resolves (with confirmed reads, after the transaction is durable). Afterwards the
+ * balances are read back over the SQL HTTP API and checked like every other system's.
+ *
+ * Entry point for the orchestrator: `runLightcone(options) -> SystemResult`. The pieces are
+ * exported so they can be replaced one by one: `deployLightcone` (server + publish + seed),
+ * `connectLightconeClients` (SDK connections and the transfer call), `readLightconeBalances`.
+ */
+import {
+  DbConnectionBuilder,
+  type DbConnectionConfig,
+  DbConnectionImpl,
+  reducers,
+  reducerSchema,
+  SenderError,
+  setGlobalLogLevel,
+  t,
+} from "spacetimedb";
+import { type AccountRow, checkBalances } from "./balance_check.ts";
+import { type Outcome, runLoad } from "./driver.mjs";
+import { startCpuSample } from "./proc_cpu.mjs";
 import type { RunOptions, SystemResult } from "./types.ts";
-export function runLightcone(_options: RunOptions): Promise<SystemResult> {
-  return Promise.reject(new Error("not yet"));
+
+export const LIGHTCONE_DATABASE_NAME = "keynote";
+const SERVER_READY_TIMEOUT_MS = 60_000;
+const SERVER_STOP_TIMEOUT_MS = 15_000;
+const CONNECT_TIMEOUT_MS = 60_000;
+/** Accounts inserted per `seed` reducer call (one transaction each). */
+const SEED_CHUNK = 10_000;
+const SDK_VERSION = "2.8.3";
+
+/** A running Lightcone server with the keynote module published and seeded. */
+export interface LightconeDeployment {
+  url: string;
+  databaseName: string;
+  /** The server process (its module workers are threads of it). */
+  pid: number;
+  info: Record<string, unknown>;
+  stop(): Promise<void>;
+}
+
+/** Open SDK connections; `transfer` calls the reducer over connection `client`. */
+export interface LightconeClients {
+  transfer(client: number, from: number, to: number, amount: number): Promise<Outcome>;
+  close(): Promise<void>;
+}
+
+async function runChecked(args: string[], env: Record<string, string>): Promise<string> {
+  const output = await new Deno.Command(Deno.execPath(), {
+    args,
+    env,
+    stdout: "piped",
+    stderr: "piped",
+  })
+    .output();
+  const text = new TextDecoder().decode(output.stdout) + new TextDecoder().decode(output.stderr);
+  if (!output.success) throw new Error(`'deno ${args.join(" ")}' failed: ${text.trim()}`);
+  return text;
+}
+
+/** Starts `main.ts start` on port 0 in `options.workDir`, publishes the module, seeds accounts. */
+export async function deployLightcone(options: RunOptions): Promise<LightconeDeployment> {
+  const dataDir = `${options.workDir}/lightcone-data`;
+  const child = new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      "-A",
+      "--unstable-worker-options",
+      `${options.repoRoot}/main.ts`,
+      "start",
+      "--listen-addr",
+      "127.0.0.1:0",
+      "--data-dir",
+      dataDir,
+    ],
+    stdout: "piped",
+    stderr: "inherit",
+  }).spawn();
+  let exited = false;
+  const status = child.status.then((value) => {
+    exited = true;
+    return value;
+  });
+  const stop = async () => {
+    if (exited) return;
+    try {
+      child.kill("SIGTERM");
+    } catch {
+      // Already gone.
+    }
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    await Promise.race([
+      status,
+      new Promise((resolve) => timer = setTimeout(resolve, SERVER_STOP_TIMEOUT_MS)),
+    ]);
+    clearTimeout(timer);
+    if (!exited) {
+      child.kill("SIGKILL");
+      await status;
+    }
+  };
+  try {
+    const url = await readListeningUrl(child.stdout);
+    const env = { LIGHTCONE_CLI_CONFIG: `${options.workDir}/lightcone-cli.json` };
+    await runChecked([
+      "run",
+      "-A",
+      `${options.repoRoot}/main.ts`,
+      "publish",
+      "--project-path",
+      `${options.repoRoot}/bench/keynote/module`,
+      "--server",
+      url,
+      "--yes",
+      LIGHTCONE_DATABASE_NAME,
+    ], env);
+    for (let first = 0; first < options.accountCount; first += SEED_CHUNK) {
+      const count = Math.min(SEED_CHUNK, options.accountCount - first);
+      const response = await fetch(`${url}/v1/database/${LIGHTCONE_DATABASE_NAME}/call/seed`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify([first, count, options.initialBalance]),
+      });
+      const text = await response.text();
+      if (!response.ok) throw new Error(`Seeding accounts failed (${response.status}): ${text}`);
+    }
+    const version = await runChecked(["run", "-A", `${options.repoRoot}/main.ts`, "--version"], {});
+    return {
+      url,
+      databaseName: LIGHTCONE_DATABASE_NAME,
+      pid: child.pid,
+      info: { lightcone: version.trim().replace(/^lightcone\s+/, ""), sdk: SDK_VERSION },
+      stop,
+    };
+  } catch (error) {
+    await stop();
+    throw error;
+  }
+}
+
+/** Reads stdout until the "lightcone: listening on URL" line, then keeps draining it. */
+async function readListeningUrl(stdout: ReadableStream<Uint8Array>): Promise<string> {
+  const reader = stdout.pipeThrough(new TextDecoderStream()).getReader();
+  let buffered = "";
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(
+      () => reject(new Error(`Lightcone did not listen within ${SERVER_READY_TIMEOUT_MS} ms`)),
+      SERVER_READY_TIMEOUT_MS,
+    );
+  });
+  try {
+    for (;;) {
+      const match = /lightcone: listening on (\S+)/.exec(buffered);
+      if (match) {
+        (async () => {
+          try {
+            while (!(await reader.read()).done) { /* discard */ }
+          } catch {
+            // The process went away.
+          }
+        })();
+        return match[1];
+      }
+      const chunk = await Promise.race([reader.read(), timeout]);
+      if (chunk.done) throw new Error("Lightcone exited before it listened");
+      buffered += chunk.value;
+    }
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** The client-side view of the keynote module: only the transfer reducer (no subscriptions). */
+const KEYNOTE_REDUCERS = reducers(
+  reducerSchema("transfer", { from: t.u32(), to: t.u32(), amount: t.i64() }),
+);
+const KEYNOTE_REMOTE_MODULE = {
+  versionInfo: { cliVersion: SDK_VERSION },
+  tables: {},
+  reducers: KEYNOTE_REDUCERS.reducersType.reducers,
+  procedures: [],
+} as const;
+
+class KeynoteConnection extends DbConnectionImpl<typeof KEYNOTE_REMOTE_MODULE> {
+  static builder(): DbConnectionBuilder<KeynoteConnection> {
+    return new DbConnectionBuilder<KeynoteConnection>(
+      KEYNOTE_REMOTE_MODULE,
+      (config: DbConnectionConfig<typeof KEYNOTE_REMOTE_MODULE>) => new KeynoteConnection(config),
+    );
+  }
+}
+
+function connectOne(url: string, databaseName: string): Promise<KeynoteConnection> {
+  return new Promise((resolve, reject) => {
+    let timer: ReturnType<typeof setTimeout> | undefined = undefined;
+    KeynoteConnection.builder()
+      .withUri(url)
+      .withDatabaseName(databaseName)
+      .withCompression("none")
+      .withConfirmedReads(true)
+      .onConnect((connection) => {
+        clearTimeout(timer);
+        resolve(connection);
+      })
+      .onConnectError((_ctx, error) => {
+        clearTimeout(timer);
+        reject(error);
+      })
+      .build();
+    timer = setTimeout(
+      () => reject(new Error(`No SDK connection within ${CONNECT_TIMEOUT_MS} ms`)),
+      CONNECT_TIMEOUT_MS,
+    );
+  });
+}
+
+/** Opens `clientCount` SDK connections (all of them before the clock starts). */
+export async function connectLightconeClients(
+  deployment: LightconeDeployment,
+  clientCount: number,
+): Promise<LightconeClients> {
+  // One "Connecting..." info line per connection is noise at 64 connections.
+  setGlobalLogLevel("warn");
+  const connections: KeynoteConnection[] = [];
+  try {
+    for (let i = 0; i < clientCount; i++) {
+      connections.push(await connectOne(deployment.url, deployment.databaseName));
+    }
+  } catch (error) {
+    for (const connection of connections) connection.disconnect();
+    throw error;
+  }
+  return {
+    transfer(client, from, to, amount) {
+      return connections[client].reducers.transfer({ from, to, amount: BigInt(amount) }).then(
+        (): Outcome => "ok",
+        (error): Outcome => (error instanceof SenderError ? "refused" : "failed"),
+      );
+    },
+    close() {
+      for (const connection of connections) connection.disconnect();
+      return Promise.resolve();
+    },
+  };
+}
+
+/** Every account row, through the SQL HTTP API (`POST /v1/database/:name/sql`). */
+export async function readLightconeBalances(
+  deployment: LightconeDeployment,
+): Promise<AccountRow[]> {
+  const response = await fetch(`${deployment.url}/v1/database/${deployment.databaseName}/sql`, {
+    method: "POST",
+    body: "SELECT id, balance FROM accounts",
+  });
+  const text = await response.text();
+  if (!response.ok) {
+    throw new Error(`Reading balances over SQL failed (${response.status}): ${text}`);
+  }
+  const statements = JSON.parse(text) as Array<{ rows: Array<[number, number | string]> }>;
+  return statements[0].rows.map(([id, balance]) => ({ id: Number(id), balance: Number(balance) }));
+}
+
+/** One measured run of Lightcone on a fresh data dir. */
+export async function runLightcone(options: RunOptions): Promise<SystemResult> {
+  const base: SystemResult = {
+    systemKey: "lightcone",
+    systemName: "Lightcone (spacetimedb SDK, confirmed reads)",
+    alpha: options.alpha,
+    mode: options.mode,
+    clientCount: options.clientCount,
+    inflightPerClient: options.inflightPerClient,
+    status: "failed",
+  };
+  const deployment = await deployLightcone(options);
+  try {
+    const clients = await connectLightconeClients(deployment, options.clientCount);
+    let cpuSample: ReturnType<typeof startCpuSample> | undefined;
+    let cpu: SystemResult["cpu"] = null;
+    const endTimer = setTimeout(() => {
+      cpu = cpuSample?.stop() ?? null;
+    }, options.warmupMs + options.measureMs);
+    let load;
+    try {
+      load = await runLoad({
+        pairs: options.pairs,
+        clientCount: options.clientCount,
+        inflightPerClient: options.inflightPerClient,
+        warmupMs: options.warmupMs,
+        measureMs: options.measureMs,
+        timeoutMs: options.timeoutMs,
+        accountCount: options.accountCount,
+        amount: options.amount,
+        send: clients.transfer,
+        onPhase(phase) {
+          if (phase === "measure") {
+            cpuSample = startCpuSample({ client: Deno.pid, server: deployment.pid });
+          }
+        },
+      });
+    } finally {
+      clearTimeout(endTimer);
+      await clients.close();
+    }
+    cpu ??= cpuSample?.stop() ?? null;
+    const { ackedDelta, unknownCount, ...summary } = load;
+    let rows: AccountRow[];
+    try {
+      rows = await readLightconeBalances(deployment);
+    } catch (error) {
+      const message = error instanceof Error ? error.message : String(error);
+      return {
+        ...base,
+        reason: `Balance check impossible: ${message}`,
+        load: summary,
+        cpu,
+        info: deployment.info,
+      };
+    }
+    const balance = checkBalances(rows, {
+      accountCount: options.accountCount,
+      initialBalance: options.initialBalance,
+      amount: options.amount,
+      ackedDelta,
+      unknownCount,
+    });
+    return {
+      ...base,
+      status: balance.ok ? "ok" : "failed",
+      reason: balance.ok ? undefined : balance.problems.join("; "),
+      load: summary,
+      balance,
+      cpu,
+      info: deployment.info,
+    };
+  } finally {
+    await deployment.stop();
+  }
 }

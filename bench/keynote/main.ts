@@ -20,6 +20,7 @@
  *   --systems lightcone,sqlite,pg   also: sqlite-wal (non-durable reference), pg-immediate
  *   --clients 64 --inflight 40
  *   --accounts 100000 --seed 1 --timeout-s 15 --pg-port 25432
+ *   --quiet-wait-s 20               before each run, wait up to this long for the machine to idle
  *   --results bench/RESULTS.md      where to append; --no-append to only print
  *   --json FILE                     also write every result as JSON
  */
@@ -35,6 +36,7 @@ import {
   startPostgres,
 } from "./baseline_side.ts";
 import { runLightcone } from "./lightcone_side.ts";
+import { startCpuSample } from "./proc_cpu.mjs";
 import { describeMachine, reportMarkdown } from "./report.ts";
 import type { LoadMode, RunOptions, SystemResult } from "./types.ts";
 import {
@@ -60,9 +62,14 @@ export interface KeynoteOptions {
   seed: number;
   timeoutMs: number;
   pgPort: number;
+  /** How long to wait for a quiet machine before each run. */
+  quietWaitMs: number;
   resultsPath: string | null;
   jsonPath: string | null;
 }
+
+/** Below this machine busy % (of all cores) a run may start. */
+const QUIET_BUSY_PERCENT = 25;
 
 const SYSTEM_KEYS = ["lightcone", ...Object.keys(BASELINE_SYSTEMS)];
 
@@ -93,6 +100,7 @@ export function parseKeynoteArgs(argv: string[], repoRoot: string): KeynoteOptio
       seed: { type: "string", default: "1" },
       "timeout-s": { type: "string", default: "15" },
       "pg-port": { type: "string", default: "25432" },
+      "quiet-wait-s": { type: "string", default: "20" },
       results: { type: "string", default: `${repoRoot}/bench/RESULTS.md` },
       "no-append": { type: "boolean", default: false },
       json: { type: "string" },
@@ -128,6 +136,7 @@ export function parseKeynoteArgs(argv: string[], repoRoot: string): KeynoteOptio
     seed: Math.floor(Number(values.seed)),
     timeoutMs: positiveNumber("timeout-s", values["timeout-s"]) * 1000,
     pgPort: Math.floor(positiveNumber("pg-port", values["pg-port"])),
+    quietWaitMs: Math.max(0, Number(values["quiet-wait-s"]) || 0) * 1000,
     resultsPath: values["no-append"] ? null : values.results,
     jsonPath: values.json ?? null,
   };
@@ -155,7 +164,11 @@ class Cleanup {
   }
 }
 
-export async function runKeynote(options: KeynoteOptions, repoRoot: string, command: string): Promise<SystemResult[]> {
+export async function runKeynote(
+  options: KeynoteOptions,
+  repoRoot: string,
+  command: string,
+): Promise<SystemResult[]> {
   const cleanup = new Cleanup();
   const onSignal = () => {
     log.warn("Interrupted; cleaning up");
@@ -182,9 +195,16 @@ export async function runKeynote(options: KeynoteOptions, repoRoot: string, comm
       cleanup.add(() => postgres!.stop());
     }
 
-    const pairsByAlpha = new Map<number, { pairs: TransferPairs; path: string; hottestShare: number }>();
+    const pairsByAlpha = new Map<
+      number,
+      { pairs: TransferPairs; path: string; hottestShare: number }
+    >();
     for (const alpha of options.alphas) {
-      const pairs = generatePairs({ alpha, seed: options.seed, accountCount: options.accountCount });
+      const pairs = generatePairs({
+        alpha,
+        seed: options.seed,
+        accountCount: options.accountCount,
+      });
       const path = `${workDir}/pairs-${alpha}.bin`;
       await Deno.writeFile(path, encodePairs(pairs));
       pairsByAlpha.set(alpha, { pairs, path, hottestShare: hottestAccount(pairs).share });
@@ -211,8 +231,10 @@ export async function runKeynote(options: KeynoteOptions, repoRoot: string, comm
             workDir: runDir,
             repoRoot,
           };
-          log.info("Run", { system: systemKey, alpha, mode });
+          const startBusyPercent = await waitForQuiet(options.quietWaitMs);
+          log.info("Run", { system: systemKey, alpha, mode, startBusyPercent });
           const result = await runOne(systemKey, run, postgres);
+          if (startBusyPercent !== null) result.startBusyPercent = startBusyPercent;
           results.push(result);
           log.info("Result", {
             system: systemKey,
@@ -249,7 +271,10 @@ export async function runKeynote(options: KeynoteOptions, repoRoot: string, comm
     // deno-lint-ignore no-console
     console.log("\n" + markdown);
     if (options.resultsPath) {
-      await Deno.writeTextFile(options.resultsPath, "\n" + markdown, { append: true, create: true });
+      await Deno.writeTextFile(options.resultsPath, "\n" + markdown, {
+        append: true,
+        create: true,
+      });
       log.info("Appended the report", { path: options.resultsPath });
     }
     if (options.jsonPath) {
@@ -263,7 +288,27 @@ export async function runKeynote(options: KeynoteOptions, repoRoot: string, comm
   }
 }
 
-async function runOne(systemKey: string, run: RunOptions, postgres?: PostgresCluster): Promise<SystemResult> {
+/**
+ * Waits (up to `waitMs`) until the machine is below QUIET_BUSY_PERCENT busy over one second, so a
+ * run does not start while another process is still loading the CPU. Returns the last busy %.
+ */
+async function waitForQuiet(waitMs: number): Promise<number | null> {
+  const deadlineMs = performance.now() + waitMs;
+  let busyPercent: number | null = null;
+  do {
+    const sample = startCpuSample({});
+    await new Promise((resolve) => setTimeout(resolve, 1000));
+    busyPercent = sample.stop().machine?.busyPercent ?? null;
+    if (busyPercent === null || busyPercent < QUIET_BUSY_PERCENT) break;
+  } while (performance.now() < deadlineMs);
+  return busyPercent;
+}
+
+async function runOne(
+  systemKey: string,
+  run: RunOptions,
+  postgres?: PostgresCluster,
+): Promise<SystemResult> {
   const base = {
     systemKey,
     systemName: systemKey,

@@ -107,7 +107,11 @@ export function startCpuSample(roots) {
         const idle = share("idle");
         const iowait = share("iowait");
         const steal = share("steal");
-        machine = { busyPercent: round1(100 - idle - iowait - steal), iowaitPercent: iowait, stealPercent: steal };
+        machine = {
+          busyPercent: round1(100 - idle - iowait - steal),
+          iowaitPercent: iowait,
+          stealPercent: steal,
+        };
       }
       return { seconds: round1(seconds), cores: availableParallelism(), processPercent, machine };
     },

@@ -81,6 +81,9 @@ function cpuCell(result: SystemResult): string {
   const parts = Object.entries(cpu.processPercent)
     .filter(([, percent]) => percent !== null)
     .map(([name, percent]) => `${name} ${Math.round(percent as number)}`);
+  if (result.startBusyPercent !== undefined) {
+    parts.push(`busy before ${Math.round(result.startBusyPercent)}`);
+  }
   if (cpu.machine) {
     parts.push(
       `machine ${Math.round(cpu.machine.busyPercent)}/${Math.round(cpu.machine.iowaitPercent)}/${
@@ -94,7 +97,9 @@ function cpuCell(result: SystemResult): string {
 function retryCell(result: SystemResult): string {
   const stats = result.serverStats;
   if (!stats || typeof stats.retries !== "number") return "";
-  return ` (retries ${formatInteger(stats.retries)}, gave up ${formatInteger(Number(stats.gaveUp ?? 0))})`;
+  return ` (retries ${formatInteger(stats.retries)}, gave up ${
+    formatInteger(Number(stats.gaveUp ?? 0))
+  })`;
 }
 
 /** The main table: one row per run. */
@@ -107,24 +112,26 @@ export function resultsTable(results: readonly SystemResult[]): string {
     const mode = `${result.mode} (${result.clientCount}×${result.inflightPerClient})`;
     if (!result.load) {
       lines.push(
-        `| ${result.systemName} | ${mode} | ${formatAlpha(result.alpha)} | — | — | — | — | ${result.status}: ${
-          escapeCell(result.reason ?? "")
-        } | — |`,
+        `| ${result.systemName} | ${mode} | ${
+          formatAlpha(result.alpha)
+        } | — | — | — | — | ${result.status}: ${escapeCell(result.reason ?? "")} | — |`,
       );
       continue;
     }
     const load = result.load;
     const check = result.balance
       ? result.balance.ok
-        ? `ok (${formatInteger(result.balance.rowCount)} rows, ${formatInteger(result.balance.changedCount)} changed)`
+        ? `ok (${formatInteger(result.balance.rowCount)} rows, ${
+          formatInteger(result.balance.changedCount)
+        } changed)`
         : `FAILED: ${escapeCell(result.reason ?? result.balance.problems.join("; "))}`
-      : result.status;
+      : `${result.status}${result.reason ? `: ${escapeCell(result.reason)}` : ""}`;
     lines.push(
-      `| ${result.systemName} | ${mode} | ${formatAlpha(result.alpha)} | **${formatInteger(load.tps)}** | ${
-        formatMs(load.p50Ms)
-      } | ${formatMs(load.p99Ms)} | ${formatInteger(load.errors)}${retryCell(result)} | ${check} | ${
-        cpuCell(result)
-      } |`,
+      `| ${result.systemName} | ${mode} | ${formatAlpha(result.alpha)} | **${
+        formatInteger(load.tps)
+      }** | ${formatMs(load.p50Ms)} | ${formatMs(load.p99Ms)} | ${formatInteger(load.errors)}${
+        retryCell(result)
+      } | ${check} | ${cpuCell(result)} |`,
     );
   }
   return lines.join("\n");
@@ -175,7 +182,9 @@ export function ratioTable(results: readonly SystemResult[]): string {
       ? formatRatio(oursPipelined.load.tps / theirsClosed.load.tps)
       : "—";
     lines.push(
-      `| ${baseline.systemName} | ${formatAlpha(baseline.alpha)} | ${cells.join(", ") || "—"} | ${keynote} |`,
+      `| ${baseline.systemName} | ${formatAlpha(baseline.alpha)} | ${
+        cells.join(", ") || "—"
+      } | ${keynote} |`,
     );
   }
   if (lines.length === 2) lines.push("| — | — | no baseline measured | — |");
@@ -213,9 +222,9 @@ function settingsLines(results: readonly SystemResult[]): string[] {
   if (settings) {
     lines.push(
       `* PostgreSQL settings read back: ${
-        Object.entries(settings).filter(([name]) => name !== "server_version").map(([name, value]) =>
-          `${name}=${value}`
-        ).join(", ")
+        Object.entries(settings).filter(([name]) => name !== "server_version").map((
+          [name, value],
+        ) => `${name}=${value}`).join(", ")
       }.`,
     );
   }
@@ -237,7 +246,9 @@ export function reportMarkdown(
     "",
     `* Machine: ${machine.cpuCount} × ${machine.cpuModel}, ${machine.memoryGib} GiB RAM, ${machine.os}, kernel ${machine.kernel}.`,
     `* Versions: ${versionsLine(machine, results)}.`,
-    `* Workload: ${formatInteger(settings.accountCount)} accounts at ${formatInteger(settings.initialBalance)}, transfers of 1, ${
+    `* Workload: ${formatInteger(settings.accountCount)} accounts at ${
+      formatInteger(settings.initialBalance)
+    }, transfers of 1, ${
       formatInteger(settings.pairCount)
     } precomputed pairs (seed ${settings.seed}, Zipf over ranks with a random rank→id permutation, from ≠ to). Transfers touching the hottest account: ${contention}.`,
     `* Load: ${settings.clientCount} clients; closed = 1 in flight per client, pipelined = ${settings.inflightPipelined} in flight per client. ${
@@ -255,7 +266,14 @@ export function reportMarkdown(
     "",
     ratioTable(results),
     ...(failed.length > 0
-      ? ["", `Not measured or failed: ${failed.map((r) => `${r.systemKey} ${r.mode} α=${r.alpha} (${r.reason ?? r.status})`).join("; ")}.`]
+      ? [
+        "",
+        `Not measured or failed: ${
+          failed.map((r) => `${r.systemKey} ${r.mode} α=${r.alpha} (${r.reason ?? r.status})`).join(
+            "; ",
+          )
+        }.`,
+      ]
       : []),
     "",
   ].join("\n");

@@ -65,6 +65,8 @@ export interface SystemResult {
   cpu?: CpuReport | null;
   /** Settings and versions the system reported about itself. */
   info?: Record<string, unknown>;
+  /** Machine busy % (all cores) just before the run; high means other load shared the machine. */
+  startBusyPercent?: number;
   /** Server-side counters (PostgreSQL retries). */
   serverStats?: Record<string, unknown>;
 }

@@ -132,7 +132,11 @@ export async function runPublish(args: string[], ctx: CliContext): Promise<numbe
       throw new CliError("Publish aborted by user.");
     }
   }
-  io.err(`Uploading to ${serverLabel} => ${serverUrl}\n`);
+  io.err(
+    serverLabel === serverUrl
+      ? `Uploading to ${serverUrl}\n`
+      : `Uploading to ${serverLabel} => ${serverUrl}\n`,
+  );
 
   let clear = false;
   let migrationToken: string | undefined;

@@ -9,7 +9,7 @@ import { streamText } from "hono/streaming";
 import { type Identity, requireOwner } from "../../auth/mod.ts";
 import { BadRequestError, LimitExceededError, NotFoundError } from "../../lib/errors.ts";
 import { HTTP_BODY_BYTES_MAX, MODULE_BYTES_MAX } from "../../lib/limits.ts";
-import { moduleDefToSchemaJson } from "../../protocol/mod.ts";
+import { moduleDefToSchemaJson, moduleDefToV9SchemaJson } from "../../protocol/mod.ts";
 import type { AppContext, AppEnv } from "../app.ts";
 import type { Database } from "../database_registry.ts";
 import { encodeCallArguments, procedureReturnToJson } from "../call_arguments.ts";
@@ -124,6 +124,7 @@ export function databaseRoutes(context: AppContext): Hono<AppEnv> {
     const database = registry.require(c.req.param("name"));
     const version = c.req.query("version");
     if (version === "10") return jsonText(c, moduleDefToSchemaJson(database.module.def));
+    if (version === "9") return jsonText(c, moduleDefToV9SchemaJson(database.module.def));
     throw new BadRequestError(
       version === undefined
         ? "Missing query parameter `version` (9 or 10)"

@@ -1,0 +1,195 @@
+/**
+ * The database worker's end of its storage port: send commit batches, learn what is durable,
+ * replay stored state at start-up, and answer snapshot requests.
+ *
+ *   const storage = new DurabilityPort(port, { takeSnapshot: () => datastore.snapshot() });
+ *   const { durableOffset } = await storage.replay({ snapshot: load, batch: applyBatch });
+ *   storage.append(firstTxOffset, recordCount, batchBytes); // batchBytes from TxBatchEncoder
+ */
+import { SNAPSHOT_INTERVAL_TX } from "../lib/limits.ts";
+import { forEachRecord } from "./commitlog/frame.ts";
+import type { FromDatabaseMessage, ToDatabaseMessage } from "./durability_messages.ts";
+
+export interface ReplayHandlers {
+  /** State after transactions [0, txOffset). Called at most once, before any batch. */
+  snapshot(bytes: Uint8Array, txOffset: bigint): void;
+  /** Length-prefixed records [firstTxOffset, firstTxOffset + recordCount), in order. */
+  batch(firstTxOffset: bigint, recordCount: number, bytes: Uint8Array): void;
+}
+
+export interface ReplayResult {
+  durableOffset: bigint;
+  snapshotTxOffset: bigint | undefined;
+  truncatedTornTail: boolean;
+}
+
+export interface DurabilityPortOptions {
+  /** Produces the current state and the tx offset it reflects; enables snapshots. */
+  takeSnapshot?: () => { txOffset: bigint; bytes: Uint8Array };
+  /** Take a snapshot automatically once this many transactions are durable since the last. */
+  snapshotIntervalTx?: number;
+}
+
+/** Calls `visit` with each record of a batch and its tx offset (views, no copies). */
+export function forEachBatchRecord(
+  firstTxOffset: bigint,
+  recordCount: number,
+  bytes: Uint8Array,
+  visit: (record: Uint8Array, txOffset: bigint) => void,
+): void {
+  forEachRecord(bytes, recordCount, (index, record) => visit(record, firstTxOffset + BigInt(index)));
+}
+
+export class DurabilityPort {
+  #port: MessagePort;
+  #options: DurabilityPortOptions;
+  #durableOffset = 0n;
+  #sentOffset: bigint | undefined;
+  #failure: string | undefined;
+  #lastSnapshotOffset = 0n;
+  #snapshotInFlight = false;
+  #durableListeners = new Set<(offset: bigint) => void>();
+  #failureListeners = new Set<(message: string) => void>();
+  #replay:
+    | { handlers: ReplayHandlers; resolve(result: ReplayResult): void; reject(error: Error): void }
+    | undefined;
+
+  constructor(port: MessagePort, options: DurabilityPortOptions = {}) {
+    this.#port = port;
+    this.#options = options;
+    port.onmessage = (event: MessageEvent<ToDatabaseMessage>) => this.#onMessage(event.data);
+  }
+
+  /** One past the last durable transaction. */
+  get durableOffset(): bigint {
+    return this.#durableOffset;
+  }
+
+  /** Transactions sent but not yet durable. */
+  get inFlightTxCount(): number {
+    return this.#sentOffset === undefined ? 0 : Number(this.#sentOffset - this.#durableOffset);
+  }
+
+  /** Why writes stopped, once they have. */
+  get failure(): string | undefined {
+    return this.#failure;
+  }
+
+  onDurable(listener: (offset: bigint) => void): () => void {
+    this.#durableListeners.add(listener);
+    return () => this.#durableListeners.delete(listener);
+  }
+
+  onFailure(listener: (message: string) => void): () => void {
+    this.#failureListeners.add(listener);
+    return () => this.#failureListeners.delete(listener);
+  }
+
+  /** Streams the stored snapshot and log suffix through `handlers`. Call once, before appending. */
+  replay(handlers: ReplayHandlers): Promise<ReplayResult> {
+    if (this.#replay) throw new Error("A replay is already running");
+    if (this.#sentOffset !== undefined) throw new Error("Replay must come before the first append");
+    return new Promise((resolve, reject) => {
+      this.#replay = { handlers, resolve, reject };
+      this.#send({ kind: "replay" });
+    });
+  }
+
+  /**
+   * Sends transactions [firstTxOffset, firstTxOffset + recordCount) to be made durable.
+   * When `bytes` spans its whole ArrayBuffer the buffer is transferred (do not reuse it).
+   */
+  append(firstTxOffset: bigint, recordCount: number, bytes: Uint8Array): void {
+    if (this.#failure) throw new Error(`Storage stopped for this database: ${this.#failure}`);
+    if (this.#sentOffset !== undefined && firstTxOffset !== this.#sentOffset) {
+      throw new RangeError(`Batch starts at tx ${firstTxOffset}, expected tx ${this.#sentOffset}`);
+    }
+    this.#sentOffset = firstTxOffset + BigInt(recordCount);
+    const whole = bytes.byteOffset === 0 && bytes.byteLength === bytes.buffer.byteLength;
+    const message: FromDatabaseMessage = { kind: "append", firstTxOffset, recordCount, bytes };
+    this.#port.postMessage(message, whole ? [bytes.buffer as ArrayBuffer] : []);
+  }
+
+  /** Sends a snapshot of the state after transactions [0, txOffset). */
+  snapshot(txOffset: bigint, bytes: Uint8Array, requestId?: number): void {
+    this.#lastSnapshotOffset = txOffset;
+    this.#snapshotInFlight = true;
+    const whole = bytes.byteOffset === 0 && bytes.byteLength === bytes.buffer.byteLength;
+    const message: FromDatabaseMessage = { kind: "snapshot", txOffset, bytes, requestId };
+    this.#port.postMessage(message, whole ? [bytes.buffer as ArrayBuffer] : []);
+  }
+
+  close(): void {
+    this.#port.close();
+  }
+
+  #send(message: FromDatabaseMessage): void {
+    this.#port.postMessage(message);
+  }
+
+  #onMessage(message: ToDatabaseMessage): void {
+    switch (message.kind) {
+      case "durable":
+        this.#durableOffset = message.offset;
+        for (const listener of this.#durableListeners) listener(message.offset);
+        this.#maybeSnapshot();
+        return;
+      case "failed":
+        this.#failure = message.message;
+        for (const listener of this.#failureListeners) listener(message.message);
+        this.#replay?.reject(new Error(message.message));
+        this.#replay = undefined;
+        return;
+      case "replaySnapshot":
+        this.#lastSnapshotOffset = message.txOffset;
+        this.#runReplayStep(() => this.#replay!.handlers.snapshot(message.bytes, message.txOffset));
+        return;
+      case "replayBatch":
+        this.#runReplayStep(() =>
+          this.#replay!.handlers.batch(message.firstTxOffset, message.recordCount, message.bytes)
+        );
+        if (this.#replay) this.#send({ kind: "replayNext" });
+        return;
+      case "replayEnd": {
+        const replay = this.#replay;
+        this.#replay = undefined;
+        this.#durableOffset = message.durableOffset;
+        this.#sentOffset = message.durableOffset;
+        replay?.resolve({
+          durableOffset: message.durableOffset,
+          snapshotTxOffset: message.snapshotTxOffset,
+          truncatedTornTail: message.truncatedTornTail,
+        });
+        return;
+      }
+      case "snapshotRequest": {
+        const taken = this.#options.takeSnapshot?.();
+        if (!taken) return;
+        this.snapshot(taken.txOffset, taken.bytes, message.requestId);
+        return;
+      }
+      case "snapshotWritten":
+      case "snapshotFailed":
+        this.#snapshotInFlight = false;
+        return;
+    }
+  }
+
+  #runReplayStep(step: () => void): void {
+    if (!this.#replay) return;
+    try {
+      step();
+    } catch (error) {
+      this.#replay.reject(error instanceof Error ? error : new Error(String(error)));
+      this.#replay = undefined;
+    }
+  }
+
+  #maybeSnapshot(): void {
+    const interval = this.#options.snapshotIntervalTx ?? SNAPSHOT_INTERVAL_TX;
+    if (!this.#options.takeSnapshot || this.#snapshotInFlight) return;
+    if (this.#durableOffset - this.#lastSnapshotOffset < BigInt(interval)) return;
+    const taken = this.#options.takeSnapshot();
+    this.snapshot(taken.txOffset, taken.bytes);
+  }
+}

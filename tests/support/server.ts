@@ -1,0 +1,184 @@
+/**
+ * Test harness: a real Lightcone server on a free loopback port with a temporary
+ * data directory, and small HTTP helpers that talk to it as any client would.
+ */
+import { type RunningServer, startServer } from "../../server/mod.ts";
+import { bundleModule, fixtureModulePath } from "./describe_module.ts";
+
+export interface TestServer {
+  server: RunningServer;
+  url: string;
+  dataDir: string;
+  /** Stops the server and, unless `keepData`, removes its data directory. */
+  close(options?: { keepData?: boolean }): Promise<void>;
+}
+
+export async function startTestServer(
+  options: { dataDir?: string; reducerBudgetMs?: number } = {},
+): Promise<TestServer> {
+  const dataDir = options.dataDir ?? await Deno.makeTempDir({ prefix: "lightcone-test-" });
+  const server = await startServer({
+    hostname: "127.0.0.1",
+    port: 0,
+    dataDir,
+    reducerBudgetMs: options.reducerBudgetMs,
+  });
+  return {
+    server,
+    url: server.url,
+    dataDir,
+    async close(closeOptions = {}) {
+      await server.shutdown();
+      if (!closeOptions.keepData) await Deno.remove(dataDir, { recursive: true }).catch(() => {});
+    },
+  };
+}
+
+/** Bundles tests/fixtures/modules/<name>/index.ts (cached by content). */
+export function fixtureBundle(name: string): Promise<string> {
+  return bundleModule(fixtureModulePath(name));
+}
+
+export interface Published {
+  name: string;
+  identity: string;
+  /** Token of the owner (the identity that published). */
+  token: string;
+}
+
+/** Publishes `bundle` under `name` as a fresh anonymous identity (which becomes the owner). */
+export async function publish(
+  url: string,
+  name: string,
+  bundle: string,
+  options: { token?: string; clear?: boolean } = {},
+): Promise<Published> {
+  const query = `host_type=Js${options.clear ? "&clear=true" : ""}`;
+  const response = await fetch(`${url}/v1/database/${name}?${query}`, {
+    method: "PUT",
+    body: bundle,
+    headers: options.token ? { authorization: `Bearer ${options.token}` } : {},
+  });
+  const text = await response.text();
+  if (response.status !== 200) throw new Error(`publish failed: ${response.status} ${text}`);
+  const body = JSON.parse(text);
+  return {
+    name,
+    identity: body.Success.database_identity,
+    token: options.token ?? response.headers.get("spacetime-identity-token")!,
+  };
+}
+
+export interface CallResponse {
+  status: number;
+  text: string;
+  /** Parsed JSON body (procedures), when the body is JSON. */
+  json?: unknown;
+}
+
+/** POST /call with JSON arguments. Big integers may be passed as bigint. */
+export async function call(
+  url: string,
+  database: string,
+  name: string,
+  args: unknown[],
+  token?: string,
+): Promise<CallResponse> {
+  const response = await fetch(`${url}/v1/database/${database}/call/${name}`, {
+    method: "POST",
+    headers: {
+      "content-type": "application/json",
+      ...(token ? { authorization: `Bearer ${token}` } : {}),
+    },
+    body: stringifyWithBigInts(args),
+  });
+  const text = await response.text();
+  let json: unknown;
+  if (response.headers.get("content-type")?.startsWith("application/json")) {
+    json = parseWithBigInts(text);
+  }
+  return { status: response.status, text, json };
+}
+
+/** JSON.stringify that writes bigint values as exact JSON numbers. */
+export function stringifyWithBigInts(value: unknown): string {
+  const marker = "__bigint__";
+  return JSON.stringify(value, (_key, v) => typeof v === "bigint" ? `${marker}${v}` : v)
+    .replace(new RegExp(`"${marker}(-?\\d+)"`, "g"), "$1");
+}
+
+/** JSON.parse that keeps integers beyond 2^53 exact (as bigint). */
+export function parseWithBigInts(text: string): unknown {
+  return JSON.parse(text, (_key, value, context?: { source?: string }) => {
+    if (typeof value === "number" && context?.source && /^-?\d+$/.test(context.source)) {
+      const big = BigInt(context.source);
+      if (big > BigInt(Number.MAX_SAFE_INTEGER) || big < BigInt(Number.MIN_SAFE_INTEGER)) {
+        return big;
+      }
+    }
+    return value;
+  });
+}
+
+export interface ServerProcess {
+  url: string;
+  dataDir: string;
+  child: Deno.ChildProcess;
+  /** Sends SIGTERM (or `signal`) and waits for exit. */
+  stop(signal?: Deno.Signal): Promise<void>;
+}
+
+/**
+ * Starts `main.ts start` as a child process on a free port (as `deno task start`
+ * does) and waits until it prints its listening line.
+ */
+export async function startServerProcess(
+  options: { dataDir?: string; args?: string[] } = {},
+): Promise<ServerProcess> {
+  const dataDir = options.dataDir ?? await Deno.makeTempDir({ prefix: "lightcone-proc-" });
+  const root = new URL("../../", import.meta.url).pathname;
+  const child = new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      "--unstable-worker-options",
+      "-A",
+      `${root}main.ts`,
+      "start",
+      "--listen-addr",
+      "127.0.0.1:0",
+      "--data-dir",
+      dataDir,
+      ...(options.args ?? []),
+    ],
+    cwd: root,
+    stdout: "piped",
+    stderr: "inherit",
+    env: { NO_COLOR: "1" },
+  }).spawn();
+  const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
+  let buffered = "";
+  let url: string | undefined;
+  while (url === undefined) {
+    const { value, done } = await reader.read();
+    if (done) throw new Error(`server exited before listening; output: ${buffered}`);
+    buffered += value;
+    url = /lightcone: listening on (\S+)/.exec(buffered)?.[1];
+  }
+  // Keep draining stdout so the child never blocks on a full pipe.
+  (async () => {
+    try {
+      while (!(await reader.read()).done) { /* discard */ }
+    } catch { /* closed */ }
+  })();
+  return {
+    url,
+    dataDir,
+    child,
+    async stop(signal: Deno.Signal = "SIGTERM") {
+      try {
+        child.kill(signal);
+      } catch { /* already gone */ }
+      await child.status;
+    },
+  };
+}
