@@ -98,9 +98,14 @@ async function start(args: string[]): Promise<number> {
 async function main(args: string[]): Promise<number> {
   const [verb, ...rest] = args;
   if (verb === "start") return await start(rest);
-  if (verb === undefined || verb === "--help" || verb === "-h" || verb === "help") {
+  if (verb === undefined) {
     console.log(USAGE);
-    return verb === undefined ? 1 : 0;
+    return 1;
+  }
+  if (verb === "--help" || verb === "-h" || verb === "help") {
+    console.log(USAGE);
+    const { runCli } = await import("./cli/mod.ts");
+    return await runCli(["--help"]);
   }
   if (verb === "--version" || verb === "version") {
     console.log(`lightcone ${VERSION}`);

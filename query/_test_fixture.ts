@@ -119,16 +119,23 @@ export const PET = makeSchema(2, "pet", [
   ["owner_id", { tag: "U64" }],
   ["species", { tag: "String" }],
 ]);
-export const TAG = makeSchema(3, "tag", [["person_id", { tag: "U64" }], ["label", { tag: "String" }]]);
+export const TAG = makeSchema(3, "tag", [["person_id", { tag: "U64" }], ["label", {
+  tag: "String",
+}]]);
 export const NUM = makeSchema(4, "num", [
   ["id", { tag: "U32" }],
   ["i", { tag: "I64" }],
   ["u", { tag: "U64" }],
   ["w", { tag: "U256" }],
 ]);
-export const VAULT = makeSchema(5, "vault", [["id", { tag: "U64" }], ["secret", { tag: "String" }]], {
-  isPublic: false,
-});
+export const VAULT = makeSchema(
+  5,
+  "vault",
+  [["id", { tag: "U64" }], ["secret", { tag: "String" }]],
+  {
+    isPublic: false,
+  },
+);
 export const HIT = makeSchema(6, "hit", [["target", { tag: "U64" }], ["dmg", { tag: "U32" }]], {
   isEvent: true,
 });
@@ -139,9 +146,18 @@ function micros(iso: string): bigint {
 
 /** Labelled fixture rows: label -> [schema, bytes]. */
 export const FIXTURE_ROWS: Record<string, [TableSchema, Uint8Array]> = {
-  P1: [PERSON, encodeRow(PERSON, [1n, "Alice", 30, true, [ID_A], [micros("2025-01-01T00:00:00Z")], 1.5])],
-  P2: [PERSON, encodeRow(PERSON, [2n, "Bob", 25, false, [ID_B], [micros("2025-06-01T12:00:00Z")], 2.5])],
-  P3: [PERSON, encodeRow(PERSON, [3n, "Carol", 30, true, [ID_C], [micros("2024-12-31T23:59:59Z")], -0.5])],
+  P1: [
+    PERSON,
+    encodeRow(PERSON, [1n, "Alice", 30, true, [ID_A], [micros("2025-01-01T00:00:00Z")], 1.5]),
+  ],
+  P2: [
+    PERSON,
+    encodeRow(PERSON, [2n, "Bob", 25, false, [ID_B], [micros("2025-06-01T12:00:00Z")], 2.5]),
+  ],
+  P3: [
+    PERSON,
+    encodeRow(PERSON, [3n, "Carol", 30, true, [ID_C], [micros("2024-12-31T23:59:59Z")], -0.5]),
+  ],
   pet10: [PET, encodeRow(PET, [10n, 1n, "cat"])],
   pet11: [PET, encodeRow(PET, [11n, 1n, "dog"])],
   pet12: [PET, encodeRow(PET, [12n, 2n, "cat"])],
@@ -162,7 +178,9 @@ export function conformanceState(): MemoryState {
 /** The label of a fixture row, for readable assertions. */
 export function labelOf(row: Uint8Array): string {
   const key = rowKey(row);
-  for (const [label, [, bytes]] of Object.entries(FIXTURE_ROWS)) if (rowKey(bytes) === key) return label;
+  for (const [label, [, bytes]] of Object.entries(FIXTURE_ROWS)) {
+    if (rowKey(bytes) === key) return label;
+  }
   return `row:${key}`;
 }
 

@@ -111,6 +111,11 @@ export class Datastore {
     return this.#table(tableId);
   }
 
+  /** Checks every table's structures against its rows (for tests; O(rows)). */
+  checkInvariants(): void {
+    for (const table of this.#tables.values()) table.checkInvariants();
+  }
+
   // --- committed-state reads -----------------------------------------------------------------
 
   /** A snapshot of the committed rows of a table. */

@@ -283,7 +283,7 @@ export class DurabilityCore {
     log.error("Storage stopped accepting writes for a database", {
       dbKey: db.dbKey,
       durableOffset: db.writer.durableOffset,
-      error,
+      error: `${error.name}: ${error.message}`,
     });
     this.#output.failed(db.dbKey, error);
     this.#output.toDatabase(db.dbKey, { kind: "failed", message: error.message });

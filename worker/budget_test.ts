@@ -35,11 +35,11 @@ Deno.test("an exceeded budget stays exceeded on every tick until stop()", () => 
   assert(ticksUntilThrow(budget.tick, 10_000) > 0);
   // Sticky: every later tick throws at once, however many are caught.
   for (let i = 0; i < 100; i++) assertEquals(ticksUntilThrow(budget.tick, 1), 1);
-  budget.stop();
+  assertEquals(budget.stop(), true);
   assert(!budget.exceeded);
   budget.start(10);
   assertEquals(ticksUntilThrow(budget.tick, 10_000), -1);
-  budget.stop();
+  assertEquals(budget.stop(), false);
 });
 
 Deno.test("the error carries budget and elapsed time and is recognised by its brand", () => {

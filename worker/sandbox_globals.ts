@@ -7,11 +7,13 @@
  * (postMessage, console, Atomics.wait, Deno.memoryUsage...) and before importing the bundle.
  * Installing mutates the realm for good: never call it on the main thread or in a test process.
  */
+import { type Budget, createBudget, type MonotonicClock } from "./budget.ts";
 import {
   type FunctionKind,
   type FunctionParts,
   importNameFor,
   instrumentFunctionParts,
+  instrumentModule,
   instrumentScript,
 } from "./instrument.ts";
 
@@ -172,5 +174,39 @@ function defaultInstrumenter(tickName: string): DynamicCodeInstrumenter {
   return {
     script: (source) => instrumentScript(source, options),
     functionParts: (kind, parts) => instrumentFunctionParts(kind, parts, options),
+  };
+}
+
+export interface RunawayProtectionOptions {
+  clock: MonotonicClock;
+  /** Runs a callback at the next macrotask; capture setTimeout before tenant code can patch it. */
+  scheduleReset(callback: () => void): void;
+  /** Budget for tenant code running outside any started call (microtasks, finalizers). */
+  ambientBudgetMs: number;
+  removeGlobals?: readonly string[];
+}
+
+/** Everything a database worker needs: a budget, and the bundle instrumenter for its tick. */
+export interface RunawayProtection {
+  tickName: string;
+  budget: Budget;
+  /** Instruments the tenant bundle for this worker's tick name (parse + edit, ~60-170 ms). */
+  instrumentBundle(source: string): string;
+}
+
+/**
+ * One-call setup inside a database worker: random tick name, budget with an ambient guard,
+ * sandbox globals installed. Call after capturing host globals, before loading the bundle.
+ */
+export function installRunawayProtection(options: RunawayProtectionOptions): RunawayProtection {
+  const tickName = randomTickName();
+  const budget = createBudget(options.clock, {
+    ambient: { budgetMs: options.ambientBudgetMs, scheduleReset: options.scheduleReset },
+  });
+  installSandboxGlobals({ tickName, tick: budget.tick, removeGlobals: options.removeGlobals });
+  return {
+    tickName,
+    budget,
+    instrumentBundle: (source) => instrumentModule(source, { tickName }),
   };
 }

@@ -3,7 +3,7 @@
 // tenant-like modules sent as source text and reports how each call ended.
 import { createBudget, isBudgetExceededError } from "../budget.ts";
 import { instrumentModule } from "../instrument.ts";
-import { installSandboxGlobals, randomTickName } from "../sandbox_globals.ts";
+import { installRunawayProtection } from "../sandbox_globals.ts";
 
 export type HarnessRequest =
   | { id: number; op: "run"; source: string; instrument: boolean; budgetMs: number }
@@ -50,10 +50,6 @@ const post = scope.postMessage.bind(scope);
 const now = performance.now.bind(performance);
 const clock = { monotonicMs: now };
 const setTimeoutFn = setTimeout;
-const budget = createBudget(clock, {
-  ambient: { budgetMs: 200, scheduleReset: (callback) => setTimeoutFn(callback, 0) },
-});
-const tickName = randomTickName();
 const createObjectUrl = URL.createObjectURL.bind(URL);
 const BlobClass = Blob;
 // Everything that compiles or runs code without ticks, captured before the sandbox hides it.
@@ -72,7 +68,13 @@ forbidden.set((globalThis as { Worker?: unknown }).Worker, "Worker");
 forbidden.set((globalThis as { WebAssembly?: unknown }).WebAssembly, "WebAssembly");
 // Running without the sandbox (`?plain`) gives the reference behaviour for comparisons.
 const sandboxed = !new URL(import.meta.url).searchParams.has("plain");
-if (sandboxed) installSandboxGlobals({ tickName, tick: budget.tick });
+const { budget, tickName } = sandboxed
+  ? installRunawayProtection({
+    clock,
+    ambientBudgetMs: 200,
+    scheduleReset: (callback) => setTimeoutFn(callback, 0),
+  })
+  : { budget: createBudget(clock), tickName: "__lc_tick_unused" };
 
 /** Walks properties, accessors and prototypes from globalThis and tenant-creatable values. */
 function reach(): { visited: number; found: string[] } {
