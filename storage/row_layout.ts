@@ -3,7 +3,7 @@
  * row bytes without decoding values, and validates rows (bounds, bool bytes, sum tags, UTF-8).
  * Columns before the first variable-size column sit at constant offsets.
  */
-import type { AlgebraicType, ProductType, Typespace } from "../protocol/algebraic_type.ts";
+import type { AlgebraicType, ProductType, Typespace } from "../protocol/mod.ts";
 import { decodeError } from "./datastore_error.ts";
 
 /** A type with Refs resolved. `size` is the fixed encoded size, or -1 when variable. */

@@ -1,4 +1,4 @@
-import type { AlgebraicType, ProductType, Typespace } from "../protocol/algebraic_type.ts";
+import type { AlgebraicType, ProductType, Typespace } from "../protocol/mod.ts";
 
 /** What the datastore needs to know about one table. Built by worker/ from the module def. */
 export interface TableSchema {

@@ -66,7 +66,14 @@ export type FrameRead =
   /** An all-zero header, or the end of the bytes: no more commits here. */
   | { kind: "end" }
   | { kind: "ok"; header: CommitHeader; payloadStart: number; end: number }
-  | { kind: "bad"; reason: string };
+  | {
+    kind: "bad";
+    reason: string;
+    /** What failed: the header itself, the length (runs past the data), or the checksum. */
+    stage: "header" | "incomplete" | "checksum";
+    /** Claimed end of the commit, when the header was readable. */
+    end?: number;
+  };
 
 /** Decodes and checksums the commit starting at `position`. */
 export function readFrameAt(bytes: Uint8Array, position: number): FrameRead {
@@ -75,17 +82,19 @@ export function readFrameAt(bytes: Uint8Array, position: number): FrameRead {
   if (available < COMMIT_HEADER_BYTES) {
     return isZero(bytes, position, bytes.length)
       ? { kind: "end" }
-      : { kind: "bad", reason: "incomplete commit header" };
+      : { kind: "bad", reason: "incomplete commit header", stage: "incomplete" };
   }
   if (isZero(bytes, position, position + COMMIT_HEADER_BYTES)) return { kind: "end" };
   const view = new DataView(bytes.buffer, bytes.byteOffset + position, COMMIT_HEADER_BYTES);
-  if (view.getUint32(0, true) !== COMMIT_MAGIC) return { kind: "bad", reason: "bad commit magic" };
+  if (view.getUint32(0, true) !== COMMIT_MAGIC) {
+    return { kind: "bad", reason: "bad commit magic", stage: "header" };
+  }
   const version = view.getUint8(4);
   if (version !== COMMIT_FORMAT_VERSION) {
-    return { kind: "bad", reason: `unknown commit format version ${version}` };
+    return { kind: "bad", reason: `unknown commit format version ${version}`, stage: "header" };
   }
   if (view.getUint8(5) !== 0 || view.getUint16(6) !== 0) {
-    return { kind: "bad", reason: "reserved header bytes are not zero" };
+    return { kind: "bad", reason: "reserved header bytes are not zero", stage: "header" };
   }
   const header: CommitHeader = {
     epoch: view.getBigUint64(8, true),
@@ -94,12 +103,12 @@ export function readFrameAt(bytes: Uint8Array, position: number): FrameRead {
     payloadLength: view.getUint32(28, true),
   };
   const end = position + COMMIT_OVERHEAD_BYTES + header.payloadLength;
-  if (end > bytes.length) return { kind: "bad", reason: "incomplete commit" };
+  if (end > bytes.length) return { kind: "bad", reason: "incomplete commit", stage: "incomplete", end };
   const crcAt = end - COMMIT_TRAILER_BYTES;
   const stored = (bytes[crcAt] | (bytes[crcAt + 1] << 8) | (bytes[crcAt + 2] << 16) |
     (bytes[crcAt + 3] << 24)) >>> 0;
   if (crc32cUpdate(0, bytes.subarray(position, crcAt)) !== stored) {
-    return { kind: "bad", reason: "checksum mismatch" };
+    return { kind: "bad", reason: "checksum mismatch", stage: "checksum", end };
   }
   return { kind: "ok", header, payloadStart: position + COMMIT_HEADER_BYTES, end };
 }

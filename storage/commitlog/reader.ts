@@ -11,11 +11,16 @@
 import { assert } from "../../lib/assert.ts";
 import type { FsLayer } from "../fs_layer.ts";
 import { joinPath } from "../fs_layer.ts";
+import { crc32c, crc32cUpdate } from "./crc32c.ts";
 import {
   checkRecordLayout,
+  COMMIT_HEADER_BYTES,
   COMMIT_MAGIC,
+  COMMIT_OVERHEAD_BYTES,
   firstNonZero,
   forEachRecord,
+  type FrameRead,
+  isZero,
   readFrameAt,
 } from "./frame.ts";
 import { parseSegmentFileName } from "./segment.ts";
@@ -192,7 +197,7 @@ function scanSegment(
   let position = 0;
   let next = firstTxOffset;
   let epoch = epochFloor;
-  let badReason: string;
+  let bad: Extract<FrameRead, { kind: "bad" }>;
   for (;;) {
     const frame = readFrameAt(bytes, position);
     if (frame.kind === "ok") {
@@ -221,27 +226,87 @@ function scanSegment(
     if (frame.kind === "end") {
       const stray = firstNonZero(bytes, position);
       if (stray < 0) return { endTxOffset: next, validBytes: position, lastEpoch: epoch, tornTail: undefined };
-      badReason = `non-zero byte at ${stray} after the end of the commits`;
+      // An unwritten header sector followed by written ones: only a tear looks like this.
+      bad = { kind: "bad", reason: `zero header followed by data at byte ${stray}`, stage: "incomplete" };
     } else {
-      badReason = frame.reason;
+      bad = frame;
     }
     break;
   }
-  if (!isLast) throw new CorruptLogError(path, position, badReason);
+  if (!isLast) throw new CorruptLogError(path, position, bad.reason);
   const later = findValidCommit(bytes, position + 1);
   if (later >= 0) {
     throw new CorruptLogError(
       path,
       position,
-      `${badReason}, and a valid commit follows at byte ${later}`,
+      `${bad.reason}, and a valid commit follows at byte ${later}`,
     );
   }
+  const notTorn = whyNotTorn(bytes, position, bad);
+  if (notTorn) throw new CorruptLogError(path, position, `${bad.reason} in the last commit, ${notTorn}`);
   return {
     endTxOffset: next,
     validBytes: position,
     lastEpoch: epoch,
-    tornTail: { file: path, byteOffset: position, reason: badReason },
+    tornTail: { file: path, byteOffset: position, reason: bad.reason },
   };
+}
+
+/** Sector size assumed for torn writes: a power loss keeps or loses whole sectors. */
+const SECTOR_BYTES = 512;
+/** A zero run shorter than this inside a sector is not taken as evidence of a tear. */
+const HOLE_BYTES_MIN = 8;
+
+/**
+ * Decides whether a damaged last commit looks like an interrupted write rather than bit rot.
+ * Segments are zero-filled ahead of writing, so an interrupted write leaves zeros where the
+ * commit was not written: a zero tail (a cut write) or whole zero sectors (a power loss).
+ * Returns undefined for "torn", or why the damage cannot be a tear.
+ */
+function whyNotTorn(
+  bytes: Uint8Array,
+  start: number,
+  bad: Extract<FrameRead, { kind: "bad" }>,
+): string | undefined {
+  if (bad.stage === "incomplete") {
+    if (bad.end !== undefined && lengthFieldIsDamaged(bytes, start)) {
+      return "its length field is damaged (not a torn write)";
+    }
+    return undefined;
+  }
+  if (bad.stage === "header") {
+    // A write cut inside the magic leaves the rest of the header zero.
+    return isZero(bytes, start + 4, start + COMMIT_HEADER_BYTES)
+      ? undefined
+      : "its header is damaged (not a torn write)";
+  }
+  const end = bad.end!;
+  if (lengthFieldIsDamaged(bytes, start)) return "its length field is damaged (not a torn write)";
+  if (bytes[end - 1] === 0) return undefined;
+  for (let sector = start - (start % SECTOR_BYTES); sector < end; sector += SECTOR_BYTES) {
+    const from = Math.max(sector, start);
+    const to = Math.min(sector + SECTOR_BYTES, end);
+    if (to - from >= HOLE_BYTES_MIN && isZero(bytes, from, to)) return undefined;
+  }
+  return "its checksum fails with every byte written (bit rot, not a torn write)";
+}
+
+/** True when the commit at `start` verifies once its length field is set to where the data ends. */
+function lengthFieldIsDamaged(bytes: Uint8Array, start: number): boolean {
+  let last = bytes.length - 1;
+  while (last > start && bytes[last] === 0) last--;
+  const header = bytes.slice(start, start + COMMIT_HEADER_BYTES);
+  const view = new DataView(header.buffer);
+  // The checksum's own last bytes may be zero, so try a few ends past the last non-zero byte.
+  for (let end = last + 1; end <= Math.min(last + 4, bytes.length); end++) {
+    const payloadLength = end - start - COMMIT_OVERHEAD_BYTES;
+    if (payloadLength < 0 || payloadLength === view.getUint32(28, true)) continue;
+    view.setUint32(28, payloadLength, true);
+    const crc = crc32cUpdate(crc32c(header), bytes.subarray(start + COMMIT_HEADER_BYTES, end - 4));
+    const stored = new DataView(bytes.buffer, bytes.byteOffset + end - 4, 4).getUint32(0, true);
+    if (crc === stored) return true;
+  }
+  return false;
 }
 
 /** Position of the first checksum-valid commit at or after `from`, or -1. */
