@@ -41,6 +41,8 @@ export interface StorageOptions {
   segmentBytes?: number;
   preallocateBytes?: number;
   snapshotsKept?: number;
+  /** Benchmarks only: skip fdatasync, so nothing is really durable. */
+  unsafeSkipSync?: boolean;
 }
 
 /** Main thread -> storage actor. */

@@ -70,9 +70,13 @@ Deno.test("the storage worker makes batches durable, snapshots on request, and r
   });
   deepStrictEqual(replayed.durableOffset, 0n);
 
+  const mainSawAll = new Promise<void>((resolve) =>
+    actor.onDurable((dbKey, offset) => dbKey === "db1" && offset === 1500n && resolve())
+  );
   let next = sendTransactions(storage, 0, 1500);
   applied = Array.from({ length: next }, (_, i) => i);
   await waitForDurable(storage, BigInt(next));
+  await mainSawAll;
   deepStrictEqual(actor.durableOffset("db1"), BigInt(next));
   ok(reported.length > 0 && reported.at(-1)![1] === BigInt(next));
   for (let i = 1; i < reported.length; i++) ok(reported[i][1] > reported[i - 1][1]);

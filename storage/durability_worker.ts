@@ -12,7 +12,26 @@ import type {
   FromDatabaseMessage,
   ToDatabaseMessage,
 } from "./durability_messages.ts";
-import { denoFs } from "./fs_layer.ts";
+import { denoFs, type FsLayer } from "./fs_layer.ts";
+
+/** For benchmarks: the same file system with data syncs turned into no-ops. */
+function skipSync(fs: FsLayer): FsLayer {
+  return {
+    ...fs,
+    open(path, options) {
+      const file = fs.open(path, options);
+      return {
+        path: file.path,
+        write: (bytes, position) => file.write(bytes, position),
+        read: (into, position) => file.read(into, position),
+        syncData: () => {},
+        size: () => file.size(),
+        truncate: (lengthBytes) => file.truncate(lengthBytes),
+        close: () => file.close(),
+      };
+    },
+  };
+}
 
 interface WorkerScope {
   postMessage(message: ActorEvent, transfer?: Transferable[]): void;
@@ -78,7 +97,7 @@ function requireCore(): DurabilityCore {
 function handle(request: ActorRequest): unknown {
   switch (request.op) {
     case "init":
-      core = new DurabilityCore(denoFs, request.options.dataDir, {
+      core = new DurabilityCore(request.options.unsafeSkipSync ? skipSync(denoFs) : denoFs, request.options.dataDir, {
         durable: (dbKey, offset) => durableUpdates.push([dbKey, offset]),
         failed: (dbKey, error) =>
           scope.postMessage({

@@ -187,6 +187,8 @@ export type WorkerResult =
 export interface QueryDelta {
   queryId: number;
   table: string;
+  /** Event-table rows go out as `EventTable` rows (inserts only, never cached). */
+  isEvent: boolean;
   inserts: Uint8Array[];
   deletes: Uint8Array[];
 }

@@ -1,58 +1,210 @@
 /**
  * Worker side of subscriptions: compiles queries against the datastore, takes
- * initial rows between transactions and computes per-query deltas per commit.
+ * initial rows between transactions (the worker runs one request at a time, so
+ * a snapshot and the start of delta tracking never straddle a commit), and
+ * computes per-query deltas for each commit. Which client hears about which
+ * query is the main thread's business (server/ws/hub.ts).
  */
-import type { TxDelta } from "../storage/mod.ts";
+import {
+  type CommittedState,
+  expandSelectStarFromStar,
+  runOneOffQuery,
+  SqlError,
+  subscriptionErrorText,
+  SubscriptionIndex,
+} from "../query/mod.ts";
+import type { TableSchema, TxDelta } from "../storage/mod.ts";
 import type { DatabaseEngine } from "./engine.ts";
 import type {
   OneOffQueryRequest,
   OneOffQueryResult,
   QueryDelta,
+  QueryRows,
   SubscribeRequest,
   SubscribeResult,
   UnsubscribeRequest,
   UnsubscribeResult,
 } from "./messages.ts";
 
+interface LiveQuery {
+  queryId: number;
+  tableName: string;
+  isEvent: boolean;
+}
+
 export class SubscriptionHost {
   readonly #engine: DatabaseEngine;
+  readonly #state: CommittedState;
+  readonly #index: SubscriptionIndex;
+  /** connection id -> query set id -> the set's queries. */
+  readonly #sets = new Map<bigint, Map<number, LiveQuery[]>>();
+  readonly #queries = new Map<number, LiveQuery>();
+
   constructor(engine: DatabaseEngine) {
     this.#engine = engine;
+    const datastore = engine.datastore;
+    this.#state = {
+      tableIdFromName: (name) => datastore.tableIdFromName(name),
+      schema: (tableId) => datastore.tables().find((table) => table.tableId === tableId),
+      tables: () => datastore.tables(),
+      committedRows: (tableId) => datastore.committedRows(tableId),
+      committedIndexPoint: (tableId, columns, key) => {
+        const index = indexWithColumns(datastore.schema(tableId), columns);
+        return index === undefined ? undefined : datastore.committedIndexPoint(index, key);
+      },
+    };
+    this.#index = new SubscriptionIndex(this.#state);
   }
 
-  onCommit(_delta: TxDelta): QueryDelta[] {
-    return [];
+  onCommit(delta: TxDelta): QueryDelta[] {
+    const out: QueryDelta[] = [];
+    if (this.#index.size === 0) return out;
+    for (const [queryId, change] of this.#index.onCommit(delta)) {
+      const live = this.#queries.get(queryId);
+      if (!live || (change.inserts.length === 0 && change.deletes.length === 0)) continue;
+      out.push({
+        queryId,
+        table: live.tableName,
+        isEvent: live.isEvent,
+        inserts: change.inserts,
+        deletes: change.deletes,
+      });
+    }
+    return out;
   }
-
-  dropClient(_connectionId: bigint): void {}
 
   subscribe(request: SubscribeRequest): SubscribeResult {
+    const txOffset = this.#engine.txOffset;
+    const context = { sender: request.sender, isOwner: request.isOwner };
+    const registered: LiveQuery[] = [];
+    const rows: QueryRows[] = [];
+    for (const sql of request.queries) {
+      let expanded: string[];
+      try {
+        expanded = expandSelectStarFromStar(sql, this.#state, context) ?? [sql];
+      } catch (error) {
+        this.#releaseAll(registered);
+        return {
+          kind: "subscribe",
+          id: request.id,
+          ok: false,
+          error: errorText(error, sql),
+          txOffset,
+        };
+      }
+      for (const query of expanded) {
+        try {
+          const result = this.#index.register(query, context);
+          const live = {
+            queryId: result.queryId,
+            tableName: result.tableName,
+            isEvent: result.isEvent,
+          };
+          this.#queries.set(live.queryId, live);
+          registered.push(live);
+          rows.push({ table: result.tableName, rows: result.isEvent ? [] : result.initialRows });
+        } catch (error) {
+          this.#releaseAll(registered);
+          return {
+            kind: "subscribe",
+            id: request.id,
+            ok: false,
+            error: errorText(error, sql),
+            txOffset,
+          };
+        }
+      }
+    }
+    let sets = this.#sets.get(request.connectionId);
+    if (!sets) this.#sets.set(request.connectionId, sets = new Map());
+    const previous = sets.get(request.querySetId);
+    if (previous) this.#releaseAll(previous);
+    sets.set(request.querySetId, registered);
     return {
       kind: "subscribe",
       id: request.id,
-      ok: false,
-      error: "subscriptions are not wired yet",
-      txOffset: this.#engine.txOffset,
+      ok: true,
+      rows,
+      queryIds: registered.map((live) => live.queryId),
+      txOffset,
     };
   }
 
   unsubscribe(request: UnsubscribeRequest): UnsubscribeResult {
-    return {
-      kind: "unsubscribe",
-      id: request.id,
-      ok: false,
-      error: "subscriptions are not wired yet",
-      txOffset: this.#engine.txOffset,
-    };
+    const txOffset = this.#engine.txOffset;
+    const sets = this.#sets.get(request.connectionId);
+    const queries = sets?.get(request.querySetId);
+    if (!sets || !queries) {
+      return {
+        kind: "unsubscribe",
+        id: request.id,
+        ok: false,
+        error: `No subscription with query set id ${request.querySetId}`,
+        txOffset,
+      };
+    }
+    sets.delete(request.querySetId);
+    if (sets.size === 0) this.#sets.delete(request.connectionId);
+    const rows = request.sendDroppedRows
+      ? queries.map((live) => ({
+        table: live.tableName,
+        rows: live.isEvent ? [] : this.#index.currentRows(live.queryId),
+      }))
+      : undefined;
+    this.#releaseAll(queries);
+    return { kind: "unsubscribe", id: request.id, ok: true, rows, txOffset };
+  }
+
+  /** Releases every query of a connection (on disconnect). */
+  dropClient(connectionId: bigint): void {
+    const sets = this.#sets.get(connectionId);
+    if (!sets) return;
+    this.#sets.delete(connectionId);
+    for (const queries of sets.values()) this.#releaseAll(queries);
   }
 
   query(request: OneOffQueryRequest): OneOffQueryResult {
-    return {
-      kind: "query",
-      id: request.id,
-      ok: false,
-      error: "queries are not wired yet",
-      txOffset: this.#engine.txOffset,
-    };
+    const txOffset = this.#engine.txOffset;
+    try {
+      const result = runOneOffQuery(request.sql, this.#state, {
+        sender: request.sender,
+        isOwner: request.isOwner,
+      });
+      return {
+        kind: "query",
+        id: request.id,
+        ok: true,
+        rows: { table: result.tableName, rows: result.rows },
+        txOffset,
+      };
+    } catch (error) {
+      return {
+        kind: "query",
+        id: request.id,
+        ok: false,
+        error: errorText(error, request.sql),
+        txOffset,
+      };
+    }
   }
+
+  #releaseAll(queries: LiveQuery[]): void {
+    for (const live of queries) {
+      if (this.#index.release(live.queryId)) this.#queries.delete(live.queryId);
+    }
+  }
+}
+
+function indexWithColumns(table: TableSchema, columns: readonly number[]): number | undefined {
+  const index = table.indexes.find((candidate) =>
+    candidate.algorithm !== "direct" && candidate.columns.length === columns.length &&
+    candidate.columns.every((column, i) => column === columns[i])
+  );
+  return index?.indexId;
+}
+
+function errorText(error: unknown, sql: string): string {
+  if (error instanceof SqlError) return subscriptionErrorText(error, sql);
+  if (error instanceof Error) return subscriptionErrorText(error, sql);
+  return String(error);
 }

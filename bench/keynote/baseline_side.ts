@@ -128,7 +128,10 @@ export interface PostgresCluster {
 export async function startPostgres(repoRoot: string, port: number): Promise<PostgresCluster> {
   const script = `${baselinesDir(repoRoot)}/pg_cluster.sh`;
   await run("bash", [script, "install"]);
-  const version = (await run("bash", [script, "version"])).trim();
+  const version = (await run("bash", [script, "version"])).trim().replace(
+    /^postgres \(PostgreSQL\) /,
+    "",
+  );
   const dir = await Deno.makeTempDir({ prefix: "keynote-pg-" });
   let stopped = false;
   const stop = async () => {
@@ -307,7 +310,7 @@ export async function runBaseline(
   try {
     const url = `http://127.0.0.1:${server.port}`;
     const watch: Record<string, number> = { server: server.pid };
-    if (postgres) watch.postgres = postgres.pid;
+    if (postgres && system.usesPostgres) watch.postgres = postgres.pid;
     const output = await runHttpLoad(url, options, watch);
     const { ackedDeltaBase64, unknownCountBase64, cpu, client, connectedSockets, ...load } = output;
     const snapshot = await getJson(`${url}/balances`) as { ids: number[]; balances: number[] };

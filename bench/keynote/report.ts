@@ -146,7 +146,7 @@ function escapeCell(text: string): string {
  * headline comparison) Lightcone pipelined against the baseline closed-loop.
  */
 export function ratioTable(results: readonly SystemResult[]): string {
-  const measured = results.filter((result) => result.status === "ok" && result.load);
+  const measured = results.filter((result) => result.load);
   const lightcone = measured.filter((result) => result.systemKey === "lightcone");
   const baselines = measured.filter((result) => result.systemKey !== "lightcone");
   const find = (list: readonly SystemResult[], alpha: number, mode: string) =>
@@ -169,7 +169,7 @@ export function ratioTable(results: readonly SystemResult[]): string {
         mode,
       );
       if (ours?.load && theirs?.load && theirs.load.tps > 0) {
-        cells.push(`${mode}: ${formatRatio(ours.load.tps / theirs.load.tps)}`);
+        cells.push(`${mode}: ${formatRatio(ours.load.tps / theirs.load.tps)}${mark(ours, theirs)}`);
       }
     }
     const oursPipelined = find(lightcone, baseline.alpha, "pipelined");
@@ -179,7 +179,8 @@ export function ratioTable(results: readonly SystemResult[]): string {
       "closed",
     );
     const keynote = oursPipelined?.load && theirsClosed?.load && theirsClosed.load.tps > 0
-      ? formatRatio(oursPipelined.load.tps / theirsClosed.load.tps)
+      ? formatRatio(oursPipelined.load.tps / theirsClosed.load.tps) +
+        mark(oursPipelined, theirsClosed)
       : "—";
     lines.push(
       `| ${baseline.systemName} | ${formatAlpha(baseline.alpha)} | ${
@@ -188,7 +189,18 @@ export function ratioTable(results: readonly SystemResult[]): string {
     );
   }
   if (lines.length === 2) lines.push("| — | — | no baseline measured | — |");
+  if (measured.some((result) => result.status !== "ok")) {
+    lines.push(
+      "",
+      "† one side of this ratio did not pass its balance check (see the table above).",
+    );
+  }
   return lines.join("\n");
+}
+
+/** "†" when either side of a ratio is not a verified run. */
+function mark(ours: SystemResult, theirs: SystemResult): string {
+  return ours.status === "ok" && theirs.status === "ok" ? "" : " †";
 }
 
 function versionsLine(machine: MachineInfo, results: readonly SystemResult[]): string {

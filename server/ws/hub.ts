@@ -583,7 +583,7 @@ function fanOut(routing: Routing, deltas: import("../../worker/mod.ts").QueryDel
     const subscribers = routing.get(delta.queryId);
     if (!subscribers) continue;
     const inserts = encodeRowList(delta.inserts);
-    const deletes = encodeRowList(delta.deletes);
+    const deletes = delta.isEvent ? inserts : encodeRowList(delta.deletes);
     for (const [client, querySetIds] of subscribers) {
       let sets = setIndex.get(client);
       if (!sets) {
@@ -599,7 +599,11 @@ function fanOut(routing: Routing, deltas: import("../../worker/mod.ts").QueryDel
         }
         let table: TableUpdate | undefined = update.tables.find((t) => t.tableName === delta.table);
         if (!table) update.tables.push(table = { tableName: delta.table, rows: [] });
-        table.rows.push({ tag: "PersistentTable", inserts, deletes });
+        table.rows.push(
+          delta.isEvent
+            ? { tag: "EventTable", events: inserts }
+            : { tag: "PersistentTable", inserts, deletes },
+        );
       }
     }
   }

@@ -231,6 +231,22 @@ Deno.test("random bit flips in sealed data are always detected, and no flip ever
     }
   }
   ok(detected > trials * 0.9);
+  // A flip inside the last commit is told apart from a torn write (no zero hole), nearly always.
+  const lastSegment = clean.segments.at(-1)!;
+  const lastCommitEnd = ranges.at(-1)![1];
+  let lastDetected = 0;
+  for (let trial = 0; trial < 500; trial++) {
+    const fs = base.crash("keep-unsynced");
+    const byte = lastCommitStart + Math.floor(random.next() * (lastCommitEnd - lastCommitStart));
+    fs.flipBit(lastSegment.path, byte * 8 + Math.floor(random.next() * 8));
+    try {
+      readCommitLog(fs, DIR);
+    } catch (error) {
+      ok(error instanceof CorruptLogError, String(error));
+      lastDetected++;
+    }
+  }
+  ok(lastDetected >= 490, `${lastDetected} of 500 flips in the last commit detected`);
   // Flips anywhere (including the last commit and the zero fill) never load changed bytes.
   for (let trial = 0; trial < 2000; trial++) {
     const fs = base.crash("keep-unsynced");

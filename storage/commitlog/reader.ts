@@ -275,10 +275,12 @@ function whyNotTorn(
     return undefined;
   }
   if (bad.stage === "header") {
-    // A write cut inside the magic leaves the rest of the header zero.
-    return isZero(bytes, start + 4, start + COMMIT_HEADER_BYTES)
-      ? undefined
-      : "its header is damaged (not a torn write)";
+    // A write cut inside the magic leaves the rest of the header zero; a lost sector under the
+    // header's start leaves a zero prefix up to a sector boundary (a real header starts non-zero).
+    const boundary = start + SECTOR_BYTES - (start % SECTOR_BYTES);
+    const zeroTail = isZero(bytes, start + 4, start + COMMIT_HEADER_BYTES);
+    const zeroPrefix = boundary < start + COMMIT_HEADER_BYTES && isZero(bytes, start, boundary);
+    return zeroTail || zeroPrefix ? undefined : "its header is damaged (not a torn write)";
   }
   const end = bad.end!;
   if (lengthFieldIsDamaged(bytes, start)) return "its length field is damaged (not a torn write)";

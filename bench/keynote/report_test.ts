@@ -1,0 +1,142 @@
+import { deepStrictEqual as assertEquals, ok as assert, throws } from "node:assert/strict";
+import { parseKeynoteArgs } from "./main.ts";
+import { ratioTable, reportMarkdown, resultsTable } from "./report.ts";
+import type { LoadSummary, SystemResult } from "./types.ts";
+
+function load(tps: number): LoadSummary {
+  const none = { refused: 0, failed: 0, timeout: 0, transport: 0 };
+  return {
+    committed: tps * 10,
+    errors: 0,
+    errorKinds: none,
+    totalErrorKinds: none,
+    tps,
+    p50Ms: 2,
+    p99Ms: 9,
+    p999Ms: 12,
+    maxMs: 20,
+    meanMs: 3,
+    perSecondTps: [],
+    measuredMs: 10_000,
+    totalSent: tps * 15,
+    totalAcked: tps * 15,
+    undrained: 0,
+  };
+}
+
+function result(
+  systemKey: string,
+  alpha: number,
+  mode: "closed" | "pipelined",
+  tps: number,
+  status: SystemResult["status"] = "ok",
+): SystemResult {
+  return {
+    systemKey,
+    systemName: `name of ${systemKey}`,
+    alpha,
+    mode,
+    clientCount: 64,
+    inflightPerClient: mode === "closed" ? 1 : 40,
+    status,
+    load: load(tps),
+  };
+}
+
+Deno.test("ratioTable() divides Lightcone by each baseline, same mode and keynote-style", () => {
+  const table = ratioTable([
+    result("lightcone", 0, "closed", 5_000),
+    result("lightcone", 0, "pipelined", 40_000),
+    result("sqlite", 0, "closed", 500),
+    result("sqlite", 0, "pipelined", 400),
+  ]);
+  const row = table.split("\n").find((line) => line.startsWith("| name of sqlite"));
+  assert(row, table);
+  assert(row.includes("closed: 10.0×"), row);
+  assert(row.includes("pipelined: 100×"), row);
+  // Keynote compares Lightcone pipelined with the baseline closed: 40,000 / 500.
+  assert(row.endsWith("| 80.0× |"), row);
+  assert(!table.includes("†"));
+});
+
+Deno.test("ratioTable() marks a ratio whose Lightcone run failed its balance check", () => {
+  const table = ratioTable([
+    result("lightcone", 1.5, "closed", 3_000, "failed"),
+    result("pg", 1.5, "closed", 300),
+  ]);
+  assert(table.includes("closed: 10.0× †"), table);
+});
+
+Deno.test("resultsTable() shows one row per run with TPS, latency and the check", () => {
+  const ok = result("pg", 0, "closed", 1234.4);
+  ok.balance = {
+    ok: true,
+    rowCount: 100_000,
+    sum: 1,
+    expectedSum: 1,
+    changedCount: 7,
+    mismatchCount: 0,
+    problems: [],
+  };
+  const failed: SystemResult = { ...result("sqlite", 0, "closed", 0), load: undefined };
+  failed.status = "failed";
+  failed.reason = "server | crashed";
+  const table = resultsTable([ok, failed]);
+  const lines = table.split("\n");
+  assertEquals(lines.length, 4);
+  assert(lines[2].includes("**1,234**"), lines[2]);
+  assert(lines[2].includes("ok (100,000 rows, 7 changed)"), lines[2]);
+  assert(lines[3].includes("server \\| crashed"), lines[3]);
+});
+
+Deno.test("reportMarkdown() names the machine, versions and contention", () => {
+  const text = reportMarkdown(
+    {
+      cpuCount: 2,
+      cpuModel: "Test CPU",
+      memoryGib: 4,
+      os: "TestOS",
+      kernel: "1.0",
+      deno: "9.9.9",
+      node: "v20.0.0",
+    },
+    {
+      date: "2026-01-01T00:00:00Z",
+      warmupMs: 5000,
+      measureMs: 10000,
+      clientCount: 64,
+      inflightPipelined: 40,
+      accountCount: 100_000,
+      initialBalance: 1_000_000_000,
+      seed: 1,
+      pairCount: 1024,
+      hottestShareByAlpha: { "0": 0, "1.5": 0.633 },
+      command: "deno task bench:keynote",
+    },
+    [result("sqlite", 1.5, "closed", 100)],
+  );
+  assert(text.startsWith("## Keynote transfer benchmark, 2026-01-01T00:00:00Z"));
+  assert(text.includes("2 × Test CPU, 4 GiB RAM"));
+  assert(text.includes("Deno 9.9.9, Node v20.0.0"));
+  assert(text.includes("α=1.5: 63.3 %"));
+});
+
+Deno.test("parseKeynoteArgs() has laptop-short defaults and rejects unknown systems", () => {
+  const options = parseKeynoteArgs([], "/repo");
+  assertEquals(options.warmupMs, 5000);
+  assertEquals(options.measureMs, 10_000);
+  assertEquals(options.alphas, [0, 1.5]);
+  assertEquals(options.modes, ["closed", "pipelined"]);
+  assertEquals(options.systems, ["lightcone", "sqlite", "pg"]);
+  assertEquals(options.resultsPath, "/repo/bench/RESULTS.md");
+  const longer = parseKeynoteArgs(
+    ["--measure-s", "300", "--systems", "sqlite,pg-immediate", "--no-append"],
+    "/repo",
+  );
+  assertEquals(longer.measureMs, 300_000);
+  assertEquals(longer.systems, ["sqlite", "pg-immediate"]);
+  assertEquals(longer.resultsPath, null);
+  throws(() => parseKeynoteArgs(["--systems", "mysql"], "/repo"), RangeError);
+  throws(() => parseKeynoteArgs(["--modes", "open"], "/repo"), RangeError);
+  throws(() => parseKeynoteArgs(["--measure-s", "0"], "/repo"), RangeError);
+});

@@ -1,0 +1,52 @@
+/** Door of the durable storage half of storage/ (commit log, storage actor, snapshots, recovery). */
+export { DurabilityActor, StorageActorError, StorageError } from "./durability.ts";
+export {
+  DurabilityPort,
+  type DurabilityPortOptions,
+  forEachBatchRecord,
+  type ReplayHandlers,
+  type ReplayResult,
+} from "./durability_port.ts";
+export type {
+  FromDatabaseMessage,
+  OpenResult,
+  StorageOptions,
+  ToDatabaseMessage,
+} from "./durability_messages.ts";
+export { type CoreOptions, type CoreOutput, DurabilityCore } from "./durability_core.ts";
+export {
+  decodeTxBatch,
+  decodeTxRecord,
+  encodeTxRecord,
+  MalformedRecordError,
+  type SequenceState,
+  type TableChanges,
+  TxBatchEncoder,
+  type TxRecord,
+} from "./commit_record.ts";
+export {
+  type CommitLog,
+  type CommitView,
+  CorruptLogError,
+  readCommitLog,
+  type RecordView,
+} from "./commitlog/reader.ts";
+export { CommitLogFailedError, CommitLogWriter } from "./commitlog/writer.ts";
+export { lengthPrefixed } from "./commitlog/frame.ts";
+export { crc32c } from "./commitlog/crc32c.ts";
+export {
+  type CrashMode,
+  denoFs,
+  type FileHandle,
+  type FsLayer,
+  InjectedFaultError,
+  MemoryFs,
+} from "./fs_layer.ts";
+export { listSnapshots, readNewestValidSnapshot, writeSnapshot } from "./snapshot.ts";
+export {
+  databaseDir,
+  planRecovery,
+  recoverDatabase,
+  type RecoveryHandlers,
+  type RecoveryResult,
+} from "./recovery.ts";
