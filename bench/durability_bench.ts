@@ -189,18 +189,22 @@ if (import.meta.main) {
   // deno-lint-ignore no-console
   const print = console.log;
   print(`Deno ${Deno.version.deno}, V8 ${Deno.version.v8}, ${navigator.hardwareConcurrency} CPUs`);
-  print(`record size ${new TxBatchEncoder().byteLength || 0} + ~${(() => {
-    const e = new TxBatchEncoder();
-    e.add(record(0));
-    return e.byteLength;
-  })()} bytes per transaction (with length prefix)\n`);
+  print(`record size ${new TxBatchEncoder().byteLength || 0} + ~${
+    (() => {
+      const e = new TxBatchEncoder();
+      e.add(record(0));
+      return e.byteLength;
+    })()
+  } bytes per transaction (with length prefix)\n`);
 
   print("Group commit through the storage worker (durable tx/s; fsync vs no fsync):");
   for (const batchSize of [1, 10, 100, 1000]) {
     const synced = await withActor(false, (storage) => throughput(storage, batchSize, 2000));
     const unsynced = await withActor(true, (storage) => throughput(storage, batchSize, 2000));
     print(
-      `  batch ${String(batchSize).padStart(4)}: fdatasync ${format(synced.txPerSecond).padStart(10)} tx/s` +
+      `  batch ${String(batchSize).padStart(4)}: fdatasync ${
+        format(synced.txPerSecond).padStart(10)
+      } tx/s` +
         ` (${format(synced.durableReportsPerSecond)} flushes/s)   no sync ${
           format(unsynced.txPerSecond).padStart(10)
         } tx/s   ratio ${(synced.txPerSecond / unsynced.txPerSecond).toFixed(2)}`,
@@ -218,7 +222,9 @@ if (import.meta.main) {
     const r = await replay(recordsPerCommit);
     print(
       `  ${String(recordsPerCommit).padStart(4)} tx/commit, ${r.logMiB.toFixed(0)} MiB: ` +
-        `write ${format(r.writeTxPerSecond)} tx/s; scan+iterate ${format(r.iterateTxPerSecond)} tx/s; ` +
+        `write ${format(r.writeTxPerSecond)} tx/s; scan+iterate ${
+          format(r.iterateTxPerSecond)
+        } tx/s; ` +
         `recoverDatabase+decode ${format(r.decodeTxPerSecond)} tx/s; ` +
         `via storage worker+decode ${format(r.actorReplayTxPerSecond)} tx/s`,
     );

@@ -3,10 +3,11 @@
  * structures of its indexes and unique constraints, its sequences, and the undo information of
  * the open transaction.
  *
- * Writes go straight into the table; the open transaction remembers, per touched rowId, the
- * committed bytes it had before (`null` for rows the transaction created). Committed rows
- * deleted in a transaction stay in `#rows` as `null` tombstones until commit, so rollback
- * restores them at their old scan position.
+ * Rows live in an array indexed by rowId; freed slots are reused (like page slots), so scan
+ * order is roughly insertion order. Writes go straight into the table; the open transaction
+ * logs, per touched rowId, the committed bytes it had before (`null` for rows the transaction
+ * created). Committed rows deleted in a transaction stay as `null` tombstones until commit, so
+ * rollback restores them in place.
  */
 import { assert } from "../lib/assert.ts";
 import { BTree } from "./btree_index.ts";
@@ -86,16 +87,21 @@ export class Table {
   readonly #groups: KeyGroup[] = [];
   /** Positions in #groups of unique constraints; the first one finds identical rows. */
   readonly #constraintGroups: number[] = [];
-  /** rowId -> bytes; `null` marks a committed row deleted by the open transaction. */
-  readonly #rows = new Map<number, Uint8Array | null>();
+  /** rowId -> bytes; `null` = committed row deleted by the open transaction; `undefined` = free. */
+  readonly #rows: (Uint8Array | null | undefined)[] = [];
+  /** Free rowIds: exactly the `undefined` slots of #rows. */
+  readonly #freeIds: number[] = [];
   /** Row-content buckets (hash -> rowId(s)) for tables without unique constraints. */
   readonly #content: Map<number, number | number[]> | null;
   readonly #newKeys: Key[];
   readonly #onSequenceMoved: (sequence: Sequence) => void;
   #count = 0;
-  #nextRowId = 0;
-  /** Undo information of the open transaction: rowId -> committed bytes (null if created). */
-  #originals: Map<number, Uint8Array | null> | null = null;
+  // Undo log of the open transaction: touched rowIds and their committed bytes (null if created).
+  #inTx = false;
+  readonly #logIds: number[] = [];
+  readonly #logOriginals: (Uint8Array | null)[] = [];
+  /** rowId -> position in the undo log + 1, or 0 when untouched by the open transaction. */
+  #marks = new Int32Array(1024);
 
   constructor(schema: TableSchema, onSequenceMoved: (sequence: Sequence) => void) {
     this.schema = schema;
@@ -171,12 +177,43 @@ export class Table {
   }
 
   get inTx(): boolean {
-    return this.#originals !== null;
+    return this.#inTx;
   }
 
   beginTx(): void {
-    assert(this.#originals === null, "Table already has an open transaction");
-    this.#originals = new Map();
+    assert(!this.#inTx, "Table already has an open transaction");
+    this.#inTx = true;
+  }
+
+  #allocateId(): number {
+    const reused = this.#freeIds.pop();
+    if (reused !== undefined) return reused;
+    const id = this.#rows.length;
+    this.#rows.push(undefined);
+    if (id >= this.#marks.length) {
+      const bigger = new Int32Array(this.#marks.length * 2);
+      bigger.set(this.#marks);
+      this.#marks = bigger;
+    }
+    return id;
+  }
+
+  #free(id: number): void {
+    this.#rows[id] = undefined;
+    this.#freeIds.push(id);
+  }
+
+  /** Logs the committed bytes of `id` the first time the open transaction touches it. */
+  #record(id: number, original: Uint8Array | null): void {
+    if (this.#marks[id] !== 0) return;
+    this.#logIds.push(id);
+    this.#logOriginals.push(original);
+    this.#marks[id] = this.#logIds.length;
+  }
+
+  #createdInTx(id: number): boolean {
+    const mark = this.#marks[id];
+    return mark !== 0 && this.#logOriginals[mark - 1] === null;
   }
 
   // --- key structures -------------------------------------------------------------------------
@@ -232,13 +269,13 @@ export class Table {
     if (this.#content) {
       const bucket = this.#content.get(hashBytes(row));
       if (bucket === undefined) return -1;
-      if (typeof bucket === "number") return bytesEqual(this.#rows.get(bucket)!, row) ? bucket : -1;
-      for (const id of bucket) if (bytesEqual(this.#rows.get(id)!, row)) return id;
+      if (typeof bucket === "number") return bytesEqual(this.#rows[bucket]!, row) ? bucket : -1;
+      for (const id of bucket) if (bytesEqual(this.#rows[id]!, row)) return id;
       return -1;
     }
     const group = this.#groups[this.#constraintGroups[0]];
     const id = group.uniqueMap!.get(group.codec.fromRow(row));
-    return id !== undefined && bytesEqual(this.#rows.get(id)!, row) ? id : -1;
+    return id !== undefined && bytesEqual(this.#rows[id]!, row) ? id : -1;
   }
 
   // --- row operations (recorded in the open transaction, if any) -----------------------------
@@ -256,7 +293,7 @@ export class Table {
       const first = constraints[0];
       const existing = groups[first].uniqueMap!.get(keys[first]);
       if (existing !== undefined) {
-        if (bytesEqual(this.#rows.get(existing)!, row)) return false;
+        if (bytesEqual(this.#rows[existing]!, row)) return false;
         throw uniqueViolation(this.schema.name);
       }
       for (let c = 1; c < constraints.length; c++) {
@@ -266,30 +303,37 @@ export class Table {
     } else if (this.findIdentical(row) >= 0) {
       return false;
     }
-    const id = this.#nextRowId++;
-    this.#rows.set(id, row);
+    const id = this.#allocateId();
+    this.#rows[id] = row;
     this.#count++;
     this.#addEntries(id, row, keys);
-    if (this.#originals) this.#originals.set(id, null);
+    if (this.#inTx) this.#record(id, null);
     return true;
   }
 
   deleteRow(id: number): void {
-    const row = this.#rows.get(id);
+    const row = this.#rows[id];
     assert(row, "Deleting a row that is not live");
     this.#removeEntries(id, row);
     this.#count--;
-    const originals = this.#originals;
-    if (originals === null) {
-      this.#rows.delete(id);
-    } else if (!originals.has(id)) {
-      originals.set(id, row);
-      this.#rows.set(id, null);
-    } else if (originals.get(id) === null) {
-      this.#rows.delete(id);
+    if (!this.#inTx || this.#createdInTx(id)) {
+      this.#free(id);
     } else {
-      this.#rows.set(id, null);
+      this.#record(id, row);
+      this.#rows[id] = null;
     }
+  }
+
+  /**
+   * Update through a unique index: finds the live row whose key equals the new row's key.
+   * Returns false when there is none; replaces it unless identical.
+   */
+  updateByIndex(index: TableIndex, row: Uint8Array): boolean {
+    const id = index.group.uniqueMap!.get(index.group.codec.fromRow(row));
+    if (id === undefined) return false;
+    const old = this.#rows[id]!;
+    if (!bytesEqual(old, row)) this.replaceRow(id, row);
+    return true;
   }
 
   /**
@@ -297,7 +341,7 @@ export class Table {
    * the other rows. Throws UniqueViolation without changing anything.
    */
   replaceRow(id: number, row: Uint8Array): void {
-    const old = this.#rows.get(id);
+    const old = this.#rows[id];
     assert(old, "Replacing a row that is not live");
     const groups = this.#groups;
     const keys = this.#newKeys;
@@ -332,9 +376,8 @@ export class Table {
       this.#contentRemove(hashBytes(old), id);
       this.#contentAdd(hashBytes(row), id);
     }
-    const originals = this.#originals;
-    if (originals !== null && !originals.has(id)) originals.set(id, old);
-    this.#rows.set(id, row);
+    if (this.#inTx) this.#record(id, old);
+    this.#rows[id] = row;
   }
 
   /**
@@ -391,23 +434,36 @@ export class Table {
   /** Live rows: committed ones (not deleted) first, then ones created by the open transaction. */
   scan(): Uint8Array[] {
     const out: Uint8Array[] = [];
-    for (const row of this.#rows.values()) if (row) out.push(row);
+    const rows = this.#rows;
+    if (!this.#inTx) {
+      for (let id = 0; id < rows.length; id++) {
+        const row = rows[id];
+        if (row) out.push(row);
+      }
+      return out;
+    }
+    for (let id = 0; id < rows.length; id++) {
+      const row = rows[id];
+      if (row && !this.#createdInTx(id)) out.push(row);
+    }
+    for (let i = 0; i < this.#logIds.length; i++) {
+      if (this.#logOriginals[i] !== null) continue;
+      const row = rows[this.#logIds[i]];
+      if (row) out.push(row);
+    }
     return out;
   }
 
-  rows(): IterableIterator<Uint8Array | null> {
-    return this.#rows.values();
-  }
-
   row(id: number): Uint8Array {
-    const row = this.#rows.get(id);
+    const row = this.#rows[id];
     assert(row, "Row id is not live");
     return row;
   }
 
   liveIds(): number[] {
     const out: number[] = [];
-    for (const [id, row] of this.#rows) if (row) out.push(id);
+    const rows = this.#rows;
+    for (let id = 0; id < rows.length; id++) if (rows[id]) out.push(id);
     return out;
   }
 
@@ -440,64 +496,81 @@ export class Table {
 
   /** Makes the open transaction's changes committed and returns the net delta. */
   commitTx(): TableDelta {
-    const originals = this.#originals;
-    assert(originals !== null, "Committing a table without an open transaction");
-    this.#originals = null;
+    assert(this.#inTx, "Committing a table without an open transaction");
+    this.#inTx = false;
     const inserts: Uint8Array[] = [];
     const deletes: Uint8Array[] = [];
     let created = false;
     const isEvent = this.schema.isEvent;
-    for (const [id, original] of originals) {
-      const current = this.#rows.get(id);
+    const rows = this.#rows;
+    const ids = this.#logIds;
+    const originals = this.#logOriginals;
+    for (let i = 0; i < ids.length; i++) {
+      const id = ids[i];
+      const original = originals[i];
+      const current = rows[id];
+      this.#marks[id] = 0;
       if (original === null) {
         if (!current) continue;
         inserts.push(current);
         created = true;
         if (isEvent) {
           this.#removeEntries(id, current);
-          this.#rows.delete(id);
+          this.#free(id);
           this.#count--;
         }
       } else if (!current) {
         deletes.push(original);
-        this.#rows.delete(id);
-      } else if (!bytesEqual(original, current)) {
+        this.#free(id);
+      } else if (current !== original && !bytesEqual(original, current)) {
         deletes.push(original);
         inserts.push(current);
       }
     }
+    ids.length = 0;
+    originals.length = 0;
     // A committed row deleted and then inserted again as a new row cancels out.
     if (created && deletes.length > 0) cancelIdentical(inserts, deletes);
     return { tableId: this.schema.tableId, inserts, deletes };
   }
 
   rollbackTx(): void {
-    const originals = this.#originals;
-    assert(originals !== null, "Rolling back a table without an open transaction");
-    this.#originals = null;
+    assert(this.#inTx, "Rolling back a table without an open transaction");
+    this.#inTx = false;
+    const rows = this.#rows;
+    const ids = this.#logIds;
+    const originals = this.#logOriginals;
     // Remove every current entry first, then restore, so unique maps never collide midway.
-    for (const id of originals.keys()) {
-      const current = this.#rows.get(id);
+    for (let i = 0; i < ids.length; i++) {
+      const current = rows[ids[i]];
       if (current) {
-        this.#removeEntries(id, current);
+        this.#removeEntries(ids[i], current);
         this.#count--;
       }
     }
-    for (const [id, original] of originals) {
-      if (original === null) {
-        this.#rows.delete(id);
-      } else {
-        this.#rows.set(id, original);
+    for (let i = 0; i < ids.length; i++) {
+      const id = ids[i];
+      const original = originals[i];
+      this.#marks[id] = 0;
+      if (original !== null) {
+        rows[id] = original;
         this.#addEntries(id, original, null);
         this.#count++;
+      } else if (rows[id] !== undefined) {
+        this.#free(id);
       }
     }
+    ids.length = 0;
+    originals.length = 0;
   }
 
   /** Checks that every structure agrees with the rows; for tests. */
   checkInvariants(): void {
     let live = 0;
-    for (const [id, row] of this.#rows) {
+    let free = 0;
+    for (let id = 0; id < this.#rows.length; id++) {
+      const row = this.#rows[id];
+      if (row === undefined) free++;
       if (!row) continue;
       live++;
       for (const group of this.#groups) {
@@ -506,6 +579,7 @@ export class Table {
       }
     }
     assert(live === this.#count, "Row count is stale");
+    assert(free === this.#freeIds.length, "Free list does not match the free slots");
     for (const group of this.#groups) {
       if (group.uniqueMap) assert(group.uniqueMap.size === live, "Unique map has extra entries");
       if (group.tree) {

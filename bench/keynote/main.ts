@@ -190,8 +190,9 @@ export async function runKeynote(
     }
     let postgres: PostgresCluster | undefined;
     if (baselines.some((system) => system.usesPostgres)) {
-      log.info("Starting a throw-away PostgreSQL cluster", { port: options.pgPort });
-      postgres = await startPostgres(repoRoot, options.pgPort);
+      const port = freePort(options.pgPort);
+      log.info("Starting a throw-away PostgreSQL cluster", { port });
+      postgres = await startPostgres(repoRoot, port);
       cleanup.add(() => postgres!.stop());
     }
 
@@ -271,10 +272,9 @@ export async function runKeynote(
     // deno-lint-ignore no-console
     console.log("\n" + markdown);
     if (options.resultsPath) {
-      await Deno.writeTextFile(options.resultsPath, "\n" + markdown, {
-        append: true,
-        create: true,
-      });
+      const fresh = !await Deno.stat(options.resultsPath).then(() => true, () => false);
+      const header = fresh ? "# Benchmark results\n" : "";
+      await Deno.writeTextFile(options.resultsPath, header + "\n" + markdown, { append: true });
       log.info("Appended the report", { path: options.resultsPath });
     }
     if (options.jsonPath) {
@@ -286,6 +286,22 @@ export async function runKeynote(
     Deno.removeSignalListener("SIGINT", onSignal);
     Deno.removeSignalListener("SIGTERM", onSignal);
   }
+}
+
+/**
+ * The first port from `preferred` on that nothing listens on (a cluster left over from a killed
+ * run keeps its port). Stays below the ephemeral range, where client sockets could collide.
+ */
+function freePort(preferred: number): number {
+  for (let port = preferred; port < preferred + 50; port++) {
+    try {
+      Deno.listen({ hostname: "127.0.0.1", port }).close();
+      return port;
+    } catch (error) {
+      if (!(error instanceof Deno.errors.AddrInUse)) throw error;
+    }
+  }
+  throw new Error(`No free port in ${preferred}..${preferred + 49} for PostgreSQL`);
 }
 
 /**

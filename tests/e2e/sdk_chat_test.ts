@@ -42,7 +42,9 @@ function subscribe(
             }),
         })
       )
-      .onError((ctx) => reject((ctx as { event?: unknown }).event ?? new Error("subscription error")))
+      .onError((ctx) =>
+        reject((ctx as { event?: unknown }).event ?? new Error("subscription error"))
+      )
       .subscribe(queries);
   });
 }
@@ -138,18 +140,21 @@ Deno.test({
           const carol = await connect(server.url);
           open.push(carol.conn);
           const handle = await subscribe(carol.conn, [`SELECT * FROM message WHERE text = 'one'`]);
-        assertEquals([...carol.conn.db.message.iter()].map((row) => row.text), ["one"]);
-        assertEquals(carol.conn.db.user.count(), 0n);
-        const deleted: string[] = [];
-        carol.conn.db.message.onDelete((_ctx, row) => deleted.push(row.text));
-        const one = [...bob.conn.db.message.iter()].find((row) => row.text === "one")!;
-        await bob.conn.reducers.editMessage({ id: one.id, text: "uno" });
-        await eventually(() => deleted.length === 1, "the message leaving the filter");
-        assertEquals(deleted, ["one"]);
-        assertEquals(carol.conn.db.message.count(), 0n);
-        await bob.conn.reducers.editMessage({ id: one.id, text: "one" });
-        await eventually(() => carol.conn.db.message.count() === 1n, "the message back in the filter");
-        await handle.unsubscribe();
+          assertEquals([...carol.conn.db.message.iter()].map((row) => row.text), ["one"]);
+          assertEquals(carol.conn.db.user.count(), 0n);
+          const deleted: string[] = [];
+          carol.conn.db.message.onDelete((_ctx, row) => deleted.push(row.text));
+          const one = [...bob.conn.db.message.iter()].find((row) => row.text === "one")!;
+          await bob.conn.reducers.editMessage({ id: one.id, text: "uno" });
+          await eventually(() => deleted.length === 1, "the message leaving the filter");
+          assertEquals(deleted, ["one"]);
+          assertEquals(carol.conn.db.message.count(), 0n);
+          await bob.conn.reducers.editMessage({ id: one.id, text: "one" });
+          await eventually(
+            () => carol.conn.db.message.count() === 1n,
+            "the message back in the filter",
+          );
+          await handle.unsubscribe();
           assertEquals(carol.conn.db.user.count(), 0n);
         },
       );
