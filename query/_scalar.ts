@@ -168,11 +168,7 @@ export type ValueKey = number | bigint | string;
 
 export function valueKey(value: Comparable): ValueKey {
   if (typeof value !== "object") return value;
-  let key = "";
-  for (let i = 0; i < value.length; i += 4096) {
-    key += String.fromCharCode(...value.subarray(i, i + 4096));
-  }
-  return key;
+  return bytesToKey(value);
 }
 
 /** Printable form of a value, used in canonical plan keys. */
@@ -180,4 +176,16 @@ export function formatComparable(value: Comparable): string {
   if (typeof value === "number") return Object.is(value, -0) ? "0" : String(value);
   if (typeof value === "bigint") return `${value}n`;
   return `x${Array.from(value, (b) => b.toString(16).padStart(2, "0")).join("")}`;
+}
+
+/** One char per byte; `apply` on a typed array avoids the iterator protocol of a spread. */
+export function bytesToKey(bytes: Uint8Array): string {
+  if (bytes.length <= 4096) {
+    return String.fromCharCode.apply(null, bytes as unknown as number[]);
+  }
+  let key = "";
+  for (let i = 0; i < bytes.length; i += 4096) {
+    key += String.fromCharCode.apply(null, bytes.subarray(i, i + 4096) as unknown as number[]);
+  }
+  return key;
 }

@@ -96,8 +96,9 @@ export class MemoryState implements CommittedState {
   }
 }
 
+/** A string equal for equal row bytes (one char per byte). */
 export function rowKey(row: Uint8Array): string {
-  return Array.from(row, (b) => b.toString(16).padStart(2, "0")).join("");
+  return bytesToKey(row);
 }
 
 export const ID_O = 0xc200aaaa_00000000_00000000_00000000_00000000_00000000_00000000_00000001n;
@@ -186,4 +187,16 @@ export function labelOf(row: Uint8Array): string {
 
 export function identityHex(identity: bigint): string {
   return identity.toString(16).padStart(64, "0");
+}
+
+/** One char per byte; `apply` on a typed array avoids the iterator protocol of a spread. */
+function bytesToKey(bytes: Uint8Array): string {
+  if (bytes.length <= 4096) {
+    return String.fromCharCode.apply(null, bytes as unknown as number[]);
+  }
+  let key = "";
+  for (let i = 0; i < bytes.length; i += 4096) {
+    key += String.fromCharCode.apply(null, bytes.subarray(i, i + 4096) as unknown as number[]);
+  }
+  return key;
 }

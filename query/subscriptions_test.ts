@@ -147,7 +147,10 @@ Deno.test("event tables have no initial rows and pass their inserted events thro
 Deno.test("initial rows use committedIndexPoint for a column = value conjunct when offered", () => {
   const state = conformanceState();
   let lookups = 0;
-  const withIndex = Object.assign(Object.create(state), {
+  const withIndex = {
+    tableIdFromName: (name: string) => state.tableIdFromName(name),
+    schema: (tableId: number) => state.schema(tableId),
+    committedRows: (tableId: number) => state.committedRows(tableId),
     committedIndexPoint(tableId: number, columns: readonly number[], key: Uint8Array) {
       lookups++;
       if (tableId !== PET.tableId || columns[0] !== 1) return undefined;
@@ -156,7 +159,7 @@ Deno.test("initial rows use committedIndexPoint for a column = value conjunct wh
         new DataView(r.buffer, r.byteOffset).getBigUint64(8, true) === owner
       );
     },
-  });
+  };
   const index = new SubscriptionIndex(withIndex);
   const q = index.register("SELECT * FROM pet WHERE owner_id = 1 AND species = 'dog'", A);
   deepStrictEqual(labels(q.initialRows), ["pet11"]);
@@ -497,7 +500,7 @@ Deno.test("incremental results equal a from-scratch evaluation after 3,000 rando
   for (let tx = 0; tx < TX_COUNT; tx++) {
     // Subscription churn between transactions.
     if (random.next() < 0.3) subscribe();
-    if (subs.length > 20 && random.next() < 0.25) {
+    if (subs.length > 20 && random.next() < (subs.length > 60 ? 0.5 : 0.25)) {
       const [gone] = subs.splice(int(random, subs.length), 1);
       index.release(gone.queryId);
     }
@@ -509,7 +512,7 @@ Deno.test("incremental results equal a from-scratch evaluation after 3,000 rando
     const ops = 1 + int(random, 6);
     for (let k = 0; k < ops; k++) {
       const roll = random.next();
-      if (roll < 0.45 || items.size < 5) {
+      if (items.size < 5 || roll < (items.size > 150 ? 0.2 : 0.45)) {
         const item = randomItem(random);
         const bytes = encodeItem(item);
         const key = rowKey(bytes);
@@ -566,16 +569,17 @@ Deno.test("incremental results equal a from-scratch evaluation after 3,000 rando
       deltaRowsSeen += (delta?.inserts.length ?? 0) + (delta?.deletes.length ?? 0);
     }
     // Check every live subscription against a fresh run and against the oracle.
-    if (tx % 10 === 0 || tx === TX_COUNT - 1) {
-      for (const sub of subs) {
-        if (sub.eventMin !== undefined) continue;
-        const fresh = multiset(executePlan(index.plan(sub.queryId)!, state));
-        const oracle = new Map<string, number>();
-        for (const [key, item] of items) if (sub.oracle(item, sub.sender)) oracle.set(key, 1);
-        const where = `seed ${seed} tx ${tx}: ${sub.sql}`;
-        deepStrictEqual(sorted(sub.rows), sorted(fresh), `maintained != fresh; ${where}`);
-        deepStrictEqual(sorted(fresh), sorted(oracle), `fresh != oracle; ${where}`);
-      }
+    // A divergence persists once it happens, so checking a sample each time finds it.
+    const checkAll = tx % 100 === 0 || tx === TX_COUNT - 1;
+    const sample = checkAll ? subs : Array.from({ length: 4 }, () => pick(random, subs));
+    for (const sub of sample) {
+      if (sub.eventMin !== undefined) continue;
+      const fresh = multiset(executePlan(index.plan(sub.queryId)!, state));
+      const oracle = new Map<string, number>();
+      for (const [key, item] of items) if (sub.oracle(item, sub.sender)) oracle.set(key, 1);
+      const where = `seed ${seed} tx ${tx}: ${sub.sql}`;
+      deepStrictEqual(sorted(sub.rows), sorted(fresh), `maintained != fresh; ${where}`);
+      deepStrictEqual(sorted(fresh), sorted(oracle), `fresh != oracle; ${where}`);
     }
   }
   ok(deltaRowsSeen > 1000, `only ${deltaRowsSeen} delta rows: the workload is too quiet`);

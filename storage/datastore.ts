@@ -10,7 +10,6 @@
  */
 import { assert } from "../lib/assert.ts";
 import { DatastoreError, decodeError } from "./datastore_error.ts";
-import { bytesEqual } from "./key_encoding.ts";
 import { readU32 } from "./row_layout.ts";
 import type { TableSchema } from "./schema.ts";
 import { type Sequence, Table, type TableIndex, type WriteResult } from "./table.ts";
@@ -18,6 +17,7 @@ import { ByteReader, ByteWriter, type TxDelta } from "./tx_delta.ts";
 
 export type { WriteResult };
 
+const NO_SEQUENCES: Sequence[] = [];
 const STATE_MAGIC = 0x5344434c; // "LCDS" little-endian
 const STATE_FORMAT_VERSION = 1;
 
@@ -31,7 +31,9 @@ function noSuchIndex(indexId: number): DatastoreError {
 
 export class Datastore {
   readonly #tables = new Map<number, Table>();
-  readonly #indexes = new Map<number, TableIndex>();
+  /** Lookup by id (ids are small integers; arrays beat Maps on the hot path). */
+  readonly #tableById: Table[] = [];
+  readonly #indexById: TableIndex[] = [];
   readonly #tableNames = new Map<string, number>();
   readonly #indexNames = new Map<string, number>();
   /** Sequences that moved since the last commit reported them. */
@@ -46,14 +48,15 @@ export class Datastore {
       }
       const table = new Table(schema, onSequenceMoved);
       this.#tables.set(schema.tableId, table);
+      this.#tableById[schema.tableId] = table;
       this.#tableNames.set(schema.name, schema.tableId);
       if (!this.#tableNames.has(schema.sourceName)) {
         this.#tableNames.set(schema.sourceName, schema.tableId);
       }
       for (const index of table.indexes) {
         const indexId = index.schema.indexId;
-        if (this.#indexes.has(indexId)) throw new RangeError(`Index id '${indexId}' is used twice`);
-        this.#indexes.set(indexId, index);
+        if (this.#indexById[indexId]) throw new RangeError(`Index id '${indexId}' is used twice`);
+        this.#indexById[indexId] = index;
         this.#indexNames.set(index.schema.name, indexId);
         if (!this.#indexNames.has(index.schema.sourceName)) {
           this.#indexNames.set(index.schema.sourceName, indexId);
@@ -86,7 +89,7 @@ export class Datastore {
 
   beginMutTx(): MutTx {
     assert(this.#tx === null, "A mutable transaction is already open");
-    const tx = new MutTx(this.#tables, this.#indexes, (committed) => this.#endTx(committed));
+    const tx = new MutTx(this.#tableById, this.#indexById, (committed) => this.#endTx(committed));
     this.#tx = tx;
     return tx;
   }
@@ -94,14 +97,14 @@ export class Datastore {
   /** Closes the transaction; a commit takes the sequences that moved since the last commit. */
   #endTx(committed: boolean): Sequence[] {
     this.#tx = null;
-    if (!committed) return [];
+    if (!committed || this.#movedSequences.length === 0) return NO_SEQUENCES;
     const moved = this.#movedSequences;
     this.#movedSequences = [];
     return moved;
   }
 
   #table(tableId: number): Table {
-    const table = this.#tables.get(tableId);
+    const table = this.#tableById[tableId];
     if (table === undefined) throw noSuchTable(tableId);
     return table;
   }
@@ -130,7 +133,7 @@ export class Datastore {
   /** Committed rows whose key in `indexId` equals `keyBytes` (BSATN of all key columns). */
   committedIndexPoint(indexId: number, keyBytes: Uint8Array): Uint8Array[] {
     assert(this.#tx === null, "Committed state read while a transaction is open");
-    return indexPoint(this.#indexes, indexId, keyBytes);
+    return indexPoint(this.#indexById, indexId, keyBytes);
   }
 
   /** Committed rows of an ordered-index range scan, encoded as in module-abi.md §2.4. */
@@ -143,7 +146,7 @@ export class Datastore {
     rendLen: number,
   ): Uint8Array[] {
     assert(this.#tx === null, "Committed state read while a transaction is open");
-    return indexRange(this.#indexes, indexId, buf, prefixLen, prefixElems, rstartLen, rendLen);
+    return indexRange(this.#indexById, indexId, buf, prefixLen, prefixElems, rstartLen, rendLen);
   }
 
   // --- durability support --------------------------------------------------------------------
@@ -188,7 +191,7 @@ export class Datastore {
     for (const table of this.#tables.values()) {
       writer.u32(table.schema.tableId);
       writer.u32(table.count);
-      for (const row of table.rows()) if (row) writer.bytes(row);
+      for (const row of table.scan()) writer.bytes(row);
       writer.u32(table.sequences.length);
       for (const sequence of table.sequences) {
         writer.u32(sequence.column);
@@ -229,8 +232,8 @@ export class Datastore {
   }
 }
 
-function indexOf(indexes: Map<number, TableIndex>, indexId: number): TableIndex {
-  const index = indexes.get(indexId);
+function indexOf(indexes: TableIndex[], indexId: number): TableIndex {
+  const index = indexes[indexId];
   if (index === undefined) throw noSuchIndex(indexId);
   return index;
 }
@@ -245,7 +248,7 @@ function pointIds(index: TableIndex, key: Uint8Array): number[] {
   return index.table.pointIds(index, index.group.codec.fromBsatn(key, 0, key.length));
 }
 
-function indexPoint(indexes: Map<number, TableIndex>, indexId: number, key: Uint8Array) {
+function indexPoint(indexes: TableIndex[], indexId: number, key: Uint8Array) {
   const index = indexOf(indexes, indexId);
   const group = index.group;
   if (group.uniqueMap) {
@@ -271,7 +274,7 @@ function rangeIds(
 }
 
 function indexRange(
-  indexes: Map<number, TableIndex>,
+  indexes: TableIndex[],
   indexId: number,
   buf: Uint8Array,
   prefixLen: number,
@@ -286,15 +289,15 @@ function indexRange(
 
 /** The open mutable transaction. Every method throws AssertionError once it has ended. */
 export class MutTx {
-  readonly #tables: Map<number, Table>;
-  readonly #indexes: Map<number, TableIndex>;
+  readonly #tables: Table[];
+  readonly #indexes: TableIndex[];
   readonly #end: (committed: boolean) => Sequence[];
   readonly #touched: Table[] = [];
   #open = true;
 
   constructor(
-    tables: Map<number, Table>,
-    indexes: Map<number, TableIndex>,
+    tables: Table[],
+    indexes: TableIndex[],
     end: (committed: boolean) => Sequence[],
   ) {
     this.#tables = tables;
@@ -308,7 +311,7 @@ export class MutTx {
 
   #table(tableId: number): Table {
     assert(this.#open, "Transaction has ended");
-    const table = this.#tables.get(tableId);
+    const table = this.#tables[tableId];
     if (table === undefined) throw noSuchTable(tableId);
     return table;
   }
@@ -354,13 +357,10 @@ export class MutTx {
     table.layout.validate(row);
     const copy = row.slice();
     const generated = table.fireSequences(copy);
-    const id = table.uniqueId(index, index.group.codec.fromRow(copy));
-    if (id < 0) {
+    this.#touch(table);
+    if (!table.updateByIndex(index, copy)) {
       throw new DatastoreError("NoSuchRow", `No row of '${table.schema.name}' has the new key`);
     }
-    if (bytesEqual(table.row(id), copy)) return { row: copy, generated };
-    this.#touch(table);
-    table.replaceRow(id, copy);
     return { row: copy, generated };
   }
 

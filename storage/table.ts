@@ -480,11 +480,6 @@ export class Table {
     return out;
   }
 
-  /** The single rowId with `key` in a unique index, or -1. */
-  uniqueId(index: TableIndex, key: Key): number {
-    return index.group.uniqueMap!.get(key) ?? -1;
-  }
-
   /** rowIds with lo <= key < hi in an ordered index, in key order. */
   rangeIds(index: TableIndex, range: KeyRange): number[] {
     const out: number[] = [];

@@ -51,12 +51,11 @@ export function rewriteImports(source: string): string {
       visitSource(statement.source);
     }
   }
-  // Dynamic imports anywhere: a literal specifier is checked like a static one; a
-  // computed one fails at run time under the worker's permissions.
+  // Dynamic import() is not part of the module API: every one becomes a rejected
+  // promise, so tenant code never reaches a loader (files, npm, node: built-ins).
   walk(program, (node) => {
     if (node.type === "ImportExpression") {
-      const source = (node as acorn.ImportExpression).source;
-      if (source.type === "Literal") visitSource(source);
+      edits.push({ start: node.start, end: node.end, text: DENIED_IMPORT });
     }
   });
   if (!sawSys) {
@@ -65,10 +64,17 @@ export function rewriteImports(source: string): string {
         "module library (`build`)?",
     );
   }
-  edits.sort((a, b) => b.start - a.start);
-  let out = source;
-  for (const edit of edits) out = out.slice(0, edit.start) + edit.text + out.slice(edit.end);
-  return out;
+  // Outermost edits win (an import() nested inside another one goes with it).
+  edits.sort((a, b) => a.start - b.start || b.end - a.end);
+  const parts: string[] = [];
+  let position = 0;
+  for (const edit of edits) {
+    if (edit.start < position) continue;
+    parts.push(source.slice(position, edit.start), edit.text);
+    position = edit.end;
+  }
+  parts.push(source.slice(position));
+  return parts.join("");
 }
 
 function resolve(specifier: string): string {
@@ -107,6 +113,9 @@ function isNode(value: unknown): value is acorn.Node {
     typeof (value as acorn.Node).type === "string" &&
     typeof (value as acorn.Node).start === "number";
 }
+
+const DENIED_IMPORT =
+  '(Promise.reject(new TypeError("Dynamic import() is not available to modules")))';
 
 const shimCache = new Map<string, string>();
 

@@ -4,6 +4,7 @@
  * a fresh database, drives it with the Node HTTP client (http_load.mjs), then checks balances.
  */
 import { checkBalances } from "./balance_check.ts";
+import { trackChild } from "./children.ts";
 import type { CpuReport } from "./proc_cpu.mjs";
 import type { LoadSummary, RunOptions, SystemResult } from "./types.ts";
 
@@ -177,7 +178,9 @@ async function startServer(
   } else {
     args.push("--db", `${options.workDir}/${system.key}.sqlite`);
   }
-  const child = new Deno.Command("node", { args, stdout: "piped", stderr: "inherit" }).spawn();
+  const child = trackChild(
+    new Deno.Command("node", { args, stdout: "piped", stderr: "inherit" }).spawn(),
+  );
   let exited = false;
   const status = child.status.then((value) => {
     exited = true;
@@ -283,8 +286,9 @@ async function runHttpLoad(
     String(options.accountCount),
   ];
   for (const [name, pid] of Object.entries(watch)) args.push("--watch", `${name}=${pid}`);
-  const status = await new Deno.Command("node", { args, stdout: "inherit", stderr: "inherit" })
-    .spawn().status;
+  const status = await trackChild(
+    new Deno.Command("node", { args, stdout: "inherit", stderr: "inherit" }).spawn(),
+  ).status;
   if (!status.success) throw new Error(`The HTTP load client failed (exit ${status.code})`);
   const output = JSON.parse(await Deno.readTextFile(outPath)) as HttpLoadOutput;
   await Deno.remove(outPath);

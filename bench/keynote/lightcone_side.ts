@@ -22,6 +22,7 @@ import {
   t,
 } from "spacetimedb";
 import { type AccountRow, checkBalances } from "./balance_check.ts";
+import { trackChild } from "./children.ts";
 import { type Outcome, runLoad } from "./driver.mjs";
 import { startCpuSample } from "./proc_cpu.mjs";
 import type { RunOptions, SystemResult } from "./types.ts";
@@ -66,7 +67,7 @@ async function runChecked(args: string[], env: Record<string, string>): Promise<
 /** Starts `main.ts start` on port 0 in `options.workDir`, publishes the module, seeds accounts. */
 export async function deployLightcone(options: RunOptions): Promise<LightconeDeployment> {
   const dataDir = `${options.workDir}/lightcone-data`;
-  const child = new Deno.Command(Deno.execPath(), {
+  const child = trackChild(new Deno.Command(Deno.execPath(), {
     args: [
       "run",
       "-A",
@@ -80,7 +81,7 @@ export async function deployLightcone(options: RunOptions): Promise<LightconeDep
     ],
     stdout: "piped",
     stderr: "inherit",
-  }).spawn();
+  }).spawn());
   let exited = false;
   const status = child.status.then((value) => {
     exited = true;

@@ -35,6 +35,7 @@ import {
   runBaseline,
   startPostgres,
 } from "./baseline_side.ts";
+import { stopTrackedChildren } from "./children.ts";
 import { runLightcone } from "./lightcone_side.ts";
 import { startCpuSample } from "./proc_cpu.mjs";
 import { describeMachine, reportMarkdown } from "./report.ts";
@@ -177,6 +178,7 @@ export async function runKeynote(
   Deno.addSignalListener("SIGINT", onSignal);
   Deno.addSignalListener("SIGTERM", onSignal);
   const results: SystemResult[] = [];
+  cleanup.add(() => stopTrackedChildren());
   try {
     const workDir = await Deno.makeTempDir({ prefix: "keynote-" });
     cleanup.add(() => Deno.remove(workDir, { recursive: true }));
