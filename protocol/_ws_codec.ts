@@ -155,8 +155,16 @@ export class WsWriter {
   }
 
   raw(bytes: Uint8Array): void {
-    this.bytes.set(bytes, this.offset);
-    this.offset += bytes.length;
+    const length = bytes.length;
+    if (length < 64) {
+      // TypedArray.set has a high fixed cost; rows are usually small.
+      const out = this.bytes;
+      let at = this.offset;
+      for (let i = 0; i < length; i++) out[at++] = bytes[i];
+    } else {
+      this.bytes.set(bytes, this.offset);
+    }
+    this.offset += length;
   }
 
   bytesWithLength(bytes: Uint8Array): void {

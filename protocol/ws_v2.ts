@@ -373,7 +373,7 @@ function transactionUpdateSize(u: TransactionUpdate): number {
   return size;
 }
 
-function serverMessageSize(m: ServerMessage): number {
+export function serverMessageSize(m: ServerMessage): number {
   switch (m.tag) {
     case "InitialConnection":
       return 1 + 32 + 16 + 4 + utf8Length(m.token);

@@ -2,8 +2,8 @@
  * Lazy column access over BSATN row bytes: a predicate reads only the columns it needs, and
  * string/bytes columns are compared as views into the row, without decoding.
  */
-import type { ProductType, Typespace } from "../protocol/algebraic_type.ts";
-import { BinaryReader, skipValue } from "../protocol/bsatn.ts";
+import type { ProductType, Typespace } from "../protocol/mod.ts";
+import { BinaryReader, skipValue } from "../protocol/mod.ts";
 import { assert } from "../lib/assert.ts";
 import type { Comparable, Scalar } from "./_scalar.ts";
 import { scalarOf } from "./_scalar.ts";

@@ -2,8 +2,8 @@
  * The column types SQL can compare, how their values are represented while evaluating
  * (`Comparable`), how they order (§1.7) and how they print in error messages (SATS notation).
  */
-import type { AlgebraicType, Typespace } from "../protocol/algebraic_type.ts";
-import { resolveType } from "../protocol/bsatn.ts";
+import type { AlgebraicType, Typespace } from "../protocol/mod.ts";
+import { resolveType } from "../protocol/mod.ts";
 
 export type IntTag =
   | "I8"

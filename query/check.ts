@@ -3,8 +3,8 @@
  * (query-subscriptions.md §1.5, §1.6). Literals are converted to the type of the column they
  * are compared with; `:sender` is bound to the caller's identity.
  */
-import type { AlgebraicType, Typespace } from "../protocol/algebraic_type.ts";
-import type { TableSchema } from "../storage/schema.ts";
+import type { AlgebraicType, Typespace } from "../protocol/mod.ts";
+import type { TableSchema } from "../storage/mod.ts";
 import type { CmpOp, Expr, FieldExpr, LiteralExpr, Operand, SelectStatement } from "./parse.ts";
 import { SqlError } from "./sql_error.ts";
 import { type Comparable, formatType, type Scalar, scalarOf } from "./_scalar.ts";

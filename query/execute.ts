@@ -2,8 +2,8 @@
  * Runs compiled plans against the committed state: initial subscription rows and one-off
  * queries. The state interface is what the storage datastore provides.
  */
-import { BinaryWriter } from "../protocol/bsatn.ts";
-import type { TableSchema } from "../storage/schema.ts";
+import { BinaryWriter } from "../protocol/mod.ts";
+import type { TableSchema } from "../storage/mod.ts";
 import { checkSelect, type QueryCatalog, type QueryContext } from "./check.ts";
 import { parseSubscriptionQuery } from "./parse.ts";
 import { fragmentMatches, planSelect, type QueryPlan, type SelectFragment } from "./plan.ts";

@@ -282,6 +282,7 @@ class Parser {
 
   #parseProjection(): Projection {
     if (this.#eatSymbol("*")) return { kind: "star" };
+    if (this.#isWord("FROM")) throw this.#syntax("an expression");
     const token = this.#tok();
     if (this.#isWord("COUNT") && this.#isSymbol("(", this.#peek())) {
       const start = token.start;

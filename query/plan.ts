@@ -4,7 +4,7 @@
  * (query-subscriptions.md §8.2). Two queries with the same plan key return the same rows, so
  * the key is what subscriptions are shared by.
  */
-import type { TableSchema } from "../storage/schema.ts";
+import type { TableSchema } from "../storage/mod.ts";
 import type { CmpOp } from "./parse.ts";
 import type { CheckedSelect, TypedExpr, TypedOperand } from "./check.ts";
 import { applyOp } from "./check.ts";

@@ -406,7 +406,7 @@ function randomPredicate(random: Random, depth: number): { sql: string; oracle: 
   const op = random.next() < 0.5 ? "=" : pick(random, OPS);
   const literal = randomLiteral(random, col);
   const value = literal.value;
-  const get = (item: Item, sender: bigint) => (literal.sender ? sender : value);
+  const get = (_item: Item, sender: bigint) => (literal.sender ? sender : value);
   if (random.next() < 0.2) {
     // Literal on the left: `lit op col` means `col flipped-op lit`.
     const flipped: Record<Op, Op> = {

@@ -49,6 +49,11 @@ export class Database {
   readonly names: string[];
   /** Set while the database cannot serve (deleted, crashed). */
   stoppedReason: string | undefined;
+  /**
+   * Highest transaction offset known to be on disk. Infinity while the database
+   * keeps no commit log, so nothing waits.
+   */
+  durableTxOffset = Infinity;
 
   constructor(
     readonly identity: Identity,

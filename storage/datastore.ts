@@ -11,6 +11,7 @@
 import { assert } from "../lib/assert.ts";
 import { DatastoreError, decodeError } from "./datastore_error.ts";
 import { readU32 } from "./row_layout.ts";
+import { copyBytes } from "./row_arena.ts";
 import type { TableSchema } from "./schema.ts";
 import { type Sequence, Table, type TableIndex, type WriteResult } from "./table.ts";
 import { ByteReader, ByteWriter, type TxDelta } from "./tx_delta.ts";
@@ -336,7 +337,7 @@ export class MutTx {
   insert(tableId: number, row: Uint8Array): WriteResult {
     const table = this.#table(tableId);
     table.layout.validate(row);
-    const copy = row.slice();
+    const copy = copyBytes(row);
     const generated = table.fireSequences(copy);
     this.#touch(table);
     table.insertRow(copy);
@@ -355,7 +356,7 @@ export class MutTx {
       throw new DatastoreError("IndexNotUnique", `Index '${index.schema.name}' is not unique`);
     }
     table.layout.validate(row);
-    const copy = row.slice();
+    const copy = copyBytes(row);
     const generated = table.fireSequences(copy);
     this.#touch(table);
     if (!table.updateByIndex(index, copy)) {

@@ -14,6 +14,7 @@ import { BTree } from "./btree_index.ts";
 import { DatastoreError } from "./datastore_error.ts";
 import { HashMultiIndex } from "./hash_index.ts";
 import { bytesEqual, hashBytes, type Key, KeyCodec, type KeyRange } from "./key_encoding.ts";
+import { copyBytes } from "./row_arena.ts";
 import { RowLayout } from "./row_layout.ts";
 import type { IndexSchema, TableSchema } from "./schema.ts";
 
@@ -416,7 +417,7 @@ export class Table {
         row[i] = Number(rest & 0xffn);
         rest >>= 8n;
       }
-      (generated ??= []).push(row.slice(start, end));
+      (generated ??= []).push(copyBytes(row, start, end));
     }
     if (generated === null) return EMPTY_BYTES;
     if (generated.length === 1) return generated[0];

@@ -21,7 +21,9 @@ let entry: NodeWorker | undefined;
 self.onmessage = (event: MessageEvent<RelayRequest>) => {
   const request = event.data;
   if (request.type === "terminate") {
-    if (entry === undefined) return self.postMessage({ type: "exit", code: 0 } satisfies RelayEvent);
+    if (entry === undefined) {
+      return self.postMessage({ type: "exit", code: 0 } satisfies RelayEvent);
+    }
     void entry.terminate();
     return;
   }
@@ -32,7 +34,9 @@ self.onmessage = (event: MessageEvent<RelayRequest>) => {
     resourceLimits: { maxOldGenerationSizeMb: request.heapMb },
   });
   entry.on("error", (error: Error & { code?: string }) => {
-    self.postMessage({ type: "error", code: error.code, message: error.message } satisfies RelayEvent);
+    self.postMessage(
+      { type: "error", code: error.code, message: error.message } satisfies RelayEvent,
+    );
   });
   entry.on("exit", (code: number) => {
     self.postMessage({ type: "exit", code } satisfies RelayEvent);

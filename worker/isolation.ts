@@ -108,8 +108,10 @@ export function spawnIsolatedWorker(
 export function serveIsolated(handle: (data: unknown, port: MessagePort) => void): MessagePort {
   const port = (workerData as { port?: MessagePort } | null)?.port;
   if (port === undefined) throw new Error("serveIsolated() must run inside spawnIsolatedWorker()");
+  // Captured now: installSandboxGlobals() later deletes globals the node polyfills rely on.
+  const immediate = setImmediate;
   port.onmessage = (event: MessageEvent) => {
-    setImmediate(() => handle(event.data, port));
+    immediate(() => handle(event.data, port));
   };
   return port;
 }

@@ -41,3 +41,14 @@ Deno.test("an isolated worker cannot read files, env, net or run commands after 
   worker.terminate();
   await worker.exited;
 });
+
+Deno.test("runaway protection works inside an isolated worker, and its heap cap still holds", async () => {
+  const errors: { code?: string; message: string }[] = [];
+  const worker = spawnIsolatedWorker(ENTRY, { heapMb: 64, onError: (e) => errors.push(e) });
+  const stopped = nextMessage(worker.port);
+  worker.port.postMessage({ op: "sandbox" });
+  assertEquals(await stopped, { outcome: "BudgetExceededError", deno: "undefined" });
+  worker.port.postMessage({ op: "oom" });
+  assertEquals(await worker.exited, 1);
+  assertEquals(errors.map((e) => e.code), ["ERR_WORKER_OUT_OF_MEMORY"]);
+});

@@ -20,7 +20,7 @@ import {
   decodeClientFrame,
   encodeRowList,
   encodeServerFrame,
-  encodeServerMessage,
+  serverMessageSize,
   type QuerySetUpdate,
   type ServerMessage,
   type TableUpdate,
@@ -83,14 +83,21 @@ type Routing = Map<number, Map<Client, number[]>>;
 export class WsHub {
   readonly #clients = new Set<Client>();
   readonly #routing = new Map<Database, Routing>();
+  readonly #durableWaiters = new Map<Database, { txOffset: number; resolve: () => void }[]>();
 
   constructor(_options: { auth: AuthService }) {}
 
   attach(_registry: DatabaseRegistry): void {}
 
   /** Resolves once `txOffset` of `database` is durable (immediately for in-memory state). */
-  durable(_database: Database, _txOffset: number | undefined): Promise<void> {
-    return Promise.resolve();
+  /** Resolves once `txOffset` of `database` is durable (at once when there is nothing to wait for). */
+  durable(database: Database, txOffset: number | undefined): Promise<void> {
+    if (txOffset === undefined || txOffset <= database.durableTxOffset) return Promise.resolve();
+    return new Promise((resolve) => {
+      let waiters = this.#durableWaiters.get(database);
+      if (!waiters) this.#durableWaiters.set(database, waiters = []);
+      waiters.push({ txOffset, resolve });
+    });
   }
 
   upgrade(c: Context<AppEnv>, database: Database): Response {
@@ -539,10 +546,20 @@ export class WsHub {
   }
 
   /** Sends every queued message: v3 packs them into as few frames as possible. */
+  /**
+   * Sends queued messages in FIFO order. With confirmed reads, a message computed
+   * from a transaction waits until that transaction is durable, and so does
+   * everything queued after it. v3 packs the sendable prefix into as few frames
+   * as possible.
+   */
   #flush(client: Client): void {
     if (client.closed || client.outbox.length === 0) return;
-    const messages = client.outbox.map((entry) => entry.message);
-    client.outbox = [];
+    const durable = client.confirmed ? client.database.durableTxOffset : Infinity;
+    let ready = 0;
+    while (ready < client.outbox.length && client.outbox[ready].txOffset <= durable) ready++;
+    if (ready === 0) return;
+    const messages = client.outbox.slice(0, ready).map((entry) => entry.message);
+    client.outbox = ready === client.outbox.length ? [] : client.outbox.slice(ready);
     if (client.version === "v2") {
       for (const message of messages) this.#send(client, encodeServerFrame([message]));
       return;
@@ -550,7 +567,7 @@ export class WsHub {
     let group: ServerMessage[] = [];
     let groupBytes = 0;
     for (const message of messages) {
-      const size = encodeServerMessage(message).length;
+      const size = serverMessageSize(message);
       if (group.length > 0 && groupBytes + size > FRAME_PAYLOAD_BYTES_TARGET) {
         this.#send(client, encodeServerFrame(group));
         group = [];
@@ -560,6 +577,23 @@ export class WsHub {
       groupBytes += size;
     }
     if (group.length) this.#send(client, encodeServerFrame(group));
+  }
+
+  /** A database's durable offset moved: release held messages and waiting HTTP replies. */
+  onDurable(database: Database): void {
+    for (const client of this.#clients) {
+      if (client.database === database && client.outbox.length > 0) this.#flush(client);
+    }
+    const waiters = this.#durableWaiters.get(database);
+    if (!waiters) return;
+    const durable = database.durableTxOffset;
+    const still = waiters.filter((waiter) => {
+      if (waiter.txOffset > durable) return true;
+      waiter.resolve();
+      return false;
+    });
+    if (still.length) this.#durableWaiters.set(database, still);
+    else this.#durableWaiters.delete(database);
   }
 
   #send(client: Client, frame: Uint8Array): void {
