@@ -161,12 +161,12 @@ export class Datastore {
     assert(this.#tx === null, "Replay while a transaction is open");
     for (const change of delta.tables) {
       const table = this.#table(change.tableId);
+      if (table.schema.isEvent) continue; // event rows are never kept
       for (const row of change.deletes) {
         const id = table.findIdentical(row);
         assert(id >= 0, `Replayed delete of a row missing from table '${table.schema.name}'`);
         table.deleteRow(id);
       }
-      if (table.schema.isEvent) continue;
       for (const row of change.inserts) {
         table.layout.validate(row);
         table.insertRow(row);

@@ -150,6 +150,43 @@ Deno.bench({
   },
 });
 
+// Context: the deno-feasibility.md §5 shape (objects, not bytes), where rows need no allocation
+// of an ArrayBuffer.
+const objects = new Map<number, { id: number; balance: number }>();
+for (let id = 0; id < ACCOUNT_COUNT; id++) objects.set(id, { id, balance: START_BALANCE });
+let objectStep = 0;
+
+function objectTransfer(amount: number): unknown {
+  const at = (objectStep++ & (PAIR_COUNT - 1)) * 2;
+  const from = pairs[at];
+  const to = pairs[at + 1];
+  const undo: [number, { id: number; balance: number }][] = [];
+  const inserts: unknown[] = [];
+  const deletes: unknown[] = [];
+  const fromRow = objects.get(from)!;
+  if (fromRow.balance < amount) return null;
+  const newFrom = { id: from, balance: fromRow.balance - amount };
+  undo.push([from, fromRow]);
+  objects.set(from, newFrom);
+  deletes.push(fromRow);
+  inserts.push(newFrom);
+  const toRow = objects.get(to)!;
+  const newTo = { id: to, balance: toRow.balance + amount };
+  undo.push([to, toRow]);
+  objects.set(to, newTo);
+  deletes.push(toRow);
+  inserts.push(newTo);
+  return { tables: [{ tableId: TABLE_ID, inserts, deletes }], sequences: [] };
+}
+
+Deno.bench({
+  name: "1000 transfers on plain Map of objects (no bytes)",
+  group: "transfer",
+  fn: () => {
+    for (let i = 0; i < BATCH; i++) objectTransfer(1);
+  },
+});
+
 Deno.bench({
   name: "1000 transfers on Datastore (2 pk lookups, 2 updates, commit)",
   group: "transfer",

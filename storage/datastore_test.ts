@@ -562,3 +562,17 @@ Deno.test("encodeTxDelta round-trips big, negative and zero sequence positions",
   deepStrictEqual(decodeTxDelta(encodeTxDelta(delta)), delta);
   throwsCode(() => decodeTxDelta(encodeTxDelta(delta).subarray(0, 10)), "DecodeError");
 });
+
+Deno.test("a primary key is enforced as unique even without an explicit constraint", () => {
+  const ds = new Datastore([tableSchema({
+    tableId: 1,
+    name: "t",
+    rowType: columns(["id", "U16"], ["v", "U8"]),
+    primaryKey: [0],
+  })]);
+  const tx = ds.beginMutTx();
+  tx.insert(1, concat(u16(1), u8(1)));
+  throwsCode(() => tx.insert(1, concat(u16(1), u8(2))), "UniqueViolation");
+  tx.insert(1, concat(u16(1), u8(1)));
+  deepStrictEqual(tx.count(1), 1);
+});

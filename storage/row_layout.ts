@@ -94,7 +94,7 @@ function compileInner(
       if (elem.kind === "int" && elem.size === 1 && !elem.signed) {
         return { kind: "bytes", size: -1 };
       }
-      return { kind: "array", size: -1, elem };
+      return { kind: "array", size: -2, elem };
     }
     case "String":
       return { kind: "string", size: -1 };

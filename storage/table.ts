@@ -112,6 +112,7 @@ export class Table {
     const addConstraint = (columns: number[]) => {
       if (!constraintColumns.some((c) => sameColumns(c, columns))) constraintColumns.push(columns);
     };
+    if (schema.primaryKey.length > 0) addConstraint(schema.primaryKey);
     schema.uniqueConstraints.forEach(addConstraint);
     for (const index of schema.indexes) if (index.unique) addConstraint(index.columns);
     for (const columns of constraintColumns) {

@@ -17,14 +17,15 @@ export const GENERIC_FAILURE_MESSAGE = "The instance encountered a fatal error."
 /** Runaway protection: start before a hook call, stop after. */
 export interface CallBudget {
   start(budgetMs: number): void;
-  stop(): void;
+  /** Ends the call's budget; true when the call ran over it. */
+  stop(): boolean;
   /** True when `error` is the budget's own "time is up" error. */
   isExceeded(error: unknown): boolean;
 }
 
 export const NO_BUDGET: CallBudget = {
   start() {},
-  stop() {},
+  stop: () => false,
   isExceeded: () => false,
 };
 
@@ -256,6 +257,8 @@ export class DatabaseEngine {
     this.#procedure = { name: procedure.name, sender, connectionId, args };
     const offsetBefore = this.#txOffset;
     this.#options.budget.start(this.#options.reducerBudgetMs);
+    let exceeded = false;
+    let stopped = false;
     try {
       const value = this.#hooks.__call_procedure__(
         procedure.id,
@@ -264,6 +267,9 @@ export class DatabaseEngine {
         timestampMicros,
         args,
       );
+      stopped = true;
+      exceeded = this.#options.budget.stop();
+      if (exceeded) throw new Error("time budget exceeded");
       if (this.#poison) throw this.#poison;
       if (!(value instanceof Uint8Array)) {
         throw new TypeError("Procedure did not return a Uint8Array");
@@ -277,18 +283,20 @@ export class DatabaseEngine {
         durationMicros: this.#elapsedMicros(startMs),
       };
     } catch (error) {
-      this.#logFailure(procedure.name, error);
+      if (!stopped) {
+        stopped = true;
+        exceeded = this.#options.budget.stop();
+      }
+      if (this.#options.budget.isExceeded(error)) exceeded = true;
+      this.#logFailure(procedure.name, error, exceeded);
       return {
         kind: "procedure",
         id,
         ok: false,
-        message: this.#options.budget.isExceeded(error)
-          ? this.#budgetMessage()
-          : describeError(error),
+        message: exceeded ? this.#budgetMessage() : describeError(error),
         durationMicros: 0,
       };
     } finally {
-      this.#options.budget.stop();
       if (this.#anonymous && this.#tx) {
         this.#tx.rollback();
         this.#pushLog(
@@ -337,6 +345,7 @@ export class DatabaseEngine {
     this.#currentFunction = reducer.name;
     let failure: unknown;
     let failed = false;
+    let exceeded = false;
     this.#options.budget.start(this.#options.reducerBudgetMs);
     try {
       const view = new DataView(args.buffer, args.byteOffset, args.byteLength);
@@ -354,9 +363,13 @@ export class DatabaseEngine {
       failed = true;
       failure = error;
     } finally {
-      this.#options.budget.stop();
+      exceeded = this.#options.budget.stop();
       this.#tx = undefined;
       this.#endCall();
+    }
+    if (exceeded && !failed) {
+      failed = true;
+      failure = new Error("time budget exceeded");
     }
     if (this.#poison && !failed) {
       failed = true;
@@ -376,15 +389,13 @@ export class DatabaseEngine {
       return { kind: "call", id, status: "committed", txOffset, durationMicros };
     }
     tx.rollback();
-    if (failure instanceof this.#hooks.__sender_error_class__) {
+    if (!exceeded && failure instanceof this.#hooks.__sender_error_class__) {
       const message = String((failure as Error).message);
       this.#pushLog("Error", message, reducer.name);
       return { kind: "call", id, status: "failed_user", message, durationMicros };
     }
-    this.#logFailure(reducer.name, failure);
-    const message = this.#options.budget.isExceeded(failure)
-      ? this.#budgetMessage()
-      : GENERIC_FAILURE_MESSAGE;
+    this.#logFailure(reducer.name, failure, exceeded);
+    const message = exceeded ? this.#budgetMessage() : GENERIC_FAILURE_MESSAGE;
     return { kind: "call", id, status: "failed_internal", message, durationMicros };
   }
 
@@ -392,8 +403,8 @@ export class DatabaseEngine {
     return `The call exceeded its time budget of ${this.#options.reducerBudgetMs} ms and was stopped`;
   }
 
-  #logFailure(functionName: string, error: unknown): void {
-    if (this.#options.budget.isExceeded(error)) {
+  #logFailure(functionName: string, error: unknown, exceeded: boolean): void {
+    if (exceeded) {
       this.#pushLog("Error", this.#budgetMessage(), functionName);
       return;
     }

@@ -1,18 +1,43 @@
 /**
- * Prepares a tenant bundle for loading: instruments it with deadline checks and
- * installs the sandbox globals (worker/instrument.ts, worker/sandbox_globals.ts).
+ * Sets up the tenant sandbox inside a database worker, before the bundle loads:
+ * deadline checks injected into the bundle and into code generated at run time
+ * (worker/instrument.ts), a sticky per-call time budget (worker/budget.ts), and the
+ * locked-down globals of worker/sandbox_globals.ts (no Deno, no Math.random, no
+ * nested workers, no WebAssembly).
  */
+import { isBudgetExceededError } from "./budget.ts";
 import type { CallBudget } from "./engine.ts";
+import { installRunawayProtection } from "./sandbox_globals.ts";
+
+/** Time tenant code may run outside any call (microtasks, finalizers) before it is stopped. */
+const AMBIENT_BUDGET_MS = 1000;
 
 export interface PreparedSandbox {
-  /** The bundle source to load (instrumented when runaway protection is on). */
+  /** The instrumented bundle source to load. */
   source: string;
+  budget: CallBudget;
 }
 
-export function prepareSandbox(bundle: string): PreparedSandbox {
-  return { source: bundle };
-}
-
-export function createCallBudget(_sandbox: PreparedSandbox): CallBudget | undefined {
-  return undefined;
+/**
+ * Installs the sandbox and instruments `bundle`. Host code must have captured any
+ * global it needs later (postMessage, setTimeout...) before calling this.
+ */
+export function prepareSandbox(
+  bundle: string,
+  host: { setTimeout: typeof setTimeout; monotonicMs: () => number },
+): PreparedSandbox {
+  const protection = installRunawayProtection({
+    clock: { monotonicMs: host.monotonicMs },
+    ambientBudgetMs: AMBIENT_BUDGET_MS,
+    scheduleReset: (callback) => host.setTimeout(callback, 0),
+  });
+  const budget = protection.budget;
+  return {
+    source: protection.instrumentBundle(bundle),
+    budget: {
+      start: (budgetMs) => budget.start(budgetMs),
+      stop: () => budget.stop(),
+      isExceeded: (error) => isBudgetExceededError(error),
+    },
+  };
 }

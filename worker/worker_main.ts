@@ -5,7 +5,7 @@
  */
 /// <reference lib="deno.worker" />
 import { systemClock } from "../lib/clock.ts";
-import { DatabaseEngine, NO_BUDGET } from "./engine.ts";
+import { DatabaseEngine } from "./engine.ts";
 import { describeError } from "./module_loader.ts";
 import type {
   BatchItem,
@@ -15,7 +15,7 @@ import type {
   WorkerToMain,
 } from "./messages.ts";
 import { SubscriptionHost } from "./subscription_host.ts";
-import { createCallBudget, prepareSandbox } from "./sandbox.ts";
+import { prepareSandbox } from "./sandbox.ts";
 import { DurabilitySink } from "./durability_sink.ts";
 
 let engine: DatabaseEngine | undefined;
@@ -23,8 +23,16 @@ let subscriptions: SubscriptionHost | undefined;
 let durability: DurabilitySink | undefined;
 let queue: Promise<void> = Promise.resolve();
 
+// Host references, captured before the sandbox removes or locks globals.
+const hostPostMessage = self.postMessage.bind(self);
+const hostSetTimeout = setTimeout;
+const hostPerformance = performance;
+const hostNow = () => hostPerformance.now();
+// A tenant promise chain stopped by the budget must not close the worker.
+self.addEventListener("unhandledrejection", (event) => event.preventDefault());
+
 function reply(message: WorkerToMain, transfer: Transferable[] = []): void {
-  self.postMessage(message, transfer);
+  hostPostMessage(message, transfer);
 }
 
 self.onmessage = (event: MessageEvent<MainToWorker>) => {
@@ -41,11 +49,16 @@ async function handle(message: MainToWorker): Promise<void> {
 }
 
 async function init(message: InitMessage): Promise<void> {
-  const sandbox = prepareSandbox(message.bundle);
-  const budget = createCallBudget(sandbox);
+  let sandbox;
+  try {
+    sandbox = prepareSandbox(message.bundle, { setTimeout: hostSetTimeout, monotonicMs: hostNow });
+  } catch (error) {
+    reply({ type: "init-failed", error: describeError(error), logs: [] });
+    return;
+  }
   engine = new DatabaseEngine({
     clock: systemClock,
-    budget: budget ?? NO_BUDGET,
+    budget: sandbox.budget,
     reducerBudgetMs: message.reducerBudgetMs,
     databaseIdentity: message.databaseIdentity,
     loadTimeoutMs: 30_000,

@@ -2,6 +2,7 @@
  * Test harness: a real Lightcone server on a free loopback port with a temporary
  * data directory, and small HTTP helpers that talk to it as any client would.
  */
+import type { OidcOptions } from "../../auth/mod.ts";
 import { type RunningServer, startServer } from "../../server/mod.ts";
 import { bundleModule, fixtureModulePath } from "./describe_module.ts";
 
@@ -14,7 +15,7 @@ export interface TestServer {
 }
 
 export async function startTestServer(
-  options: { dataDir?: string; reducerBudgetMs?: number } = {},
+  options: { dataDir?: string; reducerBudgetMs?: number; oidc?: OidcOptions } = {},
 ): Promise<TestServer> {
   const dataDir = options.dataDir ?? await Deno.makeTempDir({ prefix: "lightcone-test-" });
   const server = await startServer({
@@ -22,6 +23,7 @@ export async function startTestServer(
     port: 0,
     dataDir,
     reducerBudgetMs: options.reducerBudgetMs,
+    oidc: options.oidc,
   });
   return {
     server,

@@ -1,0 +1,901 @@
+/**
+ * `deno task bench:ws [--seconds N]`: the client-protocol benchmark (issue #4, "Measure").
+ * Reducer calls per second over WebSocket with the official `spacetimedb` SDK, and update
+ * delivery latency from a reducer call to each subscriber's `onUpdate`.
+ *
+ * Back of the envelope (2 vCPU shared by server and client): deno-feasibility.md §3 measured the
+ * WebSocket ceiling at ~60k frames/s, ~15 µs of server main-thread CPU per frame. The SDK sends one
+ * frame per reducer call and gets one reply frame back, so the server's main thread alone caps us
+ * near 1 / 30 µs ≈ 33k calls/s, before the reducer itself (in the module worker, the other core)
+ * and the fsync (group-committed, ~0.1-0.2 ms, amortised when many calls are in flight). The SDK
+ * client runs in this process on the same two cores and costs at least as much per call as the
+ * server's frame handling (encode, decode, promise bookkeeping), so expect ~10-25k calls/s with
+ * 64 × 40 in flight, the client near one full core. One client with one call in flight pays a full
+ * loopback round trip plus an fsync per call: ~0.3-1 ms, i.e. ~1-3k calls/s. Update delivery to
+ * one subscriber should cost about one call latency (~0.5-1 ms); to 100 subscribers the server
+ * writes 100 frames (~1.5 ms at 15 µs) and this process decodes 100 messages one after another,
+ * so the last subscriber hears a few ms after the first.
+ *
+ * It starts `main.ts start` as a child process (so the server does not share the client's JS
+ * thread), publishes tests/fixtures/modules/bank, seeds the accounts, then runs:
+ *   1. transfer calls: 1 client × 1 in flight (closed loop), 1 × 40 (pipelined), 64 × 40 in this
+ *      process, and 64 × 40 split across 2 child processes (to see whether the client is the
+ *      bottleneck); each after a warm-up, over a fixed window; TPS, p50/p99 call latency, errors;
+ *   2. update delivery: one writer calls `transfer` on account X while 1 (then 100) subscriber
+ *      connections hold `SELECT * FROM accounts WHERE id = X`; latency = from the call being sent
+ *      to each subscriber's `onUpdate` firing (same process clock), p50/p99.
+ * Prints a markdown section and appends it to bench/RESULTS.md with the machine, Deno version,
+ * date, git commit, load average and the CPU share of server and clients.
+ *
+ * Flags: --seconds 10 (measure window per run) --warmup-seconds 3 --accounts 100000
+ *        --delivery-samples 300 --no-append --cpu-prof DIR (server writes a V8 CPU profile there)
+ * Internal: --child-load URL --clients N --inflight K (a load process for the split run).
+ */
+import { parseArgs } from "node:util";
+import { setGlobalLogLevel } from "spacetimedb";
+import { connectBank, type DbConnection } from "../tests/fixtures/bindings/bank/index.ts";
+import {
+  call,
+  fixtureBundle,
+  publish,
+  type ServerProcess,
+  startServerProcess,
+} from "../tests/support/server.ts";
+
+const DATABASE_NAME = "bank";
+/** Accounts per `seed` reducer call (one transaction each). */
+const SEED_CHUNK = 10_000;
+const INITIAL_BALANCE = 1_000_000_000;
+/** After the window closes, how long in-flight calls may take to drain. */
+const DRAIN_TIMEOUT_MS = 15_000;
+/** How long one delivery sample may wait for every subscriber. */
+const DELIVERY_TIMEOUT_MS = 5_000;
+/** Connections opened at once while setting up many clients. */
+const CONNECT_BATCH = 16;
+const CLOCK_TICKS_PER_S = 100; // USER_HZ on every Linux we run on
+
+interface BenchOptions {
+  warmupMs: number;
+  measureMs: number;
+  accountCount: number;
+  deliverySamples: number;
+  append: boolean;
+  cpuProfDir: string | null;
+}
+
+interface LoadResult {
+  completed: number;
+  errors: number;
+  firstError: string | null;
+  /** Latency of every call that was sent and resolved inside the window. */
+  latenciesMs: number[];
+  windowMs: number;
+}
+
+interface CpuShares {
+  /** % of one core, per process. */
+  processPercent: Record<string, number | null>;
+  /** Whole machine busy, % of all cores. */
+  machineBusyPercent: number | null;
+}
+
+interface LoadRow {
+  name: string;
+  clientCount: number;
+  inflightPerClient: number;
+  clientProcesses: number;
+  load: LoadResult;
+  cpu: CpuShares;
+}
+
+interface DeliveryResult {
+  subscriberCount: number;
+  samples: number;
+  timeouts: number;
+  strayUpdates: number;
+  /** Every (sample, subscriber) latency. */
+  latenciesMs: number[];
+  firstMs: number[];
+  lastMs: number[];
+  writerCallMs: number[];
+  cpu: CpuShares;
+}
+
+// ---------------------------------------------------------------- small utilities
+
+function percentile(sorted: readonly number[], fraction: number): number {
+  if (sorted.length === 0) return NaN;
+  const index = Math.min(sorted.length - 1, Math.max(0, Math.ceil(fraction * sorted.length) - 1));
+  return sorted[index];
+}
+
+function sortedCopy(values: readonly number[]): number[] {
+  return Float64Array.from(values).sort() as unknown as number[];
+}
+
+function formatMs(value: number): string {
+  if (!Number.isFinite(value)) return "—";
+  if (value >= 100) return Math.round(value).toLocaleString("en-US");
+  if (value >= 10) return value.toFixed(1);
+  return value.toFixed(2);
+}
+
+function formatInteger(value: number): string {
+  return Math.round(value).toLocaleString("en-US");
+}
+
+function xorshift32(seed: number): () => number {
+  let state = (seed >>> 0) || 0x9e3779b9;
+  return () => {
+    state ^= state << 13;
+    state ^= state >>> 17;
+    state ^= state << 5;
+    return state >>> 0;
+  };
+}
+
+function sleepMs(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+function errorText(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}
+
+// ---------------------------------------------------------------- CPU accounting (/proc, Linux)
+
+/** utime + stime of one process (all its threads, not its children), in clock ticks. */
+function processTicks(pid: number): number | null {
+  try {
+    const text = Deno.readTextFileSync(`/proc/${pid}/stat`);
+    const fields = text.slice(text.lastIndexOf(")") + 2).split(" ");
+    return Number(fields[11]) + Number(fields[12]);
+  } catch {
+    return null;
+  }
+}
+
+function machineTicks(): { total: number; idle: number } | null {
+  try {
+    const line = Deno.readTextFileSync("/proc/stat").split("\n").find((l) => l.startsWith("cpu "));
+    if (!line) return null;
+    const values = line.trim().split(/\s+/).slice(1, 9).map(Number);
+    const total = values.reduce((sum, value) => sum + value, 0);
+    // idle + iowait count as not busy.
+    return { total, idle: values[3] + values[4] };
+  } catch {
+    return null;
+  }
+}
+
+/** Starts measuring the named processes; `stop()` returns their CPU share since the start. */
+function startCpuSample(pids: Record<string, number>): { stop(): CpuShares } {
+  const startedMs = performance.now();
+  const before = Object.fromEntries(Object.entries(pids).map(([n, pid]) => [n, processTicks(pid)]));
+  const machineBefore = machineTicks();
+  return {
+    stop() {
+      const seconds = (performance.now() - startedMs) / 1000;
+      const processPercent: Record<string, number | null> = {};
+      for (const [name, pid] of Object.entries(pids)) {
+        const after = processTicks(pid);
+        const start = before[name];
+        processPercent[name] = after === null || start === null
+          ? null
+          : ((after - start) / CLOCK_TICKS_PER_S / seconds) * 100;
+      }
+      const machineAfter = machineTicks();
+      let machineBusyPercent: number | null = null;
+      if (machineBefore && machineAfter && machineAfter.total > machineBefore.total) {
+        const total = machineAfter.total - machineBefore.total;
+        machineBusyPercent = 100 - ((machineAfter.idle - machineBefore.idle) / total) * 100;
+      }
+      return { processPercent, machineBusyPercent };
+    },
+  };
+}
+
+function loadAverage(): string {
+  try {
+    return Deno.readTextFileSync("/proc/loadavg").split(" ").slice(0, 3).join(" ");
+  } catch {
+    return "unknown";
+  }
+}
+
+// ---------------------------------------------------------------- connections
+
+async function connectMany(url: string, count: number): Promise<DbConnection[]> {
+  const connections: DbConnection[] = [];
+  for (let first = 0; first < count; first += CONNECT_BATCH) {
+    const batch = Math.min(CONNECT_BATCH, count - first);
+    connections.push(
+      ...await Promise.all(Array.from({ length: batch }, () => connectBank(url, DATABASE_NAME))),
+    );
+  }
+  return connections;
+}
+
+function disconnectAll(connections: readonly DbConnection[]): void {
+  for (const conn of connections) {
+    try {
+      conn.disconnect();
+    } catch {
+      // Already closed.
+    }
+  }
+}
+
+// ---------------------------------------------------------------- transfer load
+
+/**
+ * Keeps `inflight` transfer calls outstanding on every connection for `warmupMs + measureMs`.
+ * A call counts when it was sent and resolved inside the measure window. `onWindow` is called
+ * when the window opens and when it closes (for CPU sampling).
+ */
+async function driveTransfers(
+  connections: readonly DbConnection[],
+  options: {
+    inflight: number;
+    warmupMs: number;
+    measureMs: number;
+    accountCount: number;
+    seed: number;
+    onWindowOpen?: () => void;
+    onWindowClose?: () => void;
+  },
+): Promise<LoadResult> {
+  const startMs = performance.now();
+  const windowStartMs = startMs + options.warmupMs;
+  const windowEndMs = windowStartMs + options.measureMs;
+  const latenciesMs: number[] = [];
+  let completed = 0;
+  let errors = 0;
+  let firstError: string | null = null;
+  const openTimer = setTimeout(() => options.onWindowOpen?.(), options.warmupMs);
+  const closeTimer = setTimeout(
+    () => options.onWindowClose?.(),
+    options.warmupMs + options.measureMs,
+  );
+
+  async function lane(conn: DbConnection, laneSeed: number): Promise<void> {
+    const next = xorshift32(laneSeed);
+    while (performance.now() < windowEndMs) {
+      const from = next() % options.accountCount;
+      const to = (from + 1 + (next() % (options.accountCount - 1))) % options.accountCount;
+      const sentMs = performance.now();
+      let ok = true;
+      try {
+        await conn.reducers.transfer({ from, to, amount: 1n });
+      } catch (error) {
+        ok = false;
+        firstError ??= errorText(error);
+      }
+      const doneMs = performance.now();
+      if (sentMs >= windowStartMs && doneMs <= windowEndMs) {
+        if (ok) {
+          completed++;
+          latenciesMs.push(doneMs - sentMs);
+        } else errors++;
+      }
+    }
+  }
+
+  const lanes = connections.flatMap((conn, c) =>
+    Array.from(
+      { length: options.inflight },
+      (_, i) => lane(conn, options.seed * 100_003 + c * 1009 + i + 1),
+    )
+  );
+  let drainTimer: ReturnType<typeof setTimeout> | undefined;
+  const drained = await Promise.race([
+    Promise.all(lanes).then(() => true),
+    new Promise<boolean>((resolve) =>
+      drainTimer = setTimeout(
+        resolve,
+        options.warmupMs + options.measureMs + DRAIN_TIMEOUT_MS,
+        false,
+      )
+    ),
+  ]);
+  clearTimeout(drainTimer);
+  clearTimeout(openTimer);
+  clearTimeout(closeTimer);
+  if (!drained) firstError ??= "some calls never resolved";
+  return { completed, errors, firstError, latenciesMs, windowMs: options.measureMs };
+}
+
+async function runInProcessLoad(
+  url: string,
+  serverPid: number,
+  name: string,
+  clientCount: number,
+  inflight: number,
+  options: BenchOptions,
+): Promise<LoadRow> {
+  const connections = await connectMany(url, clientCount);
+  try {
+    let sample: { stop(): CpuShares } | undefined;
+    let cpu: CpuShares = { processPercent: {}, machineBusyPercent: null };
+    const load = await driveTransfers(connections, {
+      inflight,
+      warmupMs: options.warmupMs,
+      measureMs: options.measureMs,
+      accountCount: options.accountCount,
+      seed: clientCount * 41 + inflight,
+      onWindowOpen: () => sample = startCpuSample({ server: serverPid, client: Deno.pid }),
+      onWindowClose: () => {
+        if (sample) cpu = sample.stop();
+      },
+    });
+    return { name, clientCount, inflightPerClient: inflight, clientProcesses: 1, load, cpu };
+  } finally {
+    disconnectAll(connections);
+  }
+}
+
+/** Reads `stream` line by line; the returned function resolves with the next line. */
+function lineReader(stream: ReadableStream<Uint8Array>, what: string): () => Promise<string> {
+  const reader = stream.pipeThrough(new TextDecoderStream()).getReader();
+  let buffered = "";
+  return async () => {
+    while (!buffered.includes("\n")) {
+      const { value, done } = await reader.read();
+      if (done) throw new Error(`${what} exited early: ${buffered}`);
+      buffered += value;
+    }
+    const at = buffered.indexOf("\n");
+    const line = buffered.slice(0, at);
+    buffered = buffered.slice(at + 1);
+    return line;
+  };
+}
+
+/** The same load split across `processCount` child processes of this script. */
+async function runSplitLoad(
+  url: string,
+  serverPid: number,
+  name: string,
+  clientCount: number,
+  inflight: number,
+  processCount: number,
+  options: BenchOptions,
+): Promise<LoadRow> {
+  const here = new URL(import.meta.url).pathname;
+  const children = Array.from({ length: processCount }, (_, p) => {
+    const clients = Math.floor(clientCount / processCount) +
+      (p < clientCount % processCount ? 1 : 0);
+    return new Deno.Command(Deno.execPath(), {
+      args: [
+        "run",
+        "-A",
+        "--unstable-worker-options",
+        here,
+        "--child-load",
+        url,
+        "--clients",
+        String(clients),
+        "--inflight",
+        String(inflight),
+        "--warmup-seconds",
+        String(options.warmupMs / 1000),
+        "--seconds",
+        String(options.measureMs / 1000),
+        "--accounts",
+        String(options.accountCount),
+        "--seed",
+        String(p + 7),
+      ],
+      stdin: "piped",
+      stdout: "piped",
+      stderr: "inherit",
+    }).spawn();
+  });
+  try {
+    const lines = children.map((child, p) => lineReader(child.stdout, `load process ${p}`));
+    const readLine = (p: number) => lines[p]();
+    for (let p = 0; p < processCount; p++) {
+      const line = await readLine(p);
+      if (line !== "ready") throw new Error(`load process ${p} said "${line}"`);
+    }
+    const pids: Record<string, number> = { server: serverPid, bench: Deno.pid };
+    children.forEach((child, p) => pids[`client${p + 1}`] = child.pid);
+    const writers = children.map((child) => child.stdin.getWriter());
+    await Promise.all(writers.map((w) => w.write(new TextEncoder().encode("go\n"))));
+    let cpu: CpuShares = { processPercent: {}, machineBusyPercent: null };
+    await sleepMs(options.warmupMs);
+    const sample = startCpuSample(pids);
+    await sleepMs(options.measureMs);
+    cpu = sample.stop();
+    const results = await Promise.all(
+      children.map((_, p) => readLine(p).then((line) => JSON.parse(line) as LoadResult)),
+    );
+    await Promise.all(writers.map((w) => w.close().catch(() => {})));
+    await Promise.all(children.map((child) => child.status));
+    const load: LoadResult = {
+      completed: results.reduce((n, r) => n + r.completed, 0),
+      errors: results.reduce((n, r) => n + r.errors, 0),
+      firstError: results.find((r) => r.firstError !== null)?.firstError ?? null,
+      latenciesMs: results.flatMap((r) => r.latenciesMs),
+      windowMs: options.measureMs,
+    };
+    return {
+      name,
+      clientCount,
+      inflightPerClient: inflight,
+      clientProcesses: processCount,
+      load,
+      cpu,
+    };
+  } finally {
+    for (const child of children) {
+      try {
+        child.kill("SIGTERM");
+      } catch {
+        // Exited already.
+      }
+    }
+  }
+}
+
+/** Child mode: connect, say "ready", wait for "go", drive the load, print the result as JSON. */
+async function childLoadMain(
+  url: string,
+  clientCount: number,
+  inflight: number,
+  seed: number,
+  options: BenchOptions,
+): Promise<void> {
+  setGlobalLogLevel("error");
+  const encoder = new TextEncoder();
+  const connections = await connectMany(url, clientCount);
+  await Deno.stdout.write(encoder.encode("ready\n"));
+  const reader = Deno.stdin.readable.pipeThrough(new TextDecoderStream()).getReader();
+  let input = "";
+  while (!input.includes("go\n")) {
+    const { value, done } = await reader.read();
+    if (done) return;
+    input += value;
+  }
+  const load = await driveTransfers(connections, {
+    inflight,
+    warmupMs: options.warmupMs,
+    measureMs: options.measureMs,
+    accountCount: options.accountCount,
+    seed,
+  });
+  const rounded = {
+    ...load,
+    latenciesMs: load.latenciesMs.map((v) => Math.round(v * 1000) / 1000),
+  };
+  await Deno.stdout.write(encoder.encode(JSON.stringify(rounded) + "\n"));
+  disconnectAll(connections);
+  reader.releaseLock();
+  Deno.exit(0);
+}
+
+// ---------------------------------------------------------------- update delivery
+
+function subscribe(conn: DbConnection, query: string): Promise<void> {
+  return new Promise((resolve, reject) => {
+    conn.subscriptionBuilder()
+      .onApplied(() => resolve())
+      .onError((ctx) => reject((ctx as { event?: unknown }).event ?? new Error("subscribe failed")))
+      .subscribe([query]);
+  });
+}
+
+async function measureDelivery(
+  url: string,
+  serverPid: number,
+  subscriberCount: number,
+  options: BenchOptions,
+): Promise<DeliveryResult> {
+  // Accounts the transfer load may also have touched; nothing else writes them now.
+  const targetId = 7;
+  const counterpartId = 8;
+  const writer = await connectBank(url, DATABASE_NAME);
+  const subscribers = await connectMany(url, subscriberCount);
+  const latenciesMs: number[] = [];
+  const firstMs: number[] = [];
+  const lastMs: number[] = [];
+  const writerCallMs: number[] = [];
+  let timeouts = 0;
+  let strayUpdates = 0;
+  /** The sample in progress: when it was sent and which subscribers have heard. */
+  let current: { sentMs: number; heard: Float64Array; count: number; done: () => void } | null =
+    null;
+  try {
+    subscribers.forEach((conn, index) => {
+      conn.db.accounts.onUpdate((_ctx, _before, after) => {
+        const nowMs = performance.now();
+        if (after.id !== targetId || current === null) {
+          strayUpdates++;
+          return;
+        }
+        if (current.heard[index] !== 0) return;
+        current.heard[index] = nowMs - current.sentMs;
+        if (++current.count === subscriberCount) current.done();
+      });
+    });
+    await Promise.all(
+      subscribers.map((conn) => subscribe(conn, `SELECT * FROM accounts WHERE id = ${targetId}`)),
+    );
+    const warmupSamples = Math.min(20, options.deliverySamples);
+    let sample: { stop(): CpuShares } | undefined;
+    for (let s = 0; s < warmupSamples + options.deliverySamples; s++) {
+      if (s === warmupSamples) sample = startCpuSample({ server: serverPid, client: Deno.pid });
+      let done = () => {};
+      const allHeard = new Promise<boolean>((resolve) => done = () => resolve(true));
+      const heard = new Float64Array(subscriberCount);
+      const sentMs = performance.now();
+      current = { sentMs, heard, count: 0, done };
+      const callDone = writer.reducers.transfer({ from: targetId, to: counterpartId, amount: 1n })
+        .then(() => performance.now() - sentMs);
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      const [callMs, complete] = await Promise.all([
+        callDone,
+        Promise.race([
+          allHeard,
+          new Promise<boolean>((resolve) =>
+            timer = setTimeout(resolve, DELIVERY_TIMEOUT_MS, false)
+          ),
+        ]),
+      ]);
+      clearTimeout(timer);
+      current = null;
+      if (s < warmupSamples) continue;
+      writerCallMs.push(callMs);
+      if (!complete) {
+        timeouts++;
+        continue;
+      }
+      let first = Infinity;
+      let last = 0;
+      for (const value of heard) {
+        latenciesMs.push(value);
+        first = Math.min(first, value);
+        last = Math.max(last, value);
+      }
+      firstMs.push(first);
+      lastMs.push(last);
+    }
+    const cpu = sample?.stop() ?? { processPercent: {}, machineBusyPercent: null };
+    return {
+      subscriberCount,
+      samples: options.deliverySamples,
+      timeouts,
+      strayUpdates,
+      latenciesMs,
+      firstMs,
+      lastMs,
+      writerCallMs,
+      cpu,
+    };
+  } finally {
+    disconnectAll([writer, ...subscribers]);
+  }
+}
+
+// ---------------------------------------------------------------- report
+
+interface Environment {
+  date: string;
+  commit: string;
+  deno: string;
+  cpuCount: number;
+  cpuModel: string;
+  memoryGib: number;
+  loadBefore: string;
+  loadAfter: string;
+  accountCount: number;
+  command: string;
+}
+
+async function gitCommit(): Promise<string> {
+  try {
+    const root = new URL("../", import.meta.url).pathname;
+    const output = await new Deno.Command("git", {
+      args: ["-C", root, "rev-parse", "--short", "HEAD"],
+      stdout: "piped",
+      stderr: "null",
+    }).output();
+    const commit = new TextDecoder().decode(output.stdout).trim();
+    const dirty = await new Deno.Command("git", {
+      args: ["-C", root, "status", "--porcelain", "--untracked-files=no"],
+      stdout: "piped",
+      stderr: "null",
+    }).output();
+    return new TextDecoder().decode(dirty.stdout).trim() ? `${commit} (+ uncommitted)` : commit;
+  } catch {
+    return "unknown";
+  }
+}
+
+function machineDescription(): { cpuModel: string; memoryGib: number } {
+  let cpuModel = "unknown";
+  let memoryGib = 0;
+  try {
+    cpuModel = /^model name\s*:\s*(.+)$/m.exec(Deno.readTextFileSync("/proc/cpuinfo"))?.[1]
+      ?.trim() ?? cpuModel;
+    const kib = Number(/^MemTotal:\s*(\d+)/m.exec(Deno.readTextFileSync("/proc/meminfo"))?.[1]);
+    memoryGib = Math.round((kib / 1024 / 1024) * 10) / 10;
+  } catch {
+    // Not Linux.
+  }
+  return { cpuModel, memoryGib };
+}
+
+function cpuCell(cpu: CpuShares): string {
+  const parts = Object.entries(cpu.processPercent)
+    .filter(([, percent]) => percent !== null)
+    .map(([name, percent]) => `${name} ${Math.round(percent as number)}`);
+  if (cpu.machineBusyPercent !== null) {
+    parts.push(`machine ${Math.round(cpu.machineBusyPercent)}`);
+  }
+  return parts.join(", ") || "—";
+}
+
+function loadTable(rows: readonly LoadRow[]): string {
+  const lines = [
+    "| run | clients × in flight | client processes | calls/s | p50 ms | p99 ms | errors | CPU % (of one core; machine % of all) |",
+    "|---|---|---:|---:|---:|---:|---:|---|",
+  ];
+  for (const row of rows) {
+    const sorted = sortedCopy(row.load.latenciesMs);
+    const tps = row.load.completed / (row.load.windowMs / 1000);
+    const errors = row.load.errors === 0 && row.load.firstError === null
+      ? "0"
+      : `${row.load.errors} (${row.load.firstError ?? ""})`;
+    lines.push(
+      `| ${row.name} | ${row.clientCount} × ${row.inflightPerClient} | ${row.clientProcesses} | ${
+        formatInteger(tps)
+      } | ${formatMs(percentile(sorted, 0.5))} | ${
+        formatMs(percentile(sorted, 0.99))
+      } | ${errors} | ${cpuCell(row.cpu)} |`,
+    );
+  }
+  return lines.join("\n");
+}
+
+function deliveryTable(rows: readonly DeliveryResult[]): string {
+  const lines = [
+    "| subscribers | samples | all deliveries p50 / p99 ms | first subscriber p50 ms | last subscriber p50 / p99 ms | writer's call p50 ms | timeouts | stray updates | CPU % |",
+    "|---:|---:|---|---:|---|---:|---:|---:|---|",
+  ];
+  for (const row of rows) {
+    const all = sortedCopy(row.latenciesMs);
+    const first = sortedCopy(row.firstMs);
+    const last = sortedCopy(row.lastMs);
+    const writer = sortedCopy(row.writerCallMs);
+    lines.push(
+      `| ${row.subscriberCount} | ${row.samples} | ${formatMs(percentile(all, 0.5))} / ${
+        formatMs(percentile(all, 0.99))
+      } | ${formatMs(percentile(first, 0.5))} | ${formatMs(percentile(last, 0.5))} / ${
+        formatMs(percentile(last, 0.99))
+      } | ${formatMs(percentile(writer, 0.5))} | ${row.timeouts} | ${row.strayUpdates} | ${
+        cpuCell(row.cpu)
+      } |`,
+    );
+  }
+  return lines.join("\n");
+}
+
+const ESTIMATE =
+  `Estimate first (deno-feasibility.md §3): ~60k WebSocket frames/s on this machine, ~15 µs of
+server main-thread CPU per frame. The SDK sends one frame per call and gets one back, so the
+server's main thread caps near 1 / 30 µs ≈ 33k calls/s; the SDK client shares the same 2 cores and
+costs about as much per call, so expect ~10-25k calls/s at 64 × 40. One client with 1 call in flight
+pays a loopback round trip plus a (group) fsync: ~0.3-1 ms, ~1-3k calls/s. Delivery to one
+subscriber ≈ one call latency; to 100 subscribers the server writes 100 frames (~1.5 ms) and this
+process decodes them one by one, so the last subscriber hears a few ms after the first.`;
+
+function reportMarkdown(
+  env: Environment,
+  loads: readonly LoadRow[],
+  deliveries: readonly DeliveryResult[],
+): string {
+  return [
+    `## WebSocket client protocol (bench/ws_bench.ts), ${env.date}`,
+    "",
+    ESTIMATE,
+    "",
+    `Machine: ${env.cpuCount} vCPU ${env.cpuModel}, ${env.memoryGib} GiB RAM; Deno ${env.deno}; ` +
+    `commit ${env.commit}. Load average before ${env.loadBefore}, after ${env.loadAfter} ` +
+    "(the machine was shared with other work; numbers are noisy).",
+    "",
+    `Workload: bank module, ${formatInteger(env.accountCount)} accounts, uniform random ` +
+    "transfers of 1 between two distinct accounts, official SDK (spacetimedb 2.8.3) with default " +
+    "settings (server default: confirmed reads, so a call resolves after its commit is durable). " +
+    `Command: \`${env.command}\`.`,
+    "",
+    "Transfer calls (a call counts when sent and resolved inside the window; server = the " +
+    "`main.ts start` process with its module worker threads, client/bench = this process):",
+    "",
+    loadTable(loads),
+    "",
+    "Update delivery: a writer calls `transfer(X → Y)`; every subscriber holds " +
+    "`SELECT * FROM accounts WHERE id = X`; latency = from sending the call to that subscriber's " +
+    "`onUpdate` (one process clock), one call at a time:",
+    "",
+    deliveryTable(deliveries),
+    "",
+  ].join("\n");
+}
+
+// ---------------------------------------------------------------- main
+
+function parseOptions(args: string[]) {
+  const { values } = parseArgs({
+    args,
+    options: {
+      seconds: { type: "string", default: "10" },
+      "warmup-seconds": { type: "string", default: "3" },
+      accounts: { type: "string", default: "100000" },
+      "delivery-samples": { type: "string", default: "300" },
+      "no-append": { type: "boolean", default: false },
+      "cpu-prof": { type: "string" },
+      "child-load": { type: "string" },
+      clients: { type: "string", default: "1" },
+      inflight: { type: "string", default: "1" },
+      seed: { type: "string", default: "1" },
+    },
+  });
+  const positive = (name: string, text: string): number => {
+    const value = Number(text);
+    if (!(value > 0)) throw new RangeError(`--${name} must be a positive number, got "${text}"`);
+    return value;
+  };
+  const options: BenchOptions = {
+    warmupMs: positive("warmup-seconds", values["warmup-seconds"]) * 1000,
+    measureMs: positive("seconds", values.seconds) * 1000,
+    accountCount: positive("accounts", values.accounts),
+    deliverySamples: positive("delivery-samples", values["delivery-samples"]),
+    append: !values["no-append"],
+    cpuProfDir: values["cpu-prof"] ?? null,
+  };
+  return {
+    options,
+    child: values["child-load"] === undefined ? null : {
+      url: values["child-load"],
+      clients: positive("clients", values.clients),
+      inflight: positive("inflight", values.inflight),
+      seed: positive("seed", values.seed),
+    },
+  };
+}
+
+async function startServerForBench(options: BenchOptions): Promise<ServerProcess> {
+  if (options.cpuProfDir === null) return await startServerProcess();
+  // `deno run --cpu-prof` profiles the process's main thread; the profile is written on exit.
+  await Deno.mkdir(options.cpuProfDir, { recursive: true });
+  const root = new URL("../", import.meta.url).pathname;
+  const dataDir = await Deno.makeTempDir({ prefix: "lightcone-bench-" });
+  const child = new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      "--unstable-worker-options",
+      "-A",
+      "--cpu-prof",
+      `--cpu-prof-dir=${options.cpuProfDir}`,
+      `${root}main.ts`,
+      "start",
+      "--listen-addr",
+      "127.0.0.1:0",
+      "--data-dir",
+      dataDir,
+    ],
+    cwd: root,
+    stdout: "piped",
+    stderr: "inherit",
+    env: { NO_COLOR: "1" },
+  }).spawn();
+  const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
+  let buffered = "";
+  let url: string | undefined;
+  while (url === undefined) {
+    const { value, done } = await reader.read();
+    if (done) throw new Error(`server exited before listening; output: ${buffered}`);
+    buffered += value;
+    url = /lightcone: listening on (\S+)/.exec(buffered)?.[1];
+  }
+  (async () => {
+    try {
+      while (!(await reader.read()).done) { /* discard */ }
+    } catch { /* closed */ }
+  })();
+  return {
+    url,
+    dataDir,
+    child,
+    async stop(signal: Deno.Signal = "SIGTERM") {
+      try {
+        child.kill(signal);
+      } catch { /* already gone */ }
+      await child.status;
+    },
+  };
+}
+
+async function main(): Promise<void> {
+  const { options, child } = parseOptions(Deno.args);
+  if (child !== null) {
+    await childLoadMain(child.url, child.clients, child.inflight, child.seed, options);
+    return;
+  }
+  setGlobalLogLevel("error");
+  const loadBefore = loadAverage();
+  const machine = machineDescription();
+  const server = await startServerForBench(options);
+  const progress = (text: string) => console.error(`ws_bench: ${text}`);
+  const loads: LoadRow[] = [];
+  const deliveries: DeliveryResult[] = [];
+  try {
+    progress(`server at ${server.url} (pid ${server.child.pid}); publishing and seeding`);
+    await publish(server.url, DATABASE_NAME, await fixtureBundle("bank"));
+    for (let first = 0; first < options.accountCount; first += SEED_CHUNK) {
+      const count = Math.min(SEED_CHUNK, options.accountCount - first);
+      const response = await call(server.url, DATABASE_NAME, "seed", [
+        first,
+        count,
+        INITIAL_BALANCE,
+      ]);
+      if (response.status !== 200) {
+        throw new Error(`Seeding accounts failed (${response.status}): ${response.text}`);
+      }
+    }
+    const pid = server.child.pid;
+    const runs: [string, number, number, number][] = [
+      ["closed loop", 1, 1, 1],
+      ["pipelined", 1, 40, 1],
+      ["keynote shape", 64, 40, 1],
+      ["keynote shape, clients split", 64, 40, 2],
+    ];
+    for (const [name, clients, inflight, processes] of runs) {
+      progress(`${name}: ${clients} × ${inflight} in ${processes} process(es)`);
+      const row = processes === 1
+        ? await runInProcessLoad(server.url, pid, name, clients, inflight, options)
+        : await runSplitLoad(server.url, pid, name, clients, inflight, processes, options);
+      loads.push(row);
+      progress(loadTable([row]).split("\n")[2]);
+    }
+    for (const subscriberCount of [1, 100]) {
+      progress(`delivery to ${subscriberCount} subscriber(s)`);
+      const row = await measureDelivery(server.url, pid, subscriberCount, options);
+      deliveries.push(row);
+      progress(deliveryTable([row]).split("\n")[2]);
+    }
+  } finally {
+    await server.stop();
+    await Deno.remove(server.dataDir, { recursive: true }).catch(() => {});
+  }
+  const env: Environment = {
+    date: new Date().toISOString().replace(/\.\d+Z$/, "Z"),
+    commit: await gitCommit(),
+    deno: Deno.version.deno,
+    cpuCount: navigator.hardwareConcurrency,
+    ...machine,
+    loadBefore,
+    loadAfter: loadAverage(),
+    accountCount: options.accountCount,
+    command: `deno task bench:ws ${Deno.args.join(" ")}`.trim(),
+  };
+  const markdown = reportMarkdown(env, loads, deliveries);
+  console.log(markdown);
+  if (options.append) {
+    const path = new URL("./RESULTS.md", import.meta.url).pathname;
+    let exists = true;
+    try {
+      await Deno.stat(path);
+    } catch {
+      exists = false;
+    }
+    const header =
+      "# Benchmark results\n\nNewest runs at the bottom; each section says how it was run.\n";
+    // Append (not rewrite) so a concurrent run of another benchmark is not lost.
+    await Deno.writeTextFile(path, `${exists ? "" : header}\n${markdown}`, { append: true });
+    console.error(`ws_bench: appended to ${path}`);
+  }
+}
+
+if (import.meta.main) await main();
