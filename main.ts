@@ -16,6 +16,7 @@ start options:
   -l, --listen-addr HOST:PORT  where to listen (default 127.0.0.1:3000)
       --data-dir DIR           where databases live (default: $LIGHTCONE_DATA_DIR or ./lightcone-data)
       --reducer-budget-ms MS   time a reducer may run before it is stopped (default 10000)
+      --worker-heap-mb MB      heap cap of each database's worker (default 512)
       --oidc-issuer URL        trust tokens from this OpenID Connect issuer (repeatable)
       --oidc-audience AUD      required audience for OpenID Connect tokens (repeatable)
       --log-format text|json   server log format (default text)
@@ -39,6 +40,7 @@ async function start(args: string[]): Promise<number> {
   let listen = "127.0.0.1:3000";
   let dataDir = defaultDataDir();
   let reducerBudgetMs: number | undefined;
+  let workerHeapMb: number | undefined;
   const issuers: string[] = [];
   const audiences: string[] = [];
   for (let i = 0; i < args.length; i++) {
@@ -53,6 +55,7 @@ async function start(args: string[]): Promise<number> {
     else if (arg === "--data-dir") dataDir = value();
     else if (arg.startsWith("--data-dir=")) dataDir = arg.slice(11);
     else if (arg === "--reducer-budget-ms") reducerBudgetMs = Number(value());
+    else if (arg === "--worker-heap-mb") workerHeapMb = Number(value());
     else if (arg === "--oidc-issuer") issuers.push(value());
     else if (arg === "--oidc-audience") audiences.push(value());
     else if (arg === "--log-format") configureLog({ json: value() === "json" });
@@ -70,6 +73,7 @@ async function start(args: string[]): Promise<number> {
       port,
       dataDir,
       reducerBudgetMs,
+      workerHeapMb,
       oidc: issuers.length
         ? { issuers, audiences: audiences.length ? audiences : undefined }
         : undefined,

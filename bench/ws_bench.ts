@@ -29,11 +29,17 @@
  *
  * Flags: --seconds 10 (measure window per run) --warmup-seconds 3 --accounts 100000
  *        --delivery-samples 300 --no-append --cpu-prof DIR (server writes a V8 CPU profile there)
+ *        --repeat 1 (each load run N times, round robin; the median run is reported)
+ *        --only TEXT (only runs whose label, e.g. "keynote shape v3-1k" or "delivery", has TEXT)
  * Internal: --child-load URL --clients N --inflight K (a load process for the split run).
  */
 import { parseArgs } from "node:util";
 import { setGlobalLogLevel } from "spacetimedb";
-import { connectBank, type DbConnection } from "../tests/fixtures/bindings/bank/index.ts";
+import {
+  type BankConnectionBuilder,
+  connectBank,
+  DbConnection,
+} from "../tests/fixtures/bindings/bank/index.ts";
 import {
   call,
   fixtureBundle,
@@ -61,6 +67,10 @@ interface BenchOptions {
   deliverySamples: number;
   append: boolean;
   cpuProfDir: string | null;
+  /** Only runs whose label contains this text ("delivery" for the delivery runs). */
+  only: string | null;
+  /** Each load run is repeated this often (round robin); the table shows the median run. */
+  repeat: number;
 }
 
 interface LoadResult {
@@ -75,17 +85,31 @@ interface LoadResult {
 interface CpuShares {
   /** % of one core, per process. */
   processPercent: Record<string, number | null>;
+  /** % of one core per server thread name ("main" is the JS main thread). */
+  threadPercent: Record<string, number>;
   /** Whole machine busy, % of all cores. */
   machineBusyPercent: number | null;
 }
 
-interface LoadRow {
+/** One transfer-load run: who calls, how many calls each keeps in flight, over which socket. */
+interface LoadSpec {
   name: string;
   clientCount: number;
   inflightPerClient: number;
   clientProcesses: number;
+  transport: Transport;
+}
+
+interface LoadRow extends LoadSpec {
   load: LoadResult;
   cpu: CpuShares;
+  /** calls/s of every repetition of this spec (this row is the median one). */
+  repeatTps?: number[];
+}
+
+interface ServerHandle {
+  url: string;
+  pid: number;
 }
 
 interface DeliveryResult {
@@ -103,7 +127,7 @@ interface DeliveryResult {
 
 // ---------------------------------------------------------------- small utilities
 
-function percentile(sorted: readonly number[], fraction: number): number {
+export function percentile(sorted: readonly number[], fraction: number): number {
   if (sorted.length === 0) return NaN;
   const index = Math.min(sorted.length - 1, Math.max(0, Math.ceil(fraction * sorted.length) - 1));
   return sorted[index];
@@ -144,15 +168,46 @@ function errorText(error: unknown): string {
 
 // ---------------------------------------------------------------- CPU accounting (/proc, Linux)
 
-/** utime + stime of one process (all its threads, not its children), in clock ticks. */
-function processTicks(pid: number): number | null {
+/** A process to watch (all its threads, not its children). */
+type Watched = { pid: number };
+
+/** utime + stime in clock ticks, from a /proc stat file. */
+function statTicks(path: string): number | null {
   try {
-    const text = Deno.readTextFileSync(`/proc/${pid}/stat`);
+    const text = Deno.readTextFileSync(path);
     const fields = text.slice(text.lastIndexOf(")") + 2).split(" ");
     return Number(fields[11]) + Number(fields[12]);
   } catch {
     return null;
   }
+}
+
+function cpuTicks(watched: Watched): number | null {
+  return statTicks(`/proc/${watched.pid}/stat`);
+}
+
+/**
+ * Ticks per live thread of `pid`, keyed by thread id, with the thread's name. The server's main
+ * thread ("deno") does all WebSocket work (deno-feasibility.md §3); module workers are "worker-N".
+ */
+function threadTicks(pid: number): Map<string, { name: string; ticks: number }> {
+  const threads = new Map<string, { name: string; ticks: number }>();
+  try {
+    for (const entry of Deno.readDirSync(`/proc/${pid}/task`)) {
+      const ticks = statTicks(`/proc/${pid}/task/${entry.name}/stat`);
+      if (ticks === null) continue;
+      let name = "?";
+      try {
+        name = Deno.readTextFileSync(`/proc/${pid}/task/${entry.name}/comm`).trim();
+      } catch {
+        // The thread exited meanwhile.
+      }
+      threads.set(entry.name, { name: entry.name === String(pid) ? "main" : name, ticks });
+    }
+  } catch {
+    // Not Linux, or the process is gone.
+  }
+  return threads;
 }
 
 function machineTicks(): { total: number; idle: number } | null {
@@ -168,17 +223,21 @@ function machineTicks(): { total: number; idle: number } | null {
   }
 }
 
-/** Starts measuring the named processes; `stop()` returns their CPU share since the start. */
-function startCpuSample(pids: Record<string, number>): { stop(): CpuShares } {
+/**
+ * Starts measuring the named processes (and the threads of `threadsOf`, by thread name);
+ * `stop()` returns their CPU share since the start.
+ */
+function startCpuSample(watch: Record<string, Watched>, threadsOf?: number): { stop(): CpuShares } {
   const startedMs = performance.now();
-  const before = Object.fromEntries(Object.entries(pids).map(([n, pid]) => [n, processTicks(pid)]));
+  const before = Object.fromEntries(Object.entries(watch).map(([n, w]) => [n, cpuTicks(w)]));
+  const threadsBefore = threadsOf === undefined ? new Map() : threadTicks(threadsOf);
   const machineBefore = machineTicks();
   return {
     stop() {
       const seconds = (performance.now() - startedMs) / 1000;
       const processPercent: Record<string, number | null> = {};
-      for (const [name, pid] of Object.entries(pids)) {
-        const after = processTicks(pid);
+      for (const [name, watched] of Object.entries(watch)) {
+        const after = cpuTicks(watched);
         const start = before[name];
         processPercent[name] = after === null || start === null
           ? null
@@ -190,9 +249,25 @@ function startCpuSample(pids: Record<string, number>): { stop(): CpuShares } {
         const total = machineAfter.total - machineBefore.total;
         machineBusyPercent = 100 - ((machineAfter.idle - machineBefore.idle) / total) * 100;
       }
-      return { processPercent, machineBusyPercent };
+      const threadPercent: Record<string, number> = {};
+      if (threadsOf !== undefined) {
+        for (const [tid, after] of threadTicks(threadsOf)) {
+          const start = threadsBefore.get(tid)?.ticks ?? 0;
+          const percent = ((after.ticks - start) / CLOCK_TICKS_PER_S / seconds) * 100;
+          // Thread pools share a name ("tokio-runtime-w"); add them up.
+          threadPercent[after.name] = (threadPercent[after.name] ?? 0) + percent;
+        }
+      }
+      return { processPercent, threadPercent, machineBusyPercent };
     },
   };
+}
+
+/** The server plus the named client processes. */
+function watchList(server: ServerHandle, clients: Record<string, number>): Record<string, Watched> {
+  const watch: Record<string, Watched> = { server: { pid: server.pid } };
+  for (const [name, pid] of Object.entries(clients)) watch[name] = { pid };
+  return watch;
 }
 
 function loadAverage(): string {
@@ -205,12 +280,156 @@ function loadAverage(): string {
 
 // ---------------------------------------------------------------- connections
 
-async function connectMany(url: string, count: number): Promise<DbConnection[]> {
+/**
+ * How the SDK's WebSocket is opened. `default`: the SDK's own (v3 framing over Deno's WebSocket).
+ * `v2`: the SDK's code over a socket that offers only the v2 subprotocol, so every message is its
+ * own frame. `v3-1k`: v3, but an outgoing frame over 1 KiB is cut at reducer-call boundaries into
+ * frames of at most 1 KiB. Why: Deno's WebSocket client turns Nagle on (TCP_NODELAY 0) and writes a
+ * frame's header and its payload in two send() calls when the payload is over 1 KiB, so the payload
+ * waits for the server's delayed ACK (~40 ms) — see the report.
+ */
+type Transport = "default" | "v2" | "v3-1k";
+const TRANSPORTS: readonly Transport[] = ["default", "v2", "v3-1k"];
+
+type WebSocketFactory = Parameters<BankConnectionBuilder["withWSFn"]>[0];
+type WebSocketAdapter = Awaited<ReturnType<WebSocketFactory>>;
+type WebSocketArgs = Parameters<WebSocketFactory>[0];
+
+const V2_PROTOCOL = "v2.bsatn.spacetimedb";
+const V3_PROTOCOL = "v3.bsatn.spacetimedb";
+/** Deno's client writes payloads up to this size together with the frame header. */
+const CLIENT_FRAME_BYTES_MAX = 1024;
+/** ClientMessage::CallReducer {requestId u32, flags u8, reducer string, args bytes}. */
+const CALL_REDUCER_TAG = 3;
+
+/**
+ * Offsets where each message of a v3 payload ends, if every message is a CallReducer;
+ * null otherwise.
+ */
+function callReducerEnds(payload: Uint8Array): number[] | null {
+  const view = new DataView(payload.buffer, payload.byteOffset, payload.byteLength);
+  const ends: number[] = [];
+  let at = 0;
+  while (at < payload.length) {
+    if (payload[at] !== CALL_REDUCER_TAG || at + 10 > payload.length) return null;
+    at += 1 + 4 + 1;
+    at += 4 + view.getUint32(at, true);
+    if (at + 4 > payload.length) return null;
+    at += 4 + view.getUint32(at, true);
+    if (at > payload.length) return null;
+    ends.push(at);
+  }
+  return ends;
+}
+
+/**
+ * Cuts a v3 client payload into payloads of at most `frameBytesMax` at message boundaries (a
+ * single larger message stays whole). Only payloads made of CallReducer messages are cut; any
+ * other payload is returned as it is.
+ */
+export function splitCallFrames(payload: Uint8Array, frameBytesMax: number): Uint8Array[] {
+  if (payload.length <= frameBytesMax) return [payload];
+  const ends = callReducerEnds(payload);
+  if (ends === null) return [payload];
+  const frames: Uint8Array[] = [];
+  let start = 0;
+  let previous = 0;
+  for (const end of ends) {
+    if (end - start > frameBytesMax && previous > start) {
+      frames.push(payload.subarray(start, previous));
+      start = previous;
+    }
+    previous = end;
+  }
+  frames.push(payload.subarray(start));
+  return frames;
+}
+
+/** A WebSocketAdapter over Deno's WebSocket (no compression, anonymous connections only). */
+class BenchSocket implements WebSocketAdapter {
+  readonly #socket: WebSocket;
+  readonly #splitFrames: boolean;
+
+  constructor(socket: WebSocket, splitFrames: boolean) {
+    this.#socket = socket;
+    this.#splitFrames = splitFrames;
+  }
+  get protocol(): string {
+    return this.#socket.protocol;
+  }
+  get readyState(): number {
+    return this.#socket.readyState;
+  }
+  send(message: Uint8Array<ArrayBuffer>): void {
+    if (!this.#splitFrames) {
+      this.#socket.send(message);
+      return;
+    }
+    for (const frame of splitCallFrames(message, CLIENT_FRAME_BYTES_MAX)) this.#socket.send(frame);
+  }
+  close(): void {
+    this.#socket.close();
+  }
+  set onclose(handler: (event: CloseEvent) => void) {
+    this.#socket.onclose = handler;
+  }
+  set onopen(handler: () => void) {
+    this.#socket.onopen = () => handler();
+  }
+  set onmessage(handler: (message: { data: Uint8Array }) => void) {
+    this.#socket.onmessage = (event: MessageEvent<ArrayBuffer>) => {
+      const frame = new Uint8Array(event.data);
+      // Every server frame starts with its compression tag; we ask for none (0).
+      if (frame[0] !== 0) {
+        this.#socket.close();
+        throw new Error(`Unexpected compression tag ${frame[0]} on a bench socket`);
+      }
+      handler({ data: frame.subarray(1) });
+    };
+  }
+  set onerror(handler: (event: ErrorEvent) => void) {
+    this.#socket.onerror = (event) => handler(event as ErrorEvent);
+  }
+}
+
+function benchSocketFactory(transport: Exclude<Transport, "default">): WebSocketFactory {
+  return (args: WebSocketArgs) => {
+    if (args.authToken !== undefined) throw new TypeError("Bench sockets are anonymous only");
+    const url = new URL(`v1/database/${args.nameOrAddress}/subscribe`, args.url);
+    url.searchParams.set("compression", "None");
+    if (args.confirmedReads !== undefined) {
+      url.searchParams.set("confirmed", String(args.confirmedReads));
+    }
+    const protocols = transport === "v2" ? [V2_PROTOCOL] : [V3_PROTOCOL];
+    const socket = new WebSocket(url.toString(), protocols);
+    socket.binaryType = "arraybuffer";
+    return Promise.resolve(new BenchSocket(socket, transport === "v3-1k"));
+  };
+}
+
+function connectClient(url: string, transport: Transport): Promise<DbConnection> {
+  if (transport === "default") return connectBank(url, DATABASE_NAME);
+  return new Promise((resolve, reject) => {
+    DbConnection.builder()
+      .withUri(url.replace(/^http/, "ws"))
+      .withDatabaseName(DATABASE_NAME)
+      .withWSFn(benchSocketFactory(transport))
+      .onConnect((conn) => resolve(conn))
+      .onConnectError((_ctx, error) => reject(error))
+      .build();
+  });
+}
+
+async function connectMany(
+  url: string,
+  count: number,
+  transport: Transport = "default",
+): Promise<DbConnection[]> {
   const connections: DbConnection[] = [];
   for (let first = 0; first < count; first += CONNECT_BATCH) {
     const batch = Math.min(CONNECT_BATCH, count - first);
     connections.push(
-      ...await Promise.all(Array.from({ length: batch }, () => connectBank(url, DATABASE_NAME))),
+      ...await Promise.all(Array.from({ length: batch }, () => connectClient(url, transport))),
     );
   }
   return connections;
@@ -252,11 +471,20 @@ async function driveTransfers(
   let completed = 0;
   let errors = 0;
   let firstError: string | null = null;
-  const openTimer = setTimeout(() => options.onWindowOpen?.(), options.warmupMs);
-  const closeTimer = setTimeout(
-    () => options.onWindowClose?.(),
-    options.warmupMs + options.measureMs,
-  );
+  // The window's CPU sample opens and closes on timers; the lanes may finish just before the
+  // close timer fires, so closing is also done (once) after they drain.
+  let windowState: "before" | "open" | "closed" = "before";
+  const openWindow = () => {
+    windowState = "open";
+    options.onWindowOpen?.();
+  };
+  const closeWindow = () => {
+    if (windowState !== "open") return;
+    windowState = "closed";
+    options.onWindowClose?.();
+  };
+  const openTimer = setTimeout(openWindow, options.warmupMs);
+  const closeTimer = setTimeout(closeWindow, options.warmupMs + options.measureMs);
 
   async function lane(conn: DbConnection, laneSeed: number): Promise<void> {
     const next = xorshift32(laneSeed);
@@ -301,34 +529,34 @@ async function driveTransfers(
   clearTimeout(drainTimer);
   clearTimeout(openTimer);
   clearTimeout(closeTimer);
+  closeWindow();
   if (!drained) firstError ??= "some calls never resolved";
   return { completed, errors, firstError, latenciesMs, windowMs: options.measureMs };
 }
 
 async function runInProcessLoad(
-  url: string,
-  serverPid: number,
-  name: string,
-  clientCount: number,
-  inflight: number,
+  server: ServerHandle,
+  spec: LoadSpec,
   options: BenchOptions,
 ): Promise<LoadRow> {
-  const connections = await connectMany(url, clientCount);
+  const { clientCount, inflightPerClient: inflight } = spec;
+  const connections = await connectMany(server.url, clientCount, spec.transport);
   try {
     let sample: { stop(): CpuShares } | undefined;
-    let cpu: CpuShares = { processPercent: {}, machineBusyPercent: null };
+    let cpu: CpuShares = { processPercent: {}, threadPercent: {}, machineBusyPercent: null };
     const load = await driveTransfers(connections, {
       inflight,
       warmupMs: options.warmupMs,
       measureMs: options.measureMs,
       accountCount: options.accountCount,
       seed: clientCount * 41 + inflight,
-      onWindowOpen: () => sample = startCpuSample({ server: serverPid, client: Deno.pid }),
+      onWindowOpen: () =>
+        sample = startCpuSample(watchList(server, { client: Deno.pid }), server.pid),
       onWindowClose: () => {
         if (sample) cpu = sample.stop();
       },
     });
-    return { name, clientCount, inflightPerClient: inflight, clientProcesses: 1, load, cpu };
+    return { ...spec, load, cpu };
   } finally {
     disconnectAll(connections);
   }
@@ -353,14 +581,11 @@ function lineReader(stream: ReadableStream<Uint8Array>, what: string): () => Pro
 
 /** The same load split across `processCount` child processes of this script. */
 async function runSplitLoad(
-  url: string,
-  serverPid: number,
-  name: string,
-  clientCount: number,
-  inflight: number,
-  processCount: number,
+  server: ServerHandle,
+  spec: LoadSpec,
   options: BenchOptions,
 ): Promise<LoadRow> {
+  const { clientCount, inflightPerClient: inflight, clientProcesses: processCount } = spec;
   const here = new URL(import.meta.url).pathname;
   const children = Array.from({ length: processCount }, (_, p) => {
     const clients = Math.floor(clientCount / processCount) +
@@ -372,7 +597,9 @@ async function runSplitLoad(
         "--unstable-worker-options",
         here,
         "--child-load",
-        url,
+        server.url,
+        "--transport",
+        spec.transport,
         "--clients",
         String(clients),
         "--inflight",
@@ -398,13 +625,13 @@ async function runSplitLoad(
       const line = await readLine(p);
       if (line !== "ready") throw new Error(`load process ${p} said "${line}"`);
     }
-    const pids: Record<string, number> = { server: serverPid, bench: Deno.pid };
+    const pids: Record<string, number> = { bench: Deno.pid };
     children.forEach((child, p) => pids[`client${p + 1}`] = child.pid);
     const writers = children.map((child) => child.stdin.getWriter());
     await Promise.all(writers.map((w) => w.write(new TextEncoder().encode("go\n"))));
-    let cpu: CpuShares = { processPercent: {}, machineBusyPercent: null };
+    let cpu: CpuShares = { processPercent: {}, threadPercent: {}, machineBusyPercent: null };
     await sleepMs(options.warmupMs);
-    const sample = startCpuSample(pids);
+    const sample = startCpuSample(watchList(server, pids), server.pid);
     await sleepMs(options.measureMs);
     cpu = sample.stop();
     const results = await Promise.all(
@@ -419,14 +646,7 @@ async function runSplitLoad(
       latenciesMs: results.flatMap((r) => r.latenciesMs),
       windowMs: options.measureMs,
     };
-    return {
-      name,
-      clientCount,
-      inflightPerClient: inflight,
-      clientProcesses: processCount,
-      load,
-      cpu,
-    };
+    return { ...spec, load, cpu };
   } finally {
     for (const child of children) {
       try {
@@ -440,15 +660,13 @@ async function runSplitLoad(
 
 /** Child mode: connect, say "ready", wait for "go", drive the load, print the result as JSON. */
 async function childLoadMain(
-  url: string,
-  clientCount: number,
-  inflight: number,
-  seed: number,
+  child: { url: string; clients: number; inflight: number; seed: number; transport: Transport },
   options: BenchOptions,
 ): Promise<void> {
+  const { inflight, seed } = child;
   setGlobalLogLevel("error");
   const encoder = new TextEncoder();
-  const connections = await connectMany(url, clientCount);
+  const connections = await connectMany(child.url, child.clients, child.transport);
   await Deno.stdout.write(encoder.encode("ready\n"));
   const reader = Deno.stdin.readable.pipeThrough(new TextDecoderStream()).getReader();
   let input = "";
@@ -486,16 +704,15 @@ function subscribe(conn: DbConnection, query: string): Promise<void> {
 }
 
 async function measureDelivery(
-  url: string,
-  serverPid: number,
+  server: ServerHandle,
   subscriberCount: number,
   options: BenchOptions,
 ): Promise<DeliveryResult> {
   // Accounts the transfer load may also have touched; nothing else writes them now.
   const targetId = 7;
   const counterpartId = 8;
-  const writer = await connectBank(url, DATABASE_NAME);
-  const subscribers = await connectMany(url, subscriberCount);
+  const writer = await connectBank(server.url, DATABASE_NAME);
+  const subscribers = await connectMany(server.url, subscriberCount);
   const latenciesMs: number[] = [];
   const firstMs: number[] = [];
   const lastMs: number[] = [];
@@ -524,7 +741,9 @@ async function measureDelivery(
     const warmupSamples = Math.min(20, options.deliverySamples);
     let sample: { stop(): CpuShares } | undefined;
     for (let s = 0; s < warmupSamples + options.deliverySamples; s++) {
-      if (s === warmupSamples) sample = startCpuSample({ server: serverPid, client: Deno.pid });
+      if (s === warmupSamples) {
+        sample = startCpuSample(watchList(server, { client: Deno.pid }), server.pid);
+      }
       let done = () => {};
       const allHeard = new Promise<boolean>((resolve) => done = () => resolve(true));
       const heard = new Float64Array(subscriberCount);
@@ -560,7 +779,8 @@ async function measureDelivery(
       firstMs.push(first);
       lastMs.push(last);
     }
-    const cpu = sample?.stop() ?? { processPercent: {}, machineBusyPercent: null };
+    const cpu = sample?.stop() ??
+      { processPercent: {}, threadPercent: {}, machineBusyPercent: null };
     return {
       subscriberCount,
       samples: options.deliverySamples,
@@ -630,26 +850,48 @@ function cpuCell(cpu: CpuShares): string {
   const parts = Object.entries(cpu.processPercent)
     .filter(([, percent]) => percent !== null)
     .map(([name, percent]) => `${name} ${Math.round(percent as number)}`);
+  const threads = Object.entries(cpu.threadPercent)
+    .filter(([, percent]) => percent >= 5)
+    .sort((a, b) => b[1] - a[1])
+    .map(([name, percent]) => `${name} ${Math.round(percent)}`);
+  if (threads.length) parts.push(`(server threads: ${threads.join(", ")})`);
   if (cpu.machineBusyPercent !== null) {
     parts.push(`machine ${Math.round(cpu.machineBusyPercent)}`);
   }
   return parts.join(", ") || "—";
 }
 
+function rowTps(row: LoadRow): number {
+  return row.load.completed / (row.load.windowMs / 1000);
+}
+
+/** The repetition with the median calls/s, carrying every repetition's calls/s. */
+function medianRow(rows: readonly LoadRow[]): LoadRow {
+  const sorted = [...rows].sort((a, b) => rowTps(a) - rowTps(b));
+  return { ...sorted[(sorted.length - 1) >> 1], repeatTps: rows.map(rowTps) };
+}
+
+function tpsCell(row: LoadRow): string {
+  const all = row.repeatTps ?? [];
+  if (all.length < 2) return formatInteger(rowTps(row));
+  return `${formatInteger(rowTps(row))} (${formatInteger(Math.min(...all))}–${
+    formatInteger(Math.max(...all))
+  })`;
+}
+
 function loadTable(rows: readonly LoadRow[]): string {
   const lines = [
-    "| run | clients × in flight | client processes | calls/s | p50 ms | p99 ms | errors | CPU % (of one core; machine % of all) |",
-    "|---|---|---:|---:|---:|---:|---:|---|",
+    "| run | clients × in flight | client processes | SDK socket | calls/s (median; min–max of repetitions) | p50 ms | p99 ms | errors | CPU % (of one core; machine % of all) |",
+    "|---|---|---:|---|---:|---:|---:|---:|---|",
   ];
   for (const row of rows) {
     const sorted = sortedCopy(row.load.latenciesMs);
-    const tps = row.load.completed / (row.load.windowMs / 1000);
     const errors = row.load.errors === 0 && row.load.firstError === null
       ? "0"
       : `${row.load.errors} (${row.load.firstError ?? ""})`;
     lines.push(
-      `| ${row.name} | ${row.clientCount} × ${row.inflightPerClient} | ${row.clientProcesses} | ${
-        formatInteger(tps)
+      `| ${row.name} | ${row.clientCount} × ${row.inflightPerClient} | ${row.clientProcesses} | ${row.transport} | ${
+        tpsCell(row)
       } | ${formatMs(percentile(sorted, 0.5))} | ${
         formatMs(percentile(sorted, 0.99))
       } | ${errors} | ${cpuCell(row.cpu)} |`,
@@ -725,6 +967,14 @@ function reportMarkdown(
 
 // ---------------------------------------------------------------- main
 
+function parseTransport(text: string): Transport {
+  const transport = TRANSPORTS.find((t) => t === text);
+  if (transport === undefined) {
+    throw new RangeError(`--transport must be one of ${TRANSPORTS.join(", ")}, got "${text}"`);
+  }
+  return transport;
+}
+
 function parseOptions(args: string[]) {
   const { values } = parseArgs({
     args,
@@ -735,10 +985,13 @@ function parseOptions(args: string[]) {
       "delivery-samples": { type: "string", default: "300" },
       "no-append": { type: "boolean", default: false },
       "cpu-prof": { type: "string" },
+      only: { type: "string" },
+      repeat: { type: "string", default: "1" },
       "child-load": { type: "string" },
       clients: { type: "string", default: "1" },
       inflight: { type: "string", default: "1" },
       seed: { type: "string", default: "1" },
+      transport: { type: "string", default: "default" },
     },
   });
   const positive = (name: string, text: string): number => {
@@ -753,6 +1006,8 @@ function parseOptions(args: string[]) {
     deliverySamples: positive("delivery-samples", values["delivery-samples"]),
     append: !values["no-append"],
     cpuProfDir: values["cpu-prof"] ?? null,
+    only: values.only ?? null,
+    repeat: positive("repeat", values.repeat),
   };
   return {
     options,
@@ -761,6 +1016,7 @@ function parseOptions(args: string[]) {
       clients: positive("clients", values.clients),
       inflight: positive("inflight", values.inflight),
       seed: positive("seed", values.seed),
+      transport: parseTransport(values.transport),
     },
   };
 }
@@ -817,10 +1073,20 @@ async function startServerForBench(options: BenchOptions): Promise<ServerProcess
   };
 }
 
+function spec(
+  name: string,
+  clientCount: number,
+  inflightPerClient: number,
+  clientProcesses: number,
+  transport: Transport,
+): LoadSpec {
+  return { name, clientCount, inflightPerClient, clientProcesses, transport };
+}
+
 async function main(): Promise<void> {
   const { options, child } = parseOptions(Deno.args);
   if (child !== null) {
-    await childLoadMain(child.url, child.clients, child.inflight, child.seed, options);
+    await childLoadMain(child, options);
     return;
   }
   setGlobalLogLevel("error");
@@ -844,24 +1110,36 @@ async function main(): Promise<void> {
         throw new Error(`Seeding accounts failed (${response.status}): ${response.text}`);
       }
     }
-    const pid = server.child.pid;
-    const runs: [string, number, number, number][] = [
-      ["closed loop", 1, 1, 1],
-      ["pipelined", 1, 40, 1],
-      ["keynote shape", 64, 40, 1],
-      ["keynote shape, clients split", 64, 40, 2],
+    const handle: ServerHandle = { url: server.url, pid: server.child.pid };
+    const specs: LoadSpec[] = [
+      spec("closed loop", 1, 1, 1, "default"),
+      ...TRANSPORTS.map((t) => spec("pipelined", 1, 40, 1, t)),
+      ...TRANSPORTS.map((t) => spec("keynote shape", 64, 40, 1, t)),
+      ...TRANSPORTS.map((t) => spec("keynote shape, clients split", 64, 40, 2, t)),
     ];
-    for (const [name, clients, inflight, processes] of runs) {
-      progress(`${name}: ${clients} × ${inflight} in ${processes} process(es)`);
-      const row = processes === 1
-        ? await runInProcessLoad(server.url, pid, name, clients, inflight, options)
-        : await runSplitLoad(server.url, pid, name, clients, inflight, processes, options);
-      loads.push(row);
-      progress(loadTable([row]).split("\n")[2]);
+    const selected = (label: string) => options.only === null || label.includes(options.only);
+    const chosen = specs.filter((s) => selected(`${s.name} ${s.transport}`));
+    const repetitions = chosen.map((): LoadRow[] => []);
+    // Round robin, so a burst of load from elsewhere on the machine hits one repetition of
+    // several runs rather than every repetition of one run.
+    for (let r = 0; r < options.repeat; r++) {
+      for (const [index, loadSpec] of chosen.entries()) {
+        progress(
+          `${loadSpec.name}: ${loadSpec.clientCount} × ${loadSpec.inflightPerClient}, ` +
+            `${loadSpec.clientProcesses} process(es), transport ${loadSpec.transport}, ` +
+            `repetition ${r + 1}/${options.repeat}`,
+        );
+        const row = loadSpec.clientProcesses === 1
+          ? await runInProcessLoad(handle, loadSpec, options)
+          : await runSplitLoad(handle, loadSpec, options);
+        repetitions[index].push(row);
+        progress(loadTable([row]).split("\n")[2]);
+      }
     }
-    for (const subscriberCount of [1, 100]) {
+    for (const rows of repetitions) loads.push(medianRow(rows));
+    for (const subscriberCount of selected("delivery") ? [1, 100] : []) {
       progress(`delivery to ${subscriberCount} subscriber(s)`);
-      const row = await measureDelivery(server.url, pid, subscriberCount, options);
+      const row = await measureDelivery(handle, subscriberCount, options);
       deliveries.push(row);
       progress(deliveryTable([row]).split("\n")[2]);
     }

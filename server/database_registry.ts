@@ -79,6 +79,7 @@ export class Database {
 export interface RegistryOptions {
   dataDir: string;
   reducerBudgetMs?: number;
+  workerHeapMb?: number;
   /** Mints database identities (issuer localhost, random subject). */
   mintIdentity: () => Promise<Identity>;
   onEvents?: EventListener;
@@ -332,6 +333,7 @@ export class DatabaseRegistry {
       ownerIdentity: owner.toBigInt(),
       runInit,
       reducerBudgetMs: this.#options.reducerBudgetMs ?? REDUCER_TIME_BUDGET_MS_DEFAULT,
+      heapMb: this.#options.workerHeapMb,
       snapshot: restore?.snapshot,
       snapshotTxOffset: restore?.snapshotTxOffset,
       onLogs: (lines: LogLine[]) => logs.append(lines),

@@ -15,6 +15,8 @@ export interface ServerOptions {
   port: number;
   dataDir: string;
   reducerBudgetMs?: number;
+  /** Heap cap of each database worker in MB. */
+  workerHeapMb?: number;
   oidc?: OidcOptions;
   /** Called once the listener is bound, with the actual port. */
   onListen?: (address: { hostname: string; port: number }) => void;
@@ -35,6 +37,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   const registry = await DatabaseRegistry.open({
     dataDir: options.dataDir,
     reducerBudgetMs: options.reducerBudgetMs,
+    workerHeapMb: options.workerHeapMb,
     mintIdentity: async () => (await auth.mintIdentity()).identity,
     onEvents: (database, items, originOf) => hub.onEvents(database, items, originOf),
   });

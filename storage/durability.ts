@@ -8,7 +8,12 @@
  *
  * Offsets are exclusive ends: transaction t is durable once a reported offset is > t.
  */
-import type { ActorEvent, ActorRequest, OpenResult, StorageOptions } from "./durability_messages.ts";
+import type {
+  ActorEvent,
+  ActorRequest,
+  OpenResult,
+  StorageOptions,
+} from "./durability_messages.ts";
 
 type DistributiveOmit<T, K extends PropertyKey> = T extends unknown ? Omit<T, K> : never;
 
@@ -133,7 +138,10 @@ export class DurabilityActor {
     }
   }
 
-  #request(request: DistributiveOmit<ActorRequest, "id">, transfer: Transferable[] = []): Promise<unknown> {
+  #request(
+    request: DistributiveOmit<ActorRequest, "id">,
+    transfer: Transferable[] = [],
+  ): Promise<unknown> {
     if (this.#stopped) return Promise.reject(this.#stopped);
     const id = this.#nextId++;
     return new Promise((resolve, reject) => {

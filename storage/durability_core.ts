@@ -238,7 +238,9 @@ export class DurabilityCore {
     for (const batch of batches) {
       if (batch.firstTxOffset !== groupFirst + BigInt(groupCount)) {
         throw new RangeError(
-          `Batch starts at tx ${batch.firstTxOffset}, expected tx ${groupFirst + BigInt(groupCount)}`,
+          `Batch starts at tx ${batch.firstTxOffset}, expected tx ${
+            groupFirst + BigInt(groupCount)
+          }`,
         );
       }
       pieces.push(batch.bytes);
@@ -266,9 +268,15 @@ export class DurabilityCore {
       return refuse(`tx ${txOffset} is past the durable log end ${db.writer.durableOffset}`);
     }
     try {
-      writeSnapshot(this.#fs, snapshotDir(databaseDir(this.#dataDir, db.dbKey)), txOffset, snapshot.bytes, {
-        keep: this.#options.snapshotsKept ?? SNAPSHOTS_KEPT,
-      });
+      writeSnapshot(
+        this.#fs,
+        snapshotDir(databaseDir(this.#dataDir, db.dbKey)),
+        txOffset,
+        snapshot.bytes,
+        {
+          keep: this.#options.snapshotsKept ?? SNAPSHOTS_KEPT,
+        },
+      );
     } catch (error) {
       return refuse(error instanceof Error ? error.message : String(error));
     }
@@ -298,7 +306,11 @@ export class DurabilityCore {
     const dbDir = databaseDir(this.#dataDir, db.dbKey);
     const choice = readNewestValidSnapshot(this.#fs, snapshotDir(dbDir), opened.durableEnd);
     for (const skipped of choice.skipped) {
-      log.warn("Skipped a snapshot", { dbKey: db.dbKey, path: skipped.path, reason: skipped.reason });
+      log.warn("Skipped a snapshot", {
+        dbKey: db.dbKey,
+        path: skipped.path,
+        reason: skipped.reason,
+      });
     }
     const from = choice.snapshot?.txOffset ?? 0n;
     if (choice.snapshot) {

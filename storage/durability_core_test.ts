@@ -36,7 +36,12 @@ class Recorder {
 
 function batch(dbKey: string, first: number, count: number) {
   const records = Array.from({ length: count }, (_, i) => text(`${dbKey}:${first + i}`));
-  return { kind: "append" as const, firstTxOffset: BigInt(first), recordCount: count, bytes: lengthPrefixed(records) };
+  return {
+    kind: "append" as const,
+    firstTxOffset: BigInt(first),
+    recordCount: count,
+    bytes: lengthPrefixed(records),
+  };
 }
 
 const OPTIONS = { segmentBytes: 2048, preallocateBytes: 512 };
@@ -99,10 +104,15 @@ function replayAll(core: DurabilityCore, recorder: Recorder, dbKey: string) {
     if (message.kind === "replaySnapshot") snapshot = untext(message.bytes);
     else if (message.kind === "replayBatch") {
       batches++;
-      forEachBatchRecord(message.firstTxOffset, message.recordCount, message.bytes, (record, offset) => {
-        deepStrictEqual(untext(record), `${dbKey}:${offset}`);
-        seen.push(untext(record));
-      });
+      forEachBatchRecord(
+        message.firstTxOffset,
+        message.recordCount,
+        message.bytes,
+        (record, offset) => {
+          deepStrictEqual(untext(record), `${dbKey}:${offset}`);
+          seen.push(untext(record));
+        },
+      );
       core.receive(dbKey, { kind: "replayNext" });
     } else if (message.kind === "replayEnd") {
       return { seen, snapshot, batches, end: message };
@@ -120,7 +130,9 @@ Deno.test("replay streams the newest snapshot and the log after it in bounded ch
   for (let i = 0; i < 30; i++) {
     core.receive("a", batch("a", next, 3));
     next += 3;
-    if (i === 10) core.receive("a", { kind: "snapshot", txOffset: 31n, bytes: text("snap@31"), requestId: 7 });
+    if (i === 10) {
+      core.receive("a", { kind: "snapshot", txOffset: 31n, bytes: text("snap@31"), requestId: 7 });
+    }
     core.flush();
   }
   ok(recorder.messages.some(([, m]) => m.kind === "snapshotWritten" && m.requestId === 7));
@@ -177,7 +189,10 @@ function multiDbWorkload(fs: MemoryFs, seed: number) {
   const attempted = new Map(keys.map((key) => [key, 0]));
   let core: DurabilityCore;
   try {
-    core = new DurabilityCore(fs, DATA, recorder.output, { ...OPTIONS, commitPayloadBytesTarget: 64 });
+    core = new DurabilityCore(fs, DATA, recorder.output, {
+      ...OPTIONS,
+      commitPayloadBytesTarget: 64,
+    });
     for (const key of keys) core.open(key);
   } catch {
     return { recorder, attempted, opened: false };
@@ -227,7 +242,10 @@ for (const operation of ["write", "sync"] as FsOperation[]) {
             applySnapshot: () => {},
             applyRecord: (payload) => seen.push(untext(payload)),
           });
-          ok(BigInt(seen.length) >= (reported.get(key) ?? 0n), `nth ${nth} ${mode} ${key}: lost acked`);
+          ok(
+            BigInt(seen.length) >= (reported.get(key) ?? 0n),
+            `nth ${nth} ${mode} ${key}: lost acked`,
+          );
           ok(seen.length <= attempted.get(key)!);
           deepStrictEqual(seen, Array.from({ length: seen.length }, (_, i) => `${key}:${i}`));
         }

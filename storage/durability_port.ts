@@ -37,7 +37,18 @@ export function forEachBatchRecord(
   bytes: Uint8Array,
   visit: (record: Uint8Array, txOffset: bigint) => void,
 ): void {
-  forEachRecord(bytes, recordCount, (index, record) => visit(record, firstTxOffset + BigInt(index)));
+  forEachRecord(
+    bytes,
+    recordCount,
+    (index, record) => visit(record, firstTxOffset + BigInt(index)),
+  );
+}
+
+/** `bytes` itself when it spans its whole buffer (then transferred), else a copy of just it. */
+function ownBuffer(bytes: Uint8Array): Uint8Array {
+  const whole = bytes.byteOffset === 0 && bytes.byteLength === bytes.buffer.byteLength &&
+    bytes.buffer instanceof ArrayBuffer;
+  return whole ? bytes : bytes.slice();
 }
 
 export class DurabilityPort {
@@ -97,7 +108,8 @@ export class DurabilityPort {
 
   /**
    * Sends transactions [firstTxOffset, firstTxOffset + recordCount) to be made durable.
-   * When `bytes` spans its whole ArrayBuffer the buffer is transferred (do not reuse it).
+   * When `bytes` spans its whole ArrayBuffer the buffer is transferred (do not reuse it);
+   * otherwise just the view is copied.
    */
   append(firstTxOffset: bigint, recordCount: number, bytes: Uint8Array): void {
     if (this.#failure) throw new Error(`Storage stopped for this database: ${this.#failure}`);
@@ -105,18 +117,23 @@ export class DurabilityPort {
       throw new RangeError(`Batch starts at tx ${firstTxOffset}, expected tx ${this.#sentOffset}`);
     }
     this.#sentOffset = firstTxOffset + BigInt(recordCount);
-    const whole = bytes.byteOffset === 0 && bytes.byteLength === bytes.buffer.byteLength;
-    const message: FromDatabaseMessage = { kind: "append", firstTxOffset, recordCount, bytes };
-    this.#port.postMessage(message, whole ? [bytes.buffer as ArrayBuffer] : []);
+    const owned = ownBuffer(bytes);
+    const message: FromDatabaseMessage = {
+      kind: "append",
+      firstTxOffset,
+      recordCount,
+      bytes: owned,
+    };
+    this.#port.postMessage(message, [owned.buffer as ArrayBuffer]);
   }
 
   /** Sends a snapshot of the state after transactions [0, txOffset). */
   snapshot(txOffset: bigint, bytes: Uint8Array, requestId?: number): void {
     this.#lastSnapshotOffset = txOffset;
     this.#snapshotInFlight = true;
-    const whole = bytes.byteOffset === 0 && bytes.byteLength === bytes.buffer.byteLength;
-    const message: FromDatabaseMessage = { kind: "snapshot", txOffset, bytes, requestId };
-    this.#port.postMessage(message, whole ? [bytes.buffer as ArrayBuffer] : []);
+    const owned = ownBuffer(bytes);
+    const message: FromDatabaseMessage = { kind: "snapshot", txOffset, bytes: owned, requestId };
+    this.#port.postMessage(message, [owned.buffer as ArrayBuffer]);
   }
 
   close(): void {

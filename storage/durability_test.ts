@@ -12,7 +12,11 @@ function txRecord(offset: number): TxRecord {
     callerConnectionId: new Uint8Array(16).fill(7),
     timestampMicros: 1_700_000_000_000_000n + BigInt(offset),
     args: new TextEncoder().encode(`args-${offset}`),
-    tables: [{ tableId: 4096, inserts: [new Uint8Array([offset & 0xff, offset >> 8])], deletes: [] }],
+    tables: [{
+      tableId: 4096,
+      inserts: [new Uint8Array([offset & 0xff, offset >> 8])],
+      deletes: [],
+    }],
     sequences: [],
   };
 }
@@ -46,7 +50,11 @@ function sendTransactions(storage: DurabilityPort, first: number, count: number)
 
 Deno.test("the storage worker makes batches durable, snapshots on request, and replays them after a restart", async () => {
   const dataDir = await Deno.makeTempDir();
-  let actor = await DurabilityActor.start({ dataDir, segmentBytes: 64 * 1024, preallocateBytes: 16 * 1024 });
+  let actor = await DurabilityActor.start({
+    dataDir,
+    segmentBytes: 64 * 1024,
+    preallocateBytes: 16 * 1024,
+  });
   const reported: Array<[string, bigint]> = [];
   actor.onDurable((dbKey, offset) => reported.push([dbKey, offset]));
   const opened = await actor.openDatabase("db1");
@@ -88,7 +96,11 @@ Deno.test("the storage worker makes batches durable, snapshots on request, and r
   await actor.stop();
   ok(denoFs.readDir(logDir(databaseDir(dataDir, "db1"))).length > 3, "several segments");
 
-  actor = await DurabilityActor.start({ dataDir, segmentBytes: 64 * 1024, preallocateBytes: 16 * 1024 });
+  actor = await DurabilityActor.start({
+    dataDir,
+    segmentBytes: 64 * 1024,
+    preallocateBytes: 16 * 1024,
+  });
   const reopened = await actor.openDatabase("db1");
   deepStrictEqual(reopened.durableOffset, 2200n);
   let state: number[] = [];
@@ -130,7 +142,11 @@ Deno.test("the storage worker makes batches durable, snapshots on request, and r
 
 Deno.test("opening a database whose log is corrupt mid-way fails with a message naming file and offset", async () => {
   const dataDir = await Deno.makeTempDir();
-  let actor = await DurabilityActor.start({ dataDir, segmentBytes: 64 * 1024, preallocateBytes: 16 * 1024 });
+  let actor = await DurabilityActor.start({
+    dataDir,
+    segmentBytes: 64 * 1024,
+    preallocateBytes: 16 * 1024,
+  });
   const { port } = await actor.openDatabase("broken");
   const storage = new DurabilityPort(port);
   await storage.replay({ snapshot: () => {}, batch: () => {} });
@@ -159,8 +175,12 @@ Deno.test("batches sent from a database worker reach the log without passing thr
   const actor = await DurabilityActor.start({ dataDir });
   const { port } = await actor.openDatabase("fromworker");
   const source = `
-    import { DurabilityPort } from ${JSON.stringify(new URL("./durability_port.ts", import.meta.url).href)};
-    import { TxBatchEncoder } from ${JSON.stringify(new URL("./commit_record.ts", import.meta.url).href)};
+    import { DurabilityPort } from ${
+    JSON.stringify(new URL("./durability_port.ts", import.meta.url).href)
+  };
+    import { TxBatchEncoder } from ${
+    JSON.stringify(new URL("./commit_record.ts", import.meta.url).href)
+  };
     self.onmessage = async (event) => {
       const storage = new DurabilityPort(event.data.port);
       await storage.replay({ snapshot() {}, batch() {} });

@@ -196,6 +196,25 @@ export const denoFs: FsLayer = {
   },
 };
 
+/** Benchmarks only: the same file system with file data syncs turned into no-ops. */
+export function withoutSync(fs: FsLayer): FsLayer {
+  return {
+    ...fs,
+    open(path, options) {
+      const file = fs.open(path, options);
+      return {
+        path: file.path,
+        write: (bytes, position) => file.write(bytes, position),
+        read: (into, position) => file.read(into, position),
+        syncData: () => {},
+        size: () => file.size(),
+        truncate: (lengthBytes) => file.truncate(lengthBytes),
+        close: () => file.close(),
+      };
+    },
+  };
+}
+
 // ---------------------------------------------------------------------------------------------
 // In-memory fake with crash and fault injection
 

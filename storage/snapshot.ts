@@ -155,7 +155,9 @@ function readSnapshotFile(
   }
   const bodyLength = view.getBigUint64(16, true);
   if (bodyLength !== BigInt(file.length - SNAPSHOT_HEADER_BYTES)) {
-    problem.reason = `body is ${file.length - SNAPSHOT_HEADER_BYTES} bytes, header says ${bodyLength}`;
+    problem.reason = `body is ${
+      file.length - SNAPSHOT_HEADER_BYTES
+    } bytes, header says ${bodyLength}`;
     return undefined;
   }
   const body = file.subarray(SNAPSHOT_HEADER_BYTES);

@@ -13,7 +13,9 @@ const untext = (bytes: Uint8Array) => new TextDecoder().decode(bytes);
 
 Deno.test("writeSnapshot() then readNewestValidSnapshot() returns the newest bytes and keeps the last N", () => {
   const fs = new MemoryFs();
-  for (const offset of [10n, 20n, 30n, 40n]) writeSnapshot(fs, SNAPS, offset, text(`state@${offset}`), { keep: 2 });
+  for (const offset of [10n, 20n, 30n, 40n]) {
+    writeSnapshot(fs, SNAPS, offset, text(`state@${offset}`), { keep: 2 });
+  }
   deepStrictEqual(listSnapshots(fs, SNAPS).map((s) => s.txOffset), [40n, 30n]);
   const choice = readNewestValidSnapshot(fs, SNAPS, 100n);
   deepStrictEqual(choice.snapshot?.txOffset, 40n);
@@ -23,7 +25,9 @@ Deno.test("writeSnapshot() then readNewestValidSnapshot() returns the newest byt
 
 Deno.test("readNewestValidSnapshot() skips snapshots newer than the log and damaged ones", () => {
   const fs = new MemoryFs();
-  for (const offset of [10n, 20n, 30n]) writeSnapshot(fs, SNAPS, offset, text(`state@${offset}`), { keep: 3 });
+  for (const offset of [10n, 20n, 30n]) {
+    writeSnapshot(fs, SNAPS, offset, text(`state@${offset}`), { keep: 3 });
+  }
   const random = seededRandom(11);
   const newest = listSnapshots(fs, SNAPS)[0];
   const size = fs.readFile(newest.path).length;
@@ -75,7 +79,10 @@ for (const operation of ["write", "sync", "rename", "open"] as FsOperation[]) {
 
 // A tiny "database" for recovery tests: the state is the list of applied tx numbers.
 function appendNumbers(fs: MemoryFs, dbDir: string, from: number, to: number): void {
-  const writer = CommitLogWriter.open(fs, logDir(dbDir), { segmentBytes: 512, preallocateBytes: 128 });
+  const writer = CommitLogWriter.open(fs, logDir(dbDir), {
+    segmentBytes: 512,
+    preallocateBytes: 128,
+  });
   for (let i = from; i < to; i += 2) {
     const records = [text(String(i)), text(String(i + 1))].slice(0, Math.min(2, to - i));
     writer.append(BigInt(i), records.length, [lengthPrefixed(records)]);

@@ -4,6 +4,8 @@
  * postMessage each way instead of one per call (deno-feasibility.md §2).
  */
 import { log } from "../lib/log.ts";
+import { WORKER_HEAP_MB_DEFAULT } from "../lib/limits.ts";
+import { type IsolatedWorker, spawnIsolatedWorker } from "./isolation.ts";
 import type {
   BatchItem,
   BatchReply,
@@ -48,6 +50,8 @@ export interface DatabaseHostOptions {
   ownerIdentity: bigint;
   runInit: boolean;
   reducerBudgetMs: number;
+  /** Heap cap of the worker in MB (default lib/limits.ts WORKER_HEAP_MB_DEFAULT). */
+  heapMb?: number;
   snapshot?: Uint8Array;
   snapshotTxOffset?: number;
   replay?: Uint8Array[];
@@ -70,7 +74,7 @@ type WithoutId<T> = T extends unknown ? Omit<T, "id"> : never;
 
 export class DatabaseHost {
   readonly describe: Uint8Array;
-  readonly #worker: Worker;
+  readonly #worker: IsolatedWorker;
   readonly #options: DatabaseHostOptions;
   #queue: WorkerRequest[] = [];
   #pending = new Map<number, Pending>();
@@ -81,42 +85,59 @@ export class DatabaseHost {
   #dead: Error | undefined;
   #txOffset: number;
 
-  private constructor(worker: Worker, ready: ReadyReply, options: DatabaseHostOptions) {
+  private constructor(
+    worker: IsolatedWorker,
+    ready: ReadyReply,
+    options: DatabaseHostOptions,
+    failures: { onError?: (message: string) => void },
+  ) {
     this.#worker = worker;
     this.describe = ready.describe;
     this.#txOffset = ready.txOffset;
     this.#options = options;
-    worker.onmessage = (event: MessageEvent<WorkerToMain>) => this.#onMessage(event.data);
-    worker.onerror = (event) => {
-      event.preventDefault();
-      this.#die(new DatabaseUnavailableError(`database worker crashed: ${event.message}`));
-    };
+    worker.port.onmessage = (event: MessageEvent<WorkerToMain>) => this.#onMessage(event.data);
+    failures.onError = (message) =>
+      this.#die(new DatabaseUnavailableError(`database worker crashed: ${message}`));
+    worker.exited.then((code) =>
+      this.#die(new DatabaseUnavailableError(`database worker exited with code ${code}`))
+    );
   }
 
   /** Spawns the worker, loads the module, and resolves once it is ready to serve. */
   static start(options: DatabaseHostOptions): Promise<DatabaseHost> {
-    const worker = new Worker(new URL("./worker_main.ts", import.meta.url).href, {
-      type: "module",
-      name: "lightcone-database",
-      // deno-lint-ignore no-explicit-any
-      deno: { permissions: "none" } as any,
+    const failures: { onError?: (message: string) => void } = {};
+    let startupError: ((message: string) => void) | undefined;
+    const worker = spawnIsolatedWorker(new URL("./worker_main.ts", import.meta.url), {
+      heapMb: options.heapMb ?? WORKER_HEAP_MB_DEFAULT,
+      onError: (error) => {
+        const message = error.code === "ERR_WORKER_OUT_OF_MEMORY"
+          ? "the module ran out of memory"
+          : error.message;
+        (failures.onError ?? startupError)?.(message);
+      },
     });
     return new Promise((resolve, reject) => {
-      worker.onmessage = (event: MessageEvent<WorkerToMain>) => {
+      let settled = false;
+      startupError = (message) => {
+        if (settled) return;
+        settled = true;
+        worker.terminate();
+        reject(new ModuleInitError(`database worker crashed while loading: ${message}`, []));
+      };
+      worker.exited.then((code) => startupError?.(`it exited with code ${code}`));
+      worker.port.onmessage = (event: MessageEvent<WorkerToMain>) => {
         const message = event.data;
+        if (settled) return;
         if (message.type === "ready") {
+          settled = true;
           if (message.logs.length) options.onLogs?.(message.logs);
-          resolve(new DatabaseHost(worker, message, options));
+          resolve(new DatabaseHost(worker, message, options, failures));
         } else if (message.type === "init-failed") {
+          settled = true;
           if (message.logs.length) options.onLogs?.(message.logs);
           worker.terminate();
           reject(new ModuleInitError(message.error, message.logs));
         }
-      };
-      worker.onerror = (event) => {
-        event.preventDefault();
-        worker.terminate();
-        reject(new ModuleInitError(`database worker crashed while loading: ${event.message}`, []));
       };
       const init: InitMessage = {
         type: "init",
@@ -131,7 +152,7 @@ export class DatabaseHost {
         replay: options.replay,
         durabilityPort: options.durabilityPort,
       };
-      worker.postMessage(init, options.durabilityPort ? [options.durabilityPort] : []);
+      worker.port.postMessage(init, options.durabilityPort ? [options.durabilityPort] : []);
     });
   }
 
@@ -224,7 +245,7 @@ export class DatabaseHost {
     const requests = this.#queue;
     this.#queue = [];
     this.#inFlight++;
-    this.#worker.postMessage({ type: "batch", requests });
+    this.#worker.port.postMessage({ type: "batch", requests });
   }
 
   #onMessage(message: WorkerToMain): void {

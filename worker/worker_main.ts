@@ -1,9 +1,11 @@
 /**
- * Entry point of a database worker: the trusted host script. It runs with no
- * permissions, loads the tenant bundle through module_loader.ts, and serves
- * batches of requests from the main thread one at a time.
+ * Entry point of a database worker: the trusted host script. It runs as a
+ * heap-capped worker (worker/isolation.ts), gives up every permission once its
+ * own code is loaded, loads the tenant bundle through module_loader.ts, and
+ * serves batches of requests from the main thread one at a time.
  */
 /// <reference lib="deno.worker" />
+import { dropLoadPermissions, serveIsolated } from "./isolation.ts";
 import { systemClock } from "../lib/clock.ts";
 import { DatabaseEngine } from "./engine.ts";
 import { describeError } from "./module_loader.ts";
@@ -21,31 +23,60 @@ import { DurabilitySink } from "./durability_sink.ts";
 let engine: DatabaseEngine | undefined;
 let subscriptions: SubscriptionHost | undefined;
 let durability: DurabilitySink | undefined;
-let queue: Promise<void> = Promise.resolve();
 
 // Host references, captured before the sandbox removes or locks globals.
-const hostPostMessage = self.postMessage.bind(self);
 const hostSetTimeout = setTimeout;
 const hostPerformance = performance;
 const hostNow = () => hostPerformance.now();
 // A tenant promise chain stopped by the budget must not close the worker.
-self.addEventListener("unhandledrejection", (event) => event.preventDefault());
+globalThis.addEventListener("unhandledrejection", (event) => event.preventDefault());
+
+// Batches run synchronously inside serveIsolated's setImmediate callback: only there
+// is running out of heap reported (worker/isolation.ts); in a promise callback the
+// thread would die silently. Messages that arrive while `init` loads the module wait
+// in `backlog`.
+let initializing = false;
+const backlog: MainToWorker[] = [];
+const hostSetImmediate = setImmediate;
+
+function receive(message: MainToWorker): void {
+  if (initializing) {
+    backlog.push(message);
+    return;
+  }
+  if (message.type === "batch") {
+    try {
+      runBatch(message);
+    } catch (error) {
+      reply({ type: "init-failed", error: describeError(error), logs: engine?.drainLogs() ?? [] });
+    }
+    return;
+  }
+  initializing = true;
+  init(message)
+    .catch((error) => {
+      reply({ type: "init-failed", error: describeError(error), logs: engine?.drainLogs() ?? [] });
+    })
+    .finally(() => {
+      initializing = false;
+      hostSetImmediate(drainBacklog);
+    });
+}
+
+function drainBacklog(): void {
+  const message = backlog.shift();
+  if (message === undefined) return;
+  receive(message);
+  if (!initializing && backlog.length > 0) hostSetImmediate(drainBacklog);
+}
+
+const port = serveIsolated((data) => receive(data as MainToWorker));
+const hostPostMessage = port.postMessage.bind(port);
+// Everything this worker needs is loaded: from here on it can read nothing.
+dropLoadPermissions();
 
 function reply(message: WorkerToMain, transfer: Transferable[] = []): void {
   hostPostMessage(message, transfer);
-}
-
-self.onmessage = (event: MessageEvent<MainToWorker>) => {
-  const message = event.data;
-  // Requests are handled strictly one message at a time, in arrival order.
-  queue = queue.then(() => handle(message)).catch((error) => {
-    reply({ type: "init-failed", error: describeError(error), logs: engine?.drainLogs() ?? [] });
-  });
-};
-
-async function handle(message: MainToWorker): Promise<void> {
-  if (message.type === "init") return await init(message);
-  if (message.type === "batch") return runBatch(message);
 }
 
 async function init(message: InitMessage): Promise<void> {

@@ -20,6 +20,7 @@
  *   --systems lightcone,sqlite,pg   also: sqlite-wal (non-durable reference), pg-immediate
  *   --clients 64 --inflight 40
  *   --accounts 100000 --seed 1 --timeout-s 15 --pg-port 25432
+ *   --reps 1                        repetitions per configuration, interleaved; medians reported
  *   --quiet-wait-s 20               before each run, wait up to this long for the machine to idle
  *   --results bench/RESULTS.md      where to append; --no-append to only print
  *   --json FILE                     also write every result as JSON
@@ -63,6 +64,8 @@ export interface KeynoteOptions {
   seed: number;
   timeoutMs: number;
   pgPort: number;
+  /** Repetitions of every configuration (interleaved); the report shows medians. */
+  reps: number;
   /** How long to wait for a quiet machine before each run. */
   quietWaitMs: number;
   resultsPath: string | null;
@@ -102,6 +105,7 @@ export function parseKeynoteArgs(argv: string[], repoRoot: string): KeynoteOptio
       "timeout-s": { type: "string", default: "15" },
       "pg-port": { type: "string", default: "25432" },
       "quiet-wait-s": { type: "string", default: "20" },
+      reps: { type: "string", default: "1" },
       results: { type: "string", default: `${repoRoot}/bench/RESULTS.md` },
       "no-append": { type: "boolean", default: false },
       json: { type: "string" },
@@ -137,6 +141,7 @@ export function parseKeynoteArgs(argv: string[], repoRoot: string): KeynoteOptio
     seed: Math.floor(Number(values.seed)),
     timeoutMs: positiveNumber("timeout-s", values["timeout-s"]) * 1000,
     pgPort: Math.floor(positiveNumber("pg-port", values["pg-port"])),
+    reps: Math.floor(positiveNumber("reps", values.reps)),
     quietWaitMs: Math.max(0, Number(values["quiet-wait-s"]) || 0) * 1000,
     resultsPath: values["no-append"] ? null : values.results,
     jsonPath: values.json ?? null,
@@ -213,44 +218,46 @@ export async function runKeynote(
       pairsByAlpha.set(alpha, { pairs, path, hottestShare: hottestAccount(pairs).share });
     }
 
-    for (const alpha of options.alphas) {
-      for (const mode of options.modes) {
-        for (const systemKey of options.systems) {
-          const { pairs, path } = pairsByAlpha.get(alpha)!;
-          const runDir = await Deno.makeTempDir({ dir: workDir, prefix: `${systemKey}-` });
-          const run: RunOptions = {
-            alpha,
-            mode,
-            clientCount: options.clientCount,
-            inflightPerClient: mode === "closed" ? 1 : options.inflightPipelined,
-            warmupMs: options.warmupMs,
-            measureMs: options.measureMs,
-            timeoutMs: options.timeoutMs,
-            accountCount: options.accountCount,
-            initialBalance: INITIAL_BALANCE,
-            amount: TRANSFER_AMOUNT,
-            pairs,
-            pairsPath: path,
-            workDir: runDir,
-            repoRoot,
-          };
-          const startBusyPercent = await waitForQuiet(options.quietWaitMs);
-          log.info("Run", { system: systemKey, alpha, mode, startBusyPercent });
-          const result = await runOne(systemKey, run, postgres);
-          if (startBusyPercent !== null) result.startBusyPercent = startBusyPercent;
-          results.push(result);
-          log.info("Result", {
-            system: systemKey,
-            alpha,
-            mode,
-            status: result.status,
-            tps: Math.round(result.load?.tps ?? 0),
-            p50Ms: result.load?.p50Ms,
-            p99Ms: result.load?.p99Ms,
-            errors: result.load?.errors,
-            reason: result.reason,
-          });
-          await Deno.remove(runDir, { recursive: true }).catch(() => {});
+    for (let rep = 1; rep <= options.reps; rep++) {
+      for (const alpha of options.alphas) {
+        for (const mode of options.modes) {
+          for (const systemKey of options.systems) {
+            const { pairs, path } = pairsByAlpha.get(alpha)!;
+            const runDir = await Deno.makeTempDir({ dir: workDir, prefix: `${systemKey}-` });
+            const run: RunOptions = {
+              alpha,
+              mode,
+              clientCount: options.clientCount,
+              inflightPerClient: mode === "closed" ? 1 : options.inflightPipelined,
+              warmupMs: options.warmupMs,
+              measureMs: options.measureMs,
+              timeoutMs: options.timeoutMs,
+              accountCount: options.accountCount,
+              initialBalance: INITIAL_BALANCE,
+              amount: TRANSFER_AMOUNT,
+              pairs,
+              pairsPath: path,
+              workDir: runDir,
+              repoRoot,
+            };
+            const startBusyPercent = await waitForQuiet(options.quietWaitMs);
+            log.info("Run", { rep, system: systemKey, alpha, mode, startBusyPercent });
+            const result = await runOne(systemKey, run, postgres);
+            if (startBusyPercent !== null) result.startBusyPercent = startBusyPercent;
+            results.push(result);
+            log.info("Result", {
+              system: systemKey,
+              alpha,
+              mode,
+              status: result.status,
+              tps: Math.round(result.load?.tps ?? 0),
+              p50Ms: result.load?.p50Ms,
+              p99Ms: result.load?.p99Ms,
+              errors: result.load?.errors,
+              reason: result.reason,
+            });
+            await Deno.remove(runDir, { recursive: true }).catch(() => {});
+          }
         }
       }
     }
@@ -265,6 +272,7 @@ export async function runKeynote(
       accountCount: options.accountCount,
       initialBalance: INITIAL_BALANCE,
       seed: options.seed,
+      reps: options.reps,
       pairCount: PAIR_COUNT_DEFAULT,
       hottestShareByAlpha: Object.fromEntries(
         [...pairsByAlpha].map(([alpha, entry]) => [String(alpha), entry.hottestShare]),

@@ -23,6 +23,8 @@ export interface ReportSettings {
   accountCount: number;
   initialBalance: number;
   seed: number;
+  /** Repetitions of every configuration. */
+  reps: number;
   pairCount: number;
   /** Share of pairs touching the hottest account, per α (shows the contention). */
   hottestShareByAlpha: Record<string, number>;
@@ -102,7 +104,35 @@ function retryCell(result: SystemResult): string {
   })`;
 }
 
-/** The main table: one row per run. */
+/**
+ * Collapses repetitions of the same system × α × mode into their median-TPS run (order of first
+ * appearance kept). The median row lists every repetition's TPS and fails if any repetition did.
+ */
+export function medianRuns(results: readonly SystemResult[]): SystemResult[] {
+  const groups = new Map<string, SystemResult[]>();
+  for (const result of results) {
+    const key = `${result.systemKey}|${result.alpha}|${result.mode}`;
+    const group = groups.get(key);
+    if (group) group.push(result);
+    else groups.set(key, [result]);
+  }
+  return [...groups.values()].map((group) => {
+    if (group.length === 1) return group[0];
+    const measured = group.filter((result) => result.load);
+    if (measured.length === 0) return group[0];
+    const sorted = [...measured].sort((a, b) => a.load!.tps - b.load!.tps);
+    const median = sorted[Math.floor((sorted.length - 1) / 2)];
+    const failed = group.find((result) => result.status !== "ok");
+    return {
+      ...median,
+      status: failed ? failed.status : median.status,
+      reason: failed?.reason ?? median.reason,
+      runTps: group.map((result) => result.load?.tps ?? 0),
+    };
+  });
+}
+
+/** The main table: one row per system × α × mode (the median run when repeated). */
 export function resultsTable(results: readonly SystemResult[]): string {
   const lines = [
     "| system | mode | α | TPS | p50 ms | p99 ms | errors | balance check | CPU % (client, server, db; machine busy/iowait/steal) |",
@@ -129,7 +159,9 @@ export function resultsTable(results: readonly SystemResult[]): string {
     lines.push(
       `| ${result.systemName} | ${mode} | ${formatAlpha(result.alpha)} | **${
         formatInteger(load.tps)
-      }** | ${formatMs(load.p50Ms)} | ${formatMs(load.p99Ms)} | ${formatInteger(load.errors)}${
+      }**${result.runTps ? ` (${result.runTps.map(formatInteger).join(", ")})` : ""} | ${
+        formatMs(load.p50Ms)
+      } | ${formatMs(load.p99Ms)} | ${formatInteger(load.errors)}${
         retryCell(result)
       } | ${check} | ${cpuCell(result)} |`,
     );
@@ -253,6 +285,10 @@ export function reportMarkdown(
     .map(([alpha, share]) => `α=${alpha}: ${(share * 100).toFixed(1)} %`)
     .join(", ");
   const failed = results.filter((result) => result.status !== "ok");
+  const rows = medianRuns(results);
+  const repetition = settings.reps > 1
+    ? `Each configuration ran ${settings.reps} times, interleaved; a row is the run with the median TPS, the TPS of all runs in brackets.`
+    : "One run per row";
   return [
     `## Keynote transfer benchmark, ${settings.date}`,
     "",
@@ -267,16 +303,16 @@ export function reportMarkdown(
       settings.warmupMs / 1000
     } s warm-up, then ${
       settings.measureMs / 1000
-    } s measured; TPS counts acknowledged transfers completed inside the window; p50/p99 over those; errors = non-acknowledged transfers completed inside the window. One run per row (expect ±15 % between runs on a shared VM).`,
+    } s measured; TPS counts acknowledged transfers completed inside the window; p50/p99 over those; errors = non-acknowledged transfers completed inside the window. ${repetition} (expect ±15 % between runs on a shared VM).`,
     "* Balance check after every run: row count, summed balance, and each account against the acknowledged transfers (no acknowledged transfer lost).",
     ...settingsLines(results),
     `* Command: \`${settings.command}\``,
     "",
-    resultsTable(results),
+    resultsTable(rows),
     "",
     "Ratios (Lightcone / baseline):",
     "",
-    ratioTable(results),
+    ratioTable(rows),
     ...(failed.length > 0
       ? [
         "",

@@ -1,6 +1,6 @@
 import { deepStrictEqual as assertEquals, ok as assert, throws } from "node:assert/strict";
 import { parseKeynoteArgs } from "./main.ts";
-import { ratioTable, reportMarkdown, resultsTable } from "./report.ts";
+import { medianRuns, ratioTable, reportMarkdown, resultsTable } from "./report.ts";
 import type { LoadSummary, SystemResult } from "./types.ts";
 
 function load(tps: number): LoadSummary {
@@ -109,6 +109,7 @@ Deno.test("reportMarkdown() names the machine, versions and contention", () => {
       accountCount: 100_000,
       initialBalance: 1_000_000_000,
       seed: 1,
+      reps: 1,
       pairCount: 1024,
       hottestShareByAlpha: { "0": 0, "1.5": 0.633 },
       command: "deno task bench:keynote",
@@ -139,4 +140,22 @@ Deno.test("parseKeynoteArgs() has laptop-short defaults and rejects unknown syst
   throws(() => parseKeynoteArgs(["--systems", "mysql"], "/repo"), RangeError);
   throws(() => parseKeynoteArgs(["--modes", "open"], "/repo"), RangeError);
   throws(() => parseKeynoteArgs(["--measure-s", "0"], "/repo"), RangeError);
+});
+
+Deno.test("medianRuns() keeps the median repetition and lists every run's TPS", () => {
+  const rows = medianRuns([
+    result("pg", 0, "closed", 900),
+    result("sqlite", 0, "closed", 500),
+    result("pg", 0, "closed", 1200),
+    result("pg", 0, "closed", 1000),
+    result("sqlite", 0, "closed", 450, "failed"),
+  ]);
+  assertEquals(rows.map((row) => row.systemKey), ["pg", "sqlite"]);
+  assertEquals(rows[0].load?.tps, 1000);
+  assertEquals(rows[0].runTps, [900, 1200, 1000]);
+  assertEquals(rows[0].status, "ok");
+  // A failed repetition fails the row.
+  assertEquals(rows[1].status, "failed");
+  assertEquals(rows[1].load?.tps, 450);
+  assert(resultsTable(rows).includes("**1,000** (900, 1,200, 1,000)"));
 });

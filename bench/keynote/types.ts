@@ -67,6 +67,8 @@ export interface SystemResult {
   info?: Record<string, unknown>;
   /** Machine busy % (all cores) just before the run; high means other load shared the machine. */
   startBusyPercent?: number;
+  /** With --reps > 1, on the median row: the TPS of every repetition, in run order. */
+  runTps?: number[];
   /** Server-side counters (PostgreSQL retries). */
   serverStats?: Record<string, unknown>;
 }

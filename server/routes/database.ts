@@ -165,10 +165,11 @@ export function databaseRoutes(context: AppContext): Hono<AppEnv> {
     const call = reducer
       ? host.callReducer({ reducer: name, args, sender, connectionId, timestampMicros })
       : host.callProcedure({ procedure: name, args, sender, connectionId, timestampMicros });
-    const disconnected = host.disconnect({ sender, connectionId, timestampMicros });
+    // The disconnect's outcome never matters to the caller; it must not go unhandled.
+    host.disconnect({ sender, connectionId, timestampMicros }).catch(() => {});
+    call.catch(() => {});
     const connect = await connected;
     const result = await call;
-    await disconnected.catch(() => {});
     if (connect.status !== "committed") return c.text(connect.message ?? "Connection refused", 403);
     await context.hub.durable(database, "txOffset" in result ? result.txOffset : undefined);
     c.header("spacetime-energy-used", "0");

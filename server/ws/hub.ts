@@ -20,9 +20,9 @@ import {
   decodeClientFrame,
   encodeRowList,
   encodeServerFrame,
-  serverMessageSize,
   type QuerySetUpdate,
   type ServerMessage,
+  serverMessageSize,
   type TableUpdate,
   type WsVersion,
 } from "../../protocol/mod.ts";

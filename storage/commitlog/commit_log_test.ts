@@ -51,10 +51,12 @@ function expectedRecords(count: number): Array<[number, string]> {
   );
 }
 
-for (const [name, makeFs] of [
-  ["MemoryFs", () => ({ fs: new MemoryFs() as FsLayer, dir: DIR })],
-  ["denoFs", () => ({ fs: denoFs, dir: joinPath(Deno.makeTempDirSync(), "log") })],
-] as const) {
+for (
+  const [name, makeFs] of [
+    ["MemoryFs", () => ({ fs: new MemoryFs() as FsLayer, dir: DIR })],
+    ["denoFs", () => ({ fs: denoFs, dir: joinPath(Deno.makeTempDirSync(), "log") })],
+  ] as const
+) {
   Deno.test(`${name}: a written log reads back every record in order across segments`, () => {
     const { fs, dir } = makeFs();
     const writer = CommitLogWriter.open(fs, dir, SMALL);
@@ -100,7 +102,10 @@ Deno.test("append() rejects a batch whose first offset is not the next one", () 
   const writer = CommitLogWriter.open(fs, DIR, SMALL);
   writeCommits(writer, 2);
   throws(() => writer.append(99n, 1, [lengthPrefixed([recordBytes(99)])]), RangeError);
-  throws(() => writer.append(writer.nextTxOffset, 2, [lengthPrefixed([recordBytes(1)])]), TypeError);
+  throws(
+    () => writer.append(writer.nextTxOffset, 2, [lengthPrefixed([recordBytes(1)])]),
+    TypeError,
+  );
   writeCommits(writer, 1);
 });
 
@@ -140,7 +145,9 @@ for (const layout of ["in one segment", "with the last commit opening a new segm
     let commits = writeCommits(writer, 8);
     if (layout !== "in one segment") {
       // Fill the segment so the next commit starts a new one.
-      while (writer.position.segmentFirstTxOffset === 0n) commits = commits.concat(writeCommits(writer, 1));
+      while (writer.position.segmentFirstTxOffset === 0n) {
+        commits = commits.concat(writeCommits(writer, 1));
+      }
     }
     writer.close();
     const { path, ranges } = lastSegmentCommitRanges(base);
@@ -160,7 +167,9 @@ for (const layout of ["in one segment", "with the last commit opening a new segm
         // Offsets covered by complete commits in this segment, plus all earlier segments.
         const segmentCommits = commits.filter(([first]) => BigInt(first) >= segmentStart);
         const keptCommits = commits.length - segmentCommits.length + complete;
-        const kept = keptCommits === 0 ? 0 : commits[keptCommits - 1][0] + commits[keptCommits - 1][1];
+        const kept = keptCommits === 0
+          ? 0
+          : commits[keptCommits - 1][0] + commits[keptCommits - 1][1];
         const log = readCommitLog(fs, DIR);
         deepStrictEqual(log.durableEnd, BigInt(kept), `cut at ${cut} (${style})`);
         // A cut exactly on a commit boundary leaves nothing torn behind.
@@ -267,7 +276,10 @@ Deno.test("a gap between segments is corruption", () => {
   writeCommits(writer, 40);
   writer.close();
   const log = readCommitLog(fs, DIR);
-  fs.rename(log.segments[1].path, joinPath(DIR, segmentFileName(log.segments[1].firstTxOffset + 1n)));
+  fs.rename(
+    log.segments[1].path,
+    joinPath(DIR, segmentFileName(log.segments[1].firstTxOffset + 1n)),
+  );
   throws(() => readCommitLog(fs, DIR), CorruptLogError);
 });
 
@@ -320,19 +332,32 @@ for (const operation of ["write", "sync"] as FsOperation[]) {
         const fs = new MemoryFs({ random: seededRandom(nth) });
         fs.injectFault({ operation, nth, persistent });
         const result = faultWorkload(fs, seededRandom(5));
-        ok(nth > totalCalls ? result.error === undefined : result.error !== undefined, `nth ${nth}`);
+        ok(
+          nth > totalCalls ? result.error === undefined : result.error !== undefined,
+          `nth ${nth}`,
+        );
         for (const mode of modes) {
           const after = fs.crash(mode);
           const got = readAll(after);
-          ok(got.length >= result.acked, `nth ${nth} ${mode}: lost acked tx (${got.length} < ${result.acked})`);
+          ok(
+            got.length >= result.acked,
+            `nth ${nth} ${mode}: lost acked tx (${got.length} < ${result.acked})`,
+          );
           ok(got.length <= result.attempted, `nth ${nth} ${mode}`);
           deepStrictEqual(got, expectedRecords(got.length), `nth ${nth} ${mode}`);
           // And the database can carry on writing after the restart.
-          const again = CommitLogWriter.open(after, DIR, { segmentBytes: 700, preallocateBytes: 200 });
+          const again = CommitLogWriter.open(after, DIR, {
+            segmentBytes: 700,
+            preallocateBytes: 200,
+          });
           writeCommits(again, 3);
           const total = Number(again.durableOffset);
           again.close();
-          deepStrictEqual(readAll(after), expectedRecords(total), `nth ${nth} ${mode} after restart`);
+          deepStrictEqual(
+            readAll(after),
+            expectedRecords(total),
+            `nth ${nth} ${mode} after restart`,
+          );
         }
       }
     }

@@ -40,7 +40,9 @@ export function encodeCommit(
 ): Uint8Array {
   let payloadLength = 0;
   for (const piece of payloadPieces) payloadLength += piece.length;
-  if (payloadLength > 0xffffffff) throw new RangeError(`Commit payload of ${payloadLength} bytes is too large`);
+  if (payloadLength > 0xffffffff) {
+    throw new RangeError(`Commit payload of ${payloadLength} bytes is too large`);
+  }
   const frame = new Uint8Array(COMMIT_OVERHEAD_BYTES + payloadLength);
   const view = new DataView(frame.buffer);
   writeHeader(view, 0, { ...header, payloadLength });
@@ -75,8 +77,11 @@ export type FrameRead =
     end?: number;
   };
 
-/** Decodes and checksums the commit starting at `position`. */
-export function readFrameAt(bytes: Uint8Array, position: number): FrameRead {
+/**
+ * Decodes and checksums the commit starting at `position`. `verifyChecksum = false` is for a
+ * second pass over bytes whose checksums were verified moments before.
+ */
+export function readFrameAt(bytes: Uint8Array, position: number, verifyChecksum = true): FrameRead {
   const available = bytes.length - position;
   if (available <= 0) return { kind: "end" };
   if (available < COMMIT_HEADER_BYTES) {
@@ -103,11 +108,13 @@ export function readFrameAt(bytes: Uint8Array, position: number): FrameRead {
     payloadLength: view.getUint32(28, true),
   };
   const end = position + COMMIT_OVERHEAD_BYTES + header.payloadLength;
-  if (end > bytes.length) return { kind: "bad", reason: "incomplete commit", stage: "incomplete", end };
+  if (end > bytes.length) {
+    return { kind: "bad", reason: "incomplete commit", stage: "incomplete", end };
+  }
   const crcAt = end - COMMIT_TRAILER_BYTES;
   const stored = (bytes[crcAt] | (bytes[crcAt + 1] << 8) | (bytes[crcAt + 2] << 16) |
     (bytes[crcAt + 3] << 24)) >>> 0;
-  if (crc32cUpdate(0, bytes.subarray(position, crcAt)) !== stored) {
+  if (verifyChecksum && crc32cUpdate(0, bytes.subarray(position, crcAt)) !== stored) {
     return { kind: "bad", reason: "checksum mismatch", stage: "checksum", end };
   }
   return { kind: "ok", header, payloadStart: position + COMMIT_HEADER_BYTES, end };
@@ -146,7 +153,9 @@ export function firstNonZero(bytes: Uint8Array, start: number, end = bytes.lengt
 export function checkRecordLayout(payload: Uint8Array, recordCount: number): string | undefined {
   let at = 0;
   for (let i = 0; i < recordCount; i++) {
-    if (at + RECORD_PREFIX_BYTES > payload.length) return `record ${i} of ${recordCount} is missing`;
+    if (at + RECORD_PREFIX_BYTES > payload.length) {
+      return `record ${i} of ${recordCount} is missing`;
+    }
     const length = readU32(payload, at);
     at += RECORD_PREFIX_BYTES + length;
     if (at > payload.length) return `record ${i} of ${recordCount} overruns the payload`;

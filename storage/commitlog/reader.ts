@@ -90,7 +90,10 @@ export function readCommitLog(
     .filter((entry): entry is { name: string; firstTxOffset: bigint } =>
       entry.firstTxOffset !== undefined
     )
-    .sort((a, b) => (a.firstTxOffset < b.firstTxOffset ? -1 : a.firstTxOffset > b.firstTxOffset ? 1 : 0));
+    .sort((
+      a,
+      b,
+    ) => (a.firstTxOffset < b.firstTxOffset ? -1 : a.firstTxOffset > b.firstTxOffset ? 1 : 0));
 
   const segments: SegmentSummary[] = [];
   let expected = 0n;
@@ -141,9 +144,14 @@ export function readCommitLog(
       let position = 0;
       let next = segment.firstTxOffset;
       while (position < segment.validBytes) {
-        const frame = readFrameAt(bytes, position);
+        // Checksums were verified when the log was opened; headers and offsets are re-checked.
+        const frame = readFrameAt(bytes, position, false);
         if (frame.kind !== "ok" || frame.header.firstTxOffset !== next) {
-          throw new CorruptLogError(segment.path, position, "commit changed since the log was opened");
+          throw new CorruptLogError(
+            segment.path,
+            position,
+            "commit changed since the log was opened",
+          );
         }
         next += BigInt(frame.header.recordCount);
         if (next > fromTxOffset) {
@@ -210,9 +218,15 @@ function scanSegment(
         );
       }
       if (header.epoch < epoch) {
-        throw new CorruptLogError(path, position, `epoch went down from ${epoch} to ${header.epoch}`);
+        throw new CorruptLogError(
+          path,
+          position,
+          `epoch went down from ${epoch} to ${header.epoch}`,
+        );
       }
-      if (header.recordCount === 0) throw new CorruptLogError(path, position, "commit has no records");
+      if (header.recordCount === 0) {
+        throw new CorruptLogError(path, position, "commit has no records");
+      }
       const layoutProblem = checkRecordLayout(
         bytes.subarray(frame.payloadStart, frame.end - 4),
         header.recordCount,
@@ -225,9 +239,15 @@ function scanSegment(
     }
     if (frame.kind === "end") {
       const stray = firstNonZero(bytes, position);
-      if (stray < 0) return { endTxOffset: next, validBytes: position, lastEpoch: epoch, tornTail: undefined };
+      if (stray < 0) {
+        return { endTxOffset: next, validBytes: position, lastEpoch: epoch, tornTail: undefined };
+      }
       // An unwritten header sector followed by written ones: only a tear looks like this.
-      bad = { kind: "bad", reason: `zero header followed by data at byte ${stray}`, stage: "incomplete" };
+      bad = {
+        kind: "bad",
+        reason: `zero header followed by data at byte ${stray}`,
+        stage: "incomplete",
+      };
     } else {
       bad = frame;
     }
@@ -243,7 +263,9 @@ function scanSegment(
     );
   }
   const notTorn = whyNotTorn(bytes, position, bad);
-  if (notTorn) throw new CorruptLogError(path, position, `${bad.reason} in the last commit, ${notTorn}`);
+  if (notTorn) {
+    throw new CorruptLogError(path, position, `${bad.reason} in the last commit, ${notTorn}`);
+  }
   return {
     endTxOffset: next,
     validBytes: position,

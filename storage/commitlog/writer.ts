@@ -142,7 +142,9 @@ export class CommitLogWriter {
     if (layoutProblem) throw new TypeError(`Commit batch is malformed: ${layoutProblem}`);
     try {
       if (this.#unsynced) this.#syncNow();
-      if (!this.#file || (this.#position > 0 && this.#position + frame.length > this.#segmentBytes)) {
+      if (
+        !this.#file || (this.#position > 0 && this.#position + frame.length > this.#segmentBytes)
+      ) {
         this.#startSegment(firstTxOffset);
       }
       this.#ensureAllocated(this.#position + frame.length);
@@ -211,7 +213,10 @@ export class CommitLogWriter {
 
   #ensureAllocated(end: number): void {
     if (end <= this.#allocatedEnd) return;
-    const target = Math.max(end, Math.min(this.#allocatedEnd + this.#preallocateBytes, this.#segmentBytes));
+    const target = Math.max(
+      end,
+      Math.min(this.#allocatedEnd + this.#preallocateBytes, this.#segmentBytes),
+    );
     if (zeroChunk.length < Math.min(target - this.#allocatedEnd, this.#preallocateBytes)) {
       zeroChunk = new Uint8Array(Math.min(target - this.#allocatedEnd, this.#preallocateBytes));
     }

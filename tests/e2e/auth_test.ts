@@ -328,7 +328,8 @@ Deno.test({
         await Deno.readTextFile(keyPaths(server.dataDir).privateKeyPath),
         "ES256",
       );
-      const good = await provider.token({ sub: "rejected-good-base" });
+      const good = await provider.token({ sub: "control" });
+      const toTamper = await provider.token({ sub: "rejected-tampered" });
       const [goodHeader, goodPayload, goodSignature] = good.split(".");
       const providerRsaKey = provider.publishedKeys().find((key) => key.kty === "RSA")!;
       const segment = (value: unknown) =>
@@ -369,8 +370,8 @@ Deno.test({
         },
         {
           name: "tampered signature",
-          subject: "rejected-good-base",
-          token: `${goodHeader}.${goodPayload}.${flip(goodSignature)}`,
+          subject: "rejected-tampered",
+          token: `${toTamper.split(".").slice(0, 2).join(".")}.${flip(toTamper.split(".")[2])}`,
           reason: /^Invalid token: signature verification failed$/,
         },
         {
@@ -570,7 +571,10 @@ Deno.test({
             // Nothing changed: same owner, and the data survived the refused reset and delete.
             const info = await (await fetch(base)).json();
             assertEquals(info.owner_identity.__identity__, `0x${ownerHex}`);
-            assertEquals((await seenFrom(server.url, ownerHex)).map((row) => row.via), ["kept"]);
+            assertEquals((await seenFrom(server.url, ownerHex)).map((row) => row.via), [
+              "connect",
+              "kept",
+            ]);
           },
         );
       }

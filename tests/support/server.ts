@@ -15,7 +15,12 @@ export interface TestServer {
 }
 
 export async function startTestServer(
-  options: { dataDir?: string; reducerBudgetMs?: number; oidc?: OidcOptions } = {},
+  options: {
+    dataDir?: string;
+    reducerBudgetMs?: number;
+    workerHeapMb?: number;
+    oidc?: OidcOptions;
+  } = {},
 ): Promise<TestServer> {
   const dataDir = options.dataDir ?? await Deno.makeTempDir({ prefix: "lightcone-test-" });
   const server = await startServer({
@@ -23,6 +28,7 @@ export async function startTestServer(
     port: 0,
     dataDir,
     reducerBudgetMs: options.reducerBudgetMs,
+    workerHeapMb: options.workerHeapMb,
     oidc: options.oidc,
   });
   return {

@@ -1,0 +1,70 @@
+import { deepStrictEqual, ok, throws } from "node:assert/strict";
+import { seededRandom } from "../lib/random.ts";
+import { InjectedFaultError, makeDirsDurable, MemoryFs } from "./fs_layer.ts";
+
+const bytes = (...values: number[]) => new Uint8Array(values);
+
+Deno.test("MemoryFs.crash() keeps synced bytes and synced directory entries only", () => {
+  const fs = new MemoryFs();
+  makeDirsDurable(fs, "/d");
+  const synced = fs.open("/d/synced", { create: true });
+  synced.write(bytes(1, 2, 3), 0);
+  synced.syncData();
+  synced.write(bytes(9), 3);
+  fs.syncDir("/d");
+  const unlisted = fs.open("/d/unlisted", { create: true });
+  unlisted.write(bytes(5), 0);
+  unlisted.syncData();
+  const lost = fs.crash("lose-unsynced");
+  deepStrictEqual(lost.readFile("/d/synced"), bytes(1, 2, 3));
+  deepStrictEqual(lost.exists("/d/unlisted"), false);
+  deepStrictEqual(fs.crash("keep-unsynced").readFile("/d/synced"), bytes(1, 2, 3, 9));
+  fs.rename("/d/synced", "/d/renamed");
+  deepStrictEqual(fs.crash().exists("/d/renamed"), false);
+  fs.syncDir("/d");
+  deepStrictEqual(fs.crash().readFile("/d/renamed"), bytes(1, 2, 3));
+  deepStrictEqual(fs.crash().exists("/d/synced"), false);
+});
+
+Deno.test("MemoryFs directories survive a crash only once their parent is synced", () => {
+  const fs = new MemoryFs();
+  fs.mkdir("/a");
+  fs.mkdir("/a/b");
+  fs.syncDir("/a");
+  deepStrictEqual(fs.crash().exists("/a/b"), false);
+  fs.syncDir("/");
+  deepStrictEqual(fs.crash().exists("/a/b"), true);
+});
+
+Deno.test("MemoryFs fails the Nth call once, or from then on when persistent", () => {
+  const fs = new MemoryFs();
+  const file = fs.open("/f", { create: true });
+  fs.injectFault({ operation: "sync", nth: 2 });
+  file.syncData();
+  throws(() => file.syncData(), InjectedFaultError);
+  file.syncData();
+  fs.injectFault({ operation: "write", nth: 2, persistent: true });
+  file.write(bytes(1), 0);
+  throws(() => file.write(bytes(2), 1), InjectedFaultError);
+  throws(() => file.write(bytes(3), 2), InjectedFaultError);
+  deepStrictEqual(fs.counts.write, 3);
+});
+
+Deno.test("MemoryFs tear-unsynced keeps each sector either old or new", () => {
+  const fs = new MemoryFs({ random: seededRandom(3) });
+  const file = fs.open("/f", { create: true });
+  file.write(new Uint8Array(4096).fill(1), 0);
+  file.syncData();
+  fs.syncDir("/");
+  file.write(new Uint8Array(4096).fill(2), 0);
+  const kinds = new Set<number>();
+  for (let trial = 0; trial < 20; trial++) {
+    const after = fs.crash("tear-unsynced").readFile("/f");
+    for (let sector = 0; sector < 8; sector++) {
+      const slice = after.subarray(sector * 512, sector * 512 + 512);
+      ok(slice.every((b) => b === slice[0]), "a sector is never mixed");
+      kinds.add(slice[0]);
+    }
+  }
+  deepStrictEqual([...kinds].sort(), [1, 2]);
+});
