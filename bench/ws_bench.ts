@@ -3,24 +3,14 @@
  * Reducer calls per second over WebSocket with the official `spacetimedb` SDK, and update
  * delivery latency from a reducer call to each subscriber's `onUpdate`.
  *
- * Back of the envelope (2 vCPU shared by server and client): deno-feasibility.md §3 measured the
- * WebSocket ceiling at ~60k frames/s, ~15 µs of server main-thread CPU per frame. The SDK sends one
- * frame per reducer call and gets one reply frame back, so the server's main thread alone caps us
- * near 1 / 30 µs ≈ 33k calls/s, before the reducer itself (in the module worker, the other core)
- * and the fsync (group-committed, ~0.1-0.2 ms, amortised when many calls are in flight). The SDK
- * client runs in this process on the same two cores and costs at least as much per call as the
- * server's frame handling (encode, decode, promise bookkeeping), so expect ~10-25k calls/s with
- * 64 × 40 in flight, the client near one full core. One client with one call in flight pays a full
- * loopback round trip plus an fsync per call: ~0.3-1 ms, i.e. ~1-3k calls/s. Update delivery to
- * one subscriber should cost about one call latency (~0.5-1 ms); to 100 subscribers the server
- * writes 100 frames (~1.5 ms at 15 µs) and this process decodes 100 messages one after another,
- * so the last subscriber hears a few ms after the first.
+ * Back of the envelope: see ESTIMATE below (printed at the top of every report).
  *
  * It starts `main.ts start` as a child process (so the server does not share the client's JS
  * thread), publishes tests/fixtures/modules/bank, seeds the accounts, then runs:
  *   1. transfer calls: 1 client × 1 in flight (closed loop), 1 × 40 (pipelined), 64 × 40 in this
  *      process, and 64 × 40 split across 2 child processes (to see whether the client is the
  *      bottleneck); each after a warm-up, over a fixed window; TPS, p50/p99 call latency, errors;
+ *      the pipelined runs once per SDK socket (`Transport`: the SDK's default, v2, v3-1k);
  *   2. update delivery: one writer calls `transfer` on account X while 1 (then 100) subscriber
  *      connections hold `SELECT * FROM accounts WHERE id = X`; latency = from the call being sent
  *      to each subscriber's `onUpdate` firing (same process clock), p50/p99.
@@ -923,14 +913,27 @@ function deliveryTable(rows: readonly DeliveryResult[]): string {
   return lines.join("\n");
 }
 
-const ESTIMATE =
-  `Estimate first (deno-feasibility.md §3): ~60k WebSocket frames/s on this machine, ~15 µs of
-server main-thread CPU per frame. The SDK sends one frame per call and gets one back, so the
-server's main thread caps near 1 / 30 µs ≈ 33k calls/s; the SDK client shares the same 2 cores and
-costs about as much per call, so expect ~10-25k calls/s at 64 × 40. One client with 1 call in flight
-pays a loopback round trip plus a (group) fsync: ~0.3-1 ms, ~1-3k calls/s. Delivery to one
-subscriber ≈ one call latency; to 100 subscribers the server writes 100 frames (~1.5 ms) and this
-process decodes them one by one, so the last subscriber hears a few ms after the first.`;
+const ESTIMATE = `Estimate first. deno-feasibility.md §3: ~60k WebSocket frames/s on this 2-vCPU
+machine, ~15 µs of server main-thread CPU per frame. With one call per frame each way (1 in flight,
+or the v2 subprotocol) the server's main thread caps near 1 / 30 µs ≈ 33k calls/s. The SDK's
+default v3 framing packs the calls queued in one JS turn into one frame and the server packs the
+replies, so with 40 in flight per connection the frame cost is amortised and the limit moves to
+the module worker (~5-10 µs per transfer through the module library, bench/module_transfer_bench.ts)
+and to the SDK client, which shares the same 2 cores: with ~10 µs per call on each of client, main
+thread and worker, ~30 µs of CPU per call on 2 cores gives ~60k calls/s at best, less on a shared
+machine. One client with 1 call in flight pays a loopback round trip plus a group-committed fsync:
+~0.3-1 ms, ~1-3k calls/s. Delivery to one subscriber ≈ one call latency; to 100 subscribers the
+server writes 100 frames (~1.5 ms) and this process decodes them one by one, so the last
+subscriber hears a few ms after the first.`;
+
+const SOCKETS_NOTE = `SDK socket: \`default\` is the SDK exactly as shipped (v3 framing over Deno's
+WebSocket). Deno 2.9.6's WebSocket client sets TCP_NODELAY to 0 and writes a frame's header and
+payload with two send() calls when the payload is over 1 KiB (seen with strace), so such a frame
+waits for the server's delayed ACK, ~40 ms: the SDK's v3 frame of 40 queued calls (40 × 38 B ≈ 1.5 KiB) hits
+this every time. \`v2\` and \`v3-1k\` are the same SDK code over a socket we open (\`withWSFn\`):
+\`v2\` offers only the v2 subprotocol (one message per frame); \`v3-1k\` keeps v3 but cuts outgoing
+frames at reducer-call boundaries to at most 1 KiB. Browsers and other clients set TCP_NODELAY, so
+\`v3-1k\` is closest to what the server can do for them.`;
 
 function reportMarkdown(
   env: Environment,
@@ -951,17 +954,23 @@ function reportMarkdown(
     "settings (server default: confirmed reads, so a call resolves after its commit is durable). " +
     `Command: \`${env.command}\`.`,
     "",
-    "Transfer calls (a call counts when sent and resolved inside the window; server = the " +
-    "`main.ts start` process with its module worker threads, client/bench = this process):",
+    SOCKETS_NOTE,
+    "",
+    "Transfer calls (a call counts when sent and resolved inside the window; CPU: server = the " +
+    "`main.ts start` process, split by thread (main = JS main thread with all WebSocket work, " +
+    "worker-N = module and storage workers, V8 DefaultWorker = GC and compiler helpers); " +
+    "client/bench = this process; clientN = load child processes):",
     "",
     loadTable(loads),
     "",
-    "Update delivery: a writer calls `transfer(X → Y)`; every subscriber holds " +
-    "`SELECT * FROM accounts WHERE id = X`; latency = from sending the call to that subscriber's " +
-    "`onUpdate` (one process clock), one call at a time:",
-    "",
-    deliveryTable(deliveries),
-    "",
+    ...(deliveries.length === 0 ? [] : [
+      "Update delivery: a writer calls `transfer(X → Y)`; every subscriber holds " +
+      "`SELECT * FROM accounts WHERE id = X`; latency = from sending the call to that subscriber's " +
+      "`onUpdate` (one process clock), one call at a time, SDK default socket:",
+      "",
+      deliveryTable(deliveries),
+      "",
+    ]),
   ].join("\n");
 }
 

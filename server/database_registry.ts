@@ -1,7 +1,8 @@
 /**
  * The databases this server hosts: names, identities, owners and modules, kept in
  * `<dataDir>/control.json` (written atomically) plus one directory per database
- * holding its module bundle and log. Each database runs in its own worker.
+ * holding its module bundle, module log and commit log. Each database runs in its
+ * own worker; its commit log belongs to the storage worker (DurabilityActor).
  */
 import { join } from "node:path";
 import { BadRequestError, NotFoundError } from "../lib/errors.ts";
@@ -11,6 +12,7 @@ import { Identity, requireOwner } from "../auth/mod.ts";
 import {
   type BatchItem,
   DatabaseHost,
+  type DurabilityActor,
   type LogLine,
   type ModuleInfo,
   moduleInfoFromDescribe,
@@ -20,6 +22,9 @@ import { LogBuffer } from "./log_buffer.ts";
 
 /** Database names: `[a-z0-9]` and `-`, starting with `[a-z0-9]`, no leading/trailing/double hyphens. */
 const DATABASE_NAME = /^[a-z0-9](?:[a-z0-9]|-(?!-))*(?<!-)$/;
+
+/** A database that crashes more often than this is left stopped. */
+const RESTARTS_PER_MINUTE_MAX = 3;
 
 export function isValidDatabaseName(name: string): boolean {
   return name.length <= 64 && DATABASE_NAME.test(name);
@@ -32,7 +37,6 @@ interface ControlFile {
     owner: string;
     names: string[];
     hostType: "Js";
-    createdAtMicros: string;
     moduleHash: string;
   }[];
 }
@@ -47,42 +51,80 @@ export class Database {
   module: ModuleInfo;
   moduleHash: string;
   readonly names: string[];
-  /** Set while the database cannot serve (deleted, crashed). */
+  /** Set while the database cannot serve (deleted, crashed, storage failed). */
   stoppedReason: string | undefined;
-  /**
-   * Highest transaction offset known to be on disk. Infinity while the database
-   * keeps no commit log, so nothing waits.
-   */
-  durableTxOffset = Infinity;
+  /** Number of transactions known to be on disk (= offset of the last durable one). */
+  durableTxOffset: number;
+  readonly #durableWaiters: {
+    txOffset: number;
+    resolve: () => void;
+    reject: (e: Error) => void;
+  }[] = [];
+  readonly restarts: number[] = [];
 
   constructor(
     readonly identity: Identity,
     readonly owner: Identity,
     names: string[],
     host: DatabaseHost,
-    module: ModuleInfo,
     moduleHash: string,
     readonly logs: LogBuffer,
     readonly directory: string,
+    durableTxOffset: number,
   ) {
     this.names = names;
     this.host = host;
-    this.module = module;
+    this.module = moduleInfoFromDescribe(host.describe);
     this.moduleHash = moduleHash;
+    this.durableTxOffset = durableTxOffset;
+  }
+
+  get key(): string {
+    return this.identity.toHex();
   }
 
   isOwner(identity: Identity | undefined): boolean {
     return identity !== undefined && identity.equals(this.owner);
   }
+
+  /** Resolves once transaction `txOffset` is on disk; rejects if storage fails first. */
+  whenDurable(txOffset: number | undefined): Promise<void> {
+    if (txOffset === undefined || txOffset <= this.durableTxOffset) return Promise.resolve();
+    if (this.stoppedReason) return Promise.reject(new Error(this.stoppedReason));
+    return new Promise((resolve, reject) =>
+      this.#durableWaiters.push({ txOffset, resolve, reject })
+    );
+  }
+
+  markDurable(txOffset: number): void {
+    if (txOffset <= this.durableTxOffset) return;
+    this.durableTxOffset = txOffset;
+    let kept = 0;
+    for (const waiter of this.#durableWaiters) {
+      if (waiter.txOffset <= txOffset) waiter.resolve();
+      else this.#durableWaiters[kept++] = waiter;
+    }
+    this.#durableWaiters.length = kept;
+  }
+
+  /** Storage failed or the database went away: nothing more will become durable. */
+  failWaiters(reason: string): void {
+    for (const waiter of this.#durableWaiters.splice(0)) waiter.reject(new Error(reason));
+  }
 }
 
 export interface RegistryOptions {
   dataDir: string;
+  storage: DurabilityActor;
   reducerBudgetMs?: number;
   workerHeapMb?: number;
   /** Mints database identities (issuer localhost, random subject). */
   mintIdentity: () => Promise<Identity>;
   onEvents?: EventListener;
+  /** A database's durable offset moved. */
+  onDurable?: (database: Database) => void;
+  /** A database stopped serving (crash, storage failure): its clients should go. */
+  onStopped?: (database: Database, reason: string) => void;
 }
 
 export type PublishOutcome = { database: Database; op: "created" | "updated" };
@@ -91,14 +133,30 @@ export class DatabaseRegistry {
   readonly #options: RegistryOptions;
   readonly #byIdentity = new Map<string, Database>();
   readonly #byName = new Map<string, Database>();
-  /** Serialises publish/delete so control.json writes never interleave. */
+  /** Serialises publish/delete/restart so control.json writes never interleave. */
   #controlChain: Promise<unknown> = Promise.resolve();
+  #closing = false;
 
   private constructor(options: RegistryOptions) {
     this.#options = options;
+    options.storage.onDurable((key, offset) => {
+      const database = this.#byIdentity.get(key);
+      if (!database) return;
+      database.markDurable(Number(offset));
+      options.onDurable?.(database);
+    });
+    options.storage.onFailure((key, error) => {
+      const database = this.#byIdentity.get(key);
+      if (!database) return;
+      log.error("storage failed: the database stops accepting writes", {
+        identity: key,
+        error: error.message,
+      });
+      this.#stop(database, `storage failed: ${error.message}`);
+    });
   }
 
-  /** Loads control.json and starts every database found there. */
+  /** Loads control.json and starts every database found there, recovering its data. */
   static async open(options: RegistryOptions): Promise<DatabaseRegistry> {
     const registry = new DatabaseRegistry(options);
     await Deno.mkdir(join(options.dataDir, "databases"), { recursive: true });
@@ -108,37 +166,43 @@ export class DatabaseRegistry {
     } catch (error) {
       if (!(error instanceof Deno.errors.NotFound)) throw error;
     }
-    for (const entry of control.databases) {
+    await Promise.all(control.databases.map(async (entry) => {
       const identity = Identity.fromHex(entry.identity);
+      const owner = Identity.fromHex(entry.owner);
       const directory = registry.#directoryOf(identity);
       const logs = await LogBuffer.open(join(directory, "module.log"));
       try {
         const bundle = await Deno.readTextFile(join(directory, "module.js"));
-        const host = await registry.#startHost(
-          identity,
-          Identity.fromHex(entry.owner),
-          bundle,
-          false,
+        const started = performance.now();
+        const { host, durableTxOffset } = await registry.#startHost(identity, owner, bundle, {
+          runInit: false,
           logs,
-        );
-        const module = moduleInfoFromDescribe(host.describe);
+        });
         const database = new Database(
           identity,
-          Identity.fromHex(entry.owner),
+          owner,
           entry.names,
           host,
-          module,
           entry.moduleHash,
           logs,
           directory,
+          durableTxOffset,
         );
         registry.#bind(database);
-        log.info("database started", { identity: identity.toHex(), names: entry.names.join(",") });
+        log.info("database recovered", {
+          identity: identity.toHex(),
+          names: entry.names.join(","),
+          transactions: host.txOffset,
+          durationMs: Math.round(performance.now() - started),
+        });
       } catch (error) {
-        log.error("database failed to start", { identity: entry.identity, error: String(error) });
+        log.error("database failed to start", {
+          identity: entry.identity,
+          error: error instanceof Error ? error.message : String(error),
+        });
         await logs.close();
       }
-    }
+    }));
     return registry;
   }
 
@@ -170,6 +234,7 @@ export class DatabaseRegistry {
   /**
    * Creates or updates a database. `target` is a name or identity, or undefined
    * for a fresh unnamed database. `clear` drops all data of an existing database.
+   * Resolves once the new state (including `init`'s transaction) is durable.
    */
   publish(
     target: string | undefined,
@@ -190,20 +255,22 @@ export class DatabaseRegistry {
     });
     return this.#serialised(async () => {
       this.#unbind(database);
-      database.stoppedReason = "database was deleted";
-      database.host.stop();
+      this.#stop(database, "database was deleted");
       await database.logs.close();
+      await this.#options.storage.deleteDatabase(database.key);
       await this.#writeControl();
       await Deno.remove(database.directory, { recursive: true }).catch(() => {});
-      log.info("database deleted", { identity: database.identity.toHex() });
+      log.info("database deleted", { identity: database.key });
     });
   }
 
   async close(): Promise<void> {
+    this.#closing = true;
     await this.#controlChain;
     for (const database of this.list()) {
       database.host.stop();
       await database.logs.close();
+      await this.#options.storage.closeDatabase(database.key).catch(() => {});
     }
   }
 
@@ -218,9 +285,7 @@ export class DatabaseRegistry {
     if (target !== undefined) {
       existing = this.resolve(target);
       if (!existing) {
-        if (Identity.tryFromHex(target)) {
-          throw new NotFoundError(`\`${target}\` not found`);
-        }
+        if (Identity.tryFromHex(target)) throw new NotFoundError(`\`${target}\` not found`);
         if (!isValidDatabaseName(target)) {
           throw new BadRequestError(
             `Invalid database name "${target}": use lowercase letters, digits and single hyphens`,
@@ -236,11 +301,12 @@ export class DatabaseRegistry {
     const directory = this.#directoryOf(identity);
     await Deno.mkdir(directory, { recursive: true });
     const logs = await LogBuffer.open(join(directory, "module.log"));
-    let host: DatabaseHost;
+    let started: { host: DatabaseHost; durableTxOffset: number };
     try {
-      host = await this.#startHost(identity, caller, bundle, true, logs);
+      started = await this.#startHost(identity, caller, bundle, { runInit: true, logs });
     } catch (error) {
       await logs.close();
+      await this.#options.storage.deleteDatabase(identity.toHex()).catch(() => {});
       await Deno.remove(directory, { recursive: true }).catch(() => {});
       throw publishError(error);
     }
@@ -249,14 +315,15 @@ export class DatabaseRegistry {
       identity,
       caller,
       name ? [name] : [],
-      host,
-      moduleInfoFromDescribe(host.describe),
+      started.host,
       moduleHash,
       logs,
       directory,
+      started.durableTxOffset,
     );
     this.#bind(database);
     await this.#writeControl();
+    await database.whenDurable(started.host.txOffset);
     log.info("database created", { identity: identity.toHex(), name: name ?? "" });
     return { database, op: "created" };
   }
@@ -274,88 +341,143 @@ export class DatabaseRegistry {
       database: database.identity,
       action: clear ? "reset database" : "update database",
     });
-    if (!clear && moduleHash === database.moduleHash) return { database, op: "updated" };
-    let host: DatabaseHost;
-    if (clear) {
-      host = await this.#startHost(database.identity, database.owner, bundle, true, database.logs)
-        .catch((error) => {
-          throw publishError(error);
-        });
-    } else {
-      const state = await database.host.exportState();
-      host = await this.#startHost(
-        database.identity,
-        database.owner,
+    if (!clear && moduleHash === database.moduleHash && !database.stoppedReason) {
+      return { database, op: "updated" };
+    }
+    if (!clear) {
+      // Check the new module before touching the running database: it must load,
+      // and (until migrations exist) keep the stored schema exactly.
+      const probe = await DatabaseHost.start({
         bundle,
-        false,
-        database.logs,
-        {
-          snapshot: state.state,
-          snapshotTxOffset: state.txOffset,
-        },
-      ).catch((error) => {
+        databaseIdentity: database.identity.toBigInt(),
+        ownerIdentity: database.owner.toBigInt(),
+        runInit: false,
+        reducerBudgetMs: this.#budgetMs(),
+        heapMb: this.#options.workerHeapMb,
+      }).catch((error) => {
         throw new BadRequestError(`Database update rejected: ${messageOf(error)}`);
       });
-      const before = moduleInfoFromDescribe(database.host.describe);
-      const after = moduleInfoFromDescribe(host.describe);
-      const difference = describeSchemaChange(before, after);
+      probe.stop();
+      const difference = describeSchemaChange(
+        database.module,
+        moduleInfoFromDescribe(probe.describe),
+      );
       if (difference) {
-        host.stop();
         throw new BadRequestError(
           `Database update rejected: ${difference}. Automatic migrations are not supported yet; ` +
             `publish with --delete-data to start over with the new schema`,
         );
       }
     }
-    const old = database.host;
-    database.host = host;
-    database.module = moduleInfoFromDescribe(host.describe);
+    database.host.stop();
+    if (clear) await this.#options.storage.deleteDatabase(database.key);
+    else await this.#options.storage.closeDatabase(database.key);
+    const started = await this.#startHost(database.identity, database.owner, bundle, {
+      runInit: clear,
+      logs: database.logs,
+    }).catch((error) => {
+      database.stoppedReason = `the new module failed to start: ${messageOf(error)}`;
+      throw publishError(error);
+    });
+    database.host = started.host;
+    database.module = moduleInfoFromDescribe(started.host.describe);
     database.moduleHash = moduleHash;
-    old.stop();
+    database.stoppedReason = undefined;
+    database.durableTxOffset = started.durableTxOffset;
     await writeFileAtomic(join(database.directory, "module.js"), bundle);
     await this.#writeControl();
-    log.info("database updated", { identity: database.identity.toHex(), clear });
+    await database.whenDurable(started.host.txOffset);
+    log.info("database updated", { identity: database.key, clear });
     return { database, op: "updated" };
   }
 
-  #startHost(
+  /** Opens the database's commit log and starts its worker, which replays the log. */
+  async #startHost(
     identity: Identity,
     owner: Identity,
     bundle: string,
-    runInit: boolean,
-    logs: LogBuffer,
-    restore?: { snapshot: Uint8Array; snapshotTxOffset: number },
-  ): Promise<DatabaseHost> {
-    let database: Database | undefined;
-    const host = DatabaseHost.start({
-      bundle,
-      databaseIdentity: identity.toBigInt(),
-      ownerIdentity: owner.toBigInt(),
-      runInit,
-      reducerBudgetMs: this.#options.reducerBudgetMs ?? REDUCER_TIME_BUDGET_MS_DEFAULT,
-      heapMb: this.#options.workerHeapMb,
-      snapshot: restore?.snapshot,
-      snapshotTxOffset: restore?.snapshotTxOffset,
-      onLogs: (lines: LogLine[]) => logs.append(lines),
-      onEvents: (items, originOf) => {
-        database ??= this.#byIdentity.get(identity.toHex());
-        if (database) this.#options.onEvents?.(database, items, originOf);
-      },
-      onCrash: (error) => {
-        const current = this.#byIdentity.get(identity.toHex());
-        if (current) current.stoppedReason = error.message;
-      },
+    options: { runInit: boolean; logs: LogBuffer },
+  ): Promise<{ host: DatabaseHost; durableTxOffset: number }> {
+    const key = identity.toHex();
+    const opened = await this.#options.storage.openDatabase(key);
+    try {
+      const host = await DatabaseHost.start({
+        bundle,
+        databaseIdentity: identity.toBigInt(),
+        ownerIdentity: owner.toBigInt(),
+        runInit: options.runInit,
+        reducerBudgetMs: this.#budgetMs(),
+        heapMb: this.#options.workerHeapMb,
+        durabilityPort: opened.port,
+        onLogs: (lines: LogLine[]) => options.logs.append(lines),
+        onEvents: (items, originOf) => {
+          const database = this.#byIdentity.get(key);
+          if (database?.host === host) this.#options.onEvents?.(database, items, originOf);
+        },
+        onCrash: (error) => {
+          const database = this.#byIdentity.get(key);
+          if (database?.host === host) this.#crashed(database, error);
+        },
+      });
+      return { host, durableTxOffset: Number(opened.durableOffset) };
+    } catch (error) {
+      await this.#options.storage.closeDatabase(key).catch(() => {});
+      throw error;
+    }
+  }
+
+  /** A worker died (out of memory, a host bug): restart it from the commit log. */
+  #crashed(database: Database, error: Error): void {
+    const reason = `the database worker stopped: ${error.message}`;
+    this.#stop(database, reason);
+    if (this.#closing) return;
+    const now = Date.now();
+    database.restarts.push(now);
+    while (database.restarts.length && database.restarts[0] < now - 60_000) {
+      database.restarts.shift();
+    }
+    if (database.restarts.length > RESTARTS_PER_MINUTE_MAX) {
+      log.error("database keeps crashing; left stopped", { identity: database.key });
+      return;
+    }
+    void this.#serialised(async () => {
+      if (this.#byIdentity.get(database.key) !== database || this.#closing) return;
+      await this.#options.storage.closeDatabase(database.key).catch(() => {});
+      const bundle = await Deno.readTextFile(join(database.directory, "module.js"));
+      const started = await this.#startHost(database.identity, database.owner, bundle, {
+        runInit: false,
+        logs: database.logs,
+      });
+      database.host = started.host;
+      database.durableTxOffset = started.durableTxOffset;
+      database.stoppedReason = undefined;
+      log.info("database restarted from its commit log", {
+        identity: database.key,
+        transactions: started.host.txOffset,
+      });
+    }).catch((restartError) => {
+      log.error("database restart failed", { identity: database.key, error: String(restartError) });
     });
-    return host;
+  }
+
+  #stop(database: Database, reason: string): void {
+    database.stoppedReason = reason;
+    database.host.stop();
+    database.failWaiters(reason);
+    this.#options.onStopped?.(database, reason);
+  }
+
+  #budgetMs(): number {
+    return this.#options.reducerBudgetMs ?? REDUCER_TIME_BUDGET_MS_DEFAULT;
   }
 
   #bind(database: Database): void {
-    this.#byIdentity.set(database.identity.toHex(), database);
+    this.#byIdentity.set(database.key, database);
     for (const name of database.names) this.#byName.set(name, database);
   }
 
   #unbind(database: Database): void {
-    this.#byIdentity.delete(database.identity.toHex());
+    this.#byIdentity.delete(database.key);
     for (const name of database.names) this.#byName.delete(name);
   }
 
@@ -377,11 +499,10 @@ export class DatabaseRegistry {
     const control: ControlFile = {
       version: 1,
       databases: this.list().map((database) => ({
-        identity: database.identity.toHex(),
+        identity: database.key,
         owner: database.owner.toHex(),
         names: database.names,
         hostType: "Js",
-        createdAtMicros: "0",
         moduleHash: database.moduleHash,
       })),
     };
@@ -439,6 +560,13 @@ export async function writeFileAtomic(path: string, content: string | Uint8Array
     file.close();
   }
   await Deno.rename(temporary, path);
+  // The rename is durable only once the directory is.
+  const directory = await Deno.open(join(path, ".."), { read: true });
+  try {
+    await directory.syncData().catch(() => {});
+  } finally {
+    directory.close();
+  }
 }
 
 async function sha256Hex(text: string): Promise<string> {

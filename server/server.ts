@@ -4,6 +4,7 @@
  */
 import { AuthService, type OidcOptions } from "../auth/mod.ts";
 import { log } from "../lib/log.ts";
+import { DurabilityActor } from "../worker/mod.ts";
 import { createApp } from "./app.ts";
 import { DatabaseRegistry } from "./database_registry.ts";
 import { WsHub } from "./ws/hub.ts";
@@ -34,8 +35,12 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   await Deno.mkdir(options.dataDir, { recursive: true });
   const auth = await AuthService.open({ dataDir: options.dataDir, oidc: options.oidc });
   const hub = new WsHub({ auth });
+  const storage = await DurabilityActor.start({ dataDir: options.dataDir });
   const registry = await DatabaseRegistry.open({
     dataDir: options.dataDir,
+    storage,
+    onDurable: (database) => hub.onDurable(database),
+    onStopped: (database, reason) => hub.closeDatabase(database, reason),
     reducerBudgetMs: options.reducerBudgetMs,
     workerHeapMb: options.workerHeapMb,
     mintIdentity: async () => (await auth.mintIdentity()).identity,
@@ -69,6 +74,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
       hub.closeAll("server shutting down");
       await server.shutdown();
       await registry.close();
+      await storage.stop();
     },
   };
 }

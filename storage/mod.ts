@@ -12,3 +12,4 @@ export type {
   SequenceSchema,
   TableSchema,
 } from "./schema.ts";
+export * from "./durability_mod.ts";

@@ -83,11 +83,8 @@ export class DatabaseEngine {
     return this.#txOffset;
   }
 
-  /** Loads the module, decodes its definition and builds (or restores) the datastore. */
-  async load(
-    bundle: string,
-    restore?: { snapshot?: Uint8Array; txOffset: number; replay: TxDelta[] },
-  ): Promise<void> {
+  /** Loads the module, decodes its definition and builds an empty datastore. */
+  async load(bundle: string): Promise<void> {
     const options = this.#options;
     this.#sys = createSyscalls({
       tx: () => this.#tx,
@@ -138,18 +135,22 @@ export class DatabaseEngine {
       throw new Error("__describe_module__ did not return a Uint8Array");
     }
     this.#module = moduleInfoFromDescribe(this.#describe);
-    if (restore?.snapshot) {
-      this.#datastore = Datastore.importState(this.#module.tables, restore.snapshot);
-    } else {
-      this.#datastore = new Datastore(this.#module.tables);
+    this.#datastore = new Datastore(this.#module.tables);
+  }
+
+  /** Recovery: replaces the state with a snapshot taken after `txOffset` transactions. */
+  restoreSnapshot(bytes: Uint8Array, txOffset: number): void {
+    this.#datastore = Datastore.importState(this.#module.tables, bytes);
+    this.#txOffset = txOffset;
+  }
+
+  /** Recovery: applies one committed transaction from the log. */
+  replayTx(delta: TxDelta, txOffset: number): void {
+    if (txOffset !== this.#txOffset + 1) {
+      throw new Error(`Replay out of order: transaction ${txOffset} after ${this.#txOffset}`);
     }
-    if (restore) {
-      this.#txOffset = restore.txOffset;
-      for (const delta of restore.replay) {
-        this.#datastore.replay(delta);
-        this.#txOffset++;
-      }
-    }
+    this.#datastore.replay(delta);
+    this.#txOffset = txOffset;
   }
 
   /** Takes the log lines produced since the last call. */

@@ -54,7 +54,6 @@ export interface DatabaseHostOptions {
   heapMb?: number;
   snapshot?: Uint8Array;
   snapshotTxOffset?: number;
-  replay?: Uint8Array[];
   durabilityPort?: MessagePort;
   /** Called with module log lines as they arrive. */
   onLogs?: (lines: LogLine[]) => void;
@@ -149,7 +148,6 @@ export class DatabaseHost {
         reducerBudgetMs: options.reducerBudgetMs,
         snapshot: options.snapshot,
         snapshotTxOffset: options.snapshotTxOffset,
-        replay: options.replay,
         durabilityPort: options.durabilityPort,
       };
       worker.port.postMessage(init, options.durabilityPort ? [options.durabilityPort] : []);

@@ -17,12 +17,10 @@ export interface InitMessage {
   /** Wall-clock micros for the init call. */
   timestampMicros: bigint;
   reducerBudgetMs: number;
-  /** Datastore snapshot to start from (`Datastore.exportState`), if any. */
+  /** Datastore snapshot to start from (`Datastore.exportState`), when there is no commit log. */
   snapshot?: Uint8Array;
   /** Transaction offset the snapshot (or empty state) corresponds to. */
   snapshotTxOffset?: number;
-  /** Commit records to replay after the snapshot, in order. */
-  replay?: Uint8Array[];
   /** Port to the storage actor, when durability is on. */
   durabilityPort?: MessagePort;
 }

@@ -17,3 +17,4 @@ export type {
 export { GENERIC_FAILURE_MESSAGE } from "./engine.ts";
 export { moduleInfoFromDescribe } from "./module_info.ts";
 export type { ModuleInfo, ProcedureInfo, ReducerInfo } from "./module_info.ts";
+export { CorruptLogError, DurabilityActor } from "../storage/mod.ts";

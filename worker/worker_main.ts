@@ -95,18 +95,18 @@ async function init(message: InitMessage): Promise<void> {
     loadTimeoutMs: 30_000,
   });
   try {
-    await engine.load(sandbox.source, {
-      snapshot: message.snapshot,
-      txOffset: message.snapshotTxOffset ?? 0,
-      replay: (message.replay ?? []).map((record) => DurabilitySink.decodeDelta(record)),
-    });
+    await engine.load(sandbox.source);
+    if (message.snapshot) engine.restoreSnapshot(message.snapshot, message.snapshotTxOffset ?? 0);
+    if (message.durabilityPort) {
+      durability = new DurabilitySink(message.durabilityPort, engine);
+      await durability.replay();
+    }
   } catch (error) {
     reply({ type: "init-failed", error: describeError(error), logs: engine.drainLogs() });
     engine = undefined;
     return;
   }
   subscriptions = new SubscriptionHost(engine);
-  durability = message.durabilityPort ? new DurabilitySink(message.durabilityPort) : undefined;
   if (message.runInit) {
     const result = engine.runInit(message.ownerIdentity, message.timestampMicros);
     if (result.status !== "committed") {
@@ -119,8 +119,8 @@ async function init(message: InitMessage): Promise<void> {
       return;
     }
   }
-  const committed = engine.drainCommitted();
-  durability?.append(committed);
+  durability?.append(engine.drainCommitted());
+  durability?.flush();
   reply({
     type: "ready",
     describe: engine.describeBytes,

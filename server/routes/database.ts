@@ -116,7 +116,6 @@ export function databaseRoutes(context: AppContext): Hono<AppEnv> {
     const database = registry.resolve(c.req.param("name"));
     if (!database) return c.body(null, 200);
     await registry.delete(database, c.get("auth").identity);
-    context.hub.closeDatabase(database, "database deleted");
     return c.body(null, 200);
   });
 

@@ -83,21 +83,14 @@ type Routing = Map<number, Map<Client, number[]>>;
 export class WsHub {
   readonly #clients = new Set<Client>();
   readonly #routing = new Map<Database, Routing>();
-  readonly #durableWaiters = new Map<Database, { txOffset: number; resolve: () => void }[]>();
 
   constructor(_options: { auth: AuthService }) {}
 
   attach(_registry: DatabaseRegistry): void {}
 
-  /** Resolves once `txOffset` of `database` is durable (immediately for in-memory state). */
-  /** Resolves once `txOffset` of `database` is durable (at once when there is nothing to wait for). */
+  /** Resolves once `txOffset` of `database` is durable. */
   durable(database: Database, txOffset: number | undefined): Promise<void> {
-    if (txOffset === undefined || txOffset <= database.durableTxOffset) return Promise.resolve();
-    return new Promise((resolve) => {
-      let waiters = this.#durableWaiters.get(database);
-      if (!waiters) this.#durableWaiters.set(database, waiters = []);
-      waiters.push({ txOffset, resolve });
-    });
+    return database.whenDurable(txOffset);
   }
 
   upgrade(c: Context<AppEnv>, database: Database): Response {
@@ -303,9 +296,10 @@ export class WsHub {
     for (const client of touched) this.#flush(client);
   }
 
+  /** The database stopped or went away: its clients are closed ("module exited"). */
   closeDatabase(database: Database, reason: string): void {
     for (const client of this.#clients) {
-      if (client.database === database) this.#close(client, 1001, reason);
+      if (client.database === database) this.#close(client, 1001, `module exited: ${reason}`);
     }
     this.#routing.delete(database);
   }
@@ -579,21 +573,11 @@ export class WsHub {
     if (group.length) this.#send(client, encodeServerFrame(group));
   }
 
-  /** A database's durable offset moved: release held messages and waiting HTTP replies. */
+  /** A database's durable offset moved: release held messages. */
   onDurable(database: Database): void {
     for (const client of this.#clients) {
       if (client.database === database && client.outbox.length > 0) this.#flush(client);
     }
-    const waiters = this.#durableWaiters.get(database);
-    if (!waiters) return;
-    const durable = database.durableTxOffset;
-    const still = waiters.filter((waiter) => {
-      if (waiter.txOffset > durable) return true;
-      waiter.resolve();
-      return false;
-    });
-    if (still.length) this.#durableWaiters.set(database, still);
-    else this.#durableWaiters.delete(database);
   }
 
   #send(client: Client, frame: Uint8Array): void {

@@ -1,0 +1,16 @@
+import { fixtureBundle, publish, startTestServer } from "./tests/support/server.ts";
+import { DbConnection } from "./tests/fixtures/bindings/whoami/index.ts";
+const dataDir = await Deno.makeTempDir();
+const s1 = await startTestServer({ dataDir });
+await publish(s1.url, "whoami", await fixtureBundle("whoami"));
+console.error("published");
+const c = await new Promise<any>((resolve, reject) => DbConnection.builder().withUri(s1.url.replace("http", "ws")).withDatabaseName("whoami").onConnect((conn, id, tok) => resolve({conn, tok})).onConnectError((_c, e) => reject(e)).build());
+console.error("connected");
+c.conn.disconnect();
+console.error("disconnected");
+await s1.close({ keepData: true });
+console.error("closed");
+const s2 = await startTestServer({ dataDir });
+console.error("restarted", s2.url);
+await s2.close();
+console.error("done");
