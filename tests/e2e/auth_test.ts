@@ -103,16 +103,28 @@ interface Connected {
   token: string;
 }
 
+/** Bound on waiting for a connection, so a server that never answers fails the test. */
+const CONNECT_WAIT_MS_MAX = 30_000;
+
 function connect(url: string, token?: string): Promise<Connected> {
-  return new Promise((resolve, reject) => {
+  return new Promise<Connected>((resolve, reject) => {
+    const timer = setTimeout(
+      () => reject(new Error(`no answer to the connection within ${CONNECT_WAIT_MS_MAX} ms`)),
+      CONNECT_WAIT_MS_MAX,
+    );
+    const settle = () => clearTimeout(timer);
     DbConnection.builder()
       .withUri(url.replace(/^http/, "ws"))
       .withDatabaseName(DATABASE)
       .withToken(token)
-      .onConnect((conn, identity, token) =>
-        resolve({ conn, identityHex: identity.toHexString(), token })
-      )
-      .onConnectError((_ctx, error) => reject(error))
+      .onConnect((conn, identity, token) => {
+        settle();
+        resolve({ conn, identityHex: identity.toHexString(), token });
+      })
+      .onConnectError((_ctx, error) => {
+        settle();
+        reject(error);
+      })
       .build();
   });
 }
@@ -330,7 +342,7 @@ Deno.test({
       );
       const good = await provider.token({ sub: "control" });
       const toTamper = await provider.token({ sub: "rejected-tampered" });
-      const [goodHeader, goodPayload, goodSignature] = good.split(".");
+      const [goodHeader, , goodSignature] = good.split(".");
       const providerRsaKey = provider.publishedKeys().find((key) => key.kty === "RSA")!;
       const segment = (value: unknown) =>
         base64url.encode(new TextEncoder().encode(JSON.stringify(value)));
