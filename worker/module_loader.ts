@@ -256,6 +256,7 @@ export async function loadModule(
 }
 
 export function describeError(error: unknown): string {
+  if (error instanceof ModuleLoadError) return error.message;
   if (error instanceof Error) return `${error.name}: ${error.message}`;
   return String(error);
 }

@@ -7,6 +7,7 @@
  */
 import { isBudgetExceededError } from "./budget.ts";
 import type { CallBudget } from "./engine.ts";
+import { ModuleLoadError } from "./module_loader.ts";
 import { installRunawayProtection } from "./sandbox_globals.ts";
 
 /** Time tenant code may run outside any call (microtasks, finalizers) before it is stopped. */
@@ -32,8 +33,16 @@ export function prepareSandbox(
     scheduleReset: (callback) => host.setTimeout(callback, 0),
   });
   const budget = protection.budget;
+  let source: string;
+  try {
+    source = protection.instrumentBundle(bundle);
+  } catch (error) {
+    throw new ModuleLoadError(
+      `The module is not valid JavaScript: ${error instanceof Error ? error.message : error}`,
+    );
+  }
   return {
-    source: protection.instrumentBundle(bundle),
+    source,
     budget: {
       start: (budgetMs) => budget.start(budgetMs),
       stop: () => budget.stop(),

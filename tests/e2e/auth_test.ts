@@ -247,12 +247,8 @@ Deno.test({
       const open: DbConnection[] = [];
       try {
         const checkSdkLogin = async (alg: "RS256" | "ES256", subject: string) => {
-          const oidcToken = await provider.token(
-            { sub: subject, email: `${subject}@example.com` },
-            {
-              alg,
-            },
-          );
+          const claims = { sub: subject, email: `${subject}@example.com` };
+          const oidcToken = await provider.token(claims, { alg });
           const expectedHex = derivedHex(provider.issuer, subject);
           const client = await connect(server.url, oidcToken);
           open.push(client.conn);
