@@ -72,7 +72,7 @@ export function databaseRoutes(context: AppContext): Hono<AppEnv> {
   routes.post("/", moduleBody, (c) => publish(c, undefined));
   routes.put("/:name", moduleBody, (c) => publish(c, c.req.param("name")));
 
-  routes.post("/:name/pre_publish", moduleBody, async (c) => {
+  routes.post("/:name/pre_publish", moduleBody, (c) => {
     const database = registry.resolve(c.req.param("name"));
     if (!database) throw new NotFoundError(`\`${c.req.param("name")}\` not found`);
     requireOwner({
