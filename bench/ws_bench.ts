@@ -1034,52 +1034,9 @@ async function startServerForBench(options: BenchOptions): Promise<ServerProcess
   if (options.cpuProfDir === null) return await startServerProcess();
   // `deno run --cpu-prof` profiles the process's main thread; the profile is written on exit.
   await Deno.mkdir(options.cpuProfDir, { recursive: true });
-  const root = new URL("../", import.meta.url).pathname;
-  const dataDir = await Deno.makeTempDir({ prefix: "lightcone-bench-" });
-  const child = new Deno.Command(Deno.execPath(), {
-    args: [
-      "run",
-      "--unstable-worker-options",
-      "-A",
-      "--cpu-prof",
-      `--cpu-prof-dir=${options.cpuProfDir}`,
-      `${root}main.ts`,
-      "start",
-      "--listen-addr",
-      "127.0.0.1:0",
-      "--data-dir",
-      dataDir,
-    ],
-    cwd: root,
-    stdout: "piped",
-    stderr: "inherit",
-    env: { NO_COLOR: "1" },
-  }).spawn();
-  const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
-  let buffered = "";
-  let url: string | undefined;
-  while (url === undefined) {
-    const { value, done } = await reader.read();
-    if (done) throw new Error(`server exited before listening; output: ${buffered}`);
-    buffered += value;
-    url = /lightcone: listening on (\S+)/.exec(buffered)?.[1];
-  }
-  (async () => {
-    try {
-      while (!(await reader.read()).done) { /* discard */ }
-    } catch { /* closed */ }
-  })();
-  return {
-    url,
-    dataDir,
-    child,
-    async stop(signal: Deno.Signal = "SIGTERM") {
-      try {
-        child.kill(signal);
-      } catch { /* already gone */ }
-      await child.status;
-    },
-  };
+  return await startServerProcess({
+    denoArgs: ["--cpu-prof", `--cpu-prof-dir=${options.cpuProfDir}`],
+  });
 }
 
 function spec(

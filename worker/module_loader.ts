@@ -122,7 +122,7 @@ const shimCache = new Map<string, string>();
 function shimUrl(version: string): string {
   let url = shimCache.get(version);
   if (url) return url;
-  const names = version === "2.0" ? SYS_2_0_EXPORTS : ["datastore_clear"];
+  const names = version === "2.0" ? ["moduleHooks", ...SYS_2_0_EXPORTS] : SYS_2_1_EXPORTS;
   const key = version === "2.0" ? "v20" : "v21";
   const lines = [
     `const s = globalThis[Symbol.for("lightcone.sys")].${key};`,
@@ -133,8 +133,8 @@ function shimUrl(version: string): string {
   return url;
 }
 
-const SYS_2_0_EXPORTS = [
-  "moduleHooks",
+/** The functions `spacetime:sys@2.0` exports (besides the `moduleHooks` symbol). */
+export const SYS_2_0_EXPORTS: readonly string[] = [
   "table_id_from_name",
   "index_id_from_name",
   "datastore_table_row_count",
@@ -159,6 +159,9 @@ const SYS_2_0_EXPORTS = [
   "datastore_index_scan_point_bsatn",
   "datastore_delete_by_index_scan_point_bsatn",
 ];
+
+/** The functions `spacetime:sys@2.1` adds. */
+export const SYS_2_1_EXPORTS: readonly string[] = ["datastore_clear"];
 
 /** The hooks object returned by `default[moduleHooks](namespace)`. */
 export interface ModuleHooks {

@@ -5,38 +5,12 @@
  */
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
+import { SYS_2_0_EXPORTS, SYS_2_1_EXPORTS } from "../../worker/module_loader.ts";
 
 const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "..", "..");
 const BUNDLE_TIMEOUT_MS = 120_000;
 const DESCRIBE_TIMEOUT_MS = 30_000;
 const MODULE_HOOKS_SYMBOL_KEY = "SpacetimeDB.moduleHooks.v2";
-
-const SYS_2_0_EXPORTS = [
-  "table_id_from_name",
-  "index_id_from_name",
-  "datastore_table_row_count",
-  "datastore_table_scan_bsatn",
-  "datastore_index_scan_range_bsatn",
-  "row_iter_bsatn_advance",
-  "row_iter_bsatn_close",
-  "datastore_insert_bsatn",
-  "datastore_update_bsatn",
-  "datastore_delete_by_index_scan_range_bsatn",
-  "datastore_delete_all_by_eq_bsatn",
-  "volatile_nonatomic_schedule_immediate",
-  "console_log",
-  "console_timer_start",
-  "console_timer_end",
-  "identity",
-  "get_jwt_payload",
-  "procedure_http_request",
-  "procedure_start_mut_tx",
-  "procedure_abort_mut_tx",
-  "procedure_commit_mut_tx",
-  "datastore_index_scan_point_bsatn",
-  "datastore_delete_by_index_scan_point_bsatn",
-];
-const SYS_2_1_EXPORTS = ["datastore_clear"];
 
 async function listSourceFiles(dir: string): Promise<string[]> {
   const out: string[] = [];
@@ -117,7 +91,7 @@ export async function bundleModule(entryTsPath: string): Promise<string> {
   return await Deno.readTextFile(out);
 }
 
-function shimModule(names: string[], withHooks: boolean): string {
+function shimModule(names: readonly string[], withHooks: boolean): string {
   const lines = names.map((name) =>
     `export function ${name}() { throw new Error("syscall ${name} is not available during describe"); }`
   );

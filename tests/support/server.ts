@@ -141,7 +141,7 @@ export interface ServerProcess {
  * does) and waits until it prints its listening line.
  */
 export async function startServerProcess(
-  options: { dataDir?: string; args?: string[] } = {},
+  options: { dataDir?: string; args?: string[]; denoArgs?: string[] } = {},
 ): Promise<ServerProcess> {
   const dataDir = options.dataDir ?? await Deno.makeTempDir({ prefix: "lightcone-proc-" });
   const root = new URL("../../", import.meta.url).pathname;
@@ -150,6 +150,7 @@ export async function startServerProcess(
       "run",
       "--unstable-worker-options",
       "-A",
+      ...(options.denoArgs ?? []),
       `${root}main.ts`,
       "start",
       "--listen-addr",

@@ -4,6 +4,7 @@
 import { createBudget, isBudgetExceededError } from "../budget.ts";
 import { instrumentModule } from "../instrument.ts";
 import { installRunawayProtection } from "../sandbox_globals.ts";
+import { SYS_2_0_EXPORTS } from "../module_loader.ts";
 
 export type HarnessRequest =
   | { id: number; op: "run"; source: string; instrument: boolean; budgetMs: number }
@@ -154,33 +155,9 @@ async function timed(run: () => unknown, budgetMs: number): Promise<CallOutcome>
   }
 }
 
-const SYS_2_0 = [
-  "table_id_from_name",
-  "index_id_from_name",
-  "datastore_table_row_count",
-  "datastore_table_scan_bsatn",
-  "datastore_index_scan_range_bsatn",
-  "row_iter_bsatn_advance",
-  "row_iter_bsatn_close",
-  "datastore_insert_bsatn",
-  "datastore_update_bsatn",
-  "datastore_delete_by_index_scan_range_bsatn",
-  "datastore_delete_all_by_eq_bsatn",
-  "volatile_nonatomic_schedule_immediate",
-  "console_log",
-  "console_timer_start",
-  "console_timer_end",
-  "identity",
-  "get_jwt_payload",
-  "procedure_http_request",
-  "procedure_start_mut_tx",
-  "procedure_abort_mut_tx",
-  "procedure_commit_mut_tx",
-  "datastore_index_scan_point_bsatn",
-  "datastore_delete_by_index_scan_point_bsatn",
-];
 
-function shimUrl(names: string[], withHooks: boolean): string {
+
+function shimUrl(names: readonly string[], withHooks: boolean): string {
   // Id lookups and logging answer trivially; anything touching data throws.
   const lines = names.map((name) =>
     /_id_from_name$|^console_/.test(name)
@@ -196,7 +173,7 @@ async function describe(
 ): Promise<HarnessResponse> {
   let source = request.instrument ? instrumentModule(request.source, { tickName }) : request.source;
   source = source
-    .replaceAll(`"spacetime:sys@2.0"`, JSON.stringify(shimUrl(SYS_2_0, true)))
+    .replaceAll(`"spacetime:sys@2.0"`, JSON.stringify(shimUrl(SYS_2_0_EXPORTS, true)))
     .replaceAll(`"spacetime:sys@2.1"`, JSON.stringify(shimUrl(["datastore_clear"], false)));
   const ns = await importSource(source);
   const exportNames = Object.keys(ns).filter((name) => name !== "default");
