@@ -155,8 +155,6 @@ async function timed(run: () => unknown, budgetMs: number): Promise<CallOutcome>
   }
 }
 
-
-
 function shimUrl(names: readonly string[], withHooks: boolean): string {
   // Id lookups and logging answer trivially; anything touching data throws.
   const lines = names.map((name) =>
