@@ -15,7 +15,8 @@ export type OwnerAction =
   | "view module logs"
   | "lock database"
   | "unlock database"
-  | "run DML";
+  | "run DML"
+  | "take a snapshot";
 
 export interface OwnerCheck {
   caller: Identity;

@@ -26,10 +26,14 @@ const engine = new DatabaseEngine({
 await engine.load(bundle);
 engine.callReducer(0, "seed", args3(0, ACCOUNTS, 1_000_000_000n), 1n, 0n, 0n);
 engine.drainCommitted();
+function cpuNs(): number {
+  return Number(Deno.readTextFileSync("/proc/thread-self/schedstat").split(" ")[0]);
+}
 const N = Number(Deno.args[0] ?? 200_000);
 let c = 0;
 for (let round = 0; round < 5; round++) {
   const t0 = performance.now();
+  const c0 = cpuNs();
   for (let i = 0; i < N; i++) {
     const r = engine.callReducer(i, "transfer", argsList[c++ & 65535], 1n, 0n, 0n);
     if (r.status !== "committed") throw new Error(r.message);
@@ -40,7 +44,11 @@ for (let round = 0; round < 5; round++) {
   }
   engine.drainCommitted();
   const dt = performance.now() - t0;
+  const cpu = (cpuNs() - c0) / 1000 / N;
   Deno.stderr.writeSync(
-    new TextEncoder().encode(`round ${round}: ${(dt * 1000 / N).toFixed(2)} µs/call` + "\n"),
+    new TextEncoder().encode(
+      `round ${round}: ${(dt * 1000 / N).toFixed(2)} µs/call wall, ${cpu.toFixed(2)} µs/call cpu` +
+        "\n",
+    ),
   );
 }

@@ -264,6 +264,23 @@ export class DatabaseRegistry {
     });
   }
 
+  /**
+   * Writes a snapshot of the database now (owner only) and resolves with the
+   * number of transactions it covers.
+   */
+  async snapshot(database: Database, caller: Identity): Promise<number> {
+    requireOwner({
+      caller,
+      owner: database.owner,
+      database: database.identity,
+      action: "take a snapshot",
+    });
+    if (database.stoppedReason) {
+      throw new BadRequestError(`Database is not running: ${database.stoppedReason}`);
+    }
+    return Number(await this.#options.storage.requestSnapshot(database.key));
+  }
+
   async close(): Promise<void> {
     this.#closing = true;
     await this.#controlChain;

@@ -125,7 +125,7 @@ export interface Syscalls {
 
 export function createSyscalls(env: SysEnv): Syscalls {
   let nextIteratorId = 1;
-  const iterators = new Map<number, { rows: Uint8Array[]; position: number }>();
+  const iterators = new Map<number, RowIterator>();
   let nextTimerId = 1;
   const timers = new Map<number, { name: string; startMs: number }>();
 
@@ -157,26 +157,48 @@ export function createSyscalls(env: SysEnv): Syscalls {
     return new Uint8Array(buffer, 0, len);
   }
 
+  /**
+   * Maps a datastore operation's typed error onto an errno error (or poisons the call for
+   * internal failures). Hot syscalls call it from their own catch blocks instead of wrapping the
+   * operation in a closure, which would allocate on every call.
+   */
+  function mapError(error: unknown): unknown {
+    if (error instanceof DatastoreError) {
+      const code = DATASTORE_ERRNO[error.code];
+      if (code !== undefined) return errnoError(code);
+      const fatal = new FatalHostError(`${error.code}: ${error.message}`);
+      env.poison(fatal);
+      return fatal;
+    }
+    return error;
+  }
+
   /** Runs a datastore operation and maps its typed errors onto errno errors. */
   function mapped<T>(operation: () => T): T {
     try {
       return operation();
     } catch (error) {
-      if (error instanceof DatastoreError) {
-        const code = DATASTORE_ERRNO[error.code];
-        if (code !== undefined) throw errnoError(code);
-        const fatal = new FatalHostError(`${error.code}: ${error.message}`);
-        env.poison(fatal);
-        throw fatal;
-      }
-      throw error;
+      throw mapError(error);
     }
   }
 
   function openIterator(rows: Uint8Array[]): number {
     const id = nextIteratorId++;
-    iterators.set(id, { rows, position: 0 });
+    iterators.set(id, new RowIterator(rows));
     return id;
+  }
+
+  // The library passes the same scratch ArrayBuffer on almost every call: keep one full view
+  // of it instead of allocating a Uint8Array per syscall. A resized or detached buffer changes
+  // byteLength, which refreshes the view.
+  let scratchBuffer: ArrayBuffer | undefined;
+  let scratchView = new Uint8Array(0);
+  function viewOf(buffer: ArrayBuffer): Uint8Array {
+    if (buffer !== scratchBuffer || scratchView.length !== buffer.byteLength) {
+      scratchView = new Uint8Array(buffer);
+      scratchBuffer = buffer;
+    }
+    return scratchView;
   }
 
   function tableId(value: unknown): number {
@@ -239,7 +261,7 @@ export function createSyscalls(env: SysEnv): Syscalls {
       const state = iterators.get(id);
       if (!state) throw errnoError(Errno.NO_SUCH_ITER);
       if (!(buffer instanceof ArrayBuffer)) throw new TypeError("buffer must be an ArrayBuffer");
-      const out = new Uint8Array(buffer);
+      const out = viewOf(buffer);
       const rows = state.rows;
       let written = 0;
       while (state.position < rows.length) {
@@ -264,8 +286,15 @@ export function createSyscalls(env: SysEnv): Syscalls {
     datastore_insert_bsatn(table: unknown, buffer: unknown, rowLen: unknown): number {
       const tx = requireTx();
       const view = bytesOf(buffer, rowLen, "row");
-      const { generated } = mapped(() => tx.insert(tableId(table), view.slice()));
-      if (generated.length > 0) new Uint8Array(buffer as ArrayBuffer).set(generated, 0);
+      const id = tableId(table);
+      let generated: Uint8Array;
+      try {
+        // MutTx.insert stores its own copy of the row.
+        generated = tx.insert(id, view).generated;
+      } catch (error) {
+        throw mapError(error);
+      }
+      if (generated.length > 0) viewOf(buffer as ArrayBuffer).set(generated, 0);
       return generated.length;
     },
 
@@ -277,10 +306,16 @@ export function createSyscalls(env: SysEnv): Syscalls {
     ): number {
       const tx = requireTx();
       const view = bytesOf(buffer, rowLen, "row");
-      const { generated } = mapped(() =>
-        tx.update(tableId(table), u32(index, "index_id"), view.slice())
-      );
-      if (generated.length > 0) new Uint8Array(buffer as ArrayBuffer).set(generated, 0);
+      const id = tableId(table);
+      const indexId = u32(index, "index_id");
+      let generated: Uint8Array;
+      try {
+        // MutTx.update stores its own copy of the row.
+        generated = tx.update(id, indexId, view).generated;
+      } catch (error) {
+        throw mapError(error);
+      }
+      if (generated.length > 0) viewOf(buffer as ArrayBuffer).set(generated, 0);
       return generated.length;
     },
 
@@ -321,7 +356,14 @@ export function createSyscalls(env: SysEnv): Syscalls {
     datastore_index_scan_point_bsatn(index: unknown, buffer: unknown, pointLen: unknown): number {
       const tx = requireTx();
       const bytes = bytesOf(buffer, pointLen, "point");
-      return openIterator(mapped(() => tx.indexScanPoint(u32(index, "index_id"), bytes)));
+      const indexId = u32(index, "index_id");
+      let rows: Uint8Array[];
+      try {
+        rows = tx.indexScanPoint(indexId, bytes);
+      } catch (error) {
+        throw mapError(error);
+      }
+      return openIterator(rows);
     },
 
     datastore_delete_by_index_scan_point_bsatn(
@@ -399,12 +441,22 @@ export function createSyscalls(env: SysEnv): Syscalls {
     v20,
     v21,
     endCall() {
+      if (iterators.size === 0 && timers.size === 0) return NOTHING_OPEN;
       const open = { openIterators: iterators.size, openTimers: timers.size };
-      iterators.clear();
-      timers.clear();
+      // Map.clear() allocates a fresh table even when empty, so only clear what is in use.
+      if (iterators.size > 0) iterators.clear();
+      if (timers.size > 0) timers.clear();
       return open;
     },
   };
+}
+
+const NOTHING_OPEN = Object.freeze({ openIterators: 0, openTimers: 0 });
+
+/** Rows of one open iterator and how far the module has read. */
+class RowIterator {
+  position = 0;
+  constructor(readonly rows: Uint8Array[]) {}
 }
 
 function formatDuration(ms: number): string {

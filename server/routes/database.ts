@@ -225,6 +225,13 @@ export function databaseRoutes(context: AppContext): Hono<AppEnv> {
     });
   });
 
+  // Lightcone extension: write a snapshot now (owner only), e.g. before a backup.
+  routes.post("/:name/snapshot", async (c) => {
+    const database = registry.require(c.req.param("name"));
+    const txOffset = await registry.snapshot(database, c.get("auth").identity);
+    return c.json({ tx_offset: txOffset });
+  });
+
   routes.get(
     "/:name/subscribe",
     (c) => context.hub.upgrade(c, registry.require(c.req.param("name"))),

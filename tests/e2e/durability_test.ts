@@ -26,7 +26,7 @@ Deno.test({
     const dataDir = await Deno.makeTempDir({ prefix: "lightcone-restart-" });
     let server = await startTestServer({ dataDir });
     try {
-      await publish(server.url, "bank", await fixtureBundle("bank"));
+      const bankOwner = await publish(server.url, "bank", await fixtureBundle("bank"));
       await publish(server.url, "kitchen", await fixtureBundle("kitchen"));
       await publish(server.url, "chat", await fixtureBundle("chat"));
       assertEquals((await call(server.url, "bank", "seed", [0, ACCOUNTS, BALANCE])).status, 200);
@@ -39,12 +39,31 @@ Deno.test({
       assertEquals((await call(server.url, "kitchen", "bump", ["c", 41, ""])).status, 200);
       const pointsBefore = (await call(server.url, "kitchen", "points_with_x", [0, 10]))
         .json as unknown[][];
+      // A snapshot on demand (owner only), then more transactions after it: recovery
+      // must combine the snapshot with the log suffix.
+      const stranger = await fetch(`${server.url}/v1/database/bank/snapshot`, { method: "POST" });
+      assertEquals(stranger.status, 403);
+      await stranger.body?.cancel();
+      const snapshot = await fetch(`${server.url}/v1/database/bank/snapshot`, {
+        method: "POST",
+        headers: { authorization: `Bearer ${bankOwner.token}` },
+      });
+      assertEquals(snapshot.status, 200);
+      const snapshotOffset = (await snapshot.json()).tx_offset as number;
+      assertEquals(snapshotOffset, 51, "seed + 50 transfers");
+      for (let i = 100; i < 110; i++) {
+        assertEquals((await call(server.url, "bank", "transfer", [i, i + 1, 3])).status, 200);
+      }
 
       await server.close({ keepData: true });
       server = await startTestServer({ dataDir });
 
       const totals = (await call(server.url, "bank", "totals", [])).json as number[];
       assertEquals(totals, [ACCOUNTS, ACCOUNTS * BALANCE]);
+      const snapshots = [
+        ...Deno.readDirSync(`${dataDir}/databases/${bankOwner.identity}/snapshots`),
+      ];
+      assert(snapshots.some((entry) => entry.name.endsWith(".snap")), "a snapshot file exists");
       assertEquals((await call(server.url, "kitchen", "counter_value", ["c"])).json, 41);
       assertEquals(
         (await call(server.url, "kitchen", "points_with_x", [0, 10])).json,
@@ -104,7 +123,13 @@ Deno.test({
           }
         };
         const callers = Array.from({ length: 16 }, caller);
-        await new Promise((resolve) => setTimeout(resolve, 50 + random.next() * 400));
+        // Kill mid-stream: once this round has some acknowledged transfers, at a random moment.
+        const ackedBefore = acknowledged.size;
+        const warmDeadline = Date.now() + 10_000;
+        while (acknowledged.size < ackedBefore + 5 && Date.now() < warmDeadline) {
+          await new Promise((resolve) => setTimeout(resolve, 5));
+        }
+        await new Promise((resolve) => setTimeout(resolve, random.next() * 300));
         killed = true;
         await server.stop("SIGKILL");
         await Promise.all(callers);
