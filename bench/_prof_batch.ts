@@ -6,7 +6,8 @@ import { DatabaseEngine, NO_BUDGET } from "../worker/engine.ts";
 import { SubscriptionHost } from "../worker/subscription_host.ts";
 import { DurabilitySink } from "../worker/durability_sink.ts";
 import { fixtureBundle } from "../tests/support/server.ts";
-import type { BatchItem, WorkerRequest } from "../worker/messages.ts";
+import type { BatchItem, BatchMessage, BatchReply } from "../worker/messages.ts";
+import { CallPacker, expandItems, forEachRequest, ResultPacker } from "../worker/batch_codec.ts";
 const ACCOUNTS = 100_000;
 const BATCH = Number(Deno.args[1] ?? 40);
 const bundle = await fixtureBundle("bank");
@@ -44,31 +45,28 @@ function cpuNs(): number {
 }
 const sender = 0x1234567890abcdef1234567890abcdef1234567890abcdefn;
 const connectionId = 0xabcdef1234567890abcdefn;
-function runBatch(requests: WorkerRequest[]) {
+const resultPacker = new ResultPacker();
+function runBatch(message: BatchMessage) {
   const results: BatchItem[] = [];
-  const collect = (callId: number | undefined) => {
-    for (const tx of engine.drainCommitted()) {
-      durability.append([tx]);
+  forEachRequest(message, (request) => {
+    if (request.kind !== "call") return;
+    const result = engine.callReducer(request.id, request.reducer, request.args, request.sender, request.connectionId, request.timestampMicros);
+    const committed = engine.drainCommitted();
+    if (result.status === "committed" && committed.length === 1) {
+      const tx = committed[0];
+      durability.appendOne(tx);
       const deltas = subscriptions.onCommit(tx.delta);
-      results.push({ kind: "update", txOffset: tx.txOffset, callId, deltas });
+      if (deltas.length === 0 && tx.txOffset === result.txOffset) {
+        resultPacker.add(request.id, tx.txOffset, result.durationMicros, results.length);
+        return;
+      }
     }
-  };
-  for (const request of requests) {
-    if (request.kind !== "call") continue;
-    const result = engine.callReducer(
-      request.id,
-      request.reducer,
-      request.args,
-      request.sender,
-      request.connectionId,
-      request.timestampMicros,
-    );
-    collect(request.id);
-    results.push(result);
-  }
+    throw new Error("unexpected");
+  });
   durability.flush();
-  return { type: "batch", items: results, logs: engine.drainLogs() };
+  return { type: "batch", items: results, committed: resultPacker.finish(), txOffset: engine.txOffset, logs: engine.drainLogs() };
 }
+const packer = new CallPacker();
 const N = Number(Deno.args[0] ?? 100_000);
 let c = 0;
 let id = 1;
@@ -76,23 +74,13 @@ for (let round = 0; round < 5; round++) {
   const t0 = performance.now();
   const c0 = cpuNs();
   for (let i = 0; i < N; i += BATCH) {
-    const requests: WorkerRequest[] = [];
     const fr = new Uint8Array(BATCH * 38);
     for (let j = 0; j < BATCH; j++) fr.set(argsList[(c + j) & 65535], j * 38 + 20);
-    for (let j = 0; j < BATCH; j++) {
-      requests.push({
-        kind: "call",
-        id: id++,
-        reducer: "transfer",
-        args: (c++, fr.subarray(j * 38 + 20, j * 38 + 36)),
-        sender,
-        connectionId,
-        timestampMicros: BigInt(Date.now()) * 1000n,
-      });
-    }
-    const cloned = structuredClone({ type: "batch", requests });
-    const reply = runBatch(cloned.requests);
-    structuredClone(reply);
+    for (let j = 0; j < BATCH; j++) packer.add({ reducer: "transfer", args: (c++, fr.subarray(j * 38 + 20, j * 38 + 36)), sender: sender + BigInt(j & 7), connectionId: connectionId + BigInt(j & 7), timestampMicros: BigInt(Date.now()) * 1000n }, id++, 0);
+    const calls = packer.finish()!;
+    const cloned = structuredClone({ type: "batch", requests: [], calls }, { transfer: [calls.args.buffer] }) as BatchMessage;
+    const reply = runBatch(cloned);
+    expandItems(structuredClone(reply) as BatchReply);
   }
   const dt = performance.now() - t0;
   const cpu = (cpuNs() - c0) / 1000 / N;

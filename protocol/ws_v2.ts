@@ -213,7 +213,8 @@ function readRowList(r: WsReader, what: string): Uint8Array[] {
 // ---------------------------------------------------------------------------------------------
 // Client message codec
 
-function clientMessageSize(m: ClientMessage): number {
+/** Encoded size of one client message (without v3 framing). */
+export function clientMessageSize(m: ClientMessage): number {
   switch (m.tag) {
     case "Subscribe": {
       let size = 1 + 4 + 4 + 4;

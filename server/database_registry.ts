@@ -53,6 +53,8 @@ export class Database {
   readonly names: string[];
   /** Set while the database cannot serve (deleted, crashed, storage failed). */
   stoppedReason: string | undefined;
+  /** Set for good once its commit log failed: the database never writes again. */
+  storageFailure: string | undefined;
   /** Number of transactions known to be on disk (= offset of the last durable one). */
   durableTxOffset: number;
   readonly #durableWaiters: {
@@ -133,6 +135,8 @@ export class DatabaseRegistry {
   readonly #options: RegistryOptions;
   readonly #byIdentity = new Map<string, Database>();
   readonly #byName = new Map<string, Database>();
+  /** Databases in control.json that failed to start: kept, and their names stay taken. */
+  readonly #unstarted = new Map<string, ControlFile["databases"][number] & { reason: string }>();
   /** Serialises publish/delete/restart so control.json writes never interleave. */
   #controlChain: Promise<unknown> = Promise.resolve();
   #closing = false;
@@ -152,6 +156,7 @@ export class DatabaseRegistry {
         identity: key,
         error: error.message,
       });
+      database.storageFailure = error.message;
       this.#stop(database, `storage failed: ${error.message}`);
     });
   }
@@ -196,10 +201,12 @@ export class DatabaseRegistry {
           durationMs: Math.round(performance.now() - started),
         });
       } catch (error) {
-        log.error("database failed to start", {
+        const reason = error instanceof Error ? error.message : String(error);
+        log.error("database failed to start; it stays registered but stopped", {
           identity: entry.identity,
-          error: error instanceof Error ? error.message : String(error),
+          error: reason,
         });
+        registry.#unstarted.set(entry.identity, { ...entry, reason });
         await logs.close();
       }
     }));
@@ -301,6 +308,15 @@ export class DatabaseRegistry {
     let existing: Database | undefined;
     if (target !== undefined) {
       existing = this.resolve(target);
+      const unstarted = [...this.#unstarted.values()].find((entry) =>
+        entry.names.includes(target) || entry.identity === Identity.tryFromHex(target)?.toHex()
+      );
+      if (!existing && unstarted) {
+        throw new BadRequestError(
+          `Database ${unstarted.identity} failed to start (${unstarted.reason}); ` +
+            `fix or remove its data before publishing to it`,
+        );
+      }
       if (!existing) {
         if (Identity.tryFromHex(target)) throw new NotFoundError(`\`${target}\` not found`);
         if (!isValidDatabaseName(target)) {
@@ -327,7 +343,6 @@ export class DatabaseRegistry {
       await Deno.remove(directory, { recursive: true }).catch(() => {});
       throw publishError(error);
     }
-    await writeFileAtomic(join(directory, "module.js"), bundle);
     const database = new Database(
       identity,
       caller,
@@ -339,8 +354,12 @@ export class DatabaseRegistry {
       started.durableTxOffset,
     );
     this.#bind(database);
-    await this.#writeControl();
+    // Durable events that came before the bind were dropped; the actor still knows.
+    this.#catchUpDurable(database);
+    await writeFileAtomic(join(directory, "module.js"), bundle);
+    // Only a database whose init is on disk goes into control.json.
     await database.whenDurable(started.host.txOffset);
+    await this.#writeControl();
     log.info("database created", { identity: identity.toHex(), name: name ?? "" });
     return { database, op: "created" };
   }
@@ -361,20 +380,25 @@ export class DatabaseRegistry {
     if (!clear && moduleHash === database.moduleHash && !database.stoppedReason) {
       return { database, op: "updated" };
     }
+    if (database.storageFailure) {
+      throw new BadRequestError(
+        `Database update rejected: its commit log failed (${database.storageFailure})`,
+      );
+    }
+    // Check the new module before touching the running database: it must load, and
+    // (until migrations exist) keep the stored schema exactly unless the data is cleared.
+    const probe = await DatabaseHost.start({
+      bundle,
+      databaseIdentity: database.identity.toBigInt(),
+      ownerIdentity: database.owner.toBigInt(),
+      runInit: false,
+      reducerBudgetMs: this.#budgetMs(),
+      heapMb: this.#options.workerHeapMb,
+    }).catch((error) => {
+      throw new BadRequestError(`Database update rejected: ${messageOf(error)}`);
+    });
+    probe.stop();
     if (!clear) {
-      // Check the new module before touching the running database: it must load,
-      // and (until migrations exist) keep the stored schema exactly.
-      const probe = await DatabaseHost.start({
-        bundle,
-        databaseIdentity: database.identity.toBigInt(),
-        ownerIdentity: database.owner.toBigInt(),
-        runInit: false,
-        reducerBudgetMs: this.#budgetMs(),
-        heapMb: this.#options.workerHeapMb,
-      }).catch((error) => {
-        throw new BadRequestError(`Database update rejected: ${messageOf(error)}`);
-      });
-      probe.stop();
       const difference = describeSchemaChange(
         database.module,
         moduleInfoFromDescribe(probe.describe),
@@ -386,7 +410,9 @@ export class DatabaseRegistry {
         );
       }
     }
-    database.host.stop();
+    // Clients are disconnected ("module exited") and waiting replies fail: the new
+    // worker starts with no subscriptions and its own query ids.
+    this.#stop(database, "the module was updated");
     if (clear) await this.#options.storage.deleteDatabase(database.key);
     else await this.#options.storage.closeDatabase(database.key);
     const started = await this.#startHost(database.identity, database.owner, bundle, {
@@ -401,6 +427,7 @@ export class DatabaseRegistry {
     database.moduleHash = moduleHash;
     database.stoppedReason = undefined;
     database.durableTxOffset = started.durableTxOffset;
+    this.#catchUpDurable(database);
     await writeFileAtomic(join(database.directory, "module.js"), bundle);
     await this.#writeControl();
     await database.whenDurable(started.host.txOffset);
@@ -446,8 +473,9 @@ export class DatabaseRegistry {
   /** A worker died (out of memory, a host bug): restart it from the commit log. */
   #crashed(database: Database, error: Error): void {
     const reason = `the database worker stopped: ${error.message}`;
+    const crashedHost = database.host;
     this.#stop(database, reason);
-    if (this.#closing) return;
+    if (this.#closing || database.storageFailure) return;
     const now = Date.now();
     database.restarts.push(now);
     while (database.restarts.length && database.restarts[0] < now - 60_000) {
@@ -458,8 +486,12 @@ export class DatabaseRegistry {
       return;
     }
     void this.#serialised(async () => {
+      // Something else (an update, a delete) replaced or removed this worker meanwhile.
       if (this.#byIdentity.get(database.key) !== database || this.#closing) return;
+      if (database.host !== crashedHost) return;
       await this.#options.storage.closeDatabase(database.key).catch(() => {});
+      // A storage failure reported while we waited makes the stop permanent.
+      if (database.storageFailure) return;
       const bundle = await Deno.readTextFile(join(database.directory, "module.js"));
       const started = await this.#startHost(database.identity, database.owner, bundle, {
         runInit: false,
@@ -467,6 +499,7 @@ export class DatabaseRegistry {
       });
       database.host = started.host;
       database.durableTxOffset = started.durableTxOffset;
+      this.#catchUpDurable(database);
       database.stoppedReason = undefined;
       log.info("database restarted from its commit log", {
         identity: database.key,
@@ -475,6 +508,12 @@ export class DatabaseRegistry {
     }).catch((restartError) => {
       log.error("database restart failed", { identity: database.key, error: String(restartError) });
     });
+  }
+
+  /** Applies the durable offset the actor knows, in case its event came before we listened. */
+  #catchUpDurable(database: Database): void {
+    const offset = this.#options.storage.durableOffset(database.key);
+    if (offset !== undefined) database.markDurable(Number(offset));
   }
 
   #stop(database: Database, reason: string): void {
@@ -515,13 +554,16 @@ export class DatabaseRegistry {
   async #writeControl(): Promise<void> {
     const control: ControlFile = {
       version: 1,
-      databases: this.list().map((database) => ({
-        identity: database.key,
-        owner: database.owner.toHex(),
-        names: database.names,
-        hostType: "Js",
-        moduleHash: database.moduleHash,
-      })),
+      databases: [
+        ...this.list().map((database) => ({
+          identity: database.key,
+          owner: database.owner.toHex(),
+          names: database.names,
+          hostType: "Js" as const,
+          moduleHash: database.moduleHash,
+        })),
+        ...[...this.#unstarted.values()].map(({ reason: _reason, ...entry }) => entry),
+      ],
     };
     await writeFileAtomic(this.#controlPath(), JSON.stringify(control, null, 2));
   }

@@ -10,6 +10,7 @@ import type { LogLine } from "../worker/mod.ts";
 export class LogBuffer {
   #lines: string[] = [];
   #followers = new Set<(line: string) => void>();
+  #closers = new Set<() => void>();
   #file: Deno.FsFile | undefined;
   #writeChain: Promise<void> = Promise.resolve();
   readonly #encoder = new TextEncoder();
@@ -59,9 +60,14 @@ export class LogBuffer {
     return count <= 0 ? [] : this.#lines.slice(-count);
   }
 
-  follow(listener: (line: string) => void): () => void {
+  /** Calls `listener` with each new line, and `onClose` when the log closes (database deleted). */
+  follow(listener: (line: string) => void, onClose?: () => void): () => void {
     this.#followers.add(listener);
-    return () => this.#followers.delete(listener);
+    if (onClose) this.#closers.add(onClose);
+    return () => {
+      this.#followers.delete(listener);
+      if (onClose) this.#closers.delete(onClose);
+    };
   }
 
   async close(): Promise<void> {
@@ -69,5 +75,7 @@ export class LogBuffer {
     this.#file?.close();
     this.#file = undefined;
     this.#followers.clear();
+    for (const closer of this.#closers) closer();
+    this.#closers.clear();
   }
 }

@@ -127,6 +127,13 @@ export class DurabilityCore {
   receive(dbKey: string, message: FromDatabaseMessage): void {
     const db = this.#databases.get(dbKey);
     if (!db || db.failure) return;
+    // The database worker also runs tenant code: anything it sends is checked, and a
+    // malformed message stops that database only.
+    const problem = malformed(message);
+    if (problem !== undefined) {
+      this.#fail(db, new Error(`Malformed message from the database worker: ${problem}`));
+      return;
+    }
     switch (message.kind) {
       case "append":
         db.openedLog = undefined;
@@ -393,5 +400,35 @@ export class DurabilityCore {
       snapshotTxOffset: replay.snapshotTxOffset,
       truncatedTornTail: opened.truncatedTornTail,
     });
+  }
+}
+
+/** Why `message` is not a well-formed FromDatabaseMessage, or undefined when it is. */
+export function malformed(message: unknown): string | undefined {
+  if (typeof message !== "object" || message === null) return "not an object";
+  const m = message as Record<string, unknown>;
+  const isOffset = (value: unknown) => typeof value === "bigint" && value >= 0n;
+  switch (m.kind) {
+    case "append":
+      if (!isOffset(m.firstTxOffset)) return "append.firstTxOffset is not a u64";
+      if (
+        typeof m.recordCount !== "number" || !Number.isInteger(m.recordCount) || m.recordCount < 1
+      ) {
+        return "append.recordCount is not a positive integer";
+      }
+      if (!(m.bytes instanceof Uint8Array)) return "append.bytes is not a Uint8Array";
+      return undefined;
+    case "snapshot":
+      if (!isOffset(m.txOffset)) return "snapshot.txOffset is not a u64";
+      if (!(m.bytes instanceof Uint8Array)) return "snapshot.bytes is not a Uint8Array";
+      if (m.requestId !== undefined && typeof m.requestId !== "number") {
+        return "snapshot.requestId is not a number";
+      }
+      return undefined;
+    case "replay":
+    case "replayNext":
+      return undefined;
+    default:
+      return `unknown kind ${JSON.stringify(String(m.kind))}`;
   }
 }

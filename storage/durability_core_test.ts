@@ -253,3 +253,31 @@ for (const operation of ["write", "sync"] as FsOperation[]) {
     }
   });
 }
+
+Deno.test("receive() fails only the database that sent a malformed message", async () => {
+  const { malformed } = await import("./durability_core.ts");
+  const bad: unknown[] = [
+    null,
+    42,
+    {},
+    { kind: "append", firstTxOffset: 0, recordCount: 1, bytes: new Uint8Array(1) },
+    { kind: "append", firstTxOffset: 0n, recordCount: 0, bytes: new Uint8Array(1) },
+    { kind: "append", firstTxOffset: 0n, recordCount: 1, bytes: [1] },
+    { kind: "snapshot", txOffset: -1n, bytes: new Uint8Array(1) },
+    { kind: "snapshot", txOffset: 1n, bytes: new Uint8Array(1), requestId: "x" },
+    { kind: "explode" },
+  ];
+  for (const message of bad) {
+    if (malformed(message) === undefined) throw new Error(`accepted ${String(message)}`);
+  }
+  const good: unknown[] = [
+    { kind: "append", firstTxOffset: 0n, recordCount: 2, bytes: new Uint8Array(8) },
+    { kind: "snapshot", txOffset: 3n, bytes: new Uint8Array(1), requestId: undefined },
+    { kind: "replay" },
+    { kind: "replayNext" },
+  ];
+  for (const message of good) {
+    const problem = malformed(message);
+    if (problem !== undefined) throw new Error(`rejected a good message: ${problem}`);
+  }
+});

@@ -127,8 +127,12 @@ function handle(request: ActorRequest): unknown {
       const { dbKey, port } = request;
       ports.set(dbKey, port);
       port.onmessage = (event: MessageEvent<FromDatabaseMessage>) => {
+        // receive() checks the message and fails only this database on bad input.
         requireCore().receive(dbKey, event.data);
         if (requireCore().hasPending) queueFlush();
+      };
+      port.onmessageerror = () => {
+        requireCore().receive(dbKey, { kind: "undeliverable" } as unknown as FromDatabaseMessage);
       };
       return result;
     }

@@ -52,11 +52,13 @@ export class DurabilitySink {
   }
 
   append(committed: CommittedTx[]): void {
-    for (const tx of committed) {
-      if (this.#firstTxOffset === undefined) this.#firstTxOffset = tx.txOffset;
-      this.#encoder.add(toRecord(tx));
-      this.#count++;
-    }
+    for (const tx of committed) this.appendOne(tx);
+  }
+
+  appendOne(tx: CommittedTx): void {
+    if (this.#firstTxOffset === undefined) this.#firstTxOffset = tx.txOffset;
+    this.#encoder.add(toRecord(tx));
+    this.#count++;
   }
 
   /** Sends everything appended since the last flush as one batch. */
@@ -77,14 +79,41 @@ export class DurabilitySink {
 function toRecord(tx: CommittedTx): TxRecord {
   return {
     reducerName: tx.reducer,
-    callerIdentity: littleEndian(tx.sender, 32),
-    callerConnectionId: littleEndian(tx.connectionId, 16),
+    callerIdentity: identityBytes.of(tx.sender),
+    callerConnectionId: connectionIdBytes.of(tx.connectionId),
     timestampMicros: tx.timestampMicros,
     args: tx.args,
     tables: tx.delta.tables,
     sequences: tx.delta.sequences,
   };
 }
+
+/**
+ * Little-endian bytes of recent identities / connection ids. Converting a u256 takes 64 BigInt
+ * operations (each allocates); a batch usually repeats a handful of callers. The encoder only
+ * reads the bytes, so sharing one array per value is safe.
+ */
+class LittleEndianCache {
+  readonly #byteCount: number;
+  #entries = new Map<bigint, Uint8Array>();
+  constructor(byteCount: number) {
+    this.#byteCount = byteCount;
+  }
+  of(value: bigint): Uint8Array {
+    let bytes = this.#entries.get(value);
+    if (bytes === undefined) {
+      if (this.#entries.size >= LITTLE_ENDIAN_CACHE_MAX) this.#entries = new Map();
+      bytes = littleEndian(value, this.#byteCount);
+      this.#entries.set(value, bytes);
+    }
+    return bytes;
+  }
+}
+
+/** Entries kept per cache before it starts over (bounds memory with many connections). */
+const LITTLE_ENDIAN_CACHE_MAX = 4096;
+const identityBytes = new LittleEndianCache(32);
+const connectionIdBytes = new LittleEndianCache(16);
 
 function littleEndian(value: bigint, byteCount: number): Uint8Array {
   const bytes = new Uint8Array(byteCount);

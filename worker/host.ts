@@ -6,8 +6,10 @@
 import { log } from "../lib/log.ts";
 import { WORKER_HEAP_MB_DEFAULT } from "../lib/limits.ts";
 import { type IsolatedWorker, spawnIsolatedWorker } from "./isolation.ts";
+import { CallPacker, type CallFields, expandItems } from "./batch_codec.ts";
 import type {
   BatchItem,
+  BatchMessage,
   BatchReply,
   CallProcedureRequest,
   CallReducerRequest,
@@ -75,10 +77,13 @@ export class DatabaseHost {
   readonly describe: Uint8Array;
   readonly #worker: IsolatedWorker;
   readonly #options: DatabaseHostOptions;
+  /** Queued requests other than the reducer calls in #calls. */
   #queue: WorkerRequest[] = [];
+  readonly #calls = new CallPacker();
   #pending = new Map<number, Pending>();
   #origins = new Map<number, unknown>();
   #nextId = 1;
+  readonly #originOf = (id: number): unknown => this.#origins.get(id);
   #inFlight = 0;
   #flushScheduled = false;
   #dead: Error | undefined;
@@ -166,7 +171,32 @@ export class DatabaseHost {
     request: Omit<CallReducerRequest, "id" | "kind">,
     origin?: unknown,
   ): Promise<CallResult> {
-    return this.#send({ kind: "call", ...request }, origin) as Promise<CallResult>;
+    if (this.#dead) return Promise.reject(this.#dead);
+    const id = this.#nextId++;
+    if (origin !== undefined) this.#origins.set(id, origin);
+    return new Promise((resolve, reject) => {
+      this.#pending.set(id, { resolve, reject } as Pending);
+      this.#enqueueCall(request, id);
+    });
+  }
+
+  /**
+   * A reducer call whose outcome is only needed through `onEvents` (the WebSocket hub): no
+   * promise is made. False when the database is gone.
+   */
+  submitReducerCall(request: CallFields, origin: unknown): boolean {
+    if (this.#dead) return false;
+    const id = this.#nextId++;
+    this.#origins.set(id, origin);
+    this.#enqueueCall(request, id);
+    return true;
+  }
+
+  #enqueueCall(request: CallFields, id: number): void {
+    if (!this.#calls.add(request, id, this.#queue.length)) {
+      this.#queue.push({ kind: "call", ...request, id });
+    }
+    this.#scheduleFlush();
   }
 
   callProcedure(
@@ -239,11 +269,14 @@ export class DatabaseHost {
   }
 
   #flush(): void {
-    if (this.#dead || this.#queue.length === 0 || this.#inFlight >= BATCHES_IN_FLIGHT_MAX) return;
+    if (this.#dead || this.#inFlight >= BATCHES_IN_FLIGHT_MAX) return;
+    if (this.#queue.length === 0 && this.#calls.count === 0) return;
     const requests = this.#queue;
     this.#queue = [];
+    const calls = this.#calls.finish();
     this.#inFlight++;
-    this.#worker.port.postMessage({ type: "batch", requests });
+    const message: BatchMessage = { type: "batch", requests, calls };
+    this.#worker.port.postMessage(message, calls ? [calls.args.buffer] : []);
   }
 
   #onMessage(message: WorkerToMain): void {
@@ -260,17 +293,21 @@ export class DatabaseHost {
 
   #handleBatch(message: BatchReply): void {
     if (message.logs.length) this.#options.onLogs?.(message.logs);
-    for (const item of message.items) {
+    const items = expandItems(message);
+    for (const item of items) {
       if (item.kind === "update") this.#txOffset = item.txOffset;
     }
+    if (message.txOffset !== undefined && message.txOffset > this.#txOffset) {
+      this.#txOffset = message.txOffset;
+    }
     try {
-      this.#options.onEvents?.(message.items, (id) => this.#origins.get(id));
+      this.#options.onEvents?.(items, this.#originOf);
     } catch (error) {
       log.error("handling a database batch failed", {
         error: error instanceof Error ? (error.stack ?? error.message) : String(error),
       });
     }
-    for (const item of message.items) {
+    for (const item of items) {
       if (item.kind === "update") continue;
       this.#origins.delete(item.id);
       const pending = this.#pending.get(item.id);

@@ -212,7 +212,24 @@ export interface LogLine {
 
 export interface BatchMessage {
   type: "batch";
+  /** Requests in execution order (reducer calls may travel in `calls` instead). */
   requests: WorkerRequest[];
+  /** Reducer calls packed into a few arrays (worker/batch_codec.ts), merged into `requests`. */
+  calls?: PackedCalls;
+}
+
+/**
+ * Reducer calls of one batch without one object per call (structured clone pays per object):
+ * `table` holds PACKED_CALL_FIELDS numbers per call, see worker/batch_codec.ts.
+ */
+export interface PackedCalls {
+  table: Float64Array;
+  /** Every call's args, back to back (its buffer is transferred). */
+  args: Uint8Array<ArrayBuffer>;
+  /** Distinct reducer names of the batch. */
+  names: string[];
+  /** Distinct callers of the batch: sender, connection id, sender, connection id, ... */
+  callers: bigint[];
 }
 
 /** Results and transaction updates, in the order the worker produced them. */
@@ -220,7 +237,15 @@ export type BatchItem = WorkerResult | TxUpdate;
 
 export interface BatchReply {
   type: "batch";
+  /** Results and updates in order, except the reducer calls packed in `committed`. */
   items: BatchItem[];
+  /**
+   * Reducer calls that committed without any query delta, PACKED_RESULT_FIELDS numbers each
+   * (worker/batch_codec.ts); each stands for a `CallResult` plus an empty `TxUpdate`.
+   */
+  committed?: Float64Array;
+  /** The worker's transaction offset after the batch. */
+  txOffset?: number;
   logs: LogLine[];
 }
 

@@ -19,6 +19,7 @@ import type {
 import { SubscriptionHost } from "./subscription_host.ts";
 import { prepareSandbox } from "./sandbox.ts";
 import { DurabilitySink } from "./durability_sink.ts";
+import { forEachRequest, ResultPacker } from "./batch_codec.ts";
 
 let engine: DatabaseEngine | undefined;
 let subscriptions: SubscriptionHost | undefined;
@@ -129,18 +130,21 @@ async function init(message: InitMessage): Promise<void> {
   });
 }
 
+const resultPacker = new ResultPacker();
+
 function runBatch(message: BatchMessage): void {
   const current = engine;
-  if (!current || !subscriptions) throw new Error("database worker is not initialised");
+  const live = subscriptions;
+  if (!current || !live) throw new Error("database worker is not initialised");
   const results: BatchItem[] = [];
   const collect = (callId: number | undefined) => {
     for (const tx of current.drainCommitted()) {
-      durability?.append([tx]);
-      const deltas = subscriptions!.onCommit(tx.delta);
+      durability?.appendOne(tx);
+      const deltas = live.onCommit(tx.delta);
       results.push({ kind: "update", txOffset: tx.txOffset, callId, deltas });
     }
   };
-  for (const request of message.requests) {
+  forEachRequest(message, (request) => {
     switch (request.kind) {
       case "call": {
         const result = current.callReducer(
@@ -151,7 +155,25 @@ function runBatch(message: BatchMessage): void {
           request.connectionId,
           request.timestampMicros,
         );
-        collect(request.id);
+        const committed = current.drainCommitted();
+        if (result.status === "committed" && committed.length === 1) {
+          // The common case: one transaction. With no query delta it travels packed.
+          const tx = committed[0];
+          durability?.appendOne(tx);
+          const deltas = live.onCommit(tx.delta);
+          if (deltas.length === 0 && tx.txOffset === result.txOffset) {
+            resultPacker.add(request.id, tx.txOffset, result.durationMicros, results.length);
+            break;
+          }
+          results.push({ kind: "update", txOffset: tx.txOffset, callId: request.id, deltas });
+          results.push(result);
+          break;
+        }
+        for (const tx of committed) {
+          durability?.appendOne(tx);
+          const deltas = live.onCommit(tx.delta);
+          results.push({ kind: "update", txOffset: tx.txOffset, callId: request.id, deltas });
+        }
         results.push(result);
         break;
       }
@@ -181,7 +203,7 @@ function runBatch(message: BatchMessage): void {
         break;
       }
       case "disconnect": {
-        subscriptions.dropClient(request.connectionId);
+        live.dropClient(request.connectionId);
         const result = current.disconnect(
           request.id,
           request.sender,
@@ -193,13 +215,13 @@ function runBatch(message: BatchMessage): void {
         break;
       }
       case "subscribe":
-        results.push(subscriptions.subscribe(request));
+        results.push(live.subscribe(request));
         break;
       case "unsubscribe":
-        results.push(subscriptions.unsubscribe(request));
+        results.push(live.unsubscribe(request));
         break;
       case "query":
-        results.push(subscriptions.query(request));
+        results.push(live.query(request));
         break;
       case "export":
         results.push({
@@ -210,7 +232,13 @@ function runBatch(message: BatchMessage): void {
         });
         break;
     }
-  }
+  });
   durability?.flush();
-  reply({ type: "batch", items: results, logs: current.drainLogs() });
+  reply({
+    type: "batch",
+    items: results,
+    committed: resultPacker.finish(),
+    txOffset: current.txOffset,
+    logs: current.drainLogs(),
+  });
 }

@@ -80,18 +80,25 @@ function formatRatio(value: number): string {
 function cpuCell(result: SystemResult): string {
   const cpu = result.cpu;
   if (!cpu) return "—";
-  const parts = Object.entries(cpu.processPercent)
-    .filter(([, percent]) => percent !== null)
-    .map(([name, percent]) => `${name} ${Math.round(percent as number)}`);
-  if (result.startBusyPercent !== undefined) {
-    parts.push(`busy before ${Math.round(result.startBusyPercent)}`);
-  }
+  const ours = Object.entries(cpu.processPercent).filter(([, percent]) =>
+    percent !== null
+  ) as Array<
+    [string, number]
+  >;
+  const parts = ours.map(([name, percent]) => `${name} ${Math.round(percent)}`);
   if (cpu.machine) {
+    // Everything else that ran meanwhile (other processes, kernel threads), in % of one core.
+    const oursTotal = ours.reduce((sum, [, percent]) => sum + percent, 0);
+    const rest = Math.max(0, cpu.machine.busyPercent * cpu.cores - oursTotal);
+    parts.push(`rest ${Math.round(rest)}`);
     parts.push(
       `machine ${Math.round(cpu.machine.busyPercent)}/${Math.round(cpu.machine.iowaitPercent)}/${
         Math.round(cpu.machine.stealPercent)
       }`,
     );
+  }
+  if (result.startBusyPercent !== undefined) {
+    parts.push(`busy before ${Math.round(result.startBusyPercent)}`);
   }
   return parts.join(", ");
 }
@@ -135,7 +142,7 @@ export function medianRuns(results: readonly SystemResult[]): SystemResult[] {
 /** The main table: one row per system × α × mode (the median run when repeated). */
 export function resultsTable(results: readonly SystemResult[]): string {
   const lines = [
-    "| system | mode | α | TPS | p50 ms | p99 ms | errors | balance check | CPU % (client, server, db; machine busy/iowait/steal) |",
+    "| system | mode | α | TPS | p50 ms | p99 ms | errors | balance check | CPU: % of one core (client, server, db, rest of machine); machine % busy/iowait/steal; machine % busy before the run |",
     "|---|---|---:|---:|---:|---:|---:|---|---|",
   ];
   for (const result of results) {

@@ -154,22 +154,23 @@ export function databaseRoutes(context: AppContext): Hono<AppEnv> {
     const sender = caller.identity.toBigInt();
     const connectionId = randomConnectionId();
     const timestampMicros = BigInt(Date.now()) * 1000n;
-    // client_connected / the call / client_disconnected go out in one batch.
-    const connected = host.connect({
+    // client_connected first: a module that refuses the caller must not see the call.
+    const connect = await host.connect({
       sender,
       connectionId,
       timestampMicros,
       jwtPayload: caller.payloadJson,
     });
+    if (connect.status !== "committed") {
+      return c.text(connect.message ?? "Connection refused", 403);
+    }
     const call = reducer
       ? host.callReducer({ reducer: name, args, sender, connectionId, timestampMicros })
       : host.callProcedure({ procedure: name, args, sender, connectionId, timestampMicros });
-    // The disconnect's outcome never matters to the caller; it must not go unhandled.
+    // The disconnect goes out in the same batch as the call; its outcome never matters
+    // to the caller and must not go unhandled.
     host.disconnect({ sender, connectionId, timestampMicros }).catch(() => {});
-    call.catch(() => {});
-    const connect = await connected;
     const result = await call;
-    if (connect.status !== "committed") return c.text(connect.message ?? "Connection refused", 403);
     await context.hub.durable(database, "txOffset" in result ? result.txOffset : undefined);
     c.header("spacetime-energy-used", "0");
     c.header("spacetime-execution-duration-micros", String(result.durationMicros));
@@ -204,8 +205,12 @@ export function databaseRoutes(context: AppContext): Hono<AppEnv> {
       for (const line of initial) await stream.write(line + "\n");
       const pending: string[] = [];
       let wake: (() => void) | undefined;
+      let closed = false;
       const unfollow = database.logs.follow((line) => {
         pending.push(line);
+        wake?.();
+      }, () => {
+        closed = true;
         wake?.();
       });
       stream.onAbort(() => {
@@ -213,6 +218,7 @@ export function databaseRoutes(context: AppContext): Hono<AppEnv> {
         wake?.();
       });
       while (!stream.aborted && !stream.closed) {
+        if (pending.length === 0 && closed) break;
         if (pending.length === 0) {
           await new Promise<void>((resolve) => (wake = resolve));
           wake = undefined;

@@ -16,6 +16,7 @@ import { log } from "../../lib/log.ts";
 import { BadRequestError } from "../../lib/errors.ts";
 import {
   type ClientMessage,
+  clientMessageSize,
   type Compression,
   decodeClientFrame,
   encodeRowList,
@@ -38,6 +39,15 @@ const PROTOCOLS: [string, WsVersion][] = [
 const COMPRESSIONS = new Set(["None", "Brotli", "Gzip"]);
 const CLOSE_REASON_BYTES_MAX = 123;
 const FRAME_PAYLOAD_BYTES_TARGET = 512 * 1024;
+const EMPTY_BYTES = new Uint8Array(0);
+/**
+ * A v3 frame answers at most this many bytes of the client's calls. A pipelining client sends
+ * its next calls when the answers arrive, all those of one frame in one frame of its own; Deno's
+ * WebSocket client (the official SDK on Deno) leaves Nagle on and writes a frame over 1 KiB as
+ * two send() calls, so such a frame waits for our delayed ACK, ~40 ms. Cutting our frames keeps
+ * a client that re-sends calls of the same size under 1 KiB per frame.
+ */
+const ANSWERED_BYTES_PER_FRAME_MAX = 960;
 
 /** What a WebSocket request sent to a database worker was for. */
 interface WsOrigin {
@@ -48,12 +58,16 @@ interface WsOrigin {
   timestampMicros?: bigint;
   /** Set once the caller's ReducerResult went out with its transaction update. */
   answered?: boolean;
+  /** Encoded size of the call message (for frame cutting, see ANSWERED_BYTES_PER_FRAME_MAX). */
+  callBytes?: number;
 }
 
 interface Outgoing {
   message: ServerMessage;
   /** Transaction offset the message was computed from (confirmed reads wait for it). */
   txOffset: number;
+  /** Encoded size of the client's call this message answers (0 for other messages). */
+  answeredBytes: number;
 }
 
 class Client {
@@ -155,12 +169,13 @@ export class WsHub {
               timestampMicros: origin.timestampMicros ?? 0n,
               result: {
                 tag: "Ok",
-                retValue: new Uint8Array(),
+                retValue: EMPTY_BYTES,
                 transactionUpdate: { querySets: sets },
               },
             },
             txOffset,
             touched,
+            origin.callBytes,
           );
           origin.client.pendingCalls--;
         }
@@ -176,6 +191,26 @@ export class WsHub {
         case "call":
           if (origin.answered) break;
           client.pendingCalls--;
+          if (item.status === "committed") {
+            // Committed without any query delta: the worker sent no update for it.
+            this.#queue(
+              client,
+              {
+                tag: "ReducerResult",
+                requestId: origin.requestId,
+                timestampMicros: origin.timestampMicros ?? 0n,
+                result: {
+                  tag: "Ok",
+                  retValue: EMPTY_BYTES,
+                  transactionUpdate: { querySets: [] },
+                },
+              },
+              item.txOffset ?? 0,
+              touched,
+              origin.callBytes,
+            );
+            break;
+          }
           this.#queue(
             client,
             {
@@ -188,6 +223,7 @@ export class WsHub {
             },
             0,
             touched,
+            origin.callBytes,
           );
           break;
         case "procedure":
@@ -205,6 +241,7 @@ export class WsHub {
             },
             item.txOffset ?? 0,
             touched,
+            origin.callBytes,
           );
           break;
         case "subscribe": {
@@ -401,7 +438,7 @@ export class WsHub {
             return;
           }
           const timestampMicros = BigInt(Date.now()) * 1000n;
-          host.callReducer(
+          const submitted = host.submitReducerCall(
             {
               reducer: message.reducer,
               args: message.args,
@@ -414,9 +451,10 @@ export class WsHub {
               kind: "call",
               requestId: message.requestId,
               timestampMicros,
+              callBytes: clientMessageSize(message),
             } satisfies WsOrigin,
-          )
-            .catch(fail);
+          );
+          if (!submitted) fail(new Error("database is not available"));
           break;
         }
         case "CallProcedure": {
@@ -438,6 +476,7 @@ export class WsHub {
               kind: "procedure",
               requestId: message.requestId,
               timestampMicros,
+              callBytes: clientMessageSize(message),
             } satisfies WsOrigin,
           ).catch(fail);
           break;
@@ -527,9 +566,15 @@ export class WsHub {
     this.#onClose(client);
   }
 
-  #queue(client: Client, message: ServerMessage, txOffset: number, touched: Set<Client>): void {
+  #queue(
+    client: Client,
+    message: ServerMessage,
+    txOffset: number,
+    touched: Set<Client>,
+    answeredBytes = 0,
+  ): void {
     if (client.closed) return;
-    client.outbox.push({ message, txOffset });
+    client.outbox.push({ message, txOffset, answeredBytes });
     touched.add(client);
   }
 
@@ -539,36 +584,45 @@ export class WsHub {
     this.#flush(client);
   }
 
-  /** Sends every queued message: v3 packs them into as few frames as possible. */
   /**
    * Sends queued messages in FIFO order. With confirmed reads, a message computed
    * from a transaction waits until that transaction is durable, and so does
    * everything queued after it. v3 packs the sendable prefix into as few frames
-   * as possible.
+   * as possible, but a frame answers at most ANSWERED_BYTES_PER_FRAME_MAX of the
+   * client's calls.
    */
   #flush(client: Client): void {
-    if (client.closed || client.outbox.length === 0) return;
+    const outbox = client.outbox;
+    if (client.closed || outbox.length === 0) return;
     const durable = client.confirmed ? client.database.durableTxOffset : Infinity;
     let ready = 0;
-    while (ready < client.outbox.length && client.outbox[ready].txOffset <= durable) ready++;
+    while (ready < outbox.length && outbox[ready].txOffset <= durable) ready++;
     if (ready === 0) return;
-    const messages = client.outbox.slice(0, ready).map((entry) => entry.message);
-    client.outbox = ready === client.outbox.length ? [] : client.outbox.slice(ready);
+    if (ready === outbox.length) client.outbox = [];
+    else client.outbox = outbox.slice(ready);
     if (client.version === "v2") {
-      for (const message of messages) this.#send(client, encodeServerFrame([message]));
+      for (let i = 0; i < ready; i++) this.#send(client, encodeServerFrame([outbox[i].message]));
       return;
     }
     let group: ServerMessage[] = [];
     let groupBytes = 0;
-    for (const message of messages) {
-      const size = serverMessageSize(message);
-      if (group.length > 0 && groupBytes + size > FRAME_PAYLOAD_BYTES_TARGET) {
+    let answeredBytes = 0;
+    for (let i = 0; i < ready; i++) {
+      const entry = outbox[i];
+      const size = serverMessageSize(entry.message);
+      if (
+        group.length > 0 &&
+        (groupBytes + size > FRAME_PAYLOAD_BYTES_TARGET ||
+          answeredBytes + entry.answeredBytes > ANSWERED_BYTES_PER_FRAME_MAX)
+      ) {
         this.#send(client, encodeServerFrame(group));
         group = [];
         groupBytes = 0;
+        answeredBytes = 0;
       }
-      group.push(message);
+      group.push(entry.message);
       groupBytes += size;
+      answeredBytes += entry.answeredBytes;
     }
     if (group.length) this.#send(client, encodeServerFrame(group));
   }
