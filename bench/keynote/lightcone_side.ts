@@ -257,7 +257,8 @@ export async function readLightconeBalances(
 ): Promise<AccountRow[]> {
   const response = await fetch(`${deployment.url}/v1/database/${deployment.databaseName}/sql`, {
     method: "POST",
-    body: "SELECT id, balance FROM accounts",
+    // accounts is (id, balance): `*` returns the same columns in that order.
+    body: "SELECT * FROM accounts",
   });
   const text = await response.text();
   if (!response.ok) {

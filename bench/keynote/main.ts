@@ -285,6 +285,12 @@ export async function runKeynote(
       const fresh = !await Deno.stat(options.resultsPath).then(() => true, () => false);
       const header = fresh ? "# Benchmark results\n" : "";
       await Deno.writeTextFile(options.resultsPath, header + "\n" + markdown, { append: true });
+      // Keep the file `deno fmt --check` clean (it aligns markdown tables); best effort.
+      await new Deno.Command(Deno.execPath(), {
+        args: ["fmt", "--quiet", options.resultsPath],
+        stdout: "null",
+        stderr: "null",
+      }).output().catch(() => {});
       log.info("Appended the report", { path: options.resultsPath });
     }
     if (options.jsonPath) {

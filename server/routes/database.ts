@@ -9,7 +9,15 @@ import { streamText } from "hono/streaming";
 import { type Identity, requireOwner } from "../../auth/mod.ts";
 import { BadRequestError, LimitExceededError, NotFoundError } from "../../lib/errors.ts";
 import { HTTP_BODY_BYTES_MAX, MODULE_BYTES_MAX } from "../../lib/limits.ts";
-import { moduleDefToSchemaJson, moduleDefToV9SchemaJson } from "../../protocol/mod.ts";
+import {
+  compileProductDecoder,
+  type JsonOutput,
+  moduleDefToSchemaJson,
+  moduleDefToV9SchemaJson,
+  productTypeToJson,
+  stringifyJson,
+  untypedValueToJson,
+} from "../../protocol/mod.ts";
 import type { AppContext, AppEnv } from "../app.ts";
 import type { Database } from "../database_registry.ts";
 import { encodeCallArguments, procedureReturnToJson } from "../call_arguments.ts";
@@ -229,6 +237,39 @@ export function databaseRoutes(context: AppContext): Hono<AppEnv> {
       }
       unfollow();
     });
+  });
+
+  // SQL over HTTP. Today: the subscription grammar (`SELECT * FROM t [WHERE …]`), read
+  // only; non-owners see public tables only. Answers once the state it read is durable
+  // unless `confirmed=false`.
+  routes.post("/:name/sql", smallBody, async (c) => {
+    const database = available(registry.require(c.req.param("name")));
+    const sql = await c.req.text();
+    const caller = c.get("auth").identity;
+    const started = performance.now();
+    const result = await database.host.query({
+      sql,
+      sender: caller.toBigInt(),
+      isOwner: database.isOwner(caller),
+    });
+    if (!result.ok || !result.rows) throw new BadRequestError(result.error ?? "query failed");
+    if (c.req.query("confirmed") !== "false") await database.whenDurable(result.txOffset);
+    const table = database.module.tablesByName.get(result.rows.table);
+    if (!table) throw new Error(`query answered for unknown table "${result.rows.table}"`);
+    const rowType = { tag: "Product" as const, value: table.rowType };
+    const decode = compileProductDecoder(table.rowType, table.typespace);
+    const rows: JsonOutput[] = result.rows.rows.map((row) =>
+      untypedValueToJson(rowType, decode(row), table.typespace)
+    );
+    return jsonText(
+      c,
+      stringifyJson([{
+        schema: productTypeToJson(table.rowType),
+        rows,
+        total_duration_micros: Math.round((performance.now() - started) * 1000),
+        stats: { rows_inserted: 0, rows_deleted: 0, rows_updated: 0 },
+      }]),
+    );
   });
 
   // Lightcone extension: write a snapshot now (owner only), e.g. before a backup.

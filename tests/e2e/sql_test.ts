@@ -1,0 +1,63 @@
+/**
+ * POST /v1/database/:name/sql with the subscription grammar: rows as untyped
+ * SATS-JSON with the table's schema; private tables for the owner only; errors 400.
+ */
+import { deepStrictEqual as assertEquals, match as assertMatch } from "node:assert/strict";
+import { parseWithBigInts } from "../support/server.ts";
+import { call, fixtureBundle, publish, startTestServer } from "../support/server.ts";
+
+Deno.test({
+  name: "/sql answers single-table queries as SpacetimeDB's JSON",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    const server = await startTestServer();
+    try {
+      const { token } = await publish(server.url, "kitchen", await fixtureBundle("kitchen"));
+      for (const [id, email, age] of [[1, "a@x", 30], [2, "b@x", 40], [3, "c@x", 50]] as const) {
+        assertEquals(
+          (await call(server.url, "kitchen", "add_person", [id, email, age, "n"])).status,
+          200,
+        );
+      }
+      assertEquals((await call(server.url, "kitchen", "bump", ["hidden", 9, ""])).status, 200);
+      const sql = async (query: string, auth?: string) => {
+        const response = await fetch(`${server.url}/v1/database/kitchen/sql`, {
+          method: "POST",
+          body: query,
+          headers: auth ? { authorization: `Bearer ${auth}` } : {},
+        });
+        return { status: response.status, text: await response.text() };
+      };
+
+      const adults = await sql("SELECT * FROM people WHERE age >= 40");
+      assertEquals(adults.status, 200, adults.text);
+      const [statement] = parseWithBigInts(adults.text) as [
+        { schema: { elements: { name: { some: string } }[] }; rows: unknown[][]; stats: unknown },
+      ];
+      assertEquals(statement.schema.elements.map((e) => e.name.some), [
+        "id",
+        "email",
+        "age",
+        "nick",
+      ]);
+      assertEquals(statement.rows, [[2, "b@x", 40, "n"], [3, "c@x", 50, "n"]]);
+      assertEquals(statement.stats, { rows_inserted: 0, rows_deleted: 0, rows_updated: 0 });
+
+      // `counters` is private: the owner reads it, others are refused.
+      const stranger = await sql("SELECT * FROM counters");
+      assertEquals(stranger.status, 400);
+      const owner = await sql("SELECT * FROM counters", token);
+      assertEquals(owner.status, 200, owner.text);
+      assertEquals((JSON.parse(owner.text) as { rows: unknown[] }[])[0].rows, [["hidden", 9]]);
+
+      const bad = await sql("SELEKT nonsense");
+      assertEquals(bad.status, 400);
+      assertMatch(bad.text, /SELEKT|syntax|parse/i);
+      const missing = await sql("SELECT * FROM nowhere");
+      assertEquals(missing.status, 400);
+    } finally {
+      await server.close();
+    }
+  },
+});
