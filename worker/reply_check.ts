@@ -1,0 +1,111 @@
+/**
+ * A database worker also runs tenant code, which can patch built-ins our worker
+ * code relies on (Array.prototype.push, postMessage...). So the main thread treats
+ * everything a worker sends as untrusted: `checkWorkerReply` says what is wrong
+ * with a reply, and the host stops that database instead of crashing the server.
+ */
+
+const ITEM_KINDS = new Set([
+  "call",
+  "connect",
+  "disconnect",
+  "procedure",
+  "subscribe",
+  "unsubscribe",
+  "query",
+  "export",
+  "update",
+]);
+
+function isObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === "object" && value !== null;
+}
+
+function isCount(value: unknown): boolean {
+  return typeof value === "number" && Number.isSafeInteger(value) && value >= 0;
+}
+
+function isOptionalString(value: unknown): boolean {
+  return value === undefined || typeof value === "string";
+}
+
+function isByteArrayList(value: unknown): boolean {
+  return Array.isArray(value) && value.every((row) => row instanceof Uint8Array);
+}
+
+function isQueryRows(value: unknown): boolean {
+  return isObject(value) && typeof value.table === "string" && isByteArrayList(value.rows);
+}
+
+/** Why `item` is not a well-formed batch item, or undefined when it is. */
+export function checkBatchItem(item: unknown): string | undefined {
+  if (!isObject(item)) return "an item is not an object";
+  if (!ITEM_KINDS.has(item.kind as string)) return `unknown item kind ${String(item.kind)}`;
+  if (item.kind === "update") {
+    if (!isCount(item.txOffset)) return "update.txOffset is not a count";
+    if (item.callId !== undefined && !isCount(item.callId)) return "update.callId is not a count";
+    if (!Array.isArray(item.deltas)) return "update.deltas is not an array";
+    for (const delta of item.deltas) {
+      if (
+        !isObject(delta) || !isCount(delta.queryId) || typeof delta.table !== "string" ||
+        typeof delta.isEvent !== "boolean" || !isByteArrayList(delta.inserts) ||
+        !isByteArrayList(delta.deletes)
+      ) return "update.deltas holds a malformed delta";
+    }
+    return undefined;
+  }
+  if (!isCount(item.id)) return `${item.kind}.id is not a count`;
+  if (!isOptionalString(item.message) || !isOptionalString(item.error)) {
+    return `${item.kind} carries a non-string message`;
+  }
+  switch (item.kind) {
+    case "call":
+    case "connect":
+    case "disconnect":
+      if (!["committed", "failed_user", "failed_internal"].includes(item.status as string)) {
+        return `${item.kind}.status is not a call status`;
+      }
+      if (item.txOffset !== undefined && !isCount(item.txOffset)) return "call.txOffset is bad";
+      return isCount(item.durationMicros) ? undefined : "call.durationMicros is bad";
+    case "procedure":
+      if (typeof item.ok !== "boolean") return "procedure.ok is not a boolean";
+      if (item.value !== undefined && !(item.value instanceof Uint8Array)) {
+        return "procedure.value is not bytes";
+      }
+      return isCount(item.durationMicros) ? undefined : "procedure.durationMicros is bad";
+    case "subscribe":
+    case "unsubscribe":
+    case "query":
+      if (typeof item.ok !== "boolean") return `${item.kind}.ok is not a boolean`;
+      if (!isCount(item.txOffset)) return `${item.kind}.txOffset is not a count`;
+      if (item.kind === "query") {
+        return item.rows === undefined || isQueryRows(item.rows) ? undefined : "query.rows is bad";
+      }
+      if (item.rows !== undefined && !(Array.isArray(item.rows) && item.rows.every(isQueryRows))) {
+        return `${item.kind}.rows is bad`;
+      }
+      if (
+        item.queryIds !== undefined &&
+        !(Array.isArray(item.queryIds) && item.queryIds.every(isCount))
+      ) return "subscribe.queryIds is bad";
+      return undefined;
+    case "export":
+      return item.state instanceof Uint8Array && isCount(item.txOffset)
+        ? undefined
+        : "export is malformed";
+  }
+  return undefined;
+}
+
+/** Why a log line list is malformed, or undefined. */
+export function checkLogLines(lines: unknown): string | undefined {
+  if (!Array.isArray(lines)) return "logs is not an array";
+  for (const line of lines) {
+    if (
+      !isObject(line) || typeof line.level !== "string" || typeof line.message !== "string" ||
+      typeof line.ts !== "number" || !isOptionalString(line.function) ||
+      !isOptionalString(line.target)
+    ) return "a log line is malformed";
+  }
+  return undefined;
+}

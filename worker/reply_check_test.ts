@@ -1,0 +1,58 @@
+import { deepStrictEqual as assertEquals, ok as assert } from "node:assert/strict";
+import { checkBatchItem, checkLogLines } from "./reply_check.ts";
+
+Deno.test("checkBatchItem() accepts well-formed items", () => {
+  const good: unknown[] = [
+    { kind: "call", id: 1, status: "committed", txOffset: 3, durationMicros: 5 },
+    { kind: "connect", id: 2, status: "failed_user", message: "no", durationMicros: 0 },
+    { kind: "procedure", id: 3, ok: true, value: new Uint8Array(2), durationMicros: 1 },
+    {
+      kind: "subscribe",
+      id: 4,
+      ok: true,
+      rows: [{ table: "t", rows: [new Uint8Array(1)] }],
+      queryIds: [1],
+      txOffset: 0,
+    },
+    { kind: "unsubscribe", id: 5, ok: false, error: "x", txOffset: 2 },
+    { kind: "query", id: 6, ok: true, rows: { table: "t", rows: [] }, txOffset: 2 },
+    { kind: "export", id: 7, state: new Uint8Array(0), txOffset: 1 },
+    {
+      kind: "update",
+      txOffset: 4,
+      callId: 1,
+      deltas: [{
+        queryId: 1,
+        table: "t",
+        isEvent: false,
+        inserts: [new Uint8Array(1)],
+        deletes: [],
+      }],
+    },
+  ];
+  for (const item of good) assertEquals(checkBatchItem(item), undefined, JSON.stringify(item));
+});
+
+Deno.test("checkBatchItem() names what is wrong with a malformed item", () => {
+  const bad: unknown[] = [
+    null,
+    7,
+    { kind: "explode", id: 1 },
+    { kind: "call", id: -1, status: "committed", durationMicros: 0 },
+    { kind: "call", id: 1, status: "maybe", durationMicros: 0 },
+    { kind: "call", id: 1, status: "committed", durationMicros: 0, message: { toString: 1 } },
+    { kind: "procedure", id: 1, ok: true, value: [1, 2], durationMicros: 0 },
+    { kind: "subscribe", id: 1, ok: true, rows: [{ table: 3, rows: [] }], txOffset: 0 },
+    { kind: "query", id: 1, ok: true, rows: { table: "t", rows: [[1]] }, txOffset: 0 },
+    { kind: "update", txOffset: 1, deltas: [null] },
+    { kind: "update", txOffset: "1", deltas: [] },
+  ];
+  for (const item of bad) assert(checkBatchItem(item) !== undefined, JSON.stringify(item));
+});
+
+Deno.test("checkLogLines() rejects lines that are not log lines", () => {
+  assertEquals(checkLogLines([{ level: "Info", ts: 1, message: "hi" }]), undefined);
+  assert(checkLogLines(null) !== undefined);
+  assert(checkLogLines([{ level: "Info", ts: "1", message: "hi" }]) !== undefined);
+  assert(checkLogLines([{ level: "Info", ts: 1, message: { evil: true } }]) !== undefined);
+});
