@@ -2,10 +2,15 @@
  * Transfer reducer calls through the real spacetimedb module library, against the
  * same transaction in plain TypeScript on Maps (the ceiling, deno-feasibility.md §5).
  *
- * Estimate first: the plain-Map transfer was measured at ~2M tx/s (0.5 µs). Through
- * the library a call adds BSATN decode of args, two point scans (iterator + row
- * decode each), two updates (row encode each) and a commit: ~10 syscalls, so we
- * expect 5-10 µs per call, i.e. 100-200k calls/s, a fifth to a tenth of the ceiling.
+ * Estimate first: the plain-Map transfer is ~0.5-1 µs (two Map lookups in 100k entries, four
+ * small objects). Through the library a call adds BSATN decode of args, two point scans
+ * (iterator + row decode each), two updates (row copy each) and a commit with its delta: ~10
+ * syscalls. The library's own work is small (~0.3 µs); ours is bound by memory and GC: each
+ * point scan in a 100k-row table costs ~4 cache misses (Map bucket, entry, row slot, row bytes)
+ * at ~100 ns on this shared machine, and a call leaves ~2 KB of garbage (half of it the
+ * library's row objects) and two new rows that survive into the old generation. So ~3 µs per
+ * call in-process (about a sixth of the ceiling), and ~1.5-2× that through the worker, where
+ * one batch message and one promise per call are added.
  *
  * Run: deno bench --unstable-worker-options -A bench/module_transfer_bench.ts
  */

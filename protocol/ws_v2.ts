@@ -292,6 +292,39 @@ function readReservedFlags(r: WsReader, what: string): 0 {
   return 0;
 }
 
+/** Recently decoded reducer / procedure names with their UTF-8 bytes, newest last. */
+const recentNames: { bytes: Uint8Array; text: string }[] = [];
+const RECENT_NAMES_MAX = 16;
+const RECENT_NAME_BYTES_MAX = 128;
+const fatalUtf8 = new TextDecoder("utf-8", { fatal: true });
+
+/**
+ * `r.string(what)` for the name of a called reducer or procedure. A client calls the same few
+ * names over and over, and comparing a few bytes is much cheaper than a TextDecoder call.
+ */
+function callTargetName(r: WsReader, what: string): string {
+  const raw = r.bytes(what);
+  const length = raw.length;
+  for (let n = recentNames.length - 1; n >= 0; n--) {
+    const known = recentNames[n].bytes;
+    if (known.length !== length) continue;
+    let i = 0;
+    while (i < length && known[i] === raw[i]) i++;
+    if (i === length) return recentNames[n].text;
+  }
+  let text: string;
+  try {
+    text = fatalUtf8.decode(raw);
+  } catch {
+    return r.fail(`Invalid UTF-8 in ${what}`);
+  }
+  if (length <= RECENT_NAME_BYTES_MAX) {
+    if (recentNames.length >= RECENT_NAMES_MAX) recentNames.shift();
+    recentNames.push({ bytes: raw.slice(), text });
+  }
+  return text;
+}
+
 function readClientMessage(r: WsReader): ClientMessage {
   const tag = r.u8("ClientMessage tag");
   switch (tag) {
@@ -318,13 +351,13 @@ function readClientMessage(r: WsReader): ClientMessage {
     case 3: {
       const requestId = r.u32("request_id");
       const flags = readReservedFlags(r, "CallReducer");
-      const reducer = r.string("reducer");
+      const reducer = callTargetName(r, "reducer");
       return { tag: "CallReducer", requestId, flags, reducer, args: r.bytes("args") };
     }
     case 4: {
       const requestId = r.u32("request_id");
       const flags = readReservedFlags(r, "CallProcedure");
-      const procedure = r.string("procedure");
+      const procedure = callTargetName(r, "procedure");
       return { tag: "CallProcedure", requestId, flags, procedure, args: r.bytes("args") };
     }
     default:

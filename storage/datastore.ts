@@ -90,10 +90,13 @@ export class Datastore {
 
   beginMutTx(): MutTx {
     assert(this.#tx === null, "A mutable transaction is already open");
-    const tx = new MutTx(this.#tableById, this.#indexById, (committed) => this.#endTx(committed));
+    const tx = new MutTx(this.#tableById, this.#indexById, this.#endTxCallback);
     this.#tx = tx;
     return tx;
   }
+
+  /** Made once: beginMutTx runs for every reducer call. */
+  readonly #endTxCallback = (committed: boolean): Sequence[] => this.#endTx(committed);
 
   /** Closes the transaction; a commit takes the sequences that moved since the last commit. */
   #endTx(committed: boolean): Sequence[] {
@@ -293,7 +296,9 @@ export class MutTx {
   readonly #tables: Table[];
   readonly #indexes: TableIndex[];
   readonly #end: (committed: boolean) => Sequence[];
-  readonly #touched: Table[] = [];
+  /** Tables this transaction wrote to; most write one, so the array is made for the second. */
+  #firstTouched: Table | undefined;
+  #touched: Table[] | undefined;
   #open = true;
 
   constructor(
@@ -325,7 +330,8 @@ export class MutTx {
   #touch(table: Table): void {
     if (!table.inTx) {
       table.beginTx();
-      this.#touched.push(table);
+      if (this.#firstTouched === undefined) this.#firstTouched = table;
+      else (this.#touched ??= [this.#firstTouched]).push(table);
     }
   }
 
@@ -451,16 +457,26 @@ export class MutTx {
   commit(): TxDelta {
     assert(this.#open, "Transaction has ended");
     this.#open = false;
-    const tables: TxDelta["tables"] = [];
-    for (const table of this.#touched) {
-      const delta = table.commitTx();
-      if (delta.inserts.length > 0 || delta.deletes.length > 0) tables.push(delta);
+    let tables: TxDelta["tables"];
+    if (this.#touched !== undefined) {
+      tables = [];
+      for (const table of this.#touched) {
+        const delta = table.commitTx();
+        if (delta.inserts.length > 0 || delta.deletes.length > 0) tables.push(delta);
+      }
+    } else if (this.#firstTouched !== undefined) {
+      const delta = this.#firstTouched.commitTx();
+      tables = delta.inserts.length > 0 || delta.deletes.length > 0 ? [delta] : [];
+    } else {
+      tables = [];
     }
     const moved = this.#end(true);
-    const sequences: TxDelta["sequences"] = [];
-    for (const sequence of moved) {
+    if (moved.length === 0) return { tables, sequences: [] };
+    const sequences: TxDelta["sequences"] = new Array(moved.length);
+    for (let i = 0; i < moved.length; i++) {
+      const sequence = moved[i];
       sequence.dirty = false;
-      sequences.push({ tableId: sequence.tableId, column: sequence.column, next: sequence.next });
+      sequences[i] = { tableId: sequence.tableId, column: sequence.column, next: sequence.next };
     }
     return { tables, sequences };
   }
@@ -469,7 +485,8 @@ export class MutTx {
   rollback(): void {
     assert(this.#open, "Transaction has ended");
     this.#open = false;
-    for (const table of this.#touched) table.rollbackTx();
+    if (this.#touched !== undefined) { for (const table of this.#touched) table.rollbackTx(); }
+    else this.#firstTouched?.rollbackTx();
     this.#end(false);
   }
 }

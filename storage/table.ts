@@ -99,8 +99,11 @@ export class Table {
   #count = 0;
   // Undo log of the open transaction: touched rowIds and their committed bytes (null if created).
   #inTx = false;
+  // The log arrays keep their capacity between transactions (`length = 0` would free it, and
+  // every transaction would grow them again); #logLength is the used prefix, the rest is stale.
   readonly #logIds: number[] = [];
   readonly #logOriginals: (Uint8Array | null)[] = [];
+  #logLength = 0;
   /** rowId -> position in the undo log + 1, or 0 when untouched by the open transaction. */
   #marks = new Int32Array(1024);
 
@@ -208,9 +211,22 @@ export class Table {
   /** Logs the committed bytes of `id` the first time the open transaction touches it. */
   #record(id: number, original: Uint8Array | null): void {
     if (this.#marks[id] !== 0) return;
-    this.#logIds.push(id);
-    this.#logOriginals.push(original);
-    this.#marks[id] = this.#logIds.length;
+    const at = this.#logLength++;
+    if (at < this.#logIds.length) {
+      this.#logIds[at] = id;
+      this.#logOriginals[at] = original;
+    } else {
+      this.#logIds.push(id);
+      this.#logOriginals.push(original);
+    }
+    this.#marks[id] = at + 1;
+  }
+
+  /** Empties the undo log, dropping its references to row bytes. */
+  #clearLog(): void {
+    const originals = this.#logOriginals;
+    for (let i = 0; i < this.#logLength; i++) originals[i] = null;
+    this.#logLength = 0;
   }
 
   #createdInTx(id: number): boolean {
@@ -448,7 +464,7 @@ export class Table {
       const row = rows[id];
       if (row && !this.#createdInTx(id)) out.push(row);
     }
-    for (let i = 0; i < this.#logIds.length; i++) {
+    for (let i = 0; i < this.#logLength; i++) {
       if (this.#logOriginals[i] !== null) continue;
       const row = rows[this.#logIds[i]];
       if (row) out.push(row);
@@ -495,21 +511,39 @@ export class Table {
   commitTx(): TableDelta {
     assert(this.#inTx, "Committing a table without an open transaction");
     this.#inTx = false;
-    const inserts: Uint8Array[] = [];
-    const deletes: Uint8Array[] = [];
-    let created = false;
     const isEvent = this.schema.isEvent;
     const rows = this.#rows;
     const ids = this.#logIds;
     const originals = this.#logOriginals;
-    for (let i = 0; i < ids.length; i++) {
+    const logLength = this.#logLength;
+    // Count first, so the delta arrays are allocated once at their exact size.
+    let insertCount = 0;
+    let deleteCount = 0;
+    for (let i = 0; i < logLength; i++) {
+      const original = originals[i];
+      const current = rows[ids[i]];
+      if (original === null) {
+        if (current) insertCount++;
+      } else if (!current) {
+        deleteCount++;
+      } else if (current !== original) {
+        insertCount++;
+        deleteCount++;
+      }
+    }
+    let inserts: Uint8Array[] = new Array(insertCount);
+    let deletes: Uint8Array[] = new Array(deleteCount);
+    let insertAt = 0;
+    let deleteAt = 0;
+    let created = false;
+    for (let i = 0; i < logLength; i++) {
       const id = ids[i];
       const original = originals[i];
       const current = rows[id];
       this.#marks[id] = 0;
       if (original === null) {
         if (!current) continue;
-        inserts.push(current);
+        inserts[insertAt++] = current;
         created = true;
         if (isEvent) {
           this.#removeEntries(id, current);
@@ -517,15 +551,17 @@ export class Table {
           this.#count--;
         }
       } else if (!current) {
-        deletes.push(original);
+        deletes[deleteAt++] = original;
         this.#free(id);
       } else if (current !== original && !bytesEqual(original, current)) {
-        deletes.push(original);
-        inserts.push(current);
+        deletes[deleteAt++] = original;
+        inserts[insertAt++] = current;
       }
     }
-    ids.length = 0;
-    originals.length = 0;
+    this.#clearLog();
+    // Identical bytes under different objects were counted but not kept.
+    if (insertAt !== insertCount) inserts = inserts.slice(0, insertAt);
+    if (deleteAt !== deleteCount) deletes = deletes.slice(0, deleteAt);
     // A committed row deleted and then inserted again as a new row cancels out.
     if (created && deletes.length > 0) cancelIdentical(inserts, deletes);
     return { tableId: this.schema.tableId, inserts, deletes };
@@ -537,15 +573,16 @@ export class Table {
     const rows = this.#rows;
     const ids = this.#logIds;
     const originals = this.#logOriginals;
+    const logLength = this.#logLength;
     // Remove every current entry first, then restore, so unique maps never collide midway.
-    for (let i = 0; i < ids.length; i++) {
+    for (let i = 0; i < logLength; i++) {
       const current = rows[ids[i]];
       if (current) {
         this.#removeEntries(ids[i], current);
         this.#count--;
       }
     }
-    for (let i = 0; i < ids.length; i++) {
+    for (let i = 0; i < logLength; i++) {
       const id = ids[i];
       const original = originals[i];
       this.#marks[id] = 0;
@@ -557,8 +594,7 @@ export class Table {
         this.#free(id);
       }
     }
-    ids.length = 0;
-    originals.length = 0;
+    this.#clearLog();
   }
 
   /** Checks that every structure agrees with the rows; for tests. */

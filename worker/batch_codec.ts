@@ -25,6 +25,7 @@ export const PACKED_CALL_FIELDS = 7;
 export const PACKED_RESULT_FIELDS = 4;
 
 const ARGS_BYTES_INITIAL = 4096;
+const ARGS_BYTES_KEPT_MAX = 1024 * 1024;
 /** Distinct callers remembered per batch before the lookup map starts over (bounds memory). */
 const CALLER_INDEX_MAX = 4096;
 
@@ -100,6 +101,8 @@ export class CallPacker {
     };
     this.#count = 0;
     this.#argsLength = 0;
+    // One batch with huge args should not pin a huge buffer for the life of the database.
+    if (this.#args.length > ARGS_BYTES_KEPT_MAX) this.#args = new Uint8Array(ARGS_BYTES_INITIAL);
     this.#names = [];
     this.#nameIndex.clear();
     this.#callers = [];
@@ -180,10 +183,36 @@ export class ResultPacker {
   }
 }
 
-/** Main thread: the reply's items in worker order, packed results as `CallResult`s. */
+/**
+ * Why a reply's packed results are malformed, or undefined. The worker also runs tenant code,
+ * so the main thread checks what it is sent (see worker/reply_check.ts).
+ */
+export function checkPackedResults(committed: unknown, itemCount: number): string | undefined {
+  if (committed === undefined) return undefined;
+  if (!(committed instanceof Float64Array)) return "committed is not a Float64Array";
+  if (committed.length % PACKED_RESULT_FIELDS !== 0) return "committed has a partial entry";
+  let itemsBefore = 0;
+  for (let at = 0; at < committed.length; at += PACKED_RESULT_FIELDS) {
+    for (let field = 0; field < PACKED_RESULT_FIELDS; field++) {
+      const value = committed[at + field];
+      if (!Number.isSafeInteger(value) || value < 0) return "committed holds a non-count";
+    }
+    const before = committed[at + 3];
+    if (before < itemsBefore || before > itemCount) return "committed is out of order";
+    itemsBefore = before;
+  }
+  return undefined;
+}
+
+/**
+ * Main thread: the reply's items in worker order, packed results as `CallResult`s. Throws a
+ * TypeError when the packed results are malformed.
+ */
 export function expandItems(reply: BatchReply): BatchItem[] {
   const committed = reply.committed;
   if (committed === undefined) return reply.items;
+  const problem = checkPackedResults(committed, reply.items.length);
+  if (problem !== undefined) throw new TypeError(`Malformed batch reply: ${problem}`);
   const items = reply.items;
   const out: BatchItem[] = new Array(items.length + committed.length / PACKED_RESULT_FIELDS);
   let next = 0;

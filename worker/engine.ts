@@ -163,6 +163,7 @@ export class DatabaseEngine {
   /** Takes the transactions committed since the last call, in commit order. */
   drainCommitted(): CommittedTx[] {
     const committed = this.#committed;
+    if (committed.length === 0) return [];
     this.#committed = [];
     return committed;
   }
@@ -323,7 +324,18 @@ export class DatabaseEngine {
     args: Uint8Array,
   ): number {
     const txOffset = ++this.#txOffset;
-    this.#committed.push({ txOffset, reducer, sender, connectionId, timestampMicros, args, delta });
+    const tx: CommittedTx = {
+      txOffset,
+      reducer,
+      sender,
+      connectionId,
+      timestampMicros,
+      args,
+      delta,
+    };
+    // Usually one transaction per drain: an exact-size array instead of push's growth.
+    if (this.#committed.length === 0) this.#committed = [tx];
+    else this.#committed.push(tx);
     return txOffset;
   }
 

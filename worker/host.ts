@@ -6,7 +6,7 @@
 import { log } from "../lib/log.ts";
 import { WORKER_HEAP_MB_DEFAULT } from "../lib/limits.ts";
 import { type IsolatedWorker, spawnIsolatedWorker } from "./isolation.ts";
-import { CallPacker, type CallFields, expandItems } from "./batch_codec.ts";
+import { type CallFields, CallPacker, expandItems } from "./batch_codec.ts";
 import type {
   BatchItem,
   BatchMessage,
@@ -287,13 +287,19 @@ export class DatabaseHost {
       return;
     }
     this.#inFlight--;
-    this.#handleBatch(message);
+    let items: BatchItem[];
+    try {
+      items = expandItems(message);
+    } catch (error) {
+      this.#die(new DatabaseUnavailableError(`database worker failed: ${String(error)}`));
+      return;
+    }
+    this.#handleBatch(message, items);
     this.#flush();
   }
 
-  #handleBatch(message: BatchReply): void {
+  #handleBatch(message: BatchReply, items: BatchItem[]): void {
     if (message.logs.length) this.#options.onLogs?.(message.logs);
-    const items = expandItems(message);
     for (const item of items) {
       if (item.kind === "update") this.#txOffset = item.txOffset;
     }

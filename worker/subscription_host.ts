@@ -26,6 +26,9 @@ import type {
   UnsubscribeResult,
 } from "./messages.ts";
 
+/** What onCommit returns while nothing is subscribed (read-only; most commits). */
+const NO_DELTAS: QueryDelta[] = Object.freeze([]) as unknown as QueryDelta[];
+
 interface LiveQuery {
   queryId: number;
   tableName: string;
@@ -57,8 +60,8 @@ export class SubscriptionHost {
   }
 
   onCommit(delta: TxDelta): QueryDelta[] {
+    if (this.#index.size === 0) return NO_DELTAS;
     const out: QueryDelta[] = [];
-    if (this.#index.size === 0) return out;
     for (const [queryId, change] of this.#index.onCommit(delta)) {
       const live = this.#queries.get(queryId);
       if (!live || (change.inserts.length === 0 && change.deletes.length === 0)) continue;
