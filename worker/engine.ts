@@ -108,6 +108,13 @@ export class DatabaseEngine {
       },
       commitAnonymousTx: () => {
         if (!this.#tx || !this.#anonymous || !this.#procedure) return false;
+        if (this.#poison) {
+          // A fatal host error happened in this transaction: it must not commit.
+          this.#tx.rollback();
+          this.#tx = undefined;
+          this.#anonymous = false;
+          throw this.#poison;
+        }
         const tx = this.#tx;
         this.#tx = undefined;
         this.#anonymous = false;

@@ -4,6 +4,7 @@
  * postMessage each way instead of one per call (deno-feasibility.md §2).
  */
 import { log } from "../lib/log.ts";
+import { checkBatchItem, checkLogLines } from "./reply_check.ts";
 import { WORKER_HEAP_MB_DEFAULT } from "../lib/limits.ts";
 import { type IsolatedWorker, spawnIsolatedWorker } from "./isolation.ts";
 import { type CallFields, CallPacker, expandItems } from "./batch_codec.ts";
@@ -279,23 +280,44 @@ export class DatabaseHost {
     this.#worker.port.postMessage(message, calls ? [calls.args.buffer] : []);
   }
 
+  /**
+   * Everything a worker sends is untrusted (it also runs tenant code, which can
+   * patch the built-ins our worker code uses): a malformed reply stops that
+   * database, never the server.
+   */
   #onMessage(message: WorkerToMain): void {
-    if (message.type !== "batch") {
-      if (message.type === "init-failed") {
-        this.#die(new DatabaseUnavailableError(`database worker failed: ${message.error}`));
-      }
-      return;
-    }
-    this.#inFlight--;
-    let items: BatchItem[];
     try {
-      items = expandItems(message);
+      if (typeof message !== "object" || message === null) {
+        throw new TypeError("the reply is not an object");
+      }
+      if (message.type !== "batch") {
+        if (message.type === "init-failed") {
+          this.#die(
+            new DatabaseUnavailableError(`database worker failed: ${String(message.error)}`),
+          );
+          return;
+        }
+        throw new TypeError(`unexpected reply type ${String(message.type)}`);
+      }
+      this.#inFlight--;
+      const logProblem = checkLogLines(message.logs);
+      if (logProblem) throw new TypeError(logProblem);
+      const items = expandItems(message);
+      for (const item of items) {
+        const problem = checkBatchItem(item);
+        if (problem) throw new TypeError(problem);
+      }
+      this.#handleBatch(message, items);
+      this.#flush();
     } catch (error) {
-      this.#die(new DatabaseUnavailableError(`database worker failed: ${String(error)}`));
-      return;
+      this.#die(
+        new DatabaseUnavailableError(
+          `database worker sent a malformed reply: ${
+            error instanceof Error ? error.message : error
+          }`,
+        ),
+      );
     }
-    this.#handleBatch(message, items);
-    this.#flush();
   }
 
   #handleBatch(message: BatchReply, items: BatchItem[]): void {

@@ -77,7 +77,8 @@ class Client {
   outbox: Outgoing[] = [];
   pendingCalls = 0;
   closed = false;
-  connectSent = false;
+  /** client_connected committed: client_disconnected must run when it goes. */
+  connected = false;
 
   constructor(
     readonly socket: WebSocket,
@@ -245,6 +246,7 @@ export class WsHub {
           );
           break;
         case "subscribe": {
+          client.pendingCalls--;
           const querySetId = origin.querySetId!;
           if (!item.ok) {
             client.querySets.delete(querySetId);
@@ -285,6 +287,7 @@ export class WsHub {
           break;
         }
         case "unsubscribe": {
+          client.pendingCalls--;
           const querySetId = origin.querySetId!;
           if (!item.ok) {
             this.#queue(
@@ -315,6 +318,7 @@ export class WsHub {
           break;
         }
         case "query":
+          client.pendingCalls--;
           this.#queue(
             client,
             {
@@ -371,7 +375,6 @@ export class WsHub {
     const host = client.database.host;
     let ok = false;
     let reason = "client_connected failed";
-    client.connectSent = true;
     try {
       const result = await host.connect({
         sender: client.identity,
@@ -384,7 +387,12 @@ export class WsHub {
     } catch (error) {
       reason = error instanceof Error ? error.message : String(error);
     }
-    if (client.closed) return;
+    client.connected = ok;
+    if (client.closed) {
+      // The socket went while client_connected ran: undo it now.
+      if (ok) this.#disconnect(client);
+      return;
+    }
     if (!ok) {
       this.#close(client, 1008, `Connection refused: ${reason}`);
       return;
@@ -482,6 +490,10 @@ export class WsHub {
           break;
         }
         case "Subscribe": {
+          if (++client.pendingCalls > WS_PENDING_CALLS_MAX) {
+            this.#close(client, 1013, "too many requests");
+            return;
+          }
           if (client.querySets.has(message.querySetId)) {
             this.#close(client, 1011, `Query set ${message.querySetId} is already subscribed`);
             return;
@@ -493,6 +505,7 @@ export class WsHub {
               querySetId: message.querySetId,
               error: `A connection may hold at most ${WS_QUERY_SETS_MAX} query sets`,
             });
+            client.pendingCalls--;
             break;
           }
           // Reserve the id now so a duplicate in flight is caught too.
@@ -515,6 +528,10 @@ export class WsHub {
           break;
         }
         case "Unsubscribe":
+          if (++client.pendingCalls > WS_PENDING_CALLS_MAX) {
+            this.#close(client, 1013, "too many requests");
+            return;
+          }
           host.unsubscribe(
             {
               connectionId: client.connectionId,
@@ -530,6 +547,10 @@ export class WsHub {
           ).catch(fail);
           break;
         case "OneOffQuery":
+          if (++client.pendingCalls > WS_PENDING_CALLS_MAX) {
+            this.#close(client, 1013, "too many requests");
+            return;
+          }
           host.query({
             sql: message.queryString,
             sender: client.identity,
@@ -547,13 +568,16 @@ export class WsHub {
     this.#clients.delete(client);
     for (const querySetId of [...client.querySets.keys()]) this.#unroute(client, querySetId);
     client.outbox = [];
-    if (client.connectSent) {
-      client.database.host.disconnect({
-        sender: client.identity,
-        connectionId: client.connectionId,
-        timestampMicros: BigInt(Date.now()) * 1000n,
-      }).catch(() => {});
-    }
+    if (client.connected) this.#disconnect(client);
+  }
+
+  #disconnect(client: Client): void {
+    client.connected = false;
+    client.database.host.disconnect({
+      sender: client.identity,
+      connectionId: client.connectionId,
+      timestampMicros: BigInt(Date.now()) * 1000n,
+    }).catch(() => {});
   }
 
   #close(client: Client, code: number, reason: string): void {
