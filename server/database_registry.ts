@@ -12,6 +12,7 @@ import { Identity, requireOwner } from "../auth/mod.ts";
 import {
   type BatchItem,
   DatabaseHost,
+  DatabaseUnavailableError,
   type DurabilityActor,
   type LogLine,
   type ModuleInfo,
@@ -92,7 +93,9 @@ export class Database {
   /** Resolves once transaction `txOffset` is on disk; rejects if storage fails first. */
   whenDurable(txOffset: number | undefined): Promise<void> {
     if (txOffset === undefined || txOffset <= this.durableTxOffset) return Promise.resolve();
-    if (this.stoppedReason) return Promise.reject(new Error(this.stoppedReason));
+    if (this.stoppedReason) {
+      return Promise.reject(new DatabaseUnavailableError(this.stoppedReason));
+    }
     return new Promise((resolve, reject) =>
       this.#durableWaiters.push({ txOffset, resolve, reject })
     );
@@ -111,7 +114,9 @@ export class Database {
 
   /** Storage failed or the database went away: nothing more will become durable. */
   failWaiters(reason: string): void {
-    for (const waiter of this.#durableWaiters.splice(0)) waiter.reject(new Error(reason));
+    for (const waiter of this.#durableWaiters.splice(0)) {
+      waiter.reject(new DatabaseUnavailableError(reason));
+    }
   }
 }
 
