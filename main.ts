@@ -17,6 +17,8 @@ start options:
       --data-dir DIR           where databases live (default: $LIGHTCONE_DATA_DIR or ./lightcone-data)
       --reducer-budget-ms MS   time a reducer may run before it is stopped (default 10000)
       --worker-heap-mb MB      heap cap of each database's worker (default 512)
+      --ws-compression         compress WebSocket frames for clients that ask (gzip/brotli);
+                               off by default because the TS SDK may reorder compressed frames
       --oidc-issuer URL        trust tokens from this OpenID Connect issuer (repeatable)
       --oidc-audience AUD      required audience for OpenID Connect tokens (repeatable)
       --log-format text|json   server log format (default text)
@@ -41,6 +43,7 @@ async function start(args: string[]): Promise<number> {
   let dataDir = defaultDataDir();
   let reducerBudgetMs: number | undefined;
   let workerHeapMb: number | undefined;
+  let wsCompression = false;
   const issuers: string[] = [];
   const audiences: string[] = [];
   for (let i = 0; i < args.length; i++) {
@@ -56,6 +59,7 @@ async function start(args: string[]): Promise<number> {
     else if (arg.startsWith("--data-dir=")) dataDir = arg.slice(11);
     else if (arg === "--reducer-budget-ms") reducerBudgetMs = Number(value());
     else if (arg === "--worker-heap-mb") workerHeapMb = Number(value());
+    else if (arg === "--ws-compression") wsCompression = true;
     else if (arg === "--oidc-issuer") issuers.push(value());
     else if (arg === "--oidc-audience") audiences.push(value());
     else if (arg === "--log-format") configureLog({ json: value() === "json" });
@@ -74,6 +78,7 @@ async function start(args: string[]): Promise<number> {
       dataDir,
       reducerBudgetMs,
       workerHeapMb,
+      wsCompression,
       oidc: issuers.length
         ? { issuers, audiences: audiences.length ? audiences : undefined }
         : undefined,

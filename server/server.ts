@@ -16,6 +16,8 @@ export interface ServerOptions {
   port: number;
   dataDir: string;
   reducerBudgetMs?: number;
+  /** Compress WebSocket frames when a client asks (see WsHub). */
+  wsCompression?: boolean;
   /** Heap cap of each database worker in MB. */
   workerHeapMb?: number;
   oidc?: OidcOptions;
@@ -34,7 +36,7 @@ export interface RunningServer {
 export async function startServer(options: ServerOptions): Promise<RunningServer> {
   await Deno.mkdir(options.dataDir, { recursive: true });
   const auth = await AuthService.open({ dataDir: options.dataDir, oidc: options.oidc });
-  const hub = new WsHub({ auth });
+  const hub = new WsHub({ auth, compress: options.wsCompression });
   const storage = await DurabilityActor.start({ dataDir: options.dataDir });
   const registry = await DatabaseRegistry.open({
     dataDir: options.dataDir,

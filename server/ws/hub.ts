@@ -5,6 +5,7 @@
  * shared by every subscriber (client-protocol.md §2, deno-feasibility.md §3).
  */
 import type { Context } from "hono";
+import { brotliCompressSync, gzipSync } from "node:zlib";
 import type { AuthService } from "../../auth/mod.ts";
 import {
   WS_MESSAGE_BYTES_MAX,
@@ -99,7 +100,18 @@ export class WsHub {
   readonly #clients = new Set<Client>();
   readonly #routing = new Map<Database, Routing>();
 
-  constructor(_options: { auth: AuthService }) {}
+  readonly #compress: boolean;
+
+  /**
+   * `compress`: honour the client's `compression=Gzip|Brotli` by compressing every
+   * frame of that connection. Off by default: the official TS SDK decompresses each
+   * frame in its own async task, so frames that decompress at different speeds can be
+   * applied out of order (client-protocol.md §2.10); uncompressed frames (tag 0) are
+   * always legal.
+   */
+  constructor(options: { auth: AuthService; compress?: boolean }) {
+    this.#compress = options.compress ?? false;
+  }
 
   attach(_registry: DatabaseRegistry): void {}
 
@@ -660,11 +672,24 @@ export class WsHub {
 
   #send(client: Client, frame: Uint8Array): void {
     if (client.closed || client.socket.readyState !== WebSocket.OPEN) return;
+    if (this.#compress && client.compression !== "None") {
+      frame = compressFrameSync(frame, client.compression);
+    }
     client.socket.send(frame);
     if (client.socket.bufferedAmount > WS_OUTBOUND_BYTES_MAX) {
       this.#close(client, 1008, "Client is too slow: outbound buffer over the limit");
     }
   }
+}
+
+/** Re-encodes an uncompressed frame (tag 0) with the given algorithm (tag 1 brotli, 2 gzip). */
+export function compressFrameSync(frame: Uint8Array, compression: "Gzip" | "Brotli"): Uint8Array {
+  const body = frame.subarray(1);
+  const packed = compression === "Gzip" ? gzipSync(body) : brotliCompressSync(body);
+  const out = new Uint8Array(1 + packed.length);
+  out[0] = compression === "Gzip" ? 2 : 1;
+  out.set(packed, 1);
+  return out;
 }
 
 function asWsOrigin(value: unknown): WsOrigin | undefined {

@@ -19,6 +19,7 @@ export async function startTestServer(
     dataDir?: string;
     reducerBudgetMs?: number;
     workerHeapMb?: number;
+    wsCompression?: boolean;
     oidc?: OidcOptions;
   } = {},
 ): Promise<TestServer> {
@@ -29,6 +30,7 @@ export async function startTestServer(
     dataDir,
     reducerBudgetMs: options.reducerBudgetMs,
     workerHeapMb: options.workerHeapMb,
+    wsCompression: options.wsCompression,
     oidc: options.oidc,
   });
   return {
