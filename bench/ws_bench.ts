@@ -18,7 +18,7 @@
  * date, git commit, load average and the CPU share of server and clients.
  *
  * Flags: --seconds 10 (measure window per run) --warmup-seconds 3 --accounts 100000
- *        --delivery-samples 300 --no-append --cpu-prof DIR (server writes a V8 CPU profile there)
+ *        --delivery-samples 300 --delivery-subscribers 1,100,1000 --no-append --cpu-prof DIR (server writes a V8 CPU profile there)
  *        --repeat 1 (each load run N times, round robin; the median run is reported)
  *        --only TEXT (only runs whose label, e.g. "keynote shape v3-1k" or "delivery", has TEXT)
  * Internal: --child-load URL --clients N --inflight K (a load process for the split run).
@@ -55,6 +55,8 @@ interface BenchOptions {
   measureMs: number;
   accountCount: number;
   deliverySamples: number;
+  /** Subscriber counts for the delivery measurement. */
+  deliverySubscribers: number[];
   append: boolean;
   cpuProfDir: string | null;
   /** Only runs whose label contains this text ("delivery" for the delivery runs). */
@@ -992,6 +994,7 @@ function parseOptions(args: string[]) {
       "warmup-seconds": { type: "string", default: "3" },
       accounts: { type: "string", default: "100000" },
       "delivery-samples": { type: "string", default: "300" },
+      "delivery-subscribers": { type: "string", default: "1,100,1000" },
       "no-append": { type: "boolean", default: false },
       "cpu-prof": { type: "string" },
       only: { type: "string" },
@@ -1013,6 +1016,9 @@ function parseOptions(args: string[]) {
     measureMs: positive("seconds", values.seconds) * 1000,
     accountCount: positive("accounts", values.accounts),
     deliverySamples: positive("delivery-samples", values["delivery-samples"]),
+    deliverySubscribers: values["delivery-subscribers"].split(",").map((count) =>
+      positive("delivery-subscribers", count)
+    ),
     append: !values["no-append"],
     cpuProfDir: values["cpu-prof"] ?? null,
     only: values.only ?? null,
@@ -1103,7 +1109,7 @@ async function main(): Promise<void> {
       }
     }
     for (const rows of repetitions) loads.push(medianRow(rows));
-    for (const subscriberCount of selected("delivery") ? [1, 100] : []) {
+    for (const subscriberCount of selected("delivery") ? options.deliverySubscribers : []) {
       progress(`delivery to ${subscriberCount} subscriber(s)`);
       const row = await measureDelivery(handle, subscriberCount, options);
       deliveries.push(row);
