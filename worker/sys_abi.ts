@@ -225,6 +225,28 @@ export function createSyscalls(env: SysEnv): Syscalls {
     return u32(value, "table_id");
   }
 
+  /** Checks the six arguments of a range scan (§2.4) and views the buffer's three parts. */
+  function rangeArguments(
+    index: unknown,
+    buffer: unknown,
+    prefixLen: unknown,
+    prefixElems: unknown,
+    rstartLen: unknown,
+    rendLen: unknown,
+  ) {
+    const prefix = u32(prefixLen, "prefix_len");
+    const rstart = u32(rstartLen, "rstart_len");
+    const rend = u32(rendLen, "rend_len");
+    return {
+      index: u32(index, "index_id"),
+      bytes: bytesOf(buffer, prefix + rstart + rend, "buf"),
+      prefixLen: prefix,
+      prefixElems: u32(prefixElems, "prefix_elems"),
+      rstartLen: rstart,
+      rendLen: rend,
+    };
+  }
+
   const v20: Record<string, unknown> = {
     moduleHooks: MODULE_HOOKS_SYMBOL,
 
@@ -261,17 +283,15 @@ export function createSyscalls(env: SysEnv): Syscalls {
       rendLen: unknown,
     ): number {
       const tx = requireTx();
-      const total = u32(prefixLen, "prefix_len") + u32(rstartLen, "rstart_len") +
-        u32(rendLen, "rend_len");
-      const bytes = bytesOf(buffer, total, "buf");
+      const range = rangeArguments(index, buffer, prefixLen, prefixElems, rstartLen, rendLen);
       return openIterator(mapped(() =>
         tx.indexScanRange(
-          u32(index, "index_id"),
-          bytes,
-          prefixLen as number,
-          u32(prefixElems, "prefix_elems"),
-          rstartLen as number,
-          rendLen as number,
+          range.index,
+          range.bytes,
+          range.prefixLen,
+          range.prefixElems,
+          range.rstartLen,
+          range.rendLen,
         )
       ));
     },
@@ -348,17 +368,15 @@ export function createSyscalls(env: SysEnv): Syscalls {
       rendLen: unknown,
     ): number {
       const tx = requireTx();
-      const total = u32(prefixLen, "prefix_len") + u32(rstartLen, "rstart_len") +
-        u32(rendLen, "rend_len");
-      const bytes = bytesOf(buffer, total, "buf");
+      const range = rangeArguments(index, buffer, prefixLen, prefixElems, rstartLen, rendLen);
       return mapped(() =>
         tx.deleteByIndexRange(
-          u32(index, "index_id"),
-          bytes,
-          prefixLen as number,
-          u32(prefixElems, "prefix_elems"),
-          rstartLen as number,
-          rendLen as number,
+          range.index,
+          range.bytes,
+          range.prefixLen,
+          range.prefixElems,
+          range.rstartLen,
+          range.rendLen,
         )
       );
     },
