@@ -82,21 +82,8 @@ export class SubscriptionHost {
     const registered: LiveQuery[] = [];
     const rows: QueryRows[] = [];
     for (const sql of request.queries) {
-      let expanded: string[];
       try {
-        expanded = expandSelectStarFromStar(sql, this.#state, context) ?? [sql];
-      } catch (error) {
-        this.#releaseAll(registered);
-        return {
-          kind: "subscribe",
-          id: request.id,
-          ok: false,
-          error: errorText(error, sql),
-          txOffset,
-        };
-      }
-      for (const query of expanded) {
-        try {
+        for (const query of expandSelectStarFromStar(sql, this.#state, context) ?? [sql]) {
           const result = this.#index.register(query, context);
           const live = {
             queryId: result.queryId,
@@ -106,16 +93,17 @@ export class SubscriptionHost {
           this.#queries.set(live.queryId, live);
           registered.push(live);
           rows.push({ table: result.tableName, rows: result.isEvent ? [] : result.initialRows });
-        } catch (error) {
-          this.#releaseAll(registered);
-          return {
-            kind: "subscribe",
-            id: request.id,
-            ok: false,
-            error: errorText(error, sql),
-            txOffset,
-          };
         }
+      } catch (error) {
+        // Any query of the set failing fails the whole set: nothing stays registered.
+        this.#releaseAll(registered);
+        return {
+          kind: "subscribe",
+          id: request.id,
+          ok: false,
+          error: errorText(error, sql),
+          txOffset,
+        };
       }
     }
     let sets = this.#sets.get(request.connectionId);

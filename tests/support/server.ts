@@ -3,6 +3,7 @@
  * data directory, and small HTTP helpers that talk to it as any client would.
  */
 import type { OidcOptions } from "../../auth/mod.ts";
+import { type JsonOutput, parseJson, stringifyJson } from "../../protocol/mod.ts";
 import { type RunningServer, startServer } from "../../server/mod.ts";
 import { bundleModule, fixtureModulePath } from "./describe_module.ts";
 
@@ -110,25 +111,13 @@ export async function call(
   return { status: response.status, text, json };
 }
 
-/** JSON.stringify that writes bigint values as exact JSON numbers. */
+/** JSON text with bigint values written as exact JSON numbers (protocol's own writer). */
 export function stringifyWithBigInts(value: unknown): string {
-  const marker = "__bigint__";
-  return JSON.stringify(value, (_key, v) => typeof v === "bigint" ? `${marker}${v}` : v)
-    .replace(new RegExp(`"${marker}(-?\\d+)"`, "g"), "$1");
+  return stringifyJson(value as JsonOutput);
 }
 
-/** JSON.parse that keeps integers beyond 2^53 exact (as bigint). */
-export function parseWithBigInts(text: string): unknown {
-  return JSON.parse(text, (_key, value, context?: { source?: string }) => {
-    if (typeof value === "number" && context?.source && /^-?\d+$/.test(context.source)) {
-      const big = BigInt(context.source);
-      if (big > BigInt(Number.MAX_SAFE_INTEGER) || big < BigInt(Number.MIN_SAFE_INTEGER)) {
-        return big;
-      }
-    }
-    return value;
-  });
-}
+/** JSON.parse that keeps integers beyond 2^53 exact, as bigint (protocol's own reader). */
+export const parseWithBigInts: (text: string) => unknown = parseJson;
 
 export interface ServerProcess {
   url: string;
