@@ -116,22 +116,42 @@ export async function runLoad(options) {
   const phaseTimer = setTimeout(() => options.onPhase?.("measure"), warmupMs);
 
   /**
+   * Per-call timeouts without a timer per call (a timer per call cost the client ~10 % of its CPU
+   * at 60k calls/s): every in-flight call is registered with its deadline, and one sweeper timer
+   * resolves the ones that outlive `timeoutMs` as timed out. A call that answers after its timeout
+   * is kept in `abandoned` until it settles, so the drain waits for it.
+   */
+  /** @type {Set<{ deadlineMs: number, settle: (value: unknown) => void, promise: Promise<unknown> }>} */
+  const inFlight = new Set();
+  const sweepEveryMs = Math.max(10, Math.min(250, timeoutMs / 4));
+  const sweeper = setInterval(() => {
+    const nowMs = now();
+    for (const call of inFlight) {
+      if (call.deadlineMs > nowMs) continue;
+      inFlight.delete(call);
+      const settled = call.promise.catch(() => {}).finally(() => abandoned.delete(settled));
+      abandoned.add(settled);
+      call.settle(TIMED_OUT);
+    }
+  }, sweepEveryMs);
+
+  /**
    * @param {Promise<import("./driver.d.ts").Outcome>} promise
+   * @param {number} sentMs
    * @returns {Promise<import("./driver.d.ts").Outcome | typeof TIMED_OUT>}
    */
-  function withTimeout(promise) {
-    /** @type {ReturnType<typeof setTimeout> | undefined} */
-    let timer;
-    const timeout = new Promise((resolve) => {
-      timer = setTimeout(() => resolve(TIMED_OUT), timeoutMs);
-    });
-    return Promise.race([promise, timeout]).then((value) => {
-      clearTimeout(timer);
-      if (value === TIMED_OUT) {
-        const settled = promise.catch(() => {}).finally(() => abandoned.delete(settled));
-        abandoned.add(settled);
-      }
-      return value;
+  function withTimeout(promise, sentMs) {
+    return new Promise((resolve, reject) => {
+      const call = { deadlineMs: sentMs + timeoutMs, settle: resolve, promise };
+      inFlight.add(call);
+      promise.then(
+        (value) => {
+          if (inFlight.delete(call)) resolve(value);
+        },
+        (error) => {
+          if (inFlight.delete(call)) reject(error);
+        },
+      );
     });
   }
 
@@ -150,7 +170,7 @@ export async function runLoad(options) {
       /** @type {import("./driver.d.ts").Outcome | "timeout" | "transport"} */
       let outcome;
       try {
-        const value = await withTimeout(options.send(client, from, to, amount));
+        const value = await withTimeout(options.send(client, from, to, amount), sentMs);
         outcome = value === TIMED_OUT ? "timeout" : value;
       } catch (error) {
         outcome = "transport";
@@ -183,6 +203,7 @@ export async function runLoad(options) {
     for (let slot = 0; slot < inflightPerClient; slot++) loops.push(slotLoop(client, slot));
   }
   await Promise.all(loops);
+  clearInterval(sweeper);
   clearTimeout(phaseTimer);
   options.onPhase?.("drain");
   const drainDeadlineMs = now() + drainMs;

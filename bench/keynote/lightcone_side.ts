@@ -72,6 +72,8 @@ export async function deployLightcone(options: RunOptions): Promise<LightconeDep
       "run",
       "-A",
       "--unstable-worker-options",
+      // Extra Deno flags for the server, e.g. `--cpu-prof --cpu-prof-dir=/tmp/prof` to profile it.
+      ...(Deno.env.get("KEYNOTE_SERVER_DENO_FLAGS") ?? "").split(/\s+/).filter((flag) => flag),
       `${options.repoRoot}/main.ts`,
       "start",
       "--listen-addr",

@@ -5,6 +5,11 @@ export interface CpuReport {
   cores: number;
   /** Per watched process tree, % of one core; null when the process was not found. */
   processPercent: Record<string, number | null>;
+  /**
+   * Per watched root process (not its children), % of one core per thread name: "main" is the
+   * process's own thread, "gc" V8's helper threads, Deno workers are "worker-N" in start order.
+   */
+  threadPercent?: Record<string, Record<string, number>>;
   /** Whole machine, % of all cores; null off Linux. */
   machine: { busyPercent: number; iowaitPercent: number; stealPercent: number } | null;
 }

@@ -46,8 +46,15 @@ function processTable() {
   return table;
 }
 
-/** Ticks of `root` and every descendant alive now (children that exited are not counted). */
-function treeTicks(table, root) {
+/**
+ * Ticks of `root` and every descendant alive now (children that exited are not counted), leaving
+ * out the subtrees of the other watched roots: the Lightcone server is a child of the benchmark
+ * process that runs its clients, and each is reported on its own.
+ * @param {Map<number, { parent: number, ticks: number }>} table
+ * @param {number} root
+ * @param {Set<number>} otherRoots
+ */
+function treeTicks(table, root, otherRoots = new Set()) {
   if (!table.has(root)) return undefined;
   let ticks = 0;
   for (const [pid, entry] of table) {
@@ -57,10 +64,36 @@ function treeTicks(table, root) {
         ticks += entry.ticks;
         break;
       }
+      if (otherRoots.has(current)) break;
       current = table.get(current)?.parent ?? 0;
     }
   }
   return ticks;
+}
+
+/**
+ * Ticks per thread of one process, summed by thread name ("main" for the process's own thread,
+ * "gc" for V8's helper threads), so a report can say which thread spent the time.
+ * @param {number} pid
+ * @returns {Map<string, number>}
+ */
+function threadTicks(pid) {
+  const out = new Map();
+  let tids = [];
+  try {
+    tids = readdirSync(`/proc/${pid}/task`);
+  } catch {
+    return out;
+  }
+  for (const tid of tids) {
+    const text = readText(`/proc/${pid}/task/${tid}/stat`);
+    if (!text) continue;
+    const comm = text.slice(text.indexOf("(") + 1, text.lastIndexOf(")"));
+    const name = Number(tid) === pid ? "main" : comm.startsWith("V8 ") ? "gc" : comm;
+    const fields = statFields(text);
+    out.set(name, (out.get(name) ?? 0) + Number(fields[11]) + Number(fields[12]));
+  }
+  return out;
 }
 
 function machineTicks() {
@@ -81,8 +114,14 @@ function machineTicks() {
 export function startCpuSample(roots) {
   const startedMs = performance.now();
   const table = processTable();
+  const rootPids = new Set(Object.values(roots));
+  /** @param {number} pid */
+  const others = (pid) => new Set([...rootPids].filter((other) => other !== pid));
   const before = Object.fromEntries(
-    Object.entries(roots).map(([name, pid]) => [name, treeTicks(table, pid)]),
+    Object.entries(roots).map(([name, pid]) => [name, treeTicks(table, pid, others(pid))]),
+  );
+  const threadsBefore = Object.fromEntries(
+    Object.entries(roots).map(([name, pid]) => [name, threadTicks(pid)]),
   );
   const machineBefore = machineTicks();
   return {
@@ -93,11 +132,25 @@ export function startCpuSample(roots) {
       /** @type {Record<string, number | null>} */
       const processPercent = {};
       for (const [name, pid] of Object.entries(roots)) {
-        const after = treeTicks(tableAfter, pid);
+        const after = treeTicks(tableAfter, pid, others(pid));
         const start = before[name];
         processPercent[name] = after === undefined || start === undefined || seconds <= 0
           ? null
           : round1(((after - start) / CLOCK_TICKS_PER_S / seconds) * 100);
+      }
+      /** @type {Record<string, Record<string, number>>} */
+      const threadPercent = {};
+      for (const [name, pid] of Object.entries(roots)) {
+        if (seconds <= 0) break;
+        const start = threadsBefore[name];
+        const perThread = {};
+        for (const [thread, ticks] of threadTicks(pid)) {
+          const percent = round1(
+            ((ticks - (start.get(thread) ?? 0)) / CLOCK_TICKS_PER_S / seconds) * 100,
+          );
+          if (percent > 0) perThread[thread] = percent;
+        }
+        threadPercent[name] = perThread;
       }
       const machineAfter = machineTicks();
       let machine = null;
@@ -113,7 +166,13 @@ export function startCpuSample(roots) {
           stealPercent: steal,
         };
       }
-      return { seconds: round1(seconds), cores: availableParallelism(), processPercent, machine };
+      return {
+        seconds: round1(seconds),
+        cores: availableParallelism(),
+        processPercent,
+        threadPercent,
+        machine,
+      };
     },
   };
 }

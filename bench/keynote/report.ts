@@ -176,6 +176,45 @@ export function resultsTable(results: readonly SystemResult[]): string {
   return lines.join("\n");
 }
 
+/**
+ * Where the CPU went, per acknowledged transfer: for every measured run that has per-thread
+ * accounting, µs of CPU per transfer of each thread of each watched process (thread % of one
+ * core × 10,000 / TPS). This is the "which hop, how many µs per call" view of a run.
+ */
+export function cpuPerCallTable(results: readonly SystemResult[]): string {
+  const lines: string[] = [];
+  for (const result of results) {
+    const threads = result.cpu?.threadPercent;
+    const tps = result.load?.tps ?? 0;
+    if (!threads || tps <= 0) continue;
+    const cells: string[] = [];
+    let total = 0;
+    for (const [process, perThread] of Object.entries(threads)) {
+      const entries = Object.entries(perThread).sort((a, b) => b[1] - a[1]);
+      const named = entries.map(([thread, percent]) => {
+        const micros = (percent * 10_000) / tps;
+        total += micros;
+        return `${thread} ${micros.toFixed(1)}`;
+      });
+      if (named.length) cells.push(`${process}: ${named.join(", ")}`);
+    }
+    if (!cells.length) continue;
+    lines.push(
+      `| ${result.systemName} | ${result.mode} | ${formatAlpha(result.alpha)} | ${
+        formatInteger(tps)
+      } | ${total.toFixed(1)} | ${escapeCell(cells.join("; "))} |`,
+    );
+  }
+  if (!lines.length) return "";
+  return [
+    "CPU per acknowledged transfer, by thread (µs; main = the process's own thread, gc = V8 helper threads, worker-N = Deno workers in start order):",
+    "",
+    "| system | mode | α | TPS | µs total | µs per thread |",
+    "|---|---|---:|---:|---:|---|",
+    ...lines,
+  ].join("\n");
+}
+
 function escapeCell(text: string): string {
   return text.replaceAll("|", "\\|").replaceAll("\n", " ");
 }
@@ -320,6 +359,7 @@ export function reportMarkdown(
     "Ratios (Lightcone / baseline):",
     "",
     ratioTable(rows),
+    ...((table) => table ? ["", table] : [])(cpuPerCallTable(rows)),
     ...(failed.length > 0
       ? [
         "",
