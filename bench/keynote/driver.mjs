@@ -161,11 +161,13 @@ export async function runLoad(options) {
       ((client * inflightPerClient + slot) * pairCount) /
         (clientCount * inflightPerClient),
     );
-    while (now() < measureEndMs) {
+    // One clock read per transfer: the time a transfer completed is when the next one is sent.
+    let clockMs = now();
+    while (clockMs < measureEndMs) {
       const from = pairs.from[cursor];
       const to = pairs.to[cursor];
       cursor = cursor + 1 === pairCount ? 0 : cursor + 1;
-      const sentMs = now();
+      const sentMs = clockMs;
       totalSent++;
       /** @type {import("./driver.d.ts").Outcome | "timeout" | "transport"} */
       let outcome;
@@ -177,6 +179,7 @@ export async function runLoad(options) {
         firstError ??= error instanceof Error ? error.message : String(error);
       }
       const doneMs = now();
+      clockMs = doneMs;
       const inWindow = doneMs >= measureStartMs && doneMs < measureEndMs;
       if (outcome === "ok") {
         ackedDelta[from] -= amount;
@@ -193,7 +196,10 @@ export async function runLoad(options) {
         errorKinds[outcome]++;
         if (inWindow) errorKindsInWindow[outcome]++;
         // A refused or failed transfer answers at once; do not spin on a broken server.
-        if (outcome === "transport" || outcome === "failed") await sleep(1);
+        if (outcome === "transport" || outcome === "failed") {
+          await sleep(1);
+          clockMs = now();
+        }
       }
     }
   }

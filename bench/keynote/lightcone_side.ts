@@ -25,6 +25,7 @@ import { type AccountRow, checkBalances } from "./balance_check.ts";
 import { trackChild } from "./children.ts";
 import { type Outcome, runLoad } from "./driver.mjs";
 import { startCpuSample } from "./proc_cpu.mjs";
+import { connectRawClients } from "./raw_client.ts";
 import type { RunOptions, SystemResult } from "./types.ts";
 
 export const LIGHTCONE_DATABASE_NAME = "keynote";
@@ -270,11 +271,20 @@ export async function readLightconeBalances(
   return statements[0].rows.map(([id, balance]) => ({ id: Number(id), balance: Number(balance) }));
 }
 
-/** One measured run of Lightcone on a fresh data dir. */
-export async function runLightcone(options: RunOptions): Promise<SystemResult> {
+/**
+ * One measured run of Lightcone on a fresh data dir. `client` "sdk" is the benchmark proper;
+ * "raw" drives the same server with the reference client of raw_client.ts (not the SDK) to show
+ * what the SDK client costs on a colocated machine.
+ */
+export async function runLightcone(
+  options: RunOptions,
+  client: "sdk" | "raw" = "sdk",
+): Promise<SystemResult> {
   const base: SystemResult = {
-    systemKey: "lightcone",
-    systemName: "Lightcone (spacetimedb SDK, confirmed reads)",
+    systemKey: client === "sdk" ? "lightcone" : "lightcone-raw",
+    systemName: client === "sdk"
+      ? "Lightcone (spacetimedb SDK, confirmed reads)"
+      : "Lightcone (raw v3 client, reference only, confirmed reads)",
     alpha: options.alpha,
     mode: options.mode,
     clientCount: options.clientCount,
@@ -283,7 +293,9 @@ export async function runLightcone(options: RunOptions): Promise<SystemResult> {
   };
   const deployment = await deployLightcone(options);
   try {
-    const clients = await connectLightconeClients(deployment, options.clientCount);
+    const clients = client === "sdk"
+      ? await connectLightconeClients(deployment, options.clientCount)
+      : await connectRawClients(deployment.url, deployment.databaseName, options.clientCount);
     let cpuSample: ReturnType<typeof startCpuSample> | undefined;
     let cpu: SystemResult["cpu"] = null;
     const endTimer = setTimeout(() => {

@@ -17,7 +17,9 @@
  *   --warmup-s 5 --measure-s 10     per run
  *   --alphas 0,1.5                  Zipf exponents
  *   --modes closed,pipelined        closed = 1 in flight per client; pipelined = --inflight
- *   --systems lightcone,sqlite,pg   also: sqlite-wal (non-durable reference), pg-immediate
+ *   --systems lightcone,sqlite,pg   also: sqlite-wal (non-durable reference), pg-immediate,
+ *                                  lightcone-raw (same server, a minimal non-SDK client: shows
+ *                                  what the SDK client costs; never used for the ratios)
  *   --clients 64 --inflight 40
  *   --accounts 100000 --seed 1 --timeout-s 15 --pg-port 25432
  *   --reps 1                        repetitions per configuration, interleaved; medians reported
@@ -75,7 +77,7 @@ export interface KeynoteOptions {
 /** Below this machine busy % (of all cores) a run may start. */
 const QUIET_BUSY_PERCENT = 25;
 
-const SYSTEM_KEYS = ["lightcone", ...Object.keys(BASELINE_SYSTEMS)];
+const SYSTEM_KEYS = ["lightcone", "lightcone-raw", ...Object.keys(BASELINE_SYSTEMS)];
 
 function parseList(text: string): string[] {
   return text.split(",").map((item) => item.trim()).filter((item) => item !== "");
@@ -189,7 +191,7 @@ export async function runKeynote(
     cleanup.add(() => Deno.remove(workDir, { recursive: true }));
 
     const baselines = options.systems
-      .filter((key) => key !== "lightcone")
+      .filter((key) => !key.startsWith("lightcone"))
       .map((key) => BASELINE_SYSTEMS[key as BaselineSystem["key"]]);
     if (baselines.length > 0) {
       log.info("Installing baseline npm packages (bench/baselines) if missing");
@@ -351,13 +353,14 @@ async function runOne(
   };
   try {
     if (systemKey === "lightcone") return await runLightcone(run);
+    if (systemKey === "lightcone-raw") return await runLightcone(run, "raw");
     const system = BASELINE_SYSTEMS[systemKey as BaselineSystem["key"]];
     return await runBaseline(system, run, postgres);
   } catch (error) {
     const reason = error instanceof Error ? error.message : String(error);
     log.error("Run failed", { system: systemKey, alpha: run.alpha, mode: run.mode, reason });
-    const name = systemKey === "lightcone"
-      ? "Lightcone"
+    const name = systemKey.startsWith("lightcone")
+      ? `Lightcone (${systemKey})`
       : BASELINE_SYSTEMS[systemKey as BaselineSystem["key"]]?.name ?? systemKey;
     return { ...base, systemName: name, status: "failed", reason };
   }

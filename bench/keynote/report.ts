@@ -226,7 +226,8 @@ function escapeCell(text: string): string {
 export function ratioTable(results: readonly SystemResult[]): string {
   const measured = results.filter((result) => result.load);
   const lightcone = measured.filter((result) => result.systemKey === "lightcone");
-  const baselines = measured.filter((result) => result.systemKey !== "lightcone");
+  // lightcone-raw (a reference client, not the SDK) is neither side of a ratio.
+  const baselines = measured.filter((result) => !result.systemKey.startsWith("lightcone"));
   const find = (list: readonly SystemResult[], alpha: number, mode: string) =>
     list.find((result) => result.alpha === alpha && result.mode === mode);
   const lines = [
