@@ -13,12 +13,29 @@ import { DatastoreError, decodeError } from "./datastore_error.ts";
 import { readU32 } from "./row_layout.ts";
 import { copyBytes } from "./row_arena.ts";
 import type { TableSchema } from "./schema.ts";
-import { type Sequence, Table, type TableIndex, type WriteResult } from "./table.ts";
+import {
+  type Sequence,
+  Table,
+  type TableIndex,
+  type TableOptions,
+  type WriteResult,
+} from "./table.ts";
 import { ByteReader, ByteWriter, type TxDelta } from "./tx_delta.ts";
 
 export type { WriteResult };
 
+/** How tables store rows; the defaults are right outside tests. */
+export type DatastoreOptions = TableOptions;
+
 const NO_SEQUENCES: Sequence[] = [];
+/** Rows of one table as rowIds, valid until the next write (see MutTx.scanIds). */
+export interface RowIds {
+  tableId: number;
+  ids: number[];
+}
+
+/** indexFindUnique's answer for an index that is not unique. */
+export const NOT_UNIQUE = -2;
 const STATE_MAGIC = 0x5344434c; // "LCDS" little-endian
 const STATE_FORMAT_VERSION = 1;
 
@@ -41,13 +58,13 @@ export class Datastore {
   #movedSequences: Sequence[] = [];
   #tx: MutTx | null = null;
 
-  constructor(tables: TableSchema[]) {
+  constructor(tables: TableSchema[], options: DatastoreOptions = {}) {
     const onSequenceMoved = (sequence: Sequence) => this.#movedSequences.push(sequence);
     for (const schema of tables) {
       if (this.#tables.has(schema.tableId)) {
         throw new RangeError(`Table id '${schema.tableId}' is used twice`);
       }
-      const table = new Table(schema, onSequenceMoved);
+      const table = new Table(schema, onSequenceMoved, options);
       this.#tables.set(schema.tableId, table);
       this.#tableById[schema.tableId] = table;
       this.#tableNames.set(schema.name, schema.tableId);
@@ -206,8 +223,12 @@ export class Datastore {
   }
 
   /** Rebuilds a datastore from `exportState()` bytes. Throws DecodeError on malformed input. */
-  static importState(tables: TableSchema[], bytes: Uint8Array): Datastore {
-    const datastore = new Datastore(tables);
+  static importState(
+    tables: TableSchema[],
+    bytes: Uint8Array,
+    options: DatastoreOptions = {},
+  ): Datastore {
+    const datastore = new Datastore(tables, options);
     const reader = new ByteReader(bytes);
     if (reader.u32() !== STATE_MAGIC) throw decodeError("Not a datastore snapshot");
     const version = reader.u32();
@@ -255,9 +276,9 @@ function pointIds(index: TableIndex, key: Uint8Array): number[] {
 function indexPoint(indexes: TableIndex[], indexId: number, key: Uint8Array) {
   const index = indexOf(indexes, indexId);
   const group = index.group;
-  if (group.uniqueMap) {
-    const id = group.uniqueMap.get(group.codec.fromBsatn(key, 0, key.length));
-    return id === undefined ? [] : [index.table.row(id)];
+  if (group.unique) {
+    const id = group.unique.get(group.codec.fromBsatn(key, 0, key.length));
+    return id < 0 ? [] : [index.table.row(id)];
   }
   return rowsOf(index.table, pointIds(index, key));
 }
@@ -420,6 +441,81 @@ export class MutTx {
   ): Uint8Array[] {
     assert(this.#open, "Transaction has ended");
     return indexRange(this.#indexes, indexId, buf, prefixLen, prefixElems, rstartLen, rendLen);
+  }
+
+  /**
+   * The rows of `scan`, `indexScanPoint` or `indexScanRange` as rowIds of `tableId`, without
+   * materializing them: read them with copyRow / rowBytes before the next write in this
+   * transaction.
+   */
+  scanIds(tableId: number): RowIds {
+    const table = this.#table(tableId);
+    return { tableId, ids: table.scanIds() };
+  }
+
+  indexScanPointIds(indexId: number, key: Uint8Array): RowIds {
+    const index = this.#index(indexId);
+    return { tableId: index.table.schema.tableId, ids: pointIds(index, key) };
+  }
+
+  indexScanRangeIds(
+    indexId: number,
+    buf: Uint8Array,
+    prefixLen: number,
+    prefixElems: number,
+    rstartLen: number,
+    rendLen: number,
+  ): RowIds {
+    const index = this.#index(indexId);
+    const ids = rangeIds(index, buf, prefixLen, prefixElems, rstartLen, rendLen);
+    return { tableId: index.table.schema.tableId, ids };
+  }
+
+  /**
+   * Copies live row `rowId` of `tableId` into `out` at `at` and returns its length, or returns
+   * -length and copies nothing when it does not fit.
+   */
+  copyRow(tableId: number, rowId: number, out: Uint8Array, at: number): number {
+    const store = this.#table(tableId).store;
+    const size = store.size(rowId);
+    if (at + size > out.length) return -size;
+    return store.copyInto(rowId, out, at);
+  }
+
+  /** The bytes of live row `rowId` of `tableId` (a copy the caller may keep). */
+  rowBytes(tableId: number, rowId: number): Uint8Array {
+    return this.#table(tableId).row(rowId);
+  }
+
+  /**
+   * Point lookup on a unique index without materializing the row: the rowId of the live row
+   * whose key equals `key[0, keyLength)`, -1 when there is none, or NOT_UNIQUE for an index
+   * that is not unique (use indexScanPoint). Errors as indexScanPoint.
+   */
+  indexFindUnique(indexId: number, key: Uint8Array, keyLength: number): number {
+    assert(this.#open, "Transaction has ended");
+    const group = indexOf(this.#indexes, indexId).group;
+    if (group.unique === null) return NOT_UNIQUE;
+    return group.unique.get(group.codec.fromBsatn(key, 0, keyLength));
+  }
+
+  /**
+   * Copies the row `rowId` found by indexFindUnique on `indexId` into `out` at `at` and returns
+   * its length, or returns -length and copies nothing when it does not fit. Valid only until
+   * the next write in this transaction.
+   */
+  copyFoundRow(indexId: number, rowId: number, out: Uint8Array, at: number): number {
+    assert(this.#open, "Transaction has ended");
+    const store = indexOf(this.#indexes, indexId).table.store;
+    const size = store.size(rowId);
+    if (at + size > out.length) return -size;
+    return store.copyInto(rowId, out, at);
+  }
+
+  /** The bytes of the row `rowId` found by indexFindUnique (a copy the caller may keep). */
+  foundRow(indexId: number, rowId: number): Uint8Array {
+    assert(this.#open, "Transaction has ended");
+    return indexOf(this.#indexes, indexId).table.row(rowId);
   }
 
   deleteByIndexPoint(indexId: number, key: Uint8Array): number {

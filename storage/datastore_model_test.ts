@@ -6,7 +6,7 @@
 import { deepStrictEqual } from "node:assert/strict";
 import { type Random, seededRandom } from "../lib/random.ts";
 import { concat, tableSchema } from "./_testing.ts";
-import { Datastore, type MutTx } from "./datastore.ts";
+import { Datastore, type DatastoreOptions, type MutTx } from "./datastore.ts";
 import { DatastoreError } from "./datastore_error.ts";
 import type { TableSchema } from "./schema.ts";
 import type { TxDelta } from "./tx_delta.ts";
@@ -14,7 +14,15 @@ import type { TxDelta } from "./tx_delta.ts";
 const ITEMS = 1, BAG = 2;
 const ITEMS_ID = 1, ITEMS_K = 2, ITEMS_S = 3, BAG_AB = 4;
 
-const SCHEMAS: TableSchema[] = [
+/**
+ * The model runs three times: items with a String column `s` (rows of one array each) and with
+ * `s` as a u16 code (fixed-size rows, kept in the arena with an integer unique key), and once
+ * with the arena turned off for every table. Set per run by `runModel`.
+ */
+let fixedItems = false;
+const S_VALUES = ["", "a", "bb", "é"];
+
+const schemas = (): TableSchema[] => [
   tableSchema({
     tableId: ITEMS,
     name: "items",
@@ -22,7 +30,7 @@ const SCHEMAS: TableSchema[] = [
       elements: [
         { name: "id", algebraicType: { tag: "U32" } },
         { name: "k", algebraicType: { tag: "U8" } },
-        { name: "s", algebraicType: { tag: "String" } },
+        { name: "s", algebraicType: fixedItems ? { tag: "U16" } : { tag: "String" } },
       ],
     },
     primaryKey: [0],
@@ -95,6 +103,7 @@ const u8 = (v: number) => new Uint8Array([v]);
 const u32 = (v: number) => new Uint8Array([v, v >>> 8, v >>> 16, v >>> 24]);
 const i16 = (v: number) => new Uint8Array([v & 0xff, (v >> 8) & 0xff]);
 const str = (v: string) => {
+  if (fixedItems) return new Uint8Array([S_VALUES.indexOf(v), 0]);
   const bytes = new TextEncoder().encode(v);
   return concat(u32(bytes.length), bytes);
 };
@@ -162,7 +171,7 @@ function randomItem(random: Random): Item {
   return {
     id: random.next() < 0.3 ? 0 : 100 + pick(40),
     k: pick(6),
-    s: ["", "a", "bb", "é"][pick(4)],
+    s: S_VALUES[pick(4)],
   };
 }
 
@@ -246,7 +255,7 @@ function step(tx: MutTx, ref: Reference, random: Random, label: string): void {
       return;
     }
     case 6: {
-      const s = ["", "a", "bb", "é"][pick(4)];
+      const s = S_VALUES[pick(4)];
       const ours = tx.indexScanPoint(ITEMS_S, str(s));
       deepStrictEqual(multiset(ours), multiset(ref.items.filter((r) => r.s === s).map(encodeItem)));
       const id = 100 + pick(40);
@@ -321,11 +330,12 @@ function checkDelta(before: Reference, after: Reference, delta: TxDelta, label: 
   deepStrictEqual(apply(before.bag.map(encodeBag), BAG), multiset(after.bag.map(encodeBag)));
 }
 
-Deno.test("random transactions with rollbacks match a naive reference implementation", () => {
+function runModel(options: DatastoreOptions): void {
+  const SCHEMAS = schemas();
   const seed = Number(Deno.env.get("STORAGE_MODEL_SEED") ?? Math.floor(Math.random() * 2 ** 31));
   const random = seededRandom(seed);
-  let datastore = new Datastore(SCHEMAS);
-  const replica = new Datastore(SCHEMAS);
+  let datastore = new Datastore(SCHEMAS, options);
+  const replica = new Datastore(SCHEMAS, options);
   let committed = new Reference();
   try {
     for (let t = 0; t < 400; t++) {
@@ -360,7 +370,7 @@ Deno.test("random transactions with rollbacks match a naive reference implementa
           `seed ${seed}: replica`,
         );
         replica.checkInvariants();
-        datastore = Datastore.importState(SCHEMAS, datastore.exportState());
+        datastore = Datastore.importState(SCHEMAS, datastore.exportState(), options);
         datastore.checkInvariants();
       }
     }
@@ -368,5 +378,28 @@ Deno.test("random transactions with rollbacks match a naive reference implementa
     throw new Error(`Model test failed with seed ${seed} (STORAGE_MODEL_SEED=${seed})`, {
       cause: error,
     });
+  }
+}
+
+Deno.test("random transactions with rollbacks match a naive reference implementation", () => {
+  fixedItems = false;
+  runModel({});
+});
+
+Deno.test("the model also holds with fixed-size rows in the arena under an integer unique key", () => {
+  fixedItems = true;
+  try {
+    runModel({});
+  } finally {
+    fixedItems = false;
+  }
+});
+
+Deno.test("the model also holds with the row arena turned off", () => {
+  fixedItems = true;
+  try {
+    runModel({ rowArena: false });
+  } finally {
+    fixedItems = false;
   }
 });

@@ -174,7 +174,14 @@ function readSmall(type: ColumnType, bytes: Uint8Array, pos: number): number {
   }
 }
 
-function makeRowReader(layout: RowLayout, columns: number[], types: readonly ColumnType[]) {
+/** Reads the key of the row starting at `bytes[base]` (base is 0 unless the layout is fixed-size). */
+type RowKeyReader = (bytes: Uint8Array, base: number) => Key;
+
+function makeRowReader(
+  layout: RowLayout,
+  columns: number[],
+  types: readonly ColumnType[],
+): RowKeyReader {
   if (columns.length === 1) {
     const type = types[0];
     const offset = layout.fixedOffsets[columns[0]];
@@ -182,37 +189,60 @@ function makeRowReader(layout: RowLayout, columns: number[], types: readonly Col
       const signed = type.kind === "int" && type.signed;
       if (type.kind === "bool" || type.size === 1) {
         return signed
-          ? (row: Uint8Array) => (row[offset] << 24) >> 24
-          : (row: Uint8Array) => row[offset];
+          ? (bytes, base) => (bytes[base + offset] << 24) >> 24
+          : (bytes, base) => bytes[base + offset];
       }
       if (type.size === 2) {
         return signed
-          ? (row: Uint8Array) => ((row[offset] | (row[offset + 1] << 8)) << 16) >> 16
-          : (row: Uint8Array) => row[offset] | (row[offset + 1] << 8);
+          ? (bytes, base) => {
+            const at = base + offset;
+            return ((bytes[at] | (bytes[at + 1] << 8)) << 16) >> 16;
+          }
+          : (bytes, base) => {
+            const at = base + offset;
+            return bytes[at] | (bytes[at + 1] << 8);
+          };
       }
       return signed
-        ? (row: Uint8Array) =>
-          row[offset] | (row[offset + 1] << 8) | (row[offset + 2] << 16) | (row[offset + 3] << 24)
-        : (row: Uint8Array) =>
-          (row[offset] | (row[offset + 1] << 8) | (row[offset + 2] << 16) |
-            (row[offset + 3] << 24)) >>> 0;
+        ? (bytes, base) => {
+          const at = base + offset;
+          return bytes[at] | (bytes[at + 1] << 8) | (bytes[at + 2] << 16) | (bytes[at + 3] << 24);
+        }
+        : (bytes, base) => {
+          const at = base + offset;
+          return (bytes[at] | (bytes[at + 1] << 8) | (bytes[at + 2] << 16) |
+            (bytes[at + 3] << 24)) >>> 0;
+        };
     }
     if (isNumericKeyType(type)) {
       const column = columns[0];
-      return (row: Uint8Array) => readSmall(type, row, layout.columnStart(row, column));
+      return (row) => readSmall(type, row, layout.columnStart(row, column));
     }
     if (offset >= 0 && type.kind === "int") {
-      const top = offset + type.size - 1;
       const flip = type.signed ? 0x80 : 0;
-      return (row: Uint8Array) => {
+      const size = type.size;
+      return (bytes, base) => {
+        const start = base + offset;
+        const top = start + size - 1;
         codeCount = 0;
-        push(row[top] ^ flip);
-        for (let i = top - 1; i >= offset; i--) push(row[i]);
+        push(bytes[top] ^ flip);
+        for (let i = top - 1; i >= start; i--) push(bytes[i]);
         return takeString();
       };
     }
   }
-  return (row: Uint8Array) => {
+  const rowSize = layout.rowSize;
+  if (rowSize >= 0) {
+    const offsets = columns.map((c) => layout.fixedOffsets[c]);
+    return (bytes, base) => {
+      codeCount = 0;
+      for (let i = 0; i < columns.length; i++) {
+        encodeValue(types[i], bytes, base + offsets[i], base + rowSize);
+      }
+      return takeString();
+    };
+  }
+  return (row) => {
     codeCount = 0;
     for (let i = 0; i < columns.length; i++) {
       encodeValue(types[i], row, layout.columnStart(row, columns[i]), row.length);
@@ -235,12 +265,19 @@ export class KeyCodec {
   readonly types: readonly ColumnType[];
   /** The key of a valid row of the table. */
   readonly fromRow: (row: Uint8Array) => Key;
+  /**
+   * The key of the valid row at `bytes[base, base + rowSize)`; for tables whose rows are all
+   * the same size (`layout.rowSize >= 0`) only.
+   */
+  readonly fromRowAt: (bytes: Uint8Array, base: number) => Key;
 
   constructor(layout: RowLayout, columns: number[]) {
     this.columns = columns;
     this.types = columns.map((c) => layout.columns[c]);
     this.numeric = columns.length === 1 && isNumericKeyType(this.types[0]);
-    this.fromRow = makeRowReader(layout, columns, this.types);
+    const reader = makeRowReader(layout, columns, this.types);
+    this.fromRowAt = reader;
+    this.fromRow = (row) => reader(row, 0);
   }
 
   /** The key of `bytes[pos, end)`, the concatenated BSATN of all key columns. */
@@ -351,8 +388,13 @@ export class KeyCodec {
 
 /** FNV-1a over the bytes: the bucket of a row in content-addressed lookups. */
 export function hashBytes(bytes: Uint8Array): number {
+  return hashByteRange(bytes, 0, bytes.length);
+}
+
+/** `hashBytes(bytes.subarray(start, end))` without the view. */
+export function hashByteRange(bytes: Uint8Array, start: number, end: number): number {
   let hash = 0x811c9dc5;
-  for (let i = 0; i < bytes.length; i++) hash = Math.imul(hash ^ bytes[i], 16777619);
+  for (let i = start; i < end; i++) hash = Math.imul(hash ^ bytes[i], 16777619);
   return hash >>> 0;
 }
 
@@ -361,5 +403,12 @@ export function bytesEqual(a: Uint8Array, b: Uint8Array): boolean {
   const length = a.length;
   if (length !== b.length) return false;
   for (let i = 0; i < length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
+
+/** True when `bytes[start, start + other.length)` equals `other`. */
+export function bytesEqualAt(bytes: Uint8Array, start: number, other: Uint8Array): boolean {
+  const length = other.length;
+  for (let i = 0; i < length; i++) if (bytes[start + i] !== other[i]) return false;
   return true;
 }

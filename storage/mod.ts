@@ -2,7 +2,14 @@
  * storage/: the in-memory transactional datastore (tables, indexes, sequences, transactions).
  * Other folders import storage through this file only.
  */
-export { Datastore, MutTx, type WriteResult } from "./datastore.ts";
+export {
+  Datastore,
+  type DatastoreOptions,
+  MutTx,
+  NOT_UNIQUE,
+  type RowIds,
+  type WriteResult,
+} from "./datastore.ts";
 export { DatastoreError, type DatastoreErrorCode } from "./datastore_error.ts";
 export { decodeTxDelta, encodeTxDelta, type TxDelta } from "./tx_delta.ts";
 export type {

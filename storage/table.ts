@@ -1,28 +1,66 @@
 /**
- * One table: its rows (immutable BSATN byte arrays keyed by an internal rowId), the key
+ * One table: its rows (BSATN bytes in a RowStore, keyed by an internal rowId), the key
  * structures of its indexes and unique constraints, its sequences, and the undo information of
  * the open transaction.
  *
- * Rows live in an array indexed by rowId; freed slots are reused (like page slots), so scan
- * order is roughly insertion order. Writes go straight into the table; the open transaction
- * logs, per touched rowId, the committed bytes it had before (`null` for rows the transaction
- * created). Committed rows deleted in a transaction stay as `null` tombstones until commit, so
- * rollback restores them in place.
+ * Tables whose rows all have the same size keep them in one arena (row_store.ts); others keep
+ * one immutable Uint8Array per row. Freed rowIds are reused (like page slots), so scan order is
+ * roughly insertion order. Writes go straight into the table; the open transaction logs, per
+ * touched rowId, the committed bytes it had before (`null` for rows the transaction created).
+ * Committed rows deleted in a transaction stay HIDDEN until commit, so rollback restores them
+ * in place.
  */
 import { assert } from "../lib/assert.ts";
 import { BTree } from "./btree_index.ts";
 import { DatastoreError } from "./datastore_error.ts";
 import { HashMultiIndex } from "./hash_index.ts";
+import { IntKeyMap } from "./int_key_map.ts";
 import { bytesEqual, hashBytes, type Key, KeyCodec, type KeyRange } from "./key_encoding.ts";
 import { copyBytes } from "./row_arena.ts";
 import { RowLayout } from "./row_layout.ts";
+import { ArenaRowStore, FREE, ObjectRowStore, type RowStore } from "./row_store.ts";
 import type { IndexSchema, TableSchema } from "./schema.ts";
+
+/** key -> rowId of a unique column list; `get` answers -1 for a missing key. */
+export interface UniqueKeys {
+  readonly size: number;
+  get(key: Key): number;
+  has(key: Key): boolean;
+  set(key: Key, id: number): void;
+  delete(key: Key): boolean;
+}
+
+/** UniqueKeys over a Map, for keys that are strings. */
+class MapKeys implements UniqueKeys {
+  readonly #map = new Map<Key, number>();
+  get size(): number {
+    return this.#map.size;
+  }
+  get(key: Key): number {
+    const id = this.#map.get(key);
+    return id === undefined ? -1 : id;
+  }
+  has(key: Key): boolean {
+    return this.#map.has(key);
+  }
+  set(key: Key, id: number): void {
+    this.#map.set(key, id);
+  }
+  delete(key: Key): boolean {
+    return this.#map.delete(key);
+  }
+}
+
+function uniqueKeysFor(codec: KeyCodec): UniqueKeys {
+  // Numeric keys (one bool or <= 32-bit integer column) fit the typed-array map.
+  return codec.numeric ? new IntKeyMap() as unknown as UniqueKeys : new MapKeys();
+}
 
 /** The key structures shared by every index/constraint over one ordered column list. */
 interface KeyGroup {
   codec: KeyCodec;
   /** key -> rowId, for unique constraints and unique indexes. */
-  uniqueMap: Map<Key, number> | null;
+  unique: UniqueKeys | null;
   /** Ordered entries for btree/direct indexes. */
   tree: BTree | null;
   /** key -> rowIds for non-unique hash indexes. */
@@ -66,7 +104,14 @@ export interface WriteResult {
   generated: Uint8Array;
 }
 
+export interface TableOptions {
+  /** Keep fixed-size rows in one arena (default true); false forces one array per row. */
+  rowArena?: boolean;
+}
+
 const EMPTY_BYTES = new Uint8Array(0);
+/** Undo logs up to this long are searched instead of indexed by #marks. */
+const LOG_SCAN_MAX = 8;
 
 function sameColumns(a: readonly number[], b: readonly number[]): boolean {
   return a.length === b.length && a.every((c, i) => c === b[i]);
@@ -85,13 +130,11 @@ export class Table {
   readonly indexes: TableIndex[] = [];
   /** Sequences in ascending column order. */
   readonly sequences: Sequence[] = [];
+  /** The row bytes by rowId. */
+  readonly store: RowStore;
   readonly #groups: KeyGroup[] = [];
   /** Positions in #groups of unique constraints; the first one finds identical rows. */
   readonly #constraintGroups: number[] = [];
-  /** rowId -> bytes; `null` = committed row deleted by the open transaction; `undefined` = free. */
-  readonly #rows: (Uint8Array | null | undefined)[] = [];
-  /** Free rowIds: exactly the `undefined` slots of #rows. */
-  readonly #freeIds: number[] = [];
   /** Row-content buckets (hash -> rowId(s)) for tables without unique constraints. */
   readonly #content: Map<number, number | number[]> | null;
   readonly #newKeys: Key[];
@@ -104,13 +147,24 @@ export class Table {
   readonly #logIds: number[] = [];
   readonly #logOriginals: (Uint8Array | null)[] = [];
   #logLength = 0;
-  /** rowId -> position in the undo log + 1, or 0 when untouched by the open transaction. */
+  /**
+   * rowId -> position in the undo log + 1, or 0 when untouched by the open transaction. Kept
+   * only while the log is longer than LOG_SCAN_MAX: a short log is searched instead, which
+   * spares a cache miss per written row in a large table.
+   */
   #marks = new Int32Array(1024);
 
-  constructor(schema: TableSchema, onSequenceMoved: (sequence: Sequence) => void) {
+  constructor(
+    schema: TableSchema,
+    onSequenceMoved: (sequence: Sequence) => void,
+    options: TableOptions = {},
+  ) {
     this.schema = schema;
     this.#onSequenceMoved = onSequenceMoved;
     this.layout = new RowLayout(schema.rowType, schema.typespace);
+    this.store = this.layout.rowSize >= 0 && options.rowArena !== false
+      ? new ArenaRowStore(this.layout.rowSize)
+      : new ObjectRowStore();
     const constraintColumns: number[][] = [];
     const addConstraint = (columns: number[]) => {
       if (!constraintColumns.some((c) => sameColumns(c, columns))) constraintColumns.push(columns);
@@ -120,7 +174,7 @@ export class Table {
     for (const index of schema.indexes) if (index.unique) addConstraint(index.columns);
     for (const columns of constraintColumns) {
       const group = this.#groupFor(columns);
-      group.uniqueMap ??= new Map();
+      group.unique ??= uniqueKeysFor(group.codec);
       if (!group.isConstraint) this.#constraintGroups.push(this.#groups.indexOf(group));
       group.isConstraint = true;
     }
@@ -128,7 +182,7 @@ export class Table {
       const unique = constraintColumns.some((c) => c.every((col) => index.columns.includes(col)));
       const ordered = index.algorithm !== "hash";
       const group = this.#groupFor(index.columns);
-      if (unique) group.uniqueMap ??= new Map();
+      if (unique) group.unique ??= uniqueKeysFor(group.codec);
       if (ordered) group.tree ??= new BTree();
       else if (!unique) group.multi ??= new HashMultiIndex();
       this.indexes.push({ schema: index, table: this, unique, ordered, group });
@@ -168,7 +222,7 @@ export class Table {
     }
     const group: KeyGroup = {
       codec: new KeyCodec(this.layout, columns),
-      uniqueMap: null,
+      unique: null,
       tree: null,
       multi: null,
       isConstraint: false,
@@ -191,10 +245,7 @@ export class Table {
   }
 
   #allocateId(): number {
-    const reused = this.#freeIds.pop();
-    if (reused !== undefined) return reused;
-    const id = this.#rows.length;
-    this.#rows.push(undefined);
+    const id = this.store.allocate();
     if (id >= this.#marks.length) {
       const bigger = new Int32Array(this.#marks.length * 2);
       bigger.set(this.#marks);
@@ -203,14 +254,22 @@ export class Table {
     return id;
   }
 
-  #free(id: number): void {
-    this.#rows[id] = undefined;
-    this.#freeIds.push(id);
+  /** Position + 1 of `id` in the undo log, or 0. */
+  #logMark(id: number): number {
+    const length = this.#logLength;
+    if (length > LOG_SCAN_MAX) return this.#marks[id];
+    const ids = this.#logIds;
+    for (let i = 0; i < length; i++) if (ids[i] === id) return i + 1;
+    return 0;
   }
 
-  /** Logs the committed bytes of `id` the first time the open transaction touches it. */
-  #record(id: number, original: Uint8Array | null): void {
-    if (this.#marks[id] !== 0) return;
+  /**
+   * Logs the committed bytes of `id` the first time the open transaction touches it; `created`
+   * rows have none. Call before the row's bytes change.
+   */
+  #record(id: number, created: boolean): void {
+    if (this.#logMark(id) !== 0) return;
+    const original = created ? null : this.store.bytes(id);
     const at = this.#logLength++;
     if (at < this.#logIds.length) {
       this.#logIds[at] = id;
@@ -219,48 +278,62 @@ export class Table {
       this.#logIds.push(id);
       this.#logOriginals.push(original);
     }
-    this.#marks[id] = at + 1;
+    if (at === LOG_SCAN_MAX) {
+      // The log outgrew scanning: mark every entry so far.
+      for (let i = 0; i <= at; i++) this.#marks[this.#logIds[i]] = i + 1;
+    } else if (at > LOG_SCAN_MAX) {
+      this.#marks[id] = at + 1;
+    }
   }
 
-  /** Empties the undo log, dropping its references to row bytes. */
+  /** Empties the undo log, dropping its references to row bytes and its marks. */
   #clearLog(): void {
     const originals = this.#logOriginals;
-    for (let i = 0; i < this.#logLength; i++) originals[i] = null;
+    const length = this.#logLength;
+    for (let i = 0; i < length; i++) originals[i] = null;
+    if (length > LOG_SCAN_MAX) {
+      const ids = this.#logIds;
+      for (let i = 0; i < length; i++) this.#marks[ids[i]] = 0;
+    }
     this.#logLength = 0;
   }
 
   #createdInTx(id: number): boolean {
-    const mark = this.#marks[id];
+    const mark = this.#logMark(id);
     return mark !== 0 && this.#logOriginals[mark - 1] === null;
   }
 
   // --- key structures -------------------------------------------------------------------------
 
-  #addEntries(id: number, row: Uint8Array, keys: Key[] | null): void {
+  /** Adds the entries of LIVE row `id`; `keys` are its keys per group when already known. */
+  #addEntries(id: number, keys: Key[] | null): void {
     const groups = this.#groups;
+    const store = this.store;
     for (let i = 0; i < groups.length; i++) {
       const group = groups[i];
-      const key = keys ? keys[i] : group.codec.fromRow(row);
-      if (group.uniqueMap) group.uniqueMap.set(key, id);
+      const key = keys ? keys[i] : store.key(id, group.codec);
+      if (group.unique) group.unique.set(key, id);
       if (group.tree) group.tree.insert(key, id);
       if (group.multi) group.multi.add(key, id);
     }
-    if (this.#content) this.#contentAdd(hashBytes(row), id);
+    if (this.#content) this.#contentAdd(store.hash(id), id);
   }
 
-  #removeEntries(id: number, row: Uint8Array): void {
+  /** Removes the entries of LIVE row `id`. */
+  #removeEntries(id: number): void {
     const groups = this.#groups;
+    const store = this.store;
     for (let i = 0; i < groups.length; i++) {
       const group = groups[i];
-      const key = group.codec.fromRow(row);
-      if (group.uniqueMap) {
-        assert(group.uniqueMap.get(key) === id, "Unique map does not point at the row");
-        group.uniqueMap.delete(key);
+      const key = store.key(id, group.codec);
+      if (group.unique) {
+        assert(group.unique.get(key) === id, "Unique map does not point at the row");
+        group.unique.delete(key);
       }
       if (group.tree) assert(group.tree.delete(key, id), "Btree entry of the row is missing");
       if (group.multi) group.multi.remove(key, id);
     }
-    if (this.#content) this.#contentRemove(hashBytes(row), id);
+    if (this.#content) this.#contentRemove(store.hash(id), id);
   }
 
   #contentAdd(hash: number, id: number): void {
@@ -284,23 +357,25 @@ export class Table {
 
   /** rowId of a live row byte-identical to `row`, or -1. */
   findIdentical(row: Uint8Array): number {
+    const store = this.store;
     if (this.#content) {
       const bucket = this.#content.get(hashBytes(row));
       if (bucket === undefined) return -1;
-      if (typeof bucket === "number") return bytesEqual(this.#rows[bucket]!, row) ? bucket : -1;
-      for (const id of bucket) if (bytesEqual(this.#rows[id]!, row)) return id;
+      if (typeof bucket === "number") return store.equals(bucket, row) ? bucket : -1;
+      for (const id of bucket) if (store.equals(id, row)) return id;
       return -1;
     }
     const group = this.#groups[this.#constraintGroups[0]];
-    const id = group.uniqueMap!.get(group.codec.fromRow(row));
-    return id !== undefined && bytesEqual(this.#rows[id]!, row) ? id : -1;
+    const id = group.unique!.get(group.codec.fromRow(row));
+    return id >= 0 && store.equals(id, row) ? id : -1;
   }
 
   // --- row operations (recorded in the open transaction, if any) -----------------------------
 
   /**
-   * Inserts a valid row the table now owns. Returns false for a no-op (an identical row is
-   * present). Throws UniqueViolation without changing anything.
+   * Inserts a valid row. Returns false for a no-op (an identical row is present). Throws
+   * UniqueViolation without changing anything. The object store keeps `row` itself (the caller
+   * must not change it afterwards); the arena copies it.
    */
   insertRow(row: Uint8Array): boolean {
     const groups = this.#groups;
@@ -309,36 +384,36 @@ export class Table {
     const constraints = this.#constraintGroups;
     if (constraints.length > 0) {
       const first = constraints[0];
-      const existing = groups[first].uniqueMap!.get(keys[first]);
-      if (existing !== undefined) {
-        if (bytesEqual(this.#rows[existing]!, row)) return false;
+      const existing = groups[first].unique!.get(keys[first]);
+      if (existing >= 0) {
+        if (this.store.equals(existing, row)) return false;
         throw uniqueViolation(this.schema.name);
       }
       for (let c = 1; c < constraints.length; c++) {
         const at = constraints[c];
-        if (groups[at].uniqueMap!.has(keys[at])) throw uniqueViolation(this.schema.name);
+        if (groups[at].unique!.has(keys[at])) throw uniqueViolation(this.schema.name);
       }
     } else if (this.findIdentical(row) >= 0) {
       return false;
     }
     const id = this.#allocateId();
-    this.#rows[id] = row;
+    this.store.put(id, row);
     this.#count++;
-    this.#addEntries(id, row, keys);
-    if (this.#inTx) this.#record(id, null);
+    this.#addEntries(id, keys);
+    if (this.#inTx) this.#record(id, true);
     return true;
   }
 
   deleteRow(id: number): void {
-    const row = this.#rows[id];
-    assert(row, "Deleting a row that is not live");
-    this.#removeEntries(id, row);
+    const store = this.store;
+    assert(store.isLive(id), "Deleting a row that is not live");
+    this.#removeEntries(id);
     this.#count--;
     if (!this.#inTx || this.#createdInTx(id)) {
-      this.#free(id);
+      store.release(id);
     } else {
-      this.#record(id, row);
-      this.#rows[id] = null;
+      this.#record(id, false);
+      store.hide(id);
     }
   }
 
@@ -347,39 +422,44 @@ export class Table {
    * Returns false when there is none; replaces it unless identical.
    */
   updateByIndex(index: TableIndex, row: Uint8Array): boolean {
-    const id = index.group.uniqueMap!.get(index.group.codec.fromRow(row));
-    if (id === undefined) return false;
-    const old = this.#rows[id]!;
-    if (!bytesEqual(old, row)) this.replaceRow(id, row);
+    const id = index.group.unique!.get(index.group.codec.fromRow(row));
+    if (id < 0) return false;
+    // Live: the unique map holds live rows only.
+    if (!this.store.equals(id, row)) this.#replace(id, row);
     return true;
   }
 
   /**
    * Replaces live row `id` with `row` in place, after checking every unique constraint against
-   * the other rows. Throws UniqueViolation without changing anything.
+   * the other rows. Throws UniqueViolation without changing anything. Ownership of `row` as in
+   * insertRow.
    */
   replaceRow(id: number, row: Uint8Array): void {
-    const old = this.#rows[id];
-    assert(old, "Replacing a row that is not live");
+    assert(this.store.isLive(id), "Replacing a row that is not live");
+    this.#replace(id, row);
+  }
+
+  #replace(id: number, row: Uint8Array): void {
+    const store = this.store;
     const groups = this.#groups;
     const keys = this.#newKeys;
     for (let i = 0; i < groups.length; i++) {
       const group = groups[i];
       const key = group.codec.fromRow(row);
       if (group.isConstraint) {
-        const existing = group.uniqueMap!.get(key);
-        if (existing !== undefined && existing !== id) throw uniqueViolation(this.schema.name);
+        const existing = group.unique!.get(key);
+        if (existing >= 0 && existing !== id) throw uniqueViolation(this.schema.name);
       }
       keys[i] = key;
     }
     for (let i = 0; i < groups.length; i++) {
       const group = groups[i];
-      const oldKey = group.codec.fromRow(old);
+      const oldKey = store.key(id, group.codec);
       const key = keys[i];
       if (oldKey === key) continue;
-      if (group.uniqueMap) {
-        group.uniqueMap.delete(oldKey);
-        group.uniqueMap.set(key, id);
+      if (group.unique) {
+        group.unique.delete(oldKey);
+        group.unique.set(key, id);
       }
       if (group.tree) {
         group.tree.delete(oldKey, id);
@@ -391,11 +471,11 @@ export class Table {
       }
     }
     if (this.#content) {
-      this.#contentRemove(hashBytes(old), id);
+      this.#contentRemove(store.hash(id), id);
       this.#contentAdd(hashBytes(row), id);
     }
-    if (this.#inTx) this.#record(id, old);
-    this.#rows[id] = row;
+    if (this.#inTx) this.#record(id, false);
+    store.put(id, row);
   }
 
   /**
@@ -451,46 +531,53 @@ export class Table {
 
   /** Live rows: committed ones (not deleted) first, then ones created by the open transaction. */
   scan(): Uint8Array[] {
-    const out: Uint8Array[] = [];
-    const rows = this.#rows;
+    const ids = this.scanIds();
+    const store = this.store;
+    const out = new Array<Uint8Array>(ids.length);
+    for (let i = 0; i < ids.length; i++) out[i] = store.bytes(ids[i]);
+    return out;
+  }
+
+  /** The rowIds of `scan()`, in its order. */
+  scanIds(): number[] {
+    const out: number[] = [];
+    const store = this.store;
+    const length = store.length;
     if (!this.#inTx) {
-      for (let id = 0; id < rows.length; id++) {
-        const row = rows[id];
-        if (row) out.push(row);
-      }
+      for (let id = 0; id < length; id++) if (store.isLive(id)) out.push(id);
       return out;
     }
-    for (let id = 0; id < rows.length; id++) {
-      const row = rows[id];
-      if (row && !this.#createdInTx(id)) out.push(row);
+    for (let id = 0; id < length; id++) {
+      if (store.isLive(id) && !this.#createdInTx(id)) out.push(id);
     }
     for (let i = 0; i < this.#logLength; i++) {
       if (this.#logOriginals[i] !== null) continue;
-      const row = rows[this.#logIds[i]];
-      if (row) out.push(row);
+      const id = this.#logIds[i];
+      if (store.isLive(id)) out.push(id);
     }
     return out;
   }
 
+  /** The bytes of live row `id` (kept unchanged; the arena makes a copy). */
   row(id: number): Uint8Array {
-    const row = this.#rows[id];
-    assert(row, "Row id is not live");
-    return row;
+    assert(this.store.isLive(id), "Row id is not live");
+    return this.store.bytes(id);
   }
 
   liveIds(): number[] {
     const out: number[] = [];
-    const rows = this.#rows;
-    for (let id = 0; id < rows.length; id++) if (rows[id]) out.push(id);
+    const store = this.store;
+    const length = store.length;
+    for (let id = 0; id < length; id++) if (store.isLive(id)) out.push(id);
     return out;
   }
 
   /** rowIds whose key in `index` equals `key`. */
   pointIds(index: TableIndex, key: Key): number[] {
     const group = index.group;
-    if (group.uniqueMap) {
-      const id = group.uniqueMap.get(key);
-      return id === undefined ? [] : [id];
+    if (group.unique) {
+      const id = group.unique.get(key);
+      return id < 0 ? [] : [id];
     }
     const out: number[] = [];
     if (group.tree) group.tree.forEachEqual(key, (id) => out.push(id));
@@ -512,7 +599,7 @@ export class Table {
     assert(this.#inTx, "Committing a table without an open transaction");
     this.#inTx = false;
     const isEvent = this.schema.isEvent;
-    const rows = this.#rows;
+    const store = this.store;
     const ids = this.#logIds;
     const originals = this.#logOriginals;
     const logLength = this.#logLength;
@@ -521,12 +608,13 @@ export class Table {
     let deleteCount = 0;
     for (let i = 0; i < logLength; i++) {
       const original = originals[i];
-      const current = rows[ids[i]];
+      const live = store.isLive(ids[i]);
       if (original === null) {
-        if (current) insertCount++;
-      } else if (!current) {
+        if (live) insertCount++;
+      } else if (!live) {
         deleteCount++;
-      } else if (current !== original) {
+      } else {
+        // Upper bound: rows written back to their original bytes are dropped below.
         insertCount++;
         deleteCount++;
       }
@@ -539,27 +627,25 @@ export class Table {
     for (let i = 0; i < logLength; i++) {
       const id = ids[i];
       const original = originals[i];
-      const current = rows[id];
-      this.#marks[id] = 0;
+      const live = store.isLive(id);
       if (original === null) {
-        if (!current) continue;
-        inserts[insertAt++] = current;
+        if (!live) continue;
+        inserts[insertAt++] = store.bytes(id);
         created = true;
         if (isEvent) {
-          this.#removeEntries(id, current);
-          this.#free(id);
+          this.#removeEntries(id);
+          store.release(id);
           this.#count--;
         }
-      } else if (!current) {
+      } else if (!live) {
         deletes[deleteAt++] = original;
-        this.#free(id);
-      } else if (current !== original && !bytesEqual(original, current)) {
+        store.release(id);
+      } else if (!store.equals(id, original)) {
         deletes[deleteAt++] = original;
-        inserts[insertAt++] = current;
+        inserts[insertAt++] = store.bytes(id);
       }
     }
     this.#clearLog();
-    // Identical bytes under different objects were counted but not kept.
     if (insertAt !== insertCount) inserts = inserts.slice(0, insertAt);
     if (deleteAt !== deleteCount) deletes = deletes.slice(0, deleteAt);
     // A committed row deleted and then inserted again as a new row cancels out.
@@ -570,28 +656,26 @@ export class Table {
   rollbackTx(): void {
     assert(this.#inTx, "Rolling back a table without an open transaction");
     this.#inTx = false;
-    const rows = this.#rows;
+    const store = this.store;
     const ids = this.#logIds;
     const originals = this.#logOriginals;
     const logLength = this.#logLength;
     // Remove every current entry first, then restore, so unique maps never collide midway.
     for (let i = 0; i < logLength; i++) {
-      const current = rows[ids[i]];
-      if (current) {
-        this.#removeEntries(ids[i], current);
+      if (store.isLive(ids[i])) {
+        this.#removeEntries(ids[i]);
         this.#count--;
       }
     }
     for (let i = 0; i < logLength; i++) {
       const id = ids[i];
       const original = originals[i];
-      this.#marks[id] = 0;
       if (original !== null) {
-        rows[id] = original;
-        this.#addEntries(id, original, null);
+        store.put(id, original);
+        this.#addEntries(id, null);
         this.#count++;
-      } else if (rows[id] !== undefined) {
-        this.#free(id);
+      } else if (store.state(id) !== FREE) {
+        store.release(id);
       }
     }
     this.#clearLog();
@@ -599,22 +683,23 @@ export class Table {
 
   /** Checks that every structure agrees with the rows; for tests. */
   checkInvariants(): void {
+    const store = this.store;
     let live = 0;
     let free = 0;
-    for (let id = 0; id < this.#rows.length; id++) {
-      const row = this.#rows[id];
-      if (row === undefined) free++;
-      if (!row) continue;
+    for (let id = 0; id < store.length; id++) {
+      const state = store.state(id);
+      if (state === FREE) free++;
+      if (!store.isLive(id)) continue;
       live++;
       for (const group of this.#groups) {
-        const key = group.codec.fromRow(row);
-        if (group.uniqueMap) assert(group.uniqueMap.get(key) === id, "Unique map is stale");
+        const key = store.key(id, group.codec);
+        if (group.unique) assert(group.unique.get(key) === id, "Unique map is stale");
       }
     }
     assert(live === this.#count, "Row count is stale");
-    assert(free === this.#freeIds.length, "Free list does not match the free slots");
+    assert(free === store.freeCount, "Free list does not match the free slots");
     for (const group of this.#groups) {
-      if (group.uniqueMap) assert(group.uniqueMap.size === live, "Unique map has extra entries");
+      if (group.unique) assert(group.unique.size === live, "Unique map has extra entries");
       if (group.tree) {
         assert(group.tree.size === live, "Btree has extra entries");
         group.tree.checkInvariants();

@@ -56,8 +56,9 @@ export interface Budget {
   /**
    * Arms a budget for one host call. Calls may nest (a view called from inside a procedure):
    * the inner deadline is never later than the outer one, and stop() restores the outer state.
+   * `nowMs` is the budget clock's current time when the caller has just read it (saves a read).
    */
-  start(budgetMs: number): void;
+  start(budgetMs: number, nowMs?: number): void;
   /** Ends the innermost started call, clears its exceeded state, and says if it was exceeded. */
   stop(): boolean;
   /** True from the tick that found the deadline passed until the matching stop(). */
@@ -92,6 +93,8 @@ export function isBudgetExceededError(value: unknown): value is BudgetExceededEr
 const IDLE = 0;
 const RUNNING = 1;
 const AMBIENT = 2;
+/** Ended call frames kept for reuse (nesting depth rarely exceeds 2). */
+const SPARE_FRAMES_MAX = 8;
 
 interface Frame {
   state: number;
@@ -115,6 +118,9 @@ export function createBudget(clock: MonotonicClock, options: BudgetOptions = {})
   let ambientGeneration = 0;
   let current: Frame = idleFrame();
   const outer: Frame[] = [];
+  const spareFrames: Frame[] = [];
+  /** The idle frame stop() returns to; never mutated (slowTick replaces, never edits, IDLE). */
+  const idleBetweenCalls: Frame = Object.freeze(idleFrame());
 
   function idleFrame(): Frame {
     return { state: IDLE, startedMs: 0, deadlineMs: Infinity, budgetMs: 0, exceeded: false };
@@ -166,27 +172,29 @@ export function createBudget(clock: MonotonicClock, options: BudgetOptions = {})
 
   return {
     tick,
-    start(budgetMs: number): void {
+    start(budgetMs: number, nowMs = clock.monotonicMs()): void {
       if (!(budgetMs >= 0)) throw new RangeError(`Budget "${budgetMs}" ms is not a duration`);
-      const nowMs = clock.monotonicMs();
       outer.push(current);
       // An ambient guard belongs to whatever ran before this call; a started call replaces it.
       const parentDeadlineMs = current.state === RUNNING ? current.deadlineMs : Infinity;
-      current = {
-        state: RUNNING,
-        startedMs: nowMs,
-        deadlineMs: Math.min(nowMs + budgetMs, parentDeadlineMs),
-        budgetMs,
-        exceeded: false,
-      };
+      // Frames of ended calls are reused: a reducer call allocates nothing here.
+      const frame = spareFrames.pop() ?? idleFrame();
+      frame.state = RUNNING;
+      frame.startedMs = nowMs;
+      frame.deadlineMs = Math.min(nowMs + budgetMs, parentDeadlineMs);
+      frame.budgetMs = budgetMs;
+      frame.exceeded = false;
+      current = frame;
       lastCheckMs = nowMs;
       countdown = ticksPerCheck;
     },
     stop(): boolean {
       const previous = outer.pop();
       if (previous === undefined) throw new Error("Budget stop() without a matching start()");
-      const wasExceeded = current.exceeded;
-      current = previous.state === AMBIENT ? idleFrame() : previous;
+      const ended = current;
+      const wasExceeded = ended.exceeded;
+      if (ended.state === RUNNING && spareFrames.length < SPARE_FRAMES_MAX) spareFrames.push(ended);
+      current = previous.state === AMBIENT ? idleBetweenCalls : previous;
       countdown = current.exceeded ? 0 : ticksPerCheck;
       return wasExceeded;
     },

@@ -157,3 +157,36 @@ Deno.test("createBudget() and start() reject non-positive settings", () => {
   throws(() => budget.start(Number.NaN), RangeError);
   throws(() => budget.start(-1), RangeError);
 });
+
+Deno.test("start() counts the deadline from the caller's clock reading when it passes one", () => {
+  const clock = new ManualClock();
+  clock.advanceMs(1000);
+  const budget = createBudget(clock, { ticksPerCheckMax: 1 });
+  // The caller read the clock 40 ms ago: 60 ms of a 100 ms budget are left.
+  budget.start(100, 960);
+  clock.advanceMs(59);
+  assertEquals(ticksUntilThrow(budget.tick, 5), -1);
+  clock.advanceMs(1);
+  assertEquals(ticksUntilThrow(budget.tick, 5), 1);
+  assertEquals(budget.stop(), true);
+});
+
+Deno.test("reused call frames start clean: an exceeded call does not leak into the next ones", () => {
+  const clock = new ManualClock();
+  const budget = createBudget(clock, { ticksPerCheckMax: 1 });
+  for (let call = 0; call < 5; call++) {
+    budget.start(10);
+    budget.start(50); // nested: the inner deadline is the outer one
+    clock.advanceMs(10);
+    assertEquals(ticksUntilThrow(budget.tick, 5), 1);
+    assertEquals(budget.stop(), true);
+    // The outer call is over its deadline too: its next tick throws.
+    assertEquals(ticksUntilThrow(budget.tick, 5), 1);
+    assertEquals(budget.stop(), true);
+    assert(!budget.exceeded);
+    assertEquals(budget.depth, 0);
+    budget.start(10);
+    assertEquals(ticksUntilThrow(budget.tick, 5), -1);
+    assertEquals(budget.stop(), false);
+  }
+});

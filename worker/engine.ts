@@ -16,7 +16,8 @@ export const GENERIC_FAILURE_MESSAGE = "The instance encountered a fatal error."
 
 /** Runaway protection: start before a hook call, stop after. */
 export interface CallBudget {
-  start(budgetMs: number): void;
+  /** `nowMs`: the engine clock's monotonic time, just read (budget and engine share a clock). */
+  start(budgetMs: number, nowMs?: number): void;
   /** Ends the call's budget; true when the call ran over it. */
   stop(): boolean;
   /** True when `error` is the budget's own "time is up" error. */
@@ -366,7 +367,7 @@ export class DatabaseEngine {
     let failure: unknown;
     let failed = false;
     let exceeded = false;
-    this.#options.budget.start(this.#options.reducerBudgetMs);
+    this.#options.budget.start(this.#options.reducerBudgetMs, startMs);
     try {
       const view = new DataView(args.buffer, args.byteOffset, args.byteLength);
       const returned = this.#hooks.__call_reducer__(

@@ -44,7 +44,7 @@ export function prepareSandbox(
   return {
     source,
     budget: {
-      start: (budgetMs) => budget.start(budgetMs),
+      start: (budgetMs, nowMs) => budget.start(budgetMs, nowMs),
       stop: () => budget.stop(),
       isExceeded: (error) => isBudgetExceededError(error),
     },

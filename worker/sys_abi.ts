@@ -7,7 +7,7 @@
  * buffer. Datastore errors become instances of the module's own error classes (errno),
  * built through the hooks' `__get_error_constructor__`.
  */
-import { DatastoreError, type MutTx } from "../storage/mod.ts";
+import { DatastoreError, type MutTx, NOT_UNIQUE, type RowIds } from "../storage/mod.ts";
 
 /** The symbol the host exports as `moduleHooks`; any symbol works as long as lookup uses it. */
 export const MODULE_HOOKS_SYMBOL: symbol = Symbol.for("SpacetimeDB.moduleHooks.v2");
@@ -149,12 +149,17 @@ export function createSyscalls(env: SysEnv): Syscalls {
   }
 
   function bytesOf(buffer: unknown, length: unknown, what: string): Uint8Array {
+    return new Uint8Array(buffer as ArrayBuffer, 0, checkedLength(buffer, length, what));
+  }
+
+  /** bytesOf's checks without the view: the length, once `buffer` is known to hold it. */
+  function checkedLength(buffer: unknown, length: unknown, what: string): number {
     if (!(buffer instanceof ArrayBuffer)) throw new TypeError(`${what} must be an ArrayBuffer`);
     const len = u32(length, `${what} length`);
     if (len > buffer.byteLength) {
       throw new RangeError("length argument was out of bounds for `ArrayBuffer`");
     }
-    return new Uint8Array(buffer, 0, len);
+    return len;
   }
 
   /**
@@ -186,12 +191,87 @@ export function createSyscalls(env: SysEnv): Syscalls {
   // (point lookups). The newest one lives in these slots instead of the Map.
   let recentId = 0;
   let recent: RowIterator | undefined;
+  // A point lookup on a unique index leaves `recent === LAZY_POINT`: the row is copied straight
+  // from the table into the module's buffer at the advance, with no row or iterator object in
+  // between. The rows an iterator yields are a snapshot taken at the scan, so before anything
+  // can change the table (a write syscall, the end of the transaction, another iterator taking
+  // the recent slot) the lazy iterator is turned into a real one holding a copy of the row.
+  let lazyIndexId = 0;
+  /** The found rowId, or -1 when the lookup found nothing. */
+  let lazyRowId = -1;
+  let lazyTx: MutTx | undefined;
 
-  function openIterator(rows: Uint8Array[]): number {
-    const id = nextIteratorId++;
-    if (recent !== undefined) iterators.set(recentId, recent);
-    recentId = id;
+  // Scans and range scans read their rows by rowId at each advance too (`ids` set), so a big
+  // scan copies each row once, straight from the table into the module's buffer. They are
+  // materialized like the lazy point lookup before anything can change the table.
+  const lazyIterators: RowIterator[] = [];
+  let lazyScanTx: MutTx | undefined;
+
+  function materializeLazy(): void {
+    if (recent !== LAZY_POINT) return;
+    const rows = lazyRowId < 0 ? [] : [lazyTx!.foundRow(lazyIndexId, lazyRowId)];
     recent = new RowIterator(rows);
+    lazyTx = undefined;
+  }
+
+  /** Gives every open iterator its own copy of the rows it has yet to yield. */
+  function materializeAll(): void {
+    if (recent === LAZY_POINT) materializeLazy();
+    if (lazyIterators.length === 0) return;
+    const tx = lazyScanTx!;
+    for (const iterator of lazyIterators) {
+      const ids = iterator.ids;
+      if (ids === null) continue;
+      const rows = new Array<Uint8Array>(ids.length);
+      for (let i = iterator.position; i < ids.length; i++) {
+        rows[i] = tx.rowBytes(iterator.tableId, ids[i]);
+      }
+      iterator.rows = rows;
+      iterator.ids = null;
+    }
+    lazyIterators.length = 0;
+    lazyScanTx = undefined;
+  }
+
+  /** requireTx() for syscalls that write: lazy iterators must stop looking at the table. */
+  function requireWriteTx(): MutTx {
+    const tx = requireTx();
+    if (recent === LAZY_POINT || lazyIterators.length > 0) materializeAll();
+    return tx;
+  }
+
+  function openLazyIterator(tx: MutTx, found: RowIds): number {
+    const iterator = new RowIterator(NO_ROWS);
+    iterator.ids = found.ids;
+    iterator.tableId = found.tableId;
+    lazyIterators.push(iterator);
+    lazyScanTx = tx;
+    return register(iterator);
+  }
+
+  /** Makes `iterator` the recent one; the previous recent one moves to the Map. */
+  function register(iterator: RowIterator): number {
+    const id = nextIteratorId++;
+    if (recent !== undefined) {
+      if (recent === LAZY_POINT) materializeLazy();
+      iterators.set(recentId, recent!);
+    }
+    recentId = id;
+    recent = iterator;
+    return id;
+  }
+
+  function openLazyPoint(tx: MutTx, indexId: number, rowId: number): number {
+    const id = nextIteratorId++;
+    if (recent !== undefined) {
+      if (recent === LAZY_POINT) materializeLazy();
+      iterators.set(recentId, recent!);
+    }
+    recentId = id;
+    recent = LAZY_POINT;
+    lazyTx = tx;
+    lazyIndexId = indexId;
+    lazyRowId = rowId;
     return id;
   }
 
@@ -200,12 +280,18 @@ export function createSyscalls(env: SysEnv): Syscalls {
   }
 
   function dropIterator(id: number): void {
+    let dropped: RowIterator | undefined;
     if (id === recentId) {
+      dropped = recent;
       recent = undefined;
       recentId = 0;
+      lazyTx = undefined;
     } else {
+      dropped = iterators.get(id);
       iterators.delete(id);
     }
+    // A dropped lazy iterator needs no materializing any more.
+    if (dropped !== undefined && dropped.ids !== null) dropped.ids = null;
   }
 
   // The library passes the same scratch ArrayBuffer on almost every call: keep one full view
@@ -271,7 +357,7 @@ export function createSyscalls(env: SysEnv): Syscalls {
 
     datastore_table_scan_bsatn(table: unknown): number {
       const tx = requireTx();
-      return openIterator(mapped(() => tx.scan(tableId(table))));
+      return openLazyIterator(tx, mapped(() => tx.scanIds(tableId(table))));
     },
 
     datastore_index_scan_range_bsatn(
@@ -284,16 +370,19 @@ export function createSyscalls(env: SysEnv): Syscalls {
     ): number {
       const tx = requireTx();
       const range = rangeArguments(index, buffer, prefixLen, prefixElems, rstartLen, rendLen);
-      return openIterator(mapped(() =>
-        tx.indexScanRange(
-          range.index,
-          range.bytes,
-          range.prefixLen,
-          range.prefixElems,
-          range.rstartLen,
-          range.rendLen,
-        )
-      ));
+      return openLazyIterator(
+        tx,
+        mapped(() =>
+          tx.indexScanRangeIds(
+            range.index,
+            range.bytes,
+            range.prefixLen,
+            range.prefixElems,
+            range.rstartLen,
+            range.rendLen,
+          )
+        ),
+      );
     },
 
     row_iter_bsatn_advance(iterator: unknown, buffer: unknown): number {
@@ -302,6 +391,32 @@ export function createSyscalls(env: SysEnv): Syscalls {
       if (!state) throw errnoError(Errno.NO_SUCH_ITER);
       if (!(buffer instanceof ArrayBuffer)) throw new TypeError("buffer must be an ArrayBuffer");
       const out = viewOf(buffer);
+      const ids = state.ids;
+      if (ids !== null) {
+        const tx = lazyScanTx!;
+        const table = state.tableId;
+        let written = 0;
+        while (state.position < ids.length) {
+          const size = tx.copyRow(table, ids[state.position], out, written);
+          if (size < 0) {
+            if (written === 0) throw { __buffer_too_small__: -size };
+            return written;
+          }
+          written += size;
+          state.position++;
+        }
+        dropIterator(id);
+        return -written;
+      }
+      if (state === LAZY_POINT) {
+        let written = 0;
+        if (lazyRowId >= 0) {
+          written = lazyTx!.copyFoundRow(lazyIndexId, lazyRowId, out, 0);
+          if (written < 0) throw { __buffer_too_small__: -written };
+        }
+        dropIterator(id);
+        return -written;
+      }
       const rows = state.rows;
       let written = 0;
       while (state.position < rows.length) {
@@ -324,7 +439,7 @@ export function createSyscalls(env: SysEnv): Syscalls {
     },
 
     datastore_insert_bsatn(table: unknown, buffer: unknown, rowLen: unknown): number {
-      const tx = requireTx();
+      const tx = requireWriteTx();
       const view = bytesOf(buffer, rowLen, "row");
       const id = tableId(table);
       let generated: Uint8Array;
@@ -344,7 +459,7 @@ export function createSyscalls(env: SysEnv): Syscalls {
       buffer: unknown,
       rowLen: unknown,
     ): number {
-      const tx = requireTx();
+      const tx = requireWriteTx();
       const view = bytesOf(buffer, rowLen, "row");
       const id = tableId(table);
       const indexId = u32(index, "index_id");
@@ -367,7 +482,7 @@ export function createSyscalls(env: SysEnv): Syscalls {
       rstartLen: unknown,
       rendLen: unknown,
     ): number {
-      const tx = requireTx();
+      const tx = requireWriteTx();
       const range = rangeArguments(index, buffer, prefixLen, prefixElems, rstartLen, rendLen);
       return mapped(() =>
         tx.deleteByIndexRange(
@@ -386,22 +501,28 @@ export function createSyscalls(env: SysEnv): Syscalls {
       buffer: unknown,
       relationLen: unknown,
     ): number {
-      const tx = requireTx();
+      const tx = requireWriteTx();
       const bytes = bytesOf(buffer, relationLen, "relation");
       return mapped(() => tx.deleteByRelation(tableId(table), bytes));
     },
 
     datastore_index_scan_point_bsatn(index: unknown, buffer: unknown, pointLen: unknown): number {
       const tx = requireTx();
-      const bytes = bytesOf(buffer, pointLen, "point");
+      const length = checkedLength(buffer, pointLen, "point");
       const indexId = u32(index, "index_id");
-      let rows: Uint8Array[];
+      let rowId: number;
       try {
-        rows = tx.indexScanPoint(indexId, bytes);
+        rowId = tx.indexFindUnique(indexId, viewOf(buffer as ArrayBuffer), length);
+        if (rowId === NOT_UNIQUE) {
+          return openLazyIterator(
+            tx,
+            tx.indexScanPointIds(indexId, bytesOf(buffer, length, "point")),
+          );
+        }
       } catch (error) {
         throw mapError(error);
       }
-      return openIterator(rows);
+      return openLazyPoint(tx, indexId, rowId);
     },
 
     datastore_delete_by_index_scan_point_bsatn(
@@ -409,7 +530,7 @@ export function createSyscalls(env: SysEnv): Syscalls {
       buffer: unknown,
       pointLen: unknown,
     ): number {
-      const tx = requireTx();
+      const tx = requireWriteTx();
       const bytes = bytesOf(buffer, pointLen, "point");
       return mapped(() => tx.deleteByIndexPoint(u32(index, "index_id"), bytes));
     },
@@ -459,17 +580,19 @@ export function createSyscalls(env: SysEnv): Syscalls {
     },
 
     procedure_commit_mut_tx(): void {
+      materializeAll();
       if (!env.commitAnonymousTx()) throw errnoError(Errno.TRANSACTION_NOT_ANONYMOUS);
     },
 
     procedure_abort_mut_tx(): void {
+      materializeAll();
       if (!env.abortAnonymousTx()) throw errnoError(Errno.TRANSACTION_NOT_ANONYMOUS);
     },
   };
 
   const v21: Record<string, unknown> = {
     datastore_clear(table: unknown): bigint {
-      const tx = requireTx();
+      const tx = requireWriteTx();
       return BigInt(mapped(() => tx.clear(tableId(table))));
     },
   };
@@ -479,11 +602,14 @@ export function createSyscalls(env: SysEnv): Syscalls {
     v20,
     v21,
     endCall() {
+      if (lazyIterators.length > 0) lazyIterators.length = 0;
+      lazyScanTx = undefined;
       const openIterators = iterators.size + (recent === undefined ? 0 : 1);
       if (openIterators === 0 && timers.size === 0) return NOTHING_OPEN;
       const open = { openIterators, openTimers: timers.size };
       recent = undefined;
       recentId = 0;
+      lazyTx = undefined;
       // Map.clear() allocates a fresh table even when empty, so only clear what is in use.
       if (iterators.size > 0) iterators.clear();
       if (timers.size > 0) timers.clear();
@@ -507,8 +633,16 @@ const NOTHING_OPEN = Object.freeze({ openIterators: 0, openTimers: 0 });
 /** Rows of one open iterator and how far the module has read. */
 class RowIterator {
   position = 0;
-  constructor(readonly rows: Uint8Array[]) {}
+  /** While set, the rows are read from table `tableId` by these rowIds (a lazy iterator). */
+  ids: number[] | null = null;
+  tableId = 0;
+  constructor(public rows: Uint8Array[]) {}
 }
+
+const NO_ROWS: Uint8Array[] = [];
+
+/** Marks the recent iterator as a lazy unique-index point lookup (see openLazyPoint). */
+const LAZY_POINT = new RowIterator([]);
 
 function formatDuration(ms: number): string {
   if (ms < 1) return `${Math.round(ms * 1000)}µs`;

@@ -1,0 +1,93 @@
+import { deepStrictEqual, strictEqual } from "node:assert/strict";
+import { hashBytes, KeyCodec } from "./key_encoding.ts";
+import { RowLayout } from "./row_layout.ts";
+import { ArenaRowStore, FREE, HIDDEN, LIVE, ObjectRowStore, type RowStore } from "./row_store.ts";
+
+// {id: u32, balance: i64}: 12-byte rows.
+const layout = new RowLayout({
+  elements: [
+    { name: "id", algebraicType: { tag: "U32" } },
+    { name: "balance", algebraicType: { tag: "I64" } },
+  ],
+}, []);
+const idCodec = new KeyCodec(layout, [0]);
+
+function row(id: number, balance: number): Uint8Array {
+  const bytes = new Uint8Array(12);
+  const view = new DataView(bytes.buffer);
+  view.setUint32(0, id, true);
+  view.setBigInt64(4, BigInt(balance), true);
+  return bytes;
+}
+
+const stores: [string, () => RowStore][] = [
+  ["ObjectRowStore", () => new ObjectRowStore()],
+  ["ArenaRowStore", () => new ArenaRowStore(12)],
+];
+
+for (const [name, make] of stores) {
+  Deno.test(`${name} stores, hides, releases and reuses row ids`, () => {
+    const store = make();
+    const a = store.allocate();
+    store.put(a, row(1, 10));
+    const b = store.allocate();
+    store.put(b, row(2, 20));
+    strictEqual(store.length, 2);
+    strictEqual(store.state(a), LIVE);
+    store.hide(a);
+    strictEqual(store.state(a), HIDDEN);
+    strictEqual(store.isLive(a), false);
+    store.put(a, row(1, 11)); // restored, e.g. by a rollback
+    strictEqual(store.isLive(a), true);
+    store.release(b);
+    strictEqual(store.state(b), FREE);
+    strictEqual(store.freeCount, 1);
+    strictEqual(store.allocate(), b);
+    strictEqual(store.freeCount, 0);
+    strictEqual(store.state(99), FREE);
+  });
+
+  Deno.test(`${name} answers bytes, equality, hash, key and copies of a row`, () => {
+    const store = make();
+    const id = store.allocate();
+    store.put(id, row(7, -5));
+    deepStrictEqual(store.bytes(id), row(7, -5));
+    strictEqual(store.equals(id, row(7, -5)), true);
+    strictEqual(store.equals(id, row(7, -4)), false);
+    strictEqual(store.equals(id, new Uint8Array(3)), false);
+    strictEqual(store.hash(id), hashBytes(row(7, -5)));
+    strictEqual(store.key(id, idCodec), 7);
+    strictEqual(store.size(id), 12);
+    const out = new Uint8Array(20);
+    strictEqual(store.copyInto(id, out, 4), 12);
+    deepStrictEqual(out.subarray(4, 16), row(7, -5));
+  });
+
+  Deno.test(`${name} hands out bytes that later writes to the row do not change`, () => {
+    const store = make();
+    const id = store.allocate();
+    store.put(id, row(3, 30));
+    const before = store.bytes(id);
+    store.put(id, row(3, 31));
+    deepStrictEqual(before, row(3, 30));
+    deepStrictEqual(store.bytes(id), row(3, 31));
+  });
+
+  Deno.test(`${name} keeps every row while growing past its initial capacity`, () => {
+    const store = make();
+    for (let i = 0; i < 5000; i++) store.put(store.allocate(), row(i, i * 3));
+    for (let i = 0; i < 5000; i++) {
+      strictEqual(store.key(i, idCodec), i);
+      deepStrictEqual(store.bytes(i), row(i, i * 3));
+    }
+  });
+}
+
+Deno.test("ArenaRowStore handles rows of zero bytes", () => {
+  const store = new ArenaRowStore(0);
+  const ids = [store.allocate(), store.allocate()];
+  for (const id of ids) store.put(id, new Uint8Array(0));
+  strictEqual(store.isLive(ids[1]), true);
+  deepStrictEqual(store.bytes(ids[1]), new Uint8Array(0));
+  strictEqual(store.copyInto(ids[1], new Uint8Array(0), 0), 0);
+});
