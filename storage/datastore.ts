@@ -212,7 +212,8 @@ export class Datastore {
     for (const table of this.#tables.values()) {
       writer.u32(table.schema.tableId);
       writer.u32(table.count);
-      for (const row of table.scan()) writer.bytes(row);
+      // Straight from the row store: a snapshot of 100k rows must not stall the worker.
+      for (const id of table.scanIds()) writer.storedRow(table.store, id);
       writer.u32(table.sequences.length);
       for (const sequence of table.sequences) {
         writer.u32(sequence.column);

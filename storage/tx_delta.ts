@@ -47,6 +47,17 @@ export class ByteWriter {
     this.#length += value.length;
   }
 
+  /** Like `bytes()` for row `id` of a row store, copied in place (no intermediate row array). */
+  storedRow(
+    store: { size(id: number): number; copyInto(id: number, out: Uint8Array, at: number): number },
+    id: number,
+  ): void {
+    const size = store.size(id);
+    this.u32(size);
+    this.#reserve(size);
+    this.#length += store.copyInto(id, this.#bytes, this.#length);
+  }
+
   /** A signed integer of any size: u8 byte count, then two's complement little-endian. */
   bigint(value: bigint): void {
     const out: number[] = [];
