@@ -368,14 +368,21 @@ function readClientMessage(r: WsReader): ClientMessage {
 /**
  * Decodes one client WebSocket binary frame. v2: exactly one message; v3: one or more
  * back to back. Empty frames, truncated messages and trailing bytes throw WsDecodeError.
- * Byte arrays in the result (`args`) are views into `frame`.
+ * Byte arrays in the result (`args`) are views into `frame`. `sizes`, when given, gets the
+ * encoded byte size of each message (what `clientMessageSize` would compute).
  */
-export function decodeClientFrame(frame: Uint8Array, version: WsVersion): ClientMessage[] {
+export function decodeClientFrame(
+  frame: Uint8Array,
+  version: WsVersion,
+  sizes?: number[],
+): ClientMessage[] {
   const r = new WsReader(frame);
   if (r.remaining === 0) r.fail("Empty client frame");
   const messages: ClientMessage[] = [];
   do {
+    const start = r.offset;
     messages.push(readClientMessage(r));
+    sizes?.push(r.offset - start);
   } while (version === "v3" && r.remaining > 0);
   if (r.remaining > 0) r.fail(`${r.remaining} trailing bytes after the client message`);
   return messages;
@@ -568,6 +575,56 @@ export function encodeServerMessage(message: ServerMessage): Uint8Array {
   writeServerMessage(w, message);
   if (w.offset !== w.bytes.length) throw new RangeError("Server message size mismatch");
   return w.bytes;
+}
+
+/**
+ * Encoded size of a ReducerResult with outcome Ok, an empty return value and no query-set
+ * updates: what the caller of a reducer gets when its transaction changed none of its queries.
+ */
+export const COMMITTED_REDUCER_RESULT_BYTES = 1 + 4 + 8 + 1 + 4 + 4;
+
+/**
+ * Writes one uncompressed server frame whose size is known beforehand (compression byte 0,
+ * then messages back to back), with a single allocation:
+ *
+ *   const frame = new ServerFrameWriter(serverMessageSize(a) + COMMITTED_REDUCER_RESULT_BYTES);
+ *   frame.message(a);
+ *   frame.committedReducerResult(requestId, timestampMicros);
+ *   socket.send(frame.finish());
+ */
+export class ServerFrameWriter {
+  readonly #w: WsWriter;
+
+  /** `payloadBytes`: the sum of the sizes of the messages that will be written. */
+  constructor(payloadBytes: number) {
+    this.#w = new WsWriter(1 + payloadBytes);
+    this.#w.u8(0);
+  }
+
+  message(message: ServerMessage): void {
+    writeServerMessage(this.#w, message);
+  }
+
+  /** A ReducerResult: Ok, empty return value, no query-set updates. */
+  committedReducerResult(requestId: number, timestampMicros: bigint): void {
+    const w = this.#w;
+    w.u8(6);
+    w.u32(requestId);
+    w.i64(timestampMicros);
+    w.u8(0);
+    w.u32(0);
+    w.u32(0);
+  }
+
+  /** The frame; throws a RangeError when the written size differs from the announced one. */
+  finish(): Uint8Array {
+    if (this.#w.offset !== this.#w.bytes.length) {
+      throw new RangeError(
+        `Server frame size mismatch: wrote ${this.#w.offset} of ${this.#w.bytes.length} bytes`,
+      );
+    }
+    return this.#w.bytes;
+  }
 }
 
 /**

@@ -3,6 +3,8 @@ import { seededRandom } from "../lib/random.ts";
 import type { Random } from "../lib/random.ts";
 import {
   type ClientMessage,
+  clientMessageSize,
+  COMMITTED_REDUCER_RESULT_BYTES,
   compressServerFrame,
   decodeClientFrame,
   decodeServerFrame,
@@ -15,7 +17,9 @@ import {
   type QueryRows,
   type QuerySetUpdate,
   type RowList,
+  ServerFrameWriter,
   type ServerMessage,
+  serverMessageSize,
   type TransactionUpdate,
   WsDecodeError,
 } from "./ws_v2.ts";
@@ -899,4 +903,71 @@ Deno.test("the decoders never throw anything but WsDecodeError on 20,000 random 
     decodedCount > 100 && rejectedCount > 100,
     `${decodedCount} decoded, ${rejectedCount} rejected`,
   );
+});
+
+Deno.test("ServerFrameWriter writes committed reducer results byte-identical to encodeServerFrame", () => {
+  const other: ServerMessage = {
+    tag: "SubscriptionError",
+    requestId: 9,
+    querySetId: 4,
+    error: "no such table",
+  };
+  const committed = (requestId: number, timestampMicros: bigint): ServerMessage => ({
+    tag: "ReducerResult",
+    requestId,
+    timestampMicros,
+    result: { tag: "Ok", retValue: new Uint8Array(0), transactionUpdate: { querySets: [] } },
+  });
+  const expected = encodeServerFrame([
+    committed(1, 1_700_000_000_000_000n),
+    other,
+    committed(0xffff_fffe, -5n),
+  ]);
+  assertEquals(serverMessageSize(committed(7, 0n)), COMMITTED_REDUCER_RESULT_BYTES);
+  const writer = new ServerFrameWriter(
+    2 * COMMITTED_REDUCER_RESULT_BYTES + serverMessageSize(other),
+  );
+  writer.committedReducerResult(1, 1_700_000_000_000_000n);
+  writer.message(other);
+  writer.committedReducerResult(0xffff_fffe, -5n);
+  assertEquals(writer.finish(), expected);
+});
+
+Deno.test("ServerFrameWriter refuses to finish a frame whose announced size was wrong", () => {
+  const writer = new ServerFrameWriter(COMMITTED_REDUCER_RESULT_BYTES + 1);
+  writer.committedReducerResult(1, 2n);
+  let thrown: unknown;
+  try {
+    writer.finish();
+  } catch (error) {
+    thrown = error;
+  }
+  assert(thrown instanceof RangeError, `expected a RangeError, got ${String(thrown)}`);
+});
+
+Deno.test("decodeClientFrame reports each message's encoded size", () => {
+  const messages: ClientMessage[] = [
+    { tag: "CallReducer", requestId: 1, flags: 0, reducer: "transfer", args: new Uint8Array(16) },
+    { tag: "Subscribe", requestId: 2, querySetId: 3, queryStrings: ["SELECT * FROM t", "é"] },
+    { tag: "CallProcedure", requestId: 4, flags: 0, procedure: "naïve", args: new Uint8Array(3) },
+    { tag: "OneOffQuery", requestId: 5, queryString: "SELECT 1" },
+    { tag: "Unsubscribe", requestId: 6, querySetId: 3, flags: "SendDroppedRows" },
+  ];
+  const sizes: number[] = [];
+  const decoded = decodeClientFrame(encodeClientFrame(messages), "v3", sizes);
+  assertEquals(decoded.length, messages.length);
+  assertEquals(sizes, messages.map(clientMessageSize));
+  assertEquals(sizes.reduce((a, b) => a + b, 0), encodeClientFrame(messages).length);
+});
+
+Deno.test("decoded call arguments are views of the frame, not copies", () => {
+  const frame = encodeClientFrame([
+    { tag: "CallReducer", requestId: 1, flags: 0, reducer: "r", args: new Uint8Array([7, 8, 9]) },
+  ]);
+  const [message] = decodeClientFrame(frame, "v3");
+  assert(message.tag === "CallReducer");
+  assertEquals([...message.args], [7, 8, 9]);
+  assert(message.args.buffer === frame.buffer, "args shares the frame's buffer");
+  frame[frame.length - 1] = 42;
+  assertEquals(message.args[2], 42);
 });

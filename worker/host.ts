@@ -72,6 +72,65 @@ export interface DatabaseHostOptions {
 
 type Pending = { resolve: (result: WorkerResult) => void; reject: (error: Error) => void };
 
+/**
+ * Origins by request id. Ids are handed out in increasing order and the worker answers every
+ * request in order, so the live ids form a window [first, end) kept in a ring of slots: no hash
+ * map insert and delete per call. A slot is empty once answered (or when it never had an
+ * origin); the window's start moves past empty slots.
+ */
+export class OriginWindow {
+  #slots: unknown[] = new Array(1024).fill(undefined);
+  #mask = 1023;
+  #first = 0;
+  #end = 0;
+
+  /** Ids the window spans, answered ones in between included. */
+  get span(): number {
+    return this.#end - this.#first;
+  }
+
+  /** The oldest id still holding an origin; Infinity when there is none. */
+  get oldestId(): number {
+    return this.#first < this.#end ? this.#first : Infinity;
+  }
+
+  /** Remembers `origin` for `id`; ids must come in increasing order. */
+  set(id: number, origin: unknown): void {
+    if (this.#end === this.#first) this.#first = this.#end = id;
+    if (id < this.#end) throw new RangeError(`Origin ids must increase: ${id} after ${this.#end}`);
+    if (id - this.#first >= this.#slots.length) this.#grow(id - this.#first + 1);
+    this.#slots[id & this.#mask] = origin;
+    this.#end = id + 1;
+  }
+
+  get(id: number): unknown {
+    return id >= this.#first && id < this.#end ? this.#slots[id & this.#mask] : undefined;
+  }
+
+  delete(id: number): void {
+    if (id < this.#first || id >= this.#end) return;
+    const slots = this.#slots;
+    const mask = this.#mask;
+    slots[id & mask] = undefined;
+    while (this.#first < this.#end && slots[this.#first & mask] === undefined) this.#first++;
+  }
+
+  clear(): void {
+    this.#slots = new Array(1024).fill(undefined);
+    this.#mask = 1023;
+    this.#first = this.#end = 0;
+  }
+
+  #grow(needed: number): void {
+    let size = this.#slots.length * 2;
+    while (size < needed) size *= 2;
+    const slots: unknown[] = new Array(size).fill(undefined);
+    for (let id = this.#first; id < this.#end; id++) slots[id & (size - 1)] = this.get(id);
+    this.#slots = slots;
+    this.#mask = size - 1;
+  }
+}
+
 type WithoutId<T> = T extends unknown ? Omit<T, "id"> : never;
 
 export class DatabaseHost {
@@ -82,10 +141,12 @@ export class DatabaseHost {
   #queue: WorkerRequest[] = [];
   readonly #calls = new CallPacker();
   #pending = new Map<number, Pending>();
-  #origins = new Map<number, unknown>();
+  readonly #origins = new OriginWindow();
   #nextId = 1;
   readonly #originOf = (id: number): unknown => this.#origins.get(id);
   #inFlight = 0;
+  /** Per batch in flight, oldest first: the newest request id it carries. */
+  readonly #batchLastIds: number[] = [];
   #flushScheduled = false;
   #dead: Error | undefined;
   #txOffset: number;
@@ -183,7 +244,8 @@ export class DatabaseHost {
 
   /**
    * A reducer call whose outcome is only needed through `onEvents` (the WebSocket hub): no
-   * promise is made. False when the database is gone.
+   * promise is made. `request` is read before this returns and never kept, so a caller may
+   * reuse one object for every call. False when the database is gone.
    */
   submitReducerCall(request: CallFields, origin: unknown): boolean {
     if (this.#dead) return false;
@@ -276,6 +338,7 @@ export class DatabaseHost {
     this.#queue = [];
     const calls = this.#calls.finish();
     this.#inFlight++;
+    this.#batchLastIds.push(this.#nextId - 1);
     const message: BatchMessage = { type: "batch", requests, calls };
     this.#worker.port.postMessage(message, calls ? [calls.args.buffer] : []);
   }
@@ -302,12 +365,19 @@ export class DatabaseHost {
       this.#inFlight--;
       const logProblem = checkLogLines(message.logs);
       if (logProblem) throw new TypeError(logProblem);
-      const items = expandItems(message);
-      for (const item of items) {
+      if (!Array.isArray(message.items)) throw new TypeError("items is not an array");
+      // The worker's own items are checked here; packed results are checked while expanded.
+      for (const item of message.items) {
         const problem = checkBatchItem(item);
         if (problem) throw new TypeError(problem);
       }
+      const items = expandItems(message);
       this.#handleBatch(message, items);
+      // Every request of the batch has its result by now; a hole would pin the origin window.
+      const lastId = this.#batchLastIds.shift() ?? 0;
+      if (this.#origins.oldestId <= lastId) {
+        throw new TypeError(`request ${this.#origins.oldestId} was left unanswered`);
+      }
       this.#flush();
     } catch (error) {
       this.#die(
@@ -335,12 +405,14 @@ export class DatabaseHost {
         error: error instanceof Error ? (error.stack ?? error.message) : String(error),
       });
     }
+    const pendings = this.#pending;
     for (const item of items) {
       if (item.kind === "update") continue;
       this.#origins.delete(item.id);
-      const pending = this.#pending.get(item.id);
+      if (pendings.size === 0) continue;
+      const pending = pendings.get(item.id);
       if (!pending) continue;
-      this.#pending.delete(item.id);
+      pendings.delete(item.id);
       pending.resolve(item);
     }
   }

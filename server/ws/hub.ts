@@ -17,18 +17,19 @@ import { log } from "../../lib/log.ts";
 import { BadRequestError } from "../../lib/errors.ts";
 import {
   type ClientMessage,
-  clientMessageSize,
+  COMMITTED_REDUCER_RESULT_BYTES,
   type Compression,
   decodeClientFrame,
   encodeRowList,
   encodeServerFrame,
   type QuerySetUpdate,
+  ServerFrameWriter,
   type ServerMessage,
   serverMessageSize,
   type TableUpdate,
   type WsVersion,
 } from "../../protocol/mod.ts";
-import type { BatchItem, QueryRows } from "../../worker/mod.ts";
+import type { BatchItem, DatabaseHost, QueryRows } from "../../worker/mod.ts";
 import type { AppEnv } from "../app.ts";
 import type { Database, DatabaseRegistry } from "../database_registry.ts";
 import { randomConnectionId } from "../routes/database.ts";
@@ -51,31 +52,61 @@ const EMPTY_BYTES = new Uint8Array(0);
 const ANSWERED_BYTES_PER_FRAME_MAX = 960;
 
 /** What a WebSocket request sent to a database worker was for. */
-interface WsOrigin {
-  client: Client;
-  kind: "call" | "procedure" | "subscribe" | "unsubscribe" | "query";
-  requestId: number;
-  querySetId?: number;
-  timestampMicros?: bigint;
+class WsOrigin {
   /** Set once the caller's ReducerResult went out with its transaction update. */
-  answered?: boolean;
-  /** Encoded size of the call message (for frame cutting, see ANSWERED_BYTES_PER_FRAME_MAX). */
-  callBytes?: number;
+  answered = false;
+
+  constructor(
+    readonly client: Client,
+    readonly kind: "call" | "procedure" | "subscribe" | "unsubscribe" | "query",
+    readonly requestId: number,
+    /** When the request arrived (calls and procedures; 0n otherwise). */
+    readonly timestampMicros: bigint,
+    /** Encoded size of the call message (for frame cutting, see ANSWERED_BYTES_PER_FRAME_MAX). */
+    readonly callBytes: number,
+    /** Subscribe and unsubscribe only. */
+    readonly querySetId = 0,
+  ) {}
 }
 
-interface Outgoing {
-  message: ServerMessage;
-  /** Transaction offset the message was computed from (confirmed reads wait for it). */
-  txOffset: number;
-  /** Encoded size of the client's call this message answers (0 for other messages). */
-  answeredBytes: number;
+/**
+ * A message waiting in a client's outbox. Without `message` it stands for the commonest one: the
+ * ReducerResult (Ok, no return value, no query-set updates) of `requestId`, written straight into
+ * the frame without building a message object.
+ */
+class Outgoing {
+  constructor(
+    readonly message: ServerMessage | undefined,
+    /** Transaction offset the message was computed from (confirmed reads wait for it). */
+    readonly txOffset: number,
+    /** Encoded size of the client's call this message answers (0 for other messages). */
+    readonly answeredBytes: number,
+    readonly requestId = 0,
+    readonly timestampMicros = 0n,
+  ) {}
+
+  get byteLength(): number {
+    return this.message === undefined
+      ? COMMITTED_REDUCER_RESULT_BYTES
+      : serverMessageSize(this.message);
+  }
+}
+
+type CallFields = Parameters<DatabaseHost["submitReducerCall"]>[0];
+
+/** A decoded client frame: its messages and their encoded sizes. */
+interface ClientFrame {
+  messages: ClientMessage[];
+  sizes: number[];
 }
 
 class Client {
   readonly querySets = new Map<number, number[]>();
-  /** Messages received before client_connected finished. */
-  early: ClientMessage[][] | undefined = [];
+  /** Frames received before client_connected finished. */
+  early: ClientFrame[] | undefined = [];
   outbox: Outgoing[] = [];
+  /** In the hub's held set of its database: messages wait for a transaction to be durable. */
+  held = false;
   pendingCalls = 0;
   closed = false;
   /** client_connected committed: client_disconnected must run when it goes. */
@@ -99,8 +130,18 @@ type Routing = Map<number, Map<Client, number[]>>;
 export class WsHub {
   readonly #clients = new Set<Client>();
   readonly #routing = new Map<Database, Routing>();
+  /** Per database: clients holding messages until a transaction is durable. */
+  readonly #held = new Map<Database, Set<Client>>();
 
   readonly #compress: boolean;
+  /** Reused for every reducer call: the host copies what it needs before returning. */
+  readonly #call: CallFields = {
+    reducer: "",
+    args: EMPTY_BYTES,
+    sender: 0n,
+    connectionId: 0n,
+    timestampMicros: 0n,
+  };
 
   /**
    * `compress`: honour the client's `compression=Gzip|Brotli` by compressing every
@@ -172,24 +213,28 @@ export class WsHub {
         const perClient = routing ? fanOut(routing, item.deltas) : new Map();
         if (origin && origin.kind === "call" && !origin.client.closed) {
           origin.answered = true;
-          const sets = perClient.get(origin.client) ?? [];
+          const sets = perClient.get(origin.client);
           perClient.delete(origin.client);
-          this.#queue(
-            origin.client,
-            {
-              tag: "ReducerResult",
-              requestId: origin.requestId,
-              timestampMicros: origin.timestampMicros ?? 0n,
-              result: {
-                tag: "Ok",
-                retValue: EMPTY_BYTES,
-                transactionUpdate: { querySets: sets },
+          if (sets === undefined) {
+            this.#queueCommitted(origin, txOffset, touched);
+          } else {
+            this.#queue(
+              origin.client,
+              {
+                tag: "ReducerResult",
+                requestId: origin.requestId,
+                timestampMicros: origin.timestampMicros,
+                result: {
+                  tag: "Ok",
+                  retValue: EMPTY_BYTES,
+                  transactionUpdate: { querySets: sets },
+                },
               },
-            },
-            txOffset,
-            touched,
-            origin.callBytes,
-          );
+              txOffset,
+              touched,
+              origin.callBytes,
+            );
+          }
           origin.client.pendingCalls--;
         }
         for (const [client, querySets] of perClient) {
@@ -206,22 +251,7 @@ export class WsHub {
           client.pendingCalls--;
           if (item.status === "committed") {
             // Committed without any query delta: the worker sent no update for it.
-            this.#queue(
-              client,
-              {
-                tag: "ReducerResult",
-                requestId: origin.requestId,
-                timestampMicros: origin.timestampMicros ?? 0n,
-                result: {
-                  tag: "Ok",
-                  retValue: EMPTY_BYTES,
-                  transactionUpdate: { querySets: [] },
-                },
-              },
-              item.txOffset ?? 0,
-              touched,
-              origin.callBytes,
-            );
+            this.#queueCommitted(origin, item.txOffset ?? 0, touched);
             break;
           }
           this.#queue(
@@ -229,7 +259,7 @@ export class WsHub {
             {
               tag: "ReducerResult",
               requestId: origin.requestId,
-              timestampMicros: origin.timestampMicros ?? 0n,
+              timestampMicros: origin.timestampMicros,
               result: item.status === "failed_user"
                 ? { tag: "Err", value: bsatnString(item.message ?? "") }
                 : { tag: "InternalError", value: item.message ?? "The reducer failed" },
@@ -248,7 +278,7 @@ export class WsHub {
               status: item.ok
                 ? { tag: "Returned", value: item.value ?? new Uint8Array() }
                 : { tag: "InternalError", value: item.message ?? "The procedure failed" },
-              timestampMicros: item.ok ? (origin.timestampMicros ?? 0n) : 0n,
+              timestampMicros: item.ok ? origin.timestampMicros : 0n,
               totalHostExecutionDurationMicros: item.ok ? BigInt(item.durationMicros) : 0n,
               requestId: origin.requestId,
             },
@@ -259,7 +289,7 @@ export class WsHub {
           break;
         case "subscribe": {
           client.pendingCalls--;
-          const querySetId = origin.querySetId!;
+          const querySetId = origin.querySetId;
           if (!item.ok) {
             client.querySets.delete(querySetId);
             this.#queue(
@@ -300,7 +330,7 @@ export class WsHub {
         }
         case "unsubscribe": {
           client.pendingCalls--;
-          const querySetId = origin.querySetId!;
+          const querySetId = origin.querySetId;
           if (!item.ok) {
             this.#queue(
               client,
@@ -355,6 +385,7 @@ export class WsHub {
       if (client.database === database) this.#close(client, 1001, `module exited: ${reason}`);
     }
     this.#routing.delete(database);
+    this.#held.delete(database);
   }
 
   closeAll(reason: string): void {
@@ -420,7 +451,7 @@ export class WsHub {
     );
     const early = client.early ?? [];
     client.early = undefined;
-    for (const messages of early) this.#dispatch(client, messages);
+    for (const frame of early) this.#dispatch(client, frame);
   }
 
   #onMessage(client: Client, event: MessageEvent): void {
@@ -433,144 +464,133 @@ export class WsHub {
       this.#close(client, 1009, `Message of ${event.data.byteLength} bytes is over the limit`);
       return;
     }
-    let messages: ClientMessage[];
+    const frame: ClientFrame = { messages: [], sizes: [] };
     try {
-      messages = decodeClientFrame(new Uint8Array(event.data), client.version);
+      frame.messages = decodeClientFrame(new Uint8Array(event.data), client.version, frame.sizes);
     } catch (error) {
       this.#close(client, 1011, error instanceof Error ? error.message : String(error));
       return;
     }
-    if (client.early) client.early.push(messages);
-    else this.#dispatch(client, messages);
+    if (client.early) client.early.push(frame);
+    else this.#dispatch(client, frame);
   }
 
-  #dispatch(client: Client, messages: ClientMessage[]): void {
-    const host = client.database.host;
-    for (const message of messages) {
+  #dispatch(client: Client, frame: ClientFrame): void {
+    const { messages, sizes } = frame;
+    // One timestamp per frame: its calls arrived together.
+    const timestampMicros = BigInt(Date.now()) * 1000n;
+    const fail = (error: unknown) => {
+      if (!client.closed) log.warn("database request failed", { error: String(error) });
+    };
+    for (let i = 0; i < messages.length; i++) {
       if (client.closed) return;
-      const fail = (error: unknown) => {
-        if (!client.closed) log.warn("database request failed", { error: String(error) });
-      };
-      switch (message.tag) {
-        case "CallReducer": {
-          if (++client.pendingCalls > WS_PENDING_CALLS_MAX) {
-            this.#close(client, 1013, "too many requests");
-            return;
-          }
-          const timestampMicros = BigInt(Date.now()) * 1000n;
-          const submitted = host.submitReducerCall(
-            {
-              reducer: message.reducer,
-              args: message.args,
-              sender: client.identity,
-              connectionId: client.connectionId,
-              timestampMicros,
-            },
-            {
-              client,
-              kind: "call",
-              requestId: message.requestId,
-              timestampMicros,
-              callBytes: clientMessageSize(message),
-            } satisfies WsOrigin,
-          );
-          if (!submitted) fail(new Error("database is not available"));
+      this.#dispatchOne(client, messages[i], sizes[i], timestampMicros, fail);
+    }
+  }
+
+  #dispatchOne(
+    client: Client,
+    message: ClientMessage,
+    messageBytes: number,
+    timestampMicros: bigint,
+    fail: (error: unknown) => void,
+  ): void {
+    const host = client.database.host;
+    switch (message.tag) {
+      case "CallReducer": {
+        if (++client.pendingCalls > WS_PENDING_CALLS_MAX) {
+          this.#close(client, 1013, "too many requests");
+          return;
+        }
+        const call = this.#call;
+        call.reducer = message.reducer;
+        call.args = message.args;
+        call.sender = client.identity;
+        call.connectionId = client.connectionId;
+        call.timestampMicros = timestampMicros;
+        const submitted = host.submitReducerCall(
+          call,
+          new WsOrigin(client, "call", message.requestId, timestampMicros, messageBytes),
+        );
+        call.args = EMPTY_BYTES;
+        if (!submitted) fail(new Error("database is not available"));
+        break;
+      }
+      case "CallProcedure": {
+        if (++client.pendingCalls > WS_PENDING_CALLS_MAX) {
+          this.#close(client, 1013, "too many requests");
+          return;
+        }
+        host.callProcedure(
+          {
+            procedure: message.procedure,
+            args: message.args,
+            sender: client.identity,
+            connectionId: client.connectionId,
+            timestampMicros,
+          },
+          new WsOrigin(client, "procedure", message.requestId, timestampMicros, messageBytes),
+        ).catch(fail);
+        break;
+      }
+      case "Subscribe": {
+        if (++client.pendingCalls > WS_PENDING_CALLS_MAX) {
+          this.#close(client, 1013, "too many requests");
+          return;
+        }
+        if (client.querySets.has(message.querySetId)) {
+          this.#close(client, 1011, `Query set ${message.querySetId} is already subscribed`);
+          return;
+        }
+        if (client.querySets.size >= WS_QUERY_SETS_MAX) {
+          this.#queueNow(client, {
+            tag: "SubscriptionError",
+            requestId: message.requestId,
+            querySetId: message.querySetId,
+            error: `A connection may hold at most ${WS_QUERY_SETS_MAX} query sets`,
+          });
+          client.pendingCalls--;
           break;
         }
-        case "CallProcedure": {
-          if (++client.pendingCalls > WS_PENDING_CALLS_MAX) {
-            this.#close(client, 1013, "too many requests");
-            return;
-          }
-          const timestampMicros = BigInt(Date.now()) * 1000n;
-          host.callProcedure(
-            {
-              procedure: message.procedure,
-              args: message.args,
-              sender: client.identity,
-              connectionId: client.connectionId,
-              timestampMicros,
-            },
-            {
-              client,
-              kind: "procedure",
-              requestId: message.requestId,
-              timestampMicros,
-              callBytes: clientMessageSize(message),
-            } satisfies WsOrigin,
-          ).catch(fail);
-          break;
-        }
-        case "Subscribe": {
-          if (++client.pendingCalls > WS_PENDING_CALLS_MAX) {
-            this.#close(client, 1013, "too many requests");
-            return;
-          }
-          if (client.querySets.has(message.querySetId)) {
-            this.#close(client, 1011, `Query set ${message.querySetId} is already subscribed`);
-            return;
-          }
-          if (client.querySets.size >= WS_QUERY_SETS_MAX) {
-            this.#queueNow(client, {
-              tag: "SubscriptionError",
-              requestId: message.requestId,
-              querySetId: message.querySetId,
-              error: `A connection may hold at most ${WS_QUERY_SETS_MAX} query sets`,
-            });
-            client.pendingCalls--;
-            break;
-          }
-          // Reserve the id now so a duplicate in flight is caught too.
-          client.querySets.set(message.querySetId, []);
-          host.subscribe(
-            {
-              connectionId: client.connectionId,
-              querySetId: message.querySetId,
-              queries: [...new Set(message.queryStrings)],
-              sender: client.identity,
-              isOwner: client.isOwner,
-            },
-            {
-              client,
-              kind: "subscribe",
-              requestId: message.requestId,
-              querySetId: message.querySetId,
-            } satisfies WsOrigin,
-          ).catch(fail);
-          break;
-        }
-        case "Unsubscribe":
-          if (++client.pendingCalls > WS_PENDING_CALLS_MAX) {
-            this.#close(client, 1013, "too many requests");
-            return;
-          }
-          host.unsubscribe(
-            {
-              connectionId: client.connectionId,
-              querySetId: message.querySetId,
-              sendDroppedRows: message.flags === "SendDroppedRows",
-            },
-            {
-              client,
-              kind: "unsubscribe",
-              requestId: message.requestId,
-              querySetId: message.querySetId,
-            } satisfies WsOrigin,
-          ).catch(fail);
-          break;
-        case "OneOffQuery":
-          if (++client.pendingCalls > WS_PENDING_CALLS_MAX) {
-            this.#close(client, 1013, "too many requests");
-            return;
-          }
-          host.query({
-            sql: message.queryString,
+        // Reserve the id now so a duplicate in flight is caught too.
+        client.querySets.set(message.querySetId, []);
+        host.subscribe(
+          {
+            connectionId: client.connectionId,
+            querySetId: message.querySetId,
+            queries: [...new Set(message.queryStrings)],
             sender: client.identity,
             isOwner: client.isOwner,
-          }, { client, kind: "query", requestId: message.requestId } satisfies WsOrigin)
-            .catch(fail);
-          break;
+          },
+          new WsOrigin(client, "subscribe", message.requestId, 0n, 0, message.querySetId),
+        ).catch(fail);
+        break;
       }
+      case "Unsubscribe":
+        if (++client.pendingCalls > WS_PENDING_CALLS_MAX) {
+          this.#close(client, 1013, "too many requests");
+          return;
+        }
+        host.unsubscribe(
+          {
+            connectionId: client.connectionId,
+            querySetId: message.querySetId,
+            sendDroppedRows: message.flags === "SendDroppedRows",
+          },
+          new WsOrigin(client, "unsubscribe", message.requestId, 0n, 0, message.querySetId),
+        ).catch(fail);
+        break;
+      case "OneOffQuery":
+        if (++client.pendingCalls > WS_PENDING_CALLS_MAX) {
+          this.#close(client, 1013, "too many requests");
+          return;
+        }
+        host.query({
+          sql: message.queryString,
+          sender: client.identity,
+          isOwner: client.isOwner,
+        }, new WsOrigin(client, "query", message.requestId, 0n, 0)).catch(fail);
+        break;
     }
   }
 
@@ -580,6 +600,7 @@ export class WsHub {
     this.#clients.delete(client);
     for (const querySetId of [...client.querySets.keys()]) this.#unroute(client, querySetId);
     client.outbox = [];
+    this.#noteHeld(client);
     if (client.connected) this.#disconnect(client);
   }
 
@@ -610,7 +631,17 @@ export class WsHub {
     answeredBytes = 0,
   ): void {
     if (client.closed) return;
-    client.outbox.push({ message, txOffset, answeredBytes });
+    client.outbox.push(new Outgoing(message, txOffset, answeredBytes));
+    touched.add(client);
+  }
+
+  /** Queues the plain ReducerResult of a call that committed without query-set updates. */
+  #queueCommitted(origin: WsOrigin, txOffset: number, touched: Set<Client>): void {
+    const client = origin.client;
+    if (client.closed) return;
+    client.outbox.push(
+      new Outgoing(undefined, txOffset, origin.callBytes, origin.requestId, origin.timestampMicros),
+    );
     touched.add(client);
   }
 
@@ -628,6 +659,11 @@ export class WsHub {
    * client's calls.
    */
   #flush(client: Client): void {
+    this.#sendReady(client);
+    this.#noteHeld(client);
+  }
+
+  #sendReady(client: Client): void {
     const outbox = client.outbox;
     if (client.closed || outbox.length === 0) return;
     const durable = client.confirmed ? client.database.durableTxOffset : Infinity;
@@ -637,37 +673,51 @@ export class WsHub {
     if (ready === outbox.length) client.outbox = [];
     else client.outbox = outbox.slice(ready);
     if (client.version === "v2") {
-      for (let i = 0; i < ready; i++) this.#send(client, encodeServerFrame([outbox[i].message]));
+      for (let i = 0; i < ready; i++) this.#send(client, encodeFrame(outbox, i, i + 1, -1));
       return;
     }
-    let group: ServerMessage[] = [];
+    let groupStart = 0;
     let groupBytes = 0;
     let answeredBytes = 0;
     for (let i = 0; i < ready; i++) {
       const entry = outbox[i];
-      const size = serverMessageSize(entry.message);
+      const size = entry.byteLength;
       if (
-        group.length > 0 &&
+        i > groupStart &&
         (groupBytes + size > FRAME_PAYLOAD_BYTES_TARGET ||
           answeredBytes + entry.answeredBytes > ANSWERED_BYTES_PER_FRAME_MAX)
       ) {
-        this.#send(client, encodeServerFrame(group));
-        group = [];
+        this.#send(client, encodeFrame(outbox, groupStart, i, groupBytes));
+        groupStart = i;
         groupBytes = 0;
         answeredBytes = 0;
       }
-      group.push(entry.message);
       groupBytes += size;
       answeredBytes += entry.answeredBytes;
     }
-    if (group.length) this.#send(client, encodeServerFrame(group));
+    if (ready > groupStart) this.#send(client, encodeFrame(outbox, groupStart, ready, groupBytes));
   }
 
   /** A database's durable offset moved: release held messages. */
   onDurable(database: Database): void {
-    for (const client of this.#clients) {
-      if (client.database === database && client.outbox.length > 0) this.#flush(client);
+    const held = this.#held.get(database);
+    if (held === undefined) return;
+    // #flush deletes the clients it empties; deleting while iterating a Set is safe.
+    for (const client of held) this.#flush(client);
+  }
+
+  /** Keeps `#held` in step with what #flush left in the client's outbox. */
+  #noteHeld(client: Client): void {
+    const holds = client.outbox.length > 0 && !client.closed;
+    if (holds === client.held) return;
+    client.held = holds;
+    let held = this.#held.get(client.database);
+    if (!holds) {
+      held?.delete(client);
+      return;
     }
+    if (!held) this.#held.set(client.database, held = new Set());
+    held.add(client);
   }
 
   #send(client: Client, frame: Uint8Array): void {
@@ -682,6 +732,32 @@ export class WsHub {
   }
 }
 
+/**
+ * One uncompressed frame of outbox entries [start, end); `payloadBytes` is the sum of their
+ * sizes (-1: compute it).
+ */
+function encodeFrame(
+  outbox: readonly Outgoing[],
+  start: number,
+  end: number,
+  payloadBytes: number,
+): Uint8Array {
+  if (payloadBytes < 0) {
+    payloadBytes = 0;
+    for (let i = start; i < end; i++) payloadBytes += outbox[i].byteLength;
+  }
+  const frame = new ServerFrameWriter(payloadBytes);
+  for (let i = start; i < end; i++) {
+    const entry = outbox[i];
+    if (entry.message === undefined) {
+      frame.committedReducerResult(entry.requestId, entry.timestampMicros);
+    } else {
+      frame.message(entry.message);
+    }
+  }
+  return frame.finish();
+}
+
 /** Re-encodes an uncompressed frame (tag 0) with the given algorithm (tag 1 brotli, 2 gzip). */
 export function compressFrameSync(frame: Uint8Array, compression: "Gzip" | "Brotli"): Uint8Array {
   const body = frame.subarray(1);
@@ -693,7 +769,7 @@ export function compressFrameSync(frame: Uint8Array, compression: "Gzip" | "Brot
 }
 
 function asWsOrigin(value: unknown): WsOrigin | undefined {
-  return value && typeof value === "object" && "client" in value ? value as WsOrigin : undefined;
+  return value instanceof WsOrigin ? value : undefined;
 }
 
 /** Groups one transaction's query deltas per subscribed client and query set. */
