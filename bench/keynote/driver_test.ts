@@ -155,3 +155,53 @@ Deno.test("LatencyHistogram quantiles are within 1 % of the exact ones", () => {
   assertEquals(histogram.maxMs, values.at(-1));
   assertEquals(new LatencyHistogram().quantileMs(0.5), 0);
 });
+
+Deno.test("runLoad() counts a late answer as a timeout, keeps the slot going and drains it", async () => {
+  const balances = new Array<number>(ACCOUNTS).fill(INITIAL);
+  let calls = 0;
+  const send = async (_client: number, from: number, to: number, amount: number) => {
+    const index = calls++;
+    // Transfer 2 is applied but answers after its 30 ms timeout (and after the window).
+    await new Promise((resolve) => setTimeout(resolve, index === 2 ? 200 : 1));
+    if (from === to) return "refused" as Outcome;
+    balances[from] -= amount;
+    balances[to] += amount;
+    return "ok" as Outcome;
+  };
+  const result = await runLoad({
+    pairs,
+    clientCount: 1,
+    inflightPerClient: 2,
+    warmupMs: 0,
+    measureMs: 100,
+    timeoutMs: 30,
+    drainMs: 1_000,
+    accountCount: ACCOUNTS,
+    send,
+  });
+  assertEquals(result.totalErrorKinds.timeout, 1);
+  // The drain waited for the late answer.
+  assertEquals(result.undrained, 0);
+  // Every transfer sent has exactly one outcome; the late answer is not counted again.
+  assertEquals(result.totalSent, calls);
+  assertEquals(
+    result.totalAcked + result.totalErrorKinds.timeout +
+      result.totalErrorKinds.refused,
+    calls,
+  );
+  const report = checkBalances(balances.map((balance, id) => ({ id, balance })), {
+    accountCount: ACCOUNTS,
+    initialBalance: INITIAL,
+    ackedDelta: result.ackedDelta,
+    unknownCount: result.unknownCount,
+  });
+  assert(report.ok, report.problems.join("; "));
+  // Without the slack for the timed-out transfer, its two accounts would not add up.
+  const strict = checkBalances(balances.map((balance, id) => ({ id, balance })), {
+    accountCount: ACCOUNTS,
+    initialBalance: INITIAL,
+    ackedDelta: result.ackedDelta,
+    unknownCount: new Int32Array(ACCOUNTS),
+  });
+  assert(!strict.ok);
+});
