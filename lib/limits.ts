@@ -38,3 +38,5 @@ export const SNAPSHOTS_KEPT = 2;
 export const SNAPSHOT_INTERVAL_TX = 1_000_000;
 /** Nesting depth of a SQL WHERE expression; SpacetimeDB's parser stops near 1,600 levels. */
 export const SQL_EXPR_DEPTH_MAX = 1_000;
+/** How long a call, SQL query or new WebSocket waits for a database's module update before a 503. */
+export const UPDATE_WAIT_MS_MAX = 30_000;

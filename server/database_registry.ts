@@ -7,7 +7,7 @@
 import { join } from "node:path";
 import { BadRequestError, NotFoundError } from "../lib/errors.ts";
 import { log } from "../lib/log.ts";
-import { REDUCER_TIME_BUDGET_MS_DEFAULT } from "../lib/limits.ts";
+import { REDUCER_TIME_BUDGET_MS_DEFAULT, UPDATE_WAIT_MS_MAX } from "../lib/limits.ts";
 import { Identity, requireOwner } from "../auth/mod.ts";
 import {
   type BatchItem,
@@ -64,6 +64,11 @@ export class Database {
     reject: (e: Error) => void;
   }[] = [];
   readonly restarts: number[] = [];
+  /** Set while the module is being replaced: new work waits for the new module. */
+  readonly #update = new UpdateGate();
+  /** HTTP calls and queries admitted and not yet answered; an update lets them finish first. */
+  #inFlight = 0;
+  readonly #idleWaiters: (() => void)[] = [];
 
   constructor(
     readonly identity: Identity,
@@ -88,6 +93,64 @@ export class Database {
 
   isOwner(identity: Identity | undefined): boolean {
     return identity !== undefined && identity.equals(this.owner);
+  }
+
+  /** True while the module is being replaced (between the old worker's stop and the new one's start). */
+  get updating(): boolean {
+    return this.#update.active;
+  }
+
+  /**
+   * Waits (at most `waitMs`) for an update in progress to finish. Resolves at once
+   * when none is running; a stopped database is not checked here.
+   */
+  whenUpdated(waitMs: number = UPDATE_WAIT_MS_MAX): Promise<void> {
+    return this.#update.wait(waitMs);
+  }
+
+  /**
+   * Admits one HTTP call or query: waits out an update in progress, then fails if
+   * the database is not running, else counts the work as in flight until the
+   * returned release is called (an update lets admitted work finish first).
+   */
+  async admit(waitMs: number = UPDATE_WAIT_MS_MAX): Promise<() => void> {
+    const deadline = performance.now() + waitMs;
+    while (this.#update.active) {
+      await this.#update.wait(Math.max(0, deadline - performance.now()));
+    }
+    if (this.stoppedReason) {
+      throw new BadRequestError(`Database is not running: ${this.stoppedReason}`);
+    }
+    this.#inFlight++;
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      if (--this.#inFlight === 0) {
+        for (const wake of this.#idleWaiters.splice(0)) wake();
+      }
+    };
+  }
+
+  /** Marks the start of a module update: work arriving from now on waits in admit(). */
+  beginUpdate(): void {
+    this.#update.begin();
+  }
+
+  /** Ends the update; waiting work proceeds (and fails fast if the database is stopped). */
+  endUpdate(): void {
+    this.#update.end();
+  }
+
+  /** Resolves once no admitted work is in flight, or after `waitMs` regardless. */
+  async drained(waitMs: number): Promise<void> {
+    if (this.#inFlight === 0) return;
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    await new Promise<void>((resolve) => {
+      this.#idleWaiters.push(resolve);
+      timer = setTimeout(resolve, waitMs);
+    });
+    clearTimeout(timer);
   }
 
   /** Resolves once transaction `txOffset` is on disk; rejects if storage fails first. */
@@ -116,6 +179,48 @@ export class Database {
   failWaiters(reason: string): void {
     for (const waiter of this.#durableWaiters.splice(0)) {
       waiter.reject(new DatabaseUnavailableError(reason));
+    }
+  }
+}
+
+/**
+ * An update in progress, as a promise work can wait on. `wait` resolves when the
+ * update ends (whether it succeeded or not: callers check the database afterwards)
+ * and rejects with a 503-style error when it takes longer than the caller may wait.
+ */
+export class UpdateGate {
+  #ended: Promise<void> | undefined;
+  #end: (() => void) | undefined;
+
+  get active(): boolean {
+    return this.#ended !== undefined;
+  }
+
+  begin(): void {
+    if (this.#ended) return;
+    this.#ended = new Promise((resolve) => (this.#end = resolve));
+  }
+
+  end(): void {
+    const end = this.#end;
+    this.#ended = undefined;
+    this.#end = undefined;
+    end?.();
+  }
+
+  async wait(waitMs: number): Promise<void> {
+    const ended = this.#ended;
+    if (!ended) return;
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const timedOut = new Promise<"timeout">((resolve) => {
+      timer = setTimeout(() => resolve("timeout"), waitMs);
+    });
+    const outcome = await Promise.race([ended, timedOut]);
+    clearTimeout(timer);
+    if (outcome === "timeout") {
+      throw new DatabaseUnavailableError(
+        `Database is being updated, try again: the new module did not start within ${waitMs} ms`,
+      );
     }
   }
 }
@@ -287,10 +392,12 @@ export class DatabaseRegistry {
       database: database.identity,
       action: "take a snapshot",
     });
-    if (database.stoppedReason) {
-      throw new BadRequestError(`Database is not running: ${database.stoppedReason}`);
+    const release = await database.admit();
+    try {
+      return Number(await this.#options.storage.requestSnapshot(database.key));
+    } finally {
+      release();
     }
-    return Number(await this.#options.storage.requestSnapshot(database.key));
   }
 
   async close(): Promise<void> {
@@ -415,23 +522,32 @@ export class DatabaseRegistry {
         );
       }
     }
-    // Clients are disconnected ("module exited") and waiting replies fail: the new
-    // worker starts with no subscriptions and its own query ids.
-    this.#stop(database, "the module was updated");
-    if (clear) await this.#options.storage.deleteDatabase(database.key);
-    else await this.#options.storage.closeDatabase(database.key);
-    const started = await this.#startHost(database.identity, database.owner, bundle, {
-      runInit: clear,
-      logs: database.logs,
-    }).catch((error) => {
-      database.stoppedReason = `the new module failed to start: ${messageOf(error)}`;
-      throw publishError(error);
-    });
-    database.host = started.host;
-    database.module = moduleInfoFromDescribe(started.host.describe);
-    database.moduleHash = moduleHash;
-    database.stoppedReason = undefined;
-    database.durableTxOffset = started.durableTxOffset;
+    // From here HTTP calls, queries and new WebSocket connections wait for the new
+    // module (Database.admit / whenUpdated); admitted calls finish on the old one.
+    database.beginUpdate();
+    let started: { host: DatabaseHost; durableTxOffset: number };
+    try {
+      await database.drained(this.#budgetMs());
+      // Clients are disconnected ("module exited") and waiting replies fail: the new
+      // worker starts with no subscriptions and its own query ids.
+      this.#stop(database, "the module was updated");
+      if (clear) await this.#options.storage.deleteDatabase(database.key);
+      else await this.#options.storage.closeDatabase(database.key);
+      started = await this.#startHost(database.identity, database.owner, bundle, {
+        runInit: clear,
+        logs: database.logs,
+      }).catch((error) => {
+        database.stoppedReason = `the new module failed to start: ${messageOf(error)}`;
+        throw publishError(error);
+      });
+      database.host = started.host;
+      database.module = moduleInfoFromDescribe(started.host.describe);
+      database.moduleHash = moduleHash;
+      database.stoppedReason = undefined;
+      database.durableTxOffset = started.durableTxOffset;
+    } finally {
+      database.endUpdate();
+    }
     this.#catchUpDurable(database);
     await writeFileAtomic(join(database.directory, "module.js"), bundle);
     await this.#writeControl();

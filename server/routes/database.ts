@@ -140,13 +140,22 @@ export function databaseRoutes(context: AppContext): Hono<AppEnv> {
   });
 
   routes.post("/:name/call/:func", smallBody, async (c) => {
-    const database = available(registry.require(c.req.param("name")));
+    const database = registry.require(c.req.param("name"));
+    // Waits out a module update in progress; the call then runs on the new module.
+    const release = await database.admit();
+    try {
+      return await callFunction(c, database, c.req.param("func"));
+    } finally {
+      release();
+    }
+  });
+
+  const callFunction = async (c: Context<AppEnv>, database: Database, name: string) => {
     const contentType = c.req.header("content-type") ?? "";
     if (!contentType.startsWith("application/json")) {
       return c.text("Expected request with `Content-Type: application/json`", 415);
     }
     const caller = c.get("auth");
-    const name = c.req.param("func");
     const reducer = database.module.reducersByName.get(name);
     const procedure = reducer ? undefined : database.module.proceduresByName.get(name);
     if (!reducer && !procedure) {
@@ -189,7 +198,7 @@ export function databaseRoutes(context: AppContext): Hono<AppEnv> {
     if (result.status === "committed") return c.body(null, 200);
     // deno-lint-ignore no-explicit-any
     return c.text(result.message ?? "Reducer failed", 530 as any);
-  });
+  };
 
   routes.get("/:name/logs", (c) => {
     const database = registry.require(c.req.param("name"));
@@ -243,7 +252,16 @@ export function databaseRoutes(context: AppContext): Hono<AppEnv> {
   // only; non-owners see public tables only. Answers once the state it read is durable
   // unless `confirmed=false`.
   routes.post("/:name/sql", smallBody, async (c) => {
-    const database = available(registry.require(c.req.param("name")));
+    const database = registry.require(c.req.param("name"));
+    const release = await database.admit();
+    try {
+      return await runSql(c, database);
+    } finally {
+      release();
+    }
+  });
+
+  const runSql = async (c: Context<AppEnv>, database: Database) => {
     const sql = await c.req.text();
     const caller = c.get("auth").identity;
     const started = performance.now();
@@ -270,7 +288,7 @@ export function databaseRoutes(context: AppContext): Hono<AppEnv> {
         stats: { rows_inserted: 0, rows_deleted: 0, rows_updated: 0 },
       }]),
     );
-  });
+  };
 
   // Lightcone extension: write a snapshot now (owner only), e.g. before a backup.
   routes.post("/:name/snapshot", async (c) => {
@@ -279,19 +297,14 @@ export function databaseRoutes(context: AppContext): Hono<AppEnv> {
     return c.json({ tx_offset: txOffset });
   });
 
-  routes.get(
-    "/:name/subscribe",
-    (c) => context.hub.upgrade(c, registry.require(c.req.param("name"))),
-  );
+  routes.get("/:name/subscribe", async (c) => {
+    const database = registry.require(c.req.param("name"));
+    // A connection made during a module update is served by the new module.
+    await database.whenUpdated();
+    return context.hub.upgrade(c, database);
+  });
 
   return routes;
-}
-
-function available(database: Database): Database {
-  if (database.stoppedReason) {
-    throw new BadRequestError(`Database is not running: ${database.stoppedReason}`);
-  }
-  return database;
 }
 
 async function readModuleSource(c: Context<AppEnv>): Promise<string> {
