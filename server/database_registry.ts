@@ -95,11 +95,6 @@ export class Database {
     return identity !== undefined && identity.equals(this.owner);
   }
 
-  /** True while the module is being replaced (between the old worker's stop and the new one's start). */
-  get updating(): boolean {
-    return this.#update.active;
-  }
-
   /**
    * Waits (at most `waitMs`) for an update in progress to finish. Resolves at once
    * when none is running; a stopped database is not checked here.

@@ -264,6 +264,13 @@ function indexOf(indexes: TableIndex[], indexId: number): TableIndex {
   return index;
 }
 
+/** Copies row `rowId` into `out` at `at` and returns its length, or -length when it does not fit. */
+function copyStoredRow(store: Table["store"], rowId: number, out: Uint8Array, at: number): number {
+  const size = store.size(rowId);
+  if (at + size > out.length) return -size;
+  return store.copyInto(rowId, out, at);
+}
+
 function rowsOf(table: Table, ids: number[]): Uint8Array[] {
   const out = new Array<Uint8Array>(ids.length);
   for (let i = 0; i < ids.length; i++) out[i] = table.row(ids[i]);
@@ -477,10 +484,7 @@ export class MutTx {
    * -length and copies nothing when it does not fit.
    */
   copyRow(tableId: number, rowId: number, out: Uint8Array, at: number): number {
-    const store = this.#table(tableId).store;
-    const size = store.size(rowId);
-    if (at + size > out.length) return -size;
-    return store.copyInto(rowId, out, at);
+    return copyStoredRow(this.#table(tableId).store, rowId, out, at);
   }
 
   /** The bytes of live row `rowId` of `tableId` (a copy the caller may keep). */
@@ -507,10 +511,7 @@ export class MutTx {
    */
   copyFoundRow(indexId: number, rowId: number, out: Uint8Array, at: number): number {
     assert(this.#open, "Transaction has ended");
-    const store = indexOf(this.#indexes, indexId).table.store;
-    const size = store.size(rowId);
-    if (at + size > out.length) return -size;
-    return store.copyInto(rowId, out, at);
+    return copyStoredRow(indexOf(this.#indexes, indexId).table.store, rowId, out, at);
   }
 
   /** The bytes of the row `rowId` found by indexFindUnique (a copy the caller may keep). */

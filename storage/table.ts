@@ -540,13 +540,10 @@ export class Table {
 
   /** The rowIds of `scan()`, in its order. */
   scanIds(): number[] {
+    if (!this.#inTx) return this.liveIds();
     const out: number[] = [];
     const store = this.store;
     const length = store.length;
-    if (!this.#inTx) {
-      for (let id = 0; id < length; id++) if (store.isLive(id)) out.push(id);
-      return out;
-    }
     for (let id = 0; id < length; id++) {
       if (store.isLive(id) && !this.#createdInTx(id)) out.push(id);
     }

@@ -78,9 +78,11 @@ type Pending = { resolve: (result: WorkerResult) => void; reject: (error: Error)
  * map insert and delete per call. A slot is empty once answered (or when it never had an
  * origin); the window's start moves past empty slots.
  */
+const ORIGIN_SLOTS_INITIAL = 1024;
+
 export class OriginWindow {
-  #slots: unknown[] = new Array(1024).fill(undefined);
-  #mask = 1023;
+  #slots: unknown[] = new Array(ORIGIN_SLOTS_INITIAL).fill(undefined);
+  #mask = ORIGIN_SLOTS_INITIAL - 1;
   #first = 0;
   #end = 0;
 
@@ -116,8 +118,8 @@ export class OriginWindow {
   }
 
   clear(): void {
-    this.#slots = new Array(1024).fill(undefined);
-    this.#mask = 1023;
+    this.#slots = new Array(ORIGIN_SLOTS_INITIAL).fill(undefined);
+    this.#mask = ORIGIN_SLOTS_INITIAL - 1;
     this.#first = this.#end = 0;
   }
 

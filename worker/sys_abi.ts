@@ -262,13 +262,7 @@ export function createSyscalls(env: SysEnv): Syscalls {
   }
 
   function openLazyPoint(tx: MutTx, indexId: number, rowId: number): number {
-    const id = nextIteratorId++;
-    if (recent !== undefined) {
-      if (recent === LAZY_POINT) materializeLazy();
-      iterators.set(recentId, recent!);
-    }
-    recentId = id;
-    recent = LAZY_POINT;
+    const id = register(LAZY_POINT);
     lazyTx = tx;
     lazyIndexId = indexId;
     lazyRowId = rowId;

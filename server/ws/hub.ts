@@ -495,13 +495,14 @@ export class WsHub {
     timestampMicros: bigint,
     fail: (error: unknown) => void,
   ): void {
+    // Every kind of request counts against the same limit until it is answered.
+    if (++client.pendingCalls > WS_PENDING_CALLS_MAX) {
+      this.#close(client, 1013, "too many requests");
+      return;
+    }
     const host = client.database.host;
     switch (message.tag) {
       case "CallReducer": {
-        if (++client.pendingCalls > WS_PENDING_CALLS_MAX) {
-          this.#close(client, 1013, "too many requests");
-          return;
-        }
         const call = this.#call;
         call.reducer = message.reducer;
         call.args = message.args;
@@ -517,10 +518,6 @@ export class WsHub {
         break;
       }
       case "CallProcedure": {
-        if (++client.pendingCalls > WS_PENDING_CALLS_MAX) {
-          this.#close(client, 1013, "too many requests");
-          return;
-        }
         host.callProcedure(
           {
             procedure: message.procedure,
@@ -534,10 +531,6 @@ export class WsHub {
         break;
       }
       case "Subscribe": {
-        if (++client.pendingCalls > WS_PENDING_CALLS_MAX) {
-          this.#close(client, 1013, "too many requests");
-          return;
-        }
         if (client.querySets.has(message.querySetId)) {
           this.#close(client, 1011, `Query set ${message.querySetId} is already subscribed`);
           return;
@@ -567,10 +560,6 @@ export class WsHub {
         break;
       }
       case "Unsubscribe":
-        if (++client.pendingCalls > WS_PENDING_CALLS_MAX) {
-          this.#close(client, 1013, "too many requests");
-          return;
-        }
         host.unsubscribe(
           {
             connectionId: client.connectionId,
@@ -581,10 +570,6 @@ export class WsHub {
         ).catch(fail);
         break;
       case "OneOffQuery":
-        if (++client.pendingCalls > WS_PENDING_CALLS_MAX) {
-          this.#close(client, 1013, "too many requests");
-          return;
-        }
         host.query({
           sql: message.queryString,
           sender: client.identity,
