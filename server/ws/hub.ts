@@ -34,6 +34,17 @@ import type { AppEnv } from "../app.ts";
 import type { Database, DatabaseRegistry } from "../database_registry.ts";
 import { randomConnectionId } from "../routes/database.ts";
 
+/**
+ * The tokens of a Sec-WebSocket-Protocol value (RFC 6455 §4.1: a comma-separated list with
+ * optional whitespace; several header lines arrive joined with ", ").
+ */
+export function offeredProtocols(header: string | null): string[] {
+  if (header === null) return [];
+  return header.split(",").map((token) => token.replace(/^[ \t]+|[ \t]+$/g, "")).filter((t) =>
+    t !== ""
+  );
+}
+
 const PROTOCOLS: [string, WsVersion][] = [
   ["v3.bsatn.spacetimedb", "v3"],
   ["v2.bsatn.spacetimedb", "v2"],
@@ -171,17 +182,23 @@ export class WsHub {
     if (connectionIdText !== null && /^(0x)?0+$/i.test(connectionIdText)) {
       throw new BadRequestError("Invalid connection ID: the all-zeros ConnectionId is reserved.");
     }
-    const offered = (c.req.header("sec-websocket-protocol") ?? "").split(",").map((p) => p.trim());
+    const offered = offeredProtocols(c.req.raw.headers.get("sec-websocket-protocol"));
     const chosen = PROTOCOLS.find(([name]) => offered.includes(name));
-    if (!chosen) throw new BadRequestError("no valid protocol selected");
+    if (!chosen) {
+      throw new BadRequestError(
+        `no valid protocol selected: offer ${
+          PROTOCOLS.map(([name]) => name).join(" or ")
+        } in Sec-WebSocket-Protocol`,
+      );
+    }
     if ((c.req.header("upgrade") ?? "").toLowerCase() !== "websocket") {
       throw new BadRequestError("Expected a WebSocket upgrade request");
     }
     const auth = c.get("auth");
-    const { socket, response } = Deno.upgradeWebSocket(c.req.raw, {
-      protocol: chosen[0],
-      idleTimeout: 30,
-    });
+    // Deno's own protocol check splits the header on ", " exactly, so a list without spaces
+    // (Node's `ws` sends "a,b") would fail there: the choice is made above and set here.
+    const { socket, response } = Deno.upgradeWebSocket(c.req.raw, { idleTimeout: 30 });
+    response.headers.set("sec-websocket-protocol", chosen[0]);
     socket.binaryType = "arraybuffer";
     const client = new Client(
       socket,

@@ -85,7 +85,11 @@ Deno.test({
           headers: { upgrade: "websocket", "sec-websocket-protocol": "v1.json.spacetimedb" },
         });
         assertEquals(response.status, 400);
-        assertEquals(await response.text(), "no valid protocol selected");
+        assertEquals(
+          await response.text(),
+          "no valid protocol selected: offer v3.bsatn.spacetimedb or v2.bsatn.spacetimedb in " +
+            "Sec-WebSocket-Protocol",
+        );
       });
 
       await t.step("bad SQL: a SubscriptionError, the connection stays usable", async () => {
