@@ -21,8 +21,8 @@ export interface InitMessage {
   snapshot?: Uint8Array;
   /** Transaction offset the snapshot (or empty state) corresponds to. */
   snapshotTxOffset?: number;
-  /** Port to the storage actor, when durability is on. */
-  durabilityPort?: MessagePort;
+  /** True when durability is on: the storage actor is on the process's storage channel. */
+  durability?: boolean;
 }
 
 export type WorkerRequest =

@@ -9,6 +9,9 @@
  */
 import { DatastoreError, type MutTx, NOT_UNIQUE, type RowIds } from "../storage/mod.ts";
 
+/** Captured at load: a database process later removes `performance` from its globals. */
+const hostNow = performance.now.bind(performance);
+
 /** The symbol the host exports as `moduleHooks`; any symbol works as long as lookup uses it. */
 export const MODULE_HOOKS_SYMBOL: symbol = Symbol.for("SpacetimeDB.moduleHooks.v2");
 
@@ -540,7 +543,7 @@ export function createSyscalls(env: SysEnv): Syscalls {
 
     console_timer_start(name: unknown): number {
       const id = nextTimerId++;
-      timers.set(id, { name: String(name), startMs: performance.now() });
+      timers.set(id, { name: String(name), startMs: hostNow() });
       return id;
     },
 
@@ -549,7 +552,7 @@ export function createSyscalls(env: SysEnv): Syscalls {
       const timer = timers.get(id);
       if (!timer) throw errnoError(Errno.NO_SUCH_CONSOLE_TIMER);
       timers.delete(id);
-      const elapsedMs = performance.now() - timer.startMs;
+      const elapsedMs = hostNow() - timer.startMs;
       env.consoleLog(2, `Timing span "${timer.name}": ${formatDuration(elapsedMs)}`);
     },
 

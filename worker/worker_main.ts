@@ -1,11 +1,16 @@
 /**
- * Entry point of a database worker: the trusted host script. It runs as a
- * heap-capped worker (worker/isolation.ts), gives up every permission once its
- * own code is loaded, loads the tenant bundle through module_loader.ts, and
- * serves batches of requests from the main thread one at a time.
+ * Entry point of a database process: the trusted host script. It runs in its own OS process
+ * with no permissions (worker/isolation.ts), loads the tenant bundle through module_loader.ts,
+ * and serves batches of requests from the server one at a time.
  */
-/// <reference lib="deno.worker" />
-import { dropLoadPermissions, serveIsolated } from "./isolation.ts";
+import {
+  armWatchdog,
+  disarmWatchdog,
+  serveIsolated,
+  startWatchdog,
+  storagePort,
+} from "./isolation.ts";
+import { MODULE_LOAD_TIMEOUT_MS } from "../lib/limits.ts";
 import { systemClock } from "../lib/clock.ts";
 import { DatabaseEngine } from "./engine.ts";
 import { describeError } from "./module_loader.ts";
@@ -32,10 +37,8 @@ const hostNow = () => hostPerformance.now();
 // A tenant promise chain stopped by the budget must not close the worker.
 globalThis.addEventListener("unhandledrejection", (event) => event.preventDefault());
 
-// Batches run synchronously inside serveIsolated's setImmediate callback: only there
-// is running out of heap reported (worker/isolation.ts); in a promise callback the
-// thread would die silently. Messages that arrive while `init` loads the module wait
-// in `backlog`.
+// Batches run synchronously as their frame arrives. Messages that arrive while `init` loads
+// the module wait in `backlog`.
 let initializing = false;
 const backlog: MainToWorker[] = [];
 const hostSetImmediate = setImmediate;
@@ -71,10 +74,9 @@ function drainBacklog(): void {
   if (!initializing && backlog.length > 0) hostSetImmediate(drainBacklog);
 }
 
+startWatchdog();
 const port = serveIsolated((data) => receive(data as MainToWorker));
 const hostPostMessage = port.postMessage.bind(port);
-// Everything this worker needs is loaded: from here on it can read nothing.
-dropLoadPermissions();
 
 function reply(message: WorkerToMain, transfer: Transferable[] = []): void {
   hostPostMessage(message, transfer);
@@ -83,7 +85,12 @@ function reply(message: WorkerToMain, transfer: Transferable[] = []): void {
 async function init(message: InitMessage): Promise<void> {
   let sandbox;
   try {
-    sandbox = prepareSandbox(message.bundle, { setTimeout: hostSetTimeout, monotonicMs: hostNow });
+    sandbox = prepareSandbox(message.bundle, {
+      setTimeout: hostSetTimeout,
+      monotonicMs: hostNow,
+      arm: armWatchdog,
+      disarm: disarmWatchdog,
+    });
   } catch (error) {
     reply({ type: "init-failed", error: describeError(error), logs: [] });
     return;
@@ -93,13 +100,18 @@ async function init(message: InitMessage): Promise<void> {
     budget: sandbox.budget,
     reducerBudgetMs: message.reducerBudgetMs,
     databaseIdentity: message.databaseIdentity,
-    loadTimeoutMs: 30_000,
+    loadTimeoutMs: MODULE_LOAD_TIMEOUT_MS,
   });
   try {
-    await engine.load(sandbox.source);
+    armWatchdog(MODULE_LOAD_TIMEOUT_MS);
+    try {
+      await engine.load(sandbox.source);
+    } finally {
+      disarmWatchdog();
+    }
     if (message.snapshot) engine.restoreSnapshot(message.snapshot, message.snapshotTxOffset ?? 0);
-    if (message.durabilityPort) {
-      durability = new DurabilitySink(message.durabilityPort, engine);
+    if (message.durability) {
+      durability = new DurabilitySink(storagePort(), engine);
       await durability.replay();
     }
   } catch (error) {

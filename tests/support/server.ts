@@ -19,7 +19,7 @@ export async function startTestServer(
   options: {
     dataDir?: string;
     reducerBudgetMs?: number;
-    workerHeapMb?: number;
+    databaseMemoryMb?: number;
     wsCompression?: boolean;
     oidc?: OidcOptions;
   } = {},
@@ -30,7 +30,7 @@ export async function startTestServer(
     port: 0,
     dataDir,
     reducerBudgetMs: options.reducerBudgetMs,
-    workerHeapMb: options.workerHeapMb,
+    databaseMemoryMb: options.databaseMemoryMb,
     wsCompression: options.wsCompression,
     oidc: options.oidc,
   });
