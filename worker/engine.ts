@@ -34,6 +34,8 @@ export interface EngineOptions {
   clock: Clock;
   budget: CallBudget;
   reducerBudgetMs: number;
+  /** The process's memory budget in MiB, named in out-of-memory errors. */
+  memoryBudgetMb?: number;
   databaseIdentity: bigint;
   loadTimeoutMs: number;
 }
@@ -303,7 +305,11 @@ export class DatabaseEngine {
         kind: "procedure",
         id,
         ok: false,
-        message: exceeded ? this.#budgetMessage() : describeError(error),
+        message: exceeded
+          ? this.#budgetMessage()
+          : isOutOfMemory(error)
+          ? this.#memoryMessage(error)
+          : describeError(error),
         durationMicros: 0,
       };
     } finally {
@@ -416,8 +422,19 @@ export class DatabaseEngine {
       return { kind: "call", id, status: "failed_user", message, durationMicros };
     }
     this.#logFailure(reducer.name, failure, exceeded);
-    const message = exceeded ? this.#budgetMessage() : GENERIC_FAILURE_MESSAGE;
+    const message = exceeded
+      ? this.#budgetMessage()
+      : isOutOfMemory(failure)
+      ? this.#memoryMessage(failure)
+      : GENERIC_FAILURE_MESSAGE;
     return { kind: "call", id, status: "failed_internal", message, durationMicros };
+  }
+
+  #memoryMessage(error: unknown): string {
+    const budget = this.#options.memoryBudgetMb;
+    return `The call ran out of memory: the database's memory budget${
+      budget ? ` of ${budget} MiB` : ""
+    } is used up (${describeError(error)})`;
   }
 
   #budgetMessage(): string {
@@ -480,3 +497,10 @@ function formatThrown(value: unknown): string {
 }
 
 export { FatalHostError };
+
+/** An allocation the memory budget refused (ArrayBuffer backing stores, oversized arrays). */
+function isOutOfMemory(error: unknown): boolean {
+  return error instanceof RangeError &&
+    /allocation failed|Invalid array buffer length|Invalid typed array length|Array buffer allocation/i
+      .test(error.message);
+}

@@ -211,6 +211,7 @@ export class DatabaseHost {
         runInit: options.runInit,
         timestampMicros: BigInt(Date.now()) * 1000n,
         reducerBudgetMs: options.reducerBudgetMs,
+        memoryBudgetMb: options.memoryMb ?? DATABASE_MEMORY_MB_DEFAULT,
         snapshot: options.snapshot,
         snapshotTxOffset: options.snapshotTxOffset,
         durability: options.durabilityPort !== undefined,

@@ -17,6 +17,8 @@ export interface InitMessage {
   /** Wall-clock micros for the init call. */
   timestampMicros: bigint;
   reducerBudgetMs: number;
+  /** The database process's memory budget in MiB (for error messages). */
+  memoryBudgetMb?: number;
   /** Datastore snapshot to start from (`Datastore.exportState`), when there is no commit log. */
   snapshot?: Uint8Array;
   /** Transaction offset the snapshot (or empty state) corresponds to. */

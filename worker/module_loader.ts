@@ -240,6 +240,8 @@ export async function loadModule(
     throw new ModuleLoadError(`The module failed to load: ${describeError(error)}`);
   } finally {
     hostRevokeObjectURL(url);
+    // The shims copied the syscalls when they were evaluated; the global is not for tenants.
+    delete (globalThis as Record<symbol, unknown>)[SYS_GLOBAL_KEY];
   }
   const schema = namespace.default as Record<symbol, unknown> | undefined | null;
   if (schema === undefined || schema === null) {

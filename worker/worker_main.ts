@@ -99,6 +99,7 @@ async function init(message: InitMessage): Promise<void> {
     clock: systemClock,
     budget: sandbox.budget,
     reducerBudgetMs: message.reducerBudgetMs,
+    memoryBudgetMb: message.memoryBudgetMb,
     databaseIdentity: message.databaseIdentity,
     loadTimeoutMs: MODULE_LOAD_TIMEOUT_MS,
   });
