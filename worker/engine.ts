@@ -7,7 +7,12 @@ import type { Clock } from "../lib/clock.ts";
 import { Datastore, type MutTx, type TxDelta } from "../storage/mod.ts";
 import { createSyscalls, FatalHostError, LOG_LEVEL_NAMES, type Syscalls } from "./sys_abi.ts";
 import { describeError, loadModule, type ModuleHooks } from "./module_loader.ts";
-import { type ModuleInfo, moduleInfoFromDescribe, type ReducerInfo } from "./module_info.ts";
+import {
+  type ModuleInfo,
+  moduleInfoFromDescribe,
+  type ReducerInfo,
+  refuseUnsupportedFeatures,
+} from "./module_info.ts";
 
 import type { CallResult, LogLine, ProcedureResult } from "./messages.ts";
 
@@ -143,6 +148,7 @@ export class DatabaseEngine {
       throw new Error("__describe_module__ did not return a Uint8Array");
     }
     this.#module = moduleInfoFromDescribe(this.#describe);
+    refuseUnsupportedFeatures(this.#module.def);
     this.#datastore = new Datastore(this.#module.tables);
   }
 

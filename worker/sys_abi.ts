@@ -565,7 +565,11 @@ export function createSyscalls(env: SysEnv): Syscalls {
 
     procedure_http_request(): never {
       if (env.tx()) throw errnoError(Errno.WOULD_BLOCK_TRANSACTION);
-      throw errnoError(Errno.HTTP_ERROR, "module outbound HTTP requests are disabled");
+      throw errnoError(
+        Errno.HTTP_ERROR,
+        "ctx.http.fetch is not supported by Lightcone yet: outbound HTTP from procedures is " +
+          "disabled, and the request was not sent",
+      );
     },
 
     procedure_start_mut_tx(): bigint {
