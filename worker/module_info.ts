@@ -60,7 +60,7 @@ export class UnsupportedFeatureError extends Error {
 /**
  * Refuses a module that declares a feature this host does not execute yet: accepting it would
  * make that part silently do nothing (for row-level security: every row shown to everyone).
- * Views, row-level security, HTTP handlers and schedules are refused.
+ * Views, row-level security and HTTP handlers are refused; scheduled procedures too.
  */
 export function refuseUnsupportedFeatures(def: ModuleDef): void {
   const quoted = (names: string[]) => names.map((name) => `"${name}"`).join(", ");
@@ -84,16 +84,6 @@ export function refuseUnsupportedFeatures(def: ModuleDef): void {
     throw new UnsupportedFeatureError(
       `This module declares HTTP handlers (httpHandler / httpRouter: ${quoted(handlers)}), ` +
         "which Lightcone does not serve yet; publishing is refused",
-    );
-  }
-  const scheduledReducers = def.tables.filter((table) =>
-    table.schedule?.functionKind === "reducer"
-  );
-  if (scheduledReducers.length > 0) {
-    throw new UnsupportedFeatureError(
-      `This module declares schedule tables (${
-        quoted(scheduledReducers.map((table) => table.name))
-      }), which Lightcone does not run yet; publishing is refused`,
     );
   }
   const scheduledProcedures = def.tables.filter((table) =>
