@@ -42,6 +42,8 @@ export interface EngineOptions {
   budget: CallBudget;
   reducerBudgetMs: number;
   databaseIdentity: bigint;
+  /** The database owner: the only caller allowed to call private (e.g. scheduled) reducers. */
+  ownerIdentity?: bigint;
   loadTimeoutMs: number;
 }
 
@@ -385,6 +387,16 @@ export class DatabaseEngine {
         id,
         status: "failed_internal",
         message: `can't directly call special ${reducer.lifecycle} lifecycle reducer`,
+        durationMicros: 0,
+      };
+    }
+    if (reducer.visibility === "Private" && sender !== this.#options.ownerIdentity) {
+      // As in SpacetimeDB: a private reducer does not exist for anyone but the owner.
+      return {
+        kind: "call",
+        id,
+        status: "failed_internal",
+        message: `no such reducer`,
         durationMicros: 0,
       };
     }

@@ -95,6 +95,7 @@ async function init(message: InitMessage): Promise<void> {
     budget: sandbox.budget,
     reducerBudgetMs: message.reducerBudgetMs,
     databaseIdentity: message.databaseIdentity,
+    ownerIdentity: message.ownerIdentity,
     loadTimeoutMs: 30_000,
   });
   try {

@@ -103,6 +103,18 @@ Deno.test({
         assert(seen.every((row) => row.sender === identity), "sender is the database identity");
       });
 
+      await t.step(
+        "a scheduled reducer is private: other callers get 'no such reducer'",
+        async () => {
+          const stranger = await call(server.url, db, "tick", [{
+            scheduled_id: 1,
+            scheduled_at: { Interval: { __time_duration_micros__: 1 } },
+          }]);
+          assert(stranger.status !== 200, "a stranger cannot call the scheduled reducer");
+          assertMatch(stranger.text, /no such reducer/);
+        },
+      );
+
       await t.step("deleting the schedule row stops it", async () => {
         await ok(server.url, db, "stop_ticking", []);
         await sleep(300);
