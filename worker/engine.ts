@@ -60,11 +60,13 @@ interface ScheduleFields {
   micros: bigint;
 }
 
-/** A table whose rows schedule a reducer (module-abi.md §5.2). */
+/** A table whose rows schedule a reducer or a procedure (module-abi.md §5.2). */
 interface ScheduleTable {
   tableId: number;
   name: string;
-  reducer: ReducerInfo;
+  /** Canonical name of the function to call. */
+  functionName: string;
+  functionKind: "reducer" | "procedure";
   /** Index on the `scheduled_id` primary key, for the lookup when a timer fires. */
   idIndexId: number | undefined;
   read(row: Uint8Array): ScheduleFields;
@@ -243,7 +245,16 @@ export class DatabaseEngine {
       // The row was deleted: the schedule was cancelled.
       if (!row) continue;
       const timestamp = entry.intendedMicros > now ? entry.intendedMicros : now;
-      this.#runReducer(table.reducer, row, identity, 0n, timestamp, 0);
+      if (table.functionKind === "procedure") {
+        // A procedure may stop midway and must not be retried: the row is deleted (Time) or
+        // re-armed (Interval) before it runs. It runs outside any transaction; its value is
+        // dropped and its failures are logged.
+        this.#afterScheduledRun(table, entry.scheduledId, entry.intendedMicros);
+        this.callProcedure(0, table.functionName, row, identity, 0n, timestamp);
+        continue;
+      }
+      const reducer = this.#module.reducersByName.get(table.functionName)!;
+      this.#runReducer(reducer, row, identity, 0n, timestamp, 0);
       this.#afterScheduledRun(table, entry.scheduledId, entry.intendedMicros);
     }
     return ran;
@@ -663,21 +674,21 @@ function abs(value: bigint): bigint {
   return value < 0n ? -value : value;
 }
 
-/** The schedule tables of a module whose rows call reducers, by table id. */
+/** The schedule tables of a module, by table id. */
 function scheduleTables(module: ModuleInfo): Map<number, ScheduleTable> {
   const out = new Map<number, ScheduleTable>();
   for (const table of module.def.tables) {
     const schedule = table.schedule;
-    if (!schedule || schedule.functionKind !== "reducer") continue;
+    if (!schedule) continue;
     const schema = module.tablesByName.get(table.name)!;
-    const reducer = module.reducersByName.get(schedule.functionName)!;
     const idIndex = schema.indexes.find((index) =>
       index.columns.length === 1 && index.columns[0] === schedule.idColumn
     );
     out.set(schema.tableId, {
       tableId: schema.tableId,
       name: schema.name,
-      reducer,
+      functionName: schedule.functionName,
+      functionKind: schedule.functionKind,
       idIndexId: idIndex?.indexId,
       read: scheduleFieldReader(schema, schedule.idColumn, schedule.atColumn),
     });

@@ -60,7 +60,7 @@ export class UnsupportedFeatureError extends Error {
 /**
  * Refuses a module that declares a feature this host does not execute yet: accepting it would
  * make that part silently do nothing (for row-level security: every row shown to everyone).
- * Views, row-level security and HTTP handlers are refused; scheduled procedures too.
+ * Views, row-level security and HTTP handlers are refused.
  */
 export function refuseUnsupportedFeatures(def: ModuleDef): void {
   const quoted = (names: string[]) => names.map((name) => `"${name}"`).join(", ");
@@ -84,18 +84,6 @@ export function refuseUnsupportedFeatures(def: ModuleDef): void {
     throw new UnsupportedFeatureError(
       `This module declares HTTP handlers (httpHandler / httpRouter: ${quoted(handlers)}), ` +
         "which Lightcone does not serve yet; publishing is refused",
-    );
-  }
-  const scheduledProcedures = def.tables.filter((table) =>
-    table.schedule?.functionKind === "procedure"
-  );
-  if (scheduledProcedures.length > 0) {
-    const names = scheduledProcedures.map((table) =>
-      `${table.schedule!.functionName} on ${table.name}`
-    );
-    throw new UnsupportedFeatureError(
-      `This module declares scheduled procedures (${quoted(names)}), which Lightcone does not ` +
-        "run yet (scheduled reducers work); publishing is refused",
     );
   }
 }

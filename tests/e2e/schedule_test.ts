@@ -209,6 +209,30 @@ Deno.test({
         );
       });
 
+      await t.step(
+        "a scheduled procedure runs; its Time row is deleted before the run",
+        async () => {
+          await ok(server.url, db, "add_chime", ["once", nowMicros() - 1000n, 0]);
+          await eventually(
+            async () => (await firedSummary(server.url, db, "once-row-gone"))[0] === 1,
+            "the one-shot procedure",
+          );
+          assertEquals((await firedSummary(server.url, db, "once-row-kept"))[0], 0);
+          const rows = [...conn!.db.fired.iter()].filter((row) => row.label === "once-row-gone");
+          assertEquals(rows.map((row) => row.sender), [identity]);
+          await ok(server.url, db, "add_chime", ["every", 0, 30]);
+          await eventually(
+            async () => (await firedSummary(server.url, db, "every-row-kept"))[0] >= 3,
+            "three interval procedure runs",
+          );
+          await ok(server.url, db, "cancel_chimes", []);
+          await sleep(200);
+          const stopped = (await firedSummary(server.url, db, "every-row-kept"))[0];
+          await sleep(300);
+          assertEquals((await firedSummary(server.url, db, "every-row-kept"))[0], stopped);
+        },
+      );
+
       await t.step("ctx.http.fetch fails with a clear error", async () => {
         const text = String((await ok(server.url, db, "try_fetch", [])).json);
         assertMatch(text, /ctx\.http\.fetch is not supported by Lightcone yet/);

@@ -20,10 +20,6 @@ const REFUSED: { fixture: string; message: RegExp }[] = [
     fixture: "refuse_http",
     message: /This module declares HTTP handlers \(httpHandler \/ httpRouter: "hello"\)/,
   },
-  {
-    fixture: "refuse_scheduled_procedure",
-    message: /This module declares scheduled procedures \("ping on ping_timer"\)/,
-  },
 ];
 
 async function putModule(
