@@ -2,7 +2,8 @@
  * Scheduled reducers end to end, with the official spacetimedb module library and SDK:
  * an Interval schedule drives a counter an SDK subscriber sees live, deleting the row stops
  * it, a past `Time` fires at once, a rolled-back or deleted row never fires,
- * `volatile_nonatomic_schedule_immediate` runs after its transaction, 10,000 one-shots all
+ * `volatile_nonatomic_schedule_immediate` runs after its transaction, a scheduled procedure
+ * runs after its row is deleted, 10,000 one-shots all
  * fire exactly once and none early, and after SIGKILL + restart or a module update the
  * schedules resume.
  */
