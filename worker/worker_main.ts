@@ -157,7 +157,7 @@ function armScheduleTimer(): void {
   if (scheduleTimer !== undefined) hostClearTimeout(scheduleTimer);
   scheduleTimerDueMicros = due;
   const delayMs = Math.min(
-    Math.max(0, Math.ceil((due - Date.now() * 1000) / 1000)),
+    Math.max(0, Math.ceil((due - Number(systemClock.nowMicros())) / 1000)),
     TIMER_DELAY_MS_MAX,
   );
   scheduleTimer = hostSetTimeout(runSchedules, delayMs);
