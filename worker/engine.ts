@@ -202,7 +202,7 @@ export class DatabaseEngine {
    * `Time(t)` rows are due at t, `Interval(d)` rows at now + d.
    */
   armAllSchedules(): void {
-    this.#schedules.clear();
+    // Arming replaces a row's earlier timer; queued immediate runs stay queued.
     const now = this.#options.clock.nowMicros();
     for (const table of this.#scheduleTables.values()) {
       for (const row of this.#datastore.committedRows(table.tableId)) this.#arm(table, row, now);

@@ -112,14 +112,6 @@ export class ScheduleQueue {
     return top;
   }
 
-  /** Forgets every entry (a new module instance reloads the schedules from its tables). */
-  clear(): void {
-    this.#heap = [];
-    this.#byRow.clear();
-    this.#live = 0;
-    this.#immediate = 0;
-  }
-
   #dropDeadTop(): void {
     while (this.#heap.length > 0 && this.#heap[0].cancelled) this.#pop();
   }
