@@ -24,6 +24,7 @@ import type {
   OneOffQueryResult,
   ProcedureResult,
   ReadyReply,
+  ScheduledReply,
   SubscribeRequest,
   SubscribeResult,
   UnsubscribeRequest,
@@ -352,6 +353,10 @@ export class DatabaseHost {
       if (typeof message !== "object" || message === null) {
         throw new TypeError("the reply is not an object");
       }
+      if (message.type === "scheduled") {
+        this.#handleScheduled(message);
+        return;
+      }
       if (message.type !== "batch") {
         if (message.type === "init-failed") {
           this.#die(
@@ -386,6 +391,33 @@ export class DatabaseHost {
           }`,
         ),
       );
+    }
+  }
+
+  /**
+   * Transactions the worker ran on its own (schedules): updates only, answering no request,
+   * so the batch accounting (in flight, origins) is untouched. Runs inside #onMessage's try.
+   */
+  #handleScheduled(message: ScheduledReply): void {
+    const logProblem = checkLogLines(message.logs);
+    if (logProblem) throw new TypeError(logProblem);
+    if (!Array.isArray(message.items)) throw new TypeError("items is not an array");
+    for (const item of message.items) {
+      const problem = checkBatchItem(item);
+      if (problem) throw new TypeError(problem);
+      if (item.kind !== "update" || item.callId !== undefined) {
+        throw new TypeError("a scheduled reply may only carry updates of no request");
+      }
+    }
+    if (message.logs.length) this.#options.onLogs?.(message.logs);
+    for (const item of message.items) this.#txOffset = item.txOffset;
+    if (message.items.length === 0) return;
+    try {
+      this.#options.onEvents?.(message.items, this.#originOf);
+    } catch (error) {
+      log.error("handling scheduled transactions failed", {
+        error: error instanceof Error ? (error.stack ?? error.message) : String(error),
+      });
     }
   }
 

@@ -265,5 +265,18 @@ export interface InitFailedReply {
   logs: LogLine[];
 }
 
+/**
+ * Work the worker did on its own, outside any batch: scheduled reducers (schedule rows and
+ * `volatile_nonatomic_schedule_immediate`). It answers no request, so it never counts as a
+ * batch reply; its transactions are durable and reach subscribers like a batch's updates.
+ */
+export interface ScheduledReply {
+  type: "scheduled";
+  /** Transaction updates in commit order (none carries a callId). */
+  items: TxUpdate[];
+  txOffset: number;
+  logs: LogLine[];
+}
+
 export type MainToWorker = InitMessage | BatchMessage;
-export type WorkerToMain = ReadyReply | InitFailedReply | BatchReply;
+export type WorkerToMain = ReadyReply | InitFailedReply | BatchReply | ScheduledReply;

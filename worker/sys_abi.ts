@@ -110,6 +110,8 @@ export interface SysEnv {
   poison(error: Error): void;
   isPoisoned(): boolean;
   scheduleImmediate(reducerName: string, args: Uint8Array): void;
+  /** True when `row` of a schedule table asks for a delay over the limit (errno 13). */
+  scheduleDelayTooLong?(tableId: number, row: Uint8Array): boolean;
   nowMicros(): bigint;
   /** Procedures: open an anonymous transaction; false when one is already open. */
   startAnonymousTx(): boolean;
@@ -439,6 +441,9 @@ export function createSyscalls(env: SysEnv): Syscalls {
       const tx = requireWriteTx();
       const view = bytesOf(buffer, rowLen, "row");
       const id = tableId(table);
+      if (env.scheduleDelayTooLong?.(id, view)) {
+        throw errnoError(Errno.SCHEDULE_AT_DELAY_TOO_LONG);
+      }
       let generated: Uint8Array;
       try {
         // MutTx.insert stores its own copy of the row.
@@ -460,6 +465,9 @@ export function createSyscalls(env: SysEnv): Syscalls {
       const view = bytesOf(buffer, rowLen, "row");
       const id = tableId(table);
       const indexId = u32(index, "index_id");
+      if (env.scheduleDelayTooLong?.(id, view)) {
+        throw errnoError(Errno.SCHEDULE_AT_DELAY_TOO_LONG);
+      }
       let generated: Uint8Array;
       try {
         // MutTx.update stores its own copy of the row.
@@ -568,7 +576,11 @@ export function createSyscalls(env: SysEnv): Syscalls {
 
     procedure_http_request(): never {
       if (env.tx()) throw errnoError(Errno.WOULD_BLOCK_TRANSACTION);
-      throw errnoError(Errno.HTTP_ERROR, "module outbound HTTP requests are disabled");
+      throw errnoError(
+        Errno.HTTP_ERROR,
+        "ctx.http.fetch is not supported by Lightcone yet: outbound HTTP from procedures is " +
+          "disabled, and the request was not sent",
+      );
     },
 
     procedure_start_mut_tx(): bigint {

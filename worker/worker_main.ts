@@ -19,6 +19,7 @@ import type {
   BatchMessage,
   InitMessage,
   MainToWorker,
+  TxUpdate,
   WorkerToMain,
 } from "./messages.ts";
 import { SubscriptionHost } from "./subscription_host.ts";
@@ -32,6 +33,7 @@ let durability: DurabilitySink | undefined;
 
 // Host references, captured before the sandbox removes or locks globals.
 const hostSetTimeout = setTimeout;
+const hostClearTimeout = clearTimeout;
 const hostPerformance = performance;
 const hostNow = () => hostPerformance.now();
 // A tenant promise chain stopped by the budget must not close the worker.
@@ -101,6 +103,7 @@ async function init(message: InitMessage): Promise<void> {
     reducerBudgetMs: message.reducerBudgetMs,
     memoryBudgetMb: message.memoryBudgetMb,
     databaseIdentity: message.databaseIdentity,
+    ownerIdentity: message.ownerIdentity,
     loadTimeoutMs: MODULE_LOAD_TIMEOUT_MS,
   });
   try {
@@ -121,6 +124,7 @@ async function init(message: InitMessage): Promise<void> {
     return;
   }
   subscriptions = new SubscriptionHost(engine);
+  engine.armAllSchedules();
   if (message.runInit) {
     const result = engine.runInit(message.ownerIdentity, message.timestampMicros);
     if (result.status !== "committed") {
@@ -141,6 +145,60 @@ async function init(message: InitMessage): Promise<void> {
     txOffset: engine.txOffset,
     logs: engine.drainLogs(),
   });
+  armScheduleTimer();
+}
+
+// --- schedules: one host timer for the engine's earliest pending schedule --------------------
+
+/** Scheduled runs per timer turn, so that batches waiting behind them get their turn. */
+const SCHEDULED_RUNS_PER_TURN_MAX = 256;
+/** setTimeout's largest delay; a later schedule re-arms when this one fires. */
+const TIMER_DELAY_MS_MAX = 2_147_483_647;
+let scheduleTimer: ReturnType<typeof setTimeout> | undefined;
+let scheduleTimerDueMicros = Infinity;
+
+/** (Re)arms the one timer for the earliest pending schedule; called after every batch. */
+function armScheduleTimer(): void {
+  const due = engine?.nextScheduleDueMicros();
+  if (due === undefined) {
+    if (scheduleTimer !== undefined) hostClearTimeout(scheduleTimer);
+    scheduleTimer = undefined;
+    scheduleTimerDueMicros = Infinity;
+    return;
+  }
+  if (scheduleTimer !== undefined && scheduleTimerDueMicros <= due) return;
+  if (scheduleTimer !== undefined) hostClearTimeout(scheduleTimer);
+  scheduleTimerDueMicros = due;
+  const delayMs = Math.min(
+    Math.max(0, Math.ceil((due - Number(systemClock.nowMicros())) / 1000)),
+    TIMER_DELAY_MS_MAX,
+  );
+  scheduleTimer = hostSetTimeout(runSchedules, delayMs);
+}
+
+function runSchedules(): void {
+  scheduleTimer = undefined;
+  scheduleTimerDueMicros = Infinity;
+  const current = engine;
+  const live = subscriptions;
+  if (!current || !live || initializing) return;
+  try {
+    current.runDueSchedules(SCHEDULED_RUNS_PER_TURN_MAX);
+    const items: TxUpdate[] = [];
+    for (const tx of current.drainCommitted()) {
+      durability?.appendOne(tx);
+      items.push({ kind: "update", txOffset: tx.txOffset, deltas: live.onCommit(tx.delta) });
+    }
+    durability?.flush();
+    const logs = current.drainLogs();
+    if (items.length > 0 || logs.length > 0) {
+      reply({ type: "scheduled", items, txOffset: current.txOffset, logs });
+    }
+  } catch (error) {
+    reply({ type: "init-failed", error: describeError(error), logs: current.drainLogs() });
+    return;
+  }
+  armScheduleTimer();
 }
 
 const resultPacker = new ResultPacker();
@@ -254,4 +312,5 @@ function runBatch(message: BatchMessage): void {
     txOffset: current.txOffset,
     logs: current.drainLogs(),
   });
+  armScheduleTimer();
 }
