@@ -1,0 +1,34 @@
+/**
+ * Node.js entry of the client matrix (bundled by build.ts, run by node_test.ts): reads
+ * one JSON request per stdin line, `{id, op, args}`, runs it on a ChatDriver and
+ * writes one JSON reply per stdout line, `{id, ok, result | error}`.
+ */
+import process from "node:process";
+import { createInterface } from "node:readline";
+import { ChatDriver, tapWebSocketFrames } from "./driver.ts";
+
+// Node 22 has a global WebSocket; on Node 20 the SDK loads undici's (it asks users to
+// install `undici`), which is the same module instance this import returns.
+const undiciName = "undici";
+const socketClass = typeof WebSocket === "undefined"
+  ? (await import(undiciName)).WebSocket
+  : WebSocket;
+tapWebSocketFrames(socketClass);
+
+const driver = new ChatDriver();
+const write = (reply: unknown) => process.stdout.write(JSON.stringify(reply) + "\n");
+write({ id: 0, ok: true, result: { node: process.version } });
+for await (const line of createInterface({ input: process.stdin })) {
+  if (line.trim() === "") continue;
+  const { id, op, args } = JSON.parse(line);
+  try {
+    write({ id, ok: true, result: await driver.run(op, args) });
+  } catch (error) {
+    write({
+      id,
+      ok: false,
+      error: error instanceof Error ? error.stack ?? error.message : String(error),
+    });
+  }
+}
+process.exit(0);
