@@ -15,6 +15,11 @@ export interface FrameRecord {
 
 const frames: FrameRecord[] = [];
 
+/** Every frame recorded so far by tapWebSocketFrames. */
+export function recordedFrames(): FrameRecord[] {
+  return [...frames];
+}
+
 interface WebSocketPrototypeOwner {
   prototype: object;
 }
@@ -60,6 +65,10 @@ type Args = Record<string, unknown>;
 
 function text(value: unknown): string {
   if (value instanceof Error) return value.message;
+  // WebSocket error events (browser, ws) are not Errors but may carry a message.
+  const message = (value as { message?: unknown } | null)?.message;
+  if (typeof message === "string" && message !== "") return message;
+  if (typeof value === "object" && value !== null) return `${value.constructor?.name} event`;
   return String(value);
 }
 
@@ -116,7 +125,7 @@ export class ChatDriver {
         this.#entry(args.name).conn.disconnect();
         return Promise.resolve(null);
       case "frames":
-        return Promise.resolve([...frames]);
+        return Promise.resolve(recordedFrames());
       default:
         return Promise.reject(new Error(`Unknown driver operation "${op}"`));
     }

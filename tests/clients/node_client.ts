@@ -7,9 +7,18 @@ import process from "node:process";
 import { createInterface } from "node:readline";
 import { ChatDriver, tapWebSocketFrames } from "./driver.ts";
 
-// Node 22 has a global WebSocket; on Node 20 the SDK loads undici's (it asks users to
-// install `undici`), which is the same module instance this import returns.
+// Which WebSocket the SDK gets: with LIGHTCONE_CLIENT_WEBSOCKET=ws, the `ws` package's
+// as the global (what jsdom-based setups hand the SDK; it sends the protocol list as
+// "a,b" without a space); otherwise Node 22's global WebSocket, or on Node 20 undici's,
+// which the SDK imports itself (it asks users to install `undici`) and which is the
+// same module instance this import returns.
+const wsName = "ws";
 const undiciName = "undici";
+let implementation = typeof WebSocket === "undefined" ? "undici package" : "global WebSocket";
+if (process.env.LIGHTCONE_CLIENT_WEBSOCKET === "ws") {
+  Object.assign(globalThis, { WebSocket: (await import(wsName)).WebSocket });
+  implementation = "ws package";
+}
 const socketClass = typeof WebSocket === "undefined"
   ? (await import(undiciName)).WebSocket
   : WebSocket;
@@ -17,7 +26,7 @@ tapWebSocketFrames(socketClass);
 
 const driver = new ChatDriver();
 const write = (reply: unknown) => process.stdout.write(JSON.stringify(reply) + "\n");
-write({ id: 0, ok: true, result: { node: process.version } });
+write({ id: 0, ok: true, result: { node: process.version, webSocket: implementation } });
 for await (const line of createInterface({ input: process.stdin })) {
   if (line.trim() === "") continue;
   const { id, op, args } = JSON.parse(line);

@@ -1,7 +1,8 @@
 /**
  * Client matrix, Node.js: the official SDK (2.8.3 and the newest 2.x) in the machine's
- * Node (20: the SDK loads `undici` for its WebSocket) and in Node 22 from npm (global
- * WebSocket), each running the chat scenario as a child process.
+ * Node (20: the SDK loads `undici` for its WebSocket; and with the `ws` package as the
+ * global WebSocket, as jsdom does) and in Node 22 from npm (global WebSocket), each
+ * running the chat scenario as a child process.
  */
 import { deepStrictEqual as assertEquals } from "node:assert/strict";
 import { chatScenario } from "./scenario.ts";
@@ -13,9 +14,17 @@ import {
   SDK_VERSIONS,
 } from "./support.ts";
 
-const NODES = [
-  { label: "Node (machine)", command: "node", major: undefined },
-  { label: "Node 22 (npm)", command: NODE22_PATH, major: "22" },
+const NODES: { label: string; command: string; major?: string; env: Record<string, string> }[] = [
+  { label: "Node (machine)", command: "node", major: undefined, env: {} },
+  // The `ws` package as the SDK's WebSocket, as under jsdom (SpacetimeDB's React template
+  // tests): it sends "v3.bsatn.spacetimedb,v2.bsatn.spacetimedb" without a space.
+  {
+    label: "Node (machine) + ws",
+    command: "node",
+    major: undefined,
+    env: { LIGHTCONE_CLIENT_WEBSOCKET: "ws" },
+  },
+  { label: "Node 22 (npm)", command: NODE22_PATH, major: "22", env: {} },
 ];
 
 for (const sdk of SDK_VERSIONS) {
@@ -27,10 +36,10 @@ for (const sdk of SDK_VERSIONS) {
       async fn(t) {
         await ensureClientsInstalled();
         const script = await bundle("node_client.ts", { sdk, platform: "node" });
-        const client = new LineClient(`${node.label} sdk ${sdk}`, node.command, [script]);
+        const client = new LineClient(`${node.label} sdk ${sdk}`, node.command, [script], node.env);
         try {
-          const hello = await client.hello as { node: string };
-          console.log(`${node.label}: ${hello.node}, spacetimedb@${sdk}`);
+          const hello = await client.hello as { node: string; webSocket: string };
+          console.log(`${node.label}: ${hello.node}, ${hello.webSocket}, spacetimedb@${sdk}`);
           if (node.major) assertEquals(hello.node.split(".")[0], `v${node.major}`);
           await chatScenario(t, (op, args) => client.request(op, args));
         } finally {

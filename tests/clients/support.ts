@@ -114,7 +114,12 @@ export class LineClient {
   readonly hello: Promise<unknown>;
   readonly label: string;
 
-  constructor(label: string, command: string, args: string[]) {
+  constructor(
+    label: string,
+    command: string,
+    args: string[],
+    env: Record<string, string> = {},
+  ) {
     this.label = label;
     this.#child = new Deno.Command(command, {
       args,
@@ -122,7 +127,7 @@ export class LineClient {
       stdin: "piped",
       stdout: "piped",
       stderr: "inherit",
-      env: { NO_COLOR: "1" },
+      env: { NO_COLOR: "1", ...env },
     }).spawn();
     this.#writer = this.#child.stdin.getWriter();
     let helloResolve!: (value: unknown) => void;
@@ -239,4 +244,28 @@ export async function newIdentity(url: string): Promise<{ identity: string; toke
   const response = await fetch(`${url}/v1/identity`, { method: "POST" });
   if (response.status !== 200) throw new Error(`POST /v1/identity: ${response.status}`);
   return await response.json();
+}
+
+/** A static page server on a loopback port of its own (so the page is cross-origin to Lightcone). */
+export function servePages(
+  files: Record<string, { path?: string; text?: string; type: string }>,
+): { url: string; close(): Promise<void> } {
+  const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, async (request) => {
+    const file = files[new URL(request.url).pathname];
+    if (!file) return new Response("not found", { status: 404 });
+    const body = file.text ?? await Deno.readFile(file.path!);
+    return new Response(body, { headers: { "content-type": file.type } });
+  });
+  return {
+    url: `http://127.0.0.1:${server.addr.port}`,
+    close: () => server.shutdown(),
+  };
+}
+
+/** Starts the Playwright host (Node + playwright-core) with Debian's chromium. */
+export async function startBrowser(label: string, executablePath: string): Promise<LineClient> {
+  const host = new LineClient(label, "node", [`${NPM_DIR}browser_host.mjs`, executablePath]);
+  const hello = await host.hello as { browser: string };
+  console.log(`${label}: Chromium ${hello.browser}`);
+  return host;
 }
