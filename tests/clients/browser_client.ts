@@ -1,5 +1,5 @@
 /**
- * Browser entry of the client matrix (bundled by build.ts, loaded by the page that
+ * Browser entry of the client matrix (bundled by support.ts, loaded by the page that
  * browser_test.ts serves): exposes a ChatDriver as `globalThis.lightconeDriver`, which
  * the Playwright host calls through `page.evaluate`.
  */

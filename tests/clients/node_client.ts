@@ -1,7 +1,7 @@
 /**
- * Node.js entry of the client matrix (bundled by build.ts, run by node_test.ts): reads
- * one JSON request per stdin line, `{id, op, args}`, runs it on a ChatDriver and
- * writes one JSON reply per stdout line, `{id, ok, result | error}`.
+ * Node.js (and Deno) entry of the client matrix (bundled by support.ts, run by
+ * runtimes_test.ts): reads one JSON request per stdin line, `{id, op, args}`, runs it
+ * on a ChatDriver and writes one JSON reply per stdout line, `{id, ok, result | error}`.
  */
 import process from "node:process";
 import { createInterface } from "node:readline";
@@ -26,7 +26,15 @@ tapWebSocketFrames(socketClass);
 
 const driver = new ChatDriver();
 const write = (reply: unknown) => process.stdout.write(JSON.stringify(reply) + "\n");
-write({ id: 0, ok: true, result: { node: process.version, webSocket: implementation } });
+write({
+  id: 0,
+  ok: true,
+  result: {
+    node: process.version,
+    deno: (globalThis as { Deno?: { version: { deno: string } } }).Deno?.version.deno,
+    webSocket: implementation,
+  },
+});
 for await (const line of createInterface({ input: process.stdin })) {
   if (line.trim() === "") continue;
   const { id, op, args } = JSON.parse(line);

@@ -1,5 +1,5 @@
 /**
- * The React client of the matrix (bundled by build.ts with react and react-dom from
+ * The React client of the matrix (bundled by support.ts with react and react-dom from
  * tests/clients/npm, served by react_test.ts): a chat page written the way an app uses
  * `spacetimedb/react`: SpacetimeDBProvider around a connection builder whose token comes
  * from localStorage, useTable for the rows (with insert/update callbacks), useReducer to
