@@ -19,6 +19,7 @@ import {
   SDK_VERSIONS,
   servePages,
   startBrowser,
+  within,
 } from "./support.ts";
 
 await ensureClientsInstalled();
@@ -113,12 +114,16 @@ for (const sdk of SDK_VERSIONS) {
               if (row.text === "from deno") resolve(row.id);
             });
           });
-          await peer.reducers.sendMessage({ text: "from deno" });
+          await within(peer.reducers.sendMessage({ text: "from deno" }), "the peer's call");
           await eventually(async () => {
             const shown = await messagesOnPage(browser);
             return shown.includes("from deno") ? true : undefined;
           }, "the peer's message on the page");
-          await peer.reducers.editMessage({ id: await sent, text: "edited by deno" });
+          const id = await within(sent, "the peer's own insert");
+          await within(
+            peer.reducers.editMessage({ id, text: "edited by deno" }),
+            "the peer's edit",
+          );
           await eventually(async () => {
             const shown = await messagesOnPage(browser);
             return shown.join() === "edited by deno" ? true : undefined;
@@ -137,7 +142,7 @@ for (const sdk of SDK_VERSIONS) {
           });
           await browser.request("fill", { selector: "#draft", value: "from react" });
           await browser.request("click", { selector: "#send" });
-          assertEquals(await received, identity);
+          assertEquals(await within(received, "the page's message at the peer"), identity);
           await eventually(async () => {
             const shown = await messagesOnPage(browser);
             return shown.join() === "edited by deno,from react" ? true : undefined;

@@ -217,6 +217,19 @@ async function* readLines(stream: ReadableStream<Uint8Array>): AsyncGenerator<st
   if (buffered !== "") yield buffered;
 }
 
+/** `promise`, or a rejection naming `what` after `timeoutMs` (so a failed step cannot hang). */
+export async function within<T>(promise: Promise<T>, what: string, timeoutMs = 15_000): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`timed out waiting for ${what}`)), timeoutMs);
+  });
+  try {
+    return await Promise.race([promise, timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
 /** Resolves once `check` returns a value other than undefined (polled, bounded). */
 export async function eventually<T>(
   check: () => Promise<T | undefined>,
