@@ -68,3 +68,43 @@ for (const sdk of SDK_VERSIONS) {
     });
   }
 }
+
+for (const sdk of SDK_VERSIONS) {
+  Deno.test({
+    name: `the hand-written bindings and the client type-check against spacetimedb@${sdk}`,
+    async fn() {
+      const root = new URL("../../", import.meta.url).pathname;
+      const dir = await Deno.makeTempDir({ prefix: "lightcone-bindings-" });
+      try {
+        await Deno.writeTextFile(
+          `${dir}/deno.json`,
+          JSON.stringify({
+            imports: {
+              spacetimedb: `npm:spacetimedb@${sdk}`,
+              "spacetimedb/": `npm:/spacetimedb@${sdk}/`,
+            },
+            nodeModulesDir: "none",
+          }),
+        );
+        const output = await new Deno.Command(Deno.execPath(), {
+          args: [
+            "check",
+            "--config",
+            `${dir}/deno.json`,
+            "--no-lock",
+            ...["chat", "bank", "whoami"].map((name) => `tests/fixtures/bindings/${name}/index.ts`),
+            "tests/clients/driver.ts",
+          ],
+          cwd: root,
+          env: { NO_COLOR: "1" },
+          stdout: "piped",
+          stderr: "piped",
+        }).output();
+        const text = new TextDecoder().decode(output.stderr);
+        assertEquals(output.success, true, text);
+      } finally {
+        await Deno.remove(dir, { recursive: true });
+      }
+    },
+  });
+}
