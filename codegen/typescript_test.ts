@@ -1,0 +1,241 @@
+/**
+ * Golden tests of the TypeScript bindings: the generated files for fixture modules
+ * (built with the official spacetimedb@2.8.3 library) must equal the committed copies
+ * under tests/fixtures/codegen/<module>/. Regenerate those after a deliberate change with
+ * `UPDATE_GOLDEN=1 deno test -A codegen/typescript_test.ts` and review the diff.
+ * Also: the bindings type-check against the official SDK, and what cannot be expressed
+ * is refused with a clear error.
+ */
+import { deepStrictEqual as assertEquals, ok as assert, throws } from "node:assert/strict";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+import {
+  decodeRawModuleDef,
+  emptyRawModuleDefV10,
+  type ModuleDef,
+  type RawModuleDefV10,
+  resolveModuleDef,
+} from "../protocol/mod.ts";
+import { describeFixtureModule } from "../tests/support/describe_module.ts";
+import { CodegenError, GENERATED_FILE_MARKER, generateTypeScript } from "./mod.ts";
+
+const REPO_ROOT = join(dirname(fileURLToPath(import.meta.url)), "..");
+const GOLDEN_ROOT = join(REPO_ROOT, "tests", "fixtures", "codegen");
+
+async function fixtureDef(name: string): Promise<ModuleDef> {
+  return resolveModuleDef(decodeRawModuleDef(await describeFixtureModule(name)));
+}
+
+async function readTree(dir: string, prefix = ""): Promise<Map<string, string>> {
+  const out = new Map<string, string>();
+  for await (const entry of Deno.readDir(dir)) {
+    const rel = prefix === "" ? entry.name : `${prefix}/${entry.name}`;
+    if (entry.isDirectory) {
+      for (const [k, v] of await readTree(join(dir, entry.name), rel)) out.set(k, v);
+    } else out.set(rel, await Deno.readTextFile(join(dir, entry.name)));
+  }
+  return out;
+}
+
+async function writeTree(dir: string, files: { path: string; text: string }[]): Promise<void> {
+  for (const file of files) {
+    const path = join(dir, file.path);
+    await Deno.mkdir(dirname(path), { recursive: true });
+    await Deno.writeTextFile(path, file.text);
+  }
+}
+
+async function checkGolden(module: string): Promise<void> {
+  const { files } = generateTypeScript(await fixtureDef(module));
+  const goldenDir = join(GOLDEN_ROOT, module);
+  if (Deno.env.get("UPDATE_GOLDEN") === "1") {
+    await Deno.remove(goldenDir, { recursive: true }).catch(() => {});
+    await writeTree(goldenDir, files);
+  }
+  const golden = await readTree(goldenDir);
+  assertEquals(files.map((f) => f.path), [...golden.keys()].sort());
+  for (const file of files) {
+    assertEquals(file.text, golden.get(file.path), `${module}/${file.path} differs from golden`);
+  }
+}
+
+Deno.test("generateTypeScript() matches the golden bindings of the every-type module", async () => {
+  await checkGolden("codegen_everything");
+});
+
+Deno.test("generateTypeScript() matches the golden bindings of the chat module", async () => {
+  await checkGolden("chat");
+});
+
+Deno.test("generateTypeScript() names files and keys as spacetime generate does", async () => {
+  const { files, skippedPrivateTables } = generateTypeScript(
+    await fixtureDef("codegen_everything"),
+  );
+  const paths = files.map((f) => f.path);
+  // Digits and acronyms split into words for file names: player2Stats, setHPValue2, noop2.
+  for (
+    const expected of [
+      "player_2_stats_table.ts",
+      "snake_case_table_table.ts",
+      "set_hp_value_2_reducer.ts",
+      "do_snake_thing_reducer.ts",
+      "renamed_reducer_reducer.ts",
+      "noop_2_procedure.ts",
+      "my_shapes_table.ts",
+      "index.ts",
+      "types.ts",
+      "types/reducers.ts",
+      "types/procedures.ts",
+    ]
+  ) assert(paths.includes(expected), `missing ${expected} in ${paths.join(", ")}`);
+  // Private tables, lifecycle and scheduled reducers are not client-visible.
+  assertEquals(skippedPrivateTables, ["secret_notes"]);
+  for (const absent of ["secret_notes_table.ts", "init_reducer.ts", "tick_reducer.ts"]) {
+    assert(!paths.includes(absent), `${absent} must not be generated`);
+  }
+  for (const file of files) assert(file.text.startsWith(GENERATED_FILE_MARKER), file.path);
+  const index = files.find((f) => f.path === "index.ts")!.text;
+  assert(index.includes(`__reducerSchema("explicit_reducer_name", RenamedReducerReducer)`));
+  assert(index.includes(`__reducerSchema("set_hp_value_2", SetHpValue2Reducer)`));
+  assert(index.includes(`player2Stats: __table({\n    name: 'player2_stats_explicit',`));
+  assert(index.includes(`snakeCaseTable: __table({`));
+  assert(index.includes(`cliVersion: "2.8.3" as const`));
+  const types = files.find((f) => f.path === "types.ts")!.text;
+  assert(types.includes(`export const HttpRequest2 = __t.object("HttpRequest2", {`));
+  assert(types.includes(`  userId: __t.u32(),\n  apiUrl: __t.string(),`));
+  assert(types.includes(`export const GeometryShape = __t.enum("GeometryShape", {`));
+  // Reducer parameter types carry the reducer's name and are not repeated in types.ts.
+  assert(!types.includes(`export const AddShape =`));
+  const withPrivate = generateTypeScript(await fixtureDef("codegen_everything"), {
+    includePrivate: true,
+  });
+  assertEquals(withPrivate.skippedPrivateTables, []);
+  assert(withPrivate.files.some((f) => f.path === "secret_notes_table.ts"));
+});
+
+function rawWithTable(columnType: RawModuleDefV10["typespace"][number]): RawModuleDefV10 {
+  const raw = emptyRawModuleDefV10();
+  raw.typespace = [{
+    tag: "Product",
+    value: { elements: [{ name: "col", algebraicType: columnType }] },
+  }];
+  raw.types = [{ sourceName: { scope: [], sourceName: "Row" }, ty: 0, customOrdering: true }];
+  raw.tables = [{
+    sourceName: "things",
+    productTypeRef: 0,
+    primaryKey: [],
+    indexes: [],
+    constraints: [],
+    sequences: [],
+    tableType: "User",
+    tableAccess: "Public",
+    defaultValues: [],
+    isEvent: false,
+  }];
+  return raw;
+}
+
+Deno.test("generateTypeScript() refuses types the client SDK cannot express", () => {
+  const anonymousProduct = rawWithTable({
+    tag: "Product",
+    value: { elements: [{ name: "a", algebraicType: { tag: "U8" } }] },
+  });
+  throws(
+    () => generateTypeScript(resolveModuleDef(anonymousProduct)),
+    (e: Error) =>
+      e instanceof CodegenError && /table "things", field "col" has an unnamed product/.test(
+        e.message,
+      ),
+  );
+  const never = rawWithTable({ tag: "Sum", value: { variants: [] } });
+  throws(
+    () => generateTypeScript(resolveModuleDef(never)),
+    (e: Error) => e instanceof CodegenError && /empty sum type \(never\)/.test(e.message),
+  );
+  const withSubmodule = rawWithTable({ tag: "U8" });
+  withSubmodule.submodules = [{ namespace: "lib", module: emptyRawModuleDefV10() }];
+  throws(
+    () => generateTypeScript(resolveModuleDef(withSubmodule)),
+    (e: Error) => e instanceof CodegenError && /submodules \("lib"\)/.test(e.message),
+  );
+});
+
+const CLIENT_SOURCE = `
+import { DbConnection, procedures, reducers, tables, type EventContext } from "./index";
+import type { BoundingBox, Color, GeometryShape, HttpRequest2 } from "./types";
+import type { AddShapeParams } from "./types/reducers";
+import type { FindBoxResult } from "./types/procedures";
+
+const box: BoundingBox = { topLeft: { x: 0, y: 0 }, bottomRight: { x: 1, y: 1 }, center: undefined };
+const color: Color = { tag: "DarkBlue" };
+const shape: GeometryShape = { tag: "Rect", value: box };
+const req: HttpRequest2 = { userId: 1, apiUrl: "u", retry3Times: true, v2Field: ["a", undefined] };
+const params: AddShapeParams = { shapeId: 1, color, shape, box, label: "x" };
+const found: FindBoxResult = box;
+const sql: string = tables.shapes.toSql();
+const conn = DbConnection.builder().withUri("ws://127.0.0.1:1").withDatabaseName("x").build();
+conn.db.shapes.onInsert((_ctx: EventContext, row) => {
+  const n: number = row.shapeId + row.layer2;
+  const c: Color = row.color;
+  const h: GeometryShape[] = row.history;
+  console.log(n, c, h);
+});
+conn.db.everyPrimitive.onInsert((_ctx, row) => {
+  const big: bigint = row.oneU128 + row.oneI256 + row.id;
+  const bytes: Uint8Array = row.rawBytes;
+  console.log(big, bytes);
+});
+conn.db.specialTypes.onInsert((_ctx, row) => {
+  console.log(row.who.toHexString(), row.when.toDate(), row.maybeWho?.toHexString());
+});
+conn.db.player2Stats.player2Id.find(3);
+conn.reducers.addShape({ shapeId: 1, color, shape, box, label: "y" });
+conn.reducers.explicitReducerName({ value: 5n });
+conn.reducers.setHpValue2({ player2Id: 1, hpValue: 2, request: req });
+conn.reducers.doSnakeThing({ someArg: 1n });
+conn.reducers.noArgs({});
+const sum: Promise<bigint> = conn.procedures.addNumbers({ a: 1, b: 2 });
+console.log(params, found, sql, sum, procedures, reducers);
+// @ts-expect-error: a string is not a u32
+conn.reducers.addShape({ shapeId: "1", color, shape, box, label: "y" });
+// @ts-expect-error: no such table
+conn.db.secretNotes;
+`;
+
+/** Runs `deno check` on `entry` with the repo's import map (spacetimedb@2.8.3). */
+async function denoCheck(entry: string): Promise<{ success: boolean; output: string }> {
+  const result = await new Deno.Command(Deno.execPath(), {
+    args: ["check", "--quiet", "--sloppy-imports", "--config", join(REPO_ROOT, "deno.json"), entry],
+    cwd: REPO_ROOT,
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const decoder = new TextDecoder();
+  return {
+    success: result.success,
+    output: decoder.decode(result.stdout) + decoder.decode(result.stderr),
+  };
+}
+
+Deno.test("generated bindings type-check against the official SDK with deno check", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "lightcone-codegen-" });
+  try {
+    const { files } = generateTypeScript(await fixtureDef("codegen_everything"));
+    await writeTree(dir, files);
+    await Deno.writeTextFile(join(dir, "client.ts"), CLIENT_SOURCE);
+    const good = await denoCheck(join(dir, "client.ts"));
+    assert(good.success, good.output);
+    // The check can fail: a wrong column type in a client is reported.
+    await Deno.writeTextFile(
+      join(dir, "bad_client.ts"),
+      `import { DbConnection } from "./index";\n` +
+        `const conn = DbConnection.builder().build();\n` +
+        `conn.db.shapes.onInsert((_ctx, row) => { const s: string = row.shapeId; console.log(s); });\n`,
+    );
+    const bad = await denoCheck(join(dir, "bad_client.ts"));
+    assert(!bad.success, "a client assigning a u32 column to a string must not type-check");
+    assert(/TS2322/.test(bad.output), bad.output);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
