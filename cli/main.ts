@@ -7,6 +7,7 @@ import type { CliContext } from "./context.ts";
 import { CliError, UsageError } from "./errors.ts";
 import { type CliIo, terminalIo } from "./io.ts";
 import { BUILD_HELP, runBuild } from "./commands/build.ts";
+import { GENERATE_HELP, runGenerate } from "./commands/generate.ts";
 import { PUBLISH_HELP, runPublish } from "./commands/publish.ts";
 import { CALL_HELP, runCall } from "./commands/call.ts";
 import { LOGS_HELP, runLogs } from "./commands/logs.ts";
@@ -35,6 +36,11 @@ const VERBS: Record<string, Verb> = {
     summary: "Build and publish a module to a database (create or update)",
     help: PUBLISH_HELP,
     run: runPublish,
+  },
+  generate: {
+    summary: "Generate client bindings (TypeScript) for a module",
+    help: GENERATE_HELP,
+    run: runGenerate,
   },
   call: { summary: "Call a reducer or procedure", help: CALL_HELP, run: runCall },
   logs: { summary: "Print or follow a database's log", help: LOGS_HELP, run: runLogs },
@@ -74,6 +80,7 @@ A first session:
   deno task start                               # terminal 1: the server on 127.0.0.1:3000
   deno task cli publish -p ./spacetimedb my-db  # build and publish
   deno task cli call my-db add Alice
+  deno task cli generate --lang typescript --out-dir client/src/module_bindings -p ./spacetimedb
   deno task cli logs my-db -f
 `;
 }
