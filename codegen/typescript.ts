@@ -39,6 +39,12 @@ export interface GeneratedFile {
 export interface TypeScriptBindingsOptions {
   /** Also generate private tables, reducers and procedures (`--include-private`). */
   includePrivate?: boolean;
+  /**
+   * Extension for the files' imports of each other: "" (the default, as SpacetimeDB's
+   * generator: for bundlers and Node), ".ts" (Deno without --sloppy-imports) or ".js"
+   * (TypeScript with `moduleResolution: nodenext`).
+   */
+  importExtension?: "" | ".ts" | ".js";
 }
 
 export interface TypeScriptBindings {
@@ -291,6 +297,10 @@ export function generateTypeScript(
   options: TypeScriptBindingsOptions = {},
 ): TypeScriptBindings {
   refuseUnsupported(def);
+  const ext = options.importExtension ?? "";
+  if (!["", ".ts", ".js"].includes(ext)) {
+    throw new TypeError(`Unknown import extension "${ext}": use "", ".ts" or ".js"`);
+  }
   const includePrivate = options.includePrivate ?? false;
   const writer = new TypeWriter(def.sourceTypespace, def.types);
 
@@ -310,13 +320,13 @@ export function generateTypeScript(
   const rows = [...tables.map(tableRow), ...views.map(viewRow)];
 
   const files: GeneratedFile[] = [];
-  for (const row of rows) files.push(rowFile(writer, row));
+  for (const row of rows) files.push(rowFile(writer, row, ext));
   for (const reducer of reducers) {
     const refs = new Set<number>();
     const where = `reducer "${reducer.name}"`;
     const body = writer.fields(productFields(reducer.sourceParams, where), refs, where);
     let text = HEADER + LINT_LINES + importBlock(TYPE_BUILDER_IMPORTS) + "\n";
-    const typesImport = writer.typesImport(refs, "./types");
+    const typesImport = writer.typesImport(refs, `./types${ext}`);
     if (typesImport !== "") text += typesImport + "\n";
     text += body === "" ? "export default {};\n" : `export default {\n${indent(body)}};\n`;
     files.push({ path: `${toSnakeCase(reducer.sourceName)}_reducer.ts`, text });
@@ -327,7 +337,7 @@ export function generateTypeScript(
     const body = writer.fields(productFields(procedure.sourceParams, where), refs, where);
     const returnType = writer.builder(procedure.returnType, refs, `the return type of ${where}`);
     let text = HEADER + LINT_LINES + importBlock(TYPE_BUILDER_IMPORTS) + "\n";
-    const typesImport = writer.typesImport(refs, "./types");
+    const typesImport = writer.typesImport(refs, `./types${ext}`);
     if (typesImport !== "") text += typesImport + "\n";
     text += `export const params = {\n${indent(body)}};\n`;
     // No semicolon and no final newline: byte-for-byte what the official generator writes.
@@ -335,14 +345,14 @@ export function generateTypeScript(
     files.push({ path: `${toSnakeCase(procedure.sourceName)}_procedure.ts`, text });
   }
   files.push(typesFile(writer, def));
-  files.push(reducerTypesFile(reducers.map((r) => r.sourceName)));
-  files.push(procedureTypesFile(procedures.map((p) => p.sourceName)));
-  files.push(indexFile(tables.map(tableRow), views.map(viewRow), reducers, procedures));
+  files.push(reducerTypesFile(reducers.map((r) => r.sourceName), ext));
+  files.push(procedureTypesFile(procedures.map((p) => p.sourceName), ext));
+  files.push(indexFile(tables.map(tableRow), views.map(viewRow), reducers, procedures, ext));
   files.sort((a, b) => byCodeUnits(a.path, b.path));
   return { files, skippedPrivateTables };
 }
 
-function rowFile(writer: TypeWriter, row: RowSource): GeneratedFile {
+function rowFile(writer: TypeWriter, row: RowSource, ext: string): GeneratedFile {
   const refs = new Set<number>();
   const where = `table "${row.name}"`;
   const fields: Field[] = row.columns.map((c, i) => ({
@@ -353,7 +363,7 @@ function rowFile(writer: TypeWriter, row: RowSource): GeneratedFile {
   }));
   const body = writer.fields(fields, refs, where);
   let text = HEADER + LINT_LINES + importBlock(TYPE_BUILDER_IMPORTS);
-  const typesImport = writer.typesImport(refs, "./types");
+  const typesImport = writer.typesImport(refs, `./types${ext}`);
   if (typesImport !== "") text += typesImport + "\n";
   text += `\nexport default __t.row({\n${indent(body)}});\n`;
   return { path: `${toSnakeCase(row.accessor)}_table.ts`, text };
@@ -410,12 +420,12 @@ function compareScoped(a: TypeDef, b: TypeDef): number {
   return byCodeUnits(a.sourceName, b.sourceName);
 }
 
-function reducerTypesFile(accessors: string[]): GeneratedFile {
+function reducerTypesFile(accessors: string[], ext: string): GeneratedFile {
   let text = HEADER + LINT_LINES;
   text +=
     'import { type Infer as __Infer } from "spacetimedb";\n\n// Import all reducer arg schemas\n';
   for (const a of accessors) {
-    text += `import ${toPascalCase(a)}Reducer from "../${toSnakeCase(a)}_reducer";\n`;
+    text += `import ${toPascalCase(a)}Reducer from "../${toSnakeCase(a)}_reducer${ext}";\n`;
   }
   text += "\n";
   for (const a of accessors) {
@@ -425,12 +435,14 @@ function reducerTypesFile(accessors: string[]): GeneratedFile {
   return { path: "types/reducers.ts", text: text + "\n" };
 }
 
-function procedureTypesFile(accessors: string[]): GeneratedFile {
+function procedureTypesFile(accessors: string[], ext: string): GeneratedFile {
   let text = HEADER + LINT_LINES;
   text +=
     'import { type Infer as __Infer } from "spacetimedb";\n\n// Import all procedure arg schemas\n';
   for (const a of accessors) {
-    text += `import * as ${toPascalCase(a)}Procedure from "../${toSnakeCase(a)}_procedure";\n`;
+    text += `import * as ${toPascalCase(a)}Procedure from "../${
+      toSnakeCase(a)
+    }_procedure${ext}";\n`;
   }
   text += "\n";
   for (const a of accessors) {
@@ -477,6 +489,7 @@ function indexFile(
   views: RowSource[],
   reducers: { name: string; sourceName: string }[],
   procedures: { name: string; sourceName: string }[],
+  ext: string,
 ): GeneratedFile {
   const rows = [...tables, ...views];
   let text = HEADER + "\n";
@@ -488,19 +501,19 @@ function indexFile(
   for (const r of reducers) {
     text += `import ${toPascalCase(r.sourceName)}Reducer from "./${
       toSnakeCase(r.sourceName)
-    }_reducer";\n`;
+    }_reducer${ext}";\n`;
   }
   text += "\n// Import all procedure arg schemas\n";
   for (const p of procedures) {
     text += `import * as ${toPascalCase(p.sourceName)}Procedure from "./${
       toSnakeCase(p.sourceName)
-    }_procedure";\n`;
+    }_procedure${ext}";\n`;
   }
   text += "\n// Import all table schema definitions\n";
   for (const row of [...rows].sort((a, b) => byCodeUnits(a.accessor, b.accessor))) {
     text += `import ${toPascalCase(row.accessor)}Row from "./${
       toSnakeCase(row.accessor)
-    }_table";\n`;
+    }_table${ext}";\n`;
   }
   text += "\n";
 

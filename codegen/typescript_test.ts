@@ -67,6 +67,18 @@ Deno.test("generateTypeScript() matches the golden bindings of the chat module",
   await checkGolden("chat");
 });
 
+Deno.test("tests/fixtures/bindings/chat is the chat module's generated bindings (.ts imports)", async () => {
+  // Other tests import these bindings without --sloppy-imports; regenerate with
+  // `deno task cli generate -l ts -o tests/fixtures/bindings/chat -b <chat bundle>
+  // --import-extension .ts` after changing the chat module or the generator.
+  const { files } = generateTypeScript(await fixtureDef("chat"), { importExtension: ".ts" });
+  const committed = await readTree(join(REPO_ROOT, "tests", "fixtures", "bindings", "chat"));
+  assertEquals(files.map((f) => f.path), [...committed.keys()].sort());
+  for (const file of files) assertEquals(file.text, committed.get(file.path), file.path);
+  const index = files.find((f) => f.path === "index.ts")!.text;
+  assert(index.includes(`import UserRow from "./user_table.ts";`), index);
+});
+
 Deno.test("generateTypeScript() names files and keys as spacetime generate does", async () => {
   const { files, skippedPrivateTables } = generateTypeScript(
     await fixtureDef("codegen_everything"),

@@ -44,6 +44,9 @@ Options:
   -s, --server <SERVER>     With --database: server URL or saved nickname (default: local)
       --anonymous           With --database: ask without your saved identity
       --include-private     Also generate private tables, reducers and procedures
+      --import-extension <EXT>
+                            Extension of the bindings' imports of each other: none
+                            (default, as SpacetimeDB's), .ts (Deno) or .js (nodenext)
       --skip-type-check     When building: do not run tsc --noEmit first
   -y, --yes                 Delete stale generated files without asking
   -h, --help                Print help
@@ -52,8 +55,8 @@ Files are written only when their content changed. Files in the out dir that sta
 with the generated-file header but were not generated this time are listed and deleted
 after confirmation; files without that header are never touched.
 
-The bindings import each other without file extensions, as SpacetimeDB's do: bundlers
-and Node resolve that; Deno needs --sloppy-imports.
+By default the bindings import each other without file extensions, as SpacetimeDB's
+do: bundlers resolve that; Deno needs --sloppy-imports, or use --import-extension .ts.
 
 Examples:
   generate --lang typescript --out-dir client/src/module_bindings --project-path spacetimedb
@@ -71,6 +74,7 @@ const FLAGS = {
   server: { type: "string", short: "s" },
   anonymous: { type: "boolean" },
   "include-private": { type: "boolean" },
+  "import-extension": { type: "string" },
   "skip-type-check": { type: "boolean" },
   yes: { type: "boolean", short: "y" },
 } as const;
@@ -82,6 +86,7 @@ export async function runGenerate(args: string[], ctx: CliContext): Promise<numb
   const { flags, positionals } = parseVerbArgs("generate", args, FLAGS);
   expectPositionals("generate", positionals, { required: [] });
   await checkLanguage(flags.lang, ctx.io);
+  const importExtension = parseImportExtension(flags["import-extension"]);
 
   const projectPath = flags["project-path"] ?? flags["module-path"];
   const binPath = flags["bin-path"] ?? flags["js-path"];
@@ -103,7 +108,10 @@ export async function runGenerate(args: string[], ctx: CliContext): Promise<numb
   const def = resolve(raw);
   let bindings;
   try {
-    bindings = generateTypeScript(def, { includePrivate: flags["include-private"] });
+    bindings = generateTypeScript(def, {
+      includePrivate: flags["include-private"],
+      importExtension,
+    });
   } catch (error) {
     if (error instanceof CodegenError) throw new CliError(error.message);
     throw error;
@@ -118,6 +126,16 @@ export async function runGenerate(args: string[], ctx: CliContext): Promise<numb
   await removeStaleFiles(ctx.io, outDir, bindings.files, flags.yes ?? false);
   ctx.io.out("Generate finished successfully.\n");
   return 0;
+}
+
+function parseImportExtension(value: string | undefined): "" | ".ts" | ".js" {
+  if (value === undefined || value === "none") return "";
+  if (value === ".ts" || value === "ts") return ".ts";
+  if (value === ".js" || value === "js") return ".js";
+  throw new UsageError(
+    `invalid value '${value}' for '--import-extension <EXT>': expected none, .ts or .js`,
+    "generate",
+  );
 }
 
 async function checkLanguage(lang: string | undefined, io: CliIo): Promise<void> {

@@ -1,6 +1,6 @@
 /**
  * The client side of the client matrix: a chat client written against the official
- * `spacetimedb` SDK and the hand-written bindings in tests/fixtures/bindings/chat,
+ * `spacetimedb` SDK and the generated bindings in tests/fixtures/bindings/chat,
  * driven by named operations with JSON arguments and results. The same file is
  * bundled (esbuild, see support.ts) for Node.js and for a browser page, each time with
  * `spacetimedb` aliased to one SDK version, so every runtime runs the same client.
