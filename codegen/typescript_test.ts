@@ -67,6 +67,28 @@ Deno.test("generateTypeScript() matches the golden bindings of the chat module",
   await checkGolden("chat");
 });
 
+Deno.test("generateTypeScript() writes views as tables without indexes", async () => {
+  await checkGolden("codegen_view");
+  const { files } = generateTypeScript(await fixtureDef("codegen_view"));
+  assertEquals(files.map((f) => f.path), [
+    "index.ts",
+    "my_best_score_table.ts",
+    "scores_table.ts",
+    "top_scores_table.ts",
+    "types.ts",
+    "types/procedures.ts",
+    "types/reducers.ts",
+  ]);
+  const index = files.find((f) => f.path === "index.ts")!.text;
+  assert(
+    index.includes(
+      "  myBestScore: __table({\n    name: 'explicit_best_view',\n    indexes: [\n    ],",
+    ),
+    index,
+  );
+  assert(index.includes("  topScores: __table({\n    name: 'top_scores',"), index);
+});
+
 Deno.test("tests/fixtures/bindings/chat is the chat module's generated bindings (.ts imports)", async () => {
   // Other tests import these bindings without --sloppy-imports; regenerate with
   // `deno task cli generate -l ts -o tests/fixtures/bindings/chat -b <chat bundle>
@@ -93,7 +115,6 @@ Deno.test("generateTypeScript() names files and keys as spacetime generate does"
       "do_snake_thing_reducer.ts",
       "renamed_reducer_reducer.ts",
       "noop_2_procedure.ts",
-      "my_shapes_table.ts",
       "index.ts",
       "types.ts",
       "types/reducers.ts",
