@@ -130,7 +130,10 @@ class TypeWriter {
 
   constructor(typespace: Typespace, types: TypeDef[]) {
     this.#typespace = typespace;
-    for (const type of types) this.#names.set(type.ty, typeDefName(type));
+    for (const type of types) {
+      const name = typeDefName(type);
+      this.#names.set(type.ty, identifier(name, `type "${type.sourceName}"`));
+    }
   }
 
   nameOf(ref: number): string | undefined {
@@ -204,6 +207,7 @@ class TypeWriter {
     let out = "";
     for (const field of fields) {
       const used = new Set<number>();
+      const key = propertyKey(field.key);
       let expr = this.builder(field.type, used, `${where}, field "${field.key}"`);
       for (const r of used) refs.add(r);
       if (field.primaryKey) expr += ".primaryKey()";
@@ -212,9 +216,7 @@ class TypeWriter {
       }
       // A getter defers reading a named type until it is defined (types may refer to
       // each other in any order, or to themselves).
-      out += used.size > 0
-        ? `get ${field.key}() {\n  return ${expr};\n},\n`
-        : `${field.key}: ${expr},\n`;
+      out += used.size > 0 ? `get ${key}() {\n  return ${expr};\n},\n` : `${key}: ${expr},\n`;
     }
     return out;
   }
@@ -225,6 +227,29 @@ class TypeWriter {
     const names = [...refs].sort((a, b) => a - b).map((r) => `  ${this.#names.get(r)},\n`);
     return `import {\n${names.join("")}} from "${from}";\n`;
   }
+}
+
+const IDENTIFIER = /^[A-Za-z_$][\w$]*$/;
+
+/** `key` as an object-literal key: bare when it is an identifier, else a string literal. */
+function propertyKey(key: string): string {
+  return IDENTIFIER.test(key) ? key : JSON.stringify(key);
+}
+
+/** A single-quoted string literal (the official generator's style for table options). */
+function singleQuoted(text: string): string {
+  return `'${text.replace(/\\/g, "\\\\").replace(/'/g, "\\'")}'`;
+}
+
+/** `name` if it can be a TypeScript identifier; else the module cannot be generated. */
+function identifier(name: string, what: string): string {
+  if (!IDENTIFIER.test(name)) {
+    throw new CodegenError(
+      `The ${what} becomes "${name}" in the bindings, which is not a valid identifier; ` +
+        "rename it in the module",
+    );
+  }
+  return name;
 }
 
 function lowerFirst(s: string): string {
@@ -318,6 +343,13 @@ export function generateTypeScript(
     .filter((p) => includePrivate || p.visibility !== "Private")
     .sort((a, b) => byCodeUnits(a.name, b.name));
   const rows = [...tables.map(tableRow), ...views.map(viewRow)];
+  for (const row of rows) identifier(`${toPascalCase(row.accessor)}Row`, `table "${row.name}"`);
+  for (const r of reducers) {
+    identifier(`${toPascalCase(r.sourceName)}Reducer`, `reducer "${r.name}"`);
+  }
+  for (const p of procedures) {
+    identifier(`${toPascalCase(p.sourceName)}Procedure`, `procedure "${p.name}"`);
+  }
 
   const files: GeneratedFile[] = [];
   for (const row of rows) files.push(rowFile(writer, row, ext));
@@ -349,6 +381,14 @@ export function generateTypeScript(
   files.push(procedureTypesFile(procedures.map((p) => p.sourceName), ext));
   files.push(indexFile(tables.map(tableRow), views.map(viewRow), reducers, procedures, ext));
   files.sort((a, b) => byCodeUnits(a.path, b.path));
+  for (let i = 1; i < files.length; i++) {
+    if (files[i].path === files[i - 1].path) {
+      throw new CodegenError(
+        `Two items of the module would both be written to "${files[i].path}" ` +
+          "(their names differ only in case or underscores); rename one of them",
+      );
+    }
+  }
   return { files, skippedPrivateTables };
 }
 
@@ -458,16 +498,17 @@ function procedureTypesFile(accessors: string[], ext: string): GeneratedFile {
 
 function tableOptions(row: RowSource): string {
   const camelColumn = (col: number) => toCamelCase(row.columns[col].sourceName);
-  let out = `name: '${row.name}',\nindexes: [\n`;
+  let out = `name: ${singleQuoted(row.name)},\nindexes: [\n`;
   const table = row.table;
   if (table !== undefined) {
     const indexes = table.indexes.filter((i) => i.accessorName !== undefined)
       .sort((a, b) => byCodeUnits(a.name, b.name));
     for (const index of indexes) {
       // The client keeps every index as a btree, whatever the server uses.
-      out += `  { accessor: '${index.accessorName}', name: '${index.name}', ` +
+      out +=
+        `  { accessor: ${singleQuoted(index.accessorName!)}, name: ${singleQuoted(index.name)}, ` +
         `algorithm: 'btree', columns: [\n`;
-      for (const col of index.columns) out += `    '${camelColumn(col)}',\n`;
+      for (const col of index.columns) out += `    ${singleQuoted(camelColumn(col))},\n`;
       out += "  ] },\n";
     }
   }
@@ -475,8 +516,8 @@ function tableOptions(row: RowSource): string {
   if (table !== undefined) {
     const constraints = [...table.uniqueConstraints].sort((a, b) => byCodeUnits(a.name, b.name));
     for (const c of constraints) {
-      const cols = c.columns.map((col) => `'${camelColumn(col)}'`).join(", ");
-      out += `  { name: '${c.name}', constraint: 'unique', columns: [${cols}] },\n`;
+      const cols = c.columns.map((col) => singleQuoted(camelColumn(col))).join(", ");
+      out += `  { name: ${singleQuoted(c.name)}, constraint: 'unique', columns: [${cols}] },\n`;
     }
   }
   out += "],\n";
@@ -522,7 +563,9 @@ function indexFile(
   for (const row of rows) {
     const key = toCamelCase(row.accessor);
     text += indent(
-      `${key}: __table({\n${indent(tableOptions(row))}}, ${toPascalCase(row.accessor)}Row),\n`,
+      `${propertyKey(key)}: __table({\n${indent(tableOptions(row))}}, ${
+        toPascalCase(row.accessor)
+      }Row),\n`,
     );
   }
   text += "});\n\n";
@@ -530,14 +573,14 @@ function indexFile(
   text += "/** The reducers clients may call, by wire name, with their parameters. */\n";
   text += "const reducersSchema = __reducers(\n";
   for (const r of reducers) {
-    text += `  __reducerSchema("${r.name}", ${toPascalCase(r.sourceName)}Reducer),\n`;
+    text += `  __reducerSchema(${JSON.stringify(r.name)}, ${toPascalCase(r.sourceName)}Reducer),\n`;
   }
   text += ");\n\n";
   text += "/** The procedures clients may call: wire name, parameters, return type. */\n";
   text += "const proceduresSchema = __procedures(\n";
   for (const p of procedures) {
     const ns = `${toPascalCase(p.sourceName)}Procedure`;
-    text += `  __procedureSchema("${p.name}", ${ns}.params, ${ns}.returnType),\n`;
+    text += `  __procedureSchema(${JSON.stringify(p.name)}, ${ns}.params, ${ns}.returnType),\n`;
   }
   text += ");\n\n";
 

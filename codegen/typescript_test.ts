@@ -193,6 +193,36 @@ Deno.test("generateTypeScript() refuses types the client SDK cannot express", ()
   );
 });
 
+Deno.test("generateTypeScript() quotes keys that are not identifiers and refuses clashing names", () => {
+  const oddColumn = rawWithTable({ tag: "U8" });
+  const row = oddColumn.typespace[0] as {
+    tag: "Product";
+    value: { elements: { name?: string }[] };
+  };
+  row.value.elements[0].name = "1st place";
+  const table = generateTypeScript(resolveModuleDef(oddColumn)).files
+    .find((f) => f.path === "things_table.ts")!.text;
+  assert(table.includes(`  "1StPlace": __t.u8().name("1_st_place"),\n`), table);
+
+  const clash = rawWithTable({ tag: "U8" });
+  clash.caseConversionPolicy = "None";
+  clash.tables.push({ ...clash.tables[0], sourceName: "fooBar" });
+  clash.tables[0] = { ...clash.tables[0], sourceName: "foo_bar" };
+  throws(
+    () => generateTypeScript(resolveModuleDef(clash)),
+    (e: Error) =>
+      e instanceof CodegenError && /both be written to "foo_bar_table.ts"/.test(e.message),
+  );
+
+  const badType = rawWithTable({ tag: "U8" });
+  badType.types[0].sourceName.sourceName = "2D";
+  throws(
+    () => generateTypeScript(resolveModuleDef(badType)),
+    (e: Error) =>
+      e instanceof CodegenError && /type "2D" becomes "2D" in the bindings/.test(e.message),
+  );
+});
+
 const CLIENT_SOURCE = `
 import { DbConnection, procedures, reducers, tables, type EventContext } from "./index";
 import type { BoundingBox, Color, GeometryShape, HttpRequest2 } from "./types";
