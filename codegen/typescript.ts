@@ -584,38 +584,46 @@ function indexFile(
   }
   text += ");\n\n";
 
-  text += `/** What the SDK needs to know about this module: its tables, reducers and procedures. */
+  const camelKeys = new Set(rows.map((row) => toCamelCase(row.accessor)));
+  const aliases = rows
+    .filter((row) => row.accessor !== toCamelCase(row.accessor) && !camelKeys.has(row.accessor))
+    .map((row) => [row.accessor, toCamelCase(row.accessor)] as const);
+  text += aliases.length > 0 ? aliasedTail(aliases) : remoteModule("") + plainTail();
+  return { path: "index.ts", text };
+}
+
+/** REMOTE_MODULE; with `aliasedSchema`, its tables are typed as that schema's. */
+function remoteModule(aliasedSchema: string): string {
+  const tables = aliasedSchema === ""
+    ? "tablesSchema.schemaType.tables"
+    : `tablesSchema.schemaType.tables as ${aliasedSchema}["tables"]`;
+  return `/** What the SDK needs to know about this module: its tables, reducers and procedures. */
 const REMOTE_MODULE = {
   versionInfo: {
     cliVersion: "${SDK_VERSION}" as const,
   },
-  tables: tablesSchema.schemaType.tables,
+  tables: ${tables},
   reducers: reducersSchema.reducersType.reducers,
   ...proceduresSchema,
 } satisfies __RemoteModule<
-  typeof tablesSchema.schemaType,
+  ${aliasedSchema === "" ? "typeof tablesSchema.schemaType" : aliasedSchema},
   typeof reducersSchema.reducersType,
   typeof proceduresSchema
 >;
 
-/** Query builders, one per table or view: \`tables.user.where(...)\`. */
-export const tables: __QueryBuilder<typeof tablesSchema.schemaType> = __makeQueryBuilder(tablesSchema.schemaType);
+`;
+}
 
-/** Reducer descriptions keyed by camelCase name (for hooks such as useReducer). */
+const REDUCERS_AND_PROCEDURES =
+  `/** Reducer descriptions keyed by camelCase name (for hooks such as useReducer). */
 export const reducers = __convertToAccessorMap(reducersSchema.reducersType.reducers);
 
 /** Procedure descriptions keyed by camelCase name. */
 export const procedures = __convertToAccessorMap(proceduresSchema.procedures);
 
-/** Context passed to row callbacks. */
-export type EventContext = __EventContextInterface<typeof REMOTE_MODULE>;
-/** Context passed to reducer result callbacks. */
-export type ReducerEventContext = __ReducerEventContextInterface<typeof REMOTE_MODULE>;
-/** Context passed to subscription callbacks. */
-export type SubscriptionEventContext = __SubscriptionEventContextInterface<typeof REMOTE_MODULE>;
-/** Context passed to error callbacks. */
-export type ErrorContext = __ErrorContextInterface<typeof REMOTE_MODULE>;
-/** A live subscription made with a {@link SubscriptionBuilder}. */
+`;
+
+const BUILDERS = `/** A live subscription made with a {@link SubscriptionBuilder}. */
 export type SubscriptionHandle = __SubscriptionHandleImpl<typeof REMOTE_MODULE>;
 
 /** Configures and starts subscriptions on a {@link DbConnection}. */
@@ -624,9 +632,9 @@ export class SubscriptionBuilder extends __SubscriptionBuilderImpl<typeof REMOTE
 /** Configures a {@link DbConnection}: URI, database name, token, callbacks. */
 export class DbConnectionBuilder extends __DbConnectionBuilder<DbConnection> {}
 
-/** A connection to a database running this module, typed with its tables, reducers and procedures. */
-export class DbConnection extends __DbConnectionImpl<typeof REMOTE_MODULE> {
-  /** Starts configuring a connection. */
+`;
+
+const CONNECTION_METHODS = `  /** Starts configuring a connection. */
   static builder = (): DbConnectionBuilder => {
     return new DbConnectionBuilder(REMOTE_MODULE, (config: __DbConnectionConfig<typeof REMOTE_MODULE>) => new DbConnection(config));
   };
@@ -638,5 +646,83 @@ export class DbConnection extends __DbConnectionImpl<typeof REMOTE_MODULE> {
 }
 
 `;
-  return { path: "index.ts", text };
+
+function plainTail(): string {
+  return `/** Query builders, one per table or view: \`tables.user.where(...)\`. */
+export const tables: __QueryBuilder<typeof tablesSchema.schemaType> = __makeQueryBuilder(tablesSchema.schemaType);
+
+${REDUCERS_AND_PROCEDURES}/** Context passed to row callbacks. */
+export type EventContext = __EventContextInterface<typeof REMOTE_MODULE>;
+/** Context passed to reducer result callbacks. */
+export type ReducerEventContext = __ReducerEventContextInterface<typeof REMOTE_MODULE>;
+/** Context passed to subscription callbacks. */
+export type SubscriptionEventContext = __SubscriptionEventContextInterface<typeof REMOTE_MODULE>;
+/** Context passed to error callbacks. */
+export type ErrorContext = __ErrorContextInterface<typeof REMOTE_MODULE>;
+${BUILDERS}/** A connection to a database running this module, typed with its tables, reducers and procedures. */
+export class DbConnection extends __DbConnectionImpl<typeof REMOTE_MODULE> {
+${CONNECTION_METHODS}`;
+}
+
+/**
+ * The tail of index.ts when some table's accessor in the module is not camelCase (e.g. a
+ * `schema({ snake_case_table })` key): the camelCase accessor is the real one, and the
+ * module's own spelling is kept as a deprecated alias on `tables` and `conn.db`.
+ */
+function aliasedTail(aliases: (readonly [string, string])[]): string {
+  const entries = aliases.map(([from, to]) => `  ${JSON.stringify(from)}: ${JSON.stringify(to)},\n`)
+    .join("");
+  const deprecated = (to: string) =>
+    `    /** @deprecated The same table as \`${to}\`; use that name. */\n`;
+  // The SDK keys \`conn.db\` by each table's accessorName, so an alias is typed as the
+  // table under another accessorName.
+  const aliasTypes = aliases.map(([from, to]) =>
+    deprecated(to) +
+    `    readonly ${JSON.stringify(from)}: Omit<__Tables[${
+      JSON.stringify(to)
+    }], "accessorName"> & ` +
+    `{ readonly accessorName: ${JSON.stringify(from)} };\n`
+  ).join("");
+  return `type __Tables = typeof tablesSchema.schemaType.tables;
+/** The schema with each table also under the accessor the module spells it with. */
+type __AliasedSchema = Omit<typeof tablesSchema.schemaType, "tables"> & {
+  tables: __Tables & {
+${aliasTypes}  };
+};
+
+${
+    remoteModule("__AliasedSchema")
+  }/** Table accessors as the module spells them, for those that are not camelCase. */
+const tableAliases = {
+${entries}} as const;
+
+/** A copy of \`target\` that also answers to each alias, with the aliased table's value. */
+function __addTableAliases<T extends object>(target: T, freeze: boolean): T {
+  const copy = Object.create(Object.getPrototypeOf(target), Object.getOwnPropertyDescriptors(target));
+  for (const [alias, name] of Object.entries(tableAliases)) {
+    if (alias in copy) continue;
+    Object.defineProperty(copy, alias, { enumerable: true, get: () => copy[name] });
+  }
+  return freeze ? Object.freeze(copy) : copy;
+}
+
+/** Query builders, one per table or view (\`tables.user.where(...)\`), and the aliases. */
+export const tables: __QueryBuilder<__AliasedSchema> = __addTableAliases(__makeQueryBuilder(tablesSchema.schemaType), true) as __QueryBuilder<__AliasedSchema>;
+
+${REDUCERS_AND_PROCEDURES}/** Context passed to row callbacks. */
+export type EventContext = __EventContextInterface<typeof REMOTE_MODULE>;
+/** Context passed to reducer result callbacks. */
+export type ReducerEventContext = __ReducerEventContextInterface<typeof REMOTE_MODULE>;
+/** Context passed to subscription callbacks. */
+export type SubscriptionEventContext = __SubscriptionEventContextInterface<typeof REMOTE_MODULE>;
+/** Context passed to error callbacks. */
+export type ErrorContext = __ErrorContextInterface<typeof REMOTE_MODULE>;
+${BUILDERS}/** A connection to a database running this module, typed with its tables, reducers and procedures. */
+export class DbConnection extends __DbConnectionImpl<typeof REMOTE_MODULE> {
+  constructor(config: __DbConnectionConfig<typeof REMOTE_MODULE>) {
+    super(config);
+    this.db = __addTableAliases(this.db, false);
+  }
+
+${CONNECTION_METHODS}`;
 }

@@ -252,6 +252,11 @@ conn.db.specialTypes.onInsert((_ctx, row) => {
   console.log(row.who.toHexString(), row.when.toDate(), row.maybeWho?.toHexString());
 });
 conn.db.player2Stats.player2Id.find(3);
+// The module's own (snake_case) table key still works, as a deprecated alias.
+const viaAlias: string | undefined = [...conn.db.snake_case_table.iter()][0]?.someColumn;
+const aliasSql: string = tables.snake_case_table.toSql();
+conn.db.snakeCaseTable.onInsert((ctx: EventContext) => console.log(ctx.db.snake_case_table.count()));
+console.log(viaAlias, aliasSql);
 conn.reducers.addShape({ shapeId: 1, color, shape, box, label: "y" });
 conn.reducers.explicitReducerName({ value: 5n });
 conn.reducers.setHpValue2({ player2Id: 1, hpValue: 2, request: req });

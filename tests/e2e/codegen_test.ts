@@ -169,6 +169,8 @@ console.log(JSON.stringify({
   snake: sn,
   procedures: { sum, green, red: red === undefined ? "undefined" : red },
   byIndex: conn.db.player2Stats.player2Id.find(9)?.hpValue,
+  viaAlias: [...conn.db.snake_case_table.iter()].map((row) => row.anotherOne2),
+  aliasSql: tables.snake_case_table.toSql() === tables.snakeCaseTable.toSql(),
 }, replacer));
 conn.disconnect();
 Deno.exit(0);
@@ -337,6 +339,8 @@ Deno.test({
           red: "undefined",
         },
         byIndex: -5,
+        viaAlias: [7],
+        aliasSql: true,
       });
     } finally {
       await server.close();
