@@ -127,6 +127,8 @@ interface Field {
 class TypeWriter {
   readonly #typespace: Typespace;
   readonly #names = new Map<number, string>();
+  /** Every named type some builder expression refers to. */
+  readonly referenced = new Set<number>();
 
   constructor(typespace: Typespace, types: TypeDef[]) {
     this.#typespace = typespace;
@@ -148,6 +150,7 @@ class TypeWriter {
         const name = this.#names.get(type.value);
         if (name !== undefined) {
           refs.add(type.value);
+          this.referenced.add(type.value);
           return name;
         }
         const target = this.#typespace[type.value];
@@ -380,6 +383,16 @@ export function generateTypeScript(
   files.push(reducerTypesFile(reducers.map((r) => r.sourceName), ext));
   files.push(procedureTypesFile(procedures.map((p) => p.sourceName), ext));
   files.push(indexFile(tables.map(tableRow), views.map(viewRow), reducers, procedures, ext));
+  const reducerNames = new Set(def.reducers.map((r) => toPascalCase(r.sourceName)));
+  for (const type of def.types) {
+    const name = typeDefName(type);
+    if (reducerNames.has(name) && writer.referenced.has(type.ty)) {
+      throw new CodegenError(
+        `Type "${name}" has the name of a reducer, so the bindings cannot define it, ` +
+          "but other items use it; rename the type or the reducer",
+      );
+    }
+  }
   files.sort((a, b) => byCodeUnits(a.path, b.path));
   for (let i = 1; i < files.length; i++) {
     if (files[i].path === files[i - 1].path) {

@@ -214,6 +214,26 @@ Deno.test("generateTypeScript() quotes keys that are not identifiers and refuses
       e instanceof CodegenError && /both be written to "foo_bar_table.ts"/.test(e.message),
   );
 
+  const clashingType = rawWithTable({ tag: "Ref", value: 1 });
+  clashingType.typespace.push({ tag: "Product", value: { elements: [] } });
+  clashingType.types.push({
+    sourceName: { scope: [], sourceName: "DoThing" },
+    ty: 1,
+    customOrdering: true,
+  });
+  clashingType.reducers = [{
+    sourceName: "doThing",
+    params: { elements: [] },
+    visibility: "ClientCallable",
+    okReturnType: { tag: "Product", value: { elements: [] } },
+    errReturnType: { tag: "String" },
+  }];
+  throws(
+    () => generateTypeScript(resolveModuleDef(clashingType)),
+    (e: Error) =>
+      e instanceof CodegenError && /Type "DoThing" has the name of a reducer/.test(e.message),
+  );
+
   const badType = rawWithTable({ tag: "U8" });
   badType.types[0].sourceName.sourceName = "2D";
   throws(
