@@ -10,11 +10,15 @@ import { deepStrictEqual as assertEquals, ok as assert, throws } from "node:asse
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import {
+  canonicalRawModuleDef,
   decodeRawModuleDef,
   emptyRawModuleDefV10,
   type ModuleDef,
+  rawModuleDefFromJson,
+  rawModuleDefToJson,
   type RawModuleDefV10,
   resolveModuleDef,
+  stringifyJson,
 } from "../protocol/mod.ts";
 import { describeFixtureModule } from "../tests/support/describe_module.ts";
 import { CodegenError, GENERATED_FILE_MARKER, generateTypeScript } from "./mod.ts";
@@ -99,6 +103,15 @@ Deno.test("tests/fixtures/bindings/chat is the chat module's generated bindings 
   for (const file of files) assertEquals(file.text, committed.get(file.path), file.path);
   const index = files.find((f) => f.path === "index.ts")!.text;
   assert(index.includes(`import UserRow from "./user_table.ts";`), index);
+});
+
+Deno.test("the schema route's JSON gives the same bindings as the module (generate --database)", async () => {
+  for (const module of ["codegen_everything", "codegen_view"]) {
+    const def = await fixtureDef(module);
+    const json = JSON.parse(stringifyJson(rawModuleDefToJson(canonicalRawModuleDef(def))));
+    const fromServer = resolveModuleDef(rawModuleDefFromJson(json));
+    assertEquals(generateTypeScript(fromServer), generateTypeScript(def), module);
+  }
 });
 
 Deno.test("generateTypeScript() names files and keys as spacetime generate does", async () => {
