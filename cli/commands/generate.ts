@@ -237,7 +237,12 @@ function resolve(raw: RawModuleDefV10): ModuleDef {
   }
 }
 
-async function writeBindings(io: CliIo, outDir: string, files: GeneratedFile[]): Promise<void> {
+/** Writes `files` under `outDir`, skipping files whose content is already the same. */
+export async function writeBindings(
+  io: CliIo,
+  outDir: string,
+  files: GeneratedFile[],
+): Promise<void> {
   if (await exists(outDir) && !await isDirectory(outDir)) {
     throw new CliError(`The out dir '${outDir}' exists but is not a directory`);
   }
@@ -291,7 +296,11 @@ async function startsWithMarker(path: string): Promise<boolean> {
   }
 }
 
-async function removeStaleFiles(
+/**
+ * Deletes files under `outDir` (recursively) that start with the generated-file header
+ * but are not in `files`, after asking unless `yes`. Other files are never touched.
+ */
+export async function removeStaleFiles(
   io: CliIo,
   outDir: string,
   files: GeneratedFile[],
