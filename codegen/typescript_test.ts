@@ -303,10 +303,13 @@ conn.reducers.addShape({ shapeId: "1", color, shape, box, label: "y" });
 conn.db.secretNotes;
 `;
 
-/** Runs `deno check` on `entry` with the repo's import map (spacetimedb@2.8.3). */
-async function denoCheck(entry: string): Promise<{ success: boolean; output: string }> {
+/** Runs `deno check` on `entry` with the repo's import map (spacetimedb@2.8.3) or `config`. */
+async function denoCheck(
+  entry: string,
+  config = join(REPO_ROOT, "deno.json"),
+): Promise<{ success: boolean; output: string }> {
   const result = await new Deno.Command(Deno.execPath(), {
-    args: ["check", "--quiet", "--sloppy-imports", "--config", join(REPO_ROOT, "deno.json"), entry],
+    args: ["check", "--quiet", "--sloppy-imports", "--no-lock", "--config", config, entry],
     cwd: REPO_ROOT,
     stdout: "piped",
     stderr: "piped",
@@ -326,6 +329,20 @@ Deno.test("generated bindings type-check against the official SDK with deno chec
     await Deno.writeTextFile(join(dir, "client.ts"), CLIENT_SOURCE);
     const good = await denoCheck(join(dir, "client.ts"));
     assert(good.success, good.output);
+    // The newest 2.x SDK the client matrix covers accepts the same bindings.
+    const newer = join(dir, "deno.json");
+    await Deno.writeTextFile(
+      newer,
+      JSON.stringify({
+        imports: {
+          spacetimedb: "npm:spacetimedb@2.10.1",
+          "spacetimedb/": "npm:/spacetimedb@2.10.1/",
+        },
+        nodeModulesDir: "none",
+      }),
+    );
+    const withNewer = await denoCheck(join(dir, "client.ts"), newer);
+    assert(withNewer.success, withNewer.output);
     // The check can fail: a wrong column type in a client is reported.
     await Deno.writeTextFile(
       join(dir, "bad_client.ts"),
