@@ -18,7 +18,6 @@ import {
   toSnakeCase,
   type TypeDef,
   type Typespace,
-  type ViewDef,
 } from "../protocol/mod.ts";
 
 /** The first bytes of every generated file; stale-file cleanup deletes only files starting so. */
@@ -274,123 +273,180 @@ function productFields(product: ProductType, owner: string): Field[] {
 // ---------------------------------------------------------------------------------------
 // The module's items, filtered and ordered as the official generator does
 
+/** The root module or a mounted submodule; each gets a folder and its own types.ts. */
+interface Namespace {
+  /** "" for the root, else the dotted namespace, e.g. "lib.sub". */
+  dotted: string;
+  /** Folder of its files: "" for the root, else e.g. "lib/sub/". */
+  dir: string;
+  module: ModuleDef;
+  writer: TypeWriter;
+}
+
+function namespacesOf(def: ModuleDef): Namespace[] {
+  const out: Namespace[] = [];
+  const visit = (module: ModuleDef) => {
+    const own = module.types.filter((t) => t.namespace === module.namespace);
+    out.push({
+      dotted: module.namespace,
+      dir: module.namespace === "" ? "" : `${module.namespace.split(".").join("/")}/`,
+      module,
+      writer: new TypeWriter(module.sourceTypespace, own),
+    });
+    for (const sub of module.submodules) visit(sub.module);
+  };
+  visit(def);
+  return out;
+}
+
+/** The name without its `ns.` prefix. */
+function local(ns: Namespace, qualified: string): string {
+  return ns.dotted === "" ? qualified : qualified.slice(ns.dotted.length + 1);
+}
+
+/** The identifier index.ts imports an item's file as: `Person` / `Lib_Person` + suffix. */
+function symbolOf(ns: Namespace, accessor: string, suffix: string): string {
+  const prefix = ns.dotted === "" ? "" : `${toPascalCase(ns.dotted.split(".").join("_"))}_`;
+  return `${prefix}${toPascalCase(accessor)}${suffix}`;
+}
+
+/** The key the SDK gives a reducer or procedure (its own camelCase of the wire name). */
+function sdkAccessor(wireName: string): string {
+  const joined = wireName.replace(/[-_]+/g, "_").replace(
+    /_([a-zA-Z0-9])/g,
+    (_m, c: string) => c.toUpperCase(),
+  );
+  return joined.charAt(0).toLowerCase() + joined.slice(1);
+}
+
 interface RowSource {
-  /** Canonical (wire) name. */
+  ns: Namespace;
+  /** Canonical (wire) name, qualified with `ns.` in submodules. */
   name: string;
-  /** Accessor name from the module source. */
+  /** Accessor name from the module source, without the namespace. */
   accessor: string;
   columns: { name: string; sourceName: string; type: AlgebraicType }[];
   primaryKey: number | undefined;
   table: TableDef | undefined;
 }
 
-function tableRow(table: TableDef): RowSource {
-  return {
-    name: table.name,
-    accessor: table.sourceName,
-    columns: table.columns,
-    primaryKey: table.primaryKey,
-    table,
-  };
+interface FunctionSource {
+  ns: Namespace;
+  /** Canonical (wire) name, qualified with `ns.` in submodules. */
+  name: string;
+  /** Accessor name from the module source, without the namespace. */
+  accessor: string;
+  params: ProductType;
+  returnType?: AlgebraicType;
 }
 
-function viewRow(view: ViewDef): RowSource {
-  return {
-    name: view.name,
-    accessor: view.sourceName,
-    columns: view.columns,
-    primaryKey: view.primaryKey,
-    table: undefined,
-  };
+interface Items {
+  tables: RowSource[];
+  views: RowSource[];
+  reducers: FunctionSource[];
+  procedures: FunctionSource[];
 }
 
-function refuseUnsupported(def: ModuleDef): void {
-  if (def.submodules.length > 0) {
-    throw new CodegenError(
-      `The module mounts submodules (${
-        def.submodules.map((s) => `"${s.namespace}"`).join(", ")
-      }); TypeScript bindings for submodules are not supported yet`,
-    );
+function itemsOf(ns: Namespace, includePrivate: boolean): Items {
+  const own = <T extends { namespace: string }>(items: T[]) =>
+    items.filter((i) => i.namespace === ns.dotted);
+  const tables = own(ns.module.tables)
+    .filter((t) => includePrivate || t.isPublic)
+    .sort((a, b) => byCodeUnits(a.name, b.name))
+    .map((t): RowSource => ({
+      ns,
+      name: t.name,
+      accessor: local(ns, t.sourceName),
+      columns: t.columns,
+      primaryKey: t.primaryKey,
+      table: t,
+    }));
+  const views = own(ns.module.views)
+    .sort((a, b) => byCodeUnits(a.name, b.name))
+    .map((v): RowSource => ({
+      ns,
+      name: v.name,
+      accessor: local(ns, v.sourceName),
+      columns: v.columns,
+      primaryKey: v.primaryKey,
+      table: undefined,
+    }));
+  const reducers = own(ns.module.reducers)
+    .filter((r) => r.lifecycle !== "Init" && (includePrivate || r.visibility !== "Private"))
+    .map((r): FunctionSource => ({
+      ns,
+      name: r.name,
+      accessor: local(ns, r.sourceName),
+      params: r.sourceParams,
+    }));
+  const procedures = own(ns.module.procedures)
+    .filter((p) => includePrivate || p.visibility !== "Private")
+    .sort((a, b) => byCodeUnits(a.name, b.name))
+    .map((p): FunctionSource => ({
+      ns,
+      name: p.name,
+      accessor: local(ns, p.sourceName),
+      params: p.sourceParams,
+      returnType: p.returnType,
+    }));
+  for (const row of [...tables, ...views]) {
+    identifier(symbolOf(ns, row.accessor, "Row"), `table "${row.name}"`);
   }
+  for (const r of reducers) identifier(symbolOf(ns, r.accessor, "Reducer"), `reducer "${r.name}"`);
+  for (const p of procedures) {
+    identifier(symbolOf(ns, p.accessor, "Procedure"), `procedure "${p.name}"`);
+  }
+  return { tables, views, reducers, procedures };
 }
 
 /**
  * Generates the TypeScript bindings of `def`: `index.ts`, `types.ts`,
  * `types/reducers.ts`, `types/procedures.ts` and one file per public table or view
  * (`<snake>_table.ts`), reducer (`<snake>_reducer.ts`) and procedure
- * (`<snake>_procedure.ts`). Throws `CodegenError` for what the SDK cannot express.
+ * (`<snake>_procedure.ts`); a submodule's files go in a folder named after its namespace,
+ * with its own `types.ts`. Throws `CodegenError` for what the SDK cannot express.
  */
 export function generateTypeScript(
   def: ModuleDef,
   options: TypeScriptBindingsOptions = {},
 ): TypeScriptBindings {
-  refuseUnsupported(def);
   const ext = options.importExtension ?? "";
   if (!["", ".ts", ".js"].includes(ext)) {
     throw new TypeError(`Unknown import extension "${ext}": use "", ".ts" or ".js"`);
   }
   const includePrivate = options.includePrivate ?? false;
-  const writer = new TypeWriter(def.sourceTypespace, def.types);
-
-  const tables = def.tables
-    .filter((t) => includePrivate || t.isPublic)
-    .sort((a, b) => byCodeUnits(a.name, b.name));
+  const namespaces = namespacesOf(def);
+  const items = namespaces.map((ns) => itemsOf(ns, includePrivate));
   const skippedPrivateTables = includePrivate
     ? []
     : def.tables.filter((t) => !t.isPublic).map((t) => t.name).sort(byCodeUnits);
-  const views = [...def.views].sort((a, b) => byCodeUnits(a.name, b.name));
-  const reducers = def.reducers.filter((r) =>
-    r.lifecycle !== "Init" && (includePrivate || r.visibility !== "Private")
-  );
-  const procedures = def.procedures
-    .filter((p) => includePrivate || p.visibility !== "Private")
-    .sort((a, b) => byCodeUnits(a.name, b.name));
-  const rows = [...tables.map(tableRow), ...views.map(viewRow)];
-  for (const row of rows) identifier(`${toPascalCase(row.accessor)}Row`, `table "${row.name}"`);
-  for (const r of reducers) {
-    identifier(`${toPascalCase(r.sourceName)}Reducer`, `reducer "${r.name}"`);
-  }
-  for (const p of procedures) {
-    identifier(`${toPascalCase(p.sourceName)}Procedure`, `procedure "${p.name}"`);
-  }
 
   const files: GeneratedFile[] = [];
-  for (const row of rows) files.push(rowFile(writer, row, ext));
-  for (const reducer of reducers) {
-    const refs = new Set<number>();
-    const where = `reducer "${reducer.name}"`;
-    const body = writer.fields(productFields(reducer.sourceParams, where), refs, where);
-    let text = HEADER + LINT_LINES + importBlock(TYPE_BUILDER_IMPORTS) + "\n";
-    const typesImport = writer.typesImport(refs, `./types${ext}`);
-    if (typesImport !== "") text += typesImport + "\n";
-    text += body === "" ? "export default {};\n" : `export default {\n${indent(body)}};\n`;
-    files.push({ path: `${toSnakeCase(reducer.sourceName)}_reducer.ts`, text });
-  }
-  for (const procedure of procedures) {
-    const refs = new Set<number>();
-    const where = `procedure "${procedure.name}"`;
-    const body = writer.fields(productFields(procedure.sourceParams, where), refs, where);
-    const returnType = writer.builder(procedure.returnType, refs, `the return type of ${where}`);
-    let text = HEADER + LINT_LINES + importBlock(TYPE_BUILDER_IMPORTS) + "\n";
-    const typesImport = writer.typesImport(refs, `./types${ext}`);
-    if (typesImport !== "") text += typesImport + "\n";
-    text += `export const params = {\n${indent(body)}};\n`;
-    // No semicolon and no final newline: byte-for-byte what the official generator writes.
-    text += `export const returnType = ${returnType}`;
-    files.push({ path: `${toSnakeCase(procedure.sourceName)}_procedure.ts`, text });
-  }
-  files.push(typesFile(writer, def));
-  files.push(reducerTypesFile(reducers.map((r) => r.sourceName), ext));
-  files.push(procedureTypesFile(procedures.map((p) => p.sourceName), ext));
-  files.push(indexFile(tables.map(tableRow), views.map(viewRow), reducers, procedures, ext));
-  const reducerNames = new Set(def.reducers.map((r) => toPascalCase(r.sourceName)));
-  for (const type of def.types) {
-    const name = typeDefName(type);
-    if (reducerNames.has(name) && writer.referenced.has(type.ty)) {
-      throw new CodegenError(
-        `Type "${name}" has the name of a reducer, so the bindings cannot define it, ` +
-          "but other items use it; rename the type or the reducer",
-      );
+  namespaces.forEach((ns, i) => {
+    const { tables, views, reducers, procedures } = items[i];
+    for (const row of [...tables, ...views]) files.push(rowFile(row, ext));
+    for (const reducer of reducers) files.push(reducerFile(reducer, ext));
+    for (const procedure of procedures) files.push(procedureFile(procedure, ext));
+    files.push(typesFile(ns));
+  });
+  const root = items[0];
+  files.push(reducerTypesFile(root.reducers.map((r) => r.accessor), ext));
+  files.push(procedureTypesFile(root.procedures.map((p) => p.accessor), ext));
+  files.push(indexFile(items, ext));
+
+  for (const ns of namespaces) {
+    const reducerNames = new Set(
+      ns.module.reducers.filter((r) => r.namespace === ns.dotted)
+        .map((r) => toPascalCase(local(ns, r.sourceName))),
+    );
+    for (const type of ns.module.types.filter((t) => t.namespace === ns.dotted)) {
+      const name = typeDefName(type);
+      if (reducerNames.has(name) && ns.writer.referenced.has(type.ty)) {
+        throw new CodegenError(
+          `Type "${name}" has the name of a reducer, so the bindings cannot define it, ` +
+            "but other items use it; rename the type or the reducer",
+        );
+      }
     }
   }
   files.sort((a, b) => byCodeUnits(a.path, b.path));
@@ -405,7 +461,35 @@ export function generateTypeScript(
   return { files, skippedPrivateTables };
 }
 
-function rowFile(writer: TypeWriter, row: RowSource, ext: string): GeneratedFile {
+function reducerFile(reducer: FunctionSource, ext: string): GeneratedFile {
+  const { writer } = reducer.ns;
+  const refs = new Set<number>();
+  const where = `reducer "${reducer.name}"`;
+  const body = writer.fields(productFields(reducer.params, where), refs, where);
+  let text = HEADER + LINT_LINES + importBlock(TYPE_BUILDER_IMPORTS) + "\n";
+  const typesImport = writer.typesImport(refs, `./types${ext}`);
+  if (typesImport !== "") text += typesImport + "\n";
+  text += body === "" ? "export default {};\n" : `export default {\n${indent(body)}};\n`;
+  return { path: `${reducer.ns.dir}${toSnakeCase(reducer.accessor)}_reducer.ts`, text };
+}
+
+function procedureFile(procedure: FunctionSource, ext: string): GeneratedFile {
+  const { writer } = procedure.ns;
+  const refs = new Set<number>();
+  const where = `procedure "${procedure.name}"`;
+  const body = writer.fields(productFields(procedure.params, where), refs, where);
+  const returnType = writer.builder(procedure.returnType!, refs, `the return type of ${where}`);
+  let text = HEADER + LINT_LINES + importBlock(TYPE_BUILDER_IMPORTS) + "\n";
+  const typesImport = writer.typesImport(refs, `./types${ext}`);
+  if (typesImport !== "") text += typesImport + "\n";
+  text += `export const params = {\n${indent(body)}};\n`;
+  // No semicolon and no final newline: byte-for-byte what the official generator writes.
+  text += `export const returnType = ${returnType}`;
+  return { path: `${procedure.ns.dir}${toSnakeCase(procedure.accessor)}_procedure.ts`, text };
+}
+
+function rowFile(row: RowSource, ext: string): GeneratedFile {
+  const { writer } = row.ns;
   const refs = new Set<number>();
   const where = `table "${row.name}"`;
   const fields: Field[] = row.columns.map((c, i) => ({
@@ -419,19 +503,24 @@ function rowFile(writer: TypeWriter, row: RowSource, ext: string): GeneratedFile
   const typesImport = writer.typesImport(refs, `./types${ext}`);
   if (typesImport !== "") text += typesImport + "\n";
   text += `\nexport default __t.row({\n${indent(body)}});\n`;
-  return { path: `${toSnakeCase(row.accessor)}_table.ts`, text };
+  return { path: `${row.ns.dir}${toSnakeCase(row.accessor)}_table.ts`, text };
 }
 
-function typesFile(writer: TypeWriter, def: ModuleDef): GeneratedFile {
+function typesFile(ns: Namespace): GeneratedFile {
+  const { writer, module } = ns;
   let text = HEADER + LINT_LINES + importBlock(TYPE_BUILDER_IMPORTS) + "\n";
   // A reducer's parameters are registered as a type named after it; the SDK gets them
   // from the reducer file, and a second const of that name would clash.
-  const reducerNames = new Set(def.reducers.map((r) => toPascalCase(r.sourceName)));
-  const types = [...def.types].sort((a, b) => compareScoped(a, b));
+  const reducerNames = new Set(
+    module.reducers.filter((r) => r.namespace === ns.dotted)
+      .map((r) => toPascalCase(local(ns, r.sourceName))),
+  );
+  const types = module.types.filter((t) => t.namespace === ns.dotted)
+    .sort((a, b) => compareScoped(a, b));
   for (const type of types) {
     const name = typeDefName(type);
     if (reducerNames.has(name)) continue;
-    const body = def.sourceTypespace[type.ty];
+    const body = module.sourceTypespace[type.ty];
     const where = `type "${name}"`;
     const refs = new Set<number>();
     if (body.tag === "Product") {
@@ -458,7 +547,7 @@ function typesFile(writer: TypeWriter, def: ModuleDef): GeneratedFile {
     }
     text += `export type ${name} = __Infer<typeof ${name}>;\n\n`;
   }
-  return { path: "types.ts", text };
+  return { path: `${ns.dir}types.ts`, text };
 }
 
 function compareScoped(a: TypeDef, b: TypeDef): number {
@@ -538,71 +627,196 @@ function tableOptions(row: RowSource): string {
   return out;
 }
 
-function indexFile(
-  tables: RowSource[],
-  views: RowSource[],
-  reducers: { name: string; sourceName: string }[],
-  procedures: { name: string; sourceName: string }[],
-  ext: string,
-): GeneratedFile {
-  const rows = [...tables, ...views];
+/** A nested object literal from `path → value` entries (`lib.sub` paths become nesting). */
+interface Tree {
+  leaves: [string, string][];
+  children: Map<string, Tree>;
+}
+
+function treeOf(entries: { segments: string[]; key: string; value: string }[]): Tree {
+  const root: Tree = { leaves: [], children: new Map() };
+  for (const entry of entries) {
+    let node = root;
+    for (const segment of entry.segments) {
+      let child = node.children.get(segment);
+      if (child === undefined) {
+        child = { leaves: [], children: new Map() };
+        node.children.set(segment, child);
+      }
+      node = child;
+    }
+    node.leaves.push([entry.key, entry.value]);
+  }
+  return root;
+}
+
+function treeLiteral(tree: Tree): string {
+  let out = "";
+  for (const [key, value] of tree.leaves) out += `${propertyKey(key)}: ${value},\n`;
+  for (const [segment, child] of tree.children) {
+    out += `${propertyKey(segment)}: {\n${indent(treeLiteral(child))}},\n`;
+  }
+  return out;
+}
+
+function indexFile(items: Items[], ext: string): GeneratedFile {
+  const [root, ...subs] = items;
+  const rootRows = [...root.tables, ...root.views];
+  const subTables = subs.flatMap((s) => s.tables);
+  const subViews = subs.flatMap((s) => s.views);
+  const subRows = [...subTables, ...subViews];
+  const subReducers = subs.flatMap((s) => s.reducers);
+  const subProcedures = subs.flatMap((s) => s.procedures);
+  const fileOf = (ns: Namespace, accessor: string, kind: string) =>
+    `./${ns.dir}${toSnakeCase(accessor)}_${kind}${ext}`;
+
   let text = HEADER + "\n";
   text +=
     `// This was generated by lightcone for spacetimedb client SDK version ${SDK_VERSION}.\n\n`;
   text += LINT_LINES + importBlock(INDEX_IMPORTS) + "\n";
 
   text += "// Import all reducer arg schemas\n";
-  for (const r of reducers) {
-    text += `import ${toPascalCase(r.sourceName)}Reducer from "./${
-      toSnakeCase(r.sourceName)
-    }_reducer${ext}";\n`;
+  for (const r of root.reducers) {
+    text += `import ${symbolOf(r.ns, r.accessor, "Reducer")} from "${
+      fileOf(r.ns, r.accessor, "reducer")
+    }";\n`;
   }
   text += "\n// Import all procedure arg schemas\n";
-  for (const p of procedures) {
-    text += `import * as ${toPascalCase(p.sourceName)}Procedure from "./${
-      toSnakeCase(p.sourceName)
-    }_procedure${ext}";\n`;
+  for (const p of root.procedures) {
+    text += `import * as ${symbolOf(p.ns, p.accessor, "Procedure")} from "${
+      fileOf(p.ns, p.accessor, "procedure")
+    }";\n`;
   }
   text += "\n// Import all table schema definitions\n";
-  for (const row of [...rows].sort((a, b) => byCodeUnits(a.accessor, b.accessor))) {
-    text += `import ${toPascalCase(row.accessor)}Row from "./${
-      toSnakeCase(row.accessor)
-    }_table${ext}";\n`;
+  for (const row of [...rootRows].sort((a, b) => byCodeUnits(a.accessor, b.accessor))) {
+    text += `import ${symbolOf(row.ns, row.accessor, "Row")} from "${
+      fileOf(row.ns, row.accessor, "table")
+    }";\n`;
+  }
+  if (subRows.length > 0) {
+    text += "\n// Import the submodules' table schema definitions\n";
+    for (const row of subRows) {
+      text += `import ${symbolOf(row.ns, row.accessor, "Row")} from "${
+        fileOf(row.ns, row.accessor, "table")
+      }";\n`;
+    }
+  }
+  if (subReducers.length > 0) {
+    text += "\n// Import the submodules' reducer arg schemas\n";
+    for (const r of subReducers) {
+      text += `import ${symbolOf(r.ns, r.accessor, "Reducer")} from "${
+        fileOf(r.ns, r.accessor, "reducer")
+      }";\n`;
+    }
+  }
+  if (subProcedures.length > 0) {
+    text += "\n// Import the submodules' procedure arg schemas\n";
+    for (const p of subProcedures) {
+      text += `import * as ${symbolOf(p.ns, p.accessor, "Procedure")} from "${
+        fileOf(p.ns, p.accessor, "procedure")
+      }";\n`;
+    }
   }
   text += "\n";
 
+  // Root tables are keyed by their camelCase accessor, submodule tables by wire name.
+  const schemaKey = (row: RowSource) => row.ns.dotted === "" ? toCamelCase(row.accessor) : row.name;
   text += "/** Every table and view clients can see, as the module declares it. */\n";
   text += "const tablesSchema = __schema({\n";
-  for (const row of rows) {
-    const key = toCamelCase(row.accessor);
+  for (const row of [...rootRows, ...subRows]) {
     text += indent(
-      `${propertyKey(key)}: __table({\n${indent(tableOptions(row))}}, ${
-        toPascalCase(row.accessor)
-      }Row),\n`,
+      `${propertyKey(schemaKey(row))}: __table({\n${indent(tableOptions(row))}}, ${
+        symbolOf(row.ns, row.accessor, "Row")
+      }),\n`,
     );
   }
   text += "});\n\n";
 
   text += "/** The reducers clients may call, by wire name, with their parameters. */\n";
   text += "const reducersSchema = __reducers(\n";
-  for (const r of reducers) {
-    text += `  __reducerSchema(${JSON.stringify(r.name)}, ${toPascalCase(r.sourceName)}Reducer),\n`;
+  for (const r of [...root.reducers, ...subReducers]) {
+    text += `  __reducerSchema(${JSON.stringify(r.name)}, ${
+      symbolOf(r.ns, r.accessor, "Reducer")
+    }),\n`;
   }
   text += ");\n\n";
   text += "/** The procedures clients may call: wire name, parameters, return type. */\n";
   text += "const proceduresSchema = __procedures(\n";
-  for (const p of procedures) {
-    const ns = `${toPascalCase(p.sourceName)}Procedure`;
-    text += `  __procedureSchema(${JSON.stringify(p.name)}, ${ns}.params, ${ns}.returnType),\n`;
+  for (const p of [...root.procedures, ...subProcedures]) {
+    const symbol = symbolOf(p.ns, p.accessor, "Procedure");
+    text += `  __procedureSchema(${
+      JSON.stringify(p.name)
+    }, ${symbol}.params, ${symbol}.returnType),\n`;
   }
   text += ");\n\n";
 
-  const camelKeys = new Set(rows.map((row) => toCamelCase(row.accessor)));
-  const aliases = rows
+  const camelKeys = new Set(rootRows.map((row) => toCamelCase(row.accessor)));
+  const aliases = rootRows
     .filter((row) => row.accessor !== toCamelCase(row.accessor) && !camelKeys.has(row.accessor))
     .map((row) => [row.accessor, toCamelCase(row.accessor)] as const);
-  text += aliases.length > 0 ? aliasedTail(aliases) : remoteModule("") + plainTail();
+
+  let exports: string;
+  if (subRows.length === 0) {
+    exports = aliases.length === 0
+      ? "/** Query builders, one per table or view: `tables.user.where(...)`. */\n" +
+        "export const tables: __QueryBuilder<typeof tablesSchema.schemaType> = " +
+        "__makeQueryBuilder(tablesSchema.schemaType);\n\n"
+      : "/** Query builders, one per table or view (`tables.user.where(...)`), and the aliases. */\n" +
+        "export const tables: __QueryBuilder<__AliasedSchema> = __addTableAliases(" +
+        "__makeQueryBuilder(tablesSchema.schemaType), true) as __QueryBuilder<__AliasedSchema>;\n\n";
+  } else {
+    const entries = [
+      ...rootRows.map((row) => ({
+        segments: [],
+        key: toCamelCase(row.accessor),
+        value: `__qb[${JSON.stringify(toCamelCase(row.accessor))}]`,
+      })),
+      ...aliases.map(([from, to]) => ({
+        segments: [],
+        key: from,
+        value: `__qb[${JSON.stringify(to)}]`,
+      })),
+      ...subRows.map((row) => ({
+        segments: row.ns.dotted.split("."),
+        key: toCamelCase(row.accessor),
+        value: `__qb[${JSON.stringify(row.name)}]`,
+      })),
+    ];
+    exports = "const __qb = __makeQueryBuilder(tablesSchema.schemaType);\n" +
+      "/** Query builders, one per table or view; a submodule's under its namespace. */\n" +
+      `export const tables = {\n${indent(treeLiteral(treeOf(entries)))}} as const;\n\n`;
+  }
+  exports += functionExports("reducers", "reducersSchema.reducersType.reducers", [
+    ...root.reducers,
+    ...subReducers,
+  ]);
+  exports += functionExports("procedures", "proceduresSchema.procedures", [
+    ...root.procedures,
+    ...subProcedures,
+  ]);
+  text += aliases.length > 0
+    ? aliasedTail(aliases, exports)
+    : remoteModule("") + plainTail(exports);
   return { path: "index.ts", text };
+}
+
+/** `reducers` / `procedures`: keyed by the SDK's accessor; a submodule's under its namespace. */
+function functionExports(name: string, list: string, functions: FunctionSource[]): string {
+  const what = name === "reducers" ? "Reducer" : "Procedure";
+  if (functions.every((f) => f.ns.dotted === "")) {
+    const hint = name === "reducers" ? " (for hooks such as useReducer)" : "";
+    return `/** ${what} descriptions keyed by camelCase name${hint}. */\n` +
+      `export const ${name} = __convertToAccessorMap(${list});\n\n`;
+  }
+  const map = `__${name}ByAccessor`;
+  const entries = functions.map((f) => ({
+    segments: f.ns.dotted === "" ? [] : f.ns.dotted.split("."),
+    key: f.ns.dotted === "" ? sdkAccessor(f.name) : toCamelCase(f.accessor),
+    value: `${map}[${JSON.stringify(sdkAccessor(f.name))}]`,
+  }));
+  return `const ${map} = __convertToAccessorMap(${list});\n` +
+    `/** ${what} descriptions keyed by camelCase name; a submodule's under its namespace. */\n` +
+    `export const ${name} = {\n${indent(treeLiteral(treeOf(entries)))}} as const;\n\n`;
 }
 
 /** REMOTE_MODULE; with `aliasedSchema`, its tables are typed as that schema's. */
@@ -626,15 +840,6 @@ const REMOTE_MODULE = {
 
 `;
 }
-
-const REDUCERS_AND_PROCEDURES =
-  `/** Reducer descriptions keyed by camelCase name (for hooks such as useReducer). */
-export const reducers = __convertToAccessorMap(reducersSchema.reducersType.reducers);
-
-/** Procedure descriptions keyed by camelCase name. */
-export const procedures = __convertToAccessorMap(proceduresSchema.procedures);
-
-`;
 
 const BUILDERS = `/** A live subscription made with a {@link SubscriptionBuilder}. */
 export type SubscriptionHandle = __SubscriptionHandleImpl<typeof REMOTE_MODULE>;
@@ -660,11 +865,8 @@ const CONNECTION_METHODS = `  /** Starts configuring a connection. */
 
 `;
 
-function plainTail(): string {
-  return `/** Query builders, one per table or view: \`tables.user.where(...)\`. */
-export const tables: __QueryBuilder<typeof tablesSchema.schemaType> = __makeQueryBuilder(tablesSchema.schemaType);
-
-${REDUCERS_AND_PROCEDURES}/** Context passed to row callbacks. */
+function plainTail(exports: string): string {
+  return `${exports}/** Context passed to row callbacks. */
 export type EventContext = __EventContextInterface<typeof REMOTE_MODULE>;
 /** Context passed to reducer result callbacks. */
 export type ReducerEventContext = __ReducerEventContextInterface<typeof REMOTE_MODULE>;
@@ -682,7 +884,7 @@ ${CONNECTION_METHODS}`;
  * `schema({ snake_case_table })` key): the camelCase accessor is the real one, and the
  * module's own spelling is kept as a deprecated alias on `tables` and `conn.db`.
  */
-function aliasedTail(aliases: (readonly [string, string])[]): string {
+function aliasedTail(aliases: (readonly [string, string])[], exports: string): string {
   const entries = aliases.map(([from, to]) => `  ${JSON.stringify(from)}: ${JSON.stringify(to)},\n`)
     .join("");
   const deprecated = (to: string) =>
@@ -719,10 +921,7 @@ function __addTableAliases<T extends object>(target: T, freeze: boolean): T {
   return freeze ? Object.freeze(copy) : copy;
 }
 
-/** Query builders, one per table or view (\`tables.user.where(...)\`), and the aliases. */
-export const tables: __QueryBuilder<__AliasedSchema> = __addTableAliases(__makeQueryBuilder(tablesSchema.schemaType), true) as __QueryBuilder<__AliasedSchema>;
-
-${REDUCERS_AND_PROCEDURES}/** Context passed to row callbacks. */
+${exports}/** Context passed to row callbacks. */
 export type EventContext = __EventContextInterface<typeof REMOTE_MODULE>;
 /** Context passed to reducer result callbacks. */
 export type ReducerEventContext = __ReducerEventContextInterface<typeof REMOTE_MODULE>;
