@@ -6,7 +6,8 @@
  * connects, subscribes through the generated query builders, calls reducers and
  * receives the rows. A second client does the same with the every-type module: every
  * primitive at its extremes, special types, enums, options, arrays, nested products and
- * procedures make the round trip client -> module -> client.
+ * procedures make the round trip client -> module -> client. A third reaches a mounted
+ * submodule's table, reducer and procedure through its namespace.
  */
 import { deepStrictEqual as assertEquals, ok as assert } from "node:assert/strict";
 import { dirname, join } from "node:path";
@@ -341,6 +342,85 @@ Deno.test({
         byIndex: -5,
         viaAlias: [7],
         aliasSql: true,
+      });
+    } finally {
+      await server.close();
+      await Deno.remove(dir, { recursive: true }).catch(() => {});
+    }
+  },
+});
+
+const SUBMODULE_CLIENT = `
+import { DbConnection, tables } from "./bindings/index";
+import type { Tag } from "./bindings/lib/types";
+
+const conn = await new Promise<DbConnection>((resolve, reject) => {
+  DbConnection.builder()
+    .withUri(Deno.args[0].replace(/^http/, "ws"))
+    .withDatabaseName("submodule")
+    .onConnect((c) => resolve(c))
+    .onConnectError((_ctx, error) => reject(error))
+    .build();
+});
+await new Promise<void>((resolve, reject) => {
+  conn.subscriptionBuilder()
+    .onApplied(() => resolve())
+    .onError(() => reject(new Error("subscription failed")))
+    .subscribe([tables.notes.toSql(), tables.lib.libData.toSql()]);
+});
+const inserted = new Promise<{ value: string; tag: Tag }>((resolve) => {
+  conn.db["lib.lib_data"].onInsert((_ctx, row) => resolve(row));
+});
+const note = new Promise<string>((resolve) => {
+  conn.db.notes.onInsert((_ctx, row) => resolve(row.text));
+});
+await conn.reducers["lib.libInsert"]({ value: "from the submodule", tag: { tag: "Colored", value: "red" } });
+await conn.reducers.addNote({ id: 1, text: "from the root" });
+const row = await inserted;
+console.log(JSON.stringify({
+  value: row.value,
+  tag: row.tag,
+  note: await note,
+  count: (await conn.procedures["lib.libCount"]({})).toString(),
+}));
+conn.disconnect();
+Deno.exit(0);
+`;
+
+Deno.test({
+  name:
+    "a submodule's bindings (from the running database) reach its tables, reducers and procedures",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    const server = await startTestServer();
+    const dir = await Deno.makeTempDir({ prefix: "lightcone-codegen-e2e-" });
+    try {
+      await publish(server.url, "submodule", await fixtureBundle("codegen_submodule"));
+      const bindings = join(dir, "bindings");
+      const io = captureIo();
+      const code = await runCli([
+        "--config-path",
+        join(dir, "cli.json"),
+        "generate",
+        "-l",
+        "ts",
+        "-o",
+        bindings,
+        "--database",
+        "submodule",
+        "-s",
+        server.url,
+      ], { io });
+      assertEquals(code, 0, io.stderr);
+      const golden = join(REPO_ROOT, "tests", "fixtures", "codegen", "codegen_submodule");
+      assertEquals(await readTree(bindings), await readTree(golden));
+      const result = await runClient(dir, SUBMODULE_CLIENT, server.url);
+      assertEquals(result, {
+        value: "from the submodule",
+        tag: { tag: "Colored", value: "red" },
+        note: "from the root",
+        count: "1",
       });
     } finally {
       await server.close();
