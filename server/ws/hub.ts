@@ -143,6 +143,8 @@ export class WsHub {
   readonly #routing = new Map<Database, Routing>();
   /** Per database: clients holding messages until a transaction is durable. */
   readonly #held = new Map<Database, Set<Client>>();
+  /** Per database: the client holding each connection id. */
+  readonly #liveConnections = new Map<Database, Map<bigint, Client>>();
 
   readonly #compress: boolean;
   /** Reused for every reducer call: the host copies what it needs before returning. */
@@ -178,10 +180,10 @@ export class WsHub {
     if (!COMPRESSIONS.has(compression)) {
       throw new BadRequestError(`Invalid compression "${compression}": use None, Brotli or Gzip`);
     }
-    const connectionIdText = query.get("connection_id");
-    if (connectionIdText !== null && /^(0x)?0+$/i.test(connectionIdText)) {
-      throw new BadRequestError("Invalid connection ID: the all-zeros ConnectionId is reserved.");
-    }
+    const chosenConnectionId = connectionIdParam(query.get("connection_id"));
+    // `light` only trims v1 transaction updates sent to non-callers (SpacetimeDB's
+    // `tx_update_full`); v2/v3 messages are the same either way. Validated, then unused.
+    booleanParam(query, "light");
     const offered = offeredProtocols(c.req.raw.headers.get("sec-websocket-protocol"));
     const chosen = PROTOCOLS.find(([name]) => offered.includes(name));
     if (!chosen) {
@@ -204,14 +206,28 @@ export class WsHub {
       socket,
       database,
       auth.identity.toBigInt(),
-      randomConnectionId(),
+      chosenConnectionId ?? randomConnectionId(),
       chosen[1],
       compression as Compression,
       query.get("confirmed") !== "false",
       database.isOwner(auth.identity),
     );
     this.#clients.add(client);
-    socket.onopen = () => this.#onOpen(client, auth.token, auth.payloadJson);
+    // A connection id names one live connection of a database (SpacetimeDB keys
+    // st_connection_credentials by it): a second connection with the same id is refused.
+    const live = this.#liveConnectionsOf(database);
+    const taken = live.has(client.connectionId);
+    if (!taken) live.set(client.connectionId, client);
+    socket.onopen = () =>
+      taken
+        ? this.#close(
+          client,
+          1008,
+          `Connection refused: connection id ${
+            connectionIdHex(client.connectionId)
+          } is already connected`,
+        )
+        : this.#onOpen(client, auth.token, auth.payloadJson);
     socket.onmessage = (event) => this.#onMessage(client, event);
     socket.onclose = () => this.#onClose(client);
     socket.onerror = () => {};
@@ -409,6 +425,12 @@ export class WsHub {
     for (const client of this.#clients) this.#close(client, 1001, reason);
   }
 
+  #liveConnectionsOf(database: Database): Map<bigint, Client> {
+    let live = this.#liveConnections.get(database);
+    if (!live) this.#liveConnections.set(database, live = new Map());
+    return live;
+  }
+
   #routingOf(database: Database): Routing {
     let routing = this.#routing.get(database);
     if (!routing) this.#routing.set(database, routing = new Map());
@@ -600,6 +622,11 @@ export class WsHub {
     if (client.closed && !this.#clients.has(client)) return;
     client.closed = true;
     this.#clients.delete(client);
+    const live = this.#liveConnections.get(client.database);
+    if (live?.get(client.connectionId) === client) {
+      live.delete(client.connectionId);
+      if (live.size === 0) this.#liveConnections.delete(client.database);
+    }
     for (const querySetId of [...client.querySets.keys()]) this.#unroute(client, querySetId);
     client.outbox = [];
     this.#noteHeld(client);
@@ -768,6 +795,36 @@ export function compressFrameSync(frame: Uint8Array, compression: "Gzip" | "Brot
   out[0] = compression === "Gzip" ? 2 : 1;
   out.set(packed, 1);
   return out;
+}
+
+/**
+ * The `connection_id` query parameter: 32 hex digits, the big-endian bytes of the u128
+ * (optional `0x`, any case), as SpacetimeDB's Rust SDK sends it. Absent: undefined.
+ */
+export function connectionIdParam(text: string | null): bigint | undefined {
+  if (text === null) return undefined;
+  if (!/^(0x)?[0-9a-f]{32}$/i.test(text)) {
+    throw new BadRequestError(
+      `Invalid connection_id "${text}": expected 32 hex digits (16 bytes, big-endian)`,
+    );
+  }
+  const value = BigInt("0x" + text.replace(/^0x/i, ""));
+  if (value === 0n) {
+    throw new BadRequestError("Invalid connection ID: the all-zeros ConnectionId is reserved.");
+  }
+  return value;
+}
+
+function connectionIdHex(value: bigint): string {
+  return value.toString(16).padStart(32, "0");
+}
+
+/** A `true`/`false` query parameter (absent: false); anything else is a 400. */
+function booleanParam(query: URLSearchParams, name: string): boolean {
+  const text = query.get(name);
+  if (text === null || text === "false") return false;
+  if (text === "true") return true;
+  throw new BadRequestError(`Invalid ${name} "${text}": use true or false`);
 }
 
 function asWsOrigin(value: unknown): WsOrigin | undefined {
