@@ -19,6 +19,8 @@ start options:
       --worker-heap-mb MB      heap cap of each database's worker (default 512)
       --ws-compression         compress WebSocket frames for clients that ask (gzip/brotli);
                                off by default because the TS SDK may reorder compressed frames
+      --pg-port PORT           also serve the PostgreSQL wire protocol on HOST:PORT (psql, pg;
+                               password = a token); off unless given
       --oidc-issuer URL        trust tokens from this OpenID Connect issuer (repeatable)
       --oidc-audience AUD      required audience for OpenID Connect tokens (repeatable)
       --log-format text|json   server log format (default text)
@@ -38,12 +40,21 @@ export function parseListenAddr(text: string): { hostname: string; port: number 
   return { hostname: match[1] ?? match[2], port };
 }
 
+function parsePort(text: string, flag: string): number {
+  const port = Number(text);
+  if (!/^\d+$/.test(text) || port > 65535) {
+    throw new Error(`Invalid ${flag} "${text}": expected a port number 0-65535`);
+  }
+  return port;
+}
+
 async function start(args: string[]): Promise<number> {
   let listen = "127.0.0.1:3000";
   let dataDir = defaultDataDir();
   let reducerBudgetMs: number | undefined;
   let workerHeapMb: number | undefined;
   let wsCompression = false;
+  let pgPort: number | undefined;
   const issuers: string[] = [];
   const audiences: string[] = [];
   for (let i = 0; i < args.length; i++) {
@@ -60,6 +71,7 @@ async function start(args: string[]): Promise<number> {
     else if (arg === "--reducer-budget-ms") reducerBudgetMs = Number(value());
     else if (arg === "--worker-heap-mb") workerHeapMb = Number(value());
     else if (arg === "--ws-compression") wsCompression = true;
+    else if (arg === "--pg-port") pgPort = parsePort(value(), "--pg-port");
     else if (arg === "--oidc-issuer") issuers.push(value());
     else if (arg === "--oidc-audience") audiences.push(value());
     else if (arg === "--log-format") configureLog({ json: value() === "json" });
@@ -79,6 +91,7 @@ async function start(args: string[]): Promise<number> {
       reducerBudgetMs,
       workerHeapMb,
       wsCompression,
+      pgPort,
       oidc: issuers.length
         ? { issuers, audiences: audiences.length ? audiences : undefined }
         : undefined,
@@ -93,6 +106,9 @@ async function start(args: string[]): Promise<number> {
   }
   // Machine-readable line for tests and tools that start us on port 0.
   console.log(`lightcone: listening on ${server.url}`);
+  if (server.pgPort !== undefined) {
+    console.log(`lightcone: postgres wire protocol on ${hostname}:${server.pgPort}`);
+  }
   const stop = async () => {
     log.info("shutting down");
     await server.shutdown();

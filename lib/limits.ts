@@ -40,3 +40,9 @@ export const SNAPSHOT_INTERVAL_TX = 1_000_000;
 export const SQL_EXPR_DEPTH_MAX = 1_000;
 /** How long a call, SQL query or new WebSocket waits for a database's module update before a 503. */
 export const UPDATE_WAIT_MS_MAX = 30_000;
+/** Largest PostgreSQL wire message after startup (a Query carries SQL of at most SQL_BYTES_MAX). */
+export const PG_MESSAGE_BYTES_MAX = 1024 * 1024;
+/** Largest PostgreSQL startup packet; PostgreSQL itself allows 10,000 bytes. */
+export const PG_STARTUP_BYTES_MAX = 10_000;
+/** Time a PostgreSQL wire client has to authenticate, as PostgreSQL's authentication_timeout. */
+export const PG_STARTUP_TIMEOUT_MS = 60_000;

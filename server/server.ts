@@ -8,6 +8,8 @@ import { DurabilityActor } from "../worker/mod.ts";
 import { createApp } from "./app.ts";
 import { DatabaseRegistry } from "./database_registry.ts";
 import { WsHub } from "./ws/hub.ts";
+import { type PgServer, startPgServer } from "./pgwire/mod.ts";
+import { runSqlStatement } from "./sql_statement.ts";
 
 export const VERSION = "0.1.0";
 
@@ -21,6 +23,8 @@ export interface ServerOptions {
   /** Heap cap of each database worker in MB. */
   workerHeapMb?: number;
   oidc?: OidcOptions;
+  /** Port of the PostgreSQL wire protocol listener on `hostname` (0: any free port); off when absent. */
+  pgPort?: number;
   /** Called once the listener is bound, with the actual port. */
   onListen?: (address: { hostname: string; port: number }) => void;
 }
@@ -29,6 +33,8 @@ export interface RunningServer {
   port: number;
   hostname: string;
   url: string;
+  /** Port of the PostgreSQL wire protocol listener, when started. */
+  pgPort?: number;
   registry: DatabaseRegistry;
   shutdown(): Promise<void>;
 }
@@ -49,6 +55,28 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     onEvents: (database, items, originOf) => hub.onEvents(database, items, originOf),
   });
   hub.attach(registry);
+  let pg: PgServer | undefined;
+  if (options.pgPort !== undefined) {
+    try {
+      pg = startPgServer({
+        hostname: options.hostname,
+        port: options.pgPort,
+        backend: {
+          resolveDatabase: (nameOrIdentity) => registry.resolve(nameOrIdentity),
+          authenticate: async (token) => (await auth.authenticate(token)).identity,
+          // PostgreSQL clients read what they were told: confirmed reads, as SpacetimeDB does.
+          runSql: (database, sql, caller) =>
+            runSqlStatement(database, { sql, caller, confirmed: true }),
+          serverVersion: `spacetime ${VERSION} (lightcone)`,
+        },
+      });
+    } catch (error) {
+      if (!(error instanceof Deno.errors.AddrInUse)) throw error;
+      throw new Error(
+        `Port ${options.pgPort} is already in use: free it or pass another --pg-port`,
+      );
+    }
+  }
   const app = createApp({ auth, registry, hub, version: VERSION });
   let resolveListening!: (address: { hostname: string; port: number }) => void;
   const listening = new Promise<{ hostname: string; port: number }>((r) => (resolveListening = r));
@@ -71,9 +99,11 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     port: address.port,
     hostname: address.hostname,
     url,
+    pgPort: pg?.port,
     registry,
     async shutdown() {
       hub.closeAll("server shutting down");
+      await pg?.close();
       await server.shutdown();
       await registry.close();
       await storage.stop();

@@ -10,7 +10,6 @@ import { type Identity, requireOwner } from "../../auth/mod.ts";
 import { BadRequestError, LimitExceededError, NotFoundError } from "../../lib/errors.ts";
 import { HTTP_BODY_BYTES_MAX, MODULE_BYTES_MAX } from "../../lib/limits.ts";
 import {
-  compileProductDecoder,
   type JsonOutput,
   moduleDefToSchemaJson,
   moduleDefToV9SchemaJson,
@@ -21,6 +20,7 @@ import {
 import type { AppContext, AppEnv } from "../app.ts";
 import type { Database } from "../database_registry.ts";
 import { encodeCallArguments, procedureReturnToJson } from "../call_arguments.ts";
+import { runSqlStatement } from "../sql_statement.ts";
 
 export function databaseRoutes(context: AppContext): Hono<AppEnv> {
   const routes = new Hono<AppEnv>();
@@ -253,42 +253,29 @@ export function databaseRoutes(context: AppContext): Hono<AppEnv> {
   // unless `confirmed=false`.
   routes.post("/:name/sql", smallBody, async (c) => {
     const database = registry.require(c.req.param("name"));
-    const release = await database.admit();
-    try {
-      return await runSql(c, database);
-    } finally {
-      release();
-    }
-  });
-
-  const runSql = async (c: Context<AppEnv>, database: Database) => {
-    const sql = await c.req.text();
-    const caller = c.get("auth").identity;
-    const started = performance.now();
-    const result = await database.host.query({
-      sql,
-      sender: caller.toBigInt(),
-      isOwner: database.isOwner(caller),
+    const result = await runSqlStatement(database, {
+      sql: await c.req.text(),
+      caller: c.get("auth").identity,
+      confirmed: c.req.query("confirmed") !== "false",
     });
-    if (!result.ok || !result.rows) throw new BadRequestError(result.error ?? "query failed");
-    if (c.req.query("confirmed") !== "false") await database.whenDurable(result.txOffset);
-    const table = database.module.tablesByName.get(result.rows.table);
-    if (!table) throw new Error(`query answered for unknown table "${result.rows.table}"`);
-    const rowType = { tag: "Product" as const, value: table.rowType };
-    const decode = compileProductDecoder(table.rowType, table.typespace);
-    const rows: JsonOutput[] = result.rows.rows.map((row) =>
-      untypedValueToJson(rowType, decode(row), table.typespace)
+    const rowType = { tag: "Product" as const, value: result.schema };
+    const rows: JsonOutput[] = result.rows.map((row) =>
+      untypedValueToJson(rowType, row, result.typespace)
     );
     return jsonText(
       c,
       stringifyJson([{
-        schema: productTypeToJson(table.rowType),
+        schema: productTypeToJson(result.schema),
         rows,
-        total_duration_micros: Math.round((performance.now() - started) * 1000),
-        stats: { rows_inserted: 0, rows_deleted: 0, rows_updated: 0 },
+        total_duration_micros: result.totalDurationMicros,
+        stats: {
+          rows_inserted: result.rowsInserted,
+          rows_deleted: result.rowsDeleted,
+          rows_updated: result.rowsUpdated,
+        },
       }]),
     );
-  };
+  });
 
   // Lightcone extension: write a snapshot now (owner only), e.g. before a backup.
   routes.post("/:name/snapshot", async (c) => {
