@@ -49,6 +49,8 @@ const PROTOCOLS: [string, WsVersion][] = [
   ["v3.bsatn.spacetimedb", "v3"],
   ["v2.bsatn.spacetimedb", "v2"],
 ];
+/** SpacetimeDB's legacy protocols, refused with a clear message. */
+const V1_PROTOCOLS = ["v1.bsatn.spacetimedb", "v1.json.spacetimedb"];
 const COMPRESSIONS = new Set(["None", "Brotli", "Gzip"]);
 const CLOSE_REASON_BYTES_MAX = 123;
 const FRAME_PAYLOAD_BYTES_TARGET = 512 * 1024;
@@ -187,10 +189,15 @@ export class WsHub {
     const offered = offeredProtocols(c.req.raw.headers.get("sec-websocket-protocol"));
     const chosen = PROTOCOLS.find(([name]) => offered.includes(name));
     if (!chosen) {
+      // SpacetimeDB 2.x still accepts the v1 protocols (client-api routes/subscribe.rs);
+      // Lightcone does not speak them yet and says so.
+      const legacy = offered.filter((name) => V1_PROTOCOLS.includes(name));
       throw new BadRequestError(
         `no valid protocol selected: offer ${
           PROTOCOLS.map(([name]) => name).join(" or ")
-        } in Sec-WebSocket-Protocol`,
+        } in Sec-WebSocket-Protocol${
+          legacy.length > 0 ? ` (${legacy.join(", ")}: not supported by this server)` : ""
+        }`,
       );
     }
     if ((c.req.header("upgrade") ?? "").toLowerCase() !== "websocket") {

@@ -93,10 +93,11 @@ Deno.test({
         });
       }
       for (
-        const [name, lines] of [["unknown protocols only", ["v9.bsatn.spacetimedb,foo"]], [
-          "none",
-          [],
-        ]] as const
+        const [name, lines] of [
+          ["unknown protocols only", ["v9.bsatn.spacetimedb,foo"]],
+          ["none", []],
+          ["v1 only (not implemented)", ["v1.bsatn.spacetimedb, v1.json.spacetimedb"]],
+        ] as const
       ) {
         await t.step(`${name}: 400 naming the supported protocols`, async () => {
           const response = await rawUpgrade(server.url, path, [...lines]);
@@ -107,6 +108,13 @@ Deno.test({
             true,
             body,
           );
+          if (name.startsWith("v1")) {
+            assertEquals(
+              body.includes("v1.bsatn.spacetimedb, v1.json.spacetimedb: not supported"),
+              true,
+              body,
+            );
+          }
         });
       }
     } finally {
