@@ -88,7 +88,7 @@ Deno.test({
         assertEquals(
           await response.text(),
           "no valid protocol selected: offer v3.bsatn.spacetimedb or v2.bsatn.spacetimedb in " +
-            "Sec-WebSocket-Protocol",
+            "Sec-WebSocket-Protocol (v1.json.spacetimedb: not supported by this server)",
         );
       });
 
