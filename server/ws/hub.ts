@@ -124,6 +124,8 @@ class Client {
   closed = false;
   /** client_connected committed: client_disconnected must run when it goes. */
   connected = false;
+  /** client_connected is running: the connection id stays taken until it is undone. */
+  connecting = false;
 
   constructor(
     readonly socket: WebSocket,
@@ -464,6 +466,7 @@ export class WsHub {
     const host = client.database.host;
     let ok = false;
     let reason = "client_connected failed";
+    client.connecting = true;
     try {
       const result = await host.connect({
         sender: client.identity,
@@ -477,9 +480,12 @@ export class WsHub {
       reason = error instanceof Error ? error.message : String(error);
     }
     client.connected = ok;
+    client.connecting = false;
     if (client.closed) {
-      // The socket went while client_connected ran: undo it now.
+      // The socket went while client_connected ran: undo it now. Its connection id is free
+      // only after that, so a reconnect's client_connected runs after this disconnect.
       if (ok) this.#disconnect(client);
+      this.#releaseConnectionId(client);
       return;
     }
     if (!ok) {
@@ -629,15 +635,18 @@ export class WsHub {
     if (client.closed && !this.#clients.has(client)) return;
     client.closed = true;
     this.#clients.delete(client);
-    const live = this.#liveConnections.get(client.database);
-    if (live?.get(client.connectionId) === client) {
-      live.delete(client.connectionId);
-      if (live.size === 0) this.#liveConnections.delete(client.database);
-    }
+    if (!client.connecting) this.#releaseConnectionId(client);
     for (const querySetId of [...client.querySets.keys()]) this.#unroute(client, querySetId);
     client.outbox = [];
     this.#noteHeld(client);
     if (client.connected) this.#disconnect(client);
+  }
+
+  #releaseConnectionId(client: Client): void {
+    const live = this.#liveConnections.get(client.database);
+    if (live?.get(client.connectionId) !== client) return;
+    live.delete(client.connectionId);
+    if (live.size === 0) this.#liveConnections.delete(client.database);
   }
 
   #disconnect(client: Client): void {

@@ -237,6 +237,57 @@ Deno.test({
 });
 
 Deno.test({
+  name: "a connection closed during client_connected keeps its id until client_disconnected ran",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    const server = await startTestServer();
+    try {
+      await publish(server.url, "conns", await fixtureBundle("connections"));
+      const id = "00112233445566778899aabbccddeeff";
+      // Each round: a client that goes as soon as its socket opens (client_connected still
+      // running), then one that reconnects with the same id at once, retrying while refused.
+      let refused = 0;
+      for (let round = 0; round < 5; round++) {
+        const hasty = rawClient(server.url, "conns", "v3", { connection_id: id });
+        hasty.socket.onopen = () => hasty.socket.close();
+        await hasty.closed;
+        while (true) {
+          const next = rawClient(server.url, "conns", "v3", { connection_id: id });
+          const outcome = await Promise.race([
+            next.closed.then(() => "closed"),
+            until(() => first(next, "InitialConnection") !== undefined, "reconnect").then(() =>
+              "open"
+            ),
+          ]);
+          if (outcome === "closed") {
+            refused++;
+            continue;
+          }
+          next.socket.close();
+          await next.closed;
+          break;
+        }
+      }
+      console.log(`reconnects refused while the previous client_connected ran: ${refused}`);
+      let kinds: string[] = [];
+      const deadline = Date.now() + 10_000;
+      while (Date.now() < deadline) {
+        kinds = (await events(server.url, "conns")).filter(([, c]) => c === id).map(([k]) => k);
+        const connects = kinds.filter((k) => k === "connect").length;
+        if (connects >= 5 && connects === kinds.length - connects) break;
+        await new Promise((resolve) => setTimeout(resolve, 20));
+      }
+      // Lifecycle reducers for one id alternate: never two client_connected in a row.
+      kinds.forEach((kind, i) => assertEquals(kind, i % 2 === 0 ? "connect" : "disconnect"));
+      assert(kinds.length >= 10, kinds.join(","));
+    } finally {
+      await server.close();
+    }
+  },
+});
+
+Deno.test({
   name:
     "light=true changes nothing on v2/v3: the caller gets its ReducerResult deltas, others updates",
   sanitizeOps: false,
