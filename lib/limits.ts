@@ -46,3 +46,5 @@ export const PG_MESSAGE_BYTES_MAX = 1024 * 1024;
 export const PG_STARTUP_BYTES_MAX = 10_000;
 /** Time a PostgreSQL wire client has to authenticate, as PostgreSQL's authentication_timeout. */
 export const PG_STARTUP_TIMEOUT_MS = 60_000;
+/** Open PostgreSQL wire connections at once; more are refused with FATAL 53300 (too_many_connections). */
+export const PG_CONNECTIONS_MAX = 1024;

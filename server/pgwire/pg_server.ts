@@ -3,7 +3,8 @@
  * standalone): accepts TCP connections and runs one PgSession per connection.
  */
 import { log } from "../../lib/log.ts";
-import { PG_STARTUP_TIMEOUT_MS } from "../../lib/limits.ts";
+import { PG_CONNECTIONS_MAX, PG_STARTUP_TIMEOUT_MS } from "../../lib/limits.ts";
+import { errorResponse } from "./codec.ts";
 import { type PgBackend, PgSession } from "./session.ts";
 
 export interface PgServer {
@@ -12,12 +13,21 @@ export interface PgServer {
 }
 
 export function startPgServer(
-  options: { hostname: string; port: number; backend: PgBackend },
+  options: { hostname: string; port: number; backend: PgBackend; connectionsMax?: number },
 ): PgServer {
+  const connectionsMax = options.connectionsMax ?? PG_CONNECTIONS_MAX;
   const listener = Deno.listen({ hostname: options.hostname, port: options.port });
   const connections = new Set<Deno.Conn>();
   const sessions = new Set<Promise<void>>();
   const serve = async (conn: Deno.Conn) => {
+    if (connections.size >= connectionsMax) {
+      // Answered before the startup packet, as PostgreSQL does when it is full.
+      await conn.write(
+        errorResponse("FATAL", "53300", `sorry, too many clients already (${connectionsMax})`),
+      ).catch(() => {});
+      closeQuietly(conn);
+      return;
+    }
     connections.add(conn);
     const timer = setTimeout(() => closeQuietly(conn), PG_STARTUP_TIMEOUT_MS);
     try {
