@@ -16,7 +16,8 @@ start options:
   -l, --listen-addr HOST:PORT  where to listen (default 127.0.0.1:3000)
       --data-dir DIR           where databases live (default: $LIGHTCONE_DATA_DIR or ./lightcone-data)
       --reducer-budget-ms MS   time a reducer may run before it is stopped (default 10000)
-      --worker-heap-mb MB      heap cap of each database's worker (default 512)
+      --database-memory-mb MB  memory budget of each database's process: heap, ArrayBuffers and
+                               table data (default 512; --worker-heap-mb is an old alias)
       --ws-compression         compress WebSocket frames for clients that ask (gzip/brotli);
                                off by default because the TS SDK may reorder compressed frames
       --pg-port PORT           also serve the PostgreSQL wire protocol on HOST:PORT (psql, pg;
@@ -52,7 +53,7 @@ async function start(args: string[]): Promise<number> {
   let listen = "127.0.0.1:3000";
   let dataDir = defaultDataDir();
   let reducerBudgetMs: number | undefined;
-  let workerHeapMb: number | undefined;
+  let databaseMemoryMb: number | undefined;
   let wsCompression = false;
   let pgPort: number | undefined;
   const issuers: string[] = [];
@@ -69,8 +70,9 @@ async function start(args: string[]): Promise<number> {
     else if (arg === "--data-dir") dataDir = value();
     else if (arg.startsWith("--data-dir=")) dataDir = arg.slice(11);
     else if (arg === "--reducer-budget-ms") reducerBudgetMs = Number(value());
-    else if (arg === "--worker-heap-mb") workerHeapMb = Number(value());
-    else if (arg === "--ws-compression") wsCompression = true;
+    else if (arg === "--database-memory-mb" || arg === "--worker-heap-mb") {
+      databaseMemoryMb = Number(value());
+    } else if (arg === "--ws-compression") wsCompression = true;
     else if (arg === "--pg-port") pgPort = parsePort(value(), "--pg-port");
     else if (arg === "--oidc-issuer") issuers.push(value());
     else if (arg === "--oidc-audience") audiences.push(value());
@@ -89,7 +91,7 @@ async function start(args: string[]): Promise<number> {
       port,
       dataDir,
       reducerBudgetMs,
-      workerHeapMb,
+      databaseMemoryMb,
       wsCompression,
       pgPort,
       oidc: issuers.length

@@ -224,7 +224,7 @@ export interface RegistryOptions {
   dataDir: string;
   storage: DurabilityActor;
   reducerBudgetMs?: number;
-  workerHeapMb?: number;
+  databaseMemoryMb?: number;
   /** Mints database identities (issuer localhost, random subject). */
   mintIdentity: () => Promise<Identity>;
   onEvents?: EventListener;
@@ -500,7 +500,7 @@ export class DatabaseRegistry {
       ownerIdentity: database.owner.toBigInt(),
       runInit: false,
       reducerBudgetMs: this.#budgetMs(),
-      heapMb: this.#options.workerHeapMb,
+      memoryMb: this.#options.databaseMemoryMb,
     }).catch((error) => {
       throw new BadRequestError(`Database update rejected: ${messageOf(error)}`);
     });
@@ -567,7 +567,7 @@ export class DatabaseRegistry {
         ownerIdentity: owner.toBigInt(),
         runInit: options.runInit,
         reducerBudgetMs: this.#budgetMs(),
-        heapMb: this.#options.workerHeapMb,
+        memoryMb: this.#options.databaseMemoryMb,
         durabilityPort: opened.port,
         onLogs: (lines: LogLine[]) => options.logs.append(lines),
         onEvents: (items, originOf) => {

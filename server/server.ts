@@ -4,7 +4,8 @@
  */
 import { AuthService, type OidcOptions } from "../auth/mod.ts";
 import { log } from "../lib/log.ts";
-import { DurabilityActor } from "../worker/mod.ts";
+import { DurabilityActor, logIsolationCapabilities } from "../worker/mod.ts";
+import { DATABASE_MEMORY_MB_DEFAULT } from "../lib/limits.ts";
 import { createApp } from "./app.ts";
 import { DatabaseRegistry } from "./database_registry.ts";
 import { WsHub } from "./ws/hub.ts";
@@ -20,8 +21,8 @@ export interface ServerOptions {
   reducerBudgetMs?: number;
   /** Compress WebSocket frames when a client asks (see WsHub). */
   wsCompression?: boolean;
-  /** Heap cap of each database worker in MB. */
-  workerHeapMb?: number;
+  /** Memory budget of each database process in MiB (worker/isolation.ts). */
+  databaseMemoryMb?: number;
   oidc?: OidcOptions;
   /** Port of the PostgreSQL wire protocol listener on `hostname` (0: any free port); off when absent. */
   pgPort?: number;
@@ -41,6 +42,7 @@ export interface RunningServer {
 
 export async function startServer(options: ServerOptions): Promise<RunningServer> {
   await Deno.mkdir(options.dataDir, { recursive: true });
+  logIsolationCapabilities(options.databaseMemoryMb ?? DATABASE_MEMORY_MB_DEFAULT);
   const auth = await AuthService.open({ dataDir: options.dataDir, oidc: options.oidc });
   const hub = new WsHub({ auth, compress: options.wsCompression });
   const storage = await DurabilityActor.start({ dataDir: options.dataDir });
@@ -50,7 +52,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     onDurable: (database) => hub.onDurable(database),
     onStopped: (database, reason) => hub.closeDatabase(database, reason),
     reducerBudgetMs: options.reducerBudgetMs,
-    workerHeapMb: options.workerHeapMb,
+    databaseMemoryMb: options.databaseMemoryMb,
     mintIdentity: async () => (await auth.mintIdentity()).identity,
     onEvents: (database, items, originOf) => hub.onEvents(database, items, originOf),
   });

@@ -18,8 +18,10 @@ export interface TestServer {
 export async function startTestServer(
   options: {
     dataDir?: string;
+    /** Port to listen on (default 0: any free port); reuse one to restart "in place". */
+    port?: number;
     reducerBudgetMs?: number;
-    workerHeapMb?: number;
+    databaseMemoryMb?: number;
     wsCompression?: boolean;
     oidc?: OidcOptions;
   } = {},
@@ -27,10 +29,10 @@ export async function startTestServer(
   const dataDir = options.dataDir ?? await Deno.makeTempDir({ prefix: "lightcone-test-" });
   const server = await startServer({
     hostname: "127.0.0.1",
-    port: 0,
+    port: options.port ?? 0,
     dataDir,
     reducerBudgetMs: options.reducerBudgetMs,
-    workerHeapMb: options.workerHeapMb,
+    databaseMemoryMb: options.databaseMemoryMb,
     wsCompression: options.wsCompression,
     oidc: options.oidc,
   });
