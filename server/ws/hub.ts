@@ -33,6 +33,7 @@ import type { BatchItem, DatabaseHost, QueryRows } from "../../worker/mod.ts";
 import type { AppEnv } from "../app.ts";
 import type { Database, DatabaseRegistry } from "../database_registry.ts";
 import { randomConnectionId } from "../routes/database.ts";
+import { V1Session } from "./v1_session.ts";
 
 /**
  * The tokens of a Sec-WebSocket-Protocol value (RFC 6455 §4.1: a comma-separated list with
@@ -45,12 +46,13 @@ export function offeredProtocols(header: string | null): string[] {
   );
 }
 
-const PROTOCOLS: [string, WsVersion][] = [
+const PROTOCOLS: [string, WsVersion | "v1"][] = [
   ["v3.bsatn.spacetimedb", "v3"],
   ["v2.bsatn.spacetimedb", "v2"],
+  ["v1.bsatn.spacetimedb", "v1"],
 ];
-/** SpacetimeDB's legacy protocols, refused with a clear message. */
-const V1_PROTOCOLS = ["v1.bsatn.spacetimedb", "v1.json.spacetimedb"];
+/** SpacetimeDB's legacy JSON protocol, refused with a clear message. */
+const V1_PROTOCOLS = ["v1.json.spacetimedb"];
 const COMPRESSIONS = new Set(["None", "Brotli", "Gzip"]);
 const CLOSE_REASON_BYTES_MAX = 123;
 const FRAME_PAYLOAD_BYTES_TARGET = 512 * 1024;
@@ -126,6 +128,8 @@ class Client {
   connected = false;
   /** client_connected is running: the connection id stays taken until it is undone. */
   connecting = false;
+  /** A v1.bsatn client: its messages are translated to and from v2 (version is "v2"). */
+  v1: V1Session | undefined;
 
   constructor(
     readonly socket: WebSocket,
@@ -191,8 +195,8 @@ export class WsHub {
     const offered = offeredProtocols(c.req.raw.headers.get("sec-websocket-protocol"));
     const chosen = PROTOCOLS.find(([name]) => offered.includes(name));
     if (!chosen) {
-      // SpacetimeDB 2.x still accepts the v1 protocols (client-api routes/subscribe.rs);
-      // Lightcone does not speak them yet and says so.
+      // SpacetimeDB 2.x still accepts v1.json too (client-api routes/subscribe.rs); Lightcone
+      // does not speak it and says so.
       const legacy = offered.filter((name) => V1_PROTOCOLS.includes(name));
       throw new BadRequestError(
         `no valid protocol selected: offer ${
@@ -216,11 +220,20 @@ export class WsHub {
       database,
       auth.identity.toBigInt(),
       chosenConnectionId ?? randomConnectionId(),
-      chosen[1],
+      chosen[1] === "v1" ? "v2" : chosen[1],
       compression as Compression,
-      query.get("confirmed") !== "false",
+      // Confirmed reads are on by default for v2/v3, off for v1 (as in SpacetimeDB).
+      (query.get("confirmed") ?? (chosen[1] === "v1" ? "false" : "true")) !== "false",
       database.isOwner(auth.identity),
     );
+    if (chosen[1] === "v1") {
+      client.v1 = new V1Session({
+        identity: client.identity,
+        connectionId: client.connectionId,
+        tableId: (name) => database.module.tablesByName.get(name)?.tableId ?? 0,
+        reducerId: (name) => database.module.reducersByName.get(name)?.id ?? 0,
+      });
+    }
     this.#clients.add(client);
     // A connection id names one live connection of a database (SpacetimeDB keys
     // st_connection_credentials by it): a second connection with the same id is refused.
@@ -494,7 +507,7 @@ export class WsHub {
     }
     this.#send(
       client,
-      encodeServerFrame([{
+      client.v1 ? client.v1.identityToken(token) : encodeServerFrame([{
         tag: "InitialConnection",
         identity: client.identity,
         connectionId: client.connectionId,
@@ -518,7 +531,16 @@ export class WsHub {
     }
     const frame: ClientFrame = { messages: [], sizes: [] };
     try {
-      frame.messages = decodeClientFrame(new Uint8Array(event.data), client.version, frame.sizes);
+      if (client.v1) {
+        const { request, reply } = client.v1.decode(new Uint8Array(event.data));
+        if (reply) this.#send(client, reply);
+        if (request) {
+          frame.messages.push(request);
+          frame.sizes.push(event.data.byteLength);
+        }
+      } else {
+        frame.messages = decodeClientFrame(new Uint8Array(event.data), client.version, frame.sizes);
+      }
     } catch (error) {
       this.#close(client, 1011, error instanceof Error ? error.message : String(error));
       return;
@@ -717,6 +739,14 @@ export class WsHub {
     if (ready === 0) return;
     if (ready === outbox.length) client.outbox = [];
     else client.outbox = outbox.slice(ready);
+    if (client.v1) {
+      for (let i = 0; i < ready; i++) {
+        const entry = outbox[i];
+        const frame = client.v1.encode(entry.message, entry.requestId, entry.timestampMicros);
+        if (frame) this.#send(client, frame);
+      }
+      return;
+    }
     if (client.version === "v2") {
       for (let i = 0; i < ready; i++) this.#send(client, encodeFrame(outbox, i, i + 1, -1));
       return;
