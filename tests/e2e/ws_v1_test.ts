@@ -92,6 +92,32 @@ Deno.test({
       await until(() => alice.conn.db.message.count() === 0n, "alice's cache emptied");
       assertEquals(alice.conn.db.user.count(), 0n);
       assertEquals(bob.conn.db.message.count(), 2n);
+
+      // The same query under two query ids: rows stay until both are unsubscribed, and
+      // an update in between arrives once per subscription without confusing the cache.
+      const carol = await connect(server.url);
+      open.push(carol.conn);
+      const twice: { unsubscribeThen(callback: () => void): void }[] = [];
+      for (let i = 0; i < 2; i++) {
+        await new Promise<void>((resolve, reject) => {
+          twice.push(
+            carol.conn.subscriptionBuilder()
+              .onApplied(() => resolve())
+              .onError(() => reject(new Error("subscription error")))
+              .subscribe(["SELECT * FROM message"]),
+          );
+        });
+      }
+      assertEquals(carol.conn.db.message.count(), 2n);
+      const carolInserts: string[] = [];
+      carol.conn.db.message.onInsert((_ctx, row) => carolInserts.push(row.text));
+      bob.conn.reducers.sendMessage({ text: "third" });
+      await until(() => carol.conn.db.message.count() === 3n, "the third message at carol");
+      assertEquals(carolInserts, ["third"]);
+      await new Promise<void>((resolve) => twice[0].unsubscribeThen(() => resolve()));
+      assertEquals(carol.conn.db.message.count(), 3n);
+      await new Promise<void>((resolve) => twice[1].unsubscribeThen(() => resolve()));
+      await until(() => carol.conn.db.message.count() === 0n, "carol's cache emptied");
     } finally {
       for (const conn of open) {
         try {
