@@ -20,6 +20,13 @@ export interface ServerOptions {
   wsCompression?: boolean;
   /** Heap cap of each database worker in MB. */
   workerHeapMb?: number;
+  /** Transactions between automatic snapshots (default lib/limits.ts SNAPSHOT_INTERVAL_TX). */
+  snapshotIntervalTx?: number;
+  /**
+   * `--in-memory`: nothing is fsynced, so replies do not wait for the disk and a crash loses
+   * everything (main.ts also puts the data in a temporary directory removed at shutdown).
+   */
+  skipFsync?: boolean;
   oidc?: OidcOptions;
   /** Called once the listener is bound, with the actual port. */
   onListen?: (address: { hostname: string; port: number }) => void;
@@ -37,7 +44,11 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   await Deno.mkdir(options.dataDir, { recursive: true });
   const auth = await AuthService.open({ dataDir: options.dataDir, oidc: options.oidc });
   const hub = new WsHub({ auth, compress: options.wsCompression });
-  const storage = await DurabilityActor.start({ dataDir: options.dataDir });
+  const storage = await DurabilityActor.start({
+    dataDir: options.dataDir,
+    snapshotIntervalTx: options.snapshotIntervalTx,
+    unsafeSkipSync: options.skipFsync,
+  });
   const registry = await DatabaseRegistry.open({
     dataDir: options.dataDir,
     storage,

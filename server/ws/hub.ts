@@ -21,7 +21,6 @@ import {
   type Compression,
   decodeClientFrame,
   encodeRowList,
-  encodeServerFrame,
   type QuerySetUpdate,
   ServerFrameWriter,
   type ServerMessage,
@@ -281,7 +280,8 @@ export class WsHub {
                 ? { tag: "Err", value: bsatnString(item.message ?? "") }
                 : { tag: "InternalError", value: item.message ?? "The reducer failed" },
             },
-            0,
+            // Rolled back, but it may have read another client's commit that is not durable yet.
+            item.txOffset,
             touched,
             origin.callBytes,
           );
@@ -299,7 +299,7 @@ export class WsHub {
               totalHostExecutionDurationMicros: item.ok ? BigInt(item.durationMicros) : 0n,
               requestId: origin.requestId,
             },
-            item.txOffset ?? 0,
+            item.txOffset,
             touched,
             origin.callBytes,
           );
@@ -317,7 +317,7 @@ export class WsHub {
                 querySetId,
                 error: item.error ?? "subscription failed",
               },
-              0,
+              item.txOffset,
               touched,
             );
             break;
@@ -357,7 +357,7 @@ export class WsHub {
                 querySetId,
                 error: item.error ?? "unsubscribe failed",
               },
-              0,
+              item.txOffset,
               touched,
             );
             break;
@@ -435,6 +435,8 @@ export class WsHub {
     const host = client.database.host;
     let ok = false;
     let reason = "client_connected failed";
+    /** What client_connected committed or read: the connection's first reply waits for it. */
+    let txOffset = 0;
     try {
       const result = await host.connect({
         sender: client.identity,
@@ -443,6 +445,7 @@ export class WsHub {
         jwtPayload: payloadJson,
       });
       ok = result.status === "committed";
+      txOffset = result.txOffset;
       if (!ok) reason = result.message ?? reason;
     } catch (error) {
       reason = error instanceof Error ? error.message : String(error);
@@ -454,18 +457,24 @@ export class WsHub {
       return;
     }
     if (!ok) {
+      // The refusal may come from rows that are not durable yet (confirmed reads).
+      if (client.confirmed) await client.database.whenDurable(txOffset).catch(() => {});
       this.#close(client, 1008, `Connection refused: ${reason}`);
       return;
     }
-    this.#send(
+    const touched = new Set<Client>();
+    this.#queue(
       client,
-      encodeServerFrame([{
+      {
         tag: "InitialConnection",
         identity: client.identity,
         connectionId: client.connectionId,
         token,
-      }]),
+      },
+      txOffset,
+      touched,
     );
+    this.#flush(client);
     const early = client.early ?? [];
     client.early = undefined;
     for (const frame of early) this.#dispatch(client, frame);
