@@ -303,9 +303,16 @@ export function databaseRoutes(context: AppContext): Hono<AppEnv> {
 
   routes.get("/:name/subscribe", async (c) => {
     const database = registry.require(c.req.param("name"));
-    // A connection made during a module update is served by the new module.
-    await database.whenUpdated();
-    return context.hub.upgrade(c, database);
+    // A connection made during a module update is served by the new module; one admitted
+    // before it counts as work in flight until its InitialConnection is sent, so the update
+    // waits for it (then closes it like any connected client) instead of cutting it short.
+    const release = await database.admit();
+    try {
+      return context.hub.upgrade(c, database, release);
+    } catch (error) {
+      release();
+      throw error;
+    }
   });
 
   return routes;

@@ -21,6 +21,7 @@ import {
   type Compression,
   decodeClientFrame,
   encodeRowList,
+  encodeServerFrame,
   type QuerySetUpdate,
   ServerFrameWriter,
   type ServerMessage,
@@ -131,6 +132,12 @@ class Client {
     readonly compression: Compression,
     readonly confirmed: boolean,
     readonly isOwner: boolean,
+    /**
+     * Ends the connection's admission (Database.admit): called once InitialConnection is sent
+     * or the handshake failed, so an update waits for handshakes in progress instead of
+     * closing them before their first message. Idempotent.
+     */
+    readonly handshakeDone: () => void,
   ) {}
 }
 
@@ -171,7 +178,8 @@ export class WsHub {
     return database.whenDurable(txOffset);
   }
 
-  upgrade(c: Context<AppEnv>, database: Database): Response {
+  /** `handshakeDone`: see Client.handshakeDone. */
+  upgrade(c: Context<AppEnv>, database: Database, handshakeDone: () => void = () => {}): Response {
     const query = new URL(c.req.url).searchParams;
     const compression = query.get("compression") ?? "Brotli";
     if (!COMPRESSIONS.has(compression)) {
@@ -208,6 +216,7 @@ export class WsHub {
       compression as Compression,
       query.get("confirmed") !== "false",
       database.isOwner(auth.identity),
+      handshakeDone,
     );
     this.#clients.add(client);
     socket.onopen = () => this.#onOpen(client, auth.token, auth.payloadJson);
@@ -454,27 +463,40 @@ export class WsHub {
     if (client.closed) {
       // The socket went while client_connected ran: undo it now.
       if (ok) this.#disconnect(client);
+      client.handshakeDone();
+      return;
+    }
+    // Confirmed reads: the first reply, a refusal included, waits until what client_connected
+    // committed or read is durable. Frames the client sends meanwhile stay in `early`.
+    let durabilityFailure: string | undefined;
+    if (client.confirmed) {
+      await client.database.whenDurable(txOffset).catch((error) => {
+        durabilityFailure = error instanceof Error ? error.message : String(error);
+      });
+    }
+    if (client.closed) {
+      client.handshakeDone();
+      return;
+    }
+    if (durabilityFailure !== undefined) {
+      this.#close(client, 1011, `module exited: ${durabilityFailure}`);
       return;
     }
     if (!ok) {
-      // The refusal may come from rows that are not durable yet (confirmed reads).
-      if (client.confirmed) await client.database.whenDurable(txOffset).catch(() => {});
       this.#close(client, 1008, `Connection refused: ${reason}`);
       return;
     }
-    const touched = new Set<Client>();
-    this.#queue(
+    this.#send(
       client,
-      {
+      encodeServerFrame([{
         tag: "InitialConnection",
         identity: client.identity,
         connectionId: client.connectionId,
         token,
-      },
-      txOffset,
-      touched,
+      }]),
     );
-    this.#flush(client);
+    // Only now may a module update close this connection like any established one.
+    client.handshakeDone();
     const early = client.early ?? [];
     client.early = undefined;
     for (const frame of early) this.#dispatch(client, frame);
@@ -608,6 +630,7 @@ export class WsHub {
   #onClose(client: Client): void {
     if (client.closed && !this.#clients.has(client)) return;
     client.closed = true;
+    client.handshakeDone();
     this.#clients.delete(client);
     for (const querySetId of [...client.querySets.keys()]) this.#unroute(client, querySetId);
     client.outbox = [];
