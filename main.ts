@@ -107,6 +107,8 @@ async function start(args: string[]): Promise<number> {
       workerHeapMb,
       snapshotIntervalTx,
       skipFsync: inMemory,
+      // Deliberately broken durability for one test (tests/e2e/fsync_order_test.ts); never set it.
+      unsafeLateFsyncMs: Number(Deno.env.get("LIGHTCONE_UNSAFE_LATE_FSYNC_MS") ?? 0) || undefined,
       wsCompression,
       oidc: issuers.length
         ? { issuers, audiences: audiences.length ? audiences : undefined }

@@ -27,6 +27,11 @@ export interface ServerOptions {
    * everything (main.ts also puts the data in a temporary directory removed at shutdown).
    */
   skipFsync?: boolean;
+  /**
+   * Deliberately broken, tests only (LIGHTCONE_UNSAFE_LATE_FSYNC_MS): acknowledge before the
+   * fdatasync, which runs this many ms later; proves tests/e2e/fsync_order_test.ts can fail.
+   */
+  unsafeLateFsyncMs?: number;
   oidc?: OidcOptions;
   /** Called once the listener is bound, with the actual port. */
   onListen?: (address: { hostname: string; port: number }) => void;
@@ -48,7 +53,13 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     dataDir: options.dataDir,
     snapshotIntervalTx: options.snapshotIntervalTx,
     unsafeSkipSync: options.skipFsync,
+    unsafeLateSyncMs: options.unsafeLateFsyncMs,
   });
+  if (options.unsafeLateFsyncMs) {
+    log.warn("UNSAFE test mode: replies are sent before their transactions are fsynced", {
+      lateFsyncMs: options.unsafeLateFsyncMs,
+    });
+  }
   const registry = await DatabaseRegistry.open({
     dataDir: options.dataDir,
     storage,

@@ -46,6 +46,8 @@ export interface StorageOptions {
   snapshotsKept?: number;
   /** Benchmarks and `--in-memory` only: skip fdatasync, so nothing is really durable. */
   unsafeSkipSync?: boolean;
+  /** Tests only: report offsets durable before their fdatasync, which runs this much later. */
+  unsafeLateSyncMs?: number;
   /** Ask a database for a snapshot every this many durable transactions (lib/limits.ts default). */
   snapshotIntervalTx?: number;
 }
