@@ -3,18 +3,23 @@
  * reflects. The server runs under `strace` (tests/support/install_debian.sh installs it),
  * which records each write to a commit log, each fdatasync of it and each byte sent to a
  * socket, with times. Clients over HTTP (`POST /call`) and WebSocket (v2 BSATN, confirmed
- * reads) add marks with unique tags and call `newest`, which always fails with the largest tag
- * it read: a rolled-back reply derived from other clients' commits. For every reply the
- * checker finds the log write holding the tag the reply depends on and requires that an
- * fdatasync of that log, started after the write, ended before the reply's first byte was sent.
+ * reads, subscribed to every mark) add marks with unique tags, call `newest` (always fails,
+ * naming the largest tag it read: a rolled-back reply derived from other clients' commits),
+ * run one-off queries, and connect (client_connected commits a transaction whose record holds
+ * the connection id). For every reply the checker finds the log write holding the bytes the
+ * reply depends on (its tag, the largest tag among its rows, or InitialConnection's connection
+ * id) and requires that an fdatasync of that log, started after the write, ended before the
+ * reply's first byte was sent.
  *
  * The same check run against a server started with LIGHTCONE_UNSAFE_LATE_FSYNC_MS (acks first,
- * fdatasync later) must find violations: the checker can fail.
+ * fdatasync later) must find violations: the checker can fail. (Without the waits this file's
+ * commit added, failed `newest` results and InitialConnection went out before their fdatasync.)
  */
 import { deepStrictEqual as assertEquals, ok as assert } from "node:assert/strict";
 import {
   decodeServerPayload,
   encodeClientMessage,
+  type RowList,
   type ServerMessage,
 } from "../../protocol/mod.ts";
 import { fixtureBundle, publish, stringifyWithBigInts } from "../support/server.ts";
@@ -107,11 +112,11 @@ async function startTracedServer(env: Record<string, string> = {}): Promise<Trac
   };
 }
 
-/** What one reply depends on: the tag whose transaction must be durable before it. */
+/** What one reply depends on: bytes of the transaction that must be durable before it. */
 interface Expected {
   via: string;
-  /** 0n: depends on nothing the workload wrote. */
-  tag: bigint;
+  /** Bytes only that transaction's log record holds first; undefined: depends on nothing. */
+  needle: Uint8Array | undefined;
 }
 
 /** A reply as seen in the trace: when its first byte went out, and what it depends on. */
@@ -124,6 +129,76 @@ function tagBytes(tag: bigint): Uint8Array {
   const bytes = new Uint8Array(8);
   new DataView(bytes.buffer).setBigUint64(0, tag, true);
   return bytes;
+}
+
+/** The 16 little-endian bytes of a connection id, as a commit record holds its caller's. */
+function connectionIdBytes(connectionId: bigint): Uint8Array {
+  const bytes = new Uint8Array(16);
+  const view = new DataView(bytes.buffer);
+  view.setBigUint64(0, connectionId & 0xffff_ffff_ffff_ffffn, true);
+  view.setBigUint64(8, connectionId >> 64n, true);
+  return bytes;
+}
+
+const tagNeedle = (tag: bigint) => tag === 0n ? undefined : tagBytes(tag);
+
+/** The largest mark tag among rows of the `mark` table (each row is one u64). */
+function largestTag(rowLists: readonly RowList[]): bigint {
+  let largest = 0n;
+  for (const rows of rowLists) {
+    assert(Array.isArray(rows), "decoded rows are arrays");
+    for (const row of rows as readonly Uint8Array[]) {
+      const tag = new DataView(row.buffer, row.byteOffset, row.byteLength).getBigUint64(0, true);
+      if (tag > largest) largest = tag;
+    }
+  }
+  return largest;
+}
+
+/**
+ * What a WebSocket message the server sent depends on, read from the message itself:
+ * InitialConnection on its client_connected transaction (whose record holds the connection
+ * id), a failed `newest` on the tag it names, rows on the largest tag among them.
+ */
+function wsDependency(message: ServerMessage, addTags: Map<number, bigint>): Expected | undefined {
+  switch (message.tag) {
+    case "InitialConnection":
+      return { via: "InitialConnection", needle: connectionIdBytes(message.connectionId) };
+    case "ReducerResult": {
+      const result = message.result;
+      if (result.tag === "Err") {
+        const text = new TextDecoder().decode(result.value.subarray(4));
+        return { via: "failed newest", needle: tagNeedle(BigInt(NEWEST.exec(text)![1])) };
+      }
+      const tag = addTags.get(message.requestId);
+      assert(tag !== undefined, `a ReducerResult for unknown request ${message.requestId}`);
+      return { via: "add", needle: tagBytes(tag) };
+    }
+    case "SubscribeApplied":
+      return {
+        via: "SubscribeApplied",
+        needle: tagNeedle(largestTag(message.rows.tables.map((table) => table.rows))),
+      };
+    case "OneOffQueryResult":
+      assert(message.result.tag === "Ok", "the one-off query failed");
+      return {
+        via: "OneOffQueryResult",
+        needle: tagNeedle(largestTag(message.result.value.tables.map((table) => table.rows))),
+      };
+    case "TransactionUpdate": {
+      const rows: RowList[] = [];
+      for (const set of message.querySets) {
+        for (const table of set.tables) {
+          for (const update of table.rows) {
+            if (update.tag === "PersistentTable") rows.push(update.inserts);
+          }
+        }
+      }
+      return { via: "TransactionUpdate", needle: tagNeedle(largestTag(rows)) };
+    }
+    default:
+      return undefined;
+  }
 }
 
 const NEWEST = /newest (\d+)/;
@@ -230,7 +305,7 @@ function* webSocketFrames(bytes: Uint8Array, start: number) {
 
 /**
  * Runs the workload against `server` and returns every reply found in the trace with what
- * it depends on, plus the log writes and syncs. Asserts that every reply was found.
+ * it depends on, plus every traced call. Asserts that every reply was found.
  */
 async function runWorkload(
   server: TracedServer,
@@ -240,8 +315,10 @@ async function runWorkload(
   let nextTag = TAG_BASE;
   /** Per HTTP client port: what each of its replies depends on, in order. */
   const httpExpected = new Map<number, Expected[]>();
-  /** Per WebSocket request id: what its reply depends on. */
-  const wsExpected = new Map<number, Expected>();
+  /** Tag of each WebSocket `add` call, by request id. */
+  const addTags = new Map<number, bigint>();
+  /** WebSocket messages the clients received, by kind (the trace must show as many). */
+  const wsReceived = new Map<string, number>();
   let newestSawOthers = 0;
   const ownTags = new Map<string, Set<bigint>>();
   const noteNewest = (client: string, text: string): bigint => {
@@ -267,10 +344,13 @@ async function runWorkload(
           stringifyWithBigInts([tag]),
         );
         assertEquals(added.status, 200, added.text);
-        expected.push({ via: `${name} add`, tag });
+        expected.push({ via: "http add", needle: tagBytes(tag) });
         const newest = await http.post("/v1/database/acks/call/newest", owner.token, "[]");
         assertEquals(newest.status, 530, newest.text);
-        expected.push({ via: `${name} newest`, tag: noteNewest(name, newest.text) });
+        expected.push({
+          via: "http failed newest",
+          needle: tagNeedle(noteNewest(name, newest.text)),
+        });
       }
     } finally {
       http.close();
@@ -292,35 +372,82 @@ async function runWorkload(
       const bytes = new Uint8Array(event.data as ArrayBuffer);
       assertEquals(bytes[0], 0, "compression=None frames start with 0");
       const [message] = decodeServerPayload(bytes.subarray(1), "v2");
+      wsReceived.set(message.tag, (wsReceived.get(message.tag) ?? 0) + 1);
       if (message.tag === "InitialConnection") connected();
-      if (message.tag === "ReducerResult") waiting.get(message.requestId)?.(message);
+      if ("requestId" in message && message.requestId !== undefined) {
+        waiting.get(message.requestId)?.(message);
+      }
     };
     await ready;
-    const callReducer = (requestId: number, reducer: string, args: Uint8Array) =>
+    const send = (requestId: number, message: Parameters<typeof encodeClientMessage>[0]) =>
       new Promise<ServerMessage>((resolve) => {
         waiting.set(requestId, resolve);
-        socket.send(
-          encodeClientMessage({ tag: "CallReducer", requestId, flags: 0, reducer, args }),
-        );
+        socket.send(encodeClientMessage(message));
       });
+    const base = 1_000_000 * (index + 1);
     try {
+      const applied = await send(base, {
+        tag: "Subscribe",
+        requestId: base,
+        querySetId: 1,
+        queryStrings: ["SELECT * FROM mark"],
+      });
+      assertEquals(applied.tag, "SubscribeApplied");
       for (let round = 0; round < options.rounds; round++) {
         const tag = nextTag++;
         ownTags.get(name)!.add(tag);
-        const addId = 1_000_000 * (index + 1) + 2 * round;
-        const added = await callReducer(addId, "add", tagBytes(tag));
+        const addId = base + 3 * round + 1;
+        addTags.set(addId, tag);
+        const added = await send(addId, {
+          tag: "CallReducer",
+          requestId: addId,
+          flags: 0,
+          reducer: "add",
+          args: tagBytes(tag),
+        });
         assert(added.tag === "ReducerResult" && added.result.tag !== "Err", "add failed");
-        wsExpected.set(addId, { via: `${name} add`, tag });
-        const newestId = addId + 1;
-        const newest = await callReducer(newestId, "newest", new Uint8Array());
+        const newest = await send(addId + 1, {
+          tag: "CallReducer",
+          requestId: addId + 1,
+          flags: 0,
+          reducer: "newest",
+          args: new Uint8Array(),
+        });
         assert(
           newest.tag === "ReducerResult" && newest.result.tag === "Err",
           "newest did not fail",
         );
-        const text = new TextDecoder().decode(newest.result.value.subarray(4));
-        wsExpected.set(newestId, { via: `${name} newest`, tag: noteNewest(name, text) });
+        noteNewest(name, new TextDecoder().decode(newest.result.value.subarray(4)));
+        const queried = await send(addId + 2, {
+          tag: "OneOffQuery",
+          requestId: addId + 2,
+          queryString: "SELECT * FROM mark",
+        });
+        assertEquals(queried.tag, "OneOffQueryResult");
       }
     } finally {
+      socket.close();
+    }
+  };
+
+  /** Connects, waits for InitialConnection, leaves: many short-lived connections. */
+  const connectOnly = async () => {
+    for (let round = 0; round < options.rounds / 2; round++) {
+      const socket = new WebSocket(
+        `${server.url.replace(/^http/, "ws")}/v1/database/acks/subscribe?compression=None`,
+        ["v2.bsatn.spacetimedb"],
+      );
+      socket.binaryType = "arraybuffer";
+      await new Promise<void>((resolve, reject) => {
+        socket.onmessage = (event) => {
+          const bytes = new Uint8Array(event.data as ArrayBuffer);
+          const [message] = decodeServerPayload(bytes.subarray(1), "v2");
+          wsReceived.set(message.tag, (wsReceived.get(message.tag) ?? 0) + 1);
+          resolve();
+        };
+        socket.onclose = () => reject(new Error("closed before InitialConnection"));
+      });
+      socket.onclose = null;
       socket.close();
     }
   };
@@ -328,6 +455,7 @@ async function runWorkload(
   await Promise.all([
     ...Array.from({ length: options.httpClients }, (_, i) => httpClient(i)),
     ...Array.from({ length: options.wsClients }, (_, i) => wsClient(i)),
+    ...Array.from({ length: options.wsClients }, connectOnly),
   ]);
   const calls = await server.stop();
 
@@ -340,7 +468,7 @@ async function runWorkload(
     stream.add(call);
   }
   const replies: SentReply[] = [];
-  let wsFound = 0;
+  const wsFound = new Map<string, number>();
   for (const [target, stream] of sockets) {
     stream.finish();
     const clientPort = Number(/->[^\]]*:(\d+)\]$/.exec(target)?.[1]);
@@ -356,10 +484,9 @@ async function runWorkload(
         for (const frame of webSocketFrames(stream.bytes, at)) {
           if (frame.opcode !== 2) continue;
           const [message] = decodeServerPayload(frame.payload.subarray(1), "v2");
-          if (message.tag !== "ReducerResult") continue;
-          const expected = wsExpected.get(message.requestId);
+          const expected = wsDependency(message, addTags);
           if (!expected) continue;
-          wsFound++;
+          wsFound.set(message.tag, (wsFound.get(message.tag) ?? 0) + 1);
           replies.push({ sentMicros: stream.sentAt(frame.offset), expected });
         }
         break;
@@ -373,7 +500,14 @@ async function runWorkload(
     }
     if (httpReplies) assertEquals(index, httpReplies.length, `responses to port ${clientPort}`);
   }
-  assertEquals(wsFound, wsExpected.size, "every WebSocket reply was found in the trace");
+  for (const [tag, count] of wsFound) {
+    assertEquals(count, wsReceived.get(tag), `${tag} messages found in the trace`);
+  }
+  for (
+    const tag of ["InitialConnection", "SubscribeApplied", "TransactionUpdate", "ReducerResult"]
+  ) {
+    assert((wsFound.get(tag) ?? 0) > 0 || options.wsClients === 0, `no ${tag} in the trace`);
+  }
   return { calls, replies, newestSawOthers };
 }
 
@@ -384,32 +518,37 @@ function findEarlyReplies(calls: Syscall[], replies: SentReply[]) {
     LOG_FILE.test(call.target)
   );
   const syncs = calls.filter((call) => call.name === "fdatasync" && LOG_FILE.test(call.target));
-  const durableAt = (tag: bigint): number => {
-    const needle = tagBytes(tag);
+  const hex = (bytes: Uint8Array) =>
+    Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+  const durableAt = (needle: Uint8Array): number => {
     const write = logWrites.find((call) => indexOfBytes(call.data, needle) >= 0);
-    assert(write, `no log write holds tag ${tag.toString(16)}`);
+    assert(write, `no log write holds ${hex(needle)}`);
+    assert(write.complete, "a log write was cut at strace's -s limit");
     const sync = syncs.find((call) =>
       call.target === write.target && call.startMicros >= write.endMicros
     );
     return sync ? sync.endMicros : Infinity;
   };
-  const early: { via: string; tag: string; aheadMicros: number }[] = [];
+  const early: { via: string; needle: string; aheadMicros: number }[] = [];
   const marginsMicros: number[] = [];
+  const checked = new Map<string, number>();
   for (const reply of replies) {
-    if (reply.expected.tag === 0n) continue;
-    const durable = durableAt(reply.expected.tag);
+    const needle = reply.expected.needle;
+    if (needle === undefined) continue;
+    checked.set(reply.expected.via, (checked.get(reply.expected.via) ?? 0) + 1);
+    const durable = durableAt(needle);
     const margin = reply.sentMicros - durable;
     marginsMicros.push(margin);
     if (margin <= 0) {
       early.push({
         via: reply.expected.via,
-        tag: reply.expected.tag.toString(16),
+        needle: hex(needle),
         aheadMicros: durable === Infinity ? Infinity : -margin,
       });
     }
   }
   marginsMicros.sort((a, b) => a - b);
-  return { early, marginsMicros, logWrites: logWrites.length, syncs: syncs.length };
+  return { early, marginsMicros, checked, logWrites: logWrites.length, syncs: syncs.length };
 }
 
 const onLinux = Deno.build.os === "linux";
@@ -427,14 +566,17 @@ Deno.test({
       wsClients: 2,
       rounds: 20,
     });
-    const { early, marginsMicros, logWrites, syncs } = findEarlyReplies(calls, replies);
+    const { early, marginsMicros, checked, logWrites, syncs } = findEarlyReplies(calls, replies);
     const median = marginsMicros[Math.floor(marginsMicros.length / 2)];
     console.log(
-      `${replies.length} replies checked (${newestSawOthers} failed calls read another ` +
-        `client's mark), ${logWrites} log writes, ${syncs} fdatasyncs; reply after its ` +
-        `fdatasync by min ${marginsMicros[0]} µs, median ${median} µs`,
+      `${marginsMicros.length} replies checked (${
+        [...checked].map(([k, v]) => `${v} ${k}`).join(", ")
+      }); ` +
+        `${newestSawOthers} failed calls read another client's mark; ${logWrites} log writes, ` +
+        `${syncs} fdatasyncs; reply after its fdatasync by min ${marginsMicros[0]} µs, ` +
+        `median ${median} µs`,
     );
-    assertEquals(replies.length, 5 * 2 * 20);
+    assert(newestSawOthers > 0, "no failed call read another client's mark");
     assertEquals(early, []);
   },
 });
