@@ -341,6 +341,11 @@ export class DurabilityCore {
     }
     const from = choice.snapshot?.txOffset ?? 0n;
     db.snapshotBase = from;
+    log.info("Replaying a database", {
+      dbKey: db.dbKey,
+      snapshotTxOffset: choice.snapshot ? choice.snapshot.txOffset : "none",
+      logEndTxOffset: opened.durableEnd,
+    });
     if (choice.snapshot) {
       this.#output.toDatabase(db.dbKey, {
         kind: "replaySnapshot",
