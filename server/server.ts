@@ -23,6 +23,18 @@ export interface ServerOptions {
   wsCompression?: boolean;
   /** Memory budget of each database process in MiB (worker/isolation.ts). */
   databaseMemoryMb?: number;
+  /** Transactions between automatic snapshots (default lib/limits.ts SNAPSHOT_INTERVAL_TX). */
+  snapshotIntervalTx?: number;
+  /**
+   * `--in-memory`: nothing is fsynced, so replies do not wait for the disk and a crash loses
+   * everything (main.ts also puts the data in a temporary directory removed at shutdown).
+   */
+  skipFsync?: boolean;
+  /**
+   * Deliberately broken, tests only (LIGHTCONE_UNSAFE_LATE_FSYNC_MS): acknowledge before the
+   * fdatasync, which runs this many ms later; proves tests/e2e/fsync_order_test.ts can fail.
+   */
+  unsafeLateFsyncMs?: number;
   oidc?: OidcOptions;
   /** Port of the PostgreSQL wire protocol listener on `hostname` (0: any free port); off when absent. */
   pgPort?: number;
@@ -45,7 +57,17 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   logIsolationCapabilities(options.databaseMemoryMb ?? DATABASE_MEMORY_MB_DEFAULT);
   const auth = await AuthService.open({ dataDir: options.dataDir, oidc: options.oidc });
   const hub = new WsHub({ auth, compress: options.wsCompression });
-  const storage = await DurabilityActor.start({ dataDir: options.dataDir });
+  const storage = await DurabilityActor.start({
+    dataDir: options.dataDir,
+    snapshotIntervalTx: options.snapshotIntervalTx,
+    unsafeSkipSync: options.skipFsync,
+    unsafeLateSyncMs: options.unsafeLateFsyncMs,
+  });
+  if (options.unsafeLateFsyncMs) {
+    log.warn("UNSAFE test mode: replies are sent before their transactions are fsynced", {
+      lateFsyncMs: options.unsafeLateFsyncMs,
+    });
+  }
   const registry = await DatabaseRegistry.open({
     dataDir: options.dataDir,
     storage,

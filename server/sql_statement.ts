@@ -40,8 +40,9 @@ export async function runSqlStatement(
       sender: request.caller.toBigInt(),
       isOwner: database.isOwner(request.caller),
     });
-    if (!result.ok || !result.rows) throw new BadRequestError(result.error ?? "query failed");
+    // Errors too: every answer waits for the state it was computed from.
     if (request.confirmed) await database.whenDurable(result.txOffset);
+    if (!result.ok || !result.rows) throw new BadRequestError(result.error ?? "query failed");
     const table = database.module.tablesByName.get(result.rows.table);
     if (!table) throw new Error(`query answered for unknown table "${result.rows.table}"`);
     const decode = compileProductDecoder(table.rowType, table.typespace);

@@ -12,7 +12,7 @@ import type {
   FromDatabaseMessage,
   ToDatabaseMessage,
 } from "./durability_messages.ts";
-import { denoFs, withoutSync } from "./fs_layer.ts";
+import { denoFs, withLateSync, withoutSync } from "./fs_layer.ts";
 
 interface WorkerScope {
   postMessage(message: ActorEvent, transfer?: Transferable[]): void;
@@ -94,7 +94,11 @@ function handle(request: ActorRequest): unknown {
   switch (request.op) {
     case "init":
       core = new DurabilityCore(
-        request.options.unsafeSkipSync ? withoutSync(denoFs) : denoFs,
+        request.options.unsafeSkipSync
+          ? withoutSync(denoFs)
+          : request.options.unsafeLateSyncMs
+          ? withLateSync(denoFs, request.options.unsafeLateSyncMs)
+          : denoFs,
         request.options.dataDir,
         {
           durable: (dbKey, offset) => durableUpdates.push([dbKey, offset]),

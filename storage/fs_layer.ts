@@ -196,6 +196,40 @@ export const denoFs: FsLayer = {
   },
 };
 
+/**
+ * Deliberately broken, for the test that proves replies follow their fdatasync
+ * (tests/e2e/fsync_order_test.ts): a file data sync returns at once and the real one runs
+ * `delayMs` later, so the storage reports offsets durable before they are.
+ */
+export function withLateSync(fs: FsLayer, delayMs: number): FsLayer {
+  return {
+    ...fs,
+    open(path, options) {
+      const file = fs.open(path, options);
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      const syncNow = () => {
+        clearTimeout(timer);
+        timer = undefined;
+        file.syncData();
+      };
+      return {
+        path: file.path,
+        write: (bytes, position) => file.write(bytes, position),
+        read: (into, position) => file.read(into, position),
+        syncData: () => {
+          timer ??= setTimeout(syncNow, delayMs);
+        },
+        size: () => file.size(),
+        truncate: (lengthBytes) => file.truncate(lengthBytes),
+        close: () => {
+          if (timer !== undefined) syncNow();
+          file.close();
+        },
+      };
+    },
+  };
+}
+
 /** Benchmarks only: the same file system with file data syncs turned into no-ops. */
 export function withoutSync(fs: FsLayer): FsLayer {
   return {

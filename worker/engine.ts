@@ -391,6 +391,7 @@ export class DatabaseEngine {
         id,
         status: "failed_internal",
         message: `no such reducer`,
+        txOffset: this.#txOffset,
         durationMicros: 0,
       };
     }
@@ -400,6 +401,7 @@ export class DatabaseEngine {
         id,
         status: "failed_internal",
         message: `can't directly call special ${reducer.lifecycle} lifecycle reducer`,
+        txOffset: this.#txOffset,
         durationMicros: 0,
       };
     }
@@ -410,6 +412,7 @@ export class DatabaseEngine {
         id,
         status: "failed_internal",
         message: `no such reducer`,
+        txOffset: this.#txOffset,
         durationMicros: 0,
       };
     }
@@ -428,7 +431,7 @@ export class DatabaseEngine {
     const reducer = this.#module.lifecycle.onConnect;
     const result = reducer
       ? this.#runReducer(reducer, new Uint8Array(), sender, connectionId, timestampMicros, id)
-      : { kind: "call" as const, id, status: "committed" as const, durationMicros: 0 };
+      : this.#noTransaction(id);
     if (result.status !== "committed") this.#jwtPayloads.delete(connectionId);
     return { ...result, kind: "connect" };
   }
@@ -443,7 +446,7 @@ export class DatabaseEngine {
     const reducer = this.#module.lifecycle.onDisconnect;
     const result = reducer
       ? this.#runReducer(reducer, new Uint8Array(), sender, connectionId, timestampMicros, id)
-      : { kind: "call" as const, id, status: "committed" as const, durationMicros: 0 };
+      : this.#noTransaction(id);
     this.#jwtPayloads.delete(connectionId);
     return { ...result, kind: "disconnect" };
   }
@@ -458,12 +461,18 @@ export class DatabaseEngine {
   ): ProcedureResult {
     const procedure = this.#module.proceduresByName.get(name);
     if (!procedure) {
-      return { kind: "procedure", id, ok: false, message: "No such procedure", durationMicros: 0 };
+      return {
+        kind: "procedure",
+        id,
+        ok: false,
+        message: "No such procedure",
+        txOffset: this.#txOffset,
+        durationMicros: 0,
+      };
     }
     const startMs = this.#options.clock.monotonicMs();
     this.#currentFunction = procedure.name;
     this.#procedure = { name: procedure.name, sender, connectionId, args };
-    const offsetBefore = this.#txOffset;
     this.#options.budget.start(this.#options.reducerBudgetMs);
     let exceeded = false;
     let stopped = false;
@@ -487,7 +496,7 @@ export class DatabaseEngine {
         id,
         ok: true,
         value,
-        txOffset: this.#txOffset > offsetBefore ? this.#txOffset : undefined,
+        txOffset: this.#txOffset,
         durationMicros: this.#elapsedMicros(startMs),
       };
     } catch (error) {
@@ -506,6 +515,7 @@ export class DatabaseEngine {
           : isOutOfMemory(error)
           ? this.#memoryMessage(error)
           : describeError(error),
+        txOffset: this.#txOffset,
         durationMicros: 0,
       };
     } finally {
@@ -552,7 +562,12 @@ export class DatabaseEngine {
 
   #emptyCommit(timestampMicros: bigint): CallResult {
     void timestampMicros;
-    return { kind: "call", id: 0, status: "committed", durationMicros: 0 };
+    return this.#noTransaction(0);
+  }
+
+  /** A lifecycle call the module does not define: nothing ran, nothing committed. */
+  #noTransaction(id: number): CallResult {
+    return { kind: "call", id, status: "committed", txOffset: this.#txOffset, durationMicros: 0 };
   }
 
   #runReducer(
@@ -613,10 +628,12 @@ export class DatabaseEngine {
       return { kind: "call", id, status: "committed", txOffset, durationMicros };
     }
     tx.rollback();
+    // Rolled back, but it may have read rows of transactions that are not durable yet.
+    const txOffset = this.#txOffset;
     if (!exceeded && failure instanceof this.#hooks.__sender_error_class__) {
       const message = String((failure as Error).message);
       this.#pushLog("Error", message, reducer.name);
-      return { kind: "call", id, status: "failed_user", message, durationMicros };
+      return { kind: "call", id, status: "failed_user", message, txOffset, durationMicros };
     }
     this.#logFailure(reducer.name, failure, exceeded);
     const message = exceeded
@@ -624,7 +641,7 @@ export class DatabaseEngine {
       : isOutOfMemory(failure)
       ? this.#memoryMessage(failure)
       : GENERIC_FAILURE_MESSAGE;
-    return { kind: "call", id, status: "failed_internal", message, durationMicros };
+    return { kind: "call", id, status: "failed_internal", message, txOffset, durationMicros };
   }
 
   #memoryMessage(error: unknown): string {

@@ -140,6 +140,12 @@ class Client {
     readonly compression: Compression,
     readonly confirmed: boolean,
     readonly isOwner: boolean,
+    /**
+     * Ends the connection's admission (Database.admit): called once InitialConnection is sent
+     * or the handshake failed, so an update waits for handshakes in progress instead of
+     * closing them before their first message. Idempotent.
+     */
+    readonly handshakeDone: () => void,
   ) {}
 }
 
@@ -182,7 +188,8 @@ export class WsHub {
     return database.whenDurable(txOffset);
   }
 
-  upgrade(c: Context<AppEnv>, database: Database): Response {
+  /** `handshakeDone`: see Client.handshakeDone. */
+  upgrade(c: Context<AppEnv>, database: Database, handshakeDone: () => void = () => {}): Response {
     const query = new URL(c.req.url).searchParams;
     const compression = query.get("compression") ?? "Brotli";
     if (!COMPRESSIONS.has(compression)) {
@@ -225,6 +232,7 @@ export class WsHub {
       // Confirmed reads are on by default for v2/v3, off for v1 (as in SpacetimeDB).
       (query.get("confirmed") ?? (chosen[1] === "v1" ? "false" : "true")) !== "false",
       database.isOwner(auth.identity),
+      handshakeDone,
     );
     if (chosen[1] === "v1") {
       client.v1 = new V1Session({
@@ -319,7 +327,8 @@ export class WsHub {
                 ? { tag: "Err", value: bsatnString(item.message ?? "") }
                 : { tag: "InternalError", value: item.message ?? "The reducer failed" },
             },
-            0,
+            // Rolled back, but it may have read another client's commit that is not durable yet.
+            item.txOffset,
             touched,
             origin.callBytes,
           );
@@ -337,7 +346,7 @@ export class WsHub {
               totalHostExecutionDurationMicros: item.ok ? BigInt(item.durationMicros) : 0n,
               requestId: origin.requestId,
             },
-            item.txOffset ?? 0,
+            item.txOffset,
             touched,
             origin.callBytes,
           );
@@ -355,7 +364,7 @@ export class WsHub {
                 querySetId,
                 error: item.error ?? "subscription failed",
               },
-              0,
+              item.txOffset,
               touched,
             );
             break;
@@ -395,7 +404,7 @@ export class WsHub {
                 querySetId,
                 error: item.error ?? "unsubscribe failed",
               },
-              0,
+              item.txOffset,
               touched,
             );
             break;
@@ -480,6 +489,8 @@ export class WsHub {
     let ok = false;
     let reason = "client_connected failed";
     client.connecting = true;
+    /** What client_connected committed or read: the connection's first reply waits for it. */
+    let txOffset = 0;
     try {
       const result = await host.connect({
         sender: client.identity,
@@ -488,6 +499,7 @@ export class WsHub {
         jwtPayload: payloadJson,
       });
       ok = result.status === "committed";
+      txOffset = result.txOffset;
       if (!ok) reason = result.message ?? reason;
     } catch (error) {
       reason = error instanceof Error ? error.message : String(error);
@@ -499,6 +511,23 @@ export class WsHub {
       // only after that, so a reconnect's client_connected runs after this disconnect.
       if (ok) this.#disconnect(client);
       this.#releaseConnectionId(client);
+      client.handshakeDone();
+      return;
+    }
+    // Confirmed reads: the first reply, a refusal included, waits until what client_connected
+    // committed or read is durable. Frames the client sends meanwhile stay in `early`.
+    let durabilityFailure: string | undefined;
+    if (client.confirmed) {
+      await client.database.whenDurable(txOffset).catch((error) => {
+        durabilityFailure = error instanceof Error ? error.message : String(error);
+      });
+    }
+    if (client.closed) {
+      client.handshakeDone();
+      return;
+    }
+    if (durabilityFailure !== undefined) {
+      this.#close(client, 1011, `module exited: ${durabilityFailure}`);
       return;
     }
     if (!ok) {
@@ -514,6 +543,8 @@ export class WsHub {
         token,
       }]),
     );
+    // Only now may a module update close this connection like any established one.
+    client.handshakeDone();
     const early = client.early ?? [];
     client.early = undefined;
     for (const frame of early) this.#dispatch(client, frame);
@@ -656,6 +687,7 @@ export class WsHub {
   #onClose(client: Client): void {
     if (client.closed && !this.#clients.has(client)) return;
     client.closed = true;
+    client.handshakeDone();
     this.#clients.delete(client);
     if (!client.connecting) this.#releaseConnectionId(client);
     for (const querySetId of [...client.querySets.keys()]) this.#unroute(client, querySetId);

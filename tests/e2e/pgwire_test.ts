@@ -84,7 +84,7 @@ const PSQL_AVAILABLE = new Deno.Command("sh", { args: ["-c", "command -v psql"] 
 if (!PSQL_AVAILABLE) {
   console.error(
     "\n!!! psql is not installed: the psql session test is SKIPPED. Run " +
-      "tests/support/install_psql.sh (as root) to install Debian's postgresql-client.\n",
+      "tests/support/install_debian.sh (as root) to install Debian's postgresql-client.\n",
   );
 }
 
