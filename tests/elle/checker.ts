@@ -171,11 +171,14 @@ function listText(values: readonly number[]): string {
 }
 
 function opText(op: Operation): string {
-  const txn = op.txn.map((micro) =>
-    micro.f === "append"
-      ? `append(${micro.key}, ${micro.value})`
-      : `read(${micro.key})${micro.value ? "=" + listText(micro.value) : ""}`
-  ).join(" ");
+  const shown = op.txn.length > 6 ? op.txn.slice(0, 5) : op.txn;
+  const more = op.txn.length > shown.length ? ` … (${op.txn.length} micro-ops)` : "";
+  const txn =
+    shown.map((micro) =>
+      micro.f === "append"
+        ? `append(${micro.key}, ${micro.value})`
+        : `read(${micro.key})${micro.value ? "=" + listText(micro.value) : ""}`
+    ).join(" ") + more;
   return `op ${op.id} (process ${op.process}, ${op.outcome}${op.stale ? ", cache" : ""}: ${txn})`;
 }
 
