@@ -6,7 +6,7 @@
  * Faults (the schedule comes from the seed):
  * - none:         no fault (a baseline);
  * - kill:         SIGKILL, then a restart on the same data directory, again and again;
- * - pause:        SIGSTOP, a pause of up to 1.5 s, SIGCONT;
+ * - pause:        SIGSTOP, a pause of up to 2.5 s, SIGCONT (calls time out after 1.5 s);
  * - disk-full:    the data directory is a small tmpfs mounted for the cell (root only); a
  *                 ballast file fills it, calls carry 32 KiB of padding until the log cannot grow,
  *                 then the ballast goes and the server restarts;
@@ -55,6 +55,7 @@ const DATABASE = "elle";
 const DISK_BYTES = 32 * 1024 * 1024;
 const DISK_PAD_BYTES = 32 * 1024;
 const BROKEN_DELAY_MS = 1000;
+const PAUSE_CALL_TIMEOUT_MS = 1500;
 /** Rounds of a fault that may not take effect (fsync-error, disk-full), at most. */
 const ROUNDS_MAX = 8;
 
@@ -148,6 +149,9 @@ export async function runCell(options: CellOptions): Promise<CellResult> {
       seed: options.seed,
       clients: options.clients,
       padBytes: options.fault === "disk-full" ? DISK_PAD_BYTES : 0,
+      // Pauses outlast some calls: those end as unknown and the client moves on to a new
+      // connection, while the server may still commit them after SIGCONT.
+      callTimeoutMs: options.fault === "pause" ? PAUSE_CALL_TIMEOUT_MS : undefined,
     }).start();
     const deadline = Date.now() + options.durationMs;
     const remaining = () => deadline - Date.now();
@@ -182,7 +186,7 @@ export async function runCell(options: CellOptions): Promise<CellResult> {
       case "pause":
         while (remaining() > 0 || faultsInjected < 2) {
           await sleep(between(300, 1000));
-          const pauseMs = between(200, 1500);
+          const pauseMs = between(200, 2500);
           server.child.kill("SIGSTOP");
           await sleep(pauseMs);
           server.child.kill("SIGCONT");
