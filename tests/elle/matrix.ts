@@ -23,7 +23,7 @@ import {
   type ServerProcess,
   startServerProcess,
 } from "../support/server.ts";
-import { checkListAppend, type CheckResult } from "./checker.ts";
+import { checkListAppend, type CheckResult, type HistoryEvent } from "./checker.ts";
 import { ListAppendWorkload, type WorkloadStats } from "./workload.ts";
 
 export const FAULTS = ["none", "kill", "pause", "disk-full", "fsync-error", "broken-kill"] as const;
@@ -45,6 +45,7 @@ export interface CellResult {
   /** Set when the cell could not run here (e.g. mounting a tmpfs is not permitted). */
   skipped?: string;
   result?: CheckResult;
+  history?: readonly HistoryEvent[];
   stats?: WorkloadStats;
   /** Faults that took effect (for fsync-error and disk-full: the clients saw writes stop). */
   faultsInjected: number;
@@ -54,9 +55,9 @@ export interface CellResult {
 const DATABASE = "elle";
 const DISK_BYTES = 32 * 1024 * 1024;
 const DISK_PAD_BYTES = 32 * 1024;
-const BROKEN_DELAY_MS = 1000;
+const BROKEN_DELAY_MS = 200;
 const PAUSE_CALL_TIMEOUT_MS = 1500;
-/** Rounds of a fault that may not take effect (fsync-error, disk-full), at most. */
+/** Rounds past the duration while a fault has not taken effect yet (fsync-error, disk-full). */
 const ROUNDS_MAX = 8;
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
@@ -139,10 +140,12 @@ export async function runCell(options: CellOptions): Promise<CellResult> {
     server = await startServerProcess({ dataDir, env });
   };
   try {
-    server = await startServerProcess({ dataDir });
-    await publish(server.url, DATABASE, await fixtureBundle("elle"));
     const brokenEnv = { LIGHTCONE_TEST_FS_FAULT: `unsafe-delay-writes:${BROKEN_DELAY_MS}` };
-    if (options.fault === "broken-kill") await restart(brokenEnv);
+    server = await startServerProcess({
+      dataDir,
+      env: options.fault === "broken-kill" ? brokenEnv : {},
+    });
+    await publish(server.url, DATABASE, await fixtureBundle("elle"));
     workload = new ListAppendWorkload({
       url: () => server!.url,
       database: DATABASE,
@@ -168,11 +171,14 @@ export async function runCell(options: CellOptions): Promise<CellResult> {
         break;
       case "kill":
       case "broken-kill":
-        // At least two kills, each after some calls were acknowledged by this server.
+        // At least two kills, each after some calls were acknowledged by this server and
+        // right after an acknowledgement (the moment a durability bug would lose it).
         while (remaining() > 0 || faultsInjected < 2) {
           const okBefore = stats.ok;
           await sleep(between(300, 1000));
           await waitFor(() => stats.ok >= okBefore + 10, 5000);
+          const okNow = stats.ok;
+          await waitFor(() => stats.ok > okNow, 2000);
           await server.stop("SIGKILL");
           await sleep(between(0, 200));
           server = await startServerProcess({
@@ -199,7 +205,7 @@ export async function runCell(options: CellOptions): Promise<CellResult> {
         // stop (an unknown outcome), or after a while, a restart with another N.
         for (
           let round = 0;
-          round < ROUNDS_MAX && (remaining() > 0 || faultsInjected < 1);
+          remaining() > 0 || (faultsInjected < 1 && round < ROUNDS_MAX);
           round++
         ) {
           const nth = Math.floor(between(10, 150));
@@ -217,7 +223,7 @@ export async function runCell(options: CellOptions): Promise<CellResult> {
         await waitFor(() => stats.ok >= 10, 5000);
         for (
           let round = 0;
-          round < ROUNDS_MAX && (remaining() > 0 || faultsInjected < 1);
+          remaining() > 0 || (faultsInjected < 1 && round < ROUNDS_MAX);
           round++
         ) {
           await fillDisk(ballast);
@@ -238,6 +244,7 @@ export async function runCell(options: CellOptions): Promise<CellResult> {
       fault: options.fault,
       seed: options.seed,
       result,
+      history: workload.history,
       stats: workload.stats,
       faultsInjected,
       elapsedMs: performance.now() - started,
