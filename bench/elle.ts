@@ -3,7 +3,8 @@
  * [--clients N] [--faults kill,pause,...]`. Each cell runs the workload for the duration under
  * its fault and checks the history (tests/elle/checker.ts); the e2e test runs the same cells for
  * a few seconds each. Exit status 1 when a fault-free cell shows an anomaly, or when the broken
- * durability mode shows none.
+ * durability mode shows none; the history of such a cell is saved, and
+ * `deno task bench:elle --check FILE` checks a saved history again.
  *
  * Back of the envelope: each call is one reducer transaction with one fdatasync (~1-5 ms on
  * this disk, batched across clients), so 4 clients reach a few hundred calls per second; a
@@ -11,7 +12,15 @@
  * a frontier for real-time edges).
  */
 import { describeResult } from "../tests/elle/checker.ts";
-import { type Fault, FAULTS, runCell, summarizeCell } from "../tests/elle/matrix.ts";
+import { checkListAppend } from "../tests/elle/checker.ts";
+import {
+  type Fault,
+  FAULTS,
+  loadHistory,
+  runCell,
+  saveHistory,
+  summarizeCell,
+} from "../tests/elle/matrix.ts";
 
 function parseArgs(args: string[]) {
   let durationS = 60;
@@ -40,6 +49,14 @@ function parseArgs(args: string[]) {
   return { durationS, seed, clients, faults };
 }
 
+if (Deno.args[0] === "--check") {
+  const path = Deno.args[1];
+  if (!path) throw new Error("--check needs the path of a saved history");
+  const result = checkListAppend(await loadHistory(path));
+  console.log(describeResult(result, 20));
+  Deno.exit(result.valid ? 0 : 1);
+}
+
 const options = parseArgs(Deno.args);
 console.log(
   `elle bench: seed ${options.seed}, ${options.durationS} s per cell, ${options.clients} clients; ` +
@@ -58,8 +75,12 @@ for (const fault of options.faults) {
   console.log(summarizeCell(cell));
   if (cell.result && !cell.result.valid) console.log(describeResult(cell.result, 5));
   const expectAnomalies = fault === "broken-kill";
-  if (cell.result && cell.result.valid === expectAnomalies) failed = true;
-  if (cell.stats && cell.stats.missingResults > 0) failed = true;
+  const unexpected = (cell.result !== undefined && cell.result.valid === expectAnomalies) ||
+    (cell.stats !== undefined && cell.stats.missingResults > 0);
+  if (unexpected) {
+    failed = true;
+    console.log(`history saved to ${await saveHistory(cell)}`);
+  }
 }
 console.log(failed ? "elle bench: UNEXPECTED RESULT" : "elle bench: as expected");
 Deno.exit(failed ? 1 : 0);

@@ -5,9 +5,15 @@
  * on purpose (writes acknowledged before they reach the file) and SIGKILL it must find some.
  * The seed is printed; LIGHTCONE_ELLE_SEED=N replays it (the interleavings still vary).
  */
-import { ok as assert } from "node:assert/strict";
+import { fail, ok as assert } from "node:assert/strict";
 import { describeResult } from "../elle/checker.ts";
-import { type Fault, runCell, summarizeCell, tmpfsUnavailable } from "../elle/matrix.ts";
+import {
+  type Fault,
+  runCell,
+  saveHistory,
+  summarizeCell,
+  tmpfsUnavailable,
+} from "../elle/matrix.ts";
 
 const SEED = Number(Deno.env.get("LIGHTCONE_ELLE_SEED") ?? Date.now() % 1_000_000);
 const DURATION_MS = Number(Deno.env.get("LIGHTCONE_ELLE_DURATION_MS") ?? 2500);
@@ -32,9 +38,15 @@ for (const fault of ["kill", "pause", "disk-full", "fsync-error"] as const) {
     sanitizeOps: false,
     sanitizeResources: false,
     async fn() {
-      const { result, stats, faultsInjected } = await cell(fault);
+      const ran = await cell(fault);
+      const { result, stats, faultsInjected } = ran;
       assert(result && stats, "the cell ran");
-      assert(result.valid, `seed ${SEED} ${fault}:\n${describeResult(result)}\n${REPLAY}`);
+      if (!result.valid) {
+        const saved = await saveHistory(ran);
+        fail(
+          `seed ${SEED} ${fault}:\n${describeResult(result)}\n${REPLAY}\nhistory: ${saved}`,
+        );
+      }
       assert(faultsInjected > 0, `seed ${SEED} ${fault}: no fault was injected`);
       assert(result.stats.appendsOk > 20, `seed ${SEED} ${fault}: too few acknowledged appends`);
       assert(stats.missingResults === 0, `seed ${SEED}: acknowledged calls without their result`);

@@ -260,6 +260,29 @@ export async function runCell(options: CellOptions): Promise<CellResult> {
   }
 }
 
+/** Writes a cell's history as JSON (one event per line) to a temporary file; returns its path. */
+export async function saveHistory(cell: CellResult): Promise<string> {
+  const path = await Deno.makeTempFile({
+    prefix: `lightcone-elle-${cell.fault}-${cell.seed}-`,
+    suffix: ".jsonl",
+  });
+  const lines = (cell.history ?? []).map((event) => JSON.stringify(event));
+  await Deno.writeTextFile(path, lines.join("\n") + "\n");
+  return path;
+}
+
+/** Reads a history written by saveHistory. */
+export async function loadHistory(path: string): Promise<HistoryEvent[]> {
+  const text = await Deno.readTextFile(path);
+  return text.split("\n").filter((line) => line.trim() !== "").map((line, index) => {
+    try {
+      return JSON.parse(line) as HistoryEvent;
+    } catch (error) {
+      throw new SyntaxError(`Line ${index + 1} of "${path}" is not JSON: ${error}`);
+    }
+  });
+}
+
 /** One line per cell: counts of outcomes and anomalies. */
 export function summarizeCell(cell: CellResult): string {
   if (cell.skipped) return `${cell.fault}: SKIPPED (${cell.skipped})`;
