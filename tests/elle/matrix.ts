@@ -9,7 +9,7 @@
  * - pause:        SIGSTOP, a pause of up to 2.5 s, SIGCONT (calls time out after 1.5 s);
  * - disk-full:    the data directory is a small tmpfs mounted for the cell (root only); a
  *                 ballast file fills it, calls carry 32 KiB of padding until the log cannot grow,
- *                 then the ballast goes and the server restarts;
+ *                 then the ballast goes, the server restarts and the load goes on;
  * - fsync-error:  the server runs with LIGHTCONE_TEST_FS_FAULT=fail-fdatasync:N (N from the seed),
  *                 so one fdatasync fails; then it restarts with another N;
  * - broken-kill:  BROKEN ON PURPOSE: LIGHTCONE_TEST_FS_FAULT=unsafe-delay-writes:MS acknowledges
@@ -53,7 +53,9 @@ export interface CellResult {
 }
 
 const DATABASE = "elle";
-const DISK_BYTES = 32 * 1024 * 1024;
+/** The tmpfs: room for the database plus ~one log preallocation (4 MiB) per fill round. */
+const DISK_BYTES_BASE = 32 * 1024 * 1024;
+const DISK_BYTES_PER_SECOND = 2 * 1024 * 1024;
 const DISK_PAD_BYTES = 32 * 1024;
 const BROKEN_DELAY_MS = 200;
 const PAUSE_CALL_TIMEOUT_MS = 1500;
@@ -115,7 +117,7 @@ export async function runCell(options: CellOptions): Promise<CellResult> {
       "-t",
       "tmpfs",
       "-o",
-      `size=${DISK_BYTES}`,
+      `size=${DISK_BYTES_BASE + DISK_BYTES_PER_SECOND * Math.ceil(options.durationMs / 1000)}`,
       "tmpfs",
       dataDir,
     ]);
@@ -151,7 +153,6 @@ export async function runCell(options: CellOptions): Promise<CellResult> {
       database: DATABASE,
       seed: options.seed,
       clients: options.clients,
-      padBytes: options.fault === "disk-full" ? DISK_PAD_BYTES : 0,
       // Pauses outlast some calls: those end as unknown and the client moves on to a new
       // connection, while the server may still commit them after SIGCONT.
       callTimeoutMs: options.fault === "pause" ? PAUSE_CALL_TIMEOUT_MS : undefined,
@@ -219,7 +220,9 @@ export async function runCell(options: CellOptions): Promise<CellResult> {
         await restart();
         break;
       case "disk-full":
-        // Some load first, so that the log has a segment and the fill hits a later extension.
+        // Each round: a ballast file fills the disk, calls carry padding until the log needs
+        // more space than is left (the clients see writes stop), then the ballast goes, the
+        // server restarts, and unpadded load runs until the log has grown again.
         await waitFor(() => stats.ok >= 10, 5000);
         for (
           let round = 0;
@@ -227,13 +230,17 @@ export async function runCell(options: CellOptions): Promise<CellResult> {
           round++
         ) {
           await fillDisk(ballast);
+          workload.setPad(DISK_PAD_BYTES);
           const infoBefore = stats.info;
           const hit = await waitFor(() => stats.info > infoBefore, 6000);
           if (hit) faultsInjected++;
           log(`  disk-full: disk filled; ${hit ? "clients saw writes stop" : "not reached"}`);
+          workload.setPad(0);
           await sleep(between(0, 500));
           await Deno.remove(ballast);
           await restart();
+          const okBefore = stats.ok;
+          await waitFor(() => stats.ok >= okBefore + 20, 4000);
         }
         break;
     }

@@ -35,7 +35,7 @@ export interface WorkloadOptions {
   cacheReadShare?: number;
   /** Share of calls the module is asked to abort after applying them. */
   abortShare?: number;
-  /** Bytes of ignored padding sent with every call (fills the commit log faster). */
+  /** Bytes of ignored padding sent with every call (fills the commit log faster); see setPad. */
   padBytes?: number;
   /** A call still unanswered after this long is an unknown outcome. */
   callTimeoutMs?: number;
@@ -178,6 +178,11 @@ export class ListAppendWorkload {
     } as Required<WorkloadOptions>;
     this.#keys = new KeyPool(this.#options.activeKeys, this.#options.appendsPerKey);
     this.#pad = "x".repeat(this.#options.padBytes);
+  }
+
+  /** Changes the padding sent with every later call. */
+  setPad(bytes: number): void {
+    this.#pad = "x".repeat(bytes);
   }
 
   get history(): readonly HistoryEvent[] {
