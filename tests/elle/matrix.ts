@@ -50,6 +50,8 @@ export interface CellResult {
   /** Faults that took effect (for fsync-error and disk-full: the clients saw writes stop). */
   faultsInjected: number;
   elapsedMs: number;
+  /** Time the checker took. */
+  checkMs?: number;
 }
 
 const DATABASE = "elle";
@@ -246,7 +248,9 @@ export async function runCell(options: CellOptions): Promise<CellResult> {
     }
     await workload.stop();
     await workload.finalRead();
+    const checkStarted = performance.now();
     const result = checkListAppend(workload.history);
+    const checkMs = performance.now() - checkStarted;
     return {
       fault: options.fault,
       seed: options.seed,
@@ -255,6 +259,7 @@ export async function runCell(options: CellOptions): Promise<CellResult> {
       stats: workload.stats,
       faultsInjected,
       elapsedMs: performance.now() - started,
+      checkMs,
     };
   } finally {
     workload?.closeAll();
@@ -302,6 +307,7 @@ export function summarizeCell(cell: CellResult): string {
     `${(cell.elapsedMs / 1000).toFixed(1)} s; ${stats.calls} calls (${stats.ok} ok, ` +
     `${stats.fail} failed, ${stats.info} unknown), ${stats.cacheReads} cache reads, ` +
     `${stats.connections} connections (${stats.connectFailures} failed); ${result.stats.appendsOk} acknowledged appends over ` +
-    `${result.stats.keys} keys; anomalies: ${anomalies || "none"}` +
+    `${result.stats.keys} keys, checked in ${(cell.checkMs ?? 0).toFixed(0)} ms; ` +
+    `anomalies: ${anomalies || "none"}` +
     (unknown ? `; unknown because: ${unknown}` : "");
 }
