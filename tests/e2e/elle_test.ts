@@ -16,7 +16,7 @@ import {
 } from "../elle/matrix.ts";
 
 const SEED = Number(Deno.env.get("LIGHTCONE_ELLE_SEED") ?? Date.now() % 1_000_000);
-const DURATION_MS = Number(Deno.env.get("LIGHTCONE_ELLE_DURATION_MS") ?? 2500);
+const DURATION_MS = Number(Deno.env.get("LIGHTCONE_ELLE_DURATION_MS") ?? 2000);
 const REPLAY = `replay: LIGHTCONE_ELLE_SEED=${SEED} deno test -A --unstable-worker-options ` +
   `tests/e2e/elle_test.ts`;
 const diskUnavailable = await tmpfsUnavailable();

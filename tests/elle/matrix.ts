@@ -145,10 +145,15 @@ export async function runCell(options: CellOptions): Promise<CellResult> {
   };
   try {
     const brokenEnv = { LIGHTCONE_TEST_FS_FAULT: `unsafe-delay-writes:${BROKEN_DELAY_MS}` };
-    server = await startServerProcess({
-      dataDir,
-      env: options.fault === "broken-kill" ? brokenEnv : {},
+    // The fsync-error cell's first server already fails an fdatasync: the 10th or later, after
+    // the few that publishing needs.
+    const fsyncEnv = () => ({
+      LIGHTCONE_TEST_FS_FAULT: `fail-fdatasync:${Math.floor(between(10, 80))}`,
     });
+    let firstEnv: Record<string, string> = {};
+    if (options.fault === "broken-kill") firstEnv = brokenEnv;
+    if (options.fault === "fsync-error") firstEnv = fsyncEnv();
+    server = await startServerProcess({ dataDir, env: firstEnv });
     await publish(server.url, DATABASE, await fixtureBundle("elle"));
     workload = new ListAppendWorkload({
       url: () => server!.url,
@@ -211,12 +216,16 @@ export async function runCell(options: CellOptions): Promise<CellResult> {
           remaining() > 0 || (faultsInjected < 1 && round < ROUNDS_MAX);
           round++
         ) {
-          const nth = Math.floor(between(10, 150));
-          await restart({ LIGHTCONE_TEST_FS_FAULT: `fail-fdatasync:${nth}` });
+          const env = round === 0 ? firstEnv : fsyncEnv();
+          if (round > 0) await restart(env);
           const infoBefore = stats.info;
           const hit = await waitFor(() => stats.info > infoBefore, 4000);
           if (hit) faultsInjected++;
-          log(`  fsync-error: fdatasync ${nth} to fail; ${hit ? "clients saw it" : "not reached"}`);
+          log(
+            `  fsync-error: ${env.LIGHTCONE_TEST_FS_FAULT}; ${
+              hit ? "clients saw it" : "not reached"
+            }`,
+          );
           await sleep(between(0, 300));
         }
         await restart();
