@@ -17,6 +17,11 @@ start options:
       --data-dir DIR           where databases live (default: $LIGHTCONE_DATA_DIR or ./lightcone-data)
       --reducer-budget-ms MS   time a reducer may run before it is stopped (default 10000)
       --worker-heap-mb MB      heap cap of each database's worker (default 512)
+      --http-body-timeout-ms MS
+                               time a request body may take to arrive before a 408 (default 30000)
+      --max-databases N        databases this server hosts at most (default 100)
+      --max-databases-per-identity N
+                               databases one identity may own at most (default 10)
       --ws-compression         compress WebSocket frames for clients that ask (gzip/brotli);
                                off by default because the TS SDK may reorder compressed frames
       --oidc-issuer URL        trust tokens from this OpenID Connect issuer (repeatable)
@@ -38,12 +43,29 @@ export function parseListenAddr(text: string): { hostname: string; port: number 
   return { hostname: match[1] ?? match[2], port };
 }
 
+function positiveNumber(flag: string, text: string): number {
+  const value = Number(text);
+  if (!Number.isFinite(value) || value <= 0) {
+    throw new Error(`Invalid ${flag} "${text}": expected a positive number`);
+  }
+  return value;
+}
+
+function positiveInteger(flag: string, text: string): number {
+  const value = positiveNumber(flag, text);
+  if (!Number.isInteger(value)) throw new Error(`Invalid ${flag} "${text}": expected a whole number`);
+  return value;
+}
+
 async function start(args: string[]): Promise<number> {
   let listen = "127.0.0.1:3000";
   let dataDir = defaultDataDir();
   let reducerBudgetMs: number | undefined;
   let workerHeapMb: number | undefined;
   let wsCompression = false;
+  let httpBodyTimeoutMs: number | undefined;
+  let maxDatabases: number | undefined;
+  let maxDatabasesPerIdentity: number | undefined;
   const issuers: string[] = [];
   const audiences: string[] = [];
   for (let i = 0; i < args.length; i++) {
@@ -60,6 +82,11 @@ async function start(args: string[]): Promise<number> {
     else if (arg === "--reducer-budget-ms") reducerBudgetMs = Number(value());
     else if (arg === "--worker-heap-mb") workerHeapMb = Number(value());
     else if (arg === "--ws-compression") wsCompression = true;
+    else if (arg === "--http-body-timeout-ms") httpBodyTimeoutMs = positiveNumber(arg, value());
+    else if (arg === "--max-databases") maxDatabases = positiveInteger(arg, value());
+    else if (arg === "--max-databases-per-identity") {
+      maxDatabasesPerIdentity = positiveInteger(arg, value());
+    }
     else if (arg === "--oidc-issuer") issuers.push(value());
     else if (arg === "--oidc-audience") audiences.push(value());
     else if (arg === "--log-format") configureLog({ json: value() === "json" });
@@ -79,6 +106,9 @@ async function start(args: string[]): Promise<number> {
       reducerBudgetMs,
       workerHeapMb,
       wsCompression,
+      requestBodies: { timeoutMs: httpBodyTimeoutMs },
+      maxDatabases,
+      maxDatabasesPerIdentity,
       oidc: issuers.length
         ? { issuers, audiences: audiences.length ? audiences : undefined }
         : undefined,

@@ -8,7 +8,10 @@ import {
   BadRequestError,
   LimitExceededError,
   NotFoundError,
+  OverloadedError,
   PermissionError,
+  QuotaExceededError,
+  RequestTimeoutError,
 } from "../lib/errors.ts";
 import { log } from "../lib/log.ts";
 import { DatabaseUnavailableError } from "../worker/mod.ts";
@@ -20,6 +23,9 @@ export function statusOf(error: unknown): number {
   if (error instanceof LimitExceededError) return 413;
   if (error instanceof BadRequestError) return 400;
   if (error instanceof DatabaseUnavailableError) return 503;
+  if (error instanceof RequestTimeoutError) return 408;
+  if (error instanceof OverloadedError) return 503;
+  if (error instanceof QuotaExceededError) return 403;
   return 500;
 }
 

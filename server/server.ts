@@ -7,6 +7,7 @@ import { log } from "../lib/log.ts";
 import { DurabilityActor } from "../worker/mod.ts";
 import { createApp } from "./app.ts";
 import { DatabaseRegistry } from "./database_registry.ts";
+import { type RequestBodyOptions, RequestBodyReader } from "./request_body.ts";
 import { WsHub } from "./ws/hub.ts";
 
 export const VERSION = "0.1.0";
@@ -21,6 +22,12 @@ export interface ServerOptions {
   /** Heap cap of each database worker in MB. */
   workerHeapMb?: number;
   oidc?: OidcOptions;
+  /** Request body timeout and server-wide bounds (defaults in lib/limits.ts). */
+  requestBodies?: RequestBodyOptions;
+  /** Databases this server hosts at most (default DATABASES_MAX_DEFAULT). */
+  maxDatabases?: number;
+  /** Databases one identity may own at most (default DATABASES_PER_IDENTITY_MAX_DEFAULT). */
+  maxDatabasesPerIdentity?: number;
   /** Called once the listener is bound, with the actual port. */
   onListen?: (address: { hostname: string; port: number }) => void;
 }
@@ -45,11 +52,14 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     onStopped: (database, reason) => hub.closeDatabase(database, reason),
     reducerBudgetMs: options.reducerBudgetMs,
     workerHeapMb: options.workerHeapMb,
+    maxDatabases: options.maxDatabases,
+    maxDatabasesPerIdentity: options.maxDatabasesPerIdentity,
     mintIdentity: async () => (await auth.mintIdentity()).identity,
     onEvents: (database, items, originOf) => hub.onEvents(database, items, originOf),
   });
   hub.attach(registry);
-  const app = createApp({ auth, registry, hub, version: VERSION });
+  const bodies = new RequestBodyReader(options.requestBodies);
+  const app = createApp({ auth, registry, hub, bodies, version: VERSION });
   let resolveListening!: (address: { hostname: string; port: number }) => void;
   const listening = new Promise<{ hostname: string; port: number }>((r) => (resolveListening = r));
   const server = Deno.serve({
