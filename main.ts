@@ -53,7 +53,9 @@ function positiveNumber(flag: string, text: string): number {
 
 function positiveInteger(flag: string, text: string): number {
   const value = positiveNumber(flag, text);
-  if (!Number.isInteger(value)) throw new Error(`Invalid ${flag} "${text}": expected a whole number`);
+  if (!Number.isInteger(value)) {
+    throw new Error(`Invalid ${flag} "${text}": expected a whole number`);
+  }
   return value;
 }
 
@@ -86,8 +88,7 @@ async function start(args: string[]): Promise<number> {
     else if (arg === "--max-databases") maxDatabases = positiveInteger(arg, value());
     else if (arg === "--max-databases-per-identity") {
       maxDatabasesPerIdentity = positiveInteger(arg, value());
-    }
-    else if (arg === "--oidc-issuer") issuers.push(value());
+    } else if (arg === "--oidc-issuer") issuers.push(value());
     else if (arg === "--oidc-audience") audiences.push(value());
     else if (arg === "--log-format") configureLog({ json: value() === "json" });
     else if (arg === "--non-interactive" || arg === "--in-memory") continue;
