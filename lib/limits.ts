@@ -32,6 +32,19 @@ export const HTTP_BODY_BYTES_IN_FLIGHT_MAX = 512 * 1024 * 1024;
  * decoding, not before receiving.
  */
 export const WS_MESSAGE_BYTES_MAX = 32 * 1024 * 1024;
+/**
+ * Inbound bytes one WebSocket client may have outstanding: frames held until client_connected
+ * finishes plus requests handed to the database and not yet answered. Two maximal messages:
+ * a client that floods (Deno's WebSocket cannot push back on a socket) is closed with 1008 as
+ * soon as it is over, instead of growing the main thread's memory and work without bound.
+ */
+export const WS_INBOUND_BYTES_MAX = 2 * WS_MESSAGE_BYTES_MAX;
+/**
+ * Messages in one v3 frame, checked while decoding: a frame of millions of tiny messages stops
+ * here. More than this many would go over WS_PENDING_CALLS_MAX anyway (the TS SDK cuts its
+ * frames at 256 KiB, ~17,000 of the smallest calls).
+ */
+export const WS_FRAME_MESSAGES_MAX = 16384;
 /** Outbound bytes queued for one client before it is disconnected as too slow. */
 export const WS_OUTBOUND_BYTES_MAX = 64 * 1024 * 1024;
 /** Reducer calls one connection may have in flight; SpacetimeDB closes at 16384. */

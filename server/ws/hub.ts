@@ -7,7 +7,9 @@
 import type { Context } from "hono";
 import { brotliCompressSync, gzipSync } from "node:zlib";
 import type { AuthService } from "../../auth/mod.ts";
+import { LimitExceededError } from "../../lib/errors.ts";
 import {
+  WS_FRAME_MESSAGES_MAX,
   WS_MESSAGE_BYTES_MAX,
   WS_OUTBOUND_BYTES_MAX,
   WS_PENDING_CALLS_MAX,
@@ -33,6 +35,7 @@ import type { BatchItem, DatabaseHost, QueryRows } from "../../worker/mod.ts";
 import type { AppEnv } from "../app.ts";
 import type { Database, DatabaseRegistry } from "../database_registry.ts";
 import { randomConnectionId } from "../routes/database.ts";
+import { InboundBudget } from "./inbound_budget.ts";
 
 /**
  * The tokens of a Sec-WebSocket-Protocol value (RFC 6455 §4.1: a comma-separated list with
@@ -77,6 +80,8 @@ class WsOrigin {
     readonly callBytes: number,
     /** Subscribe and unsubscribe only. */
     readonly querySetId = 0,
+    /** Encoded size of the request, held in the client's InboundBudget until answered. */
+    readonly inboundBytes = callBytes,
   ) {}
 }
 
@@ -113,8 +118,10 @@ interface ClientFrame {
 
 class Client {
   readonly querySets = new Map<number, number[]>();
-  /** Frames received before client_connected finished. */
-  early: ClientFrame[] | undefined = [];
+  /** Frames received before client_connected finished, still encoded. */
+  early: Uint8Array[] | undefined = [];
+  /** Bytes received and not yet answered (early frames included). */
+  readonly inbound = new InboundBudget();
   outbox: Outgoing[] = [];
   /** In the hub's held set of its database: messages wait for a transaction to be durable. */
   held = false;
@@ -262,6 +269,7 @@ export class WsHub {
       const origin = asWsOrigin(originOf(item.id));
       if (!origin || origin.client.closed) continue;
       const client = origin.client;
+      client.inbound.release(origin.inboundBytes);
       switch (item.kind) {
         case "call":
           if (origin.answered) break;
@@ -468,7 +476,11 @@ export class WsHub {
     );
     const early = client.early ?? [];
     client.early = undefined;
-    for (const frame of early) this.#dispatch(client, frame);
+    for (const bytes of early) {
+      if (client.closed) return;
+      const frame = this.#decode(client, bytes);
+      if (frame) this.#dispatch(client, frame);
+    }
   }
 
   #onMessage(client: Client, event: MessageEvent): void {
@@ -477,19 +489,35 @@ export class WsHub {
       this.#close(client, 1011, "Text frames are not supported by the BSATN protocol");
       return;
     }
-    if (event.data.byteLength > WS_MESSAGE_BYTES_MAX) {
-      this.#close(client, 1009, `Message of ${event.data.byteLength} bytes is over the limit`);
+    const bytes = event.data.byteLength;
+    if (bytes > WS_MESSAGE_BYTES_MAX) {
+      this.#close(client, 1009, `Message of ${bytes} bytes is over the limit`);
       return;
     }
+    // Checked before decoding: what a client has outstanding is bounded (inbound_budget.ts).
+    if (!client.inbound.take(bytes)) {
+      this.#close(client, 1008, client.inbound.refusal(bytes, client.early !== undefined));
+      return;
+    }
+    if (client.early) {
+      client.early.push(new Uint8Array(event.data));
+      return;
+    }
+    const frame = this.#decode(client, new Uint8Array(event.data));
+    if (frame) this.#dispatch(client, frame);
+  }
+
+  /** Decodes a frame; a bad or over-limit frame closes the client (undefined). */
+  #decode(client: Client, bytes: Uint8Array): ClientFrame | undefined {
     const frame: ClientFrame = { messages: [], sizes: [] };
     try {
-      frame.messages = decodeClientFrame(new Uint8Array(event.data), client.version, frame.sizes);
+      frame.messages = decodeClientFrame(bytes, client.version, frame.sizes, WS_FRAME_MESSAGES_MAX);
     } catch (error) {
-      this.#close(client, 1011, error instanceof Error ? error.message : String(error));
-      return;
+      const code = error instanceof LimitExceededError ? 1008 : 1011;
+      this.#close(client, code, error instanceof Error ? error.message : String(error));
+      return undefined;
     }
-    if (client.early) client.early.push(frame);
-    else this.#dispatch(client, frame);
+    return frame;
   }
 
   #dispatch(client: Client, frame: ClientFrame): void {
@@ -560,6 +588,7 @@ export class WsHub {
             error: `A connection may hold at most ${WS_QUERY_SETS_MAX} query sets`,
           });
           client.pendingCalls--;
+          client.inbound.release(messageBytes);
           break;
         }
         // Reserve the id now so a duplicate in flight is caught too.
@@ -572,7 +601,15 @@ export class WsHub {
             sender: client.identity,
             isOwner: client.isOwner,
           },
-          new WsOrigin(client, "subscribe", message.requestId, 0n, 0, message.querySetId),
+          new WsOrigin(
+            client,
+            "subscribe",
+            message.requestId,
+            0n,
+            0,
+            message.querySetId,
+            messageBytes,
+          ),
         ).catch(fail);
         break;
       }
@@ -583,7 +620,15 @@ export class WsHub {
             querySetId: message.querySetId,
             sendDroppedRows: message.flags === "SendDroppedRows",
           },
-          new WsOrigin(client, "unsubscribe", message.requestId, 0n, 0, message.querySetId),
+          new WsOrigin(
+            client,
+            "unsubscribe",
+            message.requestId,
+            0n,
+            0,
+            message.querySetId,
+            messageBytes,
+          ),
         ).catch(fail);
         break;
       case "OneOffQuery":
@@ -591,7 +636,7 @@ export class WsHub {
           sql: message.queryString,
           sender: client.identity,
           isOwner: client.isOwner,
-        }, new WsOrigin(client, "query", message.requestId, 0n, 0)).catch(fail);
+        }, new WsOrigin(client, "query", message.requestId, 0n, 0, 0, messageBytes)).catch(fail);
         break;
     }
   }
