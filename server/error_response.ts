@@ -13,6 +13,7 @@ import {
   QuotaExceededError,
   RequestTimeoutError,
 } from "../lib/errors.ts";
+import { redactHostPaths } from "../lib/host_paths.ts";
 import { log } from "../lib/log.ts";
 import { DatabaseUnavailableError } from "../worker/mod.ts";
 
@@ -39,7 +40,7 @@ export function errorResponse(error: unknown, c: Context): Response {
     });
     return c.text("Internal server error", 500);
   }
-  const message = error instanceof Error ? error.message : String(error);
+  const message = redactHostPaths(error instanceof Error ? error.message : String(error));
   // deno-lint-ignore no-explicit-any
   return c.text(message, status as any);
 }

@@ -6,7 +6,12 @@
 import type { Clock } from "../lib/clock.ts";
 import { Datastore, type MutTx, type TxDelta } from "../storage/mod.ts";
 import { createSyscalls, FatalHostError, LOG_LEVEL_NAMES, type Syscalls } from "./sys_abi.ts";
-import { describeError, loadModule, type ModuleHooks } from "./module_loader.ts";
+import {
+  describeError,
+  describeErrorStack,
+  loadModule,
+  type ModuleHooks,
+} from "./module_loader.ts";
 import { type ModuleInfo, moduleInfoFromDescribe, type ReducerInfo } from "./module_info.ts";
 
 import type { CallResult, LogLine, ProcedureResult } from "./messages.ts";
@@ -430,7 +435,7 @@ export class DatabaseEngine {
       return;
     }
     const text = error instanceof Error
-      ? (error.stack ?? `${error.name}: ${error.message}`)
+      ? describeErrorStack(error)
       : `Uncaught ${formatThrown(error)}`;
     this.#pushLog("Error", text, functionName);
   }

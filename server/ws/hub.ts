@@ -15,6 +15,7 @@ import {
   WS_PENDING_CALLS_MAX,
   WS_QUERY_SETS_MAX,
 } from "../../lib/limits.ts";
+import { redactHostPaths } from "../../lib/host_paths.ts";
 import { log } from "../../lib/log.ts";
 import { BadRequestError } from "../../lib/errors.ts";
 import {
@@ -866,7 +867,8 @@ function bsatnString(text: string): Uint8Array {
   return out;
 }
 
-function truncateReason(reason: string): string {
+function truncateReason(unsafe: string): string {
+  const reason = redactHostPaths(unsafe);
   const bytes = new TextEncoder().encode(reason);
   if (bytes.length <= CLOSE_REASON_BYTES_MAX) return reason;
   let text = reason;
