@@ -39,6 +39,8 @@ export const WS_MESSAGE_BYTES_MAX = 32 * 1024 * 1024;
  * soon as it is over, instead of growing the main thread's memory and work without bound.
  */
 export const WS_INBOUND_BYTES_MAX = 2 * WS_MESSAGE_BYTES_MAX;
+/** The same over all clients of the server: a client whose frame would go over is closed (1013). */
+export const WS_INBOUND_BYTES_TOTAL_MAX = 512 * 1024 * 1024;
 /**
  * Messages in one v3 frame, checked while decoding: a frame of millions of tiny messages stops
  * here. More than this many would go over WS_PENDING_CALLS_MAX anyway (the TS SDK cuts its

@@ -122,7 +122,7 @@ class Client {
   /** Frames received before client_connected finished, still encoded. */
   early: Uint8Array[] | undefined = [];
   /** Bytes received and not yet answered (early frames included). */
-  readonly inbound = new InboundBudget();
+  readonly inbound: InboundBudget;
   outbox: Outgoing[] = [];
   /** In the hub's held set of its database: messages wait for a transaction to be durable. */
   held = false;
@@ -140,7 +140,10 @@ class Client {
     readonly compression: Compression,
     readonly confirmed: boolean,
     readonly isOwner: boolean,
-  ) {}
+    serverInbound: InboundBudget,
+  ) {
+    this.inbound = InboundBudget.forClient(serverInbound);
+  }
 }
 
 /** Per database: which clients subscribe to which shared query ids, under which query sets. */
@@ -153,6 +156,8 @@ export class WsHub {
   readonly #held = new Map<Database, Set<Client>>();
 
   readonly #compress: boolean;
+  /** Inbound bytes held for all clients (inbound_budget.ts). */
+  readonly #inbound = InboundBudget.forServer();
   /** Reused for every reducer call: the host copies what it needs before returning. */
   readonly #call: CallFields = {
     reducer: "",
@@ -217,6 +222,7 @@ export class WsHub {
       compression as Compression,
       query.get("confirmed") !== "false",
       database.isOwner(auth.identity),
+      this.#inbound,
     );
     this.#clients.add(client);
     socket.onopen = () => this.#onOpen(client, auth.token, auth.payloadJson);
@@ -496,8 +502,9 @@ export class WsHub {
       return;
     }
     // Checked before decoding: what a client has outstanding is bounded (inbound_budget.ts).
-    if (!client.inbound.take(bytes)) {
-      this.#close(client, 1008, client.inbound.refusal(bytes, client.early !== undefined));
+    const refused = client.inbound.take(bytes, client.early !== undefined);
+    if (refused) {
+      this.#close(client, refused.code, refused.reason);
       return;
     }
     if (client.early) {
@@ -646,6 +653,8 @@ export class WsHub {
     if (client.closed && !this.#clients.has(client)) return;
     client.closed = true;
     this.#clients.delete(client);
+    client.early = undefined;
+    client.inbound.releaseAll();
     for (const querySetId of [...client.querySets.keys()]) this.#unroute(client, querySetId);
     client.outbox = [];
     this.#noteHeld(client);
