@@ -248,8 +248,26 @@ Deno.test({
       });
 
       await t.step("frames of two million calls after the handshake", async () => {
+        const frame = tinyCallsFrame();
+        // One frame, then listen: decoding stops at the message cap.
+        const client = openClient(server, "target");
+        assert(await client.opened, "the WebSocket did not open");
+        client.socket.send(frame);
+        const closed = await Promise.race([
+          client.closed,
+          new Promise<Closed>((r) =>
+            setTimeout(() => r({ code: -1, reason: "still open" }), 15_000)
+          ),
+        ]);
+        if (closed.code === -1) client.socket.close();
+        console.log(
+          `one frame of ${frame.length} bytes of calls: closed ${closed.code} "${closed.reason}"`,
+        );
+        assertEquals(closed.code, 1008);
+        assert(/messages in one frame is 16385, over the limit of 16384/.test(closed.reason));
+        // Then a flood, reconnecting whenever closed.
         const witness = startWitness(server);
-        const result = await flood(server, "target", tinyCallsFrame());
+        const result = await flood(server, "target", frame);
         const seen = await witness.stop();
         console.log(
           `flood after the handshake: ${result.framesSent} frames on ${result.connections} ` +
@@ -260,14 +278,13 @@ Deno.test({
         );
         assertEquals(seen.failures, []);
         assert(result.peakGrowth < GROWTH_BYTES_MAX, `RSS grew by ${mb(result.peakGrowth)}`);
+        // Loose, for a loaded machine: 1 s, or 5× the witness's own p99 without a flood.
+        const p99Max = Math.max(WITNESS_P99_MS_MAX, 5 * baseline.p99);
         assert(
-          seen.p99 < WITNESS_P99_MS_MAX,
-          `witness p99 ${seen.p99.toFixed(0)} ms during the flood`,
+          seen.p99 < p99Max,
+          `witness p99 ${seen.p99.toFixed(0)} ms during the flood (limit ${p99Max.toFixed(0)} ms)`,
         );
-        assert(
-          result.closes.some((c) => c.code === 1008 && /messages in one frame/.test(c.reason)),
-          `no close for too many messages: ${describeCloses(result.closes)}`,
-        );
+        assert(result.connections > 1, "the flooding client was never closed");
       });
       assertEquals((await call(server.url, "witness", "bump", [])).status, 200);
     } finally {
