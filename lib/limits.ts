@@ -13,6 +13,7 @@ export const HTTP_BODY_BYTES_MAX = 16 * 1024 * 1024;
  * response is still open after 130 s), and no way to close a connection from a handler (after a
  * 408/413 the connection stays open until the client sends the rest or goes). Such connections
  * cost ~6 KB (idle) to ~16 KB (4 KB of header) each; the process's open-file limit bounds them.
+ * (`keepAliveTimeout`, proposed in denoland/deno#34172, is ignored by 2.9.6.)
  */
 /** Time a request body may take to arrive in full before the request fails with 408. */
 export const HTTP_BODY_TIMEOUT_MS_DEFAULT = 30_000;
