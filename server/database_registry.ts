@@ -101,15 +101,7 @@ export class Database {
   }
 
   /**
-   * Waits (at most `waitMs`) for an update in progress to finish. Resolves at once
-   * when none is running; a stopped database is not checked here.
-   */
-  whenUpdated(waitMs: number = UPDATE_WAIT_MS_MAX): Promise<void> {
-    return this.#update.wait(waitMs);
-  }
-
-  /**
-   * Admits one HTTP call or query: waits out an update in progress, then fails if
+   * Admits one HTTP call, query or WebSocket handshake: waits out an update in progress, then fails if
    * the database is not running, else counts the work as in flight until the
    * returned release is called (an update lets admitted work finish first).
    */
@@ -229,7 +221,7 @@ export interface RegistryOptions {
   dataDir: string;
   storage: DurabilityActor;
   reducerBudgetMs?: number;
-  workerHeapMb?: number;
+  databaseMemoryMb?: number;
   /** Databases hosted at most (`--max-databases`), stopped ones included. */
   maxDatabases?: number;
   /** Databases one owner identity may have at most (`--max-databases-per-identity`). */
@@ -534,7 +526,7 @@ export class DatabaseRegistry {
       ownerIdentity: database.owner.toBigInt(),
       runInit: false,
       reducerBudgetMs: this.#budgetMs(),
-      heapMb: this.#options.workerHeapMb,
+      memoryMb: this.#options.databaseMemoryMb,
     }).catch((error) => {
       throw new BadRequestError(`Database update rejected: ${messageOf(error)}`);
     });
@@ -552,7 +544,7 @@ export class DatabaseRegistry {
       }
     }
     // From here HTTP calls, queries and new WebSocket connections wait for the new
-    // module (Database.admit / whenUpdated); admitted calls finish on the old one.
+    // module (Database.admit); admitted calls and handshakes finish on the old one.
     database.beginUpdate();
     let started: { host: DatabaseHost; durableTxOffset: number };
     try {
@@ -601,7 +593,7 @@ export class DatabaseRegistry {
         ownerIdentity: owner.toBigInt(),
         runInit: options.runInit,
         reducerBudgetMs: this.#budgetMs(),
-        heapMb: this.#options.workerHeapMb,
+        memoryMb: this.#options.databaseMemoryMb,
         durabilityPort: opened.port,
         onLogs: (lines: LogLine[]) => options.logs.append(lines),
         onEvents: (items, originOf) => {

@@ -5,6 +5,7 @@
  */
 import {
   decodeTxRecord,
+  type DurabilityChannel,
   DurabilityPort,
   forEachBatchRecord,
   type ReplayResult,
@@ -13,9 +14,6 @@ import {
 } from "../storage/mod.ts";
 import type { CommittedTx, DatabaseEngine } from "./engine.ts";
 
-/** Take a snapshot once this many transactions are durable since the last one. */
-const SNAPSHOT_INTERVAL_TX = 100_000;
-
 export class DurabilitySink {
   readonly #port: DurabilityPort;
   readonly #engine: DatabaseEngine;
@@ -23,7 +21,7 @@ export class DurabilitySink {
   #firstTxOffset: number | undefined;
   #count = 0;
 
-  constructor(port: MessagePort, engine: DatabaseEngine) {
+  constructor(port: DurabilityChannel, engine: DatabaseEngine) {
     this.#engine = engine;
     this.#port = new DurabilityPort(port, {
       // Engine offsets count committed transactions; the log's are 0-based, exclusive ends.
@@ -31,7 +29,6 @@ export class DurabilitySink {
         txOffset: BigInt(engine.txOffset),
         bytes: engine.datastore.exportState(),
       }),
-      snapshotIntervalTx: SNAPSHOT_INTERVAL_TX,
     });
   }
 

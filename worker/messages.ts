@@ -17,12 +17,14 @@ export interface InitMessage {
   /** Wall-clock micros for the init call. */
   timestampMicros: bigint;
   reducerBudgetMs: number;
+  /** The database process's memory budget in MiB (for error messages). */
+  memoryBudgetMb?: number;
   /** Datastore snapshot to start from (`Datastore.exportState`), when there is no commit log. */
   snapshot?: Uint8Array;
   /** Transaction offset the snapshot (or empty state) corresponds to. */
   snapshotTxOffset?: number;
-  /** Port to the storage actor, when durability is on. */
-  durabilityPort?: MessagePort;
+  /** True when durability is on: the storage actor is on the process's storage channel. */
+  durability?: boolean;
 }
 
 export type WorkerRequest =
@@ -114,8 +116,11 @@ export interface CallResult {
   status: CallStatus;
   /** The user error text, or the internal error text for the caller. */
   message?: string;
-  /** Offset of the committed transaction (committed only). */
-  txOffset?: number;
+  /**
+   * Committed: the call's own transaction. Failed: the database's committed offset when the
+   * call ran (the newest state it could have read). The reply waits until it is durable.
+   */
+  txOffset: number;
   durationMicros: number;
 }
 
@@ -126,7 +131,8 @@ export interface ProcedureResult {
   /** BSATN of the return value. */
   value?: Uint8Array;
   message?: string;
-  txOffset?: number;
+  /** The database's committed offset when the procedure returned (its replies wait for it). */
+  txOffset: number;
   durationMicros: number;
 }
 
@@ -263,5 +269,18 @@ export interface InitFailedReply {
   logs: LogLine[];
 }
 
+/**
+ * Work the worker did on its own, outside any batch: scheduled reducers (schedule rows and
+ * `volatile_nonatomic_schedule_immediate`). It answers no request, so it never counts as a
+ * batch reply; its transactions are durable and reach subscribers like a batch's updates.
+ */
+export interface ScheduledReply {
+  type: "scheduled";
+  /** Transaction updates in commit order (none carries a callId). */
+  items: TxUpdate[];
+  txOffset: number;
+  logs: LogLine[];
+}
+
 export type MainToWorker = InitMessage | BatchMessage;
-export type WorkerToMain = ReadyReply | InitFailedReply | BatchReply;
+export type WorkerToMain = ReadyReply | InitFailedReply | BatchReply | ScheduledReply;

@@ -9,7 +9,6 @@ import { type Identity, requireOwner } from "../../auth/mod.ts";
 import { BadRequestError, NotFoundError } from "../../lib/errors.ts";
 import { HTTP_BODY_BYTES_MAX, MODULE_BYTES_MAX } from "../../lib/limits.ts";
 import {
-  compileProductDecoder,
   type JsonOutput,
   moduleDefToSchemaJson,
   moduleDefToV9SchemaJson,
@@ -20,6 +19,7 @@ import {
 import type { AppContext, AppEnv } from "../app.ts";
 import type { Database } from "../database_registry.ts";
 import { encodeCallArguments, procedureReturnToJson } from "../call_arguments.ts";
+import { runSqlStatement } from "../sql_statement.ts";
 
 export function databaseRoutes(context: AppContext): Hono<AppEnv> {
   const routes = new Hono<AppEnv>();
@@ -173,6 +173,8 @@ export function databaseRoutes(context: AppContext): Hono<AppEnv> {
       jwtPayload: caller.payloadJson,
     });
     if (connect.status !== "committed") {
+      // The refusal may come from rows that are not durable yet.
+      await context.hub.durable(database, connect.txOffset);
       return c.text(connect.message ?? "Connection refused", 403);
     }
     const call = reducer
@@ -182,7 +184,8 @@ export function databaseRoutes(context: AppContext): Hono<AppEnv> {
     // to the caller and must not go unhandled.
     host.disconnect({ sender, connectionId, timestampMicros }).catch(() => {});
     const result = await call;
-    await context.hub.durable(database, "txOffset" in result ? result.txOffset : undefined);
+    // Committed or not, the result may reflect transactions that are not durable yet.
+    await context.hub.durable(database, result.txOffset);
     c.header("spacetime-energy-used", "0");
     c.header("spacetime-execution-duration-micros", String(result.durationMicros));
     if (result.kind === "procedure") {
@@ -247,42 +250,29 @@ export function databaseRoutes(context: AppContext): Hono<AppEnv> {
   // unless `confirmed=false`.
   routes.post("/:name/sql", async (c) => {
     const database = registry.require(c.req.param("name"));
-    const sql = await readSmallBody(c);
-    const release = await database.admit();
-    try {
-      return await runSql(c, database, sql);
-    } finally {
-      release();
-    }
-  });
-
-  const runSql = async (c: Context<AppEnv>, database: Database, sql: string) => {
-    const caller = c.get("auth").identity;
-    const started = performance.now();
-    const result = await database.host.query({
-      sql,
-      sender: caller.toBigInt(),
-      isOwner: database.isOwner(caller),
+    const result = await runSqlStatement(database, {
+      sql: await readSmallBody(c),
+      caller: c.get("auth").identity,
+      confirmed: c.req.query("confirmed") !== "false",
     });
-    if (!result.ok || !result.rows) throw new BadRequestError(result.error ?? "query failed");
-    if (c.req.query("confirmed") !== "false") await database.whenDurable(result.txOffset);
-    const table = database.module.tablesByName.get(result.rows.table);
-    if (!table) throw new Error(`query answered for unknown table "${result.rows.table}"`);
-    const rowType = { tag: "Product" as const, value: table.rowType };
-    const decode = compileProductDecoder(table.rowType, table.typespace);
-    const rows: JsonOutput[] = result.rows.rows.map((row) =>
-      untypedValueToJson(rowType, decode(row), table.typespace)
+    const rowType = { tag: "Product" as const, value: result.schema };
+    const rows: JsonOutput[] = result.rows.map((row) =>
+      untypedValueToJson(rowType, row, result.typespace)
     );
     return jsonText(
       c,
       stringifyJson([{
-        schema: productTypeToJson(table.rowType),
+        schema: productTypeToJson(result.schema),
         rows,
-        total_duration_micros: Math.round((performance.now() - started) * 1000),
-        stats: { rows_inserted: 0, rows_deleted: 0, rows_updated: 0 },
+        total_duration_micros: result.totalDurationMicros,
+        stats: {
+          rows_inserted: result.rowsInserted,
+          rows_deleted: result.rowsDeleted,
+          rows_updated: result.rowsUpdated,
+        },
       }]),
     );
-  };
+  });
 
   // Lightcone extension: write a snapshot now (owner only), e.g. before a backup.
   routes.post("/:name/snapshot", async (c) => {
@@ -293,9 +283,16 @@ export function databaseRoutes(context: AppContext): Hono<AppEnv> {
 
   routes.get("/:name/subscribe", async (c) => {
     const database = registry.require(c.req.param("name"));
-    // A connection made during a module update is served by the new module.
-    await database.whenUpdated();
-    return context.hub.upgrade(c, database);
+    // A connection made during a module update is served by the new module; one admitted
+    // before it counts as work in flight until its InitialConnection is sent, so the update
+    // waits for it (then closes it like any connected client) instead of cutting it short.
+    const release = await database.admit();
+    try {
+      return context.hub.upgrade(c, database, release);
+    } catch (error) {
+      release();
+      throw error;
+    }
   });
 
   return routes;
