@@ -90,9 +90,10 @@ export const SQL_EXPR_DEPTH_MAX = 1_000;
 /** How long a call, SQL query or new WebSocket waits for a database's module update before a 503. */
 export const UPDATE_WAIT_MS_MAX = 30_000;
 /**
- * Databases one server hosts at most (`--max-databases`). An idle database cost ~45 MB when
- * measured for issue 15 (its V8 isolate and tables): 100 of them fit a host with 8 GiB. Anonymous identities cost
- * nothing to mint, so this cap, not the per-identity one, bounds an anonymous flood.
+ * Databases one server hosts at most (`--max-databases`). An idle database costs ~36-45 MiB (its
+ * process or worker, runtime and tables; ARCHITECTURE.md "Isolation"), so 100 of them fit a host
+ * with 8 GiB with room for their data. Anonymous identities cost nothing to mint, so this cap, not
+ * the per-identity one, bounds an anonymous flood of publishes.
  */
 export const DATABASES_MAX_DEFAULT = 100;
 /**
