@@ -24,6 +24,11 @@ start options:
       --in-memory              keep data only for this run: a fresh temporary data directory,
                                no fsync (replies do not wait for the disk), deleted at shutdown;
                                nothing survives a restart or a crash (cannot be used with --data-dir)
+      --http-body-timeout-ms MS
+                               time a request body may take to arrive before a 408 (default 30000)
+      --max-databases N        databases this server hosts at most (default 100)
+      --max-databases-per-identity N
+                               databases one identity may own at most (default 10)
       --ws-compression         compress WebSocket frames for clients that ask (gzip/brotli);
                                off by default because the TS SDK may reorder compressed frames
       --pg-port PORT           also serve the PostgreSQL wire protocol on HOST:PORT (psql, pg;
@@ -47,6 +52,22 @@ export function parseListenAddr(text: string): { hostname: string; port: number 
   return { hostname: match[1] ?? match[2], port };
 }
 
+function positiveNumber(flag: string, text: string): number {
+  const value = Number(text);
+  if (!Number.isFinite(value) || value <= 0) {
+    throw new Error(`Invalid ${flag} "${text}": expected a positive number`);
+  }
+  return value;
+}
+
+function positiveInteger(flag: string, text: string): number {
+  const value = positiveNumber(flag, text);
+  if (!Number.isInteger(value)) {
+    throw new Error(`Invalid ${flag} "${text}": expected a whole number`);
+  }
+  return value;
+}
+
 function parsePort(text: string, flag: string): number {
   const port = Number(text);
   if (!/^\d+$/.test(text) || port > 65535) {
@@ -63,6 +84,9 @@ async function start(args: string[]): Promise<number> {
   let reducerBudgetMs: number | undefined;
   let databaseMemoryMb: number | undefined;
   let wsCompression = false;
+  let httpBodyTimeoutMs: number | undefined;
+  let maxDatabases: number | undefined;
+  let maxDatabasesPerIdentity: number | undefined;
   let pgPort: number | undefined;
   const issuers: string[] = [];
   const audiences: string[] = [];
@@ -89,7 +113,11 @@ async function start(args: string[]): Promise<number> {
     } else if (arg === "--in-memory") inMemory = true;
     else if (arg === "--ws-compression") wsCompression = true;
     else if (arg === "--pg-port") pgPort = parsePort(value(), "--pg-port");
-    else if (arg === "--oidc-issuer") issuers.push(value());
+    else if (arg === "--http-body-timeout-ms") httpBodyTimeoutMs = positiveNumber(arg, value());
+    else if (arg === "--max-databases") maxDatabases = positiveInteger(arg, value());
+    else if (arg === "--max-databases-per-identity") {
+      maxDatabasesPerIdentity = positiveInteger(arg, value());
+    } else if (arg === "--oidc-issuer") issuers.push(value());
     else if (arg === "--oidc-audience") audiences.push(value());
     else if (arg === "--log-format") configureLog({ json: value() === "json" });
     else if (arg === "--non-interactive") continue;
@@ -124,6 +152,9 @@ async function start(args: string[]): Promise<number> {
       // Deliberately broken durability for one test (tests/e2e/fsync_order_test.ts); never set it.
       unsafeLateFsyncMs: Number(Deno.env.get("LIGHTCONE_UNSAFE_LATE_FSYNC_MS") ?? 0) || undefined,
       wsCompression,
+      requestBodies: { timeoutMs: httpBodyTimeoutMs },
+      maxDatabases,
+      maxDatabasesPerIdentity,
       pgPort,
       oidc: issuers.length
         ? { issuers, audiences: audiences.length ? audiences : undefined }

@@ -8,6 +8,7 @@ import { DurabilityActor, logIsolationCapabilities } from "../worker/mod.ts";
 import { DATABASE_MEMORY_MB_DEFAULT } from "../lib/limits.ts";
 import { createApp } from "./app.ts";
 import { DatabaseRegistry } from "./database_registry.ts";
+import { type RequestBodyOptions, RequestBodyReader } from "./request_body.ts";
 import { WsHub } from "./ws/hub.ts";
 import { type PgServer, startPgServer } from "./pgwire/mod.ts";
 import { runSqlStatement } from "./sql_statement.ts";
@@ -36,6 +37,12 @@ export interface ServerOptions {
    */
   unsafeLateFsyncMs?: number;
   oidc?: OidcOptions;
+  /** Request body timeout and server-wide bounds (defaults in lib/limits.ts). */
+  requestBodies?: RequestBodyOptions;
+  /** Databases this server hosts at most (default DATABASES_MAX_DEFAULT). */
+  maxDatabases?: number;
+  /** Databases one identity may own at most (default DATABASES_PER_IDENTITY_MAX_DEFAULT). */
+  maxDatabasesPerIdentity?: number;
   /** Port of the PostgreSQL wire protocol listener on `hostname` (0: any free port); off when absent. */
   pgPort?: number;
   /** Called once the listener is bound, with the actual port. */
@@ -75,6 +82,8 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     onStopped: (database, reason) => hub.closeDatabase(database, reason),
     reducerBudgetMs: options.reducerBudgetMs,
     databaseMemoryMb: options.databaseMemoryMb,
+    maxDatabases: options.maxDatabases,
+    maxDatabasesPerIdentity: options.maxDatabasesPerIdentity,
     mintIdentity: async () => (await auth.mintIdentity()).identity,
     onEvents: (database, items, originOf) => hub.onEvents(database, items, originOf),
   });
@@ -101,7 +110,8 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
       );
     }
   }
-  const app = createApp({ auth, registry, hub, version: VERSION });
+  const bodies = new RequestBodyReader(options.requestBodies);
+  const app = createApp({ auth, registry, hub, bodies, version: VERSION });
   let resolveListening!: (address: { hostname: string; port: number }) => void;
   const listening = new Promise<{ hostname: string; port: number }>((r) => (resolveListening = r));
   const server = Deno.serve({

@@ -4,10 +4,9 @@
  */
 import { Hono } from "hono";
 import type { Context } from "hono";
-import { bodyLimit } from "hono/body-limit";
 import { streamText } from "hono/streaming";
 import { type Identity, requireOwner } from "../../auth/mod.ts";
-import { BadRequestError, LimitExceededError, NotFoundError } from "../../lib/errors.ts";
+import { BadRequestError, NotFoundError } from "../../lib/errors.ts";
 import { HTTP_BODY_BYTES_MAX, MODULE_BYTES_MAX } from "../../lib/limits.ts";
 import {
   type JsonOutput,
@@ -24,7 +23,7 @@ import { runSqlStatement } from "../sql_statement.ts";
 
 export function databaseRoutes(context: AppContext): Hono<AppEnv> {
   const routes = new Hono<AppEnv>();
-  const { registry, auth } = context;
+  const { registry, auth, bodies } = context;
 
   // Anonymous auth: a bearer token or ?token=, else a freshly minted identity.
   routes.use("*", async (c, next) => {
@@ -41,22 +40,10 @@ export function databaseRoutes(context: AppContext): Hono<AppEnv> {
     c.res.headers.set("spacetime-identity-token", result.token);
   });
 
-  const moduleBody = bodyLimit({
-    maxSize: MODULE_BYTES_MAX,
-    onError: () => {
-      throw new LimitExceededError("module size in bytes", MODULE_BYTES_MAX + 1, MODULE_BYTES_MAX);
-    },
-  });
-  const smallBody = bodyLimit({
-    maxSize: HTTP_BODY_BYTES_MAX,
-    onError: () => {
-      throw new LimitExceededError(
-        "request body size in bytes",
-        HTTP_BODY_BYTES_MAX + 1,
-        HTTP_BODY_BYTES_MAX,
-      );
-    },
-  });
+  // Bodies are read before a database admits the request: a slow body must not hold up a
+  // module update (server/request_body.ts bounds how long it may take).
+  const readSmallBody = (c: Context<AppEnv>) =>
+    bodies.readText(c.req.raw, HTTP_BODY_BYTES_MAX, "request body");
 
   const publish = async (c: Context<AppEnv>, target: string | undefined) => {
     const hostType = c.req.query("host_type") ?? "Js";
@@ -65,7 +52,7 @@ export function databaseRoutes(context: AppContext): Hono<AppEnv> {
         `Unsupported host_type "${hostType}": this server runs JavaScript modules (host_type=Js)`,
       );
     }
-    const bundle = await readModuleSource(c);
+    const bundle = decodeModuleSource(await bodies.read(c.req.raw, MODULE_BYTES_MAX, "module"));
     const clear = c.req.query("clear") === "true";
     const { database, op } = await registry.publish(target, bundle, c.get("auth").identity, clear);
     return c.json({
@@ -77,10 +64,12 @@ export function databaseRoutes(context: AppContext): Hono<AppEnv> {
     });
   };
 
-  routes.post("/", moduleBody, (c) => publish(c, undefined));
-  routes.put("/:name", moduleBody, (c) => publish(c, c.req.param("name")));
+  routes.post("/", (c) => publish(c, undefined));
+  routes.put("/:name", (c) => publish(c, c.req.param("name")));
 
-  routes.post("/:name/pre_publish", moduleBody, (c) => {
+  routes.post("/:name/pre_publish", (c) => {
+    // The module is not needed to answer: only its announced size is checked.
+    bodies.refuseAnnouncedOver(c.req.raw, MODULE_BYTES_MAX, "module");
     const database = registry.resolve(c.req.param("name"));
     if (!database) throw new NotFoundError(`\`${c.req.param("name")}\` not found`);
     requireOwner({
@@ -139,18 +128,24 @@ export function databaseRoutes(context: AppContext): Hono<AppEnv> {
     );
   });
 
-  routes.post("/:name/call/:func", smallBody, async (c) => {
+  routes.post("/:name/call/:func", async (c) => {
     const database = registry.require(c.req.param("name"));
+    const bodyText = await readSmallBody(c);
     // Waits out a module update in progress; the call then runs on the new module.
     const release = await database.admit();
     try {
-      return await callFunction(c, database, c.req.param("func"));
+      return await callFunction(c, database, c.req.param("func"), bodyText);
     } finally {
       release();
     }
   });
 
-  const callFunction = async (c: Context<AppEnv>, database: Database, name: string) => {
+  const callFunction = async (
+    c: Context<AppEnv>,
+    database: Database,
+    name: string,
+    bodyText: string,
+  ) => {
     const contentType = c.req.header("content-type") ?? "";
     if (!contentType.startsWith("application/json")) {
       return c.text("Expected request with `Content-Type: application/json`", 415);
@@ -164,7 +159,6 @@ export function databaseRoutes(context: AppContext): Hono<AppEnv> {
     if (reducer?.lifecycle) {
       return c.text(`Can't directly call special ${reducer.lifecycle} lifecycle reducer`, 400);
     }
-    const bodyText = await c.req.text();
     const params = (reducer ?? procedure)!.params;
     const args = encodeCallArguments(database.module, params, bodyText);
     const host = database.host;
@@ -254,10 +248,10 @@ export function databaseRoutes(context: AppContext): Hono<AppEnv> {
   // SQL over HTTP. Today: the subscription grammar (`SELECT * FROM t [WHERE …]`), read
   // only; non-owners see public tables only. Answers once the state it read is durable
   // unless `confirmed=false`.
-  routes.post("/:name/sql", smallBody, async (c) => {
+  routes.post("/:name/sql", async (c) => {
     const database = registry.require(c.req.param("name"));
     const result = await runSqlStatement(database, {
-      sql: await c.req.text(),
+      sql: await readSmallBody(c),
       caller: c.get("auth").identity,
       confirmed: c.req.query("confirmed") !== "false",
     });
@@ -304,8 +298,7 @@ export function databaseRoutes(context: AppContext): Hono<AppEnv> {
   return routes;
 }
 
-async function readModuleSource(c: Context<AppEnv>): Promise<string> {
-  const bytes = new Uint8Array(await c.req.arrayBuffer());
+function decodeModuleSource(bytes: Uint8Array): string {
   if (bytes.length === 0) {
     throw new BadRequestError("The request body is empty: send the module bundle");
   }

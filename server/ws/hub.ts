@@ -7,12 +7,15 @@
 import type { Context } from "hono";
 import { brotliCompressSync, gzipSync } from "node:zlib";
 import type { AuthService } from "../../auth/mod.ts";
+import { LimitExceededError } from "../../lib/errors.ts";
 import {
+  WS_FRAME_MESSAGES_MAX,
   WS_MESSAGE_BYTES_MAX,
   WS_OUTBOUND_BYTES_MAX,
   WS_PENDING_CALLS_MAX,
   WS_QUERY_SETS_MAX,
 } from "../../lib/limits.ts";
+import { redactHostPaths } from "../../lib/host_paths.ts";
 import { log } from "../../lib/log.ts";
 import { BadRequestError } from "../../lib/errors.ts";
 import {
@@ -33,6 +36,7 @@ import type { BatchItem, DatabaseHost, QueryRows } from "../../worker/mod.ts";
 import type { AppEnv } from "../app.ts";
 import type { Database, DatabaseRegistry } from "../database_registry.ts";
 import { randomConnectionId } from "../routes/database.ts";
+import { InboundBudget } from "./inbound_budget.ts";
 import { V1Session } from "./v1_session.ts";
 
 /**
@@ -81,6 +85,8 @@ class WsOrigin {
     readonly callBytes: number,
     /** Subscribe and unsubscribe only. */
     readonly querySetId = 0,
+    /** Encoded size of the request, held in the client's InboundBudget until answered. */
+    readonly inboundBytes = callBytes,
   ) {}
 }
 
@@ -117,8 +123,10 @@ interface ClientFrame {
 
 class Client {
   readonly querySets = new Map<number, number[]>();
-  /** Frames received before client_connected finished. */
-  early: ClientFrame[] | undefined = [];
+  /** Frames received before client_connected finished, still encoded. */
+  early: Uint8Array[] | undefined = [];
+  /** Bytes received and not yet answered (early frames included). */
+  readonly inbound: InboundBudget;
   outbox: Outgoing[] = [];
   /** In the hub's held set of its database: messages wait for a transaction to be durable. */
   held = false;
@@ -146,7 +154,10 @@ class Client {
      * closing them before their first message. Idempotent.
      */
     readonly handshakeDone: () => void,
-  ) {}
+    serverInbound: InboundBudget,
+  ) {
+    this.inbound = InboundBudget.forClient(serverInbound);
+  }
 }
 
 /** Per database: which clients subscribe to which shared query ids, under which query sets. */
@@ -161,6 +172,8 @@ export class WsHub {
   readonly #liveConnections = new Map<Database, Map<bigint, Client>>();
 
   readonly #compress: boolean;
+  /** Inbound bytes held for all clients (inbound_budget.ts). */
+  readonly #inbound = InboundBudget.forServer();
   /** Reused for every reducer call: the host copies what it needs before returning. */
   readonly #call: CallFields = {
     reducer: "",
@@ -233,6 +246,7 @@ export class WsHub {
       (query.get("confirmed") ?? (chosen[1] === "v1" ? "false" : "true")) !== "false",
       database.isOwner(auth.identity),
       handshakeDone,
+      this.#inbound,
     );
     if (chosen[1] === "v1") {
       client.v1 = new V1Session({
@@ -308,6 +322,7 @@ export class WsHub {
       const origin = asWsOrigin(originOf(item.id));
       if (!origin || origin.client.closed) continue;
       const client = origin.client;
+      client.inbound.release(origin.inboundBytes);
       switch (item.kind) {
         case "call":
           if (origin.answered) break;
@@ -547,7 +562,11 @@ export class WsHub {
     client.handshakeDone();
     const early = client.early ?? [];
     client.early = undefined;
-    for (const frame of early) this.#dispatch(client, frame);
+    for (const bytes of early) {
+      if (client.closed) return;
+      const frame = this.#decode(client, bytes);
+      if (frame) this.#dispatch(client, frame);
+    }
   }
 
   #onMessage(client: Client, event: MessageEvent): void {
@@ -556,28 +575,52 @@ export class WsHub {
       this.#close(client, 1011, "Text frames are not supported by the BSATN protocol");
       return;
     }
-    if (event.data.byteLength > WS_MESSAGE_BYTES_MAX) {
-      this.#close(client, 1009, `Message of ${event.data.byteLength} bytes is over the limit`);
+    const bytes = event.data.byteLength;
+    if (bytes > WS_MESSAGE_BYTES_MAX) {
+      this.#close(client, 1009, `Message of ${bytes} bytes is over the limit`);
       return;
     }
+    // Checked before decoding: what a client has outstanding is bounded (inbound_budget.ts).
+    const refused = client.inbound.take(bytes, client.early !== undefined);
+    if (refused) {
+      this.#close(client, refused.code, refused.reason);
+      return;
+    }
+    if (client.early) {
+      client.early.push(new Uint8Array(event.data));
+      return;
+    }
+    const frame = this.#decode(client, new Uint8Array(event.data));
+    if (frame) this.#dispatch(client, frame);
+  }
+
+  /** Decodes a frame; a bad or over-limit frame closes the client (undefined). */
+  #decode(client: Client, bytes: Uint8Array): ClientFrame | undefined {
     const frame: ClientFrame = { messages: [], sizes: [] };
     try {
       if (client.v1) {
-        const { request, reply } = client.v1.decode(new Uint8Array(event.data));
+        const { request, reply } = client.v1.decode(bytes);
         if (reply) this.#send(client, reply);
         if (request) {
           frame.messages.push(request);
-          frame.sizes.push(event.data.byteLength);
+          frame.sizes.push(bytes.byteLength);
+        } else {
+          client.inbound.release(bytes.byteLength);
         }
       } else {
-        frame.messages = decodeClientFrame(new Uint8Array(event.data), client.version, frame.sizes);
+        frame.messages = decodeClientFrame(
+          bytes,
+          client.version,
+          frame.sizes,
+          WS_FRAME_MESSAGES_MAX,
+        );
       }
     } catch (error) {
-      this.#close(client, 1011, error instanceof Error ? error.message : String(error));
-      return;
+      const code = error instanceof LimitExceededError ? 1008 : 1011;
+      this.#close(client, code, error instanceof Error ? error.message : String(error));
+      return undefined;
     }
-    if (client.early) client.early.push(frame);
-    else this.#dispatch(client, frame);
+    return frame;
   }
 
   #dispatch(client: Client, frame: ClientFrame): void {
@@ -648,6 +691,7 @@ export class WsHub {
             error: `A connection may hold at most ${WS_QUERY_SETS_MAX} query sets`,
           });
           client.pendingCalls--;
+          client.inbound.release(messageBytes);
           break;
         }
         // Reserve the id now so a duplicate in flight is caught too.
@@ -660,7 +704,15 @@ export class WsHub {
             sender: client.identity,
             isOwner: client.isOwner,
           },
-          new WsOrigin(client, "subscribe", message.requestId, 0n, 0, message.querySetId),
+          new WsOrigin(
+            client,
+            "subscribe",
+            message.requestId,
+            0n,
+            0,
+            message.querySetId,
+            messageBytes,
+          ),
         ).catch(fail);
         break;
       }
@@ -671,7 +723,15 @@ export class WsHub {
             querySetId: message.querySetId,
             sendDroppedRows: message.flags === "SendDroppedRows",
           },
-          new WsOrigin(client, "unsubscribe", message.requestId, 0n, 0, message.querySetId),
+          new WsOrigin(
+            client,
+            "unsubscribe",
+            message.requestId,
+            0n,
+            0,
+            message.querySetId,
+            messageBytes,
+          ),
         ).catch(fail);
         break;
       case "OneOffQuery":
@@ -679,7 +739,7 @@ export class WsHub {
           sql: message.queryString,
           sender: client.identity,
           isOwner: client.isOwner,
-        }, new WsOrigin(client, "query", message.requestId, 0n, 0)).catch(fail);
+        }, new WsOrigin(client, "query", message.requestId, 0n, 0, 0, messageBytes)).catch(fail);
         break;
     }
   }
@@ -689,6 +749,8 @@ export class WsHub {
     client.closed = true;
     client.handshakeDone();
     this.#clients.delete(client);
+    client.early = undefined;
+    client.inbound.releaseAll();
     if (!client.connecting) this.#releaseConnectionId(client);
     for (const querySetId of [...client.querySets.keys()]) this.#unroute(client, querySetId);
     client.outbox = [];
@@ -956,7 +1018,8 @@ function bsatnString(text: string): Uint8Array {
   return out;
 }
 
-function truncateReason(reason: string): string {
+function truncateReason(unsafe: string): string {
+  const reason = redactHostPaths(unsafe);
   const bytes = new TextEncoder().encode(reason);
   if (bytes.length <= CLOSE_REASON_BYTES_MAX) return reason;
   let text = reason;
