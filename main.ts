@@ -4,6 +4,7 @@
  */
 import { join } from "node:path";
 import { configureLog, log } from "./lib/log.ts";
+import { SNAPSHOT_INTERVAL_TX } from "./lib/limits.ts";
 import { startServer, VERSION } from "./server/mod.ts";
 
 const USAGE = `Lightcone ${VERSION}: a SpacetimeDB-compatible database server
@@ -18,8 +19,20 @@ start options:
       --reducer-budget-ms MS   time a reducer may run before it is stopped (default 10000)
       --database-memory-mb MB  memory budget of each database's process: heap, ArrayBuffers and
                                table data (default 512; --worker-heap-mb is an old alias)
+      --snapshot-interval-tx N write a snapshot of a database every N durable transactions
+                               (default 1000000; recovery replays at most N from the log)
+      --in-memory              keep data only for this run: a fresh temporary data directory,
+                               no fsync (replies do not wait for the disk), deleted at shutdown;
+                               nothing survives a restart or a crash (cannot be used with --data-dir)
+      --http-body-timeout-ms MS
+                               time a request body may take to arrive before a 408 (default 30000)
+      --max-databases N        databases this server hosts at most (default 100)
+      --max-databases-per-identity N
+                               databases one identity may own at most (default 10)
       --ws-compression         compress WebSocket frames for clients that ask (gzip/brotli);
                                off by default because the TS SDK may reorder compressed frames
+      --pg-port PORT           also serve the PostgreSQL wire protocol on HOST:PORT (psql, pg;
+                               password = a token); off unless given
       --oidc-issuer URL        trust tokens from this OpenID Connect issuer (repeatable)
       --oidc-audience AUD      required audience for OpenID Connect tokens (repeatable)
       --log-format text|json   server log format (default text)
@@ -39,12 +52,42 @@ export function parseListenAddr(text: string): { hostname: string; port: number 
   return { hostname: match[1] ?? match[2], port };
 }
 
+function positiveNumber(flag: string, text: string): number {
+  const value = Number(text);
+  if (!Number.isFinite(value) || value <= 0) {
+    throw new Error(`Invalid ${flag} "${text}": expected a positive number`);
+  }
+  return value;
+}
+
+function positiveInteger(flag: string, text: string): number {
+  const value = positiveNumber(flag, text);
+  if (!Number.isInteger(value)) {
+    throw new Error(`Invalid ${flag} "${text}": expected a whole number`);
+  }
+  return value;
+}
+
+function parsePort(text: string, flag: string): number {
+  const port = Number(text);
+  if (!/^\d+$/.test(text) || port > 65535) {
+    throw new Error(`Invalid ${flag} "${text}": expected a port number 0-65535`);
+  }
+  return port;
+}
+
 async function start(args: string[]): Promise<number> {
   let listen = "127.0.0.1:3000";
-  let dataDir = defaultDataDir();
+  let dataDir: string | undefined;
+  let inMemory = false;
+  let snapshotIntervalTx = SNAPSHOT_INTERVAL_TX;
   let reducerBudgetMs: number | undefined;
   let databaseMemoryMb: number | undefined;
   let wsCompression = false;
+  let httpBodyTimeoutMs: number | undefined;
+  let maxDatabases: number | undefined;
+  let maxDatabasesPerIdentity: number | undefined;
+  let pgPort: number | undefined;
   const issuers: string[] = [];
   const audiences: string[] = [];
   for (let i = 0; i < args.length; i++) {
@@ -61,17 +104,41 @@ async function start(args: string[]): Promise<number> {
     else if (arg === "--reducer-budget-ms") reducerBudgetMs = Number(value());
     else if (arg === "--database-memory-mb" || arg === "--worker-heap-mb") {
       databaseMemoryMb = Number(value());
-    } else if (arg === "--ws-compression") wsCompression = true;
-    else if (arg === "--oidc-issuer") issuers.push(value());
+    } else if (arg === "--snapshot-interval-tx") {
+      const text = value();
+      snapshotIntervalTx = Number(text);
+      if (!Number.isSafeInteger(snapshotIntervalTx) || snapshotIntervalTx < 1) {
+        throw new Error(`Invalid --snapshot-interval-tx "${text}": expected a whole number >= 1`);
+      }
+    } else if (arg === "--in-memory") inMemory = true;
+    else if (arg === "--ws-compression") wsCompression = true;
+    else if (arg === "--pg-port") pgPort = parsePort(value(), "--pg-port");
+    else if (arg === "--http-body-timeout-ms") httpBodyTimeoutMs = positiveNumber(arg, value());
+    else if (arg === "--max-databases") maxDatabases = positiveInteger(arg, value());
+    else if (arg === "--max-databases-per-identity") {
+      maxDatabasesPerIdentity = positiveInteger(arg, value());
+    } else if (arg === "--oidc-issuer") issuers.push(value());
     else if (arg === "--oidc-audience") audiences.push(value());
     else if (arg === "--log-format") configureLog({ json: value() === "json" });
-    else if (arg === "--non-interactive" || arg === "--in-memory") continue;
+    else if (arg === "--non-interactive") continue;
     else if (arg === "--help" || arg === "-h") {
       console.log(USAGE);
       return 0;
     } else throw new Error(`Unknown option "${arg}" for start (see --help)`);
   }
   const { hostname, port } = parseListenAddr(listen);
+  if (inMemory && dataDir !== undefined) {
+    throw new Error("--in-memory and --data-dir exclude each other: in-memory data lives nowhere");
+  }
+  if (inMemory) {
+    dataDir = await Deno.makeTempDir({ prefix: "lightcone-in-memory-" });
+    log.warn(
+      "in-memory mode: databases live in a temporary directory without fsync and are deleted " +
+        "at shutdown; nothing survives a restart or a crash",
+      { dataDir },
+    );
+  }
+  dataDir ??= defaultDataDir();
   let server;
   try {
     server = await startServer({
@@ -80,7 +147,15 @@ async function start(args: string[]): Promise<number> {
       dataDir,
       reducerBudgetMs,
       databaseMemoryMb,
+      snapshotIntervalTx,
+      skipFsync: inMemory,
+      // Deliberately broken durability for one test (tests/e2e/fsync_order_test.ts); never set it.
+      unsafeLateFsyncMs: Number(Deno.env.get("LIGHTCONE_UNSAFE_LATE_FSYNC_MS") ?? 0) || undefined,
       wsCompression,
+      requestBodies: { timeoutMs: httpBodyTimeoutMs },
+      maxDatabases,
+      maxDatabasesPerIdentity,
+      pgPort,
       oidc: issuers.length
         ? { issuers, audiences: audiences.length ? audiences : undefined }
         : undefined,
@@ -95,9 +170,13 @@ async function start(args: string[]): Promise<number> {
   }
   // Machine-readable line for tests and tools that start us on port 0.
   console.log(`lightcone: listening on ${server.url}`);
+  if (server.pgPort !== undefined) {
+    console.log(`lightcone: postgres wire protocol on ${hostname}:${server.pgPort}`);
+  }
   const stop = async () => {
     log.info("shutting down");
     await server.shutdown();
+    if (inMemory) await Deno.remove(dataDir, { recursive: true }).catch(() => {});
     Deno.exit(0);
   };
   Deno.addSignalListener("SIGINT", stop);

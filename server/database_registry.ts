@@ -5,9 +5,14 @@
  * own worker; its commit log belongs to the storage worker (DurabilityActor).
  */
 import { join } from "node:path";
-import { BadRequestError, NotFoundError } from "../lib/errors.ts";
+import { BadRequestError, NotFoundError, QuotaExceededError } from "../lib/errors.ts";
 import { log } from "../lib/log.ts";
-import { REDUCER_TIME_BUDGET_MS_DEFAULT, UPDATE_WAIT_MS_MAX } from "../lib/limits.ts";
+import {
+  DATABASES_MAX_DEFAULT,
+  DATABASES_PER_IDENTITY_MAX_DEFAULT,
+  REDUCER_TIME_BUDGET_MS_DEFAULT,
+  UPDATE_WAIT_MS_MAX,
+} from "../lib/limits.ts";
 import { Identity, requireOwner } from "../auth/mod.ts";
 import {
   type BatchItem,
@@ -96,15 +101,7 @@ export class Database {
   }
 
   /**
-   * Waits (at most `waitMs`) for an update in progress to finish. Resolves at once
-   * when none is running; a stopped database is not checked here.
-   */
-  whenUpdated(waitMs: number = UPDATE_WAIT_MS_MAX): Promise<void> {
-    return this.#update.wait(waitMs);
-  }
-
-  /**
-   * Admits one HTTP call or query: waits out an update in progress, then fails if
+   * Admits one HTTP call, query or WebSocket handshake: waits out an update in progress, then fails if
    * the database is not running, else counts the work as in flight until the
    * returned release is called (an update lets admitted work finish first).
    */
@@ -225,6 +222,10 @@ export interface RegistryOptions {
   storage: DurabilityActor;
   reducerBudgetMs?: number;
   databaseMemoryMb?: number;
+  /** Databases hosted at most (`--max-databases`), stopped ones included. */
+  maxDatabases?: number;
+  /** Databases one owner identity may have at most (`--max-databases-per-identity`). */
+  maxDatabasesPerIdentity?: number;
   /** Mints database identities (issuer localhost, random subject). */
   mintIdentity: () => Promise<Identity>;
   onEvents?: EventListener;
@@ -405,6 +406,30 @@ export class DatabaseRegistry {
     }
   }
 
+  /** Refuses a new database over the server-wide or the caller's quota (publish is serialised). */
+  #checkQuota(caller: Identity): void {
+    const max = this.#options.maxDatabases ?? DATABASES_MAX_DEFAULT;
+    const hosted = this.#byIdentity.size + this.#unstarted.size;
+    if (hosted >= max) {
+      throw new QuotaExceededError(
+        `Database quota reached: this server hosts ${hosted} databases, the limit set by ` +
+          `--max-databases is ${max}; delete a database or ask the operator to raise it`,
+      );
+    }
+    const perIdentityMax = this.#options.maxDatabasesPerIdentity ??
+      DATABASES_PER_IDENTITY_MAX_DEFAULT;
+    const callerHex = caller.toHex();
+    let owned = this.ownedBy(caller).length;
+    for (const entry of this.#unstarted.values()) if (entry.owner === callerHex) owned++;
+    if (owned >= perIdentityMax) {
+      throw new QuotaExceededError(
+        `Database quota reached: identity ${callerHex} owns ${owned} databases, the limit set by ` +
+          `--max-databases-per-identity is ${perIdentityMax}; delete one of them or ask the ` +
+          `operator to raise it`,
+      );
+    }
+  }
+
   async #publish(
     target: string | undefined,
     bundle: string,
@@ -436,6 +461,7 @@ export class DatabaseRegistry {
     }
     const moduleHash = await sha256Hex(bundle);
     if (existing) return await this.#update(existing, bundle, caller, clear, moduleHash);
+    this.#checkQuota(caller);
 
     const identity = await this.#options.mintIdentity();
     const directory = this.#directoryOf(identity);
@@ -518,7 +544,7 @@ export class DatabaseRegistry {
       }
     }
     // From here HTTP calls, queries and new WebSocket connections wait for the new
-    // module (Database.admit / whenUpdated); admitted calls finish on the old one.
+    // module (Database.admit); admitted calls and handshakes finish on the old one.
     database.beginUpdate();
     let started: { host: DatabaseHost; durableTxOffset: number };
     try {

@@ -8,7 +8,10 @@ import { DurabilityActor, logIsolationCapabilities } from "../worker/mod.ts";
 import { DATABASE_MEMORY_MB_DEFAULT } from "../lib/limits.ts";
 import { createApp } from "./app.ts";
 import { DatabaseRegistry } from "./database_registry.ts";
+import { type RequestBodyOptions, RequestBodyReader } from "./request_body.ts";
 import { WsHub } from "./ws/hub.ts";
+import { type PgServer, startPgServer } from "./pgwire/mod.ts";
+import { runSqlStatement } from "./sql_statement.ts";
 
 export const VERSION = "0.1.0";
 
@@ -21,7 +24,27 @@ export interface ServerOptions {
   wsCompression?: boolean;
   /** Memory budget of each database process in MiB (worker/isolation.ts). */
   databaseMemoryMb?: number;
+  /** Transactions between automatic snapshots (default lib/limits.ts SNAPSHOT_INTERVAL_TX). */
+  snapshotIntervalTx?: number;
+  /**
+   * `--in-memory`: nothing is fsynced, so replies do not wait for the disk and a crash loses
+   * everything (main.ts also puts the data in a temporary directory removed at shutdown).
+   */
+  skipFsync?: boolean;
+  /**
+   * Deliberately broken, tests only (LIGHTCONE_UNSAFE_LATE_FSYNC_MS): acknowledge before the
+   * fdatasync, which runs this many ms later; proves tests/e2e/fsync_order_test.ts can fail.
+   */
+  unsafeLateFsyncMs?: number;
   oidc?: OidcOptions;
+  /** Request body timeout and server-wide bounds (defaults in lib/limits.ts). */
+  requestBodies?: RequestBodyOptions;
+  /** Databases this server hosts at most (default DATABASES_MAX_DEFAULT). */
+  maxDatabases?: number;
+  /** Databases one identity may own at most (default DATABASES_PER_IDENTITY_MAX_DEFAULT). */
+  maxDatabasesPerIdentity?: number;
+  /** Port of the PostgreSQL wire protocol listener on `hostname` (0: any free port); off when absent. */
+  pgPort?: number;
   /** Called once the listener is bound, with the actual port. */
   onListen?: (address: { hostname: string; port: number }) => void;
 }
@@ -30,6 +53,8 @@ export interface RunningServer {
   port: number;
   hostname: string;
   url: string;
+  /** Port of the PostgreSQL wire protocol listener, when started. */
+  pgPort?: number;
   registry: DatabaseRegistry;
   shutdown(): Promise<void>;
 }
@@ -39,7 +64,17 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   logIsolationCapabilities(options.databaseMemoryMb ?? DATABASE_MEMORY_MB_DEFAULT);
   const auth = await AuthService.open({ dataDir: options.dataDir, oidc: options.oidc });
   const hub = new WsHub({ auth, compress: options.wsCompression });
-  const storage = await DurabilityActor.start({ dataDir: options.dataDir });
+  const storage = await DurabilityActor.start({
+    dataDir: options.dataDir,
+    snapshotIntervalTx: options.snapshotIntervalTx,
+    unsafeSkipSync: options.skipFsync,
+    unsafeLateSyncMs: options.unsafeLateFsyncMs,
+  });
+  if (options.unsafeLateFsyncMs) {
+    log.warn("UNSAFE test mode: replies are sent before their transactions are fsynced", {
+      lateFsyncMs: options.unsafeLateFsyncMs,
+    });
+  }
   const registry = await DatabaseRegistry.open({
     dataDir: options.dataDir,
     storage,
@@ -47,11 +82,36 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     onStopped: (database, reason) => hub.closeDatabase(database, reason),
     reducerBudgetMs: options.reducerBudgetMs,
     databaseMemoryMb: options.databaseMemoryMb,
+    maxDatabases: options.maxDatabases,
+    maxDatabasesPerIdentity: options.maxDatabasesPerIdentity,
     mintIdentity: async () => (await auth.mintIdentity()).identity,
     onEvents: (database, items, originOf) => hub.onEvents(database, items, originOf),
   });
   hub.attach(registry);
-  const app = createApp({ auth, registry, hub, version: VERSION });
+  let pg: PgServer | undefined;
+  if (options.pgPort !== undefined) {
+    try {
+      pg = startPgServer({
+        hostname: options.hostname,
+        port: options.pgPort,
+        backend: {
+          resolveDatabase: (nameOrIdentity) => registry.resolve(nameOrIdentity),
+          authenticate: async (token) => (await auth.authenticate(token)).identity,
+          // PostgreSQL clients read what they were told: confirmed reads, as SpacetimeDB does.
+          runSql: (database, sql, caller) =>
+            runSqlStatement(database, { sql, caller, confirmed: true }),
+          serverVersion: `spacetime ${VERSION} (lightcone)`,
+        },
+      });
+    } catch (error) {
+      if (!(error instanceof Deno.errors.AddrInUse)) throw error;
+      throw new Error(
+        `Port ${options.pgPort} is already in use: free it or pass another --pg-port`,
+      );
+    }
+  }
+  const bodies = new RequestBodyReader(options.requestBodies);
+  const app = createApp({ auth, registry, hub, bodies, version: VERSION });
   let resolveListening!: (address: { hostname: string; port: number }) => void;
   const listening = new Promise<{ hostname: string; port: number }>((r) => (resolveListening = r));
   const server = Deno.serve({
@@ -73,9 +133,11 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     port: address.port,
     hostname: address.hostname,
     url,
+    pgPort: pg?.port,
     registry,
     async shutdown() {
       hub.closeAll("server shutting down");
+      await pg?.close();
       await server.shutdown();
       await registry.close();
       await storage.stop();

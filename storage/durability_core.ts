@@ -8,6 +8,7 @@ import { assert } from "../lib/assert.ts";
 import {
   LOG_COMMIT_PAYLOAD_BYTES_TARGET,
   LOG_REPLAY_CHUNK_BYTES,
+  SNAPSHOT_INTERVAL_TX,
   SNAPSHOTS_KEPT,
 } from "../lib/limits.ts";
 import { log } from "../lib/log.ts";
@@ -34,6 +35,8 @@ export interface CoreOptions {
   /** Split one database's drained batches into commits of about this many payload bytes. */
   commitPayloadBytesTarget?: number;
   replayChunkBytes?: number;
+  /** Ask a database worker for a snapshot once this many more transactions are durable. */
+  snapshotIntervalTx?: number;
 }
 
 type AppendMessage = Extract<FromDatabaseMessage, { kind: "append" }>;
@@ -56,6 +59,8 @@ interface DatabaseState {
   failure: Error | undefined;
   reportedOffset: bigint;
   replay: Replay | undefined;
+  /** Durable offset of the newest snapshot on disk or asked for (periodic snapshots count from it). */
+  snapshotBase: bigint;
 }
 
 const DB_KEY = /^[A-Za-z0-9_-]{1,128}$/;
@@ -102,6 +107,7 @@ export class DurabilityCore {
       failure: undefined,
       reportedOffset: writer.durableOffset,
       replay: undefined,
+      snapshotBase: 0n,
     });
     if (openedLog.truncatedTornTail) {
       log.warn("Truncated a torn commit at the end of the log", {
@@ -182,6 +188,7 @@ export class DurabilityCore {
         db.reportedOffset = offset;
         this.#output.durable(db.dbKey, offset);
         this.#output.toDatabase(db.dbKey, { kind: "durable", offset });
+        this.#maybeAskForSnapshot(db, offset);
       }
     }
     for (const db of touched) {
@@ -234,6 +241,19 @@ export class DurabilityCore {
     if (!db) throw new Error(`Database "${dbKey}" is not open`);
     if (db.failure) throw db.failure;
     this.#output.toDatabase(dbKey, { kind: "snapshotRequest", requestId });
+  }
+
+  /**
+   * Periodic snapshots: once `snapshotIntervalTx` transactions are durable past the last
+   * snapshot, the database worker is asked for one. Its state then is at or past `offset`, and
+   * every append it sent before the snapshot reaches this actor first, so the snapshot is never
+   * ahead of the log by the time it is written (after the sync of the same flush).
+   */
+  #maybeAskForSnapshot(db: DatabaseState, offset: bigint): void {
+    const interval = BigInt(this.#options.snapshotIntervalTx ?? SNAPSHOT_INTERVAL_TX);
+    if (interval <= 0n || offset - db.snapshotBase < interval) return;
+    db.snapshotBase = offset;
+    this.#output.toDatabase(db.dbKey, { kind: "snapshotRequest", requestId: undefined });
   }
 
   #writeBatches(db: DatabaseState, batches: AppendMessage[]): void {
@@ -320,6 +340,12 @@ export class DurabilityCore {
       });
     }
     const from = choice.snapshot?.txOffset ?? 0n;
+    db.snapshotBase = from;
+    log.info("Replaying a database", {
+      dbKey: db.dbKey,
+      snapshotTxOffset: choice.snapshot ? choice.snapshot.txOffset : "none",
+      logEndTxOffset: opened.durableEnd,
+    });
     if (choice.snapshot) {
       this.#output.toDatabase(db.dbKey, {
         kind: "replaySnapshot",

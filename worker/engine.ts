@@ -7,7 +7,12 @@ import type { Clock } from "../lib/clock.ts";
 import { Datastore, type MutTx, type TableSchema, type TxDelta } from "../storage/mod.ts";
 import { BinaryReader, skipValue } from "../protocol/mod.ts";
 import { createSyscalls, FatalHostError, LOG_LEVEL_NAMES, type Syscalls } from "./sys_abi.ts";
-import { describeError, loadModule, type ModuleHooks } from "./module_loader.ts";
+import {
+  describeError,
+  describeErrorStack,
+  loadModule,
+  type ModuleHooks,
+} from "./module_loader.ts";
 import {
   type ModuleInfo,
   moduleInfoFromDescribe,
@@ -391,6 +396,7 @@ export class DatabaseEngine {
         id,
         status: "failed_internal",
         message: `no such reducer`,
+        txOffset: this.#txOffset,
         durationMicros: 0,
       };
     }
@@ -400,6 +406,7 @@ export class DatabaseEngine {
         id,
         status: "failed_internal",
         message: `can't directly call special ${reducer.lifecycle} lifecycle reducer`,
+        txOffset: this.#txOffset,
         durationMicros: 0,
       };
     }
@@ -410,6 +417,7 @@ export class DatabaseEngine {
         id,
         status: "failed_internal",
         message: `no such reducer`,
+        txOffset: this.#txOffset,
         durationMicros: 0,
       };
     }
@@ -428,7 +436,7 @@ export class DatabaseEngine {
     const reducer = this.#module.lifecycle.onConnect;
     const result = reducer
       ? this.#runReducer(reducer, new Uint8Array(), sender, connectionId, timestampMicros, id)
-      : { kind: "call" as const, id, status: "committed" as const, durationMicros: 0 };
+      : this.#noTransaction(id);
     if (result.status !== "committed") this.#jwtPayloads.delete(connectionId);
     return { ...result, kind: "connect" };
   }
@@ -443,7 +451,7 @@ export class DatabaseEngine {
     const reducer = this.#module.lifecycle.onDisconnect;
     const result = reducer
       ? this.#runReducer(reducer, new Uint8Array(), sender, connectionId, timestampMicros, id)
-      : { kind: "call" as const, id, status: "committed" as const, durationMicros: 0 };
+      : this.#noTransaction(id);
     this.#jwtPayloads.delete(connectionId);
     return { ...result, kind: "disconnect" };
   }
@@ -458,12 +466,18 @@ export class DatabaseEngine {
   ): ProcedureResult {
     const procedure = this.#module.proceduresByName.get(name);
     if (!procedure) {
-      return { kind: "procedure", id, ok: false, message: "No such procedure", durationMicros: 0 };
+      return {
+        kind: "procedure",
+        id,
+        ok: false,
+        message: "No such procedure",
+        txOffset: this.#txOffset,
+        durationMicros: 0,
+      };
     }
     const startMs = this.#options.clock.monotonicMs();
     this.#currentFunction = procedure.name;
     this.#procedure = { name: procedure.name, sender, connectionId, args };
-    const offsetBefore = this.#txOffset;
     this.#options.budget.start(this.#options.reducerBudgetMs);
     let exceeded = false;
     let stopped = false;
@@ -487,7 +501,7 @@ export class DatabaseEngine {
         id,
         ok: true,
         value,
-        txOffset: this.#txOffset > offsetBefore ? this.#txOffset : undefined,
+        txOffset: this.#txOffset,
         durationMicros: this.#elapsedMicros(startMs),
       };
     } catch (error) {
@@ -506,6 +520,7 @@ export class DatabaseEngine {
           : isOutOfMemory(error)
           ? this.#memoryMessage(error)
           : describeError(error),
+        txOffset: this.#txOffset,
         durationMicros: 0,
       };
     } finally {
@@ -552,7 +567,12 @@ export class DatabaseEngine {
 
   #emptyCommit(timestampMicros: bigint): CallResult {
     void timestampMicros;
-    return { kind: "call", id: 0, status: "committed", durationMicros: 0 };
+    return this.#noTransaction(0);
+  }
+
+  /** A lifecycle call the module does not define: nothing ran, nothing committed. */
+  #noTransaction(id: number): CallResult {
+    return { kind: "call", id, status: "committed", txOffset: this.#txOffset, durationMicros: 0 };
   }
 
   #runReducer(
@@ -613,10 +633,12 @@ export class DatabaseEngine {
       return { kind: "call", id, status: "committed", txOffset, durationMicros };
     }
     tx.rollback();
+    // Rolled back, but it may have read rows of transactions that are not durable yet.
+    const txOffset = this.#txOffset;
     if (!exceeded && failure instanceof this.#hooks.__sender_error_class__) {
       const message = String((failure as Error).message);
       this.#pushLog("Error", message, reducer.name);
-      return { kind: "call", id, status: "failed_user", message, durationMicros };
+      return { kind: "call", id, status: "failed_user", message, txOffset, durationMicros };
     }
     this.#logFailure(reducer.name, failure, exceeded);
     const message = exceeded
@@ -624,7 +646,7 @@ export class DatabaseEngine {
       : isOutOfMemory(failure)
       ? this.#memoryMessage(failure)
       : GENERIC_FAILURE_MESSAGE;
-    return { kind: "call", id, status: "failed_internal", message, durationMicros };
+    return { kind: "call", id, status: "failed_internal", message, txOffset, durationMicros };
   }
 
   #memoryMessage(error: unknown): string {
@@ -644,7 +666,7 @@ export class DatabaseEngine {
       return;
     }
     const text = error instanceof Error
-      ? (error.stack ?? `${error.name}: ${error.message}`)
+      ? describeErrorStack(error)
       : `Uncaught ${formatThrown(error)}`;
     this.#pushLog("Error", text, functionName);
   }

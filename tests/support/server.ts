@@ -134,7 +134,13 @@ export interface ServerProcess {
  * does) and waits until it prints its listening line.
  */
 export async function startServerProcess(
-  options: { dataDir?: string; args?: string[]; denoArgs?: string[] } = {},
+  options: {
+    dataDir?: string;
+    args?: string[];
+    denoArgs?: string[];
+    /** Extra environment variables for the server (added to this process's own). */
+    env?: Record<string, string>;
+  } = {},
 ): Promise<ServerProcess> {
   const dataDir = options.dataDir ?? await Deno.makeTempDir({ prefix: "lightcone-proc-" });
   const root = new URL("../../", import.meta.url).pathname;
@@ -155,7 +161,7 @@ export async function startServerProcess(
     cwd: root,
     stdout: "piped",
     stderr: "inherit",
-    env: { NO_COLOR: "1" },
+    env: { NO_COLOR: "1", ...options.env },
   }).spawn();
   const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
   let buffered = "";
