@@ -65,7 +65,9 @@ export class DatabaseEngine {
   #committed: CommittedTx[] = [];
   #scheduledImmediate: { reducer: string; args: Uint8Array }[] = [];
   #anonymous = false;
-  #procedure: { name: string; sender: bigint; connectionId: bigint; args: Uint8Array } | undefined;
+  #procedure:
+    | { name: string; sender: bigint; connectionId: bigint; args: Uint8Array; startMs: number }
+    | undefined;
 
   constructor(options: EngineOptions) {
     this.#options = options;
@@ -109,12 +111,15 @@ export class DatabaseEngine {
       },
       commitAnonymousTx: () => {
         if (!this.#tx || !this.#anonymous || !this.#procedure) return false;
-        if (this.#poison) {
-          // A fatal host error happened in this transaction: it must not commit.
+        const overBudget = options.clock.monotonicMs() - this.#procedure.startMs >=
+          options.reducerBudgetMs;
+        if (this.#poison || overBudget) {
+          // A fatal host error happened in this transaction, or the call is past its deadline
+          // (time inside a builtin is never ticked): it must not commit.
           this.#tx.rollback();
           this.#tx = undefined;
           this.#anonymous = false;
-          throw this.#poison;
+          throw this.#poison ?? new Error(this.#budgetMessage());
         }
         const tx = this.#tx;
         this.#tx = undefined;
@@ -264,7 +269,7 @@ export class DatabaseEngine {
     }
     const startMs = this.#options.clock.monotonicMs();
     this.#currentFunction = procedure.name;
-    this.#procedure = { name: procedure.name, sender, connectionId, args };
+    this.#procedure = { name: procedure.name, sender, connectionId, args, startMs };
     const offsetBefore = this.#txOffset;
     this.#options.budget.start(this.#options.reducerBudgetMs);
     let exceeded = false;
