@@ -3,6 +3,7 @@
  * runs the server; `deno task cli <verb> ...` runs a CLI verb.
  */
 import { join } from "node:path";
+import type { DatabaseLimits } from "./lib/limits.ts";
 import { configureLog, log } from "./lib/log.ts";
 import { startServer, VERSION } from "./server/mod.ts";
 
@@ -17,6 +18,11 @@ start options:
       --data-dir DIR           where databases live (default: $LIGHTCONE_DATA_DIR or ./lightcone-data)
       --reducer-budget-ms MS   time a reducer may run before it is stopped (default 10000)
       --worker-heap-mb MB      heap cap of each database's worker (default 512)
+      --module-log-kb-per-s KB module log a database may write per second; lines over it are
+                               dropped with a marker (default 1024)
+      --commit-log-mb-per-s MB commit log a database may write per second; a transaction over
+                               it fails and commits nothing (default 16)
+      --tx-max-mb MB           largest commit record of one transaction (default 64)
       --ws-compression         compress WebSocket frames for clients that ask (gzip/brotli);
                                off by default because the TS SDK may reorder compressed frames
       --oidc-issuer URL        trust tokens from this OpenID Connect issuer (repeatable)
@@ -44,6 +50,14 @@ async function start(args: string[]): Promise<number> {
   let reducerBudgetMs: number | undefined;
   let workerHeapMb: number | undefined;
   let wsCompression = false;
+  const limits: Partial<DatabaseLimits> = {};
+  const size = (text: string, unitBytes: number) => {
+    const amount = Number(text);
+    if (!(amount > 0) || !Number.isFinite(amount)) {
+      throw new Error(`Invalid size "${text}": expected a positive number`);
+    }
+    return Math.max(1, Math.round(amount * unitBytes));
+  };
   const issuers: string[] = [];
   const audiences: string[] = [];
   for (let i = 0; i < args.length; i++) {
@@ -59,6 +73,10 @@ async function start(args: string[]): Promise<number> {
     else if (arg.startsWith("--data-dir=")) dataDir = arg.slice(11);
     else if (arg === "--reducer-budget-ms") reducerBudgetMs = Number(value());
     else if (arg === "--worker-heap-mb") workerHeapMb = Number(value());
+    else if (arg === "--module-log-kb-per-s") limits.moduleLogBytesPerS = size(value(), 1024);
+    else if (arg === "--commit-log-mb-per-s") {
+      limits.commitLogBytesPerS = size(value(), 1024 * 1024);
+    } else if (arg === "--tx-max-mb") limits.txRecordBytesMax = size(value(), 1024 * 1024);
     else if (arg === "--ws-compression") wsCompression = true;
     else if (arg === "--oidc-issuer") issuers.push(value());
     else if (arg === "--oidc-audience") audiences.push(value());
@@ -78,6 +96,7 @@ async function start(args: string[]): Promise<number> {
       dataDir,
       reducerBudgetMs,
       workerHeapMb,
+      limits,
       wsCompression,
       oidc: issuers.length
         ? { issuers, audiences: audiences.length ? audiences : undefined }

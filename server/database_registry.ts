@@ -7,7 +7,11 @@
 import { join } from "node:path";
 import { BadRequestError, NotFoundError } from "../lib/errors.ts";
 import { log } from "../lib/log.ts";
-import { REDUCER_TIME_BUDGET_MS_DEFAULT, UPDATE_WAIT_MS_MAX } from "../lib/limits.ts";
+import {
+  type DatabaseLimits,
+  REDUCER_TIME_BUDGET_MS_DEFAULT,
+  UPDATE_WAIT_MS_MAX,
+} from "../lib/limits.ts";
 import { Identity, requireOwner } from "../auth/mod.ts";
 import {
   type BatchItem,
@@ -19,7 +23,7 @@ import {
   moduleInfoFromDescribe,
   ModuleInitError,
 } from "../worker/mod.ts";
-import { LogBuffer } from "./log_buffer.ts";
+import { LogBuffer, type LogBufferOptions } from "./log_buffer.ts";
 
 /** Database names: `[a-z0-9]` and `-`, starting with `[a-z0-9]`, no leading/trailing/double hyphens. */
 const DATABASE_NAME = /^[a-z0-9](?:[a-z0-9]|-(?!-))*(?<!-)$/;
@@ -225,6 +229,8 @@ export interface RegistryOptions {
   storage: DurabilityActor;
   reducerBudgetMs?: number;
   workerHeapMb?: number;
+  /** Per-database rates and sizes (lib/limits.ts DATABASE_LIMITS_DEFAULT when absent). */
+  limits?: DatabaseLimits;
   /** Mints database identities (issuer localhost, random subject). */
   mintIdentity: () => Promise<Identity>;
   onEvents?: EventListener;
@@ -280,7 +286,7 @@ export class DatabaseRegistry {
       const identity = Identity.fromHex(entry.identity);
       const owner = Identity.fromHex(entry.owner);
       const directory = registry.#directoryOf(identity);
-      const logs = await LogBuffer.open(join(directory, "module.log"));
+      const logs = await LogBuffer.open(join(directory, "module.log"), registry.#logOptions());
       try {
         const bundle = await Deno.readTextFile(join(directory, "module.js"));
         const started = performance.now();
@@ -440,7 +446,7 @@ export class DatabaseRegistry {
     const identity = await this.#options.mintIdentity();
     const directory = this.#directoryOf(identity);
     await Deno.mkdir(directory, { recursive: true });
-    const logs = await LogBuffer.open(join(directory, "module.log"));
+    const logs = await LogBuffer.open(join(directory, "module.log"), this.#logOptions());
     let started: { host: DatabaseHost; durableTxOffset: number };
     try {
       started = await this.#startHost(identity, caller, bundle, { runInit: true, logs });
@@ -501,6 +507,7 @@ export class DatabaseRegistry {
       runInit: false,
       reducerBudgetMs: this.#budgetMs(),
       heapMb: this.#options.workerHeapMb,
+      limits: this.#options.limits,
     }).catch((error) => {
       throw new BadRequestError(`Database update rejected: ${messageOf(error)}`);
     });
@@ -568,6 +575,7 @@ export class DatabaseRegistry {
         runInit: options.runInit,
         reducerBudgetMs: this.#budgetMs(),
         heapMb: this.#options.workerHeapMb,
+        limits: this.#options.limits,
         durabilityPort: opened.port,
         onLogs: (lines: LogLine[]) => options.logs.append(lines),
         onEvents: (items, originOf) => {
@@ -637,6 +645,10 @@ export class DatabaseRegistry {
     database.host.stop();
     database.failWaiters(reason);
     this.#options.onStopped?.(database, reason);
+  }
+
+  #logOptions(): LogBufferOptions {
+    return { bytesPerS: this.#options.limits?.moduleLogBytesPerS };
   }
 
   #budgetMs(): number {

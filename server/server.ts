@@ -3,6 +3,7 @@
  * every stored database), the WebSocket hub and the HTTP listener.
  */
 import { AuthService, type OidcOptions } from "../auth/mod.ts";
+import { DATABASE_LIMITS_DEFAULT, type DatabaseLimits } from "../lib/limits.ts";
 import { log } from "../lib/log.ts";
 import { DurabilityActor } from "../worker/mod.ts";
 import { createApp } from "./app.ts";
@@ -20,6 +21,8 @@ export interface ServerOptions {
   wsCompression?: boolean;
   /** Heap cap of each database worker in MB. */
   workerHeapMb?: number;
+  /** Per-database rates and sizes; each absent one is lib/limits.ts's default. */
+  limits?: Partial<DatabaseLimits>;
   oidc?: OidcOptions;
   /** Called once the listener is bound, with the actual port. */
   onListen?: (address: { hostname: string; port: number }) => void;
@@ -37,6 +40,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   await Deno.mkdir(options.dataDir, { recursive: true });
   const auth = await AuthService.open({ dataDir: options.dataDir, oidc: options.oidc });
   const hub = new WsHub({ auth, compress: options.wsCompression });
+  const limits = databaseLimits(options.limits);
   const storage = await DurabilityActor.start({ dataDir: options.dataDir });
   const registry = await DatabaseRegistry.open({
     dataDir: options.dataDir,
@@ -45,6 +49,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     onStopped: (database, reason) => hub.closeDatabase(database, reason),
     reducerBudgetMs: options.reducerBudgetMs,
     workerHeapMb: options.workerHeapMb,
+    limits,
     mintIdentity: async () => (await auth.mintIdentity()).identity,
     onEvents: (database, items, originOf) => hub.onEvents(database, items, originOf),
   });
@@ -79,4 +84,18 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
       await storage.stop();
     },
   };
+}
+
+/** `partial` over the defaults, each value checked (operator flags end up here). */
+export function databaseLimits(partial: Partial<DatabaseLimits> = {}): DatabaseLimits {
+  const limits: DatabaseLimits = { ...DATABASE_LIMITS_DEFAULT };
+  for (const name of Object.keys(limits) as (keyof DatabaseLimits)[]) {
+    const value = partial[name];
+    if (value === undefined) continue;
+    if (typeof value !== "number" || !Number.isSafeInteger(value) || value <= 0) {
+      throw new RangeError(`Limit ${name} "${value}" must be a positive whole number`);
+    }
+    limits[name] = value;
+  }
+  return limits;
 }

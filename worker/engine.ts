@@ -4,12 +4,14 @@
  * injected clock and budget, so it can be driven without a Worker in tests.
  */
 import type { Clock } from "../lib/clock.ts";
+import { DATABASE_LIMITS_DEFAULT, type DatabaseLimits } from "../lib/limits.ts";
 import { Datastore, type MutTx, type TxDelta } from "../storage/mod.ts";
 import { createSyscalls, FatalHostError, LOG_LEVEL_NAMES, type Syscalls } from "./sys_abi.ts";
 import { describeError, loadModule, type ModuleHooks } from "./module_loader.ts";
 import { type ModuleInfo, moduleInfoFromDescribe, type ReducerInfo } from "./module_info.ts";
 
 import type { CallResult, LogLine, ProcedureResult } from "./messages.ts";
+import { ModuleLogLimiter } from "./log_limiter.ts";
 
 /** The caller-facing text of any internal reducer failure (SpacetimeDB's wording). */
 export const GENERIC_FAILURE_MESSAGE = "The instance encountered a fatal error.";
@@ -36,6 +38,8 @@ export interface EngineOptions {
   reducerBudgetMs: number;
   databaseIdentity: bigint;
   loadTimeoutMs: number;
+  /** Per-database rates and sizes (lib/limits.ts); the defaults when absent. */
+  limits?: DatabaseLimits;
 }
 
 /** A committed transaction, ready for the commit log and subscription evaluation. */
@@ -60,7 +64,7 @@ export class DatabaseEngine {
   #poison: Error | undefined;
   #currentFunction: string | undefined;
   #txOffset = 0;
-  #logs: LogLine[] = [];
+  readonly #logs: ModuleLogLimiter;
   #jwtPayloads = new Map<bigint, Uint8Array>();
   #committed: CommittedTx[] = [];
   #scheduledImmediate: { reducer: string; args: Uint8Array }[] = [];
@@ -71,6 +75,8 @@ export class DatabaseEngine {
 
   constructor(options: EngineOptions) {
     this.#options = options;
+    const limits = options.limits ?? DATABASE_LIMITS_DEFAULT;
+    this.#logs = new ModuleLogLimiter(limits.moduleLogBytesPerS, () => options.clock.monotonicMs());
   }
 
   get module(): ModuleInfo {
@@ -168,9 +174,7 @@ export class DatabaseEngine {
 
   /** Takes the log lines produced since the last call. */
   drainLogs(): LogLine[] {
-    const logs = this.#logs;
-    this.#logs = [];
-    return logs;
+    return this.#logs.drain(Number(this.#options.clock.nowMicros()));
   }
 
   /** Takes the transactions committed since the last call, in commit order. */

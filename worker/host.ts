@@ -5,7 +5,7 @@
  */
 import { log } from "../lib/log.ts";
 import { checkBatchItem, checkLogLines } from "./reply_check.ts";
-import { WORKER_HEAP_MB_DEFAULT } from "../lib/limits.ts";
+import { type DatabaseLimits, WORKER_HEAP_MB_DEFAULT } from "../lib/limits.ts";
 import { type IsolatedWorker, spawnIsolatedWorker } from "./isolation.ts";
 import { type CallFields, CallPacker, expandItems } from "./batch_codec.ts";
 import type {
@@ -53,6 +53,8 @@ export interface DatabaseHostOptions {
   ownerIdentity: bigint;
   runInit: boolean;
   reducerBudgetMs: number;
+  /** Per-database rates and sizes (lib/limits.ts); the defaults when absent. */
+  limits?: DatabaseLimits;
   /** Heap cap of the worker in MB (default lib/limits.ts WORKER_HEAP_MB_DEFAULT). */
   heapMb?: number;
   snapshot?: Uint8Array;
@@ -215,6 +217,7 @@ export class DatabaseHost {
         runInit: options.runInit,
         timestampMicros: BigInt(Date.now()) * 1000n,
         reducerBudgetMs: options.reducerBudgetMs,
+        limits: options.limits,
         snapshot: options.snapshot,
         snapshotTxOffset: options.snapshotTxOffset,
         durabilityPort: options.durabilityPort,

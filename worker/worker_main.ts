@@ -92,6 +92,7 @@ async function init(message: InitMessage): Promise<void> {
     clock: systemClock,
     budget: sandbox.budget,
     reducerBudgetMs: message.reducerBudgetMs,
+    limits: message.limits,
     databaseIdentity: message.databaseIdentity,
     loadTimeoutMs: 30_000,
   });

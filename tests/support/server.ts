@@ -3,6 +3,7 @@
  * data directory, and small HTTP helpers that talk to it as any client would.
  */
 import type { OidcOptions } from "../../auth/mod.ts";
+import type { DatabaseLimits } from "../../lib/limits.ts";
 import { type JsonOutput, parseJson, stringifyJson } from "../../protocol/mod.ts";
 import { type RunningServer, startServer } from "../../server/mod.ts";
 import { bundleModule, fixtureModulePath } from "./describe_module.ts";
@@ -22,6 +23,7 @@ export async function startTestServer(
     workerHeapMb?: number;
     wsCompression?: boolean;
     oidc?: OidcOptions;
+    limits?: Partial<DatabaseLimits>;
   } = {},
 ): Promise<TestServer> {
   const dataDir = options.dataDir ?? await Deno.makeTempDir({ prefix: "lightcone-test-" });
@@ -33,6 +35,7 @@ export async function startTestServer(
     workerHeapMb: options.workerHeapMb,
     wsCompression: options.wsCompression,
     oidc: options.oidc,
+    limits: options.limits,
   });
   return {
     server,
