@@ -12,6 +12,7 @@ import { type ModuleInfo, moduleInfoFromDescribe, type ReducerInfo } from "./mod
 
 import type { CallResult, LogLine, ProcedureResult } from "./messages.ts";
 import { ModuleLogLimiter } from "./log_limiter.ts";
+import { ImmediateQueue } from "./immediate_queue.ts";
 
 /** The caller-facing text of any internal reducer failure (SpacetimeDB's wording). */
 export const GENERIC_FAILURE_MESSAGE = "The instance encountered a fatal error.";
@@ -67,7 +68,7 @@ export class DatabaseEngine {
   readonly #logs: ModuleLogLimiter;
   #jwtPayloads = new Map<bigint, Uint8Array>();
   #committed: CommittedTx[] = [];
-  #scheduledImmediate: { reducer: string; args: Uint8Array }[] = [];
+  #scheduledImmediate = new ImmediateQueue();
   #anonymous = false;
   #procedure:
     | { name: string; sender: bigint; connectionId: bigint; args: Uint8Array; startMs: number }
@@ -108,6 +109,7 @@ export class DatabaseEngine {
       },
       isPoisoned: () => this.#poison !== undefined,
       scheduleImmediate: (reducer, args) => this.#scheduledImmediate.push({ reducer, args }),
+      checkScheduleImmediateArgs: (byteLength) => this.#scheduledImmediate.checkArgs(byteLength),
       nowMicros: () => options.clock.nowMicros(),
       startAnonymousTx: () => {
         if (this.#tx || !this.#procedure) return false;

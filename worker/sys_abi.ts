@@ -106,7 +106,10 @@ export interface SysEnv {
   /** Records a fatal host error for the current call. */
   poison(error: Error): void;
   isPoisoned(): boolean;
+  /** Queues a reducer run; throws a clear error when the database's queue is full. */
   scheduleImmediate(reducerName: string, args: Uint8Array): void;
+  /** Throws when arguments this big could never be queued (checked before they are copied). */
+  checkScheduleImmediateArgs?(byteLength: number): void;
   nowMicros(): bigint;
   /** Procedures: open an anonymous transaction; false when one is already open. */
   startAnonymousTx(): boolean;
@@ -531,6 +534,7 @@ export function createSyscalls(env: SysEnv): Syscalls {
 
     volatile_nonatomic_schedule_immediate(reducerName: unknown, args: unknown): void {
       if (!(args instanceof Uint8Array)) throw new TypeError("args must be a Uint8Array");
+      env.checkScheduleImmediateArgs?.(args.byteLength);
       env.scheduleImmediate(String(reducerName), args.slice());
     },
 
