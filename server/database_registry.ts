@@ -566,7 +566,7 @@ export class DatabaseRegistry {
     options: { runInit: boolean; logs: LogBuffer },
   ): Promise<{ host: DatabaseHost; durableTxOffset: number }> {
     const key = identity.toHex();
-    const opened = await this.#options.storage.openDatabase(key);
+    const opened = await this.#options.storage.openDatabase(key, this.#options.limits);
     try {
       const host = await DatabaseHost.start({
         bundle,

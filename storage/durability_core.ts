@@ -16,6 +16,7 @@ import { readCommitLog } from "./commitlog/reader.ts";
 import { CommitLogWriter } from "./commitlog/writer.ts";
 import type { FromDatabaseMessage, OpenResult, ToDatabaseMessage } from "./durability_messages.ts";
 import { type FsLayer, makeDirsDurable, removeDurable } from "./fs_layer.ts";
+import { CommitBudgetCheck, type CommitLimits } from "./commit_budget.ts";
 import { databaseDir, logDir, snapshotDir } from "./recovery.ts";
 import { readNewestValidSnapshot, writeSnapshot } from "./snapshot.ts";
 
@@ -34,6 +35,8 @@ export interface CoreOptions {
   /** Split one database's drained batches into commits of about this many payload bytes. */
   commitPayloadBytesTarget?: number;
   replayChunkBytes?: number;
+  /** Monotonic milliseconds for commit-log rate checks (default performance.now). */
+  monotonicMs?: () => number;
 }
 
 type AppendMessage = Extract<FromDatabaseMessage, { kind: "append" }>;
@@ -56,6 +59,8 @@ interface DatabaseState {
   failure: Error | undefined;
   reportedOffset: bigint;
   replay: Replay | undefined;
+  /** The database's commit-log limits, checked on every append (the worker is untrusted). */
+  budget: CommitBudgetCheck | undefined;
 }
 
 const DB_KEY = /^[A-Za-z0-9_-]{1,128}$/;
@@ -82,7 +87,7 @@ export class DurabilityCore {
   }
 
   /** Opens a database's log (truncating a torn tail). Throws CorruptLogError on damage. */
-  open(dbKey: string): OpenResult {
+  open(dbKey: string, limits?: CommitLimits): OpenResult {
     checkDbKey(dbKey);
     if (this.#databases.has(dbKey)) throw new Error(`Database "${dbKey}" is already open`);
     const dir = logDir(databaseDir(this.#dataDir, dbKey));
@@ -102,6 +107,7 @@ export class DurabilityCore {
       failure: undefined,
       reportedOffset: writer.durableOffset,
       replay: undefined,
+      budget: limits === undefined ? undefined : new CommitBudgetCheck(limits),
     });
     if (openedLog.truncatedTornTail) {
       log.warn("Truncated a torn commit at the end of the log", {
@@ -135,12 +141,19 @@ export class DurabilityCore {
       return;
     }
     switch (message.kind) {
-      case "append":
+      case "append": {
+        const nowMs = this.#options.monotonicMs?.() ?? performance.now();
+        const over = db.budget?.check(message.bytes, message.recordCount, nowMs);
+        if (over !== undefined) {
+          this.#fail(db, new Error(`The database worker broke its commit log limits: ${over}`));
+          return;
+        }
         db.openedLog = undefined;
         db.replay = undefined;
         db.pending.push(message);
         this.#dirty.add(db);
         return;
+      }
       case "snapshot":
         db.snapshots.push(message);
         this.#dirty.add(db);

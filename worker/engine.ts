@@ -4,7 +4,12 @@
  * injected clock and budget, so it can be driven without a Worker in tests.
  */
 import type { Clock } from "../lib/clock.ts";
-import { DATABASE_LIMITS_DEFAULT, type DatabaseLimits } from "../lib/limits.ts";
+import {
+  commitLogBurstBytes,
+  DATABASE_LIMITS_DEFAULT,
+  type DatabaseLimits,
+} from "../lib/limits.ts";
+import { TokenBucket } from "../lib/token_bucket.ts";
 import { Datastore, type MutTx, type TxDelta } from "../storage/mod.ts";
 import { createSyscalls, FatalHostError, LOG_LEVEL_NAMES, type Syscalls } from "./sys_abi.ts";
 import { describeError, loadModule, type ModuleHooks } from "./module_loader.ts";
@@ -54,6 +59,15 @@ export interface CommittedTx {
   delta: TxDelta;
 }
 
+/**
+ * A commit record's bytes besides its rows (storage/commit_record.ts): format, reserved,
+ * timestamp, caller identity and connection id, the u32 lengths of reducer name and arguments,
+ * and the table and sequence counts.
+ */
+const TX_RECORD_FIXED_BYTES = 1 + 1 + 8 + 32 + 16 + 4 + 4 + 4 + 4;
+/** One sequence position in a commit record: table id, column, next value (i128). */
+const TX_RECORD_SEQUENCE_BYTES = 4 + 2 + 16;
+
 export class DatabaseEngine {
   readonly #options: EngineOptions;
   #hooks!: ModuleHooks;
@@ -66,6 +80,11 @@ export class DatabaseEngine {
   #currentFunction: string | undefined;
   #txOffset = 0;
   readonly #logs: ModuleLogLimiter;
+  readonly #limits: DatabaseLimits;
+  /** Commit-log bytes this database may still write (refills at limits.commitLogBytesPerS). */
+  readonly #commitBucket: TokenBucket;
+  /** Sequences of the module's tables: each can add a position to a commit record. */
+  #sequenceCount = 0;
   #jwtPayloads = new Map<bigint, Uint8Array>();
   #committed: CommittedTx[] = [];
   #scheduledImmediate = new ImmediateQueue();
@@ -77,6 +96,8 @@ export class DatabaseEngine {
   constructor(options: EngineOptions) {
     this.#options = options;
     const limits = options.limits ?? DATABASE_LIMITS_DEFAULT;
+    this.#limits = limits;
+    this.#commitBucket = new TokenBucket(limits.commitLogBytesPerS, commitLogBurstBytes(limits));
     this.#logs = new ModuleLogLimiter(limits.moduleLogBytesPerS, () => options.clock.monotonicMs());
   }
 
@@ -132,6 +153,11 @@ export class DatabaseEngine {
         const tx = this.#tx;
         this.#tx = undefined;
         this.#anonymous = false;
+        const refusal = this.#commitRefusal(tx, this.#procedure.name, this.#procedure.args);
+        if (refusal !== undefined) {
+          tx.rollback();
+          throw new Error(refusal);
+        }
         this.#recordCommit(
           tx.commit(),
           this.#procedure.name,
@@ -157,6 +183,7 @@ export class DatabaseEngine {
     }
     this.#module = moduleInfoFromDescribe(this.#describe);
     this.#datastore = new Datastore(this.#module.tables);
+    this.#sequenceCount = this.#module.tables.reduce((n, table) => n + table.sequences.length, 0);
   }
 
   /** Recovery: replaces the state with a snapshot taken after `txOffset` transactions. */
@@ -409,6 +436,12 @@ export class DatabaseEngine {
     }
     this.#poison = undefined;
     const durationMicros = this.#elapsedMicros(startMs);
+    const refusal = failed ? undefined : this.#commitRefusal(tx, reducer.name, args);
+    if (refusal !== undefined) {
+      tx.rollback();
+      this.#pushLog("Error", refusal, reducer.name);
+      return { kind: "call", id, status: "failed_internal", message: refusal, durationMicros };
+    }
     if (!failed) {
       const txOffset = this.#recordCommit(
         tx.commit(),
@@ -429,6 +462,27 @@ export class DatabaseEngine {
     this.#logFailure(reducer.name, failure, exceeded);
     const message = exceeded ? this.#budgetMessage() : GENERIC_FAILURE_MESSAGE;
     return { kind: "call", id, status: "failed_internal", message, durationMicros };
+  }
+
+  /**
+   * Why `tx` must not commit under the database's commit-log limits, or undefined (then its
+   * bytes are taken from the rate budget). Sized before commit from an upper bound of its record
+   * (storage/commit_record.ts layout), so a refused transaction can still be rolled back.
+   */
+  #commitRefusal(tx: MutTx, reducer: string, args: Uint8Array): string | undefined {
+    const bytes = TX_RECORD_FIXED_BYTES + reducer.length * 3 + args.byteLength +
+      tx.deltaBytesMax() + this.#sequenceCount * TX_RECORD_SEQUENCE_BYTES;
+    const limits = this.#limits;
+    if (bytes > limits.txRecordBytesMax) {
+      return `The transaction would write ${bytes} bytes to the commit log, over the limit of ` +
+        `${limits.txRecordBytesMax} bytes per transaction; nothing was committed`;
+    }
+    if (!this.#commitBucket.take(bytes, this.#options.clock.monotonicMs())) {
+      const available = Math.floor(this.#commitBucket.available(this.#options.clock.monotonicMs()));
+      return `The database's commit log budget of ${limits.commitLogBytesPerS} bytes/s is spent: ` +
+        `the transaction needs ${bytes} bytes and ${available} are available; nothing was committed`;
+    }
+    return undefined;
   }
 
   #budgetMessage(): string {
