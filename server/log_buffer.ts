@@ -48,7 +48,6 @@ export class LogBuffer {
   readonly #fileBytesMax: number;
   #writeChain: Promise<void> = Promise.resolve();
   readonly #bucket: TokenBucket;
-  readonly #monotonicMs: () => number;
   #dropped = 0;
   readonly #encoder = new TextEncoder();
 
@@ -65,8 +64,11 @@ export class LogBuffer {
     this.#fileBytesMax = options.fileBytesMax ?? MODULE_LOG_FILE_BYTES_MAX;
     this.#memoryCharsMax = options.memoryCharsMax ?? MODULE_LOG_MEMORY_CHARS_MAX;
     const bytesPerS = options.bytesPerS ?? MODULE_LOG_BYTES_PER_S_DEFAULT;
-    this.#bucket = new TokenBucket(bytesPerS, bytesPerS * MODULE_LOG_BURST_S);
-    this.#monotonicMs = options.monotonicMs ?? (() => performance.now());
+    this.#bucket = new TokenBucket(
+      bytesPerS,
+      bytesPerS * MODULE_LOG_BURST_S,
+      options.monotonicMs ?? (() => performance.now()),
+    );
     for (const line of initial) this.#remember(line);
   }
 
@@ -115,13 +117,12 @@ export class LogBuffer {
 
   append(lines: LogLine[]): void {
     if (lines.length === 0) return;
-    const nowMs = this.#monotonicMs();
     const accepted: Uint8Array[] = [];
     for (const line of lines) {
       const text = encodeLine(line);
       if (text === undefined) continue;
       const bytes = this.#encoder.encode(text + "\n");
-      if (!this.#bucket.take(bytes.length, nowMs)) {
+      if (!this.#bucket.take(bytes.length)) {
         this.#dropped++;
         continue;
       }

@@ -20,12 +20,13 @@ export class CommitBudgetCheck {
   readonly #limits: CommitLimits;
   readonly #bucket: TokenBucket;
 
-  constructor(limits: CommitLimits) {
+  constructor(limits: CommitLimits, monotonicMs: () => number) {
     this.#limits = limits;
     const burst = commitLogBurstBytes({ ...limits, moduleLogBytesPerS: 1 });
     this.#bucket = new TokenBucket(
       limits.commitLogBytesPerS * COMMIT_LOG_STORAGE_SLACK,
       burst * COMMIT_LOG_STORAGE_SLACK,
+      monotonicMs,
     );
   }
 
@@ -33,7 +34,7 @@ export class CommitBudgetCheck {
    * Why an append of `recordCount` length-prefixed records in `payload` breaks the limits, or
    * undefined. The layout itself is checked by the log writer.
    */
-  check(payload: Uint8Array, recordCount: number, nowMs: number): string | undefined {
+  check(payload: Uint8Array, recordCount: number): string | undefined {
     const recordMax = this.#limits.txRecordBytesMax * COMMIT_LOG_STORAGE_SLACK;
     let at = 0;
     for (let i = 0; i < recordCount && at + 4 <= payload.length; i++) {
@@ -45,7 +46,7 @@ export class CommitBudgetCheck {
       }
       at += 4 + length;
     }
-    if (!this.#bucket.take(payload.length, nowMs)) {
+    if (!this.#bucket.take(payload.length)) {
       return `${payload.length} bytes are over the commit log rate of ` +
         `${this.#limits.commitLogBytesPerS} bytes/s`;
     }

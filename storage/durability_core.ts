@@ -107,7 +107,9 @@ export class DurabilityCore {
       failure: undefined,
       reportedOffset: writer.durableOffset,
       replay: undefined,
-      budget: limits === undefined ? undefined : new CommitBudgetCheck(limits),
+      budget: limits === undefined
+        ? undefined
+        : new CommitBudgetCheck(limits, this.#options.monotonicMs ?? (() => performance.now())),
     });
     if (openedLog.truncatedTornTail) {
       log.warn("Truncated a torn commit at the end of the log", {
@@ -142,8 +144,7 @@ export class DurabilityCore {
     }
     switch (message.kind) {
       case "append": {
-        const nowMs = this.#options.monotonicMs?.() ?? performance.now();
-        const over = db.budget?.check(message.bytes, message.recordCount, nowMs);
+        const over = db.budget?.check(message.bytes, message.recordCount);
         if (over !== undefined) {
           this.#fail(db, new Error(`The database worker broke its commit log limits: ${over}`));
           return;

@@ -63,9 +63,10 @@ export interface Budget {
   start(budgetMs: number, nowMs?: number): void;
   /**
    * Ends the innermost started call, clears its exceeded state, and says if it was exceeded:
-   * a tick threw, or the clock is past the call's deadline now (one clock read).
+   * a tick threw, or the clock is past the call's deadline now (`nowMs`, read by the caller
+   * from the budget's clock, or one clock read).
    */
-  stop(): boolean;
+  stop(nowMs?: number): boolean;
   /** True from the tick that found the deadline passed until the matching stop(). */
   readonly exceeded: boolean;
   /** Number of start() calls not yet stopped. */
@@ -193,14 +194,14 @@ export function createBudget(clock: MonotonicClock, options: BudgetOptions = {})
       lastCheckMs = nowMs;
       countdown = ticksPerCheck;
     },
-    stop(): boolean {
+    stop(nowMs?: number): boolean {
       const previous = outer.pop();
       if (previous === undefined) throw new Error("Budget stop() without a matching start()");
       const ended = current;
       // A call that returns after its deadline ran over it even if no tick saw the clock: time
       // spent inside one builtin (a long sort(), a backtracking regexp) is never ticked.
       const wasExceeded = ended.exceeded ||
-        (ended.state === RUNNING && clock.monotonicMs() >= ended.deadlineMs);
+        (ended.state === RUNNING && (nowMs ?? clock.monotonicMs()) >= ended.deadlineMs);
       if (ended.state === RUNNING && spareFrames.length < SPARE_FRAMES_MAX) spareFrames.push(ended);
       current = previous.state === AMBIENT ? idleBetweenCalls : previous;
       countdown = current.exceeded ? 0 : ticksPerCheck;

@@ -26,8 +26,11 @@ export const GENERIC_FAILURE_MESSAGE = "The instance encountered a fatal error."
 export interface CallBudget {
   /** `nowMs`: the engine clock's monotonic time, just read (budget and engine share a clock). */
   start(budgetMs: number, nowMs?: number): void;
-  /** Ends the call's budget; true when the call ran over it. */
-  stop(): boolean;
+  /**
+   * Ends the call's budget; true when the call ran over it (a tick saw the deadline pass, or
+   * `nowMs`, the engine clock's time just read, is past it).
+   */
+  stop(nowMs?: number): boolean;
   /** True when `error` is the budget's own "time is up" error. */
   isExceeded(error: unknown): boolean;
 }
@@ -97,7 +100,11 @@ export class DatabaseEngine {
     this.#options = options;
     const limits = options.limits ?? DATABASE_LIMITS_DEFAULT;
     this.#limits = limits;
-    this.#commitBucket = new TokenBucket(limits.commitLogBytesPerS, commitLogBurstBytes(limits));
+    this.#commitBucket = new TokenBucket(
+      limits.commitLogBytesPerS,
+      commitLogBurstBytes(limits),
+      () => options.clock.monotonicMs(),
+    );
     this.#logs = new ModuleLogLimiter(limits.moduleLogBytesPerS, () => options.clock.monotonicMs());
   }
 
@@ -405,6 +412,7 @@ export class DatabaseEngine {
     let failure: unknown;
     let failed = false;
     let exceeded = false;
+    let endMs = startMs;
     this.#options.budget.start(this.#options.reducerBudgetMs, startMs);
     try {
       const view = new DataView(args.buffer, args.byteOffset, args.byteLength);
@@ -422,7 +430,8 @@ export class DatabaseEngine {
       failed = true;
       failure = error;
     } finally {
-      exceeded = this.#options.budget.stop();
+      endMs = this.#options.clock.monotonicMs();
+      exceeded = this.#options.budget.stop(endMs);
       this.#tx = undefined;
       this.#endCall();
     }
@@ -435,7 +444,7 @@ export class DatabaseEngine {
       failure = this.#poison;
     }
     this.#poison = undefined;
-    const durationMicros = this.#elapsedMicros(startMs);
+    const durationMicros = Math.round((endMs - startMs) * 1000);
     const refusal = failed ? undefined : this.#commitRefusal(tx, reducer.name, args);
     if (refusal !== undefined) {
       tx.rollback();
@@ -477,8 +486,8 @@ export class DatabaseEngine {
       return `The transaction would write ${bytes} bytes to the commit log, over the limit of ` +
         `${limits.txRecordBytesMax} bytes per transaction; nothing was committed`;
     }
-    if (!this.#commitBucket.take(bytes, this.#options.clock.monotonicMs())) {
-      const available = Math.floor(this.#commitBucket.available(this.#options.clock.monotonicMs()));
+    if (!this.#commitBucket.take(bytes)) {
+      const available = Math.floor(this.#commitBucket.available());
       return `The database's commit log budget of ${limits.commitLogBytesPerS} bytes/s is spent: ` +
         `the transaction needs ${bytes} bytes and ${available} are available; nothing was committed`;
     }

@@ -27,14 +27,12 @@ export const LOG_MARKER_CHARS_MAX = 256;
 
 export class ModuleLogLimiter {
   readonly #bucket: TokenBucket;
-  readonly #monotonicMs: () => number;
   #lines: LogLine[] = [];
   #chars = 0;
   #dropped = 0;
 
   constructor(bytesPerS: number, monotonicMs: () => number) {
-    this.#bucket = new TokenBucket(bytesPerS, bytesPerS * MODULE_LOG_BURST_S);
-    this.#monotonicMs = monotonicMs;
+    this.#bucket = new TokenBucket(bytesPerS, bytesPerS * MODULE_LOG_BURST_S, monotonicMs);
   }
 
   /** Keeps `line` (its message cut to size) if both budgets allow, else counts it as dropped. */
@@ -47,7 +45,7 @@ export class ModuleLogLimiter {
     const chars = logLineChars(line);
     if (
       this.#chars + chars > LOG_REPLY_CHARS_MAX ||
-      !this.#bucket.take(chars, this.#monotonicMs())
+      !this.#bucket.take(chars)
     ) {
       this.#dropped++;
       return;

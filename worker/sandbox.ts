@@ -45,7 +45,7 @@ export function prepareSandbox(
     source,
     budget: {
       start: (budgetMs, nowMs) => budget.start(budgetMs, nowMs),
-      stop: () => budget.stop(),
+      stop: (nowMs) => budget.stop(nowMs),
       isExceeded: (error) => isBudgetExceededError(error),
     },
   };
