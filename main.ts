@@ -51,10 +51,10 @@ async function start(args: string[]): Promise<number> {
   let workerHeapMb: number | undefined;
   let wsCompression = false;
   const limits: Partial<DatabaseLimits> = {};
-  const size = (text: string, unitBytes: number) => {
+  const size = (flag: string, text: string, unitBytes: number) => {
     const amount = Number(text);
     if (!(amount > 0) || !Number.isFinite(amount)) {
-      throw new Error(`Invalid size "${text}": expected a positive number`);
+      throw new Error(`Invalid ${flag} "${text}": expected a positive number`);
     }
     return Math.max(1, Math.round(amount * unitBytes));
   };
@@ -73,10 +73,10 @@ async function start(args: string[]): Promise<number> {
     else if (arg.startsWith("--data-dir=")) dataDir = arg.slice(11);
     else if (arg === "--reducer-budget-ms") reducerBudgetMs = Number(value());
     else if (arg === "--worker-heap-mb") workerHeapMb = Number(value());
-    else if (arg === "--module-log-kb-per-s") limits.moduleLogBytesPerS = size(value(), 1024);
+    else if (arg === "--module-log-kb-per-s") limits.moduleLogBytesPerS = size(arg, value(), 1024);
     else if (arg === "--commit-log-mb-per-s") {
-      limits.commitLogBytesPerS = size(value(), 1024 * 1024);
-    } else if (arg === "--tx-max-mb") limits.txRecordBytesMax = size(value(), 1024 * 1024);
+      limits.commitLogBytesPerS = size(arg, value(), 1024 * 1024);
+    } else if (arg === "--tx-max-mb") limits.txRecordBytesMax = size(arg, value(), 1024 * 1024);
     else if (arg === "--ws-compression") wsCompression = true;
     else if (arg === "--oidc-issuer") issuers.push(value());
     else if (arg === "--oidc-audience") audiences.push(value());

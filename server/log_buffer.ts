@@ -11,6 +11,7 @@
  */
 import {
   DATABASE_LOG_LINES_MAX,
+  LOG_FOLLOW_PENDING_CHARS_MAX,
   LOG_MESSAGE_CHARS_MAX,
   LOG_NAME_CHARS_MAX,
   MODULE_LOG_BURST_S,
@@ -223,6 +224,53 @@ export class LogBuffer {
     this.#followers.clear();
     for (const closer of this.#closers) closer();
     this.#closers.clear();
+  }
+}
+
+/**
+ * Lines waiting for one `logs --follow` reader that reads slower than the database logs:
+ * bounded in characters; lines that do not fit are dropped for this reader, and one marker line
+ * says how many once there is room again.
+ */
+export class FollowQueue {
+  readonly #charsMax: number;
+  #lines: string[] = [];
+  #chars = 0;
+  #dropped = 0;
+
+  constructor(charsMax = LOG_FOLLOW_PENDING_CHARS_MAX) {
+    this.#charsMax = charsMax;
+  }
+
+  get empty(): boolean {
+    return this.#lines.length === 0;
+  }
+
+  push(line: string): void {
+    if (this.#chars + line.length > this.#charsMax) {
+      this.#dropped++;
+      return;
+    }
+    if (this.#dropped > 0) {
+      const marker = JSON.stringify({
+        level: "Warn",
+        ts: Date.now() * 1000,
+        message: `${this.#dropped} log lines dropped: this stream was read too slowly`,
+      });
+      this.#lines.push(marker);
+      this.#chars += marker.length;
+      this.#dropped = 0;
+    }
+    this.#lines.push(line);
+    this.#chars += line.length;
+  }
+
+  /** Every queued line, oldest first; the queue is empty afterwards. */
+  take(): string[] {
+    const lines = this.#lines;
+    this.#lines = [];
+    this.#chars = 0;
+    return lines;
   }
 }
 

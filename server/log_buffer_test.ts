@@ -1,7 +1,7 @@
 import { deepStrictEqual as assertEquals, ok as assert } from "node:assert/strict";
 import { join } from "node:path";
 import { LOG_MESSAGE_CHARS_MAX } from "../lib/limits.ts";
-import { LogBuffer } from "./log_buffer.ts";
+import { FollowQueue, LogBuffer } from "./log_buffer.ts";
 
 async function sizeOf(path: string): Promise<number> {
   try {
@@ -85,4 +85,19 @@ Deno.test("LogBuffer opens an oversized old file reading only its tail", async (
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
+});
+
+Deno.test("FollowQueue bounds a slow reader's queue and says how many lines it dropped", () => {
+  const queue = new FollowQueue(100);
+  for (let i = 0; i < 10; i++) queue.push(`line ${i} ${"q".repeat(20)}`);
+  const first = queue.take();
+  assertEquals(first.length, 3);
+  assert(queue.empty);
+  queue.push("next");
+  const second = queue.take();
+  assertEquals(
+    JSON.parse(second[0]).message,
+    "7 log lines dropped: this stream was read too slowly",
+  );
+  assertEquals(second[1], "next");
 });

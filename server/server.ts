@@ -3,7 +3,13 @@
  * every stored database), the WebSocket hub and the HTTP listener.
  */
 import { AuthService, type OidcOptions } from "../auth/mod.ts";
-import { DATABASE_LIMITS_DEFAULT, type DatabaseLimits } from "../lib/limits.ts";
+import {
+  DATABASE_LIMITS_DEFAULT,
+  type DatabaseLimits,
+  MODULE_LOG_FILE_BYTES_MAX,
+  REDUCER_TIME_BUDGET_MS_DEFAULT,
+  SCHEDULE_IMMEDIATE_PENDING_MAX,
+} from "../lib/limits.ts";
 import { log } from "../lib/log.ts";
 import { DurabilityActor } from "../worker/mod.ts";
 import { createApp } from "./app.ts";
@@ -70,6 +76,14 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     url,
     dataDir: options.dataDir,
     databases: registry.list().length,
+  });
+  log.info("per-database limits enforced", {
+    reducerBudgetMs: options.reducerBudgetMs ?? REDUCER_TIME_BUDGET_MS_DEFAULT,
+    txRecordBytesMax: limits.txRecordBytesMax,
+    commitLogBytesPerS: limits.commitLogBytesPerS,
+    moduleLogBytesPerS: limits.moduleLogBytesPerS,
+    moduleLogFileBytesMax: MODULE_LOG_FILE_BYTES_MAX,
+    scheduleImmediatePendingMax: SCHEDULE_IMMEDIATE_PENDING_MAX,
   });
   options.onListen?.(address);
   return {

@@ -8,11 +8,7 @@ import { bodyLimit } from "hono/body-limit";
 import { streamText } from "hono/streaming";
 import { type Identity, requireOwner } from "../../auth/mod.ts";
 import { BadRequestError, LimitExceededError, NotFoundError } from "../../lib/errors.ts";
-import {
-  HTTP_BODY_BYTES_MAX,
-  LOG_FOLLOW_PENDING_CHARS_MAX,
-  MODULE_BYTES_MAX,
-} from "../../lib/limits.ts";
+import { HTTP_BODY_BYTES_MAX, MODULE_BYTES_MAX } from "../../lib/limits.ts";
 import {
   compileProductDecoder,
   type JsonOutput,
@@ -25,6 +21,7 @@ import {
 import type { AppContext, AppEnv } from "../app.ts";
 import type { Database } from "../database_registry.ts";
 import { encodeCallArguments, procedureReturnToJson } from "../call_arguments.ts";
+import { FollowQueue } from "../log_buffer.ts";
 
 export function databaseRoutes(context: AppContext): Hono<AppEnv> {
   const routes = new Hono<AppEnv>();
@@ -224,30 +221,12 @@ export function databaseRoutes(context: AppContext): Hono<AppEnv> {
     if (!follow) return c.body(initial.map((line) => line + "\n").join(""));
     return streamText(c, async (stream) => {
       for (const line of initial) await stream.write(line + "\n");
-      // Lines wait here while the client reads slower than the database logs: bounded, and
-      // what does not fit is dropped for this stream with one marker line.
-      let pending: string[] = [];
-      let pendingChars = 0;
-      let dropped = 0;
+      // Bounded: a reader slower than the database's log loses lines, with a marker.
+      const pending = new FollowQueue();
       let wake: (() => void) | undefined;
       let closed = false;
       const unfollow = database.logs.follow((line) => {
-        if (pendingChars + line.length > LOG_FOLLOW_PENDING_CHARS_MAX) {
-          dropped++;
-          return;
-        }
-        if (dropped > 0) {
-          const marker = JSON.stringify({
-            level: "Warn",
-            ts: Date.now() * 1000,
-            message: `${dropped} log lines dropped: this stream was read too slowly`,
-          });
-          pending.push(marker);
-          pendingChars += marker.length;
-          dropped = 0;
-        }
         pending.push(line);
-        pendingChars += line.length;
         wake?.();
       }, () => {
         closed = true;
@@ -258,15 +237,13 @@ export function databaseRoutes(context: AppContext): Hono<AppEnv> {
         wake?.();
       });
       while (!stream.aborted && !stream.closed) {
-        if (pending.length === 0 && closed) break;
-        if (pending.length === 0) {
+        if (pending.empty && closed) break;
+        if (pending.empty) {
           await new Promise<void>((resolve) => (wake = resolve));
           wake = undefined;
           continue;
         }
-        const lines = pending;
-        pending = [];
-        pendingChars = 0;
+        const lines = pending.take();
         await stream.write(lines.map((line) => line + "\n").join(""));
       }
       unfollow();
