@@ -8,8 +8,10 @@ import {
   commitLogBurstBytes,
   DATABASE_LIMITS_DEFAULT,
   type DatabaseLimits,
+  LOG_MESSAGE_CHARS_MAX,
 } from "../lib/limits.ts";
 import { TokenBucket } from "../lib/token_bucket.ts";
+import { truncateText } from "../lib/truncate.ts";
 import { Datastore, type MutTx, type TxDelta } from "../storage/mod.ts";
 import { createSyscalls, FatalHostError, LOG_LEVEL_NAMES, type Syscalls } from "./sys_abi.ts";
 import { describeError, loadModule, type ModuleHooks } from "./module_loader.ts";
@@ -464,7 +466,8 @@ export class DatabaseEngine {
     }
     tx.rollback();
     if (!exceeded && failure instanceof this.#hooks.__sender_error_class__) {
-      const message = String((failure as Error).message);
+      // The caller gets the module's own message, cut like a log line (it also goes to the log).
+      const message = truncateText(String((failure as Error).message), LOG_MESSAGE_CHARS_MAX);
       this.#pushLog("Error", message, reducer.name);
       return { kind: "call", id, status: "failed_user", message, durationMicros };
     }
