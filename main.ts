@@ -17,7 +17,8 @@ start options:
   -l, --listen-addr HOST:PORT  where to listen (default 127.0.0.1:3000)
       --data-dir DIR           where databases live (default: $LIGHTCONE_DATA_DIR or ./lightcone-data)
       --reducer-budget-ms MS   time a reducer may run before it is stopped (default 10000)
-      --worker-heap-mb MB      heap cap of each database's worker (default 512)
+      --database-memory-mb MB  memory budget of each database's process: heap, ArrayBuffers and
+                               table data (default 512; --worker-heap-mb is an old alias)
       --module-log-kb-per-s KB module log a database may write per second; lines over it are
                                dropped with a marker (default 1024)
       --commit-log-mb-per-s MB commit log a database may write per second; a transaction over
@@ -48,7 +49,7 @@ async function start(args: string[]): Promise<number> {
   let listen = "127.0.0.1:3000";
   let dataDir = defaultDataDir();
   let reducerBudgetMs: number | undefined;
-  let workerHeapMb: number | undefined;
+  let databaseMemoryMb: number | undefined;
   let wsCompression = false;
   const limits: Partial<DatabaseLimits> = {};
   const size = (flag: string, text: string, unitBytes: number) => {
@@ -72,9 +73,11 @@ async function start(args: string[]): Promise<number> {
     else if (arg === "--data-dir") dataDir = value();
     else if (arg.startsWith("--data-dir=")) dataDir = arg.slice(11);
     else if (arg === "--reducer-budget-ms") reducerBudgetMs = Number(value());
-    else if (arg === "--worker-heap-mb") workerHeapMb = Number(value());
-    else if (arg === "--module-log-kb-per-s") limits.moduleLogBytesPerS = size(arg, value(), 1024);
-    else if (arg === "--commit-log-mb-per-s") {
+    else if (arg === "--database-memory-mb" || arg === "--worker-heap-mb") {
+      databaseMemoryMb = Number(value());
+    } else if (arg === "--module-log-kb-per-s") {
+      limits.moduleLogBytesPerS = size(arg, value(), 1024);
+    } else if (arg === "--commit-log-mb-per-s") {
       limits.commitLogBytesPerS = size(arg, value(), 1024 * 1024);
     } else if (arg === "--tx-max-mb") limits.txRecordBytesMax = size(arg, value(), 1024 * 1024);
     else if (arg === "--ws-compression") wsCompression = true;
@@ -95,7 +98,7 @@ async function start(args: string[]): Promise<number> {
       port,
       dataDir,
       reducerBudgetMs,
-      workerHeapMb,
+      databaseMemoryMb,
       limits,
       wsCompression,
       oidc: issuers.length

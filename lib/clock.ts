@@ -1,4 +1,7 @@
 /** Time source passed into storage/, query/ and worker/ so simulations can replay. */
+
+// Captured at load: a database process later removes `performance` from its globals.
+const hostPerformance = performance;
 export interface Clock {
   /** Wall-clock microseconds since the Unix epoch. */
   nowMicros(): bigint;
@@ -8,7 +11,7 @@ export interface Clock {
 
 export const systemClock: Clock = {
   nowMicros: () => BigInt(Date.now()) * 1000n,
-  monotonicMs: () => performance.now(),
+  monotonicMs: () => hostPerformance.now(),
 };
 
 /** A clock that only moves when told to. */

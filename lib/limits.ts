@@ -16,8 +16,11 @@ export const WS_QUERY_SETS_MAX = 4096;
 export const WS_FRAME_PAYLOAD_BYTES_TARGET = 512 * 1024;
 /** Default time budget for one reducer call before it is stopped and rolled back. */
 export const REDUCER_TIME_BUDGET_MS_DEFAULT = 10_000;
-/** Heap limit of one database worker (old generation). */
-export const WORKER_HEAP_MB_DEFAULT = 512;
+/**
+ * Memory budget of one database process: its V8 heap cap, and the address space it may add
+ * past its loaded runtime (ArrayBuffers and table data included; worker/isolation.ts).
+ */
+export const DATABASE_MEMORY_MB_DEFAULT = 512;
 /** How long a module's describe/top-level evaluation may take at publish. */
 export const MODULE_LOAD_TIMEOUT_MS = 30_000;
 /** SQL text length accepted by subscribe and /sql. */

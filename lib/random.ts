@@ -1,4 +1,7 @@
 /** Randomness passed in as a parameter so simulations replay from a seed. */
+
+// Captured at load: a database process later removes `crypto` from its globals.
+const hostCrypto = crypto;
 export interface Random {
   /** Fills `bytes` and returns it. */
   fill(bytes: Uint8Array): Uint8Array;
@@ -7,7 +10,7 @@ export interface Random {
 }
 
 export const systemRandom: Random = {
-  fill: (bytes) => crypto.getRandomValues(bytes),
+  fill: (bytes) => hostCrypto.getRandomValues(bytes),
   next: () => Math.random(),
 };
 

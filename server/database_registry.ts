@@ -228,7 +228,7 @@ export interface RegistryOptions {
   dataDir: string;
   storage: DurabilityActor;
   reducerBudgetMs?: number;
-  workerHeapMb?: number;
+  databaseMemoryMb?: number;
   /** Per-database rates and sizes (lib/limits.ts DATABASE_LIMITS_DEFAULT when absent). */
   limits?: DatabaseLimits;
   /** Mints database identities (issuer localhost, random subject). */
@@ -506,7 +506,7 @@ export class DatabaseRegistry {
       ownerIdentity: database.owner.toBigInt(),
       runInit: false,
       reducerBudgetMs: this.#budgetMs(),
-      heapMb: this.#options.workerHeapMb,
+      memoryMb: this.#options.databaseMemoryMb,
       limits: this.#options.limits,
     }).catch((error) => {
       throw new BadRequestError(`Database update rejected: ${messageOf(error)}`);
@@ -574,7 +574,7 @@ export class DatabaseRegistry {
         ownerIdentity: owner.toBigInt(),
         runInit: options.runInit,
         reducerBudgetMs: this.#budgetMs(),
-        heapMb: this.#options.workerHeapMb,
+        memoryMb: this.#options.databaseMemoryMb,
         limits: this.#options.limits,
         durabilityPort: opened.port,
         onLogs: (lines: LogLine[]) => options.logs.append(lines),

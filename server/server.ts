@@ -5,13 +5,14 @@
 import { AuthService, type OidcOptions } from "../auth/mod.ts";
 import {
   DATABASE_LIMITS_DEFAULT,
+  DATABASE_MEMORY_MB_DEFAULT,
   type DatabaseLimits,
   MODULE_LOG_FILE_BYTES_MAX,
   REDUCER_TIME_BUDGET_MS_DEFAULT,
   SCHEDULE_IMMEDIATE_PENDING_MAX,
 } from "../lib/limits.ts";
 import { log } from "../lib/log.ts";
-import { DurabilityActor } from "../worker/mod.ts";
+import { DurabilityActor, logIsolationCapabilities } from "../worker/mod.ts";
 import { createApp } from "./app.ts";
 import { DatabaseRegistry } from "./database_registry.ts";
 import { WsHub } from "./ws/hub.ts";
@@ -25,8 +26,8 @@ export interface ServerOptions {
   reducerBudgetMs?: number;
   /** Compress WebSocket frames when a client asks (see WsHub). */
   wsCompression?: boolean;
-  /** Heap cap of each database worker in MB. */
-  workerHeapMb?: number;
+  /** Memory budget of each database process in MiB (worker/isolation.ts). */
+  databaseMemoryMb?: number;
   /** Per-database rates and sizes; each absent one is lib/limits.ts's default. */
   limits?: Partial<DatabaseLimits>;
   oidc?: OidcOptions;
@@ -44,6 +45,7 @@ export interface RunningServer {
 
 export async function startServer(options: ServerOptions): Promise<RunningServer> {
   await Deno.mkdir(options.dataDir, { recursive: true });
+  logIsolationCapabilities(options.databaseMemoryMb ?? DATABASE_MEMORY_MB_DEFAULT);
   const auth = await AuthService.open({ dataDir: options.dataDir, oidc: options.oidc });
   const hub = new WsHub({ auth, compress: options.wsCompression });
   const limits = databaseLimits(options.limits);
@@ -54,7 +56,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     onDurable: (database) => hub.onDurable(database),
     onStopped: (database, reason) => hub.closeDatabase(database, reason),
     reducerBudgetMs: options.reducerBudgetMs,
-    workerHeapMb: options.workerHeapMb,
+    databaseMemoryMb: options.databaseMemoryMb,
     limits,
     mintIdentity: async () => (await auth.mintIdentity()).identity,
     onEvents: (database, items, originOf) => hub.onEvents(database, items, originOf),

@@ -1,6 +1,7 @@
 /** Door of the durable storage half of storage/ (commit log, storage actor, snapshots, recovery). */
 export { DurabilityActor, StorageActorError, StorageError } from "./durability.ts";
 export {
+  type DurabilityChannel,
   DurabilityPort,
   type DurabilityPortOptions,
   forEachBatchRecord,

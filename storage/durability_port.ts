@@ -51,8 +51,16 @@ function ownBuffer(bytes: Uint8Array): Uint8Array {
   return whole ? bytes : bytes.slice();
 }
 
+/** What DurabilityPort needs of its port: a MessagePort, or a database process's channel. */
+export interface DurabilityChannel {
+  postMessage(message: unknown, transfer?: Transferable[]): void;
+  // deno-lint-ignore no-explicit-any
+  onmessage: ((event: any) => void) | null;
+  close(): void;
+}
+
 export class DurabilityPort {
-  #port: MessagePort;
+  #port: DurabilityChannel;
   #options: DurabilityPortOptions;
   #durableOffset = 0n;
   #sentOffset: bigint | undefined;
@@ -65,10 +73,10 @@ export class DurabilityPort {
     | { handlers: ReplayHandlers; resolve(result: ReplayResult): void; reject(error: Error): void }
     | undefined;
 
-  constructor(port: MessagePort, options: DurabilityPortOptions = {}) {
+  constructor(port: DurabilityChannel, options: DurabilityPortOptions = {}) {
     this.#port = port;
     this.#options = options;
-    port.onmessage = (event: MessageEvent<ToDatabaseMessage>) => this.#onMessage(event.data);
+    port.onmessage = (event: { data: ToDatabaseMessage }) => this.#onMessage(event.data);
   }
 
   /** One past the last durable transaction. */

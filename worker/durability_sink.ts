@@ -5,6 +5,7 @@
  */
 import {
   decodeTxRecord,
+  type DurabilityChannel,
   DurabilityPort,
   forEachBatchRecord,
   type ReplayResult,
@@ -23,7 +24,7 @@ export class DurabilitySink {
   #firstTxOffset: number | undefined;
   #count = 0;
 
-  constructor(port: MessagePort, engine: DatabaseEngine) {
+  constructor(port: DurabilityChannel, engine: DatabaseEngine) {
     this.#engine = engine;
     this.#port = new DurabilityPort(port, {
       // Engine offsets count committed transactions; the log's are 0-based, exclusive ends.

@@ -12,14 +12,20 @@ import {
 } from "../lib/limits.ts";
 import { TokenBucket } from "../lib/token_bucket.ts";
 import { truncateText } from "../lib/truncate.ts";
-import { Datastore, type MutTx, type TxDelta } from "../storage/mod.ts";
+import { Datastore, type MutTx, type TableSchema, type TxDelta } from "../storage/mod.ts";
+import { BinaryReader, skipValue } from "../protocol/mod.ts";
 import { createSyscalls, FatalHostError, LOG_LEVEL_NAMES, type Syscalls } from "./sys_abi.ts";
 import { describeError, loadModule, type ModuleHooks } from "./module_loader.ts";
-import { type ModuleInfo, moduleInfoFromDescribe, type ReducerInfo } from "./module_info.ts";
+import {
+  type ModuleInfo,
+  moduleInfoFromDescribe,
+  type ReducerInfo,
+  refuseUnsupportedFeatures,
+} from "./module_info.ts";
 
 import type { CallResult, LogLine, ProcedureResult } from "./messages.ts";
 import { ModuleLogLimiter } from "./log_limiter.ts";
-import { ImmediateQueue } from "./immediate_queue.ts";
+import { nextIntervalTick, ScheduleQueue } from "./scheduler.ts";
 
 /** The caller-facing text of any internal reducer failure (SpacetimeDB's wording). */
 export const GENERIC_FAILURE_MESSAGE = "The instance encountered a fatal error.";
@@ -47,10 +53,39 @@ export interface EngineOptions {
   clock: Clock;
   budget: CallBudget;
   reducerBudgetMs: number;
+  /** The process's memory budget in MiB, named in out-of-memory errors. */
+  memoryBudgetMb?: number;
   databaseIdentity: bigint;
+  /** The database owner: the only caller allowed to call private (e.g. scheduled) reducers. */
+  ownerIdentity?: bigint;
   loadTimeoutMs: number;
   /** Per-database rates and sizes (lib/limits.ts); the defaults when absent. */
   limits?: DatabaseLimits;
+}
+
+/**
+ * The longest delay a schedule row may ask for (2^36 - 1 ms, about 2.18 years, as in
+ * SpacetimeDB); a longer one fails the insert with errno SCHEDULE_AT_DELAY_TOO_LONG.
+ */
+export const SCHEDULE_DELAY_MICROS_MAX = ((1n << 36n) - 1n) * 1000n;
+
+/** The `ScheduleAt` of a schedule row: tag 0 `Interval(µs)`, tag 1 `Time(µs since epoch)`. */
+interface ScheduleFields {
+  scheduledId: bigint;
+  kind: "Interval" | "Time";
+  micros: bigint;
+}
+
+/** A table whose rows schedule a reducer or a procedure (module-abi.md §5.2). */
+interface ScheduleTable {
+  tableId: number;
+  name: string;
+  /** Canonical name of the function to call. */
+  functionName: string;
+  functionKind: "reducer" | "procedure";
+  /** Index on the `scheduled_id` primary key, for the lookup when a timer fires. */
+  idIndexId: number | undefined;
+  read(row: Uint8Array): ScheduleFields;
 }
 
 /** A committed transaction, ready for the commit log and subscription evaluation. */
@@ -92,7 +127,8 @@ export class DatabaseEngine {
   #sequenceCount = 0;
   #jwtPayloads = new Map<bigint, Uint8Array>();
   #committed: CommittedTx[] = [];
-  #scheduledImmediate = new ImmediateQueue();
+  readonly #schedules = new ScheduleQueue();
+  #scheduleTables = new Map<number, ScheduleTable>();
   #anonymous = false;
   #procedure:
     | { name: string; sender: bigint; connectionId: bigint; args: Uint8Array; startMs: number }
@@ -138,8 +174,10 @@ export class DatabaseEngine {
         this.#poison ??= error;
       },
       isPoisoned: () => this.#poison !== undefined,
-      scheduleImmediate: (reducer, args) => this.#scheduledImmediate.push({ reducer, args }),
-      checkScheduleImmediateArgs: (byteLength) => this.#scheduledImmediate.checkArgs(byteLength),
+      scheduleImmediate: (reducer, args) =>
+        this.#schedules.pushImmediate(reducer, args, Number(options.clock.nowMicros())),
+      scheduleDelayTooLong: (tableId, row) => this.#scheduleDelayTooLong(tableId, row),
+      checkScheduleImmediateArgs: (byteLength) => this.#schedules.checkImmediateArgs(byteLength),
       nowMicros: () => options.clock.nowMicros(),
       startAnonymousTx: () => {
         if (this.#tx || !this.#procedure) return false;
@@ -191,8 +229,157 @@ export class DatabaseEngine {
       throw new Error("__describe_module__ did not return a Uint8Array");
     }
     this.#module = moduleInfoFromDescribe(this.#describe);
+    refuseUnsupportedFeatures(this.#module.def);
     this.#datastore = new Datastore(this.#module.tables);
     this.#sequenceCount = this.#module.tables.reduce((n, table) => n + table.sequences.length, 0);
+    this.#scheduleTables = scheduleTables(this.#module);
+  }
+
+  // --- schedules (module-abi.md §5.2) ---------------------------------------------------------
+
+  /** Pending schedules: armed rows plus queued immediate runs. */
+  get pendingScheduleCount(): number {
+    return this.#schedules.size;
+  }
+
+  /** Queued `volatile_nonatomic_schedule_immediate` runs. */
+  get pendingImmediateCount(): number {
+    return this.#schedules.immediateCount;
+  }
+
+  /**
+   * Arms every schedule row of the current state (after recovery, and for a new module):
+   * `Time(t)` rows are due at t, `Interval(d)` rows at now + d.
+   */
+  armAllSchedules(): void {
+    // Arming replaces a row's earlier timer; queued immediate runs stay queued.
+    const now = this.#options.clock.nowMicros();
+    for (const table of this.#scheduleTables.values()) {
+      for (const row of this.#datastore.committedRows(table.tableId)) this.#arm(table, row, now);
+    }
+  }
+
+  /** Wall-clock µs of the earliest pending schedule, or undefined. */
+  nextScheduleDueMicros(): number | undefined {
+    return this.#schedules.nextDueMicros();
+  }
+
+  /**
+   * Runs the schedules that are due, at most `runCountMax` of them, each as its own
+   * transaction(s) (taken with drainCommitted). Returns how many ran.
+   */
+  runDueSchedules(runCountMax: number): number {
+    let ran = 0;
+    while (ran < runCountMax) {
+      const now = this.#options.clock.nowMicros();
+      const entry = this.#schedules.popDue(Number(now));
+      if (!entry) break;
+      ran++;
+      const identity = this.#options.databaseIdentity;
+      if (entry.kind === "immediate") {
+        const reducer = this.#module.reducersByName.get(entry.reducer);
+        if (!reducer) {
+          this.#pushLog(
+            "Error",
+            `volatile_nonatomic_schedule_immediate named "${entry.reducer}", which is not a reducer`,
+            undefined,
+          );
+          continue;
+        }
+        this.#runReducer(reducer, entry.args, identity, 0n, now, 0);
+        continue;
+      }
+      const table = this.#scheduleTables.get(entry.tableId);
+      if (!table) continue;
+      const row = this.#findScheduleRow(table, entry.scheduledId);
+      // The row was deleted: the schedule was cancelled.
+      if (!row) continue;
+      const timestamp = entry.intendedMicros > now ? entry.intendedMicros : now;
+      if (table.functionKind === "procedure") {
+        // A procedure may stop midway and must not be retried: the row is deleted (Time) or
+        // re-armed (Interval) before it runs. It runs outside any transaction; its value is
+        // dropped and its failures are logged.
+        this.#afterScheduledRun(table, entry.scheduledId, entry.intendedMicros);
+        this.callProcedure(0, table.functionName, row, identity, 0n, timestamp);
+        continue;
+      }
+      const reducer = this.#module.reducersByName.get(table.functionName)!;
+      this.#runReducer(reducer, row, identity, 0n, timestamp, 0);
+      this.#afterScheduledRun(table, entry.scheduledId, entry.intendedMicros);
+    }
+    return ran;
+  }
+
+  /** `Time` rows are deleted (own transaction); `Interval` rows re-armed on their grid. */
+  #afterScheduledRun(table: ScheduleTable, scheduledId: bigint, intendedMicros: bigint): void {
+    const row = this.#findScheduleRow(table, scheduledId);
+    if (!row) return;
+    const fields = table.read(row);
+    const now = this.#options.clock.nowMicros();
+    if (fields.kind === "Time") {
+      const tx = this.#datastore.beginMutTx();
+      const relation = new Uint8Array(4 + row.length);
+      new DataView(relation.buffer).setUint32(0, 1, true);
+      relation.set(row, 4);
+      tx.deleteByRelation(table.tableId, relation);
+      this.#recordCommit(tx.commit(), "", this.#options.databaseIdentity, 0n, now, EMPTY);
+      return;
+    }
+    // The reducer rewrote its own row: that write armed the timer already.
+    if (this.#schedules.isArmed(table.tableId, scheduledId)) return;
+    const next = nextIntervalTick(intendedMicros, fields.micros, now);
+    this.#schedules.arm(table.tableId, scheduledId, next, Number(next));
+  }
+
+  #findScheduleRow(table: ScheduleTable, scheduledId: bigint): Uint8Array | undefined {
+    if (table.idIndexId !== undefined) {
+      const key = new Uint8Array(8);
+      new DataView(key.buffer).setBigUint64(0, scheduledId, true);
+      return this.#datastore.committedIndexPoint(table.idIndexId, key)[0];
+    }
+    return this.#datastore.committedRows(table.tableId).find((row) =>
+      table.read(row).scheduledId === scheduledId
+    );
+  }
+
+  #arm(table: ScheduleTable, row: Uint8Array, nowMicros: bigint): void {
+    const fields = table.read(row);
+    const intended = fields.kind === "Time" ? fields.micros : nowMicros + abs(fields.micros);
+    this.#schedules.arm(table.tableId, fields.scheduledId, intended, Number(intended));
+  }
+
+  /** Commit hook: deleted schedule rows are disarmed, inserted (or updated) ones armed. */
+  #armFromDelta(delta: TxDelta, callStartMicros: bigint): void {
+    let now: bigint | undefined;
+    for (const change of delta.tables) {
+      const table = this.#scheduleTables.get(change.tableId);
+      if (!table) continue;
+      for (const row of change.deletes) {
+        this.#schedules.cancel(table.tableId, table.read(row).scheduledId);
+      }
+      if (change.inserts.length === 0) continue;
+      if (now === undefined) {
+        const wall = this.#options.clock.nowMicros();
+        now = wall > callStartMicros ? wall : callStartMicros;
+      }
+      for (const row of change.inserts) this.#arm(table, row, now);
+    }
+  }
+
+  /** For the insert/update syscalls: true when a schedule row asks for too long a delay. */
+  #scheduleDelayTooLong(tableId: number, row: Uint8Array): boolean {
+    const table = this.#scheduleTables.get(tableId);
+    if (!table) return false;
+    let fields: ScheduleFields;
+    try {
+      fields = table.read(row);
+    } catch {
+      return false; // A malformed row: the insert itself reports it.
+    }
+    const delay = fields.kind === "Interval"
+      ? abs(fields.micros)
+      : fields.micros - this.#options.clock.nowMicros();
+    return delay >= SCHEDULE_DELAY_MICROS_MAX;
   }
 
   /** Recovery: replaces the state with a snapshot taken after `txOffset` transactions. */
@@ -259,6 +446,16 @@ export class DatabaseEngine {
         id,
         status: "failed_internal",
         message: `can't directly call special ${reducer.lifecycle} lifecycle reducer`,
+        durationMicros: 0,
+      };
+    }
+    if (reducer.visibility === "Private" && sender !== this.#options.ownerIdentity) {
+      // As in SpacetimeDB: a private reducer does not exist for anyone but the owner.
+      return {
+        kind: "call",
+        id,
+        status: "failed_internal",
+        message: `no such reducer`,
         durationMicros: 0,
       };
     }
@@ -350,7 +547,11 @@ export class DatabaseEngine {
         kind: "procedure",
         id,
         ok: false,
-        message: exceeded ? this.#budgetMessage() : describeError(error),
+        message: exceeded
+          ? this.#budgetMessage()
+          : isOutOfMemory(error)
+          ? this.#memoryMessage(error)
+          : describeError(error),
         durationMicros: 0,
       };
     } finally {
@@ -388,6 +589,7 @@ export class DatabaseEngine {
       args,
       delta,
     };
+    if (this.#scheduleTables.size > 0) this.#armFromDelta(delta, timestampMicros);
     // Usually one transaction per drain: an exact-size array instead of push's growth.
     if (this.#committed.length === 0) this.#committed = [tx];
     else this.#committed.push(tx);
@@ -472,7 +674,11 @@ export class DatabaseEngine {
       return { kind: "call", id, status: "failed_user", message, durationMicros };
     }
     this.#logFailure(reducer.name, failure, exceeded);
-    const message = exceeded ? this.#budgetMessage() : GENERIC_FAILURE_MESSAGE;
+    const message = exceeded
+      ? this.#budgetMessage()
+      : isOutOfMemory(failure)
+      ? this.#memoryMessage(failure)
+      : GENERIC_FAILURE_MESSAGE;
     return { kind: "call", id, status: "failed_internal", message, durationMicros };
   }
 
@@ -495,6 +701,13 @@ export class DatabaseEngine {
         `the transaction needs ${bytes} bytes and ${available} are available; nothing was committed`;
     }
     return undefined;
+  }
+
+  #memoryMessage(error: unknown): string {
+    const budget = this.#options.memoryBudgetMb;
+    return `The call ran out of memory: the database's memory budget${
+      budget ? ` of ${budget} MiB` : ""
+    } is used up (${describeError(error)})`;
   }
 
   #budgetMessage(): string {
@@ -548,6 +761,59 @@ export class DatabaseEngine {
   }
 }
 
+const EMPTY = new Uint8Array(0);
+
+function abs(value: bigint): bigint {
+  return value < 0n ? -value : value;
+}
+
+/** The schedule tables of a module, by table id. */
+function scheduleTables(module: ModuleInfo): Map<number, ScheduleTable> {
+  const out = new Map<number, ScheduleTable>();
+  for (const table of module.def.tables) {
+    const schedule = table.schedule;
+    if (!schedule) continue;
+    const schema = module.tablesByName.get(table.name)!;
+    const idIndex = schema.indexes.find((index) =>
+      index.columns.length === 1 && index.columns[0] === schedule.idColumn
+    );
+    out.set(schema.tableId, {
+      tableId: schema.tableId,
+      name: schema.name,
+      functionName: schedule.functionName,
+      functionKind: schedule.functionKind,
+      idIndexId: idIndex?.indexId,
+      read: scheduleFieldReader(schema, schedule.idColumn, schedule.atColumn),
+    });
+  }
+  return out;
+}
+
+/** Reads `scheduled_id` (u64) and the `ScheduleAt` column out of a row's BSATN. */
+function scheduleFieldReader(
+  schema: TableSchema,
+  idColumn: number,
+  atColumn: number,
+): (row: Uint8Array) => ScheduleFields {
+  const columns = schema.rowType.elements;
+  const last = Math.max(idColumn, atColumn);
+  const reader = new BinaryReader(EMPTY);
+  return (row) => {
+    reader.reset(row);
+    let scheduledId = 0n;
+    let kind: ScheduleFields["kind"] = "Time";
+    let micros = 0n;
+    for (let column = 0; column <= last; column++) {
+      if (column === idColumn) scheduledId = reader.readU64();
+      else if (column === atColumn) {
+        kind = reader.readU8() === 0 ? "Interval" : "Time";
+        micros = reader.readI64();
+      } else skipValue(reader, columns[column].algebraicType, schema.typespace);
+    }
+    return { scheduledId, kind, micros };
+  };
+}
+
 function formatThrown(value: unknown): string {
   try {
     return typeof value === "string" ? JSON.stringify(value) : String(value);
@@ -557,3 +823,10 @@ function formatThrown(value: unknown): string {
 }
 
 export { FatalHostError };
+
+/** An allocation the memory budget refused (ArrayBuffer backing stores, oversized arrays). */
+function isOutOfMemory(error: unknown): boolean {
+  return error instanceof RangeError &&
+    /allocation failed|Invalid array buffer length|Invalid typed array length|Array buffer allocation/i
+      .test(error.message);
+}

@@ -5,8 +5,8 @@
  */
 import { log } from "../lib/log.ts";
 import { checkBatchItem, checkLogLines } from "./reply_check.ts";
-import { type DatabaseLimits, WORKER_HEAP_MB_DEFAULT } from "../lib/limits.ts";
-import { type IsolatedWorker, spawnIsolatedWorker } from "./isolation.ts";
+import { DATABASE_MEMORY_MB_DEFAULT, type DatabaseLimits } from "../lib/limits.ts";
+import { type IsolatedWorker, spawnIsolatedWorker, STORAGE_CHANNEL } from "./isolation.ts";
 import { type CallFields, CallPacker, expandItems } from "./batch_codec.ts";
 import type {
   BatchItem,
@@ -24,6 +24,7 @@ import type {
   OneOffQueryResult,
   ProcedureResult,
   ReadyReply,
+  ScheduledReply,
   SubscribeRequest,
   SubscribeResult,
   UnsubscribeRequest,
@@ -55,8 +56,8 @@ export interface DatabaseHostOptions {
   reducerBudgetMs: number;
   /** Per-database rates and sizes (lib/limits.ts); the defaults when absent. */
   limits?: DatabaseLimits;
-  /** Heap cap of the worker in MB (default lib/limits.ts WORKER_HEAP_MB_DEFAULT). */
-  heapMb?: number;
+  /** Memory budget of the database process in MiB (lib/limits.ts DATABASE_MEMORY_MB_DEFAULT). */
+  memoryMb?: number;
   snapshot?: Uint8Array;
   snapshotTxOffset?: number;
   durabilityPort?: MessagePort;
@@ -165,7 +166,7 @@ export class DatabaseHost {
     this.describe = ready.describe;
     this.#txOffset = ready.txOffset;
     this.#options = options;
-    worker.port.onmessage = (event: MessageEvent<WorkerToMain>) => this.#onMessage(event.data);
+    worker.port.onmessage = (event) => this.#onMessage(event.data as WorkerToMain);
     failures.onError = (message) =>
       this.#die(new DatabaseUnavailableError(`database worker crashed: ${message}`));
     worker.exited.then((code) =>
@@ -178,14 +179,10 @@ export class DatabaseHost {
     const failures: { onError?: (message: string) => void } = {};
     let startupError: ((message: string) => void) | undefined;
     const worker = spawnIsolatedWorker(new URL("./worker_main.ts", import.meta.url), {
-      heapMb: options.heapMb ?? WORKER_HEAP_MB_DEFAULT,
-      onError: (error) => {
-        const message = error.code === "ERR_WORKER_OUT_OF_MEMORY"
-          ? "the module ran out of memory"
-          : error.message;
-        (failures.onError ?? startupError)?.(message);
-      },
+      memoryMb: options.memoryMb ?? DATABASE_MEMORY_MB_DEFAULT,
+      onError: (error) => (failures.onError ?? startupError)?.(error.message),
     });
+    if (options.durabilityPort) worker.bridge(STORAGE_CHANNEL, options.durabilityPort);
     return new Promise((resolve, reject) => {
       let settled = false;
       startupError = (message) => {
@@ -195,8 +192,8 @@ export class DatabaseHost {
         reject(new ModuleInitError(`database worker crashed while loading: ${message}`, []));
       };
       worker.exited.then((code) => startupError?.(`it exited with code ${code}`));
-      worker.port.onmessage = (event: MessageEvent<WorkerToMain>) => {
-        const message = event.data;
+      worker.port.onmessage = (event) => {
+        const message = event.data as WorkerToMain;
         if (settled) return;
         if (message.type === "ready") {
           settled = true;
@@ -217,12 +214,13 @@ export class DatabaseHost {
         runInit: options.runInit,
         timestampMicros: BigInt(Date.now()) * 1000n,
         reducerBudgetMs: options.reducerBudgetMs,
+        memoryBudgetMb: options.memoryMb ?? DATABASE_MEMORY_MB_DEFAULT,
         limits: options.limits,
         snapshot: options.snapshot,
         snapshotTxOffset: options.snapshotTxOffset,
-        durabilityPort: options.durabilityPort,
+        durability: options.durabilityPort !== undefined,
       };
-      worker.port.postMessage(init, options.durabilityPort ? [options.durabilityPort] : []);
+      worker.port.postMessage(init);
     });
   }
 
@@ -345,7 +343,7 @@ export class DatabaseHost {
     this.#inFlight++;
     this.#batchLastIds.push(this.#nextId - 1);
     const message: BatchMessage = { type: "batch", requests, calls };
-    this.#worker.port.postMessage(message, calls ? [calls.args.buffer] : []);
+    this.#worker.port.postMessage(message);
   }
 
   /**
@@ -357,6 +355,10 @@ export class DatabaseHost {
     try {
       if (typeof message !== "object" || message === null) {
         throw new TypeError("the reply is not an object");
+      }
+      if (message.type === "scheduled") {
+        this.#handleScheduled(message);
+        return;
       }
       if (message.type !== "batch") {
         if (message.type === "init-failed") {
@@ -392,6 +394,33 @@ export class DatabaseHost {
           }`,
         ),
       );
+    }
+  }
+
+  /**
+   * Transactions the worker ran on its own (schedules): updates only, answering no request,
+   * so the batch accounting (in flight, origins) is untouched. Runs inside #onMessage's try.
+   */
+  #handleScheduled(message: ScheduledReply): void {
+    const logProblem = checkLogLines(message.logs);
+    if (logProblem) throw new TypeError(logProblem);
+    if (!Array.isArray(message.items)) throw new TypeError("items is not an array");
+    for (const item of message.items) {
+      const problem = checkBatchItem(item);
+      if (problem) throw new TypeError(problem);
+      if (item.kind !== "update" || item.callId !== undefined) {
+        throw new TypeError("a scheduled reply may only carry updates of no request");
+      }
+    }
+    if (message.logs.length) this.#options.onLogs?.(message.logs);
+    for (const item of message.items) this.#txOffset = item.txOffset;
+    if (message.items.length === 0) return;
+    try {
+      this.#options.onEvents?.(message.items, this.#originOf);
+    } catch (error) {
+      log.error("handling scheduled transactions failed", {
+        error: error instanceof Error ? (error.stack ?? error.message) : String(error),
+      });
     }
   }
 

@@ -1,123 +1,596 @@
 /**
- * Spawning a database worker with a heap cap (measured recipe, see the report in
- * worker/isolation_test.ts):
+ * Each database runs in its own OS process: a `deno run` of the entry module with no
+ * permissions at all, talking to the server over its stdin/stdout pipes.
  *
- *   main thread --web Worker, narrow permissions--> relay (worker/_isolation_relay.ts)
- *               --node:worker_threads Worker + resourceLimits--> entry
- *   main thread <------------- transferred MessagePort, one hop -------------> entry
+ *   server process --spawn (setpriv --pdeathsig KILL, no permissions, V8 heap cap)--> entry
+ *   server  --stdin frames-->  entry      (channel 0: requests, channel 1: storage replies)
+ *   server  <--stdout frames-- entry      (channel 0: replies,  channel 1: commit batches)
+ *   server  <--stderr lines--- entry      (V8 fatal errors, the watchdog's overrun line)
  *
- * - A web Worker has no heap limit: one that runs out of heap kills the whole process.
- *   A node:worker_threads Worker with `resourceLimits.maxOldGenerationSizeMb` stops alone and
- *   reports ERR_WORKER_OUT_OF_MEMORY, then exit code 1.
- * - Creating that node worker straight from the main thread is no good: it shares the main
- *   thread's permission container, so `Deno.permissions.revokeSync` inside it revoked the main
- *   thread's permissions too (measured). Behind a relay web Worker it shares the relay's only.
- * - The relay grants `read` on the code directories only (the entry's modules are loaded with
- *   the worker's permissions); the entry calls dropLoadPermissions() once loaded, after which
- *   file reads, including static `import ... with { type: "text" }` of file: URLs inside blob
- *   modules, are denied (measured).
- * - Deno 2.9.6 does not report an out-of-memory that happens inside a message handler: the
- *   thread dies and no error/exit event arrives. serveIsolated() runs each message in a
- *   setImmediate callback, where the error is reported (measured).
- * - terminate() cannot stop a thread stuck in a loop (Deno bug); runaway CPU is handled by
- *   worker/instrument.ts + worker/budget.ts, not here.
+ * Why a process and not a worker thread (measured on Deno 2.9.6, ARCHITECTURE.md "Isolation"):
+ * - `Worker.terminate()` does not stop a thread stuck in a builtin (an 8M-element sort, a
+ *   backtracking regexp) and `Deno.exit()` in a worker ends only that worker; a process can be
+ *   killed, and its CPU is back at once.
+ * - A thread's V8 heap cap does not cover ArrayBuffer backing stores; a process's address space
+ *   can be capped as a whole (RLIMIT_DATA: a failed ArrayBuffer allocation throws RangeError,
+ *   a heap that cannot grow ends only that process).
+ * - node:worker_threads workers expose `require` and can start uncapped nested workers; process
+ *   globals are reduced to an allow-list by worker/sandbox_globals.ts anyway.
+ *
+ * Frames are `u32 length | u8 channel | payload` with payloads in V8's serialization format
+ * (node:v8, the structured-clone wire format). Everything the entry sends is untrusted: frame
+ * sizes are capped before anything is allocated, and a malformed frame ends that process.
  */
-import { workerData } from "node:worker_threads";
-import type { RelayEvent, RelayRequest } from "./_isolation_relay.ts";
+import { deserialize, serialize } from "node:v8";
+import { log } from "../lib/log.ts";
 
-export interface IsolatedWorkerOptions {
-  /** Cap of the entry's V8 old generation (lib/limits.ts WORKER_HEAP_MB_DEFAULT). */
-  heapMb: number;
-  /** Paths the entry may read while its modules load; default: this repository. */
-  readPaths?: string[];
-  /** Called when the entry fails, e.g. code "ERR_WORKER_OUT_OF_MEMORY". */
-  onError?: (error: { code?: string; message: string }) => void;
+/** The part of MessagePort that both ends of a channel use. */
+export interface PortLike {
+  postMessage(message: unknown, transfer?: Transferable[]): void;
+  onmessage: ((event: { data: unknown }) => void) | null;
+  close(): void;
 }
 
+/** Channels multiplexed over one process's pipes. */
+export const CONTROL_CHANNEL = 0;
+export const STORAGE_CHANNEL = 1;
+
+/** Frame header: payload length (u32, little-endian) and channel (u8). */
+const HEADER_BYTES = 5;
+/** Prefix of the stderr line the entry's watchdog writes when a call overran its deadline. */
+const WATCHDOG_MARKER = "\u0000lightcone-watchdog ";
+/** Bytes of an entry's stderr kept for the crash message. */
+const STDERR_TAIL_BYTES = 8192;
+/** How long after its deadline a call stuck in a builtin is stopped by killing its process. */
+export const WATCHDOG_GRACE_MS = 1000;
+/** How often the entry's watchdog looks at the deadline. */
+const WATCHDOG_PERIOD_MS = 100;
+
+export interface IsolatedWorkerOptions {
+  /**
+   * The database's memory budget in MiB: its V8 heap cap, and (where prlimit is available) the
+   * growth of its address space past what the entry used once loaded, ArrayBuffers included.
+   */
+  memoryMb: number;
+  /** Called when the entry fails: out of memory, a watchdog overrun, a malformed frame. */
+  onError?: (error: { code: IsolationErrorCode; message: string }) => void;
+}
+
+export type IsolationErrorCode = "OUT_OF_MEMORY" | "OVERRUN" | "MALFORMED" | "CRASHED";
+
 export interface IsolatedWorker {
-  /** Talks to the entry directly; the entry gets the other end from serveIsolated(). */
-  readonly port: MessagePort;
-  /** Resolves with the entry's exit code (1 after an out-of-memory). */
+  /** Channel 0: requests to and replies from the entry. */
+  readonly port: PortLike;
+  /** Forwards channel `channel` to and from `port` (e.g. the storage worker's port). */
+  bridge(channel: number, port: MessagePort): void;
+  /** Resolves with the entry's exit code once its process is gone. */
   readonly exited: Promise<number>;
-  /** Asks the entry to stop; `exited` resolves once it has. */
+  /** Kills the process (SIGKILL): a thread stuck in a builtin stops too. */
   terminate(): void;
+  readonly pid: number;
+}
+
+/** What this server can enforce on database processes; logged once at start-up. */
+export interface IsolationCapabilities {
+  /** RLIMIT_DATA set with util-linux `prlimit` once the entry has loaded. */
+  memoryLimit: boolean;
+  /** The entry is killed when the server dies (util-linux `setpriv --pdeathsig`). */
+  killWithServer: boolean;
+}
+
+let capabilities: IsolationCapabilities | undefined;
+
+function toolPath(name: string): string | undefined {
+  for (const dir of ["/usr/bin", "/bin", "/usr/sbin", "/sbin", "/usr/local/bin"]) {
+    try {
+      if (Deno.statSync(`${dir}/${name}`).isFile) return `${dir}/${name}`;
+    } catch {
+      // not there
+    }
+  }
+  return undefined;
+}
+
+/** Which limits can be enforced here (looked up once). */
+export function isolationCapabilities(): IsolationCapabilities {
+  if (capabilities) return capabilities;
+  capabilities = {
+    memoryLimit: Deno.build.os === "linux" && toolPath("prlimit") !== undefined,
+    killWithServer: Deno.build.os === "linux" && toolPath("setpriv") !== undefined,
+  };
+  return capabilities;
+}
+
+/** Logs which isolation limits hold on this machine (call once at start-up). */
+export function logIsolationCapabilities(memoryMb: number): void {
+  const caps = isolationCapabilities();
+  log.info("database isolation", {
+    processPerDatabase: true,
+    permissions: "none",
+    memoryBudgetMb: memoryMb,
+    memoryLimit: caps.memoryLimit
+      ? "heap + address space (RLIMIT_DATA via prlimit)"
+      : "V8 heap only (prlimit not found: ArrayBuffers are not capped)",
+    killWithServer: caps.killWithServer
+      ? "yes (setpriv --pdeathsig)"
+      : "no (setpriv not found: an entry stuck in a builtin outlives a killed server)",
+    builtinOverrun: `process killed ${WATCHDOG_GRACE_MS} ms after the call's deadline`,
+  });
 }
 
 const REPO_ROOT = new URL("..", import.meta.url).pathname;
 
-/** Starts `entryUrl` as a heap-capped worker with no env/net/run/write/ffi/sys permissions. */
+/** Starts `entryUrl` in its own process with no permissions. */
 export function spawnIsolatedWorker(
   entryUrl: string | URL,
   options: IsolatedWorkerOptions,
 ): IsolatedWorker {
-  if (!(options.heapMb >= 8)) {
-    throw new RangeError(`Worker heap of "${options.heapMb}" MB is below 8 MB`);
+  if (!(options.memoryMb >= 16)) {
+    throw new RangeError(`Database memory of "${options.memoryMb}" MiB is below 16 MiB`);
   }
-  const relay = new Worker(new URL("./_isolation_relay.ts", import.meta.url).href, {
-    type: "module",
-    deno: {
-      permissions: {
-        read: options.readPaths ?? [REPO_ROOT],
-        write: false,
-        net: false,
-        env: false,
-        run: false,
-        ffi: false,
-        sys: false,
-        import: false,
-      },
-    },
-  });
-  const channel = new MessageChannel();
-  let resolveExit!: (code: number) => void;
-  const exited = new Promise<number>((resolve) => resolveExit = resolve);
-  relay.onmessage = (event: MessageEvent<RelayEvent>) => {
-    const message = event.data;
-    if (message.type === "error") {
-      options.onError?.({ code: message.code, message: message.message });
-    } else {
-      resolveExit(message.code);
-      relay.terminate();
-      channel.port1.close();
-    }
-  };
-  relay.onerror = (event) => {
-    event.preventDefault();
-    options.onError?.({ message: event.message });
-    resolveExit(1);
-    relay.terminate();
-  };
-  const start: RelayRequest = {
-    type: "start",
-    entryUrl: new URL(entryUrl).href,
-    heapMb: options.heapMb,
-    port: channel.port2,
-  };
-  relay.postMessage(start, [channel.port2]);
+  const caps = isolationCapabilities();
+  const denoArgs = [
+    "run",
+    "--quiet",
+    "--no-prompt",
+    `--config=${REPO_ROOT}deno.json`,
+    `--v8-flags=--max-old-space-size=${Math.floor(options.memoryMb)},` +
+    "--enable-experimental-regexp-engine-on-excessive-backtracks",
+    new URL(entryUrl).pathname,
+  ];
+  const command = caps.killWithServer
+    ? new Deno.Command(toolPath("setpriv")!, {
+      args: ["--pdeathsig", "SIGKILL", "--", Deno.execPath(), ...denoArgs],
+      ...spawnOptions(),
+    })
+    : new Deno.Command(Deno.execPath(), { args: denoArgs, ...spawnOptions() });
+  const child = command.spawn();
+  return new ProcessWorker(child, options, caps);
+}
+
+function spawnOptions(): Deno.CommandOptions {
+  const env: Record<string, string> = { NO_COLOR: "1" };
+  for (const name of ["HOME", "DENO_DIR", "XDG_CACHE_HOME", "PATH"]) {
+    const value = Deno.env.get(name);
+    if (value !== undefined) env[name] = value;
+  }
   return {
-    port: channel.port1,
-    exited,
-    terminate: () => relay.postMessage({ type: "terminate" } satisfies RelayRequest),
+    stdin: "piped",
+    stdout: "piped",
+    stderr: "piped",
+    clearEnv: true,
+    env,
+    cwd: REPO_ROOT,
   };
 }
 
-/**
- * For the entry module: returns its port to the main thread and runs `handle` for each message
- * in its own setImmediate callback, so that running out of heap is reported.
- */
-export function serveIsolated(handle: (data: unknown, port: MessagePort) => void): MessagePort {
-  const port = (workerData as { port?: MessagePort } | null)?.port;
-  if (port === undefined) throw new Error("serveIsolated() must run inside spawnIsolatedWorker()");
-  // Captured now: installSandboxGlobals() later deletes globals the node polyfills rely on.
-  const immediate = setImmediate;
-  port.onmessage = (event: MessageEvent) => {
-    immediate(() => handle(event.data, port));
+/** Reassembles frames from a byte stream; rejects lengths above `maxBytes` before allocating. */
+export class FrameReader {
+  #header = new Uint8Array(HEADER_BYTES);
+  #headerFill = 0;
+  #payload: Uint8Array | undefined;
+  #payloadFill = 0;
+  #channel = 0;
+
+  constructor(
+    readonly maxBytes: number,
+    readonly onFrame: (channel: number, payload: Uint8Array) => void,
+  ) {}
+
+  push(chunk: Uint8Array): void {
+    let at = 0;
+    while (at < chunk.length) {
+      if (this.#payload === undefined) {
+        const take = Math.min(HEADER_BYTES - this.#headerFill, chunk.length - at);
+        this.#header.set(chunk.subarray(at, at + take), this.#headerFill);
+        this.#headerFill += take;
+        at += take;
+        if (this.#headerFill < HEADER_BYTES) return;
+        const header = this.#header;
+        const length = (header[0] | header[1] << 8 | header[2] << 16) + header[3] * 0x1000000;
+        if (length > this.maxBytes) {
+          throw new RangeError(`frame of ${length} bytes exceeds the ${this.maxBytes}-byte cap`);
+        }
+        this.#channel = header[4];
+        this.#headerFill = 0;
+        this.#payload = new Uint8Array(length);
+        this.#payloadFill = 0;
+      }
+      const payload = this.#payload;
+      const take = Math.min(payload.length - this.#payloadFill, chunk.length - at);
+      payload.set(chunk.subarray(at, at + take), this.#payloadFill);
+      this.#payloadFill += take;
+      at += take;
+      if (this.#payloadFill === payload.length) {
+        this.#payload = undefined;
+        this.onFrame(this.#channel, payload);
+      }
+    }
+  }
+}
+
+/** One frame: header + V8-serialized `message`. */
+export function encodeFrame(channel: number, message: unknown): Uint8Array {
+  const payload = serialize(message);
+  const frame = new Uint8Array(HEADER_BYTES + payload.length);
+  const length = payload.length;
+  frame[0] = length & 0xff;
+  frame[1] = (length >>> 8) & 0xff;
+  frame[2] = (length >>> 16) & 0xff;
+  frame[3] = (length >>> 24) & 0xff;
+  frame[4] = channel;
+  frame.set(payload, HEADER_BYTES);
+  return frame;
+}
+
+/** Buffers of the top-level typed arrays of a message, safe to transfer (each owns its buffer). */
+function ownedBuffers(message: unknown): Transferable[] {
+  if (typeof message !== "object" || message === null) return [];
+  const out: Transferable[] = [];
+  const record = message as Record<string, unknown>;
+  for (const key of Object.keys(record)) {
+    const value = record[key];
+    if (value instanceof Uint8Array) {
+      if (value.byteOffset !== 0 || value.byteLength !== value.buffer.byteLength) {
+        record[key] = value.slice();
+      }
+      out.push((record[key] as Uint8Array).buffer as ArrayBuffer);
+    }
+  }
+  return out;
+}
+
+class ProcessWorker implements IsolatedWorker {
+  readonly port: PortLike;
+  readonly exited: Promise<number>;
+  readonly pid: number;
+  readonly #child: Deno.ChildProcess;
+  readonly #options: IsolatedWorkerOptions;
+  readonly #channels = new Map<number, (message: unknown) => void>();
+  #writeQueue: Uint8Array[] = [];
+  #writing = false;
+  #writer: WritableStreamDefaultWriter<Uint8Array>;
+  #dead = false;
+  #stderrTail = "";
+  #failure: { code: IsolationErrorCode; message: string } | undefined;
+  /** Frames written before the entry said hello wait here until its memory is capped. */
+  #held: Uint8Array[] | undefined = [];
+  readonly #caps: IsolationCapabilities;
+
+  constructor(
+    child: Deno.ChildProcess,
+    options: IsolatedWorkerOptions,
+    caps: IsolationCapabilities,
+  ) {
+    this.#child = child;
+    this.#options = options;
+    this.#caps = caps;
+    this.pid = child.pid;
+    this.#writer = child.stdin.getWriter();
+    const write = (frame: Uint8Array) => this.#write(frame);
+    this.port = {
+      onmessage: null,
+      postMessage(message: unknown) {
+        write(encodeFrame(CONTROL_CHANNEL, message));
+      },
+      close() {},
+    };
+    this.#channels.set(CONTROL_CHANNEL, (message) => this.port.onmessage?.({ data: message }));
+    const frameCap = Math.max(64 << 20, options.memoryMb * 2 * (1 << 20));
+    const reader = new FrameReader(frameCap, (channel, payload) => this.#onFrame(channel, payload));
+    const stdoutDone = this.#pumpStdout(reader);
+    const stderrDone = this.#pumpStderr();
+    this.exited = child.status.then(async (status) => {
+      await Promise.allSettled([stdoutDone, stderrDone]);
+      this.#dead = true;
+      if (!this.#failure && status.code !== 0) {
+        this.#fail(this.#classifyExit(status));
+      }
+      return status.code;
+    });
+  }
+
+  bridge(channel: number, port: MessagePort): void {
+    this.#channels.set(channel, (message) => port.postMessage(message, ownedBuffers(message)));
+    port.onmessage = (event: MessageEvent) => this.#write(encodeFrame(channel, event.data));
+  }
+
+  terminate(): void {
+    if (this.#dead) return;
+    try {
+      this.#child.kill("SIGKILL");
+    } catch {
+      // already gone
+    }
+  }
+
+  #classifyExit(status: Deno.CommandStatus): { code: IsolationErrorCode; message: string } {
+    const tail = this.#stderrTail;
+    if (/out of memory|allocation failed|Fatal JavaScript/i.test(tail)) {
+      return {
+        code: "OUT_OF_MEMORY",
+        message: `the module ran out of memory (budget ${this.#options.memoryMb} MiB)`,
+      };
+    }
+    const lastLine = tail.trim().split("\n").filter((line) => line.trim() !== "").at(-1);
+    return {
+      code: "CRASHED",
+      message: `database process exited with ${
+        status.signal ? `signal ${status.signal}` : `code ${status.code}`
+      }${lastLine ? `: ${lastLine.slice(0, 300)}` : ""}`,
+    };
+  }
+
+  #fail(failure: { code: IsolationErrorCode; message: string }): void {
+    if (this.#failure) return;
+    this.#failure = failure;
+    this.#options.onError?.(failure);
+  }
+
+  #onFrame(channel: number, payload: Uint8Array): void {
+    if (this.#failure) return;
+    const deliver = this.#channels.get(channel);
+    let message: unknown;
+    try {
+      if (!deliver) throw new TypeError(`frame on unknown channel ${channel}`);
+      message = deserialize(payload);
+    } catch (error) {
+      this.#fail({
+        code: "MALFORMED",
+        message: `database process sent a malformed frame: ${
+          error instanceof Error ? error.message : error
+        }`,
+      });
+      this.terminate();
+      return;
+    }
+    if (this.#held !== undefined) {
+      // The entry's first frame says its own code is loaded; nothing else is accepted before.
+      if (channel !== CONTROL_CHANNEL || (message as { type?: unknown })?.type !== "hello") {
+        this.#fail({ code: "MALFORMED", message: "database process did not say hello first" });
+        this.terminate();
+        return;
+      }
+      void this.#applyMemoryLimit().finally(() => {
+        const held = this.#held ?? [];
+        this.#held = undefined;
+        for (const frame of held) this.#write(frame);
+      });
+      return;
+    }
+    deliver(message);
+  }
+
+  /**
+   * Caps the address space once the entry's own code is loaded (its first frame): the budget
+   * is on top of what the runtime itself maps (thread stacks, V8's reservations: ~0.5 GiB of
+   * VmData for an idle deno), so it measures what the database adds.
+   */
+  async #applyMemoryLimit(): Promise<void> {
+    if (!this.#caps.memoryLimit) return;
+    try {
+      const status = await Deno.readTextFile(`/proc/${this.pid}/status`);
+      const match = /^VmData:\s+(\d+) kB/m.exec(status);
+      if (!match) return;
+      const limit = Number(match[1]) * 1024 + this.#options.memoryMb * 1024 * 1024;
+      const result = await new Deno.Command(toolPath("prlimit")!, {
+        args: [`--pid=${this.pid}`, `--data=${limit}:${limit}`],
+        stdout: "null",
+        stderr: "piped",
+      }).output();
+      if (!result.success) {
+        log.warn("could not cap a database process's memory", {
+          pid: this.pid,
+          error: new TextDecoder().decode(result.stderr).trim(),
+        });
+      }
+    } catch (error) {
+      log.warn("could not cap a database process's memory", {
+        pid: this.pid,
+        error: error instanceof Error ? error.message : String(error),
+      });
+    }
+  }
+
+  #write(frame: Uint8Array): void {
+    if (this.#dead) return;
+    if (this.#held !== undefined) {
+      this.#held.push(frame);
+      return;
+    }
+    this.#writeQueue.push(frame);
+    if (!this.#writing) void this.#pumpWrites();
+  }
+
+  async #pumpWrites(): Promise<void> {
+    this.#writing = true;
+    try {
+      while (this.#writeQueue.length > 0 && !this.#dead) {
+        const frames = this.#writeQueue;
+        this.#writeQueue = [];
+        let chunk: Uint8Array;
+        if (frames.length === 1) {
+          chunk = frames[0];
+        } else {
+          let total = 0;
+          for (const frame of frames) total += frame.length;
+          chunk = new Uint8Array(total);
+          let at = 0;
+          for (const frame of frames) {
+            chunk.set(frame, at);
+            at += frame.length;
+          }
+        }
+        await this.#writer.write(chunk);
+      }
+    } catch {
+      // The process is gone; `exited` reports it.
+      this.#writeQueue = [];
+    } finally {
+      this.#writing = false;
+    }
+  }
+
+  async #pumpStdout(reader: FrameReader): Promise<void> {
+    try {
+      for await (const chunk of this.#child.stdout) {
+        if (this.#failure) continue;
+        try {
+          reader.push(chunk);
+        } catch (error) {
+          this.#fail({
+            code: "MALFORMED",
+            message: `database process sent a malformed frame: ${
+              error instanceof Error ? error.message : error
+            }`,
+          });
+          this.terminate();
+        }
+      }
+    } catch {
+      // closed
+    }
+  }
+
+  async #pumpStderr(): Promise<void> {
+    const decoder = new TextDecoder();
+    try {
+      for await (const chunk of this.#child.stderr) {
+        const text = decoder.decode(chunk, { stream: true });
+        this.#stderrTail = (this.#stderrTail + text).slice(-STDERR_TAIL_BYTES);
+        const at = this.#stderrTail.indexOf(WATCHDOG_MARKER);
+        if (at >= 0 && !this.#failure) {
+          const end = this.#stderrTail.indexOf("\n", at);
+          const detail = this.#stderrTail.slice(
+            at + WATCHDOG_MARKER.length,
+            end < 0 ? undefined : end,
+          );
+          this.#fail({ code: "OVERRUN", message: detail.slice(0, 300) });
+          this.terminate();
+        }
+      }
+    } catch {
+      // closed
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Entry side (inside the database process)
+
+/** Host references, captured when this module is evaluated (before the sandbox trims globals). */
+const entryDeno = globalThis.Deno;
+const entryWorker = globalThis.Worker;
+const entryBlob = globalThis.Blob;
+const entryCreateObjectURL = URL.createObjectURL;
+const entryTimeOrigin = performance.timeOrigin;
+const entryNow = performance.now.bind(performance);
+
+let entryChannels: Map<number, PortLike> | undefined;
+let watchdogDeadline: Float64Array | undefined;
+
+function writeAll(bytes: Uint8Array): void {
+  let at = 0;
+  while (at < bytes.length) at += entryDeno.stdout.writeSync(bytes.subarray(at));
+}
+
+/** An entry-side channel; messages are sent as frames on stdout. */
+function entryPort(channel: number): PortLike {
+  const port: PortLike = {
+    onmessage: null,
+    postMessage(message: unknown) {
+      writeAll(encodeFrame(channel, message));
+    },
+    close() {},
   };
   return port;
 }
 
-/** For the entry module, once its code is loaded: gives up every permission, read included. */
-export function dropLoadPermissions(): void {
-  const names = ["read", "write", "net", "env", "run", "ffi", "sys", "import"] as const;
-  for (const name of names) Deno.permissions.revokeSync({ name });
+/**
+ * For the entry module: starts reading frames from stdin and returns the control channel.
+ * `handle` runs for each control message; the process exits when the server closes stdin.
+ */
+export function serveIsolated(handle: (data: unknown, port: PortLike) => void): PortLike {
+  if (entryChannels) throw new Error("serveIsolated() was already called");
+  const control = entryPort(CONTROL_CHANNEL);
+  entryChannels = new Map([[CONTROL_CHANNEL, control], [
+    STORAGE_CHANNEL,
+    entryPort(STORAGE_CHANNEL),
+  ]]);
+  control.onmessage = (event) => handle(event.data, control);
+  control.postMessage({ type: "hello" });
+  const channels = entryChannels;
+  const reader = new FrameReader(0xffffffff, (channel, payload) => {
+    const port = channels.get(channel);
+    port?.onmessage?.({ data: deserialize(payload) });
+  });
+  const exit = entryDeno.exit;
+  (async () => {
+    const buffer = new Uint8Array(1 << 16);
+    const stdin = entryDeno.stdin;
+    for (;;) {
+      const n = await stdin.read(buffer);
+      if (n === null) break;
+      reader.push(buffer.subarray(0, n));
+    }
+    exit(0);
+  })();
+  return control;
+}
+
+/** For the entry module: the channel to the storage worker (bridged by the server). */
+export function storagePort(): PortLike {
+  const port = entryChannels?.get(STORAGE_CHANNEL);
+  if (!port) throw new Error("storagePort() needs serveIsolated() first");
+  return port;
+}
+
+/**
+ * For the entry module: starts the watchdog thread. It reads the deadline the entry arms for
+ * each call and, once a call is `WATCHDOG_GRACE_MS` past it (stuck in a builtin, where the
+ * instrumented checks cannot run), asks the server on stderr to kill this process.
+ */
+export function startWatchdog(): void {
+  if (watchdogDeadline) return;
+  const shared = new SharedArrayBuffer(16);
+  watchdogDeadline = new Float64Array(shared);
+  const source = `
+    const marker = ${JSON.stringify(WATCHDOG_MARKER)};
+    let fired = false;
+    self.onmessage = (event) => {
+      const slots = new Float64Array(event.data);
+      const encoder = new TextEncoder();
+      setInterval(() => {
+        const deadline = slots[0];
+        if (fired || deadline === 0) return;
+        const now = performance.timeOrigin + performance.now();
+        if (now > deadline + ${WATCHDOG_GRACE_MS}) {
+          fired = true;
+          const over = Math.round(now - deadline + slots[1]);
+          Deno.stderr.writeSync(encoder.encode(
+            marker + "the call ran " + over + " ms, past its time budget of " + slots[1] +
+              " ms, inside a builtin that cannot be interrupted; the database process was stopped\\n",
+          ));
+        }
+      }, ${WATCHDOG_PERIOD_MS});
+    };
+  `;
+  const url = entryCreateObjectURL(new entryBlob([source], { type: "text/javascript" }));
+  // The process has no permissions, so neither has this worker.
+  const worker = new entryWorker(url, { type: "module" });
+  worker.postMessage(shared);
+}
+
+/** Arms the watchdog for a call that may run `budgetMs` from `nowMs` (performance.now()). */
+export function armWatchdog(budgetMs: number, nowMs = entryNow()): void {
+  const slots = watchdogDeadline;
+  if (!slots) return;
+  slots[1] = budgetMs;
+  slots[0] = entryTimeOrigin + nowMs + budgetMs;
+}
+
+/** Disarms the watchdog once the call returned. */
+export function disarmWatchdog(): void {
+  const slots = watchdogDeadline;
+  if (slots) slots[0] = 0;
 }

@@ -1,54 +1,141 @@
-import { deepStrictEqual as assertEquals, ok as assert } from "node:assert/strict";
-import { spawnIsolatedWorker } from "./isolation.ts";
+/**
+ * One OS process per database (worker/isolation.ts): no permissions, a memory budget that
+ * covers ArrayBuffers, and a watchdog that stops a call stuck inside a builtin.
+ */
+import { deepStrictEqual as assertEquals, ok as assert, throws } from "node:assert/strict";
+import {
+  encodeFrame,
+  FrameReader,
+  type IsolatedWorker,
+  isolationCapabilities,
+  spawnIsolatedWorker,
+  WATCHDOG_GRACE_MS,
+} from "./isolation.ts";
 
 const ENTRY = new URL("./testdata/isolated_entry.ts", import.meta.url);
 
-function nextMessage(port: MessagePort): Promise<unknown> {
+function nextMessage(worker: IsolatedWorker): Promise<unknown> {
   return new Promise((resolve) => {
-    port.onmessage = (event) => resolve(event.data);
+    worker.port.onmessage = (event) => resolve(event.data);
   });
 }
 
-Deno.test("an isolated worker that runs out of heap is reported and the process survives", async () => {
-  const errors: { code?: string; message: string }[] = [];
-  const worker = spawnIsolatedWorker(ENTRY, { heapMb: 64, onError: (e) => errors.push(e) });
-  const echoed = nextMessage(worker.port);
-  worker.port.postMessage({ op: "echo", value: "before" });
-  assertEquals(await echoed, "before");
-  worker.port.postMessage({ op: "oom" });
-  assertEquals(await worker.exited, 1);
-  assertEquals(errors.map((e) => e.code), ["ERR_WORKER_OUT_OF_MEMORY"]);
-  // This process is still alive and can start a fresh worker.
-  const next = spawnIsolatedWorker(ENTRY, { heapMb: 64 });
-  const reply = nextMessage(next.port);
-  next.port.postMessage({ op: "echo", value: { n: 42n } });
-  assertEquals(await reply, { n: 42n });
-  next.terminate();
-  assertEquals(await next.exited, 1);
+function rssKb(pid: number): number | undefined {
+  try {
+    const match = /^VmRSS:\s+(\d+) kB/m.exec(Deno.readTextFileSync(`/proc/${pid}/status`));
+    return match ? Number(match[1]) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+function cpuTicks(pid: number): number | undefined {
+  try {
+    const fields = Deno.readTextFileSync(`/proc/${pid}/stat`).split(") ")[1].split(" ");
+    return Number(fields[11]) + Number(fields[12]);
+  } catch {
+    return undefined;
+  }
+}
+
+Deno.test("frames survive any chunking and oversized frames are refused before allocation", () => {
+  const messages = [{ a: 1n, b: new Uint8Array([1, 2, 3]) }, "x".repeat(70_000), [null, 2.5]];
+  const bytes = new Uint8Array(
+    messages.map((m, i) => encodeFrame(i % 2, m)).flatMap((f) => [...f]),
+  );
+  for (const step of [1, 3, 7, 4096, bytes.length]) {
+    const got: [number, unknown][] = [];
+    const reader = new FrameReader(
+      1 << 20,
+      (channel, payload) => got.push([channel, payload.length]),
+    );
+    for (let at = 0; at < bytes.length; at += step) reader.push(bytes.subarray(at, at + step));
+    assertEquals(got.map(([channel]) => channel), [0, 1, 0]);
+  }
+  const reader = new FrameReader(100, () => {});
+  throws(() => reader.push(encodeFrame(0, "y".repeat(200))), /exceeds the 100-byte cap/);
 });
 
-Deno.test("an isolated worker cannot read files, env, net or run commands after loading", async () => {
-  const worker = spawnIsolatedWorker(ENTRY, { heapMb: 64 });
-  const probed = nextMessage(worker.port);
-  worker.port.postMessage({ op: "probe" });
-  const result = await probed as Record<string, string>;
-  for (const [name, outcome] of Object.entries(result)) {
-    assert(outcome !== "allowed", `${name} was allowed inside the isolated worker`);
+Deno.test("a database process that runs out of heap ends alone; the server process carries on", async () => {
+  const errors: string[] = [];
+  const worker = spawnIsolatedWorker(ENTRY, { memoryMb: 64, onError: (e) => errors.push(e.code) });
+  const echoed = nextMessage(worker);
+  worker.port.postMessage({ op: "echo", value: { n: 42n, bytes: new Uint8Array([7]) } });
+  assertEquals(await echoed, { n: 42n, bytes: new Uint8Array([7]) });
+  worker.port.postMessage({ op: "heap" });
+  const code = await worker.exited;
+  assert(code !== 0, `exit code ${code}`);
+  assertEquals(errors, ["OUT_OF_MEMORY"]);
+  const next = spawnIsolatedWorker(ENTRY, { memoryMb: 64 });
+  const reply = nextMessage(next);
+  next.port.postMessage({ op: "echo", value: "still here" });
+  assertEquals(await reply, "still here");
+  next.terminate();
+  await next.exited;
+});
+
+Deno.test("ArrayBuffers count against the database's memory budget", async () => {
+  if (!isolationCapabilities().memoryLimit) {
+    console.warn("SKIPPED: prlimit is not available, ArrayBuffers are not capped on this machine");
+    return;
   }
-  assertEquals(Object.keys(result).length, 7);
-  // Revoking inside the worker did not touch this thread's permissions.
-  assert((await Deno.readTextFile(ENTRY)).includes("serveIsolated"));
+  const worker = spawnIsolatedWorker(ENTRY, { memoryMb: 256 });
+  const result = nextMessage(worker);
+  worker.port.postMessage({ op: "buffers" });
+  const outcome = await result as { kept: number; error: string };
+  const rss = rssKb(worker.pid);
+  console.log(
+    `kept ${outcome.kept} x 64 MiB under a 256 MiB budget; then ${outcome.error}; RSS ${rss} kB`,
+  );
+  assert(outcome.kept <= 4, `kept ${outcome.kept} buffers of 64 MiB`);
+  assert(/RangeError/.test(outcome.error), outcome.error);
+  assert(rss !== undefined && rss < 600 * 1024, `RSS ${rss} kB`);
   worker.terminate();
   await worker.exited;
 });
 
-Deno.test("runaway protection works inside an isolated worker, and its heap cap still holds", async () => {
-  const errors: { code?: string; message: string }[] = [];
-  const worker = spawnIsolatedWorker(ENTRY, { heapMb: 64, onError: (e) => errors.push(e) });
-  const stopped = nextMessage(worker.port);
-  worker.port.postMessage({ op: "sandbox" });
-  assertEquals(await stopped, { outcome: "BudgetExceededError", deno: "undefined" });
-  worker.port.postMessage({ op: "oom" });
-  assertEquals(await worker.exited, 1);
-  assertEquals(errors.map((e) => e.code), ["ERR_WORKER_OUT_OF_MEMORY"]);
+Deno.test("a database process can read no files, env, net, or run commands", async () => {
+  const worker = spawnIsolatedWorker(ENTRY, { memoryMb: 64 });
+  const probed = nextMessage(worker);
+  worker.port.postMessage({ op: "probe" });
+  const result = await probed as Record<string, string>;
+  for (const [name, outcome] of Object.entries(result)) {
+    assert(outcome !== "allowed", `${name} was allowed inside the database process`);
+  }
+  assertEquals(Object.keys(result).length, 7);
+  worker.terminate();
+  await worker.exited;
+});
+
+Deno.test("a call stuck inside a builtin is stopped by the watchdog and its CPU comes back", async () => {
+  const errors: { code: string; message: string }[] = [];
+  const worker = spawnIsolatedWorker(ENTRY, { memoryMb: 512, onError: (e) => errors.push(e) });
+  await new Promise((resolve) => setTimeout(resolve, 200));
+  const started = performance.now();
+  worker.port.postMessage({ op: "stuck-sort", budgetMs: 200 });
+  const code = await worker.exited;
+  const stoppedAfterMs = performance.now() - started;
+  console.log(
+    `budget 200 ms: process stopped after ${stoppedAfterMs.toFixed(0)} ms (exit ${code}); ` +
+      `${errors[0]?.message}`,
+  );
+  assertEquals(errors.map((e) => e.code), ["OVERRUN"]);
+  assert(/time budget of 200 ms/.test(errors[0].message), errors[0].message);
+  // Loose bound (a loaded CI machine): the sort alone would run for minutes.
+  assert(stoppedAfterMs < 200 + WATCHDOG_GRACE_MS + 10_000, `${stoppedAfterMs} ms`);
+  assertEquals(cpuTicks(worker.pid), undefined, "the process is gone");
+});
+
+Deno.test("terminate() stops a process stuck in a builtin at once", async () => {
+  const worker = spawnIsolatedWorker(ENTRY, { memoryMb: 512 });
+  await new Promise((resolve) => setTimeout(resolve, 200));
+  worker.port.postMessage({ op: "stuck-sort", budgetMs: 600_000 });
+  await new Promise((resolve) => setTimeout(resolve, 1500));
+  const before = cpuTicks(worker.pid);
+  assert(before !== undefined && before > 0, "the process is busy");
+  const started = performance.now();
+  worker.terminate();
+  await worker.exited;
+  console.log(`terminated after ${(performance.now() - started).toFixed(0)} ms`);
+  assertEquals(cpuTicks(worker.pid), undefined, "the process is gone");
 });

@@ -21,12 +21,14 @@ export interface InitMessage {
   reducerBudgetMs: number;
   /** Per-database rates and sizes (lib/limits.ts); the defaults when absent. */
   limits?: DatabaseLimits;
+  /** The database process's memory budget in MiB (for error messages). */
+  memoryBudgetMb?: number;
   /** Datastore snapshot to start from (`Datastore.exportState`), when there is no commit log. */
   snapshot?: Uint8Array;
   /** Transaction offset the snapshot (or empty state) corresponds to. */
   snapshotTxOffset?: number;
-  /** Port to the storage actor, when durability is on. */
-  durabilityPort?: MessagePort;
+  /** True when durability is on: the storage actor is on the process's storage channel. */
+  durability?: boolean;
 }
 
 export type WorkerRequest =
@@ -267,5 +269,18 @@ export interface InitFailedReply {
   logs: LogLine[];
 }
 
+/**
+ * Work the worker did on its own, outside any batch: scheduled reducers (schedule rows and
+ * `volatile_nonatomic_schedule_immediate`). It answers no request, so it never counts as a
+ * batch reply; its transactions are durable and reach subscribers like a batch's updates.
+ */
+export interface ScheduledReply {
+  type: "scheduled";
+  /** Transaction updates in commit order (none carries a callId). */
+  items: TxUpdate[];
+  txOffset: number;
+  logs: LogLine[];
+}
+
 export type MainToWorker = InitMessage | BatchMessage;
-export type WorkerToMain = ReadyReply | InitFailedReply | BatchReply;
+export type WorkerToMain = ReadyReply | InitFailedReply | BatchReply | ScheduledReply;

@@ -8,6 +8,14 @@
 import * as acorn from "acorn";
 import { MODULE_HOOKS_SYMBOL } from "./sys_abi.ts";
 
+// Captured at load: a database process later reduces its globals to an allow-list.
+const hostBtoa = btoa;
+const HostBlob = Blob;
+const hostCreateObjectURL = URL.createObjectURL;
+const hostRevokeObjectURL = URL.revokeObjectURL;
+const hostSetTimeout = setTimeout;
+const hostClearTimeout = clearTimeout;
+
 const SUPPORTED_SYS_VERSIONS = new Set(["2.0", "2.1"]);
 const SYS_GLOBAL_KEY = Symbol.for("lightcone.sys");
 
@@ -128,7 +136,7 @@ function shimUrl(version: string): string {
     `const s = globalThis[Symbol.for("lightcone.sys")].${key};`,
     ...names.map((n) => `export const ${n} = s.${n};`),
   ];
-  url = "data:text/javascript;base64," + btoa(lines.join("\n"));
+  url = "data:text/javascript;base64," + hostBtoa(lines.join("\n"));
   shimCache.set(version, url);
   return url;
 }
@@ -212,12 +220,12 @@ export async function loadModule(
 ): Promise<ModuleHooks> {
   const rewritten = rewriteImports(source);
   (globalThis as Record<symbol, unknown>)[SYS_GLOBAL_KEY] = sys;
-  const url = URL.createObjectURL(new Blob([rewritten], { type: "text/javascript" }));
+  const url = hostCreateObjectURL(new HostBlob([rewritten], { type: "text/javascript" }));
   let namespace: Record<string, unknown>;
   try {
     let timer: ReturnType<typeof setTimeout> | undefined;
     const timeout = new Promise<never>((_, reject) => {
-      timer = setTimeout(
+      timer = hostSetTimeout(
         () => reject(new ModuleLoadError("module has top-level await and is pending")),
         options.timeoutMs,
       );
@@ -225,13 +233,15 @@ export async function loadModule(
     try {
       namespace = await Promise.race([import(url), timeout]) as Record<string, unknown>;
     } finally {
-      clearTimeout(timer);
+      hostClearTimeout(timer);
     }
   } catch (error) {
     if (error instanceof ModuleLoadError) throw error;
     throw new ModuleLoadError(`The module failed to load: ${describeError(error)}`);
   } finally {
-    URL.revokeObjectURL(url);
+    hostRevokeObjectURL(url);
+    // The shims copied the syscalls when they were evaluated; the global is not for tenants.
+    delete (globalThis as Record<symbol, unknown>)[SYS_GLOBAL_KEY];
   }
   const schema = namespace.default as Record<symbol, unknown> | undefined | null;
   if (schema === undefined || schema === null) {

@@ -8,7 +8,8 @@
 import { isBudgetExceededError } from "./budget.ts";
 import type { CallBudget } from "./engine.ts";
 import { ModuleLoadError } from "./module_loader.ts";
-import { installRunawayProtection } from "./sandbox_globals.ts";
+import { importNameFor } from "./instrument.ts";
+import { enforceGlobalAllowList, installRunawayProtection } from "./sandbox_globals.ts";
 
 /** Time tenant code may run outside any call (microtasks, finalizers) before it is stopped. */
 const AMBIENT_BUDGET_MS = 1000;
@@ -25,7 +26,13 @@ export interface PreparedSandbox {
  */
 export function prepareSandbox(
   bundle: string,
-  host: { setTimeout: typeof setTimeout; monotonicMs: () => number },
+  host: {
+    setTimeout: typeof setTimeout;
+    monotonicMs: () => number;
+    /** Arms the process watchdog for an outermost call (worker/isolation.ts). */
+    arm?: (budgetMs: number, nowMs?: number) => void;
+    disarm?: () => void;
+  },
 ): PreparedSandbox {
   const protection = installRunawayProtection({
     clock: { monotonicMs: host.monotonicMs },
@@ -41,11 +48,27 @@ export function prepareSandbox(
       `The module is not valid JavaScript: ${error instanceof Error ? error.message : error}`,
     );
   }
+  const stuck = enforceGlobalAllowList([
+    protection.tickName,
+    importNameFor(protection.tickName),
+  ]);
+  if (stuck.length > 0) {
+    throw new Error(`The sandbox could not remove these globals: ${stuck.join(", ")}`);
+  }
+  const arm = host.arm;
+  const disarm = host.disarm;
   return {
     source,
     budget: {
-      start: (budgetMs, nowMs) => budget.start(budgetMs, nowMs),
-      stop: (nowMs) => budget.stop(nowMs),
+      start: (budgetMs, nowMs) => {
+        if (budget.depth === 0) arm?.(budgetMs, nowMs);
+        budget.start(budgetMs, nowMs);
+      },
+      stop: (nowMs) => {
+        const exceeded = budget.stop(nowMs);
+        if (budget.depth === 0) disarm?.();
+        return exceeded;
+      },
       isExceeded: (error) => isBudgetExceededError(error),
     },
   };

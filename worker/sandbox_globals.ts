@@ -210,3 +210,143 @@ export function installRunawayProtection(options: RunawayProtectionOptions): Run
     instrumentBundle: (source) => instrumentModule(source, { tickName }),
   };
 }
+
+/**
+ * The global object a module sees, by name: what SpacetimeDB's own host gives a module (a bare
+ * V8 context: the ECMAScript built-ins and Intl, plus TextEncoder, TextDecoder and console,
+ * module-abi.md §1.3), and nothing of Deno's. Names listed but absent in this V8 are fine.
+ * WebAssembly is left out until wasm modules are supported (its loops have no ticks).
+ */
+export const GLOBAL_ALLOW_LIST: readonly string[] = [
+  // Value properties and functions of the global object (ECMA-262 §19.1-19.2, Annex B).
+  "globalThis",
+  "Infinity",
+  "NaN",
+  "undefined",
+  "eval",
+  "isFinite",
+  "isNaN",
+  "parseFloat",
+  "parseInt",
+  "decodeURI",
+  "decodeURIComponent",
+  "encodeURI",
+  "encodeURIComponent",
+  "escape",
+  "unescape",
+  // Constructors and namespaces (ECMA-262 §19.3-19.4, ECMA-402).
+  "AggregateError",
+  "Array",
+  "ArrayBuffer",
+  "AsyncDisposableStack",
+  "Atomics",
+  "BigInt",
+  "BigInt64Array",
+  "BigUint64Array",
+  "Boolean",
+  "DataView",
+  "Date",
+  "DisposableStack",
+  "Error",
+  "EvalError",
+  "FinalizationRegistry",
+  "Float16Array",
+  "Float32Array",
+  "Float64Array",
+  "Function",
+  "Int8Array",
+  "Int16Array",
+  "Int32Array",
+  "Intl",
+  "Iterator",
+  "JSON",
+  "Map",
+  "Math",
+  "Number",
+  "Object",
+  "Promise",
+  "Proxy",
+  "RangeError",
+  "ReferenceError",
+  "Reflect",
+  "RegExp",
+  "Set",
+  "SharedArrayBuffer",
+  "String",
+  "SuppressedError",
+  "Symbol",
+  "SyntaxError",
+  "TypeError",
+  "Uint8Array",
+  "Uint8ClampedArray",
+  "Uint16Array",
+  "Uint32Array",
+  "URIError",
+  "WeakMap",
+  "WeakRef",
+  "WeakSet",
+  // What SpacetimeDB's host adds (module-abi.md §1.3).
+  "TextEncoder",
+  "TextDecoder",
+  "console",
+];
+
+/** Members of allowed namespaces removed anyway: they can only block the thread. */
+const BLOCKING_MEMBERS: readonly [object, string][] = [
+  [Atomics, "wait"],
+  [Atomics, "waitAsync"],
+];
+
+/** Every global a module can reach by name: own keys of the global object and its prototypes. */
+export function reachableGlobals(): string[] {
+  const names = new Set<string>();
+  for (
+    let object: object | null = globalThis;
+    object !== null;
+    object = Object.getPrototypeOf(object)
+  ) {
+    if (object === Object.prototype) break;
+    for (const key of Reflect.ownKeys(object)) {
+      names.add(typeof key === "symbol" ? `@@${key.description ?? ""}` : key);
+    }
+  }
+  return [...names].sort();
+}
+
+/**
+ * Reduces the global object to GLOBAL_ALLOW_LIST plus `extra` (the instrumentation's own
+ * names): every other own key of the global object, string or symbol, is deleted and the
+ * global object's prototype chain is cut to Object.prototype (in Deno it runs through
+ * Window.prototype and EventTarget.prototype). Host code must have captured what it still
+ * needs. Returns the keys that could not be removed (expected: none).
+ */
+export function enforceGlobalAllowList(extra: readonly string[]): string[] {
+  const allowed = new Set([...GLOBAL_ALLOW_LIST, ...extra]);
+  const stuck: string[] = [];
+  // Deno defines some globals twice (deleting queueMicrotask once reveals another one), so
+  // delete until nothing outside the list is left.
+  for (let pass = 0; pass < 8; pass++) {
+    const extraKeys = Reflect.ownKeys(globalThis).filter((key) =>
+      typeof key !== "string" || !allowed.has(key)
+    );
+    if (extraKeys.length === 0) break;
+    for (const key of extraKeys) Reflect.deleteProperty(globalThis, key);
+  }
+  for (const key of Reflect.ownKeys(globalThis)) {
+    if (typeof key !== "string" || !allowed.has(key)) stuck.push(String(key));
+  }
+  if (!Reflect.setPrototypeOf(globalThis, Object.prototype)) {
+    // An immutable prototype: empty the objects on the chain instead.
+    for (
+      let object = Object.getPrototypeOf(globalThis);
+      object !== null && object !== Object.prototype;
+      object = Object.getPrototypeOf(object)
+    ) {
+      for (const key of Reflect.ownKeys(object)) {
+        if (!Reflect.deleteProperty(object, key)) stuck.push(`prototype ${String(key)}`);
+      }
+    }
+  }
+  for (const [owner, name] of BLOCKING_MEMBERS) Reflect.deleteProperty(owner, name);
+  return stuck;
+}

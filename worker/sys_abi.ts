@@ -9,6 +9,9 @@
  */
 import { DatastoreError, type MutTx, NOT_UNIQUE, type RowIds } from "../storage/mod.ts";
 
+/** Captured at load: a database process later removes `performance` from its globals. */
+const hostNow = performance.now.bind(performance);
+
 /** The symbol the host exports as `moduleHooks`; any symbol works as long as lookup uses it. */
 export const MODULE_HOOKS_SYMBOL: symbol = Symbol.for("SpacetimeDB.moduleHooks.v2");
 
@@ -110,6 +113,8 @@ export interface SysEnv {
   scheduleImmediate(reducerName: string, args: Uint8Array): void;
   /** Throws when arguments this big could never be queued (checked before they are copied). */
   checkScheduleImmediateArgs?(byteLength: number): void;
+  /** True when `row` of a schedule table asks for a delay over the limit (errno 13). */
+  scheduleDelayTooLong?(tableId: number, row: Uint8Array): boolean;
   nowMicros(): bigint;
   /** Procedures: open an anonymous transaction; false when one is already open. */
   startAnonymousTx(): boolean;
@@ -439,6 +444,9 @@ export function createSyscalls(env: SysEnv): Syscalls {
       const tx = requireWriteTx();
       const view = bytesOf(buffer, rowLen, "row");
       const id = tableId(table);
+      if (env.scheduleDelayTooLong?.(id, view)) {
+        throw errnoError(Errno.SCHEDULE_AT_DELAY_TOO_LONG);
+      }
       let generated: Uint8Array;
       try {
         // MutTx.insert stores its own copy of the row.
@@ -460,6 +468,9 @@ export function createSyscalls(env: SysEnv): Syscalls {
       const view = bytesOf(buffer, rowLen, "row");
       const id = tableId(table);
       const indexId = u32(index, "index_id");
+      if (env.scheduleDelayTooLong?.(id, view)) {
+        throw errnoError(Errno.SCHEDULE_AT_DELAY_TOO_LONG);
+      }
       let generated: Uint8Array;
       try {
         // MutTx.update stores its own copy of the row.
@@ -544,7 +555,7 @@ export function createSyscalls(env: SysEnv): Syscalls {
 
     console_timer_start(name: unknown): number {
       const id = nextTimerId++;
-      timers.set(id, { name: String(name), startMs: performance.now() });
+      timers.set(id, { name: String(name), startMs: hostNow() });
       return id;
     },
 
@@ -553,7 +564,7 @@ export function createSyscalls(env: SysEnv): Syscalls {
       const timer = timers.get(id);
       if (!timer) throw errnoError(Errno.NO_SUCH_CONSOLE_TIMER);
       timers.delete(id);
-      const elapsedMs = performance.now() - timer.startMs;
+      const elapsedMs = hostNow() - timer.startMs;
       env.consoleLog(2, `Timing span "${timer.name}": ${formatDuration(elapsedMs)}`);
     },
 
@@ -569,7 +580,11 @@ export function createSyscalls(env: SysEnv): Syscalls {
 
     procedure_http_request(): never {
       if (env.tx()) throw errnoError(Errno.WOULD_BLOCK_TRANSACTION);
-      throw errnoError(Errno.HTTP_ERROR, "module outbound HTTP requests are disabled");
+      throw errnoError(
+        Errno.HTTP_ERROR,
+        "ctx.http.fetch is not supported by Lightcone yet: outbound HTTP from procedures is " +
+          "disabled, and the request was not sent",
+      );
     },
 
     procedure_start_mut_tx(): bigint {

@@ -1,11 +1,16 @@
 /**
- * Entry point of a database worker: the trusted host script. It runs as a
- * heap-capped worker (worker/isolation.ts), gives up every permission once its
- * own code is loaded, loads the tenant bundle through module_loader.ts, and
- * serves batches of requests from the main thread one at a time.
+ * Entry point of a database process: the trusted host script. It runs in its own OS process
+ * with no permissions (worker/isolation.ts), loads the tenant bundle through module_loader.ts,
+ * and serves batches of requests from the server one at a time.
  */
-/// <reference lib="deno.worker" />
-import { dropLoadPermissions, serveIsolated } from "./isolation.ts";
+import {
+  armWatchdog,
+  disarmWatchdog,
+  serveIsolated,
+  startWatchdog,
+  storagePort,
+} from "./isolation.ts";
+import { MODULE_LOAD_TIMEOUT_MS } from "../lib/limits.ts";
 import { systemClock } from "../lib/clock.ts";
 import { DatabaseEngine } from "./engine.ts";
 import { describeError } from "./module_loader.ts";
@@ -14,6 +19,7 @@ import type {
   BatchMessage,
   InitMessage,
   MainToWorker,
+  TxUpdate,
   WorkerToMain,
 } from "./messages.ts";
 import { SubscriptionHost } from "./subscription_host.ts";
@@ -27,15 +33,14 @@ let durability: DurabilitySink | undefined;
 
 // Host references, captured before the sandbox removes or locks globals.
 const hostSetTimeout = setTimeout;
+const hostClearTimeout = clearTimeout;
 const hostPerformance = performance;
 const hostNow = () => hostPerformance.now();
 // A tenant promise chain stopped by the budget must not close the worker.
 globalThis.addEventListener("unhandledrejection", (event) => event.preventDefault());
 
-// Batches run synchronously inside serveIsolated's setImmediate callback: only there
-// is running out of heap reported (worker/isolation.ts); in a promise callback the
-// thread would die silently. Messages that arrive while `init` loads the module wait
-// in `backlog`.
+// Batches run synchronously as their frame arrives. Messages that arrive while `init` loads
+// the module wait in `backlog`.
 let initializing = false;
 const backlog: MainToWorker[] = [];
 const hostSetImmediate = setImmediate;
@@ -71,10 +76,9 @@ function drainBacklog(): void {
   if (!initializing && backlog.length > 0) hostSetImmediate(drainBacklog);
 }
 
+startWatchdog();
 const port = serveIsolated((data) => receive(data as MainToWorker));
 const hostPostMessage = port.postMessage.bind(port);
-// Everything this worker needs is loaded: from here on it can read nothing.
-dropLoadPermissions();
 
 function reply(message: WorkerToMain, transfer: Transferable[] = []): void {
   hostPostMessage(message, transfer);
@@ -83,7 +87,12 @@ function reply(message: WorkerToMain, transfer: Transferable[] = []): void {
 async function init(message: InitMessage): Promise<void> {
   let sandbox;
   try {
-    sandbox = prepareSandbox(message.bundle, { setTimeout: hostSetTimeout, monotonicMs: hostNow });
+    sandbox = prepareSandbox(message.bundle, {
+      setTimeout: hostSetTimeout,
+      monotonicMs: hostNow,
+      arm: armWatchdog,
+      disarm: disarmWatchdog,
+    });
   } catch (error) {
     reply({ type: "init-failed", error: describeError(error), logs: [] });
     return;
@@ -93,14 +102,21 @@ async function init(message: InitMessage): Promise<void> {
     budget: sandbox.budget,
     reducerBudgetMs: message.reducerBudgetMs,
     limits: message.limits,
+    memoryBudgetMb: message.memoryBudgetMb,
     databaseIdentity: message.databaseIdentity,
-    loadTimeoutMs: 30_000,
+    ownerIdentity: message.ownerIdentity,
+    loadTimeoutMs: MODULE_LOAD_TIMEOUT_MS,
   });
   try {
-    await engine.load(sandbox.source);
+    armWatchdog(MODULE_LOAD_TIMEOUT_MS);
+    try {
+      await engine.load(sandbox.source);
+    } finally {
+      disarmWatchdog();
+    }
     if (message.snapshot) engine.restoreSnapshot(message.snapshot, message.snapshotTxOffset ?? 0);
-    if (message.durabilityPort) {
-      durability = new DurabilitySink(message.durabilityPort, engine);
+    if (message.durability) {
+      durability = new DurabilitySink(storagePort(), engine);
       await durability.replay();
     }
   } catch (error) {
@@ -109,6 +125,7 @@ async function init(message: InitMessage): Promise<void> {
     return;
   }
   subscriptions = new SubscriptionHost(engine);
+  engine.armAllSchedules();
   if (message.runInit) {
     const result = engine.runInit(message.ownerIdentity, message.timestampMicros);
     if (result.status !== "committed") {
@@ -129,6 +146,60 @@ async function init(message: InitMessage): Promise<void> {
     txOffset: engine.txOffset,
     logs: engine.drainLogs(),
   });
+  armScheduleTimer();
+}
+
+// --- schedules: one host timer for the engine's earliest pending schedule --------------------
+
+/** Scheduled runs per timer turn, so that batches waiting behind them get their turn. */
+const SCHEDULED_RUNS_PER_TURN_MAX = 256;
+/** setTimeout's largest delay; a later schedule re-arms when this one fires. */
+const TIMER_DELAY_MS_MAX = 2_147_483_647;
+let scheduleTimer: ReturnType<typeof setTimeout> | undefined;
+let scheduleTimerDueMicros = Infinity;
+
+/** (Re)arms the one timer for the earliest pending schedule; called after every batch. */
+function armScheduleTimer(): void {
+  const due = engine?.nextScheduleDueMicros();
+  if (due === undefined) {
+    if (scheduleTimer !== undefined) hostClearTimeout(scheduleTimer);
+    scheduleTimer = undefined;
+    scheduleTimerDueMicros = Infinity;
+    return;
+  }
+  if (scheduleTimer !== undefined && scheduleTimerDueMicros <= due) return;
+  if (scheduleTimer !== undefined) hostClearTimeout(scheduleTimer);
+  scheduleTimerDueMicros = due;
+  const delayMs = Math.min(
+    Math.max(0, Math.ceil((due - Number(systemClock.nowMicros())) / 1000)),
+    TIMER_DELAY_MS_MAX,
+  );
+  scheduleTimer = hostSetTimeout(runSchedules, delayMs);
+}
+
+function runSchedules(): void {
+  scheduleTimer = undefined;
+  scheduleTimerDueMicros = Infinity;
+  const current = engine;
+  const live = subscriptions;
+  if (!current || !live || initializing) return;
+  try {
+    current.runDueSchedules(SCHEDULED_RUNS_PER_TURN_MAX);
+    const items: TxUpdate[] = [];
+    for (const tx of current.drainCommitted()) {
+      durability?.appendOne(tx);
+      items.push({ kind: "update", txOffset: tx.txOffset, deltas: live.onCommit(tx.delta) });
+    }
+    durability?.flush();
+    const logs = current.drainLogs();
+    if (items.length > 0 || logs.length > 0) {
+      reply({ type: "scheduled", items, txOffset: current.txOffset, logs });
+    }
+  } catch (error) {
+    reply({ type: "init-failed", error: describeError(error), logs: current.drainLogs() });
+    return;
+  }
+  armScheduleTimer();
 }
 
 const resultPacker = new ResultPacker();
@@ -242,4 +313,5 @@ function runBatch(message: BatchMessage): void {
     txOffset: current.txOffset,
     logs: current.drainLogs(),
   });
+  armScheduleTimer();
 }

@@ -58,8 +58,9 @@ Deno.test({
       await server.close({ keepData: true });
       server = await startTestServer({ dataDir });
 
-      const totals = (await call(server.url, "bank", "totals", [])).json as number[];
-      assertEquals(totals, [ACCOUNTS, ACCOUNTS * BALANCE]);
+      const totalsResponse = await call(server.url, "bank", "totals", []);
+      assertEquals(totalsResponse.status, 200, totalsResponse.text);
+      assertEquals(totalsResponse.json as number[], [ACCOUNTS, ACCOUNTS * BALANCE]);
       const snapshots = [
         ...Deno.readDirSync(`${dataDir}/databases/${bankOwner.identity}/snapshots`),
       ];

@@ -1,7 +1,7 @@
 /**
  * Tenant code runs in the same worker as our host code and can patch built-ins
- * (Array.prototype.push, MessagePort.prototype.postMessage) to make that worker
- * send garbage to the main thread or to the storage worker. Either way only the
+ * (Array.prototype.push, Uint8Array.prototype.set) to make its process send garbage
+ * to the server or to the storage worker. Either way only the
  * hostile database suffers: the server and other databases keep working.
  */
 import { deepStrictEqual as assertEquals, ok as assert } from "node:assert/strict";
@@ -18,11 +18,13 @@ Array.prototype.push = function (...items) {
 };
 `;
 
-const PATCH_POST = `
-const __post = MessagePort.prototype.postMessage;
-MessagePort.prototype.postMessage = function (message, transfer) {
-  if (globalThis.__armed && message && message.kind === "append") __post.call(this, null);
-  return __post.call(this, message, transfer);
+// Our frame writer copies each payload behind a 5-byte header with Uint8Array.prototype.set:
+// once armed, every frame the process sends (replies and commit batches) becomes 0xff bytes.
+const PATCH_FRAMES = `
+const __set = Uint8Array.prototype.set;
+Uint8Array.prototype.set = function (source, offset) {
+  __set.call(this, source, offset);
+  if (globalThis.__armed && offset === 5) this.fill(0xff);
 };
 `;
 
@@ -49,7 +51,7 @@ Deno.test({
         const response = await call(server.url, "victim", "send_message", ["still fine"]);
         assertEquals(response.status, 200, response.text);
       };
-      for (const [name, patch] of [["push", PATCH_PUSH], ["storage", PATCH_POST]] as const) {
+      for (const [name, patch] of [["push", PATCH_PUSH], ["frames", PATCH_FRAMES]] as const) {
         await t.step(`patched ${name}: the server and the other database carry on`, async () => {
           await publish(server.url, `evil-${name}`, await hostileChat(patch));
           await victimWorks();

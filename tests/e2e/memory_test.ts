@@ -11,7 +11,7 @@ Deno.test({
   sanitizeResources: false,
   async fn() {
     // A generous time budget, so the heap cap (not the budget) is what stops it.
-    const server = await startTestServer({ workerHeapMb: 64, reducerBudgetMs: 60_000 });
+    const server = await startTestServer({ databaseMemoryMb: 64, reducerBudgetMs: 60_000 });
     try {
       const bundle = await fixtureBundle("runaway");
       await publish(server.url, "hog", bundle);

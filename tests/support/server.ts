@@ -20,7 +20,7 @@ export async function startTestServer(
   options: {
     dataDir?: string;
     reducerBudgetMs?: number;
-    workerHeapMb?: number;
+    databaseMemoryMb?: number;
     wsCompression?: boolean;
     oidc?: OidcOptions;
     limits?: Partial<DatabaseLimits>;
@@ -32,7 +32,7 @@ export async function startTestServer(
     port: 0,
     dataDir,
     reducerBudgetMs: options.reducerBudgetMs,
-    workerHeapMb: options.workerHeapMb,
+    databaseMemoryMb: options.databaseMemoryMb,
     wsCompression: options.wsCompression,
     oidc: options.oidc,
     limits: options.limits,

@@ -1,10 +1,6 @@
-// Entry started by worker/isolation_test.ts through spawnIsolatedWorker().
-import { dropLoadPermissions, serveIsolated } from "../isolation.ts";
-import { isBudgetExceededError } from "../budget.ts";
-import { installRunawayProtection, type RunawayProtection } from "../sandbox_globals.ts";
-
-let protection: RunawayProtection | undefined;
-const setTimeoutFn = setTimeout;
+// Entry started by worker/isolation_test.ts through spawnIsolatedWorker(): a process with no
+// permissions, driven over its control channel.
+import { armWatchdog, serveIsolated, startWatchdog } from "../isolation.ts";
 
 async function attempt(run: () => unknown): Promise<string> {
   try {
@@ -31,30 +27,33 @@ async function probe(): Promise<Record<string, string>> {
   };
 }
 
+startWatchdog();
 serveIsolated(async (data, port) => {
-  const request = data as { op: string; value?: unknown };
+  const request = data as { op: string; value?: unknown; budgetMs?: number };
   if (request.op === "echo") port.postMessage(request.value);
   if (request.op === "probe") port.postMessage(await probe());
-  if (request.op === "sandbox") {
-    protection ??= installRunawayProtection({
-      clock: { monotonicMs: () => performance.now() },
-      ambientBudgetMs: 100,
-      scheduleReset: (callback) => setTimeoutFn(callback, 0),
-    });
-    protection.budget.start(50);
-    let outcome = "returned";
-    try {
-      Function("for(;;){}")();
-    } catch (error) {
-      outcome = isBudgetExceededError(error) ? "BudgetExceededError" : String(error);
-    } finally {
-      protection.budget.stop();
-    }
-    port.postMessage({ outcome, deno: typeof globalThis.Deno });
-  }
-  if (request.op === "oom") {
+  if (request.op === "heap") {
     const hoard: number[][] = [];
     for (;;) hoard.push(new Array(100_000).fill(1.5));
   }
+  if (request.op === "buffers") {
+    // 64 MiB ArrayBuffers, touched so they are really resident, kept until allocation fails.
+    const hoard: Uint8Array[] = [];
+    let error = "none";
+    try {
+      for (let i = 0; i < 64; i++) hoard.push(new Uint8Array(64 << 20).fill(1));
+    } catch (caught) {
+      error = `${(caught as Error).name}: ${(caught as Error).message}`;
+    }
+    port.postMessage({ kept: hoard.length, error });
+  }
+  if (request.op === "stuck-sort") {
+    armWatchdog(request.budgetMs ?? 100);
+    const values = new Float64Array(4_000_000);
+    for (let i = 0; i < values.length; i++) values[i] = (i * 7919) % 1000003;
+    for (let round = 0; round < 100; round++) {
+      Array.prototype.sort.call(Array.from(values), (a: number, b: number) => a - b);
+    }
+    port.postMessage({ finished: true });
+  }
 });
-dropLoadPermissions();

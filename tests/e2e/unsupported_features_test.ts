@@ -1,0 +1,70 @@
+/**
+ * A module that declares a feature Lightcone does not execute is refused at publish
+ * with an error naming the feature (never accepted and silently ignored), and an
+ * update to such a module is refused while the running module keeps serving.
+ */
+import { deepStrictEqual as assertEquals, match as assertMatch } from "node:assert/strict";
+import { call, fixtureBundle, publish, startTestServer } from "../support/server.ts";
+
+const REFUSED: { fixture: string; message: RegExp }[] = [
+  {
+    fixture: "refuse_rls",
+    message:
+      /This module declares row-level security \(clientVisibilityFilter "SELECT \* FROM secret WHERE owner = :sender"\), which Lightcone does not enforce yet; publishing is refused so that no rows leak/,
+  },
+  {
+    fixture: "refuse_view",
+    message: /This module declares views \(spacetimedb\.view \/ anonymousView: "all_levels"\)/,
+  },
+  {
+    fixture: "refuse_http",
+    message: /This module declares HTTP handlers \(httpHandler \/ httpRouter: "hello"\)/,
+  },
+];
+
+async function putModule(
+  url: string,
+  name: string,
+  bundle: string,
+  token?: string,
+): Promise<{ status: number; text: string }> {
+  const response = await fetch(`${url}/v1/database/${name}?host_type=Js`, {
+    method: "PUT",
+    body: bundle,
+    headers: token ? { authorization: `Bearer ${token}` } : {},
+  });
+  return { status: response.status, text: await response.text() };
+}
+
+Deno.test({
+  name: "publishing a module with an unsupported feature is refused with the feature's name",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn(t) {
+    const server = await startTestServer();
+    try {
+      const gate = await publish(server.url, "running", await fixtureBundle("gate"));
+      for (const { fixture, message } of REFUSED) {
+        const bundle = await fixtureBundle(fixture);
+        await t.step(`${fixture}: a first publish is refused`, async () => {
+          const refused = await putModule(server.url, fixture.replaceAll("_", "-"), bundle);
+          assertEquals(refused.status, 400);
+          assertMatch(refused.text, message);
+          const describe = await fetch(
+            `${server.url}/v1/database/${fixture.replaceAll("_", "-")}/schema?version=9`,
+          );
+          await describe.body?.cancel();
+          assertEquals(describe.status, 404);
+        });
+        await t.step(`${fixture}: an update to it is refused, the old module serves`, async () => {
+          const refused = await putModule(server.url, "running", bundle, gate.token);
+          assertEquals(refused.status, 400);
+          assertMatch(refused.text, message);
+          assertEquals((await call(server.url, "running", "entries", [])).json, ["from init"]);
+        });
+      }
+    } finally {
+      await server.close();
+    }
+  },
+});
