@@ -5,6 +5,7 @@
 import { join } from "node:path";
 import type { DatabaseLimits } from "./lib/limits.ts";
 import { configureLog, log } from "./lib/log.ts";
+import { SNAPSHOT_INTERVAL_TX } from "./lib/limits.ts";
 import { startServer, VERSION } from "./server/mod.ts";
 
 const USAGE = `Lightcone ${VERSION}: a SpacetimeDB-compatible database server
@@ -19,6 +20,11 @@ start options:
       --reducer-budget-ms MS   time a reducer may run before it is stopped (default 10000)
       --database-memory-mb MB  memory budget of each database's process: heap, ArrayBuffers and
                                table data (default 512; --worker-heap-mb is an old alias)
+      --snapshot-interval-tx N write a snapshot of a database every N durable transactions
+                               (default 1000000; recovery replays at most N from the log)
+      --in-memory              keep data only for this run: a fresh temporary data directory,
+                               no fsync (replies do not wait for the disk), deleted at shutdown;
+                               nothing survives a restart or a crash (cannot be used with --data-dir)
       --module-log-kb-per-s KB module log a database may write per second; lines over it are
                                dropped with a marker (default 1024)
       --commit-log-mb-per-s MB commit log a database may write per second; a transaction over
@@ -47,7 +53,9 @@ export function parseListenAddr(text: string): { hostname: string; port: number 
 
 async function start(args: string[]): Promise<number> {
   let listen = "127.0.0.1:3000";
-  let dataDir = defaultDataDir();
+  let dataDir: string | undefined;
+  let inMemory = false;
+  let snapshotIntervalTx = SNAPSHOT_INTERVAL_TX;
   let reducerBudgetMs: number | undefined;
   let databaseMemoryMb: number | undefined;
   let wsCompression = false;
@@ -75,7 +83,14 @@ async function start(args: string[]): Promise<number> {
     else if (arg === "--reducer-budget-ms") reducerBudgetMs = Number(value());
     else if (arg === "--database-memory-mb" || arg === "--worker-heap-mb") {
       databaseMemoryMb = Number(value());
-    } else if (arg === "--module-log-kb-per-s") {
+    } else if (arg === "--snapshot-interval-tx") {
+      const text = value();
+      snapshotIntervalTx = Number(text);
+      if (!Number.isSafeInteger(snapshotIntervalTx) || snapshotIntervalTx < 1) {
+        throw new Error(`Invalid --snapshot-interval-tx "${text}": expected a whole number >= 1`);
+      }
+    } else if (arg === "--in-memory") inMemory = true;
+    else if (arg === "--module-log-kb-per-s") {
       limits.moduleLogBytesPerS = size(arg, value(), 1024);
     } else if (arg === "--commit-log-mb-per-s") {
       limits.commitLogBytesPerS = size(arg, value(), 1024 * 1024);
@@ -84,13 +99,25 @@ async function start(args: string[]): Promise<number> {
     else if (arg === "--oidc-issuer") issuers.push(value());
     else if (arg === "--oidc-audience") audiences.push(value());
     else if (arg === "--log-format") configureLog({ json: value() === "json" });
-    else if (arg === "--non-interactive" || arg === "--in-memory") continue;
+    else if (arg === "--non-interactive") continue;
     else if (arg === "--help" || arg === "-h") {
       console.log(USAGE);
       return 0;
     } else throw new Error(`Unknown option "${arg}" for start (see --help)`);
   }
   const { hostname, port } = parseListenAddr(listen);
+  if (inMemory && dataDir !== undefined) {
+    throw new Error("--in-memory and --data-dir exclude each other: in-memory data lives nowhere");
+  }
+  if (inMemory) {
+    dataDir = await Deno.makeTempDir({ prefix: "lightcone-in-memory-" });
+    log.warn(
+      "in-memory mode: databases live in a temporary directory without fsync and are deleted " +
+        "at shutdown; nothing survives a restart or a crash",
+      { dataDir },
+    );
+  }
+  dataDir ??= defaultDataDir();
   let server;
   try {
     server = await startServer({
@@ -99,6 +126,10 @@ async function start(args: string[]): Promise<number> {
       dataDir,
       reducerBudgetMs,
       databaseMemoryMb,
+      snapshotIntervalTx,
+      skipFsync: inMemory,
+      // Deliberately broken durability for one test (tests/e2e/fsync_order_test.ts); never set it.
+      unsafeLateFsyncMs: Number(Deno.env.get("LIGHTCONE_UNSAFE_LATE_FSYNC_MS") ?? 0) || undefined,
       limits,
       wsCompression,
       oidc: issuers.length
@@ -118,6 +149,7 @@ async function start(args: string[]): Promise<number> {
   const stop = async () => {
     log.info("shutting down");
     await server.shutdown();
+    if (inMemory) await Deno.remove(dataDir, { recursive: true }).catch(() => {});
     Deno.exit(0);
   };
   Deno.addSignalListener("SIGINT", stop);

@@ -100,15 +100,7 @@ export class Database {
   }
 
   /**
-   * Waits (at most `waitMs`) for an update in progress to finish. Resolves at once
-   * when none is running; a stopped database is not checked here.
-   */
-  whenUpdated(waitMs: number = UPDATE_WAIT_MS_MAX): Promise<void> {
-    return this.#update.wait(waitMs);
-  }
-
-  /**
-   * Admits one HTTP call or query: waits out an update in progress, then fails if
+   * Admits one HTTP call, query or WebSocket handshake: waits out an update in progress, then fails if
    * the database is not running, else counts the work as in flight until the
    * returned release is called (an update lets admitted work finish first).
    */
@@ -525,7 +517,7 @@ export class DatabaseRegistry {
       }
     }
     // From here HTTP calls, queries and new WebSocket connections wait for the new
-    // module (Database.admit / whenUpdated); admitted calls finish on the old one.
+    // module (Database.admit); admitted calls and handshakes finish on the old one.
     database.beginUpdate();
     let started: { host: DatabaseHost; durableTxOffset: number };
     try {

@@ -28,6 +28,18 @@ export interface ServerOptions {
   wsCompression?: boolean;
   /** Memory budget of each database process in MiB (worker/isolation.ts). */
   databaseMemoryMb?: number;
+  /** Transactions between automatic snapshots (default lib/limits.ts SNAPSHOT_INTERVAL_TX). */
+  snapshotIntervalTx?: number;
+  /**
+   * `--in-memory`: nothing is fsynced, so replies do not wait for the disk and a crash loses
+   * everything (main.ts also puts the data in a temporary directory removed at shutdown).
+   */
+  skipFsync?: boolean;
+  /**
+   * Deliberately broken, tests only (LIGHTCONE_UNSAFE_LATE_FSYNC_MS): acknowledge before the
+   * fdatasync, which runs this many ms later; proves tests/e2e/fsync_order_test.ts can fail.
+   */
+  unsafeLateFsyncMs?: number;
   /** Per-database rates and sizes; each absent one is lib/limits.ts's default. */
   limits?: Partial<DatabaseLimits>;
   oidc?: OidcOptions;
@@ -49,7 +61,17 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   const auth = await AuthService.open({ dataDir: options.dataDir, oidc: options.oidc });
   const hub = new WsHub({ auth, compress: options.wsCompression });
   const limits = databaseLimits(options.limits);
-  const storage = await DurabilityActor.start({ dataDir: options.dataDir });
+  const storage = await DurabilityActor.start({
+    dataDir: options.dataDir,
+    snapshotIntervalTx: options.snapshotIntervalTx,
+    unsafeSkipSync: options.skipFsync,
+    unsafeLateSyncMs: options.unsafeLateFsyncMs,
+  });
+  if (options.unsafeLateFsyncMs) {
+    log.warn("UNSAFE test mode: replies are sent before their transactions are fsynced", {
+      lateFsyncMs: options.unsafeLateFsyncMs,
+    });
+  }
   const registry = await DatabaseRegistry.open({
     dataDir: options.dataDir,
     storage,

@@ -8,6 +8,7 @@ import { assert } from "../lib/assert.ts";
 import {
   LOG_COMMIT_PAYLOAD_BYTES_TARGET,
   LOG_REPLAY_CHUNK_BYTES,
+  SNAPSHOT_INTERVAL_TX,
   SNAPSHOTS_KEPT,
 } from "../lib/limits.ts";
 import { log } from "../lib/log.ts";
@@ -35,6 +36,8 @@ export interface CoreOptions {
   /** Split one database's drained batches into commits of about this many payload bytes. */
   commitPayloadBytesTarget?: number;
   replayChunkBytes?: number;
+  /** Ask a database worker for a snapshot once this many more transactions are durable. */
+  snapshotIntervalTx?: number;
   /** Monotonic milliseconds for commit-log rate checks (default performance.now). */
   monotonicMs?: () => number;
 }
@@ -59,6 +62,8 @@ interface DatabaseState {
   failure: Error | undefined;
   reportedOffset: bigint;
   replay: Replay | undefined;
+  /** Durable offset of the newest snapshot on disk or asked for (periodic snapshots count from it). */
+  snapshotBase: bigint;
   /** The database's commit-log limits, checked on every append (the worker is untrusted). */
   budget: CommitBudgetCheck | undefined;
 }
@@ -107,6 +112,7 @@ export class DurabilityCore {
       failure: undefined,
       reportedOffset: writer.durableOffset,
       replay: undefined,
+      snapshotBase: 0n,
       budget: limits === undefined
         ? undefined
         : new CommitBudgetCheck(limits, this.#options.monotonicMs ?? (() => performance.now())),
@@ -196,6 +202,7 @@ export class DurabilityCore {
         db.reportedOffset = offset;
         this.#output.durable(db.dbKey, offset);
         this.#output.toDatabase(db.dbKey, { kind: "durable", offset });
+        this.#maybeAskForSnapshot(db, offset);
       }
     }
     for (const db of touched) {
@@ -248,6 +255,19 @@ export class DurabilityCore {
     if (!db) throw new Error(`Database "${dbKey}" is not open`);
     if (db.failure) throw db.failure;
     this.#output.toDatabase(dbKey, { kind: "snapshotRequest", requestId });
+  }
+
+  /**
+   * Periodic snapshots: once `snapshotIntervalTx` transactions are durable past the last
+   * snapshot, the database worker is asked for one. Its state then is at or past `offset`, and
+   * every append it sent before the snapshot reaches this actor first, so the snapshot is never
+   * ahead of the log by the time it is written (after the sync of the same flush).
+   */
+  #maybeAskForSnapshot(db: DatabaseState, offset: bigint): void {
+    const interval = BigInt(this.#options.snapshotIntervalTx ?? SNAPSHOT_INTERVAL_TX);
+    if (interval <= 0n || offset - db.snapshotBase < interval) return;
+    db.snapshotBase = offset;
+    this.#output.toDatabase(db.dbKey, { kind: "snapshotRequest", requestId: undefined });
   }
 
   #writeBatches(db: DatabaseState, batches: AppendMessage[]): void {
@@ -334,6 +354,12 @@ export class DurabilityCore {
       });
     }
     const from = choice.snapshot?.txOffset ?? 0n;
+    db.snapshotBase = from;
+    log.info("Replaying a database", {
+      dbKey: db.dbKey,
+      snapshotTxOffset: choice.snapshot ? choice.snapshot.txOffset : "none",
+      logEndTxOffset: opened.durableEnd,
+    });
     if (choice.snapshot) {
       this.#output.toDatabase(db.dbKey, {
         kind: "replaySnapshot",

@@ -152,6 +152,49 @@ Deno.test("replay streams the newest snapshot and the log after it in bounded ch
   deepStrictEqual(recorder.durable, [["a", 91n]]);
 });
 
+Deno.test("a database is asked for a snapshot every snapshotIntervalTx durable transactions", () => {
+  const fs = new MemoryFs();
+  let recorder = new Recorder();
+  const options = { ...OPTIONS, snapshotIntervalTx: 10 };
+  let core = new DurabilityCore(fs, DATA, recorder.output, options);
+  core.open("a");
+  const asked = () =>
+    recorder.messages.filter(([, m]) => m.kind === "snapshotRequest" && m.requestId === undefined)
+      .length;
+  let next = 0;
+  const append = (count: number) => {
+    core.receive("a", batch("a", next, count));
+    next += count;
+    core.flush();
+  };
+  append(9);
+  deepStrictEqual(asked(), 0);
+  append(1);
+  deepStrictEqual(asked(), 1, "asked at 10 durable transactions");
+  append(4);
+  append(5);
+  deepStrictEqual(asked(), 1, "not again before 20");
+  append(3);
+  deepStrictEqual(asked(), 2, "asked again at 22");
+  // The worker answers with its state at 22; after a restart the count starts from it.
+  core.receive("a", {
+    kind: "snapshot",
+    txOffset: 22n,
+    bytes: text("snap@22"),
+    requestId: undefined,
+  });
+  core.flush();
+  core.closeAll();
+  recorder = new Recorder();
+  core = new DurabilityCore(fs, DATA, recorder.output, options);
+  core.open("a");
+  deepStrictEqual(replayAll(core, recorder, "a").snapshot, "snap@22");
+  append(9);
+  deepStrictEqual(asked(), 0, "31 is fewer than 10 past the snapshot at 22");
+  append(1);
+  deepStrictEqual(asked(), 1);
+});
+
 Deno.test("a snapshot past the durable end is refused", () => {
   const recorder = new Recorder();
   const core = new DurabilityCore(new MemoryFs(), DATA, recorder.output, OPTIONS);

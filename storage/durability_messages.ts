@@ -33,8 +33,11 @@ export type ToDatabaseMessage =
     snapshotTxOffset: bigint | undefined;
     truncatedTornTail: boolean;
   }
-  /** Take a snapshot now (asked for by the main thread) and send it with this request id. */
-  | { kind: "snapshotRequest"; requestId: number }
+  /**
+   * Take a snapshot now and send it with this request id: asked for by the main thread, or
+   * without an id by the storage actor itself every `snapshotIntervalTx` durable transactions.
+   */
+  | { kind: "snapshotRequest"; requestId: number | undefined }
   | { kind: "snapshotWritten"; txOffset: bigint; requestId: number | undefined }
   | { kind: "snapshotFailed"; txOffset: bigint; requestId: number | undefined; message: string };
 
@@ -43,8 +46,12 @@ export interface StorageOptions {
   segmentBytes?: number;
   preallocateBytes?: number;
   snapshotsKept?: number;
-  /** Benchmarks only: skip fdatasync, so nothing is really durable. */
+  /** Benchmarks and `--in-memory` only: skip fdatasync, so nothing is really durable. */
   unsafeSkipSync?: boolean;
+  /** Tests only: report offsets durable before their fdatasync, which runs this much later. */
+  unsafeLateSyncMs?: number;
+  /** Ask a database for a snapshot every this many durable transactions (lib/limits.ts default). */
+  snapshotIntervalTx?: number;
 }
 
 /** Main thread -> storage actor. */

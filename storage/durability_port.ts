@@ -6,7 +6,6 @@
  *   const { durableOffset } = await storage.replay({ snapshot: load, batch: applyBatch });
  *   storage.append(firstTxOffset, recordCount, batchBytes); // batchBytes from TxBatchEncoder
  */
-import { SNAPSHOT_INTERVAL_TX } from "../lib/limits.ts";
 import { forEachRecord } from "./commitlog/frame.ts";
 import type { FromDatabaseMessage, ToDatabaseMessage } from "./durability_messages.ts";
 
@@ -24,10 +23,11 @@ export interface ReplayResult {
 }
 
 export interface DurabilityPortOptions {
-  /** Produces the current state and the tx offset it reflects; enables snapshots. */
+  /**
+   * Produces the current state and the tx offset it reflects; enables snapshots. The storage
+   * actor asks for one every `snapshotIntervalTx` durable transactions (and on request).
+   */
   takeSnapshot?: () => { txOffset: bigint; bytes: Uint8Array };
-  /** Take a snapshot automatically once this many transactions are durable since the last. */
-  snapshotIntervalTx?: number;
 }
 
 /** Calls `visit` with each record of a batch and its tx offset (views, no copies). */
@@ -65,8 +65,6 @@ export class DurabilityPort {
   #durableOffset = 0n;
   #sentOffset: bigint | undefined;
   #failure: string | undefined;
-  #lastSnapshotOffset = 0n;
-  #snapshotInFlight = false;
   #durableListeners = new Set<(offset: bigint) => void>();
   #failureListeners = new Set<(message: string) => void>();
   #replay:
@@ -137,8 +135,6 @@ export class DurabilityPort {
 
   /** Sends a snapshot of the state after transactions [0, txOffset). */
   snapshot(txOffset: bigint, bytes: Uint8Array, requestId?: number): void {
-    this.#lastSnapshotOffset = txOffset;
-    this.#snapshotInFlight = true;
     const owned = ownBuffer(bytes);
     const message: FromDatabaseMessage = { kind: "snapshot", txOffset, bytes: owned, requestId };
     this.#port.postMessage(message, [owned.buffer as ArrayBuffer]);
@@ -157,7 +153,6 @@ export class DurabilityPort {
       case "durable":
         this.#durableOffset = message.offset;
         for (const listener of this.#durableListeners) listener(message.offset);
-        this.#maybeSnapshot();
         return;
       case "failed":
         this.#failure = message.message;
@@ -166,7 +161,6 @@ export class DurabilityPort {
         this.#replay = undefined;
         return;
       case "replaySnapshot":
-        this.#lastSnapshotOffset = message.txOffset;
         this.#runReplayStep(() => this.#replay!.handlers.snapshot(message.bytes, message.txOffset));
         return;
       case "replayBatch":
@@ -195,7 +189,6 @@ export class DurabilityPort {
       }
       case "snapshotWritten":
       case "snapshotFailed":
-        this.#snapshotInFlight = false;
         return;
     }
   }
@@ -208,13 +201,5 @@ export class DurabilityPort {
       this.#replay.reject(error instanceof Error ? error : new Error(String(error)));
       this.#replay = undefined;
     }
-  }
-
-  #maybeSnapshot(): void {
-    const interval = this.#options.snapshotIntervalTx ?? SNAPSHOT_INTERVAL_TX;
-    if (!this.#options.takeSnapshot || this.#snapshotInFlight) return;
-    if (this.#durableOffset - this.#lastSnapshotOffset < BigInt(interval)) return;
-    const taken = this.#options.takeSnapshot();
-    this.snapshot(taken.txOffset, taken.bytes);
   }
 }

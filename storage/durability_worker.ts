@@ -12,7 +12,16 @@ import type {
   FromDatabaseMessage,
   ToDatabaseMessage,
 } from "./durability_messages.ts";
-import { denoFs, withoutSync } from "./fs_layer.ts";
+import { log } from "../lib/log.ts";
+import {
+  denoFs,
+  type FsLayer,
+  parseTestFsFault,
+  TEST_FS_FAULT_ENV,
+  withLateSync,
+  withoutSync,
+  withTestFault,
+} from "./fs_layer.ts";
 
 interface WorkerScope {
   postMessage(message: ActorEvent, transfer?: Transferable[]): void;
@@ -94,7 +103,13 @@ function handle(request: ActorRequest): unknown {
   switch (request.op) {
     case "init":
       core = new DurabilityCore(
-        request.options.unsafeSkipSync ? withoutSync(denoFs) : denoFs,
+        withTestFaultFromEnv(
+          request.options.unsafeSkipSync
+            ? withoutSync(denoFs)
+            : request.options.unsafeLateSyncMs
+            ? withLateSync(denoFs, request.options.unsafeLateSyncMs)
+            : denoFs,
+        ),
         request.options.dataDir,
         {
           durable: (dbKey, offset) => durableUpdates.push([dbKey, offset]),
@@ -161,6 +176,18 @@ function handle(request: ActorRequest): unknown {
 }
 
 const NO_REPLY = Symbol("no reply");
+
+/** Tests only: the disk fault named by LIGHTCONE_TEST_FS_FAULT, announced loudly. */
+function withTestFaultFromEnv(fs: FsLayer): FsLayer {
+  const text = Deno.env.get(TEST_FS_FAULT_ENV);
+  if (text === undefined || text === "") return fs;
+  const fault = parseTestFsFault(text);
+  log.warn(
+    `TEST FAULT INJECTION ACTIVE (${TEST_FS_FAULT_ENV}=${text}): the commit log is NOT safe`,
+    { fault: fault.kind },
+  );
+  return withTestFault(fs, fault);
+}
 
 scope.onmessage = (event) => {
   const request = event.data;

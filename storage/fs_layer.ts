@@ -196,6 +196,40 @@ export const denoFs: FsLayer = {
   },
 };
 
+/**
+ * Deliberately broken, for the test that proves replies follow their fdatasync
+ * (tests/e2e/fsync_order_test.ts): a file data sync returns at once and the real one runs
+ * `delayMs` later, so the storage reports offsets durable before they are.
+ */
+export function withLateSync(fs: FsLayer, delayMs: number): FsLayer {
+  return {
+    ...fs,
+    open(path, options) {
+      const file = fs.open(path, options);
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      const syncNow = () => {
+        clearTimeout(timer);
+        timer = undefined;
+        file.syncData();
+      };
+      return {
+        path: file.path,
+        write: (bytes, position) => file.write(bytes, position),
+        read: (into, position) => file.read(into, position),
+        syncData: () => {
+          timer ??= setTimeout(syncNow, delayMs);
+        },
+        size: () => file.size(),
+        truncate: (lengthBytes) => file.truncate(lengthBytes),
+        close: () => {
+          if (timer !== undefined) syncNow();
+          file.close();
+        },
+      };
+    },
+  };
+}
+
 /** Benchmarks only: the same file system with file data syncs turned into no-ops. */
 export function withoutSync(fs: FsLayer): FsLayer {
   return {
@@ -564,4 +598,97 @@ export class MemoryFs implements FsLayer {
       throw new Deno.errors.NotFound(`No directory "${path}"`);
     }
   }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Test-only faults on the real disk, switched on by an environment variable
+
+/**
+ * Environment variable read once by the storage worker. Tests only; the server logs a warning
+ * naming the fault when it is set. Values:
+ * - `fail-fdatasync:N`: the Nth fdatasync of the process (1-based) fails with EIO;
+ * - `unsafe-delay-writes:MS`: BROKEN ON PURPOSE: file writes reach the file only MS ms later and
+ *   fdatasync returns at once, so acknowledged transactions are lost when the process dies.
+ */
+export const TEST_FS_FAULT_ENV = "LIGHTCONE_TEST_FS_FAULT";
+
+export type TestFsFault =
+  | { kind: "fail-fdatasync"; nth: number }
+  | { kind: "unsafe-delay-writes"; delayMs: number };
+
+export function parseTestFsFault(text: string): TestFsFault {
+  const match = /^(fail-fdatasync|unsafe-delay-writes):(\d+)$/.exec(text.trim());
+  const number = match ? Number(match[2]) : NaN;
+  if (!match || !Number.isSafeInteger(number) || number < 1) {
+    throw new RangeError(
+      `Invalid ${TEST_FS_FAULT_ENV} "${text}": expected "fail-fdatasync:N" or ` +
+        `"unsafe-delay-writes:MS" with a positive integer`,
+    );
+  }
+  return match[1] === "fail-fdatasync"
+    ? { kind: "fail-fdatasync", nth: number }
+    : { kind: "unsafe-delay-writes", delayMs: number };
+}
+
+/** Wraps `fs` with a test fault (see TEST_FS_FAULT_ENV). */
+export function withTestFault(fs: FsLayer, fault: TestFsFault): FsLayer {
+  if (fault.kind === "fail-fdatasync") {
+    let syncs = 0;
+    return wrapHandles(fs, (file) => ({
+      ...forward(file),
+      syncData() {
+        if (++syncs === fault.nth) {
+          throw new Error(
+            `Input/output error (os error 5): injected fdatasync failure ${syncs} of ` +
+              `"${file.path}" (${TEST_FS_FAULT_ENV})`,
+          );
+        }
+        file.syncData();
+      },
+    }));
+  }
+  return wrapHandles(fs, (file) => {
+    // Writes wait in memory (copied: callers reuse their buffers); a timer applies them later.
+    let pending: { bytes: Uint8Array; position: number }[] = [];
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const apply = () => {
+      if (timer !== undefined) clearTimeout(timer);
+      timer = undefined;
+      const writes = pending;
+      pending = [];
+      for (const write of writes) file.write(write.bytes, write.position);
+    };
+    const applyFirst = <T>(run: () => T): T => {
+      apply();
+      return run();
+    };
+    return {
+      path: file.path,
+      write(bytes, position) {
+        pending.push({ bytes: bytes.slice(), position });
+        timer ??= setTimeout(apply, fault.delayMs);
+      },
+      read: (into, position) => applyFirst(() => file.read(into, position)),
+      syncData() {},
+      size: () => applyFirst(() => file.size()),
+      truncate: (lengthBytes) => applyFirst(() => file.truncate(lengthBytes)),
+      close: () => applyFirst(() => file.close()),
+    };
+  });
+}
+
+function forward(file: FileHandle): FileHandle {
+  return {
+    path: file.path,
+    write: (bytes, position) => file.write(bytes, position),
+    read: (into, position) => file.read(into, position),
+    syncData: () => file.syncData(),
+    size: () => file.size(),
+    truncate: (lengthBytes) => file.truncate(lengthBytes),
+    close: () => file.close(),
+  };
+}
+
+function wrapHandles(fs: FsLayer, wrap: (file: FileHandle) => FileHandle): FsLayer {
+  return { ...fs, open: (path, options) => wrap(fs.open(path, options)) };
 }

@@ -1,6 +1,13 @@
 import { deepStrictEqual, ok, throws } from "node:assert/strict";
 import { seededRandom } from "../lib/random.ts";
-import { InjectedFaultError, makeDirsDurable, MemoryFs } from "./fs_layer.ts";
+import {
+  denoFs,
+  InjectedFaultError,
+  makeDirsDurable,
+  MemoryFs,
+  parseTestFsFault,
+  withTestFault,
+} from "./fs_layer.ts";
 
 const bytes = (...values: number[]) => new Uint8Array(values);
 
@@ -67,4 +74,50 @@ Deno.test("MemoryFs tear-unsynced keeps each sector either old or new", () => {
     }
   }
   deepStrictEqual([...kinds].sort(), [1, 2]);
+});
+
+Deno.test("the test fault switch parses its two faults and refuses anything else", () => {
+  deepStrictEqual(parseTestFsFault("fail-fdatasync:3"), { kind: "fail-fdatasync", nth: 3 });
+  deepStrictEqual(parseTestFsFault("unsafe-delay-writes:200"), {
+    kind: "unsafe-delay-writes",
+    delayMs: 200,
+  });
+  for (const bad of ["fail-fdatasync", "fail-fdatasync:0", "drop-writes:5", "fail-fdatasync:x"]) {
+    throws(() => parseTestFsFault(bad), /Invalid LIGHTCONE_TEST_FS_FAULT/);
+  }
+});
+
+Deno.test("withTestFault fails exactly the Nth fdatasync on the real disk", () => {
+  const dir = Deno.makeTempDirSync();
+  try {
+    const fs = withTestFault(denoFs, { kind: "fail-fdatasync", nth: 2 });
+    const file = fs.open(`${dir}/f`, { create: true });
+    file.write(bytes(1), 0);
+    file.syncData();
+    throws(() => file.syncData(), /injected fdatasync failure 2/);
+    file.syncData();
+    file.close();
+  } finally {
+    Deno.removeSync(dir, { recursive: true });
+  }
+});
+
+Deno.test("withTestFault unsafe-delay-writes keeps writes in memory until later", async () => {
+  const dir = Deno.makeTempDirSync();
+  try {
+    const fs = withTestFault(denoFs, { kind: "unsafe-delay-writes", delayMs: 20 });
+    const file = fs.open(`${dir}/f`, { create: true });
+    const buffer = bytes(1, 2);
+    file.write(buffer, 0);
+    buffer[0] = 9; // callers may reuse their buffers
+    file.syncData();
+    deepStrictEqual(Deno.readFileSync(`${dir}/f`), bytes(), "nothing on disk after a 'sync'");
+    await new Promise((resolve) => setTimeout(resolve, 60));
+    deepStrictEqual(Deno.readFileSync(`${dir}/f`), bytes(1, 2));
+    file.write(bytes(3), 2);
+    deepStrictEqual(file.size(), 3, "reads see pending writes");
+    file.close();
+  } finally {
+    Deno.removeSync(dir, { recursive: true });
+  }
 });

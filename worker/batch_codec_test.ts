@@ -71,7 +71,14 @@ Deno.test("packed results expand into committed call results at their place amon
   const packer = new ResultPacker();
   const items: BatchItem[] = [];
   packer.add(1, 10, 5, items.length);
-  items.push({ kind: "call", id: 2, status: "failed_user", message: "no", durationMicros: 3 });
+  items.push({
+    kind: "call",
+    id: 2,
+    status: "failed_user",
+    message: "no",
+    txOffset: 10,
+    durationMicros: 3,
+  });
   packer.add(3, 11, 7, items.length);
   packer.add(4, 12, 8, items.length);
   items.push({ kind: "update", txOffset: 13, callId: 5, deltas: [] });
@@ -81,7 +88,7 @@ Deno.test("packed results expand into committed call results at their place amon
   const expanded = expandItems({ type: "batch", items, committed, logs: [] });
   assertEquals(expanded, [
     { kind: "call", id: 1, status: "committed", txOffset: 10, durationMicros: 5 },
-    { kind: "call", id: 2, status: "failed_user", message: "no", durationMicros: 3 },
+    { kind: "call", id: 2, status: "failed_user", message: "no", txOffset: 10, durationMicros: 3 },
     { kind: "call", id: 3, status: "committed", txOffset: 11, durationMicros: 7 },
     { kind: "call", id: 4, status: "committed", txOffset: 12, durationMicros: 8 },
     { kind: "update", txOffset: 13, callId: 5, deltas: [] },

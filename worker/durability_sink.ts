@@ -14,9 +14,6 @@ import {
 } from "../storage/mod.ts";
 import type { CommittedTx, DatabaseEngine } from "./engine.ts";
 
-/** Take a snapshot once this many transactions are durable since the last one. */
-const SNAPSHOT_INTERVAL_TX = 100_000;
-
 export class DurabilitySink {
   readonly #port: DurabilityPort;
   readonly #engine: DatabaseEngine;
@@ -32,7 +29,6 @@ export class DurabilitySink {
         txOffset: BigInt(engine.txOffset),
         bytes: engine.datastore.exportState(),
       }),
-      snapshotIntervalTx: SNAPSHOT_INTERVAL_TX,
     });
   }
 

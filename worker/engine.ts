@@ -437,6 +437,7 @@ export class DatabaseEngine {
         id,
         status: "failed_internal",
         message: `no such reducer`,
+        txOffset: this.#txOffset,
         durationMicros: 0,
       };
     }
@@ -446,6 +447,7 @@ export class DatabaseEngine {
         id,
         status: "failed_internal",
         message: `can't directly call special ${reducer.lifecycle} lifecycle reducer`,
+        txOffset: this.#txOffset,
         durationMicros: 0,
       };
     }
@@ -456,6 +458,7 @@ export class DatabaseEngine {
         id,
         status: "failed_internal",
         message: `no such reducer`,
+        txOffset: this.#txOffset,
         durationMicros: 0,
       };
     }
@@ -474,7 +477,7 @@ export class DatabaseEngine {
     const reducer = this.#module.lifecycle.onConnect;
     const result = reducer
       ? this.#runReducer(reducer, new Uint8Array(), sender, connectionId, timestampMicros, id)
-      : { kind: "call" as const, id, status: "committed" as const, durationMicros: 0 };
+      : this.#noTransaction(id);
     if (result.status !== "committed") this.#jwtPayloads.delete(connectionId);
     return { ...result, kind: "connect" };
   }
@@ -489,7 +492,7 @@ export class DatabaseEngine {
     const reducer = this.#module.lifecycle.onDisconnect;
     const result = reducer
       ? this.#runReducer(reducer, new Uint8Array(), sender, connectionId, timestampMicros, id)
-      : { kind: "call" as const, id, status: "committed" as const, durationMicros: 0 };
+      : this.#noTransaction(id);
     this.#jwtPayloads.delete(connectionId);
     return { ...result, kind: "disconnect" };
   }
@@ -504,12 +507,18 @@ export class DatabaseEngine {
   ): ProcedureResult {
     const procedure = this.#module.proceduresByName.get(name);
     if (!procedure) {
-      return { kind: "procedure", id, ok: false, message: "No such procedure", durationMicros: 0 };
+      return {
+        kind: "procedure",
+        id,
+        ok: false,
+        message: "No such procedure",
+        txOffset: this.#txOffset,
+        durationMicros: 0,
+      };
     }
     const startMs = this.#options.clock.monotonicMs();
     this.#currentFunction = procedure.name;
     this.#procedure = { name: procedure.name, sender, connectionId, args, startMs };
-    const offsetBefore = this.#txOffset;
     this.#options.budget.start(this.#options.reducerBudgetMs);
     let exceeded = false;
     let stopped = false;
@@ -533,7 +542,7 @@ export class DatabaseEngine {
         id,
         ok: true,
         value,
-        txOffset: this.#txOffset > offsetBefore ? this.#txOffset : undefined,
+        txOffset: this.#txOffset,
         durationMicros: this.#elapsedMicros(startMs),
       };
     } catch (error) {
@@ -552,6 +561,7 @@ export class DatabaseEngine {
           : isOutOfMemory(error)
           ? this.#memoryMessage(error)
           : describeError(error),
+        txOffset: this.#txOffset,
         durationMicros: 0,
       };
     } finally {
@@ -598,7 +608,12 @@ export class DatabaseEngine {
 
   #emptyCommit(timestampMicros: bigint): CallResult {
     void timestampMicros;
-    return { kind: "call", id: 0, status: "committed", durationMicros: 0 };
+    return this.#noTransaction(0);
+  }
+
+  /** A lifecycle call the module does not define: nothing ran, nothing committed. */
+  #noTransaction(id: number): CallResult {
+    return { kind: "call", id, status: "committed", txOffset: this.#txOffset, durationMicros: 0 };
   }
 
   #runReducer(
@@ -653,7 +668,15 @@ export class DatabaseEngine {
     if (refusal !== undefined) {
       tx.rollback();
       this.#pushLog("Error", refusal, reducer.name);
-      return { kind: "call", id, status: "failed_internal", message: refusal, durationMicros };
+      const txOffset = this.#txOffset;
+      return {
+        kind: "call",
+        id,
+        status: "failed_internal",
+        message: refusal,
+        txOffset,
+        durationMicros,
+      };
     }
     if (!failed) {
       const txOffset = this.#recordCommit(
@@ -667,11 +690,13 @@ export class DatabaseEngine {
       return { kind: "call", id, status: "committed", txOffset, durationMicros };
     }
     tx.rollback();
+    // Rolled back, but it may have read rows of transactions that are not durable yet.
+    const txOffset = this.#txOffset;
     if (!exceeded && failure instanceof this.#hooks.__sender_error_class__) {
       // The caller gets the module's own message, cut like a log line (it also goes to the log).
       const message = truncateText(String((failure as Error).message), LOG_MESSAGE_CHARS_MAX);
       this.#pushLog("Error", message, reducer.name);
-      return { kind: "call", id, status: "failed_user", message, durationMicros };
+      return { kind: "call", id, status: "failed_user", message, txOffset, durationMicros };
     }
     this.#logFailure(reducer.name, failure, exceeded);
     const message = exceeded
@@ -679,7 +704,7 @@ export class DatabaseEngine {
       : isOutOfMemory(failure)
       ? this.#memoryMessage(failure)
       : GENERIC_FAILURE_MESSAGE;
-    return { kind: "call", id, status: "failed_internal", message, durationMicros };
+    return { kind: "call", id, status: "failed_internal", message, txOffset, durationMicros };
   }
 
   /**

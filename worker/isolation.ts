@@ -135,7 +135,8 @@ export function spawnIsolatedWorker(
     "--no-prompt",
     `--config=${REPO_ROOT}deno.json`,
     `--v8-flags=--max-old-space-size=${Math.floor(options.memoryMb)},` +
-    "--enable-experimental-regexp-engine-on-excessive-backtracks",
+    "--enable-experimental-regexp-engine-on-excessive-backtracks" +
+    (Deno.env.get("LIGHTCONE_DB_V8_FLAGS") ? `,${Deno.env.get("LIGHTCONE_DB_V8_FLAGS")}` : ""),
     new URL(entryUrl).pathname,
   ];
   const command = caps.killWithServer
@@ -312,7 +313,11 @@ class ProcessWorker implements IsolatedWorker {
         message: `the module ran out of memory (budget ${this.#options.memoryMb} MiB)`,
       };
     }
-    const lastLine = tail.trim().split("\n").filter((line) => line.trim() !== "").at(-1);
+    const lines = tail.trim().split("\n").filter((line) => line.trim() !== "");
+    const lastLine = lines.find((line) => /error/i.test(line)) ?? lines.at(-1);
+    if (lines.length > 0) {
+      log.warn("database process stderr", { pid: this.pid, stderr: tail.slice(-2000) });
+    }
     return {
       code: "CRASHED",
       message: `database process exited with ${

@@ -95,14 +95,25 @@ Deno.test("ArrayBuffers count against the database's memory budget", async () =>
 });
 
 Deno.test("a database process can read no files, env, net, or run commands", async () => {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  let connections = 0;
+  const accepting = (async () => {
+    for await (const conn of listener) {
+      connections++;
+      conn.close();
+    }
+  })();
   const worker = spawnIsolatedWorker(ENTRY, { memoryMb: 64 });
   const probed = nextMessage(worker);
-  worker.port.postMessage({ op: "probe" });
+  worker.port.postMessage({ op: "probe", value: (listener.addr as Deno.NetAddr).port });
   const result = await probed as Record<string, string>;
   for (const [name, outcome] of Object.entries(result)) {
     assert(outcome !== "allowed", `${name} was allowed inside the database process`);
   }
   assertEquals(Object.keys(result).length, 7);
+  listener.close();
+  await accepting.catch(() => {});
+  assertEquals(connections, 0, "the process reached the test's listener");
   worker.terminate();
   await worker.exited;
 });

@@ -120,8 +120,11 @@ export interface CallResult {
   status: CallStatus;
   /** The user error text, or the internal error text for the caller. */
   message?: string;
-  /** Offset of the committed transaction (committed only). */
-  txOffset?: number;
+  /**
+   * Committed: the call's own transaction. Failed: the database's committed offset when the
+   * call ran (the newest state it could have read). The reply waits until it is durable.
+   */
+  txOffset: number;
   durationMicros: number;
 }
 
@@ -132,7 +135,8 @@ export interface ProcedureResult {
   /** BSATN of the return value. */
   value?: Uint8Array;
   message?: string;
-  txOffset?: number;
+  /** The database's committed offset when the procedure returned (its replies wait for it). */
+  txOffset: number;
   durationMicros: number;
 }
 

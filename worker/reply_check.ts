@@ -73,10 +73,11 @@ export function checkBatchItem(item: unknown): string | undefined {
       if (!["committed", "failed_user", "failed_internal"].includes(item.status as string)) {
         return `${item.kind}.status is not a call status`;
       }
-      if (item.txOffset !== undefined && !isCount(item.txOffset)) return "call.txOffset is bad";
+      if (!isCount(item.txOffset)) return `${item.kind}.txOffset is not a count`;
       return isCount(item.durationMicros) ? undefined : "call.durationMicros is bad";
     case "procedure":
       if (typeof item.ok !== "boolean") return "procedure.ok is not a boolean";
+      if (!isCount(item.txOffset)) return "procedure.txOffset is not a count";
       if (item.value !== undefined && !(item.value instanceof Uint8Array)) {
         return "procedure.value is not bytes";
       }

@@ -40,7 +40,7 @@ const SDK_VERSION = "2.8.3";
 export interface LightconeDeployment {
   url: string;
   databaseName: string;
-  /** The server process (its module workers are threads of it). */
+  /** The server process (its database processes are its children). */
   pid: number;
   info: Record<string, unknown>;
   stop(): Promise<void>;

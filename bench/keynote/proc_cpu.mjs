@@ -78,6 +78,30 @@ function treeTicks(table, root, otherRoots = new Set()) {
  * @returns {Map<string, number>}
  */
 function threadTicks(pid) {
+  const out = ownThreadTicks(pid, "");
+  // Descendant processes (a Lightcone server's per-database processes), named "db <thread>".
+  const table = processTable();
+  for (const [child] of table) {
+    let current = table.get(child)?.parent ?? 0;
+    for (let depth = 0; depth < 64 && current > 0; depth++) {
+      if (current === pid) {
+        for (const [name, ticks] of ownThreadTicks(child, "db ")) {
+          out.set(name, (out.get(name) ?? 0) + ticks);
+        }
+        break;
+      }
+      current = table.get(current)?.parent ?? 0;
+    }
+  }
+  return out;
+}
+
+/**
+ * @param {number} pid
+ * @param {string} prefix
+ * @returns {Map<string, number>}
+ */
+function ownThreadTicks(pid, prefix) {
   const out = new Map();
   let tids = [];
   try {
@@ -89,7 +113,7 @@ function threadTicks(pid) {
     const text = readText(`/proc/${pid}/task/${tid}/stat`);
     if (!text) continue;
     const comm = text.slice(text.indexOf("(") + 1, text.lastIndexOf(")"));
-    const name = Number(tid) === pid ? "main" : comm.startsWith("V8 ") ? "gc" : comm;
+    const name = prefix + (Number(tid) === pid ? "main" : comm.startsWith("V8 ") ? "gc" : comm);
     const fields = statFields(text);
     out.set(name, (out.get(name) ?? 0) + Number(fields[11]) + Number(fields[12]));
   }

@@ -180,6 +180,8 @@ export function databaseRoutes(context: AppContext): Hono<AppEnv> {
       jwtPayload: caller.payloadJson,
     });
     if (connect.status !== "committed") {
+      // The refusal may come from rows that are not durable yet.
+      await context.hub.durable(database, connect.txOffset);
       return c.text(connect.message ?? "Connection refused", 403);
     }
     const call = reducer
@@ -189,7 +191,8 @@ export function databaseRoutes(context: AppContext): Hono<AppEnv> {
     // to the caller and must not go unhandled.
     host.disconnect({ sender, connectionId, timestampMicros }).catch(() => {});
     const result = await call;
-    await context.hub.durable(database, "txOffset" in result ? result.txOffset : undefined);
+    // Committed or not, the result may reflect transactions that are not durable yet.
+    await context.hub.durable(database, result.txOffset);
     c.header("spacetime-energy-used", "0");
     c.header("spacetime-execution-duration-micros", String(result.durationMicros));
     if (result.kind === "procedure") {
@@ -272,8 +275,9 @@ export function databaseRoutes(context: AppContext): Hono<AppEnv> {
       sender: caller.toBigInt(),
       isOwner: database.isOwner(caller),
     });
-    if (!result.ok || !result.rows) throw new BadRequestError(result.error ?? "query failed");
+    // Errors too: every answer waits for the state it was computed from.
     if (c.req.query("confirmed") !== "false") await database.whenDurable(result.txOffset);
+    if (!result.ok || !result.rows) throw new BadRequestError(result.error ?? "query failed");
     const table = database.module.tablesByName.get(result.rows.table);
     if (!table) throw new Error(`query answered for unknown table "${result.rows.table}"`);
     const rowType = { tag: "Product" as const, value: table.rowType };
@@ -301,9 +305,16 @@ export function databaseRoutes(context: AppContext): Hono<AppEnv> {
 
   routes.get("/:name/subscribe", async (c) => {
     const database = registry.require(c.req.param("name"));
-    // A connection made during a module update is served by the new module.
-    await database.whenUpdated();
-    return context.hub.upgrade(c, database);
+    // A connection made during a module update is served by the new module; one admitted
+    // before it counts as work in flight until its InitialConnection is sent, so the update
+    // waits for it (then closes it like any connected client) instead of cutting it short.
+    const release = await database.admit();
+    try {
+      return context.hub.upgrade(c, database, release);
+    } catch (error) {
+      release();
+      throw error;
+    }
   });
 
   return routes;

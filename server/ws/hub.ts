@@ -132,6 +132,12 @@ class Client {
     readonly compression: Compression,
     readonly confirmed: boolean,
     readonly isOwner: boolean,
+    /**
+     * Ends the connection's admission (Database.admit): called once InitialConnection is sent
+     * or the handshake failed, so an update waits for handshakes in progress instead of
+     * closing them before their first message. Idempotent.
+     */
+    readonly handshakeDone: () => void,
   ) {}
 }
 
@@ -172,7 +178,8 @@ export class WsHub {
     return database.whenDurable(txOffset);
   }
 
-  upgrade(c: Context<AppEnv>, database: Database): Response {
+  /** `handshakeDone`: see Client.handshakeDone. */
+  upgrade(c: Context<AppEnv>, database: Database, handshakeDone: () => void = () => {}): Response {
     const query = new URL(c.req.url).searchParams;
     const compression = query.get("compression") ?? "Brotli";
     if (!COMPRESSIONS.has(compression)) {
@@ -209,6 +216,7 @@ export class WsHub {
       compression as Compression,
       query.get("confirmed") !== "false",
       database.isOwner(auth.identity),
+      handshakeDone,
     );
     this.#clients.add(client);
     socket.onopen = () => this.#onOpen(client, auth.token, auth.payloadJson);
@@ -281,7 +289,8 @@ export class WsHub {
                 ? { tag: "Err", value: bsatnString(item.message ?? "") }
                 : { tag: "InternalError", value: item.message ?? "The reducer failed" },
             },
-            0,
+            // Rolled back, but it may have read another client's commit that is not durable yet.
+            item.txOffset,
             touched,
             origin.callBytes,
           );
@@ -299,7 +308,7 @@ export class WsHub {
               totalHostExecutionDurationMicros: item.ok ? BigInt(item.durationMicros) : 0n,
               requestId: origin.requestId,
             },
-            item.txOffset ?? 0,
+            item.txOffset,
             touched,
             origin.callBytes,
           );
@@ -317,7 +326,7 @@ export class WsHub {
                 querySetId,
                 error: item.error ?? "subscription failed",
               },
-              0,
+              item.txOffset,
               touched,
             );
             break;
@@ -357,7 +366,7 @@ export class WsHub {
                 querySetId,
                 error: item.error ?? "unsubscribe failed",
               },
-              0,
+              item.txOffset,
               touched,
             );
             break;
@@ -435,6 +444,8 @@ export class WsHub {
     const host = client.database.host;
     let ok = false;
     let reason = "client_connected failed";
+    /** What client_connected committed or read: the connection's first reply waits for it. */
+    let txOffset = 0;
     try {
       const result = await host.connect({
         sender: client.identity,
@@ -443,6 +454,7 @@ export class WsHub {
         jwtPayload: payloadJson,
       });
       ok = result.status === "committed";
+      txOffset = result.txOffset;
       if (!ok) reason = result.message ?? reason;
     } catch (error) {
       reason = error instanceof Error ? error.message : String(error);
@@ -451,6 +463,23 @@ export class WsHub {
     if (client.closed) {
       // The socket went while client_connected ran: undo it now.
       if (ok) this.#disconnect(client);
+      client.handshakeDone();
+      return;
+    }
+    // Confirmed reads: the first reply, a refusal included, waits until what client_connected
+    // committed or read is durable. Frames the client sends meanwhile stay in `early`.
+    let durabilityFailure: string | undefined;
+    if (client.confirmed) {
+      await client.database.whenDurable(txOffset).catch((error) => {
+        durabilityFailure = error instanceof Error ? error.message : String(error);
+      });
+    }
+    if (client.closed) {
+      client.handshakeDone();
+      return;
+    }
+    if (durabilityFailure !== undefined) {
+      this.#close(client, 1011, `module exited: ${durabilityFailure}`);
       return;
     }
     if (!ok) {
@@ -466,6 +495,8 @@ export class WsHub {
         token,
       }]),
     );
+    // Only now may a module update close this connection like any established one.
+    client.handshakeDone();
     const early = client.early ?? [];
     client.early = undefined;
     for (const frame of early) this.#dispatch(client, frame);
@@ -599,6 +630,7 @@ export class WsHub {
   #onClose(client: Client): void {
     if (client.closed && !this.#clients.has(client)) return;
     client.closed = true;
+    client.handshakeDone();
     this.#clients.delete(client);
     for (const querySetId of [...client.querySets.keys()]) this.#unroute(client, querySetId);
     client.outbox = [];

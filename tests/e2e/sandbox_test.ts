@@ -33,7 +33,17 @@ Deno.test({
       });
 
       await t.step("asynchronous attempts (fetch, sockets, imports) are all denied", async () => {
-        assertEquals((await call(server.url, "escape", "probe_async", [])).status, 200);
+        // A listener of our own: the probes aim at it, and it must never see a connection.
+        const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+        let connections = 0;
+        const accepting = (async () => {
+          for await (const conn of listener) {
+            connections++;
+            conn.close();
+          }
+        })();
+        const port = (listener.addr as Deno.NetAddr).port;
+        assertEquals((await call(server.url, "escape", "probe_async", [port])).status, 200);
         let lines: string[] = [];
         const deadline = Date.now() + 10_000;
         while (lines.length < 9 && Date.now() < deadline) {
@@ -42,6 +52,10 @@ Deno.test({
         }
         assertEquals(lines.length, 9, lines.join("\n"));
         for (const line of lines) assertMatch(line, /: denied: /, line);
+        await new Promise((resolve) => setTimeout(resolve, 200));
+        listener.close();
+        await accepting.catch(() => {});
+        assertEquals(connections, 0, "a probe reached the test's listener");
       });
 
       await t.step("static imports of files, JSON or text are refused at publish", async () => {

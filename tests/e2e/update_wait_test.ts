@@ -105,6 +105,37 @@ Deno.test({
 });
 
 Deno.test({
+  name: "a WebSocket whose handshake began before a module update gets InitialConnection first",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    const server = await startTestServer();
+    try {
+      // client_connected runs for 3 s, much longer than the update's probe of the new module,
+      // so the update starts while this connection's handshake is still running on the old one.
+      const v1 = replaceOnce(
+        await fixtureBundle("gate"),
+        "spacetimedb.clientConnected((ctx) => {",
+        "spacetimedb.clientConnected((ctx) => {\n  { const until = Date.now() + 3000; " +
+          "while (Date.now() < until) {} }",
+      );
+      const v2 = replaceOnce(v1, ".sort()", '.sort().concat(["v2"])');
+      const owner = await publish(server.url, "handshake", v1);
+      const first = firstEvent(server.url, "handshake");
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      const started = performance.now();
+      await publish(server.url, "handshake", v2, { token: owner.token });
+      console.log(`update took ${Math.round(performance.now() - started)} ms`);
+      // The admitted handshake finished on the old module before the update closed it.
+      assertEquals(await first, "InitialConnection");
+      assertEquals((await call(server.url, "handshake", "entries", [])).json, ["from init", "v2"]);
+    } finally {
+      await server.close();
+    }
+  },
+});
+
+Deno.test({
   name: "calls waiting on an update whose new module fails to start fail clearly and do not hang",
   sanitizeOps: false,
   sanitizeResources: false,

@@ -19,6 +19,8 @@ export interface TestServer {
 export async function startTestServer(
   options: {
     dataDir?: string;
+    /** Port to listen on (default 0: any free port); reuse one to restart "in place". */
+    port?: number;
     reducerBudgetMs?: number;
     databaseMemoryMb?: number;
     wsCompression?: boolean;
@@ -29,7 +31,7 @@ export async function startTestServer(
   const dataDir = options.dataDir ?? await Deno.makeTempDir({ prefix: "lightcone-test-" });
   const server = await startServer({
     hostname: "127.0.0.1",
-    port: 0,
+    port: options.port ?? 0,
     dataDir,
     reducerBudgetMs: options.reducerBudgetMs,
     databaseMemoryMb: options.databaseMemoryMb,
@@ -135,7 +137,13 @@ export interface ServerProcess {
  * does) and waits until it prints its listening line.
  */
 export async function startServerProcess(
-  options: { dataDir?: string; args?: string[]; denoArgs?: string[] } = {},
+  options: {
+    dataDir?: string;
+    args?: string[];
+    denoArgs?: string[];
+    /** Extra environment variables for the server (added to this process's own). */
+    env?: Record<string, string>;
+  } = {},
 ): Promise<ServerProcess> {
   const dataDir = options.dataDir ?? await Deno.makeTempDir({ prefix: "lightcone-proc-" });
   const root = new URL("../../", import.meta.url).pathname;
@@ -156,7 +164,7 @@ export async function startServerProcess(
     cwd: root,
     stdout: "piped",
     stderr: "inherit",
-    env: { NO_COLOR: "1" },
+    env: { NO_COLOR: "1", ...options.env },
   }).spawn();
   const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
   let buffered = "";

@@ -11,7 +11,7 @@ async function attempt(run: () => unknown): Promise<string> {
   }
 }
 
-async function probe(): Promise<Record<string, string>> {
+async function probe(port: number): Promise<Record<string, string>> {
   const blob = (source: string) =>
     URL.createObjectURL(new Blob([source], { type: "text/javascript" }));
   return {
@@ -20,7 +20,7 @@ async function probe(): Promise<Record<string, string>> {
     write: await attempt(() => Deno.writeTextFileSync("/tmp/lightcone-isolation-probe", "x")),
     env: await attempt(() => Deno.env.get("HOME")),
     run: await attempt(() => new Deno.Command("true").output()),
-    net: await attempt(() => Deno.connect({ hostname: "127.0.0.1", port: 9 })),
+    net: await attempt(() => Deno.connect({ hostname: "127.0.0.1", port })),
     staticTextImport: await attempt(() =>
       import(blob('import t from "file:///etc/hostname" with { type: "text" }; export default t;'))
     ),
@@ -31,7 +31,7 @@ startWatchdog();
 serveIsolated(async (data, port) => {
   const request = data as { op: string; value?: unknown; budgetMs?: number };
   if (request.op === "echo") port.postMessage(request.value);
-  if (request.op === "probe") port.postMessage(await probe());
+  if (request.op === "probe") port.postMessage(await probe(request.value as number));
   if (request.op === "heap") {
     const hoard: number[][] = [];
     for (;;) hoard.push(new Array(100_000).fill(1.5));

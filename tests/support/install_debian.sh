@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Installs the Debian packages the tests need, only when they are missing (CI starts on a fresh
+# machine). Idempotent: a machine that has them already is left alone and nothing is fetched.
+#   strace   tests/e2e/fsync_order_test.ts traces the real server's fdatasync and socket writes
+set -euo pipefail
+missing=()
+command -v strace >/dev/null 2>&1 || missing+=(strace)
+if [ "${#missing[@]}" -eq 0 ]; then
+  exit 0
+fi
+if ! command -v apt-get >/dev/null 2>&1; then
+  echo "install_debian.sh: missing ${missing[*]} and apt-get is not available; install them by hand" >&2
+  exit 1
+fi
+sudo=()
+if [ "$(id -u)" -ne 0 ]; then
+  sudo=(sudo)
+fi
+echo "install_debian.sh: installing ${missing[*]}"
+"${sudo[@]}" apt-get update -qq
+DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}"
