@@ -3,9 +3,8 @@
  * runs the server; `deno task cli <verb> ...` runs a CLI verb.
  */
 import { join } from "node:path";
-import type { DatabaseLimits } from "./lib/limits.ts";
 import { configureLog, log } from "./lib/log.ts";
-import { SNAPSHOT_INTERVAL_TX } from "./lib/limits.ts";
+import { type DatabaseLimits, SNAPSHOT_INTERVAL_TX } from "./lib/limits.ts";
 import { startServer, VERSION } from "./server/mod.ts";
 
 const USAGE = `Lightcone ${VERSION}: a SpacetimeDB-compatible database server
@@ -30,8 +29,15 @@ start options:
       --commit-log-mb-per-s MB commit log a database may write per second; a transaction over
                                it fails and commits nothing (default 16)
       --tx-max-mb MB           largest commit record of one transaction (default 64)
+      --http-body-timeout-ms MS
+                               time a request body may take to arrive before a 408 (default 30000)
+      --max-databases N        databases this server hosts at most (default 100)
+      --max-databases-per-identity N
+                               databases one identity may own at most (default 10)
       --ws-compression         compress WebSocket frames for clients that ask (gzip/brotli);
                                off by default because the TS SDK may reorder compressed frames
+      --pg-port PORT           also serve the PostgreSQL wire protocol on HOST:PORT (psql, pg;
+                               password = a token); off unless given
       --oidc-issuer URL        trust tokens from this OpenID Connect issuer (repeatable)
       --oidc-audience AUD      required audience for OpenID Connect tokens (repeatable)
       --log-format text|json   server log format (default text)
@@ -51,6 +57,30 @@ export function parseListenAddr(text: string): { hostname: string; port: number 
   return { hostname: match[1] ?? match[2], port };
 }
 
+function positiveNumber(flag: string, text: string): number {
+  const value = Number(text);
+  if (!Number.isFinite(value) || value <= 0) {
+    throw new Error(`Invalid ${flag} "${text}": expected a positive number`);
+  }
+  return value;
+}
+
+function positiveInteger(flag: string, text: string): number {
+  const value = positiveNumber(flag, text);
+  if (!Number.isInteger(value)) {
+    throw new Error(`Invalid ${flag} "${text}": expected a whole number`);
+  }
+  return value;
+}
+
+function parsePort(text: string, flag: string): number {
+  const port = Number(text);
+  if (!/^\d+$/.test(text) || port > 65535) {
+    throw new Error(`Invalid ${flag} "${text}": expected a port number 0-65535`);
+  }
+  return port;
+}
+
 async function start(args: string[]): Promise<number> {
   let listen = "127.0.0.1:3000";
   let dataDir: string | undefined;
@@ -67,6 +97,10 @@ async function start(args: string[]): Promise<number> {
     }
     return Math.max(1, Math.round(amount * unitBytes));
   };
+  let httpBodyTimeoutMs: number | undefined;
+  let maxDatabases: number | undefined;
+  let maxDatabasesPerIdentity: number | undefined;
+  let pgPort: number | undefined;
   const issuers: string[] = [];
   const audiences: string[] = [];
   for (let i = 0; i < args.length; i++) {
@@ -96,7 +130,12 @@ async function start(args: string[]): Promise<number> {
       limits.commitLogBytesPerS = size(arg, value(), 1024 * 1024);
     } else if (arg === "--tx-max-mb") limits.txRecordBytesMax = size(arg, value(), 1024 * 1024);
     else if (arg === "--ws-compression") wsCompression = true;
-    else if (arg === "--oidc-issuer") issuers.push(value());
+    else if (arg === "--pg-port") pgPort = parsePort(value(), "--pg-port");
+    else if (arg === "--http-body-timeout-ms") httpBodyTimeoutMs = positiveNumber(arg, value());
+    else if (arg === "--max-databases") maxDatabases = positiveInteger(arg, value());
+    else if (arg === "--max-databases-per-identity") {
+      maxDatabasesPerIdentity = positiveInteger(arg, value());
+    } else if (arg === "--oidc-issuer") issuers.push(value());
     else if (arg === "--oidc-audience") audiences.push(value());
     else if (arg === "--log-format") configureLog({ json: value() === "json" });
     else if (arg === "--non-interactive") continue;
@@ -132,6 +171,10 @@ async function start(args: string[]): Promise<number> {
       unsafeLateFsyncMs: Number(Deno.env.get("LIGHTCONE_UNSAFE_LATE_FSYNC_MS") ?? 0) || undefined,
       limits,
       wsCompression,
+      requestBodies: { timeoutMs: httpBodyTimeoutMs },
+      maxDatabases,
+      maxDatabasesPerIdentity,
+      pgPort,
       oidc: issuers.length
         ? { issuers, audiences: audiences.length ? audiences : undefined }
         : undefined,
@@ -146,6 +189,9 @@ async function start(args: string[]): Promise<number> {
   }
   // Machine-readable line for tests and tools that start us on port 0.
   console.log(`lightcone: listening on ${server.url}`);
+  if (server.pgPort !== undefined) {
+    console.log(`lightcone: postgres wire protocol on ${hostname}:${server.pgPort}`);
+  }
   const stop = async () => {
     log.info("shutting down");
     await server.shutdown();

@@ -24,3 +24,18 @@ export class PermissionError extends Error {
 export class BadRequestError extends Error {
   override name = "BadRequestError";
 }
+
+/** The client did not send its request (body) in time. */
+export class RequestTimeoutError extends Error {
+  override name = "RequestTimeoutError";
+}
+
+/** The server is at a global bound that frees up by itself: retry later (503). */
+export class OverloadedError extends Error {
+  override name = "OverloadedError";
+}
+
+/** Creating this would go over an operator quota (403); names the limit and its flag. */
+export class QuotaExceededError extends Error {
+  override name = "QuotaExceededError";
+}

@@ -6,3 +6,4 @@ export * from "./names.ts";
 export * from "./sats_json.ts";
 export * from "./module_def_v9.ts";
 export * from "./ws_v2.ts";
+export * from "./ws_v1.ts";

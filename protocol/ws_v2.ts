@@ -8,6 +8,7 @@
  * `encodeRowList()` and the result reused in every message.
  */
 
+import { LimitExceededError } from "../lib/errors.ts";
 import { utf8Length, WsDecodeError, WsReader, WsWriter } from "./_ws_codec.ts";
 
 export { WsDecodeError };
@@ -369,17 +370,23 @@ function readClientMessage(r: WsReader): ClientMessage {
  * Decodes one client WebSocket binary frame. v2: exactly one message; v3: one or more
  * back to back. Empty frames, truncated messages and trailing bytes throw WsDecodeError.
  * Byte arrays in the result (`args`) are views into `frame`. `sizes`, when given, gets the
- * encoded byte size of each message (what `clientMessageSize` would compute).
+ * encoded byte size of each message (what `clientMessageSize` would compute). A v3 frame with
+ * more than `messagesMax` messages throws LimitExceededError.
  */
 export function decodeClientFrame(
   frame: Uint8Array,
   version: WsVersion,
   sizes?: number[],
+  messagesMax = Infinity,
 ): ClientMessage[] {
   const r = new WsReader(frame);
   if (r.remaining === 0) r.fail("Empty client frame");
   const messages: ClientMessage[] = [];
   do {
+    // Checked before decoding the next message: a frame of tiny messages stops here.
+    if (messages.length >= messagesMax) {
+      throw new LimitExceededError("messages in one frame", messages.length + 1, messagesMax);
+    }
     const start = r.offset;
     messages.push(readClientMessage(r));
     sizes?.push(r.offset - start);

@@ -1,4 +1,5 @@
 import { deepStrictEqual, ok } from "node:assert/strict";
+import { LimitExceededError } from "../lib/errors.ts";
 import { seededRandom } from "../lib/random.ts";
 import type { Random } from "../lib/random.ts";
 import {
@@ -970,4 +971,18 @@ Deno.test("decoded call arguments are views of the frame, not copies", () => {
   assert(message.args.buffer === frame.buffer, "args shares the frame's buffer");
   frame[frame.length - 1] = 42;
   assertEquals(message.args[2], 42);
+});
+
+Deno.test("decodeClientFrame stops at messagesMax before decoding the next message", () => {
+  const one: ClientMessage = { tag: "OneOffQuery", requestId: 1, queryString: "SELECT * FROM t" };
+  const frame = encodeClientFrame([one, one, one]);
+  assertEquals(decodeClientFrame(frame, "v3", undefined, 3).length, 3);
+  let thrown: unknown;
+  try {
+    decodeClientFrame(frame, "v3", undefined, 2);
+  } catch (error) {
+    thrown = error;
+  }
+  ok(thrown instanceof LimitExceededError, String(thrown));
+  ok(thrown.message.includes("messages in one frame is 3, over the limit of 2"), thrown.message);
 });

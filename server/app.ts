@@ -8,6 +8,7 @@ import { errorResponse } from "./error_response.ts";
 import type { DatabaseRegistry } from "./database_registry.ts";
 import { databaseRoutes } from "./routes/database.ts";
 import { identityRoutes } from "./routes/identity.ts";
+import type { RequestBodyReader } from "./request_body.ts";
 import type { WsHub } from "./ws/hub.ts";
 
 export interface AppEnv {
@@ -18,6 +19,8 @@ export interface AppContext {
   auth: AuthService;
   registry: DatabaseRegistry;
   hub: WsHub;
+  /** Reads every request body (caps, timeout, server-wide bounds). */
+  bodies: RequestBodyReader;
   version: string;
 }
 

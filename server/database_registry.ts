@@ -5,10 +5,12 @@
  * own worker; its commit log belongs to the storage worker (DurabilityActor).
  */
 import { join } from "node:path";
-import { BadRequestError, NotFoundError } from "../lib/errors.ts";
+import { BadRequestError, NotFoundError, QuotaExceededError } from "../lib/errors.ts";
 import { log } from "../lib/log.ts";
 import {
   type DatabaseLimits,
+  DATABASES_MAX_DEFAULT,
+  DATABASES_PER_IDENTITY_MAX_DEFAULT,
   REDUCER_TIME_BUDGET_MS_DEFAULT,
   UPDATE_WAIT_MS_MAX,
 } from "../lib/limits.ts";
@@ -223,6 +225,10 @@ export interface RegistryOptions {
   databaseMemoryMb?: number;
   /** Per-database rates and sizes (lib/limits.ts DATABASE_LIMITS_DEFAULT when absent). */
   limits?: DatabaseLimits;
+  /** Databases hosted at most (`--max-databases`), stopped ones included. */
+  maxDatabases?: number;
+  /** Databases one owner identity may have at most (`--max-databases-per-identity`). */
+  maxDatabasesPerIdentity?: number;
   /** Mints database identities (issuer localhost, random subject). */
   mintIdentity: () => Promise<Identity>;
   onEvents?: EventListener;
@@ -403,6 +409,30 @@ export class DatabaseRegistry {
     }
   }
 
+  /** Refuses a new database over the server-wide or the caller's quota (publish is serialised). */
+  #checkQuota(caller: Identity): void {
+    const max = this.#options.maxDatabases ?? DATABASES_MAX_DEFAULT;
+    const hosted = this.#byIdentity.size + this.#unstarted.size;
+    if (hosted >= max) {
+      throw new QuotaExceededError(
+        `Database quota reached: this server hosts ${hosted} databases, the limit set by ` +
+          `--max-databases is ${max}; delete a database or ask the operator to raise it`,
+      );
+    }
+    const perIdentityMax = this.#options.maxDatabasesPerIdentity ??
+      DATABASES_PER_IDENTITY_MAX_DEFAULT;
+    const callerHex = caller.toHex();
+    let owned = this.ownedBy(caller).length;
+    for (const entry of this.#unstarted.values()) if (entry.owner === callerHex) owned++;
+    if (owned >= perIdentityMax) {
+      throw new QuotaExceededError(
+        `Database quota reached: identity ${callerHex} owns ${owned} databases, the limit set by ` +
+          `--max-databases-per-identity is ${perIdentityMax}; delete one of them or ask the ` +
+          `operator to raise it`,
+      );
+    }
+  }
+
   async #publish(
     target: string | undefined,
     bundle: string,
@@ -434,6 +464,7 @@ export class DatabaseRegistry {
     }
     const moduleHash = await sha256Hex(bundle);
     if (existing) return await this.#update(existing, bundle, caller, clear, moduleHash);
+    this.#checkQuota(caller);
 
     const identity = await this.#options.mintIdentity();
     const directory = this.#directoryOf(identity);

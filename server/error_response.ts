@@ -8,8 +8,12 @@ import {
   BadRequestError,
   LimitExceededError,
   NotFoundError,
+  OverloadedError,
   PermissionError,
+  QuotaExceededError,
+  RequestTimeoutError,
 } from "../lib/errors.ts";
+import { redactHostPaths } from "../lib/host_paths.ts";
 import { log } from "../lib/log.ts";
 import { DatabaseUnavailableError } from "../worker/mod.ts";
 
@@ -20,6 +24,9 @@ export function statusOf(error: unknown): number {
   if (error instanceof LimitExceededError) return 413;
   if (error instanceof BadRequestError) return 400;
   if (error instanceof DatabaseUnavailableError) return 503;
+  if (error instanceof RequestTimeoutError) return 408;
+  if (error instanceof OverloadedError) return 503;
+  if (error instanceof QuotaExceededError) return 403;
   return 500;
 }
 
@@ -33,7 +40,7 @@ export function errorResponse(error: unknown, c: Context): Response {
     });
     return c.text("Internal server error", 500);
   }
-  const message = error instanceof Error ? error.message : String(error);
+  const message = redactHostPaths(error instanceof Error ? error.message : String(error));
   // deno-lint-ignore no-explicit-any
   return c.text(message, status as any);
 }

@@ -15,7 +15,10 @@ import { log } from "../lib/log.ts";
 import { DurabilityActor, logIsolationCapabilities } from "../worker/mod.ts";
 import { createApp } from "./app.ts";
 import { DatabaseRegistry } from "./database_registry.ts";
+import { type RequestBodyOptions, RequestBodyReader } from "./request_body.ts";
 import { WsHub } from "./ws/hub.ts";
+import { type PgServer, startPgServer } from "./pgwire/mod.ts";
+import { runSqlStatement } from "./sql_statement.ts";
 
 export const VERSION = "0.1.0";
 
@@ -43,6 +46,14 @@ export interface ServerOptions {
   /** Per-database rates and sizes; each absent one is lib/limits.ts's default. */
   limits?: Partial<DatabaseLimits>;
   oidc?: OidcOptions;
+  /** Request body timeout and server-wide bounds (defaults in lib/limits.ts). */
+  requestBodies?: RequestBodyOptions;
+  /** Databases this server hosts at most (default DATABASES_MAX_DEFAULT). */
+  maxDatabases?: number;
+  /** Databases one identity may own at most (default DATABASES_PER_IDENTITY_MAX_DEFAULT). */
+  maxDatabasesPerIdentity?: number;
+  /** Port of the PostgreSQL wire protocol listener on `hostname` (0: any free port); off when absent. */
+  pgPort?: number;
   /** Called once the listener is bound, with the actual port. */
   onListen?: (address: { hostname: string; port: number }) => void;
 }
@@ -51,6 +62,8 @@ export interface RunningServer {
   port: number;
   hostname: string;
   url: string;
+  /** Port of the PostgreSQL wire protocol listener, when started. */
+  pgPort?: number;
   registry: DatabaseRegistry;
   shutdown(): Promise<void>;
 }
@@ -80,11 +93,36 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     reducerBudgetMs: options.reducerBudgetMs,
     databaseMemoryMb: options.databaseMemoryMb,
     limits,
+    maxDatabases: options.maxDatabases,
+    maxDatabasesPerIdentity: options.maxDatabasesPerIdentity,
     mintIdentity: async () => (await auth.mintIdentity()).identity,
     onEvents: (database, items, originOf) => hub.onEvents(database, items, originOf),
   });
   hub.attach(registry);
-  const app = createApp({ auth, registry, hub, version: VERSION });
+  let pg: PgServer | undefined;
+  if (options.pgPort !== undefined) {
+    try {
+      pg = startPgServer({
+        hostname: options.hostname,
+        port: options.pgPort,
+        backend: {
+          resolveDatabase: (nameOrIdentity) => registry.resolve(nameOrIdentity),
+          authenticate: async (token) => (await auth.authenticate(token)).identity,
+          // PostgreSQL clients read what they were told: confirmed reads, as SpacetimeDB does.
+          runSql: (database, sql, caller) =>
+            runSqlStatement(database, { sql, caller, confirmed: true }),
+          serverVersion: `spacetime ${VERSION} (lightcone)`,
+        },
+      });
+    } catch (error) {
+      if (!(error instanceof Deno.errors.AddrInUse)) throw error;
+      throw new Error(
+        `Port ${options.pgPort} is already in use: free it or pass another --pg-port`,
+      );
+    }
+  }
+  const bodies = new RequestBodyReader(options.requestBodies);
+  const app = createApp({ auth, registry, hub, bodies, version: VERSION });
   let resolveListening!: (address: { hostname: string; port: number }) => void;
   const listening = new Promise<{ hostname: string; port: number }>((r) => (resolveListening = r));
   const server = Deno.serve({
@@ -114,9 +152,11 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     port: address.port,
     hostname: address.hostname,
     url,
+    pgPort: pg?.port,
     registry,
     async shutdown() {
       hub.closeAll("server shutting down");
+      await pg?.close();
       await server.shutdown();
       await registry.close();
       await storage.stop();

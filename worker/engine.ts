@@ -15,7 +15,12 @@ import { truncateText } from "../lib/truncate.ts";
 import { Datastore, type MutTx, type TableSchema, type TxDelta } from "../storage/mod.ts";
 import { BinaryReader, skipValue } from "../protocol/mod.ts";
 import { createSyscalls, FatalHostError, LOG_LEVEL_NAMES, type Syscalls } from "./sys_abi.ts";
-import { describeError, loadModule, type ModuleHooks } from "./module_loader.ts";
+import {
+  describeError,
+  describeErrorStack,
+  loadModule,
+  type ModuleHooks,
+} from "./module_loader.ts";
 import {
   type ModuleInfo,
   moduleInfoFromDescribe,
@@ -745,7 +750,7 @@ export class DatabaseEngine {
       return;
     }
     const text = error instanceof Error
-      ? (error.stack ?? `${error.name}: ${error.message}`)
+      ? describeErrorStack(error)
       : `Uncaught ${formatThrown(error)}`;
     this.#pushLog("Error", text, functionName);
   }

@@ -6,6 +6,7 @@
  * apply to everything the tenant code tries to load (deno-feasibility.md §1.3).
  */
 import * as acorn from "acorn";
+import { redactHostPaths } from "../lib/host_paths.ts";
 import { MODULE_HOOKS_SYMBOL } from "./sys_abi.ts";
 
 // Captured at load: a database process later reduces its globals to an allow-list.
@@ -268,8 +269,27 @@ export async function loadModule(
   return hooks;
 }
 
+/** "Name: message" of an error from tenant code, for replies; host paths removed. */
 export function describeError(error: unknown): string {
-  if (error instanceof ModuleLoadError) return error.message;
-  if (error instanceof Error) return `${error.name}: ${error.message}`;
-  return String(error);
+  if (error instanceof ModuleLoadError) return redactHostPaths(error.message);
+  if (error instanceof Error) return redactHostPaths(`${error.name}: ${error.message}`);
+  return redactHostPaths(String(error));
 }
+
+/**
+ * The stack of an error from tenant code, for the module's log: the tenant's own frames (in its
+ * bundle, loaded from a `blob:` URL) are kept, the host's frames (our worker files, Deno's
+ * `ext:` and `node:` code, V8 builtins) are dropped, and host paths left in the text are
+ * replaced, so that neither a client nor a tenant learns where or what the host runs.
+ */
+export function describeErrorStack(error: unknown): string {
+  if (!(error instanceof Error)) return redactHostPaths(String(error));
+  const stack = typeof error.stack === "string" ? error.stack : "";
+  const lines = stack.split("\n");
+  const head = lines.findIndex((line) => STACK_FRAME.test(line));
+  if (head < 0) return describeError(error);
+  const kept = lines.slice(head).filter((line) => line.includes("blob:"));
+  return redactHostPaths([...lines.slice(0, head), ...kept].join("\n"));
+}
+
+const STACK_FRAME = /^\s+at /;

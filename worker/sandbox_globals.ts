@@ -291,6 +291,13 @@ export const GLOBAL_ALLOW_LIST: readonly string[] = [
   "console",
 ];
 
+/**
+ * Reachable besides GLOBAL_ALLOW_LIST, as reachableGlobals() names them: what Deno's runtime
+ * needs on the global object to dispatch its own events (see enforceGlobalAllowList). They give
+ * tenant code nothing: dispatchEvent only reaches listeners the host registered before loading.
+ */
+export const RUNTIME_REACHABLE: readonly string[] = ["dispatchEvent", "@@[[webidl.brand]]", "@@"];
+
 /** Members of allowed namespaces removed anyway: they can only block the thread. */
 const BLOCKING_MEMBERS: readonly [object, string][] = [
   [Atomics, "wait"],
@@ -322,29 +329,45 @@ export function reachableGlobals(): string[] {
  */
 export function enforceGlobalAllowList(extra: readonly string[]): string[] {
   const allowed = new Set([...GLOBAL_ALLOW_LIST, ...extra]);
+  const eventTarget = EventTarget.prototype as unknown as Record<PropertyKey, unknown>;
+  // Deno's runtime dispatches its own events (load, unhandledrejection, error, unload) on the
+  // global object: it calls globalThis.dispatchEvent, which checks the global's WebIDL brand
+  // (a symbol-keyed slot, and EventTarget.prototype in the chain) and reads its listeners from
+  // another symbol-keyed slot (a Symbol() without description). Those stay; without them an uncaught error in
+  // tenant code would kill the process ("dispatchEvent is not a function") instead of being
+  // reported to the host's listeners.
+  const runtimeSlots = new Set(
+    Object.getOwnPropertySymbols(globalThis).filter((key) =>
+      key.description === "[[webidl.brand]]" || !key.description
+    ),
+  );
   const stuck: string[] = [];
   // Deno defines some globals twice (deleting queueMicrotask once reveals another one), so
   // delete until nothing outside the list is left.
   for (let pass = 0; pass < 8; pass++) {
     const extraKeys = Reflect.ownKeys(globalThis).filter((key) =>
-      typeof key !== "string" || !allowed.has(key)
+      typeof key === "symbol" ? !runtimeSlots.has(key) : !allowed.has(key)
     );
     if (extraKeys.length === 0) break;
     for (const key of extraKeys) Reflect.deleteProperty(globalThis, key);
   }
   for (const key of Reflect.ownKeys(globalThis)) {
-    if (typeof key !== "string" || !allowed.has(key)) stuck.push(String(key));
+    if (typeof key === "symbol" ? !runtimeSlots.has(key) : !allowed.has(key)) {
+      stuck.push(String(key));
+    }
   }
-  if (!Reflect.setPrototypeOf(globalThis, Object.prototype)) {
-    // An immutable prototype: empty the objects on the chain instead.
-    for (
-      let object = Object.getPrototypeOf(globalThis);
-      object !== null && object !== Object.prototype;
-      object = Object.getPrototypeOf(object)
-    ) {
-      for (const key of Reflect.ownKeys(object)) {
-        if (!Reflect.deleteProperty(object, key)) stuck.push(`prototype ${String(key)}`);
-      }
+  // The global's prototype chain (Window.prototype, EventTarget.prototype in Deno) stays, since
+  // Deno's event dispatch relies on it, but is emptied of everything except dispatchEvent and
+  // the WebIDL brands.
+  for (
+    let object = Object.getPrototypeOf(globalThis);
+    object !== null && object !== Object.prototype;
+    object = Object.getPrototypeOf(object)
+  ) {
+    for (const key of Reflect.ownKeys(object)) {
+      if (object === eventTarget && key === "dispatchEvent") continue;
+      if (typeof key === "symbol" && key.description === "[[webidl.brand]]") continue;
+      if (!Reflect.deleteProperty(object, key)) stuck.push(`prototype ${String(key)}`);
     }
   }
   for (const [owner, name] of BLOCKING_MEMBERS) Reflect.deleteProperty(owner, name);

@@ -4,13 +4,11 @@
  */
 import { Hono } from "hono";
 import type { Context } from "hono";
-import { bodyLimit } from "hono/body-limit";
 import { streamText } from "hono/streaming";
 import { type Identity, requireOwner } from "../../auth/mod.ts";
-import { BadRequestError, LimitExceededError, NotFoundError } from "../../lib/errors.ts";
+import { BadRequestError, NotFoundError } from "../../lib/errors.ts";
 import { HTTP_BODY_BYTES_MAX, MODULE_BYTES_MAX } from "../../lib/limits.ts";
 import {
-  compileProductDecoder,
   type JsonOutput,
   moduleDefToSchemaJson,
   moduleDefToV9SchemaJson,
@@ -22,10 +20,11 @@ import type { AppContext, AppEnv } from "../app.ts";
 import type { Database } from "../database_registry.ts";
 import { encodeCallArguments, procedureReturnToJson } from "../call_arguments.ts";
 import { FollowQueue } from "../log_buffer.ts";
+import { runSqlStatement } from "../sql_statement.ts";
 
 export function databaseRoutes(context: AppContext): Hono<AppEnv> {
   const routes = new Hono<AppEnv>();
-  const { registry, auth } = context;
+  const { registry, auth, bodies } = context;
 
   // Anonymous auth: a bearer token or ?token=, else a freshly minted identity.
   routes.use("*", async (c, next) => {
@@ -42,22 +41,10 @@ export function databaseRoutes(context: AppContext): Hono<AppEnv> {
     c.res.headers.set("spacetime-identity-token", result.token);
   });
 
-  const moduleBody = bodyLimit({
-    maxSize: MODULE_BYTES_MAX,
-    onError: () => {
-      throw new LimitExceededError("module size in bytes", MODULE_BYTES_MAX + 1, MODULE_BYTES_MAX);
-    },
-  });
-  const smallBody = bodyLimit({
-    maxSize: HTTP_BODY_BYTES_MAX,
-    onError: () => {
-      throw new LimitExceededError(
-        "request body size in bytes",
-        HTTP_BODY_BYTES_MAX + 1,
-        HTTP_BODY_BYTES_MAX,
-      );
-    },
-  });
+  // Bodies are read before a database admits the request: a slow body must not hold up a
+  // module update (server/request_body.ts bounds how long it may take).
+  const readSmallBody = (c: Context<AppEnv>) =>
+    bodies.readText(c.req.raw, HTTP_BODY_BYTES_MAX, "request body");
 
   const publish = async (c: Context<AppEnv>, target: string | undefined) => {
     const hostType = c.req.query("host_type") ?? "Js";
@@ -66,7 +53,7 @@ export function databaseRoutes(context: AppContext): Hono<AppEnv> {
         `Unsupported host_type "${hostType}": this server runs JavaScript modules (host_type=Js)`,
       );
     }
-    const bundle = await readModuleSource(c);
+    const bundle = decodeModuleSource(await bodies.read(c.req.raw, MODULE_BYTES_MAX, "module"));
     const clear = c.req.query("clear") === "true";
     const { database, op } = await registry.publish(target, bundle, c.get("auth").identity, clear);
     return c.json({
@@ -78,10 +65,12 @@ export function databaseRoutes(context: AppContext): Hono<AppEnv> {
     });
   };
 
-  routes.post("/", moduleBody, (c) => publish(c, undefined));
-  routes.put("/:name", moduleBody, (c) => publish(c, c.req.param("name")));
+  routes.post("/", (c) => publish(c, undefined));
+  routes.put("/:name", (c) => publish(c, c.req.param("name")));
 
-  routes.post("/:name/pre_publish", moduleBody, (c) => {
+  routes.post("/:name/pre_publish", (c) => {
+    // The module is not needed to answer: only its announced size is checked.
+    bodies.refuseAnnouncedOver(c.req.raw, MODULE_BYTES_MAX, "module");
     const database = registry.resolve(c.req.param("name"));
     if (!database) throw new NotFoundError(`\`${c.req.param("name")}\` not found`);
     requireOwner({
@@ -140,18 +129,24 @@ export function databaseRoutes(context: AppContext): Hono<AppEnv> {
     );
   });
 
-  routes.post("/:name/call/:func", smallBody, async (c) => {
+  routes.post("/:name/call/:func", async (c) => {
     const database = registry.require(c.req.param("name"));
+    const bodyText = await readSmallBody(c);
     // Waits out a module update in progress; the call then runs on the new module.
     const release = await database.admit();
     try {
-      return await callFunction(c, database, c.req.param("func"));
+      return await callFunction(c, database, c.req.param("func"), bodyText);
     } finally {
       release();
     }
   });
 
-  const callFunction = async (c: Context<AppEnv>, database: Database, name: string) => {
+  const callFunction = async (
+    c: Context<AppEnv>,
+    database: Database,
+    name: string,
+    bodyText: string,
+  ) => {
     const contentType = c.req.header("content-type") ?? "";
     if (!contentType.startsWith("application/json")) {
       return c.text("Expected request with `Content-Type: application/json`", 415);
@@ -165,7 +160,6 @@ export function databaseRoutes(context: AppContext): Hono<AppEnv> {
     if (reducer?.lifecycle) {
       return c.text(`Can't directly call special ${reducer.lifecycle} lifecycle reducer`, 400);
     }
-    const bodyText = await c.req.text();
     const params = (reducer ?? procedure)!.params;
     const args = encodeCallArguments(database.module, params, bodyText);
     const host = database.host;
@@ -256,45 +250,31 @@ export function databaseRoutes(context: AppContext): Hono<AppEnv> {
   // SQL over HTTP. Today: the subscription grammar (`SELECT * FROM t [WHERE …]`), read
   // only; non-owners see public tables only. Answers once the state it read is durable
   // unless `confirmed=false`.
-  routes.post("/:name/sql", smallBody, async (c) => {
+  routes.post("/:name/sql", async (c) => {
     const database = registry.require(c.req.param("name"));
-    const release = await database.admit();
-    try {
-      return await runSql(c, database);
-    } finally {
-      release();
-    }
-  });
-
-  const runSql = async (c: Context<AppEnv>, database: Database) => {
-    const sql = await c.req.text();
-    const caller = c.get("auth").identity;
-    const started = performance.now();
-    const result = await database.host.query({
-      sql,
-      sender: caller.toBigInt(),
-      isOwner: database.isOwner(caller),
+    const result = await runSqlStatement(database, {
+      sql: await readSmallBody(c),
+      caller: c.get("auth").identity,
+      confirmed: c.req.query("confirmed") !== "false",
     });
-    // Errors too: every answer waits for the state it was computed from.
-    if (c.req.query("confirmed") !== "false") await database.whenDurable(result.txOffset);
-    if (!result.ok || !result.rows) throw new BadRequestError(result.error ?? "query failed");
-    const table = database.module.tablesByName.get(result.rows.table);
-    if (!table) throw new Error(`query answered for unknown table "${result.rows.table}"`);
-    const rowType = { tag: "Product" as const, value: table.rowType };
-    const decode = compileProductDecoder(table.rowType, table.typespace);
-    const rows: JsonOutput[] = result.rows.rows.map((row) =>
-      untypedValueToJson(rowType, decode(row), table.typespace)
+    const rowType = { tag: "Product" as const, value: result.schema };
+    const rows: JsonOutput[] = result.rows.map((row) =>
+      untypedValueToJson(rowType, row, result.typespace)
     );
     return jsonText(
       c,
       stringifyJson([{
-        schema: productTypeToJson(table.rowType),
+        schema: productTypeToJson(result.schema),
         rows,
-        total_duration_micros: Math.round((performance.now() - started) * 1000),
-        stats: { rows_inserted: 0, rows_deleted: 0, rows_updated: 0 },
+        total_duration_micros: result.totalDurationMicros,
+        stats: {
+          rows_inserted: result.rowsInserted,
+          rows_deleted: result.rowsDeleted,
+          rows_updated: result.rowsUpdated,
+        },
       }]),
     );
-  };
+  });
 
   // Lightcone extension: write a snapshot now (owner only), e.g. before a backup.
   routes.post("/:name/snapshot", async (c) => {
@@ -320,8 +300,7 @@ export function databaseRoutes(context: AppContext): Hono<AppEnv> {
   return routes;
 }
 
-async function readModuleSource(c: Context<AppEnv>): Promise<string> {
-  const bytes = new Uint8Array(await c.req.arrayBuffer());
+function decodeModuleSource(bytes: Uint8Array): string {
   if (bytes.length === 0) {
     throw new BadRequestError("The request body is empty: send the module bundle");
   }

@@ -7,12 +7,15 @@
 import type { Context } from "hono";
 import { brotliCompressSync, gzipSync } from "node:zlib";
 import type { AuthService } from "../../auth/mod.ts";
+import { LimitExceededError } from "../../lib/errors.ts";
 import {
+  WS_FRAME_MESSAGES_MAX,
   WS_MESSAGE_BYTES_MAX,
   WS_OUTBOUND_BYTES_MAX,
   WS_PENDING_CALLS_MAX,
   WS_QUERY_SETS_MAX,
 } from "../../lib/limits.ts";
+import { redactHostPaths } from "../../lib/host_paths.ts";
 import { log } from "../../lib/log.ts";
 import { BadRequestError } from "../../lib/errors.ts";
 import {
@@ -33,6 +36,8 @@ import type { BatchItem, DatabaseHost, QueryRows } from "../../worker/mod.ts";
 import type { AppEnv } from "../app.ts";
 import type { Database, DatabaseRegistry } from "../database_registry.ts";
 import { randomConnectionId } from "../routes/database.ts";
+import { InboundBudget } from "./inbound_budget.ts";
+import { V1Session } from "./v1_session.ts";
 
 /**
  * The tokens of a Sec-WebSocket-Protocol value (RFC 6455 §4.1: a comma-separated list with
@@ -45,10 +50,13 @@ export function offeredProtocols(header: string | null): string[] {
   );
 }
 
-const PROTOCOLS: [string, WsVersion][] = [
+const PROTOCOLS: [string, WsVersion | "v1"][] = [
   ["v3.bsatn.spacetimedb", "v3"],
   ["v2.bsatn.spacetimedb", "v2"],
+  ["v1.bsatn.spacetimedb", "v1"],
 ];
+/** SpacetimeDB's legacy JSON protocol, refused with a clear message. */
+const V1_PROTOCOLS = ["v1.json.spacetimedb"];
 const COMPRESSIONS = new Set(["None", "Brotli", "Gzip"]);
 const CLOSE_REASON_BYTES_MAX = 123;
 const FRAME_PAYLOAD_BYTES_TARGET = 512 * 1024;
@@ -77,6 +85,8 @@ class WsOrigin {
     readonly callBytes: number,
     /** Subscribe and unsubscribe only. */
     readonly querySetId = 0,
+    /** Encoded size of the request, held in the client's InboundBudget until answered. */
+    readonly inboundBytes = callBytes,
   ) {}
 }
 
@@ -113,8 +123,10 @@ interface ClientFrame {
 
 class Client {
   readonly querySets = new Map<number, number[]>();
-  /** Frames received before client_connected finished. */
-  early: ClientFrame[] | undefined = [];
+  /** Frames received before client_connected finished, still encoded. */
+  early: Uint8Array[] | undefined = [];
+  /** Bytes received and not yet answered (early frames included). */
+  readonly inbound: InboundBudget;
   outbox: Outgoing[] = [];
   /** In the hub's held set of its database: messages wait for a transaction to be durable. */
   held = false;
@@ -122,6 +134,10 @@ class Client {
   closed = false;
   /** client_connected committed: client_disconnected must run when it goes. */
   connected = false;
+  /** client_connected is running: the connection id stays taken until it is undone. */
+  connecting = false;
+  /** A v1.bsatn client: its messages are translated to and from v2 (version is "v2"). */
+  v1: V1Session | undefined;
 
   constructor(
     readonly socket: WebSocket,
@@ -138,7 +154,10 @@ class Client {
      * closing them before their first message. Idempotent.
      */
     readonly handshakeDone: () => void,
-  ) {}
+    serverInbound: InboundBudget,
+  ) {
+    this.inbound = InboundBudget.forClient(serverInbound);
+  }
 }
 
 /** Per database: which clients subscribe to which shared query ids, under which query sets. */
@@ -149,8 +168,12 @@ export class WsHub {
   readonly #routing = new Map<Database, Routing>();
   /** Per database: clients holding messages until a transaction is durable. */
   readonly #held = new Map<Database, Set<Client>>();
+  /** Per database: the client holding each connection id. */
+  readonly #liveConnections = new Map<Database, Map<bigint, Client>>();
 
   readonly #compress: boolean;
+  /** Inbound bytes held for all clients (inbound_budget.ts). */
+  readonly #inbound = InboundBudget.forServer();
   /** Reused for every reducer call: the host copies what it needs before returning. */
   readonly #call: CallFields = {
     reducer: "",
@@ -185,17 +208,22 @@ export class WsHub {
     if (!COMPRESSIONS.has(compression)) {
       throw new BadRequestError(`Invalid compression "${compression}": use None, Brotli or Gzip`);
     }
-    const connectionIdText = query.get("connection_id");
-    if (connectionIdText !== null && /^(0x)?0+$/i.test(connectionIdText)) {
-      throw new BadRequestError("Invalid connection ID: the all-zeros ConnectionId is reserved.");
-    }
+    const chosenConnectionId = connectionIdParam(query.get("connection_id"));
+    // `light` only trims v1 transaction updates sent to non-callers (SpacetimeDB's
+    // `tx_update_full`); v2/v3 messages are the same either way. Validated, then unused.
+    booleanParam(query, "light");
     const offered = offeredProtocols(c.req.raw.headers.get("sec-websocket-protocol"));
     const chosen = PROTOCOLS.find(([name]) => offered.includes(name));
     if (!chosen) {
+      // SpacetimeDB 2.x still accepts v1.json too (client-api routes/subscribe.rs); Lightcone
+      // does not speak it and says so.
+      const legacy = offered.filter((name) => V1_PROTOCOLS.includes(name));
       throw new BadRequestError(
         `no valid protocol selected: offer ${
           PROTOCOLS.map(([name]) => name).join(" or ")
-        } in Sec-WebSocket-Protocol`,
+        } in Sec-WebSocket-Protocol${
+          legacy.length > 0 ? ` (${legacy.join(", ")}: not supported by this server)` : ""
+        }`,
       );
     }
     if ((c.req.header("upgrade") ?? "").toLowerCase() !== "websocket") {
@@ -211,15 +239,39 @@ export class WsHub {
       socket,
       database,
       auth.identity.toBigInt(),
-      randomConnectionId(),
-      chosen[1],
+      chosenConnectionId ?? randomConnectionId(),
+      chosen[1] === "v1" ? "v2" : chosen[1],
       compression as Compression,
-      query.get("confirmed") !== "false",
+      // Confirmed reads are on by default for v2/v3, off for v1 (as in SpacetimeDB).
+      (query.get("confirmed") ?? (chosen[1] === "v1" ? "false" : "true")) !== "false",
       database.isOwner(auth.identity),
       handshakeDone,
+      this.#inbound,
     );
+    if (chosen[1] === "v1") {
+      client.v1 = new V1Session({
+        identity: client.identity,
+        connectionId: client.connectionId,
+        tableId: (name) => database.module.tablesByName.get(name)?.tableId ?? 0,
+        reducerId: (name) => database.module.reducersByName.get(name)?.id ?? 0,
+      });
+    }
     this.#clients.add(client);
-    socket.onopen = () => this.#onOpen(client, auth.token, auth.payloadJson);
+    // A connection id names one live connection of a database (SpacetimeDB keys
+    // st_connection_credentials by it): a second connection with the same id is refused.
+    const live = this.#liveConnectionsOf(database);
+    const taken = live.has(client.connectionId);
+    if (!taken) live.set(client.connectionId, client);
+    socket.onopen = () =>
+      taken
+        ? this.#close(
+          client,
+          1008,
+          `Connection refused: connection id ${
+            connectionIdHex(client.connectionId)
+          } is already connected`,
+        )
+        : this.#onOpen(client, auth.token, auth.payloadJson);
     socket.onmessage = (event) => this.#onMessage(client, event);
     socket.onclose = () => this.#onClose(client);
     socket.onerror = () => {};
@@ -270,6 +322,7 @@ export class WsHub {
       const origin = asWsOrigin(originOf(item.id));
       if (!origin || origin.client.closed) continue;
       const client = origin.client;
+      client.inbound.release(origin.inboundBytes);
       switch (item.kind) {
         case "call":
           if (origin.answered) break;
@@ -418,6 +471,12 @@ export class WsHub {
     for (const client of this.#clients) this.#close(client, 1001, reason);
   }
 
+  #liveConnectionsOf(database: Database): Map<bigint, Client> {
+    let live = this.#liveConnections.get(database);
+    if (!live) this.#liveConnections.set(database, live = new Map());
+    return live;
+  }
+
   #routingOf(database: Database): Routing {
     let routing = this.#routing.get(database);
     if (!routing) this.#routing.set(database, routing = new Map());
@@ -444,6 +503,7 @@ export class WsHub {
     const host = client.database.host;
     let ok = false;
     let reason = "client_connected failed";
+    client.connecting = true;
     /** What client_connected committed or read: the connection's first reply waits for it. */
     let txOffset = 0;
     try {
@@ -460,9 +520,12 @@ export class WsHub {
       reason = error instanceof Error ? error.message : String(error);
     }
     client.connected = ok;
+    client.connecting = false;
     if (client.closed) {
-      // The socket went while client_connected ran: undo it now.
+      // The socket went while client_connected ran: undo it now. Its connection id is free
+      // only after that, so a reconnect's client_connected runs after this disconnect.
       if (ok) this.#disconnect(client);
+      this.#releaseConnectionId(client);
       client.handshakeDone();
       return;
     }
@@ -488,7 +551,7 @@ export class WsHub {
     }
     this.#send(
       client,
-      encodeServerFrame([{
+      client.v1 ? client.v1.identityToken(token) : encodeServerFrame([{
         tag: "InitialConnection",
         identity: client.identity,
         connectionId: client.connectionId,
@@ -499,7 +562,11 @@ export class WsHub {
     client.handshakeDone();
     const early = client.early ?? [];
     client.early = undefined;
-    for (const frame of early) this.#dispatch(client, frame);
+    for (const bytes of early) {
+      if (client.closed) return;
+      const frame = this.#decode(client, bytes);
+      if (frame) this.#dispatch(client, frame);
+    }
   }
 
   #onMessage(client: Client, event: MessageEvent): void {
@@ -508,19 +575,52 @@ export class WsHub {
       this.#close(client, 1011, "Text frames are not supported by the BSATN protocol");
       return;
     }
-    if (event.data.byteLength > WS_MESSAGE_BYTES_MAX) {
-      this.#close(client, 1009, `Message of ${event.data.byteLength} bytes is over the limit`);
+    const bytes = event.data.byteLength;
+    if (bytes > WS_MESSAGE_BYTES_MAX) {
+      this.#close(client, 1009, `Message of ${bytes} bytes is over the limit`);
       return;
     }
+    // Checked before decoding: what a client has outstanding is bounded (inbound_budget.ts).
+    const refused = client.inbound.take(bytes, client.early !== undefined);
+    if (refused) {
+      this.#close(client, refused.code, refused.reason);
+      return;
+    }
+    if (client.early) {
+      client.early.push(new Uint8Array(event.data));
+      return;
+    }
+    const frame = this.#decode(client, new Uint8Array(event.data));
+    if (frame) this.#dispatch(client, frame);
+  }
+
+  /** Decodes a frame; a bad or over-limit frame closes the client (undefined). */
+  #decode(client: Client, bytes: Uint8Array): ClientFrame | undefined {
     const frame: ClientFrame = { messages: [], sizes: [] };
     try {
-      frame.messages = decodeClientFrame(new Uint8Array(event.data), client.version, frame.sizes);
+      if (client.v1) {
+        const { request, reply } = client.v1.decode(bytes);
+        if (reply) this.#send(client, reply);
+        if (request) {
+          frame.messages.push(request);
+          frame.sizes.push(bytes.byteLength);
+        } else {
+          client.inbound.release(bytes.byteLength);
+        }
+      } else {
+        frame.messages = decodeClientFrame(
+          bytes,
+          client.version,
+          frame.sizes,
+          WS_FRAME_MESSAGES_MAX,
+        );
+      }
     } catch (error) {
-      this.#close(client, 1011, error instanceof Error ? error.message : String(error));
-      return;
+      const code = error instanceof LimitExceededError ? 1008 : 1011;
+      this.#close(client, code, error instanceof Error ? error.message : String(error));
+      return undefined;
     }
-    if (client.early) client.early.push(frame);
-    else this.#dispatch(client, frame);
+    return frame;
   }
 
   #dispatch(client: Client, frame: ClientFrame): void {
@@ -591,6 +691,7 @@ export class WsHub {
             error: `A connection may hold at most ${WS_QUERY_SETS_MAX} query sets`,
           });
           client.pendingCalls--;
+          client.inbound.release(messageBytes);
           break;
         }
         // Reserve the id now so a duplicate in flight is caught too.
@@ -603,7 +704,15 @@ export class WsHub {
             sender: client.identity,
             isOwner: client.isOwner,
           },
-          new WsOrigin(client, "subscribe", message.requestId, 0n, 0, message.querySetId),
+          new WsOrigin(
+            client,
+            "subscribe",
+            message.requestId,
+            0n,
+            0,
+            message.querySetId,
+            messageBytes,
+          ),
         ).catch(fail);
         break;
       }
@@ -614,7 +723,15 @@ export class WsHub {
             querySetId: message.querySetId,
             sendDroppedRows: message.flags === "SendDroppedRows",
           },
-          new WsOrigin(client, "unsubscribe", message.requestId, 0n, 0, message.querySetId),
+          new WsOrigin(
+            client,
+            "unsubscribe",
+            message.requestId,
+            0n,
+            0,
+            message.querySetId,
+            messageBytes,
+          ),
         ).catch(fail);
         break;
       case "OneOffQuery":
@@ -622,7 +739,7 @@ export class WsHub {
           sql: message.queryString,
           sender: client.identity,
           isOwner: client.isOwner,
-        }, new WsOrigin(client, "query", message.requestId, 0n, 0)).catch(fail);
+        }, new WsOrigin(client, "query", message.requestId, 0n, 0, 0, messageBytes)).catch(fail);
         break;
     }
   }
@@ -632,10 +749,20 @@ export class WsHub {
     client.closed = true;
     client.handshakeDone();
     this.#clients.delete(client);
+    client.early = undefined;
+    client.inbound.releaseAll();
+    if (!client.connecting) this.#releaseConnectionId(client);
     for (const querySetId of [...client.querySets.keys()]) this.#unroute(client, querySetId);
     client.outbox = [];
     this.#noteHeld(client);
     if (client.connected) this.#disconnect(client);
+  }
+
+  #releaseConnectionId(client: Client): void {
+    const live = this.#liveConnections.get(client.database);
+    if (live?.get(client.connectionId) !== client) return;
+    live.delete(client.connectionId);
+    if (live.size === 0) this.#liveConnections.delete(client.database);
   }
 
   #disconnect(client: Client): void {
@@ -706,6 +833,14 @@ export class WsHub {
     if (ready === 0) return;
     if (ready === outbox.length) client.outbox = [];
     else client.outbox = outbox.slice(ready);
+    if (client.v1) {
+      for (let i = 0; i < ready; i++) {
+        const entry = outbox[i];
+        const frame = client.v1.encode(entry.message, entry.requestId, entry.timestampMicros);
+        if (frame) this.#send(client, frame);
+      }
+      return;
+    }
     if (client.version === "v2") {
       for (let i = 0; i < ready; i++) this.#send(client, encodeFrame(outbox, i, i + 1, -1));
       return;
@@ -802,6 +937,36 @@ export function compressFrameSync(frame: Uint8Array, compression: "Gzip" | "Brot
   return out;
 }
 
+/**
+ * The `connection_id` query parameter: 32 hex digits, the big-endian bytes of the u128
+ * (optional `0x`, any case), as SpacetimeDB's Rust SDK sends it. Absent: undefined.
+ */
+export function connectionIdParam(text: string | null): bigint | undefined {
+  if (text === null) return undefined;
+  if (!/^(0x)?[0-9a-f]{32}$/i.test(text)) {
+    throw new BadRequestError(
+      `Invalid connection_id "${text}": expected 32 hex digits (16 bytes, big-endian)`,
+    );
+  }
+  const value = BigInt("0x" + text.replace(/^0x/i, ""));
+  if (value === 0n) {
+    throw new BadRequestError("Invalid connection ID: the all-zeros ConnectionId is reserved.");
+  }
+  return value;
+}
+
+function connectionIdHex(value: bigint): string {
+  return value.toString(16).padStart(32, "0");
+}
+
+/** A `true`/`false` query parameter (absent: false); anything else is a 400. */
+function booleanParam(query: URLSearchParams, name: string): boolean {
+  const text = query.get(name);
+  if (text === null || text === "false") return false;
+  if (text === "true") return true;
+  throw new BadRequestError(`Invalid ${name} "${text}": use true or false`);
+}
+
 function asWsOrigin(value: unknown): WsOrigin | undefined {
   return value instanceof WsOrigin ? value : undefined;
 }
@@ -853,7 +1018,8 @@ function bsatnString(text: string): Uint8Array {
   return out;
 }
 
-function truncateReason(reason: string): string {
+function truncateReason(unsafe: string): string {
+  const reason = redactHostPaths(unsafe);
   const bytes = new TextEncoder().encode(reason);
   if (bytes.length <= CLOSE_REASON_BYTES_MAX) return reason;
   let text = reason;

@@ -5,7 +5,7 @@
  */
 import { deepStrictEqual as assertEquals, ok as assert } from "node:assert/strict";
 import { call, fixtureBundle, publish, startTestServer } from "../support/server.ts";
-import { GLOBAL_ALLOW_LIST } from "../../worker/sandbox_globals.ts";
+import { GLOBAL_ALLOW_LIST, RUNTIME_REACHABLE } from "../../worker/sandbox_globals.ts";
 
 const BUDGET_MS = 2000;
 const MEMORY_MB = 512;
@@ -127,7 +127,8 @@ Deno.test({
         const own = seen.filter((name) => /^__lc_tick_[0-9a-f]+(_import)?$/.test(name));
         assertEquals(own.length, 2, seen.join(" "));
         const unexpected = seen.filter((name) =>
-          !GLOBAL_ALLOW_LIST.includes(name) && !own.includes(name) &&
+          !GLOBAL_ALLOW_LIST.includes(name) && !RUNTIME_REACHABLE.includes(name) &&
+          !own.includes(name) &&
           !["global", "window"].includes(name)
         );
         console.log(`${seen.length} globals: ${seen.join(" ")}`);
@@ -144,6 +145,14 @@ Deno.test({
         console.log(lines.join("\n"));
         assertEquals(lines.length, 14);
         for (const line of lines) assert(/: denied: /.test(line), line);
+      });
+
+      await t.step("an unhandled rejection in tenant code does not stop the database", async () => {
+        const pid = evilPid();
+        assertEquals((await call(server.url, "evil", "reject_later", [])).status, 200);
+        await new Promise((resolve) => setTimeout(resolve, 300));
+        assertEquals((await call(server.url, "evil", "touch", [])).status, 200);
+        assertEquals(evilPid(), pid, "the same process still serves");
       });
 
       await t.step("ArrayBuffers kept at module level stop at the memory budget", async () => {

@@ -87,8 +87,9 @@ Deno.test({
         assertEquals(response.status, 400);
         assertEquals(
           await response.text(),
-          "no valid protocol selected: offer v3.bsatn.spacetimedb or v2.bsatn.spacetimedb in " +
-            "Sec-WebSocket-Protocol",
+          "no valid protocol selected: offer v3.bsatn.spacetimedb or v2.bsatn.spacetimedb or " +
+            "v1.bsatn.spacetimedb in Sec-WebSocket-Protocol (v1.json.spacetimedb: not supported " +
+            "by this server)",
         );
       });
 

@@ -84,6 +84,12 @@ Deno.test({
         ],
         ["two header lines", ["foo.bar", "v2.bsatn.spacetimedb"], "v2.bsatn.spacetimedb"],
         ["v2 only", ["v2.bsatn.spacetimedb"], "v2.bsatn.spacetimedb"],
+        ["v1 (1.x SDKs)", ["v1.json.spacetimedb,v1.bsatn.spacetimedb"], "v1.bsatn.spacetimedb"],
+        [
+          "v2 preferred to v1",
+          ["v1.bsatn.spacetimedb, v2.bsatn.spacetimedb"],
+          "v2.bsatn.spacetimedb",
+        ],
       ];
       for (const [name, lines, expected] of cases) {
         await t.step(name, async () => {
@@ -93,10 +99,11 @@ Deno.test({
         });
       }
       for (
-        const [name, lines] of [["unknown protocols only", ["v9.bsatn.spacetimedb,foo"]], [
-          "none",
-          [],
-        ]] as const
+        const [name, lines] of [
+          ["unknown protocols only", ["v9.bsatn.spacetimedb,foo"]],
+          ["none", []],
+          ["v1.json only (not implemented)", ["v1.json.spacetimedb"]],
+        ] as const
       ) {
         await t.step(`${name}: 400 naming the supported protocols`, async () => {
           const response = await rawUpgrade(server.url, path, [...lines]);
@@ -107,6 +114,13 @@ Deno.test({
             true,
             body,
           );
+          if (name.startsWith("v1")) {
+            assertEquals(
+              body.includes("v1.json.spacetimedb: not supported"),
+              true,
+              body,
+            );
+          }
         });
       }
     } finally {

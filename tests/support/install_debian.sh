@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the tests need, only when they are missing (CI starts on a fresh
 # machine). Idempotent: a machine that has them already is left alone and nothing is fetched.
-#   strace   tests/e2e/fsync_order_test.ts traces the real server's fdatasync and socket writes
+#   strace             tests/e2e/fsync_order_test.ts traces the real server's fdatasync and socket writes
+#   postgresql-client  tests/e2e/pgwire_test.ts runs a psql session against the server
 set -euo pipefail
 missing=()
 command -v strace >/dev/null 2>&1 || missing+=(strace)
+command -v psql >/dev/null 2>&1 || missing+=(postgresql-client)
 if [ "${#missing[@]}" -eq 0 ]; then
   exit 0
 fi
