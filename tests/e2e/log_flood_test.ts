@@ -68,7 +68,8 @@ Deno.test({
       // The rate bounds what was written: the burst plus the rate over the flood (and slack).
       const writtenMax = LOG_BYTES_PER_S * (MODULE_LOG_BURST_S + FLOOD_MS / 1000 + 5);
       assert(current + rotated <= writtenMax, `${current + rotated} bytes written`);
-      assert(peakMiB - rssBeforeMiB < 1024, `RSS grew by ${peakMiB - rssBeforeMiB} MiB`);
+      // Bounded, with room for a loaded machine's lazy GC (main died at ~4 GiB of heap).
+      assert(peakMiB - rssBeforeMiB < 1536, `RSS grew by ${peakMiB - rssBeforeMiB} MiB`);
       assertEquals(report.failures, 0);
 
       // The server and the flooding database still answer; the log says what was dropped.
