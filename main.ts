@@ -4,7 +4,7 @@
  */
 import { join } from "node:path";
 import { configureLog, log } from "./lib/log.ts";
-import { SNAPSHOT_INTERVAL_TX } from "./lib/limits.ts";
+import { type DatabaseLimits, SNAPSHOT_INTERVAL_TX } from "./lib/limits.ts";
 import { startServer, VERSION } from "./server/mod.ts";
 
 const USAGE = `Lightcone ${VERSION}: a SpacetimeDB-compatible database server
@@ -24,6 +24,11 @@ start options:
       --in-memory              keep data only for this run: a fresh temporary data directory,
                                no fsync (replies do not wait for the disk), deleted at shutdown;
                                nothing survives a restart or a crash (cannot be used with --data-dir)
+      --module-log-kb-per-s KB module log a database may write per second; lines over it are
+                               dropped with a marker (default 1024)
+      --commit-log-mb-per-s MB commit log a database may write per second; a transaction over
+                               it fails and commits nothing (default 16)
+      --tx-max-mb MB           largest commit record of one transaction (default 64)
       --http-body-timeout-ms MS
                                time a request body may take to arrive before a 408 (default 30000)
       --max-databases N        databases this server hosts at most (default 100)
@@ -84,6 +89,14 @@ async function start(args: string[]): Promise<number> {
   let reducerBudgetMs: number | undefined;
   let databaseMemoryMb: number | undefined;
   let wsCompression = false;
+  const limits: Partial<DatabaseLimits> = {};
+  const size = (flag: string, text: string, unitBytes: number) => {
+    const amount = Number(text);
+    if (!(amount > 0) || !Number.isFinite(amount)) {
+      throw new Error(`Invalid ${flag} "${text}": expected a positive number`);
+    }
+    return Math.max(1, Math.round(amount * unitBytes));
+  };
   let httpBodyTimeoutMs: number | undefined;
   let maxDatabases: number | undefined;
   let maxDatabasesPerIdentity: number | undefined;
@@ -111,6 +124,11 @@ async function start(args: string[]): Promise<number> {
         throw new Error(`Invalid --snapshot-interval-tx "${text}": expected a whole number >= 1`);
       }
     } else if (arg === "--in-memory") inMemory = true;
+    else if (arg === "--module-log-kb-per-s") {
+      limits.moduleLogBytesPerS = size(arg, value(), 1024);
+    } else if (arg === "--commit-log-mb-per-s") {
+      limits.commitLogBytesPerS = size(arg, value(), 1024 * 1024);
+    } else if (arg === "--tx-max-mb") limits.txRecordBytesMax = size(arg, value(), 1024 * 1024);
     else if (arg === "--ws-compression") wsCompression = true;
     else if (arg === "--pg-port") pgPort = parsePort(value(), "--pg-port");
     else if (arg === "--http-body-timeout-ms") httpBodyTimeoutMs = positiveNumber(arg, value());
@@ -151,6 +169,7 @@ async function start(args: string[]): Promise<number> {
       skipFsync: inMemory,
       // Deliberately broken durability for one test (tests/e2e/fsync_order_test.ts); never set it.
       unsafeLateFsyncMs: Number(Deno.env.get("LIGHTCONE_UNSAFE_LATE_FSYNC_MS") ?? 0) || undefined,
+      limits,
       wsCompression,
       requestBodies: { timeoutMs: httpBodyTimeoutMs },
       maxDatabases,

@@ -8,6 +8,7 @@ import { join } from "node:path";
 import { BadRequestError, NotFoundError, QuotaExceededError } from "../lib/errors.ts";
 import { log } from "../lib/log.ts";
 import {
+  type DatabaseLimits,
   DATABASES_MAX_DEFAULT,
   DATABASES_PER_IDENTITY_MAX_DEFAULT,
   REDUCER_TIME_BUDGET_MS_DEFAULT,
@@ -24,7 +25,7 @@ import {
   moduleInfoFromDescribe,
   ModuleInitError,
 } from "../worker/mod.ts";
-import { LogBuffer } from "./log_buffer.ts";
+import { LogBuffer, type LogBufferOptions } from "./log_buffer.ts";
 
 /** Database names: `[a-z0-9]` and `-`, starting with `[a-z0-9]`, no leading/trailing/double hyphens. */
 const DATABASE_NAME = /^[a-z0-9](?:[a-z0-9]|-(?!-))*(?<!-)$/;
@@ -222,6 +223,8 @@ export interface RegistryOptions {
   storage: DurabilityActor;
   reducerBudgetMs?: number;
   databaseMemoryMb?: number;
+  /** Per-database rates and sizes (lib/limits.ts DATABASE_LIMITS_DEFAULT when absent). */
+  limits?: DatabaseLimits;
   /** Databases hosted at most (`--max-databases`), stopped ones included. */
   maxDatabases?: number;
   /** Databases one owner identity may have at most (`--max-databases-per-identity`). */
@@ -281,7 +284,7 @@ export class DatabaseRegistry {
       const identity = Identity.fromHex(entry.identity);
       const owner = Identity.fromHex(entry.owner);
       const directory = registry.#directoryOf(identity);
-      const logs = await LogBuffer.open(join(directory, "module.log"));
+      const logs = await LogBuffer.open(join(directory, "module.log"), registry.#logOptions());
       try {
         const bundle = await Deno.readTextFile(join(directory, "module.js"));
         const started = performance.now();
@@ -466,7 +469,7 @@ export class DatabaseRegistry {
     const identity = await this.#options.mintIdentity();
     const directory = this.#directoryOf(identity);
     await Deno.mkdir(directory, { recursive: true });
-    const logs = await LogBuffer.open(join(directory, "module.log"));
+    const logs = await LogBuffer.open(join(directory, "module.log"), this.#logOptions());
     let started: { host: DatabaseHost; durableTxOffset: number };
     try {
       started = await this.#startHost(identity, caller, bundle, { runInit: true, logs });
@@ -527,6 +530,7 @@ export class DatabaseRegistry {
       runInit: false,
       reducerBudgetMs: this.#budgetMs(),
       memoryMb: this.#options.databaseMemoryMb,
+      limits: this.#options.limits,
     }).catch((error) => {
       throw new BadRequestError(`Database update rejected: ${messageOf(error)}`);
     });
@@ -585,7 +589,7 @@ export class DatabaseRegistry {
     options: { runInit: boolean; logs: LogBuffer },
   ): Promise<{ host: DatabaseHost; durableTxOffset: number }> {
     const key = identity.toHex();
-    const opened = await this.#options.storage.openDatabase(key);
+    const opened = await this.#options.storage.openDatabase(key, this.#options.limits);
     try {
       const host = await DatabaseHost.start({
         bundle,
@@ -594,6 +598,7 @@ export class DatabaseRegistry {
         runInit: options.runInit,
         reducerBudgetMs: this.#budgetMs(),
         memoryMb: this.#options.databaseMemoryMb,
+        limits: this.#options.limits,
         durabilityPort: opened.port,
         onLogs: (lines: LogLine[]) => options.logs.append(lines),
         onEvents: (items, originOf) => {
@@ -663,6 +668,10 @@ export class DatabaseRegistry {
     database.host.stop();
     database.failWaiters(reason);
     this.#options.onStopped?.(database, reason);
+  }
+
+  #logOptions(): LogBufferOptions {
+    return { bytesPerS: this.#options.limits?.moduleLogBytesPerS };
   }
 
   #budgetMs(): number {

@@ -3,9 +3,16 @@
  * every stored database), the WebSocket hub and the HTTP listener.
  */
 import { AuthService, type OidcOptions } from "../auth/mod.ts";
+import {
+  DATABASE_LIMITS_DEFAULT,
+  DATABASE_MEMORY_MB_DEFAULT,
+  type DatabaseLimits,
+  MODULE_LOG_FILE_BYTES_MAX,
+  REDUCER_TIME_BUDGET_MS_DEFAULT,
+  SCHEDULE_IMMEDIATE_PENDING_MAX,
+} from "../lib/limits.ts";
 import { log } from "../lib/log.ts";
 import { DurabilityActor, logIsolationCapabilities } from "../worker/mod.ts";
-import { DATABASE_MEMORY_MB_DEFAULT } from "../lib/limits.ts";
 import { createApp } from "./app.ts";
 import { DatabaseRegistry } from "./database_registry.ts";
 import { type RequestBodyOptions, RequestBodyReader } from "./request_body.ts";
@@ -36,6 +43,8 @@ export interface ServerOptions {
    * fdatasync, which runs this many ms later; proves tests/e2e/fsync_order_test.ts can fail.
    */
   unsafeLateFsyncMs?: number;
+  /** Per-database rates and sizes; each absent one is lib/limits.ts's default. */
+  limits?: Partial<DatabaseLimits>;
   oidc?: OidcOptions;
   /** Request body timeout and server-wide bounds (defaults in lib/limits.ts). */
   requestBodies?: RequestBodyOptions;
@@ -64,6 +73,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   logIsolationCapabilities(options.databaseMemoryMb ?? DATABASE_MEMORY_MB_DEFAULT);
   const auth = await AuthService.open({ dataDir: options.dataDir, oidc: options.oidc });
   const hub = new WsHub({ auth, compress: options.wsCompression });
+  const limits = databaseLimits(options.limits);
   const storage = await DurabilityActor.start({
     dataDir: options.dataDir,
     snapshotIntervalTx: options.snapshotIntervalTx,
@@ -82,6 +92,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     onStopped: (database, reason) => hub.closeDatabase(database, reason),
     reducerBudgetMs: options.reducerBudgetMs,
     databaseMemoryMb: options.databaseMemoryMb,
+    limits,
     maxDatabases: options.maxDatabases,
     maxDatabasesPerIdentity: options.maxDatabasesPerIdentity,
     mintIdentity: async () => (await auth.mintIdentity()).identity,
@@ -128,6 +139,14 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     dataDir: options.dataDir,
     databases: registry.list().length,
   });
+  log.info("per-database limits enforced", {
+    reducerBudgetMs: options.reducerBudgetMs ?? REDUCER_TIME_BUDGET_MS_DEFAULT,
+    txRecordBytesMax: limits.txRecordBytesMax,
+    commitLogBytesPerS: limits.commitLogBytesPerS,
+    moduleLogBytesPerS: limits.moduleLogBytesPerS,
+    moduleLogFileBytesMax: MODULE_LOG_FILE_BYTES_MAX,
+    scheduleImmediatePendingMax: SCHEDULE_IMMEDIATE_PENDING_MAX,
+  });
   options.onListen?.(address);
   return {
     port: address.port,
@@ -143,4 +162,18 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
       await storage.stop();
     },
   };
+}
+
+/** `partial` over the defaults, each value checked (operator flags end up here). */
+export function databaseLimits(partial: Partial<DatabaseLimits> = {}): DatabaseLimits {
+  const limits: DatabaseLimits = { ...DATABASE_LIMITS_DEFAULT };
+  for (const name of Object.keys(limits) as (keyof DatabaseLimits)[]) {
+    const value = partial[name];
+    if (value === undefined) continue;
+    if (typeof value !== "number" || !Number.isSafeInteger(value) || value <= 0) {
+      throw new RangeError(`Limit ${name} "${value}" must be a positive whole number`);
+    }
+    limits[name] = value;
+  }
+  return limits;
 }

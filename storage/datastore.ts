@@ -321,6 +321,9 @@ function indexRange(
 }
 
 /** The open mutable transaction. Every method throws AssertionError once it has ended. */
+/** A table's entry in a commit record before its rows: table id, insert count, delete count. */
+const TABLE_DELTA_HEADER_BYTES = 12;
+
 export class MutTx {
   readonly #tables: Table[];
   readonly #indexes: TableIndex[];
@@ -552,6 +555,24 @@ export class MutTx {
   }
 
   /** Makes the changes committed and returns the net delta (empty tables left out). */
+  /**
+   * Most bytes this transaction's table changes can take in a commit record (rows with their
+   * length prefixes, and each touched table's id and counts), computed before commit() so a
+   * transaction over a size budget can still be rolled back.
+   */
+  deltaBytesMax(): number {
+    assert(this.#open, "Transaction has ended");
+    if (this.#touched !== undefined) {
+      let bytes = 0;
+      for (const table of this.#touched) {
+        bytes += TABLE_DELTA_HEADER_BYTES + table.txDeltaBytesMax();
+      }
+      return bytes;
+    }
+    const first = this.#firstTouched;
+    return first === undefined ? 0 : TABLE_DELTA_HEADER_BYTES + first.txDeltaBytesMax();
+  }
+
   commit(): TxDelta {
     assert(this.#open, "Transaction has ended");
     this.#open = false;

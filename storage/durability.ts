@@ -14,6 +14,7 @@ import type {
   OpenResult,
   StorageOptions,
 } from "./durability_messages.ts";
+import type { CommitLimits } from "./commit_budget.ts";
 
 type DistributiveOmit<T, K extends PropertyKey> = T extends unknown ? Omit<T, K> : never;
 
@@ -73,11 +74,14 @@ export class DurabilityActor {
    * Opens a database's log (truncating a torn tail; rejecting with CorruptLogError's message on
    * damage) and returns the port its database worker sends batches on.
    */
-  async openDatabase(dbKey: string): Promise<OpenResult & { port: MessagePort }> {
+  async openDatabase(
+    dbKey: string,
+    limits?: CommitLimits,
+  ): Promise<OpenResult & { port: MessagePort }> {
     const channel = new MessageChannel();
     try {
       const result = await this.#request(
-        { op: "open", dbKey, port: channel.port2 },
+        { op: "open", dbKey, port: channel.port2, limits },
         [channel.port2],
       ) as OpenResult;
       this.#durableOffsets.set(dbKey, result.durableOffset);

@@ -17,6 +17,7 @@ import { readCommitLog } from "./commitlog/reader.ts";
 import { CommitLogWriter } from "./commitlog/writer.ts";
 import type { FromDatabaseMessage, OpenResult, ToDatabaseMessage } from "./durability_messages.ts";
 import { type FsLayer, makeDirsDurable, removeDurable } from "./fs_layer.ts";
+import { CommitBudgetCheck, type CommitLimits } from "./commit_budget.ts";
 import { databaseDir, logDir, snapshotDir } from "./recovery.ts";
 import { readNewestValidSnapshot, writeSnapshot } from "./snapshot.ts";
 
@@ -37,6 +38,8 @@ export interface CoreOptions {
   replayChunkBytes?: number;
   /** Ask a database worker for a snapshot once this many more transactions are durable. */
   snapshotIntervalTx?: number;
+  /** Monotonic milliseconds for commit-log rate checks (default performance.now). */
+  monotonicMs?: () => number;
 }
 
 type AppendMessage = Extract<FromDatabaseMessage, { kind: "append" }>;
@@ -61,6 +64,8 @@ interface DatabaseState {
   replay: Replay | undefined;
   /** Durable offset of the newest snapshot on disk or asked for (periodic snapshots count from it). */
   snapshotBase: bigint;
+  /** The database's commit-log limits, checked on every append (the worker is untrusted). */
+  budget: CommitBudgetCheck | undefined;
 }
 
 const DB_KEY = /^[A-Za-z0-9_-]{1,128}$/;
@@ -87,7 +92,7 @@ export class DurabilityCore {
   }
 
   /** Opens a database's log (truncating a torn tail). Throws CorruptLogError on damage. */
-  open(dbKey: string): OpenResult {
+  open(dbKey: string, limits?: CommitLimits): OpenResult {
     checkDbKey(dbKey);
     if (this.#databases.has(dbKey)) throw new Error(`Database "${dbKey}" is already open`);
     const dir = logDir(databaseDir(this.#dataDir, dbKey));
@@ -108,6 +113,9 @@ export class DurabilityCore {
       reportedOffset: writer.durableOffset,
       replay: undefined,
       snapshotBase: 0n,
+      budget: limits === undefined
+        ? undefined
+        : new CommitBudgetCheck(limits, this.#options.monotonicMs ?? (() => performance.now())),
     });
     if (openedLog.truncatedTornTail) {
       log.warn("Truncated a torn commit at the end of the log", {
@@ -141,12 +149,18 @@ export class DurabilityCore {
       return;
     }
     switch (message.kind) {
-      case "append":
+      case "append": {
+        const over = db.budget?.check(message.bytes, message.recordCount);
+        if (over !== undefined) {
+          this.#fail(db, new Error(`The database worker broke its commit log limits: ${over}`));
+          return;
+        }
         db.openedLog = undefined;
         db.replay = undefined;
         db.pending.push(message);
         this.#dirty.add(db);
         return;
+      }
       case "snapshot":
         db.snapshots.push(message);
         this.#dirty.add(db);

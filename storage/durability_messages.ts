@@ -6,6 +6,8 @@
  * commitlog/frame.ts); their ArrayBuffer is transferred, never copied.
  */
 
+import type { CommitLimits } from "./commit_budget.ts";
+
 /** Database worker -> storage actor. */
 export type FromDatabaseMessage =
   /** Transactions [firstTxOffset, firstTxOffset + recordCount) to make durable. */
@@ -55,7 +57,7 @@ export interface StorageOptions {
 /** Main thread -> storage actor. */
 export type ActorRequest =
   | { id: number; op: "init"; options: StorageOptions }
-  | { id: number; op: "open"; dbKey: string; port: MessagePort }
+  | { id: number; op: "open"; dbKey: string; port: MessagePort; limits?: CommitLimits }
   | { id: number; op: "close"; dbKey: string }
   | { id: number; op: "delete"; dbKey: string }
   | { id: number; op: "requestSnapshot"; dbKey: string }

@@ -15,6 +15,7 @@ export type {
   ToDatabaseMessage,
 } from "./durability_messages.ts";
 export { type CoreOptions, type CoreOutput, DurabilityCore } from "./durability_core.ts";
+export { CommitBudgetCheck, type CommitLimits } from "./commit_budget.ts";
 export {
   decodeTxBatch,
   decodeTxRecord,

@@ -134,7 +134,7 @@ function handle(request: ActorRequest): unknown {
     case "open": {
       let result;
       try {
-        result = requireCore().open(request.dbKey);
+        result = requireCore().open(request.dbKey, request.limits);
       } catch (error) {
         request.port.close();
         throw error;

@@ -650,6 +650,24 @@ export class Table {
     return { tableId: this.schema.tableId, inserts, deletes };
   }
 
+  /**
+   * Most bytes the open transaction's delta of this table can take in a commit record: each
+   * inserted and deleted row as a u32 length and its bytes. An upper bound (a row written back to
+   * its original bytes counts), computed without ending the transaction.
+   */
+  txDeltaBytesMax(): number {
+    const store = this.store;
+    const ids = this.#logIds;
+    const originals = this.#logOriginals;
+    let bytes = 0;
+    for (let i = 0; i < this.#logLength; i++) {
+      const original = originals[i];
+      if (original !== null) bytes += 4 + original.length;
+      if (store.isLive(ids[i])) bytes += 4 + store.size(ids[i]);
+    }
+    return bytes;
+  }
+
   rollbackTx(): void {
     assert(this.#inTx, "Rolling back a table without an open transaction");
     this.#inTx = false;

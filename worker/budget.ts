@@ -22,7 +22,9 @@
  *   (stack depth + loop nesting) x program size, and the call ends with a throw.
  * Getters, setters, Proxy traps, toString/valueOf and iterator protocol hooks are all functions,
  * so they tick too. Builtins (Array.from, sort, RegExp matching...) do not tick: one builtin call
- * can overrun the budget by its own duration; huge allocations are the heap limit's job.
+ * can overrun the budget by its own duration, so stop() also compares the clock with the
+ * deadline and a call that returns late counts as exceeded (the host rolls it back); huge
+ * allocations are the heap limit's job.
  *
  * The host should classify a failed call by `budget.exceeded`, not by the thrown value: tenant
  * code may catch the BudgetExceededError and throw something else while unwinding.
@@ -59,8 +61,12 @@ export interface Budget {
    * `nowMs` is the budget clock's current time when the caller has just read it (saves a read).
    */
   start(budgetMs: number, nowMs?: number): void;
-  /** Ends the innermost started call, clears its exceeded state, and says if it was exceeded. */
-  stop(): boolean;
+  /**
+   * Ends the innermost started call, clears its exceeded state, and says if it was exceeded:
+   * a tick threw, or the clock is past the call's deadline now (`nowMs`, read by the caller
+   * from the budget's clock, or one clock read).
+   */
+  stop(nowMs?: number): boolean;
   /** True from the tick that found the deadline passed until the matching stop(). */
   readonly exceeded: boolean;
   /** Number of start() calls not yet stopped. */
@@ -188,11 +194,14 @@ export function createBudget(clock: MonotonicClock, options: BudgetOptions = {})
       lastCheckMs = nowMs;
       countdown = ticksPerCheck;
     },
-    stop(): boolean {
+    stop(nowMs?: number): boolean {
       const previous = outer.pop();
       if (previous === undefined) throw new Error("Budget stop() without a matching start()");
       const ended = current;
-      const wasExceeded = ended.exceeded;
+      // A call that returns after its deadline ran over it even if no tick saw the clock: time
+      // spent inside one builtin (a long sort(), a backtracking regexp) is never ticked.
+      const wasExceeded = ended.exceeded ||
+        (ended.state === RUNNING && (nowMs ?? clock.monotonicMs()) >= ended.deadlineMs);
       if (ended.state === RUNNING && spareFrames.length < SPARE_FRAMES_MAX) spareFrames.push(ended);
       current = previous.state === AMBIENT ? idleBetweenCalls : previous;
       countdown = current.exceeded ? 0 : ticksPerCheck;

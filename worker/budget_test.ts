@@ -190,3 +190,22 @@ Deno.test("reused call frames start clean: an exceeded call does not leak into t
     assertEquals(budget.stop(), false);
   }
 });
+
+Deno.test("a call that returns after its deadline is exceeded even if no tick read the clock", () => {
+  const clock = new ManualClock();
+  // A builtin (sort, regexp) runs long between two ticks: no tick sees the deadline pass.
+  const budget = createBudget(clock, { ticksPerCheckMax: 4096 });
+  budget.start(100);
+  clock.advanceMs(99);
+  assertEquals(budget.stop(), false);
+  budget.start(100);
+  clock.advanceMs(100);
+  assert(!budget.exceeded);
+  assertEquals(budget.stop(), true);
+  // Nested: the inner call inherits the outer deadline.
+  budget.start(1000);
+  budget.start(50);
+  clock.advanceMs(60);
+  assertEquals(budget.stop(), true);
+  assertEquals(budget.stop(), false);
+});

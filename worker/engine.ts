@@ -4,6 +4,14 @@
  * injected clock and budget, so it can be driven without a Worker in tests.
  */
 import type { Clock } from "../lib/clock.ts";
+import {
+  commitLogBurstBytes,
+  DATABASE_LIMITS_DEFAULT,
+  type DatabaseLimits,
+  LOG_MESSAGE_CHARS_MAX,
+} from "../lib/limits.ts";
+import { TokenBucket } from "../lib/token_bucket.ts";
+import { truncateText } from "../lib/truncate.ts";
 import { Datastore, type MutTx, type TableSchema, type TxDelta } from "../storage/mod.ts";
 import { BinaryReader, skipValue } from "../protocol/mod.ts";
 import { createSyscalls, FatalHostError, LOG_LEVEL_NAMES, type Syscalls } from "./sys_abi.ts";
@@ -21,6 +29,7 @@ import {
 } from "./module_info.ts";
 
 import type { CallResult, LogLine, ProcedureResult } from "./messages.ts";
+import { ModuleLogLimiter } from "./log_limiter.ts";
 import { nextIntervalTick, ScheduleQueue } from "./scheduler.ts";
 
 /** The caller-facing text of any internal reducer failure (SpacetimeDB's wording). */
@@ -30,8 +39,11 @@ export const GENERIC_FAILURE_MESSAGE = "The instance encountered a fatal error."
 export interface CallBudget {
   /** `nowMs`: the engine clock's monotonic time, just read (budget and engine share a clock). */
   start(budgetMs: number, nowMs?: number): void;
-  /** Ends the call's budget; true when the call ran over it. */
-  stop(): boolean;
+  /**
+   * Ends the call's budget; true when the call ran over it (a tick saw the deadline pass, or
+   * `nowMs`, the engine clock's time just read, is past it).
+   */
+  stop(nowMs?: number): boolean;
   /** True when `error` is the budget's own "time is up" error. */
   isExceeded(error: unknown): boolean;
 }
@@ -52,6 +64,8 @@ export interface EngineOptions {
   /** The database owner: the only caller allowed to call private (e.g. scheduled) reducers. */
   ownerIdentity?: bigint;
   loadTimeoutMs: number;
+  /** Per-database rates and sizes (lib/limits.ts); the defaults when absent. */
+  limits?: DatabaseLimits;
 }
 
 /**
@@ -90,6 +104,15 @@ export interface CommittedTx {
   delta: TxDelta;
 }
 
+/**
+ * A commit record's bytes besides its rows (storage/commit_record.ts): format, reserved,
+ * timestamp, caller identity and connection id, the u32 lengths of reducer name and arguments,
+ * and the table and sequence counts.
+ */
+const TX_RECORD_FIXED_BYTES = 1 + 1 + 8 + 32 + 16 + 4 + 4 + 4 + 4;
+/** One sequence position in a commit record: table id, column, next value (i128). */
+const TX_RECORD_SEQUENCE_BYTES = 4 + 2 + 16;
+
 export class DatabaseEngine {
   readonly #options: EngineOptions;
   #hooks!: ModuleHooks;
@@ -101,16 +124,31 @@ export class DatabaseEngine {
   #poison: Error | undefined;
   #currentFunction: string | undefined;
   #txOffset = 0;
-  #logs: LogLine[] = [];
+  readonly #logs: ModuleLogLimiter;
+  readonly #limits: DatabaseLimits;
+  /** Commit-log bytes this database may still write (refills at limits.commitLogBytesPerS). */
+  readonly #commitBucket: TokenBucket;
+  /** Sequences of the module's tables: each can add a position to a commit record. */
+  #sequenceCount = 0;
   #jwtPayloads = new Map<bigint, Uint8Array>();
   #committed: CommittedTx[] = [];
   readonly #schedules = new ScheduleQueue();
   #scheduleTables = new Map<number, ScheduleTable>();
   #anonymous = false;
-  #procedure: { name: string; sender: bigint; connectionId: bigint; args: Uint8Array } | undefined;
+  #procedure:
+    | { name: string; sender: bigint; connectionId: bigint; args: Uint8Array; startMs: number }
+    | undefined;
 
   constructor(options: EngineOptions) {
     this.#options = options;
+    const limits = options.limits ?? DATABASE_LIMITS_DEFAULT;
+    this.#limits = limits;
+    this.#commitBucket = new TokenBucket(
+      limits.commitLogBytesPerS,
+      commitLogBurstBytes(limits),
+      () => options.clock.monotonicMs(),
+    );
+    this.#logs = new ModuleLogLimiter(limits.moduleLogBytesPerS, () => options.clock.monotonicMs());
   }
 
   get module(): ModuleInfo {
@@ -144,6 +182,7 @@ export class DatabaseEngine {
       scheduleImmediate: (reducer, args) =>
         this.#schedules.pushImmediate(reducer, args, Number(options.clock.nowMicros())),
       scheduleDelayTooLong: (tableId, row) => this.#scheduleDelayTooLong(tableId, row),
+      checkScheduleImmediateArgs: (byteLength) => this.#schedules.checkImmediateArgs(byteLength),
       nowMicros: () => options.clock.nowMicros(),
       startAnonymousTx: () => {
         if (this.#tx || !this.#procedure) return false;
@@ -153,16 +192,24 @@ export class DatabaseEngine {
       },
       commitAnonymousTx: () => {
         if (!this.#tx || !this.#anonymous || !this.#procedure) return false;
-        if (this.#poison) {
-          // A fatal host error happened in this transaction: it must not commit.
+        const overBudget = options.clock.monotonicMs() - this.#procedure.startMs >=
+          options.reducerBudgetMs;
+        if (this.#poison || overBudget) {
+          // A fatal host error happened in this transaction, or the call is past its deadline
+          // (time inside a builtin is never ticked): it must not commit.
           this.#tx.rollback();
           this.#tx = undefined;
           this.#anonymous = false;
-          throw this.#poison;
+          throw this.#poison ?? new Error(this.#budgetMessage());
         }
         const tx = this.#tx;
         this.#tx = undefined;
         this.#anonymous = false;
+        const refusal = this.#commitRefusal(tx, this.#procedure.name, this.#procedure.args);
+        if (refusal !== undefined) {
+          tx.rollback();
+          throw new Error(refusal);
+        }
         this.#recordCommit(
           tx.commit(),
           this.#procedure.name,
@@ -189,6 +236,7 @@ export class DatabaseEngine {
     this.#module = moduleInfoFromDescribe(this.#describe);
     refuseUnsupportedFeatures(this.#module.def);
     this.#datastore = new Datastore(this.#module.tables);
+    this.#sequenceCount = this.#module.tables.reduce((n, table) => n + table.sequences.length, 0);
     this.#scheduleTables = scheduleTables(this.#module);
   }
 
@@ -356,9 +404,7 @@ export class DatabaseEngine {
 
   /** Takes the log lines produced since the last call. */
   drainLogs(): LogLine[] {
-    const logs = this.#logs;
-    this.#logs = [];
-    return logs;
+    return this.#logs.drain(Number(this.#options.clock.nowMicros()));
   }
 
   /** Takes the transactions committed since the last call, in commit order. */
@@ -477,7 +523,7 @@ export class DatabaseEngine {
     }
     const startMs = this.#options.clock.monotonicMs();
     this.#currentFunction = procedure.name;
-    this.#procedure = { name: procedure.name, sender, connectionId, args };
+    this.#procedure = { name: procedure.name, sender, connectionId, args, startMs };
     this.#options.budget.start(this.#options.reducerBudgetMs);
     let exceeded = false;
     let stopped = false;
@@ -590,6 +636,7 @@ export class DatabaseEngine {
     let failure: unknown;
     let failed = false;
     let exceeded = false;
+    let endMs = startMs;
     this.#options.budget.start(this.#options.reducerBudgetMs, startMs);
     try {
       const view = new DataView(args.buffer, args.byteOffset, args.byteLength);
@@ -607,7 +654,8 @@ export class DatabaseEngine {
       failed = true;
       failure = error;
     } finally {
-      exceeded = this.#options.budget.stop();
+      endMs = this.#options.clock.monotonicMs();
+      exceeded = this.#options.budget.stop(endMs);
       this.#tx = undefined;
       this.#endCall();
     }
@@ -620,7 +668,21 @@ export class DatabaseEngine {
       failure = this.#poison;
     }
     this.#poison = undefined;
-    const durationMicros = this.#elapsedMicros(startMs);
+    const durationMicros = Math.round((endMs - startMs) * 1000);
+    const refusal = failed ? undefined : this.#commitRefusal(tx, reducer.name, args);
+    if (refusal !== undefined) {
+      tx.rollback();
+      this.#pushLog("Error", refusal, reducer.name);
+      const txOffset = this.#txOffset;
+      return {
+        kind: "call",
+        id,
+        status: "failed_internal",
+        message: refusal,
+        txOffset,
+        durationMicros,
+      };
+    }
     if (!failed) {
       const txOffset = this.#recordCommit(
         tx.commit(),
@@ -636,7 +698,8 @@ export class DatabaseEngine {
     // Rolled back, but it may have read rows of transactions that are not durable yet.
     const txOffset = this.#txOffset;
     if (!exceeded && failure instanceof this.#hooks.__sender_error_class__) {
-      const message = String((failure as Error).message);
+      // The caller gets the module's own message, cut like a log line (it also goes to the log).
+      const message = truncateText(String((failure as Error).message), LOG_MESSAGE_CHARS_MAX);
       this.#pushLog("Error", message, reducer.name);
       return { kind: "call", id, status: "failed_user", message, txOffset, durationMicros };
     }
@@ -647,6 +710,27 @@ export class DatabaseEngine {
       ? this.#memoryMessage(failure)
       : GENERIC_FAILURE_MESSAGE;
     return { kind: "call", id, status: "failed_internal", message, txOffset, durationMicros };
+  }
+
+  /**
+   * Why `tx` must not commit under the database's commit-log limits, or undefined (then its
+   * bytes are taken from the rate budget). Sized before commit from an upper bound of its record
+   * (storage/commit_record.ts layout), so a refused transaction can still be rolled back.
+   */
+  #commitRefusal(tx: MutTx, reducer: string, args: Uint8Array): string | undefined {
+    const bytes = TX_RECORD_FIXED_BYTES + reducer.length * 3 + args.byteLength +
+      tx.deltaBytesMax() + this.#sequenceCount * TX_RECORD_SEQUENCE_BYTES;
+    const limits = this.#limits;
+    if (bytes > limits.txRecordBytesMax) {
+      return `The transaction would write ${bytes} bytes to the commit log, over the limit of ` +
+        `${limits.txRecordBytesMax} bytes per transaction; nothing was committed`;
+    }
+    if (!this.#commitBucket.take(bytes)) {
+      const available = Math.floor(this.#commitBucket.available());
+      return `The database's commit log budget of ${limits.commitLogBytesPerS} bytes/s is spent: ` +
+        `the transaction needs ${bytes} bytes and ${available} are available; nothing was committed`;
+    }
+    return undefined;
   }
 
   #memoryMessage(error: unknown): string {

@@ -5,7 +5,7 @@
  */
 import { log } from "../lib/log.ts";
 import { checkBatchItem, checkLogLines } from "./reply_check.ts";
-import { DATABASE_MEMORY_MB_DEFAULT } from "../lib/limits.ts";
+import { DATABASE_MEMORY_MB_DEFAULT, type DatabaseLimits } from "../lib/limits.ts";
 import { type IsolatedWorker, spawnIsolatedWorker, STORAGE_CHANNEL } from "./isolation.ts";
 import { type CallFields, CallPacker, expandItems } from "./batch_codec.ts";
 import type {
@@ -54,6 +54,8 @@ export interface DatabaseHostOptions {
   ownerIdentity: bigint;
   runInit: boolean;
   reducerBudgetMs: number;
+  /** Per-database rates and sizes (lib/limits.ts); the defaults when absent. */
+  limits?: DatabaseLimits;
   /** Memory budget of the database process in MiB (lib/limits.ts DATABASE_MEMORY_MB_DEFAULT). */
   memoryMb?: number;
   snapshot?: Uint8Array;
@@ -213,6 +215,7 @@ export class DatabaseHost {
         timestampMicros: BigInt(Date.now()) * 1000n,
         reducerBudgetMs: options.reducerBudgetMs,
         memoryBudgetMb: options.memoryMb ?? DATABASE_MEMORY_MB_DEFAULT,
+        limits: options.limits,
         snapshot: options.snapshot,
         snapshotTxOffset: options.snapshotTxOffset,
         durability: options.durabilityPort !== undefined,

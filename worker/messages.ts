@@ -4,6 +4,8 @@
  * every request queued since the last flush, and one reply carries every result.
  */
 
+import type { DatabaseLimits } from "../lib/limits.ts";
+
 /** Sent once, first. */
 export interface InitMessage {
   type: "init";
@@ -17,6 +19,8 @@ export interface InitMessage {
   /** Wall-clock micros for the init call. */
   timestampMicros: bigint;
   reducerBudgetMs: number;
+  /** Per-database rates and sizes (lib/limits.ts); the defaults when absent. */
+  limits?: DatabaseLimits;
   /** The database process's memory budget in MiB (for error messages). */
   memoryBudgetMb?: number;
   /** Datastore snapshot to start from (`Datastore.exportState`), when there is no commit log. */

@@ -4,6 +4,14 @@
  * everything a worker sends as untrusted: `checkWorkerReply` says what is wrong
  * with a reply, and the host stops that database instead of crashing the server.
  */
+import {
+  LOG_LINE_OVERHEAD_CHARS,
+  LOG_MESSAGE_CHARS_MAX,
+  LOG_NAME_CHARS_MAX,
+  LOG_REPLY_CHARS_MAX,
+} from "../lib/limits.ts";
+import { LOG_MARKER_CHARS_MAX, logLineChars } from "./log_limiter.ts";
+import type { LogLine } from "./messages.ts";
 
 const ITEM_KINDS = new Set([
   "call",
@@ -98,15 +106,33 @@ export function checkBatchItem(item: unknown): string | undefined {
   return undefined;
 }
 
-/** Why a log line list is malformed, or undefined. */
+/**
+ * Why a log line list is malformed or over the worker's own bounds (worker/log_limiter.ts:
+ * message and name lengths, characters per reply), or undefined. The worker shares its thread
+ * with tenant code, which could switch those bounds off.
+ */
 export function checkLogLines(lines: unknown): string | undefined {
   if (!Array.isArray(lines)) return "logs is not an array";
+  let chars = 0;
   for (const line of lines) {
     if (
       !isObject(line) || typeof line.level !== "string" || typeof line.message !== "string" ||
       typeof line.ts !== "number" || !isOptionalString(line.function) ||
       !isOptionalString(line.target)
     ) return "a log line is malformed";
+    const logLine = line as unknown as LogLine;
+    if (logLine.message.length > LOG_MESSAGE_CHARS_MAX) {
+      return `a log message has ${logLine.message.length} characters (limit ${LOG_MESSAGE_CHARS_MAX})`;
+    }
+    if (
+      logLine.level.length > LOG_NAME_CHARS_MAX ||
+      (logLine.function?.length ?? 0) > LOG_NAME_CHARS_MAX ||
+      (logLine.target?.length ?? 0) > LOG_NAME_CHARS_MAX
+    ) return `a log line's level or function name is over ${LOG_NAME_CHARS_MAX} characters`;
+    chars += logLineChars(logLine);
+  }
+  if (chars > LOG_REPLY_CHARS_MAX + LOG_MARKER_CHARS_MAX + LOG_LINE_OVERHEAD_CHARS) {
+    return `the reply carries ${chars} characters of log (limit ${LOG_REPLY_CHARS_MAX})`;
   }
   return undefined;
 }

@@ -80,3 +80,21 @@ Deno.test("checkLogLines() rejects lines that are not log lines", () => {
   assert(checkLogLines([{ level: "Info", ts: "1", message: "hi" }]) !== undefined);
   assert(checkLogLines([{ level: "Info", ts: 1, message: { evil: true } }]) !== undefined);
 });
+
+Deno.test("checkLogLines() refuses lines and replies over the worker's own log bounds", () => {
+  const line = (message: string, extra: Record<string, unknown> = {}) => ({
+    level: "Info",
+    ts: 1,
+    message,
+    ...extra,
+  });
+  assertEquals(checkLogLines([line("x".repeat(64 * 1024))]), undefined);
+  assert(checkLogLines([line("x".repeat(64 * 1024 + 1))])?.includes("65537 characters"));
+  assert(checkLogLines([line("x", { function: "f".repeat(2000) })])?.includes("function name"));
+  // 17 lines of 64 KiB: over the 1 MiB a reply may carry.
+  const many = Array.from({ length: 17 }, () => line("x".repeat(64 * 1024)));
+  assert(checkLogLines(many)?.includes("characters of log"));
+  assertEquals(checkLogLines(many.slice(0, 15)), undefined);
+  // Empty lines count too (their fields).
+  assert(checkLogLines(Array.from({ length: 20_000 }, () => line("")))?.includes("of log"));
+});

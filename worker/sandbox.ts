@@ -64,8 +64,8 @@ export function prepareSandbox(
         if (budget.depth === 0) arm?.(budgetMs, nowMs);
         budget.start(budgetMs, nowMs);
       },
-      stop: () => {
-        const exceeded = budget.stop();
+      stop: (nowMs) => {
+        const exceeded = budget.stop(nowMs);
         if (budget.depth === 0) disarm?.();
         return exceeded;
       },

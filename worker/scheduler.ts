@@ -7,6 +7,11 @@
  * they outnumber the live ones. Pure data structure: times are passed in (wall-clock µs).
  */
 
+import {
+  SCHEDULE_IMMEDIATE_PENDING_BYTES_MAX,
+  SCHEDULE_IMMEDIATE_PENDING_MAX,
+} from "../lib/limits.ts";
+
 /** A schedule row's timer: fires the table's reducer with the row, if the row still exists. */
 export interface RowEntry {
   kind: "row";
@@ -31,12 +36,32 @@ export interface ImmediateEntry {
 
 export type ScheduleEntry = RowEntry | ImmediateEntry;
 
+/** What one immediate run is charged against the byte bound: arguments, name, overhead. */
+function immediateBytes(reducer: string, args: Uint8Array): number {
+  return args.byteLength + reducer.length * 2 + 64;
+}
+
+export interface ScheduleQueueOptions {
+  /** Immediate runs pending at once (lib/limits.ts SCHEDULE_IMMEDIATE_PENDING_MAX). */
+  immediateMax?: number;
+  /** Bytes held by pending immediate runs (SCHEDULE_IMMEDIATE_PENDING_BYTES_MAX). */
+  immediateBytesMax?: number;
+}
+
 export class ScheduleQueue {
   #heap: ScheduleEntry[] = [];
   #byRow = new Map<number, Map<bigint, RowEntry>>();
   #live = 0;
   #immediate = 0;
+  #immediateBytes = 0;
+  readonly #immediateMax: number;
+  readonly #immediateBytesMax: number;
   #nextSequence = 0;
+
+  constructor(options: ScheduleQueueOptions = {}) {
+    this.#immediateMax = options.immediateMax ?? SCHEDULE_IMMEDIATE_PENDING_MAX;
+    this.#immediateBytesMax = options.immediateBytesMax ?? SCHEDULE_IMMEDIATE_PENDING_BYTES_MAX;
+  }
 
   /** Armed row schedules plus queued immediate runs. */
   get size(): number {
@@ -82,8 +107,40 @@ export class ScheduleQueue {
     return this.#byRow.get(tableId)?.has(scheduledId) ?? false;
   }
 
+  /**
+   * Throws before a `volatile_nonatomic_schedule_immediate` copies arguments this big: they
+   * could never fit the byte bound.
+   */
+  checkImmediateArgs(byteLength: number): void {
+    if (byteLength > this.#immediateBytesMax) {
+      throw new RangeError(
+        `volatile_nonatomic_schedule_immediate: ${byteLength} bytes of arguments is over the ` +
+          `limit of ${this.#immediateBytesMax} bytes pending per database`,
+      );
+    }
+  }
+
+  /**
+   * Queues an immediate run, or throws a RangeError naming the limit when the database already
+   * has SCHEDULE_IMMEDIATE_PENDING_MAX runs or SCHEDULE_IMMEDIATE_PENDING_BYTES_MAX bytes pending
+   * (a module calling it in a loop would otherwise grow the worker without bound).
+   */
   pushImmediate(reducer: string, args: Uint8Array, nowMicros: number): void {
+    if (this.#immediate >= this.#immediateMax) {
+      throw new RangeError(
+        `volatile_nonatomic_schedule_immediate: ${this.#immediate} reducer runs are already ` +
+          `pending for this database (limit ${this.#immediateMax})`,
+      );
+    }
+    const bytes = immediateBytes(reducer, args);
+    if (this.#immediateBytes + bytes > this.#immediateBytesMax) {
+      throw new RangeError(
+        `volatile_nonatomic_schedule_immediate: the pending reducer runs of this database would ` +
+          `hold ${this.#immediateBytes + bytes} bytes (limit ${this.#immediateBytesMax})`,
+      );
+    }
     this.#immediate++;
+    this.#immediateBytes += bytes;
     this.#push({
       kind: "immediate",
       reducer,
@@ -108,7 +165,10 @@ export class ScheduleQueue {
     this.#pop();
     this.#live--;
     if (top.kind === "row") this.#byRow.get(top.tableId)!.delete(top.scheduledId);
-    else this.#immediate--;
+    else {
+      this.#immediate--;
+      this.#immediateBytes -= immediateBytes(top.reducer, top.args);
+    }
     return top;
   }
 

@@ -1,4 +1,4 @@
-import { deepStrictEqual as assertEquals, strictEqual } from "node:assert/strict";
+import { deepStrictEqual as assertEquals, strictEqual, throws } from "node:assert/strict";
 import { seededRandom } from "../lib/random.ts";
 import { nextIntervalTick, type ScheduleEntry, ScheduleQueue } from "./scheduler.ts";
 
@@ -108,4 +108,20 @@ Deno.test("nextIntervalTick stays on the intended-time grid and skips missed tic
   // A negative interval counts as its absolute value; zero fires again at once.
   strictEqual(nextIntervalTick(1000n, -50n, 1010n), 1050n);
   strictEqual(nextIntervalTick(1000n, 0n, 5000n), 1000n);
+});
+
+Deno.test("ScheduleQueue refuses immediate runs past its entry and byte limits, and gives room back", () => {
+  const queue = new ScheduleQueue({ immediateMax: 3, immediateBytesMax: 1000 });
+  const push = (bytes: number) => queue.pushImmediate("bump", new Uint8Array(bytes), 0);
+  push(10);
+  push(10);
+  push(10);
+  throws(() => push(10), /3 reducer runs are already pending for this database \(limit 3\)/);
+  strictEqual(queue.popDue(0)?.kind, "immediate");
+  throws(() => push(900), /would hold \d+ bytes \(limit 1000\)/);
+  push(100);
+  strictEqual(drain(queue, 0).length, 3);
+  strictEqual(queue.immediateCount, 0);
+  push(800);
+  throws(() => queue.checkImmediateArgs(1001), /1001 bytes of arguments is over the limit of 1000/);
 });

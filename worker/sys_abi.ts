@@ -109,7 +109,10 @@ export interface SysEnv {
   /** Records a fatal host error for the current call. */
   poison(error: Error): void;
   isPoisoned(): boolean;
+  /** Queues a reducer run; throws a clear error when the database's queue is full. */
   scheduleImmediate(reducerName: string, args: Uint8Array): void;
+  /** Throws when arguments this big could never be queued (checked before they are copied). */
+  checkScheduleImmediateArgs?(byteLength: number): void;
   /** True when `row` of a schedule table asks for a delay over the limit (errno 13). */
   scheduleDelayTooLong?(tableId: number, row: Uint8Array): boolean;
   nowMicros(): bigint;
@@ -542,6 +545,7 @@ export function createSyscalls(env: SysEnv): Syscalls {
 
     volatile_nonatomic_schedule_immediate(reducerName: unknown, args: unknown): void {
       if (!(args instanceof Uint8Array)) throw new TypeError("args must be a Uint8Array");
+      env.checkScheduleImmediateArgs?.(args.byteLength);
       env.scheduleImmediate(String(reducerName), args.slice());
     },
 

@@ -101,6 +101,7 @@ async function init(message: InitMessage): Promise<void> {
     clock: systemClock,
     budget: sandbox.budget,
     reducerBudgetMs: message.reducerBudgetMs,
+    limits: message.limits,
     memoryBudgetMb: message.memoryBudgetMb,
     databaseIdentity: message.databaseIdentity,
     ownerIdentity: message.ownerIdentity,

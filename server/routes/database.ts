@@ -19,6 +19,7 @@ import {
 import type { AppContext, AppEnv } from "../app.ts";
 import type { Database } from "../database_registry.ts";
 import { encodeCallArguments, procedureReturnToJson } from "../call_arguments.ts";
+import { FollowQueue } from "../log_buffer.ts";
 import { runSqlStatement } from "../sql_statement.ts";
 
 export function databaseRoutes(context: AppContext): Hono<AppEnv> {
@@ -217,7 +218,8 @@ export function databaseRoutes(context: AppContext): Hono<AppEnv> {
     if (!follow) return c.body(initial.map((line) => line + "\n").join(""));
     return streamText(c, async (stream) => {
       for (const line of initial) await stream.write(line + "\n");
-      const pending: string[] = [];
+      // Bounded: a reader slower than the database's log loses lines, with a marker.
+      const pending = new FollowQueue();
       let wake: (() => void) | undefined;
       let closed = false;
       const unfollow = database.logs.follow((line) => {
@@ -232,13 +234,13 @@ export function databaseRoutes(context: AppContext): Hono<AppEnv> {
         wake?.();
       });
       while (!stream.aborted && !stream.closed) {
-        if (pending.length === 0 && closed) break;
-        if (pending.length === 0) {
+        if (pending.empty && closed) break;
+        if (pending.empty) {
           await new Promise<void>((resolve) => (wake = resolve));
           wake = undefined;
           continue;
         }
-        const lines = pending.splice(0);
+        const lines = pending.take();
         await stream.write(lines.map((line) => line + "\n").join(""));
       }
       unfollow();

@@ -3,6 +3,7 @@
  * data directory, and small HTTP helpers that talk to it as any client would.
  */
 import type { OidcOptions } from "../../auth/mod.ts";
+import type { DatabaseLimits } from "../../lib/limits.ts";
 import { type JsonOutput, parseJson, stringifyJson } from "../../protocol/mod.ts";
 import { type RunningServer, startServer } from "../../server/mod.ts";
 import { bundleModule, fixtureModulePath } from "./describe_module.ts";
@@ -24,6 +25,7 @@ export async function startTestServer(
     databaseMemoryMb?: number;
     wsCompression?: boolean;
     oidc?: OidcOptions;
+    limits?: Partial<DatabaseLimits>;
   } = {},
 ): Promise<TestServer> {
   const dataDir = options.dataDir ?? await Deno.makeTempDir({ prefix: "lightcone-test-" });
@@ -35,6 +37,7 @@ export async function startTestServer(
     databaseMemoryMb: options.databaseMemoryMb,
     wsCompression: options.wsCompression,
     oidc: options.oidc,
+    limits: options.limits,
   });
   return {
     server,
