@@ -553,21 +553,9 @@ function findEarlyReplies(calls: Syscall[], replies: SentReply[]) {
 
 const onLinux = Deno.build.os === "linux";
 
-const STRACE_HARNESS_BROKEN = true;
-if (STRACE_HARNESS_BROKEN) {
-  console.warn(
-    "\n!!! tests/e2e/fsync_order_test.ts is IGNORED: its strace harness sees no socket writes " +
-      "since databases run in their own processes (known gap, see the session 3 closing note)\n",
-  );
-}
-
 Deno.test({
   name: "every reply leaves the real server after the fdatasync of what it reflects (strace)",
-  // KNOWN GAP (session 3): since each database runs in its own process, the trace holds no
-  // socket writes of the server, so this test cannot see any reply; it was green on the
-  // worker-thread architecture. Ignored until the strace harness is fixed (see the closing note);
-  // durability under faults is still checked by tests/e2e/elle_test.ts.
-  ignore: !onLinux || STRACE_HARNESS_BROKEN,
+  ignore: !onLinux,
   sanitizeOps: false,
   sanitizeResources: false,
   async fn() {
@@ -595,11 +583,7 @@ Deno.test({
 
 Deno.test({
   name: "the fdatasync order check catches a server that acknowledges before fdatasync",
-  // KNOWN GAP (session 3): since each database runs in its own process, the trace holds no
-  // socket writes of the server, so this test cannot see any reply; it was green on the
-  // worker-thread architecture. Ignored until the strace harness is fixed (see the closing note);
-  // durability under faults is still checked by tests/e2e/elle_test.ts.
-  ignore: !onLinux || STRACE_HARNESS_BROKEN,
+  ignore: !onLinux,
   sanitizeOps: false,
   sanitizeResources: false,
   async fn() {
