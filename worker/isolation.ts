@@ -17,12 +17,14 @@
  * - node:worker_threads workers expose `require` and can start uncapped nested workers; process
  *   globals are reduced to an allow-list by worker/sandbox_globals.ts anyway.
  *
- * Frames are `u32 length | u8 channel | payload` with payloads in V8's serialization format
- * (node:v8, the structured-clone wire format). Everything the entry sends is untrusted: frame
- * sizes are capped before anything is allocated, and a malformed frame ends that process.
+ * Frames are `u32 length | u8 channel | u8 codec | payload`: payloads in worker/wire.ts's own
+ * encoding (a typed array is one copy), or node:v8's structured-clone format for a value wire.ts
+ * does not take. Everything the entry sends is untrusted: frame sizes are capped before
+ * anything is allocated, and a malformed frame ends that process.
  */
 import { deserialize, serialize } from "node:v8";
 import { log } from "../lib/log.ts";
+import { decodeWire, encodeWire } from "./wire.ts";
 
 /** The part of MessagePort that both ends of a channel use. */
 export interface PortLike {
@@ -137,6 +139,8 @@ export function spawnIsolatedWorker(
     `--v8-flags=--max-old-space-size=${Math.floor(options.memoryMb)},` +
     "--enable-experimental-regexp-engine-on-excessive-backtracks" +
     (Deno.env.get("LIGHTCONE_DB_V8_FLAGS") ? `,${Deno.env.get("LIGHTCONE_DB_V8_FLAGS")}` : ""),
+    // Profiling only, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof" (bench/RESULTS.md).
+    ...(Deno.env.get("LIGHTCONE_DB_DENO_FLAGS")?.split(" ").filter(Boolean) ?? []),
     new URL(entryUrl).pathname,
   ];
   const command = caps.killWithServer
@@ -210,18 +214,37 @@ export class FrameReader {
   }
 }
 
-/** One frame: header + V8-serialized `message`. */
+/** Payload codecs: the first payload byte says which one encoded the rest. */
+const CODEC_V8 = 0;
+const CODEC_WIRE = 1;
+
+/** One frame: header, codec byte, `message` in worker/wire.ts's encoding (node:v8 if needed). */
 export function encodeFrame(channel: number, message: unknown): Uint8Array {
-  const payload = serialize(message);
-  const frame = new Uint8Array(HEADER_BYTES + payload.length);
-  const length = payload.length;
+  let frame = encodeWire(message, HEADER_BYTES + 1);
+  if (frame !== undefined) {
+    frame[HEADER_BYTES] = CODEC_WIRE;
+  } else {
+    const payload = serialize(message);
+    frame = new Uint8Array(HEADER_BYTES + 1 + payload.length);
+    frame[HEADER_BYTES] = CODEC_V8;
+    frame.set(payload, HEADER_BYTES + 1);
+  }
+  const length = frame.length - HEADER_BYTES;
   frame[0] = length & 0xff;
   frame[1] = (length >>> 8) & 0xff;
   frame[2] = (length >>> 16) & 0xff;
   frame[3] = (length >>> 24) & 0xff;
   frame[4] = channel;
-  frame.set(payload, HEADER_BYTES);
   return frame;
+}
+
+/** The message of a frame's payload (codec byte first); throws on malformed bytes. */
+export function decodePayload(payload: Uint8Array): unknown {
+  if (payload.length === 0) throw new RangeError("empty frame");
+  const body = payload.subarray(1);
+  if (payload[0] === CODEC_WIRE) return decodeWire(body);
+  if (payload[0] === CODEC_V8) return deserialize(body);
+  throw new RangeError(`unknown frame codec ${payload[0]}`);
 }
 
 /** Buffers of the top-level typed arrays of a message, safe to transfer (each owns its buffer). */
@@ -338,7 +361,7 @@ class ProcessWorker implements IsolatedWorker {
     let message: unknown;
     try {
       if (!deliver) throw new TypeError(`frame on unknown channel ${channel}`);
-      message = deserialize(payload);
+      message = decodePayload(payload);
     } catch (error) {
       this.#fail({
         code: "MALFORMED",
@@ -527,7 +550,7 @@ export function serveIsolated(handle: (data: unknown, port: PortLike) => void): 
   const channels = entryChannels;
   const reader = new FrameReader(0xffffffff, (channel, payload) => {
     const port = channels.get(channel);
-    port?.onmessage?.({ data: deserialize(payload) });
+    port?.onmessage?.({ data: decodePayload(payload) });
   });
   const exit = entryDeno.exit;
   (async () => {
