@@ -13,6 +13,7 @@ import type {
   ToDatabaseMessage,
 } from "./durability_messages.ts";
 import { log } from "../lib/log.ts";
+import { decodeFramePayload } from "../lib/wire.ts";
 import {
   denoFs,
   type FsLayer,
@@ -141,9 +142,18 @@ function handle(request: ActorRequest): unknown {
       }
       const { dbKey, port } = request;
       ports.set(dbKey, port);
-      port.onmessage = (event: MessageEvent<FromDatabaseMessage>) => {
+      port.onmessage = (event: MessageEvent<FromDatabaseMessage | Uint8Array>) => {
+        // A database process's frames arrive undecoded (worker/isolation.ts bridge()).
+        let message: unknown = event.data;
+        if (message instanceof Uint8Array) {
+          try {
+            message = decodeFramePayload(message);
+          } catch {
+            message = { kind: "undecodable" };
+          }
+        }
         // receive() checks the message and fails only this database on bad input.
-        requireCore().receive(dbKey, event.data);
+        requireCore().receive(dbKey, message as FromDatabaseMessage);
         if (requireCore().hasPending) queueFlush();
       };
       port.onmessageerror = () => {

@@ -22,9 +22,9 @@
  * does not take. Everything the entry sends is untrusted: frame sizes are capped before
  * anything is allocated, and a malformed frame ends that process.
  */
-import { deserialize, serialize } from "node:v8";
+import { serialize } from "node:v8";
 import { log } from "../lib/log.ts";
-import { decodeWire, encodeWire } from "./wire.ts";
+import { CODEC_V8, CODEC_WIRE, decodeFramePayload, encodeWire } from "../lib/wire.ts";
 
 /** The part of MessagePort that both ends of a channel use. */
 export interface PortLike {
@@ -214,10 +214,6 @@ export class FrameReader {
   }
 }
 
-/** Payload codecs: the first payload byte says which one encoded the rest. */
-const CODEC_V8 = 0;
-const CODEC_WIRE = 1;
-
 /** One frame: header, codec byte, `message` in worker/wire.ts's encoding (node:v8 if needed). */
 export function encodeFrame(channel: number, message: unknown): Uint8Array {
   let frame = encodeWire(message, HEADER_BYTES + 1);
@@ -239,30 +235,7 @@ export function encodeFrame(channel: number, message: unknown): Uint8Array {
 }
 
 /** The message of a frame's payload (codec byte first); throws on malformed bytes. */
-export function decodePayload(payload: Uint8Array): unknown {
-  if (payload.length === 0) throw new RangeError("empty frame");
-  const body = payload.subarray(1);
-  if (payload[0] === CODEC_WIRE) return decodeWire(body);
-  if (payload[0] === CODEC_V8) return deserialize(body);
-  throw new RangeError(`unknown frame codec ${payload[0]}`);
-}
-
-/** Buffers of the top-level typed arrays of a message, safe to transfer (each owns its buffer). */
-function ownedBuffers(message: unknown): Transferable[] {
-  if (typeof message !== "object" || message === null) return [];
-  const out: Transferable[] = [];
-  const record = message as Record<string, unknown>;
-  for (const key of Object.keys(record)) {
-    const value = record[key];
-    if (value instanceof Uint8Array) {
-      if (value.byteOffset !== 0 || value.byteLength !== value.buffer.byteLength) {
-        record[key] = value.slice();
-      }
-      out.push((record[key] as Uint8Array).buffer as ArrayBuffer);
-    }
-  }
-  return out;
-}
+export const decodePayload = decodeFramePayload;
 
 class ProcessWorker implements IsolatedWorker {
   readonly port: PortLike;
@@ -271,6 +244,7 @@ class ProcessWorker implements IsolatedWorker {
   readonly #child: Deno.ChildProcess;
   readonly #options: IsolatedWorkerOptions;
   readonly #channels = new Map<number, (message: unknown) => void>();
+  readonly #rawChannels = new Map<number, (payload: Uint8Array) => void>();
   #writeQueue: Uint8Array[] = [];
   #writing = false;
   #writer: WritableStreamDefaultWriter<Uint8Array>;
@@ -315,7 +289,12 @@ class ProcessWorker implements IsolatedWorker {
   }
 
   bridge(channel: number, port: MessagePort): void {
-    this.#channels.set(channel, (message) => port.postMessage(message, ownedBuffers(message)));
+    // Frames from the process go on undecoded (the payload owns its buffer: transferred, not
+    // copied); the other side decodes them with decodeFramePayload and checks them.
+    this.#rawChannels.set(
+      channel,
+      (payload) => port.postMessage(payload, [payload.buffer as ArrayBuffer]),
+    );
     port.onmessage = (event: MessageEvent) => this.#write(encodeFrame(channel, event.data));
   }
 
@@ -357,6 +336,8 @@ class ProcessWorker implements IsolatedWorker {
 
   #onFrame(channel: number, payload: Uint8Array): void {
     if (this.#failure) return;
+    const raw = this.#held === undefined ? this.#rawChannels.get(channel) : undefined;
+    if (raw) return raw(payload);
     const deliver = this.#channels.get(channel);
     let message: unknown;
     try {

@@ -7,10 +7,19 @@
  * instance with a prototype we do not know) makes `encodeWire` return undefined and the caller
  * falls back to node:v8.
  *
+ * `decodeFramePayload` reads a frame payload (codec byte first), in the server and in the storage
+ * worker, which gets commit frames from a database process as raw bytes.
+ *
  * Decoding is for untrusted bytes (the database process runs tenant code): every read is
  * bounds-checked, nesting is limited, counts cannot exceed the bytes left, and no key can set a
  * prototype. Any violation throws.
  */
+
+import { deserialize } from "node:v8";
+
+/** First byte of a frame payload: which codec encoded the rest. */
+export const CODEC_V8 = 0;
+export const CODEC_WIRE = 1;
 
 const T_UNDEFINED = 0;
 const T_NULL = 1;
@@ -338,4 +347,13 @@ export function decodeWire(bytes: Uint8Array): unknown {
   const value = read(r, 0);
   if (r.at !== bytes.length) throw new RangeError("wire: trailing bytes");
   return value;
+}
+
+/** The message of a frame payload (codec byte first); throws on malformed bytes. */
+export function decodeFramePayload(payload: Uint8Array): unknown {
+  if (payload.length === 0) throw new RangeError("empty frame");
+  const body = payload.subarray(1);
+  if (payload[0] === CODEC_WIRE) return decodeWire(body);
+  if (payload[0] === CODEC_V8) return deserialize(body);
+  throw new RangeError(`unknown frame codec ${payload[0]}`);
 }

@@ -1,6 +1,6 @@
 import { deepStrictEqual as assertEquals, ok as assert, throws } from "node:assert/strict";
 import { decodeWire, encodeWire } from "./wire.ts";
-import { seededRandom } from "../lib/random.ts";
+import { seededRandom } from "./random.ts";
 
 function roundTrip(value: unknown): unknown {
   const bytes = encodeWire(value, 0);
