@@ -1,6 +1,6 @@
 /**
  * Main-thread handle of one database worker. Requests are queued and sent in
- * batches (at most two batches in flight), so a burst of calls costs one
+ * batches (at most four batches in flight), so a burst of calls costs one
  * postMessage each way instead of one per call (deno-feasibility.md §2).
  */
 import { log } from "../lib/log.ts";
@@ -34,7 +34,12 @@ import type {
   WorkerToMain,
 } from "./messages.ts";
 
-const BATCHES_IN_FLIGHT_MAX = 2;
+/**
+ * Batches sent to a database process and not yet answered. A pipe round trip is ~100-200 µs
+ * (postMessage to a thread was ~33 µs), so two in flight left the process idle between batches:
+ * keynote 64 x 40 measured ~113k TPS at 2, ~126k at 4 (bench/RESULTS.md, session 3).
+ */
+const BATCHES_IN_FLIGHT_MAX = 4;
 
 export class ModuleInitError extends Error {
   override name = "ModuleInitError";
