@@ -7,6 +7,7 @@
  */
 import * as acorn from "acorn";
 import { redactHostPaths } from "../lib/host_paths.ts";
+import { LOG_MESSAGE_CHARS_MAX } from "../lib/limits.ts";
 import { MODULE_HOOKS_SYMBOL } from "./sys_abi.ts";
 
 // Captured at load: a database process later reduces its globals to an allow-list.
@@ -271,9 +272,26 @@ export async function loadModule(
 
 /** "Name: message" of an error from tenant code, for replies; host paths removed. */
 export function describeError(error: unknown): string {
-  if (error instanceof ModuleLoadError) return redactHostPaths(error.message);
-  if (error instanceof Error) return redactHostPaths(`${error.name}: ${error.message}`);
-  return redactHostPaths(String(error));
+  if (error instanceof ModuleLoadError) return capText(redactHostPaths(cutText(error.message)));
+  if (error instanceof Error) {
+    return capText(redactHostPaths(cutText(`${error.name}: ${cutText(String(error.message))}`)));
+  }
+  return capText(redactHostPaths(cutText(String(error))));
+}
+
+/** Error texts a database reports are cut here (a tenant can throw a 100 MB message). */
+const ERROR_TEXT_CHARS_MAX = LOG_MESSAGE_CHARS_MAX;
+
+function cutText(text: string): string {
+  // Before the redaction pass: leave room for it, never scan a huge string.
+  return text.length > ERROR_TEXT_CHARS_MAX * 2 ? text.slice(0, ERROR_TEXT_CHARS_MAX * 2) : text;
+}
+
+function capText(text: string): string {
+  if (text.length <= ERROR_TEXT_CHARS_MAX) return text;
+  return `${text.slice(0, ERROR_TEXT_CHARS_MAX - 40)}… [${
+    text.length - ERROR_TEXT_CHARS_MAX + 40
+  }+ characters truncated]`;
 }
 
 /**
@@ -284,12 +302,12 @@ export function describeError(error: unknown): string {
  */
 export function describeErrorStack(error: unknown): string {
   if (!(error instanceof Error)) return redactHostPaths(String(error));
-  const stack = typeof error.stack === "string" ? error.stack : "";
+  const stack = typeof error.stack === "string" ? cutText(error.stack) : "";
   const lines = stack.split("\n");
   const head = lines.findIndex((line) => STACK_FRAME.test(line));
   if (head < 0) return describeError(error);
   const kept = lines.slice(head).filter((line) => line.includes("blob:"));
-  return redactHostPaths([...lines.slice(0, head), ...kept].join("\n"));
+  return capText(redactHostPaths([...lines.slice(0, head), ...kept].join("\n")));
 }
 
 const STACK_FRAME = /^\s+at /;

@@ -66,6 +66,14 @@ export function checkBatchItem(item: unknown): string | undefined {
   if (!isOptionalString(item.message) || !isOptionalString(item.error)) {
     return `${item.kind} carries a non-string message`;
   }
+  // The worker cuts error texts to LOG_MESSAGE_CHARS_MAX (module_loader.ts describeError).
+  const longest = Math.max(
+    typeof item.message === "string" ? item.message.length : 0,
+    typeof item.error === "string" ? item.error.length : 0,
+  );
+  if (longest > LOG_MESSAGE_CHARS_MAX * 2) {
+    return `${item.kind} carries a message longer than ${LOG_MESSAGE_CHARS_MAX * 2} characters`;
+  }
   switch (item.kind) {
     case "call":
     case "connect":

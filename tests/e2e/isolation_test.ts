@@ -157,6 +157,16 @@ Deno.test({
         assertEquals(evilPid(), pid, "the same process still serves");
       });
 
+      await t.step("a 50 MB error message is cut, and the database carries on", async () => {
+        const pid = evilPid();
+        const response = await call(server.url, "evil", "huge_error", []);
+        console.log(`huge error: ${response.status}, ${response.text.length} characters`);
+        assert(response.status !== 200);
+        assert(response.text.length < 200_000, `${response.text.length} characters`);
+        assertEquals((await call(server.url, "evil", "touch", [])).status, 200);
+        assertEquals(evilPid(), pid, "the same process still serves");
+      });
+
       await t.step("ArrayBuffers kept at module level stop at the memory budget", async () => {
         const hoarder = await publish(server.url, "hoarder", await fixtureBundle("isolation"));
         const watch = witness(server.url);
