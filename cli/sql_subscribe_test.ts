@@ -73,6 +73,10 @@ Deno.test("sql renders rows as a psql table with SpacetimeDB's value notation", 
     assertEquals(bars(lines[2]), bars(lines[0]));
     assertEquals(bars(lines[3]), bars(lines[0]));
     assert(!run.stdout.includes("rows)"), "one-shot prints no row count");
+    assertEquals(
+      run.stderr,
+      "WARNING: This command is UNSTABLE and subject to breaking changes.\n\n",
+    );
 
     // Options: none/some and bools, through `user` (the HTTP calls connected the publisher).
     const users = await f.cli(["sql", f.db, "SELECT * FROM user", "-s", f.url]);
@@ -110,7 +114,7 @@ Deno.test("sql errors: bad query, unknown database, bad flags exit 1 with a clea
     const bad = await f.cli(["sql", f.db, "SELECT * FROM nope", "-s", f.url]);
     assertEquals(bad.code, 1);
     assertEquals(bad.stdout, "");
-    assert(/^Error: .*nope/.test(bad.stderr), bad.stderr);
+    assert(/\nError: .*nope/.test(bad.stderr), bad.stderr);
 
     const missing = await f.cli(["sql", "no-such-db", "SELECT * FROM message", "-s", f.url]);
     assertEquals(missing.code, 1);
@@ -261,7 +265,7 @@ Deno.test("subscribe: the timeout ends it with 0; a refused query exits 1", asyn
 
     const refused = await f.cli(["subscribe", f.db, "SELECT * FROM nope", "-t", "30", "-s", f.url]);
     assertEquals(refused.code, 1);
-    assert(/^Error: .*nope/.test(refused.stderr), refused.stderr);
+    assert(/\nError: .*nope/.test(refused.stderr), refused.stderr);
 
     const missing = await f.cli(["subscribe", "no-such-db", "SELECT * FROM x", "-s", f.url]);
     assertEquals(missing.code, 1);
@@ -336,4 +340,39 @@ Deno.test("psql notation of values and statement splitting", () => {
     rest: " rest",
   });
   assertEquals(splitStatements("'it''s;' ;"), { statements: ["'it''s;'"], rest: "" });
+});
+
+Deno.test("subscribe exits 0 with 'disconnected by server' when the database goes away", async () => {
+  await withChat(async (f) => {
+    const io = captureIo();
+    const running = f.cli(
+      [
+        "subscribe",
+        f.db,
+        "SELECT * FROM message",
+        "--print-initial-update",
+        "-t",
+        "60",
+        "-s",
+        f.url,
+      ],
+      io,
+    );
+    const deadline = Date.now() + 30_000;
+    while (!io.stdout.includes("\n") && Date.now() < deadline) {
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+    assertEquals(io.stdout, '{"message":{"deletes":[],"inserts":[]}}\n');
+    const deleted = await fetch(`${f.url}/v1/database/${f.db}`, {
+      method: "DELETE",
+      headers: { authorization: `Bearer ${f.token}` },
+    });
+    await deleted.body?.cancel();
+    assertEquals(deleted.status, 200);
+    const started = performance.now();
+    const run = await running;
+    assertEquals(run.code, 0, run.stderr);
+    assertIncludes(run.stderr, "disconnected by server");
+    console.log(`subscribe ended ${(performance.now() - started).toFixed(0)} ms after the delete`);
+  });
 });

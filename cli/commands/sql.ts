@@ -37,6 +37,10 @@ Examples:
   sql my-db "SELECT * FROM person WHERE name = 'Alice'" --format json
   echo "SELECT * FROM person;" | sql my-db --interactive`;
 
+/** SpacetimeDB prints this on stderr before running `sql` and `subscribe`. */
+export const UNSTABLE_WARNING =
+  "WARNING: This command is UNSTABLE and subject to breaking changes.";
+
 const FLAGS = {
   server: { type: "string", short: "s" },
   anonymous: { type: "boolean" },
@@ -72,6 +76,7 @@ export async function runSql(args: string[], ctx: CliContext): Promise<number> {
     confirmed = flags.confirmed === "true";
   }
   const options: SqlOptions = { format, confirmed };
+  ctx.io.err(`${UNSTABLE_WARNING}\n\n`);
   const connection = await connect(ctx, { server: flags.server, anonymous: flags.anonymous });
   if (query === undefined) return await repl(ctx, connection, database, options);
 

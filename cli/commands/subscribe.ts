@@ -7,6 +7,7 @@ import { ApiError } from "../api_client.ts";
 import { expectPositionals, parseCount, parseVerbArgs } from "../args.ts";
 import { authHints, type CliContext, connect, type Connection } from "../context.ts";
 import { CliError, UsageError } from "../errors.ts";
+import { UNSTABLE_WARNING } from "./sql.ts";
 import {
   compileProductDecoder,
   decodeServerFrame,
@@ -79,6 +80,7 @@ export async function runSubscribe(args: string[], ctx: CliContext): Promise<num
       "subscribe",
     );
   }
+  ctx.io.err(`${UNSTABLE_WARNING}\n\n`);
   const connection = await connect(ctx, { server: flags.server, anonymous: flags.anonymous });
   const module = await fetchModule(connection, database);
   const printer = new UpdatePrinter(module);
