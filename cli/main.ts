@@ -88,6 +88,7 @@ A first session:
   deno task start                               # terminal 1: the server on 127.0.0.1:3000
   deno task cli publish -p ./spacetimedb my-db  # build and publish
   deno task cli call my-db add Alice
+  deno task cli sql my-db "SELECT * FROM person"
   deno task cli generate --lang typescript --out-dir client/src/module_bindings -p ./spacetimedb
   deno task cli logs my-db -f
 `;
