@@ -153,6 +153,31 @@ export class ApiClient {
     throw await apiErrorOf(response, "GET");
   }
 
+  /**
+   * POST /v1/database/DB/sql with the query as the body; returns the response text (JSON).
+   * `confirmed: false` answers before the state read is durable.
+   */
+  async sql(
+    database: string,
+    query: string,
+    options: { confirmed?: boolean } = {},
+  ): Promise<string> {
+    const suffix = options.confirmed === undefined ? "" : `?confirmed=${options.confirmed}`;
+    const path = `/v1/database/${encodeURIComponent(database)}/sql${suffix}`;
+    const response = await this.#request("POST", path, { body: query, contentType: "text/plain" });
+    return await response.text();
+  }
+
+  /** The WebSocket URL of PATH (ws:// for http://, wss:// for https://). */
+  websocketUrl(path: string): string {
+    return `${this.#baseUrl.replace(/^http/, "ws")}${path}`;
+  }
+
+  /** Headers that carry this client's token, for requests made outside this class. */
+  authHeaders(): Record<string, string> {
+    return this.#token ? { Authorization: `Bearer ${this.#token}` } : {};
+  }
+
   /** GET /v1/database/DB/identity: the database identity as 64 hex digits. */
   async databaseIdentity(database: string): Promise<string> {
     const path = `/v1/database/${encodeURIComponent(database)}/identity`;

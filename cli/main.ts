@@ -16,6 +16,8 @@ import { DELETE_HELP, runDelete } from "./commands/delete.ts";
 import { LIST_HELP, runList } from "./commands/list.ts";
 import { runServer, SERVER_HELP } from "./commands/server.ts";
 import { LOGIN_HELP, runLogin, runLogout } from "./commands/login.ts";
+import { runSql, SQL_HELP } from "./commands/sql.ts";
+import { runSubscribe, SUBSCRIBE_HELP } from "./commands/subscribe.ts";
 
 export interface RunCliOptions {
   /** Defaults to the real terminal. */
@@ -43,6 +45,12 @@ const VERBS: Record<string, Verb> = {
     run: runGenerate,
   },
   call: { summary: "Call a reducer or procedure", help: CALL_HELP, run: runCall },
+  sql: { summary: "Run a SQL query, or an interactive SQL session", help: SQL_HELP, run: runSql },
+  subscribe: {
+    summary: "Subscribe to SQL queries and print updates as JSON lines",
+    help: SUBSCRIBE_HELP,
+    run: runSubscribe,
+  },
   logs: { summary: "Print or follow a database's log", help: LOGS_HELP, run: runLogs },
   describe: {
     summary: "Show a database's tables and reducers",
@@ -80,6 +88,7 @@ A first session:
   deno task start                               # terminal 1: the server on 127.0.0.1:3000
   deno task cli publish -p ./spacetimedb my-db  # build and publish
   deno task cli call my-db add Alice
+  deno task cli sql my-db "SELECT * FROM person"
   deno task cli generate --lang typescript --out-dir client/src/module_bindings -p ./spacetimedb
   deno task cli logs my-db -f
 `;
