@@ -23,7 +23,11 @@ import { readNewestValidSnapshot, writeSnapshot } from "./snapshot.ts";
 
 /** Where the core's results go; the worker turns these into postMessage calls. */
 export interface CoreOutput {
-  durable(dbKey: string, offset: bigint): void;
+  /**
+   * Transactions below `offset` are on disk. `syncMs`: how long this flush's fdatasync of the
+   * log took; `txCount`: transactions it made durable (the group-commit batch size).
+   */
+  durable(dbKey: string, offset: bigint, syncMs: number, txCount: number): void;
   failed(dbKey: string, error: Error): void;
   toDatabase(dbKey: string, message: ToDatabaseMessage): void;
   snapshotWritten(dbKey: string, txOffset: bigint, requestId: number | undefined): void;
@@ -191,16 +195,19 @@ export class DurabilityCore {
     }
     for (const db of touched) {
       if (db.failure) continue;
+      const syncStart = performance.now();
       try {
         db.writer.sync();
       } catch (error) {
         this.#fail(db, error);
         continue;
       }
+      const syncMs = performance.now() - syncStart;
       const offset = db.writer.durableOffset;
       if (offset > db.reportedOffset) {
+        const txCount = Number(offset - db.reportedOffset);
         db.reportedOffset = offset;
-        this.#output.durable(db.dbKey, offset);
+        this.#output.durable(db.dbKey, offset, syncMs, txCount);
         this.#output.toDatabase(db.dbKey, { kind: "durable", offset });
         this.#maybeAskForSnapshot(db, offset);
       }
