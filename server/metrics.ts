@@ -108,27 +108,45 @@ export class DatabaseMetrics {
   readonly fsyncBatch = new Histogram(FSYNC_BATCH_BOUNDS);
   restarts = 0;
 
-  /** One batch's results and updates, as the database worker reported them. */
+  /** The newest transaction offset seen: the counter adds how far each batch moved it. */
+  #txOffset = 0;
+
+  /**
+   * One batch's results and updates, as the database worker reported them. Transactions are
+   * counted by how far the offsets move (a reducer call that changed no subscribed query comes
+   * back packed, with no update item, and procedures commit inside `withTx`).
+   */
   recordItems(items: readonly BatchItem[]): void {
     for (let i = 0; i < items.length; i++) {
       const item = items[i];
-      switch (item.kind) {
-        case "update":
-          this.transactionsCommitted++;
-          break;
-        case "call":
-          this.reducerDuration.observe(item.durationMicros);
-          if (item.status === "committed") this.reducerCallsCommitted++;
-          else if (item.status === "failed_user") this.reducerCallsFailedUser++;
-          else this.reducerCallsFailedInternal++;
-          break;
-        case "procedure":
-          this.procedureDuration.observe(item.durationMicros);
-          if (item.ok) this.procedureCallsOk++;
-          else this.procedureCallsFailed++;
-          break;
+      const txOffset = (item as { txOffset?: number }).txOffset;
+      if (typeof txOffset === "number" && txOffset > this.#txOffset) {
+        this.transactionsCommitted += txOffset - this.#txOffset;
+        this.#txOffset = txOffset;
+      }
+      if (item.kind === "call") {
+        this.reducerDuration.observe(item.durationMicros);
+        if (item.status === "committed") this.reducerCallsCommitted++;
+        else if (item.status === "failed_user") this.reducerCallsFailedUser++;
+        else this.reducerCallsFailedInternal++;
+      } else if (item.kind === "procedure") {
+        this.procedureDuration.observe(item.durationMicros);
+        if (item.ok) this.procedureCallsOk++;
+        else this.procedureCallsFailed++;
       }
     }
+  }
+
+  /**
+   * A database process started: it replayed the log up to `logEndTxOffset`, then committed
+   * transactions of its own before it was ready (init, clearing connections left by a crash),
+   * which no batch reported.
+   */
+  countStartup(readyTxOffset: number, logEndTxOffset: number): void {
+    if (readyTxOffset > logEndTxOffset) {
+      this.transactionsCommitted += readyTxOffset - logEndTxOffset;
+    }
+    this.#txOffset = readyTxOffset;
   }
 
   /** One flush of the database's commit log. */

@@ -166,7 +166,7 @@ Deno.test({
       const rss = value(connected, "lightcone_database_resident_memory_bytes", db);
       assert(rss > 1024 * 1024, `a database process has some resident memory: ${rss}`);
 
-      const httpOk = 5, httpFailed = 2, wsOk = 3, wsFailed = 1;
+      const httpOk = 5, httpFailed = 2, wsOk = 3, wsFailed = 1, packed = 2;
       for (let i = 0; i < httpOk; i++) {
         assertEquals((await call(server.url, "chat", "send_message", [`http ${i}`])).status, 200);
       }
@@ -175,6 +175,11 @@ Deno.test({
         assert(response.status >= 400, `a failing reducer answers an error: ${response.status}`);
       }
       for (let i = 0; i < wsOk; i++) await conn.reducers.sendMessage({ text: `ws ${i}` });
+      // set_name changes no subscribed query: these results come back packed (no update item).
+      for (let i = 0; i < packed; i++) {
+        assertEquals((await call(server.url, "chat", "set_name", [`http ${i}`])).status, 200);
+        await conn.reducers.setName({ name: `ws ${i}` });
+      }
       for (let i = 0; i < wsFailed; i++) {
         await conn.reducers.sendThenFail({ text: `ws no ${i}` }).then(
           () => assert(false, "send_then_fail must fail"),
@@ -185,11 +190,11 @@ Deno.test({
       const delta = (name: string, labels: Record<string, string> = db) =>
         value(after, name, labels) - value(connected, name, labels);
 
-      const committed = httpOk + wsOk;
+      const committed = httpOk + wsOk + 2 * packed;
       const failed = httpFailed + wsFailed;
       // An HTTP call runs client_connected and client_disconnected around the reducer, as in
       // SpacetimeDB; the chat module's both commit.
-      const lifecycle = 2 * (httpOk + httpFailed);
+      const lifecycle = 2 * (httpOk + httpFailed + packed);
       assertEquals(delta("lightcone_transactions_committed_total"), committed + lifecycle);
       assertEquals(
         delta("lightcone_reducer_calls_total", { ...db, status: "committed" }),
@@ -264,4 +269,47 @@ Deno.test("metrics: served to loopback peers only, unless metricsPublic", async 
   }
   const open = createApp({ ...context, metricsPublic: true });
   assertEquals((await get(open, "10.0.0.7")).status, 200);
+});
+
+Deno.test({
+  name: "metrics: a killed database process counts one restart and reports the new process",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    const server = await startTestServer();
+    try {
+      await publish(server.url, "chat", await fixtureBundle("chat"));
+      const db = { database: "chat" };
+      assertEquals((await call(server.url, "chat", "send_message", ["before"])).status, 200);
+      // The call's client_disconnected runs after its reply: wait for it to be durable.
+      let before = await scrape(server.url);
+      await eventually(async () => {
+        before = await scrape(server.url);
+        return value(before, "lightcone_transactions_committed_total", db) === 3 &&
+          value(before, "lightcone_durable_tx_offset", db) === 3;
+      }, "connect, call and disconnect (chat has no init reducer) to be counted and durable");
+      assertEquals(value(before, "lightcone_database_restarts_total", db), 0);
+      const pid = server.server.registry.resolve("chat")!.host.pid;
+      Deno.kill(pid, "SIGKILL");
+      await eventually(async () => {
+        const now = await scrape(server.url);
+        return value(now, "lightcone_database_restarts_total", db) === 1 &&
+          value(now, "lightcone_database_up", db) === 1;
+      }, "the restart to be counted");
+      assert(server.server.registry.resolve("chat")!.host.pid !== pid, "a new process");
+      // Counters belong to the database, not to its process: they carry on after the restart,
+      // and count what the new process committed while starting (connections left by the crash
+      // are disconnected) as well as later calls, each transaction once.
+      assertEquals((await call(server.url, "chat", "send_message", ["after"])).status, 200);
+      let after = await scrape(server.url);
+      await eventually(async () => {
+        after = await scrape(server.url);
+        return value(after, "lightcone_transactions_committed_total", db) === 6 &&
+          value(after, "lightcone_durable_tx_offset", db) === 6;
+      }, "connect, call and disconnect after the restart to be counted once and durable");
+      assert(value(after, "lightcone_database_resident_memory_bytes", db) > 1024 * 1024);
+    } finally {
+      await server.close();
+    }
+  },
 });
