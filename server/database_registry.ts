@@ -255,10 +255,10 @@ export class DatabaseRegistry {
 
   private constructor(options: RegistryOptions) {
     this.#options = options;
-    options.storage.onDurable((key, offset, syncMs, txCount) => {
+    options.storage.onDurable((key, offset, syncMs, txCount, bytes) => {
       const database = this.#byIdentity.get(key);
       if (!database) return;
-      database.metrics.recordFsync(syncMs, txCount);
+      database.metrics.recordFsync(syncMs, txCount, bytes);
       database.markDurable(Number(offset));
       options.onDurable?.(database);
     });

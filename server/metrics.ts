@@ -107,6 +107,7 @@ export class DatabaseMetrics {
   readonly fsyncDuration = new Histogram(FSYNC_DURATION_BOUNDS_MICROS);
   readonly fsyncBatch = new Histogram(FSYNC_BATCH_BOUNDS);
   restarts = 0;
+  commitLogBytes = 0;
 
   /** The newest transaction offset seen: the counter adds how far each batch moved it. */
   #txOffset = 0;
@@ -150,7 +151,8 @@ export class DatabaseMetrics {
   }
 
   /** One flush of the database's commit log. */
-  recordFsync(syncMs: number, txCount: number): void {
+  recordFsync(syncMs: number, txCount: number, bytes: number): void {
+    this.commitLogBytes += bytes;
     this.fsyncDuration.observe(syncMs * 1000);
     this.fsyncBatch.observe(txCount);
   }
@@ -293,6 +295,12 @@ export function renderMetrics(samples: readonly DatabaseSample[]): string {
     "Transactions made durable by one fdatasync (group commit batch size)",
     (m) => m.fsyncBatch,
     1,
+  );
+  family(
+    "lightcone_commitlog_written_bytes_total",
+    "counter",
+    "Transaction record bytes written to the commit log and made durable",
+    (s) => s.metrics.commitLogBytes,
   );
   family(
     "lightcone_websocket_clients",

@@ -54,7 +54,7 @@ Deno.test("rendered histograms are cumulative, in seconds, and end with +Inf = c
     { kind: "call", id: 2, status: "failed_user", txOffset: 1, durationMicros: 7_000_000 },
     { kind: "procedure", id: 3, ok: false, txOffset: 1, durationMicros: 3 },
   ]);
-  metrics.recordFsync(0.2, 2);
+  metrics.recordFsync(0.2, 2, 300);
   const text = renderMetrics([sample("db", metrics)]);
   const line = (prefix: string) => text.split("\n").find((l) => l.startsWith(prefix));
   assertEquals(
@@ -92,6 +92,10 @@ Deno.test("rendered histograms are cumulative, in seconds, and end with +Inf = c
   assertEquals(
     line('lightcone_commitlog_fsync_transactions_bucket{database="db",le="2"}'),
     'lightcone_commitlog_fsync_transactions_bucket{database="db",le="2"} 1',
+  );
+  assertEquals(
+    line('lightcone_commitlog_written_bytes_total{database="db"}'),
+    'lightcone_commitlog_written_bytes_total{database="db"} 300',
   );
   // Resident memory unknown: no sample rather than a made-up 0.
   assert(!text.includes("lightcone_database_resident_memory_bytes{"), text);

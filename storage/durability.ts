@@ -18,12 +18,16 @@ import type { CommitLimits } from "./commit_budget.ts";
 
 type DistributiveOmit<T, K extends PropertyKey> = T extends unknown ? Omit<T, K> : never;
 
-/** Called per database per flush: durable offset, fdatasync ms, transactions made durable. */
+/**
+ * Called per database per flush: durable offset, fdatasync ms, transactions made durable and
+ * the record bytes written for them.
+ */
 export type DurableListener = (
   dbKey: string,
   offset: bigint,
   syncMs: number,
   txCount: number,
+  bytes: number,
 ) => void;
 
 /** The storage worker stopped or crashed; nothing more will become durable through it. */
@@ -174,9 +178,11 @@ export class DurabilityActor {
         return;
       }
       case "durable":
-        for (const [dbKey, offset, syncMs, txCount] of event.updates) {
+        for (const [dbKey, offset, syncMs, txCount, bytes] of event.updates) {
           this.#durableOffsets.set(dbKey, offset);
-          for (const listener of this.#durableListeners) listener(dbKey, offset, syncMs, txCount);
+          for (const listener of this.#durableListeners) {
+            listener(dbKey, offset, syncMs, txCount, bytes);
+          }
         }
         return;
       case "failure": {

@@ -225,6 +225,8 @@ Deno.test({
       const fsyncs = histogram(after, "lightcone_commitlog_fsync_seconds", "chat");
       assertEquals(fsyncs.count, batches.count);
       assert(fsyncs.count >= 1 && fsyncs.count <= durable, `fsyncs: ${fsyncs.count}`);
+      // Every transaction wrote a record of more than a few bytes (a row or more changed).
+      assert(delta("lightcone_commitlog_written_bytes_total") > committed * 4);
 
       assertEquals(value(after, "lightcone_host_queued_requests", db), 0);
       assertEquals(value(after, "lightcone_host_batches_in_flight", db), 0);
