@@ -43,6 +43,8 @@ export function createApp(context: AppContext): Hono<AppEnv> {
     await next();
     // WebSocket upgrade responses are immutable.
     if (c.res.status === 101) return;
+    // Metrics are for loopback scrapers, not for pages a browser on this host happens to load.
+    if (c.req.path === "/v1/metrics") return;
     for (const [key, value] of Object.entries(CORS_HEADERS)) c.res.headers.set(key, value);
   });
 

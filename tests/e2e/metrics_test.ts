@@ -263,6 +263,8 @@ Deno.test("metrics: served to loopback peers only, unless metricsPublic", async 
     assertEquals(response.status, 200, hostname);
     const text = await response.text();
     assert(text.includes("# TYPE lightcone_transactions_committed_total counter"), text);
+    // No CORS: a web page open in a browser on this host must not read them.
+    assertEquals(response.headers.get("access-control-allow-origin"), null);
   }
   for (const hostname of ["10.0.0.7", "192.168.1.2", "2001:db8::1", "::ffff:10.0.0.7"]) {
     const response = await get(closed, hostname);
