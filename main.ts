@@ -38,6 +38,8 @@ start options:
                                off by default because the TS SDK may reorder compressed frames
       --pg-port PORT           also serve the PostgreSQL wire protocol on HOST:PORT (psql, pg;
                                password = a token); off unless given
+      --metrics-public         serve GET /v1/metrics (Prometheus) to every client; by default
+                               only clients on loopback (127.0.0.0/8, ::1) may read it
       --oidc-issuer URL        trust tokens from this OpenID Connect issuer (repeatable)
       --oidc-audience AUD      required audience for OpenID Connect tokens (repeatable)
       --log-format text|json   server log format (default text)
@@ -101,6 +103,7 @@ async function start(args: string[]): Promise<number> {
   let maxDatabases: number | undefined;
   let maxDatabasesPerIdentity: number | undefined;
   let pgPort: number | undefined;
+  let metricsPublic = false;
   const issuers: string[] = [];
   const audiences: string[] = [];
   for (let i = 0; i < args.length; i++) {
@@ -130,6 +133,7 @@ async function start(args: string[]): Promise<number> {
       limits.commitLogBytesPerS = size(arg, value(), 1024 * 1024);
     } else if (arg === "--tx-max-mb") limits.txRecordBytesMax = size(arg, value(), 1024 * 1024);
     else if (arg === "--ws-compression") wsCompression = true;
+    else if (arg === "--metrics-public") metricsPublic = true;
     else if (arg === "--pg-port") pgPort = parsePort(value(), "--pg-port");
     else if (arg === "--http-body-timeout-ms") httpBodyTimeoutMs = positiveNumber(arg, value());
     else if (arg === "--max-databases") maxDatabases = positiveInteger(arg, value());
@@ -175,6 +179,7 @@ async function start(args: string[]): Promise<number> {
       maxDatabases,
       maxDatabasesPerIdentity,
       pgPort,
+      metricsPublic,
       oidc: issuers.length
         ? { issuers, audiences: audiences.length ? audiences : undefined }
         : undefined,

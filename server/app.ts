@@ -8,6 +8,7 @@ import { errorResponse } from "./error_response.ts";
 import type { DatabaseRegistry } from "./database_registry.ts";
 import { databaseRoutes } from "./routes/database.ts";
 import { identityRoutes } from "./routes/identity.ts";
+import { metricsRoutes } from "./routes/metrics.ts";
 import type { RequestBodyReader } from "./request_body.ts";
 import type { WsHub } from "./ws/hub.ts";
 
@@ -22,6 +23,8 @@ export interface AppContext {
   /** Reads every request body (caps, timeout, server-wide bounds). */
   bodies: RequestBodyReader;
   version: string;
+  /** Serve /v1/metrics to any client, not only loopback ones (`--metrics-public`). */
+  metricsPublic?: boolean;
 }
 
 const CORS_HEADERS = {
@@ -40,6 +43,8 @@ export function createApp(context: AppContext): Hono<AppEnv> {
     await next();
     // WebSocket upgrade responses are immutable.
     if (c.res.status === 101) return;
+    // Metrics are for loopback scrapers, not for pages a browser on this host happens to load.
+    if (c.req.path === "/v1/metrics") return;
     for (const [key, value] of Object.entries(CORS_HEADERS)) c.res.headers.set(key, value);
   });
 
@@ -69,5 +74,6 @@ export function createApp(context: AppContext): Hono<AppEnv> {
   );
 
   app.route("/v1/database", databaseRoutes(context));
+  app.route("/v1/metrics", metricsRoutes(context));
   return app;
 }

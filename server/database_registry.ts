@@ -26,6 +26,7 @@ import {
   ModuleInitError,
 } from "../worker/mod.ts";
 import { LogBuffer, type LogBufferOptions } from "./log_buffer.ts";
+import { DatabaseMetrics } from "./metrics.ts";
 
 /** Database names: `[a-z0-9]` and `-`, starting with `[a-z0-9]`, no leading/trailing/double hyphens. */
 const DATABASE_NAME = /^[a-z0-9](?:[a-z0-9]|-(?!-))*(?<!-)$/;
@@ -70,6 +71,8 @@ export class Database {
     reject: (e: Error) => void;
   }[] = [];
   readonly restarts: number[] = [];
+  /** Counters and histograms for /v1/metrics (kept across worker restarts). */
+  readonly metrics = new DatabaseMetrics();
   /** Set while the module is being replaced: new work waits for the new module. */
   readonly #update = new UpdateGate();
   /** HTTP calls and queries admitted and not yet answered; an update lets them finish first. */
@@ -252,9 +255,10 @@ export class DatabaseRegistry {
 
   private constructor(options: RegistryOptions) {
     this.#options = options;
-    options.storage.onDurable((key, offset) => {
+    options.storage.onDurable((key, offset, syncMs, txCount, bytes) => {
       const database = this.#byIdentity.get(key);
       if (!database) return;
+      database.metrics.recordFsync(syncMs, txCount, bytes);
       database.markDurable(Number(offset));
       options.onDurable?.(database);
     });
@@ -603,7 +607,9 @@ export class DatabaseRegistry {
         onLogs: (lines: LogLine[]) => options.logs.append(lines),
         onEvents: (items, originOf) => {
           const database = this.#byIdentity.get(key);
-          if (database?.host === host) this.#options.onEvents?.(database, items, originOf);
+          if (database?.host !== host) return;
+          database.metrics.recordItems(items);
+          this.#options.onEvents?.(database, items, originOf);
         },
         onCrash: (error) => {
           const database = this.#byIdentity.get(key);
@@ -648,6 +654,7 @@ export class DatabaseRegistry {
       database.durableTxOffset = started.durableTxOffset;
       this.#catchUpDurable(database);
       database.stoppedReason = undefined;
+      database.metrics.restarts++;
       log.info("database restarted from its commit log", {
         identity: database.key,
         transactions: started.host.txOffset,

@@ -54,6 +54,8 @@ export interface ServerOptions {
   maxDatabasesPerIdentity?: number;
   /** Port of the PostgreSQL wire protocol listener on `hostname` (0: any free port); off when absent. */
   pgPort?: number;
+  /** Serve GET /v1/metrics to every client, not only loopback ones (`--metrics-public`). */
+  metricsPublic?: boolean;
   /** Called once the listener is bound, with the actual port. */
   onListen?: (address: { hostname: string; port: number }) => void;
 }
@@ -122,7 +124,14 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     }
   }
   const bodies = new RequestBodyReader(options.requestBodies);
-  const app = createApp({ auth, registry, hub, bodies, version: VERSION });
+  const app = createApp({
+    auth,
+    registry,
+    hub,
+    bodies,
+    version: VERSION,
+    metricsPublic: options.metricsPublic,
+  });
   let resolveListening!: (address: { hostname: string; port: number }) => void;
   const listening = new Promise<{ hostname: string; port: number }>((r) => (resolveListening = r));
   const server = Deno.serve({

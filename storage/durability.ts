@@ -18,6 +18,18 @@ import type { CommitLimits } from "./commit_budget.ts";
 
 type DistributiveOmit<T, K extends PropertyKey> = T extends unknown ? Omit<T, K> : never;
 
+/**
+ * Called per database per flush: durable offset, fdatasync ms, transactions made durable and
+ * the record bytes written for them.
+ */
+export type DurableListener = (
+  dbKey: string,
+  offset: bigint,
+  syncMs: number,
+  txCount: number,
+  bytes: number,
+) => void;
+
 /** The storage worker stopped or crashed; nothing more will become durable through it. */
 export class StorageActorError extends Error {
   override name = "StorageActorError";
@@ -40,7 +52,7 @@ export class DurabilityActor {
   #worker: Worker;
   #nextId = 1;
   #pending = new Map<number, Pending>();
-  #durableListeners = new Set<(dbKey: string, offset: bigint) => void>();
+  #durableListeners = new Set<DurableListener>();
   #failureListeners = new Set<(dbKey: string, error: Error) => void>();
   #snapshotListeners = new Set<(dbKey: string, txOffset: bigint) => void>();
   #durableOffsets = new Map<string, bigint>();
@@ -114,7 +126,8 @@ export class DurabilityActor {
     return this.#durableOffsets.get(dbKey);
   }
 
-  onDurable(listener: (dbKey: string, offset: bigint) => void): () => void {
+  /** `listener` gets each flush's durable offset, fdatasync ms and transactions made durable. */
+  onDurable(listener: DurableListener): () => void {
     this.#durableListeners.add(listener);
     return () => this.#durableListeners.delete(listener);
   }
@@ -165,9 +178,11 @@ export class DurabilityActor {
         return;
       }
       case "durable":
-        for (const [dbKey, offset] of event.updates) {
+        for (const [dbKey, offset, syncMs, txCount, bytes] of event.updates) {
           this.#durableOffsets.set(dbKey, offset);
-          for (const listener of this.#durableListeners) listener(dbKey, offset);
+          for (const listener of this.#durableListeners) {
+            listener(dbKey, offset, syncMs, txCount, bytes);
+          }
         }
         return;
       case "failure": {

@@ -23,7 +23,12 @@ import { readNewestValidSnapshot, writeSnapshot } from "./snapshot.ts";
 
 /** Where the core's results go; the worker turns these into postMessage calls. */
 export interface CoreOutput {
-  durable(dbKey: string, offset: bigint): void;
+  /**
+   * Transactions below `offset` are on disk. `syncMs`: how long this flush's fdatasync of the
+   * log took; `txCount`: transactions it made durable (the group-commit batch size); `bytes`:
+   * record bytes written since the last report.
+   */
+  durable(dbKey: string, offset: bigint, syncMs: number, txCount: number, bytes: number): void;
   failed(dbKey: string, error: Error): void;
   toDatabase(dbKey: string, message: ToDatabaseMessage): void;
   snapshotWritten(dbKey: string, txOffset: bigint, requestId: number | undefined): void;
@@ -66,6 +71,8 @@ interface DatabaseState {
   snapshotBase: bigint;
   /** The database's commit-log limits, checked on every append (the worker is untrusted). */
   budget: CommitBudgetCheck | undefined;
+  /** Record bytes written and not yet reported durable (metrics). */
+  unreportedBytes: number;
 }
 
 const DB_KEY = /^[A-Za-z0-9_-]{1,128}$/;
@@ -113,6 +120,7 @@ export class DurabilityCore {
       reportedOffset: writer.durableOffset,
       replay: undefined,
       snapshotBase: 0n,
+      unreportedBytes: 0,
       budget: limits === undefined
         ? undefined
         : new CommitBudgetCheck(limits, this.#options.monotonicMs ?? (() => performance.now())),
@@ -183,6 +191,7 @@ export class DurabilityCore {
       if (db.pending.length === 0 || db.failure) continue;
       const pending = db.pending;
       db.pending = [];
+      for (let i = 0; i < pending.length; i++) db.unreportedBytes += pending[i].bytes.length;
       try {
         this.#writeBatches(db, pending);
       } catch (error) {
@@ -191,16 +200,20 @@ export class DurabilityCore {
     }
     for (const db of touched) {
       if (db.failure) continue;
+      const syncStart = performance.now();
       try {
         db.writer.sync();
       } catch (error) {
         this.#fail(db, error);
         continue;
       }
+      const syncMs = performance.now() - syncStart;
       const offset = db.writer.durableOffset;
       if (offset > db.reportedOffset) {
+        const txCount = Number(offset - db.reportedOffset);
         db.reportedOffset = offset;
-        this.#output.durable(db.dbKey, offset);
+        this.#output.durable(db.dbKey, offset, syncMs, txCount, db.unreportedBytes);
+        db.unreportedBytes = 0;
         this.#output.toDatabase(db.dbKey, { kind: "durable", offset });
         this.#maybeAskForSnapshot(db, offset);
       }

@@ -72,6 +72,12 @@ export interface OpenResult {
 export type ActorEvent =
   | { kind: "reply"; id: number; ok: true; value: unknown }
   | { kind: "reply"; id: number; ok: false; errorName: string; message: string }
-  | { kind: "durable"; updates: Array<[dbKey: string, offset: bigint]> }
+  /** Per database flushed: durable offset, fdatasync ms, transactions made durable, bytes. */
+  | {
+    kind: "durable";
+    updates: Array<
+      [dbKey: string, offset: bigint, syncMs: number, txCount: number, bytes: number]
+    >;
+  }
   | { kind: "failure"; dbKey: string; errorName: string; message: string }
   | { kind: "snapshotWritten"; dbKey: string; txOffset: bigint; requestId: number | undefined };

@@ -33,7 +33,7 @@ const scope = globalThis as unknown as WorkerScope;
 
 let core: DurabilityCore | undefined;
 const ports = new Map<string, MessagePort>();
-let durableUpdates: Array<[string, bigint]> = [];
+let durableUpdates: Array<[string, bigint, number, number, number]> = [];
 /** Main-thread snapshot requests waiting for the database worker's snapshot to be written. */
 const pendingSnapshotRequests = new Set<number>();
 
@@ -113,7 +113,8 @@ function handle(request: ActorRequest): unknown {
         ),
         request.options.dataDir,
         {
-          durable: (dbKey, offset) => durableUpdates.push([dbKey, offset]),
+          durable: (dbKey, offset, syncMs, txCount, bytes) =>
+            durableUpdates.push([dbKey, offset, syncMs, txCount, bytes]),
           failed: (dbKey, error) =>
             scope.postMessage({
               kind: "failure",

@@ -237,6 +237,21 @@ export class DatabaseHost {
     return this.#dead === undefined;
   }
 
+  /** Requests waiting on the main thread for the next batch (metrics). */
+  get queuedRequests(): number {
+    return this.#queue.length + this.#calls.count;
+  }
+
+  /** Batches sent to the database process and not yet answered (metrics). */
+  get batchesInFlight(): number {
+    return this.#inFlight;
+  }
+
+  /** Process id of the database process (metrics read its memory from /proc). */
+  get pid(): number {
+    return this.#worker.pid;
+  }
+
   callReducer(
     request: Omit<CallReducerRequest, "id" | "kind">,
     origin?: unknown,

@@ -160,6 +160,14 @@ class Client {
   }
 }
 
+/** What WsHub.clientStats reports per database. */
+export interface WsClientStats {
+  clients: number;
+  subscriptions: number;
+  outboundBytes: number;
+  outboxMessages: number;
+}
+
 /** Per database: which clients subscribe to which shared query ids, under which query sets. */
 type Routing = Map<number, Map<Client, number[]>>;
 
@@ -865,6 +873,27 @@ export class WsHub {
       answeredBytes += entry.answeredBytes;
     }
     if (ready > groupStart) this.#send(client, encodeFrame(outbox, groupStart, ready, groupBytes));
+  }
+
+  /**
+   * Gauges for /v1/metrics, per database with open connections, in one pass over the clients:
+   * connections, subscribed query sets, bytes the sockets have not sent yet, queued messages.
+   */
+  clientStats(): Map<Database, WsClientStats> {
+    const stats = new Map<Database, WsClientStats>();
+    for (const client of this.#clients) {
+      if (client.closed) continue;
+      let entry = stats.get(client.database);
+      if (!entry) {
+        entry = { clients: 0, subscriptions: 0, outboundBytes: 0, outboxMessages: 0 };
+        stats.set(client.database, entry);
+      }
+      entry.clients++;
+      entry.subscriptions += client.querySets.size;
+      entry.outboundBytes += client.socket.bufferedAmount ?? 0;
+      entry.outboxMessages += client.outbox.length;
+    }
+    return stats;
   }
 
   /** A database's durable offset moved: release held messages. */

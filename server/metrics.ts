@@ -1,0 +1,374 @@
+/**
+ * Per-database metrics and their Prometheus text exposition (format 0.0.4), served by
+ * `GET /v1/metrics`. Recording is on the hot path, so it only adds numbers: counters are plain
+ * fields, a histogram is a fixed Float64Array of bucket counts found by a short linear scan.
+ * Gauges (clients, queues, memory) are read when scraped, never maintained.
+ */
+import type { BatchItem } from "../worker/mod.ts";
+
+export const METRICS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8";
+
+/**
+ * Reducer and procedure run time in µs (upper bounds, `le`). A call of a small module takes
+ * 5-50 µs in the database process; 1 ms is a heavy call; the default budget stops a call at
+ * seconds, so the top bounds show calls that are close to it.
+ */
+export const CALL_DURATION_BOUNDS_MICROS: readonly number[] = [
+  10,
+  25,
+  50,
+  100,
+  250,
+  500,
+  1_000,
+  2_500,
+  5_000,
+  10_000,
+  25_000,
+  50_000,
+  100_000,
+  250_000,
+  1_000_000,
+  5_000_000,
+];
+
+/**
+ * One commit log's fdatasync in µs: tens of µs on a fast NVMe or with `--in-memory` (no sync),
+ * ~1-10 ms on an SSD, tens of ms on network or rotating disks; above 100 ms it is a stall.
+ */
+export const FSYNC_DURATION_BOUNDS_MICROS: readonly number[] = [
+  50,
+  100,
+  250,
+  500,
+  1_000,
+  2_500,
+  5_000,
+  10_000,
+  25_000,
+  50_000,
+  100_000,
+  250_000,
+  1_000_000,
+];
+
+/** Transactions one fdatasync made durable (group commit): powers of two up to 4096. */
+export const FSYNC_BATCH_BOUNDS: readonly number[] = [
+  1,
+  2,
+  4,
+  8,
+  16,
+  32,
+  64,
+  128,
+  256,
+  512,
+  1024,
+  2048,
+  4096,
+];
+
+/** Counts per bucket (not cumulative; the +Inf bucket last), the sum and count of observations. */
+export class Histogram {
+  readonly bounds: readonly number[];
+  readonly buckets: Float64Array;
+  sum = 0;
+  count = 0;
+
+  constructor(bounds: readonly number[]) {
+    for (let i = 1; i < bounds.length; i++) {
+      if (!(bounds[i] > bounds[i - 1])) throw new RangeError("Histogram bounds must increase");
+    }
+    this.bounds = bounds;
+    this.buckets = new Float64Array(bounds.length + 1);
+  }
+
+  observe(value: number): void {
+    const bounds = this.bounds;
+    let i = 0;
+    while (i < bounds.length && value > bounds[i]) i++;
+    this.buckets[i]++;
+    this.sum += value;
+    this.count++;
+  }
+}
+
+/** What one database recorded since the server started (it survives worker restarts). */
+export class DatabaseMetrics {
+  transactionsCommitted = 0;
+  reducerCallsCommitted = 0;
+  reducerCallsFailedUser = 0;
+  reducerCallsFailedInternal = 0;
+  readonly reducerDuration = new Histogram(CALL_DURATION_BOUNDS_MICROS);
+  procedureCallsOk = 0;
+  procedureCallsFailed = 0;
+  readonly procedureDuration = new Histogram(CALL_DURATION_BOUNDS_MICROS);
+  readonly fsyncDuration = new Histogram(FSYNC_DURATION_BOUNDS_MICROS);
+  readonly fsyncBatch = new Histogram(FSYNC_BATCH_BOUNDS);
+  restarts = 0;
+  commitLogBytes = 0;
+
+  /** The newest transaction offset seen: the counter adds how far each batch moved it. */
+  #txOffset = 0;
+
+  /**
+   * One batch's results and updates, as the database worker reported them. Transactions are
+   * counted by how far the offsets move (a reducer call that changed no subscribed query comes
+   * back packed, with no update item, and procedures commit inside `withTx`).
+   */
+  recordItems(items: readonly BatchItem[]): void {
+    for (let i = 0; i < items.length; i++) {
+      const item = items[i];
+      const txOffset = (item as { txOffset?: number }).txOffset;
+      if (typeof txOffset === "number" && txOffset > this.#txOffset) {
+        this.transactionsCommitted += txOffset - this.#txOffset;
+        this.#txOffset = txOffset;
+      }
+      if (item.kind === "call") {
+        this.reducerDuration.observe(item.durationMicros);
+        if (item.status === "committed") this.reducerCallsCommitted++;
+        else if (item.status === "failed_user") this.reducerCallsFailedUser++;
+        else this.reducerCallsFailedInternal++;
+      } else if (item.kind === "procedure") {
+        this.procedureDuration.observe(item.durationMicros);
+        if (item.ok) this.procedureCallsOk++;
+        else this.procedureCallsFailed++;
+      }
+    }
+  }
+
+  /**
+   * A database process started: it replayed the log up to `logEndTxOffset`, then committed
+   * transactions of its own before it was ready (init, clearing connections left by a crash),
+   * which no batch reported.
+   */
+  countStartup(readyTxOffset: number, logEndTxOffset: number): void {
+    if (readyTxOffset > logEndTxOffset) {
+      this.transactionsCommitted += readyTxOffset - logEndTxOffset;
+    }
+    this.#txOffset = readyTxOffset;
+  }
+
+  /** One flush of the database's commit log. */
+  recordFsync(syncMs: number, txCount: number, bytes: number): void {
+    this.commitLogBytes += bytes;
+    this.fsyncDuration.observe(syncMs * 1000);
+    this.fsyncBatch.observe(txCount);
+  }
+}
+
+/** Everything sampled for one database at scrape time. */
+export interface DatabaseSample {
+  /** The `database` label: its first name, else its identity in hex. */
+  label: string;
+  metrics: DatabaseMetrics;
+  up: boolean;
+  durableTxOffset: number;
+  clients: number;
+  subscriptions: number;
+  outboundBytes: number;
+  outboxMessages: number;
+  queuedRequests: number;
+  batchesInFlight: number;
+  /** Resident memory of the database process, when it could be read. */
+  residentBytes: number | undefined;
+}
+
+/** A label value as the exposition format wants it: backslash, quote and newline escaped. */
+export function escapeLabelValue(value: string): string {
+  return value.replaceAll("\\", "\\\\").replaceAll('"', '\\"').replaceAll("\n", "\\n");
+}
+
+/** The exposition text of every database's metrics, one family after another. */
+export function renderMetrics(samples: readonly DatabaseSample[]): string {
+  const out: string[] = [];
+  const labels = samples.map((sample) => `database="${escapeLabelValue(sample.label)}"`);
+  const family = (
+    name: string,
+    type: "counter" | "gauge",
+    help: string,
+    value: (sample: DatabaseSample) => number | undefined,
+  ) => {
+    out.push(`# HELP ${name} ${help}`, `# TYPE ${name} ${type}`);
+    samples.forEach((sample, i) => {
+      const v = value(sample);
+      if (v !== undefined) out.push(`${name}{${labels[i]}} ${formatNumber(v)}`);
+    });
+  };
+  const statusFamily = (
+    name: string,
+    help: string,
+    label: string,
+    values: (sample: DatabaseSample) => [string, number][],
+  ) => {
+    out.push(`# HELP ${name} ${help}`, `# TYPE ${name} counter`);
+    samples.forEach((sample, i) => {
+      for (const [status, v] of values(sample)) {
+        out.push(`${name}{${labels[i]},${label}="${status}"} ${formatNumber(v)}`);
+      }
+    });
+  };
+  const histogram = (
+    name: string,
+    help: string,
+    pick: (metrics: DatabaseMetrics) => Histogram,
+    scale: number,
+  ) => {
+    out.push(`# HELP ${name} ${help}`, `# TYPE ${name} histogram`);
+    samples.forEach((sample, i) => {
+      const h = pick(sample.metrics);
+      let cumulative = 0;
+      for (let b = 0; b < h.bounds.length; b++) {
+        cumulative += h.buckets[b];
+        out.push(
+          `${name}_bucket{${labels[i]},le="${formatNumber(h.bounds[b] / scale)}"} ${cumulative}`,
+        );
+      }
+      cumulative += h.buckets[h.bounds.length];
+      out.push(`${name}_bucket{${labels[i]},le="+Inf"} ${cumulative}`);
+      out.push(`${name}_sum{${labels[i]}} ${formatNumber(h.sum / scale)}`);
+      out.push(`${name}_count{${labels[i]}} ${h.count}`);
+    });
+  };
+
+  family(
+    "lightcone_database_up",
+    "gauge",
+    "1 while the database serves, 0 while it is stopped (crashed, storage failed)",
+    (s) => s.up ? 1 : 0,
+  );
+  family(
+    "lightcone_transactions_committed_total",
+    "counter",
+    "Transactions committed (reducer calls, lifecycle reducers, schedules)",
+    (s) => s.metrics.transactionsCommitted,
+  );
+  family(
+    "lightcone_durable_tx_offset",
+    "gauge",
+    "Transactions known to be on disk",
+    (s) => s.durableTxOffset,
+  );
+  statusFamily(
+    "lightcone_reducer_calls_total",
+    "Reducer calls answered, by outcome",
+    "status",
+    (s) => [
+      ["committed", s.metrics.reducerCallsCommitted],
+      ["failed_user", s.metrics.reducerCallsFailedUser],
+      ["failed_internal", s.metrics.reducerCallsFailedInternal],
+    ],
+  );
+  family(
+    "lightcone_reducer_calls_failed_total",
+    "counter",
+    "Reducer calls that failed (the reducer threw, or an internal error)",
+    (s) => s.metrics.reducerCallsFailedUser + s.metrics.reducerCallsFailedInternal,
+  );
+  histogram(
+    "lightcone_reducer_duration_seconds",
+    "Run time of reducer calls in the database process",
+    (m) => m.reducerDuration,
+    1e6,
+  );
+  statusFamily(
+    "lightcone_procedure_calls_total",
+    "Procedure calls answered, by outcome",
+    "status",
+    (s) => [["ok", s.metrics.procedureCallsOk], ["failed", s.metrics.procedureCallsFailed]],
+  );
+  histogram(
+    "lightcone_procedure_duration_seconds",
+    "Run time of procedure calls in the database process",
+    (m) => m.procedureDuration,
+    1e6,
+  );
+  histogram(
+    "lightcone_commitlog_fsync_seconds",
+    "Duration of one fdatasync of the commit log (one per storage flush that had writes)",
+    (m) => m.fsyncDuration,
+    1e6,
+  );
+  histogram(
+    "lightcone_commitlog_fsync_transactions",
+    "Transactions made durable by one fdatasync (group commit batch size)",
+    (m) => m.fsyncBatch,
+    1,
+  );
+  family(
+    "lightcone_commitlog_written_bytes_total",
+    "counter",
+    "Transaction record bytes written to the commit log and made durable",
+    (s) => s.metrics.commitLogBytes,
+  );
+  family(
+    "lightcone_websocket_clients",
+    "gauge",
+    "WebSocket connections open to the database",
+    (s) => s.clients,
+  );
+  family(
+    "lightcone_subscriptions",
+    "gauge",
+    "Query sets subscribed by the database's WebSocket clients",
+    (s) => s.subscriptions,
+  );
+  family(
+    "lightcone_websocket_outbound_bytes",
+    "gauge",
+    "Bytes written to the database's WebSocket clients and not yet sent by the socket",
+    (s) => s.outboundBytes,
+  );
+  family(
+    "lightcone_websocket_outbox_messages",
+    "gauge",
+    "Messages queued for the database's WebSocket clients (waiting for durability or a frame)",
+    (s) => s.outboxMessages,
+  );
+  family(
+    "lightcone_host_queued_requests",
+    "gauge",
+    "Requests queued on the main thread for the next batch to the database process",
+    (s) => s.queuedRequests,
+  );
+  family(
+    "lightcone_host_batches_in_flight",
+    "gauge",
+    "Batches sent to the database process and not yet answered (at most 4)",
+    (s) => s.batchesInFlight,
+  );
+  family(
+    "lightcone_database_resident_memory_bytes",
+    "gauge",
+    "Resident set size of the database process (VmRSS)",
+    (s) => s.residentBytes,
+  );
+  family(
+    "lightcone_database_restarts_total",
+    "counter",
+    "Times the database process was restarted after it crashed",
+    (s) => s.metrics.restarts,
+  );
+  out.push("");
+  return out.join("\n");
+}
+
+function formatNumber(value: number): string {
+  if (Number.isNaN(value)) return "NaN";
+  if (value === Infinity) return "+Inf";
+  if (value === -Infinity) return "-Inf";
+  return String(value);
+}
+
+/** VmRSS of process `pid` in bytes, from /proc (Linux); undefined where unreadable. */
+export async function residentBytes(pid: number | undefined): Promise<number | undefined> {
+  if (pid === undefined || !Number.isSafeInteger(pid) || pid <= 0) return undefined;
+  try {
+    const status = await Deno.readTextFile(`/proc/${pid}/status`);
+    const match = /^VmRSS:\s+(\d+)\s+kB$/m.exec(status);
+    return match ? Number(match[1]) * 1024 : undefined;
+  } catch {
+    return undefined;
+  }
+}

@@ -1,0 +1,62 @@
+/**
+ * `GET /v1/metrics`: every database's metrics in the Prometheus text format (server/metrics.ts).
+ * Served to loopback clients only unless the operator passed `--metrics-public`: the names of
+ * hosted databases and their load are not for everyone, and a scraper usually runs on the host
+ * (or reaches it through a proxy the operator controls).
+ */
+import { Hono } from "hono";
+import { PermissionError } from "../../lib/errors.ts";
+import type { AppContext, AppEnv } from "../app.ts";
+import {
+  type DatabaseSample,
+  METRICS_CONTENT_TYPE,
+  renderMetrics,
+  residentBytes,
+} from "../metrics.ts";
+
+export function metricsRoutes(context: AppContext): Hono<AppEnv> {
+  const app = new Hono<AppEnv>();
+  app.get("/", async (c) => {
+    if (!context.metricsPublic && !isLoopback(remoteHostname(c.env))) {
+      throw new PermissionError(
+        "Metrics are served to loopback clients only; start the server with --metrics-public to serve them to everyone",
+      );
+    }
+    const clientStats = context.hub.clientStats();
+    const samples = await Promise.all(
+      context.registry.list().map(async (database): Promise<DatabaseSample> => {
+        const ws = clientStats.get(database);
+        const host = database.host;
+        const up = database.stoppedReason === undefined && host.alive;
+        return {
+          label: database.names[0] ?? database.key,
+          metrics: database.metrics,
+          up,
+          durableTxOffset: database.durableTxOffset,
+          clients: ws?.clients ?? 0,
+          subscriptions: ws?.subscriptions ?? 0,
+          outboundBytes: ws?.outboundBytes ?? 0,
+          outboxMessages: ws?.outboxMessages ?? 0,
+          queuedRequests: host.queuedRequests,
+          batchesInFlight: host.batchesInFlight,
+          residentBytes: up ? await residentBytes(host.pid) : undefined,
+        };
+      }),
+    );
+    return c.body(renderMetrics(samples), 200, { "Content-Type": METRICS_CONTENT_TYPE });
+  });
+  return app;
+}
+
+/** The peer's address from Deno.serve's handler info (Hono's `c.env`); undefined elsewhere. */
+function remoteHostname(env: unknown): string | undefined {
+  const address = (env as { remoteAddr?: { hostname?: unknown } } | undefined)?.remoteAddr;
+  return typeof address?.hostname === "string" ? address.hostname : undefined;
+}
+
+function isLoopback(hostname: string | undefined): boolean {
+  if (hostname === undefined) return false;
+  if (hostname === "::1" || hostname === "localhost") return true;
+  const v4 = hostname.startsWith("::ffff:") ? hostname.slice(7) : hostname;
+  return /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(v4);
+}
