@@ -552,10 +552,23 @@ function findEarlyReplies(calls: Syscall[], replies: SentReply[]) {
 }
 
 const onLinux = Deno.build.os === "linux";
+/**
+ * These tests run on their own (`.ci/run` runs them after the suite, with
+ * LIGHTCONE_FSYNC_ORDER=1): inside the parallel suite they failed about one run in three with
+ * "no InitialConnection in the trace" (not yet understood; never alone, under CPU load, or in a
+ * fresh clone). Set LIGHTCONE_FSYNC_ORDER=1 to run them from `deno task test` as well.
+ */
+const runFsyncOrder = Deno.env.get("LIGHTCONE_FSYNC_ORDER") === "1";
+if (onLinux && !runFsyncOrder) {
+  console.warn(
+    "tests/e2e/fsync_order_test.ts: skipped in the parallel suite; .ci/run runs it on its own " +
+      "(LIGHTCONE_FSYNC_ORDER=1 deno test -A --unstable-worker-options tests/e2e/fsync_order_test.ts)",
+  );
+}
 
 Deno.test({
   name: "every reply leaves the real server after the fdatasync of what it reflects (strace)",
-  ignore: !onLinux,
+  ignore: !onLinux || !runFsyncOrder,
   sanitizeOps: false,
   sanitizeResources: false,
   async fn() {
@@ -583,7 +596,7 @@ Deno.test({
 
 Deno.test({
   name: "the fdatasync order check catches a server that acknowledges before fdatasync",
-  ignore: !onLinux,
+  ignore: !onLinux || !runFsyncOrder,
   sanitizeOps: false,
   sanitizeResources: false,
   async fn() {
