@@ -462,7 +462,13 @@ async function runWorkload(
   // Every byte each server socket sent, in order.
   const sockets = new Map<string, SocketStream>();
   for (const call of calls) {
-    if (!call.target.startsWith("TCP:[") || call.data.length === 0) continue;
+    // strace -yy names a socket by asking the kernel (sock_diag); when that fails, as it may
+    // while other tests open a thousand connections, it prints `socket:[inode]` instead. Such a
+    // stream is still parsed (its WebSocket frames name their own dependency); its HTTP replies
+    // cannot be matched to a client port and are skipped. A suspected cause of the failures seen
+    // inside the parallel suite ("no InitialConnection in the trace"), not confirmed.
+    const socket = call.target.startsWith("TCP:[") || /^socket:\[\d+\]$/.test(call.target);
+    if (!socket || call.data.length === 0) continue;
     let stream = sockets.get(call.target);
     if (!stream) sockets.set(call.target, stream = new SocketStream());
     stream.add(call);
