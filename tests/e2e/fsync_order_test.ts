@@ -462,11 +462,9 @@ async function runWorkload(
   // Every byte each server socket sent, in order.
   const sockets = new Map<string, SocketStream>();
   for (const call of calls) {
-    // strace -yy names a socket by asking the kernel (sock_diag); when that fails, as it may
-    // while other tests open a thousand connections, it prints `socket:[inode]` instead. Such a
-    // stream is still parsed (its WebSocket frames name their own dependency); its HTTP replies
-    // cannot be matched to a client port and are skipped. A suspected cause of the failures seen
-    // inside the parallel suite ("no InitialConnection in the trace"), not confirmed.
+    // strace -yy names a socket by asking the kernel (sock_diag); should that fail it prints
+    // `socket:[inode]`. Such a stream is still parsed (its WebSocket frames name their own
+    // dependency); its HTTP replies cannot be matched to a client port and are skipped.
     const socket = call.target.startsWith("TCP:[") || /^socket:\[\d+\]$/.test(call.target);
     if (!socket || call.data.length === 0) continue;
     let stream = sockets.get(call.target);
@@ -558,23 +556,10 @@ function findEarlyReplies(calls: Syscall[], replies: SentReply[]) {
 }
 
 const onLinux = Deno.build.os === "linux";
-/**
- * These tests run on their own (`.ci/run` runs them after the suite, with
- * LIGHTCONE_FSYNC_ORDER=1): inside the parallel suite they failed about one run in three with
- * "no InitialConnection in the trace" (not yet understood; never alone, under CPU load, or in a
- * fresh clone). Set LIGHTCONE_FSYNC_ORDER=1 to run them from `deno task test` as well.
- */
-const runFsyncOrder = Deno.env.get("LIGHTCONE_FSYNC_ORDER") === "1";
-if (onLinux && !runFsyncOrder) {
-  console.warn(
-    "tests/e2e/fsync_order_test.ts: skipped in the parallel suite; .ci/run runs it on its own " +
-      "(LIGHTCONE_FSYNC_ORDER=1 deno test -A --unstable-worker-options tests/e2e/fsync_order_test.ts)",
-  );
-}
 
 Deno.test({
   name: "every reply leaves the real server after the fdatasync of what it reflects (strace)",
-  ignore: !onLinux || !runFsyncOrder,
+  ignore: !onLinux,
   sanitizeOps: false,
   sanitizeResources: false,
   async fn() {
@@ -602,7 +587,7 @@ Deno.test({
 
 Deno.test({
   name: "the fdatasync order check catches a server that acknowledges before fdatasync",
-  ignore: !onLinux || !runFsyncOrder,
+  ignore: !onLinux,
   sanitizeOps: false,
   sanitizeResources: false,
   async fn() {

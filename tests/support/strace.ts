@@ -26,7 +26,8 @@ export interface Syscall {
 /** The strace options parseStrace() expects, before `-e trace=...` and `-o`. */
 export const STRACE_FORMAT_ARGS = ["-f", "-tt", "-T", "-yy", "-xx", "--seccomp-bpf"];
 
-const HEAD = /^(\d+) (\d\d):(\d\d):(\d\d)\.(\d{6}) (.*)$/;
+// strace pads the pid column to five characters: "3540  23:52:12.295952 ..." has two spaces.
+const HEAD = /^(\d+) +(\d\d):(\d\d):(\d\d)\.(\d{6}) (.*)$/;
 const RESUMED = /^<\.\.\. (\w+) resumed>(.*)$/;
 const CALL = /^(\w+)\((.*)$/;
 const FD = /^(\d+)<((?:\\x[0-9a-f]{2})*|[A-Z0-9]+:\[[^\]]*\])>/;
