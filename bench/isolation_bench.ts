@@ -6,35 +6,13 @@
  */
 import { parseArgs } from "node:util";
 import { call, fixtureBundle, publish, startTestServer } from "../tests/support/server.ts";
+import { databaseProcesses, statusKb } from "../tests/support/proc.ts";
 
 const { values } = parseArgs({
   args: Deno.args,
   options: { databases: { type: "string", default: "10" } },
 });
 const count = Number(values.databases);
-
-function databaseProcesses(): number[] {
-  const pids: number[] = [];
-  for (const entry of Deno.readDirSync("/proc")) {
-    if (!/^\d+$/.test(entry.name)) continue;
-    try {
-      const cmdline = Deno.readTextFileSync(`/proc/${entry.name}/cmdline`);
-      const stat = Deno.readTextFileSync(`/proc/${entry.name}/stat`);
-      const ppid = Number(stat.split(") ")[1].split(" ")[1]);
-      if (ppid === Deno.pid && cmdline.includes("worker_main.ts")) pids.push(Number(entry.name));
-    } catch {
-      // gone
-    }
-  }
-  return pids;
-}
-
-function statusKb(pid: number, field: string): number {
-  const match = new RegExp(`^${field}:\\s+(\\d+) kB`, "m").exec(
-    Deno.readTextFileSync(`/proc/${pid}/status`),
-  );
-  return match ? Number(match[1]) : 0;
-}
 
 function median(values: number[]): number {
   const sorted = [...values].sort((a, b) => a - b);
@@ -53,7 +31,7 @@ try {
   }
   await new Promise((resolve) => setTimeout(resolve, 1000));
   const pids = databaseProcesses();
-  const rss = pids.map((pid) => statusKb(pid, "VmRSS") / 1024);
+  const rss = pids.map((pid) => (statusKb(pid, "VmRSS") ?? 0) / 1024);
   const restartMs: number[] = [];
   for (let i = 0; i < Math.min(count, 3); i++) {
     const before = new Set(databaseProcesses());

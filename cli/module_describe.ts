@@ -7,6 +7,7 @@
  */
 import { dirname, join } from "node:path";
 import { CliError } from "./errors.ts";
+import { SYS_2_0_EXPORTS, SYS_2_1_EXPORTS } from "../protocol/mod.ts";
 
 const DESCRIBE_TIMEOUT_MS = 60_000;
 const MODULE_HOOKS_SYMBOL_KEY = "SpacetimeDB.moduleHooks.v2";
@@ -16,33 +17,9 @@ const SYS_IMPORT =
  * The host ABI's functions (module-abi.md): the library reads some of them off a
  * namespace import while it loads, so every one needs a stand-in.
  */
-const SYSCALLS: Record<string, string[]> = {
-  "2.0": [
-    "table_id_from_name",
-    "index_id_from_name",
-    "datastore_table_row_count",
-    "datastore_table_scan_bsatn",
-    "datastore_index_scan_range_bsatn",
-    "row_iter_bsatn_advance",
-    "row_iter_bsatn_close",
-    "datastore_insert_bsatn",
-    "datastore_update_bsatn",
-    "datastore_delete_by_index_scan_range_bsatn",
-    "datastore_delete_all_by_eq_bsatn",
-    "volatile_nonatomic_schedule_immediate",
-    "console_log",
-    "console_timer_start",
-    "console_timer_end",
-    "identity",
-    "get_jwt_payload",
-    "procedure_http_request",
-    "procedure_start_mut_tx",
-    "procedure_abort_mut_tx",
-    "procedure_commit_mut_tx",
-    "datastore_index_scan_point_bsatn",
-    "datastore_delete_by_index_scan_point_bsatn",
-  ],
-  "2.1": ["datastore_clear"],
+const SYSCALLS: Record<string, readonly string[]> = {
+  "2.0": SYS_2_0_EXPORTS,
+  "2.1": SYS_2_1_EXPORTS,
 };
 
 function shimSource(names: Set<string>): string {

@@ -9,6 +9,7 @@
  * are bounded in count and characters, and the file is renamed to `<path>.1` once it reaches
  * its size limit, so at most two files of that size exist.
  */
+import { concatBytes } from "../lib/bytes.ts";
 import {
   DATABASE_LOG_LINES_MAX,
   LOG_FOLLOW_PENDING_CHARS_MAX,
@@ -169,14 +170,7 @@ export class LogBuffer {
 
   #write(chunks: Uint8Array[]): void {
     if (!this.#file) return;
-    let total = 0;
-    for (const chunk of chunks) total += chunk.length;
-    const bytes = new Uint8Array(total);
-    let at = 0;
-    for (const chunk of chunks) {
-      bytes.set(chunk, at);
-      at += chunk.length;
-    }
+    const bytes = concatBytes(chunks);
     this.#writeChain = this.#writeChain.then(async () => {
       if (this.#fileBytes > 0 && this.#fileBytes + bytes.length > this.#fileBytesMax) {
         await this.#rotate();

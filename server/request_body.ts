@@ -7,6 +7,7 @@
  * within the timeout fails (408), and server-wide bounds on bodies and bytes in flight answer
  * 503 instead of growing.
  */
+import { concatBytes } from "../lib/bytes.ts";
 import {
   BadRequestError,
   LimitExceededError,
@@ -113,14 +114,7 @@ export class RequestBodyReader {
       for (const chunk of chunks) this.#bytes -= chunk.byteLength;
       if (!done) reader.cancel().catch(() => {});
     }
-    if (chunks.length === 1) return chunks[0];
-    const out = new Uint8Array(received);
-    let at = 0;
-    for (const chunk of chunks) {
-      out.set(chunk, at);
-      at += chunk.byteLength;
-    }
-    return out;
+    return concatBytes(chunks);
   }
 
   /** Reads the body as UTF-8 text (invalid sequences become U+FFFD, as `req.text()` does). */

@@ -22,6 +22,7 @@
  * does not take. Everything the entry sends is untrusted: frame sizes are capped before
  * anything is allocated, and a malformed frame ends that process.
  */
+import { concatBytes } from "../lib/bytes.ts";
 import { serialize } from "node:v8";
 import { log } from "../lib/log.ts";
 import { CODEC_V8, CODEC_WIRE, decodeFramePayload, encodeWire } from "../lib/wire.ts";
@@ -328,6 +329,17 @@ class ProcessWorker implements IsolatedWorker {
     };
   }
 
+  /** A frame that cannot be read: that process is stopped, nothing else is affected. */
+  #malformed(error: unknown): void {
+    this.#fail({
+      code: "MALFORMED",
+      message: `database process sent a malformed frame: ${
+        error instanceof Error ? error.message : error
+      }`,
+    });
+    this.terminate();
+  }
+
   #fail(failure: { code: IsolationErrorCode; message: string }): void {
     if (this.#failure) return;
     this.#failure = failure;
@@ -344,13 +356,7 @@ class ProcessWorker implements IsolatedWorker {
       if (!deliver) throw new TypeError(`frame on unknown channel ${channel}`);
       message = decodePayload(payload);
     } catch (error) {
-      this.#fail({
-        code: "MALFORMED",
-        message: `database process sent a malformed frame: ${
-          error instanceof Error ? error.message : error
-        }`,
-      });
-      this.terminate();
+      this.#malformed(error);
       return;
     }
     if (this.#held !== undefined) {
@@ -417,20 +423,7 @@ class ProcessWorker implements IsolatedWorker {
       while (this.#writeQueue.length > 0 && !this.#dead) {
         const frames = this.#writeQueue;
         this.#writeQueue = [];
-        let chunk: Uint8Array;
-        if (frames.length === 1) {
-          chunk = frames[0];
-        } else {
-          let total = 0;
-          for (const frame of frames) total += frame.length;
-          chunk = new Uint8Array(total);
-          let at = 0;
-          for (const frame of frames) {
-            chunk.set(frame, at);
-            at += frame.length;
-          }
-        }
-        await this.#writer.write(chunk);
+        await this.#writer.write(concatBytes(frames));
       }
     } catch {
       // The process is gone; `exited` reports it.
@@ -447,13 +440,7 @@ class ProcessWorker implements IsolatedWorker {
         try {
           reader.push(chunk);
         } catch (error) {
-          this.#fail({
-            code: "MALFORMED",
-            message: `database process sent a malformed frame: ${
-              error instanceof Error ? error.message : error
-            }`,
-          });
-          this.terminate();
+          this.#malformed(error);
         }
       }
     } catch {

@@ -12,30 +12,14 @@ import {
   WATCHDOG_GRACE_MS,
 } from "./isolation.ts";
 
+import { cpuTicks, statusKb } from "../tests/support/proc.ts";
+
 const ENTRY = new URL("./testdata/isolated_entry.ts", import.meta.url);
 
 function nextMessage(worker: IsolatedWorker): Promise<unknown> {
   return new Promise((resolve) => {
     worker.port.onmessage = (event) => resolve(event.data);
   });
-}
-
-function rssKb(pid: number): number | undefined {
-  try {
-    const match = /^VmRSS:\s+(\d+) kB/m.exec(Deno.readTextFileSync(`/proc/${pid}/status`));
-    return match ? Number(match[1]) : undefined;
-  } catch {
-    return undefined;
-  }
-}
-
-function cpuTicks(pid: number): number | undefined {
-  try {
-    const fields = Deno.readTextFileSync(`/proc/${pid}/stat`).split(") ")[1].split(" ");
-    return Number(fields[11]) + Number(fields[12]);
-  } catch {
-    return undefined;
-  }
 }
 
 Deno.test("frames survive any chunking and oversized frames are refused before allocation", () => {
@@ -83,7 +67,7 @@ Deno.test("ArrayBuffers count against the database's memory budget", async () =>
   const result = nextMessage(worker);
   worker.port.postMessage({ op: "buffers" });
   const outcome = await result as { kept: number; error: string };
-  const rss = rssKb(worker.pid);
+  const rss = statusKb(worker.pid, "VmRSS");
   console.log(
     `kept ${outcome.kept} x 64 MiB under a 256 MiB budget; then ${outcome.error}; RSS ${rss} kB`,
   );

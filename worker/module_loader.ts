@@ -7,6 +7,7 @@
  */
 import * as acorn from "acorn";
 import { redactHostPaths } from "../lib/host_paths.ts";
+import { SYS_2_0_EXPORTS, SYS_2_1_EXPORTS } from "../protocol/mod.ts";
 import { LOG_MESSAGE_CHARS_MAX } from "../lib/limits.ts";
 import { MODULE_HOOKS_SYMBOL } from "./sys_abi.ts";
 
@@ -143,35 +144,7 @@ function shimUrl(version: string): string {
   return url;
 }
 
-/** The functions `spacetime:sys@2.0` exports (besides the `moduleHooks` symbol). */
-export const SYS_2_0_EXPORTS: readonly string[] = [
-  "table_id_from_name",
-  "index_id_from_name",
-  "datastore_table_row_count",
-  "datastore_table_scan_bsatn",
-  "datastore_index_scan_range_bsatn",
-  "row_iter_bsatn_advance",
-  "row_iter_bsatn_close",
-  "datastore_insert_bsatn",
-  "datastore_update_bsatn",
-  "datastore_delete_by_index_scan_range_bsatn",
-  "datastore_delete_all_by_eq_bsatn",
-  "volatile_nonatomic_schedule_immediate",
-  "console_log",
-  "console_timer_start",
-  "console_timer_end",
-  "identity",
-  "get_jwt_payload",
-  "procedure_http_request",
-  "procedure_start_mut_tx",
-  "procedure_abort_mut_tx",
-  "procedure_commit_mut_tx",
-  "datastore_index_scan_point_bsatn",
-  "datastore_delete_by_index_scan_point_bsatn",
-];
-
-/** The functions `spacetime:sys@2.1` adds. */
-export const SYS_2_1_EXPORTS: readonly string[] = ["datastore_clear"];
+export { SYS_2_0_EXPORTS, SYS_2_1_EXPORTS } from "../protocol/mod.ts";
 
 /** The hooks object returned by `default[moduleHooks](namespace)`. */
 export interface ModuleHooks {

@@ -6,35 +6,10 @@
 import { deepStrictEqual as assertEquals, ok as assert } from "node:assert/strict";
 import { call, fixtureBundle, publish, startTestServer } from "../support/server.ts";
 import { GLOBAL_ALLOW_LIST, RUNTIME_REACHABLE } from "../../worker/sandbox_globals.ts";
+import { cpuTicks, databaseProcesses, statusKb } from "../support/proc.ts";
 
 const BUDGET_MS = 2000;
 const MEMORY_MB = 512;
-
-/** Database processes started by this test process: pid -> /proc status. */
-function databaseProcesses(): number[] {
-  const pids: number[] = [];
-  for (const entry of Deno.readDirSync("/proc")) {
-    if (!/^\d+$/.test(entry.name)) continue;
-    try {
-      const cmdline = Deno.readTextFileSync(`/proc/${entry.name}/cmdline`);
-      const stat = Deno.readTextFileSync(`/proc/${entry.name}/stat`);
-      const ppid = Number(stat.split(") ")[1].split(" ")[1]);
-      if (ppid === Deno.pid && cmdline.includes("worker_main.ts")) pids.push(Number(entry.name));
-    } catch {
-      // gone meanwhile
-    }
-  }
-  return pids;
-}
-
-function rssMb(pid: number): number {
-  try {
-    const match = /^VmRSS:\s+(\d+) kB/m.exec(Deno.readTextFileSync(`/proc/${pid}/status`));
-    return match ? Number(match[1]) / 1024 : 0;
-  } catch {
-    return 0;
-  }
-}
 
 /** Calls the witness every 200 ms until stopped; returns its latencies. */
 function witness(url: string): { stop(): Promise<number[]> } {
@@ -69,15 +44,6 @@ async function count(url: string, database: string): Promise<bigint> {
   const response = await call(url, database, "count", []);
   assertEquals(response.status, 200, response.text);
   return BigInt(response.json as number | bigint);
-}
-
-function cpuTicks(pid: number): number | undefined {
-  try {
-    const fields = Deno.readTextFileSync(`/proc/${pid}/stat`).split(") ")[1].split(" ");
-    return Number(fields[11]) + Number(fields[12]);
-  } catch {
-    return undefined;
-  }
 }
 
 /** Whether `pid` is gone, idle, or still burning CPU a second after a call was answered. */
@@ -175,7 +141,9 @@ Deno.test({
         for (let i = 0; i < 23; i++) {
           const response = await call(server.url, "hoarder", "hoard_buffers", [4]);
           outcomes.push(response.status === 200 ? "ok" : response.text.slice(0, 120));
-          for (const pid of databaseProcesses()) peak = Math.max(peak, rssMb(pid));
+          for (const pid of databaseProcesses()) {
+            peak = Math.max(peak, (statusKb(pid, "VmRSS") ?? 0) / 1024);
+          }
         }
         const latencies = await watch.stop();
         console.log(

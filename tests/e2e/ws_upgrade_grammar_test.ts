@@ -7,6 +7,7 @@
 import { deepStrictEqual as assertEquals } from "node:assert/strict";
 import { fixtureBundle, publish, startTestServer } from "../support/server.ts";
 import { offeredProtocols } from "../../server/ws/hub.ts";
+import { concatBytes } from "../../lib/bytes.ts";
 
 async function rawUpgrade(url: string, path: string, protocolLines: string[]): Promise<string> {
   const { hostname, port } = new URL(url);
@@ -33,22 +34,12 @@ async function rawUpgrade(url: string, path: string, protocolLines: string[]): P
       const n = await conn.read(buffer);
       if (n === null) break;
       chunks.push(buffer.slice(0, n));
-      text = new TextDecoder().decode(concat(chunks));
+      text = new TextDecoder().decode(concatBytes(chunks));
     }
     return text;
   } finally {
     conn.close();
   }
-}
-
-function concat(chunks: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(chunks.reduce((n, c) => n + c.length, 0));
-  let at = 0;
-  for (const chunk of chunks) {
-    out.set(chunk, at);
-    at += chunk.length;
-  }
-  return out;
 }
 
 function chosenProtocol(response: string): string | undefined {

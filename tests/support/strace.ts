@@ -6,6 +6,7 @@
  *
  *   const calls = parseStrace(await Deno.readTextFile(path));
  */
+import { concatBytes } from "../../lib/bytes.ts";
 
 export interface Syscall {
   thread: number;
@@ -123,18 +124,8 @@ function unhex(escaped: string): Uint8Array {
   return out;
 }
 
-export function concat(pieces: Uint8Array[]): Uint8Array {
-  if (pieces.length === 1) return pieces[0];
-  let length = 0;
-  for (const piece of pieces) length += piece.length;
-  const out = new Uint8Array(length);
-  let at = 0;
-  for (const piece of pieces) {
-    out.set(piece, at);
-    at += piece.length;
-  }
-  return out;
-}
+/** One array holding `pieces` back to back (lib/bytes.ts). */
+export const concat = concatBytes;
 
 /** Index of `needle` in `haystack`, or -1. */
 export function indexOfBytes(haystack: Uint8Array, needle: Uint8Array, from = 0): number {
