@@ -43,3 +43,4 @@ export {
   virtualSystemSchemas,
   virtualSystemTableId,
 } from "./system_tables.ts";
+export { datastoreSqlState, mutTxWriter } from "./sql_state.ts";

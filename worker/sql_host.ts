@@ -8,20 +8,15 @@
 import {
   checkRowLimit,
   compileSql,
+  datastoreSqlState,
   evaluateSelect,
   executeDml,
-  isSystemTableId,
+  mutTxWriter,
   SqlError,
   type SqlState,
-  type SqlWriteTx,
-  ST_VAR_TABLE_ID,
-  type SystemTableSource,
   type UserTableInfo,
-  virtualSystemRows,
-  virtualSystemSchema,
-  virtualSystemTableId,
 } from "../query/mod.ts";
-import { DatastoreError, type MutTx } from "../storage/mod.ts";
+import { DatastoreError } from "../storage/mod.ts";
 import type { DatabaseEngine } from "./engine.ts";
 import type { SqlRequest, SqlResult } from "./messages.ts";
 
@@ -57,7 +52,7 @@ export class SqlHost {
       const outcome = engine.runHostTransaction(
         request.sender,
         request.timestampMicros,
-        (tx) => executeDml(plan, writeTx(tx)),
+        (tx) => executeDml(plan, mutTxWriter(tx)),
       );
       if (!outcome.ok) {
         return {
@@ -113,101 +108,13 @@ export class SqlHost {
   }
 
   #state(): SqlState {
-    const datastore = this.#engine.datastore;
-    const source: SystemTableSource = {
+    return datastoreSqlState(this.#engine.datastore, {
       userTables: () => this.#tableInfo(),
       clients: () => this.#engine.clients(),
       rlsRules: () => [],
       views: () => [],
-    };
-    return {
-      tableIdFromName: (name) => virtualSystemTableId(name) ?? datastore.tableIdFromName(name),
-      schema: (tableId) => {
-        const system = virtualSystemSchema(tableId);
-        if (system) return system;
-        try {
-          return datastore.schema(tableId);
-        } catch {
-          return undefined;
-        }
-      },
-      rows: (tableId) => {
-        const system = virtualSystemRows(tableId, source, datastore.tables());
-        if (system) return system;
-        return datastore.schema(tableId).isEvent ? [] : datastore.committedRows(tableId);
-      },
-      rowCount: (tableId) => {
-        if (isSystemTableId(tableId) && tableId !== ST_VAR_TABLE_ID) {
-          return virtualSystemRows(tableId, source, datastore.tables())?.length ?? 0;
-        }
-        return datastore.committedCount(tableId);
-      },
-      rowLimit: () => rowLimit(datastore.committedRows(ST_VAR_TABLE_ID)),
-    };
+    });
   }
-}
-
-/** `row_limit` from st_var's rows: (name String, value StVarValue); U64 is what SET writes. */
-function rowLimit(rows: Uint8Array[]): bigint | undefined {
-  for (const row of rows) {
-    const view = new DataView(row.buffer, row.byteOffset, row.byteLength);
-    const nameLength = view.getUint32(0, true);
-    const name = new TextDecoder().decode(row.subarray(4, 4 + nameLength));
-    if (name !== "row_limit") continue;
-    const at = 4 + nameLength;
-    const tag = row[at];
-    return readVarNumber(tag, view, at + 1);
-  }
-  return undefined;
-}
-
-/** The StVarValue at `at` (after its tag) as an integer limit; non-numbers count as no limit. */
-function readVarNumber(tag: number, view: DataView, at: number): bigint | undefined {
-  switch (tag) {
-    case 1:
-      return BigInt(view.getInt8(at));
-    case 2:
-      return BigInt(view.getUint8(at));
-    case 3:
-      return BigInt(view.getInt16(at, true));
-    case 4:
-      return BigInt(view.getUint16(at, true));
-    case 5:
-      return BigInt(view.getInt32(at, true));
-    case 6:
-      return BigInt(view.getUint32(at, true));
-    case 7:
-      return view.getBigInt64(at, true);
-    case 8:
-      return view.getBigUint64(at, true);
-    default:
-      return undefined;
-  }
-}
-
-/** The datastore's transaction as the DML executor writes it. */
-function writeTx(tx: MutTx): SqlWriteTx {
-  return {
-    scan: (tableId) => tx.scan(tableId),
-    insert: (tableId, row) => {
-      const before = tx.count(tableId);
-      tx.insert(tableId, row);
-      return tx.count(tableId) > before;
-    },
-    delete: (tableId, rows) => {
-      if (rows.length === 0) return 0;
-      let bytes = 4;
-      for (const row of rows) bytes += row.length;
-      const relation = new Uint8Array(bytes);
-      new DataView(relation.buffer).setUint32(0, rows.length, true);
-      let at = 4;
-      for (const row of rows) {
-        relation.set(row, at);
-        at += row.length;
-      }
-      return tx.deleteByRelation(tableId, relation);
-    },
-  };
 }
 
 function errorText(error: unknown): string {
