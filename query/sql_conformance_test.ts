@@ -242,3 +242,27 @@ Deno.test("the /sql conformance cases give SpacetimeDB's rows, counts and error 
   }
   deepStrictEqual(failures, []);
 });
+
+Deno.test("a /sql join that would build more tuples than the bound is refused", () => {
+  const datastore = seeded();
+  const context = { sender: ID_O, isOwner: true };
+  const state = datastoreSqlState(datastore, SOURCE);
+  const plan = compileSql("SELECT person.* FROM person CROSS JOIN pet", state, context);
+  if (plan.kind !== "select") throw new Error("expected a SELECT");
+  deepStrictEqual(evaluateSelect(plan, state, { joinRowsMax: 12 }).rows.length, 12);
+  let refused: unknown;
+  try {
+    evaluateSelect(plan, state, { joinRowsMax: 11 });
+  } catch (error) {
+    refused = error;
+  }
+  ok(refused instanceof SqlError, String(refused));
+  deepStrictEqual(
+    refused.message,
+    "The query joins more than 11 rows; add a join condition or a filter",
+  );
+  // LIMIT stops the join early: the bound counts what is built, not what could be.
+  const limited = compileSql("SELECT person.* FROM person CROSS JOIN pet LIMIT 5", state, context);
+  if (limited.kind !== "select") throw new Error("expected a SELECT");
+  deepStrictEqual(evaluateSelect(limited, state, { joinRowsMax: 11 }).rows.length, 5);
+});

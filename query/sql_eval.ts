@@ -197,11 +197,16 @@ function equiJoinOn(
   return undefined;
 }
 
-function tooManyRows(): SqlError {
+function tooManyRows(joinRowsMax: number): SqlError {
   return new SqlError(
-    `The query joins more than ${SQL_JOIN_ROWS_MAX} rows; add a join condition or a filter`,
+    `The query joins more than ${joinRowsMax} rows; add a join condition or a filter`,
     "limit",
   );
+}
+
+export interface EvaluateOptions {
+  /** Join tuples the query may build (default SQL_JOIN_ROWS_MAX). */
+  joinRowsMax?: number;
 }
 
 function instanceRows(schema: TableSchema, state: SqlState): RowView[] {
@@ -212,7 +217,12 @@ function instanceRows(schema: TableSchema, state: SqlState): RowView[] {
 }
 
 /** The joined tuples that satisfy every condition, in no particular order. */
-function joinedTuples(plan: SqlSelectPlan, state: SqlState, stopAfter: number): RowView[][] {
+function joinedTuples(
+  plan: SqlSelectPlan,
+  state: SqlState,
+  stopAfter: number,
+  joinRowsMax: number,
+): RowView[][] {
   const pending = allConjuncts(plan).map((expr) => ({ expr, at: maxInstance(expr) }));
   if (pending.some((p) => p.expr.kind === "const" && !p.expr.value)) return [];
   const filtersAt = (k: number) =>
@@ -249,7 +259,7 @@ function joinedTuples(plan: SqlSelectPlan, state: SqlState, stopAfter: number): 
       const joined = [...tuple, view];
       if (!rest.every((f) => f.test(joined))) return false;
       next.push(joined);
-      if (next.length > SQL_JOIN_ROWS_MAX) throw tooManyRows();
+      if (next.length > joinRowsMax) throw tooManyRows(joinRowsMax);
       return next.length >= stop;
     };
     if (hashed) {
@@ -288,7 +298,12 @@ function columnOffsets(bytes: Uint8Array, schema: TableSchema, reader: BinaryRea
 }
 
 /** The result rows of a SELECT as BSATN of `plan.columns`. */
-export function evaluateSelect(plan: SqlSelectPlan, state: SqlState): SqlSelectResult {
+export function evaluateSelect(
+  plan: SqlSelectPlan,
+  state: SqlState,
+  options: EvaluateOptions = {},
+): SqlSelectResult {
+  const joinRowsMax = options.joinRowsMax ?? SQL_JOIN_ROWS_MAX;
   const limit = plan.limit === undefined ? Infinity : Number(plan.limit);
   const output = plan.output;
   const result = (rows: Uint8Array[]) => ({
@@ -298,13 +313,13 @@ export function evaluateSelect(plan: SqlSelectPlan, state: SqlState): SqlSelectR
   });
   if (output.kind === "count") {
     // LIMIT applies to the count's one output row, not to what is counted.
-    const count = joinedTuples(plan, state, Infinity).length;
+    const count = joinedTuples(plan, state, Infinity, joinRowsMax).length;
     const row = new Uint8Array(8);
     new DataView(row.buffer).setBigUint64(0, BigInt(count), true);
     return result(limit >= 1 ? [row] : []);
   }
   if (limit === 0) return result([]);
-  const tuples = joinedTuples(plan, state, limit);
+  const tuples = joinedTuples(plan, state, limit, joinRowsMax);
   if (tuples.length > limit) tuples.length = limit;
   if (output.kind === "rows") return result(tuples.map((t) => t[output.instance].bytes));
   const reader = new BinaryReader(new Uint8Array(0));
