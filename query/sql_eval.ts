@@ -9,6 +9,7 @@ import {
   BinaryReader,
   compileProductDecoder,
   encodeValueToBytes,
+  fixedSizeOf,
   type ProductType,
   skipValue,
   type Typespace,
@@ -286,15 +287,100 @@ function joinedTuples(
   return tuples;
 }
 
-/** Start offsets of each column in a row, plus the end. */
-function columnOffsets(bytes: Uint8Array, schema: TableSchema, reader: BinaryReader): number[] {
-  reader.reset(bytes);
-  const offsets = [0];
-  for (const element of schema.rowType.elements) {
-    skipValue(reader, element.algebraicType, schema.typespace);
-    offsets.push(reader.offset);
+type OffsetsOf = (bytes: Uint8Array) => number[];
+const offsetReaders = new WeakMap<TableSchema, OffsetsOf>();
+
+/**
+ * Start offsets of each column in a row, plus the end: fixed-size columns are added up, the
+ * others skipped with a reader (compiled once per schema).
+ */
+function offsetsOf(schema: TableSchema): OffsetsOf {
+  let compiled = offsetReaders.get(schema);
+  if (compiled) return compiled;
+  const elements = schema.rowType.elements;
+  const sizes = elements.map((e) => fixedSizeOf(e.algebraicType, schema.typespace));
+  const reader = new BinaryReader(new Uint8Array(0));
+  compiled = (bytes) => {
+    const offsets = new Array<number>(elements.length + 1);
+    offsets[0] = 0;
+    let at = 0;
+    for (let i = 0; i < elements.length; i++) {
+      const size = sizes[i];
+      if (size !== undefined) at += size;
+      else {
+        reader.reset(bytes, at);
+        skipValue(reader, elements[i].algebraicType, schema.typespace);
+        at = reader.offset;
+      }
+      offsets[i + 1] = at;
+    }
+    return offsets;
+  };
+  offsetReaders.set(schema, compiled);
+  return compiled;
+}
+
+/** The result rows (or the count) of a one-table SELECT, without building join tuples. */
+function singleTableRows(
+  plan: SqlSelectPlan,
+  state: SqlState,
+  limit: number,
+): Uint8Array[] | number {
+  const schema = plan.tables[0].schema;
+  const output = plan.output;
+  const where = plan.where;
+  if (where?.kind === "const" && !where.value) return output.kind === "count" ? 0 : [];
+  const test = where === undefined || where.kind === "const"
+    ? undefined
+    : compileTuplePredicate(where);
+  if (output.kind === "count" && test === undefined) return state.rowCount(schema.tableId);
+  const layout = layoutOf(schema);
+  const tuple: RowView[] = [];
+  const project = output.kind === "columns"
+    ? projector(output.refs.map((r) => r.column), offsetsOf(schema))
+    : undefined;
+  const out: Uint8Array[] = [];
+  let count = 0;
+  for (const bytes of state.rows(schema.tableId)) {
+    if (test !== undefined) {
+      tuple[0] = layout.view(bytes);
+      if (!test(tuple)) continue;
+    }
+    if (output.kind === "count") count++;
+    else {
+      out.push(project ? project(bytes) : bytes);
+      if (out.length >= limit) break;
+    }
   }
-  return offsets;
+  return output.kind === "count" ? count : out;
+}
+
+/** Copies the chosen columns of a row into a new row, in the chosen order. */
+function projector(columns: number[], offsetsOf: OffsetsOf): (bytes: Uint8Array) => Uint8Array {
+  return (bytes) => {
+    const at = offsetsOf(bytes);
+    let length = 0;
+    for (const c of columns) length += at[c + 1] - at[c];
+    const row = new Uint8Array(length);
+    let pos = 0;
+    for (const c of columns) {
+      const start = at[c];
+      const end = at[c + 1];
+      // Columns are short: a loop beats a subarray view plus set().
+      if (end - start <= 64) { for (let i = start; i < end; i++) row[pos++] = bytes[i]; }
+      else {
+        row.set(bytes.subarray(start, end), pos);
+        pos += end - start;
+      }
+    }
+    return row;
+  };
+}
+
+function countRow(count: number): Uint8Array {
+  const row = new Uint8Array(8);
+  new DataView(row.buffer).setBigUint64(0, BigInt(count), true);
+  return row;
 }
 
 /** The result rows of a SELECT as BSATN of `plan.columns`. */
@@ -311,18 +397,21 @@ export function evaluateSelect(
     typespace: plan.typespace,
     rows,
   });
+  if (plan.tables.length === 1) {
+    if (limit === 0 && output.kind !== "count") return result([]);
+    const rows = singleTableRows(plan, state, limit);
+    if (typeof rows !== "number") return result(rows);
+    return result(limit >= 1 ? [countRow(rows)] : []);
+  }
   if (output.kind === "count") {
     // LIMIT applies to the count's one output row, not to what is counted.
     const count = joinedTuples(plan, state, Infinity, joinRowsMax).length;
-    const row = new Uint8Array(8);
-    new DataView(row.buffer).setBigUint64(0, BigInt(count), true);
-    return result(limit >= 1 ? [row] : []);
+    return result(limit >= 1 ? [countRow(count)] : []);
   }
   if (limit === 0) return result([]);
   const tuples = joinedTuples(plan, state, limit, joinRowsMax);
   if (tuples.length > limit) tuples.length = limit;
   if (output.kind === "rows") return result(tuples.map((t) => t[output.instance].bytes));
-  const reader = new BinaryReader(new Uint8Array(0));
   const offsets = new Map<RowView, number[]>();
   const rows = tuples.map((tuple) => {
     const parts: Uint8Array[] = [];
@@ -331,7 +420,7 @@ export function evaluateSelect(
       const view = tuple[ref.instance];
       let at = offsets.get(view);
       if (at === undefined) {
-        at = columnOffsets(view.bytes, plan.tables[ref.instance].schema, reader);
+        at = offsetsOf(plan.tables[ref.instance].schema)(view.bytes);
         offsets.set(view, at);
       }
       const part = view.bytes.subarray(at[ref.column], at[ref.column + 1]);
