@@ -323,6 +323,29 @@ Deno.test({
           assertEquals(counted.rows, [{ n: "3" }]);
         });
 
+        await t.step("system tables read like tables, with their own column types", async () => {
+          const tables = await client.query(
+            "SELECT table_name, table_type, table_access, table_primary_key FROM st_table " +
+              "WHERE table_name = 'people'",
+          );
+          assertEquals(tables.rows, [{
+            table_name: "people",
+            table_type: "user",
+            table_access: "public",
+            table_primary_key: { some: [0] },
+          }]);
+          const columns = await client.query(
+            "SELECT st_column.col_name FROM st_column JOIN st_table " +
+              "ON st_column.table_id = st_table.table_id WHERE st_table.table_name = 'people'",
+          );
+          assertEquals(columns.rows.map((r: { col_name: string }) => r.col_name), [
+            "id",
+            "email",
+            "age",
+            "nick",
+          ]);
+        });
+
         await t.step("errors carry SQLSTATE codes and the connection stays usable", async () => {
           const syntax = await pgError(client.query("SELEKT nonsense"));
           assertEquals(syntax.code, "42601");
