@@ -116,10 +116,32 @@ export function checkSqlSelect(
   catalog: QueryCatalog,
   context: QueryContext,
 ): SqlSelectPlan {
+  // SpacetimeDB's order: FROM (each JOIN's ON sees the tables up to it), WHERE, projection,
+  // LIMIT; so the first error reported is the one it reports.
   const checker = new Checker(catalog, context);
   checker.addTable(statement.from.name, statement.from.alias);
-  const joinInstances = statement.joins.map((j) => checker.addTable(j.table.name, j.table.alias));
   const tables = checker.tables;
+  const joins: CheckedJoin[] = statement.joins.map((join) => {
+    if (tables.some((t) => t.alias === join.table.alias)) {
+      throw nameError(`Duplicate name \`${join.table.alias}\``);
+    }
+    const instance = checker.addTable(join.table.name, join.table.alias);
+    if (join.on === undefined) return { instance, on: undefined };
+    const left = checker.resolveField(join.on.left);
+    const right = checker.resolveField(join.on.right);
+    const leftInfo = checker.columnInfo(left);
+    const rightInfo = checker.columnInfo(right);
+    const leftType = formatType(leftInfo.type, leftInfo.typespace);
+    const rightType = formatType(rightInfo.type, rightInfo.typespace);
+    if (leftType !== rightType) {
+      throw typeError(`Unexpected type: (expected) ${leftType} != ${rightType} (inferred)`);
+    }
+    if (leftInfo.scalar === undefined) {
+      throw typeError(`Invalid binary operator \`=\` for type \`${leftType}\``);
+    }
+    return { instance, on: { left, right } };
+  });
+  const where = statement.where === undefined ? undefined : checker.checkBool(statement.where);
 
   let output: SqlOutput;
   let columns: ProductType;
@@ -161,24 +183,6 @@ export function checkSqlSelect(
     }
   }
 
-  const joins: CheckedJoin[] = statement.joins.map((join, i) => {
-    if (join.on === undefined) return { instance: joinInstances[i], on: undefined };
-    const left = checker.resolveField(join.on.left);
-    const right = checker.resolveField(join.on.right);
-    const leftInfo = checker.columnInfo(left);
-    const rightInfo = checker.columnInfo(right);
-    const leftType = formatType(leftInfo.type, leftInfo.typespace);
-    const rightType = formatType(rightInfo.type, rightInfo.typespace);
-    if (leftType !== rightType) {
-      throw typeError(`Unexpected type: (expected) ${leftType} != ${rightType} (inferred)`);
-    }
-    if (leftInfo.scalar === undefined) {
-      throw typeError(`Invalid binary operator \`=\` for type \`${leftType}\``);
-    }
-    return { instance: joinInstances[i], on: { left, right } };
-  });
-
-  const where = statement.where === undefined ? undefined : checker.checkBool(statement.where);
   let limit: bigint | undefined;
   if (statement.limit !== undefined) {
     const value = parseDecimalInteger(statement.limit);
