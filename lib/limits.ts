@@ -71,6 +71,11 @@ export const DATABASE_MEMORY_MB_DEFAULT = 512;
 export const MODULE_LOAD_TIMEOUT_MS = 30_000;
 /** SQL text length accepted by subscribe and /sql. */
 export const SQL_BYTES_MAX = 64 * 1024;
+/**
+ * Join tuples a /sql SELECT may build (query/sql_eval.ts): a cross join of two 10k-row tables
+ * is 100M tuples, which would exhaust the database process; past this the query is refused.
+ */
+export const SQL_JOIN_ROWS_MAX = 5_000_000;
 /** Lines kept in memory per database log for `logs`. */
 export const DATABASE_LOG_LINES_MAX = 10_000;
 /** Size a commit-log segment is preallocated to before a new one is started. */
