@@ -20,10 +20,10 @@ import type { TableSchema } from "../storage/mod.ts";
 import type { QueryContext } from "./check.ts";
 import { BatchVersions, fragmentDelta, type QueryDelta, type TxDelta } from "./delta.ts";
 import { type CommittedState, compileSubscriptionQuery, executePlan } from "./execute.ts";
-import { type AuxLookup, hashRows, StateReader } from "./_join.ts";
+import { type AuxLookup, CURRENT, hashRows, SignedRows, StateReader } from "./_join.ts";
 import { type Fragment, layoutOf, type QueryPlan, type SelectFragment } from "./plan.ts";
 import type { RowLayout, RowView } from "./_row_decode.ts";
-import { bytesToKey, type ValueKey, valueKey } from "./_scalar.ts";
+import { bytesToKey, type Comparable, type ValueKey, valueKey } from "./_scalar.ts";
 
 export interface RegisteredQuery {
   /** Shared by every registration with the same plan; pass it to `release()` once per register. */
@@ -37,11 +37,30 @@ export interface RegisteredQuery {
   initialRows: Uint8Array[];
 }
 
-/** Where one entry is filed for one table: `column` -1 is the table's `rest` set. */
+/**
+ * Where one entry is filed for one table: under `eq[column][key]`, in the table's `rest` set
+ * (column -1), or under an edge's `byValue[key]` (column -2).
+ */
 interface Route {
   tableId: number;
   column: number;
   key: ValueKey;
+  edge?: EdgeRoute;
+}
+
+/**
+ * Join-edge routing (§2.10, §8.3): queries reading table T through an instance joined on
+ * `T.myColumn = U.otherJoinColumn`, where U's instance fixes `U.otherColumn = constant` and
+ * `U.otherJoinColumn` is unique. A changed T row finds its U partner (in any state the batch
+ * went through), reads `otherColumn` and reaches only the queries filed under that value.
+ */
+interface EdgeRoute {
+  id: string;
+  myColumn: number;
+  other: TableSchema;
+  otherJoinColumn: number;
+  otherColumn: number;
+  byValue: Map<ValueKey, Set<Entry>>;
 }
 
 interface Entry {
@@ -58,6 +77,7 @@ interface Entry {
 interface TableRoutes {
   layout: RowLayout;
   eq: Map<number, Map<ValueKey, Set<Entry>>>;
+  edges: Map<string, EdgeRoute>;
   rest: Set<Entry>;
   routeCount: number;
 }
@@ -134,6 +154,10 @@ export class SubscriptionIndex {
   #nextQueryId = 1;
   #predicateCalls = 0;
   #evaluations = 0;
+  /** The transactions being routed by `onCommits()`, for join-edge partner lookups. */
+  #batch:
+    | { txs: readonly TxDelta[]; reader: StateReader; rows: Map<number, SignedRows> }
+    | undefined;
 
   constructor(state: CommittedState) {
     this.#state = state;
@@ -219,13 +243,25 @@ export class SubscriptionIndex {
   #tableRoutes(schema: TableSchema): TableRoutes {
     let routes = this.#routes.get(schema.tableId);
     if (routes === undefined) {
-      routes = { layout: layoutOf(schema), eq: new Map(), rest: new Set(), routeCount: 0 };
+      routes = {
+        layout: layoutOf(schema),
+        eq: new Map(),
+        edges: new Map(),
+        rest: new Set(),
+        routeCount: 0,
+      };
       this.#routes.set(schema.tableId, routes);
     }
     return routes;
   }
 
-  #addRoute(entry: Entry, schema: TableSchema, column: number, key: ValueKey): void {
+  #addRoute(
+    entry: Entry,
+    schema: TableSchema,
+    column: number,
+    key: ValueKey,
+    edge?: Omit<EdgeRoute, "id" | "byValue">,
+  ): void {
     if (entry.routes.some((r) => r.tableId === schema.tableId && r.column === -1)) return;
     if (column < 0) {
       // A query in `rest` needs no eq routes on the same table.
@@ -235,7 +271,19 @@ export class SubscriptionIndex {
       entry.routes = entry.routes.filter((r) => r.tableId !== schema.tableId);
     }
     const routes = this.#tableRoutes(schema);
-    if (column >= 0) {
+    let edgeRoute: EdgeRoute | undefined;
+    if (edge !== undefined) {
+      const id =
+        `${edge.myColumn}:${edge.other.tableId}:${edge.otherJoinColumn}:${edge.otherColumn}`;
+      edgeRoute = routes.edges.get(id);
+      if (edgeRoute === undefined) {
+        routes.edges.set(id, edgeRoute = { ...edge, id, byValue: new Map() });
+      }
+      let entries = edgeRoute.byValue.get(key);
+      if (entries === undefined) edgeRoute.byValue.set(key, entries = new Set());
+      if (entries.has(entry)) return;
+      entries.add(entry);
+    } else if (column >= 0) {
       let byValue = routes.eq.get(column);
       if (byValue === undefined) routes.eq.set(column, byValue = new Map());
       let entries = byValue.get(key);
@@ -244,13 +292,18 @@ export class SubscriptionIndex {
       entries.add(entry);
     } else routes.rest.add(entry);
     routes.routeCount++;
-    entry.routes.push({ tableId: schema.tableId, column, key });
+    entry.routes.push({ tableId: schema.tableId, column, key, edge: edgeRoute });
   }
 
   #removeRoute(entry: Entry, route: Route): void {
     const routes = this.#routes.get(route.tableId);
     assert(routes !== undefined, "Routed query without table routes");
-    if (route.column < 0) routes.rest.delete(entry);
+    if (route.edge !== undefined) {
+      const entries = route.edge.byValue.get(route.key)!;
+      entries.delete(entry);
+      if (entries.size === 0) route.edge.byValue.delete(route.key);
+      if (route.edge.byValue.size === 0) routes.edges.delete(route.edge.id);
+    } else if (route.column < 0) routes.rest.delete(entry);
     else {
       const byValue = routes.eq.get(route.column)!;
       const entries = byValue.get(route.key)!;
@@ -291,6 +344,29 @@ export class SubscriptionIndex {
         );
         if (fixed !== undefined) {
           this.#addRoute(entry, instance.table, mine.column, fixed.key);
+          return;
+        }
+      }
+      // An instance joined on a unique column of another instance that fixes some column.
+      for (const c of fragment.conditions) {
+        const [mine, other] = c.left.instance === i
+          ? [c.left, c.right]
+          : c.right.instance === i
+          ? [c.right, c.left]
+          : [undefined, undefined];
+        if (mine === undefined || other.instance === i) continue;
+        const otherInstance = fragment.instances[other.instance];
+        const fixed = otherInstance.equalities[0];
+        const unique = otherInstance.table.indexes.some((index) =>
+          index.unique && index.columns.length === 1 && index.columns[0] === other.column
+        );
+        if (fixed !== undefined && unique) {
+          this.#addRoute(entry, instance.table, -2, fixed.key, {
+            myColumn: mine.column,
+            other: otherInstance.table,
+            otherJoinColumn: other.column,
+            otherColumn: fixed.column,
+          });
           return;
         }
       }
@@ -344,7 +420,8 @@ export class SubscriptionIndex {
     for (const tx of txs) this.#aux.apply(tx);
     const results: Map<number, QueryDelta>[] = [];
     let versions: BatchVersions | undefined;
-    let reader: StateReader | undefined;
+    const reader = new StateReader(this.#state, this.#aux);
+    this.#batch = { txs, reader, rows: new Map() };
     for (let i = 0; i < txs.length; i++) {
       const out = new Map<number, QueryDelta>();
       const candidates = new Set<Entry>();
@@ -358,7 +435,6 @@ export class SubscriptionIndex {
       }
       for (const entry of candidates) {
         versions ??= new BatchVersions(txs, (tableId) => this.#state.schema(tableId));
-        reader ??= new StateReader(this.#state, this.#aux);
         this.#evaluations++;
         const result: QueryDelta = { inserts: [], deletes: [] };
         for (const fragment of entry.plan.fragments) {
@@ -368,7 +444,27 @@ export class SubscriptionIndex {
       }
       results.push(out);
     }
+    this.#batch = undefined;
     return results;
+  }
+
+  /** Rows of `table` with `column` = `value` in any state the current batch went through. */
+  #partners(table: TableSchema, column: number, value: Comparable, fn: (row: Uint8Array) => void) {
+    const batch = this.#batch!;
+    batch.reader.match(table, column, value, CURRENT, fn);
+    let rows = batch.rows.get(table.tableId);
+    if (rows === undefined) {
+      rows = new SignedRows(layoutOf(table));
+      for (const tx of batch.txs) {
+        for (const t of tx.tables) {
+          if (t.tableId !== table.tableId) continue;
+          rows.add(t.inserts, 1);
+          rows.add(t.deletes, 1);
+        }
+      }
+      batch.rows.set(table.tableId, rows);
+    }
+    rows.match(column, valueKey(value), fn);
   }
 
   #visitRows(
@@ -402,6 +498,15 @@ export class SubscriptionIndex {
         const entries = byValue.get(valueKey(view.value(column)));
         if (entries === undefined) continue;
         for (const entry of entries) visit(entry, view, row);
+      }
+      for (const edge of routes.edges.values()) {
+        const otherLayout = layoutOf(edge.other);
+        this.#partners(edge.other, edge.otherJoinColumn, view.value(edge.myColumn), (partner) => {
+          const entries = edge.byValue.get(
+            valueKey(otherLayout.view(partner).value(edge.otherColumn)),
+          );
+          if (entries !== undefined) { for (const entry of entries) candidates.add(entry); }
+        });
       }
       for (const entry of routes.rest) visit(entry, view, row);
     }
