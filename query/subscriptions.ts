@@ -74,6 +74,14 @@ interface Entry {
   aux: { tableId: number; column: number }[];
 }
 
+/** What routing one `onCommits()` batch needs besides the deltas; made on first use. */
+interface BatchContext {
+  txs: readonly TxDelta[];
+  reader?: StateReader;
+  /** Every row of a table that the batch inserted or deleted (edge partners). */
+  rows?: Map<number, SignedRows>;
+}
+
 interface TableRoutes {
   layout: RowLayout;
   eq: Map<number, Map<ValueKey, Set<Entry>>>;
@@ -155,9 +163,7 @@ export class SubscriptionIndex {
   #predicateCalls = 0;
   #evaluations = 0;
   /** The transactions being routed by `onCommits()`, for join-edge partner lookups. */
-  #batch:
-    | { txs: readonly TxDelta[]; reader: StateReader; rows: Map<number, SignedRows> }
-    | undefined;
+  #batch: BatchContext | undefined;
 
   constructor(state: CommittedState) {
     this.#state = state;
@@ -420,8 +426,7 @@ export class SubscriptionIndex {
     for (const tx of txs) this.#aux.apply(tx);
     const results: Map<number, QueryDelta>[] = [];
     let versions: BatchVersions | undefined;
-    const reader = new StateReader(this.#state, this.#aux);
-    this.#batch = { txs, reader, rows: new Map() };
+    this.#batch = { txs };
     for (let i = 0; i < txs.length; i++) {
       const out = new Map<number, QueryDelta>();
       const candidates = new Set<Entry>();
@@ -438,7 +443,7 @@ export class SubscriptionIndex {
         this.#evaluations++;
         const result: QueryDelta = { inserts: [], deletes: [] };
         for (const fragment of entry.plan.fragments) {
-          fragmentDelta(fragment, reader, versions, txs, i, result);
+          fragmentDelta(fragment, this.#reader(), versions, txs, i, result);
         }
         if (result.inserts.length > 0 || result.deletes.length > 0) out.set(entry.queryId, result);
       }
@@ -448,10 +453,17 @@ export class SubscriptionIndex {
     return results;
   }
 
+  /** The current batch's state reader (made on first use: most batches need none). */
+  #reader(): StateReader {
+    const batch = this.#batch!;
+    return batch.reader ??= new StateReader(this.#state, this.#aux);
+  }
+
   /** Rows of `table` with `column` = `value` in any state the current batch went through. */
   #partners(table: TableSchema, column: number, value: Comparable, fn: (row: Uint8Array) => void) {
     const batch = this.#batch!;
-    batch.reader.match(table, column, value, CURRENT, fn);
+    this.#reader().match(table, column, value, CURRENT, fn);
+    batch.rows ??= new Map();
     let rows = batch.rows.get(table.tableId);
     if (rows === undefined) {
       rows = new SignedRows(layoutOf(table));
