@@ -12,6 +12,8 @@ interface Case {
   exact?: string;
   /** The one-off query's rows when they differ from the subscription's outcome. */
   oneOff?: string[];
+  /** Why we deliberately differ from SpacetimeDB here (documentation only). */
+  divergence?: string;
 }
 
 const file = new URL("../tests/conformance/query_subscriptions.json", import.meta.url);

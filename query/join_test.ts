@@ -174,3 +174,18 @@ Deno.test("one-off queries use the same engine without the subscription join rul
   );
   deepStrictEqual(labels(three.rows), ["P1", "P1"]);
 });
+
+Deno.test("a 3-table join subscription (beyond SpacetimeDB's two) is accepted and maintained", () => {
+  const state = conformanceState();
+  const index = new SubscriptionIndex(state);
+  const q = index.register(
+    "SELECT person.* FROM pet JOIN person ON pet.owner_id = person.id " +
+      "JOIN pet AS p2 ON p2.owner_id = person.id WHERE pet.species = 'cat'",
+    A,
+  );
+  deepStrictEqual(labels(q.initialRows), ["P1", "P1", "P2"]);
+  const out = index.onCommit(commit(state, [{ tableId: 2, inserts: [pet(14n, 2n, "cat")] }]));
+  // The new cat pairs with Bob's two pets (itself and pet 12), and pet 12 with the new one.
+  deepStrictEqual(labels(out.get(q.queryId)!.inserts), ["P2", "P2", "P2"]);
+  deepStrictEqual(out.get(q.queryId)!.deletes, []);
+});

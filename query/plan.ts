@@ -4,6 +4,7 @@
  * (query-subscriptions.md §8.2). Two queries with the same plan key return the same rows, so
  * the key is what subscriptions are shared by.
  */
+import { SUBSCRIPTION_JOIN_TABLES_MAX } from "../lib/limits.ts";
 import type { TableSchema } from "../storage/mod.ts";
 import type { CmpOp } from "./parse.ts";
 import type { CheckedSelect, TypedExpr, TypedOperand } from "./check.ts";
@@ -303,7 +304,9 @@ function planError(message: string): SqlError {
  * probe side of each join is the newly joined table, except that the first join swaps when its
  * left table received no pushed WHERE conjunct and its right one did. The probe table needs an
  * index whose last column is its join column and whose other columns are fixed by pushed
- * equality conjuncts. Then no event table may be a probe side, then at most two tables.
+ * equality conjuncts. Then no event table may be a probe side. SpacetimeDB then refuses more
+ * than two tables; we accept up to SUBSCRIPTION_JOIN_TABLES_MAX (a deliberate extension: every
+ * join still needs its index, and the deltas stay exact, see delta.ts).
  */
 function checkSubscriptionJoins(checked: CheckedSelect): void {
   const pushedOn = (instance: number) => checked.pushed.some((p) => p.instance === instance);
@@ -339,7 +342,7 @@ function checkSubscriptionJoins(checked: CheckedSelect): void {
   if (probes.some((instance) => checked.tables[instance].schema.isEvent)) {
     throw planError("Event tables cannot be used as the lookup table in subscription joins");
   }
-  if (checked.tables.length > 2) {
+  if (checked.tables.length > SUBSCRIPTION_JOIN_TABLES_MAX) {
     throw planError(`Invalid number of tables in subscription: ${checked.tables.length}`);
   }
 }
