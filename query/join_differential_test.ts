@@ -433,7 +433,7 @@ Deno.test("join subscription caches kept from deltas equal a from-scratch run af
   // deno-lint-ignore no-console
   console.log(
     `${tx} transactions, ${subs.length} live subscriptions, ${joinDeltaRows} join delta rows, ` +
-      `${ruleAccepted} joins accepted by SpacetimeDB's rule, ${ruleRefused} maintained beyond it`,
+      `${ruleAccepted} joins accepted as subscriptions, ${ruleRefused} refused by the join rules and maintained anyway`,
   );
   ok(
     joinDeltaRows > txCount / 2,
