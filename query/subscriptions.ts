@@ -486,41 +486,56 @@ export class SubscriptionIndex {
     out: Map<number, QueryDelta>,
     candidates: Set<Entry>,
   ): void {
-    const visit = (entry: Entry, view: RowView, row: Uint8Array) => {
-      const select = entry.select;
-      if (select === undefined) {
-        candidates.add(entry);
-        return;
-      }
-      if (select.predicate !== undefined) {
-        this.#predicateCalls++;
-        if (!select.predicate(view)) return;
-      }
-      let result = out.get(entry.queryId);
-      if (result === undefined) {
-        result = { inserts: [], deletes: [] };
-        out.set(entry.queryId, result);
-      }
-      (inserted ? result.inserts : result.deletes).push(row);
-    };
     const layout = routes.layout;
-    for (const row of rows) {
+    const eq = routes.eq;
+    const edges = routes.edges;
+    const rest = routes.rest;
+    for (let r = 0; r < rows.length; r++) {
+      const row = rows[r];
       const view = layout.view(row);
-      for (const [column, byValue] of routes.eq) {
+      for (const [column, byValue] of eq) {
         const entries = byValue.get(valueKey(view.value(column)));
         if (entries === undefined) continue;
-        for (const entry of entries) visit(entry, view, row);
+        for (const entry of entries) this.#visit(entry, view, row, inserted, out, candidates);
       }
-      for (const edge of routes.edges.values()) {
-        const otherLayout = layoutOf(edge.other);
-        this.#partners(edge.other, edge.otherJoinColumn, view.value(edge.myColumn), (partner) => {
-          const entries = edge.byValue.get(
-            valueKey(otherLayout.view(partner).value(edge.otherColumn)),
-          );
-          if (entries !== undefined) { for (const entry of entries) candidates.add(entry); }
-        });
+      if (edges.size > 0) {
+        for (const edge of edges.values()) {
+          const otherLayout = layoutOf(edge.other);
+          this.#partners(edge.other, edge.otherJoinColumn, view.value(edge.myColumn), (partner) => {
+            const entries = edge.byValue.get(
+              valueKey(otherLayout.view(partner).value(edge.otherColumn)),
+            );
+            if (entries !== undefined) { for (const entry of entries) candidates.add(entry); }
+          });
+        }
       }
-      for (const entry of routes.rest) visit(entry, view, row);
+      for (const entry of rest) this.#visit(entry, view, row, inserted, out, candidates);
     }
+  }
+
+  /** A single-table query emits the row if it matches; any other becomes a candidate. */
+  #visit(
+    entry: Entry,
+    view: RowView,
+    row: Uint8Array,
+    inserted: boolean,
+    out: Map<number, QueryDelta>,
+    candidates: Set<Entry>,
+  ): void {
+    const select = entry.select;
+    if (select === undefined) {
+      candidates.add(entry);
+      return;
+    }
+    if (select.predicate !== undefined) {
+      this.#predicateCalls++;
+      if (!select.predicate(view)) return;
+    }
+    let result = out.get(entry.queryId);
+    if (result === undefined) {
+      result = { inserts: [], deletes: [] };
+      out.set(entry.queryId, result);
+    }
+    (inserted ? result.inserts : result.deletes).push(row);
   }
 }
