@@ -48,7 +48,13 @@ export class SubscriptionHost {
     const datastore = engine.datastore;
     this.#state = {
       tableIdFromName: (name) => datastore.tableIdFromName(name),
-      schema: (tableId) => datastore.tables().find((table) => table.tableId === tableId),
+      schema: (tableId) => {
+        try {
+          return datastore.schema(tableId);
+        } catch {
+          return undefined; // no such table
+        }
+      },
       tables: () => datastore.tables(),
       committedRows: (tableId) => datastore.committedRows(tableId),
       committedIndexPoint: (tableId, columns, key) => {
