@@ -17,8 +17,9 @@
  */
 import type { TableSchema } from "../storage/mod.ts";
 import type { CommittedState } from "./execute.ts";
-import { type JoinFragment, layoutOf as layoutFor, type PlanInstance } from "./plan.ts";
-import type { RowView } from "./_row_decode.ts";
+import { assert } from "../lib/assert.ts";
+import { type JoinFragment, layoutOf as layoutFor } from "./plan.ts";
+import type { RowLayout, RowView } from "./_row_decode.ts";
 import {
   bytesToKey,
   type Comparable,
@@ -37,15 +38,16 @@ export type TupleFn = (row: Uint8Array, sign: number, tuple: readonly Uint8Array
 export class SignedRows {
   readonly rows: Uint8Array[] = [];
   readonly signs: number[] = [];
-  readonly #table: PlanInstance["layout"];
+  readonly #layout: RowLayout;
   readonly #byColumn = new Map<number, Map<ValueKey, number[]>>();
 
-  constructor(layout: PlanInstance["layout"]) {
-    this.#table = layout;
+  constructor(layout: RowLayout) {
+    this.#layout = layout;
   }
 
+  /** Adds rows with a sign; only before the first `match()` (the hashes are not updated). */
   add(rows: readonly Uint8Array[], sign: number): void {
-    assertNotHashed(this.#byColumn.size);
+    assert(this.#byColumn.size === 0, "SignedRows changed after it was hashed");
     for (const row of rows) {
       this.rows.push(row);
       this.signs.push(sign);
@@ -65,7 +67,7 @@ export class SignedRows {
     if (byKey === undefined) {
       byKey = new Map();
       for (let i = 0; i < this.rows.length; i++) {
-        const k = valueKey(this.#table.view(this.rows[i]).value(column));
+        const k = valueKey(this.#layout.view(this.rows[i]).value(column));
         const list = byKey.get(k);
         if (list === undefined) byKey.set(k, [i]);
         else list.push(i);
@@ -76,10 +78,6 @@ export class SignedRows {
     if (hits === undefined) return;
     for (const i of hits) fn(this.rows[i], this.signs[i]);
   }
-}
-
-function assertNotHashed(hashed: number): void {
-  if (hashed > 0) throw new Error("SignedRows changed after it was hashed");
 }
 
 /** Signed adjustments to the committed state, per table id. */

@@ -107,6 +107,17 @@ Deno.test({
         assertEquals(inserted, [12n]);
         assertEquals(deleted, [10n]);
       });
+      await t.step("SELECT * FROM * still subscribes to every table", async () => {
+        const all = await connect(server.url);
+        open.push(all);
+        await new Promise<void>((resolve, reject) => {
+          all.subscriptionBuilder().onApplied(() => resolve())
+            .onError((ctx) => reject(new Error(String((ctx as { event?: unknown }).event))))
+            .subscribe("SELECT * FROM *");
+        });
+        assertEquals(all.db.person.count(), 4n);
+        assertEquals(all.db.pet.count(), 3n);
+      });
       assertEquals(errors, []);
     } finally {
       for (const conn of open) conn.disconnect();
