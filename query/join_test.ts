@@ -14,6 +14,7 @@ import {
   MemoryState,
   PERSON,
   PET,
+  TAG as TAG_SCHEMA,
 } from "./_test_fixture.ts";
 
 const A = { sender: ID_A, isOwner: false };
@@ -188,4 +189,28 @@ Deno.test("a 3-table join subscription (beyond SpacetimeDB's two) is accepted an
   // The new cat pairs with Bob's two pets (itself and pet 12), and pet 12 with the new one.
   deepStrictEqual(labels(out.get(q.queryId)!.inserts), ["P2", "P2", "P2"]);
   deepStrictEqual(out.get(q.queryId)!.deletes, []);
+});
+
+Deno.test("releasing join queries removes their routes and auxiliary indexes", () => {
+  const state = conformanceState();
+  const index = new SubscriptionIndex(state);
+  const queries = [
+    "SELECT pet.* FROM person JOIN pet ON person.id = pet.owner_id WHERE person.age = 30",
+    "SELECT person.* FROM person JOIN tag ON person.id = tag.person_id WHERE tag.label = 'vip'",
+    "SELECT a.* FROM pet AS a JOIN pet AS b ON a.owner_id = b.owner_id",
+  ].map((sql) => index.register(sql, A).queryId);
+  let n = 0;
+  const change = () => {
+    n++;
+    return index.onCommit(commit(state, [
+      { tableId: 2, inserts: [pet(20n + BigInt(n), 1n, "x")] },
+      { tableId: 3, inserts: [encodeRow(TAG_SCHEMA, [1n, `label ${n}`])] },
+    ]));
+  };
+  ok(change().size > 0);
+  ok(index.lastCommitEvaluations > 0);
+  for (const id of queries) ok(index.release(id));
+  deepStrictEqual(index.size, 0);
+  deepStrictEqual(change().size, 0);
+  deepStrictEqual(index.lastCommitEvaluations, 0);
 });
