@@ -6,6 +6,8 @@
  *    then `SubscriptionIndex.onCommit` with 0 / 1,000 / 10,000 distinct subscriptions
  *    `SELECT * FROM accounts WHERE id = k` (k = 0..N-1; transfers pick uniformly among all
  *    100,000, so ~2N/100,000 of them touch a subscribed account). µs per transaction.
+ *    Then the same transfers with 0 / 1,000 / 10,000 distinct 2-table join subscriptions
+ *    (`holder ⋈ accounts WHERE holder.ident = k`, routed by join edge).
  * 2. End to end (a server child process, the official SDK): keynote transfers per second from
  *    one client with 64 calls in flight while one subscriber connection holds 0 / 1,000 /
  *    10,000 of those subscriptions, once on absent ids (the server's cost of holding them) and
@@ -151,6 +153,107 @@ function inProcess(
   };
 }
 
+const holders: TableSchema = {
+  tableId: 2,
+  name: "holder",
+  sourceName: "holder",
+  rowType: {
+    elements: [
+      { name: "account", algebraicType: { tag: "U32" } },
+      { name: "ident", algebraicType: { tag: "U32" } },
+    ],
+  },
+  typespace: [],
+  primaryKey: [0],
+  indexes: [{
+    indexId: 2,
+    name: "holder_account_idx_btree",
+    sourceName: "holder_account_idx_btree",
+    accessorName: "account",
+    algorithm: "btree",
+    columns: [0],
+    unique: true,
+  }, {
+    indexId: 3,
+    name: "holder_ident_idx_btree",
+    sourceName: "holder_ident_idx_btree",
+    accessorName: "ident",
+    algorithm: "btree",
+    columns: [1],
+    unique: false,
+  }],
+  uniqueConstraints: [[0]],
+  sequences: [],
+  isPublic: true,
+  isEvent: false,
+};
+
+/**
+ * The same transfers with N distinct 2-table join subscriptions, one per account holder:
+ * `SELECT accounts.* FROM holder JOIN accounts ON holder.account = accounts.id WHERE
+ * holder.ident = k` (join-edge routing: a changed account finds its holder and reaches only
+ * the query of that holder's ident). µs per transfer + onCommit, best of 6 × 5,000.
+ */
+function inProcessJoins(subscriptions: number): { routedUs: number; hits: number } {
+  const datastore = new Datastore([accounts, holders]);
+  const seed = datastore.beginMutTx();
+  for (let id = 0; id < ACCOUNTS; id++) {
+    seed.insert(1, accountRow(id, 1_000_000n));
+    const holder = new Uint8Array(8);
+    new DataView(holder.buffer).setUint32(0, id, true);
+    new DataView(holder.buffer).setUint32(4, id, true);
+    seed.insert(2, holder);
+  }
+  seed.commit();
+  const schemas = [accounts, holders];
+  const index = new SubscriptionIndex({
+    tableIdFromName: (name) => datastore.tableIdFromName(name),
+    schema: (tableId) => schemas.find((t) => t.tableId === tableId),
+    committedRows: (tableId) => datastore.committedRows(tableId),
+    committedIndexPoint: (tableId, columns, key) => {
+      if (columns.length !== 1) return undefined;
+      // accounts.id -> 1; holder.account -> 2, holder.ident -> 3
+      const indexId = tableId === 1 ? (columns[0] === 0 ? 1 : undefined) : columns[0] === 0 ? 2 : 3;
+      return indexId === undefined ? undefined : datastore.committedIndexPoint(indexId, key);
+    },
+  });
+  const context = { sender: 1n, isOwner: false };
+  for (let k = 0; k < subscriptions; k++) {
+    index.register(
+      `SELECT accounts.* FROM holder JOIN accounts ON holder.account = accounts.id WHERE holder.ident = ${k}`,
+      context,
+    );
+  }
+  const random = seededRandom(42);
+  const key = new Uint8Array(4);
+  const keyView = new DataView(key.buffer);
+  const balance = (row: Uint8Array) =>
+    new DataView(row.buffer, row.byteOffset).getBigInt64(4, true);
+  const transfer = () => {
+    const from = Math.floor(random.next() * ACCOUNTS);
+    let to = Math.floor(random.next() * ACCOUNTS);
+    if (to === from) to = (to + 1) % ACCOUNTS;
+    const tx = datastore.beginMutTx();
+    keyView.setUint32(0, from, true);
+    const a = tx.indexScanPoint(1, key)[0];
+    keyView.setUint32(0, to, true);
+    const b = tx.indexScanPoint(1, key)[0];
+    tx.update(1, 1, accountRow(from, balance(a) - 1n));
+    tx.update(1, 1, accountRow(to, balance(b) + 1n));
+    return tx.commit();
+  };
+  for (let i = 0; i < 2_000; i++) index.onCommit(transfer());
+  const n = 5_000;
+  let routedMs = Infinity;
+  let hits = 0;
+  for (let round = 0; round < 6; round++) {
+    const start = performance.now();
+    for (let i = 0; i < n; i++) hits += index.onCommit(transfer()).size;
+    routedMs = Math.min(routedMs, performance.now() - start);
+  }
+  return { routedUs: (routedMs * 1000) / n, hits };
+}
+
 async function endToEnd(): Promise<void> {
   setGlobalLogLevel("warn");
   const server = await startServerProcess();
@@ -290,6 +393,15 @@ for (const count of COUNTS) {
       onCommitUs.toFixed(2)
     } | ${hits} |`,
   );
+}
+out("");
+out(
+  "| join subscriptions (`holder ⋈ accounts WHERE holder.ident = k`) | transfer + onCommit, µs (best of 6 × 5,000) | deltas produced (30,000 tx) |",
+);
+out("| ---: | ---: | ---: |");
+for (const count of COUNTS) {
+  const { routedUs, hits } = inProcessJoins(count);
+  out(`| ${count} | ${routedUs.toFixed(2)} | ${hits} |`);
 }
 if (!flags["no-e2e"]) await endToEnd();
 if (!flags["no-append"]) {
