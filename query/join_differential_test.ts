@@ -297,7 +297,7 @@ Deno.test("join subscription caches kept from deltas equal a from-scratch run af
   let tx = 0;
   while (tx < txCount) {
     if (random.next() < 0.1) subscribe();
-    if (subs.length > 55 && random.next() < 0.1) {
+    if (subs.length > 60 && random.next() < 0.5) {
       const [gone] = subs.splice(int(random, subs.length), 1);
       index.release(gone.queryId);
     }
