@@ -107,6 +107,21 @@ Deno.test({
         assertEquals(inserted, [12n]);
         assertEquals(deleted, [10n]);
       });
+      await t.step(
+        "a call committing two transactions: each update uses its own state",
+        async () => {
+          // Transaction 1 gives 25-year-old Dan a pet (not visible); transaction 2 makes him 30
+          // (his pets 13 and 14 become visible, once each). Evaluated against the final state,
+          // transaction 1 would already add pet 14 and the cache would count it twice.
+          await writer.procedures.adoptThenAge({ petId: 14n, ownerId: 4n, age: 30 });
+          await eventually(() => petIds().length === 4, "Dan's pets to arrive");
+          assertEquals(petIds(), [11n, 12n, 13n, 14n]);
+          await writer.reducers.deletePet({ id: 14n });
+          await eventually(() => petIds().length === 3, "pet 14 to leave");
+          assertEquals(petIds(), [11n, 12n, 13n]);
+        },
+      );
+
       await t.step("SELECT * FROM * still subscribes to every table", async () => {
         const all = await connect(server.url);
         open.push(all);
