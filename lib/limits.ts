@@ -96,6 +96,13 @@ export const SNAPSHOTS_KEPT = 2;
 export const SNAPSHOT_INTERVAL_TX = 1_000_000;
 /** Nesting depth of a SQL WHERE expression; SpacetimeDB's parser stops near 1,600 levels. */
 export const SQL_EXPR_DEPTH_MAX = 1_000;
+/**
+ * Table instances in one join subscription. SpacetimeDB allows 2; we maintain any number with
+ * exact deltas when every join is an index join (query-subscriptions.md §2.1, issue #11 item 6).
+ * Each changed table costs one delta term per instance, each walking the other instances'
+ * indexes, so the bound keeps a single transaction's work predictable.
+ */
+export const SUBSCRIPTION_JOIN_TABLES_MAX = 8;
 /** How long a call, SQL query or new WebSocket waits for a database's module update before a 503. */
 export const UPDATE_WAIT_MS_MAX = 30_000;
 

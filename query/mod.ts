@@ -5,16 +5,26 @@ export type { SelectStatement } from "./parse.ts";
 export { checkSelect } from "./check.ts";
 export type { CheckedSelect, QueryCatalog, QueryContext } from "./check.ts";
 export { planSelect } from "./plan.ts";
-export type { QueryPlan } from "./plan.ts";
+export type {
+  Fragment,
+  InstanceColumn,
+  JoinCondition,
+  JoinFragment,
+  PlanInstance,
+  PlanOptions,
+  QueryPlan,
+  SelectFragment,
+} from "./plan.ts";
 export {
   type CommittedState,
   compileSubscriptionQuery,
   executePlan,
   expandSelectStarFromStar,
+  forEachJoinTuple,
   type OneOffResult,
   runOneOffQuery,
 } from "./execute.ts";
-export { planDelta, type QueryDelta, type TableDelta, type TxDelta } from "./delta.ts";
+export type { QueryDelta, TableDelta, TxDelta } from "./delta.ts";
 export { type RegisteredQuery, SubscriptionIndex } from "./subscriptions.ts";
 export { parseSqlStatement } from "./parse.ts";
 export type { SqlStatement } from "./parse.ts";

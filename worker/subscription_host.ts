@@ -48,7 +48,13 @@ export class SubscriptionHost {
     const datastore = engine.datastore;
     this.#state = {
       tableIdFromName: (name) => datastore.tableIdFromName(name),
-      schema: (tableId) => datastore.tables().find((table) => table.tableId === tableId),
+      schema: (tableId) => {
+        try {
+          return datastore.schema(tableId);
+        } catch {
+          return undefined; // no such table
+        }
+      },
       tables: () => datastore.tables(),
       committedRows: (tableId) => datastore.committedRows(tableId),
       committedIndexPoint: (tableId, columns, key) => {
@@ -61,8 +67,18 @@ export class SubscriptionHost {
 
   onCommit(delta: TxDelta): QueryDelta[] {
     if (this.#index.size === 0) return NO_DELTAS;
+    return this.#toMessages(this.#index.onCommit(delta));
+  }
+
+  /** Deltas of several transactions committed in order since the last call, one list each. */
+  onCommits(deltas: TxDelta[]): QueryDelta[][] {
+    if (this.#index.size === 0) return deltas.map(() => NO_DELTAS);
+    return this.#index.onCommits(deltas).map((changes) => this.#toMessages(changes));
+  }
+
+  #toMessages(changes: Map<number, { inserts: Uint8Array[]; deletes: Uint8Array[] }>) {
     const out: QueryDelta[] = [];
-    for (const [queryId, change] of this.#index.onCommit(delta)) {
+    for (const [queryId, change] of changes) {
       const live = this.#queries.get(queryId);
       if (!live || (change.inserts.length === 0 && change.deletes.length === 0)) continue;
       out.push({
@@ -81,7 +97,11 @@ export class SubscriptionHost {
     const context = { sender: request.sender, isOwner: request.isOwner };
     const registered: LiveQuery[] = [];
     const rows: QueryRows[] = [];
+    // A query text given twice in one request is subscribed once (SpacetimeDB dedups by text).
+    const seen = new Set<string>();
     for (const sql of request.queries) {
+      if (seen.has(sql.trim())) continue;
+      seen.add(sql.trim());
       try {
         for (const query of expandSelectStarFromStar(sql, this.#state, context) ?? [sql]) {
           const result = this.#index.register(query, context);

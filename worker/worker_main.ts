@@ -189,10 +189,12 @@ function runSchedules(): void {
   try {
     current.runDueSchedules(SCHEDULED_RUNS_PER_TURN_MAX);
     const items: TxUpdate[] = [];
-    for (const tx of current.drainCommitted()) {
+    const committed = current.drainCommitted();
+    const deltas = live.onCommits(committed.map((tx) => tx.delta));
+    committed.forEach((tx, i) => {
       durability?.appendOne(tx);
-      items.push({ kind: "update", txOffset: tx.txOffset, deltas: live.onCommit(tx.delta) });
-    }
+      items.push({ kind: "update", txOffset: tx.txOffset, deltas: deltas[i] });
+    });
     durability?.flush();
     const logs = current.drainLogs();
     if (items.length > 0 || logs.length > 0) {
@@ -213,11 +215,13 @@ function runBatch(message: BatchMessage): void {
   if (!current || !live) throw new Error("database worker is not initialised");
   const results: BatchItem[] = [];
   const collect = (callId: number | undefined) => {
-    for (const tx of current.drainCommitted()) {
+    const committed = current.drainCommitted();
+    // One call: a join's delta for an earlier transaction needs the state as of that one.
+    const deltas = live.onCommits(committed.map((tx) => tx.delta));
+    committed.forEach((tx, i) => {
       durability?.appendOne(tx);
-      const deltas = live.onCommit(tx.delta);
-      results.push({ kind: "update", txOffset: tx.txOffset, callId, deltas });
-    }
+      results.push({ kind: "update", txOffset: tx.txOffset, callId, deltas: deltas[i] });
+    });
   };
   forEachRequest(message, (request) => {
     switch (request.kind) {
@@ -244,11 +248,16 @@ function runBatch(message: BatchMessage): void {
           results.push(result);
           break;
         }
-        for (const tx of committed) {
+        const deltas = live.onCommits(committed.map((tx) => tx.delta));
+        committed.forEach((tx, i) => {
           durability?.appendOne(tx);
-          const deltas = live.onCommit(tx.delta);
-          results.push({ kind: "update", txOffset: tx.txOffset, callId: request.id, deltas });
-        }
+          results.push({
+            kind: "update",
+            txOffset: tx.txOffset,
+            callId: request.id,
+            deltas: deltas[i],
+          });
+        });
         results.push(result);
         break;
       }
