@@ -192,6 +192,16 @@ export class ApiClient {
     return Array.isArray(body.names) ? body.names.filter((n) => typeof n === "string") : [];
   }
 
+  /** PUT /v1/database/DB/names with a JSON array: the database's new names. */
+  async setDatabaseNames(database: string, names: string[]): Promise<void> {
+    const path = `/v1/database/${encodeURIComponent(database)}/names`;
+    const response = await this.#request("PUT", path, {
+      body: JSON.stringify(names),
+      contentType: "application/json",
+    });
+    await response.body?.cancel();
+  }
+
   /** GET /v1/identity/ID/databases. */
   async databasesOf(identity: string): Promise<string[]> {
     const path = `/v1/identity/${encodeURIComponent(identity)}/databases`;

@@ -2,6 +2,7 @@
 import { ApiClient, type ApiError } from "./api_client.ts";
 import { CliConfig, identityOfToken } from "./config.ts";
 import type { CliIo } from "./io.ts";
+import { loadProjectConfig, type ProjectConfig } from "./project_config.ts";
 
 export interface CliContext {
   io: CliIo;
@@ -9,6 +10,24 @@ export interface CliContext {
   configPath: string;
   /** Replaces global fetch (tests). */
   fetch?: typeof fetch;
+  /** `--no-config`: ignore spacetime.json. */
+  noConfig?: boolean;
+  /** `--env ENV`: also load spacetime.ENV.json and spacetime.ENV.local.json. */
+  env?: string;
+}
+
+/** The project config (spacetime.json) for this command, unless --no-config. */
+export async function projectConfig(
+  ctx: CliContext,
+  options: { env?: string } = {},
+): Promise<ProjectConfig | undefined> {
+  if (ctx.noConfig) return undefined;
+  return await loadProjectConfig({ env: options.env ?? ctx.env });
+}
+
+/** Prints `Using configuration from FILE` for each file of the project config. */
+export function announceConfig(ctx: CliContext, config: ProjectConfig | undefined): void {
+  for (const file of config?.files ?? []) ctx.io.err(`Using configuration from ${file}\n`);
 }
 
 export interface Connection {

@@ -3,8 +3,10 @@
  * pre_publish (migration plan) -> PUT /v1/database/NAME, or POST /v1/database without a name.
  */
 import { ApiError, type PublishResult } from "../api_client.ts";
-import { expectPositionals, parseVerbArgs } from "../args.ts";
-import { authHints, type CliContext, connect } from "../context.ts";
+import { expectPositionals, type FlagValues, parseVerbArgs } from "../args.ts";
+import { announceConfig, authHints, type CliContext, connect, projectConfig } from "../context.ts";
+import { selectTargets } from "../project_config.ts";
+import { join } from "node:path";
 import { CliError, UsageError } from "../errors.ts";
 import { confirm } from "../io.ts";
 import { buildWithProgress, defaultProjectDir } from "./build.ts";
@@ -82,6 +84,10 @@ function isLocalHost(url: string): boolean {
   return host === "localhost" || host === "127.0.0.1" || host === "[::1]" || host === "::1";
 }
 
+type PublishFlags = {
+  -readonly [K in keyof FlagValues<typeof FLAGS>]: FlagValues<typeof FLAGS>[K];
+};
+
 export async function runPublish(args: string[], ctx: CliContext): Promise<number> {
   const { flags, positionals, attached } = parseVerbArgs("publish", args, FLAGS, [
     "delete-data",
@@ -89,8 +95,60 @@ export async function runPublish(args: string[], ctx: CliContext): Promise<numbe
     "yes",
   ]);
   expectPositionals("publish", positionals, { required: [], optional: ["NAME"] });
+  const config = await projectConfig(ctx);
+  if (config === undefined) return await publishOne(flags, positionals[0], attached, ctx);
+  announceConfig(ctx, config);
+  const targets = selectTargets(config, positionals[0]);
+  const explicitPath = flags["project-path"] ?? flags["module-path"] ?? flags["js-path"] ??
+    flags["bin-path"];
+  if (targets.length > 1 && explicitPath !== undefined) {
+    throw new UsageError(
+      "--project-path/--js-path cannot be used when spacetime.json selects several databases",
+      "publish",
+    );
+  }
+  for (const target of targets) {
+    const merged: PublishFlags = { ...flags };
+    if (explicitPath === undefined) {
+      if (target.jsPath !== undefined) merged["js-path"] = target.jsPath;
+      else merged["project-path"] = target.modulePath ?? join(config.dir, "spacetimedb");
+    }
+    merged.server ??= target.server;
+    merged.anonymous ??= target.anonymous;
+    merged["break-clients"] ??= target.breakClients;
+    for (const option of splitBuildOptions(target.buildOptions)) {
+      if (option === "--debug" || option === "-d") merged.debug ??= true;
+      else if (option === "--skip-type-check") merged["skip-type-check"] ??= true;
+      else {
+        throw new CliError(
+          `build-options '${option}' in spacetime.json is not supported: use --debug or --skip-type-check`,
+        );
+      }
+    }
+    if (target.database !== undefined) {
+      ctx.io.err(
+        `Publishing module ${
+          merged["js-path"] ?? merged["project-path"] ?? merged["module-path"]
+        } to database '${target.database}'\n`,
+      );
+    }
+    const code = await publishOne(merged, target.database, attached, ctx);
+    if (code !== 0) return code;
+  }
+  return 0;
+}
+
+function splitBuildOptions(text: string | undefined): string[] {
+  return (text ?? "").split(/\s+/).filter((o) => o !== "");
+}
+
+async function publishOne(
+  flags: PublishFlags,
+  name: string | undefined,
+  attached: Record<string, string>,
+  ctx: CliContext,
+): Promise<number> {
   const io = ctx.io;
-  const name = positionals[0];
   if (name !== undefined) validateDatabaseName(name);
   const deleteMode = deleteModeOf(flags["delete-data"] || flags["clear-database"], attached);
   const yes = flags.yes === true;
