@@ -79,14 +79,21 @@ export async function buildModule(
       stdout: "piped",
       stderr: "piped",
     }).output();
-    const checking = options.skipTypeCheck ? Promise.resolve() : typeCheck(dir, io, resolutionArgs);
+    const checking = options.skipTypeCheck
+      ? Promise.resolve(undefined)
+      : typeCheck(dir, io, resolutionArgs);
     const [checked, bundled] = await Promise.allSettled([checking, bundling]);
     try {
-      if (checked.status === "rejected") throw checked.reason;
       if (bundled.status === "rejected") throw bundled.reason;
       const output = bundled.value;
+      // A file that does not parse or resolve is reported by the bundler, more precisely.
       if (!output.success) {
         throw bundleError(new TextDecoder().decode(output.stderr), dir, resolution);
+      }
+      if (checked.status === "rejected") throw checked.reason;
+      if (checked.value !== undefined) {
+        io.err(checked.value.report);
+        throw checked.value.error;
       }
       await Deno.rename(pendingPath, bundlePath);
     } finally {
@@ -141,9 +148,14 @@ async function isDirectory(path: string): Promise<boolean> {
  * Type-checks the module before bundling: with the project's own `tsc --noEmit` when
  * node_modules/.bin/tsc exists (as SpacetimeDB's build does), else with `deno check` on
  * src/index.ts under the same import resolution as the bundle. Errors are printed as
- * `FILE:LINE:COL - error TSxxxx: message` with the code line.
+ * `FILE:LINE:COL - error TSxxxx: message` with the code line. Resolves with that report and
+ * the error to throw when the check failed.
  */
-async function typeCheck(dir: string, io: CliIo, resolutionArgs: string[]): Promise<void> {
+async function typeCheck(
+  dir: string,
+  io: CliIo,
+  resolutionArgs: string[],
+): Promise<{ report: string; error: CliError } | undefined> {
   const tsc = `${dir}/node_modules/.bin/tsc`;
   const useTsc = await isFile(tsc);
   io.err(useTsc ? "Type-checking with tsc --noEmit...\n" : "Type-checking with deno check...\n");
@@ -166,14 +178,15 @@ async function typeCheck(dir: string, io: CliIo, resolutionArgs: string[]): Prom
   } catch (error) {
     throw new CliError(`Could not run the type checker: ${(error as Error).message}`);
   }
-  if (output.success) return;
+  if (output.success) return undefined;
   const decoder = new TextDecoder();
   const text = decoder.decode(output.stdout) + decoder.decode(output.stderr);
   const diagnostics = useTsc ? tscDiagnostics(text, dir) : denoCheckDiagnostics(text, dir);
-  if (diagnostics.length === 0) io.err(text.endsWith("\n") ? text : `${text}\n`);
-  for (const d of diagnostics) io.err(`${formatDiagnostic(d)}\n`);
+  const report = diagnostics.length === 0
+    ? (text.endsWith("\n") ? text : `${text}\n`)
+    : diagnostics.map((d) => `${formatDiagnostic(d)}\n`).join("");
   const count = diagnostics.length;
-  throw new CliError(
+  const error = new CliError(
     count > 0
       ? `Type check failed: ${count} error${count === 1 ? "" : "s"}, the first at ${
         d0(diagnostics)
@@ -181,6 +194,7 @@ async function typeCheck(dir: string, io: CliIo, resolutionArgs: string[]): Prom
       : `Type check failed (${useTsc ? "tsc" : "deno check"} exited with code ${output.code})`,
     ["Fix the errors above, or pass --skip-type-check to build anyway."],
   );
+  return { report, error };
 }
 
 export interface TypeDiagnostic {

@@ -1,16 +1,19 @@
 /** `rename --to NEW DATABASE`: gives a database a new name (PUT /v1/database/DB/names). */
 import { ApiError } from "../api_client.ts";
 import { expectPositionals, parseVerbArgs } from "../args.ts";
-import { authHints, type CliContext, connect } from "../context.ts";
+import { join } from "node:path";
+import { authHints, type CliContext, connect, projectConfig } from "../context.ts";
+import { applyProjectDatabase, parseJsonWithComments } from "../project_config.ts";
 import { CliError, UsageError } from "../errors.ts";
 import { validateDatabaseName } from "./publish.ts";
 
 export const RENAME_HELP = `Give a database a new name (its identity and data stay)
 
-Usage: rename --to <NEW_NAME> <DATABASE>
+Usage: rename --to <NEW_NAME> [DATABASE]
 
 Arguments:
-  <DATABASE>  The database's identity or current name
+  [DATABASE]  The database's identity or current name (default: the project's, from
+              spacetime.json; its spacetime.local.json is then updated to the new name)
 
 Options:
       --to <NEW_NAME>    The new name; the old name is released
@@ -32,7 +35,11 @@ const FLAGS = {
 } as const;
 
 export async function runRename(args: string[], ctx: CliContext): Promise<number> {
-  const { flags, positionals } = parseVerbArgs("rename", args, FLAGS);
+  const parsed = parseVerbArgs("rename", args, FLAGS);
+  const config = await projectConfig(ctx);
+  const project = applyProjectDatabase(config, parsed.positionals, "optional");
+  const positionals = project.positionals;
+  const flags = { ...parsed.flags, server: parsed.flags.server ?? project.server };
   expectPositionals("rename", positionals, { required: ["DATABASE"] });
   if (flags.to === undefined) {
     throw new UsageError(
@@ -65,5 +72,23 @@ export async function runRename(args: string[], ctx: CliContext): Promise<number
     throw error;
   }
   ctx.io.out(`Name set to ${newName} for identity ${identity}.\n`);
+  if (config !== undefined && parsed.positionals.length === 0) {
+    await updateLocalConfig(config.dir, database, newName, ctx);
+  }
   return 0;
+}
+
+/** Points spacetime.local.json at the new name when it named the old one. */
+async function updateLocalConfig(dir: string, from: string, to: string, ctx: CliContext) {
+  const path = join(dir, "spacetime.local.json");
+  let value: Record<string, unknown>;
+  try {
+    value = parseJsonWithComments(await Deno.readTextFile(path), path) as Record<string, unknown>;
+  } catch {
+    ctx.io.err(`Note: spacetime.json still names ${from}; change it to ${to}.\n`);
+    return;
+  }
+  if (value.database !== from) return;
+  await Deno.writeTextFile(path, JSON.stringify({ ...value, database: to }, null, 2) + "\n");
+  ctx.io.err(`Updated ${path}: database ${to}\n`);
 }
