@@ -153,11 +153,15 @@ export async function runDev(args: string[], ctx: CliContext): Promise<number> {
       const builtAt = performance.now();
       io.err("Build complete!\n");
       await updateEnvLocal(projectDir, database!, serverUrl, io);
-      if (flags["skip-generate"]) io.err("Skipping generate step (--skip-generate).\n");
-      else if (jobs.length === 0) {
-        io.err("No generate targets in spacetime.json. Skipping module bindings generation.\n");
-      } else {
-        io.err("Generating module bindings...\n");
+      // Bindings are generated while the module is published; their output is printed after.
+      const generated: [("out" | "err"), string][] = [];
+      const bufferedIo: CliIo = {
+        ...io,
+        out: (text) => generated.push(["out", text]),
+        err: (text) => generated.push(["err", text]),
+      };
+      const generating = (async () => {
+        if (flags["skip-generate"] || jobs.length === 0) return;
         for (const job of jobs) {
           const code = await runGenerate([
             "--lang",
@@ -169,24 +173,36 @@ export async function runDev(args: string[], ctx: CliContext): Promise<number> {
             "-y",
             ...(job.importExtension ? ["--import-extension", job.importExtension] : []),
             ...(job.includePrivate ? ["--include-private"] : []),
-          ], { ...ctx, noConfig: true });
+          ], { ...ctx, io: bufferedIo, noConfig: true });
           if (code !== 0) throw new CliError("Generating bindings failed");
         }
+      })();
+      const publishing = (async () => {
+        if (flags["skip-publish"]) return;
+        io.err("Publishing...\n");
+        const code = await runPublish([
+          database!,
+          "--js-path",
+          built.bundlePath,
+          "--server",
+          serverUrl,
+          `--delete-data=${deleteMode}`,
+          ...(flags.yes ? ["--yes"] : []),
+          ...(flags["break-clients"] || flags.yes ? ["--break-clients"] : []),
+        ], { ...ctx, noConfig: true });
+        if (code !== 0) throw new CliError("Publishing failed");
+      })();
+      const [generateResult, publishResult] = await Promise.allSettled([generating, publishing]);
+      if (flags["skip-generate"]) io.err("Skipping generate step (--skip-generate).\n");
+      else if (jobs.length === 0) {
+        io.err("No generate targets in spacetime.json. Skipping module bindings generation.\n");
+      } else {
+        io.err("Generating module bindings...\n");
+        for (const [stream, text] of generated) (stream === "out" ? io.out : io.err)(text);
       }
+      if (generateResult.status === "rejected") throw generateResult.reason;
+      if (publishResult.status === "rejected") throw publishResult.reason;
       if (flags["skip-publish"]) return;
-      io.err("Publishing...\n");
-      const publishArgs = [
-        database!,
-        "--js-path",
-        built.bundlePath,
-        "--server",
-        serverUrl,
-        `--delete-data=${deleteMode}`,
-        ...(flags.yes ? ["--yes"] : []),
-        ...(flags["break-clients"] || flags.yes ? ["--break-clients"] : []),
-      ];
-      const code = await runPublish(publishArgs, { ...ctx, noConfig: true });
-      if (code !== 0) throw new CliError("Publishing failed");
       const done = performance.now();
       io.err(
         `Published successfully! Serving the new module ${
