@@ -4,7 +4,7 @@ import { join } from "node:path";
 import { captureIo, runCli } from "./mod.ts";
 import { assertIncludes } from "./_assert_test_support.ts";
 
-async function cliIn(dir: string) {
+function cliIn(dir: string) {
   const configPath = join(dir, "cli.json");
   return async (args: string[], answers: string[] = []) => {
     const io = captureIo({ answers });
@@ -16,7 +16,7 @@ async function cliIn(dir: string) {
 Deno.test("server add, set-default, list and remove keep the config and refuse clashes", async () => {
   const dir = await Deno.makeTempDir({ prefix: "lightcone-server-cmd-" });
   try {
-    const cli = await cliIn(dir);
+    const cli = cliIn(dir);
     const added = await cli([
       "server",
       "add",
@@ -89,7 +89,7 @@ Deno.test("server add, set-default, list and remove keep the config and refuse c
 Deno.test("each server subcommand, rename, logout, init and dev print their own help", async () => {
   const dir = await Deno.makeTempDir({ prefix: "lightcone-help-" });
   try {
-    const cli = await cliIn(dir);
+    const cli = cliIn(dir);
     const expected: [string[], string][] = [
       [["server", "add", "--help"], "Usage: server add <NAME> --url <URL>"],
       [["server", "remove", "-h"], "Usage: server remove <SERVER>"],
@@ -115,7 +115,7 @@ Deno.test("each server subcommand, rename, logout, init and dev print their own 
 Deno.test("init writes the project and refuses a non-empty directory and bad options", async () => {
   const dir = await Deno.makeTempDir({ prefix: "lightcone-init-" });
   try {
-    const cli = await cliIn(dir);
+    const cli = cliIn(dir);
     const target = join(dir, "My App");
     const made = await cli(["init", "MyApp", "--project-path", target, "-t", "chat"]);
     assertEquals(made.code, 0, made.stderr);
