@@ -205,7 +205,7 @@ async function publishOne(
       io.err("Checking for breaking changes...\n");
       let plan;
       try {
-        plan = await client.prePublish(name, program);
+        plan = await client.prePublish(name, program, { colour: io.colour });
       } catch (error) {
         if (error instanceof ApiError) {
           throw new CliError(

@@ -338,9 +338,12 @@ Deno.test({
 
 /** `lightcone dev` in the project: first publish, a save, a type error, Ctrl-C. */
 async function devReactsToASave(cwd: string, vars: Record<string, string>): Promise<void> {
-  const dev = new Running("lightcone dev --server-only", cwd, vars);
+  const dev = new Running("lightcone dev", cwd, vars);
   try {
     await dev.waitFor(/Published successfully!/);
+    // The client command of spacetime.json (`deno task client`) ran once and listed everyone.
+    await dev.waitFor(/Client process exited with code 0/);
+    assertIncludes(dev.stdout, "People (3): Alice, Bob, Carol");
     const source = join(cwd, "spacetimedb", "src", "index.ts");
     const original = await Deno.readTextFile(source);
     const changed = original.replace('"Hello, World!"', '"Hello from dev!"') +
