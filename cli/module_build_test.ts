@@ -295,3 +295,62 @@ Deno.test("type checker output is parsed into file:line:column diagnostics", () 
     "src/index.ts:4:7 - error TS2322: Type 'string' is not assignable to type 'number'.",
   ]);
 });
+
+Deno.test({
+  name:
+    "buildModule() type-checks the init template's module with the project's own tsc when it is installed",
+  ignore: !npmAvailable,
+  async fn() {
+    const template = join(dirname(fileURLToPath(import.meta.url)), "..", "templates", "basic");
+    const dir = await Deno.makeTempDir({ prefix: "lightcone-cli-tsc-" });
+    try {
+      await Deno.mkdir(join(dir, "src"));
+      for (const file of ["package.json", "tsconfig.json", "src/index.ts"]) {
+        const text = await Deno.readTextFile(join(template, "spacetimedb", file));
+        await Deno.writeTextFile(
+          join(dir, file),
+          text.replaceAll("{{project_name}}", "tsc-test").replaceAll(
+            "{{spacetimedb_version}}",
+            "2.8.3",
+          ),
+        );
+      }
+      const install = await new Deno.Command("npm", {
+        args: [
+          "install",
+          "--no-fund",
+          "--no-audit",
+          "--prefer-offline",
+          "--loglevel=error",
+          "--save-dev",
+          "typescript@5.6.3",
+        ],
+        cwd: dir,
+        stdout: "piped",
+        stderr: "piped",
+      }).output();
+      assert(install.success, new TextDecoder().decode(install.stderr));
+      const io = captureIo();
+      await buildModule(dir, io);
+      assertIncludes(io.stderr, "Type-checking with tsc --noEmit...");
+
+      const source = await Deno.readTextFile(join(dir, "src/index.ts"));
+      await Deno.writeTextFile(
+        join(dir, "src/index.ts"),
+        source.replace("ctx.db.person.insert({ name });", "ctx.db.person.insert({ name: 1 });"),
+      );
+      const failing = captureIo();
+      const error = await rejected(() => buildModule(dir, failing), CliError);
+      assert(
+        /^Type check failed: 1 error, the first at src\/index\.ts:\d+:\d+$/.test(error.message),
+      );
+      assert(
+        /src\/index\.ts:\d+:\d+ - error TS2322: Type 'number' is not assignable to type 'string'\./
+          .test(failing.stderr),
+        failing.stderr,
+      );
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
