@@ -28,8 +28,11 @@ Arguments:
               saved in spacetime.local.json)
 
 Options:
+      --project-path <DIR>            The project: where .env.local is, the client command
+                                      runs and bindings paths start (default: the folder
+                                      of spacetime.json, else .)
   -p, --module-path <DIR>             The module (default: spacetime.json's module-path,
-                                      else ./spacetimedb, else .)
+                                      else PROJECT/spacetimedb, else PROJECT)
       --module-bindings-path <DIR>    Where bindings go when spacetime.json has no
                                       generate entries (default: none are generated)
   -s, --server <SERVER>               Server URL or nickname (default: spacetime.json's,
@@ -41,6 +44,7 @@ Options:
       --break-clients                 Accept changes that disconnect clients without asking
   -y, --yes                           Never ask (implies --break-clients)
       --run <COMMAND>                 Client command to run (default: spacetime.json dev.run)
+      --client-lang <LANG>            typescript (the only language of bindings)
       --server-only                   Do not run a client command
       --skip-generate                 Do not regenerate bindings
       --skip-publish                  Only build (and generate)
@@ -59,6 +63,7 @@ Examples:
 const FLAGS = {
   "module-path": { type: "string", short: "p" },
   "project-path": { type: "string" },
+  "client-lang": { type: "string" },
   "module-bindings-path": { type: "string" },
   server: { type: "string", short: "s" },
   "delete-data": { type: "boolean", short: "c" },
@@ -115,9 +120,16 @@ export async function runDev(args: string[], ctx: CliContext): Promise<number> {
 
   const config = await projectConfig(ctx, { env: ctx.env ?? "dev" });
   announceConfig(ctx, config);
-  const projectDir = config?.dir ?? Deno.cwd();
+  const projectDir = flags["project-path"] !== undefined
+    ? resolve(flags["project-path"])
+    : config?.dir ?? Deno.cwd();
   const target = config?.targets[0];
-  const moduleDir = await moduleDirOf(flags["module-path"] ?? flags["project-path"], config);
+  const moduleDir = await moduleDirOf(flags["module-path"], config, projectDir);
+  if (flags["client-lang"] !== undefined && !["typescript", "ts"].includes(flags["client-lang"])) {
+    throw new CliError(
+      `--client-lang ${flags["client-lang"]} is not supported: bindings are TypeScript only`,
+    );
+  }
   let database = positionals[0] ?? target?.database;
   if (database === undefined) {
     database = `${slug(basename(projectDir))}-${randomSuffix()}`;
@@ -240,11 +252,14 @@ function printError(io: CliIo, error: unknown): void {
   if (error instanceof CliError) { for (const hint of error.hints) io.err(`  ${hint}\n`); }
 }
 
-async function moduleDirOf(given: string | undefined, config: ProjectConfig | undefined) {
+async function moduleDirOf(
+  given: string | undefined,
+  config: ProjectConfig | undefined,
+  base: string,
+) {
   if (given !== undefined) return resolve(given);
   const fromConfig = config?.targets[0]?.modulePath;
   if (fromConfig !== undefined) return fromConfig;
-  const base = config?.dir ?? Deno.cwd();
   try {
     if ((await Deno.stat(join(base, "spacetimedb"))).isDirectory) return join(base, "spacetimedb");
   } catch {

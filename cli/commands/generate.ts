@@ -47,7 +47,7 @@ Options:
       --import-extension <EXT>
                             Extension of the bindings' imports of each other: none
                             (default, as SpacetimeDB's), .ts (Deno) or .js (nodenext)
-      --skip-type-check     When building: do not run tsc --noEmit first
+      --skip-type-check     When building: do not type-check first
   -y, --yes                 Delete stale generated files without asking
   -h, --help                Print help
 

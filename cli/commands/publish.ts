@@ -31,7 +31,8 @@ Options:
   -y, --yes                   Do not ask for confirmations
       --anonymous             Publish without an identity (you will not be able to update it)
   -d, --debug                 Build with readable names (see build --help)
-      --skip-type-check       Do not run tsc before bundling
+      --skip-type-check       Do not type-check before bundling
+      --build-options <ARGS>  Build options: '--debug' and/or '--skip-type-check'
   -h, --help                  Print help
 
 The first publish to a server without a saved token asks it for a new identity and saves
@@ -56,6 +57,7 @@ const FLAGS = {
   anonymous: { type: "boolean" },
   debug: { type: "boolean", short: "d" },
   "skip-type-check": { type: "boolean" },
+  "build-options": { type: "string" },
 } as const;
 
 type DeleteMode = "never" | "always" | "on-conflict";
@@ -116,15 +118,7 @@ export async function runPublish(args: string[], ctx: CliContext): Promise<numbe
     merged.server ??= target.server;
     merged.anonymous ??= target.anonymous;
     merged["break-clients"] ??= target.breakClients;
-    for (const option of splitBuildOptions(target.buildOptions)) {
-      if (option === "--debug" || option === "-d") merged.debug ??= true;
-      else if (option === "--skip-type-check") merged["skip-type-check"] ??= true;
-      else {
-        throw new CliError(
-          `build-options '${option}' in spacetime.json is not supported: use --debug or --skip-type-check`,
-        );
-      }
-    }
+    merged["build-options"] ??= target.buildOptions;
     if (target.database !== undefined) {
       ctx.io.err(
         `Publishing module ${
@@ -152,6 +146,16 @@ async function publishOne(
   if (name !== undefined) validateDatabaseName(name);
   const deleteMode = deleteModeOf(flags["delete-data"] || flags["clear-database"], attached);
   const yes = flags.yes === true;
+  for (const option of splitBuildOptions(flags["build-options"])) {
+    if (option === "--debug" || option === "-d") flags = { ...flags, debug: true };
+    else if (option === "--skip-type-check") flags = { ...flags, "skip-type-check": true };
+    else {
+      throw new UsageError(
+        `build option '${option}' is not supported: use --debug or --skip-type-check`,
+        "publish",
+      );
+    }
+  }
   const filePath = flags["js-path"] ?? flags["bin-path"];
   const projectFlag = flags["project-path"] ?? flags["module-path"];
   if (filePath !== undefined && projectFlag !== undefined) {
