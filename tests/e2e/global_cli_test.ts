@@ -41,7 +41,11 @@ function install(): Promise<Env> {
     return {
       root,
       bin,
-      vars: { PATH: `${bin}:${Deno.env.get("PATH")}`, NO_COLOR: "1" },
+      // The installed shim and the templates' tasks call `deno`: the one running this test.
+      vars: {
+        PATH: `${bin}:${dirname(Deno.execPath())}:${Deno.env.get("PATH")}`,
+        NO_COLOR: "1",
+      },
     };
   })();
   return installed;
