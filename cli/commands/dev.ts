@@ -4,7 +4,7 @@
  * migration plan) — once at start and again after every saved change in the module
  * directory — while streaming the database's log and running the client command.
  */
-import { basename, join, resolve } from "node:path";
+import { basename, join, relative, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { ApiClient } from "../api_client.ts";
 import { expectPositionals, parseVerbArgs } from "../args.ts";
@@ -130,17 +130,17 @@ export async function runDev(args: string[], ctx: CliContext): Promise<number> {
       `--client-lang ${flags["client-lang"]} is not supported: bindings are TypeScript only`,
     );
   }
-  let database = positionals[0] ?? target?.database;
-  if (database === undefined) {
-    database = `${slug(basename(projectDir))}-${randomSuffix()}`;
-    await saveLocalDatabase(projectDir, database);
-    io.err(`Selected database: ${database} (saved in spacetime.local.json)\n`);
-    io.err(`Tip: Use \`dev ${database}\` to skip this question next time\n`);
-  }
-  validateDatabaseName(database);
   const cliConfig = await CliConfig.load(ctx.configPath);
   const serverName = flags.server ?? target?.server;
   const { url: serverUrl } = cliConfig.resolveServer(serverName);
+  let database = positionals[0] ?? target?.database;
+  if (database === undefined) {
+    database = `${slug(basename(projectDir))}-${randomSuffix()}`;
+    await saveLocalDatabase(projectDir, moduleDir, database, serverName);
+    io.err(`Selected database: ${database} (saved in spacetime.local.json)\n`);
+    io.err(`Tip: \`dev\` in this folder uses it from now on\n`);
+  }
+  validateDatabaseName(database);
   const jobs = generateJobs(flags, config, projectDir);
   const clientCommand = flags["server-only"] ? undefined : flags.run ?? config?.devRun;
 
@@ -304,7 +304,12 @@ function randomSuffix(): string {
   return [...crypto.getRandomValues(new Uint8Array(5))].map((b) => alphabet[b % 36]).join("");
 }
 
-async function saveLocalDatabase(projectDir: string, database: string): Promise<void> {
+async function saveLocalDatabase(
+  projectDir: string,
+  moduleDir: string,
+  database: string,
+  server: string | undefined,
+): Promise<void> {
   const path = join(projectDir, "spacetime.local.json");
   let current: Record<string, unknown> = {};
   try {
@@ -318,7 +323,11 @@ async function saveLocalDatabase(projectDir: string, database: string): Promise<
   } catch {
     await Deno.writeTextFile(
       join(projectDir, PROJECT_CONFIG_FILE),
-      JSON.stringify({ server: "local", "module-path": "./spacetimedb" }, null, 2) + "\n",
+      JSON.stringify(
+        { server: server ?? "local", "module-path": `./${relative(projectDir, moduleDir)}` },
+        null,
+        2,
+      ) + "\n",
     );
   }
 }
