@@ -12,7 +12,7 @@ const USAGE = `Lightcone ${VERSION}: a SpacetimeDB-compatible database server
 
 Usage:
   lightcone start [--listen-addr HOST:PORT] [--data-dir DIR] [--reducer-budget-ms MS]
-  lightcone <cli verb> ...        (build, publish, call, logs, describe, delete, ...; see --help)
+  lightcone <cli verb> ...        (init, dev, build, publish, generate, call, sql, logs, ...; see --help)
 
 start options:
   -l, --listen-addr HOST:PORT  where to listen (default 127.0.0.1:3000)
