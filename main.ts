@@ -6,12 +6,13 @@ import { join } from "node:path";
 import { configureLog, log } from "./lib/log.ts";
 import { type DatabaseLimits, SNAPSHOT_INTERVAL_TX } from "./lib/limits.ts";
 import { startServer, VERSION } from "./server/mod.ts";
+import { hasServerV8Flags, SERVER_V8_FLAGS } from "./cli/runtime_flags.ts";
 
 const USAGE = `Lightcone ${VERSION}: a SpacetimeDB-compatible database server
 
 Usage:
   lightcone start [--listen-addr HOST:PORT] [--data-dir DIR] [--reducer-budget-ms MS]
-  lightcone <cli verb> ...        (build, publish, call, logs, describe, delete, ...; see --help)
+  lightcone <cli verb> ...        (init, dev, build, publish, generate, call, sql, logs, ...; see --help)
 
 start options:
   -l, --listen-addr HOST:PORT  where to listen (default 127.0.0.1:3000)
@@ -207,6 +208,13 @@ async function start(args: string[]): Promise<number> {
       );
     }
     throw error;
+  }
+  if (hasServerV8Flags() === false) {
+    log.warn(
+      "started without the server's V8 flags (cli/runtime_flags.ts): run `lightcone start` " +
+        "or `deno task start`",
+      { missing: SERVER_V8_FLAGS.join(",") },
+    );
   }
   // Machine-readable line for tests and tools that start us on port 0.
   console.log(`lightcone: listening on ${server.url}`);

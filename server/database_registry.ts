@@ -385,6 +385,38 @@ export class DatabaseRegistry {
   }
 
   /**
+   * Replaces a database's names (owner only; used by `rename`). A name held by another
+   * database, or by one that failed to start, is refused.
+   */
+  setNames(database: Database, names: string[], caller: Identity): Promise<void> {
+    requireOwner({
+      caller,
+      owner: database.owner,
+      database: database.identity,
+      action: "rename database",
+    });
+    return this.#serialised(async () => {
+      for (const name of names) {
+        if (!isValidDatabaseName(name)) {
+          throw new BadRequestError(
+            `Invalid database name "${name}": use lowercase letters, digits and single hyphens`,
+          );
+        }
+        const holder = this.#byName.get(name);
+        const unstarted = [...this.#unstarted.values()].some((e) => e.names.includes(name));
+        if ((holder && holder !== database) || unstarted) {
+          throw new BadRequestError(`The database name "${name}" is already taken`);
+        }
+      }
+      this.#unbind(database);
+      database.names.splice(0, database.names.length, ...new Set(names));
+      this.#bind(database);
+      await this.#writeControl();
+      log.info("database renamed", { identity: database.key, names: names.join(",") });
+    });
+  }
+
+  /**
    * Writes a snapshot of the database now (owner only) and resolves with the
    * number of transactions it covers.
    */

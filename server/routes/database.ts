@@ -110,6 +110,22 @@ export function databaseRoutes(context: AppContext): Hono<AppEnv> {
     return c.json({ names: database.names });
   });
 
+  // `rename`: replaces the database's names with the JSON array in the body (owner only).
+  routes.put("/:name/names", async (c) => {
+    const database = registry.require(c.req.param("name"));
+    let names: unknown;
+    try {
+      names = JSON.parse(await readSmallBody(c));
+    } catch {
+      throw new BadRequestError("The body must be a JSON array of database names");
+    }
+    if (!Array.isArray(names) || names.length === 0 || names.some((n) => typeof n !== "string")) {
+      throw new BadRequestError("The body must be a non-empty JSON array of database names");
+    }
+    await registry.setNames(database, names as string[], c.get("auth").identity);
+    return c.json({ Success: { domain: names[0], database_identity: database.identity.toHex() } });
+  });
+
   routes.delete("/:name", async (c) => {
     const database = registry.resolve(c.req.param("name"));
     if (!database) return c.body(null, 200);
