@@ -29,6 +29,16 @@ export interface InitMessage {
   snapshotTxOffset?: number;
   /** True when durability is on: the storage actor is on the process's storage channel. */
   durability?: boolean;
+  /**
+   * `__describe_module__` bytes of the schema the commit log starts with, when a migration
+   * changed it since (else the log starts with this module's schema).
+   */
+  genesisDescribe?: Uint8Array;
+  /**
+   * True for a module update: when the recovered rows have another schema than this module's,
+   * run the automatic migration (one transaction) instead of failing.
+   */
+  migrate?: boolean;
 }
 
 export type WorkerRequest =

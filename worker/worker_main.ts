@@ -114,11 +114,13 @@ async function init(message: InitMessage): Promise<void> {
     } finally {
       disarmWatchdog();
     }
+    if (message.genesisDescribe) engine.useStoredSchema(message.genesisDescribe);
     if (message.snapshot) engine.restoreSnapshot(message.snapshot, message.snapshotTxOffset ?? 0);
     if (message.durability) {
       durability = new DurabilitySink(storagePort(), engine);
       await durability.replay();
     }
+    engine.finishRecovery(message.migrate ?? false, message.timestampMicros);
   } catch (error) {
     reply({ type: "init-failed", error: describeError(error), logs: engine.drainLogs() });
     engine = undefined;
