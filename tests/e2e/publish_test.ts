@@ -35,18 +35,24 @@ Deno.test({
         assertEquals((await call(server.url, "gate", "entries", [])).json, ["from init", "kept"]);
       });
 
-      await t.step("a schema change is refused; clear=true resets and reruns init", async () => {
-        const response = await fetch(`${server.url}/v1/database/gate?host_type=Js`, {
-          method: "PUT",
-          body: await fixtureBundle("chat"),
-          headers: { authorization: `Bearer ${owner.token}` },
-        });
-        assertEquals(response.status, 400);
-        assertMatch(await response.text(), /Database update rejected: tables changed/);
-        assertEquals((await call(server.url, "gate", "entries", [])).json, ["from init", "kept"]);
-        await publish(server.url, "gate", gateBundle, { token: owner.token, clear: true });
-        assertEquals((await call(server.url, "gate", "entries", [])).json, ["from init"]);
-      });
+      await t.step(
+        "a breaking schema change is refused; clear=true resets and reruns init",
+        async () => {
+          const response = await fetch(`${server.url}/v1/database/gate?host_type=Js`, {
+            method: "PUT",
+            body: await fixtureBundle("chat"),
+            headers: { authorization: `Bearer ${owner.token}` },
+          });
+          assertEquals(response.status, 400);
+          assertMatch(
+            await response.text(),
+            /Migration plan contains a client-breaking change which is disallowed under current policy/,
+          );
+          assertEquals((await call(server.url, "gate", "entries", [])).json, ["from init", "kept"]);
+          await publish(server.url, "gate", gateBundle, { token: owner.token, clear: true });
+          assertEquals((await call(server.url, "gate", "entries", [])).json, ["from init"]);
+        },
+      );
 
       await t.step(
         "a refused client_connected stops the HTTP call: 403, nothing runs",
