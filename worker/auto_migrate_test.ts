@@ -515,6 +515,6 @@ Deno.test("coloured plan: termcolor's ANSI codes around the same text", () => {
   const colored = formatMigrationPlan(p, { color: true });
   assert(colored.includes("\x1b[0m\x1b[1m\x1b[32mCreated\x1b[0m"));
   assert(colored.includes("\x1b[41m!!! Warning"));
-  // eslint-disable-next-line no-control-regex
+  // deno-lint-ignore no-control-regex
   assertEquals(colored.replace(/\x1b\[[0-9;]*m/g, ""), text(p));
 });
