@@ -86,9 +86,15 @@ export class ApiClient {
   }
 
   /** POST /v1/database/NAME/pre_publish. A 404 means the database is new. */
-  async prePublish(name: string, program: Uint8Array<ArrayBuffer>): Promise<PrePublishResult> {
+  async prePublish(
+    name: string,
+    program: Uint8Array<ArrayBuffer>,
+    options: { color?: boolean } = {},
+  ): Promise<PrePublishResult> {
+    // The plan comes coloured (ANSI) only for a terminal.
+    const style = options.color ? "AnsiColor" : "NoColor";
     const path = `/v1/database/${encodeURIComponent(name)}/pre_publish` +
-      `?host_type=Js&style=NoColor&pretty_print_style=NoColor`;
+      `?host_type=Js&style=${style}&pretty_print_style=${style}`;
     const response = await this.#request("POST", path, { body: program, checked: false });
     if (response.status === 404) {
       await response.body?.cancel();

@@ -147,7 +147,7 @@ export async function runPublish(args: string[], ctx: CliContext): Promise<numbe
       io.err("Checking for breaking changes...\n");
       let plan;
       try {
-        plan = await client.prePublish(name, program);
+        plan = await client.prePublish(name, program, { color: io.colour });
       } catch (error) {
         if (error instanceof ApiError) {
           throw new CliError(
