@@ -641,7 +641,8 @@ export class DatabaseRegistry {
     // Written before the migration can reach the log: a restart that finds it tries it first
     // (it is right exactly when the schema-change record is on disk).
     await writeFileAtomic(nextPath, bundle);
-    const oldBundle = await Deno.readTextFile(join(database.directory, "module.js"));
+    // Kept to restart the old module if the update fails (a reset has no way back).
+    const oldBundle = clear ? "" : await Deno.readTextFile(join(database.directory, "module.js"));
     // From here HTTP calls, queries and new WebSocket connections wait for the new
     // module (Database.admit); admitted calls and handshakes finish on the old one.
     database.beginUpdate();
@@ -693,8 +694,13 @@ export class DatabaseRegistry {
     }
     this.#catchUpDurable(database);
     await database.whenDurable(started.host.txOffset);
-    await Deno.rename(nextPath, join(database.directory, "module.js"));
-    await syncDirectory(database.directory);
+    if (clear) {
+      // Deleting the data removed the directory's files, module.next.js included.
+      await writeFileAtomic(join(database.directory, "module.js"), bundle);
+    } else {
+      await Deno.rename(nextPath, join(database.directory, "module.js"));
+      await syncDirectory(database.directory);
+    }
     await this.#writeControl();
     log.info("database updated", {
       identity: database.key,
