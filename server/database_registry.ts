@@ -245,6 +245,13 @@ export interface RegistryOptions {
   onDurable?: (database: Database) => void;
   /** A database stopped serving (crash, storage failure): its clients should go. */
   onStopped?: (database: Database, reason: string) => void;
+  /** A module update begins: clients' requests must wait (server/ws/hub.ts pauseDatabase). */
+  onUpdateStart?: (database: Database) => void;
+  /**
+   * The update ended with a module serving (the new one, or the old one back after a
+   * failure): clients stay (hot swap) unless `disconnect` (the plan breaks clients, or a reset).
+   */
+  onUpdateEnd?: (database: Database, disconnect: boolean, reason: string) => void;
 }
 
 export type PublishOutcome = { database: Database; op: "created" | "updated" };
@@ -646,12 +653,14 @@ export class DatabaseRegistry {
     // From here HTTP calls, queries and new WebSocket connections wait for the new
     // module (Database.admit); admitted calls and handshakes finish on the old one.
     database.beginUpdate();
+    this.#options.onUpdateStart?.(database);
     let started: { host: DatabaseHost; durableTxOffset: number };
+    let serving = false;
     try {
       await database.drained(this.#budgetMs());
-      // Clients are disconnected ("module exited") and waiting replies fail: the new
-      // worker starts with no subscriptions and its own query ids.
-      this.#stop(database, "the module was updated");
+      await hostIdle(database.host, this.#budgetMs());
+      // WebSocket clients stay (onUpdateEnd decides); the old process goes.
+      this.#stop(database, "the module was updated", { notify: false });
       if (clear) {
         await this.#options.storage.deleteDatabase(database.key);
         await Deno.remove(genesisPath).catch(() => {});
@@ -680,6 +689,8 @@ export class DatabaseRegistry {
         database.stoppedReason = undefined;
         database.durableTxOffset = restored.durableTxOffset;
         this.#catchUpDurable(database);
+        serving = true;
+        this.#options.onUpdateEnd?.(database, false, "the module update failed");
         throw new BadRequestError(
           `Failed to create or update the database: ${migrationFailure(error)}`,
         );
@@ -689,10 +700,16 @@ export class DatabaseRegistry {
       database.moduleHash = moduleHash;
       database.stoppedReason = undefined;
       database.durableTxOffset = started.durableTxOffset;
+      this.#catchUpDurable(database);
+      serving = true;
+      this.#options.onUpdateEnd?.(database, breakClients, "the module was updated");
     } finally {
+      // Nothing serves (a reset whose module failed, or the old module did not come back).
+      if (!serving) {
+        this.#options.onStopped?.(database, database.stoppedReason ?? "the module update failed");
+      }
       database.endUpdate();
     }
-    this.#catchUpDurable(database);
     await database.whenDurable(started.host.txOffset);
     if (clear) {
       // Deleting the data removed the directory's files, module.next.js included.
@@ -816,11 +833,11 @@ export class DatabaseRegistry {
     if (offset !== undefined) database.markDurable(Number(offset));
   }
 
-  #stop(database: Database, reason: string): void {
+  #stop(database: Database, reason: string, options: { notify?: boolean } = {}): void {
     database.stoppedReason = reason;
     database.host.stop();
     database.failWaiters(reason);
-    this.#options.onStopped?.(database, reason);
+    if (options.notify ?? true) this.#options.onStopped?.(database, reason);
   }
 
   #logOptions(): LogBufferOptions {
@@ -881,6 +898,17 @@ async function migrationToken(database: Database, newModuleHash: string): Promis
 /** The reason a migration or the new module failed, without the worker's error class name. */
 function migrationFailure(error: unknown): string {
   return messageOf(error).replace(/^(MigrationFailedError|Error): /, "");
+}
+
+/** Resolves once the host has answered everything sent to it, or after `waitMs` regardless. */
+async function hostIdle(host: DatabaseHost, waitMs: number): Promise<void> {
+  const deadline = performance.now() + waitMs;
+  while (
+    (host.batchesInFlight > 0 || host.queuedRequests > 0) && host.alive &&
+    performance.now() < deadline
+  ) {
+    await new Promise((resolve) => setTimeout(resolve, 2));
+  }
 }
 
 async function exists(path: string): Promise<boolean> {

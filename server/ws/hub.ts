@@ -77,7 +77,7 @@ class WsOrigin {
 
   constructor(
     readonly client: Client,
-    readonly kind: "call" | "procedure" | "subscribe" | "unsubscribe" | "query",
+    readonly kind: "call" | "procedure" | "subscribe" | "unsubscribe" | "query" | "resubscribe",
     readonly requestId: number,
     /** When the request arrived (calls and procedures; 0n otherwise). */
     readonly timestampMicros: bigint,
@@ -123,6 +123,10 @@ interface ClientFrame {
 
 class Client {
   readonly querySets = new Map<number, number[]>();
+  /** The queries of each query set, to subscribe them again after a module hot swap. */
+  readonly queryStrings = new Map<number, string[]>();
+  /** Frames received while the database's module was being swapped, still encoded. */
+  paused: Uint8Array[] | undefined;
   /** Frames received before client_connected finished, still encoded. */
   early: Uint8Array[] | undefined = [];
   /** Bytes received and not yet answered (early frames included). */
@@ -178,6 +182,8 @@ export class WsHub {
   readonly #held = new Map<Database, Set<Client>>();
   /** Per database: the client holding each connection id. */
   readonly #liveConnections = new Map<Database, Map<bigint, Client>>();
+  /** Databases whose module is being swapped: their clients' frames wait (resumeDatabase). */
+  readonly #paused = new Set<Database>();
 
   readonly #compress: boolean;
   /** Inbound bytes held for all clients (inbound_budget.ts). */
@@ -375,10 +381,15 @@ export class WsHub {
           );
           break;
         case "subscribe": {
+          if (origin.kind === "resubscribe") {
+            this.#resubscribed(client, origin.querySetId, item, touched);
+            break;
+          }
           client.pendingCalls--;
           const querySetId = origin.querySetId;
           if (!item.ok) {
             client.querySets.delete(querySetId);
+            client.queryStrings.delete(querySetId);
             this.#queue(
               client,
               {
@@ -473,6 +484,89 @@ export class WsHub {
     }
     this.#routing.delete(database);
     this.#held.delete(database);
+    this.#paused.delete(database);
+  }
+
+  /** A module update begins: frames from the database's clients wait until it ends. */
+  pauseDatabase(database: Database): void {
+    this.#paused.add(database);
+  }
+
+  /**
+   * The module update ended (or failed and the old module is back). With `disconnect`, every
+   * client is closed and the database's (new) module runs client_disconnected for each; else
+   * the clients stay (hot swap): each query set is subscribed again on the new module (rows
+   * are unchanged, so nothing is sent unless a query no longer compiles: then the client gets
+   * a SubscriptionError for it) and the frames that arrived meanwhile are handled.
+   */
+  resumeDatabase(database: Database, disconnect: boolean, reason: string): void {
+    this.#paused.delete(database);
+    this.#routing.delete(database);
+    for (const client of [...this.#clients]) {
+      if (client.database !== database || client.closed) continue;
+      if (disconnect) {
+        client.paused = undefined;
+        this.#close(client, 1001, `module exited: ${reason}`);
+        continue;
+      }
+      for (const [querySetId, queries] of client.queryStrings) {
+        client.querySets.set(querySetId, []);
+        database.host.subscribe(
+          {
+            connectionId: client.connectionId,
+            querySetId,
+            queries,
+            sender: client.identity,
+            isOwner: client.isOwner,
+          },
+          new WsOrigin(client, "resubscribe", 0, 0n, 0, querySetId, 0),
+        ).catch(() => {});
+      }
+      const held = client.paused ?? [];
+      client.paused = undefined;
+      for (const bytes of held) {
+        if (client.closed) break;
+        const frame = this.#decode(client, bytes);
+        if (frame) this.#dispatch(client, frame);
+      }
+    }
+    this.onDurable(database);
+  }
+
+  /** A query set subscribed again after a hot swap: new routing, no rows sent. */
+  #resubscribed(
+    client: Client,
+    querySetId: number,
+    item: { ok: boolean; error?: string; queryIds?: number[] },
+    touched: Set<Client>,
+  ): void {
+    if (!client.queryStrings.has(querySetId)) return; // unsubscribed meanwhile
+    if (!item.ok) {
+      client.querySets.delete(querySetId);
+      client.queryStrings.delete(querySetId);
+      this.#queue(
+        client,
+        {
+          tag: "SubscriptionError",
+          requestId: undefined,
+          querySetId,
+          error: item.error ?? "subscription failed after a module update",
+        },
+        0,
+        touched,
+      );
+      return;
+    }
+    const queryIds = item.queryIds ?? [];
+    client.querySets.set(querySetId, queryIds);
+    const table = this.#routingOf(client.database);
+    for (const queryId of queryIds) {
+      let subscribers = table.get(queryId);
+      if (!subscribers) table.set(queryId, subscribers = new Map());
+      const sets = subscribers.get(client);
+      if (sets) sets.push(querySetId);
+      else subscribers.set(client, [querySetId]);
+    }
   }
 
   closeAll(reason: string): void {
@@ -494,6 +588,7 @@ export class WsHub {
   #unroute(client: Client, querySetId: number): void {
     const queryIds = client.querySets.get(querySetId);
     client.querySets.delete(querySetId);
+    client.queryStrings.delete(querySetId);
     const routing = this.#routing.get(client.database);
     if (!queryIds || !routing) return;
     for (const queryId of queryIds) {
@@ -596,6 +691,10 @@ export class WsHub {
     }
     if (client.early) {
       client.early.push(new Uint8Array(event.data));
+      return;
+    }
+    if (this.#paused.has(client.database)) {
+      (client.paused ??= []).push(new Uint8Array(event.data));
       return;
     }
     const frame = this.#decode(client, new Uint8Array(event.data));
@@ -704,6 +803,7 @@ export class WsHub {
         }
         // Reserve the id now so a duplicate in flight is caught too.
         client.querySets.set(message.querySetId, []);
+        client.queryStrings.set(message.querySetId, [...new Set(message.queryStrings)]);
         host.subscribe(
           {
             connectionId: client.connectionId,
@@ -758,6 +858,7 @@ export class WsHub {
     client.handshakeDone();
     this.#clients.delete(client);
     client.early = undefined;
+    client.paused = undefined;
     client.inbound.releaseAll();
     if (!client.connecting) this.#releaseConnectionId(client);
     for (const querySetId of [...client.querySets.keys()]) this.#unroute(client, querySetId);
