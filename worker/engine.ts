@@ -570,15 +570,20 @@ export class DatabaseEngine {
     return this.#runReducer(reducer, args, sender, connectionId, timestampMicros, id);
   }
 
-  /** client_connected: stores the JWT payload and runs the lifecycle reducer, if any. */
+  /**
+   * client_connected: stores the JWT payload and runs the lifecycle reducer, if any (not for a
+   * connection `resumed` after a module hot swap).
+   */
   connect(
     id: number,
     sender: bigint,
     connectionId: bigint,
     timestampMicros: bigint,
     jwtPayload: string,
+    resumed = false,
   ): CallResult {
     this.#jwtPayloads.set(connectionId, new TextEncoder().encode(jwtPayload));
+    if (resumed) return { ...this.#noTransaction(id), kind: "connect" };
     const reducer = this.#module.lifecycle.onConnect;
     const result = reducer
       ? this.#runReducer(reducer, new Uint8Array(), sender, connectionId, timestampMicros, id)

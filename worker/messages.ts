@@ -80,6 +80,11 @@ export interface ConnectRequest {
   timestampMicros: bigint;
   /** JWT payload JSON the module can read with `ctx.senderAuth`. */
   jwtPayload: string;
+  /**
+   * A connection kept across a module hot swap: the new module learns its JWT payload, and
+   * client_connected does not run again (it ran on the module the client connected to).
+   */
+  resumed?: boolean;
 }
 
 export interface DisconnectRequest {

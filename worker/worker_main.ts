@@ -271,6 +271,7 @@ function runBatch(message: BatchMessage): void {
           request.connectionId,
           request.timestampMicros,
           request.jwtPayload,
+          request.resumed ?? false,
         );
         collect(undefined);
         results.push(result);

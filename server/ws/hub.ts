@@ -127,6 +127,8 @@ class Client {
   readonly queryStrings = new Map<number, string[]>();
   /** Frames received while the database's module was being swapped, still encoded. */
   paused: Uint8Array[] | undefined;
+  /** The JWT claims the module reads as `ctx.senderAuth` (handed to a hot-swapped module). */
+  jwtPayload = "";
   /** Frames received before client_connected finished, still encoded. */
   early: Uint8Array[] | undefined = [];
   /** Bytes received and not yet answered (early frames included). */
@@ -270,6 +272,7 @@ export class WsHub {
         reducerId: (name) => database.module.reducersByName.get(name)?.id ?? 0,
       });
     }
+    client.jwtPayload = auth.payloadJson;
     this.#clients.add(client);
     // A connection id names one live connection of a database (SpacetimeDB keys
     // st_connection_credentials by it): a second connection with the same id is refused.
@@ -508,6 +511,15 @@ export class WsHub {
         client.paused = undefined;
         this.#close(client, 1001, `module exited: ${reason}`);
         continue;
+      }
+      if (client.connected) {
+        database.host.connect({
+          sender: client.identity,
+          connectionId: client.connectionId,
+          timestampMicros: BigInt(Date.now()) * 1000n,
+          jwtPayload: client.jwtPayload,
+          resumed: true,
+        }).catch(() => {});
       }
       for (const [querySetId, queries] of client.queryStrings) {
         client.querySets.set(querySetId, []);

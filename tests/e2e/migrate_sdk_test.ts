@@ -129,3 +129,49 @@ Deno.test({
     }
   },
 });
+
+Deno.test({
+  name: "a hot swap keeps what the module knows of a connection: its JWT, and no second connect",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    const { DbConnection: WhoAmI } = await import("../fixtures/bindings/whoami/index.ts");
+    const server = await startTestServer();
+    let conn: InstanceType<typeof WhoAmI> | undefined;
+    try {
+      const bundle = await fixtureBundle("whoami");
+      const owner = await publish(server.url, "whoami", bundle);
+      let disconnected = false;
+      conn = await new Promise<InstanceType<typeof WhoAmI>>((resolve, reject) => {
+        WhoAmI.builder()
+          .withUri(server.url.replace(/^http/, "ws"))
+          .withDatabaseName("whoami")
+          .onConnect((c) => resolve(c))
+          .onConnectError((_ctx, error) => reject(error))
+          .onDisconnect(() => (disconnected = true))
+          .build();
+      });
+      await conn.reducers.record({ note: "before" });
+      // A code-only update: same tables, so a hot swap.
+      await publish(server.url, "whoami", bundle + "\n// v2\n", { token: owner.token });
+      await conn.reducers.record({ note: "after" });
+      assert(!disconnected, "the hot swap disconnected the client");
+      const response = await fetch(`${server.url}/v1/database/whoami/sql`, {
+        method: "POST",
+        body: "SELECT * FROM seen",
+        headers: { authorization: `Bearer ${owner.token}` },
+      });
+      const result = JSON.parse(await response.text())[0];
+      const names: string[] = result.schema.elements.map((e: { name: { some: string } }) =>
+        e.name.some
+      );
+      const via = names.indexOf("via");
+      const hasJwt = names.indexOf("has_jwt");
+      const rows = (result.rows as unknown[][]).map((row) => [row[via], row[hasJwt]]);
+      assertEquals(rows.sort(), [["after", true], ["before", true], ["connect", true]]);
+    } finally {
+      conn?.disconnect();
+      await server.close();
+    }
+  },
+});
