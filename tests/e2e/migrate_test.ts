@@ -248,3 +248,57 @@ Deno.test({
     console.log(`SIGKILL during migration: outcomes seen ${[...seen].join(", ")}`);
   },
 });
+
+Deno.test({
+  name: "snapshots name their schema: restore before and after a migration",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    const [v1, v2] = await Promise.all(["migrate_v1", "migrate_v2"].map(fixtureBundle));
+    let server = await startTestServer();
+    try {
+      const owner = await publish(server.url, "snap", v1);
+      const token = owner.token;
+      const snapshot = async () => {
+        const response = await fetch(`${server.url}/v1/database/snap/snapshot`, {
+          method: "POST",
+          headers: { authorization: `Bearer ${token}` },
+        });
+        assertEquals(response.status, 200, await response.text());
+      };
+      const restart = async () => {
+        await server.close({ keepData: true });
+        server = await startTestServer({ dataDir: server.dataDir });
+      };
+      assertEquals((await call(server.url, "snap", "add", [1, "Ann"], token)).status, 200);
+      await snapshot(); // old schema, then the migration record replays on top of it
+      assertEquals((await call(server.url, "snap", "add", [2, "Bob"], token)).status, 200);
+      const plan = await prePublish(server.url, "snap", v2, token);
+      const answer = await put(
+        server.url,
+        "snap",
+        v2,
+        token,
+        `&policy=BreakClients&token=${plan.AutoMigrate.token}`,
+      );
+      assertEquals(answer.status, 200, answer.text);
+      assertEquals((await call(server.url, "snap", "add", [3, "Cy"], token)).status, 200);
+      await restart();
+      const expected = [[1, "Ann", 7], [2, "Bob", 7], [3, "Cy", 1]];
+      assertEquals(
+        (await sqlRows(server.url, "snap", "SELECT * FROM person", token)).rows.sort(),
+        expected,
+      );
+      await snapshot(); // new schema
+      assertEquals((await call(server.url, "snap", "add", [4, "Di"], token)).status, 200);
+      await restart();
+      assertEquals(
+        (await sqlRows(server.url, "snap", "SELECT * FROM person", token)).rows.sort(),
+        [...expected, [4, "Di", 1]],
+      );
+      assertEquals((await call(server.url, "snap", "add_note", ["n"], token)).status, 200);
+    } finally {
+      await server.close();
+    }
+  },
+});
