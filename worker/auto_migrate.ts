@@ -84,13 +84,6 @@ export function planBreaksClients(plan: MigrationPlan): boolean {
   return plan.steps.some((step) => step.kind === "DisconnectAllUsers");
 }
 
-/** True when the stored tables change (anything but reducer/procedure code). */
-export function planChangesSchema(plan: MigrationPlan): boolean {
-  return plan.steps.some((step) =>
-    step.kind !== "UpdateView" && step.kind !== "DisconnectAllUsers"
-  ) || tablesFingerprint(plan.old) !== tablesFingerprint(plan.new);
-}
-
 /**
  * The stored shape of a module's tables, as text: equal fingerprints mean the datastore built
  * for one module holds the other's rows unchanged (same names, columns, indexes, ids).
