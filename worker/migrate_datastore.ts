@@ -161,18 +161,22 @@ function moveRows(
   const tx = old.beginMutTx();
   try {
     const { ids } = tx.scanIds(from.tableId);
+    const extra = suffix?.length ?? 0;
+    // Each row is copied once, straight into its new array (one allocation per row).
+    let scratch = new Uint8Array(256);
     for (let start = 0; start < ids.length; start += ROWS_PER_CHUNK) {
       const end = Math.min(ids.length, start + ROWS_PER_CHUNK);
       const inserts: Uint8Array[] = new Array(end - start);
       for (let i = start; i < end; i++) {
-        const row = tx.rowBytes(from.tableId, ids[i]);
-        if (suffix === undefined) inserts[i - start] = row;
-        else {
-          const widened = new Uint8Array(row.length + suffix.length);
-          widened.set(row);
-          widened.set(suffix, row.length);
-          inserts[i - start] = widened;
+        let length = tx.copyRow(from.tableId, ids[i], scratch, 0);
+        if (length < 0) {
+          scratch = new Uint8Array(Math.max(-length, scratch.length * 2));
+          length = tx.copyRow(from.tableId, ids[i], scratch, 0);
         }
+        const row = new Uint8Array(length + extra);
+        for (let b = 0; b < length; b++) row[b] = scratch[b];
+        if (suffix !== undefined) row.set(suffix, length);
+        inserts[i - start] = row;
       }
       into.replay({ tables: [{ tableId: to.tableId, inserts, deletes: [] }], sequences: [] });
     }
