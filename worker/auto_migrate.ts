@@ -487,14 +487,16 @@ function planViews(plan: MigrationPlan, oldDef: ModuleDef, newDef: ModuleDef): v
   for (const [name, oldView] of oldViews) {
     const newView = newViews.get(name);
     if (!newView) continue;
-    const shape = (view: typeof oldView, def: ModuleDef) =>
+    // Anonymity, primary key, parameter and row types: a change re-creates the view.
+    const shape = (view: typeof oldView) =>
       JSON.stringify({
         anonymous: view.isAnonymous,
-        params: resolveDeep({ tag: "Product", value: view.params }, def.typespace),
-        returns: resolveDeep(view.returnType, def.typespace),
+        primaryKey: view.primaryKey ?? null,
+        params: resolveDeep({ tag: "Product", value: view.params }, view.typespace),
+        row: resolveDeep({ tag: "Product", value: view.rowType }, view.typespace),
       });
     if (oldView.isPublic !== newView.isPublic) plan.steps.push({ kind: "ChangeAccess", name });
-    if (shape(oldView, oldDef) !== shape(newView, newDef)) {
+    if (shape(oldView) !== shape(newView)) {
       plan.steps.push({ kind: "AddView", name });
       plan.steps.push({ kind: "RemoveView", name });
       ensureDisconnect(plan);

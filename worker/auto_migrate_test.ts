@@ -81,6 +81,33 @@ function table(name: string, columns: ColumnSpec[], extra: Partial<TableDef> = {
   };
 }
 
+function view(
+  name: string,
+  row: ColumnSpec[],
+  extra: Partial<ModuleDef["views"][number]> = {},
+): ModuleDef["views"][number] {
+  const rowType = { elements: row.map((c) => ({ name: c.name, algebraicType: c.type })) };
+  return {
+    id: 0,
+    rawIndex: 0,
+    name,
+    sourceName: name,
+    localName: name,
+    namespace: "",
+    isPublic: true,
+    isAnonymous: false,
+    params: { elements: [] },
+    returnType: { tag: "Array", value: { tag: "Product", value: rowType } },
+    returnKind: "array",
+    productTypeRef: 0,
+    rowType,
+    columns: [],
+    primaryKey: undefined,
+    typespace: [],
+    ...extra,
+  };
+}
+
 function module(tables: TableDef[], rowLevelSecurity: string[] = []): ModuleDef {
   return {
     namespace: "",
@@ -517,4 +544,36 @@ Deno.test("coloured plan: termcolor's ANSI codes around the same text", () => {
   assert(colored.includes("\x1b[41m!!! Warning"));
   // deno-lint-ignore no-control-regex
   assertEquals(colored.replace(/\x1b\[[0-9;]*m/g, ""), text(p));
+});
+
+Deno.test("views: added, recomputed, access changed; a changed row type or removal disconnects", () => {
+  const withViews = (...views: ModuleDef["views"]) => ({ ...module([person()]), views });
+  const mine = view("my_people", [{ name: "id", type: U32 }]);
+  assertEquals(kinds(plan(withViews(), withViews(mine))), ["AddView"]);
+  assertEquals(
+    text(plan(withViews(), withViews(mine))),
+    HEADER + "▸ ▸ Created view: my_people\n    Columns:\n        • id: U32\n\n",
+  );
+  // Same shape: recomputed, nothing printed, clients kept.
+  const same = plan(withViews(mine), withViews({ ...mine, id: 3, rawIndex: 2 }));
+  assertEquals(kinds(same), ["UpdateView"]);
+  assertEquals(text(same), HEADER);
+  const hidden = plan(withViews(mine), withViews({ ...mine, isPublic: false }));
+  assertEquals(kinds(hidden), ["ChangeAccess", "UpdateView"]);
+  assertEquals(planBreaksClients(hidden), false);
+  const reshaped = plan(
+    withViews(mine),
+    withViews(view("my_people", [{ name: "id", type: U32 }, { name: "name", type: STRING }])),
+  );
+  assertEquals(kinds(reshaped), ["RemoveView", "AddView", "DisconnectAllUsers"]);
+  assertEquals(kinds(plan(withViews(mine), withViews())), ["RemoveView", "DisconnectAllUsers"]);
+});
+
+Deno.test("reducers and procedures are not part of the plan", () => {
+  const before = module([person()]);
+  const after = {
+    ...module([person()]),
+    reducers: [{ name: "brand_new" }] as unknown as ModuleDef["reducers"],
+  };
+  assertEquals(plan(before, after).steps, []);
 });
