@@ -3,7 +3,8 @@
  * `generate` into tests/fixtures/bindings/migrate): an additive migration (a new table) keeps a
  * connected client connected, its subscription keeps working and it sees the new table's rows;
  * a client-breaking one (a column with a default) disconnects it and the new module's
- * client_disconnected runs; a refused change leaves it connected to the old module.
+ * client_disconnected runs; a refused change, or one that fails at execution, leaves it
+ * connected to the old module.
  */
 import { deepStrictEqual as assertEquals, ok as assert } from "node:assert/strict";
 import { DbConnection } from "../fixtures/bindings/migrate/index.ts";
@@ -97,6 +98,25 @@ Deno.test({
         assert(!disconnected);
       });
 
+      await t.step(
+        "a migration that fails at execution keeps the client on the old module",
+        async () => {
+          // Version 1 again: removing `note`, which has rows, fails once the data is checked.
+          const plan = await prePublish(server.url, v1, owner.token);
+          assertEquals(plan.AutoMigrate.break_clients, true);
+          const response = await fetch(
+            `${server.url}/v1/database/hot?host_type=Js&policy=BreakClients&token=${plan.AutoMigrate.token}`,
+            { method: "PUT", body: v1, headers: { authorization: `Bearer ${owner.token}` } },
+          );
+          assertEquals(response.status, 400);
+          assert((await response.text()).startsWith("Failed to create or update the database: "));
+          await conn!.reducers.addNote({ text: "after the failed update" });
+          await eventually(() => conn!.db.note.count() === 3n, "a note after the failed update");
+          assertEquals((await call(server.url, "hot", "add", [3, "Cy"], owner.token)).status, 200);
+          await eventually(() => conn!.db.person.count() === 3n, "Cy through the old subscription");
+          assert(!disconnected, "the failed update disconnected the client");
+        },
+      );
       await t.step(
         "a client-breaking migration disconnects it; client_disconnected runs",
         async () => {
