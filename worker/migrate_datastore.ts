@@ -24,14 +24,24 @@ export class MigrationFailedError extends Error {
 /** Rows moved per chunk: bounds the extra memory to one chunk of copies. */
 const ROWS_PER_CHUNK = 16_384;
 
-/** Runs `plan` against `old` (built from `before`'s tables); returns the new datastore. */
+/**
+ * Runs `plan` against `old` (built from `before`'s tables and `systemTables`); returns the new
+ * datastore.
+ */
 export function migrateDatastore(
   old: Datastore,
   before: ModuleInfo,
   after: ModuleInfo,
   plan: MigrationPlan,
-  log: (line: string) => void = () => {},
+  options: {
+    /** Host tables kept in the datastore besides the module's (e.g. st_var): carried as is. */
+    systemTables?: TableSchema[];
+    /** Receives SpacetimeDB's log lines for the steps (`Creating table `x``, …). */
+    log?: (line: string) => void;
+  } = {},
 ): Datastore {
+  const log = options.log ?? (() => {});
+  const systemTables = options.systemTables ?? [];
   const oldSchemas = new Map(before.tables.map((table) => [table.name, table]));
   const oldDefs = new Map(before.def.tables.map((table) => [table.name, table]));
   const newDefs = new Map(after.def.tables.map((table) => [table.name, table]));
@@ -121,7 +131,8 @@ export function migrateDatastore(
     }
   }
 
-  const next = new Datastore(after.tables);
+  const next = new Datastore([...after.tables, ...systemTables]);
+  for (const schema of systemTables) moveRows(old, schema, next, schema, undefined);
   const positions = old.sequencePositions();
   for (const schema of after.tables) {
     const oldSchema = oldSchemas.get(schema.name);

@@ -62,6 +62,8 @@ Deno.test({
       const token = owner.token;
       assertEquals((await call(server.url, "mig", "add", [1, "Ann"], token)).status, 200);
       assertEquals((await call(server.url, "mig", "add", [2, "Bob"], token)).status, 200);
+      // A host table (st_var) lives beside the module's: migrations carry its rows.
+      await sqlRows(server.url, "mig", "SET row_limit = 5", token);
 
       let migrationToken = "";
       await t.step("pre_publish returns SpacetimeDB's plan text and a token", async () => {
@@ -169,6 +171,8 @@ Deno.test({
         assertEquals(rows.rows.sort(), [[1, "Ann", 7], [2, "Bob", 7], [3, "Cy", 1], [4, "Di", 1]]);
         const notes = await sqlRows(restarted.url, "mig", "SELECT * FROM note", token);
         assertEquals(notes.rows.length, 2);
+        const limit = await sqlRows(restarted.url, "mig", "SHOW row_limit", token);
+        assertEquals(limit.rows, [[[8, 5]]]);
         assertEquals((await call(restarted.url, "mig", "add_note", ["after"], token)).status, 200);
       });
     } finally {
