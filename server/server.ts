@@ -100,6 +100,8 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     storage,
     onDurable: (database) => hub.onDurable(database),
     onStopped: (database, reason) => hub.closeDatabase(database, reason),
+    onUpdateStart: (database) => hub.pauseDatabase(database),
+    onUpdateEnd: (database, disconnect, reason) => hub.resumeDatabase(database, disconnect, reason),
     reducerBudgetMs: options.reducerBudgetMs,
     databaseMemoryMb: options.databaseMemoryMb,
     limits,

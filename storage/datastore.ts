@@ -202,6 +202,17 @@ export class Datastore {
     }
   }
 
+  /** The next value of every sequence (schema migrations carry them to the new tables). */
+  sequencePositions(): { tableId: number; column: number; next: bigint }[] {
+    const out: { tableId: number; column: number; next: bigint }[] = [];
+    for (const table of this.#tables.values()) {
+      for (const s of table.sequences) {
+        out.push({ tableId: table.schema.tableId, column: s.column, next: s.next });
+      }
+    }
+    return out;
+  }
+
   /** Snapshot of all committed rows and sequence positions. */
   exportState(): Uint8Array {
     assert(this.#tx === null, "Export while a transaction is open");

@@ -13,6 +13,7 @@ import {
   type TxRecord,
 } from "../storage/mod.ts";
 import type { CommittedTx, DatabaseEngine } from "./engine.ts";
+import { MIGRATION_RECORD_NAME } from "./migrate_datastore.ts";
 
 export class DurabilitySink {
   readonly #port: DurabilityPort;
@@ -27,7 +28,7 @@ export class DurabilitySink {
       // Engine offsets count committed transactions; the log's are 0-based, exclusive ends.
       takeSnapshot: () => ({
         txOffset: BigInt(engine.txOffset),
-        bytes: engine.datastore.exportState(),
+        bytes: engine.exportSnapshot(),
       }),
     });
   }
@@ -40,6 +41,10 @@ export class DurabilitySink {
       batch: (firstTxOffset, recordCount, bytes) =>
         forEachBatchRecord(firstTxOffset, recordCount, bytes, (record, txOffset) => {
           const decoded = decodeTxRecord(record);
+          if (decoded.reducerName === MIGRATION_RECORD_NAME) {
+            engine.replayMigration(decoded.args, Number(txOffset) + 1);
+            return;
+          }
           engine.replayTx(
             { tables: decoded.tables, sequences: decoded.sequences },
             Number(txOffset) + 1,

@@ -31,7 +31,24 @@ import {
 
 import type { CallResult, LogLine, ProcedureResult } from "./messages.ts";
 import { ModuleLogLimiter } from "./log_limiter.ts";
+import { formatMigrationErrors, planMigration, tablesFingerprint } from "./auto_migrate.ts";
+import {
+  decodeMigrationArgs,
+  encodeMigrationArgs,
+  migrateDatastore,
+  MIGRATION_RECORD_NAME,
+  MigrationFailedError,
+  unwrapSnapshot,
+  wrapSnapshot,
+} from "./migrate_datastore.ts";
 import { nextIntervalTick, ScheduleQueue } from "./scheduler.ts";
+
+/** Starts the error of a module whose schema is not the one its commit log holds. */
+export const SCHEMA_MISMATCH_PREFIX = "Schema mismatch";
+
+export class SchemaMismatchError extends Error {
+  override name = "SchemaMismatchError";
+}
 
 /** The caller-facing text of any internal reducer failure (SpacetimeDB's wording). */
 export const GENERIC_FAILURE_MESSAGE = "The instance encountered a fatal error.";
@@ -121,6 +138,9 @@ export class DatabaseEngine {
   #datastore!: Datastore;
   #module!: ModuleInfo;
   #describe!: Uint8Array;
+  /** The schema the datastore holds: the module's, or an older one while the log replays. */
+  #stored!: ModuleInfo;
+  #storedDescribe!: Uint8Array;
   #tx: MutTx | undefined;
   #poison: Error | undefined;
   #currentFunction: string | undefined;
@@ -239,6 +259,8 @@ export class DatabaseEngine {
     this.#module = moduleInfoFromDescribe(this.#describe);
     refuseUnsupportedFeatures(this.#module.def);
     this.#datastore = new Datastore(storedTables(this.#module));
+    this.#stored = this.#module;
+    this.#storedDescribe = this.#describe;
     this.#sequenceCount = this.#module.tables.reduce((n, table) => n + table.sequences.length, 0);
     this.#scheduleTables = scheduleTables(this.#module);
   }
@@ -392,8 +414,88 @@ export class DatabaseEngine {
 
   /** Recovery: replaces the state with a snapshot taken after `txOffset` transactions. */
   restoreSnapshot(bytes: Uint8Array, txOffset: number): void {
-    this.#datastore = Datastore.importState(storedTables(this.#module), bytes);
+    const { describe, state } = unwrapSnapshot(bytes);
+    if (describe) this.useStoredSchema(describe.slice());
+    this.#datastore = Datastore.importState(storedTables(this.#stored), state);
     this.#txOffset = txOffset;
+  }
+
+  /** The state as a snapshot body that names its schema (restoreSnapshot reads it back). */
+  exportSnapshot(): Uint8Array {
+    return wrapSnapshot(this.#storedDescribe, this.#datastore.exportState());
+  }
+
+  /**
+   * Recovery: the log starts with the rows of another schema than the module's (the first
+   * one this database had; see `genesis.describe` in server/database_registry.ts).
+   */
+  useStoredSchema(describe: Uint8Array): void {
+    this.#stored = moduleInfoFromDescribe(describe);
+    this.#storedDescribe = describe;
+    this.#datastore = new Datastore(storedTables(this.#stored));
+  }
+
+  /** Recovery: a schema-change record; runs the same migration again on the same rows. */
+  replayMigration(args: Uint8Array, txOffset: number): void {
+    if (txOffset !== this.#txOffset + 1) {
+      throw new Error(`Replay out of order: transaction ${txOffset} after ${this.#txOffset}`);
+    }
+    const { from, to } = decodeMigrationArgs(args);
+    const before = moduleInfoFromDescribe(from);
+    if (tablesFingerprint(before.def) !== tablesFingerprint(this.#stored.def)) {
+      throw new Error(
+        `The commit log's schema change at transaction ${txOffset} starts from another schema`,
+      );
+    }
+    const after = moduleInfoFromDescribe(to);
+    const planned = planMigration(before.def, after.def);
+    if (!planned.ok) throw new Error(formatMigrationErrors(planned.errors));
+    this.#datastore = migrateDatastore(this.#datastore, before, after, planned.plan, {
+      systemTables: [ST_VAR_SCHEMA],
+    });
+    this.#stored = after;
+    this.#storedDescribe = to;
+    this.#txOffset = txOffset;
+  }
+
+  /**
+   * After recovery: the stored rows must have the module's schema. When they do not and
+   * `migrate` is set, plans and runs the automatic migration as one transaction whose record
+   * carries both schemas; otherwise throws SchemaMismatchError. Returns true when it migrated.
+   */
+  finishRecovery(migrate: boolean, timestampMicros: bigint): boolean {
+    if (tablesFingerprint(this.#stored.def) === tablesFingerprint(this.#module.def)) {
+      // Same tables (ids follow the names, so they are equal too), maybe other reducers.
+      this.#stored = this.#module;
+      this.#storedDescribe = this.#describe;
+      return false;
+    }
+    if (!migrate) {
+      throw new SchemaMismatchError(
+        `${SCHEMA_MISMATCH_PREFIX}: the commit log holds another schema than this module's`,
+      );
+    }
+    const planned = planMigration(this.#stored.def, this.#module.def);
+    if (!planned.ok) throw new MigrationFailedError(formatMigrationErrors(planned.errors));
+    this.#datastore = migrateDatastore(
+      this.#datastore,
+      this.#stored,
+      this.#module,
+      planned.plan,
+      { systemTables: [ST_VAR_SCHEMA], log: (line) => this.#log(2, line) },
+    );
+    const args = encodeMigrationArgs(this.#storedDescribe, this.#describe);
+    this.#stored = this.#module;
+    this.#storedDescribe = this.#describe;
+    this.#recordCommit(
+      { tables: [], sequences: [] },
+      MIGRATION_RECORD_NAME,
+      this.#options.databaseIdentity,
+      0n,
+      timestampMicros,
+      args,
+    );
+    return true;
   }
 
   /** Recovery: applies one committed transaction from the log. */
@@ -510,15 +612,20 @@ export class DatabaseEngine {
     return this.#runReducer(reducer, args, sender, connectionId, timestampMicros, id);
   }
 
-  /** client_connected: stores the JWT payload and runs the lifecycle reducer, if any. */
+  /**
+   * client_connected: stores the JWT payload and runs the lifecycle reducer, if any (not for a
+   * connection `resumed` after a module hot swap).
+   */
   connect(
     id: number,
     sender: bigint,
     connectionId: bigint,
     timestampMicros: bigint,
     jwtPayload: string,
+    resumed = false,
   ): CallResult {
     this.#jwtPayloads.set(connectionId, new TextEncoder().encode(jwtPayload));
+    if (resumed) return { ...this.#noTransaction(id), kind: "connect" };
     const reducer = this.#module.lifecycle.onConnect;
     const result = reducer
       ? this.#runReducer(reducer, new Uint8Array(), sender, connectionId, timestampMicros, id)

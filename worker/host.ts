@@ -68,6 +68,9 @@ export interface DatabaseHostOptions {
   snapshot?: Uint8Array;
   snapshotTxOffset?: number;
   durabilityPort?: MessagePort;
+  /** See InitMessage.genesisDescribe and InitMessage.migrate. */
+  genesisDescribe?: Uint8Array;
+  migrate?: boolean;
   /** Called with module log lines as they arrive. */
   onLogs?: (lines: LogLine[]) => void;
   /**
@@ -226,6 +229,8 @@ export class DatabaseHost {
         snapshot: options.snapshot,
         snapshotTxOffset: options.snapshotTxOffset,
         durability: options.durabilityPort !== undefined,
+        genesisDescribe: options.genesisDescribe,
+        migrate: options.migrate,
       };
       worker.port.postMessage(init);
     });

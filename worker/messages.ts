@@ -30,6 +30,16 @@ export interface InitMessage {
   snapshotTxOffset?: number;
   /** True when durability is on: the storage actor is on the process's storage channel. */
   durability?: boolean;
+  /**
+   * `__describe_module__` bytes of the schema the commit log starts with, when a migration
+   * changed it since (else the log starts with this module's schema).
+   */
+  genesisDescribe?: Uint8Array;
+  /**
+   * True for a module update: when the recovered rows have another schema than this module's,
+   * run the automatic migration (one transaction) instead of failing.
+   */
+  migrate?: boolean;
 }
 
 export type WorkerRequest =
@@ -72,6 +82,11 @@ export interface ConnectRequest {
   timestampMicros: bigint;
   /** JWT payload JSON the module can read with `ctx.senderAuth`. */
   jwtPayload: string;
+  /**
+   * A connection kept across a module hot swap: the new module learns its JWT payload, and
+   * client_connected does not run again (it ran on the module the client connected to).
+   */
+  resumed?: boolean;
 }
 
 export interface DisconnectRequest {

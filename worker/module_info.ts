@@ -93,7 +93,7 @@ export function refuseUnsupportedFeatures(def: ModuleDef): void {
  * order SpacetimeDB creates tables in), so they are the same on every start of the
  * same module.
  */
-function tableSchemas(def: ModuleDef): TableSchema[] {
+export function tableSchemas(def: ModuleDef): TableSchema[] {
   const sorted = [...def.tables].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
   let nextIndexId = 1;
   return sorted.map((table, position): TableSchema => {

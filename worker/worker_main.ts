@@ -116,11 +116,13 @@ async function init(message: InitMessage): Promise<void> {
     } finally {
       disarmWatchdog();
     }
+    if (message.genesisDescribe) engine.useStoredSchema(message.genesisDescribe);
     if (message.snapshot) engine.restoreSnapshot(message.snapshot, message.snapshotTxOffset ?? 0);
     if (message.durability) {
       durability = new DurabilitySink(storagePort(), engine);
       await durability.replay();
     }
+    engine.finishRecovery(message.migrate ?? false, message.timestampMicros);
   } catch (error) {
     reply({ type: "init-failed", error: describeError(error), logs: engine.drainLogs() });
     engine = undefined;
@@ -281,6 +283,7 @@ function runBatch(message: BatchMessage): void {
           request.connectionId,
           request.timestampMicros,
           request.jwtPayload,
+          request.resumed ?? false,
         );
         collect(undefined);
         results.push(result);
