@@ -16,3 +16,12 @@ export {
 } from "./execute.ts";
 export { planDelta, type QueryDelta, type TableDelta, type TxDelta } from "./delta.ts";
 export { type RegisteredQuery, SubscriptionIndex } from "./subscriptions.ts";
+export { formatType } from "./_scalar.ts";
+export {
+  applyRls,
+  compileWithRls,
+  NO_RLS_RULES,
+  resolveRlsRules,
+  RlsRuleError,
+  type RlsRules,
+} from "./rls.ts";

@@ -43,7 +43,9 @@ export async function runSqlStatement(
     // Errors too: every answer waits for the state it was computed from.
     if (request.confirmed) await database.whenDurable(result.txOffset);
     if (!result.ok || !result.rows) throw new BadRequestError(result.error ?? "query failed");
-    const table = database.module.tablesByName.get(result.rows.table);
+    // A view answers with its own row type (worker/views.ts).
+    const table = database.module.tablesByName.get(result.rows.table) ??
+      database.module.def.views.find((view) => view.name === result.rows!.table);
     if (!table) throw new Error(`query answered for unknown table "${result.rows.table}"`);
     const decode = compileProductDecoder(table.rowType, table.typespace);
     return {

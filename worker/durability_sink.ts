@@ -13,6 +13,7 @@ import {
   type TxRecord,
 } from "../storage/mod.ts";
 import type { CommittedTx, DatabaseEngine } from "./engine.ts";
+import { isViewTableId } from "./views.ts";
 
 export class DurabilitySink {
   readonly #port: DurabilityPort;
@@ -80,7 +81,10 @@ function toRecord(tx: CommittedTx): TxRecord {
     callerConnectionId: connectionIdBytes.of(tx.connectionId),
     timestampMicros: tx.timestampMicros,
     args: tx.args,
-    tables: tx.delta.tables,
+    // View instance tables are derived data: never logged, re-materialized on demand.
+    tables: tx.hasViewTables
+      ? tx.delta.tables.filter((table) => !isViewTableId(table.tableId))
+      : tx.delta.tables,
     sequences: tx.delta.sequences,
   };
 }

@@ -1,0 +1,114 @@
+/**
+ * Row-level security (query-subscriptions.md §4): `clientVisibilityFilter.sql` rules, each a
+ * subscription-grammar query returning rows of the table it protects. For a caller other than
+ * the owner, a query over a protected table becomes one fragment per rule, the query's WHERE
+ * AND the rule's WHERE (`:sender` bound to the caller); fragments are evaluated separately, so
+ * a row two rules admit is returned twice, as in SpacetimeDB. Rules that join tables are not
+ * supported yet and are refused when the module is published.
+ */
+import { type CheckedSelect, checkSelect, type QueryCatalog, type QueryContext } from "./check.ts";
+import type { TypedExpr } from "./check.ts";
+import { parseSubscriptionQuery } from "./parse.ts";
+import { planSelect, type QueryPlan } from "./plan.ts";
+import { SqlError } from "./sql_error.ts";
+
+/** The rules of a module by protected table id, in declaration order. */
+export type RlsRules = ReadonlyMap<number, readonly string[]>;
+
+export const NO_RLS_RULES: RlsRules = new Map();
+
+/** A rule the module declares cannot be installed; publishing fails with this message. */
+export class RlsRuleError extends Error {
+  override name = "RlsRuleError";
+}
+
+/**
+ * Checks every rule as SpacetimeDB does when it installs them (the owner's view of the schema)
+ * and groups them by the table they protect. Throws RlsRuleError naming the rule.
+ */
+export function resolveRlsRules(rules: readonly string[], catalog: QueryCatalog): RlsRules {
+  const out = new Map<number, string[]>();
+  for (const sql of rules) {
+    const fail = (cause: string) =>
+      new RlsRuleError(`failed to create row-level security: \`${sql}\`: ${cause}`);
+    let checked: CheckedSelect;
+    try {
+      checked = checkSelect(parseSubscriptionQuery(sql), catalog, { sender: 0n, isOwner: true });
+    } catch (error) {
+      throw fail(error instanceof Error ? error.message : String(error));
+    }
+    const table = checked.tables[checked.returns].schema;
+    if (checked.tables.length > 1) {
+      throw fail(
+        "Lightcone does not support row-level security rules that join tables yet " +
+          `(the rule on \`${table.name}\` reads ${checked.tables.length} tables); ` +
+          "write it over the protected table alone, or expose the rows through a view",
+      );
+    }
+    if (!table.isPublic) {
+      throw fail(
+        `Cannot define RLS rule on private table: ${table.name}. ` +
+          "Please make table public if you wish to restrict access using RLS.",
+      );
+    }
+    let list = out.get(table.tableId);
+    if (list === undefined) out.set(table.tableId, list = []);
+    list.push(sql);
+  }
+  return out;
+}
+
+/**
+ * Parses, checks and plans a subscription-grammar query for `context`, with the caller's
+ * row-level security applied: one plan per fragment (a single plan when no rule applies).
+ * Throws SqlError.
+ */
+export function compileWithRls(
+  sql: string,
+  catalog: QueryCatalog,
+  context: QueryContext,
+  rules: RlsRules,
+): QueryPlan[] {
+  const checked = checkSelect(parseSubscriptionQuery(sql), catalog, context, {
+    subscription: true,
+  });
+  return applyRls(checked, catalog, context, rules).map(planSelect);
+}
+
+/** The fragments of a checked query under the caller's rules (the query itself if none apply). */
+export function applyRls(
+  checked: CheckedSelect,
+  catalog: QueryCatalog,
+  context: QueryContext,
+  rules: RlsRules,
+): CheckedSelect[] {
+  if (context.isOwner || rules.size === 0) return [checked];
+  const protectedTables = checked.tables.filter((table) => rules.has(table.schema.tableId));
+  if (protectedTables.length === 0) return [checked];
+  if (checked.tables.length > 1) {
+    throw new SqlError(
+      `Unsupported: row-level security on \`${
+        protectedTables[0].schema.name
+      }\` inside a join is not implemented yet`,
+      "unsupported",
+    );
+  }
+  const ruleContext = { sender: context.sender, isOwner: true };
+  return rules.get(checked.tables[0].schema.tableId)!.map((rule) => {
+    const ruleChecked = checkSelect(parseSubscriptionQuery(rule), catalog, ruleContext);
+    return {
+      ...checked,
+      where: conjoin(checked.where, ruleChecked.where),
+      usesSender: checked.usesSender || ruleChecked.usesSender,
+    };
+  });
+}
+
+/** `left AND right` over the same single table instance, folding constants. */
+function conjoin(left: TypedExpr | undefined, right: TypedExpr | undefined): TypedExpr | undefined {
+  if (left === undefined) return right;
+  if (right === undefined) return left;
+  if (left.kind === "const") return left.value ? right : left;
+  if (right.kind === "const") return right.value ? left : right;
+  return { kind: "and", left, right };
+}

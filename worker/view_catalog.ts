@@ -1,0 +1,71 @@
+/**
+ * What a query sees for one caller: the datastore's tables plus the views, where naming a view
+ * materializes the caller's instance of it (worker/views.ts), and the module's row-level
+ * security applied to every query of a caller other than the owner (query/rls.ts).
+ */
+import {
+  type CommittedState,
+  compileWithRls,
+  type QueryContext,
+  type QueryPlan,
+} from "../query/mod.ts";
+import type { TableSchema } from "../storage/mod.ts";
+import type { DatabaseEngine } from "./engine.ts";
+import { isViewTableId } from "./views.ts";
+
+/** The catalog of one request: resolves names for `context` and compiles its queries. */
+export interface CallerCatalog extends CommittedState {
+  /** Parse, check and plan a subscription-grammar query: one plan per RLS fragment. */
+  compile(sql: string): QueryPlan[];
+  /** Drops the view instances this request materialized that no live query reads. */
+  dropUnused(): void;
+}
+
+export class ViewCatalog {
+  readonly #engine: DatabaseEngine;
+  readonly #state: CommittedState;
+
+  constructor(engine: DatabaseEngine, state: CommittedState) {
+    this.#engine = engine;
+    this.#state = state;
+  }
+
+  forCaller(context: QueryContext): CallerCatalog {
+    const engine = this.#engine;
+    const state = this.#state;
+    const views = engine.views;
+    const touched: number[] = [];
+    const catalog: CallerCatalog = {
+      ...state,
+      tableIdFromName(name) {
+        const tableId = state.tableIdFromName(name);
+        if (tableId !== undefined) return tableId;
+        const view = views.viewNamed(name);
+        if (view === undefined || (!view.isPublic && !context.isOwner)) return undefined;
+        const schema = engine.materializeView(view, context.sender);
+        touched.push(schema.tableId);
+        return schema.tableId;
+      },
+      tables(): TableSchema[] {
+        return [...(state.tables?.() ?? []), ...views.declaredSchemas()];
+      },
+      compile: (sql) => compileWithRls(sql, catalog, context, engine.rlsRules),
+      dropUnused() {
+        for (const tableId of touched) views.dropIfUnused(tableId);
+        touched.length = 0;
+      },
+    };
+    return catalog;
+  }
+
+  /** The view instance tables a plan reads. */
+  viewTablesOf(plan: QueryPlan): number[] {
+    const out = new Set<number>();
+    if (isViewTableId(plan.returnTable.tableId)) out.add(plan.returnTable.tableId);
+    for (const fragment of plan.fragments) {
+      const table = (fragment as { table?: TableSchema }).table;
+      if (table !== undefined && isViewTableId(table.tableId)) out.add(table.tableId);
+    }
+    return [...out];
+  }
+}
