@@ -42,12 +42,14 @@ async function wsClient(url: string, token: string) {
   );
   socket.binaryType = "arraybuffer";
   const waiting = new Map<number, (message: ServerMessage) => void>();
+  let onUpdate: (message: Extract<ServerMessage, { tag: "TransactionUpdate" }>) => void = () => {};
   let connected!: () => void;
   const ready = new Promise<void>((resolve) => (connected = resolve));
   socket.onmessage = (event) => {
     const bytes = new Uint8Array(event.data as ArrayBuffer);
     for (const message of decodeServerPayload(bytes.subarray(1), "v2")) {
       if (message.tag === "InitialConnection") connected();
+      if (message.tag === "TransactionUpdate") onUpdate(message);
       if ("requestId" in message && message.requestId !== undefined) {
         waiting.get(message.requestId)?.(message);
       }
@@ -63,12 +65,16 @@ async function wsClient(url: string, token: string) {
         socket.send(encodeClientMessage(build(requestId)));
       });
     },
+    onUpdate(listener: typeof onUpdate) {
+      onUpdate = listener;
+    },
     close: () => socket.close(),
   };
 }
 
 Deno.test({
-  name: "the view and RLS conformance cases hold over /sql, OneOffQuery and Subscribe",
+  name:
+    "the view and RLS conformance cases hold over /sql, OneOffQuery and Subscribe; RLS on an event table",
   sanitizeOps: false,
   sanitizeResources: false,
   async fn() {
@@ -97,6 +103,9 @@ Deno.test({
         ["A", "add_secret", [1, "a1"]],
         ["A", "add_secret", [3, "a3"]],
         ["B", "add_secret", [2, "b2"]],
+        ["A", "add_note", [1, false, "a-private"]],
+        ["A", "add_note", [2, true, "a-shared"]],
+        ["B", "add_note", [3, false, "b-private"]],
       ];
       for (const [who, reducer, args] of setup) {
         const answer = await call(server.url, "views-rls", reducer, args, tokens[who]);
@@ -183,6 +192,40 @@ Deno.test({
         }
       }
       assertEquals(failures, []);
+
+      // RLS on an event table: only the ping's target receives it.
+      const pings: Record<string, string[]> = { A: [], B: [] };
+      for (const who of ["A", "B"]) {
+        const applied = await ws[who].request((requestId) => ({
+          tag: "Subscribe",
+          requestId,
+          querySetId: 1000,
+          queryStrings: ["SELECT * FROM ping"],
+        }));
+        assertEquals(applied.tag, "SubscribeApplied");
+        ws[who].onUpdate((message) => {
+          for (const set of message.querySets) {
+            for (const table of set.tables) {
+              for (const rows of table.rows) {
+                if (rows.tag === "EventTable") {
+                  pings[who].push(`${table.tableName} x${(rows.events as Uint8Array[]).length}`);
+                }
+              }
+            }
+          }
+        });
+      }
+      const ping = await call(server.url, "views-rls", "ping_person", [2, "hi"], tokens.O);
+      assertEquals(ping.status, 200, ping.text);
+      // A later round trip through A and B: anything for them was sent before its answer.
+      for (const who of ["A", "B"]) {
+        await ws[who].request((requestId) => ({
+          tag: "OneOffQuery",
+          requestId,
+          queryString: "SELECT * FROM pet",
+        }));
+      }
+      assertEquals(pings, { A: [], B: ["ping x1"] });
     } finally {
       for (const client of clients) client.close();
       await server.close();
