@@ -226,6 +226,43 @@ Deno.test({
         }));
       }
       assertEquals(pings, { A: [], B: ["ping x1"] });
+
+      // Two rules on `note`: a new shared note of A's reaches A through both fragments (two row
+      // lists, so the client's refcount holds two copies) and B through one.
+      const noteRows: Record<string, number[]> = { A: [], B: [] };
+      for (const who of ["A", "B"]) {
+        const applied = await ws[who].request((requestId) => ({
+          tag: "Subscribe",
+          requestId,
+          querySetId: 1001,
+          queryStrings: ["SELECT * FROM note"],
+        }));
+        assertEquals(applied.tag, "SubscribeApplied");
+        ws[who].onUpdate((message) => {
+          for (const set of message.querySets) {
+            for (const table of set.tables) {
+              if (table.tableName !== "note") continue;
+              for (const rows of table.rows) {
+                if (rows.tag !== "PersistentTable") continue;
+                const column = firstColumn.get("note")!;
+                for (const row of rows.inserts as Uint8Array[]) noteRows[who].push(column(row));
+              }
+            }
+          }
+        });
+      }
+      const added = await call(server.url, "views-rls", "add_note", [4, true, "new"], tokens.B);
+      assertEquals(added.status, 200, added.text);
+      const own = await call(server.url, "views-rls", "add_note", [5, true, "mine"], tokens.A);
+      assertEquals(own.status, 200, own.text);
+      for (const who of ["A", "B"]) {
+        await ws[who].request((requestId) => ({
+          tag: "OneOffQuery",
+          requestId,
+          queryString: "SELECT * FROM pet",
+        }));
+      }
+      assertEquals(noteRows, { A: [4, 5, 5], B: [4, 4, 5] });
     } finally {
       for (const client of clients) client.close();
       await server.close();
