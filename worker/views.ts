@@ -171,11 +171,6 @@ export class ViewManager {
     if (instance !== undefined && instance.refs <= 0) this.#drop(instance);
   }
 
-  /** Drops every instance (a module update). */
-  clear(): void {
-    for (const instance of [...this.#instances.values()]) this.#drop(instance);
-  }
-
   /**
    * Re-runs, inside `tx`, every instance whose read set the transaction's changes touch.
    * Returns what to apply at commit, or undefined when nothing was stale. Throws
