@@ -134,8 +134,18 @@ export interface ViewReadRecorder {
   table(tableId: number): void;
   /** `key` is the BSATN of the index's key columns (copied by the recorder if kept). */
   point(indexId: number, key: Uint8Array): void;
-  /** A range scan on an index: recorded as a read of the index's whole table. */
-  index(indexId: number): void;
+  /**
+   * A range scan on an index (module-abi.md §2.4 layout): an index point when both bounds are
+   * the same included value on the last column, else a read of the index's whole table.
+   */
+  range(
+    indexId: number,
+    bytes: Uint8Array,
+    prefixLen: number,
+    prefixElems: number,
+    rstartLen: number,
+    rendLen: number,
+  ): void;
 }
 
 export interface Syscalls {
@@ -391,7 +401,14 @@ export function createSyscalls(env: SysEnv): Syscalls {
     ): number {
       const tx = requireTx();
       const range = rangeArguments(index, buffer, prefixLen, prefixElems, rstartLen, rendLen);
-      env.viewReads?.()?.index(range.index);
+      env.viewReads?.()?.range(
+        range.index,
+        range.bytes,
+        range.prefixLen,
+        range.prefixElems,
+        range.rstartLen,
+        range.rendLen,
+      );
       return openLazyIterator(
         tx,
         mapped(() =>

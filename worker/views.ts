@@ -239,15 +239,16 @@ export class ViewManager {
     tx: MutTx,
   ): { rows: Map<string, Uint8Array>; reads: ReadSet } {
     const reads: ReadSet = { tables: new Set(), points: new Map() };
-    const indexTables = new Map<number, number>();
-    for (const table of this.#env.tables()) {
-      for (const index of table.indexes) indexTables.set(index.indexId, table.tableId);
-    }
+    const indexes = this.#indexes();
     const recorder: ViewReadRecorder = {
       table: (tableId) => void reads.tables.add(tableId),
-      index: (indexId) => {
-        const tableId = indexTables.get(indexId);
-        if (tableId !== undefined) reads.tables.add(tableId);
+      range: (indexId, bytes, prefixLen, prefixElems, rstartLen, rendLen) => {
+        const index = indexes.get(indexId);
+        if (index === undefined) return; // the scan itself fails with NO_SUCH_INDEX
+        const point = rangePoint(bytes, prefixLen, prefixElems, rstartLen, rendLen);
+        if (point !== undefined && prefixElems + 1 === index.columns) {
+          recorder.point(indexId, point);
+        } else reads.tables.add(index.tableId);
       },
       point: (indexId, key) => {
         let keys = reads.points.get(indexId);
@@ -335,6 +336,23 @@ export class ViewManager {
       ...catalog,
       committedRows: (tableId) => tx.scan(tableId),
     });
+  }
+
+  /** index id -> its table and column count (built once). */
+  #indexesCache: Map<number, { tableId: number; columns: number }> | undefined;
+  #indexes(): Map<number, { tableId: number; columns: number }> {
+    if (this.#indexesCache === undefined) {
+      this.#indexesCache = new Map();
+      for (const table of this.#env.tables()) {
+        for (const index of table.indexes) {
+          this.#indexesCache.set(index.indexId, {
+            tableId: table.tableId,
+            columns: index.columns.length,
+          });
+        }
+      }
+    }
+    return this.#indexesCache;
   }
 
   #index(instance: Instance): void {
@@ -452,6 +470,31 @@ function columnProjector(
     }
     return out;
   };
+}
+
+/** Range bound tags (module-abi.md §2.4). */
+const BOUND_INCLUDED = 0;
+
+/**
+ * The key a range scan reads when it is one point: prefix columns, then an included start and
+ * an included end with the same value. Undefined for a real range.
+ */
+function rangePoint(
+  bytes: Uint8Array,
+  prefixLen: number,
+  _prefixElems: number,
+  rstartLen: number,
+  rendLen: number,
+): Uint8Array | undefined {
+  if (rstartLen !== rendLen || rstartLen < 1) return undefined;
+  const start = bytes.subarray(prefixLen, prefixLen + rstartLen);
+  const end = bytes.subarray(prefixLen + rstartLen, prefixLen + rstartLen + rendLen);
+  if (start[0] !== BOUND_INCLUDED || end[0] !== BOUND_INCLUDED) return undefined;
+  for (let i = 1; i < start.length; i++) if (start[i] !== end[i]) return undefined;
+  const key = new Uint8Array(prefixLen + rstartLen - 1);
+  key.set(bytes.subarray(0, prefixLen), 0);
+  key.set(start.subarray(1), prefixLen);
+  return key;
 }
 
 /** Bytes as a string of char codes 0-255 (a Map key). */

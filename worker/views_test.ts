@@ -249,3 +249,33 @@ Deno.test("query-builder views: run with owner rights, whole-table reads, Spacet
           "expects `(id: U32)`",
   );
 });
+
+function bounds(from: number, to: number): Uint8Array {
+  const out = new Uint8Array(10);
+  out[0] = 0; // included
+  out.set(u32(from), 1);
+  out[5] = 0;
+  out.set(u32(to), 6);
+  return out;
+}
+
+Deno.test("a range scan with equal included bounds is an index point; a real range a table read", () => {
+  const point = viewDef("rangePoint");
+  const range = viewDef("realRange");
+  const { runs, materialize, write } = setup([point, range], {
+    rangePoint: (tx, reads) => {
+      reads.range(2, bounds(10, 10), 0, 0, 5, 5);
+      return rowData(tx.indexScanPoint(2, u32(10)));
+    },
+    realRange: (tx, reads) => {
+      reads.range(2, bounds(10, 20), 0, 0, 5, 5);
+      return rowData(tx.indexScanPoint(2, u32(10)));
+    },
+  });
+  materialize(point);
+  materialize(range);
+  write((tx) => tx.insert(ITEM.tableId, row(7, 30)));
+  assertEquals(runs, ["rangePoint", "realRange", "realRange"]);
+  write((tx) => tx.insert(ITEM.tableId, row(8, 10)));
+  assertEquals(runs.slice(3).sort(), ["rangePoint", "realRange"]);
+});
