@@ -61,18 +61,19 @@ export function resolveRlsRules(rules: readonly string[], catalog: QueryCatalog)
 /**
  * Parses, checks and plans a subscription-grammar query for `context`, with the caller's
  * row-level security applied: one plan per fragment (a single plan when no rule applies).
- * Throws SqlError.
+ * `plan` plans each fragment (default: planSelect with the subscription rules). Throws SqlError.
  */
 export function compileWithRls(
   sql: string,
   catalog: QueryCatalog,
   context: QueryContext,
   rules: RlsRules,
+  plan: (checked: CheckedSelect) => QueryPlan = (checked) => planSelect(checked),
 ): QueryPlan[] {
   const checked = checkSelect(parseSubscriptionQuery(sql), catalog, context, {
     subscription: true,
   });
-  return applyRls(checked, catalog, context, rules).map(planSelect);
+  return applyRls(checked, catalog, context, rules).map((fragment) => plan(fragment));
 }
 
 /** The fragments of a checked query under the caller's rules (the query itself if none apply). */

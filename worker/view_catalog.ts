@@ -63,8 +63,12 @@ export class ViewCatalog {
     const out = new Set<number>();
     if (isViewTableId(plan.returnTable.tableId)) out.add(plan.returnTable.tableId);
     for (const fragment of plan.fragments) {
-      const table = (fragment as { table?: TableSchema }).table;
-      if (table !== undefined && isViewTableId(table.tableId)) out.add(table.tableId);
+      // A select fragment reads `table`; a join fragment (when joins exist) its `instances`.
+      const shape = fragment as { table?: TableSchema; instances?: { table: TableSchema }[] };
+      const tables = [shape.table, ...(shape.instances ?? []).map((instance) => instance.table)];
+      for (const table of tables) {
+        if (table !== undefined && isViewTableId(table.tableId)) out.add(table.tableId);
+      }
     }
     return [...out];
   }

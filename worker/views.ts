@@ -330,8 +330,13 @@ export class ViewManager {
     if (returned !== expected) {
       throw new Error(`query returns \`${returned}\` but view expects \`${expected}\``);
     }
+    // Every table of the plan is read whole (a join fragment, once joins exist, lists them all).
     reads.tables.add(plan.returnTable.tableId);
-    for (const fragment of plan.fragments) reads.tables.add(fragment.table.tableId);
+    for (const fragment of plan.fragments) {
+      const shape = fragment as { table?: TableSchema; instances?: { table: TableSchema }[] };
+      if (shape.table !== undefined) reads.tables.add(shape.table.tableId);
+      for (const instance of shape.instances ?? []) reads.tables.add(instance.table.tableId);
+    }
     return executePlan(plan, {
       ...catalog,
       committedRows: (tableId) => tx.scan(tableId),
