@@ -6,9 +6,12 @@
  * query is the main thread's business (server/ws/hub.ts).
  */
 import {
+  type CheckedSelect,
   type CommittedState,
   executePlan,
   expandSelectStarFromStar,
+  planSelect,
+  type QueryPlan,
   SqlError,
   subscriptionErrorText,
   SubscriptionIndex,
@@ -181,7 +184,7 @@ export class SubscriptionHost {
     const txOffset = this.#engine.txOffset;
     const caller = this.#catalog.forCaller({ sender: request.sender, isOwner: request.isOwner });
     try {
-      const plans = caller.compile(request.sql);
+      const plans = caller.compile(request.sql, planOneOff);
       const rows: Uint8Array[] = [];
       for (const plan of plans) rows.push(...executePlan(plan, this.#state));
       return {
@@ -213,6 +216,9 @@ export class SubscriptionHost {
     }
   }
 }
+
+/** How a one-off query's fragments are planned (joins: without the subscription index rule). */
+const planOneOff = (checked: CheckedSelect): QueryPlan => planSelect(checked);
 
 function indexWithColumns(table: TableSchema, columns: readonly number[]): number | undefined {
   const index = table.indexes.find((candidate) =>

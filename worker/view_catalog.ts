@@ -4,6 +4,7 @@
  * security applied to every query of a caller other than the owner (query/rls.ts).
  */
 import {
+  type CheckedSelect,
   type CommittedState,
   compileWithRls,
   type QueryContext,
@@ -15,8 +16,11 @@ import { isViewTableId } from "./views.ts";
 
 /** The catalog of one request: resolves names for `context` and compiles its queries. */
 export interface CallerCatalog extends CommittedState {
-  /** Parse, check and plan a subscription-grammar query: one plan per RLS fragment. */
-  compile(sql: string): QueryPlan[];
+  /**
+   * Parse, check and plan a subscription-grammar query: one plan per RLS fragment, each planned
+   * by `plan` (default: the subscription planner).
+   */
+  compile(sql: string, plan?: (checked: CheckedSelect) => QueryPlan): QueryPlan[];
   /** Drops the view instances this request materialized that no live query reads. */
   dropUnused(): void;
 }
@@ -49,7 +53,7 @@ export class ViewCatalog {
       tables(): TableSchema[] {
         return [...(state.tables?.() ?? []), ...views.declaredSchemas()];
       },
-      compile: (sql) => compileWithRls(sql, catalog, context, engine.rlsRules),
+      compile: (sql, plan) => compileWithRls(sql, catalog, context, engine.rlsRules, plan),
       dropUnused() {
         for (const tableId of touched) views.dropIfUnused(tableId);
         touched.length = 0;
