@@ -2,15 +2,15 @@
  * Row-level security (query-subscriptions.md §4): `clientVisibilityFilter.sql` rules, each a
  * subscription-grammar query returning rows of the table it protects. For a caller other than
  * the owner, a query over a protected table becomes one fragment per rule, the query's WHERE
- * AND the rule's WHERE (`:sender` bound to the caller); fragments are evaluated separately, so
- * a row two rules admit is returned twice, as in SpacetimeDB. Rules that join tables are not
+ * AND the rule's WHERE (`:sender` bound to the caller); in a join, every instance of a protected
+ * table gets one of its rules, one fragment per combination. Fragments are evaluated separately,
+ * so a row two rules admit is returned twice, as in SpacetimeDB. Rules that join tables are not
  * supported yet and are refused when the module is published.
  */
 import { type CheckedSelect, checkSelect, type QueryCatalog, type QueryContext } from "./check.ts";
 import type { TypedExpr } from "./check.ts";
 import { parseSubscriptionQuery } from "./parse.ts";
 import { planSelect, type QueryPlan } from "./plan.ts";
-import { SqlError } from "./sql_error.ts";
 
 /** The rules of a module by protected table id, in declaration order. */
 export type RlsRules = ReadonlyMap<number, readonly string[]>;
@@ -76,7 +76,11 @@ export function compileWithRls(
   return applyRls(checked, catalog, context, rules).map((fragment) => plan(fragment));
 }
 
-/** The fragments of a checked query under the caller's rules (the query itself if none apply). */
+/**
+ * The fragments of a checked query under the caller's rules (the query itself if none apply):
+ * every table instance the query reads, joined ones included, is restricted by one of its
+ * table's rules, and each combination of rules is one fragment (SpacetimeDB's product).
+ */
 export function applyRls(
   checked: CheckedSelect,
   catalog: QueryCatalog,
@@ -84,28 +88,53 @@ export function applyRls(
   rules: RlsRules,
 ): CheckedSelect[] {
   if (context.isOwner || rules.size === 0) return [checked];
-  const protectedTables = checked.tables.filter((table) => rules.has(table.schema.tableId));
-  if (protectedTables.length === 0) return [checked];
-  if (checked.tables.length > 1) {
-    throw new SqlError(
-      `Unsupported: row-level security on \`${
-        protectedTables[0].schema.name
-      }\` inside a join is not implemented yet`,
-      "unsupported",
+  if (!checked.tables.some((table) => rules.has(table.schema.tableId))) return [checked];
+  const ruleContext = { sender: context.sender, isOwner: true };
+  // Per instance: the WHERE of each rule on its table, re-targeted at that instance.
+  const choices = checked.tables.map((table, instance) => {
+    const sqls = rules.get(table.schema.tableId);
+    if (sqls === undefined) return [{ where: undefined, usesSender: false }];
+    return sqls.map((rule) => {
+      const ruleChecked = checkSelect(parseSubscriptionQuery(rule), catalog, ruleContext);
+      return {
+        where: ruleChecked.where && onInstance(ruleChecked.where, instance),
+        usesSender: ruleChecked.usesSender,
+      };
+    });
+  });
+  let fragments: CheckedSelect[] = [checked];
+  for (const options of choices) {
+    fragments = fragments.flatMap((fragment) =>
+      options.map((option) => ({
+        ...fragment,
+        where: conjoin(fragment.where, option.where),
+        usesSender: fragment.usesSender || option.usesSender,
+      }))
     );
   }
-  const ruleContext = { sender: context.sender, isOwner: true };
-  return rules.get(checked.tables[0].schema.tableId)!.map((rule) => {
-    const ruleChecked = checkSelect(parseSubscriptionQuery(rule), catalog, ruleContext);
-    return {
-      ...checked,
-      where: conjoin(checked.where, ruleChecked.where),
-      usesSender: checked.usesSender || ruleChecked.usesSender,
-    };
-  });
+  return fragments;
 }
 
-/** `left AND right` over the same single table instance, folding constants. */
+/** A single-table rule's WHERE (over instance 0) made to read table instance `instance`. */
+function onInstance(expr: TypedExpr, instance: number): TypedExpr {
+  switch (expr.kind) {
+    case "const":
+      return expr;
+    case "and":
+    case "or":
+      return {
+        kind: expr.kind,
+        left: onInstance(expr.left, instance),
+        right: onInstance(expr.right, instance),
+      };
+    case "cmp": {
+      const operand = (o: typeof expr.left) => o.kind === "col" ? { ...o, instance } : o;
+      return { ...expr, left: operand(expr.left), right: operand(expr.right) };
+    }
+  }
+}
+
+/** `left AND right`, folding constants. */
 function conjoin(left: TypedExpr | undefined, right: TypedExpr | undefined): TypedExpr | undefined {
   if (left === undefined) return right;
   if (right === undefined) return left;

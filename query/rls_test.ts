@@ -1,7 +1,8 @@
 import { deepStrictEqual as assertEquals, ok as assert, throws } from "node:assert/strict";
 import { executePlan } from "./execute.ts";
-import { compileWithRls, resolveRlsRules, RlsRuleError } from "./rls.ts";
-import { SqlError } from "./sql_error.ts";
+import { checkSelect } from "./check.ts";
+import { parseSubscriptionQuery } from "./parse.ts";
+import { applyRls, compileWithRls, resolveRlsRules, RlsRuleError } from "./rls.ts";
 import { conformanceState, ID_A, ID_B, labelOf } from "./_test_fixture.ts";
 
 const RULES = [
@@ -82,17 +83,24 @@ Deno.test(":sender in a rule is the caller: plans differ per caller", () => {
   assert(forA[0].usesSender);
 });
 
-Deno.test("a join over a protected table is refused, not run unfiltered", () => {
+Deno.test("in a join every instance of a protected table is restricted: one fragment per rule pair", () => {
   const state = conformanceState();
   const rules = resolveRlsRules(RULES, state);
-  throws(
-    () =>
-      compileWithRls(
-        "SELECT person.* FROM person JOIN tag ON person.id = tag.person_id",
-        state,
-        { sender: ID_A, isOwner: false },
-        rules,
-      ),
-    (error: Error) => error instanceof SqlError && /row-level security/.test(error.message),
+  const checked = checkSelect(
+    parseSubscriptionQuery("SELECT pet.* FROM pet JOIN person ON pet.owner_id = person.id"),
+    state,
+    { sender: ID_A, isOwner: false },
   );
+  const fragments = applyRls(checked, state, { sender: ID_A, isOwner: false }, rules);
+  // pet has one rule, person two: two fragments, each with the pet rule on instance 0 and a
+  // person rule on instance 1.
+  assertEquals(fragments.length, 2);
+  const instancesRead = (expr: unknown): number[] =>
+    JSON.stringify(expr, (_k, v) => typeof v === "bigint" ? String(v) : v)
+      .match(/"instance":(\d)/g)!.map((m) => Number(m.at(-1))).sort();
+  assertEquals(instancesRead(fragments[0].where), [0, 1]);
+  assertEquals(instancesRead(fragments[1].where), [0, 1]);
+  assert(fragments[0].usesSender && !fragments[1].usesSender);
+  // The owner's query is untouched.
+  assertEquals(applyRls(checked, state, { sender: ID_A, isOwner: true }, rules), [checked]);
 });

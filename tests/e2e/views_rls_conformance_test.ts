@@ -27,6 +27,7 @@ interface Case {
   rows?: unknown[];
   error?: string;
   via?: ("sql" | "oneoff" | "subscribe")[];
+  needs?: "joins";
 }
 
 type Outcome = { rows: number[] } | { error: string };
@@ -167,8 +168,18 @@ Deno.test({
         return { rows: decodeRows(answer.rows.tables) };
       };
 
+      // Join cases run once the server plans joins (another branch builds them).
+      const joinProbe = await viaOneOff({
+        sql: "SELECT pet.* FROM pet JOIN person ON pet.owner_id = person.id",
+      }, "O");
+      const joins = !("error" in joinProbe && joinProbe.error.includes("not implemented"));
       const failures: string[] = [];
+      let skipped = 0;
       for (const c of cases) {
+        if (c.needs === "joins" && !joins) {
+          skipped++;
+          continue;
+        }
         const who = c.as ?? "A";
         const paths = {
           sql: viaSql,
@@ -192,6 +203,7 @@ Deno.test({
         }
       }
       assertEquals(failures, []);
+      if (skipped > 0) console.log(`${skipped} join cases skipped: joins are not planned yet`);
 
       // RLS on an event table: only the ping's target receives it.
       const pings: Record<string, string[]> = { A: [], B: [] };
