@@ -406,17 +406,31 @@ function instanceKey(view: ViewDef, sender: bigint): string {
   return view.isAnonymous ? `a${view.id}` : `s${view.id}:${sender.toString(16)}`;
 }
 
-/** The table a view instance looks like to queries: the view's columns, no indexes. */
+/**
+ * The table a view instance looks like to queries: the view's columns, and with a primary key
+ * a unique index on it (SpacetimeDB's backing table has one on (arg_hash, pk), arg_hash being
+ * fixed within an instance), which lets the view be the lookup side of a join. Queries never
+ * read through it: the instance answers every lookup by scanning its rows.
+ */
 function viewSchema(view: ViewDef, tableId: number): TableSchema {
+  const pk = view.primaryKey;
   return {
     tableId,
     name: view.name,
     sourceName: view.sourceName,
     rowType: view.rowType,
     typespace: view.typespace,
-    primaryKey: view.primaryKey === undefined ? [] : [view.primaryKey],
-    indexes: [],
-    uniqueConstraints: [],
+    primaryKey: pk === undefined ? [] : [pk],
+    indexes: pk === undefined ? [] : [{
+      indexId: tableId,
+      name: `${view.name}_${view.columns[pk].name}_idx_btree`,
+      sourceName: `${view.sourceName}_${view.columns[pk].sourceName}_idx_btree`,
+      accessorName: undefined,
+      algorithm: "btree",
+      columns: [pk],
+      unique: true,
+    }],
+    uniqueConstraints: pk === undefined ? [] : [[pk]],
     sequences: [],
     isPublic: view.isPublic,
     isEvent: false,
