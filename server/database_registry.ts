@@ -24,7 +24,6 @@ import {
   type ModuleInfo,
   moduleInfoFromDescribe,
   ModuleInitError,
-  rowLevelSecurityChanged,
 } from "../worker/mod.ts";
 import { LogBuffer, type LogBufferOptions } from "./log_buffer.ts";
 import { DatabaseMetrics } from "./metrics.ts";
@@ -540,11 +539,11 @@ export class DatabaseRegistry {
       throw new BadRequestError(`Database update rejected: ${messageOf(error)}`);
     });
     probe.stop();
-    const next = moduleInfoFromDescribe(probe.describe);
-    // SpacetimeDB disconnects every client when the rules change; so does any update here.
-    const rlsChanged = rowLevelSecurityChanged(database.module.def, next.def);
     if (!clear) {
-      const difference = describeSchemaChange(database.module, next);
+      const difference = describeSchemaChange(
+        database.module,
+        moduleInfoFromDescribe(probe.describe),
+      );
       if (difference) {
         throw new BadRequestError(
           `Database update rejected: ${difference}. Automatic migrations are not supported yet; ` +
@@ -560,12 +559,7 @@ export class DatabaseRegistry {
       await database.drained(this.#budgetMs());
       // Clients are disconnected ("module exited") and waiting replies fail: the new
       // worker starts with no subscriptions and its own query ids.
-      this.#stop(
-        database,
-        rlsChanged
-          ? "the module was updated and its row-level security rules changed"
-          : "the module was updated",
-      );
+      this.#stop(database, "the module was updated");
       if (clear) await this.#options.storage.deleteDatabase(database.key);
       else await this.#options.storage.closeDatabase(database.key);
       started = await this.#startHost(database.identity, database.owner, bundle, {

@@ -16,6 +16,6 @@ export type {
   WorkerResult,
 } from "./messages.ts";
 export { GENERIC_FAILURE_MESSAGE } from "./engine.ts";
-export { moduleInfoFromDescribe, rowLevelSecurityChanged } from "./module_info.ts";
+export { moduleInfoFromDescribe } from "./module_info.ts";
 export type { ModuleInfo, ProcedureInfo, ReducerInfo } from "./module_info.ts";
 export { CorruptLogError, DurabilityActor } from "../storage/mod.ts";

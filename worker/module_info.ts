@@ -52,15 +52,6 @@ export function moduleInfoFromDescribe(describe: Uint8Array): ModuleInfo {
   };
 }
 
-/**
- * True when an update changes the module's row-level security rules (as a set of SQL texts).
- * SpacetimeDB disconnects every client then, so that no subscription keeps the old visibility.
- */
-export function rowLevelSecurityChanged(before: ModuleDef, after: ModuleDef): boolean {
-  const rules = (def: ModuleDef) => [...new Set(def.rowLevelSecurity.map((r) => r.sql))].sort();
-  return JSON.stringify(rules(before)) !== JSON.stringify(rules(after));
-}
-
 /** A module declares something Lightcone does not run; publishing it is refused. */
 export class UnsupportedFeatureError extends Error {
   override name = "UnsupportedFeatureError";
