@@ -31,6 +31,13 @@ start options:
       --tx-max-mb MB           largest commit record of one transaction (default 64)
       --http-body-timeout-ms MS
                                time a request body may take to arrive before a 408 (default 30000)
+      --http-header-timeout-ms MS
+                               time a connection may take to send a whole request header
+                               (default 20000; 0 turns header and idle timeouts off)
+      --http-idle-timeout-ms MS
+                               keep-alive connections with no request are closed after this
+                               (default 30000). Both need root/CAP_NET_ADMIN and iproute2's ss;
+                               the start-up log says whether they are enforced
       --max-databases N        databases this server hosts at most (default 100)
       --max-databases-per-identity N
                                databases one identity may own at most (default 10)
@@ -100,6 +107,8 @@ async function start(args: string[]): Promise<number> {
     return Math.max(1, Math.round(amount * unitBytes));
   };
   let httpBodyTimeoutMs: number | undefined;
+  let httpHeaderTimeoutMs: number | undefined;
+  let httpIdleTimeoutMs: number | undefined;
   let maxDatabases: number | undefined;
   let maxDatabasesPerIdentity: number | undefined;
   let pgPort: number | undefined;
@@ -136,6 +145,10 @@ async function start(args: string[]): Promise<number> {
     else if (arg === "--metrics-public") metricsPublic = true;
     else if (arg === "--pg-port") pgPort = parsePort(value(), "--pg-port");
     else if (arg === "--http-body-timeout-ms") httpBodyTimeoutMs = positiveNumber(arg, value());
+    else if (arg === "--http-header-timeout-ms") {
+      const text = value();
+      httpHeaderTimeoutMs = text === "0" ? 0 : positiveNumber(arg, text);
+    } else if (arg === "--http-idle-timeout-ms") httpIdleTimeoutMs = positiveNumber(arg, value());
     else if (arg === "--max-databases") maxDatabases = positiveInteger(arg, value());
     else if (arg === "--max-databases-per-identity") {
       maxDatabasesPerIdentity = positiveInteger(arg, value());
@@ -176,6 +189,9 @@ async function start(args: string[]): Promise<number> {
       limits,
       wsCompression,
       requestBodies: { timeoutMs: httpBodyTimeoutMs },
+      connectionTimeouts: httpHeaderTimeoutMs === 0
+        ? false
+        : { headerMs: httpHeaderTimeoutMs, idleMs: httpIdleTimeoutMs },
       maxDatabases,
       maxDatabasesPerIdentity,
       pgPort,

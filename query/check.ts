@@ -82,7 +82,7 @@ interface ColumnInfo {
   scalar: Scalar | undefined;
 }
 
-class Checker {
+export class Checker {
   readonly #catalog: QueryCatalog;
   readonly #context: QueryContext;
   readonly tables: TableInstance[] = [];
@@ -282,7 +282,7 @@ function constantCmp(op: CmpOp, left: Comparable, right: Comparable): TypedExpr 
   return { kind: "const", value: applyOp(op, order) };
 }
 
-function foldLogic(kind: "and" | "or", left: TypedExpr, right: TypedExpr): TypedExpr {
+export function foldLogic(kind: "and" | "or", left: TypedExpr, right: TypedExpr): TypedExpr {
   if (left.kind === "const") {
     if (kind === "and") return left.value ? right : left;
     return left.value ? left : right;

@@ -9,6 +9,7 @@ import { parseSubscriptionQuery } from "./parse.ts";
 import { fragmentMatches, planSelect, type QueryPlan, type SelectFragment } from "./plan.ts";
 import type { Comparable, Scalar } from "./_scalar.ts";
 import { scalarOf } from "./_scalar.ts";
+import { isSystemTableId } from "./system_tables.ts";
 
 /** Read access to committed data, implemented by the storage datastore. */
 export interface CommittedState extends QueryCatalog {
@@ -153,7 +154,7 @@ export function runOneOffQuery(
 
 /**
  * `SELECT * FROM *` expands to one query per table the caller can read, excluding event
- * tables (owner: private tables too). Returns undefined when `sql` is not that form.
+ * tables and system tables (owner: private tables too). Returns undefined when `sql` is not that form.
  */
 export function expandSelectStarFromStar(
   sql: string,
@@ -163,7 +164,8 @@ export function expandSelectStarFromStar(
   if (!/^\s*SELECT\s+\*\s+FROM\s+\*\s*$/i.test(sql.trim())) return undefined;
   const out: string[] = [];
   for (const table of state.tables?.() ?? []) {
-    if (table.isEvent || (!table.isPublic && !context.isOwner)) continue;
+    if (table.isEvent || isSystemTableId(table.tableId)) continue;
+    if (!table.isPublic && !context.isOwner) continue;
     out.push(`SELECT * FROM "${table.name.replaceAll('"', '""')}"`);
   }
   return out;

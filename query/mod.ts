@@ -20,8 +20,38 @@ export { formatType } from "./_scalar.ts";
 export {
   applyRls,
   compileWithRls,
+  evaluateSelectWithRls,
   NO_RLS_RULES,
   resolveRlsRules,
   RlsRuleError,
   type RlsRules,
+  sqlSelectFragments,
 } from "./rls.ts";
+export { parseSqlStatement } from "./parse.ts";
+export type { SqlStatement } from "./parse.ts";
+export { checkSqlStatement, isDml } from "./sql_check.ts";
+export type { SqlDmlPlan, SqlPlan, SqlSelectPlan } from "./sql_check.ts";
+export {
+  checkRowLimit,
+  compileSql,
+  estimateRowsScanned,
+  evaluateSelect,
+  executeDml,
+  type SqlDmlCounts,
+  type SqlSelectResult,
+  type SqlState,
+  type SqlWriteTx,
+} from "./sql_eval.ts";
+export {
+  isSystemTableId,
+  ST_VAR_NAME,
+  ST_VAR_SCHEMA,
+  ST_VAR_TABLE_ID,
+  type SystemTableSource,
+  type UserTableInfo,
+  virtualSystemRows,
+  virtualSystemSchema,
+  virtualSystemSchemas,
+  virtualSystemTableId,
+} from "./system_tables.ts";
+export { datastoreSqlState, mutTxWriter } from "./sql_state.ts";

@@ -11,6 +11,8 @@ import { type CheckedSelect, checkSelect, type QueryCatalog, type QueryContext }
 import type { TypedExpr } from "./check.ts";
 import { parseSubscriptionQuery } from "./parse.ts";
 import { planSelect, type QueryPlan } from "./plan.ts";
+import type { SqlSelectPlan } from "./sql_check.ts";
+import { evaluateSelect, type SqlSelectResult, type SqlState } from "./sql_eval.ts";
 
 /** The rules of a module by protected table id, in declaration order. */
 export type RlsRules = ReadonlyMap<number, readonly string[]>;
@@ -141,4 +143,64 @@ function conjoin(left: TypedExpr | undefined, right: TypedExpr | undefined): Typ
   if (left.kind === "const") return left.value ? right : left;
   if (right.kind === "const") return right.value ? left : right;
   return { kind: "and", left, right };
+}
+
+/**
+ * A /sql SELECT under the caller's rules: one plan per fragment (the plan itself when no rule
+ * applies). Evaluate each and add the results up (`evaluateSelectWithRls`).
+ */
+export function sqlSelectFragments(
+  plan: SqlSelectPlan,
+  catalog: QueryCatalog,
+  context: QueryContext,
+  rules: RlsRules,
+): SqlSelectPlan[] {
+  const checked: CheckedSelect = {
+    tables: plan.tables,
+    joins: plan.joins,
+    returns: 0,
+    where: plan.where,
+    usesSender: false,
+  };
+  const fragments = applyRls(checked, catalog, context, rules);
+  if (fragments.length === 1 && fragments[0] === checked) return [plan];
+  return fragments.map((fragment) => ({ ...plan, where: fragment.where }));
+}
+
+/**
+ * Evaluates a /sql SELECT fragment by fragment and adds the results as bags, as SpacetimeDB
+ * does: rows are concatenated (a row two rules admit comes twice) up to the LIMIT, and
+ * `COUNT(*)` sums the fragments' counts.
+ */
+export function evaluateSelectWithRls(
+  plan: SqlSelectPlan,
+  state: SqlState,
+  context: QueryContext,
+  rules: RlsRules,
+): SqlSelectResult {
+  const fragments = sqlSelectFragments(plan, state, context, rules);
+  if (fragments.length === 1) return evaluateSelect(fragments[0], state);
+  const results = fragments.map((fragment) => evaluateSelect(fragment, state));
+  if (plan.output.kind === "count") {
+    let total = 0n;
+    let any = false;
+    for (const result of results) {
+      for (const row of result.rows) {
+        total += new DataView(row.buffer, row.byteOffset, row.byteLength).getBigUint64(0, true);
+        any = true;
+      }
+    }
+    const row = new Uint8Array(8);
+    new DataView(row.buffer).setBigUint64(0, total, true);
+    return { ...results[0], rows: any ? [row] : [] };
+  }
+  const limit = plan.limit === undefined ? Infinity : Number(plan.limit);
+  const rows: Uint8Array[] = [];
+  for (const result of results) {
+    for (const row of result.rows) {
+      if (rows.length >= limit) break;
+      rows.push(row);
+    }
+  }
+  return { ...results[0], rows };
 }

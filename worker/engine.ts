@@ -13,6 +13,7 @@ import {
 import { TokenBucket } from "../lib/token_bucket.ts";
 import { truncateText } from "../lib/truncate.ts";
 import { Datastore, type MutTx, type TableSchema, type TxDelta } from "../storage/mod.ts";
+import { ST_VAR_SCHEMA } from "../query/mod.ts";
 import { BinaryReader, skipValue } from "../protocol/mod.ts";
 import { createSyscalls, FatalHostError, LOG_LEVEL_NAMES, type Syscalls } from "./sys_abi.ts";
 import {
@@ -143,6 +144,8 @@ export class DatabaseEngine {
   /** Sequences of the module's tables: each can add a position to a commit record. */
   #sequenceCount = 0;
   #jwtPayloads = new Map<bigint, Uint8Array>();
+  /** Connected clients (connection id -> identity), for `st_client`. */
+  readonly #clients = new Map<bigint, bigint>();
   #committed: CommittedTx[] = [];
   readonly #schedules = new ScheduleQueue();
   #scheduleTables = new Map<number, ScheduleTable>();
@@ -269,7 +272,7 @@ export class DatabaseEngine {
     }
     this.#module = moduleInfoFromDescribe(this.#describe);
     refuseUnsupportedFeatures(this.#module.def);
-    this.#datastore = new Datastore(this.#module.tables);
+    this.#datastore = new Datastore(storedTables(this.#module));
     const tables = this.#module.tables;
     this.#rlsRules = resolveRlsRules(this.#module.def.rowLevelSecurity.map((rule) => rule.sql), {
       tableIdFromName: (name) => this.#datastore.tableIdFromName(name),
@@ -442,7 +445,7 @@ export class DatabaseEngine {
 
   /** Recovery: replaces the state with a snapshot taken after `txOffset` transactions. */
   restoreSnapshot(bytes: Uint8Array, txOffset: number): void {
-    this.#datastore = Datastore.importState(this.#module.tables, bytes);
+    this.#datastore = Datastore.importState(storedTables(this.#module), bytes);
     this.#txOffset = txOffset;
   }
 
@@ -466,6 +469,56 @@ export class DatabaseEngine {
     if (committed.length === 0) return [];
     this.#committed = [];
     return committed;
+  }
+
+  /** Connected clients (`st_client`). */
+  clients(): { identity: bigint; connectionId: bigint }[] {
+    return [...this.#clients].map(([connectionId, identity]) => ({ identity, connectionId }));
+  }
+
+  /**
+   * Runs `body` in a transaction of its own that no module code sees (a /sql DML statement):
+   * committed like a reducer's (logged with an empty reducer name, subject to the commit-log
+   * limits, broadcast), or rolled back completely when `body` throws or the limits refuse it.
+   */
+  runHostTransaction<T>(
+    sender: bigint,
+    timestampMicros: bigint,
+    body: (tx: MutTx) => T,
+  ): { ok: true; value: T; txOffset: number } | { ok: false; error: unknown; txOffset: number } {
+    const tx = this.#datastore.beginMutTx();
+    let value: T;
+    try {
+      value = body(tx);
+    } catch (error) {
+      tx.rollback();
+      return { ok: false, error, txOffset: this.#txOffset };
+    }
+    // Stale views re-run inside the transaction; a failing one fails the statement (as in
+    // SpacetimeDB, for SQL DML too).
+    let views: PendingViewChanges | undefined;
+    try {
+      views = this.#views.refresh(tx);
+    } catch (error) {
+      tx.rollback();
+      return {
+        ok: false,
+        error: new Error(this.#viewFailureMessage(error)),
+        txOffset: this.#txOffset,
+      };
+    }
+    const refusal = this.#commitRefusal(tx, "", EMPTY);
+    if (refusal !== undefined) {
+      tx.rollback();
+      return { ok: false, error: new Error(refusal), txOffset: this.#txOffset };
+    }
+    const delta = tx.commit();
+    if (delta.tables.length === 0 && delta.sequences.length === 0) {
+      // Nothing changed (e.g. a DELETE that matched no row): no transaction to log.
+      return { ok: true, value, txOffset: this.#txOffset };
+    }
+    const txOffset = this.#recordCommit(delta, "", sender, 0n, timestampMicros, EMPTY, views);
+    return { ok: true, value, txOffset };
   }
 
   reducerByName(name: string): ReducerInfo | undefined {
@@ -537,6 +590,7 @@ export class DatabaseEngine {
       ? this.#runReducer(reducer, new Uint8Array(), sender, connectionId, timestampMicros, id)
       : this.#noTransaction(id);
     if (result.status !== "committed") this.#jwtPayloads.delete(connectionId);
+    else this.#clients.set(connectionId, sender);
     return { ...result, kind: "connect" };
   }
 
@@ -552,6 +606,7 @@ export class DatabaseEngine {
       ? this.#runReducer(reducer, new Uint8Array(), sender, connectionId, timestampMicros, id)
       : this.#noTransaction(id);
     this.#jwtPayloads.delete(connectionId);
+    this.#clients.delete(connectionId);
     return { ...result, kind: "disconnect" };
   }
 
@@ -945,6 +1000,11 @@ export class DatabaseEngine {
 }
 
 const EMPTY = new Uint8Array(0);
+
+/** The datastore's tables: the module's, plus the stored system table `st_var` (row_limit). */
+function storedTables(module: ModuleInfo): TableSchema[] {
+  return [...module.tables, ST_VAR_SCHEMA];
+}
 
 function abs(value: bigint): bigint {
   return value < 0n ? -value : value;

@@ -25,6 +25,8 @@ import type {
   ProcedureResult,
   ReadyReply,
   ScheduledReply,
+  SqlRequest,
+  SqlResult,
   SubscribeRequest,
   SubscribeResult,
   UnsubscribeRequest,
@@ -322,6 +324,11 @@ export class DatabaseHost {
     origin?: unknown,
   ): Promise<OneOffQueryResult> {
     return this.#send({ kind: "query", ...request }, origin) as Promise<OneOffQueryResult>;
+  }
+
+  /** One /sql statement (read or write), run with the caller's permissions. */
+  sql(request: Omit<SqlRequest, "id" | "kind">, origin?: unknown): Promise<SqlResult> {
+    return this.#send({ kind: "sql", ...request }, origin) as Promise<SqlResult>;
   }
 
   exportState(): Promise<ExportStateResult> {

@@ -5,6 +5,7 @@
  */
 
 import type { DatabaseLimits } from "../lib/limits.ts";
+import type { ProductType, Typespace } from "../protocol/mod.ts";
 
 /** Sent once, first. */
 export interface InitMessage {
@@ -39,6 +40,7 @@ export type WorkerRequest =
   | SubscribeRequest
   | UnsubscribeRequest
   | OneOffQueryRequest
+  | SqlRequest
   | ExportStateRequest;
 
 export interface CallReducerRequest {
@@ -105,6 +107,17 @@ export interface OneOffQueryRequest {
   sql: string;
   sender: bigint;
   isOwner: boolean;
+}
+
+/** One statement of the /sql grammar (HTTP `/sql`, PostgreSQL wire): a read or a write. */
+export interface SqlRequest {
+  kind: "sql";
+  id: number;
+  sql: string;
+  sender: bigint;
+  isOwner: boolean;
+  /** Wall-clock micros, the timestamp of a DML transaction. */
+  timestampMicros: bigint;
 }
 
 export interface ExportStateRequest {
@@ -176,6 +189,24 @@ export interface OneOffQueryResult {
   txOffset: number;
 }
 
+export interface SqlResult {
+  kind: "sql";
+  id: number;
+  ok: boolean;
+  error?: string;
+  /** The result's columns (a SELECT's projection; none for DML). */
+  columns?: ProductType;
+  /** The typespace the column types' Refs point into. */
+  typespace?: Typespace;
+  /** Result rows as BSATN of `columns`. */
+  rows?: Uint8Array[];
+  rowsInserted: number;
+  rowsDeleted: number;
+  rowsUpdated: number;
+  /** A write: its own transaction; otherwise the committed offset the statement read. */
+  txOffset: number;
+}
+
 export interface ExportStateResult {
   kind: "export";
   id: number;
@@ -189,6 +220,7 @@ export type WorkerResult =
   | SubscribeResult
   | UnsubscribeResult
   | OneOffQueryResult
+  | SqlResult
   | ExportStateResult;
 
 /** Per-query changes caused by one committed transaction. */

@@ -1,7 +1,8 @@
 /**
  * What a query sees for one caller: the datastore's tables plus the views, where naming a view
  * materializes the caller's instance of it (worker/views.ts), and the module's row-level
- * security applied to every query of a caller other than the owner (query/rls.ts).
+ * security applied to every query of a caller other than the owner (query/rls.ts). Used by
+ * subscriptions and one-off queries (ViewCatalog) and by `/sql` (viewAwareSqlState).
  */
 import {
   type CheckedSelect,
@@ -9,6 +10,7 @@ import {
   compileWithRls,
   type QueryContext,
   type QueryPlan,
+  type SqlState,
 } from "../query/mod.ts";
 import type { TableSchema } from "../storage/mod.ts";
 import type { DatabaseEngine } from "./engine.ts";
@@ -76,4 +78,38 @@ export class ViewCatalog {
     }
     return [...out];
   }
+}
+
+/**
+ * `/sql`'s state for one caller: naming a view materializes the caller's instance, whose rows
+ * it then reads. Call `dropUnused()` after the statement.
+ */
+export function viewAwareSqlState(
+  engine: DatabaseEngine,
+  state: SqlState,
+  context: QueryContext,
+): SqlState & { dropUnused(): void } {
+  const views = engine.views;
+  const touched: number[] = [];
+  return {
+    ...state,
+    tableIdFromName(name) {
+      const tableId = state.tableIdFromName(name);
+      if (tableId !== undefined) return tableId;
+      const view = views.viewNamed(name);
+      if (view === undefined || (!view.isPublic && !context.isOwner)) return undefined;
+      const schema = engine.materializeView(view, context.sender);
+      touched.push(schema.tableId);
+      return schema.tableId;
+    },
+    schema: (tableId) => views.schema(tableId) ?? state.schema(tableId),
+    rows: (tableId) =>
+      views.schema(tableId) !== undefined ? views.rows(tableId) : state.rows(tableId),
+    rowCount: (tableId) =>
+      views.schema(tableId) !== undefined ? views.rows(tableId).length : state.rowCount(tableId),
+    dropUnused() {
+      for (const tableId of touched) views.dropIfUnused(tableId);
+      touched.length = 0;
+    },
+  };
 }

@@ -107,9 +107,12 @@ export class ViewManager {
     return this.#byName.get(name);
   }
 
-  /** A schema per declared view, for `SELECT * FROM *` listings (table id -1: not materialized). */
+  /**
+   * A schema per declared view, for `SELECT * FROM *` listings: names only, under a table id
+   * no table has (just below the instance ids; listings never resolve it).
+   */
   declaredSchemas(): TableSchema[] {
-    return this.#views.map((view) => viewSchema(view, -1));
+    return this.#views.map((view) => viewSchema(view, VIEW_TABLE_ID_BASE - 1));
   }
 
   /** The instance table's schema, if `tableId` is a live instance. */

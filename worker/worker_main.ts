@@ -23,12 +23,14 @@ import type {
   WorkerToMain,
 } from "./messages.ts";
 import { SubscriptionHost } from "./subscription_host.ts";
+import { SqlHost } from "./sql_host.ts";
 import { prepareSandbox } from "./sandbox.ts";
 import { DurabilitySink } from "./durability_sink.ts";
 import { forEachRequest, ResultPacker } from "./batch_codec.ts";
 
 let engine: DatabaseEngine | undefined;
 let subscriptions: SubscriptionHost | undefined;
+let sqlHost: SqlHost | undefined;
 let durability: DurabilitySink | undefined;
 
 // Host references, captured before the sandbox removes or locks globals.
@@ -125,6 +127,7 @@ async function init(message: InitMessage): Promise<void> {
     return;
   }
   subscriptions = new SubscriptionHost(engine);
+  sqlHost = new SqlHost(engine);
   engine.armAllSchedules();
   if (message.runInit) {
     const result = engine.runInit(message.ownerIdentity, message.timestampMicros);
@@ -295,6 +298,13 @@ function runBatch(message: BatchMessage): void {
       case "query":
         results.push(live.query(request));
         break;
+      case "sql": {
+        // A write commits a transaction: its update goes out before the answer, like a call's.
+        const result = sqlHost!.run(request);
+        collect(undefined);
+        results.push(result);
+        break;
+      }
       case "export":
         results.push({
           kind: "export",

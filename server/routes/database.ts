@@ -247,9 +247,9 @@ export function databaseRoutes(context: AppContext): Hono<AppEnv> {
     });
   });
 
-  // SQL over HTTP. Today: the subscription grammar (`SELECT * FROM t [WHERE …]`), read
-  // only; non-owners see public tables only. Answers once the state it read is durable
-  // unless `confirmed=false`.
+  // SQL over HTTP: the /sql grammar (SELECT with projections, COUNT, LIMIT and joins; owner-only
+  // INSERT/UPDATE/DELETE/SET; SHOW); non-owners see public tables only. Answers once the state
+  // it read is durable unless `confirmed=false`; a write always waits for its own commit.
   routes.post("/:name/sql", async (c) => {
     const database = registry.require(c.req.param("name"));
     const result = await runSqlStatement(database, {

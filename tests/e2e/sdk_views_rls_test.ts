@@ -3,7 +3,8 @@
  * bindings (issue #11): a per-sender view seen differently by two clients, with `onUpdate` (the
  * view has a primary key); anonymous views; a view whose read set a transaction does not touch
  * is not re-run (counted from the module log: each run logs one line); a failing view rolls
- * its transaction back; an RLS-protected table from which client B never receives A's rows
+ * its transaction back (a reducer's, and owner DML over /sql), owner DML refreshes views; an
+ * RLS-protected table from which client B never receives A's rows
  * (subscription, /sql as a non-owner) while the owner sees all.
  */
 import { deepStrictEqual as assertEquals, ok as assert } from "node:assert/strict";
@@ -70,6 +71,16 @@ async function sql(url: string, query: string, token: string): Promise<unknown[]
   const text = await response.text();
   assertEquals(response.status, 200, text);
   return (parseWithBigInts(text) as { rows: unknown[][] }[])[0].rows;
+}
+
+/** Runs a statement that answers no rows (DML). */
+async function sqlAs(url: string, statement: string, token: string): Promise<void> {
+  const response = await fetch(`${url}/v1/database/views-rls/sql`, {
+    method: "POST",
+    body: statement,
+    headers: { authorization: `Bearer ${token}` },
+  });
+  assertEquals(response.status, 200, await response.text());
 }
 
 /** How many times the module logged "view <name> ran". */
@@ -177,6 +188,24 @@ Deno.test({
         assertEquals(await sql(server.url, "SELECT * FROM flag", owner.token), []);
         assertEquals([...alice.conn.db.fragile.iter()].map((row) => row.ok), [1n]);
       });
+
+      await t.step(
+        "owner DML over /sql refreshes views and fails with a failing view",
+        async () => {
+          const renamed: string[] = [];
+          bob.conn.db.me.onUpdate((_ctx, _before, after) => renamed.push(after.name));
+          await sqlAs(server.url, "UPDATE person SET name = 'Robbie' WHERE id = 2", owner.token);
+          await eventually(() => renamed.includes("Robbie"), "Bob's view after owner DML");
+          const refused = await fetch(`${server.url}/v1/database/views-rls/sql`, {
+            method: "POST",
+            body: "INSERT INTO flag (id, fail) VALUES (1, true)",
+            headers: { authorization: `Bearer ${owner.token}` },
+          });
+          const text = await refused.text();
+          assertEquals(refused.status, 400, text);
+          assertEquals(await sql(server.url, "SELECT * FROM flag", owner.token), []);
+        },
+      );
 
       await t.step("RLS: B never receives A's rows; the owner sees all", async () => {
         const bobSaw: string[] = [];
