@@ -7,7 +7,13 @@
  * so a row two rules admit is returned twice, as in SpacetimeDB. Rules that join tables are not
  * supported yet and are refused when the module is published.
  */
-import { type CheckedSelect, checkSelect, type QueryCatalog, type QueryContext } from "./check.ts";
+import {
+  type CheckedSelect,
+  checkSelect,
+  type QueryCatalog,
+  type QueryContext,
+  type TableInstance,
+} from "./check.ts";
 import type { TypedExpr } from "./check.ts";
 import { parseSubscriptionQuery } from "./parse.ts";
 import { planSelect, type QueryPlan } from "./plan.ts";
@@ -78,40 +84,64 @@ export function compileWithRls(
   return applyRls(checked, catalog, context, rules).map((fragment) => plan(fragment));
 }
 
+/** What row-level security rewrites: the tables a query reads and its WHERE. */
+export interface RlsTarget {
+  tables: TableInstance[];
+  where: TypedExpr | undefined;
+  usesSender: boolean;
+}
+
+/** Conjuncts the planner may keep per instance (when the checker records them). */
+type Pushed = { instance: number }[];
+
+function pushedOf(value: object): Pushed | undefined {
+  const pushed = (value as { pushed?: unknown }).pushed;
+  return Array.isArray(pushed) ? pushed as Pushed : undefined;
+}
+
 /**
  * The fragments of a checked query under the caller's rules (the query itself if none apply):
  * every table instance the query reads, joined ones included, is restricted by one of its
- * table's rules, and each combination of rules is one fragment (SpacetimeDB's product).
+ * table's rules, and each combination of rules is one fragment (SpacetimeDB's product). The
+ * rule's conditions join the query's WHERE as if written there.
  */
-export function applyRls(
-  checked: CheckedSelect,
+export function applyRls<T extends RlsTarget>(
+  checked: T,
   catalog: QueryCatalog,
   context: QueryContext,
   rules: RlsRules,
-): CheckedSelect[] {
+): T[] {
   if (context.isOwner || rules.size === 0) return [checked];
   if (!checked.tables.some((table) => rules.has(table.schema.tableId))) return [checked];
   const ruleContext = { sender: context.sender, isOwner: true };
   // Per instance: the WHERE of each rule on its table, re-targeted at that instance.
   const choices = checked.tables.map((table, instance) => {
     const sqls = rules.get(table.schema.tableId);
-    if (sqls === undefined) return [{ where: undefined, usesSender: false }];
+    if (sqls === undefined) return [{ where: undefined, usesSender: false, pushed: [] }];
     return sqls.map((rule) => {
       const ruleChecked = checkSelect(parseSubscriptionQuery(rule), catalog, ruleContext);
       return {
         where: ruleChecked.where && onInstance(ruleChecked.where, instance),
         usesSender: ruleChecked.usesSender,
+        pushed: (pushedOf(ruleChecked) ?? []).map((conjunct) => ({ ...conjunct, instance })),
       };
     });
   });
-  let fragments: CheckedSelect[] = [checked];
+  let fragments: T[] = [checked];
   for (const options of choices) {
     fragments = fragments.flatMap((fragment) =>
-      options.map((option) => ({
-        ...fragment,
-        where: conjoin(fragment.where, option.where),
-        usesSender: fragment.usesSender || option.usesSender,
-      }))
+      options.map((option) => {
+        const out: T = {
+          ...fragment,
+          where: conjoin(fragment.where, option.where),
+          usesSender: fragment.usesSender || option.usesSender,
+        };
+        const pushed = pushedOf(fragment);
+        if (pushed !== undefined) {
+          (out as { pushed?: Pushed }).pushed = [...pushed, ...option.pushed];
+        }
+        return out;
+      })
     );
   }
   return fragments;
@@ -155,16 +185,7 @@ export function sqlSelectFragments(
   context: QueryContext,
   rules: RlsRules,
 ): SqlSelectPlan[] {
-  const checked: CheckedSelect = {
-    tables: plan.tables,
-    joins: plan.joins,
-    returns: 0,
-    where: plan.where,
-    usesSender: false,
-  };
-  const fragments = applyRls(checked, catalog, context, rules);
-  if (fragments.length === 1 && fragments[0] === checked) return [plan];
-  return fragments.map((fragment) => ({ ...plan, where: fragment.where }));
+  return applyRls({ ...plan, usesSender: false }, catalog, context, rules);
 }
 
 /**
