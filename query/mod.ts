@@ -26,6 +26,17 @@ export {
 } from "./execute.ts";
 export type { QueryDelta, TableDelta, TxDelta } from "./delta.ts";
 export { type RegisteredQuery, SubscriptionIndex } from "./subscriptions.ts";
+export { formatType } from "./_scalar.ts";
+export {
+  applyRls,
+  compileWithRls,
+  evaluateSelectWithRls,
+  NO_RLS_RULES,
+  resolveRlsRules,
+  RlsRuleError,
+  type RlsRules,
+  sqlSelectFragments,
+} from "./rls.ts";
 export { parseSqlStatement } from "./parse.ts";
 export type { SqlStatement } from "./parse.ts";
 export { checkSqlStatement, isDml } from "./sql_check.ts";

@@ -584,6 +584,14 @@ export class MutTx {
     return first === undefined ? 0 : TABLE_DELTA_HEADER_BYTES + first.txDeltaBytesMax();
   }
 
+  /** The rows each written table has inserted and deleted so far (see Table.txChangedRows). */
+  changedRows(): TxDelta["tables"] {
+    assert(this.#open, "Transaction has ended");
+    if (this.#touched !== undefined) return this.#touched.map((table) => table.txChangedRows());
+    const first = this.#firstTouched;
+    return first === undefined ? [] : [first.txChangedRows()];
+  }
+
   commit(): TxDelta {
     assert(this.#open, "Transaction has ended");
     this.#open = false;

@@ -14,6 +14,7 @@ import {
 } from "../storage/mod.ts";
 import type { CommittedTx, DatabaseEngine } from "./engine.ts";
 import { MIGRATION_RECORD_NAME } from "./migrate_datastore.ts";
+import { isViewTableId } from "./views.ts";
 
 export class DurabilitySink {
   readonly #port: DurabilityPort;
@@ -85,7 +86,10 @@ function toRecord(tx: CommittedTx): TxRecord {
     callerConnectionId: connectionIdBytes.of(tx.connectionId),
     timestampMicros: tx.timestampMicros,
     args: tx.args,
-    tables: tx.delta.tables,
+    // View instance tables are derived data: never logged, re-materialized on demand.
+    tables: tx.hasViewTables
+      ? tx.delta.tables.filter((table) => !isViewTableId(table.tableId))
+      : tx.delta.tables,
     sequences: tx.delta.sequences,
   };
 }

@@ -42,6 +42,10 @@ import {
   wrapSnapshot,
 } from "./migrate_datastore.ts";
 import { nextIntervalTick, ScheduleQueue } from "./scheduler.ts";
+import type { ViewDef } from "../protocol/mod.ts";
+import { NO_RLS_RULES, resolveRlsRules, type RlsRules } from "../query/mod.ts";
+import type { ViewReadRecorder } from "./sys_abi.ts";
+import { type PendingViewChanges, ViewFailureError, ViewManager } from "./views.ts";
 
 /** Starts the error of a module whose schema is not the one its commit log holds. */
 export const SCHEMA_MISMATCH_PREFIX = "Schema mismatch";
@@ -119,7 +123,15 @@ export interface CommittedTx {
   connectionId: bigint;
   timestampMicros: bigint;
   args: Uint8Array;
+  /** The datastore's net change, plus the changes of view instance tables (never logged). */
   delta: TxDelta;
+  /** True when `delta` lists view instance tables (worker/views.ts), which the log skips. */
+  hasViewTables?: boolean;
+}
+
+/** A view's own code threw (any error, SenderError too, fails the surrounding call). */
+class ViewHookError extends Error {
+  override name = "ViewHookError";
 }
 
 /**
@@ -161,6 +173,10 @@ export class DatabaseEngine {
   #procedure:
     | { name: string; sender: bigint; connectionId: bigint; args: Uint8Array; startMs: number }
     | undefined;
+  #views!: ViewManager;
+  #rlsRules: RlsRules = NO_RLS_RULES;
+  /** The read set of the view running now, if one is. */
+  #viewReads: ViewReadRecorder | undefined;
 
   constructor(options: EngineOptions) {
     this.#options = options;
@@ -186,6 +202,13 @@ export class DatabaseEngine {
   get txOffset(): number {
     return this.#txOffset;
   }
+  get views(): ViewManager {
+    return this.#views;
+  }
+  /** The module's row-level security rules by protected table (checked at load). */
+  get rlsRules(): RlsRules {
+    return this.#rlsRules;
+  }
 
   /** Loads the module, decodes its definition and builds an empty datastore. */
   async load(bundle: string): Promise<void> {
@@ -207,6 +230,7 @@ export class DatabaseEngine {
       scheduleDelayTooLong: (tableId, row) => this.#scheduleDelayTooLong(tableId, row),
       checkScheduleImmediateArgs: (byteLength) => this.#schedules.checkImmediateArgs(byteLength),
       nowMicros: () => options.clock.nowMicros(),
+      viewReads: () => this.#viewReads,
       startAnonymousTx: () => {
         if (this.#tx || !this.#procedure) return false;
         this.#tx = this.#datastore.beginMutTx();
@@ -226,6 +250,15 @@ export class DatabaseEngine {
           throw this.#poison ?? new Error(this.#budgetMessage());
         }
         const tx = this.#tx;
+        let views: PendingViewChanges | undefined;
+        try {
+          views = this.#views.refresh(tx);
+        } catch (error) {
+          this.#tx = undefined;
+          this.#anonymous = false;
+          tx.rollback();
+          throw new Error(this.#viewFailureMessage(error));
+        }
         this.#tx = undefined;
         this.#anonymous = false;
         const refusal = this.#commitRefusal(tx, this.#procedure.name, this.#procedure.args);
@@ -240,6 +273,7 @@ export class DatabaseEngine {
           this.#procedure.connectionId,
           options.clock.nowMicros(),
           this.#procedure.args,
+          views,
         );
         return true;
       },
@@ -261,6 +295,16 @@ export class DatabaseEngine {
     this.#datastore = new Datastore(storedTables(this.#module));
     this.#stored = this.#module;
     this.#storedDescribe = this.#describe;
+    const tables = this.#module.tables;
+    this.#rlsRules = resolveRlsRules(this.#module.def.rowLevelSecurity.map((rule) => rule.sql), {
+      tableIdFromName: (name) => this.#datastore.tableIdFromName(name),
+      schema: (tableId) => tables.find((table) => table.tableId === tableId),
+    });
+    this.#views = new ViewManager(this.#module.def.views, {
+      callHook: (view, sender, reads, tx) => this.#callViewHook(view, sender, reads, tx),
+      tables: () => this.#module.tables,
+      tableIdFromName: (name) => this.#datastore.tableIdFromName(name),
+    });
     this.#sequenceCount = this.#module.tables.reduce((n, table) => n + table.sequences.length, 0);
     this.#scheduleTables = scheduleTables(this.#module);
   }
@@ -352,7 +396,16 @@ export class DatabaseEngine {
       new DataView(relation.buffer).setUint32(0, 1, true);
       relation.set(row, 4);
       tx.deleteByRelation(table.tableId, relation);
-      this.#recordCommit(tx.commit(), "", this.#options.databaseIdentity, 0n, now, EMPTY);
+      let views: PendingViewChanges | undefined;
+      try {
+        views = this.#views.refresh(tx);
+      } catch (error) {
+        // The row stays; its timer is not re-armed (it would fail the same way).
+        tx.rollback();
+        this.#pushLog("Error", this.#viewFailureMessage(error), table.functionName);
+        return;
+      }
+      this.#recordCommit(tx.commit(), "", this.#options.databaseIdentity, 0n, now, EMPTY, views);
       return;
     }
     // The reducer rewrote its own row: that write armed the timer already.
@@ -543,6 +596,19 @@ export class DatabaseEngine {
       tx.rollback();
       return { ok: false, error, txOffset: this.#txOffset };
     }
+    // Stale views re-run inside the transaction; a failing one fails the statement (as in
+    // SpacetimeDB, for SQL DML too).
+    let views: PendingViewChanges | undefined;
+    try {
+      views = this.#views.refresh(tx);
+    } catch (error) {
+      tx.rollback();
+      return {
+        ok: false,
+        error: new Error(this.#viewFailureMessage(error)),
+        txOffset: this.#txOffset,
+      };
+    }
     const refusal = this.#commitRefusal(tx, "", EMPTY);
     if (refusal !== undefined) {
       tx.rollback();
@@ -553,7 +619,7 @@ export class DatabaseEngine {
       // Nothing changed (e.g. a DELETE that matched no row): no transaction to log.
       return { ok: true, value, txOffset: this.#txOffset };
     }
-    const txOffset = this.#recordCommit(delta, "", sender, 0n, timestampMicros, EMPTY);
+    const txOffset = this.#recordCommit(delta, "", sender, 0n, timestampMicros, EMPTY, views);
     return { ok: true, value, txOffset };
   }
 
@@ -742,6 +808,7 @@ export class DatabaseEngine {
     connectionId: bigint,
     timestampMicros: bigint,
     args: Uint8Array,
+    views?: PendingViewChanges,
   ): number {
     const txOffset = ++this.#txOffset;
     const tx: CommittedTx = {
@@ -753,6 +820,13 @@ export class DatabaseEngine {
       args,
       delta,
     };
+    if (views !== undefined) {
+      const changes = this.#views.apply(views);
+      if (changes.length > 0) {
+        tx.delta = { tables: delta.tables.concat(changes), sequences: delta.sequences };
+        tx.hasViewTables = true;
+      }
+    }
     if (this.#scheduleTables.size > 0) this.#armFromDelta(delta, timestampMicros);
     // Usually one transaction per drain: an exact-size array instead of push's growth.
     if (this.#committed.length === 0) this.#committed = [tx];
@@ -817,6 +891,20 @@ export class DatabaseEngine {
       failure = this.#poison;
     }
     this.#poison = undefined;
+    let views: PendingViewChanges | undefined;
+    if (!failed && this.#views.hasInstances) {
+      // Stale views re-run inside the transaction; a failing one fails the whole call.
+      try {
+        views = this.#views.refresh(tx);
+      } catch (error) {
+        tx.rollback();
+        const message = this.#viewFailureMessage(error);
+        this.#pushLog("Error", message, reducer.name);
+        const txOffset = this.#txOffset;
+        const durationMicros = Math.round((endMs - startMs) * 1000);
+        return { kind: "call", id, status: "failed_internal", message, txOffset, durationMicros };
+      }
+    }
     const durationMicros = Math.round((endMs - startMs) * 1000);
     const refusal = failed ? undefined : this.#commitRefusal(tx, reducer.name, args);
     if (refusal !== undefined) {
@@ -840,6 +928,7 @@ export class DatabaseEngine {
         connectionId,
         timestampMicros,
         args,
+        views,
       );
       return { kind: "call", id, status: "committed", txOffset, durationMicros };
     }
@@ -880,6 +969,83 @@ export class DatabaseEngine {
         `the transaction needs ${bytes} bytes and ${available} are available; nothing was committed`;
     }
     return undefined;
+  }
+
+  // --- views (worker/views.ts) ------------------------------------------------------------------
+
+  /**
+   * Materializes `view` for `sender` between transactions (a subscription or query reads it):
+   * runs it in a transaction of its own that is rolled back (a view cannot write). Returns the
+   * instance's table schema; throws an Error with the caller-facing text when the view fails.
+   */
+  materializeView(view: ViewDef, sender: bigint): TableSchema {
+    const existing = this.#views.instance(view, sender);
+    if (existing !== undefined) return existing;
+    const tx = this.#datastore.beginMutTx();
+    this.#tx = tx;
+    try {
+      return this.#views.materialize(view, sender, tx);
+    } catch (error) {
+      const message = this.#viewFailureMessage(error);
+      this.#pushLog("Error", message, view.name);
+      throw new Error(message);
+    } finally {
+      this.#tx = undefined;
+      tx.rollback();
+    }
+  }
+
+  /** Calls a view's hook with the open transaction, recording its reads into `reads`. */
+  #callViewHook(
+    view: ViewDef,
+    sender: bigint | undefined,
+    reads: ViewReadRecorder,
+    tx: MutTx,
+  ): Uint8Array {
+    const outer = this.#currentFunction;
+    const outerReads = this.#viewReads;
+    const outerTx = this.#tx;
+    this.#tx = tx;
+    this.#currentFunction = view.name;
+    this.#viewReads = reads;
+    this.#options.budget.start(this.#options.reducerBudgetMs);
+    let exceeded = false;
+    let stopped = false;
+    try {
+      const args = new Uint8Array(0);
+      const returned = sender === undefined
+        ? this.#hooks.__call_view_anon__(view.id, args)
+        : this.#hooks.__call_view__(view.id, sender, args);
+      stopped = true;
+      exceeded = this.#options.budget.stop();
+      if (exceeded) throw new Error("time budget exceeded");
+      if (this.#poison) throw this.#poison;
+      const data = (returned as { data?: unknown } | undefined)?.data;
+      if (!(data instanceof Uint8Array)) {
+        throw new TypeError("The view hook did not return { data: Uint8Array }");
+      }
+      return data;
+    } catch (error) {
+      if (!stopped) {
+        stopped = true;
+        exceeded = this.#options.budget.stop();
+      }
+      if (!exceeded) exceeded = this.#options.budget.isExceeded(error);
+      this.#logFailure(view.name, error, exceeded);
+      throw new ViewHookError(exceeded ? this.#budgetMessage() : GENERIC_FAILURE_MESSAGE);
+    } finally {
+      this.#tx = outerTx;
+      this.#viewReads = outerReads;
+      if (outer === undefined) this.#endCall();
+      this.#currentFunction = outer;
+    }
+  }
+
+  /** The caller-facing text of a failed view run (SpacetimeDB's wording where it has one). */
+  #viewFailureMessage(error: unknown): string {
+    if (error instanceof ViewFailureError) return error.message;
+    if (error instanceof ViewHookError) return error.message;
+    return `Error materializing view: ${describeError(error)}`;
   }
 
   #memoryMessage(error: unknown): string {

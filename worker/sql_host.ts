@@ -9,7 +9,7 @@ import {
   checkRowLimit,
   compileSql,
   datastoreSqlState,
-  evaluateSelect,
+  evaluateSelectWithRls,
   executeDml,
   mutTxWriter,
   SqlError,
@@ -19,6 +19,7 @@ import {
 import { DatastoreError } from "../storage/mod.ts";
 import type { DatabaseEngine } from "./engine.ts";
 import type { SqlRequest, SqlResult } from "./messages.ts";
+import { viewAwareSqlState } from "./view_catalog.ts";
 
 export class SqlHost {
   readonly #engine: DatabaseEngine;
@@ -31,13 +32,15 @@ export class SqlHost {
   run(request: SqlRequest): SqlResult {
     const engine = this.#engine;
     const context = { sender: request.sender, isOwner: request.isOwner };
-    const state = this.#state();
+    // Views are materialized for this caller as the statement names them (worker/views.ts).
+    const state = viewAwareSqlState(engine, this.#state(), context);
     const empty = { rowsInserted: 0, rowsDeleted: 0, rowsUpdated: 0 };
     try {
       const plan = compileSql(request.sql, state, context);
       if (plan.kind === "select") {
         checkRowLimit(plan, state, context);
-        const result = evaluateSelect(plan, state);
+        // Row-level security for callers other than the owner (query/rls.ts).
+        const result = evaluateSelectWithRls(plan, state, context, engine.rlsRules);
         return {
           kind: "sql",
           id: request.id,
@@ -48,6 +51,12 @@ export class SqlHost {
           ...empty,
           txOffset: engine.txOffset,
         };
+      }
+      if (engine.views.schema(plan.table.tableId) !== undefined) {
+        throw new SqlError(
+          `\`${plan.table.name}\` is a view; DML on views is not supported`,
+          "unsupported",
+        );
       }
       const outcome = engine.runHostTransaction(
         request.sender,
@@ -83,6 +92,8 @@ export class SqlHost {
         ...empty,
         txOffset: engine.txOffset,
       };
+    } finally {
+      state.dropUnused();
     }
   }
 
@@ -111,8 +122,18 @@ export class SqlHost {
     return datastoreSqlState(this.#engine.datastore, {
       userTables: () => this.#tableInfo(),
       clients: () => this.#engine.clients(),
-      rlsRules: () => [],
-      views: () => [],
+      rlsRules: () =>
+        [...this.#engine.rlsRules].flatMap(([tableId, rules]) =>
+          rules.map((sql) => ({ tableId, sql }))
+        ),
+      views: () =>
+        this.#engine.module.def.views.map((view, position) => ({
+          viewId: position + 1,
+          name: view.name,
+          tableId: undefined,
+          isPublic: view.isPublic,
+          isAnonymous: view.isAnonymous,
+        })),
     });
   }
 }
