@@ -202,25 +202,78 @@ export class Datastore {
     }
   }
 
-  /** Snapshot of all committed rows and sequence positions. */
+  /** Snapshot of all committed rows and sequence positions (`captureState`, in one piece). */
   exportState(): Uint8Array {
-    assert(this.#tx === null, "Export while a transaction is open");
-    const writer = new ByteWriter();
-    writer.u32(STATE_MAGIC);
-    writer.u32(STATE_FORMAT_VERSION);
-    writer.u32(this.#tables.size);
-    for (const table of this.#tables.values()) {
-      writer.u32(table.schema.tableId);
-      writer.u32(table.count);
-      // Straight from the row store: a snapshot of 100k rows must not stall the worker.
-      for (const id of table.scanIds()) writer.storedRow(table.store, id);
-      writer.u32(table.sequences.length);
-      for (const sequence of table.sequences) {
-        writer.u32(sequence.column);
-        writer.bigint(sequence.next);
-      }
+    const cursor = this.captureState();
+    try {
+      return cursor.next(Infinity)!;
+    } finally {
+      cursor.release();
     }
-    return writer.finish();
+  }
+
+  /**
+   * The committed state as of now, read out later in pieces while transactions go on: the row
+   * stores share their pages copy-on-write with the cursor (row_store.ts `capture`), so taking it
+   * costs O(pages) and writes copy a page at most once. The pieces, concatenated, are the
+   * `exportState()` bytes. Call `release()` when done or abandoning it.
+   */
+  captureState(): StateCursor {
+    assert(this.#tx === null, "Capture while a transaction is open");
+    const tables = [...this.#tables.values()].map((table) => ({
+      tableId: table.schema.tableId,
+      count: table.count,
+      rows: table.store.capture(),
+      sequences: table.sequences.map((sequence) => ({
+        column: sequence.column,
+        next: sequence.next,
+      })),
+    }));
+    let tableIndex = -1; // -1: the state header is next
+    let rowId = -1; // -1: the table header is next
+    let released = false;
+    const release = () => {
+      if (released) return;
+      released = true;
+      for (const table of tables) table.rows.release();
+    };
+    return {
+      next(maxBytes: number): Uint8Array | null {
+        assert(!released, "State cursor used after release");
+        if (tableIndex >= tables.length) return null;
+        const writer = new ByteWriter();
+        if (tableIndex === -1) {
+          writer.u32(STATE_MAGIC);
+          writer.u32(STATE_FORMAT_VERSION);
+          writer.u32(tables.length);
+          tableIndex = 0;
+        }
+        while (tableIndex < tables.length && writer.length < maxBytes) {
+          const table = tables[tableIndex];
+          if (rowId === -1) {
+            writer.u32(table.tableId);
+            writer.u32(table.count);
+            rowId = 0;
+          }
+          const rows = table.rows;
+          const length = rows.length;
+          while (rowId < length && writer.length < maxBytes) {
+            if (rows.size(rowId) >= 0) writer.storedRow(rows, rowId);
+            rowId++;
+          }
+          if (rowId < length) break;
+          writer.u32(table.sequences.length);
+          for (const sequence of table.sequences) {
+            writer.u32(sequence.column);
+            writer.bigint(sequence.next);
+          }
+          tableIndex++;
+          rowId = -1;
+        }
+        return writer.finish();
+      },
+      release,
+    };
   }
 
   /** Rebuilds a datastore from `exportState()` bytes. Throws DecodeError on malformed input. */
@@ -318,6 +371,13 @@ function indexRange(
   const index = indexOf(indexes, indexId);
   const ids = rangeIds(index, buf, prefixLen, prefixElems, rstartLen, rendLen);
   return rowsOf(index.table, ids);
+}
+
+/** Pieces of a captured state; see `Datastore.captureState`. */
+export interface StateCursor {
+  /** The next piece (about `maxBytes`, at least one row), or null once everything was read. */
+  next(maxBytes: number): Uint8Array | null;
+  release(): void;
 }
 
 /** The open mutable transaction. Every method throws AssertionError once it has ended. */

@@ -25,9 +25,10 @@ export class DurabilitySink {
     this.#engine = engine;
     this.#port = new DurabilityPort(port, {
       // Engine offsets count committed transactions; the log's are 0-based, exclusive ends.
-      takeSnapshot: () => ({
+      // Copy-on-write capture, sent in pieces between batches (no pause for a large table).
+      captureSnapshot: () => ({
         txOffset: BigInt(engine.txOffset),
-        bytes: engine.datastore.exportState(),
+        cursor: engine.datastore.captureState(),
       }),
     });
   }
