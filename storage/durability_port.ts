@@ -42,6 +42,12 @@ export interface SnapshotCursor {
   release(): void;
 }
 
+/**
+ * The host's setTimeout, captured when this module loads: inside a database process the sandbox
+ * later removes or lets tenant code patch globals (worker/sandbox.ts).
+ */
+const hostSetTimeout = globalThis.setTimeout;
+
 /** Bytes per snapshot piece: ~1-2 ms of encoding, one frame on the way to the storage worker. */
 export const SNAPSHOT_PIECE_BYTES = 512 * 1024;
 
@@ -185,20 +191,21 @@ export class DurabilityPort {
         this.#finishStreaming();
         return;
       }
-      let piece: Uint8Array | null;
       try {
-        piece = cursor.next(SNAPSHOT_PIECE_BYTES);
+        const piece = cursor.next(SNAPSHOT_PIECE_BYTES);
+        if (piece === null) {
+          this.#sendSnapshot(txOffset, new Uint8Array(0), requestId, false);
+          this.#finishStreaming();
+          return;
+        }
+        this.#sendSnapshot(txOffset, piece, requestId, true);
       } catch (error) {
-        this.#finishStreaming();
-        throw error;
-      }
-      if (piece === null) {
-        this.#sendSnapshot(txOffset, new Uint8Array(0), requestId, false);
+        // Never into the caller (the frame reader): the snapshot is dropped, the database goes on.
+        console.error("Snapshot not sent:", error instanceof Error ? error.message : error);
         this.#finishStreaming();
         return;
       }
-      this.#sendSnapshot(txOffset, piece, requestId, true);
-      setTimeout(step, 0);
+      hostSetTimeout(step, 0);
     };
     step();
   }
