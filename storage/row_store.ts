@@ -183,7 +183,8 @@ export class ArenaRowStore implements RowStore {
   /** 1 where the page is shared with a live capture (copy before writing). */
   #shared = new Uint8Array(0);
   #sharedCount = 0;
-  #capture: object | null = null;
+  /** Captures not yet released; pages stay flagged until the last one goes. */
+  #captures = 0;
   #length = 0;
   readonly #free: number[] = [];
 
@@ -287,22 +288,22 @@ export class ArenaRowStore implements RowStore {
 
   /**
    * A copy-on-write view of the current rows: O(pages) now, then each page is copied at most
-   * once, when the store first writes to it before the capture is released. One capture at a
-   * time; call only between transactions (no HIDDEN rows).
+   * once, when the store first writes to it before the captures are released. Captures may
+   * overlap. Call only between transactions (no HIDDEN rows).
    */
   capture(): RowStoreCapture {
-    assert(this.#capture === null, "The row store already has a capture");
-    const token = {};
-    this.#capture = token;
+    this.#captures++;
     const pages = this.#pages.slice();
     this.#shared = new Uint8Array(pages.length).fill(1);
     this.#sharedCount = pages.length;
     const length = this.#length;
     const stride = this.#stride;
     const rowBytes = this.rowBytes;
+    let released = false;
     const release = () => {
-      if (this.#capture !== token) return;
-      this.#capture = null;
+      if (released) return;
+      released = true;
+      if (--this.#captures > 0) return;
       this.#shared = new Uint8Array(0);
       this.#sharedCount = 0;
     };

@@ -15,6 +15,7 @@ import { BTree } from "./btree_index.ts";
 import { DatastoreError } from "./datastore_error.ts";
 import { HashMultiIndex } from "./hash_index.ts";
 import { IntKeyMap } from "./int_key_map.ts";
+import { Key64Map } from "./key64_map.ts";
 import { bytesEqual, hashBytes, type Key, KeyCodec, type KeyRange } from "./key_encoding.ts";
 import { copyBytes } from "./row_arena.ts";
 import { RowLayout } from "./row_layout.ts";
@@ -53,7 +54,9 @@ class MapKeys implements UniqueKeys {
 
 function uniqueKeysFor(codec: KeyCodec): UniqueKeys {
   // Numeric keys (one bool or <= 32-bit integer column) fit the typed-array map.
-  return codec.numeric ? new IntKeyMap() as unknown as UniqueKeys : new MapKeys();
+  if (codec.numeric) return new IntKeyMap() as unknown as UniqueKeys;
+  // One u64/i64 column (auto-increment ids): a typed-array map that grows incrementally.
+  return codec.int64 ? new Key64Map() : new MapKeys();
 }
 
 /** The key structures shared by every index/constraint over one ordered column list. */
