@@ -13,6 +13,7 @@ import { DatastoreError, decodeError } from "./datastore_error.ts";
 import { readU32 } from "./row_layout.ts";
 import { copyBytes } from "./row_arena.ts";
 import type { TableSchema } from "./schema.ts";
+import type { Key } from "./key_encoding.ts";
 import {
   type Sequence,
   Table,
@@ -182,6 +183,9 @@ export class Datastore {
     for (const change of delta.tables) {
       const table = this.#table(change.tableId);
       if (table.schema.isEvent) continue; // event rows are never kept
+      if (change.deletes.length > 0 && change.inserts.length > 0 && replayInPlace(table, change)) {
+        continue;
+      }
       for (const row of change.deletes) {
         const id = table.findIdentical(row);
         assert(id >= 0, `Replayed delete of a row missing from table '${table.schema.name}'`);
@@ -372,6 +376,71 @@ function indexRange(
   const ids = rangeIds(index, buf, prefixLen, prefixElems, rstartLen, rendLen);
   return rowsOf(index.table, ids);
 }
+
+/** Pairs at most this many delete x insert combinations per table change on replay. */
+const REPLAY_PAIRS_MAX = 64;
+
+/**
+ * Replays a table change whose deletes and inserts share keys of the table's only unique
+ * constraint (an update, e.g. a balance change) as in-place replaces: no index entry moves when
+ * the keys stay, where a delete + insert would take every key out and put it back. Returns false
+ * (nothing done) when the table or change does not qualify.
+ */
+function replayInPlace(
+  table: Table,
+  change: { deletes: Uint8Array[]; inserts: Uint8Array[] },
+): boolean {
+  const codec = table.soleConstraintCodec;
+  const { deletes, inserts } = change;
+  const deleteCount = deletes.length;
+  if (codec === null || deleteCount * inserts.length > REPLAY_PAIRS_MAX) return false;
+  // Scratch arrays, reused: this runs once per replayed transaction.
+  const deleteKeys = replayDeleteKeys;
+  const paired = replayPaired;
+  for (let i = 0; i < deleteCount; i++) {
+    deleteKeys[i] = codec.fromRow(deletes[i]);
+    paired[i] = 0;
+  }
+  // Deletes without an insert of the same key first (as a delete + insert would).
+  for (let j = 0; j < inserts.length; j++) {
+    const key = codec.fromRow(inserts[j]);
+    for (let i = 0; i < deleteCount; i++) {
+      if (paired[i] === 0 && deleteKeys[i] === key) {
+        paired[i] = j + 1;
+        break;
+      }
+    }
+  }
+  const insertPaired = replayInsertPaired;
+  for (let j = 0; j < inserts.length; j++) insertPaired[j] = -1;
+  for (let i = 0; i < deleteCount; i++) {
+    if (paired[i] !== 0) {
+      insertPaired[paired[i] - 1] = i;
+      continue;
+    }
+    const id = table.findIdentical(deletes[i]);
+    assert(id >= 0, `Replayed delete of a row missing from table '${table.schema.name}'`);
+    table.deleteRow(id);
+  }
+  for (let j = 0; j < inserts.length; j++) {
+    const row = inserts[j];
+    table.layout.validate(row);
+    const i = insertPaired[j];
+    if (i < 0) {
+      table.insertRow(row);
+      continue;
+    }
+    const id = table.findIdentical(deletes[i]);
+    assert(id >= 0, `Replayed delete of a row missing from table '${table.schema.name}'`);
+    table.replaceSameSoleKey(id, row);
+  }
+  for (let i = 0; i < deleteCount; i++) deleteKeys[i] = 0;
+  return true;
+}
+
+const replayDeleteKeys: Key[] = new Array(REPLAY_PAIRS_MAX).fill(0);
+const replayPaired: number[] = new Array(REPLAY_PAIRS_MAX).fill(0);
+const replayInsertPaired: number[] = new Array(REPLAY_PAIRS_MAX).fill(0);
 
 /** Pieces of a captured state; see `Datastore.captureState`. */
 export interface StateCursor {

@@ -65,6 +65,16 @@ export function forEachBatchRecord(
   );
 }
 
+/** `forEachBatchRecord` with number offsets (no BigInt per record: replay's hot loop). */
+export function forEachBatchRecordNumbered(
+  firstTxOffset: number,
+  recordCount: number,
+  bytes: Uint8Array,
+  visit: (record: Uint8Array, txOffset: number) => void,
+): void {
+  forEachRecord(bytes, recordCount, (index, record) => visit(record, firstTxOffset + index));
+}
+
 /** `bytes` itself when it spans its whole buffer (then transferred), else a copy of just it. */
 function ownBuffer(bytes: Uint8Array): Uint8Array {
   const whole = bytes.byteOffset === 0 && bytes.byteLength === bytes.buffer.byteLength &&

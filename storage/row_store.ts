@@ -55,14 +55,24 @@ export interface RowStore {
   capture(): RowStoreCapture;
 }
 
-/** Rows as separate immutable Uint8Arrays; works for every layout. */
+type RowSlot = Uint8Array | null | undefined;
+
+/**
+ * Rows as separate immutable Uint8Arrays; works for every layout. The rowId -> row table is kept
+ * in pages of PAGE_ROWS entries, so growing never copies it and `capture()` shares the pages
+ * copy-on-write (as the arena does) instead of copying a pointer per row.
+ */
 export class ObjectRowStore implements RowStore {
   /** rowId -> bytes; `null` = HIDDEN; `undefined` = FREE. */
-  readonly #rows: (Uint8Array | null | undefined)[] = [];
+  readonly #pages: RowSlot[][] = [];
+  #shared = new Uint8Array(0);
+  #sharedCount = 0;
+  #captures = 0;
+  #length = 0;
   readonly #free: number[] = [];
 
   get length(): number {
-    return this.#rows.length;
+    return this.#length;
   }
 
   get freeCount(): number {
@@ -72,50 +82,66 @@ export class ObjectRowStore implements RowStore {
   allocate(): number {
     const reused = this.#free.pop();
     if (reused !== undefined) return reused;
-    this.#rows.push(undefined);
-    return this.#rows.length - 1;
+    const id = this.#length++;
+    if ((id >>> PAGE_SHIFT) === this.#pages.length) this.#pages.push([]);
+    return id;
+  }
+
+  #row(id: number): RowSlot {
+    return this.#pages[id >>> PAGE_SHIFT][id & PAGE_MASK];
+  }
+
+  #set(id: number, value: RowSlot): void {
+    const page = id >>> PAGE_SHIFT;
+    if (this.#sharedCount > 0 && page < this.#shared.length && this.#shared[page] === 1) {
+      this.#shared[page] = 0;
+      this.#sharedCount--;
+      this.#pages[page] = this.#pages[page].slice();
+    }
+    this.#pages[page][id & PAGE_MASK] = value;
   }
 
   put(id: number, row: Uint8Array): void {
-    this.#rows[id] = row;
+    this.#set(id, row);
   }
 
   hide(id: number): void {
-    this.#rows[id] = null;
+    this.#set(id, null);
   }
 
   release(id: number): void {
-    this.#rows[id] = undefined;
+    this.#set(id, undefined);
     this.#free.push(id);
   }
 
   state(id: number): number {
-    const row = this.#rows[id];
+    if (id >= this.#length) return FREE;
+    const row = this.#row(id);
     return row ? LIVE : row === null ? HIDDEN : FREE;
   }
 
   isLive(id: number): boolean {
-    return this.#rows[id] ? true : false;
+    return id < this.#length && this.#row(id) ? true : false;
   }
 
   bytes(id: number): Uint8Array {
-    return this.#rows[id]!;
+    return this.#row(id)!;
   }
 
   equals(id: number, row: Uint8Array): boolean {
-    return bytesEqual(this.#rows[id]!, row);
+    return bytesEqual(this.#row(id)!, row);
   }
 
   hash(id: number): number {
-    return hashBytes(this.#rows[id]!);
+    return hashBytes(this.#row(id)!);
   }
 
   key(id: number, codec: KeyCodec): Key {
-    return codec.fromRow(this.#rows[id]!);
+    return codec.fromRow(this.#row(id)!);
   }
 
   copyInto(id: number, out: Uint8Array, at: number): number {
-    const row = this.#rows[id]!;
+    const row = this.#row(id)!;
     const length = row.length;
     if (length > 64) out.set(row, at);
     else for (let i = 0; i < length; i++) out[at + i] = row[i];
@@ -123,28 +149,38 @@ export class ObjectRowStore implements RowStore {
   }
 
   size(id: number): number {
-    return this.#rows[id]!.length;
+    return this.#row(id)!.length;
   }
 
-  /**
-   * A view of the current rows: the rows themselves never change, so this copies only the
-   * id -> row array (a pointer per row). Call between transactions (no HIDDEN rows).
-   */
+  /** Copy-on-write view of the current rows (see ArenaRowStore.capture). */
   capture(): RowStoreCapture {
-    const rows = this.#rows.slice();
+    this.#captures++;
+    const pages = this.#pages.slice();
+    this.#shared = new Uint8Array(pages.length).fill(1);
+    this.#sharedCount = pages.length;
+    const length = this.#length;
+    let released = false;
+    const rowAt = (id: number): RowSlot =>
+      id < length ? pages[id >>> PAGE_SHIFT][id & PAGE_MASK] : undefined;
     return {
-      length: rows.length,
+      length,
       copyInto(id, out, at) {
-        const row = rows[id];
+        const row = rowAt(id);
         if (!row) return -1;
         out.set(row, at);
         return row.length;
       },
       size(id) {
-        const row = rows[id];
+        const row = rowAt(id);
         return row ? row.length : -1;
       },
-      release() {},
+      release: () => {
+        if (released) return;
+        released = true;
+        if (--this.#captures > 0) return;
+        this.#shared = new Uint8Array(0);
+        this.#sharedCount = 0;
+      },
     };
   }
 }

@@ -137,3 +137,23 @@ Deno.test("two overlapping captures each keep their own point in time", () => {
   second.release();
   deepStrictEqual(store.bytes(7), row(7, 3));
 });
+
+Deno.test("ObjectRowStore capture keeps its rows while the store changes across pages", () => {
+  const store = new ObjectRowStore();
+  for (let i = 0; i < 9_000; i++) store.put(store.allocate(), row(i, i));
+  const capture = store.capture();
+  for (let i = 0; i < 9_000; i += 2) store.put(i, row(i, -1));
+  store.release(1);
+  store.put(store.allocate(), row(77, 77)); // reuses id 1
+  for (let i = 0; i < 5_000; i++) store.put(store.allocate(), row(0, 0));
+  const out = new Uint8Array(12);
+  for (let i = 0; i < 9_000; i++) {
+    strictEqual(capture.copyInto(i, out, 0), 12);
+    deepStrictEqual(out, row(i, i), `captured row ${i}`);
+  }
+  strictEqual(capture.size(9_000), -1);
+  deepStrictEqual(store.bytes(1), row(77, 77));
+  capture.release();
+  store.put(2, row(2, 2));
+  deepStrictEqual(store.bytes(2), row(2, 2));
+});

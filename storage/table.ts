@@ -359,6 +359,16 @@ export class Table {
   }
 
   /** rowId of a live row byte-identical to `row`, or -1. */
+  /**
+   * The codec of the table's only unique constraint, or null when it has none or several:
+   * replay then pairs a delete and an insert with the same key into an in-place replace.
+   */
+  get soleConstraintCodec(): KeyCodec | null {
+    return this.#constraintGroups.length === 1
+      ? this.#groups[this.#constraintGroups[0]].codec
+      : null;
+  }
+
   findIdentical(row: Uint8Array): number {
     const store = this.store;
     if (this.#content) {
@@ -442,14 +452,23 @@ export class Table {
     this.#replace(id, row);
   }
 
-  #replace(id: number, row: Uint8Array): void {
+  /**
+   * Replay only: replaces live row `id` with `row` whose key under the table's only unique
+   * constraint is the same as the row's now (so that constraint needs no lookup).
+   */
+  replaceSameSoleKey(id: number, row: Uint8Array): void {
+    assert(this.store.isLive(id), "Replacing a row that is not live");
+    this.#replace(id, row, true);
+  }
+
+  #replace(id: number, row: Uint8Array, sameSoleKey = false): void {
     const store = this.store;
     const groups = this.#groups;
     const keys = this.#newKeys;
     for (let i = 0; i < groups.length; i++) {
       const group = groups[i];
       const key = group.codec.fromRow(row);
-      if (group.isConstraint) {
+      if (group.isConstraint && !sameSoleKey) {
         const existing = group.unique!.get(key);
         if (existing >= 0 && existing !== id) throw uniqueViolation(this.schema.name);
       }

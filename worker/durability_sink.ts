@@ -4,10 +4,10 @@
  * the stored snapshot and log back into the engine.
  */
 import {
-  decodeTxRecord,
+  decodeTxChanges,
   type DurabilityChannel,
   DurabilityPort,
-  forEachBatchRecord,
+  forEachBatchRecordNumbered,
   type ReplayResult,
   TxBatchEncoder,
   type TxRecord,
@@ -39,13 +39,12 @@ export class DurabilitySink {
     return this.#port.replay({
       snapshot: (bytes, txOffset) => engine.restoreSnapshot(bytes, Number(txOffset)),
       batch: (firstTxOffset, recordCount, bytes) =>
-        forEachBatchRecord(firstTxOffset, recordCount, bytes, (record, txOffset) => {
-          const decoded = decodeTxRecord(record);
-          engine.replayTx(
-            { tables: decoded.tables, sequences: decoded.sequences },
-            Number(txOffset) + 1,
-          );
-        }),
+        forEachBatchRecordNumbered(
+          Number(firstTxOffset),
+          recordCount,
+          bytes,
+          (record, txOffset) => engine.replayTx(decodeTxChanges(record), txOffset + 1),
+        ),
     });
   }
 
