@@ -531,10 +531,20 @@ export class Table {
         sequence.dirty = true;
         this.#onSequenceMoved(sequence);
       }
-      let rest = value;
-      for (let i = start; i < end; i++) {
-        row[i] = Number(rest & 0xffn);
-        rest >>= 8n;
+      const small = Number(value);
+      if (small >= 0 && small <= Number.MAX_SAFE_INTEGER) {
+        // The usual case (ids from 1 up): little-endian from two 32-bit halves, no BigInt per byte.
+        const low = small >>> 0;
+        const high = (small - low) / 4294967296;
+        for (let i = start, b = 0; i < end; i++, b++) {
+          row[i] = b < 4 ? (low >>> (8 * b)) & 0xff : b < 8 ? (high >>> (8 * (b - 4))) & 0xff : 0;
+        }
+      } else {
+        let rest = value;
+        for (let i = start; i < end; i++) {
+          row[i] = Number(rest & 0xffn);
+          rest >>= 8n;
+        }
       }
       (generated ??= []).push(copyBytes(row, start, end));
     }
