@@ -166,6 +166,10 @@ for (const table of tables.filter((t) => t.schema.name === values.table)) {
     pieces++;
   }
   cursor.release();
+  // What a restart with this snapshot spends loading it (rows, keys, indexes).
+  const importStart = performance.now();
+  Datastore.importState([table.schema], state);
+  const importMs = performance.now() - importStart;
   console.log(
     `${table.schema.name}: ${((after - before) / ROWS).toFixed(1)} bytes per row (${
       ((after - before) / 2 ** 20 * 1e6 / ROWS).toFixed(1)
@@ -174,7 +178,7 @@ for (const table of tables.filter((t) => t.schema.name === values.table)) {
         (state.length / 2 ** 20).toFixed(1)
       } MiB; in pieces: capture ${captureMs.toFixed(2)} ms, ${pieces} pieces, longest ${
         pieceMaxMs.toFixed(1)
-      } ms`,
+      } ms; snapshot load ${importMs.toFixed(0)} ms`,
   );
   // Keep it alive until measured; drop before the next table.
   if (datastore.committedCount(table.schema.tableId) !== ROWS) throw new Error("row count");
