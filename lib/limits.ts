@@ -90,10 +90,16 @@ export const LOG_REPLAY_CHUNK_BYTES = 4 * 1024 * 1024;
 export const SNAPSHOTS_KEPT = 2;
 /**
  * Durable transactions between automatic snapshots of a database (as SpacetimeDB), overridable with
- * `--snapshot-interval-tx`. A snapshot blocks its database while the state is copied (~100 ms per
- * 100k rows); a restart replays at most this many transactions (~130k/s: bench/recovery_bench.ts).
+ * `--snapshot-interval-tx`. Taking one costs O(pages) (copy-on-write row pages); the rows are sent
+ * to the storage worker in pieces between batches and fsynced off its thread. A restart replays at
+ * most this many transactions (bench/recovery_bench.ts).
  */
 export const SNAPSHOT_INTERVAL_TX = 1_000_000;
+/**
+ * Commit-log bytes between automatic snapshots (whichever of this and SNAPSHOT_INTERVAL_TX comes
+ * first), so a database with large transactions also gets snapshots and a bounded replay.
+ */
+export const SNAPSHOT_INTERVAL_BYTES = 256 * 1024 * 1024;
 /** Nesting depth of a SQL WHERE expression; SpacetimeDB's parser stops near 1,600 levels. */
 export const SQL_EXPR_DEPTH_MAX = 1_000;
 /**

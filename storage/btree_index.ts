@@ -91,12 +91,16 @@ export class BTree {
     leaf.keys.splice(at, 0, key);
     leaf.ids.splice(at, 0, id);
     this.#size++;
-    if (leaf.keys.length > LEAF_ENTRIES_MAX) this.#splitLeaf(leaf, path, slots);
+    if (leaf.keys.length > LEAF_ENTRIES_MAX) {
+      // Appending past the largest entry (auto-increment ids): keep the left leaf full and start
+      // the next one with the new entry, so append-only tables get full leaves, not half-full ones.
+      const appended = leaf.next === null && at === leaf.keys.length - 1;
+      this.#splitLeaf(leaf, path, slots, appended ? leaf.keys.length - 1 : leaf.keys.length >>> 1);
+    }
     return true;
   }
 
-  #splitLeaf(leaf: Leaf, path: Inner[], slots: number[]): void {
-    const mid = leaf.keys.length >>> 1;
+  #splitLeaf(leaf: Leaf, path: Inner[], slots: number[], mid: number): void {
     const right = new Leaf();
     right.keys = leaf.keys.splice(mid);
     right.ids = leaf.ids.splice(mid);

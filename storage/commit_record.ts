@@ -318,6 +318,56 @@ export function decodeTxRecord(bytes: Uint8Array): TxRecord {
   };
 }
 
+/** Whether a record's reducer name is `name` (UTF-8), without decoding the rest. */
+export function txRecordHasReducerName(bytes: Uint8Array, name: Uint8Array): boolean {
+  const reader = new Reader(bytes);
+  if (reader.u8() !== TX_RECORD_FORMAT_VERSION) return false;
+  reader.raw(1 + 8 + IDENTITY_BYTES + CONNECTION_ID_BYTES);
+  const stored = reader.sized();
+  if (stored.length !== name.length) return false;
+  for (let i = 0; i < name.length; i++) if (stored[i] !== name[i]) return false;
+  return true;
+}
+
+/**
+ * Only what replay needs of a record: its row changes and sequence positions (the caller,
+ * reducer name, arguments and timestamp are skipped, not decoded). Same checks on the layout as
+ * `decodeTxRecord`; rows are views into `bytes`.
+ */
+export function decodeTxChanges(
+  bytes: Uint8Array,
+): { tables: TableChanges[]; sequences: SequenceState[] } {
+  const reader = new Reader(bytes);
+  const version = reader.u8();
+  if (version !== TX_RECORD_FORMAT_VERSION) {
+    throw new MalformedRecordError(`Unknown transaction record version ${version}`);
+  }
+  reader.raw(1 + 8 + IDENTITY_BYTES + CONNECTION_ID_BYTES);
+  reader.sized(); // reducer name
+  reader.sized(); // arguments
+  const tableCount = reader.u32();
+  const tables: TableChanges[] = [];
+  for (let t = 0; t < tableCount; t++) {
+    const tableId = reader.u32();
+    const insertCount = reader.u32();
+    const inserts: Uint8Array[] = new Array(insertCount);
+    for (let i = 0; i < insertCount; i++) inserts[i] = reader.sized();
+    const deleteCount = reader.u32();
+    const deletes: Uint8Array[] = new Array(deleteCount);
+    for (let i = 0; i < deleteCount; i++) deletes[i] = reader.sized();
+    tables.push({ tableId, inserts, deletes });
+  }
+  const sequenceCount = reader.u32();
+  const sequences: SequenceState[] = [];
+  for (let s = 0; s < sequenceCount; s++) {
+    sequences.push({ tableId: reader.u32(), column: reader.u16(), next: reader.i128() });
+  }
+  if (reader.at !== bytes.length) {
+    throw new MalformedRecordError(`${bytes.length - reader.at} bytes follow the record`);
+  }
+  return { tables, sequences };
+}
+
 /** Decodes every record of a batch (the commit payload layout). */
 export function decodeTxBatch(bytes: Uint8Array): TxRecord[] {
   const records: TxRecord[] = [];

@@ -13,6 +13,7 @@ import { DatastoreError, decodeError } from "./datastore_error.ts";
 import { readU32 } from "./row_layout.ts";
 import { copyBytes } from "./row_arena.ts";
 import type { TableSchema } from "./schema.ts";
+import type { Key } from "./key_encoding.ts";
 import {
   type Sequence,
   Table,
@@ -182,6 +183,9 @@ export class Datastore {
     for (const change of delta.tables) {
       const table = this.#table(change.tableId);
       if (table.schema.isEvent) continue; // event rows are never kept
+      if (change.deletes.length > 0 && change.inserts.length > 0 && replayInPlace(table, change)) {
+        continue;
+      }
       for (const row of change.deletes) {
         const id = table.findIdentical(row);
         assert(id >= 0, `Replayed delete of a row missing from table '${table.schema.name}'`);
@@ -213,25 +217,78 @@ export class Datastore {
     return out;
   }
 
-  /** Snapshot of all committed rows and sequence positions. */
+  /** Snapshot of all committed rows and sequence positions (`captureState`, in one piece). */
   exportState(): Uint8Array {
-    assert(this.#tx === null, "Export while a transaction is open");
-    const writer = new ByteWriter();
-    writer.u32(STATE_MAGIC);
-    writer.u32(STATE_FORMAT_VERSION);
-    writer.u32(this.#tables.size);
-    for (const table of this.#tables.values()) {
-      writer.u32(table.schema.tableId);
-      writer.u32(table.count);
-      // Straight from the row store: a snapshot of 100k rows must not stall the worker.
-      for (const id of table.scanIds()) writer.storedRow(table.store, id);
-      writer.u32(table.sequences.length);
-      for (const sequence of table.sequences) {
-        writer.u32(sequence.column);
-        writer.bigint(sequence.next);
-      }
+    const cursor = this.captureState();
+    try {
+      return cursor.next(Infinity)!;
+    } finally {
+      cursor.release();
     }
-    return writer.finish();
+  }
+
+  /**
+   * The committed state as of now, read out later in pieces while transactions go on: the row
+   * stores share their pages copy-on-write with the cursor (row_store.ts `capture`), so taking it
+   * costs O(pages) and writes copy a page at most once. The pieces, concatenated, are the
+   * `exportState()` bytes. Call `release()` when done or abandoning it.
+   */
+  captureState(): StateCursor {
+    assert(this.#tx === null, "Capture while a transaction is open");
+    const tables = [...this.#tables.values()].map((table) => ({
+      tableId: table.schema.tableId,
+      count: table.count,
+      rows: table.store.capture(),
+      sequences: table.sequences.map((sequence) => ({
+        column: sequence.column,
+        next: sequence.next,
+      })),
+    }));
+    let tableIndex = -1; // -1: the state header is next
+    let rowId = -1; // -1: the table header is next
+    let released = false;
+    const release = () => {
+      if (released) return;
+      released = true;
+      for (const table of tables) table.rows.release();
+    };
+    return {
+      next(maxBytes: number): Uint8Array | null {
+        assert(!released, "State cursor used after release");
+        if (tableIndex >= tables.length) return null;
+        const writer = new ByteWriter();
+        if (tableIndex === -1) {
+          writer.u32(STATE_MAGIC);
+          writer.u32(STATE_FORMAT_VERSION);
+          writer.u32(tables.length);
+          tableIndex = 0;
+        }
+        while (tableIndex < tables.length && writer.length < maxBytes) {
+          const table = tables[tableIndex];
+          if (rowId === -1) {
+            writer.u32(table.tableId);
+            writer.u32(table.count);
+            rowId = 0;
+          }
+          const rows = table.rows;
+          const length = rows.length;
+          while (rowId < length && writer.length < maxBytes) {
+            if (rows.size(rowId) >= 0) writer.storedRow(rows, rowId);
+            rowId++;
+          }
+          if (rowId < length) break;
+          writer.u32(table.sequences.length);
+          for (const sequence of table.sequences) {
+            writer.u32(sequence.column);
+            writer.bigint(sequence.next);
+          }
+          tableIndex++;
+          rowId = -1;
+        }
+        return writer.finish();
+      },
+      release,
+    };
   }
 
   /** Rebuilds a datastore from `exportState()` bytes. Throws DecodeError on malformed input. */
@@ -329,6 +386,78 @@ function indexRange(
   const index = indexOf(indexes, indexId);
   const ids = rangeIds(index, buf, prefixLen, prefixElems, rstartLen, rendLen);
   return rowsOf(index.table, ids);
+}
+
+/** Pairs at most this many delete x insert combinations per table change on replay. */
+const REPLAY_PAIRS_MAX = 64;
+
+/**
+ * Replays a table change whose deletes and inserts share keys of the table's only unique
+ * constraint (an update, e.g. a balance change) as in-place replaces: no index entry moves when
+ * the keys stay, where a delete + insert would take every key out and put it back. Returns false
+ * (nothing done) when the table or change does not qualify.
+ */
+function replayInPlace(
+  table: Table,
+  change: { deletes: Uint8Array[]; inserts: Uint8Array[] },
+): boolean {
+  const codec = table.soleConstraintCodec;
+  const { deletes, inserts } = change;
+  const deleteCount = deletes.length;
+  if (codec === null || deleteCount * inserts.length > REPLAY_PAIRS_MAX) return false;
+  // Scratch arrays, reused: this runs once per replayed transaction.
+  const deleteKeys = replayDeleteKeys;
+  const paired = replayPaired;
+  for (let i = 0; i < deleteCount; i++) {
+    deleteKeys[i] = codec.fromRow(deletes[i]);
+    paired[i] = 0;
+  }
+  // Deletes without an insert of the same key first (as a delete + insert would).
+  for (let j = 0; j < inserts.length; j++) {
+    const key = codec.fromRow(inserts[j]);
+    for (let i = 0; i < deleteCount; i++) {
+      if (paired[i] === 0 && deleteKeys[i] === key) {
+        paired[i] = j + 1;
+        break;
+      }
+    }
+  }
+  const insertPaired = replayInsertPaired;
+  for (let j = 0; j < inserts.length; j++) insertPaired[j] = -1;
+  for (let i = 0; i < deleteCount; i++) {
+    if (paired[i] !== 0) {
+      insertPaired[paired[i] - 1] = i;
+      continue;
+    }
+    const id = table.findIdentical(deletes[i]);
+    assert(id >= 0, `Replayed delete of a row missing from table '${table.schema.name}'`);
+    table.deleteRow(id);
+  }
+  for (let j = 0; j < inserts.length; j++) {
+    const row = inserts[j];
+    table.layout.validate(row);
+    const i = insertPaired[j];
+    if (i < 0) {
+      table.insertRow(row);
+      continue;
+    }
+    const id = table.findIdentical(deletes[i]);
+    assert(id >= 0, `Replayed delete of a row missing from table '${table.schema.name}'`);
+    table.replaceSameSoleKey(id, row);
+  }
+  for (let i = 0; i < deleteCount; i++) deleteKeys[i] = 0;
+  return true;
+}
+
+const replayDeleteKeys: Key[] = new Array(REPLAY_PAIRS_MAX).fill(0);
+const replayPaired: number[] = new Array(REPLAY_PAIRS_MAX).fill(0);
+const replayInsertPaired: number[] = new Array(REPLAY_PAIRS_MAX).fill(0);
+
+/** Pieces of a captured state; see `Datastore.captureState`. */
+export interface StateCursor {
+  /** The next piece (about `maxBytes`, at least one row), or null once everything was read. */
+  next(maxBytes: number): Uint8Array | null;
+  release(): void;
 }
 
 /** The open mutable transaction. Every method throws AssertionError once it has ended. */

@@ -1,12 +1,13 @@
 /**
  * Randomized model test: thousands of random operations in transactions with random rollbacks,
  * run against the Datastore and a naive reference (arrays of decoded rows), compared after
- * every operation. Deltas are replayed into a replica, and snapshots are round-tripped.
+ * every operation. Deltas are replayed into a replica, and snapshots are round-tripped, including
+ * copy-on-write captures read out in pieces while later transactions change the tables.
  */
 import { deepStrictEqual } from "node:assert/strict";
 import { type Random, seededRandom } from "../lib/random.ts";
 import { concat, tableSchema } from "./_testing.ts";
-import { Datastore, type DatastoreOptions, type MutTx } from "./datastore.ts";
+import { Datastore, type DatastoreOptions, type MutTx, type StateCursor } from "./datastore.ts";
 import { DatastoreError } from "./datastore_error.ts";
 import type { TableSchema } from "./schema.ts";
 import type { TxDelta } from "./tx_delta.ts";
@@ -337,8 +338,41 @@ function runModel(options: DatastoreOptions): void {
   let datastore = new Datastore(SCHEMAS, options);
   const replica = new Datastore(SCHEMAS, options);
   let committed = new Reference();
+  // A snapshot captured at one commit and read out in small pieces while later transactions
+  // run (as the database process streams it): its bytes must be the state at capture.
+  let capture:
+    | { cursor: StateCursor; pieces: Uint8Array[]; items: string[]; bag: string[]; at: number }
+    | undefined;
+  const readPiece = (label: string) => {
+    if (!capture) return;
+    const piece = capture.cursor.next(1 + Math.floor(random.next() * 64));
+    if (piece) {
+      capture.pieces.push(piece);
+      return;
+    }
+    capture.cursor.release();
+    const restored = Datastore.importState(SCHEMAS, concat(...capture.pieces), options);
+    restored.checkInvariants();
+    deepStrictEqual(
+      multiset(restored.committedRows(ITEMS)),
+      capture.items,
+      `${label}: capture at tx ${capture.at}`,
+    );
+    deepStrictEqual(multiset(restored.committedRows(BAG)), capture.bag);
+    capture = undefined;
+  };
   try {
     for (let t = 0; t < 400; t++) {
+      readPiece(`seed ${seed} tx ${t}`);
+      if (capture === undefined && t % 50 === 5) {
+        capture = {
+          cursor: datastore.captureState(),
+          pieces: [],
+          items: multiset(committed.items.map(encodeItem)),
+          bag: multiset(committed.bag.map(encodeBag)),
+          at: t,
+        };
+      }
       const tx = datastore.beginMutTx();
       const working = committed.clone();
       const steps = 1 + Math.floor(random.next() * 25);
@@ -374,6 +408,7 @@ function runModel(options: DatastoreOptions): void {
         datastore.checkInvariants();
       }
     }
+    while (capture) readPiece(`seed ${seed} end`);
   } catch (error) {
     throw new Error(`Model test failed with seed ${seed} (STORAGE_MODEL_SEED=${seed})`, {
       cause: error,

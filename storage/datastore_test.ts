@@ -576,3 +576,27 @@ Deno.test("a primary key is enforced as unique even without an explicit constrai
   tx.insert(1, concat(u16(1), u8(1)));
   deepStrictEqual(tx.count(1), 1);
 });
+
+Deno.test("sequence values above 32 bits and negative ones are written byte for byte", () => {
+  const wide = (start: bigint, increment: bigint) =>
+    tableSchema({
+      tableId: 1,
+      name: "wide",
+      rowType: columns(["id", "U64"], ["k", "I64"], ["v", "U128"]),
+      sequences: [
+        { column: 0, start, min: undefined, max: undefined, increment },
+        { column: 1, start: -start, min: -(1n << 62n), max: undefined, increment: -increment },
+        { column: 2, start, min: undefined, max: undefined, increment },
+      ],
+    });
+  for (const start of [1n, (1n << 32n) - 1n, (1n << 32n) + 5n, (1n << 52n) + 3n, 1n << 60n]) {
+    const ds = new Datastore([wide(start, 7n)]);
+    const tx = ds.beginMutTx();
+    for (let i = 0n; i < 3n; i++) {
+      const { row } = tx.insert(1, concat(u64(0n), bytesOf("I64", 0n), bytesOf("U128", 0n)));
+      const value = start + 7n * i;
+      deepStrictEqual(row, concat(u64(value), bytesOf("I64", -value), bytesOf("U128", value)));
+    }
+    tx.commit();
+  }
+});

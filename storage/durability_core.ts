@@ -8,6 +8,7 @@ import { assert } from "../lib/assert.ts";
 import {
   LOG_COMMIT_PAYLOAD_BYTES_TARGET,
   LOG_REPLAY_CHUNK_BYTES,
+  SNAPSHOT_INTERVAL_BYTES,
   SNAPSHOT_INTERVAL_TX,
   SNAPSHOTS_KEPT,
 } from "../lib/limits.ts";
@@ -19,7 +20,7 @@ import type { FromDatabaseMessage, OpenResult, ToDatabaseMessage } from "./durab
 import { type FsLayer, makeDirsDurable, removeDurable } from "./fs_layer.ts";
 import { CommitBudgetCheck, type CommitLimits } from "./commit_budget.ts";
 import { databaseDir, logDir, snapshotDir } from "./recovery.ts";
-import { readNewestValidSnapshot, writeSnapshot } from "./snapshot.ts";
+import { readNewestValidSnapshot, SnapshotFileWriter } from "./snapshot.ts";
 
 /** Where the core's results go; the worker turns these into postMessage calls. */
 export interface CoreOutput {
@@ -43,6 +44,8 @@ export interface CoreOptions {
   replayChunkBytes?: number;
   /** Ask a database worker for a snapshot once this many more transactions are durable. */
   snapshotIntervalTx?: number;
+  /** ... or once this many more commit-log record bytes are durable, whichever comes first. */
+  snapshotIntervalBytes?: number;
   /** Monotonic milliseconds for commit-log rate checks (default performance.now). */
   monotonicMs?: () => number;
 }
@@ -69,10 +72,16 @@ interface DatabaseState {
   replay: Replay | undefined;
   /** Durable offset of the newest snapshot on disk or asked for (periodic snapshots count from it). */
   snapshotBase: bigint;
+  /** Record bytes made durable since the last snapshot was asked for. */
+  bytesSinceSnapshot: number;
   /** The database's commit-log limits, checked on every append (the worker is untrusted). */
   budget: CommitBudgetCheck | undefined;
   /** Record bytes written and not yet reported durable (metrics). */
   unreportedBytes: number;
+  /** The snapshot whose pieces are arriving (written to its temp file as they come). */
+  snapshotWriter: { writer: SnapshotFileWriter; requestId: number | undefined } | undefined;
+  /** Snapshot files waiting for their off-thread fdatasync. */
+  snapshotsSyncing: number;
 }
 
 const DB_KEY = /^[A-Za-z0-9_-]{1,128}$/;
@@ -120,7 +129,10 @@ export class DurabilityCore {
       reportedOffset: writer.durableOffset,
       replay: undefined,
       snapshotBase: 0n,
+      bytesSinceSnapshot: 0,
       unreportedBytes: 0,
+      snapshotWriter: undefined,
+      snapshotsSyncing: 0,
       budget: limits === undefined
         ? undefined
         : new CommitBudgetCheck(limits, this.#options.monotonicMs ?? (() => performance.now())),
@@ -212,6 +224,7 @@ export class DurabilityCore {
       if (offset > db.reportedOffset) {
         const txCount = Number(offset - db.reportedOffset);
         db.reportedOffset = offset;
+        db.bytesSinceSnapshot += db.unreportedBytes;
         this.#output.durable(db.dbKey, offset, syncMs, txCount, db.unreportedBytes);
         db.unreportedBytes = 0;
         this.#output.toDatabase(db.dbKey, { kind: "durable", offset });
@@ -231,6 +244,8 @@ export class DurabilityCore {
     if (!db) return;
     if (this.#dirty.has(db)) this.flush();
     this.#databases.delete(dbKey);
+    db.snapshotWriter?.writer.abort();
+    db.snapshotWriter = undefined;
     try {
       db.writer.close();
     } catch (error) {
@@ -246,6 +261,8 @@ export class DurabilityCore {
       this.#dirty.delete(db);
       db.pending = [];
       db.snapshots = [];
+      db.snapshotWriter?.writer.abort();
+      db.snapshotWriter = undefined;
       this.#databases.delete(dbKey);
       try {
         db.writer.close();
@@ -271,15 +288,19 @@ export class DurabilityCore {
   }
 
   /**
-   * Periodic snapshots: once `snapshotIntervalTx` transactions are durable past the last
-   * snapshot, the database worker is asked for one. Its state then is at or past `offset`, and
+   * Periodic snapshots: once `snapshotIntervalTx` transactions or `snapshotIntervalBytes` record
+   * bytes are durable past the last snapshot, the database worker is asked for one. Its state then is at or past `offset`, and
    * every append it sent before the snapshot reaches this actor first, so the snapshot is never
    * ahead of the log by the time it is written (after the sync of the same flush).
    */
   #maybeAskForSnapshot(db: DatabaseState, offset: bigint): void {
     const interval = BigInt(this.#options.snapshotIntervalTx ?? SNAPSHOT_INTERVAL_TX);
-    if (interval <= 0n || offset - db.snapshotBase < interval) return;
+    const intervalBytes = this.#options.snapshotIntervalBytes ?? SNAPSHOT_INTERVAL_BYTES;
+    const byCount = interval > 0n && offset - db.snapshotBase >= interval;
+    const bySize = intervalBytes > 0 && db.bytesSinceSnapshot >= intervalBytes;
+    if (!byCount && !bySize) return;
     db.snapshotBase = offset;
+    db.bytesSinceSnapshot = 0;
     this.#output.toDatabase(db.dbKey, { kind: "snapshotRequest", requestId: undefined });
   }
 
@@ -311,31 +332,86 @@ export class DurabilityCore {
     if (groupCount > 0) db.writer.append(groupFirst, groupCount, pieces);
   }
 
+  /**
+   * One snapshot piece (or a whole snapshot): appended to the snapshot's temp file; the last
+   * piece makes it durable and renames it into place. With a real file system the fdatasync
+   * runs off this thread, so commits of every database keep flowing while it completes.
+   */
   #writeSnapshot(db: DatabaseState, snapshot: SnapshotMessage): void {
     const { txOffset, requestId } = snapshot;
     const refuse = (message: string) => {
       log.warn("Snapshot not written", { dbKey: db.dbKey, txOffset, message });
       this.#output.toDatabase(db.dbKey, { kind: "snapshotFailed", txOffset, requestId, message });
     };
-    if (db.failure) return refuse(`the log stopped: ${db.failure.message}`);
-    if (txOffset > db.writer.durableOffset) {
-      return refuse(`tx ${txOffset} is past the durable log end ${db.writer.durableOffset}`);
+    let current = db.snapshotWriter;
+    if (current && current.writer.txOffset !== txOffset) {
+      current.writer.abort();
+      db.snapshotWriter = undefined;
+      this.#output.toDatabase(db.dbKey, {
+        kind: "snapshotFailed",
+        txOffset: current.writer.txOffset,
+        requestId: current.requestId,
+        message: `abandoned: a snapshot at tx ${txOffset} started before its last piece`,
+      });
+      current = undefined;
+    }
+    if (db.failure) {
+      current?.writer.abort();
+      db.snapshotWriter = undefined;
+      return refuse(`the log stopped: ${db.failure.message}`);
     }
     try {
-      writeSnapshot(
-        this.#fs,
-        snapshotDir(databaseDir(this.#dataDir, db.dbKey)),
-        txOffset,
-        snapshot.bytes,
-        {
-          keep: this.#options.snapshotsKept ?? SNAPSHOTS_KEPT,
-        },
-      );
+      if (!current) {
+        current = {
+          writer: new SnapshotFileWriter(
+            this.#fs,
+            snapshotDir(databaseDir(this.#dataDir, db.dbKey)),
+            txOffset,
+            { keep: this.#options.snapshotsKept ?? SNAPSHOTS_KEPT },
+          ),
+          requestId,
+        };
+        db.snapshotWriter = current;
+      }
+      current.writer.write(snapshot.bytes);
     } catch (error) {
+      current?.writer.abort();
+      db.snapshotWriter = undefined;
       return refuse(error instanceof Error ? error.message : String(error));
     }
-    this.#output.toDatabase(db.dbKey, { kind: "snapshotWritten", txOffset, requestId });
-    this.#output.snapshotWritten(db.dbKey, txOffset, requestId);
+    if (snapshot.more) return;
+    db.snapshotWriter = undefined;
+    const writer = current.writer;
+    if (txOffset > db.writer.durableOffset) {
+      writer.abort();
+      return refuse(`tx ${txOffset} is past the durable log end ${db.writer.durableOffset}`);
+    }
+    const written = () => {
+      this.#output.toDatabase(db.dbKey, { kind: "snapshotWritten", txOffset, requestId });
+      this.#output.snapshotWritten(db.dbKey, txOffset, requestId);
+    };
+    let finished: string | Promise<string>;
+    try {
+      finished = writer.finish();
+    } catch (error) {
+      writer.abort();
+      return refuse(error instanceof Error ? error.message : String(error));
+    }
+    if (typeof finished === "string") return written();
+    db.snapshotsSyncing++;
+    finished.then(
+      () => {
+        db.snapshotsSyncing--;
+        if (this.#databases.get(db.dbKey) === db) written();
+      },
+      (error) => {
+        db.snapshotsSyncing--;
+        writer.abort();
+        if (this.#databases.get(db.dbKey) === db) {
+          refuse(error instanceof Error ? error.message : String(error));
+        }
+      },
+    );
   }
 
   #fail(db: DatabaseState, cause: unknown): void {
@@ -473,6 +549,9 @@ export function malformed(message: unknown): string | undefined {
       return undefined;
     case "snapshot":
       if (!isOffset(m.txOffset)) return "snapshot.txOffset is not a u64";
+      if (m.more !== undefined && typeof m.more !== "boolean") {
+        return "snapshot.more is not a boolean";
+      }
       if (!(m.bytes instanceof Uint8Array)) return "snapshot.bytes is not a Uint8Array";
       if (m.requestId !== undefined && typeof m.requestId !== "number") {
         return "snapshot.requestId is not a number";

@@ -13,7 +13,17 @@ export type FromDatabaseMessage =
   /** Transactions [firstTxOffset, firstTxOffset + recordCount) to make durable. */
   | { kind: "append"; firstTxOffset: bigint; recordCount: number; bytes: Uint8Array }
   /** State after transactions [0, txOffset), to store as a snapshot once they are durable. */
-  | { kind: "snapshot"; txOffset: bigint; bytes: Uint8Array; requestId: number | undefined }
+  /**
+   * A snapshot may come in pieces: every piece but the last has `more: true`, all carry the same
+   * txOffset and requestId, and the body is the pieces concatenated (the last may be empty).
+   */
+  | {
+    kind: "snapshot";
+    txOffset: bigint;
+    bytes: Uint8Array;
+    requestId: number | undefined;
+    more?: boolean;
+  }
   /** Start streaming the stored state back (before any append). */
   | { kind: "replay" }
   /** The previous replay chunk is applied; send the next. */
@@ -52,6 +62,8 @@ export interface StorageOptions {
   unsafeLateSyncMs?: number;
   /** Ask a database for a snapshot every this many durable transactions (lib/limits.ts default). */
   snapshotIntervalTx?: number;
+  /** ... or every this many durable commit-log record bytes, whichever comes first. */
+  snapshotIntervalBytes?: number;
 }
 
 /** Main thread -> storage actor. */

@@ -5,6 +5,7 @@ export {
   DurabilityPort,
   type DurabilityPortOptions,
   forEachBatchRecord,
+  forEachBatchRecordNumbered,
   type ReplayHandlers,
   type ReplayResult,
 } from "./durability_port.ts";
@@ -18,6 +19,7 @@ export { type CoreOptions, type CoreOutput, DurabilityCore } from "./durability_
 export { CommitBudgetCheck, type CommitLimits } from "./commit_budget.ts";
 export {
   decodeTxBatch,
+  decodeTxChanges,
   decodeTxRecord,
   encodeTxRecord,
   MalformedRecordError,
@@ -25,6 +27,7 @@ export {
   type TableChanges,
   TxBatchEncoder,
   type TxRecord,
+  txRecordHasReducerName,
 } from "./commit_record.ts";
 export {
   type CommitLog,

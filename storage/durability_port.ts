@@ -28,7 +28,28 @@ export interface DurabilityPortOptions {
    * actor asks for one every `snapshotIntervalTx` durable transactions (and on request).
    */
   takeSnapshot?: () => { txOffset: bigint; bytes: Uint8Array };
+  /**
+   * Like `takeSnapshot`, but the state is read out in pieces (`Datastore.captureState`), one
+   * piece per macrotask, so a large snapshot never stops the database for long. Preferred over
+   * `takeSnapshot` when both are given.
+   */
+  captureSnapshot?: () => { txOffset: bigint; cursor: SnapshotCursor };
 }
+
+/** Pieces of a captured state (Datastore.captureState's StateCursor). */
+export interface SnapshotCursor {
+  next(maxBytes: number): Uint8Array | null;
+  release(): void;
+}
+
+/**
+ * The host's setTimeout, captured when this module loads: inside a database process the sandbox
+ * later removes or lets tenant code patch globals (worker/sandbox.ts).
+ */
+const hostSetTimeout = globalThis.setTimeout;
+
+/** Bytes per snapshot piece: ~1-2 ms of encoding, one frame on the way to the storage worker. */
+export const SNAPSHOT_PIECE_BYTES = 512 * 1024;
 
 /** Calls `visit` with each record of a batch and its tx offset (views, no copies). */
 export function forEachBatchRecord(
@@ -42,6 +63,16 @@ export function forEachBatchRecord(
     recordCount,
     (index, record) => visit(record, firstTxOffset + BigInt(index)),
   );
+}
+
+/** `forEachBatchRecord` with number offsets (no BigInt per record: replay's hot loop). */
+export function forEachBatchRecordNumbered(
+  firstTxOffset: number,
+  recordCount: number,
+  bytes: Uint8Array,
+  visit: (record: Uint8Array, txOffset: number) => void,
+): void {
+  forEachRecord(bytes, recordCount, (index, record) => visit(record, firstTxOffset + index));
 }
 
 /** `bytes` itself when it spans its whole buffer (then transferred), else a copy of just it. */
@@ -67,6 +98,10 @@ export class DurabilityPort {
   #failure: string | undefined;
   #durableListeners = new Set<(offset: bigint) => void>();
   #failureListeners = new Set<(message: string) => void>();
+  /** The snapshot being streamed, and explicit requests that arrived meanwhile. */
+  #streaming: { cursor: SnapshotCursor } | undefined;
+  #queuedRequests: number[] = [];
+  #closed = false;
   #replay:
     | { handlers: ReplayHandlers; resolve(result: ReplayResult): void; reject(error: Error): void }
     | undefined;
@@ -141,7 +176,64 @@ export class DurabilityPort {
   }
 
   close(): void {
+    this.#closed = true;
+    this.#streaming?.cursor.release();
+    this.#streaming = undefined;
     this.#port.close();
+  }
+
+  /** True while a snapshot is being read out and sent in pieces. */
+  get snapshotInProgress(): boolean {
+    return this.#streaming !== undefined;
+  }
+
+  /**
+   * Sends the captured state as `snapshot` messages of at most ~SNAPSHOT_PIECE_BYTES, all with
+   * `more: true` but the last, one per macrotask. Requests arriving meanwhile are queued.
+   */
+  #streamSnapshot(requestId: number | undefined): void {
+    const { txOffset, cursor } = this.#options.captureSnapshot!();
+    const streaming = { cursor };
+    this.#streaming = streaming;
+    const step = () => {
+      if (this.#streaming !== streaming) return; // closed
+      if (this.#failure) {
+        this.#finishStreaming();
+        return;
+      }
+      try {
+        const piece = cursor.next(SNAPSHOT_PIECE_BYTES);
+        if (piece === null) {
+          this.#sendSnapshot(txOffset, new Uint8Array(0), requestId, false);
+          this.#finishStreaming();
+          return;
+        }
+        this.#sendSnapshot(txOffset, piece, requestId, true);
+      } catch (error) {
+        // Never into the caller (the frame reader): the snapshot is dropped, the database goes on.
+        console.error("Snapshot not sent:", error instanceof Error ? error.message : error);
+        this.#finishStreaming();
+        return;
+      }
+      hostSetTimeout(step, 0);
+    };
+    step();
+  }
+
+  #finishStreaming(): void {
+    this.#streaming?.cursor.release();
+    this.#streaming = undefined;
+    if (this.#closed || this.#failure) return;
+    const next = this.#queuedRequests.shift();
+    if (next !== undefined) this.#streamSnapshot(next);
+  }
+
+  #sendSnapshot(txOffset: bigint, bytes: Uint8Array, requestId: number | undefined, more: boolean) {
+    const owned = ownBuffer(bytes);
+    const message: FromDatabaseMessage = more
+      ? { kind: "snapshot", txOffset, bytes: owned, requestId, more }
+      : { kind: "snapshot", txOffset, bytes: owned, requestId };
+    this.#port.postMessage(message, [owned.buffer as ArrayBuffer]);
   }
 
   #send(message: FromDatabaseMessage): void {
@@ -182,6 +274,15 @@ export class DurabilityPort {
         return;
       }
       case "snapshotRequest": {
+        if (this.#options.captureSnapshot) {
+          if (this.#streaming) {
+            // A periodic request while one streams is already answered by it.
+            if (message.requestId !== undefined) this.#queuedRequests.push(message.requestId);
+          } else {
+            this.#streamSnapshot(message.requestId);
+          }
+          return;
+        }
         const taken = this.#options.takeSnapshot?.();
         if (!taken) return;
         this.snapshot(taken.txOffset, taken.bytes, message.requestId);

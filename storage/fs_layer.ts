@@ -15,6 +15,12 @@ export interface FileHandle {
   read(into: Uint8Array, position: number): number;
   /** fdatasync: file data and the metadata needed to read it (size) reach the disk. */
   syncData(): void;
+  /**
+   * `syncData` off the calling thread (a real file: Deno's blocking-I/O pool), so a large
+   * snapshot's fdatasync does not stop the storage worker. Optional; callers fall back to
+   * `syncData`.
+   */
+  syncDataAsync?(): Promise<void>;
   /** Length of the file in bytes. */
   size(): number;
   /** Sets the file length, dropping or zero-extending the tail. */
@@ -115,6 +121,10 @@ class DenoFileHandle implements FileHandle {
   }
   syncData(): void {
     this.#file.syncDataSync();
+  }
+
+  syncDataAsync(): Promise<void> {
+    return this.#file.syncData();
   }
   size(): number {
     return this.#file.statSync().size;

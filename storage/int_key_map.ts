@@ -7,12 +7,17 @@
  * Keys are stored as `key | 0`: one index has one column type, whose values (u32 up to 2^32 - 1,
  * i32, smaller ints, bools) map one-to-one onto int32. Row ids are >= 0; -1 marks an empty slot.
  * Deletion shifts later entries of the probe run back (no tombstones), so lookups stay short
- * under churn. The table doubles once it is half full.
+ * under churn. The table doubles once it is half full, incrementally: the old table's entries
+ * move over a few dozen slots per write, so no single write rehashes a large table.
  */
 const EMPTY = -1;
+/** In a table being emptied by growth only: the entry moved or was deleted. */
+const TOMBSTONE = -2;
 const SLOTS_INITIAL = 16;
 /** 2^32 / golden ratio: Fibonacci hashing spreads consecutive keys over the table. */
 const HASH_MULTIPLIER = 0x9e3779b1;
+/** Old-table slots moved per write while growing. */
+const MIGRATE_SLOTS = 64;
 
 export class IntKeyMap {
   /** Pairs: pairs[2 * slot] = key, pairs[2 * slot + 1] = rowId or EMPTY. */
@@ -20,6 +25,13 @@ export class IntKeyMap {
   #mask: number;
   #shift: number;
   #size = 0;
+  /**
+   * While growing: the previous, half-size table, emptied MIGRATE_SLOTS slots per write (its
+   * moved or deleted entries become TOMBSTONE, so no entry shifts behind the cursor).
+   */
+  #old: Int32Array | null = null;
+  #oldShift = 0;
+  #cursor = 0;
 
   constructor(capacity = 0) {
     let slots = SLOTS_INITIAL;
@@ -33,6 +45,11 @@ export class IntKeyMap {
     return this.#size;
   }
 
+  /** True while an old table is still being moved over (tests). */
+  get growing(): boolean {
+    return this.#old !== null;
+  }
+
   /** The rowId stored under `key`, or -1. */
   get(key: number): number {
     const k = key | 0;
@@ -41,7 +58,7 @@ export class IntKeyMap {
     let slot = Math.imul(k, HASH_MULTIPLIER) >>> this.#shift;
     for (;;) {
       const id = pairs[2 * slot + 1];
-      if (id === EMPTY) return -1;
+      if (id === EMPTY) return this.#old === null ? -1 : this.#getOld(k);
       if (pairs[2 * slot] === k) return id;
       slot = (slot + 1) & mask;
     }
@@ -53,8 +70,9 @@ export class IntKeyMap {
 
   /** Stores `id` (>= 0) under `key`, replacing any previous id. */
   set(key: number, id: number): void {
-    if (2 * (this.#size + 1) > this.#mask + 1) this.#grow();
+    if (2 * (this.#size + 1) > this.#mask + 1) this.#startGrowing();
     const k = key | 0;
+    const existed = this.#old !== null && this.#takeOld(k);
     const pairs = this.#pairs;
     const mask = this.#mask;
     let slot = Math.imul(k, HASH_MULTIPLIER) >>> this.#shift;
@@ -63,20 +81,28 @@ export class IntKeyMap {
       if (pairs[at + 1] === EMPTY) {
         pairs[at] = k;
         pairs[at + 1] = id;
-        this.#size++;
-        return;
+        if (!existed) this.#size++;
+        break;
       }
       if (pairs[at] === k) {
         pairs[at + 1] = id;
-        return;
+        break;
       }
       slot = (slot + 1) & mask;
     }
+    if (this.#old !== null) this.#migrate(MIGRATE_SLOTS);
   }
 
   /** Removes `key`; false when it was absent. */
   delete(key: number): boolean {
     const k = key | 0;
+    const found = this.#deleteCurrent(k) || (this.#old !== null && this.#takeOld(k));
+    if (found) this.#size--;
+    if (this.#old !== null) this.#migrate(MIGRATE_SLOTS);
+    return found;
+  }
+
+  #deleteCurrent(k: number): boolean {
     const pairs = this.#pairs;
     const mask = this.#mask;
     const shift = this.#shift;
@@ -103,33 +129,81 @@ export class IntKeyMap {
       hole = slot;
     }
     pairs[2 * hole + 1] = EMPTY;
-    this.#size--;
+    return true;
+  }
+
+  /** The slot of `k` in the old table, or -1. */
+  #findOld(k: number): number {
+    const old = this.#old!;
+    const mask = (old.length >>> 1) - 1;
+    let slot = Math.imul(k, HASH_MULTIPLIER) >>> this.#oldShift;
+    for (;;) {
+      const id = old[2 * slot + 1];
+      if (id === EMPTY) return -1;
+      if (id !== TOMBSTONE && old[2 * slot] === k) return slot;
+      slot = (slot + 1) & mask;
+    }
+  }
+
+  #getOld(k: number): number {
+    const slot = this.#findOld(k);
+    return slot < 0 ? -1 : this.#old![2 * slot + 1];
+  }
+
+  /** Removes `k` from the old table; true when it was there. */
+  #takeOld(k: number): boolean {
+    const slot = this.#findOld(k);
+    if (slot < 0) return false;
+    this.#old![2 * slot + 1] = TOMBSTONE;
     return true;
   }
 
   clear(): void {
     this.#pairs.fill(EMPTY);
+    this.#old = null;
+    this.#cursor = 0;
     this.#size = 0;
   }
 
   /** Visits every entry (keys as stored, i.e. `key | 0`), in no particular order. */
   forEach(visit: (key: number, id: number) => void): void {
-    const pairs = this.#pairs;
-    for (let at = 0; at < pairs.length; at += 2) {
-      if (pairs[at + 1] !== EMPTY) visit(pairs[at], pairs[at + 1]);
+    for (const pairs of this.#old === null ? [this.#pairs] : [this.#pairs, this.#old]) {
+      for (let at = 0; at < pairs.length; at += 2) {
+        if (pairs[at + 1] >= 0) visit(pairs[at], pairs[at + 1]);
+      }
     }
   }
 
-  #grow(): void {
-    const old = this.#pairs;
+  /** Doubles the table; the entries move over during the next writes (MIGRATE_SLOTS each). */
+  #startGrowing(): void {
+    if (this.#old !== null) this.#migrate(Infinity);
+    this.#old = this.#pairs;
+    this.#oldShift = this.#shift;
+    this.#cursor = 0;
     const slots = (this.#mask + 1) * 2;
     this.#pairs = emptyPairs(slots);
     this.#mask = slots - 1;
     this.#shift = 32 - Math.log2(slots);
-    this.#size = 0;
-    for (let at = 0; at < old.length; at += 2) {
-      if (old[at + 1] !== EMPTY) this.set(old[at], old[at + 1]);
+  }
+
+  #migrate(slotCount: number): void {
+    const old = this.#old!;
+    const end = Math.min(old.length >>> 1, this.#cursor + slotCount);
+    const pairs = this.#pairs;
+    const mask = this.#mask;
+    const shift = this.#shift;
+    for (let from = this.#cursor; from < end; from++) {
+      const id = old[2 * from + 1];
+      if (id < 0) continue;
+      const k = old[2 * from];
+      old[2 * from + 1] = TOMBSTONE;
+      let slot = Math.imul(k, HASH_MULTIPLIER) >>> shift;
+      while (pairs[2 * slot + 1] !== EMPTY) slot = (slot + 1) & mask;
+      pairs[2 * slot] = k;
+      pairs[2 * slot + 1] = id;
     }
+    this.#cursor = end;
+    if (end === old.length >>> 1) this.#old = null;
   }
 }
 

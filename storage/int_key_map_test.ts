@@ -1,4 +1,4 @@
-import { deepStrictEqual, strictEqual } from "node:assert/strict";
+import { deepStrictEqual, ok, strictEqual } from "node:assert/strict";
 import { seededRandom } from "../lib/random.ts";
 import { IntKeyMap } from "./int_key_map.ts";
 
@@ -97,4 +97,37 @@ Deno.test("IntKeyMap matches a Map model under random inserts, overwrites and de
     deepStrictEqual(entries(map), modelEntries(model));
     for (const [key, id] of model) strictEqual(map.get(key), id);
   }
+});
+
+Deno.test("IntKeyMap matches a Map through random writes while growing incrementally", () => {
+  const seed = Math.floor(Math.random() * 2 ** 31);
+  const random = seededRandom(seed);
+  const map = new IntKeyMap();
+  const model = new Map<number, number>();
+  let growingSteps = 0;
+  for (let step = 0; step < 80_000; step++) {
+    const key = random.next() < 0.7
+      ? Math.floor(random.next() * 20_000)
+      : Math.floor(random.next() * 2 ** 32) | 0;
+    const roll = random.next();
+    if (roll < 0.6) {
+      const id = Math.floor(random.next() * 1e6);
+      map.set(key, id);
+      model.set(key, id);
+    } else if (roll < 0.8) {
+      strictEqual(map.delete(key), model.delete(key), `seed ${seed} step ${step}: delete`);
+    } else {
+      strictEqual(map.get(key), model.get(key) ?? -1, `seed ${seed} step ${step}: get`);
+    }
+    if (map.growing) growingSteps++;
+    strictEqual(map.size, model.size, `seed ${seed} step ${step}: size`);
+  }
+  for (const [key, id] of model) strictEqual(map.get(key), id, `seed ${seed}: final`);
+  let visited = 0;
+  map.forEach((key, id) => {
+    strictEqual(model.get(key), id);
+    visited++;
+  });
+  strictEqual(visited, model.size);
+  ok(growingSteps > 100, `writes made while growing: ${growingSteps}`);
 });

@@ -261,6 +261,8 @@ export interface KeyRange {
 export class KeyCodec {
   /** True when keys are numbers (one bool or <= 32-bit integer column). */
   readonly numeric: boolean;
+  /** True when keys are 8-code-unit strings of one 64-bit integer column (key64_map.ts). */
+  readonly int64: boolean;
   readonly columns: readonly number[];
   readonly types: readonly ColumnType[];
   /** The key of a valid row of the table. */
@@ -275,6 +277,7 @@ export class KeyCodec {
     this.columns = columns;
     this.types = columns.map((c) => layout.columns[c]);
     this.numeric = columns.length === 1 && isNumericKeyType(this.types[0]);
+    this.int64 = columns.length === 1 && this.types[0].kind === "int" && this.types[0].size === 8;
     const reader = makeRowReader(layout, columns, this.types);
     this.fromRowAt = reader;
     this.fromRow = (row) => reader(row, 0);

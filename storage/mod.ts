@@ -8,6 +8,7 @@ export {
   MutTx,
   NOT_UNIQUE,
   type RowIds,
+  type StateCursor,
   type WriteResult,
 } from "./datastore.ts";
 export { DatastoreError, type DatastoreErrorCode } from "./datastore_error.ts";

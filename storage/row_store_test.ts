@@ -91,3 +91,69 @@ Deno.test("ArenaRowStore handles rows of zero bytes", () => {
   deepStrictEqual(store.bytes(ids[1]), new Uint8Array(0));
   strictEqual(store.copyInto(ids[1], new Uint8Array(0), 0), 0);
 });
+
+Deno.test("ArenaRowStore grows page by page and a capture keeps its rows while the store changes", () => {
+  const store = new ArenaRowStore(12);
+  const count = 10_000; // three pages of 4,096 slots
+  for (let i = 0; i < count; i++) store.put(store.allocate(), row(i, i));
+  strictEqual(store.pageCount, 3);
+  const capture = store.capture();
+  // Change every page after the capture: update, delete, add rows (a new page), reuse an id.
+  for (let i = 0; i < count; i += 3) store.put(i, row(i, -i));
+  store.release(5);
+  store.release(9_000);
+  for (let i = 0; i < 5_000; i++) store.put(store.allocate(), row(count + i, 0));
+  strictEqual(store.pageCount, 4);
+  strictEqual(capture.length, count);
+  const out = new Uint8Array(12);
+  for (let i = 0; i < count; i++) {
+    strictEqual(capture.size(i), 12);
+    strictEqual(capture.copyInto(i, out, 0), 12);
+    deepStrictEqual(out, row(i, i), `captured row ${i}`);
+  }
+  strictEqual(capture.size(count), -1, "rows added after the capture are not in it");
+  // The store itself has the new values.
+  deepStrictEqual(store.bytes(3), row(3, -3));
+  strictEqual(store.isLive(5), true, "id 5 was reused by an insert");
+  capture.release();
+  store.put(0, row(0, 42));
+  deepStrictEqual(store.bytes(0), row(0, 42));
+});
+
+Deno.test("two overlapping captures each keep their own point in time", () => {
+  const store = new ArenaRowStore(12);
+  for (let i = 0; i < 100; i++) store.put(store.allocate(), row(i, 1));
+  const first = store.capture();
+  store.put(7, row(7, 2));
+  const second = store.capture();
+  store.put(7, row(7, 3));
+  first.release();
+  store.put(8, row(8, 3)); // still shared with `second`
+  const out = new Uint8Array(12);
+  second.copyInto(7, out, 0);
+  deepStrictEqual(out, row(7, 2));
+  second.copyInto(8, out, 0);
+  deepStrictEqual(out, row(8, 1));
+  second.release();
+  deepStrictEqual(store.bytes(7), row(7, 3));
+});
+
+Deno.test("ObjectRowStore capture keeps its rows while the store changes across pages", () => {
+  const store = new ObjectRowStore();
+  for (let i = 0; i < 9_000; i++) store.put(store.allocate(), row(i, i));
+  const capture = store.capture();
+  for (let i = 0; i < 9_000; i += 2) store.put(i, row(i, -1));
+  store.release(1);
+  store.put(store.allocate(), row(77, 77)); // reuses id 1
+  for (let i = 0; i < 5_000; i++) store.put(store.allocate(), row(0, 0));
+  const out = new Uint8Array(12);
+  for (let i = 0; i < 9_000; i++) {
+    strictEqual(capture.copyInto(i, out, 0), 12);
+    deepStrictEqual(out, row(i, i), `captured row ${i}`);
+  }
+  strictEqual(capture.size(9_000), -1);
+  deepStrictEqual(store.bytes(1), row(77, 77));
+  capture.release();
+  store.put(2, row(2, 2));
+  deepStrictEqual(store.bytes(2), row(2, 2));
+});

@@ -3,18 +3,20 @@
  * transactions [0, txOffset). The bytes are opaque (the datastore encodes them).
  *
  * File layout (little-endian): magic "LCSN" u32, version u8, 3 reserved bytes, tx offset u64,
- * body length u64, CRC32C u32 of header bytes [0, 24) followed by the body, 4 reserved bytes,
- * then the body.
+ * body length u64, CRC32C u32, 4 reserved bytes, then the body. The CRC covers the body followed
+ * by header bytes [0, 24) (version 2, written now; version 1 files, still read, covered the
+ * header bytes first).
  *
  * Written atomically: temp file, fsync, rename, directory fsync. A reader verifies the checksum
  * and falls back to older snapshots when the newest one is damaged.
  */
 import { SNAPSHOTS_KEPT } from "../lib/limits.ts";
 import { crc32c, crc32cUpdate } from "./commitlog/crc32c.ts";
-import { type FsLayer, joinPath, makeDirsDurable } from "./fs_layer.ts";
+import { type FileHandle, type FsLayer, joinPath, makeDirsDurable } from "./fs_layer.ts";
 
 const SNAPSHOT_MAGIC = 0x4e53434c; // "LCSN"
-const SNAPSHOT_FORMAT_VERSION = 1;
+/** 2: checksum over body then header prefix (streamed writes); 1 (still read): prefix then body. */
+const SNAPSHOT_FORMAT_VERSION = 2;
 const SNAPSHOT_HEADER_BYTES = 32;
 const SNAPSHOT_NAME = /^(\d{20})\.snap$/;
 const TEMP_SUFFIX = ".tmp";
@@ -43,7 +45,117 @@ export interface WriteSnapshotOptions {
   keep?: number;
 }
 
-/** Writes a snapshot durably and prunes old ones. Returns the snapshot's path. */
+/**
+ * A snapshot written piece by piece as the database sends it: `write` appends a piece to the
+ * temp file (page cache only), `finish` writes the header, makes the file durable, renames it
+ * into place and prunes older snapshots. With `syncDataAsync` on the file (the real file
+ * system), the fdatasync of a large file runs off the caller's thread: `finish` returns a
+ * promise and the storage worker keeps committing meanwhile. `abort` drops the temp file.
+ */
+export class SnapshotFileWriter {
+  readonly txOffset: bigint;
+  readonly tempPath: string;
+  readonly #fs: FsLayer;
+  readonly #dir: string;
+  readonly #keep: number;
+  readonly #file: FileHandle;
+  #length = 0;
+  #crc: number;
+  #done = false;
+
+  constructor(fs: FsLayer, dir: string, txOffset: bigint, options: WriteSnapshotOptions = {}) {
+    this.#keep = options.keep ?? SNAPSHOTS_KEPT;
+    if (this.#keep < 1) {
+      throw new RangeError(`Snapshots to keep is ${this.#keep}, must be at least 1`);
+    }
+    this.#fs = fs;
+    this.#dir = dir;
+    this.txOffset = txOffset;
+    makeDirsDurable(fs, dir);
+    this.tempPath = joinPath(dir, snapshotFileName(txOffset)) + TEMP_SUFFIX;
+    fs.remove(this.tempPath);
+    this.#file = fs.open(this.tempPath, { createNew: true });
+    this.#crc = 0;
+  }
+
+  /** Body bytes written so far. */
+  get length(): number {
+    return this.#length;
+  }
+
+  write(piece: Uint8Array): void {
+    if (this.#done) throw new Error("Snapshot writer already finished");
+    if (piece.length === 0) return;
+    this.#file.write(piece, SNAPSHOT_HEADER_BYTES + this.#length);
+    this.#crc = crc32cUpdate(this.#crc, piece);
+    this.#length += piece.length;
+  }
+
+  /**
+   * Header, fdatasync, rename, directory fsync, pruning. Returns the final path, or a promise of
+   * it when the file system can sync off-thread.
+   */
+  finish(): string | Promise<string> {
+    if (this.#done) throw new Error("Snapshot writer already finished");
+    this.#done = true;
+    const header = snapshotHeader(this.txOffset, this.#length, this.#crc);
+    try {
+      this.#file.write(header, 0);
+    } catch (error) {
+      this.#closeQuietly();
+      throw error;
+    }
+    const syncAsync = this.#file.syncDataAsync?.bind(this.#file);
+    if (syncAsync === undefined) {
+      try {
+        this.#file.syncData();
+      } finally {
+        this.#file.close();
+      }
+      return this.#install();
+    }
+    return syncAsync().then(
+      () => {
+        this.#file.close();
+        return this.#install();
+      },
+      (error) => {
+        this.#closeQuietly();
+        throw error;
+      },
+    );
+  }
+
+  abort(): void {
+    if (!this.#done) {
+      this.#done = true;
+      this.#closeQuietly();
+    }
+    try {
+      this.#fs.remove(this.tempPath);
+    } catch {
+      // Best effort: a stray temp file is ignored by readers and removed by the next snapshot.
+    }
+  }
+
+  #closeQuietly(): void {
+    try {
+      this.#file.close();
+    } catch {
+      // Already broken.
+    }
+  }
+
+  #install(): string {
+    const finalPath = joinPath(this.#dir, snapshotFileName(this.txOffset));
+    this.#fs.rename(this.tempPath, finalPath);
+    this.#fs.syncDir(this.#dir);
+    pruneSnapshots(this.#fs, this.#dir, this.txOffset, this.#keep);
+    return finalPath;
+  }
+}
+
+/** Writes a snapshot durably and prunes old ones, synchronously. Returns the snapshot's path. */
 export function writeSnapshot(
   fs: FsLayer,
   dir: string,
@@ -51,37 +163,68 @@ export function writeSnapshot(
   bytes: Uint8Array,
   options: WriteSnapshotOptions = {},
 ): string {
-  const keep = options.keep ?? SNAPSHOTS_KEPT;
-  if (keep < 1) throw new RangeError(`Snapshots to keep is ${keep}, must be at least 1`);
-  makeDirsDurable(fs, dir);
+  const writer = new SnapshotFileWriter(syncOnly(fs), dir, txOffset, options);
+  try {
+    writer.write(bytes);
+  } catch (error) {
+    writer.abort();
+    throw error;
+  }
+  return writer.finish() as string;
+}
+
+/** `fs` with files that only sync on the calling thread (writeSnapshot is synchronous). */
+function syncOnly(fs: FsLayer): FsLayer {
+  return {
+    open: (path, options) => {
+      const file = fs.open(path, options);
+      return {
+        path: file.path,
+        write: (bytes, position) => file.write(bytes, position),
+        read: (into, position) => file.read(into, position),
+        syncData: () => file.syncData(),
+        size: () => file.size(),
+        truncate: (length) => file.truncate(length),
+        close: () => file.close(),
+      };
+    },
+    readFile: (path) => fs.readFile(path),
+    readDir: (path) => fs.readDir(path),
+    exists: (path) => fs.exists(path),
+    mkdir: (path) => fs.mkdir(path),
+    rename: (from, to) => fs.rename(from, to),
+    remove: (path) => fs.remove(path),
+    syncDir: (path) => fs.syncDir(path),
+  };
+}
+
+/**
+ * Header of format version 2: the checksum covers the body, then header bytes [0, 24), so a
+ * writer can checksum the body as it streams and fill in the length at the end.
+ */
+function snapshotHeader(txOffset: bigint, bodyLength: number, bodyCrc: number): Uint8Array {
   const header = new Uint8Array(SNAPSHOT_HEADER_BYTES);
   const view = new DataView(header.buffer);
   view.setUint32(0, SNAPSHOT_MAGIC, true);
   view.setUint8(4, SNAPSHOT_FORMAT_VERSION);
   view.setBigUint64(8, txOffset, true);
-  view.setBigUint64(16, BigInt(bytes.length), true);
-  view.setUint32(24, crc32cUpdate(crc32c(header.subarray(0, 24)), bytes), true);
+  view.setBigUint64(16, BigInt(bodyLength), true);
+  view.setUint32(24, crc32cUpdate(bodyCrc, header.subarray(0, 24)), true);
+  return header;
+}
 
-  const finalPath = joinPath(dir, snapshotFileName(txOffset));
-  const tempPath = finalPath + TEMP_SUFFIX;
-  fs.remove(tempPath);
-  const file = fs.open(tempPath, { createNew: true });
-  try {
-    file.write(header, 0);
-    file.write(bytes, SNAPSHOT_HEADER_BYTES);
-    file.syncData();
-  } finally {
-    file.close();
-  }
-  fs.rename(tempPath, finalPath);
-  fs.syncDir(dir);
-
+/**
+ * Removes temp files of snapshots at or below `txOffset` (a newer one may still be being
+ * written) and keeps `keep` snapshots counting the one at `txOffset`.
+ */
+function pruneSnapshots(fs: FsLayer, dir: string, txOffset: bigint, keep: number): void {
   let removed = false;
   for (const name of fs.readDir(dir)) {
-    if (name.endsWith(TEMP_SUFFIX)) {
-      fs.remove(joinPath(dir, name));
-      removed = true;
-    }
+    if (!name.endsWith(TEMP_SUFFIX)) continue;
+    const match = SNAPSHOT_NAME.exec(name.slice(0, -TEMP_SUFFIX.length));
+    if (match && BigInt(match[1]) > txOffset) continue;
+    fs.remove(joinPath(dir, name));
+    removed = true;
   }
   const older = listSnapshots(fs, dir).filter((entry) => entry.txOffset < txOffset);
   for (const entry of older.slice(keep - 1)) {
@@ -89,7 +232,6 @@ export function writeSnapshot(
     removed = true;
   }
   if (removed) fs.syncDir(dir);
-  return finalPath;
 }
 
 export interface LoadedSnapshot {
@@ -141,7 +283,8 @@ function readSnapshotFile(
     return undefined;
   }
   const view = new DataView(file.buffer, file.byteOffset, SNAPSHOT_HEADER_BYTES);
-  if (view.getUint32(0, true) !== SNAPSHOT_MAGIC || view.getUint8(4) !== SNAPSHOT_FORMAT_VERSION) {
+  const version = view.getUint8(4);
+  if (view.getUint32(0, true) !== SNAPSHOT_MAGIC || (version !== 1 && version !== 2)) {
     problem.reason = "bad magic or version";
     return undefined;
   }
@@ -161,7 +304,9 @@ function readSnapshotFile(
     return undefined;
   }
   const body = file.subarray(SNAPSHOT_HEADER_BYTES);
-  const expected = crc32cUpdate(crc32c(file.subarray(0, 24)), body);
+  const expected = version === 1
+    ? crc32cUpdate(crc32c(file.subarray(0, 24)), body)
+    : crc32cUpdate(crc32c(body), file.subarray(0, 24));
   if (view.getUint32(24, true) !== expected) {
     problem.reason = "checksum mismatch";
     return undefined;

@@ -15,6 +15,7 @@ import { BTree } from "./btree_index.ts";
 import { DatastoreError } from "./datastore_error.ts";
 import { HashMultiIndex } from "./hash_index.ts";
 import { IntKeyMap } from "./int_key_map.ts";
+import { Key64Map } from "./key64_map.ts";
 import { bytesEqual, hashBytes, type Key, KeyCodec, type KeyRange } from "./key_encoding.ts";
 import { copyBytes } from "./row_arena.ts";
 import { RowLayout } from "./row_layout.ts";
@@ -53,7 +54,9 @@ class MapKeys implements UniqueKeys {
 
 function uniqueKeysFor(codec: KeyCodec): UniqueKeys {
   // Numeric keys (one bool or <= 32-bit integer column) fit the typed-array map.
-  return codec.numeric ? new IntKeyMap() as unknown as UniqueKeys : new MapKeys();
+  if (codec.numeric) return new IntKeyMap() as unknown as UniqueKeys;
+  // One u64/i64 column (auto-increment ids): a typed-array map that grows incrementally.
+  return codec.int64 ? new Key64Map() : new MapKeys();
 }
 
 /** The key structures shared by every index/constraint over one ordered column list. */
@@ -356,6 +359,16 @@ export class Table {
   }
 
   /** rowId of a live row byte-identical to `row`, or -1. */
+  /**
+   * The codec of the table's only unique constraint, or null when it has none or several:
+   * replay then pairs a delete and an insert with the same key into an in-place replace.
+   */
+  get soleConstraintCodec(): KeyCodec | null {
+    return this.#constraintGroups.length === 1
+      ? this.#groups[this.#constraintGroups[0]].codec
+      : null;
+  }
+
   findIdentical(row: Uint8Array): number {
     const store = this.store;
     if (this.#content) {
@@ -439,14 +452,23 @@ export class Table {
     this.#replace(id, row);
   }
 
-  #replace(id: number, row: Uint8Array): void {
+  /**
+   * Replay only: replaces live row `id` with `row` whose key under the table's only unique
+   * constraint is the same as the row's now (so that constraint needs no lookup).
+   */
+  replaceSameSoleKey(id: number, row: Uint8Array): void {
+    assert(this.store.isLive(id), "Replacing a row that is not live");
+    this.#replace(id, row, true);
+  }
+
+  #replace(id: number, row: Uint8Array, sameSoleKey = false): void {
     const store = this.store;
     const groups = this.#groups;
     const keys = this.#newKeys;
     for (let i = 0; i < groups.length; i++) {
       const group = groups[i];
       const key = group.codec.fromRow(row);
-      if (group.isConstraint) {
+      if (group.isConstraint && !sameSoleKey) {
         const existing = group.unique!.get(key);
         if (existing >= 0 && existing !== id) throw uniqueViolation(this.schema.name);
       }
@@ -509,10 +531,20 @@ export class Table {
         sequence.dirty = true;
         this.#onSequenceMoved(sequence);
       }
-      let rest = value;
-      for (let i = start; i < end; i++) {
-        row[i] = Number(rest & 0xffn);
-        rest >>= 8n;
+      const small = Number(value);
+      if (small >= 0 && small <= Number.MAX_SAFE_INTEGER) {
+        // The usual case (ids from 1 up): little-endian from two 32-bit halves, no BigInt per byte.
+        const low = small >>> 0;
+        const high = (small - low) / 4294967296;
+        for (let i = start, b = 0; i < end; i++, b++) {
+          row[i] = b < 4 ? (low >>> (8 * b)) & 0xff : b < 8 ? (high >>> (8 * (b - 4))) & 0xff : 0;
+        }
+      } else {
+        let rest = value;
+        for (let i = start; i < end; i++) {
+          row[i] = Number(rest & 0xffn);
+          rest >>= 8n;
+        }
       }
       (generated ??= []).push(copyBytes(row, start, end));
     }

@@ -73,6 +73,11 @@ export class ByteWriter {
     for (const byte of out) this.u8(byte);
   }
 
+  /** Bytes written so far. */
+  get length(): number {
+    return this.#length;
+  }
+
   finish(): Uint8Array {
     return this.#bytes.slice(0, this.#length);
   }

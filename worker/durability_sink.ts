@@ -4,17 +4,21 @@
  * the stored snapshot and log back into the engine.
  */
 import {
+  decodeTxChanges,
   decodeTxRecord,
   type DurabilityChannel,
   DurabilityPort,
-  forEachBatchRecord,
+  forEachBatchRecordNumbered,
   type ReplayResult,
   TxBatchEncoder,
   type TxRecord,
+  txRecordHasReducerName,
 } from "../storage/mod.ts";
 import type { CommittedTx, DatabaseEngine } from "./engine.ts";
 import { MIGRATION_RECORD_NAME } from "./migrate_datastore.ts";
 import { isViewTableId } from "./views.ts";
+
+const MIGRATION_RECORD_NAME_BYTES = new TextEncoder().encode(MIGRATION_RECORD_NAME);
 
 export class DurabilitySink {
   readonly #port: DurabilityPort;
@@ -27,9 +31,10 @@ export class DurabilitySink {
     this.#engine = engine;
     this.#port = new DurabilityPort(port, {
       // Engine offsets count committed transactions; the log's are 0-based, exclusive ends.
-      takeSnapshot: () => ({
+      // Copy-on-write capture, sent in pieces between batches (no pause for a large table).
+      captureSnapshot: () => ({
         txOffset: BigInt(engine.txOffset),
-        bytes: engine.exportSnapshot(),
+        cursor: engine.captureSnapshot(),
       }),
     });
   }
@@ -40,17 +45,18 @@ export class DurabilitySink {
     return this.#port.replay({
       snapshot: (bytes, txOffset) => engine.restoreSnapshot(bytes, Number(txOffset)),
       batch: (firstTxOffset, recordCount, bytes) =>
-        forEachBatchRecord(firstTxOffset, recordCount, bytes, (record, txOffset) => {
-          const decoded = decodeTxRecord(record);
-          if (decoded.reducerName === MIGRATION_RECORD_NAME) {
-            engine.replayMigration(decoded.args, Number(txOffset) + 1);
-            return;
-          }
-          engine.replayTx(
-            { tables: decoded.tables, sequences: decoded.sequences },
-            Number(txOffset) + 1,
-          );
-        }),
+        forEachBatchRecordNumbered(
+          Number(firstTxOffset),
+          recordCount,
+          bytes,
+          (record, txOffset) => {
+            if (txRecordHasReducerName(record, MIGRATION_RECORD_NAME_BYTES)) {
+              engine.replayMigration(decodeTxRecord(record).args, txOffset + 1);
+              return;
+            }
+            engine.replayTx(decodeTxChanges(record), txOffset + 1);
+          },
+        ),
     });
   }
 

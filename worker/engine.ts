@@ -12,7 +12,14 @@ import {
 } from "../lib/limits.ts";
 import { TokenBucket } from "../lib/token_bucket.ts";
 import { truncateText } from "../lib/truncate.ts";
-import { Datastore, type MutTx, type TableSchema, type TxDelta } from "../storage/mod.ts";
+import {
+  Datastore,
+  type MutTx,
+  type StateCursor,
+  type TableSchema,
+  type TxDelta,
+} from "../storage/mod.ts";
+import { concatBytes } from "../lib/bytes.ts";
 import { ST_VAR_SCHEMA } from "../query/mod.ts";
 import { BinaryReader, skipValue } from "../protocol/mod.ts";
 import { createSyscalls, FatalHostError, LOG_LEVEL_NAMES, type Syscalls } from "./sys_abi.ts";
@@ -476,6 +483,25 @@ export class DatabaseEngine {
   /** The state as a snapshot body that names its schema (restoreSnapshot reads it back). */
   exportSnapshot(): Uint8Array {
     return wrapSnapshot(this.#storedDescribe, this.#datastore.exportState());
+  }
+
+  /**
+   * The state as of now, read out in pieces while transactions go on (copy-on-write, see
+   * Datastore.captureState); the pieces concatenated are the `exportSnapshot()` bytes.
+   */
+  captureSnapshot(): StateCursor {
+    const inner = this.#datastore.captureState();
+    const header = wrapSnapshot(this.#storedDescribe, new Uint8Array(0));
+    let first = true;
+    return {
+      next(maxBytes: number): Uint8Array | null {
+        const piece = inner.next(maxBytes);
+        if (!first) return piece;
+        first = false;
+        return piece === null ? header : concatBytes([header, piece]);
+      },
+      release: () => inner.release(),
+    };
   }
 
   /**

@@ -34,6 +34,8 @@ const SERVER_STOP_TIMEOUT_MS = 15_000;
 const CONNECT_TIMEOUT_MS = 60_000;
 /** Accounts inserted per `seed` reducer call (one transaction each). */
 const SEED_CHUNK = 10_000;
+/** Ledger rows inserted per `seed_ledger` call. */
+const LEDGER_SEED_CHUNK = 50_000;
 const SDK_VERSION = "2.8.3";
 
 /** A running Lightcone server with the keynote module published and seeded. */
@@ -81,6 +83,7 @@ export async function deployLightcone(options: RunOptions): Promise<LightconeDep
       "127.0.0.1:0",
       "--data-dir",
       dataDir,
+      ...(options.serverArgs ?? []),
     ],
     stdout: "piped",
     stderr: "inherit",
@@ -133,6 +136,19 @@ export async function deployLightcone(options: RunOptions): Promise<LightconeDep
       const text = await response.text();
       if (!response.ok) throw new Error(`Seeding accounts failed (${response.status}): ${text}`);
     }
+    for (let done = 0; done < (options.ledgerRows ?? 0); done += LEDGER_SEED_CHUNK) {
+      const count = Math.min(LEDGER_SEED_CHUNK, options.ledgerRows! - done);
+      const response = await fetch(
+        `${url}/v1/database/${LIGHTCONE_DATABASE_NAME}/call/seed_ledger`,
+        {
+          method: "POST",
+          headers: { "content-type": "application/json" },
+          body: JSON.stringify([count]),
+        },
+      );
+      const text = await response.text();
+      if (!response.ok) throw new Error(`Seeding the ledger failed (${response.status}): ${text}`);
+    }
     const version = await runChecked(["run", "-A", `${options.repoRoot}/main.ts`, "--version"], {});
     return {
       url,
@@ -183,7 +199,14 @@ async function readListeningUrl(stdout: ReadableStream<Uint8Array>): Promise<str
 /** The client-side view of the keynote module: only the transfer reducer (no subscriptions). */
 const KEYNOTE_REDUCERS = reducers(
   reducerSchema("transfer", { from: t.u32(), to: t.u32(), amount: t.i64() }),
+  reducerSchema("transfer_logged", { from: t.u32(), to: t.u32(), amount: t.i64() }),
 );
+
+/**
+ * "update": `transfer` updates two account rows (the keynote). "append": `transfer_logged` also
+ * inserts one auto-increment `ledger` row per call, so a table grows by millions of rows.
+ */
+export type KeynoteVariant = "update" | "append";
 const KEYNOTE_REMOTE_MODULE = {
   versionInfo: { cliVersion: SDK_VERSION },
   tables: {},
@@ -228,6 +251,7 @@ function connectOne(url: string, databaseName: string): Promise<KeynoteConnectio
 export async function connectLightconeClients(
   deployment: LightconeDeployment,
   clientCount: number,
+  variant: KeynoteVariant = "update",
 ): Promise<LightconeClients> {
   // One "Connecting..." info line per connection is noise at 64 connections.
   setGlobalLogLevel("warn");
@@ -242,7 +266,10 @@ export async function connectLightconeClients(
   }
   return {
     transfer(client, from, to, amount) {
-      return connections[client].reducers.transfer({ from, to, amount: BigInt(amount) }).then(
+      const reducers = connections[client].reducers;
+      const args = { from, to, amount: BigInt(amount) };
+      const call = variant === "append" ? reducers.transferLogged(args) : reducers.transfer(args);
+      return call.then(
         (): Outcome => "ok",
         (error): Outcome => (error instanceof SenderError ? "refused" : "failed"),
       );
@@ -279,12 +306,22 @@ export async function readLightconeBalances(
 export async function runLightcone(
   options: RunOptions,
   client: "sdk" | "raw" = "sdk",
+  variant: KeynoteVariant = "update",
 ): Promise<SystemResult> {
+  if (client === "raw" && variant !== "update") {
+    throw new Error("The raw reference client only drives the update-only variant");
+  }
   const base: SystemResult = {
-    systemKey: client === "sdk" ? "lightcone" : "lightcone-raw",
-    systemName: client === "sdk"
-      ? "Lightcone (spacetimedb SDK, confirmed reads)"
-      : "Lightcone (raw v3 client, reference only, confirmed reads)",
+    systemKey: client === "raw"
+      ? "lightcone-raw"
+      : variant === "append"
+      ? "lightcone-append"
+      : "lightcone",
+    systemName: client === "raw"
+      ? "Lightcone (raw v3 client, reference only, confirmed reads)"
+      : variant === "append"
+      ? "Lightcone, append-heavy (transfer + ledger insert; spacetimedb SDK, confirmed reads)"
+      : "Lightcone (spacetimedb SDK, confirmed reads)",
     alpha: options.alpha,
     mode: options.mode,
     clientCount: options.clientCount,
@@ -294,7 +331,7 @@ export async function runLightcone(
   const deployment = await deployLightcone(options);
   try {
     const clients = client === "sdk"
-      ? await connectLightconeClients(deployment, options.clientCount)
+      ? await connectLightconeClients(deployment, options.clientCount, variant)
       : await connectRawClients(deployment.url, deployment.databaseName, options.clientCount);
     let cpuSample: ReturnType<typeof startCpuSample> | undefined;
     let cpu: SystemResult["cpu"] = null;

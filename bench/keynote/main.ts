@@ -19,7 +19,8 @@
  *   --modes closed,pipelined        closed = 1 in flight per client; pipelined = --inflight
  *   --systems lightcone,sqlite,pg   also: sqlite-wal (non-durable reference), pg-immediate,
  *                                  lightcone-raw (same server, a minimal non-SDK client: shows
- *                                  what the SDK client costs; never used for the ratios)
+ *                                  what the SDK client costs; never used for the ratios),
+ *                                  lightcone-append (transfer also inserts a ledger row)
  *   --clients 64 --inflight 40
  *   --accounts 100000 --seed 1 --timeout-s 15 --pg-port 25432
  *   --reps 1                        repetitions per configuration, interleaved; medians reported
@@ -77,7 +78,12 @@ export interface KeynoteOptions {
 /** Below this machine busy % (of all cores) a run may start. */
 const QUIET_BUSY_PERCENT = 25;
 
-const SYSTEM_KEYS = ["lightcone", "lightcone-raw", ...Object.keys(BASELINE_SYSTEMS)];
+const SYSTEM_KEYS = [
+  "lightcone",
+  "lightcone-append",
+  "lightcone-raw",
+  ...Object.keys(BASELINE_SYSTEMS),
+];
 
 function parseList(text: string): string[] {
   return text.split(",").map((item) => item.trim()).filter((item) => item !== "");
@@ -354,6 +360,7 @@ async function runOne(
   try {
     if (systemKey === "lightcone") return await runLightcone(run);
     if (systemKey === "lightcone-raw") return await runLightcone(run, "raw");
+    if (systemKey === "lightcone-append") return await runLightcone(run, "sdk", "append");
     const system = BASELINE_SYSTEMS[systemKey as BaselineSystem["key"]];
     return await runBaseline(system, run, postgres);
   } catch (error) {

@@ -26,6 +26,10 @@ export interface RunOptions {
   workDir: string;
   /** The repository root (absolute path, no trailing slash). */
   repoRoot: string;
+  /** Lightcone only: extra `main.ts start` flags (e.g. `--snapshot-interval-tx 250000`). */
+  serverArgs?: string[];
+  /** Lightcone only: ledger rows inserted before the run (the append-heavy variant's table). */
+  ledgerRows?: number;
 }
 
 /** What the load driver measured, without the per-account arrays. */

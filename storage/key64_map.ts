@@ -1,0 +1,219 @@
+/**
+ * key -> rowId for unique keys over one 64-bit integer column (u64/i64, e.g. auto-increment ids).
+ * Their keys are 8-code-unit strings (key_encoding.ts: big-endian bytes, sign bit flipped), which
+ * this map keeps as two int32 halves in one Int32Array with linear probing: no JS Map (whose
+ * entries and string keys cost ~100 bytes per row, whose growth rehashes every entry at once, and
+ * which stops at 2^24 entries).
+ *
+ * Growth is incremental: when the table is half full a table twice the size takes new entries
+ * and every later write moves MIGRATE_SLOTS slots of the old table over, so no single write
+ * rehashes millions of entries. While both tables exist, lookups try the new one first; the old
+ * one marks moved or deleted entries with a tombstone (no backward shift, which could move an
+ * entry behind the migration cursor).
+ */
+const EMPTY = -1;
+const TOMBSTONE = -2;
+const SLOTS_INITIAL = 16;
+/** Old-table slots moved per write while growing (the old table is gone long before the new fills). */
+const MIGRATE_SLOTS = 64;
+
+class Slots {
+  /** Triples: [3 * slot] = high half, [+1] = low half, [+2] = rowId, EMPTY or TOMBSTONE. */
+  readonly cells: Int32Array;
+  readonly mask: number;
+  readonly shift: number;
+
+  constructor(slots: number) {
+    this.cells = new Int32Array(3 * slots).fill(EMPTY);
+    this.mask = slots - 1;
+    this.shift = 32 - Math.log2(slots);
+  }
+
+  get slotCount(): number {
+    return this.mask + 1;
+  }
+
+  home(hi: number, lo: number): number {
+    return Math.imul(hi ^ Math.imul(lo, 0x85ebca6b), 0x9e3779b1) >>> this.shift;
+  }
+
+  /** The slot holding (hi, lo), or -1. */
+  find(hi: number, lo: number): number {
+    const cells = this.cells;
+    const mask = this.mask;
+    let slot = this.home(hi, lo);
+    for (;;) {
+      const at = 3 * slot;
+      const id = cells[at + 2];
+      if (id === EMPTY) return -1;
+      if (id !== TOMBSTONE && cells[at] === hi && cells[at + 1] === lo) return slot;
+      slot = (slot + 1) & mask;
+    }
+  }
+
+  /** Stores or replaces; true when the key was new here. No tombstones in a table that grows. */
+  put(hi: number, lo: number, id: number): boolean {
+    const cells = this.cells;
+    const mask = this.mask;
+    let slot = this.home(hi, lo);
+    for (;;) {
+      const at = 3 * slot;
+      const current = cells[at + 2];
+      if (current === EMPTY) {
+        cells[at] = hi;
+        cells[at + 1] = lo;
+        cells[at + 2] = id;
+        return true;
+      }
+      if (cells[at] === hi && cells[at + 1] === lo) {
+        cells[at + 2] = id;
+        return false;
+      }
+      slot = (slot + 1) & mask;
+    }
+  }
+
+  /** Removes with a backward shift (the table entries are written to). */
+  removeShift(hi: number, lo: number): boolean {
+    const cells = this.cells;
+    const mask = this.mask;
+    let hole = this.find(hi, lo);
+    if (hole < 0) return false;
+    let slot = hole;
+    for (;;) {
+      slot = (slot + 1) & mask;
+      const at = 3 * slot;
+      const id = cells[at + 2];
+      if (id === EMPTY) break;
+      const home = this.home(cells[at], cells[at + 1]);
+      const homeAfterHole = hole <= slot
+        ? home > hole && home <= slot
+        : home > hole || home <= slot;
+      if (homeAfterHole) continue;
+      cells[3 * hole] = cells[at];
+      cells[3 * hole + 1] = cells[at + 1];
+      cells[3 * hole + 2] = id;
+      hole = slot;
+    }
+    cells[3 * hole + 2] = EMPTY;
+    return true;
+  }
+}
+
+export class Key64Map {
+  #table: Slots;
+  /** The table being emptied into #table while growing, and the next slot to move. */
+  #old: Slots | null = null;
+  #cursor = 0;
+  #size = 0;
+
+  constructor() {
+    this.#table = new Slots(SLOTS_INITIAL);
+  }
+
+  get size(): number {
+    return this.#size;
+  }
+
+  /** True while an old table is still being moved over (tests). */
+  get growing(): boolean {
+    return this.#old !== null;
+  }
+
+  get(key: string | number): number {
+    const k = key as string;
+    const hi = high(k);
+    const lo = low(k);
+    const table = this.#table;
+    let slot = table.find(hi, lo);
+    if (slot >= 0) return table.cells[3 * slot + 2];
+    const old = this.#old;
+    if (old === null) return -1;
+    slot = old.find(hi, lo);
+    return slot >= 0 ? old.cells[3 * slot + 2] : -1;
+  }
+
+  has(key: string | number): boolean {
+    return this.get(key) !== -1;
+  }
+
+  set(key: string | number, id: number): void {
+    const k = key as string;
+    const hi = high(k);
+    const lo = low(k);
+    // Grow first (a replace may start it too): the key must be looked for in the tables that
+    // exist once the write happens.
+    if (2 * (this.#size + 1) > this.#table.slotCount) this.#startGrowing();
+    let existed = false;
+    const old = this.#old;
+    if (old !== null) {
+      const slot = old.find(hi, lo);
+      if (slot >= 0) {
+        old.cells[3 * slot + 2] = TOMBSTONE;
+        existed = true;
+      }
+    }
+    if (this.#table.put(hi, lo, id) && !existed) this.#size++;
+    if (this.#old !== null) this.#migrate(MIGRATE_SLOTS);
+  }
+
+  delete(key: string | number): boolean {
+    const k = key as string;
+    const hi = high(k);
+    const lo = low(k);
+    let found = this.#table.removeShift(hi, lo);
+    const old = this.#old;
+    if (!found && old !== null) {
+      const slot = old.find(hi, lo);
+      if (slot >= 0) {
+        old.cells[3 * slot + 2] = TOMBSTONE;
+        found = true;
+      }
+    }
+    if (found) this.#size--;
+    if (this.#old !== null) this.#migrate(MIGRATE_SLOTS);
+    return found;
+  }
+
+  clear(): void {
+    this.#table = new Slots(SLOTS_INITIAL);
+    this.#old = null;
+    this.#cursor = 0;
+    this.#size = 0;
+  }
+
+  #startGrowing(): void {
+    if (this.#old !== null) this.#migrate(Infinity);
+    this.#old = this.#table;
+    this.#cursor = 0;
+    this.#table = new Slots(this.#old.slotCount * 2);
+  }
+
+  #migrate(slots: number): void {
+    const old = this.#old!;
+    const cells = old.cells;
+    const end = Math.min(old.slotCount, this.#cursor + slots);
+    const table = this.#table;
+    for (let slot = this.#cursor; slot < end; slot++) {
+      const at = 3 * slot;
+      const id = cells[at + 2];
+      if (id >= 0) {
+        table.put(cells[at], cells[at + 1], id);
+        cells[at + 2] = TOMBSTONE;
+      }
+    }
+    this.#cursor = end;
+    if (end === old.slotCount) this.#old = null;
+  }
+}
+
+/** High 32 bits of an 8-code-unit key (each unit one byte, big-endian). */
+function high(key: string): number {
+  return (key.charCodeAt(0) << 24) | (key.charCodeAt(1) << 16) | (key.charCodeAt(2) << 8) |
+    key.charCodeAt(3);
+}
+
+function low(key: string): number {
+  return (key.charCodeAt(4) << 24) | (key.charCodeAt(5) << 16) | (key.charCodeAt(6) << 8) |
+    key.charCodeAt(7);
+}
