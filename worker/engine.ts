@@ -3,6 +3,7 @@
  * per-call transaction rules of module-abi.md §1.5, §3.7 and §7.5. Pure logic over
  * injected clock and budget, so it can be driven without a Worker in tests.
  */
+import { assert } from "../lib/assert.ts";
 import type { Clock } from "../lib/clock.ts";
 import {
   commitLogBurstBytes,
@@ -14,7 +15,13 @@ import { TokenBucket } from "../lib/token_bucket.ts";
 import { truncateText } from "../lib/truncate.ts";
 import { Datastore, type MutTx, type TableSchema, type TxDelta } from "../storage/mod.ts";
 import { BinaryReader, skipValue } from "../protocol/mod.ts";
-import { createSyscalls, FatalHostError, LOG_LEVEL_NAMES, type Syscalls } from "./sys_abi.ts";
+import {
+  createSyscalls,
+  FatalHostError,
+  LOG_LEVEL_NAMES,
+  type Syscalls,
+  type SysEnv,
+} from "./sys_abi.ts";
 import {
   describeError,
   describeErrorStack,
@@ -163,11 +170,75 @@ export class DatabaseEngine {
   get txOffset(): number {
     return this.#txOffset;
   }
+  get databaseIdentity(): bigint {
+    return this.#options.databaseIdentity;
+  }
 
   /** Loads the module, decodes its definition and builds an empty datastore. */
   async load(bundle: string): Promise<void> {
+    this.#sys = createSyscalls(this.#sysEnv());
+    this.#hooks = await loadModule(bundle, this.#sys, { timeoutMs: this.#options.loadTimeoutMs });
+    this.#describe = this.#hooks.__describe_module__();
+    if (!(this.#describe instanceof Uint8Array)) {
+      throw new Error("__describe_module__ did not return a Uint8Array");
+    }
+    this.#module = moduleInfoFromDescribe(this.#describe);
+    refuseUnsupportedFeatures(this.#module.def);
+    this.#datastore = new Datastore(this.#module.tables);
+    this.#sequenceCount = this.#module.tables.reduce((n, table) => n + table.sequences.length, 0);
+    this.#scheduleTables = scheduleTables(this.#module);
+  }
+
+  // --- procedures running in the procedure thread (worker/procedures.ts) ----------------------
+
+  /**
+   * Syscalls for a procedure whose code runs in the procedure thread: the same datastore and
+   * transaction as this engine's, with errno errors built by `errorConstructor` (the thread
+   * rebuilds them as its own module's classes).
+   */
+  createRemoteSyscalls(
+    errorConstructor: (code: number) => new (message: string) => Error,
+  ): Syscalls {
+    return createSyscalls({ ...this.#sysEnv(), errorConstructor });
+  }
+
+  /**
+   * Makes `procedure` the engine's current call while its `withTx` runs here; its transaction
+   * budget (the reducer budget) starts now.
+   */
+  beginRemoteProcedure(
+    procedure: { name: string; sender: bigint; connectionId: bigint; args: Uint8Array },
+  ): void {
+    assert(this.#tx === undefined && this.#procedure === undefined, "a call is already running");
+    this.#currentFunction = procedure.name;
+    this.#procedure = { ...procedure, startMs: this.#options.clock.monotonicMs() };
+  }
+
+  /** Ends what beginRemoteProcedure began; a transaction still open is rolled back. */
+  endRemoteProcedure(reason?: string): void {
+    if (this.#anonymous && this.#tx) {
+      this.#tx.rollback();
+      this.#pushLog(
+        "Warn",
+        reason ?? "the procedure left a transaction open; it was rolled back",
+        this.#procedure?.name,
+      );
+    }
+    this.#tx = undefined;
+    this.#anonymous = false;
+    this.#procedure = undefined;
+    this.#poison = undefined;
+    this.#currentFunction = undefined;
+  }
+
+  /** A module log line from the procedure thread, through this database's log limits. */
+  pushRemoteLog(level: string, message: string, functionName: string | undefined): void {
+    this.#pushLog(level, message, functionName);
+  }
+
+  #sysEnv(): SysEnv {
     const options = this.#options;
-    this.#sys = createSyscalls({
+    return {
       tx: () => this.#tx,
       tableIdFromName: (name) => this.#datastore?.tableIdFromName(name),
       indexIdFromName: (name) => this.#datastore?.indexIdFromName(name),
@@ -227,17 +298,7 @@ export class DatabaseEngine {
         this.#anonymous = false;
         return true;
       },
-    });
-    this.#hooks = await loadModule(bundle, this.#sys, { timeoutMs: options.loadTimeoutMs });
-    this.#describe = this.#hooks.__describe_module__();
-    if (!(this.#describe instanceof Uint8Array)) {
-      throw new Error("__describe_module__ did not return a Uint8Array");
-    }
-    this.#module = moduleInfoFromDescribe(this.#describe);
-    refuseUnsupportedFeatures(this.#module.def);
-    this.#datastore = new Datastore(this.#module.tables);
-    this.#sequenceCount = this.#module.tables.reduce((n, table) => n + table.sequences.length, 0);
-    this.#scheduleTables = scheduleTables(this.#module);
+    };
   }
 
   // --- schedules (module-abi.md §5.2) ---------------------------------------------------------

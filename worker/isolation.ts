@@ -136,6 +136,10 @@ export function spawnIsolatedWorker(
     "run",
     "--quiet",
     "--no-prompt",
+    // Read access to our own code only, for the procedure thread (worker/procedures.ts); the
+    // process drops it (dropReadPermission) before any tenant code loads.
+    "--unstable-worker-options",
+    `--allow-read=${REPO_ROOT}`,
     `--config=${REPO_ROOT}deno.json`,
     `--v8-flags=--max-old-space-size=${Math.floor(options.memoryMb)},` +
     "--enable-experimental-regexp-engine-on-excessive-backtracks" +
@@ -476,6 +480,18 @@ class ProcessWorker implements IsolatedWorker {
 
 /** Host references, captured when this module is evaluated (before the sandbox trims globals). */
 const entryDeno = globalThis.Deno;
+
+/**
+ * For the entry module: gives up the read access to the server's code directory the process
+ * starts with, once the procedure thread's code is loaded and before tenant code is; from then
+ * on the process has no permissions at all.
+ */
+export function dropReadPermission(): void {
+  entryDeno.permissions.revokeSync({ name: "read" });
+  if (entryDeno.permissions.querySync({ name: "read" }).state === "granted") {
+    throw new Error("the database process could not drop its read permission");
+  }
+}
 const entryWorker = globalThis.Worker;
 const entryBlob = globalThis.Blob;
 const entryCreateObjectURL = URL.createObjectURL;

@@ -60,7 +60,7 @@ export class UnsupportedFeatureError extends Error {
 /**
  * Refuses a module that declares a feature this host does not execute yet: accepting it would
  * make that part silently do nothing (for row-level security: every row shown to everyone).
- * Views, row-level security and HTTP handlers are refused.
+ * Views and row-level security are refused (HTTP handlers are served: server/routes/http_handlers.ts).
  */
 export function refuseUnsupportedFeatures(def: ModuleDef): void {
   const quoted = (names: string[]) => names.map((name) => `"${name}"`).join(", ");
@@ -77,13 +77,6 @@ export function refuseUnsupportedFeatures(def: ModuleDef): void {
       `This module declares views (spacetimedb.view / anonymousView: ${quoted(views)}), ` +
         "which Lightcone does not run yet; publishing is refused so that no client subscribes " +
         "to a view that never updates",
-    );
-  }
-  if (def.httpHandlers.length > 0 || def.httpRoutes.length > 0) {
-    const handlers = def.httpHandlers.map((handler) => handler.name);
-    throw new UnsupportedFeatureError(
-      `This module declares HTTP handlers (httpHandler / httpRouter: ${quoted(handlers)}), ` +
-        "which Lightcone does not serve yet; publishing is refused",
     );
   }
 }

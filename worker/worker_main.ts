@@ -6,6 +6,7 @@
 import {
   armWatchdog,
   disarmWatchdog,
+  dropReadPermission,
   serveIsolated,
   startWatchdog,
   storagePort,
@@ -26,10 +27,14 @@ import { SubscriptionHost } from "./subscription_host.ts";
 import { prepareSandbox } from "./sandbox.ts";
 import { DurabilitySink } from "./durability_sink.ts";
 import { forEachRequest, ResultPacker } from "./batch_codec.ts";
+import { ProcedureRunner } from "./procedures.ts";
+import type { ProcedureStartMessage } from "./messages.ts";
 
 let engine: DatabaseEngine | undefined;
 let subscriptions: SubscriptionHost | undefined;
 let durability: DurabilitySink | undefined;
+/** The procedure thread, while the module has procedures or HTTP handlers. */
+let procedures: ProcedureRunner | undefined;
 
 // Host references, captured before the sandbox removes or locks globals.
 const hostSetTimeout = setTimeout;
@@ -58,6 +63,14 @@ function receive(message: MainToWorker): void {
     }
     return;
   }
+  if (message.type === "procedure-start") {
+    startProcedure(message);
+    return;
+  }
+  if (message.type === "http-response") {
+    procedures?.httpResponse(message);
+    return;
+  }
   initializing = true;
   init(message)
     .catch((error) => {
@@ -76,6 +89,26 @@ function drainBacklog(): void {
   if (!initializing && backlog.length > 0) hostSetImmediate(drainBacklog);
 }
 
+// The procedure thread starts before anything else: its code is read while the process still
+// has read access to the server's code, which it then drops for good; and the memory cap the
+// server sets after the first frame (worker/isolation.ts) counts the thread as the runtime's.
+procedures = new ProcedureRunner({
+  engine: () => engine,
+  send: (request) => reply(request),
+  onDone: (result) =>
+    reply({
+      type: "procedure-done",
+      result,
+      items: [],
+      txOffset: engine?.txOffset ?? 0,
+      logs: engine?.drainLogs() ?? [],
+    }),
+  afterTransaction: () => reportUnrequested(),
+  onFatal: (error) => reply({ type: "init-failed", error, logs: engine?.drainLogs() ?? [] }),
+});
+await procedures.started();
+dropReadPermission();
+
 startWatchdog();
 const port = serveIsolated((data) => receive(data as MainToWorker));
 const hostPostMessage = port.postMessage.bind(port);
@@ -86,6 +119,7 @@ function reply(message: WorkerToMain, transfer: Transferable[] = []): void {
 
 async function init(message: InitMessage): Promise<void> {
   let sandbox;
+  procedures?.setTxBudget(message.reducerBudgetMs);
   try {
     sandbox = prepareSandbox(message.bundle, {
       setTimeout: hostSetTimeout,
@@ -125,6 +159,19 @@ async function init(message: InitMessage): Promise<void> {
     return;
   }
   subscriptions = new SubscriptionHost(engine);
+  const def = engine.module.def;
+  if (def.procedures.length > 0 || def.httpHandlers.length > 0) {
+    try {
+      await procedures!.load(message.bundle, engine, MODULE_LOAD_TIMEOUT_MS);
+    } catch (error) {
+      reply({ type: "init-failed", error: describeError(error), logs: engine.drainLogs() });
+      engine = undefined;
+      return;
+    }
+  } else {
+    procedures?.terminate();
+    procedures = undefined;
+  }
   engine.armAllSchedules();
   if (message.runInit) {
     const result = engine.runInit(message.ownerIdentity, message.timestampMicros);
@@ -175,6 +222,60 @@ function armScheduleTimer(): void {
     TIMER_DELAY_MS_MAX,
   );
   scheduleTimer = hostSetTimeout(runSchedules, delayMs);
+}
+
+/** Procedure calls and HTTP requests go to the procedure thread, outside the batch order. */
+function startProcedure(message: ProcedureStartMessage): void {
+  const request = message.request;
+  const current = engine;
+  let functionId: number | undefined;
+  if (request.kind === "procedure") {
+    functionId = current?.module.proceduresByName.get(request.procedure)?.id;
+  } else if (
+    Number.isInteger(request.handlerId) && request.handlerId >= 0 &&
+    request.handlerId < (current?.module.def.httpHandlers.length ?? 0)
+  ) {
+    functionId = request.handlerId;
+  }
+  if (!current || !procedures?.loaded || functionId === undefined) {
+    const notFound = request.kind === "procedure" ? "No such procedure" : "No such HTTP handler";
+    reply({
+      type: "procedure-done",
+      result: request.kind === "procedure"
+        ? {
+          kind: "procedure",
+          id: request.id,
+          ok: false,
+          message: notFound,
+          txOffset: current?.txOffset ?? 0,
+          durationMicros: 0,
+        }
+        : { kind: "http-handler", id: request.id, ok: false, message: notFound, txOffset: 0 },
+      items: [],
+      txOffset: current?.txOffset ?? 0,
+      logs: [],
+    });
+    return;
+  }
+  procedures.call(request, functionId);
+}
+
+/** Reports transactions no batch asked for (a procedure's `withTx`) to the server. */
+function reportUnrequested(): void {
+  const current = engine;
+  const live = subscriptions;
+  if (!current || !live) return;
+  const items: TxUpdate[] = [];
+  for (const tx of current.drainCommitted()) {
+    durability?.appendOne(tx);
+    items.push({ kind: "update", txOffset: tx.txOffset, deltas: live.onCommit(tx.delta) });
+  }
+  durability?.flush();
+  const logs = current.drainLogs();
+  if (items.length > 0 || logs.length > 0) {
+    reply({ type: "scheduled", items, txOffset: current.txOffset, logs });
+  }
+  armScheduleTimer();
 }
 
 function runSchedules(): void {
