@@ -21,6 +21,7 @@ import type { Database } from "../database_registry.ts";
 import { encodeCallArguments, procedureReturnToJson } from "../call_arguments.ts";
 import { FollowQueue } from "../log_buffer.ts";
 import { runSqlStatement } from "../sql_statement.ts";
+import { httpHandlerRoute } from "./http_handlers.ts";
 
 export function databaseRoutes(context: AppContext): Hono<AppEnv> {
   const routes = new Hono<AppEnv>();
@@ -116,6 +117,11 @@ export function databaseRoutes(context: AppContext): Hono<AppEnv> {
     await registry.delete(database, c.get("auth").identity);
     return c.body(null, 200);
   });
+
+  // The module's own HTTP handlers (no authentication: the handler decides).
+  const handleRoute = httpHandlerRoute(context);
+  routes.all("/:name/route", handleRoute);
+  routes.all("/:name/route/*", handleRoute);
 
   routes.get("/:name/schema", (c) => {
     const database = registry.require(c.req.param("name"));
