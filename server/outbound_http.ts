@@ -247,7 +247,7 @@ export class OutboundHttp {
       const special = specialRange(address);
       if (special === undefined) continue;
       // Only the address itself on the list lets a special-purpose address through.
-      if (listed.some((entry) => parseEntry(entry)?.host === address)) continue;
+      if (entries.some((entry) => entry !== "*" && entryMatches(entry, address, port))) continue;
       const resolved = address === host ? "" : ` ("${host}" resolves to ${address})`;
       return {
         ok: false,

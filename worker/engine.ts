@@ -73,6 +73,16 @@ export interface EngineOptions {
   loadTimeoutMs: number;
   /** Per-database rates and sizes (lib/limits.ts); the defaults when absent. */
   limits?: DatabaseLimits;
+  /**
+   * Hands a scheduled procedure run to the procedure thread (worker/procedures.ts); false when
+   * there is none, and the procedure then runs here.
+   */
+  runProcedureElsewhere?: (
+    name: string,
+    args: Uint8Array,
+    sender: bigint,
+    timestampMicros: bigint,
+  ) => boolean;
 }
 
 /**
@@ -366,7 +376,13 @@ export class DatabaseEngine {
         // re-armed (Interval) before it runs. It runs outside any transaction; its value is
         // dropped and its failures are logged.
         this.#afterScheduledRun(table, entry.scheduledId, entry.intendedMicros);
-        this.callProcedure(0, table.functionName, row, identity, 0n, timestamp);
+        const handedOff = this.#options.runProcedureElsewhere?.(
+          table.functionName,
+          row,
+          identity,
+          timestamp,
+        );
+        if (!handedOff) this.callProcedure(0, table.functionName, row, identity, 0n, timestamp);
         continue;
       }
       const reducer = this.#module.reducersByName.get(table.functionName)!;

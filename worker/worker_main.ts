@@ -95,14 +95,23 @@ function drainBacklog(): void {
 procedures = new ProcedureRunner({
   engine: () => engine,
   send: (request) => reply(request),
-  onDone: (result) =>
+  onDone: (result) => {
+    // Id 0: a scheduled run, which answers no request (its failures are in the log).
+    if (result.id === 0) {
+      const logs = engine?.drainLogs() ?? [];
+      if (logs.length > 0) {
+        reply({ type: "scheduled", items: [], txOffset: engine!.txOffset, logs });
+      }
+      return;
+    }
     reply({
       type: "procedure-done",
       result,
       items: [],
       txOffset: engine?.txOffset ?? 0,
       logs: engine?.drainLogs() ?? [],
-    }),
+    });
+  },
   afterTransaction: () => reportUnrequested(),
   onFatal: (error) => reply({ type: "init-failed", error, logs: engine?.drainLogs() ?? [] }),
 });
@@ -140,6 +149,20 @@ async function init(message: InitMessage): Promise<void> {
     databaseIdentity: message.databaseIdentity,
     ownerIdentity: message.ownerIdentity,
     loadTimeoutMs: MODULE_LOAD_TIMEOUT_MS,
+    runProcedureElsewhere: (name, args, sender, timestampMicros) => {
+      const id = engine?.module.proceduresByName.get(name)?.id;
+      if (!procedures?.loaded || id === undefined) return false;
+      procedures.call({
+        kind: "procedure",
+        id: 0,
+        procedure: name,
+        args,
+        sender,
+        connectionId: 0n,
+        timestampMicros,
+      }, id);
+      return true;
+    },
   });
   try {
     armWatchdog(MODULE_LOAD_TIMEOUT_MS);

@@ -16,10 +16,6 @@ const REFUSED: { fixture: string; message: RegExp }[] = [
     fixture: "refuse_view",
     message: /This module declares views \(spacetimedb\.view \/ anonymousView: "all_levels"\)/,
   },
-  {
-    fixture: "refuse_http",
-    message: /This module declares HTTP handlers \(httpHandler \/ httpRouter: "hello"\)/,
-  },
 ];
 
 async function putModule(
