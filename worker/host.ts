@@ -205,6 +205,7 @@ export class DatabaseHost {
     const worker = spawnIsolatedWorker(new URL("./worker_main.ts", import.meta.url), {
       memoryMb: options.memoryMb ?? DATABASE_MEMORY_MB_DEFAULT,
       onError: (error) => (failures.onError ?? startupError)?.(error.message),
+      readOwnCodeAtStart: true,
     });
     if (options.durabilityPort) worker.bridge(STORAGE_CHANNEL, options.durabilityPort);
     return new Promise((resolve, reject) => {

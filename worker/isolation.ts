@@ -57,6 +57,11 @@ export interface IsolatedWorkerOptions {
   memoryMb: number;
   /** Called when the entry fails: out of memory, a watchdog overrun, a malformed frame. */
   onError?: (error: { code: IsolationErrorCode; message: string }) => void;
+  /**
+   * Start with read access to the server's own code, which the entry must give up
+   * (dropReadPermission) before it loads tenant code: the procedure thread's code is read then.
+   */
+  readOwnCodeAtStart?: boolean;
 }
 
 export type IsolationErrorCode = "OUT_OF_MEMORY" | "OVERRUN" | "MALFORMED" | "CRASHED";
@@ -138,8 +143,9 @@ export function spawnIsolatedWorker(
     "--no-prompt",
     // Read access to our own code only, for the procedure thread (worker/procedures.ts); the
     // process drops it (dropReadPermission) before any tenant code loads.
-    "--unstable-worker-options",
-    `--allow-read=${REPO_ROOT}`,
+    ...(options.readOwnCodeAtStart
+      ? ["--unstable-worker-options", `--allow-read=${REPO_ROOT}`]
+      : []),
     `--config=${REPO_ROOT}deno.json`,
     `--v8-flags=--max-old-space-size=${Math.floor(options.memoryMb)},` +
     "--enable-experimental-regexp-engine-on-excessive-backtracks" +

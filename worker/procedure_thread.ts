@@ -88,12 +88,21 @@ selfScope.onmessage = (event: MessageEvent) => {
 async function load(message: ThreadLoad): Promise<void> {
   config = message;
   try {
+    const before = Reflect.ownKeys(globalThis);
     const sandbox = prepareSandbox(message.bundle, {
       setTimeout: hostSetTimeout,
       monotonicMs: hostNow,
     });
+    const removed = before.filter((key) => !Reflect.ownKeys(globalThis).includes(key));
     budget = sandbox.budget;
     hooks = await loadModule(sandbox.source, syscalls(), { timeoutMs: message.loadTimeoutMs });
+    // In a worker thread Deno defines some globals again when the first module is imported
+    // (queueMicrotask): what the sandbox removed stays removed.
+    for (let pass = 0; pass < 8; pass++) {
+      const back = removed.filter((key) => Reflect.ownKeys(globalThis).includes(key));
+      if (back.length === 0) break;
+      for (const key of back) Reflect.deleteProperty(globalThis, key);
+    }
     post({ type: "loaded", logs: takeLogs() });
   } catch (error) {
     post({ type: "load-failed", error: describeError(error), logs: takeLogs() });

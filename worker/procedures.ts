@@ -156,10 +156,6 @@ export class ProcedureRunner {
     this.#answer(reply);
   }
 
-  terminate(): void {
-    this.#worker.terminate();
-  }
-
   #post(message: DatabaseToThread): void {
     this.#asyncPort.postMessage(message);
   }

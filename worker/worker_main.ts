@@ -191,10 +191,10 @@ async function init(message: InitMessage): Promise<void> {
       engine = undefined;
       return;
     }
-  } else {
-    procedures?.terminate();
-    procedures = undefined;
   }
+  // A module without procedures or HTTP handlers leaves the thread idle, its bundle not loaded:
+  // ending it would close its ports, and Deno's node:worker_threads then dispatches an Event,
+  // a global this process no longer has.
   engine.armAllSchedules();
   if (message.runInit) {
     const result = engine.runInit(message.ownerIdentity, message.timestampMicros);
