@@ -204,6 +204,19 @@ export function databaseRoutes(context: AppContext): Hono<AppEnv> {
     return c.text(result.message ?? "Reducer failed", 530 as any);
   };
 
+  // Lightcone's own: the hosts this database's procedures may fetch from (`--http-allow`),
+  // for the owner; `describe` prints it.
+  routes.get("/:name/http-allow", (c) => {
+    const database = registry.require(c.req.param("name"));
+    requireOwner({
+      caller: c.get("auth").identity,
+      owner: database.owner,
+      database: database.identity,
+      action: "view the outbound HTTP allow-list",
+    });
+    return c.json({ allow: registry.httpAllowListFor(database) });
+  });
+
   routes.get("/:name/logs", (c) => {
     const database = registry.require(c.req.param("name"));
     requireOwner({

@@ -11,6 +11,7 @@ import {
   match as assertMatch,
   ok as assert,
 } from "node:assert/strict";
+import { outboundHttpLine } from "../../cli/commands/describe.ts";
 import { DbConnection } from "../fixtures/bindings/outbound/index.ts";
 import { call, fixtureBundle, publish, startTestServer } from "../support/server.ts";
 
@@ -205,6 +206,23 @@ Deno.test({
               "Database has not registered a handler for this route",
             );
           }
+        },
+      );
+
+      await t.step(
+        "the owner sees the allow-list (what `describe` prints); others do not",
+        async () => {
+          const mine = await fetch(`${server.url}/v1/database/outbound/http-allow`, {
+            headers: { authorization: `Bearer ${owner.token}` },
+          });
+          assertEquals(await mine.json(), { allow: [`127.0.0.1:${allowed.port}`] });
+          assertEquals(
+            outboundHttpLine([`127.0.0.1:${allowed.port}`]),
+            `Outbound HTTP (ctx.http.fetch) allowed to: 127.0.0.1:${allowed.port}`,
+          );
+          const stranger = await fetch(`${server.url}/v1/database/outbound/http-allow`);
+          assertEquals(stranger.status, 403);
+          await stranger.body?.cancel();
         },
       );
 
