@@ -72,6 +72,57 @@ let logs: LogLine[] = [];
 /** The call running now: its name for log lines; and whether a transaction is open. */
 let current: { name: string; sender: bigint; connectionId: bigint; args: Uint8Array } | undefined;
 let inTx = false;
+/**
+ * A call's time budget (the reducer budget) counts the time its code runs, not the time it
+ * waits on HTTP or for the database's transaction: the budget is stopped around those waits.
+ */
+let budgetArmed = false;
+let budgetSpentMs = 0;
+let segmentStartMs = 0;
+let budgetBlown = false;
+
+function budgetMessage(): string {
+  return `The call exceeded its time budget of ${config!.budgetMs} ms and was stopped`;
+}
+
+function pauseBudget(): void {
+  if (!budgetArmed) return;
+  budgetArmed = false;
+  const exceeded = budget!.stop();
+  budgetSpentMs += hostNow() - segmentStartMs;
+  if (exceeded || budgetSpentMs >= config!.budgetMs) {
+    budgetBlown = true;
+    throw new Error(budgetMessage());
+  }
+}
+
+function resumeBudget(): void {
+  if (budgetArmed || budgetBlown) return;
+  segmentStartMs = hostNow();
+  budget!.start(Math.max(1, config!.budgetMs - budgetSpentMs));
+  budgetArmed = true;
+}
+
+/** Runs `wait` with the call's budget stopped. */
+function outsideBudget<T>(wait: () => T): T {
+  pauseBudget();
+  try {
+    return wait();
+  } finally {
+    resumeBudget();
+  }
+}
+
+/** Ends the call's budget; true when it was exceeded. */
+function stopBudget(): boolean {
+  let exceeded = budgetBlown;
+  if (budgetArmed) {
+    budgetArmed = false;
+    if (budget!.stop()) exceeded = true;
+  }
+  budgetBlown = false;
+  return exceeded;
+}
 
 selfScope.onmessage = (event: MessageEvent) => {
   selfScope.onmessage = null;
@@ -152,7 +203,10 @@ function run(request: CallProcedureRequest | CallHttpHandlerRequest, functionId:
   current = request.kind === "procedure"
     ? { name, sender: request.sender, connectionId: request.connectionId, args: request.args }
     : { name, sender: 0n, connectionId: 0n, args: new Uint8Array() };
-  budget!.start(config!.budgetMs);
+  budgetSpentMs = 0;
+  budgetBlown = false;
+  budgetArmed = false;
+  resumeBudget();
   let exceeded = false;
   let result: ProcedureResult | HttpHandlerResult;
   try {
@@ -164,7 +218,7 @@ function run(request: CallProcedureRequest | CallHttpHandlerRequest, functionId:
         request.timestampMicros,
         request.args,
       );
-      exceeded = budget!.stop();
+      exceeded = stopBudget();
       if (exceeded) throw new Error("time budget exceeded");
       if (!(value instanceof Uint8Array)) {
         throw new TypeError("Procedure did not return a Uint8Array");
@@ -179,15 +233,13 @@ function run(request: CallProcedureRequest | CallHttpHandlerRequest, functionId:
       };
     } else {
       result = callHttpHandler(request, functionId);
-      exceeded = budget!.stop();
+      exceeded = stopBudget();
       if (exceeded) throw new Error("time budget exceeded");
     }
   } catch (error) {
     if (budget!.isExceeded(error)) exceeded = true;
-    if (!exceeded) exceeded = budget!.stop();
-    const message = exceeded
-      ? `The call exceeded its time budget of ${config!.budgetMs} ms and was stopped`
-      : describeError(error);
+    if (stopBudget()) exceeded = true;
+    const message = exceeded ? budgetMessage() : describeError(error);
     log("Error", exceeded ? message : error instanceof Error ? describeErrorStack(error) : message);
     result = request.kind === "procedure"
       ? { kind: "procedure", id: request.id, ok: false, message, txOffset: 0, durationMicros: 0 }
@@ -317,14 +369,16 @@ function syscalls(): { v20: Record<string, unknown>; v21: Record<string, unknown
     },
     procedure_start_mut_tx(): bigint {
       if (inTx || !current) throw errnoError(Errno.WOULD_BLOCK_TRANSACTION);
-      const grant = blockOn<RemoteReply>({
-        type: "tx-open",
-        name: current.name,
-        sender: current.sender,
-        connectionId: current.connectionId,
-        args: current.args,
-        logs: takeLogs(),
-      });
+      const grant = outsideBudget(() =>
+        blockOn<RemoteReply>({
+          type: "tx-open",
+          name: current.name,
+          sender: current.sender,
+          connectionId: current.connectionId,
+          args: current.args,
+          logs: takeLogs(),
+        })
+      );
       if (!grant.ok) throw new Error(grant.message);
       inTx = true;
       return remote("procedure_start_mut_tx", []) as bigint;
@@ -351,15 +405,17 @@ function syscalls(): { v20: Record<string, unknown>; v21: Record<string, unknown
           Math.max(0, Number(decoded.timeoutMicros / 1000n)),
           OUTBOUND_HTTP_TIMEOUT_MS_MAX,
         );
-      const answer = blockOn<RemoteReply>({
-        type: "http",
-        method: decoded.method,
-        uri: decoded.uri,
-        headers: decoded.headers,
-        body: bodyBytes.slice(),
-        timeoutMs,
-        logs: takeLogs(),
-      });
+      const answer = outsideBudget(() =>
+        blockOn<RemoteReply>({
+          type: "http",
+          method: decoded.method,
+          uri: decoded.uri,
+          headers: decoded.headers,
+          body: bodyBytes.slice(),
+          timeoutMs,
+          logs: takeLogs(),
+        })
+      );
       if (!answer.ok) throw errnoError(Errno.HTTP_ERROR, answer.message);
       const head = encodeHttpResponse({
         headers: answer.headers ?? [],

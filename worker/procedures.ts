@@ -44,9 +44,6 @@ const HostSharedArrayBuffer = SharedArrayBuffer;
 const hostAtomics = { wait: Atomics.wait, store: Atomics.store, notify: Atomics.notify };
 const hostNow = performance.now.bind(performance);
 
-/** A procedure's wall time: it may wait on HTTP (180 s per request at most) several times. */
-export const PROCEDURE_BUDGET_MS = 10 * 60_000;
-
 /** Carries an errno code from the remote syscalls to the answer. */
 class ErrnoCarrier extends Error {
   constructor(readonly code: number, message: string) {
@@ -77,7 +74,10 @@ export class ProcedureRunner {
   #waiting = new Map<string, (message: ThreadToDatabase) => void>();
   #nextHttpId = 1;
   #loaded = false;
-  /** The reducer budget: a procedure's `withTx` body gets the same. */
+  /**
+   * The reducer budget: a procedure's `withTx` body gets the same, and so does its code overall
+   * (waits on HTTP and for the transaction excluded).
+   */
   #txBudgetMs = 10_000;
 
   constructor(options: ProcedureRunnerOptions) {
@@ -122,7 +122,7 @@ export class ProcedureRunner {
       databaseIdentity: engine.databaseIdentity,
       tableIds,
       indexIds,
-      budgetMs: PROCEDURE_BUDGET_MS,
+      budgetMs: this.#txBudgetMs,
       loadTimeoutMs,
     });
     const answer = await this.#next("loaded", "load-failed");

@@ -75,7 +75,9 @@ Deno.test({
         headers: { "x-echo": request.headers.get("x-probe") ?? "(none)" },
       });
     });
+    // A 1 s budget: the 5 s wait on HTTP below must not count against it.
     const server = await startTestServer({
+      reducerBudgetMs: 1000,
       httpAllow: [`outbound=127.0.0.1:${allowed.port}`, "named=localhost"],
     });
     const open: DbConnection[] = [];
@@ -182,6 +184,27 @@ Deno.test({
         const counter = await call(server.url, "outbound", "note_count", []);
         assertEquals(counter.status, 200);
       });
+
+      await t.step(
+        "a runaway procedure is stopped by its budget; one in withTx commits nothing",
+        async () => {
+          for (const spin of [() => conn.procedures.spin({}), () => conn.procedures.spinInTx({})]) {
+            const started = performance.now();
+            const message = await rejection(spin());
+            assertMatch(message, /exceeded its time budget of 1000 ms/);
+            console.log(
+              `runaway procedure stopped after ${Math.round(performance.now() - started)} ms`,
+            );
+          }
+          const rows = await fetch(`${server.url}/v1/database/outbound/sql`, {
+            method: "POST",
+            headers: { authorization: `Bearer ${owner.token}` },
+            body: "SELECT * FROM counter WHERE id = 99",
+          });
+          assertEquals((await rows.json())[0].rows, []);
+          await conn.reducers.bump({});
+        },
+      );
 
       await t.step(
         "HTTP handlers answer GET and POST; unknown routes get SpacetimeDB's 404",
