@@ -33,8 +33,6 @@ import type { ProcedureStartMessage } from "./messages.ts";
 let engine: DatabaseEngine | undefined;
 let subscriptions: SubscriptionHost | undefined;
 let durability: DurabilitySink | undefined;
-/** The procedure thread, while the module has procedures or HTTP handlers. */
-let procedures: ProcedureRunner | undefined;
 
 // Host references, captured before the sandbox removes or locks globals.
 const hostSetTimeout = setTimeout;
@@ -68,7 +66,7 @@ function receive(message: MainToWorker): void {
     return;
   }
   if (message.type === "http-response") {
-    procedures?.httpResponse(message);
+    procedures.httpResponse(message);
     return;
   }
   initializing = true;
@@ -92,7 +90,8 @@ function drainBacklog(): void {
 // The procedure thread starts before anything else: its code is read while the process still
 // has read access to the server's code, which it then drops for good; and the memory cap the
 // server sets after the first frame (worker/isolation.ts) counts the thread as the runtime's.
-procedures = new ProcedureRunner({
+/** The procedure thread: procedures and HTTP handlers run there (worker/procedures.ts). */
+const procedures: ProcedureRunner = new ProcedureRunner({
   engine: () => engine,
   send: (request) => reply(request),
   onDone: (result) => {
@@ -128,7 +127,7 @@ function reply(message: WorkerToMain, transfer: Transferable[] = []): void {
 
 async function init(message: InitMessage): Promise<void> {
   let sandbox;
-  procedures?.setTxBudget(message.reducerBudgetMs);
+  procedures.setTxBudget(message.reducerBudgetMs);
   try {
     sandbox = prepareSandbox(message.bundle, {
       setTimeout: hostSetTimeout,
@@ -151,7 +150,7 @@ async function init(message: InitMessage): Promise<void> {
     loadTimeoutMs: MODULE_LOAD_TIMEOUT_MS,
     runProcedureElsewhere: (name, args, sender, timestampMicros) => {
       const id = engine?.module.proceduresByName.get(name)?.id;
-      if (!procedures?.loaded || id === undefined) return false;
+      if (!procedures.loaded || id === undefined) return false;
       procedures.call({
         kind: "procedure",
         id: 0,
@@ -185,7 +184,7 @@ async function init(message: InitMessage): Promise<void> {
   const def = engine.module.def;
   if (def.procedures.length > 0 || def.httpHandlers.length > 0) {
     try {
-      await procedures!.load(message.bundle, engine, MODULE_LOAD_TIMEOUT_MS);
+      await procedures.load(message.bundle, engine, MODULE_LOAD_TIMEOUT_MS);
     } catch (error) {
       reply({ type: "init-failed", error: describeError(error), logs: engine.drainLogs() });
       engine = undefined;
@@ -260,7 +259,7 @@ function startProcedure(message: ProcedureStartMessage): void {
   ) {
     functionId = request.handlerId;
   }
-  if (!current || !procedures?.loaded || functionId === undefined) {
+  if (!current || !procedures.loaded || functionId === undefined) {
     const notFound = request.kind === "procedure" ? "No such procedure" : "No such HTTP handler";
     reply({
       type: "procedure-done",
