@@ -359,7 +359,8 @@ export class DatabaseHost {
     this.#procedures.delete(result.id);
     if (message.logs.length) this.#options.onLogs?.(message.logs);
     if (result.txOffset > this.#txOffset) this.#txOffset = result.txOffset;
-    if (result.kind === "procedure" && pending.origin !== undefined) {
+    // Every procedure result goes to onEvents (metrics; the hub answers those with a WS origin).
+    if (result.kind === "procedure") {
       try {
         this.#options.onEvents?.([result], () => pending.origin);
       } catch (error) {
