@@ -197,6 +197,8 @@ export const OUTBOUND_HTTP_TIMEOUT_MS_DEFAULT = 30_000;
 export const OUTBOUND_HTTP_TIMEOUT_MS_MAX = 180_000;
 /** Largest outbound response body a procedure receives; it must fit the procedure's memory. */
 export const OUTBOUND_HTTP_RESPONSE_BYTES_MAX = 16 * 1024 * 1024;
+/** Largest outbound request body a procedure may send (it crosses the process's pipe). */
+export const OUTBOUND_HTTP_REQUEST_BYTES_MAX = 16 * 1024 * 1024;
 /** Redirects followed per request, each hop checked against the allow-list. */
 export const OUTBOUND_HTTP_REDIRECTS_MAX = 10;
 /**

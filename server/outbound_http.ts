@@ -11,10 +11,13 @@
  */
 import {
   OUTBOUND_HTTP_REDIRECTS_MAX,
+  OUTBOUND_HTTP_REQUEST_BYTES_MAX,
   OUTBOUND_HTTP_RESPONSE_BYTES_MAX,
   OUTBOUND_HTTP_TIMEOUT_MS_MAX,
 } from "../lib/limits.ts";
 import type { LogLine } from "../worker/mod.ts";
+
+const FRAMING_HEADERS = new Set(["host", "content-length", "connection", "transfer-encoding"]);
 
 /** The operator flag that sets allow-lists; named in every refusal. */
 export const HTTP_ALLOW_FLAG = "--http-allow";
@@ -111,11 +114,20 @@ export class OutboundHttp {
     } catch {
       return { ok: false, error: `Invalid URL "${cut(request.uri)}"` };
     }
+    if (request.body.length > OUTBOUND_HTTP_REQUEST_BYTES_MAX) {
+      return {
+        ok: false,
+        error: `The request body of ${request.body.length} bytes is over the limit of ` +
+          `${OUTBOUND_HTTP_REQUEST_BYTES_MAX} bytes`,
+      };
+    }
     let method = request.method.toUpperCase();
     let body: Uint8Array | undefined = request.body.length > 0 ? request.body : undefined;
     const headers = new Headers();
     try {
       for (const [name, value] of request.headers) {
+        // The connection's own framing is the server's to set.
+        if (FRAMING_HEADERS.has(name.toLowerCase())) continue;
         headers.append(name, new TextDecoder().decode(value));
       }
     } catch (error) {

@@ -27,7 +27,11 @@ import {
   encodeHttpResponse,
   HTTP_VERSION_11,
 } from "../protocol/mod.ts";
-import { OUTBOUND_HTTP_TIMEOUT_MS_DEFAULT, OUTBOUND_HTTP_TIMEOUT_MS_MAX } from "../lib/limits.ts";
+import {
+  OUTBOUND_HTTP_REQUEST_BYTES_MAX,
+  OUTBOUND_HTTP_TIMEOUT_MS_DEFAULT,
+  OUTBOUND_HTTP_TIMEOUT_MS_MAX,
+} from "../lib/limits.ts";
 import type {
   CallHttpHandlerRequest,
   CallProcedureRequest,
@@ -393,6 +397,13 @@ function syscalls(): { v20: Record<string, unknown>; v21: Record<string, unknown
         : (() => {
           throw new TypeError("body must be a Uint8Array or a string");
         })();
+      if (bodyBytes.length > OUTBOUND_HTTP_REQUEST_BYTES_MAX) {
+        throw errnoError(
+          Errno.HTTP_ERROR,
+          `The request body of ${bodyBytes.length} bytes is over the limit of ` +
+            `${OUTBOUND_HTTP_REQUEST_BYTES_MAX} bytes; the request was not sent`,
+        );
+      }
       let decoded;
       try {
         decoded = decodeHttpRequest(request);
