@@ -128,6 +128,13 @@ export function logIsolationCapabilities(memoryMb: number): void {
 
 const REPO_ROOT = new URL("..", import.meta.url).pathname;
 
+/**
+ * Address space allowed on top of the budget for the procedure thread's own copy of the module
+ * (its heap and compiled code; worker/procedures.ts), so that the budget still means what the
+ * database's data and calls may use.
+ */
+const PROCEDURE_THREAD_MEMORY_MB = 48;
+
 /** Starts `entryUrl` in its own process with no permissions. */
 export function spawnIsolatedWorker(
   entryUrl: string | URL,
@@ -397,7 +404,9 @@ class ProcessWorker implements IsolatedWorker {
       const status = await Deno.readTextFile(`/proc/${this.pid}/status`);
       const match = /^VmData:\s+(\d+) kB/m.exec(status);
       if (!match) return;
-      const limit = Number(match[1]) * 1024 + this.#options.memoryMb * 1024 * 1024;
+      // A database process also holds a second copy of the module in its procedure thread.
+      const extraMb = this.#options.readOwnCodeAtStart ? PROCEDURE_THREAD_MEMORY_MB : 0;
+      const limit = Number(match[1]) * 1024 + (this.#options.memoryMb + extraMb) * 1024 * 1024;
       const result = await new Deno.Command(toolPath("prlimit")!, {
         args: [`--pid=${this.pid}`, `--data=${limit}:${limit}`],
         stdout: "null",
