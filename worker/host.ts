@@ -334,6 +334,9 @@ export class DatabaseHost {
     if (this.#dead) return Promise.reject(this.#dead);
     const id = this.#nextId++;
     const full = { ...request, id } as CallProcedureRequest | CallHttpHandlerRequest;
+    // Requests queued before it go first (when the in-flight bound allows), so that a client's
+    // reducer call followed by a procedure call reaches the database in that order.
+    this.#flush();
     return new Promise((resolve, reject) => {
       this.#procedures.set(id, { resolve, reject, origin });
       this.#worker.port.postMessage({ type: "procedure-start", request: full });
