@@ -5,7 +5,7 @@
 import { join } from "node:path";
 import { configureLog, log } from "./lib/log.ts";
 import { type DatabaseLimits, SNAPSHOT_INTERVAL_TX } from "./lib/limits.ts";
-import { startServer, VERSION } from "./server/mod.ts";
+import { parseHttpAllow, startServer, VERSION } from "./server/mod.ts";
 import { hasServerV8Flags, SERVER_V8_FLAGS } from "./cli/runtime_flags.ts";
 
 const USAGE = `Lightcone ${VERSION}: a SpacetimeDB-compatible database server
@@ -48,6 +48,12 @@ start options:
                                password = a token); off unless given
       --metrics-public         serve GET /v1/metrics (Prometheus) to every client; by default
                                only clients on loopback (127.0.0.0/8, ::1) may read it
+      --http-allow DB=HOST[,HOST...]
+                               hosts the procedures of database DB (a name, an identity, or *
+                               for all) may fetch from; HOST is a name or IP, optionally :PORT,
+                               or * (any public host). Private, loopback and link-local addresses
+                               are refused unless the address itself is listed. Repeatable;
+                               without it outbound HTTP is disabled. Shown by \`describe\`
       --oidc-issuer URL        trust tokens from this OpenID Connect issuer (repeatable)
       --oidc-audience AUD      required audience for OpenID Connect tokens (repeatable)
       --log-format text|json   server log format (default text)
@@ -116,6 +122,7 @@ async function start(args: string[]): Promise<number> {
   let metricsPublic = false;
   const issuers: string[] = [];
   const audiences: string[] = [];
+  const httpAllow: string[] = [];
   for (let i = 0; i < args.length; i++) {
     const arg = args[i];
     const value = () => {
@@ -154,6 +161,8 @@ async function start(args: string[]): Promise<number> {
     else if (arg === "--max-databases-per-identity") {
       maxDatabasesPerIdentity = positiveInteger(arg, value());
     } else if (arg === "--oidc-issuer") issuers.push(value());
+    else if (arg === "--http-allow") httpAllow.push(value());
+    else if (arg.startsWith("--http-allow=")) httpAllow.push(arg.slice(13));
     else if (arg === "--oidc-audience") audiences.push(value());
     else if (arg === "--log-format") configureLog({ json: value() === "json" });
     else if (arg === "--non-interactive") continue;
@@ -197,6 +206,7 @@ async function start(args: string[]): Promise<number> {
       maxDatabasesPerIdentity,
       pgPort,
       metricsPublic,
+      httpAllow: parseHttpAllow(httpAllow),
       oidc: issuers.length
         ? { issuers, audiences: audiences.length ? audiences : undefined }
         : undefined,

@@ -16,7 +16,8 @@ export type OwnerAction =
   | "lock database"
   | "unlock database"
   | "run DML"
-  | "take a snapshot";
+  | "take a snapshot"
+  | "view the outbound HTTP allow-list";
 
 export interface OwnerCheck {
   caller: Identity;

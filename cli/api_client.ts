@@ -162,6 +162,21 @@ export class ApiClient {
   }
 
   /**
+   * GET /v1/database/DB/http-allow (Lightcone): the hosts the database's procedures may fetch
+   * from; undefined when the server does not say (not the owner, or another server).
+   */
+  async httpAllowList(database: string): Promise<string[] | undefined> {
+    const path = `/v1/database/${encodeURIComponent(database)}/http-allow`;
+    const response = await this.#request("GET", path, { checked: false });
+    if (!response.ok) {
+      await response.body?.cancel();
+      return undefined;
+    }
+    const body = await readJson(response) as { allow?: unknown };
+    return Array.isArray(body.allow) ? body.allow.map(String) : undefined;
+  }
+
+  /**
    * POST /v1/database/DB/sql with the query as the body; returns the response text (JSON).
    * `confirmed: false` answers before the state read is durable.
    */

@@ -212,3 +212,19 @@ export const PG_STARTUP_BYTES_MAX = 10_000;
 export const PG_STARTUP_TIMEOUT_MS = 60_000;
 /** Open PostgreSQL wire connections at once; more are refused with FATAL 53300 (too_many_connections). */
 export const PG_CONNECTIONS_MAX = 1024;
+
+/** Outbound HTTP from procedures (`ctx.http.fetch`): SpacetimeDB's default timeout. */
+export const OUTBOUND_HTTP_TIMEOUT_MS_DEFAULT = 30_000;
+/** A request's own timeout is clamped to this, as in SpacetimeDB. */
+export const OUTBOUND_HTTP_TIMEOUT_MS_MAX = 180_000;
+/** Largest outbound response body a procedure receives; it must fit the procedure's memory. */
+export const OUTBOUND_HTTP_RESPONSE_BYTES_MAX = 16 * 1024 * 1024;
+/** Largest outbound request body a procedure may send (it crosses the process's pipe). */
+export const OUTBOUND_HTTP_REQUEST_BYTES_MAX = 16 * 1024 * 1024;
+/** Redirects followed per request, each hop checked against the allow-list. */
+export const OUTBOUND_HTTP_REDIRECTS_MAX = 10;
+/**
+ * A procedure's `withTx` holds the database's transaction: reducers wait behind it. Its body
+ * gets the reducer budget; a gap this long between two of its syscalls ends it (rolled back).
+ */
+export const PROCEDURE_TX_SYSCALL_GAP_MS_MAX = 5_000;

@@ -42,7 +42,9 @@ export class TokenBucket {
 
   /** Spends `amount` tokens and returns true, or spends nothing and returns false. */
   take(amount: number): boolean {
-    if (this.#tokens < amount && this.available() < amount) return false;
+    // Always refill first: time that passed while the bucket was full must not be credited
+    // after this take (a full bucket that waited 10 s would otherwise let two bursts through).
+    if (this.available() < amount) return false;
     this.#tokens -= amount;
     return true;
   }

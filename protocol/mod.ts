@@ -9,3 +9,4 @@ export * from "./ws_v2.ts";
 export * from "./module_def_json.ts";
 export * from "./ws_v1.ts";
 export { SYS_2_0_EXPORTS, SYS_2_1_EXPORTS } from "./sys_exports.ts";
+export * from "./http_wire.ts";

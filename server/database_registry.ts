@@ -26,11 +26,14 @@ import {
   type ModuleInfo,
   moduleInfoFromDescribe,
   ModuleInitError,
+  type OutboundHttpRequest,
+  type OutboundHttpResponse,
   planBreaksClients,
   planMigration,
   SCHEMA_MISMATCH_PREFIX,
   tablesFingerprint,
 } from "../worker/mod.ts";
+import type { OutboundHttp } from "./outbound_http.ts";
 import { LogBuffer, type LogBufferOptions } from "./log_buffer.ts";
 import { DatabaseMetrics } from "./metrics.ts";
 
@@ -252,6 +255,8 @@ export interface RegistryOptions {
    * failure): clients stay (hot swap) unless `disconnect` (the plan breaks clients, or a reset).
    */
   onUpdateEnd?: (database: Database, disconnect: boolean, reason: string) => void;
+  /** Performs procedures' outbound HTTP; absent: it is disabled for every database. */
+  outboundHttp?: OutboundHttp;
 }
 
 export type PublishOutcome = { database: Database; op: "created" | "updated" };
@@ -777,6 +782,45 @@ export class DatabaseRegistry {
     return moduleInfoFromDescribe(probe.describe);
   }
 
+  /** The HTTP allow-list entries of a database (shown by `describe`). */
+  httpAllowListFor(database: Database): string[] {
+    return this.#options.outboundHttp?.allowListFor({
+      name: database.names[0],
+      identity: database.identity.toHex(),
+    }) ?? [];
+  }
+
+  async #outboundHttp(
+    key: string,
+    request: OutboundHttpRequest,
+    logs: LogBuffer,
+  ): Promise<OutboundHttpResponse> {
+    const outbound = this.#options.outboundHttp;
+    const requestId = request.requestId;
+    const database = this.#byIdentity.get(key);
+    if (!outbound) {
+      return {
+        type: "http-response",
+        requestId,
+        error: "module outbound HTTP requests are disabled",
+      };
+    }
+    const result = await outbound.perform(
+      { name: database?.names[0], identity: key },
+      request,
+      (line) => logs.append([line]),
+    );
+    return result.ok
+      ? {
+        type: "http-response",
+        requestId,
+        status: result.status,
+        headers: result.headers,
+        body: result.body,
+      }
+      : { type: "http-response", requestId, error: result.error };
+  }
+
   /** Opens the database's commit log and starts its worker, which replays the log. */
   async #startHost(
     identity: Identity,
@@ -809,6 +853,7 @@ export class DatabaseRegistry {
           const database = this.#byIdentity.get(key);
           if (database?.host === host) this.#crashed(database, error);
         },
+        outboundHttp: (request) => this.#outboundHttp(key, request, options.logs),
       });
       return { host, durableTxOffset: Number(opened.durableOffset) };
     } catch (error) {

@@ -1,2 +1,3 @@
 /** The door of server/: start a server. */
 export { type RunningServer, type ServerOptions, startServer, VERSION } from "./server.ts";
+export { parseHttpAllow } from "./outbound_http.ts";

@@ -21,6 +21,7 @@ import { type RequestBodyOptions, RequestBodyReader } from "./request_body.ts";
 import { ConnReaper } from "./conn_reaper.ts";
 import { WsHub } from "./ws/hub.ts";
 import { type PgServer, startPgServer } from "./pgwire/mod.ts";
+import { OutboundHttp, type Resolver } from "./outbound_http.ts";
 import { runSqlStatement } from "./sql_statement.ts";
 
 export const VERSION = "0.1.0";
@@ -62,6 +63,13 @@ export interface ServerOptions {
   connectionTimeouts?: { headerMs?: number; idleMs?: number } | false;
   /** Port of the PostgreSQL wire protocol listener on `hostname` (0: any free port); off when absent. */
   pgPort?: number;
+  /**
+   * Outbound HTTP allow-lists of procedures (`--http-allow`, server/outbound_http.ts): by
+   * database name or identity, `*` for all. Absent or empty: outbound HTTP is disabled.
+   */
+  httpAllow?: ReadonlyMap<string, readonly string[]>;
+  /** Tests only: resolves host names for outbound HTTP instead of DNS. */
+  httpResolve?: Resolver;
   /** Serve GET /v1/metrics to every client, not only loopback ones (`--metrics-public`). */
   metricsPublic?: boolean;
   /** Called once the listener is bound, with the actual port. */
@@ -109,6 +117,10 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     maxDatabasesPerIdentity: options.maxDatabasesPerIdentity,
     mintIdentity: async () => (await auth.mintIdentity()).identity,
     onEvents: (database, items, originOf) => hub.onEvents(database, items, originOf),
+    outboundHttp: new OutboundHttp({
+      allow: options.httpAllow ?? new Map(),
+      resolve: options.httpResolve,
+    }),
   });
   hub.attach(registry);
   let pg: PgServer | undefined;

@@ -3,6 +3,7 @@
  * per-call transaction rules of module-abi.md §1.5, §3.7 and §7.5. Pure logic over
  * injected clock and budget, so it can be driven without a Worker in tests.
  */
+import { assert } from "../lib/assert.ts";
 import type { Clock } from "../lib/clock.ts";
 import {
   commitLogBurstBytes,
@@ -22,19 +23,20 @@ import {
 import { concatBytes } from "../lib/bytes.ts";
 import { ST_VAR_SCHEMA } from "../query/mod.ts";
 import { BinaryReader, skipValue } from "../protocol/mod.ts";
-import { createSyscalls, FatalHostError, LOG_LEVEL_NAMES, type Syscalls } from "./sys_abi.ts";
+import {
+  createSyscalls,
+  FatalHostError,
+  LOG_LEVEL_NAMES,
+  type Syscalls,
+  type SysEnv,
+} from "./sys_abi.ts";
 import {
   describeError,
   describeErrorStack,
   loadModule,
   type ModuleHooks,
 } from "./module_loader.ts";
-import {
-  type ModuleInfo,
-  moduleInfoFromDescribe,
-  type ReducerInfo,
-  refuseUnsupportedFeatures,
-} from "./module_info.ts";
+import { type ModuleInfo, moduleInfoFromDescribe, type ReducerInfo } from "./module_info.ts";
 
 import type { CallResult, LogLine, ProcedureResult } from "./messages.ts";
 import { ModuleLogLimiter } from "./log_limiter.ts";
@@ -95,6 +97,16 @@ export interface EngineOptions {
   loadTimeoutMs: number;
   /** Per-database rates and sizes (lib/limits.ts); the defaults when absent. */
   limits?: DatabaseLimits;
+  /**
+   * Hands a scheduled procedure run to the procedure thread (worker/procedures.ts); false when
+   * there is none, and the procedure then runs here.
+   */
+  runProcedureElsewhere?: (
+    name: string,
+    args: Uint8Array,
+    sender: bigint,
+    timestampMicros: bigint,
+  ) => boolean;
 }
 
 /**
@@ -216,11 +228,86 @@ export class DatabaseEngine {
   get rlsRules(): RlsRules {
     return this.#rlsRules;
   }
+  get databaseIdentity(): bigint {
+    return this.#options.databaseIdentity;
+  }
 
   /** Loads the module, decodes its definition and builds an empty datastore. */
   async load(bundle: string): Promise<void> {
+    this.#sys = createSyscalls(this.#sysEnv());
+    this.#hooks = await loadModule(bundle, this.#sys, { timeoutMs: this.#options.loadTimeoutMs });
+    this.#describe = this.#hooks.__describe_module__();
+    if (!(this.#describe instanceof Uint8Array)) {
+      throw new Error("__describe_module__ did not return a Uint8Array");
+    }
+    this.#module = moduleInfoFromDescribe(this.#describe);
+    this.#datastore = new Datastore(storedTables(this.#module));
+    this.#stored = this.#module;
+    this.#storedDescribe = this.#describe;
+    const tables = this.#module.tables;
+    this.#rlsRules = resolveRlsRules(this.#module.def.rowLevelSecurity.map((rule) => rule.sql), {
+      tableIdFromName: (name) => this.#datastore.tableIdFromName(name),
+      schema: (tableId) => tables.find((table) => table.tableId === tableId),
+    });
+    this.#views = new ViewManager(this.#module.def.views, {
+      callHook: (view, sender, reads, tx) => this.#callViewHook(view, sender, reads, tx),
+      tables: () => this.#module.tables,
+      tableIdFromName: (name) => this.#datastore.tableIdFromName(name),
+    });
+    this.#sequenceCount = this.#module.tables.reduce((n, table) => n + table.sequences.length, 0);
+    this.#scheduleTables = scheduleTables(this.#module);
+  }
+
+  // --- procedures running in the procedure thread (worker/procedures.ts) ----------------------
+
+  /**
+   * Syscalls for a procedure whose code runs in the procedure thread: the same datastore and
+   * transaction as this engine's, with errno errors built by `errorConstructor` (the thread
+   * rebuilds them as its own module's classes).
+   */
+  createRemoteSyscalls(
+    errorConstructor: (code: number) => new (message: string) => Error,
+  ): Syscalls {
+    return createSyscalls({ ...this.#sysEnv(), errorConstructor });
+  }
+
+  /**
+   * Makes `procedure` the engine's current call while its `withTx` runs here; its transaction
+   * budget (the reducer budget) starts now.
+   */
+  beginRemoteProcedure(
+    procedure: { name: string; sender: bigint; connectionId: bigint; args: Uint8Array },
+  ): void {
+    assert(this.#tx === undefined && this.#procedure === undefined, "a call is already running");
+    this.#currentFunction = procedure.name;
+    this.#procedure = { ...procedure, startMs: this.#options.clock.monotonicMs() };
+  }
+
+  /** Ends what beginRemoteProcedure began; a transaction still open is rolled back. */
+  endRemoteProcedure(reason?: string): void {
+    if (this.#anonymous && this.#tx) {
+      this.#tx.rollback();
+      this.#pushLog(
+        "Warn",
+        reason ?? "the procedure left a transaction open; it was rolled back",
+        this.#procedure?.name,
+      );
+    }
+    this.#tx = undefined;
+    this.#anonymous = false;
+    this.#procedure = undefined;
+    this.#poison = undefined;
+    this.#currentFunction = undefined;
+  }
+
+  /** A module log line from the procedure thread, through this database's log limits. */
+  pushRemoteLog(level: string, message: string, functionName: string | undefined): void {
+    this.#pushLog(level, message, functionName);
+  }
+
+  #sysEnv(): SysEnv {
     const options = this.#options;
-    this.#sys = createSyscalls({
+    return {
       tx: () => this.#tx,
       tableIdFromName: (name) => this.#datastore?.tableIdFromName(name),
       indexIdFromName: (name) => this.#datastore?.indexIdFromName(name),
@@ -291,29 +378,7 @@ export class DatabaseEngine {
         this.#anonymous = false;
         return true;
       },
-    });
-    this.#hooks = await loadModule(bundle, this.#sys, { timeoutMs: options.loadTimeoutMs });
-    this.#describe = this.#hooks.__describe_module__();
-    if (!(this.#describe instanceof Uint8Array)) {
-      throw new Error("__describe_module__ did not return a Uint8Array");
-    }
-    this.#module = moduleInfoFromDescribe(this.#describe);
-    refuseUnsupportedFeatures(this.#module.def);
-    this.#datastore = new Datastore(storedTables(this.#module));
-    this.#stored = this.#module;
-    this.#storedDescribe = this.#describe;
-    const tables = this.#module.tables;
-    this.#rlsRules = resolveRlsRules(this.#module.def.rowLevelSecurity.map((rule) => rule.sql), {
-      tableIdFromName: (name) => this.#datastore.tableIdFromName(name),
-      schema: (tableId) => tables.find((table) => table.tableId === tableId),
-    });
-    this.#views = new ViewManager(this.#module.def.views, {
-      callHook: (view, sender, reads, tx) => this.#callViewHook(view, sender, reads, tx),
-      tables: () => this.#module.tables,
-      tableIdFromName: (name) => this.#datastore.tableIdFromName(name),
-    });
-    this.#sequenceCount = this.#module.tables.reduce((n, table) => n + table.sequences.length, 0);
-    this.#scheduleTables = scheduleTables(this.#module);
+    };
   }
 
   // --- schedules (module-abi.md §5.2) ---------------------------------------------------------
@@ -381,7 +446,13 @@ export class DatabaseEngine {
         // re-armed (Interval) before it runs. It runs outside any transaction; its value is
         // dropped and its failures are logged.
         this.#afterScheduledRun(table, entry.scheduledId, entry.intendedMicros);
-        this.callProcedure(0, table.functionName, row, identity, 0n, timestamp);
+        const handedOff = this.#options.runProcedureElsewhere?.(
+          table.functionName,
+          row,
+          identity,
+          timestamp,
+        );
+        if (!handedOff) this.callProcedure(0, table.functionName, row, identity, 0n, timestamp);
         continue;
       }
       const reducer = this.#module.reducersByName.get(table.functionName)!;

@@ -4,7 +4,7 @@
  * postMessage each way instead of one per call (deno-feasibility.md §2).
  */
 import { log } from "../lib/log.ts";
-import { checkBatchItem, checkLogLines } from "./reply_check.ts";
+import { checkBatchItem, checkHttpHandlerResult, checkLogLines } from "./reply_check.ts";
 import { DATABASE_MEMORY_MB_DEFAULT, type DatabaseLimits } from "../lib/limits.ts";
 import { type IsolatedWorker, spawnIsolatedWorker, STORAGE_CHANNEL } from "./isolation.ts";
 import { type CallFields, CallPacker, expandItems } from "./batch_codec.ts";
@@ -12,16 +12,21 @@ import type {
   BatchItem,
   BatchMessage,
   BatchReply,
+  CallHttpHandlerRequest,
   CallProcedureRequest,
   CallReducerRequest,
   CallResult,
   ConnectRequest,
   DisconnectRequest,
   ExportStateResult,
+  HttpHandlerResult,
   InitMessage,
   LogLine,
   OneOffQueryRequest,
   OneOffQueryResult,
+  OutboundHttpRequest,
+  OutboundHttpResponse,
+  ProcedureDoneReply,
   ProcedureResult,
   ReadyReply,
   ScheduledReply,
@@ -81,6 +86,11 @@ export interface DatabaseHostOptions {
   onEvents?: (items: BatchItem[], originOf: (id: number) => unknown) => void;
   /** Called once if the worker dies unexpectedly. */
   onCrash?: (error: Error) => void;
+  /**
+   * Performs a procedure's outbound HTTP request (server/outbound_http.ts: allow-list, address
+   * checks, limits). Absent: every request fails with SpacetimeDB's "disabled" message.
+   */
+  outboundHttp?: (request: OutboundHttpRequest) => Promise<OutboundHttpResponse>;
 }
 
 type Pending = { resolve: (result: WorkerResult) => void; reject: (error: Error) => void };
@@ -156,6 +166,15 @@ export class DatabaseHost {
   #queue: WorkerRequest[] = [];
   readonly #calls = new CallPacker();
   #pending = new Map<number, Pending>();
+  /** Procedure and HTTP handler calls in the procedure thread, by request id. */
+  readonly #procedures = new Map<
+    number,
+    {
+      resolve: (result: ProcedureResult | HttpHandlerResult) => void;
+      reject: (error: Error) => void;
+      origin: unknown;
+    }
+  >();
   readonly #origins = new OriginWindow();
   #nextId = 1;
   readonly #originOf = (id: number): unknown => this.#origins.get(id);
@@ -191,6 +210,7 @@ export class DatabaseHost {
     const worker = spawnIsolatedWorker(new URL("./worker_main.ts", import.meta.url), {
       memoryMb: options.memoryMb ?? DATABASE_MEMORY_MB_DEFAULT,
       onError: (error) => (failures.onError ?? startupError)?.(error.message),
+      readOwnCodeAtStart: true,
     });
     if (options.durabilityPort) worker.bridge(STORAGE_CHANNEL, options.durabilityPort);
     return new Promise((resolve, reject) => {
@@ -292,11 +312,91 @@ export class DatabaseHost {
     this.#scheduleFlush();
   }
 
+  /**
+   * Procedures run in the database's procedure thread, outside the batch order (a procedure
+   * waiting on HTTP holds up nothing): their results come back in `procedure-done` messages.
+   */
   callProcedure(
     request: Omit<CallProcedureRequest, "id" | "kind">,
     origin?: unknown,
   ): Promise<ProcedureResult> {
-    return this.#send({ kind: "procedure", ...request }, origin) as Promise<ProcedureResult>;
+    return this.#startProcedure({ kind: "procedure", ...request }, origin) as Promise<
+      ProcedureResult
+    >;
+  }
+
+  /** Calls HTTP handler `handlerId` (module-abi.md §5.6) in the procedure thread. */
+  callHttpHandler(
+    request: Omit<CallHttpHandlerRequest, "id" | "kind">,
+  ): Promise<HttpHandlerResult> {
+    return this.#startProcedure({ kind: "http-handler", ...request }) as Promise<
+      HttpHandlerResult
+    >;
+  }
+
+  #startProcedure(
+    request: WithoutId<CallProcedureRequest | CallHttpHandlerRequest>,
+    origin?: unknown,
+  ): Promise<ProcedureResult | HttpHandlerResult> {
+    if (this.#dead) return Promise.reject(this.#dead);
+    const id = this.#nextId++;
+    const full = { ...request, id } as CallProcedureRequest | CallHttpHandlerRequest;
+    // Requests queued before it go first (when the in-flight bound allows), so that a client's
+    // reducer call followed by a procedure call reaches the database in that order.
+    this.#flush();
+    return new Promise((resolve, reject) => {
+      this.#procedures.set(id, { resolve, reject, origin });
+      this.#worker.port.postMessage({ type: "procedure-start", request: full });
+    });
+  }
+
+  #handleProcedureDone(message: ProcedureDoneReply): void {
+    const logProblem = checkLogLines(message.logs);
+    if (logProblem) throw new TypeError(logProblem);
+    const result = message.result;
+    if (typeof result !== "object" || result === null) throw new TypeError("result is missing");
+    const pending = this.#procedures.get(result.id);
+    if (!pending) throw new TypeError(`procedure result for unknown request ${result.id}`);
+    if (result.kind === "procedure") {
+      const problem = checkBatchItem(result);
+      if (problem) throw new TypeError(problem);
+    } else if (result.kind === "http-handler") {
+      const problem = checkHttpHandlerResult(result);
+      if (problem) throw new TypeError(problem);
+    } else {
+      throw new TypeError("procedure-done carries no procedure result");
+    }
+    this.#procedures.delete(result.id);
+    if (message.logs.length) this.#options.onLogs?.(message.logs);
+    if (result.txOffset > this.#txOffset) this.#txOffset = result.txOffset;
+    // Every procedure result goes to onEvents (metrics; the hub answers those with a WS origin).
+    if (result.kind === "procedure") {
+      try {
+        this.#options.onEvents?.([result], () => pending.origin);
+      } catch (error) {
+        log.error("handling a procedure result failed", {
+          error: error instanceof Error ? (error.stack ?? error.message) : String(error),
+        });
+      }
+    }
+    pending.resolve(result);
+  }
+
+  #handleOutboundHttp(message: OutboundHttpRequest): void {
+    const requestId = message.requestId;
+    const perform = this.#options.outboundHttp;
+    const answer = perform ? perform(message) : Promise.resolve({
+      type: "http-response" as const,
+      requestId,
+      error: "module outbound HTTP requests are disabled",
+    });
+    answer.catch((error): OutboundHttpResponse => ({
+      type: "http-response",
+      requestId,
+      error: error instanceof Error ? error.message : String(error),
+    })).then((response) => {
+      if (!this.#dead) this.#worker.port.postMessage({ ...response, requestId });
+    });
   }
 
   connect(request: Omit<ConnectRequest, "id" | "kind">, origin?: unknown): Promise<CallResult> {
@@ -390,6 +490,14 @@ export class DatabaseHost {
       }
       if (message.type === "scheduled") {
         this.#handleScheduled(message);
+        return;
+      }
+      if (message.type === "procedure-done") {
+        this.#handleProcedureDone(message);
+        return;
+      }
+      if (message.type === "http-request") {
+        this.#handleOutboundHttp(message);
         return;
       }
       if (message.type !== "batch") {
@@ -489,6 +597,8 @@ export class DatabaseHost {
     this.#worker.terminate();
     for (const pending of this.#pending.values()) pending.reject(error);
     this.#pending.clear();
+    for (const pending of this.#procedures.values()) pending.reject(error);
+    this.#procedures.clear();
     this.#origins.clear();
     this.#queue = [];
     if (!(error.message === "database was stopped")) {

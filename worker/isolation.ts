@@ -57,6 +57,11 @@ export interface IsolatedWorkerOptions {
   memoryMb: number;
   /** Called when the entry fails: out of memory, a watchdog overrun, a malformed frame. */
   onError?: (error: { code: IsolationErrorCode; message: string }) => void;
+  /**
+   * Start with read access to the server's own code, which the entry must give up
+   * (dropReadPermission) before it loads tenant code: the procedure thread's code is read then.
+   */
+  readOwnCodeAtStart?: boolean;
 }
 
 export type IsolationErrorCode = "OUT_OF_MEMORY" | "OVERRUN" | "MALFORMED" | "CRASHED";
@@ -123,6 +128,13 @@ export function logIsolationCapabilities(memoryMb: number): void {
 
 const REPO_ROOT = new URL("..", import.meta.url).pathname;
 
+/**
+ * Address space allowed on top of the budget for the procedure thread's own copy of the module
+ * (its heap and compiled code; worker/procedures.ts), so that the budget still means what the
+ * database's data and calls may use.
+ */
+const PROCEDURE_THREAD_MEMORY_MB = 48;
+
 /** Starts `entryUrl` in its own process with no permissions. */
 export function spawnIsolatedWorker(
   entryUrl: string | URL,
@@ -136,6 +148,11 @@ export function spawnIsolatedWorker(
     "run",
     "--quiet",
     "--no-prompt",
+    // Read access to our own code only, for the procedure thread (worker/procedures.ts); the
+    // process drops it (dropReadPermission) before any tenant code loads.
+    ...(options.readOwnCodeAtStart
+      ? ["--unstable-worker-options", `--allow-read=${REPO_ROOT}`]
+      : []),
     `--config=${REPO_ROOT}deno.json`,
     `--v8-flags=--max-old-space-size=${Math.floor(options.memoryMb)},` +
     "--enable-experimental-regexp-engine-on-excessive-backtracks" +
@@ -387,7 +404,9 @@ class ProcessWorker implements IsolatedWorker {
       const status = await Deno.readTextFile(`/proc/${this.pid}/status`);
       const match = /^VmData:\s+(\d+) kB/m.exec(status);
       if (!match) return;
-      const limit = Number(match[1]) * 1024 + this.#options.memoryMb * 1024 * 1024;
+      // A database process also holds a second copy of the module in its procedure thread.
+      const extraMb = this.#options.readOwnCodeAtStart ? PROCEDURE_THREAD_MEMORY_MB : 0;
+      const limit = Number(match[1]) * 1024 + (this.#options.memoryMb + extraMb) * 1024 * 1024;
       const result = await new Deno.Command(toolPath("prlimit")!, {
         args: [`--pid=${this.pid}`, `--data=${limit}:${limit}`],
         stdout: "null",
@@ -476,6 +495,18 @@ class ProcessWorker implements IsolatedWorker {
 
 /** Host references, captured when this module is evaluated (before the sandbox trims globals). */
 const entryDeno = globalThis.Deno;
+
+/**
+ * For the entry module: gives up the read access to the server's code directory the process
+ * starts with, once the procedure thread's code is loaded and before tenant code is; from then
+ * on the process has no permissions at all.
+ */
+export function dropReadPermission(): void {
+  entryDeno.permissions.revokeSync({ name: "read" });
+  if (entryDeno.permissions.querySync({ name: "read" }).state === "granted") {
+    throw new Error("the database process could not drop its read permission");
+  }
+}
 const entryWorker = globalThis.Worker;
 const entryBlob = globalThis.Blob;
 const entryCreateObjectURL = URL.createObjectURL;

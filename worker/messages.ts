@@ -333,5 +333,84 @@ export interface ScheduledReply {
   logs: LogLine[];
 }
 
-export type MainToWorker = InitMessage | BatchMessage;
-export type WorkerToMain = ReadyReply | InitFailedReply | BatchReply | ScheduledReply;
+/**
+ * Procedures and HTTP handlers run in the database process's procedure thread
+ * (worker/procedures.ts), outside the batch order: each is started by its own message and
+ * answered by a `procedure-done` reply whenever it finishes, so a procedure waiting on HTTP
+ * never holds up the batches behind it.
+ */
+export interface ProcedureStartMessage {
+  type: "procedure-start";
+  request: CallProcedureRequest | CallHttpHandlerRequest;
+}
+
+/** An HTTP request to one of the module's HTTP handlers (module-abi.md §5.6). */
+export interface CallHttpHandlerRequest {
+  kind: "http-handler";
+  id: number;
+  /** Position in the module's HttpHandlers section. */
+  handlerId: number;
+  method: string;
+  /** The full external URI. */
+  uri: string;
+  headers: [string, Uint8Array][];
+  body: Uint8Array;
+  timestampMicros: bigint;
+}
+
+/** The outcome of an HTTP handler call. */
+export interface HttpHandlerResult {
+  kind: "http-handler";
+  id: number;
+  ok: boolean;
+  /** When ok: the response. */
+  status?: number;
+  headers?: [string, Uint8Array][];
+  body?: Uint8Array;
+  /** When not ok: why. */
+  message?: string;
+  txOffset: number;
+}
+
+export interface ProcedureDoneReply {
+  type: "procedure-done";
+  result: ProcedureResult | HttpHandlerResult;
+  /** Transactions its `withTx` calls committed that were not yet reported, in order. */
+  items: TxUpdate[];
+  txOffset: number;
+  logs: LogLine[];
+}
+
+/** An outbound HTTP request of a procedure, performed by the server (server/outbound_http.ts). */
+export interface OutboundHttpRequest {
+  type: "http-request";
+  requestId: number;
+  method: string;
+  uri: string;
+  headers: [string, Uint8Array][];
+  body: Uint8Array;
+  timeoutMs: number;
+}
+
+export interface OutboundHttpResponse {
+  type: "http-response";
+  requestId: number;
+  /** Set when the request failed or was refused (no response). */
+  error?: string;
+  status?: number;
+  headers?: [string, Uint8Array][];
+  body?: Uint8Array;
+}
+
+export type MainToWorker =
+  | InitMessage
+  | BatchMessage
+  | ProcedureStartMessage
+  | OutboundHttpResponse;
+export type WorkerToMain =
+  | ReadyReply
+  | InitFailedReply
+  | BatchReply
+  | ScheduledReply
+  | ProcedureDoneReply
+  | OutboundHttpRequest;

@@ -5,8 +5,11 @@ export type { DatabaseHostOptions } from "./host.ts";
 export type {
   BatchItem,
   CallResult,
+  HttpHandlerResult,
   LogLine,
   OneOffQueryResult,
+  OutboundHttpRequest,
+  OutboundHttpResponse,
   ProcedureResult,
   QueryDelta,
   QueryRows,

@@ -58,22 +58,6 @@ export class UnsupportedFeatureError extends Error {
 }
 
 /**
- * Refuses a module that declares a feature this host does not execute yet: accepting it would
- * make that part silently do nothing (for row-level security: every row shown to everyone).
- * HTTP handlers are refused.
- */
-export function refuseUnsupportedFeatures(def: ModuleDef): void {
-  const quoted = (names: string[]) => names.map((name) => `"${name}"`).join(", ");
-  if (def.httpHandlers.length > 0 || def.httpRoutes.length > 0) {
-    const handlers = def.httpHandlers.map((handler) => handler.name);
-    throw new UnsupportedFeatureError(
-      `This module declares HTTP handlers (httpHandler / httpRouter: ${quoted(handlers)}), ` +
-        "which Lightcone does not serve yet; publishing is refused",
-    );
-  }
-}
-
-/**
  * Table and index ids follow the lexicographic order of canonical table names (the
  * order SpacetimeDB creates tables in), so they are the same on every start of the
  * same module.

@@ -130,6 +130,29 @@ export function checkBatchItem(item: unknown): string | undefined {
   return undefined;
 }
 
+/** Why an HTTP handler result from the procedure thread is malformed, or undefined. */
+export function checkHttpHandlerResult(result: unknown): string | undefined {
+  if (!isObject(result) || result.kind !== "http-handler") return "not an HTTP handler result";
+  if (!isCount(result.id) || !isCount(result.txOffset) || typeof result.ok !== "boolean") {
+    return "http-handler result is malformed";
+  }
+  if (!isOptionalString(result.message)) return "http-handler.message is not a string";
+  if (!result.ok) return undefined;
+  const status = result.status;
+  if (typeof status !== "number" || !Number.isInteger(status) || status < 100 || status > 999) {
+    return "http-handler.status is not an HTTP status";
+  }
+  if (!(result.body instanceof Uint8Array)) return "http-handler.body is not bytes";
+  const headers = result.headers;
+  if (
+    !Array.isArray(headers) ||
+    !headers.every((pair) =>
+      Array.isArray(pair) && typeof pair[0] === "string" && pair[1] instanceof Uint8Array
+    )
+  ) return "http-handler.headers is malformed";
+  return undefined;
+}
+
 /**
  * Why a log line list is malformed or over the worker's own bounds (worker/log_limiter.ts:
  * message and name lengths, characters per reply), or undefined. The worker shares its thread

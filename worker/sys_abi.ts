@@ -620,8 +620,8 @@ export function createSyscalls(env: SysEnv): Syscalls {
       if (env.tx()) throw errnoError(Errno.WOULD_BLOCK_TRANSACTION);
       throw errnoError(
         Errno.HTTP_ERROR,
-        "ctx.http.fetch is not supported by Lightcone yet: outbound HTTP from procedures is " +
-          "disabled, and the request was not sent",
+        "ctx.http.fetch is only available to procedures running in the procedure thread; " +
+          "the request was not sent",
       );
     },
 

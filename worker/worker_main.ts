@@ -6,6 +6,7 @@
 import {
   armWatchdog,
   disarmWatchdog,
+  dropReadPermission,
   serveIsolated,
   startWatchdog,
   storagePort,
@@ -27,6 +28,8 @@ import { SqlHost } from "./sql_host.ts";
 import { prepareSandbox } from "./sandbox.ts";
 import { DurabilitySink } from "./durability_sink.ts";
 import { forEachRequest, ResultPacker } from "./batch_codec.ts";
+import { ProcedureRunner } from "./procedures.ts";
+import type { ProcedureStartMessage } from "./messages.ts";
 
 let engine: DatabaseEngine | undefined;
 let subscriptions: SubscriptionHost | undefined;
@@ -60,6 +63,14 @@ function receive(message: MainToWorker): void {
     }
     return;
   }
+  if (message.type === "procedure-start") {
+    startProcedure(message);
+    return;
+  }
+  if (message.type === "http-response") {
+    procedures.httpResponse(message);
+    return;
+  }
   initializing = true;
   init(message)
     .catch((error) => {
@@ -78,6 +89,36 @@ function drainBacklog(): void {
   if (!initializing && backlog.length > 0) hostSetImmediate(drainBacklog);
 }
 
+// The procedure thread starts before anything else: its code is read while the process still
+// has read access to the server's code, which it then drops for good; and the memory cap the
+// server sets after the first frame (worker/isolation.ts) counts the thread as the runtime's.
+/** The procedure thread: procedures and HTTP handlers run there (worker/procedures.ts). */
+const procedures: ProcedureRunner = new ProcedureRunner({
+  engine: () => engine,
+  send: (request) => reply(request),
+  onDone: (result) => {
+    // Id 0: a scheduled run, which answers no request (its failures are in the log).
+    if (result.id === 0) {
+      const logs = engine?.drainLogs() ?? [];
+      if (logs.length > 0) {
+        reply({ type: "scheduled", items: [], txOffset: engine!.txOffset, logs });
+      }
+      return;
+    }
+    reply({
+      type: "procedure-done",
+      result,
+      items: [],
+      txOffset: engine?.txOffset ?? 0,
+      logs: engine?.drainLogs() ?? [],
+    });
+  },
+  afterTransaction: () => reportUnrequested(),
+  onFatal: (error) => reply({ type: "init-failed", error, logs: engine?.drainLogs() ?? [] }),
+});
+await procedures.started();
+dropReadPermission();
+
 startWatchdog();
 const port = serveIsolated((data) => receive(data as MainToWorker));
 const hostPostMessage = port.postMessage.bind(port);
@@ -88,6 +129,7 @@ function reply(message: WorkerToMain, transfer: Transferable[] = []): void {
 
 async function init(message: InitMessage): Promise<void> {
   let sandbox;
+  procedures.setTxBudget(message.reducerBudgetMs);
   try {
     sandbox = prepareSandbox(message.bundle, {
       setTimeout: hostSetTimeout,
@@ -108,6 +150,20 @@ async function init(message: InitMessage): Promise<void> {
     databaseIdentity: message.databaseIdentity,
     ownerIdentity: message.ownerIdentity,
     loadTimeoutMs: MODULE_LOAD_TIMEOUT_MS,
+    runProcedureElsewhere: (name, args, sender, timestampMicros) => {
+      const id = engine?.module.proceduresByName.get(name)?.id;
+      if (!procedures.loaded || id === undefined) return false;
+      procedures.call({
+        kind: "procedure",
+        id: 0,
+        procedure: name,
+        args,
+        sender,
+        connectionId: 0n,
+        timestampMicros,
+      }, id);
+      return true;
+    },
   });
   try {
     armWatchdog(MODULE_LOAD_TIMEOUT_MS);
@@ -130,6 +186,19 @@ async function init(message: InitMessage): Promise<void> {
   }
   subscriptions = new SubscriptionHost(engine);
   sqlHost = new SqlHost(engine);
+  const def = engine.module.def;
+  if (def.procedures.length > 0 || def.httpHandlers.length > 0) {
+    try {
+      await procedures.load(message.bundle, engine, MODULE_LOAD_TIMEOUT_MS);
+    } catch (error) {
+      reply({ type: "init-failed", error: describeError(error), logs: engine.drainLogs() });
+      engine = undefined;
+      return;
+    }
+  }
+  // A module without procedures or HTTP handlers leaves the thread idle, its bundle not loaded:
+  // ending it would close its ports, and Deno's node:worker_threads then dispatches an Event,
+  // a global this process no longer has.
   engine.armAllSchedules();
   if (message.runInit) {
     const result = engine.runInit(message.ownerIdentity, message.timestampMicros);
@@ -180,6 +249,60 @@ function armScheduleTimer(): void {
     TIMER_DELAY_MS_MAX,
   );
   scheduleTimer = hostSetTimeout(runSchedules, delayMs);
+}
+
+/** Procedure calls and HTTP requests go to the procedure thread, outside the batch order. */
+function startProcedure(message: ProcedureStartMessage): void {
+  const request = message.request;
+  const current = engine;
+  let functionId: number | undefined;
+  if (request.kind === "procedure") {
+    functionId = current?.module.proceduresByName.get(request.procedure)?.id;
+  } else if (
+    Number.isInteger(request.handlerId) && request.handlerId >= 0 &&
+    request.handlerId < (current?.module.def.httpHandlers.length ?? 0)
+  ) {
+    functionId = request.handlerId;
+  }
+  if (!current || !procedures.loaded || functionId === undefined) {
+    const notFound = request.kind === "procedure" ? "No such procedure" : "No such HTTP handler";
+    reply({
+      type: "procedure-done",
+      result: request.kind === "procedure"
+        ? {
+          kind: "procedure",
+          id: request.id,
+          ok: false,
+          message: notFound,
+          txOffset: current?.txOffset ?? 0,
+          durationMicros: 0,
+        }
+        : { kind: "http-handler", id: request.id, ok: false, message: notFound, txOffset: 0 },
+      items: [],
+      txOffset: current?.txOffset ?? 0,
+      logs: [],
+    });
+    return;
+  }
+  procedures.call(request, functionId);
+}
+
+/** Reports transactions no batch asked for (a procedure's `withTx`) to the server. */
+function reportUnrequested(): void {
+  const current = engine;
+  const live = subscriptions;
+  if (!current || !live) return;
+  const items: TxUpdate[] = [];
+  for (const tx of current.drainCommitted()) {
+    durability?.appendOne(tx);
+    items.push({ kind: "update", txOffset: tx.txOffset, deltas: live.onCommit(tx.delta) });
+  }
+  durability?.flush();
+  const logs = current.drainLogs();
+  if (items.length > 0 || logs.length > 0) {
+    reply({ type: "scheduled", items, txOffset: current.txOffset, logs });
+  }
+  armScheduleTimer();
 }
 
 function runSchedules(): void {

@@ -92,7 +92,11 @@ export async function runDescribe(args: string[], ctx: CliContext): Promise<numb
   }
   if (entityType === undefined) {
     if (flags.json) ctx.io.out(`${JSON.stringify(json, null, 2)}\n`);
-    else ctx.io.out(describeModuleText(database, summarise(json)));
+    else {
+      ctx.io.out(describeModuleText(database, summarise(json)));
+      const allow = await connection.client.httpAllowList(database);
+      if (allow !== undefined) ctx.io.out(`${outboundHttpLine(allow)}\n`);
+    }
     return 0;
   }
   const module = summarise(json);
@@ -135,4 +139,12 @@ function summarise(json: unknown) {
       ],
     );
   }
+}
+
+/** What `ctx.http.fetch` may reach, as the server's `--http-allow` set it for this database. */
+export function outboundHttpLine(allow: string[]): string {
+  return allow.length === 0
+    ? "Outbound HTTP (ctx.http.fetch): disabled; the server operator can allow hosts with " +
+      "--http-allow"
+    : `Outbound HTTP (ctx.http.fetch) allowed to: ${allow.join(", ")}`;
 }

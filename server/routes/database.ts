@@ -21,6 +21,7 @@ import type { Database } from "../database_registry.ts";
 import { encodeCallArguments, procedureReturnToJson } from "../call_arguments.ts";
 import { FollowQueue } from "../log_buffer.ts";
 import { runSqlStatement } from "../sql_statement.ts";
+import { httpHandlerRoute } from "./http_handlers.ts";
 
 export function databaseRoutes(context: AppContext): Hono<AppEnv> {
   const routes = new Hono<AppEnv>();
@@ -164,6 +165,11 @@ export function databaseRoutes(context: AppContext): Hono<AppEnv> {
     return c.body(null, 200);
   });
 
+  // The module's own HTTP handlers (no authentication: the handler decides).
+  const handleRoute = httpHandlerRoute(context);
+  routes.all("/:name/route", handleRoute);
+  routes.all("/:name/route/*", handleRoute);
+
   routes.get("/:name/schema", (c) => {
     const database = registry.require(c.req.param("name"));
     const version = c.req.query("version");
@@ -244,6 +250,19 @@ export function databaseRoutes(context: AppContext): Hono<AppEnv> {
     // deno-lint-ignore no-explicit-any
     return c.text(result.message ?? "Reducer failed", 530 as any);
   };
+
+  // Lightcone's own: the hosts this database's procedures may fetch from (`--http-allow`),
+  // for the owner; `describe` prints it.
+  routes.get("/:name/http-allow", (c) => {
+    const database = registry.require(c.req.param("name"));
+    requireOwner({
+      caller: c.get("auth").identity,
+      owner: database.owner,
+      database: database.identity,
+      action: "view the outbound HTTP allow-list",
+    });
+    return c.json({ allow: registry.httpAllowListFor(database) });
+  });
 
   routes.get("/:name/logs", (c) => {
     const database = registry.require(c.req.param("name"));

@@ -237,9 +237,9 @@ Deno.test({
         },
       );
 
-      await t.step("ctx.http.fetch fails with a clear error", async () => {
+      await t.step("ctx.http.fetch without an allow-list fails naming the flag", async () => {
         const text = String((await ok(server.url, db, "try_fetch", [])).json);
-        assertMatch(text, /ctx\.http\.fetch is not supported by Lightcone yet/);
+        assertMatch(text, /module outbound HTTP requests are disabled .*--http-allow ticks=/);
       });
     } finally {
       conn?.disconnect();

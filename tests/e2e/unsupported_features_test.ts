@@ -18,10 +18,6 @@ const REFUSED: { fixture: string; message: RegExp }[] = [
     message:
       /failed to create row-level security: `SELECT doc\.\* FROM doc JOIN account ON doc\.account_id = account\.id WHERE account\.ident = :sender`: Lightcone does not support row-level security rules that join tables yet/,
   },
-  {
-    fixture: "refuse_http",
-    message: /This module declares HTTP handlers \(httpHandler \/ httpRouter: "hello"\)/,
-  },
 ];
 
 async function putModule(

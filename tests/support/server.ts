@@ -5,7 +5,7 @@
 import type { OidcOptions } from "../../auth/mod.ts";
 import type { DatabaseLimits } from "../../lib/limits.ts";
 import { type JsonOutput, parseJson, stringifyJson } from "../../protocol/mod.ts";
-import { type RunningServer, startServer } from "../../server/mod.ts";
+import { parseHttpAllow, type RunningServer, startServer } from "../../server/mod.ts";
 import { bundleModule, fixtureModulePath } from "./describe_module.ts";
 
 export interface TestServer {
@@ -26,6 +26,10 @@ export async function startTestServer(
     wsCompression?: boolean;
     oidc?: OidcOptions;
     limits?: Partial<DatabaseLimits>;
+    /** `--http-allow` values (server/outbound_http.ts). */
+    httpAllow?: string[];
+    /** Resolves host names for outbound HTTP instead of DNS. */
+    httpResolve?: (hostname: string) => Promise<string[]>;
   } = {},
 ): Promise<TestServer> {
   const dataDir = options.dataDir ?? await Deno.makeTempDir({ prefix: "lightcone-test-" });
@@ -38,6 +42,8 @@ export async function startTestServer(
     wsCompression: options.wsCompression,
     oidc: options.oidc,
     limits: options.limits,
+    httpAllow: options.httpAllow ? parseHttpAllow(options.httpAllow) : undefined,
+    httpResolve: options.httpResolve,
   });
   return {
     server,

@@ -1,0 +1,92 @@
+/**
+ * `ANY /v1/database/:name/route[/*path]`: a module's own HTTP handlers (module-abi.md §5.6).
+ *
+ * The path after `/route` is matched exactly, with the method (`Any` matches every method),
+ * against the module's HttpRoutes in declaration order; the first match runs its handler in the
+ * database's procedure thread (worker/procedure_thread.ts) with the body read completely first.
+ * No route: 404 with SpacetimeDB's text. No authentication: the handler decides.
+ */
+import type { Context } from "hono";
+import { HTTP_BODY_BYTES_MAX } from "../../lib/limits.ts";
+import type { AppContext, AppEnv } from "../app.ts";
+import type { Database } from "../database_registry.ts";
+
+export const NO_ROUTE_TEXT = "Database has not registered a handler for this route";
+
+/** Response headers a handler may not set: the server frames the response itself. */
+const FRAMING_HEADERS = new Set(["content-length", "transfer-encoding", "connection"]);
+
+export function httpHandlerRoute(context: AppContext) {
+  const { registry, bodies } = context;
+  return async (c: Context<AppEnv>): Promise<Response> => {
+    const database = registry.require(c.req.param("name") ?? "");
+    const url = new URL(c.req.url);
+    const path = routePath(url.pathname);
+    // The body is collected completely before the call, within the usual bounds.
+    const body = await bodies.read(c.req.raw, HTTP_BODY_BYTES_MAX, "request body");
+    const release = await database.admit();
+    try {
+      const handlerId = findHandler(database, c.req.method, path);
+      if (handlerId === undefined) return c.text(NO_ROUTE_TEXT, 404);
+      const headers: [string, Uint8Array][] = [];
+      const encoder = new TextEncoder();
+      c.req.raw.headers.forEach((value, name) => headers.push([name, encoder.encode(value)]));
+      const result = await database.host.callHttpHandler({
+        handlerId,
+        method: c.req.method,
+        uri: externalUri(c, url),
+        headers,
+        body,
+        timestampMicros: BigInt(Date.now()) * 1000n,
+      });
+      if (!result.ok) return c.text(result.message ?? "The HTTP handler failed", 500);
+      const responseHeaders = new Headers();
+      const decoder = new TextDecoder();
+      for (const [name, value] of result.headers ?? []) {
+        if (FRAMING_HEADERS.has(name.toLowerCase())) continue;
+        try {
+          responseHeaders.append(name, decoder.decode(value));
+        } catch {
+          return c.text(`The HTTP handler set an invalid header "${name}"`, 500);
+        }
+      }
+      const status = result.status ?? 200;
+      const noBody = status === 204 || status === 304 || c.req.method === "HEAD";
+      return new Response(noBody ? null : result.body as BodyInit, {
+        status,
+        headers: responseHeaders,
+      });
+    } finally {
+      release();
+    }
+  };
+}
+
+/** The path the routes match: "" for `/route`, "/" for `/route/`, "/a/b" for `/route/a/b`. */
+function routePath(pathname: string): string {
+  const at = pathname.search(/\/route(\/|$)/);
+  return at < 0 ? "" : pathname.slice(at + "/route".length);
+}
+
+function findHandler(database: Database, method: string, path: string): number | undefined {
+  const def = database.module.def;
+  const upper = method.toUpperCase();
+  for (const route of def.httpRoutes) {
+    if (route.path !== path) continue;
+    if (route.method.tag === "Method") {
+      const wanted = route.method.value;
+      const name = wanted.tag === "Extension" ? String(wanted.value) : wanted.tag;
+      if (name.toUpperCase() !== upper) continue;
+    }
+    if (route.handlerId >= 0) return route.handlerId;
+  }
+  return undefined;
+}
+
+/** The full external URI, as a proxy in front passed it on (X-Forwarded-*), else as received. */
+function externalUri(c: Context<AppEnv>, url: URL): string {
+  const proto = c.req.header("x-forwarded-proto")?.split(",")[0].trim();
+  const host = c.req.header("x-forwarded-host")?.split(",")[0].trim() ?? c.req.header("host");
+  const scheme = proto === "https" || proto === "http" ? proto : url.protocol.slice(0, -1);
+  return `${scheme}://${host ?? url.host}${url.pathname}${url.search}`;
+}
