@@ -24,6 +24,7 @@ import {
   type ModuleInfo,
   moduleInfoFromDescribe,
   ModuleInitError,
+  type PreparedModule,
 } from "../worker/mod.ts";
 import { LogBuffer, type LogBufferOptions } from "./log_buffer.ts";
 import { DatabaseMetrics } from "./metrics.ts";
@@ -295,6 +296,7 @@ export class DatabaseRegistry {
         const { host, durableTxOffset } = await registry.#startHost(identity, owner, bundle, {
           runInit: false,
           logs,
+          moduleHash: entry.moduleHash,
         });
         const database = new Database(
           identity,
@@ -476,7 +478,11 @@ export class DatabaseRegistry {
     const logs = await LogBuffer.open(join(directory, "module.log"), this.#logOptions());
     let started: { host: DatabaseHost; durableTxOffset: number };
     try {
-      started = await this.#startHost(identity, caller, bundle, { runInit: true, logs });
+      started = await this.#startHost(identity, caller, bundle, {
+        runInit: true,
+        logs,
+        moduleHash,
+      });
     } catch (error) {
       await logs.close();
       await this.#options.storage.deleteDatabase(identity.toHex()).catch(() => {});
@@ -565,6 +571,7 @@ export class DatabaseRegistry {
       started = await this.#startHost(database.identity, database.owner, bundle, {
         runInit: clear,
         logs: database.logs,
+        moduleHash,
       }).catch((error) => {
         database.stoppedReason = `the new module failed to start: ${messageOf(error)}`;
         throw publishError(error);
@@ -590,12 +597,16 @@ export class DatabaseRegistry {
     identity: Identity,
     owner: Identity,
     bundle: string,
-    options: { runInit: boolean; logs: LogBuffer },
+    options: { runInit: boolean; logs: LogBuffer; moduleHash: string },
   ): Promise<{ host: DatabaseHost; durableTxOffset: number }> {
     const key = identity.toHex();
+    const directory = this.#directoryOf(identity);
+    const prepared = await readPreparedModule(directory, options.moduleHash);
     const opened = await this.#options.storage.openDatabase(key, this.#options.limits);
     try {
       const host = await DatabaseHost.start({
+        prepared,
+        onPrepared: (module) => void writePreparedModule(directory, options.moduleHash, module),
         bundle,
         databaseIdentity: identity.toBigInt(),
         ownerIdentity: owner.toBigInt(),
@@ -649,6 +660,7 @@ export class DatabaseRegistry {
       const started = await this.#startHost(database.identity, database.owner, bundle, {
         runInit: false,
         logs: database.logs,
+        moduleHash: database.moduleHash,
       });
       database.host = started.host;
       database.durableTxOffset = started.durableTxOffset;
@@ -783,6 +795,43 @@ export async function writeFileAtomic(path: string, content: string | Uint8Array
     await directory.syncData().catch(() => {});
   } finally {
     directory.close();
+  }
+}
+
+/** Where a database's prepared bundle is cached (worker/messages.ts PreparedModule). */
+const PREPARED_FILE = "module.prepared.json";
+
+/** The cached prepared bundle of `moduleHash`, or undefined (none, another module, unreadable). */
+async function readPreparedModule(
+  directory: string,
+  moduleHash: string,
+): Promise<PreparedModule | undefined> {
+  try {
+    const cached = JSON.parse(await Deno.readTextFile(join(directory, PREPARED_FILE)));
+    if (
+      cached?.moduleHash !== moduleHash || typeof cached.source !== "string" ||
+      typeof cached.tickName !== "string"
+    ) return undefined;
+    return { source: cached.source, tickName: cached.tickName };
+  } catch {
+    return undefined;
+  }
+}
+
+/** Caches a prepared bundle; a cache, so no fsync (a torn file is ignored when read). */
+async function writePreparedModule(
+  directory: string,
+  moduleHash: string,
+  module: PreparedModule,
+): Promise<void> {
+  const path = join(directory, PREPARED_FILE);
+  const temporary = `${path}.tmp-${crypto.randomUUID()}`;
+  try {
+    await Deno.writeTextFile(temporary, JSON.stringify({ moduleHash, ...module }));
+    await Deno.rename(temporary, path);
+  } catch (error) {
+    await Deno.remove(temporary).catch(() => {});
+    log.warn("could not cache a prepared module", { directory, error: messageOf(error) });
   }
 }
 

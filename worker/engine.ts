@@ -164,8 +164,11 @@ export class DatabaseEngine {
     return this.#txOffset;
   }
 
-  /** Loads the module, decodes its definition and builds an empty datastore. */
-  async load(bundle: string): Promise<void> {
+  /**
+   * Loads the module, decodes its definition and builds an empty datastore. `importsRewritten`:
+   * the bundle's `spacetime:sys` imports were already rewritten (module_loader.rewriteImports).
+   */
+  async load(bundle: string, options_?: { importsRewritten?: boolean }): Promise<void> {
     const options = this.#options;
     this.#sys = createSyscalls({
       tx: () => this.#tx,
@@ -228,7 +231,10 @@ export class DatabaseEngine {
         return true;
       },
     });
-    this.#hooks = await loadModule(bundle, this.#sys, { timeoutMs: options.loadTimeoutMs });
+    this.#hooks = await loadModule(bundle, this.#sys, {
+      timeoutMs: options.loadTimeoutMs,
+      importsRewritten: options_?.importsRewritten,
+    });
     this.#describe = this.#hooks.__describe_module__();
     if (!(this.#describe instanceof Uint8Array)) {
       throw new Error("__describe_module__ did not return a Uint8Array");

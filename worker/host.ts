@@ -5,7 +5,12 @@
  */
 import { log } from "../lib/log.ts";
 import { checkBatchItem, checkLogLines } from "./reply_check.ts";
-import { DATABASE_MEMORY_MB_DEFAULT, type DatabaseLimits } from "../lib/limits.ts";
+import {
+  DATABASE_MEMORY_MB_DEFAULT,
+  type DatabaseLimits,
+  MODULE_BYTES_MAX,
+} from "../lib/limits.ts";
+import { TICK_NAME_PATTERN } from "./sandbox_globals.ts";
 import { type IsolatedWorker, spawnIsolatedWorker, STORAGE_CHANNEL } from "./isolation.ts";
 import { type CallFields, CallPacker, expandItems } from "./batch_codec.ts";
 import type {
@@ -22,6 +27,7 @@ import type {
   LogLine,
   OneOffQueryRequest,
   OneOffQueryResult,
+  PreparedModule,
   ProcedureResult,
   ReadyReply,
   ScheduledReply,
@@ -40,6 +46,9 @@ import type {
  * keynote 64 x 40 measured ~113k TPS at 2, ~126k at 4 (bench/RESULTS.md, session 3).
  */
 const BATCHES_IN_FLIGHT_MAX = 4;
+
+/** A prepared bundle is the published one plus a tick call per function and loop body. */
+const PREPARED_SOURCE_CHARS_MAX = 4 * MODULE_BYTES_MAX;
 
 export class ModuleInitError extends Error {
   override name = "ModuleInitError";
@@ -76,6 +85,13 @@ export interface DatabaseHostOptions {
   onEvents?: (items: BatchItem[], originOf: (id: number) => unknown) => void;
   /** Called once if the worker dies unexpectedly. */
   onCrash?: (error: Error) => void;
+  /** The bundle as an earlier process prepared it (see `onPrepared`): skips two parses. */
+  prepared?: PreparedModule;
+  /**
+   * Called with the prepared bundle when `prepared` is absent (keep it for the next start).
+   * It is the process's first message after hello, sent before any tenant code ran there.
+   */
+  onPrepared?: (prepared: PreparedModule) => void;
 }
 
 type Pending = { resolve: (result: WorkerResult) => void; reject: (error: Error) => void };
@@ -197,10 +213,27 @@ export class DatabaseHost {
         reject(new ModuleInitError(`database worker crashed while loading: ${message}`, []));
       };
       worker.exited.then((code) => startupError?.(`it exited with code ${code}`));
+      let first = true;
       worker.port.onmessage = (event) => {
         const message = event.data as WorkerToMain;
         if (settled) return;
-        if (message.type === "ready") {
+        const wasFirst = first;
+        first = false;
+        if (message?.type === "prepared") {
+          if (!wasFirst || options.prepared || !options.onPrepared) {
+            startupError?.("it sent a prepared bundle out of turn");
+            return;
+          }
+          const { source, tickName } = message;
+          if (
+            typeof source !== "string" || source.length > PREPARED_SOURCE_CHARS_MAX ||
+            typeof tickName !== "string" || !TICK_NAME_PATTERN.test(tickName)
+          ) {
+            startupError?.("it sent a malformed prepared bundle");
+            return;
+          }
+          options.onPrepared({ source, tickName });
+        } else if (message.type === "ready") {
           settled = true;
           if (message.logs.length) options.onLogs?.(message.logs);
           resolve(new DatabaseHost(worker, message, options, failures));
@@ -224,6 +257,8 @@ export class DatabaseHost {
         snapshot: options.snapshot,
         snapshotTxOffset: options.snapshotTxOffset,
         durability: options.durabilityPort !== undefined,
+        prepared: options.prepared,
+        wantPrepared: options.prepared === undefined && options.onPrepared !== undefined,
       };
       worker.port.postMessage(init);
     });

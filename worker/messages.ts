@@ -29,6 +29,24 @@ export interface InitMessage {
   snapshotTxOffset?: number;
   /** True when durability is on: the storage actor is on the process's storage channel. */
   durability?: boolean;
+  /**
+   * The bundle as an earlier process of this database prepared it (instrumented for its tick
+   * name, imports rewritten): skips both parses at start (worker/isolation.ts "start-up").
+   */
+  prepared?: PreparedModule;
+  /** Send the prepared bundle back (a `prepared` message before any tenant code runs). */
+  wantPrepared?: boolean;
+}
+
+/** A bundle ready to import: instrumented for `tickName`, `spacetime:sys` imports rewritten. */
+export interface PreparedModule {
+  source: string;
+  tickName: string;
+}
+
+/** Sent before the bundle is imported (no tenant code has run in the process yet). */
+export interface PreparedReply extends PreparedModule {
+  type: "prepared";
 }
 
 export type WorkerRequest =
@@ -287,4 +305,9 @@ export interface ScheduledReply {
 }
 
 export type MainToWorker = InitMessage | BatchMessage;
-export type WorkerToMain = ReadyReply | InitFailedReply | BatchReply | ScheduledReply;
+export type WorkerToMain =
+  | ReadyReply
+  | InitFailedReply
+  | BatchReply
+  | ScheduledReply
+  | PreparedReply;

@@ -7,6 +7,7 @@ export type {
   CallResult,
   LogLine,
   OneOffQueryResult,
+  PreparedModule,
   ProcedureResult,
   QueryDelta,
   QueryRows,

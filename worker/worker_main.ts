@@ -13,7 +13,7 @@ import {
 import { MODULE_LOAD_TIMEOUT_MS } from "../lib/limits.ts";
 import { systemClock } from "../lib/clock.ts";
 import { DatabaseEngine } from "./engine.ts";
-import { describeError } from "./module_loader.ts";
+import { describeError, rewriteImports } from "./module_loader.ts";
 import type {
   BatchItem,
   BatchMessage,
@@ -86,13 +86,20 @@ function reply(message: WorkerToMain, transfer: Transferable[] = []): void {
 
 async function init(message: InitMessage): Promise<void> {
   let sandbox;
+  let source: string;
   try {
     sandbox = prepareSandbox(message.bundle, {
       setTimeout: hostSetTimeout,
       monotonicMs: hostNow,
       arm: armWatchdog,
       disarm: disarmWatchdog,
-    });
+    }, message.prepared);
+    // Both parses (instrument, rewrite imports) are most of a start: a prepared bundle skips
+    // them. It is sent back before any tenant code runs in this process, so it is ours.
+    source = message.prepared ? sandbox.source : rewriteImports(sandbox.source);
+    if (!message.prepared && message.wantPrepared) {
+      reply({ type: "prepared", source, tickName: sandbox.tickName });
+    }
   } catch (error) {
     reply({ type: "init-failed", error: describeError(error), logs: [] });
     return;
@@ -110,7 +117,7 @@ async function init(message: InitMessage): Promise<void> {
   try {
     armWatchdog(MODULE_LOAD_TIMEOUT_MS);
     try {
-      await engine.load(sandbox.source);
+      await engine.load(source, { importsRewritten: true });
     } finally {
       disarmWatchdog();
     }
