@@ -190,3 +190,17 @@ export const PG_STARTUP_BYTES_MAX = 10_000;
 export const PG_STARTUP_TIMEOUT_MS = 60_000;
 /** Open PostgreSQL wire connections at once; more are refused with FATAL 53300 (too_many_connections). */
 export const PG_CONNECTIONS_MAX = 1024;
+/**
+ * Idle time after which a database with no connections, calls or schedules due soon is
+ * hibernated (`--hibernate-after-s`; 0 = never): an idle database process holds ~100 MiB RSS,
+ * a hibernated one only its main-thread bookkeeping, and waking it costs one process start
+ * (~0.2 s). Five minutes keeps a database that is used now and then awake.
+ */
+export const HIBERNATE_AFTER_S_DEFAULT = 300;
+/**
+ * A hibernated database with a schedule is woken this long before the schedule is due, so
+ * the process is ready when it fires (a start takes ~0.2 s, more on a loaded machine).
+ */
+export const HIBERNATE_WAKE_LEAD_MS = 2_000;
+/** Hibernations or boot-time recoveries run at once (each is a process stop or start). */
+export const HIBERNATION_CONCURRENCY_MAX = 4;

@@ -7,6 +7,7 @@ import {
   DATABASE_LIMITS_DEFAULT,
   DATABASE_MEMORY_MB_DEFAULT,
   type DatabaseLimits,
+  HIBERNATE_AFTER_S_DEFAULT,
   MODULE_LOG_FILE_BYTES_MAX,
   REDUCER_TIME_BUDGET_MS_DEFAULT,
   SCHEDULE_IMMEDIATE_PENDING_MAX,
@@ -56,6 +57,11 @@ export interface ServerOptions {
   pgPort?: number;
   /** Serve GET /v1/metrics to every client, not only loopback ones (`--metrics-public`). */
   metricsPublic?: boolean;
+  /**
+   * Seconds a database may be idle before it is hibernated (`--hibernate-after-s`, default
+   * HIBERNATE_AFTER_S_DEFAULT; 0 = never).
+   */
+  hibernateAfterS?: number;
   /** Called once the listener is bound, with the actual port. */
   onListen?: (address: { hostname: string; port: number }) => void;
 }
@@ -99,6 +105,8 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     maxDatabasesPerIdentity: options.maxDatabasesPerIdentity,
     mintIdentity: async () => (await auth.mintIdentity()).identity,
     onEvents: (database, items, originOf) => hub.onEvents(database, items, originOf),
+    hibernateAfterMs: (options.hibernateAfterS ?? HIBERNATE_AFTER_S_DEFAULT) * 1000,
+    inUse: (database) => hub.hasClients(database),
   });
   hub.attach(registry);
   let pg: PgServer | undefined;

@@ -28,7 +28,7 @@ import {
   refuseUnsupportedFeatures,
 } from "./module_info.ts";
 
-import type { CallResult, LogLine, ProcedureResult } from "./messages.ts";
+import type { CallResult, LogLine, ProcedureResult, ResumedSchedule } from "./messages.ts";
 import { ModuleLogLimiter } from "./log_limiter.ts";
 import { nextIntervalTick, ScheduleQueue } from "./scheduler.ts";
 
@@ -267,6 +267,26 @@ export class DatabaseEngine {
     const now = this.#options.clock.nowMicros();
     for (const table of this.#scheduleTables.values()) {
       for (const row of this.#datastore.committedRows(table.tableId)) this.#arm(table, row, now);
+    }
+  }
+
+  /**
+   * The armed row schedules with their intended times, to resume them after a restart
+   * (hibernation): an `Interval` row keeps its tick grid instead of restarting at now + d.
+   */
+  armedSchedules(): ResumedSchedule[] {
+    return this.#schedules.armedRows();
+  }
+
+  /**
+   * Re-arms, after armAllSchedules(), the rows of `schedules` that are still armed at their
+   * earlier intended times (a time already past runs at once, then an `Interval` moves on to
+   * the first tick of its grid after now, as for a late timer).
+   */
+  resumeSchedules(schedules: readonly ResumedSchedule[]): void {
+    for (const { tableId, scheduledId, intendedMicros } of schedules) {
+      if (!this.#schedules.isArmed(tableId, scheduledId)) continue;
+      this.#schedules.arm(tableId, scheduledId, intendedMicros, Number(intendedMicros));
     }
   }
 

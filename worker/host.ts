@@ -23,6 +23,8 @@ import type {
   ConnectRequest,
   DisconnectRequest,
   ExportStateResult,
+  HibernateMessage,
+  HibernatingReply,
   InitMessage,
   LogLine,
   OneOffQueryRequest,
@@ -30,6 +32,7 @@ import type {
   PreparedModule,
   ProcedureResult,
   ReadyReply,
+  ResumedSchedule,
   ScheduledReply,
   SubscribeRequest,
   SubscribeResult,
@@ -49,6 +52,9 @@ const BATCHES_IN_FLIGHT_MAX = 4;
 
 /** A prepared bundle is the published one plus a tick call per function and loop body. */
 const PREPARED_SOURCE_CHARS_MAX = 4 * MODULE_BYTES_MAX;
+
+/** Row schedules a hibernating database may hand over (more keep it awake). */
+const HIBERNATE_SCHEDULES_MAX = 1_000_000;
 
 export class ModuleInitError extends Error {
   override name = "ModuleInitError";
@@ -85,6 +91,8 @@ export interface DatabaseHostOptions {
   onEvents?: (items: BatchItem[], originOf: (id: number) => unknown) => void;
   /** Called once if the worker dies unexpectedly. */
   onCrash?: (error: Error) => void;
+  /** Row schedules to re-arm at their intended times (from prepareHibernation). */
+  resumeSchedules?: ResumedSchedule[];
   /** The bundle as an earlier process prepared it (see `onPrepared`): skips two parses. */
   prepared?: PreparedModule;
   /**
@@ -94,7 +102,7 @@ export interface DatabaseHostOptions {
   onPrepared?: (prepared: PreparedModule) => void;
 }
 
-type Pending = { resolve: (result: WorkerResult) => void; reject: (error: Error) => void };
+type Pending<T = WorkerResult> = { resolve: (result: T) => void; reject: (error: Error) => void };
 
 /**
  * Origins by request id. Ids are handed out in increasing order and the worker answers every
@@ -176,6 +184,7 @@ export class DatabaseHost {
   #flushScheduled = false;
   #dead: Error | undefined;
   #txOffset: number;
+  #hibernateWaiter: Pending<HibernatingReply> | undefined;
 
   private constructor(
     worker: IsolatedWorker,
@@ -258,6 +267,7 @@ export class DatabaseHost {
         snapshotTxOffset: options.snapshotTxOffset,
         durability: options.durabilityPort !== undefined,
         prepared: options.prepared,
+        resumeSchedules: options.resumeSchedules,
         wantPrepared: options.prepared === undefined && options.onPrepared !== undefined,
       };
       worker.port.postMessage(init);
@@ -368,6 +378,50 @@ export class DatabaseHost {
     this.#die(new DatabaseUnavailableError("database was stopped"));
   }
 
+  /** Resolves once the process is gone (after stop(), a crash or an exit). */
+  get exited(): Promise<number> {
+    return this.#worker.exited;
+  }
+
+  /**
+   * Asks the idle process for what hibernation must keep (its pending schedules). Refused
+   * while requests are queued or in flight: the caller checks the database is idle first.
+   */
+  prepareHibernation(): Promise<HibernatingReply> {
+    if (this.#dead) return Promise.reject(this.#dead);
+    if (this.#inFlight > 0 || this.queuedRequests > 0 || this.#hibernateWaiter) {
+      return Promise.reject(new DatabaseUnavailableError("the database is busy"));
+    }
+    return new Promise((resolve, reject) => {
+      this.#hibernateWaiter = { resolve, reject };
+      const message: HibernateMessage = { type: "hibernate" };
+      this.#worker.port.postMessage(message);
+    });
+  }
+
+  #onHibernating(message: HibernatingReply): void {
+    const waiter = this.#hibernateWaiter;
+    if (!waiter) throw new TypeError("unexpected hibernating reply");
+    const { nextScheduleMicros, schedules, txOffset } = message;
+    if (
+      typeof nextScheduleMicros !== "number" || !Array.isArray(schedules) ||
+      schedules.length > HIBERNATE_SCHEDULES_MAX || typeof txOffset !== "number"
+    ) {
+      throw new TypeError("malformed hibernating reply");
+    }
+    const checked: ResumedSchedule[] = [];
+    for (const entry of schedules as unknown[]) {
+      const { tableId, scheduledId, intendedMicros } = entry as ResumedSchedule;
+      if (
+        !Number.isInteger(tableId) || typeof scheduledId !== "bigint" ||
+        typeof intendedMicros !== "bigint"
+      ) throw new TypeError("malformed schedule in hibernating reply");
+      checked.push({ tableId, scheduledId, intendedMicros });
+    }
+    this.#hibernateWaiter = undefined;
+    waiter.resolve({ type: "hibernating", nextScheduleMicros, schedules: checked, txOffset });
+  }
+
   #send(request: WithoutId<WorkerRequest>, origin?: unknown): Promise<WorkerResult> {
     if (this.#dead) return Promise.reject(this.#dead);
     const id = this.#nextId++;
@@ -413,6 +467,10 @@ export class DatabaseHost {
       }
       if (message.type === "scheduled") {
         this.#handleScheduled(message);
+        return;
+      }
+      if (message.type === "hibernating") {
+        this.#onHibernating(message);
         return;
       }
       if (message.type !== "batch") {
@@ -512,6 +570,8 @@ export class DatabaseHost {
     this.#worker.terminate();
     for (const pending of this.#pending.values()) pending.reject(error);
     this.#pending.clear();
+    this.#hibernateWaiter?.reject(error);
+    this.#hibernateWaiter = undefined;
     this.#origins.clear();
     this.#queue = [];
     if (!(error.message === "database was stopped")) {

@@ -36,6 +36,32 @@ export interface InitMessage {
   prepared?: PreparedModule;
   /** Send the prepared bundle back (a `prepared` message before any tenant code runs). */
   wantPrepared?: boolean;
+  /** Row schedules armed when the database hibernated, re-armed at their intended times. */
+  resumeSchedules?: ResumedSchedule[];
+}
+
+/** An armed row schedule, kept across hibernation (worker/engine.ts armedSchedules). */
+export interface ResumedSchedule {
+  tableId: number;
+  scheduledId: bigint;
+  intendedMicros: bigint;
+}
+
+/**
+ * Asks an idle database process what hibernating it would lose: its pending schedules. The
+ * reply is `hibernating`; the server then snapshots and stops the process (or keeps it, when
+ * a schedule is due soon).
+ */
+export interface HibernateMessage {
+  type: "hibernate";
+}
+
+export interface HibernatingReply {
+  type: "hibernating";
+  /** Wall-clock µs of the earliest pending schedule (row or immediate); -1 when none. */
+  nextScheduleMicros: number;
+  schedules: ResumedSchedule[];
+  txOffset: number;
 }
 
 /** A bundle ready to import: instrumented for `tickName`, `spacetime:sys` imports rewritten. */
@@ -304,10 +330,11 @@ export interface ScheduledReply {
   logs: LogLine[];
 }
 
-export type MainToWorker = InitMessage | BatchMessage;
+export type MainToWorker = InitMessage | BatchMessage | HibernateMessage;
 export type WorkerToMain =
   | ReadyReply
   | InitFailedReply
   | BatchReply
   | ScheduledReply
-  | PreparedReply;
+  | PreparedReply
+  | HibernatingReply;

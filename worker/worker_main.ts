@@ -50,6 +50,16 @@ function receive(message: MainToWorker): void {
     backlog.push(message);
     return;
   }
+  if (message.type === "hibernate") {
+    const next = engine?.nextScheduleDueMicros();
+    reply({
+      type: "hibernating",
+      nextScheduleMicros: next ?? -1,
+      schedules: engine?.armedSchedules() ?? [],
+      txOffset: engine?.txOffset ?? 0,
+    });
+    return;
+  }
   if (message.type === "batch") {
     try {
       runBatch(message);
@@ -133,6 +143,7 @@ async function init(message: InitMessage): Promise<void> {
   }
   subscriptions = new SubscriptionHost(engine);
   engine.armAllSchedules();
+  if (message.resumeSchedules) engine.resumeSchedules(message.resumeSchedules);
   if (message.runInit) {
     const result = engine.runInit(message.ownerIdentity, message.timestampMicros);
     if (result.status !== "committed") {

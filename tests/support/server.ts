@@ -26,6 +26,8 @@ export async function startTestServer(
     wsCompression?: boolean;
     oidc?: OidcOptions;
     limits?: Partial<DatabaseLimits>;
+    /** `--hibernate-after-s` (default: the server's). */
+    hibernateAfterS?: number;
   } = {},
 ): Promise<TestServer> {
   const dataDir = options.dataDir ?? await Deno.makeTempDir({ prefix: "lightcone-test-" });
@@ -38,6 +40,7 @@ export async function startTestServer(
     wsCompression: options.wsCompression,
     oidc: options.oidc,
     limits: options.limits,
+    hibernateAfterS: options.hibernateAfterS,
   });
   return {
     server,
