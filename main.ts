@@ -38,6 +38,9 @@ start options:
                                schedule due): its process stops, a snapshot keeps its state,
                                the next request, connection or due schedule wakes it
                                (default 300; 0 = never)
+      --warm-spare             keep one database process started ahead of need, so a wake,
+                               restart or publish skips starting deno (~60-250 ms; one idle
+                               process, ~40-60 MiB)
       --ws-compression         compress WebSocket frames for clients that ask (gzip/brotli);
                                off by default because the TS SDK may reorder compressed frames
       --pg-port PORT           also serve the PostgreSQL wire protocol on HOST:PORT (psql, pg;
@@ -109,6 +112,7 @@ async function start(args: string[]): Promise<number> {
   let pgPort: number | undefined;
   let metricsPublic = false;
   let hibernateAfterS: number | undefined;
+  let warmSpare = false;
   const issuers: string[] = [];
   const audiences: string[] = [];
   for (let i = 0; i < args.length; i++) {
@@ -138,6 +142,7 @@ async function start(args: string[]): Promise<number> {
       limits.commitLogBytesPerS = size(arg, value(), 1024 * 1024);
     } else if (arg === "--tx-max-mb") limits.txRecordBytesMax = size(arg, value(), 1024 * 1024);
     else if (arg === "--ws-compression") wsCompression = true;
+    else if (arg === "--warm-spare") warmSpare = true;
     else if (arg === "--hibernate-after-s") {
       const text = value();
       hibernateAfterS = Number(text);
@@ -192,6 +197,7 @@ async function start(args: string[]): Promise<number> {
       pgPort,
       metricsPublic,
       hibernateAfterS,
+      warmSpare,
       oidc: issuers.length
         ? { issuers, audiences: audiences.length ? audiences : undefined }
         : undefined,

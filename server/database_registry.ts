@@ -468,6 +468,8 @@ export class DatabaseRegistry {
   #sweepTimer: ReturnType<typeof setInterval> | undefined;
   #sweeping = false;
   readonly #wakeTimers = new Map<Database, ReturnType<typeof setTimeout>>();
+  /** Prepared bundles by module hash, the most recent few (see #rememberPrepared). */
+  readonly #preparedByHash = new Map<string, PreparedModule>();
   /** Databases a publish or delete is working on: never hibernated meanwhile. */
   readonly #pinned = new Set<Database>();
 
@@ -969,13 +971,20 @@ export class DatabaseRegistry {
   ): Promise<{ host: DatabaseHost; durableTxOffset: number }> {
     const key = identity.toHex();
     const directory = this.#directoryOf(identity);
-    const prepared = await readPreparedModule(directory, options.moduleHash);
+    const cached = await readPreparedModule(directory, options.moduleHash);
+    // Databases publishing the same bundle share its preparation: the tick name only has to
+    // be unknown to the bundle's author when the content was fixed, and it is per content.
+    const prepared = cached ?? this.#preparedByHash.get(options.moduleHash);
+    if (prepared && !cached) void writePreparedModule(directory, options.moduleHash, prepared);
     const opened = await this.#options.storage.openDatabase(key, this.#options.limits);
     try {
       const host = await DatabaseHost.start({
         prepared,
         resumeSchedules: options.resumeSchedules,
-        onPrepared: (module) => void writePreparedModule(directory, options.moduleHash, module),
+        onPrepared: (module) => {
+          this.#rememberPrepared(options.moduleHash, module);
+          void writePreparedModule(directory, options.moduleHash, module);
+        },
         bundle,
         databaseIdentity: identity.toBigInt(),
         ownerIdentity: owner.toBigInt(),
@@ -1044,6 +1053,15 @@ export class DatabaseRegistry {
     }).catch((restartError) => {
       log.error("database restart failed", { identity: database.key, error: String(restartError) });
     });
+  }
+
+  /** Keeps the few most recently prepared bundles in memory, by module hash. */
+  #rememberPrepared(moduleHash: string, module: PreparedModule): void {
+    this.#preparedByHash.delete(moduleHash);
+    this.#preparedByHash.set(moduleHash, module);
+    while (this.#preparedByHash.size > PREPARED_KEPT_IN_MEMORY) {
+      this.#preparedByHash.delete(this.#preparedByHash.keys().next().value!);
+    }
   }
 
   /** Applies the durable offset the actor knows, in case its event came before we listened. */
@@ -1168,6 +1186,9 @@ export async function writeFileAtomic(path: string, content: string | Uint8Array
     directory.close();
   }
 }
+
+/** Prepared bundles kept in memory for publishes of the same bundle (~2× bundle size each). */
+const PREPARED_KEPT_IN_MEMORY = 4;
 
 /** setTimeout's largest delay. */
 const TIMER_DELAY_MS_MAX = 2_147_483_647;

@@ -13,7 +13,7 @@ import {
   SCHEDULE_IMMEDIATE_PENDING_MAX,
 } from "../lib/limits.ts";
 import { log } from "../lib/log.ts";
-import { DurabilityActor, logIsolationCapabilities } from "../worker/mod.ts";
+import { DurabilityActor, logIsolationCapabilities, setWarmSpare } from "../worker/mod.ts";
 import { createApp } from "./app.ts";
 import { DatabaseRegistry } from "./database_registry.ts";
 import { type RequestBodyOptions, RequestBodyReader } from "./request_body.ts";
@@ -62,6 +62,8 @@ export interface ServerOptions {
    * HIBERNATE_AFTER_S_DEFAULT; 0 = never).
    */
   hibernateAfterS?: number;
+  /** Keep one database process started ahead of need (`--warm-spare`; worker/isolation.ts). */
+  warmSpare?: boolean;
   /** Called once the listener is bound, with the actual port. */
   onListen?: (address: { hostname: string; port: number }) => void;
 }
@@ -109,6 +111,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     inUse: (database) => hub.hasClients(database),
   });
   hub.attach(registry);
+  if (options.warmSpare) setWarmSpare(true);
   let pg: PgServer | undefined;
   if (options.pgPort !== undefined) {
     try {
@@ -176,6 +179,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
       await pg?.close();
       await server.shutdown();
       await registry.close();
+      if (options.warmSpare) setWarmSpare(false);
       await storage.stop();
     },
   };

@@ -255,7 +255,8 @@ export class DatabaseHost {
       };
       const init: InitMessage = {
         type: "init",
-        bundle: options.bundle,
+        // A prepared bundle is all the process needs: the source is not sent twice.
+        bundle: options.prepared ? "" : options.bundle,
         databaseIdentity: options.databaseIdentity,
         ownerIdentity: options.ownerIdentity,
         runInit: options.runInit,

@@ -126,9 +126,14 @@ async function init(message: InitMessage): Promise<void> {
   });
   try {
     armWatchdog(MODULE_LOAD_TIMEOUT_MS);
+    // The module's top-level code runs under the load budget, not the 1 s ambient guard of
+    // code outside any call: on a loaded machine (several databases waking at once on two
+    // cores) evaluating a 250 KB bundle took over a second of wall time and failed the wake.
+    sandbox.budget.start(MODULE_LOAD_TIMEOUT_MS);
     try {
       await engine.load(source, { importsRewritten: true });
     } finally {
+      sandbox.budget.stop();
       disarmWatchdog();
     }
     if (message.snapshot) engine.restoreSnapshot(message.snapshot, message.snapshotTxOffset ?? 0);

@@ -28,6 +28,8 @@ export async function startTestServer(
     limits?: Partial<DatabaseLimits>;
     /** `--hibernate-after-s` (default: the server's). */
     hibernateAfterS?: number;
+    /** `--warm-spare`. */
+    warmSpare?: boolean;
   } = {},
 ): Promise<TestServer> {
   const dataDir = options.dataDir ?? await Deno.makeTempDir({ prefix: "lightcone-test-" });
@@ -41,6 +43,7 @@ export async function startTestServer(
     oidc: options.oidc,
     limits: options.limits,
     hibernateAfterS: options.hibernateAfterS,
+    warmSpare: options.warmSpare,
   });
   return {
     server,
