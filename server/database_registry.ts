@@ -1015,6 +1015,9 @@ export class DatabaseRegistry {
 
   /** A worker died (out of memory, a host bug): restart it from the commit log. */
   #crashed(database: Database, error: Error): void {
+    // A process that dies while it is being hibernated is simply hibernated: the next request
+    // recovers it from its log (#hibernate), so no restart here.
+    if (database.hibernation === "hibernating") return;
     const reason = `the database worker stopped: ${error.message}`;
     const crashedHost = database.host;
     this.#stop(database, reason);
