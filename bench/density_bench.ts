@@ -88,7 +88,9 @@ async function metricsText(url: string): Promise<string> {
 function metricSum(text: string, name: string): number {
   let sum = 0;
   for (const line of text.split("\n")) {
-    if (line.startsWith(`${name}{`)) sum += Number(line.split(" ").at(-1));
+    if (line.startsWith(`${name}{`) || line.startsWith(`${name} `)) {
+      sum += Number(line.split(" ").at(-1));
+    }
   }
   return sum;
 }
@@ -125,6 +127,10 @@ const startedAt = performance.now();
 try {
   await sleep(500);
   const baseServerKib = statusKib(serverPid, "VmRSS");
+  const baseHeapBytes = metricSum(
+    await metricsText(server.url),
+    "lightcone_server_heap_used_bytes",
+  );
 
   // (2) publish and seed
   let next = 0;
@@ -167,6 +173,10 @@ try {
   }
   await sleep(1000);
   const hibernatedServerKib = statusKib(serverPid, "VmRSS");
+  const hibernatedHeapBytes = metricSum(
+    await metricsText(server.url),
+    "lightcone_server_heap_used_bytes",
+  );
   const processesWhileHibernated = databasePids(serverPid).length;
   const hibernatedPerDatabaseKib = (hibernatedServerKib - baseServerKib) / databaseCount;
 
@@ -226,6 +236,11 @@ try {
     },
     processesWhileAllHibernated: processesWhileHibernated,
     hibernatedKiBPerDatabase: Number(hibernatedPerDatabaseKib.toFixed(1)),
+    // V8 heap in use on the server's main thread per hibernated database: what it holds;
+    // the RSS figure above also counts heap the server grew while publishing and keeps.
+    hibernatedHeapKiBPerDatabase: Number(
+      ((hibernatedHeapBytes - baseHeapBytes) / 1024 / databaseCount).toFixed(1),
+    ),
     awakeDatabaseProcessRssMiB: {
       count: awakeRssKib.length,
       median: Number((percentile(awakeRssKib, 0.5) / 1024).toFixed(1)),

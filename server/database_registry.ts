@@ -123,12 +123,22 @@ export class Database {
 
   /** The database process's handle; a database still recovering at server start has none. */
   get host(): DatabaseHost {
-    if (!this.#host) throw new DatabaseUnavailableError("Database is starting, try again");
+    if (!this.#host) throw new DatabaseUnavailableError("Database is not running now, try again");
     return this.#host;
   }
 
   set host(host: DatabaseHost) {
     this.#host = host;
+  }
+
+  /** True when `host` is this database's current handle. */
+  hasHost(host: DatabaseHost): boolean {
+    return this.#host === host;
+  }
+
+  /** Drops the stopped process's handle (hibernation): its buffers need not stay in memory. */
+  releaseHost(): void {
+    this.#host = undefined;
   }
 
   /** The handle while a process runs (awake and serving), else undefined (metrics). */
@@ -548,6 +558,7 @@ export class DatabaseRegistry {
           describe: host.describe,
         });
         this.#armScheduleWake(database, plan.nextScheduleMicros);
+        database.releaseHost();
         database.metrics.hibernations++;
         log.info("database hibernated", {
           identity: database.key,
@@ -1003,7 +1014,7 @@ export class DatabaseRegistry {
         },
         onCrash: (error) => {
           const database = this.#byIdentity.get(key);
-          if (database?.host === host) this.#crashed(database, error);
+          if (database?.hasHost(host)) this.#crashed(database, error);
         },
       });
       return { host, durableTxOffset: Number(opened.durableOffset) };
@@ -1019,6 +1030,7 @@ export class DatabaseRegistry {
     // recovers it from its log (#hibernate), so no restart here.
     if (database.hibernation === "hibernating") return;
     const reason = `the database worker stopped: ${error.message}`;
+    if (database.hibernation !== "awake") return;
     const crashedHost = database.host;
     this.#stop(database, reason);
     if (this.#closing || database.storageFailure) return;

@@ -211,8 +211,22 @@ export function escapeLabelValue(value: string): string {
 }
 
 /** The exposition text of every database's metrics, one family after another. */
-export function renderMetrics(samples: readonly DatabaseSample[]): string {
+export function renderMetrics(
+  samples: readonly DatabaseSample[],
+  server?: { heapUsedBytes: number; residentBytes: number },
+): string {
   const out: string[] = [];
+  if (server) {
+    // The server process itself (main thread, storage worker): what hibernated databases cost.
+    out.push(
+      "# HELP lightcone_server_heap_used_bytes V8 heap in use on the server's main thread (databases, hub, routes)",
+      "# TYPE lightcone_server_heap_used_bytes gauge",
+      `lightcone_server_heap_used_bytes ${formatNumber(server.heapUsedBytes)}`,
+      "# HELP lightcone_server_resident_memory_bytes Resident set size of the server process",
+      "# TYPE lightcone_server_resident_memory_bytes gauge",
+      `lightcone_server_resident_memory_bytes ${formatNumber(server.residentBytes)}`,
+    );
+  }
   const labels = samples.map((sample) => `database="${escapeLabelValue(sample.label)}"`);
   const family = (
     name: string,

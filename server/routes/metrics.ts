@@ -45,7 +45,9 @@ export function metricsRoutes(context: AppContext): Hono<AppEnv> {
         };
       }),
     );
-    return c.body(renderMetrics(samples), 200, { "Content-Type": METRICS_CONTENT_TYPE });
+    const memory = Deno.memoryUsage();
+    const server = { heapUsedBytes: memory.heapUsed, residentBytes: memory.rss };
+    return c.body(renderMetrics(samples, server), 200, { "Content-Type": METRICS_CONTENT_TYPE });
   });
   return app;
 }
