@@ -179,7 +179,12 @@ export class Database {
     for (;;) {
       this.lastActiveMs = performance.now();
       if (this.hibernation === "awake") return;
-      if (this.hibernation === "hibernated") {
+      // "waking" with no transition yet: queued for recovery at server start; a request
+      // starts it now instead of waiting for its turn.
+      if (
+        this.hibernation === "hibernated" ||
+        (this.hibernation === "waking" && this.#transition === undefined)
+      ) {
         if (!this.wakeHandler) throw new DatabaseUnavailableError("Database is hibernated");
         await this.wakeHandler();
       } else {
@@ -200,12 +205,21 @@ export class Database {
     this.hibernation = state;
     const run = work().then((next) => {
       this.hibernation = next;
+    }, (error) => {
+      // The steps catch what they expect; anything else must not leave work waiting forever.
+      log.error("hibernation step failed", { identity: this.key, error: messageOf(error) });
+      this.hibernation = "awake";
     }).finally(() => {
       this.#transition = undefined;
       this.lastActiveMs = performance.now();
     });
     this.#transition = run;
     return run;
+  }
+
+  /** Stops the database's process, if it has one (a hibernated database has none running). */
+  stopProcess(): void {
+    this.#host?.stop();
   }
 
   /** The transition in progress, if any (a delete or update waits for it). */
@@ -226,11 +240,6 @@ export class Database {
    * the database is not running, else counts the work as in flight until the
    * returned release is called (an update lets admitted work finish first).
    */
-  /** Stops the database's process, if it has one (a hibernated database has none running). */
-  stopProcess(): void {
-    this.#host?.stop();
-  }
-
   async admit(waitMs: number = UPDATE_WAIT_MS_MAX): Promise<() => void> {
     await this.ensureAwake();
     const deadline = performance.now() + waitMs;
@@ -457,8 +466,9 @@ export class DatabaseRegistry {
       recovering,
       HIBERNATION_CONCURRENCY_MAX,
       async ({ database, entry }) => {
-        database.hibernation = "hibernated";
-        await registry.#wake(database, "recovery");
+        // A request may have started it already (Database.ensureAwake).
+        if (database.transition) await database.transition;
+        else if (database.hibernation === "waking") await registry.#wake(database, "recovery");
         if (database.stoppedReason !== undefined && !registry.#closing) {
           // It stays registered but stopped, and its names stay taken.
           registry.#unbind(database);
@@ -1101,7 +1111,8 @@ export class DatabaseRegistry {
   }
 
   #bind(database: Database): void {
-    database.wakeHandler ??= () => this.#wake(database, "wake");
+    database.wakeHandler ??= () =>
+      this.#wake(database, database.hibernation === "waking" ? "recovery" : "wake");
     this.#byIdentity.set(database.key, database);
     for (const name of database.names) this.#byName.set(name, database);
   }

@@ -1,7 +1,8 @@
 /**
  * Server start-up (issue #14): databases recover in the background, so the server answers
- * `/v1/ping` at once and serves every database that is ready while a slow one still recovers;
- * requests for the slow one wait for it instead of failing.
+ * `/v1/ping` at once and serves every database that is ready while slow ones still recover;
+ * requests for a slow one wait for it instead of failing, and a request for a database still
+ * queued behind the recoveries in progress starts it at once.
  */
 import { deepStrictEqual as assertEquals, ok as assert } from "node:assert/strict";
 import { call, fixtureBundle, publish, startTestServer } from "../support/server.ts";
@@ -13,7 +14,11 @@ Deno.test({
   async fn() {
     let server = await startTestServer({ hibernateAfterS: 0 });
     try {
-      await publish(server.url, "slow", await fixtureBundle("slow_start"));
+      // Recovery runs HIBERNATION_CONCURRENCY_MAX (4) at a time in publish order: the four slow
+      // ones first, "quick" queued behind them.
+      const slowBundle = await fixtureBundle("slow_start");
+      for (let i = 1; i <= 3; i++) await publish(server.url, `slow-${i}`, slowBundle);
+      await publish(server.url, "slow", slowBundle);
       await publish(server.url, "quick", await fixtureBundle("chat"));
       assertEquals((await call(server.url, "slow", "add_note", [1, "kept"])).status, 200);
       assertEquals((await call(server.url, "quick", "send_message", ["kept"])).status, 200);
@@ -28,7 +33,9 @@ Deno.test({
       assertEquals(ping.status, 200);
       assertEquals(slow.hibernation, "waking", "the slow database is still recovering");
 
-      // The quick one is served while the slow one's module is still starting (~4 s).
+      assertEquals(server.server.registry.resolve("quick")?.hibernation, "waking");
+      // The quick one, queued, is started by the request and served while the slow ones'
+      // modules are still starting (~6 s each).
       const quick = await call(server.url, "quick", "send_message", ["while slow recovers"]);
       assertEquals(quick.status, 200, quick.text);
       assertEquals(slow.hibernation, "waking", "the quick database did not wait for the slow one");
