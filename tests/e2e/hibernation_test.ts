@@ -17,8 +17,16 @@ import {
   startTestServer,
   type TestServer,
 } from "../support/server.ts";
-import { databaseProcesses } from "../support/proc.ts";
+
+/**
+ * True while `pid` is still one of our database processes (files run in parallel in this
+ * process, so other tests' databases are children too: look at this one only).
+ */
+function processExists(pid: number): boolean {
+  return databaseProcesses().includes(pid);
+}
 import type { Database } from "../../server/database_registry.ts";
+import { databaseProcesses } from "../support/proc.ts";
 
 function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
@@ -106,8 +114,10 @@ Deno.test({
         "with no connection and no call it hibernates; its process is gone",
         async () => {
           const database = databaseOf(server, "chat");
+          const pid = database.runningHost?.pid;
+          assert(pid !== undefined && processExists(pid), "it runs before it hibernates");
           await eventually(() => database.hibernation === "hibernated", "hibernation");
-          await eventually(() => databaseProcesses().length === 0, "the process to exit");
+          await eventually(() => !processExists(pid), "the process to exit");
           assertEquals(await metricValue(server.url, "lightcone_database_hibernated", "chat"), 1);
           assertEquals(await metricValue(server.url, "lightcone_database_up", "chat"), 1);
         },
@@ -158,7 +168,7 @@ Deno.test({
         await server.close({ keepData: true });
         server = await startTestServer({ dataDir, hibernateAfterS: 0 });
         assertEquals(databaseOf(server, "chat").hibernation, "hibernated");
-        assertEquals(databaseProcesses().length, 0);
+        assertEquals(databaseOf(server, "chat").runningHost, undefined, "no process started");
         const rows = await sqlRows(server.url, "chat", "SELECT * FROM message");
         assertEquals(rows.length, 71);
         assertEquals(databaseOf(server, "chat").hibernation, "awake");
@@ -187,8 +197,10 @@ Deno.test({
       const added = await call(server.url, "ticks", "add_alarm", ["nap", dueMicros]);
       assertEquals(added.status, 200, added.text);
       const database = databaseOf(server, "ticks");
+      const pid = database.runningHost?.pid;
+      assert(pid !== undefined, "it runs before it hibernates");
       assert(await server.server.registry.hibernateNow(database), "it hibernates");
-      assertEquals(databaseProcesses().length, 0);
+      await eventually(() => !processExists(pid), "the process to exit");
       // No request from here on: the schedule alone must wake it.
       await eventually(() => database.hibernation === "awake", "the schedule to wake it");
       assertEquals(database.metrics.wakes, 1);
