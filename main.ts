@@ -6,12 +6,13 @@ import { join } from "node:path";
 import { configureLog, log } from "./lib/log.ts";
 import { type DatabaseLimits, SNAPSHOT_INTERVAL_TX } from "./lib/limits.ts";
 import { startServer, VERSION } from "./server/mod.ts";
+import { hasServerV8Flags, SERVER_V8_FLAGS } from "./cli/runtime_flags.ts";
 
 const USAGE = `Lightcone ${VERSION}: a SpacetimeDB-compatible database server
 
 Usage:
   lightcone start [--listen-addr HOST:PORT] [--data-dir DIR] [--reducer-budget-ms MS]
-  lightcone <cli verb> ...        (build, publish, call, logs, describe, delete, ...; see --help)
+  lightcone <cli verb> ...        (init, dev, build, publish, generate, call, sql, logs, ...; see --help)
 
 start options:
   -l, --listen-addr HOST:PORT  where to listen (default 127.0.0.1:3000)
@@ -31,6 +32,13 @@ start options:
       --tx-max-mb MB           largest commit record of one transaction (default 64)
       --http-body-timeout-ms MS
                                time a request body may take to arrive before a 408 (default 30000)
+      --http-header-timeout-ms MS
+                               time a connection may take to send a whole request header
+                               (default 20000; 0 turns header and idle timeouts off)
+      --http-idle-timeout-ms MS
+                               keep-alive connections with no request are closed after this
+                               (default 30000). Both need root/CAP_NET_ADMIN and iproute2's ss;
+                               the start-up log says whether they are enforced
       --max-databases N        databases this server hosts at most (default 100)
       --max-databases-per-identity N
                                databases one identity may own at most (default 10)
@@ -107,6 +115,8 @@ async function start(args: string[]): Promise<number> {
     return Math.max(1, Math.round(amount * unitBytes));
   };
   let httpBodyTimeoutMs: number | undefined;
+  let httpHeaderTimeoutMs: number | undefined;
+  let httpIdleTimeoutMs: number | undefined;
   let maxDatabases: number | undefined;
   let maxDatabasesPerIdentity: number | undefined;
   let pgPort: number | undefined;
@@ -152,6 +162,10 @@ async function start(args: string[]): Promise<number> {
     } else if (arg === "--metrics-public") metricsPublic = true;
     else if (arg === "--pg-port") pgPort = parsePort(value(), "--pg-port");
     else if (arg === "--http-body-timeout-ms") httpBodyTimeoutMs = positiveNumber(arg, value());
+    else if (arg === "--http-header-timeout-ms") {
+      const text = value();
+      httpHeaderTimeoutMs = text === "0" ? 0 : positiveNumber(arg, text);
+    } else if (arg === "--http-idle-timeout-ms") httpIdleTimeoutMs = positiveNumber(arg, value());
     else if (arg === "--max-databases") maxDatabases = positiveInteger(arg, value());
     else if (arg === "--max-databases-per-identity") {
       maxDatabasesPerIdentity = positiveInteger(arg, value());
@@ -192,6 +206,9 @@ async function start(args: string[]): Promise<number> {
       limits,
       wsCompression,
       requestBodies: { timeoutMs: httpBodyTimeoutMs },
+      connectionTimeouts: httpHeaderTimeoutMs === 0
+        ? false
+        : { headerMs: httpHeaderTimeoutMs, idleMs: httpIdleTimeoutMs },
       maxDatabases,
       maxDatabasesPerIdentity,
       pgPort,
@@ -209,6 +226,13 @@ async function start(args: string[]): Promise<number> {
       );
     }
     throw error;
+  }
+  if (hasServerV8Flags() === false) {
+    log.warn(
+      "started without the server's V8 flags (cli/runtime_flags.ts): run `lightcone start` " +
+        "or `deno task start`",
+      { missing: SERVER_V8_FLAGS.join(",") },
+    );
   }
   // Machine-readable line for tests and tools that start us on port 0.
   console.log(`lightcone: listening on ${server.url}`);

@@ -85,10 +85,18 @@ export class ApiClient {
     return { identity: body.identity, token: body.token };
   }
 
-  /** POST /v1/database/NAME/pre_publish. A 404 means the database is new. */
-  async prePublish(name: string, program: Uint8Array<ArrayBuffer>): Promise<PrePublishResult> {
+  /**
+   * POST /v1/database/NAME/pre_publish. A 404 means the database is new. `colour` asks for
+   * the migration plan with ANSI colours (for a terminal).
+   */
+  async prePublish(
+    name: string,
+    program: Uint8Array<ArrayBuffer>,
+    options: { colour?: boolean } = {},
+  ): Promise<PrePublishResult> {
+    const style = options.colour ? "AnsiColor" : "NoColor";
     const path = `/v1/database/${encodeURIComponent(name)}/pre_publish` +
-      `?host_type=Js&style=NoColor&pretty_print_style=NoColor`;
+      `?host_type=Js&style=${style}&pretty_print_style=${style}`;
     const response = await this.#request("POST", path, { body: program, checked: false });
     if (response.status === 404) {
       await response.body?.cancel();
@@ -190,6 +198,16 @@ export class ApiClient {
     const path = `/v1/database/${encodeURIComponent(database)}/names`;
     const body = await readJson(await this.#request("GET", path)) as { names?: unknown };
     return Array.isArray(body.names) ? body.names.filter((n) => typeof n === "string") : [];
+  }
+
+  /** PUT /v1/database/DB/names with a JSON array: the database's new names. */
+  async setDatabaseNames(database: string, names: string[]): Promise<void> {
+    const path = `/v1/database/${encodeURIComponent(database)}/names`;
+    const response = await this.#request("PUT", path, {
+      body: JSON.stringify(names),
+      contentType: "application/json",
+    });
+    await response.body?.cancel();
   }
 
   /** GET /v1/identity/ID/databases. */

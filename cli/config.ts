@@ -102,6 +102,46 @@ export class CliConfig {
     await Deno.rename(temporary, this.#path);
   }
 
+  /** Saves a server under a nickname; `makeDefault` also makes it the default. */
+  addServer(server: ServerConfig, makeDefault: boolean): void {
+    const byName = this.#data.server_configs.find((s) => s.nickname === server.nickname);
+    if (byName) {
+      throw new CliError(
+        `Server nickname ${server.nickname} already in use: ${byName.protocol}://${byName.host}`,
+      );
+    }
+    if (this.#data.server_configs.some((s) => s.host === server.host)) {
+      throw new CliError(`Server already configured for host: ${server.host}`);
+    }
+    this.#data.server_configs.push(server);
+    if (makeDefault) this.#data.default_server = server.nickname;
+  }
+
+  /** The saved server named by nickname or host, or an error naming the choices. */
+  findServer(name: string): ServerConfig {
+    const match = this.#data.server_configs.find((s) => s.nickname === name || s.host === name);
+    if (!match) {
+      throw new CliError(`No such saved server configuration: ${name}`, [
+        `Saved servers: ${this.#data.server_configs.map((s) => s.nickname).join(", ") || "none"}`,
+      ]);
+    }
+    return match;
+  }
+
+  setDefaultServer(name: string): void {
+    const match = this.#data.server_configs.find((s) => s.nickname === name || s.host === name);
+    if (!match) throw new CliError(`Cannot set default server to unknown server ${name}`);
+    this.#data.default_server = match.nickname;
+  }
+
+  /** Forgets a saved server and its token. */
+  removeServer(name: string): ServerConfig {
+    const match = this.findServer(name);
+    this.#data.server_configs = this.#data.server_configs.filter((s) => s !== match);
+    delete this.#data.tokens[`${match.protocol}://${match.host}`];
+    return match;
+  }
+
   /**
    * Turns a `-s/--server` value (or the default) into a base URL. A value containing
    * "://" is used as is; otherwise it must be a saved nickname or host.

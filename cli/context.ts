@@ -2,6 +2,7 @@
 import { ApiClient, type ApiError } from "./api_client.ts";
 import { CliConfig, identityOfToken } from "./config.ts";
 import type { CliIo } from "./io.ts";
+import { loadProjectConfig, type ProjectConfig } from "./project_config.ts";
 
 export interface CliContext {
   io: CliIo;
@@ -9,6 +10,24 @@ export interface CliContext {
   configPath: string;
   /** Replaces global fetch (tests). */
   fetch?: typeof fetch;
+  /** `--no-config`: ignore spacetime.json. */
+  noConfig?: boolean;
+  /** `--env ENV`: also load spacetime.ENV.json and spacetime.ENV.local.json. */
+  env?: string;
+}
+
+/** The project config (spacetime.json) for this command, unless --no-config. */
+export async function projectConfig(
+  ctx: CliContext,
+  options: { env?: string } = {},
+): Promise<ProjectConfig | undefined> {
+  if (ctx.noConfig) return undefined;
+  return await loadProjectConfig({ env: options.env ?? ctx.env });
+}
+
+/** Prints `Using configuration from FILE` for each file of the project config. */
+export function announceConfig(ctx: CliContext, config: ProjectConfig | undefined): void {
+  for (const file of config?.files ?? []) ctx.io.err(`Using configuration from ${file}\n`);
 }
 
 export interface Connection {
@@ -32,6 +51,16 @@ export async function connect(
   const config = await CliConfig.load(ctx.configPath);
   const { url, label } = config.resolveServer(options.server);
   let token = options.anonymous ? undefined : config.tokenFor(url);
+  if (token && options.login && isLoopback(url) && !await tokenAccepted(ctx, url, token)) {
+    // A local server with new keys (a new data dir): the saved token can never work there
+    // again, so get a new identity rather than fail every command (remote servers keep the
+    // token and the 401 hint: that could be a configuration problem worth seeing).
+    ctx.io.err(
+      `The token saved for ${url} was not signed by this server (it has new keys, e.g. a new ` +
+        "data dir); logging in again with a new identity.\n",
+    );
+    token = undefined;
+  }
   if (!token && options.login && !options.anonymous) {
     const anonymousClient = new ApiClient(url, { fetch: ctx.fetch });
     const issued = await anonymousClient.createIdentity();
@@ -69,4 +98,24 @@ export function authHints(error: ApiError, connection: Connection): string[] {
     ];
   }
   return [];
+}
+
+function isLoopback(url: string): boolean {
+  const host = new URL(url).hostname;
+  return host === "localhost" || host === "127.0.0.1" || host === "[::1]";
+}
+
+/** Asks the server whether it accepts `token` (GET /v1/identity/ID/verify); true if unsure. */
+async function tokenAccepted(ctx: CliContext, url: string, token: string): Promise<boolean> {
+  const identity = identityOfToken(token);
+  if (identity === undefined) return true;
+  try {
+    const response = await (ctx.fetch ?? fetch)(`${url}/v1/identity/${identity}/verify`, {
+      headers: { Authorization: `Bearer ${token}` },
+    });
+    await response.body?.cancel();
+    return response.status !== 401;
+  } catch {
+    return true; // unreachable: the command itself reports that
+  }
 }

@@ -7,6 +7,9 @@ import type { CliContext } from "./context.ts";
 import { CliError, UsageError } from "./errors.ts";
 import { type CliIo, terminalIo } from "./io.ts";
 import { BUILD_HELP, runBuild } from "./commands/build.ts";
+import { INIT_HELP, runInit } from "./commands/init.ts";
+import { DEV_HELP, runDev } from "./commands/dev.ts";
+import { RENAME_HELP, runRename } from "./commands/rename.ts";
 import { GENERATE_HELP, runGenerate } from "./commands/generate.ts";
 import { PUBLISH_HELP, runPublish } from "./commands/publish.ts";
 import { CALL_HELP, runCall } from "./commands/call.ts";
@@ -14,8 +17,8 @@ import { LOGS_HELP, runLogs } from "./commands/logs.ts";
 import { DESCRIBE_HELP, runDescribe } from "./commands/describe.ts";
 import { DELETE_HELP, runDelete } from "./commands/delete.ts";
 import { LIST_HELP, runList } from "./commands/list.ts";
-import { runServer, SERVER_HELP } from "./commands/server.ts";
-import { LOGIN_HELP, runLogin, runLogout } from "./commands/login.ts";
+import { runServer, SERVER_HELP, serverSubcommandHelp } from "./commands/server.ts";
+import { LOGIN_HELP, LOGOUT_HELP, runLogin, runLogout } from "./commands/login.ts";
 import { runSql, SQL_HELP } from "./commands/sql.ts";
 import { runSubscribe, SUBSCRIBE_HELP } from "./commands/subscribe.ts";
 
@@ -33,6 +36,12 @@ interface Verb {
 }
 
 const VERBS: Record<string, Verb> = {
+  init: { summary: "Create a new project from a template", help: INIT_HELP, run: runInit },
+  dev: {
+    summary: "Rebuild, republish and regenerate bindings on every save",
+    help: DEV_HELP,
+    run: runDev,
+  },
   build: { summary: "Build a module project into dist/bundle.js", help: BUILD_HELP, run: runBuild },
   publish: {
     summary: "Build and publish a module to a database (create or update)",
@@ -58,17 +67,22 @@ const VERBS: Record<string, Verb> = {
     run: runDescribe,
   },
   delete: { summary: "Delete a database", help: DELETE_HELP, run: runDelete },
+  rename: { summary: "Give a database a new name", help: RENAME_HELP, run: runRename },
   list: { summary: "List the databases you own", help: LIST_HELP, run: runList },
-  server: { summary: "Ping or list servers", help: SERVER_HELP, run: runServer },
+  server: {
+    summary: "Manage saved servers: add, list, set-default, remove, ping",
+    help: SERVER_HELP,
+    run: runServer,
+  },
   login: { summary: "Get or show the identity used for a server", help: LOGIN_HELP, run: runLogin },
-  logout: { summary: "Forget the saved token for a server", help: LOGIN_HELP, run: runLogout },
+  logout: { summary: "Forget the saved token for a server", help: LOGOUT_HELP, run: runLogout },
 };
 
 export function mainHelp(): string {
   const width = Math.max(...Object.keys(VERBS).map((v) => v.length));
   return `Lightcone: a SpacetimeDB-compatible database server and its CLI
 
-Usage: deno task cli <COMMAND> [OPTIONS]
+Usage: lightcone <COMMAND> [OPTIONS]
 
 Commands:
   start       Start the server (see \`start --help\`)
@@ -82,22 +96,28 @@ ${
 Global options:
       --config-path <FILE>  CLI config file (default: ~/.config/lightcone/cli.json,
                             or $LIGHTCONE_CLI_CONFIG)
+      --no-config           Ignore the project config (spacetime.json)
+      --env <ENV>           Also read spacetime.<ENV>.json and spacetime.<ENV>.local.json
   -h, --help                Print help
 
 A first session:
-  deno task start                               # terminal 1: the server on 127.0.0.1:3000
-  deno task cli publish -p ./spacetimedb my-db  # build and publish
-  deno task cli call my-db add Alice
-  deno task cli sql my-db "SELECT * FROM person"
-  deno task cli generate --lang typescript --out-dir client/src/module_bindings -p ./spacetimedb
-  deno task cli logs my-db -f
+  lightcone start                 # terminal 1: the server on 127.0.0.1:3000
+  lightcone init my-app           # a module, a client and spacetime.json in ./my-app
+  cd my-app
+  lightcone publish               # build spacetimedb/ and publish it (name from spacetime.json)
+  lightcone generate              # client bindings in src/module_bindings
+  lightcone call add Alice
+  lightcone sql "SELECT * FROM person"
+  lightcone dev                   # rebuild, republish, regenerate on every save
+
+Install the command once from the repository: deno task install
 `;
 }
 
 export async function runCli(args: string[], options: RunCliOptions = {}): Promise<number> {
   const io = options.io ?? terminalIo();
   try {
-    const { rest, configPath } = extractGlobalFlags(args);
+    const { rest, configPath, noConfig, env } = extractGlobalFlags(args);
     const [verbName, ...verbArgs] = rest;
     if (verbName === undefined || verbName === "-h" || verbName === "--help") {
       io.out(mainHelp());
@@ -118,20 +138,36 @@ export async function runCli(args: string[], options: RunCliOptions = {}): Promi
       const terminator = verbArgs.indexOf("--");
       const helpAt = Math.max(verbArgs.indexOf("-h"), verbArgs.indexOf("--help"));
       if (terminator === -1 || helpAt < terminator) {
-        io.out(`${verb.help}\n`);
+        const ownHelp = verbName === "server" ? serverSubcommandHelp(verbArgs) : undefined;
+        io.out(`${ownHelp ?? verb.help}\n`);
         return 0;
       }
     }
-    const ctx: CliContext = { io, configPath: configPathFor(io, configPath), fetch: options.fetch };
+    const ctx: CliContext = {
+      io,
+      configPath: configPathFor(io, configPath),
+      fetch: options.fetch,
+      noConfig,
+      env,
+    };
     return await verb.run(verbArgs, ctx);
   } catch (error) {
     return reportError(io, error);
   }
 }
 
-function extractGlobalFlags(args: string[]): { rest: string[]; configPath?: string } {
+interface GlobalFlags {
+  rest: string[];
+  configPath?: string;
+  noConfig: boolean;
+  env?: string;
+}
+
+function extractGlobalFlags(args: string[]): GlobalFlags {
   const rest: string[] = [];
   let configPath: string | undefined;
+  let noConfig = false;
+  let env: string | undefined;
   for (let i = 0; i < args.length; i++) {
     const arg = args[i];
     if (arg === "--") {
@@ -147,11 +183,20 @@ function extractGlobalFlags(args: string[]): { rest: string[]; configPath?: stri
       }
     } else if (arg.startsWith("--config-path=")) {
       configPath = arg.slice("--config-path=".length);
+    } else if (arg === "--no-config") {
+      noConfig = true;
+    } else if (arg === "--env") {
+      env = args[++i];
+      if (env === undefined) {
+        throw new UsageError("a value is required for '--env <ENV>' but none was supplied");
+      }
+    } else if (arg.startsWith("--env=")) {
+      env = arg.slice("--env=".length);
     } else {
       rest.push(arg);
     }
   }
-  return { rest, configPath };
+  return { rest, configPath, noConfig, env };
 }
 
 function reportError(io: CliIo, error: unknown): number {

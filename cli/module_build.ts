@@ -44,8 +44,6 @@ export async function buildModule(
       ["Are you in a SpacetimeDB project directory? Use --project-path to point at it."],
     );
   }
-  if (!options.skipTypeCheck) await typeCheck(dir, io);
-
   const tempDir = await Deno.makeTempDir({ prefix: "lightcone-build-" });
   try {
     const { args: resolutionArgs, resolution } = await resolutionFor(dir, tempDir, io, {
@@ -53,6 +51,9 @@ export async function buildModule(
     });
     await Deno.mkdir(`${dir}/dist`, { recursive: true });
     const bundlePath = `${dir}/dist/bundle.js`;
+    // Bundled next to its final place (the source map's paths are relative to it) and moved
+    // there only when the type check passed too; both run at once.
+    const pendingPath = `${dir}/dist/.bundle-${crypto.randomUUID()}.js`;
     const bundleArgs = [
       "bundle",
       ...resolutionArgs,
@@ -67,10 +68,10 @@ export async function buildModule(
       EXTERNAL_PATTERN,
       ...(options.debug ? ["--keep-names"] : []),
       "--output",
-      bundlePath,
+      pendingPath,
       "src/index.ts",
     ];
-    const output = await new Deno.Command(Deno.execPath(), {
+    const bundling = new Deno.Command(Deno.execPath(), {
       args: bundleArgs,
       cwd: dir,
       env: { NO_COLOR: "1" },
@@ -78,8 +79,26 @@ export async function buildModule(
       stdout: "piped",
       stderr: "piped",
     }).output();
-    const stderr = new TextDecoder().decode(output.stderr);
-    if (!output.success) throw bundleError(stderr, dir, resolution);
+    const checking = options.skipTypeCheck
+      ? Promise.resolve(undefined)
+      : typeCheck(dir, io, resolutionArgs);
+    const [checked, bundled] = await Promise.allSettled([checking, bundling]);
+    try {
+      if (bundled.status === "rejected") throw bundled.reason;
+      const output = bundled.value;
+      // A file that does not parse or resolve is reported by the bundler, more precisely.
+      if (!output.success) {
+        throw bundleError(new TextDecoder().decode(output.stderr), dir, resolution);
+      }
+      if (checked.status === "rejected") throw checked.reason;
+      if (checked.value !== undefined) {
+        io.err(checked.value.report);
+        throw checked.value.error;
+      }
+      await Deno.rename(pendingPath, bundlePath);
+    } finally {
+      await Deno.remove(pendingPath).catch(() => {});
+    }
 
     const text = await Deno.readTextFile(bundlePath);
     const syscallVersions = checkBundle(text);
@@ -125,35 +144,130 @@ async function isDirectory(path: string): Promise<boolean> {
   }
 }
 
-async function typeCheck(dir: string, io: CliIo): Promise<void> {
+/**
+ * Type-checks the module before bundling: with the project's own `tsc --noEmit` when
+ * node_modules/.bin/tsc exists (as SpacetimeDB's build does), else with `deno check` on
+ * src/index.ts under the same import resolution as the bundle. Errors are printed as
+ * `FILE:LINE:COL - error TSxxxx: message` with the code line. Resolves with that report and
+ * the error to throw when the check failed.
+ */
+async function typeCheck(
+  dir: string,
+  io: CliIo,
+  resolutionArgs: string[],
+): Promise<{ report: string; error: CliError } | undefined> {
   const tsc = `${dir}/node_modules/.bin/tsc`;
-  if (!await isFile(tsc)) {
-    io.err(
-      "Note: tsc not found in node_modules, skipping the type check. Add `typescript` as a " +
-        "dev-dependency to check types on build.\n",
-    );
-    return;
-  }
-  io.err("Type-checking with tsc --noEmit...\n");
+  const useTsc = await isFile(tsc);
+  io.err(useTsc ? "Type-checking with tsc --noEmit...\n" : "Type-checking with deno check...\n");
   let output;
   try {
-    output = await new Deno.Command(tsc, {
-      args: ["--noEmit"],
+    output = await new Deno.Command(useTsc ? tsc : Deno.execPath(), {
+      args: useTsc ? ["--noEmit", "--pretty", "false"] : [
+        "check",
+        ...resolutionArgs,
+        "--no-lock",
+        "--quiet",
+        "src/index.ts",
+      ],
       cwd: dir,
+      env: { NO_COLOR: "1" },
       stdin: "null",
       stdout: "piped",
       stderr: "piped",
     }).output();
   } catch (error) {
-    throw new CliError(`Could not run '${tsc}': ${(error as Error).message}`);
+    throw new CliError(`Could not run the type checker: ${(error as Error).message}`);
   }
-  if (!output.success) {
-    const decoder = new TextDecoder();
-    io.err(decoder.decode(output.stdout) + decoder.decode(output.stderr));
-    throw new CliError(`Type check failed (tsc exited with code ${output.code})`, [
-      "Fix the errors above, or pass --skip-type-check to build anyway.",
-    ]);
+  if (output.success) return undefined;
+  const decoder = new TextDecoder();
+  const text = decoder.decode(output.stdout) + decoder.decode(output.stderr);
+  const diagnostics = useTsc ? tscDiagnostics(text, dir) : denoCheckDiagnostics(text, dir);
+  const report = diagnostics.length === 0
+    ? (text.endsWith("\n") ? text : `${text}\n`)
+    : diagnostics.map((d) => `${formatDiagnostic(d)}\n`).join("");
+  const count = diagnostics.length;
+  const error = new CliError(
+    count > 0
+      ? `Type check failed: ${count} error${count === 1 ? "" : "s"}, the first at ${
+        d0(diagnostics)
+      }`
+      : `Type check failed (${useTsc ? "tsc" : "deno check"} exited with code ${output.code})`,
+    ["Fix the errors above, or pass --skip-type-check to build anyway."],
+  );
+  return { report, error };
+}
+
+export interface TypeDiagnostic {
+  /** Path relative to the module project when inside it. */
+  file: string;
+  line: number;
+  column: number;
+  code: string;
+  message: string;
+  /** The source line, when the checker printed it. */
+  source?: string;
+}
+
+function d0(diagnostics: TypeDiagnostic[]): string {
+  const d = diagnostics[0];
+  return `${d.file}:${d.line}:${d.column}`;
+}
+
+export function formatDiagnostic(d: TypeDiagnostic): string {
+  const head = `${d.file}:${d.line}:${d.column} - error ${d.code}: ${d.message}`;
+  return d.source === undefined ? head : `${head}\n    ${d.source.trim()}`;
+}
+
+function relativeTo(dir: string, path: string): string {
+  const plain = path.replace(/^file:\/\//, "");
+  return plain.startsWith(`${dir}/`) ? plain.slice(dir.length + 1) : plain;
+}
+
+/** Parses `deno check` output (NO_COLOR): `TSxxxx [ERROR]: msg`, code frame, `at FILE:L:C`. */
+export function denoCheckDiagnostics(text: string, dir: string): TypeDiagnostic[] {
+  const lines = text.split("\n");
+  const found: TypeDiagnostic[] = [];
+  for (let i = 0; i < lines.length; i++) {
+    const head = /^(TS\d+) \[ERROR\]: (.*)$/.exec(lines[i]);
+    if (!head) continue;
+    const messageLines = [head[2]];
+    let source: string | undefined;
+    for (let j = i + 1; j < lines.length && j < i + 12; j++) {
+      const at = /^\s+at (.+):(\d+):(\d+)$/.exec(lines[j]);
+      if (at) {
+        found.push({
+          file: relativeTo(dir, at[1]),
+          line: Number(at[2]),
+          column: Number(at[3]),
+          code: head[1],
+          message: messageLines.join(" "),
+          source,
+        });
+        i = j;
+        break;
+      }
+      if (source === undefined && /^\s*[~^]+\s*$/.test(lines[j + 1] ?? "")) source = lines[j];
+      else if (source === undefined && lines[j].trim() !== "" && !/^\s*[~^]+\s*$/.test(lines[j])) {
+        messageLines.push(lines[j].trim());
+      }
+    }
   }
+  return found;
+}
+
+/** Parses `tsc --pretty false` output: `FILE(L,C): error TSxxxx: msg`. */
+export function tscDiagnostics(text: string, dir: string): TypeDiagnostic[] {
+  const found: TypeDiagnostic[] = [];
+  for (const match of text.matchAll(/^(.+)\((\d+),(\d+)\): error (TS\d+): (.*)$/gm)) {
+    found.push({
+      file: relativeTo(dir, match[1]),
+      line: Number(match[2]),
+      column: Number(match[3]),
+      code: match[4],
+      message: match[5],
+    });
+  }
+  return found;
 }
 
 async function resolutionFor(

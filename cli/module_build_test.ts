@@ -5,7 +5,15 @@ import { describeModule } from "../tests/support/describe_module.ts";
 import { decodeRawModuleDef } from "../protocol/module_def.ts";
 import { CliError } from "./errors.ts";
 import { captureIo } from "./io.ts";
-import { buildModule, bundleError, checkBundle, importsFromPackageJson } from "./module_build.ts";
+import {
+  buildModule,
+  bundleError,
+  checkBundle,
+  denoCheckDiagnostics,
+  formatDiagnostic,
+  importsFromPackageJson,
+  tscDiagnostics,
+} from "./module_build.ts";
 import { assertIncludes, rejected, thrown } from "./_assert_test_support.ts";
 
 const FIXTURE = join(
@@ -222,4 +230,127 @@ Deno.test("importsFromPackageJson() maps ranges to npm: specifiers and skips wor
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
+});
+
+Deno.test("buildModule() type-checks by default: a wrong type fails with file:line and the message, and nothing is bundled", async () => {
+  const dir = await copyFixtureProject();
+  try {
+    const source = await Deno.readTextFile(join(dir, "src/index.ts"));
+    const broken = source.replace(
+      "ctx.db.person.insert({ name });",
+      "ctx.db.person.insert({ name: 7 });",
+    );
+    assert(broken !== source, "the fixture has the line this test breaks");
+    await Deno.writeTextFile(join(dir, "src/index.ts"), broken);
+    const lines = broken.split("\n");
+    const line = lines.findIndex((l) => l.includes("name: 7")) + 1;
+    const column = lines[line - 1].indexOf("name: 7") + 1;
+    const io = captureIo();
+    const error = await rejected(() => buildModule(dir, io), CliError);
+    assertEquals(
+      error.message,
+      `Type check failed: 1 error, the first at src/index.ts:${line}:${column}`,
+    );
+    assertIncludes(
+      io.stderr,
+      `src/index.ts:${line}:${column} - error TS2322: Type 'number' is not assignable to type 'string'.`,
+    );
+    assertIncludes(io.stderr, "ctx.db.person.insert({ name: 7 });");
+    assertIncludes(error.hints.join("\n"), "--skip-type-check");
+    await rejected(() => Deno.stat(join(dir, "dist", "bundle.js")), Deno.errors.NotFound);
+
+    const skipped = await buildModule(dir, captureIo(), { skipTypeCheck: true });
+    assert((await Deno.stat(skipped.bundlePath)).size > 0);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("type checker output is parsed into file:line:column diagnostics", () => {
+  const dir = "/home/me/app/spacetimedb";
+  const deno = [
+    "TS2322 [ERROR]: Type 'number' is not assignable to type 'string'.",
+    "  ctx.db.person.insert({ name: 5 });",
+    "                         ~~~~",
+    `    at file://${dir}/src/index.ts:19:26`,
+    "",
+    "    The expected type comes from property 'name' which is declared here",
+    "        at file:///cache/spacetimedb/dist/lib/type_util.d.ts:10:57",
+    "",
+    "TS2304 [ERROR]: Cannot find name 'nope'.",
+    "  nope();",
+    "  ~~~~",
+    `    at file://${dir}/src/other.ts:3:3`,
+    "",
+    "Found 2 errors.",
+  ].join("\n");
+  assertEquals(denoCheckDiagnostics(deno, dir).map(formatDiagnostic), [
+    "src/index.ts:19:26 - error TS2322: Type 'number' is not assignable to type 'string'.\n" +
+    "    ctx.db.person.insert({ name: 5 });",
+    "src/other.ts:3:3 - error TS2304: Cannot find name 'nope'.\n    nope();",
+  ]);
+  const tsc =
+    `src/index.ts(4,7): error TS2322: Type 'string' is not assignable to type 'number'.\n`;
+  assertEquals(tscDiagnostics(tsc, dir).map(formatDiagnostic), [
+    "src/index.ts:4:7 - error TS2322: Type 'string' is not assignable to type 'number'.",
+  ]);
+});
+
+Deno.test({
+  name:
+    "buildModule() type-checks the init template's module with the project's own tsc when it is installed",
+  ignore: !npmAvailable,
+  async fn() {
+    const template = join(dirname(fileURLToPath(import.meta.url)), "..", "templates", "basic");
+    const dir = await Deno.makeTempDir({ prefix: "lightcone-cli-tsc-" });
+    try {
+      await Deno.mkdir(join(dir, "src"));
+      for (const file of ["package.json", "tsconfig.json", "src/index.ts"]) {
+        const text = await Deno.readTextFile(join(template, "spacetimedb", file));
+        await Deno.writeTextFile(
+          join(dir, file),
+          text.replaceAll("{{project_name}}", "tsc-test").replaceAll(
+            "{{spacetimedb_version}}",
+            "2.8.3",
+          ),
+        );
+      }
+      const install = await new Deno.Command("npm", {
+        args: [
+          "install",
+          "--no-fund",
+          "--no-audit",
+          "--prefer-offline",
+          "--loglevel=error",
+          "--save-dev",
+          "typescript@5.6.3",
+        ],
+        cwd: dir,
+        stdout: "piped",
+        stderr: "piped",
+      }).output();
+      assert(install.success, new TextDecoder().decode(install.stderr));
+      const io = captureIo();
+      await buildModule(dir, io);
+      assertIncludes(io.stderr, "Type-checking with tsc --noEmit...");
+
+      const source = await Deno.readTextFile(join(dir, "src/index.ts"));
+      await Deno.writeTextFile(
+        join(dir, "src/index.ts"),
+        source.replace("ctx.db.person.insert({ name });", "ctx.db.person.insert({ name: 1 });"),
+      );
+      const failing = captureIo();
+      const error = await rejected(() => buildModule(dir, failing), CliError);
+      assert(
+        /^Type check failed: 1 error, the first at src\/index\.ts:\d+:\d+$/.test(error.message),
+      );
+      assert(
+        /src\/index\.ts:\d+:\d+ - error TS2322: Type 'number' is not assignable to type 'string'\./
+          .test(failing.stderr),
+        failing.stderr,
+      );
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
 });

@@ -105,6 +105,14 @@ Deno.test("tests/fixtures/bindings/chat is the chat module's generated bindings 
   assert(index.includes(`import UserRow from "./user_table.ts";`), index);
 });
 
+Deno.test("tests/fixtures/bindings/views_rls is the views_rls module's generated bindings", async () => {
+  // Regenerate like the chat bindings above, from the views_rls fixture's bundle.
+  const { files } = generateTypeScript(await fixtureDef("views_rls"), { importExtension: ".ts" });
+  const committed = await readTree(join(REPO_ROOT, "tests", "fixtures", "bindings", "views_rls"));
+  assertEquals(files.map((f) => f.path), [...committed.keys()].sort());
+  for (const file of files) assertEquals(file.text, committed.get(file.path), file.path);
+});
+
 Deno.test("the schema route's JSON gives the same bindings as the module (generate --database)", async () => {
   for (const module of ["codegen_everything", "codegen_view"]) {
     const def = await fixtureDef(module);

@@ -7,14 +7,18 @@ export const HTTP_BODY_BYTES_MAX = 16 * 1024 * 1024;
 /*
  * The front door (server/request_body.ts). Bodies are read chunk by chunk as they arrive, never
  * with `req.text()`/`arrayBuffer()`: Deno 2.9 allocates those from the announced Content-Length,
- * so 1,000 requests announcing 16 MB and never sending it pinned GiBs. What Deno.serve (2.9.6)
- * does not let us bound, measured on this machine: it has no header-read, keep-alive or idle
- * timeout option (a connection that sends nothing, half a header block, or stays idle after a
- * response is still open after 130 s), and no way to close a connection from a handler (after a
- * 408/413 the connection stays open until the client sends the rest or goes). Such connections
- * cost ~6 KB (idle) to ~16 KB (4 KB of header) each; the process's open-file limit bounds them.
- * (`keepAliveTimeout`, proposed in denoland/deno#34172, is ignored by 2.9.6.)
+ * so 1,000 requests announcing 16 MB and never sending it pinned GiBs. Deno.serve (2.9.6) has no
+ * header-read, keep-alive or idle timeout and no way to close a connection from a handler; the
+ * timeouts below are enforced beside it by server/conn_reaper.ts (ARCHITECTURE "The front door").
  */
+/**
+ * A connection must deliver a whole request header block within this time of opening, and one
+ * with no request in flight is closed this long after its last response (server/conn_reaper.ts
+ * enforces both beside Deno.serve, which has neither). WebSockets are exempt: Deno pings them
+ * and closes one that does not answer (`idleTimeout` in server/ws/hub.ts).
+ */
+export const HTTP_HEADER_TIMEOUT_MS_DEFAULT = 20_000;
+export const HTTP_IDLE_TIMEOUT_MS_DEFAULT = 30_000;
 /** Time a request body may take to arrive in full before the request fails with 408. */
 export const HTTP_BODY_TIMEOUT_MS_DEFAULT = 30_000;
 /**
@@ -67,6 +71,11 @@ export const DATABASE_MEMORY_MB_DEFAULT = 512;
 export const MODULE_LOAD_TIMEOUT_MS = 30_000;
 /** SQL text length accepted by subscribe and /sql. */
 export const SQL_BYTES_MAX = 64 * 1024;
+/**
+ * Join tuples a /sql SELECT may build (query/sql_eval.ts): a cross join of two 10k-row tables
+ * is 100M tuples, which would exhaust the database process; past this the query is refused.
+ */
+export const SQL_JOIN_ROWS_MAX = 5_000_000;
 /** Lines kept in memory per database log for `logs`. */
 export const DATABASE_LOG_LINES_MAX = 10_000;
 /** Size a commit-log segment is preallocated to before a new one is started. */
@@ -87,6 +96,13 @@ export const SNAPSHOTS_KEPT = 2;
 export const SNAPSHOT_INTERVAL_TX = 1_000_000;
 /** Nesting depth of a SQL WHERE expression; SpacetimeDB's parser stops near 1,600 levels. */
 export const SQL_EXPR_DEPTH_MAX = 1_000;
+/**
+ * Table instances in one join subscription. SpacetimeDB allows 2; we maintain any number with
+ * exact deltas when every join is an index join (query-subscriptions.md §2.1, issue #11 item 6).
+ * Each changed table costs one delta term per instance, each walking the other instances'
+ * indexes, so the bound keeps a single transaction's work predictable.
+ */
+export const SUBSCRIPTION_JOIN_TABLES_MAX = 8;
 /** How long a call, SQL query or new WebSocket waits for a database's module update before a 503. */
 export const UPDATE_WAIT_MS_MAX = 30_000;
 

@@ -31,7 +31,14 @@ export function makeSchema(
   tableId: number,
   name: string,
   columns: [string, AlgebraicType][],
-  options: { isPublic?: boolean; isEvent?: boolean; sourceName?: string } = {},
+  options: {
+    isPublic?: boolean;
+    isEvent?: boolean;
+    sourceName?: string;
+    /** Indexed column lists (btree); the first is the primary key when `primaryKey` is set. */
+    indexes?: number[][];
+    primaryKey?: boolean;
+  } = {},
 ): TableSchema {
   const rowType: ProductType = {
     elements: columns.map(([n, algebraicType]) => ({ name: n, algebraicType })),
@@ -42,8 +49,16 @@ export function makeSchema(
     sourceName: options.sourceName ?? name,
     rowType,
     typespace: [],
-    primaryKey: [],
-    indexes: [],
+    primaryKey: options.primaryKey && options.indexes ? options.indexes[0] : [],
+    indexes: (options.indexes ?? []).map((cols, i) => ({
+      indexId: tableId * 100 + i,
+      name: `${name}_${cols.join("_")}_idx_btree`,
+      sourceName: `${name}_${cols.join("_")}_idx_btree`,
+      accessorName: undefined,
+      algorithm: "btree" as const,
+      columns: cols,
+      unique: options.primaryKey === true && i === 0,
+    })),
     uniqueConstraints: [],
     sequences: [],
     isPublic: options.isPublic ?? true,
@@ -114,12 +129,12 @@ export const PERSON = makeSchema(1, "person", [
   ["ident", IDENTITY],
   ["born", TIMESTAMP],
   ["score", { tag: "F64" }],
-]);
+], { indexes: [[0], [4], [2]], primaryKey: true });
 export const PET = makeSchema(2, "pet", [
   ["id", { tag: "U64" }],
   ["owner_id", { tag: "U64" }],
   ["species", { tag: "String" }],
-]);
+], { indexes: [[0], [1]], primaryKey: true });
 export const TAG = makeSchema(3, "tag", [["person_id", { tag: "U64" }], ["label", {
   tag: "String",
 }]]);
@@ -128,17 +143,16 @@ export const NUM = makeSchema(4, "num", [
   ["i", { tag: "I64" }],
   ["u", { tag: "U64" }],
   ["w", { tag: "U256" }],
-]);
+], { indexes: [[0]], primaryKey: true });
 export const VAULT = makeSchema(
   5,
   "vault",
   [["id", { tag: "U64" }], ["secret", { tag: "String" }]],
-  {
-    isPublic: false,
-  },
+  { isPublic: false, indexes: [[0]], primaryKey: true },
 );
 export const HIT = makeSchema(6, "hit", [["target", { tag: "U64" }], ["dmg", { tag: "U32" }]], {
   isEvent: true,
+  indexes: [[0]],
 });
 
 function micros(iso: string): bigint {

@@ -52,12 +52,25 @@ export interface CheckedJoin {
   on: { left: ColumnRef; right: ColumnRef } | undefined;
 }
 
+/**
+ * A top-level WHERE conjunct of the form `column <op> literal-or-:sender` (either order), as
+ * SpacetimeDB's optimizer pushes it down onto its table before choosing join sides (§2.1 rule 6).
+ * Computed from the WHERE as written, before constant folding.
+ */
+export interface PushedConjunct {
+  instance: number;
+  column: number;
+  op: CmpOp;
+}
+
 export interface CheckedSelect {
   tables: TableInstance[];
   joins: CheckedJoin[];
   /** The instance whose whole rows are returned. */
   returns: number;
   where: TypedExpr | undefined;
+  /** The WHERE's pushable conjuncts (for the subscription join-index rule). */
+  pushed: PushedConjunct[];
   /** True when `:sender` appears: results depend on the caller. */
   usesSender: boolean;
 }
@@ -82,7 +95,7 @@ interface ColumnInfo {
   scalar: Scalar | undefined;
 }
 
-class Checker {
+export class Checker {
   readonly #catalog: QueryCatalog;
   readonly #context: QueryContext;
   readonly tables: TableInstance[] = [];
@@ -282,7 +295,7 @@ function constantCmp(op: CmpOp, left: Comparable, right: Comparable): TypedExpr 
   return { kind: "const", value: applyOp(op, order) };
 }
 
-function foldLogic(kind: "and" | "or", left: TypedExpr, right: TypedExpr): TypedExpr {
+export function foldLogic(kind: "and" | "or", left: TypedExpr, right: TypedExpr): TypedExpr {
   if (left.kind === "const") {
     if (kind === "and") return left.value ? right : left;
     return left.value ? left : right;
@@ -342,5 +355,35 @@ export function checkSelect(
   });
 
   const where = statement.where === undefined ? undefined : checker.checkBool(statement.where);
-  return { tables: checker.tables, joins, returns, where, usesSender: checker.usesSender };
+  const pushed: PushedConjunct[] = [];
+  collectPushed(statement.where, checker, pushed);
+  return { tables: checker.tables, joins, returns, where, pushed, usesSender: checker.usesSender };
+}
+
+const FLIPPED_OPS: Record<CmpOp, CmpOp> = {
+  "=": "=",
+  "<>": "<>",
+  "<": ">",
+  "<=": ">=",
+  ">": "<",
+  ">=": "<=",
+};
+
+/** Top-level AND conjuncts `field op constant` / `constant op field` (names already resolved). */
+function collectPushed(expr: Expr | undefined, checker: Checker, out: PushedConjunct[]): void {
+  if (expr === undefined) return;
+  if (expr.kind === "and") {
+    collectPushed(expr.left, checker, out);
+    collectPushed(expr.right, checker, out);
+    return;
+  }
+  if (expr.kind !== "cmp") return;
+  const constant = (o: Operand) => o.kind === "lit" || o.kind === "param";
+  if (expr.left.kind === "field" && constant(expr.right)) {
+    const ref = checker.resolveField(expr.left);
+    out.push({ instance: ref.instance, column: ref.column, op: expr.op });
+  } else if (expr.right.kind === "field" && constant(expr.left)) {
+    const ref = checker.resolveField(expr.right);
+    out.push({ instance: ref.instance, column: ref.column, op: FLIPPED_OPS[expr.op] });
+  }
 }

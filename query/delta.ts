@@ -1,9 +1,28 @@
 /**
  * Transaction deltas and how a plan turns them into result deltas (query-subscriptions.md
- * §2.4, §2.5). For a single-table query the result delta is the filtered table delta; no
- * netting is needed because the datastore already nets each transaction.
+ * §2.4, §2.5, §8.4).
+ *
+ * A single-table fragment's delta is the filtered table delta; the datastore already nets each
+ * transaction, so nothing more is needed. A join fragment over instances R1..Rn is multilinear,
+ * so with R' = R + ΔR (signed bags, Z-sets) its change is the telescoping sum
+ *
+ *     ΔV = Σ_k  R1' ⋈ … ⋈ R(k-1)' ⋈ ΔRk ⋈ R(k+1) ⋈ … ⋈ Rn        (new before k, old after k)
+ *
+ * evaluated from each changed instance's delta outwards through the join conditions, then netted
+ * per row value: n > 0 copies are inserts, n < 0 deletes. That is exactly the bag difference
+ * V' − V, which is what SpacetimeDB's 4 + 4 fragments produce for two tables; it holds for self
+ * joins and for any number of tables. Event tables have no rows at rest (new and old state are
+ * empty, their delta is their inserts), which yields SpacetimeDB's "events joined with the
+ * pre-transaction partners".
+ *
+ * When one batch committed several transactions before the deltas are computed, the committed
+ * state is already the last one's: `BatchVersions` reconstructs transaction i's post-state as
+ * the current state minus the deltas of the later transactions.
  */
-import { fragmentMatches, type QueryPlan } from "./plan.ts";
+import type { TableSchema } from "../storage/mod.ts";
+import { evaluateJoin, SignedRows, type StateReader, type Version } from "./_join.ts";
+import { type Fragment, fragmentMatches, type JoinFragment, layoutOf } from "./plan.ts";
+import { bytesToKey } from "./_scalar.ts";
 
 /** The net change of one table in one transaction (row bytes; duplicates are multiplicities). */
 export interface TableDelta {
@@ -19,16 +38,142 @@ export interface QueryDelta {
   deletes: Uint8Array[];
 }
 
-/** The change of one plan's result for a transaction, without any routing (the reference). */
-export function planDelta(plan: QueryPlan, delta: TxDelta): QueryDelta {
-  const out: QueryDelta = { inserts: [], deletes: [] };
-  for (const fragment of plan.fragments) {
-    if (fragment.never) continue;
-    for (const table of delta.tables) {
-      if (table.tableId !== fragment.table.tableId) continue;
-      for (const row of table.inserts) if (fragmentMatches(fragment, row)) out.inserts.push(row);
-      for (const row of table.deletes) if (fragmentMatches(fragment, row)) out.deletes.push(row);
-    }
+const EMPTY_VERSION: Version = new Map();
+
+/** The versions of the state that the transactions of one batch saw, built on demand. */
+export class BatchVersions {
+  readonly #txs: readonly TxDelta[];
+  readonly #schema: (tableId: number) => TableSchema | undefined;
+  readonly #newVersions = new Map<number, Version>();
+  readonly #oldVersions = new Map<number, Version>();
+  readonly #deltas = new Map<number, Map<number, SignedRows>>();
+
+  constructor(txs: readonly TxDelta[], schema: (tableId: number) => TableSchema | undefined) {
+    this.#txs = txs;
+    this.#schema = schema;
   }
-  return out;
+
+  /** Transaction i's change of one table as signed rows (inserts +1, deletes -1). */
+  delta(i: number, tableId: number): SignedRows | undefined {
+    let byTable = this.#deltas.get(i);
+    if (byTable === undefined) {
+      byTable = new Map();
+      for (const table of this.#txs[i].tables) {
+        const schema = this.#schema(table.tableId);
+        if (schema === undefined) continue;
+        const rows = new SignedRows(layoutOf(schema));
+        rows.add(table.inserts, 1);
+        rows.add(table.deletes, -1);
+        byTable.set(table.tableId, rows);
+      }
+      this.#deltas.set(i, byTable);
+    }
+    return byTable.get(tableId);
+  }
+
+  /** The state right after transaction i: the current state minus later transactions' deltas. */
+  after(i: number): Version {
+    if (i === this.#txs.length - 1) return EMPTY_VERSION;
+    let version = this.#newVersions.get(i);
+    if (version === undefined) {
+      version = this.#adjusted(i + 1, this.#txs.length);
+      this.#newVersions.set(i, version);
+    }
+    return version;
+  }
+
+  /** The state right before transaction i. */
+  before(i: number): Version {
+    let version = this.#oldVersions.get(i);
+    if (version === undefined) {
+      version = this.#adjusted(i + 1, this.#txs.length, i);
+      this.#oldVersions.set(i, version);
+    }
+    return version;
+  }
+
+  /**
+   * Adjustments undoing transactions [from, to) (event tables excepted: they are empty in every
+   * state) and, when given, transaction `also` including event tables.
+   */
+  #adjusted(from: number, to: number, also?: number): Version {
+    const out = new Map<number, SignedRows>();
+    const undo = (tx: TxDelta, events: boolean) => {
+      for (const table of tx.tables) {
+        const schema = this.#schema(table.tableId);
+        if (schema === undefined || (schema.isEvent && !events)) continue;
+        let rows = out.get(table.tableId);
+        if (rows === undefined) out.set(table.tableId, rows = new SignedRows(layoutOf(schema)));
+        rows.add(table.inserts, -1);
+        rows.add(table.deletes, 1);
+      }
+    };
+    for (let j = from; j < to; j++) undo(this.#txs[j], false);
+    if (also !== undefined) undo(this.#txs[also], true);
+    return out;
+  }
+}
+
+/** Row value -> net multiplicity, in first-seen order. */
+class NetRows {
+  readonly #counts = new Map<string, { row: Uint8Array; n: number }>();
+
+  add(row: Uint8Array, sign: number): void {
+    const key = bytesToKey(row);
+    const entry = this.#counts.get(key);
+    if (entry === undefined) this.#counts.set(key, { row, n: sign });
+    else entry.n += sign;
+  }
+
+  drainInto(out: QueryDelta): void {
+    for (const { row, n } of this.#counts.values()) {
+      for (let k = 0; k < n; k++) out.inserts.push(row);
+      for (let k = 0; k < -n; k++) out.deletes.push(row);
+    }
+    this.#counts.clear();
+  }
+}
+
+/** A join fragment's netted change for transaction `i` of a batch, appended to `out`. */
+export function joinFragmentDelta(
+  fragment: JoinFragment,
+  reader: StateReader,
+  versions: BatchVersions,
+  i: number,
+  out: QueryDelta,
+): void {
+  if (fragment.never) return;
+  const net = new NetRows();
+  const emit = (row: Uint8Array, sign: number) => net.add(row, sign);
+  const after = versions.after(i);
+  const instances = fragment.instances;
+  for (let k = 0; k < instances.length; k++) {
+    const rows = versions.delta(i, instances[k].table.tableId);
+    if (rows === undefined || rows.size === 0) continue;
+    let before: Version | undefined;
+    const versionOf = (instance: number) => instance < k ? after : (before ??= versions.before(i));
+    evaluateJoin(fragment, reader, k, { kind: "rows", rows }, versionOf, emit);
+  }
+  net.drainInto(out);
+}
+
+/** A fragment's change for transaction `i` of a batch, appended to `out`. */
+export function fragmentDelta(
+  fragment: Fragment,
+  reader: StateReader,
+  versions: BatchVersions,
+  txs: readonly TxDelta[],
+  i: number,
+  out: QueryDelta,
+): void {
+  if (fragment.kind === "join") {
+    joinFragmentDelta(fragment, reader, versions, i, out);
+    return;
+  }
+  if (fragment.never) return;
+  for (const table of txs[i].tables) {
+    if (table.tableId !== fragment.table.tableId) continue;
+    for (const row of table.inserts) if (fragmentMatches(fragment, row)) out.inserts.push(row);
+    for (const row of table.deletes) if (fragmentMatches(fragment, row)) out.deletes.push(row);
+  }
 }

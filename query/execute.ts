@@ -2,13 +2,23 @@
  * Runs compiled plans against the committed state: initial subscription rows and one-off
  * queries. The state interface is what the storage datastore provides.
  */
-import { BinaryWriter } from "../protocol/mod.ts";
 import type { TableSchema } from "../storage/mod.ts";
 import { checkSelect, type QueryCatalog, type QueryContext } from "./check.ts";
 import { parseSubscriptionQuery } from "./parse.ts";
-import { fragmentMatches, planSelect, type QueryPlan, type SelectFragment } from "./plan.ts";
-import type { Comparable, Scalar } from "./_scalar.ts";
+import {
+  fragmentMatches,
+  type JoinFragment,
+  type PlanOptions,
+  planSelect,
+  type QueryPlan,
+  type SelectFragment,
+} from "./plan.ts";
+import { type AuxLookup, CURRENT, evaluateJoin, initialSeed, StateReader } from "./_join.ts";
+import { encodeComparable } from "./_encode.ts";
 import { scalarOf } from "./_scalar.ts";
+import { isSystemTableId } from "./system_tables.ts";
+
+export { encodeComparable };
 
 /** Read access to committed data, implemented by the storage datastore. */
 export interface CommittedState extends QueryCatalog {
@@ -25,76 +35,6 @@ export interface CommittedState extends QueryCatalog {
   ): Iterable<Uint8Array> | undefined;
   /** Every table, for `SELECT * FROM *`. */
   tables?(): Iterable<TableSchema>;
-}
-
-/** BSATN of one comparable value as the given scalar type (index keys). */
-export function encodeComparable(value: Comparable, scalar: Scalar): Uint8Array {
-  const w = new BinaryWriter(16);
-  switch (scalar.kind) {
-    case "bool":
-      w.writeBool(value === 1);
-      break;
-    case "float":
-      if (scalar.bits === 32) w.writeF32(value as number);
-      else w.writeF64(value as number);
-      break;
-    case "string":
-    case "bytes":
-      w.writeBytes(value as Uint8Array);
-      break;
-    case "identity":
-      w.writeU256(value as bigint);
-      break;
-    case "connectionId":
-    case "uuid":
-      w.writeU128(value as bigint);
-      break;
-    case "timestamp":
-      w.writeI64(value as bigint);
-      break;
-    case "int": {
-      const v = value;
-      switch (scalar.tag) {
-        case "I8":
-          w.writeI8(v as number);
-          break;
-        case "U8":
-          w.writeU8(v as number);
-          break;
-        case "I16":
-          w.writeI16(v as number);
-          break;
-        case "U16":
-          w.writeU16(v as number);
-          break;
-        case "I32":
-          w.writeI32(v as number);
-          break;
-        case "U32":
-          w.writeU32(v as number);
-          break;
-        case "I64":
-          w.writeI64(v as bigint);
-          break;
-        case "U64":
-          w.writeU64(v as bigint);
-          break;
-        case "I128":
-          w.writeI128(v as bigint);
-          break;
-        case "U128":
-          w.writeU128(v as bigint);
-          break;
-        case "I256":
-          w.writeI256(v as bigint);
-          break;
-        case "U256":
-          w.writeU256(v as bigint);
-          break;
-      }
-    }
-  }
-  return w.finish();
 }
 
 /** Candidate rows for a fragment: an index point lookup when one fits, else the whole table. */
@@ -114,11 +54,32 @@ function candidateRows(fragment: SelectFragment, state: CommittedState): Iterabl
   return state.committedRows(table.tableId);
 }
 
-/** The current result of a plan, with multiplicities (one entry per fragment derivation). */
-export function executePlan(plan: QueryPlan, state: CommittedState): Uint8Array[] {
+/**
+ * The current result of a plan, with multiplicities (one entry per fragment derivation; a join
+ * returns its row once per joined tuple). `aux` gives the subscription index's hash indexes on
+ * join columns without a storage index; without it such columns are hashed once per call.
+ */
+export function executePlan(
+  plan: QueryPlan,
+  state: CommittedState,
+  aux?: AuxLookup,
+): Uint8Array[] {
   const out: Uint8Array[] = [];
+  let reader: StateReader | undefined;
   for (const fragment of plan.fragments) {
     if (fragment.never || fragment.table.isEvent) continue;
+    if (fragment.kind === "join") {
+      reader ??= new StateReader(state, aux);
+      evaluateJoin(
+        fragment,
+        reader,
+        initialSeed(fragment),
+        { kind: "version", version: CURRENT },
+        () => CURRENT,
+        (row) => out.push(row),
+      );
+      continue;
+    }
     for (const row of candidateRows(fragment, state)) {
       if (fragmentMatches(fragment, row)) out.push(row);
     }
@@ -126,14 +87,39 @@ export function executePlan(plan: QueryPlan, state: CommittedState): Uint8Array[
   return out;
 }
 
-/** Parse, check and plan a subscription-grammar query. Throws SqlError. */
+/**
+ * Every joined tuple of a join fragment over the committed state (one row per instance, in
+ * FROM order), for callers that project columns of several tables (/sql).
+ */
+export function forEachJoinTuple(
+  fragment: JoinFragment,
+  state: CommittedState,
+  fn: (tuple: readonly Uint8Array[]) => void,
+): void {
+  const reader = new StateReader(state);
+  evaluateJoin(
+    fragment,
+    reader,
+    initialSeed(fragment),
+    { kind: "version", version: CURRENT },
+    () => CURRENT,
+    (_row, _sign, tuple) => fn(tuple),
+  );
+}
+
+/**
+ * Parse, check and plan a subscription-grammar query. Throws SqlError. Subscriptions
+ * (`subscription: true`, the default) are held to SpacetimeDB's join rules; one-off queries
+ * are not.
+ */
 export function compileSubscriptionQuery(
   sql: string,
   catalog: QueryCatalog,
   context: QueryContext,
+  options: PlanOptions = { subscription: true },
 ): QueryPlan {
   const statement = parseSubscriptionQuery(sql);
-  return planSelect(checkSelect(statement, catalog, context, { subscription: true }));
+  return planSelect(checkSelect(statement, catalog, context, { subscription: true }), options);
 }
 
 export interface OneOffResult {
@@ -147,13 +133,13 @@ export function runOneOffQuery(
   state: CommittedState,
   context: QueryContext,
 ): OneOffResult {
-  const plan = compileSubscriptionQuery(sql, state, context);
+  const plan = compileSubscriptionQuery(sql, state, context, { subscription: false });
   return { tableName: plan.returnTable.name, rows: executePlan(plan, state) };
 }
 
 /**
  * `SELECT * FROM *` expands to one query per table the caller can read, excluding event
- * tables (owner: private tables too). Returns undefined when `sql` is not that form.
+ * tables and system tables (owner: private tables too). Returns undefined when `sql` is not that form.
  */
 export function expandSelectStarFromStar(
   sql: string,
@@ -163,7 +149,8 @@ export function expandSelectStarFromStar(
   if (!/^\s*SELECT\s+\*\s+FROM\s+\*\s*$/i.test(sql.trim())) return undefined;
   const out: string[] = [];
   for (const table of state.tables?.() ?? []) {
-    if (table.isEvent || (!table.isPublic && !context.isOwner)) continue;
+    if (table.isEvent || isSystemTableId(table.tableId)) continue;
+    if (!table.isPublic && !context.isOwner) continue;
     out.push(`SELECT * FROM "${table.name.replaceAll('"', '""')}"`);
   }
   return out;

@@ -75,6 +75,51 @@ export interface SelectStatement {
   text: string;
 }
 
+/** `INSERT INTO t (a, b) VALUES (..), (..)`: values are literals only (§1.4). */
+export interface InsertStatement {
+  kind: "insert";
+  table: string;
+  /** The column names as written (counted, not used for mapping, as in SpacetimeDB). */
+  columns: string[];
+  rows: LiteralExpr[][];
+  text: string;
+}
+export interface UpdateStatement {
+  kind: "update";
+  table: string;
+  assignments: { column: string; value: LiteralExpr }[];
+  where: Expr | undefined;
+  text: string;
+}
+export interface DeleteStatement {
+  kind: "delete";
+  table: string;
+  where: Expr | undefined;
+  text: string;
+}
+/** `SET name = literal` / `SET name TO literal`. */
+export interface SetStatement {
+  kind: "set";
+  name: string;
+  value: LiteralExpr;
+  text: string;
+}
+export interface ShowStatement {
+  kind: "show";
+  name: string;
+  text: string;
+}
+/** A statement of the /sql grammar. */
+export type SqlStatement =
+  | SelectStatement
+  | InsertStatement
+  | UpdateStatement
+  | DeleteStatement
+  | SetStatement
+  | ShowStatement;
+
+const DML_WORDS = ["INSERT", "UPDATE", "DELETE", "SET", "SHOW"];
+
 const NON_SELECT_STATEMENTS = new Set([
   "INSERT",
   "UPDATE",
@@ -196,12 +241,24 @@ class Parser {
 
   /** One statement, then optional `;`s, then the end. */
   parseStatement(): SelectStatement {
+    return this.#parseOne(false) as SelectStatement;
+  }
+
+  /** One statement of the /sql grammar (§1.4): SELECT, INSERT, UPDATE, DELETE, SET or SHOW. */
+  parseSqlStatement(): SqlStatement {
+    return this.#parseOne(true);
+  }
+
+  #parseOne(sqlGrammar: boolean): SqlStatement {
     if (this.#tok().kind === "eof") throw new SqlError("Empty SQL query", "syntax");
     const start = this.#tok().start;
-    let statement: SelectStatement;
+    let statement: SqlStatement;
     if (this.#isWord("SELECT")) statement = this.#parseSelect(start);
     else if (this.#isWord("WITH")) throw unsupported(`Unsupported: ${this.#textFrom(start)}`);
-    else if ([...NON_SELECT_STATEMENTS].some((word) => this.#isWord(word))) {
+    else if (sqlGrammar && DML_WORDS.some((word) => this.#isWord(word))) {
+      statement = this.#parseDml(start);
+    } else if ([...NON_SELECT_STATEMENTS].some((word) => this.#isWord(word))) {
+      if (sqlGrammar) throw unsupported(`Unsupported: ${this.#textFrom(start)}`);
       throw unsupported("Unsupported: Non-SELECT queries");
     } else if (this.#isSymbol("(")) {
       throw unsupported(`Unsupported: ${this.#textFrom(start)}`);
@@ -213,6 +270,179 @@ class Parser {
       throw this.#syntax("end of statement");
     }
     return statement;
+  }
+
+  // --- /sql statements besides SELECT (§1.4) ------------------------------------------------
+
+  #parseDml(start: number): SqlStatement {
+    const word = (this.#tok() as { text: string }).text.toUpperCase();
+    this.#at++;
+    switch (word) {
+      case "INSERT":
+        return this.#parseInsert(start);
+      case "UPDATE":
+        return this.#parseUpdate(start);
+      case "DELETE":
+        return this.#parseDelete(start);
+      case "SET":
+        return this.#parseSet(start);
+      default:
+        return this.#parseShow(start);
+    }
+  }
+
+  /** The statement text from `start` to the current token. */
+  #textUpTo(start: number): string {
+    return this.#sql.slice(start, this.#tok().start).replace(/[\s;]+$/, "").trim();
+  }
+
+  /** An identifier that is one name (no dots). */
+  #parseIdent(what: string): string {
+    const token = this.#tok();
+    if (token.kind !== "word") throw this.#syntax(what);
+    this.#at++;
+    if (this.#isSymbol(".")) {
+      const end = this.#skipExpression();
+      throw unsupported(
+        `Unsupported column/variable assignment expression: ${this.#sql.slice(token.start, end)}`,
+      );
+    }
+    return token.text;
+  }
+
+  /** A table name (possibly dotted) with no alias after it. */
+  #parseDmlTable(start: number, what: "INSERT" | "UPDATE" | "DELETE"): string {
+    const name = this.#parseName("a table name");
+    const token = this.#tok();
+    const followsName = token.kind === "word" &&
+      (token.quoted || !["SET", "WHERE", "VALUES", "USING", "RETURNING"].includes(
+        token.text.toUpperCase(),
+      ));
+    if (this.#isSymbol(",") && what === "DELETE") {
+      throw unsupported("Multi-table DELETE is not supported");
+    }
+    if (followsName || this.#isWord("AS")) {
+      // Aliases are refused: the name as written is the only qualifier.
+      if (what === "DELETE") {
+        const end = this.#skipExpression();
+        throw unsupported(
+          `Unsupported table expression in DELETE: ${this.#sql.slice(name.start, end)}`,
+        );
+      }
+      throw unsupported(`Unsupported: ${this.#textFrom(start)}`);
+    }
+    return name.parts.join(".");
+  }
+
+  /** One literal: number (with its sign), string, hex or bool; `what` names the refusal. */
+  #parseLiteral(what: string): LiteralExpr {
+    const token = this.#tok();
+    if (token.kind === "param") {
+      throw unsupported(`Unsupported literal expression: ${token.text}`);
+    }
+    if (this.#isWord("NULL")) throw unsupported("Unsupported literal expression: NULL");
+    let primary: Expr | undefined;
+    const from = token.start;
+    try {
+      primary = this.#parsePrimary(0).expr;
+    } catch (error) {
+      if (!(error instanceof SqlError) || error.code !== "syntax") throw error;
+    }
+    if (primary === undefined || primary.kind !== "lit" || !this.#atValueEnd()) {
+      const end = this.#skipExpression();
+      throw unsupported(`${what}: ${this.#sql.slice(from, Math.max(end, from))}`);
+    }
+    return primary;
+  }
+
+  #atValueEnd(): boolean {
+    const token = this.#tok();
+    return token.kind === "eof" || this.#isSymbol(",") || this.#isSymbol(")") ||
+      this.#isSymbol(";") || (token.kind === "word" && !token.quoted);
+  }
+
+  #parseInsert(start: number): InsertStatement {
+    if (!this.#eatWord("INTO")) throw this.#syntax("INTO");
+    const table = this.#parseDmlTable(start, "INSERT");
+    const columns: string[] = [];
+    if (this.#eatSymbol("(")) {
+      if (!this.#isSymbol(")")) {
+        for (;;) {
+          columns.push(this.#parseIdent("a column name"));
+          if (!this.#eatSymbol(",")) break;
+        }
+      }
+      this.#expectSymbol(")");
+    }
+    if (!this.#eatWord("VALUES")) {
+      if (this.#isWord("SELECT") || this.#isSymbol("(") || this.#isWord("DEFAULT")) {
+        throw unsupported(`Unsupported INSERT expression: ${this.#textFrom(start)}`);
+      }
+      throw this.#syntax("VALUES");
+    }
+    const rows: LiteralExpr[][] = [];
+    for (;;) {
+      this.#expectSymbol("(");
+      const row: LiteralExpr[] = [];
+      if (!this.#isSymbol(")")) {
+        for (;;) {
+          row.push(this.#parseLiteral("Unsupported INSERT value"));
+          if (!this.#eatSymbol(",")) break;
+        }
+      }
+      this.#expectSymbol(")");
+      rows.push(row);
+      if (!this.#eatSymbol(",")) break;
+    }
+    if (this.#isWord("ON") || this.#isWord("RETURNING")) {
+      throw unsupported(`Unsupported: ${this.#textFrom(start)}`);
+    }
+    return { kind: "insert", table, columns, rows, text: this.#textUpTo(start) };
+  }
+
+  #parseUpdate(start: number): UpdateStatement {
+    const table = this.#parseDmlTable(start, "UPDATE");
+    if (!this.#eatWord("SET")) throw this.#syntax("SET");
+    const assignments: UpdateStatement["assignments"] = [];
+    for (;;) {
+      const column = this.#parseIdent("a column name");
+      this.#expectSymbol("=");
+      assignments.push({ column, value: this.#parseLiteral("Unsupported literal expression") });
+      if (!this.#eatSymbol(",")) break;
+    }
+    if (this.#isWord("FROM")) throw unsupported(`Unsupported: ${this.#textFrom(start)}`);
+    let where: Expr | undefined;
+    if (this.#eatWord("WHERE")) where = this.#parseExpr(0).expr;
+    if (this.#isWord("RETURNING")) throw unsupported(`Unsupported: ${this.#textFrom(start)}`);
+    return { kind: "update", table, assignments, where, text: this.#textUpTo(start) };
+  }
+
+  #parseDelete(start: number): DeleteStatement {
+    if (!this.#eatWord("FROM")) throw unsupported(`Unsupported: ${this.#textFrom(start)}`);
+    const table = this.#parseDmlTable(start, "DELETE");
+    if (this.#isWord("USING")) {
+      const end = this.#skipExpression();
+      throw unsupported(`Unsupported table expression in DELETE: ${this.#sql.slice(start, end)}`);
+    }
+    let where: Expr | undefined;
+    if (this.#eatWord("WHERE")) where = this.#parseExpr(0).expr;
+    if (this.#isWord("RETURNING")) throw unsupported(`Unsupported: ${this.#textFrom(start)}`);
+    return { kind: "delete", table, where, text: this.#textUpTo(start) };
+  }
+
+  #parseSet(start: number): SetStatement {
+    if (this.#isWord("LOCAL") || this.#isWord("SESSION") || this.#isWord("TRANSACTION")) {
+      throw unsupported(`Unsupported: ${this.#textFrom(start)}`);
+    }
+    const name = this.#parseIdent("a variable name");
+    if (!this.#eatSymbol("=") && !this.#eatWord("TO")) throw this.#syntax("= or TO");
+    const value = this.#parseLiteral("Unsupported literal expression");
+    return { kind: "set", name, value, text: this.#textUpTo(start) };
+  }
+
+  #parseShow(start: number): ShowStatement {
+    const name = this.#parseIdent("a variable name");
+    return { kind: "show", name, text: this.#textUpTo(start) };
   }
 
   #parseSelect(start: number): SelectStatement {
@@ -659,6 +889,17 @@ function checkLength(sql: string): void {
 export function parseSelect(sql: string): SelectStatement {
   checkLength(sql);
   return new Parser(sql).parseStatement();
+}
+
+/**
+ * Parses one statement of the /sql grammar (§1.4): any SELECT (projections, COUNT, LIMIT,
+ * joins; with a join every column must be qualified), INSERT, UPDATE, DELETE, SET, SHOW.
+ */
+export function parseSqlStatement(sql: string): SqlStatement {
+  checkLength(sql);
+  const statement = new Parser(sql).parseSqlStatement();
+  if (statement.kind === "select" && statement.joins.length > 0) checkQualified(statement);
+  return statement;
 }
 
 /**

@@ -4,6 +4,7 @@
  * (query-subscriptions.md §8.2). Two queries with the same plan key return the same rows, so
  * the key is what subscriptions are shared by.
  */
+import { SUBSCRIPTION_JOIN_TABLES_MAX } from "../lib/limits.ts";
 import type { TableSchema } from "../storage/mod.ts";
 import type { CmpOp } from "./parse.ts";
 import type { CheckedSelect, TypedExpr, TypedOperand } from "./check.ts";
@@ -29,7 +30,10 @@ export interface Equality {
   key: ValueKey;
 }
 
-/** `SELECT * FROM table WHERE predicate`. Joins will add a semijoin fragment kind. */
+/**
+ * `SELECT * FROM table WHERE predicate`: the rows of one table that pass a predicate. Its delta
+ * is the filtered table delta (no netting needed).
+ */
 export interface SelectFragment {
   kind: "select";
   table: TableSchema;
@@ -41,8 +45,62 @@ export interface SelectFragment {
   /** Top-level `column = constant` conjuncts. */
   equalities: Equality[];
 }
-export type Fragment = SelectFragment;
 
+/** One table instance of a join fragment with the WHERE conjuncts that read only it. */
+export interface PlanInstance {
+  table: TableSchema;
+  /** The alias (or table name) the query gave it. */
+  alias: string;
+  layout: RowLayout;
+  /** The conjuncts over this instance alone; undefined when there are none. */
+  predicate: RowPredicate | undefined;
+  /** Top-level `column = constant` conjuncts on this instance (index lookups, routing). */
+  equalities: Equality[];
+}
+
+/** A column of one instance of a join fragment. */
+export interface InstanceColumn {
+  instance: number;
+  column: number;
+}
+
+/** An equi-join condition `left = right` between two instances (an `ON a.x = b.y`). */
+export interface JoinCondition {
+  left: InstanceColumn;
+  right: InstanceColumn;
+}
+
+/** A predicate over one tuple of rows, indexed by instance. */
+export type TuplePredicate = (rows: readonly RowView[]) => boolean;
+
+/**
+ * `SELECT t.* FROM t JOIN u ON ... [JOIN ...] WHERE ...`: bag semantics, i.e. the returned
+ * instance's row once per joined tuple that passes every predicate (query-subscriptions.md
+ * §0.3). Evaluation lives in `_join.ts` (initial rows, one-off queries) and `delta.ts`
+ * (incremental Z-set deltas); both accept any number of instances and conditions, including
+ * none (a cross join).
+ */
+export interface JoinFragment {
+  kind: "join";
+  instances: PlanInstance[];
+  conditions: JoinCondition[];
+  /** The WHERE conjuncts that read two or more instances; undefined when there are none. */
+  residual: TuplePredicate | undefined;
+  /** The instance whose rows are returned. */
+  returns: number;
+  /** The WHERE clause is constantly false: nothing ever matches. */
+  never: boolean;
+  /** The returned table (`instances[returns].table`). */
+  table: TableSchema;
+}
+
+export type Fragment = SelectFragment | JoinFragment;
+
+/**
+ * A compiled query: one or more fragments whose results are added as bags (row-level security
+ * will OR rules as extra fragments). Fragments are evaluated separately and never netted
+ * against each other (§2.5).
+ */
 export interface QueryPlan {
   /** Canonical text of the plan; equal keys give equal results. */
   key: string;
@@ -81,20 +139,21 @@ function normalizeCmp(expr: Extract<TypedExpr, { kind: "cmp" }>) {
   return expr;
 }
 
-function operandKey(operand: TypedOperand): string {
-  return operand.kind === "col" ? `c${operand.column}` : formatComparable(operand.value);
+function operandKey(operand: TypedOperand, qualified: boolean): string {
+  if (operand.kind !== "col") return formatComparable(operand.value);
+  return qualified ? `i${operand.instance}c${operand.column}` : `c${operand.column}`;
 }
 
-function exprKey(expr: TypedExpr): string {
+function exprKey(expr: TypedExpr, qualified = false): string {
   switch (expr.kind) {
     case "const":
       return expr.value ? "true" : "false";
     case "and":
     case "or":
-      return `(${exprKey(expr.left)} ${expr.kind} ${exprKey(expr.right)})`;
+      return `(${exprKey(expr.left, qualified)} ${expr.kind} ${exprKey(expr.right, qualified)})`;
     case "cmp": {
       const e = normalizeCmp(expr);
-      return `(${operandKey(e.left)} ${e.op} ${operandKey(e.right)})`;
+      return `(${operandKey(e.left, qualified)} ${e.op} ${operandKey(e.right, qualified)})`;
     }
   }
 }
@@ -111,6 +170,7 @@ function comparatorFor(scalar: Scalar): (a: Comparable, b: Comparable) => number
   }
 }
 
+/** A predicate over the rows of one instance (every column it reads belongs to that instance). */
 function compilePredicate(expr: TypedExpr): RowPredicate {
   switch (expr.kind) {
     case "const": {
@@ -149,6 +209,42 @@ function compilePredicate(expr: TypedExpr): RowPredicate {
   }
 }
 
+/** A predicate over a tuple of rows (columns of several instances). */
+function compileTuplePredicate(expr: TypedExpr): TuplePredicate {
+  switch (expr.kind) {
+    case "const": {
+      const value = expr.value;
+      return () => value;
+    }
+    case "and": {
+      const left = compileTuplePredicate(expr.left);
+      const right = compileTuplePredicate(expr.right);
+      return (rows) => left(rows) && right(rows);
+    }
+    case "or": {
+      const left = compileTuplePredicate(expr.left);
+      const right = compileTuplePredicate(expr.right);
+      return (rows) => left(rows) || right(rows);
+    }
+    case "cmp": {
+      const e = normalizeCmp(expr);
+      const op = e.op;
+      const compare = comparatorFor(e.scalar);
+      const read = (o: TypedOperand): (rows: readonly RowView[]) => Comparable => {
+        if (o.kind === "value") {
+          const value = o.value;
+          return () => value;
+        }
+        const { instance, column } = o;
+        return (rows) => rows[instance].value(column);
+      };
+      const left = read(e.left);
+      const right = read(e.right);
+      return (rows) => applyOp(op, compare(left(rows), right(rows)));
+    }
+  }
+}
+
 function collectEqualities(expr: TypedExpr | undefined, out: Equality[]): void {
   if (expr === undefined) return;
   if (expr.kind === "and") {
@@ -162,11 +258,106 @@ function collectEqualities(expr: TypedExpr | undefined, out: Equality[]): void {
   }
 }
 
-/** Builds the plan of a checked query. Joins are refused until semijoin fragments exist. */
-export function planSelect(checked: CheckedSelect): QueryPlan {
-  if (checked.tables.length > 1) {
-    throw new SqlError("Unsupported: joins are not implemented yet", "plan");
+/** The top-level AND conjuncts of a (folded) WHERE. */
+function conjuncts(expr: TypedExpr | undefined, out: TypedExpr[] = []): TypedExpr[] {
+  if (expr === undefined) return out;
+  if (expr.kind === "and") {
+    conjuncts(expr.left, out);
+    conjuncts(expr.right, out);
+  } else out.push(expr);
+  return out;
+}
+
+function instancesOf(expr: TypedExpr, out: Set<number>): Set<number> {
+  if (expr.kind === "and" || expr.kind === "or") {
+    instancesOf(expr.left, out);
+    instancesOf(expr.right, out);
+  } else if (expr.kind === "cmp") {
+    if (expr.left.kind === "col") out.add(expr.left.instance);
+    if (expr.right.kind === "col") out.add(expr.right.instance);
   }
+  return out;
+}
+
+function andAll(exprs: TypedExpr[]): TypedExpr | undefined {
+  let out: TypedExpr | undefined;
+  for (const e of exprs) out = out === undefined ? e : { kind: "and", left: out, right: e };
+  return out;
+}
+
+export interface PlanOptions {
+  /**
+   * Subscriptions (not one-off queries) must pass SpacetimeDB's join rules: an index on the
+   * probe side of every join, no event table as the lookup side, at most two tables (§2.1).
+   */
+  subscription: boolean;
+}
+
+const REQUIRE_INDEXES = "Subscriptions require indexes on join columns";
+
+function planError(message: string): SqlError {
+  return new SqlError(message, "plan");
+}
+
+/**
+ * SpacetimeDB's effective rule (§2.1 rule 6): joins form a left-deep tree in FROM order; the
+ * probe side of each join is the newly joined table, except that the first join swaps when its
+ * left table received no pushed WHERE conjunct and its right one did. The probe table needs an
+ * index whose last column is its join column and whose other columns are fixed by pushed
+ * equality conjuncts. Then no event table may be a probe side. SpacetimeDB then refuses more
+ * than two tables; we accept up to SUBSCRIPTION_JOIN_TABLES_MAX (a deliberate extension: every
+ * join still needs its index, and the deltas stay exact, see delta.ts).
+ */
+function checkSubscriptionJoins(checked: CheckedSelect): void {
+  const pushedOn = (instance: number) => checked.pushed.some((p) => p.instance === instance);
+  const probes: number[] = [];
+  checked.joins.forEach((join, k) => {
+    if (join.on === undefined) throw planError(REQUIRE_INDEXES);
+    const { left, right } = join.on;
+    const newSide = left.instance === join.instance
+      ? left
+      : right.instance === join.instance
+      ? right
+      : undefined;
+    const oldSide = newSide === left ? right : left;
+    if (newSide === undefined || oldSide.instance >= join.instance) {
+      throw planError(REQUIRE_INDEXES);
+    }
+    let probe = newSide;
+    if (k === 0 && !pushedOn(oldSide.instance) && pushedOn(newSide.instance)) probe = oldSide;
+    const fixed = new Set(
+      checked.pushed.filter((p) => p.instance === probe.instance && p.op === "=").map((p) =>
+        p.column
+      ),
+    );
+    const table = checked.tables[probe.instance].schema;
+    const indexed = table.indexes.some((index) => {
+      const columns = index.columns;
+      if (columns.length === 0 || columns[columns.length - 1] !== probe.column) return false;
+      return columns.slice(0, -1).every((c) => fixed.has(c));
+    });
+    if (!indexed) throw planError(REQUIRE_INDEXES);
+    probes.push(probe.instance);
+  });
+  if (probes.some((instance) => checked.tables[instance].schema.isEvent)) {
+    throw planError("Event tables cannot be used as the lookup table in subscription joins");
+  }
+  if (checked.tables.length > SUBSCRIPTION_JOIN_TABLES_MAX) {
+    throw planError(`Invalid number of tables in subscription: ${checked.tables.length}`);
+  }
+}
+
+/** Builds the plan of a checked query; subscriptions are held to SpacetimeDB's join rules. */
+export function planSelect(
+  checked: CheckedSelect,
+  options: PlanOptions = { subscription: true },
+): QueryPlan {
+  if (checked.tables.length === 1) return planSingle(checked);
+  if (options.subscription) checkSubscriptionJoins(checked);
+  return planJoin(checked);
+}
+
+function planSingle(checked: CheckedSelect): QueryPlan {
   const table = checked.tables[0].schema;
   const where = checked.where;
   const never = where?.kind === "const" && !where.value;
@@ -185,7 +376,72 @@ export function planSelect(checked: CheckedSelect): QueryPlan {
   return { key, returnTable: table, fragments: [fragment], usesSender: checked.usesSender };
 }
 
-/** Whether `bytes` is a row of the fragment's result. */
+function planJoin(checked: CheckedSelect): QueryPlan {
+  const where = checked.where;
+  const never = where?.kind === "const" && !where.value;
+  const perInstance: TypedExpr[][] = checked.tables.map(() => []);
+  const residual: TypedExpr[] = [];
+  for (const conjunct of never ? [] : conjuncts(where)) {
+    if (conjunct.kind === "const") continue; // folding leaves only a lone `true` here
+    const used = instancesOf(conjunct, new Set());
+    if (used.size === 1) perInstance[[...used][0]].push(conjunct);
+    else residual.push(conjunct);
+  }
+  const instances: PlanInstance[] = checked.tables.map((t, i) => {
+    const expr = andAll(perInstance[i]);
+    const equalities: Equality[] = [];
+    collectEqualities(expr, equalities);
+    return {
+      table: t.schema,
+      alias: t.alias,
+      layout: layoutOf(t.schema),
+      predicate: expr === undefined ? undefined : compilePredicate(expr),
+      equalities,
+    };
+  });
+  const conditions: JoinCondition[] = [];
+  for (const join of checked.joins) {
+    if (join.on === undefined) continue;
+    const { left, right } = join.on;
+    conditions.push({
+      left: { instance: left.instance, column: left.column },
+      right: { instance: right.instance, column: right.column },
+    });
+  }
+  const residualExpr = andAll(residual);
+  const fragment: JoinFragment = {
+    kind: "join",
+    instances,
+    conditions,
+    residual: residualExpr === undefined ? undefined : compileTuplePredicate(residualExpr),
+    returns: checked.returns,
+    never,
+    table: checked.tables[checked.returns].schema,
+  };
+  const key = [
+    `join returns ${checked.returns}`,
+    `from ${checked.tables.map((t) => t.schema.tableId).join(",")}`,
+    `on ${
+      conditions.map((c) =>
+        `i${c.left.instance}c${c.left.column}=i${c.right.instance}c${c.right.column}`
+      ).join(",")
+    }`,
+    `where ${
+      never
+        ? "false"
+        : perInstance.map((list) => list.map((e) => exprKey(e, true)).join("&")).join("|")
+    }`,
+    `residual ${residual.map((e) => exprKey(e, true)).join("&")}`,
+  ].join(" ");
+  return {
+    key,
+    returnTable: fragment.table,
+    fragments: [fragment],
+    usesSender: checked.usesSender,
+  };
+}
+
+/** Whether `bytes` is a row of a single-table fragment's result. */
 export function fragmentMatches(fragment: SelectFragment, bytes: Uint8Array): boolean {
   if (fragment.never) return false;
   if (fragment.predicate === undefined) return true;

@@ -22,12 +22,18 @@ import {
   DatabaseHost,
   DatabaseUnavailableError,
   type DurabilityActor,
+  formatMigrationErrors,
+  formatMigrationPlan,
   type LogLine,
   type ModuleInfo,
   moduleInfoFromDescribe,
   ModuleInitError,
+  planBreaksClients,
+  planMigration,
   type PreparedModule,
   type ResumedSchedule,
+  SCHEMA_MISMATCH_PREFIX,
+  tablesFingerprint,
 } from "../worker/mod.ts";
 import { LogBuffer, type LogBufferOptions } from "./log_buffer.ts";
 import { DatabaseMetrics } from "./metrics.ts";
@@ -383,9 +389,31 @@ export interface RegistryOptions {
   hibernateAfterMs?: number;
   /** True while the database has WebSocket clients (the hub knows): it is not idle. */
   inUse?: (database: Database) => boolean;
+  /** A module update begins: clients' requests must wait (server/ws/hub.ts pauseDatabase). */
+  onUpdateStart?: (database: Database) => void;
+  /**
+   * The update ended with a module serving (the new one, or the old one back after a
+   * failure): clients stay (hot swap) unless `disconnect` (the plan breaks clients, or a reset).
+   */
+  onUpdateEnd?: (database: Database, disconnect: boolean, reason: string) => void;
 }
 
 export type PublishOutcome = { database: Database; op: "created" | "updated" };
+
+/** `policy=BreakClients&token=…` of a publish; without it a client-breaking plan is refused. */
+export interface MigrationPolicy {
+  breakClients: boolean;
+  token?: string;
+}
+
+export type PrePublishOutcome =
+  | { kind: "auto"; plan: string; breakClients: boolean; token: string }
+  | { kind: "manual"; reason: string };
+
+/** The files of a database directory that say which schema its commit log starts with. */
+const GENESIS_FILE = "genesis.describe";
+/** A module whose migration may or may not have reached the commit log (see #update). */
+const NEXT_MODULE_FILE = "module.next.js";
 
 export class DatabaseRegistry {
   readonly #options: RegistryOptions;
@@ -640,18 +668,40 @@ export class DatabaseRegistry {
       try {
         // From here on the database may commit: a restart must not trust the old state.
         await Deno.remove(join(database.directory, HIBERNATION_FILE)).catch(() => {});
-        const bundle = await Deno.readTextFile(join(database.directory, "module.js"));
-        const { host, durableTxOffset } = await this.#startHost(
-          database.identity,
-          database.owner,
-          bundle,
-          {
+        const genesis = await readGenesis(database.directory);
+        let running: { host: DatabaseHost; durableTxOffset: number } | undefined;
+        const nextPath = join(database.directory, NEXT_MODULE_FILE);
+        if (reason === "recovery" && await exists(nextPath)) {
+          // An update was under way: its module is right exactly when its migration (if it
+          // had one) reached the log; otherwise the worker reports a schema mismatch.
+          const next = await Deno.readTextFile(nextPath);
+          const nextHash = await sha256Hex(next);
+          try {
+            running = await this.#startHost(database.identity, database.owner, next, {
+              runInit: false,
+              logs: database.logs,
+              moduleHash: nextHash,
+              genesis,
+            });
+            await Deno.rename(nextPath, join(database.directory, "module.js"));
+            await syncDirectory(database.directory);
+            database.moduleHash = nextHash;
+          } catch (error) {
+            if (!messageOf(error).includes(SCHEMA_MISMATCH_PREFIX)) throw error;
+            await Deno.remove(nextPath);
+          }
+        }
+        if (!running) {
+          const bundle = await Deno.readTextFile(join(database.directory, "module.js"));
+          running = await this.#startHost(database.identity, database.owner, bundle, {
             runInit: false,
             logs: database.logs,
             moduleHash: database.moduleHash,
             resumeSchedules: database.hibernatedSchedules,
-          },
-        );
+            genesis,
+          });
+        }
+        const { host, durableTxOffset } = running;
         if (this.#closing || this.#byIdentity.get(database.key) !== database) {
           host.stop();
           await this.#options.storage.closeDatabase(database.key).catch(() => {});
@@ -722,8 +772,37 @@ export class DatabaseRegistry {
     bundle: string,
     caller: Identity,
     clear: boolean,
+    policy: MigrationPolicy = { breakClients: false },
   ): Promise<PublishOutcome> {
-    return this.#serialised(() => this.#publish(target, bundle, caller, clear));
+    return this.#serialised(() => this.#publish(target, bundle, caller, clear, policy));
+  }
+
+  /**
+   * What publishing `bundle` to `database` would do (SpacetimeDB's pre_publish): the migration
+   * plan's text and whether it disconnects clients, with the token a BreakClients publish must
+   * carry; or why it needs a manual migration. Changes nothing.
+   */
+  async prePublish(
+    database: Database,
+    bundle: string,
+    caller: Identity,
+    color: boolean,
+  ): Promise<PrePublishOutcome> {
+    requireOwner({
+      caller,
+      owner: database.owner,
+      database: database.identity,
+      action: "update database",
+    });
+    const after = await this.#probe(database, bundle);
+    const planned = planMigration(database.module.def, after.def);
+    if (!planned.ok) return { kind: "manual", reason: formatMigrationErrors(planned.errors) };
+    return {
+      kind: "auto",
+      plan: formatMigrationPlan(planned.plan, { color }),
+      breakClients: planBreaksClients(planned.plan),
+      token: await migrationToken(database, await sha256Hex(bundle)),
+    };
   }
 
   /** Deletes a database and all its data for good. Only its owner may. */
@@ -748,6 +827,38 @@ export class DatabaseRegistry {
       await this.#writeControl();
       await Deno.remove(database.directory, { recursive: true }).catch(() => {});
       log.info("database deleted", { identity: database.key });
+    });
+  }
+
+  /**
+   * Replaces a database's names (owner only; used by `rename`). A name held by another
+   * database, or by one that failed to start, is refused.
+   */
+  setNames(database: Database, names: string[], caller: Identity): Promise<void> {
+    requireOwner({
+      caller,
+      owner: database.owner,
+      database: database.identity,
+      action: "rename database",
+    });
+    return this.#serialised(async () => {
+      for (const name of names) {
+        if (!isValidDatabaseName(name)) {
+          throw new BadRequestError(
+            `Invalid database name "${name}": use lowercase letters, digits and single hyphens`,
+          );
+        }
+        const holder = this.#byName.get(name);
+        const unstarted = [...this.#unstarted.values()].some((e) => e.names.includes(name));
+        if ((holder && holder !== database) || unstarted) {
+          throw new BadRequestError(`The database name "${name}" is already taken`);
+        }
+      }
+      this.#unbind(database);
+      database.names.splice(0, database.names.length, ...new Set(names));
+      this.#bind(database);
+      await this.#writeControl();
+      log.info("database renamed", { identity: database.key, names: names.join(",") });
     });
   }
 
@@ -813,6 +924,7 @@ export class DatabaseRegistry {
     bundle: string,
     caller: Identity,
     clear: boolean,
+    policy: MigrationPolicy,
   ): Promise<PublishOutcome> {
     let name: string | undefined;
     let existing: Database | undefined;
@@ -838,7 +950,7 @@ export class DatabaseRegistry {
       }
     }
     const moduleHash = await sha256Hex(bundle);
-    if (existing) return await this.#update(existing, bundle, caller, clear, moduleHash);
+    if (existing) return await this.#update(existing, bundle, caller, clear, moduleHash, policy);
     this.#checkQuota(caller);
 
     const identity = await this.#options.mintIdentity();
@@ -885,6 +997,7 @@ export class DatabaseRegistry {
     caller: Identity,
     clear: boolean,
     moduleHash: string,
+    policy: MigrationPolicy,
   ): Promise<PublishOutcome> {
     requireOwner({
       caller,
@@ -896,7 +1009,7 @@ export class DatabaseRegistry {
     this.#pinned.add(database);
     try {
       await database.ensureAwake();
-      return await this.#updateAwake(database, bundle, caller, clear, moduleHash);
+      return await this.#updateAwake(database, bundle, caller, clear, moduleHash, policy);
     } finally {
       this.#pinned.delete(database);
     }
@@ -908,6 +1021,7 @@ export class DatabaseRegistry {
     _caller: Identity,
     clear: boolean,
     moduleHash: string,
+    policy: MigrationPolicy,
   ): Promise<PublishOutcome> {
     if (!clear && moduleHash === database.moduleHash && !database.stoppedReason) {
       return { database, op: "updated" };
@@ -917,8 +1031,128 @@ export class DatabaseRegistry {
         `Database update rejected: its commit log failed (${database.storageFailure})`,
       );
     }
-    // Check the new module before touching the running database: it must load, and
-    // (until migrations exist) keep the stored schema exactly unless the data is cleared.
+    // Check the new module before touching the running database: it must load, and its
+    // schema must be reachable from the stored one by an automatic migration (spec §4.2).
+    const after = await this.#probe(database, bundle);
+    const migrate = !clear &&
+      tablesFingerprint(database.module.def) !== tablesFingerprint(after.def);
+    let breakClients = clear;
+    if (!clear) {
+      const planned = planMigration(database.module.def, after.def);
+      if (!planned.ok) {
+        throw new BadRequestError(
+          `Database update rejected: ${formatMigrationErrors(planned.errors)}`,
+        );
+      }
+      breakClients = planBreaksClients(planned.plan);
+      if (policy.breakClients) {
+        if (policy.token === undefined) {
+          throw new BadRequestError(
+            "Migration policy is set to `BreakClients`, but no migration token was provided.",
+          );
+        }
+        if (policy.token !== await migrationToken(database, moduleHash)) {
+          throw new BadRequestError("Token provided is invalid or does not match expected hash");
+        }
+      } else if (breakClients) {
+        throw new BadRequestError(
+          "Migration plan contains a client-breaking change which is disallowed under current policy",
+        );
+      }
+    }
+    const genesisPath = join(database.directory, GENESIS_FILE);
+    const nextPath = join(database.directory, NEXT_MODULE_FILE);
+    if (migrate && !(await exists(genesisPath))) {
+      // The log so far holds rows of the current schema: say so before it changes.
+      await writeFileAtomic(genesisPath, database.host.describe);
+    }
+    // Written before the migration can reach the log: a restart that finds it tries it first
+    // (it is right exactly when the schema-change record is on disk).
+    await writeFileAtomic(nextPath, bundle);
+    // Kept to restart the old module if the update fails (a reset has no way back).
+    const oldBundle = clear ? "" : await Deno.readTextFile(join(database.directory, "module.js"));
+    // From here HTTP calls, queries and new WebSocket connections wait for the new
+    // module (Database.admit); admitted calls and handshakes finish on the old one.
+    database.beginUpdate();
+    this.#options.onUpdateStart?.(database);
+    let started: { host: DatabaseHost; durableTxOffset: number };
+    let serving = false;
+    try {
+      await database.drained(this.#budgetMs());
+      await hostIdle(database.host, this.#budgetMs());
+      // WebSocket clients stay (onUpdateEnd decides); the old process goes.
+      this.#stop(database, "the module was updated", { notify: false });
+      if (clear) {
+        await this.#options.storage.deleteDatabase(database.key);
+        await Deno.remove(genesisPath).catch(() => {});
+      } else await this.#options.storage.closeDatabase(database.key);
+      try {
+        started = await this.#startHost(database.identity, database.owner, bundle, {
+          runInit: clear,
+          logs: database.logs,
+          moduleHash,
+          migrate,
+          genesis: await readGenesis(database.directory),
+        });
+      } catch (error) {
+        await Deno.remove(nextPath).catch(() => {});
+        if (clear) {
+          database.stoppedReason = `the new module failed to start: ${messageOf(error)}`;
+          throw publishError(error);
+        }
+        // Any failure leaves the old module serving with the data it had.
+        await this.#options.storage.closeDatabase(database.key).catch(() => {});
+        const restored = await this.#startHost(database.identity, database.owner, oldBundle, {
+          runInit: false,
+          logs: database.logs,
+          moduleHash: database.moduleHash,
+          genesis: await readGenesis(database.directory),
+        });
+        database.host = restored.host;
+        database.stoppedReason = undefined;
+        database.durableTxOffset = restored.durableTxOffset;
+        this.#catchUpDurable(database);
+        serving = true;
+        this.#options.onUpdateEnd?.(database, false, "the module update failed");
+        throw new BadRequestError(
+          `Failed to create or update the database: ${migrationFailure(error)}`,
+        );
+      }
+      database.host = started.host;
+      database.module = moduleInfoFromDescribe(started.host.describe);
+      database.moduleHash = moduleHash;
+      database.stoppedReason = undefined;
+      database.durableTxOffset = started.durableTxOffset;
+      this.#catchUpDurable(database);
+      serving = true;
+      this.#options.onUpdateEnd?.(database, breakClients, "the module was updated");
+    } finally {
+      // Nothing serves (a reset whose module failed, or the old module did not come back).
+      if (!serving) {
+        this.#options.onStopped?.(database, database.stoppedReason ?? "the module update failed");
+      }
+      database.endUpdate();
+    }
+    await database.whenDurable(started.host.txOffset);
+    if (clear) {
+      // Deleting the data removed the directory's files, module.next.js included.
+      await writeFileAtomic(join(database.directory, "module.js"), bundle);
+    } else {
+      await Deno.rename(nextPath, join(database.directory, "module.js"));
+      await syncDirectory(database.directory);
+    }
+    await this.#writeControl();
+    log.info("database updated", {
+      identity: database.key,
+      clear,
+      migrated: migrate,
+      breakClients,
+    });
+    return { database, op: "updated" };
+  }
+
+  /** Loads `bundle` in a throw-away process (no data) and returns its module definition. */
+  async #probe(database: Database, bundle: string): Promise<ModuleInfo> {
     const probe = await DatabaseHost.start({
       bundle,
       databaseIdentity: database.identity.toBigInt(),
@@ -931,51 +1165,7 @@ export class DatabaseRegistry {
       throw new BadRequestError(`Database update rejected: ${messageOf(error)}`);
     });
     probe.stop();
-    if (!clear) {
-      const difference = describeSchemaChange(
-        database.module,
-        moduleInfoFromDescribe(probe.describe),
-      );
-      if (difference) {
-        throw new BadRequestError(
-          `Database update rejected: ${difference}. Automatic migrations are not supported yet; ` +
-            `publish with --delete-data to start over with the new schema`,
-        );
-      }
-    }
-    // From here HTTP calls, queries and new WebSocket connections wait for the new
-    // module (Database.admit); admitted calls and handshakes finish on the old one.
-    database.beginUpdate();
-    let started: { host: DatabaseHost; durableTxOffset: number };
-    try {
-      await database.drained(this.#budgetMs());
-      // Clients are disconnected ("module exited") and waiting replies fail: the new
-      // worker starts with no subscriptions and its own query ids.
-      this.#stop(database, "the module was updated");
-      if (clear) await this.#options.storage.deleteDatabase(database.key);
-      else await this.#options.storage.closeDatabase(database.key);
-      started = await this.#startHost(database.identity, database.owner, bundle, {
-        runInit: clear,
-        logs: database.logs,
-        moduleHash,
-      }).catch((error) => {
-        database.stoppedReason = `the new module failed to start: ${messageOf(error)}`;
-        throw publishError(error);
-      });
-      database.host = started.host;
-      database.module = moduleInfoFromDescribe(started.host.describe);
-      database.moduleHash = moduleHash;
-      database.stoppedReason = undefined;
-      database.durableTxOffset = started.durableTxOffset;
-    } finally {
-      database.endUpdate();
-    }
-    this.#catchUpDurable(database);
-    await writeFileAtomic(join(database.directory, "module.js"), bundle);
-    await this.#writeControl();
-    await database.whenDurable(started.host.txOffset);
-    log.info("database updated", { identity: database.key, clear });
-    return { database, op: "updated" };
+    return moduleInfoFromDescribe(probe.describe);
   }
 
   /** Opens the database's commit log and starts its worker, which replays the log. */
@@ -988,6 +1178,8 @@ export class DatabaseRegistry {
       logs: LogBuffer;
       moduleHash: string;
       resumeSchedules?: ResumedSchedule[];
+      migrate?: boolean;
+      genesis?: Uint8Array;
     },
   ): Promise<{ host: DatabaseHost; durableTxOffset: number }> {
     const key = identity.toHex();
@@ -1014,6 +1206,8 @@ export class DatabaseRegistry {
         memoryMb: this.#options.databaseMemoryMb,
         limits: this.#options.limits,
         durabilityPort: opened.port,
+        migrate: options.migrate,
+        genesisDescribe: options.genesis,
         onLogs: (lines: LogLine[]) => options.logs.append(lines),
         onEvents: (items, originOf) => {
           const database = this.#byIdentity.get(key);
@@ -1065,6 +1259,7 @@ export class DatabaseRegistry {
         runInit: false,
         logs: database.logs,
         moduleHash: database.moduleHash,
+        genesis: await readGenesis(database.directory),
       });
       database.host = started.host;
       database.durableTxOffset = started.durableTxOffset;
@@ -1095,11 +1290,11 @@ export class DatabaseRegistry {
     if (offset !== undefined) database.markDurable(Number(offset));
   }
 
-  #stop(database: Database, reason: string): void {
+  #stop(database: Database, reason: string, options: { notify?: boolean } = {}): void {
     database.stoppedReason = reason;
     database.stopProcess();
     database.failWaiters(reason);
-    this.#options.onStopped?.(database, reason);
+    if (options.notify ?? true) this.#options.onStopped?.(database, reason);
   }
 
   #logOptions(): LogBufferOptions {
@@ -1154,31 +1349,53 @@ export class DatabaseRegistry {
   }
 }
 
-/** Compares the stored shape of two module versions; returns why they differ, if they do. */
-function describeSchemaChange(before: ModuleInfo, after: ModuleInfo): string | undefined {
-  const shape = (module: ModuleInfo) =>
-    JSON.stringify(
-      module.tables.map((table) => ({
-        name: table.name,
-        rowType: table.rowType,
-        primaryKey: table.primaryKey,
-        indexes: table.indexes.map((index) => [index.name, index.algorithm, index.columns]),
-        unique: table.uniqueConstraints,
-        sequences: table.sequences.map((sequence) => sequence.column),
-      })),
-      (_key, value) => typeof value === "bigint" ? value.toString() : value,
-    );
-  if (shape(before) === shape(after)) return undefined;
-  const beforeNames = new Set(before.tables.map((table) => table.name));
-  const afterNames = new Set(after.tables.map((table) => table.name));
-  const added = [...afterNames].filter((name) => !beforeNames.has(name));
-  const removed = [...beforeNames].filter((name) => !afterNames.has(name));
-  if (added.length || removed.length) {
-    return `tables changed (added: ${added.join(", ") || "none"}; removed: ${
-      removed.join(", ") || "none"
-    })`;
+/** The token a BreakClients publish must bring back from pre_publish (as SpacetimeDB derives it). */
+async function migrationToken(database: Database, newModuleHash: string): Promise<string> {
+  return "0x" + await sha256Hex(database.identity.toHex() + database.moduleHash + newModuleHash);
+}
+
+/** The reason a migration or the new module failed, without the worker's error class name. */
+function migrationFailure(error: unknown): string {
+  return messageOf(error).replace(/^(MigrationFailedError|Error): /, "");
+}
+
+/** Resolves once the host has answered everything sent to it, or after `waitMs` regardless. */
+async function hostIdle(host: DatabaseHost, waitMs: number): Promise<void> {
+  const deadline = performance.now() + waitMs;
+  while (
+    (host.batchesInFlight > 0 || host.queuedRequests > 0) && host.alive &&
+    performance.now() < deadline
+  ) {
+    await new Promise((resolve) => setTimeout(resolve, 2));
   }
-  return "the columns, indexes or constraints of existing tables changed";
+}
+
+async function exists(path: string): Promise<boolean> {
+  try {
+    await Deno.stat(path);
+    return true;
+  } catch (error) {
+    if (error instanceof Deno.errors.NotFound) return false;
+    throw error;
+  }
+}
+
+async function readGenesis(directory: string): Promise<Uint8Array | undefined> {
+  try {
+    return await Deno.readFile(join(directory, GENESIS_FILE));
+  } catch (error) {
+    if (error instanceof Deno.errors.NotFound) return undefined;
+    throw error;
+  }
+}
+
+async function syncDirectory(path: string): Promise<void> {
+  const directory = await Deno.open(path, { read: true });
+  try {
+    await directory.syncData().catch(() => {});
+  } finally {
+    directory.close();
+  }
 }
 
 function publishError(error: unknown): Error {

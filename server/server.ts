@@ -8,6 +8,8 @@ import {
   DATABASE_MEMORY_MB_DEFAULT,
   type DatabaseLimits,
   HIBERNATE_AFTER_S_DEFAULT,
+  HTTP_HEADER_TIMEOUT_MS_DEFAULT,
+  HTTP_IDLE_TIMEOUT_MS_DEFAULT,
   MODULE_LOG_FILE_BYTES_MAX,
   REDUCER_TIME_BUDGET_MS_DEFAULT,
   SCHEDULE_IMMEDIATE_PENDING_MAX,
@@ -17,6 +19,7 @@ import { DurabilityActor, logIsolationCapabilities, setWarmSpare } from "../work
 import { createApp } from "./app.ts";
 import { DatabaseRegistry } from "./database_registry.ts";
 import { type RequestBodyOptions, RequestBodyReader } from "./request_body.ts";
+import { ConnReaper } from "./conn_reaper.ts";
 import { WsHub } from "./ws/hub.ts";
 import { type PgServer, startPgServer } from "./pgwire/mod.ts";
 import { runSqlStatement } from "./sql_statement.ts";
@@ -53,6 +56,11 @@ export interface ServerOptions {
   maxDatabases?: number;
   /** Databases one identity may own at most (default DATABASES_PER_IDENTITY_MAX_DEFAULT). */
   maxDatabasesPerIdentity?: number;
+  /**
+   * Header and idle timeouts of HTTP connections (server/conn_reaper.ts); defaults from
+   * lib/limits.ts; `false` turns the reaper off.
+   */
+  connectionTimeouts?: { headerMs?: number; idleMs?: number } | false;
   /** Port of the PostgreSQL wire protocol listener on `hostname` (0: any free port); off when absent. */
   pgPort?: number;
   /** Serve GET /v1/metrics to every client, not only loopback ones (`--metrics-public`). */
@@ -100,6 +108,8 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     storage,
     onDurable: (database) => hub.onDurable(database),
     onStopped: (database, reason) => hub.closeDatabase(database, reason),
+    onUpdateStart: (database) => hub.pauseDatabase(database),
+    onUpdateEnd: (database, disconnect, reason) => hub.resumeDatabase(database, disconnect, reason),
     reducerBudgetMs: options.reducerBudgetMs,
     databaseMemoryMb: options.databaseMemoryMb,
     limits,
@@ -145,12 +155,53 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   });
   let resolveListening!: (address: { hostname: string; port: number }) => void;
   const listening = new Promise<{ hostname: string; port: number }>((r) => (resolveListening = r));
+  let reaper: ConnReaper | undefined;
+  const handler = (request: Request, info: Deno.ServeHandlerInfo<Deno.NetAddr>) => {
+    if (reaper === undefined) return app.fetch(request, info);
+    const done = reaper.requestStarted(info.remoteAddr);
+    const settled = (response: Response) => {
+      if (response.status === 101) done(true);
+      else info.completed.then(() => done(false), () => done(false));
+      return response;
+    };
+    try {
+      const result = app.fetch(request, info);
+      if (result instanceof Response) return settled(result);
+      return result.then(settled, (error) => {
+        done(false);
+        throw error;
+      });
+    } catch (error) {
+      done(false);
+      throw error;
+    }
+  };
   const server = Deno.serve({
     hostname: options.hostname,
     port: options.port,
     onListen: (address) => resolveListening(address),
-  }, app.fetch);
+  }, handler);
   const address = await listening;
+  let connectionTimeouts: Record<string, unknown> = { enforced: false, reason: "turned off" };
+  if (options.connectionTimeouts !== false) {
+    const headerTimeoutMs = options.connectionTimeouts?.headerMs ??
+      HTTP_HEADER_TIMEOUT_MS_DEFAULT;
+    const idleTimeoutMs = options.connectionTimeouts?.idleMs ?? HTTP_IDLE_TIMEOUT_MS_DEFAULT;
+    const candidate = new ConnReaper({ port: address.port, headerTimeoutMs, idleTimeoutMs });
+    const started = await candidate.start();
+    if (started.enforced) {
+      reaper = candidate;
+      connectionTimeouts = { enforced: true, headerTimeoutMs, idleTimeoutMs };
+    } else {
+      connectionTimeouts = { enforced: false, reason: started.reason };
+      log.warn(
+        "HTTP header and idle timeouts are NOT enforced: a client can hold a connection open " +
+          "by sending nothing; run as root (CAP_NET_ADMIN) with iproute2's ss, or put a reverse " +
+          "proxy with timeouts in front",
+        { reason: started.reason },
+      );
+    }
+  }
   const url = `http://${
     address.hostname.includes(":") ? `[${address.hostname}]` : address.hostname
   }:${address.port}`;
@@ -167,6 +218,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     moduleLogFileBytesMax: MODULE_LOG_FILE_BYTES_MAX,
     scheduleImmediatePendingMax: SCHEDULE_IMMEDIATE_PENDING_MAX,
   });
+  log.info("connection timeouts", connectionTimeouts);
   options.onListen?.(address);
   return {
     port: address.port,
@@ -177,6 +229,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     async shutdown() {
       hub.closeAll("server shutting down");
       await pg?.close();
+      reaper?.stop();
       await server.shutdown();
       await registry.close();
       if (options.warmSpare) setWarmSpare(false);

@@ -16,7 +16,7 @@ import {
 import type { Database } from "./database_registry.ts";
 
 export interface SqlStatementResult {
-  /** Columns of the rows (the table's row type). */
+  /** Columns of the rows: a SELECT's projection (a table's row type for `*`); none for DML. */
   schema: ProductType;
   typespace: Typespace;
   /** Decoded rows, one value per column. */
@@ -35,24 +35,28 @@ export async function runSqlStatement(
   const release = await database.admit();
   try {
     const started = performance.now();
-    const result = await database.host.query({
+    const result = await database.host.sql({
       sql: request.sql,
       sender: request.caller.toBigInt(),
       isOwner: database.isOwner(request.caller),
+      timestampMicros: BigInt(Date.now()) * 1000n,
     });
-    // Errors too: every answer waits for the state it was computed from.
-    if (request.confirmed) await database.whenDurable(result.txOffset);
-    if (!result.ok || !result.rows) throw new BadRequestError(result.error ?? "query failed");
-    const table = database.module.tablesByName.get(result.rows.table);
-    if (!table) throw new Error(`query answered for unknown table "${result.rows.table}"`);
-    const decode = compileProductDecoder(table.rowType, table.typespace);
+    // Only a write answers with no columns (every SELECT has at least one).
+    const wrote = result.ok && result.columns?.elements.length === 0;
+    // Errors too: every answer waits for the state it was computed from. A write is durable
+    // before it is acknowledged, whatever `confirmed` says.
+    if (request.confirmed || wrote) await database.whenDurable(result.txOffset);
+    if (!result.ok) throw new BadRequestError(result.error ?? "query failed");
+    const schema = result.columns ?? { elements: [] };
+    const typespace = result.typespace ?? [];
+    const decode = compileProductDecoder(schema, typespace);
     return {
-      schema: table.rowType,
-      typespace: table.typespace,
-      rows: result.rows.rows.map((row) => decode(row) as Value[]),
-      rowsInserted: 0,
-      rowsDeleted: 0,
-      rowsUpdated: 0,
+      schema,
+      typespace,
+      rows: (result.rows ?? []).map((row) => decode(row) as Value[]),
+      rowsInserted: result.rowsInserted,
+      rowsDeleted: result.rowsDeleted,
+      rowsUpdated: result.rowsUpdated,
       totalDurationMicros: Math.round((performance.now() - started) * 1000),
     };
   } finally {

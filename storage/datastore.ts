@@ -202,6 +202,17 @@ export class Datastore {
     }
   }
 
+  /** The next value of every sequence (schema migrations carry them to the new tables). */
+  sequencePositions(): { tableId: number; column: number; next: bigint }[] {
+    const out: { tableId: number; column: number; next: bigint }[] = [];
+    for (const table of this.#tables.values()) {
+      for (const s of table.sequences) {
+        out.push({ tableId: table.schema.tableId, column: s.column, next: s.next });
+      }
+    }
+    return out;
+  }
+
   /** Snapshot of all committed rows and sequence positions. */
   exportState(): Uint8Array {
     assert(this.#tx === null, "Export while a transaction is open");
@@ -571,6 +582,14 @@ export class MutTx {
     }
     const first = this.#firstTouched;
     return first === undefined ? 0 : TABLE_DELTA_HEADER_BYTES + first.txDeltaBytesMax();
+  }
+
+  /** The rows each written table has inserted and deleted so far (see Table.txChangedRows). */
+  changedRows(): TxDelta["tables"] {
+    assert(this.#open, "Transaction has ended");
+    if (this.#touched !== undefined) return this.#touched.map((table) => table.txChangedRows());
+    const first = this.#firstTouched;
+    return first === undefined ? [] : [first.txChangedRows()];
   }
 
   commit(): TxDelta {

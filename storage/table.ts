@@ -651,6 +651,33 @@ export class Table {
   }
 
   /**
+   * The rows the open transaction has inserted and deleted so far, without ending it: what
+   * commitTx() would return, except that a committed row deleted and inserted again is listed on
+   * both sides (callers only test these rows against read sets, where that is harmless).
+   */
+  txChangedRows(): TableDelta {
+    const store = this.store;
+    const ids = this.#logIds;
+    const originals = this.#logOriginals;
+    const inserts: Uint8Array[] = [];
+    const deletes: Uint8Array[] = [];
+    for (let i = 0; i < this.#logLength; i++) {
+      const id = ids[i];
+      const original = originals[i];
+      const live = store.isLive(id);
+      if (original === null) {
+        if (live) inserts.push(store.bytes(id));
+      } else if (!live) {
+        deletes.push(original);
+      } else if (!store.equals(id, original)) {
+        deletes.push(original);
+        inserts.push(store.bytes(id));
+      }
+    }
+    return { tableId: this.schema.tableId, inserts, deletes };
+  }
+
+  /**
    * Most bytes the open transaction's delta of this table can take in a commit record: each
    * inserted and deleted row as a u32 length and its bytes. An upper bound (a row written back to
    * its original bytes counts), computed without ending the transaction.

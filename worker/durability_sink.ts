@@ -13,6 +13,8 @@ import {
   type TxRecord,
 } from "../storage/mod.ts";
 import type { CommittedTx, DatabaseEngine } from "./engine.ts";
+import { MIGRATION_RECORD_NAME } from "./migrate_datastore.ts";
+import { isViewTableId } from "./views.ts";
 
 export class DurabilitySink {
   readonly #port: DurabilityPort;
@@ -27,7 +29,7 @@ export class DurabilitySink {
       // Engine offsets count committed transactions; the log's are 0-based, exclusive ends.
       takeSnapshot: () => ({
         txOffset: BigInt(engine.txOffset),
-        bytes: engine.datastore.exportState(),
+        bytes: engine.exportSnapshot(),
       }),
     });
   }
@@ -40,6 +42,10 @@ export class DurabilitySink {
       batch: (firstTxOffset, recordCount, bytes) =>
         forEachBatchRecord(firstTxOffset, recordCount, bytes, (record, txOffset) => {
           const decoded = decodeTxRecord(record);
+          if (decoded.reducerName === MIGRATION_RECORD_NAME) {
+            engine.replayMigration(decoded.args, Number(txOffset) + 1);
+            return;
+          }
           engine.replayTx(
             { tables: decoded.tables, sequences: decoded.sequences },
             Number(txOffset) + 1,
@@ -80,7 +86,10 @@ function toRecord(tx: CommittedTx): TxRecord {
     callerConnectionId: connectionIdBytes.of(tx.connectionId),
     timestampMicros: tx.timestampMicros,
     args: tx.args,
-    tables: tx.delta.tables,
+    // View instance tables are derived data: never logged, re-materialized on demand.
+    tables: tx.hasViewTables
+      ? tx.delta.tables.filter((table) => !isViewTableId(table.tableId))
+      : tx.delta.tables,
     sequences: tx.delta.sequences,
   };
 }

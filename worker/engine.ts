@@ -13,6 +13,7 @@ import {
 import { TokenBucket } from "../lib/token_bucket.ts";
 import { truncateText } from "../lib/truncate.ts";
 import { Datastore, type MutTx, type TableSchema, type TxDelta } from "../storage/mod.ts";
+import { ST_VAR_SCHEMA } from "../query/mod.ts";
 import { BinaryReader, skipValue } from "../protocol/mod.ts";
 import { createSyscalls, FatalHostError, LOG_LEVEL_NAMES, type Syscalls } from "./sys_abi.ts";
 import {
@@ -30,7 +31,28 @@ import {
 
 import type { CallResult, LogLine, ProcedureResult, ResumedSchedule } from "./messages.ts";
 import { ModuleLogLimiter } from "./log_limiter.ts";
+import { formatMigrationErrors, planMigration, tablesFingerprint } from "./auto_migrate.ts";
+import {
+  decodeMigrationArgs,
+  encodeMigrationArgs,
+  migrateDatastore,
+  MIGRATION_RECORD_NAME,
+  MigrationFailedError,
+  unwrapSnapshot,
+  wrapSnapshot,
+} from "./migrate_datastore.ts";
 import { nextIntervalTick, ScheduleQueue } from "./scheduler.ts";
+import type { ViewDef } from "../protocol/mod.ts";
+import { NO_RLS_RULES, resolveRlsRules, type RlsRules } from "../query/mod.ts";
+import type { ViewReadRecorder } from "./sys_abi.ts";
+import { type PendingViewChanges, ViewFailureError, ViewManager } from "./views.ts";
+
+/** Starts the error of a module whose schema is not the one its commit log holds. */
+export const SCHEMA_MISMATCH_PREFIX = "Schema mismatch";
+
+export class SchemaMismatchError extends Error {
+  override name = "SchemaMismatchError";
+}
 
 /** The caller-facing text of any internal reducer failure (SpacetimeDB's wording). */
 export const GENERIC_FAILURE_MESSAGE = "The instance encountered a fatal error.";
@@ -101,7 +123,15 @@ export interface CommittedTx {
   connectionId: bigint;
   timestampMicros: bigint;
   args: Uint8Array;
+  /** The datastore's net change, plus the changes of view instance tables (never logged). */
   delta: TxDelta;
+  /** True when `delta` lists view instance tables (worker/views.ts), which the log skips. */
+  hasViewTables?: boolean;
+}
+
+/** A view's own code threw (any error, SenderError too, fails the surrounding call). */
+class ViewHookError extends Error {
+  override name = "ViewHookError";
 }
 
 /**
@@ -120,6 +150,9 @@ export class DatabaseEngine {
   #datastore!: Datastore;
   #module!: ModuleInfo;
   #describe!: Uint8Array;
+  /** The schema the datastore holds: the module's, or an older one while the log replays. */
+  #stored!: ModuleInfo;
+  #storedDescribe!: Uint8Array;
   #tx: MutTx | undefined;
   #poison: Error | undefined;
   #currentFunction: string | undefined;
@@ -131,6 +164,8 @@ export class DatabaseEngine {
   /** Sequences of the module's tables: each can add a position to a commit record. */
   #sequenceCount = 0;
   #jwtPayloads = new Map<bigint, Uint8Array>();
+  /** Connected clients (connection id -> identity), for `st_client`. */
+  readonly #clients = new Map<bigint, bigint>();
   #committed: CommittedTx[] = [];
   readonly #schedules = new ScheduleQueue();
   #scheduleTables = new Map<number, ScheduleTable>();
@@ -138,6 +173,10 @@ export class DatabaseEngine {
   #procedure:
     | { name: string; sender: bigint; connectionId: bigint; args: Uint8Array; startMs: number }
     | undefined;
+  #views!: ViewManager;
+  #rlsRules: RlsRules = NO_RLS_RULES;
+  /** The read set of the view running now, if one is. */
+  #viewReads: ViewReadRecorder | undefined;
 
   constructor(options: EngineOptions) {
     this.#options = options;
@@ -163,6 +202,13 @@ export class DatabaseEngine {
   get txOffset(): number {
     return this.#txOffset;
   }
+  get views(): ViewManager {
+    return this.#views;
+  }
+  /** The module's row-level security rules by protected table (checked at load). */
+  get rlsRules(): RlsRules {
+    return this.#rlsRules;
+  }
 
   /**
    * Loads the module, decodes its definition and builds an empty datastore. `importsRewritten`:
@@ -187,6 +233,7 @@ export class DatabaseEngine {
       scheduleDelayTooLong: (tableId, row) => this.#scheduleDelayTooLong(tableId, row),
       checkScheduleImmediateArgs: (byteLength) => this.#schedules.checkImmediateArgs(byteLength),
       nowMicros: () => options.clock.nowMicros(),
+      viewReads: () => this.#viewReads,
       startAnonymousTx: () => {
         if (this.#tx || !this.#procedure) return false;
         this.#tx = this.#datastore.beginMutTx();
@@ -206,6 +253,15 @@ export class DatabaseEngine {
           throw this.#poison ?? new Error(this.#budgetMessage());
         }
         const tx = this.#tx;
+        let views: PendingViewChanges | undefined;
+        try {
+          views = this.#views.refresh(tx);
+        } catch (error) {
+          this.#tx = undefined;
+          this.#anonymous = false;
+          tx.rollback();
+          throw new Error(this.#viewFailureMessage(error));
+        }
         this.#tx = undefined;
         this.#anonymous = false;
         const refusal = this.#commitRefusal(tx, this.#procedure.name, this.#procedure.args);
@@ -220,6 +276,7 @@ export class DatabaseEngine {
           this.#procedure.connectionId,
           options.clock.nowMicros(),
           this.#procedure.args,
+          views,
         );
         return true;
       },
@@ -241,7 +298,19 @@ export class DatabaseEngine {
     }
     this.#module = moduleInfoFromDescribe(this.#describe);
     refuseUnsupportedFeatures(this.#module.def);
-    this.#datastore = new Datastore(this.#module.tables);
+    this.#datastore = new Datastore(storedTables(this.#module));
+    this.#stored = this.#module;
+    this.#storedDescribe = this.#describe;
+    const tables = this.#module.tables;
+    this.#rlsRules = resolveRlsRules(this.#module.def.rowLevelSecurity.map((rule) => rule.sql), {
+      tableIdFromName: (name) => this.#datastore.tableIdFromName(name),
+      schema: (tableId) => tables.find((table) => table.tableId === tableId),
+    });
+    this.#views = new ViewManager(this.#module.def.views, {
+      callHook: (view, sender, reads, tx) => this.#callViewHook(view, sender, reads, tx),
+      tables: () => this.#module.tables,
+      tableIdFromName: (name) => this.#datastore.tableIdFromName(name),
+    });
     this.#sequenceCount = this.#module.tables.reduce((n, table) => n + table.sequences.length, 0);
     this.#scheduleTables = scheduleTables(this.#module);
   }
@@ -353,7 +422,16 @@ export class DatabaseEngine {
       new DataView(relation.buffer).setUint32(0, 1, true);
       relation.set(row, 4);
       tx.deleteByRelation(table.tableId, relation);
-      this.#recordCommit(tx.commit(), "", this.#options.databaseIdentity, 0n, now, EMPTY);
+      let views: PendingViewChanges | undefined;
+      try {
+        views = this.#views.refresh(tx);
+      } catch (error) {
+        // The row stays; its timer is not re-armed (it would fail the same way).
+        tx.rollback();
+        this.#pushLog("Error", this.#viewFailureMessage(error), table.functionName);
+        return;
+      }
+      this.#recordCommit(tx.commit(), "", this.#options.databaseIdentity, 0n, now, EMPTY, views);
       return;
     }
     // The reducer rewrote its own row: that write armed the timer already.
@@ -415,8 +493,88 @@ export class DatabaseEngine {
 
   /** Recovery: replaces the state with a snapshot taken after `txOffset` transactions. */
   restoreSnapshot(bytes: Uint8Array, txOffset: number): void {
-    this.#datastore = Datastore.importState(this.#module.tables, bytes);
+    const { describe, state } = unwrapSnapshot(bytes);
+    if (describe) this.useStoredSchema(describe.slice());
+    this.#datastore = Datastore.importState(storedTables(this.#stored), state);
     this.#txOffset = txOffset;
+  }
+
+  /** The state as a snapshot body that names its schema (restoreSnapshot reads it back). */
+  exportSnapshot(): Uint8Array {
+    return wrapSnapshot(this.#storedDescribe, this.#datastore.exportState());
+  }
+
+  /**
+   * Recovery: the log starts with the rows of another schema than the module's (the first
+   * one this database had; see `genesis.describe` in server/database_registry.ts).
+   */
+  useStoredSchema(describe: Uint8Array): void {
+    this.#stored = moduleInfoFromDescribe(describe);
+    this.#storedDescribe = describe;
+    this.#datastore = new Datastore(storedTables(this.#stored));
+  }
+
+  /** Recovery: a schema-change record; runs the same migration again on the same rows. */
+  replayMigration(args: Uint8Array, txOffset: number): void {
+    if (txOffset !== this.#txOffset + 1) {
+      throw new Error(`Replay out of order: transaction ${txOffset} after ${this.#txOffset}`);
+    }
+    const { from, to } = decodeMigrationArgs(args);
+    const before = moduleInfoFromDescribe(from);
+    if (tablesFingerprint(before.def) !== tablesFingerprint(this.#stored.def)) {
+      throw new Error(
+        `The commit log's schema change at transaction ${txOffset} starts from another schema`,
+      );
+    }
+    const after = moduleInfoFromDescribe(to);
+    const planned = planMigration(before.def, after.def);
+    if (!planned.ok) throw new Error(formatMigrationErrors(planned.errors));
+    this.#datastore = migrateDatastore(this.#datastore, before, after, planned.plan, {
+      systemTables: [ST_VAR_SCHEMA],
+    });
+    this.#stored = after;
+    this.#storedDescribe = to;
+    this.#txOffset = txOffset;
+  }
+
+  /**
+   * After recovery: the stored rows must have the module's schema. When they do not and
+   * `migrate` is set, plans and runs the automatic migration as one transaction whose record
+   * carries both schemas; otherwise throws SchemaMismatchError. Returns true when it migrated.
+   */
+  finishRecovery(migrate: boolean, timestampMicros: bigint): boolean {
+    if (tablesFingerprint(this.#stored.def) === tablesFingerprint(this.#module.def)) {
+      // Same tables (ids follow the names, so they are equal too), maybe other reducers.
+      this.#stored = this.#module;
+      this.#storedDescribe = this.#describe;
+      return false;
+    }
+    if (!migrate) {
+      throw new SchemaMismatchError(
+        `${SCHEMA_MISMATCH_PREFIX}: the commit log holds another schema than this module's`,
+      );
+    }
+    const planned = planMigration(this.#stored.def, this.#module.def);
+    if (!planned.ok) throw new MigrationFailedError(formatMigrationErrors(planned.errors));
+    this.#datastore = migrateDatastore(
+      this.#datastore,
+      this.#stored,
+      this.#module,
+      planned.plan,
+      { systemTables: [ST_VAR_SCHEMA], log: (line) => this.#log(2, line) },
+    );
+    const args = encodeMigrationArgs(this.#storedDescribe, this.#describe);
+    this.#stored = this.#module;
+    this.#storedDescribe = this.#describe;
+    this.#recordCommit(
+      { tables: [], sequences: [] },
+      MIGRATION_RECORD_NAME,
+      this.#options.databaseIdentity,
+      0n,
+      timestampMicros,
+      args,
+    );
+    return true;
   }
 
   /** Recovery: applies one committed transaction from the log. */
@@ -439,6 +597,56 @@ export class DatabaseEngine {
     if (committed.length === 0) return [];
     this.#committed = [];
     return committed;
+  }
+
+  /** Connected clients (`st_client`). */
+  clients(): { identity: bigint; connectionId: bigint }[] {
+    return [...this.#clients].map(([connectionId, identity]) => ({ identity, connectionId }));
+  }
+
+  /**
+   * Runs `body` in a transaction of its own that no module code sees (a /sql DML statement):
+   * committed like a reducer's (logged with an empty reducer name, subject to the commit-log
+   * limits, broadcast), or rolled back completely when `body` throws or the limits refuse it.
+   */
+  runHostTransaction<T>(
+    sender: bigint,
+    timestampMicros: bigint,
+    body: (tx: MutTx) => T,
+  ): { ok: true; value: T; txOffset: number } | { ok: false; error: unknown; txOffset: number } {
+    const tx = this.#datastore.beginMutTx();
+    let value: T;
+    try {
+      value = body(tx);
+    } catch (error) {
+      tx.rollback();
+      return { ok: false, error, txOffset: this.#txOffset };
+    }
+    // Stale views re-run inside the transaction; a failing one fails the statement (as in
+    // SpacetimeDB, for SQL DML too).
+    let views: PendingViewChanges | undefined;
+    try {
+      views = this.#views.refresh(tx);
+    } catch (error) {
+      tx.rollback();
+      return {
+        ok: false,
+        error: new Error(this.#viewFailureMessage(error)),
+        txOffset: this.#txOffset,
+      };
+    }
+    const refusal = this.#commitRefusal(tx, "", EMPTY);
+    if (refusal !== undefined) {
+      tx.rollback();
+      return { ok: false, error: new Error(refusal), txOffset: this.#txOffset };
+    }
+    const delta = tx.commit();
+    if (delta.tables.length === 0 && delta.sequences.length === 0) {
+      // Nothing changed (e.g. a DELETE that matched no row): no transaction to log.
+      return { ok: true, value, txOffset: this.#txOffset };
+    }
+    const txOffset = this.#recordCommit(delta, "", sender, 0n, timestampMicros, EMPTY, views);
+    return { ok: true, value, txOffset };
   }
 
   reducerByName(name: string): ReducerInfo | undefined {
@@ -496,20 +704,26 @@ export class DatabaseEngine {
     return this.#runReducer(reducer, args, sender, connectionId, timestampMicros, id);
   }
 
-  /** client_connected: stores the JWT payload and runs the lifecycle reducer, if any. */
+  /**
+   * client_connected: stores the JWT payload and runs the lifecycle reducer, if any (not for a
+   * connection `resumed` after a module hot swap).
+   */
   connect(
     id: number,
     sender: bigint,
     connectionId: bigint,
     timestampMicros: bigint,
     jwtPayload: string,
+    resumed = false,
   ): CallResult {
     this.#jwtPayloads.set(connectionId, new TextEncoder().encode(jwtPayload));
+    if (resumed) return { ...this.#noTransaction(id), kind: "connect" };
     const reducer = this.#module.lifecycle.onConnect;
     const result = reducer
       ? this.#runReducer(reducer, new Uint8Array(), sender, connectionId, timestampMicros, id)
       : this.#noTransaction(id);
     if (result.status !== "committed") this.#jwtPayloads.delete(connectionId);
+    else this.#clients.set(connectionId, sender);
     return { ...result, kind: "connect" };
   }
 
@@ -525,6 +739,7 @@ export class DatabaseEngine {
       ? this.#runReducer(reducer, new Uint8Array(), sender, connectionId, timestampMicros, id)
       : this.#noTransaction(id);
     this.#jwtPayloads.delete(connectionId);
+    this.#clients.delete(connectionId);
     return { ...result, kind: "disconnect" };
   }
 
@@ -619,6 +834,7 @@ export class DatabaseEngine {
     connectionId: bigint,
     timestampMicros: bigint,
     args: Uint8Array,
+    views?: PendingViewChanges,
   ): number {
     const txOffset = ++this.#txOffset;
     const tx: CommittedTx = {
@@ -630,6 +846,13 @@ export class DatabaseEngine {
       args,
       delta,
     };
+    if (views !== undefined) {
+      const changes = this.#views.apply(views);
+      if (changes.length > 0) {
+        tx.delta = { tables: delta.tables.concat(changes), sequences: delta.sequences };
+        tx.hasViewTables = true;
+      }
+    }
     if (this.#scheduleTables.size > 0) this.#armFromDelta(delta, timestampMicros);
     // Usually one transaction per drain: an exact-size array instead of push's growth.
     if (this.#committed.length === 0) this.#committed = [tx];
@@ -694,6 +917,20 @@ export class DatabaseEngine {
       failure = this.#poison;
     }
     this.#poison = undefined;
+    let views: PendingViewChanges | undefined;
+    if (!failed && this.#views.hasInstances) {
+      // Stale views re-run inside the transaction; a failing one fails the whole call.
+      try {
+        views = this.#views.refresh(tx);
+      } catch (error) {
+        tx.rollback();
+        const message = this.#viewFailureMessage(error);
+        this.#pushLog("Error", message, reducer.name);
+        const txOffset = this.#txOffset;
+        const durationMicros = Math.round((endMs - startMs) * 1000);
+        return { kind: "call", id, status: "failed_internal", message, txOffset, durationMicros };
+      }
+    }
     const durationMicros = Math.round((endMs - startMs) * 1000);
     const refusal = failed ? undefined : this.#commitRefusal(tx, reducer.name, args);
     if (refusal !== undefined) {
@@ -717,6 +954,7 @@ export class DatabaseEngine {
         connectionId,
         timestampMicros,
         args,
+        views,
       );
       return { kind: "call", id, status: "committed", txOffset, durationMicros };
     }
@@ -757,6 +995,83 @@ export class DatabaseEngine {
         `the transaction needs ${bytes} bytes and ${available} are available; nothing was committed`;
     }
     return undefined;
+  }
+
+  // --- views (worker/views.ts) ------------------------------------------------------------------
+
+  /**
+   * Materializes `view` for `sender` between transactions (a subscription or query reads it):
+   * runs it in a transaction of its own that is rolled back (a view cannot write). Returns the
+   * instance's table schema; throws an Error with the caller-facing text when the view fails.
+   */
+  materializeView(view: ViewDef, sender: bigint): TableSchema {
+    const existing = this.#views.instance(view, sender);
+    if (existing !== undefined) return existing;
+    const tx = this.#datastore.beginMutTx();
+    this.#tx = tx;
+    try {
+      return this.#views.materialize(view, sender, tx);
+    } catch (error) {
+      const message = this.#viewFailureMessage(error);
+      this.#pushLog("Error", message, view.name);
+      throw new Error(message);
+    } finally {
+      this.#tx = undefined;
+      tx.rollback();
+    }
+  }
+
+  /** Calls a view's hook with the open transaction, recording its reads into `reads`. */
+  #callViewHook(
+    view: ViewDef,
+    sender: bigint | undefined,
+    reads: ViewReadRecorder,
+    tx: MutTx,
+  ): Uint8Array {
+    const outer = this.#currentFunction;
+    const outerReads = this.#viewReads;
+    const outerTx = this.#tx;
+    this.#tx = tx;
+    this.#currentFunction = view.name;
+    this.#viewReads = reads;
+    this.#options.budget.start(this.#options.reducerBudgetMs);
+    let exceeded = false;
+    let stopped = false;
+    try {
+      const args = new Uint8Array(0);
+      const returned = sender === undefined
+        ? this.#hooks.__call_view_anon__(view.id, args)
+        : this.#hooks.__call_view__(view.id, sender, args);
+      stopped = true;
+      exceeded = this.#options.budget.stop();
+      if (exceeded) throw new Error("time budget exceeded");
+      if (this.#poison) throw this.#poison;
+      const data = (returned as { data?: unknown } | undefined)?.data;
+      if (!(data instanceof Uint8Array)) {
+        throw new TypeError("The view hook did not return { data: Uint8Array }");
+      }
+      return data;
+    } catch (error) {
+      if (!stopped) {
+        stopped = true;
+        exceeded = this.#options.budget.stop();
+      }
+      if (!exceeded) exceeded = this.#options.budget.isExceeded(error);
+      this.#logFailure(view.name, error, exceeded);
+      throw new ViewHookError(exceeded ? this.#budgetMessage() : GENERIC_FAILURE_MESSAGE);
+    } finally {
+      this.#tx = outerTx;
+      this.#viewReads = outerReads;
+      if (outer === undefined) this.#endCall();
+      this.#currentFunction = outer;
+    }
+  }
+
+  /** The caller-facing text of a failed view run (SpacetimeDB's wording where it has one). */
+  #viewFailureMessage(error: unknown): string {
+    if (error instanceof ViewFailureError) return error.message;
+    if (error instanceof ViewHookError) return error.message;
+    return `Error materializing view: ${describeError(error)}`;
   }
 
   #memoryMessage(error: unknown): string {
@@ -818,6 +1133,11 @@ export class DatabaseEngine {
 }
 
 const EMPTY = new Uint8Array(0);
+
+/** The datastore's tables: the module's, plus the stored system table `st_var` (row_limit). */
+function storedTables(module: ModuleInfo): TableSchema[] {
+  return [...module.tables, ST_VAR_SCHEMA];
+}
 
 function abs(value: bigint): bigint {
   return value < 0n ? -value : value;

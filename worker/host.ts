@@ -34,6 +34,8 @@ import type {
   ReadyReply,
   ResumedSchedule,
   ScheduledReply,
+  SqlRequest,
+  SqlResult,
   SubscribeRequest,
   SubscribeResult,
   UnsubscribeRequest,
@@ -81,6 +83,9 @@ export interface DatabaseHostOptions {
   snapshot?: Uint8Array;
   snapshotTxOffset?: number;
   durabilityPort?: MessagePort;
+  /** See InitMessage.genesisDescribe and InitMessage.migrate. */
+  genesisDescribe?: Uint8Array;
+  migrate?: boolean;
   /** Called with module log lines as they arrive. */
   onLogs?: (lines: LogLine[]) => void;
   /**
@@ -267,6 +272,8 @@ export class DatabaseHost {
         snapshot: options.snapshot,
         snapshotTxOffset: options.snapshotTxOffset,
         durability: options.durabilityPort !== undefined,
+        genesisDescribe: options.genesisDescribe,
+        migrate: options.migrate,
         prepared: options.prepared,
         resumeSchedules: options.resumeSchedules,
         wantPrepared: options.prepared === undefined && options.onPrepared !== undefined,
@@ -368,6 +375,11 @@ export class DatabaseHost {
     origin?: unknown,
   ): Promise<OneOffQueryResult> {
     return this.#send({ kind: "query", ...request }, origin) as Promise<OneOffQueryResult>;
+  }
+
+  /** One /sql statement (read or write), run with the caller's permissions. */
+  sql(request: Omit<SqlRequest, "id" | "kind">, origin?: unknown): Promise<SqlResult> {
+    return this.#send({ kind: "sql", ...request }, origin) as Promise<SqlResult>;
   }
 
   exportState(): Promise<ExportStateResult> {

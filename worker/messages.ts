@@ -5,6 +5,7 @@
  */
 
 import type { DatabaseLimits } from "../lib/limits.ts";
+import type { ProductType, Typespace } from "../protocol/mod.ts";
 
 /** Sent once, first. */
 export interface InitMessage {
@@ -29,6 +30,16 @@ export interface InitMessage {
   snapshotTxOffset?: number;
   /** True when durability is on: the storage actor is on the process's storage channel. */
   durability?: boolean;
+  /**
+   * `__describe_module__` bytes of the schema the commit log starts with, when a migration
+   * changed it since (else the log starts with this module's schema).
+   */
+  genesisDescribe?: Uint8Array;
+  /**
+   * True for a module update: when the recovered rows have another schema than this module's,
+   * run the automatic migration (one transaction) instead of failing.
+   */
+  migrate?: boolean;
   /**
    * The bundle as an earlier process of this database prepared it (instrumented for its tick
    * name, imports rewritten): skips both parses at start (worker/isolation.ts "start-up").
@@ -83,6 +94,7 @@ export type WorkerRequest =
   | SubscribeRequest
   | UnsubscribeRequest
   | OneOffQueryRequest
+  | SqlRequest
   | ExportStateRequest;
 
 export interface CallReducerRequest {
@@ -114,6 +126,11 @@ export interface ConnectRequest {
   timestampMicros: bigint;
   /** JWT payload JSON the module can read with `ctx.senderAuth`. */
   jwtPayload: string;
+  /**
+   * A connection kept across a module hot swap: the new module learns its JWT payload, and
+   * client_connected does not run again (it ran on the module the client connected to).
+   */
+  resumed?: boolean;
 }
 
 export interface DisconnectRequest {
@@ -149,6 +166,17 @@ export interface OneOffQueryRequest {
   sql: string;
   sender: bigint;
   isOwner: boolean;
+}
+
+/** One statement of the /sql grammar (HTTP `/sql`, PostgreSQL wire): a read or a write. */
+export interface SqlRequest {
+  kind: "sql";
+  id: number;
+  sql: string;
+  sender: bigint;
+  isOwner: boolean;
+  /** Wall-clock micros, the timestamp of a DML transaction. */
+  timestampMicros: bigint;
 }
 
 export interface ExportStateRequest {
@@ -220,6 +248,24 @@ export interface OneOffQueryResult {
   txOffset: number;
 }
 
+export interface SqlResult {
+  kind: "sql";
+  id: number;
+  ok: boolean;
+  error?: string;
+  /** The result's columns (a SELECT's projection; none for DML). */
+  columns?: ProductType;
+  /** The typespace the column types' Refs point into. */
+  typespace?: Typespace;
+  /** Result rows as BSATN of `columns`. */
+  rows?: Uint8Array[];
+  rowsInserted: number;
+  rowsDeleted: number;
+  rowsUpdated: number;
+  /** A write: its own transaction; otherwise the committed offset the statement read. */
+  txOffset: number;
+}
+
 export interface ExportStateResult {
   kind: "export";
   id: number;
@@ -233,6 +279,7 @@ export type WorkerResult =
   | SubscribeResult
   | UnsubscribeResult
   | OneOffQueryResult
+  | SqlResult
   | ExportStateResult;
 
 /** Per-query changes caused by one committed transaction. */

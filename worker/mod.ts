@@ -18,7 +18,15 @@ export type {
   UnsubscribeResult,
   WorkerResult,
 } from "./messages.ts";
-export { GENERIC_FAILURE_MESSAGE } from "./engine.ts";
+export { GENERIC_FAILURE_MESSAGE, SCHEMA_MISMATCH_PREFIX } from "./engine.ts";
+export {
+  formatMigrationErrors,
+  type MigrationPlan,
+  planBreaksClients,
+  planMigration,
+  tablesFingerprint,
+} from "./auto_migrate.ts";
+export { formatMigrationPlan } from "./auto_migrate_format.ts";
 export { moduleInfoFromDescribe } from "./module_info.ts";
 export type { ModuleInfo, ProcedureInfo, ReducerInfo } from "./module_info.ts";
 export { CorruptLogError, DurabilityActor } from "../storage/mod.ts";

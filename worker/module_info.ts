@@ -60,25 +60,10 @@ export class UnsupportedFeatureError extends Error {
 /**
  * Refuses a module that declares a feature this host does not execute yet: accepting it would
  * make that part silently do nothing (for row-level security: every row shown to everyone).
- * Views, row-level security and HTTP handlers are refused.
+ * HTTP handlers are refused.
  */
 export function refuseUnsupportedFeatures(def: ModuleDef): void {
   const quoted = (names: string[]) => names.map((name) => `"${name}"`).join(", ");
-  if (def.rowLevelSecurity.length > 0) {
-    const rules = def.rowLevelSecurity.map((rule) => rule.sql);
-    throw new UnsupportedFeatureError(
-      `This module declares row-level security (clientVisibilityFilter ${quoted(rules)}), ` +
-        "which Lightcone does not enforce yet; publishing is refused so that no rows leak",
-    );
-  }
-  if (def.views.length > 0) {
-    const views = def.views.map((view) => view.name);
-    throw new UnsupportedFeatureError(
-      `This module declares views (spacetimedb.view / anonymousView: ${quoted(views)}), ` +
-        "which Lightcone does not run yet; publishing is refused so that no client subscribes " +
-        "to a view that never updates",
-    );
-  }
   if (def.httpHandlers.length > 0 || def.httpRoutes.length > 0) {
     const handlers = def.httpHandlers.map((handler) => handler.name);
     throw new UnsupportedFeatureError(
@@ -93,7 +78,7 @@ export function refuseUnsupportedFeatures(def: ModuleDef): void {
  * order SpacetimeDB creates tables in), so they are the same on every start of the
  * same module.
  */
-function tableSchemas(def: ModuleDef): TableSchema[] {
+export function tableSchemas(def: ModuleDef): TableSchema[] {
   const sorted = [...def.tables].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
   let nextIndexId = 1;
   return sorted.map((table, position): TableSchema => {

@@ -21,6 +21,7 @@ const ITEM_KINDS = new Set([
   "subscribe",
   "unsubscribe",
   "query",
+  "sql",
   "export",
   "update",
 ]);
@@ -105,6 +106,21 @@ export function checkBatchItem(item: unknown): string | undefined {
         item.queryIds !== undefined &&
         !(Array.isArray(item.queryIds) && item.queryIds.every(isCount))
       ) return "subscribe.queryIds is bad";
+      return undefined;
+    case "sql":
+      if (typeof item.ok !== "boolean") return "sql.ok is not a boolean";
+      if (!isCount(item.txOffset)) return "sql.txOffset is not a count";
+      if (![item.rowsInserted, item.rowsDeleted, item.rowsUpdated].every(isCount)) {
+        return "sql counts are bad";
+      }
+      if (item.rows !== undefined && !isByteArrayList(item.rows)) return "sql.rows is bad";
+      if (
+        item.columns !== undefined &&
+        !(isObject(item.columns) && Array.isArray(item.columns.elements))
+      ) return "sql.columns is bad";
+      if (item.typespace !== undefined && !Array.isArray(item.typespace)) {
+        return "sql.typespace is bad";
+      }
       return undefined;
     case "export":
       return item.state instanceof Uint8Array && isCount(item.txOffset)

@@ -6,13 +6,17 @@
  * query is the main thread's business (server/ws/hub.ts).
  */
 import {
+  type CheckedSelect,
   type CommittedState,
+  executePlan,
   expandSelectStarFromStar,
-  runOneOffQuery,
+  planSelect,
+  type QueryPlan,
   SqlError,
   subscriptionErrorText,
   SubscriptionIndex,
 } from "../query/mod.ts";
+import { ViewCatalog } from "./view_catalog.ts";
 import type { TableSchema, TxDelta } from "../storage/mod.ts";
 import type { DatabaseEngine } from "./engine.ts";
 import type {
@@ -33,6 +37,8 @@ interface LiveQuery {
   queryId: number;
   tableName: string;
   isEvent: boolean;
+  /** View instance tables the query reads (each holds one reference while the query lives). */
+  viewTables: number[];
 }
 
 export class SubscriptionHost {
@@ -42,27 +48,53 @@ export class SubscriptionHost {
   /** connection id -> query set id -> the set's queries. */
   readonly #sets = new Map<bigint, Map<number, LiveQuery[]>>();
   readonly #queries = new Map<number, LiveQuery>();
+  /** Views and row-level security for each caller (worker/view_catalog.ts). */
+  readonly #catalog: ViewCatalog;
 
   constructor(engine: DatabaseEngine) {
     this.#engine = engine;
     const datastore = engine.datastore;
+    const views = engine.views;
     this.#state = {
       tableIdFromName: (name) => datastore.tableIdFromName(name),
-      schema: (tableId) => datastore.tables().find((table) => table.tableId === tableId),
+      schema: (tableId) => {
+        const view = views.schema(tableId);
+        if (view !== undefined) return view;
+        try {
+          return datastore.schema(tableId);
+        } catch {
+          return undefined; // no such table
+        }
+      },
       tables: () => datastore.tables(),
-      committedRows: (tableId) => datastore.committedRows(tableId),
+      committedRows: (tableId) =>
+        views.schema(tableId) !== undefined
+          ? views.rows(tableId)
+          : datastore.committedRows(tableId),
       committedIndexPoint: (tableId, columns, key) => {
+        if (views.schema(tableId) !== undefined) return undefined;
         const index = indexWithColumns(datastore.schema(tableId), columns);
         return index === undefined ? undefined : datastore.committedIndexPoint(index, key);
       },
     };
     this.#index = new SubscriptionIndex(this.#state);
+    this.#catalog = new ViewCatalog(engine, this.#state);
   }
 
   onCommit(delta: TxDelta): QueryDelta[] {
     if (this.#index.size === 0) return NO_DELTAS;
+    return this.#toMessages(this.#index.onCommit(delta));
+  }
+
+  /** Deltas of several transactions committed in order since the last call, one list each. */
+  onCommits(deltas: TxDelta[]): QueryDelta[][] {
+    if (this.#index.size === 0) return deltas.map(() => NO_DELTAS);
+    return this.#index.onCommits(deltas).map((changes) => this.#toMessages(changes));
+  }
+
+  #toMessages(changes: Map<number, { inserts: Uint8Array[]; deletes: Uint8Array[] }>) {
     const out: QueryDelta[] = [];
-    for (const [queryId, change] of this.#index.onCommit(delta)) {
+    for (const [queryId, change] of changes) {
       const live = this.#queries.get(queryId);
       if (!live || (change.inserts.length === 0 && change.deletes.length === 0)) continue;
       out.push({
@@ -81,22 +113,36 @@ export class SubscriptionHost {
     const context = { sender: request.sender, isOwner: request.isOwner };
     const registered: LiveQuery[] = [];
     const rows: QueryRows[] = [];
+    // A query text given twice in one request is subscribed once (SpacetimeDB dedups by text).
+    const seen = new Set<string>();
+    const caller = this.#catalog.forCaller(context);
     for (const sql of request.queries) {
+      if (seen.has(sql.trim())) continue;
+      seen.add(sql.trim());
       try {
-        for (const query of expandSelectStarFromStar(sql, this.#state, context) ?? [sql]) {
-          const result = this.#index.register(query, context);
-          const live = {
-            queryId: result.queryId,
-            tableName: result.tableName,
-            isEvent: result.isEvent,
-          };
-          this.#queries.set(live.queryId, live);
-          registered.push(live);
-          rows.push({ table: result.tableName, rows: result.isEvent ? [] : result.initialRows });
+        for (const query of expandSelectStarFromStar(sql, caller, context) ?? [sql]) {
+          // One registration per row-level security fragment (one when no rule applies).
+          for (const plan of caller.compile(query)) {
+            const result = this.#index.registerPlan(plan);
+            let live = this.#queries.get(result.queryId);
+            if (live === undefined) {
+              live = {
+                queryId: result.queryId,
+                tableName: result.tableName,
+                isEvent: result.isEvent,
+                viewTables: this.#catalog.viewTablesOf(plan),
+              };
+              this.#queries.set(live.queryId, live);
+              for (const tableId of live.viewTables) this.#engine.views.retain(tableId);
+            }
+            registered.push(live);
+            rows.push({ table: result.tableName, rows: result.isEvent ? [] : result.initialRows });
+          }
         }
       } catch (error) {
         // Any query of the set failing fails the whole set: nothing stays registered.
         this.#releaseAll(registered);
+        caller.dropUnused();
         return {
           kind: "subscribe",
           id: request.id,
@@ -111,6 +157,7 @@ export class SubscriptionHost {
     const previous = sets.get(request.querySetId);
     if (previous) this.#releaseAll(previous);
     sets.set(request.querySetId, registered);
+    caller.dropUnused();
     return {
       kind: "subscribe",
       id: request.id,
@@ -156,16 +203,16 @@ export class SubscriptionHost {
 
   query(request: OneOffQueryRequest): OneOffQueryResult {
     const txOffset = this.#engine.txOffset;
+    const caller = this.#catalog.forCaller({ sender: request.sender, isOwner: request.isOwner });
     try {
-      const result = runOneOffQuery(request.sql, this.#state, {
-        sender: request.sender,
-        isOwner: request.isOwner,
-      });
+      const plans = caller.compile(request.sql, planOneOff);
+      const rows: Uint8Array[] = [];
+      for (const plan of plans) rows.push(...executePlan(plan, this.#state));
       return {
         kind: "query",
         id: request.id,
         ok: true,
-        rows: { table: result.tableName, rows: result.rows },
+        rows: { table: plans[0].returnTable.name, rows },
         txOffset,
       };
     } catch (error) {
@@ -176,15 +223,24 @@ export class SubscriptionHost {
         error: errorText(error, request.sql),
         txOffset,
       };
+    } finally {
+      caller.dropUnused();
     }
   }
 
   #releaseAll(queries: LiveQuery[]): void {
     for (const live of queries) {
-      if (this.#index.release(live.queryId)) this.#queries.delete(live.queryId);
+      if (this.#index.release(live.queryId)) {
+        this.#queries.delete(live.queryId);
+        for (const tableId of live.viewTables) this.#engine.views.release(tableId);
+      }
     }
   }
 }
+
+/** How a one-off query's fragments are planned (joins: without the subscription index rule). */
+const planOneOff = (checked: CheckedSelect): QueryPlan =>
+  planSelect(checked, { subscription: false });
 
 function indexWithColumns(table: TableSchema, columns: readonly number[]): number | undefined {
   const index = table.indexes.find((candidate) =>

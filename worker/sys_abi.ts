@@ -116,12 +116,36 @@ export interface SysEnv {
   /** True when `row` of a schedule table asks for a delay over the limit (errno 13). */
   scheduleDelayTooLong?(tableId: number, row: Uint8Array): boolean;
   nowMicros(): bigint;
+  /**
+   * While a view runs: where its reads are recorded (module-abi.md §5.4), and its writes are
+   * refused with errno 19; undefined otherwise.
+   */
+  viewReads?(): ViewReadRecorder | undefined;
   /** Procedures: open an anonymous transaction; false when one is already open. */
   startAnonymousTx(): boolean;
   /** Commits the anonymous transaction; false when there is none. */
   commitAnonymousTx(): boolean;
   /** Rolls the anonymous transaction back; false when there is none. */
   abortAnonymousTx(): boolean;
+}
+
+/** The read set of a running view: whole tables, or exact points of an index. */
+export interface ViewReadRecorder {
+  table(tableId: number): void;
+  /** `key` is the BSATN of the index's key columns (copied by the recorder if kept). */
+  point(indexId: number, key: Uint8Array): void;
+  /**
+   * A range scan on an index (module-abi.md §2.4 layout): an index point when both bounds are
+   * the same included value on the last column, else a read of the index's whole table.
+   */
+  range(
+    indexId: number,
+    bytes: Uint8Array,
+    prefixLen: number,
+    prefixElems: number,
+    rstartLen: number,
+    rendLen: number,
+  ): void;
 }
 
 export interface Syscalls {
@@ -244,6 +268,7 @@ export function createSyscalls(env: SysEnv): Syscalls {
   /** requireTx() for syscalls that write: lazy iterators must stop looking at the table. */
   function requireWriteTx(): MutTx {
     const tx = requireTx();
+    if (env.viewReads?.() !== undefined) throw errnoError(Errno.TRANSACTION_IS_READ_ONLY);
     if (recent === LAZY_POINT || lazyIterators.length > 0) materializeAll();
     return tx;
   }
@@ -354,12 +379,16 @@ export function createSyscalls(env: SysEnv): Syscalls {
 
     datastore_table_row_count(table: unknown): bigint {
       const tx = requireTx();
-      return BigInt(mapped(() => tx.count(tableId(table))));
+      const id = tableId(table);
+      env.viewReads?.()?.table(id);
+      return BigInt(mapped(() => tx.count(id)));
     },
 
     datastore_table_scan_bsatn(table: unknown): number {
       const tx = requireTx();
-      return openLazyIterator(tx, mapped(() => tx.scanIds(tableId(table))));
+      const id = tableId(table);
+      env.viewReads?.()?.table(id);
+      return openLazyIterator(tx, mapped(() => tx.scanIds(id)));
     },
 
     datastore_index_scan_range_bsatn(
@@ -372,6 +401,14 @@ export function createSyscalls(env: SysEnv): Syscalls {
     ): number {
       const tx = requireTx();
       const range = rangeArguments(index, buffer, prefixLen, prefixElems, rstartLen, rendLen);
+      env.viewReads?.()?.range(
+        range.index,
+        range.bytes,
+        range.prefixLen,
+        range.prefixElems,
+        range.rstartLen,
+        range.rendLen,
+      );
       return openLazyIterator(
         tx,
         mapped(() =>
@@ -518,6 +555,7 @@ export function createSyscalls(env: SysEnv): Syscalls {
       const tx = requireTx();
       const length = checkedLength(buffer, pointLen, "point");
       const indexId = u32(index, "index_id");
+      env.viewReads?.()?.point(indexId, bytesOf(buffer, length, "point"));
       let rowId: number;
       try {
         rowId = tx.indexFindUnique(indexId, viewOf(buffer as ArrayBuffer), length);

@@ -23,12 +23,14 @@ import type {
   WorkerToMain,
 } from "./messages.ts";
 import { SubscriptionHost } from "./subscription_host.ts";
+import { SqlHost } from "./sql_host.ts";
 import { prepareSandbox } from "./sandbox.ts";
 import { DurabilitySink } from "./durability_sink.ts";
 import { forEachRequest, ResultPacker } from "./batch_codec.ts";
 
 let engine: DatabaseEngine | undefined;
 let subscriptions: SubscriptionHost | undefined;
+let sqlHost: SqlHost | undefined;
 let durability: DurabilitySink | undefined;
 
 // Host references, captured before the sandbox removes or locks globals.
@@ -136,17 +138,20 @@ async function init(message: InitMessage): Promise<void> {
       sandbox.budget.stop();
       disarmWatchdog();
     }
+    if (message.genesisDescribe) engine.useStoredSchema(message.genesisDescribe);
     if (message.snapshot) engine.restoreSnapshot(message.snapshot, message.snapshotTxOffset ?? 0);
     if (message.durability) {
       durability = new DurabilitySink(storagePort(), engine);
       await durability.replay();
     }
+    engine.finishRecovery(message.migrate ?? false, message.timestampMicros);
   } catch (error) {
     reply({ type: "init-failed", error: describeError(error), logs: engine.drainLogs() });
     engine = undefined;
     return;
   }
   subscriptions = new SubscriptionHost(engine);
+  sqlHost = new SqlHost(engine);
   engine.armAllSchedules();
   if (message.resumeSchedules) engine.resumeSchedules(message.resumeSchedules);
   if (message.runInit) {
@@ -209,10 +214,12 @@ function runSchedules(): void {
   try {
     current.runDueSchedules(SCHEDULED_RUNS_PER_TURN_MAX);
     const items: TxUpdate[] = [];
-    for (const tx of current.drainCommitted()) {
+    const committed = current.drainCommitted();
+    const deltas = live.onCommits(committed.map((tx) => tx.delta));
+    committed.forEach((tx, i) => {
       durability?.appendOne(tx);
-      items.push({ kind: "update", txOffset: tx.txOffset, deltas: live.onCommit(tx.delta) });
-    }
+      items.push({ kind: "update", txOffset: tx.txOffset, deltas: deltas[i] });
+    });
     durability?.flush();
     const logs = current.drainLogs();
     if (items.length > 0 || logs.length > 0) {
@@ -233,11 +240,13 @@ function runBatch(message: BatchMessage): void {
   if (!current || !live) throw new Error("database worker is not initialised");
   const results: BatchItem[] = [];
   const collect = (callId: number | undefined) => {
-    for (const tx of current.drainCommitted()) {
+    const committed = current.drainCommitted();
+    // One call: a join's delta for an earlier transaction needs the state as of that one.
+    const deltas = live.onCommits(committed.map((tx) => tx.delta));
+    committed.forEach((tx, i) => {
       durability?.appendOne(tx);
-      const deltas = live.onCommit(tx.delta);
-      results.push({ kind: "update", txOffset: tx.txOffset, callId, deltas });
-    }
+      results.push({ kind: "update", txOffset: tx.txOffset, callId, deltas: deltas[i] });
+    });
   };
   forEachRequest(message, (request) => {
     switch (request.kind) {
@@ -264,11 +273,16 @@ function runBatch(message: BatchMessage): void {
           results.push(result);
           break;
         }
-        for (const tx of committed) {
+        const deltas = live.onCommits(committed.map((tx) => tx.delta));
+        committed.forEach((tx, i) => {
           durability?.appendOne(tx);
-          const deltas = live.onCommit(tx.delta);
-          results.push({ kind: "update", txOffset: tx.txOffset, callId: request.id, deltas });
-        }
+          results.push({
+            kind: "update",
+            txOffset: tx.txOffset,
+            callId: request.id,
+            deltas: deltas[i],
+          });
+        });
         results.push(result);
         break;
       }
@@ -292,6 +306,7 @@ function runBatch(message: BatchMessage): void {
           request.connectionId,
           request.timestampMicros,
           request.jwtPayload,
+          request.resumed ?? false,
         );
         collect(undefined);
         results.push(result);
@@ -318,6 +333,13 @@ function runBatch(message: BatchMessage): void {
       case "query":
         results.push(live.query(request));
         break;
+      case "sql": {
+        // A write commits a transaction: its update goes out before the answer, like a call's.
+        const result = sqlHost!.run(request);
+        collect(undefined);
+        results.push(result);
+        break;
+      }
       case "export":
         results.push({
           kind: "export",

@@ -1,6 +1,7 @@
 /** `build [--project-path DIR] [-d]`: bundle DIR/src/index.ts into DIR/dist/bundle.js. */
 import { expectPositionals, parseVerbArgs } from "../args.ts";
-import type { CliContext } from "../context.ts";
+import { join } from "node:path";
+import { announceConfig, type CliContext, projectConfig } from "../context.ts";
 import { buildModule, type BuildResult } from "../module_build.ts";
 import type { CliIo } from "../io.ts";
 
@@ -9,10 +10,12 @@ export const BUILD_HELP = `Build a TypeScript module into one JavaScript file (d
 Usage: build [OPTIONS]
 
 Options:
-  -p, --project-path <DIR>  The module project (default: ./spacetimedb if it exists, else .)
+  -p, --project-path <DIR>  The module project (default: spacetime.json's module-path, else
+                            ./spacetimedb if it exists, else .)
                             Alias: --module-path
   -d, --debug               Keep function and class names for readable stack traces
-      --skip-type-check     Do not run node_modules/.bin/tsc --noEmit first
+      --skip-type-check     Do not type-check first (with node_modules/.bin/tsc --noEmit when
+                            the project has it, else with deno check)
   -h, --help                Print help
 
 The entry point is <DIR>/src/index.ts. Everything is bundled except the host's
@@ -33,7 +36,15 @@ const FLAGS = {
 export async function runBuild(args: string[], ctx: CliContext): Promise<number> {
   const { flags, positionals } = parseVerbArgs("build", args, FLAGS);
   expectPositionals("build", positionals, { required: [] });
-  const projectDir = await defaultProjectDir(flags["project-path"] ?? flags["module-path"]);
+  let given = flags["project-path"] ?? flags["module-path"];
+  if (given === undefined) {
+    const config = await projectConfig(ctx);
+    if (config !== undefined) {
+      announceConfig(ctx, config);
+      given = config.targets[0]?.modulePath ?? join(config.dir, "spacetimedb");
+    }
+  }
+  const projectDir = await defaultProjectDir(given);
   await buildWithProgress(projectDir, ctx.io, {
     debug: flags.debug,
     skipTypeCheck: flags["skip-type-check"],

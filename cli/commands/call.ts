@@ -1,7 +1,8 @@
 /** `call DATABASE FUNCTION [ARGS...]`: run a reducer or procedure over HTTP. */
 import { ApiError } from "../api_client.ts";
 import { expectPositionals, parseVerbArgs } from "../args.ts";
-import { authHints, type CliContext, connect, type Connection } from "../context.ts";
+import { authHints, type CliContext, connect, type Connection, projectConfig } from "../context.ts";
+import { applyProjectDatabase } from "../project_config.ts";
 import { CliError } from "../errors.ts";
 import {
   type ColumnSummary,
@@ -40,7 +41,18 @@ const FLAGS = {
 } as const;
 
 export async function runCall(args: string[], ctx: CliContext): Promise<number> {
-  const { flags, positionals } = parseVerbArgs("call", args, FLAGS);
+  const parsed = parseVerbArgs("call", args, FLAGS);
+  const project = applyProjectDatabase(
+    await projectConfig(ctx),
+    parsed.positionals,
+    "leading",
+  );
+  const positionals = project.positionals;
+  const flags = {
+    ...parsed.flags,
+    server: parsed.flags.server ?? project.server,
+    anonymous: parsed.flags.anonymous ?? project.anonymous,
+  };
   expectPositionals("call", positionals, {
     required: ["DATABASE", "FUNCTION"],
     rest: true,

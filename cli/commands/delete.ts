@@ -1,7 +1,8 @@
 /** `delete DATABASE [-y]`: delete a database and all its data (owner only). */
 import { ApiError } from "../api_client.ts";
 import { expectPositionals, parseVerbArgs } from "../args.ts";
-import { authHints, type CliContext, connect } from "../context.ts";
+import { authHints, type CliContext, connect, projectConfig } from "../context.ts";
+import { applyProjectDatabase } from "../project_config.ts";
 import { CliError } from "../errors.ts";
 import { confirm } from "../io.ts";
 
@@ -29,7 +30,17 @@ const FLAGS = {
 } as const;
 
 export async function runDelete(args: string[], ctx: CliContext): Promise<number> {
-  const { flags, positionals } = parseVerbArgs("delete", args, FLAGS);
+  const parsed = parseVerbArgs("delete", args, FLAGS);
+  const project = applyProjectDatabase(
+    await projectConfig(ctx),
+    parsed.positionals,
+    "optional",
+  );
+  const positionals = project.positionals;
+  const flags = {
+    ...parsed.flags,
+    server: parsed.flags.server ?? project.server,
+  };
   expectPositionals("delete", positionals, { required: ["DATABASE"] });
   const [database] = positionals;
   const connection = await connect(ctx, { server: flags.server });

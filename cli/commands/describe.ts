@@ -1,7 +1,8 @@
 /** `describe DATABASE [--json] [ENTITY_TYPE ENTITY_NAME]`: show a database's schema. */
 import { ApiError } from "../api_client.ts";
 import { expectPositionals, parseVerbArgs } from "../args.ts";
-import { authHints, type CliContext, connect } from "../context.ts";
+import { authHints, type CliContext, connect, projectConfig } from "../context.ts";
+import { applyProjectDatabase } from "../project_config.ts";
 import { CliError, UsageError } from "../errors.ts";
 import {
   describeModuleText,
@@ -40,7 +41,18 @@ const FLAGS = {
 const ENTITY_TYPES = ["table", "reducer", "procedure", "view"] as const;
 
 export async function runDescribe(args: string[], ctx: CliContext): Promise<number> {
-  const { flags, positionals } = parseVerbArgs("describe", args, FLAGS);
+  const parsed = parseVerbArgs("describe", args, FLAGS);
+  const project = applyProjectDatabase(
+    await projectConfig(ctx),
+    parsed.positionals,
+    "describe",
+  );
+  const positionals = project.positionals;
+  const flags = {
+    ...parsed.flags,
+    server: parsed.flags.server ?? project.server,
+    anonymous: parsed.flags.anonymous ?? project.anonymous,
+  };
   expectPositionals("describe", positionals, {
     required: ["DATABASE"],
     optional: ["ENTITY_TYPE", "ENTITY_NAME"],

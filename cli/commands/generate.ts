@@ -21,8 +21,8 @@ import {
   resolveModuleDef,
 } from "../../protocol/mod.ts";
 import { ApiError } from "../api_client.ts";
-import { expectPositionals, parseVerbArgs } from "../args.ts";
-import { authHints, type CliContext, connect } from "../context.ts";
+import { expectPositionals, type FlagValues, parseVerbArgs } from "../args.ts";
+import { announceConfig, authHints, type CliContext, connect, projectConfig } from "../context.ts";
 import { CliError, UsageError } from "../errors.ts";
 import { type CliIo, confirm } from "../io.ts";
 import { describeBundle } from "../module_describe.ts";
@@ -47,7 +47,7 @@ Options:
       --import-extension <EXT>
                             Extension of the bindings' imports of each other: none
                             (default, as SpacetimeDB's), .ts (Deno) or .js (nodenext)
-      --skip-type-check     When building: do not run tsc --noEmit first
+      --skip-type-check     When building: do not type-check first
   -y, --yes                 Delete stale generated files without asking
   -h, --help                Print help
 
@@ -82,9 +82,48 @@ const FLAGS = {
 const DEFAULT_OUT_DIR = join("src", "module_bindings");
 const DEFAULT_PROJECT_DIR = "spacetimedb";
 
+type GenerateFlags = {
+  -readonly [K in keyof FlagValues<typeof FLAGS>]: FlagValues<typeof FLAGS>[K];
+};
+
 export async function runGenerate(args: string[], ctx: CliContext): Promise<number> {
   const { flags, positionals } = parseVerbArgs("generate", args, FLAGS);
   expectPositionals("generate", positionals, { required: [] });
+  const config = await projectConfig(ctx);
+  const explicitSource = flags["project-path"] ?? flags["module-path"] ?? flags["bin-path"] ??
+    flags["js-path"] ?? flags.database;
+  if (config === undefined || (flags["out-dir"] !== undefined && explicitSource !== undefined)) {
+    return await generateWith(flags, ctx);
+  }
+  announceConfig(ctx, config);
+  const target = config.targets[0];
+  const modulePath = target?.modulePath ?? join(config.dir, "spacetimedb");
+  const entries = config.generate.length > 0 ? config.generate : [{
+    language: "typescript",
+    outDir: join(config.dir, DEFAULT_OUT_DIR),
+    modulePath: undefined,
+    includePrivate: undefined,
+    importExtension: undefined,
+  }];
+  for (const entry of entries) {
+    const merged: GenerateFlags = { ...flags };
+    merged.lang ??= entry.language;
+    merged["out-dir"] ??= entry.outDir;
+    merged["include-private"] ??= entry.includePrivate;
+    merged["import-extension"] ??= entry.importExtension;
+    if (explicitSource === undefined) {
+      if (target?.jsPath !== undefined && entry.modulePath === undefined) {
+        merged["bin-path"] = target.jsPath;
+      } else merged["project-path"] = entry.modulePath ?? modulePath;
+    }
+    const code = await generateWith(merged, ctx);
+    if (code !== 0) return code;
+  }
+  return 0;
+}
+
+/** Generates once, from fully resolved flags (no project config). */
+export async function generateWith(flags: GenerateFlags, ctx: CliContext): Promise<number> {
   await checkLanguage(flags.lang, ctx.io);
   const importExtension = parseImportExtension(flags["import-extension"]);
 

@@ -23,6 +23,21 @@ Examples:
   login -s http://127.0.0.1:3000
   logout`;
 
+export const LOGOUT_HELP = `Forget the token saved for a server
+
+Usage: logout [OPTIONS]
+
+Options:
+  -s, --server <SERVER>  Server URL or saved nickname (default: local)
+  -h, --help             Print help
+
+The identity itself stays valid on the server; without its token you can no longer act as
+it (e.g. update the databases it owns). The next \`publish\` or \`login\` gets a new identity.
+
+Examples:
+  logout
+  logout -s http://127.0.0.1:3000`;
+
 export async function runLogin(args: string[], ctx: CliContext): Promise<number> {
   if (args[0] === "show") {
     const { flags, positionals } = parseVerbArgs("login show", args.slice(1), {

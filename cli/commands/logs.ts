@@ -1,7 +1,8 @@
 /** `logs DATABASE [-n N] [-f] [--format text|json]`: print (and follow) a database's log. */
 import { ApiError } from "../api_client.ts";
 import { expectPositionals, parseCount, parseVerbArgs } from "../args.ts";
-import { authHints, type CliContext, connect } from "../context.ts";
+import { authHints, type CliContext, connect, projectConfig } from "../context.ts";
+import { applyProjectDatabase } from "../project_config.ts";
 import { CliError, UsageError } from "../errors.ts";
 import { formatLogLine } from "../log_format.ts";
 
@@ -40,7 +41,17 @@ const FLAGS = {
 const SEVERITY = ["trace", "debug", "info", "warn", "error", "panic"];
 
 export async function runLogs(args: string[], ctx: CliContext): Promise<number> {
-  const { flags, positionals } = parseVerbArgs("logs", args, FLAGS);
+  const parsed = parseVerbArgs("logs", args, FLAGS);
+  const project = applyProjectDatabase(
+    await projectConfig(ctx),
+    parsed.positionals,
+    "optional",
+  );
+  const positionals = project.positionals;
+  const flags = {
+    ...parsed.flags,
+    server: parsed.flags.server ?? project.server,
+  };
   expectPositionals("logs", positionals, { required: ["DATABASE"] });
   const [database] = positionals;
   const format = flags.format ?? "text";

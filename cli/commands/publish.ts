@@ -3,8 +3,10 @@
  * pre_publish (migration plan) -> PUT /v1/database/NAME, or POST /v1/database without a name.
  */
 import { ApiError, type PublishResult } from "../api_client.ts";
-import { expectPositionals, parseVerbArgs } from "../args.ts";
-import { authHints, type CliContext, connect } from "../context.ts";
+import { expectPositionals, type FlagValues, parseVerbArgs } from "../args.ts";
+import { announceConfig, authHints, type CliContext, connect, projectConfig } from "../context.ts";
+import { selectTargets } from "../project_config.ts";
+import { join } from "node:path";
 import { CliError, UsageError } from "../errors.ts";
 import { confirm } from "../io.ts";
 import { buildWithProgress, defaultProjectDir } from "./build.ts";
@@ -29,7 +31,8 @@ Options:
   -y, --yes                   Do not ask for confirmations
       --anonymous             Publish without an identity (you will not be able to update it)
   -d, --debug                 Build with readable names (see build --help)
-      --skip-type-check       Do not run tsc before bundling
+      --skip-type-check       Do not type-check before bundling
+      --build-options <ARGS>  Build options: '--debug' and/or '--skip-type-check'
   -h, --help                  Print help
 
 The first publish to a server without a saved token asks it for a new identity and saves
@@ -54,6 +57,7 @@ const FLAGS = {
   anonymous: { type: "boolean" },
   debug: { type: "boolean", short: "d" },
   "skip-type-check": { type: "boolean" },
+  "build-options": { type: "string" },
 } as const;
 
 type DeleteMode = "never" | "always" | "on-conflict";
@@ -82,6 +86,10 @@ function isLocalHost(url: string): boolean {
   return host === "localhost" || host === "127.0.0.1" || host === "[::1]" || host === "::1";
 }
 
+type PublishFlags = {
+  -readonly [K in keyof FlagValues<typeof FLAGS>]: FlagValues<typeof FLAGS>[K];
+};
+
 export async function runPublish(args: string[], ctx: CliContext): Promise<number> {
   const { flags, positionals, attached } = parseVerbArgs("publish", args, FLAGS, [
     "delete-data",
@@ -89,11 +97,65 @@ export async function runPublish(args: string[], ctx: CliContext): Promise<numbe
     "yes",
   ]);
   expectPositionals("publish", positionals, { required: [], optional: ["NAME"] });
+  const config = await projectConfig(ctx);
+  if (config === undefined) return await publishOne(flags, positionals[0], attached, ctx);
+  announceConfig(ctx, config);
+  const targets = selectTargets(config, positionals[0]);
+  const explicitPath = flags["project-path"] ?? flags["module-path"] ?? flags["js-path"] ??
+    flags["bin-path"];
+  if (targets.length > 1 && explicitPath !== undefined) {
+    throw new UsageError(
+      "--project-path/--js-path cannot be used when spacetime.json selects several databases",
+      "publish",
+    );
+  }
+  for (const target of targets) {
+    const merged: PublishFlags = { ...flags };
+    if (explicitPath === undefined) {
+      if (target.jsPath !== undefined) merged["js-path"] = target.jsPath;
+      else merged["project-path"] = target.modulePath ?? join(config.dir, "spacetimedb");
+    }
+    merged.server ??= target.server;
+    merged.anonymous ??= target.anonymous;
+    merged["break-clients"] ??= target.breakClients;
+    merged["build-options"] ??= target.buildOptions;
+    if (target.database !== undefined) {
+      ctx.io.err(
+        `Publishing module ${
+          merged["js-path"] ?? merged["project-path"] ?? merged["module-path"]
+        } to database '${target.database}'\n`,
+      );
+    }
+    const code = await publishOne(merged, target.database, attached, ctx);
+    if (code !== 0) return code;
+  }
+  return 0;
+}
+
+function splitBuildOptions(text: string | undefined): string[] {
+  return (text ?? "").split(/\s+/).filter((o) => o !== "");
+}
+
+async function publishOne(
+  flags: PublishFlags,
+  name: string | undefined,
+  attached: Record<string, string>,
+  ctx: CliContext,
+): Promise<number> {
   const io = ctx.io;
-  const name = positionals[0];
   if (name !== undefined) validateDatabaseName(name);
   const deleteMode = deleteModeOf(flags["delete-data"] || flags["clear-database"], attached);
   const yes = flags.yes === true;
+  for (const option of splitBuildOptions(flags["build-options"])) {
+    if (option === "--debug" || option === "-d") flags = { ...flags, debug: true };
+    else if (option === "--skip-type-check") flags = { ...flags, "skip-type-check": true };
+    else {
+      throw new UsageError(
+        `build option '${option}' is not supported: use --debug or --skip-type-check`,
+        "publish",
+      );
+    }
+  }
   const filePath = flags["js-path"] ?? flags["bin-path"];
   const projectFlag = flags["project-path"] ?? flags["module-path"];
   if (filePath !== undefined && projectFlag !== undefined) {
@@ -147,7 +209,7 @@ export async function runPublish(args: string[], ctx: CliContext): Promise<numbe
       io.err("Checking for breaking changes...\n");
       let plan;
       try {
-        plan = await client.prePublish(name, program);
+        plan = await client.prePublish(name, program, { colour: io.colour });
       } catch (error) {
         if (error instanceof ApiError) {
           throw new CliError(

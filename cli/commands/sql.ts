@@ -1,7 +1,8 @@
 /** `sql DATABASE [QUERY]`: one SQL query, or an interactive session when no query is given. */
 import { ApiError } from "../api_client.ts";
 import { expectPositionals, parseVerbArgs } from "../args.ts";
-import { authHints, type CliContext, connect, type Connection } from "../context.ts";
+import { authHints, type CliContext, connect, type Connection, projectConfig } from "../context.ts";
+import { applyProjectDatabase } from "../project_config.ts";
 import { CliError, UsageError } from "../errors.ts";
 import {
   formatDuration,
@@ -55,7 +56,18 @@ interface SqlOptions {
 }
 
 export async function runSql(args: string[], ctx: CliContext): Promise<number> {
-  const { flags, positionals } = parseVerbArgs("sql", args, FLAGS);
+  const parsed = parseVerbArgs("sql", args, FLAGS);
+  const project = applyProjectDatabase(
+    await projectConfig(ctx),
+    parsed.positionals,
+    "sql",
+  );
+  const positionals = project.positionals;
+  const flags = {
+    ...parsed.flags,
+    server: parsed.flags.server ?? project.server,
+    anonymous: parsed.flags.anonymous ?? project.anonymous,
+  };
   expectPositionals("sql", positionals, { required: ["DATABASE"], optional: ["QUERY"] });
   const [database, query] = positionals;
   if (flags.interactive && query !== undefined) {

@@ -5,7 +5,8 @@
  */
 import { ApiError } from "../api_client.ts";
 import { expectPositionals, parseCount, parseVerbArgs } from "../args.ts";
-import { authHints, type CliContext, connect, type Connection } from "../context.ts";
+import { authHints, type CliContext, connect, type Connection, projectConfig } from "../context.ts";
+import { applyProjectDatabase } from "../project_config.ts";
 import { CliError, UsageError } from "../errors.ts";
 import { UNSTABLE_WARNING } from "./sql.ts";
 import {
@@ -65,7 +66,18 @@ const FLAGS = {
 const PROTOCOL = "v2.bsatn.spacetimedb";
 
 export async function runSubscribe(args: string[], ctx: CliContext): Promise<number> {
-  const { flags, positionals } = parseVerbArgs("subscribe", args, FLAGS);
+  const parsed = parseVerbArgs("subscribe", args, FLAGS);
+  const project = applyProjectDatabase(
+    await projectConfig(ctx),
+    parsed.positionals,
+    "leading",
+  );
+  const positionals = project.positionals;
+  const flags = {
+    ...parsed.flags,
+    server: parsed.flags.server ?? project.server,
+    anonymous: parsed.flags.anonymous ?? project.anonymous,
+  };
   expectPositionals("subscribe", positionals, { required: ["DATABASE", "QUERY"], rest: true });
   const [database, ...queries] = positionals;
   const numUpdates = flags["num-updates"] === undefined

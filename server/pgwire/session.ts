@@ -464,7 +464,9 @@ export function sqlStateOf(message: string): string {
     return "42601"; // syntax_error
   }
   if (/^no such table/.test(message)) return "42P01"; // undefined_table
-  if (/is not in scope/.test(message)) return "42703"; // undefined_column
+  if (/is not in scope|does not have a field/.test(message)) return "42703"; // undefined_column
+  if (/violates a unique constraint/.test(message)) return "23505"; // unique_violation
+  if (/is not a valid system variable/.test(message)) return "42704"; // undefined_object
   if (/^Unsupported|not supported|not implemented/i.test(message)) return "0A000";
   if (/^(Unexpected type|Invalid binary operator|Cannot resolve type)/.test(message)) {
     return "42804"; // datatype_mismatch

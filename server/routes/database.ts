@@ -55,7 +55,18 @@ export function databaseRoutes(context: AppContext): Hono<AppEnv> {
     }
     const bundle = decodeModuleSource(await bodies.read(c.req.raw, MODULE_BYTES_MAX, "module"));
     const clear = c.req.query("clear") === "true";
-    const { database, op } = await registry.publish(target, bundle, c.get("auth").identity, clear);
+    // SpacetimeDB: an unknown policy is `Compatible`; BreakClients needs pre_publish's token.
+    const policy = {
+      breakClients: c.req.query("policy") === "BreakClients",
+      token: c.req.query("token"),
+    };
+    const { database, op } = await registry.publish(
+      target,
+      bundle,
+      c.get("auth").identity,
+      clear,
+      policy,
+    );
     return c.json({
       Success: {
         domain: database.names[0] ?? null,
@@ -68,8 +79,7 @@ export function databaseRoutes(context: AppContext): Hono<AppEnv> {
   routes.post("/", (c) => publish(c, undefined));
   routes.put("/:name", (c) => publish(c, c.req.param("name")));
 
-  routes.post("/:name/pre_publish", (c) => {
-    // The module is not needed to answer: only its announced size is checked.
+  routes.post("/:name/pre_publish", async (c) => {
     bodies.refuseAnnouncedOver(c.req.raw, MODULE_BYTES_MAX, "module");
     const database = registry.resolve(c.req.param("name"));
     if (!database) throw new NotFoundError(`\`${c.req.param("name")}\` not found`);
@@ -79,11 +89,32 @@ export function databaseRoutes(context: AppContext): Hono<AppEnv> {
       database: database.identity,
       action: "update database",
     });
+    const hostType = c.req.query("host_type") ?? "Js";
+    if (hostType !== "Js") {
+      throw new BadRequestError(
+        `Unsupported host_type "${hostType}": this server runs JavaScript modules (host_type=Js)`,
+      );
+    }
+    // SpacetimeDB's server reads `style`, its CLI sends `pretty_print_style`: either works.
+    const style = c.req.query("style") ?? c.req.query("pretty_print_style") ?? "AnsiColor";
+    if (style !== "AnsiColor" && style !== "NoColor") {
+      throw new BadRequestError(`Invalid pretty_print_style "${style}": use AnsiColor or NoColor`);
+    }
+    const bundle = decodeModuleSource(await bodies.read(c.req.raw, MODULE_BYTES_MAX, "module"));
+    const outcome = await registry.prePublish(
+      database,
+      bundle,
+      c.get("auth").identity,
+      style === "AnsiColor",
+    );
+    if (outcome.kind === "manual") {
+      return c.json({ ManualMigrate: { reason: outcome.reason, major_version_upgrade: false } });
+    }
     return c.json({
       AutoMigrate: {
-        migrate_plan: "Update the module; the stored schema must stay the same.",
-        break_clients: false,
-        token: "0x0",
+        migrate_plan: outcome.plan,
+        break_clients: outcome.breakClients,
+        token: outcome.token,
         major_version_upgrade: false,
       },
     });
@@ -108,6 +139,22 @@ export function databaseRoutes(context: AppContext): Hono<AppEnv> {
   routes.get("/:name/names", (c) => {
     const database = registry.require(c.req.param("name"));
     return c.json({ names: database.names });
+  });
+
+  // `rename`: replaces the database's names with the JSON array in the body (owner only).
+  routes.put("/:name/names", async (c) => {
+    const database = registry.require(c.req.param("name"));
+    let names: unknown;
+    try {
+      names = JSON.parse(await readSmallBody(c));
+    } catch {
+      throw new BadRequestError("The body must be a JSON array of database names");
+    }
+    if (!Array.isArray(names) || names.length === 0 || names.some((n) => typeof n !== "string")) {
+      throw new BadRequestError("The body must be a non-empty JSON array of database names");
+    }
+    await registry.setNames(database, names as string[], c.get("auth").identity);
+    return c.json({ Success: { domain: names[0], database_identity: database.identity.toHex() } });
   });
 
   routes.delete("/:name", async (c) => {
@@ -249,9 +296,9 @@ export function databaseRoutes(context: AppContext): Hono<AppEnv> {
     });
   });
 
-  // SQL over HTTP. Today: the subscription grammar (`SELECT * FROM t [WHERE …]`), read
-  // only; non-owners see public tables only. Answers once the state it read is durable
-  // unless `confirmed=false`.
+  // SQL over HTTP: the /sql grammar (SELECT with projections, COUNT, LIMIT and joins; owner-only
+  // INSERT/UPDATE/DELETE/SET; SHOW); non-owners see public tables only. Answers once the state
+  // it read is durable unless `confirmed=false`; a write always waits for its own commit.
   routes.post("/:name/sql", async (c) => {
     const database = registry.require(c.req.param("name"));
     const result = await runSqlStatement(database, {

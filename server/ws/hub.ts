@@ -77,7 +77,7 @@ class WsOrigin {
 
   constructor(
     readonly client: Client,
-    readonly kind: "call" | "procedure" | "subscribe" | "unsubscribe" | "query",
+    readonly kind: "call" | "procedure" | "subscribe" | "unsubscribe" | "query" | "resubscribe",
     readonly requestId: number,
     /** When the request arrived (calls and procedures; 0n otherwise). */
     readonly timestampMicros: bigint,
@@ -123,6 +123,12 @@ interface ClientFrame {
 
 class Client {
   readonly querySets = new Map<number, number[]>();
+  /** The queries of each query set, to subscribe them again after a module hot swap. */
+  readonly queryStrings = new Map<number, string[]>();
+  /** Frames received while the database's module was being swapped, still encoded. */
+  paused: Uint8Array[] | undefined;
+  /** The JWT claims the module reads as `ctx.senderAuth` (handed to a hot-swapped module). */
+  jwtPayload = "";
   /** Frames received before client_connected finished, still encoded. */
   early: Uint8Array[] | undefined = [];
   /** Bytes received and not yet answered (early frames included). */
@@ -178,6 +184,8 @@ export class WsHub {
   readonly #held = new Map<Database, Set<Client>>();
   /** Per database: the client holding each connection id. */
   readonly #liveConnections = new Map<Database, Map<bigint, Client>>();
+  /** Databases whose module is being swapped: their clients' frames wait (resumeDatabase). */
+  readonly #paused = new Set<Database>();
 
   readonly #compress: boolean;
   /** Inbound bytes held for all clients (inbound_budget.ts). */
@@ -264,6 +272,7 @@ export class WsHub {
         reducerId: (name) => database.module.reducersByName.get(name)?.id ?? 0,
       });
     }
+    client.jwtPayload = auth.payloadJson;
     this.#clients.add(client);
     // A connection id names one live connection of a database (SpacetimeDB keys
     // st_connection_credentials by it): a second connection with the same id is refused.
@@ -375,10 +384,15 @@ export class WsHub {
           );
           break;
         case "subscribe": {
+          if (origin.kind === "resubscribe") {
+            this.#resubscribed(client, origin.querySetId, item, touched);
+            break;
+          }
           client.pendingCalls--;
           const querySetId = origin.querySetId;
           if (!item.ok) {
             client.querySets.delete(querySetId);
+            client.queryStrings.delete(querySetId);
             this.#queue(
               client,
               {
@@ -473,6 +487,98 @@ export class WsHub {
     }
     this.#routing.delete(database);
     this.#held.delete(database);
+    this.#paused.delete(database);
+  }
+
+  /** A module update begins: frames from the database's clients wait until it ends. */
+  pauseDatabase(database: Database): void {
+    this.#paused.add(database);
+  }
+
+  /**
+   * The module update ended (or failed and the old module is back). With `disconnect`, every
+   * client is closed and the database's (new) module runs client_disconnected for each; else
+   * the clients stay (hot swap): each query set is subscribed again on the new module (rows
+   * are unchanged, so nothing is sent unless a query no longer compiles: then the client gets
+   * a SubscriptionError for it) and the frames that arrived meanwhile are handled.
+   */
+  resumeDatabase(database: Database, disconnect: boolean, reason: string): void {
+    this.#paused.delete(database);
+    this.#routing.delete(database);
+    for (const client of [...this.#clients]) {
+      if (client.database !== database || client.closed) continue;
+      if (disconnect) {
+        client.paused = undefined;
+        this.#close(client, 1001, `module exited: ${reason}`);
+        continue;
+      }
+      if (client.connected) {
+        database.host.connect({
+          sender: client.identity,
+          connectionId: client.connectionId,
+          timestampMicros: BigInt(Date.now()) * 1000n,
+          jwtPayload: client.jwtPayload,
+          resumed: true,
+        }).catch(() => {});
+      }
+      for (const [querySetId, queries] of client.queryStrings) {
+        client.querySets.set(querySetId, []);
+        database.host.subscribe(
+          {
+            connectionId: client.connectionId,
+            querySetId,
+            queries,
+            sender: client.identity,
+            isOwner: client.isOwner,
+          },
+          new WsOrigin(client, "resubscribe", 0, 0n, 0, querySetId, 0),
+        ).catch(() => {});
+      }
+      const held = client.paused ?? [];
+      client.paused = undefined;
+      for (const bytes of held) {
+        if (client.closed) break;
+        const frame = this.#decode(client, bytes);
+        if (frame) this.#dispatch(client, frame);
+      }
+    }
+    this.onDurable(database);
+  }
+
+  /** A query set subscribed again after a hot swap: new routing, no rows sent. */
+  #resubscribed(
+    client: Client,
+    querySetId: number,
+    item: { ok: boolean; error?: string; queryIds?: number[] },
+    touched: Set<Client>,
+  ): void {
+    if (!client.queryStrings.has(querySetId)) return; // unsubscribed meanwhile
+    if (!item.ok) {
+      client.querySets.delete(querySetId);
+      client.queryStrings.delete(querySetId);
+      this.#queue(
+        client,
+        {
+          tag: "SubscriptionError",
+          requestId: undefined,
+          querySetId,
+          error: item.error ?? "subscription failed after a module update",
+        },
+        0,
+        touched,
+      );
+      return;
+    }
+    const queryIds = item.queryIds ?? [];
+    client.querySets.set(querySetId, queryIds);
+    const table = this.#routingOf(client.database);
+    for (const queryId of queryIds) {
+      let subscribers = table.get(queryId);
+      if (!subscribers) table.set(queryId, subscribers = new Map());
+      const sets = subscribers.get(client);
+      if (sets) sets.push(querySetId);
+      else subscribers.set(client, [querySetId]);
+    }
   }
 
   closeAll(reason: string): void {
@@ -494,6 +600,7 @@ export class WsHub {
   #unroute(client: Client, querySetId: number): void {
     const queryIds = client.querySets.get(querySetId);
     client.querySets.delete(querySetId);
+    client.queryStrings.delete(querySetId);
     const routing = this.#routing.get(client.database);
     if (!queryIds || !routing) return;
     for (const queryId of queryIds) {
@@ -596,6 +703,10 @@ export class WsHub {
     }
     if (client.early) {
       client.early.push(new Uint8Array(event.data));
+      return;
+    }
+    if (this.#paused.has(client.database)) {
+      (client.paused ??= []).push(new Uint8Array(event.data));
       return;
     }
     const frame = this.#decode(client, new Uint8Array(event.data));
@@ -704,6 +815,7 @@ export class WsHub {
         }
         // Reserve the id now so a duplicate in flight is caught too.
         client.querySets.set(message.querySetId, []);
+        client.queryStrings.set(message.querySetId, [...new Set(message.queryStrings)]);
         host.subscribe(
           {
             connectionId: client.connectionId,
@@ -758,6 +870,7 @@ export class WsHub {
     client.handshakeDone();
     this.#clients.delete(client);
     client.early = undefined;
+    client.paused = undefined;
     client.inbound.releaseAll();
     if (!client.connecting) this.#releaseConnectionId(client);
     for (const querySetId of [...client.querySets.keys()]) this.#unroute(client, querySetId);

@@ -130,26 +130,27 @@ Deno.test({
             "SELECT * FROM nowhere;",
             "SELECT * FROM counters;",
             "INSERT INTO people (id, email, age, nick) VALUES (9, 'z', 1, 'z');",
-            "SELECT * FROM people WHERE id = 1;",
+            "SELECT * FROM people WHERE id = 9;",
             "",
           ].join("\n"),
         });
         assertEquals(result.code, 0, result.stderr);
+        const stdout = result.stdout;
         // One table per SELECT that worked, each ending with its row count.
-        const tables = result.stdout.split(/(?<=\(\d+ rows?\))\n/).filter((block) =>
-          block.trim() !== ""
-        ).map((block) => block.replace(/^\n+/, ""));
-        assertEquals(tables.length, 3, result.stdout);
+        const tables = stdout.split(/(?<=\(\d+ rows?\))\n/).filter((block) => block.trim() !== "")
+          .map((block) => block.replace(/^\n+/, ""));
+        assertEquals(tables.length, 3, stdout);
         assertMatch(tables[0], /^ id \| email \| age \| nick/);
         assertMatch(tables[0], /\n {2}2 \| b@x {3}\| {2}40 \| n/);
         assertMatch(tables[0], /\n {2}3 \| c@x {3}\| {2}50 \| n/);
         assertMatch(tables[0], /\(2 rows\)/);
         assertMatch(tables[1], /hidden \| {5}9/);
         assertMatch(tables[2], /^ id \| email/);
-        assertMatch(tables[2], /a@x.*\n\(1 row\)$/);
+        // The owner's INSERT committed (psql -q does not print its command tag).
+        assertMatch(tables[2], /\n {2}9 \| z .*\n\(1 row\)$/);
         assertMatch(result.stderr, /ERROR: {2}sql parser error/);
         assertMatch(result.stderr, /ERROR: {2}no such table: `nowhere`/);
-        assertMatch(result.stderr, /ERROR: {2}Unsupported: Non-SELECT queries/);
+        assert(!/ERROR: {2}.*INSERT/.test(result.stderr), result.stderr);
       });
 
       await t.step("a stranger reads public tables only", async () => {
@@ -308,14 +309,55 @@ Deno.test({
           ]);
         });
 
+        await t.step("owner DML answers SpacetimeDB's command tags", async () => {
+          const inserted = await client.query(
+            "INSERT INTO people (id, email, age, nick) VALUES (9, 'z', 1, 'z')",
+          );
+          assertEquals(inserted.command, "inserted");
+          const projected = await client.query("SELECT email AS e FROM people WHERE id = 9");
+          assertEquals(projected.fields.map((f: { name: string }) => f.name), ["e"]);
+          assertEquals(projected.rows, [{ e: "z" }]);
+          const deleted = await client.query("DELETE FROM people WHERE id = 9");
+          assertEquals(deleted.command, "deleted");
+          const counted = await client.query("SELECT COUNT(*) AS n FROM people");
+          assertEquals(counted.rows, [{ n: "3" }]);
+        });
+
+        await t.step("system tables read like tables, with their own column types", async () => {
+          const tables = await client.query(
+            "SELECT table_name, table_type, table_access, table_primary_key FROM st_table " +
+              "WHERE table_name = 'people'",
+          );
+          assertEquals(tables.rows, [{
+            table_name: "people",
+            table_type: "user",
+            table_access: "public",
+            table_primary_key: { some: [0] },
+          }]);
+          const columns = await client.query(
+            "SELECT st_column.col_name FROM st_column JOIN st_table " +
+              "ON st_column.table_id = st_table.table_id WHERE st_table.table_name = 'people'",
+          );
+          assertEquals(columns.rows.map((r: { col_name: string }) => r.col_name), [
+            "id",
+            "email",
+            "age",
+            "nick",
+          ]);
+        });
+
         await t.step("errors carry SQLSTATE codes and the connection stays usable", async () => {
           const syntax = await pgError(client.query("SELEKT nonsense"));
           assertEquals(syntax.code, "42601");
           assertEquals(syntax.severity, "ERROR");
           const missing = await pgError(client.query("SELECT * FROM nowhere"));
           assertEquals(missing.code, "42P01");
-          const dml = await pgError(client.query("DELETE FROM people"));
-          assertEquals(dml.code, "0A000");
+          const field = await pgError(client.query("UPDATE people SET nosuch = 1"));
+          assertEquals(field.code, "42703");
+          const duplicate = await pgError(
+            client.query("INSERT INTO people (id, email, age, nick) VALUES (1, 'd', 1, 'd')"),
+          );
+          assertEquals(duplicate.code, "23505");
           const begin = await pgError(client.query("BEGIN"));
           assertEquals(begin.code, "0A000");
           const many = await pgError(client.query("SELECT * FROM people; SELECT * FROM people"));
@@ -380,6 +422,10 @@ Deno.test({
         const stranger = await connect(fixture.strangerToken);
         try {
           assertEquals((await pgError(stranger.query("SELECT * FROM counters"))).code, "42P01");
+          assertEquals((await stranger.query("SELECT * FROM people")).rowCount, 3);
+          const dml = await pgError(stranger.query("DELETE FROM people"));
+          assertEquals(dml.code, "42501");
+          assertMatch(dml.message, /^Caller [0-9a-f]{64} is not authorized to run SQL DML/);
           assertEquals((await stranger.query("SELECT * FROM people")).rowCount, 3);
         } finally {
           await stranger.end();

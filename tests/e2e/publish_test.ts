@@ -1,7 +1,7 @@
 /**
  * Publishing: init runs once and is durable before publish answers (even many
- * publishes in a row), updates keep data or reset it, clients of an updated
- * database are told, and a client_connected refusal stops an HTTP call.
+ * publishes in a row), updates keep data or reset it, clients stay across a code-only
+ * update and are told of a reset, and a client_connected refusal stops an HTTP call.
  */
 import {
   deepStrictEqual as assertEquals,
@@ -35,18 +35,24 @@ Deno.test({
         assertEquals((await call(server.url, "gate", "entries", [])).json, ["from init", "kept"]);
       });
 
-      await t.step("a schema change is refused; clear=true resets and reruns init", async () => {
-        const response = await fetch(`${server.url}/v1/database/gate?host_type=Js`, {
-          method: "PUT",
-          body: await fixtureBundle("chat"),
-          headers: { authorization: `Bearer ${owner.token}` },
-        });
-        assertEquals(response.status, 400);
-        assertMatch(await response.text(), /Database update rejected: tables changed/);
-        assertEquals((await call(server.url, "gate", "entries", [])).json, ["from init", "kept"]);
-        await publish(server.url, "gate", gateBundle, { token: owner.token, clear: true });
-        assertEquals((await call(server.url, "gate", "entries", [])).json, ["from init"]);
-      });
+      await t.step(
+        "a breaking schema change is refused; clear=true resets and reruns init",
+        async () => {
+          const response = await fetch(`${server.url}/v1/database/gate?host_type=Js`, {
+            method: "PUT",
+            body: await fixtureBundle("chat"),
+            headers: { authorization: `Bearer ${owner.token}` },
+          });
+          assertEquals(response.status, 400);
+          assertMatch(
+            await response.text(),
+            /Migration plan contains a client-breaking change which is disallowed under current policy/,
+          );
+          assertEquals((await call(server.url, "gate", "entries", [])).json, ["from init", "kept"]);
+          await publish(server.url, "gate", gateBundle, { token: owner.token, clear: true });
+          assertEquals((await call(server.url, "gate", "entries", [])).json, ["from init"]);
+        },
+      );
 
       await t.step(
         "a refused client_connected stops the HTTP call: 403, nothing runs",
@@ -62,20 +68,31 @@ Deno.test({
         },
       );
 
-      await t.step("clients of an updated database are disconnected with a reason", async () => {
-        const bankOwner = await publish(server.url, "bank", await fixtureBundle("bank"));
-        let disconnected = false;
-        const conn = await connectBank(server.url, "bank", {
-          onDisconnect: () => (disconnected = true),
-        });
-        await publish(server.url, "bank", (await fixtureBundle("bank")) + "\n// v2\n", {
-          token: bankOwner.token,
-        });
-        const deadline = Date.now() + 5000;
-        while (!disconnected && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
-        assert(disconnected, "the client was not told about the update");
-        conn.disconnect();
-      });
+      await t.step(
+        "a code-only update keeps clients (hot swap); a reset disconnects them",
+        async () => {
+          const bankOwner = await publish(server.url, "bank", await fixtureBundle("bank"));
+          let disconnected = false;
+          const conn = await connectBank(server.url, "bank", {
+            onDisconnect: () => (disconnected = true),
+          });
+          await publish(server.url, "bank", (await fixtureBundle("bank")) + "\n// v2\n", {
+            token: bankOwner.token,
+          });
+          await new Promise((r) => setTimeout(r, 300));
+          assert(!disconnected, "a code-only update disconnected the client");
+          await publish(server.url, "bank", (await fixtureBundle("bank")) + "\n// v3\n", {
+            token: bankOwner.token,
+            clear: true,
+          });
+          const deadline = Date.now() + 5000;
+          while (!disconnected && Date.now() < deadline) {
+            await new Promise((r) => setTimeout(r, 10));
+          }
+          assert(disconnected, "the client was not told about the reset");
+          conn.disconnect();
+        },
+      );
     } finally {
       await server.close();
     }

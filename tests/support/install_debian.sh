@@ -3,10 +3,13 @@
 # machine). Idempotent: a machine that has them already is left alone and nothing is fetched.
 #   strace             tests/e2e/fsync_order_test.ts traces the real server's fdatasync and socket writes
 #   postgresql-client  tests/e2e/pgwire_test.ts runs a psql session against the server
+#   iproute2           `ss -K`: the server closes connections past their header/idle timeout
+#                      (server/conn_reaper.ts, tests/e2e/http_timeouts_test.ts)
 set -euo pipefail
 missing=()
 command -v strace >/dev/null 2>&1 || missing+=(strace)
 command -v psql >/dev/null 2>&1 || missing+=(postgresql-client)
+command -v ss >/dev/null 2>&1 || missing+=(iproute2)
 if [ "${#missing[@]}" -eq 0 ]; then
   exit 0
 fi

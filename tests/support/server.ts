@@ -134,6 +134,8 @@ export interface ServerProcess {
   url: string;
   dataDir: string;
   child: Deno.ChildProcess;
+  /** What the server printed on stdout up to its listening line (start-up log). */
+  startupOutput: string;
   /** Sends SIGTERM (or `signal`) and waits for exit. */
   stop(signal?: Deno.Signal): Promise<void>;
 }
@@ -191,6 +193,7 @@ export async function startServerProcess(
     url,
     dataDir,
     child,
+    startupOutput: buffered,
     async stop(signal: Deno.Signal = "SIGTERM") {
       try {
         child.kill(signal);

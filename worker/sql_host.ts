@@ -1,0 +1,146 @@
+/**
+ * Worker side of `/sql` (and the PostgreSQL wire protocol): one statement of the /sql grammar
+ * against the database's committed state. A SELECT reads between transactions; INSERT,
+ * UPDATE, DELETE and SET run as a transaction of their own through the engine, so they are
+ * logged, made durable and broadcast to subscribers like a reducer's commit (the batch loop in
+ * worker_main.ts takes the commit with the engine's other commits).
+ */
+import {
+  checkRowLimit,
+  compileSql,
+  datastoreSqlState,
+  evaluateSelectWithRls,
+  executeDml,
+  mutTxWriter,
+  SqlError,
+  type SqlState,
+  type UserTableInfo,
+} from "../query/mod.ts";
+import { DatastoreError } from "../storage/mod.ts";
+import type { DatabaseEngine } from "./engine.ts";
+import type { SqlRequest, SqlResult } from "./messages.ts";
+import { viewAwareSqlState } from "./view_catalog.ts";
+
+export class SqlHost {
+  readonly #engine: DatabaseEngine;
+  #userTables: UserTableInfo[] | undefined;
+
+  constructor(engine: DatabaseEngine) {
+    this.#engine = engine;
+  }
+
+  run(request: SqlRequest): SqlResult {
+    const engine = this.#engine;
+    const context = { sender: request.sender, isOwner: request.isOwner };
+    // Views are materialized for this caller as the statement names them (worker/views.ts).
+    const state = viewAwareSqlState(engine, this.#state(), context);
+    const empty = { rowsInserted: 0, rowsDeleted: 0, rowsUpdated: 0 };
+    try {
+      const plan = compileSql(request.sql, state, context);
+      if (plan.kind === "select") {
+        checkRowLimit(plan, state, context);
+        // Row-level security for callers other than the owner (query/rls.ts).
+        const result = evaluateSelectWithRls(plan, state, context, engine.rlsRules);
+        return {
+          kind: "sql",
+          id: request.id,
+          ok: true,
+          columns: result.columns,
+          typespace: result.typespace,
+          rows: result.rows,
+          ...empty,
+          txOffset: engine.txOffset,
+        };
+      }
+      if (engine.views.schema(plan.table.tableId) !== undefined) {
+        throw new SqlError(
+          `\`${plan.table.name}\` is a view; DML on views is not supported`,
+          "unsupported",
+        );
+      }
+      const outcome = engine.runHostTransaction(
+        request.sender,
+        request.timestampMicros,
+        (tx) => executeDml(plan, mutTxWriter(tx)),
+      );
+      if (!outcome.ok) {
+        return {
+          kind: "sql",
+          id: request.id,
+          ok: false,
+          error: errorText(outcome.error),
+          ...empty,
+          txOffset: outcome.txOffset,
+        };
+      }
+      return {
+        kind: "sql",
+        id: request.id,
+        ok: true,
+        columns: { elements: [] },
+        typespace: [],
+        rows: [],
+        ...outcome.value,
+        txOffset: outcome.txOffset,
+      };
+    } catch (error) {
+      return {
+        kind: "sql",
+        id: request.id,
+        ok: false,
+        error: errorText(error),
+        ...empty,
+        txOffset: engine.txOffset,
+      };
+    } finally {
+      state.dropUnused();
+    }
+  }
+
+  /** The module's tables with what the system tables say about them (cached: fixed per module). */
+  #tableInfo(): UserTableInfo[] {
+    if (this.#userTables) return this.#userTables;
+    const module = this.#engine.module;
+    this.#userTables = module.tables.map((schema) => {
+      const def = module.def.tables.find((table) => table.name === schema.name);
+      return {
+        schema,
+        constraintNames: def?.uniqueConstraints.map((c) => c.name) ?? [],
+        sequenceNames: def?.sequences.map((s) => s.name) ?? [],
+        columnAccessors: def?.columns.map((c) => c.sourceName) ?? [],
+        schedule: def?.schedule === undefined ? undefined : {
+          name: def.schedule.name,
+          functionName: def.schedule.functionName,
+          atColumn: def.schedule.atColumn,
+        },
+      };
+    });
+    return this.#userTables;
+  }
+
+  #state(): SqlState {
+    return datastoreSqlState(this.#engine.datastore, {
+      userTables: () => this.#tableInfo(),
+      clients: () => this.#engine.clients(),
+      rlsRules: () =>
+        [...this.#engine.rlsRules].flatMap(([tableId, rules]) =>
+          rules.map((sql) => ({ tableId, sql }))
+        ),
+      views: () =>
+        this.#engine.module.def.views.map((view, position) => ({
+          viewId: position + 1,
+          name: view.name,
+          tableId: undefined,
+          isPublic: view.isPublic,
+          isAnonymous: view.isAnonymous,
+        })),
+    });
+  }
+}
+
+function errorText(error: unknown): string {
+  if (error instanceof SqlError) return error.message;
+  if (error instanceof DatastoreError) return error.message;
+  if (error instanceof Error) return error.message;
+  return String(error);
+}
