@@ -23,11 +23,26 @@ Deno.test({
       const opened = new Promise((resolve) => (socket.onmessage = resolve));
       const closed = new Promise<CloseEvent>((resolve) => (socket.onclose = resolve));
       await opened;
-      const updated = await fetch(`${server.url}/v1/database/rls-rules?host_type=Js`, {
+      const next = await fixtureBundle("rls_rules_b");
+      // The plan says the change breaks clients; publishing it needs the BreakClients token.
+      const planned = await fetch(
+        `${server.url}/v1/database/rls-rules/pre_publish?host_type=Js&pretty_print_style=NoColor`,
+        { method: "POST", body: next, headers: { authorization: `Bearer ${owner.token}` } },
+      );
+      assertEquals(planned.status, 200);
+      const plan = await planned.json();
+      assertEquals(plan.AutoMigrate.break_clients, true);
+      const refused = await fetch(`${server.url}/v1/database/rls-rules?host_type=Js`, {
         method: "PUT",
-        body: await fixtureBundle("rls_rules_b"),
+        body: next,
         headers: { authorization: `Bearer ${owner.token}` },
       });
+      assertEquals(refused.status, 400, "a client-breaking update without the token is refused");
+      await refused.body?.cancel();
+      const updated = await fetch(
+        `${server.url}/v1/database/rls-rules?host_type=Js&policy=BreakClients&token=${plan.AutoMigrate.token}`,
+        { method: "PUT", body: next, headers: { authorization: `Bearer ${owner.token}` } },
+      );
       assertEquals(updated.status, 200, await updated.text());
       const close = await closed;
       assertEquals(close.code, 1001);
