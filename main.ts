@@ -42,6 +42,13 @@ start options:
       --max-databases N        databases this server hosts at most (default 100)
       --max-databases-per-identity N
                                databases one identity may own at most (default 10)
+      --hibernate-after-s S    hibernate a database idle this long (no connection, call or
+                               schedule due): its process stops, a snapshot keeps its state,
+                               the next request, connection or due schedule wakes it
+                               (default 300; 0 = never)
+      --warm-spare             keep one database process started ahead of need, so a wake,
+                               restart or publish skips starting deno (~60-250 ms; one idle
+                               process, ~40-60 MiB)
       --ws-compression         compress WebSocket frames for clients that ask (gzip/brotli);
                                off by default because the TS SDK may reorder compressed frames
       --pg-port PORT           also serve the PostgreSQL wire protocol on HOST:PORT (psql, pg;
@@ -120,6 +127,8 @@ async function start(args: string[]): Promise<number> {
   let maxDatabasesPerIdentity: number | undefined;
   let pgPort: number | undefined;
   let metricsPublic = false;
+  let hibernateAfterS: number | undefined;
+  let warmSpare = false;
   const issuers: string[] = [];
   const audiences: string[] = [];
   const httpAllow: string[] = [];
@@ -150,7 +159,14 @@ async function start(args: string[]): Promise<number> {
       limits.commitLogBytesPerS = size(arg, value(), 1024 * 1024);
     } else if (arg === "--tx-max-mb") limits.txRecordBytesMax = size(arg, value(), 1024 * 1024);
     else if (arg === "--ws-compression") wsCompression = true;
-    else if (arg === "--metrics-public") metricsPublic = true;
+    else if (arg === "--warm-spare") warmSpare = true;
+    else if (arg === "--hibernate-after-s") {
+      const text = value();
+      hibernateAfterS = Number(text);
+      if (!(hibernateAfterS >= 0) || !Number.isFinite(hibernateAfterS)) {
+        throw new Error(`Invalid --hibernate-after-s "${text}": expected seconds >= 0 (0 = never)`);
+      }
+    } else if (arg === "--metrics-public") metricsPublic = true;
     else if (arg === "--pg-port") pgPort = parsePort(value(), "--pg-port");
     else if (arg === "--http-body-timeout-ms") httpBodyTimeoutMs = positiveNumber(arg, value());
     else if (arg === "--http-header-timeout-ms") {
@@ -207,6 +223,8 @@ async function start(args: string[]): Promise<number> {
       pgPort,
       metricsPublic,
       httpAllow: parseHttpAllow(httpAllow),
+      hibernateAfterS,
+      warmSpare,
       oidc: issuers.length
         ? { issuers, audiences: audiences.length ? audiences : undefined }
         : undefined,

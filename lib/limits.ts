@@ -228,3 +228,17 @@ export const OUTBOUND_HTTP_REDIRECTS_MAX = 10;
  * gets the reducer budget; a gap this long between two of its syscalls ends it (rolled back).
  */
 export const PROCEDURE_TX_SYSCALL_GAP_MS_MAX = 5_000;
+/**
+ * Idle time after which a database with no connections, calls or schedules due soon is
+ * hibernated (`--hibernate-after-s`; 0 = never): an idle database process holds ~100 MiB RSS,
+ * a hibernated one only its main-thread bookkeeping, and waking it costs one process start
+ * (~0.2 s). Five minutes keeps a database that is used now and then awake.
+ */
+export const HIBERNATE_AFTER_S_DEFAULT = 300;
+/**
+ * A hibernated database with a schedule is woken this long before the schedule is due, so
+ * the process is ready when it fires (a start takes ~0.2 s, more on a loaded machine).
+ */
+export const HIBERNATE_WAKE_LEAD_MS = 2_000;
+/** Hibernations or boot-time recoveries run at once (each is a process stop or start). */
+export const HIBERNATION_CONCURRENCY_MAX = 4;

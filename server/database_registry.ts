@@ -11,6 +11,8 @@ import {
   type DatabaseLimits,
   DATABASES_MAX_DEFAULT,
   DATABASES_PER_IDENTITY_MAX_DEFAULT,
+  HIBERNATE_WAKE_LEAD_MS,
+  HIBERNATION_CONCURRENCY_MAX,
   REDUCER_TIME_BUDGET_MS_DEFAULT,
   UPDATE_WAIT_MS_MAX,
 } from "../lib/limits.ts";
@@ -30,6 +32,8 @@ import {
   type OutboundHttpResponse,
   planBreaksClients,
   planMigration,
+  type PreparedModule,
+  type ResumedSchedule,
   SCHEMA_MISMATCH_PREFIX,
   tablesFingerprint,
 } from "../worker/mod.ts";
@@ -62,10 +66,18 @@ export interface EventListener {
   (database: Database, items: BatchItem[], originOf: (id: number) => unknown): void;
 }
 
+/**
+ * Where a database is in its hibernation cycle: `awake` (running, or stopped: see
+ * `stoppedReason`), `hibernating` (snapshot being written, process being stopped),
+ * `hibernated` (no process; woken by the next request, connection or due schedule), `waking`
+ * (its process is starting: after hibernation, and at server start while it recovers).
+ */
+export type HibernationState = "awake" | "hibernating" | "hibernated" | "waking";
+
 /** One hosted database. */
 export class Database {
-  host: DatabaseHost;
-  module: ModuleInfo;
+  #host: DatabaseHost | undefined;
+  #module: ModuleInfo | undefined;
   moduleHash: string;
   readonly names: string[];
   /** Set while the database cannot serve (deleted, crashed, storage failed). */
@@ -87,22 +99,141 @@ export class Database {
   /** HTTP calls and queries admitted and not yet answered; an update lets them finish first. */
   #inFlight = 0;
   readonly #idleWaiters: (() => void)[] = [];
+  /** See HibernationState; work waits in admit() until the database is awake. */
+  hibernation: HibernationState = "awake";
+  /** performance.now() of the last request, connection, batch or scheduled run. */
+  lastActiveMs = performance.now();
+  /** The hibernation or wake in progress; work arriving meanwhile waits for it. */
+  #transition: Promise<void> | undefined;
+  /** Starts waking a hibernated database (set by the registry). */
+  wakeHandler: (() => Promise<void>) | undefined;
+  /** Row schedules armed when it hibernated, re-armed at their times when it wakes. */
+  hibernatedSchedules: ResumedSchedule[] | undefined;
+  /** Transaction offset of the newest snapshot this server wrote for it (hibernation). */
+  snapshotTxOffset: number | undefined;
 
   constructor(
     readonly identity: Identity,
     readonly owner: Identity,
     names: string[],
-    host: DatabaseHost,
+    host: DatabaseHost | undefined,
     moduleHash: string,
     readonly logs: LogBuffer,
     readonly directory: string,
     durableTxOffset: number,
+    module?: ModuleInfo,
   ) {
     this.names = names;
-    this.host = host;
-    this.module = moduleInfoFromDescribe(host.describe);
+    this.#host = host;
+    this.#module = module ?? (host ? moduleInfoFromDescribe(host.describe) : undefined);
     this.moduleHash = moduleHash;
     this.durableTxOffset = durableTxOffset;
+  }
+
+  /** The database process's handle; a database still recovering at server start has none. */
+  get host(): DatabaseHost {
+    if (!this.#host) throw new DatabaseUnavailableError("Database is not running now, try again");
+    return this.#host;
+  }
+
+  set host(host: DatabaseHost) {
+    this.#host = host;
+  }
+
+  /** True when `host` is this database's current handle. */
+  hasHost(host: DatabaseHost): boolean {
+    return this.#host === host;
+  }
+
+  /** Drops the stopped process's handle (hibernation): its buffers need not stay in memory. */
+  releaseHost(): void {
+    this.#host = undefined;
+  }
+
+  /** The handle while a process runs (awake and serving), else undefined (metrics). */
+  get runningHost(): DatabaseHost | undefined {
+    return this.hibernation === "awake" && this.#host?.alive ? this.#host : undefined;
+  }
+
+  /** The module's definition; known once the database first started (or from hibernation). */
+  get module(): ModuleInfo {
+    if (!this.#module) throw new DatabaseUnavailableError("Database is starting, try again");
+    return this.#module;
+  }
+
+  set module(module: ModuleInfo) {
+    this.#module = module;
+  }
+
+  /** True once the module's definition is known (false only while first recovering). */
+  get hasModule(): boolean {
+    return this.#module !== undefined;
+  }
+
+  /** True while a module update is in progress. */
+  get updating(): boolean {
+    return this.#update.active;
+  }
+
+  /** HTTP calls, queries and handshakes admitted and not yet released. */
+  get admittedInFlight(): number {
+    return this.#inFlight;
+  }
+
+  /**
+   * Waits until the database is awake: wakes it if hibernated, waits out a hibernation or
+   * wake in progress. Resolves also when a wake failed (the caller checks stoppedReason).
+   */
+  async ensureAwake(): Promise<void> {
+    for (;;) {
+      this.lastActiveMs = performance.now();
+      if (this.hibernation === "awake") return;
+      // "waking" with no transition yet: queued for recovery at server start; a request
+      // starts it now instead of waiting for its turn.
+      if (
+        this.hibernation === "hibernated" ||
+        (this.hibernation === "waking" && this.#transition === undefined)
+      ) {
+        if (!this.wakeHandler) throw new DatabaseUnavailableError("Database is hibernated");
+        await this.wakeHandler();
+      } else {
+        await this.#transition;
+      }
+    }
+  }
+
+  /**
+   * Runs a hibernation or a wake as the database's one transition: its `state` holds until
+   * `work` resolves with the state that follows.
+   */
+  runTransition(
+    state: "hibernating" | "waking",
+    work: () => Promise<HibernationState>,
+  ): Promise<void> {
+    if (this.#transition) return this.#transition;
+    this.hibernation = state;
+    const run = work().then((next) => {
+      this.hibernation = next;
+    }, (error) => {
+      // The steps catch what they expect; anything else must not leave work waiting forever.
+      log.error("hibernation step failed", { identity: this.key, error: messageOf(error) });
+      this.hibernation = "awake";
+    }).finally(() => {
+      this.#transition = undefined;
+      this.lastActiveMs = performance.now();
+    });
+    this.#transition = run;
+    return run;
+  }
+
+  /** Stops the database's process, if it has one (a hibernated database has none running). */
+  stopProcess(): void {
+    this.#host?.stop();
+  }
+
+  /** The transition in progress, if any (a delete or update waits for it). */
+  get transition(): Promise<void> | undefined {
+    return this.#transition;
   }
 
   get key(): string {
@@ -119,12 +250,17 @@ export class Database {
    * returned release is called (an update lets admitted work finish first).
    */
   async admit(waitMs: number = UPDATE_WAIT_MS_MAX): Promise<() => void> {
+    await this.ensureAwake();
     const deadline = performance.now() + waitMs;
     while (this.#update.active) {
       await this.#update.wait(Math.max(0, deadline - performance.now()));
     }
     if (this.stoppedReason) {
       throw new BadRequestError(`Database is not running: ${this.stoppedReason}`);
+    }
+    // A hibernation may have started while an update was waited out.
+    if (this.hibernation !== "awake") {
+      return await this.admit(Math.max(0, deadline - performance.now()));
     }
     this.#inFlight++;
     let released = false;
@@ -248,6 +384,14 @@ export interface RegistryOptions {
   onDurable?: (database: Database) => void;
   /** A database stopped serving (crash, storage failure): its clients should go. */
   onStopped?: (database: Database, reason: string) => void;
+  /**
+   * Idle time after which a database is hibernated (`--hibernate-after-s`, in ms here); 0 or
+   * absent: never. Idle = no WebSocket connection (`inUse`), no admitted call, query or
+   * handshake, nothing queued, no batch or scheduled run for that long, no schedule due within it.
+   */
+  hibernateAfterMs?: number;
+  /** True while the database has WebSocket clients (the hub knows): it is not idle. */
+  inUse?: (database: Database) => boolean;
   /** A module update begins: clients' requests must wait (server/ws/hub.ts pauseDatabase). */
   onUpdateStart?: (database: Database) => void;
   /**
@@ -307,7 +451,12 @@ export class DatabaseRegistry {
     });
   }
 
-  /** Loads control.json and starts every database found there, recovering its data. */
+  /**
+   * Loads control.json and registers every database found there. Databases that were
+   * hibernated stay so (their state is on disk); the others recover in the background,
+   * a few at a time: the server answers meanwhile, and work for a database still recovering
+   * waits in admit() (`recovered` resolves once all are done).
+   */
   static async open(options: RegistryOptions): Promise<DatabaseRegistry> {
     const registry = new DatabaseRegistry(options);
     await Deno.mkdir(join(options.dataDir, "databases"), { recursive: true });
@@ -317,72 +466,280 @@ export class DatabaseRegistry {
     } catch (error) {
       if (!(error instanceof Deno.errors.NotFound)) throw error;
     }
-    await Promise.all(control.databases.map(async (entry) => {
+    const recovering: { database: Database; entry: ControlFile["databases"][number] }[] = [];
+    for (const entry of control.databases) {
       const identity = Identity.fromHex(entry.identity);
       const owner = Identity.fromHex(entry.owner);
       const directory = registry.#directoryOf(identity);
       const logs = await LogBuffer.open(join(directory, "module.log"), registry.#logOptions());
+      const hibernated = await readHibernation(directory, entry.moduleHash);
+      const database = new Database(
+        identity,
+        owner,
+        entry.names,
+        undefined,
+        entry.moduleHash,
+        logs,
+        directory,
+        hibernated?.txOffset ?? 0,
+        hibernated?.module,
+      );
+      registry.#bind(database);
+      if (hibernated) {
+        database.hibernation = "hibernated";
+        database.hibernatedSchedules = hibernated.schedules;
+        database.snapshotTxOffset = hibernated.txOffset;
+        registry.#armScheduleWake(database, hibernated.nextScheduleMicros);
+        continue;
+      }
+      database.hibernation = "waking";
+      recovering.push({ database, entry });
+    }
+    registry.recovered = forEachLimited(
+      recovering,
+      HIBERNATION_CONCURRENCY_MAX,
+      async ({ database, entry }) => {
+        // A request may have started it already (Database.ensureAwake).
+        if (database.transition) await database.transition;
+        else if (database.hibernation === "waking") await registry.#wake(database, "recovery");
+        if (database.stoppedReason !== undefined && !registry.#closing) {
+          // It stays registered but stopped, and its names stay taken.
+          registry.#unbind(database);
+          registry.#unstarted.set(entry.identity, { ...entry, reason: database.stoppedReason });
+          await database.logs.close();
+        }
+      },
+    );
+    registry.#startSweeper();
+    return registry;
+  }
+
+  /** Resolves once every database that was not hibernated at start has recovered (or failed). */
+  recovered: Promise<void> = Promise.resolve();
+
+  /** Hibernation: the sweeper's timer, timers waking databases for schedules, pins. */
+  #sweepTimer: ReturnType<typeof setInterval> | undefined;
+  #sweeping = false;
+  readonly #wakeTimers = new Map<Database, ReturnType<typeof setTimeout>>();
+  /** Prepared bundles by module hash, the most recent few (see #rememberPrepared). */
+  readonly #preparedByHash = new Map<string, PreparedModule>();
+  /** Databases a publish or delete is working on: never hibernated meanwhile. */
+  readonly #pinned = new Set<Database>();
+
+  #startSweeper(): void {
+    const afterMs = this.#options.hibernateAfterMs ?? 0;
+    if (!(afterMs > 0)) return;
+    const periodMs = Math.min(Math.max(afterMs / 4, 100), 5_000);
+    const timer = setInterval(() => void this.#sweep(), periodMs);
+    Deno.unrefTimer(timer);
+    this.#sweepTimer = timer;
+  }
+
+  /** Hibernates the databases idle for `hibernateAfterMs`, a few at a time. */
+  async #sweep(): Promise<void> {
+    if (this.#sweeping || this.#closing) return;
+    this.#sweeping = true;
+    try {
+      const now = performance.now();
+      const idle = this.list().filter((database) => this.#isIdle(database, now));
+      await forEachLimited(idle, HIBERNATION_CONCURRENCY_MAX, async (database) => {
+        if (this.#isIdle(database, performance.now())) await this.#hibernate(database);
+      });
+    } catch (error) {
+      log.error("hibernation sweep failed", { error: messageOf(error) });
+    } finally {
+      this.#sweeping = false;
+    }
+  }
+
+  #isIdle(database: Database, nowMs: number): boolean {
+    const host = database.runningHost;
+    return host !== undefined && database.stoppedReason === undefined && !database.updating &&
+      !this.#pinned.has(database) && database.admittedInFlight === 0 &&
+      nowMs - database.lastActiveMs >= (this.#options.hibernateAfterMs ?? Infinity) &&
+      host.queuedRequests === 0 && host.batchesInFlight === 0 &&
+      database.durableTxOffset >= host.txOffset && !(this.#options.inUse?.(database) ?? false);
+  }
+
+  /** Hibernates an idle database now (tests, benchmarks); false if it was not idle. */
+  async hibernateNow(database: Database): Promise<boolean> {
+    if (!this.#isIdle(database, Infinity)) return false;
+    await this.#hibernate(database, true);
+    return database.hibernation === "hibernated";
+  }
+
+  /**
+   * Snapshot (unless the newest one is current), stop the process, close the log. Kept: what
+   * its schedules need to fire on time (a timer wakes it HIBERNATE_WAKE_LEAD_MS before the
+   * next one), and a hibernation.json so a server restart leaves it hibernated.
+   */
+  #hibernate(database: Database, now = false): Promise<void> {
+    return database.runTransition("hibernating", async () => {
+      const host = database.host;
+      const started = performance.now();
       try {
-        const started = performance.now();
-        const genesis = await readGenesis(directory);
-        let moduleHash = entry.moduleHash;
+        const plan = await host.prepareHibernation();
+        const soonMicros = Date.now() * 1000 +
+          (now ? 0 : this.#options.hibernateAfterMs ?? 0) * 1000;
+        if (plan.nextScheduleMicros >= 0 && plan.nextScheduleMicros <= soonMicros) {
+          return "awake";
+        }
+        if (plan.txOffset !== database.snapshotTxOffset) {
+          await this.#options.storage.requestSnapshot(database.key);
+          database.snapshotTxOffset = plan.txOffset;
+        }
+        await database.whenDurable(plan.txOffset);
+        host.stop();
+        await host.exited;
+        await this.#options.storage.closeDatabase(database.key);
+        database.hibernatedSchedules = plan.schedules;
+        await writeHibernation(database.directory, {
+          moduleHash: database.moduleHash,
+          txOffset: plan.txOffset,
+          nextScheduleMicros: plan.nextScheduleMicros,
+          schedules: plan.schedules,
+          describe: host.describe,
+        });
+        this.#armScheduleWake(database, plan.nextScheduleMicros);
+        database.releaseHost();
+        database.metrics.hibernations++;
+        log.info("database hibernated", {
+          identity: database.key,
+          names: database.names.join(","),
+          transactions: plan.txOffset,
+          nextScheduleInS: plan.nextScheduleMicros < 0
+            ? "none"
+            : Math.round((plan.nextScheduleMicros / 1000 - Date.now()) / 1000),
+          durationMs: Math.round(performance.now() - started),
+        });
+        return "hibernated";
+      } catch (error) {
+        if (host.alive) {
+          log.warn("hibernation did not happen; the database stays awake", {
+            identity: database.key,
+            error: messageOf(error),
+          });
+          return "awake";
+        }
+        // The process is gone (stopped above, or it crashed meanwhile): the next request
+        // recovers it from its log, like a wake.
+        await this.#options.storage.closeDatabase(database.key).catch(() => {});
+        await Deno.remove(join(database.directory, HIBERNATION_FILE)).catch(() => {});
+        log.warn("hibernation failed after the process stopped; it recovers on the next request", {
+          identity: database.key,
+          error: messageOf(error),
+        });
+        return "hibernated";
+      }
+    });
+  }
+
+  /** Wakes a database due to run a schedule HIBERNATE_WAKE_LEAD_MS before it is due. */
+  #armScheduleWake(database: Database, nextScheduleMicros: number): void {
+    const previous = this.#wakeTimers.get(database);
+    if (previous !== undefined) clearTimeout(previous);
+    this.#wakeTimers.delete(database);
+    if (nextScheduleMicros < 0 || this.#closing) return;
+    const delayMs = nextScheduleMicros / 1000 - Date.now() - HIBERNATE_WAKE_LEAD_MS;
+    const timer = setTimeout(() => {
+      this.#wakeTimers.delete(database);
+      if (database.hibernation !== "hibernated" || this.#closing) return;
+      // setTimeout's largest delay is ~24.8 days: a later schedule re-arms.
+      if (delayMs > TIMER_DELAY_MS_MAX) {
+        return this.#armScheduleWake(database, nextScheduleMicros);
+      }
+      database.ensureAwake().catch((error) =>
+        log.error("waking a database for its schedule failed", {
+          identity: database.key,
+          error: messageOf(error),
+        })
+      );
+    }, Math.min(Math.max(0, delayMs), TIMER_DELAY_MS_MAX));
+    Deno.unrefTimer(timer);
+    this.#wakeTimers.set(database, timer);
+  }
+
+  /**
+   * Starts a hibernated database's process (or a database's first process at server start):
+   * it recovers from its newest snapshot plus the log after it, with its schedules resumed.
+   * The wake time is logged and recorded. A failure leaves it stopped with the reason.
+   */
+  #wake(database: Database, reason: "wake" | "recovery"): Promise<void> {
+    return database.runTransition("waking", async () => {
+      const started = performance.now();
+      const timer = this.#wakeTimers.get(database);
+      if (timer !== undefined) clearTimeout(timer);
+      this.#wakeTimers.delete(database);
+      try {
+        // From here on the database may commit: a restart must not trust the old state.
+        await Deno.remove(join(database.directory, HIBERNATION_FILE)).catch(() => {});
+        const genesis = await readGenesis(database.directory);
         let running: { host: DatabaseHost; durableTxOffset: number } | undefined;
-        const nextPath = join(directory, NEXT_MODULE_FILE);
-        if (await exists(nextPath)) {
+        const nextPath = join(database.directory, NEXT_MODULE_FILE);
+        if (reason === "recovery" && await exists(nextPath)) {
           // An update was under way: its module is right exactly when its migration (if it
           // had one) reached the log; otherwise the worker reports a schema mismatch.
           const next = await Deno.readTextFile(nextPath);
+          const nextHash = await sha256Hex(next);
           try {
-            running = await registry.#startHost(identity, owner, next, {
+            running = await this.#startHost(database.identity, database.owner, next, {
               runInit: false,
-              logs,
+              logs: database.logs,
+              moduleHash: nextHash,
               genesis,
             });
-            await Deno.rename(nextPath, join(directory, "module.js"));
-            await syncDirectory(directory);
-            moduleHash = await sha256Hex(next);
+            await Deno.rename(nextPath, join(database.directory, "module.js"));
+            await syncDirectory(database.directory);
+            database.moduleHash = nextHash;
           } catch (error) {
             if (!messageOf(error).includes(SCHEMA_MISMATCH_PREFIX)) throw error;
             await Deno.remove(nextPath);
           }
         }
         if (!running) {
-          const bundle = await Deno.readTextFile(join(directory, "module.js"));
-          running = await registry.#startHost(identity, owner, bundle, {
+          const bundle = await Deno.readTextFile(join(database.directory, "module.js"));
+          running = await this.#startHost(database.identity, database.owner, bundle, {
             runInit: false,
-            logs,
+            logs: database.logs,
+            moduleHash: database.moduleHash,
+            resumeSchedules: database.hibernatedSchedules,
             genesis,
           });
         }
         const { host, durableTxOffset } = running;
-        const database = new Database(
-          identity,
-          owner,
-          entry.names,
-          host,
-          moduleHash,
-          logs,
-          directory,
-          durableTxOffset,
-        );
-        registry.#bind(database);
-        log.info("database recovered", {
-          identity: identity.toHex(),
-          names: entry.names.join(","),
+        if (this.#closing || this.#byIdentity.get(database.key) !== database) {
+          host.stop();
+          await this.#options.storage.closeDatabase(database.key).catch(() => {});
+          database.stoppedReason ??= "the server is shutting down";
+          return "awake";
+        }
+        database.host = host;
+        if (!database.hasModule) database.module = moduleInfoFromDescribe(host.describe);
+        database.hibernatedSchedules = undefined;
+        database.durableTxOffset = durableTxOffset;
+        this.#catchUpDurable(database);
+        const durationMs = performance.now() - started;
+        if (reason === "wake") database.metrics.recordWake(durationMs);
+        log.info(reason === "wake" ? "database woke" : "database recovered", {
+          identity: database.key,
+          names: database.names.join(","),
           transactions: host.txOffset,
-          durationMs: Math.round(performance.now() - started),
+          durationMs: Math.round(durationMs),
         });
+        return "awake";
       } catch (error) {
-        const reason = error instanceof Error ? error.message : String(error);
-        log.error("database failed to start; it stays registered but stopped", {
-          identity: entry.identity,
-          error: reason,
-        });
-        registry.#unstarted.set(entry.identity, { ...entry, reason });
-        await logs.close();
+        const message = messageOf(error);
+        log.error(
+          reason === "wake"
+            ? "database failed to wake; it stays registered but stopped"
+            : "database failed to start; it stays registered but stopped",
+          { identity: database.key, error: message },
+        );
+        database.stoppedReason = message;
+        database.failWaiters(message);
+        return "awake";
       }
-    }));
-    return registry;
+    });
   }
 
   /** Looks a database up by name or by hex identity (optionally `0x`-prefixed). */
@@ -462,6 +819,12 @@ export class DatabaseRegistry {
       action: "delete database",
     });
     return this.#serialised(async () => {
+      this.#pinned.add(database);
+      await database.transition;
+      const timer = this.#wakeTimers.get(database);
+      if (timer !== undefined) clearTimeout(timer);
+      this.#wakeTimers.delete(database);
+      this.#pinned.delete(database);
       this.#unbind(database);
       this.#stop(database, "database was deleted");
       await database.logs.close();
@@ -525,9 +888,13 @@ export class DatabaseRegistry {
 
   async close(): Promise<void> {
     this.#closing = true;
+    if (this.#sweepTimer !== undefined) clearInterval(this.#sweepTimer);
+    for (const timer of this.#wakeTimers.values()) clearTimeout(timer);
+    this.#wakeTimers.clear();
     await this.#controlChain;
     for (const database of this.list()) {
-      database.host.stop();
+      await database.transition;
+      database.stopProcess();
       await database.logs.close();
       await this.#options.storage.closeDatabase(database.key).catch(() => {});
     }
@@ -597,7 +964,11 @@ export class DatabaseRegistry {
     const logs = await LogBuffer.open(join(directory, "module.log"), this.#logOptions());
     let started: { host: DatabaseHost; durableTxOffset: number };
     try {
-      started = await this.#startHost(identity, caller, bundle, { runInit: true, logs });
+      started = await this.#startHost(identity, caller, bundle, {
+        runInit: true,
+        logs,
+        moduleHash,
+      });
     } catch (error) {
       await logs.close();
       await this.#options.storage.deleteDatabase(identity.toHex()).catch(() => {});
@@ -639,6 +1010,24 @@ export class DatabaseRegistry {
       database: database.identity,
       action: clear ? "reset database" : "update database",
     });
+    // A hibernated database is woken and stays awake while it is updated.
+    this.#pinned.add(database);
+    try {
+      await database.ensureAwake();
+      return await this.#updateAwake(database, bundle, caller, clear, moduleHash, policy);
+    } finally {
+      this.#pinned.delete(database);
+    }
+  }
+
+  async #updateAwake(
+    database: Database,
+    bundle: string,
+    _caller: Identity,
+    clear: boolean,
+    moduleHash: string,
+    policy: MigrationPolicy,
+  ): Promise<PublishOutcome> {
     if (!clear && moduleHash === database.moduleHash && !database.stoppedReason) {
       return { database, op: "updated" };
     }
@@ -706,6 +1095,7 @@ export class DatabaseRegistry {
         started = await this.#startHost(database.identity, database.owner, bundle, {
           runInit: clear,
           logs: database.logs,
+          moduleHash,
           migrate,
           genesis: await readGenesis(database.directory),
         });
@@ -720,6 +1110,7 @@ export class DatabaseRegistry {
         const restored = await this.#startHost(database.identity, database.owner, oldBundle, {
           runInit: false,
           logs: database.logs,
+          moduleHash: database.moduleHash,
           genesis: await readGenesis(database.directory),
         });
         database.host = restored.host;
@@ -826,12 +1217,31 @@ export class DatabaseRegistry {
     identity: Identity,
     owner: Identity,
     bundle: string,
-    options: { runInit: boolean; logs: LogBuffer; migrate?: boolean; genesis?: Uint8Array },
+    options: {
+      runInit: boolean;
+      logs: LogBuffer;
+      moduleHash: string;
+      resumeSchedules?: ResumedSchedule[];
+      migrate?: boolean;
+      genesis?: Uint8Array;
+    },
   ): Promise<{ host: DatabaseHost; durableTxOffset: number }> {
     const key = identity.toHex();
+    const directory = this.#directoryOf(identity);
+    const cached = await readPreparedModule(directory, options.moduleHash);
+    // Databases publishing the same bundle share its preparation: the tick name only has to
+    // be unknown to the bundle's author when the content was fixed, and it is per content.
+    const prepared = cached ?? this.#preparedByHash.get(options.moduleHash);
+    if (prepared && !cached) void writePreparedModule(directory, options.moduleHash, prepared);
     const opened = await this.#options.storage.openDatabase(key, this.#options.limits);
     try {
       const host = await DatabaseHost.start({
+        prepared,
+        resumeSchedules: options.resumeSchedules,
+        onPrepared: (module) => {
+          this.#rememberPrepared(options.moduleHash, module);
+          void writePreparedModule(directory, options.moduleHash, module);
+        },
         bundle,
         databaseIdentity: identity.toBigInt(),
         ownerIdentity: owner.toBigInt(),
@@ -845,13 +1255,14 @@ export class DatabaseRegistry {
         onLogs: (lines: LogLine[]) => options.logs.append(lines),
         onEvents: (items, originOf) => {
           const database = this.#byIdentity.get(key);
-          if (database?.host !== host) return;
+          if (database?.runningHost !== host) return;
+          database.lastActiveMs = performance.now();
           database.metrics.recordItems(items);
           this.#options.onEvents?.(database, items, originOf);
         },
         onCrash: (error) => {
           const database = this.#byIdentity.get(key);
-          if (database?.host === host) this.#crashed(database, error);
+          if (database?.hasHost(host)) this.#crashed(database, error);
         },
         outboundHttp: (request) => this.#outboundHttp(key, request, options.logs),
       });
@@ -864,7 +1275,11 @@ export class DatabaseRegistry {
 
   /** A worker died (out of memory, a host bug): restart it from the commit log. */
   #crashed(database: Database, error: Error): void {
+    // A process that dies while it is being hibernated is simply hibernated: the next request
+    // recovers it from its log (#hibernate), so no restart here.
+    if (database.hibernation === "hibernating") return;
     const reason = `the database worker stopped: ${error.message}`;
+    if (database.hibernation !== "awake") return;
     const crashedHost = database.host;
     this.#stop(database, reason);
     if (this.#closing || database.storageFailure) return;
@@ -888,6 +1303,7 @@ export class DatabaseRegistry {
       const started = await this.#startHost(database.identity, database.owner, bundle, {
         runInit: false,
         logs: database.logs,
+        moduleHash: database.moduleHash,
         genesis: await readGenesis(database.directory),
       });
       database.host = started.host;
@@ -904,6 +1320,15 @@ export class DatabaseRegistry {
     });
   }
 
+  /** Keeps the few most recently prepared bundles in memory, by module hash. */
+  #rememberPrepared(moduleHash: string, module: PreparedModule): void {
+    this.#preparedByHash.delete(moduleHash);
+    this.#preparedByHash.set(moduleHash, module);
+    while (this.#preparedByHash.size > PREPARED_KEPT_IN_MEMORY) {
+      this.#preparedByHash.delete(this.#preparedByHash.keys().next().value!);
+    }
+  }
+
   /** Applies the durable offset the actor knows, in case its event came before we listened. */
   #catchUpDurable(database: Database): void {
     const offset = this.#options.storage.durableOffset(database.key);
@@ -912,7 +1337,7 @@ export class DatabaseRegistry {
 
   #stop(database: Database, reason: string, options: { notify?: boolean } = {}): void {
     database.stoppedReason = reason;
-    database.host.stop();
+    database.stopProcess();
     database.failWaiters(reason);
     if (options.notify ?? true) this.#options.onStopped?.(database, reason);
   }
@@ -926,6 +1351,8 @@ export class DatabaseRegistry {
   }
 
   #bind(database: Database): void {
+    database.wakeHandler ??= () =>
+      this.#wake(database, database.hibernation === "waking" ? "recovery" : "wake");
     this.#byIdentity.set(database.key, database);
     for (const name of database.names) this.#byName.set(name, database);
   }
@@ -1045,6 +1472,153 @@ export async function writeFileAtomic(path: string, content: string | Uint8Array
     await directory.syncData().catch(() => {});
   } finally {
     directory.close();
+  }
+}
+
+/** Prepared bundles kept in memory for publishes of the same bundle (~2× bundle size each). */
+const PREPARED_KEPT_IN_MEMORY = 4;
+
+/** setTimeout's largest delay. */
+const TIMER_DELAY_MS_MAX = 2_147_483_647;
+
+/** Runs `run` for every item, at most `limit` at a time; resolves when all settled. */
+async function forEachLimited<T>(
+  items: readonly T[],
+  limit: number,
+  run: (item: T) => Promise<void>,
+): Promise<void> {
+  let next = 0;
+  const lane = async () => {
+    while (next < items.length) {
+      const item = items[next++];
+      try {
+        await run(item);
+      } catch (error) {
+        log.error("database lifecycle step failed", { error: messageOf(error) });
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, lane));
+}
+
+/**
+ * Written when a database hibernates, removed before it wakes: a server restarted meanwhile
+ * leaves it hibernated (its state is the snapshot at `txOffset`, its log ends there).
+ */
+const HIBERNATION_FILE = "hibernation.json";
+
+interface HibernationRecord {
+  moduleHash: string;
+  txOffset: number;
+  nextScheduleMicros: number;
+  schedules: ResumedSchedule[];
+  describe: Uint8Array;
+}
+
+async function writeHibernation(directory: string, record: HibernationRecord): Promise<void> {
+  const json = JSON.stringify({
+    version: 1,
+    moduleHash: record.moduleHash,
+    txOffset: record.txOffset,
+    nextScheduleMicros: record.nextScheduleMicros,
+    schedules: record.schedules.map((entry) => [
+      entry.tableId,
+      String(entry.scheduledId),
+      String(entry.intendedMicros),
+    ]),
+    describe: encodeBase64(record.describe),
+  });
+  await writeFileAtomic(join(directory, HIBERNATION_FILE), json);
+}
+
+/** The hibernation record of a database, if it has a valid one for `moduleHash`. */
+async function readHibernation(
+  directory: string,
+  moduleHash: string,
+): Promise<
+  (Omit<HibernationRecord, "describe"> & { module: ModuleInfo }) | undefined
+> {
+  let text: string;
+  try {
+    text = await Deno.readTextFile(join(directory, HIBERNATION_FILE));
+  } catch {
+    return undefined;
+  }
+  try {
+    const record = JSON.parse(text);
+    if (record?.version !== 1 || record.moduleHash !== moduleHash) return undefined;
+    if (!Number.isSafeInteger(record.txOffset) || typeof record.nextScheduleMicros !== "number") {
+      return undefined;
+    }
+    const schedules: ResumedSchedule[] = (record.schedules as [number, string, string][]).map((
+      [tableId, scheduledId, intendedMicros],
+    ) => ({ tableId, scheduledId: BigInt(scheduledId), intendedMicros: BigInt(intendedMicros) }));
+    const module = moduleInfoFromDescribe(decodeBase64(record.describe));
+    return {
+      moduleHash,
+      txOffset: record.txOffset,
+      nextScheduleMicros: record.nextScheduleMicros,
+      schedules,
+      module,
+    };
+  } catch (error) {
+    log.warn("ignoring an unreadable hibernation record; the database recovers from its log", {
+      directory,
+      error: messageOf(error),
+    });
+    return undefined;
+  }
+}
+
+function encodeBase64(bytes: Uint8Array): string {
+  let binary = "";
+  for (let i = 0; i < bytes.length; i += 0x8000) {
+    binary += String.fromCharCode(...bytes.subarray(i, i + 0x8000));
+  }
+  return btoa(binary);
+}
+
+function decodeBase64(text: string): Uint8Array {
+  const binary = atob(text);
+  const bytes = new Uint8Array(binary.length);
+  for (let i = 0; i < binary.length; i++) bytes[i] = binary.charCodeAt(i);
+  return bytes;
+}
+
+/** Where a database's prepared bundle is cached (worker/messages.ts PreparedModule). */
+const PREPARED_FILE = "module.prepared.json";
+
+/** The cached prepared bundle of `moduleHash`, or undefined (none, another module, unreadable). */
+async function readPreparedModule(
+  directory: string,
+  moduleHash: string,
+): Promise<PreparedModule | undefined> {
+  try {
+    const cached = JSON.parse(await Deno.readTextFile(join(directory, PREPARED_FILE)));
+    if (
+      cached?.moduleHash !== moduleHash || typeof cached.source !== "string" ||
+      typeof cached.tickName !== "string"
+    ) return undefined;
+    return { source: cached.source, tickName: cached.tickName };
+  } catch {
+    return undefined;
+  }
+}
+
+/** Caches a prepared bundle; a cache, so no fsync (a torn file is ignored when read). */
+async function writePreparedModule(
+  directory: string,
+  moduleHash: string,
+  module: PreparedModule,
+): Promise<void> {
+  const path = join(directory, PREPARED_FILE);
+  const temporary = `${path}.tmp-${crypto.randomUUID()}`;
+  try {
+    await Deno.writeTextFile(temporary, JSON.stringify({ moduleHash, ...module }));
+    await Deno.rename(temporary, path);
+  } catch (error) {
+    await Deno.remove(temporary).catch(() => {});
+    log.warn("could not cache a prepared module", { directory, error: messageOf(error) });
   }
 }
 

@@ -69,6 +69,24 @@ export const FSYNC_BATCH_BOUNDS: readonly number[] = [
   4096,
 ];
 
+/**
+ * Time to wake a hibernated database in µs (process start, snapshot load, log suffix): ~0.1-0.3 s
+ * for a small module on an idle machine; seconds mean a big state or a loaded host.
+ */
+export const WAKE_DURATION_BOUNDS_MICROS: readonly number[] = [
+  50_000,
+  100_000,
+  150_000,
+  200_000,
+  300_000,
+  500_000,
+  750_000,
+  1_000_000,
+  2_000_000,
+  5_000_000,
+  10_000_000,
+];
+
 /** Counts per bucket (not cumulative; the +Inf bucket last), the sum and count of observations. */
 export class Histogram {
   readonly bounds: readonly number[];
@@ -108,6 +126,10 @@ export class DatabaseMetrics {
   readonly fsyncBatch = new Histogram(FSYNC_BATCH_BOUNDS);
   restarts = 0;
   commitLogBytes = 0;
+  /** Times the database was hibernated, and woken (with how long each wake took). */
+  hibernations = 0;
+  wakes = 0;
+  readonly wakeDuration = new Histogram(WAKE_DURATION_BOUNDS_MICROS);
 
   /** The newest transaction offset seen: the counter adds how far each batch moved it. */
   #txOffset = 0;
@@ -150,6 +172,12 @@ export class DatabaseMetrics {
     this.#txOffset = readyTxOffset;
   }
 
+  /** A hibernated database woke in `durationMs`. */
+  recordWake(durationMs: number): void {
+    this.wakes++;
+    this.wakeDuration.observe(durationMs * 1000);
+  }
+
   /** One flush of the database's commit log. */
   recordFsync(syncMs: number, txCount: number, bytes: number): void {
     this.commitLogBytes += bytes;
@@ -164,6 +192,8 @@ export interface DatabaseSample {
   label: string;
   metrics: DatabaseMetrics;
   up: boolean;
+  /** Its hibernation state (server/database_registry.ts HibernationState). */
+  hibernation: "awake" | "hibernating" | "hibernated" | "waking";
   durableTxOffset: number;
   clients: number;
   subscriptions: number;
@@ -181,8 +211,22 @@ export function escapeLabelValue(value: string): string {
 }
 
 /** The exposition text of every database's metrics, one family after another. */
-export function renderMetrics(samples: readonly DatabaseSample[]): string {
+export function renderMetrics(
+  samples: readonly DatabaseSample[],
+  server?: { heapUsedBytes: number; residentBytes: number },
+): string {
   const out: string[] = [];
+  if (server) {
+    // The server process itself (main thread, storage worker): what hibernated databases cost.
+    out.push(
+      "# HELP lightcone_server_heap_used_bytes V8 heap in use on the server's main thread (databases, hub, routes)",
+      "# TYPE lightcone_server_heap_used_bytes gauge",
+      `lightcone_server_heap_used_bytes ${formatNumber(server.heapUsedBytes)}`,
+      "# HELP lightcone_server_resident_memory_bytes Resident set size of the server process",
+      "# TYPE lightcone_server_resident_memory_bytes gauge",
+      `lightcone_server_resident_memory_bytes ${formatNumber(server.residentBytes)}`,
+    );
+  }
   const labels = samples.map((sample) => `database="${escapeLabelValue(sample.label)}"`);
   const family = (
     name: string,
@@ -235,8 +279,32 @@ export function renderMetrics(samples: readonly DatabaseSample[]): string {
   family(
     "lightcone_database_up",
     "gauge",
-    "1 while the database serves, 0 while it is stopped (crashed, storage failed)",
+    "1 while the database serves (hibernated ones included), 0 while it is stopped (crashed, storage failed)",
     (s) => s.up ? 1 : 0,
+  );
+  family(
+    "lightcone_database_hibernated",
+    "gauge",
+    "1 while the database is hibernated (no process; woken by the next request, connection or schedule)",
+    (s) => s.hibernation === "hibernated" ? 1 : 0,
+  );
+  family(
+    "lightcone_database_hibernations_total",
+    "counter",
+    "Times the database was hibernated after being idle (--hibernate-after-s)",
+    (s) => s.metrics.hibernations,
+  );
+  family(
+    "lightcone_database_wakes_total",
+    "counter",
+    "Times the hibernated database was woken",
+    (s) => s.metrics.wakes,
+  );
+  histogram(
+    "lightcone_database_wake_seconds",
+    "Time from the wake-up trigger until the woken database serves (process start, snapshot, log suffix)",
+    (m) => m.wakeDuration,
+    1e6,
   );
   family(
     "lightcone_transactions_committed_total",

@@ -12,6 +12,7 @@ function sample(label: string, metrics = new DatabaseMetrics()): DatabaseSample 
     label,
     metrics,
     up: true,
+    hibernation: "awake",
     durableTxOffset: 0,
     clients: 0,
     subscriptions: 0,

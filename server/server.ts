@@ -7,6 +7,7 @@ import {
   DATABASE_LIMITS_DEFAULT,
   DATABASE_MEMORY_MB_DEFAULT,
   type DatabaseLimits,
+  HIBERNATE_AFTER_S_DEFAULT,
   HTTP_HEADER_TIMEOUT_MS_DEFAULT,
   HTTP_IDLE_TIMEOUT_MS_DEFAULT,
   MODULE_LOG_FILE_BYTES_MAX,
@@ -14,7 +15,7 @@ import {
   SCHEDULE_IMMEDIATE_PENDING_MAX,
 } from "../lib/limits.ts";
 import { log } from "../lib/log.ts";
-import { DurabilityActor, logIsolationCapabilities } from "../worker/mod.ts";
+import { DurabilityActor, logIsolationCapabilities, setWarmSpare } from "../worker/mod.ts";
 import { createApp } from "./app.ts";
 import { DatabaseRegistry } from "./database_registry.ts";
 import { type RequestBodyOptions, RequestBodyReader } from "./request_body.ts";
@@ -72,6 +73,13 @@ export interface ServerOptions {
   httpResolve?: Resolver;
   /** Serve GET /v1/metrics to every client, not only loopback ones (`--metrics-public`). */
   metricsPublic?: boolean;
+  /**
+   * Seconds a database may be idle before it is hibernated (`--hibernate-after-s`, default
+   * HIBERNATE_AFTER_S_DEFAULT; 0 = never).
+   */
+  hibernateAfterS?: number;
+  /** Keep one database process started ahead of need (`--warm-spare`; worker/isolation.ts). */
+  warmSpare?: boolean;
   /** Called once the listener is bound, with the actual port. */
   onListen?: (address: { hostname: string; port: number }) => void;
 }
@@ -121,8 +129,11 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
       allow: options.httpAllow ?? new Map(),
       resolve: options.httpResolve,
     }),
+    hibernateAfterMs: (options.hibernateAfterS ?? HIBERNATE_AFTER_S_DEFAULT) * 1000,
+    inUse: (database) => hub.hasClients(database),
   });
   hub.attach(registry);
+  if (options.warmSpare) setWarmSpare(true);
   let pg: PgServer | undefined;
   if (options.pgPort !== undefined) {
     try {
@@ -233,6 +244,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
       reaper?.stop();
       await server.shutdown();
       await registry.close();
+      if (options.warmSpare) setWarmSpare(false);
       await storage.stop();
     },
   };

@@ -38,7 +38,7 @@ import {
 } from "./module_loader.ts";
 import { type ModuleInfo, moduleInfoFromDescribe, type ReducerInfo } from "./module_info.ts";
 
-import type { CallResult, LogLine, ProcedureResult } from "./messages.ts";
+import type { CallResult, LogLine, ProcedureResult, ResumedSchedule } from "./messages.ts";
 import { ModuleLogLimiter } from "./log_limiter.ts";
 import { formatMigrationErrors, planMigration, tablesFingerprint } from "./auto_migrate.ts";
 import {
@@ -232,10 +232,16 @@ export class DatabaseEngine {
     return this.#options.databaseIdentity;
   }
 
-  /** Loads the module, decodes its definition and builds an empty datastore. */
-  async load(bundle: string): Promise<void> {
+  /**
+   * Loads the module, decodes its definition and builds an empty datastore. `importsRewritten`:
+   * the bundle's `spacetime:sys` imports were already rewritten (module_loader.rewriteImports).
+   */
+  async load(bundle: string, loadOptions?: { importsRewritten?: boolean }): Promise<void> {
     this.#sys = createSyscalls(this.#sysEnv());
-    this.#hooks = await loadModule(bundle, this.#sys, { timeoutMs: this.#options.loadTimeoutMs });
+    this.#hooks = await loadModule(bundle, this.#sys, {
+      timeoutMs: this.#options.loadTimeoutMs,
+      importsRewritten: loadOptions?.importsRewritten,
+    });
     this.#describe = this.#hooks.__describe_module__();
     if (!(this.#describe instanceof Uint8Array)) {
       throw new Error("__describe_module__ did not return a Uint8Array");
@@ -402,6 +408,26 @@ export class DatabaseEngine {
     const now = this.#options.clock.nowMicros();
     for (const table of this.#scheduleTables.values()) {
       for (const row of this.#datastore.committedRows(table.tableId)) this.#arm(table, row, now);
+    }
+  }
+
+  /**
+   * The armed row schedules with their intended times, to resume them after a restart
+   * (hibernation): an `Interval` row keeps its tick grid instead of restarting at now + d.
+   */
+  armedSchedules(): ResumedSchedule[] {
+    return this.#schedules.armedRows();
+  }
+
+  /**
+   * Re-arms, after armAllSchedules(), the rows of `schedules` that are still armed at their
+   * earlier intended times (a time already past runs at once, then an `Interval` moves on to
+   * the first tick of its grid after now, as for a late timer).
+   */
+  resumeSchedules(schedules: readonly ResumedSchedule[]): void {
+    for (const { tableId, scheduledId, intendedMicros } of schedules) {
+      if (!this.#schedules.isArmed(tableId, scheduledId)) continue;
+      this.#schedules.arm(tableId, scheduledId, intendedMicros, Number(intendedMicros));
     }
   }
 

@@ -106,3 +106,35 @@ Deno.test("a Time run gets max(intended, now), then its row is deleted in its ow
   strictEqual(engine.datastore.committedCount(alarmTable), 0);
   strictEqual(engine.pendingScheduleCount, 0);
 });
+
+Deno.test("resumeSchedules() puts an Interval back on its grid after a restart re-armed it at now + d", async () => {
+  const engine = await loadTicks();
+  const start = clock.nowMicros();
+  const call = engine.callReducer(
+    3,
+    "start_ticking",
+    args((w) => w.writeU64(1000n)),
+    OWNER,
+    0n,
+    start,
+  );
+  strictEqual(call.status, "committed");
+  engine.drainCommitted();
+  clock.advanceMs(300);
+  // What hibernation keeps: the armed row with its intended time.
+  const saved = engine.armedSchedules();
+  assertEquals(saved.map((entry) => entry.intendedMicros), [start + 1_000_000n]);
+  // A restart arms every row from the tables: an Interval at now + d.
+  engine.armAllSchedules();
+  strictEqual(engine.nextScheduleDueMicros(), Number(start + 1_300_000n));
+  engine.resumeSchedules(saved);
+  strictEqual(engine.nextScheduleDueMicros(), Number(start + 1_000_000n), "back on its grid");
+  strictEqual(
+    engine.callReducer(4, "stop_ticking", new Uint8Array(), OWNER, 0n, clock.nowMicros()).status,
+    "committed",
+  );
+  engine.drainCommitted();
+  // A row deleted since is not brought back.
+  engine.resumeSchedules(saved);
+  strictEqual(engine.nextScheduleDueMicros(), undefined);
+});

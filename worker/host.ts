@@ -5,7 +5,12 @@
  */
 import { log } from "../lib/log.ts";
 import { checkBatchItem, checkHttpHandlerResult, checkLogLines } from "./reply_check.ts";
-import { DATABASE_MEMORY_MB_DEFAULT, type DatabaseLimits } from "../lib/limits.ts";
+import {
+  DATABASE_MEMORY_MB_DEFAULT,
+  type DatabaseLimits,
+  MODULE_BYTES_MAX,
+} from "../lib/limits.ts";
+import { TICK_NAME_PATTERN } from "./sandbox_globals.ts";
 import { type IsolatedWorker, spawnIsolatedWorker, STORAGE_CHANNEL } from "./isolation.ts";
 import { type CallFields, CallPacker, expandItems } from "./batch_codec.ts";
 import type {
@@ -19,6 +24,8 @@ import type {
   ConnectRequest,
   DisconnectRequest,
   ExportStateResult,
+  HibernateMessage,
+  HibernatingReply,
   HttpHandlerResult,
   InitMessage,
   LogLine,
@@ -26,9 +33,11 @@ import type {
   OneOffQueryResult,
   OutboundHttpRequest,
   OutboundHttpResponse,
+  PreparedModule,
   ProcedureDoneReply,
   ProcedureResult,
   ReadyReply,
+  ResumedSchedule,
   ScheduledReply,
   SqlRequest,
   SqlResult,
@@ -47,6 +56,12 @@ import type {
  * keynote 64 x 40 measured ~113k TPS at 2, ~126k at 4 (bench/RESULTS.md, session 3).
  */
 const BATCHES_IN_FLIGHT_MAX = 4;
+
+/** A prepared bundle is the published one plus a tick call per function and loop body. */
+const PREPARED_SOURCE_CHARS_MAX = 4 * MODULE_BYTES_MAX;
+
+/** Row schedules a hibernating database may hand over (more keep it awake). */
+const HIBERNATE_SCHEDULES_MAX = 1_000_000;
 
 export class ModuleInitError extends Error {
   override name = "ModuleInitError";
@@ -91,9 +106,18 @@ export interface DatabaseHostOptions {
    * checks, limits). Absent: every request fails with SpacetimeDB's "disabled" message.
    */
   outboundHttp?: (request: OutboundHttpRequest) => Promise<OutboundHttpResponse>;
+  /** Row schedules to re-arm at their intended times (from prepareHibernation). */
+  resumeSchedules?: ResumedSchedule[];
+  /** The bundle as an earlier process prepared it (see `onPrepared`): skips two parses. */
+  prepared?: PreparedModule;
+  /**
+   * Called with the prepared bundle when `prepared` is absent (keep it for the next start).
+   * It is the process's first message after hello, sent before any tenant code ran there.
+   */
+  onPrepared?: (prepared: PreparedModule) => void;
 }
 
-type Pending = { resolve: (result: WorkerResult) => void; reject: (error: Error) => void };
+type Pending<T = WorkerResult> = { resolve: (result: T) => void; reject: (error: Error) => void };
 
 /**
  * Origins by request id. Ids are handed out in increasing order and the worker answers every
@@ -184,6 +208,7 @@ export class DatabaseHost {
   #flushScheduled = false;
   #dead: Error | undefined;
   #txOffset: number;
+  #hibernateWaiter: Pending<HibernatingReply> | undefined;
 
   private constructor(
     worker: IsolatedWorker,
@@ -222,10 +247,27 @@ export class DatabaseHost {
         reject(new ModuleInitError(`database worker crashed while loading: ${message}`, []));
       };
       worker.exited.then((code) => startupError?.(`it exited with code ${code}`));
+      let first = true;
       worker.port.onmessage = (event) => {
         const message = event.data as WorkerToMain;
         if (settled) return;
-        if (message.type === "ready") {
+        const wasFirst = first;
+        first = false;
+        if (message?.type === "prepared") {
+          if (!wasFirst || options.prepared || !options.onPrepared) {
+            startupError?.("it sent a prepared bundle out of turn");
+            return;
+          }
+          const { source, tickName } = message;
+          if (
+            typeof source !== "string" || source.length > PREPARED_SOURCE_CHARS_MAX ||
+            typeof tickName !== "string" || !TICK_NAME_PATTERN.test(tickName)
+          ) {
+            startupError?.("it sent a malformed prepared bundle");
+            return;
+          }
+          options.onPrepared({ source, tickName });
+        } else if (message.type === "ready") {
           settled = true;
           if (message.logs.length) options.onLogs?.(message.logs);
           resolve(new DatabaseHost(worker, message, options, failures));
@@ -238,7 +280,8 @@ export class DatabaseHost {
       };
       const init: InitMessage = {
         type: "init",
-        bundle: options.bundle,
+        // A prepared bundle is all the process needs: the source is not sent twice.
+        bundle: options.prepared ? "" : options.bundle,
         databaseIdentity: options.databaseIdentity,
         ownerIdentity: options.ownerIdentity,
         runInit: options.runInit,
@@ -251,6 +294,9 @@ export class DatabaseHost {
         durability: options.durabilityPort !== undefined,
         genesisDescribe: options.genesisDescribe,
         migrate: options.migrate,
+        prepared: options.prepared,
+        resumeSchedules: options.resumeSchedules,
+        wantPrepared: options.prepared === undefined && options.onPrepared !== undefined,
       };
       worker.port.postMessage(init);
     });
@@ -445,6 +491,50 @@ export class DatabaseHost {
     this.#die(new DatabaseUnavailableError("database was stopped"));
   }
 
+  /** Resolves once the process is gone (after stop(), a crash or an exit). */
+  get exited(): Promise<number> {
+    return this.#worker.exited;
+  }
+
+  /**
+   * Asks the idle process for what hibernation must keep (its pending schedules). Refused
+   * while requests are queued or in flight: the caller checks the database is idle first.
+   */
+  prepareHibernation(): Promise<HibernatingReply> {
+    if (this.#dead) return Promise.reject(this.#dead);
+    if (this.#inFlight > 0 || this.queuedRequests > 0 || this.#hibernateWaiter) {
+      return Promise.reject(new DatabaseUnavailableError("the database is busy"));
+    }
+    return new Promise((resolve, reject) => {
+      this.#hibernateWaiter = { resolve, reject };
+      const message: HibernateMessage = { type: "hibernate" };
+      this.#worker.port.postMessage(message);
+    });
+  }
+
+  #onHibernating(message: HibernatingReply): void {
+    const waiter = this.#hibernateWaiter;
+    if (!waiter) throw new TypeError("unexpected hibernating reply");
+    const { nextScheduleMicros, schedules, txOffset } = message;
+    if (
+      typeof nextScheduleMicros !== "number" || !Array.isArray(schedules) ||
+      schedules.length > HIBERNATE_SCHEDULES_MAX || typeof txOffset !== "number"
+    ) {
+      throw new TypeError("malformed hibernating reply");
+    }
+    const checked: ResumedSchedule[] = [];
+    for (const entry of schedules as unknown[]) {
+      const { tableId, scheduledId, intendedMicros } = entry as ResumedSchedule;
+      if (
+        !Number.isInteger(tableId) || typeof scheduledId !== "bigint" ||
+        typeof intendedMicros !== "bigint"
+      ) throw new TypeError("malformed schedule in hibernating reply");
+      checked.push({ tableId, scheduledId, intendedMicros });
+    }
+    this.#hibernateWaiter = undefined;
+    waiter.resolve({ type: "hibernating", nextScheduleMicros, schedules: checked, txOffset });
+  }
+
   #send(request: WithoutId<WorkerRequest>, origin?: unknown): Promise<WorkerResult> {
     if (this.#dead) return Promise.reject(this.#dead);
     const id = this.#nextId++;
@@ -498,6 +588,10 @@ export class DatabaseHost {
       }
       if (message.type === "http-request") {
         this.#handleOutboundHttp(message);
+        return;
+      }
+      if (message.type === "hibernating") {
+        this.#onHibernating(message);
         return;
       }
       if (message.type !== "batch") {
@@ -599,6 +693,8 @@ export class DatabaseHost {
     this.#pending.clear();
     for (const pending of this.#procedures.values()) pending.reject(error);
     this.#procedures.clear();
+    this.#hibernateWaiter?.reject(error);
+    this.#hibernateWaiter = undefined;
     this.#origins.clear();
     this.#queue = [];
     if (!(error.message === "database was stopped")) {

@@ -135,7 +135,56 @@ const REPO_ROOT = new URL("..", import.meta.url).pathname;
  */
 const PROCEDURE_THREAD_MEMORY_MB = 48;
 
-/** Starts `entryUrl` in its own process with no permissions. */
+/**
+ * A process started ahead of need (`setWarmSpare`): `deno` itself, our entry module and the
+ * memory cap are already done when a database needs a process, which leaves only its own
+ * bundle to load. Keyed by entry and memory budget, the two things a spare fixes.
+ */
+let warmSpare: { key: string; worker: ProcessWorker } | undefined;
+let warmSpareWanted = false;
+let warmSpareTimer: ReturnType<typeof setTimeout> | undefined;
+/** A replacement spare waits this long, so it does not compete with the start that took one. */
+const WARM_SPARE_DELAY_MS = 250;
+
+/**
+ * Keeps one spare database process ready (on) or stops it (off, and at shutdown). A spare
+ * costs one idle `deno` (~40-60 MiB RSS) and saves each start ~60-250 ms (process start, our
+ * own module graph, the memory cap), which matters most when hibernated databases wake.
+ */
+export function setWarmSpare(on: boolean): void {
+  warmSpareWanted = on;
+  if (!on) {
+    if (warmSpareTimer !== undefined) clearTimeout(warmSpareTimer);
+    warmSpareTimer = undefined;
+    warmSpare?.worker.terminate();
+    warmSpare = undefined;
+  }
+}
+
+function spareKey(entryUrl: string | URL, memoryMb: number, readOwnCode: boolean): string {
+  return `${new URL(entryUrl).href}|${Math.floor(memoryMb)}|${readOwnCode}`;
+}
+
+function replenishWarmSpare(
+  entryUrl: string | URL,
+  memoryMb: number,
+  readOwnCodeAtStart: boolean,
+): void {
+  if (!warmSpareWanted || warmSpareTimer !== undefined) return;
+  warmSpareTimer = setTimeout(() => {
+    warmSpareTimer = undefined;
+    if (!warmSpareWanted || warmSpare) return;
+    const worker = startProcess(entryUrl, { memoryMb, readOwnCodeAtStart });
+    const spare = { key: spareKey(entryUrl, memoryMb, readOwnCodeAtStart), worker };
+    warmSpare = spare;
+    worker.exited.then(() => {
+      if (warmSpare === spare) warmSpare = undefined;
+    });
+  }, WARM_SPARE_DELAY_MS);
+  Deno.unrefTimer(warmSpareTimer);
+}
+
+/** Starts `entryUrl` in its own process with no permissions (a warm spare when there is one). */
 export function spawnIsolatedWorker(
   entryUrl: string | URL,
   options: IsolatedWorkerOptions,
@@ -143,6 +192,23 @@ export function spawnIsolatedWorker(
   if (!(options.memoryMb >= 16)) {
     throw new RangeError(`Database memory of "${options.memoryMb}" MiB is below 16 MiB`);
   }
+  const spare = warmSpare;
+  let worker: ProcessWorker | undefined;
+  const readOwnCode = options.readOwnCodeAtStart ?? false;
+  if (
+    spare && spare.key === spareKey(entryUrl, options.memoryMb, readOwnCode) &&
+    spare.worker.adopt(options)
+  ) {
+    worker = spare.worker;
+  }
+  if (spare) warmSpare = undefined;
+  if (spare && !worker) spare.worker.terminate();
+  worker ??= startProcess(entryUrl, options);
+  replenishWarmSpare(entryUrl, options.memoryMb, readOwnCode);
+  return worker;
+}
+
+function startProcess(entryUrl: string | URL, options: IsolatedWorkerOptions): ProcessWorker {
   const caps = isolationCapabilities();
   const denoArgs = [
     "run",
@@ -260,7 +326,7 @@ class ProcessWorker implements IsolatedWorker {
   readonly exited: Promise<number>;
   readonly pid: number;
   readonly #child: Deno.ChildProcess;
-  readonly #options: IsolatedWorkerOptions;
+  #options: IsolatedWorkerOptions;
   readonly #channels = new Map<number, (message: unknown) => void>();
   readonly #rawChannels = new Map<number, (payload: Uint8Array) => void>();
   #writeQueue: Uint8Array[] = [];
@@ -304,6 +370,16 @@ class ProcessWorker implements IsolatedWorker {
       }
       return status.code;
     });
+  }
+
+  /**
+   * Hands a warm spare to a database: its errors go to `options.onError` from now on. False
+   * when it cannot serve (it failed or exited, or nothing was posted to it yet is required).
+   */
+  adopt(options: IsolatedWorkerOptions): boolean {
+    if (this.#dead || this.#failure) return false;
+    this.#options = options;
+    return true;
   }
 
   bridge(channel: number, port: MessagePort): void {

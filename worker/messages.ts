@@ -40,6 +40,50 @@ export interface InitMessage {
    * run the automatic migration (one transaction) instead of failing.
    */
   migrate?: boolean;
+  /**
+   * The bundle as an earlier process of this database prepared it (instrumented for its tick
+   * name, imports rewritten): skips both parses at start (worker/isolation.ts "start-up").
+   */
+  prepared?: PreparedModule;
+  /** Send the prepared bundle back (a `prepared` message before any tenant code runs). */
+  wantPrepared?: boolean;
+  /** Row schedules armed when the database hibernated, re-armed at their intended times. */
+  resumeSchedules?: ResumedSchedule[];
+}
+
+/** An armed row schedule, kept across hibernation (worker/engine.ts armedSchedules). */
+export interface ResumedSchedule {
+  tableId: number;
+  scheduledId: bigint;
+  intendedMicros: bigint;
+}
+
+/**
+ * Asks an idle database process what hibernating it would lose: its pending schedules. The
+ * reply is `hibernating`; the server then snapshots and stops the process (or keeps it, when
+ * a schedule is due soon).
+ */
+export interface HibernateMessage {
+  type: "hibernate";
+}
+
+export interface HibernatingReply {
+  type: "hibernating";
+  /** Wall-clock µs of the earliest pending schedule (row or immediate); -1 when none. */
+  nextScheduleMicros: number;
+  schedules: ResumedSchedule[];
+  txOffset: number;
+}
+
+/** A bundle ready to import: instrumented for `tickName`, `spacetime:sys` imports rewritten. */
+export interface PreparedModule {
+  source: string;
+  tickName: string;
+}
+
+/** Sent before the bundle is imported (no tenant code has run in the process yet). */
+export interface PreparedReply extends PreparedModule {
+  type: "prepared";
 }
 
 export type WorkerRequest =
@@ -406,11 +450,14 @@ export type MainToWorker =
   | InitMessage
   | BatchMessage
   | ProcedureStartMessage
-  | OutboundHttpResponse;
+  | OutboundHttpResponse
+  | HibernateMessage;
 export type WorkerToMain =
   | ReadyReply
   | InitFailedReply
   | BatchReply
   | ScheduledReply
   | ProcedureDoneReply
-  | OutboundHttpRequest;
+  | OutboundHttpRequest
+  | PreparedReply
+  | HibernatingReply;

@@ -1,18 +1,21 @@
 /** The door of worker/: what the server may use (the host handle and message shapes). */
 export { DatabaseHost, DatabaseUnavailableError, ModuleInitError } from "./host.ts";
-export { logIsolationCapabilities } from "./isolation.ts";
+export { logIsolationCapabilities, setWarmSpare } from "./isolation.ts";
 export type { DatabaseHostOptions } from "./host.ts";
 export type {
   BatchItem,
   CallResult,
+  HibernatingReply,
   HttpHandlerResult,
   LogLine,
   OneOffQueryResult,
   OutboundHttpRequest,
   OutboundHttpResponse,
+  PreparedModule,
   ProcedureResult,
   QueryDelta,
   QueryRows,
+  ResumedSchedule,
   SubscribeResult,
   TxUpdate,
   UnsubscribeResult,

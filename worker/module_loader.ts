@@ -191,9 +191,9 @@ const REQUIRED_HOOKS = [
 export async function loadModule(
   source: string,
   sys: SysModules,
-  options: { timeoutMs: number },
+  options: { timeoutMs: number; importsRewritten?: boolean },
 ): Promise<ModuleHooks> {
-  const rewritten = rewriteImports(source);
+  const rewritten = options.importsRewritten ? source : rewriteImports(source);
   (globalThis as Record<symbol, unknown>)[SYS_GLOBAL_KEY] = sys;
   const url = hostCreateObjectURL(new HostBlob([rewritten], { type: "text/javascript" }));
   let namespace: Record<string, unknown>;

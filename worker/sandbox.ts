@@ -17,6 +17,8 @@ const AMBIENT_BUDGET_MS = 1000;
 export interface PreparedSandbox {
   /** The instrumented bundle source to load. */
   source: string;
+  /** The global the instrumented source calls (random per prepared bundle). */
+  tickName: string;
   budget: CallBudget;
 }
 
@@ -33,16 +35,19 @@ export function prepareSandbox(
     arm?: (budgetMs: number, nowMs?: number) => void;
     disarm?: () => void;
   },
+  /** The bundle already instrumented by an earlier process (skips the parse). */
+  prepared?: { source: string; tickName: string },
 ): PreparedSandbox {
   const protection = installRunawayProtection({
     clock: { monotonicMs: host.monotonicMs },
     ambientBudgetMs: AMBIENT_BUDGET_MS,
     scheduleReset: (callback) => host.setTimeout(callback, 0),
+    tickName: prepared?.tickName,
   });
   const budget = protection.budget;
   let source: string;
   try {
-    source = protection.instrumentBundle(bundle);
+    source = prepared ? prepared.source : protection.instrumentBundle(bundle);
   } catch (error) {
     throw new ModuleLoadError(
       `The module is not valid JavaScript: ${error instanceof Error ? error.message : error}`,
@@ -59,6 +64,7 @@ export function prepareSandbox(
   const disarm = host.disarm;
   return {
     source,
+    tickName: protection.tickName,
     budget: {
       start: (budgetMs, nowMs) => {
         if (budget.depth === 0) arm?.(budgetMs, nowMs);

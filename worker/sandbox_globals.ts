@@ -184,7 +184,12 @@ export interface RunawayProtectionOptions {
   /** Budget for tenant code running outside any started call (microtasks, finalizers). */
   ambientBudgetMs: number;
   removeGlobals?: readonly string[];
+  /** The tick name a prepared bundle was instrumented for (default: a fresh random one). */
+  tickName?: string;
 }
+
+/** What randomTickName() returns; a prepared bundle's tick name must look like this. */
+export const TICK_NAME_PATTERN = /^__lc_tick_[0-9a-f]{24}$/;
 
 /** Everything a database worker needs: a budget, and the bundle instrumenter for its tick. */
 export interface RunawayProtection {
@@ -199,7 +204,10 @@ export interface RunawayProtection {
  * sandbox globals installed. Call after capturing host globals, before loading the bundle.
  */
 export function installRunawayProtection(options: RunawayProtectionOptions): RunawayProtection {
-  const tickName = randomTickName();
+  if (options.tickName !== undefined && !TICK_NAME_PATTERN.test(options.tickName)) {
+    throw new TypeError(`Invalid tick name "${options.tickName.slice(0, 64)}"`);
+  }
+  const tickName = options.tickName ?? randomTickName();
   const budget = createBudget(options.clock, {
     ambient: { budgetMs: options.ambientBudgetMs, scheduleReset: options.scheduleReset },
   });

@@ -151,6 +151,21 @@ export class ScheduleQueue {
     });
   }
 
+  /** Every armed row schedule (table id, scheduled id, intended time), in no particular order. */
+  armedRows(): { tableId: number; scheduledId: bigint; intendedMicros: bigint }[] {
+    const rows = [];
+    for (const [tableId, entries] of this.#byRow) {
+      for (const entry of entries.values()) {
+        rows.push({
+          tableId,
+          scheduledId: entry.scheduledId,
+          intendedMicros: entry.intendedMicros,
+        });
+      }
+    }
+    return rows;
+  }
+
   /** Due time of the earliest live entry, or undefined when nothing is pending. */
   nextDueMicros(): number | undefined {
     this.#dropDeadTop();

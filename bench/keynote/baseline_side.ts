@@ -9,7 +9,7 @@ import type { CpuReport } from "./proc_cpu.mjs";
 import type { LoadSummary, RunOptions, SystemResult } from "./types.ts";
 
 export interface BaselineSystem {
-  key: "sqlite" | "sqlite-wal" | "pg" | "pg-immediate";
+  key: "sqlite" | "sqlite-wal-full" | "sqlite-wal" | "pg" | "pg-immediate";
   name: string;
   script: "server_sqlite.mjs" | "server_pg.mjs";
   args: string[];
@@ -22,6 +22,13 @@ export const BASELINE_SYSTEMS: Record<BaselineSystem["key"], BaselineSystem> = {
     name: "Node + SQLite (better-sqlite3 defaults: DELETE journal, synchronous FULL)",
     script: "server_sqlite.mjs",
     args: ["--mode", "default"],
+    usesPostgres: false,
+  },
+  "sqlite-wal-full": {
+    key: "sqlite-wal-full",
+    name: "Node + SQLite (WAL + synchronous FULL: one fsync per commit, durable)",
+    script: "server_sqlite.mjs",
+    args: ["--mode", "wal-full"],
     usesPostgres: false,
   },
   "sqlite-wal": {

@@ -17,7 +17,8 @@
  *   --warmup-s 5 --measure-s 10     per run
  *   --alphas 0,1.5                  Zipf exponents
  *   --modes closed,pipelined        closed = 1 in flight per client; pipelined = --inflight
- *   --systems lightcone,sqlite,pg   also: sqlite-wal (non-durable reference), pg-immediate,
+ *   --systems lightcone,sqlite,sqlite-wal-full,pg
+ *                                  also: sqlite-wal (non-durable reference), pg-immediate,
  *                                  lightcone-raw (same server, a minimal non-SDK client: shows
  *                                  what the SDK client costs; never used for the ratios),
  *                                  lightcone-append (transfer also inserts a ledger row)
@@ -105,7 +106,7 @@ export function parseKeynoteArgs(argv: string[], repoRoot: string): KeynoteOptio
       "measure-s": { type: "string", default: "10" },
       alphas: { type: "string", default: "0,1.5" },
       modes: { type: "string", default: "closed,pipelined" },
-      systems: { type: "string", default: "lightcone,sqlite,pg" },
+      systems: { type: "string", default: "lightcone,sqlite,sqlite-wal-full,pg" },
       clients: { type: "string", default: "64" },
       inflight: { type: "string", default: "40" },
       accounts: { type: "string", default: String(ACCOUNT_COUNT_DEFAULT) },

@@ -1,6 +1,12 @@
 import { deepStrictEqual as assertEquals, ok as assert, throws } from "node:assert/strict";
 import { parseKeynoteArgs } from "./main.ts";
-import { medianRuns, ratioTable, reportMarkdown, resultsTable } from "./report.ts";
+import {
+  bestBaselineTable,
+  medianRuns,
+  ratioTable,
+  reportMarkdown,
+  resultsTable,
+} from "./report.ts";
 import type { LoadSummary, SystemResult } from "./types.ts";
 
 function load(tps: number): LoadSummary {
@@ -57,6 +63,31 @@ Deno.test("ratioTable() divides Lightcone by each baseline, same mode and keynot
   // Keynote compares Lightcone pipelined with the baseline closed: 40,000 / 500.
   assert(row.endsWith("| 80.0× |"), row);
   assert(!table.includes("†"));
+});
+
+Deno.test("bestBaselineTable() divides by the best durable run: same mode and best of any mode", () => {
+  const table = bestBaselineTable([
+    result("lightcone", 0, "closed", 6_000),
+    result("lightcone", 0, "pipelined", 60_000),
+    result("sqlite", 0, "closed", 500),
+    result("sqlite", 0, "pipelined", 400),
+    result("sqlite-wal-full", 0, "closed", 3_000),
+    result("sqlite-wal-full", 0, "pipelined", 2_000),
+    // Not durable per commit: faster, but never the denominator.
+    result("sqlite-wal", 0, "closed", 7_000),
+    result("sqlite-wal", 0, "pipelined", 7_500),
+  ]);
+  const rows = table.split("\n").filter((line) => line.startsWith("| 0 |"));
+  assertEquals(rows.length, 3, table);
+  assert(rows[0].includes("closed vs closed") && rows[0].endsWith("| 3,000 | 2.00× |"), rows[0]);
+  assert(rows[0].includes("name of sqlite-wal-full (closed)"), rows[0]);
+  assert(
+    rows[1].includes("pipelined vs pipelined") && rows[1].endsWith("| 2,000 | 30.0× |"),
+    rows[1],
+  );
+  // The mixed ratio uses the baseline's best run in any mode (its closed run here).
+  assert(rows[2].includes("best of any mode") && rows[2].endsWith("| 3,000 | 20.0× |"), rows[2]);
+  assert(!table.includes("name of sqlite-wal "), "a non-durable baseline is not a denominator");
 });
 
 Deno.test("ratioTable() marks a ratio whose Lightcone run failed its balance check", () => {
@@ -128,7 +159,7 @@ Deno.test("parseKeynoteArgs() has laptop-short defaults and rejects unknown syst
   assertEquals(options.measureMs, 10_000);
   assertEquals(options.alphas, [0, 1.5]);
   assertEquals(options.modes, ["closed", "pipelined"]);
-  assertEquals(options.systems, ["lightcone", "sqlite", "pg"]);
+  assertEquals(options.systems, ["lightcone", "sqlite", "sqlite-wal-full", "pg"]);
   assertEquals(options.resultsPath, "/repo/bench/RESULTS.md");
   const longer = parseKeynoteArgs(
     ["--measure-s", "300", "--systems", "sqlite,pg-immediate", "--no-append"],

@@ -170,8 +170,10 @@ export function databaseRoutes(context: AppContext): Hono<AppEnv> {
   routes.all("/:name/route", handleRoute);
   routes.all("/:name/route/*", handleRoute);
 
-  routes.get("/:name/schema", (c) => {
+  routes.get("/:name/schema", async (c) => {
     const database = registry.require(c.req.param("name"));
+    // A database recovering at server start knows its module once its process is up.
+    if (!database.hasModule) await database.ensureAwake();
     const version = c.req.query("version");
     if (version === "10") return jsonText(c, moduleDefToSchemaJson(database.module.def));
     if (version === "9") return jsonText(c, moduleDefToV9SchemaJson(database.module.def));

@@ -26,24 +26,28 @@ export function metricsRoutes(context: AppContext): Hono<AppEnv> {
     const samples = await Promise.all(
       context.registry.list().map(async (database): Promise<DatabaseSample> => {
         const ws = clientStats.get(database);
-        const host = database.host;
-        const up = database.stoppedReason === undefined && host.alive;
+        const host = database.runningHost;
+        const up = database.stoppedReason === undefined &&
+          (host !== undefined || database.hibernation !== "awake");
         return {
           label: database.names[0] ?? database.key,
           metrics: database.metrics,
           up,
+          hibernation: database.hibernation,
           durableTxOffset: database.durableTxOffset,
           clients: ws?.clients ?? 0,
           subscriptions: ws?.subscriptions ?? 0,
           outboundBytes: ws?.outboundBytes ?? 0,
           outboxMessages: ws?.outboxMessages ?? 0,
-          queuedRequests: host.queuedRequests,
-          batchesInFlight: host.batchesInFlight,
-          residentBytes: up ? await residentBytes(host.pid) : undefined,
+          queuedRequests: host?.queuedRequests ?? 0,
+          batchesInFlight: host?.batchesInFlight ?? 0,
+          residentBytes: host ? await residentBytes(host.pid) : undefined,
         };
       }),
     );
-    return c.body(renderMetrics(samples), 200, { "Content-Type": METRICS_CONTENT_TYPE });
+    const memory = Deno.memoryUsage();
+    const server = { heapUsedBytes: memory.heapUsed, residentBytes: memory.rss };
+    return c.body(renderMetrics(samples, server), 200, { "Content-Type": METRICS_CONTENT_TYPE });
   });
   return app;
 }

@@ -992,6 +992,11 @@ export class WsHub {
    * Gauges for /v1/metrics, per database with open connections, in one pass over the clients:
    * connections, subscribed query sets, bytes the sockets have not sent yet, queued messages.
    */
+  /** True while any WebSocket connection of `database` is open (it must not hibernate). */
+  hasClients(database: Database): boolean {
+    return (this.#liveConnections.get(database)?.size ?? 0) > 0;
+  }
+
   clientStats(): Map<Database, WsClientStats> {
     const stats = new Map<Database, WsClientStats>();
     for (const client of this.#clients) {

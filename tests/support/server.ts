@@ -30,6 +30,10 @@ export async function startTestServer(
     httpAllow?: string[];
     /** Resolves host names for outbound HTTP instead of DNS. */
     httpResolve?: (hostname: string) => Promise<string[]>;
+    /** `--hibernate-after-s` (default: the server's). */
+    hibernateAfterS?: number;
+    /** `--warm-spare`. */
+    warmSpare?: boolean;
   } = {},
 ): Promise<TestServer> {
   const dataDir = options.dataDir ?? await Deno.makeTempDir({ prefix: "lightcone-test-" });
@@ -44,6 +48,8 @@ export async function startTestServer(
     limits: options.limits,
     httpAllow: options.httpAllow ? parseHttpAllow(options.httpAllow) : undefined,
     httpResolve: options.httpResolve,
+    hibernateAfterS: options.hibernateAfterS,
+    warmSpare: options.warmSpare,
   });
   return {
     server,
