@@ -39,6 +39,8 @@ export interface ThreadInit {
 export interface ThreadLoad {
   type: "load";
   bundle: string;
+  /** The bundle as an earlier process prepared it (instrumented, imports rewritten). */
+  prepared?: { source: string; tickName: string };
   databaseIdentity: bigint;
   tableIds: Record<string, number>;
   indexIds: Record<string, number>;

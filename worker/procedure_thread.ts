@@ -147,10 +147,14 @@ async function load(message: ThreadLoad): Promise<void> {
     const sandbox = prepareSandbox(message.bundle, {
       setTimeout: hostSetTimeout,
       monotonicMs: hostNow,
-    });
+    }, message.prepared);
     const removed = before.filter((key) => !Reflect.ownKeys(globalThis).includes(key));
     budget = sandbox.budget;
-    hooks = await loadModule(sandbox.source, syscalls(), { timeoutMs: message.loadTimeoutMs });
+    hooks = await loadModule(sandbox.source, syscalls(), {
+      timeoutMs: message.loadTimeoutMs,
+      // A prepared bundle's imports were rewritten by the process that prepared it.
+      importsRewritten: message.prepared !== undefined,
+    });
     // In a worker thread Deno defines some globals again when the first module is imported
     // (queueMicrotask): what the sandbox removed stays removed.
     for (let pass = 0; pass < 8; pass++) {

@@ -114,11 +114,17 @@ export class ProcedureRunner {
   }
 
   /** Loads the tenant bundle into the thread. */
-  async load(bundle: string, engine: DatabaseEngine, loadTimeoutMs: number): Promise<void> {
+  async load(
+    bundle: string,
+    engine: DatabaseEngine,
+    loadTimeoutMs: number,
+    prepared?: { source: string; tickName: string },
+  ): Promise<void> {
     const { tableIds, indexIds } = nameMaps(engine);
     this.#post({
       type: "load",
       bundle,
+      prepared,
       databaseIdentity: engine.databaseIdentity,
       tableIds,
       indexIds,

@@ -211,7 +211,7 @@ async function init(message: InitMessage): Promise<void> {
   const def = engine.module.def;
   if (def.procedures.length > 0 || def.httpHandlers.length > 0) {
     try {
-      await procedures.load(message.bundle, engine, MODULE_LOAD_TIMEOUT_MS);
+      await procedures.load(message.bundle, engine, MODULE_LOAD_TIMEOUT_MS, message.prepared);
     } catch (error) {
       reply({ type: "init-failed", error: describeError(error), logs: engine.drainLogs() });
       engine = undefined;
