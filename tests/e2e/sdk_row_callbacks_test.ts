@@ -167,7 +167,7 @@ for (const protocol of ["v3", "v2"] as const) {
          * Runs `change` on the writer; returns the reader's row callbacks it caused and what the
          * server's frames carried for it.
          */
-        async function effectOf(change: () => Promise<void>, settled: () => boolean) {
+        const effectOf = async (change: () => Promise<void>, settled: () => boolean) => {
           events.length = 0;
           frames.length = 0;
           await change();
@@ -182,7 +182,7 @@ for (const protocol of ["v3", "v2"] as const) {
           await writer.reducers.deleteEntry({ text: "marker", n: 999 });
           await eventually(() => reader.db.entry.count() === before, "the marker's delete");
           return { callbacks: seen, wire };
-        }
+        };
 
         await t.step("a table with a primary key: insert, update, delete", async () => {
           assertEquals(
