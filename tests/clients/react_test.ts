@@ -117,7 +117,7 @@ for (const sdk of SDK_VERSIONS) {
           await within(peer.reducers.sendMessage({ text: "from deno" }), "the peer's call");
           await eventually(async () => {
             const shown = await messagesOnPage(browser);
-            return shown.includes("from deno") ? true : undefined;
+            return shown.join() === "from deno" ? true : undefined;
           }, "the peer's message on the page");
           const id = await within(sent, "the peer's own insert");
           await within(
@@ -186,6 +186,11 @@ for (const sdk of SDK_VERSIONS) {
               const shown = await messagesOnPage(browser);
               return shown.at(-1) === "after restart" ? shown : undefined;
             }, "the message sent after the restart");
+            assertEquals(await messagesOnPage(browser), [
+              "edited by deno",
+              "from react",
+              "after restart",
+            ]);
             assertEquals(await pageText(browser, "#error"), "");
           },
         );

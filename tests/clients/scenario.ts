@@ -150,7 +150,14 @@ export async function chatScenario(t: Deno.TestContext, drive: Drive): Promise<v
         );
         assertEquals(texts, ["hello again", "hi bob"]);
         await called(drive, "alice again", "sendMessage", { text: "back" });
+        // Rows were already there when it subscribed: one insert is one callback and one row.
         assertEquals(await eventsMatching(drive, "alice again", /^insert /, 1), ["insert back"]);
+        const after = (await drive<Message[]>("messages", { name: "alice again" })).map((m) =>
+          m.text
+        );
+        assertEquals(after, ["hello again", "hi bob", "back"]);
+        const all = await drive<string[]>("events", { name: "alice again" });
+        assertEquals(all.filter((e) => /^(insert|update|delete) /.test(e)), ["insert back"]);
         await drive("disconnect", { name: "alice again" });
       },
     );
