@@ -31,6 +31,30 @@ export interface ConnReaperOptions {
   sweepMs?: number;
 }
 
+/** What the reaper reads and does outside itself; replaced in tests. */
+export interface ConnReaperSystem {
+  /** The texts of /proc/net/tcp and /proc/net/tcp6 (missing files left out). */
+  readTcpTables(): Promise<string[]>;
+  /** Destroys the server side of these connections of local `port`. */
+  destroy(port: number, keys: PeerKey[]): Promise<boolean>;
+  /** Undefined when connections can be destroyed here, else why not. */
+  probe(): Promise<string | undefined>;
+}
+
+const LINUX: ConnReaperSystem = {
+  async readTcpTables() {
+    const texts: string[] = [];
+    for (const file of ["/proc/net/tcp", "/proc/net/tcp6"]) {
+      try {
+        texts.push(await Deno.readTextFile(file));
+      } catch { /* no IPv6, or not Linux */ }
+    }
+    return texts;
+  },
+  destroy: (port, keys) => destroyConnections(port, keys),
+  probe: () => probeSocketDestroy(),
+};
+
 /** What the handler knows of one peer (ip:port). */
 export interface PeerState {
   /** When the reaper (or the handler) first saw the connection. */
@@ -240,7 +264,10 @@ export class ConnReaper {
   /** Connections destroyed so far (metrics, tests). */
   destroyed = 0;
 
-  constructor(options: ConnReaperOptions) {
+  readonly #system: ConnReaperSystem;
+
+  constructor(options: ConnReaperOptions, system: ConnReaperSystem = LINUX) {
+    this.#system = system;
     const sweepMs = options.sweepMs ??
       Math.min(2000, Math.max(250, Math.min(options.headerTimeoutMs, options.idleTimeoutMs) / 4));
     this.#options = { ...options, sweepMs };
@@ -248,9 +275,9 @@ export class ConnReaper {
 
   /** Starts sweeping; resolves false (and sweeps nothing) when sockets cannot be destroyed here. */
   async start(): Promise<{ enforced: boolean; reason?: string }> {
-    const reason = await probeSocketDestroy();
+    const reason = await this.#system.probe();
     if (reason !== undefined) return { enforced: false, reason };
-    const timer = setInterval(() => void this.#sweep(), this.#options.sweepMs);
+    const timer = setInterval(() => void this.sweep(), this.#options.sweepMs);
     Deno.unrefTimer(timer);
     this.#timer = timer;
     return { enforced: true };
@@ -290,27 +317,28 @@ export class ConnReaper {
     };
   }
 
-  async #sweep(): Promise<void> {
+  /** One pass: read the kernel's table, destroy what is overdue (tests call it directly). */
+  async sweep(): Promise<void> {
     if (this.#sweeping) return;
     this.#sweeping = true;
     try {
+      // The kernel's table is read asynchronously: a connection that opened (or a WebSocket
+      // that upgraded) while it was being read is missing from it but must keep its state.
+      const sweepStartedMs = Date.now();
       const live = new Set<PeerKey>();
-      for (const file of ["/proc/net/tcp", "/proc/net/tcp6"]) {
-        let text: string;
-        try {
-          text = await Deno.readTextFile(file);
-        } catch {
-          continue;
-        }
+      for (const text of await this.#system.readTcpTables()) {
         for (const key of establishedPeers(text, this.#options.port)) live.add(key);
       }
       for (const [key, state] of this.#peers) {
-        if (!live.has(key) && state.inFlight === 0) this.#peers.delete(key);
+        const lastMs = state.lastDoneMs ?? state.firstSeenMs;
+        if (!live.has(key) && state.inFlight === 0 && lastMs < sweepStartedMs) {
+          this.#peers.delete(key);
+        }
       }
       for (const key of live) this.#state(key);
       const victims = overdue(this.#peers, Date.now(), this.#options);
       if (victims.length === 0) return;
-      await destroyConnections(this.#options.port, victims);
+      await this.#system.destroy(this.#options.port, victims);
       this.destroyed += victims.length;
       for (const key of victims) this.#peers.delete(key);
       log.debug("closed connections past their header or idle timeout", {

@@ -1,5 +1,6 @@
 import { deepStrictEqual as assertEquals, ok as assert } from "node:assert/strict";
 import {
+  ConnReaper,
   establishedPeers,
   overdue,
   parseIpText,
@@ -66,4 +67,49 @@ Deno.test("the socket-destroy probe gives a reason when it cannot, never throws"
   // Root with iproute2 (CI) destroys; elsewhere a reason is given. Both are answers.
   assert(reason === undefined || (typeof reason === "string" && reason.length > 0));
   console.log(`  socket destroy here: ${reason ?? "works"}`);
+});
+
+Deno.test("a WebSocket that upgrades while the kernel's table is being read is never reaped", async () => {
+  const port = 3000;
+  const peer = { transport: "tcp" as const, hostname: "127.0.0.1", port: 40000 };
+  const row = (remotePort: number) =>
+    `   1: 0100007F:${port.toString(16).toUpperCase().padStart(4, "0")} 0100007F:${
+      remotePort.toString(16).toUpperCase().padStart(4, "0")
+    } 01 0`;
+  const header = "  sl  local_address rem_address   st";
+  let tables = [header];
+  let duringRead: (() => void) | undefined;
+  const destroyed: string[] = [];
+  const reaper = new ConnReaper({ port, headerTimeoutMs: 50, idleTimeoutMs: 50, sweepMs: 1e9 }, {
+    readTcpTables: () => {
+      const snapshot = tables.join("\n"); // read before the upgrade below happens
+      duringRead?.();
+      duringRead = undefined;
+      return Promise.resolve([snapshot]);
+    },
+    destroy: (_port, keys) => {
+      destroyed.push(...keys);
+      return Promise.resolve(true);
+    },
+    probe: () => Promise.resolve(undefined),
+  });
+  assertEquals((await reaper.start()).enforced, true);
+  try {
+    // The upgrade request starts and completes (101) while the sweep's read is in progress.
+    duringRead = () => reaper.requestStarted(peer)(true);
+    await reaper.sweep();
+    tables = [header, row(peer.port)];
+    await new Promise((r) => setTimeout(r, 120)); // past both timeouts
+    await reaper.sweep();
+    await reaper.sweep();
+    assertEquals(destroyed, [], "the WebSocket's connection was destroyed");
+    // A plain connection that never sends a request is destroyed past the header timeout.
+    tables = [header, row(peer.port), row(40001)];
+    await reaper.sweep();
+    await new Promise((r) => setTimeout(r, 120));
+    await reaper.sweep();
+    assertEquals(destroyed, ["127.0.0.1:40001"]);
+  } finally {
+    reaper.stop();
+  }
 });
