@@ -66,8 +66,9 @@ async function bumpAfterRestart(url: string): Promise<number> {
   return status;
 }
 
+/** The counter (a procedure: it waits behind a stuck procedure, so it is bounded too). */
 async function counter(url: string): Promise<number> {
-  const response = await call(url, "overrun", "count", []);
+  const response = await within(call(url, "overrun", "count", []), ANSWER_LIMIT_MS, "count");
   assertEquals(response.status, 200, response.text);
   return Number(response.json);
 }
