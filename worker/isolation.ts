@@ -588,9 +588,29 @@ const entryBlob = globalThis.Blob;
 const entryCreateObjectURL = URL.createObjectURL;
 const entryTimeOrigin = performance.timeOrigin;
 const entryNow = performance.now.bind(performance);
+const entrySharedArrayBuffer = globalThis.SharedArrayBuffer;
 
 let entryChannels: Map<number, PortLike> | undefined;
 let watchdogDeadline: Float64Array | undefined;
+/**
+ * The watchdog's Float64 slots, a [deadline (epoch ms, 0 when disarmed), budget ms] pair per
+ * thread that runs tenant calls: the entry's (reducers) and the procedure thread's
+ * (procedures and HTTP handlers; worker/procedure_thread.ts).
+ */
+let watchdogShared: SharedArrayBuffer | undefined;
+const WATCHDOG_PAIRS = ["the call", "the procedure or HTTP handler call"];
+
+function watchdogBuffer(): SharedArrayBuffer {
+  return watchdogShared ??= new entrySharedArrayBuffer(WATCHDOG_PAIRS.length * 16);
+}
+
+/**
+ * For the entry module: the procedure thread's [deadline, budget] pair of the watchdog, for that
+ * thread to arm around its calls' running time (the watchdog is started by `startWatchdog`).
+ */
+export function procedureWatchdogSlots(): Float64Array {
+  return new Float64Array(watchdogBuffer(), 16, 2);
+}
 
 function writeAll(bytes: Uint8Array): void {
   let at = 0;
@@ -649,31 +669,35 @@ export function storagePort(): PortLike {
 }
 
 /**
- * For the entry module: starts the watchdog thread. It reads the deadline the entry arms for
- * each call and, once a call is `WATCHDOG_GRACE_MS` past it (stuck in a builtin, where the
+ * For the entry module: starts the watchdog thread. It reads the deadlines the entry and the
+ * procedure thread arm for each call and, once a call is `WATCHDOG_GRACE_MS` past one (stuck in a builtin, where the
  * instrumented checks cannot run), asks the server on stderr to kill this process.
  */
 export function startWatchdog(): void {
   if (watchdogDeadline) return;
-  const shared = new SharedArrayBuffer(16);
-  watchdogDeadline = new Float64Array(shared);
+  const shared = watchdogBuffer();
+  watchdogDeadline = new Float64Array(shared, 0, 2);
   const source = `
     const marker = ${JSON.stringify(WATCHDOG_MARKER)};
+    const callers = ${JSON.stringify(WATCHDOG_PAIRS)};
     let fired = false;
     self.onmessage = (event) => {
       const slots = new Float64Array(event.data);
       const encoder = new TextEncoder();
       setInterval(() => {
-        const deadline = slots[0];
-        if (fired || deadline === 0) return;
-        const now = performance.timeOrigin + performance.now();
-        if (now > deadline + ${WATCHDOG_GRACE_MS}) {
-          fired = true;
-          const over = Math.round(now - deadline + slots[1]);
-          Deno.stderr.writeSync(encoder.encode(
-            marker + "the call ran " + over + " ms, past its time budget of " + slots[1] +
-              " ms, inside a builtin that cannot be interrupted; the database process was stopped\\n",
-          ));
+        for (let pair = 0; pair < callers.length && !fired; pair++) {
+          const deadline = slots[2 * pair];
+          if (deadline === 0) continue;
+          const now = performance.timeOrigin + performance.now();
+          if (now > deadline + ${WATCHDOG_GRACE_MS}) {
+            fired = true;
+            const budget = slots[2 * pair + 1];
+            const over = Math.round(now - deadline + budget);
+            Deno.stderr.writeSync(encoder.encode(
+              marker + callers[pair] + " ran " + over + " ms, past its time budget of " + budget +
+                " ms, inside a builtin that cannot be interrupted; the database process was stopped\\n",
+            ));
+          }
         }
       }, ${WATCHDOG_PERIOD_MS});
     };

@@ -33,6 +33,12 @@ export interface ThreadInit {
   /** Calls (`DatabaseToThread` "call"), taken one at a time with receiveMessageOnPort. */
   callPort: MessagePort;
   bell: Int32Array;
+  /**
+   * The thread's [deadline, budget] pair of the process watchdog (worker/isolation.ts
+   * `procedureWatchdogSlots`), armed while a call's code runs: a call stuck inside a builtin
+   * gets the process killed, as a reducer does.
+   */
+  watchdog?: Float64Array;
 }
 
 /** Loads the tenant bundle; the names and ids are the database thread's datastore's. */

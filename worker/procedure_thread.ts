@@ -85,6 +85,24 @@ let budgetSpentMs = 0;
 let segmentStartMs = 0;
 let budgetBlown = false;
 
+/**
+ * Arms this thread's pair of the process watchdog (worker/isolation.ts) for `budgetMs` from
+ * `nowMs`: the sandbox arms it when the call's budget starts or resumes and disarms it when the
+ * budget stops, so waits on HTTP and for the transaction are not watched either. The pair holds
+ * the call's whole budget, for the watchdog's message.
+ */
+function armWatchdog(budgetMs: number, nowMs = hostNow()): void {
+  const slots = init?.watchdog;
+  if (!slots) return;
+  slots[1] = config?.budgetMs ?? budgetMs;
+  slots[0] = hostPerformance.timeOrigin + nowMs + budgetMs;
+}
+
+function disarmWatchdog(): void {
+  const slots = init?.watchdog;
+  if (slots) slots[0] = 0;
+}
+
 function budgetMessage(): string {
   return `The call exceeded its time budget of ${config!.budgetMs} ms and was stopped`;
 }
@@ -147,6 +165,8 @@ async function load(message: ThreadLoad): Promise<void> {
     const sandbox = prepareSandbox(message.bundle, {
       setTimeout: hostSetTimeout,
       monotonicMs: hostNow,
+      arm: armWatchdog,
+      disarm: disarmWatchdog,
     }, message.prepared);
     const removed = before.filter((key) => !Reflect.ownKeys(globalThis).includes(key));
     budget = sandbox.budget;

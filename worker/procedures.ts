@@ -61,6 +61,8 @@ export interface ProcedureRunnerOptions {
   afterTransaction: () => void;
   /** The thread failed outside any call: the database must stop. */
   onFatal: (message: string) => void;
+  /** The procedure thread's pair of the process watchdog (worker/isolation.ts). */
+  watchdog?: Float64Array;
 }
 
 export class ProcedureRunner {
@@ -104,6 +106,7 @@ export class ProcedureRunner {
       syncPort: syncChannel.port2,
       callPort: callChannel.port2,
       bell: this.#bell,
+      watchdog: options.watchdog,
     };
     this.#worker.postMessage(init, [asyncChannel.port2, syncChannel.port2, callChannel.port2]);
   }

@@ -7,6 +7,7 @@ import {
   armWatchdog,
   disarmWatchdog,
   dropReadPermission,
+  procedureWatchdogSlots,
   serveIsolated,
   startWatchdog,
   storagePort,
@@ -125,6 +126,7 @@ const procedures: ProcedureRunner = new ProcedureRunner({
   },
   afterTransaction: () => reportUnrequested(),
   onFatal: (error) => reply({ type: "init-failed", error, logs: engine?.drainLogs() ?? [] }),
+  watchdog: procedureWatchdogSlots(),
 });
 await procedures.started();
 dropReadPermission();
