@@ -3,7 +3,17 @@ import { executePlan } from "./execute.ts";
 import { checkSelect } from "./check.ts";
 import { parseSubscriptionQuery } from "./parse.ts";
 import { applyRls, compileWithRls, resolveRlsRules, RlsRuleError } from "./rls.ts";
-import { conformanceState, ID_A, ID_B, ID_C, labelOf } from "./_test_fixture.ts";
+import {
+  conformanceState,
+  encodeRow,
+  HIT,
+  ID_A,
+  ID_B,
+  ID_C,
+  labelOf,
+  rowKey,
+} from "./_test_fixture.ts";
+import { SubscriptionIndex } from "./subscriptions.ts";
 import { planSelect } from "./plan.ts";
 import { SqlError } from "./sql_error.ts";
 
@@ -215,4 +225,37 @@ Deno.test("in a join every instance of a protected table is restricted: one frag
   assert(fragments[0].usesSender && !fragments[1].usesSender);
   // The owner's query is untouched.
   assertEquals(applyRls(checked, state, { sender: ID_A, isOwner: true }, rules), [checked]);
+});
+
+Deno.test("an event table under a join rule: subscribers get only the events the rule admits", () => {
+  const state = conformanceState();
+  const rules = resolveRlsRules(
+    ["SELECT hit.* FROM hit JOIN person ON hit.target = person.id WHERE hit.dmg > 0 AND person.ident = :sender"],
+    state,
+  );
+  const index = new SubscriptionIndex(state);
+  const forA = compileWithRls("SELECT * FROM hit", state, { sender: ID_A, isOwner: false }, rules)
+    .map((plan) => index.registerPlan(plan));
+  const forB = compileWithRls("SELECT * FROM hit", state, { sender: ID_B, isOwner: false }, rules)
+    .map((plan) => index.registerPlan(plan));
+  assertEquals([...forA, ...forB].flatMap((r) => r.initialRows), []);
+  const hits = [[1n, 5], [2n, 7], [1n, 0], [99n, 3]].map(([target, dmg]) =>
+    encodeRow(HIT, [target, dmg])
+  );
+  const [out] = index.onCommits([{
+    tables: [{ tableId: HIT.tableId, inserts: hits, deletes: [] }],
+  }]);
+  const got = (registered: { queryId: number }[]) =>
+    registered.flatMap((r) => out.get(r.queryId)?.inserts ?? []).map(rowKey);
+  assertEquals(got(forA), [rowKey(hits[0])]);
+  assertEquals(got(forB), [rowKey(hits[1])]);
+  // With the event table as the lookup side, the subscription is refused as SpacetimeDB does.
+  const probeRules = resolveRlsRules(
+    ["SELECT hit.* FROM hit JOIN person ON hit.target = person.id WHERE person.ident = :sender"],
+    state,
+  );
+  throws(
+    () => compileWithRls("SELECT * FROM hit", state, { sender: ID_A, isOwner: false }, probeRules),
+    /Event tables cannot be used as the lookup table in subscription joins/,
+  );
 });
