@@ -170,7 +170,7 @@ interface Expansion {
 function cycleError(tableId: number): SqlError {
   return new SqlError(
     `Discovered cyclic dependency when resolving RLS rules for table id \`${tableId}\``,
-    "type",
+    "plan",
   );
 }
 
