@@ -4,12 +4,15 @@
  * the owner, a query over a protected table becomes one fragment per rule, the query's WHERE
  * AND the rule's WHERE (`:sender` bound to the caller); in a join, every instance of a protected
  * table gets one of its rules, one fragment per combination. Fragments are evaluated separately,
- * so a row two rules admit is returned twice, as in SpacetimeDB. Rules that join tables are not
- * supported yet and are refused when the module is published.
+ * so a row two rules admit is returned twice, as in SpacetimeDB. A rule may join tables: its
+ * other tables join the query (and are expanded under their own rules in turn).
  */
 import {
+  type CheckedJoin,
   type CheckedSelect,
   checkSelect,
+  type ColumnRef,
+  type PushedConjunct,
   type QueryCatalog,
   type QueryContext,
   type TableInstance,
@@ -17,7 +20,9 @@ import {
 import type { TypedExpr } from "./check.ts";
 import { parseSubscriptionQuery } from "./parse.ts";
 import { planSelect, type QueryPlan } from "./plan.ts";
-import type { SqlSelectPlan } from "./sql_check.ts";
+import type { SqlOutput, SqlSelectPlan } from "./sql_check.ts";
+import { SqlError } from "./sql_error.ts";
+import { scalarOf } from "./_scalar.ts";
 import { evaluateSelect, type SqlSelectResult, type SqlState } from "./sql_eval.ts";
 
 /** The rules of a module by protected table id, in declaration order. */
@@ -46,13 +51,6 @@ export function resolveRlsRules(rules: readonly string[], catalog: QueryCatalog)
       throw fail(error instanceof Error ? error.message : String(error));
     }
     const table = checked.tables[checked.returns].schema;
-    if (checked.tables.length > 1) {
-      throw fail(
-        "Lightcone does not support row-level security rules that join tables yet " +
-          `(the rule on \`${table.name}\` reads ${checked.tables.length} tables); ` +
-          "write it over the protected table alone, or expose the rows through a view",
-      );
-    }
     if (!table.isPublic) {
       throw fail(
         `Cannot define RLS rule on private table: ${table.name}. ` +
@@ -84,26 +82,33 @@ export function compileWithRls(
   return applyRls(checked, catalog, context, rules).map((fragment) => plan(fragment));
 }
 
-/** What row-level security rewrites: the tables a query reads and its WHERE. */
+/** What row-level security rewrites: the tables a query reads, its joins and its WHERE. */
 export interface RlsTarget {
   tables: TableInstance[];
+  joins: CheckedJoin[];
   where: TypedExpr | undefined;
   usesSender: boolean;
 }
 
-/** Conjuncts the planner may keep per instance (when the checker records them). */
-type Pushed = { instance: number }[];
-
-function pushedOf(value: object): Pushed | undefined {
-  const pushed = (value as { pushed?: unknown }).pushed;
-  return Array.isArray(pushed) ? pushed as Pushed : undefined;
+/** A query or rule in the shape expansion works on (instance-numbered, FROM order). */
+interface Shape {
+  tables: TableInstance[];
+  joins: CheckedJoin[];
+  where: TypedExpr | undefined;
+  pushed: PushedConjunct[];
+  usesSender: boolean;
+  /** The rule's returned instance (unused for the caller's query). */
+  returns: number;
 }
 
 /**
- * The fragments of a checked query under the caller's rules (the query itself if none apply):
- * every table instance the query reads, joined ones included, is restricted by one of its
- * table's rules, and each combination of rules is one fragment (SpacetimeDB's product). The
- * rule's conditions join the query's WHERE as if written there.
+ * The fragments of a checked query under the caller's rules (the query itself if none apply),
+ * as SpacetimeDB resolves them (§4): every table instance the query reads, joined ones
+ * included, is replaced by one of its table's rules; a rule that joins tables brings its other
+ * tables along (placed where the instance stood, so the join tree stays in FROM order) and is
+ * itself expanded for them, except for its own table. Each combination of rules is one
+ * fragment. A table met again while its own rule is being expanded is a cycle: SpacetimeDB's
+ * "Discovered cyclic dependency ..." error (SqlError), raised when a query touches it.
  */
 export function applyRls<T extends RlsTarget>(
   checked: T,
@@ -113,54 +118,221 @@ export function applyRls<T extends RlsTarget>(
 ): T[] {
   if (context.isOwner || rules.size === 0) return [checked];
   if (!checked.tables.some((table) => rules.has(table.schema.tableId))) return [checked];
-  const ruleContext = { sender: context.sender, isOwner: true };
-  // Per instance: the WHERE of each rule on its table, re-targeted at that instance.
-  const choices = checked.tables.map((table, instance) => {
-    const sqls = rules.get(table.schema.tableId);
-    if (sqls === undefined) return [{ where: undefined, usesSender: false, pushed: [] }];
-    return sqls.map((rule) => {
-      const ruleChecked = checkSelect(parseSubscriptionQuery(rule), catalog, ruleContext);
-      return {
-        where: ruleChecked.where && onInstance(ruleChecked.where, instance),
-        usesSender: ruleChecked.usesSender,
-        pushed: (pushedOf(ruleChecked) ?? []).map((conjunct) => ({ ...conjunct, instance })),
-      };
-    });
-  });
-  let fragments: T[] = [checked];
-  for (const options of choices) {
-    fragments = fragments.flatMap((fragment) =>
-      options.map((option) => {
-        const out: T = {
-          ...fragment,
-          where: conjoin(fragment.where, option.where),
-          usesSender: fragment.usesSender || option.usesSender,
-        };
-        const pushed = pushedOf(fragment);
-        if (pushed !== undefined) {
-          (out as { pushed?: Pushed }).pushed = [...pushed, ...option.pushed];
+  const shape: Shape = {
+    tables: checked.tables,
+    joins: checked.joins,
+    where: checked.where,
+    pushed: pushedOf(checked) ?? [],
+    usesSender: checked.usesSender,
+    returns: 0,
+  };
+  const expansions = expand(shape, undefined, [], catalog, context, rules, { next: 0 });
+  return expansions.map(({ shape: out, map }) => {
+    const result: T = {
+      ...checked,
+      tables: out.tables,
+      joins: out.joins,
+      where: out.where,
+      usesSender: out.usesSender,
+    };
+    if (pushedOf(checked) !== undefined) (result as { pushed?: Pushed }).pushed = out.pushed;
+    const returns = (checked as { returns?: unknown }).returns;
+    if (typeof returns === "number") (result as { returns?: number }).returns = map(returns);
+    const output = (checked as { output?: SqlOutput }).output;
+    if (output !== undefined) {
+      (result as { output?: SqlOutput }).output = output.kind === "rows"
+        ? { kind: "rows", instance: map(output.instance) }
+        : output.kind === "columns"
+        ? {
+          kind: "columns",
+          refs: output.refs.map((ref) => ({ ...ref, instance: map(ref.instance) })),
         }
-        return out;
+        : output;
+    }
+    return result;
+  });
+}
+
+/** Conjuncts the planner may keep per instance (when the checker records them). */
+type Pushed = PushedConjunct[];
+
+function pushedOf(value: object): Pushed | undefined {
+  const pushed = (value as { pushed?: unknown }).pushed;
+  return Array.isArray(pushed) ? pushed as Pushed : undefined;
+}
+
+/** An expanded shape and where each instance of the input went. */
+interface Expansion {
+  shape: Shape;
+  map: (instance: number) => number;
+}
+
+function cycleError(tableId: number): SqlError {
+  return new SqlError(
+    `Discovered cyclic dependency when resolving RLS rules for table id \`${tableId}\``,
+    "plan",
+  );
+}
+
+/**
+ * Expands the instances of `shape` whose table has rules (all but those of `ownTable`, the
+ * table a rule being expanded protects). `resolving` lists the tables whose rules are being
+ * expanded around this one.
+ */
+function expand(
+  shape: Shape,
+  ownTable: number | undefined,
+  resolving: readonly number[],
+  catalog: QueryCatalog,
+  context: QueryContext,
+  rules: RlsRules,
+  suffix: { next: number },
+): Expansion[] {
+  const targets: number[] = [];
+  shape.tables.forEach((table, instance) => {
+    if (table.schema.tableId !== ownTable) targets.push(instance);
+  });
+  for (const instance of targets) {
+    const tableId = shape.tables[instance].schema.tableId;
+    if (resolving.includes(tableId)) throw cycleError(tableId);
+  }
+  // Per protected instance: the expanded fragments of each of its table's rules.
+  const choices: { instance: number; options: Shape[] }[] = [];
+  for (const instance of targets) {
+    const tableId = shape.tables[instance].schema.tableId;
+    const sqls = rules.get(tableId);
+    if (sqls === undefined || sqls.length === 0) continue;
+    const options: Shape[] = [];
+    for (const sql of sqls) {
+      const rule = checkSelect(parseSubscriptionQuery(sql), catalog, context);
+      const ruleShape: Shape = {
+        tables: rule.tables,
+        joins: rule.joins,
+        where: rule.where,
+        pushed: rule.pushed,
+        usesSender: rule.usesSender,
+        returns: rule.returns,
+      };
+      for (
+        const inner of expand(
+          ruleShape,
+          tableId,
+          [tableId, ...resolving],
+          catalog,
+          context,
+          rules,
+          suffix,
+        )
+      ) {
+        suffix.next++;
+        const alias = shape.tables[instance].alias;
+        const returns = inner.map(rule.returns);
+        options.push({
+          ...inner.shape,
+          returns,
+          tables: inner.shape.tables.map((t, i) =>
+            i === returns ? { ...t, alias } : { ...t, alias: `${t.alias}_${suffix.next}` }
+          ),
+        });
+      }
+    }
+    choices.push({ instance, options });
+  }
+  let out: Expansion[] = [{ shape, map: (i) => i }];
+  for (const { instance, options } of choices) {
+    out = out.flatMap((done) =>
+      options.map((option) => {
+        const at = done.map(instance);
+        const step = substitute(done.shape, at, option);
+        return { shape: step.shape, map: (i: number) => step.map(done.map(i)) };
       })
     );
   }
-  return fragments;
+  return out;
 }
 
-/** A single-table rule's WHERE (over instance 0) made to read table instance `instance`. */
-function onInstance(expr: TypedExpr, instance: number): TypedExpr {
+/**
+ * Replaces instance `at` of `shape` by the rule fragment `rule`: the rule's instances take its
+ * place in FROM order, the rule's returned instance stands for it, the rule's joins and WHERE
+ * join the query's. The ON condition that joined the replaced instance stays the join of the
+ * rule's first instance when that is the returned one, else it becomes a WHERE conjunct (the
+ * rule's first instance then joins without a condition, as in SpacetimeDB's expansion).
+ */
+function substitute(
+  shape: Shape,
+  at: number,
+  rule: Shape,
+): { shape: Shape; map: (instance: number) => number } {
+  const width = rule.tables.length;
+  const map = (i: number) => i < at ? i : i === at ? at + rule.returns : i + width - 1;
+  const mapRule = (i: number) => at + i;
+  const tables = [
+    ...shape.tables.slice(0, at),
+    ...rule.tables,
+    ...shape.tables.slice(at + 1),
+  ];
+  const onOf = (join: CheckedJoin, f: (i: number) => number) =>
+    join.on === undefined ? undefined : {
+      left: { ...join.on.left, instance: f(join.on.left.instance) },
+      right: { ...join.on.right, instance: f(join.on.right.instance) },
+    };
+  const joins: CheckedJoin[] = [];
+  let extra: TypedExpr | undefined;
+  for (const join of shape.joins) {
+    const on = onOf(join, map);
+    if (join.instance === at) {
+      if (rule.returns === 0) joins.push({ instance: at, on });
+      else {
+        joins.push({ instance: at, on: undefined });
+        if (on !== undefined) extra = conjoin(extra, equalityOf(tables, on));
+      }
+    } else joins.push({ instance: map(join.instance), on });
+  }
+  for (const join of rule.joins) {
+    joins.push({ instance: mapRule(join.instance), on: onOf(join, mapRule) });
+  }
+  joins.sort((a, b) => a.instance - b.instance);
+  const where = conjoin(
+    conjoin(shape.where && remap(shape.where, map), extra),
+    rule.where && remap(rule.where, mapRule),
+  );
+  return {
+    shape: {
+      tables,
+      joins,
+      where,
+      pushed: [
+        ...shape.pushed.map((p) => ({ ...p, instance: map(p.instance) })),
+        ...rule.pushed.map((p) => ({ ...p, instance: mapRule(p.instance) })),
+      ],
+      usesSender: shape.usesSender || rule.usesSender,
+      returns: map(shape.returns),
+    },
+    map,
+  };
+}
+
+/** `left = right` over two columns, as a WHERE conjunct. */
+function equalityOf(
+  tables: TableInstance[],
+  on: { left: ColumnRef; right: ColumnRef },
+): TypedExpr {
+  const schema = tables[on.left.instance].schema;
+  const scalar = scalarOf(schema.rowType.elements[on.left.column].algebraicType, schema.typespace)!;
+  return { kind: "cmp", op: "=", left: on.left, right: on.right, scalar };
+}
+
+/** An expression with its column references moved by `map`. */
+function remap(expr: TypedExpr, map: (instance: number) => number): TypedExpr {
   switch (expr.kind) {
     case "const":
       return expr;
     case "and":
     case "or":
-      return {
-        kind: expr.kind,
-        left: onInstance(expr.left, instance),
-        right: onInstance(expr.right, instance),
-      };
+      return { kind: expr.kind, left: remap(expr.left, map), right: remap(expr.right, map) };
     case "cmp": {
-      const operand = (o: typeof expr.left) => o.kind === "col" ? { ...o, instance } : o;
+      const operand = (o: typeof expr.left) =>
+        o.kind === "col" ? { ...o, instance: map(o.instance) } : o;
       return { ...expr, left: operand(expr.left), right: operand(expr.right) };
     }
   }
@@ -185,7 +357,8 @@ export function sqlSelectFragments(
   context: QueryContext,
   rules: RlsRules,
 ): SqlSelectPlan[] {
-  return applyRls({ ...plan, usesSender: false }, catalog, context, rules);
+  return applyRls({ ...plan, usesSender: false }, catalog, context, rules)
+    .map(({ usesSender: _, ...fragment }) => fragment);
 }
 
 /**

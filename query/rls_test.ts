@@ -3,7 +3,19 @@ import { executePlan } from "./execute.ts";
 import { checkSelect } from "./check.ts";
 import { parseSubscriptionQuery } from "./parse.ts";
 import { applyRls, compileWithRls, resolveRlsRules, RlsRuleError } from "./rls.ts";
-import { conformanceState, ID_A, ID_B, labelOf } from "./_test_fixture.ts";
+import {
+  conformanceState,
+  encodeRow,
+  HIT,
+  ID_A,
+  ID_B,
+  ID_C,
+  labelOf,
+  rowKey,
+} from "./_test_fixture.ts";
+import { SubscriptionIndex } from "./subscriptions.ts";
+import { planSelect } from "./plan.ts";
+import { SqlError } from "./sql_error.ts";
 
 const RULES = [
   "SELECT * FROM person WHERE ident = :sender",
@@ -44,9 +56,119 @@ Deno.test("resolveRlsRules() refuses bad rules with SpacetimeDB's wording", () =
     /Column projections are not supported in subscriptions/,
   );
   throws(
-    () => resolveRlsRules(["SELECT pet.* FROM pet JOIN person ON pet.owner_id = person.id"], state),
-    /does not support row-level security rules that join tables yet/,
+    () => resolveRlsRules(["SELECT * FROM pet JOIN person ON pet.owner_id = person.id"], state),
+    /SELECT \* is not supported for joins/,
   );
+  // A rule that joins tables is accepted.
+  const joined = resolveRlsRules(
+    ["SELECT pet.* FROM pet JOIN person ON pet.owner_id = person.id"],
+    state,
+  );
+  assertEquals([...joined.keys()], [2]);
+});
+
+function labelsUnder(rules: string[], sql: string, sender: bigint, subscription = true): string[] {
+  const state = conformanceState();
+  const resolved = resolveRlsRules(rules, state);
+  return compileWithRls(
+    sql,
+    state,
+    { sender, isOwner: false },
+    resolved,
+    (checked) => planSelect(checked, { subscription }),
+  ).flatMap((plan) => executePlan(plan, state)).map(labelOf).sort();
+}
+
+const PET_OF_SENDER =
+  "SELECT pet.* FROM pet JOIN person ON pet.owner_id = person.id WHERE person.ident = :sender";
+
+Deno.test("a rule that joins tables restricts the protected table through the join", () => {
+  assertEquals(labelsUnder([PET_OF_SENDER], "SELECT * FROM pet", ID_A), ["pet10", "pet11"]);
+  assertEquals(labelsUnder([PET_OF_SENDER], "SELECT * FROM pet", ID_B), ["pet12"]);
+  assertEquals(labelsUnder([PET_OF_SENDER], "SELECT * FROM pet", ID_C), []);
+  assertEquals(labelsUnder([PET_OF_SENDER], "SELECT * FROM pet WHERE species = 'dog'", ID_A), [
+    "pet11",
+  ]);
+  // The rule written the other way round (protected table second) gives the same rows.
+  const flipped =
+    "SELECT pet.* FROM person JOIN pet ON person.id = pet.owner_id WHERE person.ident = :sender";
+  assertEquals(labelsUnder([flipped], "SELECT * FROM pet", ID_A, false), ["pet10", "pet11"]);
+  // In a join query: the protected instance is expanded wherever it stands.
+  assertEquals(
+    labelsUnder(
+      [PET_OF_SENDER],
+      "SELECT person.* FROM person JOIN pet ON person.id = pet.owner_id",
+      ID_A,
+    ),
+    ["P1", "P1"],
+  );
+  // A join rule OR-ed with a single-table rule: a row both admit comes twice.
+  assertEquals(
+    labelsUnder(
+      [PET_OF_SENDER, "SELECT * FROM pet WHERE species = 'cat'"],
+      "SELECT * FROM pet",
+      ID_A,
+    ),
+    ["pet10", "pet10", "pet11", "pet12"],
+  );
+});
+
+Deno.test("a join rule's other tables are expanded under their own rules", () => {
+  const rules = [
+    "SELECT pet.* FROM pet JOIN person ON pet.owner_id = person.id",
+    "SELECT * FROM person WHERE age = 30",
+  ];
+  // person is P1 and P3 for everyone; pet12 belongs to P2 (25), pet13 to nobody.
+  assertEquals(labelsUnder(rules, "SELECT * FROM pet", ID_B), ["pet10", "pet11"]);
+  // Without the person rule, pet12 is visible too.
+  assertEquals(labelsUnder(rules.slice(0, 1), "SELECT * FROM pet", ID_B), [
+    "pet10",
+    "pet11",
+    "pet12",
+  ]);
+  // A rule may join its own table (not expanded again).
+  assertEquals(
+    labelsUnder(
+      ["SELECT p.* FROM person p JOIN person q ON p.age = q.age WHERE q.ident = :sender"],
+      "SELECT * FROM person",
+      ID_C,
+    ),
+    ["P1", "P3"],
+  );
+});
+
+Deno.test("a cycle between rules fails every query touching them, with SpacetimeDB's text", () => {
+  const rules = [
+    "SELECT pet.* FROM pet JOIN person ON pet.owner_id = person.id",
+    "SELECT person.* FROM person JOIN pet ON person.id = pet.owner_id",
+  ];
+  resolveRlsRules(rules, conformanceState()); // publishing succeeds
+  throws(
+    () => labelsUnder(rules, "SELECT * FROM pet", ID_A),
+    (error: Error) =>
+      error instanceof SqlError &&
+      error.message === "Discovered cyclic dependency when resolving RLS rules for table id `2`",
+  );
+  throws(
+    () => labelsUnder(rules, "SELECT * FROM person", ID_A),
+    /Discovered cyclic dependency when resolving RLS rules for table id `1`/,
+  );
+  assertEquals(labelsUnder(rules, "SELECT * FROM tag", ID_A), ["tag1", "tag3"]);
+});
+
+Deno.test("an expanded subscription must still pass the join index rule", () => {
+  const crossRule = "SELECT pet.* FROM pet JOIN person WHERE person.ident = :sender";
+  throws(
+    () => labelsUnder([crossRule], "SELECT * FROM pet", ID_A),
+    /Subscriptions require indexes on join columns/,
+  );
+  // One-off queries are not held to it.
+  assertEquals(labelsUnder([crossRule], "SELECT * FROM pet", ID_A, false), [
+    "pet10",
+    "pet11",
+    "pet12",
+    "pet13",
+  ]);
 });
 
 Deno.test("each rule is a fragment: OR-ed, a row two rules admit comes twice", () => {
@@ -103,4 +225,37 @@ Deno.test("in a join every instance of a protected table is restricted: one frag
   assert(fragments[0].usesSender && !fragments[1].usesSender);
   // The owner's query is untouched.
   assertEquals(applyRls(checked, state, { sender: ID_A, isOwner: true }, rules), [checked]);
+});
+
+Deno.test("an event table under a join rule: subscribers get only the events the rule admits", () => {
+  const state = conformanceState();
+  const rules = resolveRlsRules(
+    ["SELECT hit.* FROM hit JOIN person ON hit.target = person.id WHERE hit.dmg > 0 AND person.ident = :sender"],
+    state,
+  );
+  const index = new SubscriptionIndex(state);
+  const forA = compileWithRls("SELECT * FROM hit", state, { sender: ID_A, isOwner: false }, rules)
+    .map((plan) => index.registerPlan(plan));
+  const forB = compileWithRls("SELECT * FROM hit", state, { sender: ID_B, isOwner: false }, rules)
+    .map((plan) => index.registerPlan(plan));
+  assertEquals([...forA, ...forB].flatMap((r) => r.initialRows), []);
+  const hits = [[1n, 5], [2n, 7], [1n, 0], [99n, 3]].map(([target, dmg]) =>
+    encodeRow(HIT, [target, dmg])
+  );
+  const [out] = index.onCommits([{
+    tables: [{ tableId: HIT.tableId, inserts: hits, deletes: [] }],
+  }]);
+  const got = (registered: { queryId: number }[]) =>
+    registered.flatMap((r) => out.get(r.queryId)?.inserts ?? []).map(rowKey);
+  assertEquals(got(forA), [rowKey(hits[0])]);
+  assertEquals(got(forB), [rowKey(hits[1])]);
+  // With the event table as the lookup side, the subscription is refused as SpacetimeDB does.
+  const probeRules = resolveRlsRules(
+    ["SELECT hit.* FROM hit JOIN person ON hit.target = person.id WHERE person.ident = :sender"],
+    state,
+  );
+  throws(
+    () => compileWithRls("SELECT * FROM hit", state, { sender: ID_A, isOwner: false }, probeRules),
+    /Event tables cannot be used as the lookup table in subscription joins/,
+  );
 });

@@ -107,6 +107,11 @@ Deno.test({
         ["A", "add_note", [1, false, "a-private"]],
         ["A", "add_note", [2, true, "a-shared"]],
         ["B", "add_note", [3, false, "b-private"]],
+        ["A", "join_room", [1, 1]],
+        ["B", "join_room", [2, 2]],
+        ["A", "post", [1, 1, "hello 1"]],
+        ["B", "post", [2, 2, "hello 2"]],
+        ["A", "post", [3, 2, "hello 3"]],
       ];
       for (const [who, reducer, args] of setup) {
         const answer = await call(server.url, "views-rls", reducer, args, tokens[who]);
