@@ -264,6 +264,7 @@ export async function connectLightconeClients(
     for (const connection of connections) connection.disconnect();
     throw error;
   }
+  let failureLogged = false;
   return {
     transfer(client, from, to, amount) {
       const reducers = connections[client].reducers;
@@ -271,7 +272,17 @@ export async function connectLightconeClients(
       const call = variant === "append" ? reducers.transferLogged(args) : reducers.transfer(args);
       return call.then(
         (): Outcome => "ok",
-        (error): Outcome => (error instanceof SenderError ? "refused" : "failed"),
+        (error): Outcome => {
+          if (error instanceof SenderError) return "refused";
+          // The first failure's text, once per run: the error counts alone do not say why.
+          if (!failureLogged) {
+            failureLogged = true;
+            console.error(
+              `first failed transfer: ${error instanceof Error ? error.message : error}`,
+            );
+          }
+          return "failed";
+        },
       );
     },
     close() {

@@ -176,6 +176,10 @@ if (import.meta.main) {
               fixed(load?.p50Ms)
             } p99 ${fixed(load?.p99Ms)} p999 ${fixed(load?.p999Ms)} max ${fixed(load?.maxMs)} ${
               result.reason ?? ""
+            }${
+              load?.errors
+                ? ` errors ${JSON.stringify(load.errorKinds)} first: ${load.firstError ?? "-"}`
+                : ""
             }`,
           );
           await Deno.remove(runDir, { recursive: true }).catch(() => {});
