@@ -28,7 +28,7 @@ start options:
       --module-log-kb-per-s KB module log a database may write per second; lines over it are
                                dropped with a marker (default 1024)
       --commit-log-mb-per-s MB commit log a database may write per second; a transaction over
-                               it fails and commits nothing (default 16)
+                               it fails and commits nothing (default 64)
       --tx-max-mb MB           largest commit record of one transaction (default 64)
       --http-body-timeout-ms MS
                                time a request body may take to arrive before a 408 (default 30000)
