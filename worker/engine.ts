@@ -577,14 +577,10 @@ export class DatabaseEngine {
     this.#txOffset = txOffset;
   }
 
-  /** The state as a snapshot body that names its schema (restoreSnapshot reads it back). */
-  exportSnapshot(): Uint8Array {
-    return wrapSnapshot(this.#storedDescribe, this.#datastore.exportState());
-  }
-
   /**
-   * The state as of now, read out in pieces while transactions go on (copy-on-write, see
-   * Datastore.captureState); the pieces concatenated are the `exportSnapshot()` bytes.
+   * The state as of now as a snapshot body that names its schema, read out in pieces while
+   * transactions go on (copy-on-write, see Datastore.captureState); restoreSnapshot reads the
+   * concatenated pieces back.
    */
   captureSnapshot(): StateCursor {
     const inner = this.#datastore.captureState();

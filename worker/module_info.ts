@@ -52,11 +52,6 @@ export function moduleInfoFromDescribe(describe: Uint8Array): ModuleInfo {
   };
 }
 
-/** A module declares something Lightcone does not run; publishing it is refused. */
-export class UnsupportedFeatureError extends Error {
-  override name = "UnsupportedFeatureError";
-}
-
 /**
  * Table and index ids follow the lexicographic order of canonical table names (the
  * order SpacetimeDB creates tables in), so they are the same on every start of the
