@@ -2,10 +2,8 @@
 // library), published to Lightcone by bench/keynote/lightcone_side.ts.
 import { schema, SenderError, t, table } from "spacetimedb/server";
 
-const accounts = table(
-  { name: "accounts", public: true },
-  { id: t.u32().primaryKey(), balance: t.i64() },
-);
+const accountRow = t.row("Account", { id: t.u32().primaryKey(), balance: t.i64() });
+const accounts = table({ name: "accounts", public: true }, accountRow);
 
 /** The append-heavy variant's ledger: one row per transfer, ids from an auto-increment sequence. */
 const ledger = table(
@@ -13,7 +11,18 @@ const ledger = table(
   { id: t.u64().primaryKey().autoInc(), from: t.u32(), to: t.u32(), amount: t.i64() },
 );
 
-const spacetimedb = schema({ accounts, ledger });
+/**
+ * Who holds each account (bench/subscription_scale.ts, issue #11 "Measure"): `ident` for the
+ * 2-table join subscriptions (`holder JOIN accounts ... WHERE holder.ident = k`), `owner` for the
+ * per-sender view `my_accounts`. Empty in the plain keynote run.
+ */
+const holder = table({ name: "holder", public: true }, {
+  account: t.u32().primaryKey(),
+  ident: t.u32().index("btree"),
+  owner: t.identity().index("btree"),
+});
+
+const spacetimedb = schema({ accounts, ledger, holder });
 export default spacetimedb;
 
 /** Inserts accounts first .. first+count-1 with `balance` each (called in chunks before a run). */
@@ -57,5 +66,45 @@ export const transfer_logged = spacetimedb.reducer(
     ctx.db.accounts.id.update({ id: from, balance: source.balance - amount });
     ctx.db.accounts.id.update({ id: to, balance: target.balance + amount });
     ctx.db.ledger.insert({ id: 0n, from, to, amount });
+  },
+);
+
+/** Holder rows for accounts first .. first+count-1: ident = account id, owner = the caller. */
+export const seed_holders = spacetimedb.reducer(
+  { first: t.u32(), count: t.u32() },
+  (ctx, { first, count }) => {
+    for (let account = first; account < first + count; account++) {
+      ctx.db.holder.insert({ account, ident: account, owner: ctx.sender });
+    }
+  },
+);
+
+/** The caller becomes the owner of accounts first .. first+count-1 (their holder rows). */
+export const claim = spacetimedb.reducer(
+  { first: t.u32(), count: t.u32() },
+  (ctx, { first, count }) => {
+    for (let account = first; account < first + count; account++) {
+      const row = ctx.db.holder.account.find(account);
+      if (!row) throw new SenderError(`No holder row for account ${account}`);
+      ctx.db.holder.account.update({ ...row, owner: ctx.sender });
+    }
+  },
+);
+
+/**
+ * The caller's accounts (a per-sender view): one index point read of `holder.owner` and one of
+ * `accounts.id` per account held, so a transfer re-runs only the instances of the accounts'
+ * owners.
+ */
+export const my_accounts = spacetimedb.view(
+  { name: "my_accounts", public: true },
+  t.array(accountRow),
+  (ctx) => {
+    const out = [];
+    for (const held of ctx.db.holder.owner.filter(ctx.sender)) {
+      const account = ctx.db.accounts.id.find(held.account);
+      if (account) out.push(account);
+    }
+    return out;
   },
 );
