@@ -36,7 +36,7 @@
  *   deno task bench:subscriptions [--counts 0,1000,10000] [--shapes table,join,view]
  *     [--topn] [--accounts 100000] [--warmup-s 3] [--measure-s 10] [--clients 64]
  *     [--inflight 40] [--per-conn 1000] [--view-per-conn 100] [--initial-reps 3]
- *     [--no-initial] [--no-append] [--label TEXT]
+ *     [--no-initial] [--no-append] [--label TEXT] [--server-args "..."] [--linger-s 0]
  */
 import { parseArgs } from "node:util";
 import { checkBalances } from "./keynote/balance_check.ts";
@@ -68,6 +68,11 @@ const { values: flags } = parseArgs({
     "no-initial": { type: "boolean", default: false },
     "no-append": { type: "boolean", default: false },
     label: { type: "string", default: "" },
+    // Profiling: extra `main.ts start` flags, and a wait before the server is stopped (with
+    // `--hibernate-after-s 1` the database process then exits by itself and writes the
+    // profile that LIGHTCONE_DB_DENO_FLAGS="--cpu-prof --cpu-prof-dir=DIR" asked for).
+    "server-args": { type: "string", default: "" },
+    "linger-s": { type: "string", default: "0" },
   },
 });
 
@@ -242,6 +247,7 @@ async function main(): Promise<void> {
     pairsPath: "",
     workDir,
     repoRoot: REPO_ROOT,
+    serverArgs: flags["server-args"].split(/\s+/).filter((arg) => arg),
   };
   let deployment: LightconeDeployment | undefined;
   try {
@@ -257,6 +263,7 @@ async function main(): Promise<void> {
       if (!response.ok) throw new Error(`Seeding holders failed (${response.status}): ${text}`);
     }
     await measure(deployment, options);
+    await new Promise((resolve) => setTimeout(resolve, Number(flags["linger-s"]) * 1000));
   } finally {
     await deployment?.stop();
     await stopTrackedChildren();

@@ -28,7 +28,7 @@ import {
   type ValueKey,
   valueKey,
 } from "./_scalar.ts";
-import { encodeComparable } from "./_encode.ts";
+import { encodeComparable, lookupKey } from "./_encode.ts";
 
 export type SignedRowFn = (row: Uint8Array, sign: number) => void;
 /** A joined tuple's returned row, its multiplicity, and every instance's row. */
@@ -154,7 +154,8 @@ export class StateReader {
       scalars = table.rowType.elements.map((e) => scalarOf(e.algebraicType, table.typespace));
       this.#scalars.set(table, scalars);
     }
-    return encodeComparable(value, scalars[column]!);
+    // The key is only looked up: small integers go in a shared buffer (no allocation).
+    return lookupKey(value, scalars[column]!) ?? encodeComparable(value, scalars[column]!);
   }
 
   #temporaryHash(table: TableSchema, column: number): Map<ValueKey, Uint8Array[]> {

@@ -61,12 +61,65 @@ function readerFor(scalar: Scalar): ReadComparable {
   }
 }
 
+/** Byte widths of the numeric types that need no validation when skipped. */
+const NUMBER_WIDTHS: Record<string, number | undefined> = {
+  U8: 1,
+  I8: 1,
+  U16: 2,
+  I16: 2,
+  U32: 4,
+  I32: 4,
+  U64: 8,
+  I64: 8,
+  U128: 16,
+  I128: 16,
+  U256: 32,
+  I256: 32,
+  F32: 4,
+  F64: 8,
+};
+
+/** Integers of at most 32 bits, read straight from the row bytes at a fixed offset. */
+const SMALL_INT_CODES: Record<string, number | undefined> = {
+  U8: 1,
+  I8: 2,
+  U16: 3,
+  I16: 4,
+  U32: 5,
+  I32: 6,
+};
+
+function readSmallInt(code: number, b: Uint8Array, at: number): number {
+  switch (code) {
+    case 1:
+      return b[at];
+    case 2:
+      return (b[at] << 24) >> 24;
+    case 3:
+      return b[at] | (b[at + 1] << 8);
+    case 4:
+      return ((b[at] | (b[at + 1] << 8)) << 16) >> 16;
+    case 5:
+      return (b[at] | (b[at + 1] << 8) | (b[at + 2] << 16) | (b[at + 3] << 24)) >>> 0;
+    default:
+      return b[at] | (b[at + 1] << 8) | (b[at + 2] << 16) | (b[at + 3] << 24);
+  }
+}
+
 /** Per-table compiled knowledge of where columns are and how to read comparable ones. */
 export class RowLayout {
   readonly #rowType: ProductType;
   readonly #typespace: Typespace;
   readonly #readers: (ReadComparable | undefined)[];
   readonly reader = new BinaryReader(new Uint8Array(0));
+  /**
+   * Per column: its offset when every column before it is a number (fixed width, nothing to
+   * validate) and it is an integer of at most 32 bits, else -1; and that integer's code
+   * (SMALL_INT_CODES). Routing reads such columns (ids, join keys) once per changed row, and
+   * going through the reader costs a DataView per row.
+   */
+  readonly smallIntOffsets: Int32Array;
+  readonly smallIntCodes: Uint8Array;
 
   constructor(rowType: ProductType, typespace: Typespace) {
     this.#rowType = rowType;
@@ -75,6 +128,21 @@ export class RowLayout {
       const scalar = scalarOf(e.algebraicType, typespace);
       return scalar === undefined ? undefined : readerFor(scalar);
     });
+    const count = rowType.elements.length;
+    this.smallIntOffsets = new Int32Array(count).fill(-1);
+    this.smallIntCodes = new Uint8Array(count);
+    let at = 0;
+    for (let c = 0; c < count; c++) {
+      const tag = rowType.elements[c].algebraicType.tag;
+      const code = SMALL_INT_CODES[tag];
+      if (code !== undefined) {
+        this.smallIntOffsets[c] = at;
+        this.smallIntCodes[c] = code;
+      }
+      const width = NUMBER_WIDTHS[tag];
+      if (width === undefined) break;
+      at += width;
+    }
   }
 
   get columnCount(): number {
@@ -113,6 +181,12 @@ export class RowView {
     const cached = this.#values[column];
     if (cached !== undefined) return cached;
     const layout = this.#layout;
+    const fixedAt = layout.smallIntOffsets[column];
+    if (fixedAt >= 0 && fixedAt + 4 <= this.bytes.length) {
+      const value = readSmallInt(layout.smallIntCodes[column], this.bytes, fixedAt);
+      this.#values[column] = value;
+      return value;
+    }
     const reader = layout.reader;
     const offsets = this.#offsets;
     if (offsets.length <= column) {
