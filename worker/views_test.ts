@@ -175,6 +175,38 @@ Deno.test("a view re-runs only when a changed row matches its index point", () =
   assertEquals(runs.length, 3);
 });
 
+Deno.test("a re-run that reads other points moves the instance's read set", () => {
+  // The view follows a pointer: item 1's group names the group whose items it returns.
+  const view = viewDef("follow");
+  const { runs, materialize, write } = setup([view], {
+    follow: (tx, reads) => {
+      reads.point(1, u32(1));
+      const pointer = tx.indexScanPoint(1, u32(1))[0];
+      const group = new DataView(pointer.buffer, pointer.byteOffset).getUint32(4, true);
+      reads.point(2, u32(group));
+      return rowData(tx.indexScanPoint(2, u32(group)).filter((r) => r[0] !== 1));
+    },
+  });
+  materialize(view); // reads group 10: item 2
+  assertEquals(runs.length, 1);
+  // Item 1 now points at group 20: re-run, item 2 out, item 3 in.
+  const moved = write((tx) => tx.update(ITEM.tableId, 1, row(1, 20)));
+  assertEquals(runs.length, 2);
+  assertEquals(moved[0].inserts, [row(3, 20)]);
+  assertEquals(moved[0].deletes, [row(2, 10)]);
+  // Group 10 is no longer read; group 20 is.
+  assertEquals(write((tx) => tx.insert(ITEM.tableId, row(6, 10))), []);
+  assertEquals(runs.length, 2);
+  const added = write((tx) => tx.insert(ITEM.tableId, row(7, 20)));
+  assertEquals(runs.length, 3);
+  assertEquals(added[0].inserts, [row(7, 20)]);
+  // The same points again (a row joins group 20): still indexed after that re-run.
+  write((tx) => tx.insert(ITEM.tableId, row(9, 20)));
+  assertEquals(runs.length, 4);
+  write((tx) => tx.insert(ITEM.tableId, row(8, 20)));
+  assertEquals(runs.length, 5);
+});
+
 Deno.test("a whole-table read re-runs on any change; an unchanged result sends nothing", () => {
   const view = viewDef("count", { anonymous: true });
   const countRow = (tx: MutTx) => row(tx.count(ITEM.tableId), 0);
