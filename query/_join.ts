@@ -80,8 +80,14 @@ export class SignedRows {
   }
 }
 
+/** Signed rows a version adds to one table: a SignedRows, or a filtered view of a batch's rows. */
+export interface SignedRowSource {
+  forEach(fn: SignedRowFn): void;
+  match(column: number, key: ValueKey, fn: SignedRowFn): void;
+}
+
 /** Signed adjustments to the committed state, per table id. */
-export type Version = ReadonlyMap<number, SignedRows>;
+export type Version = ReadonlyMap<number, SignedRowSource>;
 export const CURRENT: Version = new Map();
 
 /** Committed rows of one table by one column value, maintained from commits (no storage index). */

@@ -20,7 +20,16 @@
  * the current state minus the deltas of the later transactions.
  */
 import type { TableSchema } from "../storage/mod.ts";
-import { evaluateJoin, SignedRows, type StateReader, type Version } from "./_join.ts";
+import {
+  evaluateJoin,
+  type SignedRowFn,
+  SignedRows,
+  type SignedRowSource,
+  type StateReader,
+  type Version,
+} from "./_join.ts";
+import type { RowLayout } from "./_row_decode.ts";
+import { type ValueKey, valueKey } from "./_scalar.ts";
 import { type Fragment, fragmentMatches, type JoinFragment, layoutOf } from "./plan.ts";
 import { bytesToKey } from "./_scalar.ts";
 
@@ -47,6 +56,8 @@ export class BatchVersions {
   readonly #newVersions = new Map<number, Version>();
   readonly #oldVersions = new Map<number, Version>();
   readonly #deltas = new Map<number, Map<number, SignedRows>>();
+  /** Every row the batch changed, per table, tagged with its transaction (made on first use). */
+  readonly #batchRows = new Map<number, BatchTableRows | null>();
 
   constructor(txs: readonly TxDelta[], schema: (tableId: number) => TableSchema | undefined) {
     this.#txs = txs;
@@ -94,23 +105,116 @@ export class BatchVersions {
 
   /**
    * Adjustments undoing transactions [from, to) (event tables excepted: they are empty in every
-   * state) and, when given, transaction `also` including event tables.
+   * state) and, when given, transaction `also` including event tables. Each table's adjustment
+   * is a filter over one index of the whole batch's rows, so a version costs O(1) to make and
+   * a lookup O(rows with that key), not O(later transactions): a batch of B transactions with
+   * a join query touched by most of them would otherwise cost O(B²).
    */
   #adjusted(from: number, to: number, also?: number): Version {
-    const out = new Map<number, SignedRows>();
-    const undo = (tx: TxDelta, events: boolean) => {
-      for (const table of tx.tables) {
-        const schema = this.#schema(table.tableId);
-        if (schema === undefined || (schema.isEvent && !events)) continue;
-        let rows = out.get(table.tableId);
-        if (rows === undefined) out.set(table.tableId, rows = new SignedRows(layoutOf(schema)));
-        rows.add(table.inserts, -1);
-        rows.add(table.deletes, 1);
-      }
-    };
-    for (let j = from; j < to; j++) undo(this.#txs[j], false);
-    if (also !== undefined) undo(this.#txs[also], true);
+    const out = new Map<number, SignedRowSource>();
+    const tableIds = new Set<number>();
+    for (let j = from; j < to; j++) {
+      for (const table of this.#txs[j].tables) tableIds.add(table.tableId);
+    }
+    if (also !== undefined) {
+      for (const table of this.#txs[also].tables) tableIds.add(table.tableId);
+    }
+    for (const tableId of tableIds) {
+      const rows = this.#rowsOf(tableId);
+      if (rows !== null) out.set(tableId, new BatchTail(rows, from, to, also));
+    }
     return out;
+  }
+
+  #rowsOf(tableId: number): BatchTableRows | null {
+    let rows = this.#batchRows.get(tableId);
+    if (rows === undefined) {
+      const schema = this.#schema(tableId);
+      rows = schema === undefined ? null : new BatchTableRows(layoutOf(schema), schema.isEvent);
+      if (rows !== null) {
+        for (let j = 0; j < this.#txs.length; j++) {
+          for (const table of this.#txs[j].tables) {
+            if (table.tableId !== tableId) continue;
+            rows.add(table.inserts, 1, j);
+            rows.add(table.deletes, -1, j);
+          }
+        }
+      }
+      this.#batchRows.set(tableId, rows);
+    }
+    return rows;
+  }
+}
+
+/** The changed rows of one table over a whole batch: row, delta sign, transaction index. */
+class BatchTableRows {
+  readonly rows: Uint8Array[] = [];
+  readonly signs: number[] = [];
+  readonly txs: number[] = [];
+  readonly layout: RowLayout;
+  readonly isEvent: boolean;
+  readonly #byColumn = new Map<number, Map<ValueKey, number[]>>();
+
+  constructor(layout: RowLayout, isEvent: boolean) {
+    this.layout = layout;
+    this.isEvent = isEvent;
+  }
+
+  add(rows: readonly Uint8Array[], sign: number, tx: number): void {
+    for (const row of rows) {
+      this.rows.push(row);
+      this.signs.push(sign);
+      this.txs.push(tx);
+    }
+  }
+
+  /** Entry indexes with `column` = key, in transaction order. */
+  matching(column: number, key: ValueKey): readonly number[] | undefined {
+    let byKey = this.#byColumn.get(column);
+    if (byKey === undefined) {
+      byKey = new Map();
+      for (let i = 0; i < this.rows.length; i++) {
+        const k = valueKey(this.layout.view(this.rows[i]).value(column));
+        const list = byKey.get(k);
+        if (list === undefined) byKey.set(k, [i]);
+        else list.push(i);
+      }
+      this.#byColumn.set(column, byKey);
+    }
+    return byKey.get(key);
+  }
+}
+
+/** Undoes the batch's transactions [from, to) (not event rows) and `also` (event rows too). */
+class BatchTail implements SignedRowSource {
+  readonly #rows: BatchTableRows;
+  readonly #from: number;
+  readonly #to: number;
+  readonly #also: number;
+
+  constructor(rows: BatchTableRows, from: number, to: number, also: number | undefined) {
+    this.#rows = rows;
+    this.#from = from;
+    this.#to = to;
+    this.#also = also ?? -1;
+  }
+
+  #includes(tx: number): boolean {
+    return tx === this.#also || (!this.#rows.isEvent && tx >= this.#from && tx < this.#to);
+  }
+
+  forEach(fn: SignedRowFn): void {
+    const rows = this.#rows;
+    for (let i = 0; i < rows.rows.length; i++) {
+      if (this.#includes(rows.txs[i])) fn(rows.rows[i], -rows.signs[i]);
+    }
+  }
+
+  match(column: number, key: ValueKey, fn: SignedRowFn): void {
+    const hits = this.#rows.matching(column, key);
+    if (hits === undefined) return;
+    const rows = this.#rows;
+    for (const i of hits) if (this.#includes(rows.txs[i])) fn(rows.rows[i], -rows.signs[i]);
   }
 }
 
