@@ -75,6 +75,16 @@ class TopNOrder {
     return order !== 0 ? order : compareBytes(a.row, b.row);
   }
 
+  /** `compare` of a row not yet made an entry (reads only the columns it needs; no allocation). */
+  compareRow(row: Uint8Array, entry: Entry): number {
+    const view = this.#layout.view(row);
+    for (let i = 0; i < this.#columns.length; i++) {
+      const order = compareComparable(view.value(this.#columns[i]), entry.values[i]);
+      if (order !== 0) return order * this.#signs[i];
+    }
+    return compareBytes(row, entry.row);
+  }
+
   /** Compares only the ORDER BY columns (ties of an index walk). */
   compareKeys(a: Entry, b: Entry): number {
     return this.#compareValues(a, b, this.keyCount);
@@ -188,11 +198,10 @@ class RowSource {
     const consider = (row: Uint8Array) => {
       topNStats.rowsRead++;
       if (!fragmentMatches(fragment, row)) return;
-      const entry = order.entry(row);
-      if (!this.#qualifies(entry, after)) return;
+      if (after !== undefined && order.compareRow(row, after) <= 0) return;
       qualifying++;
-      if (heap.size < want) heap.push(entry);
-      else if (order.compare(entry, heap.top()) < 0) heap.replaceTop(entry);
+      if (heap.size < want) heap.push(order.entry(row));
+      else if (order.compareRow(row, heap.top()) < 0) heap.replaceTop(order.entry(row));
     };
     for (const row of this.#state.committedRows(fragment.table.tableId)) {
       if (removed.size > 0 && removed.has(bytesToKey(row))) continue;
