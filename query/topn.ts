@@ -26,7 +26,7 @@ import type { QueryDelta, TxDelta } from "./delta.ts";
 import type { CommittedState } from "./execute.ts";
 import { parseSubscriptionQuery } from "./parse.ts";
 import { fragmentMatches, layoutOf, type QueryPlan, type SelectFragment } from "./plan.ts";
-import { SignedRows, type Version } from "./_join.ts";
+import type { SignedRowSource, Version } from "./_join.ts";
 import type { RowLayout } from "./_row_decode.ts";
 import { bytesToKey, type Comparable, compareBytes, compareComparable } from "./_scalar.ts";
 
@@ -167,7 +167,7 @@ class RowSource {
   }
 
   /** Rows the version takes away (-1) and adds (+1) relative to the committed state. */
-  #adjustments(adjust: SignedRows | undefined): { removed: Set<string>; added: Uint8Array[] } {
+  #adjustments(adjust: SignedRowSource | undefined): { removed: Set<string>; added: Uint8Array[] } {
     const net = new Map<string, { row: Uint8Array; n: number }>();
     adjust?.forEach((row, sign) => {
       const key = bytesToKey(row);
@@ -187,7 +187,7 @@ class RowSource {
   #readScan(
     after: Entry | undefined,
     want: number,
-    adjust: SignedRows | undefined,
+    adjust: SignedRowSource | undefined,
   ): { entries: Entry[]; exhausted: boolean } {
     topNStats.scans++;
     const order = this.#order;
@@ -214,7 +214,7 @@ class RowSource {
   #readIndex(
     after: Entry | undefined,
     want: number,
-    adjust: SignedRows | undefined,
+    adjust: SignedRowSource | undefined,
   ): { entries: Entry[]; exhausted: boolean } | undefined {
     topNStats.walks++;
     const order = this.#order;
