@@ -13,7 +13,8 @@
  *   join   N × `SELECT accounts.* FROM holder JOIN accounts ON holder.account = accounts.id
  *          WHERE holder.ident = k` (a semijoin on the indexed holder.account / accounts.id)
  *   view   N × `SELECT * FROM my_accounts WHERE id = k` over a per-sender view; each subscriber
- *          connection owns `--view-per-conn` accounts and subscribes to each of them
+ *          connection owns `--view-per-conn` accounts (a list: one row per value) and
+ *          subscribes to each of them
  *   topn   one `SELECT * FROM accounts ORDER BY balance DESC LIMIT 100` (needs top-N support)
  *
  * k runs over 0..N-1, so with α=0 a transfer touches a subscribed account with probability
@@ -102,7 +103,9 @@ const MEASURE_MS = positiveInt("measure-s", flags["measure-s"]) * 1000;
 const CLIENTS = positiveInt("clients", flags.clients);
 const INFLIGHT = positiveInt("inflight", flags.inflight);
 const PER_CONN = positiveInt("per-conn", flags["per-conn"]);
-const VIEW_PER_CONN = positiveInt("view-per-conn", flags["view-per-conn"]);
+const VIEW_PER_CONN = flags["view-per-conn"].split(",").filter((v) => v.trim()).map((v) =>
+  positiveInt("view-per-conn", v.trim())
+);
 const INITIAL_REPS = positiveInt("initial-reps", flags["initial-reps"]);
 const HOLDER_SEED_CHUNK = 10_000;
 const CHILD_TIMEOUT_MS = 300_000;
@@ -213,6 +216,7 @@ interface Row {
   bytes: number;
   frames: number;
   load: string;
+  loadAtStart: string;
 }
 
 /** Server CPU ms (main thread and the database process) between start() and the report. */
@@ -282,14 +286,19 @@ async function measure(deployment: LightconeDeployment, options: RunOptions): Pr
   const unknownCount = new Int32Array(ACCOUNTS);
   const rows: Row[] = [];
 
-  const configs: { shape: string; count: number }[] = [{ shape: "none", count: 0 }];
-  for (const shape of SHAPES) for (const count of COUNTS) configs.push({ shape, count });
-  if (flags.topn) configs.push({ shape: "topn", count: 1 });
-  configs.push({ shape: "none", count: 0 });
+  const configs: { shape: string; count: number; perConn: number }[] = [
+    { shape: "none", count: 0, perConn: 1 },
+  ];
+  for (const shape of SHAPES) {
+    for (const perConn of shape === "view" ? VIEW_PER_CONN : [PER_CONN]) {
+      for (const count of COUNTS) configs.push({ shape, count, perConn });
+    }
+  }
+  if (flags.topn) configs.push({ shape: "topn", count: 1, perConn: 1 });
+  configs.push({ shape: "none", count: 0, perConn: 1 });
 
   try {
-    for (const { shape, count } of configs) {
-      const perConn = shape === "view" ? VIEW_PER_CONN : PER_CONN;
+    for (const { shape, count, perConn } of configs) {
       let holders: Holders | undefined;
       let connections = 0;
       let subscribeMs: number | undefined;
@@ -316,6 +325,7 @@ async function measure(deployment: LightconeDeployment, options: RunOptions): Pr
       if (holders) roots.subscribers = holders.pid;
       const endTimer = setTimeout(() => cpu = sample?.stop() ?? null, WARMUP_MS + MEASURE_MS);
       let marked: Promise<void> | undefined;
+      let loadAtStart = "";
       const load = await runLoad({
         pairs: options.pairs,
         clientCount: CLIENTS,
@@ -329,6 +339,7 @@ async function measure(deployment: LightconeDeployment, options: RunOptions): Pr
         onPhase(phase) {
           if (phase !== "measure") return;
           sample = startCpuSample(roots);
+          loadAtStart = Deno.loadavg()[0].toFixed(1);
           if (holders) marked = holders.send("mark").then(() => holders.next()).then(() => {});
         },
       }).finally(() => clearTimeout(endTimer));
@@ -365,13 +376,14 @@ async function measure(deployment: LightconeDeployment, options: RunOptions): Pr
         cpu,
         bytes,
         frames,
-        load: loadavg(),
+        load: Deno.loadavg()[0].toFixed(1),
+        loadAtStart,
       };
       rows.push(row);
       progress(
         `${shape} × ${count}: ${load.tps.toFixed(0)} TPS, p50 ${load.p50Ms.toFixed(1)} ms, p99 ${
           load.p99Ms.toFixed(1)
-        } ms, ${frames} frames, ${bytes} bytes to subscribers, load ${row.load}`,
+        } ms, ${frames} frames, ${bytes} bytes to subscribers, load ${row.loadAtStart} -> ${row.load}`,
       );
     }
   } finally {
@@ -437,7 +449,7 @@ async function measure(deployment: LightconeDeployment, options: RunOptions): Pr
       WARMUP_MS / 1000
     } s warm-up, ${
       MEASURE_MS / 1000
-    } s measured per row; subscribers in their own process (official SDK, compression off), ${PER_CONN} subscriptions per connection (view: ${VIEW_PER_CONN}). Balance check over all rows: ${
+    } s measured per row; subscribers in their own process (official SDK, compression off), ${PER_CONN} subscriptions per connection (view: as the conns column says, each connection's view instance holding its subscriptions' accounts). Balance check over all rows: ${
       balances.ok
         ? `ok (${balances.rowCount} rows, ${balances.changedCount} changed)`
         : `FAILED: ${balances.problems.join("; ")}`
@@ -445,7 +457,7 @@ async function measure(deployment: LightconeDeployment, options: RunOptions): Pr
   );
   out();
   out(
-    "| subscriptions | N | conns | subscribe ms (server CPU ms) | TPS | × slower than none | p50 ms | p99 ms | errors | server CPU µs/transfer (main / db process) | subscriber CPU µs/transfer | bytes to subscribers per transfer | frames/s to subscribers | load avg after |",
+    "| subscriptions | N | conns | subscribe ms (server CPU ms) | TPS | × slower than none | p50 ms | p99 ms | errors | server CPU µs/transfer (server process / database process) | subscriber CPU µs/transfer | bytes to subscribers per transfer | frames/s to subscribers | load avg (1 min) start → end |",
   );
   out("| --- | --: | --: | --: | --: | --: | --: | --: | --: | --: | --: | --: | --: | --- |");
   for (const row of rows) {
@@ -462,7 +474,9 @@ async function measure(deployment: LightconeDeployment, options: RunOptions): Pr
         serverSplit(row)
       }) | ${row.shape === "none" ? "-" : perTransfer(row, "subscribers")} | ${
         row.shape === "none" ? "-" : (row.bytes / transfers).toFixed(1)
-      } | ${row.shape === "none" ? "-" : (row.frames / seconds).toFixed(0)} | ${row.load} |`,
+      } | ${
+        row.shape === "none" ? "-" : (row.frames / seconds).toFixed(0)
+      } | ${row.loadAtStart} → ${row.load} |`,
     );
   }
   out();
@@ -474,7 +488,7 @@ async function measure(deployment: LightconeDeployment, options: RunOptions): Pr
   if (initial.length > 0) {
     out();
     out(
-      "| initial subscription (fresh connection, no load) | rep | rows | MB received | ms `subscribe` → `onApplied` | server main thread CPU ms | database process CPU ms | load avg after |",
+      "| initial subscription (fresh connection, no load) | rep | rows | MB received | ms `subscribe` → `onApplied` | server process CPU ms | database process CPU ms | load avg after |",
     );
     out("| --- | --: | --: | --: | --: | --: | --: | --- |");
     for (const line of initial) out(line);
