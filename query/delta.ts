@@ -58,6 +58,7 @@ export class BatchVersions {
   readonly #deltas = new Map<number, Map<number, SignedRows>>();
   /** Every row the batch changed, per table, tagged with its transaction (made on first use). */
   readonly #batchRows = new Map<number, BatchTableRows | null>();
+  #changedTables: Set<number> | undefined;
 
   constructor(txs: readonly TxDelta[], schema: (tableId: number) => TableSchema | undefined) {
     this.#txs = txs;
@@ -112,18 +113,22 @@ export class BatchVersions {
    */
   #adjusted(from: number, to: number, also?: number): Version {
     const out = new Map<number, SignedRowSource>();
-    const tableIds = new Set<number>();
-    for (let j = from; j < to; j++) {
-      for (const table of this.#txs[j].tables) tableIds.add(table.tableId);
-    }
-    if (also !== undefined) {
-      for (const table of this.#txs[also].tables) tableIds.add(table.tableId);
-    }
-    for (const tableId of tableIds) {
+    for (const tableId of this.#tableIds()) {
       const rows = this.#rowsOf(tableId);
       if (rows !== null) out.set(tableId, new BatchTail(rows, from, to, also));
     }
     return out;
+  }
+
+  /** Every table some transaction of the batch changed. */
+  #tableIds(): Set<number> {
+    if (this.#changedTables === undefined) {
+      this.#changedTables = new Set();
+      for (const tx of this.#txs) {
+        for (const table of tx.tables) this.#changedTables.add(table.tableId);
+      }
+    }
+    return this.#changedTables;
   }
 
   #rowsOf(tableId: number): BatchTableRows | null {
