@@ -19,7 +19,7 @@
  * Protocol: one JSON object per stdout line. After connecting (and claiming) it prints
  * `{"connected":…}` and waits for stdin lines: `subscribe` (every connection subscribes its
  * queries in one query set; prints `{"ready":…}` once every set is applied, with the ms it took
- * and the bytes received), `mark` (zero the counters), `report` (print them), `quit`.
+ * and the bytes received), `mark` (zero the counters), `report` (print them and the rows cached), `quit`.
  * Bytes are counted on every WebSocket message the server sent (compression off).
  */
 import { parseArgs } from "node:util";
@@ -133,10 +133,14 @@ async function subscribeAll(): Promise<void> {
     })
   ));
   const ms = performance.now() - start;
-  const cached = shape === "view"
+  print({ ready: true, ms, rows: cachedRows(), bytes: counters.bytes, frames: counters.frames });
+}
+
+/** Rows in the SDK caches of every connection. */
+function cachedRows(): number {
+  return shape === "view"
     ? connections.reduce((sum, connection) => sum + Number(connection.db.myAccounts.count()), 0)
     : connections.reduce((sum, connection) => sum + Number(connection.db.accounts.count()), 0);
-  print({ ready: true, ms, rows: cached, bytes: counters.bytes, frames: counters.frames });
 }
 
 const lines = Deno.stdin.readable.pipeThrough(new TextDecoderStream());
@@ -158,7 +162,7 @@ outer: for await (const chunk of lines) {
       counters.frames = 0;
       print({ marked: true });
     } else if (command === "report") {
-      print({ bytes: counters.bytes, frames: counters.frames });
+      print({ bytes: counters.bytes, frames: counters.frames, rows: cachedRows() });
     } else if (command === "quit") break outer;
     else print({ error: `Unknown command '${command}'` });
   }

@@ -285,6 +285,7 @@ async function measure(deployment: LightconeDeployment, options: RunOptions): Pr
   const ackedDelta = new Int32Array(ACCOUNTS);
   const unknownCount = new Int32Array(ACCOUNTS);
   const rows: Row[] = [];
+  const cacheProblems: string[] = [];
 
   const configs: { shape: string; count: number; perConn: number }[] = [
     { shape: "none", count: 0, perConn: 1 },
@@ -352,6 +353,13 @@ async function measure(deployment: LightconeDeployment, options: RunOptions): Pr
         const report = await holders.next();
         bytes = report.bytes;
         frames = report.frames;
+        // Every subscribed account stays in the caches (top-N: the window's 100 rows).
+        const expected = shape === "topn" ? 100 : count;
+        if (report.rows !== expected) {
+          cacheProblems.push(
+            `${shape} × ${count}: ${report.rows} rows cached, ${expected} expected`,
+          );
+        }
         await holders.quit();
       }
       for (let i = 0; i < ACCOUNTS; i++) {
@@ -483,7 +491,11 @@ async function measure(deployment: LightconeDeployment, options: RunOptions): Pr
   out(
     `"× slower" is the mean TPS of the two "none" rows (${
       Math.round(reference).toLocaleString("en-US")
-    }) over the row's TPS. Bytes and frames: every WebSocket message the subscriber connections received during the measured window.`,
+    }) over the row's TPS. Bytes and frames: every WebSocket message the subscriber connections received during the measured window. SDK caches after each run: ${
+      cacheProblems.length === 0
+        ? "every subscribed row present (N rows; top-N 100)"
+        : cacheProblems.join("; ")
+    }.`,
   );
   if (initial.length > 0) {
     out();
