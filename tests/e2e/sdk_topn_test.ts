@@ -2,7 +2,8 @@
  * Top-N subscriptions (`ORDER BY … LIMIT n`, our extension) through the official `spacetimedb`
  * client SDK (2.8.3), subscribed with raw SQL (the query builder has no ORDER BY): a row leaving
  * the window brings the next one into the SDK's cache, a row beating the window pushes the last
- * one out; over an indexed column too. A WebSocket v2 OneOffQuery answers the sorted rows.
+ * one out; over an indexed column too (the SDK negotiates v3). A WebSocket v2 OneOffQuery
+ * answers the sorted rows.
  */
 import { deepStrictEqual as assertEquals, ok as assert } from "node:assert/strict";
 import {
