@@ -83,6 +83,12 @@ interface BatchContext {
   reader?: StateReader;
   /** Every row of a table that the batch inserted or deleted (edge partners). */
   rows?: Map<number, SignedRows>;
+  /**
+   * Per edge, the queries a join value reaches. Partners are looked up in every state of the
+   * batch at once, so the answer holds for the whole batch: an updated row (deleted and
+   * inserted with the same join value) or a row several transactions touch looks it up once.
+   */
+  edgeHits?: Map<EdgeRoute, Map<ValueKey, Entry[]>>;
 }
 
 interface TableRoutes {
@@ -493,6 +499,28 @@ export class SubscriptionIndex {
     rows.match(column, valueKey(value), fn);
   }
 
+  /** The queries that `edge` files under the partners of join value `value` (see BatchContext). */
+  #edgeHits(edge: EdgeRoute, value: Comparable): Entry[] {
+    const batch = this.#batch!;
+    batch.edgeHits ??= new Map();
+    let byValue = batch.edgeHits.get(edge);
+    if (byValue === undefined) batch.edgeHits.set(edge, byValue = new Map());
+    const key = valueKey(value);
+    let hits = byValue.get(key);
+    if (hits === undefined) {
+      const found: Entry[] = [];
+      const otherLayout = layoutOf(edge.other);
+      this.#partners(edge.other, edge.otherJoinColumn, value, (partner) => {
+        const entries = edge.byValue.get(
+          valueKey(otherLayout.view(partner).value(edge.otherColumn)),
+        );
+        if (entries !== undefined) { for (const entry of entries) found.push(entry); }
+      });
+      byValue.set(key, hits = found);
+    }
+    return hits;
+  }
+
   #visitRows(
     routes: TableRoutes,
     rows: readonly Uint8Array[],
@@ -514,13 +542,9 @@ export class SubscriptionIndex {
       }
       if (edges.size > 0) {
         for (const edge of edges.values()) {
-          const otherLayout = layoutOf(edge.other);
-          this.#partners(edge.other, edge.otherJoinColumn, view.value(edge.myColumn), (partner) => {
-            const entries = edge.byValue.get(
-              valueKey(otherLayout.view(partner).value(edge.otherColumn)),
-            );
-            if (entries !== undefined) { for (const entry of entries) candidates.add(entry); }
-          });
+          for (const entry of this.#edgeHits(edge, view.value(edge.myColumn))) {
+            candidates.add(entry);
+          }
         }
       }
       for (const entry of rest) this.#visit(entry, view, row, inserted, out, candidates);
