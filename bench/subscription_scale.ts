@@ -18,8 +18,8 @@
  *   topn   one `SELECT * FROM accounts ORDER BY balance DESC LIMIT 100` (needs top-N support)
  *
  * k runs over 0..N-1, so with α=0 a transfer touches a subscribed account with probability
- * ~2N/100,000 (20 % at N = 10,000). Per run: TPS, p50/p99, slowdown vs the mean of the two
- * "none" runs, CPU µs per transfer of the server (main thread + database process) and of the
+ * ~2N/100,000 (20 % at N = 10,000). Per run: TPS, p50/p99, slowdown vs the mean of the "none"
+ * runs just before and after it (one follows every group), CPU µs per transfer of the server (main thread + database process) and of the
  * subscriber process, bytes the server sent to the subscribers per transfer, and the time to
  * subscribe the N queries (SDK `subscribe` to every `onApplied`) with the server CPU it took.
  *
@@ -290,13 +290,19 @@ async function measure(deployment: LightconeDeployment, options: RunOptions): Pr
   const configs: { shape: string; count: number; perConn: number }[] = [
     { shape: "none", count: 0, perConn: 1 },
   ];
+  // A "none" run after every group: the machine is shared, so each row is compared with the
+  // "none" runs right before and after it.
   for (const shape of SHAPES) {
     for (const perConn of shape === "view" ? VIEW_PER_CONN : [PER_CONN]) {
       for (const count of COUNTS) configs.push({ shape, count, perConn });
+      configs.push({ shape: "none", count: 0, perConn: 1 });
     }
   }
-  if (flags.topn) configs.push({ shape: "topn", count: 1, perConn: 1 });
-  configs.push({ shape: "none", count: 0, perConn: 1 });
+  if (flags.topn) {
+    configs.push({ shape: "topn", count: 1, perConn: 1 });
+    configs.push({ shape: "none", count: 0, perConn: 1 });
+  }
+  if (configs.length === 1) configs.push({ shape: "none", count: 0, perConn: 1 });
 
   try {
     for (const { shape, count, perConn } of configs) {
@@ -368,7 +374,7 @@ async function measure(deployment: LightconeDeployment, options: RunOptions): Pr
       }
       const row: Row = {
         label: shape === "none"
-          ? (rows.length === 0 ? "none" : "none (again: drift)")
+          ? "none"
           : shape === "topn"
           ? "top-N `ORDER BY balance DESC LIMIT 100`, 1 subscription"
           : shape,
@@ -431,12 +437,31 @@ async function measure(deployment: LightconeDeployment, options: RunOptions): Pr
     }
   }
 
-  const noneRows = rows.filter((row) => row.shape === "none");
-  const reference = noneRows.reduce((sum, row) => sum + row.tps, 0) / noneRows.length;
-  const perTransfer = (row: Row, name: string) => {
+  /** Mean of `value` over the "none" runs just before and just after row `i`. */
+  const aroundNone = (i: number, value: (row: Row) => number) => {
+    let before = i;
+    while (before >= 0 && rows[before].shape !== "none") before--;
+    let after = i;
+    while (after < rows.length && rows[after].shape !== "none") after++;
+    const around = [rows[before], rows[after]].filter((row) => row !== undefined);
+    return around.reduce((sum, row) => sum + value(row), 0) / around.length;
+  };
+  const cpuUs = (row: Row, name: string) => {
     const percent = row.cpu?.processPercent?.[name];
-    if (percent === null || percent === undefined || row.tps <= 0) return "-";
-    return ((percent / 100) * 1e6 / row.tps).toFixed(1);
+    if (percent === null || percent === undefined || row.tps <= 0) return NaN;
+    return (percent / 100) * 1e6 / row.tps;
+  };
+  const perTransfer = (row: Row, name: string) => {
+    const us = cpuUs(row, name);
+    return Number.isNaN(us) ? "-" : us.toFixed(1);
+  };
+  /** "× slower" by TPS, and the server's CPU per transfer over that of the "none" runs. */
+  const ratios = (i: number) => {
+    const row = rows[i];
+    if (row.shape === "none") return "-";
+    const tps = aroundNone(i, (r) => r.tps) / row.tps;
+    const cpu = cpuUs(row, "server") / aroundNone(i, (r) => cpuUs(r, "server"));
+    return `${tps.toFixed(2)} (CPU ${Number.isNaN(cpu) ? "-" : cpu.toFixed(2)})`;
   };
   const serverSplit = (row: Row) => {
     const { main, db } = cpuMs(row.cpu, "server");
@@ -465,10 +490,10 @@ async function measure(deployment: LightconeDeployment, options: RunOptions): Pr
   );
   out();
   out(
-    "| subscriptions | N | conns | subscribe ms (server CPU ms) | TPS | × slower than none | p50 ms | p99 ms | errors | server CPU µs/transfer (server process / database process) | subscriber CPU µs/transfer | bytes to subscribers per transfer | frames/s to subscribers | load avg (1 min) start → end |",
+    "| subscriptions | N | conns | subscribe ms (server CPU ms) | TPS | × slower than none (server CPU per transfer × none's) | p50 ms | p99 ms | errors | server CPU µs/transfer (server process / database process) | subscriber CPU µs/transfer | bytes to subscribers per transfer | frames/s to subscribers | load avg (1 min) start → end |",
   );
   out("| --- | --: | --: | --: | --: | --: | --: | --: | --: | --: | --: | --: | --: | --- |");
-  for (const row of rows) {
+  for (const [i, row] of rows.entries()) {
     const seconds = row.cpu?.seconds ?? MEASURE_MS / 1000;
     const transfers = row.tps * seconds;
     out(
@@ -476,7 +501,7 @@ async function measure(deployment: LightconeDeployment, options: RunOptions): Pr
         row.subscribeMs === undefined
           ? "-"
           : `${row.subscribeMs.toFixed(0)} (${row.subscribeServerCpuMs!.toFixed(0)})`
-      } | ${Math.round(row.tps).toLocaleString("en-US")} | ${(reference / row.tps).toFixed(2)} | ${
+      } | ${Math.round(row.tps).toLocaleString("en-US")} | ${ratios(i)} | ${
         row.p50Ms.toFixed(1)
       } | ${row.p99Ms.toFixed(1)} | ${row.errors} | ${perTransfer(row, "server")} (${
         serverSplit(row)
@@ -489,9 +514,7 @@ async function measure(deployment: LightconeDeployment, options: RunOptions): Pr
   }
   out();
   out(
-    `"× slower" is the mean TPS of the two "none" rows (${
-      Math.round(reference).toLocaleString("en-US")
-    }) over the row's TPS. Bytes and frames: every WebSocket message the subscriber connections received during the measured window. SDK caches after each run: ${
+    `"× slower": the mean TPS of the "none" runs just before and after the row, over the row's TPS; in brackets the row's server CPU per transfer over theirs. Bytes and frames: every WebSocket message the subscriber connections received during the measured window. SDK caches after each run: ${
       cacheProblems.length === 0
         ? "every subscribed row present (N rows; top-N 100)"
         : cacheProblems.join("; ")
