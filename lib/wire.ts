@@ -243,7 +243,8 @@ class Reader {
     if (chunk.length <= 24) {
       let ascii = true;
       for (let i = 0; i < chunk.length; i++) if (chunk[i] > 0x7f) ascii = false;
-      if (ascii) return String.fromCharCode(...chunk);
+      // `apply` on the typed array: a spread goes through the iterator protocol (~5× slower).
+      if (ascii) return String.fromCharCode.apply(null, chunk as unknown as number[]);
     }
     return decoder.decode(chunk);
   }
