@@ -64,4 +64,5 @@ export {
   virtualSystemSchemas,
   virtualSystemTableId,
 } from "./system_tables.ts";
-export { datastoreSqlState, mutTxWriter } from "./sql_state.ts";
+export { datastoreRowLimit, datastoreSqlState, mutTxWriter } from "./sql_state.ts";
+export { estimatePlanRowsScanned, rowLimitError } from "./row_estimate.ts";

@@ -44,6 +44,8 @@ export interface SelectFragment {
   never: boolean;
   /** Top-level `column = constant` conjuncts. */
   equalities: Equality[];
+  /** How many top-level WHERE conjuncts the predicate has (the row-limit estimate). */
+  conjuncts?: number;
 }
 
 /** One table instance of a join fragment with the WHERE conjuncts that read only it. */
@@ -56,6 +58,8 @@ export interface PlanInstance {
   predicate: RowPredicate | undefined;
   /** Top-level `column = constant` conjuncts on this instance (index lookups, routing). */
   equalities: Equality[];
+  /** How many top-level WHERE conjuncts read only this instance (the row-limit estimate). */
+  conjuncts?: number;
 }
 
 /** A column of one instance of a join fragment. */
@@ -371,6 +375,7 @@ function planSingle(checked: CheckedSelect): QueryPlan {
     predicate: always || never ? undefined : compilePredicate(where!),
     never,
     equalities,
+    conjuncts: always || never ? 0 : conjuncts(where).length,
   };
   const key = `select ${table.tableId} where ${where === undefined ? "true" : exprKey(where)}`;
   return { key, returnTable: table, fragments: [fragment], usesSender: checked.usesSender };
@@ -397,6 +402,7 @@ function planJoin(checked: CheckedSelect): QueryPlan {
       layout: layoutOf(t.schema),
       predicate: expr === undefined ? undefined : compilePredicate(expr),
       equalities,
+      conjuncts: perInstance[i].length,
     };
   });
   const conditions: JoinCondition[] = [];

@@ -183,6 +183,11 @@ export class SubscriptionIndex {
     return this.registerPlan(compileSubscriptionQuery(sql, this.#state, context));
   }
 
+  /** Whether a live query with this plan key exists (a new subscriber shares it). */
+  hasPlan(key: string): boolean {
+    return this.#byKey.has(key);
+  }
+
   /** `register()` for a plan compiled by the caller. */
   registerPlan(plan: QueryPlan): RegisteredQuery {
     let entry = this.#byKey.get(plan.key);

@@ -8,10 +8,13 @@
 import {
   type CheckedSelect,
   type CommittedState,
+  datastoreRowLimit,
+  estimatePlanRowsScanned,
   executePlan,
   expandSelectStarFromStar,
   planSelect,
   type QueryPlan,
+  rowLimitError,
   SqlError,
   subscriptionErrorText,
   SubscriptionIndex,
@@ -116,28 +119,55 @@ export class SubscriptionHost {
     // A query text given twice in one request is subscribed once (SpacetimeDB dedups by text).
     const seen = new Set<string>();
     const caller = this.#catalog.forCaller(context);
+    // Every query is compiled before any is registered, so that the row limit can refuse the set.
+    const compiled: { sql: string; plans: QueryPlan[] }[] = [];
     for (const sql of request.queries) {
       if (seen.has(sql.trim())) continue;
       seen.add(sql.trim());
       try {
+        const plans: QueryPlan[] = [];
         for (const query of expandSelectStarFromStar(sql, caller, context) ?? [sql]) {
           // One registration per row-level security fragment (one when no rule applies).
-          for (const plan of caller.compile(query)) {
-            const result = this.#index.registerPlan(plan);
-            let live = this.#queries.get(result.queryId);
-            if (live === undefined) {
-              live = {
-                queryId: result.queryId,
-                tableName: result.tableName,
-                isEvent: result.isEvent,
-                viewTables: this.#catalog.viewTablesOf(plan),
-              };
-              this.#queries.set(live.queryId, live);
-              for (const tableId of live.viewTables) this.#engine.views.retain(tableId);
-            }
-            registered.push(live);
-            rows.push({ table: result.tableName, rows: result.isEvent ? [] : result.initialRows });
+          plans.push(...caller.compile(query));
+        }
+        compiled.push({ sql, plans });
+      } catch (error) {
+        caller.dropUnused();
+        return {
+          kind: "subscribe",
+          id: request.id,
+          ok: false,
+          error: errorText(error, sql),
+          txOffset,
+        };
+      }
+    }
+    const overLimit = this.#checkRowLimit(
+      compiled.flatMap((c) => c.plans.filter((plan) => !this.#index.hasPlan(plan.key))),
+      request.isOwner,
+    );
+    if (overLimit !== undefined) {
+      // SpacetimeDB sends this one without the query text.
+      caller.dropUnused();
+      return { kind: "subscribe", id: request.id, ok: false, error: overLimit.message, txOffset };
+    }
+    for (const { sql, plans } of compiled) {
+      try {
+        for (const plan of plans) {
+          const result = this.#index.registerPlan(plan);
+          let live = this.#queries.get(result.queryId);
+          if (live === undefined) {
+            live = {
+              queryId: result.queryId,
+              tableName: result.tableName,
+              isEvent: result.isEvent,
+              viewTables: this.#catalog.viewTablesOf(plan),
+            };
+            this.#queries.set(live.queryId, live);
+            for (const tableId of live.viewTables) this.#engine.views.retain(tableId);
           }
+          registered.push(live);
+          rows.push({ table: result.tableName, rows: result.isEvent ? [] : result.initialRows });
         }
       } catch (error) {
         // Any query of the set failing fails the whole set: nothing stays registered.
@@ -206,6 +236,10 @@ export class SubscriptionHost {
     const caller = this.#catalog.forCaller({ sender: request.sender, isOwner: request.isOwner });
     try {
       const plans = caller.compile(request.sql, planOneOff);
+      const overLimit = this.#checkRowLimit(plans, request.isOwner);
+      if (overLimit !== undefined) {
+        return { kind: "query", id: request.id, ok: false, error: overLimit.message, txOffset };
+      }
       const rows: Uint8Array[] = [];
       for (const plan of plans) rows.push(...executePlan(plan, this.#state));
       return {
@@ -226,6 +260,24 @@ export class SubscriptionHost {
     } finally {
       caller.dropUnused();
     }
+  }
+
+  /**
+   * SpacetimeDB's row limit: a non-owner's new plans (a query another subscriber already runs is
+   * not checked again) whose estimated scanned rows add up past `row_limit` are refused.
+   */
+  #checkRowLimit(plans: QueryPlan[], isOwner: boolean): SqlError | undefined {
+    if (isOwner || plans.length === 0) return undefined;
+    const limit = datastoreRowLimit(this.#engine.datastore);
+    if (limit === undefined) return undefined;
+    const keys = new Set<string>();
+    let estimate = 0n;
+    for (const plan of plans) {
+      if (keys.has(plan.key)) continue;
+      keys.add(plan.key);
+      estimate += estimatePlanRowsScanned(plan, this.#state);
+    }
+    return estimate > limit ? rowLimitError(estimate, limit) : undefined;
   }
 
   #releaseAll(queries: LiveQuery[]): void {
