@@ -78,6 +78,7 @@ export function tableSchemas(def: ModuleDef): TableSchema[] {
       name: table.name,
       sourceName: table.sourceName,
       rowType: table.rowType,
+      columnAccessors: table.columns.map((column) => column.sourceName),
       typespace: table.typespace,
       primaryKey: table.primaryKey === undefined ? [] : [table.primaryKey],
       indexes,

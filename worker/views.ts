@@ -422,6 +422,7 @@ function viewSchema(view: ViewDef, tableId: number): TableSchema {
     name: view.name,
     sourceName: view.sourceName,
     rowType: view.rowType,
+    columnAccessors: view.columns.map((column) => column.sourceName),
     typespace: view.typespace,
     primaryKey: pk === undefined ? [] : [pk],
     indexes: pk === undefined ? [] : [{
