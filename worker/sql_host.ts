@@ -126,14 +126,20 @@ export class SqlHost {
         [...this.#engine.rlsRules].flatMap(([tableId, rules]) =>
           rules.map((sql) => ({ tableId, sql }))
         ),
-      views: () =>
-        this.#engine.module.def.views.map((view, position) => ({
+      views: () => {
+        // View ids and table ids in creation order: by name, as SpacetimeDB creates them.
+        const tableIds = this.#engine.module.viewTableIds;
+        const byName = [...this.#engine.module.def.views].sort((a, b) =>
+          tableIds.get(a.name)! - tableIds.get(b.name)!
+        );
+        return byName.map((view, position) => ({
           viewId: position + 1,
           name: view.name,
-          tableId: undefined,
+          tableId: tableIds.get(view.name),
           isPublic: view.isPublic,
           isAnonymous: view.isAnonymous,
-        })),
+        }));
+      },
     });
   }
 }

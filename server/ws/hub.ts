@@ -268,7 +268,9 @@ export class WsHub {
       client.v1 = new V1Session({
         identity: client.identity,
         connectionId: client.connectionId,
-        tableId: (name) => database.module.tablesByName.get(name)?.tableId ?? 0,
+        tableId: (name) =>
+          database.module.tablesByName.get(name)?.tableId ??
+            database.module.viewTableIds.get(name) ?? 0,
         reducerId: (name) => database.module.reducersByName.get(name)?.id ?? 0,
       });
     }
