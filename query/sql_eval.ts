@@ -16,15 +16,9 @@ import {
   type Value,
 } from "../protocol/mod.ts";
 import type { TableSchema } from "../storage/mod.ts";
-import {
-  applyOp,
-  type ColumnRef,
-  type QueryCatalog,
-  type QueryContext,
-  type TypedExpr,
-} from "./check.ts";
+import { type ColumnRef, type QueryCatalog, type QueryContext, type TypedExpr } from "./check.ts";
 import { parseSqlStatement } from "./parse.ts";
-import { layoutOf } from "./plan.ts";
+import { compileTuplePredicate, conjuncts, layoutOf } from "./plan.ts";
 import {
   checkSqlStatement,
   isDml,
@@ -33,17 +27,9 @@ import {
   type SqlSelectPlan,
 } from "./sql_check.ts";
 import { SqlError } from "./sql_error.ts";
+import { rowLimitError } from "./row_estimate.ts";
 import type { RowView } from "./_row_decode.ts";
-import {
-  type Comparable,
-  compareBytes,
-  compareComparable,
-  compareNumbers,
-  type Scalar,
-  scalarOf,
-  type ValueKey,
-  valueKey,
-} from "./_scalar.ts";
+import { scalarOf, type ValueKey, valueKey } from "./_scalar.ts";
 
 /** Committed data as /sql reads it: user tables, st_var and the computed system tables. */
 export interface SqlState extends QueryCatalog {
@@ -97,54 +83,6 @@ export function compileSql(sql: string, catalog: QueryCatalog, context: QueryCon
 
 // --- SELECT ---------------------------------------------------------------------------------
 
-type TuplePredicate = (tuple: RowView[]) => boolean;
-
-function comparatorFor(scalar: Scalar): (a: Comparable, b: Comparable) => number {
-  switch (scalar.kind) {
-    case "float":
-      return compareNumbers as (a: Comparable, b: Comparable) => number;
-    case "string":
-    case "bytes":
-      return compareBytes as (a: Comparable, b: Comparable) => number;
-    default:
-      return compareComparable;
-  }
-}
-
-function compileTuplePredicate(expr: TypedExpr): TuplePredicate {
-  switch (expr.kind) {
-    case "const": {
-      const value = expr.value;
-      return () => value;
-    }
-    case "and": {
-      const left = compileTuplePredicate(expr.left);
-      const right = compileTuplePredicate(expr.right);
-      return (t) => left(t) && right(t);
-    }
-    case "or": {
-      const left = compileTuplePredicate(expr.left);
-      const right = compileTuplePredicate(expr.right);
-      return (t) => left(t) || right(t);
-    }
-    case "cmp": {
-      const compare = comparatorFor(expr.scalar);
-      const op = expr.op;
-      const read = (operand: typeof expr.left): (t: RowView[]) => Comparable => {
-        if (operand.kind === "value") {
-          const value = operand.value;
-          return () => value;
-        }
-        const { instance, column } = operand;
-        return (t) => t[instance].value(column);
-      };
-      const left = read(expr.left);
-      const right = read(expr.right);
-      return (t) => applyOp(op, compare(left(t), right(t)));
-    }
-  }
-}
-
 /** The highest table instance an expression reads (-1 for a constant). */
 function maxInstance(expr: TypedExpr): number {
   switch (expr.kind) {
@@ -159,15 +97,6 @@ function maxInstance(expr: TypedExpr): number {
         expr.right.kind === "col" ? expr.right.instance : -1,
       );
   }
-}
-
-function conjuncts(expr: TypedExpr | undefined, out: TypedExpr[]): TypedExpr[] {
-  if (expr === undefined) return out;
-  if (expr.kind === "and") {
-    conjuncts(expr.left, out);
-    conjuncts(expr.right, out);
-  } else out.push(expr);
-  return out;
 }
 
 /** The ON conditions and WHERE conjuncts of a plan, as one list. */
@@ -502,12 +431,7 @@ export function checkRowLimit(plan: SqlSelectPlan, state: SqlState, context: Que
   const limit = state.rowLimit();
   if (limit === undefined) return;
   const estimate = estimateRowsScanned(plan, state);
-  if (estimate > limit) {
-    throw new SqlError(
-      `Estimated cardinality (${estimate} rows) exceeds limit (${limit} rows)`,
-      "limit",
-    );
-  }
+  if (estimate > limit) throw rowLimitError(estimate, limit);
 }
 
 // --- DML ------------------------------------------------------------------------------------
