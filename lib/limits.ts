@@ -109,6 +109,12 @@ export const SQL_EXPR_DEPTH_MAX = 1_000;
  * indexes, so the bound keeps a single transaction's work predictable.
  */
 export const SUBSCRIPTION_JOIN_TABLES_MAX = 8;
+/**
+ * Largest `LIMIT n` of an `ORDER BY … LIMIT n` (top-N) subscription or one-off query. A window
+ * keeps up to 2n rows in memory (the rows sent plus a buffer for the ones that follow) and its
+ * initial rows go out in one message; 10,000 keeps both bounded while covering leaderboards.
+ */
+export const TOPN_LIMIT_MAX = 10_000;
 /** How long a call, SQL query or new WebSocket waits for a database's module update before a 503. */
 export const UPDATE_WAIT_MS_MAX = 30_000;
 

@@ -73,6 +73,14 @@ export interface CheckedSelect {
   pushed: PushedConjunct[];
   /** True when `:sender` appears: results depend on the caller. */
   usesSender: boolean;
+  /** `ORDER BY … LIMIT n` of a top-N query (single table; topn.ts), absent otherwise. */
+  topN?: CheckedTopN;
+}
+
+/** A top-N query's sort keys (columns of instance 0, in ORDER BY order) and its LIMIT. */
+export interface CheckedTopN {
+  keys: { column: number; descending: boolean }[];
+  limit: number;
 }
 
 const SUBSCRIPTION_PROJECTION_ERROR =
@@ -357,7 +365,35 @@ export function checkSelect(
   const where = statement.where === undefined ? undefined : checker.checkBool(statement.where);
   const pushed: PushedConjunct[] = [];
   collectPushed(statement.where, checker, pushed);
-  return { tables: checker.tables, joins, returns, where, pushed, usesSender: checker.usesSender };
+  const checked: CheckedSelect = {
+    tables: checker.tables,
+    joins,
+    returns,
+    where,
+    pushed,
+    usesSender: checker.usesSender,
+  };
+  if (statement.orderBy !== undefined) checked.topN = checkOrderBy(statement, checker);
+  return checked;
+}
+
+/**
+ * The ORDER BY columns of a top-N query (the parser allowed it: one table, a LIMIT in range).
+ * Each must be a column of a type SQL can compare (§1.7), ordered as the B-tree indexes order it.
+ */
+function checkOrderBy(statement: SelectStatement, checker: Checker): CheckedTopN {
+  const keys = statement.orderBy!.map((item) => {
+    const ref = checker.resolveField(item.field);
+    const info = checker.columnInfo(ref);
+    if (info.scalar === undefined) {
+      throw typeError(
+        `Cannot ORDER BY \`${item.field.column}\`: values of type ` +
+          `\`${formatType(info.type, info.typespace)}\` have no order`,
+      );
+    }
+    return { column: ref.column, descending: item.descending };
+  });
+  return { keys, limit: Number(statement.limit) };
 }
 
 const FLIPPED_OPS: Record<CmpOp, CmpOp> = {

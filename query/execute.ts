@@ -17,6 +17,7 @@ import { type AuxLookup, CURRENT, evaluateJoin, initialSeed, StateReader } from 
 import { encodeComparable } from "./_encode.ts";
 import { scalarOf } from "./_scalar.ts";
 import { isSystemTableId } from "./system_tables.ts";
+import { type IndexWalk, topNRows } from "./topn.ts";
 
 export { encodeComparable };
 
@@ -35,6 +36,8 @@ export interface CommittedState extends QueryCatalog {
   ): Iterable<Uint8Array> | undefined;
   /** Every table, for `SELECT * FROM *`. */
   tables?(): Iterable<TableSchema>;
+  /** An ordered walk of a B-tree index on exactly `columns` (top-N refills; topn.ts). */
+  committedIndexWalk?: IndexWalk;
 }
 
 /** Candidate rows for a fragment: an index point lookup when one fits, else the whole table. */
@@ -64,6 +67,7 @@ export function executePlan(
   state: CommittedState,
   aux?: AuxLookup,
 ): Uint8Array[] {
+  if (plan.topN !== undefined) return topNRows(plan, state);
   const out: Uint8Array[] = [];
   let reader: StateReader | undefined;
   for (const fragment of plan.fragments) {

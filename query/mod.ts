@@ -26,6 +26,14 @@ export {
 } from "./execute.ts";
 export type { QueryDelta, TableDelta, TxDelta } from "./delta.ts";
 export { type RegisteredQuery, SubscriptionIndex } from "./subscriptions.ts";
+export {
+  recognizeTopN,
+  type TopNOrderItem,
+  topNQuery,
+  type TopNQueryParts,
+  TopNWindow,
+} from "./topn.ts";
+export { TOPN_SUPPORTED_TEXT } from "./parse.ts";
 export { formatType } from "./_scalar.ts";
 export {
   applyRls,

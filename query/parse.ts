@@ -5,7 +5,7 @@
  * `parseSubscriptionQuery` applies the subscription grammar; the /sql statements (DML, SET,
  * SHOW) will get their own entry point on top of the same machinery.
  */
-import { SQL_BYTES_MAX, SQL_EXPR_DEPTH_MAX } from "../lib/limits.ts";
+import { SQL_BYTES_MAX, SQL_EXPR_DEPTH_MAX, TOPN_LIMIT_MAX } from "../lib/limits.ts";
 import { type Token, tokenize } from "./lexer.ts";
 import { SqlError } from "./sql_error.ts";
 
@@ -63,13 +63,24 @@ export type Projection =
   | { kind: "columns"; items: { field: FieldExpr; alias: string | undefined }[] }
   | { kind: "count"; alias: string };
 
+/** One `ORDER BY` item: a column and its direction. */
+export interface OrderItem {
+  field: FieldExpr;
+  descending: boolean;
+}
+
 export interface SelectStatement {
   kind: "select";
   projection: Projection;
   from: TableRef;
   joins: JoinClause[];
   where: Expr | undefined;
-  /** Raw LIMIT number text (/sql only; the subscription grammar refuses it). */
+  /**
+   * `ORDER BY` items, if any: only the subscription grammar keeps them (top-N subscriptions,
+   * `ORDER BY … LIMIT n`, topn.ts); the /sql grammar refuses ORDER BY as SpacetimeDB does.
+   */
+  orderBy: OrderItem[] | undefined;
+  /** Raw LIMIT number text (/sql, and top-N subscriptions together with ORDER BY). */
   limit: string | undefined;
   /** The statement's text, for error messages. */
   text: string;
@@ -184,11 +195,14 @@ function unsupported(message: string): SqlError {
 class Parser {
   readonly #sql: string;
   readonly #tokens: Token[];
+  /** Appended to refusals of ORDER BY/LIMIT/OFFSET (the subscription grammar names top-N). */
+  readonly #orderHint: string;
   #at = 0;
 
-  constructor(sql: string) {
+  constructor(sql: string, orderHint = "") {
     this.#sql = sql;
     this.#tokens = tokenize(sql);
+    this.#orderHint = orderHint;
   }
 
   #tok(): Token {
@@ -474,11 +488,16 @@ class Parser {
     if (this.#isWord("UNION") || this.#isWord("EXCEPT") || this.#isWord("INTERSECT")) {
       throw unsupported(`Unsupported set operation: ${this.#textFrom(start)}`);
     }
+    let orderBy: OrderItem[] | undefined;
+    if (this.#isWord("ORDER") && this.#isWord("BY", this.#peek())) {
+      this.#at += 2;
+      orderBy = this.#parseOrderItems(start);
+    }
     let limit: string | undefined;
     if (this.#isWord("LIMIT")) {
       const next = this.#peek();
       if (next.kind !== "number" || !/^[0-9.eE+-]+$/.test(next.text)) {
-        throw unsupported(`Unsupported: ${this.#textFrom(start)}`);
+        throw unsupported(`Unsupported: ${this.#textFrom(start)}${this.#orderHint}`);
       }
       this.#at += 2;
       limit = next.text;
@@ -487,10 +506,34 @@ class Parser {
       this.#isWord("ORDER") || this.#isWord("OFFSET") || this.#isWord("FETCH") ||
       this.#isWord("FOR") || this.#isWord("LIMIT")
     ) {
-      throw unsupported(`Unsupported: ${this.#textFrom(start)}`);
+      throw unsupported(`Unsupported: ${this.#textFrom(start)}${this.#orderHint}`);
     }
     const text = this.#sql.slice(start, this.#tok().start).trim();
-    return { kind: "select", projection, from, joins, where, limit, text };
+    return { kind: "select", projection, from, joins, where, orderBy, limit, text };
+  }
+
+  /** `col [ASC|DESC] {, col [ASC|DESC]}`; anything else (expressions, NULLS ...) is refused. */
+  #parseOrderItems(start: number): OrderItem[] {
+    const items: OrderItem[] = [];
+    for (;;) {
+      const token = this.#tok();
+      if (token.kind !== "word" || (!token.quoted && CLAUSE_WORDS.has(token.text.toUpperCase()))) {
+        throw unsupported(`Unsupported: ${this.#textFrom(start)}${this.#orderHint}`);
+      }
+      const field = this.#parseField();
+      let descending = false;
+      if (this.#eatWord("DESC")) descending = true;
+      else this.#eatWord("ASC");
+      const next = this.#tok();
+      const endsItem = next.kind === "eof" || this.#isSymbol(",") || this.#isSymbol(";") ||
+        this.#isWord("LIMIT") || this.#isWord("OFFSET") || this.#isWord("FETCH") ||
+        this.#isWord("FOR");
+      if (!endsItem) {
+        throw unsupported(`Unsupported: ${this.#textFrom(start)}${this.#orderHint}`);
+      }
+      items.push({ field, descending });
+      if (!this.#eatSymbol(",")) return items;
+    }
   }
 
   /** A possibly dotted name; returns its parts. */
@@ -888,7 +931,15 @@ function checkLength(sql: string): void {
 /** Parses any SELECT (the /sql grammar's SELECT): projections, COUNT, LIMIT and joins included. */
 export function parseSelect(sql: string): SelectStatement {
   checkLength(sql);
-  return new Parser(sql).parseStatement();
+  return refuseOrderBy(new Parser(sql).parseStatement());
+}
+
+/** The /sql grammar refuses ORDER BY with SpacetimeDB's text (only subscriptions have top-N). */
+function refuseOrderBy<T extends SqlStatement>(statement: T): T {
+  if (statement.kind === "select" && statement.orderBy !== undefined) {
+    throw unsupported(`Unsupported: ${statement.text}`);
+  }
+  return statement;
 }
 
 /**
@@ -897,21 +948,47 @@ export function parseSelect(sql: string): SelectStatement {
  */
 export function parseSqlStatement(sql: string): SqlStatement {
   checkLength(sql);
-  const statement = new Parser(sql).parseSqlStatement();
+  const statement = refuseOrderBy(new Parser(sql).parseSqlStatement());
   if (statement.kind === "select" && statement.joins.length > 0) checkQualified(statement);
   return statement;
 }
 
 /**
+ * What the subscription grammar accepts with ORDER BY, appended to its refusals of ORDER BY,
+ * LIMIT and OFFSET (after SpacetimeDB's own `Unsupported: <query>`, which stays the prefix).
+ */
+export const TOPN_SUPPORTED_TEXT =
+  `; subscriptions and one-off queries accept ORDER BY and LIMIT only together, on one table: ` +
+  `SELECT * FROM table [WHERE ...] ORDER BY column [ASC|DESC][, column [ASC|DESC] ...] LIMIT n ` +
+  `(1 <= n <= ${TOPN_LIMIT_MAX}), without OFFSET`;
+
+/**
  * Parses a subscription or one-off query (§1.3): `SELECT * | t.* | columns FROM t [JOIN ...]
- * [WHERE ...]`. Projections and COUNT are left to the checker, which refuses them with the
- * subscription message; LIMIT is refused here.
+ * [WHERE ...]`, or a top-N query `SELECT * | t.* FROM t [WHERE ...] ORDER BY ... LIMIT n` (our
+ * extension, topn.ts). Projections and COUNT are left to the checker, which refuses them with
+ * the subscription message; any other use of ORDER BY, LIMIT or OFFSET is refused here with
+ * SpacetimeDB's `Unsupported: <query>` followed by what is supported.
  */
 export function parseSubscriptionQuery(sql: string): SelectStatement {
   checkLength(sql);
   if (sql.trim() === "") throw new SqlError("Empty string", "syntax");
-  const statement = new Parser(sql).parseStatement();
-  if (statement.limit !== undefined) throw unsupported(`Unsupported: ${statement.text}`);
+  const statement = new Parser(sql, TOPN_SUPPORTED_TEXT).parseStatement();
+  const ordered = statement.orderBy !== undefined;
+  const limited = statement.limit !== undefined;
+  if (ordered || limited) {
+    if (!ordered || !limited || statement.joins.length > 0) {
+      throw unsupported(`Unsupported: ${statement.text}${TOPN_SUPPORTED_TEXT}`);
+    }
+    const limit = statement.limit!;
+    const n = /^[0-9]+$/.test(limit) ? Number(limit) : NaN;
+    if (!(n >= 1 && n <= TOPN_LIMIT_MAX)) {
+      throw new SqlError(
+        `LIMIT must be an integer from 1 to ${TOPN_LIMIT_MAX} in an ORDER BY ... LIMIT ` +
+          `subscription, got \`${limit}\``,
+        "limit",
+      );
+    }
+  }
   if (statement.joins.length > 0) {
     checkQualified(statement);
   }

@@ -108,6 +108,21 @@ export interface QueryPlan {
   returnTable: TableSchema;
   fragments: Fragment[];
   usesSender: boolean;
+  /**
+   * Top-N queries (`ORDER BY … LIMIT n`, topn.ts): one select fragment whose rows are sorted
+   * and cut to the first `limit`; subscriptions keep a shared window per plan key.
+   */
+  topN?: TopNSpec;
+}
+
+/**
+ * The order of a top-N plan: the ORDER BY columns with their directions, then the primary key
+ * ascending (when the table has one), then the row's BSATN bytes: a total order on rows.
+ */
+export interface TopNSpec {
+  keys: { column: number; descending: boolean }[];
+  primaryKey: number[];
+  limit: number;
 }
 
 const layouts = new WeakMap<TableSchema, RowLayout>();
@@ -352,6 +367,7 @@ export function planSelect(
   checked: CheckedSelect,
   options: PlanOptions = { subscription: true },
 ): QueryPlan {
+  if (checked.topN !== undefined) return planTopN(checked);
   if (checked.tables.length === 1) return planSingle(checked);
   if (options.subscription) checkSubscriptionJoins(checked);
   return planJoin(checked);
@@ -374,6 +390,28 @@ function planSingle(checked: CheckedSelect): QueryPlan {
   };
   const key = `select ${table.tableId} where ${where === undefined ? "true" : exprKey(where)}`;
   return { key, returnTable: table, fragments: [fragment], usesSender: checked.usesSender };
+}
+
+/** A top-N query: the single-table plan, sorted and cut (its key names the order and limit). */
+function planTopN(checked: CheckedSelect): QueryPlan {
+  const topN = checked.topN!;
+  if (checked.tables.length !== 1) {
+    // The parser refuses joins; row-level security expansions are merged or refused first.
+    throw planError("ORDER BY ... LIMIT subscriptions read exactly one table");
+  }
+  const table = checked.tables[0].schema;
+  if (table.isEvent) {
+    throw planError(
+      `ORDER BY ... LIMIT is not supported on event table \`${table.name}\`: its rows do not stay`,
+    );
+  }
+  const plan = planSingle(checked);
+  const order = topN.keys.map((k) => `c${k.column} ${k.descending ? "desc" : "asc"}`).join(",");
+  return {
+    ...plan,
+    key: `${plan.key} order ${order} limit ${topN.limit}`,
+    topN: { keys: topN.keys, primaryKey: table.primaryKey, limit: topN.limit },
+  };
 }
 
 function planJoin(checked: CheckedSelect): QueryPlan {

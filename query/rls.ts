@@ -12,6 +12,7 @@ import {
   type CheckedSelect,
   checkSelect,
   type ColumnRef,
+  foldLogic,
   type PushedConjunct,
   type QueryCatalog,
   type QueryContext,
@@ -79,7 +80,37 @@ export function compileWithRls(
   const checked = checkSelect(parseSubscriptionQuery(sql), catalog, context, {
     subscription: true,
   });
-  return applyRls(checked, catalog, context, rules).map((fragment) => plan(fragment));
+  const fragments = applyRls(checked, catalog, context, rules);
+  if (checked.topN !== undefined) return [plan(mergeTopNFragments(fragments))];
+  return fragments.map((fragment) => plan(fragment));
+}
+
+/**
+ * A top-N query has one window over the rows the caller may see: the rule fragments of its
+ * table, each a single-table filter, become one filter (the query's WHERE and any rule's), so a
+ * row two rules admit counts once in the window. A rule that joins other tables cannot be
+ * maintained this way and is refused rather than ignored.
+ */
+function mergeTopNFragments(fragments: CheckedSelect[]): CheckedSelect {
+  if (fragments.some((fragment) => fragment.tables.length !== 1)) {
+    throw new SqlError(
+      `ORDER BY ... LIMIT is not supported on table \`${fragments[0].tables[0].schema.name}\` ` +
+        "for this caller: a row-level security rule for it joins other tables",
+      "plan",
+    );
+  }
+  if (fragments.length === 1) return fragments[0];
+  let where: TypedExpr | undefined;
+  for (const fragment of fragments) {
+    const own: TypedExpr = fragment.where ?? { kind: "const", value: true };
+    where = where === undefined ? own : foldLogic("or", where, own);
+  }
+  return {
+    ...fragments[0],
+    where,
+    pushed: [],
+    usesSender: fragments.some((fragment) => fragment.usesSender),
+  };
 }
 
 /** What row-level security rewrites: the tables a query reads, its joins and its WHERE. */

@@ -24,6 +24,7 @@ import { type AuxLookup, CURRENT, hashRows, SignedRows, StateReader } from "./_j
 import { type Fragment, layoutOf, type QueryPlan, type SelectFragment } from "./plan.ts";
 import type { RowLayout, RowView } from "./_row_decode.ts";
 import { bytesToKey, type Comparable, type ValueKey, valueKey } from "./_scalar.ts";
+import { TopNWindow } from "./topn.ts";
 
 export interface RegisteredQuery {
   /** Shared by every registration with the same plan; pass it to `release()` once per register. */
@@ -72,6 +73,8 @@ interface Entry {
   routes: Route[];
   /** Auxiliary indexes this entry holds a reference on. */
   aux: { tableId: number; column: number }[];
+  /** The shared window of a top-N query (topn.ts). */
+  window: TopNWindow | undefined;
 }
 
 /** What routing one `onCommits()` batch needs besides the deltas; made on first use. */
@@ -191,10 +194,11 @@ export class SubscriptionIndex {
       const created: Entry = {
         queryId: this.#nextQueryId++,
         plan,
-        select: only?.kind === "select" ? only : undefined,
+        select: only?.kind === "select" && plan.topN === undefined ? only : undefined,
         refCount: 0,
         routes: [],
         aux: [],
+        window: plan.topN === undefined ? undefined : new TopNWindow(plan, this.#state),
       };
       this.#byKey.set(plan.key, created);
       this.#byId.set(created.queryId, created);
@@ -209,7 +213,7 @@ export class SubscriptionIndex {
       tableId: table.tableId,
       tableName: table.name,
       isEvent: table.isEvent,
-      initialRows: executePlan(entry.plan, this.#state, this.#aux),
+      initialRows: entry.window?.rows() ?? executePlan(entry.plan, this.#state, this.#aux),
     };
   }
 
@@ -229,7 +233,12 @@ export class SubscriptionIndex {
   currentRows(queryId: number): Uint8Array[] {
     const entry = this.#byId.get(queryId);
     if (entry === undefined) throw new RangeError(`No live query with id ${queryId}`);
-    return executePlan(entry.plan, this.#state, this.#aux);
+    return entry.window?.rows() ?? executePlan(entry.plan, this.#state, this.#aux);
+  }
+
+  /** The window of a live top-N query (tests and measurements). */
+  window(queryId: number): TopNWindow | undefined {
+    return this.#byId.get(queryId)?.window;
   }
 
   /** Predicate evaluations done by the last `onCommit()` (routing effectiveness, for tests). */
@@ -442,8 +451,13 @@ export class SubscriptionIndex {
         versions ??= new BatchVersions(txs, (tableId) => this.#state.schema(tableId));
         this.#evaluations++;
         const result: QueryDelta = { inserts: [], deletes: [] };
-        for (const fragment of entry.plan.fragments) {
-          fragmentDelta(fragment, this.#reader(), versions, txs, i, result);
+        if (entry.window !== undefined) {
+          const batchVersions = versions;
+          entry.window.apply(txs[i], () => batchVersions.after(i), result);
+        } else {
+          for (const fragment of entry.plan.fragments) {
+            fragmentDelta(fragment, this.#reader(), versions, txs, i, result);
+          }
         }
         if (result.inserts.length > 0 || result.deletes.length > 0) out.set(entry.queryId, result);
       }

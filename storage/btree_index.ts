@@ -206,6 +206,42 @@ export class BTree {
     }
   }
 
+  /**
+   * Calls `visit(id)` for entries in key order from the first with key >= `from` (ascending) or
+   * the last with key <= `from` (descending); every entry when `from` is undefined. Stops when
+   * `visit` returns false. (Top-N subscription windows seek from their last row this way.)
+   */
+  walk(from: Key | undefined, descending: boolean, visit: (id: number) => boolean): void {
+    if (!descending) {
+      let leaf: Leaf | null = from === undefined
+        ? this.#edgeLeaf(false)
+        : this.#leafFor(from, -Infinity);
+      let at = from === undefined ? 0 : lowerBound(leaf.keys, leaf.ids, from, -Infinity);
+      for (; leaf; leaf = leaf.next, at = 0) {
+        for (; at < leaf.keys.length; at++) if (!visit(leaf.ids[at])) return;
+      }
+      return;
+    }
+    let leaf: Leaf | null = from === undefined
+      ? this.#edgeLeaf(true)
+      : this.#leafFor(from, Infinity);
+    let at = from === undefined
+      ? leaf.keys.length - 1
+      : lowerBound(leaf.keys, leaf.ids, from, Infinity) - 1;
+    while (leaf) {
+      for (; at >= 0; at--) if (!visit(leaf.ids[at])) return;
+      leaf = leaf.prev;
+      if (leaf) at = leaf.keys.length - 1;
+    }
+  }
+
+  /** The first (or last) leaf. */
+  #edgeLeaf(last: boolean): Leaf {
+    let node = this.#root;
+    while (node instanceof Inner) node = node.children[last ? node.children.length - 1 : 0];
+    return node;
+  }
+
   /** Calls `visit(id)` for entries whose key equals `key`, in rowId order. */
   forEachEqual(key: Key, visit: (id: number) => void): void {
     let leaf: Leaf | null = this.#leafFor(key, -Infinity);

@@ -79,3 +79,34 @@ Deno.test("btree range walks cross many leaves in key order", () => {
   ok(keys.every((k, i) => i === 0 || keys[i - 1] < k));
   tree.checkInvariants();
 });
+
+Deno.test("walk() visits entries from a key in either direction and stops when asked", () => {
+  for (const strings of [false, true]) {
+    const seeded = seededRandom(strings ? 7 : 3);
+    const random = () => seeded.next();
+    const tree = new BTree();
+    const keyOf = (k: number) => strings ? String.fromCharCode(65 + (k >> 4), 65 + (k & 15)) : k;
+    const keys: (number | string)[] = [];
+    for (let i = 0; i < 3000; i++) {
+      keys.push(keyOf(Math.floor(random() * 300)));
+      tree.insert(keys[i], i);
+    }
+    for (let i = 0; i < 1000; i++) tree.delete(keys[i], i);
+    const entries = tree.entries();
+    for (let trial = 0; trial < 100; trial++) {
+      const from = trial % 10 === 0 ? undefined : keyOf(Math.floor(random() * 300));
+      for (const descending of [false, true]) {
+        const got: number[] = [];
+        tree.walk(from, descending, (id) => {
+          got.push(id);
+          return got.length < 500;
+        });
+        let expected = entries.filter(([k]) =>
+          from === undefined || (descending ? k <= from : k >= from)
+        ).map(([, id]) => id);
+        if (descending) expected = expected.reverse();
+        deepStrictEqual(got, expected.slice(0, 500));
+      }
+    }
+  }
+});

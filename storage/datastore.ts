@@ -171,6 +171,27 @@ export class Datastore {
     return indexRange(this.#indexById, indexId, buf, prefixLen, prefixElems, rstartLen, rendLen);
   }
 
+  /**
+   * Walks the committed rows of an ordered index in key order, from the key of `fromRow` (a row
+   * of the table; inclusive) or from the first (ascending) or last (descending) entry, until
+   * `visit` returns false. Top-N subscription windows refill this way (query/topn.ts).
+   */
+  committedIndexWalk(
+    indexId: number,
+    fromRow: Uint8Array | undefined,
+    descending: boolean,
+    visit: (row: Uint8Array) => boolean,
+  ): void {
+    assert(this.#tx === null, "Committed state read while a transaction is open");
+    const index = indexOf(this.#indexById, indexId);
+    const tree = index.group.tree;
+    if (tree === null) {
+      throw new DatastoreError("WrongIndexAlgo", `Index '${index.schema.name}' has no range scans`);
+    }
+    const from = fromRow === undefined ? undefined : index.group.codec.fromRow(fromRow);
+    tree.walk(from, descending, (id) => visit(index.table.row(id)));
+  }
+
   // --- durability support --------------------------------------------------------------------
 
   /**

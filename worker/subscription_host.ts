@@ -76,6 +76,16 @@ export class SubscriptionHost {
         const index = indexWithColumns(datastore.schema(tableId), columns);
         return index === undefined ? undefined : datastore.committedIndexPoint(index, key);
       },
+      committedIndexWalk: (tableId, columns, from, descending, visit) => {
+        if (views.schema(tableId) !== undefined) return false;
+        const index = datastore.schema(tableId).indexes.find((candidate) =>
+          candidate.algorithm === "btree" && candidate.columns.length === columns.length &&
+          candidate.columns.every((column, i) => column === columns[i])
+        );
+        if (index === undefined) return false;
+        datastore.committedIndexWalk(index.indexId, from, descending, visit);
+        return true;
+      },
     };
     this.#index = new SubscriptionIndex(this.#state);
     this.#catalog = new ViewCatalog(engine, this.#state);
