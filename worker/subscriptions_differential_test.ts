@@ -7,11 +7,12 @@
  * anonymous views (alone and joined), and the table protected by two row-level security rules
  * (one of them a join rule), alone and joined; top-N queries plug in behind `TOP_N_ENABLED`.
  *
- * Each client keeps a cache the way the official SDK 2.8.3 does (`table_cache.ts`): the
- * deltas of one transaction are routed per query set as the hub does (`server/ws/hub.ts`
- * `fanOut`: one rows entry per query and set), merged per table, then applied with rows keyed by
- * primary key (tables and views that have one) or by their bytes, inserts and deletes of one key
- * paired into an update, counts moved by inserts − deletes. Beside it the test keeps a plain bag
+ * Each client keeps its rows in the official SDK's own cache (spacetimedb 2.8.3 `ClientCache`,
+ * `TableCacheImpl.applyOperations`): the deltas of one transaction are routed per query set as
+ * the hub does (`server/ws/hub.ts` `fanOut`: one rows entry per query and set), merged per table
+ * as `DbConnectionImpl` does, and handed to the SDK's table cache with rows keyed as its
+ * `#parseRowList` keys them: by primary key (tables and views that have one) or by the row's
+ * bytes; the SDK pairs inserts and deletes of one key into an update and moves reference counts. Beside it the test keeps a plain bag
  * (row bytes -> count) that must never go negative. After every transaction both must equal the
  * union of the client's queries re-run from scratch by an independent oracle over a JS model of
  * the tables (RLS applied for the caller, views evaluated for the caller); every so often the
@@ -30,6 +31,7 @@ import { SubscriptionHost } from "./subscription_host.ts";
 import * as topN from "../query/topn.ts";
 import type { QueryDelta, QueryRows } from "./messages.ts";
 import { fixtureBundle } from "../tests/support/server.ts";
+import { ClientCache } from "spacetimedb/sdk";
 
 /** Captured before the module loads (its console writes to the module log). */
 const print = console.log.bind(console);
@@ -794,8 +796,10 @@ interface Client {
   caller: Caller;
   connectionId: bigint;
   sets: Map<number, QuerySet>;
-  /** The SDK's cache: table -> row id -> [row bytes, count]. */
-  cache: Map<string, Map<string, [Uint8Array, number]>>;
+  /** The official SDK's client cache (tables keyed by name, rows reference-counted). */
+  cache: ClientCache<never>;
+  /** Tables the SDK cache holds. */
+  cached: Set<string>;
   /** Plain bag: table -> row bytes -> count. */
   bag: Map<string, Map<string, number>>;
   nextSetId: number;
@@ -804,59 +808,47 @@ interface Client {
 /** Primary-key column of each table and view the SDK keys rows by (undefined: the row bytes). */
 let primaryKeyOf: (table: string) => boolean;
 
-function rowId(table: string, bytes: Uint8Array): string {
-  // Every primary key in this module is a u32 first column.
-  if (primaryKeyOf(table)) {
-    return `pk:${new DataView(bytes.buffer, bytes.byteOffset).getUint32(0, true)}`;
-  }
+function rowId(table: string, bytes: Uint8Array): number | string {
+  // Every primary key in this module is a u32 first column (the SDK keys it by its number).
+  if (primaryKeyOf(table)) return new DataView(bytes.buffer, bytes.byteOffset).getUint32(0, true);
   return bytesKey(bytes);
 }
 
 interface Operation {
   type: "insert" | "delete";
-  rowId: string;
+  /** The SDK's row id: the primary key's value, else (here) the row's bytes as a string. */
+  rowId: number | string;
   bytes: Uint8Array;
 }
 
-/** `TableCache.applyOperations` of SDK 2.8.3, with its logged errors turned into failures. */
-function applyOperations(client: Client, table: string, ops: Operation[], where: string) {
-  let rows = client.cache.get(table);
-  if (!rows) client.cache.set(table, rows = new Map());
-  const insert = (op: Operation, count: number) => {
-    const previous = rows!.get(op.rowId)?.[1] ?? 0;
-    rows!.set(op.rowId, [op.bytes, previous + count]);
+/** The SDK's own cache of one table (a `TableCacheImpl` of spacetimedb 2.8.3). */
+interface SdkTable {
+  applyOperations(
+    operations: { type: "insert" | "delete"; rowId: number | string; row: { bytes: Uint8Array } }[],
+    context: unknown,
+  ): unknown[];
+  /** Private in its TypeScript, read here: row id -> [row, reference count]. */
+  rows: Map<number | string, [{ bytes: Uint8Array }, number]>;
+}
+
+function sdkTable(client: Client, table: string): SdkTable {
+  // What the SDK's cache reads of a table definition: its name, kind and primary-key column.
+  const definition = {
+    accessorName: table,
+    sourceName: table,
+    isEvent: false,
+    columns: primaryKeyOf(table) ? { id: { columnMetadata: { isPrimaryKey: true } } } : {},
+    resolvedIndexes: [],
   };
-  const remove = (op: Operation, count: number) => {
-    const previous = rows!.get(op.rowId)?.[1] ?? 0;
-    ok(previous >= count, `${where}: SDK deletes ${count} of ${previous} copies in ${table}`);
-    if (previous <= count) rows!.delete(op.rowId);
-    else rows!.set(op.rowId, [op.bytes, previous - count]);
-  };
-  if (!primaryKeyOf(table)) {
-    for (const op of ops) op.type === "insert" ? insert(op, 1) : remove(op, 1);
-    return;
-  }
-  const inserts = new Map<string, [Operation, number]>();
-  const deletes = new Map<string, [Operation, number]>();
-  for (const op of ops) {
-    const map = op.type === "insert" ? inserts : deletes;
-    const entry = map.get(op.rowId);
-    map.set(op.rowId, [entry?.[0] ?? op, (entry?.[1] ?? 0) + 1]);
-  }
-  for (const [id, [op, count]] of inserts) {
-    const deleted = deletes.get(id);
-    if (deleted === undefined) {
-      insert(op, count);
-      continue;
-    }
-    deletes.delete(id);
-    const existing = rows.get(id);
-    ok(existing !== undefined, `${where}: SDK updates row ${id} of ${table} it does not hold`);
-    const next = existing[1] + count - deleted[1];
-    ok(next > 0, `${where}: SDK update leaves a count of ${next} for row ${id} of ${table}`);
-    rows.set(id, [op.bytes, next]);
-  }
-  for (const [op, count] of deletes.values()) remove(op, count);
+  return client.cache.getOrCreateTable(definition as never) as unknown as SdkTable;
+}
+
+/** The SDK applies one table's operations of a message (its `TableCacheImpl.applyOperations`). */
+function applyOperations(client: Client, table: string, ops: Operation[]) {
+  sdkTable(client, table).applyOperations(
+    ops.map((op) => ({ type: op.type, rowId: op.rowId, row: { bytes: op.bytes } })),
+    {},
+  );
 }
 
 function applyToBag(client: Client, table: string, ops: Operation[], where: string) {
@@ -883,7 +875,8 @@ function applyToBag(client: Client, table: string, ops: Operation[], where: stri
 function applyMessage(client: Client, updates: Map<string, Operation[]>, where: string) {
   for (const [table, ops] of updates) {
     applyToBag(client, table, ops, where);
-    applyOperations(client, table, ops, where);
+    client.cached.add(table);
+    applyOperations(client, table, ops);
   }
 }
 
@@ -973,14 +966,14 @@ function check(
   want: Map<string, Map<string, [Uint8Array, number]>>,
   where: string,
 ) {
-  const tables = new Set([...want.keys(), ...client.bag.keys(), ...client.cache.keys()]);
+  const tables = new Set([...want.keys(), ...client.bag.keys(), ...client.cached]);
   for (const table of tables) {
     const expectedBag = new Map<string, number>();
     const expectedCache = new Map<string, [Uint8Array, number]>();
     for (const [key, [bytes, n]] of want.get(table) ?? []) {
       if (n === 0) continue;
       expectedBag.set(key, n);
-      const id = rowId(table, bytes);
+      const id = String(rowId(table, bytes));
       ok(!expectedCache.has(id), `${where}: the oracle has two ${table} rows with key ${id}`);
       expectedCache.set(id, [bytes, n]);
     }
@@ -994,7 +987,13 @@ function check(
         `${where}: ${client.name}'s ${table} rows (bag) != its queries re-run from scratch`,
       );
     }
-    const cache = client.cache.get(table);
+    const cache = client.cached.has(table)
+      ? new Map(
+        [...sdkTable(client, table).rows].map((
+          [id, [row, n]],
+        ) => [String(id), [row.bytes, n] as [Uint8Array, number]]),
+      )
+      : undefined;
     const sameRow = (x: [Uint8Array, number], y: [Uint8Array, number]) =>
       x[1] === y[1] && bytesKey(x[0]) === bytesKey(y[0]);
     if (!sameEntries(cache, expectedCache, sameRow)) {
@@ -1063,7 +1062,8 @@ Deno.test("every client's SDK-style cache equals its queries re-run from scratch
     caller: { sender: sender as bigint, isOwner: sender === OWNER },
     connectionId: BigInt(100 + i),
     sets: new Map(),
-    cache: new Map(),
+    cache: new ClientCache(),
+    cached: new Set(),
     bag: new Map(),
     nextSetId: 1,
   }));
