@@ -86,6 +86,11 @@ interface Secret {
   team: number;
   value: number;
 }
+interface Diary {
+  id: number;
+  secret: number;
+  text: string;
+}
 type Row = Record<string, number | bigint | string>;
 
 interface Model {
@@ -94,10 +99,18 @@ interface Model {
   team: Map<number, Team>;
   tag: Map<string, Tag>;
   secret: Map<number, Secret>;
+  diary: Map<number, Diary>;
 }
 
 function emptyModel(): Model {
-  return { person: new Map(), pet: new Map(), team: new Map(), tag: new Map(), secret: new Map() };
+  return {
+    person: new Map(),
+    pet: new Map(),
+    team: new Map(),
+    tag: new Map(),
+    secret: new Map(),
+    diary: new Map(),
+  };
 }
 
 interface Op {
@@ -135,6 +148,9 @@ function applyOps(model: Model, ops: Op[]): Model | undefined {
         "tag",
         "secret",
         "secret",
+        "person", // 10: fails
+        "diary",
+        "diary",
       ] as const)[
         o.kind
       ] ?? "person",
@@ -169,6 +185,12 @@ function applyOps(model: Model, ops: Op[]): Model | undefined {
         break;
       case 9:
         m.secret.delete(o.id);
+        break;
+      case 11:
+        m.diary.set(o.id, { id: o.id, secret: o.a, text: o.s });
+        break;
+      case 12:
+        m.diary.delete(o.id);
         break;
       default:
         return undefined;
@@ -234,6 +256,11 @@ const ENCODERS: Record<string, Encoder> = {
     w.writeU32(r.team as number);
     w.writeU32(r.value as number);
   }),
+  diary: encoder((w, r) => {
+    w.writeU32(r.id as number);
+    w.writeU32(r.secret as number);
+    w.writeString(r.text as string);
+  }),
   my_persons: encodePerson,
   my_pets: encodePet,
   heavy_pets: encodePet,
@@ -285,6 +312,13 @@ interface Query {
   order?: { columns: [string, "ASC" | "DESC"][]; limit: number };
 }
 
+/** Copies of a secret a non-owner sees: rule 1 (holder = :sender) and rule 2 (one per teammate). */
+function secretCopies(m: Model, s: Secret, caller: Caller): number {
+  let n = s.holder === caller.sender ? 1 : 0;
+  for (const p of m.person.values()) if (p.team === s.team && p.ident === caller.sender) n++;
+  return n;
+}
+
 /** Rows a caller reads from a table or view, each with its multiplicity (RLS rules add up). */
 function sourceRows(m: Model, name: string, caller: Caller): [Row, number][] {
   const all = <T>(rows: Map<unknown, T>) =>
@@ -305,12 +339,19 @@ function sourceRows(m: Model, name: string, caller: Caller): [Row, number][] {
       if (caller.isOwner) return all(m.secret);
       const out: [Row, number][] = [];
       for (const s of m.secret.values()) {
-        // Rule 1: holder = :sender. Rule 2: one copy per person of the caller in the team.
-        let n = s.holder === caller.sender ? 1 : 0;
-        for (const p of m.person.values()) {
-          if (p.team === s.team && p.ident === caller.sender) n++;
-        }
+        const n = secretCopies(m, s, caller);
         if (n > 0) out.push([s as unknown as Row, n]);
+      }
+      return out;
+    }
+    case "diary": {
+      if (caller.isOwner) return all(m.diary);
+      // One copy per copy of its secret the caller sees (the rule's secret is expanded in turn).
+      const out: [Row, number][] = [];
+      for (const d of m.diary.values()) {
+        const s = m.secret.get(d.secret);
+        const n = s === undefined ? 0 : secretCopies(m, s, caller);
+        if (n > 0) out.push([d as unknown as Row, n]);
       }
       return out;
     }
@@ -527,6 +568,18 @@ const TEMPLATES: ((random: Random) => Query)[] = [
       sql: `SELECT person.* FROM person JOIN secret ON person.team = secret.team WHERE ${c.sql}`,
       from: ["person", "secret"],
       on: [[0, "team", 1, "team"]],
+      where: c.fn,
+      returns: 0,
+    };
+  },
+  // The table whose rule joins the protected table (recursive expansion).
+  () => ({ sql: "SELECT * FROM diary", from: ["diary"], on: [], where: everything, returns: 0 }),
+  (r) => {
+    const c = cmp(r, "secret", 1, "value", 10);
+    return {
+      sql: `SELECT diary.* FROM diary JOIN secret ON diary.secret = secret.id WHERE ${c.sql}`,
+      from: ["diary", "secret"],
+      on: [[0, "secret", 1, "id"]],
       where: c.fn,
       returns: 0,
     };
@@ -900,6 +953,7 @@ const DEPENDS: Record<string, (keyof Model)[]> = {
   team: ["team"],
   tag: ["tag"],
   secret: ["secret", "person"],
+  diary: ["diary", "secret", "person"],
   my_persons: ["person"],
   my_pets: ["person", "pet"],
   heavy_pets: ["pet"],
@@ -1078,7 +1132,7 @@ Deno.test("every client's SDK-style cache equals its queries re-run from scratch
   const kindsOf = (q: Query) => [
     q.order ? "top-N" : q.from.length === 1 ? "single-table" : `${q.from.length}-table join`,
     ...(q.from.some((t) => VIEWS.has(t)) ? ["view"] : []),
-    ...(q.from.includes("secret") ? ["RLS table"] : []),
+    ...(q.from.includes("secret") || q.from.includes("diary") ? ["RLS table"] : []),
   ];
   let subscribeCount = 0;
   let unsubscribeCount = 0;
@@ -1324,8 +1378,18 @@ function route(clients: Client[], deltas: QueryDelta[], where: string) {
 function randomOps(random: Random): Op[] {
   const ops: Op[] = [];
   for (let n = 1 + int(random, 4); n > 0; n--) {
-    const kind = pick(random, [0, 0, 1, 2, 2, 3, 4, 5, 6, 6, 7, 8, 8, 9]);
-    const range = kind <= 1 ? 12 : kind <= 3 ? 16 : kind <= 5 ? 6 : kind <= 7 ? 16 : 10;
+    const kind = pick(random, [0, 0, 1, 2, 2, 3, 4, 5, 6, 6, 7, 8, 8, 9, 11, 11, 12]);
+    const range = kind <= 1
+      ? 12
+      : kind <= 3
+      ? 16
+      : kind <= 5
+      ? 6
+      : kind <= 7
+      ? 16
+      : kind <= 9
+      ? 10
+      : 8;
     ops.push({
       kind,
       id: int(random, range),
@@ -1337,7 +1401,9 @@ function randomOps(random: Random): Op[] {
         ? int(random, 5)
         : kind <= 7
         ? int(random, 4)
-        : int(random, 6),
+        : kind <= 9
+        ? int(random, 6)
+        : int(random, 10),
       b: int(random, 10),
       who: pick(random, WHO),
       s: pick(random, NAMES),
