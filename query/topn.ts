@@ -30,8 +30,11 @@ import { SignedRows, type Version } from "./_join.ts";
 import type { RowLayout } from "./_row_decode.ts";
 import { bytesToKey, type Comparable, compareBytes, compareComparable } from "./_scalar.ts";
 
-/** Rows kept beyond the window at least (the buffer is max(limit, this)). */
-const TOPN_BUFFER_MIN = 32;
+/**
+ * Rows kept beyond the window: max(limit, bufferMin). Tests lower `bufferMin` (and set
+ * `bufferFixed`, which makes the buffer exactly `bufferMin`) to make refills frequent.
+ */
+export const topNTuning = { bufferMin: 32, bufferFixed: false };
 
 /** One kept row: its bytes and decoded sort values (ORDER BY columns, then primary key). */
 interface Entry {
@@ -155,12 +158,19 @@ class RowSource {
 
   /** Rows the version takes away (-1) and adds (+1) relative to the committed state. */
   #adjustments(adjust: SignedRows | undefined): { removed: Set<string>; added: Uint8Array[] } {
+    const net = new Map<string, { row: Uint8Array; n: number }>();
+    adjust?.forEach((row, sign) => {
+      const key = bytesToKey(row);
+      const entry = net.get(key);
+      if (entry === undefined) net.set(key, { row, n: sign });
+      else entry.n += sign;
+    });
     const removed = new Set<string>();
     const added: Uint8Array[] = [];
-    adjust?.forEach((row, sign) => {
-      if (sign < 0) removed.add(bytesToKey(row));
-      else added.push(row);
-    });
+    for (const [key, { row, n }] of net) {
+      if (n < 0) removed.add(key);
+      else if (n > 0) added.push(row);
+    }
     return { removed, added };
   }
 
@@ -320,7 +330,8 @@ export class TopNWindow {
     this.#order = new TopNOrder(fragment.table, spec);
     this.#source = new RowSource(fragment, this.#order, state, spec);
     this.#limit = spec.limit;
-    this.#capacity = spec.limit + Math.max(spec.limit, TOPN_BUFFER_MIN);
+    this.#capacity = spec.limit +
+      (topNTuning.bufferFixed ? topNTuning.bufferMin : Math.max(spec.limit, topNTuning.bufferMin));
     if (fragment.never) this.#complete = true;
     else this.#settle(EMPTY_VERSION, { inserts: [], deletes: [] });
   }
@@ -333,6 +344,37 @@ export class TopNWindow {
   /** Rows kept (window + buffer), for tests. */
   get keptCount(): number {
     return this.#kept.length;
+  }
+
+  /**
+   * Checks the window against `rows`, the current rows of σ_p(t) (tests): kept is sorted, is
+   * exactly the rows up to the threshold (all of them when complete), and the first `limit`
+   * are the ones subscribers have.
+   */
+  checkInvariants(rows: Iterable<Uint8Array>): void {
+    const kept = this.#kept;
+    const order = this.#order;
+    for (let i = 1; i < kept.length; i++) {
+      assert(order.compare(kept[i - 1], kept[i]) < 0, "Top-N kept rows out of order");
+    }
+    const expected = [...rows].filter((row) => fragmentMatches(this.#fragment, row))
+      .map((row) => order.entry(row))
+      .filter((entry) =>
+        this.#complete ||
+        (this.#threshold !== undefined && order.compare(entry, this.#threshold) <= 0)
+      )
+      .sort((a, b) => order.compare(a, b));
+    assert(
+      expected.length === kept.length &&
+        expected.every((entry, i) => compareBytes(entry.row, kept[i].row) === 0),
+      `Top-N kept rows (${kept.length}) differ from the table's (${expected.length})` +
+        (Deno.env.get("TOPN_DEBUG")
+          ? `: kept ${JSON.stringify(kept.map((e) => [...e.row]))} expected ${
+            JSON.stringify(expected.map((e) => [...e.row]))
+          } complete ${this.#complete} threshold ${JSON.stringify([...this.#threshold?.row ?? []])}`
+          : ""),
+    );
+    kept.forEach((entry, i) => assert(entry.inWindow === i < this.#limit, "Top-N window flag"));
   }
 
   /** The window's rows in order (what a new subscriber receives). */
@@ -364,7 +406,7 @@ export class TopNWindow {
   #delete(row: Uint8Array, out: QueryDelta): boolean {
     if (!fragmentMatches(this.#fragment, row)) return false;
     const entry = this.#order.entry(row);
-    if (!this.#before(entry, true)) return false;
+    if (!this.#before(entry)) return false;
     const at = this.#search(entry);
     assert(
       at < this.#kept.length && compareBytes(this.#kept[at].row, row) === 0,
@@ -378,18 +420,20 @@ export class TopNWindow {
   #insert(row: Uint8Array): boolean {
     if (!fragmentMatches(this.#fragment, row)) return false;
     const entry = this.#order.entry(row);
-    if (!this.#before(entry, false)) return false;
+    if (!this.#before(entry)) return false;
     this.#kept.splice(this.#search(entry), 0, entry);
     this.#fresh.push(entry);
     return true;
   }
 
-  /** Whether a row falls inside what kept covers (at or before the threshold). */
-  #before(entry: Entry, inclusive: boolean): boolean {
+  /**
+   * Whether a row falls inside what kept covers: at or before the threshold (the threshold row
+   * itself may have been deleted and come back).
+   */
+  #before(entry: Entry): boolean {
     if (this.#complete) return true;
     if (this.#threshold === undefined) return false;
-    const order = this.#order.compare(entry, this.#threshold);
-    return inclusive ? order <= 0 : order < 0;
+    return this.#order.compare(entry, this.#threshold) <= 0;
   }
 
   /** The position of the first kept entry not before `entry`. */
