@@ -1068,7 +1068,7 @@ function check(
 const DATABASE = 7n;
 const clock = new ManualClock();
 
-Deno.test("every client's SDK-style cache equals its queries re-run from scratch after every random reducer call (joins, views, RLS for two identities)", async () => {
+Deno.test("every client's SDK cache equals its queries re-run from scratch after every random reducer call (joins, views, RLS for two identities, top-N)", async () => {
   const seed = Number(Deno.env.get("SEED") ?? Date.now() % 1_000_000);
   const txCount = Number(Deno.env.get("ENGINE_DIFF_TXS") ?? DEFAULT_TXS);
   print(`engine differential seed ${seed} (rerun with SEED=${seed}), ${txCount} transactions`);
