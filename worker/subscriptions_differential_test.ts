@@ -309,7 +309,7 @@ interface Query {
   on: [number, string, number, string][];
   where: (tuple: Row[], caller: Caller) => boolean;
   returns: number;
-  /** Top-N: the window over `where`'s rows, ordered by these columns (unique together). */
+  /** Top-N: the first `limit` rows in this order (then primary key, then bytes: query/topn.ts). */
   order?: { columns: [string, "ASC" | "DESC"][]; limit: number };
 }
 
@@ -382,10 +382,7 @@ function sourceRows(m: Model, name: string, caller: Caller): [Row, number][] {
   throw new Error(`oracle: unknown source ${name}`);
 }
 
-interface Bag {
-  /** row bytes key -> [bytes, count] */
-  rows: Map<string, [Uint8Array, number]>;
-}
+/** Adds `n` copies of a row to a bag (row bytes key -> [bytes, count]). */
 function addToBag(bag: Map<string, [Uint8Array, number]>, bytes: Uint8Array, n: number) {
   const key = bytesKey(bytes);
   const entry = bag.get(key);
@@ -944,7 +941,6 @@ function rowsToOps(rows: QueryRows[], type: "insert" | "delete"): Map<string, Op
   return merged;
 }
 
-/** What the client should hold: its queries (one per set and per distinct text) from scratch. */
 const VIEWS = new Set(["my_persons", "my_pets", "heavy_pets", "team_count", "top_team"]);
 
 /** The model tables each source reads: an oracle result is reused while none of them changed. */
@@ -982,6 +978,7 @@ function evaluateMemo(memo: Memo, m: Model, q: Query, caller: Caller) {
   return rows;
 }
 
+/** What the client should hold: its queries (one per set and per distinct text) from scratch. */
 function expected(client: Client, m: Model, memo: Memo) {
   const out = new Map<string, Map<string, [Uint8Array, number]>>();
   for (const set of client.sets.values()) {
