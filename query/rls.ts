@@ -51,6 +51,8 @@ export function resolveRlsRules(rules: readonly string[], catalog: QueryCatalog)
     } catch (error) {
       throw fail(error instanceof Error ? error.message : String(error));
     }
+    // ORDER BY … LIMIT is ours, for subscriptions; a rule filters rows (SpacetimeDB's refusal).
+    if (checked.topN !== undefined) throw fail(`Unsupported: ${sql.trim()}`);
     const table = checked.tables[checked.returns].schema;
     if (!table.isPublic) {
       throw fail(

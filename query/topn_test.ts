@@ -216,3 +216,14 @@ Deno.test("topNQuery writes queries that recognizeTopN reads back", () => {
     keys([row(2, 20), row(1, 10)]),
   );
 });
+
+Deno.test("a row-level security rule with ORDER BY … LIMIT is refused at load", () => {
+  const s = state([]);
+  throws(
+    () => resolveRlsRules(["SELECT * FROM score ORDER BY points LIMIT 1"], s),
+    (error: unknown) =>
+      error instanceof Error &&
+      error.message.startsWith("failed to create row-level security: ") &&
+      error.message.endsWith("Unsupported: SELECT * FROM score ORDER BY points LIMIT 1"),
+  );
+});

@@ -324,6 +324,10 @@ export class ViewManager {
       const message = error instanceof Error ? error.message : String(error);
       throw new Error(`Error executing raw SQL returned by view: ${message}`);
     }
+    if (plan.topN !== undefined) {
+      // ORDER BY … LIMIT is for subscriptions (query/topn.ts); SpacetimeDB refuses it here.
+      throw new Error(`Error executing raw SQL returned by view: Unsupported: ${sql.trim()}`);
+    }
     if (plan.usesSender) {
       throw new Error("parameterized SQL is not supported for view materialization yet");
     }
