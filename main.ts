@@ -33,7 +33,7 @@ start options:
       --procedure-threads N    procedures and HTTP handlers one database runs at once (default 4,
                                at most 16): threads start when calls wait, and stop after 30 s idle
       --procedure-queue N      calls of one database that may wait for a procedure thread; one more
-                               fails at once (default 64)
+                               fails at once (default 1024)
       --http-body-timeout-ms MS
                                time a request body may take to arrive before a 408 (default 30000)
       --http-header-timeout-ms MS

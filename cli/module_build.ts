@@ -103,7 +103,7 @@ export async function buildModule(
     }).output();
     const checking = options.skipTypeCheck
       ? Promise.resolve(undefined)
-      : typeCheck(dir, io, resolutionArgs, options.signal);
+      : typeCheck(dir, io, resolutionArgs, options.signal, options.deferTypeCheck);
     // With deferTypeCheck, the bundle does not wait for a check still running.
     let checkDone = false;
     checking.then(() => checkDone = true, () => checkDone = true);
@@ -209,20 +209,25 @@ async function typeCheck(
   io: CliIo,
   resolutionArgs: string[],
   signal?: AbortSignal,
+  lowPriority = false,
 ): Promise<{ report: string; error: CliError } | undefined> {
   const tsc = `${dir}/node_modules/.bin/tsc`;
   const useTsc = await isFile(tsc);
   io.err(useTsc ? "Type-checking with tsc --noEmit...\n" : "Type-checking with deno check...\n");
+  const command = useTsc ? tsc : Deno.execPath();
+  const args = useTsc ? ["--noEmit", "--pretty", "false"] : [
+    "check",
+    ...resolutionArgs,
+    "--no-lock",
+    "--quiet",
+    "src/index.ts",
+  ];
+  // A check nobody waits for yields the CPU to the bundle and the publish (`dev`).
+  const nice = lowPriority ? await niceCommand() : undefined;
   let output;
   try {
-    output = await new Deno.Command(useTsc ? tsc : Deno.execPath(), {
-      args: useTsc ? ["--noEmit", "--pretty", "false"] : [
-        "check",
-        ...resolutionArgs,
-        "--no-lock",
-        "--quiet",
-        "src/index.ts",
-      ],
+    output = await new Deno.Command(nice ?? command, {
+      args: nice ? ["-n", "10", command, ...args] : args,
       cwd: dir,
       env: { NO_COLOR: "1" },
       stdin: "null",
@@ -250,6 +255,14 @@ async function typeCheck(
     ["Fix the errors above, or pass --skip-type-check to build anyway."],
   );
   return { report, error };
+}
+
+/** coreutils' `nice`, where there is one. */
+async function niceCommand(): Promise<string | undefined> {
+  for (const path of ["/usr/bin/nice", "/bin/nice"]) {
+    if (await isFile(path)) return path;
+  }
+  return undefined;
 }
 
 export interface TypeDiagnostic {

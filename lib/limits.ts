@@ -188,9 +188,12 @@ export const PROCEDURE_THREADS_DEFAULT = 4;
 export const PROCEDURE_THREADS_MAX = 16;
 /**
  * Procedure and HTTP handler calls of one database that may wait for a thread
- * (`--procedure-queue`); one more fails at once with an error naming both limits.
+ * (`--procedure-queue`); one more fails at once with an error naming both limits. Generous:
+ * calls held during a module update arrive together (tests/e2e/update_wait_test.ts fires one
+ * every 15 ms for seconds), and what a waiting call holds is already bounded by the front door
+ * (HTTP bodies in flight, WebSocket inbound bytes).
  */
-export const PROCEDURE_QUEUE_DEFAULT = 64;
+export const PROCEDURE_QUEUE_DEFAULT = 1024;
 /** A procedure thread beyond the first is stopped after this long without a call. */
 export const PROCEDURE_THREAD_IDLE_MS = 30_000;
 /** The per-database rates and sizes an operator can set; the defaults are above. */
