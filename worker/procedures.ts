@@ -6,7 +6,7 @@
  * The first thread starts with the process, from our code on disk (read before the process
  * gives up its read access) and is kept; more are started while calls wait and every thread is
  * busy, up to the database's maximum (`--procedure-threads`), from the same code as one script
- * the server sends (`procedure-thread-code`: the process can no longer read files), and stopped
+ * the server sends (`procedure-threads`: the process can no longer read files), and stopped
  * again after `PROCEDURE_THREAD_IDLE_MS` without a call. Calls beyond the running threads wait
  * in a bounded queue (`--procedure-queue`); past it a call fails at once with a clear error.
  *
