@@ -30,6 +30,10 @@ start options:
       --commit-log-mb-per-s MB commit log a database may write per second; a transaction over
                                it fails and commits nothing (default 64)
       --tx-max-mb MB           largest commit record of one transaction (default 64)
+      --procedure-threads N    procedures and HTTP handlers one database runs at once (default 4,
+                               at most 16): threads start when calls wait, and stop after 30 s idle
+      --procedure-queue N      calls of one database that may wait for a procedure thread; one more
+                               fails at once (default 1024)
       --http-body-timeout-ms MS
                                time a request body may take to arrive before a 408 (default 30000)
       --http-header-timeout-ms MS
@@ -158,6 +162,8 @@ async function start(args: string[]): Promise<number> {
     } else if (arg === "--commit-log-mb-per-s") {
       limits.commitLogBytesPerS = size(arg, value(), 1024 * 1024);
     } else if (arg === "--tx-max-mb") limits.txRecordBytesMax = size(arg, value(), 1024 * 1024);
+    else if (arg === "--procedure-threads") limits.procedureThreads = positiveInteger(arg, value());
+    else if (arg === "--procedure-queue") limits.procedureQueue = positiveInteger(arg, value());
     else if (arg === "--ws-compression") wsCompression = true;
     else if (arg === "--warm-spare") warmSpare = true;
     else if (arg === "--hibernate-after-s") {

@@ -183,21 +183,48 @@ export const SCHEDULE_IMMEDIATE_PENDING_MAX = 10_000;
 /** Argument bytes held by one database's pending immediate schedules (each copied at the call). */
 export const SCHEDULE_IMMEDIATE_PENDING_BYTES_MAX = 64 * 1024 * 1024;
 
+/**
+ * Procedure threads per database (`--procedure-threads`): procedures and HTTP handlers of one
+ * database run this many at once (one waiting on HTTP holds up only its own thread). The first
+ * thread lives as long as the process; more start on demand (each ~12.6 MiB RSS idle, ~0.2 s to
+ * start) and stop after `PROCEDURE_THREAD_IDLE_MS` without a call.
+ */
+export const PROCEDURE_THREADS_DEFAULT = 4;
+/** Largest `--procedure-threads`: each thread has a pair in the process watchdog. */
+export const PROCEDURE_THREADS_MAX = 16;
+/**
+ * Procedure and HTTP handler calls of one database that may wait for a thread
+ * (`--procedure-queue`); one more fails at once with an error naming both limits. Generous:
+ * calls held during a module update arrive together (tests/e2e/update_wait_test.ts fires one
+ * every 15 ms for seconds), and what a waiting call holds is already bounded by the front door
+ * (HTTP bodies in flight, WebSocket inbound bytes).
+ */
+export const PROCEDURE_QUEUE_DEFAULT = 1024;
+/** A procedure thread beyond the first is stopped after this long without a call. */
+export const PROCEDURE_THREAD_IDLE_MS = 30_000;
 /** The per-database rates and sizes an operator can set; the defaults are above. */
 export interface DatabaseLimits {
   moduleLogBytesPerS: number;
   commitLogBytesPerS: number;
   txRecordBytesMax: number;
+  /** Procedures and HTTP handlers run at once (`--procedure-threads`, 1 to PROCEDURE_THREADS_MAX). */
+  procedureThreads: number;
+  /** Calls that may wait for a procedure thread (`--procedure-queue`). */
+  procedureQueue: number;
 }
 
 export const DATABASE_LIMITS_DEFAULT: Readonly<DatabaseLimits> = Object.freeze({
   moduleLogBytesPerS: MODULE_LOG_BYTES_PER_S_DEFAULT,
   commitLogBytesPerS: COMMIT_LOG_BYTES_PER_S_DEFAULT,
   txRecordBytesMax: TX_RECORD_BYTES_MAX_DEFAULT,
+  procedureThreads: PROCEDURE_THREADS_DEFAULT,
+  procedureQueue: PROCEDURE_QUEUE_DEFAULT,
 });
 
 /** The commit-log bucket's size for `limits`: COMMIT_LOG_BURST_S of rate, at least one max transaction. */
-export function commitLogBurstBytes(limits: DatabaseLimits): number {
+export function commitLogBurstBytes(
+  limits: Pick<DatabaseLimits, "txRecordBytesMax" | "commitLogBytesPerS">,
+): number {
   return Math.max(limits.txRecordBytesMax, limits.commitLogBytesPerS * COMMIT_LOG_BURST_S);
 }
 /**

@@ -523,6 +523,11 @@ export class DatabaseRegistry {
   readonly #wakeTimers = new Map<Database, ReturnType<typeof setTimeout>>();
   /** Prepared bundles by module hash, the most recent few (see #rememberPrepared). */
   readonly #preparedByHash = new Map<string, PreparedModule>();
+  /**
+   * What probing a bundle found, by database and module hash, the most recent few: a publish
+   * right after its pre_publish (what `publish` and `dev` do) does not start a third process.
+   */
+  readonly #probedByHash = new Map<string, ModuleInfo>();
   /** Databases a publish or delete is working on: never hibernated meanwhile. */
   readonly #pinned = new Set<Database>();
 
@@ -1158,8 +1163,17 @@ export class DatabaseRegistry {
 
   /** Loads `bundle` in a throw-away process (no data) and returns its module definition. */
   async #probe(database: Database, bundle: string): Promise<ModuleInfo> {
+    const moduleHash = await sha256Hex(bundle);
+    const key = `${database.identity.toHex()}:${moduleHash}`;
+    const known = this.#probedByHash.get(key);
+    if (known) return known;
+    const prepared = this.#preparedByHash.get(moduleHash);
     const probe = await DatabaseHost.start({
       bundle,
+      // The probe prepares the bundle (instrumented, imports rewritten) for the start that
+      // follows when the publish goes ahead, or uses what an earlier process prepared.
+      prepared,
+      onPrepared: prepared ? undefined : (module) => this.#rememberPrepared(moduleHash, module),
       databaseIdentity: database.identity.toBigInt(),
       ownerIdentity: database.owner.toBigInt(),
       runInit: false,
@@ -1170,7 +1184,13 @@ export class DatabaseRegistry {
       throw new BadRequestError(`Database update rejected: ${messageOf(error)}`);
     });
     probe.stop();
-    return moduleInfoFromDescribe(probe.describe);
+    const info = moduleInfoFromDescribe(probe.describe);
+    this.#probedByHash.delete(key);
+    this.#probedByHash.set(key, info);
+    while (this.#probedByHash.size > PREPARED_KEPT_IN_MEMORY) {
+      this.#probedByHash.delete(this.#probedByHash.keys().next().value!);
+    }
+    return info;
   }
 
   /** The HTTP allow-list entries of a database (shown by `describe`). */

@@ -425,6 +425,26 @@ export interface ProcedureDoneReply {
   logs: LogLine[];
 }
 
+/**
+ * The procedure thread pool (worker/procedures.ts) is about to start a thread or has stopped
+ * one: the server sets the process's address-space cap for `extraThreads` threads beyond the
+ * first (worker/isolation.ts), then answers with a `procedure-threads-set`; with `wantCode`
+ * the answer carries the thread's code as one script (worker/procedure_bundle.ts), since the
+ * process can no longer read files.
+ */
+export interface ProcedureThreadsMessage {
+  type: "procedure-threads";
+  extraThreads: number;
+  wantCode: boolean;
+}
+
+/** The answer: the cap is set; the script when asked for, or why it could not be had. */
+export interface ProcedureThreadsSetReply {
+  type: "procedure-threads-set";
+  source?: string;
+  error?: string;
+}
+
 /** An outbound HTTP request of a procedure, performed by the server (server/outbound_http.ts). */
 export interface OutboundHttpRequest {
   type: "http-request";
@@ -451,6 +471,7 @@ export type MainToWorker =
   | BatchMessage
   | ProcedureStartMessage
   | OutboundHttpResponse
+  | ProcedureThreadsSetReply
   | HibernateMessage;
 export type WorkerToMain =
   | ReadyReply
@@ -459,5 +480,6 @@ export type WorkerToMain =
   | ScheduledReply
   | ProcedureDoneReply
   | OutboundHttpRequest
+  | ProcedureThreadsMessage
   | PreparedReply
   | HibernatingReply;

@@ -47,7 +47,7 @@ import type {
   ThreadLoad,
   ThreadToDatabase,
 } from "./procedure_channel.ts";
-import { BELL_CALL, BELL_TO_DATABASE, BELL_TO_THREAD } from "./procedure_channel.ts";
+import { BELL_ASYNC, BELL_CALL, BELL_TO_DATABASE, BELL_TO_THREAD } from "./procedure_channel.ts";
 
 // Host references, captured before the sandbox removes globals.
 const hostAtomics = {
@@ -150,7 +150,14 @@ selfScope.onmessage = (event: MessageEvent) => {
   selfScope.onmessage = null;
   const message = event.data as ThreadInit;
   init = message;
-  post = message.asyncPort.postMessage.bind(message.asyncPort);
+  const postAsync = message.asyncPort.postMessage.bind(message.asyncPort);
+  // The database thread takes these with receiveMessageOnPort when the bell rings: it cannot
+  // listen for port events once its sandbox is in place (worker/procedures.ts).
+  post = (data) => {
+    postAsync(data);
+    hostAtomics.store(message.bell, BELL_ASYNC, 1);
+    hostAtomics.notify(message.bell, BELL_ASYNC);
+  };
   message.asyncPort.onmessage = (next: MessageEvent) => {
     const data = next.data as { type: string };
     if (data.type === "load") void load(data as ThreadLoad);
