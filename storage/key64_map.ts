@@ -107,8 +107,11 @@ export class Key64Map {
   #cursor = 0;
   #size = 0;
 
-  constructor() {
-    this.#table = new Slots(SLOTS_INITIAL);
+  /** `capacity`: entries to make room for up front (a snapshot load knows its row count). */
+  constructor(capacity = 0) {
+    let slots = SLOTS_INITIAL;
+    while (slots < capacity * 2) slots *= 2;
+    this.#table = new Slots(slots);
   }
 
   get size(): number {
