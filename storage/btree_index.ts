@@ -464,12 +464,27 @@ export class Int64BTree {
 
   /** As BTree.fromSorted: entries strictly ascending by (key, id), built bottom-up. */
   static fromSorted(keys: Key[], ids: ArrayLike<number>): Int64BTree {
-    const count = keys.length;
-    assert(ids.length === count, "Bulk load needs one id per key");
+    const highs = new Uint32Array(keys.length);
+    const lows = new Uint32Array(keys.length);
+    for (let i = 0; i < keys.length; i++) {
+      highs[i] = keyHigh(keys[i] as string);
+      lows[i] = keyLow(keys[i] as string);
+    }
+    return Int64BTree.fromSortedParts(highs, lows, ids);
+  }
+
+  /** `fromSorted` with each key given as its two unsigned 32-bit halves (no string per key). */
+  static fromSortedParts(
+    highs: Uint32Array,
+    lows: Uint32Array,
+    ids: ArrayLike<number>,
+  ): Int64BTree {
+    const count = highs.length;
+    assert(ids.length === count && lows.length === count, "Bulk load needs one id per key");
     const tree = new Int64BTree();
     if (count === 0) return tree;
     let level: Node64[] = [];
-    let lows: number[] = []; // triples: the lowest entry of each node of `level`
+    let firsts: number[] = []; // triples: the lowest entry of each node of `level`
     let previous: Leaf64 | null = null;
     let lastHigh = -1;
     let lastLow = -1;
@@ -479,9 +494,8 @@ export class Int64BTree {
       const leaf = new Leaf64();
       const cells = leaf.cells;
       for (let i = start; i < end; i++) {
-        const key = keys[i] as string;
-        const high = keyHigh(key);
-        const low = keyLow(key);
+        const high = highs[i];
+        const low = lows[i];
         const id = ids[i];
         assert(
           high > lastHigh ||
@@ -501,7 +515,7 @@ export class Int64BTree {
       if (previous) previous.next = leaf;
       previous = leaf;
       level.push(leaf);
-      lows.push(cells[0], cells[1], cells[2]);
+      firsts.push(cells[0], cells[1], cells[2]);
     }
     while (level.length > 1) {
       const parents = Math.ceil(level.length / INNER64_CHILDREN_MAX);
@@ -513,16 +527,16 @@ export class Int64BTree {
         const inner = new Inner64();
         inner.children = level.slice(at, at + take);
         for (let c = 1; c < take; c++) {
-          inner.cells[3 * (c - 1)] = lows[3 * (at + c)];
-          inner.cells[3 * (c - 1) + 1] = lows[3 * (at + c) + 1];
-          inner.cells[3 * (c - 1) + 2] = lows[3 * (at + c) + 2];
+          inner.cells[3 * (c - 1)] = firsts[3 * (at + c)];
+          inner.cells[3 * (c - 1) + 1] = firsts[3 * (at + c) + 1];
+          inner.cells[3 * (c - 1) + 2] = firsts[3 * (at + c) + 2];
         }
         next.push(inner);
-        nextLows.push(lows[3 * at], lows[3 * at + 1], lows[3 * at + 2]);
+        nextLows.push(firsts[3 * at], firsts[3 * at + 1], firsts[3 * at + 2]);
         at += take;
       }
       level = next;
-      lows = nextLows;
+      firsts = nextLows;
     }
     tree.#root = level[0];
     tree.#size = count;

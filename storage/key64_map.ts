@@ -142,8 +142,13 @@ export class Key64Map {
 
   set(key: string | number, id: number): void {
     const k = key as string;
-    const hi = high(k);
-    const lo = low(k);
+    this.setParts(high(k), low(k), id);
+  }
+
+  /** `set` of the key whose two 32-bit halves are `hi` and `lo` (either signedness). */
+  setParts(hi: number, lo: number, id: number): void {
+    hi |= 0;
+    lo |= 0;
     // Grow first (a replace may start it too): the key must be looked for in the tables that
     // exist once the write happens.
     if (2 * (this.#size + 1) > this.#table.slotCount) this.#startGrowing();

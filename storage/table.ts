@@ -403,7 +403,15 @@ export class Table {
       store.put(id, rows[i]);
     }
     this.#count = count;
-    this.#loadKeys(count, (codec, i) => codec.fromRow(rows[i]), (i) => rows[i]);
+    this.#loadKeys(
+      count,
+      (codec, i) => codec.fromRow(rows[i]),
+      (i) => rows[i],
+      (column, i) => {
+        const row = rows[i];
+        return [row, this.layout.columnStart(row, column)];
+      },
+    );
   }
 
   /** True when rows live in a fixed-size arena: `loadFixedRows` applies. */
@@ -438,6 +446,7 @@ export class Table {
       count,
       (codec, i) => codec.fromRowAt(bytes, start + i * stride + 4),
       (i) => bytes.subarray(start + i * stride + 4, start + (i + 1) * stride),
+      (column, i) => [bytes, start + i * stride + 4 + this.layout.fixedOffsets[column]],
     );
   }
 
@@ -453,12 +462,17 @@ export class Table {
     count: number,
     keyOf: (codec: KeyCodec, id: number) => Key,
     rowOf: (id: number) => Uint8Array,
+    columnAt: (column: number, id: number) => [Uint8Array, number],
   ): void {
     if (count === 0) return;
     const groups = this.#groups;
     for (let g = 0; g < groups.length; g++) {
       const group = groups[g];
       const codec = group.codec;
+      if (codec.int64 && group.multi === null) {
+        this.#loadInt64Keys(group, count, columnAt);
+        continue;
+      }
       const keys = new Array<Key>(count);
       for (let i = 0; i < count; i++) keys[i] = keyOf(codec, i);
       if (group.unique) {
@@ -486,6 +500,71 @@ export class Table {
         }
         this.#contentAdd(hashBytes(row), i);
       }
+    }
+  }
+
+  /**
+   * `#loadKeys` for one u64/i64 column without a key string per row: the key's two 32-bit
+   * halves (key_encoding.ts order: big-endian, sign bit flipped for i64) read from the bytes.
+   */
+  #loadInt64Keys(
+    group: KeyGroup,
+    count: number,
+    columnAt: (column: number, id: number) => [Uint8Array, number],
+  ): void {
+    const column = group.codec.columns[0];
+    const signFlip = group.codec.types[0].kind === "int" && group.codec.types[0].signed
+      ? 0x80000000
+      : 0;
+    const highs = new Uint32Array(count);
+    const lows = new Uint32Array(count);
+    let sorted = true;
+    for (let i = 0; i < count; i++) {
+      const [bytes, at] = columnAt(column, i);
+      const low = readU32(bytes, at);
+      const high = (readU32(bytes, at + 4) ^ signFlip) >>> 0;
+      highs[i] = high;
+      lows[i] = low;
+      if (i > 0 && (high < highs[i - 1] || (high === highs[i - 1] && low < lows[i - 1]))) {
+        sorted = false;
+      }
+    }
+    if (group.unique) {
+      const unique = new Key64Map(count);
+      for (let i = 0; i < count; i++) {
+        unique.setParts(highs[i], lows[i], i);
+        if (unique.size !== i + 1) {
+          throw decodeError(`Snapshot repeats a unique key of table '${this.schema.name}'`);
+        }
+      }
+      group.unique = unique;
+    }
+    if (group.tree) {
+      let ids: Uint32Array | Int32Array;
+      if (sorted) {
+        ids = new Int32Array(count);
+        for (let i = 0; i < count; i++) ids[i] = i;
+      } else {
+        const order = new Array<number>(count);
+        for (let i = 0; i < count; i++) order[i] = i;
+        order.sort((a, b) =>
+          highs[a] !== highs[b]
+            ? highs[a] - highs[b]
+            : lows[a] !== lows[b]
+            ? lows[a] - lows[b]
+            : a - b
+        );
+        ids = Int32Array.from(order);
+        const sortedHighs = new Uint32Array(count);
+        const sortedLows = new Uint32Array(count);
+        for (let i = 0; i < count; i++) {
+          sortedHighs[i] = highs[ids[i]];
+          sortedLows[i] = lows[ids[i]];
+        }
+        highs.set(sortedHighs);
+        lows.set(sortedLows);
+      }
+      group.tree = Int64BTree.fromSortedParts(highs, lows, ids);
     }
   }
 
