@@ -531,11 +531,8 @@ export class Table {
     }
     if (group.unique) {
       const unique = new Key64Map(count);
-      for (let i = 0; i < count; i++) {
-        unique.setParts(highs[i], lows[i], i);
-        if (unique.size !== i + 1) {
-          throw decodeError(`Snapshot repeats a unique key of table '${this.schema.name}'`);
-        }
+      if (!unique.loadParts(highs, lows)) {
+        throw decodeError(`Snapshot repeats a unique key of table '${this.schema.name}'`);
       }
       group.unique = unique;
     }
