@@ -11,6 +11,7 @@
  * Each table is measured in a child process of its own (`--table NAME`), so one table's garbage
  * never lands in another's figure.
  */
+import { cpuUsage } from "node:process";
 import { parseArgs } from "node:util";
 import { Datastore } from "../storage/datastore.ts";
 import type { TableSchema } from "../storage/schema.ts";
@@ -107,6 +108,11 @@ const tables: Array<{ schema: TableSchema; row(i: number): Uint8Array }> = [
 const gc = (globalThis as any).gc as (() => void) | undefined;
 if (!gc) throw new Error("Run with --v8-flags=--expose-gc");
 
+/** User + system CPU milliseconds of a `cpuUsage(previous)` difference. */
+function cpuMs(usage: { user: number; system: number }): number {
+  return (usage.user + usage.system) / 1000;
+}
+
 function heapBytes(): number {
   gc!();
   gc!();
@@ -168,7 +174,9 @@ for (const table of tables.filter((t) => t.schema.name === values.table)) {
   cursor.release();
   // What a restart with this snapshot spends loading it (rows, keys, indexes).
   const importStart = performance.now();
+  const importCpu = cpuUsage();
   Datastore.importState([table.schema], state);
+  const importCpuMs = cpuMs(cpuUsage(importCpu));
   const importMs = performance.now() - importStart;
   console.log(
     `${table.schema.name}: ${((after - before) / ROWS).toFixed(1)} bytes per row (${
@@ -178,7 +186,7 @@ for (const table of tables.filter((t) => t.schema.name === values.table)) {
         (state.length / 2 ** 20).toFixed(1)
       } MiB; in pieces: capture ${captureMs.toFixed(2)} ms, ${pieces} pieces, longest ${
         pieceMaxMs.toFixed(1)
-      } ms; snapshot load ${importMs.toFixed(0)} ms`,
+      } ms; snapshot load ${importMs.toFixed(0)} ms (CPU ${importCpuMs.toFixed(0)} ms)`,
   );
   // Keep it alive until measured; drop before the next table.
   if (datastore.committedCount(table.schema.tableId) !== ROWS) throw new Error("row count");

@@ -97,7 +97,8 @@ export const SNAPSHOTS_KEPT = 2;
 export const SNAPSHOT_INTERVAL_TX = 1_000_000;
 /**
  * Commit-log bytes between automatic snapshots (whichever of this and SNAPSHOT_INTERVAL_TX comes
- * first), so a database with large transactions also gets snapshots and a bounded replay.
+ * first), so a database with large transactions also gets snapshots and a bounded replay;
+ * overridable with `--snapshot-interval-mb`.
  */
 export const SNAPSHOT_INTERVAL_BYTES = 256 * 1024 * 1024;
 /** Nesting depth of a SQL WHERE expression; SpacetimeDB's parser stops near 1,600 levels. */

@@ -39,6 +39,8 @@ export interface ServerOptions {
   databaseMemoryMb?: number;
   /** Transactions between automatic snapshots (default lib/limits.ts SNAPSHOT_INTERVAL_TX). */
   snapshotIntervalTx?: number;
+  /** Commit-log record bytes between automatic snapshots (default SNAPSHOT_INTERVAL_BYTES). */
+  snapshotIntervalBytes?: number;
   /**
    * `--in-memory`: nothing is fsynced, so replies do not wait for the disk and a crash loses
    * everything (main.ts also puts the data in a temporary directory removed at shutdown).
@@ -104,6 +106,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   const storage = await DurabilityActor.start({
     dataDir: options.dataDir,
     snapshotIntervalTx: options.snapshotIntervalTx,
+    snapshotIntervalBytes: options.snapshotIntervalBytes,
     unsafeSkipSync: options.skipFsync,
     unsafeLateSyncMs: options.unsafeLateFsyncMs,
   });

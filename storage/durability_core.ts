@@ -113,7 +113,8 @@ export class DurabilityCore {
     if (this.#databases.has(dbKey)) throw new Error(`Database "${dbKey}" is already open`);
     const dir = logDir(databaseDir(this.#dataDir, dbKey));
     makeDirsDurable(this.#fs, dir);
-    const openedLog = readCommitLog(this.#fs, dir);
+    // Only the last segment is read now; the replay reads (and verifies) the others once.
+    const openedLog = readCommitLog(this.#fs, dir, { verifyEarlierSegments: false });
     const writer = CommitLogWriter.open(this.#fs, dir, {
       segmentBytes: this.#options.segmentBytes,
       preallocateBytes: this.#options.preallocateBytes,

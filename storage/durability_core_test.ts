@@ -152,6 +152,36 @@ Deno.test("replay streams the newest snapshot and the log after it in bounded ch
   deepStrictEqual(recorder.durable, [["a", 91n]]);
 });
 
+Deno.test("damage in an earlier segment, found while replaying, stops that database with file and byte", () => {
+  const fs = new MemoryFs();
+  let recorder = new Recorder();
+  let core = new DurabilityCore(fs, DATA, recorder.output, OPTIONS);
+  core.open("a");
+  for (let i = 0; i < 200; i++) {
+    core.receive("a", batch("a", i, 1));
+    core.flush();
+  }
+  core.closeAll();
+  const dir = `${databaseDir(DATA, "a")}/log`;
+  const first = `${dir}/${fs.readDir(dir).sort()[0]}`;
+  ok(fs.readDir(dir).length > 2, "several segments");
+  fs.flipBit(first, 8 * 40 + 3);
+  recorder = new Recorder();
+  core = new DurabilityCore(fs, DATA, recorder.output, OPTIONS);
+  deepStrictEqual(core.open("a").durableOffset, 200n, "the open reads the last segment only");
+  quietly(() => core.receive("a", { kind: "replay" }));
+  deepStrictEqual(recorder.failed.length, 1);
+  const [key, message] = recorder.failed[0];
+  deepStrictEqual(key, "a");
+  ok(message.includes(first) && message.includes("at byte 0"), message);
+  ok(recorder.messages.some(([, m]) => m.kind === "failed"));
+  ok(!recorder.messages.some(([, m]) => m.kind === "replayEnd"));
+  // The log takes no more writes.
+  core.receive("a", batch("a", 200, 1));
+  core.flush();
+  deepStrictEqual(recorder.durable, []);
+});
+
 Deno.test("a database is asked for a snapshot every snapshotIntervalTx durable transactions", () => {
   const fs = new MemoryFs();
   let recorder = new Recorder();

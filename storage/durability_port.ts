@@ -175,6 +175,16 @@ export class DurabilityPort {
     this.#port.postMessage(message, [owned.buffer as ArrayBuffer]);
   }
 
+  /**
+   * Takes a snapshot of the current state on the database's own initiative (e.g. right after a
+   * migration commits, so a restart does not replay it), streamed in pieces like a periodic one.
+   * Needs `captureSnapshot`; a no-op while one is already streaming (that one covers the state).
+   */
+  snapshotNow(): void {
+    if (!this.#options.captureSnapshot || this.#closed || this.#failure || this.#streaming) return;
+    this.#streamSnapshot(undefined);
+  }
+
   close(): void {
     this.#closed = true;
     this.#streaming?.cursor.release();

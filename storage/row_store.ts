@@ -275,6 +275,16 @@ export class ArenaRowStore implements RowStore {
     else for (let i = 0; i < rowBytes; i++) slots[base + 1 + i] = row[i];
   }
 
+  /** `put` of the row at `source[start, start + rowBytes)`, with no Uint8Array per row (bulk loads). */
+  putAt(id: number, source: Uint8Array, start: number): void {
+    const slots = this.#writable(id);
+    const base = (id & PAGE_MASK) * this.#stride;
+    slots[base] = LIVE;
+    const rowBytes = this.rowBytes;
+    if (rowBytes > 64) slots.set(source.subarray(start, start + rowBytes), base + 1);
+    else for (let i = 0; i < rowBytes; i++) slots[base + 1 + i] = source[start + i];
+  }
+
   hide(id: number): void {
     this.#writable(id)[(id & PAGE_MASK) * this.#stride] = HIDDEN;
   }

@@ -208,6 +208,7 @@ async function init(message: InitMessage): Promise<void> {
       return true;
     },
   });
+  let migrated = false;
   try {
     armWatchdog(MODULE_LOAD_TIMEOUT_MS);
     // The module's top-level code runs under the load budget, not the 1 s ambient guard of
@@ -226,7 +227,7 @@ async function init(message: InitMessage): Promise<void> {
       durability = new DurabilitySink(storagePort(), engine);
       await durability.replay();
     }
-    engine.finishRecovery(message.migrate ?? false, message.timestampMicros);
+    migrated = engine.finishRecovery(message.migrate ?? false, message.timestampMicros);
   } catch (error) {
     reply({ type: "init-failed", error: describeError(error), logs: engine.drainLogs() });
     engine = undefined;
@@ -264,6 +265,9 @@ async function init(message: InitMessage): Promise<void> {
   }
   durability?.append(engine.drainCommitted());
   durability?.flush();
+  // A migration just committed: snapshot the migrated state, so a restart starts after it
+  // instead of replaying the old schema's log and the migration again.
+  if (migrated) durability?.snapshotNow();
   reply({
     type: "ready",
     describe: engine.describeBytes,

@@ -6,6 +6,7 @@
  *
  *   deno run -A bench/keynote/append_cost.ts [--calls 200000] [--ledger-rows 1000000]
  */
+import { cpuUsage } from "node:process";
 import { parseArgs } from "node:util";
 import { systemClock } from "../../lib/clock.ts";
 import { BinaryWriter } from "../../protocol/mod.ts";
@@ -56,6 +57,7 @@ engine.drainCommitted();
 
 for (const reducer of ["transfer", "transfer_logged", "transfer", "transfer_logged"]) {
   const started = performance.now();
+  const cpuStart = cpuUsage();
   for (let i = 0; i < CALLS; i++) {
     const from = (i * 7919) % ACCOUNTS;
     const to = (from + 1 + (i % 97)) % ACCOUNTS;
@@ -72,5 +74,11 @@ for (const reducer of ["transfer", "transfer_logged", "transfer", "transfer_logg
   }
   engine.drainCommitted();
   const ms = performance.now() - started;
-  print(`${reducer}: ${(ms * 1000 / CALLS).toFixed(2)} µs per call (${CALLS} calls)`);
+  const cpu = cpuUsage(cpuStart);
+  const cpuMicros = cpu.user + cpu.system;
+  print(
+    `${reducer}: ${(ms * 1000 / CALLS).toFixed(2)} µs per call, ${
+      (cpuMicros / CALLS).toFixed(2)
+    } µs CPU per call (${CALLS} calls)`,
+  );
 }
