@@ -617,12 +617,34 @@ function writeAll(bytes: Uint8Array): void {
   while (at < bytes.length) at += entryDeno.stdout.writeSync(bytes.subarray(at));
 }
 
+/** Frames held by `holdOutput` until `releaseOutput` writes them at once. */
+let heldFrames: Uint8Array[] | undefined;
+
+/**
+ * For the entry module: frames sent from now until `releaseOutput()` are written with one
+ * write (a batch's commit records and its reply): each write is a system call here and a
+ * wake-up plus a stream read on the server's main thread.
+ */
+export function holdOutput(): void {
+  heldFrames ??= [];
+}
+
+/** Writes the frames held since `holdOutput()`, in the order they were sent. */
+export function releaseOutput(): void {
+  const frames = heldFrames;
+  heldFrames = undefined;
+  if (frames === undefined || frames.length === 0) return;
+  writeAll(frames.length === 1 ? frames[0] : concatBytes(frames));
+}
+
 /** An entry-side channel; messages are sent as frames on stdout. */
 function entryPort(channel: number): PortLike {
   const port: PortLike = {
     onmessage: null,
     postMessage(message: unknown) {
-      writeAll(encodeFrame(channel, message));
+      const frame = encodeFrame(channel, message);
+      if (heldFrames !== undefined) heldFrames.push(frame);
+      else writeAll(frame);
     },
     close() {},
   };
