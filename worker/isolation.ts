@@ -38,6 +38,8 @@ export interface PortLike {
 export const CONTROL_CHANNEL = 0;
 export const STORAGE_CHANNEL = 1;
 
+/** Bridged frames from this size on are transferred to the port rather than copied. */
+const BRIDGE_TRANSFER_BYTES_MIN = 16 * 1024;
 /** Frame header: payload length (u32, little-endian) and channel (u8). */
 const HEADER_BYTES = 5;
 /** Prefix of the stderr line the entry's watchdog writes when a call overran its deadline. */
@@ -383,11 +385,16 @@ class ProcessWorker implements IsolatedWorker {
   }
 
   bridge(channel: number, port: MessagePort): void {
-    // Frames from the process go on undecoded (the payload owns its buffer: transferred, not
-    // copied); the other side decodes them with decodeFramePayload and checks them.
+    // Frames from the process go on undecoded; the other side decodes them with
+    // decodeFramePayload and checks them. A large payload (it owns its buffer) is transferred;
+    // a small one is copied, which costs the sender less than detaching a buffer (a commit frame
+    // at small N is a few KiB: ~2.5-3 µs copied vs ~3.3-6 µs transferred, measured on Deno 2.9.6).
     this.#rawChannels.set(
       channel,
-      (payload) => port.postMessage(payload, [payload.buffer as ArrayBuffer]),
+      (payload) =>
+        payload.length >= BRIDGE_TRANSFER_BYTES_MIN
+          ? port.postMessage(payload, [payload.buffer as ArrayBuffer])
+          : port.postMessage(payload),
     );
     port.onmessage = (event: MessageEvent) => this.#write(encodeFrame(channel, event.data));
   }
