@@ -38,6 +38,8 @@ export interface PortLike {
 export const CONTROL_CHANNEL = 0;
 export const STORAGE_CHANNEL = 1;
 
+/** Bytes read from a database process's stdout at a time (one buffer, reused). */
+const STDOUT_READ_BYTES = 64 * 1024;
 /** Bridged frames from this size on are transferred to the port rather than copied. */
 const BRIDGE_TRANSFER_BYTES_MIN = 16 * 1024;
 /** Frame header: payload length (u32, little-endian) and channel (u8). */
@@ -536,11 +538,19 @@ class ProcessWorker implements IsolatedWorker {
   }
 
   async #pumpStdout(reader: FrameReader): Promise<void> {
+    // Reads into one reused buffer (a BYOB reader): the default reader allocates a fresh 64 KiB
+    // buffer per read, which at one read per batch was most of the main thread's garbage.
+    // FrameReader copies each frame out before the next read.
+    const stdout = this.#child.stdout.getReader({ mode: "byob" });
+    let buffer = new ArrayBuffer(STDOUT_READ_BYTES);
     try {
-      for await (const chunk of this.#child.stdout) {
+      for (;;) {
+        const { value, done } = await stdout.read(new Uint8Array(buffer));
+        if (done || value === undefined) break;
+        buffer = value.buffer as ArrayBuffer;
         if (this.#failure) continue;
         try {
-          reader.push(chunk);
+          reader.push(value);
         } catch (error) {
           this.#malformed(error);
         }
