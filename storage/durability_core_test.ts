@@ -55,6 +55,9 @@ Deno.test("flush() writes every database's queued batches and syncs each log onc
   for (const key of keys) core.receive(key, batch(key, 0, 1));
   core.flush();
   recorder.durable = [];
+  // Only a database that asked gets durable notices (the current offset at once).
+  core.receive("b", { kind: "watchDurable" });
+  ok(recorder.messages.some(([key, m]) => key === "b" && m.kind === "durable" && m.offset === 1n));
   const syncsBefore = fs.counts.sync;
   const writesBefore = fs.counts.write;
   for (const key of keys) {
@@ -67,6 +70,7 @@ Deno.test("flush() writes every database's queued batches and syncs each log onc
   deepStrictEqual(fs.counts.write - writesBefore, 3);
   deepStrictEqual(recorder.durable, [["a", 8n], ["b", 8n], ["c", 8n]]);
   ok(recorder.messages.some(([key, m]) => key === "b" && m.kind === "durable" && m.offset === 8n));
+  ok(!recorder.messages.some(([key, m]) => key !== "b" && m.kind === "durable"));
   core.closeAll();
   for (const key of keys) {
     const seen: string[] = [];

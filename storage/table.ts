@@ -19,7 +19,7 @@ import { Key64Map } from "./key64_map.ts";
 import { bytesEqual, hashBytes, type Key, KeyCodec, type KeyRange } from "./key_encoding.ts";
 import { copyBytes } from "./row_arena.ts";
 import { readU32, RowLayout } from "./row_layout.ts";
-import { ArenaRowStore, FREE, ObjectRowStore, type RowStore } from "./row_store.ts";
+import { ArenaRowStore, FREE, PagedRowStore, type RowStore } from "./row_store.ts";
 import type { IndexSchema, TableSchema } from "./schema.ts";
 
 /** key -> rowId of a unique column list; `get` answers -1 for a missing key. */
@@ -109,7 +109,7 @@ export interface WriteResult {
 }
 
 export interface TableOptions {
-  /** Keep fixed-size rows in one arena (default true); false forces one array per row. */
+  /** Keep fixed-size rows in an arena (default true); false uses the chunked store of variable-size rows. */
   rowArena?: boolean;
 }
 
@@ -168,7 +168,7 @@ export class Table {
     this.layout = new RowLayout(schema.rowType, schema.typespace);
     this.store = this.layout.rowSize >= 0 && options.rowArena !== false
       ? new ArenaRowStore(this.layout.rowSize)
-      : new ObjectRowStore();
+      : new PagedRowStore();
     const constraintColumns: number[][] = [];
     const addConstraint = (columns: number[]) => {
       if (!constraintColumns.some((c) => sameColumns(c, columns))) constraintColumns.push(columns);

@@ -7,7 +7,9 @@ import {
   armWatchdog,
   disarmWatchdog,
   dropReadPermission,
+  holdOutput,
   procedureWatchdogSlots,
+  releaseOutput,
   serveIsolated,
   startWatchdog,
   storagePort,
@@ -67,10 +69,14 @@ function receive(message: MainToWorker): void {
     return;
   }
   if (message.type === "batch") {
+    // The batch's commit records and its reply leave in one write.
+    holdOutput();
     try {
       runBatch(message);
     } catch (error) {
       reply({ type: "init-failed", error: describeError(error), logs: engine?.drainLogs() ?? [] });
+    } finally {
+      releaseOutput();
     }
     return;
   }
