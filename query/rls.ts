@@ -23,7 +23,12 @@ import { planSelect, type QueryPlan } from "./plan.ts";
 import type { SqlOutput, SqlSelectPlan } from "./sql_check.ts";
 import { SqlError } from "./sql_error.ts";
 import { scalarOf } from "./_scalar.ts";
-import { evaluateSelect, type SqlSelectResult, type SqlState } from "./sql_eval.ts";
+import {
+  type EvaluateOptions,
+  evaluateSelect,
+  type SqlSelectResult,
+  type SqlState,
+} from "./sql_eval.ts";
 
 /** The rules of a module by protected table id, in declaration order. */
 export type RlsRules = ReadonlyMap<number, readonly string[]>;
@@ -371,10 +376,11 @@ export function evaluateSelectWithRls(
   state: SqlState,
   context: QueryContext,
   rules: RlsRules,
+  options: EvaluateOptions = {},
 ): SqlSelectResult {
   const fragments = sqlSelectFragments(plan, state, context, rules);
-  if (fragments.length === 1) return evaluateSelect(fragments[0], state);
-  const results = fragments.map((fragment) => evaluateSelect(fragment, state));
+  if (fragments.length === 1) return evaluateSelect(fragments[0], state, options);
+  const results = fragments.map((fragment) => evaluateSelect(fragment, state, options));
   if (plan.output.kind === "count") {
     let total = 0n;
     let any = false;

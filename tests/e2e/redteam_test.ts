@@ -1,0 +1,171 @@
+/**
+ * Attacks on the surfaces added last (procedures' HTTP handlers, views, /sql, hibernation) by a
+ * hostile module author or an anonymous client; each was red before its fix.
+ */
+import {
+  deepStrictEqual as assertEquals,
+  match as assertMatch,
+  ok as assert,
+} from "node:assert/strict";
+import { decodeServerFrame, encodeClientFrame, type ServerMessage } from "../../protocol/mod.ts";
+import {
+  call,
+  fixtureBundle,
+  publish,
+  startTestServer,
+  stringifyWithBigInts,
+} from "../support/server.ts";
+
+const BUDGET_MS = 500;
+
+async function sql(url: string, database: string, query: string, token?: string) {
+  const response = await fetch(`${url}/v1/database/${database}/sql`, {
+    method: "POST",
+    body: query,
+    headers: token ? { authorization: `Bearer ${token}` } : {},
+  });
+  return { status: response.status, text: await response.text() };
+}
+
+Deno.test({
+  name: "an anonymous /sql cross join that filters everything out is stopped at the time budget",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    const server = await startTestServer({ reducerBudgetMs: BUDGET_MS });
+    try {
+      const owner = await publish(server.url, "rt-sql", await fixtureBundle("redteam"));
+      for (let i = 0; i < 4; i++) {
+        const filled = await call(server.url, "rt-sql", "fill", [10_000], owner.token);
+        assertEquals(filled.status, 200, filled.text);
+      }
+      // 40k × 40k = 1.6e9 pairs, none kept: the join-row bound never trips.
+      const started = performance.now();
+      const cross = await sql(
+        server.url,
+        "rt-sql",
+        "SELECT a.* FROM item a JOIN item b WHERE b.n = 4000000000",
+      );
+      const elapsedMs = Math.round(performance.now() - started);
+      console.log(`cross join answered ${cross.status} after ${elapsedMs} ms`);
+      assertEquals(cross.status, 400, cross.text);
+      assertMatch(cross.text, /time budget of 500 ms/);
+      // The database still answers, and the owner's own statement is not limited.
+      const count = await sql(server.url, "rt-sql", "SELECT COUNT(*) AS n FROM item");
+      assertEquals(count.status, 200, count.text);
+      assertMatch(count.text, /40000/);
+    } finally {
+      await server.close();
+    }
+  },
+});
+
+interface RawClient {
+  socket: WebSocket;
+  messages: ServerMessage[];
+  opened: Promise<void>;
+}
+
+function rawClient(url: string, path: string): RawClient {
+  const socket = new WebSocket(`${url.replace(/^http/, "ws")}${path}`, ["v3.bsatn.spacetimedb"]);
+  socket.binaryType = "arraybuffer";
+  const messages: ServerMessage[] = [];
+  socket.onmessage = async (event) => {
+    if (event.data instanceof ArrayBuffer) {
+      messages.push(...await decodeServerFrame(new Uint8Array(event.data), "v3"));
+    }
+  };
+  const opened = new Promise<void>((resolve, reject) => {
+    socket.onopen = () => resolve();
+    socket.onerror = () => reject(new Error("websocket error"));
+  });
+  opened.catch(() => {});
+  return { socket, messages, opened };
+}
+
+async function until(predicate: () => boolean, what: string, timeoutMs = 30_000) {
+  const deadline = Date.now() + timeoutMs;
+  while (!predicate()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+}
+
+Deno.test({
+  name: "anonymous WebSocket queries whose joins explode are refused, and the database answers",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn(t) {
+    const server = await startTestServer({ reducerBudgetMs: BUDGET_MS });
+    try {
+      const owner = await publish(server.url, "rt-ws", await fixtureBundle("redteam"));
+      for (let i = 0; i < 4; i++) {
+        const filled = await call(server.url, "rt-ws", "fill", [10_000], owner.token);
+        assertEquals(filled.status, 200, filled.text);
+      }
+      const client = rawClient(server.url, "/v1/database/rt-ws/subscribe");
+      await client.opened;
+
+      await t.step("a one-off cross join that keeps nothing stops at the time budget", async () => {
+        const started = performance.now();
+        client.socket.send(encodeClientFrame([{
+          tag: "OneOffQuery",
+          requestId: 1,
+          queryString: "SELECT a.* FROM item a JOIN item b WHERE a.n < b.n AND b.n < a.n",
+        }]));
+        await until(
+          () => client.messages.some((m) => m.tag === "OneOffQueryResult"),
+          "the one-off result",
+          300_000,
+        );
+        console.log(`one-off answered after ${Math.round(performance.now() - started)} ms`);
+        const result = client.messages.find((m) => m.tag === "OneOffQueryResult");
+        assert(
+          result?.tag === "OneOffQueryResult" && result.result.tag === "Err",
+          stringifyWithBigInts(result),
+        );
+        assertMatch(String(result.result.value), /time budget of 500 ms/);
+      });
+
+      await t.step("a one-off join that fans out to 1.6e9 rows is refused", async () => {
+        client.socket.send(encodeClientFrame([{
+          tag: "OneOffQuery",
+          requestId: 2,
+          queryString: "SELECT a.* FROM item a JOIN item b ON a.grp = b.grp",
+        }]));
+        await until(
+          () => client.messages.filter((m) => m.tag === "OneOffQueryResult").length === 2,
+          "the second one-off result",
+          300_000,
+        );
+        const result = client.messages.filter((m) => m.tag === "OneOffQueryResult")[1];
+        assert(
+          result?.tag === "OneOffQueryResult" && result.result.tag === "Err",
+          stringifyWithBigInts(result),
+        );
+        assertMatch(String(result.result.value), /more than \d+ rows|time budget/);
+      });
+
+      await t.step("a subscription join that fans out is refused, not built", async () => {
+        client.socket.send(encodeClientFrame([{
+          tag: "Subscribe",
+          requestId: 3,
+          querySetId: 3,
+          queryStrings: ["SELECT a.* FROM item a JOIN item b ON a.grp = b.grp"],
+        }]));
+        await until(
+          () => client.messages.some((m) => m.tag === "SubscriptionError"),
+          "the subscription error",
+          300_000,
+        );
+      });
+
+      const count = await sql(server.url, "rt-ws", "SELECT COUNT(*) AS n FROM item");
+      assertEquals(count.status, 200, count.text);
+      assertMatch(count.text, /40000/);
+      client.socket.close();
+    } finally {
+      await server.close();
+    }
+  },
+});
