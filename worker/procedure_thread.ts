@@ -298,6 +298,13 @@ function callHttpHandler(request: CallHttpHandlerRequest, handlerId: number): Ht
     throw new TypeError("The HTTP handler did not return two Uint8Arrays");
   }
   const response = decodeHttpResponse(head);
+  // What a Response can carry: anything else would make the reply malformed and stop the
+  // database, for every client, on a status the module may have taken from a request.
+  if (!Number.isInteger(response.status) || response.status < 200 || response.status > 599) {
+    throw new RangeError(
+      `The HTTP handler returned the status ${response.status}, not one in 200..599`,
+    );
+  }
   return {
     kind: "http-handler",
     id: request.id,

@@ -62,10 +62,13 @@ export function httpHandlerRoute(context: AppContext) {
   };
 }
 
-/** The path the routes match: "" for `/route`, "/" for `/route/`, "/a/b" for `/route/a/b`. */
+/**
+ * The path the routes match: "" for `/route`, "/" for `/route/`, "/a/b" for `/route/a/b`. The
+ * `/route` segment is the one after the database name (a database may be named "route").
+ */
 function routePath(pathname: string): string {
-  const at = pathname.search(/\/route(\/|$)/);
-  return at < 0 ? "" : pathname.slice(at + "/route".length);
+  const match = /^\/v1\/database\/[^/]+\/route(\/.*)?$/.exec(pathname);
+  return match?.[1] ?? "";
 }
 
 function findHandler(database: Database, method: string, path: string): number | undefined {

@@ -169,3 +169,36 @@ Deno.test({
     }
   },
 });
+
+Deno.test({
+  name: "HTTP handlers: a bad status fails that request only; a database named route serves them",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn(t) {
+    const server = await startTestServer({ reducerBudgetMs: BUDGET_MS });
+    try {
+      await publish(server.url, "route", await fixtureBundle("redteam"));
+      const get = async (path: string) => {
+        const response = await fetch(`${server.url}/v1/database/route/route${path}`);
+        return { status: response.status, text: await response.text() };
+      };
+
+      await t.step("the handler path is what follows the /route segment", async () => {
+        const hello = await get("/hello?x=1");
+        assertEquals(hello, { status: 200, text: "hello /v1/database/route/route/hello?x=1" });
+      });
+
+      await t.step("a status outside 200..599 is a 500 for that request", async () => {
+        const odd = await get("/status");
+        assertEquals(odd.status, 500, odd.text);
+        assertMatch(odd.text, /status 1000/);
+        // The database keeps serving.
+        assertEquals((await get("/hello")).status, 200);
+        const count = await sql(server.url, "route", "SELECT COUNT(*) AS n FROM item");
+        assertEquals(count.status, 200, count.text);
+      });
+    } finally {
+      await server.close();
+    }
+  },
+});
