@@ -202,3 +202,77 @@ Deno.test({
     }
   },
 });
+
+/** A WebSocket client on a raw TCP connection, so that it can stop reading. */
+async function neverReadingClient(url: string, path: string, frames: Uint8Array[]) {
+  const { hostname, port } = new URL(url);
+  const conn = await Deno.connect({ hostname, port: Number(port) });
+  const key = btoa(String.fromCharCode(...crypto.getRandomValues(new Uint8Array(16))));
+  const request = `GET ${path} HTTP/1.1\r\nHost: ${hostname}:${port}\r\nUpgrade: websocket\r\n` +
+    `Connection: Upgrade\r\nSec-WebSocket-Key: ${key}\r\nSec-WebSocket-Version: 13\r\n` +
+    `Sec-WebSocket-Protocol: v3.bsatn.spacetimedb\r\n\r\n`;
+  await conn.write(new TextEncoder().encode(request));
+  const head = new Uint8Array(4096);
+  const n = await conn.read(head);
+  assertMatch(new TextDecoder().decode(head.subarray(0, n ?? 0)), /^HTTP\/1\.1 101/);
+  for (const payload of frames) {
+    // A masked binary frame (mask key 0: XOR changes nothing).
+    const header = payload.length < 126
+      ? [0x82, 0x80 | payload.length]
+      : [0x82, 0x80 | 126, payload.length >> 8, payload.length & 255];
+    const frame = new Uint8Array(header.length + 4 + payload.length);
+    frame.set(header);
+    frame.set(payload, header.length + 4);
+    await conn.write(frame);
+  }
+  return conn;
+}
+
+Deno.test({
+  name: "a subscriber that never reads is closed once its outbound buffer is over the limit",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    const server = await startTestServer();
+    try {
+      const owner = await publish(server.url, "rt-slow", await fixtureBundle("redteam"));
+      const conn = await neverReadingClient(server.url, "/v1/database/rt-slow/subscribe", [
+        encodeClientFrame([{
+          tag: "Subscribe",
+          requestId: 1,
+          querySetId: 1,
+          queryStrings: ["SELECT * FROM blob"],
+        }]),
+      ]);
+      // 24 commits of 4 MiB each: far more than the kernel's socket buffers plus the 64 MiB bound.
+      for (let i = 0; i < 24; i++) {
+        const inserted = await call(server.url, "rt-slow", "blobs", [40, 100_000], owner.token);
+        assertEquals(inserted.status, 200, inserted.text);
+      }
+      const rss = Deno.memoryUsage().rss;
+      // Now read what the server sent: it must end with a close frame naming the reason.
+      let total = 0;
+      let tail = new Uint8Array();
+      const buffer = new Uint8Array(1 << 20);
+      const readDeadline = Date.now() + 60_000;
+      for (;;) {
+        const n = await conn.read(buffer).catch(() => null);
+        if (n === null || Date.now() > readDeadline) break;
+        total += n;
+        const next = new Uint8Array(Math.min(4096, tail.length + n));
+        const joined = new Uint8Array(tail.length + n);
+        joined.set(tail);
+        joined.set(buffer.subarray(0, n), tail.length);
+        next.set(joined.subarray(joined.length - next.length));
+        tail = next;
+        if (new TextDecoder().decode(tail).includes("too slow")) break;
+      }
+      conn.close();
+      console.log(`read ${total} bytes before the close; server RSS ${rss >> 20} MiB`);
+      assertMatch(new TextDecoder().decode(tail), /Client is too slow/);
+      assert(total < 200 * 1024 * 1024, `${total} bytes were queued for a client that never read`);
+    } finally {
+      await server.close();
+    }
+  },
+});
