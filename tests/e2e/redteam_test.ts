@@ -7,6 +7,7 @@ import {
   match as assertMatch,
   ok as assert,
 } from "node:assert/strict";
+import { HIBERNATION_CONCURRENCY_MAX } from "../../lib/limits.ts";
 import { decodeServerFrame, encodeClientFrame, type ServerMessage } from "../../protocol/mod.ts";
 import {
   call,
@@ -271,6 +272,38 @@ Deno.test({
       console.log(`read ${total} bytes before the close; server RSS ${rss >> 20} MiB`);
       assertMatch(new TextDecoder().decode(tail), /Client is too slow/);
       assert(total < 200 * 1024 * 1024, `${total} bytes were queued for a client that never read`);
+    } finally {
+      await server.close();
+    }
+  },
+});
+
+Deno.test({
+  name: "a storm of anonymous requests to many hibernated databases wakes a few at a time",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    const server = await startTestServer({ hibernateAfterS: 0.5 });
+    try {
+      const names = Array.from({ length: 3 * HIBERNATION_CONCURRENCY_MAX }, (_, i) => `storm-${i}`);
+      const bundle = await fixtureBundle("redteam");
+      for (const name of names) await publish(server.url, name, bundle);
+      const registry = server.server.registry;
+      const deadline = Date.now() + 60_000;
+      while (!names.every((name) => registry.resolve(name)?.hibernation === "hibernated")) {
+        if (Date.now() > deadline) throw new Error("the databases did not all hibernate");
+        await new Promise((resolve) => setTimeout(resolve, 50));
+      }
+      let most = 0;
+      const sampler = setInterval(() => most = Math.max(most, registry.wakesRunning), 1);
+      const answers = await Promise.all(
+        names.map((name) => sql(server.url, name, "SELECT COUNT(*) AS n FROM item")),
+      );
+      clearInterval(sampler);
+      console.log(`at most ${most} wakes ran at once for ${names.length} databases`);
+      for (const answer of answers) assertEquals(answer.status, 200, answer.text);
+      assert(most >= 1, "no wake was seen");
+      assert(most <= HIBERNATION_CONCURRENCY_MAX, `${most} wakes ran at once`);
     } finally {
       await server.close();
     }
