@@ -109,6 +109,12 @@ export const SQL_EXPR_DEPTH_MAX = 1_000;
  * indexes, so the bound keeps a single transaction's work predictable.
  */
 export const SUBSCRIPTION_JOIN_TABLES_MAX = 8;
+/**
+ * Row-level security fragments one query may expand to (query/rls.ts): one per combination of
+ * rules over the instances it reads, so rules^instances; an anonymous client joining a table
+ * with 3 rules 30 times would otherwise make the worker build 3^30 plans.
+ */
+export const RLS_FRAGMENTS_MAX = 1_024;
 /** How long a call, SQL query or new WebSocket waits for a database's module update before a 503. */
 export const UPDATE_WAIT_MS_MAX = 30_000;
 

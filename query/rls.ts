@@ -22,6 +22,7 @@ import { parseSubscriptionQuery } from "./parse.ts";
 import { planSelect, type QueryPlan } from "./plan.ts";
 import type { SqlOutput, SqlSelectPlan } from "./sql_check.ts";
 import { SqlError } from "./sql_error.ts";
+import { RLS_FRAGMENTS_MAX } from "../lib/limits.ts";
 import { scalarOf } from "./_scalar.ts";
 import {
   type EvaluateOptions,
@@ -242,6 +243,19 @@ function expand(
       }
     }
     choices.push({ instance, options });
+  }
+  // Each instance's options are bounded by their own expansion's check; their product is here.
+  const product = choices.reduce((total, choice) => total * choice.options.length, 1);
+  if (product > RLS_FRAGMENTS_MAX) {
+    const counts = choices.map((choice) => choice.options.length);
+    const shown = counts.every((count) => count === counts[0])
+      ? `${counts[0]}^${counts.length}`
+      : counts.join(" × ");
+    throw new SqlError(
+      `The query expands to more than ${RLS_FRAGMENTS_MAX} row-level security fragments ` +
+        `(${shown} here); join fewer tables that have rules`,
+      "limit",
+    );
   }
   let out: Expansion[] = [{ shape, map: (i) => i }];
   for (const { instance, options } of choices) {
