@@ -229,6 +229,12 @@ export const OUTBOUND_HTTP_TIMEOUT_MS_MAX = 180_000;
 export const OUTBOUND_HTTP_RESPONSE_BYTES_MAX = 16 * 1024 * 1024;
 /** Largest outbound request body a procedure may send (it crosses the process's pipe). */
 export const OUTBOUND_HTTP_REQUEST_BYTES_MAX = 16 * 1024 * 1024;
+/**
+ * Body of an HTTP handler's response (server/routes/http_handlers.ts): the main thread holds it
+ * until the client has read it, and a database's reply frames may carry up to twice its memory
+ * budget, so without this a module could pin hundreds of MiB per request on the main thread.
+ */
+export const HTTP_HANDLER_RESPONSE_BYTES_MAX = 16 * 1024 * 1024;
 /** Redirects followed per request, each hop checked against the allow-list. */
 export const OUTBOUND_HTTP_REDIRECTS_MAX = 10;
 /**

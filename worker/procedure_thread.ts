@@ -28,6 +28,7 @@ import {
   HTTP_VERSION_11,
 } from "../protocol/mod.ts";
 import {
+  HTTP_HANDLER_RESPONSE_BYTES_MAX,
   OUTBOUND_HTTP_REQUEST_BYTES_MAX,
   OUTBOUND_HTTP_TIMEOUT_MS_DEFAULT,
   OUTBOUND_HTTP_TIMEOUT_MS_MAX,
@@ -303,6 +304,12 @@ function callHttpHandler(request: CallHttpHandlerRequest, handlerId: number): Ht
   if (!Number.isInteger(response.status) || response.status < 200 || response.status > 599) {
     throw new RangeError(
       `The HTTP handler returned the status ${response.status}, not one in 200..599`,
+    );
+  }
+  if (body.length > HTTP_HANDLER_RESPONSE_BYTES_MAX) {
+    throw new RangeError(
+      `The HTTP handler's response body of ${body.length} bytes is over the limit of ` +
+        `${HTTP_HANDLER_RESPONSE_BYTES_MAX} bytes`,
     );
   }
   return {

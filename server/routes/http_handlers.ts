@@ -7,7 +7,7 @@
  * No route: 404 with SpacetimeDB's text. No authentication: the handler decides.
  */
 import type { Context } from "hono";
-import { HTTP_BODY_BYTES_MAX } from "../../lib/limits.ts";
+import { HTTP_BODY_BYTES_MAX, HTTP_HANDLER_RESPONSE_BYTES_MAX } from "../../lib/limits.ts";
 import type { AppContext, AppEnv } from "../app.ts";
 import type { Database } from "../database_registry.ts";
 
@@ -40,6 +40,13 @@ export function httpHandlerRoute(context: AppContext) {
         timestampMicros: BigInt(Date.now()) * 1000n,
       });
       if (!result.ok) return c.text(result.message ?? "The HTTP handler failed", 500);
+      // The database process checks this too, but what it sends is untrusted.
+      if ((result.body?.length ?? 0) > HTTP_HANDLER_RESPONSE_BYTES_MAX) {
+        return c.text(
+          `The HTTP handler's response body is over the limit of ${HTTP_HANDLER_RESPONSE_BYTES_MAX} bytes`,
+          500,
+        );
+      }
       const responseHeaders = new Headers();
       const decoder = new TextDecoder();
       for (const [name, value] of result.headers ?? []) {

@@ -189,6 +189,13 @@ Deno.test({
         assertEquals(hello, { status: 200, text: "hello /v1/database/route/route/hello?x=1" });
       });
 
+      await t.step("a response body over the limit is a 500, not held by the server", async () => {
+        const big = await get("/big");
+        assertEquals(big.status, 500, big.text.slice(0, 200));
+        assertMatch(big.text, /over the limit of 16777216 bytes/);
+        assertEquals((await get("/hello")).status, 200);
+      });
+
       await t.step("a status outside 200..599 is a 500 for that request", async () => {
         const odd = await get("/status");
         assertEquals(odd.status, 500, odd.text);
