@@ -306,9 +306,13 @@ function callHttpHandler(request: CallHttpHandlerRequest, handlerId: number): Ht
       `The HTTP handler returned the status ${response.status}, not one in 200..599`,
     );
   }
-  if (body.length > HTTP_HANDLER_RESPONSE_BYTES_MAX) {
+  const bytes = response.headers.reduce(
+    (total, [name, value]) => total + name.length + value.length,
+    body.length,
+  );
+  if (bytes > HTTP_HANDLER_RESPONSE_BYTES_MAX) {
     throw new RangeError(
-      `The HTTP handler's response body of ${body.length} bytes is over the limit of ` +
+      `The HTTP handler's response of ${bytes} bytes (body and headers) is over the limit of ` +
         `${HTTP_HANDLER_RESPONSE_BYTES_MAX} bytes`,
     );
   }

@@ -41,9 +41,14 @@ export function httpHandlerRoute(context: AppContext) {
       });
       if (!result.ok) return c.text(result.message ?? "The HTTP handler failed", 500);
       // The database process checks this too, but what it sends is untrusted.
-      if ((result.body?.length ?? 0) > HTTP_HANDLER_RESPONSE_BYTES_MAX) {
+      const bytes = (result.headers ?? []).reduce(
+        (total, [name, value]) => total + name.length + value.length,
+        result.body?.length ?? 0,
+      );
+      if (bytes > HTTP_HANDLER_RESPONSE_BYTES_MAX) {
         return c.text(
-          `The HTTP handler's response body is over the limit of ${HTTP_HANDLER_RESPONSE_BYTES_MAX} bytes`,
+          `The HTTP handler's response (body and headers) is over the limit of ` +
+            `${HTTP_HANDLER_RESPONSE_BYTES_MAX} bytes`,
           500,
         );
       }

@@ -176,7 +176,7 @@ Deno.test({
   sanitizeOps: false,
   sanitizeResources: false,
   async fn(t) {
-    const server = await startTestServer({ reducerBudgetMs: BUDGET_MS });
+    const server = await startTestServer();
     try {
       await publish(server.url, "route", await fixtureBundle("redteam"));
       const get = async (path: string) => {
@@ -193,6 +193,9 @@ Deno.test({
         const big = await get("/big");
         assertEquals(big.status, 500, big.text.slice(0, 200));
         assertMatch(big.text, /over the limit of 16777216 bytes/);
+        const header = await get("/big-header");
+        assertEquals(header.status, 500, header.text.slice(0, 200));
+        assertMatch(header.text, /\(body and headers\) is over the limit of 16777216 bytes/);
         assertEquals((await get("/hello")).status, 200);
       });
 
