@@ -741,12 +741,13 @@ export class DatabaseRegistry {
         return "awake";
       }
     };
-    // At most HIBERNATION_CONCURRENCY_MAX processes start at once: anonymous requests to many
-    // hibernated databases (a wake storm) queue here instead of starting them all together.
-    return database.runTransition("waking", this.#wakeSlots.wrap(wake));
+    // At most HIBERNATION_CONCURRENCY_MAX hibernated databases wake at once: anonymous requests
+    // to many of them (a wake storm) queue here instead of starting every process together.
+    // Start-up recovery has its own lanes, and a request may start a queued one at once.
+    return database.runTransition("waking", reason === "wake" ? this.#wakeSlots.wrap(wake) : wake);
   }
 
-  /** Wakes and start-up recoveries running now (at most HIBERNATION_CONCURRENCY_MAX). */
+  /** Wakes of hibernated databases running now (at most HIBERNATION_CONCURRENCY_MAX). */
   get wakesRunning(): number {
     return this.#wakeSlots.running;
   }
