@@ -116,6 +116,12 @@ export const SUBSCRIPTION_JOIN_TABLES_MAX = 8;
  * initial rows go out in one message; 10,000 keeps both bounded while covering leaderboards.
  */
 export const TOPN_LIMIT_MAX = 10_000;
+/**
+ * Row-level security fragments one query may expand to (query/rls.ts): one per combination of
+ * rules over the instances it reads, so rules^instances; an anonymous client joining a table
+ * with 3 rules 30 times would otherwise make the worker build 3^30 plans.
+ */
+export const RLS_FRAGMENTS_MAX = 1_024;
 /** How long a call, SQL query or new WebSocket waits for a database's module update before a 503. */
 export const UPDATE_WAIT_MS_MAX = 30_000;
 
@@ -257,6 +263,12 @@ export const OUTBOUND_HTTP_TIMEOUT_MS_MAX = 180_000;
 export const OUTBOUND_HTTP_RESPONSE_BYTES_MAX = 16 * 1024 * 1024;
 /** Largest outbound request body a procedure may send (it crosses the process's pipe). */
 export const OUTBOUND_HTTP_REQUEST_BYTES_MAX = 16 * 1024 * 1024;
+/**
+ * Body of an HTTP handler's response (server/routes/http_handlers.ts): the main thread holds it
+ * until the client has read it, and a database's reply frames may carry up to twice its memory
+ * budget, so without this a module could pin hundreds of MiB per request on the main thread.
+ */
+export const HTTP_HANDLER_RESPONSE_BYTES_MAX = 16 * 1024 * 1024;
 /** Redirects followed per request, each hop checked against the allow-list. */
 export const OUTBOUND_HTTP_REDIRECTS_MAX = 10;
 /**

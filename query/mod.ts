@@ -18,6 +18,7 @@ export type {
 export {
   type CommittedState,
   compileSubscriptionQuery,
+  type EvaluationLimits,
   executePlan,
   expandSelectStarFromStar,
   forEachJoinTuple,
@@ -55,6 +56,7 @@ export {
   estimateRowsScanned,
   evaluateSelect,
   executeDml,
+  type SqlDeadline,
   type SqlDmlCounts,
   type SqlSelectResult,
   type SqlState,

@@ -19,7 +19,12 @@ import { assert } from "../lib/assert.ts";
 import type { TableSchema } from "../storage/mod.ts";
 import type { QueryContext } from "./check.ts";
 import { BatchVersions, fragmentDelta, type QueryDelta, type TxDelta } from "./delta.ts";
-import { type CommittedState, compileSubscriptionQuery, executePlan } from "./execute.ts";
+import {
+  type CommittedState,
+  compileSubscriptionQuery,
+  type EvaluationLimits,
+  executePlan,
+} from "./execute.ts";
 import { type AuxLookup, CURRENT, hashRows, SignedRows, StateReader } from "./_join.ts";
 import { type Fragment, layoutOf, type QueryPlan, type SelectFragment } from "./plan.ts";
 import type { RowLayout, RowView } from "./_row_decode.ts";
@@ -191,8 +196,11 @@ export class SubscriptionIndex {
     return this.#byKey.has(key);
   }
 
-  /** `register()` for a plan compiled by the caller. */
-  registerPlan(plan: QueryPlan): RegisteredQuery {
+  /**
+   * `register()` for a plan compiled by the caller; `limits` bound the evaluation of its
+   * current rows (a failure registers nothing).
+   */
+  registerPlan(plan: QueryPlan, limits?: EvaluationLimits): RegisteredQuery {
     let entry = this.#byKey.get(plan.key);
     if (entry === undefined) {
       const only = plan.fragments.length === 1 ? plan.fragments[0] : undefined;
@@ -213,12 +221,20 @@ export class SubscriptionIndex {
     }
     entry.refCount++;
     const table = entry.plan.returnTable;
+    let initialRows: Uint8Array[];
+    try {
+      initialRows = entry.window?.rows() ??
+        executePlan(entry.plan, this.#state, this.#aux, limits);
+    } catch (error) {
+      this.release(entry.queryId);
+      throw error;
+    }
     return {
       queryId: entry.queryId,
       tableId: table.tableId,
       tableName: table.name,
       isEvent: table.isEvent,
-      initialRows: entry.window?.rows() ?? executePlan(entry.plan, this.#state, this.#aux),
+      initialRows,
     };
   }
 

@@ -10,6 +10,7 @@ import {
   type CommittedState,
   datastoreRowLimit,
   estimatePlanRowsScanned,
+  type EvaluationLimits,
   executePlan,
   expandSelectStarFromStar,
   planSelect,
@@ -44,8 +45,18 @@ interface LiveQuery {
   viewTables: number[];
 }
 
+/** The time budget of a caller other than the owner (worker/worker_main.ts gives the reducer's). */
+export interface QueryBudget {
+  budgetMs: number;
+  monotonicMs: () => number;
+}
+
+/** Rows a join looks at between two clock reads of a query's time budget. */
+const JOIN_ROWS_PER_CLOCK_READ = 1 << 16;
+
 export class SubscriptionHost {
   readonly #engine: DatabaseEngine;
+  readonly #budget: QueryBudget | undefined;
   readonly #state: CommittedState;
   readonly #index: SubscriptionIndex;
   /** connection id -> query set id -> the set's queries. */
@@ -54,8 +65,9 @@ export class SubscriptionHost {
   /** Views and row-level security for each caller (worker/view_catalog.ts). */
   readonly #catalog: ViewCatalog;
 
-  constructor(engine: DatabaseEngine) {
+  constructor(engine: DatabaseEngine, budget?: QueryBudget) {
     this.#engine = engine;
+    this.#budget = budget;
     const datastore = engine.datastore;
     const views = engine.views;
     this.#state = {
@@ -124,6 +136,7 @@ export class SubscriptionHost {
   subscribe(request: SubscribeRequest): SubscribeResult {
     const txOffset = this.#engine.txOffset;
     const context = { sender: request.sender, isOwner: request.isOwner };
+    const limits = this.#limitsFor(context.isOwner);
     const registered: LiveQuery[] = [];
     const rows: QueryRows[] = [];
     // A query text given twice in one request is subscribed once (SpacetimeDB dedups by text).
@@ -164,7 +177,7 @@ export class SubscriptionHost {
     for (const { sql, plans } of compiled) {
       try {
         for (const plan of plans) {
-          const result = this.#index.registerPlan(plan);
+          const result = this.#index.registerPlan(plan, limits);
           let live = this.#queries.get(result.queryId);
           if (live === undefined) {
             live = {
@@ -251,7 +264,8 @@ export class SubscriptionHost {
         return { kind: "query", id: request.id, ok: false, error: overLimit.message, txOffset };
       }
       const rows: Uint8Array[] = [];
-      for (const plan of plans) rows.push(...executePlan(plan, this.#state));
+      const limits = this.#limitsFor(request.isOwner);
+      for (const plan of plans) rows.push(...executePlan(plan, this.#state, undefined, limits));
       return {
         kind: "query",
         id: request.id,
@@ -288,6 +302,30 @@ export class SubscriptionHost {
       estimate += estimatePlanRowsScanned(plan, this.#state);
     }
     return estimate > limit ? rowLimitError(estimate, limit) : undefined;
+  }
+
+  /**
+   * Bounds on evaluating one request's queries: the join-row bound for everyone, and for a
+   * caller other than the owner the time budget (the database answers nothing else meanwhile).
+   */
+  #limitsFor(isOwner: boolean): EvaluationLimits {
+    const budget = this.#budget;
+    if (isOwner || budget === undefined) return {};
+    const deadlineMs = budget.monotonicMs() + budget.budgetMs;
+    let rowsToClockRead = JOIN_ROWS_PER_CLOCK_READ;
+    return {
+      tick: () => {
+        if (--rowsToClockRead > 0) return;
+        rowsToClockRead = JOIN_ROWS_PER_CLOCK_READ;
+        if (budget.monotonicMs() > deadlineMs) {
+          throw new SqlError(
+            `The query exceeded its time budget of ${budget.budgetMs} ms and was stopped; ` +
+              `add a join condition or a filter`,
+            "limit",
+          );
+        }
+      },
+    };
   }
 
   #releaseAll(queries: LiveQuery[]): void {

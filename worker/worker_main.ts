@@ -239,8 +239,14 @@ async function init(message: InitMessage): Promise<void> {
     engine = undefined;
     return;
   }
-  subscriptions = new SubscriptionHost(engine);
-  sqlHost = new SqlHost(engine);
+  subscriptions = new SubscriptionHost(engine, {
+    budgetMs: message.reducerBudgetMs,
+    monotonicMs: () => systemClock.monotonicMs(),
+  });
+  sqlHost = new SqlHost(engine, {
+    budgetMs: message.reducerBudgetMs,
+    monotonicMs: () => systemClock.monotonicMs(),
+  });
   const def = engine.module.def;
   if (def.procedures.length > 0 || def.httpHandlers.length > 0) {
     try {

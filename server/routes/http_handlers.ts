@@ -8,7 +8,7 @@
  * the module when it has a handler for it (`moduleHandlesOptions`); otherwise the CORS answer.
  */
 import type { Context } from "hono";
-import { HTTP_BODY_BYTES_MAX } from "../../lib/limits.ts";
+import { HTTP_BODY_BYTES_MAX, HTTP_HANDLER_RESPONSE_BYTES_MAX } from "../../lib/limits.ts";
 import type { AppContext, AppEnv } from "../app.ts";
 import type { Database, DatabaseRegistry } from "../database_registry.ts";
 
@@ -41,6 +41,18 @@ export function httpHandlerRoute(context: AppContext) {
         timestampMicros: BigInt(Date.now()) * 1000n,
       });
       if (!result.ok) return c.text(result.message ?? "The HTTP handler failed", 500);
+      // The database process checks this too, but what it sends is untrusted.
+      const bytes = (result.headers ?? []).reduce(
+        (total, [name, value]) => total + name.length + value.length,
+        result.body?.length ?? 0,
+      );
+      if (bytes > HTTP_HANDLER_RESPONSE_BYTES_MAX) {
+        return c.text(
+          `The HTTP handler's response (body and headers) is over the limit of ` +
+            `${HTTP_HANDLER_RESPONSE_BYTES_MAX} bytes`,
+          500,
+        );
+      }
       const responseHeaders = new Headers();
       const decoder = new TextDecoder();
       for (const [name, value] of result.headers ?? []) {
@@ -79,10 +91,13 @@ export function moduleHandlesOptions(registry: DatabaseRegistry, request: Reques
   return findHandler(database, "OPTIONS", routePath(pathname)) !== undefined;
 }
 
-/** The path the routes match: "" for `/route`, "/" for `/route/`, "/a/b" for `/route/a/b`. */
+/**
+ * The path the routes match: "" for `/route`, "/" for `/route/`, "/a/b" for `/route/a/b`. The
+ * `/route` segment is the one after the database name (a database may be named "route").
+ */
 function routePath(pathname: string): string {
-  const at = pathname.search(/\/route(\/|$)/);
-  return at < 0 ? "" : pathname.slice(at + "/route".length);
+  const match = /^\/v1\/database\/[^/]+\/route(\/.*)?$/.exec(pathname);
+  return match?.[1] ?? "";
 }
 
 function findHandler(database: Database, method: string, path: string): number | undefined {
