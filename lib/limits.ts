@@ -76,6 +76,13 @@ export const SQL_BYTES_MAX = 64 * 1024;
  * is 100M tuples, which would exhaust the database process; past this the query is refused.
  */
 export const SQL_JOIN_ROWS_MAX = 5_000_000;
+/**
+ * Join tuples one live query's delta may produce for one transaction (query/delta.ts). A join
+ * on a non-unique column fans out: a self-join over an empty table followed by one insert of k
+ * equal rows is k² delta rows, enough to exhaust the database process. Past this the query is
+ * dropped and its subscribers get a SubscriptionError; the writer's transaction stands.
+ */
+export const SUBSCRIPTION_DELTA_ROWS_MAX = 1_000_000;
 /** Lines kept in memory per database log for `logs`. */
 export const DATABASE_LOG_LINES_MAX = 10_000;
 /** Size a commit-log segment is preallocated to before a new one is started. */
