@@ -290,6 +290,12 @@ export interface QueryDelta {
   isEvent: boolean;
   inserts: Uint8Array[];
   deletes: Uint8Array[];
+  /**
+   * The query failed for this transaction (its delta went over SUBSCRIPTION_DELTA_ROWS_MAX; no
+   * rows then): the worker dropped every query set holding it, and each of their subscribers
+   * gets a SubscriptionError without request id before the transaction's other updates.
+   */
+  error?: string;
 }
 
 export interface TxUpdate {

@@ -64,8 +64,14 @@ export class SubscriptionHost {
   readonly #queries = new Map<number, LiveQuery>();
   /** Views and row-level security for each caller (worker/view_catalog.ts). */
   readonly #catalog: ViewCatalog;
+  #droppedQueryCount = 0;
 
-  constructor(engine: DatabaseEngine, budget?: QueryBudget) {
+  /** `options.deltaRowsMax`: SUBSCRIPTION_DELTA_ROWS_MAX unless a test lowers it. */
+  constructor(
+    engine: DatabaseEngine,
+    budget?: QueryBudget,
+    options: { deltaRowsMax?: number } = {},
+  ) {
     this.#engine = engine;
     this.#budget = budget;
     const datastore = engine.datastore;
@@ -102,7 +108,7 @@ export class SubscriptionHost {
         return true;
       },
     };
-    this.#index = new SubscriptionIndex(this.#state);
+    this.#index = new SubscriptionIndex(this.#state, options);
     this.#catalog = new ViewCatalog(engine, this.#state);
   }
 
@@ -117,10 +123,24 @@ export class SubscriptionHost {
     return this.#index.onCommits(deltas).map((changes) => this.#toMessages(changes));
   }
 
-  #toMessages(changes: Map<number, { inserts: Uint8Array[]; deletes: Uint8Array[] }>) {
+  #toMessages(
+    changes: Map<number, { inserts: Uint8Array[]; deletes: Uint8Array[]; error?: string }>,
+  ) {
     const out: QueryDelta[] = [];
     for (const [queryId, change] of changes) {
       const live = this.#queries.get(queryId);
+      if (live !== undefined && change.error !== undefined) {
+        out.push({
+          queryId,
+          table: live.tableName,
+          isEvent: live.isEvent,
+          inserts: [],
+          deletes: [],
+          error: change.error,
+        });
+        this.#dropFailed(queryId, change.error);
+        continue;
+      }
       if (!live || (change.inserts.length === 0 && change.deletes.length === 0)) continue;
       out.push({
         queryId,
@@ -131,6 +151,35 @@ export class SubscriptionHost {
       });
     }
     return out;
+  }
+
+  /**
+   * Drops every query set holding a query whose delta failed (the hub drops the same sets when
+   * it reads the error) and counts it in the module log; the transaction itself stands.
+   */
+  #dropFailed(queryId: number, error: string): void {
+    let setCount = 0;
+    for (const [connectionId, sets] of this.#sets) {
+      for (const [querySetId, queries] of sets) {
+        if (!queries.some((live) => live.queryId === queryId)) continue;
+        sets.delete(querySetId);
+        this.#releaseAll(queries);
+        setCount++;
+      }
+      if (sets.size === 0) this.#sets.delete(connectionId);
+    }
+    this.#droppedQueryCount++;
+    this.#engine.pushRemoteLog(
+      "Warn",
+      `Subscription dropped (${this.#droppedQueryCount} since start): ${error}; ` +
+        `${setCount} query set(s) unsubscribed`,
+      undefined,
+    );
+  }
+
+  /** Live queries dropped because their delta failed, since this process started. */
+  get droppedQueryCount(): number {
+    return this.#droppedQueryCount;
   }
 
   subscribe(request: SubscribeRequest): SubscribeResult {
