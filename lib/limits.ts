@@ -83,6 +83,17 @@ export const SQL_JOIN_ROWS_MAX = 5_000_000;
  * dropped and its subscribers get a SubscriptionError; the writer's transaction stands.
  */
 export const SUBSCRIPTION_DELTA_ROWS_MAX = 1_000_000;
+/**
+ * Per-sender view instances (one per subscribed identity, worker/views.ts) that may read one
+ * table whole in a database. Every write to that table re-runs each of them inside the writer's
+ * transaction, and anonymous connections mint identities for free: a view scanning 20k rows
+ * cost a write 80 ms with 1 subscriber and 1.6 s with 200, so ~1,250 connections would make every
+ * write fail its time budget. Past this a new sender's subscription to such a view is refused;
+ * instances that read index points (re-run only when their key is written) are not counted.
+ */
+export const VIEW_INSTANCES_READING_TABLE_MAX = 64;
+/** Live per-sender view instances in one database (each holds its rows and read set). */
+export const VIEW_SENDER_INSTANCES_MAX = 4_096;
 /** Lines kept in memory per database log for `logs`. */
 export const DATABASE_LOG_LINES_MAX = 10_000;
 /** Size a commit-log segment is preallocated to before a new one is started. */
