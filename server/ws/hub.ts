@@ -564,7 +564,8 @@ export class WsHub {
       const subscribers = routing.get(delta.queryId);
       if (!subscribers) continue;
       for (const [client, querySetIds] of [...subscribers]) {
-        for (const querySetId of [...querySetIds]) {
+        // A set can hold one query twice (two texts with one plan): it gets one error.
+        for (const querySetId of new Set(querySetIds)) {
           this.#unroute(client, querySetId);
           this.#queue(
             client,
