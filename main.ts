@@ -4,7 +4,11 @@
  */
 import { join } from "node:path";
 import { configureLog, log } from "./lib/log.ts";
-import { type DatabaseLimits, SNAPSHOT_INTERVAL_TX } from "./lib/limits.ts";
+import {
+  type DatabaseLimits,
+  SNAPSHOT_INTERVAL_BYTES,
+  SNAPSHOT_INTERVAL_TX,
+} from "./lib/limits.ts";
 import { parseHttpAllow, startServer, VERSION } from "./server/mod.ts";
 import { hasServerV8Flags, SERVER_V8_FLAGS } from "./cli/runtime_flags.ts";
 
@@ -22,6 +26,8 @@ start options:
                                table data (default 512; --worker-heap-mb is an old alias)
       --snapshot-interval-tx N write a snapshot of a database every N durable transactions
                                (default 1000000; recovery replays at most N from the log)
+      --snapshot-interval-mb MB ... or every MB MiB of commit log written, whichever comes first
+                               (default 256; bounds replay for databases with large transactions)
       --in-memory              keep data only for this run: a fresh temporary data directory,
                                no fsync (replies do not wait for the disk), deleted at shutdown;
                                nothing survives a restart or a crash (cannot be used with --data-dir)
@@ -30,6 +36,10 @@ start options:
       --commit-log-mb-per-s MB commit log a database may write per second; a transaction over
                                it fails and commits nothing (default 64)
       --tx-max-mb MB           largest commit record of one transaction (default 64)
+      --procedure-threads N    procedures and HTTP handlers one database runs at once (default 4,
+                               at most 16): threads start when calls wait, and stop after 30 s idle
+      --procedure-queue N      calls of one database that may wait for a procedure thread; one more
+                               fails at once (default 1024)
       --http-body-timeout-ms MS
                                time a request body may take to arrive before a 408 (default 30000)
       --http-header-timeout-ms MS
@@ -109,6 +119,7 @@ async function start(args: string[]): Promise<number> {
   let dataDir: string | undefined;
   let inMemory = false;
   let snapshotIntervalTx = SNAPSHOT_INTERVAL_TX;
+  let snapshotIntervalBytes = SNAPSHOT_INTERVAL_BYTES;
   let reducerBudgetMs: number | undefined;
   let databaseMemoryMb: number | undefined;
   let wsCompression = false;
@@ -152,12 +163,16 @@ async function start(args: string[]): Promise<number> {
       if (!Number.isSafeInteger(snapshotIntervalTx) || snapshotIntervalTx < 1) {
         throw new Error(`Invalid --snapshot-interval-tx "${text}": expected a whole number >= 1`);
       }
+    } else if (arg === "--snapshot-interval-mb") {
+      snapshotIntervalBytes = size(arg, value(), 1024 * 1024);
     } else if (arg === "--in-memory") inMemory = true;
     else if (arg === "--module-log-kb-per-s") {
       limits.moduleLogBytesPerS = size(arg, value(), 1024);
     } else if (arg === "--commit-log-mb-per-s") {
       limits.commitLogBytesPerS = size(arg, value(), 1024 * 1024);
     } else if (arg === "--tx-max-mb") limits.txRecordBytesMax = size(arg, value(), 1024 * 1024);
+    else if (arg === "--procedure-threads") limits.procedureThreads = positiveInteger(arg, value());
+    else if (arg === "--procedure-queue") limits.procedureQueue = positiveInteger(arg, value());
     else if (arg === "--ws-compression") wsCompression = true;
     else if (arg === "--warm-spare") warmSpare = true;
     else if (arg === "--hibernate-after-s") {
@@ -209,6 +224,7 @@ async function start(args: string[]): Promise<number> {
       reducerBudgetMs,
       databaseMemoryMb,
       snapshotIntervalTx,
+      snapshotIntervalBytes,
       skipFsync: inMemory,
       // Deliberately broken durability for one test (tests/e2e/fsync_order_test.ts); never set it.
       unsafeLateFsyncMs: Number(Deno.env.get("LIGHTCONE_UNSAFE_LATE_FSYNC_MS") ?? 0) || undefined,

@@ -11,6 +11,7 @@
  * Each table is measured in a child process of its own (`--table NAME`), so one table's garbage
  * never lands in another's figure.
  */
+import { cpuUsage } from "node:process";
 import { parseArgs } from "node:util";
 import { Datastore } from "../storage/datastore.ts";
 import type { TableSchema } from "../storage/schema.ts";
@@ -107,6 +108,11 @@ const tables: Array<{ schema: TableSchema; row(i: number): Uint8Array }> = [
 const gc = (globalThis as any).gc as (() => void) | undefined;
 if (!gc) throw new Error("Run with --v8-flags=--expose-gc");
 
+/** User + system CPU milliseconds of a `cpuUsage(previous)` difference. */
+function cpuMs(usage: { user: number; system: number }): number {
+  return (usage.user + usage.system) / 1000;
+}
+
 function heapBytes(): number {
   gc!();
   gc!();
@@ -148,6 +154,14 @@ for (const table of tables.filter((t) => t.schema.name === values.table)) {
   }
   const insertMs = performance.now() - insertStart;
   const after = heapBytes();
+  // A full (mark-compact) GC with the table alive: what every major GC of the database process
+  // costs on top of its other objects (the pause that can land inside any transaction).
+  let fullGcMs = Infinity;
+  for (let i = 0; i < 3; i++) {
+    const gcStart = performance.now();
+    gc!();
+    fullGcMs = Math.min(fullGcMs, performance.now() - gcStart);
+  }
   const exportStart = performance.now();
   const state = datastore.exportState();
   const exportMs = performance.now() - exportStart;
@@ -158,27 +172,36 @@ for (const table of tables.filter((t) => t.schema.name === values.table)) {
   const captureMs = performance.now() - captureStart;
   let pieceMaxMs = 0;
   let pieces = 0;
+  const pieceMs: number[] = [];
   for (;;) {
     const pieceStart = performance.now();
     const piece = cursor.next(512 * 1024);
+    pieceMs.push(performance.now() - pieceStart);
     pieceMaxMs = Math.max(pieceMaxMs, performance.now() - pieceStart);
     if (piece === null) break;
     pieces++;
   }
+  pieceMs.sort((a, b) => a - b);
   cursor.release();
   // What a restart with this snapshot spends loading it (rows, keys, indexes).
   const importStart = performance.now();
+  const importCpu = cpuUsage();
   Datastore.importState([table.schema], state);
+  const importCpuMs = cpuMs(cpuUsage(importCpu));
   const importMs = performance.now() - importStart;
   console.log(
     `${table.schema.name}: ${((after - before) / ROWS).toFixed(1)} bytes per row (${
       ((after - before) / 2 ** 20 * 1e6 / ROWS).toFixed(1)
-    } MiB per 1,000,000 rows); insert ${(insertMs * 1000 / ROWS).toFixed(2)} µs per row; ` +
+    } MiB per 1,000,000 rows); insert ${(insertMs * 1000 / ROWS).toFixed(2)} µs per row; full GC ${
+      fullGcMs.toFixed(1)
+    } ms; ` +
       `snapshot in one piece ${exportMs.toFixed(0)} ms for ${
         (state.length / 2 ** 20).toFixed(1)
-      } MiB; in pieces: capture ${captureMs.toFixed(2)} ms, ${pieces} pieces, longest ${
-        pieceMaxMs.toFixed(1)
-      } ms; snapshot load ${importMs.toFixed(0)} ms`,
+      } MiB; in pieces: capture ${captureMs.toFixed(2)} ms, ${pieces} pieces, median ${
+        pieceMs[pieceMs.length >> 1].toFixed(1)
+      } ms, longest ${pieceMaxMs.toFixed(1)} ms; snapshot load ${importMs.toFixed(0)} ms (CPU ${
+        importCpuMs.toFixed(0)
+      } ms)`,
   );
   // Keep it alive until measured; drop before the next table.
   if (datastore.committedCount(table.schema.tableId) !== ROWS) throw new Error("row count");

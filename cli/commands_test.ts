@@ -368,3 +368,167 @@ Deno.test("runCli() prints help for every verb and rejects unknown verbs", async
     "Error: unrecognized subcommand 'frobnicate'\n  For more information, try '--help'.\n",
   );
 });
+
+/** A server answering GET /v1/identity/public-key with `key.pem` (changeable) and /v1/ping. */
+function keyServer(key: { pem: string }) {
+  const server = Deno.serve({ port: 0, hostname: "127.0.0.1", onListen() {} }, (request) => {
+    const path = new URL(request.url).pathname;
+    if (path === "/v1/identity/public-key") return new Response(key.pem);
+    if (path === "/v1/ping") return new Response("");
+    return new Response("not found", { status: 404 });
+  });
+  return { host: `127.0.0.1:${server.addr.port}`, close: () => server.shutdown() };
+}
+
+Deno.test("server fingerprint saves the key and asks before saving a changed one", async () => {
+  const key = { pem: "-----BEGIN PUBLIC KEY-----\nFIRST\n-----END PUBLIC KEY-----\n" };
+  const server = keyServer(key);
+  const dir = await Deno.makeTempDir({ prefix: "lightcone-cli-test-" });
+  const configPath = join(dir, "cli.json");
+  const run = async (args: string[], answers: string[] = []) => {
+    const io = captureIo({ answers });
+    const code = await runCli(["--config-path", configPath, ...args], { io });
+    return { code, stdout: io.stdout, stderr: io.stderr };
+  };
+  const saved = async () =>
+    JSON.parse(await Deno.readTextFile(configPath)).server_configs.find((
+      s: { nickname: string },
+    ) => s.nickname === "k");
+  try {
+    const added = await run(["server", "add", "k", "--url", `http://${server.host}`]);
+    assertEquals(added.code, 0, added.stderr);
+    assertEquals((await saved()).ecdsa_public_key, key.pem);
+    const same = await run(["server", "fingerprint", "k"]);
+    assertEquals(same.code, 0, same.stderr);
+    assertIncludes(same.stdout, "Fingerprint is unchanged for server k");
+
+    key.pem = "-----BEGIN PUBLIC KEY-----\nSECOND\n-----END PUBLIC KEY-----\n";
+    const refused = await run(["server", "fingerprint", "k"], ["n"]);
+    assertEquals(refused.code, 1);
+    assertIncludes(refused.stderr, "The fingerprint of server k has changed");
+    assertEquals((await saved()).ecdsa_public_key.includes("FIRST"), true);
+    const accepted = await run(["server", "fingerprint", "k"], ["y"]);
+    assertEquals(accepted.code, 0, accepted.stderr);
+    assertIncludes(accepted.stdout, "Saved the fingerprint of server k");
+    assertEquals((await saved()).ecdsa_public_key, key.pem);
+  } finally {
+    await server.close();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("server edit renames and moves a server; server clear deletes a data directory", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "lightcone-cli-test-" });
+  const configPath = join(dir, "cli.json");
+  const run = async (args: string[], answers: string[] = []) => {
+    // The default server points at a closed port, so `clear` sees no running server.
+    const io = captureIo({ answers, env: { HOME: dir } });
+    const code = await runCli(["--config-path", configPath, ...args], { io });
+    return { code, stdout: io.stdout, stderr: io.stderr };
+  };
+  try {
+    assertEquals(
+      (await run(["server", "add", "a", "--url", "http://10.0.0.1:3000", "--no-fingerprint", "-d"]))
+        .code,
+      0,
+    );
+    await run(["server", "add", "b", "--url", "http://10.0.0.2:3000", "--no-fingerprint"]);
+    const clash = await run(["server", "edit", "a", "--new-name", "b", "-y"]);
+    assertEquals(clash.code, 1);
+    assertIncludes(clash.stderr, "Server nickname b already in use: http://10.0.0.2:3000");
+    const nothing = await run(["server", "edit", "a"]);
+    assertEquals(nothing.code, 1);
+    assertIncludes(nothing.stderr, "nothing to change");
+    const aborted = await run(["server", "edit", "a", "--new-name", "c"], ["n"]);
+    assertEquals(aborted.code, 1);
+    const edited = await run([
+      "server",
+      "edit",
+      "a",
+      "--new-name",
+      "c",
+      "--url",
+      "http://10.0.0.3:3000/",
+      "--no-fingerprint",
+      "-y",
+    ]);
+    assertEquals(edited.code, 0, edited.stderr);
+    assertIncludes(
+      edited.stdout,
+      "Nickname: a -> c\nURL: http://10.0.0.1:3000 -> http://10.0.0.3:3000",
+    );
+    const config = JSON.parse(await Deno.readTextFile(configPath));
+    assertEquals(config.default_server, "c");
+    assertEquals(
+      config.server_configs.find((s: { nickname: string }) => s.nickname === "c").host,
+      "10.0.0.3:3000",
+    );
+
+    // clear: the local default server must not answer; point the default at a closed port.
+    const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+    const port = (listener.addr as Deno.NetAddr).port;
+    listener.close();
+    await run([
+      "server",
+      "add",
+      "l",
+      "--url",
+      `http://127.0.0.1:${port}`,
+      "--no-fingerprint",
+      "-d",
+    ]);
+    const data = join(dir, "data");
+    await Deno.mkdir(join(data, "databases"), { recursive: true });
+    await Deno.writeTextFile(join(data, "control.json"), "{}");
+    const kept = await run(["server", "clear", "--data-dir", data], ["n"]);
+    assertEquals(kept.code, 1);
+    assertIncludes(
+      kept.stderr,
+      "Are you sure you want to delete all data from the local database?",
+    );
+    assertEquals((await Deno.stat(data)).isDirectory, true);
+    const cleared = await run(["server", "clear", "--data-dir", data, "-y"]);
+    assertEquals(cleared.code, 0, cleared.stderr);
+    assertIncludes(cleared.stdout, `Deleted all data from ${data}`);
+    let gone = false;
+    try {
+      await Deno.stat(data);
+    } catch {
+      gone = true;
+    }
+    assertEquals(gone, true);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("server clear refuses while the default local server answers", async () => {
+  const server = keyServer({ pem: "k" });
+  const dir = await Deno.makeTempDir({ prefix: "lightcone-cli-test-" });
+  const configPath = join(dir, "cli.json");
+  try {
+    const io = captureIo({ env: { HOME: dir } });
+    await runCli([
+      "--config-path",
+      configPath,
+      "server",
+      "add",
+      "up",
+      "--url",
+      `http://${server.host}`,
+      "-d",
+    ], { io });
+    await Deno.mkdir(join(dir, "data"));
+    const clear = captureIo({ env: { HOME: dir } });
+    const code = await runCli(
+      ["--config-path", configPath, "server", "clear", "--data-dir", join(dir, "data"), "-y"],
+      { io: clear },
+    );
+    assertEquals(code, 1);
+    assertIncludes(clear.stderr, `A server is running at http://${server.host}`);
+    assertEquals((await Deno.stat(join(dir, "data"))).isDirectory, true);
+  } finally {
+    await server.close();
+    await Deno.remove(dir, { recursive: true });
+  }
+});

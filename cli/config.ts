@@ -12,6 +12,8 @@ export interface ServerConfig {
   /** host:port, without protocol. */
   host: string;
   protocol: "http" | "https";
+  /** The server's public key (PEM) as `server add`/`fingerprint`/`edit` last fetched it. */
+  ecdsa_public_key?: string;
 }
 
 export interface CliConfigData {
@@ -132,6 +134,44 @@ export class CliConfig {
     const match = this.#data.server_configs.find((s) => s.nickname === name || s.host === name);
     if (!match) throw new CliError(`Cannot set default server to unknown server ${name}`);
     this.#data.default_server = match.nickname;
+  }
+
+  /**
+   * Renames a saved server and/or points it at another URL (its saved token and fingerprint
+   * belong to the old URL and are dropped). Checks the same clashes as `addServer`.
+   */
+  editServer(
+    name: string,
+    change: { nickname?: string; host?: string; protocol?: "http" | "https"; key?: string },
+  ): ServerConfig {
+    const match = this.findServer(name);
+    const others = this.#data.server_configs.filter((s) => s !== match);
+    if (change.nickname !== undefined) {
+      const byName = others.find((s) => s.nickname === change.nickname);
+      if (byName) {
+        throw new CliError(
+          `Server nickname ${change.nickname} already in use: ${byName.protocol}://${byName.host}`,
+        );
+      }
+    }
+    if (change.host !== undefined && others.some((s) => s.host === change.host)) {
+      throw new CliError(`Server already configured for host: ${change.host}`);
+    }
+    const oldUrl = `${match.protocol}://${match.host}`;
+    if (change.nickname !== undefined) {
+      if (this.#data.default_server === match.nickname) {
+        this.#data.default_server = change.nickname;
+      }
+      match.nickname = change.nickname;
+    }
+    if (change.host !== undefined) match.host = change.host;
+    if (change.protocol !== undefined) match.protocol = change.protocol;
+    if (`${match.protocol}://${match.host}` !== oldUrl) {
+      delete this.#data.tokens[oldUrl];
+      delete match.ecdsa_public_key;
+    }
+    if (change.key !== undefined) match.ecdsa_public_key = change.key;
+    return match;
   }
 
   /** Forgets a saved server and its token. */

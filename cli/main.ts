@@ -70,7 +70,7 @@ const VERBS: Record<string, Verb> = {
   rename: { summary: "Give a database a new name", help: RENAME_HELP, run: runRename },
   list: { summary: "List the databases you own", help: LIST_HELP, run: runList },
   server: {
-    summary: "Manage saved servers: add, list, set-default, remove, ping",
+    summary: "Manage saved servers: add, list, set-default, remove, ping, fingerprint, edit, clear",
     help: SERVER_HELP,
     run: runServer,
   },

@@ -12,7 +12,21 @@ export interface BuildOptions {
   debug?: boolean;
   /** Skip `tsc --noEmit` even when node_modules/.bin/tsc exists. */
   skipTypeCheck?: boolean;
+  /**
+   * Do not wait for the type check: the bundle is ready as soon as it is built (unless the
+   * check already failed by then), and `BuildResult.typeCheck` settles when the check ends
+   * (`dev`). `build` and `publish` always wait.
+   */
+  deferTypeCheck?: boolean;
+  /** Stops a deferred type check that is no longer wanted (its outcome is then "cancelled"). */
+  signal?: AbortSignal;
 }
+
+/** How a type check ended. */
+export type TypeCheckOutcome =
+  | { status: "passed" }
+  | { status: "failed"; report: string; error: CliError }
+  | { status: "cancelled" };
 
 export interface BuildResult {
   bundlePath: string;
@@ -20,6 +34,11 @@ export interface BuildResult {
   /** `spacetime:sys@M.m` versions the bundle imports, sorted. */
   syscallVersions: string[];
   resolution: "deno.json" | "node_modules" | "package.json";
+  /**
+   * The type check: "skipped", "passed" (it finished before the bundle was handed out), or,
+   * with `deferTypeCheck`, a promise of its outcome when it was still running.
+   */
+  typeCheck: "skipped" | "passed" | Promise<TypeCheckOutcome>;
 }
 
 const EXTERNAL_PATTERN = "spacetime:sys*";
@@ -45,6 +64,9 @@ export async function buildModule(
     );
   }
   const tempDir = await Deno.makeTempDir({ prefix: "lightcone-build-" });
+  const removeTemp = () => Deno.remove(tempDir, { recursive: true }).catch(() => {});
+  /** Set when a deferred check still runs: it removes the temporary folder when it ends. */
+  let deferred: Promise<TypeCheckOutcome> | undefined;
   try {
     const { args: resolutionArgs, resolution } = await resolutionFor(dir, tempDir, io, {
       hasDenoJson,
@@ -81,8 +103,20 @@ export async function buildModule(
     }).output();
     const checking = options.skipTypeCheck
       ? Promise.resolve(undefined)
-      : typeCheck(dir, io, resolutionArgs);
-    const [checked, bundled] = await Promise.allSettled([checking, bundling]);
+      : typeCheck(dir, io, resolutionArgs, options.signal, options.deferTypeCheck);
+    // With deferTypeCheck, the bundle does not wait for a check still running.
+    let checkDone = false;
+    checking.then(() => checkDone = true, () => checkDone = true);
+    const [checked, bundled] = options.deferTypeCheck
+      ? await Promise.allSettled([
+        bundling.then(async () => {
+          // Let a check that ends together with the bundle count as finished first.
+          await new Promise((resolve) => setTimeout(resolve, 0));
+          return checkDone ? await checking : "running" as const;
+        }),
+        bundling,
+      ])
+      : await Promise.allSettled([checking, bundling]);
     try {
       if (bundled.status === "rejected") throw bundled.reason;
       const output = bundled.value;
@@ -91,7 +125,25 @@ export async function buildModule(
         throw bundleError(new TextDecoder().decode(output.stderr), dir, resolution);
       }
       if (checked.status === "rejected") throw checked.reason;
-      if (checked.value !== undefined) {
+      if (checked.value === "running") {
+        deferred = checking.then(
+          (failure): TypeCheckOutcome =>
+            options.signal?.aborted
+              ? { status: "cancelled" }
+              : failure === undefined
+              ? { status: "passed" }
+              : { status: "failed", ...failure },
+          (error): TypeCheckOutcome => {
+            if (options.signal?.aborted) return { status: "cancelled" };
+            const message = error instanceof Error ? error.message : String(error);
+            return {
+              status: "failed",
+              report: "",
+              error: error instanceof CliError ? error : new CliError(message),
+            };
+          },
+        ).finally(removeTemp);
+      } else if (checked.value !== undefined) {
         io.err(checked.value.report);
         throw checked.value.error;
       }
@@ -107,9 +159,10 @@ export async function buildModule(
       sizeBytes: new TextEncoder().encode(text).length,
       syscallVersions,
       resolution,
+      typeCheck: options.skipTypeCheck ? "skipped" : deferred ?? "passed",
     };
   } finally {
-    await Deno.remove(tempDir, { recursive: true }).catch(() => {});
+    if (!deferred) await removeTemp();
   }
 }
 
@@ -155,25 +208,32 @@ async function typeCheck(
   dir: string,
   io: CliIo,
   resolutionArgs: string[],
+  signal?: AbortSignal,
+  lowPriority = false,
 ): Promise<{ report: string; error: CliError } | undefined> {
   const tsc = `${dir}/node_modules/.bin/tsc`;
   const useTsc = await isFile(tsc);
   io.err(useTsc ? "Type-checking with tsc --noEmit...\n" : "Type-checking with deno check...\n");
+  const command = useTsc ? tsc : Deno.execPath();
+  const args = useTsc ? ["--noEmit", "--pretty", "false"] : [
+    "check",
+    ...resolutionArgs,
+    "--no-lock",
+    "--quiet",
+    "src/index.ts",
+  ];
+  // A check nobody waits for yields the CPU to the bundle and the publish (`dev`).
+  const nice = lowPriority ? await niceCommand() : undefined;
   let output;
   try {
-    output = await new Deno.Command(useTsc ? tsc : Deno.execPath(), {
-      args: useTsc ? ["--noEmit", "--pretty", "false"] : [
-        "check",
-        ...resolutionArgs,
-        "--no-lock",
-        "--quiet",
-        "src/index.ts",
-      ],
+    output = await new Deno.Command(nice ?? command, {
+      args: nice ? ["-n", "10", command, ...args] : args,
       cwd: dir,
       env: { NO_COLOR: "1" },
       stdin: "null",
       stdout: "piped",
       stderr: "piped",
+      signal,
     }).output();
   } catch (error) {
     throw new CliError(`Could not run the type checker: ${(error as Error).message}`);
@@ -195,6 +255,14 @@ async function typeCheck(
     ["Fix the errors above, or pass --skip-type-check to build anyway."],
   );
   return { report, error };
+}
+
+/** coreutils' `nice`, where there is one. */
+async function niceCommand(): Promise<string | undefined> {
+  for (const path of ["/usr/bin/nice", "/bin/nice"]) {
+    if (await isFile(path)) return path;
+  }
+  return undefined;
 }
 
 export interface TypeDiagnostic {

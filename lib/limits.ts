@@ -76,6 +76,26 @@ export const SQL_BYTES_MAX = 64 * 1024;
  * is 100M tuples, which would exhaust the database process; past this the query is refused.
  */
 export const SQL_JOIN_ROWS_MAX = 5_000_000;
+/**
+ * Join tuples one live query's delta may produce for one transaction (query/delta.ts). A join
+ * on a non-unique column fans out: a self-join over an empty table followed by one insert of k
+ * equal rows is k² delta rows, enough to exhaust the database process. Past this the query is
+ * dropped and its subscribers get a SubscriptionError; the writer's transaction stands.
+ */
+export const SUBSCRIPTION_DELTA_ROWS_MAX = 1_000_000;
+/**
+ * Per-sender view instances (one per subscribed identity, worker/views.ts) that may read one
+ * table whole in a database. Every write to that table re-runs each of them inside the writer's
+ * transaction, and anonymous connections mint identities for free: a view scanning 20k rows
+ * cost a write 80 ms with 1 subscriber and 1.6 s with 200, so ~1,250 connections would make every
+ * write fail its time budget. Past this a new sender's subscription to such a view is refused;
+ * instances that read index points (re-run only when their key is written) are not counted.
+ * 256 keeps a write's worst case near a second on such a view while admitting a few hundred
+ * distinct signed-in users of a naive (scan-and-filter) view; an index-point view has no cap here.
+ */
+export const VIEW_INSTANCES_READING_TABLE_MAX = 256;
+/** Live per-sender view instances in one database (each holds its rows and read set). */
+export const VIEW_SENDER_INSTANCES_MAX = 16_384;
 /** Lines kept in memory per database log for `logs`. */
 export const DATABASE_LOG_LINES_MAX = 10_000;
 /** Size a commit-log segment is preallocated to before a new one is started. */
@@ -97,7 +117,8 @@ export const SNAPSHOTS_KEPT = 2;
 export const SNAPSHOT_INTERVAL_TX = 1_000_000;
 /**
  * Commit-log bytes between automatic snapshots (whichever of this and SNAPSHOT_INTERVAL_TX comes
- * first), so a database with large transactions also gets snapshots and a bounded replay.
+ * first), so a database with large transactions also gets snapshots and a bounded replay;
+ * overridable with `--snapshot-interval-mb`.
  */
 export const SNAPSHOT_INTERVAL_BYTES = 256 * 1024 * 1024;
 /** Nesting depth of a SQL WHERE expression; SpacetimeDB's parser stops near 1,600 levels. */
@@ -115,6 +136,12 @@ export const SUBSCRIPTION_JOIN_TABLES_MAX = 8;
  * initial rows go out in one message; 10,000 keeps both bounded while covering leaderboards.
  */
 export const TOPN_LIMIT_MAX = 10_000;
+/**
+ * Row-level security fragments one query may expand to (query/rls.ts): one per combination of
+ * rules over the instances it reads, so rules^instances; an anonymous client joining a table
+ * with 3 rules 30 times would otherwise make the worker build 3^30 plans.
+ */
+export const RLS_FRAGMENTS_MAX = 1_024;
 /** How long a call, SQL query or new WebSocket waits for a database's module update before a 503. */
 export const UPDATE_WAIT_MS_MAX = 30_000;
 
@@ -183,21 +210,48 @@ export const SCHEDULE_IMMEDIATE_PENDING_MAX = 10_000;
 /** Argument bytes held by one database's pending immediate schedules (each copied at the call). */
 export const SCHEDULE_IMMEDIATE_PENDING_BYTES_MAX = 64 * 1024 * 1024;
 
+/**
+ * Procedure threads per database (`--procedure-threads`): procedures and HTTP handlers of one
+ * database run this many at once (one waiting on HTTP holds up only its own thread). The first
+ * thread lives as long as the process; more start on demand (each ~12.6 MiB RSS idle, ~0.2 s to
+ * start) and stop after `PROCEDURE_THREAD_IDLE_MS` without a call.
+ */
+export const PROCEDURE_THREADS_DEFAULT = 4;
+/** Largest `--procedure-threads`: each thread has a pair in the process watchdog. */
+export const PROCEDURE_THREADS_MAX = 16;
+/**
+ * Procedure and HTTP handler calls of one database that may wait for a thread
+ * (`--procedure-queue`); one more fails at once with an error naming both limits. Generous:
+ * calls held during a module update arrive together (tests/e2e/update_wait_test.ts fires one
+ * every 15 ms for seconds), and what a waiting call holds is already bounded by the front door
+ * (HTTP bodies in flight, WebSocket inbound bytes).
+ */
+export const PROCEDURE_QUEUE_DEFAULT = 1024;
+/** A procedure thread beyond the first is stopped after this long without a call. */
+export const PROCEDURE_THREAD_IDLE_MS = 30_000;
 /** The per-database rates and sizes an operator can set; the defaults are above. */
 export interface DatabaseLimits {
   moduleLogBytesPerS: number;
   commitLogBytesPerS: number;
   txRecordBytesMax: number;
+  /** Procedures and HTTP handlers run at once (`--procedure-threads`, 1 to PROCEDURE_THREADS_MAX). */
+  procedureThreads: number;
+  /** Calls that may wait for a procedure thread (`--procedure-queue`). */
+  procedureQueue: number;
 }
 
 export const DATABASE_LIMITS_DEFAULT: Readonly<DatabaseLimits> = Object.freeze({
   moduleLogBytesPerS: MODULE_LOG_BYTES_PER_S_DEFAULT,
   commitLogBytesPerS: COMMIT_LOG_BYTES_PER_S_DEFAULT,
   txRecordBytesMax: TX_RECORD_BYTES_MAX_DEFAULT,
+  procedureThreads: PROCEDURE_THREADS_DEFAULT,
+  procedureQueue: PROCEDURE_QUEUE_DEFAULT,
 });
 
 /** The commit-log bucket's size for `limits`: COMMIT_LOG_BURST_S of rate, at least one max transaction. */
-export function commitLogBurstBytes(limits: DatabaseLimits): number {
+export function commitLogBurstBytes(
+  limits: Pick<DatabaseLimits, "txRecordBytesMax" | "commitLogBytesPerS">,
+): number {
   return Math.max(limits.txRecordBytesMax, limits.commitLogBytesPerS * COMMIT_LOG_BURST_S);
 }
 /**
@@ -229,6 +283,12 @@ export const OUTBOUND_HTTP_TIMEOUT_MS_MAX = 180_000;
 export const OUTBOUND_HTTP_RESPONSE_BYTES_MAX = 16 * 1024 * 1024;
 /** Largest outbound request body a procedure may send (it crosses the process's pipe). */
 export const OUTBOUND_HTTP_REQUEST_BYTES_MAX = 16 * 1024 * 1024;
+/**
+ * Body of an HTTP handler's response (server/routes/http_handlers.ts): the main thread holds it
+ * until the client has read it, and a database's reply frames may carry up to twice its memory
+ * budget, so without this a module could pin hundreds of MiB per request on the main thread.
+ */
+export const HTTP_HANDLER_RESPONSE_BYTES_MAX = 16 * 1024 * 1024;
 /** Redirects followed per request, each hop checked against the allow-list. */
 export const OUTBOUND_HTTP_REDIRECTS_MAX = 10;
 /**

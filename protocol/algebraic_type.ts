@@ -22,6 +22,30 @@ export type PrimitiveTag =
   | "F32"
   | "F64";
 
+/** The integer types. */
+export type IntegerTag = Exclude<PrimitiveTag, "String" | "Bool" | "F32" | "F64">;
+
+/** Width in bits of each integer type (the one table: SQL literals, sequences' ranges). */
+export const INTEGER_BITS: Readonly<Record<IntegerTag, number>> = Object.freeze({
+  I8: 8,
+  U8: 8,
+  I16: 16,
+  U16: 16,
+  I32: 32,
+  U32: 32,
+  I64: 64,
+  U64: 64,
+  I128: 128,
+  U128: 128,
+  I256: 256,
+  U256: 256,
+});
+
+/** Whether `tag` names an integer type. */
+export function isIntegerTag(tag: string): tag is IntegerTag {
+  return Object.hasOwn(INTEGER_BITS, tag);
+}
+
 export type AlgebraicType =
   | { tag: "Ref"; value: number }
   | { tag: "Sum"; value: SumType }

@@ -778,7 +778,31 @@ export function fixedSizeOf(
   return fixedSize(type, typespace, new Set());
 }
 
+/**
+ * Sizes already computed, per typespace and type object (`null` = variable). Without it a
+ * type whose fields share refs (Ref i = (a: Ref i+1, b: Ref i+1)) costs 2^depth. A result
+ * computed while a Ref was being visited is still the type's own: a Ref that reaches a
+ * visiting Ref lies on a cycle, and every type on a cycle is variable.
+ */
+const fixedSizeCache = new WeakMap<Typespace, WeakMap<AlgebraicType, number | null>>();
+
 function fixedSize(
+  type: AlgebraicType,
+  typespace: Typespace,
+  visiting: Set<number>,
+): number | undefined {
+  if (type.tag !== "Ref" && type.tag !== "Product" && type.tag !== "Sum") {
+    return computeFixedSize(type, typespace, visiting);
+  }
+  const byType = cacheFor(fixedSizeCache, typespace);
+  const cached = byType.get(type);
+  if (cached !== undefined) return cached ?? undefined;
+  const size = computeFixedSize(type, typespace, visiting);
+  byType.set(type, size ?? null);
+  return size;
+}
+
+function computeFixedSize(
   type: AlgebraicType,
   typespace: Typespace,
   visiting: Set<number>,

@@ -260,3 +260,37 @@ Deno.test("BinaryWriter grows, resets and writes raw primitives", () => {
   encodeValue(wr, T.i16, -2);
   assertEquals(decodeValue(new BinaryReader(wr.finish()), T.i16), -2);
 });
+
+/** Ref i = (a: Ref i+1, b: Ref i+1) down to a u8: 2^depth bytes, but only depth+1 types. */
+function typeBomb(depth: number): { typespace: Typespace; reads: () => number } {
+  const types: AlgebraicType[] = [];
+  for (let i = 0; i < depth; i++) {
+    types.push(product({ tag: "Ref", value: i + 1 }, { tag: "Ref", value: i + 1 }));
+  }
+  types.push(T.u8);
+  let reads = 0;
+  const typespace = new Proxy(types, {
+    get(target, key, receiver) {
+      if (typeof key === "string" && /^\d+$/.test(key)) reads++;
+      return Reflect.get(target, key, receiver);
+    },
+  });
+  return { typespace, reads: () => reads };
+}
+
+Deno.test("fixedSizeOf reads a type bomb's typespace linearly often, not 2^depth times", () => {
+  const depth = 20;
+  const bomb = typeBomb(depth);
+  assertEquals(fixedSizeOf({ tag: "Ref", value: 0 }, bomb.typespace), 2 ** depth);
+  // Each level has two Ref objects to the next type; the next type itself is sized once.
+  const bound = 2 * (depth + 1);
+  assert(bomb.reads() <= bound, `typespace read ${bomb.reads()} times for ${depth + 1} types`);
+  // Skipping an array of the bomb asks fixedSizeOf too; the answer is cached per typespace.
+  const arrayOfBomb = bomb.reads();
+  const bytes = new Uint8Array(4 + 2 ** depth);
+  bytes[0] = 1; // one element (u32 little-endian), then 2^depth zero bytes
+  const reader = new BinaryReader(bytes);
+  skipValue(reader, array({ tag: "Ref", value: 0 }), bomb.typespace);
+  assertEquals(reader.offset, 4 + 2 ** depth);
+  assert(bomb.reads() - arrayOfBomb <= bound, `skipValue read ${bomb.reads()} times`);
+});

@@ -2,22 +2,10 @@
  * The column types SQL can compare, how their values are represented while evaluating
  * (`Comparable`), how they order (§1.7) and how they print in error messages (SATS notation).
  */
-import type { AlgebraicType, Typespace } from "../protocol/mod.ts";
-import { resolveType } from "../protocol/mod.ts";
+import type { AlgebraicType, IntegerTag, Typespace } from "../protocol/mod.ts";
+import { INTEGER_BITS, resolveType } from "../protocol/mod.ts";
 
-export type IntTag =
-  | "I8"
-  | "U8"
-  | "I16"
-  | "U16"
-  | "I32"
-  | "U32"
-  | "I64"
-  | "U64"
-  | "I128"
-  | "U128"
-  | "I256"
-  | "U256";
+export type IntTag = IntegerTag;
 
 /**
  * A comparable column type. Representation of values (`Comparable`):
@@ -37,21 +25,6 @@ export type Scalar =
   | { kind: "uuid" };
 
 export type Comparable = number | bigint | Uint8Array;
-
-const INT_BITS: Record<IntTag, number> = {
-  I8: 8,
-  U8: 8,
-  I16: 16,
-  U16: 16,
-  I32: 32,
-  U32: 32,
-  I64: 64,
-  U64: 64,
-  I128: 128,
-  U128: 128,
-  I256: 256,
-  U256: 256,
-};
 
 const SPECIAL_PRODUCTS: Record<string, [Scalar["kind"], string]> = {
   __identity__: ["identity", "U256"],
@@ -87,7 +60,7 @@ export function scalarOf(type: AlgebraicType, typespace: Typespace): Scalar | un
       return undefined;
     default: {
       const tag = t.tag as IntTag;
-      return { kind: "int", tag, bits: INT_BITS[tag], signed: tag.startsWith("I") };
+      return { kind: "int", tag, bits: INTEGER_BITS[tag], signed: tag.startsWith("I") };
     }
   }
 }

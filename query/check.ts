@@ -10,6 +10,16 @@ import { SqlError } from "./sql_error.ts";
 import { type Comparable, formatType, type Scalar, scalarOf } from "./_scalar.ts";
 import { literalValue } from "./_literal.ts";
 
+/**
+ * A column's position by name: its accessor (source) name first, then its canonical name, as
+ * SpacetimeDB resolves columns (query-subscriptions.md §1.5); -1 when neither matches.
+ */
+export function columnByName(schema: TableSchema, name: string): number {
+  const accessor = schema.columnAccessors?.indexOf(name) ?? -1;
+  if (accessor >= 0) return accessor;
+  return schema.rowType.elements.findIndex((e) => e.name === name);
+}
+
 /** The catalog the checker reads: table lookup by name (canonical, then accessor) and schemas. */
 export interface QueryCatalog {
   tableIdFromName(name: string): number | undefined;
@@ -134,7 +144,7 @@ export class Checker {
   resolveField(field: FieldExpr): ColumnRef {
     const instance = field.table === undefined ? 0 : this.instanceOf(field.table);
     const schema = this.tables[instance].schema;
-    const column = schema.rowType.elements.findIndex((e) => e.name === field.column);
+    const column = columnByName(schema, field.column);
     if (column < 0) throw nameError(`\`${field.column}\` is not in scope`);
     return { kind: "col", instance, column };
   }

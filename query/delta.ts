@@ -32,6 +32,22 @@ import type { RowLayout } from "./_row_decode.ts";
 import { type ValueKey, valueKey } from "./_scalar.ts";
 import { type Fragment, fragmentMatches, type JoinFragment, layoutOf } from "./plan.ts";
 import { bytesToKey } from "./_scalar.ts";
+import { SqlError } from "./sql_error.ts";
+
+/** Join tuples one query may still produce for the transaction being evaluated. */
+export interface DeltaBudget {
+  rowsMax: number;
+  rowsLeft: number;
+}
+
+/** A query's delta went over its DeltaBudget (subscriptions.ts drops the query). */
+export function deltaLimitError(rowsMax: number): SqlError {
+  return new SqlError(
+    `The subscription's update exceeded ${rowsMax} rows for one transaction and the ` +
+      `subscription was dropped; join on a unique column or add a filter`,
+    "limit",
+  );
+}
 
 /** The net change of one table in one transaction (row bytes; duplicates are multiplicities). */
 export interface TableDelta {
@@ -45,6 +61,8 @@ export interface TxDelta {
 export interface QueryDelta {
   inserts: Uint8Array[];
   deletes: Uint8Array[];
+  /** Set when the query failed for this transaction (no rows then): its subscribers are dropped. */
+  error?: string;
 }
 
 const EMPTY_VERSION: Version = new Map();
@@ -250,10 +268,17 @@ export function joinFragmentDelta(
   versions: BatchVersions,
   i: number,
   out: QueryDelta,
+  budget?: DeltaBudget,
 ): void {
   if (fragment.never) return;
   const net = new NetRows();
-  const emit = (row: Uint8Array, sign: number) => net.add(row, sign);
+  const emit = budget === undefined
+    ? (row: Uint8Array, sign: number) => net.add(row, sign)
+    : (row: Uint8Array, sign: number) => {
+      // Every tuple counts, also those netting out: they cost the same time to build.
+      if (--budget.rowsLeft < 0) throw deltaLimitError(budget.rowsMax);
+      net.add(row, sign);
+    };
   const after = versions.after(i);
   const instances = fragment.instances;
   for (let k = 0; k < instances.length; k++) {
@@ -274,9 +299,10 @@ export function fragmentDelta(
   txs: readonly TxDelta[],
   i: number,
   out: QueryDelta,
+  budget?: DeltaBudget,
 ): void {
   if (fragment.kind === "join") {
-    joinFragmentDelta(fragment, reader, versions, i, out);
+    joinFragmentDelta(fragment, reader, versions, i, out, budget);
     return;
   }
   if (fragment.never) return;

@@ -13,7 +13,18 @@ import {
   type QueryPlan,
   type SelectFragment,
 } from "./plan.ts";
-import { type AuxLookup, CURRENT, evaluateJoin, initialSeed, StateReader } from "./_join.ts";
+import {
+  type AuxLookup,
+  CURRENT,
+  evaluateJoin,
+  initialSeed,
+  type SignedRowFn,
+  StateReader,
+  type Version,
+} from "./_join.ts";
+import type { Comparable } from "./_scalar.ts";
+import { SqlError } from "./sql_error.ts";
+import { SQL_JOIN_ROWS_MAX } from "../lib/limits.ts";
 import { encodeComparable } from "./_encode.ts";
 import { scalarOf } from "./_scalar.ts";
 import { isSystemTableId } from "./system_tables.ts";
@@ -57,6 +68,49 @@ function candidateRows(fragment: SelectFragment, state: CommittedState): Iterabl
   return state.committedRows(table.tableId);
 }
 
+/** Bounds on one evaluation of a plan by an untrusted caller. */
+export interface EvaluationLimits {
+  /** Rows a join fragment may return (default SQL_JOIN_ROWS_MAX): a join's fan-out is rows^n. */
+  joinRowsMax?: number;
+  /**
+   * Called for every row a join looks at, including those its filters drop (a join that keeps
+   * nothing can still look at rows² of them); throws to stop the evaluation (a time budget).
+   */
+  tick?: () => void;
+}
+
+/** A reader whose every row handed to a join first calls `tick`. */
+class TickingReader extends StateReader {
+  readonly #tick: () => void;
+
+  constructor(state: CommittedState, aux: AuxLookup | undefined, tick: () => void) {
+    super(state, aux);
+    this.#tick = tick;
+  }
+
+  override scan(table: TableSchema, version: Version, fn: SignedRowFn): void {
+    const tick = this.#tick;
+    super.scan(table, version, (row, sign) => {
+      tick();
+      fn(row, sign);
+    });
+  }
+
+  override match(
+    table: TableSchema,
+    column: number,
+    key: Comparable,
+    version: Version,
+    fn: SignedRowFn,
+  ): void {
+    const tick = this.#tick;
+    super.match(table, column, key, version, (row, sign) => {
+      tick();
+      fn(row, sign);
+    });
+  }
+}
+
 /**
  * The current result of a plan, with multiplicities (one entry per fragment derivation; a join
  * returns its row once per joined tuple). `aux` gives the subscription index's hash indexes on
@@ -66,21 +120,34 @@ export function executePlan(
   plan: QueryPlan,
   state: CommittedState,
   aux?: AuxLookup,
+  limits: EvaluationLimits = {},
 ): Uint8Array[] {
   if (plan.topN !== undefined) return topNRows(plan, state);
   const out: Uint8Array[] = [];
+  const joinRowsMax = limits.joinRowsMax ?? SQL_JOIN_ROWS_MAX;
   let reader: StateReader | undefined;
   for (const fragment of plan.fragments) {
     if (fragment.never || fragment.table.isEvent) continue;
     if (fragment.kind === "join") {
-      reader ??= new StateReader(state, aux);
+      reader ??= limits.tick
+        ? new TickingReader(state, aux, limits.tick)
+        : new StateReader(state, aux);
+      let joined = 0;
       evaluateJoin(
         fragment,
         reader,
         initialSeed(fragment),
         { kind: "version", version: CURRENT },
         () => CURRENT,
-        (row) => out.push(row),
+        (row) => {
+          if (++joined > joinRowsMax) {
+            throw new SqlError(
+              `The query joins more than ${joinRowsMax} rows; add a join condition or a filter`,
+              "limit",
+            );
+          }
+          out.push(row);
+        },
       );
       continue;
     }

@@ -18,6 +18,7 @@ export type {
 export {
   type CommittedState,
   compileSubscriptionQuery,
+  type EvaluationLimits,
   executePlan,
   expandSelectStarFromStar,
   forEachJoinTuple,
@@ -55,6 +56,7 @@ export {
   estimateRowsScanned,
   evaluateSelect,
   executeDml,
+  type SqlDeadline,
   type SqlDmlCounts,
   type SqlSelectResult,
   type SqlState,
@@ -72,4 +74,5 @@ export {
   virtualSystemSchemas,
   virtualSystemTableId,
 } from "./system_tables.ts";
-export { datastoreSqlState, mutTxWriter } from "./sql_state.ts";
+export { datastoreRowLimit, datastoreSqlState, mutTxWriter } from "./sql_state.ts";
+export { estimatePlanRowsScanned, rowLimitError } from "./row_estimate.ts";

@@ -740,6 +740,7 @@ class Parser {
     if (this.#isWord("NOT")) {
       const start = this.#tok().start;
       this.#at++;
+      this.#checkDepth(nesting + 1);
       const inner = this.#parseNot(nesting + 1);
       throw unsupported(`Unsupported expression: ${this.#sql.slice(start, inner.expr.end)}`);
     }

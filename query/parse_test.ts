@@ -1,7 +1,12 @@
 import { deepStrictEqual, ok, throws } from "node:assert/strict";
 import { SQL_BYTES_MAX, SQL_EXPR_DEPTH_MAX } from "../lib/limits.ts";
 import { tokenize } from "./lexer.ts";
-import { isSelectStarFromStar, parseSelect, parseSubscriptionQuery } from "./parse.ts";
+import {
+  isSelectStarFromStar,
+  parseSelect,
+  parseSqlStatement,
+  parseSubscriptionQuery,
+} from "./parse.ts";
 import { SqlError } from "./sql_error.ts";
 import { parseDecimalInteger, parseTimestampMicros } from "./_literal.ts";
 
@@ -82,6 +87,14 @@ Deno.test("expressions nested beyond the depth limit are refused, not overflowed
     sqlError(() => parseSubscriptionQuery(chain)),
     "Recursion limit exceeded, `sql-parser::parse_expr`",
   );
+  // NOT is refused, but only after the chain is read: each NOT is one level of recursion.
+  for (const parse of [parseSubscriptionQuery, parseSqlStatement]) {
+    const nots = `SELECT * FROM t WHERE ${"NOT ".repeat(16_000)}a = 1`;
+    deepStrictEqual(
+      sqlError(() => parse(nots)),
+      "Recursion limit exceeded, `sql-parser::parse_expr`",
+    );
+  }
   const fine = `SELECT * FROM t WHERE ${Array(100).fill("a = 1").join(" OR ")}`;
   ok(parseSubscriptionQuery(fine).where !== undefined);
 });

@@ -44,6 +44,8 @@ export interface SelectFragment {
   never: boolean;
   /** Top-level `column = constant` conjuncts. */
   equalities: Equality[];
+  /** How many top-level WHERE conjuncts the predicate has (the row-limit estimate). */
+  conjuncts?: number;
 }
 
 /** One table instance of a join fragment with the WHERE conjuncts that read only it. */
@@ -56,6 +58,8 @@ export interface PlanInstance {
   predicate: RowPredicate | undefined;
   /** Top-level `column = constant` conjuncts on this instance (index lookups, routing). */
   equalities: Equality[];
+  /** How many top-level WHERE conjuncts read only this instance (the row-limit estimate). */
+  conjuncts?: number;
 }
 
 /** A column of one instance of a join fragment. */
@@ -185,22 +189,32 @@ function comparatorFor(scalar: Scalar): (a: Comparable, b: Comparable) => number
   }
 }
 
-/** A predicate over the rows of one instance (every column it reads belongs to that instance). */
-function compilePredicate(expr: TypedExpr): RowPredicate {
+/** How a compiled WHERE reads one column operand from its input (a row, or a tuple of rows). */
+type ColumnReader<Input> = (instance: number, column: number) => (input: Input) => Comparable;
+
+/**
+ * The one WHERE compiler (subscriptions, one-off queries, `/sql` SELECT and DML): a typed
+ * expression to a closure over `Input`. A comparison of a column with a constant that is not a
+ * float or a byte string tests identity directly (`===`), its hot path.
+ */
+function compileWhere<Input>(
+  expr: TypedExpr,
+  read: ColumnReader<Input>,
+): (input: Input) => boolean {
   switch (expr.kind) {
     case "const": {
       const value = expr.value;
       return () => value;
     }
     case "and": {
-      const left = compilePredicate(expr.left);
-      const right = compilePredicate(expr.right);
-      return (row) => left(row) && right(row);
+      const left = compileWhere(expr.left, read);
+      const right = compileWhere(expr.right, read);
+      return (input) => left(input) && right(input);
     }
     case "or": {
-      const left = compilePredicate(expr.left);
-      const right = compilePredicate(expr.right);
-      return (row) => left(row) || right(row);
+      const left = compileWhere(expr.left, read);
+      const right = compileWhere(expr.right, read);
+      return (input) => left(input) || right(input);
     }
     case "cmp": {
       const e = normalizeCmp(expr);
@@ -210,54 +224,32 @@ function compilePredicate(expr: TypedExpr): RowPredicate {
         const value = applyOp(op, compare(e.left.value, (e.right as { value: Comparable }).value));
         return () => value;
       }
-      const column = e.left.column;
+      const left = read(e.left.instance, e.left.column);
       if (e.right.kind === "value") {
         const value = e.right.value;
         const exact = e.scalar.kind !== "float" && typeof value !== "object";
-        if (exact && op === "=") return (row) => row.value(column) === value;
-        if (exact && op === "<>") return (row) => row.value(column) !== value;
-        return (row) => applyOp(op, compare(row.value(column), value));
+        if (exact && op === "=") return (input) => left(input) === value;
+        if (exact && op === "<>") return (input) => left(input) !== value;
+        return (input) => applyOp(op, compare(left(input), value));
       }
-      const other = e.right.column;
-      return (row) => applyOp(op, compare(row.value(column), row.value(other)));
+      const right = read(e.right.instance, e.right.column);
+      return (input) => applyOp(op, compare(left(input), right(input)));
     }
   }
 }
 
+const readRow: ColumnReader<RowView> = (_instance, column) => (row) => row.value(column);
+const readTuple: ColumnReader<readonly RowView[]> = (instance, column) => (rows) =>
+  rows[instance].value(column);
+
+/** A predicate over the rows of one instance (every column it reads belongs to that instance). */
+function compilePredicate(expr: TypedExpr): RowPredicate {
+  return compileWhere(expr, readRow);
+}
+
 /** A predicate over a tuple of rows (columns of several instances). */
-function compileTuplePredicate(expr: TypedExpr): TuplePredicate {
-  switch (expr.kind) {
-    case "const": {
-      const value = expr.value;
-      return () => value;
-    }
-    case "and": {
-      const left = compileTuplePredicate(expr.left);
-      const right = compileTuplePredicate(expr.right);
-      return (rows) => left(rows) && right(rows);
-    }
-    case "or": {
-      const left = compileTuplePredicate(expr.left);
-      const right = compileTuplePredicate(expr.right);
-      return (rows) => left(rows) || right(rows);
-    }
-    case "cmp": {
-      const e = normalizeCmp(expr);
-      const op = e.op;
-      const compare = comparatorFor(e.scalar);
-      const read = (o: TypedOperand): (rows: readonly RowView[]) => Comparable => {
-        if (o.kind === "value") {
-          const value = o.value;
-          return () => value;
-        }
-        const { instance, column } = o;
-        return (rows) => rows[instance].value(column);
-      };
-      const left = read(e.left);
-      const right = read(e.right);
-      return (rows) => applyOp(op, compare(left(rows), right(rows)));
-    }
-  }
+export function compileTuplePredicate(expr: TypedExpr): TuplePredicate {
+  return compileWhere(expr, readTuple);
 }
 
 function collectEqualities(expr: TypedExpr | undefined, out: Equality[]): void {
@@ -274,7 +266,7 @@ function collectEqualities(expr: TypedExpr | undefined, out: Equality[]): void {
 }
 
 /** The top-level AND conjuncts of a (folded) WHERE. */
-function conjuncts(expr: TypedExpr | undefined, out: TypedExpr[] = []): TypedExpr[] {
+export function conjuncts(expr: TypedExpr | undefined, out: TypedExpr[] = []): TypedExpr[] {
   if (expr === undefined) return out;
   if (expr.kind === "and") {
     conjuncts(expr.left, out);
@@ -387,6 +379,7 @@ function planSingle(checked: CheckedSelect): QueryPlan {
     predicate: always || never ? undefined : compilePredicate(where!),
     never,
     equalities,
+    conjuncts: always || never ? 0 : conjuncts(where).length,
   };
   const key = `select ${table.tableId} where ${where === undefined ? "true" : exprKey(where)}`;
   return { key, returnTable: table, fragments: [fragment], usesSender: checked.usesSender };
@@ -435,6 +428,7 @@ function planJoin(checked: CheckedSelect): QueryPlan {
       layout: layoutOf(t.schema),
       predicate: expr === undefined ? undefined : compilePredicate(expr),
       equalities,
+      conjuncts: perInstance[i].length,
     };
   });
   const conditions: JoinCondition[] = [];

@@ -23,8 +23,14 @@ import { parseSubscriptionQuery } from "./parse.ts";
 import { planSelect, type QueryPlan } from "./plan.ts";
 import type { SqlOutput, SqlSelectPlan } from "./sql_check.ts";
 import { SqlError } from "./sql_error.ts";
+import { RLS_FRAGMENTS_MAX } from "../lib/limits.ts";
 import { scalarOf } from "./_scalar.ts";
-import { evaluateSelect, type SqlSelectResult, type SqlState } from "./sql_eval.ts";
+import {
+  type EvaluateOptions,
+  evaluateSelect,
+  type SqlSelectResult,
+  type SqlState,
+} from "./sql_eval.ts";
 
 /** The rules of a module by protected table id, in declaration order. */
 export type RlsRules = ReadonlyMap<number, readonly string[]>;
@@ -271,6 +277,19 @@ function expand(
     }
     choices.push({ instance, options });
   }
+  // Each instance's options are bounded by their own expansion's check; their product is here.
+  const product = choices.reduce((total, choice) => total * choice.options.length, 1);
+  if (product > RLS_FRAGMENTS_MAX) {
+    const counts = choices.map((choice) => choice.options.length);
+    const shown = counts.every((count) => count === counts[0])
+      ? `${counts[0]}^${counts.length}`
+      : counts.join(" × ");
+    throw new SqlError(
+      `The query expands to more than ${RLS_FRAGMENTS_MAX} row-level security fragments ` +
+        `(${shown} here); join fewer tables that have rules`,
+      "limit",
+    );
+  }
   let out: Expansion[] = [{ shape, map: (i) => i }];
   for (const { instance, options } of choices) {
     out = out.flatMap((done) =>
@@ -404,10 +423,11 @@ export function evaluateSelectWithRls(
   state: SqlState,
   context: QueryContext,
   rules: RlsRules,
+  options: EvaluateOptions = {},
 ): SqlSelectResult {
   const fragments = sqlSelectFragments(plan, state, context, rules);
-  if (fragments.length === 1) return evaluateSelect(fragments[0], state);
-  const results = fragments.map((fragment) => evaluateSelect(fragment, state));
+  if (fragments.length === 1) return evaluateSelect(fragments[0], state, options);
+  const results = fragments.map((fragment) => evaluateSelect(fragment, state, options));
   if (plan.output.kind === "count") {
     let total = 0n;
     let any = false;

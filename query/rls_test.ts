@@ -16,6 +16,7 @@ import {
 import { SubscriptionIndex } from "./subscriptions.ts";
 import { planSelect } from "./plan.ts";
 import { SqlError } from "./sql_error.ts";
+import { RLS_FRAGMENTS_MAX } from "../lib/limits.ts";
 
 const RULES = [
   "SELECT * FROM person WHERE ident = :sender",
@@ -258,4 +259,26 @@ Deno.test("an event table under a join rule: subscribers get only the events the
     () => compileWithRls("SELECT * FROM hit", state, { sender: ID_A, isOwner: false }, probeRules),
     /Event tables cannot be used as the lookup table in subscription joins/,
   );
+});
+
+Deno.test("a query whose rule combinations exceed RLS_FRAGMENTS_MAX is refused before they are built", () => {
+  const state = conformanceState();
+  const rules = resolveRlsRules([...RULES, "SELECT * FROM person WHERE age = 40"], state);
+  // 3 rules on person, 8 instances: 3^8 = 6,561 fragments (an anonymous client's query).
+  const instances = Array.from({ length: 8 }, (_, i) => `p${i}`);
+  const sql = `SELECT p0.* FROM person p0 ${
+    instances.slice(1).map((p) => `JOIN person ${p} ON p0.id = ${p}.id`).join(" ")
+  }`;
+  throws(
+    () => compileWithRls(sql, state, { sender: ID_A, isOwner: false }, rules),
+    (error: Error) =>
+      error instanceof SqlError &&
+      error.message === `The query expands to more than ${RLS_FRAGMENTS_MAX} row-level ` +
+          `security fragments (3^8 here); join fewer tables that have rules`,
+  );
+  // Four instances are 81 fragments: fine.
+  const small = `SELECT p0.* FROM person p0 ${
+    instances.slice(1, 4).map((p) => `JOIN person ${p} ON p0.id = ${p}.id`).join(" ")
+  }`;
+  assertEquals(compileWithRls(small, state, { sender: ID_A, isOwner: false }, rules).length, 81);
 });

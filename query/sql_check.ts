@@ -11,6 +11,7 @@ import type { TableSchema } from "../storage/mod.ts";
 import {
   type CheckedJoin,
   Checker,
+  columnByName,
   type ColumnRef,
   type QueryCatalog,
   type QueryContext,
@@ -283,7 +284,7 @@ function checkUpdate(
 ): SqlUpdatePlan {
   const table = dmlTable(statement.table, catalog, context);
   const assignments = statement.assignments.map(({ column, value }) => {
-    const index = table.rowType.elements.findIndex((e) => e.name === column);
+    const index = columnByName(table, column);
     if (index < 0) throw nameError(`\`${table.name}\` does not have a field \`${column}\``);
     const type = table.rowType.elements[index].algebraicType;
     return { column: index, value: assignedValue(value, type, table.typespace) };

@@ -16,15 +16,9 @@ import {
   type Value,
 } from "../protocol/mod.ts";
 import type { TableSchema } from "../storage/mod.ts";
-import {
-  applyOp,
-  type ColumnRef,
-  type QueryCatalog,
-  type QueryContext,
-  type TypedExpr,
-} from "./check.ts";
+import { type ColumnRef, type QueryCatalog, type QueryContext, type TypedExpr } from "./check.ts";
 import { parseSqlStatement } from "./parse.ts";
-import { layoutOf } from "./plan.ts";
+import { compileTuplePredicate, conjuncts, layoutOf } from "./plan.ts";
 import {
   checkSqlStatement,
   isDml,
@@ -33,17 +27,9 @@ import {
   type SqlSelectPlan,
 } from "./sql_check.ts";
 import { SqlError } from "./sql_error.ts";
+import { rowLimitError } from "./row_estimate.ts";
 import type { RowView } from "./_row_decode.ts";
-import {
-  type Comparable,
-  compareBytes,
-  compareComparable,
-  compareNumbers,
-  type Scalar,
-  scalarOf,
-  type ValueKey,
-  valueKey,
-} from "./_scalar.ts";
+import { scalarOf, type ValueKey, valueKey } from "./_scalar.ts";
 
 /** Committed data as /sql reads it: user tables, st_var and the computed system tables. */
 export interface SqlState extends QueryCatalog {
@@ -97,54 +83,6 @@ export function compileSql(sql: string, catalog: QueryCatalog, context: QueryCon
 
 // --- SELECT ---------------------------------------------------------------------------------
 
-type TuplePredicate = (tuple: RowView[]) => boolean;
-
-function comparatorFor(scalar: Scalar): (a: Comparable, b: Comparable) => number {
-  switch (scalar.kind) {
-    case "float":
-      return compareNumbers as (a: Comparable, b: Comparable) => number;
-    case "string":
-    case "bytes":
-      return compareBytes as (a: Comparable, b: Comparable) => number;
-    default:
-      return compareComparable;
-  }
-}
-
-function compileTuplePredicate(expr: TypedExpr): TuplePredicate {
-  switch (expr.kind) {
-    case "const": {
-      const value = expr.value;
-      return () => value;
-    }
-    case "and": {
-      const left = compileTuplePredicate(expr.left);
-      const right = compileTuplePredicate(expr.right);
-      return (t) => left(t) && right(t);
-    }
-    case "or": {
-      const left = compileTuplePredicate(expr.left);
-      const right = compileTuplePredicate(expr.right);
-      return (t) => left(t) || right(t);
-    }
-    case "cmp": {
-      const compare = comparatorFor(expr.scalar);
-      const op = expr.op;
-      const read = (operand: typeof expr.left): (t: RowView[]) => Comparable => {
-        if (operand.kind === "value") {
-          const value = operand.value;
-          return () => value;
-        }
-        const { instance, column } = operand;
-        return (t) => t[instance].value(column);
-      };
-      const left = read(expr.left);
-      const right = read(expr.right);
-      return (t) => applyOp(op, compare(left(t), right(t)));
-    }
-  }
-}
-
 /** The highest table instance an expression reads (-1 for a constant). */
 function maxInstance(expr: TypedExpr): number {
   switch (expr.kind) {
@@ -159,15 +97,6 @@ function maxInstance(expr: TypedExpr): number {
         expr.right.kind === "col" ? expr.right.instance : -1,
       );
   }
-}
-
-function conjuncts(expr: TypedExpr | undefined, out: TypedExpr[]): TypedExpr[] {
-  if (expr === undefined) return out;
-  if (expr.kind === "and") {
-    conjuncts(expr.left, out);
-    conjuncts(expr.right, out);
-  } else out.push(expr);
-  return out;
 }
 
 /** The ON conditions and WHERE conjuncts of a plan, as one list. */
@@ -208,6 +137,30 @@ function tooManyRows(joinRowsMax: number): SqlError {
 export interface EvaluateOptions {
   /** Join tuples the query may build (default SQL_JOIN_ROWS_MAX). */
   joinRowsMax?: number;
+  /**
+   * Wall-time budget of the joins: pairs a join looks at are not bounded by the tuples it keeps
+   * (a self-join of 40k rows whose filter admits nothing looks at 1.6e9), so the clock is read
+   * every JOIN_PAIRS_PER_CLOCK_READ pairs and the query fails past `deadlineMs`.
+   */
+  deadline?: SqlDeadline;
+}
+
+export interface SqlDeadline {
+  /** Monotonic time (of `nowMs`) after which the query fails. */
+  deadlineMs: number;
+  nowMs: () => number;
+  /** Named in the error. */
+  budgetMs: number;
+}
+
+const JOIN_PAIRS_PER_CLOCK_READ = 1 << 16;
+
+function overBudget(budgetMs: number): SqlError {
+  return new SqlError(
+    `The query exceeded its time budget of ${budgetMs} ms and was stopped; ` +
+      `add a join condition or a filter`,
+    "limit",
+  );
 }
 
 function instanceRows(schema: TableSchema, state: SqlState): RowView[] {
@@ -223,7 +176,14 @@ function joinedTuples(
   state: SqlState,
   stopAfter: number,
   joinRowsMax: number,
+  deadline?: SqlDeadline,
 ): RowView[][] {
+  let pairsToClockRead = JOIN_PAIRS_PER_CLOCK_READ;
+  const pairLooked = () => {
+    if (--pairsToClockRead > 0 || deadline === undefined) return;
+    pairsToClockRead = JOIN_PAIRS_PER_CLOCK_READ;
+    if (deadline.nowMs() > deadline.deadlineMs) throw overBudget(deadline.budgetMs);
+  };
   const pending = allConjuncts(plan).map((expr) => ({ expr, at: maxInstance(expr) }));
   if (pending.some((p) => p.expr.kind === "const" && !p.expr.value)) return [];
   const filtersAt = (k: number) =>
@@ -257,6 +217,7 @@ function joinedTuples(
     const next: RowView[][] = [];
     const stop = k === last ? stopAfter : Infinity;
     const emit = (tuple: RowView[], view: RowView): boolean => {
+      pairLooked();
       const joined = [...tuple, view];
       if (!rest.every((f) => f.test(joined))) return false;
       next.push(joined);
@@ -405,11 +366,11 @@ export function evaluateSelect(
   }
   if (output.kind === "count") {
     // LIMIT applies to the count's one output row, not to what is counted.
-    const count = joinedTuples(plan, state, Infinity, joinRowsMax).length;
+    const count = joinedTuples(plan, state, Infinity, joinRowsMax, options.deadline).length;
     return result(limit >= 1 ? [countRow(count)] : []);
   }
   if (limit === 0) return result([]);
-  const tuples = joinedTuples(plan, state, limit, joinRowsMax);
+  const tuples = joinedTuples(plan, state, limit, joinRowsMax, options.deadline);
   if (tuples.length > limit) tuples.length = limit;
   if (output.kind === "rows") return result(tuples.map((t) => t[output.instance].bytes));
   const offsets = new Map<RowView, number[]>();
@@ -502,12 +463,7 @@ export function checkRowLimit(plan: SqlSelectPlan, state: SqlState, context: Que
   const limit = state.rowLimit();
   if (limit === undefined) return;
   const estimate = estimateRowsScanned(plan, state);
-  if (estimate > limit) {
-    throw new SqlError(
-      `Estimated cardinality (${estimate} rows) exceeds limit (${limit} rows)`,
-      "limit",
-    );
-  }
+  if (estimate > limit) throw rowLimitError(estimate, limit);
 }
 
 // --- DML ------------------------------------------------------------------------------------

@@ -41,6 +41,11 @@ export function datastoreSqlState(datastore: Datastore, source: SystemTableSourc
   };
 }
 
+/** `SET row_limit`'s value (st_var), if set. */
+export function datastoreRowLimit(datastore: Datastore): bigint | undefined {
+  return rowLimit(datastore.committedRows(ST_VAR_TABLE_ID));
+}
+
 /** `row_limit` from st_var's rows (name String, value StVarValue); SET writes a U64. */
 function rowLimit(rows: Uint8Array[]): bigint | undefined {
   for (const row of rows) {

@@ -18,13 +18,26 @@
 import { assert } from "../lib/assert.ts";
 import type { TableSchema } from "../storage/mod.ts";
 import type { QueryContext } from "./check.ts";
-import { BatchVersions, fragmentDelta, type QueryDelta, type TxDelta } from "./delta.ts";
-import { type CommittedState, compileSubscriptionQuery, executePlan } from "./execute.ts";
+import { SUBSCRIPTION_DELTA_ROWS_MAX } from "../lib/limits.ts";
+import {
+  BatchVersions,
+  type DeltaBudget,
+  fragmentDelta,
+  type QueryDelta,
+  type TxDelta,
+} from "./delta.ts";
+import {
+  type CommittedState,
+  compileSubscriptionQuery,
+  type EvaluationLimits,
+  executePlan,
+} from "./execute.ts";
 import { type AuxLookup, CURRENT, hashRows, SignedRows, StateReader } from "./_join.ts";
 import { type Fragment, layoutOf, type QueryPlan, type SelectFragment } from "./plan.ts";
 import type { RowLayout, RowView } from "./_row_decode.ts";
 import { bytesToKey, type Comparable, type ValueKey, valueKey } from "./_scalar.ts";
 import { TopNWindow } from "./topn.ts";
+import { SqlError } from "./sql_error.ts";
 
 export interface RegisteredQuery {
   /** Shared by every registration with the same plan; pass it to `release()` once per register. */
@@ -75,6 +88,8 @@ interface Entry {
   aux: { tableId: number; column: number }[];
   /** The shared window of a top-N query (topn.ts). */
   window: TopNWindow | undefined;
+  /** Why a transaction's delta failed: the query is no longer evaluated (its owner drops it). */
+  failed?: string;
 }
 
 /** What routing one `onCommits()` batch needs besides the deltas; made on first use. */
@@ -173,9 +188,12 @@ export class SubscriptionIndex {
   #evaluations = 0;
   /** The transactions being routed by `onCommits()`, for join-edge partner lookups. */
   #batch: BatchContext | undefined;
+  readonly #deltaRowsMax: number;
 
-  constructor(state: CommittedState) {
+  /** `deltaRowsMax`: join tuples one query's delta may produce per transaction. */
+  constructor(state: CommittedState, options: { deltaRowsMax?: number } = {}) {
     this.#state = state;
+    this.#deltaRowsMax = options.deltaRowsMax ?? SUBSCRIPTION_DELTA_ROWS_MAX;
   }
 
   /** Live queries (distinct plans). */
@@ -192,8 +210,16 @@ export class SubscriptionIndex {
     return this.registerPlan(compileSubscriptionQuery(sql, this.#state, context));
   }
 
-  /** `register()` for a plan compiled by the caller. */
-  registerPlan(plan: QueryPlan): RegisteredQuery {
+  /** Whether a live query with this plan key exists (a new subscriber shares it). */
+  hasPlan(key: string): boolean {
+    return this.#byKey.has(key);
+  }
+
+  /**
+   * `register()` for a plan compiled by the caller; `limits` bound the evaluation of its
+   * current rows (a failure registers nothing).
+   */
+  registerPlan(plan: QueryPlan, limits?: EvaluationLimits): RegisteredQuery {
     let entry = this.#byKey.get(plan.key);
     if (entry === undefined) {
       const only = plan.fragments.length === 1 ? plan.fragments[0] : undefined;
@@ -214,12 +240,20 @@ export class SubscriptionIndex {
     }
     entry.refCount++;
     const table = entry.plan.returnTable;
+    let initialRows: Uint8Array[];
+    try {
+      initialRows = entry.window?.rows() ??
+        executePlan(entry.plan, this.#state, this.#aux, limits);
+    } catch (error) {
+      this.release(entry.queryId);
+      throw error;
+    }
     return {
       queryId: entry.queryId,
       tableId: table.tableId,
       tableName: table.name,
       isEvent: table.isEvent,
-      initialRows: entry.window?.rows() ?? executePlan(entry.plan, this.#state, this.#aux),
+      initialRows,
     };
   }
 
@@ -229,7 +263,7 @@ export class SubscriptionIndex {
     if (entry === undefined) throw new RangeError(`No live query with id ${queryId}`);
     if (--entry.refCount > 0) return false;
     this.#byId.delete(queryId);
-    this.#byKey.delete(entry.plan.key);
+    if (this.#byKey.get(entry.plan.key) === entry) this.#byKey.delete(entry.plan.key);
     this.#unroute(entry);
     for (const { tableId, column } of entry.aux) this.#aux.release(tableId, column);
     return true;
@@ -433,7 +467,9 @@ export class SubscriptionIndex {
 
   /**
    * The result deltas of several transactions committed one after the other since the last
-   * call (the committed state is already the last one's), one map per transaction.
+   * call (the committed state is already the last one's), one map per transaction. A query
+   * whose delta goes over `deltaRowsMax` gets `{error}` instead of rows in that transaction's
+   * map and is not evaluated again (nor shared with new subscribers); the caller releases it.
    */
   onCommits(txs: readonly TxDelta[]): Map<number, QueryDelta>[] {
     this.#predicateCalls = 0;
@@ -454,6 +490,7 @@ export class SubscriptionIndex {
         }
       }
       for (const entry of candidates) {
+        if (entry.failed !== undefined) continue;
         versions ??= new BatchVersions(txs, (tableId) => this.#state.schema(tableId));
         this.#evaluations++;
         const result: QueryDelta = { inserts: [], deletes: [] };
@@ -461,8 +498,20 @@ export class SubscriptionIndex {
           const batchVersions = versions;
           entry.window.apply(txs[i], () => batchVersions.after(i), result);
         } else {
-          for (const fragment of entry.plan.fragments) {
-            fragmentDelta(fragment, this.#reader(), versions, txs, i, result);
+          const budget: DeltaBudget = {
+            rowsMax: this.#deltaRowsMax,
+            rowsLeft: this.#deltaRowsMax,
+          };
+          try {
+            for (const fragment of entry.plan.fragments) {
+              fragmentDelta(fragment, this.#reader(), versions, txs, i, result, budget);
+            }
+          } catch (error) {
+            if (!(error instanceof SqlError) || error.code !== "limit") throw error;
+            entry.failed = error.message;
+            if (this.#byKey.get(entry.plan.key) === entry) this.#byKey.delete(entry.plan.key);
+            out.set(entry.queryId, { inserts: [], deletes: [], error: error.message });
+            continue;
           }
         }
         if (result.inserts.length > 0 || result.deletes.length > 0) out.set(entry.queryId, result);

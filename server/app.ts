@@ -8,6 +8,7 @@ import { errorResponse } from "./error_response.ts";
 import type { DatabaseRegistry } from "./database_registry.ts";
 import { databaseRoutes } from "./routes/database.ts";
 import { identityRoutes } from "./routes/identity.ts";
+import { moduleHandlesOptions } from "./routes/http_handlers.ts";
 import { metricsRoutes } from "./routes/metrics.ts";
 import type { RequestBodyReader } from "./request_body.ts";
 import type { WsHub } from "./ws/hub.ts";
@@ -37,7 +38,8 @@ export function createApp(context: AppContext): Hono<AppEnv> {
   const app = new Hono<AppEnv>();
 
   app.use("*", async (c, next) => {
-    if (c.req.method === "OPTIONS") {
+    // OPTIONS is a CORS preflight, except under /route when the module handles OPTIONS there.
+    if (c.req.method === "OPTIONS" && !moduleHandlesOptions(context.registry, c.req.raw)) {
       return new Response(null, { status: 204, headers: CORS_HEADERS });
     }
     await next();

@@ -10,4 +10,7 @@ Deno.test("databaseLimits() fills absent limits with the defaults and refuses ba
   });
   throws(() => databaseLimits({ txRecordBytesMax: 0 }), /txRecordBytesMax "0" must be a positive/);
   throws(() => databaseLimits({ moduleLogBytesPerS: 1.5 }), /moduleLogBytesPerS "1.5"/);
+  assertEquals(databaseLimits({ procedureThreads: 16 }).procedureThreads, 16);
+  throws(() => databaseLimits({ procedureThreads: 17 }), /procedureThreads "17" is over the most/);
+  throws(() => databaseLimits({ procedureQueue: 0 }), /procedureQueue "0" must be a positive/);
 });

@@ -521,8 +521,14 @@ export class DatabaseRegistry {
   #sweepTimer: ReturnType<typeof setInterval> | undefined;
   #sweeping = false;
   readonly #wakeTimers = new Map<Database, ReturnType<typeof setTimeout>>();
+  readonly #wakeSlots = new Slots(HIBERNATION_CONCURRENCY_MAX);
   /** Prepared bundles by module hash, the most recent few (see #rememberPrepared). */
   readonly #preparedByHash = new Map<string, PreparedModule>();
+  /**
+   * What probing a bundle found, by database and module hash, the most recent few: a publish
+   * right after its pre_publish (what `publish` and `dev` do) does not start a third process.
+   */
+  readonly #probedByHash = new Map<string, ModuleInfo>();
   /** Databases a publish or delete is working on: never hibernated meanwhile. */
   readonly #pinned = new Set<Database>();
 
@@ -665,7 +671,7 @@ export class DatabaseRegistry {
    * The wake time is logged and recorded. A failure leaves it stopped with the reason.
    */
   #wake(database: Database, reason: "wake" | "recovery"): Promise<void> {
-    return database.runTransition("waking", async () => {
+    const wake = async (): Promise<HibernationState> => {
       const started = performance.now();
       const timer = this.#wakeTimers.get(database);
       if (timer !== undefined) clearTimeout(timer);
@@ -739,7 +745,16 @@ export class DatabaseRegistry {
         database.failWaiters(message);
         return "awake";
       }
-    });
+    };
+    // At most HIBERNATION_CONCURRENCY_MAX hibernated databases wake at once: anonymous requests
+    // to many of them (a wake storm) queue here instead of starting every process together.
+    // Start-up recovery has its own lanes, and a request may start a queued one at once.
+    return database.runTransition("waking", reason === "wake" ? this.#wakeSlots.wrap(wake) : wake);
+  }
+
+  /** Wakes of hibernated databases running now (at most HIBERNATION_CONCURRENCY_MAX). */
+  get wakesRunning(): number {
+    return this.#wakeSlots.running;
   }
 
   /** Looks a database up by name or by hex identity (optionally `0x`-prefixed). */
@@ -1158,8 +1173,17 @@ export class DatabaseRegistry {
 
   /** Loads `bundle` in a throw-away process (no data) and returns its module definition. */
   async #probe(database: Database, bundle: string): Promise<ModuleInfo> {
+    const moduleHash = await sha256Hex(bundle);
+    const key = `${database.identity.toHex()}:${moduleHash}`;
+    const known = this.#probedByHash.get(key);
+    if (known) return known;
+    const prepared = this.#preparedByHash.get(moduleHash);
     const probe = await DatabaseHost.start({
       bundle,
+      // The probe prepares the bundle (instrumented, imports rewritten) for the start that
+      // follows when the publish goes ahead, or uses what an earlier process prepared.
+      prepared,
+      onPrepared: prepared ? undefined : (module) => this.#rememberPrepared(moduleHash, module),
       databaseIdentity: database.identity.toBigInt(),
       ownerIdentity: database.owner.toBigInt(),
       runInit: false,
@@ -1170,7 +1194,13 @@ export class DatabaseRegistry {
       throw new BadRequestError(`Database update rejected: ${messageOf(error)}`);
     });
     probe.stop();
-    return moduleInfoFromDescribe(probe.describe);
+    const info = moduleInfoFromDescribe(probe.describe);
+    this.#probedByHash.delete(key);
+    this.#probedByHash.set(key, info);
+    while (this.#probedByHash.size > PREPARED_KEPT_IN_MEMORY) {
+      this.#probedByHash.delete(this.#probedByHash.keys().next().value!);
+    }
+    return info;
   }
 
   /** The HTTP allow-list entries of a database (shown by `describe`). */
@@ -1482,6 +1512,35 @@ const PREPARED_KEPT_IN_MEMORY = 4;
 const TIMER_DELAY_MS_MAX = 2_147_483_647;
 
 /** Runs `run` for every item, at most `limit` at a time; resolves when all settled. */
+/** Runs at most `limit` tasks at a time; the others wait in arrival order. */
+class Slots {
+  readonly #limit: number;
+  readonly #waiting: (() => void)[] = [];
+  running = 0;
+
+  constructor(limit: number) {
+    this.#limit = limit;
+  }
+
+  /** `task` as a function that runs it in a slot. */
+  wrap<T>(task: () => Promise<T>): () => Promise<T> {
+    return () => this.run(task);
+  }
+
+  async run<T>(task: () => Promise<T>): Promise<T> {
+    if (this.running >= this.#limit) {
+      await new Promise<void>((resolve) => this.#waiting.push(resolve));
+    } else this.running++;
+    try {
+      return await task();
+    } finally {
+      const next = this.#waiting.shift();
+      if (next) next(); // the slot passes to the next task
+      else this.running--;
+    }
+  }
+}
+
 async function forEachLimited<T>(
   items: readonly T[],
   limit: number,

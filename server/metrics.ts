@@ -115,6 +115,8 @@ export class Histogram {
 /** What one database recorded since the server started (it survives worker restarts). */
 export class DatabaseMetrics {
   transactionsCommitted = 0;
+  /** Replies handed on from the database process (request batches, scheduled runs, procedures). */
+  replies = 0;
   reducerCallsCommitted = 0;
   reducerCallsFailedUser = 0;
   reducerCallsFailedInternal = 0;
@@ -140,6 +142,7 @@ export class DatabaseMetrics {
    * back packed, with no update item, and procedures commit inside `withTx`).
    */
   recordItems(items: readonly BatchItem[]): void {
+    this.replies++;
     for (let i = 0; i < items.length; i++) {
       const item = items[i];
       const txOffset = (item as { txOffset?: number }).txOffset;
@@ -311,6 +314,12 @@ export function renderMetrics(
     "counter",
     "Transactions committed (reducer calls, lifecycle reducers, schedules)",
     (s) => s.metrics.transactionsCommitted,
+  );
+  family(
+    "lightcone_database_replies_total",
+    "counter",
+    "Replies from the database process (one per request batch, scheduled turn or procedure result): transactions per reply is the batch size",
+    (s) => s.metrics.replies,
   );
   family(
     "lightcone_durable_tx_offset",

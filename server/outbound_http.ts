@@ -18,6 +18,8 @@ import {
 import type { LogLine } from "../worker/mod.ts";
 
 const FRAMING_HEADERS = new Set(["host", "content-length", "connection", "transfer-encoding"]);
+/** Dropped when a redirect leaves the origin, as fetch does with Authorization. */
+const CREDENTIAL_HEADERS = ["authorization", "cookie", "proxy-authorization"];
 
 /** The operator flag that sets allow-lists; named in every refusal. */
 export const HTTP_ALLOW_FLAG = "--http-allow";
@@ -144,7 +146,12 @@ export class OutboundHttp {
       const left = deadline - Date.now();
       if (left <= 0) return { ok: false, error: `The request to ${shown} timed out` };
       const client = Deno.createHttpClient({
-        proxy: { transport: "tcp", hostname: checked.address, port: checked.port },
+        // An IPv6 address must be bracketed here: a bare one fails to connect.
+        proxy: {
+          transport: "tcp",
+          hostname: ipVersion(checked.address) === 6 ? `[${checked.address}]` : checked.address,
+          port: checked.port,
+        },
       });
       let response: Response;
       try {
@@ -175,11 +182,14 @@ export class OutboundHttp {
         if (hop >= OUTBOUND_HTTP_REDIRECTS_MAX) {
           return { ok: false, error: `Too many redirects (over ${OUTBOUND_HTTP_REDIRECTS_MAX})` };
         }
+        const origin = url.origin;
         try {
           url = new URL(location, url);
         } catch {
           return { ok: false, error: `Invalid redirect location "${cut(location)}"` };
         }
+        // The module's credentials were meant for the origin it named, not for where it sends us.
+        if (url.origin !== origin) { for (const name of CREDENTIAL_HEADERS) headers.delete(name); }
         // As fetch does: 303, and 301/302 after a POST, become a GET without a body.
         if (
           response.status === 303 ||
@@ -341,11 +351,12 @@ export function specialRange(address: string): string | undefined {
     const words = parseV6(address);
     if (!words) return "unparseable";
     const allZeroPrefix = words.slice(0, 5).every((word) => word === 0);
-    // IPv4-mapped (::ffff:a.b.c.d) and IPv4-compatible addresses are checked as IPv4.
-    if (allZeroPrefix && (words[5] === 0xffff || words[5] === 0) && (words[6] || words[7])) {
-      if (words[5] === 0xffff || words[6] !== 0 || words[7] > 1) {
-        return specialV4([words[6] >> 8, words[6] & 255, words[7] >> 8, words[7] & 255]);
-      }
+    // IPv4-mapped (::ffff:a.b.c.d, 0.0.0.0 included: Linux connects it to loopback) and
+    // IPv4-compatible addresses are checked as IPv4.
+    const mapped = allZeroPrefix && words[5] === 0xffff;
+    const compatible = allZeroPrefix && words[5] === 0 && (words[6] !== 0 || words[7] > 1);
+    if (mapped || compatible) {
+      return specialV4([words[6] >> 8, words[6] & 255, words[7] >> 8, words[7] & 255]);
     }
     if (words.every((word) => word === 0)) return "unspecified";
     if (words.slice(0, 7).every((word) => word === 0) && words[7] === 1) return "loopback";

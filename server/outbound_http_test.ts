@@ -275,3 +275,138 @@ Deno.test("perform() stops at the response size limit and at the request's timeo
     await server.close();
   }
 });
+
+Deno.test("specialRange() treats IPv4-mapped 0.0.0.0 (::ffff:0:0, which Linux connects to loopback) as unspecified", () => {
+  for (const address of ["::ffff:0:0", "::ffff:0.0.0.0", "::ffff:0.0.0.5"]) {
+    assert(
+      specialRange(address)?.startsWith("unspecified"),
+      `${address}: ${specialRange(address)}`,
+    );
+  }
+});
+
+Deno.test("perform() refuses a `*` host whose AAAA answer is IPv4-mapped 0.0.0.0, sending nothing", async () => {
+  const server = upstream(() => new Response("internal"));
+  try {
+    const outbound = new OutboundHttp({
+      allow: parseHttpAllow(["app=*"]),
+      resolve: () => Promise.resolve(["::ffff:0:0"]),
+    });
+    const viaName = await outbound.perform(
+      { name: "app", identity: "c1" },
+      get(`http://rebind.example:${server.port}/`),
+      () => {},
+    );
+    assert(!viaName.ok, JSON.stringify(viaName));
+    assertMatch(viaName.error, /unspecified/);
+    const literal = await outbound.perform(
+      { name: "app", identity: "c1" },
+      get(`http://[::ffff:0.0.0.0]:${server.port}/`),
+      () => {},
+    );
+    assert(!literal.ok, JSON.stringify(literal));
+    assertEquals(server.hits, []);
+  } finally {
+    await server.close();
+  }
+});
+
+Deno.test("perform() connects to a checked IPv6 address (the pinned connection brackets it)", async () => {
+  const server = upstream(() => new Response("over v4-mapped v6"));
+  try {
+    const outbound = new OutboundHttp({
+      allow: parseHttpAllow(["app=api.example.com,::ffff:7f00:1"]),
+      resolve: () => Promise.resolve(["::ffff:7f00:1"]),
+    });
+    const result = await outbound.perform(
+      { name: "app", identity: "c1" },
+      get(`http://api.example.com:${server.port}/six`),
+      () => {},
+    );
+    assert(result.ok, JSON.stringify(result));
+    assertEquals(text(result.body), "over v4-mapped v6");
+    assertEquals(server.hits, [`GET api.example.com:${server.port} /six`]);
+  } finally {
+    await server.close();
+  }
+});
+
+Deno.test("perform() drops credentials on a redirect to another origin, keeps them on the same origin", async () => {
+  const seen: string[] = [];
+  const other = upstream((request) => {
+    seen.push(`other ${request.headers.get("authorization")} ${request.headers.get("cookie")}`);
+    return new Response("other");
+  });
+  const server = upstream((request) => {
+    const path = new URL(request.url).pathname;
+    seen.push(`${path} ${request.headers.get("authorization")} ${request.headers.get("cookie")}`);
+    if (path === "/same") {
+      return new Response(null, { status: 302, headers: { location: "/here" } });
+    }
+    if (path === "/away") {
+      return new Response(null, {
+        status: 307,
+        headers: { location: `http://127.0.0.1:${other.port}/there` },
+      });
+    }
+    return new Response("here");
+  });
+  try {
+    const outbound = new OutboundHttp({
+      allow: parseHttpAllow([`app=127.0.0.1:${server.port},127.0.0.1:${other.port}`]),
+    });
+    const secret: [string, Uint8Array][] = [
+      ["Authorization", new TextEncoder().encode("Bearer sk-secret")],
+      ["Cookie", new TextEncoder().encode("session=secret")],
+    ];
+    const same = await outbound.perform(
+      { name: "app", identity: "c1" },
+      get(`http://127.0.0.1:${server.port}/same`, { headers: secret }),
+      () => {},
+    );
+    assert(same.ok, JSON.stringify(same));
+    const away = await outbound.perform(
+      { name: "app", identity: "c1" },
+      get(`http://127.0.0.1:${server.port}/away`, { headers: secret }),
+      () => {},
+    );
+    assert(away.ok, JSON.stringify(away));
+    assertEquals(seen, [
+      "/same Bearer sk-secret session=secret",
+      "/here Bearer sk-secret session=secret",
+      "/away Bearer sk-secret session=secret",
+      "other null null",
+    ]);
+  } finally {
+    await server.close();
+    await other.close();
+  }
+});
+
+Deno.test("perform() stops a response body that trickles forever at the request's timeout", async () => {
+  let timer: ReturnType<typeof setInterval> | undefined;
+  const server = upstream(() => {
+    const body = new ReadableStream<Uint8Array>({
+      start(controller) {
+        timer = setInterval(() => controller.enqueue(new Uint8Array([120])), 20);
+      },
+      cancel() {
+        clearInterval(timer);
+      },
+    });
+    return new Response(body);
+  });
+  try {
+    const outbound = new OutboundHttp({ allow: parseHttpAllow([`app=127.0.0.1:${server.port}`]) });
+    const result = await outbound.perform(
+      { name: "app", identity: "c1" },
+      get(`http://127.0.0.1:${server.port}/trickle`, { timeoutMs: 300 }),
+      () => {},
+    );
+    assert(!result.ok, JSON.stringify(result));
+    assertMatch(result.error, /timed out after 300 ms/);
+  } finally {
+    clearInterval(timer);
+    await server.close();
+  }
+});

@@ -11,6 +11,7 @@ import {
   HTTP_HEADER_TIMEOUT_MS_DEFAULT,
   HTTP_IDLE_TIMEOUT_MS_DEFAULT,
   MODULE_LOG_FILE_BYTES_MAX,
+  PROCEDURE_THREADS_MAX,
   REDUCER_TIME_BUDGET_MS_DEFAULT,
   SCHEDULE_IMMEDIATE_PENDING_MAX,
 } from "../lib/limits.ts";
@@ -38,6 +39,8 @@ export interface ServerOptions {
   databaseMemoryMb?: number;
   /** Transactions between automatic snapshots (default lib/limits.ts SNAPSHOT_INTERVAL_TX). */
   snapshotIntervalTx?: number;
+  /** Commit-log record bytes between automatic snapshots (default SNAPSHOT_INTERVAL_BYTES). */
+  snapshotIntervalBytes?: number;
   /**
    * `--in-memory`: nothing is fsynced, so replies do not wait for the disk and a crash loses
    * everything (main.ts also puts the data in a temporary directory removed at shutdown).
@@ -103,6 +106,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   const storage = await DurabilityActor.start({
     dataDir: options.dataDir,
     snapshotIntervalTx: options.snapshotIntervalTx,
+    snapshotIntervalBytes: options.snapshotIntervalBytes,
     unsafeSkipSync: options.skipFsync,
     unsafeLateSyncMs: options.unsafeLateFsyncMs,
   });
@@ -227,6 +231,8 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     txRecordBytesMax: limits.txRecordBytesMax,
     commitLogBytesPerS: limits.commitLogBytesPerS,
     moduleLogBytesPerS: limits.moduleLogBytesPerS,
+    procedureThreads: limits.procedureThreads,
+    procedureQueue: limits.procedureQueue,
     moduleLogFileBytesMax: MODULE_LOG_FILE_BYTES_MAX,
     scheduleImmediatePendingMax: SCHEDULE_IMMEDIATE_PENDING_MAX,
   });
@@ -260,6 +266,12 @@ export function databaseLimits(partial: Partial<DatabaseLimits> = {}): DatabaseL
       throw new RangeError(`Limit ${name} "${value}" must be a positive whole number`);
     }
     limits[name] = value;
+  }
+  if (limits.procedureThreads > PROCEDURE_THREADS_MAX) {
+    throw new RangeError(
+      `Limit procedureThreads "${limits.procedureThreads}" is over the most a database may ` +
+        `have, ${PROCEDURE_THREADS_MAX}`,
+    );
   }
   return limits;
 }

@@ -1,15 +1,22 @@
 import { deepStrictEqual, ok } from "node:assert/strict";
 import { seededRandom } from "../lib/random.ts";
-import { BTree } from "./btree_index.ts";
-import type { Key } from "./key_encoding.ts";
+import { BTree, Int64BTree } from "./btree_index.ts";
+import { type Key, KEY_MAX } from "./key_encoding.ts";
+
+type AnyTree = BTree | Int64BTree;
 
 function compareEntries(a: [Key, number], b: [Key, number]): number {
   return a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : a[1] - b[1];
 }
 
-function runModel(seed: number, keyOf: (n: number) => Key, operations: number, keySpace: number) {
+function runModel(
+  seed: number,
+  keyOf: (n: number) => Key,
+  operations: number,
+  keySpace: number,
+  tree: AnyTree = new BTree(),
+) {
   const random = seededRandom(seed);
-  const tree = new BTree();
   const model = new Map<string, [Key, number]>();
   const label = (key: Key, id: number) => `${typeof key}:${String(key)}:${id}`;
   for (let op = 0; op < operations; op++) {
@@ -35,13 +42,23 @@ function runModel(seed: number, keyOf: (n: number) => Key, operations: number, k
     let lo = keyOf(Math.floor(random.next() * keySpace));
     let hi = keyOf(Math.floor(random.next() * keySpace));
     if (hi < lo) [lo, hi] = [hi, lo];
+    if (typeof lo === "string") {
+      // The bound shapes KeyCodec.range makes: unbounded, inclusive, exclusive.
+      const shape = Math.floor(random.next() * 3);
+      if (shape === 0) lo = q % 2 === 0 ? "" : lo;
+      if (shape === 1) lo = lo + KEY_MAX;
+      const hiShape = Math.floor(random.next() * 3);
+      if (hiShape === 0) hi = q % 2 === 0 ? KEY_MAX : hi;
+      if (hiShape === 1) hi = hi + KEY_MAX;
+    }
     const got: number[] = [];
     tree.forEachInRange(lo, hi, (id) => got.push(id));
     const want = expected.filter(([k]) => k >= lo && k < hi).map(([, id]) => id);
     deepStrictEqual(got, want, `seed ${seed} range ${String(lo)}..${String(hi)}`);
     const equal: number[] = [];
-    tree.forEachEqual(lo, (id) => equal.push(id));
-    deepStrictEqual(equal, expected.filter(([k]) => k === lo).map(([, id]) => id));
+    const probe = typeof lo === "string" && lo.length !== 8 ? keyOf(0) : lo;
+    tree.forEachEqual(probe, (id) => equal.push(id));
+    deepStrictEqual(equal, expected.filter(([k]) => k === probe).map(([, id]) => id));
   }
   return tree;
 }
@@ -110,3 +127,128 @@ Deno.test("walk() visits entries from a key in either direction and stops when a
     }
   }
 });
+/** The key_encoding.ts string of a u64 (or of an i64 with its sign bit flipped). */
+function key64(value: bigint, signed: boolean): string {
+  let bits = BigInt.asUintN(64, signed ? value + (1n << 63n) : value);
+  const units = new Array<number>(8);
+  for (let i = 7; i >= 0; i--) {
+    units[i] = Number(bits & 0xffn);
+    bits >>= 8n;
+  }
+  return String.fromCharCode(...units);
+}
+
+/** Key values spread over the whole type with clusters at its ends and around zero. */
+function value64(n: number, signed: boolean): bigint {
+  const spot = n % 4;
+  const offset = BigInt(Math.floor(n / 4));
+  if (signed) {
+    if (spot === 0) return -(1n << 63n) + offset;
+    if (spot === 1) return (1n << 63n) - 1n - offset;
+    if (spot === 2) return offset - 400n;
+    return BigInt.asIntN(64, offset * 0x9e3779b97f4a7c15n);
+  }
+  if (spot === 0) return offset;
+  if (spot === 1) return (1n << 64n) - 1n - offset;
+  if (spot === 2) return (1n << 53n) - 200n + offset;
+  return BigInt.asUintN(64, offset * 0x9e3779b97f4a7c15n);
+}
+
+Deno.test("int64 btree matches a sorted reference for u64 keys up to 2^64 - 1", () => {
+  const seed = Math.floor(Math.random() * 2 ** 31);
+  runModel(seed, (n) => key64(value64(n, false), false), 40_000, 3000, new Int64BTree());
+});
+
+Deno.test("int64 btree matches a sorted reference for negative and positive i64 keys", () => {
+  const seed = Math.floor(Math.random() * 2 ** 31);
+  runModel(seed, (n) => key64(value64(n, true), true), 40_000, 3000, new Int64BTree());
+});
+
+Deno.test("int64 btree walk() matches BTree.walk in both directions", () => {
+  const seeded = seededRandom(11);
+  const tree = new Int64BTree();
+  const reference = new BTree();
+  const keys: string[] = [];
+  for (let i = 0; i < 3000; i++) {
+    keys.push(key64(value64(Math.floor(seeded.next() * 400), i % 2 === 0), false));
+    tree.insert(keys[i], i);
+    reference.insert(keys[i], i);
+  }
+  for (let i = 0; i < 1000; i++) {
+    tree.delete(keys[i], i);
+    reference.delete(keys[i], i);
+  }
+  for (let trial = 0; trial < 100; trial++) {
+    const from = trial % 10 === 0 ? undefined : keys[Math.floor(seeded.next() * keys.length)];
+    for (const descending of [false, true]) {
+      const got: number[] = [];
+      const want: number[] = [];
+      tree.walk(from, descending, (id) => got.push(id) < 500);
+      reference.walk(from, descending, (id) => want.push(id) < 500);
+      deepStrictEqual(got, want);
+    }
+  }
+});
+
+Deno.test("int64 btree orders i64 keys as numbers across the sign", () => {
+  const tree = new Int64BTree();
+  const values = [0n, -1n, 1n, -(1n << 63n), (1n << 63n) - 1n, -(1n << 53n) - 1n, 1n << 53n];
+  values.forEach((v, id) => tree.insert(key64(v, true), id));
+  const order = tree.entries().map(([, id]) => values[id]);
+  deepStrictEqual(order, [...values].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0)));
+  tree.checkInvariants();
+});
+
+Deno.test("int64 btree keeps appends in full leaves and shrinks back when emptied", () => {
+  const tree = new Int64BTree();
+  for (let i = 0; i < 20_000; i++) ok(tree.insert(key64(BigInt(i), false), i));
+  ok(!tree.insert(key64(7n, false), 7));
+  tree.checkInvariants();
+  for (let i = 0; i < 20_000; i++) ok(tree.delete(key64(BigInt(i), false), i));
+  ok(!tree.delete(key64(7n, false), 7));
+  deepStrictEqual(tree.size, 0);
+  deepStrictEqual(tree.entries(), []);
+  tree.checkInvariants();
+});
+
+for (const kind of ["number", "string", "int64"] as const) {
+  Deno.test(`fromSorted() builds the tree inserts build, then keeps working (${kind} keys)`, () => {
+    const random = seededRandom(7);
+    const keyOf = (n: number): Key =>
+      kind === "number"
+        ? n - 5000
+        : kind === "string"
+        ? String.fromCharCode(n >> 8, n & 0xff, 0)
+        : key64(value64(n, true), true);
+    const make = (): AnyTree => (kind === "int64" ? new Int64BTree() : new BTree());
+    for (const count of [0, 1, 63, 64, 65, 4096, 4097, 20_000]) {
+      const inserted = make();
+      const entries: [Key, number][] = [];
+      for (let id = 0; id < count; id++) {
+        const key = keyOf(Math.floor(random.next() * 9000));
+        inserted.insert(key, id);
+        entries.push([key, id]);
+      }
+      entries.sort(compareEntries);
+      const keys = entries.map(([k]) => k);
+      const ids = entries.map(([, id]) => id);
+      const built = kind === "int64"
+        ? Int64BTree.fromSorted(keys, ids)
+        : BTree.fromSorted(keys, ids);
+      built.checkInvariants();
+      deepStrictEqual(built.entries(), inserted.entries());
+      deepStrictEqual(built.size, count);
+      for (let i = 0; i < 2000; i++) {
+        const key = keyOf(Math.floor(random.next() * 9000));
+        const id = count + (i % 50);
+        deepStrictEqual(built.insert(key, id), inserted.insert(key, id));
+        const gone = entries[Math.floor(random.next() * entries.length)];
+        if (gone) {
+          deepStrictEqual(built.delete(gone[0], gone[1]), inserted.delete(gone[0], gone[1]));
+        }
+      }
+      built.checkInvariants();
+      deepStrictEqual(built.entries(), inserted.entries());
+    }
+  });
+}

@@ -22,7 +22,7 @@ export class CommitBudgetCheck {
 
   constructor(limits: CommitLimits, monotonicMs: () => number) {
     this.#limits = limits;
-    const burst = commitLogBurstBytes({ ...limits, moduleLogBytesPerS: 1 });
+    const burst = commitLogBurstBytes(limits);
     this.#bucket = new TokenBucket(
       limits.commitLogBytesPerS * COMMIT_LOG_STORAGE_SLACK,
       burst * COMMIT_LOG_STORAGE_SLACK,

@@ -219,9 +219,12 @@ export class MalformedRecordError extends Error {
 
 class Reader {
   at = 0;
-  view: DataView;
-  constructor(readonly bytes: Uint8Array) {
-    this.view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  #view: DataView | undefined;
+  constructor(readonly bytes: Uint8Array) {}
+  /** Made on first use: replay reads records through u32/raw only (no DataView per record). */
+  get view(): DataView {
+    const bytes = this.bytes;
+    return this.#view ??= new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   }
   need(count: number): void {
     if (this.at + count > this.bytes.length) {
@@ -240,9 +243,11 @@ class Reader {
   }
   u32(): number {
     this.need(4);
-    const value = this.view.getUint32(this.at, true);
-    this.at += 4;
-    return value;
+    const bytes = this.bytes;
+    const at = this.at;
+    this.at = at + 4;
+    return (bytes[at] | (bytes[at + 1] << 8) | (bytes[at + 2] << 16) | (bytes[at + 3] << 24)) >>>
+      0;
   }
   i64(): bigint {
     this.need(8);
@@ -265,6 +270,15 @@ class Reader {
   }
   sized(): Uint8Array {
     return this.raw(this.u32());
+  }
+  /** Steps over `count` bytes without making a view. */
+  skip(count: number): void {
+    this.need(count);
+    this.at += count;
+  }
+  /** Steps over a u32-length-prefixed field. */
+  skipSized(): void {
+    this.skip(this.u32());
   }
 }
 
@@ -342,9 +356,9 @@ export function decodeTxChanges(
   if (version !== TX_RECORD_FORMAT_VERSION) {
     throw new MalformedRecordError(`Unknown transaction record version ${version}`);
   }
-  reader.raw(1 + 8 + IDENTITY_BYTES + CONNECTION_ID_BYTES);
-  reader.sized(); // reducer name
-  reader.sized(); // arguments
+  reader.skip(1 + 8 + IDENTITY_BYTES + CONNECTION_ID_BYTES);
+  reader.skipSized(); // reducer name
+  reader.skipSized(); // arguments
   const tableCount = reader.u32();
   const tables: TableChanges[] = [];
   for (let t = 0; t < tableCount; t++) {

@@ -329,10 +329,17 @@ export class Datastore {
       const tableId = reader.u32();
       const table = datastore.#tables.get(tableId);
       if (table === undefined) throw decodeError(`Snapshot has unknown table id '${tableId}'`);
-      for (let n = reader.u32(); n > 0; n--) {
-        const row = reader.bytes();
-        table.layout.validate(row);
-        assert(table.insertRow(row), `Snapshot repeats a row of table '${table.schema.name}'`);
+      const rowCount = reader.u32();
+      if (rowCount > bytes.length) throw decodeError("Snapshot row count exceeds its size");
+      if (table.hasRowArena) {
+        // Fixed-size rows are read in place: no Uint8Array per row.
+        const start = reader.position;
+        reader.skip(rowCount * (4 + table.layout.rowSize));
+        table.loadFixedRows(bytes, start, rowCount);
+      } else {
+        const rows = readRows(reader, bytes, rowCount);
+        for (let n = 0; n < rowCount; n++) table.layout.validate(rows[n]);
+        table.loadRows(rows);
       }
       for (let n = reader.u32(); n > 0; n--) {
         const column = reader.u32();
@@ -345,6 +352,40 @@ export class Datastore {
     if (!reader.done) throw decodeError("Snapshot has trailing bytes");
     return datastore;
   }
+}
+
+/** Rows copied per slab by `readRows` (as row_arena.ts's slabs: a view per row, no buffer each). */
+const LOAD_SLAB_BYTES = 16 * 1024;
+/** Rows above this get a buffer of their own (a long-lived big row pins no neighbours). */
+const LOAD_SHARED_ROW_BYTES_MAX = 256;
+
+/**
+ * `count` length-prefixed rows from `bytes` at the reader's position, as private copies: small
+ * rows are views into slabs copied from `bytes` in one `slice` each (a copy loop per row and an
+ * ArrayBuffer per row were most of a snapshot load's time).
+ */
+function readRows(reader: ByteReader, bytes: Uint8Array, count: number): Uint8Array[] {
+  const rows = new Array<Uint8Array>(count);
+  let slab: Uint8Array = bytes;
+  let slabStart = 0;
+  let slabEnd = 0;
+  for (let n = 0; n < count; n++) {
+    const start = reader.position + 4;
+    const length = reader.u32();
+    reader.skip(length);
+    const end = start + length;
+    if (length > LOAD_SHARED_ROW_BYTES_MAX) {
+      rows[n] = bytes.slice(start, end);
+      continue;
+    }
+    if (end > slabEnd) {
+      slabStart = start;
+      slabEnd = Math.min(bytes.length, Math.max(end, start + LOAD_SLAB_BYTES));
+      slab = bytes.slice(slabStart, slabEnd);
+    }
+    rows[n] = slab.subarray(start - slabStart, end - slabStart);
+  }
+  return rows;
 }
 
 function indexOf(indexes: TableIndex[], indexId: number): TableIndex {

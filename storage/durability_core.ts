@@ -69,6 +69,8 @@ interface DatabaseState {
   snapshots: SnapshotMessage[];
   failure: Error | undefined;
   reportedOffset: bigint;
+  /** The database asked for `durable` notices (`watchDurable`). */
+  watchDurable: boolean;
   replay: Replay | undefined;
   /** Durable offset of the newest snapshot on disk or asked for (periodic snapshots count from it). */
   snapshotBase: bigint;
@@ -113,7 +115,8 @@ export class DurabilityCore {
     if (this.#databases.has(dbKey)) throw new Error(`Database "${dbKey}" is already open`);
     const dir = logDir(databaseDir(this.#dataDir, dbKey));
     makeDirsDurable(this.#fs, dir);
-    const openedLog = readCommitLog(this.#fs, dir);
+    // Only the last segment is read now; the replay reads (and verifies) the others once.
+    const openedLog = readCommitLog(this.#fs, dir, { verifyEarlierSegments: false });
     const writer = CommitLogWriter.open(this.#fs, dir, {
       segmentBytes: this.#options.segmentBytes,
       preallocateBytes: this.#options.preallocateBytes,
@@ -127,6 +130,7 @@ export class DurabilityCore {
       snapshots: [],
       failure: undefined,
       reportedOffset: writer.durableOffset,
+      watchDurable: false,
       replay: undefined,
       snapshotBase: 0n,
       bytesSinceSnapshot: 0,
@@ -191,6 +195,10 @@ export class DurabilityCore {
       case "replayNext":
         this.#continueReplay(db);
         return;
+      case "watchDurable":
+        db.watchDurable = true;
+        this.#output.toDatabase(db.dbKey, { kind: "durable", offset: db.reportedOffset });
+        return;
     }
   }
 
@@ -227,7 +235,7 @@ export class DurabilityCore {
         db.bytesSinceSnapshot += db.unreportedBytes;
         this.#output.durable(db.dbKey, offset, syncMs, txCount, db.unreportedBytes);
         db.unreportedBytes = 0;
-        this.#output.toDatabase(db.dbKey, { kind: "durable", offset });
+        if (db.watchDurable) this.#output.toDatabase(db.dbKey, { kind: "durable", offset });
         this.#maybeAskForSnapshot(db, offset);
       }
     }
@@ -559,6 +567,7 @@ export function malformed(message: unknown): string | undefined {
       return undefined;
     case "replay":
     case "replayNext":
+    case "watchDurable":
       return undefined;
     default:
       return `unknown kind ${JSON.stringify(String(m.kind))}`;

@@ -55,6 +55,9 @@ Deno.test("flush() writes every database's queued batches and syncs each log onc
   for (const key of keys) core.receive(key, batch(key, 0, 1));
   core.flush();
   recorder.durable = [];
+  // Only a database that asked gets durable notices (the current offset at once).
+  core.receive("b", { kind: "watchDurable" });
+  ok(recorder.messages.some(([key, m]) => key === "b" && m.kind === "durable" && m.offset === 1n));
   const syncsBefore = fs.counts.sync;
   const writesBefore = fs.counts.write;
   for (const key of keys) {
@@ -67,6 +70,7 @@ Deno.test("flush() writes every database's queued batches and syncs each log onc
   deepStrictEqual(fs.counts.write - writesBefore, 3);
   deepStrictEqual(recorder.durable, [["a", 8n], ["b", 8n], ["c", 8n]]);
   ok(recorder.messages.some(([key, m]) => key === "b" && m.kind === "durable" && m.offset === 8n));
+  ok(!recorder.messages.some(([key, m]) => key !== "b" && m.kind === "durable"));
   core.closeAll();
   for (const key of keys) {
     const seen: string[] = [];
@@ -150,6 +154,36 @@ Deno.test("replay streams the newest snapshot and the log after it in bounded ch
   core.receive("a", batch("a", 90, 1));
   core.flush();
   deepStrictEqual(recorder.durable, [["a", 91n]]);
+});
+
+Deno.test("damage in an earlier segment, found while replaying, stops that database with file and byte", () => {
+  const fs = new MemoryFs();
+  let recorder = new Recorder();
+  let core = new DurabilityCore(fs, DATA, recorder.output, OPTIONS);
+  core.open("a");
+  for (let i = 0; i < 200; i++) {
+    core.receive("a", batch("a", i, 1));
+    core.flush();
+  }
+  core.closeAll();
+  const dir = `${databaseDir(DATA, "a")}/log`;
+  const first = `${dir}/${fs.readDir(dir).sort()[0]}`;
+  ok(fs.readDir(dir).length > 2, "several segments");
+  fs.flipBit(first, 8 * 40 + 3);
+  recorder = new Recorder();
+  core = new DurabilityCore(fs, DATA, recorder.output, OPTIONS);
+  deepStrictEqual(core.open("a").durableOffset, 200n, "the open reads the last segment only");
+  quietly(() => core.receive("a", { kind: "replay" }));
+  deepStrictEqual(recorder.failed.length, 1);
+  const [key, message] = recorder.failed[0];
+  deepStrictEqual(key, "a");
+  ok(message.includes(first) && message.includes("at byte 0"), message);
+  ok(recorder.messages.some(([, m]) => m.kind === "failed"));
+  ok(!recorder.messages.some(([, m]) => m.kind === "replayEnd"));
+  // The log takes no more writes.
+  core.receive("a", batch("a", 200, 1));
+  core.flush();
+  deepStrictEqual(recorder.durable, []);
 });
 
 Deno.test("a database is asked for a snapshot every snapshotIntervalTx durable transactions", () => {

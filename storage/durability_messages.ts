@@ -27,11 +27,17 @@ export type FromDatabaseMessage =
   /** Start streaming the stored state back (before any append). */
   | { kind: "replay" }
   /** The previous replay chunk is applied; send the next. */
-  | { kind: "replayNext" };
+  | { kind: "replayNext" }
+  /**
+   * Send `durable` notices from now on, the current offset at once. Off until asked: the server
+   * releases replies from the actor's own `durable` event, and a database process has no use for
+   * them, so each flush would cost it a hop through the main thread and a wake-up for nothing.
+   */
+  | { kind: "watchDurable" };
 
 /** Storage actor -> database worker. */
 export type ToDatabaseMessage =
-  /** Transactions below `offset` are on disk. */
+  /** Transactions below `offset` are on disk (only after `watchDurable`). */
   | { kind: "durable"; offset: bigint }
   /** Writes for this database stopped; nothing after the last durable offset is kept. */
   | { kind: "failed"; message: string }

@@ -97,6 +97,7 @@ export class DurabilityPort {
   #sentOffset: bigint | undefined;
   #failure: string | undefined;
   #durableListeners = new Set<(offset: bigint) => void>();
+  #watchingDurable = false;
   #failureListeners = new Set<(message: string) => void>();
   /** The snapshot being streamed, and explicit requests that arrived meanwhile. */
   #streaming: { cursor: SnapshotCursor } | undefined;
@@ -112,12 +113,12 @@ export class DurabilityPort {
     port.onmessage = (event: { data: ToDatabaseMessage }) => this.#onMessage(event.data);
   }
 
-  /** One past the last durable transaction. */
+  /** One past the last durable transaction: as of replay, current once `onDurable` was called. */
   get durableOffset(): bigint {
     return this.#durableOffset;
   }
 
-  /** Transactions sent but not yet durable. */
+  /** Transactions sent but not yet durable (current only once `onDurable` was called). */
   get inFlightTxCount(): number {
     return this.#sentOffset === undefined ? 0 : Number(this.#sentOffset - this.#durableOffset);
   }
@@ -127,7 +128,15 @@ export class DurabilityPort {
     return this.#failure;
   }
 
+  /**
+   * Calls `listener` with each new durable offset. The storage actor sends them only once some
+   * listener asked (the first call), so `durableOffset` moves past its replay value from then on.
+   */
   onDurable(listener: (offset: bigint) => void): () => void {
+    if (!this.#watchingDurable) {
+      this.#watchingDurable = true;
+      this.#send({ kind: "watchDurable" });
+    }
     this.#durableListeners.add(listener);
     return () => this.#durableListeners.delete(listener);
   }
@@ -173,6 +182,16 @@ export class DurabilityPort {
     const owned = ownBuffer(bytes);
     const message: FromDatabaseMessage = { kind: "snapshot", txOffset, bytes: owned, requestId };
     this.#port.postMessage(message, [owned.buffer as ArrayBuffer]);
+  }
+
+  /**
+   * Takes a snapshot of the current state on the database's own initiative (e.g. right after a
+   * migration commits, so a restart does not replay it), streamed in pieces like a periodic one.
+   * Needs `captureSnapshot`; a no-op while one is already streaming (that one covers the state).
+   */
+  snapshotNow(): void {
+    if (!this.#options.captureSnapshot || this.#closed || this.#failure || this.#streaming) return;
+    this.#streamSnapshot(undefined);
   }
 
   close(): void {

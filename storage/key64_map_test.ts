@@ -53,3 +53,39 @@ Deno.test("Key64Map grows without moving every entry in one write", () => {
   // Each doubling spreads its moves over (old slots / 64) writes instead of one.
   strictEqual(growingWrites > 1000, true, `writes made while growing: ${growingWrites}`);
 });
+
+Deno.test("Key64Map.loadParts() finds what set() would, keeps working, and refuses a repeated key", () => {
+  const random = seededRandom(5);
+  for (const count of [0, 1, 100, 20_000]) {
+    const values = new Set<bigint>();
+    while (values.size < count) {
+      values.add(
+        random.next() < 0.5
+          ? BigInt(Math.floor(random.next() * 100_000))
+          : (BigInt(Math.floor(random.next() * 2 ** 32)) << 32n) |
+            BigInt(Math.floor(random.next() * 2 ** 32)),
+      );
+    }
+    const list = [...values];
+    const highs = new Uint32Array(list.map((v) => Number(v >> 32n)));
+    const lows = new Uint32Array(list.map((v) => Number(v & 0xffffffffn)));
+    const map = new Key64Map(count);
+    strictEqual(map.loadParts(highs, lows), true);
+    strictEqual(map.size, count);
+    list.forEach((v, i) => strictEqual(map.get(key(v)), i));
+    strictEqual(map.get(key(1n << 63n)), list.includes(1n << 63n) ? list.indexOf(1n << 63n) : -1);
+    // Writes after a bulk load: deletes, new keys (through growth).
+    for (let i = 0; i < count; i += 2) strictEqual(map.delete(key(list[i])), true);
+    for (let i = 0; i < 3 * count; i++) map.set(key((1n << 40n) + BigInt(i)), i);
+    for (let i = 0; i < count; i++) strictEqual(map.get(key(list[i])), i % 2 === 0 ? -1 : i);
+    for (let i = 0; i < 3 * count; i++) strictEqual(map.get(key((1n << 40n) + BigInt(i))), i);
+    if (count > 1) {
+      const repeated = new Key64Map(count);
+      const withRepeat = highs.slice();
+      const lowsRepeat = lows.slice();
+      withRepeat[count - 1] = withRepeat[0];
+      lowsRepeat[count - 1] = lowsRepeat[0];
+      strictEqual(repeated.loadParts(withRepeat, lowsRepeat), false);
+    }
+  }
+});

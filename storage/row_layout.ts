@@ -271,6 +271,15 @@ export class RowLayout {
     if (end !== row.length) throw decodeError(`Row has ${row.length - end} trailing bytes`);
   }
 
+  /** `validate` of the fixed-size row at `bytes[base, base + rowSize)` (rowSize >= 0 only). */
+  validateFixedAt(bytes: Uint8Array, base: number): void {
+    if (this.#plain) return;
+    for (const col of this.#checkedColumns) {
+      const start = base + this.fixedOffsets[col];
+      skipValue(this.columns[col], bytes, start, start + this.columns[col].size);
+    }
+  }
+
   /** Validates one row starting at `pos` and returns where it ends. */
   rowEnd(bytes: Uint8Array, pos: number, end: number): number {
     if (this.#plain) {

@@ -10,6 +10,11 @@ export interface TableSchema {
   sourceName: string;
   /** Row type with all Refs resolved against `typespace` at the top level. */
   rowType: ProductType;
+  /**
+   * The columns' source (accessor) names, parallel to `rowType`; SQL resolves a column by them
+   * first, then by canonical name. Absent: the canonical names only.
+   */
+  columnAccessors?: readonly string[];
   /** The module's typespace, to resolve Refs nested inside column types. */
   typespace: Typespace;
   primaryKey: number[];

@@ -11,15 +11,15 @@
  * in place.
  */
 import { assert } from "../lib/assert.ts";
-import { BTree } from "./btree_index.ts";
-import { DatastoreError } from "./datastore_error.ts";
+import { BTree, Int64BTree } from "./btree_index.ts";
+import { DatastoreError, decodeError } from "./datastore_error.ts";
 import { HashMultiIndex } from "./hash_index.ts";
 import { IntKeyMap } from "./int_key_map.ts";
 import { Key64Map } from "./key64_map.ts";
 import { bytesEqual, hashBytes, type Key, KeyCodec, type KeyRange } from "./key_encoding.ts";
 import { copyBytes } from "./row_arena.ts";
-import { RowLayout } from "./row_layout.ts";
-import { ArenaRowStore, FREE, ObjectRowStore, type RowStore } from "./row_store.ts";
+import { readU32, RowLayout } from "./row_layout.ts";
+import { ArenaRowStore, FREE, PagedRowStore, type RowStore } from "./row_store.ts";
 import type { IndexSchema, TableSchema } from "./schema.ts";
 
 /** key -> rowId of a unique column list; `get` answers -1 for a missing key. */
@@ -52,11 +52,12 @@ class MapKeys implements UniqueKeys {
   }
 }
 
-function uniqueKeysFor(codec: KeyCodec): UniqueKeys {
+/** `capacity`: entries expected (the map is made that large up front; 0 = grow as needed). */
+function uniqueKeysFor(codec: KeyCodec, capacity = 0): UniqueKeys {
   // Numeric keys (one bool or <= 32-bit integer column) fit the typed-array map.
-  if (codec.numeric) return new IntKeyMap() as unknown as UniqueKeys;
+  if (codec.numeric) return new IntKeyMap(capacity) as unknown as UniqueKeys;
   // One u64/i64 column (auto-increment ids): a typed-array map that grows incrementally.
-  return codec.int64 ? new Key64Map() : new MapKeys();
+  return codec.int64 ? new Key64Map(capacity) : new MapKeys();
 }
 
 /** The key structures shared by every index/constraint over one ordered column list. */
@@ -64,8 +65,8 @@ interface KeyGroup {
   codec: KeyCodec;
   /** key -> rowId, for unique constraints and unique indexes. */
   unique: UniqueKeys | null;
-  /** Ordered entries for btree/direct indexes. */
-  tree: BTree | null;
+  /** Ordered entries for btree/direct indexes (integer triples for one u64/i64 column). */
+  tree: BTree | Int64BTree | null;
   /** key -> rowIds for non-unique hash indexes. */
   multi: HashMultiIndex | null;
   /** True when the column list is a unique constraint (checked on writes). */
@@ -108,7 +109,7 @@ export interface WriteResult {
 }
 
 export interface TableOptions {
-  /** Keep fixed-size rows in one arena (default true); false forces one array per row. */
+  /** Keep fixed-size rows in an arena (default true); false uses the chunked store of variable-size rows. */
   rowArena?: boolean;
 }
 
@@ -167,7 +168,7 @@ export class Table {
     this.layout = new RowLayout(schema.rowType, schema.typespace);
     this.store = this.layout.rowSize >= 0 && options.rowArena !== false
       ? new ArenaRowStore(this.layout.rowSize)
-      : new ObjectRowStore();
+      : new PagedRowStore();
     const constraintColumns: number[][] = [];
     const addConstraint = (columns: number[]) => {
       if (!constraintColumns.some((c) => sameColumns(c, columns))) constraintColumns.push(columns);
@@ -186,7 +187,7 @@ export class Table {
       const ordered = index.algorithm !== "hash";
       const group = this.#groupFor(index.columns);
       if (unique) group.unique ??= uniqueKeysFor(group.codec);
-      if (ordered) group.tree ??= new BTree();
+      if (ordered) group.tree ??= group.codec.int64 ? new Int64BTree() : new BTree();
       else if (!unique) group.multi ??= new HashMultiIndex();
       this.indexes.push({ schema: index, table: this, unique, ordered, group });
     }
@@ -381,6 +382,187 @@ export class Table {
     const group = this.#groups[this.#constraintGroups[0]];
     const id = group.unique!.get(group.codec.fromRow(row));
     return id >= 0 && store.equals(id, row) ? id : -1;
+  }
+
+  // --- bulk load (snapshot restore) -----------------------------------------------------------
+
+  /**
+   * Loads valid rows into this EMPTY table outside any transaction, as `insertRow` of each in
+   * order would (same row ids, index contents and iteration order), but in bulk: the rows go to
+   * the store first, unique maps are made their final size up front, and each B-tree is built
+   * bottom-up from its entries sorted once. Throws DecodeError when two rows share a unique key
+   * or are identical (a snapshot never holds either); the table is then unusable.
+   */
+  loadRows(rows: readonly Uint8Array[]): void {
+    this.#checkEmptyForLoad();
+    const count = rows.length;
+    const store = this.store;
+    for (let i = 0; i < count; i++) {
+      const id = this.#allocateId();
+      assert(id === i, "Bulk load row ids are consecutive");
+      store.put(id, rows[i]);
+    }
+    this.#count = count;
+    this.#loadKeys(
+      count,
+      (codec, i) => codec.fromRow(rows[i]),
+      (i) => rows[i],
+      (column, i) => {
+        const row = rows[i];
+        return [row, this.layout.columnStart(row, column)];
+      },
+    );
+  }
+
+  /** True when rows live in a fixed-size arena: `loadFixedRows` applies. */
+  get hasRowArena(): boolean {
+    return this.store instanceof ArenaRowStore;
+  }
+
+  /**
+   * `loadRows` for a table with a row arena, straight from snapshot bytes: `count` rows, each a
+   * u32 length (checked to be the row size) then the row, back to back from `bytes[start]`. No
+   * object is made per row. Validates each row; throws DecodeError on bad input.
+   */
+  loadFixedRows(bytes: Uint8Array, start: number, count: number): void {
+    this.#checkEmptyForLoad();
+    const store = this.store;
+    assert(store instanceof ArenaRowStore, "Fixed-size load needs a row arena");
+    const rowBytes = store.rowBytes;
+    const stride = 4 + rowBytes;
+    if (start + count * stride > bytes.length) throw decodeError("Unexpected end of input");
+    const layout = this.layout;
+    for (let i = 0; i < count; i++) {
+      const at = start + i * stride;
+      const length = readU32(bytes, at);
+      if (length !== rowBytes) throw decodeError(`Row is ${length} bytes, expected ${rowBytes}`);
+      layout.validateFixedAt(bytes, at + 4);
+      const id = this.#allocateId();
+      assert(id === i, "Bulk load row ids are consecutive");
+      store.putAt(id, bytes, at + 4);
+    }
+    this.#count = count;
+    this.#loadKeys(
+      count,
+      (codec, i) => codec.fromRowAt(bytes, start + i * stride + 4),
+      (i) => bytes.subarray(start + i * stride + 4, start + (i + 1) * stride),
+      (column, i) => [bytes, start + i * stride + 4 + this.layout.fixedOffsets[column]],
+    );
+  }
+
+  #checkEmptyForLoad(): void {
+    assert(
+      !this.#inTx && this.#count === 0 && this.store.length === 0,
+      "Bulk load needs an empty table",
+    );
+  }
+
+  /** Key structures of freshly loaded rows 0..count-1 (see loadRows). */
+  #loadKeys(
+    count: number,
+    keyOf: (codec: KeyCodec, id: number) => Key,
+    rowOf: (id: number) => Uint8Array,
+    columnAt: (column: number, id: number) => [Uint8Array, number],
+  ): void {
+    if (count === 0) return;
+    const groups = this.#groups;
+    for (let g = 0; g < groups.length; g++) {
+      const group = groups[g];
+      const codec = group.codec;
+      if (codec.int64 && group.multi === null) {
+        this.#loadInt64Keys(group, count, columnAt);
+        continue;
+      }
+      const keys = new Array<Key>(count);
+      for (let i = 0; i < count; i++) keys[i] = keyOf(codec, i);
+      if (group.unique) {
+        const unique = uniqueKeysFor(codec, count);
+        for (let i = 0; i < count; i++) {
+          unique.set(keys[i], i);
+          // A repeated key replaces the entry instead of adding one (one probe, not two).
+          if (unique.size !== i + 1) {
+            throw decodeError(`Snapshot repeats a unique key of table '${this.schema.name}'`);
+          }
+        }
+        group.unique = unique;
+      }
+      if (group.tree) group.tree = sortedTree(keys, codec.int64);
+      if (group.multi) {
+        const multi = group.multi;
+        for (let i = 0; i < count; i++) multi.add(keys[i], i);
+      }
+    }
+    if (this.#content) {
+      for (let i = 0; i < count; i++) {
+        const row = rowOf(i);
+        if (this.findIdentical(row) >= 0) {
+          throw decodeError(`Snapshot repeats a row of table '${this.schema.name}'`);
+        }
+        this.#contentAdd(hashBytes(row), i);
+      }
+    }
+  }
+
+  /**
+   * `#loadKeys` for one u64/i64 column without a key string per row: the key's two 32-bit
+   * halves (key_encoding.ts order: big-endian, sign bit flipped for i64) read from the bytes.
+   */
+  #loadInt64Keys(
+    group: KeyGroup,
+    count: number,
+    columnAt: (column: number, id: number) => [Uint8Array, number],
+  ): void {
+    const column = group.codec.columns[0];
+    const signFlip = group.codec.types[0].kind === "int" && group.codec.types[0].signed
+      ? 0x80000000
+      : 0;
+    const highs = new Uint32Array(count);
+    const lows = new Uint32Array(count);
+    let sorted = true;
+    for (let i = 0; i < count; i++) {
+      const [bytes, at] = columnAt(column, i);
+      const low = readU32(bytes, at);
+      const high = (readU32(bytes, at + 4) ^ signFlip) >>> 0;
+      highs[i] = high;
+      lows[i] = low;
+      if (i > 0 && (high < highs[i - 1] || (high === highs[i - 1] && low < lows[i - 1]))) {
+        sorted = false;
+      }
+    }
+    if (group.unique) {
+      const unique = new Key64Map(count);
+      if (!unique.loadParts(highs, lows)) {
+        throw decodeError(`Snapshot repeats a unique key of table '${this.schema.name}'`);
+      }
+      group.unique = unique;
+    }
+    if (group.tree) {
+      let ids: Uint32Array | Int32Array;
+      if (sorted) {
+        ids = new Int32Array(count);
+        for (let i = 0; i < count; i++) ids[i] = i;
+      } else {
+        const order = new Array<number>(count);
+        for (let i = 0; i < count; i++) order[i] = i;
+        order.sort((a, b) =>
+          highs[a] !== highs[b]
+            ? highs[a] - highs[b]
+            : lows[a] !== lows[b]
+            ? lows[a] - lows[b]
+            : a - b
+        );
+        ids = Int32Array.from(order);
+        const sortedHighs = new Uint32Array(count);
+        const sortedLows = new Uint32Array(count);
+        for (let i = 0; i < count; i++) {
+          sortedHighs[i] = highs[ids[i]];
+          sortedLows[i] = lows[ids[i]];
+        }
+        highs.set(sortedHighs);
+        lows.set(sortedLows);
+      }
+      group.tree = Int64BTree.fromSortedParts(highs, lows, ids);
+    }
   }
 
   // --- row operations (recorded in the open transaction, if any) -----------------------------
@@ -780,6 +962,34 @@ export class Table {
       }
     }
   }
+}
+
+/** A B-tree of (keys[id], id) for every id, sorted once (most snapshots are already in order). */
+function sortedTree(keys: Key[], int64: boolean): BTree | Int64BTree {
+  const build = int64 ? Int64BTree.fromSorted : BTree.fromSorted;
+  const count = keys.length;
+  let sorted = true;
+  for (let i = 1; i < count; i++) {
+    if (keys[i] < keys[i - 1]) {
+      sorted = false;
+      break;
+    }
+  }
+  if (sorted) {
+    const ids = new Array<number>(count);
+    for (let i = 0; i < count; i++) ids[i] = i;
+    return build(keys, ids);
+  }
+  const order = new Array<number>(count);
+  for (let i = 0; i < count; i++) order[i] = i;
+  order.sort((a, b) => {
+    const ka = keys[a];
+    const kb = keys[b];
+    return ka < kb ? -1 : ka > kb ? 1 : a - b;
+  });
+  const sortedKeys = new Array<Key>(count);
+  for (let i = 0; i < count; i++) sortedKeys[i] = keys[order[i]];
+  return build(sortedKeys, order);
 }
 
 function cancelIdentical(inserts: Uint8Array[], deletes: Uint8Array[]): void {

@@ -5,6 +5,7 @@
  * `encodeTxDelta`/`decodeTxDelta` give a compact binary form for the commit log.
  */
 import { decodeError } from "./datastore_error.ts";
+import { copyBytes } from "./row_arena.ts";
 
 export interface TxDelta {
   tables: { tableId: number; inserts: Uint8Array[]; deletes: Uint8Array[] }[];
@@ -98,6 +99,17 @@ export class ByteReader {
     return this.#pos === this.#bytes.length;
   }
 
+  /** Bytes read so far. */
+  get position(): number {
+    return this.#pos;
+  }
+
+  /** Steps over `count` bytes (bounds-checked). */
+  skip(count: number): void {
+    this.#need(count);
+    this.#pos += count;
+  }
+
   #need(count: number): void {
     if (this.#pos + count > this.#bytes.length) throw decodeError("Unexpected end of input");
   }
@@ -117,7 +129,8 @@ export class ByteReader {
   bytes(): Uint8Array {
     const length = this.u32();
     this.#need(length);
-    const out = this.#bytes.slice(this.#pos, this.#pos + length);
+    // Small rows share slabs (row_arena.ts): one ArrayBuffer per row is what made loads GC-bound.
+    const out = copyBytes(this.#bytes, this.#pos, this.#pos + length);
     this.#pos += length;
     return out;
   }

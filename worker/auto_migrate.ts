@@ -615,14 +615,35 @@ function rustOption(value: string | undefined): string {
   return value === undefined ? "None" : `Some(${JSON.stringify(value)})`;
 }
 
+/**
+ * Nodes one resolved type may have. A typespace can reference one type several times per level
+ * (Ref i = (a: Ref i+1, b: Ref i+1)), so a small definition can resolve to 2^depth nodes; the
+ * definition is tenant output and migrations are planned on the server's main thread.
+ */
+const RESOLVED_TYPE_NODES_MAX = 65_536;
+
 /** Resolves every Ref, at any depth (types of stored columns are never recursive). */
-export function resolveDeep(type: AlgebraicType, typespace: Typespace, depth = 0): AlgebraicType {
+export function resolveDeep(type: AlgebraicType, typespace: Typespace): AlgebraicType {
+  return resolveWithin(type, typespace, 0, { nodes: 0 });
+}
+
+function resolveWithin(
+  type: AlgebraicType,
+  typespace: Typespace,
+  depth: number,
+  counted: { nodes: number },
+): AlgebraicType {
   if (depth > 64) throw new RangeError("Type nesting is too deep to compare");
+  if (++counted.nodes > RESOLVED_TYPE_NODES_MAX) {
+    throw new RangeError(
+      `Type is too large to compare: over ${RESOLVED_TYPE_NODES_MAX} nodes once its references are resolved`,
+    );
+  }
   switch (type.tag) {
     case "Ref": {
       const target = typespace[type.value];
       if (target === undefined) throw new RangeError(`Type reference ${type.value} is unknown`);
-      return resolveDeep(target, typespace, depth + 1);
+      return resolveWithin(target, typespace, depth + 1, counted);
     }
     case "Sum":
       return {
@@ -630,7 +651,7 @@ export function resolveDeep(type: AlgebraicType, typespace: Typespace, depth = 0
         value: {
           variants: type.value.variants.map((variant) => ({
             name: variant.name,
-            algebraicType: resolveDeep(variant.algebraicType, typespace, depth + 1),
+            algebraicType: resolveWithin(variant.algebraicType, typespace, depth + 1, counted),
           })),
         },
       };
@@ -640,12 +661,12 @@ export function resolveDeep(type: AlgebraicType, typespace: Typespace, depth = 0
         value: {
           elements: type.value.elements.map((element) => ({
             name: element.name,
-            algebraicType: resolveDeep(element.algebraicType, typespace, depth + 1),
+            algebraicType: resolveWithin(element.algebraicType, typespace, depth + 1, counted),
           })),
         },
       };
     case "Array":
-      return { tag: "Array", value: resolveDeep(type.value, typespace, depth + 1) };
+      return { tag: "Array", value: resolveWithin(type.value, typespace, depth + 1, counted) };
     default:
       return type;
   }

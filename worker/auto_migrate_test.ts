@@ -27,6 +27,7 @@ import {
   type MigrationPlan,
   planBreaksClients,
   planMigration,
+  resolveDeep,
 } from "./auto_migrate.ts";
 import { formatMigrationPlan } from "./auto_migrate_format.ts";
 import { migrateDatastore } from "./migrate_datastore.ts";
@@ -576,4 +577,23 @@ Deno.test("reducers and procedures are not part of the plan", () => {
     reducers: [{ name: "brand_new" }] as unknown as ModuleDef["reducers"],
   };
   assertEquals(plan(before, after).steps, []);
+});
+
+Deno.test("resolveDeep() refuses a type that references the same type twice per level (a type bomb)", () => {
+  // Ref i = (a: Ref i+1, b: Ref i+1): 20 levels are 2^20 nodes once resolved. The module's
+  // describe is tenant output and planMigration runs on the server's main thread.
+  const typespace: AlgebraicType[] = Array.from({ length: 20 }, (_, i) => ({
+    tag: "Product",
+    value: {
+      elements: [
+        { name: "a", algebraicType: { tag: "Ref", value: i + 1 } },
+        { name: "b", algebraicType: { tag: "Ref", value: i + 1 } },
+      ],
+    },
+  }));
+  typespace.push(U32);
+  const error = assertThrows(() => resolveDeep({ tag: "Ref", value: 0 }, typespace));
+  assert(error instanceof RangeError && /too large/.test(error.message), String(error));
+  // An ordinary nested type resolves.
+  assertEquals(resolveDeep({ tag: "Ref", value: 19 }, typespace).tag, "Product");
 });

@@ -79,6 +79,11 @@ export class DurabilitySink {
     this.#count = 0;
   }
 
+  /** Snapshots the state now (after everything appended so far; see DurabilityPort.snapshotNow). */
+  snapshotNow(): void {
+    this.#port.snapshotNow();
+  }
+
   /** Why the storage worker stopped accepting writes for this database, if it did. */
   get failure(): string | undefined {
     return this.#port.failure;

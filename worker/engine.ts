@@ -1025,7 +1025,7 @@ export class DatabaseEngine {
       }
     }
     const durationMicros = Math.round((endMs - startMs) * 1000);
-    const refusal = failed ? undefined : this.#commitRefusal(tx, reducer.name, args);
+    const refusal = failed ? undefined : this.#commitRefusal(tx, reducer.name, args, endMs);
     if (refusal !== undefined) {
       tx.rollback();
       this.#pushLog("Error", refusal, reducer.name);
@@ -1073,8 +1073,14 @@ export class DatabaseEngine {
    * Why `tx` must not commit under the database's commit-log limits, or undefined (then its
    * bytes are taken from the rate budget). Sized before commit from an upper bound of its record
    * (storage/commit_record.ts layout), so a refused transaction can still be rolled back.
+   * `nowMs`: the caller's fresh reading of the engine clock, if it has one.
    */
-  #commitRefusal(tx: MutTx, reducer: string, args: Uint8Array): string | undefined {
+  #commitRefusal(
+    tx: MutTx,
+    reducer: string,
+    args: Uint8Array,
+    nowMs?: number,
+  ): string | undefined {
     const bytes = TX_RECORD_FIXED_BYTES + reducer.length * 3 + args.byteLength +
       tx.deltaBytesMax() + this.#sequenceCount * TX_RECORD_SEQUENCE_BYTES;
     const limits = this.#limits;
@@ -1082,7 +1088,7 @@ export class DatabaseEngine {
       return `The transaction would write ${bytes} bytes to the commit log, over the limit of ` +
         `${limits.txRecordBytesMax} bytes per transaction; nothing was committed`;
     }
-    if (!this.#commitBucket.take(bytes)) {
+    if (!this.#commitBucket.take(bytes, nowMs)) {
       const available = Math.floor(this.#commitBucket.available());
       return `The database's commit log budget of ${limits.commitLogBytesPerS} bytes/s is spent: ` +
         `the transaction needs ${bytes} bytes and ${available} are available; nothing was committed`;

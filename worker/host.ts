@@ -9,8 +9,10 @@ import {
   DATABASE_MEMORY_MB_DEFAULT,
   type DatabaseLimits,
   MODULE_BYTES_MAX,
+  PROCEDURE_THREADS_DEFAULT,
 } from "../lib/limits.ts";
 import { TICK_NAME_PATTERN } from "./sandbox_globals.ts";
+import { procedureThreadSource } from "./procedure_bundle.ts";
 import { type IsolatedWorker, spawnIsolatedWorker, STORAGE_CHANNEL } from "./isolation.ts";
 import { type CallFields, CallPacker, expandItems } from "./batch_codec.ts";
 import type {
@@ -36,6 +38,8 @@ import type {
   PreparedModule,
   ProcedureDoneReply,
   ProcedureResult,
+  ProcedureThreadsMessage,
+  ProcedureThreadsSetReply,
   ReadyReply,
   ResumedSchedule,
   ScheduledReply,
@@ -428,6 +432,26 @@ export class DatabaseHost {
     pending.resolve(result);
   }
 
+  /** Sets the memory cap for the pool's threads, then answers (with their code if asked). */
+  #handleProcedureThreads(message: ProcedureThreadsMessage): void {
+    const allowed = this.#options.limits?.procedureThreads ?? PROCEDURE_THREADS_DEFAULT;
+    const extra = message.extraThreads;
+    if (!Number.isInteger(extra) || extra < 0 || extra >= allowed) {
+      throw new TypeError(`${extra} extra procedure threads (the maximum is ${allowed} in all)`);
+    }
+    this.#worker.setExtraThreads(extra)
+      .then(() => message.wantCode === true ? procedureThreadSource() : undefined)
+      .then(
+        (source): ProcedureThreadsSetReply => ({ type: "procedure-threads-set", source }),
+        (error): ProcedureThreadsSetReply => ({
+          type: "procedure-threads-set",
+          error: error instanceof Error ? error.message : String(error),
+        }),
+      ).then((reply) => {
+        if (!this.#dead) this.#worker.port.postMessage(reply);
+      });
+  }
+
   #handleOutboundHttp(message: OutboundHttpRequest): void {
     const requestId = message.requestId;
     const perform = this.#options.outboundHttp;
@@ -588,6 +612,10 @@ export class DatabaseHost {
       }
       if (message.type === "http-request") {
         this.#handleOutboundHttp(message);
+        return;
+      }
+      if (message.type === "procedure-threads") {
+        this.#handleProcedureThreads(message);
         return;
       }
       if (message.type === "hibernating") {

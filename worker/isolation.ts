@@ -25,6 +25,7 @@
 import { concatBytes } from "../lib/bytes.ts";
 import { serialize } from "node:v8";
 import { log } from "../lib/log.ts";
+import { PROCEDURE_THREADS_MAX } from "../lib/limits.ts";
 import { CODEC_V8, CODEC_WIRE, decodeFramePayload, encodeWire } from "../lib/wire.ts";
 
 /** The part of MessagePort that both ends of a channel use. */
@@ -38,6 +39,10 @@ export interface PortLike {
 export const CONTROL_CHANNEL = 0;
 export const STORAGE_CHANNEL = 1;
 
+/** Bytes read from a database process's stdout at a time (one buffer, reused). */
+const STDOUT_READ_BYTES = 64 * 1024;
+/** Bridged frames from this size on are transferred to the port rather than copied. */
+const BRIDGE_TRANSFER_BYTES_MIN = 16 * 1024;
 /** Frame header: payload length (u32, little-endian) and channel (u8). */
 const HEADER_BYTES = 5;
 /** Prefix of the stderr line the entry's watchdog writes when a call overran its deadline. */
@@ -76,6 +81,11 @@ export interface IsolatedWorker {
   /** Kills the process (SIGKILL): a thread stuck in a builtin stops too. */
   terminate(): void;
   readonly pid: number;
+  /**
+   * Allows for `threads` procedure threads beyond the first in the address-space cap (each
+   * `EXTRA_PROCEDURE_THREAD_MB`); resolves once the cap is applied.
+   */
+  setExtraThreads(threads: number): Promise<void>;
 }
 
 /** What this server can enforce on database processes; logged once at start-up. */
@@ -134,6 +144,13 @@ const REPO_ROOT = new URL("..", import.meta.url).pathname;
  * database's data and calls may use.
  */
 const PROCEDURE_THREAD_MEMORY_MB = 48;
+/**
+ * Address space a procedure thread started after the first adds (worker/procedures.ts' pool):
+ * V8 maps a 512 MiB read-write-execute code range per isolate, which RLIMIT_DATA counts (a
+ * started thread measured +535 MiB VmData, ~13 MiB RSS), plus its copy of the module. The cap
+ * grows by this while such a thread runs and shrinks when it stops (`setExtraThreads`).
+ */
+const EXTRA_PROCEDURE_THREAD_MB = 560 + PROCEDURE_THREAD_MEMORY_MB;
 
 /**
  * A process started ahead of need (`setWarmSpare`): `deno` itself, our entry module and the
@@ -338,6 +355,9 @@ class ProcessWorker implements IsolatedWorker {
   /** Frames written before the entry said hello wait here until its memory is capped. */
   #held: Uint8Array[] | undefined = [];
   readonly #caps: IsolationCapabilities;
+  /** VmData bytes when the entry's code was loaded: the base of the address-space cap. */
+  #baseDataBytes: number | undefined;
+  #extraThreads = 0;
 
   constructor(
     child: Deno.ChildProcess,
@@ -383,13 +403,26 @@ class ProcessWorker implements IsolatedWorker {
   }
 
   bridge(channel: number, port: MessagePort): void {
-    // Frames from the process go on undecoded (the payload owns its buffer: transferred, not
-    // copied); the other side decodes them with decodeFramePayload and checks them.
+    // Frames from the process go on undecoded; the other side decodes them with
+    // decodeFramePayload and checks them. A large payload (it owns its buffer) is transferred;
+    // a small one is copied, which costs the sender less than detaching a buffer (a commit frame
+    // at small N is a few KiB: ~2.5-3 µs copied vs ~3.3-6 µs transferred, measured on Deno 2.9.6).
     this.#rawChannels.set(
       channel,
-      (payload) => port.postMessage(payload, [payload.buffer as ArrayBuffer]),
+      (payload) =>
+        payload.length >= BRIDGE_TRANSFER_BYTES_MIN
+          ? port.postMessage(payload, [payload.buffer as ArrayBuffer])
+          : port.postMessage(payload),
     );
     port.onmessage = (event: MessageEvent) => this.#write(encodeFrame(channel, event.data));
+  }
+
+  async setExtraThreads(threads: number): Promise<void> {
+    if (!Number.isInteger(threads) || threads < 0 || threads >= PROCEDURE_THREADS_MAX) {
+      throw new RangeError(`${threads} extra procedure threads`);
+    }
+    this.#extraThreads = threads;
+    if (this.#baseDataBytes !== undefined) await this.#applyMemoryLimit();
   }
 
   terminate(): void {
@@ -477,14 +510,26 @@ class ProcessWorker implements IsolatedWorker {
   async #applyMemoryLimit(): Promise<void> {
     if (!this.#caps.memoryLimit) return;
     try {
-      const status = await Deno.readTextFile(`/proc/${this.pid}/status`);
-      const match = /^VmData:\s+(\d+) kB/m.exec(status);
-      if (!match) return;
-      // A database process also holds a second copy of the module in its procedure thread.
-      const extraMb = this.#options.readOwnCodeAtStart ? PROCEDURE_THREAD_MEMORY_MB : 0;
-      const limit = Number(match[1]) * 1024 + (this.#options.memoryMb + extraMb) * 1024 * 1024;
+      if (this.#baseDataBytes === undefined) {
+        const status = await Deno.readTextFile(`/proc/${this.pid}/status`);
+        const match = /^VmData:\s+(\d+) kB/m.exec(status);
+        if (!match) return;
+        this.#baseDataBytes = Number(match[1]) * 1024;
+      }
+      // A database process also holds a second copy of the module in its procedure thread, and
+      // one more per thread its pool started.
+      const bytes = (threads: number) =>
+        this.#baseDataBytes! +
+        (this.#options.memoryMb + (this.#options.readOwnCodeAtStart
+            ? PROCEDURE_THREAD_MEMORY_MB + threads * EXTRA_PROCEDURE_THREAD_MB
+            : 0)) * 1024 * 1024;
+      // The soft limit is the one enforced. The hard limit allows for every thread the pool may
+      // ever start, since raising a hard limit needs a privilege the server may lack; the
+      // process cannot raise its soft limit itself (no permissions, no FFI).
+      const soft = bytes(this.#extraThreads);
+      const hard = bytes(PROCEDURE_THREADS_MAX - 1);
       const result = await new Deno.Command(toolPath("prlimit")!, {
-        args: [`--pid=${this.pid}`, `--data=${limit}:${limit}`],
+        args: [`--pid=${this.pid}`, `--data=${soft}:${hard}`],
         stdout: "null",
         stderr: "piped",
       }).output();
@@ -529,11 +574,19 @@ class ProcessWorker implements IsolatedWorker {
   }
 
   async #pumpStdout(reader: FrameReader): Promise<void> {
+    // Reads into one reused buffer (a BYOB reader): the default reader allocates a fresh 64 KiB
+    // buffer per read, which at one read per batch was most of the main thread's garbage.
+    // FrameReader copies each frame out before the next read.
+    const stdout = this.#child.stdout.getReader({ mode: "byob" });
+    let buffer = new ArrayBuffer(STDOUT_READ_BYTES);
     try {
-      for await (const chunk of this.#child.stdout) {
+      for (;;) {
+        const { value, done } = await stdout.read(new Uint8Array(buffer));
+        if (done || value === undefined) break;
+        buffer = value.buffer as ArrayBuffer;
         if (this.#failure) continue;
         try {
-          reader.push(chunk);
+          reader.push(value);
         } catch (error) {
           this.#malformed(error);
         }
@@ -598,18 +651,25 @@ let watchdogDeadline: Float64Array | undefined;
  * (procedures and HTTP handlers; worker/procedure_thread.ts).
  */
 let watchdogShared: SharedArrayBuffer | undefined;
-const WATCHDOG_PAIRS = ["the call", "the procedure or HTTP handler call"];
+const WATCHDOG_PAIRS = [
+  "the call",
+  ...Array.from({ length: PROCEDURE_THREADS_MAX }, () => "the procedure or HTTP handler call"),
+];
 
 function watchdogBuffer(): SharedArrayBuffer {
   return watchdogShared ??= new entrySharedArrayBuffer(WATCHDOG_PAIRS.length * 16);
 }
 
 /**
- * For the entry module: the procedure thread's [deadline, budget] pair of the watchdog, for that
- * thread to arm around its calls' running time (the watchdog is started by `startWatchdog`).
+ * For the entry module: procedure thread `index`'s [deadline, budget] pair of the watchdog
+ * (0 to PROCEDURE_THREADS_MAX - 1), for that thread to arm around its calls' running time (the
+ * watchdog is started by `startWatchdog`).
  */
-export function procedureWatchdogSlots(): Float64Array {
-  return new Float64Array(watchdogBuffer(), 16, 2);
+export function procedureWatchdogSlots(index = 0): Float64Array {
+  if (!Number.isInteger(index) || index < 0 || index >= PROCEDURE_THREADS_MAX) {
+    throw new RangeError(`no watchdog pair for procedure thread ${index}`);
+  }
+  return new Float64Array(watchdogBuffer(), 16 * (1 + index), 2);
 }
 
 function writeAll(bytes: Uint8Array): void {
@@ -617,12 +677,34 @@ function writeAll(bytes: Uint8Array): void {
   while (at < bytes.length) at += entryDeno.stdout.writeSync(bytes.subarray(at));
 }
 
+/** Frames held by `holdOutput` until `releaseOutput` writes them at once. */
+let heldFrames: Uint8Array[] | undefined;
+
+/**
+ * For the entry module: frames sent from now until `releaseOutput()` are written with one
+ * write (a batch's commit records and its reply): each write is a system call here and a
+ * wake-up plus a stream read on the server's main thread.
+ */
+export function holdOutput(): void {
+  heldFrames ??= [];
+}
+
+/** Writes the frames held since `holdOutput()`, in the order they were sent. */
+export function releaseOutput(): void {
+  const frames = heldFrames;
+  heldFrames = undefined;
+  if (frames === undefined || frames.length === 0) return;
+  writeAll(frames.length === 1 ? frames[0] : concatBytes(frames));
+}
+
 /** An entry-side channel; messages are sent as frames on stdout. */
 function entryPort(channel: number): PortLike {
   const port: PortLike = {
     onmessage: null,
     postMessage(message: unknown) {
-      writeAll(encodeFrame(channel, message));
+      const frame = encodeFrame(channel, message);
+      if (heldFrames !== undefined) heldFrames.push(frame);
+      else writeAll(frame);
     },
     close() {},
   };

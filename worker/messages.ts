@@ -290,6 +290,12 @@ export interface QueryDelta {
   isEvent: boolean;
   inserts: Uint8Array[];
   deletes: Uint8Array[];
+  /**
+   * The query failed for this transaction (its delta went over SUBSCRIPTION_DELTA_ROWS_MAX; no
+   * rows then): the worker dropped every query set holding it, and each of their subscribers
+   * gets a SubscriptionError without request id before the transaction's other updates.
+   */
+  error?: string;
 }
 
 export interface TxUpdate {
@@ -425,6 +431,26 @@ export interface ProcedureDoneReply {
   logs: LogLine[];
 }
 
+/**
+ * The procedure thread pool (worker/procedures.ts) is about to start a thread or has stopped
+ * one: the server sets the process's address-space cap for `extraThreads` threads beyond the
+ * first (worker/isolation.ts), then answers with a `procedure-threads-set`; with `wantCode`
+ * the answer carries the thread's code as one script (worker/procedure_bundle.ts), since the
+ * process can no longer read files.
+ */
+export interface ProcedureThreadsMessage {
+  type: "procedure-threads";
+  extraThreads: number;
+  wantCode: boolean;
+}
+
+/** The answer: the cap is set; the script when asked for, or why it could not be had. */
+export interface ProcedureThreadsSetReply {
+  type: "procedure-threads-set";
+  source?: string;
+  error?: string;
+}
+
 /** An outbound HTTP request of a procedure, performed by the server (server/outbound_http.ts). */
 export interface OutboundHttpRequest {
   type: "http-request";
@@ -451,6 +477,7 @@ export type MainToWorker =
   | BatchMessage
   | ProcedureStartMessage
   | OutboundHttpResponse
+  | ProcedureThreadsSetReply
   | HibernateMessage;
 export type WorkerToMain =
   | ReadyReply
@@ -459,5 +486,6 @@ export type WorkerToMain =
   | ScheduledReply
   | ProcedureDoneReply
   | OutboundHttpRequest
+  | ProcedureThreadsMessage
   | PreparedReply
   | HibernatingReply;

@@ -9,6 +9,8 @@ import {
   type AlgebraicType,
   BinaryReader,
   decodeValue,
+  INTEGER_BITS,
+  isIntegerTag,
   type TableDef,
   type Value,
 } from "../protocol/mod.ts";
@@ -286,24 +288,10 @@ function compareValues(a: unknown, b: unknown): number {
 }
 
 function integerRange(type: AlgebraicType): [bigint, bigint] {
-  const bits: Record<string, number> = {
-    I8: 8,
-    U8: 8,
-    I16: 16,
-    U16: 16,
-    I32: 32,
-    U32: 32,
-    I64: 64,
-    U64: 64,
-    I128: 128,
-    U128: 128,
-    I256: 256,
-    U256: 256,
-  };
-  const width = bits[type.tag];
-  if (width === undefined) {
+  if (!isIntegerTag(type.tag)) {
     throw new MigrationFailedError(`A sequence needs an integer column, not ${type.tag}`);
   }
+  const width = INTEGER_BITS[type.tag];
   if (type.tag.startsWith("U")) return [0n, (1n << BigInt(width)) - 1n];
   return [-(1n << BigInt(width - 1)), (1n << BigInt(width - 1)) - 1n];
 }

@@ -25,6 +25,11 @@ export interface ModuleInfo {
   def: ModuleDef;
   tables: TableSchema[];
   tablesByName: Map<string, TableSchema>;
+  /**
+   * The table id of each view's backing table in SpacetimeDB, by canonical view name: views are
+   * created after every table, in lexicographic order of their names (v1 clients and `st_view`).
+   */
+  viewTableIds: Map<string, number>;
   reducersByName: Map<string, ReducerInfo>;
   proceduresByName: Map<string, ProcedureInfo>;
   lifecycle: { init?: ReducerInfo; onConnect?: ReducerInfo; onDisconnect?: ReducerInfo };
@@ -42,6 +47,7 @@ export function moduleInfoFromDescribe(describe: Uint8Array): ModuleInfo {
     def,
     tables,
     tablesByName: new Map(tables.map((table) => [table.name, table])),
+    viewTableIds: viewTableIds(def, tables.length),
     reducersByName: new Map(def.reducers.map((reducer) => [reducer.name, reducer])),
     proceduresByName: new Map(def.procedures.map((procedure) => [procedure.name, procedure])),
     lifecycle: {
@@ -50,6 +56,14 @@ export function moduleInfoFromDescribe(describe: Uint8Array): ModuleInfo {
       onDisconnect: reducerById(lifecycle.OnDisconnect),
     },
   };
+}
+
+/** Views' table ids: after the `tableCount` tables, in lexicographic order of view names. */
+export function viewTableIds(def: ModuleDef, tableCount: number): Map<string, number> {
+  const names = def.views.map((view) => view.name).sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+  return new Map(
+    names.map((name, position) => [name, FIRST_USER_TABLE_ID + tableCount + position]),
+  );
 }
 
 /**
@@ -78,6 +92,7 @@ export function tableSchemas(def: ModuleDef): TableSchema[] {
       name: table.name,
       sourceName: table.sourceName,
       rowType: table.rowType,
+      columnAccessors: table.columns.map((column) => column.sourceName),
       typespace: table.typespace,
       primaryKey: table.primaryKey === undefined ? [] : [table.primaryKey],
       indexes,

@@ -16,6 +16,8 @@ export const BELL_TO_THREAD = 0;
 export const BELL_TO_DATABASE = 1;
 /** Rung when a call is queued on the call port. */
 export const BELL_CALL = 2;
+/** Rung by the thread after each message on its async port (the database thread polls it). */
+export const BELL_ASYNC = 3;
 /** Int32 slots of the doorbell. */
 export const BELL_SLOTS = 4;
 

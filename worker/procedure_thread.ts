@@ -28,6 +28,7 @@ import {
   HTTP_VERSION_11,
 } from "../protocol/mod.ts";
 import {
+  HTTP_HANDLER_RESPONSE_BYTES_MAX,
   OUTBOUND_HTTP_REQUEST_BYTES_MAX,
   OUTBOUND_HTTP_TIMEOUT_MS_DEFAULT,
   OUTBOUND_HTTP_TIMEOUT_MS_MAX,
@@ -47,7 +48,7 @@ import type {
   ThreadLoad,
   ThreadToDatabase,
 } from "./procedure_channel.ts";
-import { BELL_CALL, BELL_TO_DATABASE, BELL_TO_THREAD } from "./procedure_channel.ts";
+import { BELL_ASYNC, BELL_CALL, BELL_TO_DATABASE, BELL_TO_THREAD } from "./procedure_channel.ts";
 
 // Host references, captured before the sandbox removes globals.
 const hostAtomics = {
@@ -150,7 +151,14 @@ selfScope.onmessage = (event: MessageEvent) => {
   selfScope.onmessage = null;
   const message = event.data as ThreadInit;
   init = message;
-  post = message.asyncPort.postMessage.bind(message.asyncPort);
+  const postAsync = message.asyncPort.postMessage.bind(message.asyncPort);
+  // The database thread takes these with receiveMessageOnPort when the bell rings: it cannot
+  // listen for port events once its sandbox is in place (worker/procedures.ts).
+  post = (data) => {
+    postAsync(data);
+    hostAtomics.store(message.bell, BELL_ASYNC, 1);
+    hostAtomics.notify(message.bell, BELL_ASYNC);
+  };
   message.asyncPort.onmessage = (next: MessageEvent) => {
     const data = next.data as { type: string };
     if (data.type === "load") void load(data as ThreadLoad);
@@ -298,6 +306,23 @@ function callHttpHandler(request: CallHttpHandlerRequest, handlerId: number): Ht
     throw new TypeError("The HTTP handler did not return two Uint8Arrays");
   }
   const response = decodeHttpResponse(head);
+  // What a Response can carry: anything else would make the reply malformed and stop the
+  // database, for every client, on a status the module may have taken from a request.
+  if (!Number.isInteger(response.status) || response.status < 200 || response.status > 599) {
+    throw new RangeError(
+      `The HTTP handler returned the status ${response.status}, not one in 200..599`,
+    );
+  }
+  const bytes = response.headers.reduce(
+    (total, [name, value]) => total + name.length + value.length,
+    body.length,
+  );
+  if (bytes > HTTP_HANDLER_RESPONSE_BYTES_MAX) {
+    throw new RangeError(
+      `The HTTP handler's response of ${bytes} bytes (body and headers) is over the limit of ` +
+        `${HTTP_HANDLER_RESPONSE_BYTES_MAX} bytes`,
+    );
+  }
   return {
     kind: "http-handler",
     id: request.id,

@@ -58,7 +58,8 @@ export function checkBatchItem(item: unknown): string | undefined {
       if (
         !isObject(delta) || !isCount(delta.queryId) || typeof delta.table !== "string" ||
         typeof delta.isEvent !== "boolean" || !isByteArrayList(delta.inserts) ||
-        !isByteArrayList(delta.deletes)
+        !isByteArrayList(delta.deletes) || !isOptionalString(delta.error) ||
+        (typeof delta.error === "string" && delta.error.length > LOG_MESSAGE_CHARS_MAX)
       ) return "update.deltas holds a malformed delta";
     }
     return undefined;

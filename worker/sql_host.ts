@@ -12,6 +12,7 @@ import {
   evaluateSelectWithRls,
   executeDml,
   mutTxWriter,
+  type SqlDeadline,
   SqlError,
   type SqlState,
   type UserTableInfo,
@@ -21,12 +22,23 @@ import type { DatabaseEngine } from "./engine.ts";
 import type { SqlRequest, SqlResult } from "./messages.ts";
 import { viewAwareSqlState } from "./view_catalog.ts";
 
+export interface SqlHostOptions {
+  /**
+   * Wall time a SELECT of a caller other than the owner may spend joining (the reducer budget):
+   * the database thread answers nothing else meanwhile. The owner's statements are not limited.
+   */
+  budgetMs: number;
+  monotonicMs: () => number;
+}
+
 export class SqlHost {
   readonly #engine: DatabaseEngine;
+  readonly #options: SqlHostOptions | undefined;
   #userTables: UserTableInfo[] | undefined;
 
-  constructor(engine: DatabaseEngine) {
+  constructor(engine: DatabaseEngine, options?: SqlHostOptions) {
     this.#engine = engine;
+    this.#options = options;
   }
 
   run(request: SqlRequest): SqlResult {
@@ -40,7 +52,15 @@ export class SqlHost {
       if (plan.kind === "select") {
         checkRowLimit(plan, state, context);
         // Row-level security for callers other than the owner (query/rls.ts).
-        const result = evaluateSelectWithRls(plan, state, context, engine.rlsRules);
+        const budget = this.#options;
+        const deadline: SqlDeadline | undefined = budget && !context.isOwner
+          ? {
+            deadlineMs: budget.monotonicMs() + budget.budgetMs,
+            nowMs: budget.monotonicMs,
+            budgetMs: budget.budgetMs,
+          }
+          : undefined;
+        const result = evaluateSelectWithRls(plan, state, context, engine.rlsRules, { deadline });
         return {
           kind: "sql",
           id: request.id,
@@ -126,14 +146,20 @@ export class SqlHost {
         [...this.#engine.rlsRules].flatMap(([tableId, rules]) =>
           rules.map((sql) => ({ tableId, sql }))
         ),
-      views: () =>
-        this.#engine.module.def.views.map((view, position) => ({
+      views: () => {
+        // View ids and table ids in creation order: by name, as SpacetimeDB creates them.
+        const tableIds = this.#engine.module.viewTableIds;
+        const byName = [...this.#engine.module.def.views].sort((a, b) =>
+          tableIds.get(a.name)! - tableIds.get(b.name)!
+        );
+        return byName.map((view, position) => ({
           viewId: position + 1,
           name: view.name,
-          tableId: undefined,
+          tableId: tableIds.get(view.name),
           isPublic: view.isPublic,
           isAnonymous: view.isAnonymous,
-        })),
+        }));
+      },
     });
   }
 }

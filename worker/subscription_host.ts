@@ -8,10 +8,14 @@
 import {
   type CheckedSelect,
   type CommittedState,
+  datastoreRowLimit,
+  estimatePlanRowsScanned,
+  type EvaluationLimits,
   executePlan,
   expandSelectStarFromStar,
   planSelect,
   type QueryPlan,
+  rowLimitError,
   SqlError,
   subscriptionErrorText,
   SubscriptionIndex,
@@ -41,8 +45,18 @@ interface LiveQuery {
   viewTables: number[];
 }
 
+/** The time budget of a caller other than the owner (worker/worker_main.ts gives the reducer's). */
+export interface QueryBudget {
+  budgetMs: number;
+  monotonicMs: () => number;
+}
+
+/** Rows a join looks at between two clock reads of a query's time budget. */
+const JOIN_ROWS_PER_CLOCK_READ = 1 << 16;
+
 export class SubscriptionHost {
   readonly #engine: DatabaseEngine;
+  readonly #budget: QueryBudget | undefined;
   readonly #state: CommittedState;
   readonly #index: SubscriptionIndex;
   /** connection id -> query set id -> the set's queries. */
@@ -50,9 +64,16 @@ export class SubscriptionHost {
   readonly #queries = new Map<number, LiveQuery>();
   /** Views and row-level security for each caller (worker/view_catalog.ts). */
   readonly #catalog: ViewCatalog;
+  #droppedQueryCount = 0;
 
-  constructor(engine: DatabaseEngine) {
+  /** `options.deltaRowsMax`: SUBSCRIPTION_DELTA_ROWS_MAX unless a test lowers it. */
+  constructor(
+    engine: DatabaseEngine,
+    budget?: QueryBudget,
+    options: { deltaRowsMax?: number } = {},
+  ) {
     this.#engine = engine;
+    this.#budget = budget;
     const datastore = engine.datastore;
     const views = engine.views;
     this.#state = {
@@ -87,7 +108,7 @@ export class SubscriptionHost {
         return true;
       },
     };
-    this.#index = new SubscriptionIndex(this.#state);
+    this.#index = new SubscriptionIndex(this.#state, options);
     this.#catalog = new ViewCatalog(engine, this.#state);
   }
 
@@ -102,10 +123,24 @@ export class SubscriptionHost {
     return this.#index.onCommits(deltas).map((changes) => this.#toMessages(changes));
   }
 
-  #toMessages(changes: Map<number, { inserts: Uint8Array[]; deletes: Uint8Array[] }>) {
+  #toMessages(
+    changes: Map<number, { inserts: Uint8Array[]; deletes: Uint8Array[]; error?: string }>,
+  ) {
     const out: QueryDelta[] = [];
     for (const [queryId, change] of changes) {
       const live = this.#queries.get(queryId);
+      if (live !== undefined && change.error !== undefined) {
+        out.push({
+          queryId,
+          table: live.tableName,
+          isEvent: live.isEvent,
+          inserts: [],
+          deletes: [],
+          error: change.error,
+        });
+        this.#dropFailed(queryId, change.error);
+        continue;
+      }
       if (!live || (change.inserts.length === 0 && change.deletes.length === 0)) continue;
       out.push({
         queryId,
@@ -118,36 +153,93 @@ export class SubscriptionHost {
     return out;
   }
 
+  /**
+   * Drops every query set holding a query whose delta failed (the hub drops the same sets when
+   * it reads the error) and counts it in the module log; the transaction itself stands.
+   */
+  #dropFailed(queryId: number, error: string): void {
+    let setCount = 0;
+    for (const [connectionId, sets] of this.#sets) {
+      for (const [querySetId, queries] of sets) {
+        if (!queries.some((live) => live.queryId === queryId)) continue;
+        sets.delete(querySetId);
+        this.#releaseAll(queries);
+        setCount++;
+      }
+      if (sets.size === 0) this.#sets.delete(connectionId);
+    }
+    this.#droppedQueryCount++;
+    this.#engine.pushRemoteLog(
+      "Warn",
+      `Subscription dropped (${this.#droppedQueryCount} since start): ${error}; ` +
+        `${setCount} query set(s) unsubscribed`,
+      undefined,
+    );
+  }
+
+  /** Live queries dropped because their delta failed, since this process started. */
+  get droppedQueryCount(): number {
+    return this.#droppedQueryCount;
+  }
+
   subscribe(request: SubscribeRequest): SubscribeResult {
     const txOffset = this.#engine.txOffset;
     const context = { sender: request.sender, isOwner: request.isOwner };
+    const limits = this.#limitsFor(context.isOwner);
     const registered: LiveQuery[] = [];
     const rows: QueryRows[] = [];
     // A query text given twice in one request is subscribed once (SpacetimeDB dedups by text).
     const seen = new Set<string>();
     const caller = this.#catalog.forCaller(context);
+    // Every query is compiled before any is registered, so that the row limit can refuse the set.
+    const compiled: { sql: string; plans: QueryPlan[] }[] = [];
     for (const sql of request.queries) {
       if (seen.has(sql.trim())) continue;
       seen.add(sql.trim());
       try {
+        const plans: QueryPlan[] = [];
         for (const query of expandSelectStarFromStar(sql, caller, context) ?? [sql]) {
           // One registration per row-level security fragment (one when no rule applies).
-          for (const plan of caller.compile(query)) {
-            const result = this.#index.registerPlan(plan);
-            let live = this.#queries.get(result.queryId);
-            if (live === undefined) {
-              live = {
-                queryId: result.queryId,
-                tableName: result.tableName,
-                isEvent: result.isEvent,
-                viewTables: this.#catalog.viewTablesOf(plan),
-              };
-              this.#queries.set(live.queryId, live);
-              for (const tableId of live.viewTables) this.#engine.views.retain(tableId);
-            }
-            registered.push(live);
-            rows.push({ table: result.tableName, rows: result.isEvent ? [] : result.initialRows });
+          plans.push(...caller.compile(query));
+        }
+        compiled.push({ sql, plans });
+      } catch (error) {
+        caller.dropUnused();
+        return {
+          kind: "subscribe",
+          id: request.id,
+          ok: false,
+          error: errorText(error, sql),
+          txOffset,
+        };
+      }
+    }
+    const overLimit = this.#checkRowLimit(
+      compiled.flatMap((c) => c.plans.filter((plan) => !this.#index.hasPlan(plan.key))),
+      request.isOwner,
+    );
+    if (overLimit !== undefined) {
+      // SpacetimeDB sends this one without the query text.
+      caller.dropUnused();
+      return { kind: "subscribe", id: request.id, ok: false, error: overLimit.message, txOffset };
+    }
+    for (const { sql, plans } of compiled) {
+      try {
+        for (const plan of plans) {
+          const result = this.#index.registerPlan(plan, limits);
+          let live = this.#queries.get(result.queryId);
+          if (live === undefined) {
+            live = {
+              queryId: result.queryId,
+              tableName: result.tableName,
+              isEvent: result.isEvent,
+              viewTables: this.#catalog.viewTablesOf(plan),
+            };
+            this.#queries.set(live.queryId, live);
+            for (const tableId of live.viewTables) this.#engine.views.retain(tableId);
           }
+          registered.push(live);
+          rows.push({ table: result.tableName, rows: result.isEvent ? [] : result.initialRows });
         }
       } catch (error) {
         // Any query of the set failing fails the whole set: nothing stays registered.
@@ -216,8 +308,13 @@ export class SubscriptionHost {
     const caller = this.#catalog.forCaller({ sender: request.sender, isOwner: request.isOwner });
     try {
       const plans = caller.compile(request.sql, planOneOff);
+      const overLimit = this.#checkRowLimit(plans, request.isOwner);
+      if (overLimit !== undefined) {
+        return { kind: "query", id: request.id, ok: false, error: overLimit.message, txOffset };
+      }
       const rows: Uint8Array[] = [];
-      for (const plan of plans) rows.push(...executePlan(plan, this.#state));
+      const limits = this.#limitsFor(request.isOwner);
+      for (const plan of plans) rows.push(...executePlan(plan, this.#state, undefined, limits));
       return {
         kind: "query",
         id: request.id,
@@ -236,6 +333,48 @@ export class SubscriptionHost {
     } finally {
       caller.dropUnused();
     }
+  }
+
+  /**
+   * SpacetimeDB's row limit: a non-owner's new plans (a query another subscriber already runs is
+   * not checked again) whose estimated scanned rows add up past `row_limit` are refused.
+   */
+  #checkRowLimit(plans: QueryPlan[], isOwner: boolean): SqlError | undefined {
+    if (isOwner || plans.length === 0) return undefined;
+    const limit = datastoreRowLimit(this.#engine.datastore);
+    if (limit === undefined) return undefined;
+    const keys = new Set<string>();
+    let estimate = 0n;
+    for (const plan of plans) {
+      if (keys.has(plan.key)) continue;
+      keys.add(plan.key);
+      estimate += estimatePlanRowsScanned(plan, this.#state);
+    }
+    return estimate > limit ? rowLimitError(estimate, limit) : undefined;
+  }
+
+  /**
+   * Bounds on evaluating one request's queries: the join-row bound for everyone, and for a
+   * caller other than the owner the time budget (the database answers nothing else meanwhile).
+   */
+  #limitsFor(isOwner: boolean): EvaluationLimits {
+    const budget = this.#budget;
+    if (isOwner || budget === undefined) return {};
+    const deadlineMs = budget.monotonicMs() + budget.budgetMs;
+    let rowsToClockRead = JOIN_ROWS_PER_CLOCK_READ;
+    return {
+      tick: () => {
+        if (--rowsToClockRead > 0) return;
+        rowsToClockRead = JOIN_ROWS_PER_CLOCK_READ;
+        if (budget.monotonicMs() > deadlineMs) {
+          throw new SqlError(
+            `The query exceeded its time budget of ${budget.budgetMs} ms and was stopped; ` +
+              `add a join condition or a filter`,
+            "limit",
+          );
+        }
+      },
+    };
   }
 
   #releaseAll(queries: LiveQuery[]): void {

@@ -23,6 +23,7 @@ import {
   type QueryCatalog,
 } from "../query/mod.ts";
 import type { MutTx, TableSchema, TxDelta } from "../storage/mod.ts";
+import { VIEW_INSTANCES_READING_TABLE_MAX, VIEW_SENDER_INSTANCES_MAX } from "../lib/limits.ts";
 import type { ViewReadRecorder } from "./sys_abi.ts";
 
 /** Instance tables get ids from here up; datastore tables stay far below. */
@@ -87,6 +88,8 @@ export class ViewManager {
   /** index id -> key -> instances reading that point. */
   readonly #pointReaders = new Map<number, Map<string, Set<Instance>>>();
   #nextTableId = VIEW_TABLE_ID_BASE;
+  /** Live per-sender instances (anonymous views have one instance each, not counted). */
+  #senderInstanceCount = 0;
   /** View runs so far (for tests and metrics). */
   runCount = 0;
 
@@ -140,7 +143,14 @@ export class ViewManager {
     const key = instanceKey(view, sender);
     const existing = this.#instances.get(key);
     if (existing !== undefined) return existing.schema;
+    if (!view.isAnonymous && this.#senderInstanceCount >= VIEW_SENDER_INSTANCES_MAX) {
+      throw new ViewFailureError(
+        `Cannot materialize view \`${view.name}\` for another sender: the database already ` +
+          `holds ${VIEW_SENDER_INSTANCES_MAX} per-sender view instances`,
+      );
+    }
     const run = this.#run(view, view.isAnonymous ? undefined : sender, tx);
+    if (!view.isAnonymous) this.#checkTableReaders(view, run.reads);
     const instance: Instance = {
       key,
       view,
@@ -153,7 +163,31 @@ export class ViewManager {
     this.#instances.set(key, instance);
     this.#byTableId.set(instance.schema.tableId, instance);
     this.#index(instance);
+    if (instance.sender !== undefined) this.#senderInstanceCount++;
     return instance.schema;
+  }
+
+  /**
+   * Refuses a new per-sender instance that reads a table whole when VIEW_INSTANCES_READING_TABLE_MAX
+   * per-sender instances already do: each one is re-run inside every write to that table, so
+   * without a bound the writer pays for every anonymous connection. (An instance whose read set
+   * grows to whole tables when re-run inside a write is not refused there: the write stands.)
+   */
+  #checkTableReaders(view: ViewDef, reads: ReadSet): void {
+    for (const tableId of reads.tables) {
+      let count = 0;
+      for (const reader of this.#tableReaders.get(tableId) ?? []) {
+        if (reader.sender !== undefined) count++;
+      }
+      if (count < VIEW_INSTANCES_READING_TABLE_MAX) continue;
+      const table = this.#env.tables().find((schema) => schema.tableId === tableId);
+      throw new ViewFailureError(
+        `Cannot materialize view \`${view.name}\` for another sender: ` +
+          `${VIEW_INSTANCES_READING_TABLE_MAX} per-sender view instances already read table ` +
+          `\`${table?.name ?? tableId}\` whole, and each is re-run on every write to it; ` +
+          `a view that reads it through an index point is not limited`,
+      );
+    }
   }
 
   /** One more live query reads the instance table. */
@@ -411,6 +445,7 @@ export class ViewManager {
   }
 
   #drop(instance: Instance): void {
+    if (instance.sender !== undefined) this.#senderInstanceCount--;
     this.#unindex(instance);
     this.#instances.delete(instance.key);
     this.#byTableId.delete(instance.schema.tableId);
@@ -445,6 +480,7 @@ function viewSchema(view: ViewDef, tableId: number): TableSchema {
     name: view.name,
     sourceName: view.sourceName,
     rowType: view.rowType,
+    columnAccessors: view.columns.map((column) => column.sourceName),
     typespace: view.typespace,
     primaryKey: pk === undefined ? [] : [pk],
     indexes: pk === undefined ? [] : [{

@@ -7,7 +7,9 @@ import {
   armWatchdog,
   disarmWatchdog,
   dropReadPermission,
+  holdOutput,
   procedureWatchdogSlots,
+  releaseOutput,
   serveIsolated,
   startWatchdog,
   storagePort,
@@ -29,7 +31,7 @@ import { SqlHost } from "./sql_host.ts";
 import { prepareSandbox } from "./sandbox.ts";
 import { DurabilitySink } from "./durability_sink.ts";
 import { forEachRequest, ResultPacker } from "./batch_codec.ts";
-import { ProcedureRunner } from "./procedures.ts";
+import { ProcedurePool } from "./procedures.ts";
 import type { ProcedureStartMessage } from "./messages.ts";
 
 let engine: DatabaseEngine | undefined;
@@ -67,10 +69,14 @@ function receive(message: MainToWorker): void {
     return;
   }
   if (message.type === "batch") {
+    // The batch's commit records and its reply leave in one write.
+    holdOutput();
     try {
       runBatch(message);
     } catch (error) {
       reply({ type: "init-failed", error: describeError(error), logs: engine?.drainLogs() ?? [] });
+    } finally {
+      releaseOutput();
     }
     return;
   }
@@ -80,6 +86,12 @@ function receive(message: MainToWorker): void {
   }
   if (message.type === "http-response") {
     procedures.httpResponse(message);
+    return;
+  }
+  if (message.type === "procedure-threads-set") {
+    const waiter = threadWaiters.shift();
+    if (message.error !== undefined) waiter?.reject(new Error(String(message.error)));
+    else waiter?.resolve(typeof message.source === "string" ? message.source : undefined);
     return;
   }
   initializing = true;
@@ -100,11 +112,18 @@ function drainBacklog(): void {
   if (!initializing && backlog.length > 0) hostSetImmediate(drainBacklog);
 }
 
-// The procedure thread starts before anything else: its code is read while the process still
-// has read access to the server's code, which it then drops for good; and the memory cap the
-// server sets after the first frame (worker/isolation.ts) counts the thread as the runtime's.
-/** The procedure thread: procedures and HTTP handlers run there (worker/procedures.ts). */
-const procedures: ProcedureRunner = new ProcedureRunner({
+/** `procedure-threads` messages waiting for the server's answer, oldest first. */
+const threadWaiters: {
+  resolve: (source: string | undefined) => void;
+  reject: (error: Error) => void;
+}[] = [];
+
+// The first procedure thread starts before anything else: its code is read while the process
+// still has read access to the server's code, which it then drops for good; and the memory cap
+// the server sets after the first frame (worker/isolation.ts) counts the thread as the
+// runtime's. More threads start from the code the server sends (`procedure-threads-set`).
+/** The procedure threads: procedures and HTTP handlers run there (worker/procedures.ts). */
+const procedures: ProcedurePool = new ProcedurePool({
   engine: () => engine,
   send: (request) => reply(request),
   onDone: (result) => {
@@ -126,7 +145,12 @@ const procedures: ProcedureRunner = new ProcedureRunner({
   },
   afterTransaction: () => reportUnrequested(),
   onFatal: (error) => reply({ type: "init-failed", error, logs: engine?.drainLogs() ?? [] }),
-  watchdog: procedureWatchdogSlots(),
+  watchdog: procedureWatchdogSlots,
+  setExtraThreads: (extraThreads, wantCode) =>
+    new Promise<string | undefined>((resolve, reject) => {
+      threadWaiters.push({ resolve, reject });
+      reply({ type: "procedure-threads", extraThreads, wantCode });
+    }),
 });
 await procedures.started();
 dropReadPermission();
@@ -142,7 +166,12 @@ function reply(message: WorkerToMain, transfer: Transferable[] = []): void {
 async function init(message: InitMessage): Promise<void> {
   let sandbox;
   procedures.setTxBudget(message.reducerBudgetMs);
+  procedures.configure({
+    threads: message.limits?.procedureThreads,
+    queued: message.limits?.procedureQueue,
+  });
   let source: string;
+  let tickName: string;
   try {
     sandbox = prepareSandbox(message.bundle, {
       setTimeout: hostSetTimeout,
@@ -153,6 +182,7 @@ async function init(message: InitMessage): Promise<void> {
     // Both parses (instrument, rewrite imports) are most of a start: a prepared bundle skips
     // them. It is sent back before any tenant code runs in this process, so it is ours.
     source = message.prepared ? sandbox.source : rewriteImports(sandbox.source);
+    tickName = sandbox.tickName;
     if (!message.prepared && message.wantPrepared) {
       reply({ type: "prepared", source, tickName: sandbox.tickName });
     }
@@ -184,6 +214,7 @@ async function init(message: InitMessage): Promise<void> {
       return true;
     },
   });
+  let migrated = false;
   try {
     armWatchdog(MODULE_LOAD_TIMEOUT_MS);
     // The module's top-level code runs under the load budget, not the 1 s ambient guard of
@@ -202,18 +233,25 @@ async function init(message: InitMessage): Promise<void> {
       durability = new DurabilitySink(storagePort(), engine);
       await durability.replay();
     }
-    engine.finishRecovery(message.migrate ?? false, message.timestampMicros);
+    migrated = engine.finishRecovery(message.migrate ?? false, message.timestampMicros);
   } catch (error) {
     reply({ type: "init-failed", error: describeError(error), logs: engine.drainLogs() });
     engine = undefined;
     return;
   }
-  subscriptions = new SubscriptionHost(engine);
-  sqlHost = new SqlHost(engine);
+  subscriptions = new SubscriptionHost(engine, {
+    budgetMs: message.reducerBudgetMs,
+    monotonicMs: () => systemClock.monotonicMs(),
+  });
+  sqlHost = new SqlHost(engine, {
+    budgetMs: message.reducerBudgetMs,
+    monotonicMs: () => systemClock.monotonicMs(),
+  });
   const def = engine.module.def;
   if (def.procedures.length > 0 || def.httpHandlers.length > 0) {
     try {
-      await procedures.load(message.bundle, engine, MODULE_LOAD_TIMEOUT_MS, message.prepared);
+      // The threads load the bundle as this thread prepared it: no parse of their own.
+      await procedures.load(message.bundle, engine, MODULE_LOAD_TIMEOUT_MS, { source, tickName });
     } catch (error) {
       reply({ type: "init-failed", error: describeError(error), logs: engine.drainLogs() });
       engine = undefined;
@@ -239,6 +277,9 @@ async function init(message: InitMessage): Promise<void> {
   }
   durability?.append(engine.drainCommitted());
   durability?.flush();
+  // A migration just committed: snapshot the migrated state, so a restart starts after it
+  // instead of replaying the old schema's log and the migration again.
+  if (migrated) durability?.snapshotNow();
   reply({
     type: "ready",
     describe: engine.describeBytes,

@@ -345,6 +345,7 @@ export async function runLightcone(
       ? await connectLightconeClients(deployment, options.clientCount, variant)
       : await connectRawClients(deployment.url, deployment.databaseName, options.clientCount);
     let cpuSample: ReturnType<typeof startCpuSample> | undefined;
+    let metricsBefore: Promise<GroupCommitCounters> | undefined;
     let cpu: SystemResult["cpu"] = null;
     const endTimer = setTimeout(() => {
       cpu = cpuSample?.stop() ?? null;
@@ -364,6 +365,9 @@ export async function runLightcone(
         onPhase(phase) {
           if (phase === "measure") {
             cpuSample = startCpuSample({ client: Deno.pid, server: deployment.pid });
+            if (Deno.env.get("KEYNOTE_METRICS")) {
+              metricsBefore = scrapeGroupCommit(deployment.url);
+            }
           }
         },
       });
@@ -372,6 +376,21 @@ export async function runLightcone(
       await clients.close();
     }
     cpu ??= cpuSample?.stop() ?? null;
+    if (metricsBefore) {
+      const before = await metricsBefore;
+      const after = await scrapeGroupCommit(deployment.url);
+      const fsyncs = after.fsyncs - before.fsyncs;
+      console.error(
+        `  group commit over the window (KEYNOTE_METRICS): ${fsyncs} fsyncs, mean ${
+          ((after.fsyncSeconds - before.fsyncSeconds) / Math.max(1, fsyncs) * 1e3).toFixed(3)
+        } ms, mean ${
+          ((after.fsyncTx - before.fsyncTx) / Math.max(1, fsyncs)).toFixed(1)
+        } tx each; ${after.replies - before.replies} database replies, ${
+          ((after.transactions - before.transactions) / Math.max(1, after.replies - before.replies))
+            .toFixed(1)
+        } tx each`,
+      );
+    }
     const { ackedDelta, unknownCount, ...summary } = load;
     let rows: AccountRow[];
     try {
@@ -405,4 +424,27 @@ export async function runLightcone(
   } finally {
     await deployment.stop();
   }
+}
+
+interface GroupCommitCounters {
+  fsyncs: number;
+  fsyncSeconds: number;
+  fsyncTx: number;
+  replies: number;
+  transactions: number;
+}
+
+/** The group-commit counters of /v1/metrics, summed over databases (bench diagnostics). */
+async function scrapeGroupCommit(url: string): Promise<GroupCommitCounters> {
+  const text = await (await fetch(`${url}/v1/metrics`)).text();
+  const sum = (prefix: string) =>
+    text.split("\n").filter((line) => line.startsWith(prefix))
+      .reduce((total, line) => total + Number(line.slice(line.lastIndexOf(" ") + 1)), 0);
+  return {
+    fsyncs: sum("lightcone_commitlog_fsync_seconds_count"),
+    fsyncSeconds: sum("lightcone_commitlog_fsync_seconds_sum"),
+    fsyncTx: sum("lightcone_commitlog_fsync_transactions_sum"),
+    replies: sum("lightcone_database_replies_total"),
+    transactions: sum("lightcone_transactions_committed_total"),
+  };
 }

@@ -95,6 +95,21 @@ export function tailTable(rows: TailRow[]): string {
   return lines.join("\n");
 }
 
+/** µs of CPU per acknowledged transfer by thread ("db main" = the database process's thread). */
+export function threadLine(result: SystemResult): string {
+  const tps = result.load?.tps ?? 0;
+  const threads = result.cpu?.threadPercent;
+  if (!threads || tps <= 0) return "";
+  const parts: string[] = [];
+  for (const [process, perThread] of Object.entries(threads)) {
+    const named = Object.entries(perThread).sort((a, b) => b[1] - a[1])
+      .filter(([, percent]) => (percent * 10_000) / tps >= 0.5)
+      .map(([thread, percent]) => `${thread} ${((percent * 10_000) / tps).toFixed(1)}`);
+    if (named.length) parts.push(`${process}: ${named.join(", ")}`);
+  }
+  return parts.join("; ");
+}
+
 if (import.meta.main) {
   const { values } = parseArgs({
     args: Deno.args,
@@ -182,6 +197,8 @@ if (import.meta.main) {
                 : ""
             }`,
           );
+          const threads = threadLine(result);
+          if (threads) console.error(`  CPU µs per transfer by thread: ${threads}`);
           await Deno.remove(runDir, { recursive: true }).catch(() => {});
         }
       }

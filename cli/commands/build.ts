@@ -67,7 +67,12 @@ export async function defaultProjectDir(given: string | undefined): Promise<stri
 export async function buildWithProgress(
   projectDir: string,
   io: CliIo,
-  options: { debug?: boolean; skipTypeCheck?: boolean },
+  options: {
+    debug?: boolean;
+    skipTypeCheck?: boolean;
+    deferTypeCheck?: boolean;
+    signal?: AbortSignal;
+  },
 ): Promise<BuildResult> {
   io.err(`Building module ${projectDir}...\n`);
   const result = await buildModule(projectDir, io, options);

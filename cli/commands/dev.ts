@@ -48,12 +48,19 @@ Options:
       --server-only                   Do not run a client command
       --skip-generate                 Do not regenerate bindings
       --skip-publish                  Only build (and generate)
-      --skip-type-check               Do not type-check before bundling
+      --skip-type-check               Do not type-check
+      --type-check-first              Publish only after the type check passed (slower: by
+                                      default a change is published as soon as it is bundled
+                                      and the type check's outcome is printed when it ends)
       --no-start                      Never start a server; fail when it does not answer
   -h, --help                          Print help
 
 Ctrl-C stops the watcher, the client and a server dev started. Each cycle prints how long
-it took from the save to the new module serving.
+it took from the save to the new module serving, and whether what serves was type-checked:
+"(type-checked)", "(type check skipped)", or "(NOT type-checked yet ...)" followed later by
+"Type check passed ..." or "Type check FAILED ..." with the errors (the module stays
+published; fix the errors and save again). A change whose check fails before its bundle is
+ready is not published. A new save cancels a check still running.
 
 Examples:
   dev                                 in a project made by \`init\`
@@ -74,6 +81,7 @@ const FLAGS = {
   "skip-generate": { type: "boolean" },
   "skip-publish": { type: "boolean" },
   "skip-type-check": { type: "boolean" },
+  "type-check-first": { type: "boolean" },
   "no-start": { type: "boolean" },
 } as const;
 
@@ -156,17 +164,27 @@ export async function runDev(args: string[], ctx: CliContext): Promise<number> {
         (clientCommand ? `Client command: ${clientCommand}\n` : "") +
         "Press Ctrl+C to stop\n\n",
     );
+    /** The type check of the last change, while it runs in the background. */
+    let runningCheck: AbortController | undefined;
     const cycle = async (changedAt: number | undefined) => {
       const began = changedAt ?? performance.now();
+      // A newer change makes the previous one's check moot.
+      runningCheck?.abort();
+      const checkControl = new AbortController();
+      runningCheck = checkControl;
       io.err("Building...\n");
       const built = await buildWithProgress(moduleDir, io, {
         skipTypeCheck: flags["skip-type-check"],
+        deferTypeCheck: !flags["type-check-first"],
+        signal: checkControl.signal,
       });
       const builtAt = performance.now();
       io.err("Build complete!\n");
       await updateEnvLocal(projectDir, database!, serverUrl, io);
       // Bindings are generated while the module is published; their output is printed after.
       const generated: [("out" | "err"), string][] = [];
+      let generatedAt = builtAt;
+      let publishedAt = builtAt;
       const bufferedIo: CliIo = {
         ...io,
         out: (text) => generated.push(["out", text]),
@@ -188,7 +206,7 @@ export async function runDev(args: string[], ctx: CliContext): Promise<number> {
           ], { ...ctx, io: bufferedIo, noConfig: true });
           if (code !== 0) throw new CliError("Generating bindings failed");
         }
-      })();
+      })().finally(() => generatedAt = performance.now());
       const publishing = (async () => {
         if (flags["skip-publish"]) return;
         io.err("Publishing...\n");
@@ -203,7 +221,7 @@ export async function runDev(args: string[], ctx: CliContext): Promise<number> {
           ...(flags["break-clients"] || flags.yes ? ["--break-clients"] : []),
         ], { ...ctx, noConfig: true });
         if (code !== 0) throw new CliError("Publishing failed");
-      })();
+      })().finally(() => publishedAt = performance.now());
       const [generateResult, publishResult] = await Promise.allSettled([generating, publishing]);
       if (flags["skip-generate"]) io.err("Skipping generate step (--skip-generate).\n");
       else if (jobs.length === 0) {
@@ -212,17 +230,47 @@ export async function runDev(args: string[], ctx: CliContext): Promise<number> {
         io.err("Generating module bindings...\n");
         for (const [stream, text] of generated) (stream === "out" ? io.out : io.err)(text);
       }
-      if (generateResult.status === "rejected") throw generateResult.reason;
-      if (publishResult.status === "rejected") throw publishResult.reason;
-      if (flags["skip-publish"]) return;
+      const what = changedAt === undefined ? "start" : "change";
+      const check = built.typeCheck;
+      const checker = await checkerName(moduleDir);
+      if (generateResult.status === "rejected" || publishResult.status === "rejected") {
+        checkControl.abort();
+        if (generateResult.status === "rejected") throw generateResult.reason;
+        throw (publishResult as PromiseRejectedResult).reason;
+      }
       const done = performance.now();
-      io.err(
-        `Published successfully! Serving the new module ${
-          ((done - began) / 1000).toFixed(2)
-        } s after the ${changedAt === undefined ? "start" : "change"} (build ${
-          ((builtAt - began) / 1000).toFixed(2)
-        } s, generate and publish ${((done - builtAt) / 1000).toFixed(2)} s)\n---\n`,
-      );
+      const checkState = check === "skipped"
+        ? "(type check skipped)"
+        : check === "passed"
+        ? "(type-checked)"
+        : `(NOT type-checked yet: ${checker} is still running)`;
+      if (!flags["skip-publish"]) {
+        io.err(
+          `Published successfully! ${checkState} Serving the new module ${
+            ((done - began) / 1000).toFixed(2)
+          } s after the ${what} (build ${((builtAt - began) / 1000).toFixed(2)} s, then ` +
+            `generate ${((generatedAt - builtAt) / 1000).toFixed(2)} s and publish ` +
+            `${((publishedAt - builtAt) / 1000).toFixed(2)} s side by side)\n---\n`,
+        );
+      } else io.err(`Build ready ${checkState}\n`);
+      if (typeof check !== "string") {
+        void check.then((outcome) => {
+          const at = `${((performance.now() - began) / 1000).toFixed(2)} s after the ${what}`;
+          if (outcome.status === "cancelled") {
+            io.err(`Type check of an earlier change cancelled (a newer change is building)\n`);
+          } else if (outcome.status === "passed") {
+            io.err(`Type check passed (${checker}, ${at}): the module serving is type-checked\n`);
+          } else {
+            io.err(outcome.report);
+            printError(io, outcome.error);
+            io.err(
+              `Type check FAILED (${checker}, ${at}): the module serving was published ` +
+                `WITHOUT a passing type check. Fix the errors and save again.\n`,
+            );
+            io.err("Waiting for next change...\n");
+          }
+        });
+      }
     };
     await cycle(undefined);
 
@@ -245,6 +293,16 @@ export async function runDev(args: string[], ctx: CliContext): Promise<number> {
   } finally {
     for (const cleanup of cleanups.reverse()) await cleanup().catch(() => {});
   }
+}
+
+/** The type checker `build` uses for the module (the project's tsc, else deno check). */
+async function checkerName(moduleDir: string): Promise<string> {
+  try {
+    if ((await Deno.stat(join(moduleDir, "node_modules", ".bin", "tsc"))).isFile) return "tsc";
+  } catch {
+    // no local tsc
+  }
+  return "deno check";
 }
 
 function printError(io: CliIo, error: unknown): void {

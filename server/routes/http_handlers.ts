@@ -4,12 +4,13 @@
  * The path after `/route` is matched exactly, with the method (`Any` matches every method),
  * against the module's HttpRoutes in declaration order; the first match runs its handler in the
  * database's procedure thread (worker/procedure_thread.ts) with the body read completely first.
- * No route: 404 with SpacetimeDB's text. No authentication: the handler decides.
+ * No route: 404 with SpacetimeDB's text. No authentication: the handler decides. OPTIONS reaches
+ * the module when it has a handler for it (`moduleHandlesOptions`); otherwise the CORS answer.
  */
 import type { Context } from "hono";
-import { HTTP_BODY_BYTES_MAX } from "../../lib/limits.ts";
+import { HTTP_BODY_BYTES_MAX, HTTP_HANDLER_RESPONSE_BYTES_MAX } from "../../lib/limits.ts";
 import type { AppContext, AppEnv } from "../app.ts";
-import type { Database } from "../database_registry.ts";
+import type { Database, DatabaseRegistry } from "../database_registry.ts";
 
 export const NO_ROUTE_TEXT = "Database has not registered a handler for this route";
 
@@ -40,6 +41,18 @@ export function httpHandlerRoute(context: AppContext) {
         timestampMicros: BigInt(Date.now()) * 1000n,
       });
       if (!result.ok) return c.text(result.message ?? "The HTTP handler failed", 500);
+      // The database process checks this too, but what it sends is untrusted.
+      const bytes = (result.headers ?? []).reduce(
+        (total, [name, value]) => total + name.length + value.length,
+        result.body?.length ?? 0,
+      );
+      if (bytes > HTTP_HANDLER_RESPONSE_BYTES_MAX) {
+        return c.text(
+          `The HTTP handler's response (body and headers) is over the limit of ` +
+            `${HTTP_HANDLER_RESPONSE_BYTES_MAX} bytes`,
+          500,
+        );
+      }
       const responseHeaders = new Headers();
       const decoder = new TextDecoder();
       for (const [name, value] of result.headers ?? []) {
@@ -62,10 +75,29 @@ export function httpHandlerRoute(context: AppContext) {
   };
 }
 
-/** The path the routes match: "" for `/route`, "/" for `/route/`, "/a/b" for `/route/a/b`. */
+/**
+ * Whether an OPTIONS request goes to the module rather than to the CORS answer: it is under
+ * `/v1/database/:name/route`, the module has a handler for its path and OPTIONS (or `Any`), and
+ * it is not a CORS preflight (`Access-Control-Request-Method` set), which SpacetimeDB's CORS
+ * layer answers itself before any route.
+ */
+export function moduleHandlesOptions(registry: DatabaseRegistry, request: Request): boolean {
+  if (request.headers.has("access-control-request-method")) return false;
+  const pathname = new URL(request.url).pathname;
+  const match = /^\/v1\/database\/([^/]+)\/route(\/|$)/.exec(pathname);
+  if (match === null) return false;
+  const database = registry.resolve(match[1]);
+  if (database === undefined || !database.hasModule) return false;
+  return findHandler(database, "OPTIONS", routePath(pathname)) !== undefined;
+}
+
+/**
+ * The path the routes match: "" for `/route`, "/" for `/route/`, "/a/b" for `/route/a/b`. The
+ * `/route` segment is the one after the database name (a database may be named "route").
+ */
 function routePath(pathname: string): string {
-  const at = pathname.search(/\/route(\/|$)/);
-  return at < 0 ? "" : pathname.slice(at + "/route".length);
+  const match = /^\/v1\/database\/[^/]+\/route(\/.*)?$/.exec(pathname);
+  return match?.[1] ?? "";
 }
 
 function findHandler(database: Database, method: string, path: string): number | undefined {

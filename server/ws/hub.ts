@@ -268,7 +268,9 @@ export class WsHub {
       client.v1 = new V1Session({
         identity: client.identity,
         connectionId: client.connectionId,
-        tableId: (name) => database.module.tablesByName.get(name)?.tableId ?? 0,
+        tableId: (name) =>
+          database.module.tablesByName.get(name)?.tableId ??
+            database.module.viewTableIds.get(name) ?? 0,
         reducerId: (name) => database.module.reducersByName.get(name)?.id ?? 0,
       });
     }
@@ -304,6 +306,7 @@ export class WsHub {
       if (item.kind === "update") {
         txOffset = item.txOffset;
         const origin = item.callId === undefined ? undefined : asWsOrigin(originOf(item.callId));
+        if (routing) this.#dropFailedSets(routing, item.deltas, txOffset, touched);
         const perClient = routing ? fanOut(routing, item.deltas) : new Map();
         if (origin && origin.kind === "call" && !origin.client.closed) {
           origin.answered = true;
@@ -543,6 +546,36 @@ export class WsHub {
       }
     }
     this.onDurable(database);
+  }
+
+  /**
+   * Queries whose delta failed (the worker dropped every query set holding them): each such set
+   * gets a SubscriptionError without request id, before the transaction's updates, and leaves
+   * the routing, so none of its queries' rows reach it again.
+   */
+  #dropFailedSets(
+    routing: Routing,
+    deltas: readonly { queryId: number; error?: string }[],
+    txOffset: number,
+    touched: Set<Client>,
+  ): void {
+    for (const delta of deltas) {
+      if (delta.error === undefined) continue;
+      const subscribers = routing.get(delta.queryId);
+      if (!subscribers) continue;
+      for (const [client, querySetIds] of [...subscribers]) {
+        // A set can hold one query twice (two texts with one plan): it gets one error.
+        for (const querySetId of new Set(querySetIds)) {
+          this.#unroute(client, querySetId);
+          this.#queue(
+            client,
+            { tag: "SubscriptionError", requestId: undefined, querySetId, error: delta.error },
+            txOffset,
+            touched,
+          );
+        }
+      }
+    }
   }
 
   /** A query set subscribed again after a hot swap: new routing, no rows sent. */
@@ -1123,6 +1156,7 @@ function fanOut(routing: Routing, deltas: import("../../worker/mod.ts").QueryDel
   const perClient = new Map<Client, QuerySetUpdate[]>();
   const setIndex = new Map<Client, Map<number, QuerySetUpdate>>();
   for (const delta of deltas) {
+    if (delta.error !== undefined) continue; // its sets were dropped (#dropFailedSets)
     const subscribers = routing.get(delta.queryId);
     if (!subscribers) continue;
     const inserts = encodeRowList(delta.inserts);

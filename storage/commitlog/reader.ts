@@ -78,6 +78,14 @@ export interface CommitLog {
 export interface ReadCommitLogOptions {
   /** Cut a torn tail off the file (and fsync). Default true; false only looks. */
   truncateTornTail?: boolean;
+  /**
+   * Default true: every segment is read and verified now, and read again by `commits()`. False
+   * (recovery): only the last segment is read now (its end and a torn tail are decided there) and
+   * kept in memory; earlier segments are read once, when `commits()` reaches them, and verified
+   * then (damage throws CorruptLogError from the generator). Segments wholly before the
+   * `fromTxOffset` a replay starts at are never read.
+   */
+  verifyEarlierSegments?: boolean;
 }
 
 export function readCommitLog(
@@ -96,9 +104,18 @@ export function readCommitLog(
     ) => (a.firstTxOffset < b.firstTxOffset ? -1 : a.firstTxOffset > b.firstTxOffset ? 1 : 0));
 
   const segments: SegmentSummary[] = [];
+  /** Per segment: verified already (at open, or by an earlier pass of `commits()`). */
+  const verified: boolean[] = [];
   let expected = 0n;
   let epoch = 0n;
   let tornTail: TornTail | undefined;
+  /** The last segment's bytes, read at open and kept for the first replay (deferred mode). */
+  let lastBytes: Uint8Array | undefined;
+  const deferred = options.verifyEarlierSegments === false;
+  // Deferred: the segments before the last are taken at their names' word for now; a segment
+  // just rolled over (the last holds no commit yet) is read too, for the log's last epoch.
+  let deferUntil = 0;
+  if (deferred && named.length > 1) deferUntil = named.length - 1;
   for (let i = 0; i < named.length; i++) {
     const path = joinPath(dir, named[i].name);
     const isLast = i === named.length - 1;
@@ -109,18 +126,56 @@ export function readCommitLog(
         `segment starts at tx ${named[i].firstTxOffset} but the log so far ends at tx ${expected}`,
       );
     }
+    if (i < deferUntil) {
+      segments.push({
+        path,
+        firstTxOffset: named[i].firstTxOffset,
+        endTxOffset: named[i + 1].firstTxOffset,
+        validBytes: -1,
+        fileBytes: -1,
+      });
+      verified.push(false);
+      expected = named[i + 1].firstTxOffset;
+      continue;
+    }
     const bytes = fs.readFile(path);
     const scan = scanSegment(bytes, path, expected, epoch, isLast);
+    if (
+      deferred && isLast && i > 0 && !verified[i - 1] && scan.endTxOffset === named[i].firstTxOffset
+    ) {
+      // The last segment holds no commit yet (it just rolled over): the previous one holds the
+      // log's last epoch, so it is read and verified now (and not again by `commits()`).
+      const previous = segments[i - 1];
+      const previousBytes = fs.readFile(previous.path);
+      const previousScan = scanSegment(
+        previousBytes,
+        previous.path,
+        previous.firstTxOffset,
+        0n,
+        false,
+      );
+      checkSegmentEnd(previous, previousScan.endTxOffset);
+      previous.validBytes = previousScan.validBytes;
+      previous.fileBytes = previousBytes.length;
+      verified[i - 1] = true;
+      scan.lastEpoch = previousScan.lastEpoch;
+    }
+    pushScanned(path, named[i].firstTxOffset, scan, bytes);
+  }
+
+  function pushScanned(path: string, first: bigint, scan: SegmentScan, bytes: Uint8Array): void {
     segments.push({
       path,
-      firstTxOffset: named[i].firstTxOffset,
+      firstTxOffset: first,
       endTxOffset: scan.endTxOffset,
       validBytes: scan.validBytes,
       fileBytes: bytes.length,
     });
+    verified.push(true);
     expected = scan.endTxOffset;
     epoch = scan.lastEpoch;
     tornTail = scan.tornTail;
+    if (deferred) lastBytes = bytes;
   }
 
   let truncated = false;
@@ -138,9 +193,27 @@ export function readCommitLog(
 
   const durableEnd = expected;
   function* commits(fromTxOffset = 0n): Generator<CommitView> {
-    for (const segment of segments) {
+    /** Epoch of the last commit streamed, for the check across deferred segments. */
+    let streamedEpoch = 0n;
+    for (let i = 0; i < segments.length; i++) {
+      const segment = segments[i];
       if (segment.endTxOffset <= fromTxOffset) continue;
-      const bytes = fs.readFile(segment.path);
+      const isLast = i === segments.length - 1;
+      let bytes: Uint8Array;
+      if (isLast && lastBytes !== undefined) {
+        bytes = lastBytes;
+        lastBytes = undefined; // one replay streams it; a later one reads the file again
+      } else {
+        bytes = fs.readFile(segment.path);
+      }
+      if (!verified[i]) {
+        // Read once: verified here, as the replay reaches it.
+        const scan = scanSegment(bytes, segment.path, segment.firstTxOffset, streamedEpoch, false);
+        checkSegmentEnd(segment, scan.endTxOffset);
+        segment.validBytes = scan.validBytes;
+        segment.fileBytes = bytes.length;
+        verified[i] = true;
+      }
       let position = 0;
       let next = segment.firstTxOffset;
       while (position < segment.validBytes) {
@@ -153,6 +226,14 @@ export function readCommitLog(
             "commit changed since the log was opened",
           );
         }
+        if (frame.header.epoch < streamedEpoch) {
+          throw new CorruptLogError(
+            segment.path,
+            position,
+            `epoch went down from ${streamedEpoch} to ${frame.header.epoch}`,
+          );
+        }
+        streamedEpoch = frame.header.epoch;
         next += BigInt(frame.header.recordCount);
         if (next > fromTxOffset) {
           yield {
@@ -186,6 +267,17 @@ export function readCommitLog(
     commits,
     records,
   };
+}
+
+/** A deferred segment must end exactly where the next one's name says the log goes on. */
+function checkSegmentEnd(segment: SegmentSummary, scannedEnd: bigint): void {
+  if (scannedEnd !== segment.endTxOffset) {
+    throw new CorruptLogError(
+      segment.path,
+      0,
+      `segment ends at tx ${scannedEnd} but the next segment starts at tx ${segment.endTxOffset}`,
+    );
+  }
 }
 
 interface SegmentScan {

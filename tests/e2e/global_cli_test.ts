@@ -346,6 +346,10 @@ Deno.test({
   },
 });
 
+function count(text: string, pattern: RegExp): number {
+  return text.match(pattern)?.length ?? 0;
+}
+
 /** `lightcone dev` in the project: first publish, a save, a type error, Ctrl-C. */
 async function devReactsToASave(cwd: string, vars: Record<string, string>): Promise<void> {
   const dev = new Running("lightcone dev", cwd, vars);
@@ -367,7 +371,17 @@ async function devReactsToASave(cwd: string, vars: Record<string, string>): Prom
     );
     console.log(
       `dev says: ${
-        /Serving the new module [^\n]*/g.exec(dev.stderr.split("File change detected")[1])?.[0]
+        /Published successfully! [^\n]*/g.exec(dev.stderr.split("File change detected")[1])?.[0]
+      }`,
+    );
+    // The save's type check ends after the publish (dev publishes unchecked first) or before.
+    await dev.waitFor(/Type check passed|Published successfully! \(type-checked\)/, 2);
+    console.log(
+      `dev: save -> type check of the new module done in ${
+        ((performance.now() - savedAt) / 1000).toFixed(2)
+      } s (measured by the test); dev says: ${
+        /Type check passed[^\n]*/g.exec(dev.stderr.split("File change detected")[1])?.[0] ??
+          "(checked before the publish)"
       }`,
     );
     await Deno.stat(join(cwd, "src", "module_bindings", "shout_reducer.ts"));
@@ -376,20 +390,32 @@ async function devReactsToASave(cwd: string, vars: Record<string, string>): Prom
     const logs = await sh("lightcone logs -n 20", cwd, vars);
     assertIncludes(logs.stdout, "Hello from dev!");
 
-    // A type error: reported with file:line, nothing published, the loop goes on.
+    // A type error: reported with file:line, and the loop goes on. dev publishes as soon as the
+    // bundle is built, so the module may already serve: then it says so, never "type-checked".
+    const failedBefore = count(dev.stdout + dev.stderr, /Type check FAILED|Type check failed/g);
     await Deno.writeTextFile(
       source,
       changed + "export const broken = spacetimedb.reducer((ctx) => {\n" +
         "  ctx.db.person.insert({ name: 42 });\n});\n",
     );
+    await dev.waitFor(/Type check FAILED|Type check failed/, failedBefore + 1);
     await dev.waitFor(/Waiting for next change/);
+    const brokenCycle = dev.stderr.split("File change detected").at(-1)!;
+    if (/Published successfully!/.test(brokenCycle)) {
+      assert(
+        /Published successfully! \(NOT type-checked yet: [^)]*\)/.test(brokenCycle),
+        brokenCycle,
+      );
+      assertIncludes(brokenCycle, "published WITHOUT a passing type check");
+    }
     assert(
       /src\/index\.ts:\d+:\d+ - error TS2322: Type 'number' is not assignable to type 'string'/
         .test(dev.stderr),
       dev.stderr,
     );
+    const published = count(dev.stdout + dev.stderr, /Published successfully!/g);
     await Deno.writeTextFile(source, changed);
-    await dev.waitFor(/Published successfully!/, 3);
+    await dev.waitFor(/Published successfully!/, published + 1);
   } finally {
     const status = await dev.stop("SIGINT");
     assertEquals(status.code, 0, dev.stderr);

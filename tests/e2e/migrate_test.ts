@@ -12,6 +12,13 @@ import {
   startServerProcess,
   startTestServer,
 } from "../support/server.ts";
+import {
+  databaseDir,
+  decodeTxRecord,
+  denoFs,
+  listSnapshots,
+  readCommitLog,
+} from "../../storage/mod.ts";
 
 const HEADER = `${"━".repeat(60)}\nDatabase Migration Plan\n${"━".repeat(60)}\n\n`;
 
@@ -301,6 +308,63 @@ Deno.test({
         [...expected, [4, "Di", 1]],
       );
       assertEquals((await call(server.url, "snap", "add_note", ["n"], token)).status, 200);
+    } finally {
+      await server.close();
+    }
+  },
+});
+
+Deno.test({
+  name: "a committed migration is snapshotted, so a restart replays no :migrate record",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    const [v1, v2] = await Promise.all(["migrate_v1", "migrate_v2"].map(fixtureBundle));
+    let server = await startTestServer();
+    try {
+      const owner = await publish(server.url, "snapmig", v1);
+      const token = owner.token;
+      const dbDir = databaseDir(`${server.dataDir}`, owner.identity);
+      assertEquals((await call(server.url, "snapmig", "add", [1, "Ann"], token)).status, 200);
+      const plan = await prePublish(server.url, "snapmig", v2, token);
+      const answer = await put(
+        server.url,
+        "snapmig",
+        v2,
+        token,
+        `&policy=BreakClients&token=${plan.AutoMigrate.token}`,
+      );
+      assertEquals(answer.status, 200, answer.text);
+      assertEquals((await call(server.url, "snapmig", "add", [2, "Bob"], token)).status, 200);
+      /** Log offsets of the `:migrate` records. */
+      const migrateOffsets = () => {
+        const log = readCommitLog(denoFs, `${dbDir}/log`, { truncateTornTail: false });
+        const offsets: bigint[] = [];
+        for (const record of log.records()) {
+          if (decodeTxRecord(record.bytes).reducerName === ":migrate") offsets.push(record.offset);
+        }
+        return offsets;
+      };
+      const [migrateAt] = migrateOffsets();
+      assert(migrateAt !== undefined, "the migration is in the log");
+      // The snapshot is written in the background right after the migration commits.
+      let newest: bigint | undefined;
+      for (let waited = 0; waited < 100; waited++) {
+        newest = listSnapshots(denoFs, `${dbDir}/snapshots`)[0]?.txOffset;
+        if (newest !== undefined && newest > migrateAt) break;
+        await new Promise((resolve) => setTimeout(resolve, 100));
+      }
+      console.log(`:migrate at log offset ${migrateAt}, newest snapshot after tx ${newest}`);
+      assert(newest !== undefined && newest > migrateAt, "a snapshot covers the migration");
+      await server.close({ keepData: true });
+      server = await startTestServer({ dataDir: server.dataDir });
+      assertEquals(
+        (await sqlRows(server.url, "snapmig", "SELECT * FROM person", token)).rows.sort(),
+        [[1, "Ann", 7], [2, "Bob", 1]],
+      );
+      // What the restart replayed: the log from the newest snapshot on. Count its :migrate records.
+      const replayedMigrations = migrateOffsets().filter((offset) => offset >= newest!);
+      assertEquals(replayedMigrations.length, 0, "no :migrate record after the snapshot");
     } finally {
       await server.close();
     }

@@ -22,7 +22,10 @@ interface LoggedServer {
   kill(signal: Deno.Signal): Promise<void>;
 }
 
-async function startLoggedServer(dataDir: string): Promise<LoggedServer> {
+async function startLoggedServer(
+  dataDir: string,
+  snapshotArgs = ["--snapshot-interval-tx", String(INTERVAL_TX)],
+): Promise<LoggedServer> {
   const root = new URL("../../", import.meta.url).pathname;
   const child = new Deno.Command(Deno.execPath(), {
     args: [
@@ -35,8 +38,7 @@ async function startLoggedServer(dataDir: string): Promise<LoggedServer> {
       "127.0.0.1:0",
       "--data-dir",
       dataDir,
-      "--snapshot-interval-tx",
-      String(INTERVAL_TX),
+      ...snapshotArgs,
     ],
     cwd: root,
     stdout: "piped",
@@ -166,6 +168,47 @@ Deno.test({
       assertEquals(snapshotTxOffset, newest, "recovery started from the newest snapshot");
       assert(logEnd > snapshotTxOffset, "and replayed a log suffix after it");
       assertEquals(after, before, "recovered state equals the state before the kill");
+    } finally {
+      await server.kill("SIGTERM");
+      await Deno.remove(dataDir, { recursive: true }).catch(() => {});
+    }
+  },
+});
+
+Deno.test({
+  name: "--snapshot-interval-mb takes snapshots by commit-log size when the tx interval is far",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    const dataDir = await Deno.makeTempDir({ prefix: "lightcone-snapshot-mb-" });
+    // ~2 KiB of log between snapshots; the transaction interval alone would never snapshot here.
+    const server = await startLoggedServer(dataDir, [
+      "--snapshot-interval-tx",
+      "1000000",
+      "--snapshot-interval-mb",
+      "0.002",
+    ]);
+    try {
+      const owner = await publish(server.url, "snapped", await fixtureBundle("acks"));
+      const snapshots = join(dataDir, "databases", owner.identity, "snapshots");
+      // Each /call is two records of ~100-200 bytes: 60 calls write well over 2 KiB of log.
+      for (let i = 0; i < 60; i++) {
+        const response = await post(
+          server.url,
+          "/v1/database/snapped/call/add",
+          owner.token,
+          stringifyWithBigInts([BigInt(i)]),
+        );
+        assertEquals(response.status, 200, response.text);
+      }
+      let offsets: number[] = [];
+      for (let waited = 0; waited < 100 && offsets.length === 0; waited++) {
+        offsets = await snapshotOffsets(snapshots).catch(() => []);
+        if (offsets.length === 0) await new Promise((resolve) => setTimeout(resolve, 100));
+      }
+      console.log(`snapshots on disk: ${offsets.join(", ")}`);
+      assert(offsets.length > 0, "a snapshot was taken by log size");
+      assert(offsets.at(-1)! < 1_000_000);
     } finally {
       await server.kill("SIGTERM");
       await Deno.remove(dataDir, { recursive: true }).catch(() => {});

@@ -268,3 +268,66 @@ Deno.test({
     }
   },
 });
+
+Deno.test({
+  name: "a raw v1 client: a view's table id is its own, stable and the one st_view lists",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    const server = await startTestServer();
+    try {
+      const { token } = await publish(server.url, "views", await fixtureBundle("views_rls"));
+      const stView = await fetch(`${server.url}/v1/database/views/sql`, {
+        method: "POST",
+        headers: { authorization: `Bearer ${token}` },
+        body: "SELECT view_name, table_id FROM st_view",
+      });
+      // table_id is an Option<u32>: SATS-JSON `[0, id]` for Some.
+      const [result] = await stView.json() as { rows: [string, [number, number]][] }[];
+      // SpacetimeDB creates views' tables after the module's 8 tables, by view name.
+      const listed = new Map(result.rows.map(([name, [tag, id]]) => [name, tag === 0 ? id : -1]));
+      assertEquals(
+        [...listed].sort(([a], [b]) => a < b ? -1 : 1),
+        [["adults", 4104], ["first_person", 4105], ["fragile", 4106], ["me", 4107], [
+          "pet_count",
+          4108,
+        ]],
+      );
+
+      const client = rawV1(server.url, "views");
+      await until(() => client.frames.length === 1, "IdentityToken");
+      const applied = async (queryId: number, sql: string) => {
+        client.socket.send(new Uint8Array([3, ...str(sql), ...u32(queryId), ...u32(queryId)]));
+        await until(
+          () =>
+            client.frames.some((frame) =>
+              tagOf(frame) === TAG.SubscribeApplied &&
+              new DataView(frame.buffer).getUint32(14, true) === queryId
+            ),
+          `SubscribeApplied for ${sql}`,
+        );
+        const frame = client.frames.find((f) =>
+          tagOf(f) === TAG.SubscribeApplied &&
+          new DataView(f.buffer).getUint32(14, true) === queryId
+        )!;
+        const view = new DataView(frame.buffer);
+        const nameLength = view.getUint32(22, true);
+        return {
+          tableId: view.getUint32(18, true),
+          name: new TextDecoder().decode(frame.subarray(26, 26 + nameLength)),
+        };
+      };
+      assertEquals(await applied(1, "SELECT * FROM pet_count"), {
+        tableId: listed.get("pet_count"),
+        name: "pet_count",
+      });
+      assertEquals(await applied(2, "SELECT * FROM me"), { tableId: 4107, name: "me" });
+      // A table keeps its own id, below the views'.
+      assertEquals(await applied(3, "SELECT * FROM person"), { tableId: 4100, name: "person" });
+      client.socket.close();
+      await client.closed;
+    } finally {
+      await server.close();
+    }
+  },
+});
