@@ -581,8 +581,11 @@ export class Int64BTree {
 
   /** Adds (key, id); returns false if that exact entry is already present. */
   insert(key: Key, id: number): boolean {
-    const high = keyHigh(key as string);
-    const low = keyLow(key as string);
+    return this.insertParts(keyHigh(key as string), keyLow(key as string), id);
+  }
+
+  /** `insert` of the key whose unsigned 32-bit halves (key order) are `high` and `low`. */
+  insertParts(high: number, low: number, id: number): boolean {
     const path: Inner64[] = [];
     const slots: number[] = [];
     let node = this.#root;

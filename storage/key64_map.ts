@@ -123,8 +123,13 @@ export class Key64Map {
 
   get(key: string | number): number {
     const k = key as string;
-    const hi = high(k);
-    const lo = low(k);
+    return this.getParts(high(k), low(k));
+  }
+
+  /** `get` of the key whose two 32-bit halves are `hi` and `lo` (either signedness). */
+  getParts(hi: number, lo: number): number {
+    hi |= 0;
+    lo |= 0;
     const table = this.#table;
     let slot = table.find(hi, lo);
     if (slot >= 0) return table.cells[3 * slot + 2];
