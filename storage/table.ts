@@ -751,8 +751,11 @@ export class Table {
   fireSequences(row: Uint8Array): Uint8Array {
     const sequences = this.sequences;
     if (sequences.length === 0) return EMPTY_BYTES;
-    let generated: Uint8Array[] | null = null;
-    for (const sequence of sequences) {
+    // The first generated value alone (the usual single sequence), the rest in `more`.
+    let first: Uint8Array | null = null;
+    let more: Uint8Array[] | null = null;
+    for (let s = 0; s < sequences.length; s++) {
+      const sequence = sequences[s];
       const start = this.layout.columnStart(row, sequence.column);
       const end = start + sequence.size;
       let zero = true;
@@ -790,10 +793,13 @@ export class Table {
           rest >>= 8n;
         }
       }
-      (generated ??= []).push(copyBytes(row, start, end));
+      const bytes = copyBytes(row, start, end);
+      if (first === null) first = bytes;
+      else (more ??= []).push(bytes);
     }
-    if (generated === null) return EMPTY_BYTES;
-    if (generated.length === 1) return generated[0];
+    if (first === null) return EMPTY_BYTES;
+    if (more === null) return first;
+    const generated = [first, ...more];
     const out = new Uint8Array(generated.reduce((n, g) => n + g.length, 0));
     let at = 0;
     for (const part of generated) {
