@@ -488,6 +488,12 @@ function boundOf(bound: string): [number, number, number] {
 export class Int64BTree {
   #root: Node64 = new Leaf64();
   #size = 0;
+  /**
+   * The leaf the last insert went into when it had no right neighbour: while it still has none
+   * (a split gives it one) it is the rightmost leaf, so an entry above its last one is appended
+   * there without a descent (auto-increment ids). Dropped when delete unlinks it.
+   */
+  #tail: Leaf64 | null = null;
 
   get size(): number {
     return this.#size;
@@ -496,6 +502,7 @@ export class Int64BTree {
   clear(): void {
     this.#root = new Leaf64();
     this.#size = 0;
+    this.#tail = null;
   }
 
   /** As BTree.fromSorted: entries strictly ascending by (key, id), built bottom-up. */
@@ -581,8 +588,24 @@ export class Int64BTree {
 
   /** Adds (key, id); returns false if that exact entry is already present. */
   insert(key: Key, id: number): boolean {
-    const high = keyHigh(key as string);
-    const low = keyLow(key as string);
+    return this.insertParts(keyHigh(key as string), keyLow(key as string), id);
+  }
+
+  /** `insert` of the key whose unsigned 32-bit halves (key order) are `high` and `low`. */
+  insertParts(high: number, low: number, id: number): boolean {
+    const tail = this.#tail;
+    if (
+      tail !== null && tail.next === null && tail.count > 0 && tail.count < LEAF64_ENTRIES_MAX &&
+      compare64(tail.cells, 3 * tail.count - 3, high, low, id) < 0
+    ) {
+      const at = 3 * tail.count;
+      tail.cells[at] = high;
+      tail.cells[at + 1] = low;
+      tail.cells[at + 2] = id;
+      tail.count++;
+      this.#size++;
+      return true;
+    }
     const path: Inner64[] = [];
     const slots: number[] = [];
     let node = this.#root;
@@ -614,6 +637,7 @@ export class Int64BTree {
     cells[3 * at + 2] = id;
     leaf.count++;
     this.#size++;
+    if (leaf.next === null) this.#tail = leaf;
     return true;
   }
 
@@ -714,6 +738,7 @@ export class Int64BTree {
     leaf.count--;
     this.#size--;
     if (leaf.count === 0 && path.length > 0) {
+      if (leaf === this.#tail) this.#tail = null;
       if (leaf.prev) leaf.prev.next = leaf.next;
       if (leaf.next) leaf.next.prev = leaf.prev;
       for (let depth = path.length - 1; depth >= 0; depth--) {

@@ -252,3 +252,44 @@ for (const kind of ["number", "string", "int64"] as const) {
     }
   });
 }
+
+Deno.test("int64 btree appends (rightmost-leaf fast path) mixed with deletes at the top and middle", () => {
+  const seed = Math.floor(Math.random() * 2 ** 31);
+  const random = seededRandom(seed);
+  const tree = new Int64BTree();
+  const model = new Map<string, [Key, number]>();
+  let next = 1000;
+  for (let op = 0; op < 30_000; op++) {
+    const roll = random.next();
+    if (roll < 0.6) {
+      // An append: above every entry, or a repeat of the last one (not added again).
+      const value = roll < 0.55 ? next++ : Math.max(1000, next - 1);
+      const key = key64(BigInt(value), false);
+      const id = value % 5;
+      deepStrictEqual(tree.insert(key, id), !model.has(`${key}:${id}`), `seed ${seed} op ${op}`);
+      model.set(`${key}:${id}`, [key, id]);
+    } else if (roll < 0.8) {
+      // Delete near the top, emptying (and unlinking) the rightmost leaves now and then.
+      const value = next - 1 - Math.floor(random.next() * 40);
+      const key = key64(BigInt(value), false);
+      const id = value % 5;
+      deepStrictEqual(tree.delete(key, id), model.delete(`${key}:${id}`), `seed ${seed} op ${op}`);
+      if (random.next() < 0.3) next = Math.max(1000, next - 30);
+    } else if (roll < 0.9) {
+      const value = Math.floor(random.next() * next);
+      const key = key64(BigInt(value), false);
+      const id = value % 5;
+      deepStrictEqual(tree.delete(key, id), model.delete(`${key}:${id}`), `seed ${seed} op ${op}`);
+    } else {
+      // Below the top: goes through the descent and may split a leaf left of the rightmost.
+      const value = Math.floor(random.next() * next);
+      const key = key64(BigInt(value), false);
+      const id = value % 5;
+      deepStrictEqual(tree.insert(key, id), !model.has(`${key}:${id}`), `seed ${seed} op ${op}`);
+      model.set(`${key}:${id}`, [key, id]);
+    }
+    if (op % 499 === 0) tree.checkInvariants();
+  }
+  tree.checkInvariants();
+  deepStrictEqual(tree.entries(), [...model.values()].sort(compareEntries), `seed ${seed}`);
+});

@@ -71,6 +71,13 @@ interface KeyGroup {
   multi: HashMultiIndex | null;
   /** True when the column list is a unique constraint (checked on writes). */
   isConstraint: boolean;
+  /**
+   * For one u64/i64 column at a fixed row offset with no hash multi-index: that offset, so a
+   * write reads the key's two 32-bit halves from the row (no key string); -1 otherwise.
+   */
+  at64: number;
+  /** 0x80000000 for i64 (key order flips the sign bit), 0 for u64; with `at64`. */
+  flip64: number;
 }
 
 export interface TableIndex {
@@ -142,6 +149,9 @@ export class Table {
   /** Row-content buckets (hash -> rowId(s)) for tables without unique constraints. */
   readonly #content: Map<number, number | number[]> | null;
   readonly #newKeys: Key[];
+  /** Key halves per group for groups with `at64 >= 0` (their #newKeys entry is unused). */
+  readonly #newHighs: number[];
+  readonly #newLows: number[];
   readonly #onSequenceMoved: (sequence: Sequence) => void;
   #count = 0;
   // Undo log of the open transaction: touched rowIds and their committed bytes (null if created).
@@ -193,6 +203,17 @@ export class Table {
     }
     this.#content = this.#constraintGroups.length === 0 ? new Map() : null;
     this.#newKeys = new Array(this.#groups.length).fill(0);
+    this.#newHighs = new Array(this.#groups.length).fill(0);
+    this.#newLows = new Array(this.#groups.length).fill(0);
+    for (const group of this.#groups) {
+      const codec = group.codec;
+      const at = codec.int64 ? this.layout.fixedOffsets[codec.columns[0]] : -1;
+      if (at >= 0 && group.multi === null) {
+        group.at64 = at;
+        const type = codec.types[0];
+        group.flip64 = type.kind === "int" && type.signed ? 0x80000000 : 0;
+      }
+    }
     const sorted = [...schema.sequences].sort((a, b) => a.column - b.column);
     for (const sequence of sorted) {
       const type = this.layout.columns[sequence.column];
@@ -230,6 +251,8 @@ export class Table {
       tree: null,
       multi: null,
       isConstraint: false,
+      at64: -1,
+      flip64: 0,
     };
     this.#groups.push(group);
     return group;
@@ -575,18 +598,28 @@ export class Table {
   insertRow(row: Uint8Array): boolean {
     const groups = this.#groups;
     const keys = this.#newKeys;
-    for (let i = 0; i < groups.length; i++) keys[i] = groups[i].codec.fromRow(row);
+    const highs = this.#newHighs;
+    const lows = this.#newLows;
+    for (let i = 0; i < groups.length; i++) {
+      const group = groups[i];
+      const at = group.at64;
+      if (at >= 0) {
+        lows[i] = readU32(row, at);
+        highs[i] = (readU32(row, at + 4) ^ group.flip64) >>> 0;
+      } else {
+        keys[i] = group.codec.fromRow(row);
+      }
+    }
     const constraints = this.#constraintGroups;
     if (constraints.length > 0) {
       const first = constraints[0];
-      const existing = groups[first].unique!.get(keys[first]);
+      const existing = this.#newKeyOwner(first);
       if (existing >= 0) {
         if (this.store.equals(existing, row)) return false;
         throw uniqueViolation(this.schema.name);
       }
       for (let c = 1; c < constraints.length; c++) {
-        const at = constraints[c];
-        if (groups[at].unique!.has(keys[at])) throw uniqueViolation(this.schema.name);
+        if (this.#newKeyOwner(constraints[c]) >= 0) throw uniqueViolation(this.schema.name);
       }
     } else if (this.findIdentical(row) >= 0) {
       return false;
@@ -594,9 +627,38 @@ export class Table {
     const id = this.#allocateId();
     this.store.put(id, row);
     this.#count++;
-    this.#addEntries(id, keys);
+    this.#addNewEntries(id);
     if (this.#inTx) this.#record(id, true);
     return true;
+  }
+
+  /** The live row holding group `i`'s key of the row being inserted (#newKeys etc.), or -1. */
+  #newKeyOwner(i: number): number {
+    const group = this.#groups[i];
+    return group.at64 >= 0
+      ? (group.unique as Key64Map).getParts(this.#newHighs[i], this.#newLows[i])
+      : group.unique!.get(this.#newKeys[i]);
+  }
+
+  /** `#addEntries` of a new row whose keys insertRow put in #newKeys / #newHighs / #newLows. */
+  #addNewEntries(id: number): void {
+    const groups = this.#groups;
+    const keys = this.#newKeys;
+    for (let i = 0; i < groups.length; i++) {
+      const group = groups[i];
+      if (group.at64 >= 0) {
+        const high = this.#newHighs[i];
+        const low = this.#newLows[i];
+        if (group.unique) (group.unique as Key64Map).setParts(high, low, id);
+        if (group.tree) (group.tree as Int64BTree).insertParts(high, low, id);
+        continue;
+      }
+      const key = keys[i];
+      if (group.unique) group.unique.set(key, id);
+      if (group.tree) group.tree.insert(key, id);
+      if (group.multi) group.multi.add(key, id);
+    }
+    if (this.#content) this.#contentAdd(this.store.hash(id), id);
   }
 
   deleteRow(id: number): void {
@@ -689,8 +751,11 @@ export class Table {
   fireSequences(row: Uint8Array): Uint8Array {
     const sequences = this.sequences;
     if (sequences.length === 0) return EMPTY_BYTES;
-    let generated: Uint8Array[] | null = null;
-    for (const sequence of sequences) {
+    // The first generated value alone (the usual single sequence), the rest in `more`.
+    let first: Uint8Array | null = null;
+    let more: Uint8Array[] | null = null;
+    for (let s = 0; s < sequences.length; s++) {
+      const sequence = sequences[s];
       const start = this.layout.columnStart(row, sequence.column);
       const end = start + sequence.size;
       let zero = true;
@@ -728,10 +793,13 @@ export class Table {
           rest >>= 8n;
         }
       }
-      (generated ??= []).push(copyBytes(row, start, end));
+      const bytes = copyBytes(row, start, end);
+      if (first === null) first = bytes;
+      else (more ??= []).push(bytes);
     }
-    if (generated === null) return EMPTY_BYTES;
-    if (generated.length === 1) return generated[0];
+    if (first === null) return EMPTY_BYTES;
+    if (more === null) return first;
+    const generated = [first, ...more];
     const out = new Uint8Array(generated.reduce((n, g) => n + g.length, 0));
     let at = 0;
     for (const part of generated) {
