@@ -76,7 +76,7 @@ interface KeyGroup {
    * write reads the key's two 32-bit halves from the row (no key string); -1 otherwise.
    */
   at64: number;
-  /** 0x80000000 for i64 (key order flips the sign bit), 0 for u64; with `at64`. */
+  /** 0x80000000 for i64 (key order flips the sign bit), 0 for u64 and for non-int64 groups. */
   flip64: number;
 }
 
@@ -207,12 +207,11 @@ export class Table {
     this.#newLows = new Array(this.#groups.length).fill(0);
     for (const group of this.#groups) {
       const codec = group.codec;
-      const at = codec.int64 ? this.layout.fixedOffsets[codec.columns[0]] : -1;
-      if (at >= 0 && group.multi === null) {
-        group.at64 = at;
-        const type = codec.types[0];
-        group.flip64 = type.kind === "int" && type.signed ? 0x80000000 : 0;
-      }
+      if (!codec.int64) continue;
+      const type = codec.types[0];
+      group.flip64 = type.kind === "int" && type.signed ? 0x80000000 : 0;
+      const at = this.layout.fixedOffsets[codec.columns[0]];
+      if (at >= 0 && group.multi === null) group.at64 = at;
     }
     const sorted = [...schema.sequences].sort((a, b) => a.column - b.column);
     for (const sequence of sorted) {
@@ -536,9 +535,7 @@ export class Table {
     columnAt: (column: number, id: number) => [Uint8Array, number],
   ): void {
     const column = group.codec.columns[0];
-    const signFlip = group.codec.types[0].kind === "int" && group.codec.types[0].signed
-      ? 0x80000000
-      : 0;
+    const signFlip = group.flip64;
     const highs = new Uint32Array(count);
     const lows = new Uint32Array(count);
     let sorted = true;
