@@ -55,8 +55,18 @@ async function waitForText(
   return await browser.request<string>("eval", { expression }, STEP_MS + 10_000);
 }
 
+/** GET or POST against the server as `token`: the status and the text, for comparison. */
+async function apiText(url: string, token: string, init: RequestInit = {}) {
+  const response = await fetch(url, {
+    ...init,
+    headers: { authorization: `Bearer ${token}` },
+  });
+  return { status: response.status, text: await response.text() };
+}
+
 Deno.test({
-  name: "dashboard in Chromium: sign in, list the database, browse, query rows, see an SQL error",
+  name:
+    "dashboard in Chromium: sign in, list the database, browse, query, SQL error, logs, stranger",
   ignore: !chromium,
   sanitizeOps: false,
   sanitizeResources: false,
@@ -64,18 +74,17 @@ Deno.test({
     const server = await startTestServer();
     let browser: LineClient | undefined;
     try {
-      const owner = await publish(server.url, "dash-chat", await fixtureBundle("chat"));
-      const text = "hello from the dashboard test";
-      const sent = await call(server.url, "dash-chat", "send_message", [text], owner.token);
-      assertEquals(sent.status, 200, sent.text);
+      const db = `${server.url}/v1/database/dash-kitchen`;
+      const owner = await publish(server.url, "dash-kitchen", await fixtureBundle("kitchen"));
+      const label = "hello from the dashboard test";
+      const added = await call(server.url, "dash-kitchen", "add_point", [3, 4, label], owner.token);
+      assertEquals(added.status, 200, added.text);
       const badSql = "SELECT * FROM no_such_table";
-      const expectedError = await fetch(`${server.url}/v1/database/dash-chat/sql`, {
+      const expectedError = await apiText(`${db}/sql`, owner.token, {
         method: "POST",
-        headers: { authorization: `Bearer ${owner.token}` },
         body: badSql,
       });
       assertEquals(expectedError.status, 400);
-      const expectedErrorText = await expectedError.text();
 
       browser = await startBrowser("dashboard Chromium", chromium!);
       await browser.request("goto", { url: `${server.url}/dashboard` }, STEP_MS);
@@ -89,70 +98,108 @@ Deno.test({
       assertEquals(whoami, `identity ${ownerIdentity.slice(0, 8)}…${ownerIdentity.slice(-6)}`);
 
       // The database list: this owner's database, with its state from /v1/metrics.
-      const row = await waitForText(browser, '#databases tr[data-database="dash-chat"]');
-      assert(row.includes("dash-chat"), row);
+      const row = await waitForText(browser, '#databases tr[data-database="dash-kitchen"]');
       assert(row.includes("you"), `the owner column names the signed-in identity: ${row}`);
       assert(/running|hibernated/.test(row), `the state is shown: ${row}`);
 
-      // The database page: its tables with row counts, and the table browser.
-      await browser.request("click", { selector: '#databases a[href="#/db/dash-chat"]' }, STEP_MS);
-      await waitForText(browser, "#database-name", "text === 'dash-chat'");
-      const messageRow = await waitForText(
-        browser,
-        '#tables tr[data-table="message"] td.row-count',
-        "text === '1'",
-      );
-      assertEquals(messageRow, "1");
-      await browser.request("click", { selector: '#tables tr[data-table="message"]' }, STEP_MS);
+      // The database page: its tables with row counts (private ones too), and the table browser.
+      await browser.request("click", {
+        selector: '#databases a[href="#/db/dash-kitchen"]',
+      }, STEP_MS);
+      await waitForText(browser, "#database-name", "text === 'dash-kitchen'");
+      const points = '#tables tr[data-table="points"] td.row-count';
+      assertEquals(await waitForText(browser, points, "text === '1'"), "1");
+      const counters = '#tables tr[data-table="counters"] td.row-count';
+      assertEquals(await waitForText(browser, counters, "text === '0'"), "0");
+      await browser.request("click", { selector: '#tables tr[data-table="points"]' }, STEP_MS);
       const browsed = await waitForText(
         browser,
         "#browse-rows",
-        `text.includes(${JSON.stringify(text)})`,
+        `text.includes(${JSON.stringify(label)})`,
       );
-      assert(browsed.includes("sender"), `the browser shows the column names: ${browsed}`);
+      assert(/\blabel\b/.test(browsed), `the browser shows the column names: ${browsed}`);
 
       // The SQL console: rows as a table.
       await browser.request("click", { selector: "#tab-sql" }, STEP_MS);
-      await browser.request(
-        "fill",
-        { selector: "#sql-input", value: "SELECT id, text FROM message" },
-        STEP_MS,
-      );
+      const query = "SELECT id, label FROM points";
+      await browser.request("fill", { selector: "#sql-input", value: query }, STEP_MS);
       await browser.request("click", { selector: "#sql-run" }, STEP_MS);
       const result = await waitForText(
         browser,
         "#sql-result",
-        `text.includes(${JSON.stringify(text)})`,
+        `text.includes(${JSON.stringify(label)})`,
       );
-      assert(/\bid\b/.test(result) && result.includes("text"), result);
+      assert(
+        /\bid\b/.test(result) && !/\bx\b/.test(result),
+        `only the projected columns: ${result}`,
+      );
 
       // An SQL error, as the server wrote it.
       await browser.request("fill", { selector: "#sql-input", value: badSql }, STEP_MS);
       await browser.request("click", { selector: "#sql-run" }, STEP_MS);
-      const error = await waitForText(browser, "#sql-error");
-      assertEquals(error, `HTTP 400: ${expectedErrorText}`);
+      assertEquals(await waitForText(browser, "#sql-error"), `HTTP 400: ${expectedError.text}`);
 
-      // The module's log, for the owner, without an error.
+      // The module's log in follow mode: a line logged after it is opened arrives.
       await browser.request("click", { selector: "#tab-logs" }, STEP_MS);
-      await waitForText(browser, "#logs-output, #logs-error");
-      assertEquals(
-        await browser.request("eval", { expression: "!!document.querySelector('#logs-error')" }),
-        false,
+      await waitForText(browser, "#logs-status", "text !== ''");
+      await browser.request("click", { selector: "#logs-follow" }, STEP_MS);
+      await waitForText(browser, "#logs-following");
+      const logged = await call(server.url, "dash-kitchen", "log_something", ["dashboard"]);
+      assertEquals(logged.status, 200, logged.text);
+      const logText = await waitForText(
+        browser,
+        "#logs-output",
+        "text.includes('hello dashboard')",
       );
+      assert(logText.includes("careful"), logText);
 
       // The token lives in this tab's sessionStorage, never in the address.
       const where = await browser.request<{ href: string; stored: boolean; local: number }>(
         "eval",
         {
-          expression:
-            `({ href: location.href, stored: sessionStorage.getItem("lightcone.dashboard.token") === ${
-              JSON.stringify(owner.token)
-            }, local: localStorage.length })`,
+          expression: `({ href: location.href, local: localStorage.length,
+            stored: sessionStorage.getItem("lightcone.dashboard.token") === ${
+            JSON.stringify(owner.token)
+          } })`,
         },
       );
       assert(!where.href.includes(owner.token), where.href);
       assertEquals(where.stored, true);
       assertEquals(where.local, 0);
+
+      // A stranger (a new identity minted from the sign-in page) sees what the API shows it:
+      // the public table, not the private one, and the logs refused with the server's words.
+      await browser.request("click", { selector: "#sign-out" }, STEP_MS);
+      await browser.request("click", { selector: "#new-identity" }, STEP_MS);
+      await waitForText(browser, "#new-token");
+      const strangerToken = await browser.request<string>("eval", {
+        expression: `sessionStorage.getItem("lightcone.dashboard.token")`,
+      });
+      assert(strangerToken && strangerToken !== owner.token, "a new token was minted");
+      const strangerRow = await waitForText(
+        browser,
+        '#databases tr[data-database="dash-kitchen"]',
+      );
+      assert(!strangerRow.includes("you"), strangerRow);
+      await browser.request("click", {
+        selector: '#databases a[href="#/db/dash-kitchen"]',
+      }, STEP_MS);
+      await waitForText(browser, "#not-owner");
+      assertEquals(await waitForText(browser, points, "text === '1'"), "1");
+      await waitForText(browser, counters, "text === '—'");
+      const refusedCount = await browser.request<string>("eval", {
+        expression: `document.querySelector(${JSON.stringify(counters)}).title`,
+      });
+      const expectedCount = await apiText(`${db}/sql`, strangerToken, {
+        method: "POST",
+        body: `SELECT COUNT(*) AS n FROM "counters"`,
+      });
+      assertEquals(refusedCount, `HTTP ${expectedCount.status}: ${expectedCount.text}`);
+      await browser.request("click", { selector: "#tab-logs" }, STEP_MS);
+      const logsRefused = await waitForText(browser, "#logs-error");
+      const expectedLogs = await apiText(`${db}/logs?num_lines=200`, strangerToken);
+      assertEquals(expectedLogs.status, 403);
+      assertEquals(logsRefused, `HTTP 403: ${expectedLogs.text}`);
 
       // Nothing the page did was blocked by its own Content-Security-Policy.
       const pageLog = await browser.request<string[]>("log");

@@ -415,7 +415,7 @@ async function databasesPage() {
       { class: "row" },
       el("span", { class: "muted", text: "Open another database:" }),
       openInput,
-      el("button", { type: "button", onclick: open }, "Open"),
+      el("button", { id: "open-database", type: "button", onclick: open }, "Open"),
     ),
   ));
   const signal = leavePage.signal;
@@ -690,7 +690,6 @@ async function databasePage(name) {
       { class: "muted", id: "not-owner" },
       "You do not own this database: you see its public tables only, and its logs are refused.",
     ),
-    el("h3", {}),
     tabBar,
     panel,
   );
@@ -746,9 +745,9 @@ async function tablesTab(panel, name, isOwner) {
       ),
       el("td", { text: access.toLowerCase() }),
       count,
-      el("td", { class: "mono", text: columns.join("\n") }),
+      el("td", { class: "mono lines", text: columns.join("\n") }),
       el("td", {
-        class: "mono",
+        class: "mono lines",
         text: (table.indexes ?? []).map((/** @type {any} */ i) =>
           i.name?.some ?? i.accessor_name?.some ?? ""
         )
@@ -933,6 +932,11 @@ function logsTab(panel, name) {
       const response = await api(`${dbPath(name)}/logs?${query}`, { signal });
       if (!response.ok) throw new ApiError(response.status, await response.text());
       if (!response.body) return;
+      if (follow.checked) {
+        status.replaceChildren(
+          el("span", { class: "muted", id: "logs-following", text: "Following…" }),
+        );
+      }
       const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
       let buffered = "";
       while (true) {
@@ -946,14 +950,16 @@ function logsTab(panel, name) {
         if (atBottom) output.scrollTop = output.scrollHeight;
       }
       appendLine(buffered);
-      if (output.childElementCount === 0) {
-        status.replaceChildren(el("span", { class: "muted", text: "No log lines yet." }));
-      }
-      if (follow.checked && !signal.aborted) {
-        status.replaceChildren(
-          el("span", { class: "muted", text: "The server ended the log stream." }),
-        );
-      }
+      if (signal.aborted) return;
+      const shown = output.childElementCount;
+      status.replaceChildren(el("span", {
+        class: "muted",
+        text: follow.checked
+          ? "The server ended the log stream."
+          : shown === 0
+          ? "No log lines yet."
+          : `The last ${shown} lines.`,
+      }));
     } catch (error) {
       if (!signal.aborted) status.replaceChildren(errorBox(error, "logs-error"));
     }
