@@ -66,6 +66,15 @@ Deno.test({
         await Deno.readTextFile(new URL("./static/app.js", import.meta.url)),
       );
 
+      const helpers = await fetch(`${server.url}/dashboard/format.js`);
+      assertEquals(helpers.status, 200);
+      assertEquals(helpers.headers.get("content-type"), "text/javascript; charset=utf-8");
+      assertDashboardHeaders(helpers, "GET /dashboard/format.js");
+      assertEquals(
+        await helpers.text(),
+        await Deno.readTextFile(new URL("./static/format.js", import.meta.url)),
+      );
+
       const style = await fetch(`${server.url}/dashboard/app.css`);
       assertEquals(style.status, 200);
       assertEquals(style.headers.get("content-type"), "text/css; charset=utf-8");
@@ -156,7 +165,8 @@ Deno.test({
 });
 
 Deno.test("the dashboard script builds no HTML from strings and keeps the token out of URLs", async () => {
-  const script = await Deno.readTextFile(new URL("./static/app.js", import.meta.url));
+  const script = await Deno.readTextFile(new URL("./static/app.js", import.meta.url)) +
+    await Deno.readTextFile(new URL("./static/format.js", import.meta.url));
   for (const banned of ["innerHTML", "outerHTML", "insertAdjacentHTML", "document.write"]) {
     assert(!script.includes(banned), `app.js uses ${banned}`);
   }

@@ -40,6 +40,7 @@ const ASSETS: Readonly<Record<string, { file: string; type: string }>> = {
   "/": { file: "index.html", type: "text/html; charset=utf-8" },
   "/app.js": { file: "app.js", type: "text/javascript; charset=utf-8" },
   "/app.css": { file: "app.css", type: "text/css; charset=utf-8" },
+  "/format.js": { file: "format.js", type: "text/javascript; charset=utf-8" },
 };
 
 /** Read once, on first use (the files are part of the server, not data). */

@@ -8,6 +8,21 @@
  * only (never HTML from data), under a CSP that allows this origin's script and nothing else.
  */
 
+import {
+  averageMs,
+  formatBytes,
+  formatCount,
+  formatValue,
+  hexIdentityClaim,
+  metricsByDatabase,
+  parseJson,
+  parseMetrics,
+  quoteIdent,
+  shortHex,
+  stateOf,
+  typeName,
+} from "./format.js";
+
 const TOKEN_KEY = "lightcone.dashboard.token";
 const PAGE_ROWS = 50;
 const LOG_LINES_INITIAL = 200;
@@ -51,11 +66,6 @@ function el(tag, props = {}, ...children) {
 function show(...nodes) {
   const main = /** @type {HTMLElement} */ (document.getElementById("main"));
   main.replaceChildren(...nodes);
-}
-
-/** @param {string} hex */
-function shortHex(hex) {
-  return hex.length > 16 ? `${hex.slice(0, 8)}…${hex.slice(-6)}` : hex;
 }
 
 /** @param {unknown} error */
@@ -117,38 +127,9 @@ async function apiJson(path, init) {
   return parseJson(await apiText(path, init));
 }
 
-/**
- * JSON.parse that keeps integers beyond 2^53 exact (as bigint) where the browser gives the
- * reviver the source text; elsewhere they are rounded like any JSON.parse.
- * @param {string} text
- */
-function parseJson(text) {
-  return JSON.parse(
-    text,
-    /** @type {any} */ (function (
-      /** @type {string} */ _key,
-      /** @type {unknown} */ value,
-      /** @type {any} */ context,
-    ) {
-      if (
-        typeof value === "number" && !Number.isSafeInteger(value) &&
-        typeof context?.source === "string" && /^-?\d+$/.test(context.source)
-      ) {
-        return BigInt(context.source);
-      }
-      return value;
-    }),
-  );
-}
-
 /** @param {string} name */
 function dbPath(name) {
   return `/v1/database/${encodeURIComponent(name)}`;
-}
-
-/** @param {string} name SQL identifier, double-quoted */
-function quoteIdent(name) {
-  return `"${name.replaceAll('"', '""')}"`;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -174,20 +155,6 @@ async function identityOf(token) {
     throw new ApiError(response.status, (await response.text()) || "The token was not accepted");
   }
   return identity;
-}
-
-/** @param {string} token */
-function hexIdentityClaim(token) {
-  const parts = token.split(".");
-  if (parts.length !== 3) return null;
-  try {
-    const base64 = parts[1].replaceAll("-", "+").replaceAll("_", "/");
-    const claims = JSON.parse(atob(base64 + "=".repeat((4 - base64.length % 4) % 4)));
-    const hex = claims?.hex_identity;
-    return typeof hex === "string" && /^[0-9a-fA-F]{64}$/.test(hex) ? hex.toLowerCase() : null;
-  } catch {
-    return null;
-  }
 }
 
 /** @param {string} token */
@@ -288,53 +255,6 @@ function signInPage(message = "") {
 // ---------------------------------------------------------------------------------------------
 // Metrics (GET /v1/metrics, Prometheus text format 0.0.4).
 
-/**
- * @typedef {{ name: string, labels: Record<string, string>, value: number }} Sample
- * @param {string} text
- * @returns {Sample[]}
- */
-function parseMetrics(text) {
-  /** @type {Sample[]} */
-  const samples = [];
-  for (const line of text.split("\n")) {
-    if (line === "" || line.startsWith("#")) continue;
-    const match = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})?\s+(\S+)/.exec(line);
-    if (!match) continue;
-    /** @type {Record<string, string>} */
-    const labels = {};
-    const labelPattern = /([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"/g;
-    for (const label of (match[2] ?? "").matchAll(labelPattern)) {
-      labels[label[1]] = label[2].replace(/\\(.)/g, (_, c) => (c === "n" ? "\n" : c));
-    }
-    samples.push({ name: match[1], labels, value: Number(match[3]) });
-  }
-  return samples;
-}
-
-/**
- * Per-database values by label, and the server's own.
- * @param {Sample[]} samples
- */
-function metricsByDatabase(samples) {
-  /** @type {Map<string, Record<string, number>>} */
-  const databases = new Map();
-  /** @type {Record<string, number>} */
-  const server = {};
-  for (const sample of samples) {
-    const database = sample.labels.database;
-    if (database === undefined) {
-      server[sample.name] = sample.value;
-      continue;
-    }
-    if (sample.labels.le !== undefined) continue;
-    let values = databases.get(database);
-    if (!values) databases.set(database, values = {});
-    const key = sample.labels.status ? `${sample.name}:${sample.labels.status}` : sample.name;
-    values[key] = sample.value;
-  }
-  return { databases, server };
-}
-
 /** @returns {Promise<{ ok: true, text: string, parsed: ReturnType<typeof metricsByDatabase> } | { ok: false, error: unknown }>} */
 async function loadMetrics() {
   try {
@@ -343,35 +263,6 @@ async function loadMetrics() {
   } catch (error) {
     return { ok: false, error };
   }
-}
-
-/** @param {Record<string, number> | undefined} m */
-function stateOf(m) {
-  if (!m) return "unknown";
-  if (m.lightcone_database_up === 0) return "stopped";
-  if (m.lightcone_database_hibernated === 1) return "hibernated";
-  return "running";
-}
-
-/** @param {number | undefined} bytes */
-function formatBytes(bytes) {
-  if (bytes === undefined || Number.isNaN(bytes)) return "—";
-  if (bytes < 1024) return `${bytes} B`;
-  if (bytes < 1024 * 1024) return `${(bytes / 1024).toFixed(1)} KiB`;
-  if (bytes < 1024 ** 3) return `${(bytes / 1024 / 1024).toFixed(1)} MiB`;
-  return `${(bytes / 1024 ** 3).toFixed(2)} GiB`;
-}
-
-/** @param {number | undefined} n */
-function formatCount(n) {
-  return n === undefined || Number.isNaN(n) ? "—" : n.toLocaleString("en-US");
-}
-
-/** @param {Record<string, number> | undefined} m @param {string} name */
-function averageMs(m, name) {
-  const count = m?.[`${name}_count`];
-  if (!m || !count) return "—";
-  return `${((m[`${name}_sum`] / count) * 1000).toFixed(2)} ms`;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -510,85 +401,6 @@ async function databasesPage() {
 
 // ---------------------------------------------------------------------------------------------
 // Types and values (SATS-JSON, as /schema and /sql write them).
-
-/**
- * @param {any} type an AlgebraicType in SATS-JSON
- * @param {any[]} typespace
- * @returns {string}
- */
-function typeName(type, typespace) {
-  const [tag, inner] = Object.entries(type ?? {})[0] ?? ["?", null];
-  if (tag === "Ref") return typeName(typespace[inner], typespace);
-  if (tag === "Array") return `${typeName(inner, typespace)}[]`;
-  if (tag === "Product") {
-    const special = specialProduct(inner);
-    if (special) return special;
-    const fields = inner.elements.map((/** @type {any} */ e, /** @type {number} */ i) =>
-      `${e.name?.some ?? i}: ${typeName(e.algebraic_type, typespace)}`
-    );
-    return `{ ${fields.join(", ")} }`;
-  }
-  if (tag === "Sum") {
-    const variants = inner.variants;
-    if (isOption(inner)) return `Option<${typeName(variants[0].algebraic_type, typespace)}>`;
-    return variants.map((/** @type {any} */ v) => v.name?.some ?? "?").join(" | ");
-  }
-  return tag.toLowerCase();
-}
-
-/** @param {any} product */
-function specialProduct(product) {
-  if (product?.elements?.length !== 1) return null;
-  const name = product.elements[0].name?.some;
-  if (name === "__identity__") return "Identity";
-  if (name === "__connection_id__") return "ConnectionId";
-  if (name === "__timestamp_micros_since_unix_epoch__") return "Timestamp";
-  if (name === "__time_duration_micros__") return "TimeDuration";
-  if (name === "__uuid__") return "Uuid";
-  return null;
-}
-
-/** @param {any} sum */
-function isOption(sum) {
-  const v = sum?.variants;
-  return v?.length === 2 && v[0].name?.some === "some" && v[1].name?.some === "none";
-}
-
-/**
- * A cell's text for a value of `type`.
- * @param {any} type @param {unknown} value @param {any[]} typespace
- * @returns {string}
- */
-function formatValue(type, value, typespace) {
-  const [tag, inner] = Object.entries(type ?? {})[0] ?? ["?", null];
-  if (tag === "Ref") return formatValue(typespace[inner], value, typespace);
-  if (tag === "Product" && Array.isArray(value)) {
-    const special = specialProduct(inner);
-    if (special === "Timestamp") {
-      const micros = Number(value[0]);
-      const date = new Date(micros / 1000);
-      return Number.isFinite(date.getTime()) ? date.toISOString() : String(value[0]);
-    }
-    if (special === "TimeDuration") return `${value[0]} µs`;
-    if (special) return formatScalar(value[0]);
-  }
-  if (tag === "Sum" && isOption(inner) && value && typeof value === "object") {
-    const key = Object.keys(value)[0];
-    const payload = /** @type {any} */ (value)[key];
-    if (key === "none" || key === "1") return "none";
-    return formatValue(inner.variants[0].algebraic_type, payload, typespace);
-  }
-  return formatScalar(value);
-}
-
-/** @param {unknown} value @returns {string} */
-function formatScalar(value) {
-  if (typeof value === "string") return value;
-  if (typeof value === "number" || typeof value === "boolean" || typeof value === "bigint") {
-    return String(value);
-  }
-  return JSON.stringify(value, (_key, v) => (typeof v === "bigint" ? v.toString() : v));
-}
 
 /**
  * A table of /sql rows with the statement's own column list.
