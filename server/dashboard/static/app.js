@@ -233,7 +233,7 @@ function signInPage(message = "") {
     el(
       "p",
       { class: "muted" },
-      "Paste a token (the owner's, as `lightcone login` or a publish printed it). It stays in " +
+      "Paste a token (the owner's: `lightcone login show --token` prints the CLI's). It stays in " +
         "this tab's session storage and is sent only to this server, as a bearer token.",
     ),
     input,
