@@ -27,6 +27,8 @@ const TOKEN_KEY = "lightcone.dashboard.token";
 const PAGE_ROWS = 50;
 const LOG_LINES_INITIAL = 200;
 const LOG_LINES_SHOWN_MAX = 2000;
+/** Row counts in flight at once, so a schema of many tables does not flood the database. */
+const COUNT_REQUESTS_MAX = 4;
 
 /** @type {{ token: string | null, identity: string | null }} */
 const session = { token: sessionStorage.getItem(TOKEN_KEY), identity: null };
@@ -536,7 +538,7 @@ async function tablesTab(panel, name, isOwner) {
     const access = Object.keys(table.table_access ?? {})[0] ?? "?";
     const count = el("td", { class: "row-count", text: "…" });
     const browse = () => tableBrowser(browser, name, table.name, 0);
-    countRows(name, table.name, signal).then(
+    countSlots.run(() => countRows(name, table.name, signal)).then(
       (n) => (count.textContent = formatCount(n)),
       (error) => {
         count.textContent = "—";
@@ -589,9 +591,39 @@ async function tablesTab(panel, name, isOwner) {
 
 /** @param {string} name @param {string} table @param {AbortSignal} signal */
 async function countRows(name, table, signal) {
+  if (signal.aborted) throw new Error("The page was left");
   const result = await runSql(name, `SELECT COUNT(*) AS n FROM ${quoteIdent(table)}`, signal);
   return Number(result.rows[0]?.[0]);
 }
+
+/** Runs at most `size` tasks at once (row counts of a schema with many tables). */
+class Slots {
+  /** @param {number} size */
+  constructor(size) {
+    this.free = size;
+    /** @type {(() => void)[]} */
+    this.waiting = [];
+  }
+
+  /**
+   * @template T
+   * @param {() => Promise<T>} task
+   * @returns {Promise<T>}
+   */
+  async run(task) {
+    if (this.free === 0) await new Promise((resolve) => this.waiting.push(() => resolve(null)));
+    else this.free--;
+    try {
+      return await task();
+    } finally {
+      const next = this.waiting.shift();
+      if (next) next();
+      else this.free++;
+    }
+  }
+}
+
+const countSlots = new Slots(COUNT_REQUESTS_MAX);
 
 /** @param {string} name @param {string} sql @param {AbortSignal} [signal] */
 async function runSql(name, sql, signal) {
@@ -889,6 +921,15 @@ async function metricsPage() {
 // ---------------------------------------------------------------------------------------------
 // Routing (the hash holds the page, never the token).
 
+/** @param {string} part */
+function decodeHashPart(part) {
+  try {
+    return decodeURIComponent(part);
+  } catch {
+    return part;
+  }
+}
+
 async function route() {
   leavePage.abort();
   leavePage = new AbortController();
@@ -909,7 +950,7 @@ async function route() {
   }
   const hash = location.hash.replace(/^#/, "");
   const database = /^\/db\/([^/]+)/.exec(hash);
-  if (database) await databasePage(decodeURIComponent(database[1]));
+  if (database) await databasePage(decodeHashPart(database[1]));
   else if (hash === "/metrics") await metricsPage();
   else await databasesPage();
 }
