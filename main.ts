@@ -65,6 +65,8 @@ start options:
                                password = a token); off unless given
       --metrics-public         serve GET /v1/metrics (Prometheus) to every client; by default
                                only clients on loopback (127.0.0.0/8, ::1) may read it
+      --no-dashboard           do not serve the operator dashboard (by default at /dashboard;
+                               it uses the public HTTP API with the token you sign in with)
       --http-allow DB=HOST[,HOST...]
                                hosts the procedures of database DB (a name, an identity, or *
                                for all) may fetch from; HOST is a name or IP, optionally :PORT,
@@ -138,6 +140,7 @@ async function start(args: string[]): Promise<number> {
   let maxDatabasesPerIdentity: number | undefined;
   let pgPort: number | undefined;
   let metricsPublic = false;
+  let dashboard = true;
   let hibernateAfterS: number | undefined;
   let warmSpare = false;
   const issuers: string[] = [];
@@ -182,6 +185,7 @@ async function start(args: string[]): Promise<number> {
         throw new Error(`Invalid --hibernate-after-s "${text}": expected seconds >= 0 (0 = never)`);
       }
     } else if (arg === "--metrics-public") metricsPublic = true;
+    else if (arg === "--no-dashboard") dashboard = false;
     else if (arg === "--pg-port") pgPort = parsePort(value(), "--pg-port");
     else if (arg === "--http-body-timeout-ms") httpBodyTimeoutMs = positiveNumber(arg, value());
     else if (arg === "--http-header-timeout-ms") {
@@ -238,6 +242,7 @@ async function start(args: string[]): Promise<number> {
       maxDatabasesPerIdentity,
       pgPort,
       metricsPublic,
+      dashboard,
       httpAllow: parseHttpAllow(httpAllow),
       hibernateAfterS,
       warmSpare,

@@ -4,6 +4,7 @@
  */
 import { Hono } from "hono";
 import type { AuthResult, AuthService } from "../auth/mod.ts";
+import { DASHBOARD_PATH, dashboardRoutes } from "./dashboard/mod.ts";
 import { errorResponse } from "./error_response.ts";
 import type { DatabaseRegistry } from "./database_registry.ts";
 import { databaseRoutes } from "./routes/database.ts";
@@ -26,6 +27,8 @@ export interface AppContext {
   version: string;
   /** Serve /v1/metrics to any client, not only loopback ones (`--metrics-public`). */
   metricsPublic?: boolean;
+  /** Serve the operator dashboard at /dashboard (default true; `--no-dashboard` turns it off). */
+  dashboard?: boolean;
 }
 
 const CORS_HEADERS = {
@@ -47,6 +50,8 @@ export function createApp(context: AppContext): Hono<AppEnv> {
     if (c.res.status === 101) return;
     // Metrics are for loopback scrapers, not for pages a browser on this host happens to load.
     if (c.req.path === "/v1/metrics") return;
+    // The dashboard is a same-origin page with headers of its own (server/dashboard/).
+    if (c.req.path === DASHBOARD_PATH || c.req.path.startsWith(`${DASHBOARD_PATH}/`)) return;
     for (const [key, value] of Object.entries(CORS_HEADERS)) c.res.headers.set(key, value);
   });
 
@@ -77,5 +82,6 @@ export function createApp(context: AppContext): Hono<AppEnv> {
 
   app.route("/v1/database", databaseRoutes(context));
   app.route("/v1/metrics", metricsRoutes(context));
+  app.route(DASHBOARD_PATH, dashboardRoutes({ enabled: context.dashboard !== false }));
   return app;
 }

@@ -76,6 +76,8 @@ export interface ServerOptions {
   httpResolve?: Resolver;
   /** Serve GET /v1/metrics to every client, not only loopback ones (`--metrics-public`). */
   metricsPublic?: boolean;
+  /** Serve the operator dashboard at /dashboard (default true; `--no-dashboard`). */
+  dashboard?: boolean;
   /**
    * Seconds a database may be idle before it is hibernated (`--hibernate-after-s`, default
    * HIBERNATE_AFTER_S_DEFAULT; 0 = never).
@@ -168,6 +170,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     bodies,
     version: VERSION,
     metricsPublic: options.metricsPublic,
+    dashboard: options.dashboard,
   });
   let resolveListening!: (address: { hostname: string; port: number }) => void;
   const listening = new Promise<{ hostname: string; port: number }>((r) => (resolveListening = r));

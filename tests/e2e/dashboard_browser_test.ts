@@ -1,0 +1,219 @@
+/**
+ * The dashboard in a real browser: headless Chromium (Debian's package, driven by playwright-core
+ * as in tests/clients/browser_test.ts) opens /dashboard of a real server, signs in with the
+ * owner's token, finds the published database in the list, browses a table, runs a query and
+ * sees its rows, and sees an SQL error exactly as the server wrote it. Every step waits for an
+ * element (bounded, generous deadlines), never for a fixed time. Skips loudly only where
+ * Debian's chromium could not be installed.
+ */
+import { deepStrictEqual as assertEquals, ok as assert } from "node:assert/strict";
+import {
+  announceSkip,
+  chromiumPath,
+  ensureClientsInstalled,
+  type LineClient,
+  startBrowser,
+} from "../clients/support.ts";
+import { call, fixtureBundle, publish, startTestServer } from "../support/server.ts";
+
+await ensureClientsInstalled();
+const chromium = chromiumPath();
+if (!chromium) {
+  announceSkip(
+    "dashboard browser test (tests/e2e/dashboard_browser_test.ts)",
+    "Debian's chromium is not installed and tests/support/install_clients.sh could not install it",
+  );
+}
+
+/** How long one step may wait for the page (a loaded 2-core machine is slow, never stuck). */
+const STEP_MS = 60_000;
+
+/**
+ * The innerText of the first element matching `selector` once `predicate` (a JS expression over
+ * `text`) holds, polled in the page; the step fails after STEP_MS with what it saw last.
+ */
+async function waitForText(
+  browser: LineClient,
+  selector: string,
+  predicate = "true",
+): Promise<string> {
+  const expression = `(async () => {
+    const deadline = Date.now() + ${STEP_MS};
+    let seen = "(no element)";
+    while (Date.now() < deadline) {
+      const element = document.querySelector(${JSON.stringify(selector)});
+      if (element) {
+        const text = element.innerText;
+        seen = text;
+        if (${predicate}) return text;
+      }
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+    throw new Error("timed out waiting for " + ${JSON.stringify(`${selector} (${predicate})`)} +
+      "; last seen: " + seen);
+  })()`;
+  return await browser.request<string>("eval", { expression }, STEP_MS + 10_000);
+}
+
+/** GET or POST against the server as `token`: the status and the text, for comparison. */
+async function apiText(url: string, token: string, init: RequestInit = {}) {
+  const response = await fetch(url, {
+    ...init,
+    headers: { authorization: `Bearer ${token}` },
+  });
+  return { status: response.status, text: await response.text() };
+}
+
+Deno.test({
+  name:
+    "dashboard in Chromium: sign in, list the database, browse, query, SQL error, logs, stranger",
+  ignore: !chromium,
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    const server = await startTestServer();
+    let browser: LineClient | undefined;
+    try {
+      const db = `${server.url}/v1/database/dash-kitchen`;
+      const owner = await publish(server.url, "dash-kitchen", await fixtureBundle("kitchen"));
+      const label = "hello from the dashboard test";
+      const added = await call(server.url, "dash-kitchen", "add_point", [3, 4, label], owner.token);
+      assertEquals(added.status, 200, added.text);
+      const badSql = "SELECT * FROM no_such_table";
+      const expectedError = await apiText(`${db}/sql`, owner.token, {
+        method: "POST",
+        body: badSql,
+      });
+      assertEquals(expectedError.status, 400);
+
+      browser = await startBrowser("dashboard Chromium", chromium!);
+      await browser.request("goto", { url: `${server.url}/dashboard` }, STEP_MS);
+
+      // Sign in with the owner's token.
+      await waitForText(browser, "#sign-in");
+      await browser.request("fill", { selector: "#token-input", value: owner.token }, STEP_MS);
+      await browser.request("click", { selector: "#sign-in" }, STEP_MS);
+      const ownerIdentity: string = JSON.parse(atob(owner.token.split(".")[1])).hex_identity;
+      const whoami = await waitForText(browser, "#whoami", "text.startsWith('identity ')");
+      assertEquals(whoami, `identity ${ownerIdentity.slice(0, 8)}…${ownerIdentity.slice(-6)}`);
+
+      // The database list: this owner's database, with its state from /v1/metrics.
+      const row = await waitForText(browser, '#databases tr[data-database="dash-kitchen"]');
+      assert(row.includes("you"), `the owner column names the signed-in identity: ${row}`);
+      assert(/running|hibernated/.test(row), `the state is shown: ${row}`);
+
+      // The database page: its tables with row counts (private ones too), and the table browser.
+      await browser.request("click", {
+        selector: '#databases a[href="#/db/dash-kitchen"]',
+      }, STEP_MS);
+      await waitForText(browser, "#database-name", "text === 'dash-kitchen'");
+      const points = '#tables tr[data-table="points"] td.row-count';
+      assertEquals(await waitForText(browser, points, "text === '1'"), "1");
+      const counters = '#tables tr[data-table="counters"] td.row-count';
+      assertEquals(await waitForText(browser, counters, "text === '0'"), "0");
+      await browser.request("click", { selector: '#tables tr[data-table="points"]' }, STEP_MS);
+      const browsed = await waitForText(
+        browser,
+        "#browse-rows",
+        `text.includes(${JSON.stringify(label)})`,
+      );
+      assert(/\blabel\b/.test(browsed), `the browser shows the column names: ${browsed}`);
+
+      // The SQL console: rows as a table.
+      await browser.request("click", { selector: "#tab-sql" }, STEP_MS);
+      const query = "SELECT id, label FROM points";
+      await browser.request("fill", { selector: "#sql-input", value: query }, STEP_MS);
+      await browser.request("click", { selector: "#sql-run" }, STEP_MS);
+      const result = await waitForText(
+        browser,
+        "#sql-result",
+        `text.includes(${JSON.stringify(label)})`,
+      );
+      assert(
+        /\bid\b/.test(result) && !/\bx\b/.test(result),
+        `only the projected columns: ${result}`,
+      );
+
+      // An SQL error, as the server wrote it.
+      await browser.request("fill", { selector: "#sql-input", value: badSql }, STEP_MS);
+      await browser.request("click", { selector: "#sql-run" }, STEP_MS);
+      assertEquals(await waitForText(browser, "#sql-error"), `HTTP 400: ${expectedError.text}`);
+
+      // The module's log in follow mode: a line logged after it is opened arrives.
+      await browser.request("click", { selector: "#tab-logs" }, STEP_MS);
+      await waitForText(browser, "#logs-status", "text !== ''");
+      await browser.request("click", { selector: "#logs-follow" }, STEP_MS);
+      await waitForText(browser, "#logs-following");
+      const logged = await call(server.url, "dash-kitchen", "log_something", ["dashboard"]);
+      assertEquals(logged.status, 200, logged.text);
+      const logText = await waitForText(
+        browser,
+        "#logs-output",
+        "text.includes('hello dashboard')",
+      );
+      assert(logText.includes("careful"), logText);
+
+      // The token lives in this tab's sessionStorage, never in the address.
+      const where = await browser.request<{ href: string; stored: boolean; local: number }>(
+        "eval",
+        {
+          expression: `({ href: location.href, local: localStorage.length,
+            stored: sessionStorage.getItem("lightcone.dashboard.token") === ${
+            JSON.stringify(owner.token)
+          } })`,
+        },
+      );
+      assert(!where.href.includes(owner.token), where.href);
+      assertEquals(where.stored, true);
+      assertEquals(where.local, 0);
+
+      // A stranger (a new identity minted from the sign-in page) sees what the API shows it:
+      // the public table, not the private one, and the logs refused with the server's words.
+      await browser.request("click", { selector: "#sign-out" }, STEP_MS);
+      await browser.request("click", { selector: "#new-identity" }, STEP_MS);
+      await waitForText(browser, "#new-token");
+      const strangerToken = await browser.request<string>("eval", {
+        expression: `sessionStorage.getItem("lightcone.dashboard.token")`,
+      });
+      assert(strangerToken && strangerToken !== owner.token, "a new token was minted");
+      const strangerRow = await waitForText(
+        browser,
+        '#databases tr[data-database="dash-kitchen"]',
+      );
+      assert(!strangerRow.includes("you"), strangerRow);
+      await browser.request("click", {
+        selector: '#databases a[href="#/db/dash-kitchen"]',
+      }, STEP_MS);
+      await waitForText(browser, "#not-owner");
+      assertEquals(await waitForText(browser, points, "text === '1'"), "1");
+      await waitForText(browser, counters, "text === '—'");
+      const refusedCount = await browser.request<string>("eval", {
+        expression: `document.querySelector(${JSON.stringify(counters)}).title`,
+      });
+      const expectedCount = await apiText(`${db}/sql`, strangerToken, {
+        method: "POST",
+        body: `SELECT COUNT(*) AS n FROM "counters"`,
+      });
+      assertEquals(refusedCount, `HTTP ${expectedCount.status}: ${expectedCount.text}`);
+      await browser.request("click", { selector: "#tab-logs" }, STEP_MS);
+      const logsRefused = await waitForText(browser, "#logs-error");
+      const expectedLogs = await apiText(`${db}/logs?num_lines=200`, strangerToken);
+      assertEquals(expectedLogs.status, 403);
+      assertEquals(logsRefused, `HTTP 403: ${expectedLogs.text}`);
+
+      // Nothing the page did was blocked by its own Content-Security-Policy.
+      const pageLog = await browser.request<string[]>("log");
+      const blocked = pageLog.filter((line) => /Content Security Policy/i.test(line));
+      assertEquals(blocked, []);
+    } catch (error) {
+      if (browser) {
+        const pageLog = await browser.request<string[]>("log").catch(() => []);
+        console.error(`page log:\n${pageLog.join("\n")}`);
+      }
+      throw error;
+    } finally {
+      await browser?.close();
+      await server.close();
+    }
+  },
+});
