@@ -252,7 +252,8 @@ export function compileTuplePredicate(expr: TypedExpr): TuplePredicate {
   return compileWhere(expr, readTuple);
 }
 
-function collectEqualities(expr: TypedExpr | undefined, out: Equality[]): void {
+/** The top-level `column = constant` conjuncts of `expr`, in WHERE order. */
+export function collectEqualities(expr: TypedExpr | undefined, out: Equality[]): void {
   if (expr === undefined) return;
   if (expr.kind === "and") {
     collectEqualities(expr.left, out);
@@ -407,10 +408,16 @@ function planTopN(checked: CheckedSelect): QueryPlan {
   };
 }
 
-function planJoin(checked: CheckedSelect): QueryPlan {
-  const where = checked.where;
+/**
+ * A join's WHERE split into the conjuncts that read one instance (per instance) and the rest
+ * (the residual over tuples); a constantly false WHERE gives none.
+ */
+export function splitJoinWhere(
+  where: TypedExpr | undefined,
+  instanceCount: number,
+): { perInstance: TypedExpr[][]; residual: TypedExpr[] } {
   const never = where?.kind === "const" && !where.value;
-  const perInstance: TypedExpr[][] = checked.tables.map(() => []);
+  const perInstance: TypedExpr[][] = Array.from({ length: instanceCount }, () => []);
   const residual: TypedExpr[] = [];
   for (const conjunct of never ? [] : conjuncts(where)) {
     if (conjunct.kind === "const") continue; // folding leaves only a lone `true` here
@@ -418,6 +425,13 @@ function planJoin(checked: CheckedSelect): QueryPlan {
     if (used.size === 1) perInstance[[...used][0]].push(conjunct);
     else residual.push(conjunct);
   }
+  return { perInstance, residual };
+}
+
+function planJoin(checked: CheckedSelect): QueryPlan {
+  const where = checked.where;
+  const never = where?.kind === "const" && !where.value;
+  const { perInstance, residual } = splitJoinWhere(where, checked.tables.length);
   const instances: PlanInstance[] = checked.tables.map((t, i) => {
     const expr = andAll(perInstance[i]);
     const equalities: Equality[] = [];
