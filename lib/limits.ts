@@ -84,6 +84,16 @@ export const SQL_JOIN_ROWS_MAX = 5_000_000;
  */
 export const SUBSCRIPTION_DELTA_ROWS_MAX = 1_000_000;
 /**
+ * Rows one live query's joins may look at for one transaction's delta, kept or filtered out
+ * (query/delta.ts): the rows found for each table after the changed one. A join whose WHERE
+ * rejects nearly every joined row emits little but may look at rows² all the same. Past this
+ * the query is dropped like one over SUBSCRIPTION_DELTA_ROWS_MAX. Measured on the loaded 2-core
+ * dev machine: ~0.3 µs a row looked at and filtered out, ~0.33 µs a delta row built (netted,
+ * before encoding), so this bound is ~1.5 s of one transaction, and every kept row counts here
+ * too: a delta row is also kept in memory and sent, hence its smaller bound.
+ */
+export const SUBSCRIPTION_DELTA_EXAMINED_ROWS_MAX = 5_000_000;
+/**
  * Per-sender view instances (one per subscribed identity, worker/views.ts) that may read one
  * table whole in a database. Every write to that table re-runs each of them inside the writer's
  * transaction, and anonymous connections mint identities for free: a view scanning 20k rows
