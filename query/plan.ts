@@ -7,7 +7,7 @@
 import { SUBSCRIPTION_JOIN_TABLES_MAX } from "../lib/limits.ts";
 import type { TableSchema } from "../storage/mod.ts";
 import type { CmpOp } from "./parse.ts";
-import type { CheckedSelect, TypedExpr, TypedOperand } from "./check.ts";
+import type { CheckedJoin, CheckedSelect, TypedExpr, TypedOperand } from "./check.ts";
 import { applyOp } from "./check.ts";
 import { SqlError } from "./sql_error.ts";
 import { RowLayout, type RowView } from "./_row_decode.ts";
@@ -428,6 +428,20 @@ export function splitJoinWhere(
   return { perInstance, residual };
 }
 
+/** The `ON a.x = b.y` conditions of a query's joins (a cross join has none). */
+export function joinConditions(joins: readonly CheckedJoin[]): JoinCondition[] {
+  const conditions: JoinCondition[] = [];
+  for (const join of joins) {
+    if (join.on === undefined) continue;
+    const { left, right } = join.on;
+    conditions.push({
+      left: { instance: left.instance, column: left.column },
+      right: { instance: right.instance, column: right.column },
+    });
+  }
+  return conditions;
+}
+
 function planJoin(checked: CheckedSelect): QueryPlan {
   const where = checked.where;
   const never = where?.kind === "const" && !where.value;
@@ -445,15 +459,7 @@ function planJoin(checked: CheckedSelect): QueryPlan {
       conjuncts: perInstance[i].length,
     };
   });
-  const conditions: JoinCondition[] = [];
-  for (const join of checked.joins) {
-    if (join.on === undefined) continue;
-    const { left, right } = join.on;
-    conditions.push({
-      left: { instance: left.instance, column: left.column },
-      right: { instance: right.instance, column: right.column },
-    });
-  }
+  const conditions = joinConditions(checked.joins);
   const residualExpr = andAll(residual);
   const fragment: JoinFragment = {
     kind: "join",

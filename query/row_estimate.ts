@@ -22,7 +22,14 @@
 import type { TableSchema } from "../storage/mod.ts";
 import type { CommittedState } from "./execute.ts";
 import type { Fragment, JoinCondition, QueryPlan } from "./plan.ts";
-import { collectEqualities, conjuncts, type Equality, layoutOf, splitJoinWhere } from "./plan.ts";
+import {
+  collectEqualities,
+  conjuncts,
+  type Equality,
+  joinConditions,
+  layoutOf,
+  splitJoinWhere,
+} from "./plan.ts";
 import type { SqlSelectPlan } from "./sql_check.ts";
 import { SqlError } from "./sql_error.ts";
 import { valueKey } from "./_scalar.ts";
@@ -110,22 +117,13 @@ function selectShape(plan: SqlSelectPlan): EstimateShape {
     };
   }
   const { perInstance, residual } = splitJoinWhere(plan.where, plan.tables.length);
-  const conditions: JoinCondition[] = [];
-  for (const join of plan.joins) {
-    if (join.on === undefined) continue;
-    const { left, right } = join.on;
-    conditions.push({
-      left: { instance: left.instance, column: left.column },
-      right: { instance: right.instance, column: right.column },
-    });
-  }
   return {
     instances: plan.tables.map((t, i) => {
       const equalities: Equality[] = [];
       for (const conjunct of perInstance[i]) collectEqualities(conjunct, equalities);
       return { table: t.schema, equalities, conjuncts: perInstance[i].length };
     }),
-    conditions,
+    conditions: joinConditions(plan.joins),
     residual: residual.length > 0,
   };
 }
