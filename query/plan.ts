@@ -6,9 +6,8 @@
  */
 import { SUBSCRIPTION_JOIN_TABLES_MAX } from "../lib/limits.ts";
 import type { TableSchema } from "../storage/mod.ts";
-import type { CmpOp } from "./parse.ts";
 import type { CheckedJoin, CheckedSelect, TypedExpr, TypedOperand } from "./check.ts";
-import { applyOp } from "./check.ts";
+import { applyOp, FLIPPED_OPS } from "./check.ts";
 import { SqlError } from "./sql_error.ts";
 import { RowLayout, type RowView } from "./_row_decode.ts";
 import {
@@ -141,19 +140,10 @@ export function layoutOf(schema: TableSchema): RowLayout {
   return layout;
 }
 
-const FLIPPED: Record<CmpOp, CmpOp> = {
-  "=": "=",
-  "<>": "<>",
-  "<": ">",
-  "<=": ">=",
-  ">": "<",
-  ">=": "<=",
-};
-
 /** Puts the column on the left when one side is a constant. */
 function normalizeCmp(expr: Extract<TypedExpr, { kind: "cmp" }>) {
   if (expr.left.kind === "value" && expr.right.kind === "col") {
-    return { ...expr, op: FLIPPED[expr.op], left: expr.right, right: expr.left };
+    return { ...expr, op: FLIPPED_OPS[expr.op], left: expr.right, right: expr.left };
   }
   return expr;
 }
