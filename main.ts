@@ -37,7 +37,9 @@ start options:
                                it fails and commits nothing (default 64)
       --tx-max-mb MB           largest commit record of one transaction (default 64)
       --procedure-threads N    procedures and HTTP handlers one database runs at once (default 4,
-                               at most 16): threads start when calls wait, and stop after 30 s idle
+                               at most 16): threads start when calls wait
+      --procedure-idle-s S     a procedure thread beyond the first stops after S seconds without
+                               a call (default 30)
       --procedure-queue N      calls of one database that may wait for a procedure thread; one more
                                fails at once (default 1024)
       --http-body-timeout-ms MS
@@ -176,6 +178,7 @@ async function start(args: string[]): Promise<number> {
     } else if (arg === "--tx-max-mb") limits.txRecordBytesMax = size(arg, value(), 1024 * 1024);
     else if (arg === "--procedure-threads") limits.procedureThreads = positiveInteger(arg, value());
     else if (arg === "--procedure-queue") limits.procedureQueue = positiveInteger(arg, value());
+    else if (arg === "--procedure-idle-s") limits.procedureIdleS = positiveInteger(arg, value());
     else if (arg === "--ws-compression") wsCompression = true;
     else if (arg === "--warm-spare") warmSpare = true;
     else if (arg === "--hibernate-after-s") {

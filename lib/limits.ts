@@ -84,6 +84,16 @@ export const SQL_JOIN_ROWS_MAX = 5_000_000;
  */
 export const SUBSCRIPTION_DELTA_ROWS_MAX = 1_000_000;
 /**
+ * Rows one live query's joins may look at for one transaction's delta, kept or filtered out
+ * (query/delta.ts): the rows found for each table after the changed one. A join whose WHERE
+ * rejects nearly every joined row emits little but may look at rows² all the same. Past this
+ * the query is dropped like one over SUBSCRIPTION_DELTA_ROWS_MAX. Measured on the loaded 2-core
+ * dev machine: ~0.3 µs a row looked at and filtered out, ~0.33 µs a delta row built (netted,
+ * before encoding), so this bound is ~1.5 s of one transaction, and every kept row counts here
+ * too: a delta row is also kept in memory and sent, hence its smaller bound.
+ */
+export const SUBSCRIPTION_DELTA_EXAMINED_ROWS_MAX = 5_000_000;
+/**
  * Per-sender view instances (one per subscribed identity, worker/views.ts) that may read one
  * table whole in a database. Every write to that table re-runs each of them inside the writer's
  * transaction, and anonymous connections mint identities for free: a view scanning 20k rows
@@ -214,7 +224,7 @@ export const SCHEDULE_IMMEDIATE_PENDING_BYTES_MAX = 64 * 1024 * 1024;
  * Procedure threads per database (`--procedure-threads`): procedures and HTTP handlers of one
  * database run this many at once (one waiting on HTTP holds up only its own thread). The first
  * thread lives as long as the process; more start on demand (each ~12.6 MiB RSS idle, ~0.2 s to
- * start) and stop after `PROCEDURE_THREAD_IDLE_MS` without a call.
+ * start) and stop after `--procedure-idle-s` without a call.
  */
 export const PROCEDURE_THREADS_DEFAULT = 4;
 /** Largest `--procedure-threads`: each thread has a pair in the process watchdog. */
@@ -227,8 +237,12 @@ export const PROCEDURE_THREADS_MAX = 16;
  * (HTTP bodies in flight, WebSocket inbound bytes).
  */
 export const PROCEDURE_QUEUE_DEFAULT = 1024;
-/** A procedure thread beyond the first is stopped after this long without a call. */
-export const PROCEDURE_THREAD_IDLE_MS = 30_000;
+/**
+ * A procedure thread beyond the first is stopped after this long without a call
+ * (`--procedure-idle-s`): a thread with the module loaded holds ~21 MiB, and restarting one costs
+ * its first caller ~0.2-1.7 s, so a database with bursts of slow calls keeps them for a while.
+ */
+export const PROCEDURE_IDLE_S_DEFAULT = 30;
 /** The per-database rates and sizes an operator can set; the defaults are above. */
 export interface DatabaseLimits {
   moduleLogBytesPerS: number;
@@ -238,6 +252,8 @@ export interface DatabaseLimits {
   procedureThreads: number;
   /** Calls that may wait for a procedure thread (`--procedure-queue`). */
   procedureQueue: number;
+  /** Seconds without a call after which a procedure thread beyond the first stops. */
+  procedureIdleS: number;
 }
 
 export const DATABASE_LIMITS_DEFAULT: Readonly<DatabaseLimits> = Object.freeze({
@@ -246,6 +262,7 @@ export const DATABASE_LIMITS_DEFAULT: Readonly<DatabaseLimits> = Object.freeze({
   txRecordBytesMax: TX_RECORD_BYTES_MAX_DEFAULT,
   procedureThreads: PROCEDURE_THREADS_DEFAULT,
   procedureQueue: PROCEDURE_QUEUE_DEFAULT,
+  procedureIdleS: PROCEDURE_IDLE_S_DEFAULT,
 });
 
 /** The commit-log bucket's size for `limits`: COMMIT_LOG_BURST_S of rate, at least one max transaction. */

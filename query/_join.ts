@@ -283,7 +283,9 @@ function sameValue(a: Comparable, b: Comparable): boolean {
 /**
  * Every tuple of `fragment` whose `seedInstance` row comes from `seed` and whose other rows come
  * from `versionOf(instance)`; calls `emit` with the returned instance's row and the product of
- * the signs. Instance predicates, conditions and the residual are all applied.
+ * the signs. Instance predicates, conditions and the residual are all applied. `lookedAt`, if
+ * given, is called for every row found for an instance after the seed, before any filter: the
+ * work a join does is bounded by those rows, not by the tuples it emits (delta.ts bounds both).
  */
 export function evaluateJoin(
   fragment: JoinFragment,
@@ -292,6 +294,7 @@ export function evaluateJoin(
   seed: Seed,
   versionOf: (instance: number) => Version,
   emit: TupleFn,
+  lookedAt?: () => void,
 ): void {
   if (fragment.never) return;
   const steps = stepsFrom(fragment, seedInstance);
@@ -309,7 +312,9 @@ export function evaluateJoin(
     }
     const step = steps[depth];
     const instance = instances[step.instance];
+    const counted = depth > 0 ? lookedAt : undefined;
     const accept = (row: Uint8Array, rowSign: number) => {
+      counted?.();
       const view = instance.layout.view(row);
       if (instance.predicate !== undefined && !instance.predicate(view)) return;
       views[step.instance] = view;

@@ -406,7 +406,8 @@ function checkOrderBy(statement: SelectStatement, checker: Checker): CheckedTopN
   return { keys, limit: Number(statement.limit) };
 }
 
-const FLIPPED_OPS: Record<CmpOp, CmpOp> = {
+/** Each comparison with its sides swapped: `a < b` is `b > a`. */
+export const FLIPPED_OPS: Record<CmpOp, CmpOp> = {
   "=": "=",
   "<>": "<>",
   "<": ">",

@@ -34,10 +34,17 @@ import { type Fragment, fragmentMatches, type JoinFragment, layoutOf } from "./p
 import { bytesToKey } from "./_scalar.ts";
 import { SqlError } from "./sql_error.ts";
 
-/** Join tuples one query may still produce for the transaction being evaluated. */
+/** What one query's join delta may still cost for the transaction being evaluated. */
 export interface DeltaBudget {
+  /** Join tuples it may build (SUBSCRIPTION_DELTA_ROWS_MAX). */
   rowsMax: number;
   rowsLeft: number;
+  /**
+   * Rows it may look at while joining, filtered out or not (the rows found for every instance
+   * after the changed one: SUBSCRIPTION_DELTA_EXAMINED_ROWS_MAX). Absent: not bounded.
+   */
+  examinedMax?: number;
+  examinedLeft?: number;
 }
 
 /** A query's delta went over its DeltaBudget (subscriptions.ts drops the query). */
@@ -45,6 +52,16 @@ export function deltaLimitError(rowsMax: number): SqlError {
   return new SqlError(
     `The subscription's update exceeded ${rowsMax} rows for one transaction and the ` +
       `subscription was dropped; join on a unique column or add a filter`,
+    "limit",
+  );
+}
+
+/** A query's join looked at more rows than its DeltaBudget allows (the query is dropped). */
+export function deltaExaminedLimitError(examinedMax: number): SqlError {
+  return new SqlError(
+    `The subscription's update looked at more than ${examinedMax} joined rows for one ` +
+      `transaction and the subscription was dropped; join on a unique column or filter on ` +
+      `the changed table`,
     "limit",
   );
 }
@@ -279,6 +296,11 @@ export function joinFragmentDelta(
       if (--budget.rowsLeft < 0) throw deltaLimitError(budget.rowsMax);
       net.add(row, sign);
     };
+  // Joined rows a later filter throws away cost time too: a join whose filter rejects nearly
+  // everything would otherwise run unbounded inside one transaction.
+  const lookedAt = budget?.examinedLeft === undefined ? undefined : () => {
+    if (--budget.examinedLeft! < 0) throw deltaExaminedLimitError(budget.examinedMax!);
+  };
   const after = versions.after(i);
   const instances = fragment.instances;
   for (let k = 0; k < instances.length; k++) {
@@ -286,7 +308,7 @@ export function joinFragmentDelta(
     if (rows === undefined || rows.size === 0) continue;
     let before: Version | undefined;
     const versionOf = (instance: number) => instance < k ? after : (before ??= versions.before(i));
-    evaluateJoin(fragment, reader, k, { kind: "rows", rows }, versionOf, emit);
+    evaluateJoin(fragment, reader, k, { kind: "rows", rows }, versionOf, emit, lookedAt);
   }
   net.drainInto(out);
 }

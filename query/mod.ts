@@ -53,7 +53,6 @@ export type { SqlDmlPlan, SqlPlan, SqlSelectPlan } from "./sql_check.ts";
 export {
   checkRowLimit,
   compileSql,
-  estimateRowsScanned,
   evaluateSelect,
   executeDml,
   type SqlDeadline,
@@ -75,4 +74,8 @@ export {
   virtualSystemTableId,
 } from "./system_tables.ts";
 export { datastoreRowLimit, datastoreSqlState, mutTxWriter } from "./sql_state.ts";
-export { estimatePlanRowsScanned, rowLimitError } from "./row_estimate.ts";
+export {
+  estimatePlanRowsScanned,
+  estimateSelectRowsScanned,
+  rowLimitError,
+} from "./row_estimate.ts";

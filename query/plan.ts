@@ -6,9 +6,8 @@
  */
 import { SUBSCRIPTION_JOIN_TABLES_MAX } from "../lib/limits.ts";
 import type { TableSchema } from "../storage/mod.ts";
-import type { CmpOp } from "./parse.ts";
-import type { CheckedSelect, TypedExpr, TypedOperand } from "./check.ts";
-import { applyOp } from "./check.ts";
+import type { CheckedJoin, CheckedSelect, TypedExpr, TypedOperand } from "./check.ts";
+import { applyOp, FLIPPED_OPS } from "./check.ts";
 import { SqlError } from "./sql_error.ts";
 import { RowLayout, type RowView } from "./_row_decode.ts";
 import {
@@ -141,19 +140,10 @@ export function layoutOf(schema: TableSchema): RowLayout {
   return layout;
 }
 
-const FLIPPED: Record<CmpOp, CmpOp> = {
-  "=": "=",
-  "<>": "<>",
-  "<": ">",
-  "<=": ">=",
-  ">": "<",
-  ">=": "<=",
-};
-
 /** Puts the column on the left when one side is a constant. */
 function normalizeCmp(expr: Extract<TypedExpr, { kind: "cmp" }>) {
   if (expr.left.kind === "value" && expr.right.kind === "col") {
-    return { ...expr, op: FLIPPED[expr.op], left: expr.right, right: expr.left };
+    return { ...expr, op: FLIPPED_OPS[expr.op], left: expr.right, right: expr.left };
   }
   return expr;
 }
@@ -252,7 +242,8 @@ export function compileTuplePredicate(expr: TypedExpr): TuplePredicate {
   return compileWhere(expr, readTuple);
 }
 
-function collectEqualities(expr: TypedExpr | undefined, out: Equality[]): void {
+/** The top-level `column = constant` conjuncts of `expr`, in WHERE order. */
+export function collectEqualities(expr: TypedExpr | undefined, out: Equality[]): void {
   if (expr === undefined) return;
   if (expr.kind === "and") {
     collectEqualities(expr.left, out);
@@ -407,10 +398,16 @@ function planTopN(checked: CheckedSelect): QueryPlan {
   };
 }
 
-function planJoin(checked: CheckedSelect): QueryPlan {
-  const where = checked.where;
+/**
+ * A join's WHERE split into the conjuncts that read one instance (per instance) and the rest
+ * (the residual over tuples); a constantly false WHERE gives none.
+ */
+export function splitJoinWhere(
+  where: TypedExpr | undefined,
+  instanceCount: number,
+): { perInstance: TypedExpr[][]; residual: TypedExpr[] } {
   const never = where?.kind === "const" && !where.value;
-  const perInstance: TypedExpr[][] = checked.tables.map(() => []);
+  const perInstance: TypedExpr[][] = Array.from({ length: instanceCount }, () => []);
   const residual: TypedExpr[] = [];
   for (const conjunct of never ? [] : conjuncts(where)) {
     if (conjunct.kind === "const") continue; // folding leaves only a lone `true` here
@@ -418,6 +415,27 @@ function planJoin(checked: CheckedSelect): QueryPlan {
     if (used.size === 1) perInstance[[...used][0]].push(conjunct);
     else residual.push(conjunct);
   }
+  return { perInstance, residual };
+}
+
+/** The `ON a.x = b.y` conditions of a query's joins (a cross join has none). */
+export function joinConditions(joins: readonly CheckedJoin[]): JoinCondition[] {
+  const conditions: JoinCondition[] = [];
+  for (const join of joins) {
+    if (join.on === undefined) continue;
+    const { left, right } = join.on;
+    conditions.push({
+      left: { instance: left.instance, column: left.column },
+      right: { instance: right.instance, column: right.column },
+    });
+  }
+  return conditions;
+}
+
+function planJoin(checked: CheckedSelect): QueryPlan {
+  const where = checked.where;
+  const never = where?.kind === "const" && !where.value;
+  const { perInstance, residual } = splitJoinWhere(where, checked.tables.length);
   const instances: PlanInstance[] = checked.tables.map((t, i) => {
     const expr = andAll(perInstance[i]);
     const equalities: Equality[] = [];
@@ -431,15 +449,7 @@ function planJoin(checked: CheckedSelect): QueryPlan {
       conjuncts: perInstance[i].length,
     };
   });
-  const conditions: JoinCondition[] = [];
-  for (const join of checked.joins) {
-    if (join.on === undefined) continue;
-    const { left, right } = join.on;
-    conditions.push({
-      left: { instance: left.instance, column: left.column },
-      right: { instance: right.instance, column: right.column },
-    });
-  }
+  const conditions = joinConditions(checked.joins);
   const residualExpr = andAll(residual);
   const fragment: JoinFragment = {
     kind: "join",

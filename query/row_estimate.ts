@@ -1,34 +1,79 @@
 /**
- * The row limit (`SET row_limit`) for subscriptions and one-off queries: the rows a compiled
- * QueryPlan is expected to scan, estimated the way SpacetimeDB estimates the physical plan it
- * would pick (query-subscriptions.md §1.4):
+ * The row limit (`SET row_limit`): the rows a query is expected to scan, estimated the way
+ * SpacetimeDB estimates the physical plan it would pick (query-subscriptions.md §1.4). One
+ * estimate serves every caller: subscriptions and one-off queries (a compiled QueryPlan) and
+ * /sql SELECTs (a checked SqlSelectPlan), each first reduced to an `EstimateShape`.
  *
- * - a table scan: the table's row count; an index point scan: rows / distinct keys of that index
- *   (0 for an empty table);
+ * - a table scan: the table's row count (a one-table /sql SELECT without WHERE: its LIMIT, if
+ *   any); an index point scan: rows / distinct keys of that index (0 for an empty table);
  * - a filter adds its input's estimate again (WHERE conjuncts an index point scan does not use);
  * - a join of `lhs` with a probe table: with an index on the probe's join column,
  *   lhs scanned + lhs rows × (1 if the column is unique, else rows / distinct keys); without
  *   one, both inputs scanned + lhs rows × probe rows (lhs rows when unique); a cross join the
- *   product;
+ *   product; WHERE conjuncts over several tables filter the joined rows (added again);
  * - a query's fragments (one per row-level security rule) add up, and so do the new queries of
  *   one subscribe request.
  *
  * Where ours differs: we do not model index range scans (a range on an indexed column counts as
  * a filter: 2 × rows where SpacetimeDB says rows) nor SpacetimeDB's reordering of joins beyond
- * the first join's swap (its left side is the table that received a WHERE conjunct).
+ * the first join's swap (its left side is the table that received a WHERE conjunct); an index on
+ * several columns all fixed by equalities counts as a point scan (rows / distinct keys).
  */
 import type { TableSchema } from "../storage/mod.ts";
 import type { CommittedState } from "./execute.ts";
-import type { Fragment, JoinFragment, PlanInstance, QueryPlan } from "./plan.ts";
-import { layoutOf } from "./plan.ts";
+import type { Fragment, JoinCondition, QueryPlan } from "./plan.ts";
+import {
+  collectEqualities,
+  conjuncts,
+  type Equality,
+  joinConditions,
+  layoutOf,
+  splitJoinWhere,
+} from "./plan.ts";
+import type { SqlSelectPlan } from "./sql_check.ts";
 import { SqlError } from "./sql_error.ts";
 import { valueKey } from "./_scalar.ts";
 
+/** The committed rows the estimate counts. */
+export interface EstimateRows {
+  rowCount(tableId: number): number;
+  rows(tableId: number): Iterable<Uint8Array>;
+}
+
+/** One table instance of a query, as the estimate sees it. */
+export interface EstimateInstance {
+  table: TableSchema;
+  /** Columns fixed by top-level `column = constant` conjuncts on this instance, in WHERE order. */
+  equalities: readonly { column: number }[];
+  /** Top-level WHERE conjuncts that read only this instance (0: none). */
+  conjuncts: number;
+}
+
+/** A query (one fragment of it) reduced to what the estimate reads. */
+export interface EstimateShape {
+  /** Table instances in FROM order. */
+  instances: readonly EstimateInstance[];
+  /** The `ON a.x = b.y` conditions. */
+  conditions: readonly JoinCondition[];
+  /** Whether WHERE conjuncts read two or more instances (they filter the joined tuples). */
+  residual: boolean;
+  /** A LIMIT that caps a lone table scan (a one-table SELECT with no WHERE conjunct). */
+  limit?: bigint;
+}
+
 /** The rows every fragment of `plan` is expected to scan, summed. */
 export function estimatePlanRowsScanned(plan: QueryPlan, state: CommittedState): bigint {
+  const rows = committedRows(state);
   let total = 0n;
-  for (const fragment of plan.fragments) total += estimateFragment(fragment, state);
+  for (const fragment of plan.fragments) {
+    total += estimateRowsScanned(fragmentShape(fragment), rows);
+  }
   return total;
+}
+
+/** The rows a /sql SELECT is expected to scan (before row-level security, as SpacetimeDB). */
+export function estimateSelectRowsScanned(plan: SqlSelectPlan, state: EstimateRows): bigint {
+  return estimateRowsScanned(selectShape(plan), state);
 }
 
 /** SpacetimeDB's refusal of a non-owner's query over the row limit. */
@@ -39,6 +84,62 @@ export function rowLimitError(estimate: bigint, limit: bigint): SqlError {
   );
 }
 
+function fragmentShape(fragment: Fragment): EstimateShape {
+  if (fragment.kind === "select") {
+    const conjuncts = fragment.predicate === undefined ? 0 : fragment.conjuncts ?? 2;
+    return {
+      instances: [{ table: fragment.table, equalities: fragment.equalities, conjuncts }],
+      conditions: [],
+      residual: false,
+    };
+  }
+  return {
+    instances: fragment.instances.map((i) => ({
+      table: i.table,
+      equalities: i.equalities,
+      conjuncts: i.predicate === undefined ? 0 : i.conjuncts ?? 2,
+    })),
+    conditions: fragment.conditions,
+    residual: fragment.residual !== undefined,
+  };
+}
+
+function selectShape(plan: SqlSelectPlan): EstimateShape {
+  if (plan.tables.length === 1) {
+    const equalities: Equality[] = [];
+    collectEqualities(plan.where, equalities);
+    const count = conjuncts(plan.where).length;
+    return {
+      instances: [{ table: plan.tables[0].schema, equalities, conjuncts: count }],
+      conditions: [],
+      residual: false,
+      limit: count === 0 ? plan.limit : undefined,
+    };
+  }
+  const { perInstance, residual } = splitJoinWhere(plan.where, plan.tables.length);
+  return {
+    instances: plan.tables.map((t, i) => {
+      const equalities: Equality[] = [];
+      for (const conjunct of perInstance[i]) collectEqualities(conjunct, equalities);
+      return { table: t.schema, equalities, conjuncts: perInstance[i].length };
+    }),
+    conditions: joinConditions(plan.joins),
+    residual: residual.length > 0,
+  };
+}
+
+/** The committed state's rows, counted by iterating them. */
+function committedRows(state: CommittedState): EstimateRows {
+  return {
+    rowCount(tableId) {
+      let count = 0;
+      for (const _ of state.committedRows(tableId)) count++;
+      return count;
+    },
+    rows: (tableId) => state.committedRows(tableId),
+  };
+}
+
 interface Estimate {
   /** Rows scanned to produce the output. */
   scanned: bigint;
@@ -46,62 +147,75 @@ interface Estimate {
   rows: bigint;
 }
 
-function estimateFragment(fragment: Fragment, state: CommittedState): bigint {
-  if (fragment.kind === "select") {
-    return scanEstimate(
-      {
-        table: fragment.table,
-        equalities: fragment.equalities,
-        conjuncts: fragment.predicate === undefined ? 0 : fragment.conjuncts ?? 2,
-      },
-      state,
-    ).scanned;
+/** The rows one query shape is expected to scan. */
+export function estimateRowsScanned(shape: EstimateShape, state: EstimateRows): bigint {
+  const counts = new Map<number, bigint>();
+  const rowCount = (table: TableSchema) => {
+    let count = counts.get(table.tableId);
+    if (count === undefined) {
+      count = BigInt(state.rowCount(table.tableId));
+      counts.set(table.tableId, count);
+    }
+    return count;
+  };
+  const context: EstimateContext = { state, rowCount };
+  const instances = shape.instances;
+  if (instances.length === 1) {
+    const only = instances[0];
+    if (only.conjuncts === 0 && shape.limit !== undefined) return shape.limit;
+    return scanEstimate(only, context).scanned;
   }
-  return joinEstimate(fragment, state);
+  return joinEstimate(shape, context);
 }
 
-interface ScanInput {
-  table: TableSchema;
-  equalities: readonly { column: number }[];
-  /** Top-level WHERE conjuncts on this table (0: none). */
-  conjuncts: number;
+interface EstimateContext {
+  state: EstimateRows;
+  rowCount: (table: TableSchema) => bigint;
 }
 
-function scanEstimate(input: ScanInput, state: CommittedState): Estimate {
-  const count = rowCount(input.table, state);
+function scanEstimate(input: EstimateInstance, context: EstimateContext): Estimate {
+  const count = context.rowCount(input.table);
   if (input.conjuncts === 0) return { scanned: count, rows: count };
-  const fixed = new Set(input.equalities.map((eq) => eq.column));
+  // The index with the most columns, all fixed by equalities; on a tie, the one whose first
+  // equality comes first in the WHERE.
+  const position = new Map<number, number>();
+  input.equalities.forEach((eq, i) => {
+    if (!position.has(eq.column)) position.set(eq.column, i);
+  });
   let best: readonly number[] | undefined;
+  let bestAt = Infinity;
   for (const index of input.table.indexes) {
     const columns = index.columns;
-    if (columns.length === 0 || !columns.every((c) => fixed.has(c))) continue;
-    if (best === undefined || columns.length > best.length) best = columns;
+    if (columns.length === 0 || !columns.every((c) => position.has(c))) continue;
+    const at = Math.min(...columns.map((c) => position.get(c)!));
+    if (
+      best === undefined || columns.length > best.length ||
+      (columns.length === best.length && at < bestAt)
+    ) {
+      best = columns;
+      bestAt = at;
+    }
   }
   if (best === undefined) return { scanned: count * 2n, rows: count }; // filter over a scan
-  const probed = indexRowEstimate(input.table, best, state);
+  const probed = indexRowEstimate(input.table, best, context);
   // An index point scan, then a filter for any conjunct the index did not take.
   const rest = input.conjuncts - best.length;
   return { scanned: rest > 0 ? probed * 2n : probed, rows: probed };
 }
 
-function joinEstimate(fragment: JoinFragment, state: CommittedState): bigint {
-  const instances = fragment.instances;
-  const filtered = (i: PlanInstance) => i.predicate !== undefined;
+function joinEstimate(shape: EstimateShape, context: EstimateContext): bigint {
+  const instances = shape.instances;
+  const filtered = (i: EstimateInstance) => i.conjuncts > 0;
   const order = instances.map((_, k) => k);
   if (order.length === 2 && !filtered(instances[0]) && filtered(instances[1])) order.reverse();
   const joined = new Set<number>([order[0]]);
-  const scan = (k: number) =>
-    scanEstimate({
-      table: instances[k].table,
-      equalities: instances[k].equalities,
-      conjuncts: instances[k].predicate === undefined ? 0 : instances[k].conjuncts ?? 2,
-    }, state);
+  const scan = (k: number) => scanEstimate(instances[k], context);
   const first = scan(order[0]);
   let scanned = first.scanned;
   let rows = first.rows;
   for (const k of order.slice(1)) {
     const probe = instances[k];
-    const condition = fragment.conditions.find((c) =>
+    const condition = shape.conditions.find((c) =>
       (c.left.instance === k && joined.has(c.right.instance)) ||
       (c.right.instance === k && joined.has(c.left.instance))
     );
@@ -118,33 +232,27 @@ function joinEstimate(fragment: JoinFragment, state: CommittedState): bigint {
       i.columns.length === 1 && i.columns[0] === column
     );
     if (indexed) {
-      const perRow = unique ? 1n : indexRowEstimate(probe.table, [column], state);
+      const perRow = unique ? 1n : indexRowEstimate(probe.table, [column], context);
       scanned += unique ? rows : rows * perRow;
       rows *= perRow;
-      if (probe.predicate !== undefined) scanned += rows; // the probe side's WHERE, after the join
+      if (filtered(probe)) scanned += rows; // the probe side's WHERE, after the join
     } else {
       const other = scan(k);
       scanned += other.scanned + (unique ? rows : rows * other.rows);
       if (!unique) rows *= other.rows;
     }
   }
-  if (fragment.residual !== undefined) scanned += rows;
+  if (shape.residual) scanned += rows;
   return scanned;
-}
-
-function rowCount(table: TableSchema, state: CommittedState): bigint {
-  let count = 0;
-  for (const _ of state.committedRows(table.tableId)) count++;
-  return BigInt(count);
 }
 
 /** Rows one key of an index on `columns` is expected to hold: rows / distinct keys. */
 function indexRowEstimate(
   table: TableSchema,
   columns: readonly number[],
-  state: CommittedState,
+  context: EstimateContext,
 ): bigint {
-  const count = rowCount(table, state);
+  const count = context.rowCount(table);
   if (count === 0n) return 0n;
   if (
     table.uniqueConstraints.some((c) =>
@@ -155,7 +263,7 @@ function indexRowEstimate(
   }
   const layout = layoutOf(table);
   const keys = new Set<string>();
-  for (const bytes of state.committedRows(table.tableId)) {
+  for (const bytes of context.state.rows(table.tableId)) {
     const view = layout.view(bytes);
     keys.add(columns.map((c) => String(valueKey(view.value(c)))).join("\u0000"));
   }

@@ -8,6 +8,8 @@ import { compileProductDecoder, type Value } from "../protocol/mod.ts";
 import { Datastore, type IndexSchema, type TableSchema } from "../storage/mod.ts";
 import { SqlError } from "./sql_error.ts";
 import { checkRowLimit, compileSql, evaluateSelect, executeDml } from "./sql_eval.ts";
+import { type CommittedState, compileSubscriptionQuery } from "./execute.ts";
+import { estimatePlanRowsScanned, estimateSelectRowsScanned } from "./row_estimate.ts";
 import { datastoreSqlState, mutTxWriter } from "./sql_state.ts";
 import { ST_VAR_SCHEMA, type SystemTableSource, type UserTableInfo } from "./system_tables.ts";
 import {
@@ -265,4 +267,55 @@ Deno.test("a /sql join that would build more tuples than the bound is refused", 
   const limited = compileSql("SELECT person.* FROM person CROSS JOIN pet LIMIT 5", state, context);
   if (limited.kind !== "select") throw new Error("expected a SELECT");
   deepStrictEqual(evaluateSelect(limited, state, { joinRowsMax: 11 }).rows.length, 5);
+});
+
+Deno.test("a /sql SELECT and the same one-off or subscription query get one row estimate", () => {
+  const datastore = seeded();
+  const context = { sender: ID_O, isOwner: true };
+  const state = datastoreSqlState(datastore, SOURCE);
+  const committed: CommittedState = {
+    tableIdFromName: state.tableIdFromName,
+    schema: state.schema,
+    committedRows: (tableId) => datastore.committedRows(tableId),
+  };
+  // person: 3 rows (pk id, unique ident, btree age: 30, 25, 30); pet: 4 rows (btree owner_id:
+  // 1, 1, 2, 99); tag: 2 rows, no index.
+  const cases: [string, number][] = [
+    ["SELECT * FROM person", 3],
+    ["SELECT * FROM person WHERE id = 1", 1], // a unique point
+    ["SELECT * FROM person WHERE age = 30", 1], // 3 rows / 2 ages
+    ["SELECT * FROM person WHERE name = 'Bob'", 6], // a filter over a scan
+    ["SELECT * FROM person WHERE id = 1 AND name = 'Bob'", 2], // a point, then a filter
+    // Index joins: lhs scanned + lhs rows × rows per probe (1 when unique).
+    ["SELECT person.* FROM person JOIN pet ON person.id = pet.owner_id", 6],
+    ["SELECT pet.* FROM pet JOIN person ON pet.owner_id = person.id", 8],
+    // The probe side has no index: both scanned + the product.
+    ["SELECT person.* FROM person JOIN tag ON person.id = tag.person_id", 11],
+    // A filtered lhs shrinks the join (an index point on age).
+    ["SELECT pet.* FROM person JOIN pet ON person.id = pet.owner_id WHERE person.age = 30", 2],
+    // Only the right table is filtered: it becomes the lhs (6 scanned, 3 probes).
+    [
+      "SELECT person.* FROM pet JOIN person ON person.id = pet.owner_id WHERE person.name = 'Bob'",
+      9,
+    ],
+    // Both filtered: 6 + 3 probes + the probe side's filter over 3 joined rows.
+    [
+      "SELECT person.* FROM person JOIN pet ON person.id = pet.owner_id " +
+      "WHERE pet.species = 'cat' AND person.name = 'Bob'",
+      12,
+    ],
+    ["SELECT person.* FROM person CROSS JOIN pet", 19],
+  ];
+  const failures: string[] = [];
+  for (const [sql, expected] of cases) {
+    const select = compileSql(sql, state, context);
+    if (select.kind !== "select") throw new Error(`expected a SELECT: ${sql}`);
+    const viaSql = estimateSelectRowsScanned(select, state);
+    const plan = compileSubscriptionQuery(sql, committed, context, { subscription: false });
+    const viaPlan = estimatePlanRowsScanned(plan, committed);
+    if (viaSql !== BigInt(expected) || viaPlan !== BigInt(expected)) {
+      failures.push(`${sql}: /sql ${viaSql}, query plan ${viaPlan}, expected ${expected}`);
+    }
+  }
+  deepStrictEqual(failures, []);
 });

@@ -27,7 +27,7 @@ import {
   type SqlSelectPlan,
 } from "./sql_check.ts";
 import { SqlError } from "./sql_error.ts";
-import { rowLimitError } from "./row_estimate.ts";
+import { estimateSelectRowsScanned, rowLimitError } from "./row_estimate.ts";
 import type { RowView } from "./_row_decode.ts";
 import { scalarOf, type ValueKey, valueKey } from "./_scalar.ts";
 
@@ -399,70 +399,12 @@ export function evaluateSelect(
   return result(rows);
 }
 
-/**
- * Rows a SELECT is expected to scan, after SpacetimeDB's estimate (crates/core/src/
- * estimation.rs) for the plans it would pick: a table scan counts its rows (a LIMIT without
- * WHERE: the limit); a filter adds its input's rows again, unless an equality on a one-column
- * index picks the rows (rows / distinct values of that column); a join adds both inputs and,
- * unless the joined column is unique, their product.
- */
-export function estimateRowsScanned(plan: SqlSelectPlan, state: SqlState): bigint {
-  if (plan.tables.length === 1) return singleTableEstimate(plan, state);
-  const counts = plan.tables.map((t) => BigInt(state.rowCount(t.schema.tableId)));
-  let scanned = counts[0];
-  let estimate = counts[0];
-  const all = allConjuncts(plan);
-  for (let k = 1; k < counts.length; k++) {
-    const hashed = all.map((expr) => equiJoinOn(expr, k)).find((h) => h !== undefined);
-    const schema = plan.tables[k].schema;
-    const unique = hashed !== undefined &&
-      schema.uniqueConstraints.some((c) => c.length === 1 && c[0] === hashed.build.column);
-    scanned += counts[k];
-    const joined = unique ? estimate : estimate * counts[k];
-    scanned += joined;
-    estimate = joined;
-  }
-  return scanned;
-}
-
-function singleTableEstimate(plan: SqlSelectPlan, state: SqlState): bigint {
-  const schema = plan.tables[0].schema;
-  const rows = BigInt(state.rowCount(schema.tableId));
-  const filters = conjuncts(plan.where, []);
-  if (filters.length === 0) return plan.limit ?? rows;
-  for (const filter of filters) {
-    if (filter.kind !== "cmp" || filter.op !== "=") continue;
-    const column = filter.left.kind === "col" && filter.right.kind === "value"
-      ? filter.left.column
-      : filter.right.kind === "col" && filter.left.kind === "value"
-      ? filter.right.column
-      : undefined;
-    if (column === undefined) continue;
-    const indexed = schema.indexes.some((i) => i.columns.length === 1 && i.columns[0] === column);
-    if (!indexed) continue;
-    const unique = schema.uniqueConstraints.some((c) => c.length === 1 && c[0] === column);
-    const distinct = unique ? rows : distinctValues(schema, column, state);
-    const probed = distinct === 0n ? 0n : rows / distinct;
-    return filters.length > 1 ? probed * 2n : probed;
-  }
-  return rows * 2n;
-}
-
-function distinctValues(schema: TableSchema, column: number, state: SqlState): bigint {
-  const layout = layoutOf(schema);
-  const seen = new Set<ValueKey>();
-  for (const bytes of state.rows(schema.tableId)) {
-    seen.add(valueKey(layout.view(bytes).value(column)));
-  }
-  return BigInt(seen.size);
-}
-
 /** `Estimated cardinality (N rows) exceeds limit (M rows)` for a non-owner over the row limit. */
 export function checkRowLimit(plan: SqlSelectPlan, state: SqlState, context: QueryContext): void {
   if (context.isOwner) return;
   const limit = state.rowLimit();
   if (limit === undefined) return;
-  const estimate = estimateRowsScanned(plan, state);
+  const estimate = estimateSelectRowsScanned(plan, state);
   if (estimate > limit) throw rowLimitError(estimate, limit);
 }
 

@@ -18,7 +18,10 @@
 import { assert } from "../lib/assert.ts";
 import type { TableSchema } from "../storage/mod.ts";
 import type { QueryContext } from "./check.ts";
-import { SUBSCRIPTION_DELTA_ROWS_MAX } from "../lib/limits.ts";
+import {
+  SUBSCRIPTION_DELTA_EXAMINED_ROWS_MAX,
+  SUBSCRIPTION_DELTA_ROWS_MAX,
+} from "../lib/limits.ts";
 import {
   BatchVersions,
   type DeltaBudget,
@@ -189,11 +192,20 @@ export class SubscriptionIndex {
   /** The transactions being routed by `onCommits()`, for join-edge partner lookups. */
   #batch: BatchContext | undefined;
   readonly #deltaRowsMax: number;
+  readonly #deltaExaminedRowsMax: number;
 
-  /** `deltaRowsMax`: join tuples one query's delta may produce per transaction. */
-  constructor(state: CommittedState, options: { deltaRowsMax?: number } = {}) {
+  /**
+   * `deltaRowsMax`: join tuples one query's delta may produce per transaction;
+   * `deltaExaminedRowsMax`: rows its joins may look at meanwhile, filtered out or not.
+   */
+  constructor(
+    state: CommittedState,
+    options: { deltaRowsMax?: number; deltaExaminedRowsMax?: number } = {},
+  ) {
     this.#state = state;
     this.#deltaRowsMax = options.deltaRowsMax ?? SUBSCRIPTION_DELTA_ROWS_MAX;
+    this.#deltaExaminedRowsMax = options.deltaExaminedRowsMax ??
+      SUBSCRIPTION_DELTA_EXAMINED_ROWS_MAX;
   }
 
   /** Live queries (distinct plans). */
@@ -501,6 +513,8 @@ export class SubscriptionIndex {
           const budget: DeltaBudget = {
             rowsMax: this.#deltaRowsMax,
             rowsLeft: this.#deltaRowsMax,
+            examinedMax: this.#deltaExaminedRowsMax,
+            examinedLeft: this.#deltaExaminedRowsMax,
           };
           try {
             for (const fragment of entry.plan.fragments) {

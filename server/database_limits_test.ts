@@ -13,4 +13,6 @@ Deno.test("databaseLimits() fills absent limits with the defaults and refuses ba
   assertEquals(databaseLimits({ procedureThreads: 16 }).procedureThreads, 16);
   throws(() => databaseLimits({ procedureThreads: 17 }), /procedureThreads "17" is over the most/);
   throws(() => databaseLimits({ procedureQueue: 0 }), /procedureQueue "0" must be a positive/);
+  assertEquals(databaseLimits({ procedureIdleS: 2 }).procedureIdleS, 2);
+  throws(() => databaseLimits({ procedureIdleS: 0 }), /procedureIdleS "0" must be a positive/);
 });

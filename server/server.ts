@@ -236,6 +236,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     moduleLogBytesPerS: limits.moduleLogBytesPerS,
     procedureThreads: limits.procedureThreads,
     procedureQueue: limits.procedureQueue,
+    procedureIdleS: limits.procedureIdleS,
     moduleLogFileBytesMax: MODULE_LOG_FILE_BYTES_MAX,
     scheduleImmediatePendingMax: SCHEDULE_IMMEDIATE_PENDING_MAX,
   });

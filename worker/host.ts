@@ -213,6 +213,7 @@ export class DatabaseHost {
   #dead: Error | undefined;
   #txOffset: number;
   #hibernateWaiter: Pending<HibernatingReply> | undefined;
+  #procedureExtraThreads = 0;
 
   private constructor(
     worker: IsolatedWorker,
@@ -329,6 +330,11 @@ export class DatabaseHost {
     return this.#worker.pid;
   }
 
+  /** Procedure threads beyond the first the database process last said it runs (`procedure-threads`). */
+  get procedureExtraThreads(): number {
+    return this.#procedureExtraThreads;
+  }
+
   callReducer(
     request: Omit<CallReducerRequest, "id" | "kind">,
     origin?: unknown,
@@ -440,7 +446,10 @@ export class DatabaseHost {
       throw new TypeError(`${extra} extra procedure threads (the maximum is ${allowed} in all)`);
     }
     this.#worker.setExtraThreads(extra)
-      .then(() => message.wantCode === true ? procedureThreadSource() : undefined)
+      .then(() => {
+        this.#procedureExtraThreads = extra;
+        return message.wantCode === true ? procedureThreadSource() : undefined;
+      })
       .then(
         (source): ProcedureThreadsSetReply => ({ type: "procedure-threads-set", source }),
         (error): ProcedureThreadsSetReply => ({

@@ -7,7 +7,7 @@
  * gives up its read access) and is kept; more are started while calls wait and every thread is
  * busy, up to the database's maximum (`--procedure-threads`), from the same code as one script
  * the server sends (`procedure-threads`: the process can no longer read files), and stopped
- * again after `PROCEDURE_THREAD_IDLE_MS` without a call. Calls beyond the running threads wait
+ * again after `--procedure-idle-s` without a call. Calls beyond the running threads wait
  * in a bounded queue (`--procedure-queue`); past it a call fails at once with a clear error.
  *
  * A procedure's `withTx` asks for the transaction with a `tx-open` message, which waits in this
@@ -46,8 +46,8 @@ import {
   WRITE_BACK_SYSCALLS,
 } from "./procedure_channel.ts";
 import {
+  PROCEDURE_IDLE_S_DEFAULT,
   PROCEDURE_QUEUE_DEFAULT,
-  PROCEDURE_THREAD_IDLE_MS,
   PROCEDURE_THREADS_DEFAULT,
   PROCEDURE_THREADS_MAX,
 } from "../lib/limits.ts";
@@ -233,7 +233,7 @@ export class ProcedurePool {
   readonly #queue: Call[] = [];
   #maxThreads = PROCEDURE_THREADS_DEFAULT;
   #maxQueued = PROCEDURE_QUEUE_DEFAULT;
-  #idleMs = PROCEDURE_THREAD_IDLE_MS;
+  #idleMs = PROCEDURE_IDLE_S_DEFAULT * 1000;
   #growBlockedUntilMs = 0;
   /** The blob: URL threads after the first start from. */
   #threadUrl: string | undefined;
@@ -278,9 +278,13 @@ export class ProcedurePool {
     if (!Number.isInteger(queued) || queued < 0) {
       throw new RangeError(`the procedure queue must be an integer of at least 0, not ${queued}`);
     }
+    const idleMs = bounds.idleMs ?? this.#idleMs;
+    if (!Number.isFinite(idleMs) || idleMs <= 0) {
+      throw new RangeError(`the procedure thread idle time must be over 0 ms, not ${idleMs}`);
+    }
     this.#maxThreads = threads;
     this.#maxQueued = queued;
-    if (bounds.idleMs !== undefined) this.#idleMs = bounds.idleMs;
+    this.#idleMs = idleMs;
   }
 
   setTxBudget(budgetMs: number): void {

@@ -166,9 +166,11 @@ function reply(message: WorkerToMain, transfer: Transferable[] = []): void {
 async function init(message: InitMessage): Promise<void> {
   let sandbox;
   procedures.setTxBudget(message.reducerBudgetMs);
+  const idleS = message.limits?.procedureIdleS;
   procedures.configure({
     threads: message.limits?.procedureThreads,
     queued: message.limits?.procedureQueue,
+    idleMs: idleS === undefined ? undefined : idleS * 1000,
   });
   let source: string;
   let tickName: string;

@@ -5,7 +5,8 @@
  * while others wait; past the threads and the queue (`--procedure-queue`) a call fails at once
  * with a clear error; and a procedure stuck inside a builtin, killed by its thread's watchdog
  * pair, does not keep the calls that finished on other threads meanwhile from their answers,
- * and the calls still running then are answered with the reason.
+ * and the calls still running then are answered with the reason. An extra thread idle for
+ * `--procedure-idle-s` is stopped, and the next call that finds every thread busy starts another.
  */
 import {
   deepStrictEqual as assertEquals,
@@ -187,6 +188,80 @@ Deno.test({
           assertEquals(Number((await call(server.url, "pool", "count", [])).json), before + 2);
         },
       );
+    } finally {
+      await server.close();
+      await upstream.close();
+    }
+  },
+});
+
+/** A loopback server whose requests are answered only when the test releases them. */
+function heldUpstream() {
+  let hits = 0;
+  let release = () => {};
+  let released = Promise.resolve();
+  const hold = () => {
+    released = new Promise<void>((resolve) => release = resolve);
+  };
+  const server = Deno.serve({ port: 0, hostname: "127.0.0.1", onListen() {} }, async () => {
+    hits++;
+    await released;
+    return new Response("released");
+  });
+  return {
+    port: server.addr.port,
+    get hits() {
+      return hits;
+    },
+    hold,
+    release: () => release(),
+    close: () => server.shutdown(),
+  };
+}
+
+Deno.test({
+  name:
+    "an idle procedure thread is stopped (--procedure-idle-s); the next busy call starts another",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    const upstream = heldUpstream();
+    const server = await startTestServer({
+      reducerBudgetMs: BUDGET_MS,
+      httpAllow: [`pool=127.0.0.1:${upstream.port}`],
+      limits: { procedureThreads: 2, procedureIdleS: 1 },
+    });
+    try {
+      await publish(server.url, "pool", await fixtureBundle("proc_overrun"));
+      const host = () => server.server.registry.resolve("pool")!.host;
+      assertEquals(host().procedureExtraThreads, 0);
+      const t0 = performance.now();
+      /**
+       * Holds the first thread in a fetch, then calls `count`: with two threads at most, an
+       * answer while the fetch is held means a second thread ran it.
+       */
+      const countBesideAHeldFetch = async () => {
+        upstream.hold();
+        const hits = upstream.hits;
+        const held = fetchAfter(server.url, upstream.port, 0, t0);
+        try {
+          await waitFor(() => upstream.hits >= hits + 1, 30_000, "the held fetch");
+          const counted = await call(server.url, "pool", "count", []);
+          assertEquals(counted.status, 200, counted.text);
+          return Number(counted.json);
+        } finally {
+          upstream.release();
+          const fetched = await held;
+          assertEquals(fetched.status, 200, fetched.text);
+        }
+      };
+      const first = await countBesideAHeldFetch();
+      // No call for a second: the extra thread stops (the bound is generous for a loaded machine).
+      await waitFor(() => host().procedureExtraThreads === 0, 25_000, "the idle thread's stop");
+      console.log(`the idle extra thread was stopped ${Math.round(performance.now() - t0)} ms in`);
+      // Only the first thread is left; with it held again, the next call starts a new thread.
+      const second = await countBesideAHeldFetch();
+      assertEquals(second, first);
     } finally {
       await server.close();
       await upstream.close();
