@@ -62,9 +62,15 @@ export async function startTestServer(
   };
 }
 
-/** Bundles tests/fixtures/modules/<name>/index.ts (cached by content). */
-export function fixtureBundle(name: string): Promise<string> {
-  return bundleModule(fixtureModulePath(name));
+/**
+ * Bundles tests/fixtures/modules/<name>/index.ts (cached by content), with deno.json's
+ * `spacetimedb` module library or the version `options.spacetimedb` names.
+ */
+export function fixtureBundle(
+  name: string,
+  options: { spacetimedb?: string } = {},
+): Promise<string> {
+  return bundleModule(fixtureModulePath(name), options);
 }
 
 export interface Published {
