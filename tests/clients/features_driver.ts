@@ -10,7 +10,7 @@ type Args = Record<string, unknown>;
 type Outcome<T = null> = { ok: true; value: T } | { ok: false; error: string };
 
 /** The tables and views a client may read and watch, by their accessor in the bindings. */
-const TABLES = ["score", "myScores", "card"] as const;
+const TABLES = ["score", "myScores", "card", "memo"] as const;
 type TableName = typeof TABLES[number];
 
 interface Entry {
@@ -37,9 +37,9 @@ function plain(row: object): Record<string, unknown> {
   return out;
 }
 
-/** How a row appears in an event line: `id:points` for scores, `id:text` for cards. */
+/** How a row appears in an event line: `id:points` for scores, `id:text` for cards and memos. */
 function label(table: TableName, row: Record<string, unknown>): string {
-  return table === "card" ? `${row.id}:${row.text}` : `${row.id}:${row.points}`;
+  return "text" in row ? `${row.id}:${row.text}` : `${row.id}:${row.points}`;
 }
 
 function tableName(value: unknown): TableName {

@@ -2,8 +2,8 @@
  * Client matrix, what session 5 added, seen through the official SDK (2.8.3 and the newest
  * 2.x, 2.10.1) from Node.js and from headless Chromium: a top-N subscription (rows entering
  * and leaving the window reach the client's cache, onInsert/onDelete/onUpdate fire), a
- * per-sender view two clients see differently, a table under row-level security whose other
- * rows a client never sees, a procedure call (its result, its error, its transaction reaching
+ * per-sender view two clients see differently, tables under row-level security (one rule
+ * joins tables) whose other rows a client never sees, a procedure call (its result, its error, its transaction reaching
  * subscribers) and row_limit for a non-owner's subscription. The module is bundled with the
  * same version's module library. One server for the whole file, one database per client run.
  */
@@ -198,6 +198,27 @@ async function featureScenario(
     assertEquals(await ids(drive, "alice", "card"), [1, 3]);
     // The owner is not filtered: every card is there.
     assertEquals((await sql(url, db, "SELECT * FROM card")).length, 3);
+  });
+
+  await t.step("row-level security through a join: team members see the team's memos", async () => {
+    await called(drive, "alice", "joinTeam", { id: 1, team: 1 });
+    await called(drive, "bob", "joinTeam", { id: 2, team: 2 });
+    await subscribed(drive, "alice", ["SELECT * FROM memo"]);
+    await subscribed(drive, "bob", ["SELECT * FROM memo"]);
+    const fromAlice = await mark(drive, "alice", "memo");
+    const fromBob = await mark(drive, "bob", "memo");
+    await called(drive, "bob", "postMemo", { id: 1, team: 1, text: "for team 1" });
+    await called(drive, "alice", "postMemo", { id: 2, team: 2, text: "for team 2" });
+    assertEquals(await eventsAfter(drive, "alice", "memo", fromAlice, 1), ["memo +1:for team 1"]);
+    assertEquals(await eventsAfter(drive, "bob", "memo", fromBob, 1), ["memo +2:for team 2"]);
+    // Joining team 1 brings its memo to Bob: a membership change moves rows in.
+    await called(drive, "bob", "joinTeam", { id: 3, team: 1 });
+    assertEquals(await eventsAfter(drive, "bob", "memo", fromBob, 2), [
+      "memo +1:for team 1",
+      "memo +2:for team 2",
+    ]);
+    assertEquals(await ids(drive, "bob", "memo"), [1, 2]);
+    assertEquals(await ids(drive, "alice", "memo"), [1]);
   });
 
   await t.step("row_limit refuses a non-owner's subscription that would scan more", async () => {
