@@ -9,7 +9,12 @@
  */
 import { deepStrictEqual as assertEquals, ok as assert } from "node:assert/strict";
 import { SYS_2_0_EXPORTS, SYS_2_1_EXPORTS } from "../../protocol/mod.ts";
-import { fixtureBundle, publish, type Published, startTestServer } from "../support/server.ts";
+import {
+  fixtureBundleWithLibrary,
+  publish,
+  type Published,
+  startTestServer,
+} from "../support/server.ts";
 import {
   announceSkip,
   bundle,
@@ -247,7 +252,7 @@ async function featureScenario(
 Deno.test("a module bundled with each SDK version's module library uses only syscalls Lightcone provides", async () => {
   const provided = new Set([...SYS_2_0_EXPORTS, ...SYS_2_1_EXPORTS]);
   for (const sdk of SDK_VERSIONS) {
-    const source = await fixtureBundle("client_features", { spacetimedb: sdk });
+    const source = await fixtureBundleWithLibrary("client_features", sdk);
     const versions = new Set(
       [...source.matchAll(/from\s*["']spacetime:sys@([^"']+)["']/g)].map((m) => m[1]),
     );
@@ -278,7 +283,7 @@ Deno.test({
     try {
       const bundles = new Map<string, string>();
       for (const sdk of SDK_VERSIONS) {
-        bundles.set(sdk, await fixtureBundle("client_features", { spacetimedb: sdk }));
+        bundles.set(sdk, await fixtureBundleWithLibrary("client_features", sdk));
       }
       const slug = (sdk: string) => sdk.replaceAll(".", "-");
       for (const sdk of SDK_VERSIONS) {

@@ -62,15 +62,17 @@ export async function startTestServer(
   };
 }
 
+/** Bundles tests/fixtures/modules/<name>/index.ts (cached by content). */
+export function fixtureBundle(name: string): Promise<string> {
+  return bundleModule(fixtureModulePath(name));
+}
+
 /**
- * Bundles tests/fixtures/modules/<name>/index.ts (cached by content), with deno.json's
- * `spacetimedb` module library or the version `options.spacetimedb` names.
+ * Bundles tests/fixtures/modules/<name>/index.ts with version `spacetimedb` of the module
+ * library instead of deno.json's (cached by content and version).
  */
-export function fixtureBundle(
-  name: string,
-  options: { spacetimedb?: string } = {},
-): Promise<string> {
-  return bundleModule(fixtureModulePath(name), options);
+export function fixtureBundleWithLibrary(name: string, spacetimedb: string): Promise<string> {
+  return bundleModule(fixtureModulePath(name), { spacetimedb });
 }
 
 export interface Published {
