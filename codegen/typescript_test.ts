@@ -113,6 +113,18 @@ Deno.test("tests/fixtures/bindings/views_rls is the views_rls module's generated
   for (const file of files) assertEquals(file.text, committed.get(file.path), file.path);
 });
 
+Deno.test("tests/fixtures/bindings/client_features is the client_features module's generated bindings", async () => {
+  // Regenerate like the chat bindings above, from the client_features fixture's bundle.
+  const { files } = generateTypeScript(await fixtureDef("client_features"), {
+    importExtension: ".ts",
+  });
+  const committed = await readTree(
+    join(REPO_ROOT, "tests", "fixtures", "bindings", "client_features"),
+  );
+  assertEquals(files.map((f) => f.path), [...committed.keys()].sort());
+  for (const file of files) assertEquals(file.text, committed.get(file.path), file.path);
+});
+
 Deno.test("the schema route's JSON gives the same bindings as the module (generate --database)", async () => {
   for (const module of ["codegen_everything", "codegen_view"]) {
     const def = await fixtureDef(module);

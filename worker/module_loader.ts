@@ -60,6 +60,7 @@ export function rewriteImports(source: string): string {
       statement.type === "ExportNamedDeclaration"
     ) {
       visitSource(statement.source);
+      checkNamedSysImports(statement);
     }
   }
   // Dynamic import() is not part of the module API: every one becomes a rejected
@@ -86,6 +87,38 @@ export function rewriteImports(source: string): string {
   }
   parts.push(source.slice(position));
   return parts.join("");
+}
+
+/**
+ * Refuses a named import (or re-export) of something the host's `spacetime:sys@X.Y` does not
+ * export, e.g. a syscall of a newer SpacetimeDB, with V8's text naming the module by its
+ * specifier (the engine's own text would name the shim's long data: URL instead).
+ */
+function checkNamedSysImports(
+  statement: acorn.ImportDeclaration | acorn.ExportNamedDeclaration | acorn.ExportAllDeclaration,
+): void {
+  const specifier = statement.source?.value;
+  if (typeof specifier !== "string" || statement.type === "ExportAllDeclaration") return;
+  const version = /^spacetime:sys@(.*)$/.exec(specifier)?.[1];
+  if (version === undefined || !SUPPORTED_SYS_VERSIONS.has(version)) return;
+  const provided = sysExportNames(version);
+  for (const item of statement.specifiers) {
+    let imported: acorn.Identifier | acorn.Literal | undefined;
+    if (item.type === "ImportSpecifier") imported = item.imported;
+    else if (item.type === "ExportSpecifier") imported = item.local;
+    if (imported === undefined) continue; // default or namespace import
+    const name = imported.type === "Identifier" ? imported.name : String(imported.value);
+    if (!provided.includes(name)) {
+      throw new ModuleLoadError(
+        `The module failed to load: SyntaxError: The requested module '${specifier}' does not ` +
+          `provide an export named '${name}'`,
+      );
+    }
+  }
+}
+
+function sysExportNames(version: string): readonly string[] {
+  return version === "2.0" ? ["moduleHooks", ...SYS_2_0_EXPORTS] : SYS_2_1_EXPORTS;
 }
 
 function resolve(specifier: string): string {
@@ -133,7 +166,7 @@ const shimCache = new Map<string, string>();
 function shimUrl(version: string): string {
   let url = shimCache.get(version);
   if (url) return url;
-  const names = version === "2.0" ? ["moduleHooks", ...SYS_2_0_EXPORTS] : SYS_2_1_EXPORTS;
+  const names = sysExportNames(version);
   const key = version === "2.0" ? "v20" : "v21";
   const lines = [
     `const s = globalThis[Symbol.for("lightcone.sys")].${key};`,

@@ -4,7 +4,9 @@
  * headless Chromium, driven like a user would (typing, clicking, reading the page), with
  * a second client (the SDK in Deno) on the other side, over gzip frames. The page keeps
  * its token in localStorage: a reload reconnects as the same identity, and after a server
- * restart the provider reconnects on its own, still as the same identity.
+ * restart the provider reconnects on its own, still as the same identity. A page that
+ * connected anonymously and was not reloaded since keeps its identity across a restart with
+ * 2.10.1 (its connection manager re-applies the session's token), not with 2.8.3.
  */
 import { deepStrictEqual as assertEquals, ok as assert } from "node:assert/strict";
 import { DbConnection } from "../fixtures/bindings/chat/index.ts";
@@ -192,6 +194,30 @@ for (const sdk of SDK_VERSIONS) {
               "after restart",
             ]);
             assertEquals(await pageText(browser, "#error"), "");
+          },
+        );
+
+        await t.step(
+          sdk === "2.8.3"
+            ? "a page that connected anonymously gets a new identity after a restart (2.8.3)"
+            : "a page that connected anonymously keeps its identity after a restart",
+          async () => {
+            // Without a reload since, the provider rebuilds from the builder made at page load
+            // (no token). 2.10.1 re-applies the session's issued token, 2.8.3 does not.
+            await browser.request("eval", { expression: "localStorage.clear()" });
+            await browser.request("reload");
+            await pageShows(browser, "#status", "connected");
+            const anonymous = await pageText(browser, "#identity");
+            assert(/^[0-9a-f]{64}$/.test(anonymous) && anonymous !== identity, anonymous);
+            await server!.close({ keepData: true });
+            server = undefined;
+            await pageShows(browser, "#status", "disconnected");
+            server = await startTestServer({ dataDir, port, wsCompression: true });
+            await pageShows(browser, "#status", "connected");
+            const after = await pageText(browser, "#identity");
+            assert(/^[0-9a-f]{64}$/.test(after), after);
+            if (sdk === "2.8.3") assert(after !== anonymous, "2.8.3 reconnected as before");
+            else assertEquals(after, anonymous);
           },
         );
       } catch (error) {

@@ -92,8 +92,11 @@ for (const sdk of SDK_VERSIONS) {
             "--config",
             `${dir}/deno.json`,
             "--no-lock",
-            ...["chat", "bank", "whoami"].map((name) => `tests/fixtures/bindings/${name}/index.ts`),
+            ...["chat", "bank", "whoami", "client_features"].map((name) =>
+              `tests/fixtures/bindings/${name}/index.ts`
+            ),
             "tests/clients/driver.ts",
+            "tests/clients/features_driver.ts",
           ],
           cwd: root,
           env: { NO_COLOR: "1" },

@@ -41,6 +41,12 @@ Deno.test({
           /requires sys module v9\.9, but that version is not supported/,
         ],
         [
+          "unknown-syscall",
+          `import { moduleHooks, datastore_future_call } from "spacetime:sys@2.0";\n` +
+          `export default { [moduleHooks]() { return {}; } };\nexport const f = datastore_future_call;`,
+          /The requested module 'spacetime:sys@2\.0' does not provide an export named 'datastore_future_call'$/,
+        ],
+        [
           "node-import",
           `${HOOKS_PREAMBLE}import fs from "node:fs";\nexport default fs;`,
           /Could not find module "node:fs"/,

@@ -39,15 +39,27 @@ async function sha256Hex(parts: (string | Uint8Array)[]): Promise<string> {
   return Array.from(digest, (b) => b.toString(16).padStart(2, "0")).join("");
 }
 
+/** The module library version deno.json pins (`spacetimedb/server`). */
+export const PINNED_SPACETIMEDB_VERSION = "2.8.3";
+
 /**
  * Bundle `entryTsPath` (and everything it imports) into one ESM file with the
  * `spacetime:sys@*` imports kept external. The result is cached under
  * `<tmp>/lightcone-bundles/<sha256 of the entry's folder>.js`. Returns the source.
+ * `spacetimedb` picks another version of the module library than deno.json's pin
+ * (resolved from npm through a config of its own, as a project pinning it would).
  */
-export async function bundleModule(entryTsPath: string): Promise<string> {
+export async function bundleModule(
+  entryTsPath: string,
+  options: { spacetimedb?: string } = {},
+): Promise<string> {
   const entry = resolve(entryTsPath);
+  const version = options.spacetimedb ?? PINNED_SPACETIMEDB_VERSION;
+  if (!/^\d+\.\d+\.\d+$/.test(version)) {
+    throw new TypeError(`Invalid spacetimedb version "${version}"`);
+  }
   const files = await listSourceFiles(dirname(entry));
-  const parts: (string | Uint8Array)[] = [entry, Deno.version.deno, "spacetimedb@2.8.3"];
+  const parts: (string | Uint8Array)[] = [entry, Deno.version.deno, `spacetimedb@${version}`];
   for (const file of files) parts.push(file, await Deno.readFile(file));
   const hash = await sha256Hex(parts);
   const tmp = Deno.env.get("TMPDIR") ?? "/tmp";
@@ -60,9 +72,28 @@ export async function bundleModule(entryTsPath: string): Promise<string> {
   }
   await Deno.mkdir(cacheDir, { recursive: true });
   const partial = `${out}.${crypto.randomUUID()}.partial`;
+  const configArgs: string[] = [];
+  if (version !== PINNED_SPACETIMEDB_VERSION) {
+    // Written whole, then renamed: a concurrent bundle never reads a half-written config.
+    const config = join(cacheDir, `deno-spacetimedb-${version}.json`);
+    const partialConfig = `${config}.${crypto.randomUUID()}.partial`;
+    await Deno.writeTextFile(
+      partialConfig,
+      JSON.stringify({
+        imports: {
+          spacetimedb: `npm:spacetimedb@${version}`,
+          "spacetimedb/": `npm:/spacetimedb@${version}/`,
+        },
+        nodeModulesDir: "none",
+      }),
+    );
+    await Deno.rename(partialConfig, config);
+    configArgs.push("--config", config, "--no-lock");
+  }
   const command = new Deno.Command(Deno.execPath(), {
     args: [
       "bundle",
+      ...configArgs,
       "--quiet",
       "--platform",
       "browser",

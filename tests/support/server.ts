@@ -67,6 +67,14 @@ export function fixtureBundle(name: string): Promise<string> {
   return bundleModule(fixtureModulePath(name));
 }
 
+/**
+ * Bundles tests/fixtures/modules/<name>/index.ts with version `spacetimedb` of the module
+ * library instead of deno.json's (cached by content and version).
+ */
+export function fixtureBundleWithLibrary(name: string, spacetimedb: string): Promise<string> {
+  return bundleModule(fixtureModulePath(name), { spacetimedb });
+}
+
 export interface Published {
   name: string;
   identity: string;
