@@ -4,7 +4,7 @@
  * fields, a histogram is a fixed Float64Array of bucket counts found by a short linear scan.
  * Gauges (clients, queues, memory) are read when scraped, never maintained.
  */
-import type { BatchItem } from "../worker/mod.ts";
+import { type BatchItem, STALL_KINDS } from "../worker/mod.ts";
 
 export const METRICS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8";
 
@@ -87,6 +87,22 @@ export const WAKE_DURATION_BOUNDS_MICROS: readonly number[] = [
   10_000_000,
 ];
 
+/**
+ * One event-loop stall of a database process in µs (a task of 10 ms or more, see
+ * worker/stall_recorder.ts): a call arriving meanwhile waits about that long on top of its own
+ * time, so these are the tail's own-process share.
+ */
+export const STALL_DURATION_BOUNDS_MICROS: readonly number[] = [
+  10_000,
+  20_000,
+  50_000,
+  100_000,
+  200_000,
+  500_000,
+  1_000_000,
+  5_000_000,
+];
+
 /** Counts per bucket (not cumulative; the +Inf bucket last), the sum and count of observations. */
 export class Histogram {
   readonly bounds: readonly number[];
@@ -132,6 +148,10 @@ export class DatabaseMetrics {
   hibernations = 0;
   wakes = 0;
   readonly wakeDuration = new Histogram(WAKE_DURATION_BOUNDS_MICROS);
+  /** Event-loop stalls of the database process, one histogram per STALL_KINDS entry. */
+  readonly stallDuration: readonly Histogram[] = STALL_KINDS.map(() =>
+    new Histogram(STALL_DURATION_BOUNDS_MICROS)
+  );
 
   /** The newest transaction offset seen: the counter adds how far each batch moved it. */
   #txOffset = 0;
@@ -173,6 +193,13 @@ export class DatabaseMetrics {
       this.transactionsCommitted += readyTxOffset - logEndTxOffset;
     }
     this.#txOffset = readyTxOffset;
+  }
+
+  /** Stalls the database process reported: (index into STALL_KINDS, ms) pairs, checked. */
+  recordStalls(pairs: Float64Array): void {
+    for (let i = 0; i + 1 < pairs.length; i += 2) {
+      this.stallDuration[pairs[i]]?.observe(pairs[i + 1] * 1000);
+    }
   }
 
   /** A hibernated database woke in `durationMs`. */
@@ -256,6 +283,17 @@ export function renderMetrics(
       }
     });
   };
+  const histogramLines = (name: string, label: string, h: Histogram, scale: number) => {
+    let cumulative = 0;
+    for (let b = 0; b < h.bounds.length; b++) {
+      cumulative += h.buckets[b];
+      out.push(`${name}_bucket{${label},le="${formatNumber(h.bounds[b] / scale)}"} ${cumulative}`);
+    }
+    cumulative += h.buckets[h.bounds.length];
+    out.push(`${name}_bucket{${label},le="+Inf"} ${cumulative}`);
+    out.push(`${name}_sum{${label}} ${formatNumber(h.sum / scale)}`);
+    out.push(`${name}_count{${label}} ${h.count}`);
+  };
   const histogram = (
     name: string,
     help: string,
@@ -263,20 +301,7 @@ export function renderMetrics(
     scale: number,
   ) => {
     out.push(`# HELP ${name} ${help}`, `# TYPE ${name} histogram`);
-    samples.forEach((sample, i) => {
-      const h = pick(sample.metrics);
-      let cumulative = 0;
-      for (let b = 0; b < h.bounds.length; b++) {
-        cumulative += h.buckets[b];
-        out.push(
-          `${name}_bucket{${labels[i]},le="${formatNumber(h.bounds[b] / scale)}"} ${cumulative}`,
-        );
-      }
-      cumulative += h.buckets[h.bounds.length];
-      out.push(`${name}_bucket{${labels[i]},le="+Inf"} ${cumulative}`);
-      out.push(`${name}_sum{${labels[i]}} ${formatNumber(h.sum / scale)}`);
-      out.push(`${name}_count{${labels[i]}} ${h.count}`);
-    });
+    samples.forEach((sample, i) => histogramLines(name, labels[i], pick(sample.metrics), scale));
   };
 
   family(
@@ -421,6 +446,20 @@ export function renderMetrics(
     "Resident set size of the database process (VmRSS)",
     (s) => s.residentBytes,
   );
+  out.push(
+    "# HELP lightcone_database_stall_seconds Event-loop stalls of the database process (one task of 10 ms or more), by what ran: a request batch, a snapshot piece, scheduled runs, another message",
+    "# TYPE lightcone_database_stall_seconds histogram",
+  );
+  samples.forEach((sample, i) => {
+    STALL_KINDS.forEach((kind, k) => {
+      histogramLines(
+        "lightcone_database_stall_seconds",
+        `${labels[i]},kind="${kind}"`,
+        sample.metrics.stallDuration[k],
+        1e6,
+      );
+    });
+  });
   family(
     "lightcone_database_restarts_total",
     "counter",

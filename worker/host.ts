@@ -4,7 +4,12 @@
  * postMessage each way instead of one per call (deno-feasibility.md §2).
  */
 import { log } from "../lib/log.ts";
-import { checkBatchItem, checkHttpHandlerResult, checkLogLines } from "./reply_check.ts";
+import {
+  checkBatchItem,
+  checkHttpHandlerResult,
+  checkLogLines,
+  checkStalls,
+} from "./reply_check.ts";
 import {
   DATABASE_MEMORY_MB_DEFAULT,
   type DatabaseLimits,
@@ -105,6 +110,11 @@ export interface DatabaseHostOptions {
   onEvents?: (items: BatchItem[], originOf: (id: number) => unknown) => void;
   /** Called once if the worker dies unexpectedly. */
   onCrash?: (error: Error) => void;
+  /**
+   * Called with the database process's event-loop stalls as it reports them: (index into
+   * STALL_KINDS, ms) pairs, checked (worker/stall_recorder.ts).
+   */
+  onStalls?: (stalls: Float64Array) => void;
   /**
    * Performs a procedure's outbound HTTP request (server/outbound_http.ts: allow-list, address
    * checks, limits). Absent: every request fails with SpacetimeDB's "disabled" message.
@@ -666,6 +676,11 @@ export class DatabaseHost {
   #handleScheduled(message: ScheduledReply): void {
     const logProblem = checkLogLines(message.logs);
     if (logProblem) throw new TypeError(logProblem);
+    if (message.stalls !== undefined) {
+      const problem = checkStalls(message.stalls);
+      if (problem) throw new TypeError(problem);
+      this.#options.onStalls?.(message.stalls);
+    }
     if (!Array.isArray(message.items)) throw new TypeError("items is not an array");
     for (const item of message.items) {
       const problem = checkBatchItem(item);

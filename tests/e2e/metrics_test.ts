@@ -317,3 +317,46 @@ Deno.test({
     }
   },
 });
+
+Deno.test({
+  name: "metrics: a call that holds the database process's event loop is counted as a batch stall",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    // The budget stops `spin` no earlier than 300 ms after it started, so its batch holds the
+    // process's event loop at least that long: one stall of >= 0.3 s, however fast the machine.
+    const budgetMs = 300;
+    const server = await startTestServer({ reducerBudgetMs: budgetMs });
+    try {
+      await publish(server.url, "runaway", await fixtureBundle("runaway"));
+      const db = { database: "runaway" };
+      assertEquals((await call(server.url, "runaway", "bump", [])).status, 200);
+      const stall = (exposition: Exposition, kind: string, part: "sum" | "count") =>
+        value(exposition, `lightcone_database_stall_seconds_${part}`, { ...db, kind });
+      const before = await scrape(server.url);
+      assertEquals(before.types.get("lightcone_database_stall_seconds"), "histogram");
+      for (const kind of ["batch", "snapshot", "schedule", "other"]) {
+        assertEquals(
+          value(before, "lightcone_database_stall_seconds_bucket", { ...db, kind, le: "+Inf" }),
+          stall(before, kind, "count"),
+        );
+      }
+      const spun = await call(server.url, "runaway", "spin", []);
+      assert(spun.status >= 400, `spin is stopped by the budget: ${spun.status} ${spun.text}`);
+      // The stall is reported in a message of its own right after the batch's reply; other
+      // batches may have stalled meanwhile on a loaded machine, which only adds to the sum.
+      const stalled = (exposition: Exposition) =>
+        stall(exposition, "batch", "sum") - stall(before, "batch", "sum");
+      let after = before;
+      await eventually(async () => {
+        after = await scrape(server.url);
+        return stalled(after) >= budgetMs / 1000;
+      }, `a batch stall of ${budgetMs} ms or more to be counted`);
+      assert(stall(after, "batch", "count") > stall(before, "batch", "count"));
+      // The database still serves.
+      assertEquals((await call(server.url, "runaway", "bump", [])).status, 200);
+    } finally {
+      await server.close();
+    }
+  },
+});
