@@ -390,6 +390,11 @@ export async function runLightcone(
             .toFixed(1)
         } tx each`,
       );
+      console.error(
+        `  database process stalls ≥ 10 ms over the window (KEYNOTE_METRICS): ${
+          stallLine(before, after)
+        }`,
+      );
     }
     const { ackedDelta, unknownCount, ...summary } = load;
     let rows: AccountRow[];
@@ -432,6 +437,7 @@ interface GroupCommitCounters {
   fsyncTx: number;
   replies: number;
   transactions: number;
+  stalls: Record<string, { count: number; seconds: number; upTo50Ms: number }>;
 }
 
 /** The group-commit counters of /v1/metrics, summed over databases (bench diagnostics). */
@@ -446,5 +452,31 @@ async function scrapeGroupCommit(url: string): Promise<GroupCommitCounters> {
     fsyncTx: sum("lightcone_commitlog_fsync_transactions_sum"),
     replies: sum("lightcone_database_replies_total"),
     transactions: sum("lightcone_transactions_committed_total"),
+    stalls: Object.fromEntries(
+      STALL_KIND_NAMES.map((kind) => [kind, {
+        count: sum(
+          `lightcone_database_stall_seconds_count{database="${LIGHTCONE_DATABASE_NAME}",kind="${kind}"}`,
+        ),
+        seconds: sum(
+          `lightcone_database_stall_seconds_sum{database="${LIGHTCONE_DATABASE_NAME}",kind="${kind}"}`,
+        ),
+        upTo50Ms: sum(
+          `lightcone_database_stall_seconds_bucket{database="${LIGHTCONE_DATABASE_NAME}",kind="${kind}",le="0.05"}`,
+        ),
+      }]),
+    ),
   };
+}
+
+/** worker/messages.ts STALL_KINDS, as /v1/metrics labels them. */
+const STALL_KIND_NAMES = ["batch", "snapshot", "schedule", "other"];
+
+/** Stalls of the database process over the window, per kind: count (≥ 50 ms), total ms. */
+function stallLine(before: GroupCommitCounters, after: GroupCommitCounters): string {
+  return STALL_KIND_NAMES.map((kind) => {
+    const count = after.stalls[kind].count - before.stalls[kind].count;
+    const long = count - (after.stalls[kind].upTo50Ms - before.stalls[kind].upTo50Ms);
+    const ms = (after.stalls[kind].seconds - before.stalls[kind].seconds) * 1000;
+    return `${kind} ${count} (${long} ≥ 50 ms), ${ms.toFixed(0)} ms`;
+  }).join("; ");
 }
