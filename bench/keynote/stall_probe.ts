@@ -25,6 +25,7 @@ import { SubscriptionHost } from "../../worker/subscription_host.ts";
 import { SNAPSHOT_PIECE_BYTES } from "../../storage/durability_port.ts";
 
 const print = console.log.bind(console);
+const encoder = new TextEncoder();
 const { values } = parseArgs({
   args: Deno.args,
   options: {
@@ -96,7 +97,15 @@ function record(kind: string, startedMs: number, detail: string): void {
   if (cpuMs > (longestCpu.get(kind) ?? 0)) longestCpu.set(kind, cpuMs);
   if (cpuMs > 10) over10.set(kind, (over10.get(kind) ?? 0) + 1);
   if (ms > REPORT_MS) {
-    print(`[probe] ${kind} ${ms.toFixed(1)} ms wall ${cpuMs.toFixed(1)} ms CPU ${detail}`);
+    // On stderr with the time since start, to line up with --trace-gc's lines (stdout). Not
+    // console.*: the loaded module's console writes to the database log.
+    Deno.stderr.writeSync(
+      encoder.encode(
+        `[probe] at ${startedMs.toFixed(0)} ms: ${kind} ${ms.toFixed(1)} ms wall ${
+          cpuMs.toFixed(1)
+        } ms CPU ${detail}\n`,
+      ),
+    );
   }
 }
 
