@@ -54,8 +54,12 @@ export interface SnapshotCursor {
  */
 const hostSetTimeout = globalThis.setTimeout;
 
-/** Bytes per snapshot piece: ~1-2 ms of encoding, one frame on the way to the storage worker. */
-export const SNAPSHOT_PIECE_BYTES = 512 * 1024;
+/**
+ * Bytes per snapshot piece, one frame on the way to the storage worker. Each piece holds the
+ * database's event loop while it is encoded: 512 KiB took 4-9 ms of CPU on the loaded 2-core VM
+ * (bench/keynote/stall_probe.ts), 256 KiB half that.
+ */
+export const SNAPSHOT_PIECE_BYTES = 256 * 1024;
 
 /** Calls `visit` with each record of a batch and its tx offset (views, no copies). */
 export function forEachBatchRecord(

@@ -13,6 +13,7 @@
  *
  *   deno run -A [--v8-flags=--trace-gc] bench/keynote/stall_probe.ts [--calls 1500000]
  *     [--ledger-rows 1000000] [--batch 64] [--snapshot-every 250000] [--report-ms 5]
+ *     [--piece-kib 256] (default: the database process's SNAPSHOT_PIECE_BYTES)
  */
 import { parseArgs } from "node:util";
 import process from "node:process";
@@ -35,12 +36,14 @@ const { values } = parseArgs({
     "snapshot-every": { type: "string", default: "250000" },
     "report-ms": { type: "string", default: "5" },
     reducer: { type: "string", default: "transfer_logged" },
+    "piece-kib": { type: "string", default: String(SNAPSHOT_PIECE_BYTES / 1024) },
   },
 });
 const CALLS = Number(values.calls);
 const BATCH = Number(values.batch);
 const SNAPSHOT_EVERY = Number(values["snapshot-every"]);
 const REPORT_MS = Number(values["report-ms"]);
+const PIECE_BYTES = Number(values["piece-kib"]) * 1024;
 const ACCOUNTS = 100_000;
 
 function args(...parts: Array<["u32", number] | ["i64", bigint]>): Uint8Array {
@@ -79,6 +82,8 @@ for (let i = 0; i < 4096; i++) {
 const longest = new Map<string, number>();
 const over10 = new Map<string, number>();
 const longestCpu = new Map<string, number>();
+/** CPU ms of every snapshot piece (median and p99 printed at the end). */
+const pieceCpuMs: number[] = [];
 let taskCpu = process.cpuUsage();
 /** Starts timing a task: wall from `performance.now()`, CPU (all threads) from getrusage. */
 function begin(): number {
@@ -96,6 +101,7 @@ function record(kind: string, startedMs: number, detail: string): void {
   if (ms > (longest.get(kind) ?? 0)) longest.set(kind, ms);
   if (cpuMs > (longestCpu.get(kind) ?? 0)) longestCpu.set(kind, cpuMs);
   if (cpuMs > 10) over10.set(kind, (over10.get(kind) ?? 0) + 1);
+  if (kind === "piece") pieceCpuMs.push(cpuMs);
   if (ms > REPORT_MS) {
     // On stderr with the time since start, to line up with --trace-gc's lines (stdout). Not
     // console.*: the loaded module's console writes to the database log.
@@ -135,7 +141,7 @@ for (let i = 0; i < CALLS;) {
   }
   if (cursor !== undefined) {
     const t2 = begin();
-    const piece = cursor.next(SNAPSHOT_PIECE_BYTES);
+    const piece = cursor.next(PIECE_BYTES);
     record("piece", t2, `${piece?.length ?? 0} B`);
     if (piece === null) {
       cursor.release();
@@ -157,5 +163,13 @@ print(
     ).join(", ")
   }; tasks over 10 ms of CPU: ${
     [...over10].map(([kind, value]) => `${kind} ${value}`).join(", ") || "none"
+  }`,
+);
+pieceCpuMs.sort((a, b) => a - b);
+print(
+  `snapshot pieces of ${PIECE_BYTES / 1024} KiB: ${pieceCpuMs.length}, CPU ms median ${
+    (pieceCpuMs[Math.floor(pieceCpuMs.length / 2)] ?? 0).toFixed(2)
+  }, p99 ${(pieceCpuMs[Math.floor(pieceCpuMs.length * 0.99)] ?? 0).toFixed(2)}, max ${
+    (pieceCpuMs.at(-1) ?? 0).toFixed(2)
   }`,
 );
