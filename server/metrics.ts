@@ -103,6 +103,34 @@ export const STALL_DURATION_BOUNDS_MICROS: readonly number[] = [
   5_000_000,
 ];
 
+/**
+ * A WebSocket reducer call on the server in µs, from its frame's dispatch on the main thread: the
+ * keynote's calls take ~1-3 ms end to end at 1-5 in flight per client, 10-25 ms at 20-40, so the
+ * bounds are fine from 0.25 to 50 ms (a p50 and a p99 can be read off to a bucket).
+ */
+export const CALL_LATENCY_BOUNDS_MICROS: readonly number[] = [
+  250,
+  500,
+  750,
+  1_000,
+  1_500,
+  2_000,
+  3_000,
+  4_000,
+  5_000,
+  7_500,
+  10_000,
+  15_000,
+  20_000,
+  30_000,
+  40_000,
+  50_000,
+  75_000,
+  100_000,
+  250_000,
+  1_000_000,
+];
+
 /** Counts per bucket (not cumulative; the +Inf bucket last), the sum and count of observations. */
 export class Histogram {
   readonly bounds: readonly number[];
@@ -148,6 +176,13 @@ export class DatabaseMetrics {
   hibernations = 0;
   wakes = 0;
   readonly wakeDuration = new Histogram(WAKE_DURATION_BOUNDS_MICROS);
+  /**
+   * WebSocket reducer calls: dispatch → the database process's answer handled on the main thread
+   * (`callReply`: the host's queue, the pipes, the batch in the database process), and dispatch →
+   * the result written to the socket (`callSent`: plus the wait for the fsync and the outbox).
+   */
+  readonly callReply = new Histogram(CALL_LATENCY_BOUNDS_MICROS);
+  readonly callSent = new Histogram(CALL_LATENCY_BOUNDS_MICROS);
   /** Event-loop stalls of the database process, one histogram per STALL_KINDS entry. */
   readonly stallDuration: readonly Histogram[] = STALL_KINDS.map(() =>
     new Histogram(STALL_DURATION_BOUNDS_MICROS)
@@ -446,6 +481,24 @@ export function renderMetrics(
     "Resident set size of the database process (VmRSS)",
     (s) => s.residentBytes,
   );
+  out.push(
+    "# HELP lightcone_websocket_call_seconds WebSocket reducer calls on the server, from the frame's dispatch on the main thread: until the database process's answer is handled (stage reply) and until the result is written to the socket after its transaction is durable (stage sent)",
+    "# TYPE lightcone_websocket_call_seconds histogram",
+  );
+  samples.forEach((sample, i) => {
+    histogramLines(
+      "lightcone_websocket_call_seconds",
+      `${labels[i]},stage="reply"`,
+      sample.metrics.callReply,
+      1e6,
+    );
+    histogramLines(
+      "lightcone_websocket_call_seconds",
+      `${labels[i]},stage="sent"`,
+      sample.metrics.callSent,
+      1e6,
+    );
+  });
   out.push(
     "# HELP lightcone_database_stall_seconds Event-loop stalls of the database process (one task of 10 ms or more), by what ran: a request batch, a snapshot piece, scheduled runs, another message",
     "# TYPE lightcone_database_stall_seconds histogram",

@@ -391,6 +391,11 @@ export async function runLightcone(
         } tx each`,
       );
       console.error(
+        `  server-side call latency over the window (KEYNOTE_METRICS; dispatch → database answer, → written): ${
+          callLine(before, after)
+        }`,
+      );
+      console.error(
         `  database process stalls ≥ 10 ms over the window (KEYNOTE_METRICS): ${
           stallLine(before, after)
         }`,
@@ -438,6 +443,8 @@ interface GroupCommitCounters {
   replies: number;
   transactions: number;
   stalls: Record<string, { count: number; seconds: number; upTo50Ms: number }>;
+  /** lightcone_websocket_call_seconds cumulative buckets per stage: [le seconds, count]. */
+  callBuckets: Record<string, [number, number][]>;
 }
 
 /** The group-commit counters of /v1/metrics, summed over databases (bench diagnostics). */
@@ -452,6 +459,20 @@ async function scrapeGroupCommit(url: string): Promise<GroupCommitCounters> {
     fsyncTx: sum("lightcone_commitlog_fsync_transactions_sum"),
     replies: sum("lightcone_database_replies_total"),
     transactions: sum("lightcone_transactions_committed_total"),
+    callBuckets: Object.fromEntries(["reply", "sent"].map((stage) => {
+      const prefix =
+        `lightcone_websocket_call_seconds_bucket{database="${LIGHTCONE_DATABASE_NAME}",stage="${stage}",le="`;
+      const buckets: [number, number][] = text.split("\n")
+        .filter((line) => line.startsWith(prefix))
+        .map((line) => {
+          const le = line.slice(prefix.length, line.indexOf('"', prefix.length));
+          return [
+            le === "+Inf" ? Infinity : Number(le),
+            Number(line.slice(line.lastIndexOf(" ") + 1)),
+          ];
+        });
+      return [stage, buckets];
+    })),
     stalls: Object.fromEntries(
       STALL_KIND_NAMES.map((kind) => [kind, {
         count: sum(
@@ -466,6 +487,43 @@ async function scrapeGroupCommit(url: string): Promise<GroupCommitCounters> {
       }]),
     ),
   };
+}
+
+/**
+ * The q-quantile in ms of the calls between two scrapes of a cumulative histogram, interpolated
+ * linearly inside its bucket (so good to about a bucket's width).
+ */
+function quantileMs(
+  before: [number, number][],
+  after: [number, number][],
+  q: number,
+): number | undefined {
+  const counts = after.map(([le, count], i) => [le, count - (before[i]?.[1] ?? 0)] as const);
+  const total = counts.at(-1)?.[1] ?? 0;
+  if (total <= 0) return undefined;
+  const rank = q * total;
+  let lower = 0;
+  let below = 0;
+  for (const [le, cumulative] of counts) {
+    if (cumulative >= rank) {
+      if (le === Infinity) return lower * 1000;
+      const inside = cumulative - below;
+      return (lower + (le - lower) * (inside > 0 ? (rank - below) / inside : 1)) * 1000;
+    }
+    lower = le;
+    below = cumulative;
+  }
+  return undefined;
+}
+
+/** Server-side call latency over the window per stage: p50 / p99 ms and their ratio. */
+function callLine(before: GroupCommitCounters, after: GroupCommitCounters): string {
+  return ["reply", "sent"].map((stage) => {
+    const p50 = quantileMs(before.callBuckets[stage], after.callBuckets[stage], 0.5);
+    const p99 = quantileMs(before.callBuckets[stage], after.callBuckets[stage], 0.99);
+    if (p50 === undefined || p99 === undefined) return `${stage} -`;
+    return `${stage} p50 ${p50.toFixed(2)} p99 ${p99.toFixed(2)} (${(p99 / p50).toFixed(1)}×)`;
+  }).join("; ");
 }
 
 /** worker/messages.ts STALL_KINDS, as /v1/metrics labels them. */

@@ -228,6 +228,23 @@ Deno.test({
       // Every transaction wrote a record of more than a few bytes (a row or more changed).
       assert(delta("lightcone_commitlog_written_bytes_total") > committed * 4);
 
+      // Every WebSocket reducer call was timed on the server twice: until the database process
+      // answered, and until its result was written (after its fsync), never less.
+      const wsCalls = wsOk + packed + wsFailed;
+      for (const stage of ["reply", "sent"]) {
+        const timed = (exposition: Exposition) =>
+          value(exposition, "lightcone_websocket_call_seconds_count", { ...db, stage });
+        assertEquals(timed(after) - timed(connected), wsCalls, `stage ${stage}`);
+        assertEquals(
+          value(after, "lightcone_websocket_call_seconds_bucket", { ...db, stage, le: "+Inf" }),
+          timed(after),
+        );
+      }
+      const seconds = (stage: string) =>
+        value(after, "lightcone_websocket_call_seconds_sum", { ...db, stage }) -
+        value(connected, "lightcone_websocket_call_seconds_sum", { ...db, stage });
+      assert(seconds("sent") >= seconds("reply") && seconds("reply") > 0, "sent includes reply");
+
       assertEquals(value(after, "lightcone_host_queued_requests", db), 0);
       assertEquals(value(after, "lightcone_host_batches_in_flight", db), 0);
       assertEquals(value(after, "lightcone_database_restarts_total", db), 0);
