@@ -1298,6 +1298,10 @@ export class DatabaseRegistry {
           const database = this.#byIdentity.get(key);
           if (database?.runningHost === host) database.metrics.recordStalls(stalls);
         },
+        onBatchTimed: (ms) => {
+          const database = this.#byIdentity.get(key);
+          if (database?.runningHost === host) database.metrics.batchRoundTrip.observe(ms * 1000);
+        },
         outboundHttp: (request) => this.#outboundHttp(key, request, options.logs),
       });
       return { host, durableTxOffset: Number(opened.durableOffset) };

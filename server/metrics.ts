@@ -183,6 +183,8 @@ export class DatabaseMetrics {
    */
   readonly callReply = new Histogram(CALL_LATENCY_BOUNDS_MICROS);
   readonly callSent = new Histogram(CALL_LATENCY_BOUNDS_MICROS);
+  /** A request batch sent to the database process → its reply on the main thread. */
+  readonly batchRoundTrip = new Histogram(CALL_LATENCY_BOUNDS_MICROS);
   /** Event-loop stalls of the database process, one histogram per STALL_KINDS entry. */
   readonly stallDuration: readonly Histogram[] = STALL_KINDS.map(() =>
     new Histogram(STALL_DURATION_BOUNDS_MICROS)
@@ -499,6 +501,12 @@ export function renderMetrics(
       1e6,
     );
   });
+  histogram(
+    "lightcone_host_batch_seconds",
+    "A request batch from being sent to the database process until its reply arrived on the main thread (pipes, the process's queue, its work on the batch)",
+    (m) => m.batchRoundTrip,
+    1e6,
+  );
   out.push(
     "# HELP lightcone_database_stall_seconds Event-loop stalls of the database process (one task of 10 ms or more), by what ran: a request batch, a snapshot piece, scheduled runs, another message",
     "# TYPE lightcone_database_stall_seconds histogram",

@@ -116,6 +116,11 @@ export interface DatabaseHostOptions {
    */
   onStalls?: (stalls: Float64Array) => void;
   /**
+   * Called with each batch's round trip in ms: sent to the database process → its reply
+   * arrived on the main thread (the pipes, the process's queue and its work on the batch).
+   */
+  onBatchTimed?: (ms: number) => void;
+  /**
    * Performs a procedure's outbound HTTP request (server/outbound_http.ts: allow-list, address
    * checks, limits). Absent: every request fails with SpacetimeDB's "disabled" message.
    */
@@ -219,6 +224,8 @@ export class DatabaseHost {
   #inFlight = 0;
   /** Per batch in flight, oldest first: the newest request id it carries. */
   readonly #batchLastIds: number[] = [];
+  /** `performance.now()` when each batch in flight was sent, oldest first (with `onBatchTimed`). */
+  readonly #batchSentMs: number[] = [];
   #flushScheduled = false;
   #dead: Error | undefined;
   #txOffset: number;
@@ -599,6 +606,7 @@ export class DatabaseHost {
     this.#inFlight++;
     this.#batchLastIds.push(this.#nextId - 1);
     const message: BatchMessage = { type: "batch", requests, calls };
+    if (this.#options.onBatchTimed) this.#batchSentMs.push(performance.now());
     this.#worker.port.postMessage(message);
   }
 
@@ -650,6 +658,8 @@ export class DatabaseHost {
         const problem = checkBatchItem(item);
         if (problem) throw new TypeError(problem);
       }
+      const sentMs = this.#batchSentMs.shift();
+      if (sentMs !== undefined) this.#options.onBatchTimed?.(performance.now() - sentMs);
       const items = expandItems(message);
       this.#handleBatch(message, items);
       // Every request of the batch has its result by now; a hole would pin the origin window.

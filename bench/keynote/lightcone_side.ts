@@ -391,7 +391,7 @@ export async function runLightcone(
         } tx each`,
       );
       console.error(
-        `  server-side call latency over the window (KEYNOTE_METRICS; dispatch → database answer, → written): ${
+        `  server-side latency over the window (KEYNOTE_METRICS; batch: sent to the database process → reply; reply/sent: call dispatch → answer handled / written): ${
           callLine(before, after)
         }`,
       );
@@ -443,7 +443,10 @@ interface GroupCommitCounters {
   replies: number;
   transactions: number;
   stalls: Record<string, { count: number; seconds: number; upTo50Ms: number }>;
-  /** lightcone_websocket_call_seconds cumulative buckets per stage: [le seconds, count]. */
+  /**
+   * Cumulative buckets [le seconds, count] of lightcone_websocket_call_seconds per stage (reply,
+   * sent) and of lightcone_host_batch_seconds (batch).
+   */
   callBuckets: Record<string, [number, number][]>;
 }
 
@@ -459,9 +462,10 @@ async function scrapeGroupCommit(url: string): Promise<GroupCommitCounters> {
     fsyncTx: sum("lightcone_commitlog_fsync_transactions_sum"),
     replies: sum("lightcone_database_replies_total"),
     transactions: sum("lightcone_transactions_committed_total"),
-    callBuckets: Object.fromEntries(["reply", "sent"].map((stage) => {
-      const prefix =
-        `lightcone_websocket_call_seconds_bucket{database="${LIGHTCONE_DATABASE_NAME}",stage="${stage}",le="`;
+    callBuckets: Object.fromEntries(["batch", "reply", "sent"].map((stage) => {
+      const prefix = stage === "batch"
+        ? `lightcone_host_batch_seconds_bucket{database="${LIGHTCONE_DATABASE_NAME}",le="`
+        : `lightcone_websocket_call_seconds_bucket{database="${LIGHTCONE_DATABASE_NAME}",stage="${stage}",le="`;
       const buckets: [number, number][] = text.split("\n")
         .filter((line) => line.startsWith(prefix))
         .map((line) => {
@@ -516,9 +520,12 @@ function quantileMs(
   return undefined;
 }
 
-/** Server-side call latency over the window per stage: p50 / p99 ms and their ratio. */
+/**
+ * Server-side latency over the window: batch round trips to the database process, and calls
+ * until answered / written: p50 / p99 ms and their ratio.
+ */
 function callLine(before: GroupCommitCounters, after: GroupCommitCounters): string {
-  return ["reply", "sent"].map((stage) => {
+  return ["batch", "reply", "sent"].map((stage) => {
     const p50 = quantileMs(before.callBuckets[stage], after.callBuckets[stage], 0.5);
     const p99 = quantileMs(before.callBuckets[stage], after.callBuckets[stage], 0.99);
     if (p50 === undefined || p99 === undefined) return `${stage} -`;

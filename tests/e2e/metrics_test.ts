@@ -244,6 +244,13 @@ Deno.test({
         value(after, "lightcone_websocket_call_seconds_sum", { ...db, stage }) -
         value(connected, "lightcone_websocket_call_seconds_sum", { ...db, stage });
       assert(seconds("sent") >= seconds("reply") && seconds("reply") > 0, "sent includes reply");
+      // Every request went in some batch, and every batch answered at least one request.
+      const batchesTimed = histogram(after, "lightcone_host_batch_seconds", "chat").count -
+        histogram(connected, "lightcone_host_batch_seconds", "chat").count;
+      assert(
+        batchesTimed >= 1 && batchesTimed <= committed + failed + lifecycle,
+        `batches timed: ${batchesTimed}`,
+      );
 
       assertEquals(value(after, "lightcone_host_queued_requests", db), 0);
       assertEquals(value(after, "lightcone_host_batches_in_flight", db), 0);
