@@ -3,7 +3,7 @@ import { seededRandom } from "../lib/random.ts";
 import { lengthPrefixed } from "./commitlog/frame.ts";
 import { CorruptLogError } from "./commitlog/reader.ts";
 import { CommitLogWriter } from "./commitlog/writer.ts";
-import { type FsLayer, type FsOperation, MemoryFs } from "./fs_layer.ts";
+import { denoFs, type FsLayer, type FsOperation, MemoryFs } from "./fs_layer.ts";
 import { databaseDir, logDir, recoverDatabase, snapshotDir } from "./recovery.ts";
 import {
   listSnapshots,
@@ -260,4 +260,30 @@ Deno.test("a failed intermediate sync fails the snapshot and installs nothing", 
   writer.abort();
   deepStrictEqual(listSnapshots(memory, SNAPS), []);
   deepStrictEqual(readNewestValidSnapshot(memory, SNAPS, 100n).snapshot, undefined);
+});
+
+Deno.test("on the real file system, pieces written while a step's fdatasync runs all reach the snapshot", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "lightcone-snapshot-steps-" });
+  try {
+    const writer = new SnapshotFileWriter(denoFs, dir, 70n);
+    const piece = new Uint8Array(SNAPSHOT_SYNC_STEP_BYTES / 2);
+    const pieces = 11;
+    for (let i = 0; i < pieces; i++) {
+      piece.fill(i + 1);
+      writer.write(piece);
+      // Let a started sync run on the blocking pool while later pieces are written.
+      await new Promise((resolve) => setTimeout(resolve, 0));
+    }
+    const path = await writer.finish();
+    ok(path.endsWith(".snap"), path);
+    const choice = readNewestValidSnapshot(denoFs, dir, 100n);
+    deepStrictEqual(choice.skipped, []);
+    const bytes = choice.snapshot!.bytes;
+    deepStrictEqual(bytes.length, pieces * piece.length);
+    for (let i = 0; i < pieces; i++) {
+      deepStrictEqual([bytes[i * piece.length], bytes[(i + 1) * piece.length - 1]], [i + 1, i + 1]);
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
 });
