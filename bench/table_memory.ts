@@ -165,7 +165,7 @@ for (const table of tables.filter((t) => t.schema.name === values.table)) {
   const exportStart = performance.now();
   const state = datastore.exportState();
   const exportMs = performance.now() - exportStart;
-  // The way a database sends a snapshot now: capture (copy-on-write), then 512 KiB pieces, each
+  // The way a database sends a snapshot now: capture (copy-on-write), then 256 KiB pieces (SNAPSHOT_PIECE_BYTES), each
   // its own macrotask; the longest of these is the longest pause a snapshot causes.
   const captureStart = performance.now();
   const cursor = datastore.captureState();

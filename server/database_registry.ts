@@ -1294,6 +1294,14 @@ export class DatabaseRegistry {
           const database = this.#byIdentity.get(key);
           if (database?.hasHost(host)) this.#crashed(database, error);
         },
+        onStalls: (stalls) => {
+          const database = this.#byIdentity.get(key);
+          if (database?.runningHost === host) database.metrics.recordStalls(stalls);
+        },
+        onBatchTimed: (ms) => {
+          const database = this.#byIdentity.get(key);
+          if (database?.runningHost === host) database.metrics.batchRoundTrip.observe(ms * 1000);
+        },
         outboundHttp: (request) => this.#outboundHttp(key, request, options.logs),
       });
       return { host, durableTxOffset: Number(opened.durableOffset) };

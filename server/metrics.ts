@@ -4,7 +4,7 @@
  * fields, a histogram is a fixed Float64Array of bucket counts found by a short linear scan.
  * Gauges (clients, queues, memory) are read when scraped, never maintained.
  */
-import type { BatchItem } from "../worker/mod.ts";
+import { type BatchItem, STALL_KINDS } from "../worker/mod.ts";
 
 export const METRICS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8";
 
@@ -87,6 +87,50 @@ export const WAKE_DURATION_BOUNDS_MICROS: readonly number[] = [
   10_000_000,
 ];
 
+/**
+ * One event-loop stall of a database process in µs (a task of 10 ms or more, see
+ * worker/stall_recorder.ts): a call arriving meanwhile waits about that long on top of its own
+ * time, so these are the tail's own-process share.
+ */
+export const STALL_DURATION_BOUNDS_MICROS: readonly number[] = [
+  10_000,
+  20_000,
+  50_000,
+  100_000,
+  200_000,
+  500_000,
+  1_000_000,
+  5_000_000,
+];
+
+/**
+ * A WebSocket reducer call on the server in µs, from its frame's dispatch on the main thread: the
+ * keynote's calls take ~1-3 ms end to end at 1-5 in flight per client, 10-25 ms at 20-40, so the
+ * bounds are fine from 0.25 to 50 ms (a p50 and a p99 can be read off to a bucket).
+ */
+export const CALL_LATENCY_BOUNDS_MICROS: readonly number[] = [
+  250,
+  500,
+  750,
+  1_000,
+  1_500,
+  2_000,
+  3_000,
+  4_000,
+  5_000,
+  7_500,
+  10_000,
+  15_000,
+  20_000,
+  30_000,
+  40_000,
+  50_000,
+  75_000,
+  100_000,
+  250_000,
+  1_000_000,
+];
+
 /** Counts per bucket (not cumulative; the +Inf bucket last), the sum and count of observations. */
 export class Histogram {
   readonly bounds: readonly number[];
@@ -132,6 +176,19 @@ export class DatabaseMetrics {
   hibernations = 0;
   wakes = 0;
   readonly wakeDuration = new Histogram(WAKE_DURATION_BOUNDS_MICROS);
+  /**
+   * WebSocket reducer calls: dispatch → the database process's answer handled on the main thread
+   * (`callReply`: the host's queue, the pipes, the batch in the database process), and dispatch →
+   * the result written to the socket (`callSent`: plus the wait for the fsync and the outbox).
+   */
+  readonly callReply = new Histogram(CALL_LATENCY_BOUNDS_MICROS);
+  readonly callSent = new Histogram(CALL_LATENCY_BOUNDS_MICROS);
+  /** A request batch sent to the database process → its reply on the main thread. */
+  readonly batchRoundTrip = new Histogram(CALL_LATENCY_BOUNDS_MICROS);
+  /** Event-loop stalls of the database process, one histogram per STALL_KINDS entry. */
+  readonly stallDuration: readonly Histogram[] = STALL_KINDS.map(() =>
+    new Histogram(STALL_DURATION_BOUNDS_MICROS)
+  );
 
   /** The newest transaction offset seen: the counter adds how far each batch moved it. */
   #txOffset = 0;
@@ -173,6 +230,13 @@ export class DatabaseMetrics {
       this.transactionsCommitted += readyTxOffset - logEndTxOffset;
     }
     this.#txOffset = readyTxOffset;
+  }
+
+  /** Stalls the database process reported: (index into STALL_KINDS, ms) pairs, checked. */
+  recordStalls(pairs: Float64Array): void {
+    for (let i = 0; i + 1 < pairs.length; i += 2) {
+      this.stallDuration[pairs[i]]?.observe(pairs[i + 1] * 1000);
+    }
   }
 
   /** A hibernated database woke in `durationMs`. */
@@ -256,6 +320,17 @@ export function renderMetrics(
       }
     });
   };
+  const histogramLines = (name: string, label: string, h: Histogram, scale: number) => {
+    let cumulative = 0;
+    for (let b = 0; b < h.bounds.length; b++) {
+      cumulative += h.buckets[b];
+      out.push(`${name}_bucket{${label},le="${formatNumber(h.bounds[b] / scale)}"} ${cumulative}`);
+    }
+    cumulative += h.buckets[h.bounds.length];
+    out.push(`${name}_bucket{${label},le="+Inf"} ${cumulative}`);
+    out.push(`${name}_sum{${label}} ${formatNumber(h.sum / scale)}`);
+    out.push(`${name}_count{${label}} ${h.count}`);
+  };
   const histogram = (
     name: string,
     help: string,
@@ -263,20 +338,7 @@ export function renderMetrics(
     scale: number,
   ) => {
     out.push(`# HELP ${name} ${help}`, `# TYPE ${name} histogram`);
-    samples.forEach((sample, i) => {
-      const h = pick(sample.metrics);
-      let cumulative = 0;
-      for (let b = 0; b < h.bounds.length; b++) {
-        cumulative += h.buckets[b];
-        out.push(
-          `${name}_bucket{${labels[i]},le="${formatNumber(h.bounds[b] / scale)}"} ${cumulative}`,
-        );
-      }
-      cumulative += h.buckets[h.bounds.length];
-      out.push(`${name}_bucket{${labels[i]},le="+Inf"} ${cumulative}`);
-      out.push(`${name}_sum{${labels[i]}} ${formatNumber(h.sum / scale)}`);
-      out.push(`${name}_count{${labels[i]}} ${h.count}`);
-    });
+    samples.forEach((sample, i) => histogramLines(name, labels[i], pick(sample.metrics), scale));
   };
 
   family(
@@ -421,6 +483,44 @@ export function renderMetrics(
     "Resident set size of the database process (VmRSS)",
     (s) => s.residentBytes,
   );
+  out.push(
+    "# HELP lightcone_websocket_call_seconds WebSocket reducer calls on the server, from the frame's dispatch on the main thread: until the database process's answer is handled (stage reply) and until the result is written to the socket after its transaction is durable (stage sent)",
+    "# TYPE lightcone_websocket_call_seconds histogram",
+  );
+  samples.forEach((sample, i) => {
+    histogramLines(
+      "lightcone_websocket_call_seconds",
+      `${labels[i]},stage="reply"`,
+      sample.metrics.callReply,
+      1e6,
+    );
+    histogramLines(
+      "lightcone_websocket_call_seconds",
+      `${labels[i]},stage="sent"`,
+      sample.metrics.callSent,
+      1e6,
+    );
+  });
+  histogram(
+    "lightcone_host_batch_seconds",
+    "A request batch from being sent to the database process until its reply arrived on the main thread (pipes, the process's queue, its work on the batch)",
+    (m) => m.batchRoundTrip,
+    1e6,
+  );
+  out.push(
+    "# HELP lightcone_database_stall_seconds Event-loop stalls of the database process (one task of 10 ms or more), by what ran: a request batch, a snapshot piece, scheduled runs, another message",
+    "# TYPE lightcone_database_stall_seconds histogram",
+  );
+  samples.forEach((sample, i) => {
+    STALL_KINDS.forEach((kind, k) => {
+      histogramLines(
+        "lightcone_database_stall_seconds",
+        `${labels[i]},kind="${kind}"`,
+        sample.metrics.stallDuration[k],
+        1e6,
+      );
+    });
+  });
   family(
     "lightcone_database_restarts_total",
     "counter",

@@ -110,3 +110,22 @@ function throwsRange(fn: () => unknown): boolean {
     return error instanceof RangeError;
   }
 }
+
+Deno.test("reported stalls land in their kind's histogram, rendered in seconds per kind", () => {
+  const metrics = new DatabaseMetrics();
+  // (kind index, ms): batch 12 ms, snapshot 60 ms, batch 250 ms.
+  metrics.recordStalls(new Float64Array([0, 12, 1, 60, 0, 250]));
+  const text = renderMetrics([sample("db", metrics)]);
+  const line = (kind: string, le: string) =>
+    `lightcone_database_stall_seconds_bucket{database="db",kind="${kind}",le="${le}"}`;
+  assert(text.includes("# TYPE lightcone_database_stall_seconds histogram\n"), text);
+  assert(text.includes(`${line("batch", "0.01")} 0\n`), text);
+  assert(text.includes(`${line("batch", "0.02")} 1\n`), text);
+  assert(text.includes(`${line("batch", "0.2")} 1\n`), text);
+  assert(text.includes(`${line("batch", "0.5")} 2\n`), text);
+  assert(text.includes(`${line("snapshot", "0.05")} 0\n`), text);
+  assert(text.includes(`${line("snapshot", "0.1")} 1\n`), text);
+  assert(text.includes(`${line("schedule", "+Inf")} 0\n`), text);
+  assert(text.includes('lightcone_database_stall_seconds_count{database="db",kind="batch"} 2\n'));
+  assert(text.includes('lightcone_database_stall_seconds_sum{database="db",kind="batch"} 0.262\n'));
+});

@@ -277,7 +277,11 @@ export class Datastore {
       next(maxBytes: number): Uint8Array | null {
         assert(!released, "State cursor used after release");
         if (tableIndex >= tables.length) return null;
-        const writer = new ByteWriter();
+        // A piece stops once past maxBytes, by at most one row and a table's trailer: room for
+        // that up front, so the piece is written once (no copies while the writer grows).
+        const writer = new ByteWriter(
+          Number.isFinite(maxBytes) ? maxBytes + PIECE_SLACK_BYTES : undefined,
+        );
         if (tableIndex === -1) {
           writer.u32(STATE_MAGIC);
           writer.u32(STATE_FORMAT_VERSION);
@@ -514,6 +518,9 @@ function replayInPlace(
 const replayDeleteKeys: Key[] = new Array(REPLAY_PAIRS_MAX).fill(0);
 const replayPaired: number[] = new Array(REPLAY_PAIRS_MAX).fill(0);
 const replayInsertPaired: number[] = new Array(REPLAY_PAIRS_MAX).fill(0);
+
+/** Room beyond `maxBytes` made up front in a state piece (a row or two, a table trailer). */
+const PIECE_SLACK_BYTES = 64 * 1024;
 
 /** Pieces of a captured state; see `Datastore.captureState`. */
 export interface StateCursor {

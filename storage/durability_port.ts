@@ -34,6 +34,12 @@ export interface DurabilityPortOptions {
    * `takeSnapshot` when both are given.
    */
   captureSnapshot?: () => { txOffset: bigint; cursor: SnapshotCursor };
+  /**
+   * Runs each step of a streamed snapshot (the capture with the first piece, then one piece
+   * per macrotask); the database process times them as event-loop tasks
+   * (worker/stall_recorder.ts). Default: runs the step.
+   */
+  runSnapshotStep?: (step: () => void) => void;
 }
 
 /** Pieces of a captured state (Datastore.captureState's StateCursor). */
@@ -48,8 +54,12 @@ export interface SnapshotCursor {
  */
 const hostSetTimeout = globalThis.setTimeout;
 
-/** Bytes per snapshot piece: ~1-2 ms of encoding, one frame on the way to the storage worker. */
-export const SNAPSHOT_PIECE_BYTES = 512 * 1024;
+/**
+ * Bytes per snapshot piece, one frame on the way to the storage worker. Each piece holds the
+ * database's event loop while it is encoded: 512 KiB took 4-9 ms of CPU on the loaded 2-core VM
+ * (bench/keynote/stall_probe.ts), 256 KiB half that.
+ */
+export const SNAPSHOT_PIECE_BYTES = 256 * 1024;
 
 /** Calls `visit` with each record of a batch and its tx offset (views, no copies). */
 export function forEachBatchRecord(
@@ -211,9 +221,15 @@ export class DurabilityPort {
    * `more: true` but the last, one per macrotask. Requests arriving meanwhile are queued.
    */
   #streamSnapshot(requestId: number | undefined): void {
+    const run = this.#options.runSnapshotStep ?? ((task: () => void) => task());
+    run(() => this.#startStreaming(requestId, run));
+  }
+
+  #startStreaming(requestId: number | undefined, run: (task: () => void) => void): void {
     const { txOffset, cursor } = this.#options.captureSnapshot!();
     const streaming = { cursor };
     this.#streaming = streaming;
+    const runStep = () => run(step);
     const step = () => {
       if (this.#streaming !== streaming) return; // closed
       if (this.#failure) {
@@ -234,7 +250,7 @@ export class DurabilityPort {
         this.#finishStreaming();
         return;
       }
-      hostSetTimeout(step, 0);
+      hostSetTimeout(runStep, 0);
     };
     step();
   }

@@ -5,14 +5,16 @@
  * Int32Array with linear probing, so a lookup usually touches one cache line.
  *
  * Keys are stored as `key | 0`: one index has one column type, whose values (u32 up to 2^32 - 1,
- * i32, smaller ints, bools) map one-to-one onto int32. Row ids are >= 0; -1 marks an empty slot.
+ * i32, smaller ints, bools) map one-to-one onto int32. A slot stores rowId + 1, so 0 marks an
+ * empty slot and a new table is a zeroed allocation (untouched pages, O(1)) instead of a fill
+ * that writes the whole table at once (tens of ms for millions of slots).
  * Deletion shifts later entries of the probe run back (no tombstones), so lookups stay short
  * under churn. The table doubles once it is half full, incrementally: the old table's entries
  * move over a few dozen slots per write, so no single write rehashes a large table.
  */
-const EMPTY = -1;
+const EMPTY = 0;
 /** In a table being emptied by growth only: the entry moved or was deleted. */
-const TOMBSTONE = -2;
+const TOMBSTONE = -1;
 const SLOTS_INITIAL = 16;
 /** 2^32 / golden ratio: Fibonacci hashing spreads consecutive keys over the table. */
 const HASH_MULTIPLIER = 0x9e3779b1;
@@ -20,7 +22,7 @@ const HASH_MULTIPLIER = 0x9e3779b1;
 const MIGRATE_SLOTS = 64;
 
 export class IntKeyMap {
-  /** Pairs: pairs[2 * slot] = key, pairs[2 * slot + 1] = rowId or EMPTY. */
+  /** Pairs: pairs[2 * slot] = key, pairs[2 * slot + 1] = rowId + 1, or EMPTY. */
   #pairs: Int32Array;
   #mask: number;
   #shift: number;
@@ -59,7 +61,7 @@ export class IntKeyMap {
     for (;;) {
       const id = pairs[2 * slot + 1];
       if (id === EMPTY) return this.#old === null ? -1 : this.#getOld(k);
-      if (pairs[2 * slot] === k) return id;
+      if (pairs[2 * slot] === k) return id - 1;
       slot = (slot + 1) & mask;
     }
   }
@@ -80,12 +82,12 @@ export class IntKeyMap {
       const at = 2 * slot;
       if (pairs[at + 1] === EMPTY) {
         pairs[at] = k;
-        pairs[at + 1] = id;
+        pairs[at + 1] = id + 1;
         if (!existed) this.#size++;
         break;
       }
       if (pairs[at] === k) {
-        pairs[at + 1] = id;
+        pairs[at + 1] = id + 1;
         break;
       }
       slot = (slot + 1) & mask;
@@ -147,7 +149,7 @@ export class IntKeyMap {
 
   #getOld(k: number): number {
     const slot = this.#findOld(k);
-    return slot < 0 ? -1 : this.#old![2 * slot + 1];
+    return slot < 0 ? -1 : this.#old![2 * slot + 1] - 1;
   }
 
   /** Removes `k` from the old table; true when it was there. */
@@ -159,7 +161,7 @@ export class IntKeyMap {
   }
 
   clear(): void {
-    this.#pairs.fill(EMPTY);
+    this.#pairs = emptyPairs(this.#mask + 1);
     this.#old = null;
     this.#cursor = 0;
     this.#size = 0;
@@ -169,7 +171,7 @@ export class IntKeyMap {
   forEach(visit: (key: number, id: number) => void): void {
     for (const pairs of this.#old === null ? [this.#pairs] : [this.#pairs, this.#old]) {
       for (let at = 0; at < pairs.length; at += 2) {
-        if (pairs[at + 1] >= 0) visit(pairs[at], pairs[at + 1]);
+        if (pairs[at + 1] > 0) visit(pairs[at], pairs[at + 1] - 1);
       }
     }
   }
@@ -194,7 +196,7 @@ export class IntKeyMap {
     const shift = this.#shift;
     for (let from = this.#cursor; from < end; from++) {
       const id = old[2 * from + 1];
-      if (id < 0) continue;
+      if (id <= 0) continue;
       const k = old[2 * from];
       old[2 * from + 1] = TOMBSTONE;
       let slot = Math.imul(k, HASH_MULTIPLIER) >>> shift;
@@ -207,6 +209,7 @@ export class IntKeyMap {
   }
 }
 
+/** A table of `slots` EMPTY (0) slots: a zeroed allocation, no write. */
 function emptyPairs(slots: number): Int32Array {
-  return new Int32Array(2 * slots).fill(EMPTY);
+  return new Int32Array(2 * slots);
 }

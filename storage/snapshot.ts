@@ -21,6 +21,16 @@ const SNAPSHOT_HEADER_BYTES = 32;
 const SNAPSHOT_NAME = /^(\d{20})\.snap$/;
 const TEMP_SUFFIX = ".tmp";
 
+/**
+ * Body bytes written between two fdatasyncs of a snapshot file being streamed (on a file system
+ * that syncs off-thread). One fdatasync of a whole snapshot at the end made a commit log's
+ * fdatasync running meanwhile on the same ext4 disk wait for most of it (the journal commit
+ * carries the snapshot's data): a 64 MB snapshot's sync took ~31-40 ms, and so did the one
+ * commit-log sync that met it, delaying every reply waiting for that commit. Synced in 4 MiB
+ * steps, a commit-log sync met 4-8 ms (bench/RESULTS.md, "Stalls of the append variant").
+ */
+export const SNAPSHOT_SYNC_STEP_BYTES = 4 * 1024 * 1024;
+
 export function snapshotFileName(txOffset: bigint): string {
   return `${txOffset.toString().padStart(20, "0")}.snap`;
 }
@@ -62,6 +72,11 @@ export class SnapshotFileWriter {
   #length = 0;
   #crc: number;
   #done = false;
+  /** Body bytes written since the last intermediate sync started. */
+  #unsynced = 0;
+  /** The intermediate fdatasync in flight, and the first one that failed. */
+  #syncing: Promise<void> | undefined;
+  #syncError: unknown;
 
   constructor(fs: FsLayer, dir: string, txOffset: bigint, options: WriteSnapshotOptions = {}) {
     this.#keep = options.keep ?? SNAPSHOTS_KEPT;
@@ -83,12 +98,33 @@ export class SnapshotFileWriter {
     return this.#length;
   }
 
+  /**
+   * Appends a piece. With `syncDataAsync` on the file, every SNAPSHOT_SYNC_STEP_BYTES also
+   * start an fdatasync off-thread (not awaited; one at a time), so the disk takes the snapshot
+   * in steps instead of all at once in `finish`.
+   */
   write(piece: Uint8Array): void {
     if (this.#done) throw new Error("Snapshot writer already finished");
+    if (this.#syncError !== undefined) throw this.#syncError;
     if (piece.length === 0) return;
     this.#file.write(piece, SNAPSHOT_HEADER_BYTES + this.#length);
     this.#crc = crc32cUpdate(this.#crc, piece);
     this.#length += piece.length;
+    this.#unsynced += piece.length;
+    if (this.#unsynced >= SNAPSHOT_SYNC_STEP_BYTES && this.#syncing === undefined) {
+      const syncAsync = this.#file.syncDataAsync?.bind(this.#file);
+      if (syncAsync === undefined) return;
+      this.#unsynced = 0;
+      this.#syncing = syncAsync().then(
+        () => {
+          this.#syncing = undefined;
+        },
+        (error) => {
+          this.#syncing = undefined;
+          this.#syncError ??= error;
+        },
+      );
+    }
   }
 
   /**
@@ -114,7 +150,11 @@ export class SnapshotFileWriter {
       }
       return this.#install();
     }
-    return syncAsync().then(
+    // After the intermediate sync in flight, if any: one fdatasync at a time per file.
+    return (this.#syncing ?? Promise.resolve()).then(() => {
+      if (this.#syncError !== undefined) throw this.#syncError;
+      return syncAsync();
+    }).then(
       () => {
         this.#file.close();
         return this.#install();

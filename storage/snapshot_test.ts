@@ -3,9 +3,15 @@ import { seededRandom } from "../lib/random.ts";
 import { lengthPrefixed } from "./commitlog/frame.ts";
 import { CorruptLogError } from "./commitlog/reader.ts";
 import { CommitLogWriter } from "./commitlog/writer.ts";
-import { type FsOperation, MemoryFs } from "./fs_layer.ts";
+import { denoFs, type FsLayer, type FsOperation, MemoryFs } from "./fs_layer.ts";
 import { databaseDir, logDir, recoverDatabase, snapshotDir } from "./recovery.ts";
-import { listSnapshots, readNewestValidSnapshot, writeSnapshot } from "./snapshot.ts";
+import {
+  listSnapshots,
+  readNewestValidSnapshot,
+  SNAPSHOT_SYNC_STEP_BYTES,
+  SnapshotFileWriter,
+  writeSnapshot,
+} from "./snapshot.ts";
 
 const SNAPS = "/data/databases/db1/snapshots";
 const text = (value: string) => new TextEncoder().encode(value);
@@ -163,4 +169,121 @@ Deno.test("recoverDatabase() of a database with no files is empty", () => {
   const { state, result } = recoverNumbers(new MemoryFs(), databaseDir("/data", "none"));
   deepStrictEqual(state, []);
   deepStrictEqual(result.durableEnd, 0n);
+});
+
+/** `fs` whose files also sync off-thread: each `syncDataAsync` waits for `gate`, then syncs. */
+function asyncSyncFs(fs: MemoryFs, log: string[], fail: { at?: number } = {}): FsLayer {
+  let syncs = 0;
+  return {
+    ...bindAll(fs),
+    open: (path, options) => {
+      const file = fs.open(path, options);
+      return {
+        path: file.path,
+        write: (bytes, position) => file.write(bytes, position),
+        read: (into, position) => file.read(into, position),
+        syncData: () => file.syncData(),
+        syncDataAsync: async () => {
+          const index = ++syncs;
+          log.push(`sync ${index} start at ${file.size()}`);
+          await new Promise((resolve) => setTimeout(resolve, 1));
+          if (index === fail.at) throw new Error(`sync ${index} failed`);
+          file.syncData();
+          log.push(`sync ${index} end`);
+        },
+        size: () => file.size(),
+        truncate: (length) => file.truncate(length),
+        close: () => file.close(),
+      };
+    },
+  };
+}
+
+function bindAll(fs: MemoryFs): FsLayer {
+  return {
+    open: (path, options) => fs.open(path, options),
+    readFile: (path) => fs.readFile(path),
+    readDir: (path) => fs.readDir(path),
+    exists: (path) => fs.exists(path),
+    mkdir: (path) => fs.mkdir(path),
+    rename: (from, to) => fs.rename(from, to),
+    remove: (path) => fs.remove(path),
+    syncDir: (path) => fs.syncDir(path),
+  };
+}
+
+Deno.test("a streamed snapshot is synced in steps while it is written, and the last sync waits for them", async () => {
+  const memory = new MemoryFs();
+  const log: string[] = [];
+  const writer = new SnapshotFileWriter(asyncSyncFs(memory, log), SNAPS, 50n);
+  const piece = new Uint8Array(SNAPSHOT_SYNC_STEP_BYTES / 4);
+  const pieces = 13;
+  for (let i = 0; i < pieces; i++) {
+    piece.fill(i);
+    writer.write(piece);
+    // Every other piece goes in while the storage worker does other work (the sync runs).
+    if (i % 2 === 1) await new Promise((resolve) => setTimeout(resolve, 3));
+  }
+  const finished = writer.finish();
+  ok(finished instanceof Promise);
+  const path = await finished;
+  ok(path.endsWith(".snap"), path);
+  const starts = log.filter((line) => line.includes("start"));
+  ok(starts.length >= 3, `intermediate syncs and the last one: ${log.join("; ")}`);
+  // One sync at a time: each start follows the previous sync's end.
+  for (let i = 1; i < starts.length; i++) {
+    ok(
+      log.indexOf(`sync ${i} end`) < log.indexOf(starts[i]),
+      `sync ${i + 1} starts after sync ${i} ended: ${log.join("; ")}`,
+    );
+  }
+  const choice = readNewestValidSnapshot(memory, SNAPS, 100n);
+  deepStrictEqual(choice.snapshot?.txOffset, 50n);
+  deepStrictEqual(choice.snapshot!.bytes.length, pieces * piece.length);
+  for (let i = 0; i < pieces; i++) deepStrictEqual(choice.snapshot!.bytes[i * piece.length], i);
+});
+
+Deno.test("a failed intermediate sync fails the snapshot and installs nothing", async () => {
+  const memory = new MemoryFs();
+  const log: string[] = [];
+  const writer = new SnapshotFileWriter(asyncSyncFs(memory, log, { at: 1 }), SNAPS, 60n);
+  const piece = new Uint8Array(SNAPSHOT_SYNC_STEP_BYTES);
+  writer.write(piece);
+  writer.write(piece);
+  let failure = "";
+  try {
+    await writer.finish();
+  } catch (error) {
+    failure = error instanceof Error ? error.message : String(error);
+  }
+  deepStrictEqual(failure, "sync 1 failed");
+  writer.abort();
+  deepStrictEqual(listSnapshots(memory, SNAPS), []);
+  deepStrictEqual(readNewestValidSnapshot(memory, SNAPS, 100n).snapshot, undefined);
+});
+
+Deno.test("on the real file system, pieces written while a step's fdatasync runs all reach the snapshot", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "lightcone-snapshot-steps-" });
+  try {
+    const writer = new SnapshotFileWriter(denoFs, dir, 70n);
+    const piece = new Uint8Array(SNAPSHOT_SYNC_STEP_BYTES / 2);
+    const pieces = 11;
+    for (let i = 0; i < pieces; i++) {
+      piece.fill(i + 1);
+      writer.write(piece);
+      // Let a started sync run on the blocking pool while later pieces are written.
+      await new Promise((resolve) => setTimeout(resolve, 0));
+    }
+    const path = await writer.finish();
+    ok(path.endsWith(".snap"), path);
+    const choice = readNewestValidSnapshot(denoFs, dir, 100n);
+    deepStrictEqual(choice.skipped, []);
+    const bytes = choice.snapshot!.bytes;
+    deepStrictEqual(bytes.length, pieces * piece.length);
+    for (let i = 0; i < pieces; i++) {
+      deepStrictEqual([bytes[i * piece.length], bytes[(i + 1) * piece.length - 1]], [i + 1, i + 1]);
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
 });

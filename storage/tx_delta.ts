@@ -16,9 +16,15 @@ const DELTA_FORMAT_VERSION = 1;
 
 /** Growable little-endian byte writer. */
 export class ByteWriter {
-  #bytes = new Uint8Array(256);
-  #view = new DataView(this.#bytes.buffer);
+  #bytes: Uint8Array;
+  #view: DataView;
   #length = 0;
+
+  /** `capacityBytes`: room made up front (a writer that knows its size copies nothing as it grows). */
+  constructor(capacityBytes = 256) {
+    this.#bytes = new Uint8Array(Math.max(16, capacityBytes));
+    this.#view = new DataView(this.#bytes.buffer);
+  }
 
   #reserve(extra: number): void {
     if (this.#length + extra <= this.#bytes.length) return;

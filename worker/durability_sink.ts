@@ -27,9 +27,15 @@ export class DurabilitySink {
   #firstTxOffset: number | undefined;
   #count = 0;
 
-  constructor(port: DurabilityChannel, engine: DatabaseEngine) {
+  /** `runSnapshotStep`: see DurabilityPortOptions (the process times snapshot pieces). */
+  constructor(
+    port: DurabilityChannel,
+    engine: DatabaseEngine,
+    runSnapshotStep?: (step: () => void) => void,
+  ) {
     this.#engine = engine;
     this.#port = new DurabilityPort(port, {
+      runSnapshotStep,
       // Engine offsets count committed transactions; the log's are 0-based, exclusive ends.
       // Copy-on-write capture, sent in pieces between batches (no pause for a large table).
       captureSnapshot: () => ({

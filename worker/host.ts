@@ -4,7 +4,12 @@
  * postMessage each way instead of one per call (deno-feasibility.md §2).
  */
 import { log } from "../lib/log.ts";
-import { checkBatchItem, checkHttpHandlerResult, checkLogLines } from "./reply_check.ts";
+import {
+  checkBatchItem,
+  checkHttpHandlerResult,
+  checkLogLines,
+  checkStalls,
+} from "./reply_check.ts";
 import {
   DATABASE_MEMORY_MB_DEFAULT,
   type DatabaseLimits,
@@ -105,6 +110,16 @@ export interface DatabaseHostOptions {
   onEvents?: (items: BatchItem[], originOf: (id: number) => unknown) => void;
   /** Called once if the worker dies unexpectedly. */
   onCrash?: (error: Error) => void;
+  /**
+   * Called with the database process's event-loop stalls as it reports them: (index into
+   * STALL_KINDS, ms) pairs, checked (worker/stall_recorder.ts).
+   */
+  onStalls?: (stalls: Float64Array) => void;
+  /**
+   * Called with each batch's round trip in ms: sent to the database process → its reply
+   * arrived on the main thread (the pipes, the process's queue and its work on the batch).
+   */
+  onBatchTimed?: (ms: number) => void;
   /**
    * Performs a procedure's outbound HTTP request (server/outbound_http.ts: allow-list, address
    * checks, limits). Absent: every request fails with SpacetimeDB's "disabled" message.
@@ -209,6 +224,8 @@ export class DatabaseHost {
   #inFlight = 0;
   /** Per batch in flight, oldest first: the newest request id it carries. */
   readonly #batchLastIds: number[] = [];
+  /** `performance.now()` when each batch in flight was sent, oldest first (with `onBatchTimed`). */
+  readonly #batchSentMs: number[] = [];
   #flushScheduled = false;
   #dead: Error | undefined;
   #txOffset: number;
@@ -598,6 +615,7 @@ export class DatabaseHost {
     this.#inFlight++;
     this.#batchLastIds.push(this.#nextId - 1);
     const message: BatchMessage = { type: "batch", requests, calls };
+    if (this.#options.onBatchTimed) this.#batchSentMs.push(performance.now());
     this.#worker.port.postMessage(message);
   }
 
@@ -649,6 +667,8 @@ export class DatabaseHost {
         const problem = checkBatchItem(item);
         if (problem) throw new TypeError(problem);
       }
+      const sentMs = this.#batchSentMs.shift();
+      if (sentMs !== undefined) this.#options.onBatchTimed?.(performance.now() - sentMs);
       const items = expandItems(message);
       this.#handleBatch(message, items);
       // Every request of the batch has its result by now; a hole would pin the origin window.
@@ -675,6 +695,11 @@ export class DatabaseHost {
   #handleScheduled(message: ScheduledReply): void {
     const logProblem = checkLogLines(message.logs);
     if (logProblem) throw new TypeError(logProblem);
+    if (message.stalls !== undefined) {
+      const problem = checkStalls(message.stalls);
+      if (problem) throw new TypeError(problem);
+      this.#options.onStalls?.(message.stalls);
+    }
     if (!Array.isArray(message.items)) throw new TypeError("items is not an array");
     for (const item of message.items) {
       const problem = checkBatchItem(item);

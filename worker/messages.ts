@@ -381,7 +381,19 @@ export interface ScheduledReply {
   items: TxUpdate[];
   txOffset: number;
   logs: LogLine[];
+  /**
+   * Event-loop stalls of the database process since its last report (worker/stall_recorder.ts):
+   * (index into STALL_KINDS, milliseconds) pairs, at most STALL_REPORT_MAX of them.
+   */
+  stalls?: Float64Array;
 }
+
+/**
+ * What held a database process's event loop in a stall: a request batch, a piece of a snapshot
+ * being streamed (its capture included), a turn of scheduled runs, any other message.
+ */
+export const STALL_KINDS = ["batch", "snapshot", "schedule", "other"] as const;
+export type StallKind = typeof STALL_KINDS[number];
 
 /**
  * Procedures and HTTP handlers run in the database process's procedure thread

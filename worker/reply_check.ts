@@ -11,7 +11,8 @@ import {
   LOG_REPLY_CHARS_MAX,
 } from "../lib/limits.ts";
 import { LOG_MARKER_CHARS_MAX, logLineChars } from "./log_limiter.ts";
-import type { LogLine } from "./messages.ts";
+import { type LogLine, STALL_KINDS } from "./messages.ts";
+import { STALL_REPORT_MAX } from "./stall_recorder.ts";
 
 const ITEM_KINDS = new Set([
   "call",
@@ -181,6 +182,23 @@ export function checkLogLines(lines: unknown): string | undefined {
   }
   if (chars > LOG_REPLY_CHARS_MAX + LOG_MARKER_CHARS_MAX + LOG_LINE_OVERHEAD_CHARS) {
     return `the reply carries ${chars} characters of log (limit ${LOG_REPLY_CHARS_MAX})`;
+  }
+  return undefined;
+}
+
+/** Why a reply's `stalls` is malformed, or undefined (see ScheduledReply.stalls). */
+export function checkStalls(stalls: unknown): string | undefined {
+  if (!(stalls instanceof Float64Array)) return "stalls is not a Float64Array";
+  if (stalls.length % 2 !== 0 || stalls.length > 2 * STALL_REPORT_MAX) {
+    return `stalls has ${stalls.length} numbers`;
+  }
+  for (let i = 0; i < stalls.length; i += 2) {
+    const kind = stalls[i];
+    const ms = stalls[i + 1];
+    if (!Number.isInteger(kind) || kind < 0 || kind >= STALL_KINDS.length) {
+      return `stall kind ${kind} is unknown`;
+    }
+    if (!Number.isFinite(ms) || ms < 0) return `stall of ${ms} ms`;
   }
   return undefined;
 }

@@ -32,7 +32,8 @@ import { prepareSandbox } from "./sandbox.ts";
 import { DurabilitySink } from "./durability_sink.ts";
 import { forEachRequest, ResultPacker } from "./batch_codec.ts";
 import { ProcedurePool } from "./procedures.ts";
-import type { ProcedureStartMessage } from "./messages.ts";
+import type { ProcedureStartMessage, StallKind } from "./messages.ts";
+import { StallRecorder } from "./stall_recorder.ts";
 
 let engine: DatabaseEngine | undefined;
 let subscriptions: SubscriptionHost | undefined;
@@ -155,8 +156,32 @@ const procedures: ProcedurePool = new ProcedurePool({
 await procedures.started();
 dropReadPermission();
 
+// Event-loop stalls by what ran (worker/stall_recorder.ts), reported once the database serves.
+const stalls = new StallRecorder(hostNow);
+let serving = false;
+
+/** Runs one event-loop task of `kind`; a stall is reported right after it. */
+function timed(kind: StallKind, task: () => void): void {
+  stalls.begin(kind);
+  try {
+    task();
+  } finally {
+    if (stalls.end()) reportStalls();
+  }
+}
+
+function reportStalls(): void {
+  const pairs = stalls.take();
+  // Before `ready` (module load, recovery) a long task is the start-up, measured elsewhere.
+  if (pairs === undefined || !serving || engine === undefined) return;
+  reply({ type: "scheduled", items: [], txOffset: engine.txOffset, logs: [], stalls: pairs });
+}
+
 startWatchdog();
-const port = serveIsolated((data) => receive(data as MainToWorker));
+const port = serveIsolated((data) => {
+  const message = data as MainToWorker;
+  timed(message?.type === "batch" ? "batch" : "other", () => receive(message));
+});
 const hostPostMessage = port.postMessage.bind(port);
 
 function reply(message: WorkerToMain, transfer: Transferable[] = []): void {
@@ -232,7 +257,7 @@ async function init(message: InitMessage): Promise<void> {
     if (message.genesisDescribe) engine.useStoredSchema(message.genesisDescribe);
     if (message.snapshot) engine.restoreSnapshot(message.snapshot, message.snapshotTxOffset ?? 0);
     if (message.durability) {
-      durability = new DurabilitySink(storagePort(), engine);
+      durability = new DurabilitySink(storagePort(), engine, (step) => timed("snapshot", step));
       await durability.replay();
     }
     migrated = engine.finishRecovery(message.migrate ?? false, message.timestampMicros);
@@ -288,6 +313,8 @@ async function init(message: InitMessage): Promise<void> {
     txOffset: engine.txOffset,
     logs: engine.drainLogs(),
   });
+  stalls.take();
+  serving = true;
   armScheduleTimer();
 }
 
@@ -316,7 +343,7 @@ function armScheduleTimer(): void {
     Math.max(0, Math.ceil((due - Number(systemClock.nowMicros())) / 1000)),
     TIMER_DELAY_MS_MAX,
   );
-  scheduleTimer = hostSetTimeout(runSchedules, delayMs);
+  scheduleTimer = hostSetTimeout(runSchedulesTimed, delayMs);
 }
 
 /** Procedure calls and HTTP requests go to the procedure thread, outside the batch order. */
@@ -371,6 +398,10 @@ function reportUnrequested(): void {
     reply({ type: "scheduled", items, txOffset: current.txOffset, logs });
   }
   armScheduleTimer();
+}
+
+function runSchedulesTimed(): void {
+  timed("schedule", runSchedules);
 }
 
 function runSchedules(): void {

@@ -390,6 +390,16 @@ export async function runLightcone(
             .toFixed(1)
         } tx each`,
       );
+      console.error(
+        `  server-side latency over the window (KEYNOTE_METRICS; batch: sent to the database process → reply; reply/sent: call dispatch → answer handled / written): ${
+          callLine(before, after)
+        }`,
+      );
+      console.error(
+        `  database process stalls ≥ 10 ms over the window (KEYNOTE_METRICS): ${
+          stallLine(before, after)
+        }`,
+      );
     }
     const { ackedDelta, unknownCount, ...summary } = load;
     let rows: AccountRow[];
@@ -432,6 +442,12 @@ interface GroupCommitCounters {
   fsyncTx: number;
   replies: number;
   transactions: number;
+  stalls: Record<string, { count: number; seconds: number; upTo50Ms: number }>;
+  /**
+   * Cumulative buckets [le seconds, count] of lightcone_websocket_call_seconds per stage (reply,
+   * sent) and of lightcone_host_batch_seconds (batch).
+   */
+  callBuckets: Record<string, [number, number][]>;
 }
 
 /** The group-commit counters of /v1/metrics, summed over databases (bench diagnostics). */
@@ -446,5 +462,86 @@ async function scrapeGroupCommit(url: string): Promise<GroupCommitCounters> {
     fsyncTx: sum("lightcone_commitlog_fsync_transactions_sum"),
     replies: sum("lightcone_database_replies_total"),
     transactions: sum("lightcone_transactions_committed_total"),
+    callBuckets: Object.fromEntries(["batch", "reply", "sent"].map((stage) => {
+      const prefix = stage === "batch"
+        ? `lightcone_host_batch_seconds_bucket{database="${LIGHTCONE_DATABASE_NAME}",le="`
+        : `lightcone_websocket_call_seconds_bucket{database="${LIGHTCONE_DATABASE_NAME}",stage="${stage}",le="`;
+      const buckets: [number, number][] = text.split("\n")
+        .filter((line) => line.startsWith(prefix))
+        .map((line) => {
+          const le = line.slice(prefix.length, line.indexOf('"', prefix.length));
+          return [
+            le === "+Inf" ? Infinity : Number(le),
+            Number(line.slice(line.lastIndexOf(" ") + 1)),
+          ];
+        });
+      return [stage, buckets];
+    })),
+    stalls: Object.fromEntries(
+      STALL_KIND_NAMES.map((kind) => [kind, {
+        count: sum(
+          `lightcone_database_stall_seconds_count{database="${LIGHTCONE_DATABASE_NAME}",kind="${kind}"}`,
+        ),
+        seconds: sum(
+          `lightcone_database_stall_seconds_sum{database="${LIGHTCONE_DATABASE_NAME}",kind="${kind}"}`,
+        ),
+        upTo50Ms: sum(
+          `lightcone_database_stall_seconds_bucket{database="${LIGHTCONE_DATABASE_NAME}",kind="${kind}",le="0.05"}`,
+        ),
+      }]),
+    ),
   };
+}
+
+/**
+ * The q-quantile in ms of the calls between two scrapes of a cumulative histogram, interpolated
+ * linearly inside its bucket (so good to about a bucket's width).
+ */
+function quantileMs(
+  before: [number, number][],
+  after: [number, number][],
+  q: number,
+): number | undefined {
+  const counts = after.map(([le, count], i) => [le, count - (before[i]?.[1] ?? 0)] as const);
+  const total = counts.at(-1)?.[1] ?? 0;
+  if (total <= 0) return undefined;
+  const rank = q * total;
+  let lower = 0;
+  let below = 0;
+  for (const [le, cumulative] of counts) {
+    if (cumulative >= rank) {
+      if (le === Infinity) return lower * 1000;
+      const inside = cumulative - below;
+      return (lower + (le - lower) * (inside > 0 ? (rank - below) / inside : 1)) * 1000;
+    }
+    lower = le;
+    below = cumulative;
+  }
+  return undefined;
+}
+
+/**
+ * Server-side latency over the window: batch round trips to the database process, and calls
+ * until answered / written: p50 / p99 ms and their ratio.
+ */
+function callLine(before: GroupCommitCounters, after: GroupCommitCounters): string {
+  return ["batch", "reply", "sent"].map((stage) => {
+    const p50 = quantileMs(before.callBuckets[stage], after.callBuckets[stage], 0.5);
+    const p99 = quantileMs(before.callBuckets[stage], after.callBuckets[stage], 0.99);
+    if (p50 === undefined || p99 === undefined) return `${stage} -`;
+    return `${stage} p50 ${p50.toFixed(2)} p99 ${p99.toFixed(2)} (${(p99 / p50).toFixed(1)}×)`;
+  }).join("; ");
+}
+
+/** worker/messages.ts STALL_KINDS, as /v1/metrics labels them. */
+const STALL_KIND_NAMES = ["batch", "snapshot", "schedule", "other"];
+
+/** Stalls of the database process over the window, per kind: count (≥ 50 ms), total ms. */
+function stallLine(before: GroupCommitCounters, after: GroupCommitCounters): string {
+  return STALL_KIND_NAMES.map((kind) => {
+    const count = after.stalls[kind].count - before.stalls[kind].count;
+    const long = count - (after.stalls[kind].upTo50Ms - before.stalls[kind].upTo50Ms);
+    const ms = (after.stalls[kind].seconds - before.stalls[kind].seconds) * 1000;
+    return `${kind} ${count} (${long} ≥ 50 ms), ${ms.toFixed(0)} ms`;
+  }).join("; ");
 }

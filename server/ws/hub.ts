@@ -87,6 +87,8 @@ class WsOrigin {
     readonly querySetId = 0,
     /** Encoded size of the request, held in the client's InboundBudget until answered. */
     readonly inboundBytes = callBytes,
+    /** `performance.now()` when its frame was dispatched (calls; 0 otherwise), for metrics. */
+    readonly receivedMs = 0,
   ) {}
 }
 
@@ -104,6 +106,8 @@ class Outgoing {
     readonly answeredBytes: number,
     readonly requestId = 0,
     readonly timestampMicros = 0n,
+    /** A reducer call's result: when the call's frame was dispatched (0: not a call result). */
+    readonly receivedMs = 0,
   ) {}
 
   get byteLength(): number {
@@ -302,6 +306,8 @@ export class WsHub {
     const routing = this.#routing.get(database);
     const touched = new Set<Client>();
     let txOffset = 0;
+    /** One clock reading per batch, taken at the first call result (metrics). */
+    let nowMs = 0;
     for (const item of items) {
       if (item.kind === "update") {
         txOffset = item.txOffset;
@@ -310,6 +316,10 @@ export class WsHub {
         const perClient = routing ? fanOut(routing, item.deltas) : new Map();
         if (origin && origin.kind === "call" && !origin.client.closed) {
           origin.answered = true;
+          if (origin.receivedMs > 0) {
+            if (nowMs === 0) nowMs = performance.now();
+            database.metrics.callReply.observe((nowMs - origin.receivedMs) * 1000);
+          }
           const sets = perClient.get(origin.client);
           perClient.delete(origin.client);
           if (sets === undefined) {
@@ -330,6 +340,7 @@ export class WsHub {
               txOffset,
               touched,
               origin.callBytes,
+              origin.receivedMs,
             );
           }
           origin.client.pendingCalls--;
@@ -347,6 +358,10 @@ export class WsHub {
         case "call":
           if (origin.answered) break;
           client.pendingCalls--;
+          if (origin.receivedMs > 0) {
+            if (nowMs === 0) nowMs = performance.now();
+            database.metrics.callReply.observe((nowMs - origin.receivedMs) * 1000);
+          }
           if (item.status === "committed") {
             // Committed without any query delta: the worker sent no update for it.
             this.#queueCommitted(origin, item.txOffset ?? 0, touched);
@@ -366,6 +381,7 @@ export class WsHub {
             item.txOffset,
             touched,
             origin.callBytes,
+            origin.receivedMs,
           );
           break;
         case "procedure":
@@ -779,12 +795,13 @@ export class WsHub {
     const { messages, sizes } = frame;
     // One timestamp per frame: its calls arrived together.
     const timestampMicros = BigInt(Date.now()) * 1000n;
+    const receivedMs = performance.now();
     const fail = (error: unknown) => {
       if (!client.closed) log.warn("database request failed", { error: String(error) });
     };
     for (let i = 0; i < messages.length; i++) {
       if (client.closed) return;
-      this.#dispatchOne(client, messages[i], sizes[i], timestampMicros, fail);
+      this.#dispatchOne(client, messages[i], sizes[i], timestampMicros, receivedMs, fail);
     }
   }
 
@@ -793,6 +810,7 @@ export class WsHub {
     message: ClientMessage,
     messageBytes: number,
     timestampMicros: bigint,
+    receivedMs: number,
     fail: (error: unknown) => void,
   ): void {
     // Every kind of request counts against the same limit until it is answered.
@@ -811,7 +829,16 @@ export class WsHub {
         call.timestampMicros = timestampMicros;
         const submitted = host.submitReducerCall(
           call,
-          new WsOrigin(client, "call", message.requestId, timestampMicros, messageBytes),
+          new WsOrigin(
+            client,
+            "call",
+            message.requestId,
+            timestampMicros,
+            messageBytes,
+            0,
+            messageBytes,
+            receivedMs,
+          ),
         );
         call.args = EMPTY_BYTES;
         if (!submitted) fail(new Error("database is not available"));
@@ -944,9 +971,10 @@ export class WsHub {
     txOffset: number,
     touched: Set<Client>,
     answeredBytes = 0,
+    receivedMs = 0,
   ): void {
     if (client.closed) return;
-    client.outbox.push(new Outgoing(message, txOffset, answeredBytes));
+    client.outbox.push(new Outgoing(message, txOffset, answeredBytes, 0, 0n, receivedMs));
     touched.add(client);
   }
 
@@ -955,7 +983,14 @@ export class WsHub {
     const client = origin.client;
     if (client.closed) return;
     client.outbox.push(
-      new Outgoing(undefined, txOffset, origin.callBytes, origin.requestId, origin.timestampMicros),
+      new Outgoing(
+        undefined,
+        txOffset,
+        origin.callBytes,
+        origin.requestId,
+        origin.timestampMicros,
+        origin.receivedMs,
+      ),
     );
     touched.add(client);
   }
@@ -987,6 +1022,14 @@ export class WsHub {
     if (ready === 0) return;
     if (ready === outbox.length) client.outbox = [];
     else client.outbox = outbox.slice(ready);
+    // Call results: from their frame's dispatch until written now (one clock reading per flush).
+    let nowMs = 0;
+    for (let i = 0; i < ready; i++) {
+      const receivedMs = outbox[i].receivedMs;
+      if (receivedMs === 0) continue;
+      if (nowMs === 0) nowMs = performance.now();
+      client.database.metrics.callSent.observe((nowMs - receivedMs) * 1000);
+    }
     if (client.v1) {
       for (let i = 0; i < ready; i++) {
         const entry = outbox[i];

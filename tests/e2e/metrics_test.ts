@@ -228,6 +228,30 @@ Deno.test({
       // Every transaction wrote a record of more than a few bytes (a row or more changed).
       assert(delta("lightcone_commitlog_written_bytes_total") > committed * 4);
 
+      // Every WebSocket reducer call was timed on the server twice: until the database process
+      // answered, and until its result was written (after its fsync), never less.
+      const wsCalls = wsOk + packed + wsFailed;
+      for (const stage of ["reply", "sent"]) {
+        const timed = (exposition: Exposition) =>
+          value(exposition, "lightcone_websocket_call_seconds_count", { ...db, stage });
+        assertEquals(timed(after) - timed(connected), wsCalls, `stage ${stage}`);
+        assertEquals(
+          value(after, "lightcone_websocket_call_seconds_bucket", { ...db, stage, le: "+Inf" }),
+          timed(after),
+        );
+      }
+      const seconds = (stage: string) =>
+        value(after, "lightcone_websocket_call_seconds_sum", { ...db, stage }) -
+        value(connected, "lightcone_websocket_call_seconds_sum", { ...db, stage });
+      assert(seconds("sent") >= seconds("reply") && seconds("reply") > 0, "sent includes reply");
+      // Every request went in some batch, and every batch answered at least one request.
+      const batchesTimed = histogram(after, "lightcone_host_batch_seconds", "chat").count -
+        histogram(connected, "lightcone_host_batch_seconds", "chat").count;
+      assert(
+        batchesTimed >= 1 && batchesTimed <= committed + failed + lifecycle,
+        `batches timed: ${batchesTimed}`,
+      );
+
       assertEquals(value(after, "lightcone_host_queued_requests", db), 0);
       assertEquals(value(after, "lightcone_host_batches_in_flight", db), 0);
       assertEquals(value(after, "lightcone_database_restarts_total", db), 0);
@@ -312,6 +336,49 @@ Deno.test({
           value(after, "lightcone_durable_tx_offset", db) === 6;
       }, "connect, call and disconnect after the restart to be counted once and durable");
       assert(value(after, "lightcone_database_resident_memory_bytes", db) > 1024 * 1024);
+    } finally {
+      await server.close();
+    }
+  },
+});
+
+Deno.test({
+  name: "metrics: a call that holds the database process's event loop is counted as a batch stall",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    // The budget stops `spin` no earlier than 300 ms after it started, so its batch holds the
+    // process's event loop at least that long: one stall of >= 0.3 s, however fast the machine.
+    const budgetMs = 300;
+    const server = await startTestServer({ reducerBudgetMs: budgetMs });
+    try {
+      await publish(server.url, "runaway", await fixtureBundle("runaway"));
+      const db = { database: "runaway" };
+      assertEquals((await call(server.url, "runaway", "bump", [])).status, 200);
+      const stall = (exposition: Exposition, kind: string, part: "sum" | "count") =>
+        value(exposition, `lightcone_database_stall_seconds_${part}`, { ...db, kind });
+      const before = await scrape(server.url);
+      assertEquals(before.types.get("lightcone_database_stall_seconds"), "histogram");
+      for (const kind of ["batch", "snapshot", "schedule", "other"]) {
+        assertEquals(
+          value(before, "lightcone_database_stall_seconds_bucket", { ...db, kind, le: "+Inf" }),
+          stall(before, kind, "count"),
+        );
+      }
+      const spun = await call(server.url, "runaway", "spin", []);
+      assert(spun.status >= 400, `spin is stopped by the budget: ${spun.status} ${spun.text}`);
+      // The stall is reported in a message of its own right after the batch's reply; other
+      // batches may have stalled meanwhile on a loaded machine, which only adds to the sum.
+      const stalled = (exposition: Exposition) =>
+        stall(exposition, "batch", "sum") - stall(before, "batch", "sum");
+      let after = before;
+      await eventually(async () => {
+        after = await scrape(server.url);
+        return stalled(after) >= budgetMs / 1000;
+      }, `a batch stall of ${budgetMs} ms or more to be counted`);
+      assert(stall(after, "batch", "count") > stall(before, "batch", "count"));
+      // The database still serves.
+      assertEquals((await call(server.url, "runaway", "bump", [])).status, 200);
     } finally {
       await server.close();
     }
