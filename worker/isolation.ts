@@ -437,6 +437,12 @@ class ProcessWorker implements IsolatedWorker {
   #classifyExit(status: Deno.CommandStatus): { code: IsolationErrorCode; message: string } {
     const tail = this.#stderrTail;
     if (/out of memory|allocation failed|Fatal JavaScript/i.test(tail)) {
+      // V8's own words say which allocation failed (heap, code range, an ArrayBuffer): kept in
+      // the server log, since the client only hears "ran out of memory".
+      log.warn("database process ran out of memory", {
+        pid: this.pid,
+        stderr: tail.slice(-2000),
+      });
       return {
         code: "OUT_OF_MEMORY",
         message: `the module ran out of memory (budget ${this.#options.memoryMb} MiB)`,
