@@ -215,7 +215,9 @@ function joinEstimate(shape: EstimateShape, context: EstimateContext): bigint {
   const instances = shape.instances;
   const filtered = (i: EstimateInstance) => i.conjuncts > 0;
   const order = instances.map((_, k) => k);
-  if (order.length === 2 && !filtered(instances[0]) && filtered(instances[1])) order.reverse();
+  // SpacetimeDB swaps the sides of the first join (the innermost of a left-deep tree) when only
+  // its right side is filtered, whatever joins follow.
+  if (!filtered(instances[0]) && filtered(instances[1])) [order[0], order[1]] = [1, 0];
   const joined = new Set<number>([order[0]]);
   const scan = (k: number) => scanEstimate(instances[k], context);
   const first = scan(order[0]);

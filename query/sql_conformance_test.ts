@@ -305,6 +305,13 @@ Deno.test("a /sql SELECT and the same one-off or subscription query get one row 
       12,
     ],
     ["SELECT person.* FROM person CROSS JOIN pet", 19],
+    // Three tables, only the second filtered: the first join swaps its sides as with two
+    // (person scanned and filtered 6, 3 probes of pet.owner_id, then tag: 2 + 3 × 2).
+    [
+      "SELECT person.* FROM pet JOIN person ON person.id = pet.owner_id " +
+      "JOIN tag ON tag.person_id = person.id WHERE person.name = 'Bob'",
+      17,
+    ],
   ];
   const failures: string[] = [];
   for (const [sql, expected] of cases) {
