@@ -4,8 +4,10 @@
  * estimate serves every caller: subscriptions and one-off queries (a compiled QueryPlan) and
  * /sql SELECTs (a checked SqlSelectPlan), each first reduced to an `EstimateShape`.
  *
- * - a table scan: the table's row count (a one-table /sql SELECT without WHERE: its LIMIT, if
- *   any); an index point scan: rows / distinct keys of that index (0 for an empty table);
+ * - a table scan: the table's row count; an index point scan: rows / distinct keys of that index
+ *   (0 for an empty table); a one-table /sql `SELECT *` (or `t.*`) with a LIMIT whose WHERE is
+ *   empty or taken whole by an index point scan: its LIMIT (SpacetimeDB merges the limit into
+ *   that scan; under a column list, a COUNT or a filter left over the limit counts for nothing);
  * - a filter adds its input's estimate again (WHERE conjuncts an index point scan does not use);
  * - a join of `lhs` with a probe table: with an index on the probe's join column,
  *   lhs scanned + lhs rows × (1 if the column is unique, else rows / distinct keys); without
@@ -57,7 +59,10 @@ export interface EstimateShape {
   conditions: readonly JoinCondition[];
   /** Whether WHERE conjuncts read two or more instances (they filter the joined tuples). */
   residual: boolean;
-  /** A LIMIT that caps a lone table scan (a one-table SELECT with no WHERE conjunct). */
+  /**
+   * The LIMIT of a one-table `SELECT *` (or `t.*`): the estimate when no filter is left over the
+   * table or index scan (SpacetimeDB's PushLimit merges the limit into that scan).
+   */
   limit?: bigint;
 }
 
@@ -113,7 +118,7 @@ function selectShape(plan: SqlSelectPlan): EstimateShape {
       instances: [{ table: plan.tables[0].schema, equalities, conjuncts: count }],
       conditions: [],
       residual: false,
-      limit: count === 0 ? plan.limit : undefined,
+      limit: plan.output.kind === "rows" ? plan.limit : undefined,
     };
   }
   const { perInstance, residual } = splitJoinWhere(plan.where, plan.tables.length);
@@ -145,6 +150,8 @@ interface Estimate {
   scanned: bigint;
   /** Rows the step outputs. */
   rows: bigint;
+  /** A lone table or index scan, no filter left over it (a LIMIT can merge into it). */
+  unfiltered?: boolean;
 }
 
 /** The rows one query shape is expected to scan. */
@@ -163,7 +170,8 @@ export function estimateRowsScanned(shape: EstimateShape, state: EstimateRows): 
   if (instances.length === 1) {
     const only = instances[0];
     if (only.conjuncts === 0 && shape.limit !== undefined) return shape.limit;
-    return scanEstimate(only, context).scanned;
+    const scan = scanEstimate(only, context);
+    return shape.limit !== undefined && scan.unfiltered ? shape.limit : scan.scanned;
   }
   return joinEstimate(shape, context);
 }
@@ -175,7 +183,7 @@ interface EstimateContext {
 
 function scanEstimate(input: EstimateInstance, context: EstimateContext): Estimate {
   const count = context.rowCount(input.table);
-  if (input.conjuncts === 0) return { scanned: count, rows: count };
+  if (input.conjuncts === 0) return { scanned: count, rows: count, unfiltered: true };
   // The index with the most columns, all fixed by equalities; on a tie, the one whose first
   // equality comes first in the WHERE.
   const position = new Map<number, number>();
@@ -200,14 +208,16 @@ function scanEstimate(input: EstimateInstance, context: EstimateContext): Estima
   const probed = indexRowEstimate(input.table, best, context);
   // An index point scan, then a filter for any conjunct the index did not take.
   const rest = input.conjuncts - best.length;
-  return { scanned: rest > 0 ? probed * 2n : probed, rows: probed };
+  return { scanned: rest > 0 ? probed * 2n : probed, rows: probed, unfiltered: rest === 0 };
 }
 
 function joinEstimate(shape: EstimateShape, context: EstimateContext): bigint {
   const instances = shape.instances;
   const filtered = (i: EstimateInstance) => i.conjuncts > 0;
   const order = instances.map((_, k) => k);
-  if (order.length === 2 && !filtered(instances[0]) && filtered(instances[1])) order.reverse();
+  // SpacetimeDB swaps the sides of the first join (the innermost of a left-deep tree) when only
+  // its right side is filtered, whatever joins follow.
+  if (!filtered(instances[0]) && filtered(instances[1])) [order[0], order[1]] = [1, 0];
   const joined = new Set<number>([order[0]]);
   const scan = (k: number) => scanEstimate(instances[k], context);
   const first = scan(order[0]);

@@ -305,6 +305,13 @@ Deno.test("a /sql SELECT and the same one-off or subscription query get one row 
       12,
     ],
     ["SELECT person.* FROM person CROSS JOIN pet", 19],
+    // Three tables, only the second filtered: the first join swaps its sides as with two
+    // (person scanned and filtered 6, 3 probes of pet.owner_id, then tag: 2 + 3 × 2).
+    [
+      "SELECT person.* FROM pet JOIN person ON person.id = pet.owner_id " +
+      "JOIN tag ON tag.person_id = person.id WHERE person.name = 'Bob'",
+      17,
+    ],
   ];
   const failures: string[] = [];
   for (const [sql, expected] of cases) {
@@ -316,6 +323,33 @@ Deno.test("a /sql SELECT and the same one-off or subscription query get one row 
     if (viaSql !== BigInt(expected) || viaPlan !== BigInt(expected)) {
       failures.push(`${sql}: /sql ${viaSql}, query plan ${viaPlan}, expected ${expected}`);
     }
+  }
+  deepStrictEqual(failures, []);
+});
+
+Deno.test("a /sql LIMIT is the estimate only where SpacetimeDB merges it into a scan", () => {
+  // SpacetimeDB pushes a LIMIT into a lone table or index scan of a `SELECT *` (or `t.*`) and
+  // then estimates the limit; a column list, a COUNT or a filter left over keeps the LIMIT above
+  // the plan, whose own estimate counts. person: 3 rows (pk id, btree age: 30, 25, 30).
+  const datastore = seeded();
+  const state = datastoreSqlState(datastore, SOURCE);
+  const context = { sender: ID_O, isOwner: true };
+  const cases: [string, number][] = [
+    ["SELECT * FROM person LIMIT 2", 2],
+    ["SELECT person.* FROM person LIMIT 10", 10],
+    ["SELECT name FROM person LIMIT 1", 3],
+    ["SELECT COUNT(*) AS n FROM person LIMIT 1", 3],
+    ["SELECT * FROM person WHERE id = 1 LIMIT 10", 10], // the limit merged into the index scan
+    ["SELECT name FROM person WHERE id = 1 LIMIT 10", 1],
+    ["SELECT * FROM person WHERE id = 1 AND name = 'Bob' LIMIT 10", 2], // a filter stays above
+    ["SELECT * FROM person WHERE name = 'Bob' LIMIT 1", 6],
+  ];
+  const failures: string[] = [];
+  for (const [sql, expected] of cases) {
+    const select = compileSql(sql, state, context);
+    if (select.kind !== "select") throw new Error(`expected a SELECT: ${sql}`);
+    const estimate = estimateSelectRowsScanned(select, state);
+    if (estimate !== BigInt(expected)) failures.push(`${sql}: ${estimate}, expected ${expected}`);
   }
   deepStrictEqual(failures, []);
 });

@@ -16,6 +16,13 @@ export const NO_ROUTE_TEXT = "Database has not registered a handler for this rou
 
 /** Response headers a handler may not set: the server frames the response itself. */
 const FRAMING_HEADERS = new Set(["content-length", "transfer-encoding", "connection"]);
+/**
+ * Response headers a handler may not set at all (the request fails): handlers are unauthenticated
+ * tenant code on the server's own origin, which also serves the operator dashboard (its bearer
+ * token in session storage, sent on every API call). `Service-Worker-Allowed` would let a
+ * handler's script register a service worker for the whole origin and read those requests.
+ */
+const REFUSED_HEADERS = new Set(["service-worker-allowed"]);
 
 export function httpHandlerRoute(context: AppContext) {
   const { registry, bodies } = context;
@@ -57,6 +64,13 @@ export function httpHandlerRoute(context: AppContext) {
       const decoder = new TextDecoder();
       for (const [name, value] of result.headers ?? []) {
         if (FRAMING_HEADERS.has(name.toLowerCase())) continue;
+        if (REFUSED_HEADERS.has(name.toLowerCase())) {
+          return c.text(
+            `The HTTP handler set the header "${name.toLowerCase()}", which this server refuses ` +
+              "(a service worker's scope may not reach beyond the handler's own path)",
+            500,
+          );
+        }
         try {
           responseHeaders.append(name, decoder.decode(value));
         } catch {

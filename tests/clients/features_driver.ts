@@ -38,7 +38,7 @@ function plain(row: object): Record<string, unknown> {
 }
 
 /** How a row appears in an event line: `id:points` for scores, `id:text` for cards and memos. */
-function label(table: TableName, row: Record<string, unknown>): string {
+function label(_table: TableName, row: Record<string, unknown>): string {
   return "text" in row ? `${row.id}:${row.text}` : `${row.id}:${row.points}`;
 }
 

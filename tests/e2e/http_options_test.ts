@@ -52,6 +52,19 @@ Deno.test({
       // The other methods still route as before.
       const got = await fetch(`${base}/custom`);
       assertEquals([got.status, await got.text()], [200, "got"]);
+      // A handler may not widen a service worker's scope past its own route: with
+      // `Service-Worker-Allowed: /` its script could take over the whole origin, /dashboard
+      // included, and read the operator's bearer token from every request the page makes.
+      const worker = await fetch(`${base}/sw`);
+      assertEquals(
+        [worker.status, worker.headers.get("service-worker-allowed"), await worker.text()],
+        [
+          500,
+          null,
+          'The HTTP handler set the header "service-worker-allowed", which this server refuses ' +
+          "(a service worker's scope may not reach beyond the handler's own path)",
+        ],
+      );
     } finally {
       await server.close();
     }
