@@ -3,8 +3,9 @@
  * The Lightcone operator dashboard (served at /dashboard by server/dashboard/mod.ts).
  *
  * Everything it shows comes from the public HTTP API with the token the operator signed in
- * with, sent as `Authorization: Bearer` and kept in sessionStorage (never in a URL), so it can
- * do nothing that token could not do with curl. Pages are built with DOM calls and textContent
+ * with, sent as `Authorization: Bearer` and kept in this page's memory only (never in a URL or in
+ * storage: a page a module's HTTP handler serves on this origin could read sessionStorage), so it
+ * can do nothing that token could not do with curl. Pages are built with DOM calls and textContent
  * only (never HTML from data), under a CSP that allows this origin's script and nothing else.
  */
 
@@ -23,7 +24,6 @@ import {
   typeName,
 } from "./format.js";
 
-const TOKEN_KEY = "lightcone.dashboard.token";
 const PAGE_ROWS = 50;
 const LOG_LINES_INITIAL = 200;
 const LOG_LINES_SHOWN_MAX = 2000;
@@ -31,7 +31,7 @@ const LOG_LINES_SHOWN_MAX = 2000;
 const COUNT_REQUESTS_MAX = 4;
 
 /** @type {{ token: string | null, identity: string | null }} */
-const session = { token: sessionStorage.getItem(TOKEN_KEY), identity: null };
+const session = { token: /** @type {string | null} */ (null), identity: null };
 
 /** Stops work of the page being left (a log follow, say) when the route changes. */
 let leavePage = new AbortController();
@@ -131,6 +131,9 @@ async function apiJson(path, init) {
 
 /** @param {string} name */
 function dbPath(name) {
+  // "." and ".." survive encodeURIComponent and the browser would resolve them into another
+  // /v1 path (with the token attached); no database is named so.
+  if (name === "." || name === "..") throw new Error(`"${name}" is not a database name`);
   return `/v1/database/${encodeURIComponent(name)}`;
 }
 
@@ -164,14 +167,12 @@ async function signIn(token) {
   const identity = await identityOf(token);
   session.token = token;
   session.identity = identity;
-  sessionStorage.setItem(TOKEN_KEY, token);
   renderHeader();
 }
 
 function signOut() {
   session.token = null;
   session.identity = null;
-  sessionStorage.removeItem(TOKEN_KEY);
   renderHeader();
   location.hash = "#/";
   route();
@@ -934,16 +935,6 @@ async function route() {
   leavePage.abort();
   leavePage = new AbortController();
   tabSignal = leavePage.signal;
-  if (session.token && session.identity === null) {
-    try {
-      await signIn(session.token);
-    } catch (error) {
-      session.token = null;
-      sessionStorage.removeItem(TOKEN_KEY);
-      signInPage(`The stored token was not accepted: ${describeError(error)}`);
-      return;
-    }
-  }
   if (!session.token) {
     signInPage();
     return;
