@@ -42,7 +42,7 @@ function rawClient(url: string, path: string, protocol = "v3.bsatn.spacetimedb")
 }
 
 async function until(predicate: () => boolean, what: string): Promise<void> {
-  const deadline = Date.now() + 5000;
+  const deadline = Date.now() + 60_000;
   while (!predicate()) {
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
     await new Promise((resolve) => setTimeout(resolve, 5));
