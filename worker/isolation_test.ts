@@ -66,7 +66,14 @@ Deno.test("ArrayBuffers count against the database's memory budget", async () =>
   const worker = spawnIsolatedWorker(ENTRY, { memoryMb: 256 });
   const result = nextMessage(worker);
   worker.port.postMessage({ op: "buffers" });
-  const outcome = await result as { kept: number; error: string };
+  // A process that dies without answering fails here with its exit code, instead of leaving
+  // the test with nothing to wait for ("Promise resolution is still pending").
+  const outcome = await Promise.race([
+    result,
+    worker.exited.then((code) => {
+      throw new Error(`the database process exited (${code}) without answering`);
+    }),
+  ]) as { kept: number; error: string };
   const rss = statusKb(worker.pid, "VmRSS");
   console.log(
     `kept ${outcome.kept} x 64 MiB under a 256 MiB budget; then ${outcome.error}; RSS ${rss} kB`,

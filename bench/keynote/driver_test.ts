@@ -73,8 +73,9 @@ Deno.test("runLoad() plus checkBalances() catch a server that loses acknowledged
     clientCount: 2,
     inflightPerClient: 2,
     warmupMs: 0,
-    // Long enough for > 50 transfers even on a loaded CI machine (the fake bank is instant).
-    measureMs: 600,
+    // Long enough for > 50 transfers even on a loaded CI machine (the fake bank is instant; 600
+    // ms left ~100 ms per transfer pair of slack at 2 clients × 2 in flight, too little at load 25).
+    measureMs: 3000,
     accountCount: ACCOUNTS,
     send: bank.send,
   });

@@ -60,7 +60,7 @@ function pageShows(browser: LineClient, selector: string, expected: string): Pro
       return (await pageText(browser, selector)) === expected ? true : undefined;
     },
     `${selector} to read "${expected}"`,
-    30_000,
+    60_000,
   );
 }
 

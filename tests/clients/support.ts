@@ -169,7 +169,7 @@ export class LineClient {
   async request<T = unknown>(
     op: string,
     args: Record<string, unknown> = {},
-    timeoutMs = 20_000,
+    timeoutMs = 60_000,
   ): Promise<T> {
     if (this.#exited) throw new Error(`[${this.label}] the client process exited`);
     const id = this.#nextId++;
@@ -218,7 +218,7 @@ async function* readLines(stream: ReadableStream<Uint8Array>): AsyncGenerator<st
 }
 
 /** `promise`, or a rejection naming `what` after `timeoutMs` (so a failed step cannot hang). */
-export async function within<T>(promise: Promise<T>, what: string, timeoutMs = 15_000): Promise<T> {
+export async function within<T>(promise: Promise<T>, what: string, timeoutMs = 60_000): Promise<T> {
   let timer: ReturnType<typeof setTimeout> | undefined;
   const timeout = new Promise<never>((_, reject) => {
     timer = setTimeout(() => reject(new Error(`timed out waiting for ${what}`)), timeoutMs);
@@ -234,7 +234,7 @@ export async function within<T>(promise: Promise<T>, what: string, timeoutMs = 1
 export async function eventually<T>(
   check: () => Promise<T | undefined>,
   what: string,
-  timeoutMs = 15_000,
+  timeoutMs = 60_000,
 ): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   let last: unknown;

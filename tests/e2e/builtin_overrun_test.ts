@@ -9,12 +9,17 @@ import { call, fixtureBundle, publish, startTestServer } from "../support/server
 
 const BUDGET_MS = 600;
 /**
- * The reducers spin in ticked code until this long after they start, then call a builtin that
- * takes ~30 ms on an idle core: the call ends past its deadline but far inside the watchdog's
- * grace, even when a loaded machine makes the builtin 20 times slower. (Should the reducer start
- * more than 10 ms after its budget, a tick fires during the spin instead: still rolled back.)
+ * The reducers spin in ticked code until this long after they start (the budget started a little
+ * earlier, so the deadline is at most 3 ms away), then call a builtin once, sized by the reducer
+ * itself to take about BUILTIN_MS at the machine's current speed and load (it times the builtin at
+ * growing sizes first): the call ends past its deadline (the builtin takes over 3 ms unless the
+ * machine gets 10 times faster within the call) and far inside the watchdog's grace of 1 s
+ * (unless it gets 25 times slower). A fixed size ended before the deadline on a fast machine or
+ * past the grace on a loaded one (the regexp took ~400 ms here at load 4). Should the reducer
+ * start late, a tick fires during the spin instead: still rolled back with the budget error.
  */
-const SPIN_MS = BUDGET_MS - 10;
+const SPIN_MS = BUDGET_MS - 3;
+const BUILTIN_MS = 40;
 
 Deno.test({
   name: "a reducer that overruns its budget inside a builtin is rolled back with the budget error",
@@ -29,10 +34,10 @@ Deno.test({
       // (worker/isolation.ts WATCHDOG_GRACE_MS), so the call returns normally, late, with no
       // tick having seen the deadline pass: before, it committed.
       const cases: [string, unknown[]][] = [
-        // Array.prototype.sort (string comparison) of 40,000 numbers.
-        ["sort_after_spin", [SPIN_MS, 40_000]],
+        // Array.prototype.sort (string comparison) of numbers.
+        ["sort_after_spin", [SPIN_MS, BUILTIN_MS]],
         // Backtracking; backreferences defeat V8's linear-time fallback engine.
-        ["regexp_after_spin", [SPIN_MS, 22]],
+        ["regexp_after_spin", [SPIN_MS, BUILTIN_MS]],
       ];
       for (const [reducer, args] of cases) {
         await t.step(`${reducer} is rolled back`, async () => {

@@ -126,7 +126,7 @@ Deno.test({
         const callers = Array.from({ length: 16 }, caller);
         // Kill mid-stream: once this round has some acknowledged transfers, at a random moment.
         const ackedBefore = acknowledged.size;
-        const warmDeadline = Date.now() + 10_000;
+        const warmDeadline = Date.now() + 60_000;
         while (acknowledged.size < ackedBefore + 5 && Date.now() < warmDeadline) {
           await new Promise((resolve) => setTimeout(resolve, 5));
         }

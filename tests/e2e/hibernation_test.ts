@@ -36,7 +36,7 @@ function sleep(ms: number): Promise<void> {
 async function eventually(
   predicate: () => boolean | Promise<boolean>,
   what: string,
-  timeoutMs = 20_000,
+  timeoutMs = 60_000,
 ): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (!(await predicate())) {
@@ -193,7 +193,9 @@ Deno.test({
     const server = await startTestServer({ hibernateAfterS: 0 });
     try {
       await publish(server.url, "ticks", await fixtureBundle("ticks"));
-      const dueMicros = BigInt(Date.now() + 4_000) * 1000n;
+      // Far enough ahead that publish and hibernation finish before it is due on a loaded machine
+      // (a schedule due by then keeps the database awake).
+      const dueMicros = BigInt(Date.now() + 8_000) * 1000n;
       const added = await call(server.url, "ticks", "add_alarm", ["nap", dueMicros]);
       assertEquals(added.status, 200, added.text);
       const database = databaseOf(server, "ticks");

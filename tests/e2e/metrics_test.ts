@@ -135,7 +135,7 @@ function subscribe(conn: DbConnection, queries: string[]): Promise<void> {
 }
 
 async function eventually(predicate: () => Promise<boolean>, what: string): Promise<void> {
-  const deadline = Date.now() + 10_000;
+  const deadline = Date.now() + 60_000;
   while (!(await predicate())) {
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
     await new Promise((resolve) => setTimeout(resolve, 20));

@@ -349,7 +349,7 @@ Deno.test({
       assert(migrateAt !== undefined, "the migration is in the log");
       // The snapshot is written in the background right after the migration commits.
       let newest: bigint | undefined;
-      for (let waited = 0; waited < 100; waited++) {
+      for (let waited = 0; waited < 600; waited++) {
         newest = listSnapshots(denoFs, `${dbDir}/snapshots`)[0]?.txOffset;
         if (newest !== undefined && newest > migrateAt) break;
         await new Promise((resolve) => setTimeout(resolve, 100));

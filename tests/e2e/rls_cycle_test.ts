@@ -65,7 +65,7 @@ Deno.test({
         querySetId: 1,
         queryStrings: ["SELECT * FROM left_side"],
       }));
-      const deadline = Date.now() + 10_000;
+      const deadline = Date.now() + 60_000;
       while (!messages.some((m) => m.tag === "SubscriptionError") && Date.now() < deadline) {
         await new Promise<void>((resolve) => {
           wake = resolve;

@@ -50,7 +50,11 @@ function subscribe(
 }
 
 /** Resolves once `predicate` holds, checking after every event-loop turn (bounded). */
-async function eventually(predicate: () => boolean, what: string, timeoutMs = 5000): Promise<void> {
+async function eventually(
+  predicate: () => boolean,
+  what: string,
+  timeoutMs = 60_000,
+): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (!predicate()) {
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);

@@ -19,7 +19,11 @@ function connect(url: string): Promise<DbConnection> {
   });
 }
 
-async function eventually(predicate: () => boolean, what: string, timeoutMs = 5000): Promise<void> {
+async function eventually(
+  predicate: () => boolean,
+  what: string,
+  timeoutMs = 60_000,
+): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (!predicate()) {
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);

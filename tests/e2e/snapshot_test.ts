@@ -105,6 +105,13 @@ async function snapshotOffsets(dir: string): Promise<number[]> {
   return offsets.sort((a, b) => a - b);
 }
 
+async function snapshotBeingWritten(dir: string): Promise<boolean> {
+  for await (const entry of Deno.readDir(dir)) {
+    if (entry.name.endsWith(".snap.tmp")) return true;
+  }
+  return false;
+}
+
 Deno.test({
   name: "snapshots are taken every interval under load and a restart recovers snapshot + log",
   sanitizeOps: false,
@@ -135,7 +142,8 @@ Deno.test({
       // 4 x 150 calls = 1,200 transactions: the worker is asked at about 300, 600, 900 (a
       // little later when a batch straddles the mark) and the storage keeps the newest two.
       let offsets: number[] = [];
-      for (let waited = 0; waited < 100; waited++) {
+      // Up to 60 s (a loaded machine writes snapshots slowly); ends as soon as they are there.
+      for (let waited = 0; waited < 600; waited++) {
         offsets = await snapshotOffsets(snapshots).catch(() => []);
         // Exactly two: an older snapshot is deleted only after the newer one is durable, so a
         // look in between can see three.
@@ -148,11 +156,16 @@ Deno.test({
       // A log suffix after the newest snapshot: 20 transactions, repeated if a snapshot
       // was taken meanwhile (the next one is then 300 transactions away).
       let newestBefore: number;
+      // Also repeated while a snapshot is being written (its .snap.tmp): one that lands after the
+      // suffix would cover it.
       do {
         newestBefore = (await snapshotOffsets(snapshots)).at(-1)!;
         await addMany(10);
         await new Promise((resolve) => setTimeout(resolve, 300));
-      } while ((await snapshotOffsets(snapshots)).at(-1) !== newestBefore);
+      } while (
+        (await snapshotOffsets(snapshots)).at(-1) !== newestBefore ||
+        await snapshotBeingWritten(snapshots)
+      );
       const before = await allTags(server.url, owner.token);
       assertEquals(before, [...added].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0)));
 
@@ -202,7 +215,7 @@ Deno.test({
         assertEquals(response.status, 200, response.text);
       }
       let offsets: number[] = [];
-      for (let waited = 0; waited < 100 && offsets.length === 0; waited++) {
+      for (let waited = 0; waited < 600 && offsets.length === 0; waited++) {
         offsets = await snapshotOffsets(snapshots).catch(() => []);
         if (offsets.length === 0) await new Promise((resolve) => setTimeout(resolve, 100));
       }

@@ -65,7 +65,7 @@ function subscribe(conn: DbConnection, queries: string[]): Promise<void> {
   });
 }
 
-async function eventually(predicate: () => boolean, what: string, timeoutMs = 10_000) {
+async function eventually(predicate: () => boolean, what: string, timeoutMs = 60_000) {
   const deadline = Date.now() + timeoutMs;
   while (!predicate()) {
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);

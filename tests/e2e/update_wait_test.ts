@@ -10,6 +10,7 @@ import {
   ok as assert,
 } from "node:assert/strict";
 import { decodeServerFrame } from "../../protocol/mod.ts";
+import { waitUntil } from "../support/wait.ts";
 import {
   call,
   type CallResponse,
@@ -122,7 +123,10 @@ Deno.test({
       const v2 = replaceOnce(v1, ".sort()", '.sort().concat(["v2"])');
       const owner = await publish(server.url, "handshake", v1);
       const first = firstEvent(server.url, "handshake");
-      await new Promise((resolve) => setTimeout(resolve, 300));
+      // The handshake's client_connected is running in the old module's process (a fixed 300 ms
+      // wait let a loaded machine start the update first, and the test then proved nothing).
+      const host = server.server.registry.resolve("handshake")!.host;
+      await waitUntil(() => host.batchesInFlight > 0, "client_connected to start");
       const started = performance.now();
       await publish(server.url, "handshake", v2, { token: owner.token });
       console.log(`update took ${Math.round(performance.now() - started)} ms`);

@@ -9,7 +9,7 @@ import { DbConnection } from "../fixtures/bindings/chat_v1/index.ts";
 import { fixtureBundle, publish, startTestServer } from "../support/server.ts";
 
 async function until(predicate: () => boolean, what: string): Promise<void> {
-  const deadline = Date.now() + 10_000;
+  const deadline = Date.now() + 60_000;
   while (!predicate()) {
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
     await new Promise((resolve) => setTimeout(resolve, 5));

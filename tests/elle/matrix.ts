@@ -59,7 +59,26 @@ const DATABASE = "elle";
 const DISK_BYTES_BASE = 32 * 1024 * 1024;
 const DISK_BYTES_PER_SECOND = 2 * 1024 * 1024;
 const DISK_PAD_BYTES = 32 * 1024;
-const BROKEN_DELAY_MS = 200;
+/**
+ * How long the broken mode keeps acknowledged writes in memory: the kill comes right after an
+ * acknowledgement seen by a client, which on a loaded machine can be a few hundred ms after the
+ * server sent it; past this delay those writes would be on disk and nothing lost.
+ */
+const BROKEN_DELAY_MS = 1000;
+/**
+ * How long a fault round waits for the clients to see it (fsync-error, disk-full): a round that
+ * does not see it in time does not count, and a slow machine reaches the Nth fdatasync later.
+ */
+const FAULT_SEEN_WAIT_MS = 20_000;
+/**
+ * After the faults, the load goes on (on a healthy server) until this many appends were
+ * acknowledged in all, so a history has enough to check however slow the machine was during
+ * the cell's fixed duration (tests/e2e/elle_test.ts requires more than 20; a loaded machine got
+ * 29 in a pause cell).
+ */
+const APPENDS_OK_MIN = 40;
+/** Far beyond what APPENDS_OK_MIN takes on a working server; only turns a hang into a result. */
+const APPENDS_OK_WAIT_MS = 120_000;
 const PAUSE_CALL_TIMEOUT_MS = 1500;
 /** Rounds past the duration while a fault has not taken effect yet (fsync-error, disk-full). */
 const ROUNDS_MAX = 8;
@@ -219,7 +238,7 @@ export async function runCell(options: CellOptions): Promise<CellResult> {
           const env = round === 0 ? firstEnv : fsyncEnv();
           if (round > 0) await restart(env);
           const infoBefore = stats.info;
-          const hit = await waitFor(() => stats.info > infoBefore, 4000);
+          const hit = await waitFor(() => stats.info > infoBefore, FAULT_SEEN_WAIT_MS);
           if (hit) faultsInjected++;
           log(
             `  fsync-error: ${env.LIGHTCONE_TEST_FS_FAULT}; ${
@@ -243,7 +262,7 @@ export async function runCell(options: CellOptions): Promise<CellResult> {
           await fillDisk(ballast);
           workload.setPad(DISK_PAD_BYTES);
           const infoBefore = stats.info;
-          const hit = await waitFor(() => stats.info > infoBefore, 6000);
+          const hit = await waitFor(() => stats.info > infoBefore, FAULT_SEEN_WAIT_MS);
           if (hit) faultsInjected++;
           log(`  disk-full: disk filled; ${hit ? "clients saw writes stop" : "not reached"}`);
           workload.setPad(0);
@@ -255,6 +274,7 @@ export async function runCell(options: CellOptions): Promise<CellResult> {
         }
         break;
     }
+    await waitFor(() => stats.appendsOk >= APPENDS_OK_MIN, APPENDS_OK_WAIT_MS);
     await workload.stop();
     await workload.finalRead();
     const checkStarted = performance.now();

@@ -44,6 +44,8 @@ export interface WorkloadOptions {
 export interface WorkloadStats {
   calls: number;
   ok: number;
+  /** Appends in acknowledged calls (what the checker counts as `appendsOk`). */
+  appendsOk: number;
   fail: number;
   info: number;
   cacheReads: number;
@@ -151,6 +153,7 @@ export class ListAppendWorkload {
     connections: 0,
     connectFailures: 0,
     missingResults: 0,
+    appendsOk: 0,
     unknownReasons: new Map(),
   };
   readonly #options: Required<WorkloadOptions>;
@@ -398,6 +401,7 @@ export class ListAppendWorkload {
       });
       this.recorder.complete("ok", process, completed);
       this.stats.ok++;
+      this.stats.appendsOk += txn.filter((micro) => micro.f === "append").length;
       if (random.next() < 0.1) await sleep(random.next() * 10);
       return true;
     }

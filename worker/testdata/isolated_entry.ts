@@ -38,6 +38,12 @@ serveIsolated(async (data, port) => {
   }
   if (request.op === "buffers") {
     // 64 MiB ArrayBuffers, touched so they are really resident, kept until allocation fails.
+    // A 16 MiB reserve, given back (transfer(0) frees it at once) before answering, leaves room
+    // to encode and write the answer at the cap: without it the answer's own allocations could
+    // fail when the runtime had grown a little since the cap was set, and the process died
+    // silently (seen once under load in the full suite).
+    let reserve = new ArrayBuffer(16 << 20);
+    new Uint8Array(reserve).fill(1);
     const hoard: Uint8Array[] = [];
     let error = "none";
     try {
@@ -45,6 +51,7 @@ serveIsolated(async (data, port) => {
     } catch (caught) {
       error = `${(caught as Error).name}: ${(caught as Error).message}`;
     }
+    reserve = reserve.transfer(0);
     port.postMessage({ kept: hoard.length, error });
   }
   if (request.op === "stuck-sort") {
