@@ -2,10 +2,13 @@
  * The dashboard's parsers and formatters against what the server really writes: the metrics
  * text of server/metrics.ts, the SATS-JSON of protocol/ (types from /schema, values from /sql).
  */
-import { deepStrictEqual as assertEquals } from "node:assert/strict";
+import { deepStrictEqual as assertEquals, ok as assert } from "node:assert/strict";
 import {
   type AlgebraicType,
   algebraicTypeToJson,
+  callArgumentsFromJson,
+  type ProductType,
+  productTypeToJson,
   stringifyJson,
   untypedValueToJson,
   type Value,
@@ -13,10 +16,14 @@ import {
 import { DatabaseMetrics, type DatabaseSample, renderMetrics } from "../metrics.ts";
 import {
   averageMs,
+  callBody,
   formatBytes,
   formatValue,
   hexIdentityClaim,
+  httpRoutesOf,
   metricsByDatabase,
+  moduleSummary,
+  paramsOf,
   parseJson,
   parseMetrics,
   quoteIdent,
@@ -166,4 +173,190 @@ Deno.test("hexIdentityClaim() reads a token's hex_identity claim and nothing els
   assertEquals(hexIdentityClaim(`${encode({})}.${encode({ sub: "x" })}.sig`), null);
   assertEquals(hexIdentityClaim(`${encode({})}.${encode({ hex_identity: "zz" })}.sig`), null);
   assertEquals(hexIdentityClaim("not a token"), null);
+});
+
+/** The dashboard's call body for `params` (as /schema writes them), read by the call route's own parser. */
+function callThroughServer(params: ProductType, texts: string[]) {
+  const json = paramsOf(parseJson(stringifyJson(productTypeToJson(params))));
+  const body = callBody(json, texts, []);
+  return { body, value: callArgumentsFromJson(params, body, []) };
+}
+
+const u8Array: AlgebraicType = { tag: "Array", value: { tag: "U8" } };
+const u64Array: AlgebraicType = { tag: "Array", value: { tag: "U64" } };
+const optionIdentity: AlgebraicType = {
+  tag: "Sum",
+  value: {
+    variants: [
+      { name: "some", algebraicType: identityType },
+      { name: "none", algebraicType: { tag: "Product", value: { elements: [] } } },
+    ],
+  },
+};
+
+Deno.test("callBody() writes each argument as the call route reads it, big integers exact", () => {
+  const cases: [AlgebraicType, string, Value][] = [
+    [{ tag: "U64" }, "18446744073709551615", 18_446_744_073_709_551_615n],
+    [{ tag: "U64" }, " 9007199254740993 ", 9_007_199_254_740_993n],
+    [{ tag: "I128" }, "-170141183460469231731687303715884105728", -(1n << 127n)],
+    [{ tag: "I8" }, "-128", -128],
+    [{ tag: "U32" }, "4294967295", 4_294_967_295],
+    [{ tag: "F64" }, "-2.5e3", -2500],
+    [{ tag: "Bool" }, "true", true],
+    [{ tag: "Bool" }, "false", false],
+    [{ tag: "String" }, ' say "hi" \\ ', ' say "hi" \\ '],
+    [identityType, "0xC2" + "0".repeat(60) + "0a", [(0xc2n << 248n) | 10n]],
+    [identityType, "ff", [255n]],
+    [timestampType, "2023-11-14T22:13:20.123Z", [1_700_000_000_123_000n]],
+    [timestampType, "1700000000123456", [1_700_000_000_123_456n]],
+    [optionString, "", { tag: 1, value: [] }],
+    [optionString, "Ada", { tag: 0, value: "Ada" }],
+    [optionIdentity, "", { tag: 1, value: [] }],
+    [optionIdentity, "abc", { tag: 0, value: [0xabcn] }],
+    [shape, '{"circle": 7}', { tag: 0, value: 7 }],
+    [shape, "[0, 9]", { tag: 0, value: 9 }],
+    [shape, "empty", { tag: 1, value: [] }],
+    [shape, '{"empty": []}', { tag: 1, value: [] }],
+    [point, '{"x": -5, "tags": ["a", "b"]}', [-5, ["a", "b"]]],
+    [point, "[7, []]", [7, []]],
+    [u64Array, "[18446744073709551615, 1]", [18_446_744_073_709_551_615n, 1n]],
+    [u8Array, "0a0bff", Uint8Array.of(10, 11, 255)],
+    [u8Array, "[1, 2]", Uint8Array.of(1, 2)],
+  ];
+  for (const [type, text, expected] of cases) {
+    const params: ProductType = { elements: [{ name: "arg", algebraicType: type }] };
+    const { body, value } = callThroughServer(params, [text]);
+    assertEquals(value, [expected], `${text} -> ${body}`);
+  }
+  // Several parameters, in order; the u64 is written as an exact JSON number.
+  const params: ProductType = {
+    elements: [
+      { name: "id", algebraicType: { tag: "U64" } },
+      { name: "label", algebraicType: { tag: "String" } },
+      { name: "shape", algebraicType: shape },
+    ],
+  };
+  const { body, value } = callThroughServer(params, ["9007199254740993", "x", "empty"]);
+  assertEquals(body, '[9007199254740993,"x","empty"]');
+  assertEquals(value, [9_007_199_254_740_993n, "x", { tag: 1, value: [] }]);
+  assertEquals(callBody([], [], []), "[]");
+});
+
+Deno.test("callBody() refuses a bad argument before sending, naming the parameter and its type", () => {
+  const refusals: [AlgebraicType, string, RegExp][] = [
+    [{ tag: "U32" }, "1.5", /^arg \(u32\): expected a whole number \(u32\), got "1\.5"$/],
+    [{ tag: "U8" }, "256", /^arg \(u8\): 256 is out of range for u8 \(0 to 255\)$/],
+    [{ tag: "U64" }, "-1", /^arg \(u64\): -1 is out of range for u64/],
+    [{ tag: "U64" }, "18446744073709551616", /out of range for u64/],
+    [{ tag: "I32" }, "", /^arg \(i32\): expected a whole number/],
+    [{ tag: "Bool" }, "yes", /^arg \(bool\): expected true or false, got "yes"$/],
+    [{ tag: "F32" }, "lots", /^arg \(f32\): expected a finite number/],
+    [identityType, "xyz", /^arg \(Identity\): expected Identity as up to 64 hex digits/],
+    [identityType, "1".repeat(65), /expected Identity as up to 64 hex digits/],
+    [timestampType, "someday", /expected a Timestamp/],
+    [point, "{x: 1}", /^arg \(\{ x: i32, tags: string\[\] \}\): expected a product .* as JSON/],
+    [point, "5", /expected a product as a JSON array or object/],
+    [shape, "square", /^arg \(circle \| empty\): expected one of circle \| empty/],
+    [u64Array, "{}", /expected a JSON array/],
+  ];
+  for (const [type, text, expected] of refusals) {
+    const params = paramsOf(
+      parseJson(
+        stringifyJson(productTypeToJson({ elements: [{ name: "arg", algebraicType: type }] })),
+      ),
+    );
+    let message = "(nothing thrown)";
+    try {
+      callBody(params, [text], []);
+    } catch (error) {
+      message = (error as Error).message;
+    }
+    assert(expected.test(message), `${text}: ${message}`);
+  }
+});
+
+Deno.test("moduleSummary() lists reducers (lifecycle marked), procedures, views, schedules; httpRoutesOf() the routes", () => {
+  // The shapes GET /schema?version=9 and ?version=10 write (protocol/module_def_v9.ts, sats_json.ts).
+  const schema = {
+    typespace: {
+      types: [{
+        Product: {
+          elements: [{ name: { some: "id" }, algebraic_type: { U64: [] } }, {
+            name: { some: "at" },
+            algebraic_type: { Sum: { variants: [] } },
+          }],
+        },
+      }],
+    },
+    tables: [
+      { name: "plain", product_type_ref: 0, schedule: { none: [] } },
+      {
+        name: "ticks",
+        product_type_ref: 0,
+        schedule: {
+          some: { name: { some: "ticks_sched" }, reducer_name: "tick", scheduled_at_column: 1 },
+        },
+      },
+    ],
+    reducers: [
+      { name: "init", params: { elements: [] }, lifecycle: { some: { Init: [] } } },
+      { name: "on_connect", params: { elements: [] }, lifecycle: { some: { OnConnect: [] } } },
+      {
+        name: "add",
+        params: { elements: [{ name: { some: "n" }, algebraic_type: { U64: [] } }] },
+        lifecycle: { none: [] },
+      },
+    ],
+    misc_exports: [
+      { ColumnDefaultValue: { table: "plain", col_id: 0, value: "00" } },
+      { Procedure: { name: "count", params: { elements: [] }, return_type: { U64: [] } } },
+      {
+        View: {
+          name: "mine",
+          index: 0,
+          is_public: true,
+          is_anonymous: false,
+          params: { elements: [] },
+          return_type: { Array: { Ref: 0 } },
+        },
+      },
+    ],
+  };
+  const summary = moduleSummary(schema);
+  assertEquals(
+    summary.reducers.map((r) => [r.name, r.lifecycle, r.params.map((p) => p.name)]),
+    [["init", "init", []], ["on_connect", "client_connected", []], ["add", null, ["n"]]],
+  );
+  assertEquals(typeName(summary.reducers[2].params[0].type, summary.typespace), "u64");
+  assertEquals(summary.procedures.map((p) => [p.name, typeName(p.returnType, [])]), [[
+    "count",
+    "u64",
+  ]]);
+  assertEquals(
+    summary.views.map((
+      v,
+    ) => [v.name, v.anonymous, v.isPublic, typeName(v.returnType, summary.typespace)]),
+    [["mine", false, true, "{ id: u64, at:  }[]"]],
+  );
+  assertEquals(summary.schedules, [{ table: "ticks", reducer: "tick", column: "at" }]);
+  assertEquals(
+    httpRoutesOf({
+      sections: [
+        { Typespace: { types: [] } },
+        {
+          HttpRoutes: [
+            { handler_function: "hello", method: { Method: { Get: [] } }, path: "/hello" },
+            { handler_function: "any", method: { Any: [] }, path: "/any" },
+            { handler_function: "odd", method: { Method: { Extension: "PURGE" } }, path: "/x" },
+          ],
+        },
+      ],
+    }),
+    [
+      { method: "GET", path: "/hello", handler: "hello" },
+      { method: "any", path: "/any", handler: "any" },
+      { method: "PURGE", path: "/x", handler: "odd" },
+    ],
+  );
+  assertEquals(httpRoutesOf({ sections: [] }), []);
 });

@@ -222,3 +222,283 @@ export function formatScalar(value) {
   }
   return JSON.stringify(value, (_key, v) => (typeof v === "bigint" ? v.toString() : v));
 }
+
+// ---------------------------------------------------------------------------------------------
+// The module (reducers, procedures, views, schedules from /schema?version=9, HTTP routes from
+// version 10) and the arguments of a call (the JSON body POST /v1/database/:name/call/:func reads).
+
+/** The V9 lifecycle variant names, as the reducers' `lifecycle` option writes them. */
+const LIFECYCLE_NAMES = /** @type {Record<string, string>} */ ({
+  Init: "init",
+  OnConnect: "client_connected",
+  OnDisconnect: "client_disconnected",
+});
+
+/** @param {any} option a SATS-JSON option (`{ some: v }` or `{ none: [] }`) */
+function someOf(option) {
+  return option && typeof option === "object" && "some" in option ? option.some : undefined;
+}
+
+/**
+ * @typedef {{ name: string, type: any }} Param
+ * @param {any} product a ProductType in SATS-JSON
+ * @returns {Param[]}
+ */
+export function paramsOf(product) {
+  return (product?.elements ?? []).map((/** @type {any} */ e, /** @type {number} */ i) => ({
+    name: someOf(e.name) ?? String(i),
+    type: e.algebraic_type,
+  }));
+}
+
+/**
+ * What a module exports, from the V9 schema JSON.
+ * @param {any} schema
+ */
+export function moduleSummary(schema) {
+  /** @type {any[]} */
+  const typespace = schema?.typespace?.types ?? [];
+  /** @type {{ name: string, params: Param[], lifecycle: string | null }[]} */
+  const reducers = (schema?.reducers ?? []).map((/** @type {any} */ r) => {
+    const tag = Object.keys(someOf(r.lifecycle) ?? {})[0];
+    return {
+      name: String(r.name),
+      params: paramsOf(r.params),
+      lifecycle: tag === undefined ? null : (LIFECYCLE_NAMES[tag] ?? tag),
+    };
+  });
+  /** @type {{ name: string, params: Param[], returnType: any }[]} */
+  const procedures = [];
+  /** @type {{ name: string, params: Param[], returnType: any, anonymous: boolean, isPublic: boolean }[]} */
+  const views = [];
+  for (const item of schema?.misc_exports ?? []) {
+    if (item?.Procedure) {
+      const p = item.Procedure;
+      procedures.push({ name: p.name, params: paramsOf(p.params), returnType: p.return_type });
+    } else if (item?.View) {
+      const v = item.View;
+      views.push({
+        name: v.name,
+        params: paramsOf(v.params),
+        returnType: v.return_type,
+        anonymous: v.is_anonymous === true,
+        isPublic: v.is_public === true,
+      });
+    }
+  }
+  const schedules = [];
+  for (const table of schema?.tables ?? []) {
+    const schedule = someOf(table.schedule);
+    if (!schedule) continue;
+    const columns = typespace[table.product_type_ref]?.Product?.elements ?? [];
+    const at = columns[schedule.scheduled_at_column];
+    schedules.push({
+      table: String(table.name),
+      reducer: String(schedule.reducer_name),
+      column: someOf(at?.name) ?? String(schedule.scheduled_at_column),
+    });
+  }
+  return { typespace, reducers, procedures, views, schedules };
+}
+
+/**
+ * The HTTP routes of a module, from the V10 schema JSON (V9 has none); an empty list when the
+ * module has no HttpRoutes section.
+ * @param {any} schemaV10
+ * @returns {{ method: string, path: string, handler: string }[]}
+ */
+export function httpRoutesOf(schemaV10) {
+  const section = (schemaV10?.sections ?? []).find((/** @type {any} */ s) => s?.HttpRoutes);
+  return (section?.HttpRoutes ?? []).map((/** @type {any} */ r) => {
+    const method = r.method?.Method;
+    const name = method === undefined
+      ? "any"
+      : method.Extension !== undefined
+      ? String(method.Extension)
+      : Object.keys(method)[0]?.toUpperCase() ?? "?";
+    return { method: name, path: String(r.path), handler: String(r.handler_function) };
+  });
+}
+
+/** @param {any} type @param {any[]} typespace */
+function resolveRef(type, typespace) {
+  let resolved = type;
+  for (let hops = 0; resolved?.Ref !== undefined && hops < 100; hops++) {
+    resolved = typespace[resolved.Ref];
+  }
+  return resolved;
+}
+
+/** @type {Record<string, [boolean, number]>} signed, bits */
+const INTEGERS = {
+  U8: [false, 8],
+  I8: [true, 8],
+  U16: [false, 16],
+  I16: [true, 16],
+  U32: [false, 32],
+  I32: [true, 32],
+  U64: [false, 64],
+  I64: [true, 64],
+  U128: [false, 128],
+  I128: [true, 128],
+  U256: [false, 256],
+  I256: [true, 256],
+};
+
+/** @param {string} text @param {string} tag */
+function parseInteger(text, tag) {
+  const [signed, bits] = INTEGERS[tag];
+  if (!/^[+-]?\d+$/.test(text)) {
+    throw new Error(`expected a whole number (${tag.toLowerCase()}), got "${text}"`);
+  }
+  const value = BigInt(text);
+  const min = signed ? -(1n << BigInt(bits - 1)) : 0n;
+  const max = signed ? (1n << BigInt(bits - 1)) - 1n : (1n << BigInt(bits)) - 1n;
+  if (value < min || value > max) {
+    throw new Error(`${text} is out of range for ${tag.toLowerCase()} (${min} to ${max})`);
+  }
+  return value;
+}
+
+/** @param {string} text @param {string} expected */
+function parseJsonArgument(text, expected) {
+  try {
+    return parseJson(text);
+  } catch (error) {
+    throw new Error(
+      `expected ${expected} as JSON: ${error instanceof Error ? error.message : error}`,
+    );
+  }
+}
+
+/** Hex digits of the special products entered as hex. */
+const HEX_DIGITS = /** @type {Record<string, number>} */ ({
+  Identity: 64,
+  ConnectionId: 32,
+  Uuid: 32,
+});
+
+/**
+ * One call argument typed into the form, as the SATS-JSON value the call route reads: integers
+ * exact (bigint, written as JSON numbers by callBody), bool `true`/`false`, a string as typed,
+ * Identity/ConnectionId/Uuid as hex, a Timestamp as microseconds or an ISO date, an option empty
+ * for none; products, arrays and sums as SATS-JSON text (a product as the array of its fields
+ * or an object by field name, a sum as `{"variant": payload}` or `[tag, payload]`, a unit
+ * variant also by its bare name, a u8 array also as hex). What the form cannot check (the
+ * shape of JSON) the server checks, and its error is shown.
+ * @param {any} type an AlgebraicType in SATS-JSON
+ * @param {string} text
+ * @param {any[]} typespace
+ * @returns {unknown}
+ */
+export function parseArgument(type, text, typespace) {
+  const resolved = resolveRef(type, typespace);
+  const [tag, inner] = Object.entries(resolved ?? {})[0] ?? ["?", null];
+  const trimmed = text.trim();
+  if (tag in INTEGERS) return parseInteger(trimmed, tag);
+  switch (tag) {
+    case "Bool":
+      if (trimmed === "true") return true;
+      if (trimmed === "false") return false;
+      throw new Error(`expected true or false, got "${text}"`);
+    case "String":
+      return text;
+    case "F32":
+    case "F64": {
+      const value = Number(trimmed);
+      if (trimmed === "" || !Number.isFinite(value)) {
+        throw new Error(`expected a finite number (${tag.toLowerCase()}), got "${text}"`);
+      }
+      return value;
+    }
+    case "Product": {
+      const special = specialProduct(inner);
+      if (special !== null && special in HEX_DIGITS) {
+        const hex = trimmed.replace(/^0x/i, "");
+        if (!/^[0-9a-fA-F]+$/.test(hex) || hex.length > HEX_DIGITS[special]) {
+          throw new Error(
+            `expected ${special} as up to ${HEX_DIGITS[special]} hex digits, got "${text}"`,
+          );
+        }
+        return `0x${hex.toLowerCase().padStart(HEX_DIGITS[special], "0")}`;
+      }
+      if (special === "TimeDuration") return parseInteger(trimmed, "I64");
+      if (special === "Timestamp") {
+        if (/^[+-]?\d+$/.test(trimmed)) return parseInteger(trimmed, "I64");
+        const ms = Date.parse(trimmed);
+        if (trimmed === "" || Number.isNaN(ms)) {
+          throw new Error(
+            `expected a Timestamp as microseconds since 1970 or an ISO date, got "${text}"`,
+          );
+        }
+        return BigInt(ms) * 1000n;
+      }
+      const value = parseJsonArgument(
+        trimmed,
+        "a product (an array of its fields in order, or an object by field name)",
+      );
+      if (typeof value !== "object" || value === null) {
+        throw new Error(`expected a product as a JSON array or object, got ${trimmed}`);
+      }
+      return value;
+    }
+    case "Sum": {
+      const variants = inner?.variants ?? [];
+      if (isOption(inner)) {
+        if (trimmed === "") return null;
+        // Written out as `{"some": v}`: a bare array could read as a `[tag, payload]` sum.
+        return { some: parseArgument(variants[0].algebraic_type, text, typespace) };
+      }
+      const names = variants.map((/** @type {any} */ v) => someOf(v.name) ?? "?");
+      if (names.includes(trimmed)) return trimmed;
+      return parseJsonArgument(
+        trimmed,
+        `one of ${names.join(" | ")} ({"variant": payload} or [tag, payload])`,
+      );
+    }
+    case "Array": {
+      const element = Object.keys(resolveRef(inner, typespace) ?? {})[0];
+      if (element === "U8" && /^(0x)?([0-9a-fA-F]{2})*$/.test(trimmed) && trimmed !== "") {
+        return trimmed;
+      }
+      const value = parseJsonArgument(trimmed, "an array");
+      if (!Array.isArray(value)) throw new Error(`expected a JSON array, got ${trimmed}`);
+      return value;
+    }
+  }
+  throw new Error(`a parameter of type ${tag} cannot be entered here`);
+}
+
+/**
+ * JSON text of a value that may hold bigints, written as exact JSON numbers.
+ * @param {unknown} value
+ * @returns {string}
+ */
+export function toJsonText(value) {
+  if (typeof value === "bigint") return value.toString();
+  if (Array.isArray(value)) return `[${value.map(toJsonText).join(",")}]`;
+  if (value !== null && typeof value === "object") {
+    const fields = Object.entries(value).map(([k, v]) => `${JSON.stringify(k)}:${toJsonText(v)}`);
+    return `{${fields.join(",")}}`;
+  }
+  const text = JSON.stringify(value);
+  if (text === undefined) throw new Error(`${String(value)} has no JSON form`);
+  return text;
+}
+
+/**
+ * The body of a call: the JSON array of the arguments in parameter order. A bad argument
+ * throws naming the parameter and its type.
+ * @param {Param[]} params @param {string[]} texts @param {any[]} typespace
+ */
+export function callBody(params, texts, typespace) {
+  const values = params.map((param, i) => {
+    try {
+      return parseArgument(param.type, texts[i] ?? "", typespace);
+    } catch (error) {
+      const message = error instanceof Error ? error.message : String(error);
+      throw new Error(`${param.name} (${typeName(param.type, typespace)}): ${message}`);
+    }
+  });
+  return toJsonText(values);
+}
