@@ -1,10 +1,12 @@
 /**
  * The dashboard in a real browser: headless Chromium (Debian's package, driven by playwright-core
  * as in tests/clients/browser_test.ts) opens /dashboard of a real server, signs in with the
- * owner's token, finds the published database in the list, browses a table, runs a query and
- * sees its rows, and sees an SQL error exactly as the server wrote it. Every step waits for an
- * element (bounded, generous deadlines), never for a fixed time. Skips loudly only where
- * Debian's chromium could not be installed.
+ * owner's token, finds the published database in the list, browses a table, lists the module's
+ * reducers and calls some through the form (the rows they write seen in the table browser, the
+ * server's error for a bad argument shown as written), runs a query and sees its rows, and sees
+ * an SQL error exactly as the server wrote it. Every step waits for an element (bounded, generous
+ * deadlines), never for a fixed time. Skips loudly only where Debian's chromium could not be
+ * installed.
  */
 import { deepStrictEqual as assertEquals, ok as assert } from "node:assert/strict";
 import {
@@ -66,7 +68,7 @@ async function apiText(url: string, token: string, init: RequestInit = {}) {
 
 Deno.test({
   name:
-    "dashboard in Chromium: sign in, list the database, browse, query, SQL error, logs, stranger",
+    "dashboard in Chromium: sign in, list the database, browse, module and calls, query, SQL error, logs, stranger",
   ignore: !chromium,
   sanitizeOps: false,
   sanitizeResources: false,
@@ -118,6 +120,86 @@ Deno.test({
         `text.includes(${JSON.stringify(label)})`,
       );
       assert(/\blabel\b/.test(browsed), `the browser shows the column names: ${browsed}`);
+
+      // The Module tab: the kitchen's reducers with their typed parameters, its procedures;
+      // no views and no schedules. Each call goes through the form to the public call route.
+      await browser.request("click", { selector: "#tab-module" }, STEP_MS);
+      const addPoint = await waitForText(browser, '#reducers tr[data-reducer="add_point"]');
+      assert(
+        addPoint.includes("x: i32") && addPoint.includes("label: string"),
+        `the parameters with their types: ${addPoint}`,
+      );
+      const countPoints = await waitForText(
+        browser,
+        '#procedures tr[data-procedure="count_points"]',
+      );
+      assert(countPoints.includes("u64"), `a procedure with its return type: ${countPoints}`);
+      await waitForText(browser, "#views-none");
+      await waitForText(browser, "#schedules-none");
+      const secondLabel = "called through the form";
+      await browser.request("click", {
+        selector: '#reducers tr[data-reducer="add_point"] button.call',
+      }, STEP_MS);
+      await waitForText(browser, '#call-form[data-function="add_point"]');
+      await browser.request("fill", { selector: "#call-arg-0", value: "5" }, STEP_MS);
+      await browser.request("fill", { selector: "#call-arg-1", value: "-6" }, STEP_MS);
+      await browser.request("fill", { selector: "#call-arg-2", value: secondLabel }, STEP_MS);
+      await browser.request("click", { selector: "#call-send" }, STEP_MS);
+      await waitForText(browser, "#call-ok", "text.startsWith('add_point: HTTP 200')");
+
+      // An i64 beyond 2^53 goes through exact; a value the form cannot parse is not sent.
+      await browser.request("click", {
+        selector: '#reducers tr[data-reducer="bump"] button.call',
+      }, STEP_MS);
+      await waitForText(browser, '#call-form[data-function="bump"]');
+      await browser.request("fill", { selector: "#call-arg-0", value: "big" }, STEP_MS);
+      await browser.request("fill", { selector: "#call-arg-1", value: "1.5" }, STEP_MS);
+      await browser.request("click", { selector: "#call-send" }, STEP_MS);
+      const invalid = await waitForText(browser, "#call-invalid");
+      assert(invalid.startsWith("Not sent: by (i64): "), invalid);
+      const big = "9007199254740993";
+      await browser.request("fill", { selector: "#call-arg-1", value: big }, STEP_MS);
+      await browser.request("click", { selector: "#call-send" }, STEP_MS);
+      await waitForText(browser, "#call-ok", "text.startsWith('bump: HTTP 200')");
+
+      // A procedure's return value, as the route wrote it.
+      await browser.request("click", {
+        selector: '#procedures tr[data-procedure="count_points"] button.call',
+      }, STEP_MS);
+      await waitForText(browser, '#call-form[data-function="count_points"]');
+      await browser.request("click", { selector: "#call-send" }, STEP_MS);
+      assertEquals(await waitForText(browser, "#call-returned", "text.trim() !== ''"), "3");
+
+      // An argument the form passes on but the module's types refuse: the server's error.
+      const badRow = "[1]";
+      const refused = await fetch(`${db}/call/insert_all_types`, {
+        method: "POST",
+        headers: { authorization: `Bearer ${owner.token}`, "content-type": "application/json" },
+        body: `[${badRow}]`,
+      });
+      const refusedText = await refused.text();
+      assertEquals(refused.status, 400, refusedText);
+      await browser.request("click", {
+        selector: '#reducers tr[data-reducer="insert_all_types"] button.call',
+      }, STEP_MS);
+      await waitForText(browser, '#call-form[data-function="insert_all_types"]');
+      await browser.request("fill", { selector: "#call-arg-0", value: badRow }, STEP_MS);
+      await browser.request("click", { selector: "#call-send" }, STEP_MS);
+      assertEquals(await waitForText(browser, "#call-error"), `HTTP 400: ${refusedText}`);
+
+      // The calls' rows, in the table browser: the new point, and the counter exact.
+      await browser.request("click", { selector: "#tab-tables" }, STEP_MS);
+      assertEquals(await waitForText(browser, points, "text === '3'"), "3");
+      await browser.request("click", { selector: '#tables tr[data-table="points"]' }, STEP_MS);
+      const pointsNow = await waitForText(
+        browser,
+        "#browse-rows",
+        `text.includes(${JSON.stringify(secondLabel)})`,
+      );
+      assert(pointsNow.includes("-6"), pointsNow);
+      await browser.request("click", { selector: '#tables tr[data-table="counters"]' }, STEP_MS);
+      const countersNow = await waitForText(browser, "#browse-rows", "text.includes('big')");
+      assert(countersNow.includes(big), `the i64 arrived exact: ${countersNow}`);
 
       // The SQL console: rows as a table.
       await browser.request("click", { selector: "#tab-sql" }, STEP_MS);
@@ -183,7 +265,7 @@ Deno.test({
         selector: '#databases a[href="#/db/dash-kitchen"]',
       }, STEP_MS);
       await waitForText(browser, "#not-owner");
-      assertEquals(await waitForText(browser, points, "text === '1'"), "1");
+      assertEquals(await waitForText(browser, points, "text === '3'"), "3");
       await waitForText(browser, counters, "text === '—'");
       const refusedCount = await browser.request<string>("eval", {
         expression: `document.querySelector(${JSON.stringify(counters)}).title`,

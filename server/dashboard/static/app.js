@@ -11,11 +11,14 @@
 
 import {
   averageMs,
+  callBody,
   formatBytes,
   formatCount,
   formatValue,
   hexIdentityClaim,
+  httpRoutesOf,
   metricsByDatabase,
+  moduleSummary,
   parseJson,
   parseMetrics,
   quoteIdent,
@@ -70,7 +73,7 @@ function show(...nodes) {
   main.replaceChildren(...nodes);
 }
 
-/** @param {unknown} error */
+/** @param {unknown} error @param {string} [id] */
 function errorBox(error, id = undefined) {
   return el("pre", { class: "error", id }, describeError(error));
 }
@@ -98,13 +101,14 @@ class ApiError extends Error {
 /**
  * One request to this server's API with the session's token.
  * @param {string} path
- * @param {{ method?: string, body?: string, signal?: AbortSignal, token?: string }} [init]
+ * @param {{ method?: string, body?: string, signal?: AbortSignal, token?: string, contentType?: string }} [init]
  */
 async function api(path, init = {}) {
   const token = init.token ?? session.token;
   /** @type {Record<string, string>} */
   const headers = {};
   if (token) headers.authorization = `Bearer ${token}`;
+  if (init.contentType) headers["content-type"] = init.contentType;
   const response = await fetch(path, {
     method: init.method ?? "GET",
     body: init.body,
@@ -473,6 +477,7 @@ async function databasePage(name) {
   /** @type {Record<string, () => void>} */
   const tabs = {
     tables: () => tablesTab(panel, name, isOwner),
+    module: () => moduleTab(panel, name),
     sql: () => sqlTab(panel, name),
     logs: () => logsTab(panel, name),
   };
@@ -488,7 +493,14 @@ async function databasePage(name) {
     }
     tabs[which]();
   };
-  for (const [which, label] of [["tables", "Tables"], ["sql", "SQL"], ["logs", "Logs"]]) {
+  for (
+    const [which, label] of [
+      ["tables", "Tables"],
+      ["module", "Module"],
+      ["sql", "SQL"],
+      ["logs", "Logs"],
+    ]
+  ) {
     tabBar.append(
       el("button", {
         id: `tab-${which}`,
@@ -674,6 +686,227 @@ async function tableBrowser(target, name, table, page) {
       el("span", { class: "muted", text: `${pageResult.rows.length} rows on this page` }),
     ),
   );
+}
+
+/**
+ * A table of `rows` (arrays of cell texts) under `headings`, or a line saying there are none.
+ * @param {string} id @param {string[]} headings @param {(string | Node)[][]} rows
+ * @param {(index: number) => Record<string, unknown>} [rowProps]
+ */
+function listTable(id, headings, rows, rowProps = () => ({})) {
+  if (rows.length === 0) return el("p", { class: "muted", id: `${id}-none`, text: "None." });
+  return el(
+    "table",
+    { id },
+    el("thead", {}, el("tr", {}, ...headings.map((h) => el("th", { text: h })))),
+    el(
+      "tbody",
+      {},
+      ...rows.map((cells, i) =>
+        el(
+          "tr",
+          rowProps(i),
+          ...cells.map((cell) =>
+            typeof cell === "string" ? el("td", { class: "mono lines", text: cell }) : el(
+              "td",
+              {},
+              cell,
+            )
+          ),
+        )
+      ),
+    ),
+  );
+}
+
+/**
+ * What the module exports (reducers, procedures, views, schedules from /schema?version=9; HTTP
+ * routes from version 10, which V9 does not carry), and a form calling a reducer or procedure
+ * through the public call route.
+ * @param {HTMLElement} panel @param {string} name
+ */
+async function moduleTab(panel, name) {
+  const signal = tabSignal;
+  panel.replaceChildren(el("div", { class: "muted", text: "Loading the schema…" }));
+  let schema;
+  /** @type {{ method: string, path: string, handler: string }[] | null} */
+  let routes = null;
+  try {
+    const [v9, v10] = await Promise.all([
+      apiJson(`${dbPath(name)}/schema?version=9`, { signal }),
+      apiJson(`${dbPath(name)}/schema?version=10`, { signal }).catch(() => null),
+    ]);
+    schema = v9;
+    routes = v10 === null ? null : httpRoutesOf(v10);
+  } catch (error) {
+    if (!signal.aborted) panel.replaceChildren(errorBox(error, "module-error"));
+    return;
+  }
+  if (signal.aborted) return;
+  const summary = moduleSummary(schema);
+  const typespace = summary.typespace;
+  const callPanel = el("div", { id: "call-panel" });
+  const paramsText = (/** @type {import("./format.js").Param[]} */ params) =>
+    params.map((p) => `${p.name}: ${typeName(p.type, typespace)}`).join("\n");
+  const callButton = (
+    /** @type {string} */ func,
+    /** @type {import("./format.js").Param[]} */ params,
+  ) =>
+    el("button", {
+      type: "button",
+      class: "call",
+      onclick: () => callForm(callPanel, name, func, params, typespace),
+    }, "Call…");
+  panel.replaceChildren(
+    el("h3", { text: "Reducers" }),
+    listTable(
+      "reducers",
+      ["Reducer", "Parameters", "Lifecycle", ""],
+      summary.reducers.map((r) => [
+        r.name,
+        paramsText(r.params),
+        r.lifecycle ?? "",
+        r.lifecycle === null ? callButton(r.name, r.params) : "",
+      ]),
+      (i) => ({ "data-reducer": summary.reducers[i].name }),
+    ),
+    callPanel,
+    el("h3", { text: "Procedures" }),
+    listTable(
+      "procedures",
+      ["Procedure", "Parameters", "Returns", ""],
+      summary.procedures.map((p) => [
+        p.name,
+        paramsText(p.params),
+        typeName(p.returnType, typespace),
+        callButton(p.name, p.params),
+      ]),
+      (i) => ({ "data-procedure": summary.procedures[i].name }),
+    ),
+    el("h3", { text: "Views" }),
+    listTable(
+      "views",
+      ["View", "Parameters", "Returns", "Kind"],
+      summary.views.map((v) => [
+        v.name,
+        paramsText(v.params),
+        typeName(v.returnType, typespace),
+        `${v.anonymous ? "anonymous" : "per sender"}, ${v.isPublic ? "public" : "private"}`,
+      ]),
+      (i) => ({ "data-view": summary.views[i].name }),
+    ),
+    el("h3", { text: "Schedules" }),
+    listTable(
+      "schedules",
+      ["Table", "Reducer", "At column"],
+      summary.schedules.map((s) => [s.table, s.reducer, s.column]),
+      (i) => ({ "data-table": summary.schedules[i].table }),
+    ),
+    el("h3", { text: "HTTP routes" }),
+    routes === null
+      ? el("p", { class: "muted", text: "The server did not answer /schema?version=10." })
+      : listTable(
+        "http-routes",
+        ["Method", "Path", "Handler"],
+        routes.map((r) => [r.method, r.path, r.handler]),
+      ),
+  );
+}
+
+/**
+ * The call form of one reducer or procedure: an input per parameter, parsed by its type
+ * (format.js callBody); sent with the signed-in token to POST /v1/database/:name/call/:func,
+ * the outcome or the server's error text shown as returned.
+ * @param {HTMLElement} target @param {string} name @param {string} func
+ * @param {import("./format.js").Param[]} params @param {any[]} typespace
+ */
+function callForm(target, name, func, params, typespace) {
+  const inputs = params.map((param, i) => {
+    const type = typeName(param.type, typespace);
+    if (type === "bool") {
+      return /** @type {HTMLSelectElement} */ (el(
+        "select",
+        { id: `call-arg-${i}`, "data-param": param.name },
+        el("option", { value: "false", text: "false" }),
+        el("option", { value: "true", text: "true" }),
+      ));
+    }
+    return /** @type {HTMLInputElement} */ (el("input", {
+      id: `call-arg-${i}`,
+      "data-param": param.name,
+      autocomplete: "off",
+      spellcheck: false,
+      placeholder: type,
+    }));
+  });
+  const output = el("div", { id: "call-output" });
+  const send = async () => {
+    const signal = tabSignal;
+    let body;
+    try {
+      body = callBody(params, inputs.map((input) => input.value), typespace);
+    } catch (error) {
+      output.replaceChildren(errorBox(`Not sent: ${describeError(error)}`, "call-invalid"));
+      return;
+    }
+    output.replaceChildren(el("span", { class: "muted", text: "Calling…" }));
+    try {
+      const response = await api(`${dbPath(name)}/call/${encodeURIComponent(func)}`, {
+        method: "POST",
+        body,
+        signal,
+        contentType: "application/json",
+      });
+      const text = await response.text();
+      if (signal.aborted) return;
+      if (!response.ok) throw new ApiError(response.status, text);
+      const micros = response.headers.get("spacetime-execution-duration-micros");
+      output.replaceChildren(
+        el("div", {
+          id: "call-ok",
+          class: "notice",
+          text: `${func}: HTTP ${response.status}${micros ? `, ${micros} µs` : ""}`,
+        }),
+        text === "" ? "" : el("pre", { id: "call-returned", class: "mono", text }),
+      );
+    } catch (error) {
+      if (!signal.aborted) output.replaceChildren(errorBox(error, "call-error"));
+    }
+  };
+  target.replaceChildren(
+    el(
+      "div",
+      { class: "panel call-form", id: "call-form", "data-function": func },
+      el("h3", { text: `Call ${func}` }),
+      ...params.map((param, i) =>
+        el(
+          "label",
+          { class: "row" },
+          el("span", { class: "mono", text: `${param.name}: ${typeName(param.type, typespace)}` }),
+          inputs[i],
+        )
+      ),
+      params.length === 0 ? el("p", { class: "muted", text: "No parameters." }) : "",
+      el(
+        "p",
+        { class: "muted" },
+        "Integers are sent exactly; Identity as hex; an empty option is none; products, " +
+          'arrays and sums as SATS-JSON (a product as [field, …] or {"field": …}, a sum as ' +
+          '{"variant": payload}, a unit variant by its name).',
+      ),
+      el(
+        "div",
+        { class: "row" },
+        el("button", { id: "call-send", class: "primary", type: "button", onclick: send }, "Call"),
+        el("span", {
+          class: "muted",
+          text: "Sent with your token; the module sees you as the caller.",
+        }),
+      ),
+      output,
+    ),
+  );
+  inputs[0]?.focus();
 }
 
 /** @param {HTMLElement} panel @param {string} name */
