@@ -283,7 +283,14 @@ Deno.test("moduleSummary() lists reducers (lifecycle marked), procedures, views,
         Product: {
           elements: [{ name: { some: "id" }, algebraic_type: { U64: [] } }, {
             name: { some: "at" },
-            algebraic_type: { Sum: { variants: [] } },
+            algebraic_type: {
+              Sum: {
+                variants: [
+                  { name: { some: "Interval" }, algebraic_type: { U64: [] } },
+                  { name: { some: "Time" }, algebraic_type: { U64: [] } },
+                ],
+              },
+            },
           }],
         },
       }],
@@ -336,7 +343,7 @@ Deno.test("moduleSummary() lists reducers (lifecycle marked), procedures, views,
     summary.views.map((
       v,
     ) => [v.name, v.anonymous, v.isPublic, typeName(v.returnType, summary.typespace)]),
-    [["mine", false, true, "{ id: u64, at:  }[]"]],
+    [["mine", false, true, "{ id: u64, at: Interval | Time }[]"]],
   );
   assertEquals(summary.schedules, [{ table: "ticks", reducer: "tick", column: "at" }]);
   assertEquals(
