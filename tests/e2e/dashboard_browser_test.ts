@@ -249,6 +249,30 @@ Deno.test({
       assertEquals(where.stored, false);
       assertEquals(where.local, 0);
 
+      // A module with lifecycle and scheduled reducers: those are marked, lifecycle ones have no
+      // call form, and the schedule names its table, reducer and column.
+      await publish(server.url, "dash-everything", await fixtureBundle("codegen_everything"), {
+        token: owner.token,
+      });
+      await browser.request("eval", { expression: `location.hash = "#/db/dash-everything"` });
+      await waitForText(browser, "#database-name", "text === 'dash-everything'");
+      await browser.request("click", { selector: "#tab-module" }, STEP_MS);
+      const init = await waitForText(browser, '#reducers tr[data-reducer="init"]');
+      assert(init.includes("init"), init);
+      const onConnect = await waitForText(browser, '#reducers tr[data-reducer="on_connect"]');
+      assert(onConnect.includes("client_connected"), onConnect);
+      const buttons = await browser.request<number[]>("eval", {
+        expression: `["init", "on_connect", "tick"].map((name) => document.querySelectorAll(
+          '#reducers tr[data-reducer="' + name + '"] button.call').length)`,
+      });
+      assertEquals(buttons, [0, 0, 1]);
+      const schedule = await waitForText(browser, '#schedules tr[data-table="tick_schedule"]');
+      assertEquals(schedule.split("\t").map((cell) => cell.trim()), [
+        "tick_schedule",
+        "tick",
+        "scheduled_at",
+      ]);
+
       // A stranger (a new identity minted from the sign-in page) sees what the API shows it:
       // the public table, not the private one, and the logs refused with the server's words.
       await browser.request("click", { selector: "#sign-out" }, STEP_MS);

@@ -851,6 +851,8 @@ function callForm(target, name, func, params, typespace) {
     }
     output.replaceChildren(el("span", { class: "muted", text: "Calling…" }));
     try {
+      // A module names its functions: "." or ".." would resolve into another path.
+      if (func === "." || func === "..") throw new Error(`"${func}" is not a function name`);
       const response = await api(`${dbPath(name)}/call/${encodeURIComponent(func)}`, {
         method: "POST",
         body,
