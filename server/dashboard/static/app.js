@@ -241,7 +241,8 @@ function signInPage(message = "") {
       "p",
       { class: "muted" },
       "Paste a token (the owner's: `lightcone login show --token` prints the CLI's). It stays in " +
-        "this tab's session storage and is sent only to this server, as a bearer token.",
+        "this page's memory only (a reload asks again) and is sent only to this server, as a " +
+        "bearer token.",
     ),
     input,
     el(
