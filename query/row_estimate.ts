@@ -20,6 +20,10 @@
  * a filter: 2 × rows where SpacetimeDB says rows) nor SpacetimeDB's reordering of joins beyond
  * the first join's swap (its left side is the table that received a WHERE conjunct); an index on
  * several columns all fixed by equalities counts as a point scan (rows / distinct keys).
+ *
+ * An index point scan uses, as SpacetimeDB's IxScanFromPredicates does, an index of at most
+ * POINT_INDEX_COLUMNS_MAX columns all fixed by `column = constant` conjuncts: the widest, and on
+ * a tie the first in the table's index order (wider indexes are left to the filter).
  */
 import type { TableSchema } from "../storage/mod.ts";
 import type { CommittedState } from "./execute.ts";
@@ -35,6 +39,9 @@ import {
 import type { SqlSelectPlan } from "./sql_check.ts";
 import { SqlError } from "./sql_error.ts";
 import { valueKey } from "./_scalar.ts";
+
+/** The widest index SpacetimeDB turns WHERE equalities into a point scan of (its rules.rs). */
+export const POINT_INDEX_COLUMNS_MAX = 3;
 
 /** The committed rows the estimate counts. */
 export interface EstimateRows {
@@ -184,25 +191,15 @@ interface EstimateContext {
 function scanEstimate(input: EstimateInstance, context: EstimateContext): Estimate {
   const count = context.rowCount(input.table);
   if (input.conjuncts === 0) return { scanned: count, rows: count, unfiltered: true };
-  // The index with the most columns, all fixed by equalities; on a tie, the one whose first
-  // equality comes first in the WHERE.
-  const position = new Map<number, number>();
-  input.equalities.forEach((eq, i) => {
-    if (!position.has(eq.column)) position.set(eq.column, i);
-  });
+  // The index of at most POINT_INDEX_COLUMNS_MAX columns with the most columns, all fixed by
+  // equalities; on a tie, the first in the table's index order.
+  const fixed = new Set(input.equalities.map((eq) => eq.column));
   let best: readonly number[] | undefined;
-  let bestAt = Infinity;
   for (const index of input.table.indexes) {
     const columns = index.columns;
-    if (columns.length === 0 || !columns.every((c) => position.has(c))) continue;
-    const at = Math.min(...columns.map((c) => position.get(c)!));
-    if (
-      best === undefined || columns.length > best.length ||
-      (columns.length === best.length && at < bestAt)
-    ) {
-      best = columns;
-      bestAt = at;
-    }
+    if (columns.length === 0 || columns.length > POINT_INDEX_COLUMNS_MAX) continue;
+    if (!columns.every((c) => fixed.has(c))) continue;
+    if (best === undefined || columns.length > best.length) best = columns;
   }
   if (best === undefined) return { scanned: count * 2n, rows: count }; // filter over a scan
   const probed = indexRowEstimate(input.table, best, context);
