@@ -16,14 +16,18 @@
  * - a query's fragments (one per row-level security rule) add up, and so do the new queries of
  *   one subscribe request.
  *
+ * An index point scan uses, as SpacetimeDB's IxScanFromPredicates does, an index of at most
+ * POINT_INDEX_COLUMNS_MAX columns all fixed by `column = constant` conjuncts (rows / distinct
+ * keys of all its columns): the widest, and on a tie the first in the table's index order
+ * (wider indexes are left to the filter).
+ *
  * Where ours differs: we do not model index range scans (a range on an indexed column counts as
  * a filter: 2 × rows where SpacetimeDB says rows) nor SpacetimeDB's reordering of joins beyond
- * the first join's swap (its left side is the table that received a WHERE conjunct); an index on
- * several columns all fixed by equalities counts as a point scan (rows / distinct keys).
- *
- * An index point scan uses, as SpacetimeDB's IxScanFromPredicates does, an index of at most
- * POINT_INDEX_COLUMNS_MAX columns all fixed by `column = constant` conjuncts: the widest, and on
- * a tie the first in the table's index order (wider indexes are left to the filter).
+ * the first join's swap (its left side is the table that received a WHERE conjunct); an index
+ * join probes only a one-column index on the join column (SpacetimeDB also takes an index whose
+ * last column is the join column and whose leading columns the probe side's WHERE fixes); the
+ * table's index order is the module's declaration order, where SpacetimeDB's comes from a hash
+ * map of the module def, so a tie between equally wide indexes may pick another one.
  */
 import type { TableSchema } from "../storage/mod.ts";
 import type { CommittedState } from "./execute.ts";
