@@ -26,7 +26,7 @@
  * the first join's swap (its left side is the table that received a WHERE conjunct); an index
  * join probes only a one-column index on the join column (SpacetimeDB also takes an index whose
  * last column is the join column and whose leading columns the probe side's WHERE fixes); the
- * table's index order is the module's declaration order, where SpacetimeDB's comes from a hash
+ * table's index order is the module def's (and index ids'), where SpacetimeDB's comes from a hash
  * map of the module def, so a tie between equally wide indexes may pick another one.
  */
 import type { TableSchema } from "../storage/mod.ts";
