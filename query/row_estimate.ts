@@ -16,10 +16,18 @@
  * - a query's fragments (one per row-level security rule) add up, and so do the new queries of
  *   one subscribe request.
  *
+ * An index point scan uses, as SpacetimeDB's IxScanFromPredicates does, an index of at most
+ * POINT_INDEX_COLUMNS_MAX columns all fixed by `column = constant` conjuncts (rows / distinct
+ * keys of all its columns): the widest, and on a tie the first in the table's index order
+ * (wider indexes are left to the filter).
+ *
  * Where ours differs: we do not model index range scans (a range on an indexed column counts as
  * a filter: 2 × rows where SpacetimeDB says rows) nor SpacetimeDB's reordering of joins beyond
- * the first join's swap (its left side is the table that received a WHERE conjunct); an index on
- * several columns all fixed by equalities counts as a point scan (rows / distinct keys).
+ * the first join's swap (its left side is the table that received a WHERE conjunct); an index
+ * join probes only a one-column index on the join column (SpacetimeDB also takes an index whose
+ * last column is the join column and whose leading columns the probe side's WHERE fixes); the
+ * table's index order is the module def's (and index ids'), where SpacetimeDB's comes from a hash
+ * map of the module def, so a tie between equally wide indexes may pick another one.
  */
 import type { TableSchema } from "../storage/mod.ts";
 import type { CommittedState } from "./execute.ts";
@@ -35,6 +43,9 @@ import {
 import type { SqlSelectPlan } from "./sql_check.ts";
 import { SqlError } from "./sql_error.ts";
 import { valueKey } from "./_scalar.ts";
+
+/** The widest index SpacetimeDB turns WHERE equalities into a point scan of (its rules.rs). */
+export const POINT_INDEX_COLUMNS_MAX = 3;
 
 /** The committed rows the estimate counts. */
 export interface EstimateRows {
@@ -184,25 +195,15 @@ interface EstimateContext {
 function scanEstimate(input: EstimateInstance, context: EstimateContext): Estimate {
   const count = context.rowCount(input.table);
   if (input.conjuncts === 0) return { scanned: count, rows: count, unfiltered: true };
-  // The index with the most columns, all fixed by equalities; on a tie, the one whose first
-  // equality comes first in the WHERE.
-  const position = new Map<number, number>();
-  input.equalities.forEach((eq, i) => {
-    if (!position.has(eq.column)) position.set(eq.column, i);
-  });
+  // The index of at most POINT_INDEX_COLUMNS_MAX columns with the most columns, all fixed by
+  // equalities; on a tie, the first in the table's index order.
+  const fixed = new Set(input.equalities.map((eq) => eq.column));
   let best: readonly number[] | undefined;
-  let bestAt = Infinity;
   for (const index of input.table.indexes) {
     const columns = index.columns;
-    if (columns.length === 0 || !columns.every((c) => position.has(c))) continue;
-    const at = Math.min(...columns.map((c) => position.get(c)!));
-    if (
-      best === undefined || columns.length > best.length ||
-      (columns.length === best.length && at < bestAt)
-    ) {
-      best = columns;
-      bestAt = at;
-    }
+    if (columns.length === 0 || columns.length > POINT_INDEX_COLUMNS_MAX) continue;
+    if (!columns.every((c) => fixed.has(c))) continue;
+    if (best === undefined || columns.length > best.length) best = columns;
   }
   if (best === undefined) return { scanned: count * 2n, rows: count }; // filter over a scan
   const probed = indexRowEstimate(input.table, best, context);

@@ -13,6 +13,7 @@ import { estimatePlanRowsScanned, estimateSelectRowsScanned } from "./row_estima
 import { datastoreSqlState, mutTxWriter } from "./sql_state.ts";
 import { ST_VAR_SCHEMA, type SystemTableSource, type UserTableInfo } from "./system_tables.ts";
 import {
+  encodeRow,
   FIXTURE_ROWS,
   HIT,
   ID_A,
@@ -312,6 +313,62 @@ Deno.test("a /sql SELECT and the same one-off or subscription query get one row 
       "JOIN tag ON tag.person_id = person.id WHERE person.name = 'Bob'",
       17,
     ],
+  ];
+  const failures: string[] = [];
+  for (const [sql, expected] of cases) {
+    const select = compileSql(sql, state, context);
+    if (select.kind !== "select") throw new Error(`expected a SELECT: ${sql}`);
+    const viaSql = estimateSelectRowsScanned(select, state);
+    const plan = compileSubscriptionQuery(sql, committed, context, { subscription: false });
+    const viaPlan = estimatePlanRowsScanned(plan, committed);
+    if (viaSql !== BigInt(expected) || viaPlan !== BigInt(expected)) {
+      failures.push(`${sql}: /sql ${viaSql}, query plan ${viaPlan}, expected ${expected}`);
+    }
+  }
+  deepStrictEqual(failures, []);
+});
+
+Deno.test("an index point scan takes an index of at most 3 columns, the first on a tie", () => {
+  // SpacetimeDB's IxScanFromPredicates: the widest index of at most 3 columns whose columns
+  // WHERE equalities all fix; on a tie the first in the table's index order, whatever the WHERE
+  // order. grid (a, b, c, d), indexes in order: (a, b, c, d), (c), (b), (a, b, d); 6 rows, b
+  // takes 2 values (3 rows per key), c and (a, b, c, d) 6 (1 row), (a, b, d) 4 (1 row).
+  const grid: TableSchema = makeSchema(
+    4200,
+    "grid",
+    ["a", "b", "c", "d"].map((name) => [name, { tag: "U32" }]),
+    { indexes: [[0, 1, 2, 3], [2], [1], [0, 1, 3]] },
+  );
+  const datastore = new Datastore([grid, ST_VAR_SCHEMA]);
+  const tx = datastore.beginMutTx();
+  const rows = [[1, 1, 1, 1], [1, 1, 2, 1], [1, 1, 3, 2], [2, 2, 4, 2], [2, 2, 5, 3], [2, 2, 6, 3]];
+  for (const row of rows) tx.insert(grid.tableId, encodeRow(grid, row));
+  tx.commit();
+  const state = datastoreSqlState(datastore, {
+    ...SOURCE,
+    userTables: () => [{
+      schema: grid,
+      constraintNames: [],
+      sequenceNames: [],
+      columnAccessors: ["a", "b", "c", "d"],
+      schedule: undefined,
+    }],
+  });
+  const committed: CommittedState = {
+    tableIdFromName: state.tableIdFromName,
+    schema: state.schema,
+    committedRows: (tableId) => datastore.committedRows(tableId),
+  };
+  const context = { sender: ID_O, isOwner: true };
+  const cases: [string, number][] = [
+    ["SELECT * FROM grid WHERE b = 1", 3],
+    ["SELECT * FROM grid WHERE a = 1 AND b = 1 AND d = 1", 1], // a 3-column point
+    // All four columns fixed: not the 4-column index but (a, b, d), then a filter for c: 1 + 1.
+    ["SELECT * FROM grid WHERE a = 1 AND b = 1 AND c = 1 AND d = 1", 2],
+    ["SELECT * FROM grid WHERE d = 1 AND c = 1 AND b = 1 AND a = 1", 2],
+    // (c) and (b) tie: (c) comes first in the index order, in either WHERE order: 1 + 1.
+    ["SELECT * FROM grid WHERE b = 1 AND c = 1", 2],
+    ["SELECT * FROM grid WHERE c = 1 AND b = 1", 2],
   ];
   const failures: string[] = [];
   for (const [sql, expected] of cases) {

@@ -20,7 +20,7 @@ import type { FromDatabaseMessage, OpenResult, ToDatabaseMessage } from "./durab
 import { type FsLayer, makeDirsDurable, removeDurable } from "./fs_layer.ts";
 import { CommitBudgetCheck, type CommitLimits } from "./commit_budget.ts";
 import { databaseDir, logDir, snapshotDir } from "./recovery.ts";
-import { readNewestValidSnapshot, SnapshotFileWriter } from "./snapshot.ts";
+import { readNewestValidSnapshot, SnapshotAbandonedError, SnapshotFileWriter } from "./snapshot.ts";
 
 /** Where the core's results go; the worker turns these into postMessage calls. */
 export interface CoreOutput {
@@ -82,8 +82,8 @@ interface DatabaseState {
   unreportedBytes: number;
   /** The snapshot whose pieces are arriving (written to its temp file as they come). */
   snapshotWriter: { writer: SnapshotFileWriter; requestId: number | undefined } | undefined;
-  /** Snapshot files waiting for their off-thread fdatasync. */
-  snapshotsSyncing: number;
+  /** Snapshot files waiting for their off-thread fdatasync, abandoned if the database is deleted. */
+  snapshotsSyncing: Set<SnapshotFileWriter>;
 }
 
 const DB_KEY = /^[A-Za-z0-9_-]{1,128}$/;
@@ -136,7 +136,7 @@ export class DurabilityCore {
       bytesSinceSnapshot: 0,
       unreportedBytes: 0,
       snapshotWriter: undefined,
-      snapshotsSyncing: 0,
+      snapshotsSyncing: new Set(),
       budget: limits === undefined
         ? undefined
         : new CommitBudgetCheck(limits, this.#options.monotonicMs ?? (() => performance.now())),
@@ -271,6 +271,8 @@ export class DurabilityCore {
       db.snapshots = [];
       db.snapshotWriter?.writer.abort();
       db.snapshotWriter = undefined;
+      // A snapshot whose last sync is in flight renames nothing into the removed directory.
+      for (const writer of db.snapshotsSyncing) writer.abandon();
       this.#databases.delete(dbKey);
       try {
         db.writer.close();
@@ -406,16 +408,26 @@ export class DurabilityCore {
       return refuse(error instanceof Error ? error.message : String(error));
     }
     if (typeof finished === "string") return written();
-    db.snapshotsSyncing++;
+    db.snapshotsSyncing.add(writer);
     finished.then(
       () => {
-        db.snapshotsSyncing--;
+        db.snapshotsSyncing.delete(writer);
         if (this.#databases.get(db.dbKey) === db) written();
       },
       (error) => {
-        db.snapshotsSyncing--;
+        db.snapshotsSyncing.delete(writer);
         writer.abort();
-        if (this.#databases.get(db.dbKey) === db) {
+        if (error instanceof SnapshotAbandonedError) {
+          // The database was deleted meanwhile: not a failure; a caller waiting is answered.
+          if (requestId === undefined) return;
+          const message = "the database was deleted";
+          this.#output.toDatabase(db.dbKey, {
+            kind: "snapshotFailed",
+            txOffset,
+            requestId,
+            message,
+          });
+        } else if (this.#databases.get(db.dbKey) === db) {
           refuse(error instanceof Error ? error.message : String(error));
         }
       },

@@ -4,7 +4,7 @@ import { lengthPrefixed } from "./commitlog/frame.ts";
 import { DurabilityCore } from "./durability_core.ts";
 import type { ToDatabaseMessage } from "./durability_messages.ts";
 import { forEachBatchRecord } from "./durability_port.ts";
-import { type CrashMode, type FsOperation, MemoryFs } from "./fs_layer.ts";
+import { type CrashMode, type FsLayer, type FsOperation, MemoryFs } from "./fs_layer.ts";
 import { databaseDir, recoverDatabase } from "./recovery.ts";
 
 const DATA = "/data";
@@ -253,6 +253,82 @@ Deno.test("delete() removes a database's files for good", () => {
   deepStrictEqual(fs.crash("lose-unsynced").exists(databaseDir(DATA, "a")), false);
   deepStrictEqual(core.open("a").durableOffset, 0n);
   throws(() => core.open("../etc"), TypeError);
+});
+
+Deno.test("a database deleted while its snapshot's last sync runs: nothing installed, no failure, the request answered", async () => {
+  const memory = new MemoryFs();
+  let release = () => {};
+  const gate = new Promise<void>((resolve) => release = resolve);
+  const touched: string[] = [];
+  let watching = false;
+  const watch = (op: string, path: string) => {
+    if (watching) touched.push(`${op} ${path}`);
+  };
+  // MemoryFs whose files sync off-thread, held at `gate`; paths touched after delete() recorded.
+  const fs: FsLayer = {
+    open: (path, options) => {
+      watch("open", path);
+      const file = memory.open(path, options);
+      return {
+        path: file.path,
+        write: (bytes, position) => file.write(bytes, position),
+        read: (into, position) => file.read(into, position),
+        syncData: () => file.syncData(),
+        syncDataAsync: async () => {
+          await gate;
+          file.syncData();
+        },
+        size: () => file.size(),
+        truncate: (length) => file.truncate(length),
+        close: () => file.close(),
+      };
+    },
+    readFile: (path) => memory.readFile(path),
+    readDir: (path) => memory.readDir(path),
+    exists: (path) => memory.exists(path),
+    mkdir: (path) => (watch("mkdir", path), memory.mkdir(path)),
+    rename: (from, to) => (watch("rename", `${from} -> ${to}`), memory.rename(from, to)),
+    remove: (path) => memory.remove(path),
+    syncDir: (path) => (watch("syncDir", path), memory.syncDir(path)),
+  };
+  const recorder = new Recorder();
+  const written: bigint[] = [];
+  const core = new DurabilityCore(fs, DATA, {
+    ...recorder.output,
+    snapshotWritten: (_dbKey, txOffset) => written.push(txOffset),
+  }, OPTIONS);
+  core.open("a");
+  core.receive("a", batch("a", 0, 2));
+  core.receive("a", { kind: "snapshot", txOffset: 2n, bytes: text("x"), requestId: 7 });
+  core.flush();
+  const dbDir = databaseDir(DATA, "a");
+  const logged: unknown[] = [];
+  const original = console.error;
+  console.error = (...args: unknown[]) => logged.push(args);
+  try {
+    watching = true;
+    core.delete("a");
+    deepStrictEqual(touched, [`syncDir ${DATA}/databases`]);
+    touched.length = 0;
+    release();
+    // The sync's continuations are promise jobs: a macrotask turn runs them all.
+    await new Promise((resolve) => setTimeout(resolve, 0));
+    await new Promise((resolve) => setTimeout(resolve, 0));
+  } finally {
+    console.error = original;
+  }
+  deepStrictEqual(touched, [], "no path touched after the deletion");
+  deepStrictEqual(memory.exists(dbDir), false);
+  deepStrictEqual(logged, []);
+  deepStrictEqual(recorder.failed, []);
+  deepStrictEqual(written, []);
+  const failed = recorder.messages.filter(([, m]) => m.kind === "snapshotFailed");
+  deepStrictEqual(failed.map(([key, m]) => [key, m]), [["a", {
+    kind: "snapshotFailed",
+    txOffset: 2n,
+    requestId: 7,
+    message: "the database was deleted",
+  }]]);
 });
 
 /**

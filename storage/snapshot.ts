@@ -77,6 +77,8 @@ export class SnapshotFileWriter {
   /** The intermediate fdatasync in flight, and the first one that failed. */
   #syncing: Promise<void> | undefined;
   #syncError: unknown;
+  /** Its directory is being removed (`abandon`): touch no path again. */
+  #abandoned = false;
 
   constructor(fs: FsLayer, dir: string, txOffset: bigint, options: WriteSnapshotOptions = {}) {
     this.#keep = options.keep ?? SNAPSHOTS_KEPT;
@@ -152,11 +154,13 @@ export class SnapshotFileWriter {
     }
     // After the intermediate sync in flight, if any: one fdatasync at a time per file.
     return (this.#syncing ?? Promise.resolve()).then(() => {
+      if (this.#abandoned) throw new SnapshotAbandonedError(this.txOffset);
       if (this.#syncError !== undefined) throw this.#syncError;
       return syncAsync();
     }).then(
       () => {
         this.#file.close();
+        if (this.#abandoned) throw new SnapshotAbandonedError(this.txOffset);
         return this.#install();
       },
       (error) => {
@@ -171,10 +175,24 @@ export class SnapshotFileWriter {
       this.#done = true;
       this.#closeQuietly();
     }
+    if (this.#abandoned) return;
     try {
       this.#fs.remove(this.tempPath);
     } catch {
       // Best effort: a stray temp file is ignored by readers and removed by the next snapshot.
+    }
+  }
+
+  /**
+   * Its directory is being removed (the database deleted): the file is closed, no path is
+   * touched again, and a `finish` in flight rejects with SnapshotAbandonedError instead of
+   * renaming the file into place.
+   */
+  abandon(): void {
+    this.#abandoned = true;
+    if (!this.#done) {
+      this.#done = true;
+      this.#closeQuietly();
     }
   }
 
@@ -192,6 +210,14 @@ export class SnapshotFileWriter {
     this.#fs.syncDir(this.#dir);
     pruneSnapshots(this.#fs, this.#dir, this.txOffset, this.#keep);
     return finalPath;
+  }
+}
+
+/** A snapshot's `finish` given up because its directory was removed (`abandon`). */
+export class SnapshotAbandonedError extends Error {
+  constructor(txOffset: bigint) {
+    super(`Snapshot at tx ${txOffset} abandoned: its directory was removed`);
+    this.name = "SnapshotAbandonedError";
   }
 }
 

@@ -9,6 +9,7 @@ import {
   listSnapshots,
   readNewestValidSnapshot,
   SNAPSHOT_SYNC_STEP_BYTES,
+  SnapshotAbandonedError,
   SnapshotFileWriter,
   writeSnapshot,
 } from "./snapshot.ts";
@@ -286,4 +287,33 @@ Deno.test("on the real file system, pieces written while a step's fdatasync runs
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
+});
+
+Deno.test("abandon() during the last sync: finish rejects, nothing is renamed or removed", async () => {
+  const memory = new MemoryFs();
+  const log: string[] = [];
+  const fs = asyncSyncFs(memory, log);
+  const renames: string[] = [];
+  const removes: string[] = [];
+  const writer = new SnapshotFileWriter(
+    {
+      ...fs,
+      rename: (from, to) => (renames.push(to), fs.rename(from, to)),
+      remove: (path) => (removes.push(path), fs.remove(path)),
+    },
+    SNAPS,
+    70n,
+  );
+  writer.write(new Uint8Array(100));
+  removes.length = 0;
+  const finished = writer.finish();
+  ok(finished instanceof Promise);
+  // The database's directory goes while the sync runs.
+  writer.abandon();
+  memory.remove("/data/databases/db1");
+  const failure = await finished.then(() => undefined, (error) => error);
+  ok(failure instanceof SnapshotAbandonedError, String(failure));
+  writer.abort();
+  deepStrictEqual([renames, removes], [[], []]);
+  deepStrictEqual(memory.exists(SNAPS), false);
 });

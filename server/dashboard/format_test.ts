@@ -87,6 +87,24 @@ Deno.test("parseMetrics() reads the server's exposition: states, counters by sta
   assertEquals(formatBytes(5e6), "4.8 MiB");
 });
 
+Deno.test("metricsByDatabase() keeps samples apart that differ only by a stage or kind label", () => {
+  const db = sample("staged");
+  db.metrics.callReply.observe(1_000);
+  db.metrics.callSent.observe(3_000);
+  db.metrics.callSent.observe(5_000);
+  db.metrics.recordStalls(new Float64Array([0, 20, 1, 40, 1, 60]));
+  const text = renderMetrics([db], { heapUsedBytes: 0, residentBytes: 0 });
+  const m = metricsByDatabase(parseMetrics(text)).databases.get("staged")!;
+  assertEquals(m["lightcone_websocket_call_seconds_count:reply"], 1);
+  assertEquals(m["lightcone_websocket_call_seconds_count:sent"], 2);
+  assertEquals(m["lightcone_database_stall_seconds_count:batch"], 1);
+  assertEquals(m["lightcone_database_stall_seconds_count:snapshot"], 2);
+  assertEquals(m["lightcone_database_stall_seconds_count:schedule"], 0);
+  assertEquals(m["lightcone_database_stall_seconds_sum:snapshot"], 0.1);
+  assertEquals(m.lightcone_websocket_call_seconds_count, undefined);
+  assertEquals(m.lightcone_database_stall_seconds_count, undefined);
+});
+
 const identityType: AlgebraicType = {
   tag: "Product",
   value: { elements: [{ name: "__identity__", algebraicType: { tag: "U256" } }] },

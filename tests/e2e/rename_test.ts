@@ -22,7 +22,6 @@ function assertIncludes(text: string, part: string): void {
 
 Deno.test("rename: the owner renames, others are refused, a taken name is refused, the name survives a restart", async () => {
   let server = await startTestServer();
-  const port = Number(new URL(server.url).port);
   const work = await Deno.makeTempDir({ prefix: "lightcone-rename-" });
   const cliAs = (who: string) => async (...args: string[]) => {
     const io = captureIo();
@@ -63,8 +62,10 @@ Deno.test("rename: the owner renames, others are refused, a taken name is refuse
     assertEquals((await alice("sql", "first-name", "SELECT * FROM person")).code, 1);
     assertEquals((await alice("call", "second-name", "add", "Ann")).code, 0);
 
+    // Restart on a fresh port (reusing the old one races with any process that took it); the CLI
+    // reads `server.url` on each call, and the identities live in the data directory.
     await server.close({ keepData: true });
-    server = await startTestServer({ dataDir: server.dataDir, port });
+    server = await startTestServer({ dataDir: server.dataDir });
     const after = await alice("sql", "second-name", "SELECT * FROM person");
     assertEquals([after.code, after.stdout], [0, ' name\n-------\n "Ann"\n'], after.stderr);
   } finally {

@@ -76,7 +76,10 @@ export function parseMetrics(text) {
 }
 
 /**
- * Per-database values by label, and the server's own.
+ * Per-database values by label, and the server's own. A sample's key is its name followed by the
+ * values of its labels other than `database` (in label-name order), so samples that differ only
+ * by `status`, `stage` or `kind` stay apart: `lightcone_reducer_calls_total:committed`,
+ * `lightcone_websocket_call_seconds_count:reply`. Histogram buckets (`le`) are skipped.
  * @param {Sample[]} samples
  */
 export function metricsByDatabase(samples) {
@@ -93,7 +96,10 @@ export function metricsByDatabase(samples) {
     if (sample.labels.le !== undefined) continue;
     let values = databases.get(database);
     if (!values) databases.set(database, values = {});
-    const key = sample.labels.status ? `${sample.name}:${sample.labels.status}` : sample.name;
+    let key = sample.name;
+    for (const label of Object.keys(sample.labels).sort()) {
+      if (label !== "database") key += `:${sample.labels[label]}`;
+    }
     values[key] = sample.value;
   }
   return { databases, server };
