@@ -760,9 +760,15 @@ export function storagePort(): PortLike {
  * For the entry module: starts the watchdog thread. It reads the deadlines the entry and the
  * procedure thread arm for each call and, once a call is `WATCHDOG_GRACE_MS` past one (stuck in a builtin, where the
  * instrumented checks cannot run), asks the server on stderr to kill this process.
+ *
+ * Resolves once the thread runs: a worker's isolate is made on its own thread some time after
+ * `new Worker`, and it reserves V8's code range (~512 MiB of address space) then. The server caps
+ * the process's address space at its first frame (`hello`), counting what is mapped by then as
+ * the runtime's; an isolate made after that found no room on a loaded machine ("Failed to reserve
+ * virtual memory for CodeRange") and the process died as out of memory. So `hello` waits for this.
  */
-export function startWatchdog(): void {
-  if (watchdogDeadline) return;
+export function startWatchdog(): Promise<void> {
+  if (watchdogDeadline) return Promise.resolve();
   const shared = watchdogBuffer();
   watchdogDeadline = new Float64Array(shared, 0, 2);
   const source = `
@@ -772,6 +778,7 @@ export function startWatchdog(): void {
     self.onmessage = (event) => {
       const slots = new Float64Array(event.data);
       const encoder = new TextEncoder();
+      self.postMessage("running");
       setInterval(() => {
         for (let pair = 0; pair < callers.length && !fired; pair++) {
           const deadline = slots[2 * pair];
@@ -793,7 +800,14 @@ export function startWatchdog(): void {
   const url = entryCreateObjectURL(new entryBlob([source], { type: "text/javascript" }));
   // The process has no permissions, so neither has this worker.
   const worker = new entryWorker(url, { type: "module" });
+  const running = new Promise<void>((resolve) => {
+    worker.onmessage = () => {
+      worker.onmessage = null;
+      resolve();
+    };
+  });
   worker.postMessage(shared);
+  return running;
 }
 
 /** Arms the watchdog for a call that may run `budgetMs` from `nowMs` (performance.now()). */

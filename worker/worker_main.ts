@@ -177,7 +177,7 @@ function reportStalls(): void {
   reply({ type: "scheduled", items: [], txOffset: engine.txOffset, logs: [], stalls: pairs });
 }
 
-startWatchdog();
+await startWatchdog();
 const port = serveIsolated((data) => {
   const message = data as MainToWorker;
   timed(message?.type === "batch" ? "batch" : "other", () => receive(message));

@@ -27,7 +27,7 @@ async function probe(port: number): Promise<Record<string, string>> {
   };
 }
 
-startWatchdog();
+await startWatchdog();
 serveIsolated(async (data, port) => {
   const request = data as { op: string; value?: unknown; budgetMs?: number };
   if (request.op === "echo") port.postMessage(request.value);
