@@ -230,8 +230,14 @@ Deno.test({
         const held = fetchStatus(server.url, upstream.port, "/hold/idle", t0);
         try {
           await waitUntil(() => upstream.hits >= hits + 1, "the held fetch");
-          const counted = await call(server.url, "pool", "count", []);
+          const counted = await within(
+            call(server.url, "pool", "count", []),
+            "count beside a held fetch (with no second thread it waits for the fetch)",
+          );
           assertEquals(counted.status, 200, counted.text);
+          // Answered while the fetch is still held: a second thread was started for it.
+          assertEquals(upstream.waiting, 1, "the held fetch was let go before count answered");
+          assertEquals(host().procedureExtraThreads, 1);
           return Number(counted.json);
         } finally {
           upstream.release();

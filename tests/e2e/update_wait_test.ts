@@ -10,7 +10,7 @@ import {
   ok as assert,
 } from "node:assert/strict";
 import { decodeServerFrame } from "../../protocol/mod.ts";
-import { waitUntil } from "../support/wait.ts";
+import { track, waitUntil } from "../support/wait.ts";
 import {
   call,
   type CallResponse,
@@ -122,16 +122,19 @@ Deno.test({
       );
       const v2 = replaceOnce(v1, ".sort()", '.sort().concat(["v2"])');
       const owner = await publish(server.url, "handshake", v1);
-      const first = firstEvent(server.url, "handshake");
+      const first = track(firstEvent(server.url, "handshake"));
       // The handshake's client_connected is running in the old module's process (a fixed 300 ms
       // wait let a loaded machine start the update first, and the test then proved nothing).
       const host = server.server.registry.resolve("handshake")!.host;
       await waitUntil(() => host.batchesInFlight > 0, "client_connected to start");
+      // Still running when the update is sent (the spin is 3 s; the update's start is not
+      // observable from here, so a machine slower than that can still make this step vacuous).
+      assert(!first.settled, "the handshake ended before the update was sent");
       const started = performance.now();
       await publish(server.url, "handshake", v2, { token: owner.token });
       console.log(`update took ${Math.round(performance.now() - started)} ms`);
       // The admitted handshake finished on the old module before the update closed it.
-      assertEquals(await first, "InitialConnection");
+      assertEquals(await first.promise, "InitialConnection");
       assertEquals((await call(server.url, "handshake", "entries", [])).json, ["from init", "v2"]);
     } finally {
       await server.close();

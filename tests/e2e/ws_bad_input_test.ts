@@ -10,6 +10,7 @@ import { WS_MESSAGE_BYTES_MAX } from "../../lib/limits.ts";
 import { decodeServerFrame, encodeClientFrame, type ServerMessage } from "../../protocol/mod.ts";
 import { connectBank } from "../fixtures/bindings/bank/index.ts";
 import { call, fixtureBundle, publish, startTestServer } from "../support/server.ts";
+import { within } from "../support/wait.ts";
 
 const FUZZ_FRAMES = Number(Deno.env.get("LIGHTCONE_FUZZ_FRAMES") ?? 10_000);
 const FUZZ_CONCURRENCY = 32;
@@ -151,7 +152,7 @@ Deno.test({
           const client = rawClient(server.url, "/v1/database/bank/subscribe");
           await client.opened;
           client.socket.send(frame);
-          const { code, reason } = await client.closed;
+          const { code, reason } = await within(client.closed, "the close after a bad frame");
           assertEquals(code, 1011);
           assert(reason.length > 0);
         }
