@@ -7,6 +7,7 @@ import { deepStrictEqual as assertEquals, ok as assert } from "node:assert/stric
 import { call, fixtureBundle, publish, startTestServer } from "../support/server.ts";
 import { GLOBAL_ALLOW_LIST, RUNTIME_REACHABLE } from "../../worker/sandbox_globals.ts";
 import { cpuTicks, databaseProcesses, statusKb } from "../support/proc.ts";
+import { waitUntil } from "../support/wait.ts";
 
 /**
  * Well under what the 8M-element sort takes (~2.3 s on an idle core here: at 2 s a machine 15 %
@@ -244,8 +245,14 @@ Deno.test({
       await t.step("DELETE stops a database stuck in a builtin at once", async () => {
         const pid = evilPid();
         assert(pid !== undefined, "the database process");
+        const ticksBefore = cpuTicks(pid) ?? 0;
         const stuck = call(server.url, "evil", "regex_bomb", [40]);
-        await new Promise((resolve) => setTimeout(resolve, 500));
+        // Wait until the process is busy in the call (50 ms of its CPU; it was idle), not for a
+        // fixed time: a DELETE that overtook the call on a loaded machine would prove nothing.
+        await waitUntil(() => {
+          const ticks = cpuTicks(pid);
+          return ticks === undefined || ticks - ticksBefore >= 5;
+        }, "the regex bomb to run");
         const started = performance.now();
         const deleted = await fetch(`${server.url}/v1/database/evil`, {
           method: "DELETE",
