@@ -358,6 +358,8 @@ class ProcessWorker implements IsolatedWorker {
   /** VmData bytes when the entry's code was loaded: the base of the address-space cap. */
   #baseDataBytes: number | undefined;
   #extraThreads = 0;
+  /** The memory-cap updates, applied one after another (`#applyMemoryLimit`). */
+  #limitChain: Promise<void> = Promise.resolve();
 
   constructor(
     child: Deno.ChildProcess,
@@ -513,7 +515,16 @@ class ProcessWorker implements IsolatedWorker {
    * is on top of what the runtime itself maps (thread stacks, V8's reservations: ~0.5 GiB of
    * VmData for an idle deno), so it measures what the database adds.
    */
-  async #applyMemoryLimit(): Promise<void> {
+  #applyMemoryLimit(): Promise<void> {
+    // One `prlimit` at a time, each computing the cap when it runs: two in flight (the pool
+    // asking for threads 1, 2 and 3 at once) could land out of order and leave the cap of fewer
+    // threads than run, and the last thread's code-range reservation then failed.
+    const run = this.#limitChain.then(() => this.#applyMemoryLimitNow());
+    this.#limitChain = run.catch(() => {});
+    return run;
+  }
+
+  async #applyMemoryLimitNow(): Promise<void> {
     if (!this.#caps.memoryLimit) return;
     try {
       if (this.#baseDataBytes === undefined) {
