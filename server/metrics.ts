@@ -331,15 +331,31 @@ export function renderMetrics(
     out.push(`${name}_sum{${label}} ${formatNumber(h.sum / scale)}`);
     out.push(`${name}_count{${label}} ${h.count}`);
   };
+  /** One histogram family: per database, one series per `[extra label, pick]` pair. */
+  const labelledHistogram = (
+    name: string,
+    help: string,
+    series: readonly (readonly [string, (metrics: DatabaseMetrics) => Histogram])[],
+    scale: number,
+  ) => {
+    out.push(`# HELP ${name} ${help}`, `# TYPE ${name} histogram`);
+    samples.forEach((sample, i) => {
+      for (const [label, pick] of series) {
+        histogramLines(
+          name,
+          label ? `${labels[i]},${label}` : labels[i],
+          pick(sample.metrics),
+          scale,
+        );
+      }
+    });
+  };
   const histogram = (
     name: string,
     help: string,
     pick: (metrics: DatabaseMetrics) => Histogram,
     scale: number,
-  ) => {
-    out.push(`# HELP ${name} ${help}`, `# TYPE ${name} histogram`);
-    samples.forEach((sample, i) => histogramLines(name, labels[i], pick(sample.metrics), scale));
-  };
+  ) => labelledHistogram(name, help, [["", pick]], scale);
 
   family(
     "lightcone_database_up",
@@ -483,44 +499,24 @@ export function renderMetrics(
     "Resident set size of the database process (VmRSS)",
     (s) => s.residentBytes,
   );
-  out.push(
-    "# HELP lightcone_websocket_call_seconds WebSocket reducer calls on the server, from the frame's dispatch on the main thread: until the database process's answer is handled (stage reply) and until the result is written to the socket after its transaction is durable (stage sent)",
-    "# TYPE lightcone_websocket_call_seconds histogram",
+  labelledHistogram(
+    "lightcone_websocket_call_seconds",
+    "WebSocket reducer calls on the server, from the frame's dispatch on the main thread: until the database process's answer is handled (stage reply) and until the result is written to the socket after its transaction is durable (stage sent)",
+    [['stage="reply"', (m) => m.callReply], ['stage="sent"', (m) => m.callSent]],
+    1e6,
   );
-  samples.forEach((sample, i) => {
-    histogramLines(
-      "lightcone_websocket_call_seconds",
-      `${labels[i]},stage="reply"`,
-      sample.metrics.callReply,
-      1e6,
-    );
-    histogramLines(
-      "lightcone_websocket_call_seconds",
-      `${labels[i]},stage="sent"`,
-      sample.metrics.callSent,
-      1e6,
-    );
-  });
   histogram(
     "lightcone_host_batch_seconds",
     "A request batch from being sent to the database process until its reply arrived on the main thread (pipes, the process's queue, its work on the batch)",
     (m) => m.batchRoundTrip,
     1e6,
   );
-  out.push(
-    "# HELP lightcone_database_stall_seconds Event-loop stalls of the database process (one task of 10 ms or more), by what ran: a request batch, a snapshot piece, scheduled runs, another message",
-    "# TYPE lightcone_database_stall_seconds histogram",
+  labelledHistogram(
+    "lightcone_database_stall_seconds",
+    "Event-loop stalls of the database process (one task of 10 ms or more), by what ran: a request batch, a snapshot piece, scheduled runs, another message",
+    STALL_KINDS.map((kind, k) => [`kind="${kind}"`, (m) => m.stallDuration[k]] as const),
+    1e6,
   );
-  samples.forEach((sample, i) => {
-    STALL_KINDS.forEach((kind, k) => {
-      histogramLines(
-        "lightcone_database_stall_seconds",
-        `${labels[i]},kind="${kind}"`,
-        sample.metrics.stallDuration[k],
-        1e6,
-      );
-    });
-  });
   family(
     "lightcone_database_restarts_total",
     "counter",

@@ -308,6 +308,11 @@ export class WsHub {
     let txOffset = 0;
     /** One clock reading per batch, taken at the first call result (metrics). */
     let nowMs = 0;
+    const observeReply = (origin: WsOrigin) => {
+      if (origin.receivedMs === 0) return;
+      if (nowMs === 0) nowMs = performance.now();
+      database.metrics.callReply.observe((nowMs - origin.receivedMs) * 1000);
+    };
     for (const item of items) {
       if (item.kind === "update") {
         txOffset = item.txOffset;
@@ -316,10 +321,7 @@ export class WsHub {
         const perClient = routing ? fanOut(routing, item.deltas) : new Map();
         if (origin && origin.kind === "call" && !origin.client.closed) {
           origin.answered = true;
-          if (origin.receivedMs > 0) {
-            if (nowMs === 0) nowMs = performance.now();
-            database.metrics.callReply.observe((nowMs - origin.receivedMs) * 1000);
-          }
+          observeReply(origin);
           const sets = perClient.get(origin.client);
           perClient.delete(origin.client);
           if (sets === undefined) {
@@ -358,10 +360,7 @@ export class WsHub {
         case "call":
           if (origin.answered) break;
           client.pendingCalls--;
-          if (origin.receivedMs > 0) {
-            if (nowMs === 0) nowMs = performance.now();
-            database.metrics.callReply.observe((nowMs - origin.receivedMs) * 1000);
-          }
+          observeReply(origin);
           if (item.status === "committed") {
             // Committed without any query delta: the worker sent no update for it.
             this.#queueCommitted(origin, item.txOffset ?? 0, touched);
