@@ -316,6 +316,12 @@ export class ProcedurePool {
     return this.#threads[0].loaded;
   }
 
+  /** Stops every running thread (the process is ending; tests). Calls still waiting stay unanswered. */
+  close(): void {
+    for (const thread of this.#threads.splice(0)) thread.stop();
+    this.#queue.length = 0;
+  }
+
   /** Running threads (the first included) and threads being started. */
   get threadCount(): number {
     return this.#threads.length + this.#starting;
@@ -392,9 +398,17 @@ export class ProcedurePool {
     let index = 1;
     while (used.has(index)) index++;
     let thread: ProcedureThread | undefined;
-    const extra = this.#threads.length + this.#starting - 1;
+    // This start counts in #starting until it runs or fails; either way it leaves exactly once.
+    let counted = true;
+    const leaveStarting = () => {
+      if (counted) this.#starting--;
+      counted = false;
+    };
     try {
-      const source = await this.#options.setExtraThreads(extra, this.#threadUrl === undefined);
+      const source = await this.#options.setExtraThreads(
+        this.#threads.length + this.#starting - 1,
+        this.#threadUrl === undefined,
+      );
       if (source !== undefined) {
         this.#threadUrl = hostCreateObjectURL(new HostBlob([source], { type: "text/javascript" }));
       }
@@ -402,11 +416,16 @@ export class ProcedurePool {
       thread = this.#newThread(this.#threadUrl, index);
       await thread.started();
       this.#pushLogs(await thread.load(this.#load!));
+      leaveStarting();
       this.#threads.push(thread);
       this.#armSweep();
     } catch (error) {
       thread?.stop();
-      void this.#options.setExtraThreads(extra - 1, false).catch(() => {});
+      // Only this start's share is released: the cap is for the threads running or still
+      // starting now (others may have begun after this one), never the count this one began at.
+      leaveStarting();
+      void this.#options.setExtraThreads(this.#threads.length + this.#starting - 1, false)
+        .catch(() => {});
       this.#growBlockedUntilMs = hostNow() + GROW_RETRY_MS;
       this.#options.engine()?.pushRemoteLog(
         "Error",
@@ -415,7 +434,7 @@ export class ProcedurePool {
         undefined,
       );
     } finally {
-      this.#starting--;
+      leaveStarting();
       this.#dispatch();
     }
   }
