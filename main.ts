@@ -42,6 +42,9 @@ start options:
                                a call (default 30)
       --procedure-queue N      calls of one database that may wait for a procedure thread; one more
                                fails at once (default 1024)
+      --owner-sql-budget-ms MS time the database owner's SQL (/sql, the dashboard console, the
+                               PostgreSQL port, one-off queries, subscriptions' initial rows) may
+                               run before it is stopped (default 10000; others: --reducer-budget-ms)
       --http-body-timeout-ms MS
                                time a request body may take to arrive before a 408 (default 30000)
       --http-header-timeout-ms MS
@@ -179,7 +182,9 @@ async function start(args: string[]): Promise<number> {
     else if (arg === "--procedure-threads") limits.procedureThreads = positiveInteger(arg, value());
     else if (arg === "--procedure-queue") limits.procedureQueue = positiveInteger(arg, value());
     else if (arg === "--procedure-idle-s") limits.procedureIdleS = positiveInteger(arg, value());
-    else if (arg === "--ws-compression") wsCompression = true;
+    else if (arg === "--owner-sql-budget-ms") {
+      limits.ownerSqlBudgetMs = positiveInteger(arg, value());
+    } else if (arg === "--ws-compression") wsCompression = true;
     else if (arg === "--warm-spare") warmSpare = true;
     else if (arg === "--hibernate-after-s") {
       const text = value();

@@ -69,6 +69,14 @@ export const REDUCER_TIME_BUDGET_MS_DEFAULT = 10_000;
 export const DATABASE_MEMORY_MB_DEFAULT = 512;
 /** How long a module's describe/top-level evaluation may take at publish. */
 export const MODULE_LOAD_TIMEOUT_MS = 30_000;
+/**
+ * Wall time the database owner's SQL may run (`--owner-sql-budget-ms`): a /sql SELECT (the
+ * dashboard's console and the PostgreSQL port included), a one-off query or a subscription's
+ * initial rows. The database thread answers nothing else meanwhile (reducer calls wait), so even
+ * the owner's cross join of two large tables must stop; others get the reducer budget. Same as
+ * the reducer budget's default: long enough for any scan of a database that fits in memory.
+ */
+export const OWNER_SQL_BUDGET_MS_DEFAULT = 10_000;
 /** SQL text length accepted by subscribe and /sql. */
 export const SQL_BYTES_MAX = 64 * 1024;
 /**
@@ -254,6 +262,8 @@ export interface DatabaseLimits {
   procedureQueue: number;
   /** Seconds without a call after which a procedure thread beyond the first stops. */
   procedureIdleS: number;
+  /** Wall time the owner's SQL queries may run (`--owner-sql-budget-ms`). */
+  ownerSqlBudgetMs: number;
 }
 
 export const DATABASE_LIMITS_DEFAULT: Readonly<DatabaseLimits> = Object.freeze({
@@ -263,6 +273,7 @@ export const DATABASE_LIMITS_DEFAULT: Readonly<DatabaseLimits> = Object.freeze({
   procedureThreads: PROCEDURE_THREADS_DEFAULT,
   procedureQueue: PROCEDURE_QUEUE_DEFAULT,
   procedureIdleS: PROCEDURE_IDLE_S_DEFAULT,
+  ownerSqlBudgetMs: OWNER_SQL_BUDGET_MS_DEFAULT,
 });
 
 /** The commit-log bucket's size for `limits`: COMMIT_LOG_BURST_S of rate, at least one max transaction. */

@@ -73,8 +73,8 @@ export interface EvaluationLimits {
   /** Rows a join fragment may return (default SQL_JOIN_ROWS_MAX): a join's fan-out is rows^n. */
   joinRowsMax?: number;
   /**
-   * Called for every row a join looks at, including those its filters drop (a join that keeps
-   * nothing can still look at rows² of them); throws to stop the evaluation (a time budget).
+   * Called for every row a scan or join looks at, including those its filters drop (a join that
+   * keeps nothing can still look at rows² of them); throws to stop the evaluation (a time budget).
    */
   tick?: () => void;
 }
@@ -151,7 +151,9 @@ export function executePlan(
       );
       continue;
     }
+    const tick = limits.tick;
     for (const row of candidateRows(fragment, state)) {
+      tick?.();
       if (fragmentMatches(fragment, row)) out.push(row);
     }
   }

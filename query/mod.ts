@@ -55,6 +55,7 @@ export {
   compileSql,
   evaluateSelect,
   executeDml,
+  queryTimeBudgetError,
   type SqlDeadline,
   type SqlDmlCounts,
   type SqlSelectResult,

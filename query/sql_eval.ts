@@ -138,9 +138,10 @@ export interface EvaluateOptions {
   /** Join tuples the query may build (default SQL_JOIN_ROWS_MAX). */
   joinRowsMax?: number;
   /**
-   * Wall-time budget of the joins: pairs a join looks at are not bounded by the tuples it keeps
-   * (a self-join of 40k rows whose filter admits nothing looks at 1.6e9), so the clock is read
-   * every JOIN_PAIRS_PER_CLOCK_READ pairs and the query fails past `deadlineMs`.
+   * Wall-time budget of the whole SELECT: rows scanned and filtered, hash tables built, pairs a
+   * join looks at (not bounded by the tuples it keeps: a self-join of 40k rows whose filter
+   * admits nothing looks at 1.6e9) and tuples projected all count, so the clock is read every
+   * ROWS_PER_CLOCK_READ of them and the query fails past `deadlineMs`.
    */
   deadline?: SqlDeadline;
 }
@@ -151,22 +152,49 @@ export interface SqlDeadline {
   nowMs: () => number;
   /** Named in the error. */
   budgetMs: number;
+  /** The owner's budget (`--owner-sql-budget-ms`) rather than the reducer budget: named in the error. */
+  owner: boolean;
 }
 
-const JOIN_PAIRS_PER_CLOCK_READ = 1 << 16;
+const ROWS_PER_CLOCK_READ = 1 << 16;
 
-function overBudget(budgetMs: number): SqlError {
+/**
+ * The error of a query stopped at its time budget, naming which budget it was and how to raise it
+ * (/sql here; one-off queries and subscriptions in worker/subscription_host.ts).
+ */
+export function queryTimeBudgetError(budgetMs: number, owner: boolean): SqlError {
   return new SqlError(
-    `The query exceeded its time budget of ${budgetMs} ms and was stopped; ` +
-      `add a join condition or a filter`,
+    owner
+      ? `The query exceeded the owner's SQL time budget of ${budgetMs} ms and was stopped; ` +
+        `add a join condition or a filter, or raise the budget with the server's ` +
+        `--owner-sql-budget-ms`
+      : `The query exceeded its time budget of ${budgetMs} ms and was stopped; ` +
+        `add a join condition or a filter (queries of callers other than the owner have the ` +
+        `reducer budget, the server's --reducer-budget-ms)`,
     "limit",
   );
 }
 
-function instanceRows(schema: TableSchema, state: SqlState): RowView[] {
+/** A function to call once per row the query touches: throws past the deadline. */
+function budgetTicker(deadline: SqlDeadline | undefined): () => void {
+  if (deadline === undefined) return () => {};
+  let rowsToClockRead = ROWS_PER_CLOCK_READ;
+  return () => {
+    if (--rowsToClockRead > 0) return;
+    rowsToClockRead = ROWS_PER_CLOCK_READ;
+    if (deadline.nowMs() > deadline.deadlineMs) {
+      throw queryTimeBudgetError(deadline.budgetMs, deadline.owner);
+    }
+  };
+}
+
+function instanceRows(schema: TableSchema, state: SqlState, tick: () => void): RowView[] {
   const layout = layoutOf(schema);
   const out: RowView[] = [];
-  for (const bytes of state.rows(schema.tableId)) out.push(layout.view(bytes));
+  for (const bytes of state.rows(schema.tableId)) {
+    tick();
+    out.push(layout.view(bytes));
+  }
   return out;
 }
 
@@ -176,14 +204,8 @@ function joinedTuples(
   state: SqlState,
   stopAfter: number,
   joinRowsMax: number,
-  deadline?: SqlDeadline,
+  tick: () => void,
 ): RowView[][] {
-  let pairsToClockRead = JOIN_PAIRS_PER_CLOCK_READ;
-  const pairLooked = () => {
-    if (--pairsToClockRead > 0 || deadline === undefined) return;
-    pairsToClockRead = JOIN_PAIRS_PER_CLOCK_READ;
-    if (deadline.nowMs() > deadline.deadlineMs) throw overBudget(deadline.budgetMs);
-  };
   const pending = allConjuncts(plan).map((expr) => ({ expr, at: maxInstance(expr) }));
   if (pending.some((p) => p.expr.kind === "const" && !p.expr.value)) return [];
   const filtersAt = (k: number) =>
@@ -195,7 +217,7 @@ function joinedTuples(
   const last = plan.tables.length - 1;
   let tuples: RowView[][] = [];
   const first = filtersAt(0);
-  for (const view of instanceRows(plan.tables[0].schema, state)) {
+  for (const view of instanceRows(plan.tables[0].schema, state, tick)) {
     const tuple = [view];
     if (first.every((f) => f.test(tuple))) {
       tuples.push(tuple);
@@ -204,7 +226,7 @@ function joinedTuples(
   }
   for (let k = 1; k <= last && tuples.length > 0; k++) {
     const filters = filtersAt(k);
-    const rows = instanceRows(plan.tables[k].schema, state);
+    const rows = instanceRows(plan.tables[k].schema, state, tick);
     let hashed: { probe: ColumnRef; build: ColumnRef } | undefined;
     let rest = filters;
     for (const filter of filters) {
@@ -217,7 +239,7 @@ function joinedTuples(
     const next: RowView[][] = [];
     const stop = k === last ? stopAfter : Infinity;
     const emit = (tuple: RowView[], view: RowView): boolean => {
-      pairLooked();
+      tick();
       const joined = [...tuple, view];
       if (!rest.every((f) => f.test(joined))) return false;
       next.push(joined);
@@ -228,6 +250,7 @@ function joinedTuples(
       const { build, probe } = hashed;
       const table = new Map<ValueKey, RowView[]>();
       for (const view of rows) {
+        tick();
         const key = valueKey(view.value(build.column));
         const bucket = table.get(key);
         if (bucket) bucket.push(view);
@@ -286,6 +309,7 @@ function singleTableRows(
   plan: SqlSelectPlan,
   state: SqlState,
   limit: number,
+  tick: () => void,
 ): Uint8Array[] | number {
   const schema = plan.tables[0].schema;
   const output = plan.output;
@@ -303,6 +327,7 @@ function singleTableRows(
   const out: Uint8Array[] = [];
   let count = 0;
   for (const bytes of state.rows(schema.tableId)) {
+    tick();
     if (test !== undefined) {
       tuple[0] = layout.view(bytes);
       if (!test(tuple)) continue;
@@ -351,6 +376,7 @@ export function evaluateSelect(
   options: EvaluateOptions = {},
 ): SqlSelectResult {
   const joinRowsMax = options.joinRowsMax ?? SQL_JOIN_ROWS_MAX;
+  const tick = budgetTicker(options.deadline);
   const limit = plan.limit === undefined ? Infinity : Number(plan.limit);
   const output = plan.output;
   const result = (rows: Uint8Array[]) => ({
@@ -360,21 +386,22 @@ export function evaluateSelect(
   });
   if (plan.tables.length === 1) {
     if (limit === 0 && output.kind !== "count") return result([]);
-    const rows = singleTableRows(plan, state, limit);
+    const rows = singleTableRows(plan, state, limit, tick);
     if (typeof rows !== "number") return result(rows);
     return result(limit >= 1 ? [countRow(rows)] : []);
   }
   if (output.kind === "count") {
     // LIMIT applies to the count's one output row, not to what is counted.
-    const count = joinedTuples(plan, state, Infinity, joinRowsMax, options.deadline).length;
+    const count = joinedTuples(plan, state, Infinity, joinRowsMax, tick).length;
     return result(limit >= 1 ? [countRow(count)] : []);
   }
   if (limit === 0) return result([]);
-  const tuples = joinedTuples(plan, state, limit, joinRowsMax, options.deadline);
+  const tuples = joinedTuples(plan, state, limit, joinRowsMax, tick);
   if (tuples.length > limit) tuples.length = limit;
   if (output.kind === "rows") return result(tuples.map((t) => t[output.instance].bytes));
   const offsets = new Map<RowView, number[]>();
   const rows = tuples.map((tuple) => {
+    tick();
     const parts: Uint8Array[] = [];
     let length = 0;
     for (const ref of output.refs) {

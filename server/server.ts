@@ -237,6 +237,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     procedureThreads: limits.procedureThreads,
     procedureQueue: limits.procedureQueue,
     procedureIdleS: limits.procedureIdleS,
+    ownerSqlBudgetMs: limits.ownerSqlBudgetMs,
     moduleLogFileBytesMax: MODULE_LOG_FILE_BYTES_MAX,
     scheduleImmediatePendingMax: SCHEDULE_IMMEDIATE_PENDING_MAX,
   });

@@ -24,10 +24,12 @@ import { viewAwareSqlState } from "./view_catalog.ts";
 
 export interface SqlHostOptions {
   /**
-   * Wall time a SELECT of a caller other than the owner may spend joining (the reducer budget):
-   * the database thread answers nothing else meanwhile. The owner's statements are not limited.
+   * Wall time a SELECT of a caller other than the owner may run (the reducer budget): the
+   * database thread answers nothing else meanwhile.
    */
   budgetMs: number;
+  /** The same for the owner's SELECTs (`--owner-sql-budget-ms`, OWNER_SQL_BUDGET_MS_DEFAULT). */
+  ownerBudgetMs: number;
   monotonicMs: () => number;
 }
 
@@ -52,12 +54,14 @@ export class SqlHost {
       if (plan.kind === "select") {
         checkRowLimit(plan, state, context);
         // Row-level security for callers other than the owner (query/rls.ts).
-        const budget = this.#options;
-        const deadline: SqlDeadline | undefined = budget && !context.isOwner
+        const options = this.#options;
+        const budgetMs = context.isOwner ? options?.ownerBudgetMs : options?.budgetMs;
+        const deadline: SqlDeadline | undefined = options && budgetMs !== undefined
           ? {
-            deadlineMs: budget.monotonicMs() + budget.budgetMs,
-            nowMs: budget.monotonicMs,
-            budgetMs: budget.budgetMs,
+            deadlineMs: options.monotonicMs() + budgetMs,
+            nowMs: options.monotonicMs,
+            budgetMs,
+            owner: context.isOwner,
           }
           : undefined;
         const result = evaluateSelectWithRls(plan, state, context, engine.rlsRules, { deadline });

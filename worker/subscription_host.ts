@@ -15,6 +15,7 @@ import {
   expandSelectStarFromStar,
   planSelect,
   type QueryPlan,
+  queryTimeBudgetError,
   rowLimitError,
   SqlError,
   subscriptionErrorText,
@@ -45,14 +46,18 @@ interface LiveQuery {
   viewTables: number[];
 }
 
-/** The time budget of a caller other than the owner (worker/worker_main.ts gives the reducer's). */
+/**
+ * The time budgets of queries: a caller other than the owner gets `budgetMs` (worker_main.ts gives
+ * the reducer's), the owner `ownerBudgetMs` (`--owner-sql-budget-ms`).
+ */
 export interface QueryBudget {
   budgetMs: number;
+  ownerBudgetMs: number;
   monotonicMs: () => number;
 }
 
-/** Rows a join looks at between two clock reads of a query's time budget. */
-const JOIN_ROWS_PER_CLOCK_READ = 1 << 16;
+/** Rows a query looks at between two clock reads of its time budget. */
+const ROWS_PER_CLOCK_READ = 1 << 16;
 
 export class SubscriptionHost {
   readonly #engine: DatabaseEngine;
@@ -354,25 +359,20 @@ export class SubscriptionHost {
   }
 
   /**
-   * Bounds on evaluating one request's queries: the join-row bound for everyone, and for a
-   * caller other than the owner the time budget (the database answers nothing else meanwhile).
+   * Bounds on evaluating one request's queries: the join-row bound, and a time budget (the
+   * database answers nothing else meanwhile): the owner's own, or the reducer budget for others.
    */
   #limitsFor(isOwner: boolean): EvaluationLimits {
     const budget = this.#budget;
-    if (isOwner || budget === undefined) return {};
-    const deadlineMs = budget.monotonicMs() + budget.budgetMs;
-    let rowsToClockRead = JOIN_ROWS_PER_CLOCK_READ;
+    if (budget === undefined) return {};
+    const budgetMs = isOwner ? budget.ownerBudgetMs : budget.budgetMs;
+    const deadlineMs = budget.monotonicMs() + budgetMs;
+    let rowsToClockRead = ROWS_PER_CLOCK_READ;
     return {
       tick: () => {
         if (--rowsToClockRead > 0) return;
-        rowsToClockRead = JOIN_ROWS_PER_CLOCK_READ;
-        if (budget.monotonicMs() > deadlineMs) {
-          throw new SqlError(
-            `The query exceeded its time budget of ${budget.budgetMs} ms and was stopped; ` +
-              `add a join condition or a filter`,
-            "limit",
-          );
-        }
+        rowsToClockRead = ROWS_PER_CLOCK_READ;
+        if (budget.monotonicMs() > deadlineMs) throw queryTimeBudgetError(budgetMs, isOwner);
       },
     };
   }

@@ -14,7 +14,7 @@ import {
   startWatchdog,
   storagePort,
 } from "./isolation.ts";
-import { MODULE_LOAD_TIMEOUT_MS } from "../lib/limits.ts";
+import { MODULE_LOAD_TIMEOUT_MS, OWNER_SQL_BUDGET_MS_DEFAULT } from "../lib/limits.ts";
 import { systemClock } from "../lib/clock.ts";
 import { DatabaseEngine } from "./engine.ts";
 import { describeError, rewriteImports } from "./module_loader.ts";
@@ -268,10 +268,12 @@ async function init(message: InitMessage): Promise<void> {
   }
   subscriptions = new SubscriptionHost(engine, {
     budgetMs: message.reducerBudgetMs,
+    ownerBudgetMs: message.limits?.ownerSqlBudgetMs ?? OWNER_SQL_BUDGET_MS_DEFAULT,
     monotonicMs: () => systemClock.monotonicMs(),
   });
   sqlHost = new SqlHost(engine, {
     budgetMs: message.reducerBudgetMs,
+    ownerBudgetMs: message.limits?.ownerSqlBudgetMs ?? OWNER_SQL_BUDGET_MS_DEFAULT,
     monotonicMs: () => systemClock.monotonicMs(),
   });
   const def = engine.module.def;
