@@ -122,6 +122,13 @@ export const LOG_SEGMENT_BYTES = 64 * 1024 * 1024;
 export const LOG_PREALLOCATE_BYTES = 4 * 1024 * 1024;
 /** Payload bytes one database's drained batch is split at into separate commits (each synced before the next). */
 export const LOG_COMMIT_PAYLOAD_BYTES_TARGET = 16 * 1024 * 1024;
+/**
+ * Rate at which the background check (storage/segment_verifier.ts) reads commit-log segments
+ * that recovery never reads (wholly before the newest snapshot): one 64 MiB segment per two
+ * seconds at most, in a worker of its own, so a server start with many databases keeps its disk
+ * and cores for recovery and commits.
+ */
+export const SEGMENT_VERIFY_BYTES_PER_S = 32 * 1024 * 1024;
 /** Commit payload bytes sent per message while streaming a log to a database worker at recovery. */
 export const LOG_REPLAY_CHUNK_BYTES = 4 * 1024 * 1024;
 /** Snapshots kept per database; older ones are deleted after a new one is durable. */

@@ -35,6 +35,8 @@ import {
   type PreparedModule,
   type ResumedSchedule,
   SCHEMA_MISMATCH_PREFIX,
+  type SegmentVerdict,
+  SegmentVerifier,
   tablesFingerprint,
 } from "../worker/mod.ts";
 import type { OutboundHttp } from "./outbound_http.ts";
@@ -401,6 +403,8 @@ export interface RegistryOptions {
   onUpdateEnd?: (database: Database, disconnect: boolean, reason: string) => void;
   /** Performs procedures' outbound HTTP; absent: it is disabled for every database. */
   outboundHttp?: OutboundHttp;
+  /** Read rate of the background check of old commit-log segments (lib/limits.ts default). */
+  segmentVerifyBytesPerS?: number;
 }
 
 export type PublishOutcome = { database: Database; op: "created" | "updated" };
@@ -426,12 +430,21 @@ export class DatabaseRegistry {
   readonly #byName = new Map<string, Database>();
   /** Databases in control.json that failed to start: kept, and their names stay taken. */
   readonly #unstarted = new Map<string, ControlFile["databases"][number] & { reason: string }>();
+  /** Checks commit-log segments recovery does not read (before the newest snapshot). */
+  readonly #segments: SegmentVerifier;
   /** Serialises publish/delete/restart so control.json writes never interleave. */
   #controlChain: Promise<unknown> = Promise.resolve();
   #closing = false;
 
   private constructor(options: RegistryOptions) {
     this.#options = options;
+    this.#segments = new SegmentVerifier({
+      dataDir: options.dataDir,
+      bytesPerS: options.segmentVerifyBytesPerS,
+      onVerdict: (key, verdict) => this.#segmentVerdict(key, verdict),
+    });
+    // A new snapshot puts more segments behind it that recovery will not read: check those.
+    options.storage.onSnapshot((key) => this.#segments.schedule(key));
     options.storage.onDurable((key, offset, syncMs, txCount, bytes) => {
       const database = this.#byIdentity.get(key);
       if (!database) return;
@@ -844,6 +857,7 @@ export class DatabaseRegistry {
       this.#stop(database, "database was deleted");
       await database.logs.close();
       await this.#options.storage.deleteDatabase(database.key);
+      this.#segments.forget(database.key);
       await this.#writeControl();
       await Deno.remove(database.directory, { recursive: true }).catch(() => {});
       log.info("database deleted", { identity: database.key });
@@ -903,6 +917,7 @@ export class DatabaseRegistry {
 
   async close(): Promise<void> {
     this.#closing = true;
+    this.#segments.close();
     if (this.#sweepTimer !== undefined) clearInterval(this.#sweepTimer);
     for (const timer of this.#wakeTimers.values()) clearTimeout(timer);
     this.#wakeTimers.clear();
@@ -1304,11 +1319,54 @@ export class DatabaseRegistry {
         },
         outboundHttp: (request) => this.#outboundHttp(key, request, options.logs),
       });
+      // Recovery read only the segments after the snapshot it started from: check the older
+      // ones in the background (each once per run; a wake or restart finds them judged).
+      this.#segments.schedule(key);
       return { host, durableTxOffset: Number(opened.durableOffset) };
     } catch (error) {
       await this.#options.storage.closeDatabase(key).catch(() => {});
       throw error;
     }
+  }
+
+  /** Resolves once the background check of old commit-log segments has nothing to do (tests). */
+  segmentChecksIdle(): Promise<void> {
+    return this.#segments.idle();
+  }
+
+  /**
+   * A verdict on an old segment: counted, and a damaged one logged loudly. The database keeps
+   * serving (it recovered from a snapshot after that segment); the segment would be needed only
+   * if every newer snapshot were lost, which is what the operator must now prevent or repair.
+   */
+  #segmentVerdict(key: string, verdict: SegmentVerdict): void {
+    const database = this.#byIdentity.get(key);
+    if (verdict.kind === "ok") {
+      if (database) database.metrics.commitLogSegmentsVerified++;
+      return;
+    }
+    if (verdict.kind === "unreadable") {
+      if (database) {
+        log.warn("could not check an old commit-log segment", {
+          identity: key,
+          path: verdict.path,
+          error: verdict.error,
+        });
+      }
+      return;
+    }
+    if (database) database.metrics.commitLogSegmentsCorrupt++;
+    log.error(
+      "commit-log segment before the newest snapshot is corrupt: the database serves from its " +
+        "snapshot, but could not be recovered without it; keep its snapshots and restore the " +
+        "segment from a backup",
+      {
+        identity: key,
+        path: verdict.path,
+        byteOffset: verdict.byteOffset,
+        reason: verdict.reason,
+      },
+    );
   }
 
   /** A worker died (out of memory, a host bug): restart it from the commit log. */

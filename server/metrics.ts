@@ -172,6 +172,12 @@ export class DatabaseMetrics {
   readonly fsyncBatch = new Histogram(FSYNC_BATCH_BOUNDS);
   restarts = 0;
   commitLogBytes = 0;
+  /**
+   * Commit-log segments before the newest snapshot (recovery does not read them) checked in the
+   * background: intact, and corrupt (storage/segment_verifier.ts; each logged as an error).
+   */
+  commitLogSegmentsVerified = 0;
+  commitLogSegmentsCorrupt = 0;
   /** Times the database was hibernated, and woken (with how long each wake took). */
   hibernations = 0;
   wakes = 0;
@@ -374,6 +380,18 @@ export function renderMetrics(
     "counter",
     "Times the database was hibernated after being idle (--hibernate-after-s)",
     (s) => s.metrics.hibernations,
+  );
+  family(
+    "lightcone_commit_log_segments_verified_total",
+    "counter",
+    "Commit-log segments before the newest snapshot (not read by recovery) checked in the background and found intact",
+    (s) => s.metrics.commitLogSegmentsVerified,
+  );
+  family(
+    "lightcone_commit_log_segments_corrupt_total",
+    "counter",
+    "Commit-log segments before the newest snapshot found corrupt by the background check (each logged as an error naming file and byte); the database keeps serving from its snapshot",
+    (s) => s.metrics.commitLogSegmentsCorrupt,
   );
   family(
     "lightcone_database_wakes_total",

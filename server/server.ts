@@ -41,6 +41,8 @@ export interface ServerOptions {
   snapshotIntervalTx?: number;
   /** Commit-log record bytes between automatic snapshots (default SNAPSHOT_INTERVAL_BYTES). */
   snapshotIntervalBytes?: number;
+  /** Size of a commit-log segment (default LOG_SEGMENT_BYTES); tests make it small. */
+  logSegmentBytes?: number;
   /**
    * `--in-memory`: nothing is fsynced, so replies do not wait for the disk and a crash loses
    * everything (main.ts also puts the data in a temporary directory removed at shutdown).
@@ -109,6 +111,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     dataDir: options.dataDir,
     snapshotIntervalTx: options.snapshotIntervalTx,
     snapshotIntervalBytes: options.snapshotIntervalBytes,
+    segmentBytes: options.logSegmentBytes,
     unsafeSkipSync: options.skipFsync,
     unsafeLateSyncMs: options.unsafeLateFsyncMs,
   });

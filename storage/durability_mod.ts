@@ -37,6 +37,7 @@ export {
   type RecordView,
 } from "./commitlog/reader.ts";
 export { CommitLogFailedError, CommitLogWriter } from "./commitlog/writer.ts";
+export { type SegmentVerdict, SegmentVerifier } from "./segment_verifier.ts";
 export { lengthPrefixed } from "./commitlog/frame.ts";
 export { crc32c } from "./commitlog/crc32c.ts";
 export {

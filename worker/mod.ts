@@ -33,4 +33,9 @@ export {
 export { formatMigrationPlan } from "./auto_migrate_format.ts";
 export { moduleInfoFromDescribe } from "./module_info.ts";
 export type { ModuleInfo, ProcedureInfo, ReducerInfo } from "./module_info.ts";
-export { CorruptLogError, DurabilityActor } from "../storage/mod.ts";
+export {
+  CorruptLogError,
+  DurabilityActor,
+  type SegmentVerdict,
+  SegmentVerifier,
+} from "../storage/mod.ts";

@@ -269,6 +269,25 @@ export function readCommitLog(
   };
 }
 
+/**
+ * Verifies one sealed segment (not the last of its log) read whole: every commit's checksum,
+ * offsets contiguous from `firstTxOffset`, and its end at `endTxOffset` (where the next segment's
+ * name says the log goes on). Throws CorruptLogError naming the file and byte of the first damage.
+ * Used in the background for segments recovery never reads (wholly before the newest snapshot).
+ */
+export function verifySealedSegment(
+  bytes: Uint8Array,
+  path: string,
+  firstTxOffset: bigint,
+  endTxOffset: bigint,
+): void {
+  const scan = scanSegment(bytes, path, firstTxOffset, 0n, false);
+  checkSegmentEnd(
+    { path, firstTxOffset, endTxOffset, validBytes: -1, fileBytes: -1 },
+    scan.endTxOffset,
+  );
+}
+
 /** A deferred segment must end exactly where the next one's name says the log goes on. */
 function checkSegmentEnd(segment: SegmentSummary, scannedEnd: bigint): void {
   if (scannedEnd !== segment.endTxOffset) {

@@ -34,6 +34,10 @@ export async function startTestServer(
     hibernateAfterS?: number;
     /** `--warm-spare`. */
     warmSpare?: boolean;
+    /** `--snapshot-interval-tx`. */
+    snapshotIntervalTx?: number;
+    /** Commit-log segment size (small: a log of many segments). */
+    logSegmentBytes?: number;
   } = {},
 ): Promise<TestServer> {
   const dataDir = options.dataDir ?? await Deno.makeTempDir({ prefix: "lightcone-test-" });
@@ -50,6 +54,8 @@ export async function startTestServer(
     httpResolve: options.httpResolve,
     hibernateAfterS: options.hibernateAfterS,
     warmSpare: options.warmSpare,
+    snapshotIntervalTx: options.snapshotIntervalTx,
+    logSegmentBytes: options.logSegmentBytes,
   });
   return {
     server,
