@@ -112,6 +112,14 @@ export const SUBSCRIPTION_DELTA_EXAMINED_ROWS_MAX = 5_000_000;
  * distinct signed-in users of a naive (scan-and-filter) view; an index-point view has no cap here.
  */
 export const VIEW_INSTANCES_READING_TABLE_MAX = 256;
+/**
+ * The share of VIEW_INSTANCES_READING_TABLE_MAX one client source may take (worker/views.ts): the
+ * server charges the instances a WebSocket subscription creates to the client's IP address (an
+ * IPv6 /64), so a flood of fresh anonymous identities from one address stops here instead of
+ * filling the whole cap and locking every other client out; filling the cap now takes eight
+ * sources. 32 still admits a NAT or an office of users of a naive (scan-and-filter) view.
+ */
+export const VIEW_INSTANCES_READING_TABLE_PER_SOURCE_MAX = 32;
 /** Live per-sender view instances in one database (each holds its rows and read set). */
 export const VIEW_SENDER_INSTANCES_MAX = 16_384;
 /** Lines kept in memory per database log for `logs`. */

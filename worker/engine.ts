@@ -1103,13 +1103,13 @@ export class DatabaseEngine {
    * runs it in a transaction of its own that is rolled back (a view cannot write). Returns the
    * instance's table schema; throws an Error with the caller-facing text when the view fails.
    */
-  materializeView(view: ViewDef, sender: bigint): TableSchema {
+  materializeView(view: ViewDef, sender: bigint, source?: string): TableSchema {
     const existing = this.#views.instance(view, sender);
     if (existing !== undefined) return existing;
     const tx = this.#datastore.beginMutTx();
     this.#tx = tx;
     try {
-      return this.#views.materialize(view, sender, tx);
+      return this.#views.materialize(view, sender, tx, source);
     } catch (error) {
       const message = this.#viewFailureMessage(error);
       this.#pushLog("Error", message, view.name);

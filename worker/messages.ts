@@ -149,6 +149,11 @@ export interface SubscribeRequest {
   queries: string[];
   sender: bigint;
   isOwner: boolean;
+  /**
+   * The client source the view instances this subscription creates are charged to (the
+   * connection's IP address, an IPv6 /64: server/ws/client_source.ts); absent for the owner.
+   */
+  source?: string;
 }
 
 export interface UnsubscribeRequest {

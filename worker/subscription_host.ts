@@ -195,7 +195,7 @@ export class SubscriptionHost {
     const rows: QueryRows[] = [];
     // A query text given twice in one request is subscribed once (SpacetimeDB dedups by text).
     const seen = new Set<string>();
-    const caller = this.#catalog.forCaller(context);
+    const caller = this.#catalog.forCaller(context, request.source);
     // Every query is compiled before any is registered, so that the row limit can refuse the set.
     const compiled: { sql: string; plans: QueryPlan[] }[] = [];
     for (const sql of request.queries) {

@@ -36,7 +36,8 @@ export class ViewCatalog {
     this.#state = state;
   }
 
-  forCaller(context: QueryContext): CallerCatalog {
+  /** `source`: the client source new view instances are charged to (worker/views.ts). */
+  forCaller(context: QueryContext, source?: string): CallerCatalog {
     const engine = this.#engine;
     const state = this.#state;
     const views = engine.views;
@@ -48,7 +49,7 @@ export class ViewCatalog {
         if (tableId !== undefined) return tableId;
         const view = views.viewNamed(name);
         if (view === undefined || (!view.isPublic && !context.isOwner)) return undefined;
-        const schema = engine.materializeView(view, context.sender);
+        const schema = engine.materializeView(view, context.sender, source);
         touched.push(schema.tableId);
         return schema.tableId;
       },

@@ -23,7 +23,11 @@ import {
   type QueryCatalog,
 } from "../query/mod.ts";
 import type { MutTx, TableSchema, TxDelta } from "../storage/mod.ts";
-import { VIEW_INSTANCES_READING_TABLE_MAX, VIEW_SENDER_INSTANCES_MAX } from "../lib/limits.ts";
+import {
+  VIEW_INSTANCES_READING_TABLE_MAX,
+  VIEW_INSTANCES_READING_TABLE_PER_SOURCE_MAX,
+  VIEW_SENDER_INSTANCES_MAX,
+} from "../lib/limits.ts";
 import type { ViewReadRecorder } from "./sys_abi.ts";
 
 /** Instance tables get ids from here up; datastore tables stay far below. */
@@ -64,6 +68,11 @@ interface Instance {
   key: string;
   view: ViewDef;
   sender: bigint | undefined;
+  /**
+   * The client source (its address) the instance was created for and is charged to; undefined
+   * for the owner, HTTP statements and anything else not charged to a client.
+   */
+  source: string | undefined;
   schema: TableSchema;
   /** Row bytes (as a binary string) -> row. */
   rows: Map<string, Uint8Array>;
@@ -138,8 +147,10 @@ export class ViewManager {
   /**
    * Materializes `view` for `sender` with `tx` open (the caller rolls it back or commits it;
    * the view itself cannot write). Returns the instance's table schema. Throws ViewFailureError.
+   * `source`: the client source a new per-sender instance is charged to (its share of
+   * VIEW_INSTANCES_READING_TABLE_MAX); an existing instance is shared whoever asks.
    */
-  materialize(view: ViewDef, sender: bigint, tx: MutTx): TableSchema {
+  materialize(view: ViewDef, sender: bigint, tx: MutTx, source?: string): TableSchema {
     const key = instanceKey(view, sender);
     const existing = this.#instances.get(key);
     if (existing !== undefined) return existing.schema;
@@ -150,11 +161,12 @@ export class ViewManager {
       );
     }
     const run = this.#run(view, view.isAnonymous ? undefined : sender, tx);
-    if (!view.isAnonymous) this.#checkTableReaders(view, run.reads);
+    if (!view.isAnonymous) this.#checkTableReaders(view, run.reads, source);
     const instance: Instance = {
       key,
       view,
       sender: view.isAnonymous ? undefined : sender,
+      source: view.isAnonymous ? undefined : source,
       schema: viewSchema(view, this.#nextTableId++),
       rows: run.rows,
       reads: run.reads,
@@ -172,19 +184,35 @@ export class ViewManager {
    * per-sender instances already do: each one is re-run inside every write to that table, so
    * without a bound the writer pays for every anonymous connection. (An instance whose read set
    * grows to whole tables when re-run inside a write is not refused there: the write stands.)
+   * Each client source may hold VIEW_INSTANCES_READING_TABLE_PER_SOURCE_MAX of them per table, so
+   * fresh identities from one address cannot take every place and lock the other clients out.
    */
-  #checkTableReaders(view: ViewDef, reads: ReadSet): void {
+  #checkTableReaders(view: ViewDef, reads: ReadSet, source: string | undefined): void {
     for (const tableId of reads.tables) {
       let count = 0;
+      let fromSource = 0;
       for (const reader of this.#tableReaders.get(tableId) ?? []) {
-        if (reader.sender !== undefined) count++;
+        if (reader.sender === undefined) continue;
+        count++;
+        if (source !== undefined && reader.source === source) fromSource++;
+      }
+      const tableName = () =>
+        this.#env.tables().find((schema) => schema.tableId === tableId)?.name ?? tableId;
+      if (fromSource >= VIEW_INSTANCES_READING_TABLE_PER_SOURCE_MAX) {
+        throw new ViewFailureError(
+          `Cannot materialize view \`${view.name}\` for another sender: clients from this ` +
+            `address already hold ${VIEW_INSTANCES_READING_TABLE_PER_SOURCE_MAX} of the ` +
+            `${VIEW_INSTANCES_READING_TABLE_MAX} per-sender view instances that may read table ` +
+            `\`${tableName()}\` whole (each is re-run on every write to it); ` +
+            `a view that reads it through an index point is not limited`,
+        );
       }
       if (count < VIEW_INSTANCES_READING_TABLE_MAX) continue;
-      const table = this.#env.tables().find((schema) => schema.tableId === tableId);
+      const table = { name: tableName() };
       throw new ViewFailureError(
         `Cannot materialize view \`${view.name}\` for another sender: ` +
           `${VIEW_INSTANCES_READING_TABLE_MAX} per-sender view instances already read table ` +
-          `\`${table?.name ?? tableId}\` whole, and each is re-run on every write to it; ` +
+          `\`${table.name}\` whole, and each is re-run on every write to it; ` +
           `a view that reads it through an index point is not limited`,
       );
     }

@@ -36,6 +36,7 @@ import type { BatchItem, DatabaseHost, QueryRows } from "../../worker/mod.ts";
 import type { AppEnv } from "../app.ts";
 import type { Database, DatabaseRegistry } from "../database_registry.ts";
 import { randomConnectionId } from "../routes/database.ts";
+import { clientSource } from "./client_source.ts";
 import { InboundBudget } from "./inbound_budget.ts";
 import { V1Session } from "./v1_session.ts";
 
@@ -133,6 +134,8 @@ class Client {
   paused: Uint8Array[] | undefined;
   /** The JWT claims the module reads as `ctx.senderAuth` (handed to a hot-swapped module). */
   jwtPayload = "";
+  /** What its subscriptions' view instances are charged to (client_source.ts); none for the owner. */
+  source: string | undefined;
   /** Frames received before client_connected finished, still encoded. */
   early: Uint8Array[] | undefined = [];
   /** Bytes received and not yet answered (early frames included). */
@@ -250,6 +253,10 @@ export class WsHub {
       throw new BadRequestError("Expected a WebSocket upgrade request");
     }
     const auth = c.get("auth");
+    // Read before the upgrade: Deno's request info throws "Request closed" after it.
+    const source = database.isOwner(auth.identity)
+      ? undefined
+      : clientSource(remoteHostname(c.env));
     // Deno's own protocol check splits the header on ", " exactly, so a list without spaces
     // (Node's `ws` sends "a,b") would fail there: the choice is made above and set here.
     const { socket, response } = Deno.upgradeWebSocket(c.req.raw, { idleTimeout: 30 });
@@ -279,6 +286,7 @@ export class WsHub {
       });
     }
     client.jwtPayload = auth.payloadJson;
+    client.source = source;
     this.#clients.add(client);
     // A connection id names one live connection of a database (SpacetimeDB keys
     // st_connection_credentials by it): a second connection with the same id is refused.
@@ -548,6 +556,7 @@ export class WsHub {
             queries,
             sender: client.identity,
             isOwner: client.isOwner,
+            source: client.source,
           },
           new WsOrigin(client, "resubscribe", 0, 0n, 0, querySetId, 0),
         ).catch(() => {});
@@ -882,6 +891,7 @@ export class WsHub {
             queries: [...new Set(message.queryStrings)],
             sender: client.identity,
             isOwner: client.isOwner,
+            source: client.source,
           },
           new WsOrigin(
             client,
@@ -1250,4 +1260,14 @@ function truncateReason(unsafe: string): string {
     text = text.slice(0, -1);
   }
   return text + "…";
+}
+
+/** The peer's host name from Deno.serve's handler info (Hono's `c.env`), if any. */
+function remoteHostname(env: unknown): string | undefined {
+  try {
+    const address = (env as { remoteAddr?: { hostname?: unknown } } | undefined)?.remoteAddr;
+    return typeof address?.hostname === "string" ? address.hostname : undefined;
+  } catch {
+    return undefined; // the request is gone
+  }
 }
