@@ -370,6 +370,21 @@ interface Exports {
 const MASK64 = (1n << 64n) - 1n;
 const utf8Lossy = new TextDecoder("utf-8");
 
+/**
+ * Whether `memory` can still grow by OUT_OF_MEMORY_SLACK_PAGES: the process's address-space cap
+ * (worker/isolation.ts) can stop a module's memory below its own maximum. Only asked of an
+ * instance that trapped, which is thrown away (and its memory with it).
+ */
+function canGrow(memory: WebAssembly.Memory | undefined): boolean {
+  if (memory === undefined) return true;
+  try {
+    memory.grow(OUT_OF_MEMORY_SLACK_PAGES);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 class WasmHost {
   #exports: Exports | undefined;
   /** Set when a call trapped: the instance's state is unknown, a fresh one is made. */
@@ -476,14 +491,15 @@ class WasmHost {
   }
 
   #trapError(error: Error): Error {
-    const pages = (this.#exports?.memory.buffer.byteLength ?? 0) / WASM_PAGE_BYTES;
+    const memory = this.#exports?.memory;
+    const pages = (memory?.buffer.byteLength ?? 0) / WASM_PAGE_BYTES;
     const mib = (p: number) => Math.round(p * WASM_PAGE_BYTES / 1048576);
-    if (pages + OUT_OF_MEMORY_SLACK_PAGES >= this.maxPages) {
+    if (pages + OUT_OF_MEMORY_SLACK_PAGES >= this.maxPages || !canGrow(memory)) {
       // The engine reports this as the call running out of memory (worker/engine.ts).
       return new RangeError(
         `wasm memory allocation failed: the module's memory is at ${pages} of its ` +
           `${this.maxPages} pages (${mib(pages)} of ${mib(this.maxPages)} MiB, the database's ` +
-          `memory budget) and the module trapped: ${error.message}`,
+          `memory budget), cannot grow further, and the module trapped: ${error.message}`,
       );
     }
     return new WasmTrapError(`The module trapped: ${error.message}`);

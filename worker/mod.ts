@@ -34,3 +34,5 @@ export { formatMigrationPlan } from "./auto_migrate_format.ts";
 export { moduleInfoFromDescribe } from "./module_info.ts";
 export type { ModuleInfo, ProcedureInfo, ReducerInfo } from "./module_info.ts";
 export { CorruptLogError, DurabilityActor } from "../storage/mod.ts";
+/** WebAssembly modules travel as bundles too (wasm/bundle.ts). */
+export { isWasmBinary, isWasmBundle, wasmBundle } from "../wasm/mod.ts";

@@ -16,6 +16,7 @@ import {
   stringifyJson,
   untypedValueToJson,
 } from "../../protocol/mod.ts";
+import { isWasmBinary, wasmBundle } from "../../worker/mod.ts";
 import type { AppContext, AppEnv } from "../app.ts";
 import type { Database } from "../database_registry.ts";
 import { encodeCallArguments, procedureReturnToJson } from "../call_arguments.ts";
@@ -48,13 +49,10 @@ export function databaseRoutes(context: AppContext): Hono<AppEnv> {
     bodies.readText(c.req.raw, HTTP_BODY_BYTES_MAX, "request body");
 
   const publish = async (c: Context<AppEnv>, target: string | undefined) => {
-    const hostType = c.req.query("host_type") ?? "Js";
-    if (hostType !== "Js") {
-      throw new BadRequestError(
-        `Unsupported host_type "${hostType}": this server runs JavaScript modules (host_type=Js)`,
-      );
-    }
-    const bundle = decodeModuleSource(await bodies.read(c.req.raw, MODULE_BYTES_MAX, "module"));
+    const bundle = moduleBundle(
+      c.req.query("host_type"),
+      await bodies.read(c.req.raw, MODULE_BYTES_MAX, "module"),
+    );
     const clear = c.req.query("clear") === "true";
     // SpacetimeDB: an unknown policy is `Compatible`; BreakClients needs pre_publish's token.
     const policy = {
@@ -90,18 +88,16 @@ export function databaseRoutes(context: AppContext): Hono<AppEnv> {
       database: database.identity,
       action: "update database",
     });
-    const hostType = c.req.query("host_type") ?? "Js";
-    if (hostType !== "Js") {
-      throw new BadRequestError(
-        `Unsupported host_type "${hostType}": this server runs JavaScript modules (host_type=Js)`,
-      );
-    }
+    checkHostType(c.req.query("host_type"));
     // SpacetimeDB's server reads `style`, its CLI sends `pretty_print_style`: either works.
     const style = c.req.query("style") ?? c.req.query("pretty_print_style") ?? "AnsiColor";
     if (style !== "AnsiColor" && style !== "NoColor") {
       throw new BadRequestError(`Invalid pretty_print_style "${style}": use AnsiColor or NoColor`);
     }
-    const bundle = decodeModuleSource(await bodies.read(c.req.raw, MODULE_BYTES_MAX, "module"));
+    const bundle = moduleBundle(
+      c.req.query("host_type"),
+      await bodies.read(c.req.raw, MODULE_BYTES_MAX, "module"),
+    );
     const outcome = await registry.prePublish(
       database,
       bundle,
@@ -366,6 +362,39 @@ export function databaseRoutes(context: AppContext): Hono<AppEnv> {
   });
 
   return routes;
+}
+
+function checkHostType(hostType: string | undefined): void {
+  if (hostType !== undefined && hostType !== "Js" && hostType !== "Wasm") {
+    throw new BadRequestError(
+      `Unsupported host_type "${hostType}": this server runs JavaScript modules (host_type=Js) ` +
+        "and WebAssembly modules (host_type=Wasm)",
+    );
+  }
+}
+
+/**
+ * The module bundle of a publish body: a JavaScript bundle (host_type=Js, our default) or a
+ * WebAssembly binary (host_type=Wasm, or any body with the wasm magic number; wasm/bundle.ts
+ * wraps it so that it travels as every bundle does).
+ */
+function moduleBundle(hostType: string | undefined, bytes: Uint8Array): string {
+  checkHostType(hostType);
+  if (isWasmBinary(bytes)) {
+    if (hostType === "Js") {
+      throw new BadRequestError(
+        "The module is a WebAssembly binary but host_type=Js was given: publish it with " +
+          "host_type=Wasm",
+      );
+    }
+    return wasmBundle(bytes);
+  }
+  if (hostType === "Wasm") {
+    throw new BadRequestError(
+      "host_type=Wasm but the body is not a WebAssembly module (it does not start with \\0asm)",
+    );
+  }
+  return decodeModuleSource(bytes);
 }
 
 function decodeModuleSource(bytes: Uint8Array): string {
