@@ -146,6 +146,20 @@ Deno.test({
         await sql(server.url, "wbank", owner.token, "SELECT * FROM accounts WHERE id = 2"),
         [[2, "alice", 75]],
       );
+
+      // A republish of the module by its owner is an update that keeps the data.
+      const republished = await fetch(`${server.url}/v1/database/wbank?host_type=Wasm`, {
+        method: "PUT",
+        body: bytes as Uint8Array<ArrayBuffer>,
+        headers: { authorization: `Bearer ${owner.token}` },
+      });
+      const text = await republished.text();
+      strictEqual(republished.status, 200, text);
+      strictEqual(JSON.parse(text).Success.op, "updated");
+      assertEquals(
+        await sql(server.url, "wbank", owner.token, "SELECT * FROM accounts WHERE id = 2"),
+        [[2, "alice", 75]],
+      );
     } finally {
       conn?.disconnect();
       await server.close();
