@@ -95,6 +95,8 @@ Deno.test("describe: the module's own RawModuleDef decodes into tables, indexes 
     "close_account",
     "whoami",
     "clear_connections",
+    "deposit_later",
+    "setup_state",
   ]);
   assertEquals(def.lifecycleReducers.map((l) => [l.lifecycleSpec, l.functionName]), [
     ["Init", "init"],
@@ -216,6 +218,13 @@ Deno.test("a trap fails the call, rolls back, and a fresh instance serves the ne
   );
   strictEqual(deposit.status, "committed", deposit.message);
   assertEquals(accounts(engine), [{ id: 1n, name: "reserve", balance: 1_000_001n }]);
+  // The fresh instance ran its initialisers again.
+  logs(engine);
+  strictEqual(
+    engine.callReducer(3, "setup_state", new Uint8Array(), OWNER, 0n, 4n).status,
+    "committed",
+  );
+  assertEquals(logs(engine), ["setup state 41"]);
 });
 
 Deno.test("console_log goes through the module log's rate limit like a JS module's", async () => {
@@ -291,6 +300,33 @@ Deno.test("an unknown import is refused with its name", async () => {
     () => engineFor(bytes),
     /The module imports "spacetime_10\.0"\."no_such_syscall", which this host does not provide/,
   );
+});
+
+Deno.test("initialisers run in order at instantiation; volatile_nonatomic_schedule_immediate queues a reducer", async () => {
+  const engine = await engineFor(bank);
+  strictEqual(engine.runInit(OWNER, 1n).status, "committed");
+  logs(engine);
+  strictEqual(
+    engine.callReducer(1, "setup_state", new Uint8Array(), OWNER, 0n, 2n).status,
+    "committed",
+  );
+  assertEquals(logs(engine), ["setup state 41"]);
+  const later = engine.callReducer(
+    2,
+    "deposit_later",
+    args((w) => {
+      w.writeU64(1n);
+      w.writeI64(7n);
+    }),
+    OWNER,
+    0n,
+    3n,
+  );
+  strictEqual(later.status, "committed", later.message);
+  // Not run inside the caller's transaction.
+  assertEquals(accounts(engine).map((a) => a.balance), [1_000_000n]);
+  strictEqual(engine.runDueSchedules(10), 1);
+  assertEquals(accounts(engine).map((a) => a.balance), [1_000_007n]);
 });
 
 Deno.test("a module declaring a procedure is refused by name", async () => {
