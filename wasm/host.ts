@@ -325,10 +325,8 @@ export function loadWasmModule(
   }
   const host = new WasmHost(module, sys, maxPages, info);
   host.instantiate();
-  const hooks = host.hooks();
-  const describe = hooks.__describe_module__();
-  refuseUnsupported(describe);
-  return hooks;
+  refuseUnsupported(host.describe);
+  return host.hooks();
 }
 
 /** Refuses, by name, what this slice does not run for wasm modules. */
@@ -392,6 +390,8 @@ class WasmHost {
   #sources = new Map<number, { bytes: Uint8Array; at: number }>();
   #sinks = new Map<number, { chunks: Uint8Array[]; bytes: number }>();
   #nextHandle = 1;
+  /** What the first instance's __describe_module__ wrote. */
+  describe: Uint8Array = new Uint8Array(0);
   /** The scratch buffer the syscalls read from and write into (resized to each call's size). */
   #scratch = new ArrayBuffer(0, { maxByteLength: 16 * 1024 * 1024 });
 
@@ -419,24 +419,31 @@ class WasmHost {
         const message = this.#takeSink(sink);
         if (code !== 0) {
           throw new WasmModuleError(
-            `The module's __setup__ failed: ${code === CALL_FAILURE ? message : `code ${code}`}`,
+            `The module's __setup__ failed: ${
+              code === CALL_FAILURE ? utf8Lossy.decode(message) : `code ${code}`
+            }`,
           );
         }
       }
+      // Every instance is described once, as SpacetimeDB's host does: a module library may set
+      // up its reducer table there (the Rust one does, and panics when described twice).
+      const sink = this.#newSink();
+      exports.__describe_module__(sink);
+      const describe = this.#takeSink(sink);
+      if (this.#described) return;
+      this.describe = describe;
+      this.#described = true;
     });
   }
+
+  #described = false;
 
   hooks(): WasmModuleHooks {
     const unsupported = (what: string) => () => {
       throw new WasmModuleError(`wasm modules cannot run ${what} yet`);
     };
     return {
-      __describe_module__: () => {
-        const exports = this.#ready();
-        const sink = this.#newSink();
-        this.#guard(() => exports.__describe_module__(sink));
-        return this.#takeSink(sink);
-      },
+      __describe_module__: () => this.describe.slice(),
       __get_error_constructor__: (code) => errnoClass(code),
       __sender_error_class__: WasmReducerError,
       __call_reducer__: (id, sender, connectionId, timestamp, args) => {
