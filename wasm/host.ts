@@ -219,6 +219,14 @@ export function checkWasmModule(info: WasmModuleInfo, maxPages: number): void {
       );
     }
     const namespace = WASM_ABI_IMPORTS[item.module];
+    const version = /^spacetime_(\d+)\.(\d+)$/.exec(item.module);
+    if (namespace === undefined && version !== null) {
+      throw new WasmModuleError(
+        `The module imports ${what}: ABI version ${version[1]}.${version[2]} is not supported ` +
+          `(this host implements spacetime_10.0 … spacetime_10.5); was it built for a newer ` +
+          "SpacetimeDB?",
+      );
+    }
     if (namespace === undefined) {
       throw new WasmModuleError(
         `The module imports ${what} from the unknown namespace "${item.module}": this host ` +

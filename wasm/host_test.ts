@@ -394,6 +394,19 @@ Deno.test("checkWasmModule: wrong signatures, memory imports and missing exports
   );
   assertThrows(
     () =>
+      checkWasmModule(
+        withImport({
+          module: "spacetime_10.9",
+          name: "future_call",
+          kind: "function",
+          type: { params: [], results: [] },
+        }),
+        1024,
+      ),
+    /"spacetime_10\.9"\."future_call": ABI version 10\.9 is not supported/,
+  );
+  assertThrows(
+    () =>
       checkWasmModule({
         ...info,
         exports: info.exports.filter((e) => e.name !== "__call_reducer__"),
