@@ -2,6 +2,7 @@
  * /v1/database routes: publish, describe, call, schema, logs, names, delete, and
  * the WebSocket subscribe endpoint (server/ws/).
  */
+import { join } from "node:path";
 import { Hono } from "hono";
 import type { Context } from "hono";
 import { streamText } from "hono/streaming";
@@ -16,7 +17,7 @@ import {
   stringifyJson,
   untypedValueToJson,
 } from "../../protocol/mod.ts";
-import { isWasmBinary, wasmBundle } from "../../worker/mod.ts";
+import { isWasmBinary, isWasmBundle, wasmBundle } from "../../worker/mod.ts";
 import type { AppContext, AppEnv } from "../app.ts";
 import type { Database } from "../database_registry.ts";
 import { encodeCallArguments, procedureReturnToJson } from "../call_arguments.ts";
@@ -117,12 +118,12 @@ export function databaseRoutes(context: AppContext): Hono<AppEnv> {
     });
   });
 
-  routes.get("/:name", (c) => {
+  routes.get("/:name", async (c) => {
     const database = registry.require(c.req.param("name"));
     return c.json({
       database_identity: { __identity__: "0x" + database.identity.toHex() },
       owner_identity: { __identity__: "0x" + database.owner.toHex() },
-      host_type: { Js: [] },
+      host_type: { [await moduleHostType(database.directory)]: [] },
       initial_program: "0x" + database.moduleHash,
     });
   });
@@ -362,6 +363,21 @@ export function databaseRoutes(context: AppContext): Hono<AppEnv> {
   });
 
   return routes;
+}
+
+/** "Wasm" when the database's module file holds a WebAssembly module (wasm/bundle.ts). */
+async function moduleHostType(directory: string): Promise<"Js" | "Wasm"> {
+  let file: Deno.FsFile | undefined;
+  try {
+    file = await Deno.open(join(directory, "module.js"));
+    const head = new Uint8Array(64);
+    const read = await file.read(head) ?? 0;
+    return isWasmBundle(new TextDecoder().decode(head.subarray(0, read))) ? "Wasm" : "Js";
+  } catch {
+    return "Js";
+  } finally {
+    file?.close();
+  }
 }
 
 function checkHostType(hostType: string | undefined): void {

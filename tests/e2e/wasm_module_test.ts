@@ -85,6 +85,8 @@ Deno.test({
       const published = await publishWasm(server.url, "wbank", bytes);
       strictEqual(published.status, 200, published.text);
       const owner = published.published!;
+      const described = await fetch(`${server.url}/v1/database/wbank`);
+      assertEquals((await described.json()).host_type, { Wasm: [] });
 
       conn = await within(connectWasmBank(server.url, "wbank"), "the SDK to connect");
       await within(subscribe(conn, ["SELECT * FROM accounts"]), "the subscription");
