@@ -8,6 +8,7 @@ import type { Clock } from "../lib/clock.ts";
 import {
   commitLogBurstBytes,
   DATABASE_LIMITS_DEFAULT,
+  DATABASE_MEMORY_MB_DEFAULT,
   type DatabaseLimits,
   LOG_MESSAGE_CHARS_MAX,
 } from "../lib/limits.ts";
@@ -37,6 +38,7 @@ import {
   type ModuleHooks,
 } from "./module_loader.ts";
 import { type ModuleInfo, moduleInfoFromDescribe, type ReducerInfo } from "./module_info.ts";
+import { isWasmBundle, loadWasmModule, wasmBundleBytes } from "../wasm/mod.ts";
 
 import type { CallResult, LogLine, ProcedureResult, ResumedSchedule } from "./messages.ts";
 import { ModuleLogLimiter } from "./log_limiter.ts";
@@ -238,10 +240,15 @@ export class DatabaseEngine {
    */
   async load(bundle: string, loadOptions?: { importsRewritten?: boolean }): Promise<void> {
     this.#sys = createSyscalls(this.#sysEnv());
-    this.#hooks = await loadModule(bundle, this.#sys, {
-      timeoutMs: this.#options.loadTimeoutMs,
-      importsRewritten: loadOptions?.importsRewritten,
-    });
+    // A WebAssembly module (wasm/): the same hooks, run on the same syscalls.
+    this.#hooks = isWasmBundle(bundle)
+      ? loadWasmModule(wasmBundleBytes(bundle), this.#sys, {
+        memoryBudgetMb: this.#options.memoryBudgetMb ?? DATABASE_MEMORY_MB_DEFAULT,
+      })
+      : await loadModule(bundle, this.#sys, {
+        timeoutMs: this.#options.loadTimeoutMs,
+        importsRewritten: loadOptions?.importsRewritten,
+      });
     this.#describe = this.#hooks.__describe_module__();
     if (!(this.#describe instanceof Uint8Array)) {
       throw new Error("__describe_module__ did not return a Uint8Array");

@@ -39,3 +39,5 @@ export {
   type SegmentVerdict,
   SegmentVerifier,
 } from "../storage/mod.ts";
+/** WebAssembly modules travel as bundles too (wasm/bundle.ts). */
+export { isWasmBinary, isWasmBundle, wasmBundle } from "../wasm/mod.ts";

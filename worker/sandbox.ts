@@ -9,6 +9,7 @@ import { isBudgetExceededError } from "./budget.ts";
 import type { CallBudget } from "./engine.ts";
 import { ModuleLoadError } from "./module_loader.ts";
 import { importNameFor } from "./instrument.ts";
+import { isWasmBundle } from "../wasm/mod.ts";
 import { enforceGlobalAllowList, installRunawayProtection } from "./sandbox_globals.ts";
 
 /** Time tenant code may run outside any call (microtasks, finalizers) before it is stopped. */
@@ -47,7 +48,13 @@ export function prepareSandbox(
   const budget = protection.budget;
   let source: string;
   try {
-    source = prepared ? prepared.source : protection.instrumentBundle(bundle);
+    // A WebAssembly module has no JavaScript to instrument (its loops are stopped by the
+    // process watchdog, worker/isolation.ts).
+    source = prepared
+      ? prepared.source
+      : isWasmBundle(bundle)
+      ? bundle
+      : protection.instrumentBundle(bundle);
   } catch (error) {
     throw new ModuleLoadError(
       `The module is not valid JavaScript: ${error instanceof Error ? error.message : error}`,

@@ -29,6 +29,7 @@ import type {
 import { SubscriptionHost } from "./subscription_host.ts";
 import { SqlHost } from "./sql_host.ts";
 import { prepareSandbox } from "./sandbox.ts";
+import { isWasmBundle } from "../wasm/mod.ts";
 import { DurabilitySink } from "./durability_sink.ts";
 import { forEachRequest, ResultPacker } from "./batch_codec.ts";
 import { ProcedurePool } from "./procedures.ts";
@@ -208,7 +209,9 @@ async function init(message: InitMessage): Promise<void> {
     }, message.prepared);
     // Both parses (instrument, rewrite imports) are most of a start: a prepared bundle skips
     // them. It is sent back before any tenant code runs in this process, so it is ours.
-    source = message.prepared ? sandbox.source : rewriteImports(sandbox.source);
+    source = message.prepared || isWasmBundle(sandbox.source)
+      ? sandbox.source
+      : rewriteImports(sandbox.source);
     tickName = sandbox.tickName;
     if (!message.prepared && message.wantPrepared) {
       reply({ type: "prepared", source, tickName: sandbox.tickName });

@@ -2,6 +2,7 @@
  * /v1/database routes: publish, describe, call, schema, logs, names, delete, and
  * the WebSocket subscribe endpoint (server/ws/).
  */
+import { join } from "node:path";
 import { Hono } from "hono";
 import type { Context } from "hono";
 import { streamText } from "hono/streaming";
@@ -16,6 +17,7 @@ import {
   stringifyJson,
   untypedValueToJson,
 } from "../../protocol/mod.ts";
+import { isWasmBinary, isWasmBundle, wasmBundle } from "../../worker/mod.ts";
 import type { AppContext, AppEnv } from "../app.ts";
 import type { Database } from "../database_registry.ts";
 import { encodeCallArguments, procedureReturnToJson } from "../call_arguments.ts";
@@ -48,13 +50,10 @@ export function databaseRoutes(context: AppContext): Hono<AppEnv> {
     bodies.readText(c.req.raw, HTTP_BODY_BYTES_MAX, "request body");
 
   const publish = async (c: Context<AppEnv>, target: string | undefined) => {
-    const hostType = c.req.query("host_type") ?? "Js";
-    if (hostType !== "Js") {
-      throw new BadRequestError(
-        `Unsupported host_type "${hostType}": this server runs JavaScript modules (host_type=Js)`,
-      );
-    }
-    const bundle = decodeModuleSource(await bodies.read(c.req.raw, MODULE_BYTES_MAX, "module"));
+    const bundle = moduleBundle(
+      c.req.query("host_type"),
+      await bodies.read(c.req.raw, MODULE_BYTES_MAX, "module"),
+    );
     const clear = c.req.query("clear") === "true";
     // SpacetimeDB: an unknown policy is `Compatible`; BreakClients needs pre_publish's token.
     const policy = {
@@ -90,18 +89,16 @@ export function databaseRoutes(context: AppContext): Hono<AppEnv> {
       database: database.identity,
       action: "update database",
     });
-    const hostType = c.req.query("host_type") ?? "Js";
-    if (hostType !== "Js") {
-      throw new BadRequestError(
-        `Unsupported host_type "${hostType}": this server runs JavaScript modules (host_type=Js)`,
-      );
-    }
+    checkHostType(c.req.query("host_type"));
     // SpacetimeDB's server reads `style`, its CLI sends `pretty_print_style`: either works.
     const style = c.req.query("style") ?? c.req.query("pretty_print_style") ?? "AnsiColor";
     if (style !== "AnsiColor" && style !== "NoColor") {
       throw new BadRequestError(`Invalid pretty_print_style "${style}": use AnsiColor or NoColor`);
     }
-    const bundle = decodeModuleSource(await bodies.read(c.req.raw, MODULE_BYTES_MAX, "module"));
+    const bundle = moduleBundle(
+      c.req.query("host_type"),
+      await bodies.read(c.req.raw, MODULE_BYTES_MAX, "module"),
+    );
     const outcome = await registry.prePublish(
       database,
       bundle,
@@ -121,12 +118,12 @@ export function databaseRoutes(context: AppContext): Hono<AppEnv> {
     });
   });
 
-  routes.get("/:name", (c) => {
+  routes.get("/:name", async (c) => {
     const database = registry.require(c.req.param("name"));
     return c.json({
       database_identity: { __identity__: "0x" + database.identity.toHex() },
       owner_identity: { __identity__: "0x" + database.owner.toHex() },
-      host_type: { Js: [] },
+      host_type: { [await moduleHostType(database.directory)]: [] },
       initial_program: "0x" + database.moduleHash,
     });
   });
@@ -366,6 +363,54 @@ export function databaseRoutes(context: AppContext): Hono<AppEnv> {
   });
 
   return routes;
+}
+
+/** "Wasm" when the database's module file holds a WebAssembly module (wasm/bundle.ts). */
+async function moduleHostType(directory: string): Promise<"Js" | "Wasm"> {
+  let file: Deno.FsFile | undefined;
+  try {
+    file = await Deno.open(join(directory, "module.js"));
+    const head = new Uint8Array(64);
+    const read = await file.read(head) ?? 0;
+    return isWasmBundle(new TextDecoder().decode(head.subarray(0, read))) ? "Wasm" : "Js";
+  } catch {
+    return "Js";
+  } finally {
+    file?.close();
+  }
+}
+
+function checkHostType(hostType: string | undefined): void {
+  if (hostType !== undefined && hostType !== "Js" && hostType !== "Wasm") {
+    throw new BadRequestError(
+      `Unsupported host_type "${hostType}": this server runs JavaScript modules (host_type=Js) ` +
+        "and WebAssembly modules (host_type=Wasm)",
+    );
+  }
+}
+
+/**
+ * The module bundle of a publish body: a JavaScript bundle (host_type=Js, our default) or a
+ * WebAssembly binary (host_type=Wasm, or any body with the wasm magic number; wasm/bundle.ts
+ * wraps it so that it travels as every bundle does).
+ */
+function moduleBundle(hostType: string | undefined, bytes: Uint8Array): string {
+  checkHostType(hostType);
+  if (isWasmBinary(bytes)) {
+    if (hostType === "Js") {
+      throw new BadRequestError(
+        "The module is a WebAssembly binary but host_type=Js was given: publish it with " +
+          "host_type=Wasm",
+      );
+    }
+    return wasmBundle(bytes);
+  }
+  if (hostType === "Wasm") {
+    throw new BadRequestError(
+      "host_type=Wasm but the body is not a WebAssembly module (it does not start with \\0asm)",
+    );
+  }
+  return decodeModuleSource(bytes);
 }
 
 function decodeModuleSource(bytes: Uint8Array): string {

@@ -5,11 +5,14 @@
 #   postgresql-client  tests/e2e/pgwire_test.ts runs a psql session against the server
 #   iproute2           `ss -K`: the server closes connections past their header/idle timeout
 #                      (server/conn_reaper.ts, tests/e2e/http_timeouts_test.ts)
+#   clang-14 lld-14    tests/support/wasm_fixtures.ts compiles the C WebAssembly fixture modules
 set -euo pipefail
 missing=()
 command -v strace >/dev/null 2>&1 || missing+=(strace)
 command -v psql >/dev/null 2>&1 || missing+=(postgresql-client)
 command -v ss >/dev/null 2>&1 || missing+=(iproute2)
+command -v clang-14 >/dev/null 2>&1 || missing+=(clang-14)
+command -v wasm-ld-14 >/dev/null 2>&1 || missing+=(lld-14)
 if [ "${#missing[@]}" -eq 0 ]; then
   exit 0
 fi
