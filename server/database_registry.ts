@@ -401,6 +401,28 @@ export interface RegistryOptions {
   onUpdateEnd?: (database: Database, disconnect: boolean, reason: string) => void;
   /** Performs procedures' outbound HTTP; absent: it is disabled for every database. */
   outboundHttp?: OutboundHttp;
+  /**
+   * Read replica (`--follow`): publish, delete and rename are refused with this text, and every
+   * database process refuses writes with it (EngineOptions.readOnly). Databases come and change
+   * only through `createReplica` / `updateReplica`.
+   */
+  readOnly?: string;
+  /**
+   * Primary (`--replicate`): a database's module changes at log offset `atTx` (0: it is new).
+   * Awaited before the new module's process starts, so it is called before any transaction of
+   * the new module exists. A reset (`clear`) is refused while this is set.
+   */
+  onModuleChange?: (change: ModuleChange) => Promise<void>;
+}
+
+/** A module published or updated, for replication (RegistryOptions.onModuleChange). */
+export interface ModuleChange {
+  identity: Identity;
+  owner: Identity;
+  names: string[];
+  bundle: string;
+  /** Log offset at which the module starts: transactions before it ran the previous module. */
+  atTx: number;
 }
 
 export type PublishOutcome = { database: Database; op: "created" | "updated" };
@@ -794,7 +816,54 @@ export class DatabaseRegistry {
     clear: boolean,
     policy: MigrationPolicy = { breakClients: false },
   ): Promise<PublishOutcome> {
+    this.#refuseOnReplica("publish");
+    if (clear && this.#options.onModuleChange) {
+      throw new BadRequestError(
+        "Clearing a database is not supported while its commit log is replicated (--replicate)",
+      );
+    }
     return this.#serialised(() => this.#publish(target, bundle, caller, clear, policy));
+  }
+
+  /** Read replica: creates the primary's database `change.identity` (no `init`: it replicates). */
+  createReplica(change: ModuleChange): Promise<Database> {
+    return this.#serialised(async () => {
+      if (this.#byIdentity.has(change.identity.toHex())) {
+        throw new Error(`Replicated database ${change.identity.toHex()} exists already`);
+      }
+      const outcome = await this.#publish(
+        undefined,
+        change.bundle,
+        change.owner,
+        false,
+        { breakClients: false },
+        change,
+      );
+      return outcome.database;
+    });
+  }
+
+  /** Read replica: runs the primary's module update (the same automatic migration, if any). */
+  updateReplica(database: Database, bundle: string): Promise<void> {
+    return this.#serialised(async () => {
+      const moduleHash = await sha256Hex(bundle);
+      this.#pinned.add(database);
+      try {
+        await database.ensureAwake();
+        await this.#updateAwake(database, bundle, database.owner, false, moduleHash, {
+          breakClients: true,
+          token: await migrationToken(database, moduleHash),
+        });
+      } finally {
+        this.#pinned.delete(database);
+      }
+    });
+  }
+
+  #refuseOnReplica(action: string): void {
+    if (this.#options.readOnly !== undefined) {
+      throw new BadRequestError(`${action}: ${this.#options.readOnly}`);
+    }
   }
 
   /**
@@ -827,6 +896,7 @@ export class DatabaseRegistry {
 
   /** Deletes a database and all its data for good. Only its owner may. */
   delete(database: Database, caller: Identity): Promise<void> {
+    this.#refuseOnReplica("delete database");
     requireOwner({
       caller,
       owner: database.owner,
@@ -855,6 +925,7 @@ export class DatabaseRegistry {
    * database, or by one that failed to start, is refused.
    */
   setNames(database: Database, names: string[], caller: Identity): Promise<void> {
+    this.#refuseOnReplica("rename database");
     requireOwner({
       caller,
       owner: database.owner,
@@ -945,6 +1016,7 @@ export class DatabaseRegistry {
     caller: Identity,
     clear: boolean,
     policy: MigrationPolicy,
+    replica?: ModuleChange,
   ): Promise<PublishOutcome> {
     let name: string | undefined;
     let existing: Database | undefined;
@@ -971,16 +1043,18 @@ export class DatabaseRegistry {
     }
     const moduleHash = await sha256Hex(bundle);
     if (existing) return await this.#update(existing, bundle, caller, clear, moduleHash, policy);
-    this.#checkQuota(caller);
+    if (!replica) this.#checkQuota(caller);
 
-    const identity = await this.#options.mintIdentity();
+    const identity = replica?.identity ?? await this.#options.mintIdentity();
+    const names = replica ? replica.names : name ? [name] : [];
     const directory = this.#directoryOf(identity);
     await Deno.mkdir(directory, { recursive: true });
+    await this.#options.onModuleChange?.({ identity, owner: caller, names, bundle, atTx: 0 });
     const logs = await LogBuffer.open(join(directory, "module.log"), this.#logOptions());
     let started: { host: DatabaseHost; durableTxOffset: number };
     try {
       started = await this.#startHost(identity, caller, bundle, {
-        runInit: true,
+        runInit: replica === undefined,
         logs,
         moduleHash,
       });
@@ -993,7 +1067,7 @@ export class DatabaseRegistry {
     const database = new Database(
       identity,
       caller,
-      name ? [name] : [],
+      names,
       started.host,
       moduleHash,
       logs,
@@ -1007,7 +1081,7 @@ export class DatabaseRegistry {
     // Only a database whose init is on disk goes into control.json.
     await database.whenDurable(started.host.txOffset);
     await this.#writeControl();
-    log.info("database created", { identity: identity.toHex(), name: name ?? "" });
+    log.info("database created", { identity: identity.toHex(), name: names.join(",") });
     return { database, op: "created" };
   }
 
@@ -1105,7 +1179,17 @@ export class DatabaseRegistry {
       if (clear) {
         await this.#options.storage.deleteDatabase(database.key);
         await Deno.remove(genesisPath).catch(() => {});
-      } else await this.#options.storage.closeDatabase(database.key);
+      } else {
+        await this.#options.storage.closeDatabase(database.key);
+        // The old process is gone and its log closed: the new module starts at its end.
+        await this.#options.onModuleChange?.({
+          identity: database.identity,
+          owner: database.owner,
+          names: [...database.names],
+          bundle,
+          atTx: database.durableTxOffset,
+        });
+      }
       try {
         started = await this.#startHost(database.identity, database.owner, bundle, {
           runInit: clear,
@@ -1276,6 +1360,7 @@ export class DatabaseRegistry {
         databaseIdentity: identity.toBigInt(),
         ownerIdentity: owner.toBigInt(),
         runInit: options.runInit,
+        readOnly: this.#options.readOnly,
         reducerBudgetMs: this.#budgetMs(),
         memoryMb: this.#options.databaseMemoryMb,
         limits: this.#options.limits,

@@ -37,7 +37,14 @@ export {
   type RecordView,
 } from "./commitlog/reader.ts";
 export { CommitLogFailedError, CommitLogWriter } from "./commitlog/writer.ts";
-export { lengthPrefixed } from "./commitlog/frame.ts";
+export {
+  checkRecordLayout,
+  COMMIT_OVERHEAD_BYTES,
+  forEachRecord,
+  lengthPrefixed,
+  readFrameAt,
+} from "./commitlog/frame.ts";
+export { segmentFileName } from "./commitlog/segment.ts";
 export { crc32c } from "./commitlog/crc32c.ts";
 export {
   type CrashMode,
@@ -50,6 +57,7 @@ export {
 export { listSnapshots, readNewestValidSnapshot, writeSnapshot } from "./snapshot.ts";
 export {
   databaseDir,
+  logDir,
   planRecovery,
   recoverDatabase,
   type RecoveryHandlers,

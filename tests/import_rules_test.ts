@@ -17,7 +17,8 @@ export const ALLOWED: Record<string, string[]> = {
   query: ["lib", "protocol", "storage"],
   auth: ["lib", "protocol"],
   worker: ["lib", "protocol", "storage", "query", "auth"],
-  server: ["lib", "protocol", "auth", "worker"],
+  server: ["lib", "protocol", "auth", "worker", "replication"],
+  replication: ["lib", "storage"],
   codegen: ["lib", "protocol"],
   cli: ["lib", "protocol", "codegen"],
 };

@@ -5,11 +5,13 @@
 #   postgresql-client  tests/e2e/pgwire_test.ts runs a psql session against the server
 #   iproute2           `ss -K`: the server closes connections past their header/idle timeout
 #                      (server/conn_reaper.ts, tests/e2e/http_timeouts_test.ts)
+#   nats-server        tests/e2e/replication_test.ts runs a NATS JetStream server (2.9.x in Debian 12)
 set -euo pipefail
 missing=()
 command -v strace >/dev/null 2>&1 || missing+=(strace)
 command -v psql >/dev/null 2>&1 || missing+=(postgresql-client)
 command -v ss >/dev/null 2>&1 || missing+=(iproute2)
+command -v nats-server >/dev/null 2>&1 || missing+=(nats-server)
 if [ "${#missing[@]}" -eq 0 ]; then
   exit 0
 fi

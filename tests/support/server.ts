@@ -34,6 +34,9 @@ export async function startTestServer(
     hibernateAfterS?: number;
     /** `--warm-spare`. */
     warmSpare?: boolean;
+    /** `--replicate` / `--follow` (host:port of a NATS server). */
+    replicate?: string;
+    follow?: string;
   } = {},
 ): Promise<TestServer> {
   const dataDir = options.dataDir ?? await Deno.makeTempDir({ prefix: "lightcone-test-" });
@@ -50,6 +53,8 @@ export async function startTestServer(
     httpResolve: options.httpResolve,
     hibernateAfterS: options.hibernateAfterS,
     warmSpare: options.warmSpare,
+    replicate: options.replicate,
+    follow: options.follow,
   });
   return {
     server,

@@ -1,0 +1,451 @@
+/**
+ * The primary's replicator (`lightcone start --replicate nats://host:port`): publishes every
+ * database's commit log, in order, to JetStream once it is durable here.
+ *
+ * One pump per database, at most one publish in flight for it: each message carries every whole
+ * commit durable since the last one (up to REPLICATION_MESSAGE_BYTES_MAX), read back from the
+ * log on disk (replication/log_tail.ts), so a slow or absent NATS never holds a commit or memory
+ * back: it only grows the backlog, which the pump works off when NATS answers again. What
+ * JetStream acknowledged is kept per database in `<database>/replication/state.json`; on start
+ * (and after any refused publish) the pump also asks JetStream for the database's last message,
+ * which is the truth: a crash between an ack and the state write costs nothing.
+ *
+ * Module changes (RegistryOptions.onModuleChange) are written to
+ * `<database>/replication/module-<at tx>.json` before the new module runs, and published in
+ * their place in the log: after the transactions before `at`, before those after it.
+ */
+import { headers, type NatsConnection } from "@nats-io/transport-node";
+import { jetstream, jetstreamManager } from "@nats-io/jetstream";
+import { log } from "../lib/log.ts";
+import { databaseDir } from "../storage/mod.ts";
+import { LogTail } from "./log_tail.ts";
+import {
+  connectNats,
+  ensureStream,
+  HEADER_AT_TX,
+  HEADER_END_TX,
+  HEADER_FIRST_TX,
+  HEADER_KIND,
+  HEADER_PRIMARY,
+  type ModuleBody,
+  STREAM_NAME,
+  subjectOf,
+} from "./stream.ts";
+
+/** Bytes of commits one message carries at most (below NATS's default max_payload, 1 MiB). */
+export const REPLICATION_MESSAGE_BYTES_MAX = 900 * 1024;
+/** Wait before retrying after NATS failed to answer (it reconnects meanwhile). */
+const RETRY_MS = 500;
+
+export interface ModuleChangeRecord {
+  dbKey: string;
+  owner: string;
+  names: string[];
+  bundle: string;
+  atTx: number;
+}
+
+interface PumpState {
+  /** Transactions [0, acked) are in JetStream. */
+  acked: number;
+  /** Stream sequence of the database's last message (0: none). */
+  lastSeq: number;
+}
+
+export interface ReplicationMetrics {
+  dbKey: string;
+  /** Transactions JetStream acknowledged (exclusive end). */
+  replicatedTx: number;
+  durableTx: number;
+  /** Commit-log record bytes made durable since this server started and not yet acknowledged. */
+  lagBytes: number;
+  /** Set once replication of this database stopped for good (a conflict). */
+  stopped: string | undefined;
+}
+
+class Pump {
+  state: PumpState | undefined;
+  durable = 0;
+  running = false;
+  again = false;
+  stopped: string | undefined;
+  failing = false;
+  tail: LogTail;
+  /** (durable end, cumulative record bytes) from durable events, for lagBytes. */
+  durableBytes: Array<[number, number]> = [];
+  bytesDurable = 0;
+  bytesAcked = 0;
+  constructor(readonly dbKey: string, readonly dir: string, dataDir: string) {
+    this.tail = new LogTail(dataDir, dbKey);
+  }
+}
+
+export class PrimaryReplicator {
+  readonly #dataDir: string;
+  readonly #server: string;
+  readonly #pumps = new Map<string, Pump>();
+  #nc: NatsConnection | undefined;
+  #ready: Promise<void> | undefined;
+  #closed = false;
+  #primaryId = "";
+
+  constructor(options: { dataDir: string; server: string }) {
+    this.#dataDir = options.dataDir;
+    this.#server = options.server;
+  }
+
+  /** Connects in the background (retrying until NATS answers); commits never wait for it. */
+  async start(): Promise<void> {
+    this.#primaryId = await primaryId(this.#dataDir);
+    this.#ready = (async () => {
+      for (;;) {
+        if (this.#closed) return;
+        try {
+          this.#nc ??= await connectNats(this.#server, "lightcone primary");
+          await ensureStream(this.#nc);
+          log.info("replication: connected to NATS", { server: this.#server });
+          return;
+        } catch (error) {
+          log.warn("replication: NATS is not answering, retrying", {
+            server: this.#server,
+            error: messageOf(error),
+          });
+          await sleep(RETRY_MS * 4);
+        }
+      }
+    })();
+    void this.#ready.then(() => {
+      for (const pump of this.#pumps.values()) this.#kick(pump);
+    });
+  }
+
+  /** The storage made transactions [0, offset) of `dbKey` durable (`bytes`: their records). */
+  durable(dbKey: string, offset: number, bytes: number): void {
+    const pump = this.#pump(dbKey);
+    if (offset > pump.durable) pump.durable = offset;
+    if (bytes > 0) {
+      pump.bytesDurable += bytes;
+      pump.durableBytes.push([offset, pump.bytesDurable]);
+    }
+    this.#kick(pump);
+  }
+
+  /**
+   * A database's module changes at `atTx` (0: a new database). Resolves once the change is on
+   * disk here: it is published when the pump gets there, NATS or not.
+   */
+  async moduleChanged(change: ModuleChangeRecord): Promise<void> {
+    const pump = this.#pump(change.dbKey);
+    await Deno.mkdir(`${pump.dir}/replication`, { recursive: true });
+    const body: ModuleBody = { owner: change.owner, names: change.names, bundle: change.bundle };
+    await writeAtomic(
+      `${pump.dir}/replication/${moduleFileName(change.atTx)}`,
+      JSON.stringify(body),
+    );
+    this.#kick(pump);
+  }
+
+  metrics(): ReplicationMetrics[] {
+    return [...this.#pumps.values()].map((pump) => {
+      const acked = pump.state?.acked ?? 0;
+      let bytesAtAcked = 0;
+      for (const [end, cumulative] of pump.durableBytes) {
+        if (end <= acked) bytesAtAcked = cumulative;
+      }
+      return {
+        dbKey: pump.dbKey,
+        replicatedTx: acked,
+        durableTx: pump.durable,
+        lagBytes: Math.max(0, pump.bytesDurable - bytesAtAcked),
+        stopped: pump.stopped,
+      };
+    });
+  }
+
+  async close(): Promise<void> {
+    this.#closed = true;
+    for (const pump of this.#pumps.values()) pump.tail.close();
+    await this.#nc?.close().catch(() => {});
+  }
+
+  #pump(dbKey: string): Pump {
+    let pump = this.#pumps.get(dbKey);
+    if (!pump) {
+      pump = new Pump(dbKey, databaseDir(this.#dataDir, dbKey), this.#dataDir);
+      this.#pumps.set(dbKey, pump);
+    }
+    return pump;
+  }
+
+  #kick(pump: Pump): void {
+    if (this.#closed || pump.stopped !== undefined) return;
+    if (pump.running) {
+      pump.again = true;
+      return;
+    }
+    pump.running = true;
+    void this.#run(pump).finally(() => {
+      pump.running = false;
+    });
+  }
+
+  async #run(pump: Pump): Promise<void> {
+    await this.#ready;
+    for (;;) {
+      if (this.#closed || pump.stopped !== undefined) return;
+      pump.again = false;
+      let progressed: boolean;
+      try {
+        progressed = await this.#step(pump);
+      } catch (error) {
+        if (error instanceof ConflictError) {
+          pump.stopped = error.message;
+          log.error("replication of this database stopped", {
+            identity: pump.dbKey,
+            error: error.message,
+          });
+          return;
+        }
+        if (error instanceof Deno.errors.NotFound && !(await exists(pump.dir))) {
+          // Deleted here; its replicated history stays in JetStream.
+          this.#pumps.delete(pump.dbKey);
+          pump.tail.close();
+          return;
+        }
+        if (!pump.failing) {
+          log.warn("replication: publish failed, retrying until NATS answers", {
+            identity: pump.dbKey,
+            error: messageOf(error),
+          });
+        }
+        pump.failing = true;
+        // Ask JetStream again where the database stands before the next publish.
+        pump.state = undefined;
+        await sleep(RETRY_MS);
+        continue;
+      }
+      if (progressed && pump.failing) {
+        pump.failing = false;
+        log.info("replication: publishing again", { identity: pump.dbKey });
+      }
+      if (!progressed && !pump.again) return;
+    }
+  }
+
+  /** Publishes the next message of `pump`'s database; false when there is nothing to send. */
+  async #step(pump: Pump): Promise<boolean> {
+    const nc = this.#nc!;
+    const subject = subjectOf(pump.dbKey);
+    if (pump.state === undefined) {
+      pump.state = await this.#reconcile(pump, nc);
+      await pump.tail.seek(pump.state.acked);
+    }
+    const state = pump.state;
+    const modules = await pendingModules(pump.dir);
+    // Modules published already (a crash before their file went).
+    for (const at of modules.filter((at) => at < state.acked)) await removeModule(pump.dir, at);
+    const nextModule = modules.find((at) => at >= state.acked);
+    const js = jetstream(nc);
+    if (nextModule === state.acked) {
+      const body = await Deno.readFile(`${pump.dir}/replication/${moduleFileName(nextModule)}`);
+      const h = headers();
+      h.set(HEADER_KIND, "module");
+      h.set(HEADER_AT_TX, String(nextModule));
+      h.set(HEADER_PRIMARY, this.#primaryId);
+      const ack = await publish(js, subject, body, h, `${pump.dbKey}:module:${nextModule}`, state);
+      state.lastSeq = ack;
+      await this.#saveState(pump);
+      await removeModule(pump.dir, nextModule);
+      return true;
+    }
+    if (state.lastSeq === 0 && nextModule === undefined && pump.durable > 0) {
+      throw new ConflictError(
+        "its module was never published to JetStream (it was created before --replicate was on); " +
+          "a follower could not load it",
+      );
+    }
+    const end = nextModule === undefined ? pump.durable : Math.min(pump.durable, nextModule);
+    const run = await pump.tail.read(end, REPLICATION_MESSAGE_BYTES_MAX);
+    if (!run) return false;
+    const h = headers();
+    h.set(HEADER_KIND, "log");
+    h.set(HEADER_FIRST_TX, String(run.firstTx));
+    h.set(HEADER_END_TX, String(run.endTx));
+    h.set(HEADER_PRIMARY, this.#primaryId);
+    try {
+      state.lastSeq = await publish(
+        js,
+        subject,
+        run.frames,
+        h,
+        `${pump.dbKey}:${run.firstTx}-${run.endTx}`,
+        state,
+      );
+    } catch (error) {
+      // The cursor moved past what JetStream may not have: seek again on the retry.
+      pump.state = undefined;
+      throw error;
+    }
+    state.acked = run.endTx;
+    while (pump.durableBytes.length > 1 && pump.durableBytes[1][0] <= state.acked) {
+      pump.durableBytes.shift();
+    }
+    await this.#saveState(pump);
+    return true;
+  }
+
+  /**
+   * Where the database stands in JetStream: its last message decides (the state file may be
+   * one ack behind). A message of another primary there is a conflict.
+   */
+  async #reconcile(pump: Pump, nc: NatsConnection): Promise<PumpState> {
+    const saved = await readState(pump.dir);
+    const jsm = await jetstreamManager(nc);
+    let last;
+    try {
+      last = await jsm.streams.getMessage(STREAM_NAME, { last_by_subj: subjectOf(pump.dbKey) });
+    } catch (error) {
+      if (!/no message found|not found/i.test(messageOf(error))) throw error;
+      last = null;
+    }
+    if (!last) {
+      if (saved && saved.acked > 0) {
+        throw new ConflictError(
+          `JetStream holds nothing for this database but acknowledged transactions [0, ${saved.acked}) ` +
+            `earlier: the stream was deleted or purged`,
+        );
+      }
+      return { acked: 0, lastSeq: 0 };
+    }
+    const primary = last.header?.get(HEADER_PRIMARY) ?? "";
+    if (primary !== this.#primaryId) {
+      throw new ConflictError(
+        `another primary ("${primary}") publishes this database's log (this one is ` +
+          `"${this.#primaryId}"); two primaries must not write one database`,
+      );
+    }
+    const kind = last.header?.get(HEADER_KIND);
+    const acked = Number(
+      kind === "module" ? last.header?.get(HEADER_AT_TX) : last.header?.get(HEADER_END_TX),
+    );
+    if (!Number.isSafeInteger(acked) || acked < 0) {
+      throw new ConflictError(`the database's last JetStream message has no valid offset`);
+    }
+    if (acked > pump.durable && pump.durable > 0) {
+      throw new ConflictError(
+        `JetStream holds transactions up to ${acked} but this log is durable only to ` +
+          `${pump.durable}: this data directory lost transactions it had replicated`,
+      );
+    }
+    return { acked, lastSeq: last.seq };
+  }
+
+  async #saveState(pump: Pump): Promise<void> {
+    await Deno.mkdir(`${pump.dir}/replication`, { recursive: true });
+    await writeAtomic(`${pump.dir}/replication/state.json`, JSON.stringify(pump.state));
+  }
+}
+
+class ConflictError extends Error {
+  override name = "ConflictError";
+}
+
+/** Publishes with dedupe id and ordering check; returns the stream sequence. */
+async function publish(
+  js: ReturnType<typeof jetstream>,
+  subject: string,
+  body: Uint8Array,
+  h: ReturnType<typeof headers>,
+  msgID: string,
+  state: PumpState,
+): Promise<number> {
+  try {
+    const ack = await js.publish(subject, body, {
+      headers: h,
+      msgID,
+      expect: { lastSubjectSequence: state.lastSeq },
+    });
+    return ack.seq;
+  } catch (error) {
+    if (/wrong last sequence/i.test(messageOf(error))) {
+      throw new Error(`JetStream refused the publish (${messageOf(error)}); asking it again`);
+    }
+    throw error;
+  }
+}
+
+async function readState(dir: string): Promise<PumpState | undefined> {
+  try {
+    const value = JSON.parse(await Deno.readTextFile(`${dir}/replication/state.json`));
+    if (Number.isSafeInteger(value?.acked) && Number.isSafeInteger(value?.lastSeq)) return value;
+  } catch (error) {
+    if (!(error instanceof Deno.errors.NotFound)) throw error;
+  }
+  return undefined;
+}
+
+function moduleFileName(atTx: number): string {
+  return `module-${String(atTx).padStart(20, "0")}.json`;
+}
+
+async function pendingModules(dir: string): Promise<number[]> {
+  const found: number[] = [];
+  try {
+    for await (const entry of Deno.readDir(`${dir}/replication`)) {
+      const match = /^module-(\d{20})\.json$/.exec(entry.name);
+      if (match) found.push(Number(match[1]));
+    }
+  } catch (error) {
+    if (!(error instanceof Deno.errors.NotFound)) throw error;
+  }
+  return found.sort((a, b) => a - b);
+}
+
+async function removeModule(dir: string, atTx: number): Promise<void> {
+  await Deno.remove(`${dir}/replication/${moduleFileName(atTx)}`).catch(() => {});
+}
+
+/** This data directory's primary id: random, made once (`replication-primary-id`). */
+async function primaryId(dataDir: string): Promise<string> {
+  const path = `${dataDir}/replication-primary-id`;
+  try {
+    return (await Deno.readTextFile(path)).trim();
+  } catch (error) {
+    if (!(error instanceof Deno.errors.NotFound)) throw error;
+  }
+  const bytes = crypto.getRandomValues(new Uint8Array(16));
+  const id = [...bytes].map((b) => b.toString(16).padStart(2, "0")).join("");
+  await writeAtomic(path, id);
+  return id;
+}
+
+/** Writes a file by rename, fsynced (the module file must exist before its module runs). */
+export async function writeAtomic(path: string, text: string): Promise<void> {
+  const temp = `${path}.tmp`;
+  const file = await Deno.open(temp, { write: true, create: true, truncate: true });
+  try {
+    const bytes = new TextEncoder().encode(text);
+    for (let at = 0; at < bytes.length;) at += await file.write(bytes.subarray(at));
+    await file.syncData();
+  } finally {
+    file.close();
+  }
+  await Deno.rename(temp, path);
+}
+
+async function exists(path: string): Promise<boolean> {
+  try {
+    await Deno.stat(path);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+export function messageOf(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}
