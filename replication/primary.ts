@@ -131,18 +131,22 @@ export class PrimaryReplicator {
   }
 
   /**
-   * A database's module changes at `atTx` (0: a new database). Resolves once the change is on
-   * disk here: it is published when the pump gets there, NATS or not.
+   * A database's module is about to change at `atTx` (0: a new database). Resolves once the
+   * change is on disk here as pending: nothing from `atTx` on is published until the function
+   * it resolves with says whether the change took (then the module goes out first, NATS or
+   * not) or failed (the old module serves on; nothing to publish).
    */
-  async moduleChanged(change: ModuleChangeRecord): Promise<void> {
+  async moduleChanging(change: ModuleChangeRecord): Promise<(ok: boolean) => Promise<void>> {
     const pump = this.#pump(change.dbKey);
     await Deno.mkdir(`${pump.dir}/replication`, { recursive: true });
     const body: ModuleBody = { owner: change.owner, names: change.names, bundle: change.bundle };
-    await writeAtomic(
-      `${pump.dir}/replication/${moduleFileName(change.atTx)}`,
-      JSON.stringify(body),
-    );
-    this.#kick(pump);
+    const pending = `${pump.dir}/replication/${moduleFileName(change.atTx, true)}`;
+    await writeAtomic(pending, JSON.stringify(body));
+    return async (ok) => {
+      if (ok) await Deno.rename(pending, `${pump.dir}/replication/${moduleFileName(change.atTx)}`);
+      else await Deno.remove(pending).catch(() => {});
+      this.#kick(pump);
+    };
   }
 
   metrics(): ReplicationMetrics[] {
@@ -213,7 +217,7 @@ export class PrimaryReplicator {
           return;
         }
         if (!pump.failing) {
-          log.warn("replication: publish failed, retrying until NATS answers", {
+          log.warn("replication: publish failed, retrying", {
             identity: pump.dbKey,
             error: messageOf(error),
           });
@@ -237,25 +241,30 @@ export class PrimaryReplicator {
     const nc = this.#nc!;
     const subject = subjectOf(pump.dbKey);
     if (pump.state === undefined) {
+      await resolveStalePending(pump.dir);
       pump.state = await this.#reconcile(pump, nc);
       await pump.tail.seek(pump.state.acked);
     }
     const state = pump.state;
-    const modules = await pendingModules(pump.dir);
+    const modules = await moduleFiles(pump.dir);
     // Modules published already (a crash before their file went).
-    for (const at of modules.filter((at) => at < state.acked)) await removeModule(pump.dir, at);
-    const nextModule = modules.find((at) => at >= state.acked);
+    for (const { at } of modules.filter((file) => !file.pending && file.at < state.acked)) {
+      await removeModule(pump.dir, at);
+    }
+    const next = modules.find((file) => file.at >= state.acked);
+    // A module change in progress (pending) holds back everything from its offset on.
+    const nextModule = next?.at;
     const js = jetstream(nc);
-    if (nextModule === state.acked) {
-      const body = await Deno.readFile(`${pump.dir}/replication/${moduleFileName(nextModule)}`);
+    if (next !== undefined && !next.pending && next.at === state.acked) {
+      const body = await Deno.readFile(`${pump.dir}/replication/${moduleFileName(next.at)}`);
       const h = headers();
       h.set(HEADER_KIND, "module");
-      h.set(HEADER_AT_TX, String(nextModule));
+      h.set(HEADER_AT_TX, String(next.at));
       h.set(HEADER_PRIMARY, this.#primaryId);
-      const ack = await publish(js, subject, body, h, `${pump.dbKey}:module:${nextModule}`, state);
+      const ack = await publish(js, subject, body, h, `${pump.dbKey}:module:${next.at}`, state);
       state.lastSeq = ack;
       await this.#saveState(pump);
-      await removeModule(pump.dir, nextModule);
+      await removeModule(pump.dir, next.at);
       return true;
     }
     if (state.lastSeq === 0 && nextModule === undefined && pump.durable > 0) {
@@ -328,6 +337,8 @@ export class PrimaryReplicator {
     const acked = Number(
       kind === "module" ? last.header?.get(HEADER_AT_TX) : last.header?.get(HEADER_END_TX),
     );
+    // Published before a crash took its file away.
+    if (kind === "module" && Number.isSafeInteger(acked)) await removeModule(pump.dir, acked);
     if (!Number.isSafeInteger(acked) || acked < 0) {
       throw new ConflictError(`the database's last JetStream message has no valid offset`);
     }
@@ -336,6 +347,24 @@ export class PrimaryReplicator {
         `JetStream holds transactions up to ${acked} but this log is durable only to ` +
           `${pump.durable}: this data directory lost transactions it had replicated`,
       );
+    }
+    if (kind === "log") {
+      // Same id, same history: JetStream's copy of those commits must be this log's bytes (a
+      // copied data directory shares the id but not what it wrote since).
+      const first = Number(last.header?.get(HEADER_FIRST_TX));
+      const tail = new LogTail(this.#dataDir, pump.dbKey);
+      try {
+        await tail.seek(first);
+        const run = await tail.read(acked, REPLICATION_MESSAGE_BYTES_MAX);
+        if (!run || run.endTx !== acked || !equalBytes(run.frames, last.data)) {
+          throw new ConflictError(
+            `JetStream's copy of transactions [${first}, ${acked}) differs from this commit ` +
+              `log: another primary wrote this database`,
+          );
+        }
+      } finally {
+        tail.close();
+      }
     }
     return { acked, lastSeq: last.seq };
   }
@@ -384,21 +413,38 @@ async function readState(dir: string): Promise<PumpState | undefined> {
   return undefined;
 }
 
-function moduleFileName(atTx: number): string {
-  return `module-${String(atTx).padStart(20, "0")}.json`;
+function moduleFileName(atTx: number, pending = false): string {
+  return `module-${String(atTx).padStart(20, "0")}${pending ? ".pending" : ""}.json`;
 }
 
-async function pendingModules(dir: string): Promise<number[]> {
-  const found: number[] = [];
+async function moduleFiles(dir: string): Promise<{ at: number; pending: boolean }[]> {
+  const found: { at: number; pending: boolean }[] = [];
   try {
     for await (const entry of Deno.readDir(`${dir}/replication`)) {
-      const match = /^module-(\d{20})\.json$/.exec(entry.name);
-      if (match) found.push(Number(match[1]));
+      const match = /^module-(\d{20})(\.pending)?\.json$/.exec(entry.name);
+      if (match) found.push({ at: Number(match[1]), pending: match[2] !== undefined });
     }
   } catch (error) {
     if (!(error instanceof Deno.errors.NotFound)) throw error;
   }
-  return found.sort((a, b) => a - b);
+  return found.sort((a, b) => a.at - b.at);
+}
+
+/**
+ * A module change left pending by a crash: it took when the database now runs its bundle
+ * (`module.js`, once no `module.next.js` waits to be tried), else it is dropped.
+ */
+async function resolveStalePending(dir: string): Promise<void> {
+  const pending = (await moduleFiles(dir)).filter((file) => file.pending);
+  if (pending.length === 0 || (await exists(`${dir}/module.next.js`))) return;
+  const running = await Deno.readTextFile(`${dir}/module.js`).catch(() => undefined);
+  for (const { at } of pending) {
+    const path = `${dir}/replication/${moduleFileName(at, true)}`;
+    const body = JSON.parse(await Deno.readTextFile(path)) as ModuleBody;
+    if (running !== undefined && body.bundle === running) {
+      await Deno.rename(path, `${dir}/replication/${moduleFileName(at)}`);
+    } else await Deno.remove(path);
+  }
 }
 
 async function removeModule(dir: string, atTx: number): Promise<void> {
@@ -448,4 +494,10 @@ function sleep(ms: number): Promise<void> {
 
 export function messageOf(error: unknown): string {
   return error instanceof Error ? error.message : String(error);
+}
+
+function equalBytes(a: Uint8Array, b: Uint8Array): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
 }

@@ -410,9 +410,11 @@ export interface RegistryOptions {
   /**
    * Primary (`--replicate`): a database's module changes at log offset `atTx` (0: it is new).
    * Awaited before the new module's process starts, so it is called before any transaction of
-   * the new module exists. A reset (`clear`) is refused while this is set.
+   * the new module exists; the function it resolves with is awaited once the change took
+   * (`true`) or failed and the old module serves again (`false`). A reset (`clear`) is refused
+   * while this is set.
    */
-  onModuleChange?: (change: ModuleChange) => Promise<void>;
+  onModuleChange?: (change: ModuleChange) => Promise<(ok: boolean) => Promise<void>>;
 }
 
 /** A module published or updated, for replication (RegistryOptions.onModuleChange). */
@@ -1049,7 +1051,13 @@ export class DatabaseRegistry {
     const names = replica ? replica.names : name ? [name] : [];
     const directory = this.#directoryOf(identity);
     await Deno.mkdir(directory, { recursive: true });
-    await this.#options.onModuleChange?.({ identity, owner: caller, names, bundle, atTx: 0 });
+    const settle = await this.#options.onModuleChange?.({
+      identity,
+      owner: caller,
+      names,
+      bundle,
+      atTx: 0,
+    });
     const logs = await LogBuffer.open(join(directory, "module.log"), this.#logOptions());
     let started: { host: DatabaseHost; durableTxOffset: number };
     try {
@@ -1058,7 +1066,9 @@ export class DatabaseRegistry {
         logs,
         moduleHash,
       });
+      await settle?.(true);
     } catch (error) {
+      await settle?.(false).catch(() => {});
       await logs.close();
       await this.#options.storage.deleteDatabase(identity.toHex()).catch(() => {});
       await Deno.remove(directory, { recursive: true }).catch(() => {});
@@ -1176,13 +1186,14 @@ export class DatabaseRegistry {
       await hostIdle(database.host, this.#budgetMs());
       // WebSocket clients stay (onUpdateEnd decides); the old process goes.
       this.#stop(database, "the module was updated", { notify: false });
+      let settle: ((ok: boolean) => Promise<void>) | undefined;
       if (clear) {
         await this.#options.storage.deleteDatabase(database.key);
         await Deno.remove(genesisPath).catch(() => {});
       } else {
         await this.#options.storage.closeDatabase(database.key);
         // The old process is gone and its log closed: the new module starts at its end.
-        await this.#options.onModuleChange?.({
+        settle = await this.#options.onModuleChange?.({
           identity: database.identity,
           owner: database.owner,
           names: [...database.names],
@@ -1200,6 +1211,7 @@ export class DatabaseRegistry {
         });
       } catch (error) {
         await Deno.remove(nextPath).catch(() => {});
+        await settle?.(false);
         if (clear) {
           database.stoppedReason = `the new module failed to start: ${messageOf(error)}`;
           throw publishError(error);
@@ -1222,6 +1234,7 @@ export class DatabaseRegistry {
           `Failed to create or update the database: ${migrationFailure(error)}`,
         );
       }
+      await settle?.(true);
       database.host = started.host;
       database.module = moduleInfoFromDescribe(started.host.describe);
       database.moduleHash = moduleHash;

@@ -143,7 +143,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     readOnly: options.follow === undefined ? undefined : readOnlyMessage(options.follow),
     onModuleChange: replicator
       ? (change) =>
-        replicator.moduleChanged({
+        replicator.moduleChanging({
           dbKey: change.identity.toHex(),
           owner: change.owner.toHex(),
           names: change.names,

@@ -15,6 +15,8 @@ import {
   type TestServer,
 } from "../support/server.ts";
 import { waitUntil } from "../support/wait.ts";
+import { connect as connectNats, headers } from "@nats-io/transport-node";
+import { jetstream, jetstreamManager } from "@nats-io/jetstream";
 
 interface Nats {
   port: number;
@@ -236,6 +238,72 @@ Deno.test({
       await follower?.close();
       await primary?.close();
       if (natsNow) await stopNats(natsNow);
+      await Deno.remove(storeDir, { recursive: true }).catch(() => {});
+    }
+  },
+});
+
+Deno.test({
+  name: "a second writer of a database's subject stops replication of it on the primary and " +
+    "the replica; nothing is corrupted and the primary commits on",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    const storeDir = await Deno.makeTempDir({ prefix: "lightcone-nats-" });
+    const nats = await startNats(freePort(), storeDir);
+    const server = `127.0.0.1:${nats.port}`;
+    let primary: TestServer | undefined;
+    let follower: TestServer | undefined;
+    const intruder = await connectNats({ servers: server });
+    try {
+      primary = await startTestServer({ replicate: server });
+      follower = await startTestServer({ follow: server });
+      const owner = await publish(primary.url, "hot", await fixtureBundle("migrate_v1"));
+      assertEquals((await call(primary.url, "hot", "add", [1, "Ann"], owner.token)).status, 200);
+      await waitUntil(
+        async () => (await tryRows(follower!.url, "person"))?.length === 1,
+        "Ann on the replica",
+      );
+      await waitUntil(
+        async () => (await metric(primary!.url, "lightcone_replication_lag_tx")) === 0,
+        "the primary's lag at 0",
+      );
+      // Another "primary" appends to the database's subject, passing JetStream's order check.
+      const subject = `lightcone.${owner.identity}.log`;
+      const last = await (await jetstreamManager(intruder)).streams.getMessage("LIGHTCONE", {
+        last_by_subj: subject,
+      });
+      assert(last, "the primary published nothing");
+      const durable = await metric(primary.url, "lightcone_durable_tx_offset");
+      const h = headers();
+      h.set("Lc-Kind", "log");
+      h.set("Lc-First-Tx", String(durable));
+      h.set("Lc-End-Tx", String(durable! + 1));
+      h.set("Lc-Primary", "intruder");
+      await jetstream(intruder).publish(subject, new Uint8Array(64).fill(7), {
+        headers: h,
+        msgID: "intruder-1",
+        expect: { lastSubjectSequence: last.seq },
+      });
+      // The primary's next publish is refused: it stops replicating this database, commits on.
+      assertEquals((await call(primary.url, "hot", "add", [2, "Bob"], owner.token)).status, 200);
+      await waitUntil(
+        async () => (await metric(primary!.url, "lightcone_replication_stopped")) === 1,
+        "the primary to stop replicating the database",
+      );
+      assertEquals((await call(primary.url, "hot", "add", [3, "Cy"], owner.token)).status, 200);
+      assertEquals((await sqlRows(primary.url, "SELECT * FROM person")).length, 3);
+      // The replica refuses the damaged message and keeps what it had.
+      await waitUntil(
+        async () => (await metric(follower!.url, "lightcone_replication_follower_stopped")) === 1,
+        "the replica to stop following the database",
+      );
+      assertEquals(await sqlRows(follower.url, "SELECT * FROM person"), [[1, "Ann"]]);
+    } finally {
+      await intruder.close();
+      await follower?.close();
+      await primary?.close();
+      await stopNats(nats);
       await Deno.remove(storeDir, { recursive: true }).catch(() => {});
     }
   },
