@@ -1163,6 +1163,10 @@ export class DatabaseEngine {
    * instance's table schema; throws an Error with the caller-facing text when the view fails.
    */
   materializeView(view: ViewDef, sender: bigint): TableSchema {
+    if (this.#options.readOnly !== undefined) {
+      // Replicated transactions do not re-run views (yet): a view here would go stale.
+      throw new Error(`Views are not served by a read replica yet: "${view.name}"`);
+    }
     const existing = this.#views.instance(view, sender);
     if (existing !== undefined) return existing;
     const tx = this.#datastore.beginMutTx();
