@@ -22,6 +22,9 @@ export interface CommitRun {
   frames: Uint8Array;
 }
 
+/** The smallest read: most commits are far smaller, a trickle of them fits. */
+const READ_BYTES_MIN = 64 * 1024;
+
 export class LogTail {
   readonly #dir: string;
   #file: Deno.FsFile | undefined;
@@ -29,6 +32,7 @@ export class LogTail {
   #position = 0;
   #nextTx = 0;
   #positioned = false;
+  #buffer = new Uint8Array(READ_BYTES_MIN);
 
   constructor(dataDir: string, dbKey: string) {
     this.#dir = logDir(databaseDir(dataDir, dbKey));
@@ -89,7 +93,12 @@ export class LogTail {
     if (!this.#positioned) throw new Error("LogTail.read before seek");
     if (this.#nextTx >= durableEnd) return undefined;
     if (!this.#file) await this.#open(this.#nextTx);
-    let chunk = new Uint8Array(Math.max(maxBytes, 64 * 1024));
+    // A reused buffer, grown (up to maxBytes) while commits keep filling it: a trickle of small
+    // commits reads 64 KiB, a backlog reads big pieces.
+    if (this.#buffer.length > maxBytes && maxBytes >= READ_BYTES_MIN) {
+      this.#buffer = new Uint8Array(maxBytes);
+    }
+    let chunk = this.#buffer;
     let length = await this.#readAt(this.#position, chunk);
     let at = 0;
     let switched = false;
@@ -117,7 +126,12 @@ export class LogTail {
           }
           continue;
         }
-        if (frame.stage === "incomplete") break;
+        if (frame.stage === "incomplete") {
+          if (this.#buffer.length < maxBytes) {
+            this.#buffer = new Uint8Array(Math.min(maxBytes, this.#buffer.length * 2));
+          }
+          break;
+        }
         throw new Error(
           `Commit log "${this.#dir}" is damaged at transaction ${this.#nextTx}: ${frame.reason}`,
         );

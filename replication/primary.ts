@@ -70,6 +70,13 @@ class Pump {
   again = false;
   stopped: string | undefined;
   failing = false;
+  /** The module files in `<database>/replication`, cached (undefined: read them again). */
+  modules: { at: number; pending: boolean }[] | undefined;
+  modulesVersion = 0;
+  invalidateModules(): void {
+    this.modules = undefined;
+    this.modulesVersion++;
+  }
   tail: LogTail;
   /** (durable end, cumulative record bytes) from durable events, for lagBytes. */
   durableBytes: Array<[number, number]> = [];
@@ -142,9 +149,11 @@ export class PrimaryReplicator {
     const body: ModuleBody = { owner: change.owner, names: change.names, bundle: change.bundle };
     const pending = `${pump.dir}/replication/${moduleFileName(change.atTx, true)}`;
     await writeAtomic(pending, JSON.stringify(body));
+    pump.invalidateModules();
     return async (ok) => {
       if (ok) await Deno.rename(pending, `${pump.dir}/replication/${moduleFileName(change.atTx)}`);
       else await Deno.remove(pending).catch(() => {});
+      pump.invalidateModules();
       this.#kick(pump);
     };
   }
@@ -242,14 +251,23 @@ export class PrimaryReplicator {
     const subject = subjectOf(pump.dbKey);
     if (pump.state === undefined) {
       await resolveStalePending(pump.dir);
+      pump.invalidateModules();
       pump.state = await this.#reconcile(pump, nc);
       await pump.tail.seek(pump.state.acked);
     }
     const state = pump.state;
-    const modules = await moduleFiles(pump.dir);
+    if (pump.modules === undefined) {
+      const version = pump.modulesVersion;
+      const read = await moduleFiles(pump.dir);
+      // A module change began meanwhile: read again.
+      if (version !== pump.modulesVersion) return true;
+      pump.modules = read;
+    }
+    const modules = pump.modules;
     // Modules published already (a crash before their file went).
     for (const { at } of modules.filter((file) => !file.pending && file.at < state.acked)) {
       await removeModule(pump.dir, at);
+      pump.invalidateModules();
     }
     const next = modules.find((file) => file.at >= state.acked);
     // A module change in progress (pending) holds back everything from its offset on.
@@ -265,6 +283,7 @@ export class PrimaryReplicator {
       state.lastSeq = ack;
       await this.#saveState(pump);
       await removeModule(pump.dir, next.at);
+      pump.invalidateModules();
       return true;
     }
     if (state.lastSeq === 0 && nextModule === undefined && pump.durable > 0) {
