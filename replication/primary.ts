@@ -390,7 +390,10 @@ export class PrimaryReplicator {
 
   async #saveState(pump: Pump): Promise<void> {
     await Deno.mkdir(`${pump.dir}/replication`, { recursive: true });
-    await writeAtomic(`${pump.dir}/replication/state.json`, JSON.stringify(pump.state));
+    // No fsync: the state only saves a question to JetStream, whose last message decides.
+    const path = `${pump.dir}/replication/state.json`;
+    await Deno.writeTextFile(`${path}.tmp`, JSON.stringify(pump.state));
+    await Deno.rename(`${path}.tmp`, path);
   }
 }
 

@@ -196,6 +196,23 @@ Deno.test({
         );
       });
 
+      await t.step("a burst of concurrent calls arrives whole and in order", async () => {
+        const ids = Array.from({ length: 200 }, (_, i) => 1000 + i);
+        const responses = await Promise.all(
+          ids.map((id) => call(primary!.url, "hot", "add", [id, `B${id}`], owner.token)),
+        );
+        assertEquals(responses.filter((r) => r.status !== 200), []);
+        await waitUntil(() => conn!.db.person.count() === 207n, "the burst on the replica");
+        const durable = await metric(primary!.url, "lightcone_durable_tx_offset");
+        await waitUntil(
+          async () =>
+            (await metric(follower!.url, "lightcone_replication_follower_applied_tx")) === durable,
+          "the replica's log at the primary's offset after the burst",
+        );
+        const rows = await sqlRows(follower!.url, "SELECT * FROM person");
+        assertEquals(rows.length, 207);
+      });
+
       await t.step("a module update (a new table) reaches the replica", async () => {
         await publish(primary!.url, "hot", v1n, { token: owner.token });
         const noted = await call(primary!.url, "hot", "add_note", ["replicated"], owner.token);
@@ -216,12 +233,12 @@ Deno.test({
         assertEquals((await call(primary!.url, "hot", "add", [8, "Dee"], owner.token)).status, 200);
         follower = await startTestServer({ follow: server, dataDir });
         await waitUntil(
-          async () => (await tryRows(follower!.url, "person"))?.length === 8,
+          async () => (await tryRows(follower!.url, "person"))?.length === 208,
           "Dee on the restarted replica",
         );
         const rows = await sqlRows(follower!.url, "SELECT * FROM person");
         assertEquals(
-          rows.map((row) => row[0]).sort((a, b) => Number(a) - Number(b)),
+          rows.map((row) => Number(row[0])).filter((id) => id < 1000).sort((a, b) => a - b),
           [1, 2, 3, 4, 5, 6, 7, 8],
         );
         const durable = await metric(primary!.url, "lightcone_durable_tx_offset");
@@ -232,6 +249,28 @@ Deno.test({
         );
         assertEquals(await metric(follower!.url, "lightcone_replication_follower_stopped"), 0);
         assertEquals(await sqlRows(follower!.url, "SELECT * FROM note"), [[1, "replicated"]]);
+      });
+
+      await t.step("a primary restarted while NATS was down publishes its backlog", async () => {
+        await stopNats(natsNow!);
+        natsNow = undefined;
+        assertEquals((await call(primary!.url, "hot", "add", [9, "Eve"], owner.token)).status, 200);
+        const dataDir = primary!.dataDir;
+        await primary!.close({ keepData: true });
+        primary = undefined;
+        primary = await startTestServer({ replicate: server, dataDir });
+        assertEquals((await call(primary.url, "hot", "add", [10, "Fay"], owner.token)).status, 200);
+        natsNow = await startNats(nats.port, storeDir);
+        await waitUntil(
+          async () => (await tryRows(follower!.url, "person"))?.length === 210,
+          "Eve and Fay on the replica",
+        );
+        const durable = await metric(primary.url, "lightcone_durable_tx_offset");
+        await waitUntil(
+          async () =>
+            (await metric(follower!.url, "lightcone_replication_follower_applied_tx")) === durable,
+          "the replica's log at the restarted primary's offset",
+        );
       });
     } finally {
       conn?.disconnect();
