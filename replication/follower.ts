@@ -47,6 +47,8 @@ export interface FollowerMetrics {
 }
 
 const RETRY_MS = 1000;
+/** Tries of one message on a database that fails to take it (a crash loop) before giving up. */
+const APPLY_ATTEMPTS_MAX = 30;
 
 class GapError extends Error {
   override name = "GapError";
@@ -138,31 +140,65 @@ export class Follower {
     }
     this.#seen.add(dbKey);
     if (this.#stopped.has(dbKey)) return;
-    try {
-      if (headers?.get(HEADER_KIND) === "module") {
-        await this.#module(dbKey, intHeader(headers, HEADER_AT_TX), data);
-      } else if (headers?.get(HEADER_KIND) === "log") {
-        await this.#log(
-          dbKey,
-          intHeader(headers, HEADER_FIRST_TX),
-          intHeader(headers, HEADER_END_TX),
-          data,
-        );
-      } else {
-        throw new GapError(`a message of unknown kind "${headers?.get(HEADER_KIND) ?? ""}"`);
+    // A database restarting after a crash (~0.5 s) is waited for; one that cannot take the
+    // message for APPLY_ATTEMPTS_MAX tries stops following, so it never blocks the others.
+    for (let attempt = 1;; attempt++) {
+      try {
+        await this.#apply(dbKey, headers, data);
+        return;
+      } catch (error) {
+        if (this.#closed) throw error;
+        const gap = error instanceof GapError;
+        if (!gap && attempt < APPLY_ATTEMPTS_MAX) {
+          if (attempt === 1) {
+            log.warn("replication: applying a message failed, retrying", {
+              identity: dbKey,
+              error: messageOf(error),
+            });
+          }
+          await new Promise((resolve) => setTimeout(resolve, RETRY_MS));
+          continue;
+        }
+        const reason = gap
+          ? (error as Error).message
+          : `applying a message failed ${attempt} times: ${messageOf(error)}`;
+        this.#stopped.set(dbKey, reason);
+        log.error("replication: stopped following this database", {
+          identity: dbKey,
+          error: reason,
+        });
+        return;
       }
-    } catch (error) {
-      if (!(error instanceof GapError)) throw error;
-      this.#stopped.set(dbKey, error.message);
-      log.error("replication: stopped following this database", {
-        identity: dbKey,
-        error: error.message,
-      });
     }
   }
 
+  #apply(
+    dbKey: string,
+    headers: { get(name: string): string } | undefined,
+    data: Uint8Array,
+  ): Promise<void> {
+    const kind = headers?.get(HEADER_KIND);
+    if (headers && kind === "module") {
+      return this.#module(dbKey, intHeader(headers, HEADER_AT_TX), data);
+    }
+    if (headers && kind === "log") {
+      return this.#log(
+        dbKey,
+        intHeader(headers, HEADER_FIRST_TX),
+        intHeader(headers, HEADER_END_TX),
+        data,
+      );
+    }
+    return Promise.reject(new GapError(`a message of unknown kind "${kind ?? ""}"`));
+  }
+
   async #module(dbKey: string, atTx: number, data: Uint8Array): Promise<void> {
-    const body = JSON.parse(new TextDecoder().decode(data)) as ModuleBody;
+    let body: ModuleBody;
+    try {
+      body = JSON.parse(new TextDecoder().decode(data));
+    } catch {
+      throw new GapError("a module message that is not JSON");
+    }
     if (typeof body?.bundle !== "string" || typeof body.owner !== "string") {
       throw new GapError("a module message without bundle or owner");
     }
