@@ -34,6 +34,8 @@ import {
 
 /** Bytes of commits one message carries at most (below NATS's default max_payload, 1 MiB). */
 export const REPLICATION_MESSAGE_BYTES_MAX = 900 * 1024;
+/** Points (durable end, cumulative bytes) kept per database for the lag in bytes. */
+const DURABLE_POINTS_MAX = 4096;
 /** Wait before retrying after NATS failed to answer (it reconnects meanwhile). */
 const RETRY_MS = 500;
 
@@ -133,6 +135,12 @@ export class PrimaryReplicator {
     if (bytes > 0) {
       pump.bytesDurable += bytes;
       pump.durableBytes.push([offset, pump.bytesDurable]);
+      // A long outage must not grow this without bound: keep every other point (the lag in
+      // bytes is then counted from an earlier point: over, never under).
+      if (pump.durableBytes.length > DURABLE_POINTS_MAX) {
+        const last = pump.durableBytes.length - 1;
+        pump.durableBytes = pump.durableBytes.filter((_, i) => i % 2 === 0 || i === last);
+      }
     }
     this.#kick(pump);
   }

@@ -178,6 +178,8 @@ Deno.test({
         // Nothing can have been acknowledged since the stop: the lag covers the five calls.
         const lag = await metric(primary!.url, "lightcone_replication_lag_tx");
         assert(lag !== undefined && lag >= 5, `lag ${lag}`);
+        const lagBytes = await metric(primary!.url, "lightcone_replication_lag_bytes");
+        assert(lagBytes !== undefined && lagBytes > 0, `lag bytes ${lagBytes}`);
         natsNow = await startNats(nats.port, storeDir);
         await waitUntil(
           () => conn!.db.person.count() === 7n,
@@ -187,6 +189,7 @@ Deno.test({
           async () => (await metric(primary!.url, "lightcone_replication_lag_tx")) === 0,
           "the primary's lag back at 0",
         );
+        assertEquals(await metric(primary!.url, "lightcone_replication_lag_bytes"), 0);
         const durable = await metric(primary!.url, "lightcone_durable_tx_offset");
         assertEquals(await metric(primary!.url, "lightcone_replication_replicated_tx"), durable);
         await waitUntil(
