@@ -92,15 +92,27 @@ class Pump {
 export class PrimaryReplicator {
   readonly #dataDir: string;
   readonly #server: string;
+  readonly #existingModule: (dbKey: string) => Promise<ModuleBody | string>;
   readonly #pumps = new Map<string, Pump>();
   #nc: NatsConnection | undefined;
   #ready: Promise<void> | undefined;
   #closed = false;
   #primaryId = "";
 
-  constructor(options: { dataDir: string; server: string }) {
+  /**
+   * `existingModule`: for a database created before replication was on, the module its log
+   * starts with, or why there is none to send (server/server.ts reads the registry).
+   */
+  constructor(
+    options: {
+      dataDir: string;
+      server: string;
+      existingModule: (dbKey: string) => Promise<ModuleBody | string>;
+    },
+  ) {
     this.#dataDir = options.dataDir;
     this.#server = options.server;
+    this.#existingModule = options.existingModule;
   }
 
   /** Connects in the background (retrying until NATS answers); commits never wait for it. */
@@ -295,10 +307,19 @@ export class PrimaryReplicator {
       return true;
     }
     if (state.lastSeq === 0 && nextModule === undefined && pump.durable > 0) {
-      throw new ConflictError(
-        "its module was never published to JetStream (it was created before --replicate was on); " +
-          "a follower could not load it",
+      // Created before --replicate was on: its module goes first, if it is the one the log
+      // starts with.
+      const existing = await this.#existingModule(pump.dbKey);
+      if (typeof existing === "string") {
+        throw new ConflictError(`it cannot be replicated: ${existing}`);
+      }
+      await Deno.mkdir(`${pump.dir}/replication`, { recursive: true });
+      await writeAtomic(
+        `${pump.dir}/replication/${moduleFileName(0)}`,
+        JSON.stringify(existing),
       );
+      pump.invalidateModules();
+      return true;
     }
     const end = nextModule === undefined ? pump.durable : Math.min(pump.durable, nextModule);
     const run = await pump.tail.read(end, REPLICATION_MESSAGE_BYTES_MAX);

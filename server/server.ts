@@ -132,9 +132,25 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   if (options.replicate !== undefined && options.follow !== undefined) {
     throw new RangeError("--replicate and --follow exclude each other: a replica does not publish");
   }
-  const replicator = options.replicate === undefined
-    ? undefined
-    : new PrimaryReplicator({ dataDir: options.dataDir, server: options.replicate });
+  const replicator = options.replicate === undefined ? undefined : new PrimaryReplicator({
+    dataDir: options.dataDir,
+    server: options.replicate,
+    existingModule: async (key) => {
+      const database = registry.resolve(key);
+      if (!database) return "it is not hosted here";
+      // A migration before replication was on: the log starts with another schema than the
+      // module's, and no module message can say which.
+      if (await fileExists(`${database.directory}/genesis.describe`)) {
+        return "its schema changed (a migration) before --replicate was on, so its log " +
+          "starts with a module that is gone";
+      }
+      return {
+        owner: database.owner.toHex(),
+        names: [...database.names],
+        bundle: await Deno.readTextFile(`${database.directory}/module.js`),
+      };
+    },
+  });
   await replicator?.start();
   storage.onDurable((key, offset, _syncMs, _txCount, bytes) =>
     replicator?.durable(key, Number(offset), bytes)
@@ -436,4 +452,13 @@ function followerMetricsText(follower: Follower, labelOf: (key: string) => strin
   }
   lines.push("");
   return lines.join("\n");
+}
+
+async function fileExists(path: string): Promise<boolean> {
+  try {
+    await Deno.stat(path);
+    return true;
+  } catch {
+    return false;
+  }
 }

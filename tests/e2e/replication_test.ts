@@ -350,3 +350,42 @@ Deno.test({
     }
   },
 });
+
+Deno.test({
+  name: "turning --replicate on for a server with databases publishes them from their start",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    const storeDir = await Deno.makeTempDir({ prefix: "lightcone-nats-" });
+    const nats = await startNats(freePort(), storeDir);
+    const server = `127.0.0.1:${nats.port}`;
+    let primary: TestServer | undefined;
+    let follower: TestServer | undefined;
+    try {
+      primary = await startTestServer();
+      const owner = await publish(primary.url, "hot", await fixtureBundle("migrate_v1"));
+      assertEquals((await call(primary.url, "hot", "add", [1, "Ann"], owner.token)).status, 200);
+      const dataDir = primary.dataDir;
+      await primary.close({ keepData: true });
+      primary = await startTestServer({ replicate: server, dataDir });
+      follower = await startTestServer({ follow: server });
+      assertEquals((await call(primary.url, "hot", "add", [2, "Bob"], owner.token)).status, 200);
+      await waitUntil(
+        async () => (await tryRows(follower!.url, "person"))?.length === 2,
+        "both rows on the replica",
+      );
+      const durable = await metric(primary.url, "lightcone_durable_tx_offset");
+      await waitUntil(
+        async () =>
+          (await metric(follower!.url, "lightcone_replication_follower_applied_tx")) === durable,
+        "the replica's log at the primary's offset",
+      );
+      assertEquals(await metric(primary.url, "lightcone_replication_stopped"), 0);
+    } finally {
+      await follower?.close();
+      await primary?.close();
+      await stopNats(nats);
+      await Deno.remove(storeDir, { recursive: true }).catch(() => {});
+    }
+  },
+});
