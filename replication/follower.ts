@@ -34,6 +34,8 @@ export interface FollowTarget {
   /** Transactions in the local log of `dbKey` (its durable end), undefined: no such database. */
   localEnd(dbKey: string): number | undefined;
   createDatabase(dbKey: string, body: ModuleBody): Promise<void>;
+  /** Deletes the database and its data (the primary deleted it). */
+  deleteDatabase(dbKey: string): Promise<void>;
   /** Runs the module update (no-op when the database runs this bundle already). */
   updateModule(dbKey: string, bundle: string): Promise<void>;
   /** Commits `count` records from log offset `firstTx` and resolves once they are durable. */
@@ -187,6 +189,12 @@ export class Follower {
         intHeader(headers, HEADER_FIRST_TX),
         intHeader(headers, HEADER_END_TX),
         data,
+      );
+    }
+    if (kind === "delete") {
+      if (this.#target.localEnd(dbKey) === undefined) return Promise.resolve();
+      return this.#target.deleteDatabase(dbKey).then(() =>
+        log.info("replication: database deleted", { identity: dbKey })
       );
     }
     return Promise.reject(new GapError(`a message of unknown kind "${kind ?? ""}"`));

@@ -137,6 +137,7 @@ export class PrimaryReplicator {
     })();
     void this.#ready.then(() => {
       for (const pump of this.#pumps.values()) this.#kick(pump);
+      void this.#publishTombstones();
     });
   }
 
@@ -176,6 +177,72 @@ export class PrimaryReplicator {
       pump.invalidateModules();
       this.#kick(pump);
     };
+  }
+
+  /**
+   * A database is being deleted here: its pump stops now (before its files go), and a `delete`
+   * message follows its history in JetStream (kept as a tombstone file until acknowledged).
+   */
+  async deleted(dbKey: string): Promise<void> {
+    const pump = this.#pumps.get(dbKey);
+    if (pump) {
+      pump.stopped = "deleted";
+      pump.tail.close();
+      this.#pumps.delete(dbKey);
+    }
+    await Deno.mkdir(this.#tombstoneDir(), { recursive: true });
+    await writeAtomic(`${this.#tombstoneDir()}/${dbKey}`, "");
+    void this.#publishTombstones();
+  }
+
+  #tombstoneDir(): string {
+    return `${this.#dataDir}/replication-deleted`;
+  }
+
+  #tombstonesRunning = false;
+
+  /** Publishes every tombstone (retrying while NATS does not answer), then drops its history. */
+  async #publishTombstones(): Promise<void> {
+    if (this.#tombstonesRunning) return;
+    this.#tombstonesRunning = true;
+    try {
+      await this.#ready;
+      for (;;) {
+        if (this.#closed) return;
+        const keys: string[] = [];
+        try {
+          for await (const entry of Deno.readDir(this.#tombstoneDir())) {
+            if (/^[0-9a-f]{64}$/.test(entry.name)) keys.push(entry.name);
+          }
+        } catch (error) {
+          if (!(error instanceof Deno.errors.NotFound)) throw error;
+        }
+        if (keys.length === 0) return;
+        try {
+          for (const dbKey of keys) {
+            const h = headers();
+            h.set(HEADER_KIND, "delete");
+            h.set(HEADER_PRIMARY, this.#primaryId);
+            const ack = await jetstream(this.#nc!).publish(subjectOf(dbKey), new Uint8Array(0), {
+              headers: h,
+              msgID: `${dbKey}:delete`,
+            });
+            // Its history serves no one now: everything before the delete message goes.
+            const jsm = await jetstreamManager(this.#nc!);
+            await jsm.streams.purge(STREAM_NAME, { filter: subjectOf(dbKey), seq: ack.seq });
+            await Deno.remove(`${this.#tombstoneDir()}/${dbKey}`);
+            log.info("replication: database deletion published", { identity: dbKey });
+          }
+        } catch (error) {
+          log.warn("replication: publishing a deletion failed, retrying", {
+            error: messageOf(error),
+          });
+          await sleep(RETRY_MS * 4);
+        }
+      }
+    } finally {
+      this.#tombstonesRunning = false;
+    }
   }
 
   metrics(): ReplicationMetrics[] {
@@ -418,6 +485,7 @@ export class PrimaryReplicator {
   }
 
   async #saveState(pump: Pump): Promise<void> {
+    if (pump.stopped !== undefined) return; // Deleted meanwhile: never recreate its directory.
     await Deno.mkdir(`${pump.dir}/replication`, { recursive: true });
     // No fsync: the state only saves a question to JetStream, whose last message decides.
     const path = `${pump.dir}/replication/state.json`;

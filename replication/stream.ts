@@ -8,6 +8,7 @@
  *           lie in the primary's commit log (framed, CRC32C each; storage/commitlog/frame.ts)
  *   module  Lc-Kind: module, Lc-At-Tx: the module that runs from log offset At-Tx on; the body
  *           is JSON { owner, names, bundle }
+ *   delete  Lc-Kind: delete: the primary deleted the database (its earlier messages are purged)
  *   every   Lc-Primary: the primary's id (random, kept in its data directory);
  *           Nats-Msg-Id: <identity>:<first>-<end> or <identity>:module:<at> (JetStream drops a
  *           republished message within its duplicate window); Nats-Expected-Last-Subject-

@@ -415,6 +415,8 @@ export interface RegistryOptions {
    * while this is set.
    */
   onModuleChange?: (change: ModuleChange) => Promise<(ok: boolean) => Promise<void>>;
+  /** Primary (`--replicate`): a database is being deleted (its files go right after). */
+  onDeleted?: (identity: Identity) => Promise<void>;
 }
 
 /** A module published or updated, for replication (RegistryOptions.onModuleChange). */
@@ -905,21 +907,30 @@ export class DatabaseRegistry {
       database: database.identity,
       action: "delete database",
     });
-    return this.#serialised(async () => {
-      this.#pinned.add(database);
-      await database.transition;
-      const timer = this.#wakeTimers.get(database);
-      if (timer !== undefined) clearTimeout(timer);
-      this.#wakeTimers.delete(database);
-      this.#pinned.delete(database);
-      this.#unbind(database);
-      this.#stop(database, "database was deleted");
-      await database.logs.close();
-      await this.#options.storage.deleteDatabase(database.key);
-      await this.#writeControl();
-      await Deno.remove(database.directory, { recursive: true }).catch(() => {});
-      log.info("database deleted", { identity: database.key });
-    });
+    return this.#serialised(() => this.#delete(database));
+  }
+
+  /** Read replica: deletes the database the primary deleted. */
+  deleteReplica(database: Database): Promise<void> {
+    return this.#serialised(() => this.#delete(database));
+  }
+
+  async #delete(database: Database): Promise<void> {
+    this.#pinned.add(database);
+    await database.transition;
+    const timer = this.#wakeTimers.get(database);
+    if (timer !== undefined) clearTimeout(timer);
+    this.#wakeTimers.delete(database);
+    this.#pinned.delete(database);
+    this.#unbind(database);
+    this.#stop(database, "database was deleted");
+    // Replication stops touching its files before they go.
+    await this.#options.onDeleted?.(database.identity);
+    await database.logs.close();
+    await this.#options.storage.deleteDatabase(database.key);
+    await this.#writeControl();
+    await Deno.remove(database.directory, { recursive: true }).catch(() => {});
+    log.info("database deleted", { identity: database.key });
   }
 
   /**

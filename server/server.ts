@@ -167,6 +167,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
           atTx: change.atTx,
         })
       : undefined,
+    onDeleted: replicator ? (identity) => replicator.deleted(identity.toHex()) : undefined,
     dataDir: options.dataDir,
     storage,
     onDurable: (database) => hub.onDurable(database),
@@ -208,6 +209,10 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
           bundle: body.bundle,
           atTx: 0,
         });
+      },
+      deleteDatabase: async (key) => {
+        const database = registry.resolve(key);
+        if (database) await registry.deleteReplica(database);
       },
       updateModule: async (key, bundle) => {
         const database = registry.resolve(key);

@@ -381,6 +381,20 @@ Deno.test({
         "the replica's log at the primary's offset",
       );
       assertEquals(await metric(primary.url, "lightcone_replication_stopped"), 0);
+
+      // Deleting it on the primary deletes it on the replica.
+      const deleted = await fetch(`${primary.url}/v1/database/hot`, {
+        method: "DELETE",
+        headers: { authorization: `Bearer ${owner.token}` },
+      });
+      assertEquals(deleted.status, 200, await deleted.text());
+      await waitUntil(
+        async () =>
+          (await fetch(`${follower!.url}/v1/database/hot`).then((r) =>
+            r.body?.cancel().then(() => r.status)
+          )) === 404,
+        "the database gone from the replica",
+      );
     } finally {
       await follower?.close();
       await primary?.close();
