@@ -939,6 +939,11 @@ export class DatabaseRegistry {
    */
   setNames(database: Database, names: string[], caller: Identity): Promise<void> {
     this.#refuseOnReplica("rename database");
+    if (this.#options.onModuleChange) {
+      throw new BadRequestError(
+        "Renaming a database is not replicated yet: refused while --replicate is on",
+      );
+    }
     requireOwner({
       caller,
       owner: database.owner,

@@ -382,6 +382,15 @@ Deno.test({
       );
       assertEquals(await metric(primary.url, "lightcone_replication_stopped"), 0);
 
+      // Renames are not replicated yet: refused on the primary, not silently left behind.
+      const renamed = await fetch(`${primary.url}/v1/database/hot/names`, {
+        method: "PUT",
+        body: JSON.stringify(["hot2"]),
+        headers: { authorization: `Bearer ${owner.token}` },
+      });
+      const renameText = await renamed.text();
+      assert(renamed.status === 400 && renameText.includes("not replicated yet"), renameText);
+
       // Deleting it on the primary deletes it on the replica.
       const deleted = await fetch(`${primary.url}/v1/database/hot`, {
         method: "DELETE",
