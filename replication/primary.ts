@@ -36,6 +36,8 @@ import {
 export const REPLICATION_MESSAGE_BYTES_MAX = 900 * 1024;
 /** Points (durable end, cumulative bytes) kept per database for the lag in bytes. */
 const DURABLE_POINTS_MAX = 4096;
+/** A first connection to NATS slower than this is logged (once). */
+const SLOW_CONNECT_WARN_MS = 5_000;
 /** Wait before retrying after NATS failed to answer (it reconnects meanwhile). */
 const RETRY_MS = 500;
 
@@ -72,6 +74,8 @@ class Pump {
   again = false;
   stopped: string | undefined;
   failing = false;
+  /** What JetStream acknowledged last (kept while the state is asked again after a failure). */
+  lastAcked = 0;
   /** The module files in `<database>/replication`, cached (undefined: read them again). */
   modules: { at: number; pending: boolean }[] | undefined;
   modulesVersion = 0;
@@ -98,6 +102,7 @@ export class PrimaryReplicator {
   #ready: Promise<void> | undefined;
   #closed = false;
   #primaryId = "";
+  #slowConnect: ReturnType<typeof setTimeout> | undefined;
 
   /**
    * `existingModule`: for a database created before replication was on, the module its log
@@ -118,19 +123,28 @@ export class PrimaryReplicator {
   /** Connects in the background (retrying until NATS answers); commits never wait for it. */
   async start(): Promise<void> {
     this.#primaryId = await primaryId(this.#dataDir);
+    // The client retries its first connection by itself: say so when it takes a while.
+    this.#slowConnect = setTimeout(() => {
+      log.warn("replication: NATS is not answering yet; commits go on, publishing waits", {
+        server: this.#server,
+      });
+    }, SLOW_CONNECT_WARN_MS);
     this.#ready = (async () => {
-      for (;;) {
+      for (let attempt = 1;; attempt++) {
         if (this.#closed) return;
         try {
           this.#nc ??= await connectNats(this.#server, "lightcone primary");
           await ensureStream(this.#nc);
+          clearTimeout(this.#slowConnect);
           log.info("replication: connected to NATS", { server: this.#server });
           return;
         } catch (error) {
-          log.warn("replication: NATS is not answering, retrying", {
-            server: this.#server,
-            error: messageOf(error),
-          });
+          if (attempt === 1) {
+            log.warn("replication: NATS is not answering, retrying until it does", {
+              server: this.#server,
+              error: messageOf(error),
+            });
+          }
           await sleep(RETRY_MS * 4);
         }
       }
@@ -247,7 +261,7 @@ export class PrimaryReplicator {
 
   metrics(): ReplicationMetrics[] {
     return [...this.#pumps.values()].map((pump) => {
-      const acked = pump.state?.acked ?? 0;
+      const acked = pump.lastAcked;
       let bytesAtAcked = 0;
       for (const [end, cumulative] of pump.durableBytes) {
         if (end <= acked) bytesAtAcked = cumulative;
@@ -264,6 +278,7 @@ export class PrimaryReplicator {
 
   async close(): Promise<void> {
     this.#closed = true;
+    clearTimeout(this.#slowConnect);
     for (const pump of this.#pumps.values()) pump.tail.close();
     await this.#nc?.close().catch(() => {});
   }
@@ -312,6 +327,7 @@ export class PrimaryReplicator {
           pump.tail.close();
           return;
         }
+        if (this.#closed) return;
         if (!pump.failing) {
           log.warn("replication: publish failed, retrying", {
             identity: pump.dbKey,
@@ -340,6 +356,7 @@ export class PrimaryReplicator {
       await resolveStalePending(pump.dir);
       pump.invalidateModules();
       pump.state = await this.#reconcile(pump, nc);
+      pump.lastAcked = pump.state.acked;
       await pump.tail.seek(pump.state.acked);
     }
     const state = pump.state;
@@ -411,6 +428,7 @@ export class PrimaryReplicator {
       throw error;
     }
     state.acked = run.endTx;
+    pump.lastAcked = state.acked;
     while (pump.durableBytes.length > 1 && pump.durableBytes[1][0] <= state.acked) {
       pump.durableBytes.shift();
     }
