@@ -10,6 +10,7 @@ import {
   SNAPSHOT_INTERVAL_TX,
 } from "./lib/limits.ts";
 import { parseHttpAllow, startServer, VERSION } from "./server/mod.ts";
+import { parseNatsUrl } from "./replication/mod.ts";
 import { hasServerV8Flags, SERVER_V8_FLAGS } from "./cli/runtime_flags.ts";
 
 const USAGE = `Lightcone ${VERSION}: a SpacetimeDB-compatible database server
@@ -80,6 +81,15 @@ start options:
                                without it outbound HTTP is disabled. Shown by \`describe\`
       --oidc-issuer URL        trust tokens from this OpenID Connect issuer (repeatable)
       --oidc-audience AUD      required audience for OpenID Connect tokens (repeatable)
+      --replicate nats://HOST:PORT
+                               publish every database's commit log and module to NATS JetStream
+                               (stream LIGHTCONE, subject lightcone.<identity>.log) once durable
+                               here; asynchronous: NATS down or slow never blocks a commit
+      --follow nats://HOST:PORT
+                               be a read replica of the primary publishing there: databases are
+                               created and kept up to date from the stream; SQL and subscriptions
+                               work, every write (calls, publish, delete, DML) is refused
+                               (promotion and synchronous replication are not built)
       --log-format text|json   server log format (default text)
 `;
 
@@ -148,6 +158,8 @@ async function start(args: string[]): Promise<number> {
   let dashboard = true;
   let hibernateAfterS: number | undefined;
   let warmSpare = false;
+  let replicate: string | undefined;
+  let follow: string | undefined;
   const issuers: string[] = [];
   const audiences: string[] = [];
   const httpAllow: string[] = [];
@@ -208,7 +220,14 @@ async function start(args: string[]): Promise<number> {
     else if (arg.startsWith("--http-allow=")) httpAllow.push(arg.slice(13));
     else if (arg === "--oidc-audience") audiences.push(value());
     else if (arg === "--log-format") configureLog({ json: value() === "json" });
-    else if (arg === "--non-interactive") continue;
+    else if (arg === "--replicate") replicate = parseNatsUrl(value(), arg);
+    else if (arg === "--follow") follow = parseNatsUrl(value(), arg);
+    else if (/^--(promote|failover|replicate-sync|sync-replication)\b/.test(arg)) {
+      throw new Error(
+        `${arg} is not supported: replication is asynchronous and a replica cannot be promoted ` +
+          `(not built yet)`,
+      );
+    } else if (arg === "--non-interactive") continue;
     else if (arg === "--help" || arg === "-h") {
       console.log(USAGE);
       return 0;
@@ -217,6 +236,12 @@ async function start(args: string[]): Promise<number> {
   const { hostname, port } = parseListenAddr(listen);
   if (inMemory && dataDir !== undefined) {
     throw new Error("--in-memory and --data-dir exclude each other: in-memory data lives nowhere");
+  }
+  if (inMemory && (replicate !== undefined || follow !== undefined)) {
+    throw new Error("--in-memory cannot replicate or follow: replication ships what is on disk");
+  }
+  if (replicate !== undefined && follow !== undefined) {
+    throw new Error("--replicate and --follow exclude each other: a read replica does not publish");
   }
   if (inMemory) {
     dataDir = await Deno.makeTempDir({ prefix: "lightcone-in-memory-" });
@@ -254,6 +279,8 @@ async function start(args: string[]): Promise<number> {
       httpAllow: parseHttpAllow(httpAllow),
       hibernateAfterS,
       warmSpare,
+      replicate,
+      follow,
       oidc: issuers.length
         ? { issuers, audiences: audiences.length ? audiences : undefined }
         : undefined,

@@ -29,6 +29,8 @@ export interface AppContext {
   metricsPublic?: boolean;
   /** Serve the operator dashboard at /dashboard (default true; `--no-dashboard` turns it off). */
   dashboard?: boolean;
+  /** Replication families for /v1/metrics (`--replicate` / `--follow`), exposition text. */
+  replicationMetrics?: () => string;
 }
 
 const CORS_HEADERS = {

@@ -405,6 +405,32 @@ export interface RegistryOptions {
   outboundHttp?: OutboundHttp;
   /** Read rate of the background check of old commit-log segments (lib/limits.ts default). */
   segmentVerifyBytesPerS?: number;
+  /**
+   * Read replica (`--follow`): publish, delete and rename are refused with this text, and every
+   * database process refuses writes with it (EngineOptions.readOnly). Databases come and change
+   * only through `createReplica` / `updateReplica`.
+   */
+  readOnly?: string;
+  /**
+   * Primary (`--replicate`): a database's module changes at log offset `atTx` (0: it is new).
+   * Awaited before the new module's process starts, so it is called before any transaction of
+   * the new module exists; the function it resolves with is awaited once the change took
+   * (`true`) or failed and the old module serves again (`false`). A reset (`clear`) is refused
+   * while this is set.
+   */
+  onModuleChange?: (change: ModuleChange) => Promise<(ok: boolean) => Promise<void>>;
+  /** Primary (`--replicate`): a database is being deleted (its files go right after). */
+  onDeleted?: (identity: Identity) => Promise<void>;
+}
+
+/** A module published or updated, for replication (RegistryOptions.onModuleChange). */
+export interface ModuleChange {
+  identity: Identity;
+  owner: Identity;
+  names: string[];
+  bundle: string;
+  /** Log offset at which the module starts: transactions before it ran the previous module. */
+  atTx: number;
 }
 
 export type PublishOutcome = { database: Database; op: "created" | "updated" };
@@ -807,7 +833,54 @@ export class DatabaseRegistry {
     clear: boolean,
     policy: MigrationPolicy = { breakClients: false },
   ): Promise<PublishOutcome> {
+    this.#refuseOnReplica("publish");
+    if (clear && this.#options.onModuleChange) {
+      throw new BadRequestError(
+        "Clearing a database is not supported while its commit log is replicated (--replicate)",
+      );
+    }
     return this.#serialised(() => this.#publish(target, bundle, caller, clear, policy));
+  }
+
+  /** Read replica: creates the primary's database `change.identity` (no `init`: it replicates). */
+  createReplica(change: ModuleChange): Promise<Database> {
+    return this.#serialised(async () => {
+      if (this.#byIdentity.has(change.identity.toHex())) {
+        throw new Error(`Replicated database ${change.identity.toHex()} exists already`);
+      }
+      const outcome = await this.#publish(
+        undefined,
+        change.bundle,
+        change.owner,
+        false,
+        { breakClients: false },
+        change,
+      );
+      return outcome.database;
+    });
+  }
+
+  /** Read replica: runs the primary's module update (the same automatic migration, if any). */
+  updateReplica(database: Database, bundle: string): Promise<void> {
+    return this.#serialised(async () => {
+      const moduleHash = await sha256Hex(bundle);
+      this.#pinned.add(database);
+      try {
+        await database.ensureAwake();
+        await this.#updateAwake(database, bundle, database.owner, false, moduleHash, {
+          breakClients: true,
+          token: await migrationToken(database, moduleHash),
+        });
+      } finally {
+        this.#pinned.delete(database);
+      }
+    });
+  }
+
+  #refuseOnReplica(action: string): void {
+    if (this.#options.readOnly !== undefined) {
+      throw new BadRequestError(`${action}: ${this.#options.readOnly}`);
+    }
   }
 
   /**
@@ -840,28 +913,38 @@ export class DatabaseRegistry {
 
   /** Deletes a database and all its data for good. Only its owner may. */
   delete(database: Database, caller: Identity): Promise<void> {
+    this.#refuseOnReplica("delete database");
     requireOwner({
       caller,
       owner: database.owner,
       database: database.identity,
       action: "delete database",
     });
-    return this.#serialised(async () => {
-      this.#pinned.add(database);
-      await database.transition;
-      const timer = this.#wakeTimers.get(database);
-      if (timer !== undefined) clearTimeout(timer);
-      this.#wakeTimers.delete(database);
-      this.#pinned.delete(database);
-      this.#unbind(database);
-      this.#stop(database, "database was deleted");
-      await database.logs.close();
-      await this.#options.storage.deleteDatabase(database.key);
-      this.#segments.forget(database.key);
-      await this.#writeControl();
-      await Deno.remove(database.directory, { recursive: true }).catch(() => {});
-      log.info("database deleted", { identity: database.key });
-    });
+    return this.#serialised(() => this.#delete(database));
+  }
+
+  /** Read replica: deletes the database the primary deleted. */
+  deleteReplica(database: Database): Promise<void> {
+    return this.#serialised(() => this.#delete(database));
+  }
+
+  async #delete(database: Database): Promise<void> {
+    this.#pinned.add(database);
+    await database.transition;
+    const timer = this.#wakeTimers.get(database);
+    if (timer !== undefined) clearTimeout(timer);
+    this.#wakeTimers.delete(database);
+    this.#pinned.delete(database);
+    this.#unbind(database);
+    this.#stop(database, "database was deleted");
+    // Replication stops touching its files before they go.
+    await this.#options.onDeleted?.(database.identity);
+    await database.logs.close();
+    await this.#options.storage.deleteDatabase(database.key);
+    this.#segments.forget(database.key);
+    await this.#writeControl();
+    await Deno.remove(database.directory, { recursive: true }).catch(() => {});
+    log.info("database deleted", { identity: database.key });
   }
 
   /**
@@ -869,6 +952,12 @@ export class DatabaseRegistry {
    * database, or by one that failed to start, is refused.
    */
   setNames(database: Database, names: string[], caller: Identity): Promise<void> {
+    this.#refuseOnReplica("rename database");
+    if (this.#options.onModuleChange) {
+      throw new BadRequestError(
+        "Renaming a database is not replicated yet: refused while --replicate is on",
+      );
+    }
     requireOwner({
       caller,
       owner: database.owner,
@@ -960,6 +1049,7 @@ export class DatabaseRegistry {
     caller: Identity,
     clear: boolean,
     policy: MigrationPolicy,
+    replica?: ModuleChange,
   ): Promise<PublishOutcome> {
     let name: string | undefined;
     let existing: Database | undefined;
@@ -986,20 +1076,30 @@ export class DatabaseRegistry {
     }
     const moduleHash = await sha256Hex(bundle);
     if (existing) return await this.#update(existing, bundle, caller, clear, moduleHash, policy);
-    this.#checkQuota(caller);
+    if (!replica) this.#checkQuota(caller);
 
-    const identity = await this.#options.mintIdentity();
+    const identity = replica?.identity ?? await this.#options.mintIdentity();
+    const names = replica ? replica.names : name ? [name] : [];
     const directory = this.#directoryOf(identity);
     await Deno.mkdir(directory, { recursive: true });
+    const settle = await this.#options.onModuleChange?.({
+      identity,
+      owner: caller,
+      names,
+      bundle,
+      atTx: 0,
+    });
     const logs = await LogBuffer.open(join(directory, "module.log"), this.#logOptions());
     let started: { host: DatabaseHost; durableTxOffset: number };
     try {
       started = await this.#startHost(identity, caller, bundle, {
-        runInit: true,
+        runInit: replica === undefined,
         logs,
         moduleHash,
       });
+      await settle?.(true);
     } catch (error) {
+      await settle?.(false).catch(() => {});
       await logs.close();
       await this.#options.storage.deleteDatabase(identity.toHex()).catch(() => {});
       await Deno.remove(directory, { recursive: true }).catch(() => {});
@@ -1008,7 +1108,7 @@ export class DatabaseRegistry {
     const database = new Database(
       identity,
       caller,
-      name ? [name] : [],
+      names,
       started.host,
       moduleHash,
       logs,
@@ -1022,7 +1122,7 @@ export class DatabaseRegistry {
     // Only a database whose init is on disk goes into control.json.
     await database.whenDurable(started.host.txOffset);
     await this.#writeControl();
-    log.info("database created", { identity: identity.toHex(), name: name ?? "" });
+    log.info("database created", { identity: identity.toHex(), name: names.join(",") });
     return { database, op: "created" };
   }
 
@@ -1117,10 +1217,21 @@ export class DatabaseRegistry {
       await hostIdle(database.host, this.#budgetMs());
       // WebSocket clients stay (onUpdateEnd decides); the old process goes.
       this.#stop(database, "the module was updated", { notify: false });
+      let settle: ((ok: boolean) => Promise<void>) | undefined;
       if (clear) {
         await this.#options.storage.deleteDatabase(database.key);
         await Deno.remove(genesisPath).catch(() => {});
-      } else await this.#options.storage.closeDatabase(database.key);
+      } else {
+        await this.#options.storage.closeDatabase(database.key);
+        // The old process is gone and its log closed: the new module starts at its end.
+        settle = await this.#options.onModuleChange?.({
+          identity: database.identity,
+          owner: database.owner,
+          names: [...database.names],
+          bundle,
+          atTx: database.durableTxOffset,
+        });
+      }
       try {
         started = await this.#startHost(database.identity, database.owner, bundle, {
           runInit: clear,
@@ -1131,6 +1242,7 @@ export class DatabaseRegistry {
         });
       } catch (error) {
         await Deno.remove(nextPath).catch(() => {});
+        await settle?.(false);
         if (clear) {
           database.stoppedReason = `the new module failed to start: ${messageOf(error)}`;
           throw publishError(error);
@@ -1153,6 +1265,7 @@ export class DatabaseRegistry {
           `Failed to create or update the database: ${migrationFailure(error)}`,
         );
       }
+      await settle?.(true);
       database.host = started.host;
       database.module = moduleInfoFromDescribe(started.host.describe);
       database.moduleHash = moduleHash;
@@ -1291,6 +1404,7 @@ export class DatabaseRegistry {
         databaseIdentity: identity.toBigInt(),
         ownerIdentity: owner.toBigInt(),
         runInit: options.runInit,
+        readOnly: this.#options.readOnly,
         reducerBudgetMs: this.#budgetMs(),
         memoryMb: this.#options.databaseMemoryMb,
         limits: this.#options.limits,

@@ -2,7 +2,7 @@
  * Starts a Lightcone server: signing keys, the database registry (which starts
  * every stored database), the WebSocket hub and the HTTP listener.
  */
-import { AuthService, type OidcOptions } from "../auth/mod.ts";
+import { AuthService, Identity, type OidcOptions } from "../auth/mod.ts";
 import {
   DATABASE_LIMITS_DEFAULT,
   DATABASE_MEMORY_MB_DEFAULT,
@@ -25,6 +25,8 @@ import { WsHub } from "./ws/hub.ts";
 import { type PgServer, startPgServer } from "./pgwire/mod.ts";
 import { OutboundHttp, type Resolver } from "./outbound_http.ts";
 import { runSqlStatement } from "./sql_statement.ts";
+import { Follower, PrimaryReplicator } from "../replication/mod.ts";
+import { escapeLabelValue } from "./metrics.ts";
 
 export const VERSION = "0.1.0";
 
@@ -87,6 +89,16 @@ export interface ServerOptions {
   hibernateAfterS?: number;
   /** Keep one database process started ahead of need (`--warm-spare`; worker/isolation.ts). */
   warmSpare?: boolean;
+  /**
+   * `--replicate nats://host:port`: publish every database's commit log and module to NATS
+   * JetStream (replication/primary.ts). The value is `host:port`.
+   */
+  replicate?: string;
+  /**
+   * `--follow nats://host:port`: be a read replica of the primary publishing there
+   * (replication/follower.ts); writes are refused. The value is `host:port`.
+   */
+  follow?: string;
   /** Called once the listener is bound, with the actual port. */
   onListen?: (address: { hostname: string; port: number }) => void;
 }
@@ -120,7 +132,47 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
       lateFsyncMs: options.unsafeLateFsyncMs,
     });
   }
+  if (options.replicate !== undefined && options.follow !== undefined) {
+    throw new RangeError("--replicate and --follow exclude each other: a replica does not publish");
+  }
+  const replicator = options.replicate === undefined ? undefined : new PrimaryReplicator({
+    dataDir: options.dataDir,
+    server: options.replicate,
+    existingModule: async (key) => {
+      const database = registry.resolve(key);
+      if (!database) return "it is not hosted here";
+      // A migration before replication was on: the log starts with another schema than the
+      // module's, and no module message can say which.
+      if (await fileExists(`${database.directory}/genesis.describe`)) {
+        return "its schema changed (a migration) before --replicate was on, so its log " +
+          "starts with a module that is gone";
+      }
+      return {
+        owner: database.owner.toHex(),
+        names: [...database.names],
+        bundle: await Deno.readTextFile(`${database.directory}/module.js`),
+      };
+    },
+  });
+  await replicator?.start();
+  if (replicator) {
+    storage.onDurable((key, offset, _syncMs, _txCount, bytes) =>
+      replicator.durable(key, Number(offset), bytes)
+    );
+  }
   const registry = await DatabaseRegistry.open({
+    readOnly: options.follow === undefined ? undefined : readOnlyMessage(options.follow),
+    onModuleChange: replicator
+      ? (change) =>
+        replicator.moduleChanging({
+          dbKey: change.identity.toHex(),
+          owner: change.owner.toHex(),
+          names: change.names,
+          bundle: change.bundle,
+          atTx: change.atTx,
+        })
+      : undefined,
+    onDeleted: replicator ? (identity) => replicator.deleted(identity.toHex()) : undefined,
     dataDir: options.dataDir,
     storage,
     onDurable: (database) => hub.onDurable(database),
@@ -142,6 +194,57 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     inUse: (database) => hub.hasClients(database),
   });
   hub.attach(registry);
+  if (replicator) {
+    void registry.recovered.then(() => {
+      for (const database of registry.list()) {
+        replicator.durable(database.key, database.durableTxOffset, 0);
+      }
+    });
+  }
+  const follower = options.follow === undefined ? undefined : new Follower({
+    dataDir: options.dataDir,
+    server: options.follow,
+    target: {
+      localEnd: (key) => registry.resolve(key)?.durableTxOffset,
+      createDatabase: async (key, body) => {
+        await registry.createReplica({
+          identity: Identity.fromHex(key),
+          owner: Identity.fromHex(body.owner),
+          names: body.names,
+          bundle: body.bundle,
+          atTx: 0,
+        });
+      },
+      deleteDatabase: async (key) => {
+        const database = registry.resolve(key);
+        if (database) await registry.deleteReplica(database);
+      },
+      updateModule: async (key, bundle) => {
+        const database = registry.resolve(key);
+        if (!database) throw new Error(`Replicated database ${key} is not here`);
+        await registry.updateReplica(database, bundle);
+      },
+      apply: async (key, firstTx, count, records) => {
+        const database = registry.resolve(key);
+        if (!database) throw new Error(`Replicated database ${key} is not here`);
+        const release = await database.admit();
+        try {
+          database.host.replicate(firstTx, count, records);
+          await database.whenDurable(firstTx + count);
+        } finally {
+          release();
+        }
+      },
+    },
+  });
+  if (follower) {
+    await registry.recovered;
+    await follower.start();
+  }
+  const labelOf = (key: string) => {
+    const database = registry.resolve(key);
+    return escapeLabelValue(database?.names[0] ?? key);
+  };
   if (options.warmSpare) setWarmSpare(true);
   let pg: PgServer | undefined;
   if (options.pgPort !== undefined) {
@@ -174,6 +277,11 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     version: VERSION,
     metricsPublic: options.metricsPublic,
     dashboard: options.dashboard,
+    replicationMetrics: replicator
+      ? () => primaryMetricsText(replicator, labelOf)
+      : follower
+      ? () => followerMetricsText(follower, labelOf)
+      : undefined,
   });
   let resolveListening!: (address: { hostname: string; port: number }) => void;
   const listening = new Promise<{ hostname: string; port: number }>((r) => (resolveListening = r));
@@ -257,7 +365,9 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
       await pg?.close();
       reaper?.stop();
       await server.shutdown();
+      await follower?.close();
       await registry.close();
+      await replicator?.close();
       if (options.warmSpare) setWarmSpare(false);
       await storage.stop();
     },
@@ -282,4 +392,84 @@ export function databaseLimits(partial: Partial<DatabaseLimits> = {}): DatabaseL
     );
   }
   return limits;
+}
+
+/** What every write on a read replica fails with. */
+function readOnlyMessage(server: string): string {
+  return `This server is a read replica (--follow nats://${server}): writes are refused; ` +
+    `send them to the primary`;
+}
+
+function primaryMetricsText(
+  replicator: PrimaryReplicator,
+  labelOf: (key: string) => string,
+): string {
+  const rows = replicator.metrics();
+  const lines: string[] = [];
+  const family = (name: string, help: string, value: (row: typeof rows[number]) => number) => {
+    lines.push(`# HELP ${name} ${help}`, `# TYPE ${name} gauge`);
+    for (const row of rows) lines.push(`${name}{database="${labelOf(row.dbKey)}"} ${value(row)}`);
+  };
+  family(
+    "lightcone_replication_replicated_tx",
+    "Transactions of the database JetStream acknowledged (the replicated log offset)",
+    (row) => row.replicatedTx,
+  );
+  family(
+    "lightcone_replication_lag_tx",
+    "Transactions durable here and not yet acknowledged by JetStream",
+    (row) => Math.max(0, row.durableTx - row.replicatedTx),
+  );
+  family(
+    "lightcone_replication_lag_bytes",
+    "Commit-log record bytes made durable since the server started and not yet acknowledged by JetStream",
+    (row) => row.lagBytes,
+  );
+  family(
+    "lightcone_replication_stopped",
+    "1 when replication of the database stopped for good (a conflict; see the server log)",
+    (row) => (row.stopped === undefined ? 0 : 1),
+  );
+  lines.push("");
+  return lines.join("\n");
+}
+
+function followerMetricsText(follower: Follower, labelOf: (key: string) => string): string {
+  const { pendingMessages, databases } = follower.metrics();
+  const lines = [
+    "# HELP lightcone_replication_follower_pending_messages Stream messages not applied here yet",
+    "# TYPE lightcone_replication_follower_pending_messages gauge",
+    `lightcone_replication_follower_pending_messages ${pendingMessages}`,
+    "# HELP lightcone_replication_follower_applied_tx Transactions of the primary's log durable here",
+    "# TYPE lightcone_replication_follower_applied_tx gauge",
+  ];
+  for (const row of databases) {
+    lines.push(
+      `lightcone_replication_follower_applied_tx{database="${
+        labelOf(row.dbKey)
+      }"} ${row.appliedTx}`,
+    );
+  }
+  lines.push(
+    "# HELP lightcone_replication_follower_stopped 1 when following the database stopped (a gap or a damaged message)",
+    "# TYPE lightcone_replication_follower_stopped gauge",
+  );
+  for (const row of databases) {
+    lines.push(
+      `lightcone_replication_follower_stopped{database="${labelOf(row.dbKey)}"} ${
+        row.stopped === undefined ? 0 : 1
+      }`,
+    );
+  }
+  lines.push("");
+  return lines.join("\n");
+}
+
+async function fileExists(path: string): Promise<boolean> {
+  try {
+    await Deno.stat(path);
+    return true;
+  } catch {
+    return false;
+  }
 }

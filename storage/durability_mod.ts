@@ -38,7 +38,14 @@ export {
 } from "./commitlog/reader.ts";
 export { CommitLogFailedError, CommitLogWriter } from "./commitlog/writer.ts";
 export { type SegmentVerdict, SegmentVerifier } from "./segment_verifier.ts";
-export { lengthPrefixed } from "./commitlog/frame.ts";
+export {
+  checkRecordLayout,
+  COMMIT_OVERHEAD_BYTES,
+  forEachRecord,
+  lengthPrefixed,
+  readFrameAt,
+} from "./commitlog/frame.ts";
+export { segmentFileName } from "./commitlog/segment.ts";
 export { crc32c } from "./commitlog/crc32c.ts";
 export {
   type CrashMode,
@@ -51,6 +58,7 @@ export {
 export { listSnapshots, readNewestValidSnapshot, writeSnapshot } from "./snapshot.ts";
 export {
   databaseDir,
+  logDir,
   planRecovery,
   recoverDatabase,
   type RecoveryHandlers,

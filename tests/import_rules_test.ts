@@ -18,7 +18,8 @@ export const ALLOWED: Record<string, string[]> = {
   auth: ["lib", "protocol"],
   wasm: ["lib", "protocol"],
   worker: ["lib", "protocol", "storage", "query", "auth", "wasm"],
-  server: ["lib", "protocol", "auth", "worker"],
+  server: ["lib", "protocol", "auth", "worker", "replication"],
+  replication: ["lib", "storage"],
   codegen: ["lib", "protocol"],
   cli: ["lib", "protocol", "codegen"],
 };

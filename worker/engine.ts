@@ -20,6 +20,7 @@ import {
   type StateCursor,
   type TableSchema,
   type TxDelta,
+  type TxRecord,
 } from "../storage/mod.ts";
 import { concatBytes } from "../lib/bytes.ts";
 import { ST_VAR_SCHEMA } from "../query/mod.ts";
@@ -109,6 +110,12 @@ export interface EngineOptions {
     sender: bigint,
     timestampMicros: bigint,
   ) => boolean;
+  /**
+   * Set on a read replica (`--follow`): the text every write attempt (reducer or procedure call,
+   * owner DML) fails with. Lifecycle reducers and schedules do not run; the state changes only
+   * by replicated transactions (`applyReplicated`).
+   */
+  readOnly?: string;
 }
 
 /**
@@ -411,6 +418,7 @@ export class DatabaseEngine {
    * `Time(t)` rows are due at t, `Interval(d)` rows at now + d.
    */
   armAllSchedules(): void {
+    if (this.#options.readOnly !== undefined) return;
     // Arming replaces a row's earlier timer; queued immediate runs stay queued.
     const now = this.#options.clock.nowMicros();
     for (const table of this.#scheduleTables.values()) {
@@ -432,6 +440,7 @@ export class DatabaseEngine {
    * the first tick of its grid after now, as for a late timer).
    */
   resumeSchedules(schedules: readonly ResumedSchedule[]): void {
+    if (this.#options.readOnly !== undefined) return;
     for (const { tableId, scheduledId, intendedMicros } of schedules) {
       if (!this.#schedules.isArmed(tableId, scheduledId)) continue;
       this.#schedules.arm(tableId, scheduledId, intendedMicros, Number(intendedMicros));
@@ -544,6 +553,7 @@ export class DatabaseEngine {
 
   /** Commit hook: deleted schedule rows are disarmed, inserted (or updated) ones armed. */
   #armFromDelta(delta: TxDelta, callStartMicros: bigint): void {
+    if (this.#options.readOnly !== undefined) return;
     let now: bigint | undefined;
     for (const change of delta.tables) {
       const table = this.#scheduleTables.get(change.tableId);
@@ -686,6 +696,37 @@ export class DatabaseEngine {
     this.#txOffset = txOffset;
   }
 
+  /**
+   * Read replica: applies one transaction of the primary's commit log (its record bytes) as a
+   * commit of this database, so it reaches this database's own log and its subscribers like a
+   * local one. `txOffset` is the transaction's number (one past its log offset).
+   */
+  applyReplicated(record: TxRecord, txOffset: number): void {
+    if (this.#options.readOnly === undefined) {
+      throw new Error("Only a read replica applies replicated transactions");
+    }
+    if (txOffset !== this.#txOffset + 1) {
+      throw new Error(
+        `Replication out of order: transaction ${txOffset} after ${this.#txOffset}`,
+      );
+    }
+    if (record.reducerName === MIGRATION_RECORD_NAME) {
+      throw new Error(
+        `Replicated schema change at transaction ${txOffset} arrived before its module update`,
+      );
+    }
+    const delta: TxDelta = { tables: record.tables, sequences: record.sequences };
+    this.#datastore.replay(delta);
+    this.#recordCommit(
+      delta,
+      record.reducerName,
+      bigintFromLittleEndian(record.callerIdentity),
+      bigintFromLittleEndian(record.callerConnectionId),
+      record.timestampMicros,
+      record.args,
+    );
+  }
+
   /** Takes the log lines produced since the last call. */
   drainLogs(): LogLine[] {
     return this.#logs.drain(Number(this.#options.clock.nowMicros()));
@@ -714,6 +755,9 @@ export class DatabaseEngine {
     timestampMicros: bigint,
     body: (tx: MutTx) => T,
   ): { ok: true; value: T; txOffset: number } | { ok: false; error: unknown; txOffset: number } {
+    if (this.#options.readOnly !== undefined) {
+      return { ok: false, error: new Error(this.#options.readOnly), txOffset: this.#txOffset };
+    }
     const tx = this.#datastore.beginMutTx();
     let value: T;
     try {
@@ -769,6 +813,16 @@ export class DatabaseEngine {
     connectionId: bigint,
     timestampMicros: bigint,
   ): CallResult {
+    if (this.#options.readOnly !== undefined) {
+      return {
+        kind: "call",
+        id,
+        status: "failed_internal",
+        message: this.#options.readOnly,
+        txOffset: this.#txOffset,
+        durationMicros: 0,
+      };
+    }
     const reducer = this.#module.reducersByName.get(name);
     if (!reducer) {
       return {
@@ -818,7 +872,10 @@ export class DatabaseEngine {
   ): CallResult {
     this.#jwtPayloads.set(connectionId, new TextEncoder().encode(jwtPayload));
     if (resumed) return { ...this.#noTransaction(id), kind: "connect" };
-    const reducer = this.#module.lifecycle.onConnect;
+    // A read replica runs no lifecycle reducer: its state changes only by replication.
+    const reducer = this.#options.readOnly === undefined
+      ? this.#module.lifecycle.onConnect
+      : undefined;
     const result = reducer
       ? this.#runReducer(reducer, new Uint8Array(), sender, connectionId, timestampMicros, id)
       : this.#noTransaction(id);
@@ -834,7 +891,9 @@ export class DatabaseEngine {
     connectionId: bigint,
     timestampMicros: bigint,
   ): CallResult {
-    const reducer = this.#module.lifecycle.onDisconnect;
+    const reducer = this.#options.readOnly === undefined
+      ? this.#module.lifecycle.onDisconnect
+      : undefined;
     const result = reducer
       ? this.#runReducer(reducer, new Uint8Array(), sender, connectionId, timestampMicros, id)
       : this.#noTransaction(id);
@@ -852,12 +911,12 @@ export class DatabaseEngine {
     timestampMicros: bigint,
   ): ProcedureResult {
     const procedure = this.#module.proceduresByName.get(name);
-    if (!procedure) {
+    if (!procedure || this.#options.readOnly !== undefined) {
       return {
         kind: "procedure",
         id,
         ok: false,
-        message: "No such procedure",
+        message: this.#options.readOnly ?? "No such procedure",
         txOffset: this.#txOffset,
         durationMicros: 0,
       };
@@ -1111,6 +1170,10 @@ export class DatabaseEngine {
    * instance's table schema; throws an Error with the caller-facing text when the view fails.
    */
   materializeView(view: ViewDef, sender: bigint, source?: string): TableSchema {
+    if (this.#options.readOnly !== undefined) {
+      // Replicated transactions do not re-run views (yet): a view here would go stale.
+      throw new Error(`Views are not served by a read replica yet: "${view.name}"`);
+    }
     const existing = this.#views.instance(view, sender);
     if (existing !== undefined) return existing;
     const tx = this.#datastore.beginMutTx();
@@ -1311,4 +1374,11 @@ function isOutOfMemory(error: unknown): boolean {
   return error instanceof RangeError &&
     /allocation failed|Invalid array buffer length|Invalid typed array length|Array buffer allocation/i
       .test(error.message);
+}
+
+/** A u256 identity or u128 connection id from its little-endian bytes (commit records). */
+function bigintFromLittleEndian(bytes: Uint8Array): bigint {
+  let value = 0n;
+  for (let i = bytes.length - 1; i >= 0; i--) value = (value << 8n) | BigInt(bytes[i]);
+  return value;
 }

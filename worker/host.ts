@@ -46,6 +46,7 @@ import type {
   ProcedureThreadsMessage,
   ProcedureThreadsSetReply,
   ReadyReply,
+  ReplicateMessage,
   ResumedSchedule,
   ScheduledReply,
   SqlRequest,
@@ -90,6 +91,8 @@ export interface DatabaseHostOptions {
   ownerIdentity: bigint;
   runInit: boolean;
   reducerBudgetMs: number;
+  /** Read replica: see InitMessage.readOnly. */
+  readOnly?: string;
   /** Per-database rates and sizes (lib/limits.ts); the defaults when absent. */
   limits?: DatabaseLimits;
   /** Memory budget of the database process in MiB (lib/limits.ts DATABASE_MEMORY_MB_DEFAULT). */
@@ -318,6 +321,7 @@ export class DatabaseHost {
         migrate: options.migrate,
         prepared: options.prepared,
         resumeSchedules: options.resumeSchedules,
+        readOnly: options.readOnly,
         wantPrepared: options.prepared === undefined && options.onPrepared !== undefined,
       };
       worker.port.postMessage(init);
@@ -534,6 +538,17 @@ export class DatabaseHost {
 
   exportState(): Promise<ExportStateResult> {
     return this.#send({ kind: "export" }) as Promise<ExportStateResult>;
+  }
+
+  /**
+   * Read replica: hands the process `count` transactions of the primary's log (length-prefixed
+   * records from log offset `firstTxOffset`); they become durable like local commits
+   * (`Database.whenDurable`). A transaction out of order stops the database.
+   */
+  replicate(firstTxOffset: number, count: number, records: Uint8Array): void {
+    if (this.#dead) throw this.#dead;
+    const message: ReplicateMessage = { type: "replicate", firstTxOffset, count, records };
+    this.#worker.port.postMessage(message);
   }
 
   /** Stops the worker; calls in flight fail. */

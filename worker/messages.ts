@@ -49,6 +49,20 @@ export interface InitMessage {
   wantPrepared?: boolean;
   /** Row schedules armed when the database hibernated, re-armed at their intended times. */
   resumeSchedules?: ResumedSchedule[];
+  /** Read replica (`--follow`): every write fails with this text (EngineOptions.readOnly). */
+  readOnly?: string;
+}
+
+/**
+ * Read replica: transactions of the primary's log to apply, `count` length-prefixed records
+ * (the commit payload layout) starting at log offset `firstTxOffset`. Answered by a
+ * `scheduled` reply with their updates (its txOffset says how far the database got).
+ */
+export interface ReplicateMessage {
+  type: "replicate";
+  firstTxOffset: number;
+  count: number;
+  records: Uint8Array;
 }
 
 /** An armed row schedule, kept across hibernation (worker/engine.ts armedSchedules). */
@@ -495,7 +509,8 @@ export type MainToWorker =
   | ProcedureStartMessage
   | OutboundHttpResponse
   | ProcedureThreadsSetReply
-  | HibernateMessage;
+  | HibernateMessage
+  | ReplicateMessage;
 export type WorkerToMain =
   | ReadyReply
   | InitFailedReply

@@ -31,9 +31,10 @@ import { SqlHost } from "./sql_host.ts";
 import { prepareSandbox } from "./sandbox.ts";
 import { isWasmBundle } from "../wasm/mod.ts";
 import { DurabilitySink } from "./durability_sink.ts";
+import { decodeTxRecord, forEachBatchRecordNumbered } from "../storage/mod.ts";
 import { forEachRequest, ResultPacker } from "./batch_codec.ts";
 import { ProcedurePool } from "./procedures.ts";
-import type { ProcedureStartMessage, StallKind } from "./messages.ts";
+import type { ProcedureStartMessage, ReplicateMessage, StallKind } from "./messages.ts";
 import { StallRecorder } from "./stall_recorder.ts";
 
 let engine: DatabaseEngine | undefined;
@@ -75,6 +76,17 @@ function receive(message: MainToWorker): void {
     holdOutput();
     try {
       runBatch(message);
+    } catch (error) {
+      reply({ type: "init-failed", error: describeError(error), logs: engine?.drainLogs() ?? [] });
+    } finally {
+      releaseOutput();
+    }
+    return;
+  }
+  if (message.type === "replicate") {
+    holdOutput();
+    try {
+      applyReplicated(message);
     } catch (error) {
       reply({ type: "init-failed", error: describeError(error), logs: engine?.drainLogs() ?? [] });
     } finally {
@@ -229,6 +241,7 @@ async function init(message: InitMessage): Promise<void> {
     databaseIdentity: message.databaseIdentity,
     ownerIdentity: message.ownerIdentity,
     loadTimeoutMs: MODULE_LOAD_TIMEOUT_MS,
+    readOnly: message.readOnly,
     runProcedureElsewhere: (name, args, sender, timestampMicros) => {
       const id = engine?.module.proceduresByName.get(name)?.id;
       if (!procedures.loaded || id === undefined) return false;
@@ -403,6 +416,27 @@ function reportUnrequested(): void {
     reply({ type: "scheduled", items, txOffset: current.txOffset, logs });
   }
   armScheduleTimer();
+}
+
+/** Read replica: applies the primary's transactions, then reports them like scheduled runs. */
+function applyReplicated(message: ReplicateMessage): void {
+  const current = engine;
+  const live = subscriptions;
+  if (!current || !live) throw new Error("database worker is not initialised");
+  forEachBatchRecordNumbered(
+    message.firstTxOffset,
+    message.count,
+    message.records,
+    (record, txOffset) => current.applyReplicated(decodeTxRecord(record), txOffset + 1),
+  );
+  const committed = current.drainCommitted();
+  const deltas = live.onCommits(committed.map((tx) => tx.delta));
+  const items: TxUpdate[] = committed.map((tx, i) => {
+    durability?.appendOne(tx);
+    return { kind: "update", txOffset: tx.txOffset, deltas: deltas[i] };
+  });
+  durability?.flush();
+  reply({ type: "scheduled", items, txOffset: current.txOffset, logs: current.drainLogs() });
 }
 
 function runSchedulesTimed(): void {

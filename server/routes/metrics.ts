@@ -47,7 +47,8 @@ export function metricsRoutes(context: AppContext): Hono<AppEnv> {
     );
     const memory = Deno.memoryUsage();
     const server = { heapUsedBytes: memory.heapUsed, residentBytes: memory.rss };
-    return c.body(renderMetrics(samples, server), 200, { "Content-Type": METRICS_CONTENT_TYPE });
+    const text = renderMetrics(samples, server) + (context.replicationMetrics?.() ?? "");
+    return c.body(text, 200, { "Content-Type": METRICS_CONTENT_TYPE });
   });
   return app;
 }

@@ -38,6 +38,9 @@ export async function startTestServer(
     snapshotIntervalTx?: number;
     /** Commit-log segment size (small: a log of many segments). */
     logSegmentBytes?: number;
+    /** `--replicate` / `--follow` (host:port of a NATS server). */
+    replicate?: string;
+    follow?: string;
   } = {},
 ): Promise<TestServer> {
   const dataDir = options.dataDir ?? await Deno.makeTempDir({ prefix: "lightcone-test-" });
@@ -56,6 +59,8 @@ export async function startTestServer(
     warmSpare: options.warmSpare,
     snapshotIntervalTx: options.snapshotIntervalTx,
     logSegmentBytes: options.logSegmentBytes,
+    replicate: options.replicate,
+    follow: options.follow,
   });
   return {
     server,

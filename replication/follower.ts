@@ -1,0 +1,309 @@
+/**
+ * A read replica (`lightcone start --follow nats://host:port`): consumes the primary's stream
+ * and makes each database's history its own.
+ *
+ * One ordered consumer over the whole stream, from the sequence after the last message this
+ * data directory finished (`replication-follow.json`). Messages are handled one at a time, in
+ * stream order: a module message creates the database (no `init`: its transactions follow in
+ * the log) or runs the same module update at the same log offset; a log message's commits are
+ * checked (CRC32C, contiguous offsets) and handed to the database process, which commits them
+ * as its own transactions (its own commit log, its subscribers); the next message waits until
+ * they are fsynced here. The local log decides what is new: transactions below its end are
+ * skipped (a message seen again after a restart), a message starting past its end is a gap,
+ * which stops following that database with an error naming both offsets.
+ */
+import { jetstream } from "@nats-io/jetstream";
+import type { NatsConnection } from "@nats-io/transport-node";
+import { log } from "../lib/log.ts";
+import { checkRecordLayout, forEachRecord, lengthPrefixed, readFrameAt } from "../storage/mod.ts";
+import {
+  connectNats,
+  dbKeyOf,
+  ensureStream,
+  HEADER_AT_TX,
+  HEADER_END_TX,
+  HEADER_FIRST_TX,
+  HEADER_KIND,
+  type ModuleBody,
+  STREAM_NAME,
+} from "./stream.ts";
+import { messageOf } from "./primary.ts";
+
+/** What the follower needs of the server's databases (server/server.ts adapts the registry). */
+export interface FollowTarget {
+  /** Transactions in the local log of `dbKey` (its durable end), undefined: no such database. */
+  localEnd(dbKey: string): number | undefined;
+  createDatabase(dbKey: string, body: ModuleBody): Promise<void>;
+  /** Deletes the database and its data (the primary deleted it). */
+  deleteDatabase(dbKey: string): Promise<void>;
+  /** Runs the module update (no-op when the database runs this bundle already). */
+  updateModule(dbKey: string, bundle: string): Promise<void>;
+  /** Commits `count` records from log offset `firstTx` and resolves once they are durable. */
+  apply(dbKey: string, firstTx: number, count: number, records: Uint8Array): Promise<void>;
+}
+
+export interface FollowerMetrics {
+  dbKey: string;
+  appliedTx: number;
+  stopped: string | undefined;
+}
+
+const RETRY_MS = 1000;
+/** Tries of one message on a database that fails to take it (a crash loop) before giving up. */
+const APPLY_ATTEMPTS_MAX = 30;
+
+class GapError extends Error {
+  override name = "GapError";
+}
+
+export class Follower {
+  readonly #dataDir: string;
+  readonly #server: string;
+  readonly #target: FollowTarget;
+  #nc: NatsConnection | undefined;
+  #closed = false;
+  #lastSeq = 0;
+  /** Messages in the stream after the last one handled (from the consumer's delivery info). */
+  #pending = 0;
+  readonly #stopped = new Map<string, string>();
+  readonly #seen = new Set<string>();
+  #loop: Promise<void> | undefined;
+
+  constructor(options: { dataDir: string; server: string; target: FollowTarget }) {
+    this.#dataDir = options.dataDir;
+    this.#server = options.server;
+    this.#target = options.target;
+  }
+
+  async start(): Promise<void> {
+    this.#lastSeq = await this.#readPosition();
+    this.#loop = this.#run();
+  }
+
+  /** Stream messages not handled yet, and per database what is applied. */
+  metrics(): { pendingMessages: number; databases: FollowerMetrics[] } {
+    return {
+      pendingMessages: this.#pending,
+      databases: [...this.#seen].map((dbKey) => ({
+        dbKey,
+        appliedTx: this.#target.localEnd(dbKey) ?? 0,
+        stopped: this.#stopped.get(dbKey),
+      })),
+    };
+  }
+
+  async close(): Promise<void> {
+    this.#closed = true;
+    await this.#nc?.close().catch(() => {});
+    await this.#loop?.catch(() => {});
+  }
+
+  async #run(): Promise<void> {
+    let warned = false;
+    while (!this.#closed) {
+      try {
+        this.#nc ??= await connectNats(this.#server, "lightcone follower");
+        await ensureStream(this.#nc);
+        const js = jetstream(this.#nc);
+        const consumer = await js.consumers.get(STREAM_NAME, { opt_start_seq: this.#lastSeq + 1 });
+        const messages = await consumer.consume();
+        log.info("replication: following", { server: this.#server, fromSeq: this.#lastSeq + 1 });
+        warned = false;
+        for await (const message of messages) {
+          if (this.#closed) break;
+          await this.#handle(message.subject, message.headers, message.data);
+          this.#lastSeq = message.seq;
+          this.#pending = message.info.pending;
+          await this.#savePosition();
+        }
+      } catch (error) {
+        if (this.#closed) return;
+        if (!warned) {
+          log.warn("replication: following failed, retrying", {
+            server: this.#server,
+            error: messageOf(error),
+          });
+          warned = true;
+        }
+      }
+      if (!this.#closed) await new Promise((resolve) => setTimeout(resolve, RETRY_MS));
+    }
+  }
+
+  async #handle(
+    subject: string,
+    headers: { get(name: string): string } | undefined,
+    data: Uint8Array,
+  ): Promise<void> {
+    const dbKey = dbKeyOf(subject);
+    if (dbKey === undefined) {
+      log.warn("replication: skipped a message on an unknown subject", { subject });
+      return;
+    }
+    this.#seen.add(dbKey);
+    if (this.#stopped.has(dbKey)) return;
+    // A database restarting after a crash (~0.5 s) is waited for; one that cannot take the
+    // message for APPLY_ATTEMPTS_MAX tries stops following, so it never blocks the others.
+    for (let attempt = 1;; attempt++) {
+      try {
+        await this.#apply(dbKey, headers, data);
+        return;
+      } catch (error) {
+        if (this.#closed) throw error;
+        const gap = error instanceof GapError;
+        if (!gap && attempt < APPLY_ATTEMPTS_MAX) {
+          if (attempt === 1) {
+            log.warn("replication: applying a message failed, retrying", {
+              identity: dbKey,
+              error: messageOf(error),
+            });
+          }
+          await new Promise((resolve) => setTimeout(resolve, RETRY_MS));
+          continue;
+        }
+        const reason = gap
+          ? (error as Error).message
+          : `applying a message failed ${attempt} times: ${messageOf(error)}`;
+        this.#stopped.set(dbKey, reason);
+        log.error("replication: stopped following this database", {
+          identity: dbKey,
+          error: reason,
+        });
+        return;
+      }
+    }
+  }
+
+  #apply(
+    dbKey: string,
+    headers: { get(name: string): string } | undefined,
+    data: Uint8Array,
+  ): Promise<void> {
+    const kind = headers?.get(HEADER_KIND);
+    if (headers && kind === "module") {
+      return this.#module(dbKey, intHeader(headers, HEADER_AT_TX), data);
+    }
+    if (headers && kind === "log") {
+      return this.#log(
+        dbKey,
+        intHeader(headers, HEADER_FIRST_TX),
+        intHeader(headers, HEADER_END_TX),
+        data,
+      );
+    }
+    if (kind === "delete") {
+      if (this.#target.localEnd(dbKey) === undefined) return Promise.resolve();
+      return this.#target.deleteDatabase(dbKey).then(() =>
+        log.info("replication: database deleted", { identity: dbKey })
+      );
+    }
+    return Promise.reject(new GapError(`a message of unknown kind "${kind ?? ""}"`));
+  }
+
+  async #module(dbKey: string, atTx: number, data: Uint8Array): Promise<void> {
+    let body: ModuleBody;
+    try {
+      body = JSON.parse(new TextDecoder().decode(data));
+    } catch {
+      throw new GapError("a module message that is not JSON");
+    }
+    if (typeof body?.bundle !== "string" || typeof body.owner !== "string") {
+      throw new GapError("a module message without bundle or owner");
+    }
+    const end = this.#target.localEnd(dbKey);
+    if (end === undefined) {
+      if (atTx !== 0) {
+        throw new GapError(
+          `the stream starts this database with a module update at transaction ${atTx}: ` +
+            `its history before that is missing`,
+        );
+      }
+      await this.#target.createDatabase(dbKey, body);
+      log.info("replication: database created", { identity: dbKey });
+      return;
+    }
+    if (atTx < end) return; // Applied before a restart.
+    if (atTx > end) {
+      throw new GapError(
+        `a module update at transaction ${atTx}, but the local log ends at ${end}`,
+      );
+    }
+    await this.#target.updateModule(dbKey, body.bundle);
+    log.info("replication: module updated", { identity: dbKey, atTx });
+  }
+
+  async #log(dbKey: string, firstTx: number, endTx: number, data: Uint8Array): Promise<void> {
+    const end = this.#target.localEnd(dbKey);
+    if (end === undefined) {
+      throw new GapError(
+        `transactions [${firstTx}, ${endTx}) of a database whose module never came`,
+      );
+    }
+    if (endTx <= end) return; // A message seen again after a restart.
+    if (firstTx > end) {
+      throw new GapError(
+        `gap in the replicated log: the next message starts at transaction ${firstTx}, ` +
+          `the local log ends at ${end}`,
+      );
+    }
+    const records: Uint8Array[] = [];
+    let at = 0;
+    let next = firstTx;
+    while (at < data.length) {
+      const frame = readFrameAt(data, at);
+      if (frame.kind !== "ok") {
+        throw new GapError(
+          `a damaged commit in the message of [${firstTx}, ${endTx}) at byte ${at}: ${
+            frame.kind === "bad" ? frame.reason : "the message ends early"
+          }`,
+        );
+      }
+      const { header } = frame;
+      if (Number(header.firstTxOffset) !== next) {
+        throw new GapError(`a commit of transaction ${header.firstTxOffset} where ${next} was due`);
+      }
+      const payload = data.subarray(frame.payloadStart, frame.end - 4);
+      const problem = checkRecordLayout(payload, header.recordCount);
+      if (problem) throw new GapError(`a malformed commit at transaction ${next}: ${problem}`);
+      forEachRecord(payload, header.recordCount, (index, record) => {
+        if (next + index >= end) records.push(record);
+      });
+      next += header.recordCount;
+      at = frame.end;
+    }
+    if (next !== endTx) {
+      throw new GapError(`a message announcing [${firstTx}, ${endTx}) holds [${firstTx}, ${next})`);
+    }
+    await this.#target.apply(dbKey, end, records.length, lengthPrefixed(records));
+  }
+
+  async #readPosition(): Promise<number> {
+    try {
+      const value = JSON.parse(await Deno.readTextFile(this.#positionPath()));
+      if (Number.isSafeInteger(value?.lastSeq) && value.lastSeq >= 0) return value.lastSeq;
+      throw new Error(`"${this.#positionPath()}" holds no valid lastSeq`);
+    } catch (error) {
+      if (error instanceof Deno.errors.NotFound) return 0;
+      throw error;
+    }
+  }
+
+  /** No fsync: a position behind the log only re-reads messages, which the log skips. */
+  async #savePosition(): Promise<void> {
+    const path = this.#positionPath();
+    await Deno.writeTextFile(`${path}.tmp`, JSON.stringify({ lastSeq: this.#lastSeq }));
+    await Deno.rename(`${path}.tmp`, path);
+  }
+
+  #positionPath(): string {
+    return `${this.#dataDir}/replication-follow.json`;
+  }
+}
+
+function intHeader(headers: { get(name: string): string }, name: string): number {
+  const value = Number(headers.get(name));
+  if (!Number.isSafeInteger(value) || value < 0) {
+    throw new GapError(`a message whose ${name} header is not an offset`);
+  }
+  return value;
+}

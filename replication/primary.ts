@@ -1,0 +1,640 @@
+/**
+ * The primary's replicator (`lightcone start --replicate nats://host:port`): publishes every
+ * database's commit log, in order, to JetStream once it is durable here.
+ *
+ * One pump per database, at most one publish in flight for it: each message carries every whole
+ * commit durable since the last one (up to REPLICATION_MESSAGE_BYTES_MAX), read back from the
+ * log on disk (replication/log_tail.ts), so a slow or absent NATS never holds a commit or memory
+ * back: it only grows the backlog, which the pump works off when NATS answers again. What
+ * JetStream acknowledged is kept per database in `<database>/replication/state.json`; on start
+ * (and after any refused publish) the pump also asks JetStream for the database's last message,
+ * which is the truth: a crash between an ack and the state write costs nothing.
+ *
+ * Module changes (RegistryOptions.onModuleChange) are written to
+ * `<database>/replication/module-<at tx>.json` before the new module runs, and published in
+ * their place in the log: after the transactions before `at`, before those after it.
+ */
+import { headers, type NatsConnection } from "@nats-io/transport-node";
+import { jetstream, jetstreamManager } from "@nats-io/jetstream";
+import { log } from "../lib/log.ts";
+import { databaseDir } from "../storage/mod.ts";
+import { LogTail } from "./log_tail.ts";
+import {
+  connectNats,
+  ensureStream,
+  HEADER_AT_TX,
+  HEADER_END_TX,
+  HEADER_FIRST_TX,
+  HEADER_KIND,
+  HEADER_PRIMARY,
+  type ModuleBody,
+  STREAM_NAME,
+  subjectOf,
+} from "./stream.ts";
+
+/** Bytes of commits one message carries at most (below NATS's default max_payload, 1 MiB). */
+export const REPLICATION_MESSAGE_BYTES_MAX = 900 * 1024;
+/** Points (durable end, cumulative bytes) kept per database for the lag in bytes. */
+const DURABLE_POINTS_MAX = 4096;
+/** A first connection to NATS slower than this is logged (once). */
+const SLOW_CONNECT_WARN_MS = 5_000;
+/** Wait before retrying after NATS failed to answer (it reconnects meanwhile). */
+const RETRY_MS = 500;
+
+export interface ModuleChangeRecord {
+  dbKey: string;
+  owner: string;
+  names: string[];
+  bundle: string;
+  atTx: number;
+}
+
+interface PumpState {
+  /** Transactions [0, acked) are in JetStream. */
+  acked: number;
+  /** Stream sequence of the database's last message (0: none). */
+  lastSeq: number;
+}
+
+export interface ReplicationMetrics {
+  dbKey: string;
+  /** Transactions JetStream acknowledged (exclusive end). */
+  replicatedTx: number;
+  durableTx: number;
+  /** Commit-log record bytes made durable since this server started and not yet acknowledged. */
+  lagBytes: number;
+  /** Set once replication of this database stopped for good (a conflict). */
+  stopped: string | undefined;
+}
+
+class Pump {
+  state: PumpState | undefined;
+  durable = 0;
+  running = false;
+  again = false;
+  stopped: string | undefined;
+  failing = false;
+  /** What JetStream acknowledged last (kept while the state is asked again after a failure). */
+  lastAcked = 0;
+  /** The module files in `<database>/replication`, cached (undefined: read them again). */
+  modules: { at: number; pending: boolean }[] | undefined;
+  modulesVersion = 0;
+  invalidateModules(): void {
+    this.modules = undefined;
+    this.modulesVersion++;
+  }
+  tail: LogTail;
+  /** (durable end, cumulative record bytes) from durable events, for lagBytes. */
+  durableBytes: Array<[number, number]> = [];
+  bytesDurable = 0;
+  bytesAcked = 0;
+  constructor(readonly dbKey: string, readonly dir: string, dataDir: string) {
+    this.tail = new LogTail(dataDir, dbKey);
+  }
+}
+
+export class PrimaryReplicator {
+  readonly #dataDir: string;
+  readonly #server: string;
+  readonly #existingModule: (dbKey: string) => Promise<ModuleBody | string>;
+  readonly #pumps = new Map<string, Pump>();
+  #nc: NatsConnection | undefined;
+  #ready: Promise<void> | undefined;
+  #closed = false;
+  #primaryId = "";
+  #slowConnect: ReturnType<typeof setTimeout> | undefined;
+
+  /**
+   * `existingModule`: for a database created before replication was on, the module its log
+   * starts with, or why there is none to send (server/server.ts reads the registry).
+   */
+  constructor(
+    options: {
+      dataDir: string;
+      server: string;
+      existingModule: (dbKey: string) => Promise<ModuleBody | string>;
+    },
+  ) {
+    this.#dataDir = options.dataDir;
+    this.#server = options.server;
+    this.#existingModule = options.existingModule;
+  }
+
+  /** Connects in the background (retrying until NATS answers); commits never wait for it. */
+  async start(): Promise<void> {
+    this.#primaryId = await primaryId(this.#dataDir);
+    // The client retries its first connection by itself: say so when it takes a while.
+    this.#slowConnect = setTimeout(() => {
+      log.warn("replication: NATS is not answering yet; commits go on, publishing waits", {
+        server: this.#server,
+      });
+    }, SLOW_CONNECT_WARN_MS);
+    this.#ready = (async () => {
+      for (let attempt = 1;; attempt++) {
+        if (this.#closed) return;
+        try {
+          this.#nc ??= await connectNats(this.#server, "lightcone primary");
+          await ensureStream(this.#nc);
+          clearTimeout(this.#slowConnect);
+          log.info("replication: connected to NATS", { server: this.#server });
+          return;
+        } catch (error) {
+          if (attempt === 1) {
+            log.warn("replication: NATS is not answering, retrying until it does", {
+              server: this.#server,
+              error: messageOf(error),
+            });
+          }
+          await sleep(RETRY_MS * 4);
+        }
+      }
+    })();
+    void this.#ready.then(() => {
+      for (const pump of this.#pumps.values()) this.#kick(pump);
+      void this.#publishTombstones();
+    });
+  }
+
+  /** The storage made transactions [0, offset) of `dbKey` durable (`bytes`: their records). */
+  durable(dbKey: string, offset: number, bytes: number): void {
+    const pump = this.#pump(dbKey);
+    if (offset > pump.durable) pump.durable = offset;
+    if (bytes > 0) {
+      pump.bytesDurable += bytes;
+      pump.durableBytes.push([offset, pump.bytesDurable]);
+      // A long outage must not grow this without bound: keep every other point (the lag in
+      // bytes is then counted from an earlier point: over, never under).
+      if (pump.durableBytes.length > DURABLE_POINTS_MAX) {
+        const last = pump.durableBytes.length - 1;
+        pump.durableBytes = pump.durableBytes.filter((_, i) => i % 2 === 0 || i === last);
+      }
+    }
+    this.#kick(pump);
+  }
+
+  /**
+   * A database's module is about to change at `atTx` (0: a new database). Resolves once the
+   * change is on disk here as pending: nothing from `atTx` on is published until the function
+   * it resolves with says whether the change took (then the module goes out first, NATS or
+   * not) or failed (the old module serves on; nothing to publish).
+   */
+  async moduleChanging(change: ModuleChangeRecord): Promise<(ok: boolean) => Promise<void>> {
+    const pump = this.#pump(change.dbKey);
+    await Deno.mkdir(`${pump.dir}/replication`, { recursive: true });
+    const body: ModuleBody = { owner: change.owner, names: change.names, bundle: change.bundle };
+    const pending = `${pump.dir}/replication/${moduleFileName(change.atTx, true)}`;
+    await writeAtomic(pending, JSON.stringify(body));
+    pump.invalidateModules();
+    return async (ok) => {
+      if (ok) await Deno.rename(pending, `${pump.dir}/replication/${moduleFileName(change.atTx)}`);
+      else await Deno.remove(pending).catch(() => {});
+      pump.invalidateModules();
+      this.#kick(pump);
+    };
+  }
+
+  /**
+   * A database is being deleted here: its pump stops now (before its files go), and a `delete`
+   * message follows its history in JetStream (kept as a tombstone file until acknowledged).
+   */
+  async deleted(dbKey: string): Promise<void> {
+    const pump = this.#pumps.get(dbKey);
+    if (pump) {
+      pump.stopped = "deleted";
+      pump.tail.close();
+      this.#pumps.delete(dbKey);
+    }
+    await Deno.mkdir(this.#tombstoneDir(), { recursive: true });
+    await writeAtomic(`${this.#tombstoneDir()}/${dbKey}`, "");
+    void this.#publishTombstones();
+  }
+
+  #tombstoneDir(): string {
+    return `${this.#dataDir}/replication-deleted`;
+  }
+
+  #tombstonesRunning = false;
+
+  /** Publishes every tombstone (retrying while NATS does not answer), then drops its history. */
+  async #publishTombstones(): Promise<void> {
+    if (this.#tombstonesRunning) return;
+    this.#tombstonesRunning = true;
+    try {
+      await this.#ready;
+      for (;;) {
+        if (this.#closed) return;
+        const keys: string[] = [];
+        try {
+          for await (const entry of Deno.readDir(this.#tombstoneDir())) {
+            if (/^[0-9a-f]{64}$/.test(entry.name)) keys.push(entry.name);
+          }
+        } catch (error) {
+          if (!(error instanceof Deno.errors.NotFound)) throw error;
+        }
+        if (keys.length === 0) return;
+        try {
+          for (const dbKey of keys) {
+            const h = headers();
+            h.set(HEADER_KIND, "delete");
+            h.set(HEADER_PRIMARY, this.#primaryId);
+            const ack = await jetstream(this.#nc!).publish(subjectOf(dbKey), new Uint8Array(0), {
+              headers: h,
+              msgID: `${dbKey}:delete`,
+            });
+            // Its history serves no one now: everything before the delete message goes.
+            const jsm = await jetstreamManager(this.#nc!);
+            await jsm.streams.purge(STREAM_NAME, { filter: subjectOf(dbKey), seq: ack.seq });
+            await Deno.remove(`${this.#tombstoneDir()}/${dbKey}`);
+            log.info("replication: database deletion published", { identity: dbKey });
+          }
+        } catch (error) {
+          log.warn("replication: publishing a deletion failed, retrying", {
+            error: messageOf(error),
+          });
+          await sleep(RETRY_MS * 4);
+        }
+      }
+    } finally {
+      this.#tombstonesRunning = false;
+    }
+  }
+
+  metrics(): ReplicationMetrics[] {
+    return [...this.#pumps.values()].map((pump) => {
+      const acked = pump.lastAcked;
+      let bytesAtAcked = 0;
+      for (const [end, cumulative] of pump.durableBytes) {
+        if (end <= acked) bytesAtAcked = cumulative;
+      }
+      return {
+        dbKey: pump.dbKey,
+        replicatedTx: acked,
+        durableTx: pump.durable,
+        lagBytes: Math.max(0, pump.bytesDurable - bytesAtAcked),
+        stopped: pump.stopped,
+      };
+    });
+  }
+
+  async close(): Promise<void> {
+    this.#closed = true;
+    clearTimeout(this.#slowConnect);
+    for (const pump of this.#pumps.values()) pump.tail.close();
+    await this.#nc?.close().catch(() => {});
+  }
+
+  #pump(dbKey: string): Pump {
+    let pump = this.#pumps.get(dbKey);
+    if (!pump) {
+      pump = new Pump(dbKey, databaseDir(this.#dataDir, dbKey), this.#dataDir);
+      this.#pumps.set(dbKey, pump);
+    }
+    return pump;
+  }
+
+  #kick(pump: Pump): void {
+    if (this.#closed || pump.stopped !== undefined) return;
+    if (pump.running) {
+      pump.again = true;
+      return;
+    }
+    pump.running = true;
+    void this.#run(pump).finally(() => {
+      pump.running = false;
+    });
+  }
+
+  async #run(pump: Pump): Promise<void> {
+    await this.#ready;
+    for (;;) {
+      if (this.#closed || pump.stopped !== undefined) return;
+      pump.again = false;
+      let progressed: boolean;
+      try {
+        progressed = await this.#step(pump);
+      } catch (error) {
+        if (error instanceof ConflictError) {
+          pump.stopped = error.message;
+          log.error("replication of this database stopped", {
+            identity: pump.dbKey,
+            error: error.message,
+          });
+          return;
+        }
+        if (error instanceof Deno.errors.NotFound && !(await exists(pump.dir))) {
+          // Deleted here; its replicated history stays in JetStream.
+          this.#pumps.delete(pump.dbKey);
+          pump.tail.close();
+          return;
+        }
+        if (this.#closed) return;
+        if (!pump.failing) {
+          log.warn("replication: publish failed, retrying", {
+            identity: pump.dbKey,
+            error: messageOf(error),
+          });
+        }
+        pump.failing = true;
+        // Ask JetStream again where the database stands before the next publish.
+        pump.state = undefined;
+        await sleep(RETRY_MS);
+        continue;
+      }
+      if (progressed && pump.failing) {
+        pump.failing = false;
+        log.info("replication: publishing again", { identity: pump.dbKey });
+      }
+      if (!progressed && !pump.again) return;
+    }
+  }
+
+  /** Publishes the next message of `pump`'s database; false when there is nothing to send. */
+  async #step(pump: Pump): Promise<boolean> {
+    const nc = this.#nc!;
+    const subject = subjectOf(pump.dbKey);
+    if (pump.state === undefined) {
+      await resolveStalePending(pump.dir);
+      pump.invalidateModules();
+      pump.state = await this.#reconcile(pump, nc);
+      pump.lastAcked = pump.state.acked;
+      await pump.tail.seek(pump.state.acked);
+    }
+    const state = pump.state;
+    if (pump.modules === undefined) {
+      const version = pump.modulesVersion;
+      const read = await moduleFiles(pump.dir);
+      // A module change began meanwhile: read again.
+      if (version !== pump.modulesVersion) return true;
+      pump.modules = read;
+    }
+    const modules = pump.modules;
+    // Modules published already (a crash before their file went).
+    for (const { at } of modules.filter((file) => !file.pending && file.at < state.acked)) {
+      await removeModule(pump.dir, at);
+      pump.invalidateModules();
+    }
+    const next = modules.find((file) => file.at >= state.acked);
+    // A module change in progress (pending) holds back everything from its offset on.
+    const nextModule = next?.at;
+    const js = jetstream(nc);
+    if (next !== undefined && !next.pending && next.at === state.acked) {
+      const body = await Deno.readFile(`${pump.dir}/replication/${moduleFileName(next.at)}`);
+      const h = headers();
+      h.set(HEADER_KIND, "module");
+      h.set(HEADER_AT_TX, String(next.at));
+      h.set(HEADER_PRIMARY, this.#primaryId);
+      const ack = await publish(js, subject, body, h, `${pump.dbKey}:module:${next.at}`, state);
+      state.lastSeq = ack;
+      await this.#saveState(pump);
+      await removeModule(pump.dir, next.at);
+      pump.invalidateModules();
+      return true;
+    }
+    if (state.lastSeq === 0 && nextModule === undefined && pump.durable > 0) {
+      // Created before --replicate was on: its module goes first, if it is the one the log
+      // starts with.
+      const existing = await this.#existingModule(pump.dbKey);
+      if (typeof existing === "string") {
+        throw new ConflictError(`it cannot be replicated: ${existing}`);
+      }
+      await Deno.mkdir(`${pump.dir}/replication`, { recursive: true });
+      await writeAtomic(
+        `${pump.dir}/replication/${moduleFileName(0)}`,
+        JSON.stringify(existing),
+      );
+      pump.invalidateModules();
+      return true;
+    }
+    const end = nextModule === undefined ? pump.durable : Math.min(pump.durable, nextModule);
+    const run = await pump.tail.read(end, REPLICATION_MESSAGE_BYTES_MAX);
+    if (!run) return false;
+    const h = headers();
+    h.set(HEADER_KIND, "log");
+    h.set(HEADER_FIRST_TX, String(run.firstTx));
+    h.set(HEADER_END_TX, String(run.endTx));
+    h.set(HEADER_PRIMARY, this.#primaryId);
+    try {
+      state.lastSeq = await publish(
+        js,
+        subject,
+        run.frames,
+        h,
+        `${pump.dbKey}:${run.firstTx}-${run.endTx}`,
+        state,
+      );
+    } catch (error) {
+      // The cursor moved past what JetStream may not have: seek again on the retry.
+      pump.state = undefined;
+      throw error;
+    }
+    state.acked = run.endTx;
+    pump.lastAcked = state.acked;
+    while (pump.durableBytes.length > 1 && pump.durableBytes[1][0] <= state.acked) {
+      pump.durableBytes.shift();
+    }
+    await this.#saveState(pump);
+    return true;
+  }
+
+  /**
+   * Where the database stands in JetStream: its last message decides (the state file may be
+   * one ack behind). A message of another primary there is a conflict.
+   */
+  async #reconcile(pump: Pump, nc: NatsConnection): Promise<PumpState> {
+    const saved = await readState(pump.dir);
+    const jsm = await jetstreamManager(nc);
+    let last;
+    try {
+      last = await jsm.streams.getMessage(STREAM_NAME, { last_by_subj: subjectOf(pump.dbKey) });
+    } catch (error) {
+      if (!/no message found|not found/i.test(messageOf(error))) throw error;
+      last = null;
+    }
+    if (!last) {
+      if (saved && saved.acked > 0) {
+        throw new ConflictError(
+          `JetStream holds nothing for this database but acknowledged transactions [0, ${saved.acked}) ` +
+            `earlier: the stream was deleted or purged`,
+        );
+      }
+      return { acked: 0, lastSeq: 0 };
+    }
+    const primary = last.header?.get(HEADER_PRIMARY) ?? "";
+    if (primary !== this.#primaryId) {
+      throw new ConflictError(
+        `another primary ("${primary}") publishes this database's log (this one is ` +
+          `"${this.#primaryId}"); two primaries must not write one database`,
+      );
+    }
+    const kind = last.header?.get(HEADER_KIND);
+    const acked = Number(
+      kind === "module" ? last.header?.get(HEADER_AT_TX) : last.header?.get(HEADER_END_TX),
+    );
+    // Published before a crash took its file away.
+    if (kind === "module" && Number.isSafeInteger(acked)) await removeModule(pump.dir, acked);
+    if (!Number.isSafeInteger(acked) || acked < 0) {
+      throw new ConflictError(`the database's last JetStream message has no valid offset`);
+    }
+    if (acked > pump.durable && pump.durable > 0) {
+      throw new ConflictError(
+        `JetStream holds transactions up to ${acked} but this log is durable only to ` +
+          `${pump.durable}: this data directory lost transactions it had replicated`,
+      );
+    }
+    if (kind === "log") {
+      // Same id, same history: JetStream's copy of those commits must be this log's bytes (a
+      // copied data directory shares the id but not what it wrote since).
+      const first = Number(last.header?.get(HEADER_FIRST_TX));
+      const tail = new LogTail(this.#dataDir, pump.dbKey);
+      try {
+        await tail.seek(first);
+        const run = await tail.read(acked, REPLICATION_MESSAGE_BYTES_MAX);
+        if (!run || run.endTx !== acked || !equalBytes(run.frames, last.data)) {
+          throw new ConflictError(
+            `JetStream's copy of transactions [${first}, ${acked}) differs from this commit ` +
+              `log: another primary wrote this database`,
+          );
+        }
+      } finally {
+        tail.close();
+      }
+    }
+    return { acked, lastSeq: last.seq };
+  }
+
+  async #saveState(pump: Pump): Promise<void> {
+    if (pump.stopped !== undefined) return; // Deleted meanwhile: never recreate its directory.
+    await Deno.mkdir(`${pump.dir}/replication`, { recursive: true });
+    // No fsync: the state only saves a question to JetStream, whose last message decides.
+    const path = `${pump.dir}/replication/state.json`;
+    await Deno.writeTextFile(`${path}.tmp`, JSON.stringify(pump.state));
+    await Deno.rename(`${path}.tmp`, path);
+  }
+}
+
+class ConflictError extends Error {
+  override name = "ConflictError";
+}
+
+/** Publishes with dedupe id and ordering check; returns the stream sequence. */
+async function publish(
+  js: ReturnType<typeof jetstream>,
+  subject: string,
+  body: Uint8Array,
+  h: ReturnType<typeof headers>,
+  msgID: string,
+  state: PumpState,
+): Promise<number> {
+  try {
+    const ack = await js.publish(subject, body, {
+      headers: h,
+      msgID,
+      expect: { lastSubjectSequence: state.lastSeq },
+    });
+    return ack.seq;
+  } catch (error) {
+    if (/wrong last sequence/i.test(messageOf(error))) {
+      throw new Error(`JetStream refused the publish (${messageOf(error)}); asking it again`);
+    }
+    throw error;
+  }
+}
+
+async function readState(dir: string): Promise<PumpState | undefined> {
+  try {
+    const value = JSON.parse(await Deno.readTextFile(`${dir}/replication/state.json`));
+    if (Number.isSafeInteger(value?.acked) && Number.isSafeInteger(value?.lastSeq)) return value;
+  } catch (error) {
+    if (!(error instanceof Deno.errors.NotFound)) throw error;
+  }
+  return undefined;
+}
+
+function moduleFileName(atTx: number, pending = false): string {
+  return `module-${String(atTx).padStart(20, "0")}${pending ? ".pending" : ""}.json`;
+}
+
+async function moduleFiles(dir: string): Promise<{ at: number; pending: boolean }[]> {
+  const found: { at: number; pending: boolean }[] = [];
+  try {
+    for await (const entry of Deno.readDir(`${dir}/replication`)) {
+      const match = /^module-(\d{20})(\.pending)?\.json$/.exec(entry.name);
+      if (match) found.push({ at: Number(match[1]), pending: match[2] !== undefined });
+    }
+  } catch (error) {
+    if (!(error instanceof Deno.errors.NotFound)) throw error;
+  }
+  return found.sort((a, b) => a.at - b.at);
+}
+
+/**
+ * A module change left pending by a crash: it took when the database now runs its bundle
+ * (`module.js`, once no `module.next.js` waits to be tried), else it is dropped.
+ */
+async function resolveStalePending(dir: string): Promise<void> {
+  const pending = (await moduleFiles(dir)).filter((file) => file.pending);
+  if (pending.length === 0 || (await exists(`${dir}/module.next.js`))) return;
+  const running = await Deno.readTextFile(`${dir}/module.js`).catch(() => undefined);
+  for (const { at } of pending) {
+    const path = `${dir}/replication/${moduleFileName(at, true)}`;
+    const body = JSON.parse(await Deno.readTextFile(path)) as ModuleBody;
+    if (running !== undefined && body.bundle === running) {
+      await Deno.rename(path, `${dir}/replication/${moduleFileName(at)}`);
+    } else await Deno.remove(path);
+  }
+}
+
+async function removeModule(dir: string, atTx: number): Promise<void> {
+  await Deno.remove(`${dir}/replication/${moduleFileName(atTx)}`).catch(() => {});
+}
+
+/** This data directory's primary id: random, made once (`replication-primary-id`). */
+async function primaryId(dataDir: string): Promise<string> {
+  const path = `${dataDir}/replication-primary-id`;
+  try {
+    return (await Deno.readTextFile(path)).trim();
+  } catch (error) {
+    if (!(error instanceof Deno.errors.NotFound)) throw error;
+  }
+  const bytes = crypto.getRandomValues(new Uint8Array(16));
+  const id = [...bytes].map((b) => b.toString(16).padStart(2, "0")).join("");
+  await writeAtomic(path, id);
+  return id;
+}
+
+/** Writes a file by rename, fsynced (the module file must exist before its module runs). */
+export async function writeAtomic(path: string, text: string): Promise<void> {
+  const temp = `${path}.tmp`;
+  const file = await Deno.open(temp, { write: true, create: true, truncate: true });
+  try {
+    const bytes = new TextEncoder().encode(text);
+    for (let at = 0; at < bytes.length;) at += await file.write(bytes.subarray(at));
+    await file.syncData();
+  } finally {
+    file.close();
+  }
+  await Deno.rename(temp, path);
+}
+
+async function exists(path: string): Promise<boolean> {
+  try {
+    await Deno.stat(path);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+export function messageOf(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}
+
+function equalBytes(a: Uint8Array, b: Uint8Array): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}

@@ -1,0 +1,101 @@
+/**
+ * The JetStream layout both ends agree on: one stream, one subject per database, two message
+ * kinds, told apart by headers.
+ *
+ *   stream  LIGHTCONE, subjects lightcone.*.log (file storage, limits retention)
+ *   subject lightcone.<database identity hex>.log
+ *   log     Lc-Kind: log, Lc-First-Tx, Lc-End-Tx: whole commits [first, end) exactly as they
+ *           lie in the primary's commit log (framed, CRC32C each; storage/commitlog/frame.ts)
+ *   module  Lc-Kind: module, Lc-At-Tx: the module that runs from log offset At-Tx on; the body
+ *           is JSON { owner, names, bundle }
+ *   delete  Lc-Kind: delete: the primary deleted the database (its earlier messages are purged)
+ *   every   Lc-Primary: the primary's id (random, kept in its data directory);
+ *           Nats-Msg-Id: <identity>:<first>-<end> or <identity>:module:<at> (JetStream drops a
+ *           republished message within its duplicate window); Nats-Expected-Last-Subject-
+ *           Sequence: the sequence of the database's previous message (two primaries cannot
+ *           interleave one database's log: the second publish is refused)
+ */
+import { connect, type NatsConnection } from "@nats-io/transport-node";
+import { jetstreamManager } from "@nats-io/jetstream";
+
+export const STREAM_NAME = "LIGHTCONE";
+export const SUBJECT_PREFIX = "lightcone.";
+export const SUBJECT_SUFFIX = ".log";
+
+export const HEADER_KIND = "Lc-Kind";
+export const HEADER_FIRST_TX = "Lc-First-Tx";
+export const HEADER_END_TX = "Lc-End-Tx";
+export const HEADER_AT_TX = "Lc-At-Tx";
+export const HEADER_PRIMARY = "Lc-Primary";
+
+/** Body of a `module` message. */
+export interface ModuleBody {
+  owner: string;
+  names: string[];
+  bundle: string;
+}
+
+export function subjectOf(dbKey: string): string {
+  return `${SUBJECT_PREFIX}${dbKey}${SUBJECT_SUFFIX}`;
+}
+
+/** The database identity of a subject, or undefined for a subject that is not ours. */
+export function dbKeyOf(subject: string): string | undefined {
+  if (!subject.startsWith(SUBJECT_PREFIX) || !subject.endsWith(SUBJECT_SUFFIX)) return undefined;
+  const key = subject.slice(SUBJECT_PREFIX.length, subject.length - SUBJECT_SUFFIX.length);
+  return /^[0-9a-f]{64}$/.test(key) ? key : undefined;
+}
+
+/**
+ * `nats://host:port` (the only form accepted: no credentials, no TLS in this first slice) as
+ * the client's server string.
+ */
+export function parseNatsUrl(text: string, flag: string): string {
+  let url: URL;
+  try {
+    url = new URL(text);
+  } catch {
+    throw new RangeError(`${flag} "${text}" is not a URL: use nats://host:port`);
+  }
+  if (url.protocol !== "nats:" || url.hostname === "" || url.username || url.password) {
+    throw new RangeError(`${flag} "${text}" must be nats://host:port (no credentials, no TLS)`);
+  }
+  if (url.pathname !== "" && url.pathname !== "/") {
+    throw new RangeError(`${flag} "${text}" must not have a path`);
+  }
+  return `${url.hostname}:${url.port || "4222"}`;
+}
+
+/** Connects for good: the client reconnects by itself; the first attempt is retried too. */
+export function connectNats(server: string, name: string): Promise<NatsConnection> {
+  return connect({
+    servers: server,
+    name,
+    reconnect: true,
+    maxReconnectAttempts: -1,
+    reconnectTimeWait: 500,
+    waitOnFirstConnect: true,
+  });
+}
+
+/** Creates the stream unless it exists (both ends call it; the first one wins). */
+export async function ensureStream(nc: NatsConnection): Promise<void> {
+  const jsm = await jetstreamManager(nc);
+  try {
+    await jsm.streams.info(STREAM_NAME);
+    return;
+  } catch (error) {
+    if (!/not found/i.test(String((error as Error).message))) throw error;
+  }
+  try {
+    await jsm.streams.add({
+      name: STREAM_NAME,
+      subjects: [`${SUBJECT_PREFIX}*${SUBJECT_SUFFIX}`],
+    });
+  } catch (error) {
+    // Another server created it meanwhile.
+    if (!/already in use|exists/i.test(String((error as Error).message))) throw error;
+  }
+}
+
+export type { NatsConnection };
