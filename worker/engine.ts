@@ -113,7 +113,7 @@ export interface EngineOptions {
   /**
    * Set on a read replica (`--follow`): the text every write attempt (reducer or procedure call,
    * owner DML) fails with. Lifecycle reducers and schedules do not run; the state changes only
-   * by replicated transactions (`applyReplicated`).
+   * by replicated transactions (`applyReplicated`, which re-runs the views they touch).
    */
   readOnly?: string;
 }
@@ -724,7 +724,33 @@ export class DatabaseEngine {
       bigintFromLittleEndian(record.callerConnectionId),
       record.timestampMicros,
       record.args,
+      this.#views.hasInstances ? this.#refreshViewsAfter(delta, txOffset) : undefined,
     );
+  }
+
+  /**
+   * Read replica: the views a replicated transaction touched, re-run over the state after it
+   * (as the primary re-runs its own inside the transaction), in a transaction of their own that
+   * is rolled back. The transaction stands whatever they do: a failing view is logged and keeps
+   * its previous rows (the primary had no such instance, or it would not have committed).
+   */
+  #refreshViewsAfter(delta: TxDelta, txOffset: number): PendingViewChanges | undefined {
+    const tx = this.#datastore.beginMutTx();
+    this.#tx = tx;
+    try {
+      return this.#views.refreshAfter(delta.tables, tx, (view, error) => {
+        this.#pushLog(
+          "Error",
+          `${
+            this.#viewFailureMessage(error)
+          } (re-run after replicated transaction ${txOffset}; the view keeps its previous rows)`,
+          view.name,
+        );
+      });
+    } finally {
+      this.#tx = undefined;
+      tx.rollback();
+    }
   }
 
   /** Takes the log lines produced since the last call. */
@@ -1170,10 +1196,6 @@ export class DatabaseEngine {
    * instance's table schema; throws an Error with the caller-facing text when the view fails.
    */
   materializeView(view: ViewDef, sender: bigint, source?: string): TableSchema {
-    if (this.#options.readOnly !== undefined) {
-      // Replicated transactions do not re-run views (yet): a view here would go stale.
-      throw new Error(`Views are not served by a read replica yet: "${view.name}"`);
-    }
     const existing = this.#views.instance(view, sender);
     if (existing !== undefined) return existing;
     const tx = this.#datastore.beginMutTx();

@@ -254,6 +254,32 @@ export class ViewManager {
     return { runs };
   }
 
+  /**
+   * Read replica: re-runs, with `tx` open over the state after a replicated transaction, every
+   * instance whose read set `changes` (that transaction's rows) touch. The transaction stands
+   * whatever the views do, so a failing instance does not stop the others: it is reported to
+   * `failed` and keeps its previous rows.
+   */
+  refreshAfter(
+    changes: TableDelta[],
+    tx: MutTx,
+    failed: (view: ViewDef, error: unknown) => void,
+  ): PendingViewChanges | undefined {
+    if (this.#instances.size === 0) return undefined;
+    const stale = this.#stale(changes);
+    if (stale.size === 0) return undefined;
+    const runs: PendingViewChanges["runs"] = [];
+    for (const instance of stale) {
+      try {
+        const run = this.#run(instance.view, instance.sender, tx);
+        runs.push({ instance, rows: run.rows, reads: run.reads });
+      } catch (error) {
+        failed(instance.view, error);
+      }
+    }
+    return runs.length === 0 ? undefined : { runs };
+  }
+
   /** Applies re-run results once their transaction committed; returns the instance tables' changes. */
   apply(pending: PendingViewChanges): TableDelta[] {
     const out: TableDelta[] = [];
