@@ -84,7 +84,9 @@ start options:
       --replicate nats://HOST:PORT
                                publish every database's commit log and module to NATS JetStream
                                (stream LIGHTCONE, subject lightcone.<identity>.log) once durable
-                               here; asynchronous: NATS down or slow never blocks a commit
+                               here; asynchronous: NATS down or slow never blocks a commit.
+                               Credentials: nats://USER:PASSWORD@HOST:PORT or nats://TOKEN@HOST
+                               (no TLS yet: refused)
       --follow nats://HOST:PORT
                                be a read replica of the primary publishing there: databases are
                                created and kept up to date from the stream; SQL and subscriptions

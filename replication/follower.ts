@@ -25,9 +25,11 @@ import {
   HEADER_FIRST_TX,
   HEADER_KIND,
   type ModuleBody,
+  natsDisplay,
   STREAM_NAME,
 } from "./stream.ts";
 import { messageOf } from "./primary.ts";
+import { ChunkAssembler, ChunkError, chunkInfo } from "./chunks.ts";
 
 /** What the follower needs of the server's databases (server/server.ts adapts the registry). */
 export interface FollowTarget {
@@ -67,7 +69,11 @@ export class Follower {
   #pending = 0;
   readonly #stopped = new Map<string, string>();
   readonly #seen = new Set<string>();
+  /** Per database, the chunks of a message gathered so far (replication/chunks.ts). */
+  readonly #chunks = new Map<string, ChunkAssembler>();
   #loop: Promise<void> | undefined;
+  /** The consumer's iterator: closing the connection alone does not always end it. */
+  #messages: { stop(error?: Error): void } | undefined;
 
   constructor(options: { dataDir: string; server: string; target: FollowTarget }) {
     this.#dataDir = options.dataDir;
@@ -94,6 +100,7 @@ export class Follower {
 
   async close(): Promise<void> {
     this.#closed = true;
+    this.#messages?.stop();
     await this.#nc?.close().catch(() => {});
     await this.#loop?.catch(() => {});
   }
@@ -107,11 +114,16 @@ export class Follower {
         const js = jetstream(this.#nc);
         const consumer = await js.consumers.get(STREAM_NAME, { opt_start_seq: this.#lastSeq + 1 });
         const messages = await consumer.consume();
-        log.info("replication: following", { server: this.#server, fromSeq: this.#lastSeq + 1 });
+        this.#messages = messages;
+        if (this.#closed) break;
+        log.info("replication: following", {
+          server: natsDisplay(this.#server),
+          fromSeq: this.#lastSeq + 1,
+        });
         warned = false;
         for await (const message of messages) {
           if (this.#closed) break;
-          await this.#handle(message.subject, message.headers, message.data);
+          await this.#handle(message.seq, message.subject, message.headers, message.data);
           this.#lastSeq = message.seq;
           this.#pending = message.info.pending;
           await this.#savePosition();
@@ -120,7 +132,7 @@ export class Follower {
         if (this.#closed) return;
         if (!warned) {
           log.warn("replication: following failed, retrying", {
-            server: this.#server,
+            server: natsDisplay(this.#server),
             error: messageOf(error),
           });
           warned = true;
@@ -131,6 +143,7 @@ export class Follower {
   }
 
   async #handle(
+    seq: number,
     subject: string,
     headers: { get(name: string): string } | undefined,
     data: Uint8Array,
@@ -142,6 +155,15 @@ export class Follower {
     }
     this.#seen.add(dbKey);
     if (this.#stopped.has(dbKey)) return;
+    try {
+      const whole = await this.#gather(dbKey, seq, headers, data);
+      if (whole === undefined) return;
+      data = whole;
+    } catch (error) {
+      if (!(error instanceof ChunkError)) throw error;
+      this.#stop(dbKey, `a broken chunked message: ${error.message}`);
+      return;
+    }
     // A database restarting after a crash (~0.5 s) is waited for; one that cannot take the
     // message for APPLY_ATTEMPTS_MAX tries stops following, so it never blocks the others.
     for (let attempt = 1;; attempt++) {
@@ -164,14 +186,58 @@ export class Follower {
         const reason = gap
           ? (error as Error).message
           : `applying a message failed ${attempt} times: ${messageOf(error)}`;
-        this.#stopped.set(dbKey, reason);
-        log.error("replication: stopped following this database", {
-          identity: dbKey,
-          error: reason,
-        });
+        this.#stop(dbKey, reason);
         return;
       }
     }
+  }
+
+  #stop(dbKey: string, reason: string): void {
+    this.#stopped.set(dbKey, reason);
+    this.#chunks.delete(dbKey);
+    log.error("replication: stopped following this database", { identity: dbKey, error: reason });
+  }
+
+  /**
+   * A whole message's body: `data` itself, or once a chunked message's last chunk came, the
+   * body its chunks make (undefined before). A chunk after a restart whose earlier chunks were
+   * handled before it (the whole message was applied) is skipped like that message.
+   */
+  async #gather(
+    dbKey: string,
+    seq: number,
+    headers: { get(name: string): string } | undefined,
+    data: Uint8Array,
+  ): Promise<Uint8Array | undefined> {
+    const info = chunkInfo(headers);
+    if (info === undefined) {
+      // A whole message: a chunked one left part way was started over by the primary.
+      this.#chunks.delete(dbKey);
+      return data;
+    }
+    let assembler = this.#chunks.get(dbKey);
+    if (assembler === undefined) {
+      if (info.index > 0 && this.#applied(dbKey, headers!)) return undefined;
+      this.#chunks.set(dbKey, assembler = new ChunkAssembler());
+    }
+    try {
+      const whole = await assembler.add(seq, info, data);
+      if (whole !== undefined) this.#chunks.delete(dbKey);
+      return whole;
+    } catch (error) {
+      this.#chunks.delete(dbKey);
+      throw error;
+    }
+  }
+
+  /** True when the local log already holds what a message brings. */
+  #applied(dbKey: string, headers: { get(name: string): string }): boolean {
+    const end = this.#target.localEnd(dbKey);
+    if (end === undefined) return false;
+    const kind = headers.get(HEADER_KIND);
+    if (kind === "log") return Number(headers.get(HEADER_END_TX)) <= end;
+    if (kind === "module") return Number(headers.get(HEADER_AT_TX)) < end;
+    return false;
   }
 
   #apply(
@@ -288,10 +354,17 @@ export class Follower {
     }
   }
 
-  /** No fsync: a position behind the log only re-reads messages, which the log skips. */
+  /**
+   * No fsync: a position behind the log only re-reads messages, which the log skips. Never past
+   * the first chunk of a message still being gathered (a restart must read it again).
+   */
   async #savePosition(): Promise<void> {
     const path = this.#positionPath();
-    await Deno.writeTextFile(`${path}.tmp`, JSON.stringify({ lastSeq: this.#lastSeq }));
+    let lastSeq = this.#lastSeq;
+    for (const assembler of this.#chunks.values()) {
+      if (assembler.startSeq > 0) lastSeq = Math.min(lastSeq, assembler.startSeq - 1);
+    }
+    await Deno.writeTextFile(`${path}.tmp`, JSON.stringify({ lastSeq }));
     await Deno.rename(`${path}.tmp`, path);
   }
 

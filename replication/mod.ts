@@ -1,4 +1,4 @@
 /** Replication of commit logs over NATS JetStream: the primary's publisher, the follower. */
 export { PrimaryReplicator, type ReplicationMetrics } from "./primary.ts";
 export { Follower, type FollowerMetrics, type FollowTarget } from "./follower.ts";
-export { type ModuleBody, parseNatsUrl } from "./stream.ts";
+export { type ModuleBody, natsDisplay, parseNatsUrl } from "./stream.ts";

@@ -20,6 +20,14 @@ import { log } from "../lib/log.ts";
 import { databaseDir } from "../storage/mod.ts";
 import { LogTail } from "./log_tail.ts";
 import {
+  CHUNK_HEADER_ROOM_BYTES,
+  chunkHeaders,
+  type ChunkInfo,
+  chunkInfo,
+  sha256Hex,
+  splitBody,
+} from "./chunks.ts";
+import {
   connectNats,
   ensureStream,
   HEADER_AT_TX,
@@ -28,6 +36,7 @@ import {
   HEADER_KIND,
   HEADER_PRIMARY,
   type ModuleBody,
+  natsDisplay,
   STREAM_NAME,
   subjectOf,
 } from "./stream.ts";
@@ -126,7 +135,7 @@ export class PrimaryReplicator {
     // The client retries its first connection by itself: say so when it takes a while.
     this.#slowConnect = setTimeout(() => {
       log.warn("replication: NATS is not answering yet; commits go on, publishing waits", {
-        server: this.#server,
+        server: natsDisplay(this.#server),
       });
     }, SLOW_CONNECT_WARN_MS);
     this.#ready = (async () => {
@@ -136,12 +145,12 @@ export class PrimaryReplicator {
           this.#nc ??= await connectNats(this.#server, "lightcone primary");
           await ensureStream(this.#nc);
           clearTimeout(this.#slowConnect);
-          log.info("replication: connected to NATS", { server: this.#server });
+          log.info("replication: connected to NATS", { server: natsDisplay(this.#server) });
           return;
         } catch (error) {
           if (attempt === 1) {
             log.warn("replication: NATS is not answering, retrying until it does", {
-              server: this.#server,
+              server: natsDisplay(this.#server),
               error: messageOf(error),
             });
           }
@@ -379,11 +388,13 @@ export class PrimaryReplicator {
     const js = jetstream(nc);
     if (next !== undefined && !next.pending && next.at === state.acked) {
       const body = await Deno.readFile(`${pump.dir}/replication/${moduleFileName(next.at)}`);
-      const h = headers();
-      h.set(HEADER_KIND, "module");
-      h.set(HEADER_AT_TX, String(next.at));
-      h.set(HEADER_PRIMARY, this.#primaryId);
-      const ack = await publish(js, subject, body, h, `${pump.dbKey}:module:${next.at}`, state);
+      const h: [string, string][] = [
+        [HEADER_KIND, "module"],
+        [HEADER_AT_TX, String(next.at)],
+        [HEADER_PRIMARY, this.#primaryId],
+      ];
+      const msgID = `${pump.dbKey}:module:${next.at}`;
+      const ack = await publish(js, subject, body, h, msgID, state, this.#chunkBytes());
       state.lastSeq = ack;
       await this.#saveState(pump);
       await removeModule(pump.dir, next.at);
@@ -408,11 +419,12 @@ export class PrimaryReplicator {
     const end = nextModule === undefined ? pump.durable : Math.min(pump.durable, nextModule);
     const run = await pump.tail.read(end, REPLICATION_MESSAGE_BYTES_MAX);
     if (!run) return false;
-    const h = headers();
-    h.set(HEADER_KIND, "log");
-    h.set(HEADER_FIRST_TX, String(run.firstTx));
-    h.set(HEADER_END_TX, String(run.endTx));
-    h.set(HEADER_PRIMARY, this.#primaryId);
+    const h: [string, string][] = [
+      [HEADER_KIND, "log"],
+      [HEADER_FIRST_TX, String(run.firstTx)],
+      [HEADER_END_TX, String(run.endTx)],
+      [HEADER_PRIMARY, this.#primaryId],
+    ];
     try {
       state.lastSeq = await publish(
         js,
@@ -421,6 +433,7 @@ export class PrimaryReplicator {
         h,
         `${pump.dbKey}:${run.firstTx}-${run.endTx}`,
         state,
+        this.#chunkBytes(),
       );
     } catch (error) {
       // The cursor moved past what JetStream may not have: seek again on the retry.
@@ -434,6 +447,15 @@ export class PrimaryReplicator {
     }
     await this.#saveState(pump);
     return true;
+  }
+
+  /** The largest body one message carries: what the NATS server takes, less room for headers. */
+  #chunkBytes(): number {
+    const maxPayload = this.#nc?.info?.max_payload ?? 1024 * 1024;
+    return Math.max(
+      1024,
+      Math.min(REPLICATION_MESSAGE_BYTES_MAX, maxPayload - CHUNK_HEADER_ROOM_BYTES),
+    );
   }
 
   /**
@@ -467,9 +489,26 @@ export class PrimaryReplicator {
       );
     }
     const kind = last.header?.get(HEADER_KIND);
+    let chunk: ChunkInfo | undefined;
+    try {
+      chunk = chunkInfo(last.header);
+    } catch (error) {
+      throw new ConflictError(`the database's last JetStream message: ${messageOf(error)}`);
+    }
+    // A message whose chunks stopped part way (a crash, NATS gone): it goes out again whole,
+    // from chunk 0, after what came before it.
+    const partial = chunk !== undefined && chunk.index < chunk.count - 1;
     const acked = Number(
-      kind === "module" ? last.header?.get(HEADER_AT_TX) : last.header?.get(HEADER_END_TX),
+      kind === "module"
+        ? last.header?.get(HEADER_AT_TX)
+        : last.header?.get(partial ? HEADER_FIRST_TX : HEADER_END_TX),
     );
+    if (partial) {
+      if (!Number.isSafeInteger(acked) || acked < 0 || acked > pump.durable) {
+        throw new ConflictError(`the database's last JetStream message has no valid offset`);
+      }
+      return { acked, lastSeq: last.seq };
+    }
     // Published before a crash took its file away.
     if (kind === "module" && Number.isSafeInteger(acked)) await removeModule(pump.dir, acked);
     if (!Number.isSafeInteger(acked) || acked < 0) {
@@ -489,7 +528,12 @@ export class PrimaryReplicator {
       try {
         await tail.seek(first);
         const run = await tail.read(acked, REPLICATION_MESSAGE_BYTES_MAX);
-        if (!run || run.endTx !== acked || !equalBytes(run.frames, last.data)) {
+        const same = run !== undefined && run.endTx === acked &&
+          (chunk === undefined
+            ? equalBytes(run.frames, last.data)
+            : run.frames.length === chunk.totalBytes &&
+              (await sha256Hex(run.frames)) === chunk.sha256);
+        if (!same) {
           throw new ConflictError(
             `JetStream's copy of transactions [${first}, ${acked}) differs from this commit ` +
               `log: another primary wrote this database`,
@@ -516,22 +560,46 @@ class ConflictError extends Error {
   override name = "ConflictError";
 }
 
-/** Publishes with dedupe id and ordering check; returns the stream sequence. */
+/**
+ * Publishes with dedupe id and ordering check; returns the stream sequence of the (last)
+ * message. A body over `chunkBytes` goes out in chunks (replication/chunks.ts), each expecting
+ * the one before it; they carry no dedupe id (a failed publish is followed by a fresh look at
+ * the subject's last message, and the chunks then start over).
+ */
 async function publish(
   js: ReturnType<typeof jetstream>,
   subject: string,
   body: Uint8Array,
-  h: ReturnType<typeof headers>,
+  entries: [string, string][],
   msgID: string,
   state: PumpState,
+  chunkBytes: number,
 ): Promise<number> {
+  const withHeaders = (more: [string, string][]) => {
+    const h = headers();
+    for (const [name, value] of entries.concat(more)) h.set(name, value);
+    return h;
+  };
   try {
-    const ack = await js.publish(subject, body, {
-      headers: h,
-      msgID,
-      expect: { lastSubjectSequence: state.lastSeq },
-    });
-    return ack.seq;
+    if (body.length <= chunkBytes) {
+      const ack = await js.publish(subject, body, {
+        headers: withHeaders([]),
+        msgID,
+        expect: { lastSubjectSequence: state.lastSeq },
+      });
+      return ack.seq;
+    }
+    const sha256 = await sha256Hex(body);
+    const parts = splitBody(body, chunkBytes);
+    let lastSeq = state.lastSeq;
+    for (let index = 0; index < parts.length; index++) {
+      const ack = await js.publish(subject, parts[index], {
+        headers: withHeaders(chunkHeaders(index, parts.length, body.length, sha256)),
+        expect: { lastSubjectSequence: lastSeq },
+      });
+      lastSeq = ack.seq;
+    }
+    return lastSeq;
   } catch (error) {
     if (/wrong last sequence/i.test(messageOf(error))) {
       throw new Error(`JetStream refused the publish (${messageOf(error)}); asking it again`);

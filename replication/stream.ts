@@ -47,29 +47,70 @@ export function dbKeyOf(subject: string): string | undefined {
 }
 
 /**
- * `nats://host:port` (the only form accepted: no credentials, no TLS in this first slice) as
- * the client's server string.
+ * `nats://[user:password@|token@]host[:port]` as the server string the rest of the code passes
+ * around: `host:port`, with the credentials (still percent-encoded) in front when there are
+ * some. TLS (`tls://`, `?tls…`) is not built and refused.
  */
 export function parseNatsUrl(text: string, flag: string): string {
   let url: URL;
   try {
     url = new URL(text);
   } catch {
-    throw new RangeError(`${flag} "${text}" is not a URL: use nats://host:port`);
+    throw new RangeError(`${flag} "${redactUrl(text)}" is not a URL: use nats://host:port`);
   }
-  if (url.protocol !== "nats:" || url.hostname === "" || url.username || url.password) {
-    throw new RangeError(`${flag} "${text}" must be nats://host:port (no credentials, no TLS)`);
+  if (url.protocol === "tls:" || /(^|[?&])tls/i.test(url.search.slice(1))) {
+    throw new RangeError(
+      `${flag}: TLS to NATS is not built yet; use nats://host:port (on a trusted network), ` +
+        `with user:password@ or token@ for credentials`,
+    );
   }
-  if (url.pathname !== "" && url.pathname !== "/") {
-    throw new RangeError(`${flag} "${text}" must not have a path`);
+  if (url.protocol !== "nats:" || url.hostname === "") {
+    throw new RangeError(
+      `${flag} "${redactUrl(text)}" must be nats://host:port (or nats://user:password@host:port)`,
+    );
   }
-  return `${url.hostname}:${url.port || "4222"}`;
+  if ((url.pathname !== "" && url.pathname !== "/") || url.search !== "" || url.hash !== "") {
+    throw new RangeError(`${flag} "${redactUrl(text)}" must not have a path or query`);
+  }
+  if (url.password !== "" && url.username === "") {
+    throw new RangeError(`${flag}: a password needs a user name (nats://user:password@host)`);
+  }
+  const credentials = url.username === ""
+    ? ""
+    : `${url.username}${url.password === "" ? "" : `:${url.password}`}@`;
+  return `${credentials}${url.hostname}:${url.port || "4222"}`;
+}
+
+/** What a server string's credentials are, for the client. */
+export function natsCredentials(
+  server: string,
+): { servers: string; user?: string; pass?: string; token?: string } {
+  const at = server.lastIndexOf("@");
+  if (at < 0) return { servers: server };
+  const userinfo = server.slice(0, at);
+  const servers = server.slice(at + 1);
+  const colon = userinfo.indexOf(":");
+  if (colon < 0) return { servers, token: decodeURIComponent(userinfo) };
+  return {
+    servers,
+    user: decodeURIComponent(userinfo.slice(0, colon)),
+    pass: decodeURIComponent(userinfo.slice(colon + 1)),
+  };
+}
+
+/** A server string without its credentials (for logs and messages). */
+export function natsDisplay(server: string): string {
+  return server.slice(server.lastIndexOf("@") + 1);
+}
+
+function redactUrl(text: string): string {
+  return text.replace(/\/\/[^@/]*@/, "//…@");
 }
 
 /** Connects for good: the client reconnects by itself; the first attempt is retried too. */
 export function connectNats(server: string, name: string): Promise<NatsConnection> {
   return connect({
-    servers: server,
+    ...natsCredentials(server),
     name,
     reconnect: true,
     maxReconnectAttempts: -1,

@@ -25,7 +25,7 @@ import { WsHub } from "./ws/hub.ts";
 import { type PgServer, startPgServer } from "./pgwire/mod.ts";
 import { OutboundHttp, type Resolver } from "./outbound_http.ts";
 import { runSqlStatement } from "./sql_statement.ts";
-import { Follower, PrimaryReplicator } from "../replication/mod.ts";
+import { Follower, natsDisplay, PrimaryReplicator } from "../replication/mod.ts";
 import { escapeLabelValue } from "./metrics.ts";
 
 export const VERSION = "0.1.0";
@@ -396,7 +396,9 @@ export function databaseLimits(partial: Partial<DatabaseLimits> = {}): DatabaseL
 
 /** What every write on a read replica fails with. */
 function readOnlyMessage(server: string): string {
-  return `This server is a read replica (--follow nats://${server}): writes are refused; ` +
+  return `This server is a read replica (--follow nats://${
+    natsDisplay(server)
+  }): writes are refused; ` +
     `send them to the primary`;
 }
 

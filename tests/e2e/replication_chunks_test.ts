@@ -1,0 +1,114 @@
+/**
+ * Replication of messages bigger than NATS's max_payload (1 MiB by default), end to end with a
+ * real nats-server (tests/support/nats.ts): a module bundle over 1 MiB and a single commit
+ * over 1 MiB travel in chunks (replication/chunks.ts) and the replica serves both.
+ */
+import { deepStrictEqual as assertEquals, ok as assert } from "node:assert/strict";
+import {
+  call,
+  fixtureBundle,
+  publish,
+  startTestServer,
+  type TestServer,
+} from "../support/server.ts";
+import { freePort, type Nats, startNats, stopNats } from "../support/nats.ts";
+import { waitUntil } from "../support/wait.ts";
+import { jetstreamManager } from "@nats-io/jetstream";
+import { connect as connectNats } from "@nats-io/transport-node";
+
+const DB = "big";
+
+async function sqlRows(url: string, query: string): Promise<unknown[][] | undefined> {
+  const response = await fetch(`${url}/v1/database/${DB}/sql`, { method: "POST", body: query });
+  const text = await response.text();
+  return response.status === 200 ? JSON.parse(text)[0].rows : undefined;
+}
+
+async function metric(url: string, name: string): Promise<number | undefined> {
+  const text = await (await fetch(`${url}/v1/metrics`)).text();
+  const line = text.split("\n").find((l) => l.startsWith(`${name}{database="${DB}"}`));
+  return line === undefined ? undefined : Number(line.split(" ").at(-1));
+}
+
+/** Text that does not compress or repeat: `bytes` characters of hex. */
+function noise(bytes: number): string {
+  const random = new Uint8Array(bytes / 2);
+  for (let at = 0; at < random.length; at += 65536) {
+    crypto.getRandomValues(random.subarray(at, Math.min(random.length, at + 65536)));
+  }
+  return [...random].map((b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+Deno.test({
+  name: "replication: a module bundle and a commit over NATS's max_payload travel in chunks",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    const storeDir = await Deno.makeTempDir({ prefix: "lightcone-nats-" });
+    let nats: Nats | undefined;
+    let primary: TestServer | undefined;
+    let follower: TestServer | undefined;
+    try {
+      nats = await startNats(freePort(), storeDir);
+      const server = `127.0.0.1:${nats.port}`;
+      primary = await startTestServer({ replicate: server });
+      follower = await startTestServer({ follow: server });
+      // A bundle of ~1.5 MiB: a long comment after the module's code.
+      const bundle = `${await fixtureBundle("migrate_v1")}\n// ${noise(1536 * 1024)}\n`;
+      assert(bundle.length > 1024 * 1024 + 256 * 1024, `bundle of ${bundle.length} bytes`);
+      const owner = await publish(primary.url, DB, bundle);
+      const bigName = noise(1200 * 1024);
+      const added = await call(primary.url, DB, "add", [1, bigName], owner.token);
+      assertEquals(added.status, 200, added.text);
+      const small = await call(primary.url, DB, "add", [2, "Bob"], owner.token);
+      assertEquals(small.status, 200, small.text);
+
+      await waitUntil(
+        async () => (await sqlRows(follower!.url, "SELECT * FROM person"))?.length === 2,
+        "both rows on the replica",
+      );
+      const rows = (await sqlRows(follower.url, "SELECT * FROM person"))!;
+      const byId = new Map(rows.map((row) => [Number(row[0]), row[1]]));
+      assertEquals(byId.get(2), "Bob");
+      assert(byId.get(1) === bigName, "the 1.2 MiB name arrived whole");
+      const durable = await metric(primary.url, "lightcone_durable_tx_offset");
+      await waitUntil(
+        async () =>
+          (await metric(follower!.url, "lightcone_replication_follower_applied_tx")) === durable,
+        "the replica's log at the primary's offset",
+      );
+      assertEquals(await metric(follower.url, "lightcone_replication_follower_stopped"), 0);
+      assertEquals(await metric(primary.url, "lightcone_replication_stopped"), 0);
+
+      // They did go as chunks: no message in the stream is over the server's max_payload.
+      const nc = await connectNats({ servers: server });
+      try {
+        const maxPayload = nc.info!.max_payload;
+        const info = await (await jetstreamManager(nc)).streams.info("LIGHTCONE");
+        assert(info.state.messages >= 4, `${info.state.messages} messages`);
+        assert(info.state.bytes > 2 * 1024 * 1024, `${info.state.bytes} bytes in the stream`);
+        assert(maxPayload <= 1024 * 1024, `max_payload ${maxPayload}`);
+      } finally {
+        await nc.close();
+      }
+
+      // A restarted primary finds its last (chunked) message is its own log and goes on.
+      const dataDir = primary.dataDir;
+      await primary.close({ keepData: true });
+      primary = undefined;
+      primary = await startTestServer({ replicate: server, dataDir });
+      const after = await call(primary.url, DB, "add", [3, "Cy"], owner.token);
+      assertEquals(after.status, 200, after.text);
+      await waitUntil(
+        async () => (await sqlRows(follower!.url, "SELECT * FROM person"))?.length === 3,
+        "the row after the primary's restart on the replica",
+      );
+      assertEquals(await metric(primary.url, "lightcone_replication_stopped"), 0);
+    } finally {
+      await follower?.close();
+      await primary?.close();
+      if (nats) await stopNats(nats);
+      await Deno.remove(storeDir, { recursive: true }).catch(() => {});
+    }
+  },
+});
