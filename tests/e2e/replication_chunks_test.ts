@@ -112,3 +112,45 @@ Deno.test({
     }
   },
 });
+
+Deno.test({
+  name:
+    "replication: with a NATS max_payload of 64 KiB, the module and a burst of commits arrive whole",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    const storeDir = await Deno.makeTempDir({ prefix: "lightcone-nats-" });
+    const config = `${storeDir}.conf`;
+    await Deno.writeTextFile(config, "max_payload: 65536\n");
+    let nats: Nats | undefined;
+    let primary: TestServer | undefined;
+    let follower: TestServer | undefined;
+    try {
+      nats = await startNats(freePort(), storeDir, ["-c", config]);
+      const server = `127.0.0.1:${nats.port}`;
+      primary = await startTestServer({ replicate: server });
+      follower = await startTestServer({ follow: server });
+      const owner = await publish(primary.url, DB, await fixtureBundle("migrate_v1"));
+      const names = Array.from({ length: 60 }, () => noise(4 * 1024));
+      const responses = await Promise.all(
+        names.map((name, i) => call(primary!.url, DB, "add", [i + 1, name], owner.token)),
+      );
+      assertEquals(responses.filter((r) => r.status !== 200).map((r) => r.text), []);
+      await waitUntil(
+        async () => (await sqlRows(follower!.url, "SELECT * FROM person"))?.length === names.length,
+        "every row on the replica",
+      );
+      const rows = (await sqlRows(follower.url, "SELECT * FROM person"))!;
+      const byId = new Map(rows.map((row) => [Number(row[0]), row[1]]));
+      assert(names.every((name, i) => byId.get(i + 1) === name), "rows differ");
+      assertEquals(await metric(follower.url, "lightcone_replication_follower_stopped"), 0);
+      assertEquals(await metric(primary.url, "lightcone_replication_stopped"), 0);
+    } finally {
+      await follower?.close();
+      await primary?.close();
+      if (nats) await stopNats(nats);
+      await Deno.remove(storeDir, { recursive: true }).catch(() => {});
+      await Deno.remove(config).catch(() => {});
+    }
+  },
+});
