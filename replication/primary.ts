@@ -504,7 +504,7 @@ export class PrimaryReplicator {
         : last.header?.get(partial ? HEADER_FIRST_TX : HEADER_END_TX),
     );
     if (partial) {
-      if (!Number.isSafeInteger(acked) || acked < 0 || acked > pump.durable) {
+      if (!Number.isSafeInteger(acked) || acked < 0 || (acked > pump.durable && pump.durable > 0)) {
         throw new ConflictError(`the database's last JetStream message has no valid offset`);
       }
       return { acked, lastSeq: last.seq };

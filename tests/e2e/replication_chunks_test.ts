@@ -13,8 +13,8 @@ import {
 } from "../support/server.ts";
 import { freePort, type Nats, startNats, stopNats } from "../support/nats.ts";
 import { waitUntil } from "../support/wait.ts";
-import { jetstreamManager } from "@nats-io/jetstream";
-import { connect as connectNats } from "@nats-io/transport-node";
+import { jetstream, jetstreamManager } from "@nats-io/jetstream";
+import { connect as connectNats, headers } from "@nats-io/transport-node";
 
 const DB = "big";
 
@@ -151,6 +151,74 @@ Deno.test({
       if (nats) await stopNats(nats);
       await Deno.remove(storeDir, { recursive: true }).catch(() => {});
       await Deno.remove(config).catch(() => {});
+    }
+  },
+});
+
+Deno.test({
+  name: "replication: a chunked message left part way (the primary stopped) is started over",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    const storeDir = await Deno.makeTempDir({ prefix: "lightcone-nats-" });
+    let nats: Nats | undefined;
+    let primary: TestServer | undefined;
+    let follower: TestServer | undefined;
+    try {
+      nats = await startNats(freePort(), storeDir);
+      const server = `127.0.0.1:${nats.port}`;
+      primary = await startTestServer({ replicate: server });
+      follower = await startTestServer({ follow: server });
+      const owner = await publish(primary.url, DB, await fixtureBundle("migrate_v1"));
+      assertEquals((await call(primary.url, DB, "add", [1, "Ann"], owner.token)).status, 200);
+      await waitUntil(
+        async () => (await metric(primary!.url, "lightcone_replication_lag_tx")) === 0,
+        "the primary's lag at 0",
+      );
+      const durable = (await metric(primary.url, "lightcone_durable_tx_offset"))!;
+      const dataDir = primary.dataDir;
+      await primary.close({ keepData: true });
+      primary = undefined;
+      // What a primary stopping after the first of two chunks leaves in the stream.
+      const primaryId = (await Deno.readTextFile(`${dataDir}/replication-primary-id`)).trim();
+      const nc = await connectNats({ servers: server });
+      try {
+        const subject = `lightcone.${owner.identity}.log`;
+        const last = await (await jetstreamManager(nc)).streams.getMessage("LIGHTCONE", {
+          last_by_subj: subject,
+        });
+        const h = headers();
+        for (
+          const [name, value] of [
+            ["Lc-Kind", "log"],
+            ["Lc-First-Tx", String(durable)],
+            ["Lc-End-Tx", String(durable + 1)],
+            ["Lc-Primary", primaryId],
+            ["Lc-Chunk", "0/2"],
+            ["Lc-Chunk-Bytes", "2000"],
+            ["Lc-Chunk-Sha256", "ab".repeat(32)],
+          ]
+        ) h.set(name, value);
+        await jetstream(nc).publish(subject, new Uint8Array(1000).fill(7), {
+          headers: h,
+          expect: { lastSubjectSequence: last!.seq },
+        });
+      } finally {
+        await nc.close();
+      }
+      primary = await startTestServer({ replicate: server, dataDir });
+      assertEquals((await call(primary.url, DB, "add", [2, "Bob"], owner.token)).status, 200);
+      await waitUntil(
+        async () => (await sqlRows(follower!.url, "SELECT * FROM person"))?.length === 2,
+        "Bob on the replica after the abandoned chunk",
+      );
+      assertEquals(await metric(primary.url, "lightcone_replication_stopped"), 0);
+      assertEquals(await metric(follower.url, "lightcone_replication_follower_stopped"), 0);
+    } finally {
+      await follower?.close();
+      await primary?.close();
+      if (nats) await stopNats(nats);
+      await Deno.remove(storeDir, { recursive: true }).catch(() => {});
     }
   },
 });
