@@ -5,6 +5,7 @@
  */
 import {
   armWatchdog,
+  connectToServer,
   disarmWatchdog,
   dropReadPermission,
   holdOutput,
@@ -49,6 +50,8 @@ const hostPerformance = performance;
 const hostNow = () => hostPerformance.now();
 // A tenant promise chain stopped by the budget must not close the worker.
 globalThis.addEventListener("unhandledrejection", (event) => event.preventDefault());
+// The request socket, while this process may still open it (dropReadPermission comes later).
+await connectToServer();
 
 // Batches run synchronously as their frame arrives. Messages that arrive while `init` loads
 // the module wait in `backlog`.
