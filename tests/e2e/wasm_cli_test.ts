@@ -1,7 +1,7 @@
 /**
  * `lightcone publish` of a prebuilt WebAssembly module (tests/fixtures/wasm/bank.c): with
- * `--bin-path`, and from spacetime.json's `wasm-file`; `build` and `generate` on such a project;
- * a wasm file given as a JS bundle, or with a foreign header, is refused with the reason.
+ * `--bin-path`, and from spacetime.json's `wasm-file`; `build`, `dev` and `generate` on such a
+ * project; a wasm file given as a JS bundle, or with a foreign header, is refused with the reason.
  */
 import { deepStrictEqual as assertEquals, ok as assert } from "node:assert/strict";
 import { dirname, join, resolve } from "node:path";
@@ -88,7 +88,8 @@ Deno.test({
 });
 
 Deno.test({
-  name: "spacetime.json's wasm-file is what publish uploads; build checks it, generate refuses it",
+  name:
+    "spacetime.json's wasm-file is what publish uploads; build checks it; dev and generate refuse it",
   sanitizeOps: false,
   sanitizeResources: false,
   async fn() {
@@ -133,6 +134,10 @@ Deno.test({
       assertEquals(await hostType(server.url, "wproject"), { Wasm: [] });
       const deposit = await lightcone("call", "deposit", "1", "5");
       assertEquals(deposit.code, 0, deposit.stderr);
+
+      const dev = await lightcone("dev");
+      assertEquals(dev.code, 1, dev.stderr);
+      assertIncludes(dev.stderr, `spacetime.json names a prebuilt module (${wasm})`);
 
       const generated = await lightcone("generate", "-l", "ts", "-o", "bindings", "-y");
       assertEquals(generated.code, 1, generated.stderr);
