@@ -927,7 +927,9 @@ export function startWatchdog(): Promise<void> {
     const marker = ${JSON.stringify(WATCHDOG_MARKER)};
     const callers = ${JSON.stringify(WATCHDOG_PAIRS)};
     let fired = false;
+    let where = "inside a builtin that cannot be interrupted";
     self.onmessage = (event) => {
+      if (typeof event.data === "string") return void (where = event.data);
       const slots = new Float64Array(event.data);
       const encoder = new TextEncoder();
       self.postMessage("running");
@@ -942,7 +944,7 @@ export function startWatchdog(): Promise<void> {
             const over = Math.round(now - deadline + budget);
             Deno.stderr.writeSync(encoder.encode(
               marker + callers[pair] + " ran " + over + " ms, past its time budget of " + budget +
-                " ms, inside a builtin that cannot be interrupted; the database process was stopped\\n",
+                " ms, " + where + "; the database process was stopped\\n",
             ));
           }
         }
@@ -959,7 +961,15 @@ export function startWatchdog(): Promise<void> {
     };
   });
   worker.postMessage(shared);
+  watchdogWorker = worker;
   return running;
+}
+
+let watchdogWorker: Worker | undefined;
+
+/** For the entry module: the module is WebAssembly, which has no deadline checks at all. */
+export function watchdogGuardsWasm(): void {
+  watchdogWorker?.postMessage("in WebAssembly code, which cannot be interrupted");
 }
 
 /** Arms the watchdog for a call that may run `budgetMs` from `nowMs` (performance.now()). */

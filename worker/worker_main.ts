@@ -14,6 +14,7 @@ import {
   serveIsolated,
   startWatchdog,
   storagePort,
+  watchdogGuardsWasm,
 } from "./isolation.ts";
 import { MODULE_LOAD_TIMEOUT_MS, OWNER_SQL_BUDGET_MS_DEFAULT } from "../lib/limits.ts";
 import { systemClock } from "../lib/clock.ts";
@@ -224,9 +225,10 @@ async function init(message: InitMessage): Promise<void> {
     }, message.prepared);
     // Both parses (instrument, rewrite imports) are most of a start: a prepared bundle skips
     // them. It is sent back before any tenant code runs in this process, so it is ours.
-    source = message.prepared || isWasmBundle(sandbox.source)
-      ? sandbox.source
-      : rewriteImports(sandbox.source);
+    const wasm = isWasmBundle(sandbox.source);
+    // Its overrun message names wasm code, not a builtin.
+    if (wasm) watchdogGuardsWasm();
+    source = message.prepared || wasm ? sandbox.source : rewriteImports(sandbox.source);
     tickName = sandbox.tickName;
     if (!message.prepared && message.wantPrepared) {
       reply({ type: "prepared", source, tickName: sandbox.tickName });
