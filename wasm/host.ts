@@ -416,7 +416,19 @@ class WasmHost {
   ) {}
 
   instantiate(): void {
-    const instance = new HostWebAssembly.Instance(this.module, this.#imports());
+    // No exports while the start function (if any) runs: host calls must not reach the
+    // previous instance's memory.
+    this.#exports = undefined;
+    this.#broken = true;
+    let instance: WebAssembly.Instance;
+    try {
+      instance = new HostWebAssembly.Instance(this.module, this.#imports());
+    } catch (error) {
+      if (error instanceof HostWebAssembly.RuntimeError || isStackOverflow(error)) {
+        throw new WasmTrapError(`The module trapped in its start function: ${error.message}`);
+      }
+      throw error;
+    }
     const exports = instance.exports as unknown as Exports;
     this.#exports = exports;
     this.#broken = false;
@@ -559,13 +571,20 @@ class WasmHost {
 
   // --- memory access --------------------------------------------------------------------
 
-  #memory(): ArrayBuffer {
-    return this.#exports!.memory.buffer as ArrayBuffer;
+  #memory(call: string): ArrayBuffer {
+    if (this.#exports === undefined) {
+      // Only while `new Instance` runs the module's start function.
+      throw new WasmTrapError(
+        `${call}: host calls from the module's start function are not supported (its memory ` +
+          "is not exported yet)",
+      );
+    }
+    return this.#exports.memory.buffer as ArrayBuffer;
   }
 
   /** A view of module memory [ptr, ptr + len); traps when out of bounds. */
   #slice(ptr: number, len: number, call: string): Uint8Array {
-    const buffer = this.#memory();
+    const buffer = this.#memory(call);
     if (ptr + len > buffer.byteLength) {
       throw new WasmTrapError(
         `${call}: the buffer [${ptr}, ${ptr + len}) is outside the module's memory ` +

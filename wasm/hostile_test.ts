@@ -99,6 +99,60 @@ Deno.test("hostile wasm: a pointer whose end wraps around 2^32 is outside the me
   assertMatch(result.message!, /console_log: the buffer \[4294967280, 4294967312\) is outside/);
 });
 
+/** `bytes` with a start section (after the export section) calling the export `name`. */
+function withStartFunction(bytes: Uint8Array, name: string): Uint8Array {
+  const leb = (at: number): [number, number] => {
+    let value = 0;
+    let shift = 0;
+    for (;;) {
+      const b = bytes[at++];
+      value += (b & 0x7f) * 2 ** shift;
+      shift += 7;
+      if ((b & 0x80) === 0) return [value, at];
+    }
+  };
+  let at = 8;
+  while (at < bytes.length) {
+    const id = bytes[at];
+    const [size, contentStart] = leb(at + 1);
+    const end = contentStart + size;
+    if (id === 7) {
+      let [count, p] = leb(contentStart);
+      for (; count > 0; count--) {
+        const [length, nameStart] = leb(p);
+        const exported = new TextDecoder().decode(bytes.subarray(nameStart, nameStart + length));
+        const kind = bytes[nameStart + length];
+        const [index, next] = leb(nameStart + length + 1);
+        p = next;
+        if (exported !== name || kind !== 0) continue;
+        assert(index < 128, "a one-byte function index");
+        const out = new Uint8Array(bytes.length + 3);
+        out.set(bytes.subarray(0, end), 0);
+        out.set([8, 1, index], end);
+        out.set(bytes.subarray(end), end + 3);
+        return out;
+      }
+    }
+    at = end;
+  }
+  throw new Error(`no function export ${name}`);
+}
+
+Deno.test("hostile wasm: a start function's host call is refused clearly, never another instance's memory", async () => {
+  const bytes = withStartFunction(hostile, "start_here");
+  let error: unknown;
+  try {
+    await engineFor(bytes);
+  } catch (caught) {
+    error = caught;
+  }
+  assert(error !== undefined, "the module loaded");
+  assertMatch(
+    String((error as Error).message),
+    /console_log: host calls from the module's start function are not supported/,
+  );
+});
+
 /** Every error inspectWasm throws for `bytes` is a WasmFormatError (or it reads them). */
 function inspectOrFormatError(bytes: Uint8Array, what: string): void {
   try {
