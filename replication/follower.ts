@@ -56,6 +56,15 @@ class GapError extends Error {
   override name = "GapError";
 }
 
+/**
+ * Thrown by a FollowTarget for a message it can never take (e.g. a module message naming an
+ * invalid database name): following that database stops at once, without the retries a failing
+ * database gets.
+ */
+export class MessageRefusedError extends Error {
+  override name = "MessageRefusedError";
+}
+
 export class Follower {
   readonly #dataDir: string;
   readonly #server: string;
@@ -150,7 +159,7 @@ export class Follower {
         return;
       } catch (error) {
         if (this.#closed) throw error;
-        const gap = error instanceof GapError;
+        const gap = error instanceof GapError || error instanceof MessageRefusedError;
         if (!gap && attempt < APPLY_ATTEMPTS_MAX) {
           if (attempt === 1) {
             log.warn("replication: applying a message failed, retrying", {

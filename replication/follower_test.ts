@@ -9,43 +9,10 @@ import { deepStrictEqual as assertEquals, match as assertMatch } from "node:asse
 import { connect, headers } from "@nats-io/transport-node";
 import { jetstream } from "@nats-io/jetstream";
 import { crc32c, forEachRecord, lengthPrefixed } from "../storage/mod.ts";
+import { startNatsServer } from "../tests/support/nats.ts";
 import { waitUntil } from "../tests/support/wait.ts";
 import { Follower, type FollowTarget } from "./follower.ts";
 import { ensureStream, type ModuleBody } from "./stream.ts";
-
-function freePort(): number {
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const port = (listener.addr as Deno.NetAddr).port;
-  listener.close();
-  return port;
-}
-
-async function startNats(port: number, storeDir: string): Promise<Deno.ChildProcess> {
-  let process: Deno.ChildProcess;
-  try {
-    process = new Deno.Command("nats-server", {
-      args: ["-js", "-sd", storeDir, "-a", "127.0.0.1", "-p", String(port)],
-      stdout: "null",
-      stderr: "null",
-    }).spawn();
-  } catch (error) {
-    if (error instanceof Deno.errors.NotFound) {
-      throw new Error(
-        "nats-server is not installed: run tests/support/install_debian.sh (Debian package nats-server)",
-      );
-    }
-    throw error;
-  }
-  await waitUntil(async () => {
-    try {
-      (await Deno.connect({ hostname: "127.0.0.1", port })).close();
-      return true;
-    } catch {
-      return false;
-    }
-  }, "nats-server to accept connections");
-  return process;
-}
 
 /** One framed commit (storage/commitlog/frame.ts layout) of `records` from `firstTx`. */
 function frame(firstTx: number, records: string[]): Uint8Array {
@@ -106,13 +73,11 @@ Deno.test({
   sanitizeOps: false,
   sanitizeResources: false,
   async fn() {
-    const storeDir = await Deno.makeTempDir();
     const dataDir = await Deno.makeTempDir();
-    const port = freePort();
-    const nats = await startNats(port, storeDir);
-    const nc = await connect({ servers: `127.0.0.1:${port}` });
+    const nats = await startNatsServer();
+    const nc = await connect({ servers: nats.server });
     const target = new RecordingTarget();
-    const follower = new Follower({ dataDir, server: `127.0.0.1:${port}`, target });
+    const follower = new Follower({ dataDir, server: nats.server, target });
     try {
       await ensureStream(nc);
       const js = jetstream(nc);
@@ -207,9 +172,7 @@ Deno.test({
     } finally {
       await follower.close();
       await nc.close();
-      nats.kill("SIGTERM");
-      await nats.status;
-      await Deno.remove(storeDir, { recursive: true });
+      await nats.stop();
       await Deno.remove(dataDir, { recursive: true });
     }
   },
