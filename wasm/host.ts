@@ -425,7 +425,9 @@ class WasmHost {
       instance = new HostWebAssembly.Instance(this.module, this.#imports());
     } catch (error) {
       if (error instanceof HostWebAssembly.RuntimeError || isStackOverflow(error)) {
-        throw new WasmTrapError(`The module trapped in its start function: ${error.message}`);
+        throw new WasmTrapError(
+          `The module trapped while it was instantiated (segments, start function): ${error.message}`,
+        );
       }
       throw error;
     }

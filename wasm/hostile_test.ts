@@ -153,6 +153,20 @@ Deno.test("hostile wasm: a start function's host call is refused clearly, never 
   );
 });
 
+Deno.test("hostile wasm: a trap while the module is instantiated is reported as a trap", async () => {
+  let error: unknown;
+  try {
+    await engineFor(withStartFunction(hostile, "start_trap"));
+  } catch (caught) {
+    error = caught;
+  }
+  assert(error !== undefined, "the module loaded");
+  assertMatch(
+    String((error as Error).message),
+    /The module trapped while it was instantiated \(segments, start function\): unreachable/,
+  );
+});
+
 /** Every error inspectWasm throws for `bytes` is a WasmFormatError (or it reads them). */
 function inspectOrFormatError(bytes: Uint8Array, what: string): void {
   try {
