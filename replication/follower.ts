@@ -15,7 +15,13 @@
 import { jetstream } from "@nats-io/jetstream";
 import type { NatsConnection } from "@nats-io/transport-node";
 import { log } from "../lib/log.ts";
-import { checkRecordLayout, forEachRecord, lengthPrefixed, readFrameAt } from "../storage/mod.ts";
+import {
+  checkRecordLayout,
+  decodeTxRecord,
+  forEachRecord,
+  lengthPrefixed,
+  readFrameAt,
+} from "../storage/mod.ts";
 import {
   connectNats,
   dbKeyOf,
@@ -339,7 +345,17 @@ function checkedRecords(
     const problem = checkRecordLayout(payload, header.recordCount);
     if (problem) throw new GapError(`a malformed commit at transaction ${next}: ${problem}`);
     forEachRecord(payload, header.recordCount, (index, record) => {
-      if (next + index >= end) records.push(record);
+      if (next + index < end) return;
+      // A record the database process cannot decode would crash it at every retry (and leave
+      // the database stopped): refused here, the database keeps serving what it has.
+      try {
+        decodeTxRecord(record);
+      } catch (error) {
+        throw new GapError(
+          `a malformed transaction record at transaction ${next + index}: ${messageOf(error)}`,
+        );
+      }
+      records.push(record);
     });
     next += header.recordCount;
     at = frame.end;

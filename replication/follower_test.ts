@@ -8,15 +8,39 @@
 import { deepStrictEqual as assertEquals, match as assertMatch } from "node:assert/strict";
 import { connect, headers } from "@nats-io/transport-node";
 import { jetstream } from "@nats-io/jetstream";
-import { crc32c, forEachRecord, lengthPrefixed } from "../storage/mod.ts";
+import {
+  crc32c,
+  decodeTxRecord,
+  encodeTxRecord,
+  forEachRecord,
+  lengthPrefixed,
+} from "../storage/mod.ts";
 import { startNatsServer } from "../tests/support/nats.ts";
 import { waitUntil } from "../tests/support/wait.ts";
 import { Follower, type FollowTarget } from "./follower.ts";
 import { ensureStream, type ModuleBody } from "./stream.ts";
 
-/** One framed commit (storage/commitlog/frame.ts layout) of `records` from `firstTx`. */
-function frame(firstTx: number, records: string[]): Uint8Array {
-  const payload = lengthPrefixed(records.map((r) => new TextEncoder().encode(r)));
+/** A transaction record whose reducer name is `name` (what the recording target keeps). */
+function txRecord(name: string): Uint8Array {
+  return encodeTxRecord({
+    reducerName: name,
+    callerIdentity: new Uint8Array(32),
+    callerConnectionId: new Uint8Array(16),
+    timestampMicros: 0n,
+    args: new Uint8Array(0),
+    tables: [],
+    sequences: [],
+  });
+}
+
+/** One framed commit (storage/commitlog/frame.ts layout) of transactions named `names`. */
+function frame(firstTx: number, names: string[]): Uint8Array {
+  return rawFrame(firstTx, names.map(txRecord));
+}
+
+/** One framed commit of `records` as they are. */
+function rawFrame(firstTx: number, records: Uint8Array[]): Uint8Array {
+  const payload = lengthPrefixed(records);
   const out = new Uint8Array(36 + payload.length);
   const view = new DataView(out.buffer);
   view.setUint32(0, 0x544d434c, true);
@@ -62,7 +86,7 @@ class RecordingTarget implements FollowTarget {
       return Promise.reject(new Error(`applied ${firstTx} after ${database.records.length}`));
     }
     forEachRecord(records, count, (_, record) => {
-      database.records.push(new TextDecoder().decode(record));
+      database.records.push(decodeTxRecord(record).reducerName);
     });
     return Promise.resolve();
   }
@@ -101,8 +125,20 @@ Deno.test({
         send(db, "log", { "Lc-First-Tx": String(first), "Lc-End-Tx": String(end) }, data);
 
       const GOOD = 1, CRC = 2, TRUNCATED = 3, REORDERED = 4, NO_END = 5, HEX = 6, NAMES = 7;
-      const DAMAGED_DUPLICATE = 8, EMPTY = 9, TRAILING = 10;
-      for (const db of [GOOD, CRC, TRUNCATED, REORDERED, NO_END, HEX, DAMAGED_DUPLICATE, EMPTY]) {
+      const DAMAGED_DUPLICATE = 8, EMPTY = 9, TRAILING = 10, BAD_RECORD = 11;
+      for (
+        const db of [
+          GOOD,
+          CRC,
+          TRUNCATED,
+          REORDERED,
+          NO_END,
+          HEX,
+          DAMAGED_DUPLICATE,
+          EMPTY,
+          BAD_RECORD,
+        ]
+      ) {
         await module(db);
       }
       await module(TRAILING);
@@ -135,6 +171,14 @@ Deno.test({
       await log(EMPTY, 0, 0, new Uint8Array(0));
       // TRAILING: a whole commit followed by bytes that are none.
       await log(TRAILING, 0, 1, concat(frame(0, ["z0"]), new Uint8Array([1, 2, 3])));
+      // BAD_RECORD: a whole, checksummed commit whose second record is not a transaction record.
+      await log(BAD_RECORD, 0, 1, frame(0, ["b0"]));
+      await log(
+        BAD_RECORD,
+        1,
+        3,
+        rawFrame(1, [txRecord("b1"), new TextEncoder().encode("not a record")]),
+      );
       // GOOD goes on after all of that: the last message of the stream.
       await log(GOOD, 3, 4, frame(3, ["g3"]));
 
@@ -167,8 +211,18 @@ Deno.test({
       assertMatch(stopped.get(DAMAGED_DUPLICATE) ?? "", /checksum mismatch/);
       assertEquals(records(DAMAGED_DUPLICATE), ["d0"]);
       assertMatch(stopped.get(EMPTY) ?? "", /announcing the empty range \[0, 0\)/);
-      assertMatch(stopped.get(TRAILING) ?? "", /damaged commit .* at byte 42/);
+      assertMatch(
+        stopped.get(TRAILING) ?? "",
+        new RegExp(
+          `damaged commit .* at byte ${frame(0, ["z0"]).length}: incomplete commit header`,
+        ),
+      );
       assertEquals(records(TRAILING), []);
+      assertMatch(
+        stopped.get(BAD_RECORD) ?? "",
+        /a malformed transaction record at transaction 2: Unknown transaction record version 110/,
+      );
+      assertEquals(records(BAD_RECORD), ["b0"]);
     } finally {
       await follower.close();
       await nc.close();
