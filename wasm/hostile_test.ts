@@ -99,6 +99,31 @@ Deno.test("hostile wasm: a pointer whose end wraps around 2^32 is outside the me
   assertMatch(result.message!, /console_log: the buffer \[4294967280, 4294967312\) is outside/);
 });
 
+Deno.test("hostile wasm: a 4 GiB write to a bytes sink gets NO_SPACE and the sink is kept", async () => {
+  const engine = await engineFor(hostile);
+  const result = engine.callReducer(
+    requestId++,
+    "huge_sink_write",
+    new Uint8Array(),
+    OWNER,
+    0n,
+    1n,
+  );
+  strictEqual(result.status, "failed_user", result.message);
+  strictEqual(result.message, "09"); // errno NO_SPACE, then the two bytes that fit
+});
+
+Deno.test("hostile wasm: host calls see memory the module grew (a fresh buffer after memory.grow)", async () => {
+  const engine = await engineFor(hostile);
+  engine.drainLogs();
+  const result = call(engine, "grow_then_log");
+  strictEqual(result.status, "committed", result.message);
+  assert(
+    engine.drainLogs().some((line) => line.message === "from grown memory"),
+    "the message written into the grown pages was logged",
+  );
+});
+
 /** `bytes` with a start section (after the export section) calling the export `name`. */
 function withStartFunction(bytes: Uint8Array, name: string): Uint8Array {
   const leb = (at: number): [number, number] => {
