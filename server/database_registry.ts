@@ -896,7 +896,20 @@ export class DatabaseRegistry {
         { breakClients: false },
         change,
       );
-      return outcome.database;
+      // The primary's latest claim on a name wins: a database here that still holds it (its
+      // deletion or rename is later in the stream) gives it up, so that its deletion cannot
+      // unbind the name from the new database.
+      const created = outcome.database;
+      let moved = false;
+      for (const other of this.#byIdentity.values()) {
+        if (other === created) continue;
+        const kept = other.names.filter((name) => !created.names.includes(name));
+        if (kept.length === other.names.length) continue;
+        other.names.splice(0, other.names.length, ...kept);
+        moved = true;
+      }
+      if (moved) await this.#writeControl();
+      return created;
     });
   }
 
