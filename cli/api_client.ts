@@ -40,7 +40,12 @@ export type PrePublishResult =
   /** The database does not exist yet (404). */
   | { NotFound: true };
 
+/** What runs a module, as the publish routes' `host_type` names it. */
+export type HostType = "Js" | "Wasm";
+
 export interface PublishOptions {
+  /** Js (a JavaScript bundle, the default) or Wasm (a WebAssembly binary). */
+  hostType?: HostType;
   name?: string;
   clear?: boolean;
   migrationToken?: string;
@@ -92,11 +97,11 @@ export class ApiClient {
   async prePublish(
     name: string,
     program: Uint8Array<ArrayBuffer>,
-    options: { colour?: boolean } = {},
+    options: { colour?: boolean; hostType?: HostType } = {},
   ): Promise<PrePublishResult> {
     const style = options.colour ? "AnsiColor" : "NoColor";
     const path = `/v1/database/${encodeURIComponent(name)}/pre_publish` +
-      `?host_type=Js&style=${style}&pretty_print_style=${style}`;
+      `?host_type=${options.hostType ?? "Js"}&style=${style}&pretty_print_style=${style}`;
     const response = await this.#request("POST", path, { body: program, checked: false });
     if (response.status === 404) {
       await response.body?.cancel();
@@ -106,12 +111,12 @@ export class ApiClient {
     return await readJson(response) as PrePublishResult;
   }
 
-  /** PUT /v1/database/NAME (or POST /v1/database without a name) with the JS bundle. */
+  /** PUT /v1/database/NAME (or POST /v1/database without a name) with the module. */
   async publish(
     program: Uint8Array<ArrayBuffer>,
     options: PublishOptions = {},
   ): Promise<PublishResult> {
-    const query = new URLSearchParams({ host_type: "Js" });
+    const query = new URLSearchParams({ host_type: options.hostType ?? "Js" });
     if (options.clear) query.set("clear", "true");
     if (options.migrationToken !== undefined) {
       query.set("token", options.migrationToken);

@@ -17,6 +17,8 @@ export interface ProjectTarget {
   server?: string;
   modulePath?: string;
   jsPath?: string;
+  /** `bin-path` (alias `wasm-file`): a prebuilt module, WebAssembly or a JS bundle. */
+  binPath?: string;
   buildOptions?: string;
   breakClients?: boolean;
   anonymous?: boolean;
@@ -49,6 +51,7 @@ const TARGET_KEYS = [
   "js-path",
   "js-file",
   "bin-path",
+  "wasm-file",
   "build-options",
   "break-clients",
   "anonymous",
@@ -56,7 +59,6 @@ const TARGET_KEYS = [
 ];
 const ROOT_ONLY_KEYS = ["generate", "dev", "children"];
 const REFUSED_KEYS: Record<string, string> = {
-  "wasm-file": "Lightcone runs JavaScript modules only; use js-path",
   parent: "child databases are not supported by Lightcone",
   organization: "organizations are not supported by Lightcone",
   "num-replicas": "replication is not supported by Lightcone",
@@ -64,7 +66,7 @@ const REFUSED_KEYS: Record<string, string> = {
   "dotnet-version": "only TypeScript modules are supported by Lightcone",
 };
 const GENERATE_KEYS = ["language", "out-dir", "module-path", "include-private", "import-extension"];
-const PATH_GROUP = ["module-path", "js-path", "js-file", "bin-path"];
+const PATH_GROUP = ["module-path", "js-path", "js-file", "bin-path", "wasm-file"];
 
 export interface LoadOptions {
   /** Directory to start the search from (default: the current directory). */
@@ -199,7 +201,8 @@ function interpret(dir: string, files: string[], root: Record<string, unknown>):
     database: str(o, "database"),
     server: str(o, "server"),
     modulePath: abs(str(o, "module-path")),
-    jsPath: abs(str(o, "js-path") ?? str(o, "js-file") ?? str(o, "bin-path")),
+    jsPath: abs(str(o, "js-path") ?? str(o, "js-file")),
+    binPath: abs(str(o, "bin-path") ?? str(o, "wasm-file")),
     buildOptions: str(o, "build-options"),
     breakClients: bool(o, "break-clients"),
     anonymous: bool(o, "anonymous") ?? bool(o, "anon-identity"),

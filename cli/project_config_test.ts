@@ -40,6 +40,7 @@ Deno.test("spacetime.json is found from a subdirectory; local and env layers rep
       server: "local",
       modulePath: join(dir, "spacetimedb"),
       jsPath: undefined,
+      binPath: undefined,
       buildOptions: undefined,
       breakClients: undefined,
       anonymous: undefined,
@@ -63,26 +64,34 @@ Deno.test("children are targets that inherit what they do not set; module-path a
       children: [
         { database: "region-a" },
         { database: "region-b", "js-path": "./prebuilt.js", server: "staging" },
+        { database: "region-c", "wasm-file": "./target/module.wasm" },
+        { database: "region-d", "bin-path": "./module.wasm", "module-path": "./other" },
       ],
     }),
   });
   try {
     const config = (await loadProjectConfig({ from: dir }))!;
-    assertEquals(config.targets.map((t) => [t.database, t.server, t.modulePath, t.jsPath]), [
-      ["region-a", "local", join(dir, "server"), undefined],
-      ["region-b", "staging", undefined, join(dir, "prebuilt.js")],
-    ]);
-    assertEquals(config.targets.map((t) => t.breakClients), [true, true]);
-    assertEquals(selectTargets(config, undefined).length, 2);
-    assertEquals(selectTargets(config, "region-*").length, 2);
+    assertEquals(
+      config.targets.map((t) => [t.database, t.server, t.modulePath, t.jsPath, t.binPath]),
+      [
+        ["region-a", "local", join(dir, "server"), undefined, undefined],
+        ["region-b", "staging", undefined, join(dir, "prebuilt.js"), undefined],
+        ["region-c", "local", undefined, undefined, join(dir, "target", "module.wasm")],
+        ["region-d", "local", join(dir, "other"), undefined, join(dir, "module.wasm")],
+      ],
+    );
+    assertEquals(config.targets.map((t) => t.breakClients), [true, true, true, true]);
+    assertEquals(selectTargets(config, undefined).length, 4);
+    assertEquals(selectTargets(config, "region-*").length, 4);
     assertEquals(selectTargets(config, "region-b").map((t) => t.database), ["region-b"]);
     assertEquals(
       thrown(() => selectTargets(config, "other"), CliError).message,
-      "No database target matches 'other'. Available databases: region-a, region-b",
+      "No database target matches 'other'. Available databases: region-a, region-b, region-c, " +
+        "region-d",
     );
     assertIncludes(
       thrown(() => applyProjectDatabase(config, [], "optional"), CliError).message,
-      "Multiple databases found in config: region-a, region-b.",
+      "Multiple databases found in config: region-a, region-b, region-c, region-d.",
     );
   } finally {
     await Deno.remove(dir, { recursive: true });
@@ -93,7 +102,7 @@ Deno.test("unknown keys and keys of missing features are refused with a reason",
   for (
     const [text, expected] of [
       ['{ "databse": "x" }', "Config key 'databse' is not supported in the config file."],
-      ['{ "wasm-file": "x.wasm" }', "Lightcone runs JavaScript modules only"],
+      ['{ "organization": "x" }', "organizations are not supported by Lightcone"],
       ['{ "database": 5 }', "Config key 'database' must be a string"],
       ['{ "generate": [{ "language": "typescript" }] }', "needs 'language' and 'out-dir'"],
       ["{ nope }", "is not valid JSON"],

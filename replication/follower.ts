@@ -15,7 +15,13 @@
 import { jetstream } from "@nats-io/jetstream";
 import type { NatsConnection } from "@nats-io/transport-node";
 import { log } from "../lib/log.ts";
-import { checkRecordLayout, forEachRecord, lengthPrefixed, readFrameAt } from "../storage/mod.ts";
+import {
+  checkRecordLayout,
+  decodeTxRecord,
+  forEachRecord,
+  lengthPrefixed,
+  readFrameAt,
+} from "../storage/mod.ts";
 import {
   connectNats,
   dbKeyOf,
@@ -56,6 +62,15 @@ const APPLY_ATTEMPTS_MAX = 30;
 
 class GapError extends Error {
   override name = "GapError";
+}
+
+/**
+ * Thrown by a FollowTarget for a message it can never take (e.g. a module message naming an
+ * invalid database name): following that database stops at once, without the retries a failing
+ * database gets.
+ */
+export class MessageRefusedError extends Error {
+  override name = "MessageRefusedError";
 }
 
 export class Follower {
@@ -172,7 +187,7 @@ export class Follower {
         return;
       } catch (error) {
         if (this.#closed) throw error;
-        const gap = error instanceof GapError;
+        const gap = error instanceof GapError || error instanceof MessageRefusedError;
         if (!gap && attempt < APPLY_ATTEMPTS_MAX) {
           if (attempt === 1) {
             log.warn("replication: applying a message failed, retrying", {
@@ -276,6 +291,15 @@ export class Follower {
     if (typeof body?.bundle !== "string" || typeof body.owner !== "string") {
       throw new GapError("a module message without bundle or owner");
     }
+    if (!/^[0-9a-f]{64}$/i.test(body.owner)) {
+      throw new GapError("a module message whose owner is not an identity");
+    }
+    if (
+      !Array.isArray(body.names) ||
+      !body.names.every((name: unknown) => typeof name === "string" && name !== "")
+    ) {
+      throw new GapError("a module message whose names are not a list of names");
+    }
     const end = this.#target.localEnd(dbKey);
     if (end === undefined) {
       if (atTx !== 0) {
@@ -305,40 +329,18 @@ export class Follower {
         `transactions [${firstTx}, ${endTx}) of a database whose module never came`,
       );
     }
+    if (endTx <= firstTx) {
+      throw new GapError(`a log message announcing the empty range [${firstTx}, ${endTx})`);
+    }
+    // Checked whole before anything is skipped or applied: a damaged message is never taken
+    // for one seen before.
+    const records = checkedRecords(firstTx, endTx, data, end);
     if (endTx <= end) return; // A message seen again after a restart.
     if (firstTx > end) {
       throw new GapError(
         `gap in the replicated log: the next message starts at transaction ${firstTx}, ` +
           `the local log ends at ${end}`,
       );
-    }
-    const records: Uint8Array[] = [];
-    let at = 0;
-    let next = firstTx;
-    while (at < data.length) {
-      const frame = readFrameAt(data, at);
-      if (frame.kind !== "ok") {
-        throw new GapError(
-          `a damaged commit in the message of [${firstTx}, ${endTx}) at byte ${at}: ${
-            frame.kind === "bad" ? frame.reason : "the message ends early"
-          }`,
-        );
-      }
-      const { header } = frame;
-      if (Number(header.firstTxOffset) !== next) {
-        throw new GapError(`a commit of transaction ${header.firstTxOffset} where ${next} was due`);
-      }
-      const payload = data.subarray(frame.payloadStart, frame.end - 4);
-      const problem = checkRecordLayout(payload, header.recordCount);
-      if (problem) throw new GapError(`a malformed commit at transaction ${next}: ${problem}`);
-      forEachRecord(payload, header.recordCount, (index, record) => {
-        if (next + index >= end) records.push(record);
-      });
-      next += header.recordCount;
-      at = frame.end;
-    }
-    if (next !== endTx) {
-      throw new GapError(`a message announcing [${firstTx}, ${endTx}) holds [${firstTx}, ${next})`);
     }
     await this.#target.apply(dbKey, end, records.length, lengthPrefixed(records));
   }
@@ -374,9 +376,65 @@ export class Follower {
 }
 
 function intHeader(headers: { get(name: string): string }, name: string): number {
-  const value = Number(headers.get(name));
-  if (!Number.isSafeInteger(value) || value < 0) {
-    throw new GapError(`a message whose ${name} header is not an offset`);
+  // Decimal digits only: Number() would read a missing header ("") as 0, and "0x1f" or "1e3".
+  const text = headers.get(name);
+  const value = /^(0|[1-9][0-9]{0,15})$/.test(text) ? Number(text) : NaN;
+  if (!Number.isSafeInteger(value)) {
+    throw new GapError(
+      text === "" ? `a message without the ${name} header` : `a message whose ${name} header ` +
+        `"${text.slice(0, 32)}" is not an offset`,
+    );
   }
   return value;
+}
+
+/**
+ * The records of a log message's commits from transaction `end` on, after checking all of it:
+ * every frame whole and its checksum right, the commits contiguous from `firstTx` to `endTx`.
+ */
+function checkedRecords(
+  firstTx: number,
+  endTx: number,
+  data: Uint8Array,
+  end: number,
+): Uint8Array[] {
+  const records: Uint8Array[] = [];
+  let at = 0;
+  let next = firstTx;
+  while (at < data.length) {
+    const frame = readFrameAt(data, at);
+    if (frame.kind !== "ok") {
+      throw new GapError(
+        `a damaged commit in the message of [${firstTx}, ${endTx}) at byte ${at}: ${
+          frame.kind === "bad" ? frame.reason : "the message ends early"
+        }`,
+      );
+    }
+    const { header } = frame;
+    if (Number(header.firstTxOffset) !== next) {
+      throw new GapError(`a commit of transaction ${header.firstTxOffset} where ${next} was due`);
+    }
+    const payload = data.subarray(frame.payloadStart, frame.end - 4);
+    const problem = checkRecordLayout(payload, header.recordCount);
+    if (problem) throw new GapError(`a malformed commit at transaction ${next}: ${problem}`);
+    forEachRecord(payload, header.recordCount, (index, record) => {
+      if (next + index < end) return;
+      // A record the database process cannot decode would crash it at every retry (and leave
+      // the database stopped): refused here, the database keeps serving what it has.
+      try {
+        decodeTxRecord(record);
+      } catch (error) {
+        throw new GapError(
+          `a malformed transaction record at transaction ${next + index}: ${messageOf(error)}`,
+        );
+      }
+      records.push(record);
+    });
+    next += header.recordCount;
+    at = frame.end;
+  }
+  if (next !== endTx) {
+    throw new GapError(`a message announcing [${firstTx}, ${endTx}) holds [${firstTx}, ${next})`);
+  }
+  return records;
 }

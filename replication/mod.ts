@@ -1,4 +1,9 @@
 /** Replication of commit logs over NATS JetStream: the primary's publisher, the follower. */
 export { PrimaryReplicator, type ReplicationMetrics } from "./primary.ts";
-export { Follower, type FollowerMetrics, type FollowTarget } from "./follower.ts";
+export {
+  Follower,
+  type FollowerMetrics,
+  type FollowTarget,
+  MessageRefusedError,
+} from "./follower.ts";
 export { type ModuleBody, natsDisplay, parseNatsUrl } from "./stream.ts";

@@ -24,6 +24,7 @@ import {
   type DurabilityActor,
   formatMigrationErrors,
   formatMigrationPlan,
+  isWasmBundle,
   type LogLine,
   type ModuleInfo,
   moduleInfoFromDescribe,
@@ -53,15 +54,44 @@ export function isValidDatabaseName(name: string): boolean {
   return name.length <= 64 && DATABASE_NAME.test(name);
 }
 
+/** The kind of module a database runs, as SpacetimeDB's `host_type` names it. */
+export type HostType = "Js" | "Wasm";
+
+/**
+ * control.json. Version 1 files (written before wasm modules had their own host type) say
+ * "Js" for every database, so a version 1 "Js" is checked against the module file at start;
+ * version 2 files record the host type truthfully. Both are read as they are, no migration.
+ */
 interface ControlFile {
-  version: 1;
+  version: 1 | 2;
   databases: {
     identity: string;
     owner: string;
     names: string[];
-    hostType: "Js";
+    hostType: HostType;
     moduleHash: string;
   }[];
+}
+
+/** The host type of a module bundle (wasm/bundle.ts marks a WebAssembly module's). */
+function hostTypeOf(bundle: string): HostType {
+  return isWasmBundle(bundle) ? "Wasm" : "Js";
+}
+
+/** The host type of the module file `directory`/module.js, from its first bytes. */
+async function moduleFileHostType(directory: string): Promise<HostType> {
+  let file: Deno.FsFile | undefined;
+  try {
+    file = await Deno.open(join(directory, "module.js"));
+    const head = new Uint8Array(64);
+    const read = await file.read(head) ?? 0;
+    return hostTypeOf(new TextDecoder().decode(head.subarray(0, read)));
+  } catch (error) {
+    if (error instanceof Deno.errors.NotFound) return "Js";
+    throw error;
+  } finally {
+    file?.close();
+  }
 }
 
 export interface EventListener {
@@ -81,6 +111,8 @@ export class Database {
   #host: DatabaseHost | undefined;
   #module: ModuleInfo | undefined;
   moduleHash: string;
+  /** What runs its module: set with `moduleHash` (publish, update, recovery of an update). */
+  hostType: HostType = "Js";
   readonly names: string[];
   /** Set while the database cannot serve (deleted, crashed, storage failed). */
   stoppedReason: string | undefined;
@@ -523,6 +555,13 @@ export class DatabaseRegistry {
         hibernated?.txOffset ?? 0,
         hibernated?.module,
       );
+      if (entry.hostType !== "Js" && entry.hostType !== "Wasm") {
+        throw new Error(`control.json: unknown hostType ${JSON.stringify(entry.hostType)}`);
+      }
+      if (control.version === 1 && entry.hostType === "Js") {
+        entry.hostType = await moduleFileHostType(directory);
+      }
+      database.hostType = entry.hostType;
       registry.#bind(database);
       if (hibernated) {
         database.hibernation = "hibernated";
@@ -736,6 +775,7 @@ export class DatabaseRegistry {
             await Deno.rename(nextPath, join(database.directory, "module.js"));
             await syncDirectory(database.directory);
             database.moduleHash = nextHash;
+            database.hostType = hostTypeOf(next);
           } catch (error) {
             if (!messageOf(error).includes(SCHEMA_MISMATCH_PREFIX)) throw error;
             await Deno.remove(nextPath);
@@ -856,7 +896,20 @@ export class DatabaseRegistry {
         { breakClients: false },
         change,
       );
-      return outcome.database;
+      // The primary's latest claim on a name wins: a database here that still holds it (its
+      // deletion or rename is later in the stream) gives it up, so that its deletion cannot
+      // unbind the name from the new database.
+      const created = outcome.database;
+      let moved = false;
+      for (const other of this.#byIdentity.values()) {
+        if (other === created) continue;
+        const kept = other.names.filter((name) => !created.names.includes(name));
+        if (kept.length === other.names.length) continue;
+        other.names.splice(0, other.names.length, ...kept);
+        moved = true;
+      }
+      if (moved) await this.#writeControl();
+      return created;
     });
   }
 
@@ -1115,6 +1168,7 @@ export class DatabaseRegistry {
       directory,
       started.durableTxOffset,
     );
+    database.hostType = hostTypeOf(bundle);
     this.#bind(database);
     // Durable events that came before the bind were dropped; the actor still knows.
     this.#catchUpDurable(database);
@@ -1269,6 +1323,7 @@ export class DatabaseRegistry {
       database.host = started.host;
       database.module = moduleInfoFromDescribe(started.host.describe);
       database.moduleHash = moduleHash;
+      database.hostType = hostTypeOf(bundle);
       database.stoppedReason = undefined;
       database.durableTxOffset = started.durableTxOffset;
       this.#catchUpDurable(database);
@@ -1588,13 +1643,13 @@ export class DatabaseRegistry {
 
   async #writeControl(): Promise<void> {
     const control: ControlFile = {
-      version: 1,
+      version: 2,
       databases: [
         ...this.list().map((database) => ({
           identity: database.key,
           owner: database.owner.toHex(),
           names: database.names,
-          hostType: "Js" as const,
+          hostType: database.hostType,
           moduleHash: database.moduleHash,
         })),
         ...[...this.#unstarted.values()].map(({ reason: _reason, ...entry }) => entry),

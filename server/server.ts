@@ -18,14 +18,19 @@ import {
 import { log } from "../lib/log.ts";
 import { DurabilityActor, logIsolationCapabilities, setWarmSpare } from "../worker/mod.ts";
 import { createApp } from "./app.ts";
-import { DatabaseRegistry } from "./database_registry.ts";
+import { DatabaseRegistry, isValidDatabaseName } from "./database_registry.ts";
 import { type RequestBodyOptions, RequestBodyReader } from "./request_body.ts";
 import { ConnReaper } from "./conn_reaper.ts";
 import { WsHub } from "./ws/hub.ts";
 import { type PgServer, startPgServer } from "./pgwire/mod.ts";
 import { OutboundHttp, type Resolver } from "./outbound_http.ts";
 import { runSqlStatement } from "./sql_statement.ts";
-import { Follower, natsDisplay, PrimaryReplicator } from "../replication/mod.ts";
+import {
+  Follower,
+  MessageRefusedError,
+  natsDisplay,
+  PrimaryReplicator,
+} from "../replication/mod.ts";
 import { escapeLabelValue } from "./metrics.ts";
 
 export const VERSION = "0.1.0";
@@ -207,6 +212,13 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     target: {
       localEnd: (key) => registry.resolve(key)?.durableTxOffset,
       createDatabase: async (key, body) => {
+        const invalid = body.names.find((name) => !isValidDatabaseName(name));
+        if (invalid !== undefined) {
+          throw new MessageRefusedError(
+            `a module message naming the database "${invalid.slice(0, 80)}", which is not a ` +
+              "valid database name",
+          );
+        }
         await registry.createReplica({
           identity: Identity.fromHex(key),
           owner: Identity.fromHex(body.owner),

@@ -52,6 +52,8 @@ export function isWasmBinary(bytes: Uint8Array): boolean {
   return bytes.length >= 4 && MAGIC.every((b, i) => bytes[i] === b);
 }
 
+const strictUtf8 = new TextDecoder("utf-8", { fatal: true });
+
 class Reader {
   offset: number;
   constructor(readonly bytes: Uint8Array, offset = 0, readonly end = bytes.length) {
@@ -89,9 +91,12 @@ class Reader {
   name(): string {
     const length = this.u32();
     if (this.offset + length > this.end) throw new WasmFormatError("name past the section end");
-    const text = new TextDecoder("utf-8", { fatal: true }).decode(
-      this.bytes.subarray(this.offset, this.offset + length),
-    );
+    let text: string;
+    try {
+      text = strictUtf8.decode(this.bytes.subarray(this.offset, this.offset + length));
+    } catch {
+      throw new WasmFormatError(`the name at byte ${this.offset} is not valid UTF-8`);
+    }
     this.offset += length;
     return text;
   }

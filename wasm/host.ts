@@ -391,6 +391,11 @@ function canGrow(memory: WebAssembly.Memory | undefined): boolean {
   }
 }
 
+/** V8's stack overflow: a RangeError, not a WebAssembly.RuntimeError, even in wasm code. */
+function isStackOverflow(error: unknown): error is RangeError {
+  return error instanceof RangeError && /Maximum call stack size exceeded/.test(error.message);
+}
+
 class WasmHost {
   #exports: Exports | undefined;
   /** Set when a call trapped: the instance's state is unknown, a fresh one is made. */
@@ -411,7 +416,21 @@ class WasmHost {
   ) {}
 
   instantiate(): void {
-    const instance = new HostWebAssembly.Instance(this.module, this.#imports());
+    // No exports while the start function (if any) runs: host calls must not reach the
+    // previous instance's memory.
+    this.#exports = undefined;
+    this.#broken = true;
+    let instance: WebAssembly.Instance;
+    try {
+      instance = new HostWebAssembly.Instance(this.module, this.#imports());
+    } catch (error) {
+      if (error instanceof HostWebAssembly.RuntimeError || isStackOverflow(error)) {
+        throw new WasmTrapError(
+          `The module trapped while it was instantiated (segments, start function): ${error.message}`,
+        );
+      }
+      throw error;
+    }
     const exports = instance.exports as unknown as Exports;
     this.#exports = exports;
     this.#broken = false;
@@ -501,6 +520,11 @@ class WasmHost {
       this.#sources.clear();
       this.#sinks.clear();
       if (error instanceof HostWebAssembly.RuntimeError) throw this.#trapError(error);
+      if (isStackOverflow(error)) {
+        // Deep recursion in the module (or in a host call it made at that depth): a trap like
+        // any other, not an allocation failure of the database.
+        throw new WasmTrapError(`The module trapped: call stack exhausted (${error.message})`);
+      }
       throw error;
     }
   }
@@ -549,13 +573,20 @@ class WasmHost {
 
   // --- memory access --------------------------------------------------------------------
 
-  #memory(): ArrayBuffer {
-    return this.#exports!.memory.buffer as ArrayBuffer;
+  #memory(call: string): ArrayBuffer {
+    if (this.#exports === undefined) {
+      // Only while `new Instance` runs the module's start function.
+      throw new WasmTrapError(
+        `${call}: host calls from the module's start function are not supported (its memory ` +
+          "is not exported yet)",
+      );
+    }
+    return this.#exports.memory.buffer as ArrayBuffer;
   }
 
   /** A view of module memory [ptr, ptr + len); traps when out of bounds. */
   #slice(ptr: number, len: number, call: string): Uint8Array {
-    const buffer = this.#memory();
+    const buffer = this.#memory(call);
     if (ptr + len > buffer.byteLength) {
       throw new WasmTrapError(
         `${call}: the buffer [${ptr}, ${ptr + len}) is outside the module's memory ` +
@@ -586,8 +617,10 @@ class WasmHost {
 
   /** An ArrayBuffer of exactly `len` bytes holding a copy of module memory [ptr, ptr + len). */
   #scratchCopy(ptr: number, len: number, call: string): ArrayBuffer {
-    const buffer = this.#scratchOf(len);
-    new Uint8Array(buffer).set(this.#slice(ptr >>> 0, len >>> 0, call));
+    // Bounds first: a length the memory cannot hold must not size a host allocation.
+    const source = this.#slice(ptr >>> 0, len >>> 0, call);
+    const buffer = this.#scratchOf(len >>> 0);
+    new Uint8Array(buffer).set(source);
     return buffer;
   }
 
@@ -632,12 +665,15 @@ class WasmHost {
       out: number,
     ) =>
       errno(() => {
-        const total = (prefixLen >>> 0) + (rstartLen >>> 0) + (rendLen >>> 0);
-        const buffer = this.#scratchOf(total);
+        // Bounds first: lengths the memory cannot hold must not size a host allocation.
+        const prefix = this.#slice(prefixPtr >>> 0, prefixLen >>> 0, name);
+        const rstart = this.#slice(rstartPtr >>> 0, rstartLen >>> 0, name);
+        const rend = this.#slice(rendPtr >>> 0, rendLen >>> 0, name);
+        const buffer = this.#scratchOf(prefix.length + rstart.length + rend.length);
         const view = new Uint8Array(buffer);
-        view.set(this.#slice(prefixPtr >>> 0, prefixLen >>> 0, name), 0);
-        view.set(this.#slice(rstartPtr >>> 0, rstartLen >>> 0, name), prefixLen >>> 0);
-        view.set(this.#slice(rendPtr >>> 0, rendLen >>> 0, name), (prefixLen + rstartLen) >>> 0);
+        view.set(prefix, 0);
+        view.set(rstart, prefix.length);
+        view.set(rend, prefix.length + rstart.length);
         const result = v20[syscall](
           index >>> 0,
           buffer,

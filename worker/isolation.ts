@@ -1,11 +1,19 @@
 /**
  * Each database runs in its own OS process: a `deno run` of the entry module with no
- * permissions at all, talking to the server over its stdin/stdout pipes.
+ * permissions at all, talking to the server over a Unix socket and its stdout pipe.
  *
  *   server process --spawn (setpriv --pdeathsig KILL, no permissions, V8 heap cap)--> entry
- *   server  --stdin frames-->  entry      (channel 0: requests, channel 1: storage replies)
+ *   server  --socket frames--> entry      (channel 0: requests, channel 1: storage replies)
  *   server  <--stdout frames-- entry      (channel 0: replies,  channel 1: commit batches)
  *   server  <--stderr lines--- entry      (V8 fatal errors, the watchdog's overrun line)
+ *
+ * Requests go over a Unix socket rather than stdin because Deno reads stdin on a thread of its
+ * blocking pool, which then wakes the main thread: two wake-ups per batch instead of one, and on
+ * a busy machine each may wait for a core (measured on Deno 2.9.6, bench/RESULTS.md "One wake-up
+ * per request"). The socket lives in a directory only the server's user can enter, is accepted
+ * once and unlinked; the entry may open that one path only (`--allow-read/--allow-write/
+ * --allow-net` for it) and gives those permissions up as soon as it is connected
+ * (`connectToServer`). Where a socket cannot be made, requests go over stdin as before.
  *
  * Why a process and not a worker thread (measured on Deno 2.9.6, ARCHITECTURE.md "Isolation"):
  * - `Worker.terminate()` does not stop a thread stuck in a builtin (an 8M-element sort, a
@@ -39,6 +47,8 @@ export interface PortLike {
 export const CONTROL_CHANNEL = 0;
 export const STORAGE_CHANNEL = 1;
 
+/** The entry's argument that tells it where its request socket is (it may not read env). */
+const SOCKET_ARG = "--request-socket=";
 /** Bytes read from a database process's stdout at a time (one buffer, reused). */
 const STDOUT_READ_BYTES = 64 * 1024;
 /** Bridged frames from this size on are transferred to the port rather than copied. */
@@ -227,15 +237,21 @@ export function spawnIsolatedWorker(
 
 function startProcess(entryUrl: string | URL, options: IsolatedWorkerOptions): ProcessWorker {
   const caps = isolationCapabilities();
+  const socket = listenForEntry();
+  const readable = [
+    // Read access to our own code only, for the procedure thread (worker/procedures.ts); the
+    // process drops it (dropReadPermission) before any tenant code loads.
+    ...(options.readOwnCodeAtStart ? [REPO_ROOT] : []),
+    // The request socket, given up once connected (connectToServer).
+    ...(socket ? [socket.path] : []),
+  ];
   const denoArgs = [
     "run",
     "--quiet",
     "--no-prompt",
-    // Read access to our own code only, for the procedure thread (worker/procedures.ts); the
-    // process drops it (dropReadPermission) before any tenant code loads.
-    ...(options.readOwnCodeAtStart
-      ? ["--unstable-worker-options", `--allow-read=${REPO_ROOT}`]
-      : []),
+    ...(options.readOwnCodeAtStart ? ["--unstable-worker-options"] : []),
+    ...(readable.length > 0 ? [`--allow-read=${readable.join(",")}`] : []),
+    ...(socket ? [`--allow-write=${socket.path}`, `--allow-net=unix:${socket.path}`] : []),
     `--config=${REPO_ROOT}deno.json`,
     `--v8-flags=--max-old-space-size=${Math.floor(options.memoryMb)},` +
     "--enable-experimental-regexp-engine-on-excessive-backtracks" +
@@ -243,25 +259,91 @@ function startProcess(entryUrl: string | URL, options: IsolatedWorkerOptions): P
     // Profiling only, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof" (bench/RESULTS.md).
     ...(Deno.env.get("LIGHTCONE_DB_DENO_FLAGS")?.split(" ").filter(Boolean) ?? []),
     new URL(entryUrl).pathname,
+    ...(socket ? [SOCKET_ARG + socket.path] : []),
   ];
   const command = caps.killWithServer
     ? new Deno.Command(toolPath("setpriv")!, {
       args: ["--pdeathsig", "SIGKILL", "--", Deno.execPath(), ...denoArgs],
-      ...spawnOptions(),
+      ...spawnOptions(socket !== undefined),
     })
-    : new Deno.Command(Deno.execPath(), { args: denoArgs, ...spawnOptions() });
-  const child = command.spawn();
-  return new ProcessWorker(child, options, caps);
+    : new Deno.Command(Deno.execPath(), { args: denoArgs, ...spawnOptions(socket !== undefined) });
+  let child: Deno.ChildProcess;
+  try {
+    child = command.spawn();
+  } catch (error) {
+    socket?.close();
+    throw error;
+  }
+  return new ProcessWorker(child, options, caps, socket);
 }
 
-function spawnOptions(): Deno.CommandOptions {
+/** Directory of the request sockets (mode 0700), made on first use and removed at exit. */
+let socketDir: string | undefined | null;
+let socketCount = 0;
+/** A Unix socket path is at most 107 bytes on Linux. */
+const SOCKET_PATH_BYTES_MAX = 100;
+
+interface EntrySocket {
+  readonly path: string;
+  /** The entry's connection (the listener closes and the path is unlinked once it came). */
+  readonly connection: Promise<Deno.Conn>;
+  close(): void;
+}
+
+/** A listener for one entry's request connection, or undefined where sockets are unavailable. */
+function listenForEntry(): EntrySocket | undefined {
+  if (socketDir === null) return undefined;
+  try {
+    if (socketDir === undefined) {
+      const dir = Deno.makeTempDirSync({ prefix: "lightcone-ipc-" });
+      Deno.chmodSync(dir, 0o700);
+      socketDir = dir;
+      globalThis.addEventListener("unload", () => {
+        try {
+          Deno.removeSync(dir, { recursive: true });
+        } catch {
+          // gone already
+        }
+      });
+    }
+    const path = `${socketDir}/${++socketCount}.sock`;
+    if (path.length > SOCKET_PATH_BYTES_MAX) throw new RangeError(`socket path too long: ${path}`);
+    const listener = Deno.listen({ transport: "unix", path });
+    let closed = false;
+    const close = () => {
+      if (closed) return;
+      closed = true;
+      try {
+        listener.close();
+      } catch {
+        // closed
+      }
+      try {
+        Deno.removeSync(path);
+      } catch {
+        // removed
+      }
+    };
+    const connection = listener.accept().finally(close);
+    connection.catch(() => {});
+    return { path, connection, close };
+  } catch (error) {
+    socketDir = null;
+    log.warn("database requests go over stdin: no Unix socket could be made", {
+      error: error instanceof Error ? error.message : String(error),
+    });
+    return undefined;
+  }
+}
+
+function spawnOptions(socket: boolean): Deno.CommandOptions {
   const env: Record<string, string> = { NO_COLOR: "1" };
   for (const name of ["HOME", "DENO_DIR", "XDG_CACHE_HOME", "PATH"]) {
     const value = Deno.env.get(name);
     if (value !== undefined) env[name] = value;
   }
   return {
-    stdin: "piped",
+    stdin: socket ? "null" : "piped",
     stdout: "piped",
     stderr: "piped",
     clearEnv: true,
@@ -348,7 +430,9 @@ class ProcessWorker implements IsolatedWorker {
   readonly #rawChannels = new Map<number, (payload: Uint8Array) => void>();
   #writeQueue: Uint8Array[] = [];
   #writing = false;
-  #writer: WritableStreamDefaultWriter<Uint8Array>;
+  /** Writes bytes to the entry: its request socket, or its stdin where there is none. */
+  readonly #sink: Promise<(bytes: Uint8Array) => Promise<void>>;
+  readonly #socket: EntrySocket | undefined;
   #dead = false;
   #stderrTail = "";
   #failure: { code: IsolationErrorCode; message: string } | undefined;
@@ -358,6 +442,7 @@ class ProcessWorker implements IsolatedWorker {
   /** VmData bytes when the entry's code was loaded: the base of the address-space cap. */
   #baseDataBytes: number | undefined;
   #extraThreads = 0;
+  #connection: Deno.Conn | undefined;
   /** The memory-cap updates, applied one after another (`#applyMemoryLimit`). */
   #limitChain: Promise<void> = Promise.resolve();
 
@@ -365,12 +450,27 @@ class ProcessWorker implements IsolatedWorker {
     child: Deno.ChildProcess,
     options: IsolatedWorkerOptions,
     caps: IsolationCapabilities,
+    socket?: EntrySocket,
   ) {
     this.#child = child;
     this.#options = options;
     this.#caps = caps;
     this.pid = child.pid;
-    this.#writer = child.stdin.getWriter();
+    this.#socket = socket;
+    if (socket) {
+      this.#sink = socket.connection.then((conn) => {
+        this.#connection = conn;
+        if (this.#dead) conn.close();
+        return async (bytes: Uint8Array) => {
+          let at = 0;
+          while (at < bytes.length) at += await conn.write(bytes.subarray(at));
+        };
+      });
+    } else {
+      const writer = child.stdin.getWriter();
+      this.#sink = Promise.resolve((bytes: Uint8Array) => writer.write(bytes));
+    }
+    this.#sink.catch(() => {});
     const write = (frame: Uint8Array) => this.#write(frame);
     this.port = {
       onmessage: null,
@@ -385,8 +485,15 @@ class ProcessWorker implements IsolatedWorker {
     const stdoutDone = this.#pumpStdout(reader);
     const stderrDone = this.#pumpStderr();
     this.exited = child.status.then(async (status) => {
+      // An entry that died before connecting leaves the accept pending: closing ends it.
+      socket?.close();
       await Promise.allSettled([stdoutDone, stderrDone]);
       this.#dead = true;
+      try {
+        this.#connection?.close();
+      } catch {
+        // closed
+      }
       if (!this.#failure && status.code !== 0) {
         this.#fail(this.#classifyExit(status));
       }
@@ -577,10 +684,11 @@ class ProcessWorker implements IsolatedWorker {
   async #pumpWrites(): Promise<void> {
     this.#writing = true;
     try {
+      const sink = await this.#sink;
       while (this.#writeQueue.length > 0 && !this.#dead) {
         const frames = this.#writeQueue;
         this.#writeQueue = [];
-        await this.#writer.write(concatBytes(frames));
+        await sink(concatBytes(frames));
       }
     } catch {
       // The process is gone; `exited` reports it.
@@ -661,6 +769,8 @@ const entryNow = performance.now.bind(performance);
 const entrySharedArrayBuffer = globalThis.SharedArrayBuffer;
 
 let entryChannels: Map<number, PortLike> | undefined;
+/** The request socket (`connectToServer`); stdin is read where there is none. */
+let entryConnection: Deno.Conn | undefined;
 let watchdogDeadline: Float64Array | undefined;
 /**
  * The watchdog's Float64 slots, a [deadline (epoch ms, 0 when disarmed), budget ms] pair per
@@ -729,8 +839,36 @@ function entryPort(channel: number): PortLike {
 }
 
 /**
- * For the entry module: starts reading frames from stdin and returns the control channel.
- * `handle` runs for each control message; the process exits when the server closes stdin.
+ * For the entry module, first thing: connects to the request socket the server made for this
+ * process (when it made one), then gives up the permissions that named it, so that from here on
+ * the process holds at most the read access to the server's code it started with.
+ */
+export async function connectToServer(): Promise<void> {
+  if (entryConnection) return;
+  const path = entryDeno.args.find((arg) => arg.startsWith(SOCKET_ARG))?.slice(SOCKET_ARG.length);
+  if (path === undefined) return;
+  try {
+    entryConnection = await entryDeno.connect({ transport: "unix", path });
+  } finally {
+    entryDeno.permissions.revokeSync({ name: "net" });
+    entryDeno.permissions.revokeSync({ name: "write" });
+    entryDeno.permissions.revokeSync({ name: "read", path });
+  }
+  // A path-scoped grant reads as "prompt" when queried without its path: ask with it.
+  const query = entryDeno.permissions.querySync;
+  if (
+    query({ name: "net", host: `unix:${path}` }).state === "granted" ||
+    query({ name: "write", path }).state === "granted" ||
+    query({ name: "read", path }).state === "granted"
+  ) {
+    throw new Error("the database process could not drop its permissions on its request socket");
+  }
+}
+
+/**
+ * For the entry module: starts reading frames (from the request socket, `connectToServer`, or
+ * else stdin) and returns the control channel. `handle` runs for each control message; the
+ * process exits when the server closes the socket or stdin.
  */
 export function serveIsolated(handle: (data: unknown, port: PortLike) => void): PortLike {
   if (entryChannels) throw new Error("serveIsolated() was already called");
@@ -748,10 +886,13 @@ export function serveIsolated(handle: (data: unknown, port: PortLike) => void): 
   });
   const exit = entryDeno.exit;
   (async () => {
+    // An entry that did not connect first (tests' entries) connects here.
+    await connectToServer();
     const buffer = new Uint8Array(1 << 16);
-    const stdin = entryDeno.stdin;
+    const source: { read(into: Uint8Array): Promise<number | null> } = entryConnection ??
+      entryDeno.stdin;
     for (;;) {
-      const n = await stdin.read(buffer);
+      const n = await source.read(buffer);
       if (n === null) break;
       reader.push(buffer.subarray(0, n));
     }
@@ -786,7 +927,9 @@ export function startWatchdog(): Promise<void> {
     const marker = ${JSON.stringify(WATCHDOG_MARKER)};
     const callers = ${JSON.stringify(WATCHDOG_PAIRS)};
     let fired = false;
+    let where = "inside a builtin that cannot be interrupted";
     self.onmessage = (event) => {
+      if (typeof event.data === "string") return void (where = event.data);
       const slots = new Float64Array(event.data);
       const encoder = new TextEncoder();
       self.postMessage("running");
@@ -801,7 +944,7 @@ export function startWatchdog(): Promise<void> {
             const over = Math.round(now - deadline + budget);
             Deno.stderr.writeSync(encoder.encode(
               marker + callers[pair] + " ran " + over + " ms, past its time budget of " + budget +
-                " ms, inside a builtin that cannot be interrupted; the database process was stopped\\n",
+                " ms, " + where + "; the database process was stopped\\n",
             ));
           }
         }
@@ -818,7 +961,15 @@ export function startWatchdog(): Promise<void> {
     };
   });
   worker.postMessage(shared);
+  watchdogWorker = worker;
   return running;
+}
+
+let watchdogWorker: Worker | undefined;
+
+/** For the entry module: the module is WebAssembly, which has no deadline checks at all. */
+export function watchdogGuardsWasm(): void {
+  watchdogWorker?.postMessage("in WebAssembly code, which cannot be interrupted");
 }
 
 /** Arms the watchdog for a call that may run `budgetMs` from `nowMs` (performance.now()). */

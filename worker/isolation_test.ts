@@ -101,7 +101,8 @@ Deno.test("a database process can read no files, env, net, or run commands", asy
   for (const [name, outcome] of Object.entries(result)) {
     assert(outcome !== "allowed", `${name} was allowed inside the database process`);
   }
-  assertEquals(Object.keys(result).length, 7);
+  assertEquals(Object.keys(result).length, 8);
+  assertEquals(result.requestSocket, "NotCapable", "requests come over a socket, then unusable");
   listener.close();
   await accepting.catch(() => {});
   assertEquals(connections, 0, "the process reached the test's listener");

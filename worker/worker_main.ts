@@ -5,6 +5,7 @@
  */
 import {
   armWatchdog,
+  connectToServer,
   disarmWatchdog,
   dropReadPermission,
   holdOutput,
@@ -13,6 +14,7 @@ import {
   serveIsolated,
   startWatchdog,
   storagePort,
+  watchdogGuardsWasm,
 } from "./isolation.ts";
 import { MODULE_LOAD_TIMEOUT_MS, OWNER_SQL_BUDGET_MS_DEFAULT } from "../lib/limits.ts";
 import { systemClock } from "../lib/clock.ts";
@@ -49,6 +51,8 @@ const hostPerformance = performance;
 const hostNow = () => hostPerformance.now();
 // A tenant promise chain stopped by the budget must not close the worker.
 globalThis.addEventListener("unhandledrejection", (event) => event.preventDefault());
+// The request socket, while this process may still open it (dropReadPermission comes later).
+await connectToServer();
 
 // Batches run synchronously as their frame arrives. Messages that arrive while `init` loads
 // the module wait in `backlog`.
@@ -221,9 +225,10 @@ async function init(message: InitMessage): Promise<void> {
     }, message.prepared);
     // Both parses (instrument, rewrite imports) are most of a start: a prepared bundle skips
     // them. It is sent back before any tenant code runs in this process, so it is ours.
-    source = message.prepared || isWasmBundle(sandbox.source)
-      ? sandbox.source
-      : rewriteImports(sandbox.source);
+    const wasm = isWasmBundle(sandbox.source);
+    // Its overrun message names wasm code, not a builtin.
+    if (wasm) watchdogGuardsWasm();
+    source = message.prepared || wasm ? sandbox.source : rewriteImports(sandbox.source);
     tickName = sandbox.tickName;
     if (!message.prepared && message.wantPrepared) {
       reply({ type: "prepared", source, tickName: sandbox.tickName });

@@ -462,9 +462,11 @@ async function scrapeGroupCommit(url: string): Promise<GroupCommitCounters> {
     fsyncTx: sum("lightcone_commitlog_fsync_transactions_sum"),
     replies: sum("lightcone_database_replies_total"),
     transactions: sum("lightcone_transactions_committed_total"),
-    callBuckets: Object.fromEntries(["batch", "reply", "sent"].map((stage) => {
+    callBuckets: Object.fromEntries(["batch", "reply", "sent", "fsync"].map((stage) => {
       const prefix = stage === "batch"
         ? `lightcone_host_batch_seconds_bucket{database="${LIGHTCONE_DATABASE_NAME}",le="`
+        : stage === "fsync"
+        ? `lightcone_commitlog_fsync_seconds_bucket{database="${LIGHTCONE_DATABASE_NAME}",le="`
         : `lightcone_websocket_call_seconds_bucket{database="${LIGHTCONE_DATABASE_NAME}",stage="${stage}",le="`;
       const buckets: [number, number][] = text.split("\n")
         .filter((line) => line.startsWith(prefix))
@@ -525,7 +527,7 @@ function quantileMs(
  * until answered / written: p50 / p99 ms and their ratio.
  */
 function callLine(before: GroupCommitCounters, after: GroupCommitCounters): string {
-  return ["batch", "reply", "sent"].map((stage) => {
+  return ["batch", "reply", "sent", "fsync"].map((stage) => {
     const p50 = quantileMs(before.callBuckets[stage], after.callBuckets[stage], 0.5);
     const p99 = quantileMs(before.callBuckets[stage], after.callBuckets[stage], 0.99);
     if (p50 === undefined || p99 === undefined) return `${stage} -`;

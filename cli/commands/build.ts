@@ -4,6 +4,8 @@ import { join } from "node:path";
 import { announceConfig, type CliContext, projectConfig } from "../context.ts";
 import { buildModule, type BuildResult } from "../module_build.ts";
 import type { CliIo } from "../io.ts";
+import { CliError } from "../errors.ts";
+import { hostTypeOfFile } from "../prebuilt_module.ts";
 
 export const BUILD_HELP = `Build a TypeScript module into one JavaScript file (dist/bundle.js)
 
@@ -21,6 +23,8 @@ Options:
 The entry point is <DIR>/src/index.ts. Everything is bundled except the host's
 spacetime:sys@* modules. npm packages come from <DIR>/node_modules (run \`npm install\`),
 or, without node_modules, from the versions in package.json via Deno's npm cache.
+When spacetime.json names a prebuilt module (bin-path or wasm-file, e.g. a .wasm built by
+cargo) and no module-path, there is nothing to build: the file is checked and named.
 
 Examples:
   build --project-path ./spacetimedb
@@ -41,7 +45,11 @@ export async function runBuild(args: string[], ctx: CliContext): Promise<number>
     const config = await projectConfig(ctx);
     if (config !== undefined) {
       announceConfig(ctx, config);
-      given = config.targets[0]?.modulePath ?? join(config.dir, "spacetimedb");
+      const target = config.targets[0];
+      if (target?.modulePath === undefined && target?.binPath !== undefined) {
+        return await checkPrebuilt(target.binPath, ctx);
+      }
+      given = target?.modulePath ?? join(config.dir, "spacetimedb");
     }
   }
   const projectDir = await defaultProjectDir(given);
@@ -50,6 +58,26 @@ export async function runBuild(args: string[], ctx: CliContext): Promise<number>
     skipTypeCheck: flags["skip-type-check"],
   });
   ctx.io.out("Build finished successfully.\n");
+  return 0;
+}
+
+/**
+ * spacetime.json names a prebuilt module (`bin-path`/`wasm-file`, e.g. a .wasm built by
+ * cargo): there is nothing to build; the file is checked and described.
+ */
+async function checkPrebuilt(path: string, ctx: CliContext): Promise<number> {
+  let bytes: Uint8Array;
+  try {
+    bytes = await Deno.readFile(path);
+  } catch (error) {
+    throw new CliError(`Cannot read '${path}': ${(error as Error).message}`);
+  }
+  const hostType = hostTypeOfFile(bytes, path, false);
+  ctx.io.err(
+    `Skipping build: spacetime.json names the prebuilt ${
+      hostType === "Wasm" ? "WebAssembly module" : "JS bundle"
+    } ${path} (${formatBytes(bytes.length)}); publish uploads it as it is\n`,
+  );
   return 0;
 }
 

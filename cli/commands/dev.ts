@@ -318,6 +318,14 @@ async function moduleDirOf(
   if (given !== undefined) return resolve(given);
   const fromConfig = config?.targets[0]?.modulePath;
   if (fromConfig !== undefined) return fromConfig;
+  const prebuilt = config?.targets[0]?.binPath;
+  if (prebuilt !== undefined) {
+    throw new CliError(
+      `spacetime.json names a prebuilt module (${prebuilt}) and no module-path: dev rebuilds ` +
+        "a TypeScript module from its source",
+      ["Publish the prebuilt module with `publish`, or set module-path."],
+    );
+  }
   try {
     if ((await Deno.stat(join(base, "spacetimedb"))).isDirectory) return join(base, "spacetimedb");
   } catch {

@@ -26,6 +26,7 @@ import { announceConfig, authHints, type CliContext, connect, projectConfig } fr
 import { CliError, UsageError } from "../errors.ts";
 import { type CliIo, confirm } from "../io.ts";
 import { describeBundle } from "../module_describe.ts";
+import { isWasmFile } from "../prebuilt_module.ts";
 import { buildWithProgress } from "./build.ts";
 
 export const GENERATE_HELP = `Generate client bindings (TypeScript) for a module
@@ -112,8 +113,9 @@ export async function runGenerate(args: string[], ctx: CliContext): Promise<numb
     merged["include-private"] ??= entry.includePrivate;
     merged["import-extension"] ??= entry.importExtension;
     if (explicitSource === undefined) {
-      if (target?.jsPath !== undefined && entry.modulePath === undefined) {
-        merged["bin-path"] = target.jsPath;
+      const prebuilt = target?.jsPath ?? target?.binPath;
+      if (prebuilt !== undefined && entry.modulePath === undefined) {
+        merged["bin-path"] = prebuilt;
       } else merged["project-path"] = entry.modulePath ?? modulePath;
     }
     const code = await generateWith(merged, ctx);
@@ -208,6 +210,13 @@ async function rawFromModule(
 ): Promise<RawModuleDefV10> {
   let bundlePath: string;
   if (binPath !== undefined) {
+    if (await isWasmFile(binPath)) {
+      throw new CliError(
+        `'${binPath}' is a WebAssembly module: generating bindings from a wasm binary is not ` +
+          "supported yet",
+        ["Publish it, then generate from the running database with --database NAME."],
+      );
+    }
     io.err(`Skipping build. Instead we are inspecting ${binPath}\n`);
     bundlePath = binPath;
   } else {

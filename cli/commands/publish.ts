@@ -2,7 +2,8 @@
  * `publish [NAME]`: build (unless a file is given), then create or update the database:
  * pre_publish (migration plan) -> PUT /v1/database/NAME, or POST /v1/database without a name.
  */
-import { ApiError, type PublishResult } from "../api_client.ts";
+import { ApiError, type HostType, type PublishResult } from "../api_client.ts";
+import { hostTypeOfFile } from "../prebuilt_module.ts";
 import { expectPositionals, type FlagValues, parseVerbArgs } from "../args.ts";
 import { announceConfig, authHints, type CliContext, connect, projectConfig } from "../context.ts";
 import { selectTargets } from "../project_config.ts";
@@ -22,7 +23,9 @@ Arguments:
 Options:
   -p, --project-path <DIR>    The module project (default: ./spacetimedb if it exists, else .)
                               Alias: --module-path
-  -j, --js-path <FILE>        Publish a prebuilt JS bundle instead of building. Alias: -b, --bin-path
+  -b, --bin-path <FILE>       Publish a prebuilt module instead of building: a WebAssembly
+                              binary (.wasm, host type Wasm) or a JS bundle
+  -j, --js-path <FILE>        Publish a prebuilt JS bundle instead of building
   -s, --server <SERVER>       Server URL or saved nickname (default: local = http://127.0.0.1:3000)
   -c, --delete-data[=MODE]    always (bare -c): wipe all data and start over;
                               on-conflict: only when the update needs a manual migration;
@@ -42,7 +45,8 @@ Examples:
   publish my-db                       build ./spacetimedb (or .) and publish as my-db
   publish -p ./server my-db -s http://127.0.0.1:3000
   publish my-db -c -y                 wipe my-db's data and publish again
-  publish my-db --js-path dist/bundle.js`;
+  publish my-db --js-path dist/bundle.js
+  publish my-db --bin-path target/wasm32-unknown-unknown/release/my_module.wasm`;
 
 const FLAGS = {
   "project-path": { type: "string", short: "p" },
@@ -113,6 +117,7 @@ export async function runPublish(args: string[], ctx: CliContext): Promise<numbe
     const merged: PublishFlags = { ...flags };
     if (explicitPath === undefined) {
       if (target.jsPath !== undefined) merged["js-path"] = target.jsPath;
+      else if (target.binPath !== undefined) merged["bin-path"] = target.binPath;
       else merged["project-path"] = target.modulePath ?? join(config.dir, "spacetimedb");
     }
     merged.server ??= target.server;
@@ -122,7 +127,8 @@ export async function runPublish(args: string[], ctx: CliContext): Promise<numbe
     if (target.database !== undefined) {
       ctx.io.err(
         `Publishing module ${
-          merged["js-path"] ?? merged["project-path"] ?? merged["module-path"]
+          merged["js-path"] ?? merged["bin-path"] ?? merged["project-path"] ??
+            merged["module-path"]
         } to database '${target.database}'\n`,
       );
     }
@@ -156,23 +162,35 @@ async function publishOne(
       );
     }
   }
+  if (flags["js-path"] !== undefined && flags["bin-path"] !== undefined) {
+    throw new UsageError("--js-path cannot be used together with --bin-path", "publish");
+  }
   const filePath = flags["js-path"] ?? flags["bin-path"];
   const projectFlag = flags["project-path"] ?? flags["module-path"];
   if (filePath !== undefined && projectFlag !== undefined) {
-    throw new UsageError("--js-path cannot be used together with --project-path", "publish");
+    throw new UsageError(
+      `${flags["js-path"] !== undefined ? "--js-path" : "--bin-path"} cannot be used ` +
+        "together with --project-path",
+      "publish",
+    );
   }
   if (deleteMode !== "never" && name === undefined) {
     throw new UsageError("--delete-data needs a database NAME to act on", "publish");
   }
 
   let program: Uint8Array<ArrayBuffer>;
+  let hostType: HostType = "Js";
   if (filePath !== undefined) {
-    io.err(`(JS) Skipping build. Instead we are publishing ${filePath}\n`);
     try {
       program = await Deno.readFile(filePath);
     } catch (error) {
       throw new CliError(`Cannot read '${filePath}': ${(error as Error).message}`);
     }
+    hostType = hostTypeOfFile(program, filePath, flags["js-path"] !== undefined);
+    io.err(
+      `(${hostType === "Wasm" ? "WASM" : "JS"}) Skipping build. Instead we are publishing ` +
+        `${filePath}\n`,
+    );
   } else {
     const projectDir = await defaultProjectDir(projectFlag);
     const built = await buildWithProgress(projectDir, io, {
@@ -209,7 +227,7 @@ async function publishOne(
       io.err("Checking for breaking changes...\n");
       let plan;
       try {
-        plan = await client.prePublish(name, program, { colour: io.colour });
+        plan = await client.prePublish(name, program, { colour: io.colour, hostType });
       } catch (error) {
         if (error instanceof ApiError) {
           throw new CliError(
@@ -254,7 +272,7 @@ async function publishOne(
   io.err("Publishing module...\n");
   let result: PublishResult;
   try {
-    result = await client.publish(program, { name, clear, migrationToken });
+    result = await client.publish(program, { name, clear, migrationToken, hostType });
   } catch (error) {
     if (error instanceof ApiError) {
       throw new CliError(

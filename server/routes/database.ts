@@ -2,7 +2,6 @@
  * /v1/database routes: publish, describe, call, schema, logs, names, delete, and
  * the WebSocket subscribe endpoint (server/ws/).
  */
-import { join } from "node:path";
 import { Hono } from "hono";
 import type { Context } from "hono";
 import { streamText } from "hono/streaming";
@@ -17,7 +16,7 @@ import {
   stringifyJson,
   untypedValueToJson,
 } from "../../protocol/mod.ts";
-import { isWasmBinary, isWasmBundle, wasmBundle } from "../../worker/mod.ts";
+import { isWasmBinary, wasmBundle } from "../../worker/mod.ts";
 import type { AppContext, AppEnv } from "../app.ts";
 import type { Database } from "../database_registry.ts";
 import { encodeCallArguments, procedureReturnToJson } from "../call_arguments.ts";
@@ -118,12 +117,12 @@ export function databaseRoutes(context: AppContext): Hono<AppEnv> {
     });
   });
 
-  routes.get("/:name", async (c) => {
+  routes.get("/:name", (c) => {
     const database = registry.require(c.req.param("name"));
     return c.json({
       database_identity: { __identity__: "0x" + database.identity.toHex() },
       owner_identity: { __identity__: "0x" + database.owner.toHex() },
-      host_type: { [await moduleHostType(database.directory)]: [] },
+      host_type: { [database.hostType]: [] },
       initial_program: "0x" + database.moduleHash,
     });
   });
@@ -363,21 +362,6 @@ export function databaseRoutes(context: AppContext): Hono<AppEnv> {
   });
 
   return routes;
-}
-
-/** "Wasm" when the database's module file holds a WebAssembly module (wasm/bundle.ts). */
-async function moduleHostType(directory: string): Promise<"Js" | "Wasm"> {
-  let file: Deno.FsFile | undefined;
-  try {
-    file = await Deno.open(join(directory, "module.js"));
-    const head = new Uint8Array(64);
-    const read = await file.read(head) ?? 0;
-    return isWasmBundle(new TextDecoder().decode(head.subarray(0, read))) ? "Wasm" : "Js";
-  } catch {
-    return "Js";
-  } finally {
-    file?.close();
-  }
 }
 
 function checkHostType(hostType: string | undefined): void {

@@ -21,6 +21,17 @@ async function probe(port: number): Promise<Record<string, string>> {
     env: await attempt(() => Deno.env.get("HOME")),
     run: await attempt(() => new Deno.Command("true").output()),
     net: await attempt(() => Deno.connect({ hostname: "127.0.0.1", port })),
+    // The request socket's path was granted at start (worker/isolation.ts connectToServer).
+    requestSocket: await attempt(() => {
+      const path = Deno.args.find((arg) => arg.startsWith("--request-socket="))?.slice(17);
+      if (path === undefined) throw new Error("no request socket: the probe proves nothing");
+      // Path-scoped grants read as "prompt" unless queried with their path.
+      const query = Deno.permissions.querySync;
+      if (query({ name: "net", host: `unix:${path}` }).state === "granted") return;
+      if (query({ name: "write", path }).state === "granted") return;
+      if (query({ name: "read", path }).state === "granted") return;
+      throw new Deno.errors.NotCapable("socket permissions dropped");
+    }),
     staticTextImport: await attempt(() =>
       import(blob('import t from "file:///etc/hostname" with { type: "text" }; export default t;'))
     ),

@@ -1,0 +1,233 @@
+/**
+ * The follower against hostile and broken stream contents, over a real nats-server (Debian's,
+ * installed by tests/support/install_debian.sh; the test fails without it) with a recording
+ * FollowTarget in place of the server's databases: damaged, truncated, reordered, duplicated or
+ * ill-formed messages stop following that database with a clear reason (a duplicate is
+ * skipped), are never applied, and never stop the other databases.
+ */
+import { deepStrictEqual as assertEquals, match as assertMatch } from "node:assert/strict";
+import { connect, headers } from "@nats-io/transport-node";
+import { jetstream } from "@nats-io/jetstream";
+import {
+  crc32c,
+  decodeTxRecord,
+  encodeTxRecord,
+  forEachRecord,
+  lengthPrefixed,
+} from "../storage/mod.ts";
+import { startNatsServer } from "../tests/support/nats.ts";
+import { waitUntil } from "../tests/support/wait.ts";
+import { Follower, type FollowTarget } from "./follower.ts";
+import { ensureStream, type ModuleBody } from "./stream.ts";
+
+/** A transaction record whose reducer name is `name` (what the recording target keeps). */
+function txRecord(name: string): Uint8Array {
+  return encodeTxRecord({
+    reducerName: name,
+    callerIdentity: new Uint8Array(32),
+    callerConnectionId: new Uint8Array(16),
+    timestampMicros: 0n,
+    args: new Uint8Array(0),
+    tables: [],
+    sequences: [],
+  });
+}
+
+/** One framed commit (storage/commitlog/frame.ts layout) of transactions named `names`. */
+function frame(firstTx: number, names: string[]): Uint8Array {
+  return rawFrame(firstTx, names.map(txRecord));
+}
+
+/** One framed commit of `records` as they are. */
+function rawFrame(firstTx: number, records: Uint8Array[]): Uint8Array {
+  const payload = lengthPrefixed(records);
+  const out = new Uint8Array(36 + payload.length);
+  const view = new DataView(out.buffer);
+  view.setUint32(0, 0x544d434c, true);
+  view.setUint8(4, 1);
+  view.setBigUint64(16, BigInt(firstTx), true);
+  view.setUint32(24, records.length, true);
+  view.setUint32(28, payload.length, true);
+  out.set(payload, 32);
+  view.setUint32(32 + payload.length, crc32c(out.subarray(0, 32 + payload.length)), true);
+  return out;
+}
+
+function concat(...parts: Uint8Array[]): Uint8Array {
+  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+  let at = 0;
+  for (const part of parts) {
+    out.set(part, at);
+    at += part.length;
+  }
+  return out;
+}
+
+/** Databases as the follower sees them: what was created and every record applied. */
+class RecordingTarget implements FollowTarget {
+  readonly databases = new Map<string, { body: ModuleBody; records: string[] }>();
+  localEnd(dbKey: string): number | undefined {
+    return this.databases.get(dbKey)?.records.length;
+  }
+  createDatabase(dbKey: string, body: ModuleBody): Promise<void> {
+    this.databases.set(dbKey, { body, records: [] });
+    return Promise.resolve();
+  }
+  deleteDatabase(dbKey: string): Promise<void> {
+    this.databases.delete(dbKey);
+    return Promise.resolve();
+  }
+  updateModule(): Promise<void> {
+    return Promise.resolve();
+  }
+  apply(dbKey: string, firstTx: number, count: number, records: Uint8Array): Promise<void> {
+    const database = this.databases.get(dbKey)!;
+    if (firstTx !== database.records.length) {
+      return Promise.reject(new Error(`applied ${firstTx} after ${database.records.length}`));
+    }
+    forEachRecord(records, count, (_, record) => {
+      database.records.push(decodeTxRecord(record).reducerName);
+    });
+    return Promise.resolve();
+  }
+}
+
+Deno.test({
+  name: "follower: damaged, truncated, reordered, duplicated and ill-formed messages",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    const dataDir = await Deno.makeTempDir();
+    const nats = await startNatsServer();
+    const nc = await connect({ servers: nats.server });
+    const target = new RecordingTarget();
+    const follower = new Follower({ dataDir, server: nats.server, target });
+    try {
+      await ensureStream(nc);
+      const js = jetstream(nc);
+      const key = (n: number) => n.toString(16).padStart(64, "0");
+      const owner = "ab".repeat(32);
+      const send = async (
+        db: number,
+        kind: string,
+        fields: Record<string, string>,
+        body: Uint8Array,
+      ) => {
+        const h = headers();
+        h.set("Lc-Kind", kind);
+        h.set("Lc-Primary", "test");
+        for (const [name, value] of Object.entries(fields)) h.set(name, value);
+        await js.publish(`lightcone.${key(db)}.log`, body, { headers: h });
+      };
+      const module = (db: number, body: unknown = { owner, names: [`db${db}`], bundle: "x" }) =>
+        send(db, "module", { "Lc-At-Tx": "0" }, new TextEncoder().encode(JSON.stringify(body)));
+      const log = (db: number, first: number, end: number, data: Uint8Array) =>
+        send(db, "log", { "Lc-First-Tx": String(first), "Lc-End-Tx": String(end) }, data);
+
+      const GOOD = 1, CRC = 2, TRUNCATED = 3, REORDERED = 4, NO_END = 5, HEX = 6, NAMES = 7;
+      const DAMAGED_DUPLICATE = 8, EMPTY = 9, TRAILING = 10, BAD_RECORD = 11;
+      for (
+        const db of [
+          GOOD,
+          CRC,
+          TRUNCATED,
+          REORDERED,
+          NO_END,
+          HEX,
+          DAMAGED_DUPLICATE,
+          EMPTY,
+          BAD_RECORD,
+        ]
+      ) {
+        await module(db);
+      }
+      await module(TRAILING);
+      await module(NAMES, { owner, names: "bank", bundle: "x" });
+      // GOOD: in order, a duplicate and an overlapping message are applied once.
+      await log(GOOD, 0, 2, frame(0, ["g0", "g1"]));
+      await log(GOOD, 0, 2, frame(0, ["g0", "g1"]));
+      await log(GOOD, 1, 3, concat(frame(1, ["g1"]), frame(2, ["g2"])));
+      // CRC: one payload byte changed after the checksum.
+      const spoiled = frame(0, ["c0"]);
+      spoiled[37] ^= 0x01;
+      await log(CRC, 0, 1, spoiled);
+      // TRUNCATED: the message lost its last bytes.
+      const whole = concat(frame(0, ["t0"]), frame(1, ["t1"]));
+      await log(TRUNCATED, 0, 2, whole.subarray(0, whole.length - 5));
+      // REORDERED: [1, 2) before [0, 1).
+      await log(REORDERED, 1, 2, frame(1, ["r1"]));
+      await log(REORDERED, 0, 1, frame(0, ["r0"]));
+      // NO_END: a log message without Lc-End-Tx (it read as 0: skipped as seen before).
+      await log(NO_END, 0, 1, frame(0, ["n0"]));
+      await send(NO_END, "log", { "Lc-First-Tx": "1" }, frame(1, ["n1"]));
+      // HEX: "0x0" read as 0.
+      await send(HEX, "log", { "Lc-First-Tx": "0x0", "Lc-End-Tx": "1" }, frame(0, ["h0"]));
+      // DAMAGED_DUPLICATE: a message below the local end whose commit is damaged.
+      await log(DAMAGED_DUPLICATE, 0, 1, frame(0, ["d0"]));
+      const damaged = frame(0, ["d0"]);
+      damaged[damaged.length - 1] ^= 0xff;
+      await log(DAMAGED_DUPLICATE, 0, 1, damaged);
+      // EMPTY: a log message announcing no transactions.
+      await log(EMPTY, 0, 0, new Uint8Array(0));
+      // TRAILING: a whole commit followed by bytes that are none.
+      await log(TRAILING, 0, 1, concat(frame(0, ["z0"]), new Uint8Array([1, 2, 3])));
+      // BAD_RECORD: a whole, checksummed commit whose second record is not a transaction record.
+      await log(BAD_RECORD, 0, 1, frame(0, ["b0"]));
+      await log(
+        BAD_RECORD,
+        1,
+        3,
+        rawFrame(1, [txRecord("b1"), new TextEncoder().encode("not a record")]),
+      );
+      // GOOD goes on after all of that: the last message of the stream.
+      await log(GOOD, 3, 4, frame(3, ["g3"]));
+
+      await follower.start();
+      await waitUntil(
+        () => target.localEnd(key(GOOD)) === 4,
+        "the last message to be applied",
+      );
+      const stopped = new Map(
+        follower.metrics().databases.map((d) => [parseInt(d.dbKey, 16), d.stopped]),
+      );
+      const records = (db: number) => target.databases.get(key(db))?.records;
+      assertEquals(records(GOOD), ["g0", "g1", "g2", "g3"]);
+      assertEquals(stopped.get(GOOD), undefined);
+      assertMatch(stopped.get(CRC) ?? "", /damaged commit .* checksum mismatch/);
+      assertEquals(records(CRC), []);
+      assertMatch(stopped.get(TRUNCATED) ?? "", /damaged commit in the message of \[0, 2\)/);
+      assertEquals(records(TRUNCATED), []);
+      assertMatch(
+        stopped.get(REORDERED) ?? "",
+        /gap in the replicated log: the next message starts at transaction 1, the local log ends at 0/,
+      );
+      assertEquals(records(REORDERED), []);
+      assertMatch(stopped.get(NO_END) ?? "", /without the Lc-End-Tx header/);
+      assertEquals(records(NO_END), ["n0"]);
+      assertMatch(stopped.get(HEX) ?? "", /Lc-First-Tx header "0x0" is not an offset/);
+      assertEquals(records(HEX), []);
+      assertMatch(stopped.get(NAMES) ?? "", /names are not a list of names/);
+      assertEquals(target.databases.has(key(NAMES)), false);
+      assertMatch(stopped.get(DAMAGED_DUPLICATE) ?? "", /checksum mismatch/);
+      assertEquals(records(DAMAGED_DUPLICATE), ["d0"]);
+      assertMatch(stopped.get(EMPTY) ?? "", /announcing the empty range \[0, 0\)/);
+      assertMatch(
+        stopped.get(TRAILING) ?? "",
+        new RegExp(
+          `damaged commit .* at byte ${frame(0, ["z0"]).length}: incomplete commit header`,
+        ),
+      );
+      assertEquals(records(TRAILING), []);
+      assertMatch(
+        stopped.get(BAD_RECORD) ?? "",
+        /a malformed transaction record at transaction 2: Unknown transaction record version 110/,
+      );
+      assertEquals(records(BAD_RECORD), ["b0"]);
+    } finally {
+      await follower.close();
+      await nc.close();
+      await nats.stop();
+      await Deno.remove(dataDir, { recursive: true });
+    }
+  },
+});
