@@ -11,7 +11,7 @@ import {
   startTestServer,
   type TestServer,
 } from "../support/server.ts";
-import { freePort, type Nats, startNats, stopNats } from "../support/nats_server.ts";
+import { freePort, type Nats, startNats, stopNats } from "../support/nats.ts";
 import { waitUntil } from "../support/wait.ts";
 import { parseNatsUrl } from "../../replication/mod.ts";
 

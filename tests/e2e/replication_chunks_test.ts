@@ -1,6 +1,6 @@
 /**
  * Replication of messages bigger than NATS's max_payload (1 MiB by default), end to end with a
- * real nats-server (tests/support/nats_server.ts): a module bundle over 1 MiB and a single commit
+ * real nats-server (tests/support/nats.ts): a module bundle over 1 MiB and a single commit
  * over 1 MiB travel in chunks (replication/chunks.ts) and the replica serves both.
  */
 import { deepStrictEqual as assertEquals, ok as assert } from "node:assert/strict";
@@ -11,7 +11,7 @@ import {
   startTestServer,
   type TestServer,
 } from "../support/server.ts";
-import { freePort, type Nats, startNats, stopNats } from "../support/nats_server.ts";
+import { freePort, type Nats, startNats, stopNats } from "../support/nats.ts";
 import { waitUntil } from "../support/wait.ts";
 import { jetstream, jetstreamManager } from "@nats-io/jetstream";
 import { connect as connectNats, headers } from "@nats-io/transport-node";

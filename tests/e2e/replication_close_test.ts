@@ -4,7 +4,7 @@
  * connection alone did not end the consumer's iterator).
  */
 import { startTestServer, type TestServer } from "../support/server.ts";
-import { freePort, type Nats, startNats, stopNats } from "../support/nats_server.ts";
+import { freePort, type Nats, startNats, stopNats } from "../support/nats.ts";
 import { waitUntil, within } from "../support/wait.ts";
 
 Deno.test({

@@ -1,5 +1,5 @@
 /**
- * Views on a read replica, end to end: a real nats-server (tests/support/nats_server.ts), a primary
+ * Views on a read replica, end to end: a real nats-server (tests/support/nats.ts), a primary
  * (`--replicate`), a replica (`--follow`) and the official `spacetimedb` SDK (bindings in
  * tests/fixtures/bindings/views_rls) subscribed to views on the replica while reducers run on
  * the primary. Replicated transactions re-run the replica's own view instances, so the SDK
@@ -15,7 +15,7 @@ import {
   startTestServer,
   type TestServer,
 } from "../support/server.ts";
-import { freePort, type Nats, startNats, stopNats } from "../support/nats_server.ts";
+import { freePort, type Nats, startNats, stopNats } from "../support/nats.ts";
 import { waitUntil } from "../support/wait.ts";
 
 const DB = "views-rls";
