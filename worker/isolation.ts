@@ -10,8 +10,8 @@
  * Requests go over a Unix socket rather than stdin because Deno reads stdin on a thread of its
  * blocking pool, which then wakes the main thread: two wake-ups per batch instead of one, and on
  * a busy machine each may wait for a core (measured on Deno 2.9.6, bench/RESULTS.md "One wake-up
- * per request"). The socket lives in a directory only the server's user can enter, is accepted
- * once and unlinked; the entry may open that one path only (`--allow-read/--allow-write/
+ * per request"). The socket lives in a directory of its own only the server's user can enter,
+ * is accepted once, and the directory is removed then; the entry may open that one path only (`--allow-read/--allow-write/
  * --allow-net` for it) and gives those permissions up as soon as it is connected
  * (`connectToServer`). Where a socket cannot be made, requests go over stdin as before.
  *
@@ -277,36 +277,38 @@ function startProcess(entryUrl: string | URL, options: IsolatedWorkerOptions): P
   return new ProcessWorker(child, options, caps, socket);
 }
 
-/** Directory of the request sockets (mode 0700), made on first use and removed at exit. */
-let socketDir: string | undefined | null;
-let socketCount = 0;
+/** False once a Unix socket could not be made here: requests go over stdin from then on. */
+let socketsAvailable = true;
 /** A Unix socket path is at most 107 bytes on Linux. */
 const SOCKET_PATH_BYTES_MAX = 100;
 
 interface EntrySocket {
   readonly path: string;
-  /** The entry's connection (the listener closes and the path is unlinked once it came). */
+  /** The entry's connection (the listener closes and its directory goes once it came). */
   readonly connection: Promise<Deno.Conn>;
   close(): void;
 }
 
-/** A listener for one entry's request connection, or undefined where sockets are unavailable. */
+/**
+ * A listener for one entry's request connection, or undefined where sockets are unavailable.
+ * Each socket gets a directory of its own (mode 0700), removed as soon as the entry connected
+ * (or died first): nothing is left behind however the server ends.
+ */
 function listenForEntry(): EntrySocket | undefined {
-  if (socketDir === null) return undefined;
-  try {
-    if (socketDir === undefined) {
-      const dir = Deno.makeTempDirSync({ prefix: "lightcone-ipc-" });
-      Deno.chmodSync(dir, 0o700);
-      socketDir = dir;
-      globalThis.addEventListener("unload", () => {
-        try {
-          Deno.removeSync(dir, { recursive: true });
-        } catch {
-          // gone already
-        }
-      });
+  if (!socketsAvailable) return undefined;
+  let dir: string | undefined;
+  const removeDir = () => {
+    if (dir === undefined) return;
+    try {
+      Deno.removeSync(dir, { recursive: true });
+    } catch {
+      // removed
     }
-    const path = `${socketDir}/${++socketCount}.sock`;
+  };
+  try {
+    dir = Deno.makeTempDirSync({ prefix: "lightcone-ipc-" });
+    Deno.chmodSync(dir, 0o700);
+    const path = `${dir}/requests.sock`;
     if (path.length > SOCKET_PATH_BYTES_MAX) throw new RangeError(`socket path too long: ${path}`);
     const listener = Deno.listen({ transport: "unix", path });
     let closed = false;
@@ -318,17 +320,14 @@ function listenForEntry(): EntrySocket | undefined {
       } catch {
         // closed
       }
-      try {
-        Deno.removeSync(path);
-      } catch {
-        // removed
-      }
+      removeDir();
     };
     const connection = listener.accept().finally(close);
     connection.catch(() => {});
     return { path, connection, close };
   } catch (error) {
-    socketDir = null;
+    removeDir();
+    socketsAvailable = false;
     log.warn("database requests go over stdin: no Unix socket could be made", {
       error: error instanceof Error ? error.message : String(error),
     });
