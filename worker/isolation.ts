@@ -11,9 +11,9 @@
  * blocking pool, which then wakes the main thread: two wake-ups per batch instead of one, and on
  * a busy machine each may wait for a core (measured on Deno 2.9.6, bench/RESULTS.md "One wake-up
  * per request"). The socket lives in a directory of its own only the server's user can enter,
- * is accepted once, and the directory is removed then; the entry may open that one path only (`--allow-read/--allow-write/
- * --allow-net` for it) and gives those permissions up as soon as it is connected
- * (`connectToServer`). Where a socket cannot be made, requests go over stdin as before.
+ * is accepted once, and the directory is removed then; the entry may open that one path only
+ * (`--allow-read/--allow-write/--allow-net` for it) and gives those permissions up as soon as it
+ * is connected (`connectToServer`). Where a socket cannot be made, requests go over stdin.
  *
  * Why a process and not a worker thread (measured on Deno 2.9.6, ARCHITECTURE.md "Isolation"):
  * - `Worker.terminate()` does not stop a thread stuck in a builtin (an 8M-element sort, a
@@ -431,7 +431,6 @@ class ProcessWorker implements IsolatedWorker {
   #writing = false;
   /** Writes bytes to the entry: its request socket, or its stdin where there is none. */
   readonly #sink: Promise<(bytes: Uint8Array) => Promise<void>>;
-  readonly #socket: EntrySocket | undefined;
   #dead = false;
   #stderrTail = "";
   #failure: { code: IsolationErrorCode; message: string } | undefined;
@@ -455,7 +454,6 @@ class ProcessWorker implements IsolatedWorker {
     this.#options = options;
     this.#caps = caps;
     this.pid = child.pid;
-    this.#socket = socket;
     if (socket) {
       this.#sink = socket.connection.then((conn) => {
         this.#connection = conn;
