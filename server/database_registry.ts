@@ -1680,7 +1680,8 @@ async function hostIdle(host: DatabaseHost, waitMs: number): Promise<void> {
   }
 }
 
-async function exists(path: string): Promise<boolean> {
+/** Whether `path` exists; errors other than "not found" are thrown, not read as "no". */
+export async function exists(path: string): Promise<boolean> {
   try {
     await Deno.stat(path);
     return true;

@@ -18,7 +18,7 @@ import {
 import { log } from "../lib/log.ts";
 import { DurabilityActor, logIsolationCapabilities, setWarmSpare } from "../worker/mod.ts";
 import { createApp } from "./app.ts";
-import { DatabaseRegistry, isValidDatabaseName } from "./database_registry.ts";
+import { DatabaseRegistry, exists, isValidDatabaseName } from "./database_registry.ts";
 import { type RequestBodyOptions, RequestBodyReader } from "./request_body.ts";
 import { ConnReaper } from "./conn_reaper.ts";
 import { WsHub } from "./ws/hub.ts";
@@ -148,7 +148,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
       if (!database) return "it is not hosted here";
       // A migration before replication was on: the log starts with another schema than the
       // module's, and no module message can say which.
-      if (await fileExists(`${database.directory}/genesis.describe`)) {
+      if (await exists(`${database.directory}/genesis.describe`)) {
         return "its schema changed (a migration) before --replicate was on, so its log " +
           "starts with a module that is gone";
       }
@@ -414,76 +414,71 @@ function readOnlyMessage(server: string): string {
     `send them to the primary`;
 }
 
+/** One gauge family: HELP, TYPE, a sample per `[database label, value]` (no label: undefined). */
+function gaugeFamily(
+  name: string,
+  help: string,
+  samples: readonly (readonly [string | undefined, number])[],
+): string[] {
+  return [
+    `# HELP ${name} ${help}`,
+    `# TYPE ${name} gauge`,
+    ...samples.map(([label, value]) =>
+      label === undefined ? `${name} ${value}` : `${name}{database="${label}"} ${value}`
+    ),
+  ];
+}
+
 function primaryMetricsText(
   replicator: PrimaryReplicator,
   labelOf: (key: string) => string,
 ): string {
   const rows = replicator.metrics();
-  const lines: string[] = [];
-  const family = (name: string, help: string, value: (row: typeof rows[number]) => number) => {
-    lines.push(`# HELP ${name} ${help}`, `# TYPE ${name} gauge`);
-    for (const row of rows) lines.push(`${name}{database="${labelOf(row.dbKey)}"} ${value(row)}`);
-  };
-  family(
-    "lightcone_replication_replicated_tx",
-    "Transactions of the database JetStream acknowledged (the replicated log offset)",
-    (row) => row.replicatedTx,
-  );
-  family(
-    "lightcone_replication_lag_tx",
-    "Transactions durable here and not yet acknowledged by JetStream",
-    (row) => Math.max(0, row.durableTx - row.replicatedTx),
-  );
-  family(
-    "lightcone_replication_lag_bytes",
-    "Commit-log record bytes made durable since the server started and not yet acknowledged by JetStream",
-    (row) => row.lagBytes,
-  );
-  family(
-    "lightcone_replication_stopped",
-    "1 when replication of the database stopped for good (a conflict; see the server log)",
-    (row) => (row.stopped === undefined ? 0 : 1),
-  );
-  lines.push("");
-  return lines.join("\n");
+  const family = (name: string, help: string, value: (row: typeof rows[number]) => number) =>
+    gaugeFamily(name, help, rows.map((row) => [labelOf(row.dbKey), value(row)] as const));
+  return [
+    ...family(
+      "lightcone_replication_replicated_tx",
+      "Transactions of the database JetStream acknowledged (the replicated log offset)",
+      (row) => row.replicatedTx,
+    ),
+    ...family(
+      "lightcone_replication_lag_tx",
+      "Transactions durable here and not yet acknowledged by JetStream",
+      (row) => Math.max(0, row.durableTx - row.replicatedTx),
+    ),
+    ...family(
+      "lightcone_replication_lag_bytes",
+      "Commit-log record bytes made durable since the server started and not yet acknowledged by JetStream",
+      (row) => row.lagBytes,
+    ),
+    ...family(
+      "lightcone_replication_stopped",
+      "1 when replication of the database stopped for good (a conflict; see the server log)",
+      (row) => (row.stopped === undefined ? 0 : 1),
+    ),
+    "",
+  ].join("\n");
 }
 
 function followerMetricsText(follower: Follower, labelOf: (key: string) => string): string {
   const { pendingMessages, databases } = follower.metrics();
-  const lines = [
-    "# HELP lightcone_replication_follower_pending_messages Stream messages not applied here yet",
-    "# TYPE lightcone_replication_follower_pending_messages gauge",
-    `lightcone_replication_follower_pending_messages ${pendingMessages}`,
-    "# HELP lightcone_replication_follower_applied_tx Transactions of the primary's log durable here",
-    "# TYPE lightcone_replication_follower_applied_tx gauge",
-  ];
-  for (const row of databases) {
-    lines.push(
-      `lightcone_replication_follower_applied_tx{database="${
-        labelOf(row.dbKey)
-      }"} ${row.appliedTx}`,
-    );
-  }
-  lines.push(
-    "# HELP lightcone_replication_follower_stopped 1 when following the database stopped (a gap or a damaged message)",
-    "# TYPE lightcone_replication_follower_stopped gauge",
-  );
-  for (const row of databases) {
-    lines.push(
-      `lightcone_replication_follower_stopped{database="${labelOf(row.dbKey)}"} ${
-        row.stopped === undefined ? 0 : 1
-      }`,
-    );
-  }
-  lines.push("");
-  return lines.join("\n");
-}
-
-async function fileExists(path: string): Promise<boolean> {
-  try {
-    await Deno.stat(path);
-    return true;
-  } catch {
-    return false;
-  }
+  return [
+    ...gaugeFamily(
+      "lightcone_replication_follower_pending_messages",
+      "Stream messages not applied here yet",
+      [[undefined, pendingMessages]],
+    ),
+    ...gaugeFamily(
+      "lightcone_replication_follower_applied_tx",
+      "Transactions of the primary's log durable here",
+      databases.map((row) => [labelOf(row.dbKey), row.appliedTx] as const),
+    ),
+    ...gaugeFamily(
+      "lightcone_replication_follower_stopped",
+      "1 when following the database stopped (a gap or a damaged message)",
+      databases.map((row) => [labelOf(row.dbKey), row.stopped === undefined ? 0 : 1] as const),
+    ),
+    "",
+  ].join("\n");
 }
