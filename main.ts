@@ -71,6 +71,11 @@ start options:
                                password = a token); off unless given
       --metrics-public         serve GET /v1/metrics (Prometheus) to every client; by default
                                only clients on loopback (127.0.0.0/8, ::1) may read it
+      --trusted-proxy ADDR[/PREFIX]
+                               a reverse proxy in front of the server (repeatable): for
+                               requests from it, the client is the right-most X-Forwarded-For
+                               entry that is not a trusted proxy (per-address limits, the
+                               metrics route's loopback check); without it the header is ignored
       --no-dashboard           do not serve the operator dashboard (by default at /dashboard;
                                it uses the public HTTP API with the token you sign in with)
       --http-allow DB=HOST[,HOST...]
@@ -165,6 +170,7 @@ async function start(args: string[]): Promise<number> {
   const issuers: string[] = [];
   const audiences: string[] = [];
   const httpAllow: string[] = [];
+  const trustedProxies: string[] = [];
   for (let i = 0; i < args.length; i++) {
     const arg = args[i];
     const value = () => {
@@ -207,6 +213,8 @@ async function start(args: string[]): Promise<number> {
         throw new Error(`Invalid --hibernate-after-s "${text}": expected seconds >= 0 (0 = never)`);
       }
     } else if (arg === "--metrics-public") metricsPublic = true;
+    else if (arg === "--trusted-proxy") trustedProxies.push(value());
+    else if (arg.startsWith("--trusted-proxy=")) trustedProxies.push(arg.slice(16));
     else if (arg === "--no-dashboard") dashboard = false;
     else if (arg === "--pg-port") pgPort = parsePort(value(), "--pg-port");
     else if (arg === "--http-body-timeout-ms") httpBodyTimeoutMs = positiveNumber(arg, value());
@@ -277,6 +285,7 @@ async function start(args: string[]): Promise<number> {
       maxDatabasesPerIdentity,
       pgPort,
       metricsPublic,
+      trustedProxies,
       dashboard,
       httpAllow: parseHttpAllow(httpAllow),
       hibernateAfterS,

@@ -4,6 +4,7 @@
  */
 import { Hono } from "hono";
 import type { AuthResult, AuthService } from "../auth/mod.ts";
+import type { TrustedProxies } from "../lib/client_address.ts";
 import { DASHBOARD_PATH, dashboardRoutes } from "./dashboard/mod.ts";
 import { errorResponse } from "./error_response.ts";
 import type { DatabaseRegistry } from "./database_registry.ts";
@@ -27,6 +28,8 @@ export interface AppContext {
   version: string;
   /** Serve /v1/metrics to any client, not only loopback ones (`--metrics-public`). */
   metricsPublic?: boolean;
+  /** Proxies whose X-Forwarded-For names the client (`--trusted-proxy`, lib/client_address.ts). */
+  trustedProxies?: TrustedProxies;
   /** Serve the operator dashboard at /dashboard (default true; `--no-dashboard` turns it off). */
   dashboard?: boolean;
   /** Replication families for /v1/metrics (`--replicate` / `--follow`), exposition text. */

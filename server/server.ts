@@ -22,6 +22,7 @@ import { DatabaseRegistry, exists, isValidDatabaseName } from "./database_regist
 import { type RequestBodyOptions, RequestBodyReader } from "./request_body.ts";
 import { ConnReaper } from "./conn_reaper.ts";
 import { WsHub } from "./ws/hub.ts";
+import { TrustedProxies } from "../lib/client_address.ts";
 import { type PgServer, startPgServer } from "./pgwire/mod.ts";
 import { OutboundHttp, type Resolver } from "./outbound_http.ts";
 import { runSqlStatement } from "./sql_statement.ts";
@@ -85,6 +86,12 @@ export interface ServerOptions {
   httpResolve?: Resolver;
   /** Serve GET /v1/metrics to every client, not only loopback ones (`--metrics-public`). */
   metricsPublic?: boolean;
+  /**
+   * Reverse proxies (addresses or ranges) whose X-Forwarded-For names the client
+   * (`--trusted-proxy`, lib/client_address.ts): per-address shares and the metrics route's
+   * loopback check then see the client, not the proxy.
+   */
+  trustedProxies?: readonly string[];
   /** Serve the operator dashboard at /dashboard (default true; `--no-dashboard`). */
   dashboard?: boolean;
   /**
@@ -122,7 +129,10 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   await Deno.mkdir(options.dataDir, { recursive: true });
   logIsolationCapabilities(options.databaseMemoryMb ?? DATABASE_MEMORY_MB_DEFAULT);
   const auth = await AuthService.open({ dataDir: options.dataDir, oidc: options.oidc });
-  const hub = new WsHub({ auth, compress: options.wsCompression });
+  const trustedProxies = options.trustedProxies?.length
+    ? TrustedProxies.parse(options.trustedProxies)
+    : undefined;
+  const hub = new WsHub({ auth, compress: options.wsCompression, trustedProxies });
   const limits = databaseLimits(options.limits);
   const storage = await DurabilityActor.start({
     dataDir: options.dataDir,
@@ -288,6 +298,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     bodies,
     version: VERSION,
     metricsPublic: options.metricsPublic,
+    trustedProxies,
     dashboard: options.dashboard,
     replicationMetrics: replicator
       ? () => primaryMetricsText(replicator, labelOf)

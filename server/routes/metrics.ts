@@ -5,6 +5,7 @@
  * (or reaches it through a proxy the operator controls).
  */
 import { Hono } from "hono";
+import { clientHostname, peerHostname } from "../../lib/client_address.ts";
 import { PermissionError } from "../../lib/errors.ts";
 import type { AppContext, AppEnv } from "../app.ts";
 import {
@@ -17,7 +18,15 @@ import {
 export function metricsRoutes(context: AppContext): Hono<AppEnv> {
   const app = new Hono<AppEnv>();
   app.get("/", async (c) => {
-    if (!context.metricsPublic && !isLoopback(remoteHostname(c.env))) {
+    if (
+      !context.metricsPublic && !isLoopback(
+        clientHostname(
+          peerHostname(c.env),
+          c.req.header("x-forwarded-for"),
+          context.trustedProxies,
+        ),
+      )
+    ) {
       throw new PermissionError(
         "Metrics are served to loopback clients only; start the server with --metrics-public to serve them to everyone",
       );
@@ -51,12 +60,6 @@ export function metricsRoutes(context: AppContext): Hono<AppEnv> {
     return c.body(text, 200, { "Content-Type": METRICS_CONTENT_TYPE });
   });
   return app;
-}
-
-/** The peer's address from Deno.serve's handler info (Hono's `c.env`); undefined elsewhere. */
-function remoteHostname(env: unknown): string | undefined {
-  const address = (env as { remoteAddr?: { hostname?: unknown } } | undefined)?.remoteAddr;
-  return typeof address?.hostname === "string" ? address.hostname : undefined;
 }
 
 function isLoopback(hostname: string | undefined): boolean {

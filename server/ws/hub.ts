@@ -37,6 +37,7 @@ import type { AppEnv } from "../app.ts";
 import type { Database, DatabaseRegistry } from "../database_registry.ts";
 import { randomConnectionId } from "../routes/database.ts";
 import { clientSource } from "./client_source.ts";
+import { clientHostname, peerHostname, type TrustedProxies } from "../../lib/client_address.ts";
 import { InboundBudget } from "./inbound_budget.ts";
 import { V1Session } from "./v1_session.ts";
 
@@ -195,6 +196,7 @@ export class WsHub {
   readonly #paused = new Set<Database>();
 
   readonly #compress: boolean;
+  readonly #trustedProxies: TrustedProxies | undefined;
   /** Inbound bytes held for all clients (inbound_budget.ts). */
   readonly #inbound = InboundBudget.forServer();
   /** Reused for every reducer call: the host copies what it needs before returning. */
@@ -213,8 +215,11 @@ export class WsHub {
    * applied out of order (client-protocol.md §2.10); uncompressed frames (tag 0) are
    * always legal.
    */
-  constructor(options: { auth: AuthService; compress?: boolean }) {
+  constructor(
+    options: { auth: AuthService; compress?: boolean; trustedProxies?: TrustedProxies },
+  ) {
     this.#compress = options.compress ?? false;
+    this.#trustedProxies = options.trustedProxies;
   }
 
   attach(_registry: DatabaseRegistry): void {}
@@ -254,9 +259,13 @@ export class WsHub {
     }
     const auth = c.get("auth");
     // Read before the upgrade: Deno's request info throws "Request closed" after it.
-    const source = database.isOwner(auth.identity)
-      ? undefined
-      : clientSource(remoteHostname(c.env));
+    const source = database.isOwner(auth.identity) ? undefined : clientSource(
+      clientHostname(
+        peerHostname(c.env),
+        c.req.header("x-forwarded-for"),
+        this.#trustedProxies,
+      ),
+    );
     // Deno's own protocol check splits the header on ", " exactly, so a list without spaces
     // (Node's `ws` sends "a,b") would fail there: the choice is made above and set here.
     const { socket, response } = Deno.upgradeWebSocket(c.req.raw, { idleTimeout: 30 });
@@ -1260,14 +1269,4 @@ function truncateReason(unsafe: string): string {
     text = text.slice(0, -1);
   }
   return text + "…";
-}
-
-/** The peer's host name from Deno.serve's handler info (Hono's `c.env`), if any. */
-function remoteHostname(env: unknown): string | undefined {
-  try {
-    const address = (env as { remoteAddr?: { hostname?: unknown } } | undefined)?.remoteAddr;
-    return typeof address?.hostname === "string" ? address.hostname : undefined;
-  } catch {
-    return undefined; // the request is gone
-  }
 }

@@ -7,6 +7,7 @@
 import { deepStrictEqual as assertEquals, ok as assert } from "node:assert/strict";
 import { DbConnection } from "../fixtures/bindings/chat/index.ts";
 import { call, fixtureBundle, publish, startTestServer } from "../support/server.ts";
+import { TrustedProxies } from "../../lib/client_address.ts";
 import { createApp } from "../../server/app.ts";
 import type { AppContext } from "../../server/app.ts";
 
@@ -297,6 +298,31 @@ Deno.test("metrics: served to loopback peers only, unless metricsPublic", async 
   }
   const open = createApp({ ...context, metricsPublic: true });
   assertEquals((await get(open, "10.0.0.7")).status, 200);
+});
+
+Deno.test("metrics: behind a trusted proxy on loopback, the forwarded client is judged", async () => {
+  const context = {
+    registry: { list: () => [] },
+    hub: { clientStats: () => new Map() },
+    version: "test",
+  } as unknown as AppContext;
+  const get = (app: ReturnType<typeof createApp>, forwardedFor?: string) =>
+    app.fetch(
+      new Request("http://lightcone/v1/metrics", {
+        headers: forwardedFor === undefined ? {} : { "x-forwarded-for": forwardedFor },
+      }),
+      { remoteAddr: { transport: "tcp", hostname: "127.0.0.1", port: 1 } },
+    );
+  // Without --trusted-proxy the header is ignored: the loopback peer is served.
+  const plain = createApp(context);
+  assertEquals((await get(plain, "203.0.113.9")).status, 200);
+  const proxied = createApp({ ...context, trustedProxies: TrustedProxies.parse(["127.0.0.1"]) });
+  assertEquals((await get(proxied, "203.0.113.9")).status, 403);
+  // A client cannot claim loopback: its own entry is left of the address the proxy saw.
+  assertEquals((await get(proxied, "127.0.0.1, 203.0.113.9")).status, 403);
+  // The proxy's own requests (no header), and a scraper on loopback going through it, are served.
+  assertEquals((await get(proxied)).status, 200);
+  assertEquals((await get(proxied, "127.0.0.1")).status, 200);
 });
 
 Deno.test({

@@ -17,8 +17,18 @@ interface RawClient {
   messages: ServerMessage[];
 }
 
-async function connect(url: string, path: string): Promise<RawClient> {
-  const socket = new WebSocket(`${url.replace(/^http/, "ws")}${path}`, ["v3.bsatn.spacetimedb"]);
+async function connect(url: string, path: string, forwardedFor?: string): Promise<RawClient> {
+  const target = `${url.replace(/^http/, "ws")}${path}`;
+  // Deno's WebSocket takes request headers (a proxy in front adds X-Forwarded-For).
+  const socket = forwardedFor === undefined
+    ? new WebSocket(target, ["v3.bsatn.spacetimedb"])
+    : new WebSocket(
+      target,
+      {
+        protocols: ["v3.bsatn.spacetimedb"],
+        headers: { "x-forwarded-for": forwardedFor },
+      } as unknown as string[],
+    );
   socket.binaryType = "arraybuffer";
   const messages: ServerMessage[] = [];
   socket.onmessage = async (event) => {
@@ -78,6 +88,42 @@ Deno.test({
       const ownerClient = await connect(server.url, `${path}?token=${owner.token}`);
       clients.push(ownerClient);
       assertEquals((await subscribeScanView(ownerClient)).tag, "SubscribeApplied");
+    } finally {
+      for (const client of clients) client.socket.close();
+      await server.close();
+    }
+  },
+});
+
+Deno.test({
+  name: "behind a trusted proxy, each forwarded client address gets its own share",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    const server = await startTestServer({ trustedProxies: ["127.0.0.1", "::1"] });
+    const clients: RawClient[] = [];
+    try {
+      const owner = await publish(server.url, "share", await fixtureBundle("redteam"));
+      const filled = await call(server.url, "share", "fill", [10], owner.token);
+      assertEquals(filled.status, 200, filled.text);
+      const path = "/v1/database/share/subscribe";
+      for (let i = 0; i < VIEW_INSTANCES_READING_TABLE_PER_SOURCE_MAX; i++) {
+        // Left of the proxy's entry: what the client wrote itself, which must not count.
+        const client = await connect(server.url, path, `10.9.9.${i}, 198.51.100.1`);
+        clients.push(client);
+        assertEquals((await subscribeScanView(client)).tag, "SubscribeApplied", `client ${i}`);
+      }
+      const same = await connect(server.url, path, "198.51.100.1");
+      clients.push(same);
+      assertEquals((await subscribeScanView(same)).tag, "SubscriptionError");
+      // Another client behind the same proxy keeps its own places.
+      const other = await connect(server.url, path, "198.51.100.2");
+      clients.push(other);
+      assertEquals((await subscribeScanView(other)).tag, "SubscribeApplied");
+      // The proxy's own address (no header) is yet another source.
+      const direct = await connect(server.url, path);
+      clients.push(direct);
+      assertEquals((await subscribeScanView(direct)).tag, "SubscribeApplied");
     } finally {
       for (const client of clients) client.socket.close();
       await server.close();

@@ -41,6 +41,8 @@ export async function startTestServer(
     /** `--replicate` / `--follow` (host:port of a NATS server). */
     replicate?: string;
     follow?: string;
+    /** `--trusted-proxy` values. */
+    trustedProxies?: string[];
   } = {},
 ): Promise<TestServer> {
   const dataDir = options.dataDir ?? await Deno.makeTempDir({ prefix: "lightcone-test-" });
@@ -61,6 +63,7 @@ export async function startTestServer(
     logSegmentBytes: options.logSegmentBytes,
     replicate: options.replicate,
     follow: options.follow,
+    trustedProxies: options.trustedProxies,
   });
   return {
     server,
