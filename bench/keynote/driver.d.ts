@@ -32,6 +32,8 @@ export interface LoadOptions {
   /** Clock in ms; default performance.now. */
   now?: () => number;
   onPhase?: (phase: "warmup" | "measure" | "drain") => void;
+  /** Every acknowledged transfer of the window: ms since the window opened, its latency in ms. */
+  trace?: (atMs: number, latencyMs: number) => void;
 }
 
 export interface LoadResult {

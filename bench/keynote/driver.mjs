@@ -126,6 +126,7 @@ export async function runLoad(options) {
       if (inWindow) {
         committed++;
         histogram.record(doneMs - sentMs);
+        options.trace?.(doneMs - measureStartMs, doneMs - sentMs);
         perSecond[Math.min(secondCount - 1, Math.floor((doneMs - measureStartMs) / 1000))]++;
       }
     } else {

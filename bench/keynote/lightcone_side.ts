@@ -350,6 +350,8 @@ export async function runLightcone(
     const endTimer = setTimeout(() => {
       cpu = cpuSample?.stop() ?? null;
     }, options.warmupMs + options.measureMs);
+    const tracePath = Deno.env.get("KEYNOTE_TRACE");
+    const trace: number[] | undefined = tracePath ? [] : undefined;
     let load;
     try {
       load = await runLoad({
@@ -362,6 +364,9 @@ export async function runLightcone(
         accountCount: options.accountCount,
         amount: options.amount,
         send: clients.transfer,
+        // KEYNOTE_TRACE=FILE: every call of the window as "ms-into-window latency-ms" lines, to
+        // see whether slow calls come together (a stall) or one by one (scheduling).
+        trace: trace ? (atMs, latencyMs) => trace.push(atMs, latencyMs) : undefined,
         onPhase(phase) {
           if (phase === "measure") {
             cpuSample = startCpuSample({ client: Deno.pid, server: deployment.pid });
@@ -376,6 +381,14 @@ export async function runLightcone(
       await clients.close();
     }
     cpu ??= cpuSample?.stop() ?? null;
+    if (tracePath && trace) {
+      const lines: string[] = [];
+      for (let i = 0; i < trace.length; i += 2) {
+        lines.push(`${trace[i].toFixed(3)} ${trace[i + 1].toFixed(3)}`);
+      }
+      await Deno.writeTextFile(tracePath, lines.join("\n") + "\n", { append: true });
+      await Deno.writeTextFile(tracePath, "# end of run\n", { append: true });
+    }
     if (metricsBefore) {
       const before = await metricsBefore;
       const after = await scrapeGroupCommit(deployment.url);
