@@ -92,6 +92,11 @@ start options:
                                created and kept up to date from the stream; SQL and subscriptions
                                work, every write (calls, publish, delete, DML) is refused
                                (promotion and synchronous replication are not built)
+      --replication-key-file PATH
+                               shared secret (at least 16 bytes, file mode 600) both the primary
+                               and its replicas pass: every message carries an HMAC-SHA256 tag,
+                               a replica refuses one without the right tag (that database stops).
+                               Without it messages are unauthenticated (a warning at start)
       --log-format text|json   server log format (default text)
 `;
 
@@ -162,6 +167,7 @@ async function start(args: string[]): Promise<number> {
   let warmSpare = false;
   let replicate: string | undefined;
   let follow: string | undefined;
+  let replicationKeyFile: string | undefined;
   const issuers: string[] = [];
   const audiences: string[] = [];
   const httpAllow: string[] = [];
@@ -224,6 +230,7 @@ async function start(args: string[]): Promise<number> {
     else if (arg === "--log-format") configureLog({ json: value() === "json" });
     else if (arg === "--replicate") replicate = parseNatsUrl(value(), arg);
     else if (arg === "--follow") follow = parseNatsUrl(value(), arg);
+    else if (arg === "--replication-key-file") replicationKeyFile = value();
     else if (/^--(promote|failover|replicate-sync|sync-replication)\b/.test(arg)) {
       throw new Error(
         `${arg} is not supported: replication is asynchronous and a replica cannot be promoted ` +
@@ -283,6 +290,7 @@ async function start(args: string[]): Promise<number> {
       warmSpare,
       replicate,
       follow,
+      replicationKeyFile,
       oidc: issuers.length
         ? { issuers, audiences: audiences.length ? audiences : undefined }
         : undefined,

@@ -7,3 +7,4 @@ export {
   MessageRefusedError,
 } from "./follower.ts";
 export { type ModuleBody, natsDisplay, parseNatsUrl } from "./stream.ts";
+export { loadReplicationKey } from "./auth.ts";

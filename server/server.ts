@@ -16,7 +16,12 @@ import {
   SCHEDULE_IMMEDIATE_PENDING_MAX,
 } from "../lib/limits.ts";
 import { log } from "../lib/log.ts";
-import { DurabilityActor, logIsolationCapabilities, setWarmSpare } from "../worker/mod.ts";
+import {
+  DurabilityActor,
+  logIsolationCapabilities,
+  REPLAY_FAILED_PREFIX,
+  setWarmSpare,
+} from "../worker/mod.ts";
 import { createApp } from "./app.ts";
 import { DatabaseRegistry, exists, isValidDatabaseName } from "./database_registry.ts";
 import { type RequestBodyOptions, RequestBodyReader } from "./request_body.ts";
@@ -27,6 +32,7 @@ import { OutboundHttp, type Resolver } from "./outbound_http.ts";
 import { runSqlStatement } from "./sql_statement.ts";
 import {
   Follower,
+  loadReplicationKey,
   MessageRefusedError,
   natsDisplay,
   PrimaryReplicator,
@@ -104,6 +110,11 @@ export interface ServerOptions {
    * (replication/follower.ts); writes are refused. The value is `host:port`.
    */
   follow?: string;
+  /**
+   * `--replication-key-file PATH`: the shared secret both ends tag and check replication
+   * messages with (replication/auth.ts). Without it messages are unauthenticated (a warning).
+   */
+  replicationKeyFile?: string;
   /** Called once the listener is bound, with the actual port. */
   onListen?: (address: { hostname: string; port: number }) => void;
 }
@@ -140,9 +151,11 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   if (options.replicate !== undefined && options.follow !== undefined) {
     throw new RangeError("--replicate and --follow exclude each other: a replica does not publish");
   }
+  const replicationKey = await replicationKeyOf(options);
   const replicator = options.replicate === undefined ? undefined : new PrimaryReplicator({
     dataDir: options.dataDir,
     server: options.replicate,
+    key: replicationKey,
     existingModule: async (key) => {
       const database = registry.resolve(key);
       if (!database) return "it is not hosted here";
@@ -209,6 +222,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   const follower = options.follow === undefined ? undefined : new Follower({
     dataDir: options.dataDir,
     server: options.follow,
+    key: replicationKey,
     target: {
       localEnd: (key) => registry.resolve(key)?.durableTxOffset,
       createDatabase: async (key, body) => {
@@ -243,6 +257,18 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
         try {
           database.host.replicate(firstTx, count, records);
           await database.whenDurable(firstTx + count);
+        } catch (error) {
+          // Transactions that decode but do not replay fail the same way every time.
+          const text = error instanceof Error ? error.message : String(error);
+          const at = text.indexOf(REPLAY_FAILED_PREFIX);
+          if (at >= 0) {
+            throw new MessageRefusedError(
+              `transactions [${firstTx}, ${firstTx + count}) could not be applied: ${
+                text.slice(at + REPLAY_FAILED_PREFIX.length)
+              }`,
+            );
+          }
+          throw error;
         } finally {
           release();
         }
@@ -404,6 +430,29 @@ export function databaseLimits(partial: Partial<DatabaseLimits> = {}): DatabaseL
     );
   }
   return limits;
+}
+
+/**
+ * The replication key of `--replication-key-file`, or undefined (then a loud warning when this
+ * server replicates or follows: anyone who can publish on the subject steers the replicas).
+ */
+async function replicationKeyOf(options: ServerOptions): Promise<CryptoKey | undefined> {
+  const replicating = options.replicate !== undefined || options.follow !== undefined;
+  if (options.replicationKeyFile !== undefined) {
+    if (!replicating) {
+      throw new RangeError("--replication-key-file needs --replicate or --follow");
+    }
+    return await loadReplicationKey(options.replicationKeyFile);
+  }
+  if (replicating) {
+    log.warn(
+      "replication messages are UNAUTHENTICATED: anyone who can publish on the NATS subjects " +
+        "lightcone.*.log controls every replica; pass --replication-key-file on the primary and " +
+        "the replicas",
+      { role: options.replicate !== undefined ? "primary" : "replica" },
+    );
+  }
+  return undefined;
 }
 
 /** What every write on a read replica fails with. */

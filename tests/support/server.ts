@@ -41,6 +41,8 @@ export async function startTestServer(
     /** `--replicate` / `--follow` (host:port of a NATS server). */
     replicate?: string;
     follow?: string;
+    /** `--replication-key-file`. */
+    replicationKeyFile?: string;
   } = {},
 ): Promise<TestServer> {
   const dataDir = options.dataDir ?? await Deno.makeTempDir({ prefix: "lightcone-test-" });
@@ -61,6 +63,7 @@ export async function startTestServer(
     logSegmentBytes: options.logSegmentBytes,
     replicate: options.replicate,
     follow: options.follow,
+    replicationKeyFile: options.replicationKeyFile,
   });
   return {
     server,
