@@ -19,7 +19,7 @@ import { jetstream, jetstreamManager } from "@nats-io/jetstream";
 import { log } from "../lib/log.ts";
 import { databaseDir } from "../storage/mod.ts";
 import { LogTail } from "./log_tail.ts";
-import { HEADER_AUTH, HEADER_AUTH_BODY, messageTag } from "./auth.ts";
+import { checkTag, HEADER_AUTH, HEADER_AUTH_BODY, messageTag } from "./auth.ts";
 import {
   CHUNK_HEADER_ROOM_BYTES,
   chunkHeaders,
@@ -491,6 +491,16 @@ export class PrimaryReplicator {
         );
       }
       return { acked: 0, lastSeq: 0 };
+    }
+    if (this.#key !== undefined) {
+      // Its headers decide where publishing resumes: only a message tagged with our key counts.
+      const problem = await checkTag(this.#key, subjectOf(pump.dbKey), last.header, last.data);
+      if (problem !== undefined) {
+        throw new ConflictError(
+          `the database's last JetStream message (sequence ${last.seq}) is not ours: ${problem}; ` +
+            `someone without the replication key published on its subject`,
+        );
+      }
     }
     const primary = last.header?.get(HEADER_PRIMARY) ?? "";
     if (primary !== this.#primaryId) {

@@ -14,6 +14,7 @@
  *           republished message within its duplicate window); Nats-Expected-Last-Subject-
  *           Sequence: the sequence of the database's previous message (two primaries cannot
  *           interleave one database's log: the second publish is refused)
+ *           Lc-Auth (with --replication-key-file): HMAC-SHA256 tag, replication/auth.ts
  */
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { jetstreamManager } from "@nats-io/jetstream";

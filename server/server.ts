@@ -131,6 +131,8 @@ export interface RunningServer {
 
 export async function startServer(options: ServerOptions): Promise<RunningServer> {
   await Deno.mkdir(options.dataDir, { recursive: true });
+  // First: a bad key file refuses the start before anything runs.
+  const replicationKey = await replicationKeyOf(options);
   logIsolationCapabilities(options.databaseMemoryMb ?? DATABASE_MEMORY_MB_DEFAULT);
   const auth = await AuthService.open({ dataDir: options.dataDir, oidc: options.oidc });
   const hub = new WsHub({ auth, compress: options.wsCompression });
@@ -151,7 +153,6 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   if (options.replicate !== undefined && options.follow !== undefined) {
     throw new RangeError("--replicate and --follow exclude each other: a replica does not publish");
   }
-  const replicationKey = await replicationKeyOf(options);
   const replicator = options.replicate === undefined ? undefined : new PrimaryReplicator({
     dataDir: options.dataDir,
     server: options.replicate,
@@ -510,6 +511,9 @@ function primaryMetricsText(
   ].join("\n");
 }
 
+/** A stop reason in a metric label is cut here (the whole text is in the log and marker). */
+const STOPPED_REASON_LABEL_CHARS_MAX = 300;
+
 function followerMetricsText(follower: Follower, labelOf: (key: string) => string): string {
   const { pendingMessages, databases } = follower.metrics();
   return [
@@ -527,6 +531,14 @@ function followerMetricsText(follower: Follower, labelOf: (key: string) => strin
       "lightcone_replication_follower_stopped",
       "1 when following the database stopped (a gap or a damaged message)",
       databases.map((row) => [labelOf(row.dbKey), row.stopped === undefined ? 0 : 1] as const),
+    ),
+    "# HELP lightcone_replication_follower_stopped_reason Why following the database stopped " +
+    "(kept across restarts until <data>/replication-stopped/<identity>.json is deleted)",
+    "# TYPE lightcone_replication_follower_stopped_reason gauge",
+    ...databases.filter((row) => row.stopped !== undefined).map((row) =>
+      `lightcone_replication_follower_stopped_reason{database="${labelOf(row.dbKey)}",reason="${
+        escapeLabelValue(row.stopped!.slice(0, STOPPED_REASON_LABEL_CHARS_MAX))
+      }"} 1`
     ),
     "",
   ].join("\n");
