@@ -20,6 +20,7 @@ import { waitUntil } from "../tests/support/wait.ts";
 import { Follower, type FollowTarget } from "./follower.ts";
 import { ensureStream, type ModuleBody } from "./stream.ts";
 import { importReplicationKey, messageTag } from "./auth.ts";
+import { chunkHeaders, sha256Hex } from "./chunks.ts";
 
 /** A transaction record whose reducer name is `name` (what the recording target keeps). */
 function txRecord(name: string): Uint8Array {
@@ -295,8 +296,8 @@ Deno.test({
           frame(first, names),
           signWith,
         );
-      const GOOD = 1, UNTAGGED = 2, FORGED = 3, ALTERED = 4;
-      for (const db of [GOOD, UNTAGGED, FORGED, ALTERED]) await module(db);
+      const GOOD = 1, UNTAGGED = 2, FORGED = 3, ALTERED = 4, WHOLE = 5;
+      for (const db of [GOOD, UNTAGGED, FORGED, ALTERED, WHOLE]) await module(db);
       await log(GOOD, 0, ["g0"]);
       await log(UNTAGGED, 0, ["forged"], null); // No tag at all.
       await log(UNTAGGED, 0, ["u0"]); // The real one, after the forged message.
@@ -314,6 +315,32 @@ Deno.test({
         h.set("Lc-End-Tx", "2");
         await js.publish(subject, body, { headers: h });
       }
+      // Two chunks, each rightly tagged, whose whole-message tag is another key's.
+      {
+        const subject = `lightcone.${dbKey(WHOLE)}.log`;
+        const body = frame(0, ["w0"]);
+        const parts = [body.subarray(0, 20), body.subarray(20)];
+        const sha256 = await sha256Hex(body);
+        const base: [string, string][] = [
+          ["Lc-Kind", "log"],
+          ["Lc-Primary", "test"],
+          ["Lc-First-Tx", "0"],
+          ["Lc-End-Tx", "1"],
+        ];
+        const whole = headers();
+        for (const [name, value] of base) whole.set(name, value);
+        const wholeTag = await messageTag(otherKey, subject, whole, body, true);
+        for (let index = 0; index < 2; index++) {
+          const h = headers();
+          for (const [name, value] of base) h.set(name, value);
+          for (const [name, value] of chunkHeaders(index, 2, body.length, sha256)) {
+            h.set(name, value);
+          }
+          h.set("Lc-Auth-Body", wholeTag);
+          h.set("Lc-Auth", await messageTag(key, subject, h, parts[index]));
+          await js.publish(subject, parts[index], { headers: h });
+        }
+      }
       await log(GOOD, 1, ["g1"]);
 
       follower = await start();
@@ -330,6 +357,11 @@ Deno.test({
       assertEquals(records(FORGED), []);
       assertMatch(stopped.get(ALTERED) ?? "", /Lc-Auth tag does not match/);
       assertEquals(records(ALTERED), []);
+      assertMatch(
+        stopped.get(WHOLE) ?? "",
+        /chunked message \d+-\d+ refused: a message whose Lc-Auth-Body tag does not match/,
+      );
+      assertEquals(records(WHOLE), []);
       const marker = (db: number) => `${dataDir}/replication-stopped/${dbKey(db)}.json`;
       assertMatch(JSON.parse(await Deno.readTextFile(marker(UNTAGGED))).reason, /Lc-Auth/);
 
