@@ -65,6 +65,8 @@ export interface FollowerMetrics {
 }
 
 const RETRY_MS = 1000;
+/** A first connection to NATS slower than this is logged (once). */
+const SLOW_CONNECT_WARN_MS = 5_000;
 /** Tries of one message on a database that fails to take it (a crash loop) before giving up. */
 const APPLY_ATTEMPTS_MAX = 30;
 
@@ -94,6 +96,8 @@ export class Follower {
   readonly #server: string;
   readonly #target: FollowTarget;
   readonly #key: CryptoKey | undefined;
+  /** PEM of `--nats-ca` (TLS to NATS). */
+  readonly #natsCa: string | undefined;
   /** Per stopped database, where following it resumes once its marker is deleted. */
   readonly #resume = new Map<string, number>();
   #nc: NatsConnection | undefined;
@@ -106,16 +110,24 @@ export class Follower {
   /** Per database, the chunks of a message gathered so far (replication/chunks.ts). */
   readonly #chunks = new Map<string, ChunkAssembler>();
   #loop: Promise<void> | undefined;
+  #slowConnect: ReturnType<typeof setTimeout> | undefined;
   /** The consumer's iterator: closing the connection alone does not always end it. */
   #messages: { stop(error?: Error): void } | undefined;
 
   constructor(
-    options: { dataDir: string; server: string; target: FollowTarget; key?: CryptoKey },
+    options: {
+      dataDir: string;
+      server: string;
+      target: FollowTarget;
+      key?: CryptoKey;
+      natsCa?: string;
+    },
   ) {
     this.#dataDir = options.dataDir;
     this.#server = options.server;
     this.#target = options.target;
     this.#key = options.key;
+    this.#natsCa = options.natsCa;
   }
 
   async start(): Promise<void> {
@@ -160,16 +172,32 @@ export class Follower {
 
   async close(): Promise<void> {
     this.#closed = true;
+    clearTimeout(this.#slowConnect);
     this.#messages?.stop();
     await this.#nc?.close().catch(() => {});
-    await this.#loop?.catch(() => {});
+    // A loop still waiting for its first connection (NATS unreachable, its certificate refused)
+    // is not waited for: a connection that comes later is closed by the loop.
+    if (this.#nc !== undefined) await this.#loop?.catch(() => {});
   }
 
   async #run(): Promise<void> {
     let warned = false;
+    // The client retries its first connection by itself, silently: say so when it takes a while.
+    this.#slowConnect = setTimeout(() => {
+      log.warn(
+        "replication: NATS is not answering yet (down, unreachable, or its TLS certificate " +
+          "refused); following waits",
+        { server: natsDisplay(this.#server) },
+      );
+    }, SLOW_CONNECT_WARN_MS);
     while (!this.#closed) {
       try {
-        this.#nc ??= await connectNats(this.#server, "lightcone follower");
+        this.#nc ??= await connectNats(this.#server, "lightcone follower", { ca: this.#natsCa });
+        clearTimeout(this.#slowConnect);
+        if (this.#closed) {
+          await this.#nc.close().catch(() => {});
+          return;
+        }
         await ensureStream(this.#nc);
         const js = jetstream(this.#nc);
         const consumer = await js.consumers.get(STREAM_NAME, { opt_start_seq: this.#lastSeq + 1 });

@@ -109,6 +109,8 @@ export class PrimaryReplicator {
   readonly #existingModule: (dbKey: string) => Promise<ModuleBody | string>;
   /** Signs every message (replication/auth.ts); undefined: messages go out unauthenticated. */
   readonly #key: CryptoKey | undefined;
+  /** PEM of `--nats-ca` (TLS to NATS). */
+  readonly #natsCa: string | undefined;
   readonly #pumps = new Map<string, Pump>();
   #nc: NatsConnection | undefined;
   #ready: Promise<void> | undefined;
@@ -126,12 +128,14 @@ export class PrimaryReplicator {
       server: string;
       existingModule: (dbKey: string) => Promise<ModuleBody | string>;
       key?: CryptoKey;
+      natsCa?: string;
     },
   ) {
     this.#dataDir = options.dataDir;
     this.#server = options.server;
     this.#existingModule = options.existingModule;
     this.#key = options.key;
+    this.#natsCa = options.natsCa;
   }
 
   /** Connects in the background (retrying until NATS answers); commits never wait for it. */
@@ -147,7 +151,12 @@ export class PrimaryReplicator {
       for (let attempt = 1;; attempt++) {
         if (this.#closed) return;
         try {
-          this.#nc ??= await connectNats(this.#server, "lightcone primary");
+          this.#nc ??= await connectNats(this.#server, "lightcone primary", { ca: this.#natsCa });
+          if (this.#closed) {
+            // Closed while the first connection was pending: nothing will use it.
+            await this.#nc.close().catch(() => {});
+            return;
+          }
           await ensureStream(this.#nc);
           clearTimeout(this.#slowConnect);
           log.info("replication: connected to NATS", { server: natsDisplay(this.#server) });

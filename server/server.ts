@@ -34,7 +34,7 @@ import {
   Follower,
   loadReplicationKey,
   MessageRefusedError,
-  natsDisplay,
+  natsUrlDisplay,
   PrimaryReplicator,
 } from "../replication/mod.ts";
 import { escapeLabelValue } from "./metrics.ts";
@@ -115,6 +115,11 @@ export interface ServerOptions {
    * messages with (replication/auth.ts). Without it messages are unauthenticated (a warning).
    */
   replicationKeyFile?: string;
+  /**
+   * `--nats-ca FILE`: PEM certificate(s) the NATS server's TLS certificate must chain to; TLS
+   * is then required (with `nats://` as well as `tls://`).
+   */
+  natsCaFile?: string;
   /** Called once the listener is bound, with the actual port. */
   onListen?: (address: { hostname: string; port: number }) => void;
 }
@@ -133,6 +138,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   await Deno.mkdir(options.dataDir, { recursive: true });
   // First: a bad key file refuses the start before anything runs.
   const replicationKey = await replicationKeyOf(options);
+  const natsCa = await natsCaOf(options);
   logIsolationCapabilities(options.databaseMemoryMb ?? DATABASE_MEMORY_MB_DEFAULT);
   const auth = await AuthService.open({ dataDir: options.dataDir, oidc: options.oidc });
   const hub = new WsHub({ auth, compress: options.wsCompression });
@@ -157,6 +163,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     dataDir: options.dataDir,
     server: options.replicate,
     key: replicationKey,
+    natsCa,
     existingModule: async (key) => {
       const database = registry.resolve(key);
       if (!database) return "it is not hosted here";
@@ -224,6 +231,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     dataDir: options.dataDir,
     server: options.follow,
     key: replicationKey,
+    natsCa,
     target: {
       localEnd: (key) => registry.resolve(key)?.durableTxOffset,
       createDatabase: async (key, body) => {
@@ -456,10 +464,30 @@ async function replicationKeyOf(options: ServerOptions): Promise<CryptoKey | und
   return undefined;
 }
 
+/** The PEM text of `--nats-ca`, checked to hold a certificate. */
+async function natsCaOf(options: ServerOptions): Promise<string | undefined> {
+  if (options.natsCaFile === undefined) return undefined;
+  if (options.replicate === undefined && options.follow === undefined) {
+    throw new RangeError("--nats-ca needs --replicate or --follow");
+  }
+  let text: string;
+  try {
+    text = await Deno.readTextFile(options.natsCaFile);
+  } catch (error) {
+    throw new Error(
+      `--nats-ca "${options.natsCaFile}" cannot be read: ${(error as Error).message}`,
+    );
+  }
+  if (!text.includes("-----BEGIN CERTIFICATE-----")) {
+    throw new Error(`--nats-ca "${options.natsCaFile}" holds no PEM certificate`);
+  }
+  return text;
+}
+
 /** What every write on a read replica fails with. */
 function readOnlyMessage(server: string): string {
-  return `This server is a read replica (--follow nats://${
-    natsDisplay(server)
+  return `This server is a read replica (--follow ${
+    natsUrlDisplay(server)
   }): writes are refused; ` +
     `send them to the primary`;
 }

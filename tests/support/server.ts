@@ -43,6 +43,8 @@ export async function startTestServer(
     follow?: string;
     /** `--replication-key-file`. */
     replicationKeyFile?: string;
+    /** `--nats-ca`. */
+    natsCaFile?: string;
   } = {},
 ): Promise<TestServer> {
   const dataDir = options.dataDir ?? await Deno.makeTempDir({ prefix: "lightcone-test-" });
@@ -64,6 +66,7 @@ export async function startTestServer(
     replicate: options.replicate,
     follow: options.follow,
     replicationKeyFile: options.replicationKeyFile,
+    natsCaFile: options.natsCaFile,
   });
   return {
     server,
