@@ -502,8 +502,20 @@ export class PrimaryReplicator {
       return { acked: 0, lastSeq: 0 };
     }
     if (this.#key !== undefined) {
-      // Its headers decide where publishing resumes: only a message tagged with our key counts.
-      const problem = await checkTag(this.#key, subjectOf(pump.dbKey), last.header, last.data);
+      // Its headers decide where publishing resumes: a message tagged with another key is not
+      // ours. An untagged one is taken (a message from before --replication-key-file was on;
+      // a log message's bytes are still compared with this log below), with a warning.
+      const untagged = (last.header?.get(HEADER_AUTH) ?? "") === "";
+      const problem = untagged
+        ? undefined
+        : await checkTag(this.#key, subjectOf(pump.dbKey), last.header, last.data);
+      if (untagged) {
+        log.warn(
+          "replication: the database's last JetStream message is untagged (published before " +
+            "--replication-key-file was on?); publishing goes on after it",
+          { identity: pump.dbKey, seq: last.seq },
+        );
+      }
       if (problem !== undefined) {
         throw new ConflictError(
           `the database's last JetStream message (sequence ${last.seq}) is not ours: ${problem}; ` +

@@ -315,3 +315,63 @@ Deno.test({
     }
   },
 });
+
+Deno.test({
+  name: "replication key turned on later: a primary and a replica that replicated untagged go on " +
+    "with tagged messages after a restart with the key",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    const nats = await startNatsServer();
+    const keyDir = await Deno.makeTempDir({ prefix: "lightcone-key-" });
+    let primary: TestServer | undefined;
+    let replica: TestServer | undefined;
+    try {
+      primary = await startTestServer({ replicate: nats.server });
+      replica = await startTestServer({ follow: nats.server });
+      const owner = await publish(primary.url, "target", await fixtureBundle("migrate_v1"));
+      const added = await call(primary.url, "target", "add", [1, "Ann"], owner.token);
+      assertEquals(added.status, 200, added.text);
+      await waitUntil(
+        async () => (await rows(replica!.url, "target"))?.length === 1,
+        "Ann on the replica",
+      );
+      // Both restart with the key.
+      const keyFile = await writeKeyFile(keyDir, SECRET, 0o600);
+      const primaryDir = primary.dataDir;
+      const replicaDir = replica.dataDir;
+      await replica.close({ keepData: true });
+      replica = undefined;
+      await primary.close({ keepData: true });
+      primary = undefined;
+      primary = await startTestServer({
+        replicate: nats.server,
+        replicationKeyFile: keyFile,
+        dataDir: primaryDir,
+      });
+      replica = await startTestServer({
+        follow: nats.server,
+        replicationKeyFile: keyFile,
+        dataDir: replicaDir,
+      });
+      const more = await call(primary.url, "target", "add", [2, "Bob"], owner.token);
+      assertEquals(more.status, 200, more.text);
+      await waitUntil(
+        async () => (await rows(replica!.url, "target"))?.length === 2,
+        "Bob on the replica, tagged",
+      );
+      const text = await metricsText(primary.url);
+      assert(text.includes('lightcone_replication_stopped{database="target"} 0'), text);
+      assertEquals(await stoppedMetric(replica.url, "target"), 0);
+      // The message that brought Bob is tagged (lastLog checks Lc-Auth) and is Bob's insert.
+      const last = await lastLog(nats.server, owner.identity);
+      const insert = last.record.tables.find((change) => change.inserts.length === 1)!;
+      assertEquals([...insert.inserts[0]], [...personRow(2, "Bob")]);
+    } finally {
+      await replica?.close();
+      await primary?.close();
+      await nats.stop();
+      await Deno.remove(keyDir, { recursive: true }).catch(() => {});
+    }
+  },
+});

@@ -38,13 +38,13 @@ export async function startTestServer(
     snapshotIntervalTx?: number;
     /** Commit-log segment size (small: a log of many segments). */
     logSegmentBytes?: number;
-    /** `--replicate` / `--follow` (host:port of a NATS server). */
-    replicate?: string;
-    follow?: string;
     /** `--replication-key-file`. */
     replicationKeyFile?: string;
     /** `--nats-ca`. */
     natsCaFile?: string;
+    /** `--replicate` / `--follow` (host:port of a NATS server). */
+    replicate?: string;
+    follow?: string;
   } = {},
 ): Promise<TestServer> {
   const dataDir = options.dataDir ?? await Deno.makeTempDir({ prefix: "lightcone-test-" });
@@ -63,10 +63,10 @@ export async function startTestServer(
     warmSpare: options.warmSpare,
     snapshotIntervalTx: options.snapshotIntervalTx,
     logSegmentBytes: options.logSegmentBytes,
-    replicate: options.replicate,
-    follow: options.follow,
     replicationKeyFile: options.replicationKeyFile,
     natsCaFile: options.natsCaFile,
+    replicate: options.replicate,
+    follow: options.follow,
   });
   return {
     server,
