@@ -90,13 +90,20 @@ start options:
                                publish every database's commit log and module to NATS JetStream
                                (stream LIGHTCONE, subject lightcone.<identity>.log) once durable
                                here; asynchronous: NATS down or slow never blocks a commit.
-                               Credentials: nats://USER:PASSWORD@HOST:PORT or nats://TOKEN@HOST
-                               (no TLS yet: refused)
+                               Credentials: nats://USER:PASSWORD@HOST:PORT or nats://TOKEN@HOST;
+                               TLS: tls://HOST:PORT (system roots) or --nats-ca
       --follow nats://HOST:PORT
                                be a read replica of the primary publishing there: databases are
                                created and kept up to date from the stream; SQL and subscriptions
                                work, every write (calls, publish, delete, DML) is refused
                                (promotion and synchronous replication are not built)
+      --replication-key-file PATH
+                               shared secret (at least 16 bytes, file mode 600) both the primary
+                               and its replicas pass: every message carries an HMAC-SHA256 tag,
+                               a replica refuses one without the right tag (that database stops).
+                               Without it messages are unauthenticated (a warning at start)
+      --nats-ca FILE           PEM CA certificate(s) the NATS server's TLS certificate must chain
+                               to (for --replicate / --follow); TLS is then required
       --log-format text|json   server log format (default text)
 `;
 
@@ -167,6 +174,8 @@ async function start(args: string[]): Promise<number> {
   let warmSpare = false;
   let replicate: string | undefined;
   let follow: string | undefined;
+  let replicationKeyFile: string | undefined;
+  let natsCaFile: string | undefined;
   const issuers: string[] = [];
   const audiences: string[] = [];
   const httpAllow: string[] = [];
@@ -232,6 +241,8 @@ async function start(args: string[]): Promise<number> {
     else if (arg === "--log-format") configureLog({ json: value() === "json" });
     else if (arg === "--replicate") replicate = parseNatsUrl(value(), arg);
     else if (arg === "--follow") follow = parseNatsUrl(value(), arg);
+    else if (arg === "--replication-key-file") replicationKeyFile = value();
+    else if (arg === "--nats-ca") natsCaFile = value();
     else if (/^--(promote|failover|replicate-sync|sync-replication)\b/.test(arg)) {
       throw new Error(
         `${arg} is not supported: replication is asynchronous and a replica cannot be promoted ` +
@@ -292,6 +303,8 @@ async function start(args: string[]): Promise<number> {
       warmSpare,
       replicate,
       follow,
+      replicationKeyFile,
+      natsCaFile,
       oidc: issuers.length
         ? { issuers, audiences: audiences.length ? audiences : undefined }
         : undefined,

@@ -11,6 +11,13 @@
  * they are fsynced here. The local log decides what is new: transactions below its end are
  * skipped (a message seen again after a restart), a message starting past its end is a gap,
  * which stops following that database with an error naming both offsets.
+ *
+ * With a replication key (replication/auth.ts) every message's HMAC tag is checked before
+ * anything else of it is read; a message without a right tag stops its database like a damaged
+ * one. A stopped database stays stopped across restarts: `<data>/replication-stopped/<identity>.json`
+ * holds the reason; deleting that file (and restarting the replica) clears it, and following
+ * that database resumes at the message that stopped it (after it, for a message refused as
+ * unauthenticated), read again from the stream.
  */
 import { jetstream } from "@nats-io/jetstream";
 import type { NatsConnection } from "@nats-io/transport-node";
@@ -36,6 +43,7 @@ import {
 } from "./stream.ts";
 import { messageOf } from "./primary.ts";
 import { ChunkAssembler, ChunkError, chunkInfo } from "./chunks.ts";
+import { checkTag } from "./auth.ts";
 
 /** What the follower needs of the server's databases (server/server.ts adapts the registry). */
 export interface FollowTarget {
@@ -57,6 +65,8 @@ export interface FollowerMetrics {
 }
 
 const RETRY_MS = 1000;
+/** A first connection to NATS slower than this is logged (once). */
+const SLOW_CONNECT_WARN_MS = 5_000;
 /** Tries of one message on a database that fails to take it (a crash loop) before giving up. */
 const APPLY_ATTEMPTS_MAX = 30;
 
@@ -73,10 +83,23 @@ export class MessageRefusedError extends Error {
   override name = "MessageRefusedError";
 }
 
+/** What `<data>/replication-stopped/<identity>.json` holds. */
+interface StoppedMarker {
+  reason: string;
+  stoppedAt: string;
+  /** Stream sequence following the database resumes at once the marker is deleted. */
+  resumeSeq: number;
+}
+
 export class Follower {
   readonly #dataDir: string;
   readonly #server: string;
   readonly #target: FollowTarget;
+  readonly #key: CryptoKey | undefined;
+  /** PEM of `--nats-ca` (TLS to NATS). */
+  readonly #natsCa: string | undefined;
+  /** Per stopped database, where following it resumes once its marker is deleted. */
+  readonly #resume = new Map<string, number>();
   #nc: NatsConnection | undefined;
   #closed = false;
   #lastSeq = 0;
@@ -87,17 +110,51 @@ export class Follower {
   /** Per database, the chunks of a message gathered so far (replication/chunks.ts). */
   readonly #chunks = new Map<string, ChunkAssembler>();
   #loop: Promise<void> | undefined;
+  #slowConnect: ReturnType<typeof setTimeout> | undefined;
   /** The consumer's iterator: closing the connection alone does not always end it. */
   #messages: { stop(error?: Error): void } | undefined;
 
-  constructor(options: { dataDir: string; server: string; target: FollowTarget }) {
+  constructor(
+    options: {
+      dataDir: string;
+      server: string;
+      target: FollowTarget;
+      key?: CryptoKey;
+      natsCa?: string;
+    },
+  ) {
     this.#dataDir = options.dataDir;
     this.#server = options.server;
     this.#target = options.target;
+    this.#key = options.key;
+    this.#natsCa = options.natsCa;
   }
 
   async start(): Promise<void> {
-    this.#lastSeq = await this.#readPosition();
+    const position = await this.#readPosition();
+    this.#lastSeq = position.lastSeq;
+    const markers = await this.#readMarkers();
+    for (const [dbKey, marker] of markers) {
+      this.#stopped.set(dbKey, marker.reason);
+      this.#seen.add(dbKey);
+      this.#resume.set(dbKey, position.resume.get(dbKey) ?? marker.resumeSeq);
+      log.error("replication: this database stays stopped (stopped before the restart)", {
+        identity: dbKey,
+        error: marker.reason,
+        stoppedAt: marker.stoppedAt,
+        clear: `delete ${this.#markerPath(dbKey)} and restart`,
+      });
+    }
+    // A marker the operator deleted: its database is read again from where it stopped.
+    for (const [dbKey, resumeSeq] of position.resume) {
+      if (markers.has(dbKey)) continue;
+      this.#lastSeq = Math.min(this.#lastSeq, resumeSeq - 1);
+      log.info("replication: following a stopped database again (its marker was deleted)", {
+        identity: dbKey,
+        fromSeq: resumeSeq,
+      });
+    }
+    await this.#savePosition();
     this.#loop = this.#run();
   }
 
@@ -115,16 +172,32 @@ export class Follower {
 
   async close(): Promise<void> {
     this.#closed = true;
+    clearTimeout(this.#slowConnect);
     this.#messages?.stop();
     await this.#nc?.close().catch(() => {});
-    await this.#loop?.catch(() => {});
+    // A loop still waiting for its first connection (NATS unreachable, its certificate refused)
+    // is not waited for: a connection that comes later is closed by the loop.
+    if (this.#nc !== undefined) await this.#loop?.catch(() => {});
   }
 
   async #run(): Promise<void> {
     let warned = false;
+    // The client retries its first connection by itself, silently: say so when it takes a while.
+    this.#slowConnect = setTimeout(() => {
+      log.warn(
+        "replication: NATS is not answering yet (down, unreachable, or its TLS certificate " +
+          "refused); following waits",
+        { server: natsDisplay(this.#server) },
+      );
+    }, SLOW_CONNECT_WARN_MS);
     while (!this.#closed) {
       try {
-        this.#nc ??= await connectNats(this.#server, "lightcone follower");
+        this.#nc ??= await connectNats(this.#server, "lightcone follower", { ca: this.#natsCa });
+        clearTimeout(this.#slowConnect);
+        if (this.#closed) {
+          await this.#nc.close().catch(() => {});
+          return;
+        }
         await ensureStream(this.#nc);
         const js = jetstream(this.#nc);
         const consumer = await js.consumers.get(STREAM_NAME, { opt_start_seq: this.#lastSeq + 1 });
@@ -170,13 +243,33 @@ export class Follower {
     }
     this.#seen.add(dbKey);
     if (this.#stopped.has(dbKey)) return;
+    if (this.#key !== undefined) {
+      // Before anything of the message is read: a message without the right tag is not ours.
+      const problem = await checkTag(this.#key, subject, headers, data);
+      if (problem !== undefined) {
+        await this.#stop(dbKey, `message ${seq} refused: ${problem}`, seq + 1);
+        return;
+      }
+    }
+    const firstSeq = this.#chunks.get(dbKey)?.startSeq || seq;
     try {
       const whole = await this.#gather(dbKey, seq, headers, data);
       if (whole === undefined) return;
+      if (this.#key !== undefined && whole !== data) {
+        const problem = await checkTag(this.#key, subject, headers, whole, true);
+        if (problem !== undefined) {
+          await this.#stop(
+            dbKey,
+            `chunked message ${firstSeq}-${seq} refused: ${problem}`,
+            seq + 1,
+          );
+          return;
+        }
+      }
       data = whole;
     } catch (error) {
       if (!(error instanceof ChunkError)) throw error;
-      this.#stop(dbKey, `a broken chunked message: ${error.message}`);
+      await this.#stop(dbKey, `a broken chunked message: ${error.message}`, firstSeq);
       return;
     }
     // A database restarting after a crash (~0.5 s) is waited for; one that cannot take the
@@ -201,16 +294,67 @@ export class Follower {
         const reason = gap
           ? (error as Error).message
           : `applying a message failed ${attempt} times: ${messageOf(error)}`;
-        this.#stop(dbKey, reason);
+        await this.#stop(dbKey, reason, firstSeq);
         return;
       }
     }
   }
 
-  #stop(dbKey: string, reason: string): void {
+  /**
+   * Stops following `dbKey` for good (persisted, see the module comment); `resumeSeq`: where
+   * following it starts again once the operator deletes the marker.
+   */
+  async #stop(dbKey: string, reason: string, resumeSeq: number): Promise<void> {
     this.#stopped.set(dbKey, reason);
+    this.#resume.set(dbKey, resumeSeq);
     this.#chunks.delete(dbKey);
-    log.error("replication: stopped following this database", { identity: dbKey, error: reason });
+    const marker: StoppedMarker = { reason, stoppedAt: new Date().toISOString(), resumeSeq };
+    await Deno.mkdir(this.#markerDir(), { recursive: true });
+    await writeSynced(this.#markerPath(dbKey), JSON.stringify(marker, null, 2) + "\n");
+    log.error("replication: stopped following this database", {
+      identity: dbKey,
+      error: reason,
+      clear: `delete ${this.#markerPath(dbKey)} and restart`,
+    });
+  }
+
+  #markerDir(): string {
+    return `${this.#dataDir}/replication-stopped`;
+  }
+
+  #markerPath(dbKey: string): string {
+    return `${this.#markerDir()}/${dbKey}.json`;
+  }
+
+  async #readMarkers(): Promise<Map<string, StoppedMarker>> {
+    const markers = new Map<string, StoppedMarker>();
+    let entries: Deno.DirEntry[];
+    try {
+      entries = await Array.fromAsync(Deno.readDir(this.#markerDir()));
+    } catch (error) {
+      if (error instanceof Deno.errors.NotFound) return markers;
+      throw error;
+    }
+    for (const entry of entries) {
+      const match = /^([0-9a-f]{64})\.json$/.exec(entry.name);
+      if (!match) continue;
+      const path = this.#markerPath(match[1]);
+      let marker: StoppedMarker;
+      try {
+        marker = JSON.parse(await Deno.readTextFile(path));
+      } catch (error) {
+        // A torn marker still stops its database: a stop must never be lost.
+        marker = {
+          reason: `(unreadable marker: ${messageOf(error)})`,
+          stoppedAt: "",
+          resumeSeq: 0,
+        };
+      }
+      if (typeof marker?.reason !== "string") marker = { ...marker, reason: "(no reason kept)" };
+      if (!Number.isSafeInteger(marker.resumeSeq) || marker.resumeSeq < 0) marker.resumeSeq = 0;
+      markers.set(match[1], marker);
+    }
+    return markers;
   }
 
   /**
@@ -345,15 +489,24 @@ export class Follower {
     await this.#target.apply(dbKey, end, records.length, lengthPrefixed(records));
   }
 
-  async #readPosition(): Promise<number> {
+  async #readPosition(): Promise<{ lastSeq: number; resume: Map<string, number> }> {
+    let value;
     try {
-      const value = JSON.parse(await Deno.readTextFile(this.#positionPath()));
-      if (Number.isSafeInteger(value?.lastSeq) && value.lastSeq >= 0) return value.lastSeq;
-      throw new Error(`"${this.#positionPath()}" holds no valid lastSeq`);
+      value = JSON.parse(await Deno.readTextFile(this.#positionPath()));
     } catch (error) {
-      if (error instanceof Deno.errors.NotFound) return 0;
+      if (error instanceof Deno.errors.NotFound) return { lastSeq: 0, resume: new Map() };
       throw error;
     }
+    if (!Number.isSafeInteger(value?.lastSeq) || value.lastSeq < 0) {
+      throw new Error(`"${this.#positionPath()}" holds no valid lastSeq`);
+    }
+    const resume = new Map<string, number>();
+    for (const [dbKey, seq] of Object.entries(value.resume ?? {})) {
+      if (/^[0-9a-f]{64}$/.test(dbKey) && Number.isSafeInteger(seq) && (seq as number) >= 1) {
+        resume.set(dbKey, seq as number);
+      }
+    }
+    return { lastSeq: value.lastSeq, resume };
   }
 
   /**
@@ -366,13 +519,28 @@ export class Follower {
     for (const assembler of this.#chunks.values()) {
       if (assembler.startSeq > 0) lastSeq = Math.min(lastSeq, assembler.startSeq - 1);
     }
-    await Deno.writeTextFile(`${path}.tmp`, JSON.stringify({ lastSeq }));
+    const resume = Object.fromEntries(this.#resume);
+    await Deno.writeTextFile(`${path}.tmp`, JSON.stringify({ lastSeq, resume }));
     await Deno.rename(`${path}.tmp`, path);
   }
 
   #positionPath(): string {
     return `${this.#dataDir}/replication-follow.json`;
   }
+}
+
+/** Writes a file by rename, fsynced: a stop must survive a crash. */
+async function writeSynced(path: string, text: string): Promise<void> {
+  const temp = `${path}.tmp`;
+  const file = await Deno.open(temp, { write: true, create: true, truncate: true, mode: 0o600 });
+  try {
+    const bytes = new TextEncoder().encode(text);
+    for (let at = 0; at < bytes.length;) at += await file.write(bytes.subarray(at));
+    await file.syncData();
+  } finally {
+    file.close();
+  }
+  await Deno.rename(temp, path);
 }
 
 function intHeader(headers: { get(name: string): string }, name: string): number {

@@ -19,6 +19,8 @@ import { startNatsServer } from "../tests/support/nats.ts";
 import { waitUntil } from "../tests/support/wait.ts";
 import { Follower, type FollowTarget } from "./follower.ts";
 import { ensureStream, type ModuleBody } from "./stream.ts";
+import { importReplicationKey, messageTag } from "./auth.ts";
+import { chunkHeaders, sha256Hex } from "./chunks.ts";
 
 /** A transaction record whose reducer name is `name` (what the recording target keeps). */
 function txRecord(name: string): Uint8Array {
@@ -225,6 +227,170 @@ Deno.test({
       assertEquals(records(BAD_RECORD), ["b0"]);
     } finally {
       await follower.close();
+      await nc.close();
+      await nats.stop();
+      await Deno.remove(dataDir, { recursive: true });
+    }
+  },
+});
+
+Deno.test({
+  name: "follower with a key: untagged and forged messages stop their database, and the stop " +
+    "stays across restarts until its marker is deleted",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    const dataDir = await Deno.makeTempDir();
+    const nats = await startNatsServer();
+    const nc = await connect({ servers: nats.server });
+    const target = new RecordingTarget();
+    const secret = new TextEncoder().encode("the replication secret of this test");
+    const key = await importReplicationKey(secret);
+    const otherKey = await importReplicationKey(
+      new TextEncoder().encode("another secret, not ours"),
+    );
+    const start = async () => {
+      const follower = new Follower({ dataDir, server: nats.server, target, key });
+      await follower.start();
+      return follower;
+    };
+    let follower: Follower | undefined;
+    try {
+      await ensureStream(nc);
+      const js = jetstream(nc);
+      const dbKey = (n: number) => n.toString(16).padStart(64, "0");
+      const owner = "ab".repeat(32);
+      const send = async (
+        db: number,
+        kind: string,
+        fields: Record<string, string>,
+        body: Uint8Array,
+        signWith: CryptoKey | null,
+      ) => {
+        const subject = `lightcone.${dbKey(db)}.log`;
+        const h = headers();
+        h.set("Lc-Kind", kind);
+        h.set("Lc-Primary", "test");
+        for (const [name, value] of Object.entries(fields)) h.set(name, value);
+        if (signWith) h.set("Lc-Auth", await messageTag(signWith, subject, h, body));
+        await js.publish(subject, body, { headers: h });
+      };
+      const module = (db: number) =>
+        send(
+          db,
+          "module",
+          { "Lc-At-Tx": "0" },
+          new TextEncoder().encode(JSON.stringify({ owner, names: [`db${db}`], bundle: "x" })),
+          key,
+        );
+      const log = (
+        db: number,
+        first: number,
+        names: string[],
+        signWith: CryptoKey | null = key,
+      ) =>
+        send(
+          db,
+          "log",
+          { "Lc-First-Tx": String(first), "Lc-End-Tx": String(first + names.length) },
+          frame(first, names),
+          signWith,
+        );
+      const GOOD = 1, UNTAGGED = 2, FORGED = 3, ALTERED = 4, WHOLE = 5;
+      for (const db of [GOOD, UNTAGGED, FORGED, ALTERED, WHOLE]) await module(db);
+      await log(GOOD, 0, ["g0"]);
+      await log(UNTAGGED, 0, ["forged"], null); // No tag at all.
+      await log(UNTAGGED, 0, ["u0"]); // The real one, after the forged message.
+      await log(FORGED, 0, ["forged"], otherKey);
+      // A tagged message whose header was changed after tagging.
+      {
+        const subject = `lightcone.${dbKey(ALTERED)}.log`;
+        const body = frame(0, ["a0", "a1"]);
+        const h = headers();
+        h.set("Lc-Kind", "log");
+        h.set("Lc-Primary", "test");
+        h.set("Lc-First-Tx", "0");
+        h.set("Lc-End-Tx", "1");
+        h.set("Lc-Auth", await messageTag(key, subject, h, body));
+        h.set("Lc-End-Tx", "2");
+        await js.publish(subject, body, { headers: h });
+      }
+      // Two chunks, each rightly tagged, whose whole-message tag is another key's.
+      {
+        const subject = `lightcone.${dbKey(WHOLE)}.log`;
+        const body = frame(0, ["w0"]);
+        const parts = [body.subarray(0, 20), body.subarray(20)];
+        const sha256 = await sha256Hex(body);
+        const base: [string, string][] = [
+          ["Lc-Kind", "log"],
+          ["Lc-Primary", "test"],
+          ["Lc-First-Tx", "0"],
+          ["Lc-End-Tx", "1"],
+        ];
+        const whole = headers();
+        for (const [name, value] of base) whole.set(name, value);
+        const wholeTag = await messageTag(otherKey, subject, whole, body, true);
+        for (let index = 0; index < 2; index++) {
+          const h = headers();
+          for (const [name, value] of base) h.set(name, value);
+          for (const [name, value] of chunkHeaders(index, 2, body.length, sha256)) {
+            h.set(name, value);
+          }
+          h.set("Lc-Auth-Body", wholeTag);
+          h.set("Lc-Auth", await messageTag(key, subject, h, parts[index]));
+          await js.publish(subject, parts[index], { headers: h });
+        }
+      }
+      await log(GOOD, 1, ["g1"]);
+
+      follower = await start();
+      await waitUntil(() => target.localEnd(dbKey(GOOD)) === 2, "GOOD's messages to be applied");
+      const records = (db: number) => target.databases.get(dbKey(db))?.records;
+      const stoppedOf = (f: Follower) =>
+        new Map(f.metrics().databases.map((d) => [parseInt(d.dbKey, 16), d.stopped]));
+      let stopped = stoppedOf(follower);
+      assertEquals(records(GOOD), ["g0", "g1"]);
+      assertEquals(stopped.get(GOOD), undefined);
+      assertMatch(stopped.get(UNTAGGED) ?? "", /without the Lc-Auth header \(unauthenticated\)/);
+      assertEquals(records(UNTAGGED), []);
+      assertMatch(stopped.get(FORGED) ?? "", /Lc-Auth tag does not match/);
+      assertEquals(records(FORGED), []);
+      assertMatch(stopped.get(ALTERED) ?? "", /Lc-Auth tag does not match/);
+      assertEquals(records(ALTERED), []);
+      assertMatch(
+        stopped.get(WHOLE) ?? "",
+        /chunked message \d+-\d+ refused: a message whose Lc-Auth-Body tag does not match/,
+      );
+      assertEquals(records(WHOLE), []);
+      const marker = (db: number) => `${dataDir}/replication-stopped/${dbKey(db)}.json`;
+      assertMatch(JSON.parse(await Deno.readTextFile(marker(UNTAGGED))).reason, /Lc-Auth/);
+
+      // A restart: the stops stay (with their reasons) and GOOD goes on.
+      await follower.close();
+      follower = await start();
+      stopped = stoppedOf(follower);
+      assertMatch(stopped.get(UNTAGGED) ?? "", /without the Lc-Auth header/);
+      assertMatch(stopped.get(FORGED) ?? "", /does not match/);
+      await log(GOOD, 2, ["g2"]);
+      await log(UNTAGGED, 1, ["u1"]);
+      await waitUntil(() => target.localEnd(dbKey(GOOD)) === 3, "g2 to be applied");
+      assertEquals(records(UNTAGGED), []);
+      assertMatch(stoppedOf(follower).get(UNTAGGED) ?? "", /without the Lc-Auth header/);
+
+      // The operator deletes UNTAGGED's marker: after a restart it is read again from after the
+      // message that stopped it, so the real messages apply; FORGED stays stopped.
+      await follower.close();
+      await Deno.remove(marker(UNTAGGED));
+      follower = await start();
+      await waitUntil(() => target.localEnd(dbKey(UNTAGGED)) === 2, "UNTAGGED to catch up");
+      assertEquals(records(UNTAGGED), ["u0", "u1"]);
+      stopped = stoppedOf(follower);
+      assertEquals(stopped.get(UNTAGGED), undefined);
+      assertMatch(stopped.get(FORGED) ?? "", /does not match/);
+      assertEquals(records(FORGED), []);
+      assertEquals(records(GOOD), ["g0", "g1", "g2"]);
+    } finally {
+      await follower?.close();
       await nc.close();
       await nats.stop();
       await Deno.remove(dataDir, { recursive: true });

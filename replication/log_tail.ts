@@ -22,6 +22,15 @@ export interface CommitRun {
   frames: Uint8Array;
 }
 
+/**
+ * The largest commit read back (bytes, framing included): far above any commit the storage
+ * writes (one transaction is at most TX_RECORD_BYTES_MAX_DEFAULT, 64 MiB, unless raised), far
+ * below what a damaged header's 32-bit length could claim (4 GiB). Each length read from a
+ * commit header is also bounded by what is left of its segment file, before its CRC can be
+ * checked and before anything is allocated for it.
+ */
+export const LOG_TAIL_COMMIT_BYTES_MAX = 1024 * 1024 * 1024;
+
 /** The smallest read: most commits are far smaller, a trickle of them fits. */
 const READ_BYTES_MIN = 64 * 1024;
 
@@ -67,6 +76,7 @@ export class LogTail {
     }
     await this.#open(Number(first));
     const header = new Uint8Array(32);
+    const size = (await this.#file!.stat()).size;
     while (this.#nextTx < tx) {
       const read = await this.#readAt(this.#position, header);
       if (read < header.length) throw this.#gone(tx);
@@ -74,7 +84,9 @@ export class LogTail {
       const firstTx = Number(view.getBigUint64(16, true));
       const count = view.getUint32(24, true);
       if (count === 0 || firstTx !== this.#nextTx) throw this.#gone(tx);
-      this.#position += COMMIT_OVERHEAD_BYTES + view.getUint32(28, true);
+      const commitBytes = COMMIT_OVERHEAD_BYTES + view.getUint32(28, true);
+      this.#checkCommitBytes(commitBytes, size);
+      this.#position += commitBytes;
       this.#nextTx = firstTx + count;
     }
     if (this.#nextTx !== tx) {
@@ -118,7 +130,9 @@ export class LogTail {
       }
       if (frame.kind === "bad") {
         if (frame.stage === "incomplete" && at === 0 && frame.end !== undefined) {
-          // One commit bigger than the buffer: read exactly it.
+          // One commit bigger than the buffer: read exactly it, once its length (not checked by
+          // any CRC yet) is known to fit in what the segment holds.
+          this.#checkCommitBytes(frame.end, (await this.#file!.stat()).size);
           chunk = new Uint8Array(frame.end);
           length = await this.#readAt(this.#position, chunk);
           if (length < frame.end) {
@@ -175,6 +189,24 @@ export class LogTail {
       filled += n;
     }
     return filled;
+  }
+
+  /**
+   * Refuses a commit length read from a header (unchecked: its CRC comes after it) that is
+   * more than what is left of the segment (`segmentBytes`) or LOG_TAIL_COMMIT_BYTES_MAX.
+   */
+  #checkCommitBytes(commitBytes: number, segmentBytes: number): void {
+    const left = segmentBytes - this.#position;
+    if (commitBytes > left || commitBytes > LOG_TAIL_COMMIT_BYTES_MAX) {
+      throw new Error(
+        `Commit log "${this.#dir}" is damaged at transaction ${this.#nextTx}: its header ` +
+          `claims a commit of ${commitBytes} bytes, but ${
+            commitBytes > left
+              ? `only ${left} bytes of the segment follow`
+              : `a commit is at most ${LOG_TAIL_COMMIT_BYTES_MAX}`
+          }`,
+      );
+    }
   }
 
   #gone(tx: number): Error {

@@ -84,3 +84,46 @@ Deno.test("LogTail reads whole commits across segments, bounded, up to the durab
     await Deno.remove(dataDir, { recursive: true });
   }
 });
+
+Deno.test("LogTail refuses a commit header claiming a huge length before allocating for it", async () => {
+  const dataDir = await Deno.makeTempDir({ prefix: "lightcone-log-tail-" });
+  try {
+    const dir = logDir(databaseDir(dataDir, KEY));
+    const writer = CommitLogWriter.open(denoFs, dir, { segmentBytes: 1 << 20 });
+    for (let tx = 0; tx < 4; tx++) {
+      writer.append(BigInt(tx), 1, [lengthPrefixed([recordBytes(tx)])]);
+      writer.sync();
+    }
+    writer.close();
+    const segment = [...Deno.readDirSync(dir)].find((entry) => entry.name.endsWith(".log"))!;
+    const path = `${dir}/${segment.name}`;
+    const bytes = await Deno.readFile(path);
+    const first = readFrameAt(bytes, 0);
+    if (first.kind !== "ok") throw new Error("the first commit does not read");
+    // The second commit's header (not covered by any CRC until its end is found) claims
+    // almost 4 GiB of payload.
+    new DataView(bytes.buffer).setUint32(first.end + 28, 0xfffffff0, true);
+    await Deno.writeFile(path, bytes);
+
+    // Reading from the damaged commit: the length is refused, nothing of that size is made.
+    const tail = new LogTail(dataDir, KEY);
+    await tail.seek(1);
+    await rejects(
+      () => tail.read(4, 64 * 1024),
+      /damaged at transaction 1: its header claims a commit of 4294967\d+ bytes, but only \d+ bytes/,
+    );
+    tail.close();
+    // Seeking across it: the same.
+    const seeker = new LogTail(dataDir, KEY);
+    await rejects(() => seeker.seek(3), /damaged at transaction 1: its header claims a commit/);
+    seeker.close();
+    // The commit before it still reads.
+    const before = new LogTail(dataDir, KEY);
+    await before.seek(0);
+    const run = await before.read(1, 64 * 1024);
+    assertEquals(run && [run.firstTx, run.endTx], [0, 1]);
+    before.close();
+  } finally {
+    await Deno.remove(dataDir, { recursive: true });
+  }
+});

@@ -6,4 +6,5 @@ export {
   type FollowTarget,
   MessageRefusedError,
 } from "./follower.ts";
-export { type ModuleBody, natsDisplay, parseNatsUrl } from "./stream.ts";
+export { type ModuleBody, natsUrlDisplay, parseNatsUrl } from "./stream.ts";
+export { loadReplicationKey } from "./auth.ts";

@@ -19,6 +19,7 @@ import { jetstream, jetstreamManager } from "@nats-io/jetstream";
 import { log } from "../lib/log.ts";
 import { databaseDir } from "../storage/mod.ts";
 import { LogTail } from "./log_tail.ts";
+import { checkTag, HEADER_AUTH, HEADER_AUTH_BODY, messageTag } from "./auth.ts";
 import {
   CHUNK_HEADER_ROOM_BYTES,
   chunkHeaders,
@@ -106,6 +107,10 @@ export class PrimaryReplicator {
   readonly #dataDir: string;
   readonly #server: string;
   readonly #existingModule: (dbKey: string) => Promise<ModuleBody | string>;
+  /** Signs every message (replication/auth.ts); undefined: messages go out unauthenticated. */
+  readonly #key: CryptoKey | undefined;
+  /** PEM of `--nats-ca` (TLS to NATS). */
+  readonly #natsCa: string | undefined;
   readonly #pumps = new Map<string, Pump>();
   #nc: NatsConnection | undefined;
   #ready: Promise<void> | undefined;
@@ -122,11 +127,15 @@ export class PrimaryReplicator {
       dataDir: string;
       server: string;
       existingModule: (dbKey: string) => Promise<ModuleBody | string>;
+      key?: CryptoKey;
+      natsCa?: string;
     },
   ) {
     this.#dataDir = options.dataDir;
     this.#server = options.server;
     this.#existingModule = options.existingModule;
+    this.#key = options.key;
+    this.#natsCa = options.natsCa;
   }
 
   /** Connects in the background (retrying until NATS answers); commits never wait for it. */
@@ -142,7 +151,12 @@ export class PrimaryReplicator {
       for (let attempt = 1;; attempt++) {
         if (this.#closed) return;
         try {
-          this.#nc ??= await connectNats(this.#server, "lightcone primary");
+          this.#nc ??= await connectNats(this.#server, "lightcone primary", { ca: this.#natsCa });
+          if (this.#closed) {
+            // Closed while the first connection was pending: nothing will use it.
+            await this.#nc.close().catch(() => {});
+            return;
+          }
           await ensureStream(this.#nc);
           clearTimeout(this.#slowConnect);
           log.info("replication: connected to NATS", { server: natsDisplay(this.#server) });
@@ -243,9 +257,12 @@ export class PrimaryReplicator {
         if (keys.length === 0) return;
         try {
           for (const dbKey of keys) {
-            const h = headers();
-            h.set(HEADER_KIND, "delete");
-            h.set(HEADER_PRIMARY, this.#primaryId);
+            const h = await signedHeaders(
+              this.#key,
+              subjectOf(dbKey),
+              [[HEADER_KIND, "delete"], [HEADER_PRIMARY, this.#primaryId]],
+              new Uint8Array(0),
+            );
             const ack = await jetstream(this.#nc!).publish(subjectOf(dbKey), new Uint8Array(0), {
               headers: h,
               msgID: `${dbKey}:delete`,
@@ -394,7 +411,10 @@ export class PrimaryReplicator {
         [HEADER_PRIMARY, this.#primaryId],
       ];
       const msgID = `${pump.dbKey}:module:${next.at}`;
-      const ack = await publish(js, subject, body, h, msgID, state, this.#chunkBytes());
+      const ack = await publish(js, subject, body, h, msgID, state, {
+        chunkBytes: this.#chunkBytes(),
+        key: this.#key,
+      });
       state.lastSeq = ack;
       await this.#saveState(pump);
       await removeModule(pump.dir, next.at);
@@ -433,7 +453,7 @@ export class PrimaryReplicator {
         h,
         `${pump.dbKey}:${run.firstTx}-${run.endTx}`,
         state,
-        this.#chunkBytes(),
+        { chunkBytes: this.#chunkBytes(), key: this.#key },
       );
     } catch (error) {
       // The cursor moved past what JetStream may not have: seek again on the retry.
@@ -480,6 +500,28 @@ export class PrimaryReplicator {
         );
       }
       return { acked: 0, lastSeq: 0 };
+    }
+    if (this.#key !== undefined) {
+      // Its headers decide where publishing resumes: a message tagged with another key is not
+      // ours. An untagged one is taken (a message from before --replication-key-file was on;
+      // a log message's bytes are still compared with this log below), with a warning.
+      const untagged = (last.header?.get(HEADER_AUTH) ?? "") === "";
+      const problem = untagged
+        ? undefined
+        : await checkTag(this.#key, subjectOf(pump.dbKey), last.header, last.data);
+      if (untagged) {
+        log.warn(
+          "replication: the database's last JetStream message is untagged (published before " +
+            "--replication-key-file was on?); publishing goes on after it",
+          { identity: pump.dbKey, seq: last.seq },
+        );
+      }
+      if (problem !== undefined) {
+        throw new ConflictError(
+          `the database's last JetStream message (sequence ${last.seq}) is not ours: ${problem}; ` +
+            `someone without the replication key published on its subject`,
+        );
+      }
     }
     const primary = last.header?.get(HEADER_PRIMARY) ?? "";
     if (primary !== this.#primaryId) {
@@ -573,17 +615,15 @@ async function publish(
   entries: [string, string][],
   msgID: string,
   state: PumpState,
-  chunkBytes: number,
+  options: { chunkBytes: number; key: CryptoKey | undefined },
 ): Promise<number> {
-  const withHeaders = (more: [string, string][]) => {
-    const h = headers();
-    for (const [name, value] of entries.concat(more)) h.set(name, value);
-    return h;
-  };
+  const { chunkBytes, key } = options;
+  const withHeaders = (more: [string, string][], part: Uint8Array) =>
+    signedHeaders(key, subject, entries.concat(more), part);
   try {
     if (body.length <= chunkBytes) {
       const ack = await js.publish(subject, body, {
-        headers: withHeaders([]),
+        headers: await withHeaders([], body),
         msgID,
         expect: { lastSubjectSequence: state.lastSeq },
       });
@@ -591,10 +631,17 @@ async function publish(
     }
     const sha256 = await sha256Hex(body);
     const parts = splitBody(body, chunkBytes);
+    // The whole message's tag rides on every chunk (and is covered by each chunk's own tag).
+    const wholeTag: [string, string][] = key === undefined
+      ? []
+      : [[HEADER_AUTH_BODY, await messageTag(key, subject, headerReader(entries), body, true)]];
     let lastSeq = state.lastSeq;
     for (let index = 0; index < parts.length; index++) {
       const ack = await js.publish(subject, parts[index], {
-        headers: withHeaders(chunkHeaders(index, parts.length, body.length, sha256)),
+        headers: await withHeaders(
+          [...chunkHeaders(index, parts.length, body.length, sha256), ...wholeTag],
+          parts[index],
+        ),
         expect: { lastSubjectSequence: lastSeq },
       });
       lastSeq = ack.seq;
@@ -606,6 +653,26 @@ async function publish(
     }
     throw error;
   }
+}
+
+/** NATS headers of `entries`, with their Lc-Auth tag over `body` when there is a key. */
+async function signedHeaders(
+  key: CryptoKey | undefined,
+  subject: string,
+  entries: [string, string][],
+  body: Uint8Array,
+): Promise<ReturnType<typeof headers>> {
+  const h = headers();
+  for (const [name, value] of entries) h.set(name, value);
+  if (key !== undefined) {
+    h.set(HEADER_AUTH, await messageTag(key, subject, headerReader(entries), body));
+  }
+  return h;
+}
+
+function headerReader(entries: [string, string][]): { get(name: string): string } {
+  const map = new Map(entries);
+  return { get: (name) => map.get(name) ?? "" };
 }
 
 async function readState(dir: string): Promise<PumpState | undefined> {

@@ -14,6 +14,7 @@
  *           republished message within its duplicate window); Nats-Expected-Last-Subject-
  *           Sequence: the sequence of the database's previous message (two primaries cannot
  *           interleave one database's log: the second publish is refused)
+ *           Lc-Auth (with --replication-key-file): HMAC-SHA256 tag, replication/auth.ts
  */
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { jetstreamManager } from "@nats-io/jetstream";
@@ -47,9 +48,10 @@ export function dbKeyOf(subject: string): string | undefined {
 }
 
 /**
- * `nats://[user:password@|token@]host[:port]` as the server string the rest of the code passes
- * around: `host:port`, with the credentials (still percent-encoded) in front when there are
- * some. TLS (`tls://`, `?tls…`) is not built and refused.
+ * `nats://[user:password@|token@]host[:port]` (or `tls://…`: TLS required, the server's
+ * certificate checked against the system's roots or `--nats-ca`) as the server string the rest
+ * of the code passes around: `host:port`, with the credentials (still percent-encoded) in front
+ * when there are some, and `tls://` in front of all for TLS.
  */
 export function parseNatsUrl(text: string, flag: string): string {
   let url: URL;
@@ -58,15 +60,16 @@ export function parseNatsUrl(text: string, flag: string): string {
   } catch {
     throw new RangeError(`${flag} "${redactUrl(text)}" is not a URL: use nats://host:port`);
   }
-  if (url.protocol === "tls:" || /(^|[?&])tls/i.test(url.search.slice(1))) {
+  if (/(^|[?&])tls/i.test(url.search.slice(1))) {
     throw new RangeError(
-      `${flag}: TLS to NATS is not built yet; use nats://host:port (on a trusted network), ` +
-        `with user:password@ or token@ for credentials`,
+      `${flag}: TLS options in the query are not supported; use tls://host:port, or ` +
+        `nats://host:port with --nats-ca FILE`,
     );
   }
-  if (url.protocol !== "nats:" || url.hostname === "") {
+  if ((url.protocol !== "nats:" && url.protocol !== "tls:") || url.hostname === "") {
     throw new RangeError(
-      `${flag} "${redactUrl(text)}" must be nats://host:port (or nats://user:password@host:port)`,
+      `${flag} "${redactUrl(text)}" must be nats://host:port or tls://host:port ` +
+        `(or with user:password@ before the host)`,
     );
   }
   if ((url.pathname !== "" && url.pathname !== "/") || url.search !== "" || url.hash !== "") {
@@ -78,39 +81,63 @@ export function parseNatsUrl(text: string, flag: string): string {
   const credentials = url.username === ""
     ? ""
     : `${url.username}${url.password === "" ? "" : `:${url.password}`}@`;
-  return `${credentials}${url.hostname}:${url.port || "4222"}`;
+  const scheme = url.protocol === "tls:" ? TLS_PREFIX : "";
+  return `${scheme}${credentials}${url.hostname}:${url.port || "4222"}`;
 }
 
-/** What a server string's credentials are, for the client. */
+const TLS_PREFIX = "tls://";
+
+/** What a server string's credentials are, for the client; `tls`: TLS is required. */
 export function natsCredentials(
   server: string,
-): { servers: string; user?: string; pass?: string; token?: string } {
+): { servers: string; user?: string; pass?: string; token?: string; tls?: true } {
+  const tls = server.startsWith(TLS_PREFIX);
+  if (tls) server = server.slice(TLS_PREFIX.length);
+  const flags: { tls?: true } = tls ? { tls: true } : {};
   const at = server.lastIndexOf("@");
-  if (at < 0) return { servers: server };
+  if (at < 0) return { servers: server, ...flags };
   const userinfo = server.slice(0, at);
   const servers = server.slice(at + 1);
   const colon = userinfo.indexOf(":");
-  if (colon < 0) return { servers, token: decodeURIComponent(userinfo) };
+  if (colon < 0) return { servers, token: decodeURIComponent(userinfo), ...flags };
   return {
     servers,
     user: decodeURIComponent(userinfo.slice(0, colon)),
     pass: decodeURIComponent(userinfo.slice(colon + 1)),
+    ...flags,
   };
 }
 
-/** A server string without its credentials (for logs and messages). */
+/** A server string without its credentials (for logs and messages): `[tls://]host:port`. */
 export function natsDisplay(server: string): string {
-  return server.slice(server.lastIndexOf("@") + 1);
+  const scheme = server.startsWith(TLS_PREFIX) ? TLS_PREFIX : "";
+  return scheme + server.slice(server.lastIndexOf("@") + 1).replace(TLS_PREFIX, "");
+}
+
+/** `nats://host:port` or `tls://host:port`, without credentials. */
+export function natsUrlDisplay(server: string): string {
+  const display = natsDisplay(server);
+  return display.startsWith(TLS_PREFIX) ? display : `nats://${display}`;
 }
 
 function redactUrl(text: string): string {
   return text.replace(/\/\/[^@/]*@/, "//…@");
 }
 
-/** Connects for good: the client reconnects by itself; the first attempt is retried too. */
-export function connectNats(server: string, name: string): Promise<NatsConnection> {
+/**
+ * Connects for good: the client reconnects by itself; the first attempt is retried too.
+ * `ca` (PEM, `--nats-ca`): TLS is required and the server's certificate must chain to it; a
+ * `tls://` server string without it requires TLS checked against the system's roots.
+ */
+export function connectNats(
+  server: string,
+  name: string,
+  options: { ca?: string } = {},
+): Promise<NatsConnection> {
+  const { tls, ...credentials } = natsCredentials(server);
   return connect({
-    ...natsCredentials(server),
+    ...credentials,
+    ...(options.ca !== undefined ? { tls: { ca: options.ca } } : tls ? { tls: {} } : {}),
     name,
     reconnect: true,
     maxReconnectAttempts: -1,

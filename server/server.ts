@@ -16,7 +16,12 @@ import {
   SCHEDULE_IMMEDIATE_PENDING_MAX,
 } from "../lib/limits.ts";
 import { log } from "../lib/log.ts";
-import { DurabilityActor, logIsolationCapabilities, setWarmSpare } from "../worker/mod.ts";
+import {
+  DurabilityActor,
+  logIsolationCapabilities,
+  REPLAY_FAILED_PREFIX,
+  setWarmSpare,
+} from "../worker/mod.ts";
 import { createApp } from "./app.ts";
 import { DatabaseRegistry, exists, isValidDatabaseName } from "./database_registry.ts";
 import { type RequestBodyOptions, RequestBodyReader } from "./request_body.ts";
@@ -28,8 +33,9 @@ import { OutboundHttp, type Resolver } from "./outbound_http.ts";
 import { runSqlStatement } from "./sql_statement.ts";
 import {
   Follower,
+  loadReplicationKey,
   MessageRefusedError,
-  natsDisplay,
+  natsUrlDisplay,
   PrimaryReplicator,
 } from "../replication/mod.ts";
 import { escapeLabelValue } from "./metrics.ts";
@@ -111,6 +117,16 @@ export interface ServerOptions {
    * (replication/follower.ts); writes are refused. The value is `host:port`.
    */
   follow?: string;
+  /**
+   * `--replication-key-file PATH`: the shared secret both ends tag and check replication
+   * messages with (replication/auth.ts). Without it messages are unauthenticated (a warning).
+   */
+  replicationKeyFile?: string;
+  /**
+   * `--nats-ca FILE`: PEM certificate(s) the NATS server's TLS certificate must chain to; TLS
+   * is then required (with `nats://` as well as `tls://`).
+   */
+  natsCaFile?: string;
   /** Called once the listener is bound, with the actual port. */
   onListen?: (address: { hostname: string; port: number }) => void;
 }
@@ -127,6 +143,9 @@ export interface RunningServer {
 
 export async function startServer(options: ServerOptions): Promise<RunningServer> {
   await Deno.mkdir(options.dataDir, { recursive: true });
+  // First: a bad key file refuses the start before anything runs.
+  const replicationKey = await replicationKeyOf(options);
+  const natsCa = await natsCaOf(options);
   logIsolationCapabilities(options.databaseMemoryMb ?? DATABASE_MEMORY_MB_DEFAULT);
   const auth = await AuthService.open({ dataDir: options.dataDir, oidc: options.oidc });
   const trustedProxies = options.trustedProxies?.length
@@ -153,6 +172,8 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   const replicator = options.replicate === undefined ? undefined : new PrimaryReplicator({
     dataDir: options.dataDir,
     server: options.replicate,
+    key: replicationKey,
+    natsCa,
     existingModule: async (key) => {
       const database = registry.resolve(key);
       if (!database) return "it is not hosted here";
@@ -219,6 +240,8 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   const follower = options.follow === undefined ? undefined : new Follower({
     dataDir: options.dataDir,
     server: options.follow,
+    key: replicationKey,
+    natsCa,
     target: {
       localEnd: (key) => registry.resolve(key)?.durableTxOffset,
       createDatabase: async (key, body) => {
@@ -253,6 +276,18 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
         try {
           database.host.replicate(firstTx, count, records);
           await database.whenDurable(firstTx + count);
+        } catch (error) {
+          // Transactions that decode but do not replay fail the same way every time.
+          const text = error instanceof Error ? error.message : String(error);
+          const at = text.indexOf(REPLAY_FAILED_PREFIX);
+          if (at >= 0) {
+            throw new MessageRefusedError(
+              `transactions [${firstTx}, ${firstTx + count}) could not be applied: ${
+                text.slice(at + REPLAY_FAILED_PREFIX.length)
+              }`,
+            );
+          }
+          throw error;
         } finally {
           release();
         }
@@ -417,10 +452,53 @@ export function databaseLimits(partial: Partial<DatabaseLimits> = {}): DatabaseL
   return limits;
 }
 
+/**
+ * The replication key of `--replication-key-file`, or undefined (then a loud warning when this
+ * server replicates or follows: anyone who can publish on the subject steers the replicas).
+ */
+async function replicationKeyOf(options: ServerOptions): Promise<CryptoKey | undefined> {
+  const replicating = options.replicate !== undefined || options.follow !== undefined;
+  if (options.replicationKeyFile !== undefined) {
+    if (!replicating) {
+      throw new RangeError("--replication-key-file needs --replicate or --follow");
+    }
+    return await loadReplicationKey(options.replicationKeyFile);
+  }
+  if (replicating) {
+    log.warn(
+      "replication messages are UNAUTHENTICATED: anyone who can publish on the NATS subjects " +
+        "lightcone.*.log controls every replica; pass --replication-key-file on the primary and " +
+        "the replicas",
+      { role: options.replicate !== undefined ? "primary" : "replica" },
+    );
+  }
+  return undefined;
+}
+
+/** The PEM text of `--nats-ca`, checked to hold a certificate. */
+async function natsCaOf(options: ServerOptions): Promise<string | undefined> {
+  if (options.natsCaFile === undefined) return undefined;
+  if (options.replicate === undefined && options.follow === undefined) {
+    throw new RangeError("--nats-ca needs --replicate or --follow");
+  }
+  let text: string;
+  try {
+    text = await Deno.readTextFile(options.natsCaFile);
+  } catch (error) {
+    throw new Error(
+      `--nats-ca "${options.natsCaFile}" cannot be read: ${(error as Error).message}`,
+    );
+  }
+  if (!text.includes("-----BEGIN CERTIFICATE-----")) {
+    throw new Error(`--nats-ca "${options.natsCaFile}" holds no PEM certificate`);
+  }
+  return text;
+}
+
 /** What every write on a read replica fails with. */
 function readOnlyMessage(server: string): string {
-  return `This server is a read replica (--follow nats://${
-    natsDisplay(server)
+  return `This server is a read replica (--follow ${
+    natsUrlDisplay(server)
   }): writes are refused; ` +
     `send them to the primary`;
 }
@@ -472,6 +550,9 @@ function primaryMetricsText(
   ].join("\n");
 }
 
+/** A stop reason in a metric label is cut here (the whole text is in the log and marker). */
+const STOPPED_REASON_LABEL_CHARS_MAX = 300;
+
 function followerMetricsText(follower: Follower, labelOf: (key: string) => string): string {
   const { pendingMessages, databases } = follower.metrics();
   return [
@@ -489,6 +570,14 @@ function followerMetricsText(follower: Follower, labelOf: (key: string) => strin
       "lightcone_replication_follower_stopped",
       "1 when following the database stopped (a gap or a damaged message)",
       databases.map((row) => [labelOf(row.dbKey), row.stopped === undefined ? 0 : 1] as const),
+    ),
+    "# HELP lightcone_replication_follower_stopped_reason Why following the database stopped " +
+    "(kept across restarts until <data>/replication-stopped/<identity>.json is deleted)",
+    "# TYPE lightcone_replication_follower_stopped_reason gauge",
+    ...databases.filter((row) => row.stopped !== undefined).map((row) =>
+      `lightcone_replication_follower_stopped_reason{database="${labelOf(row.dbKey)}",reason="${
+        escapeLabelValue(row.stopped!.slice(0, STOPPED_REASON_LABEL_CHARS_MAX))
+      }"} 1`
     ),
     "",
   ].join("\n");

@@ -22,7 +22,7 @@ export type {
   WorkerResult,
 } from "./messages.ts";
 export { GENERIC_FAILURE_MESSAGE, SCHEMA_MISMATCH_PREFIX } from "./engine.ts";
-export { STALL_KINDS } from "./messages.ts";
+export { REPLAY_FAILED_PREFIX, STALL_KINDS } from "./messages.ts";
 export {
   formatMigrationErrors,
   type MigrationPlan,

@@ -36,7 +36,12 @@ import { DurabilitySink } from "./durability_sink.ts";
 import { decodeTxRecord, forEachBatchRecordNumbered } from "../storage/mod.ts";
 import { forEachRequest, ResultPacker } from "./batch_codec.ts";
 import { ProcedurePool } from "./procedures.ts";
-import type { ProcedureStartMessage, ReplicateMessage, StallKind } from "./messages.ts";
+import {
+  type ProcedureStartMessage,
+  REPLAY_FAILED_PREFIX,
+  type ReplicateMessage,
+  type StallKind,
+} from "./messages.ts";
 import { StallRecorder } from "./stall_recorder.ts";
 
 let engine: DatabaseEngine | undefined;
@@ -92,7 +97,11 @@ function receive(message: MainToWorker): void {
     try {
       applyReplicated(message);
     } catch (error) {
-      reply({ type: "init-failed", error: describeError(error), logs: engine?.drainLogs() ?? [] });
+      reply({
+        type: "init-failed",
+        error: REPLAY_FAILED_PREFIX + describeError(error),
+        logs: engine?.drainLogs() ?? [],
+      });
     } finally {
       releaseOutput();
     }

@@ -115,7 +115,8 @@ Deno.test({
 
 Deno.test({
   name:
-    "replication: with a NATS max_payload of 64 KiB, the module and a burst of commits arrive whole",
+    "replication: with a NATS max_payload of 64 KiB, the module and a burst of commits arrive " +
+    "whole (tagged with a replication key: each chunk and the whole)",
   sanitizeOps: false,
   sanitizeResources: false,
   async fn() {
@@ -128,8 +129,12 @@ Deno.test({
     try {
       nats = await startNats(freePort(), storeDir, ["-c", config]);
       const server = `127.0.0.1:${nats.port}`;
-      primary = await startTestServer({ replicate: server });
-      follower = await startTestServer({ follow: server });
+      const replicationKeyFile = `${storeDir}.key`;
+      await Deno.writeTextFile(replicationKeyFile, "7d0c3f5e9a1b2c4d6e8f0a1b3c5d7e9f", {
+        mode: 0o600,
+      });
+      primary = await startTestServer({ replicate: server, replicationKeyFile });
+      follower = await startTestServer({ follow: server, replicationKeyFile });
       const owner = await publish(primary.url, DB, await fixtureBundle("migrate_v1"));
       const names = Array.from({ length: 60 }, () => noise(4 * 1024));
       const responses = await Promise.all(
@@ -143,6 +148,19 @@ Deno.test({
       const rows = (await sqlRows(follower.url, "SELECT * FROM person"))!;
       const byId = new Map(rows.map((row) => [Number(row[0]), row[1]]));
       assert(names.every((name, i) => byId.get(i + 1) === name), "rows differ");
+      // The module (over 64 KiB) went in chunks, each tagged, with the whole message's tag.
+      const nc = await connectNats({ servers: server });
+      try {
+        const first = await (await jetstreamManager(nc)).streams.getMessage("LIGHTCONE", {
+          seq: 1,
+        });
+        assertEquals(first?.header?.get("Lc-Kind"), "module");
+        assert(/^0\/\d+$/.test(first!.header!.get("Lc-Chunk")), first!.header!.get("Lc-Chunk"));
+        assert(/^[0-9a-f]{64}$/.test(first!.header!.get("Lc-Auth")), "a chunk tag");
+        assert(/^[0-9a-f]{64}$/.test(first!.header!.get("Lc-Auth-Body")), "the whole's tag");
+      } finally {
+        await nc.close();
+      }
       assertEquals(await metric(follower.url, "lightcone_replication_follower_stopped"), 0);
       assertEquals(await metric(primary.url, "lightcone_replication_stopped"), 0);
     } finally {
@@ -151,6 +169,7 @@ Deno.test({
       if (nats) await stopNats(nats);
       await Deno.remove(storeDir, { recursive: true }).catch(() => {});
       await Deno.remove(config).catch(() => {});
+      await Deno.remove(`${storeDir}.key`).catch(() => {});
     }
   },
 });

@@ -7,6 +7,7 @@
 #                      (server/conn_reaper.ts, tests/e2e/http_timeouts_test.ts)
 #   clang-14 lld-14    tests/support/wasm_fixtures.ts compiles the C WebAssembly fixture modules
 #   nats-server        tests/e2e/replication_test.ts runs a NATS JetStream server (2.9.x in Debian 12)
+#   openssl            tests/e2e/replication_tls_test.ts makes a test CA and server certificate
 set -euo pipefail
 missing=()
 command -v strace >/dev/null 2>&1 || missing+=(strace)
@@ -15,6 +16,7 @@ command -v ss >/dev/null 2>&1 || missing+=(iproute2)
 command -v clang-14 >/dev/null 2>&1 || missing+=(clang-14)
 command -v wasm-ld-14 >/dev/null 2>&1 || missing+=(lld-14)
 command -v nats-server >/dev/null 2>&1 || missing+=(nats-server)
+command -v openssl >/dev/null 2>&1 || missing+=(openssl)
 if [ "${#missing[@]}" -eq 0 ]; then
   exit 0
 fi

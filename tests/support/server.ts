@@ -38,6 +38,10 @@ export async function startTestServer(
     snapshotIntervalTx?: number;
     /** Commit-log segment size (small: a log of many segments). */
     logSegmentBytes?: number;
+    /** `--replication-key-file`. */
+    replicationKeyFile?: string;
+    /** `--nats-ca`. */
+    natsCaFile?: string;
     /** `--replicate` / `--follow` (host:port of a NATS server). */
     replicate?: string;
     follow?: string;
@@ -61,6 +65,8 @@ export async function startTestServer(
     warmSpare: options.warmSpare,
     snapshotIntervalTx: options.snapshotIntervalTx,
     logSegmentBytes: options.logSegmentBytes,
+    replicationKeyFile: options.replicationKeyFile,
+    natsCaFile: options.natsCaFile,
     replicate: options.replicate,
     follow: options.follow,
     trustedProxies: options.trustedProxies,
