@@ -17,11 +17,7 @@ import {
 export function metricsRoutes(context: AppContext): Hono<AppEnv> {
   const app = new Hono<AppEnv>();
   app.get("/", async (c) => {
-    if (!context.metricsPublic && !isLoopback(remoteHostname(c.env))) {
-      throw new PermissionError(
-        "Metrics are served to loopback clients only; start the server with --metrics-public to serve them to everyone",
-      );
-    }
+    if (!metricsAllowed(context.metricsPublic, c.env)) throw new PermissionError(METRICS_REFUSED);
     const clientStats = context.hub.clientStats();
     const samples = await Promise.all(
       context.registry.list().map(async (database): Promise<DatabaseSample> => {
@@ -51,6 +47,18 @@ export function metricsRoutes(context: AppContext): Hono<AppEnv> {
     return c.body(text, 200, { "Content-Type": METRICS_CONTENT_TYPE });
   });
   return app;
+}
+
+export const METRICS_REFUSED =
+  "Metrics are served to loopback clients only; start the server with --metrics-public to serve them to everyone";
+
+/**
+ * Whether the client of a request (`env`: Hono's `c.env`, Deno.serve's handler info) may read
+ * the metrics (and the dashboard's replication status): a loopback client, or anyone with
+ * `--metrics-public`.
+ */
+export function metricsAllowed(metricsPublic: boolean | undefined, env: unknown): boolean {
+  return metricsPublic === true || isLoopback(remoteHostname(env));
 }
 
 /** The peer's address from Deno.serve's handler info (Hono's `c.env`); undefined elsewhere. */
