@@ -101,15 +101,14 @@ Deno.test("generate from a wasm module refuses what publish refuses, with publis
     );
 
     // 576 MiB of initial memory: more than a database's default budget (512 MiB).
-    const big = await generate(
-      await fixtureFile(
-        dir,
-        "big.wasm",
-        await wasmFixture("bank", { linkFlags: ["--initial-memory=603979776"] }),
-      ),
+    const big = await fixtureFile(
+      dir,
+      "big.wasm",
+      await wasmFixture("bank", { linkFlags: ["--initial-memory=603979776"] }),
     );
-    assertEquals(big.code, 1);
-    assertIncludes(big.stderr, "more than the database's memory budget allows");
+    const tooBig = await generate(big);
+    assertEquals(tooBig.code, 1);
+    assertIncludes(tooBig.stderr, "more than the database's memory budget allows");
 
     const procedure = await generate(
       await fixtureFile(
@@ -120,6 +119,14 @@ Deno.test("generate from a wasm module refuses what publish refuses, with publis
     );
     assertEquals(procedure.code, 1);
     assertIncludes(procedure.stderr, "The module declares procedures (fetch_rates)");
+
+    const asJs = captureIo();
+    const asJsCode = await runCli(
+      ["--config-path", join(dir, "cli.json"), "generate", "-l", "ts", "--js-path", big],
+      { io: asJs },
+    );
+    assertEquals(asJsCode, 1);
+    assertIncludes(asJs.stderr, `'${big}' is a WebAssembly module, not a JS bundle`);
 
     const garbage = await fixtureFile(
       dir,

@@ -41,7 +41,8 @@ Options:
                             (default: ./spacetimedb). Alias: --module-path
   -b, --bin-path <FILE>     Generate from an already built module instead of building:
                             a JS bundle (dist/bundle.js) or a WebAssembly module (.wasm,
-                            loaded as publish would, without data). Alias: -j, --js-path
+                            loaded as publish would, without data). -j, --js-path
+                            takes JS bundles only
       --database <NAME>     Generate from a running database's schema instead
   -s, --server <SERVER>     With --database: server URL or saved nickname (default: local)
       --anonymous           With --database: ask without your saved identity
@@ -147,7 +148,10 @@ export async function generateWith(flags: GenerateFlags, ctx: CliContext): Promi
 
   const raw = flags.database !== undefined
     ? await rawFromDatabase(ctx, flags.database, flags.server, flags.anonymous)
-    : await rawFromModule(ctx.io, projectPath, binPath, flags["skip-type-check"]);
+    : await rawFromModule(ctx.io, projectPath, binPath, {
+      skipTypeCheck: flags["skip-type-check"],
+      jsOnly: flags["js-path"] !== undefined && flags["bin-path"] === undefined,
+    });
   const def = resolve(raw);
   let bindings;
   try {
@@ -208,11 +212,16 @@ async function rawFromModule(
   io: CliIo,
   projectPath: string | undefined,
   binPath: string | undefined,
-  skipTypeCheck: boolean | undefined,
+  options: { skipTypeCheck: boolean | undefined; jsOnly: boolean },
 ): Promise<RawModuleDefV10> {
   let bundlePath: string;
   if (binPath !== undefined) {
     if (await isWasmFile(binPath)) {
+      if (options.jsOnly) {
+        throw new CliError(`'${binPath}' is a WebAssembly module, not a JS bundle`, [
+          "Generate from it with --bin-path (-b).",
+        ]);
+      }
       io.err(`Skipping build. Instead we are inspecting the WebAssembly module ${binPath}\n`);
       return decode(await describeWasmFile(binPath, io));
     }
@@ -227,7 +236,8 @@ async function rawFromModule(
       ]);
     }
     io.err(`Generating TypeScript module bindings for module ${dir}\n`);
-    bundlePath = (await buildWithProgress(dir, io, { skipTypeCheck })).bundlePath;
+    bundlePath = (await buildWithProgress(dir, io, { skipTypeCheck: options.skipTypeCheck }))
+      .bundlePath;
   }
   io.err(`Extracting schema from ${bundlePath}...\n`);
   return decode(await describeBundle(bundlePath));
