@@ -969,9 +969,16 @@ export class DatabaseRegistry {
     const after = await this.#probe(database, bundle);
     const planned = planMigration(database.module.def, after.def);
     if (!planned.ok) return { kind: "manual", reason: formatMigrationErrors(planned.errors) };
+    const from = database.hostType;
+    const to = hostTypeOf(bundle);
+    const hostChange = from === to
+      ? ""
+      : `The module changes from ${from === "Js" ? "JavaScript" : "WebAssembly"} to ${
+        to === "Js" ? "JavaScript" : "WebAssembly"
+      } (host type ${from} -> ${to}); the data is kept.\n`;
     return {
       kind: "auto",
-      plan: formatMigrationPlan(planned.plan, { color }),
+      plan: formatMigrationPlan(planned.plan, { color }) + hostChange,
       breakClients: planBreaksClients(planned.plan),
       token: await migrationToken(database, await sha256Hex(bundle)),
     };

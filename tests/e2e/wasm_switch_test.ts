@@ -71,8 +71,14 @@ Deno.test({
       assertEquals(await accounts(), ["1 reserve 1000000", "2 alice 10"]);
 
       // JS -> Wasm: same tables, so the update keeps every row.
-      const toWasm = await ok("publish", "switch", "--bin-path", wasm);
-      assertIncludes(toWasm, "Updated database with name: switch");
+      const toWasm = await cli("publish", "switch", "--bin-path", wasm, "-s", server.url);
+      assertEquals(toWasm.code, 0, toWasm.stderr);
+      assertIncludes(toWasm.stdout, "Updated database with name: switch");
+      // pre_publish's plan says so.
+      assertIncludes(
+        toWasm.stderr,
+        "The module changes from JavaScript to WebAssembly (host type Js -> Wasm); the data is kept.",
+      );
       assertEquals(await hostType(server.url, "switch"), { Wasm: [] });
       assertEquals(await controlHostTypes(dataDir), ["switch:Wasm"]);
       // The C module runs now: its reducers on the JS module's rows; the id sequence goes on.
@@ -99,7 +105,10 @@ Deno.test({
       assertEquals(await accounts(), ["1 reserve 1000000", "2 alice 15", "3 bob 7"]);
 
       // Wasm -> JS: back, rows kept again.
-      assertIncludes(await ok("publish", "switch", "--js-path", js), "Updated database");
+      const toJs = await cli("publish", "switch", "--js-path", js, "-s", server.url);
+      assertEquals(toJs.code, 0, toJs.stderr);
+      assertIncludes(toJs.stdout, "Updated database");
+      assertIncludes(toJs.stderr, "(host type Wasm -> Js)");
       assertEquals(await hostType(server.url, "switch"), { Js: [] });
       assertEquals(await controlHostTypes(dataDir), ["switch:Js"]);
       await ok("call", "switch", "js_only", "carol");
