@@ -10,7 +10,7 @@ import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { CliError } from "./errors.ts";
 import { SYS_2_0_EXPORTS, SYS_2_1_EXPORTS } from "../protocol/mod.ts";
-import { WASM_DESCRIBE_ENTRY } from "../wasm/mod.ts";
+import { wasmDescribeEntry } from "../wasm/mod.ts";
 import {
   DATABASE_MEMORY_MB_DEFAULT,
   MODULE_BYTES_MAX,
@@ -199,7 +199,7 @@ export async function describeWasmFile(
       "--no-lock",
       "--no-prompt",
       `--v8-flags=--max-old-space-size=${Math.floor(memoryMb)}`,
-      fileURLToPath(WASM_DESCRIBE_ENTRY),
+      fileURLToPath(wasmDescribeEntry()),
       String(memoryMb),
     ],
     env: { NO_COLOR: "1" },

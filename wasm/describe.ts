@@ -17,8 +17,14 @@ import { loadWasmModule, type WasmSyscalls } from "./host.ts";
 /** The errno text of a call outside a transaction (the wasm host maps it to code 2). */
 const NOT_IN_TRANSACTION = "ABI call can only be made while in a transaction";
 
-/** The entry the CLI runs in a child process (wasm/describe_main.ts). */
-export const WASM_DESCRIBE_ENTRY: URL = new URL("./describe_main.ts", import.meta.url);
+/**
+ * The entry the CLI runs in a child process (wasm/describe_main.ts). A function, not a constant:
+ * this module is also part of the procedure threads' bundle (worker/procedure_bundle.ts), which
+ * runs from a `blob:` URL against which no relative URL resolves.
+ */
+export function wasmDescribeEntry(): URL {
+  return new URL("./describe_main.ts", import.meta.url);
+}
 
 export interface WasmDescribeOptions {
   /** The memory budget a database would give the module (its memory may grow to this). */

@@ -16,6 +16,6 @@ export { capMemories, inspectWasm, isWasmBinary, type WasmModuleInfo } from "./b
 export {
   describeOnlySyscalls,
   describeWasmModule,
-  WASM_DESCRIBE_ENTRY,
+  wasmDescribeEntry,
   type WasmDescribeOptions,
 } from "./describe.ts";
