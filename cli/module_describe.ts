@@ -3,11 +3,19 @@
  * `extract-schema`: the bundle runs in a child `deno` process with no permissions
  * beyond reading its own temporary folder, its `spacetime:sys@*` imports replaced by
  * stand-ins that refuse every syscall, and the `__describe_module__` hook's bytes
- * (BSATN RawModuleDef) come back on stdout as hex.
+ * (BSATN RawModuleDef) come back on stdout as hex. A WebAssembly module (describeWasmFile) runs
+ * in a child process of its own too, loaded by the server's wasm host (wasm/describe.ts).
  */
 import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
 import { CliError } from "./errors.ts";
 import { SYS_2_0_EXPORTS, SYS_2_1_EXPORTS } from "../protocol/mod.ts";
+import { wasmDescribeEntry } from "../wasm/mod.ts";
+import {
+  DATABASE_MEMORY_MB_DEFAULT,
+  MODULE_BYTES_MAX,
+  MODULE_LOAD_TIMEOUT_MS,
+} from "../lib/limits.ts";
 
 const DESCRIBE_TIMEOUT_MS = 60_000;
 const MODULE_HOOKS_SYMBOL_KEY = "SpacetimeDB.moduleHooks.v2";
@@ -143,4 +151,130 @@ export async function describeBundle(bundlePath: string): Promise<Uint8Array> {
   } finally {
     await Deno.remove(dir, { recursive: true }).catch(() => {});
   }
+}
+
+/** How long the wasm describe process may take to start (compile our code) before loading. */
+const WASM_DESCRIBE_START_TIMEOUT_MS = 120_000;
+
+export interface WasmDescribeLimits {
+  /** The memory budget the module is loaded with (a database's default). */
+  memoryMb?: number;
+  /** How long loading and describing may take once the process runs (publish's load timeout). */
+  loadTimeoutMs?: number;
+}
+
+/**
+ * Runs the WebAssembly module at `wasmPath` as publish would, in a throwaway host with no data
+ * (wasm/describe.ts): a child `deno` process with no permissions at all, its V8 heap and the
+ * module's memory capped at a database's memory budget, killed when loading and describing
+ * overrun publish's module load timeout. Returns the `__describe_module__` bytes.
+ */
+export async function describeWasmFile(
+  wasmPath: string,
+  io: { err(text: string): void },
+  limits: WasmDescribeLimits = {},
+): Promise<Uint8Array> {
+  const memoryMb = limits.memoryMb ?? DATABASE_MEMORY_MB_DEFAULT;
+  const loadTimeoutMs = limits.loadTimeoutMs ?? MODULE_LOAD_TIMEOUT_MS;
+  let bytes: Uint8Array;
+  try {
+    const stat = await Deno.stat(wasmPath);
+    if (stat.size > MODULE_BYTES_MAX) {
+      throw new CliError(
+        `'${wasmPath}' is ${stat.size} bytes, more than a module may be (${MODULE_BYTES_MAX})`,
+      );
+    }
+    bytes = await Deno.readFile(wasmPath);
+  } catch (error) {
+    if (error instanceof Deno.errors.NotFound) {
+      throw new CliError(`The module '${wasmPath}' does not exist`);
+    }
+    throw error;
+  }
+  const child = new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      "--quiet",
+      "--no-config",
+      "--no-lock",
+      "--no-prompt",
+      `--v8-flags=--max-old-space-size=${Math.floor(memoryMb)}`,
+      fileURLToPath(wasmDescribeEntry()),
+      String(memoryMb),
+    ],
+    env: { NO_COLOR: "1" },
+    stdin: "piped",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  let timedOut: string | undefined;
+  const arm = (ms: number, what: string) => {
+    clearTimeout(timer);
+    timer = setTimeout(() => {
+      timedOut = what;
+      try {
+        child.kill("SIGKILL");
+      } catch {
+        // already gone
+      }
+    }, ms);
+  };
+  arm(WASM_DESCRIBE_START_TIMEOUT_MS, "the describe process did not start");
+  const stderr = new Response(child.stderr).text();
+  const stdout = (async () => {
+    const decoder = new TextDecoder();
+    let text = "";
+    let ready = false;
+    for await (const chunk of child.stdout) {
+      text += decoder.decode(chunk, { stream: true });
+      if (!ready && text.startsWith("READY\n")) {
+        ready = true;
+        text = text.slice(6);
+        arm(
+          loadTimeoutMs,
+          `loading and describing the module took longer than ${loadTimeoutMs} ms ` +
+            "(the module load timeout of publish)",
+        );
+      }
+    }
+    return text + decoder.decode();
+  })();
+  try {
+    const writer = child.stdin.getWriter();
+    await writer.write(bytes).catch(() => {});
+    await writer.close().catch(() => {});
+    const [out, err, status] = await Promise.all([stdout, stderr, child.status]);
+    for (const line of err.split("\n")) {
+      if (line.startsWith("[module ")) io.err(`${line}\n`);
+    }
+    if (timedOut !== undefined) {
+      throw new CliError(`could not extract schema from '${wasmPath}': ${timedOut}`);
+    }
+    if (out.startsWith("OK ")) return hexBytes(out.slice(3).trim());
+    const reason = out.startsWith("ERROR ") ? out.slice(6) : describeCrash(err, status, memoryMb);
+    throw new CliError(`could not extract schema from '${wasmPath}': ${reason}`);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+function describeCrash(stderr: string, status: Deno.CommandStatus, memoryMb: number): string {
+  const text = stderr.split("\n").filter((line) => !line.startsWith("[module ")).join("\n")
+    .trim();
+  if (/heap out of memory|Allocation failed/i.test(text)) {
+    return `the module ran out of memory (the budget is ${memoryMb} MiB)`;
+  }
+  return text ||
+    `the describe process ended with ${
+      status.signal ? `signal ${status.signal}` : `exit code ${status.code}`
+    }`;
+}
+
+function hexBytes(hex: string): Uint8Array {
+  const bytes = new Uint8Array(hex.length / 2);
+  for (let i = 0; i < bytes.length; i++) {
+    bytes[i] = parseInt(hex.slice(2 * i, 2 * i + 2), 16);
+  }
+  return bytes;
 }

@@ -5,13 +5,13 @@
 import { Hono } from "hono";
 import type { AuthResult, AuthService } from "../auth/mod.ts";
 import type { TrustedProxies } from "../lib/client_address.ts";
-import { DASHBOARD_PATH, dashboardRoutes } from "./dashboard/mod.ts";
+import { DASHBOARD_PATH, dashboardRoutes, type ReplicationStatus } from "./dashboard/mod.ts";
 import { errorResponse } from "./error_response.ts";
 import type { DatabaseRegistry } from "./database_registry.ts";
 import { databaseRoutes } from "./routes/database.ts";
 import { identityRoutes } from "./routes/identity.ts";
 import { moduleHandlesOptions } from "./routes/http_handlers.ts";
-import { metricsRoutes } from "./routes/metrics.ts";
+import { metricsAllowed, metricsRoutes } from "./routes/metrics.ts";
 import type { RequestBodyReader } from "./request_body.ts";
 import type { WsHub } from "./ws/hub.ts";
 
@@ -34,6 +34,8 @@ export interface AppContext {
   dashboard?: boolean;
   /** Replication families for /v1/metrics (`--replicate` / `--follow`), exposition text. */
   replicationMetrics?: () => string;
+  /** The replication role and progress for the dashboard (server/dashboard/), as JSON. */
+  replicationStatus?: () => ReplicationStatus;
 }
 
 const CORS_HEADERS = {
@@ -87,6 +89,13 @@ export function createApp(context: AppContext): Hono<AppEnv> {
 
   app.route("/v1/database", databaseRoutes(context));
   app.route("/v1/metrics", metricsRoutes(context));
-  app.route(DASHBOARD_PATH, dashboardRoutes({ enabled: context.dashboard !== false }));
+  app.route(
+    DASHBOARD_PATH,
+    dashboardRoutes({
+      enabled: context.dashboard !== false,
+      replicationStatus: context.replicationStatus,
+      mayReadMetrics: (env, forwardedFor) => metricsAllowed(context, env, forwardedFor),
+    }),
+  );
   return app;
 }

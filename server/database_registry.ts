@@ -538,6 +538,7 @@ export class DatabaseRegistry {
       if (!(error instanceof Deno.errors.NotFound)) throw error;
     }
     const recovering: { database: Database; entry: ControlFile["databases"][number] }[] = [];
+    let stale = false;
     for (const entry of control.databases) {
       const identity = Identity.fromHex(entry.identity);
       const owner = Identity.fromHex(entry.owner);
@@ -558,9 +559,19 @@ export class DatabaseRegistry {
       if (entry.hostType !== "Js" && entry.hostType !== "Wasm") {
         throw new Error(`control.json: unknown hostType ${JSON.stringify(entry.hostType)}`);
       }
-      if (control.version === 1 && entry.hostType === "Js") {
-        entry.hostType = await moduleFileHostType(directory);
+      // The module file is the truth: a version 1 file says "Js" for every database, and a
+      // version 2 file may predate the module (a reset or a JS <-> Wasm switch that stopped
+      // between writing module.js and control.json).
+      const loaded = await moduleFileHostType(directory);
+      if (control.version === 2 && loaded !== entry.hostType) {
+        log.warn("control.json named another host type than the module file; corrected", {
+          identity: entry.identity,
+          recorded: entry.hostType,
+          loaded,
+        });
+        stale = true;
       }
+      entry.hostType = loaded;
       database.hostType = entry.hostType;
       registry.#bind(database);
       if (hibernated) {
@@ -588,6 +599,7 @@ export class DatabaseRegistry {
         }
       },
     );
+    if (stale) registry.#rewriteControlLater();
     registry.#startSweeper();
     return registry;
   }
@@ -776,6 +788,7 @@ export class DatabaseRegistry {
             await syncDirectory(database.directory);
             database.moduleHash = nextHash;
             database.hostType = hostTypeOf(next);
+            this.#rewriteControlLater();
           } catch (error) {
             if (!messageOf(error).includes(SCHEMA_MISMATCH_PREFIX)) throw error;
             await Deno.remove(nextPath);
@@ -956,9 +969,16 @@ export class DatabaseRegistry {
     const after = await this.#probe(database, bundle);
     const planned = planMigration(database.module.def, after.def);
     if (!planned.ok) return { kind: "manual", reason: formatMigrationErrors(planned.errors) };
+    const from = database.hostType;
+    const to = hostTypeOf(bundle);
+    const hostChange = from === to
+      ? ""
+      : `The module changes from ${from === "Js" ? "JavaScript" : "WebAssembly"} to ${
+        to === "Js" ? "JavaScript" : "WebAssembly"
+      } (host type ${from} -> ${to}); the data is kept.\n`;
     return {
       kind: "auto",
-      plan: formatMigrationPlan(planned.plan, { color }),
+      plan: formatMigrationPlan(planned.plan, { color }) + hostChange,
       breakClients: planBreaksClients(planned.plan),
       token: await migrationToken(database, await sha256Hex(bundle)),
     };
@@ -1258,6 +1278,8 @@ export class DatabaseRegistry {
     // Written before the migration can reach the log: a restart that finds it tries it first
     // (it is right exactly when the schema-change record is on disk).
     await writeFileAtomic(nextPath, bundle);
+    // A database may switch between JS and Wasm modules: the migration rules above decide.
+    const previousHostType = database.hostType;
     // Kept to restart the old module if the update fails (a reset has no way back).
     const oldBundle = clear ? "" : await Deno.readTextFile(join(database.directory, "module.js"));
     // From here HTTP calls, queries and new WebSocket connections wait for the new
@@ -1340,16 +1362,22 @@ export class DatabaseRegistry {
     if (clear) {
       // Deleting the data removed the directory's files, module.next.js included.
       await writeFileAtomic(join(database.directory, "module.js"), bundle);
+      await this.#writeControl();
     } else {
+      // control.json first (new module hash and host type): a restart between the two finds
+      // module.next.js and starts it (the migration, if any, is durable by now), so it never
+      // sees the new module.js under the old hash and host type.
+      await this.#writeControl();
       await Deno.rename(nextPath, join(database.directory, "module.js"));
       await syncDirectory(database.directory);
     }
-    await this.#writeControl();
     log.info("database updated", {
       identity: database.key,
       clear,
       migrated: migrate,
       breakClients,
+      hostType: database.hostType,
+      ...(previousHostType !== database.hostType ? { previousHostType } : {}),
     });
     return { database, op: "updated" };
   }
@@ -1631,6 +1659,13 @@ export class DatabaseRegistry {
     const run = this.#controlChain.then(operation, operation);
     this.#controlChain = run.catch(() => {});
     return run;
+  }
+
+  /** Writes control.json after the control operations queued so far (never waits for it). */
+  #rewriteControlLater(): void {
+    void this.#serialised(() => this.#writeControl()).catch((error) =>
+      log.error("could not write control.json", { error: messageOf(error) })
+    );
   }
 
   #controlPath(): string {

@@ -39,6 +39,7 @@ import {
   PrimaryReplicator,
 } from "../replication/mod.ts";
 import { escapeLabelValue } from "./metrics.ts";
+import { primaryStatus, replicaStatus } from "./dashboard/mod.ts";
 
 export const VERSION = "0.1.0";
 
@@ -298,6 +299,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     await registry.recovered;
     await follower.start();
   }
+  const nameOf = (key: string) => registry.resolve(key)?.names[0] ?? key;
   const labelOf = (key: string) => {
     const database = registry.resolve(key);
     return escapeLabelValue(database?.names[0] ?? key);
@@ -339,6 +341,11 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
       ? () => primaryMetricsText(replicator, labelOf)
       : follower
       ? () => followerMetricsText(follower, labelOf)
+      : undefined,
+    replicationStatus: replicator
+      ? () => primaryStatus(natsUrlDisplay(options.replicate!), replicator.metrics(), nameOf)
+      : follower
+      ? () => replicaStatus(natsUrlDisplay(options.follow!), follower.metrics(), nameOf)
       : undefined,
   });
   let resolveListening!: (address: { hostname: string; port: number }) => void;

@@ -21,7 +21,7 @@ export const ALLOWED: Record<string, string[]> = {
   server: ["lib", "protocol", "auth", "worker", "replication"],
   replication: ["lib", "storage"],
   codegen: ["lib", "protocol"],
-  cli: ["lib", "protocol", "codegen"],
+  cli: ["lib", "protocol", "codegen", "wasm"],
 };
 
 async function sourceFiles(): Promise<string[]> {

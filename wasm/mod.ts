@@ -13,3 +13,9 @@ export {
 } from "./host.ts";
 export { isWasmBundle, wasmBundle, wasmBundleBytes } from "./bundle.ts";
 export { capMemories, inspectWasm, isWasmBinary, type WasmModuleInfo } from "./binary.ts";
+export {
+  describeOnlySyscalls,
+  describeWasmModule,
+  wasmDescribeEntry,
+  type WasmDescribeOptions,
+} from "./describe.ts";

@@ -1,7 +1,7 @@
 /**
  * `generate --lang typescript [--out-dir DIR] [--project-path DIR | --bin-path FILE |
- * --database NAME]`: client bindings for a module, from its source, its bundle, or a
- * running database's schema. Writes only files whose content changed and removes stale
+ * --database NAME]`: client bindings for a module, from its source, its bundle or wasm binary,
+ * or a running database's schema. Writes only files whose content changed and removes stale
  * generated files (recognised by their first line) after asking; other files are never
  * touched.
  */
@@ -25,7 +25,7 @@ import { expectPositionals, type FlagValues, parseVerbArgs } from "../args.ts";
 import { announceConfig, authHints, type CliContext, connect, projectConfig } from "../context.ts";
 import { CliError, UsageError } from "../errors.ts";
 import { type CliIo, confirm } from "../io.ts";
-import { describeBundle } from "../module_describe.ts";
+import { describeBundle, describeWasmFile } from "../module_describe.ts";
 import { isWasmFile } from "../prebuilt_module.ts";
 import { buildWithProgress } from "./build.ts";
 
@@ -39,8 +39,10 @@ Options:
   -o, --out-dir <DIR>       Where the files go (default: src/module_bindings)
   -p, --project-path <DIR>  Build the module project in DIR and generate from it
                             (default: ./spacetimedb). Alias: --module-path
-  -b, --bin-path <FILE>     Generate from an already built bundle (dist/bundle.js)
-                            instead of building. Alias: -j, --js-path
+  -b, --bin-path <FILE>     Generate from an already built module instead of building:
+                            a JS bundle (dist/bundle.js) or a WebAssembly module (.wasm,
+                            loaded as publish would, without data). -j, --js-path
+                            takes JS bundles only
       --database <NAME>     Generate from a running database's schema instead
   -s, --server <SERVER>     With --database: server URL or saved nickname (default: local)
       --anonymous           With --database: ask without your saved identity
@@ -62,6 +64,7 @@ do: bundlers resolve that; Deno needs --sloppy-imports, or use --import-extensio
 Examples:
   generate --lang typescript --out-dir client/src/module_bindings --project-path spacetimedb
   generate -l ts -o bindings --bin-path spacetimedb/dist/bundle.js -y
+  generate -l ts -o bindings --bin-path target/wasm32-unknown-unknown/release/my_module.wasm
   generate -l ts -o bindings --database my-db -s local`;
 
 const FLAGS = {
@@ -145,7 +148,10 @@ export async function generateWith(flags: GenerateFlags, ctx: CliContext): Promi
 
   const raw = flags.database !== undefined
     ? await rawFromDatabase(ctx, flags.database, flags.server, flags.anonymous)
-    : await rawFromModule(ctx.io, projectPath, binPath, flags["skip-type-check"]);
+    : await rawFromModule(ctx.io, projectPath, binPath, {
+      skipTypeCheck: flags["skip-type-check"],
+      jsOnly: flags["js-path"] !== undefined && flags["bin-path"] === undefined,
+    });
   const def = resolve(raw);
   let bindings;
   try {
@@ -206,16 +212,18 @@ async function rawFromModule(
   io: CliIo,
   projectPath: string | undefined,
   binPath: string | undefined,
-  skipTypeCheck: boolean | undefined,
+  options: { skipTypeCheck: boolean | undefined; jsOnly: boolean },
 ): Promise<RawModuleDefV10> {
   let bundlePath: string;
   if (binPath !== undefined) {
     if (await isWasmFile(binPath)) {
-      throw new CliError(
-        `'${binPath}' is a WebAssembly module: generating bindings from a wasm binary is not ` +
-          "supported yet",
-        ["Publish it, then generate from the running database with --database NAME."],
-      );
+      if (options.jsOnly) {
+        throw new CliError(`'${binPath}' is a WebAssembly module, not a JS bundle`, [
+          "Generate from it with --bin-path (-b).",
+        ]);
+      }
+      io.err(`Skipping build. Instead we are inspecting the WebAssembly module ${binPath}\n`);
+      return decode(await describeWasmFile(binPath, io));
     }
     io.err(`Skipping build. Instead we are inspecting ${binPath}\n`);
     bundlePath = binPath;
@@ -228,10 +236,14 @@ async function rawFromModule(
       ]);
     }
     io.err(`Generating TypeScript module bindings for module ${dir}\n`);
-    bundlePath = (await buildWithProgress(dir, io, { skipTypeCheck })).bundlePath;
+    bundlePath = (await buildWithProgress(dir, io, { skipTypeCheck: options.skipTypeCheck }))
+      .bundlePath;
   }
   io.err(`Extracting schema from ${bundlePath}...\n`);
-  const bytes = await describeBundle(bundlePath);
+  return decode(await describeBundle(bundlePath));
+}
+
+function decode(bytes: Uint8Array): RawModuleDefV10 {
   try {
     return decodeRawModuleDef(bytes);
   } catch (error) {

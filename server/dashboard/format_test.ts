@@ -20,6 +20,7 @@ import {
   formatBytes,
   formatValue,
   hexIdentityClaim,
+  hostTypeLabel,
   httpRoutesOf,
   metricsByDatabase,
   moduleSummary,
@@ -27,6 +28,8 @@ import {
   parseJson,
   parseMetrics,
   quoteIdent,
+  replicationProgress,
+  replicationSummary,
   stateOf,
   typeName,
 } from "./static/format.js";
@@ -384,4 +387,56 @@ Deno.test("moduleSummary() lists reducers (lifecycle marked), procedures, views,
     ],
   );
   assertEquals(httpRoutesOf({ sections: [] }), []);
+});
+
+Deno.test("hostTypeLabel reads GET /v1/database/:name's host_type", () => {
+  assertEquals(hostTypeLabel({ Js: [] }), "JS");
+  assertEquals(hostTypeLabel({ Wasm: [] }), "Wasm");
+  assertEquals(hostTypeLabel(undefined), "?");
+  assertEquals(hostTypeLabel("Wasm"), "?");
+  assertEquals(hostTypeLabel({ Python: [] }), "?");
+});
+
+Deno.test("replicationSummary and replicationProgress describe /dashboard/api/replication", () => {
+  assertEquals(replicationSummary({ role: "none" }), "");
+  const synced = {
+    database: "a",
+    identity: "c2",
+    durableTx: 12,
+    replicatedTx: 12,
+    lagTx: 0,
+    lagBytes: 0,
+    stopped: null,
+  };
+  const behind = { ...synced, replicatedTx: 7, lagTx: 5, lagBytes: 2048 };
+  const primary = {
+    role: "primary" as const,
+    nats: "nats://10.0.0.5:4222",
+    databases: [synced, behind],
+  };
+  assertEquals(
+    replicationSummary(primary),
+    "Primary: publishes every database to nats://10.0.0.5:4222",
+  );
+  assertEquals(replicationProgress(synced, "primary"), "in sync (12 tx)");
+  assertEquals(replicationProgress(behind, "primary"), "5 tx (2.0 KiB) behind");
+  assertEquals(
+    replicationProgress({ ...behind, stopped: "a conflict" }, "primary"),
+    "stopped: a conflict",
+  );
+  const replica = {
+    role: "replica" as const,
+    nats: "nats://10.0.0.5:4222",
+    pendingMessages: 1,
+    databases: [{ database: "a", identity: "c2", appliedTx: 1200, stopped: null }],
+  };
+  assertEquals(
+    replicationSummary(replica),
+    "Read replica of nats://10.0.0.5:4222: 1 stream message not applied yet",
+  );
+  assertEquals(
+    replicationSummary({ ...replica, pendingMessages: 3 }),
+    "Read replica of nats://10.0.0.5:4222: 3 stream messages not applied yet",
+  );
+  assertEquals(replicationProgress(replica.databases[0], "replica"), "1,200 tx applied");
 });

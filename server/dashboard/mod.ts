@@ -2,9 +2,20 @@
  * The operator dashboard at `/dashboard`: static files (server/dashboard/static/: one HTML page,
  * one script, one style sheet; no build step) served with a strict Content-Security-Policy.
  * The page talks to the public HTTP API only, with the token the operator signs in with, so it
- * can do nothing that token could not do with curl. `--no-dashboard` turns the route off.
+ * can do nothing that token could not do with curl. One JSON route of its own,
+ * `/dashboard/api/replication` (replication_status.ts), shows the replication role and lag to
+ * whoever may read /v1/metrics. `--no-dashboard` turns every route off.
  */
 import { Hono } from "hono";
+import type { ReplicationStatus } from "./replication_status.ts";
+
+export {
+  type FollowerStatusMetrics,
+  type PrimaryDatabaseMetrics,
+  primaryStatus,
+  replicaStatus,
+  type ReplicationStatus,
+} from "./replication_status.ts";
 
 /** Where the dashboard is served. */
 export const DASHBOARD_PATH = "/dashboard";
@@ -60,7 +71,15 @@ function readAsset(file: string): Promise<Uint8Array<ArrayBuffer>> {
  * The dashboard's routes, to mount at DASHBOARD_PATH. When `enabled` is false every path under
  * it answers 404 with the reason (the flag that turned it off).
  */
-export function dashboardRoutes(options: { enabled: boolean }): Hono {
+export function dashboardRoutes(options: {
+  enabled: boolean;
+  /** This server's replication (undefined: neither `--replicate` nor `--follow`). */
+  replicationStatus?: () => ReplicationStatus;
+  /**
+   * Whether the client of a request (Hono's `c.env`, its X-Forwarded-For) may read /v1/metrics.
+   */
+  mayReadMetrics?: (env: unknown, forwardedFor: string | undefined) => boolean;
+}): Hono {
   const app = new Hono();
   app.use("*", async (c, next) => {
     await next();
@@ -74,6 +93,16 @@ export function dashboardRoutes(options: { enabled: boolean }): Hono {
       ));
     return app;
   }
+  app.get("/api/replication", (c) => {
+    if (!(options.mayReadMetrics?.(c.env, c.req.header("x-forwarded-for")) ?? false)) {
+      return c.json({
+        error: "The replication status is served to those who may read /v1/metrics: loopback " +
+          "clients only, unless the server runs with --metrics-public",
+      }, 403);
+    }
+    const status: ReplicationStatus = options.replicationStatus?.() ?? { role: "none" };
+    return c.json(status);
+  });
   app.get("*", async (c) => {
     const rest = c.req.path.slice(DASHBOARD_PATH.length);
     const asset = ASSETS[rest === "" ? "/" : rest];

@@ -5,7 +5,7 @@
  * (or reaches it through a proxy the operator controls).
  */
 import { Hono } from "hono";
-import { clientHostname, peerHostname } from "../../lib/client_address.ts";
+import { clientHostname, peerHostname, type TrustedProxies } from "../../lib/client_address.ts";
 import { PermissionError } from "../../lib/errors.ts";
 import type { AppContext, AppEnv } from "../app.ts";
 import {
@@ -18,18 +18,8 @@ import {
 export function metricsRoutes(context: AppContext): Hono<AppEnv> {
   const app = new Hono<AppEnv>();
   app.get("/", async (c) => {
-    if (
-      !context.metricsPublic && !isLoopback(
-        clientHostname(
-          peerHostname(c.env),
-          c.req.header("x-forwarded-for"),
-          context.trustedProxies,
-        ),
-      )
-    ) {
-      throw new PermissionError(
-        "Metrics are served to loopback clients only; start the server with --metrics-public to serve them to everyone",
-      );
+    if (!metricsAllowed(context, c.env, c.req.header("x-forwarded-for"))) {
+      throw new PermissionError(METRICS_REFUSED);
     }
     const clientStats = context.hub.clientStats();
     const samples = await Promise.all(
@@ -60,6 +50,24 @@ export function metricsRoutes(context: AppContext): Hono<AppEnv> {
     return c.body(text, 200, { "Content-Type": METRICS_CONTENT_TYPE });
   });
   return app;
+}
+
+export const METRICS_REFUSED =
+  "Metrics are served to loopback clients only; start the server with --metrics-public to serve them to everyone";
+
+/**
+ * Whether the client of a request (`env`: Hono's `c.env`, Deno.serve's handler info;
+ * `forwardedFor`: its X-Forwarded-For, read only when the peer is a trusted proxy) may read the
+ * metrics (and the dashboard's replication status): a loopback client, or anyone with
+ * `--metrics-public`.
+ */
+export function metricsAllowed(
+  options: { metricsPublic?: boolean; trustedProxies?: TrustedProxies },
+  env: unknown,
+  forwardedFor?: string,
+): boolean {
+  return options.metricsPublic === true ||
+    isLoopback(clientHostname(peerHostname(env), forwardedFor, options.trustedProxies));
 }
 
 function isLoopback(hostname: string | undefined): boolean {

@@ -103,12 +103,18 @@ Deno.test({
       const row = await waitForText(browser, '#databases tr[data-database="dash-kitchen"]');
       assert(row.includes("you"), `the owner column names the signed-in identity: ${row}`);
       assert(/running|hibernated/.test(row), `the state is shown: ${row}`);
+      // Its host type, from GET /v1/database/:name; no replication column on this server.
+      assertEquals(
+        await waitForText(browser, '#databases tr[data-database="dash-kitchen"] td.host-type'),
+        "JS",
+      );
 
       // The database page: its tables with row counts (private ones too), and the table browser.
       await browser.request("click", {
         selector: '#databases a[href="#/db/dash-kitchen"]',
       }, STEP_MS);
       await waitForText(browser, "#database-name", "text === 'dash-kitchen'");
+      assertEquals(await waitForText(browser, "#host-type"), "JS");
       const points = '#tables tr[data-table="points"] td.row-count';
       assertEquals(await waitForText(browser, points, "text === '1'"), "1");
       const counters = '#tables tr[data-table="counters"] td.row-count';

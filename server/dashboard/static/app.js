@@ -16,12 +16,15 @@ import {
   formatCount,
   formatValue,
   hexIdentityClaim,
+  hostTypeLabel,
   httpRoutesOf,
   metricsByDatabase,
   moduleSummary,
   parseJson,
   parseMetrics,
   quoteIdent,
+  replicationProgress,
+  replicationSummary,
   shortHex,
   stateOf,
   typeName,
@@ -274,10 +277,36 @@ async function loadMetrics() {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Replication (GET /dashboard/api/replication: served where /v1/metrics is).
+
+/**
+ * This server's replication role and per-database progress; `{ role: "none" }` when it neither
+ * replicates nor follows, or when the status is not served to this client.
+ * @returns {Promise<import("./format.js").ReplicationStatus>}
+ */
+async function loadReplication() {
+  try {
+    return await apiJson("/dashboard/api/replication");
+  } catch {
+    return { role: "none" };
+  }
+}
+
+/**
+ * @param {import("./format.js").ReplicationStatus} status
+ * @param {string} identity
+ */
+function replicationOf(status, identity) {
+  if (status.role === "none") return "";
+  const row = status.databases.find((d) => d.identity === identity);
+  return row ? replicationProgress(row, status.role) : "not replicated yet";
+}
+
+// ---------------------------------------------------------------------------------------------
 // Databases.
 
 /**
- * @typedef {{ identity: string, owner: string, names: string[], label: string }} DatabaseInfo
+ * @typedef {{ identity: string, owner: string, names: string[], label: string, hostType: string }} DatabaseInfo
  * @param {string} nameOrIdentity
  * @returns {Promise<DatabaseInfo>}
  */
@@ -288,7 +317,13 @@ async function describeDatabase(nameOrIdentity) {
   ]);
   const identity = String(info.database_identity.__identity__).replace(/^0x/, "");
   const owner = String(info.owner_identity.__identity__).replace(/^0x/, "");
-  return { identity, owner, names: names.names, label: names.names[0] ?? identity };
+  return {
+    identity,
+    owner,
+    names: names.names,
+    label: names.names[0] ?? identity,
+    hostType: hostTypeLabel(info.host_type),
+  };
 }
 
 async function databasesPage() {
@@ -318,11 +353,12 @@ async function databasesPage() {
     ),
   ));
   const signal = leavePage.signal;
-  const [owned, metrics] = await Promise.all([
+  const [owned, metrics, replication] = await Promise.all([
     session.identity
       ? apiJson(`/v1/identity/${session.identity}/databases`).catch(() => ({ identities: [] }))
       : Promise.resolve({ identities: [] }),
     loadMetrics(),
+    loadReplication(),
   ]);
   if (signal.aborted) return;
   /** @type {Set<string>} */
@@ -337,6 +373,9 @@ async function databasesPage() {
   for (const info of results) if (info) byIdentity.set(info.identity, info);
   const databases = [...byIdentity.values()].sort((a, b) => a.label.localeCompare(b.label));
   const notes = [];
+  if (replication.role !== "none") {
+    notes.push(el("p", { id: "replication-summary", text: replicationSummary(replication) }));
+  }
   if (!metrics.ok) {
     notes.push(el(
       "div",
@@ -373,6 +412,10 @@ async function databasesPage() {
         text: db.owner === session.identity ? "you" : shortHex(db.owner),
       }),
       el("td", { class: `state-${state}`, text: state }),
+      el("td", { class: "host-type", text: db.hostType }),
+      replication.role === "none"
+        ? null
+        : el("td", { class: "replication", text: replicationOf(replication, db.identity) }),
       el("td", { text: formatCount(m?.lightcone_websocket_clients) }),
       el("td", { text: formatCount(m?.lightcone_subscriptions) }),
       el("td", { text: formatCount(m?.lightcone_transactions_committed_total) }),
@@ -394,6 +437,8 @@ async function databasesPage() {
             "Identity",
             "Owner",
             "State",
+            "Host",
+            ...(replication.role === "none" ? [] : ["Replication"]),
             "Clients",
             "Subscriptions",
             "Transactions",
@@ -456,8 +501,9 @@ async function databasePage(name) {
     ),
   );
   let info;
+  let replication;
   try {
-    info = await describeDatabase(name);
+    [info, replication] = await Promise.all([describeDatabase(name), loadReplication()]);
   } catch (error) {
     body.replaceWith(errorBox(error, "database-error"));
     return;
@@ -473,6 +519,17 @@ async function databasePage(name) {
     el("dd", { text: info.identity }),
     el("dt", { text: "Owner" }),
     el("dd", { text: `${info.owner}${isOwner ? " (you)" : ""}` }),
+    el("dt", { text: "Host type" }),
+    el("dd", { id: "host-type", text: info.hostType }),
+    ...(replication.role === "none" ? [] : [
+      el("dt", { text: "Replication" }),
+      el("dd", {
+        id: "replication",
+        text: `${replicationSummary(replication)}; this database: ${
+          replicationOf(replication, info.identity)
+        }`,
+      }),
+    ]),
   );
   const panel = el("div", { id: "tab-panel" });
   /** @type {Record<string, () => void>} */

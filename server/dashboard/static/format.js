@@ -113,6 +113,57 @@ export function stateOf(m) {
   return "running";
 }
 
+/**
+ * "JS" or "Wasm": what runs a database's module, from GET /v1/database/:name's `host_type`
+ * (`{ "Js": [] }` or `{ "Wasm": [] }`); "?" for anything else.
+ * @param {unknown} hostType
+ */
+export function hostTypeLabel(hostType) {
+  const tag = hostType !== null && typeof hostType === "object"
+    ? Object.keys(hostType)[0]
+    : undefined;
+  return tag === "Js" ? "JS" : tag === "Wasm" ? "Wasm" : "?";
+}
+
+/**
+ * @typedef {{ database: string, identity: string, durableTx?: number, replicatedTx?: number,
+ *   lagTx?: number, lagBytes?: number, appliedTx?: number, stopped: string | null }} ReplicatedDatabase
+ * @typedef {{ role: "none" } | { role: "primary", nats: string, databases: ReplicatedDatabase[] }
+ *   | { role: "replica", nats: string, pendingMessages: number, databases: ReplicatedDatabase[] }}
+ *   ReplicationStatus
+ */
+
+/**
+ * One line on this server's replication role (GET /dashboard/api/replication); "" for none.
+ * @param {ReplicationStatus} status
+ */
+export function replicationSummary(status) {
+  if (status.role === "primary") {
+    return `Primary: publishes every database to ${status.nats}`;
+  }
+  if (status.role === "replica") {
+    return `Read replica of ${status.nats}: ${status.pendingMessages} stream message` +
+      `${status.pendingMessages === 1 ? "" : "s"} not applied yet`;
+  }
+  return "";
+}
+
+/**
+ * A database's replication progress as text: on a primary its lag behind JetStream, on a
+ * replica the transactions applied here; why it stopped, if it did.
+ * @param {ReplicatedDatabase} row
+ * @param {ReplicationStatus["role"]} role
+ */
+export function replicationProgress(row, role) {
+  if (row.stopped) return `stopped: ${row.stopped}`;
+  if (role === "primary") {
+    return row.lagTx === 0
+      ? `in sync (${formatCount(row.replicatedTx)} tx)`
+      : `${formatCount(row.lagTx)} tx (${formatBytes(row.lagBytes)}) behind`;
+  }
+  return `${formatCount(row.appliedTx)} tx applied`;
+}
+
 /** @param {number | undefined} bytes */
 export function formatBytes(bytes) {
   if (bytes === undefined || Number.isNaN(bytes)) return "—";
