@@ -59,6 +59,7 @@ const HostSharedArrayBuffer = SharedArrayBuffer;
 const HostBlob = Blob;
 const hostCreateObjectURL = URL.createObjectURL;
 const hostSetTimeout = setTimeout;
+const hostClearTimeout = clearTimeout;
 const hostAtomics = {
   wait: Atomics.wait,
   waitAsync: Atomics.waitAsync,
@@ -95,6 +96,8 @@ export interface ProcedurePoolOptions {
    * threads after the first start from (the server bundles it: worker/procedure_bundle.ts).
    */
   setExtraThreads: (extraThreads: number, wantCode: boolean) => Promise<string | undefined>;
+  /** How long an extra thread may take to start (tests; default THREAD_START_TIMEOUT_MS). */
+  threadStartTimeoutMs?: number;
 }
 
 type Call = { request: CallProcedureRequest | CallHttpHandlerRequest; functionId: number };
@@ -414,8 +417,19 @@ export class ProcedurePool {
       }
       if (this.#threadUrl === undefined) throw new Error("the server sent no thread code");
       thread = this.#newThread(this.#threadUrl, index);
-      await thread.started();
-      this.#pushLogs(await thread.load(this.#load!));
+      // A thread whose code fails outside any call may never answer (its error event cannot
+      // always be listened to): the start gives up after a bound, and calls keep the threads
+      // that run.
+      const startMs = this.#options.threadStartTimeoutMs ?? THREAD_START_TIMEOUT_MS;
+      await withinMs(thread.started(), startMs, "did not start");
+      const load = this.#load!;
+      this.#pushLogs(
+        await withinMs(
+          thread.load(load),
+          load.loadTimeoutMs + startMs,
+          "did not load the module",
+        ),
+      );
       leaveStarting();
       this.#threads.push(thread);
       this.#armSweep();
@@ -626,4 +640,21 @@ function nameMaps(
     }
   }
   return { tableIds, indexIds };
+}
+
+/** How long an extra procedure thread may take to start (and, beyond the module's load budget, to load). */
+const THREAD_START_TIMEOUT_MS = 10_000;
+
+/** `promise`, or a rejection saying the thread `what` within `ms`. */
+function withinMs<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: number | undefined;
+  return Promise.race([
+    promise,
+    new Promise<never>((_, reject) => {
+      timer = hostSetTimeout(
+        () => reject(new Error(`the thread ${what} within ${ms} ms`)),
+        ms,
+      ) as unknown as number;
+    }),
+  ]).finally(() => hostClearTimeout(timer));
 }

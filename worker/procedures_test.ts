@@ -79,3 +79,64 @@ Deno.test({
     }
   },
 });
+
+Deno.test({
+  name:
+    "an extra thread that never answers is given up after its start bound; calls keep the first",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    const engine = new DatabaseEngine({
+      clock: new ManualClock(),
+      budget: NO_BUDGET,
+      reducerBudgetMs: 10_000,
+      databaseIdentity: 7n,
+      ownerIdentity: 1n,
+      loadTimeoutMs: 30_000,
+    });
+    const bundle = await fixtureBundle("gate");
+    await engine.load(bundle);
+    const reported: number[] = [];
+    const pool = new ProcedurePool({
+      engine: () => engine,
+      send: () => {},
+      onDone: () => {},
+      afterTransaction: () => {},
+      onFatal: () => {},
+      // The thread's code loads and then never says it started (as code failing outside any
+      // call, whose error event cannot be listened to, would).
+      setExtraThreads: (extra, wantCode) => {
+        reported.push(extra);
+        return Promise.resolve(wantCode ? "// never answers\n" : undefined);
+      },
+      threadStartTimeoutMs: 300,
+    });
+    try {
+      await pool.started();
+      pool.configure({ threads: 2, queued: 16 });
+      await pool.load(bundle, engine, 30_000);
+      const request = (id: number): CallProcedureRequest => ({
+        kind: "procedure",
+        id,
+        procedure: "entries",
+        args: new Uint8Array(0),
+        sender: 1n,
+        connectionId: 0n,
+        timestampMicros: 0n,
+      });
+      pool.call(request(1), 0);
+      pool.call(request(2), 0);
+      await waitUntil(() => reported.length === 2, "the start gave up and released its share");
+      assertEquals(reported, [1, 0]);
+      assertEquals(pool.threadCount, 1);
+      const logs = engine.drainLogs().map((line) => JSON.stringify(line)).join("\n");
+      assertEquals(
+        /Could not start another procedure thread.*did not start within 300 ms/.test(logs),
+        true,
+        logs,
+      );
+    } finally {
+      pool.close();
+    }
+  },
+});
