@@ -150,6 +150,48 @@ Deno.test("a per-sender wasm view: each sender sees its own rows, refreshed afte
   assertEquals(aliceDelta.deletes.map(connectionOwner), [ALICE, ALICE]);
 });
 
+Deno.test("a wasm view that fails or traps rolls back the reducer whose commit it refreshes", async () => {
+  const engine = await engineFor(await wasmFixture("bank", { defines: ["WITH_VIEWS"] }));
+  const h = harness(engine);
+  const sub = h.subscribe("SELECT * FROM big_accounts", ALICE, 1n);
+  const open = (name: string) =>
+    engine.callReducer(
+      1,
+      "open_account",
+      args((w) => {
+        w.writeString(name);
+        w.writeI64(5000n);
+      }),
+      ALICE,
+      1n,
+      clock.nowMicros(),
+    );
+  for (const name of ["boom", "trap"]) {
+    const failed = open(name);
+    assert(failed.status !== "committed", `${name}: ${failed.status}`);
+    assertEquals(h.deltas(), []);
+    const table = engine.datastore.tableIdFromName("accounts")!;
+    assertEquals(engine.datastore.committedRows(table).map(accountName), ["reserve:1000000"]);
+  }
+  // The module log names the view's failure; after the trap a fresh instance serves the view.
+  const logged = engine.drainLogs().map((line) => line.message).join("\n");
+  assertMatch(logged, /big_accounts: a boom account/);
+  assertMatch(logged, /trapped/);
+  const fine = h.reducer(
+    "open_account",
+    ALICE,
+    1n,
+    args((w) => {
+      w.writeString("fine");
+      w.writeI64(5000n);
+    }),
+  );
+  const fineDelta = fine.find((d) => d.queryId === sub.queryId);
+  assertEquals(fineDelta?.inserts.map(accountName), ["fine:5000"]);
+  const again = h.subscribe("SELECT * FROM big_accounts", BOB, 2n);
+  assertEquals(again.rows.map(accountName).sort(), ["fine:5000", "reserve:1000000"]);
+});
+
 Deno.test("the older view ABI: rows without a header, return code 0", async () => {
   const engine = await engineFor(
     await wasmFixture("bank", { defines: ["WITH_VIEWS", "VIEWS_ROWS_ONLY"] }),
