@@ -4,10 +4,15 @@
  * published with `--bin-path`, and a client in its own `deno` process subscribes to an
  * anonymous view (big_accounts: balance at least 1000) and a per-sender view
  * (my_connections: the caller's own connections rows) with two identities. It sees the
- * anonymous view gain a row after a deposit, each identity see only its own connection in the
- * per-sender view, and that view empty after a reducer clears the table.
+ * anonymous view gain a row after a deposit, each identity sees only its own connection in the
+ * per-sender view, and that view empty after a reducer clears the table. A module declaring a
+ * view whose export is missing is refused at publish.
  */
-import { deepStrictEqual as assertEquals, ok as assert } from "node:assert/strict";
+import {
+  deepStrictEqual as assertEquals,
+  match as assertMatch,
+  ok as assert,
+} from "node:assert/strict";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { captureIo, runCli } from "../../cli/mod.ts";
@@ -164,6 +169,21 @@ Deno.test({
         bigAfterDeposit: ["reserve", "small"],
         deletedForAlice: true,
       });
+
+      // A module declaring a per-sender view without exporting __call_view__ is refused at
+      // publish, naming the view.
+      const refused = await fetch(`${server.url}/v1/database/wviews-bad?host_type=Wasm`, {
+        method: "PUT",
+        body: await wasmFixture("bank", {
+          defines: ["WITH_VIEWS", "VIEWS_NO_SENDER_EXPORT"],
+        }) as Uint8Array<ArrayBuffer>,
+      });
+      const refusal = await refused.text();
+      assertEquals(refused.status, 400, refusal);
+      assertMatch(
+        refusal,
+        /declares the per-sender view my_connections but does not export __call_view__/,
+      );
     } finally {
       await server.close();
       await Deno.remove(dir, { recursive: true }).catch(() => {});
