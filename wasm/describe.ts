@@ -2,8 +2,8 @@
  * A module's definition without a database: `lightcone generate --bin-path X.wasm` (cli/) runs
  * a WebAssembly module in a throwaway host that holds no data, to read what its
  * `__describe_module__` returns. The module is loaded exactly as at publish (loadWasmModule: the
- * same import and export checks, the same memory cap, initialisers run, procedures, views and
- * HTTP handlers refused by name); its host calls get no datastore: every one that needs a
+ * same import and export checks, the same memory cap, initialisers run, a declared view's
+ * missing export and procedures and HTTP handlers refused by name); its host calls get no datastore: every one that needs a
  * transaction fails with the errno a call outside a transaction gets, console output goes to
  * `onLog`, and the database identity is zero (there is no database).
  *

@@ -10,10 +10,11 @@
  * provides, with the ABI's function type; the module defines and exports one memory, whose
  * declared sizes fit the database's memory budget (the binary is rewritten so the memory's
  * maximum is that budget: memory.grow fails past it); `__describe_module__` and
- * `__call_reducer__` exist with the ABI's types; the module declares no procedures, views or
- * HTTP handlers (not supported for wasm modules yet).
+ * `__call_reducer__` exist with the ABI's types; a module declaring views exports
+ * `__call_view__` (per-sender views) and `__call_view_anon__` (anonymous views) with the ABI's
+ * types; the module declares no procedures or HTTP handlers (not supported for wasm modules yet).
  */
-import { decodeRawModuleDef } from "../protocol/mod.ts";
+import { decodeRawModuleDef, type RawModuleDefV10 } from "../protocol/mod.ts";
 import {
   capMemories,
   formatFuncType,
@@ -142,6 +143,10 @@ export const WASM_ABI_IMPORTS: Record<string, Record<string, FuncType>> = {
 const DESCRIBE_TYPE = fn([I32], []);
 const CALL_REDUCER_TYPE = fn([I32, I64, I64, I64, I64, I64, I64, I64, I32, I32], [I32]);
 const SETUP_TYPE = fn([I32], [I32]);
+/** `__call_view__(id, sender as 4 × u64, args source, result sink) -> code`. */
+const CALL_VIEW_TYPE = fn([I32, I64, I64, I64, I64, I32, I32], [I32]);
+/** `__call_view_anon__(id, args source, result sink) -> code`. */
+const CALL_VIEW_ANON_TYPE = fn([I32, I32, I32], [I32]);
 const NO_ARGS_TYPE = fn([], []);
 
 /** errno values (SpacetimeDB's errno table; worker/sys_abi.ts has the same). */
@@ -150,6 +155,10 @@ const NO_SPACE = 9;
 const BUFFER_TOO_SMALL = 11;
 /** A reducer's return code for "failed, the message is in the error sink". */
 const CALL_FAILURE = 1;
+/** A view's return codes: 0, the sink holds the rows (BSATN array, the older ABI); 2, it holds
+ * a ViewResultHeader then its payload (the current ABI); 1 is CALL_FAILURE. */
+const VIEW_ROWS_ONLY = 0;
+const VIEW_HEADER_FIRST = 2;
 
 /** The errno texts of SpacetimeDB, so an errno error made before the hooks exist is known. */
 const ERRNO_BY_MESSAGE = new Map<string, number>([
@@ -267,6 +276,10 @@ export function checkWasmModule(info: WasmModuleInfo, maxPages: number): void {
   requireFunction("__describe_module__", DESCRIBE_TYPE);
   requireFunction("__call_reducer__", CALL_REDUCER_TYPE);
   if (exported.has("__setup__")) requireFunction("__setup__", SETUP_TYPE);
+  if (exported.has("__call_view__")) requireFunction("__call_view__", CALL_VIEW_TYPE);
+  if (exported.has("__call_view_anon__")) {
+    requireFunction("__call_view_anon__", CALL_VIEW_ANON_TYPE);
+  }
   if (exported.has("_initialize")) requireFunction("_initialize", NO_ARGS_TYPE);
   for (const name of exported.keys()) {
     if (name.startsWith("__preinit__")) requireFunction(name, NO_ARGS_TYPE);
@@ -333,23 +346,53 @@ export function loadWasmModule(
   }
   const host = new WasmHost(module, sys, maxPages, info);
   host.instantiate();
-  refuseUnsupported(host.describe);
+  const def = decodeRawModuleDef(host.describe);
+  refuseUnsupported(def);
+  host.setViews(checkViewExports(def, info));
   return host.hooks();
 }
 
+/**
+ * The declared views' `RawViewDefV10.index` (what SpacetimeDB passes to the view exports), by
+ * the engine's view id: per-sender and anonymous views are numbered apart, in declaration
+ * order, a module's own views before its submodules' (protocol/names.ts numbers them alike).
+ * A declared view whose export is missing refuses the module, by the view's name.
+ */
+function checkViewExports(
+  def: RawModuleDefV10,
+  info: WasmModuleInfo,
+): { sender: number[]; anonymous: number[] } {
+  const sender: number[] = [];
+  const anonymous: number[] = [];
+  const collect = (module: RawModuleDefV10, prefix: string) => {
+    for (const view of module.views) {
+      const name = prefix + view.sourceName;
+      const exportName = view.isAnonymous ? "__call_view_anon__" : "__call_view__";
+      if (!info.exports.some((e) => e.name === exportName && e.kind === "function")) {
+        throw new WasmModuleError(
+          `The module declares the ${view.isAnonymous ? "anonymous" : "per-sender"} view ` +
+            `${name} but does not export ${exportName}`,
+        );
+      }
+      (view.isAnonymous ? anonymous : sender).push(view.index);
+    }
+    for (const sub of module.submodules) collect(sub.module, `${prefix}${sub.namespace}.`);
+  };
+  collect(def, "");
+  return { sender, anonymous };
+}
+
 /** Refuses, by name, what this slice does not run for wasm modules. */
-function refuseUnsupported(describe: Uint8Array): void {
-  const def = decodeRawModuleDef(describe);
+function refuseUnsupported(def: RawModuleDefV10): void {
   const refuse = (what: string, names: string[]) => {
     if (names.length === 0) return;
     throw new WasmModuleError(
       `The module declares ${what} (${names.join(", ")}): wasm modules with ${what} are not ` +
-        "supported yet (reducers, tables, indexes, schedules, lifecycle reducers and row-level " +
-        "security are)",
+        "supported yet (reducers, tables, indexes, schedules, lifecycle reducers, row-level " +
+        "security and views are)",
     );
   };
   refuse("procedures", def.procedures.map((p) => p.sourceName));
-  refuse("views", def.views.map((v) => v.sourceName));
   refuse("HTTP handlers", def.httpHandlers.map((h) => h.sourceName));
 }
 
@@ -370,6 +413,16 @@ interface Exports {
   ): number;
   __setup__?(sink: number): number;
   _initialize?(): void;
+  __call_view__?(
+    id: number,
+    s0: bigint,
+    s1: bigint,
+    s2: bigint,
+    s3: bigint,
+    args: number,
+    sink: number,
+  ): number;
+  __call_view_anon__?(id: number, args: number, sink: number): number;
   [name: string]: unknown;
 }
 
@@ -500,10 +553,70 @@ class WasmHost {
         if (code === CALL_FAILURE) throw new WasmReducerError(utf8Lossy.decode(message));
         throw new WasmTrapError(`__call_reducer__ returned the unknown code ${code}`);
       },
-      __call_view__: unsupported("views"),
-      __call_view_anon__: unsupported("views"),
+      __call_view__: (id, sender, args) => {
+        const index = this.#views.sender[id];
+        if (index === undefined) throw new WasmTrapError(`No per-sender view with id ${id}`);
+        const s = BigInt.asUintN(256, sender);
+        return this.#callView(
+          "__call_view__",
+          args,
+          (exports, source, sink) =>
+            exports.__call_view__!(
+              index,
+              s & MASK64,
+              (s >> 64n) & MASK64,
+              (s >> 128n) & MASK64,
+              (s >> 192n) & MASK64,
+              source,
+              sink,
+            ),
+        );
+      },
+      __call_view_anon__: (id, args) => {
+        const index = this.#views.anonymous[id];
+        if (index === undefined) throw new WasmTrapError(`No anonymous view with id ${id}`);
+        return this.#callView(
+          "__call_view_anon__",
+          args,
+          (exports, source, sink) => exports.__call_view_anon__!(index, source, sink),
+        );
+      },
       __call_procedure__: unsupported("procedures"),
     };
+  }
+
+  #views: { sender: number[]; anonymous: number[] } = { sender: [], anonymous: [] };
+
+  setViews(views: { sender: number[]; anonymous: number[] }): void {
+    this.#views = views;
+  }
+
+  /**
+   * Runs a view export and returns what a JS module's view hook returns: `{ data }`, a
+   * ViewResultHeader followed by its payload. Rows written by the older ABI (code 0) get the
+   * RowData header; a failure (code 1) throws its message (a view's failure is an internal
+   * error of the surrounding operation, as for JS views).
+   */
+  #callView(
+    name: string,
+    args: Uint8Array,
+    call: (exports: Exports, source: number, sink: number) => number,
+  ): { data: Uint8Array } {
+    const exports = this.#ready();
+    const source = args.length > 0 ? this.#newSource(args.slice()) : 0;
+    const sink = this.#newSink();
+    const code = this.#guard(() => call(exports, source, sink));
+    const result = this.#takeSink(sink);
+    this.#sources.clear();
+    if (code === VIEW_HEADER_FIRST) return { data: result };
+    if (code === VIEW_ROWS_ONLY) {
+      const data = new Uint8Array(result.length + 1);
+      data[0] = 0; // ViewResultHeader::RowData
+      data.set(result, 1);
+      return { data };
+    }
+    if (code === CALL_FAILURE) throw new WasmReducerError(utf8Lossy.decode(result));
+    throw new WasmTrapError(`${name} returned the unknown code ${code}`);
   }
 
   #ready(): Exports {
