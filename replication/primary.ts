@@ -25,6 +25,7 @@ import {
   chunkHeaders,
   type ChunkInfo,
   chunkInfo,
+  HEADER_CHUNK,
   sha256Hex,
   splitBody,
 } from "./chunks.ts";
@@ -35,6 +36,7 @@ import {
   HEADER_END_TX,
   HEADER_FIRST_TX,
   HEADER_KIND,
+  HEADER_PREV_SEQ,
   HEADER_PRIMARY,
   type ModuleBody,
   natsDisplay,
@@ -257,15 +259,22 @@ export class PrimaryReplicator {
         if (keys.length === 0) return;
         try {
           for (const dbKey of keys) {
+            // It follows the subject's last message like any other (Lc-Prev-Seq).
+            const prevSeq = await lastSubjectSeq(this.#nc!, subjectOf(dbKey));
             const h = await signedHeaders(
               this.#key,
               subjectOf(dbKey),
-              [[HEADER_KIND, "delete"], [HEADER_PRIMARY, this.#primaryId]],
+              [
+                [HEADER_KIND, "delete"],
+                [HEADER_PRIMARY, this.#primaryId],
+                [HEADER_PREV_SEQ, String(prevSeq)],
+              ],
               new Uint8Array(0),
             );
             const ack = await jetstream(this.#nc!).publish(subjectOf(dbKey), new Uint8Array(0), {
               headers: h,
               msgID: `${dbKey}:delete`,
+              expect: { lastSubjectSequence: prevSeq },
             });
             // Its history serves no one now: everything before the delete message goes.
             const jsm = await jetstreamManager(this.#nc!);
@@ -503,12 +512,23 @@ export class PrimaryReplicator {
     }
     if (this.#key !== undefined) {
       // Its headers decide where publishing resumes: a message tagged with another key is not
-      // ours. An untagged one is taken (a message from before --replication-key-file was on;
-      // a log message's bytes are still compared with this log below), with a warning.
+      // ours. An untagged one (a message from before --replication-key-file was on) is taken,
+      // with a warning, only when it is the last message this primary saved as published, or
+      // a whole log message (its bytes are compared with this log below): anyone may publish
+      // an untagged module message, or chunk, claiming any offset.
       const untagged = (last.header?.get(HEADER_AUTH) ?? "") === "";
       const problem = untagged
         ? undefined
         : await checkTag(this.#key, subjectOf(pump.dbKey), last.header, last.data);
+      const wholeLog = last.header?.get(HEADER_KIND) === "log" &&
+        (last.header?.get(HEADER_CHUNK) ?? "") === "";
+      if (untagged && saved?.lastSeq !== last.seq && !wholeLog) {
+        throw new ConflictError(
+          `the database's last JetStream message (sequence ${last.seq}) is untagged and not ` +
+            `the last one this primary published: someone without the replication key ` +
+            `published on its subject`,
+        );
+      }
       if (untagged) {
         log.warn(
           "replication: the database's last JetStream message is untagged (published before " +
@@ -623,7 +643,7 @@ async function publish(
   try {
     if (body.length <= chunkBytes) {
       const ack = await js.publish(subject, body, {
-        headers: await withHeaders([], body),
+        headers: await withHeaders([[HEADER_PREV_SEQ, String(state.lastSeq)]], body),
         msgID,
         expect: { lastSubjectSequence: state.lastSeq },
       });
@@ -639,7 +659,11 @@ async function publish(
     for (let index = 0; index < parts.length; index++) {
       const ack = await js.publish(subject, parts[index], {
         headers: await withHeaders(
-          [...chunkHeaders(index, parts.length, body.length, sha256), ...wholeTag],
+          [
+            ...chunkHeaders(index, parts.length, body.length, sha256),
+            ...wholeTag,
+            [HEADER_PREV_SEQ, String(lastSeq)],
+          ],
           parts[index],
         ),
         expect: { lastSubjectSequence: lastSeq },
@@ -651,6 +675,18 @@ async function publish(
     if (/wrong last sequence/i.test(messageOf(error))) {
       throw new Error(`JetStream refused the publish (${messageOf(error)}); asking it again`);
     }
+    throw error;
+  }
+}
+
+/** The stream sequence of the last message on `subject` (0: none). */
+async function lastSubjectSeq(nc: NatsConnection, subject: string): Promise<number> {
+  const jsm = await jetstreamManager(nc);
+  try {
+    const last = await jsm.streams.getMessage(STREAM_NAME, { last_by_subj: subject });
+    return last?.seq ?? 0;
+  } catch (error) {
+    if (/no message found|not found/i.test(messageOf(error))) return 0;
     throw error;
   }
 }
