@@ -115,6 +115,8 @@ export class Follower {
   #pending = 0;
   readonly #stopped = new Map<string, string>();
   readonly #seen = new Set<string>();
+  /** Messages refused (with a key) for databases this replica does not have. */
+  #refusedUnknown = 0;
   /** Per database, the chunks of a message gathered so far (replication/chunks.ts). */
   readonly #chunks = new Map<string, ChunkAssembler>();
   #loop: Promise<void> | undefined;
@@ -250,17 +252,31 @@ export class Follower {
       log.warn("replication: skipped a message on an unknown subject", { subject });
       return;
     }
-    this.#seen.add(dbKey);
     if (this.#stopped.has(dbKey)) return;
     if (this.#key !== undefined) {
       // Before anything of the message is read: a message without the right tag is not ours.
       const problem = await checkTag(this.#key, subject, headers, data) ??
         this.#checkChain(dbKey, seq, headers!);
       if (problem !== undefined) {
+        if (this.#target.localEnd(dbKey) === undefined && !this.#subjectSeq.has(dbKey)) {
+          // A database this replica never had: nothing to stop, and a marker (and a metric)
+          // per forged subject would let anyone without the key fill the disk.
+          this.#refusedUnknown++;
+          if ((this.#refusedUnknown & (this.#refusedUnknown - 1)) === 0) {
+            log.warn("replication: refused a message for a database this replica does not have", {
+              identity: dbKey,
+              seq,
+              error: problem,
+              refusedSoFar: this.#refusedUnknown,
+            });
+          }
+          return;
+        }
         await this.#stop(dbKey, `message ${seq} refused: ${problem}`, seq + 1);
         return;
       }
     }
+    this.#seen.add(dbKey);
     if (seq > (this.#subjectSeq.get(dbKey) ?? 0)) this.#subjectSeq.set(dbKey, seq);
     const firstSeq = this.#chunks.get(dbKey)?.startSeq || seq;
     try {
@@ -336,6 +352,7 @@ export class Follower {
    * following it starts again once the operator deletes the marker.
    */
   async #stop(dbKey: string, reason: string, resumeSeq: number): Promise<void> {
+    this.#seen.add(dbKey);
     this.#stopped.set(dbKey, reason);
     this.#resume.set(dbKey, resumeSeq);
     this.#chunks.delete(dbKey);

@@ -425,6 +425,19 @@ Deno.test({
       }
       assertEquals(target.databases.get(dbKey(UNTAGGED))?.body.bundle, "v3");
       assertEquals(target.databases.has(dbKey(GOOD)), false);
+
+      // Forged messages for databases this replica never had: refused without a marker or a
+      // metric each (anyone who may publish could otherwise fill the disk).
+      const NEVER = 99;
+      for (let i = 0; i < 3; i++) await log(NEVER + i, 0, ["forged"], null);
+      await send(NEVER + 3, "module", { "Lc-At-Tx": "0" }, new Uint8Array(0), otherKey);
+      await log(FORGED + 100, 0, ["f"], otherKey);
+      await module(WHOLE + 100); // A real database after them: they were all handled.
+      await waitUntil(() => target.databases.has(dbKey(WHOLE + 100)), "the new database");
+      for (const db of [NEVER, NEVER + 1, NEVER + 2, NEVER + 3, FORGED + 100]) {
+        assertEquals(await Deno.stat(marker(db)).then(() => true, () => false), false, `${db}`);
+        assertEquals(stoppedOf(follower).has(db), false, `${db}`);
+      }
     } finally {
       await follower?.close();
       await nc.close();

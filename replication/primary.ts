@@ -91,6 +91,11 @@ class Pump {
   /** The module files in `<database>/replication`, cached (undefined: read them again). */
   modules: { at: number; pending: boolean }[] | undefined;
   modulesVersion = 0;
+  /**
+   * Offsets of module changes this process has under way (moduleChanging until it settles):
+   * their pending files are not left over from a crash, and resolveStalePending leaves them.
+   */
+  readonly livePending = new Set<number>();
   invalidateModules(): void {
     this.modules = undefined;
     this.modulesVersion++;
@@ -208,11 +213,17 @@ export class PrimaryReplicator {
     await Deno.mkdir(`${pump.dir}/replication`, { recursive: true });
     const body: ModuleBody = { owner: change.owner, names: change.names, bundle: change.bundle };
     const pending = `${pump.dir}/replication/${moduleFileName(change.atTx, true)}`;
+    pump.livePending.add(change.atTx);
     await writeAtomic(pending, JSON.stringify(body));
     pump.invalidateModules();
     return async (ok) => {
-      if (ok) await Deno.rename(pending, `${pump.dir}/replication/${moduleFileName(change.atTx)}`);
-      else await Deno.remove(pending).catch(() => {});
+      try {
+        if (ok) {
+          await Deno.rename(pending, `${pump.dir}/replication/${moduleFileName(change.atTx)}`);
+        } else await Deno.remove(pending).catch(() => {});
+      } finally {
+        pump.livePending.delete(change.atTx);
+      }
       pump.invalidateModules();
       this.#kick(pump);
     };
@@ -388,7 +399,7 @@ export class PrimaryReplicator {
     const nc = this.#nc!;
     const subject = subjectOf(pump.dbKey);
     if (pump.state === undefined) {
-      await resolveStalePending(pump.dir);
+      await resolveStalePending(pump.dir, pump.livePending);
       pump.invalidateModules();
       pump.state = await this.#reconcile(pump, nc);
       pump.lastAcked = pump.state.acked;
@@ -742,8 +753,10 @@ async function moduleFiles(dir: string): Promise<{ at: number; pending: boolean 
  * A module change left pending by a crash: it took when the database now runs its bundle
  * (`module.js`, once no `module.next.js` waits to be tried), else it is dropped.
  */
-async function resolveStalePending(dir: string): Promise<void> {
-  const pending = (await moduleFiles(dir)).filter((file) => file.pending);
+export async function resolveStalePending(dir: string, live: ReadonlySet<number>): Promise<void> {
+  // A change under way in this process is not stale: its publish settles it (a new database's
+  // module.js does not exist yet, and its pending file would be taken for a failed one).
+  const pending = (await moduleFiles(dir)).filter((file) => file.pending && !live.has(file.at));
   if (pending.length === 0 || (await exists(`${dir}/module.next.js`))) return;
   const running = await Deno.readTextFile(`${dir}/module.js`).catch(() => undefined);
   for (const { at } of pending) {
