@@ -430,7 +430,9 @@ export class PrimaryReplicator {
         [HEADER_AT_TX, String(next.at)],
         [HEADER_PRIMARY, this.#primaryId],
       ];
-      const msgID = `${pump.dbKey}:module:${next.at}`;
+      // The bundle's hash too: two updates at one offset (no transaction between them, or an
+      // update before the first transaction) are two messages, not one and its duplicate.
+      const msgID = `${pump.dbKey}:module:${next.at}:${(await sha256Hex(body)).slice(0, 32)}`;
       const ack = await publish(js, subject, body, h, msgID, state, {
         chunkBytes: this.#chunkBytes(),
         key: this.#key,

@@ -437,3 +437,33 @@ Deno.test({
     }
   },
 });
+
+Deno.test({
+  name: "two module updates at one log offset both reach the replica (not dropped as duplicates)",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    const nats = await startNatsServer();
+    let primary: TestServer | undefined;
+    let replica: TestServer | undefined;
+    try {
+      primary = await startTestServer({ replicate: nats.server });
+      replica = await startTestServer({ follow: nats.server });
+      const bundle = await fixtureBundle("migrate_v1");
+      const owner = await publish(primary.url, "target", bundle);
+      const moduleFile = `${replica.dataDir}/databases/${owner.identity}/module.js`;
+      const replicaRuns = async (text: string) =>
+        (await Deno.readTextFile(moduleFile).catch(() => "")).endsWith(text);
+      await waitUntil(() => replicaRuns(bundle), "the database on the replica");
+      // Same schema, another bundle, no transaction in between: both updates at one offset.
+      await publish(primary.url, "target", `${bundle}\n// v2\n`, { token: owner.token });
+      await waitUntil(() => replicaRuns("// v2\n"), "v2 on the replica");
+      await publish(primary.url, "target", `${bundle}\n// v3\n`, { token: owner.token });
+      await waitUntil(() => replicaRuns("// v3\n"), "v3 on the replica");
+    } finally {
+      await replica?.close();
+      await primary?.close();
+      await nats.stop();
+    }
+  },
+});
