@@ -10,8 +10,9 @@
  *           is JSON { owner, names, bundle }
  *   delete  Lc-Kind: delete: the primary deleted the database (its earlier messages are purged)
  *   every   Lc-Primary: the primary's id (random, kept in its data directory);
- *           Nats-Msg-Id: <identity>:<first>-<end> or <identity>:module:<at>:<bundle hash> (JetStream drops a
- *           republished message within its duplicate window); Nats-Expected-Last-Subject-
+ *           Nats-Msg-Id: <identity>:<first>-<end> or <identity>:module:<at>:<bundle hash>
+ *           (JetStream drops a republished message within its duplicate window);
+ *           Nats-Expected-Last-Subject-
  *           Sequence: the sequence of the database's previous message (two primaries cannot
  *           interleave one database's log: the second publish is refused)
  *           Lc-Prev-Seq: the stream sequence of the database's previous message (0: none), as
