@@ -157,3 +157,17 @@ Deno.test("a wasm module that never finishes describing itself is stopped by the
     );
   });
 });
+
+Deno.test("a wasm module whose definition is over the limit is refused, its process stopped", async () => {
+  await withTempDir(async (dir) => {
+    const wasm = await fixtureFile(dir, "bank.wasm", await wasmFixture("bank"));
+    const size = (await describeWasmFile(wasm, silent)).length;
+    await rejects(
+      describeWasmFile(wasm, silent, { definitionBytesMax: size - 1 }),
+      (error: unknown) =>
+        error instanceof CliError &&
+        error.message.includes(`the module's definition is larger than ${size - 1} bytes`),
+    );
+    assertEquals((await describeWasmFile(wasm, silent, { definitionBytesMax: size })).length, size);
+  });
+});

@@ -161,6 +161,8 @@ export interface WasmDescribeLimits {
   memoryMb?: number;
   /** How long loading and describing may take once the process runs (publish's load timeout). */
   loadTimeoutMs?: number;
+  /** The largest module definition taken (bytes; default MODULE_BYTES_MAX). */
+  definitionBytesMax?: number;
 }
 
 /**
@@ -176,6 +178,7 @@ export async function describeWasmFile(
 ): Promise<Uint8Array> {
   const memoryMb = limits.memoryMb ?? DATABASE_MEMORY_MB_DEFAULT;
   const loadTimeoutMs = limits.loadTimeoutMs ?? MODULE_LOAD_TIMEOUT_MS;
+  const definitionBytesMax = limits.definitionBytesMax ?? MODULE_BYTES_MAX;
   let bytes: Uint8Array;
   try {
     const stat = await Deno.stat(wasmPath);
@@ -209,16 +212,17 @@ export async function describeWasmFile(
   }).spawn();
   let timer: ReturnType<typeof setTimeout> | undefined;
   let timedOut: string | undefined;
+  const stop = (what: string) => {
+    timedOut ??= what;
+    try {
+      child.kill("SIGKILL");
+    } catch {
+      // already gone
+    }
+  };
   const arm = (ms: number, what: string) => {
     clearTimeout(timer);
-    timer = setTimeout(() => {
-      timedOut = what;
-      try {
-        child.kill("SIGKILL");
-      } catch {
-        // already gone
-      }
-    }, ms);
+    timer = setTimeout(() => stop(what), ms);
   };
   arm(WASM_DESCRIBE_START_TIMEOUT_MS, "the describe process did not start");
   const stderr = new Response(child.stderr).text();
@@ -236,6 +240,12 @@ export async function describeWasmFile(
           `loading and describing the module took longer than ${loadTimeoutMs} ms ` +
             "(the module load timeout of publish)",
         );
+      }
+      // "OK " and the definition in hex: a module must not make the CLI hold more.
+      if (text.length > (ready ? 3 : 9) + 2 * definitionBytesMax) {
+        stop(`the module's definition is larger than ${definitionBytesMax} bytes`);
+        text = "";
+        break;
       }
     }
     return text + decoder.decode();

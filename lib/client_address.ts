@@ -144,25 +144,60 @@ export function peerHostname(env: unknown): string | undefined {
   }
 }
 
+/** Who a request comes from (resolveClient). */
+export interface ClientAddress {
+  /** The client's address (undefined: the peer's is not known). */
+  hostname: string | undefined;
+  /**
+   * False when a trusted proxy's X-Forwarded-For has an entry that is not an address where the
+   * walk needed it: `hostname` is then the last trusted hop (a proxy), standing in for a client
+   * that is not known. Good enough to share per-address limits; never a proof of who it is (a
+   * proxy on loopback would make every such client look local).
+   */
+  identified: boolean;
+}
+
 /**
  * The client's address: the peer, or, when the peer is a trusted proxy, the right-most
- * X-Forwarded-For entry that is not a trusted proxy. A malformed entry stops the walk there (the
- * last trusted hop is then taken as the client: an unreadable header must not pick the address).
+ * X-Forwarded-For entry that is not a trusted proxy. An entry may carry a port (`1.2.3.4:5678`,
+ * `[2001:db8::1]:443`: some proxies write them), which is dropped. A malformed entry stops the
+ * walk there: the last trusted hop is then taken as the client, not identified (an unreadable
+ * header must not pick the address).
  */
+export function resolveClient(
+  peer: string | undefined,
+  forwardedFor: string | null | undefined,
+  trusted: TrustedProxies | undefined,
+): ClientAddress {
+  if (trusted === undefined || trusted.size === 0 || !trusted.contains(peer)) {
+    return { hostname: peer, identified: true };
+  }
+  if (!forwardedFor) return { hostname: peer, identified: true };
+  let client = peer;
+  const hops = forwardedFor.split(",");
+  for (let i = hops.length - 1; i >= 0; i--) {
+    const hop = hopAddress(hops[i].trim());
+    if (hop === undefined) return { hostname: client, identified: false };
+    client = hop;
+    if (!trusted.contains(hop)) return { hostname: hop, identified: true };
+  }
+  return { hostname: client, identified: true };
+}
+
+/** resolveClient's address alone (for per-address shares). */
 export function clientHostname(
   peer: string | undefined,
   forwardedFor: string | null | undefined,
   trusted: TrustedProxies | undefined,
 ): string | undefined {
-  if (trusted === undefined || trusted.size === 0 || !trusted.contains(peer)) return peer;
-  if (!forwardedFor) return peer;
-  let client = peer;
-  const hops = forwardedFor.split(",");
-  for (let i = hops.length - 1; i >= 0; i--) {
-    const hop = hops[i].trim();
-    if (parseAddress(hop) === undefined) return client;
-    client = hop;
-    if (!trusted.contains(hop)) return hop;
-  }
-  return client;
+  return resolveClient(peer, forwardedFor, trusted).hostname;
+}
+
+/** An X-Forwarded-For entry's address (brackets and any port dropped); undefined: not one. */
+function hopAddress(hop: string): string | undefined {
+  const withPort = /^(\d{1,3}(?:\.\d{1,3}){3}):(\d{1,5})$/.exec(hop) ??
+    /^\[([^\]]+)\](?::(\d{1,5}))?$/.exec(hop);
+  if (withPort && withPort[2] !== undefined && Number(withPort[2]) > 65535) return undefined;
+  const address = withPort ? withPort[1] : hop;
+  return parseAddress(address) === undefined ? undefined : address;
 }

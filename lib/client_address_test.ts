@@ -3,6 +3,7 @@ import {
   clientHostname,
   parseAddress,
   parseTrustedProxy,
+  resolveClient,
   TrustedProxies,
 } from "./client_address.ts";
 
@@ -92,4 +93,31 @@ Deno.test("the client behind trusted proxies is the right-most untrusted X-Forwa
   // A malformed entry stops the walk at the last trusted hop.
   assertEquals(clientHostname("127.0.0.1", "198.51.100.1, garbage", proxies), "127.0.0.1");
   assertEquals(clientHostname("127.0.0.1", "garbage, 10.3.3.3", proxies), "10.3.3.3");
+});
+
+Deno.test("X-Forwarded-For entries with a port are read; an unreadable one leaves the client unidentified", () => {
+  const proxies = TrustedProxies.parse(["127.0.0.1", "10.0.0.0/8"]);
+  // Some proxies write the client's port too: the address is still the client.
+  assertEquals(clientHostname("127.0.0.1", "198.51.100.1:5678", proxies), "198.51.100.1");
+  assertEquals(clientHostname("127.0.0.1", "[2001:db8::5]:443", proxies), "2001:db8::5");
+  assertEquals(clientHostname("127.0.0.1", "[2001:db8::5]", proxies), "2001:db8::5");
+  assertEquals(
+    clientHostname("127.0.0.1", "198.51.100.1:1, 10.0.0.2:2", proxies),
+    "198.51.100.1",
+  );
+  // Each request's client, not each connection's port: one share per address.
+  assertEquals(
+    clientHostname("127.0.0.1", "198.51.100.1:1", proxies),
+    clientHostname("127.0.0.1", "198.51.100.1:2", proxies),
+  );
+  // Unreadable: the proxy stands in for the client, and says so.
+  for (const header of ["unknown", "198.51.100.1, ", "1.2.3.4:99999", "_hidden, 10.3.3.3"]) {
+    const client = resolveClient("127.0.0.1", header, proxies);
+    assertEquals(client.identified, false, header);
+  }
+  assertEquals(resolveClient("127.0.0.1", "unknown", proxies).hostname, "127.0.0.1");
+  assertEquals(resolveClient("127.0.0.1", "_hidden, 10.3.3.3", proxies).hostname, "10.3.3.3");
+  assertEquals(resolveClient("127.0.0.1", "198.51.100.1", proxies).identified, true);
+  assertEquals(resolveClient("127.0.0.1", undefined, proxies).identified, true);
+  assertEquals(resolveClient("203.0.113.7", "unknown", proxies).identified, true);
 });

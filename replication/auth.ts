@@ -11,13 +11,15 @@
  *
  * The text signed is versioned and unambiguous: a fixed prefix, the subject, then every header
  * the replica reads, in a fixed order, as `name:value` lines (a header cannot hold a line
- * break; an absent one is an empty value), then the body.
+ * break; an absent one is an empty value), then the body. Lc-Prev-Seq (replication/stream.ts)
+ * is among them: it ties a message to its place in the stream, so a replayed one is refused.
  */
 import {
   HEADER_AT_TX,
   HEADER_END_TX,
   HEADER_FIRST_TX,
   HEADER_KIND,
+  HEADER_PREV_SEQ,
   HEADER_PRIMARY,
 } from "./stream.ts";
 import { HEADER_CHUNK, HEADER_CHUNK_BYTES, HEADER_CHUNK_SHA256 } from "./chunks.ts";
@@ -38,6 +40,7 @@ const SIGNED_HEADERS = [
   HEADER_END_TX,
   HEADER_AT_TX,
   HEADER_PRIMARY,
+  HEADER_PREV_SEQ,
   HEADER_CHUNK,
   HEADER_CHUNK_BYTES,
   HEADER_CHUNK_SHA256,

@@ -14,7 +14,8 @@
  *
  * With a replication key (replication/auth.ts) every message's HMAC tag is checked before
  * anything else of it is read; a message without a right tag stops its database like a damaged
- * one. A stopped database stays stopped across restarts: `<data>/replication-stopped/<identity>.json`
+ * one, and so does a tagged message whose Lc-Prev-Seq is not the last message of its database
+ * taken here (a captured message published again). A stopped database stays stopped across restarts: `<data>/replication-stopped/<identity>.json`
  * holds the reason; deleting that file (and restarting the replica) clears it, and following
  * that database resumes at the message that stopped it (after it, for a message refused as
  * unauthenticated), read again from the stream.
@@ -37,6 +38,7 @@ import {
   HEADER_END_TX,
   HEADER_FIRST_TX,
   HEADER_KIND,
+  HEADER_PREV_SEQ,
   type ModuleBody,
   natsDisplay,
   STREAM_NAME,
@@ -100,6 +102,12 @@ export class Follower {
   readonly #natsCa: string | undefined;
   /** Per stopped database, where following it resumes once its marker is deleted. */
   readonly #resume = new Map<string, number>();
+  /**
+   * Per database, the stream sequence of the last message of it taken (persisted with the
+   * position): with a key, a message must name it as its Lc-Prev-Seq, so a captured message
+   * published again later (a replay) is refused.
+   */
+  readonly #subjectSeq = new Map<string, number>();
   #nc: NatsConnection | undefined;
   #closed = false;
   #lastSeq = 0;
@@ -107,6 +115,8 @@ export class Follower {
   #pending = 0;
   readonly #stopped = new Map<string, string>();
   readonly #seen = new Set<string>();
+  /** Messages refused (with a key) for databases this replica does not have. */
+  #refusedUnknown = 0;
   /** Per database, the chunks of a message gathered so far (replication/chunks.ts). */
   readonly #chunks = new Map<string, ChunkAssembler>();
   #loop: Promise<void> | undefined;
@@ -133,6 +143,7 @@ export class Follower {
   async start(): Promise<void> {
     const position = await this.#readPosition();
     this.#lastSeq = position.lastSeq;
+    for (const [dbKey, seq] of position.subjectSeq) this.#subjectSeq.set(dbKey, seq);
     const markers = await this.#readMarkers();
     for (const [dbKey, marker] of markers) {
       this.#stopped.set(dbKey, marker.reason);
@@ -241,16 +252,32 @@ export class Follower {
       log.warn("replication: skipped a message on an unknown subject", { subject });
       return;
     }
-    this.#seen.add(dbKey);
     if (this.#stopped.has(dbKey)) return;
     if (this.#key !== undefined) {
       // Before anything of the message is read: a message without the right tag is not ours.
-      const problem = await checkTag(this.#key, subject, headers, data);
+      const problem = await checkTag(this.#key, subject, headers, data) ??
+        this.#checkChain(dbKey, seq, headers!);
       if (problem !== undefined) {
+        if (this.#target.localEnd(dbKey) === undefined && !this.#subjectSeq.has(dbKey)) {
+          // A database this replica never had: nothing to stop, and a marker (and a metric)
+          // per forged subject would let anyone without the key fill the disk.
+          this.#refusedUnknown++;
+          if ((this.#refusedUnknown & (this.#refusedUnknown - 1)) === 0) {
+            log.warn("replication: refused a message for a database this replica does not have", {
+              identity: dbKey,
+              seq,
+              error: problem,
+              refusedSoFar: this.#refusedUnknown,
+            });
+          }
+          return;
+        }
         await this.#stop(dbKey, `message ${seq} refused: ${problem}`, seq + 1);
         return;
       }
     }
+    this.#seen.add(dbKey);
+    if (seq > (this.#subjectSeq.get(dbKey) ?? 0)) this.#subjectSeq.set(dbKey, seq);
     const firstSeq = this.#chunks.get(dbKey)?.startSeq || seq;
     try {
       const whole = await this.#gather(dbKey, seq, headers, data);
@@ -301,10 +328,31 @@ export class Follower {
   }
 
   /**
+   * Undefined when a tagged message follows the last message of its database taken here (its
+   * signed Lc-Prev-Seq names it), else why not. A message at or before that one is one read
+   * again (a restart, a stop cleared): the stream's past does not change, it is taken.
+   */
+  #checkChain(
+    dbKey: string,
+    seq: number,
+    headers: { get(name: string): string },
+  ): string | undefined {
+    const prev = headers.get(HEADER_PREV_SEQ) ?? "";
+    if (!/^(0|[1-9][0-9]{0,15})$/.test(prev)) {
+      return `a message without a valid ${HEADER_PREV_SEQ} header`;
+    }
+    const known = this.#subjectSeq.get(dbKey);
+    if (known === undefined || seq <= known || Number(prev) === known) return undefined;
+    return `it follows message ${prev} of this database, but the last one taken was ${known} ` +
+      `(a captured message published again?)`;
+  }
+
+  /**
    * Stops following `dbKey` for good (persisted, see the module comment); `resumeSeq`: where
    * following it starts again once the operator deletes the marker.
    */
   async #stop(dbKey: string, reason: string, resumeSeq: number): Promise<void> {
+    this.#seen.add(dbKey);
     this.#stopped.set(dbKey, reason);
     this.#resume.set(dbKey, resumeSeq);
     this.#chunks.delete(dbKey);
@@ -489,12 +537,16 @@ export class Follower {
     await this.#target.apply(dbKey, end, records.length, lengthPrefixed(records));
   }
 
-  async #readPosition(): Promise<{ lastSeq: number; resume: Map<string, number> }> {
+  async #readPosition(): Promise<
+    { lastSeq: number; resume: Map<string, number>; subjectSeq: Map<string, number> }
+  > {
     let value;
     try {
       value = JSON.parse(await Deno.readTextFile(this.#positionPath()));
     } catch (error) {
-      if (error instanceof Deno.errors.NotFound) return { lastSeq: 0, resume: new Map() };
+      if (error instanceof Deno.errors.NotFound) {
+        return { lastSeq: 0, resume: new Map(), subjectSeq: new Map() };
+      }
       throw error;
     }
     if (!Number.isSafeInteger(value?.lastSeq) || value.lastSeq < 0) {
@@ -506,7 +558,13 @@ export class Follower {
         resume.set(dbKey, seq as number);
       }
     }
-    return { lastSeq: value.lastSeq, resume };
+    const subjectSeq = new Map<string, number>();
+    for (const [dbKey, seq] of Object.entries(value.subjectSeq ?? {})) {
+      if (/^[0-9a-f]{64}$/.test(dbKey) && Number.isSafeInteger(seq) && (seq as number) >= 1) {
+        subjectSeq.set(dbKey, seq as number);
+      }
+    }
+    return { lastSeq: value.lastSeq, resume, subjectSeq };
   }
 
   /**
@@ -520,7 +578,8 @@ export class Follower {
       if (assembler.startSeq > 0) lastSeq = Math.min(lastSeq, assembler.startSeq - 1);
     }
     const resume = Object.fromEntries(this.#resume);
-    await Deno.writeTextFile(`${path}.tmp`, JSON.stringify({ lastSeq, resume }));
+    const subjectSeq = Object.fromEntries(this.#subjectSeq);
+    await Deno.writeTextFile(`${path}.tmp`, JSON.stringify({ lastSeq, resume, subjectSeq }));
     await Deno.rename(`${path}.tmp`, path);
   }
 

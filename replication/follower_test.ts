@@ -79,7 +79,9 @@ class RecordingTarget implements FollowTarget {
     this.databases.delete(dbKey);
     return Promise.resolve();
   }
-  updateModule(): Promise<void> {
+  updateModule(dbKey: string, bundle: string): Promise<void> {
+    const database = this.databases.get(dbKey);
+    if (database) database.body = { ...database.body, bundle };
     return Promise.resolve();
   }
   apply(dbKey: string, firstTx: number, count: number, records: Uint8Array): Promise<void> {
@@ -260,6 +262,9 @@ Deno.test({
       const js = jetstream(nc);
       const dbKey = (n: number) => n.toString(16).padStart(64, "0");
       const owner = "ab".repeat(32);
+      // Per database, the stream sequence of the last message the primary (with the key) sent:
+      // what its next one names as Lc-Prev-Seq.
+      const prevSeq = new Map<number, number>();
       const send = async (
         db: number,
         kind: string,
@@ -271,16 +276,19 @@ Deno.test({
         const h = headers();
         h.set("Lc-Kind", kind);
         h.set("Lc-Primary", "test");
+        h.set("Lc-Prev-Seq", String(prevSeq.get(db) ?? 0));
         for (const [name, value] of Object.entries(fields)) h.set(name, value);
         if (signWith) h.set("Lc-Auth", await messageTag(signWith, subject, h, body));
-        await js.publish(subject, body, { headers: h });
+        const ack = await js.publish(subject, body, { headers: h });
+        if (signWith === key) prevSeq.set(db, ack.seq);
+        return { headers: h, body, seq: ack.seq };
       };
-      const module = (db: number) =>
+      const module = (db: number, atTx = 0, bundle = "x") =>
         send(
           db,
           "module",
-          { "Lc-At-Tx": "0" },
-          new TextEncoder().encode(JSON.stringify({ owner, names: [`db${db}`], bundle: "x" })),
+          { "Lc-At-Tx": String(atTx) },
+          new TextEncoder().encode(JSON.stringify({ owner, names: [`db${db}`], bundle })),
           key,
         );
       const log = (
@@ -297,7 +305,8 @@ Deno.test({
           signWith,
         );
       const GOOD = 1, UNTAGGED = 2, FORGED = 3, ALTERED = 4, WHOLE = 5;
-      for (const db of [GOOD, UNTAGGED, FORGED, ALTERED, WHOLE]) await module(db);
+      const created = new Map<number, Awaited<ReturnType<typeof send>>>();
+      for (const db of [GOOD, UNTAGGED, FORGED, ALTERED, WHOLE]) created.set(db, await module(db));
       await log(GOOD, 0, ["g0"]);
       await log(UNTAGGED, 0, ["forged"], null); // No tag at all.
       await log(UNTAGGED, 0, ["u0"]); // The real one, after the forged message.
@@ -311,6 +320,7 @@ Deno.test({
         h.set("Lc-Primary", "test");
         h.set("Lc-First-Tx", "0");
         h.set("Lc-End-Tx", "1");
+        h.set("Lc-Prev-Seq", String(prevSeq.get(ALTERED)));
         h.set("Lc-Auth", await messageTag(key, subject, h, body));
         h.set("Lc-End-Tx", "2");
         await js.publish(subject, body, { headers: h });
@@ -337,8 +347,9 @@ Deno.test({
             h.set(name, value);
           }
           h.set("Lc-Auth-Body", wholeTag);
+          h.set("Lc-Prev-Seq", String(prevSeq.get(WHOLE)));
           h.set("Lc-Auth", await messageTag(key, subject, h, parts[index]));
-          await js.publish(subject, parts[index], { headers: h });
+          prevSeq.set(WHOLE, (await js.publish(subject, parts[index], { headers: h })).seq);
         }
       }
       await log(GOOD, 1, ["g1"]);
@@ -389,6 +400,44 @@ Deno.test({
       assertMatch(stopped.get(FORGED) ?? "", /does not match/);
       assertEquals(records(FORGED), []);
       assertEquals(records(GOOD), ["g0", "g1", "g2"]);
+
+      // Replays: a captured, rightly tagged message published again verbatim names a previous
+      // message that is not the last one taken of its database, and is refused.
+      const replay = (db: number, message: Awaited<ReturnType<typeof send>>) =>
+        js.publish(`lightcone.${dbKey(db)}.log`, message.body, { headers: message.headers });
+      // A module update rolled back: v2 then v3 at the same offset, then v2 again.
+      const v2 = await module(UNTAGGED, 2, "v2");
+      await module(UNTAGGED, 2, "v3");
+      await waitUntil(
+        () => target.databases.get(dbKey(UNTAGGED))?.body.bundle === "v3",
+        "UNTAGGED to run v3",
+      );
+      await replay(UNTAGGED, v2);
+      // A deleted database brought back by its creation message.
+      await send(GOOD, "delete", {}, new Uint8Array(0), key);
+      await waitUntil(() => !target.databases.has(dbKey(GOOD)), "GOOD to be deleted");
+      await replay(GOOD, created.get(GOOD)!);
+      for (const db of [UNTAGGED, GOOD]) {
+        await waitUntil(
+          () => /captured message published again/.test(stoppedOf(follower!).get(db) ?? ""),
+          `the replayed message of database ${db} to be refused`,
+        );
+      }
+      assertEquals(target.databases.get(dbKey(UNTAGGED))?.body.bundle, "v3");
+      assertEquals(target.databases.has(dbKey(GOOD)), false);
+
+      // Forged messages for databases this replica never had: refused without a marker or a
+      // metric each (anyone who may publish could otherwise fill the disk).
+      const NEVER = 99;
+      for (let i = 0; i < 3; i++) await log(NEVER + i, 0, ["forged"], null);
+      await send(NEVER + 3, "module", { "Lc-At-Tx": "0" }, new Uint8Array(0), otherKey);
+      await log(FORGED + 100, 0, ["f"], otherKey);
+      await module(WHOLE + 100); // A real database after them: they were all handled.
+      await waitUntil(() => target.databases.has(dbKey(WHOLE + 100)), "the new database");
+      for (const db of [NEVER, NEVER + 1, NEVER + 2, NEVER + 3, FORGED + 100]) {
+        assertEquals(await Deno.stat(marker(db)).then(() => true, () => false), false, `${db}`);
+        assertEquals(stoppedOf(follower).has(db), false, `${db}`);
+      }
     } finally {
       await follower?.close();
       await nc.close();

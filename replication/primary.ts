@@ -25,6 +25,7 @@ import {
   chunkHeaders,
   type ChunkInfo,
   chunkInfo,
+  HEADER_CHUNK,
   sha256Hex,
   splitBody,
 } from "./chunks.ts";
@@ -35,6 +36,7 @@ import {
   HEADER_END_TX,
   HEADER_FIRST_TX,
   HEADER_KIND,
+  HEADER_PREV_SEQ,
   HEADER_PRIMARY,
   type ModuleBody,
   natsDisplay,
@@ -89,6 +91,11 @@ class Pump {
   /** The module files in `<database>/replication`, cached (undefined: read them again). */
   modules: { at: number; pending: boolean }[] | undefined;
   modulesVersion = 0;
+  /**
+   * Offsets of module changes this process has under way (moduleChanging until it settles):
+   * their pending files are not left over from a crash, and resolveStalePending leaves them.
+   */
+  readonly livePending = new Set<number>();
   invalidateModules(): void {
     this.modules = undefined;
     this.modulesVersion++;
@@ -206,11 +213,17 @@ export class PrimaryReplicator {
     await Deno.mkdir(`${pump.dir}/replication`, { recursive: true });
     const body: ModuleBody = { owner: change.owner, names: change.names, bundle: change.bundle };
     const pending = `${pump.dir}/replication/${moduleFileName(change.atTx, true)}`;
+    pump.livePending.add(change.atTx);
     await writeAtomic(pending, JSON.stringify(body));
     pump.invalidateModules();
     return async (ok) => {
-      if (ok) await Deno.rename(pending, `${pump.dir}/replication/${moduleFileName(change.atTx)}`);
-      else await Deno.remove(pending).catch(() => {});
+      try {
+        if (ok) {
+          await Deno.rename(pending, `${pump.dir}/replication/${moduleFileName(change.atTx)}`);
+        } else await Deno.remove(pending).catch(() => {});
+      } finally {
+        pump.livePending.delete(change.atTx);
+      }
       pump.invalidateModules();
       this.#kick(pump);
     };
@@ -257,15 +270,22 @@ export class PrimaryReplicator {
         if (keys.length === 0) return;
         try {
           for (const dbKey of keys) {
+            // It follows the subject's last message like any other (Lc-Prev-Seq).
+            const prevSeq = await lastSubjectSeq(this.#nc!, subjectOf(dbKey));
             const h = await signedHeaders(
               this.#key,
               subjectOf(dbKey),
-              [[HEADER_KIND, "delete"], [HEADER_PRIMARY, this.#primaryId]],
+              [
+                [HEADER_KIND, "delete"],
+                [HEADER_PRIMARY, this.#primaryId],
+                [HEADER_PREV_SEQ, String(prevSeq)],
+              ],
               new Uint8Array(0),
             );
             const ack = await jetstream(this.#nc!).publish(subjectOf(dbKey), new Uint8Array(0), {
               headers: h,
               msgID: `${dbKey}:delete`,
+              expect: { lastSubjectSequence: prevSeq },
             });
             // Its history serves no one now: everything before the delete message goes.
             const jsm = await jetstreamManager(this.#nc!);
@@ -379,7 +399,7 @@ export class PrimaryReplicator {
     const nc = this.#nc!;
     const subject = subjectOf(pump.dbKey);
     if (pump.state === undefined) {
-      await resolveStalePending(pump.dir);
+      await resolveStalePending(pump.dir, pump.livePending);
       pump.invalidateModules();
       pump.state = await this.#reconcile(pump, nc);
       pump.lastAcked = pump.state.acked;
@@ -410,7 +430,9 @@ export class PrimaryReplicator {
         [HEADER_AT_TX, String(next.at)],
         [HEADER_PRIMARY, this.#primaryId],
       ];
-      const msgID = `${pump.dbKey}:module:${next.at}`;
+      // The bundle's hash too: two updates at one offset (no transaction between them, or an
+      // update before the first transaction) are two messages, not one and its duplicate.
+      const msgID = `${pump.dbKey}:module:${next.at}:${(await sha256Hex(body)).slice(0, 32)}`;
       const ack = await publish(js, subject, body, h, msgID, state, {
         chunkBytes: this.#chunkBytes(),
         key: this.#key,
@@ -503,12 +525,23 @@ export class PrimaryReplicator {
     }
     if (this.#key !== undefined) {
       // Its headers decide where publishing resumes: a message tagged with another key is not
-      // ours. An untagged one is taken (a message from before --replication-key-file was on;
-      // a log message's bytes are still compared with this log below), with a warning.
+      // ours. An untagged one (a message from before --replication-key-file was on) is taken,
+      // with a warning, only when it is the last message this primary saved as published, or
+      // a whole log message (its bytes are compared with this log below): anyone may publish
+      // an untagged module message, or chunk, claiming any offset.
       const untagged = (last.header?.get(HEADER_AUTH) ?? "") === "";
       const problem = untagged
         ? undefined
         : await checkTag(this.#key, subjectOf(pump.dbKey), last.header, last.data);
+      const wholeLog = last.header?.get(HEADER_KIND) === "log" &&
+        (last.header?.get(HEADER_CHUNK) ?? "") === "";
+      if (untagged && saved?.lastSeq !== last.seq && !wholeLog) {
+        throw new ConflictError(
+          `the database's last JetStream message (sequence ${last.seq}) is untagged and not ` +
+            `the last one this primary published: someone without the replication key ` +
+            `published on its subject`,
+        );
+      }
       if (untagged) {
         log.warn(
           "replication: the database's last JetStream message is untagged (published before " +
@@ -623,7 +656,7 @@ async function publish(
   try {
     if (body.length <= chunkBytes) {
       const ack = await js.publish(subject, body, {
-        headers: await withHeaders([], body),
+        headers: await withHeaders([[HEADER_PREV_SEQ, String(state.lastSeq)]], body),
         msgID,
         expect: { lastSubjectSequence: state.lastSeq },
       });
@@ -639,7 +672,11 @@ async function publish(
     for (let index = 0; index < parts.length; index++) {
       const ack = await js.publish(subject, parts[index], {
         headers: await withHeaders(
-          [...chunkHeaders(index, parts.length, body.length, sha256), ...wholeTag],
+          [
+            ...chunkHeaders(index, parts.length, body.length, sha256),
+            ...wholeTag,
+            [HEADER_PREV_SEQ, String(lastSeq)],
+          ],
           parts[index],
         ),
         expect: { lastSubjectSequence: lastSeq },
@@ -651,6 +688,18 @@ async function publish(
     if (/wrong last sequence/i.test(messageOf(error))) {
       throw new Error(`JetStream refused the publish (${messageOf(error)}); asking it again`);
     }
+    throw error;
+  }
+}
+
+/** The stream sequence of the last message on `subject` (0: none). */
+async function lastSubjectSeq(nc: NatsConnection, subject: string): Promise<number> {
+  const jsm = await jetstreamManager(nc);
+  try {
+    const last = await jsm.streams.getMessage(STREAM_NAME, { last_by_subj: subject });
+    return last?.seq ?? 0;
+  } catch (error) {
+    if (/no message found|not found/i.test(messageOf(error))) return 0;
     throw error;
   }
 }
@@ -706,8 +755,10 @@ async function moduleFiles(dir: string): Promise<{ at: number; pending: boolean 
  * A module change left pending by a crash: it took when the database now runs its bundle
  * (`module.js`, once no `module.next.js` waits to be tried), else it is dropped.
  */
-async function resolveStalePending(dir: string): Promise<void> {
-  const pending = (await moduleFiles(dir)).filter((file) => file.pending);
+export async function resolveStalePending(dir: string, live: ReadonlySet<number>): Promise<void> {
+  // A change under way in this process is not stale: its publish settles it (a new database's
+  // module.js does not exist yet, and its pending file would be taken for a failed one).
+  const pending = (await moduleFiles(dir)).filter((file) => file.pending && !live.has(file.at));
   if (pending.length === 0 || (await exists(`${dir}/module.next.js`))) return;
   const running = await Deno.readTextFile(`${dir}/module.js`).catch(() => undefined);
   for (const { at } of pending) {

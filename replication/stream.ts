@@ -10,10 +10,15 @@
  *           is JSON { owner, names, bundle }
  *   delete  Lc-Kind: delete: the primary deleted the database (its earlier messages are purged)
  *   every   Lc-Primary: the primary's id (random, kept in its data directory);
- *           Nats-Msg-Id: <identity>:<first>-<end> or <identity>:module:<at> (JetStream drops a
- *           republished message within its duplicate window); Nats-Expected-Last-Subject-
+ *           Nats-Msg-Id: <identity>:<first>-<end> or <identity>:module:<at>:<bundle hash>
+ *           (JetStream drops a republished message within its duplicate window);
+ *           Nats-Expected-Last-Subject-
  *           Sequence: the sequence of the database's previous message (two primaries cannot
  *           interleave one database's log: the second publish is refused)
+ *           Lc-Prev-Seq: the stream sequence of the database's previous message (0: none), as
+ *           expected by Nats-Expected-Last-Subject-Sequence; covered by the tag, it makes a
+ *           captured message useless later (a replica with the key refuses a message that does
+ *           not follow the last one it took of that database)
  *           Lc-Auth (with --replication-key-file): HMAC-SHA256 tag, replication/auth.ts
  */
 import { connect, type NatsConnection } from "@nats-io/transport-node";
@@ -28,6 +33,7 @@ export const HEADER_FIRST_TX = "Lc-First-Tx";
 export const HEADER_END_TX = "Lc-End-Tx";
 export const HEADER_AT_TX = "Lc-At-Tx";
 export const HEADER_PRIMARY = "Lc-Primary";
+export const HEADER_PREV_SEQ = "Lc-Prev-Seq";
 
 /** Body of a `module` message. */
 export interface ModuleBody {

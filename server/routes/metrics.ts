@@ -5,7 +5,7 @@
  * (or reaches it through a proxy the operator controls).
  */
 import { Hono } from "hono";
-import { clientHostname, peerHostname, type TrustedProxies } from "../../lib/client_address.ts";
+import { peerHostname, resolveClient, type TrustedProxies } from "../../lib/client_address.ts";
 import { PermissionError } from "../../lib/errors.ts";
 import type { AppContext, AppEnv } from "../app.ts";
 import {
@@ -66,8 +66,11 @@ export function metricsAllowed(
   env: unknown,
   forwardedFor?: string,
 ): boolean {
-  return options.metricsPublic === true ||
-    isLoopback(clientHostname(peerHostname(env), forwardedFor, options.trustedProxies));
+  if (options.metricsPublic === true) return true;
+  // A client a trusted proxy's header does not name (an unreadable entry) is not known to be
+  // local, even when the proxy is.
+  const client = resolveClient(peerHostname(env), forwardedFor, options.trustedProxies);
+  return client.identified && isLoopback(client.hostname);
 }
 
 function isLoopback(hostname: string | undefined): boolean {

@@ -141,6 +141,7 @@ async function publishForged(
     h.set("Lc-First-Tx", String(target.endTx));
     h.set("Lc-End-Tx", String(target.endTx + 1));
     h.set("Lc-Primary", target.primary);
+    h.set("Lc-Prev-Seq", String(target.seq)); // It follows the database's last message.
     if (key) h.set("Lc-Auth", await messageTag(key, target.subject, h, body));
     await jetstream(nc).publish(target.subject, body, { headers: h });
   } finally {
@@ -372,6 +373,97 @@ Deno.test({
       await primary?.close();
       await nats.stop();
       await Deno.remove(keyDir, { recursive: true }).catch(() => {});
+    }
+  },
+});
+
+Deno.test({
+  name: "replication with a key: the primary does not resume after an untagged module message " +
+    "someone else published as its database's last one",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    const nats = await startNatsServer();
+    const keyDir = await Deno.makeTempDir({ prefix: "lightcone-key-" });
+    let primary: TestServer | undefined;
+    try {
+      const keyFile = await writeKeyFile(keyDir, SECRET, 0o600);
+      primary = await startTestServer({ replicate: nats.server, replicationKeyFile: keyFile });
+      const owner = await publish(primary.url, "target", await fixtureBundle("migrate_v1"));
+      const added = await call(primary.url, "target", "add", [1, "Ann"], owner.token);
+      assertEquals(added.status, 200, added.text);
+      const stopped = async () =>
+        (await metricsText(primary!.url)).includes(
+          'lightcone_replication_stopped{database="target"} 1',
+        );
+      let real: LastLog | undefined;
+      await waitUntil(async () => {
+        real = await lastLog(nats.server, owner.identity).catch(() => undefined);
+        return real !== undefined;
+      }, "Ann's transaction in JetStream");
+      // Untagged, in the primary's name: a module update far ahead of what was published.
+      // Taken as the last message, it would make the primary skip transactions (and drop a
+      // pending module file at that offset).
+      const nc = await connectNats(nats.server, "test forger");
+      try {
+        const h = headers();
+        h.set("Lc-Kind", "module");
+        h.set("Lc-At-Tx", String(real!.endTx + 1));
+        h.set("Lc-Primary", real!.primary);
+        const body = JSON.stringify({ owner: owner.identity, names: ["target"], bundle: "" });
+        await jetstream(nc).publish(real!.subject, new TextEncoder().encode(body), {
+          headers: h,
+        });
+      } finally {
+        await nc.close();
+      }
+      // The next publish finds another last message and looks at it again.
+      const more = await call(primary.url, "target", "add", [2, "Bob"], owner.token);
+      assertEquals(more.status, 200, more.text);
+      await waitUntil(stopped, "the primary to stop replicating target");
+      const reader = await connectNats(nats.server, "test reader");
+      try {
+        const jsm = await jetstreamManager(reader);
+        const last = await jsm.streams.getMessage("LIGHTCONE", { last_by_subj: real!.subject });
+        assertEquals(last?.header?.get("Lc-Kind"), "module", "nothing was published after it");
+        assertEquals(last?.header?.get("Lc-Auth") ?? "", "");
+      } finally {
+        await reader.close();
+      }
+    } finally {
+      await primary?.close();
+      await nats.stop();
+      await Deno.remove(keyDir, { recursive: true }).catch(() => {});
+    }
+  },
+});
+
+Deno.test({
+  name: "two module updates at one log offset both reach the replica (not dropped as duplicates)",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    const nats = await startNatsServer();
+    let primary: TestServer | undefined;
+    let replica: TestServer | undefined;
+    try {
+      primary = await startTestServer({ replicate: nats.server });
+      replica = await startTestServer({ follow: nats.server });
+      const bundle = await fixtureBundle("migrate_v1");
+      const owner = await publish(primary.url, "target", bundle);
+      const moduleFile = `${replica.dataDir}/databases/${owner.identity}/module.js`;
+      const replicaRuns = async (text: string) =>
+        (await Deno.readTextFile(moduleFile).catch(() => "")).endsWith(text);
+      await waitUntil(() => replicaRuns(bundle), "the database on the replica");
+      // Same schema, another bundle, no transaction in between: both updates at one offset.
+      await publish(primary.url, "target", `${bundle}\n// v2\n`, { token: owner.token });
+      await waitUntil(() => replicaRuns("// v2\n"), "v2 on the replica");
+      await publish(primary.url, "target", `${bundle}\n// v3\n`, { token: owner.token });
+      await waitUntil(() => replicaRuns("// v3\n"), "v3 on the replica");
+    } finally {
+      await replica?.close();
+      await primary?.close();
+      await nats.stop();
     }
   },
 });

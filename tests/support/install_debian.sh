@@ -26,8 +26,22 @@ if ! command -v apt-get >/dev/null 2>&1; then
 fi
 sudo=()
 if [ "$(id -u)" -ne 0 ]; then
-  sudo=(sudo)
+  # Never a password prompt (`deno task test` would wait on it): sudo only when it needs none.
+  if ! command -v sudo >/dev/null 2>&1 || ! sudo -n true 2>/dev/null; then
+    echo "install_debian.sh: missing ${missing[*]}; installing them needs root or sudo without a" \
+      "password (sudo -n); install them by hand: apt-get install ${missing[*]}" >&2
+    exit 1
+  fi
+  sudo=(sudo -n)
 fi
 echo "install_debian.sh: installing ${missing[*]}"
-"${sudo[@]}" apt-get update -qq
-DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}"
+# Offline, apt gives up after one short try per source instead of minutes of retries (env:
+# sudo drops DEBIAN_FRONTEND from the environment).
+apt_options=(-o Acquire::Retries=0 -o Acquire::http::Timeout=20 -o Acquire::https::Timeout=20)
+if ! "${sudo[@]}" apt-get "${apt_options[@]}" update -qq ||
+  ! "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get "${apt_options[@]}" install -y -qq \
+    --no-install-recommends "${missing[@]}"; then
+  echo "install_debian.sh: apt-get could not install ${missing[*]} (offline, or no such" \
+    "package in the configured sources?)" >&2
+  exit 1
+fi
