@@ -43,7 +43,7 @@ import {
   natsDisplay,
   STREAM_NAME,
 } from "./stream.ts";
-import { messageOf } from "./primary.ts";
+import { messageOf, writeAtomic } from "./primary.ts";
 import { ChunkAssembler, ChunkError, chunkInfo } from "./chunks.ts";
 import { checkTag } from "./auth.ts";
 
@@ -358,7 +358,7 @@ export class Follower {
     this.#chunks.delete(dbKey);
     const marker: StoppedMarker = { reason, stoppedAt: new Date().toISOString(), resumeSeq };
     await Deno.mkdir(this.#markerDir(), { recursive: true });
-    await writeSynced(this.#markerPath(dbKey), JSON.stringify(marker, null, 2) + "\n");
+    await writeAtomic(this.#markerPath(dbKey), JSON.stringify(marker, null, 2) + "\n", 0o600);
     log.error("replication: stopped following this database", {
       identity: dbKey,
       error: reason,
@@ -586,20 +586,6 @@ export class Follower {
   #positionPath(): string {
     return `${this.#dataDir}/replication-follow.json`;
   }
-}
-
-/** Writes a file by rename, fsynced: a stop must survive a crash. */
-async function writeSynced(path: string, text: string): Promise<void> {
-  const temp = `${path}.tmp`;
-  const file = await Deno.open(temp, { write: true, create: true, truncate: true, mode: 0o600 });
-  try {
-    const bytes = new TextEncoder().encode(text);
-    for (let at = 0; at < bytes.length;) at += await file.write(bytes.subarray(at));
-    await file.syncData();
-  } finally {
-    file.close();
-  }
-  await Deno.rename(temp, path);
 }
 
 function intHeader(headers: { get(name: string): string }, name: string): number {

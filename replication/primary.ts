@@ -788,10 +788,14 @@ async function primaryId(dataDir: string): Promise<string> {
   return id;
 }
 
-/** Writes a file by rename, fsynced (the module file must exist before its module runs). */
-export async function writeAtomic(path: string, text: string): Promise<void> {
+/**
+ * Writes a file by rename, fsynced with its directory, so that after a crash the path holds the
+ * old text or the new, never a torn one or none (the module file must exist before its module
+ * runs; a follower's stop marker must survive). `mode` applies to a newly created file.
+ */
+export async function writeAtomic(path: string, text: string, mode?: number): Promise<void> {
   const temp = `${path}.tmp`;
-  const file = await Deno.open(temp, { write: true, create: true, truncate: true });
+  const file = await Deno.open(temp, { write: true, create: true, truncate: true, mode });
   try {
     const bytes = new TextEncoder().encode(text);
     for (let at = 0; at < bytes.length;) at += await file.write(bytes.subarray(at));
@@ -800,6 +804,15 @@ export async function writeAtomic(path: string, text: string): Promise<void> {
     file.close();
   }
   await Deno.rename(temp, path);
+  const slash = path.lastIndexOf("/");
+  const dir = await Deno.open(slash > 0 ? path.slice(0, slash) : slash === 0 ? "/" : ".", {
+    read: true,
+  });
+  try {
+    await dir.sync();
+  } finally {
+    dir.close();
+  }
 }
 
 async function exists(path: string): Promise<boolean> {
