@@ -386,8 +386,8 @@ export async function runLightcone(
       for (let i = 0; i < trace.length; i += 2) {
         lines.push(`${trace[i].toFixed(3)} ${trace[i + 1].toFixed(3)}`);
       }
+      lines.push("# end of run");
       await Deno.writeTextFile(tracePath, lines.join("\n") + "\n", { append: true });
-      await Deno.writeTextFile(tracePath, "# end of run\n", { append: true });
     }
     if (metricsBefore) {
       const before = await metricsBefore;
