@@ -14,6 +14,7 @@
  * break; an absent one is an empty value), then the body. Lc-Prev-Seq (replication/stream.ts)
  * is among them: it ties a message to its place in the stream, so a replayed one is refused.
  */
+import { concatBytes, toHex } from "../lib/bytes.ts";
 import {
   HEADER_AT_TX,
   HEADER_END_TX,
@@ -111,11 +112,7 @@ export function messageText(
     head += `${name}:${headers?.get(name) ?? ""}\n`;
   }
   head += "\n";
-  const headBytes = new TextEncoder().encode(head);
-  const text = new Uint8Array(headBytes.length + body.length);
-  text.set(headBytes);
-  text.set(body, headBytes.length);
-  return text;
+  return concatBytes([new TextEncoder().encode(head), body]);
 }
 
 export async function messageTag(
@@ -155,12 +152,6 @@ export async function checkTag(
     messageText(subject, headers, body, whole) as BufferSource,
   );
   return good ? undefined : `a message whose ${name} tag does not match (forged, or another key)`;
-}
-
-function toHex(bytes: Uint8Array): string {
-  let hex = "";
-  for (const byte of bytes) hex += byte.toString(16).padStart(2, "0");
-  return hex;
 }
 
 function fromHex(hex: string): Uint8Array {

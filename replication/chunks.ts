@@ -12,6 +12,7 @@
  * replica then drops what it had gathered. The replica checks index, count, length and hash
  * before it takes the body, and never holds more than CHUNKED_BODY_BYTES_MAX for a database.
  */
+import { toHex } from "../lib/bytes.ts";
 
 export const HEADER_CHUNK = "Lc-Chunk";
 export const HEADER_CHUNK_BYTES = "Lc-Chunk-Bytes";
@@ -28,10 +29,7 @@ export class ChunkError extends Error {
 }
 
 export async function sha256Hex(bytes: Uint8Array): Promise<string> {
-  const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", bytes as BufferSource));
-  let hex = "";
-  for (const byte of digest) hex += byte.toString(16).padStart(2, "0");
-  return hex;
+  return toHex(new Uint8Array(await crypto.subtle.digest("SHA-256", bytes as BufferSource)));
 }
 
 /** `body` cut in pieces of at most `chunkBytes`. */

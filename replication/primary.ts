@@ -16,6 +16,7 @@
  */
 import { headers, type NatsConnection } from "@nats-io/transport-node";
 import { jetstream, jetstreamManager } from "@nats-io/jetstream";
+import { toHex } from "../lib/bytes.ts";
 import { log } from "../lib/log.ts";
 import { databaseDir } from "../storage/mod.ts";
 import { LogTail } from "./log_tail.ts";
@@ -783,7 +784,7 @@ async function primaryId(dataDir: string): Promise<string> {
     if (!(error instanceof Deno.errors.NotFound)) throw error;
   }
   const bytes = crypto.getRandomValues(new Uint8Array(16));
-  const id = [...bytes].map((b) => b.toString(16).padStart(2, "0")).join("");
+  const id = toHex(bytes);
   await writeAtomic(path, id);
   return id;
 }
