@@ -552,19 +552,21 @@ export class Follower {
     if (!Number.isSafeInteger(value?.lastSeq) || value.lastSeq < 0) {
       throw new Error(`"${this.#positionPath()}" holds no valid lastSeq`);
     }
-    const resume = new Map<string, number>();
-    for (const [dbKey, seq] of Object.entries(value.resume ?? {})) {
-      if (/^[0-9a-f]{64}$/.test(dbKey) && Number.isSafeInteger(seq) && (seq as number) >= 1) {
-        resume.set(dbKey, seq as number);
+    // Per database key, a stream sequence: entries that are not one are dropped.
+    const sequences = (entries: unknown) => {
+      const map = new Map<string, number>();
+      for (const [dbKey, seq] of Object.entries(entries ?? {})) {
+        if (/^[0-9a-f]{64}$/.test(dbKey) && Number.isSafeInteger(seq) && (seq as number) >= 1) {
+          map.set(dbKey, seq as number);
+        }
       }
-    }
-    const subjectSeq = new Map<string, number>();
-    for (const [dbKey, seq] of Object.entries(value.subjectSeq ?? {})) {
-      if (/^[0-9a-f]{64}$/.test(dbKey) && Number.isSafeInteger(seq) && (seq as number) >= 1) {
-        subjectSeq.set(dbKey, seq as number);
-      }
-    }
-    return { lastSeq: value.lastSeq, resume, subjectSeq };
+      return map;
+    };
+    return {
+      lastSeq: value.lastSeq,
+      resume: sequences(value.resume),
+      subjectSeq: sequences(value.subjectSeq),
+    };
   }
 
   /**

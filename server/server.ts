@@ -300,10 +300,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     await follower.start();
   }
   const nameOf = (key: string) => registry.resolve(key)?.names[0] ?? key;
-  const labelOf = (key: string) => {
-    const database = registry.resolve(key);
-    return escapeLabelValue(database?.names[0] ?? key);
-  };
+  const labelOf = (key: string) => escapeLabelValue(nameOf(key));
   if (options.warmSpare) setWarmSpare(true);
   let pg: PgServer | undefined;
   if (options.pgPort !== undefined) {
