@@ -9,13 +9,7 @@
 import { Hono } from "hono";
 import type { ReplicationStatus } from "./replication_status.ts";
 
-export {
-  type FollowerStatusMetrics,
-  type PrimaryDatabaseMetrics,
-  primaryStatus,
-  replicaStatus,
-  type ReplicationStatus,
-} from "./replication_status.ts";
+export { primaryStatus, replicaStatus, type ReplicationStatus } from "./replication_status.ts";
 
 /** Where the dashboard is served. */
 export const DASHBOARD_PATH = "/dashboard";

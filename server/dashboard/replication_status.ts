@@ -13,20 +13,7 @@
  *   transactions applied here and why following stopped, if it did.
  */
 
-/** A primary's numbers for one database (replication/primary.ts ReplicationMetrics). */
-export interface PrimaryDatabaseMetrics {
-  dbKey: string;
-  replicatedTx: number;
-  durableTx: number;
-  lagBytes: number;
-  stopped: string | undefined;
-}
-
-/** A replica's numbers (replication/follower.ts Follower.metrics). */
-export interface FollowerStatusMetrics {
-  pendingMessages: number;
-  databases: { dbKey: string; appliedTx: number; stopped: string | undefined }[];
-}
+import type { FollowerMetrics, ReplicationMetrics } from "../../replication/mod.ts";
 
 export type ReplicationStatus =
   | { role: "none" }
@@ -57,7 +44,7 @@ export type DatabaseLabel = (dbKey: string) => string;
 
 export function primaryStatus(
   nats: string,
-  rows: readonly PrimaryDatabaseMetrics[],
+  rows: readonly ReplicationMetrics[],
   labelOf: DatabaseLabel,
 ): ReplicationStatus {
   return {
@@ -77,7 +64,7 @@ export function primaryStatus(
 
 export function replicaStatus(
   nats: string,
-  metrics: FollowerStatusMetrics,
+  metrics: { pendingMessages: number; databases: readonly FollowerMetrics[] },
   labelOf: DatabaseLabel,
 ): ReplicationStatus {
   return {
