@@ -11,6 +11,7 @@ import { fileURLToPath } from "node:url";
 import { CliError } from "./errors.ts";
 import { SYS_2_0_EXPORTS, SYS_2_1_EXPORTS } from "../protocol/mod.ts";
 import { wasmDescribeEntry } from "../wasm/mod.ts";
+import { fromHex } from "../lib/bytes.ts";
 import {
   DATABASE_MEMORY_MB_DEFAULT,
   MODULE_BYTES_MAX,
@@ -137,12 +138,7 @@ export async function describeBundle(bundlePath: string): Promise<Uint8Array> {
     }).output();
     const stdout = new TextDecoder().decode(output.stdout);
     if (stdout.startsWith("OK ")) {
-      const hex = stdout.slice(3).trim();
-      const bytes = new Uint8Array(hex.length / 2);
-      for (let i = 0; i < bytes.length; i++) {
-        bytes[i] = parseInt(hex.slice(2 * i, 2 * i + 2), 16);
-      }
-      return bytes;
+      return fromHex(stdout.slice(3).trim());
     }
     const reason = stdout.startsWith("ERROR ")
       ? stdout.slice(6)
@@ -261,7 +257,7 @@ export async function describeWasmFile(
     if (timedOut !== undefined) {
       throw new CliError(`could not extract schema from '${wasmPath}': ${timedOut}`);
     }
-    if (out.startsWith("OK ")) return hexBytes(out.slice(3).trim());
+    if (out.startsWith("OK ")) return fromHex(out.slice(3).trim());
     const reason = out.startsWith("ERROR ") ? out.slice(6) : describeCrash(err, status, memoryMb);
     throw new CliError(`could not extract schema from '${wasmPath}': ${reason}`);
   } finally {
@@ -279,12 +275,4 @@ function describeCrash(stderr: string, status: Deno.CommandStatus, memoryMb: num
     `the describe process ended with ${
       status.signal ? `signal ${status.signal}` : `exit code ${status.code}`
     }`;
-}
-
-function hexBytes(hex: string): Uint8Array {
-  const bytes = new Uint8Array(hex.length / 2);
-  for (let i = 0; i < bytes.length; i++) {
-    bytes[i] = parseInt(hex.slice(2 * i, 2 * i + 2), 16);
-  }
-  return bytes;
 }

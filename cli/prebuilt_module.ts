@@ -4,8 +4,9 @@
  */
 import type { HostType } from "./api_client.ts";
 import { CliError } from "./errors.ts";
+import { isWasmBinary } from "../wasm/mod.ts";
 
-/** The `\0asm` magic and version 1 that start every WebAssembly binary. */
+/** The `\0asm` magic (isWasmBinary) and version 1 that start every WebAssembly binary. */
 const WASM_HEADER = [0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00];
 
 /**
@@ -13,8 +14,7 @@ const WASM_HEADER = [0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00];
  * JS bundles only; a truncated or foreign-version wasm header is refused here, not by the server.
  */
 export function hostTypeOfFile(bytes: Uint8Array, path: string, jsOnly: boolean): HostType {
-  const magic = bytes.length >= 4 && WASM_HEADER.slice(0, 4).every((b, i) => bytes[i] === b);
-  if (!magic) return "Js";
+  if (!isWasmBinary(bytes)) return "Js";
   if (jsOnly) {
     throw new CliError(`'${path}' is a WebAssembly module, not a JS bundle`, [
       "Publish it with --bin-path (-b).",
@@ -35,7 +35,7 @@ export async function isWasmFile(path: string): Promise<boolean> {
     file = await Deno.open(path);
     const head = new Uint8Array(4);
     const read = await file.read(head) ?? 0;
-    return read === 4 && WASM_HEADER.slice(0, 4).every((b, i) => head[i] === b);
+    return read === 4 && isWasmBinary(head);
   } catch {
     return false;
   } finally {

@@ -14,7 +14,7 @@
  * break; an absent one is an empty value), then the body. Lc-Prev-Seq (replication/stream.ts)
  * is among them: it ties a message to its place in the stream, so a replayed one is refused.
  */
-import { concatBytes, toHex } from "../lib/bytes.ts";
+import { concatBytes, fromHex, toHex } from "../lib/bytes.ts";
 import {
   HEADER_AT_TX,
   HEADER_END_TX,
@@ -152,10 +152,4 @@ export async function checkTag(
     messageText(subject, headers, body, whole) as BufferSource,
   );
   return good ? undefined : `a message whose ${name} tag does not match (forged, or another key)`;
-}
-
-function fromHex(hex: string): Uint8Array {
-  const bytes = new Uint8Array(hex.length / 2);
-  for (let i = 0; i < bytes.length; i++) bytes[i] = parseInt(hex.slice(2 * i, 2 * i + 2), 16);
-  return bytes;
 }

@@ -5,6 +5,7 @@
  * then), then `OK <hex of the describe bytes>` or `ERROR <reason>`. Module log lines go to
  * stderr.
  */
+import { concatBytes } from "../lib/bytes.ts";
 import { MODULE_BYTES_MAX } from "../lib/limits.ts";
 import { describeWasmModule } from "./describe.ts";
 
@@ -25,13 +26,7 @@ async function readStdin(): Promise<Uint8Array> {
     }
     chunks.push(chunk);
   }
-  const bytes = new Uint8Array(total);
-  let at = 0;
-  for (const chunk of chunks) {
-    bytes.set(chunk, at);
-    at += chunk.length;
-  }
-  return bytes;
+  return concatBytes(chunks);
 }
 
 const LEVELS = ["error", "warn", "info", "debug", "trace", "panic"];
