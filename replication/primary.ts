@@ -272,7 +272,7 @@ export class PrimaryReplicator {
         try {
           for (const dbKey of keys) {
             // It follows the subject's last message like any other (Lc-Prev-Seq).
-            const prevSeq = await lastSubjectSeq(this.#nc!, subjectOf(dbKey));
+            const prevSeq = (await lastSubjectMessage(this.#nc!, subjectOf(dbKey)))?.seq ?? 0;
             const h = await signedHeaders(
               this.#key,
               subjectOf(dbKey),
@@ -433,10 +433,12 @@ export class PrimaryReplicator {
       ];
       // The bundle's hash too: two updates at one offset (no transaction between them, or an
       // update before the first transaction) are two messages, not one and its duplicate.
-      const msgID = `${pump.dbKey}:module:${next.at}:${(await sha256Hex(body)).slice(0, 32)}`;
+      const sha256 = await sha256Hex(body);
+      const msgID = `${pump.dbKey}:module:${next.at}:${sha256.slice(0, 32)}`;
       const ack = await publish(js, subject, body, h, msgID, state, {
         chunkBytes: this.#chunkBytes(),
         key: this.#key,
+        sha256,
       });
       state.lastSeq = ack;
       await this.#saveState(pump);
@@ -507,14 +509,7 @@ export class PrimaryReplicator {
    */
   async #reconcile(pump: Pump, nc: NatsConnection): Promise<PumpState> {
     const saved = await readState(pump.dir);
-    const jsm = await jetstreamManager(nc);
-    let last;
-    try {
-      last = await jsm.streams.getMessage(STREAM_NAME, { last_by_subj: subjectOf(pump.dbKey) });
-    } catch (error) {
-      if (!/no message found|not found/i.test(messageOf(error))) throw error;
-      last = null;
-    }
+    const last = await lastSubjectMessage(nc, subjectOf(pump.dbKey));
     if (!last) {
       if (saved && saved.acked > 0) {
         throw new ConflictError(
@@ -649,7 +644,8 @@ async function publish(
   entries: [string, string][],
   msgID: string,
   state: PumpState,
-  options: { chunkBytes: number; key: CryptoKey | undefined },
+  /** `sha256`: the body's, when the caller has it already (a bundle of up to 64 MiB). */
+  options: { chunkBytes: number; key: CryptoKey | undefined; sha256?: string },
 ): Promise<number> {
   const { chunkBytes, key } = options;
   const withHeaders = (more: [string, string][], part: Uint8Array) =>
@@ -663,7 +659,7 @@ async function publish(
       });
       return ack.seq;
     }
-    const sha256 = await sha256Hex(body);
+    const sha256 = options.sha256 ?? await sha256Hex(body);
     const parts = splitBody(body, chunkBytes);
     // The whole message's tag rides on every chunk (and is covered by each chunk's own tag).
     const wholeTag: [string, string][] = key === undefined
@@ -693,14 +689,13 @@ async function publish(
   }
 }
 
-/** The stream sequence of the last message on `subject` (0: none). */
-async function lastSubjectSeq(nc: NatsConnection, subject: string): Promise<number> {
+/** The last message on `subject`, or null when it has none. */
+async function lastSubjectMessage(nc: NatsConnection, subject: string) {
   const jsm = await jetstreamManager(nc);
   try {
-    const last = await jsm.streams.getMessage(STREAM_NAME, { last_by_subj: subject });
-    return last?.seq ?? 0;
+    return await jsm.streams.getMessage(STREAM_NAME, { last_by_subj: subject });
   } catch (error) {
-    if (/no message found|not found/i.test(messageOf(error))) return 0;
+    if (/no message found|not found/i.test(messageOf(error))) return null;
     throw error;
   }
 }
