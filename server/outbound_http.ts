@@ -137,14 +137,13 @@ export class OutboundHttp {
     }
     for (let hop = 0;; hop++) {
       const startMs = performance.now();
-      const shown = `${url.origin}${url.pathname}`;
       const checked = await this.#check(url, entries, label);
       if (!checked.ok) {
         log(logLine("Warn", `outbound HTTP ${method} ${url.host} refused: ${checked.error}`));
         return checked;
       }
       const left = deadline - Date.now();
-      if (left <= 0) return { ok: false, error: `The request to ${shown} timed out` };
+      if (left <= 0) return { ok: false, error: `${sendError(url)}The request timed out` };
       const client = Deno.createHttpClient({
         // An IPv6 address must be bracketed here: a bare one fails to connect.
         proxy: {
@@ -165,9 +164,8 @@ export class OutboundHttp {
         });
       } catch (error) {
         client.close();
-        const reason = isTimeout(error)
-          ? `The request to ${shown} timed out after ${timeoutMs} ms`
-          : `The request to ${shown} failed: ${cutError(error, url)}`;
+        const reason = sendError(url) +
+          (isTimeout(error) ? `The request timed out after ${timeoutMs} ms` : cutError(error, url));
         log(logLine("Warn", `outbound HTTP ${method} ${url.host} failed: ${reason}`));
         return { ok: false, error: reason };
       }
@@ -216,7 +214,7 @@ export class OutboundHttp {
         return { ok: true, status: response.status, headers: responseHeaders, body: bytes };
       } catch (error) {
         const reason = isTimeout(error)
-          ? `The request to ${shown} timed out after ${timeoutMs} ms`
+          ? `${sendError(url)}The request timed out after ${timeoutMs} ms`
           : messageOf(error);
         log(logLine("Warn", `outbound HTTP ${method} ${url.host} failed: ${reason}`));
         return { ok: false, error: reason };
@@ -261,9 +259,14 @@ export class OutboundHttp {
       try {
         addresses = await this.#resolve(host);
       } catch (error) {
-        return { ok: false, error: `Could not resolve "${host}": ${messageOf(error)}` };
+        return {
+          ok: false,
+          error: `${sendError(url)}Could not resolve "${host}": ${messageOf(error)}`,
+        };
       }
-      if (addresses.length === 0) return { ok: false, error: `"${host}" has no address` };
+      if (addresses.length === 0) {
+        return { ok: false, error: `${sendError(url)}"${host}" has no address` };
+      }
     }
     for (const address of addresses) {
       const special = specialRange(address);
@@ -457,6 +460,16 @@ function logLine(level: string, message: string): LogLine {
 
 function elapsed(startMs: number): number {
   return Math.round(performance.now() - startMs);
+}
+
+/**
+ * The head of every error of a request that could not be sent or answered (name resolution,
+ * connection, timeout), worded as SpacetimeDB's host words it (`error sending request for url
+ * (URL)`), so module code that looks for the URL or "error" in an `HttpError` finds them. The URL
+ * is shown without its query string, which may carry secrets.
+ */
+function sendError(url: URL): string {
+  return `error sending request for url (${url.origin}${url.pathname}): `;
 }
 
 function isTimeout(error: unknown): boolean {

@@ -78,10 +78,17 @@ Deno.test({
         headers: { "x-echo": request.headers.get("x-probe") ?? "(none)" },
       });
     });
+    // An allow-listed port nothing listens on: a request to it cannot be sent.
+    const closedListener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+    const closedPort = (closedListener.addr as Deno.NetAddr).port;
+    closedListener.close();
     // A 1 s budget: the wait on HTTP below (over 2 s) must not count against it.
     const server = await startTestServer({
       reducerBudgetMs: 1000,
-      httpAllow: [`outbound=127.0.0.1:${allowed.port}`, "named=localhost"],
+      httpAllow: [
+        `outbound=127.0.0.1:${allowed.port},127.0.0.1:${closedPort}`,
+        "named=localhost",
+      ],
     });
     const open: DbConnection[] = [];
     try {
@@ -144,6 +151,25 @@ Deno.test({
           assertMatch(redirected, /^error HttpError: "127\.0\.0\.1" is not on the HTTP allow-list/);
           assertEquals(denied.hits, []);
           assertEquals(allowed.hits, ["GET /json", "POST /to-denied"]);
+        },
+      );
+
+      await t.step(
+        "a request that cannot be sent is an HttpError naming the URL, as in SpacetimeDB",
+        async () => {
+          // SpacetimeDB's host words it `error sending request for url (URL): cause`; modules
+          // (and SpacetimeDB's own procedure tests) look for "error" and the URL in the message.
+          const failed = await conn.procedures.tryPost({
+            url: `http://127.0.0.1:${closedPort}/nothing?token=secret`,
+            body: "b",
+          });
+          assertMatch(
+            failed,
+            new RegExp(
+              `^error HttpError: error sending request for url \\(http://127\\.0\\.0\\.1:${closedPort}/nothing\\): .+`,
+            ),
+          );
+          assert(!failed.includes("secret"), failed);
         },
       );
 
@@ -246,7 +272,9 @@ Deno.test({
           const mine = await fetch(`${server.url}/v1/database/outbound/http-allow`, {
             headers: { authorization: `Bearer ${owner.token}` },
           });
-          assertEquals(await mine.json(), { allow: [`127.0.0.1:${allowed.port}`] });
+          assertEquals(await mine.json(), {
+            allow: [`127.0.0.1:${allowed.port}`, `127.0.0.1:${closedPort}`],
+          });
           assertEquals(
             outboundHttpLine([`127.0.0.1:${allowed.port}`]),
             `Outbound HTTP (ctx.http.fetch) allowed to: 127.0.0.1:${allowed.port}`,
