@@ -174,6 +174,9 @@ for (const name of only) {
     }
     console.log("   generate: ok");
 
+    // The owner's token, for checks that read private tables or the module log.
+    const login = await cli(["login", "show", "--token", "-s", server.url]);
+    const token = /(eyJ[\w-]+\.[\w-]+\.[\w-]+)/.exec(login.output)?.[1] ?? "";
     // The checks resolve the bindings' bare `spacetimedb` through the project's node_modules.
     await Deno.writeTextFile(`${project}/deno.json`, "{}\n");
     const checked = await run([
@@ -187,6 +190,7 @@ for (const name of only) {
       `${project}/module_bindings/index.ts`,
       server.url,
       db,
+      token,
     ], { cwd: project });
     console.log(checked.output.trimEnd().split("\n").map((l) => `   ${l}`).join("\n"));
     const note = notes.length > 0 ? ` (${notes.join("; ")})` : "";
