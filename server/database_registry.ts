@@ -1476,7 +1476,12 @@ export class DatabaseRegistry {
     if (prepared && !cached) void writePreparedModule(directory, options.moduleHash, prepared);
     const opened = await this.#options.storage.openDatabase(key, this.#options.limits);
     try {
-      const host = await DatabaseHost.start({
+      // Assigned when start() resolves. A reply can be handled before that continuation runs
+      // (a resumed schedule due at once, its batch read with the "ready" message): its callbacks
+      // then see no host yet and drop it, as they drop any host's that is not running, instead
+      // of a ReferenceError that killed the database as a "malformed reply".
+      let host: DatabaseHost | undefined = undefined;
+      host = await DatabaseHost.start({
         prepared,
         resumeSchedules: options.resumeSchedules,
         onPrepared: (module) => {
@@ -1497,22 +1502,26 @@ export class DatabaseRegistry {
         onLogs: (lines: LogLine[]) => options.logs.append(lines),
         onEvents: (items, originOf) => {
           const database = this.#byIdentity.get(key);
-          if (database?.runningHost !== host) return;
+          if (host === undefined || database?.runningHost !== host) return;
           database.lastActiveMs = performance.now();
           database.metrics.recordItems(items);
           this.#options.onEvents?.(database, items, originOf);
         },
         onCrash: (error) => {
           const database = this.#byIdentity.get(key);
-          if (database?.hasHost(host)) this.#crashed(database, error);
+          if (host !== undefined && database?.hasHost(host)) this.#crashed(database, error);
         },
         onStalls: (stalls) => {
           const database = this.#byIdentity.get(key);
-          if (database?.runningHost === host) database.metrics.recordStalls(stalls);
+          if (host !== undefined && database?.runningHost === host) {
+            database.metrics.recordStalls(stalls);
+          }
         },
         onBatchTimed: (ms) => {
           const database = this.#byIdentity.get(key);
-          if (database?.runningHost === host) database.metrics.batchRoundTrip.observe(ms * 1000);
+          if (host !== undefined && database?.runningHost === host) {
+            database.metrics.batchRoundTrip.observe(ms * 1000);
+          }
         },
         outboundHttp: (request) => this.#outboundHttp(key, request, options.logs),
       });
