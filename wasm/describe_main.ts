@@ -6,7 +6,8 @@
  * (the parent's load timeout starts then), then `OK <hex of the describe bytes>` or
  * `ERROR <reason>`. Module log lines go to stderr.
  */
-import { concatBytes } from "../lib/bytes.ts";
+
+import { concatBytes, toHex } from "../lib/bytes.ts";
 import { MODULE_BYTES_MAX } from "../lib/limits.ts";
 import { describeWasmModule } from "./describe.ts";
 
@@ -52,9 +53,7 @@ try {
       );
     },
   });
-  let hex = "";
-  for (const b of describe) hex += b.toString(16).padStart(2, "0");
-  write(`OK ${hex}`);
+  write(`OK ${toHex(describe)}`);
 } catch (error) {
   write(`ERROR ${error instanceof Error ? error.message : String(error)}`);
   Deno.exit(3);
