@@ -21,7 +21,7 @@ import { log } from "../lib/log.ts";
 import { syncDirectory } from "../lib/sync_directory.ts";
 import { databaseDir } from "../storage/mod.ts";
 import { LogTail } from "./log_tail.ts";
-import { checkTag, HEADER_AUTH, HEADER_AUTH_BODY, messageTag } from "./auth.ts";
+import { checkTag, HEADER_AUTH, HEADER_AUTH_BODY, type HeaderReader, messageTag } from "./auth.ts";
 import {
   CHUNK_HEADER_ROOM_BYTES,
   chunkHeaders,
@@ -716,7 +716,7 @@ async function signedHeaders(
   return h;
 }
 
-function headerReader(entries: [string, string][]): { get(name: string): string } {
+function headerReader(entries: [string, string][]): NonNullable<HeaderReader> {
   const map = new Map(entries);
   return { get: (name) => map.get(name) ?? "" };
 }
