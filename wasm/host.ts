@@ -14,7 +14,7 @@
  * `__call_view__` (per-sender views) and `__call_view_anon__` (anonymous views) with the ABI's
  * types; the module declares no procedures or HTTP handlers (not supported for wasm modules yet).
  */
-import { decodeRawModuleDef, type RawModuleDefV10 } from "../protocol/mod.ts";
+import { decodeRawModuleDef, type RawModuleDefV10, resolveModuleDef } from "../protocol/mod.ts";
 import {
   capMemories,
   formatFuncType,
@@ -354,9 +354,9 @@ export function loadWasmModule(
 
 /**
  * The declared views' `RawViewDefV10.index` (what SpacetimeDB passes to the view exports), by
- * the engine's view id: per-sender and anonymous views are numbered apart, in declaration
- * order, a module's own views before its submodules' (protocol/names.ts numbers them alike).
- * A declared view whose export is missing refuses the module, by the view's name.
+ * the engine's view id (protocol/names.ts numbers per-sender and anonymous views apart, a
+ * module's own before its submodules'). A declared view whose export is missing refuses the
+ * module, by the view's name.
  */
 function checkViewExports(
   def: RawModuleDefV10,
@@ -364,21 +364,16 @@ function checkViewExports(
 ): { sender: number[]; anonymous: number[] } {
   const sender: number[] = [];
   const anonymous: number[] = [];
-  const collect = (module: RawModuleDefV10, prefix: string) => {
-    for (const view of module.views) {
-      const name = prefix + view.sourceName;
-      const exportName = view.isAnonymous ? "__call_view_anon__" : "__call_view__";
-      if (!info.exports.some((e) => e.name === exportName && e.kind === "function")) {
-        throw new WasmModuleError(
-          `The module declares the ${view.isAnonymous ? "anonymous" : "per-sender"} view ` +
-            `${name} but does not export ${exportName}`,
-        );
-      }
-      (view.isAnonymous ? anonymous : sender).push(view.index);
+  for (const view of resolveModuleDef(def).views) {
+    const exportName = view.isAnonymous ? "__call_view_anon__" : "__call_view__";
+    if (!info.exports.some((e) => e.name === exportName && e.kind === "function")) {
+      throw new WasmModuleError(
+        `The module declares the ${view.isAnonymous ? "anonymous" : "per-sender"} view ` +
+          `${view.sourceName} but does not export ${exportName}`,
+      );
     }
-    for (const sub of module.submodules) collect(sub.module, `${prefix}${sub.namespace}.`);
-  };
-  collect(def, "");
+    (view.isAnonymous ? anonymous : sender)[view.id] = view.rawIndex;
+  }
   return { sender, anonymous };
 }
 
