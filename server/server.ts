@@ -17,6 +17,7 @@ import {
 } from "../lib/limits.ts";
 import { log } from "../lib/log.ts";
 import {
+  type DatabaseHost,
   DurabilityActor,
   logIsolationCapabilities,
   ReplayFailedError,
@@ -274,13 +275,14 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
         const database = registry.resolve(key);
         if (!database) throw new Error(`Replicated database ${key} is not here`);
         const release = await database.admit();
-        const host = database.host;
+        let host: DatabaseHost | undefined;
         try {
+          host = database.host;
           host.replicate(firstTx, count, records);
           await database.whenDurable(firstTx + count);
         } catch (error) {
           // Transactions that decode but do not replay fail the same way every time.
-          const failure = host.failure;
+          const failure = host?.failure;
           if (failure instanceof ReplayFailedError) {
             throw new MessageRefusedError(
               `transactions [${firstTx}, ${
