@@ -75,7 +75,8 @@ start options:
                                a reverse proxy in front of the server (repeatable): for
                                requests from it, the client is the right-most X-Forwarded-For
                                entry that is not a trusted proxy (per-address limits, the
-                               metrics route's loopback check); without it the header is ignored
+                               metrics route's loopback check), and X-Forwarded-Proto/-Host give
+                               module HTTP handlers' request URI; without it they are ignored
       --no-dashboard           do not serve the operator dashboard (by default at /dashboard;
                                it uses the public HTTP API with the token you sign in with)
       --http-allow DB=HOST[,HOST...]

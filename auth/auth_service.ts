@@ -2,6 +2,7 @@
  * The server's authentication: mints anonymous identities, validates tokens (our own first,
  * then OpenID Connect), and re-signs short-lived websocket tokens.
  */
+import { toHex } from "../lib/bytes.ts";
 import { compactVerify, errors } from "jose";
 import type { Clock } from "../lib/clock.ts";
 import { systemClock } from "../lib/clock.ts";
@@ -249,7 +250,7 @@ function uuidV4(random: Random): string {
   const bytes = random.fill(new Uint8Array(16));
   bytes[6] = (bytes[6] & 0x0f) | 0x40;
   bytes[8] = (bytes[8] & 0x3f) | 0x80;
-  const hex = Array.from(bytes, (byte) => byte.toString(16).padStart(2, "0")).join("");
+  const hex = toHex(bytes);
   return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${
     hex.slice(20)
   }`;

@@ -5,6 +5,7 @@
  * in order and always starts with `c200` for derived identities. BSATN (the wire) stores the
  * u256 little-endian, which is the same bytes reversed.
  */
+import { fromHex, toHex } from "../lib/bytes.ts";
 import { blake3 } from "@noble/hashes/blake3.js";
 
 const IDENTITY_BYTES = 32;
@@ -41,12 +42,7 @@ export class Identity {
   static tryFromHex(text: string): Identity | null {
     const match = HEX_PATTERN.exec(text);
     if (match === null) return null;
-    const hex = match[1];
-    const bytes = new Uint8Array(IDENTITY_BYTES);
-    for (let i = 0; i < IDENTITY_BYTES; i++) {
-      bytes[i] = parseInt(hex.slice(i * 2, i * 2 + 2), 16);
-    }
-    return new Identity(bytes);
+    return new Identity(fromHex(match[1]));
   }
 
   /** From the 32 little-endian bytes BSATN uses. */
@@ -85,9 +81,7 @@ export class Identity {
 
   /** 64 lowercase hex characters, big-endian, no `0x`. */
   toHex(): string {
-    let hex = "";
-    for (const byte of this.#bytes) hex += byte.toString(16).padStart(2, "0");
-    return hex;
+    return toHex(this.#bytes);
   }
 
   /** The 32 little-endian bytes BSATN stores. */

@@ -5,6 +5,7 @@
  */
 import { exportJWK, exportPKCS8, exportSPKI, generateKeyPair, importJWK, importPKCS8 } from "jose";
 import { log } from "../lib/log.ts";
+import { syncDirectory } from "../lib/sync_directory.ts";
 
 export const SIGNING_ALGORITHM = "ES256";
 export const KEYS_DIR_NAME = "keys";
@@ -87,7 +88,8 @@ async function createPrivateKeyFile(paths: KeyPaths): Promise<string> {
   await writeDurably(temporaryPath, pem, 0o600);
   try {
     await Deno.link(temporaryPath, paths.privateKeyPath);
-    await syncDirectory(paths.directory);
+    // Not every platform can fsync a directory; the key file itself is already synced.
+    await syncDirectory(paths.directory).catch(() => {});
     log.info("Created a new token signing key", { path: paths.privateKeyPath });
     return pem;
   } catch (error) {
@@ -119,19 +121,6 @@ async function writeDurably(path: string, text: string, mode: number): Promise<v
     await file.sync();
   } finally {
     file.close();
-  }
-}
-
-async function syncDirectory(path: string): Promise<void> {
-  try {
-    const directory = await Deno.open(path, { read: true });
-    try {
-      await directory.sync();
-    } finally {
-      directory.close();
-    }
-  } catch {
-    // Not every platform can fsync a directory; the key file itself is already synced.
   }
 }
 

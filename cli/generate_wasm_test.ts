@@ -14,6 +14,7 @@ import { CliError } from "./errors.ts";
 import { describeWasmFile } from "./module_describe.ts";
 import { decodeRawModuleDef } from "../protocol/mod.ts";
 import { wasmFixture } from "../tests/support/wasm_fixtures.ts";
+import { canLimitData, dataSegmentBytes } from "../lib/process_limits.ts";
 
 async function withTempDir(fn: (dir: string) => Promise<void>): Promise<void> {
   const dir = await Deno.makeTempDir({ prefix: "lightcone-generate-wasm-test-" });
@@ -169,5 +170,36 @@ Deno.test("a wasm module whose definition is over the limit is refused, its proc
         error.message.includes(`the module's definition is larger than ${size - 1} bytes`),
     );
     assertEquals((await describeWasmFile(wasm, silent, { definitionBytesMax: size })).length, size);
+  });
+});
+
+Deno.test("the describe process's address space is capped (RLIMIT_DATA) before it gets the module", async () => {
+  if (!canLimitData()) {
+    console.warn("SKIPPED: prlimit is not available, the describe process is not capped here");
+    return;
+  }
+  await withTempDir(async (dir) => {
+    const wasm = await fixtureFile(dir, "bank.wasm", await wasmFixture("bank"));
+    const memoryMb = 64;
+    let seen: { limit: string; data: number | undefined } | undefined;
+    const def = decodeRawModuleDef(
+      await describeWasmFile(wasm, silent, {
+        memoryMb,
+        onCapped: async (pid) => {
+          const limits = await Deno.readTextFile(`/proc/${pid}/limits`);
+          const limit = /^Max data size\s+(\S+)\s+(\S+)/m.exec(limits);
+          seen = { limit: limit?.[1] ?? "missing", data: await dataSegmentBytes(pid) };
+        },
+      }),
+    );
+    assertEquals(def.tables.map((t) => t.sourceName), ["accounts", "connections"]);
+    assert(seen !== undefined, "onCapped was not called");
+    assert(/^\d+$/.test(seen.limit), `Max data size is ${seen.limit}`);
+    // Measured when capped: what the process maps with its own code loaded, plus the budget.
+    const headroom = Number(seen.limit) - seen.data!;
+    assert(
+      headroom > 0 && headroom <= memoryMb * 1024 * 1024,
+      `RLIMIT_DATA ${seen.limit} is not VmData ${seen.data} + at most ${memoryMb} MiB`,
+    );
   });
 });

@@ -12,6 +12,7 @@ import { CliError } from "./errors.ts";
 import { SYS_2_0_EXPORTS, SYS_2_1_EXPORTS } from "../protocol/mod.ts";
 import { wasmDescribeEntry } from "../wasm/mod.ts";
 import { fromHex } from "../lib/bytes.ts";
+import { canLimitData, dataSegmentBytes, setDataLimit } from "../lib/process_limits.ts";
 import {
   DATABASE_MEMORY_MB_DEFAULT,
   MODULE_BYTES_MAX,
@@ -159,12 +160,40 @@ export interface WasmDescribeLimits {
   loadTimeoutMs?: number;
   /** The largest module definition taken (bytes; default MODULE_BYTES_MAX). */
   definitionBytesMax?: number;
+  /** Tests: called with the process id once its address space is capped, before the module. */
+  onCapped?: (pid: number) => void | Promise<void>;
+}
+
+/**
+ * Caps the describe process's address space (RLIMIT_DATA) at what it maps now, its own code
+ * loaded, plus the memory budget, as the server caps a database process (worker/isolation.ts),
+ * so an allocation outside the V8 heap and the wasm memory cannot take the machine's memory
+ * either. Where it cannot be set (no `prlimit`, not Linux) the heap and wasm caps stay alone.
+ */
+async function capDescribeProcess(
+  pid: number,
+  memoryMb: number,
+  io: { err(text: string): void },
+): Promise<void> {
+  if (!canLimitData()) return;
+  try {
+    const base = await dataSegmentBytes(pid);
+    if (base === undefined) return;
+    const bytes = base + Math.floor(memoryMb) * 1024 * 1024;
+    await setDataLimit(pid, bytes, bytes);
+  } catch (error) {
+    // The process may have ended already (its output says why); otherwise say so and go on.
+    if (!(error instanceof Deno.errors.NotFound)) {
+      io.err(`warning: could not cap the describe process's memory: ${(error as Error).message}\n`);
+    }
+  }
 }
 
 /**
  * Runs the WebAssembly module at `wasmPath` as publish would, in a throwaway host with no data
- * (wasm/describe.ts): a child `deno` process with no permissions at all, its V8 heap and the
- * module's memory capped at a database's memory budget, killed when loading and describing
+ * (wasm/describe.ts): a child `deno` process with no permissions at all, its V8 heap, its
+ * address space (on top of what it maps with its own code loaded) and the module's memory capped
+ * at a database's memory budget, killed when loading and describing
  * overrun publish's module load timeout. Returns the `__describe_module__` bytes.
  */
 export async function describeWasmFile(
@@ -222,13 +251,20 @@ export async function describeWasmFile(
   };
   arm(WASM_DESCRIBE_START_TIMEOUT_MS, "the describe process did not start");
   const stderr = new Response(child.stderr).text();
+  const hello = Promise.withResolvers<void>();
   const stdout = (async () => {
     const decoder = new TextDecoder();
     let text = "";
+    let said = false;
     let ready = false;
     for await (const chunk of child.stdout) {
       text += decoder.decode(chunk, { stream: true });
-      if (!ready && text.startsWith("READY\n")) {
+      if (!said && text.startsWith("HELLO\n")) {
+        said = true;
+        text = text.slice(6);
+        hello.resolve();
+      }
+      if (said && !ready && text.startsWith("READY\n")) {
         ready = true;
         text = text.slice(6);
         arm(
@@ -238,7 +274,7 @@ export async function describeWasmFile(
         );
       }
       // "OK " and the definition in hex: a module must not make the CLI hold more.
-      if (text.length > (ready ? 3 : 9) + 2 * definitionBytesMax) {
+      if (text.length > (ready ? 3 : 15) + 2 * definitionBytesMax) {
         stop(`the module's definition is larger than ${definitionBytesMax} bytes`);
         text = "";
         break;
@@ -248,7 +284,13 @@ export async function describeWasmFile(
   })();
   try {
     const writer = child.stdin.getWriter();
-    await writer.write(bytes).catch(() => {});
+    // The module is sent once the process has capped address space (or has ended: its output
+    // says why).
+    if (await Promise.race([hello.promise.then(() => true), stdout.then(() => false)])) {
+      await capDescribeProcess(child.pid, memoryMb, io);
+      await limits.onCapped?.(child.pid);
+      await writer.write(bytes).catch(() => {});
+    }
     await writer.close().catch(() => {});
     const [out, err, status] = await Promise.all([stdout, stderr, child.status]);
     for (const line of err.split("\n")) {

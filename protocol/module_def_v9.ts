@@ -3,6 +3,7 @@
  * (`From<ModuleDef> for RawModuleDefV9`). V9 has no submodules, HTTP handlers or
  * event tables, so those are dropped, as in the original.
  */
+import { toHex } from "../lib/bytes.ts";
 import type { RawModuleDefV10 } from "./module_def.ts";
 import type { ModuleDef } from "./names.ts";
 import { resolveModuleDef } from "./names.ts";
@@ -21,9 +22,6 @@ function optional<T>(value: T | undefined, map: (v: T) => JsonOutput): JsonOutpu
 }
 function unitVariant(name: string): JsonOutput {
   return { [name]: [] };
-}
-function hex(bytes: Uint8Array): string {
-  return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
 }
 
 /** SATS-JSON of the V9 definition of the root module of `def`. */
@@ -79,7 +77,7 @@ export function moduleDefToV9Json(def: ModuleDef): JsonOutput {
     misc_exports: [
       ...tables.flatMap((t) =>
         t.columns.filter((c) => c.defaultValue !== undefined).map((c) => ({
-          ColumnDefaultValue: { table: t.name, col_id: c.colId, value: hex(c.defaultValue!) },
+          ColumnDefaultValue: { table: t.name, col_id: c.colId, value: toHex(c.defaultValue!) },
         }))
       ),
       ...own(def.procedures).map((p) => ({

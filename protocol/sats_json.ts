@@ -10,6 +10,7 @@
  * Big integers stay exact: `JsonValue` allows `bigint`, and `stringifyJson` writes
  * them as bare digits; `parseJson` keeps integers beyond 2^53 as bigint.
  */
+import { fromHex, toHex } from "../lib/bytes.ts";
 import type { AlgebraicType, ProductType, SumValue, Typespace, Value } from "./algebraic_type.ts";
 import { resolveType } from "./bsatn.ts";
 import type {
@@ -117,12 +118,6 @@ export function parseJson(text: string): JsonValue {
   }) as JsonValue;
 }
 
-function hex(bytes: Uint8Array): string {
-  let out = "";
-  for (const b of bytes) out += b.toString(16).padStart(2, "0");
-  return out;
-}
-
 /** `0x` + minimal lowercase hex, `-0x…` for negatives (ethnum's serde form). */
 function wideHex(value: bigint): string {
   return value < 0n ? `-0x${(-value).toString(16)}` : `0x${value.toString(16)}`;
@@ -212,7 +207,7 @@ export function typedValueToJson(
   if (scalar !== undefined) return scalar;
   switch (resolved.tag) {
     case "Array":
-      if (value instanceof Uint8Array) return hex(value);
+      if (value instanceof Uint8Array) return toHex(value);
       return (value as Value[]).map((v) => typedValueToJson(resolved.value, v, typespace));
     case "Product": {
       const fields = value as Value[];
@@ -248,7 +243,7 @@ export function untypedValueToJson(
   if (scalar !== undefined) return scalar;
   switch (resolved.tag) {
     case "Array":
-      if (value instanceof Uint8Array) return hex(value);
+      if (value instanceof Uint8Array) return toHex(value);
       return (value as Value[]).map((v) => untypedValueToJson(resolved.value, v, typespace));
     case "Product":
       return resolved.value.elements.map((e, i) =>
@@ -365,7 +360,7 @@ export function jsonToValue(
       if (resolveType(t.value, typespace).tag === "U8" && typeof json === "string") {
         const text = json.startsWith("0x") ? json.slice(2) : json;
         if (!/^([0-9a-fA-F]{2})*$/.test(text)) throw new JsonValueError(path, "hex bytes", json);
-        return Uint8Array.from(text.match(/../g) ?? [], (h) => parseInt(h, 16));
+        return fromHex(text);
       }
       if (!Array.isArray(json)) throw new JsonValueError(path, "an array", json);
       const items = json.map((item, i) => jsonToValue(t.value, item, typespace, `${path}[${i}]`));
@@ -556,7 +551,7 @@ function tableJson(t: RawTableDefV10): JsonOutput {
     })),
     table_type: unitVariant(t.tableType),
     table_access: unitVariant(t.tableAccess),
-    default_values: t.defaultValues.map((d) => ({ col_id: d.colId, value: hex(d.value) })),
+    default_values: t.defaultValues.map((d) => ({ col_id: d.colId, value: toHex(d.value) })),
     is_event: t.isEvent,
   };
 }

@@ -59,31 +59,57 @@ export type HeaderReader = { get(name: string): string } | undefined;
  */
 export async function loadReplicationKey(path: string): Promise<CryptoKey> {
   const flag = "--replication-key-file";
-  let info: Deno.FileInfo;
+  const refused = (why: string) => new Error(`${flag} "${path}" ${why}`);
+  const unreadable = (error: unknown) =>
+    error instanceof Deno.errors.NotFound
+      ? refused("does not exist")
+      : refused(`cannot be read: ${(error as Error).message}`);
+  // A first look by path only so that opening never blocks on a FIFO or a device; the checks
+  // that count are made on the open handle, whose bytes are the ones read (the path may be
+  // replaced in between).
+  const preview = await Deno.stat(path).catch((error) => {
+    throw unreadable(error);
+  });
+  if (!preview.isFile) throw refused("is not a regular file");
+  const file = await Deno.open(path, { read: true }).catch((error) => {
+    throw unreadable(error);
+  });
+  let bytes: Uint8Array;
   try {
-    info = await Deno.stat(path);
-  } catch (error) {
-    if (error instanceof Deno.errors.NotFound) throw new Error(`${flag} "${path}" does not exist`);
-    throw new Error(`${flag} "${path}" cannot be read: ${(error as Error).message}`);
+    const info = await file.stat();
+    if (!info.isFile) throw refused("is not a regular file");
+    if (info.mode !== null && (info.mode & 0o077) !== 0) {
+      throw refused(
+        `may be read by its group or others (mode ${
+          (info.mode & 0o777).toString(8).padStart(3, "0")
+        }): make it readable by its owner only (chmod 600 "${path}")`,
+      );
+    }
+    if (info.size > REPLICATION_KEY_FILE_BYTES_MAX) {
+      throw refused(
+        `is ${info.size} bytes, over the ${REPLICATION_KEY_FILE_BYTES_MAX} a key file may have`,
+      );
+    }
+    // One byte more than allowed: a file that grew since fstat is refused, not cut short.
+    const buffer = new Uint8Array(REPLICATION_KEY_FILE_BYTES_MAX + 1);
+    let length = 0;
+    while (length < buffer.length) {
+      const read = await file.read(buffer.subarray(length));
+      if (read === null) break;
+      length += read;
+    }
+    if (length > REPLICATION_KEY_FILE_BYTES_MAX) {
+      throw refused(`grew past the ${REPLICATION_KEY_FILE_BYTES_MAX} bytes a key file may have`);
+    }
+    bytes = buffer.subarray(0, length);
+  } finally {
+    file.close();
   }
-  if (!info.isFile) throw new Error(`${flag} "${path}" is not a regular file`);
-  if (info.mode !== null && (info.mode & 0o077) !== 0) {
-    throw new Error(
-      `${flag} "${path}" may be read by its group or others (mode ${
-        (info.mode & 0o777).toString(8).padStart(3, "0")
-      }): make it readable by its owner only (chmod 600 "${path}")`,
-    );
-  }
-  if (info.size > REPLICATION_KEY_FILE_BYTES_MAX) {
-    throw new Error(
-      `${flag} "${path}" is ${info.size} bytes, over the ${REPLICATION_KEY_FILE_BYTES_MAX} a key file may have`,
-    );
-  }
-  const text = (await Deno.readTextFile(path)).trim();
+  const text = new TextDecoder().decode(bytes).trim();
   const secret = new TextEncoder().encode(text);
   if (secret.length < REPLICATION_KEY_BYTES_MIN) {
-    throw new Error(
-      `${flag} "${path}" holds a secret of ${secret.length} bytes: use at least ` +
+    throw refused(
+      `holds a secret of ${secret.length} bytes: use at least ` +
         `${REPLICATION_KEY_BYTES_MIN} (e.g. openssl rand -hex 32)`,
     );
   }

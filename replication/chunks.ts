@@ -13,6 +13,7 @@
  * before it takes the body, and never holds more than CHUNKED_BODY_BYTES_MAX for a database.
  */
 import { toHex } from "../lib/bytes.ts";
+import type { HeaderReader } from "./auth.ts";
 
 export const HEADER_CHUNK = "Lc-Chunk";
 export const HEADER_CHUNK_BYTES = "Lc-Chunk-Bytes";
@@ -65,7 +66,7 @@ export interface ChunkInfo {
 
 /** The chunk headers of a message, undefined for a whole message; ChunkError when malformed. */
 export function chunkInfo(
-  headers: { get(name: string): string } | undefined,
+  headers: HeaderReader,
 ): ChunkInfo | undefined {
   const chunk = headers?.get(HEADER_CHUNK) ?? "";
   if (chunk === "") return undefined;

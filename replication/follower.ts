@@ -45,7 +45,7 @@ import {
 } from "./stream.ts";
 import { messageOf, writeAtomic } from "./primary.ts";
 import { ChunkAssembler, ChunkError, chunkInfo } from "./chunks.ts";
-import { checkTag } from "./auth.ts";
+import { checkTag, type HeaderReader } from "./auth.ts";
 
 /** What the follower needs of the server's databases (server/server.ts adapts the registry). */
 export interface FollowTarget {
@@ -244,7 +244,7 @@ export class Follower {
   async #handle(
     seq: number,
     subject: string,
-    headers: { get(name: string): string } | undefined,
+    headers: HeaderReader,
     data: Uint8Array,
   ): Promise<void> {
     const dbKey = dbKeyOf(subject);
@@ -335,7 +335,7 @@ export class Follower {
   #checkChain(
     dbKey: string,
     seq: number,
-    headers: { get(name: string): string },
+    headers: NonNullable<HeaderReader>,
   ): string | undefined {
     const prev = headers.get(HEADER_PREV_SEQ) ?? "";
     if (!/^(0|[1-9][0-9]{0,15})$/.test(prev)) {
@@ -413,7 +413,7 @@ export class Follower {
   async #gather(
     dbKey: string,
     seq: number,
-    headers: { get(name: string): string } | undefined,
+    headers: HeaderReader,
     data: Uint8Array,
   ): Promise<Uint8Array | undefined> {
     const info = chunkInfo(headers);
@@ -438,7 +438,7 @@ export class Follower {
   }
 
   /** True when the local log already holds what a message brings. */
-  #applied(dbKey: string, headers: { get(name: string): string }): boolean {
+  #applied(dbKey: string, headers: NonNullable<HeaderReader>): boolean {
     const end = this.#target.localEnd(dbKey);
     if (end === undefined) return false;
     const kind = headers.get(HEADER_KIND);
@@ -449,7 +449,7 @@ export class Follower {
 
   #apply(
     dbKey: string,
-    headers: { get(name: string): string } | undefined,
+    headers: HeaderReader,
     data: Uint8Array,
   ): Promise<void> {
     const kind = headers?.get(HEADER_KIND);
@@ -590,7 +590,7 @@ export class Follower {
   }
 }
 
-function intHeader(headers: { get(name: string): string }, name: string): number {
+function intHeader(headers: NonNullable<HeaderReader>, name: string): number {
   // Decimal digits only: Number() would read a missing header ("") as 0, and "0x1f" or "1e3".
   const text = headers.get(name);
   const value = /^(0|[1-9][0-9]{0,15})$/.test(text) ? Number(text) : NaN;

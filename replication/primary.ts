@@ -18,9 +18,10 @@ import { headers, type NatsConnection } from "@nats-io/transport-node";
 import { jetstream, jetstreamManager } from "@nats-io/jetstream";
 import { toHex } from "../lib/bytes.ts";
 import { log } from "../lib/log.ts";
+import { syncDirectory } from "../lib/sync_directory.ts";
 import { databaseDir } from "../storage/mod.ts";
 import { LogTail } from "./log_tail.ts";
-import { checkTag, HEADER_AUTH, HEADER_AUTH_BODY, messageTag } from "./auth.ts";
+import { checkTag, HEADER_AUTH, HEADER_AUTH_BODY, type HeaderReader, messageTag } from "./auth.ts";
 import {
   CHUNK_HEADER_ROOM_BYTES,
   chunkHeaders,
@@ -715,7 +716,7 @@ async function signedHeaders(
   return h;
 }
 
-function headerReader(entries: [string, string][]): { get(name: string): string } {
+function headerReader(entries: [string, string][]): NonNullable<HeaderReader> {
   const map = new Map(entries);
   return { get: (name) => map.get(name) ?? "" };
 }
@@ -801,14 +802,7 @@ export async function writeAtomic(path: string, text: string, mode?: number): Pr
   }
   await Deno.rename(temp, path);
   const slash = path.lastIndexOf("/");
-  const dir = await Deno.open(slash > 0 ? path.slice(0, slash) : slash === 0 ? "/" : ".", {
-    read: true,
-  });
-  try {
-    await dir.sync();
-  } finally {
-    dir.close();
-  }
+  await syncDirectory(slash > 0 ? path.slice(0, slash) : slash === 0 ? "/" : ".");
 }
 
 async function exists(path: string): Promise<boolean> {

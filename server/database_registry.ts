@@ -7,6 +7,7 @@
 import { join } from "node:path";
 import { BadRequestError, NotFoundError, QuotaExceededError } from "../lib/errors.ts";
 import { log } from "../lib/log.ts";
+import { syncDirectory } from "../lib/sync_directory.ts";
 import {
   type DatabaseLimits,
   DATABASES_MAX_DEFAULT,
@@ -785,7 +786,7 @@ export class DatabaseRegistry {
               genesis,
             });
             await Deno.rename(nextPath, join(database.directory, "module.js"));
-            await syncDirectory(database.directory);
+            await syncDirectory(database.directory, { bestEffort: true });
             database.moduleHash = nextHash;
             database.hostType = hostTypeOf(next);
             this.#rewriteControlLater();
@@ -1369,7 +1370,7 @@ export class DatabaseRegistry {
       // sees the new module.js under the old hash and host type.
       await this.#writeControl();
       await Deno.rename(nextPath, join(database.directory, "module.js"));
-      await syncDirectory(database.directory);
+      await syncDirectory(database.directory, { bestEffort: true });
     }
     log.info("database updated", {
       identity: database.key,
@@ -1744,15 +1745,6 @@ async function readGenesis(directory: string): Promise<Uint8Array | undefined> {
   }
 }
 
-async function syncDirectory(path: string): Promise<void> {
-  const directory = await Deno.open(path, { read: true });
-  try {
-    await directory.syncData().catch(() => {});
-  } finally {
-    directory.close();
-  }
-}
-
 function publishError(error: unknown): Error {
   if (error instanceof ModuleInitError) {
     return new BadRequestError(`Failed to publish the module: ${error.message}`);
@@ -1777,12 +1769,7 @@ export async function writeFileAtomic(path: string, content: string | Uint8Array
   }
   await Deno.rename(temporary, path);
   // The rename is durable only once the directory is.
-  const directory = await Deno.open(join(path, ".."), { read: true });
-  try {
-    await directory.syncData().catch(() => {});
-  } finally {
-    directory.close();
-  }
+  await syncDirectory(join(path, ".."), { bestEffort: true });
 }
 
 /** Prepared bundles kept in memory for publishes of the same bundle (~2× bundle size each). */

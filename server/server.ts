@@ -17,9 +17,10 @@ import {
 } from "../lib/limits.ts";
 import { log } from "../lib/log.ts";
 import {
+  type DatabaseHost,
   DurabilityActor,
   logIsolationCapabilities,
-  REPLAY_FAILED_PREFIX,
+  ReplayFailedError,
   setWarmSpare,
 } from "../worker/mod.ts";
 import { createApp } from "./app.ts";
@@ -274,18 +275,19 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
         const database = registry.resolve(key);
         if (!database) throw new Error(`Replicated database ${key} is not here`);
         const release = await database.admit();
+        let host: DatabaseHost | undefined;
         try {
-          database.host.replicate(firstTx, count, records);
+          host = database.host;
+          host.replicate(firstTx, count, records);
           await database.whenDurable(firstTx + count);
         } catch (error) {
           // Transactions that decode but do not replay fail the same way every time.
-          const text = error instanceof Error ? error.message : String(error);
-          const at = text.indexOf(REPLAY_FAILED_PREFIX);
-          if (at >= 0) {
+          const failure = host?.failure;
+          if (failure instanceof ReplayFailedError) {
             throw new MessageRefusedError(
-              `transactions [${firstTx}, ${firstTx + count}) could not be applied: ${
-                text.slice(at + REPLAY_FAILED_PREFIX.length)
-              }`,
+              `transactions [${firstTx}, ${
+                firstTx + count
+              }) could not be applied: ${failure.reason}`,
             );
           }
           throw error;

@@ -8,8 +8,9 @@
  * `onLog`, and the database identity is zero (there is no database).
  *
  * The untrusted module runs in its own `deno` process with no permissions
- * (wasm/describe_main.ts, started by the CLI), whose V8 heap is capped like a database
- * process's and which the CLI kills when it overruns the module load timeout.
+ * (wasm/describe_main.ts, started by the CLI), whose V8 heap and address space (RLIMIT_DATA)
+ * are capped like a database process's and which the CLI kills when it overruns the module load
+ * timeout.
  */
 import { SYS_2_0_EXPORTS, SYS_2_1_EXPORTS } from "../protocol/mod.ts";
 import { loadWasmModule, type WasmSyscalls } from "./host.ts";

@@ -1,11 +1,13 @@
 /**
  * The child process `lightcone generate` runs a WebAssembly module in (wasm/describe.ts):
  * started with no permissions and a capped V8 heap; argument 1 is the memory budget in MiB.
- * Reads the binary from stdin, writes `READY\n` once loaded (the parent's load timeout starts
- * then), then `OK <hex of the describe bytes>` or `ERROR <reason>`. Module log lines go to
- * stderr.
+ * Writes `HELLO\n` once its own code is loaded (the parent then caps its address space, as a
+ * database process's, and sends the module), reads the binary from stdin, writes `READY\n`
+ * (the parent's load timeout starts then), then `OK <hex of the describe bytes>` or
+ * `ERROR <reason>`. Module log lines go to stderr.
  */
-import { concatBytes } from "../lib/bytes.ts";
+
+import { concatBytes, toHex } from "../lib/bytes.ts";
 import { MODULE_BYTES_MAX } from "../lib/limits.ts";
 import { describeWasmModule } from "./describe.ts";
 
@@ -37,6 +39,7 @@ let logged = 0;
 try {
   const memoryBudgetMb = Number(Deno.args[0]);
   if (!(memoryBudgetMb > 0)) throw new RangeError(`bad memory budget ${Deno.args[0]}`);
+  write("HELLO\n");
   const bytes = await readStdin();
   write("READY\n");
   const describe = describeWasmModule(bytes, {
@@ -50,9 +53,7 @@ try {
       );
     },
   });
-  let hex = "";
-  for (const b of describe) hex += b.toString(16).padStart(2, "0");
-  write(`OK ${hex}`);
+  write(`OK ${toHex(describe)}`);
 } catch (error) {
   write(`ERROR ${error instanceof Error ? error.message : String(error)}`);
   Deno.exit(3);

@@ -14,7 +14,7 @@
  * `__call_view__` (per-sender views) and `__call_view_anon__` (anonymous views) with the ABI's
  * types; the module declares no procedures or HTTP handlers (not supported for wasm modules yet).
  */
-import { decodeRawModuleDef, type RawModuleDefV10 } from "../protocol/mod.ts";
+import { decodeRawModuleDef, type RawModuleDefV10, resolveModuleDef } from "../protocol/mod.ts";
 import {
   capMemories,
   formatFuncType,
@@ -354,9 +354,9 @@ export function loadWasmModule(
 
 /**
  * The declared views' `RawViewDefV10.index` (what SpacetimeDB passes to the view exports), by
- * the engine's view id: per-sender and anonymous views are numbered apart, in declaration
- * order, a module's own views before its submodules' (protocol/names.ts numbers them alike).
- * A declared view whose export is missing refuses the module, by the view's name.
+ * the engine's view id (protocol/names.ts numbers per-sender and anonymous views apart, a
+ * module's own before its submodules'). A declared view whose export is missing refuses the
+ * module, by the view's name.
  */
 function checkViewExports(
   def: RawModuleDefV10,
@@ -364,21 +364,16 @@ function checkViewExports(
 ): { sender: number[]; anonymous: number[] } {
   const sender: number[] = [];
   const anonymous: number[] = [];
-  const collect = (module: RawModuleDefV10, prefix: string) => {
-    for (const view of module.views) {
-      const name = prefix + view.sourceName;
-      const exportName = view.isAnonymous ? "__call_view_anon__" : "__call_view__";
-      if (!info.exports.some((e) => e.name === exportName && e.kind === "function")) {
-        throw new WasmModuleError(
-          `The module declares the ${view.isAnonymous ? "anonymous" : "per-sender"} view ` +
-            `${name} but does not export ${exportName}`,
-        );
-      }
-      (view.isAnonymous ? anonymous : sender).push(view.index);
+  for (const view of resolveModuleDef(def).views) {
+    const exportName = view.isAnonymous ? "__call_view_anon__" : "__call_view__";
+    if (!info.exports.some((e) => e.name === exportName && e.kind === "function")) {
+      throw new WasmModuleError(
+        `The module declares the ${view.isAnonymous ? "anonymous" : "per-sender"} view ` +
+          `${view.sourceName} but does not export ${exportName}`,
+      );
     }
-    for (const sub of module.submodules) collect(sub.module, `${prefix}${sub.namespace}.`);
-  };
-  collect(def, "");
+    (view.isAnonymous ? anonymous : sender)[view.id] = view.rawIndex;
+  }
   return { sender, anonymous };
 }
 
@@ -427,6 +422,19 @@ interface Exports {
 }
 
 const MASK64 = (1n << 64n) - 1n;
+
+/**
+ * `value` as `count` u64 words, least significant first: how the ABI passes an identity (4) or
+ * a connection id (2).
+ */
+function u64Words(value: bigint, count: 4): [bigint, bigint, bigint, bigint];
+function u64Words(value: bigint, count: 2): [bigint, bigint];
+function u64Words(value: bigint, count: number): bigint[] {
+  const bits = BigInt.asUintN(64 * count, value);
+  const words: bigint[] = [];
+  for (let i = 0; i < count; i++) words.push((bits >> BigInt(64 * i)) & MASK64);
+  return words;
+}
 const utf8Lossy = new TextDecoder("utf-8");
 
 /**
@@ -527,49 +535,31 @@ class WasmHost {
       __get_error_constructor__: (code) => errnoClass(code),
       __sender_error_class__: WasmReducerError,
       __call_reducer__: (id, sender, connectionId, timestamp, args) => {
-        const exports = this.#ready();
         const argBytes = new Uint8Array(args.buffer, args.byteOffset, args.byteLength).slice();
-        const source = argBytes.length > 0 ? this.#newSource(argBytes) : 0;
-        const sink = this.#newSink();
-        const s = BigInt.asUintN(256, sender);
-        const c = BigInt.asUintN(128, connectionId);
-        const code = this.#guard(() =>
-          exports.__call_reducer__(
-            id,
-            s & MASK64,
-            (s >> 64n) & MASK64,
-            (s >> 128n) & MASK64,
-            (s >> 192n) & MASK64,
-            c & MASK64,
-            (c >> 64n) & MASK64,
-            timestamp,
-            source,
-            sink,
-          )
+        const { code, output } = this.#run(
+          argBytes,
+          (exports, source, sink) =>
+            exports.__call_reducer__(
+              id,
+              ...u64Words(sender, 4),
+              ...u64Words(connectionId, 2),
+              timestamp,
+              source,
+              sink,
+            ),
         );
-        const message = this.#takeSink(sink);
-        this.#sources.clear();
         if (code === 0) return undefined;
-        if (code === CALL_FAILURE) throw new WasmReducerError(utf8Lossy.decode(message));
+        if (code === CALL_FAILURE) throw new WasmReducerError(utf8Lossy.decode(output));
         throw new WasmTrapError(`__call_reducer__ returned the unknown code ${code}`);
       },
       __call_view__: (id, sender, args) => {
         const index = this.#views.sender[id];
         if (index === undefined) throw new WasmTrapError(`No per-sender view with id ${id}`);
-        const s = BigInt.asUintN(256, sender);
         return this.#callView(
           "__call_view__",
           args,
           (exports, source, sink) =>
-            exports.__call_view__!(
-              index,
-              s & MASK64,
-              (s >> 64n) & MASK64,
-              (s >> 128n) & MASK64,
-              (s >> 192n) & MASK64,
-              source,
-              sink,
-            ),
+            exports.__call_view__!(index, ...u64Words(sender, 4), source, sink),
         );
       },
       __call_view_anon__: (id, args) => {
@@ -602,12 +592,7 @@ class WasmHost {
     args: Uint8Array,
     call: (exports: Exports, source: number, sink: number) => number,
   ): { data: Uint8Array } {
-    const exports = this.#ready();
-    const source = args.length > 0 ? this.#newSource(args.slice()) : 0;
-    const sink = this.#newSink();
-    const code = this.#guard(() => call(exports, source, sink));
-    const result = this.#takeSink(sink);
-    this.#sources.clear();
+    const { code, output: result } = this.#run(args.slice(), call);
     if (code === VIEW_HEADER_FIRST) return { data: result };
     if (code === VIEW_ROWS_ONLY) {
       const data = new Uint8Array(result.length + 1);
@@ -617,6 +602,24 @@ class WasmHost {
     }
     if (code === CALL_FAILURE) throw new WasmReducerError(utf8Lossy.decode(result));
     throw new WasmTrapError(`${name} returned the unknown code ${code}`);
+  }
+
+  /**
+   * Calls an export with the arguments `args` (a bytes source, 0 when empty; the module owns
+   * the array) and a fresh sink: returns its code and what it wrote to the sink. Guarded: a trap
+   * marks the instance broken.
+   */
+  #run(
+    args: Uint8Array,
+    call: (exports: Exports, source: number, sink: number) => number,
+  ): { code: number; output: Uint8Array } {
+    const exports = this.#ready();
+    const source = args.length > 0 ? this.#newSource(args) : 0;
+    const sink = this.#newSink();
+    const code = this.#guard(() => call(exports, source, sink));
+    const output = this.#takeSink(sink);
+    this.#sources.clear();
+    return { code, output };
   }
 
   #ready(): Exports {

@@ -85,6 +85,17 @@ export class DatabaseUnavailableError extends Error {
   override name = "DatabaseUnavailableError";
 }
 
+/**
+ * The worker stopped because transactions handed to it by `replicate` decode but do not replay
+ * (`reason`: why): the same message would fail the same way every time.
+ */
+export class ReplayFailedError extends DatabaseUnavailableError {
+  override name = "ReplayFailedError";
+  constructor(readonly reason: string) {
+    super(`database worker failed: replicated transactions could not be applied: ${reason}`);
+  }
+}
+
 export interface DatabaseHostOptions {
   bundle: string;
   databaseIdentity: bigint;
@@ -334,6 +345,11 @@ export class DatabaseHost {
 
   get alive(): boolean {
     return this.#dead === undefined;
+  }
+
+  /** Why the worker stopped (undefined while it runs). */
+  get failure(): Error | undefined {
+    return this.#dead;
   }
 
   /** Requests waiting on the main thread for the next batch (metrics). */
@@ -667,7 +683,9 @@ export class DatabaseHost {
       if (message.type !== "batch") {
         if (message.type === "init-failed") {
           this.#die(
-            new DatabaseUnavailableError(`database worker failed: ${String(message.error)}`),
+            message.replayFailed === true
+              ? new ReplayFailedError(String(message.error))
+              : new DatabaseUnavailableError(`database worker failed: ${String(message.error)}`),
           );
           return;
         }

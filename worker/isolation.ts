@@ -34,6 +34,7 @@ import { concatBytes } from "../lib/bytes.ts";
 import { serialize } from "node:v8";
 import { log } from "../lib/log.ts";
 import { PROCEDURE_THREADS_MAX } from "../lib/limits.ts";
+import { canLimitData, dataSegmentBytes, setDataLimit, toolPath } from "../lib/process_limits.ts";
 import { CODEC_V8, CODEC_WIRE, decodeFramePayload, encodeWire } from "../lib/wire.ts";
 
 /** The part of MessagePort that both ends of a channel use. */
@@ -108,22 +109,11 @@ export interface IsolationCapabilities {
 
 let capabilities: IsolationCapabilities | undefined;
 
-function toolPath(name: string): string | undefined {
-  for (const dir of ["/usr/bin", "/bin", "/usr/sbin", "/sbin", "/usr/local/bin"]) {
-    try {
-      if (Deno.statSync(`${dir}/${name}`).isFile) return `${dir}/${name}`;
-    } catch {
-      // not there
-    }
-  }
-  return undefined;
-}
-
 /** Which limits can be enforced here (looked up once). */
 export function isolationCapabilities(): IsolationCapabilities {
   if (capabilities) return capabilities;
   capabilities = {
-    memoryLimit: Deno.build.os === "linux" && toolPath("prlimit") !== undefined,
+    memoryLimit: canLimitData(),
     killWithServer: Deno.build.os === "linux" && toolPath("setpriv") !== undefined,
   };
   return capabilities;
@@ -632,10 +622,8 @@ class ProcessWorker implements IsolatedWorker {
     if (!this.#caps.memoryLimit) return;
     try {
       if (this.#baseDataBytes === undefined) {
-        const status = await Deno.readTextFile(`/proc/${this.pid}/status`);
-        const match = /^VmData:\s+(\d+) kB/m.exec(status);
-        if (!match) return;
-        this.#baseDataBytes = Number(match[1]) * 1024;
+        this.#baseDataBytes = await dataSegmentBytes(this.pid);
+        if (this.#baseDataBytes === undefined) return;
       }
       // A database process also holds a second copy of the module in its procedure thread, and
       // one more per thread its pool started.
@@ -647,19 +635,7 @@ class ProcessWorker implements IsolatedWorker {
       // The soft limit is the one enforced. The hard limit allows for every thread the pool may
       // ever start, since raising a hard limit needs a privilege the server may lack; the
       // process cannot raise its soft limit itself (no permissions, no FFI).
-      const soft = bytes(this.#extraThreads);
-      const hard = bytes(PROCEDURE_THREADS_MAX - 1);
-      const result = await new Deno.Command(toolPath("prlimit")!, {
-        args: [`--pid=${this.pid}`, `--data=${soft}:${hard}`],
-        stdout: "null",
-        stderr: "piped",
-      }).output();
-      if (!result.success) {
-        log.warn("could not cap a database process's memory", {
-          pid: this.pid,
-          error: new TextDecoder().decode(result.stderr).trim(),
-        });
-      }
+      await setDataLimit(this.pid, bytes(this.#extraThreads), bytes(PROCEDURE_THREADS_MAX - 1));
     } catch (error) {
       log.warn("could not cap a database process's memory", {
         pid: this.pid,

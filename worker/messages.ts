@@ -58,13 +58,6 @@ export interface InitMessage {
  * (the commit payload layout) starting at log offset `firstTxOffset`. Answered by a
  * `scheduled` reply with their updates (its txOffset says how far the database got).
  */
-/**
- * Opens the error a database process reports when a `replicate` message's transactions cannot
- * be applied (they decode but do not replay): the follower stops that database at once instead
- * of retrying a message that crashes it every time.
- */
-export const REPLAY_FAILED_PREFIX = "replicated transactions could not be applied: ";
-
 export interface ReplicateMessage {
   type: "replicate";
   firstTxOffset: number;
@@ -394,6 +387,12 @@ export interface InitFailedReply {
   type: "init-failed";
   error: string;
   logs: LogLine[];
+  /**
+   * A `replicate` message's transactions could not be applied (they decode but do not replay):
+   * the follower stops that database at once instead of retrying a message that crashes it
+   * every time (worker/host.ts ReplayFailedError).
+   */
+  replayFailed?: true;
 }
 
 /**

@@ -1,5 +1,10 @@
 /** The door of worker/: what the server may use (the host handle and message shapes). */
-export { DatabaseHost, DatabaseUnavailableError, ModuleInitError } from "./host.ts";
+export {
+  DatabaseHost,
+  DatabaseUnavailableError,
+  ModuleInitError,
+  ReplayFailedError,
+} from "./host.ts";
 export { logIsolationCapabilities, setWarmSpare } from "./isolation.ts";
 export type { DatabaseHostOptions } from "./host.ts";
 export type {
@@ -22,7 +27,7 @@ export type {
   WorkerResult,
 } from "./messages.ts";
 export { GENERIC_FAILURE_MESSAGE, SCHEMA_MISMATCH_PREFIX } from "./engine.ts";
-export { REPLAY_FAILED_PREFIX, STALL_KINDS } from "./messages.ts";
+export { STALL_KINDS } from "./messages.ts";
 export {
   formatMigrationErrors,
   type MigrationPlan,

@@ -53,6 +53,29 @@ export interface ViewEnv {
   tableIdFromName(name: string): number | undefined;
 }
 
+/** A view declares parameters: the module is refused when it loads (at publish). */
+export class ViewParamsError extends Error {
+  override name = "ViewParamsError";
+}
+
+/**
+ * A module definition may give a view parameters, but a view is only ever called with empty
+ * arguments (as in SpacetimeDB, which builds every view call's arguments as nullary, and whose
+ * module libraries cannot declare them yet), so such a view could never run: the module is
+ * refused, naming the view, instead of failing each call.
+ */
+export function refuseViewParams(views: readonly ViewDef[]): void {
+  for (const view of views) {
+    if (view.params.elements.length === 0) continue;
+    const names = view.params.elements.map((e, i) => e.name ?? `#${i}`).join(", ");
+    throw new ViewParamsError(
+      `The ${view.isAnonymous ? "anonymous " : ""}view "${view.name}" declares parameters ` +
+        `(${names}): views with parameters are not supported (a view is called without ` +
+        "arguments); remove its parameters",
+    );
+  }
+}
+
 /** A view failed: the transaction that ran it must not commit. */
 export class ViewFailureError extends Error {
   override name = "ViewFailureError";
@@ -102,7 +125,9 @@ export class ViewManager {
   /** View runs so far (for tests and metrics). */
   runCount = 0;
 
+  /** Throws ViewParamsError when a view declares parameters (see refuseViewParams). */
   constructor(views: ViewDef[], env: ViewEnv) {
+    refuseViewParams(views);
     this.#views = views;
     this.#env = env;
     for (const view of views) {

@@ -36,12 +36,7 @@ import { DurabilitySink } from "./durability_sink.ts";
 import { decodeTxRecord, forEachBatchRecordNumbered } from "../storage/mod.ts";
 import { forEachRequest, ResultPacker } from "./batch_codec.ts";
 import { ProcedurePool } from "./procedures.ts";
-import {
-  type ProcedureStartMessage,
-  REPLAY_FAILED_PREFIX,
-  type ReplicateMessage,
-  type StallKind,
-} from "./messages.ts";
+import { type ProcedureStartMessage, type ReplicateMessage, type StallKind } from "./messages.ts";
 import { StallRecorder } from "./stall_recorder.ts";
 
 let engine: DatabaseEngine | undefined;
@@ -99,8 +94,9 @@ function receive(message: MainToWorker): void {
     } catch (error) {
       reply({
         type: "init-failed",
-        error: REPLAY_FAILED_PREFIX + describeError(error),
+        error: describeError(error),
         logs: engine?.drainLogs() ?? [],
+        replayFailed: true,
       });
     } finally {
       releaseOutput();

@@ -10,6 +10,7 @@
  * timestamp), TimeDuration an interval in the `postgres` style (`-00:00:01.5`; SpacetimeDB
  * sends ISO 8601), and arrays of primitives PostgreSQL arrays (`{1,2}`); other arrays json.
  */
+import { toHex } from "../../lib/bytes.ts";
 import {
   type AlgebraicType,
   optionInner,
@@ -184,9 +185,7 @@ function isSimpleEnum(sum: SumType): boolean {
 }
 
 function byteaText(bytes: Uint8Array): string {
-  let hex = "\\x";
-  for (const byte of bytes) hex += byte.toString(16).padStart(2, "0");
-  return hex;
+  return "\\x" + toHex(bytes);
 }
 
 /** Shortest text that reads back as the same float; NaN and infinities as PostgreSQL spells them. */

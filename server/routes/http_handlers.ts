@@ -8,6 +8,7 @@
  * the module when it has a handler for it (`moduleHandlesOptions`); otherwise the CORS answer.
  */
 import type { Context } from "hono";
+import { peerHostname, type TrustedProxies } from "../../lib/client_address.ts";
 import { HTTP_BODY_BYTES_MAX, HTTP_HANDLER_RESPONSE_BYTES_MAX } from "../../lib/limits.ts";
 import type { AppContext, AppEnv } from "../app.ts";
 import type { Database, DatabaseRegistry } from "../database_registry.ts";
@@ -42,7 +43,7 @@ export function httpHandlerRoute(context: AppContext) {
       const result = await database.host.callHttpHandler({
         handlerId,
         method: c.req.method,
-        uri: externalUri(c, url),
+        uri: externalUri(url, c.req.raw.headers, peerHostname(c.env), context.trustedProxies),
         headers,
         body,
         timestampMicros: BigInt(Date.now()) * 1000n,
@@ -129,10 +130,20 @@ function findHandler(database: Database, method: string, path: string): number |
   return undefined;
 }
 
-/** The full external URI, as a proxy in front passed it on (X-Forwarded-*), else as received. */
-function externalUri(c: Context<AppEnv>, url: URL): string {
-  const proto = c.req.header("x-forwarded-proto")?.split(",")[0].trim();
-  const host = c.req.header("x-forwarded-host")?.split(",")[0].trim() ?? c.req.header("host");
+/**
+ * The full external URI: as a trusted proxy in front passed it on (X-Forwarded-Proto/-Host, read
+ * only when the peer is one of `--trusted-proxy`'s, as X-Forwarded-For is), else as received.
+ */
+export function externalUri(
+  url: URL,
+  headers: Headers,
+  peer: string | undefined,
+  trusted: TrustedProxies | undefined,
+): string {
+  const forwarded = (name: string) =>
+    trusted?.contains(peer) ? headers.get(name)?.split(",")[0].trim() : undefined;
+  const proto = forwarded("x-forwarded-proto");
+  const host = forwarded("x-forwarded-host") ?? headers.get("host") ?? undefined;
   const scheme = proto === "https" || proto === "http" ? proto : url.protocol.slice(0, -1);
   return `${scheme}://${host ?? url.host}${url.pathname}${url.search}`;
 }

@@ -1,6 +1,6 @@
 /**
  * A module that declares a feature Lightcone does not execute, or a rule SpacetimeDB refuses
- * (RLS on a private table, a join rule that does not type-check), is refused at publish with an error naming it (never accepted and silently ignored), and an
+ * (RLS on a private table, a join rule that does not type-check, a view with parameters), is refused at publish with an error naming it (never accepted and silently ignored), and an
  * update to such a module is refused while the running module keeps serving.
  */
 import { deepStrictEqual as assertEquals, match as assertMatch } from "node:assert/strict";
@@ -16,6 +16,12 @@ const REFUSED: { fixture: string; message: RegExp }[] = [
     fixture: "rls_join_rule",
     message:
       /failed to create row-level security: `SELECT doc\.\* FROM doc JOIN account ON doc\.account_id = account\.ident WHERE account\.ident = :sender`: Unexpected type: \(expected\) /,
+  },
+  {
+    // A view is always called without arguments: one declaring parameters could never run.
+    fixture: "view_params",
+    message:
+      /The anonymous view "older_than" declares parameters \(min_age\): views with parameters are not supported/,
   },
 ];
 
