@@ -142,6 +142,7 @@ for (const version of versions) {
       // projects do not install; Lightcone falls back to deno check. Report, then go on
       // without the check, as `spacetime build` would.
       console.log(`NOTE build (type-checked) refused:\n    ${tail(build.text)}`);
+      steps.push("build (type-checked) refused: the module's own type errors");
       const unchecked = await lightcone(["build", "-p", project, "--skip-type-check"], project);
       step("build --skip-type-check", unchecked.ok, unchecked.ok ? "" : tail(unchecked.text));
       skipTypeCheck = true;
