@@ -9,6 +9,7 @@ import { type Identity, requireOwner } from "../../auth/mod.ts";
 import { BadRequestError, NotFoundError } from "../../lib/errors.ts";
 import { HTTP_BODY_BYTES_MAX, MODULE_BYTES_MAX } from "../../lib/limits.ts";
 import {
+  inlineProductRefs,
   type JsonOutput,
   moduleDefToSchemaJson,
   moduleDefToV9SchemaJson,
@@ -328,7 +329,8 @@ export function databaseRoutes(context: AppContext): Hono<AppEnv> {
     return jsonText(
       c,
       stringifyJson([{
-        schema: productTypeToJson(result.schema),
+        // Column types inline, as SpacetimeDB's table schemas hold them: no Refs.
+        schema: productTypeToJson(inlineProductRefs(result.schema, result.typespace)),
         rows,
         total_duration_micros: result.totalDurationMicros,
         stats: {

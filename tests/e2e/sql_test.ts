@@ -5,6 +5,7 @@
 import { deepStrictEqual as assertEquals, match as assertMatch } from "node:assert/strict";
 import { parseWithBigInts } from "../support/server.ts";
 import { call, fixtureBundle, publish, startTestServer } from "../support/server.ts";
+import { parseSqlResponse, renderStatement } from "../../cli/sql_format.ts";
 
 Deno.test({
   name: "/sql answers single-table queries as SpacetimeDB's JSON",
@@ -56,6 +57,61 @@ Deno.test({
       assertMatch(bad.text, /SELEKT|syntax|parse/i);
       const missing = await sql("SELECT * FROM nowhere");
       assertEquals(missing.status, 400);
+    } finally {
+      await server.close();
+    }
+  },
+});
+
+Deno.test({
+  name: "/sql answers columns of named types (structs, enums) inline, without type Refs",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    const server = await startTestServer();
+    try {
+      await publish(server.url, "named-types", await fixtureBundle("sql_named_types"));
+      assertEquals((await call(server.url, "named-types", "add_shape", [170])).status, 200);
+      const response = await fetch(`${server.url}/v1/database/named-types/sql`, {
+        method: "POST",
+        body: "SELECT * FROM shapes",
+      });
+      const text = await response.text();
+      assertEquals(response.status, 200, text);
+      const [statement] = JSON.parse(text);
+      const cell = { Product: { elements: [{ name: { some: "b" }, algebraic_type: { U8: [] } }] } };
+      const types = statement.schema.elements.map((e: { algebraic_type: unknown }) =>
+        e.algebraic_type
+      );
+      assertEquals(types, [
+        cell,
+        { Product: { elements: [] } },
+        {
+          Sum: {
+            variants: [
+              { name: { some: "red" }, algebraic_type: { Product: { elements: [] } } },
+              { name: { some: "shade" }, algebraic_type: { U8: [] } },
+            ],
+          },
+        },
+        { Array: cell },
+        {
+          Sum: {
+            variants: [
+              { name: { some: "some" }, algebraic_type: cell },
+              { name: { some: "none" }, algebraic_type: { Product: { elements: [] } } },
+            ],
+          },
+        },
+      ]);
+      assertEquals(statement.rows, [[[170], [], [1, 170], [[170], [171]], [0, [170]]]]);
+      // So a client (the CLI here) can print them as SpacetimeDB's does.
+      assertEquals(
+        renderStatement(parseSqlResponse(JSON.parse(text))[0]).split("\n")[2].split("|").map((
+          cell,
+        ) => cell.trim()),
+        ["(b = 170)", "()", "(shade = 170)", "[(b = 170), (b = 171)]", "(some = (b = 170))"],
+      );
     } finally {
       await server.close();
     }
