@@ -352,16 +352,12 @@ async function resolutionFor(
     return { args: ["--config", config], resolution: "deno.json" };
   }
   const emptyConfig = `${tempDir}/deno.json`;
-  // A package.json project is TypeScript with "moduleResolution": "bundler" (SpacetimeDB's
-  // template), where `./schema` imports ./schema.ts: tsc and SpacetimeDB's bundler resolve
-  // extensionless and directory imports, and so must deno check (the bundler already does).
-  const sloppy = "--sloppy-imports";
   if (await isDirectory(`${dir}/node_modules`)) {
     // An empty config keeps an enclosing deno.json (a workspace) out of the build;
     // "manual" resolves bare imports by walking up node_modules, as Node and npm do.
     await Deno.writeTextFile(emptyConfig, "{}\n");
     return {
-      args: ["--config", emptyConfig, "--node-modules-dir=manual", sloppy],
+      args: ["--config", emptyConfig, "--node-modules-dir=manual"],
       resolution: "node_modules",
     };
   }
@@ -374,7 +370,7 @@ async function resolutionFor(
     emptyConfig,
     JSON.stringify({ imports, nodeModulesDir: "none" }, null, 2) + "\n",
   );
-  return { args: ["--config", emptyConfig, sloppy], resolution: "package.json" };
+  return { args: ["--config", emptyConfig], resolution: "package.json" };
 }
 
 /** The version of the module library this CLI is built and tested against. */

@@ -298,36 +298,6 @@ Deno.test("buildModule() type-checks by default: a wrong type fails with file:li
   }
 });
 
-Deno.test("buildModule() type-checks a module whose relative imports have no extension, as the bundler resolves them", async () => {
-  const dir = await copyFixtureProject();
-  try {
-    // `import … from "./greeting"` (no `.ts`), as tsc accepts under moduleResolution "Bundler".
-    await Deno.writeTextFile(
-      join(dir, "src/greeting.ts"),
-      "export function greeting(name: string): string {\n  return `Hello, ${name}!`;\n}\n",
-    );
-    const source = await Deno.readTextFile(join(dir, "src/index.ts"));
-    const split = 'import { greeting } from "./greeting";\n' +
-      source.replace("console.info(`Hello, ${row.name}!`);", "console.info(greeting(row.name));");
-    assert(split.includes("greeting(row.name)"), "the fixture has the line this test changes");
-    await Deno.writeTextFile(join(dir, "src/index.ts"), split);
-    const result = await buildModule(dir, captureIo());
-    assertEquals(result.typeCheck, "passed");
-    assertIncludes(await Deno.readTextFile(result.bundlePath), "Hello, ${name}!");
-
-    // The imported file is still checked.
-    await Deno.writeTextFile(
-      join(dir, "src/greeting.ts"),
-      "export function greeting(name: string): string {\n  return name.length;\n}\n",
-    );
-    const io = captureIo();
-    const error = await rejected(() => buildModule(dir, io), CliError);
-    assertEquals(error.message, "Type check failed: 1 error, the first at src/greeting.ts:2:3");
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
-});
-
 Deno.test("type checker output is parsed into file:line:column diagnostics", () => {
   const dir = "/home/me/app/spacetimedb";
   const deno = [

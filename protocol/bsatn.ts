@@ -355,59 +355,6 @@ export function resolveType(type: AlgebraicType, typespace: Typespace): Algebrai
   return current;
 }
 
-/**
- * `type` with every Ref replaced by the type it names, all the way down: the form of a column
- * type in SpacetimeDB's table schemas (`ColumnSchema::col_type`), which is what its `/sql`
- * answers carry (a client has no typespace to look a Ref up in). A Ref back into a type being
- * inlined (a recursive type) stays a Ref.
- */
-export function inlineRefs(
-  type: AlgebraicType,
-  typespace: Typespace,
-  inlining: ReadonlySet<number> = new Set(),
-): AlgebraicType {
-  switch (type.tag) {
-    case "Ref": {
-      if (inlining.has(type.value)) return type;
-      return inlineRefs(
-        resolveRef(typespace, type.value),
-        typespace,
-        new Set([...inlining, type.value]),
-      );
-    }
-    case "Product":
-      return { tag: "Product", value: inlineProductRefs(type.value, typespace, inlining) };
-    case "Sum":
-      return {
-        tag: "Sum",
-        value: {
-          variants: type.value.variants.map((v) => ({
-            name: v.name,
-            algebraicType: inlineRefs(v.algebraicType, typespace, inlining),
-          })),
-        },
-      };
-    case "Array":
-      return { tag: "Array", value: inlineRefs(type.value, typespace, inlining) };
-    default:
-      return type;
-  }
-}
-
-/** inlineRefs for each element of a product type (a row type). */
-export function inlineProductRefs(
-  product: ProductType,
-  typespace: Typespace,
-  inlining: ReadonlySet<number> = new Set(),
-): ProductType {
-  return {
-    elements: product.elements.map((e) => ({
-      name: e.name,
-      algebraicType: inlineRefs(e.algebraicType, typespace, inlining),
-    })),
-  };
-}
-
 export function isByteArrayType(type: AlgebraicType, typespace: Typespace): boolean {
   return type.tag === "Array" && resolveType(type.value, typespace).tag === "U8";
 }

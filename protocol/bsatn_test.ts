@@ -10,7 +10,6 @@ import {
   encodeValue,
   encodeValueToBytes,
   fixedSizeOf,
-  inlineRefs,
   skipValue,
 } from "./bsatn.ts";
 
@@ -294,34 +293,4 @@ Deno.test("fixedSizeOf reads a type bomb's typespace linearly often, not 2^depth
   skipValue(reader, array({ tag: "Ref", value: 0 }), bomb.typespace);
   assertEquals(reader.offset, 4 + 2 ** depth);
   assert(bomb.reads() - arrayOfBomb <= bound, `skipValue read ${bomb.reads()} times`);
-});
-
-Deno.test("inlineRefs() replaces Refs all the way down and keeps a recursive Ref", () => {
-  const typespace: Typespace = [
-    { tag: "Product", value: { elements: [{ name: "b", algebraicType: { tag: "U8" } }] } },
-    // A list node: its `next` names itself.
-    {
-      tag: "Product",
-      value: {
-        elements: [
-          { name: "cell", algebraicType: { tag: "Ref", value: 0 } },
-          { name: "next", algebraicType: { tag: "Array", value: { tag: "Ref", value: 1 } } },
-        ],
-      },
-    },
-  ];
-  const cell = typespace[0];
-  assertEquals(inlineRefs({ tag: "Array", value: { tag: "Ref", value: 0 } }, typespace), {
-    tag: "Array",
-    value: cell,
-  });
-  assertEquals(inlineRefs({ tag: "Ref", value: 1 }, typespace), {
-    tag: "Product",
-    value: {
-      elements: [
-        { name: "cell", algebraicType: cell },
-        { name: "next", algebraicType: { tag: "Array", value: { tag: "Ref", value: 1 } } },
-      ],
-    },
-  });
 });

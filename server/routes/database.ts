@@ -9,7 +9,6 @@ import { type Identity, requireOwner } from "../../auth/mod.ts";
 import { BadRequestError, NotFoundError } from "../../lib/errors.ts";
 import { HTTP_BODY_BYTES_MAX, MODULE_BYTES_MAX } from "../../lib/limits.ts";
 import {
-  inlineProductRefs,
   type JsonOutput,
   moduleDefToSchemaJson,
   moduleDefToV9SchemaJson,
@@ -329,8 +328,7 @@ export function databaseRoutes(context: AppContext): Hono<AppEnv> {
     return jsonText(
       c,
       stringifyJson([{
-        // Column types inline, as SpacetimeDB's table schemas hold them: no Refs.
-        schema: productTypeToJson(inlineProductRefs(result.schema, result.typespace)),
+        schema: productTypeToJson(result.schema),
         rows,
         total_duration_micros: result.totalDurationMicros,
         stats: {
