@@ -219,6 +219,9 @@ async function typeCheck(
     "check",
     ...resolutionArgs,
     "--no-lock",
+    // Resolve relative imports as the bundler does (and tsc under "moduleResolution":
+    // "bundler"): `./llm` and `./llm.js` find llm.ts, `./rules` finds rules/index.ts.
+    "--sloppy-imports",
     "--quiet",
     "src/index.ts",
   ];

@@ -354,3 +354,42 @@ Deno.test({
     }
   },
 });
+
+Deno.test("buildModule() type-checks and bundles a module whose files import each other without extensions, as directories and as .js", async () => {
+  const fixture = join(FIXTURE, "..", "cli_project_split");
+  const dir = await Deno.makeTempDir({ prefix: "lightcone-cli-split-" });
+  try {
+    await Deno.mkdir(join(dir, "src", "rules"), { recursive: true });
+    for (
+      const file of [
+        "package.json",
+        "tsconfig.json",
+        "src/index.ts",
+        "src/titles.ts",
+        "src/describe.ts",
+        "src/rules/index.ts",
+      ]
+    ) {
+      await Deno.copyFile(join(fixture, file), join(dir, file));
+    }
+    const io = captureIo();
+    const result = await buildModule(dir, io);
+    assertIncludes(io.stderr, "Type-checking with deno check");
+    const def = decodeRawModuleDef(
+      await describeModule(await Deno.readTextFile(result.bundlePath)),
+    );
+    assertEquals(def.tables.map((t) => t.sourceName), ["note"]);
+    assertEquals(def.reducers.map((r) => r.sourceName), ["addNote"]);
+
+    // The imported files are type-checked too: an error in one is reported where it is.
+    const titles = join(dir, "src", "titles.ts");
+    const source = await Deno.readTextFile(titles);
+    const broken = source.replace("return title.trim()", "return 7 + title.trim()");
+    assert(broken !== source, "the fixture has the line this test breaks");
+    await Deno.writeTextFile(titles, broken.replace("): string {", "): number {"));
+    const error = await rejected(() => buildModule(dir, captureIo()), CliError);
+    assertIncludes(error.message, "the first at src/");
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
