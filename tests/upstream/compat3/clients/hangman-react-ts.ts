@@ -1,0 +1,80 @@
+// Driver for templates/hangman-react-ts: init starts round 1 and schedules its close, the
+// per-sender my_progress view (an option of a row type declared with t.row) over private
+// tables, set_name / guess_letter and their errors, and the scheduler's private table.
+import { DbConnection, tables } from "./module_bindings/index";
+import { check, connect, DB_NAME, expect, finish, rejection, subscribe, waitFor, WS_URL } from "./_check";
+
+type Conn = DbConnection;
+const open = () =>
+  connect<Conn>(DbConnection.builder().withUri(WS_URL).withDatabaseName(DB_NAME));
+
+const ann = await open();
+const ben = await open();
+const queries = [tables.player, tables.currentRound, tables.roundResult, tables.myProgress];
+await subscribe(ann.conn, queries);
+await subscribe(ben.conn, queries);
+const progress = (c: Conn) => [...c.db.myProgress.iter()][0];
+
+await check("init started round 1 in the Active phase with a hidden answer", () => {
+  const round = ann.conn.db.currentRound.id.find(0);
+  expect(round !== undefined, "no current_round row with id 0");
+  expect(round!.round_number === 1n, `round_number ${round!.round_number}`);
+  expect(round!.phase.tag === "Active", `phase ${round!.phase.tag}`);
+  expect(round!.answer === undefined, "the answer is public during the round");
+  expect(round!.word_length >= 5, `word_length ${round!.word_length}`);
+});
+
+await check("my_progress is empty before the caller has a name; guessing is refused", async () => {
+  expect(ann.conn.db.myProgress.count() === 0n, "a nameless player has progress");
+  const text = await rejection(ann.conn.reducers.guessLetter({ letter: "e" }));
+  expect(text.includes("Choose a name before guessing"), `error was: ${text}`);
+});
+
+await check("set_name validates, inserts then updates the player row", async () => {
+  const empty = await rejection(ann.conn.reducers.setName({ name: "  " }));
+  expect(empty.includes("Names must be between 1 and 20 characters"), `error was: ${empty}`);
+  await ann.conn.reducers.setName({ name: "Ann" });
+  await ben.conn.reducers.setName({ name: "Ben" });
+  await waitFor("two players at ann", () => ann.conn.db.player.count() === 2n);
+  let updated = false;
+  ann.conn.db.player.onUpdate((_ctx, _old, row) => updated ||= row.name === "Annie");
+  await ann.conn.reducers.setName({ name: " Annie " });
+  await waitFor("onUpdate of ann's renamed row", () => updated);
+});
+
+await check("my_progress appears with the masked word once the caller has a name", async () => {
+  const round = ann.conn.db.currentRound.id.find(0)!;
+  const board = await waitFor("ann's board", () => progress(ann.conn));
+  expect(board.round_number === round.round_number, "board of another round");
+  expect(board.masked_word === Array(round.word_length).fill("_").join(" "), board.masked_word);
+  expect(board.guessed_letters === "" && board.incorrect_guesses === 0, "a fresh board");
+});
+
+await check("guess_letter updates only the guesser's board and refuses bad guesses", async () => {
+  await ann.conn.reducers.guessLetter({ letter: "e" });
+  const board = await waitFor("ann's guess", () => {
+    const b = progress(ann.conn);
+    return b && b.guessed_letters === "E" ? b : undefined;
+  });
+  const round = ann.conn.db.currentRound.id.find(0)!;
+  expect(board.masked_word.split(" ").length === round.word_length, board.masked_word);
+  expect(progress(ben.conn)?.guessed_letters === "", "ben's board changed with ann's guess");
+  const again = await rejection(ann.conn.reducers.guessLetter({ letter: "E" }));
+  expect(again.includes("You already guessed that letter"), `error was: ${again}`);
+  const digit = await rejection(ann.conn.reducers.guessLetter({ letter: "7" }));
+  expect(digit.includes("Guess one letter from A to Z"), `error was: ${digit}`);
+});
+
+await check("a client cannot call the scheduled reducer or read the private tables", async () => {
+  const text = await new Promise<string>((resolve) => {
+    ann.conn.subscriptionBuilder()
+      .onApplied(() => resolve("applied"))
+      .onError((ctx: { event?: Error }) => resolve(ctx.event?.message ?? "error"))
+      .subscribe("SELECT * FROM round_secret");
+  });
+  expect(text !== "applied", "round_secret is readable by a client");
+});
+
+ann.conn.disconnect();
+ben.conn.disconnect();
+finish();
