@@ -2,11 +2,20 @@
 // per-sender my_progress view (an option of a row type declared with t.row) over private
 // tables, set_name / guess_letter and their errors, and the scheduler's private table.
 import { DbConnection, tables } from "./module_bindings/index";
-import { check, connect, DB_NAME, expect, finish, rejection, subscribe, waitFor, WS_URL } from "./_check";
+import {
+  check,
+  connect,
+  DB_NAME,
+  expect,
+  finish,
+  rejection,
+  subscribe,
+  waitFor,
+  WS_URL,
+} from "./_check";
 
 type Conn = DbConnection;
-const open = () =>
-  connect<Conn>(DbConnection.builder().withUri(WS_URL).withDatabaseName(DB_NAME));
+const open = () => connect<Conn>(DbConnection.builder().withUri(WS_URL).withDatabaseName(DB_NAME));
 
 const ann = await open();
 const ben = await open();
@@ -18,10 +27,10 @@ const progress = (c: Conn) => [...c.db.myProgress.iter()][0];
 await check("init started round 1 in the Active phase with a hidden answer", () => {
   const round = ann.conn.db.currentRound.id.find(0);
   expect(round !== undefined, "no current_round row with id 0");
-  expect(round!.round_number === 1n, `round_number ${round!.round_number}`);
+  expect(round!.roundNumber === 1n, `round_number ${round!.roundNumber}`);
   expect(round!.phase.tag === "Active", `phase ${round!.phase.tag}`);
   expect(round!.answer === undefined, "the answer is public during the round");
-  expect(round!.word_length >= 5, `word_length ${round!.word_length}`);
+  expect(round!.wordLength >= 5, `word_length ${round!.wordLength}`);
 });
 
 await check("my_progress is empty before the caller has a name; guessing is refused", async () => {
@@ -45,20 +54,20 @@ await check("set_name validates, inserts then updates the player row", async () 
 await check("my_progress appears with the masked word once the caller has a name", async () => {
   const round = ann.conn.db.currentRound.id.find(0)!;
   const board = await waitFor("ann's board", () => progress(ann.conn));
-  expect(board.round_number === round.round_number, "board of another round");
-  expect(board.masked_word === Array(round.word_length).fill("_").join(" "), board.masked_word);
-  expect(board.guessed_letters === "" && board.incorrect_guesses === 0, "a fresh board");
+  expect(board.roundNumber === round.roundNumber, "board of another round");
+  expect(board.maskedWord === Array(round.wordLength).fill("_").join(" "), board.maskedWord);
+  expect(board.guessedLetters === "" && board.incorrectGuesses === 0, "a fresh board");
 });
 
 await check("guess_letter updates only the guesser's board and refuses bad guesses", async () => {
   await ann.conn.reducers.guessLetter({ letter: "e" });
   const board = await waitFor("ann's guess", () => {
     const b = progress(ann.conn);
-    return b && b.guessed_letters === "E" ? b : undefined;
+    return b && b.guessedLetters === "E" ? b : undefined;
   });
   const round = ann.conn.db.currentRound.id.find(0)!;
-  expect(board.masked_word.split(" ").length === round.word_length, board.masked_word);
-  expect(progress(ben.conn)?.guessed_letters === "", "ben's board changed with ann's guess");
+  expect(board.maskedWord.split(" ").length === round.wordLength, board.maskedWord);
+  expect(progress(ben.conn)?.guessedLetters === "", "ben's board changed with ann's guess");
   const again = await rejection(ann.conn.reducers.guessLetter({ letter: "E" }));
   expect(again.includes("You already guessed that letter"), `error was: ${again}`);
   const digit = await rejection(ann.conn.reducers.guessLetter({ letter: "7" }));

@@ -2,11 +2,20 @@
 // my_account / my_account_changes over private tables, the public directory with its
 // unique name key, and the transfer reducer's errors and effects.
 import { DbConnection, tables } from "./module_bindings/index";
-import { check, connect, DB_NAME, expect, finish, rejection, subscribe, waitFor, WS_URL } from "./_check";
+import {
+  check,
+  connect,
+  DB_NAME,
+  expect,
+  finish,
+  rejection,
+  subscribe,
+  waitFor,
+  WS_URL,
+} from "./_check";
 
 type Conn = DbConnection;
-const open = () =>
-  connect<Conn>(DbConnection.builder().withUri(WS_URL).withDatabaseName(DB_NAME));
+const open = () => connect<Conn>(DbConnection.builder().withUri(WS_URL).withDatabaseName(DB_NAME));
 
 const alice = await open();
 const bob = await open();
@@ -35,7 +44,10 @@ await check("set_name fills the public directory; a name taken by another is ref
   await bob.conn.reducers.setName({ name: "Bob" });
   await waitFor("both names at bob", () => bob.conn.db.directory.count() === 2n);
   const entry = bob.conn.db.directory.identity.find(alice.conn.identity!);
-  expect(entry?.name === "Alice" && entry.nameKey === "alice", `entry: ${JSON.stringify(entry?.name)}`);
+  expect(
+    entry?.name === "Alice" && entry.nameKey === "alice",
+    `entry: ${JSON.stringify(entry?.name)}`,
+  );
   const text = await rejection(bob.conn.reducers.setName({ name: "ALICE" }));
   expect(text.includes("That name is already in use"), `error was: ${text}`);
   const empty = await rejection(bob.conn.reducers.setName({ name: "   " }));
