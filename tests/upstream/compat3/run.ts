@@ -2,7 +2,7 @@
  * compat3: SpacetimeDB's TypeScript templates on Lightcone, the way a user runs them.
  *
  *   deno run -A tests/upstream/compat3/run.ts <SpacetimeDB checkout or extracted tree>
- *     [--sdk 2.10.1,2.8.3] [--only basic-ts,keynote-2] [--work DIR] [--verbose]
+ *     [--sdk 2.10.1,2.8.3] [--only basic-ts,keynote-2] [--work DIR] [--verbose] [--long]
  *
  * For each template (templates/<name> in the given tree) and each SDK version: copy it to a
  * work dir, link an npm install of that `spacetimedb` version (plus the test tools the
@@ -77,12 +77,13 @@ const only = option("--only")?.split(",");
 const workRoot = resolve(
   option("--work") ?? join(Deno.env.get("TMPDIR") ?? "/tmp", "lightcone-compat3"),
 );
+const long = args.includes("--long") ? (args.splice(args.indexOf("--long"), 1), true) : false;
 const verbose = args.includes("--verbose")
   ? (args.splice(args.indexOf("--verbose"), 1), true)
   : false;
 if (args.length !== 1) {
   console.error(
-    "Usage: run.ts <SpacetimeDB checkout or extracted tree> [--sdk V,V] [--only T,T] [--work DIR] [--verbose]",
+    "Usage: run.ts <SpacetimeDB checkout or extracted tree> [--sdk V,V] [--only T,T] [--work DIR] [--verbose] [--long]",
   );
   Deno.exit(2);
 }
@@ -632,7 +633,7 @@ const CLIENTS: Record<Template, (ctx: Context) => Promise<void>> = {
   },
   async "hangman-react-ts"(ctx) {
     await viteBuild(ctx);
-    await driver(ctx, "hangman-react-ts");
+    await driver(ctx, "hangman-react-ts", long ? { LC_LONG: "1" } : {});
   },
   async "money-exchange-react-ts"(ctx) {
     await viteBuild(ctx);

@@ -84,6 +84,40 @@ await check("a client cannot call the scheduled reducer or read the private tabl
   expect(text !== "applied", "round_secret is readable by a client");
 });
 
+// The round's scheduled close (60 s after init) and the next round's start (10 s later): only
+// with LC_LONG=1 (run.ts --long), as it takes over a minute.
+// deno-lint-ignore no-explicit-any
+if ((globalThis as any).process.env.LC_LONG === "1") {
+  await check(
+    "the scheduled close publishes results and the answer; the next round starts",
+    async () => {
+      const results = await waitFor(
+        "the Results phase",
+        () => {
+          const round = ann.conn.db.currentRound.id.find(0);
+          return round?.phase.tag === "Results" ? round : undefined;
+        },
+        90_000,
+      );
+      expect(results.roundNumber === 1n && results.answer !== undefined, "round 1's answer");
+      const mine = [...ann.conn.db.roundResult.iter()].find((r) =>
+        r.identity.toHexString() === ann.identity.toHexString()
+      );
+      expect(mine?.name === "Annie" && mine.rank >= 1, `ann's result: ${mine?.name} ${mine?.rank}`);
+      expect(ann.conn.db.myProgress.count() === 0n, "a board outside the Active phase");
+      await waitFor(
+        "round 2",
+        () => {
+          const round = ann.conn.db.currentRound.id.find(0);
+          return round?.roundNumber === 2n && round.phase.tag === "Active";
+        },
+        30_000,
+      );
+      expect(ann.conn.db.roundResult.count() === 0n, "round 1's results were not cleared");
+    },
+  );
+}
+
 ann.conn.disconnect();
 ben.conn.disconnect();
 finish();
