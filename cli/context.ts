@@ -90,7 +90,9 @@ export function authHints(error: ApiError, connection: Connection): string[] {
       `Run \`logout -s ${connection.serverUrl}\` to forget it; the next publish gets a new identity.`,
     ];
   }
-  if (error.status === 403) {
+  // A 403 for a server-wide bound (`Database quota reached: …`) names its flag itself; it is
+  // not about who owns the database.
+  if (error.status === 403 && !error.message.startsWith("Database quota reached")) {
     return [
       connection.identity
         ? `You are identity ${connection.identity}; only the database's owner may do this.`

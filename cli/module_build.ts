@@ -215,14 +215,14 @@ async function typeCheck(
   const useTsc = await isFile(tsc);
   io.err(useTsc ? "Type-checking with tsc --noEmit...\n" : "Type-checking with deno check...\n");
   const command = useTsc ? tsc : Deno.execPath();
-  // `--sloppy-imports`: relative imports without an extension (`./lib`), as the bundler
-  // (and tsc under `moduleResolution: "Bundler"`, SpacetimeDB's template setting) resolves them.
   const args = useTsc ? ["--noEmit", "--pretty", "false"] : [
     "check",
     ...resolutionArgs,
     "--no-lock",
-    "--quiet",
+    // Resolve relative imports as the bundler does (and tsc under "moduleResolution":
+    // "bundler"): `./llm` and `./llm.js` find llm.ts, `./rules` finds rules/index.ts.
     "--sloppy-imports",
+    "--quiet",
     "src/index.ts",
   ];
   // A check nobody waits for yields the CPU to the bundle and the publish (`dev`).

@@ -101,38 +101,6 @@ Deno.test("buildModule() resolves from package.json through Deno's npm cache wit
   }
 });
 
-Deno.test("buildModule() type-checks and bundles a module whose files import each other without extensions", async () => {
-  // SpacetimeDB's TypeScript projects use "moduleResolution": "bundler", where `./schema` is a
-  // valid import of ./schema.ts (tsc and SpacetimeDB's bundler accept it; deno check did not).
-  const fixture = join(dirname(FIXTURE), "extensionless_imports");
-  const dir = await Deno.makeTempDir({ prefix: "lightcone-extensionless-" });
-  try {
-    await Deno.mkdir(join(dir, "src"));
-    for (const file of ["package.json", "tsconfig.json", "src/index.ts", "src/schema.ts"]) {
-      await Deno.copyFile(join(fixture, file), join(dir, file));
-    }
-    await Deno.copyFile(join(fixture, "src/reducers.ts"), join(dir, "src/reducers.ts"));
-    const io = captureIo();
-    const result = await buildModule(dir, io);
-    assertIncludes(io.stderr, "Type-checking with deno check");
-    const def = decodeRawModuleDef(
-      await describeModule(await Deno.readTextFile(result.bundlePath)),
-    );
-    assertEquals(def.tables.map((t) => t.sourceName), ["note"]);
-    assertEquals(def.reducers.map((r) => r.sourceName), ["addNote"]);
-    // The check still checks: a type error in an extensionless import is reported.
-    await Deno.writeTextFile(
-      join(dir, "src/reducers.ts"),
-      'export const broken: number = "not a number";\n',
-      { append: true },
-    );
-    const error = await rejected(() => buildModule(dir, captureIo()), CliError);
-    assertIncludes(error.message, "Type check failed: 1 error, the first at src/reducers.ts:");
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
-});
-
 Deno.test("buildModule() reports a syntax error with file:line:column", async () => {
   const dir = await copyFixtureProject();
   try {
@@ -385,4 +353,43 @@ Deno.test({
       await Deno.remove(dir, { recursive: true });
     }
   },
+});
+
+Deno.test("buildModule() type-checks and bundles a module whose files import each other without extensions, as directories and as .js", async () => {
+  const fixture = join(FIXTURE, "..", "cli_project_split");
+  const dir = await Deno.makeTempDir({ prefix: "lightcone-cli-split-" });
+  try {
+    await Deno.mkdir(join(dir, "src", "rules"), { recursive: true });
+    for (
+      const file of [
+        "package.json",
+        "tsconfig.json",
+        "src/index.ts",
+        "src/titles.ts",
+        "src/describe.ts",
+        "src/rules/index.ts",
+      ]
+    ) {
+      await Deno.copyFile(join(fixture, file), join(dir, file));
+    }
+    const io = captureIo();
+    const result = await buildModule(dir, io);
+    assertIncludes(io.stderr, "Type-checking with deno check");
+    const def = decodeRawModuleDef(
+      await describeModule(await Deno.readTextFile(result.bundlePath)),
+    );
+    assertEquals(def.tables.map((t) => t.sourceName), ["note"]);
+    assertEquals(def.reducers.map((r) => r.sourceName), ["addNote"]);
+
+    // The imported files are type-checked too: an error in one is reported where it is.
+    const titles = join(dir, "src", "titles.ts");
+    const source = await Deno.readTextFile(titles);
+    const broken = source.replace("return title.trim()", "return 7 + title.trim()");
+    assert(broken !== source, "the fixture has the line this test breaks");
+    await Deno.writeTextFile(titles, broken.replace("): string {", "): number {"));
+    const error = await rejected(() => buildModule(dir, captureIo()), CliError);
+    assertIncludes(error.message, "the first at src/");
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
 });

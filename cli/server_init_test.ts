@@ -123,10 +123,13 @@ Deno.test("init writes the project and refuses a non-empty directory and bad opt
     assert(/^my-app-[a-z0-9]{5}$/.test(local.database), local.database);
     const pkg = JSON.parse(await Deno.readTextFile(join(target, "spacetimedb", "package.json")));
     assertEquals([pkg.name, pkg.dependencies.spacetimedb], ["my-app-module", "2.8.3"]);
-    assertEquals(
-      await Deno.readTextFile(join(target, ".env.local")),
-      `SPACETIMEDB_DB_NAME=${local.database}\nSPACETIMEDB_HOST=http://127.0.0.1:3000\n`,
-    );
+    const env = await Deno.readTextFile(join(target, ".env.local"));
+    for (const prefix of ["SPACETIMEDB", "VITE_SPACETIMEDB", "NEXT_PUBLIC_SPACETIMEDB"]) {
+      assertIncludes(
+        env,
+        `${prefix}_DB_NAME=${local.database}\n${prefix}_HOST=http://127.0.0.1:3000\n`,
+      );
+    }
     await Deno.stat(join(target, ".gitignore"));
     assertIncludes(
       await Deno.readTextFile(join(target, "spacetimedb", "src", "index.ts")),

@@ -21,6 +21,8 @@ import { DatastoreError } from "../storage/mod.ts";
 import type { DatabaseEngine } from "./engine.ts";
 import type { SqlRequest, SqlResult } from "./messages.ts";
 import { viewAwareSqlState } from "./view_catalog.ts";
+import { resolveDeep } from "./auto_migrate.ts";
+import type { ProductType, Typespace } from "../protocol/mod.ts";
 
 export interface SqlHostOptions {
   /**
@@ -69,7 +71,7 @@ export class SqlHost {
           kind: "sql",
           id: request.id,
           ok: true,
-          columns: result.columns,
+          columns: resolvedColumns(result.columns, result.typespace),
           typespace: result.typespace,
           rows: result.rows,
           ...empty,
@@ -173,4 +175,22 @@ function errorText(error: unknown): string {
   if (error instanceof DatastoreError) return error.message;
   if (error instanceof Error) return error.message;
   return String(error);
+}
+
+/**
+ * The result's column types with every typespace reference resolved, as SpacetimeDB's table
+ * schemas are: a client reading `/sql`'s schema has no typespace to look a `Ref` up in. A type
+ * too large to expand (over resolveDeep's node bound) keeps its references.
+ */
+function resolvedColumns(columns: ProductType, typespace: Typespace): ProductType {
+  return {
+    elements: columns.elements.map((element) => {
+      try {
+        return { ...element, algebraicType: resolveDeep(element.algebraicType, typespace) };
+      } catch (error) {
+        if (error instanceof RangeError) return element;
+        throw error;
+      }
+    }),
+  };
 }

@@ -398,30 +398,52 @@ async function saveLocalDatabase(
   }
 }
 
-/** Upserts SPACETIMEDB_DB_NAME and SPACETIMEDB_HOST in the project's .env.local, if it has one. */
-async function updateEnvLocal(dir: string, database: string, host: string, io: CliIo) {
+/**
+ * The prefixes under which web frameworks expose environment variables to client code; the
+ * project's `.env.local` gets `<PREFIX>_DB_NAME` and `<PREFIX>_HOST` for each, as SpacetimeDB's
+ * `init` and `dev` write them, so a Vite, Next.js, CRA, Expo or SvelteKit client finds the
+ * database `dev` publishes to.
+ */
+export const CLIENT_ENV_PREFIXES = [
+  "SPACETIMEDB",
+  "VITE_SPACETIMEDB",
+  "NEXT_PUBLIC_SPACETIMEDB",
+  "REACT_APP_SPACETIMEDB",
+  "EXPO_PUBLIC_SPACETIMEDB",
+  "PUBLIC_SPACETIMEDB",
+] as const;
+
+/** `.env.local` lines naming the database and server for every prefix. */
+export function clientEnvLines(database: string, host: string): string[] {
+  return CLIENT_ENV_PREFIXES.flatMap((prefix) => [
+    `${prefix}_DB_NAME=${database}`,
+    `${prefix}_HOST=${host}`,
+  ]);
+}
+
+/**
+ * Upserts the database name and host under every prefix in the project's .env.local (made
+ * when missing); other lines and comments stay as they are.
+ */
+export async function updateEnvLocal(dir: string, database: string, host: string, io: CliIo) {
   const path = join(dir, ".env.local");
-  let text: string;
+  let text = "";
   try {
     text = await Deno.readTextFile(path);
-  } catch {
-    return;
+  } catch (error) {
+    if (!(error instanceof Deno.errors.NotFound)) throw error;
   }
-  const values: Record<string, string> = { SPACETIMEDB_DB_NAME: database, SPACETIMEDB_HOST: host };
-  let changed = false;
-  for (const [key, value] of Object.entries(values)) {
-    const line = `${key}=${value}`;
-    const pattern = new RegExp(`^${key}=.*$`, "m");
-    if (pattern.test(text)) {
-      const next = text.replace(pattern, line);
-      changed ||= next !== text;
-      text = next;
+  const before = text;
+  for (const line of clientEnvLines(database, host)) {
+    const key = line.slice(0, line.indexOf("="));
+    const source = `^[ \\t]*${key}[ \\t]*=.*$`;
+    if (new RegExp(source, "m").test(text)) {
+      text = text.replace(new RegExp(source, "gm"), line);
     } else {
       text += `${text === "" || text.endsWith("\n") ? "" : "\n"}${line}\n`;
-      changed = true;
     }
   }
-  if (changed) {
+  if (text !== before) {
     io.err(`Updating .env.local with database name ${database}...\n`);
     await Deno.writeTextFile(path, text);
   }

@@ -9,6 +9,7 @@ import { expectPositionals, parseVerbArgs } from "../args.ts";
 import { CliConfig } from "../config.ts";
 import type { CliContext } from "../context.ts";
 import { CliError, UsageError } from "../errors.ts";
+import { clientEnvLines } from "./dev.ts";
 import { SPACETIMEDB_VERSION_FALLBACK } from "../module_build.ts";
 
 export const INIT_HELP = `Create a new project from a template
@@ -149,7 +150,7 @@ export async function runInit(args: string[], ctx: CliContext): Promise<number> 
   if (!flags["server-only"]) {
     await Deno.writeTextFile(
       join(projectDir, ".env.local"),
-      `SPACETIMEDB_DB_NAME=${database}\nSPACETIMEDB_HOST=${serverUrl}\n`,
+      clientEnvLines(database, serverUrl).join("\n") + "\n",
     );
     written.push(join(projectDir, ".env.local"));
   }

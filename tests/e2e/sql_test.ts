@@ -117,3 +117,76 @@ Deno.test({
     }
   },
 });
+
+Deno.test({
+  name:
+    "/sql describes columns of named enum and object types in full, as SpacetimeDB's schema does",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    const server = await startTestServer();
+    try {
+      await publish(server.url, "typed", await fixtureBundle("sql_typed_columns"));
+      assertEquals((await call(server.url, "typed", "add_game", [7])).status, 200);
+      const response = await fetch(`${server.url}/v1/database/typed/sql`, {
+        method: "POST",
+        body: "SELECT * FROM game",
+      });
+      const text = await response.text();
+      assertEquals(response.status, 200, text);
+      const [statement] = JSON.parse(text) as [
+        { schema: { elements: { name: { some: string }; algebraic_type: unknown }[] } },
+      ];
+      // SpacetimeDB resolves a table's column types against the module's typespace: a client
+      // reading the schema never meets a `Ref` it has no typespace for. Variant names are the
+      // canonical ones (the default case conversion makes `Waiting` `waiting`).
+      const unit = { Product: { elements: [] } };
+      const phase = {
+        Sum: {
+          variants: [
+            { name: { some: "waiting" }, algebraic_type: unit },
+            { name: { some: "playing" }, algebraic_type: unit },
+          ],
+        },
+      };
+      assertEquals(statement.schema.elements, [
+        { name: { some: "id" }, algebraic_type: { U32: [] } },
+        { name: { some: "phase" }, algebraic_type: phase },
+        {
+          name: { some: "reward" },
+          algebraic_type: {
+            Sum: {
+              variants: [
+                { name: { some: "coins" }, algebraic_type: { U32: [] } },
+                {
+                  name: { some: "badge" },
+                  algebraic_type: {
+                    Product: {
+                      elements: [
+                        { name: { some: "title" }, algebraic_type: { String: [] } },
+                        { name: { some: "tier" }, algebraic_type: { U8: [] } },
+                      ],
+                    },
+                  },
+                },
+              ],
+            },
+          },
+        },
+        {
+          name: { some: "next" },
+          algebraic_type: {
+            Sum: {
+              variants: [
+                { name: { some: "some" }, algebraic_type: phase },
+                { name: { some: "none" }, algebraic_type: unit },
+              ],
+            },
+          },
+        },
+      ]);
+    } finally {
+      await server.close();
+    }
+  },
+});
