@@ -126,7 +126,7 @@ export const VIEW_SENDER_INSTANCES_MAX = 16_384;
 export const DATABASE_LOG_LINES_MAX = 10_000;
 /** Size a commit-log segment is preallocated to before a new one is started. */
 export const LOG_SEGMENT_BYTES = 64 * 1024 * 1024;
-/** Zero-filled bytes a log segment is extended by ahead of the write position (fdatasync then needs no size update). */
+/** How far ahead of the write position a log segment is zero-filled (fdatasync then needs no size update); the fill grows with each commit, not in one lump. */
 export const LOG_PREALLOCATE_BYTES = 4 * 1024 * 1024;
 /** Payload bytes one database's drained batch is split at into separate commits (each synced before the next). */
 export const LOG_COMMIT_PAYLOAD_BYTES_TARGET = 16 * 1024 * 1024;

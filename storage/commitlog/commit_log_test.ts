@@ -363,3 +363,33 @@ for (const operation of ["write", "sync"] as FsOperation[]) {
     }
   });
 }
+
+Deno.test("the zero fill ahead of the write position grows with the commits, never in one lump", () => {
+  const fs = new MemoryFs();
+  const preallocateBytes = 1024 * 1024;
+  const writer = CommitLogWriter.open(fs, DIR, {
+    segmentBytes: 64 * 1024 * 1024,
+    preallocateBytes,
+  });
+  const record = new Uint8Array(1000).fill(7);
+  const fileSize = () => fs.open(writer.position.segmentPath).size();
+  let previousSize = 0;
+  let largestGrowth = 0;
+  for (let i = 0; i < 400; i++) {
+    writer.append(BigInt(i), 1, [lengthPrefixed([record])]);
+    writer.sync();
+    const size = fileSize();
+    const position = writer.position.byteOffset;
+    ok(size >= position, `the fill covers the commits (${size} < ${position})`);
+    ok(size <= position + preallocateBytes, `at most preallocateBytes ahead (${size - position})`);
+    largestGrowth = Math.max(largestGrowth, size - previousSize);
+    previousSize = size;
+  }
+  // Each commit (~1 KiB) extends the fill by at most 64 KiB, not by the whole 1 MiB at once...
+  ok(largestGrowth <= 64 * 1024 + 1100, `largest growth in one commit: ${largestGrowth} bytes`);
+  // ...and the fill does reach its target ahead of the write position, so an fdatasync of the
+  // next commits needs no size update.
+  deepStrictEqual(fileSize(), writer.position.byteOffset + preallocateBytes);
+  writer.close();
+  deepStrictEqual(readCommitLog(fs, DIR).durableEnd, 400n);
+});
