@@ -1,4 +1,5 @@
 /** What every command gets: the terminal, the config file, and a way to reach a server. */
+import { QUOTA_REACHED_PREFIX } from "../lib/errors.ts";
 import { ApiClient, type ApiError } from "./api_client.ts";
 import { CliConfig, identityOfToken } from "./config.ts";
 import type { CliIo } from "./io.ts";
@@ -92,7 +93,7 @@ export function authHints(error: ApiError, connection: Connection): string[] {
   }
   // A 403 for a server-wide bound (`Database quota reached: …`) names its flag itself; it is
   // not about who owns the database.
-  if (error.status === 403 && !error.message.startsWith("Database quota reached")) {
+  if (error.status === 403 && !error.message.startsWith(QUOTA_REACHED_PREFIX)) {
     return [
       connection.identity
         ? `You are identity ${connection.identity}; only the database's owner may do this.`

@@ -35,7 +35,14 @@ export class OverloadedError extends Error {
   override name = "OverloadedError";
 }
 
+/** How every QuotaExceededError's text starts (the CLI tells it from a 403 about ownership). */
+export const QUOTA_REACHED_PREFIX = "Database quota reached: ";
+
 /** Creating this would go over an operator quota (403); names the limit and its flag. */
 export class QuotaExceededError extends Error {
   override name = "QuotaExceededError";
+  /** `detail`: what is at its limit, the flag that sets it, what to do. */
+  constructor(detail: string) {
+    super(QUOTA_REACHED_PREFIX + detail);
+  }
 }

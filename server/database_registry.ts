@@ -1099,7 +1099,7 @@ export class DatabaseRegistry {
     const hosted = this.#byIdentity.size + this.#unstarted.size;
     if (hosted >= max) {
       throw new QuotaExceededError(
-        `Database quota reached: this server hosts ${hosted} databases, the limit set by ` +
+        `this server hosts ${hosted} databases, the limit set by ` +
           `--max-databases is ${max}; delete a database or ask the operator to raise it`,
       );
     }
@@ -1110,7 +1110,7 @@ export class DatabaseRegistry {
     for (const entry of this.#unstarted.values()) if (entry.owner === callerHex) owned++;
     if (owned >= perIdentityMax) {
       throw new QuotaExceededError(
-        `Database quota reached: identity ${callerHex} owns ${owned} databases, the limit set by ` +
+        `identity ${callerHex} owns ${owned} databases, the limit set by ` +
           `--max-databases-per-identity is ${perIdentityMax}; delete one of them or ask the ` +
           `operator to raise it`,
       );
