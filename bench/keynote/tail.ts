@@ -7,6 +7,8 @@
  *   update  `transfer`: two account rows updated (the keynote)
  *   append  `transfer_logged`: the same, plus one auto-increment `ledger` row per call, so a table
  *           grows by ~TPS × (warm-up + window) rows during the run
+ *   echo, relay, durable  the same load shape (raw WebSocket messages) against a server that does
+ *           nothing (bench/keynote/floor.ts): the floor this machine sets for p99 ÷ p50
  * Runs alternate (variant inside N inside repetition) so before/after comparisons made in one
  * sitting see the same machine. Prints a markdown table (TPS, p50/p99/p999/max, p99 ÷ p50, CPU
  * per transfer by process) and appends it to bench/RESULTS.md unless `--no-append`.
@@ -22,6 +24,7 @@
 import { parseArgs } from "node:util";
 import { type KeynoteVariant, runLightcone } from "./lightcone_side.ts";
 import { stopTrackedChildren } from "./children.ts";
+import { FLOOR_MODES, type FloorMode, runFloor } from "./floor.ts";
 import type { RunOptions, SystemResult } from "./types.ts";
 import {
   ACCOUNT_COUNT_DEFAULT,
@@ -31,8 +34,15 @@ import {
   TRANSFER_AMOUNT,
 } from "./workload.ts";
 
+/** A Lightcone variant, or a do-nothing floor server (bench/keynote/floor.ts) under the same load. */
+type TailVariant = KeynoteVariant | FloorMode;
+
+function isFloor(variant: TailVariant): variant is FloorMode {
+  return (FLOOR_MODES as readonly string[]).includes(variant);
+}
+
 interface TailRow {
-  variant: KeynoteVariant;
+  variant: TailVariant;
   inflight: number;
   result: SystemResult;
 }
@@ -74,7 +84,8 @@ export function tailTable(rows: TailRow[]): string {
     "| variant | clients × in flight | TPS | p50 ms | p99 ms | p999 ms | max ms | p99 ÷ p50 | errors | CPU µs per transfer (client, server incl. database process) |",
     "| --- | --- | --: | --: | --: | --: | --: | --: | --: | --- |",
   ];
-  for (const { variant, inflight, result } of rows) {
+  for (const { variant: key, inflight, result } of rows) {
+    const variant = isFloor(key) ? `floor: ${key}` : key;
     const load = result.load;
     if (!load || result.status !== "ok") {
       lines.push(
@@ -132,10 +143,12 @@ if (import.meta.main) {
   });
   const inflights = list(values.inflight).map((text) => Math.floor(positive("inflight", text)));
   const variants = list(values.variants).map((text) => {
-    if (text !== "update" && text !== "append") {
-      throw new RangeError(`--variants takes update and/or append, got '${text}'`);
+    if (text !== "update" && text !== "append" && !isFloor(text as TailVariant)) {
+      throw new RangeError(
+        `--variants takes update, append, ${FLOOR_MODES.join(", ")} (floor servers), got '${text}'`,
+      );
     }
-    return text as KeynoteVariant;
+    return text as TailVariant;
   });
   const repoRoot = new URL("../..", import.meta.url).pathname.replace(/\/$/, "");
   const accountCount = Math.floor(positive("accounts", values.accounts));
@@ -171,7 +184,16 @@ if (import.meta.main) {
           };
           let result: SystemResult;
           try {
-            result = await runLightcone(run, "sdk", variant);
+            result = isFloor(variant)
+              ? await runFloor({
+                mode: variant,
+                clientCount: run.clientCount,
+                inflightPerClient: inflight,
+                warmupMs: run.warmupMs,
+                measureMs: run.measureMs,
+                workDir: runDir,
+              })
+              : await runLightcone(run, "sdk", variant);
           } catch (error) {
             result = {
               systemKey: variant,
@@ -220,7 +242,7 @@ if (import.meta.main) {
       Deno.args.join(" ")
     }\`. α=${alpha}, ${accountCount} accounts, ${values["warmup-s"]} s warm-up, ${
       values["measure-s"]
-    } s measured per run, official SDK, confirmed reads; ledger starts with ${
+    } s measured per run, official SDK, confirmed reads (floor rows: raw WebSocket, bench/keynote/floor.ts); ledger starts with ${
       values["ledger-rows"]
     } rows (append); server \`--snapshot-interval-tx ${values["snapshot-interval-tx"]}\`.`,
     "",
