@@ -111,6 +111,18 @@ export async function runFloor(run: FloorRun): Promise<SystemResult> {
     cpu = sample.stop();
     stopped = true;
     for (const socket of sockets) socket.close();
+    if (latencies.length === 0) {
+      return {
+        systemKey: `floor-${run.mode}`,
+        systemName: `floor: ${run.mode}`,
+        alpha: 0,
+        mode: run.inflightPerClient === 1 ? "closed" : "pipelined",
+        clientCount: run.clientCount,
+        inflightPerClient: run.inflightPerClient,
+        status: "failed",
+        reason: `the ${run.mode} floor server answered nothing in the window (${acked} of ${sent})`,
+      };
+    }
     const sorted = Float64Array.from(latencies).sort() as unknown as number[];
     const sum = latencies.reduce((total, value) => total + value, 0);
     return {
@@ -185,7 +197,8 @@ if (import.meta.main) {
           measureMs: Number(values["measure-s"]) * 1000,
           workDir,
         });
-        const load = result.load!;
+        const load = result.load;
+        if (result.status !== "ok" || !load) throw new Error(result.reason ?? "the run failed");
         console.log(
           `| ${mode} | ${result.clientCount} × ${inflight} | ${Math.round(load.tps)} | ${
             load.p50Ms.toFixed(2)

@@ -3,7 +3,8 @@
  * socket it is given and writes every whole frame it reads straight back, the frames of one read
  * in one write (a database process that runs nothing).
  */
-import { FloorFrameReader } from "./floor_frames.ts";
+import { concatBytes } from "../../lib/bytes.ts";
+import { floorFrame, FloorFrameReader } from "./floor_frames.ts";
 
 const conn = await Deno.connect({ transport: "unix", path: Deno.args[0] });
 const buffer = new Uint8Array(1 << 16);
@@ -14,18 +15,8 @@ for (;;) {
   if (count === null) break;
   reader.push(buffer.subarray(0, count));
   if (out.length === 0) continue;
-  const frames = out;
+  const bytes = concatBytes(out.map(floorFrame));
   out = [];
-  let total = 0;
-  for (const payload of frames) total += 4 + payload.length;
-  const bytes = new Uint8Array(total);
-  const view = new DataView(bytes.buffer);
-  let at = 0;
-  for (const payload of frames) {
-    view.setUint32(at, payload.length, true);
-    bytes.set(payload, at + 4);
-    at += 4 + payload.length;
-  }
   for (let written = 0; written < bytes.length;) {
     written += await conn.write(bytes.subarray(written));
   }

@@ -15,6 +15,7 @@
  *
  * Prints `listening PORT` on stdout once it accepts connections.
  */
+import { concatBytes } from "../../lib/bytes.ts";
 import { floorFrame, FloorFrameReader } from "./floor_frames.ts";
 
 const MODES = ["echo", "relay", "durable"] as const;
@@ -66,16 +67,8 @@ async function startRelay(onBatch: (replies: Reply[], bytes: number) => void): P
   const pump = async () => {
     writing = true;
     while (queued.length > 0) {
-      const frames = queued;
+      const bytes = concatBytes(queued);
       queued = [];
-      let total = 0;
-      for (const frame of frames) total += frame.length;
-      const bytes = new Uint8Array(total);
-      let at = 0;
-      for (const frame of frames) {
-        bytes.set(frame, at);
-        at += frame.length;
-      }
       for (let written = 0; written < bytes.length;) {
         written += await conn.write(bytes.subarray(written));
       }

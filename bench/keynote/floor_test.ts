@@ -13,7 +13,7 @@ for (const mode of FLOOR_MODES) {
         measureMs: 400,
         workDir,
       });
-      assertEquals(result.status, "ok");
+      assertEquals(result.status, "ok", result.reason);
       const load = result.load!;
       assert(load.committed > 0, `${mode}: nothing answered in the window`);
       assert(load.p50Ms > 0 && load.p99Ms >= load.p50Ms && load.maxMs >= load.p99Ms);
