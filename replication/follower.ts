@@ -351,6 +351,12 @@ export class Follower {
     }
     const known = this.#subjectSeq.get(dbKey);
     if (known === undefined || seq <= known || Number(prev) === known) return undefined;
+    if (headers.get(HEADER_KIND) === "takeover") {
+      return `a takeover that follows message ${prev} of this database, but the last one taken ` +
+        `here was ${known}: the new primary was promoted while behind this replica (the ` +
+        `messages it lacked were discarded), so the histories differ; make this replica again ` +
+        `from an empty data directory`;
+    }
     return `it follows message ${prev} of this database, but the last one taken was ${known} ` +
       `(a captured message published again?)`;
   }
@@ -473,7 +479,8 @@ export class Follower {
       );
     }
     if (headers && kind === "takeover") {
-      return this.#takeover(dbKey, intHeader(headers, HEADER_AT_TX), primary, seq);
+      const atTx = intHeader(headers, HEADER_AT_TX);
+      return Promise.resolve().then(() => this.#takeover(dbKey, atTx, primary, seq));
     }
     if (headers && kind === "module") {
       return this.#module(dbKey, intHeader(headers, HEADER_AT_TX), data);
@@ -541,7 +548,7 @@ export class Follower {
    * replica's log must end there too (a log that goes further holds transactions of the old
    * primary the new one never had: following stops, the histories differ).
    */
-  async #takeover(dbKey: string, atTx: number, primary: string, seq: number): Promise<void> {
+  #takeover(dbKey: string, atTx: number, primary: string, seq: number): void {
     if (seq <= (this.#primaries.get(dbKey)?.seq ?? 0)) return; // Taken before a restart.
     const end = this.#target.localEnd(dbKey);
     if (end === undefined) {

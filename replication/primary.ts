@@ -500,7 +500,9 @@ export class PrimaryReplicator {
       // The bundle's hash too: two updates at one offset (no transaction between them, or an
       // update before the first transaction) are two messages, not one and its duplicate.
       const sha256 = await sha256Hex(body);
-      const msgID = `${pump.dbKey}:module:${next.at}:${sha256.slice(0, 32)}`;
+      // And the primary's id: a promoted replica's message must never be taken for one the
+      // old primary published at the same offset (deleted by a forced promotion).
+      const msgID = `${pump.dbKey}:${this.#primaryId}:module:${next.at}:${sha256.slice(0, 32)}`;
       const ack = await publish(js, subject, body, h, msgID, state, {
         chunkBytes: this.#chunkBytes(),
         key: this.#key,
@@ -542,7 +544,7 @@ export class PrimaryReplicator {
         subject,
         run.frames,
         h,
-        `${pump.dbKey}:${run.firstTx}-${run.endTx}`,
+        `${pump.dbKey}:${this.#primaryId}:${run.firstTx}-${run.endTx}`,
         state,
         { chunkBytes: this.#chunkBytes(), key: this.#key },
       );
@@ -822,11 +824,22 @@ export class PrimaryReplicator {
         }
         discarded = `promoted while behind (${why}): what the old primary published after ` +
           `transaction ${localEnd} is discarded`;
+      }
+      let prevSeq = last.seq;
+      if (discarded !== undefined) {
+        // The stream must hold this replica's history only: what it lacks goes (deleted before
+        // the takeover is published), so that a replica made later replays exactly it.
+        const keep = await this.#keptHistory(nc, dbKey, localEnd, follow, stopped);
+        if (typeof keep === "string") {
+          problems.push(`${label}: ${keep}`);
+          continue;
+        }
+        prevSeq = keep;
         discards.push(`${label}: ${discarded}`);
       }
       plans.set(dbKey, {
         atTx: localEnd,
-        prevSeq: last.seq,
+        prevSeq,
         previousPrimary: primary,
         discarded,
         promotedAt,
@@ -868,6 +881,47 @@ export class PrimaryReplicator {
   }
 
   /**
+   * The stream sequence of the last message of `dbKey`'s subject this replica's history
+   * (its log's end `localEnd`) holds; what follows it is not in that history. A string: why
+   * there is no such point (the log ends inside a message).
+   */
+  async #keptHistory(
+    nc: NatsConnection,
+    dbKey: string,
+    localEnd: number,
+    follow: { subjectSeq: Map<string, number> },
+    stopped: string | undefined,
+  ): Promise<number | string> {
+    const taken = follow.subjectSeq.get(dbKey) ?? 0;
+    let keep = 0;
+    for await (const message of subjectMessagesAfter(nc, subjectOf(dbKey), 0)) {
+      const kind = message.header?.get(HEADER_KIND) ?? "";
+      const first = Number(message.header?.get(HEADER_FIRST_TX));
+      const end = Number(message.header?.get(kind === "log" ? HEADER_END_TX : HEADER_AT_TX));
+      if (!Number.isSafeInteger(end)) break; // Not a message this replica could have taken.
+      if (kind === "log") {
+        if (end <= localEnd) {
+          keep = message.seq;
+          continue;
+        }
+        if (Number.isSafeInteger(first) && first < localEnd) {
+          return `its log ends at transaction ${localEnd}, inside the stream's message ` +
+            `${message.seq} (transactions [${first}, ${end})): there is no point to take ` +
+            `over from`;
+        }
+        break;
+      }
+      // A module update at the log's end is this replica's if it took it (and did not stop
+      // at it); a takeover at or before it is history too.
+      const had = end < localEnd ||
+        (end === localEnd && (kind === "takeover" || (message.seq <= taken && !stopped)));
+      if (!had) break;
+      keep = message.seq;
+    }
+    return keep;
+  }
+
+  /**
    * Publishes `takeover` as the database's next message; once acknowledged, this server is
    * its primary: publishing goes on from `atTx` and writes are taken.
    */
@@ -878,6 +932,18 @@ export class PrimaryReplicator {
       promotedAt: takeover.promotedAt,
       ...(takeover.discarded === undefined ? {} : { discarded: takeover.discarded }),
     };
+    let streamSeq: number | undefined;
+    if (takeover.discarded !== undefined) {
+      const deleted = await deleteAfter(nc, subject, takeover.prevSeq);
+      streamSeq = (await (await jetstreamManager(nc)).streams.info(STREAM_NAME)).state.last_seq;
+      if (deleted > 0) {
+        log.warn("--promote-discard-unapplied: deleted the messages this replica lacked", {
+          identity: pump.dbKey,
+          afterSeq: takeover.prevSeq,
+          messages: deleted,
+        });
+      }
+    }
     let seq: number;
     try {
       seq = await publish(
@@ -891,7 +957,7 @@ export class PrimaryReplicator {
         ],
         `${pump.dbKey}:takeover:${this.#primaryId}`,
         { acked: takeover.atTx, lastSeq: takeover.prevSeq },
-        { chunkBytes: this.#chunkBytes(), key: this.#key },
+        { chunkBytes: this.#chunkBytes(), key: this.#key, streamSeq },
       );
     } catch (error) {
       if (!(error instanceof WrongSequenceError)) throw error;
@@ -901,7 +967,7 @@ export class PrimaryReplicator {
         await this.#takeoverDone(pump);
         return;
       }
-      if (!takeover.discarded && !this.#promote?.discardUnapplied) {
+      if (takeover.discarded === undefined) {
         throw new ConflictError(
           `its takeover was refused: the subject moved on after the promotion checked it ` +
             `(message ${last?.seq ?? 0} of primary "${
@@ -910,9 +976,7 @@ export class PrimaryReplicator {
             `server is behind it`,
         );
       }
-      // Promoted at what it has, whatever came since: the takeover follows the new last one.
-      takeover.prevSeq = last?.seq ?? 0;
-      await writeAtomic(`${pump.dir}/replication/${TAKEOVER_FILE}`, JSON.stringify(takeover));
+      // Promoted at what it has, whatever came since: deleted again on the retry.
       throw error;
     }
     pump.state = { acked: takeover.atTx, lastSeq: seq };
@@ -945,26 +1009,9 @@ export class PrimaryReplicator {
     afterSeq: number,
   ): Promise<FoundTakeover | undefined> {
     const subject = subjectOf(dbKey);
-    const jsm = await jetstreamManager(nc);
-    for (let seq = afterSeq + 1;;) {
-      let message;
-      try {
-        // `next_by_subj` (JetStream's STREAM.MSG.GET): the first message of the subject at or
-        // after `seq`. The client's type names only `seq` and `last_by_subj`.
-        message = await jsm.streams.getMessage(
-          STREAM_NAME,
-          { seq, next_by_subj: subject } as unknown as { seq: number },
-        );
-      } catch (error) {
-        if (/no message found|not found/i.test(messageOf(error))) return undefined;
-        throw error;
-      }
-      if (!message) return undefined;
+    for await (const message of subjectMessagesAfter(nc, subject, afterSeq)) {
       const primary = message.header?.get(HEADER_PRIMARY) ?? "";
-      if (primary === this.#primaryId) {
-        seq = message.seq + 1;
-        continue;
-      }
+      if (primary === this.#primaryId) continue;
       if (message.header?.get(HEADER_KIND) !== "takeover") return undefined;
       if (
         this.#key !== undefined &&
@@ -980,6 +1027,7 @@ export class PrimaryReplicator {
       } catch { /* the time is only for the message */ }
       return { seq: message.seq, primary, atTx, promotedAt };
     }
+    return undefined;
   }
 
   /**
@@ -1112,8 +1160,13 @@ async function publish(
   entries: [string, string][],
   msgID: string,
   state: PumpState,
-  /** `sha256`: the body's, when the caller has it already (a bundle of up to 64 MiB). */
-  options: { chunkBytes: number; key: CryptoKey | undefined; sha256?: string },
+  /**
+   * `sha256`: the body's, when the caller has it already (a bundle of up to 64 MiB).
+   * `streamSeq`: expect the whole stream's last sequence instead of the subject's (a forced
+   * takeover after deleting the subject's newest messages: nats-server 2.9 then answers the
+   * subject's last sequence as 0).
+   */
+  options: { chunkBytes: number; key: CryptoKey | undefined; sha256?: string; streamSeq?: number },
 ): Promise<number> {
   const { chunkBytes, key } = options;
   const withHeaders = (more: [string, string][], part: Uint8Array) =>
@@ -1123,7 +1176,9 @@ async function publish(
       const ack = await js.publish(subject, body, {
         headers: await withHeaders([[HEADER_PREV_SEQ, String(state.lastSeq)]], body),
         msgID,
-        expect: { lastSubjectSequence: state.lastSeq },
+        expect: options.streamSeq === undefined
+          ? { lastSubjectSequence: state.lastSeq }
+          : { lastSequence: options.streamSeq },
       });
       return ack.seq;
     }
@@ -1168,6 +1223,40 @@ async function lastSubjectMessage(nc: NatsConnection, subject: string) {
     if (/no message found|not found/i.test(messageOf(error))) return null;
     throw error;
   }
+}
+
+/**
+ * The messages of `subject` after stream sequence `afterSeq`, in order (JetStream's
+ * `next_by_subj`; the client's type names only `seq` and `last_by_subj`).
+ */
+async function* subjectMessagesAfter(nc: NatsConnection, subject: string, afterSeq: number) {
+  const jsm = await jetstreamManager(nc);
+  for (let seq = afterSeq + 1;;) {
+    let message;
+    try {
+      message = await jsm.streams.getMessage(
+        STREAM_NAME,
+        { seq, next_by_subj: subject } as unknown as { seq: number },
+      );
+    } catch (error) {
+      if (/no message found|not found/i.test(messageOf(error))) return;
+      throw error;
+    }
+    if (!message) return;
+    yield message;
+    seq = message.seq + 1;
+  }
+}
+
+/** Deletes every message of `subject` after `afterSeq`; returns how many. */
+async function deleteAfter(nc: NatsConnection, subject: string, afterSeq: number): Promise<number> {
+  const jsm = await jetstreamManager(nc);
+  const doomed: number[] = [];
+  for await (const message of subjectMessagesAfter(nc, subject, afterSeq)) {
+    doomed.push(message.seq);
+  }
+  for (const seq of doomed) await jsm.streams.deleteMessage(STREAM_NAME, seq, false);
+  return doomed.length;
 }
 
 /** NATS headers of `entries`, with their Lc-Auth tag over `body` when there is a key. */

@@ -161,6 +161,14 @@ export interface RunningServer {
 
 export async function startServer(options: ServerOptions): Promise<RunningServer> {
   await Deno.mkdir(options.dataDir, { recursive: true });
+  if (options.promote && options.replicate === undefined) {
+    throw new RangeError(
+      "--promote needs --replicate nats://… (the NATS server the replica followed)",
+    );
+  }
+  if (options.promoteDiscardUnapplied && !options.promote) {
+    throw new RangeError("--promote-discard-unapplied needs --promote");
+  }
   // First: a bad key file refuses the start before anything runs.
   const replicationKey = await replicationKeyOf(options);
   const natsCa = await natsCaOf(options);
@@ -187,14 +195,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   if (options.replicate !== undefined && options.follow !== undefined) {
     throw new RangeError("--replicate and --follow exclude each other: a replica does not publish");
   }
-  if (options.promote && options.replicate === undefined) {
-    throw new RangeError(
-      "--promote needs --replicate nats://… (the NATS server the replica followed)",
-    );
-  }
-  if (options.promoteDiscardUnapplied && !options.promote) {
-    throw new RangeError("--promote-discard-unapplied needs --promote");
-  }
+  const opened: { registry?: DatabaseRegistry } = {};
   const replicator = options.replicate === undefined ? undefined : new PrimaryReplicator({
     dataDir: options.dataDir,
     server: options.replicate,
@@ -207,8 +208,8 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     onReadOnlyChange: (key) => {
       // Before the registry is open, its recovery reads readOnlyReason itself (and the check
       // after `recovered` below catches a change while it started).
-      const database = registryOpen?.resolve(key);
-      if (database) void registryOpen!.applyReadOnly(database);
+      const database = opened.registry?.resolve(key);
+      if (database) void opened.registry!.applyReadOnly(database);
     },
     existingModule: async (key) => {
       const database = registry.resolve(key);
@@ -232,7 +233,6 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
       replicator.durable(key, Number(offset), bytes)
     );
   }
-  let registryOpen: DatabaseRegistry | undefined;
   const registry = await DatabaseRegistry.open({
     readOnly: options.follow === undefined ? undefined : readOnlyMessage(options.follow),
     readOnlyFor: replicator ? (key) => replicator.readOnlyReason(key) : undefined,
@@ -267,7 +267,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     hibernateAfterMs: (options.hibernateAfterS ?? HIBERNATE_AFTER_S_DEFAULT) * 1000,
     inUse: (database) => hub.hasClients(database),
   });
-  registryOpen = registry;
+  opened.registry = registry;
   hub.attach(registry);
   if (replicator && options.promote) {
     await registry.recovered;
@@ -296,8 +296,9 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     void registry.recovered.then(() => {
       for (const database of registry.list()) {
         replicator.durable(database.key, database.durableTxOffset, 0);
-        // Fenced while it was starting: applyReadOnly restarts it only if it started otherwise.
-        if (replicator.readOnlyReason(database.key) !== undefined) {
+        // Fenced while it was starting: applyReadOnly restarts it only if it started otherwise
+        // (a promotion settles its databases itself).
+        if (!options.promote && replicator.readOnlyReason(database.key) !== undefined) {
           void registry.applyReadOnly(database);
         }
       }
