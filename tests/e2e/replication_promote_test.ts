@@ -273,12 +273,17 @@ Deno.test({
     const nats = await startNatsServer();
     const dataDirs: string[] = [];
     let live: TestServer | undefined;
+    let extra: TestServer | undefined;
     try {
       const primary = await startTestServer({ replicate: nats.server });
       dataDirs.push(primary.dataDir);
       live = primary;
       const replica = await startTestServer({ follow: nats.server });
       dataDirs.push(replica.dataDir);
+      // Another replica that stays up and takes everything the old primary published.
+      const ahead = await startTestServer({ follow: nats.server });
+      dataDirs.push(ahead.dataDir);
+      extra = ahead;
       const owner = await publish(primary.url, "hot", await fixtureBundle("migrate_v1"));
       assertEquals((await call(primary.url, "hot", "add", [1, "Ann"], owner.token)).status, 200);
       await caughtUp(primary, replica);
@@ -291,6 +296,7 @@ Deno.test({
         async () => (await metric(primary.url, "lightcone_replication_lag_tx")) === 0,
         "the primary to publish Bob and Cat",
       );
+      await caughtUp(primary, ahead);
       await primary.close({ keepData: true });
       live = undefined;
 
@@ -364,6 +370,15 @@ Deno.test({
         ["module", "log", "takeover", "log"],
         JSON.stringify(messages),
       );
+      // The replica that took Bob and Cat cannot follow the new history: it stops, saying why,
+      // and keeps serving what it has.
+      await waitUntil(
+        async () => (await metric(ahead.url, "lightcone_replication_follower_stopped")) === 1,
+        "the replica ahead of the promoted one to stop",
+      );
+      const aheadMetrics = await (await fetch(`${ahead.url}/v1/metrics`)).text();
+      assert(aheadMetrics.includes("the histories differ"), aheadMetrics);
+      assertEquals(await rows(ahead.url), [[1, "Ann"], [2, "Bob"], [3, "Cat"]]);
       // A fresh replica of the new history: Bob and Cat are not in it.
       const fresh = await startTestServer({ follow: nats.server });
       dataDirs.push(fresh.dataDir);
@@ -379,6 +394,7 @@ Deno.test({
         await fresh.close({ keepData: true });
       }
     } finally {
+      await extra?.close({ keepData: true });
       await live?.close({ keepData: true });
       for (const dir of dataDirs) await Deno.remove(dir, { recursive: true }).catch(() => {});
       await nats.stop();
