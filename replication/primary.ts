@@ -1012,13 +1012,17 @@ export class PrimaryReplicator {
     for await (const message of subjectMessagesAfter(nc, subject, afterSeq)) {
       const primary = message.header?.get(HEADER_PRIMARY) ?? "";
       if (primary === this.#primaryId) continue;
-      if (message.header?.get(HEADER_KIND) !== "takeover") return undefined;
+      const kind = message.header?.get(HEADER_KIND);
+      // A deletion by another primary: it took over, then deleted the database (which purged
+      // the takeover with the rest of its history).
+      if (kind !== "takeover" && kind !== "delete") return undefined;
       if (
         this.#key !== undefined &&
         (await checkTag(this.#key, subject, message.header, message.data)) !== undefined
       ) {
         return undefined;
       }
+      if (kind === "delete") return { seq: message.seq, primary, atTx: -1, promotedAt: "" };
       const atTx = Number(message.header?.get(HEADER_AT_TX));
       if (!Number.isSafeInteger(atTx) || atTx < 0) return undefined;
       let promotedAt = "";
@@ -1035,15 +1039,19 @@ export class PrimaryReplicator {
    * (persisted in `fenced.json`, read again at start), and throw the reason.
    */
   async #fence(pump: Pump, takeover: FoundTakeover): Promise<never> {
-    const lost = pump.durable > takeover.atTx
+    const lost = takeover.atTx >= 0 && pump.durable > takeover.atTx
       ? `; its transactions [${takeover.atTx}, ${pump.durable}) here were never taken over ` +
         `and exist only on this server`
       : "";
-    const reason = `This database was taken over by another primary ("${takeover.primary}", ` +
-      `stream message ${takeover.seq}${
-        takeover.promotedAt === "" ? "" : `, promoted ${takeover.promotedAt}`
-      }) from transaction ${takeover.atTx}: this server (primary "${this.#primaryId}") is ` +
-      `fenced and refuses its writes; send them to the new primary${lost}`;
+    const reason = takeover.atTx < 0
+      ? `This database was taken over and then deleted by another primary ("${takeover.primary}", ` +
+        `stream message ${takeover.seq}): this server (primary "${this.#primaryId}") is fenced ` +
+        `and refuses its writes`
+      : `This database was taken over by another primary ("${takeover.primary}", ` +
+        `stream message ${takeover.seq}${
+          takeover.promotedAt === "" ? "" : `, promoted ${takeover.promotedAt}`
+        }) from transaction ${takeover.atTx}: this server (primary "${this.#primaryId}") is ` +
+        `fenced and refuses its writes; send them to the new primary${lost}`;
     await Deno.mkdir(`${pump.dir}/replication`, { recursive: true });
     await writeAtomic(
       `${pump.dir}/replication/${FENCED_FILE}`,
