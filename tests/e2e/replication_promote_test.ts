@@ -126,143 +126,163 @@ async function addWhenWritable(url: string, id: number, name: string): Promise<v
   });
 }
 
-Deno.test({
-  name: "promote a caught-up replica: writes go on from its state, a second replica follows " +
-    "it, the old primary coming back is fenced and never publishes again",
-  sanitizeOps: false,
-  sanitizeResources: false,
-  async fn(t) {
-    const nats = await startNatsServer();
-    const servers: TestServer[] = [];
-    const start = async (options: Parameters<typeof startTestServer>[0]) => {
-      const server = await startTestServer(options);
-      servers.push(server);
-      return server;
-    };
-    const stop = async (server: TestServer) => {
-      servers.splice(servers.indexOf(server), 1);
-      await server.close({ keepData: true });
-    };
-    let conn: DbConnection | undefined;
-    const dataDirs: string[] = [];
-    try {
-      const primary = await start({ replicate: nats.server });
-      const replica = await start({ follow: nats.server });
-      const second = await start({ follow: nats.server });
-      dataDirs.push(primary.dataDir, replica.dataDir, second.dataDir);
-      const owner = await publish(primary.url, "hot", await fixtureBundle("migrate_v1"));
-      for (const [id, name] of [[1, "Ann"], [2, "Bob"]] as const) {
-        const added = await call(primary.url, "hot", "add", [id, name], owner.token);
-        assertEquals(added.status, 200, added.text);
-      }
-      await caughtUp(primary, replica);
-      await caughtUp(primary, second);
-      const oldPrimaryId = (await Deno.readTextFile(`${primary.dataDir}/replication-primary-id`))
-        .trim();
-
-      // The primary's machine is lost.
-      await stop(primary);
-
-      let promoted!: TestServer;
-      await t.step("the replica is promoted and takes writes from exactly its state", async () => {
-        await stop(replica);
-        promoted = await start({
-          dataDir: replica.dataDir,
-          replicate: nats.server,
-          promote: true,
+for (const withKey of [false, true]) {
+  Deno.test({
+    name: "promote a caught-up replica: writes go on from its state, a second replica follows " +
+      "it, the old primary coming back is fenced and never publishes again" +
+      (withKey ? " (with a replication key)" : ""),
+    sanitizeOps: false,
+    sanitizeResources: false,
+    async fn(t) {
+      const nats = await startNatsServer();
+      const keyDir = await Deno.makeTempDir({ prefix: "lightcone-key-" });
+      const keyFile = `${keyDir}/replication.key`;
+      await Deno.writeTextFile(keyFile, SECRET + "\n");
+      await Deno.chmod(keyFile, 0o600);
+      const servers: TestServer[] = [];
+      const start = async (options: Parameters<typeof startTestServer>[0]) => {
+        const server = await startTestServer({
+          ...options,
+          replicationKeyFile: withKey ? keyFile : undefined,
         });
-        assertEquals(await rows(promoted.url), [[1, "Ann"], [2, "Bob"]]);
-        await addWhenWritable(promoted.url, 3, "Cat");
-        conn = await connect(promoted.url);
-        await subscribe(conn);
-        await conn.reducers.add({ id: 4, name: "Dan" });
-        await waitUntil(() => conn!.db.person.count() === 4n, "Dan through the subscription");
-        assertEquals(await rows(promoted.url), [[1, "Ann"], [2, "Bob"], [3, "Cat"], [4, "Dan"]]);
-        const newId = (await Deno.readTextFile(`${promoted.dataDir}/replication-primary-id`))
-          .trim();
-        assert(/^[0-9a-f]{32}$/.test(newId) && newId !== oldPrimaryId, newId);
-        const messages = await subjectMessages(nats.server, owner.identity);
-        const takeovers = messages.filter((message) => message.kind === "takeover");
-        assertEquals(takeovers.length, 1, JSON.stringify(messages));
-        assertEquals(takeovers[0].primary, newId);
-        assertEquals(JSON.parse(takeovers[0].body).previousPrimary, oldPrimaryId);
-        // Everything after the takeover is the new primary's; everything before, the old one's.
-        for (const message of messages) {
-          assertEquals(
-            message.primary,
-            message.seq < takeovers[0].seq ? oldPrimaryId : newId,
-            JSON.stringify(message),
-          );
+        servers.push(server);
+        return server;
+      };
+      const stop = async (server: TestServer) => {
+        servers.splice(servers.indexOf(server), 1);
+        await server.close({ keepData: true });
+      };
+      let conn: DbConnection | undefined;
+      const dataDirs: string[] = [];
+      try {
+        const primary = await start({ replicate: nats.server });
+        const replica = await start({ follow: nats.server });
+        const second = await start({ follow: nats.server });
+        dataDirs.push(primary.dataDir, replica.dataDir, second.dataDir);
+        const owner = await publish(primary.url, "hot", await fixtureBundle("migrate_v1"));
+        for (const [id, name] of [[1, "Ann"], [2, "Bob"]] as const) {
+          const added = await call(primary.url, "hot", "add", [id, name], owner.token);
+          assertEquals(added.status, 200, added.text);
         }
-      });
+        await caughtUp(primary, replica);
+        await caughtUp(primary, second);
+        const oldPrimaryId = (await Deno.readTextFile(`${primary.dataDir}/replication-primary-id`))
+          .trim();
 
-      await t.step("a second replica takes the takeover and follows the new primary", async () => {
-        await caughtUp(promoted, second);
-        assertEquals(await rows(second.url), [[1, "Ann"], [2, "Bob"], [3, "Cat"], [4, "Dan"]]);
-        assertEquals(await metric(second.url, "lightcone_replication_follower_stopped"), 0);
-        // Still read-only: it is a replica of the new primary.
-        const refused = await call(second.url, "hot", "add", [9, "Nope"], undefined);
-        assert(refused.status >= 400 && refused.text.includes("read replica"), refused.text);
-      });
+        // The primary's machine is lost.
+        await stop(primary);
 
-      await t.step(
-        "the old primary comes back: fenced, writes refused naming the takeover",
-        async () => {
-          const old = await start({ dataDir: primary.dataDir, replicate: nats.server });
-          await waitUntil(
-            async () => (await metric(old.url, "lightcone_replication_stopped")) === 1,
-            "the old primary to see the takeover",
-          );
-          let answer = "";
-          await waitUntil(async () => {
-            const response = await call(old.url, "hot", "add", [50, "Old"], owner.token);
-            answer = `${response.status} ${response.text}`;
-            return response.status >= 400 &&
-              response.text.includes("taken over by another primary");
-          }, "the old primary to refuse writes").catch((error) => {
-            throw new Error(`${(error as Error).message} (last answer: ${answer})`);
-          });
-          assert(answer.includes("fenced"), answer);
-          // Owner operations too: an update would publish a module on the new primary's subject.
-          const update = await fetch(`${old.url}/v1/database/hot?host_type=Js`, {
-            method: "PUT",
-            headers: { authorization: `Bearer ${owner.token}` },
-            body: await fixtureBundle("migrate_v1n"),
-          });
-          const updateText = await update.text();
-          assert(update.status >= 400 && updateText.includes("taken over"), updateText);
-          // Reads still work.
-          assert((await rows(old.url)) !== undefined);
-          // It stays fenced across a restart, before it reaches NATS again.
-          await stop(old);
-          const again = await start({ dataDir: primary.dataDir, replicate: nats.server });
-          const refused = await call(again.url, "hot", "add", [51, "Old"], owner.token);
-          assert(refused.status >= 400 && refused.text.includes("taken over"), refused.text);
-          // The new primary goes on; nothing of the old primary's id followed the takeover.
-          await addWhenWritable(promoted.url, 5, "Eve");
-          await caughtUp(promoted, second);
-          assertEquals(
-            await rows(second.url),
-            [[1, "Ann"], [2, "Bob"], [3, "Cat"], [4, "Dan"], [5, "Eve"]],
-          );
-          const messages = await subjectMessages(nats.server, owner.identity);
-          const takeover = messages.find((message) => message.kind === "takeover")!;
-          assert(
-            messages.every((message) =>
-              message.seq <= takeover.seq || message.primary !== oldPrimaryId
-            ),
-            JSON.stringify(messages),
-          );
-        },
-      );
-    } finally {
-      conn?.disconnect();
-      for (const server of [...servers]) await server.close({ keepData: true });
-      for (const dir of dataDirs) await Deno.remove(dir, { recursive: true }).catch(() => {});
-      await nats.stop();
-    }
-  },
-});
+        let promoted!: TestServer;
+        await t.step(
+          "the replica is promoted and takes writes from exactly its state",
+          async () => {
+            await stop(replica);
+            promoted = await start({
+              dataDir: replica.dataDir,
+              replicate: nats.server,
+              promote: true,
+            });
+            assertEquals(await rows(promoted.url), [[1, "Ann"], [2, "Bob"]]);
+            await addWhenWritable(promoted.url, 3, "Cat");
+            conn = await connect(promoted.url);
+            await subscribe(conn);
+            await conn.reducers.add({ id: 4, name: "Dan" });
+            await waitUntil(() => conn!.db.person.count() === 4n, "Dan through the subscription");
+            assertEquals(await rows(promoted.url), [[1, "Ann"], [2, "Bob"], [3, "Cat"], [
+              4,
+              "Dan",
+            ]]);
+            const newId = (await Deno.readTextFile(`${promoted.dataDir}/replication-primary-id`))
+              .trim();
+            assert(/^[0-9a-f]{32}$/.test(newId) && newId !== oldPrimaryId, newId);
+            const messages = await subjectMessages(nats.server, owner.identity);
+            const takeovers = messages.filter((message) => message.kind === "takeover");
+            assertEquals(takeovers.length, 1, JSON.stringify(messages));
+            assertEquals(takeovers[0].primary, newId);
+            assertEquals(JSON.parse(takeovers[0].body).previousPrimary, oldPrimaryId);
+            // Everything after the takeover is the new primary's; everything before, the old one's.
+            for (const message of messages) {
+              assertEquals(
+                message.primary,
+                message.seq < takeovers[0].seq ? oldPrimaryId : newId,
+                JSON.stringify(message),
+              );
+            }
+          },
+        );
+
+        await t.step(
+          "a second replica takes the takeover and follows the new primary",
+          async () => {
+            await caughtUp(promoted, second);
+            assertEquals(await rows(second.url), [[1, "Ann"], [2, "Bob"], [3, "Cat"], [4, "Dan"]]);
+            assertEquals(await metric(second.url, "lightcone_replication_follower_stopped"), 0);
+            // Still read-only: it is a replica of the new primary.
+            const refused = await call(second.url, "hot", "add", [9, "Nope"], undefined);
+            assert(refused.status >= 400 && refused.text.includes("read replica"), refused.text);
+          },
+        );
+
+        await t.step(
+          "the old primary comes back: fenced, writes refused naming the takeover",
+          async () => {
+            const old = await start({ dataDir: primary.dataDir, replicate: nats.server });
+            await waitUntil(
+              async () => (await metric(old.url, "lightcone_replication_stopped")) === 1,
+              "the old primary to see the takeover",
+            );
+            let answer = "";
+            await waitUntil(async () => {
+              const response = await call(old.url, "hot", "add", [50, "Old"], owner.token);
+              answer = `${response.status} ${response.text}`;
+              return response.status >= 400 &&
+                response.text.includes("taken over by another primary");
+            }, "the old primary to refuse writes").catch((error) => {
+              throw new Error(`${(error as Error).message} (last answer: ${answer})`);
+            });
+            assert(answer.includes("fenced"), answer);
+            // Owner operations too: an update would publish a module on the new primary's subject.
+            const update = await fetch(`${old.url}/v1/database/hot?host_type=Js`, {
+              method: "PUT",
+              headers: { authorization: `Bearer ${owner.token}` },
+              body: await fixtureBundle("migrate_v1n"),
+            });
+            const updateText = await update.text();
+            assert(update.status >= 400 && updateText.includes("taken over"), updateText);
+            // Reads still work.
+            assert((await rows(old.url)) !== undefined);
+            // It stays fenced across a restart, before it reaches NATS again.
+            await stop(old);
+            const again = await start({ dataDir: primary.dataDir, replicate: nats.server });
+            const refused = await call(again.url, "hot", "add", [51, "Old"], owner.token);
+            assert(refused.status >= 400 && refused.text.includes("taken over"), refused.text);
+            // The new primary goes on; nothing of the old primary's id followed the takeover.
+            await addWhenWritable(promoted.url, 5, "Eve");
+            await caughtUp(promoted, second);
+            assertEquals(
+              await rows(second.url),
+              [[1, "Ann"], [2, "Bob"], [3, "Cat"], [4, "Dan"], [5, "Eve"]],
+            );
+            const messages = await subjectMessages(nats.server, owner.identity);
+            const takeover = messages.find((message) => message.kind === "takeover")!;
+            assert(
+              messages.every((message) =>
+                message.seq <= takeover.seq || message.primary !== oldPrimaryId
+              ),
+              JSON.stringify(messages),
+            );
+          },
+        );
+      } finally {
+        conn?.disconnect();
+        for (const server of [...servers]) await server.close({ keepData: true });
+        for (const dir of dataDirs) await Deno.remove(dir, { recursive: true }).catch(() => {});
+        await nats.stop();
+        await Deno.remove(keyDir, { recursive: true }).catch(() => {});
+      }
+    },
+  });
+}
 
 Deno.test({
   name: "promotion is refused while the replica is behind or a database stopped following; " +
