@@ -624,7 +624,8 @@ export class PrimaryReplicator {
     if (primary !== this.#primaryId) {
       const takeover = await this.#takeoverAfter(nc, pump.dbKey, saved?.lastSeq ?? 0);
       if (takeover !== undefined) await this.#fence(pump, takeover);
-      const replica = await exists(`${this.#dataDir}/${FOLLOW_FILE}`)
+      const replica = await exists(`${this.#dataDir}/${FOLLOW_FILE}`) &&
+          !(await exists(`${this.#dataDir}/${PROMOTED_FILE}`))
         ? " (this data directory was a read replica's: promote it with --promote)"
         : "";
       throw new ConflictError(
