@@ -227,7 +227,14 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
       };
     },
   });
-  await replicator?.start();
+  try {
+    await replicator?.start();
+  } catch (error) {
+    // E.g. --promote on a directory that is not a replica's.
+    await replicator?.close();
+    await storage.stop();
+    throw error;
+  }
   if (replicator) {
     storage.onDurable((key, offset, _syncMs, _txCount, bytes) =>
       replicator.durable(key, Number(offset), bytes)

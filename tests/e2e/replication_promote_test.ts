@@ -353,6 +353,13 @@ Deno.test({
       );
       await Deno.remove(marker);
 
+      // A directory that never followed is not promoted.
+      const never = await Deno.makeTempDir({ prefix: "lightcone-test-" });
+      dataDirs.push(never);
+      await rejects(
+        () => startTestServer({ dataDir: never, replicate: nats.server, promote: true }),
+        /--promote: ".*" is not a read replica's data directory \(it has no replication-follow\.json\)/,
+      );
       // The force flag alone is refused.
       await rejects(
         () =>
