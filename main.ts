@@ -97,7 +97,14 @@ start options:
                                be a read replica of the primary publishing there: databases are
                                created and kept up to date from the stream; SQL and subscriptions
                                work, every write (calls, publish, delete, DML) is refused
-                               (promotion and synchronous replication are not built)
+                               (synchronous replication is not built)
+      --promote                with --replicate, on a replica's data directory: fail over; it
+                               becomes the primary of every database it has, refused unless each
+                               is caught up with the stream; publishes a takeover that fences
+                               the old primary (it refuses writes when it comes back)
+      --promote-discard-unapplied
+                               with --promote: promote databases the replica is behind on at
+                               what it has; what the stream holds past that is lost
       --replication-key-file PATH
                                shared secret (at least 16 bytes, file mode 600) both the primary
                                and its replicas pass: every message carries an HMAC-SHA256 tag,
@@ -177,6 +184,8 @@ async function start(args: string[]): Promise<number> {
   let follow: string | undefined;
   let replicationKeyFile: string | undefined;
   let natsCaFile: string | undefined;
+  let promote = false;
+  let promoteDiscardUnapplied = false;
   const issuers: string[] = [];
   const audiences: string[] = [];
   const httpAllow: string[] = [];
@@ -244,10 +253,12 @@ async function start(args: string[]): Promise<number> {
     else if (arg === "--follow") follow = parseNatsUrl(value(), arg);
     else if (arg === "--replication-key-file") replicationKeyFile = value();
     else if (arg === "--nats-ca") natsCaFile = value();
-    else if (/^--(promote|failover|replicate-sync|sync-replication)\b/.test(arg)) {
+    else if (arg === "--promote") promote = true;
+    else if (arg === "--promote-discard-unapplied") promoteDiscardUnapplied = true;
+    else if (/^--(failover|replicate-sync|sync-replication)\b/.test(arg)) {
       throw new Error(
-        `${arg} is not supported: replication is asynchronous and a replica cannot be promoted ` +
-          `(not built yet)`,
+        `${arg} is not supported: replication is asynchronous (to fail over, start the ` +
+          `replica's data directory with --replicate URL --promote)`,
       );
     } else if (arg === "--non-interactive") continue;
     else if (arg === "--help" || arg === "-h") {
@@ -306,6 +317,8 @@ async function start(args: string[]): Promise<number> {
       follow,
       replicationKeyFile,
       natsCaFile,
+      promote,
+      promoteDiscardUnapplied,
       oidc: issuers.length
         ? { issuers, audiences: audiences.length ? audiences : undefined }
         : undefined,

@@ -39,6 +39,7 @@ import {
   HEADER_FIRST_TX,
   HEADER_KIND,
   HEADER_PREV_SEQ,
+  HEADER_PRIMARY,
   type ModuleBody,
   natsDisplay,
   STREAM_NAME,
@@ -108,6 +109,12 @@ export class Follower {
    * published again later (a replay) is refused.
    */
   readonly #subjectSeq = new Map<string, number>();
+  /**
+   * Per database taken over by a promoted replica (a `takeover` message), its new primary's id
+   * and the takeover's stream sequence (persisted with the position): later messages of
+   * another primary (the fenced one) are refused.
+   */
+  readonly #primaries = new Map<string, { primary: string; seq: number }>();
   #nc: NatsConnection | undefined;
   #closed = false;
   #lastSeq = 0;
@@ -144,6 +151,7 @@ export class Follower {
     const position = await this.#readPosition();
     this.#lastSeq = position.lastSeq;
     for (const [dbKey, seq] of position.subjectSeq) this.#subjectSeq.set(dbKey, seq);
+    for (const [dbKey, taken] of position.primaries) this.#primaries.set(dbKey, taken);
     const markers = await this.#readMarkers();
     for (const [dbKey, marker] of markers) {
       this.#stopped.set(dbKey, marker.reason);
@@ -303,7 +311,7 @@ export class Follower {
     // message for APPLY_ATTEMPTS_MAX tries stops following, so it never blocks the others.
     for (let attempt = 1;; attempt++) {
       try {
-        await this.#apply(dbKey, headers, data);
+        await this.#apply(dbKey, headers, data, seq);
         return;
       } catch (error) {
         if (this.#closed) throw error;
@@ -343,6 +351,12 @@ export class Follower {
     }
     const known = this.#subjectSeq.get(dbKey);
     if (known === undefined || seq <= known || Number(prev) === known) return undefined;
+    if (headers.get(HEADER_KIND) === "takeover") {
+      return `a takeover that follows message ${prev} of this database, but the last one taken ` +
+        `here was ${known}: the new primary was promoted while behind this replica (the ` +
+        `messages it lacked were discarded), so the histories differ; make this replica again ` +
+        `from an empty data directory`;
+    }
     return `it follows message ${prev} of this database, but the last one taken was ${known} ` +
       `(a captured message published again?)`;
   }
@@ -451,8 +465,23 @@ export class Follower {
     dbKey: string,
     headers: HeaderReader,
     data: Uint8Array,
+    seq: number,
   ): Promise<void> {
     const kind = headers?.get(HEADER_KIND);
+    const primary = headers?.get(HEADER_PRIMARY) ?? "";
+    const taken = this.#primaries.get(dbKey);
+    if (taken !== undefined && seq > taken.seq && primary !== taken.primary) {
+      return Promise.reject(
+        new GapError(
+          `a ${kind ?? ""} message of primary "${primary}" after primary "${taken.primary}" ` +
+            `took this database over (stream message ${taken.seq})`,
+        ),
+      );
+    }
+    if (headers && kind === "takeover") {
+      const atTx = intHeader(headers, HEADER_AT_TX);
+      return Promise.resolve().then(() => this.#takeover(dbKey, atTx, primary, seq));
+    }
     if (headers && kind === "module") {
       return this.#module(dbKey, intHeader(headers, HEADER_AT_TX), data);
     }
@@ -514,6 +543,41 @@ export class Follower {
     log.info("replication: module updated", { identity: dbKey, atTx });
   }
 
+  /**
+   * A promoted replica continues the database as its primary from its log's end `atTx`: this
+   * replica's log must end there too (a log that goes further holds transactions of the old
+   * primary the new one never had: following stops, the histories differ).
+   */
+  #takeover(dbKey: string, atTx: number, primary: string, seq: number): void {
+    if (seq <= (this.#primaries.get(dbKey)?.seq ?? 0)) return; // Taken before a restart.
+    const end = this.#target.localEnd(dbKey);
+    if (end === undefined) {
+      throw new GapError(
+        `a takeover (at transaction ${atTx}) of a database whose module never came`,
+      );
+    }
+    if (end > atTx) {
+      throw new GapError(
+        `primary "${primary}" took this database over from transaction ${atTx}, but this ` +
+          `replica's log holds transactions [${atTx}, ${end}) of the previous primary that ` +
+          `the new one does not have (it was promoted while behind): the histories differ; ` +
+          `make this replica again from an empty data directory`,
+      );
+    }
+    if (end < atTx) {
+      throw new GapError(
+        `gap in the replicated log: primary "${primary}" took this database over from ` +
+          `transaction ${atTx}, the local log ends at ${end}`,
+      );
+    }
+    this.#primaries.set(dbKey, { primary, seq });
+    log.info("replication: the database has a new primary (takeover)", {
+      identity: dbKey,
+      primary,
+      atTx,
+    });
+  }
+
   async #log(dbKey: string, firstTx: number, endTx: number, data: Uint8Array): Promise<void> {
     const end = this.#target.localEnd(dbKey);
     if (end === undefined) {
@@ -538,14 +602,19 @@ export class Follower {
   }
 
   async #readPosition(): Promise<
-    { lastSeq: number; resume: Map<string, number>; subjectSeq: Map<string, number> }
+    {
+      lastSeq: number;
+      resume: Map<string, number>;
+      subjectSeq: Map<string, number>;
+      primaries: Map<string, { primary: string; seq: number }>;
+    }
   > {
     let value;
     try {
       value = JSON.parse(await Deno.readTextFile(this.#positionPath()));
     } catch (error) {
       if (error instanceof Deno.errors.NotFound) {
-        return { lastSeq: 0, resume: new Map(), subjectSeq: new Map() };
+        return { lastSeq: 0, resume: new Map(), subjectSeq: new Map(), primaries: new Map() };
       }
       throw error;
     }
@@ -562,10 +631,21 @@ export class Follower {
       }
       return map;
     };
+    const primaries = new Map<string, { primary: string; seq: number }>();
+    for (const [dbKey, taken] of Object.entries(value.primaries ?? {})) {
+      const { primary, seq } = (taken ?? {}) as { primary?: unknown; seq?: unknown };
+      if (
+        /^[0-9a-f]{64}$/.test(dbKey) && typeof primary === "string" &&
+        Number.isSafeInteger(seq) && (seq as number) >= 1
+      ) {
+        primaries.set(dbKey, { primary, seq: seq as number });
+      }
+    }
     return {
       lastSeq: value.lastSeq,
       resume: sequences(value.resume),
       subjectSeq: sequences(value.subjectSeq),
+      primaries,
     };
   }
 
@@ -581,7 +661,11 @@ export class Follower {
     }
     const resume = Object.fromEntries(this.#resume);
     const subjectSeq = Object.fromEntries(this.#subjectSeq);
-    await Deno.writeTextFile(`${path}.tmp`, JSON.stringify({ lastSeq, resume, subjectSeq }));
+    const primaries = Object.fromEntries(this.#primaries);
+    await Deno.writeTextFile(
+      `${path}.tmp`,
+      JSON.stringify({ lastSeq, resume, subjectSeq, primaries }),
+    );
     await Deno.rename(`${path}.tmp`, path);
   }
 

@@ -446,3 +446,107 @@ Deno.test({
     }
   },
 });
+
+Deno.test({
+  name: "follower: a takeover continues a database under its new primary; the old primary's " +
+    "later messages, and a takeover behind or past the local log, stop it",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    const dataDir = await Deno.makeTempDir();
+    const nats = await startNatsServer();
+    const nc = await connect({ servers: nats.server });
+    const target = new RecordingTarget();
+    let follower: Follower | undefined;
+    try {
+      await ensureStream(nc);
+      const js = jetstream(nc);
+      const key = (n: number) => n.toString(16).padStart(64, "0");
+      const owner = "ab".repeat(32);
+      const send = async (
+        db: number,
+        primary: string,
+        kind: string,
+        fields: Record<string, string>,
+        body: Uint8Array,
+      ) => {
+        const h = headers();
+        h.set("Lc-Kind", kind);
+        h.set("Lc-Primary", primary);
+        for (const [name, value] of Object.entries(fields)) h.set(name, value);
+        await js.publish(`lightcone.${key(db)}.log`, body, { headers: h });
+      };
+      const module = (db: number) =>
+        send(
+          db,
+          "old",
+          "module",
+          { "Lc-At-Tx": "0" },
+          new TextEncoder().encode(JSON.stringify({ owner, names: [`db${db}`], bundle: "x" })),
+        );
+      const log = (db: number, primary: string, first: number, names: string[]) =>
+        send(db, primary, "log", {
+          "Lc-First-Tx": String(first),
+          "Lc-End-Tx": String(first + names.length),
+        }, frame(first, names));
+      const takeover = (db: number, atTx: number) =>
+        send(
+          db,
+          "new",
+          "takeover",
+          { "Lc-At-Tx": String(atTx) },
+          new TextEncoder().encode(JSON.stringify({ previousPrimary: "old", promotedAt: "t" })),
+        );
+      const stoppedOf = () =>
+        new Map(follower!.metrics().databases.map((d) => [parseInt(d.dbKey, 16), d.stopped]));
+      const records = (db: number) => target.databases.get(key(db))?.records;
+
+      const CONTINUED = 1, BEHIND = 2, PAST = 3, RESTARTED = 4;
+      for (const db of [CONTINUED, BEHIND, PAST, RESTARTED]) {
+        await module(db);
+        await log(db, "old", 0, [`${db}a`, `${db}b`]);
+      }
+      // CONTINUED: the new primary goes on from the log's end; then the old one publishes.
+      await takeover(CONTINUED, 2);
+      await log(CONTINUED, "new", 2, ["1c"]);
+      await log(CONTINUED, "old", 3, ["1old"]);
+      // BEHIND: the new primary was promoted at transaction 1, this replica has 2.
+      await takeover(BEHIND, 1);
+      await log(BEHIND, "new", 1, ["2x"]);
+      // PAST: the takeover names an offset this replica never reached.
+      await takeover(PAST, 3);
+      // RESTARTED: taken before a restart; the old primary publishes after it.
+      await takeover(RESTARTED, 2);
+      await log(RESTARTED, "new", 2, ["4c"]);
+
+      follower = new Follower({ dataDir, server: nats.server, target });
+      await follower.start();
+      await waitUntil(() => records(RESTARTED)?.length === 3, "the new primary's commit");
+      await waitUntil(() => stoppedOf().get(CONTINUED) !== undefined, "the old primary refused");
+      assertEquals(records(CONTINUED), ["1a", "1b", "1c"]);
+      assertMatch(
+        stoppedOf().get(CONTINUED)!,
+        /a log message of primary "old" after primary "new" took this database over/,
+      );
+      assertEquals(records(BEHIND), ["2a", "2b"]);
+      assertMatch(stoppedOf().get(BEHIND)!, /holds transactions \[1, 2\).*the histories differ/);
+      assertEquals(records(PAST), ["3a", "3b"]);
+      assertMatch(stoppedOf().get(PAST)!, /gap in the replicated log: .*transaction 3/);
+      assertEquals(stoppedOf().get(RESTARTED), undefined);
+
+      // The new primary is remembered across a restart.
+      await follower.close();
+      follower = new Follower({ dataDir, server: nats.server, target });
+      await follower.start();
+      await log(RESTARTED, "old", 3, ["4old"]);
+      await waitUntil(() => stoppedOf().get(RESTARTED) !== undefined, "the old primary refused");
+      assertMatch(stoppedOf().get(RESTARTED)!, /after primary "new" took this database over/);
+      assertEquals(records(RESTARTED), ["4a", "4b", "4c"]);
+    } finally {
+      await follower?.close();
+      await nc.close();
+      await nats.stop();
+      await Deno.remove(dataDir, { recursive: true });
+    }
+  },
+});

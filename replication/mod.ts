@@ -1,5 +1,10 @@
 /** Replication of commit logs over NATS JetStream: the primary's publisher, the follower. */
-export { PrimaryReplicator, type ReplicationMetrics } from "./primary.ts";
+export {
+  PrimaryReplicator,
+  type PromotedDatabase,
+  PromotionRefusedError,
+  type ReplicationMetrics,
+} from "./primary.ts";
 export {
   Follower,
   type FollowerMetrics,

@@ -126,6 +126,19 @@ export class PrimaryReplicator {
   #closed = false;
   #primaryId = "";
   #slowConnect: ReturnType<typeof setTimeout> | undefined;
+  /** `--promote` (see promote()); undefined: not asked. */
+  readonly #promote: PromoteOptions | undefined;
+  /** Called when readOnlyReason(dbKey) changed (server/server.ts restarts its process). */
+  readonly #onReadOnlyChange: (dbKey: string) => void;
+  /** True from start() until promote() settled: every database is read-only meanwhile. */
+  #promoting = false;
+  /** Pumps wait for this (the promotion) before their first step. */
+  #gate: Promise<void> = Promise.resolve();
+  #openGate: () => void = () => {};
+  /** Databases fenced by another primary's takeover: why (their `fenced.json`). */
+  readonly #fenced = new Map<string, string>();
+  /** Databases whose takeover is not in JetStream yet (their `takeover.json`). */
+  readonly #takeovers = new Map<string, TakeoverRecord>();
 
   /**
    * `existingModule`: for a database created before replication was on, the module its log
@@ -138,6 +151,8 @@ export class PrimaryReplicator {
       existingModule: (dbKey: string) => Promise<ModuleBody | string>;
       key?: CryptoKey;
       natsCa?: string;
+      promote?: PromoteOptions;
+      onReadOnlyChange?: (dbKey: string) => void;
     },
   ) {
     this.#dataDir = options.dataDir;
@@ -145,11 +160,52 @@ export class PrimaryReplicator {
     this.#existingModule = options.existingModule;
     this.#key = options.key;
     this.#natsCa = options.natsCa;
+    this.#promote = options.promote;
+    this.#onReadOnlyChange = options.onReadOnlyChange ?? (() => {});
+  }
+
+  /**
+   * Why `dbKey` must not write now, or undefined: fenced by another primary's takeover, or its
+   * own takeover (a promotion) not acknowledged by JetStream yet. Read by the registry when a
+   * database process starts (RegistryOptions.readOnlyFor).
+   */
+  readOnlyReason(dbKey: string): string | undefined {
+    const fenced = this.#fenced.get(dbKey);
+    if (fenced !== undefined) return fenced;
+    if (this.#promoting) {
+      return "This server is being promoted from read replica to primary (--promote): writes " +
+        "are refused until the promotion is checked and its takeover is in JetStream";
+    }
+    if (this.#takeovers.has(dbKey)) {
+      const stopped = this.#pumps.get(dbKey)?.stopped;
+      return stopped !== undefined
+        ? `This database's promotion to primary failed (${stopped}): writes are refused`
+        : "This database is being promoted to primary: writes are refused until its takeover " +
+          `is acknowledged by JetStream (${natsDisplay(this.#server)})`;
+    }
+    return undefined;
   }
 
   /** Connects in the background (retrying until NATS answers); commits never wait for it. */
   async start(): Promise<void> {
     this.#primaryId = await primaryId(this.#dataDir);
+    await this.#loadFailoverFiles();
+    if (this.#promote !== undefined) {
+      if (await exists(`${this.#dataDir}/${PROMOTED_FILE}`)) {
+        log.info("--promote: this data directory was promoted before; it is the primary", {
+          primary: this.#primaryId,
+        });
+      } else if (!(await exists(`${this.#dataDir}/${FOLLOW_FILE}`))) {
+        throw new Error(
+          `--promote: "${this.#dataDir}" is not a read replica's data directory (it has no ` +
+            `${FOLLOW_FILE}): only a replica's (--follow) is promoted; start a primary with ` +
+            `--replicate alone`,
+        );
+      } else {
+        this.#promoting = true;
+        this.#gate = new Promise((resolve) => (this.#openGate = resolve));
+      }
+    }
     // The client retries its first connection by itself: say so when it takes a while.
     this.#slowConnect = setTimeout(() => {
       log.warn("replication: NATS is not answering yet; commits go on, publishing waits", {
@@ -326,6 +382,7 @@ export class PrimaryReplicator {
 
   async close(): Promise<void> {
     this.#closed = true;
+    this.#openGate();
     clearTimeout(this.#slowConnect);
     for (const pump of this.#pumps.values()) pump.tail.close();
     await this.#nc?.close().catch(() => {});
@@ -335,6 +392,7 @@ export class PrimaryReplicator {
     let pump = this.#pumps.get(dbKey);
     if (!pump) {
       pump = new Pump(dbKey, databaseDir(this.#dataDir, dbKey), this.#dataDir);
+      pump.stopped = this.#fenced.get(dbKey);
       this.#pumps.set(dbKey, pump);
     }
     return pump;
@@ -354,6 +412,7 @@ export class PrimaryReplicator {
 
   async #run(pump: Pump): Promise<void> {
     await this.#ready;
+    await this.#gate;
     for (;;) {
       if (this.#closed || pump.stopped !== undefined) return;
       pump.again = false;
@@ -367,6 +426,8 @@ export class PrimaryReplicator {
             identity: pump.dbKey,
             error: error.message,
           });
+          // A failed takeover changes the text writes are refused with.
+          if (this.#takeovers.has(pump.dbKey)) this.#onReadOnlyChange(pump.dbKey);
           return;
         }
         if (error instanceof Deno.errors.NotFound && !(await exists(pump.dir))) {
@@ -400,6 +461,10 @@ export class PrimaryReplicator {
   async #step(pump: Pump): Promise<boolean> {
     const nc = this.#nc!;
     const subject = subjectOf(pump.dbKey);
+    if (pump.state === undefined && this.#takeovers.has(pump.dbKey)) {
+      await this.#publishTakeover(pump, nc, this.#takeovers.get(pump.dbKey)!);
+      return true;
+    }
     if (pump.state === undefined) {
       await resolveStalePending(pump.dir, pump.livePending);
       pump.invalidateModules();
@@ -435,7 +500,9 @@ export class PrimaryReplicator {
       // The bundle's hash too: two updates at one offset (no transaction between them, or an
       // update before the first transaction) are two messages, not one and its duplicate.
       const sha256 = await sha256Hex(body);
-      const msgID = `${pump.dbKey}:module:${next.at}:${sha256.slice(0, 32)}`;
+      // And the primary's id: a promoted replica's message must never be taken for one the
+      // old primary published at the same offset (deleted by a forced promotion).
+      const msgID = `${pump.dbKey}:${this.#primaryId}:module:${next.at}:${sha256.slice(0, 32)}`;
       const ack = await publish(js, subject, body, h, msgID, state, {
         chunkBytes: this.#chunkBytes(),
         key: this.#key,
@@ -477,7 +544,7 @@ export class PrimaryReplicator {
         subject,
         run.frames,
         h,
-        `${pump.dbKey}:${run.firstTx}-${run.endTx}`,
+        `${pump.dbKey}:${this.#primaryId}:${run.firstTx}-${run.endTx}`,
         state,
         { chunkBytes: this.#chunkBytes(), key: this.#key },
       );
@@ -555,9 +622,15 @@ export class PrimaryReplicator {
     }
     const primary = last.header?.get(HEADER_PRIMARY) ?? "";
     if (primary !== this.#primaryId) {
+      const takeover = await this.#takeoverAfter(nc, pump.dbKey, saved?.lastSeq ?? 0);
+      if (takeover !== undefined) await this.#fence(pump, takeover);
+      const replica = await exists(`${this.#dataDir}/${FOLLOW_FILE}`) &&
+          !(await exists(`${this.#dataDir}/${PROMOTED_FILE}`))
+        ? " (this data directory was a read replica's: promote it with --promote)"
+        : "";
       throw new ConflictError(
         `another primary ("${primary}") publishes this database's log (this one is ` +
-          `"${this.#primaryId}"); two primaries must not write one database`,
+          `"${this.#primaryId}"); two primaries must not write one database${replica}`,
       );
     }
     const kind = last.header?.get(HEADER_KIND);
@@ -571,7 +644,7 @@ export class PrimaryReplicator {
     // from chunk 0, after what came before it.
     const partial = chunk !== undefined && chunk.index < chunk.count - 1;
     const acked = Number(
-      kind === "module"
+      kind === "module" || kind === "takeover"
         ? last.header?.get(HEADER_AT_TX)
         : last.header?.get(partial ? HEADER_FIRST_TX : HEADER_END_TX),
     );
@@ -618,6 +691,395 @@ export class PrimaryReplicator {
     return { acked, lastSeq: last.seq };
   }
 
+  /** Reads every database's `fenced.json` and `takeover.json` (before any process starts). */
+  async #loadFailoverFiles(): Promise<void> {
+    let entries: Deno.DirEntry[];
+    try {
+      entries = await Array.fromAsync(Deno.readDir(`${this.#dataDir}/databases`));
+    } catch (error) {
+      if (error instanceof Deno.errors.NotFound) return;
+      throw error;
+    }
+    for (const entry of entries) {
+      if (!entry.isDirectory || !/^[0-9a-f]{64}$/.test(entry.name)) continue;
+      const dir = `${databaseDir(this.#dataDir, entry.name)}/replication`;
+      const fenced = await readJson(`${dir}/${FENCED_FILE}`);
+      if (fenced !== undefined) {
+        // A torn or odd file still fences: a fence must never be lost.
+        this.#fenced.set(
+          entry.name,
+          typeof fenced?.reason === "string"
+            ? fenced.reason
+            : `this database was fenced by another primary's takeover (${dir}/${FENCED_FILE})`,
+        );
+      }
+      const takeover = await readJson(`${dir}/${TAKEOVER_FILE}`);
+      if (takeover !== undefined) {
+        if (
+          !Number.isSafeInteger(takeover?.atTx) || !Number.isSafeInteger(takeover?.prevSeq) ||
+          typeof takeover?.previousPrimary !== "string"
+        ) {
+          throw new Error(`"${dir}/${TAKEOVER_FILE}" is not a takeover record`);
+        }
+        this.#takeovers.set(entry.name, takeover as unknown as TakeoverRecord);
+      }
+    }
+  }
+
+  /**
+   * `--promote`: checks every database of this former replica against its subject and makes
+   * the promotion: a new primary id, per database a takeover to publish (`takeover.json`),
+   * `replication-promoted.json`. Refused (PromotionRefusedError, nothing changed) when a
+   * database is not caught up with its subject (the replica did not take the subject's last
+   * message, or its log ends before that message's), when following one stopped, or when one
+   * failed to start here, unless `discardUnapplied`; refused always when the subject's last
+   * message is not authenticated (with a key) or is the database's deletion. Waits for NATS.
+   */
+  async promote(databases: PromotedDatabase[], unstarted: PromotedDatabase[]): Promise<void> {
+    if (!this.#promoting) return;
+    await this.#ready;
+    if (this.#closed || this.#nc === undefined) throw new Error("closed while promoting");
+    const nc = this.#nc;
+    const force = this.#promote?.discardUnapplied ?? false;
+    const follow = await readFollowState(this.#dataDir);
+    const problems: string[] = [];
+    const discards: string[] = [];
+    const plans = new Map<string, TakeoverRecord>();
+    const promotedAt = new Date().toISOString();
+    const hosted = new Set(databases.map((database) => database.dbKey));
+    for (const database of unstarted) {
+      const text = `${database.label}: it failed to start here, so it cannot be promoted`;
+      if (force) discards.push(text);
+      else problems.push(text);
+    }
+    for (const [dbKey, reason] of follow.stopped) {
+      if (hosted.has(dbKey) || unstarted.some((database) => database.dbKey === dbKey)) continue;
+      const text = `${dbKey}: following it stopped before this replica had it (${reason})`;
+      if (force) discards.push(text);
+      else problems.push(text);
+    }
+    for (const { dbKey, localEnd, label } of databases) {
+      const subject = subjectOf(dbKey);
+      const last = await lastSubjectMessage(nc, subject);
+      if (!last) {
+        // Nothing to take over: published from its start like any database new to JetStream.
+        log.info("--promote: JetStream holds nothing for this database; it is published anew", {
+          identity: dbKey,
+        });
+        continue;
+      }
+      if (this.#key !== undefined) {
+        const problem = await checkTag(this.#key, subject, last.header, last.data);
+        if (problem !== undefined) {
+          problems.push(
+            `${label}: the last message of its subject (sequence ${last.seq}) is not ` +
+              `authenticated: ${problem}`,
+          );
+          continue;
+        }
+      }
+      const primary = last.header?.get(HEADER_PRIMARY) ?? "";
+      if (primary === this.#primaryId) continue; // Promoted before: nothing to take over.
+      const kind = last.header?.get(HEADER_KIND) ?? "";
+      if (kind === "delete") {
+        problems.push(
+          `${label}: the primary deleted it (stream message ${last.seq}) and this replica did ` +
+            `not apply the deletion yet: follow (--follow) until it has, or delete its data`,
+        );
+        continue;
+      }
+      let chunk: ChunkInfo | undefined;
+      try {
+        chunk = chunkInfo(last.header);
+      } catch (error) {
+        problems.push(`${label}: the last message of its subject: ${messageOf(error)}`);
+        continue;
+      }
+      const end = Number(last.header?.get(kind === "log" ? HEADER_END_TX : HEADER_AT_TX));
+      if (!Number.isSafeInteger(end) || end < 0) {
+        problems.push(`${label}: the last message of its subject has no valid offset`);
+        continue;
+      }
+      if (localEnd > end) {
+        problems.push(
+          `${label}: its log ends at transaction ${localEnd}, past the end of the stream ` +
+            `(${end}): it holds transactions no primary published; it cannot take over`,
+        );
+        continue;
+      }
+      const stopped = follow.stopped.get(dbKey);
+      const took = (follow.subjectSeq.get(dbKey) ?? 0) >= last.seq;
+      const partial = chunk !== undefined && chunk.index < chunk.count - 1;
+      const behind = stopped !== undefined || !took || localEnd < end || partial;
+      let discarded: string | undefined;
+      if (behind) {
+        const why = stopped !== undefined
+          ? `following it stopped (${stopped})`
+          : `its log ends at transaction ${localEnd}; the stream's last message (sequence ` +
+            `${last.seq}, ${kind}${partial ? ", a chunked message cut short" : ""}) ${
+              took ? "ends at" : "was not taken here; it ends at"
+            } transaction ${end}`;
+        if (!force) {
+          problems.push(`${label}: not caught up with its subject: ${why}`);
+          continue;
+        }
+        discarded = `promoted while behind (${why}): what the old primary published after ` +
+          `transaction ${localEnd} is discarded`;
+      }
+      let prevSeq = last.seq;
+      if (discarded !== undefined) {
+        // The stream must hold this replica's history only: what it lacks goes (deleted before
+        // the takeover is published), so that a replica made later replays exactly it.
+        const keep = await this.#keptHistory(nc, dbKey, localEnd, follow, stopped);
+        if (typeof keep === "string") {
+          problems.push(`${label}: ${keep}`);
+          continue;
+        }
+        prevSeq = keep;
+        discards.push(`${label}: ${discarded}`);
+      }
+      plans.set(dbKey, {
+        atTx: localEnd,
+        prevSeq,
+        previousPrimary: primary,
+        discarded,
+        promotedAt,
+      });
+    }
+    if (problems.length > 0) {
+      throw new PromotionRefusedError(
+        `--promote refused for ${problems.length} database(s); nothing was changed:\n` +
+          problems.map((problem) => `  - ${problem}`).join("\n") +
+          `\nStart this data directory with --follow until it caught up (or clear a stop), ` +
+          `or add --promote-discard-unapplied to promote it at what it has, losing what the ` +
+          `stream holds past it`,
+      );
+    }
+    // A new primary id: a replica seeded from a copy of the primary's data directory must not
+    // publish under the old primary's id.
+    const id = toHex(crypto.getRandomValues(new Uint8Array(16)));
+    await writeAtomic(`${this.#dataDir}/replication-primary-id`, id);
+    this.#primaryId = id;
+    for (const [dbKey, plan] of plans) {
+      const dir = `${databaseDir(this.#dataDir, dbKey)}/replication`;
+      await Deno.mkdir(dir, { recursive: true });
+      await writeAtomic(`${dir}/${TAKEOVER_FILE}`, JSON.stringify(plan));
+      this.#takeovers.set(dbKey, plan);
+    }
+    await writeAtomic(
+      `${this.#dataDir}/${PROMOTED_FILE}`,
+      JSON.stringify({ promotedAt, primary: id, takeovers: plans.size, discards }, null, 2),
+    );
+    this.#promoting = false;
+    for (const discard of discards) log.warn(`--promote-discard-unapplied: ${discard}`);
+    log.info("promoted to primary: publishing takeovers", {
+      primary: id,
+      databases: plans.size,
+    });
+    // Those with a takeover stay read-only until it is acknowledged (#takeoverDone).
+    for (const { dbKey } of databases) if (!plans.has(dbKey)) this.#onReadOnlyChange(dbKey);
+    this.#openGate();
+  }
+
+  /**
+   * The stream sequence of the last message of `dbKey`'s subject this replica's history
+   * (its log's end `localEnd`) holds; what follows it is not in that history. A string: why
+   * there is no such point (the log ends inside a message).
+   */
+  async #keptHistory(
+    nc: NatsConnection,
+    dbKey: string,
+    localEnd: number,
+    follow: { subjectSeq: Map<string, number> },
+    stopped: string | undefined,
+  ): Promise<number | string> {
+    const taken = follow.subjectSeq.get(dbKey) ?? 0;
+    let keep = 0;
+    for await (const message of subjectMessagesAfter(nc, subjectOf(dbKey), 0)) {
+      const kind = message.header?.get(HEADER_KIND) ?? "";
+      const first = Number(message.header?.get(HEADER_FIRST_TX));
+      const end = Number(message.header?.get(kind === "log" ? HEADER_END_TX : HEADER_AT_TX));
+      if (!Number.isSafeInteger(end)) break; // Not a message this replica could have taken.
+      if (kind === "log") {
+        if (end <= localEnd) {
+          keep = message.seq;
+          continue;
+        }
+        if (Number.isSafeInteger(first) && first < localEnd) {
+          return `its log ends at transaction ${localEnd}, inside the stream's message ` +
+            `${message.seq} (transactions [${first}, ${end})): there is no point to take ` +
+            `over from`;
+        }
+        break;
+      }
+      // A module update at the log's end is this replica's if it took it (and did not stop
+      // at it); a takeover at or before it is history too.
+      const had = end < localEnd ||
+        (end === localEnd && (kind === "takeover" || (message.seq <= taken && !stopped)));
+      if (!had) break;
+      keep = message.seq;
+    }
+    return keep;
+  }
+
+  /**
+   * Publishes `takeover` as the database's next message; once acknowledged, this server is
+   * its primary: publishing goes on from `atTx` and writes are taken.
+   */
+  async #publishTakeover(pump: Pump, nc: NatsConnection, takeover: TakeoverRecord): Promise<void> {
+    const subject = subjectOf(pump.dbKey);
+    const body: TakeoverBody = {
+      previousPrimary: takeover.previousPrimary,
+      promotedAt: takeover.promotedAt,
+      ...(takeover.discarded === undefined ? {} : { discarded: takeover.discarded }),
+    };
+    let streamSeq: number | undefined;
+    if (takeover.discarded !== undefined) {
+      const deleted = await deleteAfter(nc, subject, takeover.prevSeq);
+      streamSeq = (await (await jetstreamManager(nc)).streams.info(STREAM_NAME)).state.last_seq;
+      if (deleted > 0) {
+        log.warn("--promote-discard-unapplied: deleted the messages this replica lacked", {
+          identity: pump.dbKey,
+          afterSeq: takeover.prevSeq,
+          messages: deleted,
+        });
+      }
+    }
+    let seq: number;
+    try {
+      seq = await publish(
+        jetstream(nc),
+        subject,
+        new TextEncoder().encode(JSON.stringify(body)),
+        [
+          [HEADER_KIND, "takeover"],
+          [HEADER_AT_TX, String(takeover.atTx)],
+          [HEADER_PRIMARY, this.#primaryId],
+        ],
+        `${pump.dbKey}:takeover:${this.#primaryId}`,
+        { acked: takeover.atTx, lastSeq: takeover.prevSeq },
+        { chunkBytes: this.#chunkBytes(), key: this.#key, streamSeq },
+      );
+    } catch (error) {
+      if (!(error instanceof WrongSequenceError)) throw error;
+      const last = await lastSubjectMessage(nc, subject);
+      if (last && (last.header?.get(HEADER_PRIMARY) ?? "") === this.#primaryId) {
+        // Published before (its ack or the file's removal lost): publishing resumes after it.
+        await this.#takeoverDone(pump);
+        return;
+      }
+      if (takeover.discarded === undefined) {
+        throw new ConflictError(
+          `its takeover was refused: the subject moved on after the promotion checked it ` +
+            `(message ${last?.seq ?? 0} of primary "${
+              last?.header?.get(HEADER_PRIMARY) ?? ""
+            }" follows ${takeover.prevSeq}): the old primary is still publishing, and this ` +
+            `server is behind it`,
+        );
+      }
+      // Promoted at what it has, whatever came since: deleted again on the retry.
+      throw error;
+    }
+    pump.state = { acked: takeover.atTx, lastSeq: seq };
+    await this.#saveState(pump);
+    await this.#takeoverDone(pump);
+    log.info("replication: takeover published; this server is the database's primary", {
+      identity: pump.dbKey,
+      atTx: takeover.atTx,
+      seq,
+    });
+  }
+
+  /** The takeover is in JetStream: the pump asks where the subject stands, writes are taken. */
+  async #takeoverDone(pump: Pump): Promise<void> {
+    pump.state = undefined;
+    await Deno.remove(`${pump.dir}/replication/${TAKEOVER_FILE}`).catch((error) => {
+      if (!(error instanceof Deno.errors.NotFound)) throw error;
+    });
+    this.#takeovers.delete(pump.dbKey);
+    this.#onReadOnlyChange(pump.dbKey);
+  }
+
+  /**
+   * The first message on the database's subject after `afterSeq` that another primary
+   * published, if it is a takeover (its tag checked with a key); else undefined.
+   */
+  async #takeoverAfter(
+    nc: NatsConnection,
+    dbKey: string,
+    afterSeq: number,
+  ): Promise<FoundTakeover | undefined> {
+    const subject = subjectOf(dbKey);
+    for await (const message of subjectMessagesAfter(nc, subject, afterSeq)) {
+      const primary = message.header?.get(HEADER_PRIMARY) ?? "";
+      if (primary === this.#primaryId) continue;
+      const kind = message.header?.get(HEADER_KIND);
+      // A deletion by another primary: it took over, then deleted the database (which purged
+      // the takeover with the rest of its history).
+      if (kind !== "takeover" && kind !== "delete") return undefined;
+      if (
+        this.#key !== undefined &&
+        (await checkTag(this.#key, subject, message.header, message.data)) !== undefined
+      ) {
+        return undefined;
+      }
+      if (kind === "delete") return { seq: message.seq, primary, atTx: -1, promotedAt: "" };
+      const atTx = Number(message.header?.get(HEADER_AT_TX));
+      if (!Number.isSafeInteger(atTx) || atTx < 0) return undefined;
+      let promotedAt = "";
+      try {
+        promotedAt = String(JSON.parse(new TextDecoder().decode(message.data))?.promotedAt ?? "");
+      } catch { /* the time is only for the message */ }
+      return { seq: message.seq, primary, atTx, promotedAt };
+    }
+    return undefined;
+  }
+
+  /**
+   * Another primary took this database over: never publish it again, refuse its writes
+   * (persisted in `fenced.json`, read again at start), and throw the reason.
+   */
+  async #fence(pump: Pump, takeover: FoundTakeover): Promise<never> {
+    const lost = takeover.atTx >= 0 && pump.durable > takeover.atTx
+      ? `; its transactions [${takeover.atTx}, ${pump.durable}) here were never taken over ` +
+        `and exist only on this server`
+      : "";
+    const reason = takeover.atTx < 0
+      ? `This database was taken over and then deleted by another primary ("${takeover.primary}", ` +
+        `stream message ${takeover.seq}): this server (primary "${this.#primaryId}") is fenced ` +
+        `and refuses its writes`
+      : `This database was taken over by another primary ("${takeover.primary}", ` +
+        `stream message ${takeover.seq}${
+          takeover.promotedAt === "" ? "" : `, promoted ${takeover.promotedAt}`
+        }) from transaction ${takeover.atTx}: this server (primary "${this.#primaryId}") is ` +
+        `fenced and refuses its writes; send them to the new primary${lost}`;
+    await Deno.mkdir(`${pump.dir}/replication`, { recursive: true });
+    await writeAtomic(
+      `${pump.dir}/replication/${FENCED_FILE}`,
+      JSON.stringify(
+        {
+          reason,
+          primary: takeover.primary,
+          takeoverSeq: takeover.seq,
+          atTx: takeover.atTx,
+          durableTx: pump.durable,
+          fencedAt: new Date().toISOString(),
+        },
+        null,
+        2,
+      ),
+    );
+    this.#fenced.set(pump.dbKey, reason);
+    log.error("replication: this database was taken over by another primary; fenced", {
+      identity: pump.dbKey,
+      primary: takeover.primary,
+      atTx: takeover.atTx,
+      durableTx: pump.durable,
+    });
+    this.#onReadOnlyChange(pump.dbKey);
+    throw new ConflictError(reason);
+  }
+
   async #saveState(pump: Pump): Promise<void> {
     if (pump.stopped !== undefined) return; // Deleted meanwhile: never recreate its directory.
     await Deno.mkdir(`${pump.dir}/replication`, { recursive: true });
@@ -632,6 +1094,68 @@ class ConflictError extends Error {
   override name = "ConflictError";
 }
 
+/** JetStream refused a publish: the subject's last message is not the one it expected. */
+class WrongSequenceError extends Error {
+  override name = "WrongSequenceError";
+}
+
+/** `--promote` refused (replica behind, stopped databases, …): the server does not start. */
+export class PromotionRefusedError extends Error {
+  override name = "PromotionRefusedError";
+}
+
+/** `--promote` and `--promote-discard-unapplied`. */
+export interface PromoteOptions {
+  /**
+   * Promote databases the replica is behind on anyway, at what it has: what the stream holds
+   * past its log (and a stopped database's messages after its stop) is lost.
+   */
+  discardUnapplied: boolean;
+}
+
+/** A database of the replica being promoted (server/server.ts reads the registry). */
+export interface PromotedDatabase {
+  dbKey: string;
+  /** Transactions in its local log (durable end). */
+  localEnd: number;
+  /** Its name (or identity) for messages. */
+  label: string;
+}
+
+/** `<database>/replication/takeover.json`: a takeover to publish before anything else. */
+interface TakeoverRecord {
+  /** The log offset the new primary continues from (its log's end at promotion). */
+  atTx: number;
+  /** The subject's last message when promotion checked it (the takeover must follow it). */
+  prevSeq: number;
+  previousPrimary: string;
+  /** Promoted with --promote-discard-unapplied while behind: what was given up. */
+  discarded?: string;
+  promotedAt: string;
+}
+
+/** What a `takeover` message's body holds (JSON; covered by Lc-Auth like any body). */
+export interface TakeoverBody {
+  previousPrimary: string;
+  promotedAt: string;
+  discarded?: string;
+}
+
+/** A takeover found after this primary's last message (`#takeoverAfter`). */
+interface FoundTakeover {
+  seq: number;
+  primary: string;
+  atTx: number;
+  promotedAt: string;
+}
+
+/** Written in the data directory once a promotion is done (later starts skip the checks). */
+const PROMOTED_FILE = "replication-promoted.json";
+/** The follower's position file (replication/follower.ts): this directory was a replica's. */
+const FOLLOW_FILE = "replication-follow.json";
+const TAKEOVER_FILE = "takeover.json";
+const FENCED_FILE = "fenced.json";
+
 /**
  * Publishes with dedupe id and ordering check; returns the stream sequence of the (last)
  * message. A body over `chunkBytes` goes out in chunks (replication/chunks.ts), each expecting
@@ -645,8 +1169,13 @@ async function publish(
   entries: [string, string][],
   msgID: string,
   state: PumpState,
-  /** `sha256`: the body's, when the caller has it already (a bundle of up to 64 MiB). */
-  options: { chunkBytes: number; key: CryptoKey | undefined; sha256?: string },
+  /**
+   * `sha256`: the body's, when the caller has it already (a bundle of up to 64 MiB).
+   * `streamSeq`: expect the whole stream's last sequence instead of the subject's (a forced
+   * takeover after deleting the subject's newest messages: nats-server 2.9 then answers the
+   * subject's last sequence as 0).
+   */
+  options: { chunkBytes: number; key: CryptoKey | undefined; sha256?: string; streamSeq?: number },
 ): Promise<number> {
   const { chunkBytes, key } = options;
   const withHeaders = (more: [string, string][], part: Uint8Array) =>
@@ -656,7 +1185,9 @@ async function publish(
       const ack = await js.publish(subject, body, {
         headers: await withHeaders([[HEADER_PREV_SEQ, String(state.lastSeq)]], body),
         msgID,
-        expect: { lastSubjectSequence: state.lastSeq },
+        expect: options.streamSeq === undefined
+          ? { lastSubjectSequence: state.lastSeq }
+          : { lastSequence: options.streamSeq },
       });
       return ack.seq;
     }
@@ -684,7 +1215,9 @@ async function publish(
     return lastSeq;
   } catch (error) {
     if (/wrong last sequence/i.test(messageOf(error))) {
-      throw new Error(`JetStream refused the publish (${messageOf(error)}); asking it again`);
+      throw new WrongSequenceError(
+        `JetStream refused the publish (${messageOf(error)}); asking it again`,
+      );
     }
     throw error;
   }
@@ -699,6 +1232,40 @@ async function lastSubjectMessage(nc: NatsConnection, subject: string) {
     if (/no message found|not found/i.test(messageOf(error))) return null;
     throw error;
   }
+}
+
+/**
+ * The messages of `subject` after stream sequence `afterSeq`, in order (JetStream's
+ * `next_by_subj`; the client's type names only `seq` and `last_by_subj`).
+ */
+async function* subjectMessagesAfter(nc: NatsConnection, subject: string, afterSeq: number) {
+  const jsm = await jetstreamManager(nc);
+  for (let seq = afterSeq + 1;;) {
+    let message;
+    try {
+      message = await jsm.streams.getMessage(
+        STREAM_NAME,
+        { seq, next_by_subj: subject } as unknown as { seq: number },
+      );
+    } catch (error) {
+      if (/no message found|not found/i.test(messageOf(error))) return;
+      throw error;
+    }
+    if (!message) return;
+    yield message;
+    seq = message.seq + 1;
+  }
+}
+
+/** Deletes every message of `subject` after `afterSeq`; returns how many. */
+async function deleteAfter(nc: NatsConnection, subject: string, afterSeq: number): Promise<number> {
+  const jsm = await jetstreamManager(nc);
+  const doomed: number[] = [];
+  for await (const message of subjectMessagesAfter(nc, subject, afterSeq)) {
+    doomed.push(message.seq);
+  }
+  for (const seq of doomed) await jsm.streams.deleteMessage(STREAM_NAME, seq, false);
+  return doomed.length;
 }
 
 /** NATS headers of `entries`, with their Lc-Auth tag over `body` when there is a key. */
@@ -719,6 +1286,54 @@ async function signedHeaders(
 function headerReader(entries: [string, string][]): NonNullable<HeaderReader> {
   const map = new Map(entries);
   return { get: (name) => map.get(name) ?? "" };
+}
+
+/** A JSON file's value, undefined when it does not exist (unreadable JSON: null). */
+async function readJson(path: string): Promise<Record<string, unknown> | null | undefined> {
+  let text: string;
+  try {
+    text = await Deno.readTextFile(path);
+  } catch (error) {
+    if (error instanceof Deno.errors.NotFound) return undefined;
+    throw error;
+  }
+  try {
+    return JSON.parse(text);
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * What the follower left in this data directory (replication/follower.ts): per database the
+ * stream sequence of the last message it took, and the databases it stopped following.
+ */
+async function readFollowState(
+  dataDir: string,
+): Promise<{ subjectSeq: Map<string, number>; stopped: Map<string, string> }> {
+  const subjectSeq = new Map<string, number>();
+  const position = await readJson(`${dataDir}/${FOLLOW_FILE}`);
+  const seqs = position?.subjectSeq;
+  if (seqs && typeof seqs === "object") {
+    for (const [dbKey, seq] of Object.entries(seqs)) {
+      if (Number.isSafeInteger(seq)) subjectSeq.set(dbKey, seq as number);
+    }
+  }
+  const stopped = new Map<string, string>();
+  try {
+    for await (const entry of Deno.readDir(`${dataDir}/replication-stopped`)) {
+      const match = /^([0-9a-f]{64})\.json$/.exec(entry.name);
+      if (!match) continue;
+      const marker = await readJson(`${dataDir}/replication-stopped/${entry.name}`);
+      stopped.set(
+        match[1],
+        typeof marker?.reason === "string" ? marker.reason : "(unreadable stop marker)",
+      );
+    }
+  } catch (error) {
+    if (!(error instanceof Deno.errors.NotFound)) throw error;
+  }
+  return { subjectSeq, stopped };
 }
 
 async function readState(dir: string): Promise<PumpState | undefined> {

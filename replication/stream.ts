@@ -1,5 +1,5 @@
 /**
- * The JetStream layout both ends agree on: one stream, one subject per database, two message
+ * The JetStream layout both ends agree on: one stream, one subject per database, four message
  * kinds, told apart by headers.
  *
  *   stream  LIGHTCONE, subjects lightcone.*.log (file storage, limits retention)
@@ -9,9 +9,15 @@
  *   module  Lc-Kind: module, Lc-At-Tx: the module that runs from log offset At-Tx on; the body
  *           is JSON { owner, names, bundle }
  *   delete  Lc-Kind: delete: the primary deleted the database (its earlier messages are purged)
+ *   takeover Lc-Kind: takeover, Lc-At-Tx: a promoted replica (`--promote`) is the database's
+ *           primary from log offset At-Tx on (its log's end), under its own Lc-Primary; the body
+ *           is JSON { previousPrimary, promotedAt, discarded? }. Every later message is the new
+ *           primary's; the old one, seeing it, stops publishing and refuses writes (fenced)
  *   every   Lc-Primary: the primary's id (random, kept in its data directory);
- *           Nats-Msg-Id: <identity>:<first>-<end> or <identity>:module:<at>:<bundle hash>
- *           (JetStream drops a republished message within its duplicate window);
+ *           Nats-Msg-Id: <identity>:<primary>:<first>-<end> or
+ *           <identity>:<primary>:module:<at>:<bundle hash>, <identity>:takeover:<primary>
+ *           (JetStream drops a republished message within its duplicate window; the primary's
+ *           id keeps a promoted replica's message from being taken for the old primary's)
  *           Nats-Expected-Last-Subject-
  *           Sequence: the sequence of the database's previous message (two primaries cannot
  *           interleave one database's log: the second publish is refused)

@@ -445,6 +445,13 @@ export interface RegistryOptions {
    */
   readOnly?: string;
   /**
+   * Primary (`--replicate`), per database: why it must not write now (a promotion whose
+   * takeover is not in JetStream yet, or fenced by another primary's takeover;
+   * replication/primary.ts), else undefined. Read when its process starts; `applyReadOnly`
+   * restarts a running one when the answer changed. Update and delete are refused meanwhile.
+   */
+  readOnlyFor?: (identity: string) => string | undefined;
+  /**
    * Primary (`--replicate`): a database's module changes at log offset `atTx` (0: it is new).
    * Awaited before the new module's process starts, so it is called before any transaction of
    * the new module exists; the function it resolves with is awaited once the change took
@@ -867,6 +874,15 @@ export class DatabaseRegistry {
     return database;
   }
 
+  /** Databases in control.json that failed to start (kept, stopped): identity, names, why. */
+  unstartedDatabases(): { identity: string; names: string[]; reason: string }[] {
+    return [...this.#unstarted.values()].map(({ identity, names, reason }) => ({
+      identity,
+      names,
+      reason,
+    }));
+  }
+
   list(): Database[] {
     return [...this.#byIdentity.values()];
   }
@@ -887,7 +903,7 @@ export class DatabaseRegistry {
     clear: boolean,
     policy: MigrationPolicy = { breakClients: false },
   ): Promise<PublishOutcome> {
-    this.#refuseOnReplica("publish");
+    this.#refuseOnReplica("publish", target === undefined ? undefined : this.resolve(target));
     if (clear && this.#options.onModuleChange) {
       throw new BadRequestError(
         "Clearing a database is not supported while its commit log is replicated (--replicate)",
@@ -944,11 +960,77 @@ export class DatabaseRegistry {
     });
   }
 
-  #refuseOnReplica(action: string): void {
+  #refuseOnReplica(action: string, database?: Database): void {
     if (this.#options.readOnly !== undefined) {
       throw new BadRequestError(`${action}: ${this.#options.readOnly}`);
     }
+    const reason = database && this.#options.readOnlyFor?.(database.key);
+    if (reason !== undefined && reason !== "") {
+      throw new BadRequestError(`${action}: ${reason}`);
+    }
   }
+
+  /**
+   * Restarts `database`'s process when `readOnlyFor` now says otherwise than when it started
+   * (replication failover: fenced, or its takeover published). Clients stay (hot swap); work
+   * admitted before finishes on the old process. A hibernated or stopped database takes the
+   * new setting when it next starts.
+   */
+  applyReadOnly(database: Database): Promise<void> {
+    return this.#serialised(async () => {
+      if (this.#byIdentity.get(database.key) !== database || this.#closing) return;
+      this.#pinned.add(database);
+      try {
+        await database.transition;
+        const host = database.runningHost;
+        if (host === undefined || database.stoppedReason !== undefined) return;
+        const wanted = this.#options.readOnlyFor?.(database.key);
+        if (this.#startedReadOnly.get(host) === wanted) return;
+        database.beginUpdate();
+        this.#options.onUpdateStart?.(database);
+        let serving = false;
+        try {
+          await database.drained(this.#budgetMs());
+          await hostIdle(host, this.#budgetMs());
+          this.#stop(database, "restarting read-only or writable", { notify: false });
+          await this.#options.storage.closeDatabase(database.key);
+          const bundle = await Deno.readTextFile(join(database.directory, "module.js"));
+          const started = await this.#startHost(database.identity, database.owner, bundle, {
+            runInit: false,
+            logs: database.logs,
+            moduleHash: database.moduleHash,
+            genesis: await readGenesis(database.directory),
+          });
+          database.host = started.host;
+          database.stoppedReason = undefined;
+          database.durableTxOffset = started.durableTxOffset;
+          this.#catchUpDurable(database);
+          serving = true;
+          this.#options.onUpdateEnd?.(database, false, "the database restarted");
+          log.info(wanted === undefined ? "database writable" : "database read-only", {
+            identity: database.key,
+            ...(wanted === undefined ? {} : { reason: wanted }),
+          });
+        } catch (error) {
+          database.stoppedReason ??= `restarting it failed: ${messageOf(error)}`;
+          log.error("restarting a database read-only or writable failed", {
+            identity: database.key,
+            error: messageOf(error),
+          });
+        } finally {
+          if (!serving) {
+            this.#options.onStopped?.(database, database.stoppedReason ?? "restart failed");
+          }
+          database.endUpdate();
+        }
+      } finally {
+        this.#pinned.delete(database);
+      }
+    });
+  }
+
+  /** What each running process was started with (readOnlyFor at its start). */
+  readonly #startedReadOnly = new WeakMap<DatabaseHost, string | undefined>();
 
   /**
    * What publishing `bundle` to `database` would do (SpacetimeDB's pre_publish): the migration
@@ -987,7 +1069,7 @@ export class DatabaseRegistry {
 
   /** Deletes a database and all its data for good. Only its owner may. */
   delete(database: Database, caller: Identity): Promise<void> {
-    this.#refuseOnReplica("delete database");
+    this.#refuseOnReplica("delete database", database);
     requireOwner({
       caller,
       owner: database.owner,
@@ -1476,6 +1558,7 @@ export class DatabaseRegistry {
     const prepared = cached ?? this.#preparedByHash.get(options.moduleHash);
     if (prepared && !cached) void writePreparedModule(directory, options.moduleHash, prepared);
     const opened = await this.#options.storage.openDatabase(key, this.#options.limits);
+    const readOnly = this.#options.readOnly ?? this.#options.readOnlyFor?.(key);
     try {
       // Assigned when start() resolves. A reply can be handled before that continuation runs
       // (a resumed schedule due at once, its batch read with the "ready" message): its callbacks
@@ -1493,7 +1576,7 @@ export class DatabaseRegistry {
         databaseIdentity: identity.toBigInt(),
         ownerIdentity: owner.toBigInt(),
         runInit: options.runInit,
-        readOnly: this.#options.readOnly,
+        readOnly,
         reducerBudgetMs: this.#budgetMs(),
         memoryMb: this.#options.databaseMemoryMb,
         limits: this.#options.limits,
@@ -1526,6 +1609,7 @@ export class DatabaseRegistry {
         },
         outboundHttp: (request) => this.#outboundHttp(key, request, options.logs),
       });
+      this.#startedReadOnly.set(host, readOnly);
       // Recovery read only the segments after the snapshot it started from: check the older
       // ones in the background (each once per run; a wake or restart finds them judged).
       this.#segments.schedule(key);

@@ -24,7 +24,12 @@ import {
   setWarmSpare,
 } from "../worker/mod.ts";
 import { createApp } from "./app.ts";
-import { DatabaseRegistry, exists, isValidDatabaseName } from "./database_registry.ts";
+import {
+  type Database,
+  DatabaseRegistry,
+  exists,
+  isValidDatabaseName,
+} from "./database_registry.ts";
 import { type RequestBodyOptions, RequestBodyReader } from "./request_body.ts";
 import { ConnReaper } from "./conn_reaper.ts";
 import { WsHub } from "./ws/hub.ts";
@@ -120,6 +125,17 @@ export interface ServerOptions {
    */
   follow?: string;
   /**
+   * `--promote` (with `--replicate`): this data directory was a read replica's; it becomes the
+   * primary of every database it has (replication/primary.ts `promote`), refused unless each is
+   * caught up with its subject.
+   */
+  promote?: boolean;
+  /**
+   * `--promote-discard-unapplied`: promote databases the replica is behind on at what it has;
+   * what the stream holds past it is lost.
+   */
+  promoteDiscardUnapplied?: boolean;
+  /**
    * `--replication-key-file PATH`: the shared secret both ends tag and check replication
    * messages with (replication/auth.ts). Without it messages are unauthenticated (a warning).
    */
@@ -145,6 +161,14 @@ export interface RunningServer {
 
 export async function startServer(options: ServerOptions): Promise<RunningServer> {
   await Deno.mkdir(options.dataDir, { recursive: true });
+  if (options.promote && options.replicate === undefined) {
+    throw new RangeError(
+      "--promote needs --replicate nats://… (the NATS server the replica followed)",
+    );
+  }
+  if (options.promoteDiscardUnapplied && !options.promote) {
+    throw new RangeError("--promote-discard-unapplied needs --promote");
+  }
   // First: a bad key file refuses the start before anything runs.
   const replicationKey = await replicationKeyOf(options);
   const natsCa = await natsCaOf(options);
@@ -171,11 +195,22 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   if (options.replicate !== undefined && options.follow !== undefined) {
     throw new RangeError("--replicate and --follow exclude each other: a replica does not publish");
   }
+  const opened: { registry?: DatabaseRegistry } = {};
   const replicator = options.replicate === undefined ? undefined : new PrimaryReplicator({
     dataDir: options.dataDir,
     server: options.replicate,
     key: replicationKey,
     natsCa,
+    promote: options.promote
+      ? { discardUnapplied: options.promoteDiscardUnapplied ?? false }
+      : undefined,
+    // Fenced, or its takeover published: its process restarts read-only or writable.
+    onReadOnlyChange: (key) => {
+      // Before the registry is open, its recovery reads readOnlyReason itself (and the check
+      // after `recovered` below catches a change while it started).
+      const database = opened.registry?.resolve(key);
+      if (database) void opened.registry!.applyReadOnly(database);
+    },
     existingModule: async (key) => {
       const database = registry.resolve(key);
       if (!database) return "it is not hosted here";
@@ -192,7 +227,14 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
       };
     },
   });
-  await replicator?.start();
+  try {
+    await replicator?.start();
+  } catch (error) {
+    // E.g. --promote on a directory that is not a replica's.
+    await replicator?.close();
+    await storage.stop();
+    throw error;
+  }
   if (replicator) {
     storage.onDurable((key, offset, _syncMs, _txCount, bytes) =>
       replicator.durable(key, Number(offset), bytes)
@@ -200,6 +242,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   }
   const registry = await DatabaseRegistry.open({
     readOnly: options.follow === undefined ? undefined : readOnlyMessage(options.follow),
+    readOnlyFor: replicator ? (key) => replicator.readOnlyReason(key) : undefined,
     onModuleChange: replicator
       ? (change) =>
         replicator.moduleChanging({
@@ -231,11 +274,40 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     hibernateAfterMs: (options.hibernateAfterS ?? HIBERNATE_AFTER_S_DEFAULT) * 1000,
     inUse: (database) => hub.hasClients(database),
   });
+  opened.registry = registry;
   hub.attach(registry);
+  if (replicator && options.promote) {
+    await registry.recovered;
+    const promoted = (database: Database) => ({
+      dbKey: database.key,
+      localEnd: database.durableTxOffset,
+      label: database.names[0] ?? database.key,
+    });
+    try {
+      await replicator.promote(
+        registry.list().map(promoted),
+        registry.unstartedDatabases().map((entry) => ({
+          dbKey: entry.identity,
+          localEnd: 0,
+          label: entry.names[0] ?? entry.identity,
+        })),
+      );
+    } catch (error) {
+      await registry.close();
+      await replicator.close();
+      await storage.stop();
+      throw error;
+    }
+  }
   if (replicator) {
     void registry.recovered.then(() => {
       for (const database of registry.list()) {
         replicator.durable(database.key, database.durableTxOffset, 0);
+        // Fenced while it was starting: applyReadOnly restarts it only if it started otherwise
+        // (a promotion settles its databases itself).
+        if (!options.promote && replicator.readOnlyReason(database.key) !== undefined) {
+          void registry.applyReadOnly(database);
+        }
       }
     });
   }

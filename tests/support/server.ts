@@ -45,6 +45,9 @@ export async function startTestServer(
     /** `--replicate` / `--follow` (host:port of a NATS server). */
     replicate?: string;
     follow?: string;
+    /** `--promote` / `--promote-discard-unapplied` (with `replicate`). */
+    promote?: boolean;
+    promoteDiscardUnapplied?: boolean;
     /** `--trusted-proxy` values. */
     trustedProxies?: string[];
   } = {},
@@ -69,6 +72,8 @@ export async function startTestServer(
     natsCaFile: options.natsCaFile,
     replicate: options.replicate,
     follow: options.follow,
+    promote: options.promote,
+    promoteDiscardUnapplied: options.promoteDiscardUnapplied,
     trustedProxies: options.trustedProxies,
   });
   return {
