@@ -317,6 +317,25 @@ export const PG_STARTUP_BYTES_MAX = 10_000;
 export const PG_STARTUP_TIMEOUT_MS = 60_000;
 /** Open PostgreSQL wire connections at once; more are refused with FATAL 53300 (too_many_connections). */
 export const PG_CONNECTIONS_MAX = 1024;
+/**
+ * Prepared statements one PostgreSQL wire session keeps (Parse with a name), and the SQL text
+ * its statements and portals hold together: without a bound an anonymous client pinned ~300 MB
+ * of the server's heap with 3,000 Parse messages. 1 MiB holds thousands of ordinary statements
+ * and 16 maximal ones (SQL_BYTES_MAX).
+ */
+export const PG_STATEMENTS_MAX = 1024;
+export const PG_SESSION_SQL_BYTES_MAX = 1024 * 1024;
+/**
+ * Portals (Bind) one session keeps at once: each may hold a whole statement result until it is
+ * executed or closed, so a few (drivers use the unnamed one, or a handful of cursors).
+ */
+export const PG_PORTALS_MAX = 16;
+/**
+ * Output a session has queued for a client that does not read before it stops reading the next
+ * message (TCP pushes back on the client): 2.6 KB of pipelined queries made the server queue
+ * ~680 MiB of answers for a client that never read.
+ */
+export const PG_OUTPUT_PENDING_BYTES_MAX = 1024 * 1024;
 
 /** Outbound HTTP from procedures (`ctx.http.fetch`): SpacetimeDB's default timeout. */
 export const OUTBOUND_HTTP_TIMEOUT_MS_DEFAULT = 30_000;
