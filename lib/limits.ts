@@ -337,6 +337,15 @@ export const PG_PORTALS_MAX = 16;
  */
 export const PG_OUTPUT_PENDING_BYTES_MAX = 1024 * 1024;
 
+/**
+ * Outbound HTTP requests one database may have in flight at once: one per procedure thread
+ * (PROCEDURE_THREADS_MAX). The database process is untrusted and could send more requests than
+ * it has threads; each holds a connection and up to OUTBOUND_HTTP_RESPONSE_BYTES_MAX on the
+ * server's main thread, so more are refused at once.
+ */
+export const OUTBOUND_HTTP_PER_DATABASE_MAX = 16;
+/** The same for all databases together. */
+export const OUTBOUND_HTTP_IN_FLIGHT_MAX = 256;
 /** Outbound HTTP from procedures (`ctx.http.fetch`): SpacetimeDB's default timeout. */
 export const OUTBOUND_HTTP_TIMEOUT_MS_DEFAULT = 30_000;
 /** A request's own timeout is clamped to this, as in SpacetimeDB. */

@@ -1427,6 +1427,7 @@ export class DatabaseRegistry {
     key: string,
     request: OutboundHttpRequest,
     logs: LogBuffer,
+    cancel: AbortSignal,
   ): Promise<OutboundHttpResponse> {
     const outbound = this.#options.outboundHttp;
     const requestId = request.requestId;
@@ -1442,6 +1443,7 @@ export class DatabaseRegistry {
       { name: database?.names[0], identity: key },
       request,
       (line) => logs.append([line]),
+      cancel,
     );
     return result.ok
       ? {
@@ -1524,7 +1526,7 @@ export class DatabaseRegistry {
             database.metrics.batchRoundTrip.observe(ms * 1000);
           }
         },
-        outboundHttp: (request) => this.#outboundHttp(key, request, options.logs),
+        outboundHttp: (request, cancel) => this.#outboundHttp(key, request, options.logs, cancel),
       });
       // Recovery read only the segments after the snapshot it started from: check the older
       // ones in the background (each once per run; a wake or restart finds them judged).
