@@ -313,6 +313,12 @@ export const DATABASES_PER_IDENTITY_MAX_DEFAULT = 10;
 export const PG_MESSAGE_BYTES_MAX = 1024 * 1024;
 /** Largest PostgreSQL startup packet; PostgreSQL itself allows 10,000 bytes. */
 export const PG_STARTUP_BYTES_MAX = 10_000;
+/**
+ * Largest message before authentication (the password: a token; PostgreSQL allows 64 KiB for
+ * an authentication message too): 1,024 unauthenticated connections then hold at most 64 MiB,
+ * not PG_MESSAGE_BYTES_MAX each.
+ */
+export const PG_PASSWORD_BYTES_MAX = 64 * 1024;
 /** Time a PostgreSQL wire client has to authenticate, as PostgreSQL's authentication_timeout. */
 export const PG_STARTUP_TIMEOUT_MS = 60_000;
 /** Open PostgreSQL wire connections at once; more are refused with FATAL 53300 (too_many_connections). */

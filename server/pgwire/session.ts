@@ -10,6 +10,7 @@ import type { Identity } from "../../auth/mod.ts";
 import {
   PG_MESSAGE_BYTES_MAX,
   PG_OUTPUT_PENDING_BYTES_MAX,
+  PG_PASSWORD_BYTES_MAX,
   PG_PORTALS_MAX,
   PG_SESSION_SQL_BYTES_MAX,
   PG_STARTUP_BYTES_MAX,
@@ -189,7 +190,7 @@ export class PgSession {
     const user = parameters.get("user") ?? "";
     if (database === "") throw new PgError("FATAL", "08004", "Database name is required");
     this.#send(authenticationRequest(AUTH_CLEARTEXT_PASSWORD));
-    const message = await this.#nextMessage();
+    const message = await this.#nextMessage(PG_PASSWORD_BYTES_MAX);
     if (message === undefined) return false;
     if (message.type !== "p") {
       throw new PgProtocolError(
@@ -472,9 +473,9 @@ export class PgSession {
     }
   }
 
-  async #nextMessage(): Promise<FrontendMessage | undefined> {
+  async #nextMessage(bytesMax = PG_MESSAGE_BYTES_MAX): Promise<FrontendMessage | undefined> {
     while (true) {
-      const message = this.#reader.next(PG_MESSAGE_BYTES_MAX);
+      const message = this.#reader.next(bytesMax);
       if (message !== undefined) return message;
       if (!(await this.#fill())) return undefined;
     }

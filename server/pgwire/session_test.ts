@@ -7,6 +7,7 @@ import { deepStrictEqual as assertEquals, ok as assert } from "node:assert/stric
 import type { Identity } from "../../auth/mod.ts";
 import {
   PG_OUTPUT_PENDING_BYTES_MAX,
+  PG_PASSWORD_BYTES_MAX,
   PG_PORTALS_MAX,
   PG_SESSION_SQL_BYTES_MAX,
   PG_STATEMENTS_MAX,
@@ -238,4 +239,15 @@ Deno.test("a client that pipelines queries and never reads is not read from any 
   transport.unblock();
   await session;
   assertEquals(ran.length, queries);
+});
+
+Deno.test("a password message over PG_PASSWORD_BYTES_MAX is refused before it is read", async () => {
+  const { backend } = recordingBackend();
+  // Only the header of a message announcing more than a token could be: refused at once.
+  const header = message("p").subarray(0, 5);
+  new DataView(header.buffer, header.byteOffset).setInt32(1, PG_PASSWORD_BYTES_MAX + 5);
+  const transport = new MemoryTransport([startup(), header]);
+  await new PgSession(backend, transport).run();
+  const text = transport.text();
+  assert(/FATAL.*08P01.*Invalid length \d+ of a 'p' message/s.test(text), text);
 });
