@@ -17,7 +17,6 @@ import {
   PG_STATEMENTS_MAX,
   SQL_BYTES_MAX,
 } from "../../lib/limits.ts";
-import { parseSqlStatement } from "../../query/parse.ts";
 import type { Database } from "../database_registry.ts";
 import type { SqlStatementResult } from "../sql_statement.ts";
 import {
@@ -533,16 +532,12 @@ function utf8Length(text: string): number {
 }
 
 /**
- * Whether a statement only reads (SELECT, SHOW), so Describe may run it to learn its columns.
- * One that does not parse is run: it can change nothing, and the run reports the error.
+ * Whether a statement only reads (SELECT, SHOW: the /sql grammar has no comments and no
+ * SELECT ... INTO), so Describe may run it to learn its columns. Anything else, an INSERT,
+ * UPDATE, DELETE, SET or text that does not parse, runs on Execute only.
  */
 function readsOnly(sql: string): boolean {
-  try {
-    const kind = parseSqlStatement(sql).kind;
-    return kind === "select" || kind === "show";
-  } catch {
-    return true;
-  }
+  return /^\s*(select|show)\b/i.test(sql);
 }
 
 function commandTag(result: SqlStatementResult): string {
