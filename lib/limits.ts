@@ -387,3 +387,9 @@ export const HIBERNATE_AFTER_S_DEFAULT = 300;
 export const HIBERNATE_WAKE_LEAD_MS = 2_000;
 /** Hibernations or boot-time recoveries run at once (each is a process stop or start). */
 export const HIBERNATION_CONCURRENCY_MAX = 4;
+/**
+ * A database that crashed more than 3 times within a minute restarts after this pause, doubled
+ * for each further pause in a row up to CRASH_PAUSE_MAX_MS (server/database_registry.ts).
+ */
+export const CRASH_PAUSE_MS = 60_000;
+export const CRASH_PAUSE_MAX_MS = 16 * 60_000;
