@@ -24,6 +24,22 @@ const LEVEL_COLOURS: Record<string, string> = {
 const DIM = "\x1b[2m";
 const RESET = "\x1b[0m";
 
+/**
+ * `text` with every control character but newline and tab shown as an escape (`\x1b` becomes
+ * the four characters `\x1b`): a log line's message and names are the module's, and through it
+ * any client's (a chat message it logs), so they must not reach the terminal as escape sequences
+ * (clearing the screen, retitling the window, writing the clipboard with OSC 52, hiding text with
+ * carriage returns). C0 controls, DEL and the C1 controls (U+0080-U+009F; some terminals read
+ * U+009B as CSI) are escaped.
+ */
+export function printable(text: string): string {
+  return text.replace(
+    // deno-lint-ignore no-control-regex
+    /[\x00-\x08\x0b-\x1f\x7f-\x9f]/g,
+    (ch) => `\\x${ch.charCodeAt(0).toString(16).padStart(2, "0")}`,
+  );
+}
+
 /** Microseconds since the Unix epoch -> `2025-01-07T15:32:57.447286Z`. */
 export function formatTimestampMicros(micros: number): string {
   const wholeMs = Math.floor(micros / 1000);
@@ -41,10 +57,10 @@ export function formatLogLine(line: string, options: { colour: boolean }): strin
   try {
     record = JSON.parse(line);
   } catch {
-    return line;
+    return printable(line);
   }
-  if (typeof record !== "object" || record === null) return line;
-  const level = (record.level ?? "Info").toUpperCase();
+  if (typeof record !== "object" || record === null) return printable(line);
+  const level = printable(String(record.level ?? "Info").toUpperCase());
   const time = typeof record.ts === "number" ? formatTimestampMicros(record.ts) : "";
   const levelText = level.padStart(5);
   const colouredLevel = options.colour
@@ -58,13 +74,12 @@ export function formatLogLine(line: string, options: { colour: boolean }): strin
       ? `${record.filename}:${record.line_number}`
       : record.filename;
   }
-  origin = origin.trim();
+  origin = printable(origin.trim());
   const head = `${colouredTime} ${colouredLevel}:`;
-  let text = origin === ""
-    ? `${head} ${record.message ?? ""}`
-    : `${head} ${origin}: ${record.message ?? ""}`;
+  const message = printable(String(record.message ?? ""));
+  let text = origin === "" ? `${head} ${message}` : `${head} ${origin}: ${message}`;
   for (const frame of record.trace ?? []) {
-    text += `\n    in ${frame.module_name ?? "?"} :: ${frame.func_name ?? "?"}`;
+    text += `\n    in ${printable(`${frame.module_name ?? "?"} :: ${frame.func_name ?? "?"}`)}`;
   }
   return text;
 }

@@ -52,3 +52,35 @@ Deno.test("formatLogLine() prints panic traces and passes non-JSON lines through
   assertEquals(formatLogLine(line, { colour: false }).split("\n")[1], "    in m :: f");
   assertEquals(formatLogLine("not json", { colour: false }), "not json");
 });
+
+Deno.test("formatLogLine() shows control characters from the module as escapes, never raw", () => {
+  // What a module logging a client's chat message sends: clear the screen, set the window title,
+  // write the clipboard (OSC 52), return to the line start, a C1 CSI.
+  const hostile = "hi\x1b[2J\x1b]0;pwned\x07\x1b]52;c;ZWNobyBoaQ==\x07\rfake\u009b31m\x7f";
+  const line = JSON.stringify({
+    ts: 0,
+    level: "Info",
+    function: "say\x1b[8m",
+    filename: "chat.ts\r",
+    line_number: 1,
+    message: hostile + "\nsecond line\ttabbed",
+    trace: [{ module_name: "m\x1b[1m", func_name: "f" }],
+  });
+  for (const colour of [false, true]) {
+    const text = formatLogLine(line, { colour });
+    // The CLI's own level and time colours are the only escapes left.
+    // deno-lint-ignore no-control-regex
+    const raw = colour ? text.replaceAll(/\x1b\[[0-9;]*m(?=[ :\d])/g, "") : text;
+    // deno-lint-ignore no-control-regex
+    assertEquals(/[\x00-\x08\x0b-\x1f\x7f-\x9f]/.test(raw), false, JSON.stringify(text));
+    assertEquals(
+      text.endsWith(
+        "say\\x1b[8m chat.ts\\x0d:1: hi\\x1b[2J\\x1b]0;pwned\\x07\\x1b]52;c;ZWNobyBoaQ==\\x07\\x0dfake" +
+          "\\x9b31m\\x7f\nsecond line\ttabbed\n    in m\\x1b[1m :: f",
+      ),
+      true,
+      JSON.stringify(text),
+    );
+  }
+  assertEquals(formatLogLine("not json\x1b[2J", { colour: false }), "not json\\x1b[2J");
+});

@@ -97,12 +97,24 @@ function renderJsonCell(type: AlgebraicType, json: unknown): string {
   return psqlValue(type, value);
 }
 
+/**
+ * JSON text with DEL and the C1 controls (U+007F-U+009F, which JSON.stringify leaves as they are)
+ * written as `\u` escapes: a string any client stored must not reach the terminal as a control
+ * (some terminals read U+009B as CSI). The text still parses to the same value.
+ */
+export function escapeC1(json: string): string {
+  return json.replace(
+    /[\x7f-\x9f]/g,
+    (ch) => `\\u${ch.charCodeAt(0).toString(16).padStart(4, "0")}`,
+  );
+}
+
 /** One value in SpacetimeDB's psql notation. */
 export function psqlValue(type: AlgebraicType, value: Value): string {
   const t = resolveType(type, []);
   switch (t.tag) {
     case "String":
-      return JSON.stringify(value);
+      return escapeC1(JSON.stringify(value));
     case "Bool":
     case "I8":
     case "U8":

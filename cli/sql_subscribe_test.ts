@@ -8,7 +8,7 @@ import { join } from "node:path";
 import { runCli } from "./main.ts";
 import { captureIo, type CliIo } from "./io.ts";
 import { assertIncludes } from "./_assert_test_support.ts";
-import { formatDuration, psqlValue, splitStatements } from "./sql_format.ts";
+import { escapeC1, formatDuration, psqlValue, splitStatements } from "./sql_format.ts";
 import { call, fixtureBundle, publish, startTestServer } from "../tests/support/server.ts";
 
 interface Run {
@@ -375,4 +375,16 @@ Deno.test("subscribe exits 0 with 'disconnected by server' when the database goe
     assertIncludes(run.stderr, "disconnected by server");
     console.log(`subscribe ended ${(performance.now() - started).toFixed(0)} ms after the delete`);
   });
+});
+
+Deno.test("strings a client stored reach the terminal without raw control characters", () => {
+  const stored = "hi\x1b[2J\u009b31m\x7fend";
+  const shown = psqlValue({ tag: "String" }, stored);
+  assertEquals(shown, '"hi\\u001b[2J\\u009b31m\\u007fend"');
+  assertEquals(JSON.parse(shown), stored);
+  // subscribe prints JSON lines: the same escapes, the same values.
+  const line = escapeC1(JSON.stringify({ text: stored }));
+  // deno-lint-ignore no-control-regex
+  assertEquals(/[\x00-\x1f\x7f-\x9f]/.test(line), false, line);
+  assertEquals(JSON.parse(line).text, stored);
 });

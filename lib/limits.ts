@@ -313,11 +313,45 @@ export const DATABASES_PER_IDENTITY_MAX_DEFAULT = 10;
 export const PG_MESSAGE_BYTES_MAX = 1024 * 1024;
 /** Largest PostgreSQL startup packet; PostgreSQL itself allows 10,000 bytes. */
 export const PG_STARTUP_BYTES_MAX = 10_000;
+/**
+ * Largest message before authentication (the password: a token; PostgreSQL allows 64 KiB for
+ * an authentication message too): 1,024 unauthenticated connections then hold at most 64 MiB,
+ * not PG_MESSAGE_BYTES_MAX each.
+ */
+export const PG_PASSWORD_BYTES_MAX = 64 * 1024;
 /** Time a PostgreSQL wire client has to authenticate, as PostgreSQL's authentication_timeout. */
 export const PG_STARTUP_TIMEOUT_MS = 60_000;
 /** Open PostgreSQL wire connections at once; more are refused with FATAL 53300 (too_many_connections). */
 export const PG_CONNECTIONS_MAX = 1024;
+/**
+ * Prepared statements one PostgreSQL wire session keeps (Parse with a name), and the SQL text
+ * its statements and portals hold together: without a bound an anonymous client pinned ~300 MB
+ * of the server's heap with 3,000 Parse messages. 1 MiB holds thousands of ordinary statements
+ * and 16 maximal ones (SQL_BYTES_MAX).
+ */
+export const PG_STATEMENTS_MAX = 1024;
+export const PG_SESSION_SQL_BYTES_MAX = 1024 * 1024;
+/**
+ * Portals (Bind) one session keeps at once: each may hold a whole statement result until it is
+ * executed or closed, so a few (drivers use the unnamed one, or a handful of cursors).
+ */
+export const PG_PORTALS_MAX = 16;
+/**
+ * Output a session has queued for a client that does not read before it stops reading the next
+ * message (TCP pushes back on the client): 2.6 KB of pipelined queries made the server queue
+ * ~680 MiB of answers for a client that never read.
+ */
+export const PG_OUTPUT_PENDING_BYTES_MAX = 1024 * 1024;
 
+/**
+ * Outbound HTTP requests one database may have in flight at once: one per procedure thread
+ * (PROCEDURE_THREADS_MAX). The database process is untrusted and could send more requests than
+ * it has threads; each holds a connection and up to OUTBOUND_HTTP_RESPONSE_BYTES_MAX on the
+ * server's main thread, so more are refused at once.
+ */
+export const OUTBOUND_HTTP_PER_DATABASE_MAX = 16;
+/** The same for all databases together. */
+export const OUTBOUND_HTTP_IN_FLIGHT_MAX = 256;
 /** Outbound HTTP from procedures (`ctx.http.fetch`): SpacetimeDB's default timeout. */
 export const OUTBOUND_HTTP_TIMEOUT_MS_DEFAULT = 30_000;
 /** A request's own timeout is clamped to this, as in SpacetimeDB. */
@@ -353,3 +387,9 @@ export const HIBERNATE_AFTER_S_DEFAULT = 300;
 export const HIBERNATE_WAKE_LEAD_MS = 2_000;
 /** Hibernations or boot-time recoveries run at once (each is a process stop or start). */
 export const HIBERNATION_CONCURRENCY_MAX = 4;
+/**
+ * A database that crashed more than 3 times within a minute restarts after this pause, doubled
+ * for each further pause in a row up to CRASH_PAUSE_MAX_MS (server/database_registry.ts).
+ */
+export const CRASH_PAUSE_MS = 60_000;
+export const CRASH_PAUSE_MAX_MS = 16 * 60_000;

@@ -428,6 +428,19 @@ function fail(scope: ModuleScope, message: string): never {
   throw new ModuleDefError(`${message}${where}`);
 }
 
+/**
+ * Names clients, SQL and generated bindings show may not hold control characters (C0, DEL, C1):
+ * a hostile module's table or column named with a terminal escape reached the terminal of anyone
+ * who described its database or queried it with the CLI. (SpacetimeDB requires identifiers;
+ * Lightcone accepts other printable names, which codegen quotes or refuses.)
+ */
+function checkPrintableName(scope: ModuleScope, what: string, name: string): void {
+  // deno-lint-ignore no-control-regex
+  if (/[\x00-\x1f\x7f-\x9f]/.test(name)) {
+    fail(scope, `${what} ${JSON.stringify(name)} contains a control character`);
+  }
+}
+
 function addGlobalName(scope: ModuleScope, name: string): void {
   if (scope.globalNames.has(name)) fail(scope, `Duplicate name "${name}" in the module`);
   scope.globalNames.add(name);
@@ -477,6 +490,8 @@ function resolveTable(scope: ModuleScope, raw: RawTableDefV10): TableDef {
     value: ProductType;
   };
   const localName = resolveTableName(scope, raw.sourceName);
+  checkPrintableName(scope, "Table name", raw.sourceName);
+  checkPrintableName(scope, "Table name", localName);
   if (raw.tableType !== "System" && localName.startsWith("st_")) {
     fail(
       scope,
@@ -489,6 +504,8 @@ function resolveTable(scope: ModuleScope, raw: RawTableDefV10): TableDef {
     if (sourceName === undefined || e.name === undefined) {
       fail(scope, `Column ${colId} of table "${raw.sourceName}" has no name`);
     }
+    checkPrintableName(scope, `Column of table "${localName}"`, sourceName);
+    checkPrintableName(scope, `Column of table "${localName}"`, e.name);
     return { colId, name: e.name, sourceName, type: e.algebraicType, defaultValue: undefined };
   });
   const columnNames = (cols: number[]) => cols.map((c) => columns[c].name).join("_");
@@ -518,6 +535,9 @@ function resolveTable(scope: ModuleScope, raw: RawTableDefV10): TableDef {
             "direct indexes need U8, U16, U32, U64 or a simple enum",
         );
       }
+    }
+    for (const shown of [name, sourceName, index.accessorName ?? ""]) {
+      checkPrintableName(scope, `Index of table "${localName}"`, shown);
     }
     return { name, sourceName, accessorName: index.accessorName, algorithm, columns: cols };
   });
@@ -643,6 +663,7 @@ function convertParams(scope: ModuleScope, params: ProductType, owner: string): 
   return {
     elements: params.elements.map((e, i) => {
       if (e.name === undefined) fail(scope, `Parameter ${i} of "${owner}" has no name`);
+      checkPrintableName(scope, `Parameter of "${owner}"`, e.name);
       return { name: scope.caseName(e.name), algebraicType: e.algebraicType };
     }),
   };
@@ -708,7 +729,23 @@ function resolveModule(raw: RawModuleDefV10, namespace: string, counters: Counte
     explicitIndexes: new Map(),
     globalNames: new Set(),
   };
+  // Field and variant names of every type (rows, arguments, enums) are shown as they are.
+  const walk = (type: AlgebraicType | undefined): void => {
+    if (type?.tag === "Product") {
+      for (const e of type.value.elements) {
+        if (e.name !== undefined) checkPrintableName(scope, "Field name", e.name);
+        walk(e.algebraicType);
+      }
+    } else if (type?.tag === "Sum") {
+      for (const v of type.value.variants) {
+        if (v.name !== undefined) checkPrintableName(scope, "Variant name", v.name);
+        walk(v.algebraicType);
+      }
+    } else if (type?.tag === "Array") walk(type.value);
+  };
+  raw.typespace.forEach(walk);
   for (const entry of raw.explicitNames) {
+    checkPrintableName(scope, "Name", entry.canonicalName);
     const map = entry.kind === "Table"
       ? scope.explicitTables
       : entry.kind === "Function"
@@ -789,13 +826,28 @@ function resolveModule(raw: RawModuleDefV10, namespace: string, counters: Counte
         if (e.name === undefined || sourceName === undefined) {
           fail(scope, `Column ${colId} of view "${v.sourceName}" has no name`);
         }
+        checkPrintableName(scope, `Column of view "${localName}"`, sourceName);
+        checkPrintableName(scope, `Column of view "${localName}"`, e.name);
         return { colId, name: e.name, sourceName, type: e.algebraicType, defaultValue: undefined };
       }),
       primaryKey: undefined,
       typespace: scope.typespace,
     };
   });
-  for (const f of [...reducers, ...procedures, ...views]) claimFunctionName(f.localName);
+  for (const f of [...reducers, ...procedures, ...views]) {
+    const what = reducers.includes(f as ReducerDef)
+      ? "Reducer name"
+      : procedures.includes(f as ProcedureDef)
+      ? "Procedure name"
+      : "View name";
+    checkPrintableName(scope, what, f.localName);
+    checkPrintableName(
+      scope,
+      what,
+      f.sourceName.slice(namespace === "" ? 0 : namespace.length + 1),
+    );
+    claimFunctionName(f.localName);
+  }
 
   // Lifecycle reducers.
   const lifecycle: Partial<Record<Lifecycle, number>> = {};
@@ -903,6 +955,9 @@ function resolveModule(raw: RawModuleDefV10, namespace: string, counters: Counte
   const typeNames = new Set<string>();
   const types = raw.types.map((t) => {
     const def = resolveTypeDef(scope, t);
+    for (const part of [...def.scope, def.name, ...def.sourceScope, def.sourceName]) {
+      checkPrintableName(scope, "Type name", part);
+    }
     const full = [...def.scope, def.name].join(".");
     if (typeNames.has(full)) fail(scope, `Duplicate type name "${full}"`);
     typeNames.add(full);

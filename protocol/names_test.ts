@@ -201,3 +201,33 @@ Deno.test("resolveModuleDef rejects lifecycle reducers in submodules and bad rou
   route.httpRoutes[0].path = "/Hello";
   expectError(route, /route path/);
 });
+
+Deno.test("resolveModuleDef refuses names with control characters (they reach terminals)", async () => {
+  const mutations: [string, (raw: RawModuleDefV10) => void][] = [
+    ["a reducer", (raw) => (raw.reducers[0].sourceName = "say\x1b[2J")],
+    ["a procedure", (raw) => (raw.procedures[0].sourceName = "fetch\x07")],
+    ["a table", (raw) => (raw.tables[raw.tables.length - 1].sourceName = "things\u009b31m")],
+    ["a type", (raw) => (raw.types[0].sourceName.sourceName = "Row\x7f")],
+    ["a field", (raw) => {
+      const product = raw.typespace.find((t) => t.tag === "Product" && t.value.elements.length);
+      if (product?.tag !== "Product") throw new Error("the fixture has no product type");
+      product.value.elements[0].name = "id\r\x1b]52;c;AAAA\x07";
+    }],
+    ["an explicit name", (raw) => {
+      raw.explicitNames.push({ kind: "Table", sourceName: "x", canonicalName: "x\n" });
+    }],
+  ];
+  for (const [what, mutate] of mutations) {
+    const raw = await rawEverything();
+    mutate(raw);
+    throws(
+      () => resolveModuleDef(raw),
+      (e) => e instanceof ModuleDefError && /contains a control character/.test(e.message),
+      what,
+    );
+  }
+  // Printable names that are not identifiers stay accepted (codegen quotes or refuses them).
+  const spaced = await rawEverything();
+  spaced.reducers[0].sourceName = "say hello";
+  resolveModuleDef(spaced);
+});

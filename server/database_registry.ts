@@ -9,6 +9,8 @@ import { BadRequestError, NotFoundError, QuotaExceededError } from "../lib/error
 import { log } from "../lib/log.ts";
 import { syncDirectory } from "../lib/sync_directory.ts";
 import {
+  CRASH_PAUSE_MAX_MS,
+  CRASH_PAUSE_MS,
   type DatabaseLimits,
   DATABASES_MAX_DEFAULT,
   DATABASES_PER_IDENTITY_MAX_DEFAULT,
@@ -48,7 +50,14 @@ import { DatabaseMetrics } from "./metrics.ts";
 /** Database names: `[a-z0-9]` and `-`, starting with `[a-z0-9]`, no leading/trailing/double hyphens. */
 const DATABASE_NAME = /^[a-z0-9](?:[a-z0-9]|-(?!-))*(?<!-)$/;
 
-/** A database that crashes more often than this is left stopped. */
+/**
+ * A database that crashes more often than this in a minute is restarted only after a pause
+ * (CRASH_PAUSE_MS, doubling for each pause in a row up to CRASH_PAUSE_MAX_MS), not at once: a
+ * module that crashes on every start costs a few restarts an hour. It used to be left stopped
+ * for good, so an anonymous client that could make a database crash four times in a minute (a
+ * handler or reducer that runs out of memory on its input) took it down until the owner
+ * published again.
+ */
 const RESTARTS_PER_MINUTE_MAX = 3;
 
 export function isValidDatabaseName(name: string): boolean {
@@ -127,6 +136,8 @@ export class Database {
     reject: (e: Error) => void;
   }[] = [];
   readonly restarts: number[] = [];
+  /** Restarts paused in a row for crashing too often (resets once it ran a minute calmly). */
+  crashPauses = 0;
   /** Counters and histograms for /v1/metrics (kept across worker restarts). */
   readonly metrics = new DatabaseMetrics();
   /** Set while the module is being replaced: new work waits for the new module. */
@@ -619,6 +630,8 @@ export class DatabaseRegistry {
   #sweepTimer: ReturnType<typeof setInterval> | undefined;
   #sweeping = false;
   readonly #wakeTimers = new Map<Database, ReturnType<typeof setTimeout>>();
+  /** Restarts of databases that crashed too often, due after their pause. */
+  readonly #crashPauseTimers = new Map<Database, ReturnType<typeof setTimeout>>();
   readonly #wakeSlots = new Slots(HIBERNATION_CONCURRENCY_MAX);
   /** Prepared bundles by module hash, the most recent few (see #rememberPrepared). */
   readonly #preparedByHash = new Map<string, PreparedModule>();
@@ -1166,6 +1179,8 @@ export class DatabaseRegistry {
     if (this.#sweepTimer !== undefined) clearInterval(this.#sweepTimer);
     for (const timer of this.#wakeTimers.values()) clearTimeout(timer);
     this.#wakeTimers.clear();
+    for (const timer of this.#crashPauseTimers.values()) clearTimeout(timer);
+    this.#crashPauseTimers.clear();
     await this.#controlChain;
     for (const database of this.list()) {
       await database.transition;
@@ -1509,6 +1524,7 @@ export class DatabaseRegistry {
     key: string,
     request: OutboundHttpRequest,
     logs: LogBuffer,
+    cancel: AbortSignal,
   ): Promise<OutboundHttpResponse> {
     const outbound = this.#options.outboundHttp;
     const requestId = request.requestId;
@@ -1524,6 +1540,7 @@ export class DatabaseRegistry {
       { name: database?.names[0], identity: key },
       request,
       (line) => logs.append([line]),
+      cancel,
     );
     return result.ok
       ? {
@@ -1607,7 +1624,7 @@ export class DatabaseRegistry {
             database.metrics.batchRoundTrip.observe(ms * 1000);
           }
         },
-        outboundHttp: (request) => this.#outboundHttp(key, request, options.logs),
+        outboundHttp: (request, cancel) => this.#outboundHttp(key, request, options.logs, cancel),
       });
       this.#startedReadOnly.set(host, readOnly);
       // Recovery read only the segments after the snapshot it started from: check the older
@@ -1675,10 +1692,35 @@ export class DatabaseRegistry {
     while (database.restarts.length && database.restarts[0] < now - 60_000) {
       database.restarts.shift();
     }
+    if (database.restarts.length === 1) database.crashPauses = 0;
     if (database.restarts.length > RESTARTS_PER_MINUTE_MAX) {
-      log.error("database keeps crashing; left stopped", { identity: database.key });
+      const pauseMs = Math.min(CRASH_PAUSE_MS * 2 ** database.crashPauses, CRASH_PAUSE_MAX_MS);
+      database.crashPauses++;
+      const at = new Date(now + pauseMs).toISOString();
+      database.stoppedReason = `${reason} (it crashed ${database.restarts.length} times within ` +
+        `a minute: it restarts at ${at})`;
+      log.error("database keeps crashing; restarting it after a pause", {
+        identity: database.key,
+        pauseMs,
+      });
+      clearTimeout(this.#crashPauseTimers.get(database));
+      this.#crashPauseTimers.set(
+        database,
+        setTimeout(() => {
+          this.#crashPauseTimers.delete(database);
+          // Only what is still this crash's stop: an update or a delete meanwhile took over.
+          if (database.stoppedReason?.startsWith(reason) !== true) return;
+          database.restarts.length = 0;
+          this.#restartAfterCrash(database, crashedHost);
+        }, pauseMs),
+      );
       return;
     }
+    this.#restartAfterCrash(database, crashedHost);
+  }
+
+  /** Starts a crashed database's process again from its commit log. */
+  #restartAfterCrash(database: Database, crashedHost: DatabaseHost): void {
     void this.#serialised(async () => {
       // Something else (an update, a delete) replaced or removed this worker meanwhile.
       if (this.#byIdentity.get(database.key) !== database || this.#closing) return;

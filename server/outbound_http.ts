@@ -10,6 +10,8 @@
  * response body is read up to a size limit. Every request is written to the module's log.
  */
 import {
+  OUTBOUND_HTTP_IN_FLIGHT_MAX,
+  OUTBOUND_HTTP_PER_DATABASE_MAX,
   OUTBOUND_HTTP_REDIRECTS_MAX,
   OUTBOUND_HTTP_REQUEST_BYTES_MAX,
   OUTBOUND_HTTP_RESPONSE_BYTES_MAX,
@@ -46,6 +48,10 @@ export interface OutboundHttpOptions {
   resolve?: Resolver;
   /** Response bodies over this are refused (default OUTBOUND_HTTP_RESPONSE_BYTES_MAX). */
   responseBytesMax?: number;
+  /** Requests in flight at once per database (default OUTBOUND_HTTP_PER_DATABASE_MAX). */
+  perDatabaseMax?: number;
+  /** Requests in flight at once in all (default OUTBOUND_HTTP_IN_FLIGHT_MAX). */
+  inFlightMax?: number;
 }
 
 /**
@@ -80,11 +86,18 @@ export class OutboundHttp {
   readonly #allow: ReadonlyMap<string, readonly string[]>;
   readonly #resolve: Resolver;
   readonly #responseBytesMax: number;
+  readonly #perDatabaseMax: number;
+  readonly #inFlightMax: number;
+  /** Requests in flight per database identity, and in all. */
+  readonly #inFlight = new Map<string, number>();
+  #inFlightTotal = 0;
 
   constructor(options: OutboundHttpOptions) {
     this.#allow = options.allow;
     this.#resolve = options.resolve ?? resolveWithDns;
     this.#responseBytesMax = options.responseBytesMax ?? OUTBOUND_HTTP_RESPONSE_BYTES_MAX;
+    this.#perDatabaseMax = options.perDatabaseMax ?? OUTBOUND_HTTP_PER_DATABASE_MAX;
+    this.#inFlightMax = options.inFlightMax ?? OUTBOUND_HTTP_IN_FLIGHT_MAX;
   }
 
   /** The allow-list entries that apply to a database (its own, then those for `*`). */
@@ -105,6 +118,38 @@ export class OutboundHttp {
     database: { name?: string; identity: string },
     request: OutboundRequest,
     log: (line: LogLine) => void,
+    /** Aborted when the database process that asked is gone: the request is stopped. */
+    cancel?: AbortSignal,
+  ): Promise<OutboundResult> {
+    // The database process is untrusted: it may send requests without waiting for answers.
+    const key = database.identity;
+    const held = this.#inFlight.get(key) ?? 0;
+    if (held >= this.#perDatabaseMax || this.#inFlightTotal >= this.#inFlightMax) {
+      const error = held >= this.#perDatabaseMax
+        ? `Too many outbound HTTP requests at once: this database has ${held} in flight ` +
+          `(at most ${this.#perDatabaseMax}, one per procedure thread)`
+        : `Too many outbound HTTP requests at once on this server ` +
+          `(at most ${this.#inFlightMax}); try again later`;
+      log(logLine("Warn", `outbound HTTP refused: ${error}`));
+      return { ok: false, error };
+    }
+    this.#inFlight.set(key, held + 1);
+    this.#inFlightTotal++;
+    try {
+      return await this.#perform(database, request, log, cancel);
+    } finally {
+      this.#inFlightTotal--;
+      const left = (this.#inFlight.get(key) ?? 1) - 1;
+      if (left === 0) this.#inFlight.delete(key);
+      else this.#inFlight.set(key, left);
+    }
+  }
+
+  async #perform(
+    database: { name?: string; identity: string },
+    request: OutboundRequest,
+    log: (line: LogLine) => void,
+    cancel: AbortSignal | undefined,
   ): Promise<OutboundResult> {
     const label = database.name ?? database.identity;
     const entries = this.allowListFor(database);
@@ -160,7 +205,9 @@ export class OutboundHttp {
           body: body as BodyInit | undefined,
           redirect: "manual",
           client,
-          signal: AbortSignal.timeout(left),
+          signal: cancel
+            ? AbortSignal.any([AbortSignal.timeout(left), cancel])
+            : AbortSignal.timeout(left),
         });
       } catch (error) {
         client.close();

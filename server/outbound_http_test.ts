@@ -419,3 +419,87 @@ Deno.test("perform() stops a response body that trickles forever at the request'
     await server.close();
   }
 });
+
+Deno.test("perform() bounds the requests in flight per database and in all, whatever the process sends", async () => {
+  // The database process is untrusted: a forged one can send requests without waiting for the
+  // answers, more than it has procedure threads. Each held request costs the main thread a
+  // connection and up to the response limit.
+  let release = () => {};
+  const released = new Promise<void>((resolve) => (release = resolve));
+  const server = upstream(async () => {
+    await released;
+    return new Response("late");
+  });
+  try {
+    const outbound = new OutboundHttp({
+      allow: parseHttpAllow([`*=127.0.0.1:${server.port}`]),
+      perDatabaseMax: 3,
+      inFlightMax: 5,
+    });
+    const uri = `http://127.0.0.1:${server.port}/slow`;
+    const logs: LogLine[] = [];
+    const held = [0, 1, 2].map(() =>
+      outbound.perform({ name: "evil", identity: "e1" }, get(uri), (line) => logs.push(line))
+    );
+    const over = await outbound.perform(
+      { name: "evil", identity: "e1" },
+      get(uri),
+      (line) => logs.push(line),
+    );
+    assert(!over.ok);
+    assertMatch(over.error, /Too many outbound HTTP requests at once: this database has 3/);
+    assert(logs.some((line) => /outbound HTTP refused: Too many/.test(line.message)));
+    // Another database still gets its share, up to the server-wide bound.
+    const other = [0, 1].map(() => outbound.perform({ identity: "o2" }, get(uri), () => {}));
+    const overAll = await outbound.perform({ identity: "o3" }, get(uri), () => {});
+    assert(!overAll.ok);
+    assertMatch(overAll.error, /Too many outbound HTTP requests at once on this server/);
+    release();
+    for (const result of await Promise.all([...held, ...other])) {
+      assert(result.ok, JSON.stringify(result));
+      assertEquals(text(result.body), "late");
+    }
+    // Their places are given back.
+    const again = await outbound.perform({ name: "evil", identity: "e1" }, get(uri), () => {});
+    assert(again.ok, JSON.stringify(again));
+  } finally {
+    release();
+    await server.close();
+  }
+});
+
+Deno.test("perform() stops a request whose database process is gone, and gives its place back", async () => {
+  let release = () => {};
+  const released = new Promise<void>((resolve) => (release = resolve));
+  const server = upstream(async () => {
+    await released;
+    return new Response("never read");
+  });
+  try {
+    const outbound = new OutboundHttp({
+      allow: parseHttpAllow([`*=127.0.0.1:${server.port}`]),
+      perDatabaseMax: 1,
+    });
+    const uri = `http://127.0.0.1:${server.port}/slow`;
+    const gone = new AbortController();
+    const pending = outbound.perform(
+      { identity: "d1" },
+      get(uri, { timeoutMs: 20_000 }),
+      () => {},
+      gone.signal,
+    );
+    // Wait until the upstream has the request, then the process dies.
+    while (server.hits.length === 0) await new Promise((resolve) => setTimeout(resolve, 10));
+    gone.abort(new Error("database worker crashed"));
+    const result = await pending;
+    assert(!result.ok, JSON.stringify(result));
+    assertMatch(result.error, /database worker crashed/);
+    // The next process of the database may fetch again at once (its one place was given back).
+    release();
+    const next = await outbound.perform({ identity: "d1" }, get(uri), () => {});
+    assert(next.ok, JSON.stringify(next));
+  } finally {
+    release();
+    await server.close();
+  }
+});

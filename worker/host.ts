@@ -138,7 +138,11 @@ export interface DatabaseHostOptions {
    * Performs a procedure's outbound HTTP request (server/outbound_http.ts: allow-list, address
    * checks, limits). Absent: every request fails with SpacetimeDB's "disabled" message.
    */
-  outboundHttp?: (request: OutboundHttpRequest) => Promise<OutboundHttpResponse>;
+  /** `cancel` is aborted when this process is gone: its requests are stopped. */
+  outboundHttp?: (
+    request: OutboundHttpRequest,
+    cancel: AbortSignal,
+  ) => Promise<OutboundHttpResponse>;
   /** Row schedules to re-arm at their intended times (from prepareHibernation). */
   resumeSchedules?: ResumedSchedule[];
   /** The bundle as an earlier process prepared it (see `onPrepared`): skips two parses. */
@@ -242,6 +246,8 @@ export class DatabaseHost {
   readonly #batchSentMs: number[] = [];
   #flushScheduled = false;
   #dead: Error | undefined;
+  /** Aborted when the process is gone (stops the outbound HTTP requests it asked for). */
+  readonly #gone = new AbortController();
   #txOffset: number;
   #hibernateWaiter: Pending<HibernatingReply> | undefined;
   #procedureExtraThreads = 0;
@@ -501,7 +507,7 @@ export class DatabaseHost {
   #handleOutboundHttp(message: OutboundHttpRequest): void {
     const requestId = message.requestId;
     const perform = this.#options.outboundHttp;
-    const answer = perform ? perform(message) : Promise.resolve({
+    const answer = perform ? perform(message, this.#gone.signal) : Promise.resolve({
       type: "http-response" as const,
       requestId,
       error: "module outbound HTTP requests are disabled",
@@ -784,6 +790,7 @@ export class DatabaseHost {
     if (this.#dead) return;
     this.#dead = error;
     this.#worker.terminate();
+    this.#gone.abort(error);
     for (const pending of this.#pending.values()) pending.reject(error);
     this.#pending.clear();
     for (const pending of this.#procedures.values()) pending.reject(error);

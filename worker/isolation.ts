@@ -97,6 +97,8 @@ export interface IsolatedWorker {
    * `EXTRA_PROCEDURE_THREAD_MB`); resolves once the cap is applied.
    */
   setExtraThreads(threads: number): Promise<void>;
+  /** How many times the address-space cap was set (`prlimit` runs) so far. */
+  readonly memoryLimitUpdates: number;
 }
 
 /** What this server can enforce on database processes; logged once at start-up. */
@@ -433,6 +435,9 @@ class ProcessWorker implements IsolatedWorker {
   #connection: Deno.Conn | undefined;
   /** The memory-cap updates, applied one after another (`#applyMemoryLimit`). */
   #limitChain: Promise<void> = Promise.resolve();
+  /** The cap update waiting for the running one, which later requests share. */
+  #limitQueued: Promise<void> | undefined;
+  #memoryLimitUpdates = 0;
 
   constructor(
     child: Deno.ChildProcess,
@@ -612,10 +617,22 @@ class ProcessWorker implements IsolatedWorker {
   #applyMemoryLimit(): Promise<void> {
     // One `prlimit` at a time, each computing the cap when it runs: two in flight (the pool
     // asking for threads 1, 2 and 3 at once) could land out of order and leave the cap of fewer
-    // threads than run, and the last thread's code-range reservation then failed.
-    const run = this.#limitChain.then(() => this.#applyMemoryLimitNow());
+    // threads than run, and the last thread's code-range reservation then failed. Requests made
+    // while one waits to run share it (it reads the newest thread count when it starts): the
+    // process is untrusted, and a flood of `procedure-threads` messages queued one `prlimit`
+    // process per message on the server.
+    if (this.#limitQueued !== undefined) return this.#limitQueued;
+    const run = this.#limitChain.then(() => {
+      this.#limitQueued = undefined;
+      return this.#applyMemoryLimitNow();
+    });
+    this.#limitQueued = run;
     this.#limitChain = run.catch(() => {});
     return run;
+  }
+
+  get memoryLimitUpdates(): number {
+    return this.#memoryLimitUpdates;
   }
 
   async #applyMemoryLimitNow(): Promise<void> {
@@ -635,6 +652,7 @@ class ProcessWorker implements IsolatedWorker {
       // The soft limit is the one enforced. The hard limit allows for every thread the pool may
       // ever start, since raising a hard limit needs a privilege the server may lack; the
       // process cannot raise its soft limit itself (no permissions, no FFI).
+      this.#memoryLimitUpdates++;
       await setDataLimit(this.pid, bytes(this.#extraThreads), bytes(PROCEDURE_THREADS_MAX - 1));
     } catch (error) {
       log.warn("could not cap a database process's memory", {

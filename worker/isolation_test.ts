@@ -142,3 +142,31 @@ Deno.test("terminate() stops a process stuck in a builtin at once", async () => 
   console.log(`terminated after ${(performance.now() - started).toFixed(0)} ms`);
   assertEquals(cpuTicks(worker.pid), undefined, "the process is gone");
 });
+
+Deno.test("memory-cap updates asked for while one waits share it: a flood of them runs prlimit once", async () => {
+  if (!isolationCapabilities().memoryLimit) {
+    console.error("prlimit is not available here: the memory cap (and this test) does not apply");
+    return;
+  }
+  const worker = spawnIsolatedWorker(ENTRY, { memoryMb: 64 });
+  try {
+    // The first frame is held until the first cap is set.
+    const echoed = nextMessage(worker);
+    worker.port.postMessage({ op: "echo", value: 1 });
+    assertEquals(await echoed, 1);
+    assertEquals(worker.memoryLimitUpdates, 1);
+    // What an untrusted process asking for extra procedure threads in a loop makes the server
+    // do: each request used to queue its own `prlimit` process.
+    const requests = Array.from({ length: 500 }, (_, i) => worker.setExtraThreads(i % 2));
+    await Promise.all(requests);
+    const runs = worker.memoryLimitUpdates - 1;
+    console.log(`prlimit runs for 500 requests: ${runs}`);
+    assert(runs >= 1 && runs <= 2, `${runs} prlimit runs`);
+    // A request after the flood is its own run again.
+    await worker.setExtraThreads(0);
+    assertEquals(worker.memoryLimitUpdates, 1 + runs + 1);
+  } finally {
+    worker.terminate();
+    await worker.exited;
+  }
+});

@@ -9,6 +9,7 @@ import { authHints, type CliContext, connect, type Connection, projectConfig } f
 import { applyProjectDatabase } from "../project_config.ts";
 import { CliError, UsageError } from "../errors.ts";
 import { UNSTABLE_WARNING } from "./sql.ts";
+import { escapeC1 } from "../sql_format.ts";
 import {
   compileProductDecoder,
   decodeServerFrame,
@@ -130,7 +131,9 @@ export async function runSubscribe(args: string[], ctx: CliContext): Promise<num
             throw new CliError("protocol error: received a second initial subscription update");
           }
           applied = true;
-          if (flags["print-initial-update"]) ctx.io.out(printer.initial(message.rows) + "\n");
+          if (flags["print-initial-update"]) {
+            ctx.io.out(escapeC1(printer.initial(message.rows)) + "\n");
+          }
           break;
         case "SubscriptionError":
           throw new CliError(message.error);
@@ -141,7 +144,7 @@ export async function runSubscribe(args: string[], ctx: CliContext): Promise<num
             );
           }
           const tables = message.querySets.flatMap((set) => set.tables);
-          ctx.io.out(printer.update(tables) + "\n");
+          ctx.io.out(escapeC1(printer.update(tables)) + "\n");
           received++;
           break;
         }

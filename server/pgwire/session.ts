@@ -7,7 +7,16 @@
  * statement stands alone and ReadyForQuery is always idle.
  */
 import type { Identity } from "../../auth/mod.ts";
-import { PG_MESSAGE_BYTES_MAX, PG_STARTUP_BYTES_MAX } from "../../lib/limits.ts";
+import {
+  PG_MESSAGE_BYTES_MAX,
+  PG_OUTPUT_PENDING_BYTES_MAX,
+  PG_PASSWORD_BYTES_MAX,
+  PG_PORTALS_MAX,
+  PG_SESSION_SQL_BYTES_MAX,
+  PG_STARTUP_BYTES_MAX,
+  PG_STATEMENTS_MAX,
+  SQL_BYTES_MAX,
+} from "../../lib/limits.ts";
 import type { Database } from "../database_registry.ts";
 import type { SqlStatementResult } from "../sql_statement.ts";
 import {
@@ -71,10 +80,13 @@ export class PgError extends Error {
 
 interface Statement {
   sql: string;
+  /** UTF-8 length of `sql`, counted against PG_SESSION_SQL_BYTES_MAX. */
+  bytes: number;
 }
 
 interface Portal {
   sql: string;
+  bytes: number;
   result?: Prepared;
   /** Rows already sent by Execute calls with a row limit. */
   sent: number;
@@ -100,6 +112,10 @@ export class PgSession {
   readonly #portals = new Map<string, Portal>();
   /** After an error in the extended protocol, messages up to Sync are skipped. */
   #skipUntilSync = false;
+  /** SQL text held by #statements and #portals (PG_SESSION_SQL_BYTES_MAX). */
+  #sqlBytes = 0;
+  /** Bytes handed to the socket and not yet written. */
+  #writingBytes = 0;
 
   constructor(
     readonly backend: PgBackend,
@@ -117,6 +133,11 @@ export class PgSession {
         const message = await this.#nextMessage();
         if (message === undefined || message.type === "X") break;
         await this.#handle(message);
+        // A client that pipelines queries and does not read their answers is not read from
+        // either until they are written (the socket pushes back on it).
+        if (this.#outputBytes + this.#writingBytes > PG_OUTPUT_PENDING_BYTES_MAX) {
+          await this.#flush();
+        }
       }
     } catch (error) {
       if (error instanceof PgError) {
@@ -168,7 +189,7 @@ export class PgSession {
     const user = parameters.get("user") ?? "";
     if (database === "") throw new PgError("FATAL", "08004", "Database name is required");
     this.#send(authenticationRequest(AUTH_CLEARTEXT_PASSWORD));
-    const message = await this.#nextMessage();
+    const message = await this.#nextMessage(PG_PASSWORD_BYTES_MAX);
     if (message === undefined) return false;
     if (message.type !== "p") {
       throw new PgProtocolError(
@@ -231,6 +252,7 @@ export class PgSession {
           return this.#close(new BodyReader(message.body));
         case "S":
           this.#skipUntilSync = false;
+          this.#sqlBytes -= this.#portals.get("")?.bytes ?? 0;
           this.#portals.delete("");
           this.#send(readyForQuery());
           return;
@@ -272,8 +294,41 @@ export class PgSession {
     if (name !== "" && this.#statements.has(name)) {
       throw new PgError("ERROR", "42P05", `prepared statement "${name}" already exists`);
     }
-    this.#statements.set(name, { sql });
+    const bytes = utf8Length(sql);
+    if (bytes > SQL_BYTES_MAX) {
+      throw new PgError(
+        "ERROR",
+        "54000",
+        `SQL query exceeds maximum allowed length of ${SQL_BYTES_MAX} bytes`,
+      );
+    }
+    if (!this.#statements.has(name) && this.#statements.size >= PG_STATEMENTS_MAX) {
+      throw new PgError(
+        "ERROR",
+        "54000",
+        `Too many prepared statements in this session (at most ${PG_STATEMENTS_MAX}): ` +
+          `close some first`,
+      );
+    }
+    this.#reserveSql(bytes - (this.#statements.get(name)?.bytes ?? 0));
+    this.#statements.set(name, { sql, bytes });
     this.#send(parseComplete());
+  }
+
+  /**
+   * Counts `bytes` more SQL text held by statements and portals (negative: released), refusing
+   * growth past PG_SESSION_SQL_BYTES_MAX.
+   */
+  #reserveSql(bytes: number): void {
+    if (bytes > 0 && this.#sqlBytes + bytes > PG_SESSION_SQL_BYTES_MAX) {
+      throw new PgError(
+        "ERROR",
+        "54000",
+        `The prepared statements and portals of this session hold over ` +
+          `${PG_SESSION_SQL_BYTES_MAX} bytes of SQL: close some first`,
+      );
+    }
+    this.#sqlBytes += bytes;
   }
 
   #bind(reader: BodyReader): void {
@@ -299,7 +354,15 @@ export class PgSession {
     if (portalName !== "" && this.#portals.has(portalName)) {
       throw new PgError("ERROR", "42P03", `portal "${portalName}" already exists`);
     }
-    this.#portals.set(portalName, { sql: statement.sql, sent: 0 });
+    if (!this.#portals.has(portalName) && this.#portals.size >= PG_PORTALS_MAX) {
+      throw new PgError(
+        "ERROR",
+        "54000",
+        `Too many open portals in this session (at most ${PG_PORTALS_MAX}): close some first`,
+      );
+    }
+    this.#reserveSql(statement.bytes - (this.#portals.get(portalName)?.bytes ?? 0));
+    this.#portals.set(portalName, { sql: statement.sql, bytes: statement.bytes, sent: 0 });
     this.#send(bindComplete());
   }
 
@@ -309,13 +372,22 @@ export class PgSession {
     if (kind === "S") {
       const statement = this.#statement(name);
       this.#send(parameterDescription([]));
-      // The columns are known once the statement ran; a SELECT has no side effects.
+      // The columns are known once the statement ran: only a statement without side effects
+      // is run for that; INSERT, UPDATE, DELETE and SET return no rows and run on Execute only.
+      if (!readsOnly(statement.sql)) {
+        this.#send(noData());
+        return;
+      }
       const prepared = await this.#run(statement.sql);
       this.#send(prepared.fields.length > 0 ? rowDescription(prepared.fields) : noData());
       return;
     }
     if (kind !== "P") throw new PgProtocolError(`Describe of unknown kind '${kind}'`);
     const portal = this.#portal(name);
+    if (portal.result === undefined && !readsOnly(portal.sql)) {
+      this.#send(noData());
+      return;
+    }
     portal.result ??= await this.#run(portal.sql);
     const fields = portal.result.fields;
     this.#send(fields.length > 0 ? rowDescription(fields) : noData());
@@ -336,9 +408,11 @@ export class PgSession {
   #close(reader: BodyReader): void {
     const kind = reader.byte();
     const name = reader.string();
-    if (kind === "S") this.#statements.delete(name);
-    else if (kind === "P") this.#portals.delete(name);
-    else throw new PgProtocolError(`Close of unknown kind '${kind}'`);
+    const closed = kind === "S" ? this.#statements : kind === "P" ? this.#portals : undefined;
+    if (closed !== undefined) {
+      this.#sqlBytes -= closed.get(name)?.bytes ?? 0;
+      closed.delete(name);
+    } else throw new PgProtocolError(`Close of unknown kind '${kind}'`);
     this.#send(closeComplete());
   }
 
@@ -398,9 +472,9 @@ export class PgSession {
     }
   }
 
-  async #nextMessage(): Promise<FrontendMessage | undefined> {
+  async #nextMessage(bytesMax = PG_MESSAGE_BYTES_MAX): Promise<FrontendMessage | undefined> {
     while (true) {
-      const message = this.#reader.next(PG_MESSAGE_BYTES_MAX);
+      const message = this.#reader.next(bytesMax);
       if (message !== undefined) return message;
       if (!(await this.#fill())) return undefined;
     }
@@ -438,7 +512,10 @@ export class PgSession {
       bytes.set(chunk, at);
       at += chunk.length;
     }
-    this.#flushing = this.#flushing.then(() => writeAll(this.transport, bytes));
+    this.#writingBytes += total;
+    this.#flushing = this.#flushing.then(() => writeAll(this.transport, bytes)).finally(() => {
+      this.#writingBytes -= total;
+    });
     return this.#flushing;
   }
 }
@@ -446,6 +523,21 @@ export class PgSession {
 async function writeAll(transport: PgTransport, bytes: Uint8Array): Promise<void> {
   let at = 0;
   while (at < bytes.length) at += await transport.write(bytes.subarray(at));
+}
+
+const encoder = new TextEncoder();
+
+function utf8Length(text: string): number {
+  return encoder.encode(text).length;
+}
+
+/**
+ * Whether a statement only reads (SELECT, SHOW: the /sql grammar has no comments and no
+ * SELECT ... INTO), so Describe may run it to learn its columns. Anything else, an INSERT,
+ * UPDATE, DELETE, SET or text that does not parse, runs on Execute only.
+ */
+function readsOnly(sql: string): boolean {
+  return /^\s*(select|show)\b/i.test(sql);
 }
 
 function commandTag(result: SqlStatementResult): string {
