@@ -324,6 +324,18 @@ export const PG_STARTUP_TIMEOUT_MS = 60_000;
 /** Open PostgreSQL wire connections at once; more are refused with FATAL 53300 (too_many_connections). */
 export const PG_CONNECTIONS_MAX = 1024;
 /**
+ * PostgreSQL connections one client address may hold (`--pg-connections-per-address`): anonymous
+ * tokens are free to mint, so without it one client could take all PG_CONNECTIONS_MAX. One more
+ * is refused with SQLSTATE 53300 before its startup packet.
+ */
+export const PG_CONNECTIONS_PER_ADDRESS_MAX = 64;
+/**
+ * Seconds an authenticated PostgreSQL session may wait for its client's next message before it
+ * is ended with SQLSTATE 57P05 (`--pg-idle-timeout-s`; 0 = never). PostgreSQL's own
+ * `idle_session_timeout` is off by default, but its connections are not free to open.
+ */
+export const PG_IDLE_TIMEOUT_S_DEFAULT = 600;
+/**
  * Prepared statements one PostgreSQL wire session keeps (Parse with a name), and the SQL text
  * its statements and portals hold together: without a bound an anonymous client pinned ~300 MB
  * of the server's heap with 3,000 Parse messages. 1 MiB holds thousands of ordinary statements
@@ -366,6 +378,28 @@ export const OUTBOUND_HTTP_REQUEST_BYTES_MAX = 16 * 1024 * 1024;
  * budget, so without this a module could pin hundreds of MiB per request on the main thread.
  */
 export const HTTP_HANDLER_RESPONSE_BYTES_MAX = 16 * 1024 * 1024;
+/**
+ * Bytes of HTTP handler responses one database may have in flight: reserved at the largest
+ * answer (HTTP_HANDLER_RESPONSE_BYTES_MAX) while the handler runs, then its real size until the
+ * client has read it all (server/response_budget.ts). Four maximal answers, as many as the
+ * default procedure threads: anonymous clients that asked for 15 MiB answers and never read them
+ * had the database process produce them without end until it crashed out of memory.
+ */
+export const HTTP_HANDLER_RESPONSE_BYTES_PER_DATABASE_MAX = 4 * HTTP_HANDLER_RESPONSE_BYTES_MAX;
+/**
+ * Bytes of large HTTP responses (handler answers) held server-wide for clients that have not read
+ * them yet: a bound on slow readers that holds without the root-only idle reaper.
+ */
+export const HTTP_RESPONSE_BYTES_PENDING_MAX = 256 * 1024 * 1024;
+/** How long a request waits in line for room under those bounds before it fails with 503. */
+export const HTTP_RESPONSE_ROOM_WAIT_MS = 5_000;
+/** Requests waiting for that room at once, server-wide; one more fails with 503 at once. */
+export const HTTP_RESPONSE_WAITERS_MAX = 1024;
+/**
+ * Time a client has to read a whole large response (16 MiB is ~1 s at 128 Mbit/s); past it the
+ * connection is cut and its bytes given back, so a reader that stalls cannot hold them forever.
+ */
+export const HTTP_RESPONSE_SEND_TIMEOUT_MS = 120_000;
 /** Redirects followed per request, each hop checked against the allow-list. */
 export const OUTBOUND_HTTP_REDIRECTS_MAX = 10;
 /**

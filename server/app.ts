@@ -13,6 +13,7 @@ import { identityRoutes } from "./routes/identity.ts";
 import { moduleHandlesOptions } from "./routes/http_handlers.ts";
 import { metricsAllowed, metricsRoutes } from "./routes/metrics.ts";
 import type { RequestBodyReader } from "./request_body.ts";
+import type { ResponseBudget } from "./response_budget.ts";
 import type { WsHub } from "./ws/hub.ts";
 
 export interface AppEnv {
@@ -25,6 +26,8 @@ export interface AppContext {
   hub: WsHub;
   /** Reads every request body (caps, timeout, server-wide bounds). */
   bodies: RequestBodyReader;
+  /** Bounds large responses held for clients not reading them (default: lib/limits.ts). */
+  responses?: ResponseBudget;
   version: string;
   /** Serve /v1/metrics to any client, not only loopback ones (`--metrics-public`). */
   metricsPublic?: boolean;

@@ -11,6 +11,7 @@
  * network permission) and checks the database's allow-list (server/outbound_http.ts).
  */
 import { receiveMessageOnPort } from "node:worker_threads";
+import { boxBytes, unboxBytes } from "./port_bytes.ts";
 import { prepareSandbox } from "./sandbox.ts";
 import {
   describeError,
@@ -155,7 +156,7 @@ selfScope.onmessage = (event: MessageEvent) => {
   // The database thread takes these with receiveMessageOnPort when the bell rings: it cannot
   // listen for port events once its sandbox is in place (worker/procedures.ts).
   post = (data) => {
-    postAsync(data);
+    postAsync(boxBytes(data));
     hostAtomics.store(message.bell, BELL_ASYNC, 1);
     hostAtomics.notify(message.bell, BELL_ASYNC);
   };
@@ -208,7 +209,7 @@ async function serveCalls(): Promise<void> {
   for (;;) {
     const received = receiveMessageOnPort(init!.callPort as never);
     if (received) {
-      const call = received.message as Extract<DatabaseToThread, { type: "call" }>;
+      const call = unboxBytes(received.message) as Extract<DatabaseToThread, { type: "call" }>;
       run(call.request, call.functionId);
       continue;
     }
@@ -347,7 +348,7 @@ function awaitAnswer<T>(): T {
   const bell = init!.bell;
   for (;;) {
     const received = receiveMessageOnPort(init!.syncPort as never);
-    if (received) return received.message as T;
+    if (received) return unboxBytes(received.message) as T;
     hostAtomics.wait(bell, BELL_TO_THREAD, 0, 1000);
     hostAtomics.store(bell, BELL_TO_THREAD, 0);
   }
@@ -360,7 +361,7 @@ function errnoError(code: number, message = ERRNO_MESSAGES[code]): Error {
 
 /** Calls syscall `name` in the database thread, inside the open transaction. */
 function remote(name: string, args: unknown[]): unknown {
-  init!.syncPort.postMessage({ name, args });
+  init!.syncPort.postMessage(boxBytes({ name, args }));
   ring(BELL_TO_DATABASE);
   const answer = awaitAnswer<SyscallAnswer>();
   if (answer.writeBack) {

@@ -18,6 +18,7 @@
  * included, happens in its own thread while this one serves batches.
  */
 import { receiveMessageOnPort } from "node:worker_threads";
+import { boxBytes, unboxBytes } from "./port_bytes.ts";
 import type { DatabaseEngine } from "./engine.ts";
 import { describeError } from "./module_loader.ts";
 import type { Syscalls } from "./sys_abi.ts";
@@ -183,7 +184,7 @@ class ProcedureThread {
     while (!this.#stopped) {
       const received = receiveMessageOnPort(this.asyncPort as never);
       if (received) {
-        const message = received.message as ThreadToDatabase;
+        const message = unboxBytes(received.message) as ThreadToDatabase;
         const waiter = this.#waiting.get(message.type);
         if (waiter) {
           this.#waiting.clear();
@@ -209,13 +210,13 @@ class ProcedureThread {
   run(call: Call): void {
     this.busy = true;
     const message: DatabaseToThread = { type: "call", ...call };
-    this.callPort.postMessage(message);
+    this.callPort.postMessage(boxBytes(message));
     hostAtomics.store(this.bell, BELL_CALL, 1);
     hostAtomics.notify(this.bell, BELL_CALL);
   }
 
   answer(message: RemoteReply | SyscallAnswer): void {
-    this.syncPort.postMessage(message);
+    this.syncPort.postMessage(boxBytes(message));
     hostAtomics.store(this.bell, BELL_TO_THREAD, 1);
     hostAtomics.notify(this.bell, BELL_TO_THREAD);
   }
@@ -567,7 +568,7 @@ export class ProcedurePool {
 function awaitSyscall(thread: ProcedureThread, deadline: number): SyscallRequest | undefined {
   for (;;) {
     const received = receiveMessageOnPort(thread.syncPort as never);
-    if (received) return received.message as SyscallRequest;
+    if (received) return unboxBytes(received.message) as SyscallRequest;
     const left = deadline - hostNow();
     if (left <= 0) return undefined;
     hostAtomics.wait(thread.bell, BELL_TO_DATABASE, 0, Math.min(left, 100));

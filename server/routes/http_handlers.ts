@@ -12,6 +12,7 @@ import { peerHostname, type TrustedProxies } from "../../lib/client_address.ts";
 import { HTTP_BODY_BYTES_MAX, HTTP_HANDLER_RESPONSE_BYTES_MAX } from "../../lib/limits.ts";
 import type { AppContext, AppEnv } from "../app.ts";
 import type { Database, DatabaseRegistry } from "../database_registry.ts";
+import { ResponseBudget, type ResponseReservation } from "../response_budget.ts";
 
 export const NO_ROUTE_TEXT = "Database has not registered a handler for this route";
 
@@ -27,6 +28,9 @@ const REFUSED_HEADERS = new Set(["service-worker-allowed"]);
 
 export function httpHandlerRoute(context: AppContext) {
   const { registry, bodies } = context;
+  const responses = context.responses ?? new ResponseBudget();
+  /** Responses whose body holds its reservation until sent. */
+  const metered = new WeakSet<Response>();
   return async (c: Context<AppEnv>): Promise<Response> => {
     const database = registry.require(c.req.param("name") ?? "");
     const url = new URL(c.req.url);
@@ -40,6 +44,36 @@ export function httpHandlerRoute(context: AppContext) {
       const headers: [string, Uint8Array][] = [];
       const encoder = new TextEncoder();
       c.req.raw.headers.forEach((value, name) => headers.push([name, encoder.encode(value)]));
+      // Room for the largest answer before the call: its size is known only once it returns,
+      // and the database process must not be asked for more answers than clients take.
+      const reservation = await responses.reserve(
+        database,
+        HTTP_HANDLER_RESPONSE_BYTES_MAX,
+        "an HTTP handler of this database",
+      );
+      let response: Response | undefined;
+      try {
+        response = await answer(c, { database, handlerId, url, body, headers, reservation });
+        return response;
+      } finally {
+        // Only a body still to be sent keeps its bytes (meteredBody gives them back).
+        if (response === undefined || !metered.has(response)) reservation.release();
+      }
+    } finally {
+      release();
+    }
+  };
+
+  async function answer(c: Context<AppEnv>, call: {
+    database: Database;
+    handlerId: number;
+    url: URL;
+    body: Uint8Array;
+    headers: [string, Uint8Array][];
+    reservation: ResponseReservation;
+  }): Promise<Response> {
+    const { database, handlerId, url, body, headers, reservation } = call;
+    {
       const result = await database.host.callHttpHandler({
         handlerId,
         method: c.req.method,
@@ -79,15 +113,19 @@ export function httpHandlerRoute(context: AppContext) {
         }
       }
       const status = result.status ?? 200;
-      const noBody = status === 204 || status === 304 || c.req.method === "HEAD";
-      return new Response(noBody ? null : result.body as BodyInit, {
+      const noBody = status === 204 || status === 304 || c.req.method === "HEAD" ||
+        (result.body?.length ?? 0) === 0;
+      if (noBody) return new Response(null, { status, headers: responseHeaders });
+      // Held, at its real size, until the client has read it all (or goes away, or stalls).
+      reservation.shrink(result.body!.length);
+      const response = new Response(responses.meteredBody(result.body!, reservation), {
         status,
         headers: responseHeaders,
       });
-    } finally {
-      release();
+      metered.add(response);
+      return response;
     }
-  };
+  }
 }
 
 /**
