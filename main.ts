@@ -69,6 +69,11 @@ start options:
                                off by default because the TS SDK may reorder compressed frames
       --pg-port PORT           also serve the PostgreSQL wire protocol on HOST:PORT (psql, pg;
                                password = a token); off unless given
+      --pg-connections-per-address N
+                               PostgreSQL connections one client address may hold (default
+                               64; more are refused with SQLSTATE 53300)
+      --pg-idle-timeout-s S    end an authenticated PostgreSQL session that sends nothing for
+                               S seconds (default 600; 0 = never; SQLSTATE 57P05)
       --metrics-public         serve GET /v1/metrics (Prometheus) to every client; by default
                                only clients on loopback (127.0.0.0/8, ::1) may read it
       --trusted-proxy ADDR[/PREFIX]
@@ -176,6 +181,8 @@ async function start(args: string[]): Promise<number> {
   let maxDatabases: number | undefined;
   let maxDatabasesPerIdentity: number | undefined;
   let pgPort: number | undefined;
+  let pgConnectionsPerAddress: number | undefined;
+  let pgIdleTimeoutS: number | undefined;
   let metricsPublic = false;
   let dashboard = true;
   let hibernateAfterS: number | undefined;
@@ -236,7 +243,15 @@ async function start(args: string[]): Promise<number> {
     else if (arg.startsWith("--trusted-proxy=")) trustedProxies.push(arg.slice(16));
     else if (arg === "--no-dashboard") dashboard = false;
     else if (arg === "--pg-port") pgPort = parsePort(value(), "--pg-port");
-    else if (arg === "--http-body-timeout-ms") httpBodyTimeoutMs = positiveNumber(arg, value());
+    else if (arg === "--pg-connections-per-address") {
+      pgConnectionsPerAddress = positiveInteger(arg, value());
+    } else if (arg === "--pg-idle-timeout-s") {
+      const text = value();
+      pgIdleTimeoutS = Number(text);
+      if (!(pgIdleTimeoutS >= 0) || !Number.isFinite(pgIdleTimeoutS)) {
+        throw new Error(`Invalid --pg-idle-timeout-s "${text}": expected seconds >= 0 (0 = never)`);
+      }
+    } else if (arg === "--http-body-timeout-ms") httpBodyTimeoutMs = positiveNumber(arg, value());
     else if (arg === "--http-header-timeout-ms") {
       const text = value();
       httpHeaderTimeoutMs = text === "0" ? 0 : positiveNumber(arg, text);
@@ -307,6 +322,8 @@ async function start(args: string[]): Promise<number> {
       maxDatabases,
       maxDatabasesPerIdentity,
       pgPort,
+      pgConnectionsPerAddress,
+      pgIdleTimeoutS,
       metricsPublic,
       trustedProxies,
       dashboard,

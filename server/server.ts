@@ -90,6 +90,10 @@ export interface ServerOptions {
   connectionTimeouts?: { headerMs?: number; idleMs?: number } | false;
   /** Port of the PostgreSQL wire protocol listener on `hostname` (0: any free port); off when absent. */
   pgPort?: number;
+  /** PostgreSQL connections one client address may hold (`--pg-connections-per-address`). */
+  pgConnectionsPerAddress?: number;
+  /** Idle seconds after which an authenticated PostgreSQL session ends (`--pg-idle-timeout-s`). */
+  pgIdleTimeoutS?: number;
   /**
    * Outbound HTTP allow-lists of procedures (`--http-allow`, server/outbound_http.ts): by
    * database name or identity, `*` for all. Absent or empty: outbound HTTP is disabled.
@@ -382,6 +386,8 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
       pg = startPgServer({
         hostname: options.hostname,
         port: options.pgPort,
+        connectionsPerAddressMax: options.pgConnectionsPerAddress,
+        idleTimeoutS: options.pgIdleTimeoutS,
         backend: {
           resolveDatabase: (nameOrIdentity) => registry.resolve(nameOrIdentity),
           authenticate: async (token) => (await auth.authenticate(token)).identity,
