@@ -59,6 +59,8 @@ export class ResponseBudget {
   #total = 0;
   #byKey = new Map<object, number>();
   #waiters: Waiter[] = [];
+  /** Keys with their own per-key bound (e.g. /sql answers: the server-wide one only). */
+  #perKeyMax = new WeakMap<object, number>();
 
   constructor(options: ResponseBudgetOptions = {}) {
     this.totalBytesMax = options.totalBytesMax ?? HTTP_RESPONSE_BYTES_PENDING_MAX;
@@ -82,7 +84,13 @@ export class ResponseBudget {
    * Reserves `bytes` for `key`, waiting in line (FIFO) for room; throws OverloadedError (503)
    * naming the bound when none comes within `waitMs` or too many already wait.
    */
-  async reserve(key: object, bytes: number, what: string): Promise<ResponseReservation> {
+  async reserve(
+    key: object,
+    bytes: number,
+    what: string,
+    options: { perKeyBytesMax?: number } = {},
+  ): Promise<ResponseReservation> {
+    if (options.perKeyBytesMax !== undefined) this.#perKeyMax.set(key, options.perKeyBytesMax);
     if (!this.#waiters.some((w) => w.key === key) && this.#fits(key, bytes)) {
       this.#add(key, bytes);
       return this.#reservation(key, bytes);
@@ -140,9 +148,14 @@ export class ResponseBudget {
     }, { highWaterMark: 0 });
   }
 
+  /**
+   * Room under both bounds; an answer larger than a bound fits only when nothing else is held
+   * under it (an owner's /sql over a large table is slow to read, not refused for good).
+   */
   #fits(key: object, bytes: number): boolean {
-    return this.#total + bytes <= this.totalBytesMax &&
-      (this.#byKey.get(key) ?? 0) + bytes <= this.perKeyBytesMax;
+    const held = this.#byKey.get(key) ?? 0;
+    return (this.#total === 0 || this.#total + bytes <= this.totalBytesMax) &&
+      (held === 0 || held + bytes <= (this.#perKeyMax.get(key) ?? this.perKeyBytesMax));
   }
 
   #reservation(key: object, bytes: number): ResponseReservation {

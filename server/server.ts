@@ -31,6 +31,7 @@ import {
   isValidDatabaseName,
 } from "./database_registry.ts";
 import { type RequestBodyOptions, RequestBodyReader } from "./request_body.ts";
+import { ResponseBudget, type ResponseBudgetOptions } from "./response_budget.ts";
 import { ConnReaper } from "./conn_reaper.ts";
 import { WsHub } from "./ws/hub.ts";
 import { TrustedProxies } from "../lib/client_address.ts";
@@ -90,6 +91,8 @@ export interface ServerOptions {
   connectionTimeouts?: { headerMs?: number; idleMs?: number } | false;
   /** Port of the PostgreSQL wire protocol listener on `hostname` (0: any free port); off when absent. */
   pgPort?: number;
+  /** Bounds on large responses held for clients not reading them (default: lib/limits.ts). */
+  responseBudget?: ResponseBudgetOptions;
   /** PostgreSQL connections one client address may hold (`--pg-connections-per-address`). */
   pgConnectionsPerAddress?: number;
   /** Idle seconds after which an authenticated PostgreSQL session ends (`--pg-idle-timeout-s`). */
@@ -410,6 +413,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     registry,
     hub,
     bodies,
+    responses: new ResponseBudget(options.responseBudget),
     version: VERSION,
     metricsPublic: options.metricsPublic,
     trustedProxies,

@@ -21,12 +21,19 @@ import type { AppContext, AppEnv } from "../app.ts";
 import type { Database } from "../database_registry.ts";
 import { encodeCallArguments, procedureReturnToJson } from "../call_arguments.ts";
 import { FollowQueue } from "../log_buffer.ts";
+import { ResponseBudget } from "../response_budget.ts";
 import { runSqlStatement } from "../sql_statement.ts";
 import { httpHandlerRoute } from "./http_handlers.ts";
+
+/** The key under which /sql answers are held: only the server-wide bound applies to them. */
+const SQL_ANSWERS = {};
+/** /sql answers from this size on are metered (smaller ones fit in the socket's buffers). */
+const SQL_RESPONSE_METERED_BYTES_MIN = 1024 * 1024;
 
 export function databaseRoutes(context: AppContext): Hono<AppEnv> {
   const routes = new Hono<AppEnv>();
   const { registry, auth, bodies } = context;
+  const responses = context.responses ?? new ResponseBudget();
 
   // Anonymous auth: a bearer token or ?token=, else a freshly minted identity.
   routes.use("*", async (c, next) => {
@@ -162,7 +169,7 @@ export function databaseRoutes(context: AppContext): Hono<AppEnv> {
   });
 
   // The module's own HTTP handlers (no authentication: the handler decides).
-  const handleRoute = httpHandlerRoute(context);
+  const handleRoute = httpHandlerRoute({ ...context, responses });
   routes.all("/:name/route", handleRoute);
   routes.all("/:name/route/*", handleRoute);
 
@@ -325,19 +332,26 @@ export function databaseRoutes(context: AppContext): Hono<AppEnv> {
     const rows: JsonOutput[] = result.rows.map((row) =>
       untypedValueToJson(rowType, row, result.typespace)
     );
-    return jsonText(
-      c,
-      stringifyJson([{
-        schema: productTypeToJson(result.schema),
-        rows,
-        total_duration_micros: result.totalDurationMicros,
-        stats: {
-          rows_inserted: result.rowsInserted,
-          rows_deleted: result.rowsDeleted,
-          rows_updated: result.rowsUpdated,
-        },
-      }]),
-    );
+    const text = stringifyJson([{
+      schema: productTypeToJson(result.schema),
+      rows,
+      total_duration_micros: result.totalDurationMicros,
+      stats: {
+        rows_inserted: result.rowsInserted,
+        rows_deleted: result.rowsDeleted,
+        rows_updated: result.rowsUpdated,
+      },
+    }]);
+    if (text.length < SQL_RESPONSE_METERED_BYTES_MIN) return jsonText(c, text);
+    // A large answer counts against the server-wide bound until the client has read it.
+    const bytes = new TextEncoder().encode(text);
+    const reservation = await responses.reserve(SQL_ANSWERS, bytes.length, "this SQL answer", {
+      perKeyBytesMax: Infinity,
+    });
+    return new Response(responses.meteredBody(bytes, reservation), {
+      status: 200,
+      headers: { "Content-Type": "application/json" },
+    });
   });
 
   // Lightcone extension: write a snapshot now (owner only), e.g. before a backup.

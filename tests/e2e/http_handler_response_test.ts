@@ -6,7 +6,7 @@
  * a 503 naming the bound, the process stays up, and the room comes back when the readers go.
  */
 import { deepStrictEqual as assertEquals, ok as assert } from "node:assert/strict";
-import { fixtureBundle, publish, startTestServer } from "../support/server.ts";
+import { call, fixtureBundle, publish, startTestServer } from "../support/server.ts";
 import { waitUntil } from "../support/wait.ts";
 
 const BIG_BYTES = 15 << 20;
@@ -86,6 +86,55 @@ Deno.test({
       }, "the big answer served again once the readers left");
       assertEquals(received, BIG_BYTES);
       assertEquals(await restarts(server.url, "rt"), 0);
+    } finally {
+      for (const conn of conns) conn.close();
+      await server.close();
+    }
+  },
+});
+
+Deno.test({
+  name: "large /sql answers count against the server-wide bound until their clients read them",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    // 12 rows of 1 MiB: a ~12 MiB answer, more than the socket buffers of a client that never
+    // reads take. With a 16 MiB server-wide bound, one such reader leaves no room for another.
+    const server = await startTestServer({
+      responseBudget: { totalBytesMax: 16 << 20, waitMs: 500 },
+    });
+    const conns: Deno.Conn[] = [];
+    try {
+      const { token } = await publish(server.url, "rt", await fixtureBundle("redteam"));
+      await call(server.url, "rt", "blobs", [12, 1 << 20], token);
+      const sql = new TextEncoder().encode("SELECT * FROM blob");
+      const port = Number(new URL(server.url).port);
+      const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+      conns.push(conn);
+      await conn.write(new TextEncoder().encode(
+        "POST /v1/database/rt/sql HTTP/1.1\r\nHost: x\r\n" +
+          `Content-Length: ${sql.length}\r\n\r\n`,
+      ));
+      await conn.write(sql);
+      const query = () =>
+        fetch(`${server.url}/v1/database/rt/sql`, { method: "POST", body: "SELECT * FROM blob" });
+      let refusal = "";
+      await waitUntil(async () => {
+        const response = await query();
+        const text = await response.text();
+        if (response.status === 503) refusal = text;
+        else assertEquals(response.status, 200);
+        return response.status === 503;
+      }, "a large /sql answer refused while an unread one holds the server-wide bound");
+      assert(refusal.includes("this SQL answer needs room"), refusal);
+      conn.close();
+      conns.length = 0;
+      await waitUntil(async () => {
+        const response = await query();
+        const rows = response.status === 200 ? (await response.json())[0].rows.length : 0;
+        if (response.status !== 200) await response.body?.cancel();
+        return rows === 12;
+      }, "the /sql answer served once the reader left");
     } finally {
       for (const conn of conns) conn.close();
       await server.close();

@@ -5,7 +5,12 @@
 import type { OidcOptions } from "../../auth/mod.ts";
 import type { DatabaseLimits } from "../../lib/limits.ts";
 import { type JsonOutput, parseJson, stringifyJson } from "../../protocol/mod.ts";
-import { parseHttpAllow, type RunningServer, startServer } from "../../server/mod.ts";
+import {
+  parseHttpAllow,
+  type ResponseBudgetOptions,
+  type RunningServer,
+  startServer,
+} from "../../server/mod.ts";
 import { bundleModule, fixtureModulePath } from "./describe_module.ts";
 
 export interface TestServer {
@@ -50,6 +55,8 @@ export async function startTestServer(
     promoteDiscardUnapplied?: boolean;
     /** `--trusted-proxy` values. */
     trustedProxies?: string[];
+    /** Bounds on large responses held for clients not reading them. */
+    responseBudget?: ResponseBudgetOptions;
   } = {},
 ): Promise<TestServer> {
   const dataDir = options.dataDir ?? await Deno.makeTempDir({ prefix: "lightcone-test-" });
@@ -75,6 +82,7 @@ export async function startTestServer(
     promote: options.promote,
     promoteDiscardUnapplied: options.promoteDiscardUnapplied,
     trustedProxies: options.trustedProxies,
+    responseBudget: options.responseBudget,
   });
   return {
     server,
