@@ -23,6 +23,15 @@ const DEPTH_MAX = 32;
 /** `value` with every Uint8Array in plain objects and arrays replaced by a boxed copy. */
 export function boxBytes(value: unknown, depth = 0): unknown {
   if (value instanceof Uint8ArrayCtor) {
+    // A view of a whole ArrayBuffer is posted as that buffer (the port copies it); anything
+    // else (part of a buffer, a SharedArrayBuffer) is copied out first.
+    const buffer = value.buffer;
+    if (
+      buffer instanceof ArrayBufferCtor && value.byteOffset === 0 &&
+      value.byteLength === buffer.byteLength
+    ) {
+      return { [BYTES_KEY]: buffer };
+    }
     const copy = new Uint8ArrayCtor(value.length);
     copy.set(value);
     return { [BYTES_KEY]: copy.buffer };

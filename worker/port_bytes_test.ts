@@ -6,6 +6,7 @@ Deno.test("boxBytes() and unboxBytes() carry nested byte arrays through a port u
   const message = {
     type: "done",
     result: { ok: true, body: new Uint8Array([1, 2, 3]), headers: [["a", new Uint8Array([9])]] },
+    part: new Uint8Array([5, 6, 7, 8]).subarray(1, 3),
     logs: [{ level: "Info", message: "x" }],
     n: 5n,
   };
