@@ -102,6 +102,19 @@ export const SUBSCRIPTION_DELTA_ROWS_MAX = 1_000_000;
  */
 export const SUBSCRIPTION_DELTA_EXAMINED_ROWS_MAX = 5_000_000;
 /**
+ * Bytes of rows one reply of a database process may carry in query results: subscriptions'
+ * initial rows, unsubscribes' dropped rows, one-off and /sql results and subscription deltas,
+ * added up over a batch (or a schedule turn, a procedure's transactions, replicated ones). Each
+ * result refers to rows the datastore already holds until the reply is encoded, which copies
+ * them: an anonymous client's one frame of 64 subscriptions to a public 40 MB table, or 200
+ * distinct subscriptions over a table that a 4 MB write then touched, asked the 512 MiB process
+ * for GiBs and crashed it. Past this the first result of a reply is still answered whole (a big
+ * table can still be subscribed to); a later one is refused with a "retry" error (subscribe,
+ * unsubscribe, queries) or its live query is dropped like one over SUBSCRIPTION_DELTA_ROWS_MAX
+ * (deltas, older live queries first). Twice the largest transaction record.
+ */
+export const QUERY_RESULT_BYTES_PER_REPLY_MAX = 128 * 1024 * 1024;
+/**
  * Per-sender view instances (one per subscribed identity, worker/views.ts) that may read one
  * table whole in a database. Every write to that table re-runs each of them inside the writer's
  * transaction, and anonymous connections mint identities for free: a view scanning 20k rows

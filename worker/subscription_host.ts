@@ -22,6 +22,7 @@ import {
   SubscriptionIndex,
 } from "../query/mod.ts";
 import { ViewCatalog } from "./view_catalog.ts";
+import { QUERY_RESULT_BYTES_PER_REPLY_MAX } from "../lib/limits.ts";
 import type { TableSchema, TxDelta } from "../storage/mod.ts";
 import type { DatabaseEngine } from "./engine.ts";
 import type {
@@ -70,15 +71,22 @@ export class SubscriptionHost {
   /** Views and row-level security for each caller (worker/view_catalog.ts). */
   readonly #catalog: ViewCatalog;
   #droppedQueryCount = 0;
+  /** Row bytes of query results in the reply being built (`beginReply`). */
+  #replyResultBytes = 0;
+  readonly #replyResultBytesMax: number;
 
-  /** `options.deltaRowsMax`: SUBSCRIPTION_DELTA_ROWS_MAX unless a test lowers it. */
+  /**
+   * `options.deltaRowsMax`: SUBSCRIPTION_DELTA_ROWS_MAX unless a test lowers it;
+   * `options.replyResultBytesMax`: QUERY_RESULT_BYTES_PER_REPLY_MAX likewise.
+   */
   constructor(
     engine: DatabaseEngine,
     budget?: QueryBudget,
-    options: { deltaRowsMax?: number } = {},
+    options: { deltaRowsMax?: number; replyResultBytesMax?: number } = {},
   ) {
     this.#engine = engine;
     this.#budget = budget;
+    this.#replyResultBytesMax = options.replyResultBytesMax ?? QUERY_RESULT_BYTES_PER_REPLY_MAX;
     const datastore = engine.datastore;
     const views = engine.views;
     this.#state = {
@@ -117,6 +125,25 @@ export class SubscriptionHost {
     this.#catalog = new ViewCatalog(engine, this.#state);
   }
 
+  /** Starts counting the query-result bytes of a new reply (QUERY_RESULT_BYTES_PER_REPLY_MAX). */
+  beginReply(): void {
+    this.#replyResultBytes = 0;
+  }
+
+  /**
+   * Counts `bytes` of result rows into the reply being built, unless the reply already holds
+   * some and this would take it past QUERY_RESULT_BYTES_PER_REPLY_MAX: then the error text.
+   */
+  admitResultBytes(bytes: number): string | undefined {
+    const held = this.#replyResultBytes;
+    if (bytes > 0 && held > 0 && held + bytes > this.#replyResultBytesMax) {
+      return `the results answered at once are over ${this.#replyResultBytesMax} bytes ` +
+        `(QUERY_RESULT_BYTES_PER_REPLY_MAX): ${held} bytes already, ${bytes} more; retry`;
+    }
+    this.#replyResultBytes = held + bytes;
+    return undefined;
+  }
+
   onCommit(delta: TxDelta): QueryDelta[] {
     if (this.#index.size === 0) return NO_DELTAS;
     return this.#toMessages(this.#index.onCommit(delta));
@@ -132,18 +159,23 @@ export class SubscriptionHost {
     changes: Map<number, { inserts: Uint8Array[]; deletes: Uint8Array[]; error?: string }>,
   ) {
     const out: QueryDelta[] = [];
-    for (const [queryId, change] of changes) {
+    // Older live queries first: past the reply's result bytes, the newest are dropped.
+    const ordered = [...changes].sort((a, b) => a[0] - b[0]);
+    for (const [queryId, change] of ordered) {
       const live = this.#queries.get(queryId);
-      if (live !== undefined && change.error !== undefined) {
+      const error = live === undefined || change.error !== undefined
+        ? change.error
+        : this.admitResultBytes(rowsBytes(change.inserts) + rowsBytes(change.deletes));
+      if (live !== undefined && error !== undefined) {
         out.push({
           queryId,
           table: live.tableName,
           isEvent: live.isEvent,
           inserts: [],
           deletes: [],
-          error: change.error,
+          error,
         });
-        this.#dropFailed(queryId, change.error);
+        this.#dropFailed(queryId, error);
         continue;
       }
       if (!live || (change.inserts.length === 0 && change.deletes.length === 0)) continue;
@@ -259,6 +291,14 @@ export class SubscriptionHost {
         };
       }
     }
+    const overReply = this.admitResultBytes(
+      rows.reduce((sum, entry) => sum + rowsBytes(entry.rows), 0),
+    );
+    if (overReply !== undefined) {
+      this.#releaseAll(registered);
+      caller.dropUnused();
+      return { kind: "subscribe", id: request.id, ok: false, error: overReply, txOffset };
+    }
     let sets = this.#sets.get(request.connectionId);
     if (!sets) this.#sets.set(request.connectionId, sets = new Map());
     const previous = sets.get(request.querySetId);
@@ -288,14 +328,21 @@ export class SubscriptionHost {
         txOffset,
       };
     }
-    sets.delete(request.querySetId);
-    if (sets.size === 0) this.#sets.delete(request.connectionId);
     const rows = request.sendDroppedRows
       ? queries.map((live) => ({
         table: live.tableName,
         rows: live.isEvent ? [] : this.#index.currentRows(live.queryId),
       }))
       : undefined;
+    // Over the reply's bound the set stays subscribed (the hub keeps routing it too).
+    const overReply = rows === undefined
+      ? undefined
+      : this.admitResultBytes(rows.reduce((sum, entry) => sum + rowsBytes(entry.rows), 0));
+    if (overReply !== undefined) {
+      return { kind: "unsubscribe", id: request.id, ok: false, error: overReply, txOffset };
+    }
+    sets.delete(request.querySetId);
+    if (sets.size === 0) this.#sets.delete(request.connectionId);
     this.#releaseAll(queries);
     return { kind: "unsubscribe", id: request.id, ok: true, rows, txOffset };
   }
@@ -320,6 +367,10 @@ export class SubscriptionHost {
       const rows: Uint8Array[] = [];
       const limits = this.#limitsFor(request.isOwner);
       for (const plan of plans) rows.push(...executePlan(plan, this.#state, undefined, limits));
+      const overReply = this.admitResultBytes(rowsBytes(rows));
+      if (overReply !== undefined) {
+        return { kind: "query", id: request.id, ok: false, error: overReply, txOffset };
+      }
       return {
         kind: "query",
         id: request.id,
@@ -403,4 +454,11 @@ function errorText(error: unknown, sql: string): string {
   if (error instanceof SqlError) return subscriptionErrorText(error, sql);
   if (error instanceof Error) return subscriptionErrorText(error, sql);
   return String(error);
+}
+
+/** Total byte length of encoded rows. */
+export function rowsBytes(rows: readonly Uint8Array[]): number {
+  let bytes = 0;
+  for (const row of rows) bytes += row.length;
+  return bytes;
 }

@@ -1,0 +1,175 @@
+/**
+ * Attack suite, part 2 (WebSocket protocols, subscriptions, /sql): an anonymous client against a
+ * server whose second database must keep answering. Each case was red before its fix.
+ */
+import {
+  deepStrictEqual as assertEquals,
+  match as assertMatch,
+  ok as assert,
+} from "node:assert/strict";
+import { decodeServerFrame, encodeClientFrame, type ServerMessage } from "../../protocol/mod.ts";
+import { call, fixtureBundle, publish, startTestServer } from "../support/server.ts";
+import { waitUntil } from "../support/wait.ts";
+
+interface RawClient {
+  socket: WebSocket;
+  messages: ServerMessage[];
+  closed: Promise<CloseEvent>;
+}
+
+/** A v3 client asking for gzip (the server's --ws-compression): big frames stay small on the wire. */
+async function gzipClient(url: string, database: string): Promise<RawClient> {
+  const socket = new WebSocket(
+    `${url.replace(/^http/, "ws")}/v1/database/${database}/subscribe?compression=Gzip`,
+    ["v3.bsatn.spacetimedb"],
+  );
+  socket.binaryType = "arraybuffer";
+  const messages: ServerMessage[] = [];
+  let decoding = Promise.resolve();
+  socket.onmessage = (event) => {
+    const frame = new Uint8Array(event.data as ArrayBuffer);
+    decoding = decoding.then(async () => {
+      messages.push(...await decodeServerFrame(frame, "v3"));
+    });
+  };
+  const closed = new Promise<CloseEvent>((resolve) => socket.onclose = resolve);
+  await new Promise<void>((resolve, reject) => {
+    socket.onopen = () => resolve();
+    socket.onerror = () => reject(new Error("websocket error"));
+  });
+  return { socket, messages, closed };
+}
+
+async function countItems(
+  url: string,
+  database: string,
+): Promise<{ status: number; text: string }> {
+  const response = await fetch(`${url}/v1/database/${database}/sql`, {
+    method: "POST",
+    body: "SELECT COUNT(*) AS n FROM item",
+  });
+  return { status: response.status, text: await response.text() };
+}
+
+const RESULT_LIMIT = /QUERY_RESULT_BYTES_PER_REPLY_MAX/;
+
+Deno.test({
+  name: "one frame of subscriptions and one-off queries over a big public table does not crash " +
+    "the database: results past the reply's bound are refused",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    const server = await startTestServer({ wsCompression: true });
+    try {
+      const bundle = await fixtureBundle("redteam");
+      const owner = await publish(server.url, "rt2-initial", bundle);
+      await publish(server.url, "rt2-bystander", bundle);
+      // 40 MB of public rows (4 MB a call).
+      for (let i = 0; i < 10; i++) {
+        const filled = await call(server.url, "rt2-initial", "blobs", [40, 100_000], owner.token);
+        assertEquals(filled.status, 200, filled.text);
+      }
+      const client = await gzipClient(server.url, "rt2-initial");
+      const count = 16; // 16 x 40 MB of initial rows, more than the process's 512 MiB
+      const requests = [];
+      for (let i = 0; i < count; i++) {
+        requests.push({
+          tag: "Subscribe" as const,
+          requestId: i,
+          querySetId: i + 1,
+          queryStrings: [`SELECT * FROM blob WHERE id != ${1_000_000 + i}`],
+        });
+        requests.push({
+          tag: "OneOffQuery" as const,
+          requestId: 100 + i,
+          queryString: "SELECT * FROM blob",
+        });
+      }
+      client.socket.send(encodeClientFrame(requests));
+      const answered = () =>
+        client.messages.filter((m) =>
+          m.tag === "SubscribeApplied" || m.tag === "SubscriptionError" ||
+          m.tag === "OneOffQueryResult"
+        ).length;
+      await waitUntil(() => answered() === 2 * count, "every request answered");
+      const applied = client.messages.filter((m) => m.tag === "SubscribeApplied").length;
+      const refused = client.messages.filter((m) => m.tag === "SubscriptionError");
+      const oneOffErrors = client.messages.filter((m) =>
+        m.tag === "OneOffQueryResult" && m.result.tag === "Err"
+      );
+      console.log(
+        `applied ${applied}, refused ${refused.length}, one-offs refused ${oneOffErrors.length}`,
+      );
+      assert(applied >= 1, "the first subscription is answered whole");
+      assert(refused.length >= 1);
+      for (const message of refused) {
+        assert(message.tag === "SubscriptionError");
+        assertMatch(message.error, RESULT_LIMIT);
+      }
+      assert(oneOffErrors.length >= 1);
+      const victim = await countItems(server.url, "rt2-initial");
+      assertEquals(victim.status, 200, victim.text);
+      const bystander = await countItems(server.url, "rt2-bystander");
+      assertEquals(bystander.status, 200, bystander.text);
+      assertEquals(client.socket.readyState, WebSocket.OPEN);
+      client.socket.close();
+      await client.closed;
+    } finally {
+      await server.close();
+    }
+  },
+});
+
+Deno.test({
+  name: "200 distinct subscriptions touched by one 4 MB write do not crash the database: the " +
+    "newest live queries are dropped past the reply's bound, the write stands",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    const server = await startTestServer({ wsCompression: true });
+    try {
+      const bundle = await fixtureBundle("redteam");
+      const owner = await publish(server.url, "rt2-delta", bundle);
+      await publish(server.url, "rt2-bystander", bundle);
+      const client = await gzipClient(server.url, "rt2-delta");
+      const count = 200; // 200 x 4 MB of deltas, more than the process's 512 MiB
+      const requests = [];
+      for (let i = 0; i < count; i++) {
+        requests.push({
+          tag: "Subscribe" as const,
+          requestId: i,
+          querySetId: i + 1,
+          queryStrings: [`SELECT * FROM blob WHERE id != ${1_000_000 + i}`],
+        });
+      }
+      client.socket.send(encodeClientFrame(requests));
+      await waitUntil(
+        () => client.messages.filter((m) => m.tag === "SubscribeApplied").length === count,
+        "every subscription applied",
+      );
+      const written = await call(server.url, "rt2-delta", "blobs", [40, 100_000], owner.token);
+      assertEquals(written.status, 200, written.text);
+      await waitUntil(
+        () =>
+          client.messages.some((m) => m.tag === "TransactionUpdate") &&
+          client.messages.some((m) => m.tag === "SubscriptionError"),
+        "the update and the drops",
+      );
+      const dropped = client.messages.filter((m) => m.tag === "SubscriptionError");
+      console.log(`${dropped.length} of ${count} query sets dropped`);
+      for (const message of dropped) {
+        assert(message.tag === "SubscriptionError");
+        assertMatch(message.error, RESULT_LIMIT);
+      }
+      assert(dropped.length < count, "the oldest live queries keep their updates");
+      const victim = await countItems(server.url, "rt2-delta");
+      assertEquals(victim.status, 200, victim.text);
+      const bystander = await countItems(server.url, "rt2-bystander");
+      assertEquals(bystander.status, 200, bystander.text);
+      client.socket.close();
+      await client.closed;
+    } finally {
+      await server.close();
+    }
+  },
+});
