@@ -58,6 +58,16 @@ export const WS_OUTBOUND_BYTES_MAX = 64 * 1024 * 1024;
 export const WS_PENDING_CALLS_MAX = 16384;
 /** Query sets one connection may hold at once. */
 export const WS_QUERY_SETS_MAX = 4096;
+/**
+ * Open WebSocket connections from one client source (an IP address, an IPv6 /64:
+ * server/ws/client_source.ts) and in all. A connection is held as long as its peer answers pings
+ * and costs a file descriptor and ~40 KB; there was no bound, so one anonymous address could
+ * open connections until the server ran out of file descriptors (new connections, database
+ * processes and commit-log segments then fail for every database). Past either the upgrade is
+ * refused with 503.
+ */
+export const WS_CONNECTIONS_PER_SOURCE_MAX = 1_000;
+export const WS_CONNECTIONS_MAX = 10_000;
 /** Uncompressed payload per outbound v3 frame before starting a new frame. */
 export const WS_FRAME_PAYLOAD_BYTES_TARGET = 512 * 1024;
 /** Default time budget for one reducer call before it is stopped and rolled back. */

@@ -9,6 +9,8 @@ import { brotliCompressSync, gzipSync } from "node:zlib";
 import type { AuthService } from "../../auth/mod.ts";
 import { LimitExceededError } from "../../lib/errors.ts";
 import {
+  WS_CONNECTIONS_MAX,
+  WS_CONNECTIONS_PER_SOURCE_MAX,
   WS_FRAME_MESSAGES_MAX,
   WS_MESSAGE_BYTES_MAX,
   WS_OUTBOUND_BYTES_MAX,
@@ -17,7 +19,7 @@ import {
 } from "../../lib/limits.ts";
 import { redactHostPaths } from "../../lib/host_paths.ts";
 import { log } from "../../lib/log.ts";
-import { BadRequestError } from "../../lib/errors.ts";
+import { BadRequestError, OverloadedError } from "../../lib/errors.ts";
 import {
   type ClientMessage,
   COMMITTED_REDUCER_RESULT_BYTES,
@@ -137,6 +139,8 @@ class Client {
   jwtPayload = "";
   /** What its subscriptions' view instances are charged to (client_source.ts); none for the owner. */
   source: string | undefined;
+  /** The source its connection is counted under (WS_CONNECTIONS_PER_SOURCE_MAX), owner too. */
+  connectionSource = "";
   /** Frames received before client_connected finished, still encoded. */
   early: Uint8Array[] | undefined = [];
   /** Bytes received and not yet answered (early frames included). */
@@ -187,6 +191,8 @@ type Routing = Map<number, Map<Client, number[]>>;
 
 export class WsHub {
   readonly #clients = new Set<Client>();
+  /** Open connections per client source (WS_CONNECTIONS_PER_SOURCE_MAX). */
+  readonly #connectionsPerSource = new Map<string, number>();
   readonly #routing = new Map<Database, Routing>();
   /** Per database: clients holding messages until a transaction is durable. */
   readonly #held = new Map<Database, Set<Client>>();
@@ -259,13 +265,28 @@ export class WsHub {
     }
     const auth = c.get("auth");
     // Read before the upgrade: Deno's request info throws "Request closed" after it.
-    const source = database.isOwner(auth.identity) ? undefined : clientSource(
+    const peerSource = clientSource(
       clientHostname(
         peerHostname(c.env),
         c.req.header("x-forwarded-for"),
         this.#trustedProxies,
       ),
     );
+    const source = database.isOwner(auth.identity) ? undefined : peerSource;
+    const connectionSource = peerSource ?? "";
+    if (this.#clients.size >= WS_CONNECTIONS_MAX) {
+      throw new OverloadedError(
+        `Too many WebSocket connections: ${this.#clients.size} open, the limit is ` +
+          `${WS_CONNECTIONS_MAX} (WS_CONNECTIONS_MAX); retry later`,
+      );
+    }
+    const fromSource = this.#connectionsPerSource.get(connectionSource) ?? 0;
+    if (fromSource >= WS_CONNECTIONS_PER_SOURCE_MAX) {
+      throw new OverloadedError(
+        `Too many WebSocket connections from this address: ${fromSource} open, the limit is ` +
+          `${WS_CONNECTIONS_PER_SOURCE_MAX} (WS_CONNECTIONS_PER_SOURCE_MAX); close some first`,
+      );
+    }
     // Deno's own protocol check splits the header on ", " exactly, so a list without spaces
     // (Node's `ws` sends "a,b") would fail there: the choice is made above and set here.
     const { socket, response } = Deno.upgradeWebSocket(c.req.raw, { idleTimeout: 30 });
@@ -296,7 +317,9 @@ export class WsHub {
     }
     client.jwtPayload = auth.payloadJson;
     client.source = source;
+    client.connectionSource = connectionSource;
     this.#clients.add(client);
+    this.#connectionsPerSource.set(connectionSource, fromSource + 1);
     // A connection id names one live connection of a database (SpacetimeDB keys
     // st_connection_credentials by it): a second connection with the same id is refused.
     const live = this.#liveConnectionsOf(database);
@@ -946,7 +969,11 @@ export class WsHub {
     if (client.closed && !this.#clients.has(client)) return;
     client.closed = true;
     client.handshakeDone();
-    this.#clients.delete(client);
+    if (this.#clients.delete(client)) {
+      const left = (this.#connectionsPerSource.get(client.connectionSource) ?? 1) - 1;
+      if (left > 0) this.#connectionsPerSource.set(client.connectionSource, left);
+      else this.#connectionsPerSource.delete(client.connectionSource);
+    }
     client.early = undefined;
     client.paused = undefined;
     client.inbound.releaseAll();

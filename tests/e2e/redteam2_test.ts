@@ -8,6 +8,7 @@ import {
   ok as assert,
 } from "node:assert/strict";
 import { decodeServerFrame, encodeClientFrame, type ServerMessage } from "../../protocol/mod.ts";
+import { WS_CONNECTIONS_PER_SOURCE_MAX } from "../../lib/limits.ts";
 import { call, fixtureBundle, publish, startTestServer } from "../support/server.ts";
 import { waitUntil } from "../support/wait.ts";
 
@@ -169,6 +170,76 @@ Deno.test({
       client.socket.close();
       await client.closed;
     } finally {
+      await server.close();
+    }
+  },
+});
+
+/** Opens a raw TCP connection and asks for a v3 WebSocket upgrade; resolves with the status. */
+async function rawUpgrade(url: string, path: string): Promise<{ conn: Deno.Conn; status: number }> {
+  const { hostname, port } = new URL(url);
+  const conn = await Deno.connect({ hostname, port: Number(port) });
+  const key = btoa(String.fromCharCode(...crypto.getRandomValues(new Uint8Array(16))));
+  await conn.write(new TextEncoder().encode(
+    `GET ${path} HTTP/1.1\r\nHost: ${hostname}:${port}\r\nUpgrade: websocket\r\n` +
+      `Connection: Upgrade\r\nSec-WebSocket-Key: ${key}\r\nSec-WebSocket-Version: 13\r\n` +
+      `Sec-WebSocket-Protocol: v3.bsatn.spacetimedb\r\n\r\n`,
+  ));
+  const buffer = new Uint8Array(4096);
+  let text = "";
+  while (!text.includes("\r\n")) {
+    const n = await conn.read(buffer).catch(() => null);
+    if (n === null) break;
+    text += new TextDecoder().decode(buffer.subarray(0, n));
+  }
+  return { conn, status: Number(/^HTTP\/1\.1 (\d{3})/.exec(text)?.[1] ?? 0) };
+}
+
+Deno.test({
+  name: "one address cannot hold more than WS_CONNECTIONS_PER_SOURCE_MAX WebSocket connections; " +
+    "closed ones give their place back",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    const server = await startTestServer();
+    const conns: Deno.Conn[] = [];
+    try {
+      const bundle = await fixtureBundle("redteam");
+      await publish(server.url, "rt2-conns", bundle);
+      await publish(server.url, "rt2-bystander", bundle);
+      const path = "/v1/database/rt2-conns/subscribe";
+      for (let i = 0; i < WS_CONNECTIONS_PER_SOURCE_MAX; i += 100) {
+        const batch = await Promise.all(
+          Array.from(
+            { length: Math.min(100, WS_CONNECTIONS_PER_SOURCE_MAX - i) },
+            () => rawUpgrade(server.url, path),
+          ),
+        );
+        for (const { conn, status } of batch) {
+          conns.push(conn);
+          assertEquals(status, 101);
+        }
+      }
+      const refused = await rawUpgrade(server.url, path);
+      refused.conn.close();
+      assertEquals(refused.status, 503, "one connection over the per-address limit");
+      const bystander = await countItems(server.url, "rt2-bystander");
+      assertEquals(bystander.status, 200, bystander.text);
+      // Dropped without a close frame: their places come back once the server sees them go.
+      for (const conn of conns.splice(0, 10)) conn.close();
+      let again: { conn: Deno.Conn; status: number } | undefined;
+      await waitUntil(
+        async () => {
+          again?.conn.close();
+          again = await rawUpgrade(server.url, path);
+          return again.status === 101;
+        },
+        "a place given back",
+        { pollMs: 200 },
+      );
+      again?.conn.close();
+    } finally {
+      for (const conn of conns) conn.close();
       await server.close();
     }
   },
