@@ -125,6 +125,18 @@ export const SUBSCRIPTION_DELTA_EXAMINED_ROWS_MAX = 5_000_000;
  */
 export const QUERY_RESULT_BYTES_PER_REPLY_MAX = 128 * 1024 * 1024;
 /**
+ * Distinct live queries of one database (subscribers of the same query share one) and the
+ * characters of their SQL text, summed. A live query's plan, routing entries and index state stay
+ * in the database process while subscribed: measured ~7 KB for a short query and ~80 bytes per
+ * character of a long OR chain (500 distinct 3.2 KB queries held 133 MB). Before these bounds one
+ * anonymous frame of 4,096 such subscriptions, or ~80 connections of 4,096 short ones, crashed
+ * the 512 MiB process. Past either a subscription that needs a new live query is refused; ones
+ * that share a live query are not. Twice the 10,000 `WHERE id = k` subscriptions that the
+ * routing is built for.
+ */
+export const SUBSCRIPTION_LIVE_QUERIES_MAX = 20_000;
+export const SUBSCRIPTION_LIVE_QUERY_TEXT_CHARS_MAX = 1024 * 1024;
+/**
  * Per-sender view instances (one per subscribed identity, worker/views.ts) that may read one
  * table whole in a database. Every write to that table re-runs each of them inside the writer's
  * transaction, and anonymous connections mint identities for free: a view scanning 20k rows

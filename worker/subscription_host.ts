@@ -22,7 +22,11 @@ import {
   SubscriptionIndex,
 } from "../query/mod.ts";
 import { ViewCatalog } from "./view_catalog.ts";
-import { QUERY_RESULT_BYTES_PER_REPLY_MAX } from "../lib/limits.ts";
+import {
+  QUERY_RESULT_BYTES_PER_REPLY_MAX,
+  SUBSCRIPTION_LIVE_QUERIES_MAX,
+  SUBSCRIPTION_LIVE_QUERY_TEXT_CHARS_MAX,
+} from "../lib/limits.ts";
 import type { TableSchema, TxDelta } from "../storage/mod.ts";
 import type { DatabaseEngine } from "./engine.ts";
 import type {
@@ -45,6 +49,8 @@ interface LiveQuery {
   isEvent: boolean;
   /** View instance tables the query reads (each holds one reference while the query lives). */
   viewTables: number[];
+  /** Characters of the SQL text that made it (SUBSCRIPTION_LIVE_QUERY_TEXT_CHARS_MAX). */
+  textChars: number;
 }
 
 /**
@@ -71,6 +77,8 @@ export class SubscriptionHost {
   /** Views and row-level security for each caller (worker/view_catalog.ts). */
   readonly #catalog: ViewCatalog;
   #droppedQueryCount = 0;
+  /** Characters of SQL text of the live queries (SUBSCRIPTION_LIVE_QUERY_TEXT_CHARS_MAX). */
+  #liveTextChars = 0;
   /** Row bytes of query results in the reply being built (`beginReply`). */
   #replyResultBytes = 0;
   readonly #replyResultBytesMax: number;
@@ -263,6 +271,7 @@ export class SubscriptionHost {
     for (const { sql, plans } of compiled) {
       try {
         for (const plan of plans) {
+          if (!this.#index.hasPlan(plan.key)) this.#checkLiveQueryRoom(sql.length);
           const result = this.#index.registerPlan(plan, limits);
           let live = this.#queries.get(result.queryId);
           if (live === undefined) {
@@ -271,8 +280,10 @@ export class SubscriptionHost {
               tableName: result.tableName,
               isEvent: result.isEvent,
               viewTables: this.#catalog.viewTablesOf(plan),
+              textChars: sql.length,
             };
             this.#queries.set(live.queryId, live);
+            this.#liveTextChars += live.textChars;
             for (const tableId of live.viewTables) this.#engine.views.retain(tableId);
           }
           registered.push(live);
@@ -428,10 +439,27 @@ export class SubscriptionHost {
     };
   }
 
+  /** Throws if a new live query of `textChars` characters would go over the database's bounds. */
+  #checkLiveQueryRoom(textChars: number): void {
+    if (this.#queries.size >= SUBSCRIPTION_LIVE_QUERIES_MAX) {
+      throw new RangeError(
+        `this database has ${this.#queries.size} distinct live queries, the limit ` +
+          `(SUBSCRIPTION_LIVE_QUERIES_MAX); subscribe to a query already live or retry later`,
+      );
+    }
+    if (this.#liveTextChars + textChars > SUBSCRIPTION_LIVE_QUERY_TEXT_CHARS_MAX) {
+      throw new RangeError(
+        `the live queries of this database would hold ${this.#liveTextChars + textChars} ` +
+          `characters of SQL, over ${SUBSCRIPTION_LIVE_QUERY_TEXT_CHARS_MAX} ` +
+          `(SUBSCRIPTION_LIVE_QUERY_TEXT_CHARS_MAX); retry later`,
+      );
+    }
+  }
+
   #releaseAll(queries: LiveQuery[]): void {
     for (const live of queries) {
       if (this.#index.release(live.queryId)) {
-        this.#queries.delete(live.queryId);
+        if (this.#queries.delete(live.queryId)) this.#liveTextChars -= live.textChars;
         for (const tableId of live.viewTables) this.#engine.views.release(tableId);
       }
     }

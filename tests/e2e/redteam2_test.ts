@@ -244,3 +244,70 @@ Deno.test({
     }
   },
 });
+
+Deno.test({
+  name: "one frame of 4,096 distinct long subscriptions does not crash the database: new live " +
+    "queries past the database's bound are refused, shared ones are not",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    const server = await startTestServer();
+    try {
+      const bundle = await fixtureBundle("redteam");
+      const owner = await publish(server.url, "rt2-live", bundle);
+      await publish(server.url, "rt2-bystander", bundle);
+      const filled = await call(server.url, "rt2-live", "fill", [1_000], owner.token);
+      assertEquals(filled.status, 200, filled.text);
+      // A 301-term OR chain (~3.2 KB): each live one held ~266 KB in the database process.
+      const terms = Array.from({ length: 300 }, (_, i) => `n = ${i}`).join(" OR ");
+      const queryText = (k: number) => `SELECT * FROM item WHERE ${terms} OR n = ${5_000 + k}`;
+      const count = 4096;
+      const attacker = await gzipClient(server.url, "rt2-live");
+      attacker.socket.send(encodeClientFrame(
+        Array.from({ length: count }, (_, i) => ({
+          tag: "Subscribe" as const,
+          requestId: i,
+          querySetId: i + 1,
+          queryStrings: [queryText(i)],
+        })),
+      ));
+      const answered = () =>
+        attacker.messages.filter((m) =>
+          m.tag === "SubscribeApplied" || m.tag === "SubscriptionError"
+        )
+          .length;
+      await waitUntil(() => answered() === count, "every subscription answered");
+      const refused = attacker.messages.filter((m) => m.tag === "SubscriptionError");
+      console.log(`${count - refused.length} applied, ${refused.length} refused`);
+      assert(refused.length > 0 && refused.length < count);
+      for (const message of refused) {
+        assert(message.tag === "SubscriptionError");
+        assertMatch(message.error, /SUBSCRIPTION_LIVE_QUERY_TEXT_CHARS_MAX/);
+      }
+      // Another client subscribing to a query already live shares it.
+      const other = await gzipClient(server.url, "rt2-live");
+      other.socket.send(encodeClientFrame([{
+        tag: "Subscribe",
+        requestId: 1,
+        querySetId: 1,
+        queryStrings: [queryText(0)],
+      }]));
+      await waitUntil(
+        () =>
+          other.messages.some((m) => m.tag === "SubscribeApplied" || m.tag === "SubscriptionError"),
+        "the shared subscription answered",
+      );
+      assert(other.messages.some((m) => m.tag === "SubscribeApplied"));
+      const victim = await countItems(server.url, "rt2-live");
+      assertEquals(victim.status, 200, victim.text);
+      const bystander = await countItems(server.url, "rt2-bystander");
+      assertEquals(bystander.status, 200, bystander.text);
+      for (const client of [attacker, other]) {
+        client.socket.close();
+        await client.closed;
+      }
+    } finally {
+      await server.close();
+    }
+  },
+});
