@@ -68,6 +68,16 @@ export const WS_QUERY_SETS_MAX = 4096;
  */
 export const WS_CONNECTIONS_PER_SOURCE_MAX = 1_000;
 export const WS_CONNECTIONS_MAX = 10_000;
+/**
+ * Characters of subscribed SQL text the hub keeps (to subscribe each set again after a module
+ * update) for one client source's connections, and for all. Query sets are bounded per connection
+ * (WS_QUERY_SETS_MAX) but each may name queries up to SQL_BYTES_MAX, and texts that differ only
+ * in spacing share one live query in the database, so its bounds do not cover them: one
+ * connection of 4,096 sets of a 60 KB query held ~250 MB of the main thread. Past either a
+ * Subscribe is refused.
+ */
+export const WS_QUERY_TEXT_CHARS_PER_SOURCE_MAX = 8 * 1024 * 1024;
+export const WS_QUERY_TEXT_CHARS_TOTAL_MAX = 128 * 1024 * 1024;
 /** Uncompressed payload per outbound v3 frame before starting a new frame. */
 export const WS_FRAME_PAYLOAD_BYTES_TARGET = 512 * 1024;
 /** Default time budget for one reducer call before it is stopped and rolled back. */

@@ -16,6 +16,8 @@ import {
   WS_OUTBOUND_BYTES_MAX,
   WS_PENDING_CALLS_MAX,
   WS_QUERY_SETS_MAX,
+  WS_QUERY_TEXT_CHARS_PER_SOURCE_MAX,
+  WS_QUERY_TEXT_CHARS_TOTAL_MAX,
 } from "../../lib/limits.ts";
 import { redactHostPaths } from "../../lib/host_paths.ts";
 import { log } from "../../lib/log.ts";
@@ -193,6 +195,9 @@ export class WsHub {
   readonly #clients = new Set<Client>();
   /** Open connections per client source (WS_CONNECTIONS_PER_SOURCE_MAX). */
   readonly #connectionsPerSource = new Map<string, number>();
+  /** Characters of kept query texts per client source and in all (WS_QUERY_TEXT_CHARS_*). */
+  readonly #queryTextCharsPerSource = new Map<string, number>();
+  #queryTextCharsTotal = 0;
   readonly #routing = new Map<Database, Routing>();
   /** Per database: clients holding messages until a transaction is durable. */
   readonly #held = new Map<Database, Set<Client>>();
@@ -450,7 +455,7 @@ export class WsHub {
           const querySetId = origin.querySetId;
           if (!item.ok) {
             client.querySets.delete(querySetId);
-            client.queryStrings.delete(querySetId);
+            this.#forgetQueryStrings(client, querySetId);
             this.#queue(
               client,
               {
@@ -644,7 +649,7 @@ export class WsHub {
     if (!client.queryStrings.has(querySetId)) return; // unsubscribed meanwhile
     if (!item.ok) {
       client.querySets.delete(querySetId);
-      client.queryStrings.delete(querySetId);
+      this.#forgetQueryStrings(client, querySetId);
       this.#queue(
         client,
         {
@@ -686,10 +691,44 @@ export class WsHub {
     return routing;
   }
 
+  /** Keeps a set's query texts if the source's and the server's text bounds allow; else the error. */
+  #keepQueryStrings(client: Client, querySetId: number, queries: string[]): string | undefined {
+    let chars = 0;
+    for (const query of queries) chars += query.length;
+    const source = client.connectionSource;
+    const fromSource = this.#queryTextCharsPerSource.get(source) ?? 0;
+    if (fromSource + chars > WS_QUERY_TEXT_CHARS_PER_SOURCE_MAX) {
+      return `The subscriptions of this address would hold ${fromSource + chars} characters of ` +
+        `SQL, over ${WS_QUERY_TEXT_CHARS_PER_SOURCE_MAX} (WS_QUERY_TEXT_CHARS_PER_SOURCE_MAX)`;
+    }
+    if (this.#queryTextCharsTotal + chars > WS_QUERY_TEXT_CHARS_TOTAL_MAX) {
+      return `The server holds ${this.#queryTextCharsTotal} characters of subscribed SQL, the ` +
+        `limit is ${WS_QUERY_TEXT_CHARS_TOTAL_MAX} (WS_QUERY_TEXT_CHARS_TOTAL_MAX); retry later`;
+    }
+    this.#forgetQueryStrings(client, querySetId);
+    client.queryStrings.set(querySetId, queries);
+    this.#queryTextCharsPerSource.set(source, fromSource + chars);
+    this.#queryTextCharsTotal += chars;
+    return undefined;
+  }
+
+  #forgetQueryStrings(client: Client, querySetId: number): void {
+    const queries = client.queryStrings.get(querySetId);
+    if (queries === undefined) return;
+    client.queryStrings.delete(querySetId);
+    let chars = 0;
+    for (const query of queries) chars += query.length;
+    const source = client.connectionSource;
+    const left = (this.#queryTextCharsPerSource.get(source) ?? chars) - chars;
+    if (left > 0) this.#queryTextCharsPerSource.set(source, left);
+    else this.#queryTextCharsPerSource.delete(source);
+    this.#queryTextCharsTotal -= chars;
+  }
+
   #unroute(client: Client, querySetId: number): void {
     const queryIds = client.querySets.get(querySetId);
     client.querySets.delete(querySetId);
-    client.queryStrings.delete(querySetId);
+    this.#forgetQueryStrings(client, querySetId);
     const routing = this.#routing.get(client.database);
     if (!queryIds || !routing) return;
     for (const queryId of queryIds) {
@@ -913,14 +952,26 @@ export class WsHub {
           client.inbound.release(messageBytes);
           break;
         }
+        const queries = [...new Set(message.queryStrings)];
+        const overText = this.#keepQueryStrings(client, message.querySetId, queries);
+        if (overText !== undefined) {
+          this.#queueNow(client, {
+            tag: "SubscriptionError",
+            requestId: message.requestId,
+            querySetId: message.querySetId,
+            error: overText,
+          });
+          client.pendingCalls--;
+          client.inbound.release(messageBytes);
+          break;
+        }
         // Reserve the id now so a duplicate in flight is caught too.
         client.querySets.set(message.querySetId, []);
-        client.queryStrings.set(message.querySetId, [...new Set(message.queryStrings)]);
         host.subscribe(
           {
             connectionId: client.connectionId,
             querySetId: message.querySetId,
-            queries: [...new Set(message.queryStrings)],
+            queries,
             sender: client.identity,
             isOwner: client.isOwner,
             source: client.source,

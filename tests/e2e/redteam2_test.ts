@@ -8,7 +8,10 @@ import {
   ok as assert,
 } from "node:assert/strict";
 import { decodeServerFrame, encodeClientFrame, type ServerMessage } from "../../protocol/mod.ts";
-import { WS_CONNECTIONS_PER_SOURCE_MAX } from "../../lib/limits.ts";
+import {
+  WS_CONNECTIONS_PER_SOURCE_MAX,
+  WS_QUERY_TEXT_CHARS_PER_SOURCE_MAX,
+} from "../../lib/limits.ts";
 import { call, fixtureBundle, publish, startTestServer } from "../support/server.ts";
 import { waitUntil } from "../support/wait.ts";
 
@@ -306,6 +309,79 @@ Deno.test({
         client.socket.close();
         await client.closed;
       }
+    } finally {
+      await server.close();
+    }
+  },
+});
+
+Deno.test({
+  name: "the query texts one address keeps subscribed on the main thread are bounded; " +
+    "unsubscribing gives the room back",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    const server = await startTestServer();
+    try {
+      const bundle = await fixtureBundle("redteam");
+      await publish(server.url, "rt2-text", bundle);
+      await publish(server.url, "rt2-bystander", bundle);
+      // Texts differing only in spacing share one live query in the database; the hub kept each.
+      const padded = "SELECT * FROM item WHERE n =" + " ".repeat(60_000) + "1";
+      const client = await gzipClient(server.url, "rt2-text");
+      const count = 512;
+      for (let frame = 0; frame < 2; frame++) {
+        client.socket.send(encodeClientFrame(
+          Array.from({ length: count / 2 }, (_, i) => ({
+            tag: "Subscribe" as const,
+            requestId: frame * 1000 + i,
+            querySetId: frame * 1000 + i + 1,
+            queryStrings: [padded],
+          })),
+        ));
+      }
+      const answers = () =>
+        client.messages.filter((m) =>
+          m.tag === "SubscribeApplied" || m.tag === "SubscriptionError"
+        );
+      await waitUntil(() => answers().length === count, "every subscription answered");
+      const applied = client.messages.filter((m) => m.tag === "SubscribeApplied");
+      const refused = client.messages.filter((m) => m.tag === "SubscriptionError");
+      console.log(`${applied.length} applied, ${refused.length} refused`);
+      assert(refused.length > 0, "some subscriptions were refused");
+      assert(applied.length * padded.length <= WS_QUERY_TEXT_CHARS_PER_SOURCE_MAX);
+      for (const message of refused) {
+        assert(message.tag === "SubscriptionError");
+        assertMatch(message.error, /WS_QUERY_TEXT_CHARS_PER_SOURCE_MAX/);
+      }
+      // Unsubscribing one set makes room for one more.
+      const first = applied[0];
+      assert(first.tag === "SubscribeApplied");
+      client.socket.send(encodeClientFrame([{
+        tag: "Unsubscribe",
+        requestId: 9_000,
+        querySetId: first.querySetId,
+        flags: "Default",
+      }]));
+      await waitUntil(
+        () => client.messages.some((m) => m.tag === "UnsubscribeApplied"),
+        "the unsubscribe",
+      );
+      client.socket.send(encodeClientFrame([{
+        tag: "Subscribe",
+        requestId: 9_001,
+        querySetId: 9_001,
+        queryStrings: [padded],
+      }]));
+      await waitUntil(
+        () => answers().some((m) => m.requestId === 9_001),
+        "the subscription after the unsubscribe",
+      );
+      assert(answers().some((m) => m.tag === "SubscribeApplied" && m.requestId === 9_001));
+      const bystander = await countItems(server.url, "rt2-bystander");
+      assertEquals(bystander.status, 200, bystander.text);
+      client.socket.close();
+      await client.closed;
     } finally {
       await server.close();
     }
