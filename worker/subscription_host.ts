@@ -146,7 +146,8 @@ export class SubscriptionHost {
     const held = this.#replyResultBytes;
     if (bytes > 0 && held > 0 && held + bytes > this.#replyResultBytesMax) {
       return `the results answered at once are over ${this.#replyResultBytesMax} bytes ` +
-        `(QUERY_RESULT_BYTES_PER_REPLY_MAX): ${held} bytes already, ${bytes} more; retry`;
+        `(QUERY_RESULT_BYTES_PER_REPLY_MAX): ${held} bytes already, ${bytes} more; retry, or ask ` +
+        `for fewer rows at once`;
     }
     this.#replyResultBytes = held + bytes;
     return undefined;
@@ -268,6 +269,7 @@ export class SubscriptionHost {
       caller.dropUnused();
       return { kind: "subscribe", id: request.id, ok: false, error: overLimit.message, txOffset };
     }
+    const replyBytesBefore = this.#replyResultBytes;
     for (const { sql, plans } of compiled) {
       try {
         for (const plan of plans) {
@@ -287,28 +289,25 @@ export class SubscriptionHost {
             for (const tableId of live.viewTables) this.#engine.views.retain(tableId);
           }
           registered.push(live);
-          rows.push({ table: result.tableName, rows: result.isEvent ? [] : result.initialRows });
+          const initialRows = result.isEvent ? [] : result.initialRows;
+          rows.push({ table: result.tableName, rows: initialRows });
+          // Checked query by query: the rows may be copies, all held until the set is done.
+          const overReply = this.admitResultBytes(rowsBytes(initialRows));
+          if (overReply !== undefined) throw new ReplyBoundError(overReply);
         }
       } catch (error) {
         // Any query of the set failing fails the whole set: nothing stays registered.
+        this.#replyResultBytes = replyBytesBefore;
         this.#releaseAll(registered);
         caller.dropUnused();
         return {
           kind: "subscribe",
           id: request.id,
           ok: false,
-          error: errorText(error, sql),
+          error: error instanceof ReplyBoundError ? error.message : errorText(error, sql),
           txOffset,
         };
       }
-    }
-    const overReply = this.admitResultBytes(
-      rows.reduce((sum, entry) => sum + rowsBytes(entry.rows), 0),
-    );
-    if (overReply !== undefined) {
-      this.#releaseAll(registered);
-      caller.dropUnused();
-      return { kind: "subscribe", id: request.id, ok: false, error: overReply, txOffset };
     }
     let sets = this.#sets.get(request.connectionId);
     if (!sets) this.#sets.set(request.connectionId, sets = new Map());
@@ -339,18 +338,21 @@ export class SubscriptionHost {
         txOffset,
       };
     }
-    const rows = request.sendDroppedRows
-      ? queries.map((live) => ({
-        table: live.tableName,
-        rows: live.isEvent ? [] : this.#index.currentRows(live.queryId),
-      }))
-      : undefined;
-    // Over the reply's bound the set stays subscribed (the hub keeps routing it too).
-    const overReply = rows === undefined
-      ? undefined
-      : this.admitResultBytes(rows.reduce((sum, entry) => sum + rowsBytes(entry.rows), 0));
-    if (overReply !== undefined) {
-      return { kind: "unsubscribe", id: request.id, ok: false, error: overReply, txOffset };
+    let rows: QueryRows[] | undefined;
+    if (request.sendDroppedRows) {
+      // Query by query: the rows may be copies. Over the reply's bound the set stays subscribed
+      // (the hub keeps routing it too).
+      rows = [];
+      const replyBytesBefore = this.#replyResultBytes;
+      for (const live of queries) {
+        const dropped = live.isEvent ? [] : this.#index.currentRows(live.queryId);
+        const overReply = this.admitResultBytes(rowsBytes(dropped));
+        if (overReply !== undefined) {
+          this.#replyResultBytes = replyBytesBefore;
+          return { kind: "unsubscribe", id: request.id, ok: false, error: overReply, txOffset };
+        }
+        rows.push({ table: live.tableName, rows: dropped });
+      }
     }
     sets.delete(request.querySetId);
     if (sets.size === 0) this.#sets.delete(request.connectionId);
@@ -490,3 +492,6 @@ export function rowsBytes(rows: readonly Uint8Array[]): number {
   for (const row of rows) bytes += row.length;
   return bytes;
 }
+
+/** A result refused by QUERY_RESULT_BYTES_PER_REPLY_MAX (its text is the client's error). */
+class ReplyBoundError extends Error {}
