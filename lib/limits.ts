@@ -69,6 +69,12 @@ export const WS_QUERY_SETS_MAX = 4096;
 export const WS_CONNECTIONS_PER_SOURCE_MAX = 1_000;
 export const WS_CONNECTIONS_MAX = 10_000;
 /**
+ * How long an upgraded WebSocket may stay CONNECTING. In Deno 2.9 a peer that goes away while the
+ * upgrade completes fires neither open nor close: such clients stayed in the hub (and in the
+ * connection counts above) forever. After this they are dropped.
+ */
+export const WS_OPEN_TIMEOUT_MS = 10_000;
+/**
  * Characters of subscribed SQL text the hub keeps (to subscribe each set again after a module
  * update) for one client source's connections, and for all. Query sets are bounded per connection
  * (WS_QUERY_SETS_MAX) but each may name queries up to SQL_BYTES_MAX, and texts that differ only

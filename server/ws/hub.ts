@@ -13,6 +13,7 @@ import {
   WS_CONNECTIONS_PER_SOURCE_MAX,
   WS_FRAME_MESSAGES_MAX,
   WS_MESSAGE_BYTES_MAX,
+  WS_OPEN_TIMEOUT_MS,
   WS_OUTBOUND_BYTES_MAX,
   WS_PENDING_CALLS_MAX,
   WS_QUERY_SETS_MAX,
@@ -330,7 +331,14 @@ export class WsHub {
     const live = this.#liveConnectionsOf(database);
     const taken = live.has(client.connectionId);
     if (!taken) live.set(client.connectionId, client);
-    socket.onopen = () =>
+    // A peer gone while the upgrade completes fires neither open nor close (Deno 2.9).
+    const openTimer = setTimeout(() => {
+      if (socket.readyState !== WebSocket.CONNECTING) return;
+      this.#onClose(client);
+    }, WS_OPEN_TIMEOUT_MS);
+    Deno.unrefTimer(openTimer);
+    socket.onopen = () => {
+      clearTimeout(openTimer);
       taken
         ? this.#close(
           client,
@@ -340,8 +348,12 @@ export class WsHub {
           } is already connected`,
         )
         : this.#onOpen(client, auth.token, auth.payloadJson);
+    };
     socket.onmessage = (event) => this.#onMessage(client, event);
-    socket.onclose = () => this.#onClose(client);
+    socket.onclose = () => {
+      clearTimeout(openTimer);
+      this.#onClose(client);
+    };
     socket.onerror = () => {};
     return response;
   }
