@@ -58,6 +58,32 @@ export const WS_OUTBOUND_BYTES_MAX = 64 * 1024 * 1024;
 export const WS_PENDING_CALLS_MAX = 16384;
 /** Query sets one connection may hold at once. */
 export const WS_QUERY_SETS_MAX = 4096;
+/**
+ * Open WebSocket connections from one client source (an IP address, an IPv6 /64:
+ * server/ws/client_source.ts) and in all. A connection is held as long as its peer answers pings
+ * and costs a file descriptor and ~40 KB; there was no bound, so one anonymous address could
+ * open connections until the server ran out of file descriptors (new connections, database
+ * processes and commit-log segments then fail for every database). Past either the upgrade is
+ * refused with 503.
+ */
+export const WS_CONNECTIONS_PER_SOURCE_MAX = 1_000;
+export const WS_CONNECTIONS_MAX = 10_000;
+/**
+ * How long an upgraded WebSocket may stay CONNECTING. In Deno 2.9 a peer that goes away while the
+ * upgrade completes fires neither open nor close: such clients stayed in the hub (and in the
+ * connection counts above) forever. After this they are dropped.
+ */
+export const WS_OPEN_TIMEOUT_MS = 10_000;
+/**
+ * Characters of subscribed SQL text the hub keeps (to subscribe each set again after a module
+ * update) for one client source's connections, and for all. Query sets are bounded per connection
+ * (WS_QUERY_SETS_MAX) but each may name queries up to SQL_BYTES_MAX, and texts that differ only
+ * in spacing share one live query in the database, so its bounds do not cover them: one
+ * connection of 4,096 sets of a 60 KB query held ~250 MB of the main thread. Past either a
+ * Subscribe is refused.
+ */
+export const WS_QUERY_TEXT_CHARS_PER_SOURCE_MAX = 8 * 1024 * 1024;
+export const WS_QUERY_TEXT_CHARS_TOTAL_MAX = 128 * 1024 * 1024;
 /** Uncompressed payload per outbound v3 frame before starting a new frame. */
 export const WS_FRAME_PAYLOAD_BYTES_TARGET = 512 * 1024;
 /** Default time budget for one reducer call before it is stopped and rolled back. */
@@ -101,6 +127,31 @@ export const SUBSCRIPTION_DELTA_ROWS_MAX = 1_000_000;
  * too: a delta row is also kept in memory and sent, hence its smaller bound.
  */
 export const SUBSCRIPTION_DELTA_EXAMINED_ROWS_MAX = 5_000_000;
+/**
+ * Bytes of rows one reply of a database process may carry in query results: subscriptions'
+ * initial rows, unsubscribes' dropped rows, one-off and /sql results and subscription deltas,
+ * added up over a batch (or a schedule turn, a procedure's transactions, replicated ones). Each
+ * result refers to rows the datastore already holds until the reply is encoded, which copies
+ * them: an anonymous client's one frame of 64 subscriptions to a public 40 MB table, or 200
+ * distinct subscriptions over a table that a 4 MB write then touched, asked the 512 MiB process
+ * for GiBs and crashed it. Past this the first result of a reply is still answered whole (a big
+ * table can still be subscribed to); a later one is refused with a "retry" error (subscribe,
+ * unsubscribe, queries) or its live query is dropped like one over SUBSCRIPTION_DELTA_ROWS_MAX
+ * (deltas, older live queries first). Twice the largest transaction record.
+ */
+export const QUERY_RESULT_BYTES_PER_REPLY_MAX = 128 * 1024 * 1024;
+/**
+ * Distinct live queries of one database (subscribers of the same query share one) and the
+ * characters of their SQL text, summed. A live query's plan, routing entries and index state stay
+ * in the database process while subscribed: measured ~7 KB for a short query and ~80 bytes per
+ * character of a long OR chain (500 distinct 3.2 KB queries held 133 MB). Before these bounds one
+ * anonymous frame of 4,096 such subscriptions, or ~80 connections of 4,096 short ones, crashed
+ * the 512 MiB process. Past either a subscription that needs a new live query is refused; ones
+ * that share a live query are not. Twice the 10,000 `WHERE id = k` subscriptions that the
+ * routing is built for.
+ */
+export const SUBSCRIPTION_LIVE_QUERIES_MAX = 20_000;
+export const SUBSCRIPTION_LIVE_QUERY_TEXT_CHARS_MAX = 1024 * 1024;
 /**
  * Per-sender view instances (one per subscribed identity, worker/views.ts) that may read one
  * table whole in a database. Every write to that table re-runs each of them inside the writer's

@@ -8,6 +8,7 @@ import {
   callArgumentsFromJson,
   canonicalRawModuleDef,
   formatFloat,
+  JSON_DEPTH_MAX,
   jsonToValue,
   JsonValueError,
   moduleDefToSchemaJson,
@@ -183,4 +184,63 @@ Deno.test("the schema JSON is rebuilt from the validated module with canonical n
       JSON.stringify(e) === '{"Table":{"source_name":"player","canonical_name":"Player1Canonical"}}'
     ),
   );
+});
+
+/** The earlier parseJson (a reviver with the source text): the reference for the one-pass one. */
+function parseJsonWithReviver(text: string): unknown {
+  return JSON.parse(text, function (_key, value, context?: { source?: string }) {
+    if (typeof value === "number" && !Number.isSafeInteger(value) && context?.source) {
+      if (/^-?\d+$/.test(context.source)) return BigInt(context.source);
+    }
+    return value;
+  });
+}
+
+Deno.test("parseJson: unsafe integers become bigints exactly as with a reviver, strings untouched", () => {
+  const cases = [
+    "18446744073709551615",
+    "-9223372036854775808",
+    "[9007199254740991, 9007199254740992, -9007199254740993, 1.5, 1e400, 12345678901234567890.5]",
+    '{"a": 340282366920938463463374607431768211455, "b": "340282366920938463463374607431768211455"}',
+    '["\\"", "\\\\", 99999999999999999999, "x\\"99999999999999999999\\"", {"k": [[-1e21]]}]',
+    '{"99999999999999999999": 99999999999999999999}',
+    "[0, -0, 123456789012345, 1234567890123456, 12345678901234567, 1E+30, -5e-3]",
+    '"plain"',
+    "null",
+    "  [ 1 , { } , [ ] , true , false ]  ",
+  ];
+  for (const text of cases) {
+    deepStrictEqual(parseJson(text), parseJsonWithReviver(text), text);
+  }
+  throws(() => parseJson('["open'), SyntaxError);
+  throws(() => parseJson("[1,]"), SyntaxError);
+});
+
+Deno.test("parseJson refuses nesting deeper than JSON_DEPTH_MAX before parsing", () => {
+  const nested = (depth: number) => "[".repeat(depth) + "]".repeat(depth);
+  deepStrictEqual(
+    JSON.stringify(parseJson(nested(JSON_DEPTH_MAX))).length,
+    2 * JSON_DEPTH_MAX,
+  );
+  // 4M levels: the reviver parse overflowed the stack after ~1.6 s of the main thread.
+  throws(() => parseJson(nested(4_000_000)), /nested deeper than 1024 levels/);
+  // Brackets inside strings do not count.
+  deepStrictEqual(parseJson(JSON.stringify(["[".repeat(5000)])), ["[".repeat(5000)]);
+});
+
+Deno.test("a call argument error shows the start of a huge value, not all of it", () => {
+  const params: ProductType = {
+    elements: [{ name: "count", algebraicType: { tag: "U32" } as AlgebraicType }],
+  };
+  const started = performance.now();
+  const text = "[" + "1,".repeat(1_000_000) + "1]";
+  try {
+    callArgumentsFromJson(params, text);
+    ok(false, "accepted");
+  } catch (error) {
+    ok(error instanceof JsonValueError);
+    ok(error.message.length < 200, error.message);
+    ok(error.message.includes("[1,1,1,1"), error.message);
+  }
+  console.log(`1M-element argument refused in ${Math.round(performance.now() - started)} ms`);
 });

@@ -22,6 +22,11 @@ import {
   SubscriptionIndex,
 } from "../query/mod.ts";
 import { ViewCatalog } from "./view_catalog.ts";
+import {
+  QUERY_RESULT_BYTES_PER_REPLY_MAX,
+  SUBSCRIPTION_LIVE_QUERIES_MAX,
+  SUBSCRIPTION_LIVE_QUERY_TEXT_CHARS_MAX,
+} from "../lib/limits.ts";
 import type { TableSchema, TxDelta } from "../storage/mod.ts";
 import type { DatabaseEngine } from "./engine.ts";
 import type {
@@ -44,6 +49,8 @@ interface LiveQuery {
   isEvent: boolean;
   /** View instance tables the query reads (each holds one reference while the query lives). */
   viewTables: number[];
+  /** Characters of the SQL text that made it (SUBSCRIPTION_LIVE_QUERY_TEXT_CHARS_MAX). */
+  textChars: number;
 }
 
 /**
@@ -70,15 +77,24 @@ export class SubscriptionHost {
   /** Views and row-level security for each caller (worker/view_catalog.ts). */
   readonly #catalog: ViewCatalog;
   #droppedQueryCount = 0;
+  /** Characters of SQL text of the live queries (SUBSCRIPTION_LIVE_QUERY_TEXT_CHARS_MAX). */
+  #liveTextChars = 0;
+  /** Row bytes of query results in the reply being built (`beginReply`). */
+  #replyResultBytes = 0;
+  readonly #replyResultBytesMax: number;
 
-  /** `options.deltaRowsMax`: SUBSCRIPTION_DELTA_ROWS_MAX unless a test lowers it. */
+  /**
+   * `options.deltaRowsMax`: SUBSCRIPTION_DELTA_ROWS_MAX unless a test lowers it;
+   * `options.replyResultBytesMax`: QUERY_RESULT_BYTES_PER_REPLY_MAX likewise.
+   */
   constructor(
     engine: DatabaseEngine,
     budget?: QueryBudget,
-    options: { deltaRowsMax?: number } = {},
+    options: { deltaRowsMax?: number; replyResultBytesMax?: number } = {},
   ) {
     this.#engine = engine;
     this.#budget = budget;
+    this.#replyResultBytesMax = options.replyResultBytesMax ?? QUERY_RESULT_BYTES_PER_REPLY_MAX;
     const datastore = engine.datastore;
     const views = engine.views;
     this.#state = {
@@ -117,6 +133,26 @@ export class SubscriptionHost {
     this.#catalog = new ViewCatalog(engine, this.#state);
   }
 
+  /** Starts counting the query-result bytes of a new reply (QUERY_RESULT_BYTES_PER_REPLY_MAX). */
+  beginReply(): void {
+    this.#replyResultBytes = 0;
+  }
+
+  /**
+   * Counts `bytes` of result rows into the reply being built, unless the reply already holds
+   * some and this would take it past QUERY_RESULT_BYTES_PER_REPLY_MAX: then the error text.
+   */
+  admitResultBytes(bytes: number): string | undefined {
+    const held = this.#replyResultBytes;
+    if (bytes > 0 && held > 0 && held + bytes > this.#replyResultBytesMax) {
+      return `the results answered at once are over ${this.#replyResultBytesMax} bytes ` +
+        `(QUERY_RESULT_BYTES_PER_REPLY_MAX): ${held} bytes already, ${bytes} more; retry, or ask ` +
+        `for fewer rows at once`;
+    }
+    this.#replyResultBytes = held + bytes;
+    return undefined;
+  }
+
   onCommit(delta: TxDelta): QueryDelta[] {
     if (this.#index.size === 0) return NO_DELTAS;
     return this.#toMessages(this.#index.onCommit(delta));
@@ -132,18 +168,23 @@ export class SubscriptionHost {
     changes: Map<number, { inserts: Uint8Array[]; deletes: Uint8Array[]; error?: string }>,
   ) {
     const out: QueryDelta[] = [];
-    for (const [queryId, change] of changes) {
+    // Older live queries first: past the reply's result bytes, the newest are dropped.
+    const ordered = [...changes].sort((a, b) => a[0] - b[0]);
+    for (const [queryId, change] of ordered) {
       const live = this.#queries.get(queryId);
-      if (live !== undefined && change.error !== undefined) {
+      const error = live === undefined || change.error !== undefined
+        ? change.error
+        : this.admitResultBytes(rowsBytes(change.inserts) + rowsBytes(change.deletes));
+      if (live !== undefined && error !== undefined) {
         out.push({
           queryId,
           table: live.tableName,
           isEvent: live.isEvent,
           inserts: [],
           deletes: [],
-          error: change.error,
+          error,
         });
-        this.#dropFailed(queryId, change.error);
+        this.#dropFailed(queryId, error);
         continue;
       }
       if (!live || (change.inserts.length === 0 && change.deletes.length === 0)) continue;
@@ -228,9 +269,11 @@ export class SubscriptionHost {
       caller.dropUnused();
       return { kind: "subscribe", id: request.id, ok: false, error: overLimit.message, txOffset };
     }
+    const replyBytesBefore = this.#replyResultBytes;
     for (const { sql, plans } of compiled) {
       try {
         for (const plan of plans) {
+          if (!this.#index.hasPlan(plan.key)) this.#checkLiveQueryRoom(sql.length);
           const result = this.#index.registerPlan(plan, limits);
           let live = this.#queries.get(result.queryId);
           if (live === undefined) {
@@ -239,22 +282,29 @@ export class SubscriptionHost {
               tableName: result.tableName,
               isEvent: result.isEvent,
               viewTables: this.#catalog.viewTablesOf(plan),
+              textChars: sql.length,
             };
             this.#queries.set(live.queryId, live);
+            this.#liveTextChars += live.textChars;
             for (const tableId of live.viewTables) this.#engine.views.retain(tableId);
           }
           registered.push(live);
-          rows.push({ table: result.tableName, rows: result.isEvent ? [] : result.initialRows });
+          const initialRows = result.isEvent ? [] : result.initialRows;
+          rows.push({ table: result.tableName, rows: initialRows });
+          // Checked query by query: the rows may be copies, all held until the set is done.
+          const overReply = this.admitResultBytes(rowsBytes(initialRows));
+          if (overReply !== undefined) throw new ReplyBoundError(overReply);
         }
       } catch (error) {
         // Any query of the set failing fails the whole set: nothing stays registered.
+        this.#replyResultBytes = replyBytesBefore;
         this.#releaseAll(registered);
         caller.dropUnused();
         return {
           kind: "subscribe",
           id: request.id,
           ok: false,
-          error: errorText(error, sql),
+          error: error instanceof ReplyBoundError ? error.message : errorText(error, sql),
           txOffset,
         };
       }
@@ -288,14 +338,24 @@ export class SubscriptionHost {
         txOffset,
       };
     }
+    let rows: QueryRows[] | undefined;
+    if (request.sendDroppedRows) {
+      // Query by query: the rows may be copies. Over the reply's bound the set stays subscribed
+      // (the hub keeps routing it too).
+      rows = [];
+      const replyBytesBefore = this.#replyResultBytes;
+      for (const live of queries) {
+        const dropped = live.isEvent ? [] : this.#index.currentRows(live.queryId);
+        const overReply = this.admitResultBytes(rowsBytes(dropped));
+        if (overReply !== undefined) {
+          this.#replyResultBytes = replyBytesBefore;
+          return { kind: "unsubscribe", id: request.id, ok: false, error: overReply, txOffset };
+        }
+        rows.push({ table: live.tableName, rows: dropped });
+      }
+    }
     sets.delete(request.querySetId);
     if (sets.size === 0) this.#sets.delete(request.connectionId);
-    const rows = request.sendDroppedRows
-      ? queries.map((live) => ({
-        table: live.tableName,
-        rows: live.isEvent ? [] : this.#index.currentRows(live.queryId),
-      }))
-      : undefined;
     this.#releaseAll(queries);
     return { kind: "unsubscribe", id: request.id, ok: true, rows, txOffset };
   }
@@ -320,6 +380,10 @@ export class SubscriptionHost {
       const rows: Uint8Array[] = [];
       const limits = this.#limitsFor(request.isOwner);
       for (const plan of plans) rows.push(...executePlan(plan, this.#state, undefined, limits));
+      const overReply = this.admitResultBytes(rowsBytes(rows));
+      if (overReply !== undefined) {
+        return { kind: "query", id: request.id, ok: false, error: overReply, txOffset };
+      }
       return {
         kind: "query",
         id: request.id,
@@ -377,10 +441,27 @@ export class SubscriptionHost {
     };
   }
 
+  /** Throws if a new live query of `textChars` characters would go over the database's bounds. */
+  #checkLiveQueryRoom(textChars: number): void {
+    if (this.#queries.size >= SUBSCRIPTION_LIVE_QUERIES_MAX) {
+      throw new RangeError(
+        `this database has ${this.#queries.size} distinct live queries, the limit ` +
+          `(SUBSCRIPTION_LIVE_QUERIES_MAX); subscribe to a query already live or retry later`,
+      );
+    }
+    if (this.#liveTextChars + textChars > SUBSCRIPTION_LIVE_QUERY_TEXT_CHARS_MAX) {
+      throw new RangeError(
+        `the live queries of this database would hold ${this.#liveTextChars + textChars} ` +
+          `characters of SQL, over ${SUBSCRIPTION_LIVE_QUERY_TEXT_CHARS_MAX} ` +
+          `(SUBSCRIPTION_LIVE_QUERY_TEXT_CHARS_MAX); retry later`,
+      );
+    }
+  }
+
   #releaseAll(queries: LiveQuery[]): void {
     for (const live of queries) {
       if (this.#index.release(live.queryId)) {
-        this.#queries.delete(live.queryId);
+        if (this.#queries.delete(live.queryId)) this.#liveTextChars -= live.textChars;
         for (const tableId of live.viewTables) this.#engine.views.release(tableId);
       }
     }
@@ -404,3 +485,13 @@ function errorText(error: unknown, sql: string): string {
   if (error instanceof Error) return subscriptionErrorText(error, sql);
   return String(error);
 }
+
+/** Total byte length of encoded rows. */
+export function rowsBytes(rows: readonly Uint8Array[]): number {
+  let bytes = 0;
+  for (const row of rows) bytes += row.length;
+  return bytes;
+}
+
+/** A result refused by QUERY_RESULT_BYTES_PER_REPLY_MAX (its text is the client's error). */
+class ReplyBoundError extends Error {}

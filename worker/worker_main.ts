@@ -28,7 +28,7 @@ import type {
   TxUpdate,
   WorkerToMain,
 } from "./messages.ts";
-import { SubscriptionHost } from "./subscription_host.ts";
+import { rowsBytes, SubscriptionHost } from "./subscription_host.ts";
 import { SqlHost } from "./sql_host.ts";
 import { prepareSandbox } from "./sandbox.ts";
 import { isWasmBundle } from "../wasm/mod.ts";
@@ -415,6 +415,7 @@ function reportUnrequested(): void {
   const current = engine;
   const live = subscriptions;
   if (!current || !live) return;
+  live.beginReply();
   const items: TxUpdate[] = [];
   for (const tx of current.drainCommitted()) {
     durability?.appendOne(tx);
@@ -433,6 +434,7 @@ function applyReplicated(message: ReplicateMessage): void {
   const current = engine;
   const live = subscriptions;
   if (!current || !live) throw new Error("database worker is not initialised");
+  live.beginReply();
   forEachBatchRecordNumbered(
     message.firstTxOffset,
     message.count,
@@ -459,6 +461,7 @@ function runSchedules(): void {
   const current = engine;
   const live = subscriptions;
   if (!current || !live || initializing) return;
+  live.beginReply();
   try {
     current.runDueSchedules(SCHEDULED_RUNS_PER_TURN_MAX);
     const items: TxUpdate[] = [];
@@ -486,6 +489,7 @@ function runBatch(message: BatchMessage): void {
   const current = engine;
   const live = subscriptions;
   if (!current || !live) throw new Error("database worker is not initialised");
+  live.beginReply();
   const results: BatchItem[] = [];
   const collect = (callId: number | undefined) => {
     const committed = current.drainCommitted();
@@ -585,7 +589,21 @@ function runBatch(message: BatchMessage): void {
         // A write commits a transaction: its update goes out before the answer, like a call's.
         const result = sqlHost!.run(request);
         collect(undefined);
-        results.push(result);
+        const overReply = result.rows === undefined
+          ? undefined
+          : live.admitResultBytes(rowsBytes(result.rows));
+        results.push(
+          overReply === undefined ? result : {
+            kind: "sql",
+            id: result.id,
+            ok: false,
+            error: overReply,
+            rowsInserted: 0,
+            rowsDeleted: 0,
+            rowsUpdated: 0,
+            txOffset: result.txOffset,
+          },
+        );
         break;
       }
       case "export":

@@ -9,15 +9,20 @@ import { brotliCompressSync, gzipSync } from "node:zlib";
 import type { AuthService } from "../../auth/mod.ts";
 import { LimitExceededError } from "../../lib/errors.ts";
 import {
+  WS_CONNECTIONS_MAX,
+  WS_CONNECTIONS_PER_SOURCE_MAX,
   WS_FRAME_MESSAGES_MAX,
   WS_MESSAGE_BYTES_MAX,
+  WS_OPEN_TIMEOUT_MS,
   WS_OUTBOUND_BYTES_MAX,
   WS_PENDING_CALLS_MAX,
   WS_QUERY_SETS_MAX,
+  WS_QUERY_TEXT_CHARS_PER_SOURCE_MAX,
+  WS_QUERY_TEXT_CHARS_TOTAL_MAX,
 } from "../../lib/limits.ts";
 import { redactHostPaths } from "../../lib/host_paths.ts";
 import { log } from "../../lib/log.ts";
-import { BadRequestError } from "../../lib/errors.ts";
+import { BadRequestError, OverloadedError } from "../../lib/errors.ts";
 import {
   type ClientMessage,
   COMMITTED_REDUCER_RESULT_BYTES,
@@ -137,6 +142,8 @@ class Client {
   jwtPayload = "";
   /** What its subscriptions' view instances are charged to (client_source.ts); none for the owner. */
   source: string | undefined;
+  /** The source its connection is counted under (WS_CONNECTIONS_PER_SOURCE_MAX), owner too. */
+  connectionSource = "";
   /** Frames received before client_connected finished, still encoded. */
   early: Uint8Array[] | undefined = [];
   /** Bytes received and not yet answered (early frames included). */
@@ -187,6 +194,11 @@ type Routing = Map<number, Map<Client, number[]>>;
 
 export class WsHub {
   readonly #clients = new Set<Client>();
+  /** Open connections per client source (WS_CONNECTIONS_PER_SOURCE_MAX). */
+  readonly #connectionsPerSource = new Map<string, number>();
+  /** Characters of kept query texts per client source and in all (WS_QUERY_TEXT_CHARS_*). */
+  readonly #queryTextCharsPerSource = new Map<string, number>();
+  #queryTextCharsTotal = 0;
   readonly #routing = new Map<Database, Routing>();
   /** Per database: clients holding messages until a transaction is durable. */
   readonly #held = new Map<Database, Set<Client>>();
@@ -259,13 +271,28 @@ export class WsHub {
     }
     const auth = c.get("auth");
     // Read before the upgrade: Deno's request info throws "Request closed" after it.
-    const source = database.isOwner(auth.identity) ? undefined : clientSource(
+    const peerSource = clientSource(
       clientHostname(
         peerHostname(c.env),
         c.req.header("x-forwarded-for"),
         this.#trustedProxies,
       ),
     );
+    const source = database.isOwner(auth.identity) ? undefined : peerSource;
+    const connectionSource = peerSource ?? "";
+    if (this.#clients.size >= WS_CONNECTIONS_MAX) {
+      throw new OverloadedError(
+        `Too many WebSocket connections: ${this.#clients.size} open, the limit is ` +
+          `${WS_CONNECTIONS_MAX} (WS_CONNECTIONS_MAX); retry later`,
+      );
+    }
+    const fromSource = this.#connectionsPerSource.get(connectionSource) ?? 0;
+    if (fromSource >= WS_CONNECTIONS_PER_SOURCE_MAX) {
+      throw new OverloadedError(
+        `Too many WebSocket connections from this address: ${fromSource} open, the limit is ` +
+          `${WS_CONNECTIONS_PER_SOURCE_MAX} (WS_CONNECTIONS_PER_SOURCE_MAX); close some first`,
+      );
+    }
     // Deno's own protocol check splits the header on ", " exactly, so a list without spaces
     // (Node's `ws` sends "a,b") would fail there: the choice is made above and set here.
     const { socket, response } = Deno.upgradeWebSocket(c.req.raw, { idleTimeout: 30 });
@@ -296,13 +323,22 @@ export class WsHub {
     }
     client.jwtPayload = auth.payloadJson;
     client.source = source;
+    client.connectionSource = connectionSource;
     this.#clients.add(client);
+    this.#connectionsPerSource.set(connectionSource, fromSource + 1);
     // A connection id names one live connection of a database (SpacetimeDB keys
     // st_connection_credentials by it): a second connection with the same id is refused.
     const live = this.#liveConnectionsOf(database);
     const taken = live.has(client.connectionId);
     if (!taken) live.set(client.connectionId, client);
-    socket.onopen = () =>
+    // A peer gone while the upgrade completes fires neither open nor close (Deno 2.9).
+    const openTimer = setTimeout(() => {
+      if (socket.readyState !== WebSocket.CONNECTING) return;
+      this.#onClose(client);
+    }, WS_OPEN_TIMEOUT_MS);
+    Deno.unrefTimer(openTimer);
+    socket.onopen = () => {
+      clearTimeout(openTimer);
       taken
         ? this.#close(
           client,
@@ -312,8 +348,12 @@ export class WsHub {
           } is already connected`,
         )
         : this.#onOpen(client, auth.token, auth.payloadJson);
+    };
     socket.onmessage = (event) => this.#onMessage(client, event);
-    socket.onclose = () => this.#onClose(client);
+    socket.onclose = () => {
+      clearTimeout(openTimer);
+      this.#onClose(client);
+    };
     socket.onerror = () => {};
     return response;
   }
@@ -427,7 +467,7 @@ export class WsHub {
           const querySetId = origin.querySetId;
           if (!item.ok) {
             client.querySets.delete(querySetId);
-            client.queryStrings.delete(querySetId);
+            this.#forgetQueryStrings(client, querySetId);
             this.#queue(
               client,
               {
@@ -621,7 +661,7 @@ export class WsHub {
     if (!client.queryStrings.has(querySetId)) return; // unsubscribed meanwhile
     if (!item.ok) {
       client.querySets.delete(querySetId);
-      client.queryStrings.delete(querySetId);
+      this.#forgetQueryStrings(client, querySetId);
       this.#queue(
         client,
         {
@@ -663,10 +703,44 @@ export class WsHub {
     return routing;
   }
 
+  /** Keeps a set's query texts if the source's and the server's text bounds allow; else the error. */
+  #keepQueryStrings(client: Client, querySetId: number, queries: string[]): string | undefined {
+    let chars = 0;
+    for (const query of queries) chars += query.length;
+    const source = client.connectionSource;
+    const fromSource = this.#queryTextCharsPerSource.get(source) ?? 0;
+    if (fromSource + chars > WS_QUERY_TEXT_CHARS_PER_SOURCE_MAX) {
+      return `The subscriptions of this address would hold ${fromSource + chars} characters of ` +
+        `SQL, over ${WS_QUERY_TEXT_CHARS_PER_SOURCE_MAX} (WS_QUERY_TEXT_CHARS_PER_SOURCE_MAX)`;
+    }
+    if (this.#queryTextCharsTotal + chars > WS_QUERY_TEXT_CHARS_TOTAL_MAX) {
+      return `The server holds ${this.#queryTextCharsTotal} characters of subscribed SQL, the ` +
+        `limit is ${WS_QUERY_TEXT_CHARS_TOTAL_MAX} (WS_QUERY_TEXT_CHARS_TOTAL_MAX); retry later`;
+    }
+    this.#forgetQueryStrings(client, querySetId);
+    client.queryStrings.set(querySetId, queries);
+    this.#queryTextCharsPerSource.set(source, fromSource + chars);
+    this.#queryTextCharsTotal += chars;
+    return undefined;
+  }
+
+  #forgetQueryStrings(client: Client, querySetId: number): void {
+    const queries = client.queryStrings.get(querySetId);
+    if (queries === undefined) return;
+    client.queryStrings.delete(querySetId);
+    let chars = 0;
+    for (const query of queries) chars += query.length;
+    const source = client.connectionSource;
+    const left = (this.#queryTextCharsPerSource.get(source) ?? chars) - chars;
+    if (left > 0) this.#queryTextCharsPerSource.set(source, left);
+    else this.#queryTextCharsPerSource.delete(source);
+    this.#queryTextCharsTotal -= chars;
+  }
+
   #unroute(client: Client, querySetId: number): void {
     const queryIds = client.querySets.get(querySetId);
     client.querySets.delete(querySetId);
-    client.queryStrings.delete(querySetId);
+    this.#forgetQueryStrings(client, querySetId);
     const routing = this.#routing.get(client.database);
     if (!queryIds || !routing) return;
     for (const queryId of queryIds) {
@@ -890,14 +964,26 @@ export class WsHub {
           client.inbound.release(messageBytes);
           break;
         }
+        const queries = [...new Set(message.queryStrings)];
+        const overText = this.#keepQueryStrings(client, message.querySetId, queries);
+        if (overText !== undefined) {
+          this.#queueNow(client, {
+            tag: "SubscriptionError",
+            requestId: message.requestId,
+            querySetId: message.querySetId,
+            error: overText,
+          });
+          client.pendingCalls--;
+          client.inbound.release(messageBytes);
+          break;
+        }
         // Reserve the id now so a duplicate in flight is caught too.
         client.querySets.set(message.querySetId, []);
-        client.queryStrings.set(message.querySetId, [...new Set(message.queryStrings)]);
         host.subscribe(
           {
             connectionId: client.connectionId,
             querySetId: message.querySetId,
-            queries: [...new Set(message.queryStrings)],
+            queries,
             sender: client.identity,
             isOwner: client.isOwner,
             source: client.source,
@@ -946,7 +1032,11 @@ export class WsHub {
     if (client.closed && !this.#clients.has(client)) return;
     client.closed = true;
     client.handshakeDone();
-    this.#clients.delete(client);
+    if (this.#clients.delete(client)) {
+      const left = (this.#connectionsPerSource.get(client.connectionSource) ?? 1) - 1;
+      if (left > 0) this.#connectionsPerSource.set(client.connectionSource, left);
+      else this.#connectionsPerSource.delete(client.connectionSource);
+    }
     client.early = undefined;
     client.paused = undefined;
     client.inbound.releaseAll();
