@@ -69,6 +69,10 @@ start options:
                                off by default because the TS SDK may reorder compressed frames
       --pg-port PORT           also serve the PostgreSQL wire protocol on HOST:PORT (psql, pg;
                                password = a token); off unless given
+      --ws-connections-per-address N
+                               WebSocket connections one client address (an IPv6 /64) may
+                               hold (default 1000; more get 503); behind a reverse proxy not
+                               named by --trusted-proxy every client is the proxy's address
       --pg-connections-per-address N
                                PostgreSQL connections one client address may hold (default
                                64; more are refused with SQLSTATE 53300)
@@ -182,6 +186,7 @@ async function start(args: string[]): Promise<number> {
   let maxDatabasesPerIdentity: number | undefined;
   let pgPort: number | undefined;
   let pgConnectionsPerAddress: number | undefined;
+  let wsConnectionsPerAddress: number | undefined;
   let pgIdleTimeoutS: number | undefined;
   let metricsPublic = false;
   let dashboard = true;
@@ -243,7 +248,9 @@ async function start(args: string[]): Promise<number> {
     else if (arg.startsWith("--trusted-proxy=")) trustedProxies.push(arg.slice(16));
     else if (arg === "--no-dashboard") dashboard = false;
     else if (arg === "--pg-port") pgPort = parsePort(value(), "--pg-port");
-    else if (arg === "--pg-connections-per-address") {
+    else if (arg === "--ws-connections-per-address") {
+      wsConnectionsPerAddress = positiveInteger(arg, value());
+    } else if (arg === "--pg-connections-per-address") {
       pgConnectionsPerAddress = positiveInteger(arg, value());
     } else if (arg === "--pg-idle-timeout-s") {
       const text = value();
@@ -323,6 +330,7 @@ async function start(args: string[]): Promise<number> {
       maxDatabasesPerIdentity,
       pgPort,
       pgConnectionsPerAddress,
+      wsConnectionsPerAddress,
       pgIdleTimeoutS,
       metricsPublic,
       trustedProxies,

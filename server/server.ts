@@ -93,6 +93,8 @@ export interface ServerOptions {
   pgPort?: number;
   /** Bounds on large responses held for clients not reading them (default: lib/limits.ts). */
   responseBudget?: ResponseBudgetOptions;
+  /** WebSockets one client address (IPv6: /64) may hold (`--ws-connections-per-address`). */
+  wsConnectionsPerAddress?: number;
   /** PostgreSQL connections one client address may hold (`--pg-connections-per-address`). */
   pgConnectionsPerAddress?: number;
   /** Idle seconds after which an authenticated PostgreSQL session ends (`--pg-idle-timeout-s`). */
@@ -184,7 +186,12 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   const trustedProxies = options.trustedProxies?.length
     ? TrustedProxies.parse(options.trustedProxies)
     : undefined;
-  const hub = new WsHub({ auth, compress: options.wsCompression, trustedProxies });
+  const hub = new WsHub({
+    auth,
+    compress: options.wsCompression,
+    trustedProxies,
+    connectionsPerSourceMax: options.wsConnectionsPerAddress,
+  });
   const limits = databaseLimits(options.limits);
   const storage = await DurabilityActor.start({
     dataDir: options.dataDir,

@@ -209,6 +209,8 @@ export class WsHub {
 
   readonly #compress: boolean;
   readonly #trustedProxies: TrustedProxies | undefined;
+  /** WebSockets one client source may hold (`--ws-connections-per-address`). */
+  readonly #connectionsPerSourceMax: number;
   /** Inbound bytes held for all clients (inbound_budget.ts). */
   readonly #inbound = InboundBudget.forServer();
   /** Reused for every reducer call: the host copies what it needs before returning. */
@@ -228,10 +230,18 @@ export class WsHub {
    * always legal.
    */
   constructor(
-    options: { auth: AuthService; compress?: boolean; trustedProxies?: TrustedProxies },
+    options: {
+      auth: AuthService;
+      compress?: boolean;
+      trustedProxies?: TrustedProxies;
+      /** Default WS_CONNECTIONS_PER_SOURCE_MAX. */
+      connectionsPerSourceMax?: number;
+    },
   ) {
     this.#compress = options.compress ?? false;
     this.#trustedProxies = options.trustedProxies;
+    this.#connectionsPerSourceMax = options.connectionsPerSourceMax ??
+      WS_CONNECTIONS_PER_SOURCE_MAX;
   }
 
   attach(_registry: DatabaseRegistry): void {}
@@ -287,10 +297,10 @@ export class WsHub {
       );
     }
     const fromSource = this.#connectionsPerSource.get(connectionSource) ?? 0;
-    if (fromSource >= WS_CONNECTIONS_PER_SOURCE_MAX) {
+    if (fromSource >= this.#connectionsPerSourceMax) {
       throw new OverloadedError(
         `Too many WebSocket connections from this address: ${fromSource} open, the limit is ` +
-          `${WS_CONNECTIONS_PER_SOURCE_MAX} (WS_CONNECTIONS_PER_SOURCE_MAX); close some first`,
+          `${this.#connectionsPerSourceMax} (--ws-connections-per-address); close some first`,
       );
     }
     // Deno's own protocol check splits the header on ", " exactly, so a list without spaces

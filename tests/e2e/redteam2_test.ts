@@ -409,6 +409,31 @@ Deno.test({
 });
 
 Deno.test({
+  name: "--ws-connections-per-address sets the per-address WebSocket bound",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    const server = await startServerProcess({ args: ["--ws-connections-per-address", "3"] });
+    const conns: Deno.Conn[] = [];
+    try {
+      await publish(server.url, "rt2-flag", await fixtureBundle("redteam"));
+      const path = "/v1/database/rt2-flag/subscribe";
+      for (let i = 0; i < 3; i++) {
+        const { conn, status } = await rawUpgrade(server.url, path);
+        conns.push(conn);
+        assertEquals(status, 101);
+      }
+      const refused = await rawUpgrade(server.url, path);
+      refused.conn.close();
+      assertEquals(refused.status, 503, "the fourth connection from one address");
+    } finally {
+      for (const conn of conns) conn.close();
+      await server.stop("SIGKILL");
+    }
+  },
+});
+
+Deno.test({
   name: "upgrades whose peer leaves at once do not stay counted as WebSocket clients",
   sanitizeOps: false,
   sanitizeResources: false,
