@@ -1008,16 +1008,7 @@ export class DatabaseRegistry {
           this.#stop(database, "restarting read-only or writable", { notify: false });
           await this.#options.storage.closeDatabase(database.key);
           const bundle = await Deno.readTextFile(join(database.directory, "module.js"));
-          const started = await this.#startHost(database.identity, database.owner, bundle, {
-            runInit: false,
-            logs: database.logs,
-            moduleHash: database.moduleHash,
-            genesis: await readGenesis(database.directory),
-          });
-          database.host = started.host;
-          database.stoppedReason = undefined;
-          database.durableTxOffset = started.durableTxOffset;
-          this.#catchUpDurable(database);
+          await this.#serveExisting(database, bundle);
           serving = true;
           this.#options.onUpdateEnd?.(database, false, "the database restarted");
           log.info(wanted === undefined ? "database writable" : "database read-only", {
@@ -1423,16 +1414,7 @@ export class DatabaseRegistry {
         }
         // Any failure leaves the old module serving with the data it had.
         await this.#options.storage.closeDatabase(database.key).catch(() => {});
-        const restored = await this.#startHost(database.identity, database.owner, oldBundle, {
-          runInit: false,
-          logs: database.logs,
-          moduleHash: database.moduleHash,
-          genesis: await readGenesis(database.directory),
-        });
-        database.host = restored.host;
-        database.stoppedReason = undefined;
-        database.durableTxOffset = restored.durableTxOffset;
-        this.#catchUpDurable(database);
+        await this.#serveExisting(database, oldBundle);
         serving = true;
         this.#options.onUpdateEnd?.(database, false, "the module update failed");
         throw new BadRequestError(
@@ -1729,20 +1711,11 @@ export class DatabaseRegistry {
       // A storage failure reported while we waited makes the stop permanent.
       if (database.storageFailure) return;
       const bundle = await Deno.readTextFile(join(database.directory, "module.js"));
-      const started = await this.#startHost(database.identity, database.owner, bundle, {
-        runInit: false,
-        logs: database.logs,
-        moduleHash: database.moduleHash,
-        genesis: await readGenesis(database.directory),
-      });
-      database.host = started.host;
-      database.durableTxOffset = started.durableTxOffset;
-      this.#catchUpDurable(database);
-      database.stoppedReason = undefined;
+      const host = await this.#serveExisting(database, bundle);
       database.metrics.restarts++;
       log.info("database restarted from its commit log", {
         identity: database.key,
-        transactions: started.host.txOffset,
+        transactions: host.txOffset,
       });
     }).catch((restartError) => {
       log.error("database restart failed", { identity: database.key, error: String(restartError) });
@@ -1756,6 +1729,25 @@ export class DatabaseRegistry {
     while (this.#preparedByHash.size > PREPARED_KEPT_IN_MEMORY) {
       this.#preparedByHash.delete(this.#preparedByHash.keys().next().value!);
     }
+  }
+
+  /**
+   * Starts `bundle` again for an existing database (no init: its state comes from its log) and
+   * makes the new process the one serving it. The caller has stopped the old one and closed its
+   * log. Returns the new host.
+   */
+  async #serveExisting(database: Database, bundle: string): Promise<DatabaseHost> {
+    const started = await this.#startHost(database.identity, database.owner, bundle, {
+      runInit: false,
+      logs: database.logs,
+      moduleHash: database.moduleHash,
+      genesis: await readGenesis(database.directory),
+    });
+    database.host = started.host;
+    database.stoppedReason = undefined;
+    database.durableTxOffset = started.durableTxOffset;
+    this.#catchUpDurable(database);
+    return started.host;
   }
 
   /** Applies the durable offset the actor knows, in case its event came before we listened. */

@@ -111,14 +111,17 @@ export async function runFloor(run: FloorRun): Promise<SystemResult> {
     cpu = sample.stop();
     stopped = true;
     for (const socket of sockets) socket.close();
+    const row = {
+      systemKey: `floor-${run.mode}`,
+      systemName: `floor: ${run.mode}`,
+      alpha: 0,
+      mode: run.inflightPerClient === 1 ? "closed" as const : "pipelined" as const,
+      clientCount: run.clientCount,
+      inflightPerClient: run.inflightPerClient,
+    };
     if (latencies.length === 0) {
       return {
-        systemKey: `floor-${run.mode}`,
-        systemName: `floor: ${run.mode}`,
-        alpha: 0,
-        mode: run.inflightPerClient === 1 ? "closed" : "pipelined",
-        clientCount: run.clientCount,
-        inflightPerClient: run.inflightPerClient,
+        ...row,
         status: "failed",
         reason: `the ${run.mode} floor server answered nothing in the window (${acked} of ${sent})`,
       };
@@ -126,12 +129,7 @@ export async function runFloor(run: FloorRun): Promise<SystemResult> {
     const sorted = Float64Array.from(latencies).sort() as unknown as number[];
     const sum = latencies.reduce((total, value) => total + value, 0);
     return {
-      systemKey: `floor-${run.mode}`,
-      systemName: `floor: ${run.mode}`,
-      alpha: 0,
-      mode: run.inflightPerClient === 1 ? "closed" : "pipelined",
-      clientCount: run.clientCount,
-      inflightPerClient: run.inflightPerClient,
+      ...row,
       status: "ok",
       cpu,
       load: {
